@@ -1,0 +1,71 @@
+//! Builds the kernel programs (`l4lb-ebpf`) with Debian's rustc-web, which ships
+//! a prebuilt `core` for bpfel-unknown-none (rustup here cannot build-std), and
+//! bpf-linker from `cargo xtask setup`. The object is embedded in the agent.
+use std::{env, path::PathBuf, process::Command};
+
+const DEBIAN_CARGO: &str = "/usr/bin/cargo";
+const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
+const TOOLS_BIN: &str = "/opt/l4lb-tools/bin";
+
+fn main() -> anyhow::Result<()> {
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);
+    let ebpf_dir = manifest.join("../l4lb-ebpf").canonicalize()?;
+    let common_dir = manifest.join("../l4lb-common").canonicalize()?;
+    for dir in [ebpf_dir.join("src"), common_dir.join("src")] {
+        println!("cargo:rerun-if-changed={}", dir.display());
+    }
+    println!(
+        "cargo:rerun-if-changed={}",
+        ebpf_dir.join("Cargo.toml").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        ebpf_dir.join(".cargo/config.toml").display()
+    );
+
+    for tool in [DEBIAN_CARGO, DEBIAN_RUSTC] {
+        if !PathBuf::from(tool).exists() {
+            anyhow::bail!(
+                "{tool} not found: the eBPF build needs Debian's rustc-web; run `cargo xtask setup` (as root)"
+            );
+        }
+    }
+    let linker = PathBuf::from(TOOLS_BIN).join("bpf-linker");
+    if !linker.exists() {
+        anyhow::bail!(
+            "{} not found: run `cargo xtask setup` (as root)",
+            linker.display()
+        );
+    }
+
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+    let target_dir = out_dir.join("ebpf-target");
+    let mut cmd = Command::new(DEBIAN_CARGO);
+    cmd.current_dir(&ebpf_dir)
+        .args(["build", "--release", "--target-dir"])
+        .arg(&target_dir);
+    // The parent build's toolchain settings must not leak into the eBPF build.
+    for (key, _) in env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("CARGO")
+            || key.starts_with("RUSTC")
+            || key == "RUSTFLAGS"
+            || key == "RUSTUP_TOOLCHAIN"
+            || key == "RUSTDOC"
+        {
+            cmd.env_remove(key.as_ref());
+        }
+    }
+    if let Ok(home) = env::var("CARGO_HOME") {
+        cmd.env("CARGO_HOME", home);
+    }
+    let path = format!("{TOOLS_BIN}:{}", env::var("PATH").unwrap_or_default());
+    cmd.env("RUSTC", DEBIAN_RUSTC).env("PATH", path);
+    let status = cmd.status()?;
+    if !status.success() {
+        anyhow::bail!("building l4lb-ebpf failed ({status})");
+    }
+    let obj = target_dir.join("bpfel-unknown-none/release/l4lb");
+    std::fs::copy(&obj, out_dir.join("l4lb.bpf.o"))?;
+    Ok(())
+}

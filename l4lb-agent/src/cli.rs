@@ -1,0 +1,65 @@
+//! Command line.
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::datapath::DEFAULT_PIN_ROOT;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "l4lb-agent",
+    version,
+    about = "DC/OS-style VIP load balancing on an eBPF datapath"
+)]
+pub struct Cli {
+    /// Log filter (tracing env-filter syntax); RUST_LOG overrides it.
+    #[arg(long, global = true, default_value = "info")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Load the datapath and keep it equal to the VIP source until SIGTERM/SIGINT.
+    Run(RunArgs),
+    /// Print the VIP table from the pinned maps (works while the agent is stopped).
+    Vips {
+        #[arg(long, default_value = DEFAULT_PIN_ROOT)]
+        pin_root: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate a VIP file and print the table it describes; touches nothing.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the pinned maps installed under --pin-root.
+    Teardown {
+        #[arg(long, default_value = DEFAULT_PIN_ROOT)]
+        pin_root: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Static VIP file (YAML or JSON). Default: the embedded example (examples/demo.yaml).
+    /// Re-read on SIGHUP and when the file changes.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// cgroup v2 directory whose processes are load-balanced. Default: the cgroup v2
+    /// root, i.e. every process on the node.
+    #[arg(long)]
+    pub cgroup: Option<PathBuf>,
+    /// bpffs directory where the maps are pinned (kept across restarts).
+    #[arg(long, default_value = DEFAULT_PIN_ROOT)]
+    pub pin_root: PathBuf,
+    /// Wait between switching a service to its new backend set and deleting the
+    /// old set's entries.
+    #[arg(long, default_value_t = crate::reconcile::DEFAULT_GRACE.as_millis() as u64)]
+    pub grace_ms: u64,
+}

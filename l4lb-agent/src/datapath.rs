@@ -1,0 +1,339 @@
+//! The only module that touches aya: loads the kernel programs, pins the maps,
+//! attaches the socket hooks to a cgroup, executes plans and reads the maps back.
+use std::{
+    fs::{self, File},
+    os::unix::fs::{DirBuilderExt, PermissionsExt},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, Map, MapData, PerCpuArray, PerCpuValues},
+    programs::{CgroupAttachMode, CgroupSockAddr},
+};
+use l4lb_common::{
+    ALL_MAPS, BACKEND_STATS_MAP, BACKENDS_MAP, Backend, MEMBERS_MAP, MemberKey, MemberValue,
+    SERVICE_STATS_MAP, SERVICES_MAP, SLOTS_MAP, ServiceKey, ServiceValue, SlotKey, Stats,
+};
+
+use crate::{
+    codec,
+    plan::{Applied, AppliedService, Op},
+};
+
+/// The compiled kernel programs (built by build.rs with Debian's rustc-web).
+static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/l4lb.bpf.o"));
+
+/// The socket hooks, by program name (the function names in l4lb-ebpf/src/sock_addr.rs).
+pub const SOCK_PROGRAMS: [&str; 8] = [
+    "l4lb_connect4",
+    "l4lb_connect6",
+    "l4lb_sendmsg4",
+    "l4lb_sendmsg6",
+    "l4lb_recvmsg4",
+    "l4lb_recvmsg6",
+    "l4lb_peername4",
+    "l4lb_peername6",
+];
+
+pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/l4lb";
+
+/// Typed handles on the maps the agent writes.
+pub struct Maps {
+    services: HashMap<MapData, ServiceKey, ServiceValue>,
+    slots: HashMap<MapData, SlotKey, u32>,
+    backends: HashMap<MapData, u32, Backend>,
+    members: HashMap<MapData, MemberKey, MemberValue>,
+    svc_stats: PerCpuArray<MapData, Stats>,
+    be_stats: PerCpuArray<MapData, Stats>,
+    nr_cpus: usize,
+}
+
+/// A failed map write: which op, and why (a full map, most likely).
+#[derive(Debug, thiserror::Error)]
+#[error("map write {index} ({op:?}) failed: {source}")]
+pub struct ApplyError {
+    pub index: usize,
+    pub op: Op,
+    #[source]
+    pub source: aya::maps::MapError,
+}
+
+fn nr_cpus() -> Result<usize> {
+    aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))
+}
+
+impl Maps {
+    /// Opens the maps pinned under `pin_root` (e.g. for the CLI, agent running or not).
+    pub fn open_pinned(pin_root: &Path) -> Result<Maps> {
+        let open = |name: &str| -> Result<Map> {
+            let path = pin_root.join(name);
+            let data = MapData::from_pin(&path).with_context(|| {
+                format!(
+                    "opening pinned map {} (is the agent installed with --pin-root {}?)",
+                    path.display(),
+                    pin_root.display()
+                )
+            })?;
+            Map::from_map_data(data).with_context(|| format!("map {}", path.display()))
+        };
+        Self::from_maps(open)
+    }
+
+    fn from_ebpf(ebpf: &mut Ebpf) -> Result<Maps> {
+        Self::from_maps(|name| {
+            ebpf.take_map(name)
+                .with_context(|| format!("map {name} missing from the BPF object"))
+        })
+    }
+
+    fn from_maps(mut get: impl FnMut(&str) -> Result<Map>) -> Result<Maps> {
+        Ok(Maps {
+            services: get(SERVICES_MAP)?.try_into()?,
+            slots: get(SLOTS_MAP)?.try_into()?,
+            backends: get(BACKENDS_MAP)?.try_into()?,
+            members: get(MEMBERS_MAP)?.try_into()?,
+            svc_stats: get(SERVICE_STATS_MAP)?.try_into()?,
+            be_stats: get(BACKEND_STATS_MAP)?.try_into()?,
+            nr_cpus: nr_cpus()?,
+        })
+    }
+
+    /// Runs the ops in order; stops at the first failure.
+    pub fn apply(&mut self, ops: &[Op]) -> Result<(), ApplyError> {
+        for (index, op) in ops.iter().enumerate() {
+            self.apply_one(op).map_err(|source| ApplyError {
+                index,
+                op: op.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn apply_one(&mut self, op: &Op) -> Result<(), aya::maps::MapError> {
+        match op {
+            Op::PutBackend(id, b) => self.backends.insert(id, b, 0),
+            Op::PutSlot(k, b) => self.slots.insert(k, b, 0),
+            Op::PutMember(k, w) => self.members.insert(
+                k,
+                MemberValue {
+                    weight: *w,
+                    _pad: 0,
+                },
+                0,
+            ),
+            Op::PutService(k, v) => self.services.insert(k, v, 0),
+            Op::DelSlot(k) => ignore_missing(self.slots.remove(k)),
+            Op::DelMember(k) => ignore_missing(self.members.remove(k)),
+            Op::DelService(k) => ignore_missing(self.services.remove(k)),
+            Op::DelBackend(id) => ignore_missing(self.backends.remove(id)),
+            Op::ResetServiceStats(id) => self.svc_stats.set(*id, zeroed(self.nr_cpus), 0),
+            Op::ResetBackendStats(id) => self.be_stats.set(*id, zeroed(self.nr_cpus), 0),
+        }
+    }
+
+    /// What the maps hold now, in the planner's terms.
+    pub fn read_applied(&self) -> Result<Applied> {
+        let mut applied = Applied::default();
+        let mut by_id = std::collections::BTreeMap::new();
+        for entry in self.services.iter() {
+            let (key, value) = entry.context("reading the services map")?;
+            let Some(vip) = codec::vip(&key) else {
+                continue;
+            };
+            by_id.insert(value.id, vip);
+            applied.services.insert(
+                vip,
+                AppliedService {
+                    id: value.id,
+                    revision: value.revision,
+                    ..Default::default()
+                },
+            );
+        }
+        for entry in self.members.iter() {
+            let (key, value) = entry.context("reading the members map")?;
+            if let Some(svc) = by_id
+                .get(&key.service_id)
+                .and_then(|vip| applied.services.get_mut(vip))
+            {
+                svc.members.insert(key.backend_id, value.weight);
+            }
+        }
+        for key in self.slots.keys() {
+            let key = key.context("reading the slots map")?;
+            if let Some(svc) = by_id
+                .get(&key.service_id)
+                .and_then(|vip| applied.services.get_mut(vip))
+            {
+                let n = &mut svc.slot_counts[(key.generation & 1) as usize];
+                *n = (*n).max(key.index + 1);
+            }
+        }
+        for entry in self.backends.iter() {
+            let (id, b) = entry.context("reading the backends map")?;
+            applied.backends.insert(id, codec::backend_addr(&b));
+        }
+        Ok(applied)
+    }
+
+    /// The active backend-set size of a service as the kernel sees it.
+    pub fn service_value(&self, vip: &crate::model::Vip) -> Option<ServiceValue> {
+        self.services.get(&codec::service_key(vip), 0).ok()
+    }
+
+    pub fn service_stats(&self, id: u32) -> Stats {
+        sum(self.svc_stats.get(&id, 0).ok())
+    }
+
+    pub fn backend_stats(&self, id: u32) -> Stats {
+        sum(self.be_stats.get(&id, 0).ok())
+    }
+}
+
+fn ignore_missing(r: Result<(), aya::maps::MapError>) -> Result<(), aya::maps::MapError> {
+    match r {
+        Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+        other => other,
+    }
+}
+
+fn zeroed(n: usize) -> PerCpuValues<Stats> {
+    PerCpuValues::try_from(vec![Stats::default(); n]).expect("nr_cpus > 0")
+}
+
+fn sum(values: Option<PerCpuValues<Stats>>) -> Stats {
+    let mut total = Stats::default();
+    for s in values.iter().flat_map(|v| v.iter()) {
+        total.add(s);
+    }
+    total
+}
+
+/// The loaded programs, attached to a cgroup. Dropping it detaches them; the
+/// maps stay pinned.
+pub struct Attached {
+    _ebpf: Ebpf,
+}
+
+/// What `load` returns: the maps to write, the attachment to keep alive, and
+/// the reader of kernel-side log records (if the object logs).
+pub struct Loaded {
+    pub maps: Maps,
+    pub attached: Attached,
+    pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+}
+
+/// The root of the cgroup v2 hierarchy (where `--cgroup` defaults to).
+pub fn cgroup2_root() -> Result<PathBuf> {
+    let mounts = fs::read_to_string("/proc/self/mounts").context("reading /proc/self/mounts")?;
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_, target, fstype) = (f.next()?, f.next()?, f.next()?);
+            (fstype == "cgroup2").then(|| PathBuf::from(target))
+        })
+        .next()
+        .context("no cgroup2 filesystem is mounted")
+}
+
+/// Creates (or reuses) the pinned maps under `pin_root`, loads the socket
+/// hooks and attaches them to `cgroup`.
+pub fn load(pin_root: &Path, cgroup: &Path) -> Result<Loaded> {
+    {
+        if std::env::var_os("L4LB_FORBID_ROOT_CGROUP").is_some() {
+            let root = cgroup2_root()?;
+            if fs::canonicalize(cgroup).ok() == fs::canonicalize(&root).ok() {
+                bail!(
+                    "refusing to attach to the root cgroup {} (L4LB_FORBID_ROOT_CGROUP is set)",
+                    root.display()
+                );
+            }
+        }
+        let cgroup_dir =
+            File::open(cgroup).with_context(|| format!("opening cgroup {}", cgroup.display()))?;
+        ensure_pin_root(pin_root)?;
+
+        let paths: Vec<(&str, PathBuf)> = ALL_MAPS.iter().map(|n| (*n, pin_root.join(n))).collect();
+        let mut loader = EbpfLoader::new();
+        for (name, path) in &paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader
+            .load(BPF_OBJECT)
+            .context("loading the l4lb BPF object")?;
+        for (_, path) in &paths {
+            // Pinned maps hold the service table: root only.
+            let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o600));
+        }
+        let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::warn!("kernel-side logging unavailable: {e}");
+                None
+            }
+        };
+        for name in SOCK_PROGRAMS {
+            let prog: &mut CgroupSockAddr = ebpf
+                .program_mut(name)
+                .with_context(|| format!("program {name} missing from the BPF object"))?
+                .try_into()?;
+            prog.load()
+                .with_context(|| format!("loading {name} (verifier)"))?;
+            // bpf_link attachments are always multi-program (the kernel rejects
+            // flags on link_create), so other cgroup programs keep running.
+            prog.attach(&cgroup_dir, CgroupAttachMode::Single)
+                .with_context(|| format!("attaching {name} to {}", cgroup.display()))?;
+        }
+        let maps = Maps::from_ebpf(&mut ebpf)?;
+        Ok(Loaded {
+            maps,
+            attached: Attached { _ebpf: ebpf },
+            logger,
+        })
+    }
+}
+
+fn ensure_pin_root(pin_root: &Path) -> Result<()> {
+    let bpffs = pin_root.ancestors().any(|p| p == Path::new("/sys/fs/bpf"));
+    if bpffs && !is_bpffs("/sys/fs/bpf") {
+        bail!(
+            "/sys/fs/bpf is not a bpffs mount: run `mount -t bpf bpf /sys/fs/bpf` (or `cargo xtask setup`)"
+        );
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(pin_root)
+        .with_context(|| format!("creating pin root {}", pin_root.display()))
+}
+
+fn is_bpffs(path: &str) -> bool {
+    fs::read_to_string("/proc/self/mounts")
+        .map(|m| {
+            m.lines().any(|l| {
+                l.split_whitespace().nth(1) == Some(path)
+                    && l.split_whitespace().nth(2) == Some("bpf")
+            })
+        })
+        .unwrap_or(false)
+}
+
+/// Removes the pinned maps under `pin_root` (programs detach when the agent exits).
+pub fn teardown(pin_root: &Path) -> Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    for name in ALL_MAPS {
+        let path = pin_root.join(name);
+        match fs::remove_file(&path) {
+            Ok(()) => removed.push(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+        }
+    }
+    // Only remove the directory if nothing else lives there.
+    let _ = fs::remove_dir(pin_root);
+    Ok(removed)
+}

@@ -1,0 +1,79 @@
+//! l4lb-agent: keeps the VIP → backends table in the l4lb BPF maps.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use l4lb_agent::{
+    cli::{Cli, Command},
+    config, datapath, naming, run, table,
+};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cli.log));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            rt.block_on(run::run(args))
+        }
+        Command::Vips { pin_root, json } => {
+            let maps = datapath::Maps::open_pinned(&pin_root)?;
+            let rows = table::vip_rows(&maps)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                table::print_vips(&rows);
+            }
+            Ok(())
+        }
+        Command::Check { config, json } => {
+            let cfg = config::load_config(&config)?;
+            let desired = cfg.desired_state(&mut naming::VipAllocator::default())?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&desired.services.iter().collect::<Vec<_>>())?
+                );
+            } else {
+                for (vip, spec) in &desired.services {
+                    let name = spec
+                        .name
+                        .as_deref()
+                        .map(|n| format!(" ({n})"))
+                        .unwrap_or_default();
+                    println!("{vip}{name}");
+                    for (addr, w) in &spec.backends {
+                        println!("  -> {addr} weight {w}");
+                    }
+                }
+                println!("ok: {} VIPs", desired.services.len());
+            }
+            Ok(())
+        }
+        Command::Teardown { pin_root } => {
+            for path in datapath::teardown(&pin_root)? {
+                println!("removed {}", path.display());
+            }
+            Ok(())
+        }
+    }
+}

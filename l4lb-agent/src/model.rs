@@ -1,0 +1,89 @@
+//! The desired state: what the datapath should hold, independent of where it
+//! came from (static file, Marathon) and of how the maps encode it. Pure data.
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::{IpAddr, SocketAddr},
+};
+
+use serde::Serialize;
+
+/// Transport protocol of a VIP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub fn ipproto(self) -> u8 {
+        match self {
+            Proto::Tcp => l4lb_common::IPPROTO_TCP,
+            Proto::Udp => l4lb_common::IPPROTO_UDP,
+        }
+    }
+
+    pub fn from_ipproto(p: u8) -> Option<Proto> {
+        match p {
+            l4lb_common::IPPROTO_TCP => Some(Proto::Tcp),
+            l4lb_common::IPPROTO_UDP => Some(Proto::Udp),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        })
+    }
+}
+
+impl std::str::FromStr for Proto {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "tcp" => Ok(Proto::Tcp),
+            "udp" => Ok(Proto::Udp),
+            other => Err(format!("unknown protocol {other:?} (expected tcp or udp)")),
+        }
+    }
+}
+
+/// A service's identity in the datapath: the address clients connect to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Vip {
+    pub addr: SocketAddr,
+    pub proto: Proto,
+}
+
+impl fmt::Display for Vip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.proto)
+    }
+}
+
+/// What one VIP balances to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ServiceSpec {
+    /// The VIP label it was declared with (`/redis:6379`), for named VIPs.
+    pub name: Option<String>,
+    /// Backend → weight (0 = no new connections, existing ones untouched).
+    pub backends: BTreeMap<SocketAddr, u32>,
+}
+
+/// Everything the datapath should hold. Same family for a VIP and all its
+/// backends is an invariant the sources guarantee (see `config`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DesiredState {
+    pub services: BTreeMap<Vip, ServiceSpec>,
+}
+
+/// True if both addresses are the same family (the socket hooks cannot turn an
+/// IPv4 connect() into an IPv6 one).
+pub fn same_family(a: IpAddr, b: IpAddr) -> bool {
+    a.is_ipv4() == b.is_ipv4()
+}

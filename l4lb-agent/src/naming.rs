@@ -1,0 +1,621 @@
+//! dcos-net's VIP naming: label → DNS name, `VIP_n` label values → VIP, and
+//! the deterministic name → address allocation for named VIPs.
+//!
+//! Everything here is pure so both sources (static file, Marathon) and the
+//! DNS side agree on names and addresses without talking to each other.
+use std::{
+    collections::{BTreeMap, BTreeSet, HashSet},
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use sha1::{Digest, Sha1};
+
+/// DNS zone named VIPs live in: `<label>.<framework>.l4lb.thisdcos.directory`.
+pub const L4LB_ZONE: &str = "l4lb.thisdcos.directory";
+
+/// First address handed to named IPv4 VIPs (dcos-net's `min_named_ip`).
+pub const V4_RANGE_START: Ipv4Addr = Ipv4Addr::new(11, 0, 0, 0);
+/// Number of named IPv4 addresses: 11.0.0.0 ..= 11.255.255.254 (dcos-net's
+/// `max - min`, so the top address is never handed out).
+pub const V4_RANGE_SIZE: u32 = (1 << 24) - 1;
+/// First address handed to named IPv6 VIPs (dcos-net's `min_named_ip6`).
+pub const V6_RANGE_START: Ipv6Addr = Ipv6Addr::new(0xfd01, 0xc, 0, 0, 0, 0, 0, 0);
+/// Number of named IPv6 addresses: fd01:c:: ..= fd01:c::ffff:ffff:ffff:fffe.
+/// `max - min` of fd01:c::/64: the modulus dcos-net hashes into.
+pub const V6_RANGE_SIZE: u64 = u64::MAX;
+
+/// Why a VIP label value or an allocation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NamingError {
+    #[error(
+        "VIP label {value:?}: missing \":port\" (expected /name:port, name:port, ip:port or [ipv6]:port)"
+    )]
+    MissingPort { value: String },
+    #[error("VIP label {value:?}: port {port:?} is not an integer in 1..=65535")]
+    BadPort { value: String, port: String },
+    #[error("VIP label {value:?}: {host:?} is neither an IP address nor a VIP name")]
+    BadAddress { value: String, host: String },
+    #[error("VIP label {value:?}: name {name:?} has no letter or digit, so it has no DNS name")]
+    EmptyName { value: String, name: String },
+    #[error("no free {family} VIP address left: {wanted} names for a range of {size} addresses")]
+    OutOfAddresses {
+        family: Family,
+        wanted: usize,
+        size: u128,
+    },
+}
+
+/// dcos-net's label mangling (`mesos_state:label/1`): lower-case; `-`, `_`
+/// and `.` become `-`; every other character (including `/`) is dropped;
+/// leading and trailing `-` trimmed; at most 63 characters. `None` if nothing
+/// is left. `/group/app` → `groupapp`.
+///
+/// Reproduces dcos-net's truncation quirk too: once 63 characters are reached
+/// the trailing `-`s are cut and only letters and digits may fill the space,
+/// so the DNS name (and the hash key) match a dcos-net cluster's.
+pub fn normalize_label(label: &str) -> Option<String> {
+    #[derive(PartialEq)]
+    enum State {
+        Start,
+        Middle,
+        Terminate,
+    }
+    let mut out = String::with_capacity(label.len().min(63));
+    let mut state = State::Start;
+    for c in label.chars() {
+        let c = c.to_ascii_lowercase();
+        let allowed = c.is_ascii_lowercase() || c.is_ascii_digit();
+        if state == State::Middle && out.len() > 62 {
+            trim_trailing_dashes(&mut out);
+            state = State::Terminate;
+        }
+        if state == State::Terminate && out.len() == 63 {
+            break;
+        }
+        match state {
+            State::Start if allowed => {
+                out.push(c);
+                state = State::Middle;
+            }
+            State::Middle if matches!(c, '-' | '_' | '.') => out.push('-'),
+            State::Middle | State::Terminate if allowed => out.push(c),
+            _ => {}
+        }
+    }
+    trim_trailing_dashes(&mut out);
+    (!out.is_empty()).then_some(out)
+}
+
+fn trim_trailing_dashes(s: &mut String) {
+    let len = s.trim_end_matches('-').len();
+    s.truncate(len);
+}
+
+/// The allocator key and DNS prefix of a named VIP: `/redis` + `marathon` →
+/// `redis.marathon`.
+pub fn vip_key(label: &str, framework: &str) -> Option<String> {
+    Some(format!(
+        "{}.{}",
+        normalize_label(label)?,
+        normalize_label(framework)?
+    ))
+}
+
+/// `/redis` + `marathon` → `redis.marathon.l4lb.thisdcos.directory`.
+pub fn vip_fqdn(label: &str, framework: &str) -> Option<String> {
+    Some(format!("{}.{L4LB_ZONE}", vip_key(label, framework)?))
+}
+
+/// The VIP half of a `VIP_n` port label.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum VipName {
+    /// The name as written (`/redis`, `redis`): the address is allocated.
+    Named(String),
+    /// An explicit address.
+    Ip(IpAddr),
+}
+
+/// A parsed `VIP_n` label value (`/redis:6379`, `1.2.3.4:80`, `[fd01::1]:80`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VipLabel {
+    pub name: VipName,
+    pub port: u16,
+}
+
+/// Parses a `VIP_n` label value the way dcos-net does: split at the LAST `:`
+/// (so the bare IPv6 form `fd01::1:80` works), the right part is the port
+/// (1–65535), the left part an IP address (IPv6 optionally in brackets) or
+/// else a name. A name must keep at least one character after
+/// [`normalize_label`], or it could not be resolved or hashed.
+pub fn parse_vip_label(value: &str) -> Result<VipLabel, NamingError> {
+    let (host, port) = value
+        .rsplit_once(':')
+        .ok_or_else(|| NamingError::MissingPort {
+            value: value.to_owned(),
+        })?;
+    let port = parse_port(port).ok_or_else(|| NamingError::BadPort {
+        value: value.to_owned(),
+        port: port.to_owned(),
+    })?;
+    let bad_address = || NamingError::BadAddress {
+        value: value.to_owned(),
+        host: host.to_owned(),
+    };
+    let name = if let Some(inner) = host.strip_prefix('[') {
+        let inner = inner.strip_suffix(']').ok_or_else(bad_address)?;
+        VipName::Ip(IpAddr::V6(inner.parse().map_err(|_| bad_address())?))
+    } else if let Ok(ip) = host.parse::<IpAddr>() {
+        VipName::Ip(ip)
+    } else if host.contains([':', '[', ']']) {
+        // A mangled IPv6 address (`fd01::1` without a port splits into
+        // `fd01:` + `1`): refusing beats inventing a VIP named "fd01".
+        return Err(bad_address());
+    } else if normalize_label(host).is_none() {
+        return Err(NamingError::EmptyName {
+            value: value.to_owned(),
+            name: host.to_owned(),
+        });
+    } else {
+        VipName::Named(host.to_owned())
+    };
+    Ok(VipLabel { name, port })
+}
+
+/// A port: decimal digits only (no sign, no spaces), 1–65535.
+pub fn parse_port(s: &str) -> Option<u16> {
+    if s.is_empty() || s.len() > 5 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse::<u16>().ok().filter(|&p| p != 0)
+}
+
+/// Address family of a named VIP's address space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub fn of(ip: IpAddr) -> Family {
+        if ip.is_ipv4() { Family::V4 } else { Family::V6 }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        })
+    }
+}
+
+/// SHA-1 of `key` read as a 160-bit big-endian integer, mod `size` — dcos-net's
+/// IPv6 rule (`<<Hash:160>> = crypto:hash(sha, Name), Hash rem Qtty`), used for
+/// IPv4 too (dcos-net uses Erlang's `phash2` there, which is not worth
+/// reimplementing: any stable, well-spread hash will do for IPv4).
+fn hash_offset(key: &str, size: u128) -> u128 {
+    debug_assert!(
+        size > 0 && size <= 1 << 64,
+        "the fold below needs size <= 2^64"
+    );
+    Sha1::digest(key.as_bytes())
+        .iter()
+        .fold(0u128, |acc, &b| ((acc << 8) | u128::from(b)) % size)
+}
+
+/// One family's address space and who holds what in it.
+#[derive(Clone, Debug)]
+struct Pool {
+    family: Family,
+    /// First address, as an integer.
+    base: u128,
+    /// Number of addresses: offsets are `0..size`.
+    size: u128,
+    /// Key → offset from `base`.
+    by_key: BTreeMap<String, u128>,
+}
+
+impl Pool {
+    fn new(family: Family, base: IpAddr, size: u128) -> Pool {
+        let base = match base {
+            IpAddr::V4(a) => u128::from(u32::from(a)),
+            IpAddr::V6(a) => u128::from(a),
+        };
+        let max = match family {
+            Family::V4 => u128::from(u32::MAX),
+            Family::V6 => u128::MAX,
+        };
+        assert!(
+            size > 0 && size <= 1 << 64,
+            "pool size {size} out of 1..=2^64"
+        );
+        assert!(size - 1 <= max - base, "pool overflows the address space");
+        Pool {
+            family,
+            base,
+            size,
+            by_key: BTreeMap::new(),
+        }
+    }
+
+    fn addr(&self, offset: u128) -> IpAddr {
+        let n = self.base + offset;
+        match self.family {
+            // `Pool::new` keeps `base + size - 1` within u32.
+            Family::V4 => IpAddr::V4(Ipv4Addr::from(n as u32)),
+            Family::V6 => IpAddr::V6(Ipv6Addr::from(n)),
+        }
+    }
+
+    fn allocate(&mut self, keys: &BTreeSet<String>) -> Result<(), NamingError> {
+        if keys.len() as u128 > self.size {
+            return Err(NamingError::OutOfAddresses {
+                family: self.family,
+                wanted: keys.len(),
+                size: self.size,
+            });
+        }
+        // Stability: names still wanted keep their address, whatever new
+        // names hash to. Names no longer wanted are dropped (released).
+        let mut by_key: BTreeMap<String, u128> = self
+            .by_key
+            .iter()
+            .filter(|(k, _)| keys.contains(*k))
+            .map(|(k, &o)| (k.clone(), o))
+            .collect();
+        let mut taken: HashSet<u128> = by_key.values().copied().collect();
+        // Newcomers in sorted order (BTreeSet order), so a batch's result does
+        // not depend on the order the names were collected in.
+        for key in keys {
+            if by_key.contains_key(key) {
+                continue;
+            }
+            // Linear probe; terminates because keys.len() <= size.
+            let mut offset = hash_offset(key, self.size);
+            while !taken.insert(offset) {
+                offset = (offset + 1) % self.size;
+            }
+            by_key.insert(key.clone(), offset);
+        }
+        self.by_key = by_key;
+        Ok(())
+    }
+}
+
+/// Hands out named-VIP addresses: SHA-1 of the key (`label.framework`, see
+/// [`vip_key`]) mod the range size, added to the range start; linear probe on
+/// collision, new names in sorted order (so a batch's result does not depend
+/// on the order names were found in). A name keeps its address as long as it
+/// stays: on collisions, who came first wins, not who sorts first. Keep one
+/// allocator for the agent's life so names survive reloads, and give each
+/// [`VipAllocator::allocate`] call the complete set of that family's names:
+/// names left out are released.
+#[derive(Clone, Debug)]
+pub struct VipAllocator {
+    v4: Pool,
+    v6: Pool,
+}
+
+impl Default for VipAllocator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl VipAllocator {
+    /// dcos-net's ranges: 11.0.0.0–11.255.255.254 and fd01:c::/64.
+    pub fn new() -> Self {
+        Self::with_ranges(
+            (V4_RANGE_START, V4_RANGE_SIZE),
+            (V6_RANGE_START, V6_RANGE_SIZE),
+        )
+    }
+
+    /// Custom ranges (tests force collisions with tiny ones).
+    /// Panics if a size is 0 or a range runs past the end of its family.
+    pub fn with_ranges(v4: (Ipv4Addr, u32), v6: (Ipv6Addr, u64)) -> Self {
+        VipAllocator {
+            v4: Pool::new(Family::V4, IpAddr::V4(v4.0), u128::from(v4.1)),
+            v6: Pool::new(Family::V6, IpAddr::V6(v6.0), u128::from(v6.1)),
+        }
+    }
+
+    fn pool(&self, family: Family) -> &Pool {
+        match family {
+            Family::V4 => &self.v4,
+            Family::V6 => &self.v6,
+        }
+    }
+
+    /// Makes `keys` exactly the allocated names of `family` and returns their
+    /// addresses. On error nothing changes.
+    pub fn allocate(
+        &mut self,
+        family: Family,
+        keys: &BTreeSet<String>,
+    ) -> Result<BTreeMap<String, IpAddr>, NamingError> {
+        match family {
+            Family::V4 => self.v4.allocate(keys)?,
+            Family::V6 => self.v6.allocate(keys)?,
+        }
+        Ok(self.allocations(family))
+    }
+
+    /// The address `key` holds in `family`, if allocated.
+    pub fn get(&self, family: Family, key: &str) -> Option<IpAddr> {
+        let pool = self.pool(family);
+        pool.by_key.get(key).map(|&o| pool.addr(o))
+    }
+
+    /// Every allocated name of `family` and its address.
+    pub fn allocations(&self, family: Family) -> BTreeMap<String, IpAddr> {
+        let pool = self.pool(family);
+        pool.by_key
+            .iter()
+            .map(|(k, &o)| (k.clone(), pool.addr(o)))
+            .collect()
+    }
+
+    /// Where `key`'s probe starts: its address unless it collided.
+    pub fn hashed_address(&self, family: Family, key: &str) -> IpAddr {
+        let pool = self.pool(family);
+        pool.addr(hash_offset(key, pool.size))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn normalize_basic() {
+        assert_eq!(normalize_label("/redis").as_deref(), Some("redis"));
+        assert_eq!(normalize_label("/group/app").as_deref(), Some("groupapp"));
+        assert_eq!(normalize_label("/My_App.v2").as_deref(), Some("my-app-v2"));
+        assert_eq!(normalize_label("--a--").as_deref(), Some("a"));
+        assert_eq!(normalize_label("/_x_/").as_deref(), Some("x"));
+        assert_eq!(normalize_label("qux.ipv6").as_deref(), Some("qux-ipv6"));
+        assert_eq!(normalize_label("r€dis!").as_deref(), Some("rdis"));
+        assert_eq!(normalize_label("/"), None);
+        assert_eq!(normalize_label("-._"), None);
+        assert_eq!(normalize_label(""), None);
+    }
+
+    #[test]
+    fn normalize_matches_dcos_net_vectors() {
+        // From dcos-net's mesos_state label tests.
+        assert_eq!(
+            normalize_label("fd%gsf---gs7-f$gs--d7fddg-123").as_deref(),
+            Some("fdgsf---gs7-fgs--d7fddg-123")
+        );
+        assert_eq!(normalize_label("-4abc123").as_deref(), Some("4abc123"));
+        assert_eq!(
+            normalize_label("89fdgsf---gs7-fgs--d7fddg-").as_deref(),
+            Some("89fdgsf---gs7-fgs--d7fddg")
+        );
+        assert_eq!(
+            normalize_label("fd%gsf---gs7-f$gs--d7fddg123456789012345678901234567890123456789-123")
+                .as_deref(),
+            Some("fdgsf---gs7-fgs--d7fddg1234567890123456789012345678901234567891")
+        );
+        assert_eq!(
+            normalize_label("##fdgsf---gs7-fgs--d7fddg123456789012345678901234567890123456789-")
+                .as_deref(),
+            Some("fdgsf---gs7-fgs--d7fddg123456789012345678901234567890123456789")
+        );
+    }
+
+    #[test]
+    fn normalize_caps_at_63() {
+        let long = "a".repeat(100);
+        assert_eq!(normalize_label(&long).unwrap().len(), 63);
+        let dashy = format!("{}-{}", "a".repeat(62), "b".repeat(5));
+        let n = normalize_label(&dashy).unwrap();
+        assert_eq!(n.len(), 63);
+        assert!(n.ends_with('b') && !n.contains('-'));
+    }
+
+    #[test]
+    fn fqdn() {
+        assert_eq!(
+            vip_fqdn("/redis", "marathon").as_deref(),
+            Some("redis.marathon.l4lb.thisdcos.directory")
+        );
+        assert_eq!(
+            vip_fqdn("/group/app", "marathon").as_deref(),
+            Some("groupapp.marathon.l4lb.thisdcos.directory")
+        );
+        assert_eq!(vip_key("/qux", "ipv6").as_deref(), Some("qux.ipv6"));
+        assert_eq!(vip_fqdn("/", "marathon"), None);
+    }
+
+    #[test]
+    fn parse_label_forms() {
+        let named = |n: &str, port| VipLabel {
+            name: VipName::Named(n.into()),
+            port,
+        };
+        let ipl = |s: &str, port| VipLabel {
+            name: VipName::Ip(ip(s)),
+            port,
+        };
+        assert_eq!(parse_vip_label("/redis:6379"), Ok(named("/redis", 6379)));
+        assert_eq!(parse_vip_label("redis:1"), Ok(named("redis", 1)));
+        assert_eq!(parse_vip_label("/a/b:65535"), Ok(named("/a/b", 65535)));
+        assert_eq!(parse_vip_label("1.2.3.4:80"), Ok(ipl("1.2.3.4", 80)));
+        assert_eq!(parse_vip_label("[fd01::1]:80"), Ok(ipl("fd01::1", 80)));
+        assert_eq!(parse_vip_label("fd01::1:80"), Ok(ipl("fd01::1", 80)));
+        assert_eq!(parse_vip_label("::1:80"), Ok(ipl("::1", 80)));
+    }
+
+    #[test]
+    fn parse_label_errors() {
+        let msg = |v: &str| parse_vip_label(v).unwrap_err().to_string();
+        for (value, needle) in [
+            ("/redis", "missing \":port\""),
+            ("/redis:", "port \"\" is not an integer in 1..=65535"),
+            ("/redis:0", "port \"0\""),
+            (
+                "/redis:65536",
+                "port \"65536\" is not an integer in 1..=65535",
+            ),
+            ("/redis:99999999999", "port \"99999999999\""),
+            ("/redis:+80", "port \"+80\""),
+            ("/redis:http", "port \"http\""),
+            (
+                "fd01::1",
+                "\"fd01:\" is neither an IP address nor a VIP name",
+            ),
+            ("[1.2.3.4]:80", "\"[1.2.3.4]\" is neither"),
+            ("[fd01::1:80", "is neither"),
+            ("/:80", "name \"/\" has no letter or digit"),
+            (":80", "name \"\" has no letter or digit"),
+        ] {
+            let m = msg(value);
+            assert!(m.contains(needle), "{value:?}: {m}");
+            assert!(m.contains(&format!("{value:?}")), "{value:?}: {m}");
+        }
+    }
+
+    #[test]
+    fn ipv6_matches_dcos_net_test() {
+        // dcos-net's lookup_vips test: /qux on framework ipv6.
+        let key = vip_key("/qux", "ipv6").unwrap();
+        let mut a = VipAllocator::new();
+        let want = ip("fd01:c::6d6d:9c64:fd19:f251");
+        assert_eq!(a.hashed_address(Family::V6, &key), want);
+        let got = a.allocate(Family::V6, &set(&[&key])).unwrap();
+        assert_eq!(got[&key], want);
+        assert_eq!(a.get(Family::V6, &key), Some(want));
+    }
+
+    #[test]
+    fn ipv4_rule_pinned() {
+        // SHA-1("redis.marathon") mod (2^24 - 1) = 0x1682c3 → 11.22.130.195.
+        // Pinned: changing the rule would move every named VIP on upgrade.
+        let mut a = VipAllocator::new();
+        let got = a.allocate(Family::V4, &set(&["redis.marathon"])).unwrap();
+        assert_eq!(got["redis.marathon"], ip("11.22.130.195"));
+    }
+
+    #[test]
+    fn addresses_stay_in_range() {
+        let names: BTreeSet<String> = (0..2000).map(|i| format!("app{i}.marathon")).collect();
+        let mut a = VipAllocator::new();
+        let v4 = a.allocate(Family::V4, &names).unwrap();
+        let v6 = a.allocate(Family::V6, &names).unwrap();
+        assert_eq!(v4.len(), names.len());
+        let distinct: BTreeSet<_> = v4.values().collect();
+        assert_eq!(distinct.len(), names.len());
+        for addr in v4.values() {
+            let IpAddr::V4(a) = addr else {
+                panic!("{addr}")
+            };
+            assert_eq!(a.octets()[0], 11);
+            assert_ne!(*a, Ipv4Addr::new(11, 255, 255, 255));
+        }
+        for addr in v6.values() {
+            let IpAddr::V6(a) = addr else {
+                panic!("{addr}")
+            };
+            assert_eq!(a.segments()[..4], [0xfd01, 0xc, 0, 0]);
+        }
+    }
+
+    /// A 3-address IPv4 pool at 10.0.0.0, and two names (sorted) that both
+    /// hash to its LAST address, so the second one's probe wraps to the first
+    /// address. Found by search so the test hard-codes no hash values.
+    fn tiny() -> (VipAllocator, String, String) {
+        let a = VipAllocator::with_ranges(
+            (Ipv4Addr::new(10, 0, 0, 0), 3),
+            (V6_RANGE_START, V6_RANGE_SIZE),
+        );
+        let mut hits = (0..)
+            .map(|i| format!("n{i}.marathon"))
+            .filter(|k| a.hashed_address(Family::V4, k) == ip("10.0.0.2"));
+        let (x, y) = (hits.next().unwrap(), hits.next().unwrap());
+        let (x, y) = if x < y { (x, y) } else { (y, x) };
+        (a, x, y)
+    }
+
+    #[test]
+    fn collision_probes_to_next_free_and_wraps() {
+        let (mut a, x, y) = tiny();
+        let got = a.allocate(Family::V4, &set(&[&y, &x])).unwrap();
+        assert_eq!(got[&x], ip("10.0.0.2"));
+        assert_eq!(got[&y], ip("10.0.0.0"));
+        // A third name hashing anywhere takes the one address left.
+        let got = a.allocate(Family::V4, &set(&[&x, &y, "z"])).unwrap();
+        assert_eq!(got["z"], ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn order_independent() {
+        let (a, x, y) = tiny();
+        let names = [x.as_str(), y.as_str(), "zz.marathon"];
+        let fwd: BTreeSet<String> = names.iter().map(|s| s.to_string()).collect();
+        let rev: BTreeSet<String> = names.iter().rev().map(|s| s.to_string()).collect();
+        let r1 = a.clone().allocate(Family::V4, &fwd).unwrap();
+        let r2 = a.clone().allocate(Family::V4, &rev).unwrap();
+        assert_eq!(r1, r2);
+        assert_eq!(r1.values().collect::<BTreeSet<_>>().len(), 3);
+    }
+
+    #[test]
+    fn stable_while_present_and_released_when_gone() {
+        let (mut a, x, y) = tiny();
+        a.allocate(Family::V4, &set(&[&x, &y])).unwrap();
+        assert_eq!(a.get(Family::V4, &y), Some(ip("10.0.0.0")));
+        // `x` leaves: `y` keeps its probed address, `x` is released.
+        let got = a.allocate(Family::V4, &set(&[&y])).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[&y], ip("10.0.0.0"));
+        assert_eq!(a.get(Family::V4, &x), None);
+        // `x` returns and takes its freed hashed address; `y` stays put.
+        let got = a.allocate(Family::V4, &set(&[&x, &y])).unwrap();
+        assert_eq!(got[&x], ip("10.0.0.2"));
+        assert_eq!(got[&y], ip("10.0.0.0"));
+        // History beats order: if `y` came first it holds the hashed address
+        // and `x`, arriving later, probes instead of evicting it.
+        let mut b = tiny().0;
+        b.allocate(Family::V4, &set(&[&y])).unwrap();
+        let got = b.allocate(Family::V4, &set(&[&x, &y])).unwrap();
+        assert_eq!(got[&y], ip("10.0.0.2"));
+        assert_eq!(got[&x], ip("10.0.0.0"));
+        // Families are independent.
+        assert!(a.allocations(Family::V6).is_empty());
+    }
+
+    #[test]
+    fn exhaustion_is_an_error_and_changes_nothing() {
+        let (mut a, _, _) = tiny();
+        let names: BTreeSet<String> = (0..3).map(|i| format!("w{i}")).collect();
+        let got = a.allocate(Family::V4, &names).unwrap();
+        let all: BTreeSet<IpAddr> = got.values().copied().collect();
+        assert_eq!(
+            all,
+            [ip("10.0.0.0"), ip("10.0.0.1"), ip("10.0.0.2")]
+                .into_iter()
+                .collect()
+        );
+        let mut four = names.clone();
+        four.insert("w3".into());
+        let err = a.allocate(Family::V4, &four).unwrap_err();
+        assert!(
+            err.to_string().contains("no free IPv4 VIP address"),
+            "{err}"
+        );
+        assert_eq!(a.allocations(Family::V4), got);
+    }
+}

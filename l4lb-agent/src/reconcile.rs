@@ -1,0 +1,150 @@
+//! Drives the maps toward a desired state: plan → write → grace → cleanup.
+//! Keeps the last applied state in memory; after any write failure it re-reads
+//! the maps, which are the truth, so the next attempt starts from reality.
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use crate::{
+    model::DesiredState,
+    plan::{Applied, Op, Summary, plan},
+};
+
+/// What the reconciler needs from the datapath (a fake in tests).
+pub trait MapWriter {
+    fn write(&mut self, ops: &[Op]) -> Result<()>;
+    fn read_back(&self) -> Result<Applied>;
+}
+
+impl MapWriter for crate::datapath::Maps {
+    fn write(&mut self, ops: &[Op]) -> Result<()> {
+        Ok(self.apply(ops)?)
+    }
+    fn read_back(&self) -> Result<Applied> {
+        self.read_applied()
+    }
+}
+
+/// How long a BPF program that read the previous generation may still be
+/// running. Programs run in microseconds; this is generous on purpose.
+pub const DEFAULT_GRACE: Duration = Duration::from_millis(20);
+
+pub struct Reconciler<W> {
+    pub writer: W,
+    applied: Applied,
+    grace: Duration,
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub summary: Summary,
+    pub writes: usize,
+    pub took: Duration,
+}
+
+impl<W: MapWriter> Reconciler<W> {
+    /// Adopts whatever the maps already hold (a previous run's table).
+    pub fn adopt(writer: W, grace: Duration) -> Result<Self> {
+        let applied = writer.read_back()?;
+        Ok(Reconciler {
+            writer,
+            applied,
+            grace,
+        })
+    }
+
+    pub fn applied(&self) -> &Applied {
+        &self.applied
+    }
+
+    pub async fn reconcile(&mut self, desired: &DesiredState) -> Result<Outcome> {
+        let start = Instant::now();
+        let p = plan(&self.applied, desired)?;
+        let writes = p.now.len() + p.after_grace.len();
+        if let Err(e) = self.writer.write(&p.now) {
+            self.applied = self.writer.read_back()?;
+            return Err(e.context("applying the new table (unchanged services keep serving)"));
+        }
+        if !p.after_grace.is_empty() {
+            tokio::time::sleep(self.grace).await;
+            if let Err(e) = self.writer.write(&p.after_grace) {
+                self.applied = self.writer.read_back()?;
+                return Err(e.context("removing entries no longer used"));
+            }
+        }
+        self.applied = p.next;
+        Ok(Outcome {
+            summary: p.summary,
+            writes,
+            took: start.elapsed(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Proto, ServiceSpec, Vip};
+
+    /// Applies ops to an `Applied` image (enough to test the recovery logic).
+    #[derive(Default)]
+    struct Fake {
+        ops: Vec<Op>,
+        fail_at: Option<usize>,
+        truth: Applied,
+    }
+
+    impl MapWriter for Fake {
+        fn write(&mut self, ops: &[Op]) -> Result<()> {
+            for op in ops {
+                if Some(self.ops.len()) == self.fail_at {
+                    anyhow::bail!("map full");
+                }
+                self.ops.push(op.clone());
+            }
+            Ok(())
+        }
+        fn read_back(&self) -> Result<Applied> {
+            Ok(self.truth.clone())
+        }
+    }
+
+    fn desired(n: u16) -> DesiredState {
+        let mut d = DesiredState::default();
+        for i in 0..n {
+            let vip = Vip {
+                addr: format!("11.0.0.{}:80", i + 1).parse().unwrap(),
+                proto: Proto::Tcp,
+            };
+            let mut spec = ServiceSpec::default();
+            spec.backends.insert("10.0.0.1:80".parse().unwrap(), 1);
+            d.services.insert(vip, spec);
+        }
+        d
+    }
+
+    #[tokio::test]
+    async fn second_reconcile_of_the_same_state_writes_nothing() {
+        let mut r = Reconciler::adopt(Fake::default(), Duration::ZERO).unwrap();
+        let o = r.reconcile(&desired(2)).await.unwrap();
+        assert_eq!(o.summary.added, 2);
+        let before = r.writer.ops.len();
+        let o = r.reconcile(&desired(2)).await.unwrap();
+        assert_eq!((o.writes, r.writer.ops.len()), (0, before));
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_falls_back_to_what_the_maps_hold() {
+        let fake = Fake {
+            fail_at: Some(3),
+            ..Default::default()
+        };
+        let mut r = Reconciler::adopt(fake, Duration::ZERO).unwrap();
+        assert!(r.reconcile(&desired(3)).await.is_err());
+        assert_eq!(
+            r.applied(),
+            &Applied::default(),
+            "state re-read from the maps, not the plan"
+        );
+    }
+}

@@ -1,0 +1,99 @@
+//! The VIP table as the CLI prints it, built from the pinned maps alone so it
+//! works whether or not the agent is running.
+use std::net::SocketAddr;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::{datapath::Maps, model::Proto};
+
+#[derive(Debug, Serialize)]
+pub struct VipRow {
+    pub vip: SocketAddr,
+    pub proto: Proto,
+    pub service_id: u32,
+    pub revision: u32,
+    /// Slots of the active generation: 0 = connections to the VIP are refused.
+    pub slots: u32,
+    pub connects: u64,
+    pub sendmsgs: u64,
+    pub no_backend: u64,
+    pub backends: Vec<BackendRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BackendRow {
+    pub addr: SocketAddr,
+    pub backend_id: u32,
+    pub weight: u32,
+    pub connects: u64,
+    pub sendmsgs: u64,
+}
+
+pub fn vip_rows(maps: &Maps) -> Result<Vec<VipRow>> {
+    let applied = maps.read_applied()?;
+    let mut rows = Vec::new();
+    for (vip, svc) in &applied.services {
+        let stats = maps.service_stats(svc.id);
+        let slots = maps.service_value(vip).map(|v| v.slot_count).unwrap_or(0);
+        let backends = svc
+            .members
+            .iter()
+            .filter_map(|(id, weight)| {
+                let addr = *applied.backends.get(id)?;
+                let s = maps.backend_stats(*id);
+                Some(BackendRow {
+                    addr,
+                    backend_id: *id,
+                    weight: *weight,
+                    connects: s.connects,
+                    sendmsgs: s.sendmsgs,
+                })
+            })
+            .collect();
+        rows.push(VipRow {
+            vip: vip.addr,
+            proto: vip.proto,
+            service_id: svc.id,
+            revision: svc.revision,
+            slots,
+            connects: stats.connects,
+            sendmsgs: stats.sendmsgs,
+            no_backend: stats.no_backend,
+            backends,
+        });
+    }
+    Ok(rows)
+}
+
+pub fn print_vips(rows: &[VipRow]) {
+    if rows.is_empty() {
+        println!("no VIPs");
+        return;
+    }
+    println!(
+        "{:<42} {:<5} {:>6} {:>9} {:>10}",
+        "VIP", "PROTO", "ID", "REVISION", "CONNECTS"
+    );
+    for r in rows {
+        println!(
+            "{:<42} {:<5} {:>6} {:>9} {:>10}",
+            r.vip.to_string(),
+            r.proto.to_string(),
+            r.service_id,
+            r.revision,
+            r.connects + r.sendmsgs
+        );
+        if r.backends.is_empty() {
+            println!("  (no backends: connections are refused)");
+        }
+        for b in &r.backends {
+            println!(
+                "  -> {:<37} weight {:>3} {:>10}",
+                b.addr.to_string(),
+                b.weight,
+                b.connects + b.sendmsgs
+            );
+        }
+    }
+}

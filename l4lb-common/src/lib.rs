@@ -1,0 +1,15 @@
+//! Types shared by the kernel programs (`l4lb-ebpf`) and the agent.
+//!
+//! Every struct here is a BPF map key or value: `#[repr(C)]`, explicit padding,
+//! no pointers. Addresses and ports are kept in network byte order exactly as
+//! the kernel hands them to the programs, so the hot path never swaps bytes.
+//! IPv4 addresses are stored IPv4-mapped (`::ffff:a.b.c.d`) so one map serves
+//! both families and a dual-stack socket's `connect6(::ffff:VIP)` finds the
+//! IPv4 service without a second lookup path.
+#![no_std]
+
+pub mod maps;
+pub mod types;
+
+pub use maps::*;
+pub use types::*;

@@ -1,0 +1,45 @@
+//! Map names and default capacities: defined here once, used by the kernel
+//! programs (map definitions) and by the agent (pin paths, CLI, sizing).
+
+/// VIP (addr, port, proto) → [`crate::ServiceValue`].
+pub const SERVICES_MAP: &str = "L4LB_SERVICES";
+/// (service id, generation, slot) → backend id: the weighted selection table.
+pub const SLOTS_MAP: &str = "L4LB_SLOTS";
+/// backend id → [`crate::Backend`].
+pub const BACKENDS_MAP: &str = "L4LB_BACKENDS";
+/// (service id, backend id) → weight: the service's full backend set, weight-0
+/// members included (they hold no slot). Read by the agent and the CLI.
+pub const MEMBERS_MAP: &str = "L4LB_MEMBERS";
+/// UDP reverse NAT: (socket cookie, backend) → VIP, so replies show the VIP.
+pub const REVNAT_MAP: &str = "L4LB_REVNAT";
+/// Per-CPU counters indexed by service id.
+pub const SERVICE_STATS_MAP: &str = "L4LB_SVC_STATS";
+/// Per-CPU counters indexed by backend id.
+pub const BACKEND_STATS_MAP: &str = "L4LB_BE_STATS";
+
+/// Every map the agent pins, in the order `teardown` and the CLI walk them.
+pub const ALL_MAPS: [&str; 7] = [
+    SERVICES_MAP,
+    SLOTS_MAP,
+    BACKENDS_MAP,
+    MEMBERS_MAP,
+    REVNAT_MAP,
+    SERVICE_STATS_MAP,
+    BACKEND_STATS_MAP,
+];
+
+/// Maximum number of services (one per VIP addr+port+proto). Also the size of
+/// the per-service counter array, so service ids are `< MAX_SERVICES`.
+pub const MAX_SERVICES: u32 = 65_536;
+/// Maximum number of distinct backends (addr+port). Backend ids are `1..MAX_BACKENDS`.
+pub const MAX_BACKENDS: u32 = 65_536;
+/// Capacity of the slot table summed over all services and both generations.
+pub const MAX_SLOTS: u32 = 524_288;
+/// Slots one service may use in one generation (sum of its reduced weights).
+pub const MAX_SLOTS_PER_SERVICE: u32 = 16_384;
+/// Service ↔ backend memberships.
+pub const MAX_MEMBERS: u32 = 262_144;
+/// UDP reverse-NAT entries (LRU: the oldest sockets' entries are evicted).
+pub const MAX_REVNAT: u32 = 131_072;
+/// Largest weight a backend may have; 0 = no new connections.
+pub const MAX_WEIGHT: u32 = 100;

@@ -1,0 +1,161 @@
+//! Map keys and values. Layout changes here are layout changes of pinned maps:
+//! bump [`crate::types::ABI_VERSION`] when a struct changes.
+
+/// Increments when a key or value layout changes; recorded in pin paths.
+pub const ABI_VERSION: u32 = 1;
+
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+
+/// An IPv6 address, or an IPv4 address mapped as `::ffff:a.b.c.d`, as four
+/// 32-bit words in network byte order (the layout of `bpf_sock_addr.user_ip6`).
+pub type Addr6 = [u32; 4];
+
+/// Key of the services map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceKey {
+    pub addr: Addr6,
+    /// Network byte order.
+    pub port: u16,
+    /// `IPPROTO_TCP` or `IPPROTO_UDP`.
+    pub proto: u8,
+    pub _pad: u8,
+}
+
+/// Value of the services map. Replaced whole by the agent (one map update), so a
+/// program sees either the old or the new backend set, never a mix: the slots of
+/// generation `revision & 1` are complete before the value naming them is written.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServiceValue {
+    /// Index into the per-service counters; stable for the service's life.
+    pub id: u32,
+    /// Number of slots in the active generation; 0 = VIP known, no backend
+    /// accepts new connections (connect() is refused).
+    pub slot_count: u32,
+    /// Bumped on every change of the backend set; its low bit is the active generation.
+    pub revision: u32,
+    pub flags: u32,
+}
+
+impl ServiceValue {
+    #[inline(always)]
+    pub fn generation(&self) -> u32 {
+        self.revision & 1
+    }
+}
+
+/// Key of the slots map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SlotKey {
+    pub service_id: u32,
+    /// 0 or 1: the generation this slot belongs to.
+    pub generation: u32,
+    pub index: u32,
+}
+
+/// Value of the backends map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Backend {
+    pub addr: Addr6,
+    /// Network byte order.
+    pub port: u16,
+    /// 4 or 6: the family the address is to be written back in.
+    pub family: u8,
+    pub _pad: u8,
+}
+
+/// Key of the members map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MemberKey {
+    pub service_id: u32,
+    pub backend_id: u32,
+}
+
+/// Value of the members map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MemberValue {
+    pub weight: u32,
+    pub _pad: u32,
+}
+
+/// Key of the UDP reverse-NAT LRU: one entry per (socket, backend) the socket
+/// was sent to, so replies from that backend are shown as coming from the VIP.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RevNatKey {
+    pub cookie: u64,
+    pub addr: Addr6,
+    /// Network byte order.
+    pub port: u16,
+    pub _pad: [u8; 6],
+}
+
+/// Value of the UDP reverse-NAT LRU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RevNatValue {
+    pub addr: Addr6,
+    /// Network byte order.
+    pub port: u16,
+    pub _pad: u16,
+    /// Service id, so the agent can purge a removed VIP's entries.
+    pub service_id: u32,
+}
+
+/// Per-CPU counters kept per service and per backend.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// connect() calls (TCP and UDP) sent to a backend.
+    pub connects: u64,
+    /// Unconnected UDP sendmsg() calls sent to a backend.
+    pub sendmsgs: u64,
+    /// connect()/sendmsg() refused because no backend takes new connections.
+    pub no_backend: u64,
+    /// Replies whose source was rewritten back to the VIP (recvmsg/getpeername).
+    pub revnat: u64,
+}
+
+impl Stats {
+    pub fn add(&mut self, other: &Stats) {
+        self.connects += other.connects;
+        self.sendmsgs += other.sendmsgs;
+        self.no_backend += other.no_backend;
+        self.revnat += other.revnat;
+    }
+}
+
+/// `::ffff:0:0/96` prefix word (network order) marking an IPv4-mapped address.
+pub const V4_MAPPED_PREFIX_BE: u32 = u32::from_be(0x0000_ffff);
+
+/// Builds the IPv4-mapped form of a network-order IPv4 address.
+#[inline(always)]
+pub const fn v4_mapped(ip4_be: u32) -> Addr6 {
+    [0, 0, V4_MAPPED_PREFIX_BE, ip4_be]
+}
+
+/// True if `addr` is IPv4-mapped.
+#[inline(always)]
+pub const fn is_v4_mapped(addr: &Addr6) -> bool {
+    addr[0] == 0 && addr[1] == 0 && addr[2] == V4_MAPPED_PREFIX_BE
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    unsafe impl aya::Pod for ServiceKey {}
+    unsafe impl aya::Pod for ServiceValue {}
+    unsafe impl aya::Pod for SlotKey {}
+    unsafe impl aya::Pod for Backend {}
+    unsafe impl aya::Pod for MemberKey {}
+    unsafe impl aya::Pod for MemberValue {}
+    unsafe impl aya::Pod for RevNatKey {}
+    unsafe impl aya::Pod for RevNatValue {}
+    unsafe impl aya::Pod for Stats {}
+}

@@ -1,0 +1,67 @@
+//! Service lookup and backend choice, shared by every hook.
+use l4lb_common::{Addr6, Backend, ServiceKey, ServiceValue, SlotKey, Stats};
+
+use crate::maps::{L4LB_BACKENDS, L4LB_BE_STATS, L4LB_SERVICES, L4LB_SLOTS, L4LB_SVC_STATS};
+
+/// What a lookup found for a destination.
+pub enum Verdict {
+    /// A VIP with no backend taking new connections.
+    NoBackend { service_id: u32 },
+    /// Send to this backend.
+    Backend { service_id: u32, backend_id: u32, backend: Backend },
+}
+
+#[inline(always)]
+pub fn lookup_service(addr: Addr6, port: u16, proto: u8) -> Option<ServiceValue> {
+    let key = ServiceKey { addr, port, proto, _pad: 0 };
+    // SAFETY: the value is copied out before any other map operation.
+    unsafe { L4LB_SERVICES.get(&key) }.copied()
+}
+
+/// Picks the backend in slot `pick % slot_count` of the service's active
+/// generation. The slots of that generation were written before the service
+/// value that names it, so the set seen here is always complete.
+#[inline(always)]
+pub fn choose(svc: &ServiceValue, pick: u32) -> Verdict {
+    if svc.slot_count == 0 {
+        return Verdict::NoBackend { service_id: svc.id };
+    }
+    let slot = SlotKey { service_id: svc.id, generation: svc.generation(), index: pick % svc.slot_count };
+    // SAFETY: values are copied out immediately.
+    let Some(backend_id) = (unsafe { L4LB_SLOTS.get(&slot) }).copied() else {
+        return Verdict::NoBackend { service_id: svc.id };
+    };
+    let Some(backend) = (unsafe { L4LB_BACKENDS.get(&backend_id) }).copied() else {
+        return Verdict::NoBackend { service_id: svc.id };
+    };
+    Verdict::Backend { service_id: svc.id, backend_id, backend }
+}
+
+/// Adds one event to a per-CPU counter record.
+#[inline(always)]
+fn bump(stats: Option<*mut Stats>, f: impl FnOnce(&mut Stats)) {
+    if let Some(s) = stats {
+        // SAFETY: per-CPU array element, only this CPU writes it while we run.
+        f(unsafe { &mut *s });
+    }
+}
+
+#[inline(always)]
+pub fn count_service(service_id: u32, f: impl FnOnce(&mut Stats)) {
+    bump(L4LB_SVC_STATS.get_ptr_mut(service_id), f);
+}
+
+#[inline(always)]
+pub fn count_backend(backend_id: u32, f: impl FnOnce(&mut Stats)) {
+    bump(L4LB_BE_STATS.get_ptr_mut(backend_id), f);
+}
+
+/// A well-mixed 32-bit value from a socket cookie: the same socket keeps
+/// choosing the same slot while the backend set is unchanged.
+#[inline(always)]
+pub fn mix_cookie(cookie: u64) -> u32 {
+    let mut h = cookie ^ (cookie >> 33);
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    (h >> 32) as u32
+}

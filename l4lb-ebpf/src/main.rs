@@ -1,0 +1,20 @@
+//! l4lb kernel programs. One file per hook family; the service lookup and the
+//! backend choice live in `lb.rs` so every datapath picks backends the same way.
+#![no_std]
+#![no_main]
+
+mod lb;
+mod maps;
+mod sock_addr;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any path that could reach here; this only satisfies no_std.
+    loop {}
+}
+
+/// The kernel needs a GPL-compatible license to allow some helpers we call.
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,40 @@
+//! Map definitions. Names and sizes come from `l4lb_common::maps`; the agent
+//! may resize them at load time (aya `EbpfLoader::set_max_entries`).
+use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
+    btf_maps::{HashMap, LruHashMap, PerCpuArray},
+    macros::btf_map,
+};
+use l4lb_common::{
+    Backend, MAX_BACKENDS, MAX_MEMBERS, MemberKey, MemberValue, MAX_REVNAT, MAX_SERVICES, MAX_SLOTS, RevNatKey, RevNatValue,
+    ServiceKey, ServiceValue, SlotKey, Stats,
+};
+
+const NO_PREALLOC: usize = BPF_F_NO_PREALLOC as usize;
+
+#[btf_map]
+pub static L4LB_SERVICES: HashMap<ServiceKey, ServiceValue, { MAX_SERVICES as usize }, NO_PREALLOC> =
+    HashMap::new();
+
+#[btf_map]
+pub static L4LB_SLOTS: HashMap<SlotKey, u32, { MAX_SLOTS as usize }, NO_PREALLOC> = HashMap::new();
+
+#[btf_map]
+pub static L4LB_BACKENDS: HashMap<u32, Backend, { MAX_BACKENDS as usize }, NO_PREALLOC> =
+    HashMap::new();
+
+/// Not read by the socket hooks; lives in the object so it is created and
+/// pinned with the others (the agent and CLI read it).
+#[btf_map]
+pub static L4LB_MEMBERS: HashMap<MemberKey, MemberValue, { MAX_MEMBERS as usize }, NO_PREALLOC> =
+    HashMap::new();
+
+#[btf_map]
+pub static L4LB_REVNAT: LruHashMap<RevNatKey, RevNatValue, { MAX_REVNAT as usize }> =
+    LruHashMap::new();
+
+#[btf_map]
+pub static L4LB_SVC_STATS: PerCpuArray<Stats, { MAX_SERVICES as usize }> = PerCpuArray::new();
+
+#[btf_map]
+pub static L4LB_BE_STATS: PerCpuArray<Stats, { MAX_BACKENDS as usize }> = PerCpuArray::new();

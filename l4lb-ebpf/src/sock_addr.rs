@@ -1,0 +1,203 @@
+//! cgroup sock_addr hooks: socket-level load balancing for clients on this node.
+//!
+//! connect4/6 and sendmsg4/6 translate VIP → backend before the kernel routes
+//! anything, so no packet ever carries the VIP and no per-packet NAT is needed.
+//! recvmsg4/6 and getpeername4/6 translate backend → VIP through the reverse-NAT
+//! LRU (keyed by socket cookie + backend), so applications only ever see the VIP.
+//!
+//! Return values: 1 = let the call proceed (possibly rewritten); 0 = refuse it
+//! with EPERM, used only for a VIP that has no backend taking new connections.
+use core::ptr::{addr_of_mut, write_volatile};
+
+use aya_ebpf::{
+    EbpfContext,
+    bindings::bpf_sock_addr,
+    helpers::{bpf_get_prandom_u32, bpf_get_socket_cookie},
+    macros::cgroup_sock_addr,
+    programs::SockAddrContext,
+};
+use aya_log_ebpf::debug;
+use l4lb_common::{Addr6, IPPROTO_TCP, IPPROTO_UDP, RevNatKey, RevNatValue, v4_mapped};
+
+use crate::{
+    lb::{Verdict, choose, count_backend, count_service, lookup_service, mix_cookie},
+    maps::L4LB_REVNAT,
+};
+
+const ALLOW: i32 = 1;
+const DENY: i32 = 0;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Connect,
+    Sendmsg,
+}
+
+#[cgroup_sock_addr(connect4)]
+pub fn l4lb_connect4(ctx: SockAddrContext) -> i32 {
+    forward(&ctx, Family::V4, Call::Connect)
+}
+
+#[cgroup_sock_addr(connect6)]
+pub fn l4lb_connect6(ctx: SockAddrContext) -> i32 {
+    forward(&ctx, Family::V6, Call::Connect)
+}
+
+#[cgroup_sock_addr(sendmsg4)]
+pub fn l4lb_sendmsg4(ctx: SockAddrContext) -> i32 {
+    forward(&ctx, Family::V4, Call::Sendmsg)
+}
+
+#[cgroup_sock_addr(sendmsg6)]
+pub fn l4lb_sendmsg6(ctx: SockAddrContext) -> i32 {
+    forward(&ctx, Family::V6, Call::Sendmsg)
+}
+
+#[cgroup_sock_addr(recvmsg4)]
+pub fn l4lb_recvmsg4(ctx: SockAddrContext) -> i32 {
+    reverse(&ctx, Family::V4)
+}
+
+#[cgroup_sock_addr(recvmsg6)]
+pub fn l4lb_recvmsg6(ctx: SockAddrContext) -> i32 {
+    reverse(&ctx, Family::V6)
+}
+
+#[cgroup_sock_addr(getpeername4)]
+pub fn l4lb_peername4(ctx: SockAddrContext) -> i32 {
+    reverse(&ctx, Family::V4)
+}
+
+#[cgroup_sock_addr(getpeername6)]
+pub fn l4lb_peername6(ctx: SockAddrContext) -> i32 {
+    reverse(&ctx, Family::V6)
+}
+
+#[inline(always)]
+fn sock_addr(ctx: &SockAddrContext) -> &bpf_sock_addr {
+    // SAFETY: the kernel passes a valid context for the program's lifetime.
+    unsafe { &*ctx.sock_addr }
+}
+
+/// The user-supplied address (destination for connect/sendmsg, source for
+/// recvmsg, peer for getpeername) in the maps' IPv4-mapped form.
+#[inline(always)]
+fn user_addr(sa: &bpf_sock_addr, family: Family) -> Addr6 {
+    match family {
+        Family::V4 => v4_mapped(sa.user_ip4),
+        Family::V6 => sa.user_ip6,
+    }
+}
+
+/// Writes the address the call will use (connect/sendmsg) or report
+/// (recvmsg/getpeername).
+#[inline(always)]
+fn set_user_addr(sa: *mut bpf_sock_addr, family: Family, addr: &Addr6, port_be: u16) {
+    match family {
+        Family::V4 => set_user_addr4(sa, addr[3], port_be),
+        // A v4 service reached through a dual-stack socket stays v4-mapped.
+        Family::V6 => set_user_addr6(sa, addr, port_be),
+    }
+}
+
+// The setters are out of line, one per family, with volatile stores at
+// constant offsets from the context register: the verifier rejects a store
+// through a context pointer the compiler has offset (which it does when it
+// merges the v4 and v6 stores of addr[3] into one computed address).
+
+#[inline(never)]
+fn set_user_addr4(sa: *mut bpf_sock_addr, ip_be: u32, port_be: u16) {
+    // SAFETY: `sa` is the program's context; both fields are writable here.
+    unsafe {
+        write_volatile(addr_of_mut!((*sa).user_ip4), ip_be);
+        write_volatile(addr_of_mut!((*sa).user_port), port_be as u32);
+    }
+}
+
+#[inline(never)]
+fn set_user_addr6(sa: *mut bpf_sock_addr, addr: &Addr6, port_be: u16) {
+    // SAFETY: `sa` is the program's context; these fields are writable here.
+    unsafe {
+        write_volatile(addr_of_mut!((*sa).user_ip6[0]), addr[0]);
+        write_volatile(addr_of_mut!((*sa).user_ip6[1]), addr[1]);
+        write_volatile(addr_of_mut!((*sa).user_ip6[2]), addr[2]);
+        write_volatile(addr_of_mut!((*sa).user_ip6[3]), addr[3]);
+        write_volatile(addr_of_mut!((*sa).user_port), port_be as u32);
+    }
+}
+
+#[inline(always)]
+fn cookie(ctx: &SockAddrContext) -> u64 {
+    // SAFETY: bpf_get_socket_cookie is allowed for sock_addr programs.
+    unsafe { bpf_get_socket_cookie(ctx.as_ptr()) }
+}
+
+#[inline(always)]
+fn forward(ctx: &SockAddrContext, family: Family, call: Call) -> i32 {
+    let sa = sock_addr(ctx);
+    let proto = sa.protocol as u8;
+    if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
+        return ALLOW;
+    }
+    let vip = user_addr(sa, family);
+    let vip_port = sa.user_port as u16;
+    let Some(svc) = lookup_service(vip, vip_port, proto) else {
+        return ALLOW;
+    };
+    let cookie = cookie(ctx);
+    // connect(): a fresh choice per connection. sendmsg() on an unconnected UDP
+    // socket: the same socket keeps its backend while the set is unchanged.
+    let pick = match call {
+        // SAFETY: helper without preconditions.
+        Call::Connect => unsafe { bpf_get_prandom_u32() },
+        Call::Sendmsg => mix_cookie(cookie),
+    };
+    match choose(&svc, pick) {
+        Verdict::NoBackend { service_id } => {
+            count_service(service_id, |s| s.no_backend += 1);
+            debug!(ctx, "l4lb: service {} has no backend for new connections", service_id);
+            DENY
+        }
+        Verdict::Backend { service_id, backend_id, backend } => {
+            if family == Family::V4 && backend.family != 4 {
+                // The agent never pairs a v4 VIP with a v6 backend; refuse rather than misroute.
+                count_service(service_id, |s| s.no_backend += 1);
+                return DENY;
+            }
+            let key = RevNatKey { cookie, addr: backend.addr, port: backend.port, _pad: [0; 6] };
+            let value = RevNatValue { addr: vip, port: vip_port, _pad: 0, service_id };
+            // Failure only means a reply would show the backend; never fail the call for it.
+            let _ = L4LB_REVNAT.insert(&key, &value, 0);
+            set_user_addr(ctx.sock_addr, family, &backend.addr, backend.port);
+            match call {
+                Call::Connect => {
+                    count_service(service_id, |s| s.connects += 1);
+                    count_backend(backend_id, |s| s.connects += 1);
+                }
+                Call::Sendmsg => {
+                    count_service(service_id, |s| s.sendmsgs += 1);
+                    count_backend(backend_id, |s| s.sendmsgs += 1);
+                }
+            }
+            ALLOW
+        }
+    }
+}
+
+#[inline(always)]
+fn reverse(ctx: &SockAddrContext, family: Family) -> i32 {
+    let sa = sock_addr(ctx);
+    let key = RevNatKey { cookie: cookie(ctx), addr: user_addr(sa, family), port: sa.user_port as u16, _pad: [0; 6] };
+    // SAFETY: the value is copied out before any other map operation.
+    if let Some(vip) = unsafe { L4LB_REVNAT.get(&key) }.copied() {
+        set_user_addr(ctx.sock_addr, family, &vip.addr, vip.port);
+        count_service(vip.service_id, |s| s.revnat += 1);
+    }
+    ALLOW
+}

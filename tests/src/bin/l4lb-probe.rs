@@ -1,0 +1,381 @@
+//! Test client. Every mode is bounded by -n and per-operation timeouts and
+//! prints one JSON object on stdout (except `hold`, which is interactive).
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io::{self, BufRead, BufReader, Read, Write},
+    net::{SocketAddr, TcpStream, UdpSocket},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+use socket2::{Domain, SockAddr, Socket, Type};
+
+#[derive(Parser)]
+#[command(
+    name = "l4lb-probe",
+    about = "Bounded test client for l4lb VIPs and backends"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// N sequential connects; each reads the server's id line and closes.
+    Tcp {
+        #[arg(long)]
+        to: SocketAddr,
+        #[arg(short = 'n', long = "count", default_value_t = 1)]
+        n: usize,
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
+    /// N request/reply datagrams; records who answered and from which address.
+    Udp {
+        #[arg(long)]
+        to: SocketAddr,
+        #[arg(short = 'n', long = "count", default_value_t = 1)]
+        n: usize,
+        #[arg(long, value_enum, default_value_t = Mode::Unconnected)]
+        mode: Mode,
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+        /// Unconnected mode: a new socket per datagram (default: one socket for all).
+        #[arg(long)]
+        fresh_socket: bool,
+    },
+    /// Connect, print the id line, then send each stdin line and print its echo.
+    Hold {
+        #[arg(long)]
+        to: SocketAddr,
+        #[arg(long, default_value_t = 5000)]
+        timeout_ms: u64,
+    },
+    /// N × {connect, send request, read reply, close}; latency percentiles.
+    Latency {
+        #[arg(long)]
+        to: SocketAddr,
+        #[arg(short = 'n', long = "count", default_value_t = 1000)]
+        n: usize,
+        #[arg(long, default_value_t = 100)]
+        warmup: usize,
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+        /// Request bytes; \n, \r, \t and \\ are unescaped.
+        #[arg(long, default_value = "ping\\n")]
+        request: String,
+        /// Reply is complete after this many newlines (testsrv: greeting + echo = 2; redis PING: 1).
+        #[arg(long, default_value_t = 2)]
+        lines: usize,
+        /// Close with RST (SO_LINGER 0) so long runs leave no TIME_WAIT behind.
+        #[arg(long)]
+        rst: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Mode {
+    Unconnected,
+    Connected,
+}
+
+fn main() -> Result<()> {
+    let out = match Cli::parse().cmd {
+        Cmd::Tcp { to, n, timeout_ms } => tcp(to, n, ms(timeout_ms)),
+        Cmd::Udp {
+            to,
+            n,
+            mode,
+            timeout_ms,
+            fresh_socket,
+        } => udp(to, n, mode, ms(timeout_ms), fresh_socket),
+        Cmd::Hold { to, timeout_ms } => return hold(to, ms(timeout_ms)),
+        Cmd::Latency {
+            to,
+            n,
+            warmup,
+            timeout_ms,
+            request,
+            lines,
+            rst,
+        } => latency(
+            to,
+            n,
+            warmup,
+            ms(timeout_ms),
+            unescape(&request).as_bytes(),
+            lines,
+            rst,
+        ),
+    };
+    println!("{out}");
+    Ok(())
+}
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v.max(1))
+}
+
+/// Per-id counts, error kinds and the addresses seen.
+#[derive(Default)]
+struct Tally {
+    counts: BTreeMap<String, u64>,
+    errors: u64,
+    error_kinds: BTreeMap<String, u64>,
+    sources: BTreeSet<String>,
+    peers: BTreeSet<String>,
+}
+
+impl Tally {
+    fn record(&mut self, r: io::Result<String>) {
+        match r {
+            Ok(id) => *self.counts.entry(id).or_default() += 1,
+            Err(e) => {
+                self.errors += 1;
+                *self.error_kinds.entry(kind_name(&e)).or_default() += 1;
+            }
+        }
+    }
+
+    fn json(self) -> Value {
+        json!({
+            "counts": self.counts,
+            "errors": self.errors,
+            "error_kinds": self.error_kinds,
+            "sources": self.sources,
+            "peers": self.peers,
+        })
+    }
+}
+
+/// io::ErrorKind's name (ENETUNREACH → "NetworkUnreachable"); a receive
+/// timeout (EAGAIN) is reported as "TimedOut".
+fn kind_name(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::WouldBlock => "TimedOut".into(),
+        k => format!("{k:?}"),
+    }
+}
+
+fn eof(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, what.to_string())
+}
+
+fn tcp(to: SocketAddr, n: usize, t: Duration) -> Value {
+    let mut tally = Tally::default();
+    for _ in 0..n {
+        let r = (|| {
+            let s = TcpStream::connect_timeout(&to, t)?;
+            tally.peers.insert(s.peer_addr()?.to_string());
+            s.set_read_timeout(Some(t))?;
+            let mut line = String::new();
+            BufReader::new(&s).read_line(&mut line)?;
+            match line.strip_suffix('\n') {
+                Some(id) => Ok(id.to_string()),
+                None => Err(eof("no id line")),
+            }
+        })();
+        tally.record(r);
+    }
+    tally.json()
+}
+
+fn udp(to: SocketAddr, n: usize, mode: Mode, t: Duration, fresh_socket: bool) -> Value {
+    let mut tally = Tally::default();
+    let mut shared: Option<UdpSocket> = None;
+    let mut buf = vec![0u8; 65536];
+    for i in 0..n {
+        let payload = format!("probe-{}-{i}", std::process::id());
+        let r = (|| {
+            let sock = match (mode, fresh_socket, shared.take()) {
+                (Mode::Unconnected, false, Some(s)) => s,
+                _ => UdpSocket::bind(any_addr(to))?,
+            };
+            match mode {
+                Mode::Unconnected => {
+                    sock.send_to(payload.as_bytes(), to)?;
+                }
+                Mode::Connected => {
+                    sock.connect(to)?;
+                    tally.peers.insert(sock.peer_addr()?.to_string());
+                    sock.send(payload.as_bytes())?;
+                }
+            }
+            let r = recv_reply(&sock, &payload, &mut buf, t);
+            if !fresh_socket {
+                shared = Some(sock);
+            }
+            let (id, src) = r?;
+            tally.sources.insert(src.to_string());
+            Ok(id)
+        })();
+        tally.record(r);
+    }
+    let mut v = tally.json();
+    v["mode"] = json!(match mode {
+        Mode::Unconnected => "unconnected",
+        Mode::Connected => "connected",
+    });
+    v
+}
+
+/// Waits for `ID <payload>`, skipping late replies to earlier datagrams.
+fn recv_reply(
+    sock: &UdpSocket,
+    payload: &str,
+    buf: &mut [u8],
+    t: Duration,
+) -> io::Result<(String, SocketAddr)> {
+    let deadline = Instant::now() + t;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        sock.set_read_timeout(Some(left))?;
+        let (len, src) = sock.recv_from(buf)?;
+        let reply = String::from_utf8_lossy(&buf[..len]);
+        if let Some((id, rest)) = reply.split_once(' ')
+            && rest == payload
+        {
+            return Ok((id.to_string(), src));
+        }
+    }
+}
+
+fn any_addr(to: SocketAddr) -> SocketAddr {
+    match to {
+        SocketAddr::V4(_) => "0.0.0.0:0".parse().unwrap(),
+        SocketAddr::V6(_) => "[::]:0".parse().unwrap(),
+    }
+}
+
+fn hold(to: SocketAddr, t: Duration) -> Result<()> {
+    let s = TcpStream::connect_timeout(&to, t).with_context(|| format!("connecting to {to}"))?;
+    s.set_read_timeout(Some(t))?;
+    let mut r = BufReader::new(&s);
+    let mut w = &s;
+    let mut out = io::stdout().lock();
+    let mut line = String::new();
+    r.read_line(&mut line).context("reading id line")?;
+    anyhow::ensure!(line.ends_with('\n'), "connection closed before the id line");
+    write!(out, "{line}")?;
+    out.flush()?;
+    for input in io::stdin().lock().lines() {
+        w.write_all(format!("{}\n", input?).as_bytes())
+            .context("sending")?;
+        line.clear();
+        r.read_line(&mut line).context("reading echo")?;
+        anyhow::ensure!(line.ends_with('\n'), "connection closed");
+        write!(out, "{line}")?;
+        out.flush()?;
+    }
+    Ok(())
+}
+
+fn latency(
+    to: SocketAddr,
+    n: usize,
+    warmup: usize,
+    t: Duration,
+    req: &[u8],
+    lines: usize,
+    rst: bool,
+) -> Value {
+    let addr = SockAddr::from(to);
+    let domain = Domain::for_address(to);
+    let mut buf = [0u8; 4096];
+    let mut errors = Tally::default();
+    for _ in 0..warmup {
+        let _ = round_trip(&addr, domain, t, req, lines, rst, &mut buf);
+    }
+    let mut samples: Vec<u64> = Vec::with_capacity(n);
+    let start = Instant::now();
+    for _ in 0..n {
+        let t0 = Instant::now();
+        match round_trip(&addr, domain, t, req, lines, rst, &mut buf) {
+            Ok(()) => samples.push(t0.elapsed().as_nanos() as u64),
+            Err(e) => errors.record(Err(e)),
+        }
+    }
+    let wall = start.elapsed().as_secs_f64();
+    samples.sort_unstable();
+    let us = |ns: u64| (ns as f64 / 100.0).round() / 10.0;
+    // Nearest-rank percentile.
+    let pct = |p: f64| match samples.len() {
+        0 => 0.0,
+        len => us(samples[((p / 100.0 * len as f64).ceil() as usize).clamp(1, len) - 1]),
+    };
+    let mean = if samples.is_empty() {
+        0.0
+    } else {
+        us(samples.iter().sum::<u64>() / samples.len() as u64)
+    };
+    json!({
+        "to": to.to_string(),
+        "n": n,
+        "ok": samples.len(),
+        "errors": errors.errors,
+        "error_kinds": errors.error_kinds,
+        "min_us": samples.first().map_or(0.0, |&v| us(v)),
+        "p50_us": pct(50.0),
+        "p90_us": pct(90.0),
+        "p99_us": pct(99.0),
+        "max_us": samples.last().map_or(0.0, |&v| us(v)),
+        "mean_us": mean,
+        "conns_per_sec": if wall > 0.0 { (samples.len() as f64 / wall).round() } else { 0.0 },
+        "wall_s": wall,
+    })
+}
+
+/// One connection: blocking connect bounded by SO_SNDTIMEO (fewer syscalls
+/// than a non-blocking connect + poll), one write, reads until `lines` newlines.
+fn round_trip(
+    addr: &SockAddr,
+    domain: Domain,
+    t: Duration,
+    req: &[u8],
+    lines: usize,
+    rst: bool,
+    buf: &mut [u8],
+) -> io::Result<()> {
+    let s = Socket::new(domain, Type::STREAM, None)?;
+    s.set_write_timeout(Some(t))?;
+    s.set_read_timeout(Some(t))?;
+    s.connect(addr)?;
+    (&s).write_all(req)?;
+    let mut seen = 0;
+    while seen < lines {
+        let got = (&s).read(buf)?;
+        if got == 0 {
+            return Err(eof("closed before the full reply"));
+        }
+        seen += buf[..got].iter().filter(|&&b| b == b'\n').count();
+    }
+    if rst {
+        s.set_linger(Some(Duration::ZERO))?;
+    }
+    Ok(())
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars();
+    while let Some(c) = it.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match it.next() {
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('t') => out.push('\t'),
+            Some(o) => out.push(o),
+            None => out.push('\\'),
+        }
+    }
+    out
+}

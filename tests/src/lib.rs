@@ -1,0 +1,17 @@
+//! Kernel test harness for l4lb: throw-away sandboxes (network namespace +
+//! child cgroup + bpffs pin root) and a driver for `l4lb-agent`, shared by the
+//! integration tests and by `xtask` (demo, benchmarks).
+//!
+//! Safety model: everything that connects anywhere runs inside a netns that
+//! has only `lo` (plus veths the caller adds), and the agent only ever gets a
+//! child cgroup of ours, never the root one.
+
+mod agent;
+mod bins;
+mod sandbox;
+mod sys;
+
+pub use agent::Agent;
+pub use bins::{agent_bin, probe_bin, testsrv_bin};
+pub use sandbox::{Sandbox, TestSrv};
+pub use sys::{cgroup2_root, ensure_bpffs, require_root};

@@ -1,0 +1,298 @@
+//! `cargo xtask bench socket`: what the connect4 rewrite costs. A probe in the
+//! sandbox cgroup opens N TCP connections per round, alternately straight to
+//! the backend and to a VIP that the agent's program rewrites to it; the
+//! medians over rounds are compared (goal: VIP/direct <= 1.03x).
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use l4lb_tests::{Agent, Sandbox, probe_bin};
+use serde::Deserialize;
+
+use crate::{interrupt, preflight, report, util};
+
+const BACKEND: &str = "127.0.0.2:7000";
+const VIP: &str = "11.0.0.9:7000";
+const GOAL: f64 = 1.03;
+/// Upper bounds so that no flag combination runs away.
+const MAX_ITERATIONS: u32 = 200_000;
+const MAX_ROUNDS: u32 = 50;
+const PROBE_TIMEOUT: Duration = Duration::from_secs(180);
+const TOTAL_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+const SECTION: &str = "xtask bench socket";
+/// Uncounted connects the probe makes before each measured run.
+const PROBE_WARMUP: u32 = 100;
+
+#[derive(Subcommand)]
+pub enum Bench {
+    /// connect() latency and rate: direct to a backend vs through a VIP.
+    Socket {
+        /// Connections per round.
+        #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=MAX_ITERATIONS as i64))]
+        iterations: u32,
+        /// Rounds per mode (direct and VIP alternate).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=MAX_ROUNDS as i64))]
+        rounds: u32,
+        /// Also replace this benchmark's section in BENCHMARKS.md.
+        #[arg(long)]
+        write: bool,
+    },
+}
+
+/// What `l4lb-probe latency` prints.
+#[derive(Clone, Copy, Debug, Deserialize)]
+struct Probe {
+    p50_us: f64,
+    p99_us: f64,
+    mean_us: f64,
+    conns_per_sec: f64,
+    #[serde(default)]
+    ok: u64,
+    #[serde(default)]
+    errors: u64,
+}
+
+pub fn run(what: Bench) -> Result<()> {
+    match what {
+        Bench::Socket {
+            iterations,
+            rounds,
+            write,
+        } => socket(iterations, rounds, write),
+    }
+}
+
+fn socket(iterations: u32, rounds: u32, write: bool) -> Result<()> {
+    // Release binaries: a debug probe would add its own overhead to both sides.
+    preflight::kernel_task(true)?;
+    interrupt::install();
+    let deadline = Instant::now() + TOTAL_TIMEOUT;
+    let mut sb = Sandbox::new("bench")?;
+    let (direct, vip) = measure(&mut sb, iterations, rounds, deadline)?;
+    drop(sb);
+
+    let d = median(&direct);
+    let v = median(&vip);
+    let fmt = |p: &Probe| {
+        vec![
+            format!("{:.1}", p.p50_us),
+            format!("{:.1}", p.p99_us),
+            format!("{:.1}", p.mean_us),
+            format!("{:.0}", p.conns_per_sec),
+        ]
+    };
+    let header = ["path", "p50 us", "p99 us", "mean us", "conn/s"];
+    let ratio = |a: f64, b: f64| format!("{:.3}x", a / b);
+    let rows = vec![
+        [vec![format!("direct {BACKEND}")], fmt(&d)].concat(),
+        [vec![format!("VIP {VIP}")], fmt(&v)].concat(),
+        vec![
+            "VIP/direct".into(),
+            ratio(v.p50_us, d.p50_us),
+            ratio(v.p99_us, d.p99_us),
+            ratio(v.mean_us, d.mean_us),
+            ratio(v.conns_per_sec, d.conns_per_sec),
+        ],
+    ];
+    let p50_ratio = v.p50_us / d.p50_us;
+    let verdict = format!(
+        "p50 VIP/direct = {p50_ratio:.3}x (goal <= {GOAL:.2}x): {}",
+        if p50_ratio <= GOAL { "met" } else { "NOT met" }
+    );
+    let machine = report::machine_info();
+    let machine_line = machine
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let how = format!("medians of {rounds} rounds x {iterations} connections per path");
+
+    println!("\nTCP connect() through the cgroup connect4 rewrite ({how})");
+    print!("{}", report::table(&header, &rows));
+    println!("{verdict}");
+    println!("{machine_line}");
+
+    if write {
+        let path = util::workspace_root().join("BENCHMARKS.md");
+        let date = util::stdout(std::process::Command::new("date").args(["-u", "+%Y-%m-%d"]))?;
+        let body = format!(
+            "## Socket path: connect() direct vs VIP\n\n\
+             `cargo xtask bench socket --iterations {iterations} --rounds {rounds}` on {}, {how}.\n\
+             Probe and backend (`l4lb-probe latency`, `l4lb-testsrv`) in one netns; the probe in the agent's cgroup.\n\n\
+             {}\n{verdict}\n\nMachine: {machine_line}.\n",
+            date.trim(),
+            report::md_table(&header, &rows),
+        );
+        let old = std::fs::read_to_string(&path).unwrap_or_default();
+        std::fs::write(&path, report::replace_section(&old, SECTION, &body))
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote section \"{SECTION}\" of {}", path.display());
+    }
+    Ok(())
+}
+
+/// Runs the rounds; returns (direct, VIP) results. The agent is stopped
+/// (and torn down) before this returns, also on error.
+fn measure(
+    sb: &mut Sandbox,
+    iterations: u32,
+    rounds: u32,
+    deadline: Instant,
+) -> Result<(Vec<Probe>, Vec<Probe>)> {
+    sb.spawn_testsrv("b1", &[BACKEND], &[])?;
+    let yaml = format!("vips:\n  - vip: {VIP}\n    protocol: tcp\n    backends: [\"{BACKEND}\"]\n");
+    let mut agent = Agent::start(sb, &yaml)?;
+    let result = measure_with(sb, &agent, iterations, rounds, deadline);
+    // Explicit stop (SIGTERM + teardown) so a failed run does not report twice.
+    let stopped = agent.stop();
+    let runs = result?;
+    stopped?;
+    Ok(runs)
+}
+
+fn measure_with(
+    sb: &Sandbox,
+    agent: &Agent,
+    iterations: u32,
+    rounds: u32,
+    deadline: Instant,
+) -> Result<(Vec<Probe>, Vec<Probe>)> {
+    agent.wait_vips(1, Duration::from_secs(30))?;
+    println!(
+        "sandbox {}: testsrv b1 on {BACKEND}, agent with VIP {VIP} -> {BACKEND}",
+        sb.netns()
+    );
+
+    // Warm-up (not counted): page cache, CPU frequency, the VIP path works.
+    let warm = iterations.min(1000);
+    for to in [BACKEND, VIP] {
+        probe(sb, to, warm, deadline).with_context(|| format!("warm-up probe to {to}"))?;
+    }
+
+    let (mut direct, mut vip) = (Vec::new(), Vec::new());
+    for r in 0..rounds {
+        // Alternate which path goes first so slow drift hits both alike.
+        let order = if r % 2 == 0 {
+            [BACKEND, VIP]
+        } else {
+            [VIP, BACKEND]
+        };
+        for to in order {
+            let p = probe(sb, to, iterations, deadline)?;
+            let label = if to == VIP { "VIP   " } else { "direct" };
+            println!(
+                "round {}/{rounds} {label}: p50 {:.1} us  p99 {:.1} us  mean {:.1} us  {:.0} conn/s",
+                r + 1,
+                p.p50_us,
+                p.p99_us,
+                p.mean_us,
+                p.conns_per_sec
+            );
+            if to == VIP {
+                vip.push(p)
+            } else {
+                direct.push(p)
+            }
+        }
+    }
+
+    // The BPF counters prove the VIP rounds went through the rewrite.
+    if let Ok(v) = agent.vips_json() {
+        let connects: u64 = v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["connects"].as_u64())
+            .sum();
+        let made = u64::from(rounds) * u64::from(iterations)
+            + u64::from(warm)
+            + u64::from(rounds + 1) * u64::from(PROBE_WARMUP);
+        println!("BPF counted {connects} connects to the VIP (the probe made {made})");
+    }
+    Ok((direct, vip))
+}
+
+fn probe(sb: &Sandbox, to: &str, n: u32, deadline: Instant) -> Result<Probe> {
+    interrupt::check()?;
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        bail!("benchmark exceeded its {TOTAL_TIMEOUT:?} budget");
+    }
+    let mut cmd = sb.in_cgroup(probe_bin());
+    // --rst: ~100k connections per run must not pile up in TIME_WAIT.
+    cmd.args([
+        "latency",
+        "--to",
+        to,
+        "-n",
+        &n.to_string(),
+        "--warmup",
+        &PROBE_WARMUP.to_string(),
+        "--rst",
+    ]);
+    let out = util::output_timeout(&mut cmd, PROBE_TIMEOUT.min(left))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "l4lb-probe latency --to {to} failed ({}): {}{}",
+            out.status,
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let p: Probe = serde_json::from_str(stdout.trim())
+        .with_context(|| format!("l4lb-probe printed {stdout:?}"))?;
+    // Latencies of a run with failed connects would not compare like for like.
+    if p.errors > 0 || p.ok == 0 {
+        bail!(
+            "l4lb-probe latency --to {to}: {} ok, {} errors: {}",
+            p.ok,
+            p.errors,
+            stdout.trim()
+        );
+    }
+    Ok(p)
+}
+
+/// Per-field medians over rounds.
+fn median(runs: &[Probe]) -> Probe {
+    let m = |f: fn(&Probe) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n == 0 {
+            f64::NAN
+        } else if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    };
+    Probe {
+        p50_us: m(|p| p.p50_us),
+        p99_us: m(|p| p.p99_us),
+        mean_us: m(|p| p.mean_us),
+        conns_per_sec: m(|p| p.conns_per_sec),
+        ok: runs.iter().map(|p| p.ok).sum(),
+        errors: runs.iter().map(|p| p.errors).sum(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_odd_even() {
+        let p = |x: f64| Probe {
+            p50_us: x,
+            p99_us: x,
+            mean_us: x,
+            conns_per_sec: x,
+            ok: 1,
+            errors: 0,
+        };
+        assert_eq!(median(&[p(3.0), p(1.0), p(2.0)]).p50_us, 2.0);
+        assert_eq!(median(&[p(4.0), p(1.0), p(2.0), p(3.0)]).p99_us, 2.5);
+    }
+}

@@ -1,0 +1,71 @@
+//! `cargo xtask <task>`: the project's developer and CI entry points.
+mod bench;
+mod demo;
+mod interrupt;
+mod preflight;
+mod report;
+mod setup;
+mod tasks;
+mod toolchain;
+mod util;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "l4lb developer tasks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the eBPF toolchain and runtime tools (root; idempotent).
+    Setup,
+    /// Build the workspace (the agent's build.rs builds the eBPF object).
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Check the toolchain, build, and run every test (kernel tests need root).
+    Test {
+        /// Extra arguments for the test binaries (e.g. a test name filter).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Balance 300 redis-cli connections over 3 redis-server backends via a VIP.
+    Demo {
+        /// Agent config (default: examples/demo.yaml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        what: bench::Bench,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Setup => setup::run_setup(),
+        Task::Build { release } => tasks::build(release),
+        Task::Test { args } => tasks::test(&args),
+        Task::Demo { config } => demo::run(config),
+        Task::Bench { what } => bench::run(what),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
