@@ -30,7 +30,7 @@ fn agent_driver_against_a_fake_agent() {
 
     let log = agent.log();
     let netns_ino = fs::metadata(sb.netns_path()).unwrap().ino();
-    assert!(log.contains("RUST_LOG=debug"), "{log}");
+    assert!(log.contains("RUST_LOG=info,l4lb=debug"), "{log}");
     assert!(
         log.contains(&format!("cgroup={}", sb.cgroup().display())),
         "{log}"

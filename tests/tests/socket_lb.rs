@@ -16,7 +16,12 @@ use serde_json::{Value, json};
 const READY: Duration = Duration::from_secs(20);
 
 fn counts(v: &Value) -> BTreeMap<String, u64> {
-    v["counts"].as_object().unwrap().iter().map(|(k, n)| (k.clone(), n.as_u64().unwrap())).collect()
+    v["counts"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, n)| (k.clone(), n.as_u64().unwrap()))
+        .collect()
 }
 
 fn share(c: &BTreeMap<String, u64>, id: &str) -> f64 {
@@ -27,13 +32,29 @@ fn share(c: &BTreeMap<String, u64>, id: &str) -> f64 {
 /// Three test servers (ids a, b, c) on 127.0.0.2-4:7000 (TCP) and :7001 (UDP).
 fn three_backends(sb: &mut Sandbox) {
     for (id, ip) in [("a", "127.0.0.2"), ("b", "127.0.0.3"), ("c", "127.0.0.4")] {
-        sb.spawn_testsrv(id, &[&format!("{ip}:7000")], &[&format!("{ip}:7001")]).unwrap();
+        sb.spawn_testsrv(id, &[&format!("{ip}:7000")], &[&format!("{ip}:7001")])
+            .unwrap();
     }
 }
 
 fn backends_of(vips: &Value, vip: &str) -> Vec<(String, u64)> {
-    let row = vips.as_array().unwrap().iter().find(|r| r["vip"] == vip).unwrap_or_else(|| panic!("{vip} not in {vips}"));
-    row["backends"].as_array().unwrap().iter().map(|b| (b["addr"].as_str().unwrap().to_string(), b["weight"].as_u64().unwrap())).collect()
+    let row = vips
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["vip"] == vip)
+        .unwrap_or_else(|| panic!("{vip} not in {vips}"));
+    row["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["addr"].as_str().unwrap().to_string(),
+                b["weight"].as_u64().unwrap(),
+            )
+        })
+        .collect()
 }
 
 /// Waits until `pred` holds for `vips --json` (a reload is asynchronous).
@@ -44,7 +65,11 @@ fn wait_table(agent: &Agent, what: &str, pred: impl Fn(&Value) -> bool) -> Value
         if pred(&v) {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}; table: {v}\nlog:\n{}", agent.log());
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; table: {v}\nlog:\n{}",
+            agent.log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -60,20 +85,30 @@ fn tcp_spreads_evenly_over_three_equal_backends() {
     )
     .unwrap();
     agent.wait_vips(1, READY).unwrap();
-    let v = sb.probe(&["tcp", "--to", "11.0.0.1:7000", "-n", "300"]).unwrap();
+    let v = sb
+        .probe(&["tcp", "--to", "11.0.0.1:7000", "-n", "300"])
+        .unwrap();
     assert_eq!(v["errors"], 0, "{v}");
     let c = counts(&v);
     assert_eq!(c.values().sum::<u64>(), 300, "{v}");
     for id in ["a", "b", "c"] {
         let s = share(&c, id);
-        assert!((20.0..=47.0).contains(&s), "backend {id} got {s:.1}% of 300: {v}");
+        assert!(
+            (20.0..=47.0).contains(&s),
+            "backend {id} got {s:.1}% of 300: {v}"
+        );
     }
     // The client sees the VIP as its peer, not the backend.
     assert_eq!(v["peers"], json!(["11.0.0.1:7000"]), "{v}");
     // Per-VIP and per-backend counters saw every connection.
     let table = agent.vips_json().unwrap();
     assert_eq!(table[0]["connects"], 300, "{table}");
-    let per_backend: u64 = table[0]["backends"].as_array().unwrap().iter().map(|b| b["connects"].as_u64().unwrap()).sum();
+    let per_backend: u64 = table[0]["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["connects"].as_u64().unwrap())
+        .sum();
     assert_eq!(per_backend, 300, "{table}");
 }
 
@@ -96,19 +131,25 @@ fn weights_three_to_one_and_zero() {
     .unwrap();
     agent.wait_vips(3, READY).unwrap();
 
-    let v = sb.probe(&["tcp", "--to", "11.0.0.1:7000", "-n", "300"]).unwrap();
+    let v = sb
+        .probe(&["tcp", "--to", "11.0.0.1:7000", "-n", "300"])
+        .unwrap();
     let c = counts(&v);
     assert_eq!(c.values().sum::<u64>(), 300, "{v}");
     let a = share(&c, "a");
     assert!((65.0..=85.0).contains(&a), "weight 3:1 gave a {a:.1}%: {v}");
 
-    let v = sb.probe(&["tcp", "--to", "11.0.0.2:7000", "-n", "300"]).unwrap();
+    let v = sb
+        .probe(&["tcp", "--to", "11.0.0.2:7000", "-n", "300"])
+        .unwrap();
     let c = counts(&v);
     assert_eq!(c.get("b"), None, "weight 0 backend got connections: {v}");
     assert_eq!(c.values().sum::<u64>(), 300, "{v}");
 
     // Only weight-0 backends: new connections are refused (EPERM), never misrouted.
-    let v = sb.probe(&["tcp", "--to", "11.0.0.3:7000", "-n", "5"]).unwrap();
+    let v = sb
+        .probe(&["tcp", "--to", "11.0.0.3:7000", "-n", "5"])
+        .unwrap();
     assert_eq!(v["errors"], 5, "{v}");
     assert_eq!(v["error_kinds"], json!({"PermissionDenied": 5}), "{v}");
 }
@@ -119,8 +160,19 @@ fn redis_cli_through_the_vip() {
     let mut sb = Sandbox::new("redis").unwrap();
     for ip in ["127.0.0.2", "127.0.0.3", "127.0.0.4"] {
         let mut cmd = sb.in_netns("redis-server");
-        cmd.args(["--bind", ip, "--port", "6379", "--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .stdout(Stdio::null());
+        cmd.args([
+            "--bind",
+            ip,
+            "--port",
+            "6379",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+        ])
+        .stdout(Stdio::null());
         sb.spawn(cmd).unwrap();
     }
     let agent = Agent::start(
@@ -141,16 +193,28 @@ fn redis_cli_through_the_vip() {
     for i in 0..30 {
         assert_eq!(redis(&sb, "11.0.0.1", &["PING"]).trim(), "PONG");
         // SET and GET on one connection (one redis-cli process) land on one backend.
-        let out = redis_pipe(&sb, "11.0.0.1", &format!("SET k{i} v{i}\nGET k{i}\nCONFIG GET bind\n"));
+        let out = redis_pipe(
+            &sb,
+            "11.0.0.1",
+            &format!("SET k{i} v{i}\nGET k{i}\nCONFIG GET bind\n"),
+        );
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(&lines[..2], &["OK", &format!("v{i}")], "{out}");
         servers_seen.insert(lines[3].to_string());
     }
-    assert!(servers_seen.len() >= 2, "30 sessions all hit one server: {servers_seen:?}");
+    assert!(
+        servers_seen.len() >= 2,
+        "30 sessions all hit one server: {servers_seen:?}"
+    );
 }
 
 fn redis(sb: &Sandbox, host: &str, args: &[&str]) -> String {
-    let out = sb.in_cgroup("redis-cli").args(["-h", host, "-p", "6379"]).args(args).output().unwrap();
+    let out = sb
+        .in_cgroup("redis-cli")
+        .args(["-h", host, "-p", "6379"])
+        .args(args)
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -162,7 +226,12 @@ fn redis_pipe(sb: &Sandbox, host: &str, input: &str) -> String {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -179,16 +248,37 @@ fn udp_replies_come_from_the_vip() {
     .unwrap();
     agent.wait_vips(1, READY).unwrap();
     for mode in ["unconnected", "connected"] {
-        let v = sb.probe(&["udp", "--to", "11.0.0.1:53", "-n", "20", "--mode", mode]).unwrap();
+        let v = sb
+            .probe(&["udp", "--to", "11.0.0.1:53", "-n", "20", "--mode", mode])
+            .unwrap();
         assert_eq!(v["errors"], 0, "{mode}: {v}");
         assert_eq!(counts(&v).values().sum::<u64>(), 20, "{mode}: {v}");
-        assert_eq!(v["sources"], json!(["11.0.0.1:53"]), "{mode}: recvfrom must show the VIP: {v}");
+        assert_eq!(
+            v["sources"],
+            json!(["11.0.0.1:53"]),
+            "{mode}: recvfrom must show the VIP: {v}"
+        );
         if mode == "connected" {
-            assert_eq!(v["peers"], json!(["11.0.0.1:53"]), "getpeername must show the VIP: {v}");
+            assert_eq!(
+                v["peers"],
+                json!(["11.0.0.1:53"]),
+                "getpeername must show the VIP: {v}"
+            );
         }
     }
     // Fresh sockets spread over the backends.
-    let v = sb.probe(&["udp", "--to", "11.0.0.1:53", "-n", "60", "--mode", "unconnected", "--fresh-socket"]).unwrap();
+    let v = sb
+        .probe(&[
+            "udp",
+            "--to",
+            "11.0.0.1:53",
+            "-n",
+            "60",
+            "--mode",
+            "unconnected",
+            "--fresh-socket",
+        ])
+        .unwrap();
     assert!(counts(&v).len() >= 2, "{v}");
     assert_eq!(v["sources"], json!(["11.0.0.1:53"]), "{v}");
 }
@@ -199,8 +289,10 @@ fn ipv6_vip_to_ipv6_backends_tcp_and_udp() {
     let mut sb = Sandbox::new("v6").unwrap();
     sb.add_addr("fd00:b::2/128").unwrap();
     sb.add_addr("fd00:b::3/128").unwrap();
-    sb.spawn_testsrv("a", &["[fd00:b::2]:7000"], &["[fd00:b::2]:7001"]).unwrap();
-    sb.spawn_testsrv("b", &["[fd00:b::3]:7000"], &["[fd00:b::3]:7001"]).unwrap();
+    sb.spawn_testsrv("a", &["[fd00:b::2]:7000"], &["[fd00:b::2]:7001"])
+        .unwrap();
+    sb.spawn_testsrv("b", &["[fd00:b::3]:7000"], &["[fd00:b::3]:7001"])
+        .unwrap();
     let agent = Agent::start(
         &mut sb,
         "vips:
@@ -213,12 +305,16 @@ fn ipv6_vip_to_ipv6_backends_tcp_and_udp() {
     )
     .unwrap();
     agent.wait_vips(2, READY).unwrap();
-    let v = sb.probe(&["tcp", "--to", "[fd01:c::1]:80", "-n", "100"]).unwrap();
+    let v = sb
+        .probe(&["tcp", "--to", "[fd01:c::1]:80", "-n", "100"])
+        .unwrap();
     assert_eq!(v["errors"], 0, "{v}");
     assert_eq!(counts(&v).len(), 2, "{v}");
     assert_eq!(v["peers"], json!(["[fd01:c::1]:80"]), "{v}");
     for mode in ["unconnected", "connected"] {
-        let v = sb.probe(&["udp", "--to", "[fd01:c::1]:53", "-n", "10", "--mode", mode]).unwrap();
+        let v = sb
+            .probe(&["udp", "--to", "[fd01:c::1]:53", "-n", "10", "--mode", mode])
+            .unwrap();
         assert_eq!(v["errors"], 0, "{mode}: {v}");
         assert_eq!(v["sources"], json!(["[fd01:c::1]:53"]), "{mode}: {v}");
     }
@@ -253,14 +349,31 @@ fn removed_backend_gets_no_new_connections_and_keeps_its_old_one() {
         other => panic!("hold reached unknown backend {other:?}"),
     };
 
-    let rest: Vec<String> = ["127.0.0.2", "127.0.0.3", "127.0.0.4"].iter().filter(|i| **i != ip).map(|i| format!("{i}:7000")).collect();
-    agent.rewrite_config(&format!("vips:\n  - vip: 11.0.0.1:7000\n    backends: [{}]\n", rest.join(", "))).unwrap();
-    wait_table(&agent, "the backend removal", |v| backends_of(v, "11.0.0.1:7000").len() == 2);
+    let rest: Vec<String> = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+        .iter()
+        .filter(|i| **i != ip)
+        .map(|i| format!("{i}:7000"))
+        .collect();
+    agent
+        .rewrite_config(&format!(
+            "vips:\n  - vip: 11.0.0.1:7000\n    backends: [{}]\n",
+            rest.join(", ")
+        ))
+        .unwrap();
+    wait_table(&agent, "the backend removal", |v| {
+        backends_of(v, "11.0.0.1:7000").len() == 2
+    });
 
-    let v = sb.probe(&["tcp", "--to", "11.0.0.1:7000", "-n", "500"]).unwrap();
+    let v = sb
+        .probe(&["tcp", "--to", "11.0.0.1:7000", "-n", "500"])
+        .unwrap();
     assert_eq!(v["errors"], 0, "{v}");
     let c = counts(&v);
-    assert_eq!(c.get(&id), None, "removed backend {id} got new connections: {v}");
+    assert_eq!(
+        c.get(&id),
+        None,
+        "removed backend {id} got new connections: {v}"
+    );
     assert_eq!(c.values().sum::<u64>(), 500);
 
     // The connection opened before the removal still works.
@@ -277,21 +390,43 @@ fn processes_outside_the_cgroup_and_other_destinations_are_untouched() {
     require_root();
     let mut sb = Sandbox::new("scope").unwrap();
     three_backends(&mut sb);
-    let agent = Agent::start(&mut sb, "vips:\n  - vip: 11.0.0.1:7000\n    backends: [127.0.0.2:7000]\n").unwrap();
+    let agent = Agent::start(
+        &mut sb,
+        "vips:\n  - vip: 11.0.0.1:7000\n    backends: [127.0.0.2:7000]\n",
+    )
+    .unwrap();
     agent.wait_vips(1, READY).unwrap();
 
     // Same netns, not in the cgroup: the VIP is just an unroutable address.
-    let out = sb.in_netns(probe_bin()).args(["tcp", "--to", "11.0.0.1:7000", "-n", "3"]).output().unwrap();
+    let out = sb
+        .in_netns(probe_bin())
+        .args(["tcp", "--to", "11.0.0.1:7000", "-n", "3"])
+        .output()
+        .unwrap();
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["error_kinds"], json!({"NetworkUnreachable": 3}), "{v}");
 
     // In the cgroup: a non-VIP destination and a VIP address on another port go where they were sent.
-    let v = sb.probe(&["tcp", "--to", "127.0.0.3:7000", "-n", "20"]).unwrap();
+    let v = sb
+        .probe(&["tcp", "--to", "127.0.0.3:7000", "-n", "20"])
+        .unwrap();
     assert_eq!(v["counts"], json!({"b": 20}), "{v}");
-    let v = sb.probe(&["tcp", "--to", "11.0.0.1:7999", "-n", "3"]).unwrap();
+    let v = sb
+        .probe(&["tcp", "--to", "11.0.0.1:7999", "-n", "3"])
+        .unwrap();
     assert_eq!(v["error_kinds"], json!({"NetworkUnreachable": 3}), "{v}");
     // A UDP VIP is not a TCP VIP.
-    let v = sb.probe(&["udp", "--to", "11.0.0.1:7000", "-n", "1", "--timeout-ms", "300"]).unwrap();
+    let v = sb
+        .probe(&[
+            "udp",
+            "--to",
+            "11.0.0.1:7000",
+            "-n",
+            "1",
+            "--timeout-ms",
+            "300",
+        ])
+        .unwrap();
     assert_eq!(v["errors"], 1, "{v}");
 }
 
@@ -299,13 +434,31 @@ fn processes_outside_the_cgroup_and_other_destinations_are_untouched() {
 fn config_errors_name_the_entry_and_a_bad_reload_keeps_the_table() {
     require_root();
     let cases: &[(&str, &str)] = &[
-        ("vips:\n  - vip: 11.0.0.1:70000\n    backends: []\n", "vips[0]"),
+        (
+            "vips:\n  - vip: 11.0.0.1:70000\n    backends: []\n",
+            "vips[0]",
+        ),
         ("vips:\n  - vip: 11.0.0.1:0\n    backends: []\n", "vips[0]"),
-        ("vips:\n  - vip: 11.0.0.1:80\n    backends: [127.0.0.1:80]\n  - vip: 11.0.0.1:80\n    backends: [nonsense]\n", "vips[1]"),
-        ("vips:\n  - vip: 11.0.0.1:80\n    backends: []\n  - vip: 11.0.0.1:80\n    backends: []\n", "vips[1]"),
-        ("vips:\n  - vip: 11.0.0.1:80\n    protcol: tcp\n    backends: []\n", "vips[0]"),
-        ("vips:\n  - vip: 11.0.0.1:80\n    backends: [{addr: 127.0.0.1:80, weight: 101}]\n", "weight"),
-        ("vips:\n  - vip: 11.0.0.1:80\n    backends: [{addr: 127.0.0.1:80, weight: 1}, {addr: '[::1]:80'}]\n", "vips[0]"),
+        (
+            "vips:\n  - vip: 11.0.0.1:80\n    backends: [127.0.0.1:80]\n  - vip: 11.0.0.1:80\n    backends: [nonsense]\n",
+            "vips[1]",
+        ),
+        (
+            "vips:\n  - vip: 11.0.0.1:80\n    backends: []\n  - vip: 11.0.0.1:80\n    backends: []\n",
+            "vips[1]",
+        ),
+        (
+            "vips:\n  - vip: 11.0.0.1:80\n    protcol: tcp\n    backends: []\n",
+            "vips[0]",
+        ),
+        (
+            "vips:\n  - vip: 11.0.0.1:80\n    backends: [{addr: 127.0.0.1:80, weight: 101}]\n",
+            "weight",
+        ),
+        (
+            "vips:\n  - vip: 11.0.0.1:80\n    backends: [{addr: 127.0.0.1:80, weight: 1}, {addr: '[::1]:80'}]\n",
+            "vips[0]",
+        ),
     ];
     let mut sb = Sandbox::new("config").unwrap();
     for (i, (yaml, needle)) in cases.iter().enumerate() {
@@ -315,15 +468,25 @@ fn config_errors_name_the_entry_and_a_bad_reload_keeps_the_table() {
             let mut cmd = sb.in_netns(agent_bin());
             cmd.arg(sub).arg("--config").arg(&path);
             if sub == "run" {
-                cmd.arg("--cgroup").arg(sb.cgroup()).arg("--pin-root").arg(sb.pin_root()).env("L4LB_FORBID_ROOT_CGROUP", "1");
+                cmd.arg("--cgroup")
+                    .arg(sb.cgroup())
+                    .arg("--pin-root")
+                    .arg(sb.pin_root())
+                    .env("L4LB_FORBID_ROOT_CGROUP", "1");
             }
             let out = cmd.output().unwrap();
             let err = String::from_utf8_lossy(&out.stderr);
             assert!(!out.status.success(), "{sub} accepted case {i}: {yaml}");
-            assert!(err.contains(needle), "{sub} case {i}: error does not name {needle:?}: {err}");
+            assert!(
+                err.contains(needle),
+                "{sub} case {i}: error does not name {needle:?}: {err}"
+            );
         }
     }
-    assert!(!sb.pin_root().exists(), "a bad config must not load anything");
+    assert!(
+        !sb.pin_root().exists(),
+        "a bad config must not load anything"
+    );
 
     three_backends(&mut sb);
     let good = "vips:\n  - vip: 11.0.0.1:7000\n    backends: [127.0.0.2:7000]\n  - vip: 11.0.0.2:7000\n    backends: [127.0.0.3:7000]\n";
@@ -333,21 +496,43 @@ fn config_errors_name_the_entry_and_a_bad_reload_keeps_the_table() {
     agent.sighup();
     let deadline = Instant::now() + READY;
     while !agent.log().contains("keeping the previous table") {
-        assert!(Instant::now() < deadline, "no error logged for a bad reload:\n{}", agent.log());
+        assert!(
+            Instant::now() < deadline,
+            "no error logged for a bad reload:\n{}",
+            agent.log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(agent.is_running());
-    assert_eq!(strip_counters(agent.vips_json().unwrap()), strip_counters(before.clone()));
-    let v = sb.probe(&["tcp", "--to", "11.0.0.1:7000", "-n", "5"]).unwrap();
+    assert_eq!(
+        strip_counters(agent.vips_json().unwrap()),
+        strip_counters(before.clone())
+    );
+    let v = sb
+        .probe(&["tcp", "--to", "11.0.0.1:7000", "-n", "5"])
+        .unwrap();
     assert_eq!(v["counts"], json!({"a": 5}), "{v}");
 
     // A good reload changes only the service that changed.
     agent
         .rewrite_config("vips:\n  - vip: 11.0.0.1:7000\n    backends: [127.0.0.2:7000]\n  - vip: 11.0.0.2:7000\n    backends: [127.0.0.4:7000]\n")
         .unwrap();
-    let after = wait_table(&agent, "the good reload", |v| backends_of(v, "11.0.0.2:7000") == vec![("127.0.0.4:7000".into(), 1)]);
-    let rev = |v: &Value, vip: &str| v.as_array().unwrap().iter().find(|r| r["vip"] == vip).unwrap()["revision"].clone();
-    assert_eq!(rev(&after, "11.0.0.1:7000"), rev(&before, "11.0.0.1:7000"), "unchanged service was rewritten");
+    let after = wait_table(&agent, "the good reload", |v| {
+        backends_of(v, "11.0.0.2:7000") == vec![("127.0.0.4:7000".into(), 1)]
+    });
+    let rev = |v: &Value, vip: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["vip"] == vip)
+            .unwrap()["revision"]
+            .clone()
+    };
+    assert_eq!(
+        rev(&after, "11.0.0.1:7000"),
+        rev(&before, "11.0.0.1:7000"),
+        "unchanged service was rewritten"
+    );
     assert_ne!(rev(&after, "11.0.0.2:7000"), rev(&before, "11.0.0.2:7000"));
 }
 
@@ -378,30 +563,70 @@ fn pinned_maps_dump_as_typed_json_and_the_cli_lists_them() {
     agent.wait_vips(2, READY).unwrap();
 
     let map = sb.pin_root().join("L4LB_SERVICES");
-    let out = Command::new("bpftool").args(["-j", "map", "dump", "pinned"]).arg(&map).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("bpftool")
+        .args(["-j", "map", "dump", "pinned"])
+        .arg(&map)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let dump: Value = serde_json::from_slice(&out.stdout).unwrap();
     let entries = dump.as_array().unwrap();
     assert_eq!(entries.len(), 2, "{dump}");
     for e in entries {
         let f = &e["formatted"];
-        assert!(f["key"]["port"].is_u64() && f["key"]["proto"] == 6, "not typed: {e}");
-        assert!(f["value"]["slot_count"].is_u64() && f["value"]["revision"].is_u64(), "not typed: {e}");
+        assert!(
+            f["key"]["port"].is_u64() && f["key"]["proto"] == 6,
+            "not typed: {e}"
+        );
+        assert!(
+            f["value"]["slot_count"].is_u64() && f["value"]["revision"].is_u64(),
+            "not typed: {e}"
+        );
     }
 
     // The named VIP got its IPv6 address by dcos-net's rule, in fd01:c::/64.
     let table = agent.vips_json().unwrap();
-    let v6 = table.as_array().unwrap().iter().find(|r| r["vip"].as_str().unwrap().starts_with("[fd01:c::")).unwrap_or_else(|| panic!("{table}"));
+    let v6 = table
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["vip"].as_str().unwrap().starts_with("[fd01:c::"))
+        .unwrap_or_else(|| panic!("{table}"));
     assert_eq!(v6["backends"][0]["addr"], "[::1]:7002");
 
     // `vips` reads the pinned maps: also after the agent is gone.
     let pin = sb.pin_root().to_path_buf();
-    agent.kill_no_teardown(libc::SIGTERM, Duration::from_secs(10)).unwrap();
-    let out = sb.in_netns(agent_bin()).args(["vips", "--pin-root"]).arg(&pin).output().unwrap();
+    agent
+        .kill_no_teardown(libc::SIGTERM, Duration::from_secs(10))
+        .unwrap();
+    let out = sb
+        .in_netns(agent_bin())
+        .args(["vips", "--pin-root"])
+        .arg(&pin)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("11.0.0.1:6379") && text.contains("127.0.0.3:6379") && text.contains("weight   2"), "{text}");
-    let out = sb.in_netns(agent_bin()).args(["teardown", "--pin-root"]).arg(&pin).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("11.0.0.1:6379")
+            && text.contains("127.0.0.3:6379")
+            && text.contains("weight   2"),
+        "{text}"
+    );
+    let out = sb
+        .in_netns(agent_bin())
+        .args(["teardown", "--pin-root"])
+        .arg(&pin)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert!(!pin.join("L4LB_SERVICES").exists());
 }

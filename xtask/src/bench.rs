@@ -63,6 +63,9 @@ pub fn run(what: Bench) -> Result<()> {
 }
 
 fn socket(iterations: u32, rounds: u32, write: bool) -> Result<()> {
+    if write && rounds < 5 {
+        bail!("--write records published numbers: use at least 5 rounds");
+    }
     // Release binaries: a debug probe would add its own overhead to both sides.
     preflight::kernel_task(true)?;
     interrupt::install();
@@ -71,8 +74,46 @@ fn socket(iterations: u32, rounds: u32, write: bool) -> Result<()> {
     let (direct, vip) = measure(&mut sb, iterations, rounds, deadline)?;
     drop(sb);
 
-    let d = median(&direct);
-    let v = median(&vip);
+    let (text, markdown) = summarize(&direct, &vip, iterations, rounds, &machine_line());
+    print!("\n{text}");
+    if write {
+        let path = util::workspace_root().join("BENCHMARKS.md");
+        let date = util::stdout(std::process::Command::new("date").args(["-u", "+%Y-%m-%d"]))?;
+        let body = markdown.replace("{date}", date.trim());
+        let old = std::fs::read_to_string(&path).unwrap_or_default();
+        std::fs::write(&path, report::replace_section(&old, SECTION, &body))
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote section \"{SECTION}\" of {}", path.display());
+    }
+    Ok(())
+}
+
+/// nproc, kernel, CPU and load (other work is the main noise on 2 cores).
+fn machine_line() -> String {
+    let mut machine = report::machine_info();
+    if let Ok(l) = std::fs::read_to_string("/proc/loadavg") {
+        machine.push((
+            "loadavg",
+            l.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+        ));
+    }
+    machine
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The result as terminal text and as a BENCHMARKS.md section body (with a
+/// `{date}` placeholder).
+fn summarize(
+    direct: &[Probe],
+    vip: &[Probe],
+    iterations: u32,
+    rounds: u32,
+    machine: &str,
+) -> (String, String) {
+    let (d, v) = (median(direct), median(vip));
     let fmt = |p: &Probe| {
         vec![
             format!("{:.1}", p.p50_us),
@@ -81,8 +122,8 @@ fn socket(iterations: u32, rounds: u32, write: bool) -> Result<()> {
             format!("{:.0}", p.conns_per_sec),
         ]
     };
-    let header = ["path", "p50 us", "p99 us", "mean us", "conn/s"];
     let ratio = |a: f64, b: f64| format!("{:.3}x", a / b);
+    let header = ["path", "p50 us", "p99 us", "mean us", "conn/s"];
     let rows = vec![
         [vec![format!("direct {BACKEND}")], fmt(&d)].concat(),
         [vec![format!("VIP {VIP}")], fmt(&v)].concat(),
@@ -99,36 +140,35 @@ fn socket(iterations: u32, rounds: u32, write: bool) -> Result<()> {
         "p50 VIP/direct = {p50_ratio:.3}x (goal <= {GOAL:.2}x): {}",
         if p50_ratio <= GOAL { "met" } else { "NOT met" }
     );
-    let machine = report::machine_info();
-    let machine_line = machine
-        .iter()
-        .map(|(k, v)| format!("{k}: {v}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    // Round-to-round spread: a VIP/direct difference inside it is noise.
+    let range = |runs: &[Probe]| {
+        let lo = runs.iter().map(|p| p.p50_us).fold(f64::INFINITY, f64::min);
+        let hi = runs
+            .iter()
+            .map(|p| p.p50_us)
+            .fold(f64::NEG_INFINITY, f64::max);
+        format!("{lo:.1}-{hi:.1} us")
+    };
+    let noise = format!(
+        "p50 range over rounds: direct {}, VIP {}",
+        range(direct),
+        range(vip)
+    );
     let how = format!("medians of {rounds} rounds x {iterations} connections per path");
 
-    println!("\nTCP connect() through the cgroup connect4 rewrite ({how})");
-    print!("{}", report::table(&header, &rows));
-    println!("{verdict}");
-    println!("{machine_line}");
-
-    if write {
-        let path = util::workspace_root().join("BENCHMARKS.md");
-        let date = util::stdout(std::process::Command::new("date").args(["-u", "+%Y-%m-%d"]))?;
-        let body = format!(
-            "## Socket path: connect() direct vs VIP\n\n\
-             `cargo xtask bench socket --iterations {iterations} --rounds {rounds}` on {}, {how}.\n\
-             Probe and backend (`l4lb-probe latency`, `l4lb-testsrv`) in one netns; the probe in the agent's cgroup.\n\n\
-             {}\n{verdict}\n\nMachine: {machine_line}.\n",
-            date.trim(),
-            report::md_table(&header, &rows),
-        );
-        let old = std::fs::read_to_string(&path).unwrap_or_default();
-        std::fs::write(&path, report::replace_section(&old, SECTION, &body))
-            .with_context(|| format!("writing {}", path.display()))?;
-        println!("wrote section \"{SECTION}\" of {}", path.display());
-    }
-    Ok(())
+    let text = format!(
+        "TCP connect() through the cgroup connect4 rewrite ({how})\n{}{verdict}\n{noise}\n{machine}\n",
+        report::table(&header, &rows)
+    );
+    let markdown = format!(
+        "## Socket path: connect() direct vs VIP\n\n\
+         `cargo xtask bench socket --iterations {iterations} --rounds {rounds}` on {{date}}, {how}. \
+         Probe (`l4lb-probe latency --rst`) and backend (`l4lb-testsrv`) in one netns, the probe in the \
+         agent's cgroup; direct and VIP rounds alternate.\n\n\
+         {}\n{verdict}; {noise}.\n\nMachine: {machine}.\n",
+        report::md_table(&header, &rows)
+    );
+    (text, markdown)
 }
 
 /// Runs the rounds; returns (direct, VIP) results. The agent is stopped
@@ -294,5 +334,38 @@ mod tests {
         };
         assert_eq!(median(&[p(3.0), p(1.0), p(2.0)]).p50_us, 2.0);
         assert_eq!(median(&[p(4.0), p(1.0), p(2.0), p(3.0)]).p99_us, 2.5);
+    }
+
+    #[test]
+    fn summary_ratio_and_verdict() {
+        let p = |x: f64| Probe {
+            p50_us: x,
+            p99_us: 2.0 * x,
+            mean_us: x,
+            conns_per_sec: 1e6 / x,
+            ok: 1,
+            errors: 0,
+        };
+        let (text, md) = summarize(
+            &[p(100.0), p(104.0)],
+            &[p(102.0), p(102.0)],
+            10,
+            2,
+            "nproc: 2",
+        );
+        assert!(
+            text.contains("p50 VIP/direct = 1.000x (goal <= 1.03x): met"),
+            "{text}"
+        );
+        assert!(
+            text.contains("direct 100.0-104.0 us, VIP 102.0-102.0 us"),
+            "{text}"
+        );
+        assert!(
+            md.contains("| VIP/direct | 1.000x |") && md.contains("on {date},"),
+            "{md}"
+        );
+        let (text, _) = summarize(&[p(100.0)], &[p(110.0)], 10, 1, "");
+        assert!(text.contains("1.100x (goal <= 1.03x): NOT met"), "{text}");
     }
 }

@@ -18,9 +18,16 @@ pub fn test(extra: &[String]) -> Result<()> {
         eprintln!("warning: not root: the kernel tests need root and will fail");
     }
     build(false)?;
+    // --no-fail-fast: CI shows every failing test binary, not just the first.
     util::run(
         util::cargo()
-            .args(["test", "--workspace", "--", "--test-threads=2"])
+            .args([
+                "test",
+                "--workspace",
+                "--no-fail-fast",
+                "--",
+                "--test-threads=2",
+            ])
             .args(extra),
     )
 }
