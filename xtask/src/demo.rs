@@ -25,6 +25,8 @@ pub fn run(config: Option<PathBuf>) -> Result<()> {
     let config = config.unwrap_or_else(|| util::workspace_root().join("examples/demo.yaml"));
     let yaml = std::fs::read_to_string(&config)
         .with_context(|| format!("reading {}", config.display()))?;
+    // The README's one command on a fresh machine: install what is missing first (idempotent).
+    crate::setup::run_setup()?;
     preflight::kernel_task(false)?;
     let vips = count_vips(&config)?;
     interrupt::install();
