@@ -87,3 +87,50 @@ pub struct DesiredState {
 pub fn same_family(a: IpAddr, b: IpAddr) -> bool {
     a.is_ipv4() == b.is_ipv4()
 }
+
+/// One task as the DNS zones need it (Mesos-DNS and dcos-net records).
+/// Produced by the Marathon source; the static file has none.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TaskRecord {
+    /// Marathon app id, absolute: `/group/app`.
+    pub app_id: String,
+    /// Mesos task id (`redis.instance-…._app.1`).
+    pub task_id: String,
+    /// Framework name for DNS (`marathon`).
+    pub framework: String,
+    /// Mesos agent id (`…-S1`): its last `-` field is the canonical name's suffix.
+    pub agent_id: String,
+    /// The agent's address (`task.host` when it is an IP, else None).
+    pub agent_ip: Option<IpAddr>,
+    /// The task's own addresses (`ipAddresses`), IPv4 and IPv6.
+    pub task_ips: Vec<IpAddr>,
+    /// Ports the task serves, in port-definition / port-mapping order.
+    pub ports: Vec<TaskPort>,
+    /// True if the task maps host ports (host or bridge networking): dcos-net's
+    /// `autoip` is then the agent IP, else the container IP.
+    pub host_ports: bool,
+    /// TASK_RUNNING (TASK_KILLING and others are false).
+    pub running: bool,
+    /// None: no health checks; Some(false): unhealthy or no result yet.
+    pub healthy: Option<bool>,
+}
+
+/// One port of a task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TaskPort {
+    /// The port clients use for this task: the host port for host/bridge
+    /// networking, the container port for container networking.
+    pub port: u16,
+    /// One or both protocols (`udp,tcp` gives both).
+    pub protocols: Vec<Proto>,
+    /// The port's name (`portDefinitions[].name` / `portMappings[].name`), if any.
+    pub name: Option<String>,
+}
+
+/// Everything a source knows: the datapath's desired state plus the task
+/// records the DNS server publishes. Replaced whole on every sync.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Catalog {
+    pub services: DesiredState,
+    pub tasks: Vec<TaskRecord>,
+}
