@@ -19,15 +19,69 @@ pub fn test(extra: &[String]) -> Result<()> {
     }
     build(false)?;
     // --no-fail-fast: CI shows every failing test binary, not just the first.
-    util::run(
-        util::cargo()
-            .args([
-                "test",
-                "--workspace",
-                "--no-fail-fast",
-                "--",
-                "--test-threads=2",
-            ])
-            .args(extra),
-    )
+    // --lib --bins --tests: no doc-test runs (there are none) ending the log on "0 passed".
+    let mut cmd = util::cargo();
+    cmd.args([
+        "test",
+        "--workspace",
+        "--no-fail-fast",
+        "--lib",
+        "--bins",
+        "--tests",
+        "--",
+        "--test-threads=2",
+    ])
+    .args(extra)
+    .stdout(std::process::Stdio::piped());
+    eprintln!("+ {cmd:?}");
+    let mut child = cmd.spawn()?;
+    let stdout = child.stdout.take().expect("piped");
+    let (mut passed, mut failed) = (0u64, 0u64);
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        let line = line?;
+        println!("{line}");
+        if let Some((p, f)) = parse_result_line(&line) {
+            passed += p;
+            failed += f;
+        }
+    }
+    let status = child.wait()?;
+    // One closing line over all test binaries.
+    println!("tests: {passed} passed, {failed} failed");
+    if !status.success() || failed > 0 {
+        anyhow::bail!("tests failed ({status})");
+    }
+    if passed == 0 {
+        anyhow::bail!("no test ran");
+    }
+    Ok(())
+}
+
+/// `test result: ok. 9 passed; 0 failed; …` → (9, 0).
+fn parse_result_line(line: &str) -> Option<(u64, u64)> {
+    let rest = line.strip_prefix("test result: ")?;
+    let num = |word: &str| -> Option<u64> {
+        rest.split(';').find_map(|part| {
+            part.trim()
+                .trim_start_matches("ok. ")
+                .trim_start_matches("FAILED. ")
+                .strip_suffix(word)?
+                .trim()
+                .parse()
+                .ok()
+        })
+    };
+    Some((num("passed")?, num("failed")?))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_result_lines() {
+        let l = "test result: ok. 53 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.04s";
+        assert_eq!(super::parse_result_line(l), Some((53, 0)));
+        let l = "test result: FAILED. 8 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 4.02s";
+        assert_eq!(super::parse_result_line(l), Some((8, 1)));
+        assert_eq!(super::parse_result_line("running 3 tests"), None);
+    }
 }
