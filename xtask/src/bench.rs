@@ -164,7 +164,7 @@ fn summarize(
         "## Socket path: connect() direct vs VIP\n\n\
          `cargo xtask bench socket --iterations {iterations} --rounds {rounds}` on {{date}}, {how}. \
          Probe (`l4lb-probe latency --rst`) and backend (`l4lb-testsrv`) in one netns, the probe in the \
-         agent's cgroup; direct and VIP rounds alternate.\n\n\
+         agent's cgroup; each round interleaves direct and VIP connection by connection.\n\n\
          {}\n{verdict}; {noise}.\n\nMachine: {machine}.\n",
         report::md_table(&header, &rows)
     );
@@ -211,15 +211,10 @@ fn measure_with(
 
     let (mut direct, mut vip) = (Vec::new(), Vec::new());
     for r in 0..rounds {
-        // Alternate which path goes first so slow drift hits both alike.
-        let order = if r % 2 == 0 {
-            [BACKEND, VIP]
-        } else {
-            [VIP, BACKEND]
-        };
-        for to in order {
-            let p = probe(sb, to, iterations, deadline)?;
-            let label = if to == VIP { "VIP   " } else { "direct" };
+        // One probe per round alternates direct and VIP connection by
+        // connection, so machine noise (2 shared cores) hits both alike.
+        let (d, v) = probe_pair(sb, iterations, deadline)?;
+        for (label, p) in [("direct", &d), ("VIP   ", &v)] {
             println!(
                 "round {}/{rounds} {label}: p50 {:.1} us  p99 {:.1} us  mean {:.1} us  {:.0} conn/s",
                 r + 1,
@@ -228,12 +223,9 @@ fn measure_with(
                 p.mean_us,
                 p.conns_per_sec
             );
-            if to == VIP {
-                vip.push(p)
-            } else {
-                direct.push(p)
-            }
         }
+        direct.push(d);
+        vip.push(v);
     }
 
     // The BPF counters prove the VIP rounds went through the rewrite.
@@ -247,23 +239,45 @@ fn measure_with(
         let made = u64::from(rounds) * u64::from(iterations)
             + u64::from(warm)
             + u64::from(rounds + 1) * u64::from(PROBE_WARMUP);
+        // (warm-up probes of the pairs count too: PROBE_WARMUP per round)
         println!("BPF counted {connects} connects to the VIP (the probe made {made})");
     }
     Ok((direct, vip))
 }
 
 fn probe(sb: &Sandbox, to: &str, n: u32, deadline: Instant) -> Result<Probe> {
+    let out = run_probe(sb, &[to], n, deadline)?;
+    parse_probe(to, &out)
+}
+
+/// Direct and VIP interleaved in one probe run: `{"targets": [direct, vip]}`.
+fn probe_pair(sb: &Sandbox, n: u32, deadline: Instant) -> Result<(Probe, Probe)> {
+    let out = run_probe(sb, &[BACKEND, VIP], n, deadline)?;
+    let v: serde_json::Value =
+        serde_json::from_str(out.trim()).with_context(|| format!("l4lb-probe printed {out:?}"))?;
+    let t = v["targets"]
+        .as_array()
+        .filter(|t| t.len() == 2)
+        .with_context(|| format!("no targets pair in {out}"))?;
+    Ok((
+        parse_probe(BACKEND, &t[0].to_string())?,
+        parse_probe(VIP, &t[1].to_string())?,
+    ))
+}
+
+fn run_probe(sb: &Sandbox, to: &[&str], n: u32, deadline: Instant) -> Result<String> {
     interrupt::check()?;
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         bail!("benchmark exceeded its {TOTAL_TIMEOUT:?} budget");
     }
     let mut cmd = sb.in_cgroup(probe_bin());
+    cmd.arg("latency");
+    for t in to {
+        cmd.args(["--to", t]);
+    }
     // --rst: ~100k connections per run must not pile up in TIME_WAIT.
     cmd.args([
-        "latency",
-        "--to",
-        to,
         "-n",
         &n.to_string(),
         "--warmup",
@@ -271,24 +285,28 @@ fn probe(sb: &Sandbox, to: &str, n: u32, deadline: Instant) -> Result<Probe> {
         "--rst",
     ]);
     let out = util::output_timeout(&mut cmd, PROBE_TIMEOUT.min(left))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
         bail!(
-            "l4lb-probe latency --to {to} failed ({}): {}{}",
+            "l4lb-probe latency --to {to:?} failed ({}): {}{}",
             out.status,
             stdout,
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let p: Probe = serde_json::from_str(stdout.trim())
-        .with_context(|| format!("l4lb-probe printed {stdout:?}"))?;
+    Ok(stdout)
+}
+
+fn parse_probe(to: &str, json: &str) -> Result<Probe> {
+    let p: Probe = serde_json::from_str(json.trim())
+        .with_context(|| format!("l4lb-probe printed {json:?}"))?;
     // Latencies of a run with failed connects would not compare like for like.
     if p.errors > 0 || p.ok == 0 {
         bail!(
             "l4lb-probe latency --to {to}: {} ok, {} errors: {}",
             p.ok,
             p.errors,
-            stdout.trim()
+            json.trim()
         );
     }
     Ok(p)

@@ -55,9 +55,12 @@ enum Cmd {
         timeout_ms: u64,
     },
     /// N × {connect, send request, read reply, close}; latency percentiles.
+    /// With several --to, the targets are interleaved connection by connection
+    /// (a paired comparison: machine noise hits every target alike) and the
+    /// output is `{"targets": [one object per target]}`.
     Latency {
-        #[arg(long)]
-        to: SocketAddr,
+        #[arg(long, required = true)]
+        to: Vec<SocketAddr>,
         #[arg(short = 'n', long = "count", default_value_t = 1000)]
         n: usize,
         #[arg(long, default_value_t = 100)]
@@ -277,7 +280,7 @@ fn hold(to: SocketAddr, t: Duration) -> Result<()> {
 }
 
 fn latency(
-    to: SocketAddr,
+    to: Vec<SocketAddr>,
     n: usize,
     warmup: usize,
     t: Duration,
@@ -285,23 +288,55 @@ fn latency(
     lines: usize,
     rst: bool,
 ) -> Value {
-    let addr = SockAddr::from(to);
-    let domain = Domain::for_address(to);
+    let addrs: Vec<(SockAddr, Domain)> = to
+        .iter()
+        .map(|a| (SockAddr::from(*a), Domain::for_address(*a)))
+        .collect();
     let mut buf = [0u8; 4096];
-    let mut errors = Tally::default();
+    let mut errors: Vec<Tally> = to.iter().map(|_| Tally::default()).collect();
     for _ in 0..warmup {
-        let _ = round_trip(&addr, domain, t, req, lines, rst, &mut buf);
-    }
-    let mut samples: Vec<u64> = Vec::with_capacity(n);
-    let start = Instant::now();
-    for _ in 0..n {
-        let t0 = Instant::now();
-        match round_trip(&addr, domain, t, req, lines, rst, &mut buf) {
-            Ok(()) => samples.push(t0.elapsed().as_nanos() as u64),
-            Err(e) => errors.record(Err(e)),
+        for (addr, domain) in &addrs {
+            let _ = round_trip(addr, *domain, t, req, lines, rst, &mut buf);
         }
     }
+    let mut samples: Vec<Vec<u64>> = to.iter().map(|_| Vec::with_capacity(n)).collect();
+    let start = Instant::now();
+    for _ in 0..n {
+        for (i, (addr, domain)) in addrs.iter().enumerate() {
+            let t0 = Instant::now();
+            match round_trip(addr, *domain, t, req, lines, rst, &mut buf) {
+                Ok(()) => samples[i].push(t0.elapsed().as_nanos() as u64),
+                Err(e) => errors[i].record(Err(e)),
+            }
+        }
+    }
+    // Wall time is shared; each target's rate is its own connections over the
+    // time spent on them (the sum of its samples).
     let wall = start.elapsed().as_secs_f64();
+    let mut out: Vec<Value> = Vec::new();
+    for ((target, mut samples), errors) in to.iter().zip(samples).zip(errors) {
+        out.push(latency_stats(
+            target,
+            n,
+            &mut samples,
+            &errors,
+            if addrs.len() == 1 { Some(wall) } else { None },
+        ));
+    }
+    if out.len() == 1 {
+        out.pop().unwrap_or_default()
+    } else {
+        json!({ "targets": out })
+    }
+}
+
+fn latency_stats(
+    to: &SocketAddr,
+    n: usize,
+    samples: &mut [u64],
+    errors: &Tally,
+    wall: Option<f64>,
+) -> Value {
     samples.sort_unstable();
     let us = |ns: u64| (ns as f64 / 100.0).round() / 10.0;
     // Nearest-rank percentile.
@@ -309,11 +344,13 @@ fn latency(
         0 => 0.0,
         len => us(samples[((p / 100.0 * len as f64).ceil() as usize).clamp(1, len) - 1]),
     };
+    let total_ns: u64 = samples.iter().sum();
     let mean = if samples.is_empty() {
         0.0
     } else {
-        us(samples.iter().sum::<u64>() / samples.len() as u64)
+        us(total_ns / samples.len() as u64)
     };
+    let busy = wall.unwrap_or(total_ns as f64 / 1e9);
     json!({
         "to": to.to_string(),
         "n": n,
@@ -326,8 +363,8 @@ fn latency(
         "p99_us": pct(99.0),
         "max_us": samples.last().map_or(0.0, |&v| us(v)),
         "mean_us": mean,
-        "conns_per_sec": if wall > 0.0 { (samples.len() as f64 / wall).round() } else { 0.0 },
-        "wall_s": wall,
+        "conns_per_sec": if busy > 0.0 { (samples.len() as f64 / busy).round() } else { 0.0 },
+        "wall_s": busy,
     })
 }
 
