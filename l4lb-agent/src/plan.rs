@@ -22,7 +22,7 @@ use serde::Serialize;
 use crate::{
     codec,
     model::{DesiredState, ServiceSpec, Vip},
-    slots::slot_table,
+    slots::{maglev, table_size},
 };
 
 /// One service as the maps hold it.
@@ -185,8 +185,11 @@ pub fn plan(applied: &Applied, desired: &DesiredState) -> Result<Plan, PlanError
             p.summary.added += 1
         }
         let generation = revision & 1;
-        let pairs: Vec<(u32, u32)> = members.iter().map(|(b, w)| (*b, *w)).collect();
-        let table = slot_table(&pairs);
+        let keyed: Vec<(u32, String, u32)> =
+            spec.backends.iter().map(|(addr, w)| (backend_id[addr], addr.to_string(), *w)).collect();
+        let live = keyed.iter().filter(|(_, _, w)| *w > 0).count();
+        let current = old.map(|o| o.slot_counts[(o.revision & 1) as usize]).unwrap_or(0);
+        let table = maglev(&keyed, table_size(live, current));
         for (index, backend) in table.iter().enumerate() {
             p.now.push(Op::PutSlot(
                 SlotKey {
@@ -475,7 +478,9 @@ mod tests {
         let a = &p.next.services[&vip("11.0.0.1:80")];
         assert_eq!(a.members.len(), 2);
         let v = maps.services[&codec::service_key(&vip("11.0.0.1:80"))];
-        assert_eq!(v.slot_count, 1);
+        assert_eq!(v.slot_count, 251, "one live backend: the smallest Maglev table");
+        let generation = v.generation();
+        assert!(maps.slots.iter().filter(|(k, _)| k.generation == generation && k.service_id == v.id).all(|(_, b)| *b == p.next.backends.iter().find(|(_, a)| a.to_string() == "10.0.0.2:80").map(|(id, _)| *id).unwrap()));
         let v = maps.services[&codec::service_key(&vip("11.0.0.2:80"))];
         assert_eq!(v.slot_count, 0);
     }
@@ -483,17 +488,16 @@ mod tests {
     #[test]
     fn stale_slots_of_the_reused_generation_are_dropped() {
         let mut maps = Maps::default();
-        let big = state(&[(
-            "11.0.0.1:80",
-            &[("10.0.0.1:80", 1), ("10.0.0.2:80", 1), ("10.0.0.3:80", 1)],
-        )]);
-        let small = state(&[("11.0.0.1:80", &[("10.0.0.1:80", 1)])]);
-        let mid = state(&[("11.0.0.1:80", &[("10.0.0.1:80", 1), ("10.0.0.2:80", 1)])]);
-        let p1 = apply(&mut maps, &Applied::default(), &big); // gen 0: 3 slots
-        let p2 = apply(&mut maps, &p1.next, &mid); // gen 1: 2 slots
-        let _p3 = apply(&mut maps, &p2.next, &small); // gen 0: 1 slot, 2 stale dropped
-        assert_eq!(maps.slots.keys().filter(|k| k.generation == 0).count(), 1);
-        assert_eq!(maps.slots.keys().filter(|k| k.generation == 1).count(), 2);
+        let addrs: Vec<String> = (1..=9).map(|i| format!("10.0.0.{i}:80")).collect();
+        let with = |n: usize| -> DesiredState {
+            let bs: Vec<(&str, u32)> = addrs[..n].iter().map(|a| (a.as_str(), 1)).collect();
+            state(&[("11.0.0.1:80", &bs)])
+        };
+        let p1 = apply(&mut maps, &Applied::default(), &with(9)); // gen 0: M = 1009
+        let p2 = apply(&mut maps, &p1.next, &with(2)); // gen 1: M stays 1009
+        let _p3 = apply(&mut maps, &p2.next, &with(1)); // gen 0: M shrinks to 251
+        assert_eq!(maps.slots.keys().filter(|k| k.generation == 0).count(), 251);
+        assert_eq!(maps.slots.keys().filter(|k| k.generation == 1).count(), 1009);
     }
 
     #[test]

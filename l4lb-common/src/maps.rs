@@ -34,9 +34,9 @@ pub const MAX_SERVICES: u32 = 65_536;
 /// Maximum number of distinct backends (addr+port). Backend ids are `1..MAX_BACKENDS`.
 pub const MAX_BACKENDS: u32 = 65_536;
 /// Capacity of the slot table summed over all services and both generations.
-pub const MAX_SLOTS: u32 = 524_288;
-/// Slots one service may use in one generation (sum of its reduced weights).
-pub const MAX_SLOTS_PER_SERVICE: u32 = 16_384;
+pub const MAX_SLOTS: u32 = 1_048_576;
+/// Largest Maglev table of one service (Katran's default size).
+pub const MAX_SLOTS_PER_SERVICE: u32 = 65_537;
 /// Service ↔ backend memberships.
 pub const MAX_MEMBERS: u32 = 262_144;
 /// UDP reverse-NAT entries (LRU: the oldest sockets' entries are evicted).

@@ -1,0 +1,656 @@
+//! Catalog → DNS zones (pure, apart from the SOA serial, which is the clock).
+//!
+//! Three zones, as on a DC/OS cluster:
+//! - `mesos` (Mesos-DNS, TTL 60): `<task>.<fw>.mesos`, `<task>.<fw>.slave.mesos`,
+//!   canonical `<task>-<h>-<s>.<fw>.mesos` (+ `.slave`), SRV
+//!   `_<task>._tcp|_udp.<fw>.mesos` and `_<portname>._<task>._tcp|_udp.<fw>.mesos`.
+//! - `l4lb.thisdcos.directory` (dcos-net, TTL 5): named VIPs, only once the
+//!   datapath holds them (dcos-net PR #130: publishing earlier raced clients).
+//! - `dcos.thisdcos.directory` (dcos-net, TTL 5):
+//!   `<task>.<fw>.agentip|containerip|autoip.dcos.thisdcos.directory`.
+//!
+//! Every zone has an SOA and an NS (`ns1.<zone>`, Mesos-DNS's name for
+//! itself) with an address record for `ns1.<zone>`: [`ZoneOptions::ns_addrs`].
+//! Only TASK_RUNNING tasks are published.
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    net::{IpAddr, Ipv4Addr},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use hickory_proto::rr::{
+    LowerName, Name, RData, Record, RecordType,
+    rdata::{A, AAAA, NS, SOA, SRV},
+};
+
+use super::names;
+use crate::model::{Catalog, TaskRecord, Vip};
+use crate::naming::{self, NamingError, VipLabel, VipName};
+
+/// Mesos-DNS's domain.
+pub const MESOS_ZONE: &str = "mesos";
+/// dcos-net's task zone.
+pub const DCOS_ZONE: &str = "dcos.thisdcos.directory";
+/// Framework of named VIPs (the same as `config::FRAMEWORK`: the static file
+/// and Marathon name VIPs alike).
+pub const VIP_FRAMEWORK: &str = "marathon";
+/// Every zone this server is authoritative for.
+pub const ZONE_NAMES: [&str; 3] = [MESOS_ZONE, naming::L4LB_ZONE, DCOS_ZONE];
+
+/// Record TTLs in seconds; also each zone's negative-caching TTL (SOA minimum).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ttls {
+    /// The `mesos` zone (Mesos-DNS default 60).
+    pub mesos: u32,
+    /// The dcos-net zones: `l4lb.thisdcos.directory` and
+    /// `dcos.thisdcos.directory` (dcos-net's 5).
+    pub l4lb: u32,
+}
+
+impl Default for Ttls {
+    fn default() -> Self {
+        Ttls { mesos: 60, l4lb: 5 }
+    }
+}
+
+/// How zones are built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZoneOptions {
+    pub ttls: Ttls,
+    /// Addresses of `ns1.<zone>`, the NS target of every zone: where this
+    /// server can be reached. Default 127.0.0.1 (the agent serves its own
+    /// node); see `DnsArgs` for how the agent picks them.
+    pub ns_addrs: Vec<IpAddr>,
+}
+
+impl Default for ZoneOptions {
+    fn default() -> Self {
+        ZoneOptions {
+            ttls: Ttls::default(),
+            ns_addrs: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        }
+    }
+}
+
+/// One zone's data: every name that exists (including empty non-terminals,
+/// which answer NOERROR/no data rather than NXDOMAIN, RFC 8020) → its records.
+#[derive(Clone, Debug)]
+pub struct Zone {
+    origin: LowerName,
+    soa: Record,
+    nodes: HashMap<LowerName, Vec<Record>>,
+}
+
+impl Zone {
+    pub fn origin(&self) -> &LowerName {
+        &self.origin
+    }
+
+    /// The apex SOA, for the AUTHORITY section of negative answers.
+    pub fn soa(&self) -> &Record {
+        &self.soa
+    }
+
+    /// The records of `name`, `None` if the name does not exist.
+    pub fn get(&self, name: &LowerName) -> Option<&[Record]> {
+        self.nodes.get(name).map(Vec::as_slice)
+    }
+
+    /// Number of records.
+    pub fn record_count(&self) -> usize {
+        self.nodes.values().map(Vec::len).sum()
+    }
+
+    /// Every name and its records (order unspecified).
+    pub fn iter(&self) -> impl Iterator<Item = (&LowerName, &[Record])> {
+        self.nodes.iter().map(|(n, r)| (n, r.as_slice()))
+    }
+}
+
+/// All zones the server answers for; swapped whole on every catalog change.
+/// `Zones::default()` holds no zone: the state before the first catalog, in
+/// which the server answers SERVFAIL for its zones (not a cacheable NXDOMAIN).
+#[derive(Clone, Debug, Default)]
+pub struct Zones {
+    zones: Vec<Zone>,
+}
+
+/// Result of [`Zones::lookup`].
+#[derive(Debug)]
+pub enum Lookup<'a> {
+    /// The name is in none of the zones.
+    NotOurs,
+    /// In `zone`, but it does not exist.
+    NxDomain(&'a Zone),
+    /// Exists in `zone`; no records means an empty non-terminal.
+    Found(&'a Zone, &'a [Record]),
+}
+
+impl Zones {
+    /// False for `Zones::default()`: no catalog has been seen yet.
+    pub fn is_loaded(&self) -> bool {
+        !self.zones.is_empty()
+    }
+
+    pub fn zones(&self) -> &[Zone] {
+        &self.zones
+    }
+
+    pub fn record_count(&self) -> usize {
+        self.zones.iter().map(Zone::record_count).sum()
+    }
+
+    /// Finds `name` (already lower-cased by being a [`LowerName`]).
+    pub fn lookup(&self, name: &LowerName) -> Lookup<'_> {
+        // The zones are siblings, never nested: the first match is the only one.
+        let Some(zone) = self.zones.iter().find(|z| z.origin.zone_of(name)) else {
+            return Lookup::NotOurs;
+        };
+        match zone.get(name) {
+            Some(records) => Lookup::Found(zone, records),
+            None => Lookup::NxDomain(zone),
+        }
+    }
+
+    /// The A and AAAA records of `name`, for ADDITIONAL sections.
+    pub fn addresses<'a>(&'a self, name: &LowerName) -> impl Iterator<Item = &'a Record> + 'a {
+        let records = match self.lookup(name) {
+            Lookup::Found(_, r) => r,
+            _ => &[],
+        };
+        records
+            .iter()
+            .filter(|r| matches!(r.record_type(), RecordType::A | RecordType::AAAA))
+    }
+}
+
+/// True if `name` is one of ours: at or below a zone in [`ZONE_NAMES`].
+pub fn in_served_zones(name: &LowerName) -> bool {
+    ZONE_NAMES.iter().any(|z| {
+        Name::from_ascii(z).is_ok_and(|mut n| {
+            n.set_fqdn(true);
+            LowerName::new(&n).zone_of(name)
+        })
+    })
+}
+
+/// Builds the three zones from a catalog. `published` are the VIPs the
+/// datapath holds: a named VIP gets its name only once it is there.
+pub fn build_zones(catalog: &Catalog, published: &BTreeSet<Vip>, opts: &ZoneOptions) -> Zones {
+    let serial = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(1);
+    let mut mesos = ZoneBuilder::new(MESOS_ZONE, opts.ttls.mesos);
+    let mut dcos = ZoneBuilder::new(DCOS_ZONE, opts.ttls.l4lb);
+    let mut l4lb = ZoneBuilder::new(naming::L4LB_ZONE, opts.ttls.l4lb);
+    for task in catalog.tasks.iter().filter(|t| t.running) {
+        add_mesos_task(&mut mesos, task);
+        add_dcos_task(&mut dcos, task);
+    }
+    for (vip, spec) in &catalog.services.services {
+        if !published.contains(vip) {
+            continue;
+        }
+        let Some(label) = spec.name.as_deref() else {
+            continue;
+        };
+        let name = match naming::parse_vip_label(label) {
+            Ok(VipLabel {
+                name: VipName::Named(n),
+                ..
+            }) => n,
+            Ok(_) => continue, // an address VIP has no name
+            // A name given without its port (`/redis`) is still the name.
+            Err(NamingError::MissingPort { .. }) => label.to_owned(),
+            Err(_) => continue,
+        };
+        if let Some(fqdn) = naming::vip_fqdn(&name, VIP_FRAMEWORK)
+            && let Some(owner) = absolute(&fqdn)
+        {
+            l4lb.add_addrs(&owner, [vip.addr.ip()]);
+        }
+    }
+    Zones {
+        zones: [mesos, l4lb, dcos]
+            .into_iter()
+            .map(|z| z.finish(serial, &opts.ns_addrs))
+            .collect(),
+    }
+}
+
+/// Mesos-DNS's address choice for `<task>.<fw>.mesos`: the task's own IPs
+/// (Marathon's `ipAddresses`, Mesos-DNS's default `netinfo` source first),
+/// at most the first IPv4 and the first IPv6 as Mesos-DNS does; else the
+/// agent IP (its `host` fallback). For host networking Marathon reports the
+/// agent IP in `ipAddresses` anyway, so both paths give the agent.
+fn mesos_task_addrs(task: &TaskRecord) -> Vec<IpAddr> {
+    let v4 = task.task_ips.iter().find(|ip| ip.is_ipv4());
+    let v6 = task.task_ips.iter().find(|ip| ip.is_ipv6());
+    let own: Vec<IpAddr> = v4.into_iter().chain(v6).copied().collect();
+    if own.is_empty() {
+        task.agent_ip.into_iter().collect()
+    } else {
+        own
+    }
+}
+
+fn add_mesos_task(z: &mut ZoneBuilder, task: &TaskRecord) {
+    let (Some(tname), Some(fw)) = (
+        names::mesos_task_name(&task.app_id),
+        names::domain_frag(&task.framework),
+    ) else {
+        return;
+    };
+    let canonical = names::canonical_name(&tname, &task.task_id, &task.agent_id);
+    let addrs = mesos_task_addrs(task);
+    let (Some(short), Some(canon)) = (
+        z.name(&format!("{tname}.{fw}")),
+        z.name(&format!("{canonical}.{fw}")),
+    ) else {
+        return;
+    };
+    z.add_addrs(&short, addrs.iter().copied());
+    z.add_addrs(&canon, addrs.iter().copied());
+    if let Some(agent) = task.agent_ip {
+        for n in [format!("{tname}.{fw}.slave"), format!("{canonical}.{fw}.slave")] {
+            if let Some(n) = z.name(&n) {
+                z.add_addrs(&n, [agent]);
+            }
+        }
+    }
+    // An SRV target must resolve: no addresses, no SRV.
+    if addrs.is_empty() {
+        return;
+    }
+    for port in &task.ports {
+        let pname = port.name.as_deref().map(names::rfc1123_label);
+        for proto in &port.protocols {
+            let mut owners = vec![format!("_{tname}._{proto}.{fw}")];
+            if let Some(p) = pname.as_deref().filter(|p| !p.is_empty()) {
+                owners.push(format!("_{p}._{tname}._{proto}.{fw}"));
+            }
+            for owner in owners {
+                if let Some(owner) = z.name(&owner) {
+                    z.add_srv(&owner, port.port, canon.clone());
+                }
+            }
+        }
+    }
+}
+
+/// dcos-net's names: the whole Mesos task name mangled into one label
+/// (`app.group` → `app-group`), then the framework, then the address kind.
+fn add_dcos_task(z: &mut ZoneBuilder, task: &TaskRecord) {
+    let (Some(tname), Some(fw)) = (
+        naming::normalize_label(&names::marathon_task_name(&task.app_id)),
+        naming::normalize_label(&task.framework),
+    ) else {
+        return;
+    };
+    let agent: Vec<IpAddr> = task.agent_ip.into_iter().collect();
+    // autoip: the agent when the task maps host ports, else the container
+    // (dcos-net); a task without container IPs falls back to its agent.
+    let auto = if task.host_ports || task.task_ips.is_empty() {
+        &agent
+    } else {
+        &task.task_ips
+    };
+    for (kind, addrs) in [
+        ("agentip", &agent),
+        ("containerip", &task.task_ips),
+        ("autoip", auto),
+    ] {
+        if let Some(n) = z.name(&format!("{tname}.{fw}.{kind}")) {
+            z.add_addrs(&n, addrs.iter().copied());
+        }
+    }
+}
+
+/// `s` as an absolute name, `None` if it is not a valid one (too long).
+fn absolute(s: &str) -> Option<Name> {
+    let mut n = Name::from_ascii(s).ok()?;
+    n.set_fqdn(true);
+    Some(n)
+}
+
+#[derive(Default)]
+struct Node {
+    addrs: BTreeSet<IpAddr>,
+    srv: BTreeSet<(u16, Name)>,
+}
+
+/// Collects one zone's data, deduplicated, before it becomes records.
+struct ZoneBuilder {
+    origin: Name,
+    ttl: u32,
+    nodes: BTreeMap<Name, Node>,
+}
+
+impl ZoneBuilder {
+    fn new(origin: &str, ttl: u32) -> Self {
+        ZoneBuilder {
+            origin: absolute(origin).expect("zone names are valid"),
+            ttl,
+            nodes: BTreeMap::new(),
+        }
+    }
+
+    /// `prefix.<origin>.`, lower-cased; `None` if not a valid name.
+    fn name(&self, prefix: &str) -> Option<Name> {
+        absolute(&format!("{prefix}.{}", self.origin)).map(|n| n.to_lowercase())
+    }
+
+    fn add_addrs(&mut self, name: &Name, addrs: impl IntoIterator<Item = IpAddr>) {
+        let mut addrs = addrs.into_iter().peekable();
+        if addrs.peek().is_some() {
+            let node = self.nodes.entry(name.to_lowercase()).or_default();
+            node.addrs.extend(addrs);
+        }
+    }
+
+    fn add_srv(&mut self, name: &Name, port: u16, target: Name) {
+        let node = self.nodes.entry(name.to_lowercase()).or_default();
+        node.srv.insert((port, target));
+    }
+
+    fn finish(mut self, serial: u32, ns_addrs: &[IpAddr]) -> Zone {
+        let ttl = self.ttl;
+        let origin = self.origin.clone();
+        let ns1 = self.name("ns1").expect("ns1.<zone> is valid");
+        let soa = Record::from_rdata(
+            origin.clone(),
+            ttl,
+            RData::SOA(SOA::new(
+                ns1.clone(),
+                self.name("root.ns1").expect("valid"),
+                serial,
+                60,
+                600,
+                86400,
+                ttl,
+            )),
+        );
+        self.add_addrs(&ns1, ns_addrs.iter().copied());
+        let mut nodes: HashMap<LowerName, Vec<Record>> = HashMap::new();
+        for (name, node) in self.nodes {
+            let records = node
+                .addrs
+                .into_iter()
+                .map(|ip| address_record(&name, ttl, ip))
+                .chain(node.srv.into_iter().map(|(port, target)| {
+                    Record::from_rdata(name.clone(), ttl, RData::SRV(SRV::new(0, 1, port, target)))
+                }))
+                .collect();
+            nodes.insert(LowerName::new(&name), records);
+        }
+        // Empty non-terminals: every ancestor of a name, up to the apex.
+        let origin_lower = LowerName::new(&origin);
+        let names: Vec<LowerName> = nodes.keys().cloned().collect();
+        for name in names {
+            let mut n = name.base_name();
+            while origin_lower.zone_of(&n) && n != origin_lower {
+                nodes.entry(n.clone()).or_default();
+                n = n.base_name();
+            }
+        }
+        let apex = nodes.entry(origin_lower.clone()).or_default();
+        apex.push(soa.clone());
+        apex.push(Record::from_rdata(origin, ttl, RData::NS(NS(ns1))));
+        Zone {
+            origin: origin_lower,
+            soa,
+            nodes,
+        }
+    }
+}
+
+fn address_record(name: &Name, ttl: u32, ip: IpAddr) -> Record {
+    let rdata = match ip {
+        IpAddr::V4(a) => RData::A(A(a)),
+        IpAddr::V6(a) => RData::AAAA(AAAA(a)),
+    };
+    Record::from_rdata(name.clone(), ttl, rdata)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::model::{DesiredState, Proto, ServiceSpec, TaskPort};
+
+    pub(crate) const REDIS_TASK_ID: &str =
+        "redis-tutorial.instance-6f1c0b1e-8e2a-11ea-9c1d-0242ac110002._app.1";
+
+    /// The seed tutorial's shape: Marathon app `/redis-tutorial` on host
+    /// networking, one running task with port 31256 named `redis`, plus a
+    /// named VIP `/redis:6379`. Addresses are loopback: nothing is contacted.
+    pub(crate) fn redis_catalog() -> (Catalog, BTreeSet<Vip>) {
+        let task = TaskRecord {
+            app_id: "/redis-tutorial".into(),
+            task_id: REDIS_TASK_ID.into(),
+            framework: "marathon".into(),
+            agent_id: "5d5a0c9e-1b2f-4f0e-9d1c-3c2b1a0f9e8d-S1".into(),
+            agent_ip: Some("127.0.1.11".parse().unwrap()),
+            task_ips: vec!["127.0.1.11".parse().unwrap()],
+            ports: vec![TaskPort {
+                port: 31256,
+                protocols: vec![Proto::Tcp],
+                name: Some("redis".into()),
+            }],
+            host_ports: true,
+            running: true,
+            healthy: None,
+        };
+        let vip = Vip {
+            addr: "11.22.130.195:6379".parse().unwrap(),
+            proto: Proto::Tcp,
+        };
+        let mut services = DesiredState::default();
+        services.services.insert(
+            vip,
+            ServiceSpec {
+                name: Some("/redis:6379".into()),
+                backends: [("127.0.1.11:31256".parse::<SocketAddr>().unwrap(), 1)].into(),
+            },
+        );
+        let catalog = Catalog {
+            services,
+            tasks: vec![task],
+        };
+        (catalog, [vip].into())
+    }
+
+    pub(crate) fn lower(s: &str) -> LowerName {
+        LowerName::new(&absolute(s).unwrap())
+    }
+
+    fn records<'a>(z: &'a Zones, name: &str) -> &'a [Record] {
+        match z.lookup(&lower(name)) {
+            Lookup::Found(_, r) => r,
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    fn addrs(z: &Zones, name: &str) -> BTreeSet<IpAddr> {
+        records(z, name)
+            .iter()
+            .filter_map(|r| match r.data() {
+                RData::A(a) => Some(IpAddr::V4(a.0)),
+                RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn ips(s: &[&str]) -> BTreeSet<IpAddr> {
+        s.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    fn canonical() -> String {
+        format!("redis-tutorial-{}-s1", names::task_id_hash(REDIS_TASK_ID))
+    }
+
+    #[test]
+    fn redis_tutorial_mesos_records() {
+        let (catalog, published) = redis_catalog();
+        let z = build_zones(&catalog, &published, &ZoneOptions::default());
+        let a = records(&z, "redis-tutorial.marathon.mesos");
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].ttl(), 60);
+        assert_eq!(addrs(&z, "redis-tutorial.marathon.mesos"), ips(&["127.0.1.11"]));
+        assert_eq!(addrs(&z, "redis-tutorial.marathon.slave.mesos"), ips(&["127.0.1.11"]));
+        let canon = format!("{}.marathon.mesos", canonical());
+        assert_eq!(addrs(&z, &canon), ips(&["127.0.1.11"]));
+        assert_eq!(addrs(&z, &format!("{}.marathon.slave.mesos", canonical())), ips(&["127.0.1.11"]));
+        for owner in [
+            "_redis-tutorial._tcp.marathon.mesos",
+            "_redis._redis-tutorial._tcp.marathon.mesos",
+        ] {
+            let srv = records(&z, owner);
+            assert_eq!(srv.len(), 1, "{owner}");
+            let RData::SRV(s) = srv[0].data() else {
+                panic!("{srv:?}")
+            };
+            assert_eq!((s.priority(), s.weight(), s.port()), (0, 1, 31256));
+            assert_eq!(s.target().to_string(), format!("{canon}."));
+            assert_eq!(srv[0].ttl(), 60);
+        }
+        // TCP only: no _udp SRV.
+        assert!(matches!(
+            z.lookup(&lower("_redis-tutorial._udp.marathon.mesos")),
+            Lookup::NxDomain(_)
+        ));
+        // Empty non-terminals exist.
+        assert!(records(&z, "marathon.mesos").is_empty());
+        assert!(records(&z, "_tcp.marathon.mesos").is_empty());
+        assert!(matches!(z.lookup(&lower("nope.marathon.mesos")), Lookup::NxDomain(_)));
+    }
+
+    #[test]
+    fn vip_names_only_when_published() {
+        let (catalog, published) = redis_catalog();
+        let z = build_zones(&catalog, &published, &ZoneOptions::default());
+        let a = records(&z, "redis.marathon.l4lb.thisdcos.directory");
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].ttl(), 5);
+        assert_eq!(addrs(&z, "redis.marathon.l4lb.thisdcos.directory"), ips(&["11.22.130.195"]));
+        let z = build_zones(&catalog, &BTreeSet::new(), &ZoneOptions::default());
+        assert!(matches!(
+            z.lookup(&lower("redis.marathon.l4lb.thisdcos.directory")),
+            Lookup::NxDomain(_)
+        ));
+    }
+
+    #[test]
+    fn dcos_zone_names() {
+        let (mut catalog, published) = redis_catalog();
+        let mut bridged = catalog.tasks[0].clone();
+        bridged.app_id = "/group/app".into();
+        bridged.task_id = "app.group.1".into();
+        bridged.agent_ip = Some("127.0.2.1".parse().unwrap());
+        bridged.task_ips = vec!["127.0.9.1".parse().unwrap(), "fd00::9".parse().unwrap()];
+        catalog.tasks.push(bridged.clone());
+        let mut container = bridged;
+        container.app_id = "/group/web".into();
+        container.host_ports = false;
+        catalog.tasks.push(container);
+        let z = build_zones(&catalog, &published, &ZoneOptions::default());
+        let d = |n: &str| addrs(&z, &format!("{n}.dcos.thisdcos.directory"));
+        assert_eq!(d("redis-tutorial.marathon.agentip"), ips(&["127.0.1.11"]));
+        assert_eq!(d("redis-tutorial.marathon.autoip"), ips(&["127.0.1.11"]));
+        assert_eq!(d("app-group.marathon.agentip"), ips(&["127.0.2.1"]));
+        assert_eq!(d("app-group.marathon.containerip"), ips(&["127.0.9.1", "fd00::9"]));
+        assert_eq!(d("app-group.marathon.autoip"), ips(&["127.0.2.1"]));
+        assert_eq!(d("web-group.marathon.autoip"), ips(&["127.0.9.1", "fd00::9"]));
+        assert_eq!(records(&z, "web-group.marathon.autoip.dcos.thisdcos.directory")[0].ttl(), 5);
+        // Mesos-DNS keeps the path's dots; both families of the task IPs.
+        assert_eq!(addrs(&z, "app.group.marathon.mesos"), ips(&["127.0.9.1", "fd00::9"]));
+        assert_eq!(addrs(&z, "app.group.marathon.slave.mesos"), ips(&["127.0.2.1"]));
+    }
+
+    #[test]
+    fn only_running_tasks_and_instances_aggregate() {
+        let (mut catalog, published) = redis_catalog();
+        let mut second = catalog.tasks[0].clone();
+        second.task_id = "redis-tutorial.2".into();
+        second.agent_id = "x-S2".into();
+        second.task_ips = vec!["127.0.1.12".parse().unwrap()];
+        catalog.tasks.push(second);
+        let mut killing = catalog.tasks[0].clone();
+        killing.task_id = "redis-tutorial.3".into();
+        killing.task_ips = vec!["127.0.1.13".parse().unwrap()];
+        killing.running = false;
+        catalog.tasks.push(killing);
+        let z = build_zones(&catalog, &published, &ZoneOptions::default());
+        assert_eq!(
+            addrs(&z, "redis-tutorial.marathon.mesos"),
+            ips(&["127.0.1.11", "127.0.1.12"])
+        );
+        assert_eq!(records(&z, "_redis-tutorial._tcp.marathon.mesos").len(), 2);
+        let h3 = names::task_id_hash("redis-tutorial.3");
+        assert!(matches!(
+            z.lookup(&lower(&format!("redis-tutorial-{h3}-s1.marathon.mesos"))),
+            Lookup::NxDomain(_)
+        ));
+    }
+
+    #[test]
+    fn udp_tcp_ports_and_agent_fallback() {
+        let (mut catalog, published) = redis_catalog();
+        let t = &mut catalog.tasks[0];
+        t.task_ips.clear();
+        t.ports[0].protocols = vec![Proto::Udp, Proto::Tcp];
+        t.ports[0].name = Some("Dns_Port".into());
+        let z = build_zones(&catalog, &published, &ZoneOptions::default());
+        assert_eq!(addrs(&z, "redis-tutorial.marathon.mesos"), ips(&["127.0.1.11"]));
+        for owner in [
+            "_redis-tutorial._udp.marathon.mesos",
+            "_redis-tutorial._tcp.marathon.mesos",
+            "_dns-port._redis-tutorial._udp.marathon.mesos",
+        ] {
+            assert_eq!(records(&z, owner).len(), 1, "{owner}");
+        }
+        // No address at all: A records and SRV are left out, not dangling.
+        catalog.tasks[0].agent_ip = None;
+        let z = build_zones(&catalog, &published, &ZoneOptions::default());
+        assert!(matches!(
+            z.lookup(&lower("_redis-tutorial._tcp.marathon.mesos")),
+            Lookup::NxDomain(_)
+        ));
+    }
+
+    #[test]
+    fn soa_ns_and_glue() {
+        let opts = ZoneOptions {
+            ttls: Ttls { mesos: 30, l4lb: 7 },
+            ns_addrs: ips(&["127.0.0.53", "::1"]).into_iter().collect(),
+        };
+        let z = build_zones(&Catalog::default(), &BTreeSet::new(), &opts);
+        assert!(z.is_loaded());
+        for (zone, ttl) in [("mesos", 30), ("l4lb.thisdcos.directory", 7), ("dcos.thisdcos.directory", 7)] {
+            let apex = records(&z, zone);
+            let soa = apex.iter().find(|r| r.record_type() == RecordType::SOA).unwrap();
+            let RData::SOA(s) = soa.data() else { panic!() };
+            assert_eq!(s.mname().to_string(), format!("ns1.{zone}."));
+            assert_eq!(s.minimum(), ttl);
+            assert_eq!(soa.ttl(), ttl);
+            assert!(apex.iter().any(|r| r.record_type() == RecordType::NS));
+            assert_eq!(addrs(&z, &format!("ns1.{zone}")), ips(&["127.0.0.53", "::1"]));
+        }
+        assert!(!Zones::default().is_loaded());
+        assert!(in_served_zones(&lower("x.mesos")));
+        assert!(in_served_zones(&lower("MESOS")));
+        assert!(!in_served_zones(&lower("thisdcos.directory")));
+        assert!(matches!(Zones::default().lookup(&lower("x.mesos")), Lookup::NotOurs));
+    }
+
+    #[test]
+    fn case_insensitive_lookup() {
+        let (catalog, published) = redis_catalog();
+        let z = build_zones(&catalog, &published, &ZoneOptions::default());
+        let n = LowerName::new(&Name::from_ascii("Redis-Tutorial.MARATHON.Mesos.").unwrap());
+        assert!(matches!(z.lookup(&n), Lookup::Found(_, r) if r.len() == 1));
+    }
+}

@@ -1,0 +1,380 @@
+//! Wire types of Marathon's `GET /v2/apps?embed=apps.tasks`, and the lenient
+//! per-app decoding the source needs: one malformed app must not cost the
+//! whole table, so the body is split into apps first and each app is decoded
+//! on its own ([`app_from_value`]).
+//!
+//! The types take what the datapath and DNS need and ignore every other field.
+//! Everything but `App::id` is optional, and `null` reads as absent/empty
+//! (Marathon writes `"container": null`). Port numbers are `i64`, not `u16`:
+//! a port out of range then costs one port (with a warning naming it, see
+//! `parse`), not the whole app.
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, de};
+use serde_json::{Map, Value};
+
+/// The response body: `{"apps": [...]}`, each app still undecoded.
+#[derive(Debug, Deserialize)]
+pub struct AppsBody {
+    pub apps: Vec<Value>,
+}
+
+/// One Marathon app (`/v2/apps` entry).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct App {
+    /// Absolute path, `/shop/web`.
+    pub id: String,
+    #[serde(default)]
+    pub instances: Option<i64>,
+    /// Host networking's ports.
+    #[serde(default, deserialize_with = "nullable")]
+    pub port_definitions: Vec<PortDefinition>,
+    #[serde(default)]
+    pub container: Option<Container>,
+    /// Empty: host networking (or the legacy `container.docker.network`).
+    #[serde(default, deserialize_with = "nullable")]
+    pub networks: Vec<Network>,
+    /// Only their presence matters here: it makes a result mandatory.
+    #[serde(default, deserialize_with = "nullable")]
+    pub health_checks: Vec<HealthCheck>,
+    /// App labels; Mesos copies them onto every task, so legacy
+    /// `vip_PORT<n>` labels may sit here too.
+    #[serde(default, deserialize_with = "nullable")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub tasks: Vec<Task>,
+}
+
+/// `portDefinitions[]` (host networking).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortDefinition {
+    /// The service port (not where tasks listen: that is `Task::ports`).
+    #[serde(default)]
+    pub port: Option<i64>,
+    /// `tcp`, `udp` or `udp,tcp`; absent means tcp.
+    #[serde(default)]
+    pub protocol: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `container`: port mappings for container and container/bridge networking.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Container {
+    /// `DOCKER` or `MESOS`.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub port_mappings: Vec<PortMapping>,
+    /// Pre-1.5 apps keep networking and port mappings here.
+    #[serde(default)]
+    pub docker: Option<Docker>,
+}
+
+/// `container.docker` of pre-1.5 apps.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Docker {
+    /// `HOST`, `BRIDGE` or `USER`.
+    #[serde(default)]
+    pub network: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub port_mappings: Vec<PortMapping>,
+}
+
+/// `container.portMappings[]` / `container.docker.portMappings[]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortMapping {
+    #[serde(default)]
+    pub container_port: Option<i64>,
+    /// Present (0 = Marathon picks one) when the port is mapped on the agent;
+    /// absent on container networks means "container IP only". In bridge
+    /// mode every mapping gets a host port, present or not.
+    #[serde(default)]
+    pub host_port: Option<i64>,
+    #[serde(default)]
+    pub service_port: Option<i64>,
+    #[serde(default)]
+    pub protocol: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `networks[]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct Network {
+    /// `host`, `container` or `container/bridge`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `healthChecks[]`: the details are Marathon's business.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct HealthCheck {
+    #[serde(default)]
+    pub protocol: Option<String>,
+}
+
+/// `tasks[]` of an app embedded with `apps.tasks`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Task {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub app_id: Option<String>,
+    /// The agent: an IP, or a hostname on some clusters.
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub ip_addresses: Vec<IpAddress>,
+    /// Host ports, one per host-mapped port in definition/mapping order.
+    #[serde(default, deserialize_with = "nullable")]
+    pub ports: Vec<i64>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub service_ports: Vec<i64>,
+    #[serde(default)]
+    pub slave_id: Option<String>,
+    /// `TASK_RUNNING`, `TASK_KILLING`, …
+    #[serde(default)]
+    pub state: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub health_check_results: Vec<HealthCheckResult>,
+    /// Legacy task labels (`vip_PORT0`). Marathon's own task JSON has none;
+    /// Mesos writes them as `[{"key": k, "value": v}]`, so both shapes read.
+    #[serde(default, deserialize_with = "task_labels")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `tasks[].ipAddresses[]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IpAddress {
+    #[serde(default)]
+    pub ip_address: Option<String>,
+    /// `IPv4` or `IPv6` (the address itself says which; this is not trusted).
+    #[serde(default)]
+    pub protocol: Option<String>,
+}
+
+/// `tasks[].healthCheckResults[]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct HealthCheckResult {
+    #[serde(default)]
+    pub alive: Option<bool>,
+}
+
+/// `null` reads as the type's default, as an absent field does.
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// Labels as a map (Marathon) or a `[{key, value}]` list (Mesos).
+fn task_labels<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    struct Pair {
+        key: String,
+        #[serde(default)]
+        value: String,
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Shape {
+        Map(BTreeMap<String, String>),
+        List(Vec<Pair>),
+    }
+    match Option::<Shape>::deserialize(d) {
+        Ok(None) => Ok(BTreeMap::new()),
+        Ok(Some(Shape::Map(m))) => Ok(m),
+        Ok(Some(Shape::List(l))) => Ok(l.into_iter().map(|p| (p.key, p.value)).collect()),
+        Err(_) => Err(de::Error::custom(
+            "expected labels as {\"key\": \"value\", …} or [{\"key\": …, \"value\": …}]",
+        )),
+    }
+}
+
+/// Why one app of the list could not be decoded (it is then skipped).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadApp {
+    /// The app's `id`, if it had a usable one.
+    pub app_id: Option<String>,
+    /// Where in the app: `portDefinitions[0].labels.VIP_0`, or `""` for the
+    /// app value itself.
+    pub path: String,
+    pub msg: String,
+}
+
+/// Decodes one entry of `apps`. On failure the error names the innermost
+/// field that is wrong (`portDefinitions`, `tasks[2].ports[0]`, …), which
+/// serde_json's own error does not.
+pub fn app_from_value(value: &Value) -> Result<App, BadApp> {
+    let Value::Object(obj) = value else {
+        return Err(BadApp {
+            app_id: None,
+            path: String::new(),
+            msg: format!("expected an app object, got {}", kind(value)),
+        });
+    };
+    let id = match obj.get("id") {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+        Some(Value::String(_)) => return Err(bad_id("is empty")),
+        Some(other) => return Err(bad_id(&format!("expected a string, got {}", kind(other)))),
+        None => return Err(bad_id("missing")),
+    };
+    match App::deserialize(value) {
+        Ok(app) => Ok(app),
+        Err(e) => {
+            let (path, msg) = locate(&id, obj).unwrap_or_else(|| (String::new(), e.to_string()));
+            Err(BadApp {
+                app_id: Some(id),
+                path,
+                msg,
+            })
+        }
+    }
+}
+
+fn bad_id(msg: &str) -> BadApp {
+    BadApp {
+        app_id: None,
+        path: "id".into(),
+        msg: msg.into(),
+    }
+}
+
+/// JSON type name for messages.
+pub(crate) fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Finds the field that makes `App` fail by decoding an app made of `id` and
+/// one field at a time, then narrowing into that field's list items and
+/// object keys. Works because every field but `id` is optional at every
+/// level, so a part that decodes alone never fails only in company. Runs
+/// only on failure.
+fn locate(id: &str, obj: &Map<String, Value>) -> Option<(String, String)> {
+    for (key, value) in obj {
+        if key == "id" {
+            continue;
+        }
+        let wrap = |x: Value| {
+            let mut m = Map::new();
+            m.insert("id".into(), Value::String(id.into()));
+            m.insert(key.clone(), x);
+            Value::Object(m)
+        };
+        if let Err(e) = App::deserialize(&wrap(value.clone())) {
+            return Some(narrow(key.clone(), value, &wrap, e.to_string()));
+        }
+    }
+    None
+}
+
+/// `value` at `path` fails (with `msg`) once wrapped by `wrap`: descend into
+/// the first of its items or keys that fails alone.
+fn narrow(path: String, value: &Value, wrap: &dyn Fn(Value) -> Value, msg: String) -> (String, String) {
+    match value {
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let inner = |x: Value| wrap(Value::Array(vec![x]));
+                if let Err(e) = App::deserialize(&inner(item.clone())) {
+                    return narrow(format!("{path}[{i}]"), item, &inner, e.to_string());
+                }
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                let inner = |x: Value| {
+                    let mut m = Map::new();
+                    m.insert(key.clone(), x);
+                    wrap(Value::Object(m))
+                };
+                if let Err(e) = App::deserialize(&inner(item.clone())) {
+                    return narrow(format!("{path}.{key}"), item, &inner, e.to_string());
+                }
+            }
+        }
+        _ => {}
+    }
+    (path, msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn bad(v: Value) -> BadApp {
+        app_from_value(&v).unwrap_err()
+    }
+
+    #[test]
+    fn decodes_documented_shapes_and_nulls() {
+        let app = app_from_value(&json!({
+            "id": "/a", "container": null, "networks": null, "labels": null,
+            "portDefinitions": [{"port": 1, "labels": null}],
+            "tasks": [{"id": "t", "ports": null, "labels": [{"key": "vip_PORT0", "value": "tcp://a:1"}]}],
+            "somethingNew": {"x": 1}
+        }))
+        .unwrap();
+        assert_eq!(app.id, "/a");
+        assert!(app.container.is_none() && app.networks.is_empty());
+        assert_eq!(app.port_definitions[0].port, Some(1));
+        assert_eq!(app.tasks[0].labels["vip_PORT0"], "tcp://a:1");
+        let app = app_from_value(&json!({"id": "/a", "tasks": [{"labels": {"k": "v"}}]})).unwrap();
+        assert_eq!(app.tasks[0].labels["k"], "v");
+    }
+
+    #[test]
+    fn errors_name_the_innermost_field() {
+        let e = bad(json!({"id": "/a", "portDefinitions": "80"}));
+        assert_eq!(e.app_id.as_deref(), Some("/a"));
+        assert_eq!(e.path, "portDefinitions");
+        assert!(e.msg.contains("expected a sequence"), "{}", e.msg);
+
+        let e = bad(json!({"id": "/a", "portDefinitions": [{"port": 1}, {"labels": {"VIP_0": 5}}]}));
+        assert_eq!(e.path, "portDefinitions[1].labels.VIP_0");
+        assert!(e.msg.contains("expected a string"), "{}", e.msg);
+
+        let e = bad(json!({"id": "/a", "tasks": [{"id": "t", "ports": [1, "x"]}]}));
+        assert_eq!(e.path, "tasks[0].ports[1]");
+
+        let e = bad(json!({"id": "/a", "container": {"docker": {"portMappings": [null]}}}));
+        assert_eq!(e.path, "container.docker.portMappings[0]");
+
+        let e = bad(json!({"id": "/a", "tasks": [{"labels": 3}]}));
+        assert_eq!(e.path, "tasks[0].labels");
+        assert!(e.msg.contains("expected labels"), "{}", e.msg);
+    }
+
+    #[test]
+    fn bad_app_values() {
+        let e = bad(json!("redis"));
+        assert_eq!((e.app_id, e.path.as_str()), (None, ""));
+        assert_eq!(e.msg, "expected an app object, got a string");
+        assert_eq!(bad(json!({})).path, "id");
+        assert_eq!(bad(json!({"id": 3})).msg, "expected a string, got a number");
+        assert_eq!(bad(json!({"id": " "})).msg, "is empty");
+    }
+}
