@@ -68,7 +68,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         }
     }
     info!(
-        "stopping: socket hooks detach, pinned maps stay in {}",
+        "stopping: the datapath keeps serving from {} (pinned links and maps); `l4lb-agent teardown` removes it",
         args.pin_root.display()
     );
     Ok(())

@@ -32,6 +32,10 @@ enum Cmd {
         n: usize,
         #[arg(long, default_value_t = 2000)]
         timeout_ms: u64,
+        /// Pace: start a connection every this many ms (0 = back to back), for
+        /// steady load while something else happens (bounded by -n).
+        #[arg(long, default_value_t = 0)]
+        interval_ms: u64,
     },
     /// N request/reply datagrams; records who answered and from which address.
     Udp {
@@ -87,7 +91,7 @@ enum Mode {
 
 fn main() -> Result<()> {
     let out = match Cli::parse().cmd {
-        Cmd::Tcp { to, n, timeout_ms } => tcp(to, n, ms(timeout_ms)),
+        Cmd::Tcp { to, n, timeout_ms, interval_ms } => tcp(to, n, ms(timeout_ms), ms(interval_ms)),
         Cmd::Udp {
             to,
             n,
@@ -167,9 +171,14 @@ fn eof(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::UnexpectedEof, what.to_string())
 }
 
-fn tcp(to: SocketAddr, n: usize, t: Duration) -> Value {
+fn tcp(to: SocketAddr, n: usize, t: Duration, interval: Duration) -> Value {
     let mut tally = Tally::default();
-    for _ in 0..n {
+    let start = Instant::now();
+    for i in 0..n {
+        if !interval.is_zero() {
+            let due = start + interval * i as u32;
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        }
         let r = (|| {
             let s = TcpStream::connect_timeout(&to, t)?;
             tally.peers.insert(s.peer_addr()?.to_string());
