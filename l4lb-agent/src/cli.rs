@@ -62,4 +62,10 @@ pub struct RunArgs {
     /// old set's entries.
     #[arg(long, default_value_t = crate::reconcile::DEFAULT_GRACE.as_millis() as u64)]
     pub grace_ms: u64,
+    /// Address of the Prometheus `/metrics`, `/healthz` and `/readyz` endpoint
+    /// (loopback by default; `--no-metrics` turns it off).
+    #[arg(long, default_value = crate::metrics::DEFAULT_LISTEN, conflicts_with = "no_metrics")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    #[arg(long)]
+    pub no_metrics: bool,
 }

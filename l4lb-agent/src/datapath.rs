@@ -1,5 +1,8 @@
 //! The only module that touches aya: loads the kernel programs, pins the maps,
 //! attaches the socket hooks to a cgroup, executes plans and reads the maps back.
+//! The packet programs (XDP ingress, tc reply) live in the `xdp` submodule.
+pub mod xdp;
+
 use std::{
     fs::{self, File},
     os::unix::fs::{DirBuilderExt, PermissionsExt},
@@ -187,6 +190,21 @@ impl Maps {
         self.services.get(&codec::service_key(vip), 0).ok()
     }
 
+    /// (map name, entries, capacity) for every map the agent writes: how close
+    /// each is to full. Counting walks the keys; fine at scrape intervals.
+    pub fn usage(&self) -> Vec<(&'static str, u64, u64)> {
+        use aya::maps::IterableMap as _;
+        fn cap(m: &MapData) -> u64 {
+            m.info().map(|i| u64::from(i.max_entries())).unwrap_or(0)
+        }
+        vec![
+            (SERVICES_MAP, self.services.keys().count() as u64, cap(self.services.map())),
+            (SLOTS_MAP, self.slots.keys().count() as u64, cap(self.slots.map())),
+            (BACKENDS_MAP, self.backends.keys().count() as u64, cap(self.backends.map())),
+            (MEMBERS_MAP, self.members.keys().count() as u64, cap(self.members.map())),
+        ]
+    }
+
     pub fn service_stats(&self, id: u32) -> Stats {
         sum(self.svc_stats.get(&id, 0).ok())
     }
@@ -280,6 +298,7 @@ pub fn load(pin_root: &Path, cgroup: &Path) -> Result<Loaded> {
             }
         };
         attach_sock_programs(&mut ebpf, &cgroup_dir, cgroup, &pin_root.join(LINKS_DIR))?;
+        xdp::load_and_pin(&mut ebpf, pin_root)?;
         let maps = Maps::from_ebpf(&mut ebpf)?;
         Ok(Loaded {
             maps,
@@ -393,6 +412,7 @@ pub fn teardown(pin_root: &Path) -> Result<Vec<PathBuf>> {
             Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
         }
     }
+    xdp::teardown(pin_root, &mut removed)?;
     // Only remove the directory if nothing else lives there.
     let _ = fs::remove_dir(pin_root);
     Ok(removed)

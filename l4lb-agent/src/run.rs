@@ -1,5 +1,11 @@
 //! `l4lb-agent run`: load, adopt, reconcile, then follow the source until told to stop.
-use std::time::Duration;
+//!
+//! Sources run as tasks that send whole catalogs (or failures) over a channel;
+//! this loop is the only writer of the maps.
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context, Result};
 use tokio::{
@@ -12,59 +18,76 @@ use tracing::{error, info, warn};
 use crate::{
     cli::RunArgs,
     datapath,
-    reconcile::Reconciler,
+    metrics::{self, Metrics},
+    model::Catalog,
+    reconcile::{MapWriter, Reconciler},
     source::static_file::{DEBOUNCE, StaticSource},
 };
+
+/// What a source tells the main loop.
+pub enum SourceEvent {
+    /// A complete, validated catalog.
+    Update {
+        catalog: Catalog,
+        /// What caused it ("initial", "SIGHUP", "file change", an event type, …).
+        trigger: String,
+        /// When the source event that caused it arrived, for event → maps latency.
+        received_at: Option<Instant>,
+        /// Items skipped with a warning while building it.
+        skipped: usize,
+    },
+    /// The source could not be read; the maps keep the last good table.
+    Failed { trigger: String, reason: String },
+}
 
 pub async fn run(args: RunArgs) -> Result<()> {
     let mut source = StaticSource::new(args.config.clone());
     // Validate before touching the kernel: a bad file never loads anything.
-    let desired = source
-        .load()
-        .with_context(|| format!("invalid VIP file {}", source.describe()))?;
+    let first = source.load().with_context(|| format!("invalid VIP file {}", source.describe()))?;
 
     let cgroup = match &args.cgroup {
         Some(c) => c.clone(),
         None => datapath::cgroup2_root()?,
     };
-    let datapath::Loaded {
-        maps,
-        attached: _attached,
-        logger,
-    } = datapath::load(&args.pin_root, &cgroup)?;
+    let datapath::Loaded { maps, attached: _attached, logger } = datapath::load(&args.pin_root, &cgroup)?;
     info!(cgroup = %cgroup.display(), pin_root = %args.pin_root.display(), "socket hooks attached");
     if let Some(logger) = logger {
         spawn_kernel_log(logger)?;
     }
+    let metrics = Metrics::new(args.pin_root.clone());
+    if let Some(listen) = args.metrics_listen {
+        metrics::serve(listen, metrics.clone()).await?;
+    }
 
     let mut rec = Reconciler::adopt(maps, Duration::from_millis(args.grace_ms))?;
     if !rec.applied().services.is_empty() {
-        info!(
-            services = rec.applied().services.len(),
-            "adopted the table already in the pinned maps"
-        );
+        info!(services = rec.applied().services.len(), "adopted the table already in the pinned maps");
     }
-    apply(&mut rec, &desired, "initial").await;
 
-    let (tx, mut rx) = mpsc::channel::<()>(1);
-    let _watcher = source.watch(tx.clone())?;
-    let mut hup = signal(SignalKind::hangup())?;
+    let (tx, mut rx) = mpsc::channel::<SourceEvent>(8);
+    tx.send(SourceEvent::Update { catalog: Catalog { services: first, tasks: Vec::new() }, trigger: "initial".into(), received_at: None, skipped: 0 })
+        .await?;
+    let _watcher = spawn_static_source(source, tx.clone())?;
+
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     loop {
-        let why = tokio::select! {
-            _ = hup.recv() => "SIGHUP",
-            Some(()) = rx.recv() => {
-                tokio::time::sleep(DEBOUNCE).await;
-                while rx.try_recv().is_ok() {}
-                "file change"
-            }
+        let event = tokio::select! {
+            Some(ev) = rx.recv() => ev,
             _ = term.recv() => break,
             _ = int.recv() => break,
         };
-        match source.load() {
-            Ok(desired) => apply(&mut rec, &desired, why).await,
-            Err(e) => error!(trigger = why, "keeping the previous table: {e}"),
+        match event {
+            SourceEvent::Update { catalog, trigger, received_at, skipped } => {
+                if skipped > 0 {
+                    metrics.skipped.inc_by(skipped as u64);
+                }
+                apply(&mut rec, &catalog, &trigger, received_at, &metrics).await;
+            }
+            SourceEvent::Failed { trigger, reason } => {
+                metrics.source_failed();
+                error!(%trigger, "keeping the previous table: {reason}");
+            }
         }
     }
     info!(
@@ -74,23 +97,64 @@ pub async fn run(args: RunArgs) -> Result<()> {
     Ok(())
 }
 
-async fn apply<W: crate::reconcile::MapWriter>(
-    rec: &mut Reconciler<W>,
-    desired: &crate::model::DesiredState,
-    why: &str,
-) {
-    match rec.reconcile(desired).await {
-        Ok(o) => info!(
-            trigger = why,
-            added = o.summary.added,
-            changed = o.summary.changed,
-            removed = o.summary.removed,
-            unchanged = o.summary.unchanged,
-            writes = o.writes,
-            took_us = o.took.as_micros() as u64,
-            "table applied"
-        ),
-        Err(e) => error!(trigger = why, "{e:#}"),
+/// Re-reads the static file on SIGHUP and on change; returns the file watcher,
+/// which must stay alive.
+fn spawn_static_source(mut source: StaticSource, tx: mpsc::Sender<SourceEvent>) -> Result<Option<notify::RecommendedWatcher>> {
+    let (changed_tx, mut changed) = mpsc::channel::<()>(1);
+    let watcher = source.watch(changed_tx)?;
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        loop {
+            let trigger = tokio::select! {
+                _ = hup.recv() => "SIGHUP",
+                Some(()) = changed.recv() => {
+                    tokio::time::sleep(DEBOUNCE).await;
+                    while changed.try_recv().is_ok() {}
+                    "file change"
+                }
+                else => return,
+            };
+            let ev = match source.load() {
+                Ok(services) => SourceEvent::Update {
+                    catalog: Catalog { services, tasks: Vec::new() },
+                    trigger: trigger.into(),
+                    received_at: None,
+                    skipped: 0,
+                },
+                Err(e) => SourceEvent::Failed { trigger: trigger.into(), reason: e.to_string() },
+            };
+            if tx.send(ev).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(watcher)
+}
+
+async fn apply<W: MapWriter>(rec: &mut Reconciler<W>, catalog: &Catalog, trigger: &str, received_at: Option<Instant>, metrics: &Arc<Metrics>) {
+    match rec.reconcile(&catalog.services).await {
+        Ok(o) => {
+            metrics.applied(trigger);
+            let latency = received_at.map(|t| t.elapsed());
+            if let Some(l) = latency {
+                metrics.event_to_maps.observe(l.as_secs_f64());
+            }
+            info!(
+                trigger,
+                added = o.summary.added,
+                changed = o.summary.changed,
+                removed = o.summary.removed,
+                unchanged = o.summary.unchanged,
+                writes = o.writes,
+                took_us = o.took.as_micros() as u64,
+                event_to_maps_us = latency.map(|l| l.as_micros() as u64),
+                "table applied"
+            )
+        }
+        Err(e) => {
+            metrics.apply_errors.inc();
+            error!(trigger, "{e:#}")
+        }
     }
 }
 

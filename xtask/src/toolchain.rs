@@ -17,6 +17,7 @@ pub const APT_PACKAGES: &[&str] = &[
     "redis-tools",
     "dnsutils",
     "procps",
+    "curl",
 ];
 
 /// Debian's cargo and rustc (shadowed on PATH by rustup's; always called by path).

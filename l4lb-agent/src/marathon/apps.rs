@@ -292,8 +292,22 @@ fn locate(id: &str, obj: &Map<String, Value>) -> Option<(String, String)> {
 }
 
 /// `value` at `path` fails (with `msg`) once wrapped by `wrap`: descend into
-/// the first of its items or keys that fails alone.
-fn narrow(path: String, value: &Value, wrap: &dyn Fn(Value) -> Value, msg: String) -> (String, String) {
+/// the first of its items or keys that fails alone, unless the container
+/// itself is the wrong type (an empty one fails too: `tasks: {…}`).
+fn narrow(
+    path: String,
+    value: &Value,
+    wrap: &dyn Fn(Value) -> Value,
+    msg: String,
+) -> (String, String) {
+    let empty = match value {
+        Value::Array(_) => Value::Array(Vec::new()),
+        Value::Object(_) => Value::Object(Map::new()),
+        _ => return (path, msg),
+    };
+    if App::deserialize(&wrap(empty)).is_err() {
+        return (path, msg);
+    }
     match value {
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
@@ -353,7 +367,8 @@ mod tests {
         assert_eq!(e.path, "portDefinitions");
         assert!(e.msg.contains("expected a sequence"), "{}", e.msg);
 
-        let e = bad(json!({"id": "/a", "portDefinitions": [{"port": 1}, {"labels": {"VIP_0": 5}}]}));
+        let e =
+            bad(json!({"id": "/a", "portDefinitions": [{"port": 1}, {"labels": {"VIP_0": 5}}]}));
         assert_eq!(e.path, "portDefinitions[1].labels.VIP_0");
         assert!(e.msg.contains("expected a string"), "{}", e.msg);
 
@@ -362,6 +377,14 @@ mod tests {
 
         let e = bad(json!({"id": "/a", "container": {"docker": {"portMappings": [null]}}}));
         assert_eq!(e.path, "container.docker.portMappings[0]");
+
+        // The container's own type is wrong: no descending into it.
+        let e = bad(json!({"id": "/a", "tasks": {"id": "t"}}));
+        assert_eq!(e.path, "tasks");
+        assert!(e.msg.contains("expected a sequence"), "{}", e.msg);
+        let e = bad(json!({"id": "/a", "container": "DOCKER"}));
+        assert_eq!(e.path, "container");
+        assert!(e.msg.contains("expected struct Container"), "{}", e.msg);
 
         let e = bad(json!({"id": "/a", "tasks": [{"labels": 3}]}));
         assert_eq!(e.path, "tasks[0].labels");

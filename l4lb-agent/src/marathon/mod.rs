@@ -1,0 +1,3 @@
+//! Marathon source: full sync + event stream → catalogs.
+pub mod apps;
+pub mod parse;

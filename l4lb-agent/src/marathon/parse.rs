@@ -1,0 +1,1596 @@
+//! Marathon apps (with embedded tasks) → [`Catalog`]: the VIP table dcos-net
+//! would build from the same apps, plus the task records DNS needs.
+//!
+//! Rules (see shared/notes/dcos.md):
+//! - A port declares VIPs with labels whose key starts with `VIP_`
+//!   (`/name:port`, `name:port`, `ip:port`, `[v6]:port`); protocol `udp,tcp`
+//!   makes one VIP per protocol. Legacy `vip_PORT<n>` labels (`tcp://name:port`)
+//!   on the app or a task declare a VIP for the app's n-th port.
+//! - Backends follow the networking mode: host-mapped ports (host networking,
+//!   bridge, or a container port mapping with `hostPort`) are the agent IP and
+//!   the task's host port; other container ports are the task's own IP and the
+//!   container port.
+//! - TASK_RUNNING weighs 1, or 0 while a health-checked task has no result or
+//!   a failing one; TASK_KILLING weighs 0; other tasks are not backends.
+//! - Named VIPs are keyed by (name, `marathon`), get one address per backend
+//!   family (IPv4 when they have no backend), and gather the backends of every
+//!   app that declares them.
+//!
+//! Bad input never fails the whole sync unless the body itself is unusable
+//! ([`ParseError`]): a bad app, port, label or task is left out with a
+//! [`Warning`] naming the app and the field.
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+    net::{IpAddr, SocketAddr},
+};
+
+use serde_json::error::Category;
+
+use crate::config::FRAMEWORK;
+use crate::marathon::apps::{self, App, AppsBody, Task};
+use crate::model::{Catalog, DesiredState, Proto, ServiceSpec, TaskPort, TaskRecord, Vip};
+use crate::naming::{self, Family, NamingError, VipAllocator, VipName};
+
+/// A sync's result: the catalog and what was left out of it, and why.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Parsed {
+    pub catalog: Catalog,
+    pub warnings: Vec<Warning>,
+}
+
+/// Something left out of the catalog. Displays as
+/// `app /redis: portDefinitions[0] label VIP_0: VIP label "/redis:0": port "0" is not an integer in 1..=65535`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Warning {
+    /// The app it is about; None when the app has no usable id.
+    pub app_id: Option<String>,
+    /// The field and the problem.
+    pub what: String,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.app_id {
+            Some(id) => write!(f, "app {id}: {}", self.what),
+            None => f.write_str(&self.what),
+        }
+    }
+}
+
+/// The response as a whole is unusable: the caller keeps its last good table.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// Not JSON, or cut short.
+    #[error("Marathon apps response is not valid JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    /// JSON, but not `{"apps": [...]}`.
+    #[error("Marathon apps response is not {{\"apps\": [...]}}: {0}")]
+    Shape(#[source] serde_json::Error),
+    /// The named-VIP ranges are full (the allocator is left unchanged).
+    #[error("allocating named VIP addresses: {0}")]
+    Naming(#[from] NamingError),
+}
+
+/// Parses a `GET /v2/apps?embed=apps.tasks` body into a catalog. Named VIPs
+/// get their addresses from `alloc`: keep one allocator for the source's life
+/// so names keep their addresses; names absent from this body are released.
+pub fn parse_apps(body: &[u8], alloc: &mut VipAllocator) -> Result<Parsed, ParseError> {
+    let body: AppsBody = serde_json::from_slice(body).map_err(|e| match e.classify() {
+        Category::Data => ParseError::Shape(e),
+        Category::Io | Category::Syntax | Category::Eof => ParseError::Json(e),
+    })?;
+    let mut warnings = Vec::new();
+    let mut good = Vec::with_capacity(body.apps.len());
+    for (i, value) in body.apps.iter().enumerate() {
+        match apps::app_from_value(value) {
+            Ok(app) => good.push(app),
+            Err(bad) => {
+                let at = match (&bad.app_id, bad.path.is_empty()) {
+                    (Some(_), false) => format!("{}: ", bad.path),
+                    (Some(_), true) => String::new(),
+                    (None, false) => format!("apps[{i}].{}: ", bad.path),
+                    (None, true) => format!("apps[{i}]: "),
+                };
+                warnings.push(Warning {
+                    app_id: bad.app_id,
+                    what: format!("{at}{}; app skipped", bad.msg),
+                });
+            }
+        }
+    }
+    let mut parsed = catalog_from_apps(&good, alloc)?;
+    warnings.append(&mut parsed.warnings);
+    parsed.warnings = warnings;
+    Ok(parsed)
+}
+
+/// Builds the catalog from decoded apps (also for apps that come from
+/// somewhere else than `/v2/apps`, and for tests). Same allocator rules as
+/// [`parse_apps`]. The result does not depend on the order of `apps` or of
+/// their tasks.
+pub fn catalog_from_apps(apps: &[App], alloc: &mut VipAllocator) -> Result<Parsed, ParseError> {
+    let mut b = Builder::default();
+    for app in apps {
+        b.add_app(app);
+    }
+    b.finish(alloc)
+}
+
+/// How an app's tasks are reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// `host`: the agent IP and the task's host ports.
+    Host,
+    /// `container/bridge`: every mapping has a host port on the agent.
+    Bridge,
+    /// `container`: the task's own IP, unless a mapping has a `hostPort`.
+    Container,
+}
+
+/// `networks[0].mode` (an entry without one is `container`, as in Marathon's
+/// API), else the legacy `container.docker.network`, else host (Marathon's
+/// default).
+fn networking_mode(app: &App) -> Result<Mode, String> {
+    if let Some(net) = app.networks.first() {
+        return match net.mode.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            Some("host") => Ok(Mode::Host),
+            Some("container/bridge") => Ok(Mode::Bridge),
+            Some("container") | None => Ok(Mode::Container),
+            Some(_) => Err(format!(
+                "networks[0].mode: {:?} is not host, container or container/bridge; app skipped",
+                net.mode.as_deref().unwrap_or("")
+            )),
+        };
+    }
+    let legacy = app
+        .container
+        .as_ref()
+        .and_then(|c| c.docker.as_ref())
+        .and_then(|d| d.network.as_deref());
+    match legacy.map(str::to_ascii_uppercase).as_deref() {
+        None | Some("HOST") => Ok(Mode::Host),
+        Some("BRIDGE") => Ok(Mode::Bridge),
+        Some("USER") => Ok(Mode::Container),
+        Some(_) => Err(format!(
+            "container.docker.network: {:?} is not HOST, BRIDGE or USER; app skipped",
+            legacy.unwrap_or("")
+        )),
+    }
+}
+
+/// One port of an app, whatever field it came from.
+struct PortSpec<'a> {
+    /// `portDefinitions[0]`, `container.portMappings[1]`, … for messages.
+    field: String,
+    /// None: the protocol was bad (warned); the port declares no VIPs.
+    protos: Option<Vec<Proto>>,
+    name: Option<&'a str>,
+    labels: &'a BTreeMap<String, String>,
+    /// Index into `Task::ports` when the port is mapped on the agent.
+    host_index: Option<usize>,
+    /// The port on the task's own IP, for ports that are not host-mapped
+    /// (None if missing or bad: warned, no backends).
+    container_port: Option<u16>,
+}
+
+/// The app's ports in the fields its networking mode uses.
+fn port_specs<'a>(app: &'a App, mode: Mode, warn: &mut impl FnMut(String)) -> Vec<PortSpec<'a>> {
+    let protos = |field: &str, p: Option<&str>, warn: &mut dyn FnMut(String)| {
+        parse_protocols(p)
+            .map_err(|m| warn(format!("{field}.protocol: {m}; the port declares no VIPs")))
+            .ok()
+    };
+    if mode == Mode::Host {
+        return app
+            .port_definitions
+            .iter()
+            .enumerate()
+            .map(|(i, pd)| {
+                let field = format!("portDefinitions[{i}]");
+                PortSpec {
+                    protos: protos(&field, pd.protocol.as_deref(), warn),
+                    field,
+                    name: pd.name.as_deref(),
+                    labels: &pd.labels,
+                    host_index: Some(i),
+                    container_port: None,
+                }
+            })
+            .collect();
+    }
+    let Some(container) = &app.container else {
+        return Vec::new();
+    };
+    // Marathon ≥ 1.5 moved the mappings up from `docker`; use whichever is set.
+    let (base, mappings) = match &container.docker {
+        Some(d) if container.port_mappings.is_empty() && !d.port_mappings.is_empty() => {
+            ("container.docker.portMappings", &d.port_mappings)
+        }
+        _ => ("container.portMappings", &container.port_mappings),
+    };
+    let mut next_host = 0;
+    mappings
+        .iter()
+        .enumerate()
+        .map(|(i, pm)| {
+            let field = format!("{base}[{i}]");
+            let mapped = mode == Mode::Bridge || pm.host_port.is_some();
+            let host_index = mapped.then(|| {
+                next_host += 1;
+                next_host - 1
+            });
+            let container_port = if mapped {
+                None
+            } else {
+                let p = pm.container_port.and_then(port_u16);
+                if p.is_none() {
+                    let why = pm.container_port.map_or_else(
+                        || "missing".to_owned(),
+                        |n| format!("{n} is not a port in 1..=65535"),
+                    );
+                    warn(format!(
+                        "{field}.containerPort: {why}, but container networking reaches \
+                         the task on it; the port has no backends"
+                    ));
+                }
+                p
+            };
+            PortSpec {
+                protos: protos(&field, pm.protocol.as_deref(), warn),
+                field,
+                name: pm.name.as_deref(),
+                labels: &pm.labels,
+                host_index,
+                container_port,
+            }
+        })
+        .collect()
+}
+
+/// `tcp`, `udp`, `udp,tcp` or `tcp,udp` (absent: tcp); sorted, no repeats.
+fn parse_protocols(s: Option<&str>) -> Result<Vec<Proto>, String> {
+    let Some(s) = s else {
+        return Ok(vec![Proto::Tcp]);
+    };
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let p: Proto = part.trim().parse().map_err(|_| {
+            format!("unknown protocol {s:?} (expected tcp, udp, \"udp,tcp\" or \"tcp,udp\")")
+        })?;
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// 1..=65535.
+fn port_u16(n: i64) -> Option<u16> {
+    u16::try_from(n).ok().filter(|&p| p != 0)
+}
+
+/// What a VIP label points at.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Target {
+    /// Allocator key (`redis.marathon`) and port.
+    Named {
+        key: String,
+        port: u16,
+    },
+    Ip(SocketAddr),
+}
+
+/// One VIP declaration on one port of an app (or of one task).
+struct Decl {
+    target: Target,
+    /// The label value as written, minus a legacy `tcp://`: `ServiceSpec::name`.
+    label: String,
+    protos: Vec<Proto>,
+    /// Index into the app's [`PortSpec`]s.
+    spec: usize,
+    /// `portDefinitions[0] label VIP_0`, for messages.
+    origin: String,
+}
+
+/// A label value (`/redis:6379`, `1.2.3.4:80`, …) → target.
+fn parse_target(value: &str) -> Result<Target, String> {
+    let label = naming::parse_vip_label(value).map_err(|e| e.to_string())?;
+    match label.name {
+        VipName::Ip(ip) => {
+            // IPv4-mapped IPv6 is IPv4 in the datapath (as in the static file).
+            let ip = ip.to_canonical();
+            if ip.is_unspecified() {
+                // connect() to 0.0.0.0 reaches the local host: never hook it.
+                return Err(format!(
+                    "VIP label {value:?}: {ip} is the unspecified address"
+                ));
+            }
+            Ok(Target::Ip(SocketAddr::new(ip, label.port)))
+        }
+        VipName::Named(name) => naming::vip_key(&name, FRAMEWORK)
+            .map(|key| Target::Named {
+                key,
+                port: label.port,
+            })
+            .ok_or_else(|| format!("VIP label {value:?}: {name:?} has no DNS name")),
+    }
+}
+
+/// `VIP_*` labels of every port.
+fn port_decls(specs: &[PortSpec], warn: &mut impl FnMut(String)) -> Vec<Decl> {
+    let mut out = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let Some(protos) = &spec.protos else { continue };
+        for (key, value) in spec.labels.iter().filter(|(k, _)| k.starts_with("VIP_")) {
+            let origin = format!("{} label {key}", spec.field);
+            match parse_target(value) {
+                Ok(target) => out.push(Decl {
+                    target,
+                    label: value.clone(),
+                    protos: protos.clone(),
+                    spec: i,
+                    origin,
+                }),
+                Err(m) => warn(format!("{origin}: {m}")),
+            }
+        }
+    }
+    out
+}
+
+/// Legacy `vip_PORT<n>` = `tcp://name:port` / `udp://name:port` labels (the
+/// key is matched case-insensitively: both `vip_PORT0` and `vip_port0` exist
+/// in the wild). `at` prefixes messages: `""` for app labels, `tasks[0] (id) `.
+fn legacy_decls(
+    labels: &BTreeMap<String, String>,
+    specs: &[PortSpec],
+    at: &str,
+    warn: &mut impl FnMut(String),
+) -> Vec<Decl> {
+    let mut out = Vec::new();
+    for (key, value) in labels {
+        let Some(index) = key
+            .get(..8)
+            .filter(|p| p.eq_ignore_ascii_case("vip_port"))
+            .and_then(|_| key.get(8..))
+        else {
+            continue;
+        };
+        let origin = format!("{at}label {key}");
+        let Some(spec) = index
+            .parse::<usize>()
+            .ok()
+            .filter(|_| index.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            warn(format!("{origin}: {index:?} is not a port index"));
+            continue;
+        };
+        if spec >= specs.len() {
+            warn(format!(
+                "{origin}: the app has {} port(s), no port {spec}",
+                specs.len()
+            ));
+            continue;
+        }
+        let scheme = value.get(..6).map(str::to_ascii_lowercase);
+        let proto = match scheme.as_deref() {
+            Some("tcp://") => Proto::Tcp,
+            Some("udp://") => Proto::Udp,
+            _ => {
+                warn(format!(
+                    "{origin}: {value:?} is not tcp://name:port or udp://name:port"
+                ));
+                continue;
+            }
+        };
+        let rest = value.get(6..).unwrap_or_default();
+        match parse_target(rest) {
+            Ok(target) => out.push(Decl {
+                target,
+                label: rest.to_owned(),
+                protos: vec![proto],
+                spec,
+                origin,
+            }),
+            Err(m) => warn(format!("{origin}: {m}")),
+        }
+    }
+    out
+}
+
+/// A datapath VIP before named ones have addresses.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum GroupKey {
+    Named {
+        key: String,
+        port: u16,
+        proto: Proto,
+    },
+    Ip(Vip),
+}
+
+/// Everything declared for one [`GroupKey`], from any app.
+#[derive(Default)]
+struct Group {
+    /// Label values it was declared with; the smallest becomes the name, so
+    /// the name does not depend on app order.
+    labels: BTreeSet<String>,
+    apps: BTreeSet<String>,
+    backends: BTreeMap<SocketAddr, u32>,
+}
+
+impl Group {
+    /// Families a named VIP needs an address in: its backends', or IPv4 when
+    /// it has none (as the static file does).
+    fn families(&self) -> BTreeSet<Family> {
+        let mut f: BTreeSet<Family> = self.backends.keys().map(|b| Family::of(b.ip())).collect();
+        if f.is_empty() {
+            f.insert(Family::V4);
+        }
+        f
+    }
+}
+
+#[derive(Default)]
+struct Builder {
+    groups: BTreeMap<GroupKey, Group>,
+    tasks: Vec<TaskRecord>,
+    warnings: Vec<Warning>,
+}
+
+/// What a task offers on one port.
+struct Endpoint {
+    /// The port clients use (host port if mapped, else container port).
+    port: u16,
+    /// Backend addresses: the agent's, or the task's first of each family.
+    addrs: Vec<SocketAddr>,
+}
+
+impl Builder {
+    fn add_app(&mut self, app: &App) {
+        let mut warnings = Vec::new();
+        let mut warn = |what: String| warnings.push(what);
+        match networking_mode(app) {
+            Ok(mode) => {
+                let specs = port_specs(app, mode, &mut warn);
+                let mut decls = port_decls(&specs, &mut warn);
+                decls.extend(legacy_decls(&app.labels, &specs, "", &mut warn));
+                for d in &decls {
+                    self.declare(d, &app.id);
+                }
+                for (j, task) in app.tasks.iter().enumerate() {
+                    self.add_task(app, mode, &specs, &decls, j, task, &mut warn);
+                }
+            }
+            Err(what) => warn(what),
+        }
+        self.warnings
+            .extend(warnings.into_iter().map(|what| Warning {
+                app_id: Some(app.id.clone()),
+                what,
+            }));
+    }
+
+    fn declare(&mut self, d: &Decl, app_id: &str) {
+        for &proto in &d.protos {
+            let g = self.groups.entry(group_key(&d.target, proto)).or_default();
+            g.labels.insert(d.label.clone());
+            g.apps.insert(app_id.to_owned());
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn add_task(
+        &mut self,
+        app: &App,
+        mode: Mode,
+        specs: &[PortSpec],
+        app_decls: &[Decl],
+        j: usize,
+        task: &Task,
+        warn: &mut impl FnMut(String),
+    ) {
+        if task.id.trim().is_empty() {
+            warn(format!("tasks[{j}].id: missing; task skipped"));
+            return;
+        }
+        let at = format!("tasks[{j}] ({})", task.id);
+        let state = task.state.as_deref().unwrap_or_default();
+        let healthy = (!app.health_checks.is_empty()).then(|| {
+            !task.health_check_results.is_empty()
+                && task
+                    .health_check_results
+                    .iter()
+                    .all(|r| r.alive == Some(true))
+        });
+        let weight = match state {
+            "TASK_RUNNING" if healthy == Some(false) => Some(0),
+            "TASK_RUNNING" => Some(1),
+            "TASK_KILLING" => Some(0),
+            _ => None,
+        };
+        // Tasks that are not backends (staging, finished, …) often lack
+        // ports or addresses: only complain about the ones that serve.
+        let serving = weight.is_some();
+        let mut warn_serving = |what: String| {
+            if serving {
+                warn(what)
+            }
+        };
+
+        let agent_ip = task
+            .host
+            .as_deref()
+            .and_then(|h| h.trim().parse::<IpAddr>().ok())
+            .map(|ip| ip.to_canonical());
+        if agent_ip.is_none() && specs.iter().any(|s| s.host_index.is_some()) {
+            warn_serving(match &task.host {
+                Some(h) => format!(
+                    "{at}: host {h:?} is not an IP address (no DNS lookups here); \
+                     its host-port backends are left out"
+                ),
+                None => format!("{at}: host missing; its host-port backends are left out"),
+            });
+        }
+        let mut task_ips = Vec::new();
+        for (k, a) in task.ip_addresses.iter().enumerate() {
+            match a.ip_address.as_deref().map(|s| s.trim().parse::<IpAddr>()) {
+                Some(Ok(ip)) => task_ips.push(ip.to_canonical()),
+                Some(Err(_)) | None => warn_serving(format!(
+                    "{at}.ipAddresses[{k}].ipAddress: {:?} is not an IP address",
+                    a.ip_address.as_deref().unwrap_or("")
+                )),
+            }
+        }
+
+        let endpoints: Vec<Option<Endpoint>> = specs
+            .iter()
+            .map(|spec| {
+                if let Some(k) = spec.host_index {
+                    let port = match task.ports.get(k) {
+                        Some(&n) => port_u16(n).or_else(|| {
+                            warn_serving(format!(
+                                "{at}.ports[{k}]: {n} is not a port in 1..=65535; no backend for {}",
+                                spec.field
+                            ));
+                            None
+                        }),
+                        None => {
+                            warn_serving(format!(
+                                "{at}.ports: {} entries, but {} needs ports[{k}]; no backend for it",
+                                task.ports.len(),
+                                spec.field
+                            ));
+                            None
+                        }
+                    }?;
+                    let addrs = agent_ip.map(|ip| SocketAddr::new(ip, port));
+                    Some(Endpoint {
+                        port,
+                        addrs: addrs.into_iter().collect(),
+                    })
+                } else {
+                    let port = spec.container_port?;
+                    let addrs: Vec<SocketAddr> = [Family::V4, Family::V6]
+                        .into_iter()
+                        .filter_map(|f| task_ips.iter().find(|ip| Family::of(**ip) == f))
+                        .map(|&ip| SocketAddr::new(ip, port))
+                        .collect();
+                    if addrs.is_empty() {
+                        warn_serving(format!(
+                            "{at}.ipAddresses: none, but {} is reached on the task's own IP; \
+                             no backend for it",
+                            spec.field
+                        ));
+                    }
+                    Some(Endpoint { port, addrs })
+                }
+            })
+            .collect();
+
+        let task_decls = legacy_decls(&task.labels, specs, &format!("{at} "), &mut *warn);
+        for d in &task_decls {
+            self.declare(d, &app.id);
+        }
+        if let Some(weight) = weight {
+            for d in app_decls.iter().chain(&task_decls) {
+                if let Some(Some(ep)) = endpoints.get(d.spec) {
+                    self.add_backends(d, &ep.addrs, weight, &at, &mut *warn);
+                }
+            }
+        }
+
+        let ports = specs
+            .iter()
+            .zip(&endpoints)
+            .filter_map(|(spec, ep)| {
+                Some(TaskPort {
+                    port: ep.as_ref()?.port,
+                    protocols: spec.protos.clone()?,
+                    name: spec.name.map(str::to_owned),
+                })
+            })
+            .collect();
+        self.tasks.push(TaskRecord {
+            app_id: app.id.clone(),
+            task_id: task.id.clone(),
+            framework: FRAMEWORK.to_owned(),
+            agent_id: task.slave_id.clone().unwrap_or_default(),
+            agent_ip,
+            task_ips,
+            ports,
+            host_ports: mode != Mode::Container || specs.iter().any(|s| s.host_index.is_some()),
+            running: state == "TASK_RUNNING",
+            healthy,
+        });
+    }
+
+    /// Adds one task's addresses for one declaration. An IP VIP takes only
+    /// its own family (a socket hook cannot change it); a named VIP takes
+    /// all and gets an address per family.
+    fn add_backends(
+        &mut self,
+        d: &Decl,
+        addrs: &[SocketAddr],
+        weight: u32,
+        at: &str,
+        warn: &mut impl FnMut(String),
+    ) {
+        let addrs: Vec<SocketAddr> = match &d.target {
+            Target::Named { .. } => addrs.to_vec(),
+            Target::Ip(vip) => {
+                let same: Vec<SocketAddr> = addrs
+                    .iter()
+                    .copied()
+                    .filter(|a| Family::of(a.ip()) == Family::of(vip.ip()))
+                    .collect();
+                if same.is_empty() {
+                    for a in addrs {
+                        warn(format!(
+                            "{}: {at} backend {a} is {} but the VIP {vip} is {}; left out",
+                            d.origin,
+                            Family::of(a.ip()),
+                            Family::of(vip.ip())
+                        ));
+                    }
+                }
+                same
+            }
+        };
+        for &proto in &d.protos {
+            let g = self.groups.entry(group_key(&d.target, proto)).or_default();
+            for &a in &addrs {
+                // The same endpoint declared twice (two labels, or a port
+                // label and a legacy one): one serving claim is enough.
+                let w = g.backends.entry(a).or_insert(weight);
+                *w = (*w).max(weight);
+            }
+        }
+    }
+
+    fn finish(mut self, alloc: &mut VipAllocator) -> Result<Parsed, ParseError> {
+        let mut keys: BTreeMap<Family, BTreeSet<String>> = BTreeMap::new();
+        for (gk, g) in &self.groups {
+            if let GroupKey::Named { key, .. } = gk {
+                for f in g.families() {
+                    keys.entry(f).or_default().insert(key.clone());
+                }
+            }
+        }
+        // Every family every sync, so names that are gone are released.
+        let mut addrs = BTreeMap::new();
+        for family in [Family::V4, Family::V6] {
+            let wanted = keys.remove(&family).unwrap_or_default();
+            addrs.insert(family, alloc.allocate(family, &wanted)?);
+        }
+
+        let mut services: BTreeMap<Vip, ServiceSpec> = BTreeMap::new();
+        let mut named_at: BTreeMap<Vip, &str> = BTreeMap::new();
+        for (gk, g) in &self.groups {
+            let GroupKey::Named { key, port, proto } = gk else {
+                continue;
+            };
+            for family in g.families() {
+                let Some(&ip) = addrs.get(&family).and_then(|a| a.get(key)) else {
+                    continue; // allocate() returned every wanted key
+                };
+                let vip = Vip {
+                    addr: SocketAddr::new(ip, *port),
+                    proto: *proto,
+                };
+                let backends = g
+                    .backends
+                    .iter()
+                    .filter(|(b, _)| Family::of(b.ip()) == family)
+                    .map(|(b, w)| (*b, *w))
+                    .collect();
+                named_at.insert(vip, key);
+                services.insert(
+                    vip,
+                    ServiceSpec {
+                        name: g.labels.first().cloned(),
+                        backends,
+                    },
+                );
+            }
+        }
+        for (gk, g) in &self.groups {
+            let GroupKey::Ip(vip) = gk else { continue };
+            if let Some(key) = named_at.get(vip) {
+                // Explicit addresses are the user's choice, allocated ones are
+                // stable: the named VIP keeps the address either way.
+                self.warnings.push(Warning {
+                    app_id: g.apps.first().cloned(),
+                    what: format!(
+                        "VIP {vip} ({}) is the address allocated to named VIP {key}; left out",
+                        g.labels.iter().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                });
+                continue;
+            }
+            services.insert(
+                *vip,
+                ServiceSpec {
+                    name: None,
+                    backends: g.backends.clone(),
+                },
+            );
+        }
+
+        self.tasks
+            .sort_by(|a, b| (&a.app_id, &a.task_id).cmp(&(&b.app_id, &b.task_id)));
+        Ok(Parsed {
+            catalog: Catalog {
+                services: DesiredState { services },
+                tasks: self.tasks,
+            },
+            warnings: self.warnings,
+        })
+    }
+}
+
+fn group_key(target: &Target, proto: Proto) -> GroupKey {
+    match target {
+        Target::Named { key, port } => GroupKey::Named {
+            key: key.clone(),
+            port: *port,
+            proto,
+        },
+        Target::Ip(addr) => GroupKey::Ip(Vip { addr: *addr, proto }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    /// The shared fixtures, copied into the repo so tests need nothing outside it.
+    const REDIS_HOST: &str = include_str!("../../tests/fixtures/marathon/apps_redis_host.json");
+    const BRIDGE_DOCKER: &str =
+        include_str!("../../tests/fixtures/marathon/apps_bridge_docker.json");
+    const MALFORMED: &str = include_str!("../../tests/fixtures/marathon/apps_malformed.json");
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn backends(list: &[(&str, u32)]) -> BTreeMap<SocketAddr, u32> {
+        list.iter().map(|(a, w)| (sa(a), *w)).collect()
+    }
+
+    fn parse_with(body: &str) -> (Parsed, VipAllocator) {
+        let mut alloc = VipAllocator::new();
+        let p = parse_apps(body.as_bytes(), &mut alloc).unwrap();
+        (p, alloc)
+    }
+
+    fn parse(body: &str) -> Parsed {
+        parse_with(body).0
+    }
+
+    fn apps(list: Value) -> String {
+        json!({ "apps": list }).to_string()
+    }
+
+    fn services(p: &Parsed) -> &BTreeMap<Vip, ServiceSpec> {
+        &p.catalog.services.services
+    }
+
+    /// The VIPs (address/protocol) the named VIP with this label value got.
+    fn named(p: &Parsed, label: &str) -> Vec<Vip> {
+        services(p)
+            .iter()
+            .filter(|(_, s)| s.name.as_deref() == Some(label))
+            .map(|(v, _)| *v)
+            .collect()
+    }
+
+    fn only_named(p: &Parsed, label: &str) -> (Vip, ServiceSpec) {
+        let vips = named(p, label);
+        assert_eq!(vips.len(), 1, "{label}: {vips:?}");
+        (vips[0], services(p)[&vips[0]].clone())
+    }
+
+    fn vip(addr: &str, proto: Proto) -> Vip {
+        Vip {
+            addr: sa(addr),
+            proto,
+        }
+    }
+
+    fn in_v4_range(a: IpAddr) -> bool {
+        matches!(a, IpAddr::V4(v) if v.octets()[0] == 11)
+    }
+
+    fn in_v6_range(a: IpAddr) -> bool {
+        matches!(a, IpAddr::V6(v) if v.segments()[..4] == [0xfd01, 0xc, 0, 0])
+    }
+
+    fn task<'a>(p: &'a Parsed, id: &str) -> &'a TaskRecord {
+        p.catalog.tasks.iter().find(|t| t.task_id == id).unwrap()
+    }
+
+    /// Some warning is about `app` and contains every needle.
+    #[track_caller]
+    fn warned(p: &Parsed, app: Option<&str>, needles: &[&str]) {
+        let hit = p.warnings.iter().any(|w| {
+            let s = w.to_string();
+            w.app_id.as_deref() == app && needles.iter().all(|n| s.contains(n))
+        });
+        assert!(
+            hit,
+            "no warning for {app:?} with {needles:?} in:\n{}",
+            p.warnings
+                .iter()
+                .map(|w| format!("  {w}\n"))
+                .collect::<String>()
+        );
+    }
+
+    fn running(id: &str, host: &str, ports: &[u16]) -> Value {
+        json!({"id": id, "host": host, "ports": ports, "state": "TASK_RUNNING",
+               "slaveId": "agent-S1", "ipAddresses": [{"ipAddress": host, "protocol": "IPv4"}]})
+    }
+
+    fn host_app(id: &str, label: &str, tasks: Value) -> Value {
+        json!({"id": id, "portDefinitions": [{"port": 0, "labels": {"VIP_0": label}}], "tasks": tasks})
+    }
+
+    #[test]
+    fn fixture_copies_match_shared() {
+        // CI lays shared/ beside the checkout; the copies must not drift.
+        let shared = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/fixtures/marathon/"
+        );
+        for (name, copy) in [
+            ("apps_redis_host.json", REDIS_HOST),
+            ("apps_bridge_docker.json", BRIDGE_DOCKER),
+        ] {
+            match std::fs::read_to_string(format!("{shared}{name}")) {
+                Ok(orig) => assert_eq!(orig, copy, "{name} differs from shared/"),
+                Err(e) => eprintln!("shared/ fixture {name} not found ({e}); copy not compared"),
+            }
+        }
+    }
+
+    #[test]
+    fn redis_host_fixture() {
+        let (p, alloc) = parse_with(REDIS_HOST);
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        assert_eq!(services(&p).len(), 1);
+        let (v, spec) = only_named(&p, "/redis:6379");
+        assert_eq!(
+            naming::vip_fqdn("/redis", FRAMEWORK).as_deref(),
+            Some("redis.marathon.l4lb.thisdcos.directory")
+        );
+        // naming's pinned address for redis.marathon.
+        assert_eq!(v, vip("11.22.130.195:6379", Proto::Tcp));
+        assert_eq!(alloc.get(Family::V4, "redis.marathon"), Some(v.addr.ip()));
+        // Host networking: agent IP + host port; the third task fails its check.
+        assert_eq!(
+            spec.backends,
+            backends(&[
+                ("10.0.1.11:31256", 1),
+                ("10.0.1.12:31877", 1),
+                ("10.0.1.13:31090", 0)
+            ])
+        );
+
+        assert_eq!(p.catalog.tasks.len(), 3);
+        let t = task(
+            &p,
+            "redis.instance-6f1c0b1e-8e2a-11ea-9c1d-0242ac110002._app.1",
+        );
+        assert_eq!(
+            *t,
+            TaskRecord {
+                app_id: "/redis".into(),
+                task_id: "redis.instance-6f1c0b1e-8e2a-11ea-9c1d-0242ac110002._app.1".into(),
+                framework: "marathon".into(),
+                agent_id: "5d5a0c9e-1b2f-4f0e-9d1c-3c2b1a0f9e8d-S1".into(),
+                agent_ip: Some(ip("10.0.1.11")),
+                task_ips: vec![ip("10.0.1.11")],
+                ports: vec![TaskPort {
+                    port: 31256,
+                    protocols: vec![Proto::Tcp],
+                    name: Some("redis".into())
+                }],
+                host_ports: true,
+                running: true,
+                healthy: Some(true),
+            }
+        );
+        let t = task(
+            &p,
+            "redis.instance-6f1c5941-8e2a-11ea-9c1d-0242ac110002._app.1",
+        );
+        assert_eq!((t.running, t.healthy), (true, Some(false)));
+    }
+
+    #[test]
+    fn bridge_fixture_uses_host_ports() {
+        let (p, alloc) = parse_with(BRIDGE_DOCKER);
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        let (v, spec) = only_named(&p, "/shop/web:80");
+        assert!(in_v4_range(v.addr.ip()) && v.addr.port() == 80, "{v}");
+        assert_eq!(alloc.get(Family::V4, "shopweb.marathon"), Some(v.addr.ip()));
+        // Bridge: agent IP + host port, never the 172.17 container address.
+        assert_eq!(
+            spec.backends,
+            backends(&[("10.0.1.11:31001", 1), ("10.0.1.12:31544", 1)])
+        );
+        // `udp,tcp` on an IP VIP: two VIPs with the second host port.
+        let stats = backends(&[("10.0.1.11:31002", 1), ("10.0.1.12:31545", 1)]);
+        for proto in [Proto::Tcp, Proto::Udp] {
+            let s = &services(&p)[&vip("11.22.33.44:9090", proto)];
+            assert_eq!((s.name.as_ref(), &s.backends), (None, &stats));
+        }
+        assert_eq!(services(&p).len(), 3);
+
+        let t = task(
+            &p,
+            "shop_web.instance-0a3d9c1f-8e33-11ea-9c1d-0242ac110002._app.1",
+        );
+        assert_eq!(t.task_ips, vec![ip("172.17.0.3")]);
+        assert_eq!(t.agent_ip, Some(ip("10.0.1.11")));
+        assert!(t.host_ports && t.running && t.healthy == Some(true));
+        assert_eq!(
+            t.ports,
+            vec![
+                TaskPort {
+                    port: 31001,
+                    protocols: vec![Proto::Tcp],
+                    name: Some("http".into())
+                },
+                TaskPort {
+                    port: 31002,
+                    protocols: vec![Proto::Tcp, Proto::Udp],
+                    name: Some("stats".into())
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn group_path_name() {
+        let p = parse(&apps(json!([host_app(
+            "/group/app",
+            "/group/app:80",
+            json!([running("t1", "10.0.0.1", &[31000])])
+        )])));
+        let (v, spec) = only_named(&p, "/group/app:80");
+        assert_eq!(
+            naming::vip_fqdn("/group/app", FRAMEWORK).as_deref(),
+            Some("groupapp.marathon.l4lb.thisdcos.directory")
+        );
+        let mut alloc = VipAllocator::new();
+        let want = alloc
+            .allocate(Family::V4, &["groupapp.marathon".to_owned()].into())
+            .unwrap();
+        assert_eq!(
+            v,
+            vip(&format!("{}:80", want["groupapp.marathon"]), Proto::Tcp)
+        );
+        assert_eq!(spec.backends, backends(&[("10.0.0.1:31000", 1)]));
+    }
+
+    #[test]
+    fn container_mode_ipv6_task() {
+        let p = parse(&apps(json!([{
+            "id": "/v6app",
+            "networks": [{"mode": "container", "name": "dcos6"}],
+            "container": {"type": "MESOS", "portMappings": [
+                {"containerPort": 8080, "name": "web", "labels": {"VIP_0": "/v6app:80"}}]},
+            "tasks": [{"id": "t6", "host": "10.0.1.11", "state": "TASK_RUNNING", "ports": [],
+                       "slaveId": "a-S7",
+                       "ipAddresses": [{"ipAddress": "fd00::5", "protocol": "IPv6"}]}]
+        }])));
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        let (v, spec) = only_named(&p, "/v6app:80");
+        assert!(in_v6_range(v.addr.ip()) && v.addr.port() == 80, "{v}");
+        assert_eq!(spec.backends, backends(&[("[fd00::5]:8080", 1)]));
+        let t = task(&p, "t6");
+        assert!(!t.host_ports);
+        assert_eq!(t.task_ips, vec![ip("fd00::5")]);
+        assert_eq!(t.agent_ip, Some(ip("10.0.1.11")));
+        assert_eq!(t.ports[0].port, 8080);
+    }
+
+    #[test]
+    fn container_mode_dual_stack_and_ip_vips() {
+        let p = parse(&apps(json!([{
+            "id": "/dual",
+            // No mode: Marathon's default for a network entry is `container`.
+            "networks": [{"name": "dcos"}],
+            "container": {"portMappings": [
+                {"containerPort": 80, "labels": {"VIP_0": "/dual:80", "VIP_1": "12.0.0.1:80",
+                                                 "VIP_2": "[fd02::1]:80"}}]},
+            "tasks": [{"id": "t", "host": "10.0.1.11", "state": "TASK_RUNNING",
+                       "ipAddresses": [{"ipAddress": "9.0.2.5"}, {"ipAddress": "fd00::6"},
+                                       {"ipAddress": "9.0.2.99"}]}]
+        }])));
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        // A named VIP gets an address in each family its backends have.
+        let vips = named(&p, "/dual:80");
+        assert_eq!(vips.len(), 2);
+        for v in vips {
+            let want = if v.addr.is_ipv4() {
+                assert!(in_v4_range(v.addr.ip()));
+                "9.0.2.5:80"
+            } else {
+                assert!(in_v6_range(v.addr.ip()));
+                "[fd00::6]:80"
+            };
+            assert_eq!(services(&p)[&v].backends, backends(&[(want, 1)]));
+        }
+        // An IP VIP takes the task's first address of its own family.
+        assert_eq!(
+            services(&p)[&vip("12.0.0.1:80", Proto::Tcp)].backends,
+            backends(&[("9.0.2.5:80", 1)])
+        );
+        assert_eq!(
+            services(&p)[&vip("[fd02::1]:80", Proto::Tcp)].backends,
+            backends(&[("[fd00::6]:80", 1)])
+        );
+    }
+
+    #[test]
+    fn container_mode_with_host_port_uses_agent() {
+        // Only mappings with a hostPort consume `ports` entries.
+        let p = parse(&apps(json!([{
+            "id": "/mixed",
+            "networks": [{"mode": "container", "name": "dcos"}],
+            "container": {"portMappings": [
+                {"containerPort": 80, "labels": {"VIP_0": "/mixed:80"}},
+                {"containerPort": 81, "hostPort": 0, "labels": {"VIP_0": "/mixed:81"}}]},
+            "tasks": [{"id": "t", "host": "10.0.1.11", "state": "TASK_RUNNING", "ports": [31500],
+                       "ipAddresses": [{"ipAddress": "9.0.2.5"}]}]
+        }])));
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        assert_eq!(
+            only_named(&p, "/mixed:80").1.backends,
+            backends(&[("9.0.2.5:80", 1)])
+        );
+        assert_eq!(
+            only_named(&p, "/mixed:81").1.backends,
+            backends(&[("10.0.1.11:31500", 1)])
+        );
+        let t = task(&p, "t");
+        assert!(t.host_ports);
+        assert_eq!(
+            t.ports.iter().map(|p| p.port).collect::<Vec<_>>(),
+            [80, 31500]
+        );
+    }
+
+    #[test]
+    fn udp_tcp_makes_two_vips() {
+        for proto in ["udp,tcp", "tcp,udp", "UDP, TCP"] {
+            let p = parse(&apps(json!([{
+                "id": "/dns",
+                "portDefinitions": [{"port": 0, "protocol": proto, "labels": {"VIP_0": "/dns:53"}}],
+                "tasks": [running("t", "10.0.0.1", &[31053])]
+            }])));
+            assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+            let vips = named(&p, "/dns:53");
+            assert_eq!(
+                vips.iter().map(|v| v.proto).collect::<Vec<_>>(),
+                [Proto::Tcp, Proto::Udp],
+                "{proto}"
+            );
+            assert_eq!(vips[0].addr, vips[1].addr);
+            for v in vips {
+                assert_eq!(
+                    services(&p)[&v].backends,
+                    backends(&[("10.0.0.1:31053", 1)])
+                );
+            }
+            assert_eq!(task(&p, "t").ports[0].protocols, [Proto::Tcp, Proto::Udp]);
+        }
+    }
+
+    #[test]
+    fn weights_follow_state_and_health() {
+        let t = |id: &str, host: &str, state: &str, results: Value| {
+            json!({"id": id, "host": host, "ports": [31000], "state": state,
+                   "healthCheckResults": results})
+        };
+        let checked = json!({
+            "id": "/hc", "healthChecks": [{"protocol": "TCP"}],
+            "portDefinitions": [{"port": 0, "labels": {"VIP_0": "/hc:80"}}],
+            "tasks": [
+                t("ok", "10.0.0.1", "TASK_RUNNING", json!([{"alive": true}, {"alive": true}])),
+                t("sick", "10.0.0.2", "TASK_RUNNING", json!([{"alive": true}, {"alive": false}])),
+                t("new", "10.0.0.3", "TASK_RUNNING", json!([])),
+                t("nores", "10.0.0.4", "TASK_RUNNING", Value::Null),
+                t("dying", "10.0.0.5", "TASK_KILLING", json!([{"alive": true}])),
+                t("failed", "10.0.0.6", "TASK_FAILED", json!([])),
+                t("staging", "10.0.0.7", "TASK_STAGING", json!([])),
+                t("gone", "10.0.0.8", "TASK_UNREACHABLE", json!([{"alive": true}])),
+                t("killed", "10.0.0.9", "TASK_KILLED", json!([])),
+            ]
+        });
+        let unchecked = json!({
+            "id": "/plain",
+            "portDefinitions": [{"port": 0, "labels": {"VIP_0": "/plain:80"}}],
+            "tasks": [
+                t("p-run", "10.0.1.1", "TASK_RUNNING", json!([{"alive": false}])),
+                t("p-kill", "10.0.1.2", "TASK_KILLING", json!([])),
+            ]
+        });
+        let p = parse(&apps(json!([checked, unchecked])));
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        assert_eq!(
+            only_named(&p, "/hc:80").1.backends,
+            backends(&[
+                ("10.0.0.1:31000", 1),
+                ("10.0.0.2:31000", 0),
+                ("10.0.0.3:31000", 0),
+                ("10.0.0.4:31000", 0),
+                ("10.0.0.5:31000", 0),
+            ])
+        );
+        // Without health checks, results are ignored.
+        assert_eq!(
+            only_named(&p, "/plain:80").1.backends,
+            backends(&[("10.0.1.1:31000", 1), ("10.0.1.2:31000", 0)])
+        );
+        // Every task has a record; `running` and `healthy` tell them apart.
+        assert_eq!(p.catalog.tasks.len(), 11);
+        let rh = |id| {
+            let t = task(&p, id);
+            (t.running, t.healthy)
+        };
+        assert_eq!(rh("ok"), (true, Some(true)));
+        assert_eq!(rh("sick"), (true, Some(false)));
+        assert_eq!(rh("new"), (true, Some(false)));
+        assert_eq!(rh("dying"), (false, Some(true)));
+        assert_eq!(rh("failed"), (false, Some(false)));
+        assert_eq!(rh("p-run"), (true, None));
+        assert_eq!(task(&p, "failed").ports[0].port, 31000);
+    }
+
+    #[test]
+    fn failed_task_only_leaves_an_empty_vip() {
+        let p = parse(&apps(json!([host_app(
+            "/f",
+            "/f:80",
+            json!([{"id": "t", "host": "10.0.0.1", "ports": [], "state": "TASK_FAILED"}])
+        )])));
+        // No complaint about the missing port: a failed task needs none.
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        let (v, spec) = only_named(&p, "/f:80");
+        assert!(in_v4_range(v.addr.ip()));
+        assert!(spec.backends.is_empty());
+        let t = task(&p, "t");
+        assert!(!t.running && t.ports.is_empty());
+    }
+
+    #[test]
+    fn apps_sharing_a_vip_merge() {
+        let p = parse(&apps(json!([
+            host_app(
+                "/redis-a",
+                "redis:6379",
+                json!([running("a1", "10.0.0.1", &[31001])])
+            ),
+            host_app(
+                "/redis-b",
+                "/redis:6379",
+                json!([running("b1", "10.0.0.2", &[31002])])
+            ),
+        ])));
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        assert_eq!(services(&p).len(), 1);
+        let (v, spec) = services(&p).iter().next().unwrap();
+        assert_eq!(v.addr, sa("11.22.130.195:6379"));
+        // The smallest spelling names it, whatever the app order.
+        assert_eq!(spec.name.as_deref(), Some("/redis:6379"));
+        assert_eq!(
+            spec.backends,
+            backends(&[("10.0.0.1:31001", 1), ("10.0.0.2:31002", 1)])
+        );
+    }
+
+    #[test]
+    fn legacy_vip_port_labels() {
+        let p = parse(&apps(json!([
+            {"id": "/old", "portDefinitions": [{"port": 0}, {"port": 0, "protocol": "udp"}],
+             "tasks": [
+                {"id": "t1", "host": "10.0.0.1", "ports": [31000, 31001], "state": "TASK_RUNNING",
+                 "labels": {"vip_PORT0": "tcp://legacy:5000", "vip_port1": "udp://10.10.0.1:53"}},
+                {"id": "t2", "host": "10.0.0.2", "ports": [31100, 31101], "state": "TASK_RUNNING",
+                 "labels": [{"key": "vip_PORT0", "value": "tcp://legacy:5000"}]},
+                {"id": "t3", "host": "10.0.0.3", "ports": [31200, 31201], "state": "TASK_RUNNING"}
+             ]},
+            {"id": "/old-app-label", "labels": {"VIP_PORT0": "TCP:///applabel:7000"},
+             "portDefinitions": [{"port": 0}],
+             "tasks": [running("u1", "10.0.0.9", &[32000])]}
+        ])));
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        // Task labels apply to their own task only.
+        let (v, spec) = only_named(&p, "legacy:5000");
+        assert_eq!((v.proto, v.addr.port()), (Proto::Tcp, 5000));
+        assert_eq!(
+            spec.backends,
+            backends(&[("10.0.0.1:31000", 1), ("10.0.0.2:31100", 1)])
+        );
+        assert_eq!(
+            services(&p)[&vip("10.10.0.1:53", Proto::Udp)].backends,
+            backends(&[("10.0.0.1:31001", 1)])
+        );
+        // App labels reach every task of the app.
+        assert_eq!(
+            only_named(&p, "/applabel:7000").1.backends,
+            backends(&[("10.0.0.9:32000", 1)])
+        );
+    }
+
+    #[test]
+    fn legacy_docker_port_mappings() {
+        let docker = |network: &str| {
+            json!({
+                "id": format!("/legacy-{}", network.to_lowercase()),
+                "container": {"type": "DOCKER", "docker": {"image": "x", "network": network,
+                    "portMappings": [{"containerPort": 80, "hostPort": 0, "protocol": "tcp",
+                                      "labels": {"VIP_0": format!("/legacy-{}:80", network.to_lowercase())}}]}},
+                "tasks": [{"id": format!("t-{network}"), "host": "10.0.1.11", "ports": [31080],
+                           "state": "TASK_RUNNING",
+                           "ipAddresses": [{"ipAddress": "172.17.0.9"}]}]
+            })
+        };
+        let mut user = docker("USER");
+        // USER networking: a mapping without hostPort is reached on the container IP.
+        user["container"]["docker"]["portMappings"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("hostPort");
+        user["tasks"][0]["ports"] = json!([]);
+        let p = parse(&apps(json!([docker("BRIDGE"), user])));
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        assert_eq!(
+            only_named(&p, "/legacy-bridge:80").1.backends,
+            backends(&[("10.0.1.11:31080", 1)])
+        );
+        assert_eq!(
+            only_named(&p, "/legacy-user:80").1.backends,
+            backends(&[("172.17.0.9:80", 1)])
+        );
+        assert!(task(&p, "t-BRIDGE").host_ports);
+        assert!(!task(&p, "t-USER").host_ports);
+    }
+
+    #[test]
+    fn malformed_inputs_warn_and_the_rest_applies() {
+        let (p, _) = parse_with(MALFORMED);
+        for (app, needles) in [
+            (
+                Some("/noport"),
+                &[
+                    "portDefinitions[0] label VIP_0",
+                    "\"redis\"",
+                    "missing \":port\"",
+                ][..],
+            ),
+            (
+                Some("/port0"),
+                &[
+                    "portDefinitions[0] label VIP_0",
+                    "\"/redis:0\"",
+                    "port \"0\"",
+                ],
+            ),
+            (
+                Some("/port70000"),
+                &[
+                    "portDefinitions[0] label VIP_0",
+                    "port \"70000\"",
+                    "1..=65535",
+                ],
+            ),
+            (
+                Some("/badip"),
+                &[
+                    "portDefinitions[0] label VIP_1",
+                    "\"1.2.3.4:x\"",
+                    "port \"x\"",
+                ],
+            ),
+            (
+                Some("/emptyname"),
+                &[
+                    "portDefinitions[0] label VIP_0",
+                    "\":80\"",
+                    "no letter or digit",
+                ],
+            ),
+            (
+                Some("/noports"),
+                &[
+                    "tasks[0] (noports.1).ports: 0 entries",
+                    "portDefinitions[0] needs ports[0]",
+                ],
+            ),
+            (
+                None,
+                &["apps[7]: expected an app object, got a string; app skipped"],
+            ),
+            (
+                Some("/pdnotlist"),
+                &[
+                    "portDefinitions: invalid type",
+                    "expected a sequence",
+                    "app skipped",
+                ],
+            ),
+            (
+                Some("/hostname"),
+                &["tasks[0] (hostname.1): host \"agent-3.example.com\" is not an IP address"],
+            ),
+            (
+                Some("/badproto"),
+                &["portDefinitions[0].protocol: unknown protocol \"sctp\""],
+            ),
+            (
+                Some("/badmode"),
+                &["networks[0].mode: \"overlay\"", "app skipped"],
+            ),
+            (
+                Some("/nocport"),
+                &["container.portMappings[0].containerPort: missing"],
+            ),
+            (
+                Some("/badlegacy"),
+                &["tasks[0] (badlegacy.1) label vip_PORT0", "not tcp://"],
+            ),
+            (
+                Some("/badlegacy"),
+                &["tasks[0] (badlegacy.1) label vip_PORT5", "no port 5"],
+            ),
+            (None, &["apps[16].id: missing; app skipped"]),
+            (
+                Some("/tasksbad"),
+                &["tasks: invalid type: map, expected a sequence; app skipped"],
+            ),
+            (
+                Some("/cport0"),
+                &["container.portMappings[0].containerPort: 0 is not a port in 1..=65535"],
+            ),
+            (
+                Some("/badtaskip"),
+                &["tasks[0] (badtaskip.1).ipAddresses[0].ipAddress: \"9.0.0.300\""],
+            ),
+            (
+                Some("/unspec"),
+                &["VIP_0", "0.0.0.0 is the unspecified address"],
+            ),
+        ] {
+            warned(&p, app, needles);
+        }
+        // Display names the app first.
+        assert!(
+            p.warnings.iter().any(|w| w
+                .to_string()
+                .starts_with("app /port70000: portDefinitions[0] label VIP_0: ")),
+            "{:?}",
+            p.warnings
+        );
+        // The good app, and the good ports of partly bad apps, still apply.
+        assert_eq!(
+            only_named(&p, "/ok:80").1.backends,
+            backends(&[("10.0.0.1:31000", 1)])
+        );
+        assert_eq!(
+            only_named(&p, "/badip-ok:81").1.backends,
+            backends(&[("10.0.0.2:31001", 1)])
+        );
+        // A bad task address is skipped, the next one of its family is used.
+        assert_eq!(
+            only_named(&p, "/badtaskip:80").1.backends,
+            backends(&[("9.0.0.8:80", 1)])
+        );
+        // A task with a hostname still serves the ports that need no agent IP,
+        // and keeps its record.
+        assert!(only_named(&p, "/hostname:80").1.backends.is_empty());
+        assert_eq!(task(&p, "hostname.1").agent_ip, None);
+        // Skipped apps leave no tasks behind.
+        assert!(
+            p.catalog
+                .tasks
+                .iter()
+                .all(|t| t.app_id != "/pdnotlist" && t.app_id != "/badmode")
+        );
+        // Every warning names an app or an index.
+        for w in &p.warnings {
+            assert!(w.app_id.is_some() || w.what.starts_with("apps["), "{w}");
+        }
+    }
+
+    #[test]
+    fn body_level_errors() {
+        let mut alloc = VipAllocator::new();
+        let err =
+            |body: &str, alloc: &mut VipAllocator| parse_apps(body.as_bytes(), alloc).unwrap_err();
+        assert!(matches!(
+            err("<html>502</html>", &mut alloc),
+            ParseError::Json(_)
+        ));
+        assert!(matches!(err("", &mut alloc), ParseError::Json(_)));
+        let cut = &REDIS_HOST[..REDIS_HOST.len() / 2];
+        let e = err(cut, &mut alloc);
+        assert!(matches!(e, ParseError::Json(_)), "{e}");
+        assert!(e.to_string().contains("not valid JSON"), "{e}");
+        for shape in ["{}", "[]", "{\"apps\": null}", "{\"apps\": {}}", "3"] {
+            let e = err(shape, &mut alloc);
+            assert!(matches!(e, ParseError::Shape(_)), "{shape}: {e}");
+        }
+        assert!(
+            err("{}", &mut alloc)
+                .to_string()
+                .contains("missing field `apps`")
+        );
+        let p = parse_apps(b"{\"apps\": []}", &mut alloc).unwrap();
+        assert_eq!(p, Parsed::default());
+    }
+
+    #[test]
+    fn failed_sync_keeps_allocations() {
+        let mut alloc = VipAllocator::new();
+        parse_apps(REDIS_HOST.as_bytes(), &mut alloc).unwrap();
+        parse_apps(b"{", &mut alloc).unwrap_err();
+        assert!(alloc.get(Family::V4, "redis.marathon").is_some());
+    }
+
+    #[test]
+    fn order_independent() {
+        let mut all: Vec<Value> = Vec::new();
+        for text in [REDIS_HOST, BRIDGE_DOCKER, MALFORMED] {
+            let v: Value = serde_json::from_str(text).unwrap();
+            all.extend(v["apps"].as_array().unwrap().iter().cloned());
+        }
+        all.push(host_app(
+            "/dup",
+            "/redis:6379",
+            json!([running("d1", "10.9.9.9", &[30000])]),
+        ));
+        let fwd = parse(&apps(Value::Array(all.clone())));
+        let mut rev = all;
+        rev.reverse();
+        for app in &mut rev {
+            if let Some(tasks) = app.get_mut("tasks").and_then(Value::as_array_mut) {
+                tasks.reverse();
+            }
+        }
+        let back = parse(&apps(Value::Array(rev)));
+        assert_eq!(fwd.catalog, back.catalog);
+        assert_eq!(fwd.warnings.len(), back.warnings.len());
+        assert!(services(&fwd).len() > 5);
+    }
+
+    #[test]
+    fn addresses_stable_across_syncs() {
+        let mut alloc = VipAllocator::new();
+        let both = apps(json!([
+            host_app("/a", "/a:80", json!([])),
+            host_app("/b", "/b:80", json!([])),
+        ]));
+        let s1 = parse_apps(both.as_bytes(), &mut alloc).unwrap();
+        let only_b = apps(json!([host_app("/b", "/b:80", json!([]))]));
+        let s2 = parse_apps(only_b.as_bytes(), &mut alloc).unwrap();
+        assert_eq!(named(&s1, "/b:80"), named(&s2, "/b:80"));
+        // `/a` is gone, so its name is released.
+        assert_eq!(alloc.allocations(Family::V4).len(), 1);
+        assert_eq!(alloc.get(Family::V4, "a.marathon"), None);
+    }
+
+    #[test]
+    fn ip_vip_keeps_its_family() {
+        let p = parse(&apps(json!([{
+            "id": "/v6only",
+            "networks": [{"mode": "container", "name": "dcos6"}],
+            "container": {"portMappings": [{"containerPort": 80, "labels": {"VIP_0": "12.0.0.2:80"}}]},
+            "tasks": [{"id": "t", "host": "10.0.1.11", "state": "TASK_RUNNING",
+                       "ipAddresses": [{"ipAddress": "fd00::7"}]}]
+        }, {
+            "id": "/v4host",
+            "portDefinitions": [{"port": 0, "labels": {"VIP_0": "12.0.0.2:80"}}],
+            "tasks": [running("h", "10.0.0.1", &[31000])]
+        }])));
+        warned(
+            &p,
+            Some("/v6only"),
+            &[
+                "container.portMappings[0] label VIP_0: tasks[0] (t) backend [fd00::7]:80 is IPv6 but the VIP 12.0.0.2:80 is IPv4",
+            ],
+        );
+        assert_eq!(
+            services(&p)[&vip("12.0.0.2:80", Proto::Tcp)].backends,
+            backends(&[("10.0.0.1:31000", 1)])
+        );
+    }
+
+    #[test]
+    fn ip_vip_on_a_named_address_is_left_out() {
+        let taken = "11.22.130.195:6379"; // redis.marathon's address
+        let p = parse(&apps(json!([
+            host_app(
+                "/redis",
+                "/redis:6379",
+                json!([running("r", "10.0.0.1", &[31000])])
+            ),
+            host_app(
+                "/squatter",
+                taken,
+                json!([running("s", "10.0.0.2", &[31000])])
+            ),
+        ])));
+        warned(
+            &p,
+            Some("/squatter"),
+            &[&format!(
+                "VIP {taken}/tcp ({taken}) is the address allocated to named VIP redis.marathon"
+            )],
+        );
+        let s = &services(&p)[&vip(taken, Proto::Tcp)];
+        assert_eq!(s.name.as_deref(), Some("/redis:6379"));
+        assert_eq!(s.backends, backends(&[("10.0.0.1:31000", 1)]));
+    }
+
+    #[test]
+    fn named_vip_follows_backend_family() {
+        // Host networking on an IPv6 agent: only an IPv6 VIP.
+        let p = parse(&apps(json!([host_app(
+            "/h6",
+            "/h6:80",
+            json!([{"id": "t", "host": "fd00::11", "ports": [31000], "state": "TASK_RUNNING"}])
+        )])));
+        let (v, spec) = only_named(&p, "/h6:80");
+        assert!(in_v6_range(v.addr.ip()), "{v}");
+        assert_eq!(spec.backends, backends(&[("[fd00::11]:31000", 1)]));
+        // No backends at all: IPv4.
+        let p = parse(&apps(json!([host_app("/none", "/none:80", json!([]))])));
+        assert!(in_v4_range(only_named(&p, "/none:80").0.addr.ip()));
+    }
+
+    #[test]
+    fn allocation_failure_is_an_error() {
+        let mut tiny = VipAllocator::with_ranges(
+            (std::net::Ipv4Addr::new(10, 0, 0, 0), 1),
+            (naming::V6_RANGE_START, naming::V6_RANGE_SIZE),
+        );
+        let body = apps(json!([
+            host_app("/a", "/a:80", json!([])),
+            host_app("/b", "/b:80", json!([])),
+        ]));
+        let e = parse_apps(body.as_bytes(), &mut tiny).unwrap_err();
+        assert!(matches!(e, ParseError::Naming(_)), "{e}");
+    }
+}

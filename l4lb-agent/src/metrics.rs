@@ -1,0 +1,200 @@
+//! Prometheus metrics (prometheus-client) and the agent's HTTP endpoints:
+//! `/metrics`, `/healthz` (the process answers) and `/readyz` (a table from the
+//! source is in the maps and the last sync did not fail). Bound to 127.0.0.1
+//! unless told otherwise.
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context, Result};
+use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric},
+    metrics::{
+        counter::{ConstCounter, Counter},
+        family::Family,
+        gauge::{ConstGauge, Gauge},
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+use crate::{datapath::Maps, table};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:62080";
+
+/// Counters and gauges the agent updates as it works.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Tables applied to the maps, by what triggered them.
+    pub applies: Family<Vec<(String, String)>, Counter>,
+    /// Applies that failed (map full, …): the previous table stayed.
+    pub apply_errors: Counter,
+    /// 1 while the last read of the source succeeded.
+    pub sync_ok: Gauge,
+    /// Unix time of the last good sync (its age is now − this).
+    pub last_good_sync: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Source read failures (refused, timeout, non-2xx, unparsable): nothing applied.
+    pub source_failures: Counter,
+    /// Items the source skipped with a warning (bad app, label, …).
+    pub skipped: Counter,
+    /// Event received → maps updated, seconds.
+    pub event_to_maps: Histogram,
+    /// DNS queries by result (filled by the DNS server).
+    pub dns_queries: Family<Vec<(String, String)>, Counter>,
+    ready: AtomicBool,
+}
+
+impl Metrics {
+    pub fn new(pin_root: PathBuf) -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix("l4lb");
+        let applies = Family::default();
+        registry.register("table_applies", "Tables applied to the BPF maps, by trigger", applies.clone());
+        let apply_errors = Counter::default();
+        registry.register("table_apply_errors", "Applies that failed; the previous table stayed", apply_errors.clone());
+        let sync_ok = Gauge::default();
+        registry.register("sync_ok", "1 while the last read of the service source succeeded", sync_ok.clone());
+        let last_good_sync = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register("last_good_sync_timestamp_seconds", "Unix time of the last good source sync", last_good_sync.clone());
+        let source_failures = Counter::default();
+        registry.register("source_failures", "Source reads that failed; nothing was applied", source_failures.clone());
+        let skipped = Counter::default();
+        registry.register("source_skipped_items", "Apps, labels or entries skipped with a warning", skipped.clone());
+        let event_to_maps = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register("event_to_maps_seconds", "Source event received to BPF maps updated", event_to_maps.clone());
+        let dns_queries = Family::default();
+        registry.register("dns_queries", "DNS queries answered, by result", dns_queries.clone());
+        registry.register_collector(Box::new(DatapathCollector { pin_root }));
+        Arc::new(Metrics {
+            registry,
+            applies,
+            apply_errors,
+            sync_ok,
+            last_good_sync,
+            source_failures,
+            skipped,
+            event_to_maps,
+            dns_queries,
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    /// Records a table that reached the maps.
+    pub fn applied(&self, trigger: &str) {
+        self.applies.get_or_create(&vec![("trigger".into(), trigger.into())]).inc();
+        self.sync_ok.set(1);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        self.last_good_sync.set(now.as_secs_f64());
+        self.ready.store(true, Ordering::Relaxed);
+    }
+
+    pub fn source_failed(&self) {
+        self.source_failures.inc();
+        self.sync_ok.set(0);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed) && self.sync_ok.get() == 1
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::warn!("encoding metrics: {e}");
+        }
+        out
+    }
+}
+
+/// Reads the pinned maps at scrape time: per-VIP and per-backend counters
+/// (kept by the kernel programs) and map usage against capacity.
+#[derive(Debug)]
+struct DatapathCollector {
+    pin_root: PathBuf,
+}
+
+impl Collector for DatapathCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Ok(maps) = Maps::open_pinned(&self.pin_root) else { return Ok(()) };
+        let Ok(rows) = table::vip_rows(&maps) else { return Ok(()) };
+        let vip_labels = |r: &table::VipRow| vec![("vip".to_string(), r.vip.to_string()), ("proto".to_string(), r.proto.to_string())];
+        let mut counter = |name: &str, help: &str, series: Vec<(Vec<(String, String)>, u64)>| -> Result<(), std::fmt::Error> {
+            let c = ConstCounter::new(0u64);
+            let mut desc = encoder.encode_descriptor(name, help, None, c.metric_type())?;
+            for (labels, v) in series {
+                ConstCounter::new(v).encode(desc.encode_family(&labels)?)?;
+            }
+            Ok(())
+        };
+        counter(
+            "l4lb_vip_connections",
+            "connect() and unconnected sendmsg() calls sent to a backend, per VIP",
+            rows.iter().map(|r| (vip_labels(r), r.connects + r.sendmsgs)).collect(),
+        )?;
+        counter(
+            "l4lb_vip_refused",
+            "connect()/sendmsg() refused: no backend takes new connections",
+            rows.iter().map(|r| (vip_labels(r), r.no_backend)).collect(),
+        )?;
+        counter(
+            "l4lb_backend_connections",
+            "connect() and unconnected sendmsg() calls sent to a backend, per VIP and backend",
+            rows.iter()
+                .flat_map(|r| {
+                    r.backends.iter().map(move |b| {
+                        let mut l = vip_labels(r);
+                        l.push(("backend".into(), b.addr.to_string()));
+                        (l, b.connects + b.sendmsgs)
+                    })
+                })
+                .collect(),
+        )?;
+        for (metric, help, pick) in [
+            ("l4lb_map_entries", "Entries in each BPF map", 0usize),
+            ("l4lb_map_capacity", "Capacity (max_entries) of each BPF map", 1usize),
+        ] {
+            let g = ConstGauge::new(0i64);
+            let mut desc = encoder.encode_descriptor(metric, help, None, g.metric_type())?;
+            for (name, entries, cap) in maps.usage() {
+                let v = if pick == 0 { entries } else { cap };
+                ConstGauge::new(v as i64).encode(desc.encode_family(&vec![("map".to_string(), name.to_string())])?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Serves the endpoints until the runtime stops.
+pub async fn serve(listen: SocketAddr, metrics: Arc<Metrics>) -> Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready_handler))
+        .with_state(metrics);
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding the metrics endpoint {listen}"))?;
+    tracing::info!(%listen, "metrics, /healthz and /readyz listening");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("metrics endpoint stopped: {e}");
+        }
+    });
+    Ok(())
+}
+
+async fn metrics_handler(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    // Scrapes read the maps (blocking syscalls): keep them off the async workers.
+    let body = tokio::task::spawn_blocking(move || m.render()).await.unwrap_or_default();
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+}
+
+async fn ready_handler(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    if m.is_ready() { (StatusCode::OK, "ready\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready\n") }
+}

@@ -1,0 +1,48 @@
+//! Prometheus metrics and health endpoints, scraped with Debian's curl from
+//! inside the sandbox netns (the agent binds 127.0.0.1 there by default).
+use std::time::Duration;
+
+use l4lb_tests::{Agent, Sandbox, require_root};
+
+fn get(sb: &Sandbox, path: &str) -> (String, String) {
+    let out = sb
+        .in_netns("curl")
+        .args(["-s", "-o", "-", "-w", "\n%{http_code}", "--max-time", "5"])
+        .arg(format!("http://127.0.0.1:62080{path}"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or((&text, ""));
+    (code.to_string(), body.to_string())
+}
+
+#[test]
+fn metrics_count_connections_and_report_map_usage() {
+    require_root();
+    let mut sb = Sandbox::new("metrics").unwrap();
+    sb.spawn_testsrv("a", &["127.0.0.2:7000"], &[]).unwrap();
+    let agent = Agent::start(&mut sb, "vips:\n  - vip: 11.0.0.1:7000\n    backends: [127.0.0.2:7000]\n  - vip: 11.0.0.2:7000\n    backends: []\n").unwrap();
+    agent.wait_vips(2, Duration::from_secs(20)).unwrap();
+    let v = sb.probe(&["tcp", "--to", "11.0.0.1:7000", "-n", "20"]).unwrap();
+    assert_eq!(v["errors"], 0, "{v}");
+    let v = sb.probe(&["tcp", "--to", "11.0.0.2:7000", "-n", "3"]).unwrap();
+    assert_eq!(v["errors"], 3, "{v}");
+
+    let (code, body) = get(&sb, "/healthz");
+    assert_eq!(code, "200", "{body}");
+    let (code, body) = get(&sb, "/readyz");
+    assert_eq!(code, "200", "{body}");
+    let (code, m) = get(&sb, "/metrics");
+    assert_eq!(code, "200", "{m}");
+    for line in [
+        r#"l4lb_vip_connections_total{vip="11.0.0.1:7000",proto="tcp"} 20"#,
+        r#"l4lb_backend_connections_total{vip="11.0.0.1:7000",proto="tcp",backend="127.0.0.2:7000"} 20"#,
+        r#"l4lb_vip_refused_total{vip="11.0.0.2:7000",proto="tcp"} 3"#,
+        r#"l4lb_map_entries{map="L4LB_SERVICES"} 2"#,
+        r#"l4lb_map_capacity{map="L4LB_SERVICES"} 65536"#,
+        r#"l4lb_table_applies_total{trigger="initial"} 1"#,
+        "l4lb_sync_ok 1",
+    ] {
+        assert!(m.contains(line), "missing {line:?} in:\n{m}");
+    }
+}
