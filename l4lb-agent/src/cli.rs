@@ -38,6 +38,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the loaded (pinned) XDP program on a crafted packet and print the
+    /// backend it picks (BPF_PROG_TEST_RUN; writes no map, bumps no counter).
+    Explain(ExplainArgs),
     /// Remove the pinned maps installed under --pin-root.
     Teardown {
         #[arg(long, default_value = DEFAULT_PIN_ROOT)]
@@ -68,4 +71,29 @@ pub struct RunArgs {
     pub metrics_listen: Option<std::net::SocketAddr>,
     #[arg(long)]
     pub no_metrics: bool,
+    /// Interface whose incoming traffic to VIPs is load-balanced by the XDP
+    /// program (native mode, else generic); the tc reply program goes on its
+    /// egress. Repeatable.
+    #[arg(long = "xdp-iface", value_name = "IFACE")]
+    pub xdp_ifaces: Vec<String>,
+    /// Extra interface for the tc reply program only (egress), for replies
+    /// that leave the node elsewhere than where the request came in. Repeatable.
+    #[arg(long = "xdp-reply-iface", value_name = "IFACE")]
+    pub xdp_reply_ifaces: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ExplainArgs {
+    /// The VIP the packet is sent to, e.g. 11.0.0.1:6379 or '[fd01:c::1]:80'.
+    #[arg(long)]
+    pub vip: std::net::SocketAddr,
+    #[arg(long, default_value = "tcp")]
+    pub proto: crate::model::Proto,
+    /// The client address and port the packet comes from (same family as --vip).
+    #[arg(long)]
+    pub src: std::net::SocketAddr,
+    #[arg(long, default_value = DEFAULT_PIN_ROOT)]
+    pub pin_root: PathBuf,
+    #[arg(long)]
+    pub json: bool,
 }

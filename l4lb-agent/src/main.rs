@@ -69,6 +69,19 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Explain(a) => {
+            let tuple = l4lb_agent::packet::Tuple { proto: a.proto, src: a.src, dst: a.vip };
+            if a.src.is_ipv4() != a.vip.is_ipv4() {
+                anyhow::bail!("--src {} and --vip {} must be of the same family", a.src, a.vip);
+            }
+            let e = datapath::xdp::explain(&a.pin_root, &tuple)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&e)?);
+            } else {
+                println!("{}: {}", e.packet, e.verdict);
+            }
+            Ok(())
+        }
         Command::Teardown { pin_root } => {
             for path in datapath::teardown(&pin_root)? {
                 println!("removed {}", path.display());

@@ -49,8 +49,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
         Some(c) => c.clone(),
         None => datapath::cgroup2_root()?,
     };
-    let datapath::Loaded { maps, attached: _attached, logger } = datapath::load(&args.pin_root, &cgroup)?;
+    let datapath::Loaded { maps, attached: mut _attached, logger } = datapath::load(&args.pin_root, &cgroup)?;
     info!(cgroup = %cgroup.display(), pin_root = %args.pin_root.display(), "socket hooks attached");
+    _attached.attach_packet(&datapath::xdp::PacketAttach {
+        xdp_ifaces: args.xdp_ifaces.clone(),
+        reply_ifaces: args.xdp_reply_ifaces.clone(),
+    })?;
     if let Some(logger) = logger {
         spawn_kernel_log(logger)?;
     }

@@ -17,8 +17,16 @@ pub const SERVICE_STATS_MAP: &str = "L4LB_SVC_STATS";
 /// Per-CPU counters indexed by backend id.
 pub const BACKEND_STATS_MAP: &str = "L4LB_BE_STATS";
 
+/// XDP connection table (LRU): client → VIP 5-tuple ([`crate::FlowKey`]) →
+/// backend id + service id ([`crate::FlowValue`]).
+pub const CONNTRACK_MAP: &str = "L4LB_CONNTRACK";
+/// Packet reverse NAT (LRU), written by XDP for every flow it sends to a
+/// backend and read by the tc reply program: the reply's 5-tuple (backend →
+/// client) → the VIP to show as its source ([`crate::RevNatValue`]).
+pub const XDP_REVNAT_MAP: &str = "L4LB_XDP_REVNAT";
+
 /// Every map the agent pins, in the order `teardown` and the CLI walk them.
-pub const ALL_MAPS: [&str; 7] = [
+pub const ALL_MAPS: [&str; 9] = [
     SERVICES_MAP,
     SLOTS_MAP,
     BACKENDS_MAP,
@@ -26,7 +34,15 @@ pub const ALL_MAPS: [&str; 7] = [
     REVNAT_MAP,
     SERVICE_STATS_MAP,
     BACKEND_STATS_MAP,
+    CONNTRACK_MAP,
+    XDP_REVNAT_MAP,
 ];
+
+/// The XDP ingress program (function name in `l4lb-ebpf/src/xdp.rs`); pinned
+/// as `<pin-root>/<name>` so `l4lb-agent explain` can run the loaded one.
+pub const XDP_PROGRAM: &str = "l4lb_xdp";
+/// The tc (clsact) reply program in `l4lb-ebpf/src/tc.rs`.
+pub const TC_REPLY_PROGRAM: &str = "l4lb_tc_reply";
 
 /// Maximum number of services (one per VIP addr+port+proto). Also the size of
 /// the per-service counter array, so service ids are `< MAX_SERVICES`.
@@ -41,5 +57,9 @@ pub const MAX_SLOTS_PER_SERVICE: u32 = 65_537;
 pub const MAX_MEMBERS: u32 = 262_144;
 /// UDP reverse-NAT entries (LRU: the oldest sockets' entries are evicted).
 pub const MAX_REVNAT: u32 = 131_072;
+/// XDP connection-table entries (LRU: the least recently used flows are
+/// forgotten first; a forgotten flow is re-picked by Maglev, which sends it
+/// to the same backend unless the set changed meanwhile).
+pub const MAX_FLOWS: u32 = 131_072;
 /// Largest weight a backend may have; 0 = no new connections.
 pub const MAX_WEIGHT: u32 = 100;

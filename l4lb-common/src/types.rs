@@ -2,7 +2,7 @@
 //! bump [`crate::types::ABI_VERSION`] when a struct changes.
 
 /// Increments when a key or value layout changes; recorded in pin paths.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
@@ -116,10 +116,19 @@ pub struct Stats {
     pub connects: u64,
     /// Unconnected UDP sendmsg() calls sent to a backend.
     pub sendmsgs: u64,
-    /// connect()/sendmsg() refused because no backend takes new connections.
+    /// connect()/sendmsg() refused, or XDP packets dropped, because no backend
+    /// takes new connections.
     pub no_backend: u64,
     /// Replies whose source was rewritten back to the VIP (recvmsg/getpeername).
     pub revnat: u64,
+    /// XDP: packets to the VIP rewritten to a backend.
+    pub packets: u64,
+    /// XDP: bytes of those packets (from the L3 header on).
+    pub bytes: u64,
+    /// XDP: flows that got a backend (connection-table inserts and re-picks).
+    pub flows: u64,
+    /// tc: reply packets whose source was rewritten backend → VIP.
+    pub reply_packets: u64,
 }
 
 impl Stats {
@@ -128,8 +137,45 @@ impl Stats {
         self.sendmsgs += other.sendmsgs;
         self.no_backend += other.no_backend;
         self.revnat += other.revnat;
+        self.packets += other.packets;
+        self.bytes += other.bytes;
+        self.flows += other.flows;
+        self.reply_packets += other.reply_packets;
     }
 }
+
+/// A packet's 5-tuple as it appears on the wire (addresses IPv4-mapped for
+/// IPv4, ports in network byte order). Key of the XDP connection table (the
+/// client → VIP direction) and of the packet reverse-NAT table (the backend →
+/// client direction, i.e. the reply's own 5-tuple).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub src: Addr6,
+    pub dst: Addr6,
+    /// Network byte order.
+    pub sport: u16,
+    /// Network byte order.
+    pub dport: u16,
+    /// `IPPROTO_TCP` or `IPPROTO_UDP`.
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+
+/// Value of the XDP connection table: the backend a flow was sent to. Not tied
+/// to a revision: the flow keeps its backend across backend-set changes while
+/// (service id, backend id) is still in the members map (weight 0 included).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowValue {
+    pub backend_id: u32,
+    pub service_id: u32,
+}
+
+/// XDP metadata word that `l4lb-agent explain` puts in front of its crafted
+/// packet (BPF_PROG_TEST_RUN): the XDP program decides as for any packet but
+/// writes no map and bumps no counter. Received frames carry no metadata.
+pub const EXPLAIN_MAGIC: u32 = 0x4c34_4c42; // "L4LB"
 
 /// `::ffff:0:0/96` prefix word (network order) marking an IPv4-mapped address.
 pub const V4_MAPPED_PREFIX_BE: u32 = u32::from_be(0x0000_ffff);
@@ -158,4 +204,6 @@ mod pod {
     unsafe impl aya::Pod for RevNatKey {}
     unsafe impl aya::Pod for RevNatValue {}
     unsafe impl aya::Pod for Stats {}
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for FlowValue {}
 }

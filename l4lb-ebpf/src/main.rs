@@ -1,4 +1,5 @@
-//! l4lb kernel programs. One file per hook family; the service lookup and the
+//! l4lb kernel programs. One file per hook family (`sock_addr.rs`: cgroup socket
+//! hooks; `xdp.rs`: XDP ingress; `tc.rs`: tc reply); the service lookup and the
 //! backend choice live in `lb.rs` so every datapath picks backends the same way.
 #![no_std]
 #![no_main]
@@ -6,6 +7,8 @@
 mod lb;
 mod maps;
 mod sock_addr;
+mod tc;
+mod xdp;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -6,8 +6,8 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use l4lb_common::{
-    Backend, MAX_BACKENDS, MAX_MEMBERS, MemberKey, MemberValue, MAX_REVNAT, MAX_SERVICES, MAX_SLOTS, RevNatKey, RevNatValue,
-    ServiceKey, ServiceValue, SlotKey, Stats,
+    Backend, FlowKey, FlowValue, MAX_BACKENDS, MAX_FLOWS, MAX_MEMBERS, MemberKey, MemberValue, MAX_REVNAT, MAX_SERVICES,
+    MAX_SLOTS, RevNatKey, RevNatValue, ServiceKey, ServiceValue, SlotKey, Stats,
 };
 
 const NO_PREALLOC: usize = BPF_F_NO_PREALLOC as usize;
@@ -23,8 +23,8 @@ pub static L4LB_SLOTS: HashMap<SlotKey, u32, { MAX_SLOTS as usize }, NO_PREALLOC
 pub static L4LB_BACKENDS: HashMap<u32, Backend, { MAX_BACKENDS as usize }, NO_PREALLOC> =
     HashMap::new();
 
-/// Not read by the socket hooks; lives in the object so it is created and
-/// pinned with the others (the agent and CLI read it).
+/// Not read by the socket hooks; the XDP program checks a tracked flow's
+/// backend is still a member. The agent and CLI read it too.
 #[btf_map]
 pub static L4LB_MEMBERS: HashMap<MemberKey, MemberValue, { MAX_MEMBERS as usize }, NO_PREALLOC> =
     HashMap::new();
@@ -38,3 +38,12 @@ pub static L4LB_SVC_STATS: PerCpuArray<Stats, { MAX_SERVICES as usize }> = PerCp
 
 #[btf_map]
 pub static L4LB_BE_STATS: PerCpuArray<Stats, { MAX_BACKENDS as usize }> = PerCpuArray::new();
+
+/// XDP connection table: client → VIP 5-tuple → backend (see `xdp.rs`).
+#[btf_map]
+pub static L4LB_CONNTRACK: LruHashMap<FlowKey, FlowValue, { MAX_FLOWS as usize }> = LruHashMap::new();
+
+/// Packet reverse NAT: reply 5-tuple (backend → client) → VIP; written by XDP,
+/// read by the tc reply program.
+#[btf_map]
+pub static L4LB_XDP_REVNAT: LruHashMap<FlowKey, RevNatValue, { MAX_FLOWS as usize }> = LruHashMap::new();

@@ -1,0 +1,392 @@
+//! The packet datapath's programs (`l4lb_xdp`, `l4lb_tc_reply`): load and pin
+//! them, attach them to interfaces, and run them through BPF_PROG_TEST_RUN
+//! (aya's `TestRun`) for `explain`, the tests and the benchmark.
+use std::{
+    collections::BTreeSet,
+    fs,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+use aya::{
+    Ebpf,
+    maps::{HashMap, Map, MapData},
+    programs::{
+        SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp, XdpMode, tc::qdisc_add_clsact,
+    },
+};
+use aya_obj::programs::XdpAttachType;
+use l4lb_common::{
+    CONNTRACK_MAP, EXPLAIN_MAGIC, FlowKey, FlowValue, TC_REPLY_PROGRAM, XDP_PROGRAM,
+};
+use tracing::{info, warn};
+
+use crate::{
+    codec,
+    packet::{self, FrameOpts, Tuple},
+};
+
+/// XDP return codes (uapi `enum xdp_action`).
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+
+/// Where to attach the packet programs.
+#[derive(Clone, Debug, Default)]
+pub struct PacketAttach {
+    /// XDP on ingress (and the tc reply program on egress) of these.
+    pub xdp_ifaces: Vec<String>,
+    /// The tc reply program also on the egress of these (replies that leave
+    /// the node by another interface than the one the request came in on).
+    pub reply_ifaces: Vec<String>,
+}
+
+/// How one interface got its programs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IfaceAttach {
+    pub iface: String,
+    /// "native" or "generic"; None = only the tc reply program.
+    pub xdp_mode: Option<&'static str>,
+}
+
+/// Loads (verifier) both packet programs and pins them under `pin_root`,
+/// replacing pins a previous agent left. Attaches nothing.
+pub(super) fn load_and_pin(ebpf: &mut Ebpf, pin_root: &Path) -> Result<()> {
+    let xdp = xdp_mut(ebpf)?;
+    xdp.load()
+        .with_context(|| format!("loading {XDP_PROGRAM} (verifier)"))?;
+    repin(pin_root.join(XDP_PROGRAM), |p| xdp.pin(p))?;
+    let tc = tc_mut(ebpf)?;
+    tc.load()
+        .with_context(|| format!("loading {TC_REPLY_PROGRAM} (verifier)"))?;
+    repin(pin_root.join(TC_REPLY_PROGRAM), |p| tc.pin(p))?;
+    Ok(())
+}
+
+fn repin(path: PathBuf, pin: impl FnOnce(&Path) -> Result<(), aya::pin::PinError>) -> Result<()> {
+    match fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(e).with_context(|| format!("removing the old pin {}", path.display()));
+        }
+    }
+    pin(&path).with_context(|| format!("pinning {}", path.display()))
+}
+
+fn xdp_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
+    Ok(ebpf
+        .program_mut(XDP_PROGRAM)
+        .with_context(|| format!("program {XDP_PROGRAM} missing from the BPF object"))?
+        .try_into()?)
+}
+
+fn tc_mut(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier> {
+    Ok(ebpf
+        .program_mut(TC_REPLY_PROGRAM)
+        .with_context(|| format!("program {TC_REPLY_PROGRAM} missing from the BPF object"))?
+        .try_into()?)
+}
+
+fn xdp_ref(ebpf: &Ebpf) -> Result<&Xdp> {
+    Ok(ebpf
+        .program(XDP_PROGRAM)
+        .with_context(|| format!("program {XDP_PROGRAM} missing"))?
+        .try_into()?)
+}
+
+fn tc_ref(ebpf: &Ebpf) -> Result<&SchedClassifier> {
+    Ok(ebpf
+        .program(TC_REPLY_PROGRAM)
+        .with_context(|| format!("program {TC_REPLY_PROGRAM} missing"))?
+        .try_into()?)
+}
+
+/// Refuses to attach to the host's own interfaces when the harness asks
+/// (`L4LB_FORBID_HOST_NETNS`): then the agent's netns must be one created with
+/// `ip netns add` (bound under /run/netns), as every test's is.
+fn check_netns() -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if std::env::var_os("L4LB_FORBID_HOST_NETNS").is_none() {
+        return Ok(());
+    }
+    let ours = fs::metadata("/proc/self/ns/net").context("stat /proc/self/ns/net")?;
+    let named = fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| fs::metadata(e.path()).ok())
+        .any(|m| m.dev() == ours.dev() && m.ino() == ours.ino());
+    if !named {
+        bail!(
+            "refusing to attach XDP/tc outside a named network namespace (L4LB_FORBID_HOST_NETNS is set)"
+        );
+    }
+    Ok(())
+}
+
+/// Removes the pinned packet programs (their attachments end with the agent).
+pub(super) fn teardown(pin_root: &Path, removed: &mut Vec<PathBuf>) -> Result<()> {
+    for name in [XDP_PROGRAM, TC_REPLY_PROGRAM] {
+        let path = pin_root.join(name);
+        match fs::remove_file(&path) {
+            Ok(()) => removed.push(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+        }
+    }
+    Ok(())
+}
+
+/// XDP on each `xdp_ifaces` entry (native mode, else generic), the tc reply
+/// program on the egress of those and of `reply_ifaces`. The links are not
+/// pinned: they live as long as `ebpf`, i.e. the agent.
+fn attach(ebpf: &mut Ebpf, want: &PacketAttach) -> Result<Vec<IfaceAttach>> {
+    if want.xdp_ifaces.is_empty() && want.reply_ifaces.is_empty() {
+        return Ok(Vec::new());
+    }
+    check_netns()?;
+    let mut done = Vec::new();
+    let xdp = xdp_mut(ebpf)?;
+    for iface in &want.xdp_ifaces {
+        let mode = match xdp.attach(iface, XdpMode::Driver) {
+            Ok(_) => "native",
+            Err(native) => {
+                xdp.attach(iface, XdpMode::Skb).with_context(|| {
+                    format!("attaching {XDP_PROGRAM} to {iface} (native mode failed too: {native})")
+                })?;
+                warn!(%iface, "native XDP refused ({native}); using generic (skb) mode");
+                "generic"
+            }
+        };
+        info!(%iface, mode, "XDP attached");
+        done.push(IfaceAttach {
+            iface: iface.clone(),
+            xdp_mode: Some(mode),
+        });
+    }
+    let tc = tc_mut(ebpf)?;
+    let mut seen = BTreeSet::new();
+    for iface in want.xdp_ifaces.iter().chain(&want.reply_ifaces) {
+        if !seen.insert(iface.clone()) {
+            continue;
+        }
+        // TCX (kernel >= 6.6) needs no qdisc; the netlink fallback needs clsact.
+        let _ = qdisc_add_clsact(iface);
+        tc.attach(iface, TcAttachType::Egress)
+            .with_context(|| format!("attaching {TC_REPLY_PROGRAM} to the egress of {iface}"))?;
+        info!(%iface, "tc reply program attached (egress)");
+        if !want.xdp_ifaces.contains(iface) {
+            done.push(IfaceAttach {
+                iface: iface.clone(),
+                xdp_mode: None,
+            });
+        }
+    }
+    Ok(done)
+}
+
+/// One BPF_PROG_TEST_RUN: the program's return code, the frame it left, and
+/// the kernel's mean time per run.
+#[derive(Clone, Debug)]
+pub struct RunOutput {
+    pub action: u32,
+    pub frame: Vec<u8>,
+    pub per_run: Duration,
+}
+
+/// `xdp_md` as BPF_PROG_TEST_RUN takes it (uapi layout, offsets into data_in).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct XdpMd {
+    data: u32,
+    data_end: u32,
+    data_meta: u32,
+    ingress_ifindex: u32,
+    rx_queue_index: u32,
+    egress_ifindex: u32,
+}
+
+impl XdpMd {
+    fn as_bytes(&self) -> [u8; 24] {
+        let f = [
+            self.data,
+            self.data_end,
+            self.data_meta,
+            self.ingress_ifindex,
+            self.rx_queue_index,
+            self.egress_ifindex,
+        ];
+        let mut b = [0u8; 24];
+        for (i, v) in f.iter().enumerate() {
+            b[4 * i..4 * i + 4].copy_from_slice(&v.to_ne_bytes());
+        }
+        b
+    }
+}
+
+/// Runs the XDP program on `frame` `repeat` times. With `explain`, the frame
+/// carries [`EXPLAIN_MAGIC`] as metadata: the program decides as usual but
+/// writes no map and no counter.
+pub fn run_xdp(prog: &Xdp, frame: &[u8], explain: bool, repeat: u32) -> Result<RunOutput> {
+    let meta = if explain {
+        EXPLAIN_MAGIC.to_ne_bytes().to_vec()
+    } else {
+        Vec::new()
+    };
+    let mut data_in = meta.clone();
+    data_in.extend_from_slice(frame);
+    let ctx = XdpMd {
+        data: meta.len() as u32,
+        data_end: data_in.len() as u32,
+        ..Default::default()
+    };
+    let ctx_in = ctx.as_bytes();
+    let mut out = vec![0u8; data_in.len() + 256];
+    let opts = TestRunOptions {
+        data_in: Some(&data_in),
+        data_out: Some(&mut out),
+        ctx_in: explain.then_some(&ctx_in[..]),
+        repeat: repeat.max(1),
+        ..Default::default()
+    };
+    let r = prog.test_run(opts).context("BPF_PROG_TEST_RUN (XDP)")?;
+    out.truncate(r.data_size_out as usize);
+    // The output starts at data_meta: strip the metadata we put there.
+    let frame = out
+        .get(meta.len()..)
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default();
+    Ok(RunOutput {
+        action: r.return_value,
+        frame,
+        per_run: r.duration,
+    })
+}
+
+/// Runs the tc program on `frame` (an Ethernet frame, as on egress).
+pub fn run_tc(prog: &SchedClassifier, frame: &[u8], repeat: u32) -> Result<RunOutput> {
+    let mut out = vec![0u8; frame.len() + 256];
+    let opts = TestRunOptions {
+        data_in: Some(frame),
+        data_out: Some(&mut out),
+        repeat: repeat.max(1),
+        ..Default::default()
+    };
+    let r = prog.test_run(opts).context("BPF_PROG_TEST_RUN (tc)")?;
+    out.truncate(r.data_size_out as usize);
+    Ok(RunOutput {
+        action: r.return_value,
+        frame: out,
+        per_run: r.duration,
+    })
+}
+
+impl super::Attached {
+    /// Attaches the packet programs (loaded by `load`) to `want`'s interfaces
+    /// and logs the XDP mode each one got.
+    pub fn attach_packet(&mut self, want: &PacketAttach) -> Result<Vec<IfaceAttach>> {
+        attach(&mut self._ebpf, want)
+    }
+
+    /// The loaded XDP program on `frame` (map writes and counters happen as
+    /// for a received packet, unless `explain`).
+    pub fn test_xdp(&self, frame: &[u8], explain: bool, repeat: u32) -> Result<RunOutput> {
+        run_xdp(xdp_ref(&self._ebpf)?, frame, explain, repeat)
+    }
+
+    /// The loaded tc reply program on `frame`.
+    pub fn test_tc(&self, frame: &[u8], repeat: u32) -> Result<RunOutput> {
+        run_tc(tc_ref(&self._ebpf)?, frame, repeat)
+    }
+}
+
+/// What `explain` found.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Explanation {
+    pub packet: String,
+    /// "pass", "drop", or the raw XDP return code.
+    pub action: String,
+    /// The destination after the program ran (a backend, or the VIP itself
+    /// when the program left the packet alone).
+    pub destination: SocketAddr,
+    pub rewritten: bool,
+    pub backend_id: Option<u32>,
+    /// The connection table already holds this flow (its backend is sticky).
+    pub tracked: bool,
+    pub verdict: String,
+}
+
+/// Runs the pinned (loaded) XDP program on a crafted packet from `src` to
+/// `vip` and reports the backend it picks.
+pub fn explain(pin_root: &Path, tuple: &Tuple) -> Result<Explanation> {
+    let path = pin_root.join(XDP_PROGRAM);
+    let prog = Xdp::from_pin(&path, XdpAttachType::Interface).with_context(|| {
+        format!(
+            "opening the pinned XDP program {} (is the agent running with --pin-root {}?)",
+            path.display(),
+            pin_root.display()
+        )
+    })?;
+    let frame = packet::frame(tuple, &FrameOpts::default());
+    let out = run_xdp(&prog, &frame, true, 1)?;
+    let after = packet::parse(&out.frame).context("the program returned an unparsable frame")?;
+    let rewritten = after.dst != tuple.dst;
+    let maps = super::Maps::open_pinned(pin_root)?;
+    let backend_id = if rewritten {
+        maps.read_applied()?
+            .backends
+            .iter()
+            .find(|(_, a)| **a == after.dst)
+            .map(|(id, _)| *id)
+    } else {
+        None
+    };
+    let tracked = tracked(pin_root, tuple).unwrap_or(false);
+    let action = match out.action {
+        XDP_PASS => "pass".to_string(),
+        XDP_DROP => "drop".to_string(),
+        n => n.to_string(),
+    };
+    let verdict = match (out.action, rewritten) {
+        (XDP_PASS, true) => format!(
+            "backend {}{}{}",
+            after.dst,
+            backend_id
+                .map(|id| format!(" (id {id})"))
+                .unwrap_or_default(),
+            if tracked {
+                ", tracked flow"
+            } else {
+                ", new flow (Maglev)"
+            }
+        ),
+        (XDP_PASS, false) => "not a VIP: passes untouched".to_string(),
+        (XDP_DROP, _) => "dropped: the VIP has no backend taking new flows".to_string(),
+        (n, _) => format!("XDP action {n}"),
+    };
+    Ok(Explanation {
+        packet: format!("{} {} -> {}", tuple.proto, tuple.src, tuple.dst),
+        action,
+        destination: after.dst,
+        rewritten,
+        backend_id,
+        tracked,
+        verdict,
+    })
+}
+
+fn tracked(pin_root: &Path, t: &Tuple) -> Result<bool> {
+    let data = MapData::from_pin(pin_root.join(CONNTRACK_MAP))?;
+    let map: HashMap<MapData, FlowKey, FlowValue> = Map::from_map_data(data)?.try_into()?;
+    let key = FlowKey {
+        src: codec::addr6(t.src.ip()),
+        dst: codec::addr6(t.dst.ip()),
+        sport: t.src.port().to_be(),
+        dport: t.dst.port().to_be(),
+        proto: t.proto.ipproto(),
+        _pad: [0; 3],
+    };
+    Ok(map.get(&key, 0).is_ok())
+}

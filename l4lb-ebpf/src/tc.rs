@@ -1,0 +1,163 @@
+//! tc reply program: backend → VIP for packets the XDP path sent to a backend.
+//!
+//! Attached to the egress of the interfaces the XDP program serves (the reply
+//! leaves the node where the request came in). A packet whose own 5-tuple
+//! (backend → client) is in `L4LB_XDP_REVNAT` gets its source rewritten to the
+//! VIP:port the client used, so the client only ever sees the VIP. Checksums
+//! are updated by the kernel helpers (`bpf_l3_csum_replace`,
+//! `bpf_l4_csum_replace` with BPF_F_PSEUDO_HDR), which also handle packets
+//! whose L4 checksum is still to be completed by offload (CHECKSUM_PARTIAL,
+//! as on veth); BPF_F_MARK_MANGLED_0 keeps a zero UDP checksum zero.
+//! Everything else passes unchanged (TC_ACT_OK).
+use aya_ebpf::{
+    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_OK},
+    macros::classifier,
+    programs::TcContext,
+};
+use l4lb_common::{FlowKey, IPPROTO_TCP, IPPROTO_UDP, v4_mapped};
+use network_types::{
+    eth::EthHdr,
+    ip::{Ipv4Hdr, Ipv6Hdr},
+};
+
+use crate::{lb::count_service, maps::L4LB_XDP_REVNAT};
+
+const ETH_P_IP_BE: u16 = 0x0800u16.to_be();
+const ETH_P_IPV6_BE: u16 = 0x86DDu16.to_be();
+/// Offsets inside the headers (network-types has no field offsets).
+const ETH_TYPE_OFF: usize = 12;
+const IP4_CHECK_OFF: usize = EthHdr::LEN + 10;
+const IP4_SRC_OFF: usize = EthHdr::LEN + 12;
+const IP6_SRC_OFF: usize = EthHdr::LEN + 8;
+const L4_V4: usize = EthHdr::LEN + Ipv4Hdr::LEN;
+const L4_V6: usize = EthHdr::LEN + Ipv6Hdr::LEN;
+
+#[classifier]
+pub fn l4lb_tc_reply(ctx: TcContext) -> i32 {
+    let _ = reply(&ctx);
+    TC_ACT_OK as i32
+}
+
+#[inline(always)]
+fn reply(ctx: &TcContext) -> Result<(), i64> {
+    let ether_type: u16 = ctx.load(ETH_TYPE_OFF)?;
+    if ether_type == ETH_P_IP_BE {
+        reply4(ctx)
+    } else if ether_type == ETH_P_IPV6_BE {
+        reply6(ctx)
+    } else {
+        Ok(())
+    }
+}
+
+/// (source port, destination port) in network order, and the checksum offset.
+#[inline(always)]
+fn ports(ctx: &TcContext, l4: usize, proto: u8) -> Result<(u16, u16, usize), i64> {
+    let ports: [u16; 2] = ctx.load(l4)?;
+    let check_off = if proto == IPPROTO_TCP {
+        l4 + 16
+    } else {
+        l4 + 6
+    };
+    Ok((ports[0], ports[1], check_off))
+}
+
+#[inline(always)]
+fn l4_flags(proto: u8) -> u64 {
+    if proto == IPPROTO_UDP {
+        BPF_F_MARK_MANGLED_0 as u64
+    } else {
+        0
+    }
+}
+
+#[inline(always)]
+fn reply4(ctx: &TcContext) -> Result<(), i64> {
+    let ip: Ipv4Hdr = ctx.load(EthHdr::LEN)?;
+    if ip.vihl != 0x45 || (ip.frags[0] & 0x3f) != 0 || ip.frags[1] != 0 {
+        return Ok(());
+    }
+    if ip.proto != IPPROTO_TCP && ip.proto != IPPROTO_UDP {
+        return Ok(());
+    }
+    let (sport, dport, check_off) = ports(ctx, L4_V4, ip.proto)?;
+    let (src, dst) = (
+        u32::from_ne_bytes(ip.src_addr),
+        u32::from_ne_bytes(ip.dst_addr),
+    );
+    let key = FlowKey {
+        src: v4_mapped(src),
+        dst: v4_mapped(dst),
+        sport,
+        dport,
+        proto: ip.proto,
+        _pad: [0; 3],
+    };
+    // SAFETY: copied out at once.
+    let Some(vip) = (unsafe { L4LB_XDP_REVNAT.get(key) }).copied() else {
+        return Ok(());
+    };
+    let (new_ip, flags) = (vip.addr[3], l4_flags(ip.proto));
+    ctx.skb.l4_csum_replace(
+        check_off,
+        src as u64,
+        new_ip as u64,
+        flags | BPF_F_PSEUDO_HDR as u64 | 4,
+    )?;
+    ctx.skb
+        .l4_csum_replace(check_off, sport as u64, vip.port as u64, flags | 2)?;
+    ctx.skb
+        .l3_csum_replace(IP4_CHECK_OFF, src as u64, new_ip as u64, 4)?;
+    ctx.skb.store(IP4_SRC_OFF, &new_ip, 0)?;
+    ctx.skb.store(L4_V4, &vip.port, 0)?;
+    count_service(vip.service_id, |s| s.reply_packets += 1);
+    Ok(())
+}
+
+#[inline(always)]
+fn reply6(ctx: &TcContext) -> Result<(), i64> {
+    let ip: Ipv6Hdr = ctx.load(EthHdr::LEN)?;
+    let proto = ip.next_hdr;
+    if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
+        return Ok(());
+    }
+    let (sport, dport, check_off) = ports(ctx, L4_V6, proto)?;
+    let src = words(&ip.src_addr);
+    let key = FlowKey {
+        src,
+        dst: words(&ip.dst_addr),
+        sport,
+        dport,
+        proto,
+        _pad: [0; 3],
+    };
+    // SAFETY: copied out at once.
+    let Some(vip) = (unsafe { L4LB_XDP_REVNAT.get(key) }).copied() else {
+        return Ok(());
+    };
+    let flags = l4_flags(proto) | BPF_F_PSEUDO_HDR as u64 | 4;
+    for i in 0..4 {
+        ctx.skb
+            .l4_csum_replace(check_off, src[i] as u64, vip.addr[i] as u64, flags)?;
+    }
+    ctx.skb.l4_csum_replace(
+        check_off,
+        sport as u64,
+        vip.port as u64,
+        l4_flags(proto) | 2,
+    )?;
+    ctx.skb.store(IP6_SRC_OFF, &vip.addr, 0)?;
+    ctx.skb.store(L4_V6, &vip.port, 0)?;
+    count_service(vip.service_id, |s| s.reply_packets += 1);
+    Ok(())
+}
+
+#[inline(always)]
+fn words(b: &[u8; 16]) -> [u32; 4] {
+    [
+        u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+        u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+        u32::from_ne_bytes([b[8], b[9], b[10], b[11]]),
+        u32::from_ne_bytes([b[12], b[13], b[14], b[15]]),
+    ]
+}

@@ -1,0 +1,388 @@
+//! XDP ingress: packet-level load balancing for traffic entering the node.
+//!
+//! For a TCP or UDP packet to a VIP:port (IPv4 without options and not a
+//! fragment, or IPv6 whose next header is TCP/UDP) the program
+//!
+//! 1. looks the client's 5-tuple up in the connection table (`L4LB_CONNTRACK`):
+//!    a tracked flow keeps its backend while that backend is still a member of
+//!    the service (weight 0 included), whatever the revision;
+//! 2. otherwise picks slot `hash(5-tuple) % slot_count` of the service's active
+//!    Maglev generation (the same table the socket hooks use), records the flow
+//!    and the reverse-NAT entry the tc reply program needs (`L4LB_XDP_REVNAT`);
+//! 3. rewrites the destination address and port with incremental IPv4 header
+//!    and TCP/UDP checksum updates (RFC 1624; a zero IPv4 UDP checksum stays 0)
+//!    and returns XDP_PASS, so the kernel routes the packet to the backend.
+//!
+//! Everything else (ARP, VLAN-tagged frames, ICMP, fragments, IPv4 options,
+//! IPv6 extension headers, non-VIP destinations) passes untouched. A VIP with
+//! no backend taking new flows drops the packet (a VIP must never leak to the
+//! node's routes) and counts `no_backend`.
+//!
+//! `l4lb-agent explain` runs this program through BPF_PROG_TEST_RUN with
+//! [`EXPLAIN_MAGIC`] as XDP metadata: same decision path, but no map writes
+//! and no counters, so asking does not change the answer to the next packet.
+use core::mem::size_of;
+
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use l4lb_common::{
+    Addr6, Backend, EXPLAIN_MAGIC, FlowKey, FlowValue, IPPROTO_TCP, IPPROTO_UDP, MemberKey,
+    RevNatValue, ServiceValue, v4_mapped,
+};
+use network_types::{
+    eth::EthHdr,
+    ip::{Ipv4Hdr, Ipv6Hdr},
+    tcp::TcpHdr,
+    udp::UdpHdr,
+};
+
+use crate::{
+    lb::{Verdict, choose, count_backend, count_service, lookup_service},
+    maps::{L4LB_BACKENDS, L4LB_CONNTRACK, L4LB_MEMBERS, L4LB_XDP_REVNAT},
+};
+
+const ETH_P_IP_BE: u16 = 0x0800u16.to_be();
+const ETH_P_IPV6_BE: u16 = 0x86DDu16.to_be();
+/// Offset of the TCP checksum in its header; the UDP one is at 6.
+const TCP_CHECK_OFF: usize = 16;
+const UDP_CHECK_OFF: usize = 6;
+const L4_V4: usize = EthHdr::LEN + Ipv4Hdr::LEN;
+const L4_V6: usize = EthHdr::LEN + Ipv6Hdr::LEN;
+
+#[xdp]
+pub fn l4lb_xdp(ctx: XdpContext) -> u32 {
+    match ingress(&ctx) {
+        Ok(action) => action,
+        Err(()) => xdp_action::XDP_PASS,
+    }
+}
+
+/// A bounds-checked pointer to a `T` at `offset` in the packet.
+#[inline(always)]
+fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*mut T, ()> {
+    let start = ctx.data();
+    if start + offset + size_of::<T>() > ctx.data_end() {
+        return Err(());
+    }
+    Ok((start + offset) as *mut T)
+}
+
+/// True when the caller put [`EXPLAIN_MAGIC`] in front of the packet as XDP
+/// metadata (only BPF_PROG_TEST_RUN does; received frames carry none).
+#[inline(always)]
+fn is_explain(ctx: &XdpContext) -> bool {
+    let meta = ctx.metadata();
+    if meta + size_of::<u32>() > ctx.metadata_end() {
+        return false;
+    }
+    // SAFETY: bounds checked against the end of the metadata just above.
+    unsafe { core::ptr::read_unaligned(meta as *const u32) == EXPLAIN_MAGIC }
+}
+
+#[inline(always)]
+fn ingress(ctx: &XdpContext) -> Result<u32, ()> {
+    let eth: *const EthHdr = ptr_at(ctx, 0)?;
+    // SAFETY: every packet pointer below was bounds-checked by ptr_at.
+    let ether_type = unsafe { (*eth).ether_type };
+    if ether_type == ETH_P_IP_BE {
+        ingress4(ctx)
+    } else if ether_type == ETH_P_IPV6_BE {
+        ingress6(ctx)
+    } else {
+        Ok(xdp_action::XDP_PASS)
+    }
+}
+
+/// Source and destination ports (network order) and the checksum's offset.
+#[inline(always)]
+fn l4_ports(ctx: &XdpContext, l4: usize, proto: u8) -> Result<(u16, u16, usize), ()> {
+    if proto == IPPROTO_TCP {
+        let th: *const TcpHdr = ptr_at(ctx, l4)?;
+        // SAFETY: bounds-checked.
+        unsafe {
+            Ok((
+                u16::from_ne_bytes((*th).source),
+                u16::from_ne_bytes((*th).dest),
+                l4 + TCP_CHECK_OFF,
+            ))
+        }
+    } else {
+        let uh: *const UdpHdr = ptr_at(ctx, l4)?;
+        // SAFETY: bounds-checked.
+        unsafe {
+            Ok((
+                u16::from_ne_bytes((*uh).src),
+                u16::from_ne_bytes((*uh).dst),
+                l4 + UDP_CHECK_OFF,
+            ))
+        }
+    }
+}
+
+#[inline(always)]
+fn ingress4(ctx: &XdpContext) -> Result<u32, ()> {
+    let ip: *mut Ipv4Hdr = ptr_at(ctx, EthHdr::LEN)?;
+    // SAFETY: bounds-checked.
+    let (vihl, frags, proto, src, dst) = unsafe {
+        (
+            (*ip).vihl,
+            (*ip).frags,
+            (*ip).proto,
+            (*ip).src_addr,
+            (*ip).dst_addr,
+        )
+    };
+    // IP options (IHL != 5) and fragments (MF set or offset != 0) pass untouched.
+    if vihl != 0x45 || (frags[0] & 0x3f) != 0 || frags[1] != 0 {
+        return Ok(xdp_action::XDP_PASS);
+    }
+    if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
+        return Ok(xdp_action::XDP_PASS);
+    }
+    let (sport, dport, check_off) = l4_ports(ctx, L4_V4, proto)?;
+    let (src, dst) = (u32::from_ne_bytes(src), u32::from_ne_bytes(dst));
+    let key = FlowKey {
+        src: v4_mapped(src),
+        dst: v4_mapped(dst),
+        sport,
+        dport,
+        proto,
+        _pad: [0; 3],
+    };
+    let Some(svc) = lookup_service(key.dst, dport, proto) else {
+        return Ok(xdp_action::XDP_PASS);
+    };
+    let Some((backend_id, backend)) = select(ctx, &key, &svc) else {
+        return Ok(xdp_action::XDP_DROP);
+    };
+    if backend.family != 4 {
+        // The agent never pairs a v4 VIP with a v6 backend; drop rather than misroute.
+        return Ok(xdp_action::XDP_DROP);
+    }
+    let new_ip = backend.addr[3];
+    let check: *mut [u8; 2] = ptr_at(ctx, check_off)?;
+    // SAFETY: bounds-checked (ip, check) and the ports were read through the same bounds.
+    unsafe {
+        // IPv4 header checksum: only the destination address changed.
+        let ipc = u16::from_ne_bytes((*ip).check);
+        (*ip).check = csum_update(ipc, &[dst], &[new_ip], &[], &[]).to_ne_bytes();
+        (*ip).dst_addr = new_ip.to_ne_bytes();
+        let old = u16::from_ne_bytes(*check);
+        // UDP over IPv4 with checksum 0 means "no checksum": keep it 0.
+        if !(proto == IPPROTO_UDP && old == 0) {
+            let mut c = csum_update(old, &[dst], &[new_ip], &[dport], &[backend.port]);
+            if proto == IPPROTO_UDP && c == 0 {
+                c = 0xffff;
+            }
+            *check = c.to_ne_bytes();
+        }
+        set_dport(ctx, L4_V4, proto, backend.port)?;
+    }
+    count(ctx, &svc, backend_id);
+    Ok(xdp_action::XDP_PASS)
+}
+
+#[inline(always)]
+fn ingress6(ctx: &XdpContext) -> Result<u32, ()> {
+    let ip: *mut Ipv6Hdr = ptr_at(ctx, EthHdr::LEN)?;
+    // SAFETY: bounds-checked.
+    let (proto, src, dst) = unsafe { ((*ip).next_hdr, (*ip).src_addr, (*ip).dst_addr) };
+    // Extension headers (fragments included) pass untouched.
+    if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
+        return Ok(xdp_action::XDP_PASS);
+    }
+    let (sport, dport, check_off) = l4_ports(ctx, L4_V6, proto)?;
+    let key = FlowKey {
+        src: words(&src),
+        dst: words(&dst),
+        sport,
+        dport,
+        proto,
+        _pad: [0; 3],
+    };
+    let Some(svc) = lookup_service(key.dst, dport, proto) else {
+        return Ok(xdp_action::XDP_PASS);
+    };
+    let Some((backend_id, backend)) = select(ctx, &key, &svc) else {
+        return Ok(xdp_action::XDP_DROP);
+    };
+    if backend.family != 6 {
+        return Ok(xdp_action::XDP_DROP);
+    }
+    let check: *mut [u8; 2] = ptr_at(ctx, check_off)?;
+    // SAFETY: bounds-checked.
+    unsafe {
+        // No IPv6 header checksum; TCP/UDP cover the address in the pseudo-header.
+        let old = u16::from_ne_bytes(*check);
+        let mut c = csum_update(old, &key.dst, &backend.addr, &[dport], &[backend.port]);
+        if proto == IPPROTO_UDP && c == 0 {
+            c = 0xffff;
+        }
+        *check = c.to_ne_bytes();
+        (*ip).dst_addr = bytes(&backend.addr);
+        set_dport(ctx, L4_V6, proto, backend.port)?;
+    }
+    count(ctx, &svc, backend_id);
+    Ok(xdp_action::XDP_PASS)
+}
+
+/// # Safety
+/// `l4` must be the offset of a TCP or UDP header already bounds-checked.
+#[inline(always)]
+unsafe fn set_dport(ctx: &XdpContext, l4: usize, proto: u8, port_be: u16) -> Result<(), ()> {
+    if proto == IPPROTO_TCP {
+        let th: *mut TcpHdr = ptr_at(ctx, l4)?;
+        // SAFETY: bounds-checked.
+        unsafe { (*th).dest = port_be.to_ne_bytes() };
+    } else {
+        let uh: *mut UdpHdr = ptr_at(ctx, l4)?;
+        // SAFETY: bounds-checked.
+        unsafe { (*uh).dst = port_be.to_ne_bytes() };
+    }
+    Ok(())
+}
+
+/// The flow's backend: the tracked one while it is still a member of the
+/// service, else a fresh Maglev pick (recorded unless explaining).
+/// None = the VIP has no backend for new flows (counted, dropped).
+#[inline(always)]
+fn select(ctx: &XdpContext, key: &FlowKey, svc: &ServiceValue) -> Option<(u32, Backend)> {
+    // SAFETY: values are copied out before any other map operation.
+    if let Some(flow) = unsafe { L4LB_CONNTRACK.get(key) }.copied()
+        && flow.service_id == svc.id
+        && unsafe {
+            L4LB_MEMBERS.get(MemberKey {
+                service_id: svc.id,
+                backend_id: flow.backend_id,
+            })
+        }
+        .is_some()
+        && let Some(backend) = unsafe { L4LB_BACKENDS.get(flow.backend_id) }.copied()
+    {
+        return Some((flow.backend_id, backend));
+    }
+    let explain = is_explain(ctx);
+    match choose(svc, flow_hash(key)) {
+        Verdict::NoBackend { service_id } => {
+            if !explain {
+                count_service(service_id, |s| s.no_backend += 1);
+            }
+            None
+        }
+        Verdict::Backend {
+            service_id,
+            backend_id,
+            backend,
+        } => {
+            if !explain {
+                let flow = FlowValue {
+                    backend_id,
+                    service_id,
+                };
+                // A failed insert only costs a re-pick on the next packet.
+                let _ = L4LB_CONNTRACK.insert(key, flow, 0);
+                let reply = FlowKey {
+                    src: backend.addr,
+                    dst: key.src,
+                    sport: backend.port,
+                    dport: key.sport,
+                    proto: key.proto,
+                    _pad: [0; 3],
+                };
+                let vip = RevNatValue {
+                    addr: key.dst,
+                    port: key.dport,
+                    _pad: 0,
+                    service_id,
+                };
+                let _ = L4LB_XDP_REVNAT.insert(reply, vip, 0);
+                count_service(service_id, |s| s.flows += 1);
+                count_backend(backend_id, |s| s.flows += 1);
+            }
+            Some((backend_id, backend))
+        }
+    }
+}
+
+#[inline(always)]
+fn count(ctx: &XdpContext, svc: &ServiceValue, backend_id: u32) {
+    if is_explain(ctx) {
+        return;
+    }
+    let len = (ctx.data_end() - ctx.data()) as u64;
+    count_service(svc.id, |s| {
+        s.packets += 1;
+        s.bytes += len;
+    });
+    count_backend(backend_id, |s| {
+        s.packets += 1;
+        s.bytes += len;
+    });
+}
+
+/// The 5-tuple's Maglev hash. Every node runs the same program, so the same
+/// flow maps to the same slot everywhere.
+#[inline(always)]
+fn flow_hash(k: &FlowKey) -> u32 {
+    let mut h: u64 = 0x9e37_79b9_7f4a_7c15 ^ u64::from(k.proto);
+    h = mix(h ^ u64::from(k.src[0]) ^ (u64::from(k.src[1]) << 32));
+    h = mix(h ^ u64::from(k.src[2]) ^ (u64::from(k.src[3]) << 32));
+    h = mix(h ^ u64::from(k.sport) ^ (u64::from(k.dport) << 16) ^ (u64::from(k.dst[3]) << 32));
+    (h >> 32) as u32
+}
+
+#[inline(always)]
+fn mix(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h
+}
+
+/// RFC 1624 eqn 3 over 16-bit words: HC' = ~(~HC + ~m + m'). The words are
+/// read in host order from network-order bytes; one's-complement sums do not
+/// depend on the byte order as long as every term uses the same one.
+#[inline(always)]
+fn csum_update(check: u16, old32: &[u32], new32: &[u32], old16: &[u16], new16: &[u16]) -> u16 {
+    let mut sum = u64::from(!check);
+    for w in old32 {
+        let w = !*w;
+        sum += u64::from(w >> 16) + u64::from(w & 0xffff);
+    }
+    for w in new32 {
+        sum += u64::from(*w >> 16) + u64::from(*w & 0xffff);
+    }
+    for w in old16 {
+        sum += u64::from(!*w);
+    }
+    for w in new16 {
+        sum += u64::from(*w);
+    }
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
+}
+
+#[inline(always)]
+fn words(b: &[u8; 16]) -> Addr6 {
+    [
+        u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+        u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+        u32::from_ne_bytes([b[8], b[9], b[10], b[11]]),
+        u32::from_ne_bytes([b[12], b[13], b[14], b[15]]),
+    ]
+}
+
+#[inline(always)]
+fn bytes(a: &Addr6) -> [u8; 16] {
+    let (w0, w1, w2, w3) = (
+        a[0].to_ne_bytes(),
+        a[1].to_ne_bytes(),
+        a[2].to_ne_bytes(),
+        a[3].to_ne_bytes(),
+    );
+    [
+        w0[0], w0[1], w0[2], w0[3], w1[0], w1[1], w1[2], w1[3], w2[0], w2[1], w2[2], w2[3], w3[0],
+        w3[1], w3[2], w3[3],
+    ]
+}
