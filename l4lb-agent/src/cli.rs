@@ -41,6 +41,19 @@ pub enum Command {
     /// Run the loaded (pinned) XDP program on a crafted packet and print the
     /// backend it picks (BPF_PROG_TEST_RUN; writes no map, bumps no counter).
     Explain(ExplainArgs),
+    /// Destroy the connected UDP sockets of this network namespace that the
+    /// hooks connected through a VIP to one of these backends (`run` does this
+    /// by itself when a backend leaves a VIP); prints a JSON report.
+    #[command(name = "debug-destroy-udp", hide = true)]
+    DebugDestroyUdp {
+        #[arg(long = "backend", required = true)]
+        backends: Vec<std::net::SocketAddr>,
+        /// Only sockets connected through this VIP (repeatable; default: any VIP).
+        #[arg(long = "vip")]
+        vips: Vec<std::net::SocketAddr>,
+        #[arg(long, default_value = DEFAULT_PIN_ROOT)]
+        pin_root: PathBuf,
+    },
     /// Remove the pinned maps installed under --pin-root.
     Teardown {
         #[arg(long, default_value = DEFAULT_PIN_ROOT)]

@@ -20,7 +20,8 @@ use aya::{
 };
 use l4lb_common::{
     ALL_MAPS, BACKEND_STATS_MAP, BACKENDS_MAP, Backend, MEMBERS_MAP, MemberKey, MemberValue,
-    SERVICE_STATS_MAP, SERVICES_MAP, SLOTS_MAP, ServiceKey, ServiceValue, SlotKey, Stats,
+    REVNAT_MAP, RevNatKey, RevNatValue, SERVICE_STATS_MAP, SERVICES_MAP, SLOTS_MAP, ServiceKey,
+    ServiceValue, SlotKey, Stats,
 };
 
 use crate::{
@@ -53,6 +54,8 @@ pub struct Maps {
     members: HashMap<MapData, MemberKey, MemberValue>,
     svc_stats: PerCpuArray<MapData, Stats>,
     be_stats: PerCpuArray<MapData, Stats>,
+    /// Written by the hooks; the agent only reads it (stale UDP sockets, issue 6).
+    revnat: HashMap<MapData, RevNatKey, RevNatValue>,
     nr_cpus: usize,
 }
 
@@ -102,6 +105,7 @@ impl Maps {
             members: get(MEMBERS_MAP)?.try_into()?,
             svc_stats: get(SERVICE_STATS_MAP)?.try_into()?,
             be_stats: get(BACKEND_STATS_MAP)?.try_into()?,
+            revnat: get(REVNAT_MAP)?.try_into()?,
             nr_cpus: nr_cpus()?,
         })
     }
@@ -203,6 +207,20 @@ impl Maps {
             (BACKENDS_MAP, self.backends.keys().count() as u64, cap(self.backends.map())),
             (MEMBERS_MAP, self.members.keys().count() as u64, cap(self.members.map())),
         ]
+    }
+
+    /// The VIP a socket (by cookie) was connected or sent through to reach
+    /// `backend`, from the hooks' reverse-NAT entry; None if it never went
+    /// through a VIP to that backend (or the LRU evicted the entry).
+    pub fn revnat_vip(&self, cookie: u64, backend: std::net::SocketAddr) -> Option<std::net::SocketAddr> {
+        let key = RevNatKey {
+            cookie,
+            addr: codec::addr6(backend.ip()),
+            port: backend.port().to_be(),
+            _pad: [0; 6],
+        };
+        let v = self.revnat.get(&key, 0).ok()?;
+        Some(std::net::SocketAddr::new(codec::ip(&v.addr), u16::from_be(v.port)))
     }
 
     pub fn service_stats(&self, id: u32) -> Stats {

@@ -16,5 +16,6 @@ pub mod plan;
 pub mod reconcile;
 pub mod run;
 pub mod slots;
+pub mod sockdestroy;
 pub mod source;
 pub mod table;

@@ -82,6 +82,15 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::DebugDestroyUdp { backends, vips, pin_root } => {
+            let maps = datapath::Maps::open_pinned(&pin_root)?;
+            let report = l4lb_agent::sockdestroy::destroy_connected_udp(&backends, |cookie, backend| {
+                maps.revnat_vip(cookie, backend)
+                    .is_some_and(|vip| vips.is_empty() || vips.contains(&vip))
+            })?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
         Command::Teardown { pin_root } => {
             for path in datapath::teardown(&pin_root)? {
                 println!("removed {}", path.display());

@@ -20,7 +20,9 @@ use crate::{
     datapath,
     metrics::{self, Metrics},
     model::Catalog,
-    reconcile::{MapWriter, Reconciler},
+    plan::Applied,
+    reconcile::Reconciler,
+    sockdestroy,
     source::static_file::{DEBOUNCE, StaticSource},
 };
 
@@ -135,7 +137,14 @@ fn spawn_static_source(mut source: StaticSource, tx: mpsc::Sender<SourceEvent>) 
     Ok(watcher)
 }
 
-async fn apply<W: MapWriter>(rec: &mut Reconciler<W>, catalog: &Catalog, trigger: &str, received_at: Option<Instant>, metrics: &Arc<Metrics>) {
+async fn apply(rec: &mut Reconciler<datapath::Maps>, catalog: &Catalog, trigger: &str, received_at: Option<Instant>, metrics: &Arc<Metrics>) {
+    let before = rec.applied().clone();
+    apply_table(rec, catalog, trigger, received_at, metrics).await;
+    // After a failure too: `applied()` is then what the maps really hold.
+    destroy_stale_udp(&before, rec);
+}
+
+async fn apply_table(rec: &mut Reconciler<datapath::Maps>, catalog: &Catalog, trigger: &str, received_at: Option<Instant>, metrics: &Arc<Metrics>) {
     match rec.reconcile(&catalog.services).await {
         Ok(o) => {
             metrics.applied(trigger);
@@ -159,6 +168,39 @@ async fn apply<W: MapWriter>(rec: &mut Reconciler<W>, catalog: &Catalog, trigger
             metrics.apply_errors.inc();
             error!(trigger, "{e:#}")
         }
+    }
+}
+
+/// Issue 6: a connected UDP socket whose backend left the VIP it was connected
+/// through is destroyed, so the application sees an error and reconnects, to a
+/// live backend (the new table is already in the maps). Only sockets the hooks
+/// connected through that VIP (reverse-NAT entry for their cookie + backend)
+/// are touched, and only in the agent's network namespace.
+fn destroy_stale_udp(before: &Applied, rec: &Reconciler<datapath::Maps>) {
+    let stale = sockdestroy::StaleUdp::between(before, rec.applied());
+    if stale.is_empty() {
+        return;
+    }
+    let maps = &rec.writer;
+    let backends = stale.backends();
+    match sockdestroy::destroy_connected_udp(&backends, |cookie, backend| {
+        maps.revnat_vip(cookie, backend).is_some_and(|vip| stale.is_stale(vip, backend))
+    }) {
+        Ok(r) => {
+            info!(
+                backends = backends.len(),
+                found = r.found,
+                destroyed = r.destroyed,
+                vanished = r.vanished,
+                not_ours = r.not_ours,
+                errors = r.errors.len(),
+                "stale connected UDP sockets destroyed"
+            );
+            for e in &r.errors {
+                warn!("stale UDP sockets: {e}");
+            }
+        }
+        Err(e) => warn!("stale UDP sockets left connected: {e:#}"),
     }
 }
 

@@ -35,6 +35,7 @@ impl Agent {
     /// `l4lb-agent run --config F --cgroup <sb cgroup> --pin-root <sb pin root> EXTRA…`
     /// inside the netns but not the cgroup (its own sockets must not be
     /// rewritten), RUST_LOG=debug, stdout+stderr to `<workdir>/agent-N.log`.
+    /// An empty `config_yaml` passes no `--config` (for `--marathon` in EXTRA).
     pub fn start_with_args(
         sb: &mut Sandbox,
         config_yaml: &str,
@@ -57,10 +58,11 @@ impl Agent {
             fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
 
         let mut cmd = sb.in_netns(&bin);
-        cmd.arg("run")
-            .arg("--config")
-            .arg(&config)
-            .arg("--cgroup")
+        cmd.arg("run");
+        if !config_yaml.is_empty() {
+            cmd.arg("--config").arg(&config);
+        }
+        cmd.arg("--cgroup")
             .arg(sb.cgroup())
             .arg("--pin-root")
             .arg(sb.pin_root())
