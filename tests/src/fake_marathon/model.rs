@@ -436,7 +436,10 @@ pub fn host_app(id: &str, vip_label: &str, tasks: &[TaskSpec], health_check: boo
     let version = now();
     let name = app_id_prefix(id);
     // A stable service port per app id, like Marathon's 10000+ range.
-    let svc = 10_000 + id.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b.into())) % 10_000;
+    let svc = 10_000
+        + id.bytes()
+            .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b.into()))
+            % 10_000;
     let mut app = json!({
         "id": id,
         "cmd": format!("{name} --port $PORT0"),
@@ -491,7 +494,11 @@ pub fn fill_counts(app: &mut Value) {
             "TASK_RUNNING" => running += 1,
             _ => {}
         }
-        let results: Vec<&Value> = t["healthCheckResults"].as_array().into_iter().flatten().collect();
+        let results: Vec<&Value> = t["healthCheckResults"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .collect();
         if hc && !results.is_empty() {
             if results.iter().all(|r| r["alive"] == json!(true)) {
                 healthy += 1;
@@ -508,7 +515,10 @@ pub fn fill_counts(app: &mut Value) {
 
 /// `TASK_RUNNING` → `Running` (the `condition` of instance events).
 pub fn condition_of(state: &str) -> String {
-    let s = state.strip_prefix("TASK_").unwrap_or(state).to_ascii_lowercase();
+    let s = state
+        .strip_prefix("TASK_")
+        .unwrap_or(state)
+        .to_ascii_lowercase();
     s.split('_')
         .map(|w| {
             let mut c = w.chars();
@@ -582,11 +592,17 @@ mod tests {
         assert_eq!(t.len(), 3);
         assert_eq!(t[0]["slaveId"], t[2]["slaveId"]);
         assert_ne!(t[0]["slaveId"], t[1]["slaveId"]);
-        assert_eq!(t[0]["ipAddresses"], json!([{"ipAddress":"127.0.0.2","protocol":"IPv4"}]));
+        assert_eq!(
+            t[0]["ipAddresses"],
+            json!([{"ipAddress":"127.0.0.2","protocol":"IPv4"}])
+        );
         assert_eq!(t[0]["healthCheckResults"][0]["alive"], true);
         assert_eq!(t[1]["healthCheckResults"][0]["alive"], false);
         assert_eq!(t[2]["healthCheckResults"], json!([]));
-        assert_eq!(t[0]["servicePorts"], json!([app["portDefinitions"][0]["port"]]));
+        assert_eq!(
+            t[0]["servicePorts"],
+            json!([app["portDefinitions"][0]["port"]])
+        );
         assert_eq!(app["tasksHealthy"], 1);
         assert_eq!(app["tasksUnhealthy"], 1);
         assert_eq!(app["tasksRunning"], 3);
