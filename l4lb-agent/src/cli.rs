@@ -93,6 +93,8 @@ pub struct RunArgs {
     /// that leave the node elsewhere than where the request came in. Repeatable.
     #[arg(long = "xdp-reply-iface", value_name = "IFACE")]
     pub xdp_reply_ifaces: Vec<String>,
+    #[command(flatten)]
+    pub marathon: crate::marathon::args::MarathonArgs,
 }
 
 #[derive(clap::Args, Debug)]

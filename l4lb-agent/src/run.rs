@@ -43,9 +43,19 @@ pub enum SourceEvent {
 }
 
 pub async fn run(args: RunArgs) -> Result<()> {
-    let mut source = StaticSource::new(args.config.clone());
+    let marathon = args.marathon.resolve().context("Marathon flags")?;
+    if marathon.is_some() && args.config.is_some() {
+        anyhow::bail!("--config and --marathon are two sources for one table: give one of them");
+    }
     // Validate before touching the kernel: a bad file never loads anything.
-    let first = source.load().with_context(|| format!("invalid VIP file {}", source.describe()))?;
+    let static_source = match marathon {
+        Some(_) => None,
+        None => {
+            let mut source = StaticSource::new(args.config.clone());
+            let first = source.load().with_context(|| format!("invalid VIP file {}", source.describe()))?;
+            Some((source, first))
+        }
+    };
 
     let cgroup = match &args.cgroup {
         Some(c) => c.clone(),
@@ -61,7 +71,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         spawn_kernel_log(logger)?;
     }
     let metrics = Metrics::new(args.pin_root.clone());
-    if let Some(listen) = args.metrics_listen {
+    if let Some(listen) = args.metrics_listen.filter(|_| !args.no_metrics) {
         metrics::serve(listen, metrics.clone()).await?;
     }
 
@@ -71,9 +81,17 @@ pub async fn run(args: RunArgs) -> Result<()> {
     }
 
     let (tx, mut rx) = mpsc::channel::<SourceEvent>(8);
-    tx.send(SourceEvent::Update { catalog: Catalog { services: first, tasks: Vec::new() }, trigger: "initial".into(), received_at: None, skipped: 0 })
-        .await?;
-    let _watcher = spawn_static_source(source, tx.clone())?;
+    // The file watcher must live as long as the loop.
+    let mut _watcher = None;
+    match (static_source, marathon) {
+        (Some((source, first)), _) => {
+            let catalog = Catalog { services: first, tasks: Vec::new() };
+            tx.send(SourceEvent::Update { catalog, trigger: "initial".into(), received_at: None, skipped: 0 }).await?;
+            _watcher = spawn_static_source(source, tx.clone())?;
+        }
+        (None, Some(cfg)) => spawn_marathon_source(cfg, tx.clone(), metrics.clone())?,
+        (None, None) => unreachable!("one source is always chosen above"),
+    }
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -100,6 +118,43 @@ pub async fn run(args: RunArgs) -> Result<()> {
         "stopping: the datapath keeps serving from {} (pinned links and maps); `l4lb-agent teardown` removes it",
         args.pin_root.display()
     );
+    Ok(())
+}
+
+/// Follows Marathon (until the agent stops); its updates join the same loop.
+/// Until the first good read the maps keep what they hold (adopted from a
+/// previous run, or empty on a fresh node): a failed read is never a table.
+fn spawn_marathon_source(cfg: crate::marathon::source::SourceConfig, tx: mpsc::Sender<SourceEvent>, metrics: Arc<Metrics>) -> Result<()> {
+    use crate::marathon::source::{MarathonSource, Trigger};
+    let src = MarathonSource::new(cfg)?;
+    let stats = src.stats();
+    let (mtx, mut mrx) = mpsc::channel(4);
+    tokio::spawn(src.run(crate::naming::VipAllocator::new(), mtx));
+    tokio::spawn(async move {
+        while let Some(u) = mrx.recv().await {
+            let (trigger, received_at) = match &u.trigger {
+                Trigger::Event { event_type, received_at, .. } => (event_type.clone(), Some(*received_at)),
+                t => (format!("marathon {}", t.label()), None),
+            };
+            let ev = SourceEvent::Update { catalog: u.catalog, trigger, received_at, skipped: u.warnings };
+            if tx.send(ev).await.is_err() {
+                return;
+            }
+        }
+    });
+    // Failed reads send nothing (the table stays); surface them in the metrics.
+    tokio::spawn(async move {
+        let mut seen = 0;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let failed = stats.fetch_failed.load(std::sync::atomic::Ordering::Relaxed);
+            if failed > seen {
+                metrics.source_failed();
+                seen = failed;
+            }
+        }
+    });
     Ok(())
 }
 

@@ -65,9 +65,10 @@ pub struct MarathonArgs {
     pub marathon_resync_secs: u64,
 
     /// Silence on the event stream (not a single byte, heartbeats included) after which it
-    /// is declared dead and reconnected. Marathon writes a heartbeat every few seconds
-    /// (10 s or less), so 60 s is several missed heartbeats plus room for a JVM pause, and
-    /// notices a half-open connection 5× sooner than marathon-lb's 300 s.
+    /// is declared dead and reconnected. Marathon writes a heartbeat line every 10 s
+    /// (Jetty's EventSourceServlet; 5 s in its akka-http variant), so 60 s is several
+    /// missed heartbeats plus room for a JVM pause, and notices a half-open connection 5×
+    /// sooner than marathon-lb's 300 s.
     #[arg(long, value_name = "SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub marathon_idle_secs: u64,
@@ -96,14 +97,16 @@ impl MarathonArgs {
             .map(UrlArg::base_url)
             .collect::<Result<Vec<_>, _>>()?;
 
+        // clap fills `marathon_auth` from argv or from the environment; only
+        // the environment is acceptable, even when the file makes it moot.
+        if let Some(secret) = &self.marathon_auth
+            && std::env::var(AUTH_ENV).ok().as_deref() != Some(secret.0.as_str())
+        {
+            return Err(ArgsError::AuthOnCommandLine);
+        }
         let auth = match (&self.marathon_auth_file, &self.marathon_auth) {
             (Some(path), _) => Some(Credentials::from_file(path)?),
             (None, Some(secret)) => {
-                // clap fills the field from argv or from the environment; only
-                // the environment is acceptable.
-                if std::env::var(AUTH_ENV).ok().as_deref() != Some(secret.0.as_str()) {
-                    return Err(ArgsError::AuthOnCommandLine);
-                }
                 Some(Credentials::parse(&secret.0).map_err(|e| AuthError::In {
                     origin: AUTH_ENV.into(),
                     reason: Box::new(e),
@@ -373,7 +376,9 @@ impl fmt::Debug for Credentials {
 /// Why credentials were refused. Messages describe the problem, never the value.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error("no credentials line (expected token=…, basic=user:password, user:password or a bare token)")]
+    #[error(
+        "no credentials line (expected token=…, basic=user:password, user:password or a bare token)"
+    )]
     Empty,
     #[error("more than one credentials line")]
     SeveralLines,
@@ -476,7 +481,10 @@ mod tests {
         };
         assert_eq!(format!("{t:?}"), "Token(<redacted>)");
         let shown = format!("{b:?}");
-        assert!(shown.contains("alice") && !shown.contains("sekrit"), "{shown}");
+        assert!(
+            shown.contains("alice") && !shown.contains("sekrit"),
+            "{shown}"
+        );
         assert_eq!(format!("{:?}", SecretArg("sekrit".into())), "<redacted>");
     }
 
@@ -539,19 +547,22 @@ mod tests {
             ("http://m/?x=1", "query"),
             ("not a url", "relative URL"),
         ] {
-            let err = parse(&["--marathon", raw]).resolve().unwrap_err().to_string();
+            let err = parse(&["--marathon", raw])
+                .resolve()
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(want), "{raw}: {err}");
         }
-        for raw in ["http://alice:pw-secret@m:8080/", "htp://alice:pw-secret@m x"] {
+        for raw in [
+            "http://alice:pw-secret@m:8080/",
+            "htp://alice:pw-secret@m x",
+        ] {
             let a = parse(&["--marathon", raw]);
             let err = a.resolve().unwrap_err().to_string();
             assert!(!err.contains("pw-secret"), "{err}");
             assert!(!format!("{a:?}").contains("pw-secret"));
         }
-        assert_eq!(
-            mask_userinfo("https://u:p@h:1/x@y"),
-            "https://***@h:1/x@y"
-        );
+        assert_eq!(mask_userinfo("https://u:p@h:1/x@y"), "https://***@h:1/x@y");
     }
 
     #[test]
@@ -561,6 +572,18 @@ mod tests {
             return;
         }
         let a = parse(&["--marathon", "http://m", "--marathon-auth", "token=abc"]);
+        assert!(matches!(a.resolve(), Err(ArgsError::AuthOnCommandLine)));
+        // Even when a credentials file would win.
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), "token=x").unwrap();
+        let a = parse(&[
+            "--marathon",
+            "http://m",
+            "--marathon-auth-file",
+            f.path().to_str().unwrap(),
+            "--marathon-auth",
+            "token=abc",
+        ]);
         assert!(matches!(a.resolve(), Err(ArgsError::AuthOnCommandLine)));
     }
 
@@ -575,6 +598,9 @@ mod tests {
         assert!(arg.is_hide_set());
         assert_eq!(arg.get_env(), Some(std::ffi::OsStr::new(AUTH_ENV)));
         let help = Cli::command().render_long_help().to_string();
-        assert!(help.contains("L4LB_MARATHON_AUTH"), "documented in --marathon-auth-file");
+        assert!(
+            help.contains("L4LB_MARATHON_AUTH"),
+            "documented in --marathon-auth-file"
+        );
     }
 }

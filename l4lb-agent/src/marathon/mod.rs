@@ -1,3 +1,7 @@
-//! Marathon source: full sync + event stream → catalogs.
+//! Marathon source: full sync + event stream → catalogs (see dcos.md facts).
 pub mod apps;
+pub mod args;
+pub mod client;
+pub mod events;
 pub mod parse;
+pub mod source;

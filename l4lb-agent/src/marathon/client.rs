@@ -1,0 +1,719 @@
+//! HTTP client for the Marathon REST API: several base URLs, leader discovery,
+//! redirects followed by hand (so credentials survive the hop to the leader),
+//! timeouts on every request and a size cap on bodies.
+//!
+//! A failed or incomplete answer is always an error, never an empty or partial
+//! table: the caller keeps its last good state.
+use std::{error::Error as _, path::PathBuf, sync::Mutex, time::Duration};
+
+use bytes::{Bytes, BytesMut};
+use reqwest::{
+    StatusCode,
+    header::{ACCEPT, AUTHORIZATION, HeaderValue, LOCATION},
+};
+use tracing::{debug, info, warn};
+use url::Url;
+
+use super::{
+    args::Credentials,
+    events::{self, MarathonEvents},
+};
+
+/// Largest `/v2/apps` body accepted. Big clusters answer tens of MiB with
+/// embedded tasks; a body past this is refused rather than half-read.
+pub const DEFAULT_MAX_BODY: usize = 256 << 20;
+/// Redirect hops followed before giving up (non-leader → leader is one).
+pub const MAX_REDIRECTS: usize = 5;
+
+/// Everything the client needs; built by [`super::args::MarathonArgs::resolve`].
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Base URLs, each ending in `/`, tried in this order.
+    pub urls: Vec<Url>,
+    pub auth: Option<Credentials>,
+    /// Where `auth` came from, re-read on a 401.
+    pub auth_file: Option<PathBuf>,
+    /// Extra trusted roots (PEM, one or more certificates).
+    pub ca_pem: Option<Vec<u8>>,
+    /// Connect + complete answer, per request (connect + headers for the event stream).
+    pub request_timeout: Duration,
+    /// Event stream silence that counts as a dead connection.
+    pub idle_timeout: Duration,
+    pub max_body: usize,
+}
+
+impl ClientConfig {
+    /// No auth, no CA, default limits: for tests and simple setups.
+    pub fn new(urls: Vec<Url>) -> ClientConfig {
+        ClientConfig {
+            urls,
+            auth: None,
+            auth_file: None,
+            ca_pem: None,
+            request_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            max_body: DEFAULT_MAX_BODY,
+        }
+    }
+}
+
+/// Why the client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no Marathon URL")]
+    NoUrl,
+    #[error("--marathon-ca-file: {0}")]
+    Ca(String),
+    #[error("building the HTTP client: {0}")]
+    Build(String),
+}
+
+/// Why a request produced no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// No response at all: refused, reset, DNS, TLS.
+    #[error("{url}: no response: {reason}")]
+    Connect { url: Url, reason: String },
+    #[error("{url}: no complete answer within {timeout:?}")]
+    Timeout { url: Url, timeout: Duration },
+    #[error("{url}: HTTP {status}{}", if body.is_empty() { String::new() } else { format!(": {body}") })]
+    Status {
+        url: Url,
+        status: StatusCode,
+        /// The start of the error body (Marathon explains itself there).
+        body: String,
+    },
+    /// The body broke off (shorter than announced, connection reset).
+    #[error("{url}: incomplete response body: {reason}")]
+    Body { url: Url, reason: String },
+    #[error("{url}: response body over the {limit}-byte limit")]
+    TooLarge { url: Url, limit: usize },
+    #[error("{url}: redirect not followed: {reason}")]
+    Redirect { url: Url, reason: String },
+    #[error("{url}: {reason}")]
+    Protocol { url: Url, reason: String },
+    #[error("every Marathon URL failed: {}", join(.0))]
+    AllFailed(Vec<FetchError>),
+}
+
+fn join(errors: &[FetchError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl FetchError {
+    /// Whether another Marathon instance may do better: true for no answer,
+    /// a timeout, a 5xx or a broken body; false for answers every instance
+    /// would give (401, 403, 404, 422…).
+    pub fn try_next_url(&self) -> bool {
+        match self {
+            FetchError::Connect { .. }
+            | FetchError::Timeout { .. }
+            | FetchError::Body { .. }
+            | FetchError::Redirect { .. }
+            | FetchError::Protocol { .. } => true,
+            FetchError::Status { status, .. } => status.is_server_error(),
+            FetchError::TooLarge { .. } | FetchError::AllFailed(_) => false,
+        }
+    }
+
+    /// The HTTP status, if the failure was one (last one for `AllFailed`).
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            FetchError::Status { status, .. } => Some(*status),
+            FetchError::AllFailed(v) => v.last().and_then(FetchError::status),
+            _ => None,
+        }
+    }
+}
+
+/// `v2/apps?embed=apps.tasks` below `base`.
+pub fn apps_url(base: &Url) -> Url {
+    let mut u = base.join("v2/apps").expect("relative path joins");
+    u.query_pairs_mut().append_pair("embed", "apps.tasks");
+    u
+}
+
+/// `v2/events?event_type=…` (every type in [`events::SUBSCRIBED`]) below `base`.
+pub fn events_url(base: &Url) -> Url {
+    let mut u = base.join("v2/events").expect("relative path joins");
+    {
+        let mut q = u.query_pairs_mut();
+        for t in events::SUBSCRIBED {
+            q.append_pair("event_type", t);
+        }
+    }
+    u
+}
+
+/// `v2/leader` below `base`.
+pub fn leader_url(base: &Url) -> Url {
+    base.join("v2/leader").expect("relative path joins")
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// JSON request with a total timeout.
+    Api,
+    /// The SSE stream: no total timeout.
+    Stream,
+}
+
+#[derive(Default)]
+struct State {
+    /// Leader base URL learnt from `/v2/leader` or a redirect; tried first.
+    leader: Option<Url>,
+    /// A leader URL that failed to answer: not used again until the leader changes.
+    bad_leader: Option<Url>,
+    /// The configured URL that answered last: tried before the others, so a
+    /// dead first URL does not cost a timeout on every request.
+    last_good: Option<Url>,
+    auth: Option<Credentials>,
+}
+
+/// The Marathon API client. Cheap to share (`Arc`); all methods take `&self`.
+pub struct MarathonClient {
+    cfg: ClientConfig,
+    api: reqwest::Client,
+    stream: reqwest::Client,
+    state: Mutex<State>,
+}
+
+impl MarathonClient {
+    pub fn new(cfg: ClientConfig) -> Result<MarathonClient, ClientError> {
+        if cfg.urls.is_empty() {
+            return Err(ClientError::NoUrl);
+        }
+        let roots = match &cfg.ca_pem {
+            Some(pem) => {
+                let certs = reqwest::Certificate::from_pem_bundle(pem)
+                    .map_err(|e| ClientError::Ca(describe(&e)))?;
+                if certs.is_empty() {
+                    return Err(ClientError::Ca("no PEM certificate in the file".into()));
+                }
+                certs
+            }
+            None => Vec::new(),
+        };
+        let builder = || {
+            let mut b = reqwest::Client::builder()
+                .use_rustls_tls()
+                .user_agent(concat!("l4lb-agent/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(cfg.request_timeout)
+                // Redirects are followed by hand: reqwest drops the
+                // Authorization header on a cross-host hop, which is exactly
+                // the non-leader → leader hop.
+                .redirect(reqwest::redirect::Policy::none())
+                // Marathon is cluster-internal; an HTTP proxy from the
+                // environment would also buffer the event stream.
+                .no_proxy();
+            for c in &roots {
+                b = b.add_root_certificate(c.clone());
+            }
+            b
+        };
+        let api = builder()
+            .timeout(cfg.request_timeout)
+            .build()
+            .map_err(|e| ClientError::Build(describe(&e)))?;
+        let stream = builder()
+            // Notices a vanished peer even if the idle timeout were long.
+            .tcp_keepalive(Duration::from_secs(30))
+            .build()
+            .map_err(|e| ClientError::Build(describe(&e)))?;
+        let state = State {
+            auth: cfg.auth.clone(),
+            ..State::default()
+        };
+        Ok(MarathonClient {
+            cfg,
+            api,
+            stream,
+            state: Mutex::new(state),
+        })
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.cfg
+    }
+
+    /// The leader's base URL, if known and used.
+    pub fn leader(&self) -> Option<Url> {
+        self.state().leader.clone()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding this lock leaves plain data behind: keep going.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The full app list with tasks, as raw JSON. Any failure (no answer,
+    /// timeout, non-2xx, body too large or cut short) is an error.
+    pub async fn fetch_apps(&self) -> Result<Bytes, FetchError> {
+        self.with_candidates(|base| async move {
+            let (url, resp) = self.get(&base, apps_url(&base), Kind::Api).await?;
+            self.read_body(&url, resp, self.cfg.max_body).await
+        })
+        .await
+    }
+
+    /// Subscribes to `/v2/events` (leader first, redirects followed). The
+    /// stream ends after an error or `idle_timeout` of silence; the caller
+    /// reconnects.
+    pub async fn events(&self) -> Result<MarathonEvents, FetchError> {
+        // The stream only lives on the leader: ask who it is rather than be
+        // redirected every time. Best effort; redirects cover the rest.
+        if let Err(e) = self.refresh_leader().await {
+            debug!("marathon: leader lookup failed: {e}");
+        }
+        let resp = self
+            .with_candidates(|base| async move {
+                let (url, resp) = self.get(&base, events_url(&base), Kind::Stream).await?;
+                let ctype = resp
+                    .headers()
+                    .get(reqwest::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                if !ctype.to_ascii_lowercase().starts_with("text/event-stream") {
+                    return Err(FetchError::Protocol {
+                        url,
+                        reason: format!("expected text/event-stream, got {ctype:?}"),
+                    });
+                }
+                let mut shown = url.clone();
+                shown.set_query(None);
+                info!(url = %shown, "marathon: event stream attached");
+                Ok(resp)
+            })
+            .await?;
+        Ok(events::from_bytes(
+            resp.bytes_stream(),
+            self.cfg.idle_timeout,
+        ))
+    }
+
+    /// Asks the configured URLs who leads (`GET /v2/leader`). The answer is
+    /// used only for URLs that reach Marathon directly (path `/`): behind a
+    /// proxy such as Admin Router the internal `host:port` may be unreachable
+    /// and the proxy routes to the leader anyway. `Ok(None)`: no leader now,
+    /// or not used.
+    pub async fn refresh_leader(&self) -> Result<Option<Url>, FetchError> {
+        if self.cfg.urls.iter().all(|u| u.path() != "/") {
+            return Ok(None);
+        }
+        let bases = self.configured_order();
+        let mut errors = Vec::new();
+        for base in bases {
+            let answer = async {
+                let (url, resp) = self.get(&base, leader_url(&base), Kind::Api).await?;
+                let body = self.read_body(&url, resp, 64 << 10).await?;
+                Ok::<_, FetchError>((url, body))
+            }
+            .await;
+            match answer {
+                Ok((url, body)) => {
+                    let leader =
+                        parse_leader(&base, &body).map_err(|reason| FetchError::Protocol {
+                            url: url.clone(),
+                            reason,
+                        })?;
+                    self.set_leader(&base, leader.clone());
+                    return Ok(self.leader());
+                }
+                Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => {
+                    // Marathon answers 404 while no leader is elected.
+                    self.state().leader = None;
+                    return Ok(None);
+                }
+                Err(e) if e.try_next_url() => errors.push(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(FetchError::AllFailed(errors))
+    }
+
+    /// Records `leader` (from `/v2/leader` via `via`, or a redirect) if `via`
+    /// reaches Marathon directly and the URL has not just failed.
+    fn set_leader(&self, via: &Url, leader: Url) {
+        if via.path() != "/" {
+            return;
+        }
+        let mut st = self.state();
+        if st.bad_leader.as_ref() == Some(&leader) {
+            return;
+        }
+        st.bad_leader = None;
+        if st.leader.as_ref() != Some(&leader) {
+            info!(%leader, "marathon: leader");
+            st.leader = Some(leader);
+        }
+    }
+
+    /// Configured URLs, the last one that answered first.
+    fn configured_order(&self) -> Vec<Url> {
+        let last_good = self.state().last_good.clone();
+        let mut v: Vec<Url> = last_good.into_iter().collect();
+        for u in &self.cfg.urls {
+            if !v.contains(u) {
+                v.push(u.clone());
+            }
+        }
+        v
+    }
+
+    /// Runs `attempt` against the leader (if known), then the configured URLs,
+    /// until one succeeds or fails in a way another URL would not fix.
+    async fn with_candidates<T, F, Fut>(&self, attempt: F) -> Result<T, FetchError>
+    where
+        F: Fn(Url) -> Fut,
+        Fut: Future<Output = Result<T, FetchError>>,
+    {
+        let leader = self.leader();
+        let mut bases: Vec<Url> = leader.iter().cloned().collect();
+        bases.extend(
+            self.configured_order()
+                .into_iter()
+                .filter(|u| Some(u) != leader.as_ref()),
+        );
+        let mut errors = Vec::new();
+        for base in bases {
+            match attempt(base.clone()).await {
+                Ok(v) => {
+                    if self.cfg.urls.contains(&base) {
+                        self.state().last_good = Some(base);
+                    }
+                    return Ok(v);
+                }
+                Err(e) if e.try_next_url() => {
+                    if Some(&base) == leader.as_ref() {
+                        let mut st = self.state();
+                        st.bad_leader = st.leader.take();
+                        drop(st);
+                        warn!("marathon: leader {base} failed, using the configured URLs: {e}");
+                    } else {
+                        debug!("marathon: {e}");
+                    }
+                    errors.push(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(match errors.len() {
+            1 => errors.pop().expect("one error"),
+            _ => FetchError::AllFailed(errors),
+        })
+    }
+
+    /// One GET of `url` (below `base`) with redirects followed and the
+    /// credentials re-read once on a 401. Returns the final URL and its 2xx
+    /// response. A redirect names the leader: it is remembered.
+    async fn get(
+        &self,
+        base: &Url,
+        url: Url,
+        kind: Kind,
+    ) -> Result<(Url, reqwest::Response), FetchError> {
+        let mut url = url;
+        let mut hops = 0;
+        let mut reloaded = false;
+        loop {
+            let resp = self.send(&url, kind).await?;
+            let status = resp.status();
+            if status.is_success() {
+                return Ok((url, resp));
+            }
+            if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
+                hops += 1;
+                let next = redirect_target(&url, &resp, hops)?;
+                debug!(from = %url, to = %next, "marathon: following redirect");
+                let mut leader = next.clone();
+                leader.set_path("/");
+                leader.set_query(None);
+                leader.set_fragment(None);
+                self.set_leader(base, leader);
+                url = next;
+                continue;
+            }
+            if status == StatusCode::UNAUTHORIZED && !reloaded && self.reload_auth() {
+                reloaded = true;
+                continue;
+            }
+            let body = error_snippet(resp, self.cfg.request_timeout).await;
+            return Err(FetchError::Status { url, status, body });
+        }
+    }
+
+    /// One request, no redirect following.
+    async fn send(&self, url: &Url, kind: Kind) -> Result<reqwest::Response, FetchError> {
+        let (client, accept) = match kind {
+            Kind::Api => (&self.api, "application/json"),
+            Kind::Stream => (&self.stream, "text/event-stream"),
+        };
+        let mut req = client
+            .get(url.clone())
+            .header(ACCEPT, HeaderValue::from_static(accept));
+        match self.state().auth.clone() {
+            Some(Credentials::Token(t)) => {
+                let mut v = HeaderValue::from_str(&format!("token={t}"))
+                    .expect("token syntax checked when parsed");
+                v.set_sensitive(true);
+                req = req.header(AUTHORIZATION, v);
+            }
+            Some(Credentials::Basic { user, password }) => {
+                req = req.basic_auth(user, Some(password));
+            }
+            None => {}
+        }
+        // The API client's own timeout covers the body too; the stream client
+        // has none, so bound the wait for its response headers here.
+        let sent = tokio::time::timeout(self.cfg.request_timeout, req.send()).await;
+        match sent {
+            Err(_) => Err(FetchError::Timeout {
+                url: url.clone(),
+                timeout: self.cfg.request_timeout,
+            }),
+            Ok(Err(e)) if e.is_timeout() => Err(FetchError::Timeout {
+                url: url.clone(),
+                timeout: self.cfg.request_timeout,
+            }),
+            Ok(Err(e)) => Err(FetchError::Connect {
+                url: url.clone(),
+                reason: describe(&e),
+            }),
+            Ok(Ok(resp)) => Ok(resp),
+        }
+    }
+
+    /// Re-reads the credentials file; true if it now holds other credentials.
+    fn reload_auth(&self) -> bool {
+        let Some(path) = &self.cfg.auth_file else {
+            return false;
+        };
+        match Credentials::from_file(path) {
+            Ok(new) => {
+                let mut st = self.state();
+                if st.auth.as_ref() == Some(&new) {
+                    return false;
+                }
+                info!(path = %path.display(), scheme = new.scheme(), "marathon: credentials file changed, retrying");
+                st.auth = Some(new);
+                true
+            }
+            Err(e) => {
+                warn!("marathon: 401, and re-reading the credentials failed: {e}");
+                false
+            }
+        }
+    }
+
+    /// Reads the whole body, refusing more than `limit` bytes. A body that
+    /// ends early (fewer bytes than Content-Length, a broken chunked body) is
+    /// an error from hyper, reported as `Body`.
+    async fn read_body(
+        &self,
+        url: &Url,
+        mut resp: reqwest::Response,
+        limit: usize,
+    ) -> Result<Bytes, FetchError> {
+        let too_large = || FetchError::TooLarge {
+            url: url.clone(),
+            limit,
+        };
+        let announced = resp.content_length();
+        if announced.is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let mut buf = BytesMut::with_capacity(announced.unwrap_or(0) as usize);
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if buf.len() + chunk.len() > limit {
+                        return Err(too_large());
+                    }
+                    buf.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) if e.is_timeout() => {
+                    return Err(FetchError::Timeout {
+                        url: url.clone(),
+                        timeout: self.cfg.request_timeout,
+                    });
+                }
+                Err(e) => {
+                    return Err(FetchError::Body {
+                        url: url.clone(),
+                        reason: describe(&e),
+                    });
+                }
+            }
+        }
+        // Belt and braces: hyper already fails a short Content-Length body.
+        if let Some(n) = announced
+            && n != buf.len() as u64
+        {
+            return Err(FetchError::Body {
+                url: url.clone(),
+                reason: format!("{} of {n} announced bytes", buf.len()),
+            });
+        }
+        Ok(buf.freeze())
+    }
+}
+
+/// Where a 30x points, resolved against `from`. Refuses non-http(s) targets
+/// and https → http (the credentials would go out in clear text).
+fn redirect_target(from: &Url, resp: &reqwest::Response, hops: usize) -> Result<Url, FetchError> {
+    let bad = |reason: String| FetchError::Redirect {
+        url: from.clone(),
+        reason,
+    };
+    if hops > MAX_REDIRECTS {
+        return Err(bad(format!("more than {MAX_REDIRECTS} redirects")));
+    }
+    let loc = resp
+        .headers()
+        .get(LOCATION)
+        .ok_or_else(|| bad(format!("{} without Location", resp.status())))?
+        .to_str()
+        .map_err(|_| bad("Location is not ASCII".into()))?;
+    let next = from
+        .join(loc)
+        .map_err(|e| bad(format!("Location {loc:?}: {e}")))?;
+    match (from.scheme(), next.scheme()) {
+        ("https", "http") => Err(bad(format!("{next}: would downgrade https to http"))),
+        (_, "http" | "https") => Ok(next),
+        (_, other) => Err(bad(format!("{next}: scheme {other} not supported"))),
+    }
+}
+
+/// `{"leader":"host:port"}` → `<scheme of base>://host:port/`.
+fn parse_leader(base: &Url, body: &[u8]) -> Result<Url, String> {
+    #[derive(serde::Deserialize)]
+    struct Leader {
+        leader: String,
+    }
+    let l: Leader =
+        serde_json::from_slice(body).map_err(|e| format!("bad /v2/leader answer: {e}"))?;
+    let url = Url::parse(&format!("{}://{}/", base.scheme(), l.leader))
+        .map_err(|e| format!("bad leader {:?}: {e}", l.leader))?;
+    if url.path() != "/" || !url.username().is_empty() || url.host().is_none() {
+        return Err(format!("bad leader {:?}", l.leader));
+    }
+    Ok(url)
+}
+
+/// The first 256 bytes of an error body, on one line.
+async fn error_snippet(resp: reqwest::Response, timeout: Duration) -> String {
+    let Ok(Ok(body)) = tokio::time::timeout(timeout, resp.bytes()).await else {
+        return String::new();
+    };
+    let text = String::from_utf8_lossy(&body[..body.len().min(256)]);
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
+/// A reqwest error with its causes ("connection refused" sits three levels
+/// down), without the URL, which our messages carry already.
+fn describe(e: &reqwest::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&dyn std::error::Error> = e.source();
+    while let Some(err) = cur {
+        let s = err.to_string();
+        if parts.last() != Some(&s) {
+            parts.push(s);
+        }
+        cur = err.source();
+    }
+    if parts.is_empty() {
+        parts.push(e.to_string());
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_below_the_base() {
+        let base = Url::parse("https://master.mesos/marathon/").unwrap();
+        assert_eq!(
+            apps_url(&base).as_str(),
+            "https://master.mesos/marathon/v2/apps?embed=apps.tasks"
+        );
+        assert_eq!(
+            leader_url(&base).as_str(),
+            "https://master.mesos/marathon/v2/leader"
+        );
+        let ev = events_url(&Url::parse("http://m:8080/").unwrap());
+        assert_eq!(
+            ev.as_str(),
+            "http://m:8080/v2/events?event_type=status_update_event\
+             &event_type=health_status_changed_event&event_type=api_post_event\
+             &event_type=instance_changed_event&event_type=instance_health_changed_event\
+             &event_type=app_terminated_event&event_type=deployment_success\
+             &event_type=event_stream_attached"
+        );
+        let types: Vec<_> = ev
+            .query_pairs()
+            .filter(|(k, _)| k == "event_type")
+            .map(|(_, v)| v.into_owned())
+            .collect();
+        assert_eq!(types, events::SUBSCRIBED);
+    }
+
+    #[test]
+    fn leader_answer() {
+        let http = Url::parse("http://m1:8080/").unwrap();
+        let https = Url::parse("https://m1:8443/").unwrap();
+        assert_eq!(
+            parse_leader(&http, br#"{"leader": "10.0.0.5:8080"}"#)
+                .unwrap()
+                .as_str(),
+            "http://10.0.0.5:8080/"
+        );
+        assert_eq!(
+            parse_leader(&https, br#"{"leader":"master-2.example:8443"}"#)
+                .unwrap()
+                .as_str(),
+            "https://master-2.example:8443/"
+        );
+        assert!(parse_leader(&http, b"{}").is_err());
+        assert!(parse_leader(&http, br#"{"leader":"a/b:1"}"#).is_err());
+        assert!(parse_leader(&http, br#"{"leader":"u:p@h:1"}"#).is_err());
+    }
+
+    #[test]
+    fn retry_elsewhere_classification() {
+        let url = Url::parse("http://m/").unwrap();
+        let status = |s: u16| FetchError::Status {
+            url: url.clone(),
+            status: StatusCode::from_u16(s).unwrap(),
+            body: String::new(),
+        };
+        assert!(status(500).try_next_url());
+        assert!(status(503).try_next_url());
+        assert!(!status(401).try_next_url());
+        assert!(!status(404).try_next_url());
+        assert!(
+            FetchError::Timeout {
+                url: url.clone(),
+                timeout: Duration::from_secs(1)
+            }
+            .try_next_url()
+        );
+        assert!(
+            !FetchError::TooLarge {
+                url: url.clone(),
+                limit: 1
+            }
+            .try_next_url()
+        );
+    }
+}

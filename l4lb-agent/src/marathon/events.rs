@@ -1,0 +1,278 @@
+//! Marathon's `/v2/events` server-sent events, as a stream of typed frames.
+//!
+//! Events are only a signal to re-read `/v2/apps` (Marathon does not guarantee
+//! their order), so a frame whose `data` is not JSON is reported and skipped,
+//! never fatal. Liveness is judged on bytes, not frames: Marathon's heartbeats
+//! are blank lines the SSE parser swallows.
+use std::{fmt, pin::Pin, time::Duration, time::Instant};
+
+use bytes::Bytes;
+use eventsource_stream::{EventStreamError, Eventsource};
+use futures_util::{Stream, StreamExt, stream};
+
+/// Event types we subscribe to (the `event_type=` filters of `/v2/events`).
+pub const SUBSCRIBED: &[&str] = &[
+    "status_update_event",
+    "health_status_changed_event",
+    "api_post_event",
+    "instance_changed_event",
+    "instance_health_changed_event",
+    "app_terminated_event",
+    "deployment_success",
+    "event_stream_attached",
+];
+
+/// True if an event of this type may change the catalog, so it should cause a
+/// re-read. `event_stream_attached` does not: Marathon sends it to every
+/// subscriber whenever any client attaches, so with one agent per node a
+/// restart wave would turn into N² re-reads. The source re-reads after its own
+/// (re)connect instead.
+pub fn triggers_reread(event_type: &str) -> bool {
+    event_type != "event_stream_attached" && SUBSCRIBED.contains(&event_type)
+}
+
+/// One SSE frame from Marathon.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MarathonEvent {
+    /// The SSE `event:` field (`status_update_event`, …).
+    pub event_type: String,
+    /// The frame's `data:` JSON.
+    pub data: serde_json::Value,
+    /// When the frame was parsed off the wire: the start of the event → table latency.
+    pub received_at: Instant,
+}
+
+/// What can go wrong on the event stream. Only [`EventError::Malformed`] lets
+/// the stream go on; after any other error the stream ends.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error("event {event_type:?}: data is not JSON ({reason}); skipped")]
+    Malformed {
+        event_type: String,
+        received_at: Instant,
+        reason: String,
+    },
+    #[error("event stream silent for {0:?} (heartbeats included): assuming it is dead")]
+    Idle(Duration),
+    #[error("event stream broken: {0}")]
+    Transport(String),
+    #[error("event stream is not valid SSE: {0}")]
+    Protocol(String),
+}
+
+impl EventError {
+    /// False only for a malformed frame: the connection itself is fine.
+    pub fn is_fatal(&self) -> bool {
+        !matches!(self, EventError::Malformed { .. })
+    }
+}
+
+/// The stream [`crate::marathon::client::MarathonClient::events`] returns.
+pub type MarathonEvents = Pin<Box<dyn Stream<Item = Result<MarathonEvent, EventError>> + Send>>;
+
+/// Turns a response body into Marathon events. Yields `Err(Idle)` and ends if
+/// no byte arrives for `idle`; ends after the first fatal error.
+pub fn from_bytes<S, E>(body: S, idle: Duration) -> MarathonEvents
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: fmt::Display + Send + 'static,
+{
+    let frames = Box::pin(with_idle_timeout(body, idle).eventsource());
+    Box::pin(stream::unfold(Some(frames), |state| async move {
+        let mut frames = state?;
+        let item = match frames.next().await? {
+            Ok(ev) => to_event(ev),
+            Err(EventStreamError::Transport(e)) => Err(e),
+            Err(EventStreamError::Utf8(e)) => Err(EventError::Protocol(e.to_string())),
+            Err(EventStreamError::Parser(e)) => Err(EventError::Protocol(e.to_string())),
+        };
+        let next = match &item {
+            Err(e) if e.is_fatal() => None,
+            _ => Some(frames),
+        };
+        Some((item, next))
+    }))
+}
+
+fn to_event(ev: eventsource_stream::Event) -> Result<MarathonEvent, EventError> {
+    let received_at = Instant::now();
+    match serde_json::from_str::<serde_json::Value>(&ev.data) {
+        Ok(data) => {
+            // Frames without an `event:` line get the SSE default "message";
+            // Marathon's payload names its type too.
+            let event_type = if ev.event == "message" {
+                data.get("eventType")
+                    .and_then(|t| t.as_str())
+                    .map_or(ev.event, str::to_owned)
+            } else {
+                ev.event
+            };
+            Ok(MarathonEvent {
+                event_type,
+                data,
+                received_at,
+            })
+        }
+        Err(e) => Err(EventError::Malformed {
+            event_type: ev.event,
+            received_at,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Passes the chunks through; an `idle` gap between two chunks becomes an
+/// `Idle` error that ends the stream. The clock only runs while the stream is
+/// polled, so a consumer busy elsewhere never sees a false timeout.
+fn with_idle_timeout<S, E>(
+    body: S,
+    idle: Duration,
+) -> impl Stream<Item = Result<Bytes, EventError>> + Send
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: fmt::Display + Send + 'static,
+{
+    stream::unfold(Some(Box::pin(body)), move |state| async move {
+        let mut body = state?;
+        match tokio::time::timeout(idle, body.next()).await {
+            Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(body))),
+            Ok(Some(Err(e))) => Some((Err(EventError::Transport(e.to_string())), None)),
+            Ok(None) => None,
+            Err(_) => Some((Err(EventError::Idle(idle)), None)),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIXTURE: &[u8] = include_bytes!("../../tests/fixtures/marathon/events.sse");
+
+    /// The body cut into `size`-byte chunks, so frames straddle chunk borders.
+    fn chunked(bytes: &'static [u8], size: usize) -> impl Stream<Item = Result<Bytes, String>> {
+        stream::iter(
+            bytes
+                .chunks(size)
+                .map(|c| Ok(Bytes::from_static(c)))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    async fn collect(s: MarathonEvents) -> Vec<Result<MarathonEvent, EventError>> {
+        s.collect().await
+    }
+
+    #[tokio::test]
+    async fn fixture_frames_in_any_chunking() {
+        let want = [
+            "event_stream_attached",
+            "status_update_event",
+            "instance_changed_event",
+            "health_status_changed_event",
+            "instance_health_changed_event",
+            "health_status_changed_event",
+            "status_update_event",
+            "status_update_event",
+            "unknown_instance_terminated_event",
+            "api_post_event",
+            "deployment_success",
+            "app_terminated_event",
+        ];
+        for size in [1, 7, 64, FIXTURE.len()] {
+            let got = collect(from_bytes(chunked(FIXTURE, size), Duration::from_secs(5))).await;
+            let types: Vec<_> = got
+                .iter()
+                .map(|r| r.as_ref().unwrap().event_type.as_str())
+                .collect();
+            assert_eq!(types, want, "chunk size {size}");
+            let first = got[1].as_ref().unwrap();
+            assert_eq!(first.data["taskStatus"], "TASK_RUNNING");
+            assert_eq!(first.data["appId"], "/redis");
+            // Monotonic arrival stamps.
+            assert!(got.windows(2).all(|w| {
+                w[0].as_ref().unwrap().received_at <= w[1].as_ref().unwrap().received_at
+            }));
+        }
+    }
+
+    #[test]
+    fn reread_triggers() {
+        assert!(triggers_reread("status_update_event"));
+        assert!(triggers_reread("deployment_success"));
+        assert!(!triggers_reread("event_stream_attached"));
+        assert!(!triggers_reread("unknown_instance_terminated_event"));
+        assert!(!triggers_reread("framework_message_event"));
+    }
+
+    #[tokio::test]
+    async fn malformed_data_is_reported_and_the_stream_goes_on() {
+        let body: &'static [u8] = b": comment\n\r\n\
+            event: status_update_event\ndata: {\"appId\": \"/a\",\n\n\
+            event: api_post_event\r\ndata: {\"appId\":\"/b\"}\r\n\r\n\
+            data: {\"eventType\":\"deployment_success\"}\n\n";
+        let got = collect(from_bytes(chunked(body, 5), Duration::from_secs(5))).await;
+        assert_eq!(got.len(), 3, "{got:?}");
+        match &got[0] {
+            Err(e @ EventError::Malformed { event_type, .. }) => {
+                assert_eq!(event_type, "status_update_event");
+                assert!(!e.is_fatal());
+            }
+            other => panic!("{other:?}"),
+        }
+        let b = got[1].as_ref().unwrap();
+        assert_eq!(
+            (b.event_type.as_str(), &b.data["appId"]),
+            ("api_post_event", &"/b".into())
+        );
+        // No `event:` line: the type comes from the payload.
+        assert_eq!(got[2].as_ref().unwrap().event_type, "deployment_success");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silence_ends_the_stream_with_idle() {
+        let idle = Duration::from_secs(60);
+        // One frame, then heartbeats (blank lines) every 10 s for a while, then nothing.
+        let frame = stream::iter([Ok::<_, String>(Bytes::from_static(
+            b"event: deployment_success\ndata: {}\n\n",
+        ))]);
+        let heartbeats = stream::unfold(0, |n| async move {
+            if n == 6 {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            Some((Ok(Bytes::from_static(b"\r\n")), n + 1))
+        });
+        let body = frame.chain(heartbeats).chain(stream::pending());
+        let start = tokio::time::Instant::now();
+        let got = collect(from_bytes(body, idle)).await;
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].as_ref().unwrap().event_type, "deployment_success");
+        assert!(matches!(got[1], Err(EventError::Idle(d)) if d == idle));
+        // 6 heartbeats kept it alive, then 60 s of silence.
+        assert_eq!(start.elapsed(), Duration::from_secs(60 + 60));
+    }
+
+    #[tokio::test]
+    async fn transport_error_and_bad_utf8_end_the_stream() {
+        let body = stream::iter([
+            Ok(Bytes::from_static(
+                b"event: deployment_success\ndata: {}\n\n",
+            )),
+            Err("connection reset".to_string()),
+            Ok(Bytes::from_static(
+                b"event: deployment_success\ndata: {}\n\n",
+            )),
+        ]);
+        let got = collect(from_bytes(body, Duration::from_secs(5))).await;
+        assert_eq!(got.len(), 2);
+        assert!(matches!(&got[1], Err(EventError::Transport(m)) if m.contains("reset")));
+
+        let body = stream::iter([Ok::<_, String>(Bytes::from_static(b"data: \xff\xfe\n\n"))]);
+        let got = collect(from_bytes(body, Duration::from_secs(5))).await;
+        assert!(
+            matches!(got.as_slice(), [Err(EventError::Protocol(_))]),
+            "{got:?}"
+        );
+    }
+}

@@ -1,0 +1,1448 @@
+//! The Marathon source: keeps a [`Catalog`] equal to Marathon's `/v2/apps`.
+//!
+//! Marathon's advice is to treat events as a signal and re-read the state, so
+//! every relevant event (debounced) causes a full `/v2/apps` read, as do a
+//! (re)connect of the event stream and a periodic resync. Only a complete,
+//! parsed answer becomes an [`Update`]: a failed read sends nothing and the
+//! agent keeps its last good table.
+use std::{
+    collections::HashSet,
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use rand::Rng;
+use tokio::{sync::mpsc, time::Instant};
+use tracing::{debug, warn};
+
+use super::{
+    client::{ClientConfig, ClientError, FetchError, MarathonClient},
+    events::{self, EventError, MarathonEvent, MarathonEvents},
+};
+use crate::{model::Catalog, naming::VipAllocator};
+
+/// First reconnect / retry delay ceiling; doubles per failure.
+pub const BACKOFF_BASE: Duration = Duration::from_millis(250);
+/// Largest reconnect / retry delay ceiling.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
+
+/// What [`super::args::MarathonArgs::resolve`] produces.
+#[derive(Clone, Debug)]
+pub struct SourceConfig {
+    pub client: ClientConfig,
+    /// Period of the full re-read done even without events.
+    pub resync: Duration,
+    /// Window after a first event during which more events join its re-read.
+    pub debounce: Duration,
+}
+
+/// The source loop's clocks (the HTTP timeouts live in [`ClientConfig`]).
+#[derive(Clone, Debug)]
+pub struct Timing {
+    pub resync: Duration,
+    pub debounce: Duration,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+}
+
+impl Timing {
+    pub fn new(resync: Duration, debounce: Duration) -> Timing {
+        Timing {
+            resync,
+            debounce,
+            backoff_base: BACKOFF_BASE,
+            backoff_cap: BACKOFF_CAP,
+        }
+    }
+}
+
+/// A complete catalog read from Marathon.
+#[derive(Clone, Debug)]
+pub struct Update {
+    pub catalog: Catalog,
+    pub trigger: Trigger,
+    /// Apps (or parts of them) the parser skipped; each was logged.
+    pub warnings: usize,
+    /// How long the read + parse took.
+    pub took: Duration,
+}
+
+/// Why a read happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// First read at start.
+    Initial,
+    /// Periodic resync.
+    Resync,
+    /// The event stream (re)attached: events may have been missed meanwhile.
+    Reconnect,
+    /// One or more events. `received_at` is the EARLIEST event's arrival, so
+    /// `received_at.elapsed()` once the maps are written is the event → maps latency.
+    Event {
+        event_type: String,
+        received_at: std::time::Instant,
+        /// Events served by this one read.
+        events: usize,
+    },
+}
+
+impl Trigger {
+    /// Short name for logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Trigger::Initial => "initial",
+            Trigger::Resync => "resync",
+            Trigger::Reconnect => "reconnect",
+            Trigger::Event { .. } => "event",
+        }
+    }
+
+    /// Two pending reasons for one read: events win (their latency is
+    /// reported), keeping the earliest arrival and the total count.
+    fn merge(self, other: Trigger) -> Trigger {
+        use Trigger::*;
+        match (self, other) {
+            (
+                Event {
+                    event_type: t1,
+                    received_at: r1,
+                    events: n1,
+                },
+                Event {
+                    event_type: t2,
+                    received_at: r2,
+                    events: n2,
+                },
+            ) => {
+                let (event_type, received_at) = if r2 < r1 { (t2, r2) } else { (t1, r1) };
+                Event {
+                    event_type,
+                    received_at,
+                    events: n1 + n2,
+                }
+            }
+            (e @ Event { .. }, _) | (_, e @ Event { .. }) => e,
+            (Initial, _) | (_, Initial) => Initial,
+            (Reconnect, _) | (_, Reconnect) => Reconnect,
+            (Resync, Resync) => Resync,
+        }
+    }
+}
+
+/// Counters for the agent's status output. Monotonic.
+#[derive(Debug, Default)]
+pub struct SourceStats {
+    /// Reads that produced an update.
+    pub fetch_ok: AtomicU64,
+    /// Reads that produced nothing: no answer, non-2xx, cut short, unparsable.
+    pub fetch_failed: AtomicU64,
+    pub events_received: AtomicU64,
+    /// Frames whose data was not JSON (also counted in `events_received`).
+    pub events_malformed: AtomicU64,
+    /// Event stream losses and failed connection attempts.
+    pub reconnects: AtomicU64,
+    /// Parser warnings (apps or ports skipped), summed over all reads.
+    pub warnings: AtomicU64,
+}
+
+/// A copy of [`SourceStats`] at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub fetch_ok: u64,
+    pub fetch_failed: u64,
+    pub events_received: u64,
+    pub events_malformed: u64,
+    pub reconnects: u64,
+    pub warnings: u64,
+}
+
+impl SourceStats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StatsSnapshot {
+            fetch_ok: g(&self.fetch_ok),
+            fetch_failed: g(&self.fetch_failed),
+            events_received: g(&self.events_received),
+            events_malformed: g(&self.events_malformed),
+            reconnects: g(&self.reconnects),
+            warnings: g(&self.warnings),
+        }
+    }
+
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Exponential backoff with full jitter: the n-th delay is uniform in
+/// `[0, min(cap, base·2ⁿ)]`, so agents restarted together do not reconnect
+/// in lockstep.
+#[derive(Clone, Debug)]
+pub struct Backoff {
+    base: Duration,
+    cap: Duration,
+    failures: u32,
+}
+
+impl Backoff {
+    pub fn new(base: Duration, cap: Duration) -> Backoff {
+        Backoff {
+            base,
+            cap,
+            failures: 0,
+        }
+    }
+
+    /// Upper bound of the next delay.
+    pub fn ceiling(&self) -> Duration {
+        let factor = 1u32.checked_shl(self.failures.min(31)).unwrap_or(u32::MAX);
+        self.base.saturating_mul(factor).min(self.cap)
+    }
+
+    /// The next delay; raises the ceiling for the one after.
+    pub fn next_delay(&mut self) -> Duration {
+        let ceiling = self.ceiling();
+        self.failures = self.failures.saturating_add(1);
+        let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+        Duration::from_nanos(rand::rng().random_range(0..=nanos))
+    }
+
+    pub fn reset(&mut self) {
+        self.failures = 0;
+    }
+}
+
+/// What the source needs from Marathon; [`MarathonClient`] in production, a
+/// scripted fake in tests (so the loop runs on a paused clock).
+pub trait MarathonApi: Send + Sync + 'static {
+    /// Raw `/v2/apps?embed=apps.tasks` body.
+    fn fetch_apps(&self) -> impl Future<Output = Result<Bytes, FetchError>> + Send;
+    /// A fresh `/v2/events` subscription.
+    fn events(&self) -> impl Future<Output = Result<MarathonEvents, FetchError>> + Send;
+}
+
+impl MarathonApi for MarathonClient {
+    fn fetch_apps(&self) -> impl Future<Output = Result<Bytes, FetchError>> + Send {
+        MarathonClient::fetch_apps(self)
+    }
+    fn events(&self) -> impl Future<Output = Result<MarathonEvents, FetchError>> + Send {
+        MarathonClient::events(self)
+    }
+}
+
+/// The Marathon source, ready to run.
+pub struct MarathonSource {
+    client: Arc<MarathonClient>,
+    timing: Timing,
+    stats: Arc<SourceStats>,
+}
+
+impl MarathonSource {
+    pub fn new(cfg: SourceConfig) -> Result<MarathonSource, ClientError> {
+        Ok(MarathonSource {
+            client: Arc::new(MarathonClient::new(cfg.client)?),
+            timing: Timing::new(cfg.resync, cfg.debounce),
+            stats: Arc::default(),
+        })
+    }
+
+    /// Counters, readable while the source runs.
+    pub fn stats(&self) -> Arc<SourceStats> {
+        self.stats.clone()
+    }
+
+    /// Follows Marathon until `tx`'s receiver is dropped. Named VIPs keep
+    /// their addresses because `alloc` lives as long as the source.
+    pub async fn run(self, alloc: VipAllocator, tx: mpsc::Sender<Update>) {
+        run_with(self.client, self.timing, alloc, tx, self.stats).await
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Reasons waiting for a read.
+struct Pending {
+    trigger: Trigger,
+    due: Instant,
+    /// Retrying after a failure: new events must not pull the retry earlier.
+    backing_off: bool,
+}
+
+impl Pending {
+    fn add(slot: &mut Option<Pending>, trigger: Trigger, due: Instant) {
+        match slot {
+            None => {
+                *slot = Some(Pending {
+                    trigger,
+                    due,
+                    backing_off: false,
+                })
+            }
+            Some(p) => {
+                p.trigger = std::mem::replace(&mut p.trigger, Trigger::Resync).merge(trigger);
+                if !p.backing_off {
+                    // A fixed window from the first signal, so a steady
+                    // trickle of events cannot postpone the read forever.
+                    p.due = p.due.min(due);
+                }
+            }
+        }
+    }
+}
+
+struct Inflight {
+    trigger: Trigger,
+    started: Instant,
+    fut: BoxFuture<Result<Bytes, FetchError>>,
+}
+
+/// The source loop, over any [`MarathonApi`]. One task; reads and the stream
+/// connection run as futures polled side by side, so events keep being
+/// timestamped while a read is in flight.
+pub async fn run_with<A: MarathonApi>(
+    api: Arc<A>,
+    timing: Timing,
+    mut alloc: VipAllocator,
+    tx: mpsc::Sender<Update>,
+    stats: Arc<SourceStats>,
+) {
+    let mut pending = Some(Pending {
+        trigger: Trigger::Initial,
+        due: Instant::now(),
+        backing_off: false,
+    });
+    let mut inflight: Option<Inflight> = None;
+    let mut stream: Option<MarathonEvents> = None;
+    let mut connected_at = Instant::now();
+    let mut connecting: Option<BoxFuture<Result<MarathonEvents, FetchError>>> = None;
+    // Both stay None until the first read succeeds: the stream and the
+    // resync clock start from a known table.
+    let mut reconnect_due: Option<Instant> = None;
+    let mut resync_due: Option<Instant> = None;
+    let mut fetch_backoff = Backoff::new(timing.backoff_base, timing.backoff_cap);
+    let mut stream_backoff = Backoff::new(timing.backoff_base, timing.backoff_cap);
+    let mut last_warnings: HashSet<String> = HashSet::new();
+
+    loop {
+        let fetch_due = match (&inflight, &pending) {
+            (None, Some(p)) => Some(p.due),
+            _ => None,
+        };
+        let connect_due = match (&stream, &connecting) {
+            (None, None) => reconnect_due,
+            _ => None,
+        };
+        tokio::select! {
+            _ = tx.closed() => {
+                debug!("marathon: update receiver gone, source stops");
+                return;
+            }
+            result = poll_inflight(&mut inflight) => {
+                let Inflight { trigger, started, .. } = inflight.take().expect("polled Some");
+                let now = Instant::now();
+                let outcome = result.map_err(|e| e.to_string()).and_then(|body| {
+                    super::parse::parse_apps(&body, &mut alloc).map_err(|e| e.to_string())
+                });
+                match outcome {
+                    Ok(parsed) => {
+                        fetch_backoff.reset();
+                        resync_due = Some(now + timing.resync);
+                        if reconnect_due.is_none() && stream.is_none() && connecting.is_none() {
+                            reconnect_due = Some(now);
+                        }
+                        let warnings = parsed.warnings.len();
+                        let mut seen = HashSet::with_capacity(warnings);
+                        for w in &parsed.warnings {
+                            let line = w.to_string();
+                            let app = w.app_id.as_deref().unwrap_or("-");
+                            // Repeated on every read: loud only the first time.
+                            if last_warnings.contains(&line) {
+                                debug!(app, "marathon: {line}");
+                            } else {
+                                warn!(app, "marathon: {line}");
+                            }
+                            seen.insert(line);
+                        }
+                        last_warnings = seen;
+                        SourceStats::add(&stats.warnings, warnings as u64);
+                        SourceStats::add(&stats.fetch_ok, 1);
+                        let update = Update {
+                            catalog: parsed.catalog,
+                            trigger,
+                            warnings,
+                            took: started.elapsed(),
+                        };
+                        debug!(
+                            trigger = update.trigger.label(),
+                            warnings,
+                            took_ms = update.took.as_millis() as u64,
+                            "marathon: apps read"
+                        );
+                        if tx.send(update).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(reason) => {
+                        SourceStats::add(&stats.fetch_failed, 1);
+                        let delay = fetch_backoff.next_delay();
+                        warn!(
+                            trigger = trigger.label(),
+                            retry_in_ms = delay.as_millis() as u64,
+                            "marathon: read failed, keeping the last table: {reason}"
+                        );
+                        let trigger = match pending.take() {
+                            Some(p) => trigger.merge(p.trigger),
+                            None => trigger,
+                        };
+                        pending = Some(Pending {
+                            trigger,
+                            due: now + delay,
+                            backing_off: true,
+                        });
+                    }
+                }
+            }
+            _ = sleep_opt(fetch_due) => {
+                let p = pending.take().expect("due implies pending");
+                let api = api.clone();
+                inflight = Some(Inflight {
+                    trigger: p.trigger,
+                    started: Instant::now(),
+                    fut: Box::pin(async move { api.fetch_apps().await }),
+                });
+            }
+            item = next_event(&mut stream) => {
+                let now = Instant::now();
+                match item {
+                    Some(Ok(ev)) => {
+                        SourceStats::add(&stats.events_received, 1);
+                        on_event(&mut pending, ev, now + timing.debounce);
+                    }
+                    Some(Err(EventError::Malformed { event_type, received_at, reason })) => {
+                        SourceStats::add(&stats.events_received, 1);
+                        SourceStats::add(&stats.events_malformed, 1);
+                        warn!(event_type, "marathon: event data is not JSON ({reason})");
+                        // The type alone is signal enough: re-reading is always safe.
+                        let ev = MarathonEvent {
+                            event_type,
+                            data: serde_json::Value::Null,
+                            received_at,
+                        };
+                        on_event(&mut pending, ev, now + timing.debounce);
+                    }
+                    end => {
+                        stream = None;
+                        SourceStats::add(&stats.reconnects, 1);
+                        // A connection that held for a while was healthy: start over.
+                        if now - connected_at >= timing.backoff_cap {
+                            stream_backoff.reset();
+                        }
+                        let delay = stream_backoff.next_delay();
+                        reconnect_due = Some(now + delay);
+                        let why = match end {
+                            Some(Err(e)) => e.to_string(),
+                            _ => "closed by Marathon".to_owned(),
+                        };
+                        warn!(
+                            retry_in_ms = delay.as_millis() as u64,
+                            "marathon: event stream lost: {why}"
+                        );
+                    }
+                }
+            }
+            _ = sleep_opt(connect_due) => {
+                reconnect_due = None;
+                let api = api.clone();
+                connecting = Some(Box::pin(async move { api.events().await }));
+            }
+            result = poll_boxed(&mut connecting) => {
+                connecting = None;
+                let now = Instant::now();
+                match result {
+                    Ok(s) => {
+                        stream = Some(s);
+                        connected_at = now;
+                        // Whatever happened while we were not listening: re-read.
+                        Pending::add(&mut pending, Trigger::Reconnect, now + timing.debounce);
+                    }
+                    Err(e) => {
+                        SourceStats::add(&stats.reconnects, 1);
+                        let delay = stream_backoff.next_delay();
+                        reconnect_due = Some(now + delay);
+                        warn!(
+                            retry_in_ms = delay.as_millis() as u64,
+                            "marathon: event stream: {e}"
+                        );
+                    }
+                }
+            }
+            _ = sleep_opt(resync_due) => {
+                let now = Instant::now();
+                resync_due = Some(now + timing.resync);
+                // A read already on its way is as good as a resync.
+                if inflight.is_none() && pending.is_none() {
+                    Pending::add(&mut pending, Trigger::Resync, now);
+                }
+            }
+        }
+    }
+}
+
+fn on_event(pending: &mut Option<Pending>, ev: MarathonEvent, due: Instant) {
+    if events::triggers_reread(&ev.event_type) {
+        Pending::add(
+            pending,
+            Trigger::Event {
+                event_type: ev.event_type,
+                received_at: ev.received_at,
+                events: 1,
+            },
+            due,
+        );
+    } else {
+        debug!(event_type = ev.event_type, "marathon: event ignored");
+    }
+}
+
+/// Waits for the read in flight; never resolves while there is none. The
+/// caller empties the slot once it has resolved.
+async fn poll_inflight(slot: &mut Option<Inflight>) -> Result<Bytes, FetchError> {
+    match slot {
+        Some(i) => i.fut.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Same for the connection attempt.
+async fn poll_boxed<T>(slot: &mut Option<BoxFuture<T>>) -> T {
+    match slot {
+        Some(f) => f.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_event(s: &mut Option<MarathonEvents>) -> Option<Result<MarathonEvent, EventError>> {
+    match s {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The loop against a scripted fake, on a paused clock.
+    use std::{collections::VecDeque, sync::Mutex};
+
+    use futures_util::stream;
+    use url::Url;
+
+    use super::*;
+
+    const GOOD: &str = include_str!("../../tests/fixtures/marathon/apps_redis_host.json");
+    type EventTx = mpsc::UnboundedSender<Result<MarathonEvent, EventError>>;
+
+    #[derive(Default)]
+    struct Fake {
+        /// `/v2/apps` answers in order (Err = HTTP status); GOOD once empty.
+        answers: Mutex<VecDeque<Result<&'static str, u16>>>,
+        fetch_delay: Duration,
+        fetched_at: Mutex<Vec<Instant>>,
+        /// One per successful subscription; none left = connection refused.
+        streams: Mutex<VecDeque<mpsc::UnboundedReceiver<Result<MarathonEvent, EventError>>>>,
+        connected_at: Mutex<Vec<Instant>>,
+    }
+
+    impl Fake {
+        fn answers(self, a: &[Result<&'static str, u16>]) -> Fake {
+            *self.answers.lock().unwrap() = a.iter().copied().collect();
+            self
+        }
+        fn stream(&self) -> EventTx {
+            let (tx, rx) = mpsc::unbounded_channel();
+            self.streams.lock().unwrap().push_back(rx);
+            tx
+        }
+        fn fetches(&self) -> Vec<Instant> {
+            self.fetched_at.lock().unwrap().clone()
+        }
+    }
+
+    fn fake_url() -> Url {
+        Url::parse("http://fake/").unwrap()
+    }
+
+    impl MarathonApi for Fake {
+        fn fetch_apps(&self) -> impl Future<Output = Result<Bytes, FetchError>> + Send {
+            self.fetched_at.lock().unwrap().push(Instant::now());
+            let answer = self.answers.lock().unwrap().pop_front().unwrap_or(Ok(GOOD));
+            let delay = self.fetch_delay;
+            async move {
+                tokio::time::sleep(delay).await;
+                answer
+                    .map(|s| Bytes::from_static(s.as_bytes()))
+                    .map_err(|code| FetchError::Status {
+                        url: fake_url(),
+                        status: reqwest::StatusCode::from_u16(code).unwrap(),
+                        body: String::new(),
+                    })
+            }
+        }
+
+        fn events(&self) -> impl Future<Output = Result<MarathonEvents, FetchError>> + Send {
+            self.connected_at.lock().unwrap().push(Instant::now());
+            let rx = self.streams.lock().unwrap().pop_front();
+            async move {
+                let rx = rx.ok_or(FetchError::Connect {
+                    url: fake_url(),
+                    reason: "refused".into(),
+                })?;
+                let s =
+                    stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
+                Ok(Box::pin(s) as MarathonEvents)
+            }
+        }
+    }
+
+    struct Run {
+        fake: Arc<Fake>,
+        rx: mpsc::Receiver<Update>,
+        stats: Arc<SourceStats>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    fn timing() -> Timing {
+        Timing::new(Duration::from_secs(600), Duration::from_millis(20))
+    }
+
+    fn start(fake: Arc<Fake>, timing: Timing) -> Run {
+        let (tx, rx) = mpsc::channel(8);
+        let stats = Arc::new(SourceStats::default());
+        let task = tokio::spawn(run_with(
+            fake.clone(),
+            timing,
+            VipAllocator::new(),
+            tx,
+            stats.clone(),
+        ));
+        Run {
+            fake,
+            rx,
+            stats,
+            task,
+        }
+    }
+
+    impl Run {
+        async fn next(&mut self) -> Update {
+            tokio::time::timeout(Duration::from_secs(3600), self.rx.recv())
+                .await
+                .expect("an update within an hour")
+                .expect("source alive")
+        }
+        /// Initial read, stream attached, post-attach re-read.
+        async fn settle(&mut self) {
+            assert_eq!(self.next().await.trigger, Trigger::Initial);
+            assert_eq!(self.next().await.trigger, Trigger::Reconnect);
+        }
+        async fn quiet_for(&mut self, d: Duration) {
+            tokio::time::sleep(d).await;
+            assert!(self.rx.try_recv().is_err(), "no update expected");
+        }
+    }
+
+    fn ev(t: &str) -> Result<MarathonEvent, EventError> {
+        Ok(MarathonEvent {
+            event_type: t.into(),
+            data: serde_json::json!({}),
+            received_at: std::time::Instant::now(),
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_events_makes_one_read_after_the_debounce() {
+        let fake = Arc::new(Fake::default());
+        let events = fake.stream();
+        let mut run = start(fake, timing());
+        run.settle().await;
+        assert_eq!(run.fake.fetches().len(), 2);
+
+        let t0 = Instant::now();
+        let burst: Vec<_> = [
+            "status_update_event",
+            "instance_changed_event",
+            "health_status_changed_event",
+            "instance_health_changed_event",
+            "deployment_success",
+        ]
+        .iter()
+        .map(|t| ev(t).unwrap())
+        .collect();
+        let earliest = burst[0].received_at;
+        for e in burst {
+            events.send(Ok(e)).unwrap();
+        }
+        let u = run.next().await;
+        assert_eq!(
+            u.trigger,
+            Trigger::Event {
+                event_type: "status_update_event".into(),
+                received_at: earliest,
+                events: 5
+            }
+        );
+        let fetches = run.fake.fetches();
+        assert_eq!(fetches.len(), 3);
+        assert_eq!(fetches[2] - t0, Duration::from_millis(20));
+        run.quiet_for(Duration::from_secs(5)).await;
+        assert_eq!(run.fake.fetches().len(), 3);
+        assert_eq!(run.stats.snapshot().events_received, 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_debounce_window_is_fixed_from_the_first_event() {
+        let fake = Arc::new(Fake::default());
+        let events = fake.stream();
+        let mut run = start(fake, timing());
+        run.settle().await;
+        let t0 = Instant::now();
+        events.send(ev("status_update_event")).unwrap();
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        events.send(ev("status_update_event")).unwrap();
+        let u = run.next().await;
+        assert!(matches!(u.trigger, Trigger::Event { events: 2, .. }));
+        tokio::time::sleep_until(t0 + Duration::from_millis(30)).await;
+        events.send(ev("app_terminated_event")).unwrap();
+        let u = run.next().await;
+        assert!(
+            matches!(u.trigger, Trigger::Event { events: 1, ref event_type, .. } if event_type == "app_terminated_event")
+        );
+        let f = run.fake.fetches();
+        assert_eq!(f[2] - t0, Duration::from_millis(20));
+        assert_eq!(f[3] - t0, Duration::from_millis(50));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_event_during_a_read_causes_another_read() {
+        let fake = Arc::new(Fake {
+            fetch_delay: Duration::from_millis(100),
+            ..Fake::default()
+        });
+        let events = fake.stream();
+        let mut run = start(fake, timing());
+        run.settle().await;
+        let t0 = Instant::now();
+        events.send(ev("status_update_event")).unwrap();
+        // The read starts at +20 ms and answers at +120 ms; this event comes in between.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let second = ev("health_status_changed_event").unwrap();
+        let second_at = second.received_at;
+        events.send(Ok(second)).unwrap();
+        let u = run.next().await;
+        assert!(
+            matches!(u.trigger, Trigger::Event { events: 1, ref event_type, .. } if event_type == "status_update_event")
+        );
+        let u = run.next().await;
+        assert_eq!(
+            u.trigger,
+            Trigger::Event {
+                event_type: "health_status_changed_event".into(),
+                received_at: second_at,
+                events: 1
+            }
+        );
+        let f = run.fake.fetches();
+        assert_eq!(f.len(), 4);
+        assert_eq!(
+            f[3] - t0,
+            Duration::from_millis(120),
+            "starts once the first read is done"
+        );
+        assert_eq!(u.took, Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_reads_send_nothing_and_are_retried_with_backoff() {
+        // Initial OK; the post-attach read gets a 500, then garbage, then OK.
+        let fake = Arc::new(Fake::default().answers(&[Ok(GOOD), Err(500), Ok("<html>"), Ok(GOOD)]));
+        let events = fake.stream();
+        let mut run = start(fake, timing());
+        assert_eq!(run.next().await.trigger, Trigger::Initial);
+        while run.stats.snapshot().fetch_failed < 1 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // An event while backing off joins the retry but does not hurry it.
+        events.send(ev("status_update_event")).unwrap();
+        let u = run.next().await;
+        assert!(
+            matches!(u.trigger, Trigger::Event { events: 1, .. }),
+            "{:?}",
+            u.trigger
+        );
+        let s = run.stats.snapshot();
+        assert_eq!((s.fetch_ok, s.fetch_failed), (2, 2));
+        let f = run.fake.fetches();
+        assert_eq!(f.len(), 4);
+        assert!(f[2] - f[1] <= Duration::from_millis(250));
+        assert!(f[3] - f[2] <= Duration::from_millis(500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_initial_read_retries_until_it_succeeds_before_subscribing() {
+        let fake = Arc::new(Fake::default().answers(&[Err(503), Err(502), Ok("{"), Ok(GOOD)]));
+        let _events = fake.stream();
+        let t0 = Instant::now();
+        let mut run = start(fake, timing());
+        let u = run.next().await;
+        assert_eq!(u.trigger, Trigger::Initial);
+        assert_eq!(run.stats.snapshot().fetch_failed, 3);
+        let f = run.fake.fetches();
+        assert!(f[3] - t0 <= Duration::from_millis(250 + 500 + 1000));
+        assert_eq!(run.next().await.trigger, Trigger::Reconnect);
+        let connected = run.fake.connected_at.lock().unwrap().clone();
+        assert_eq!(connected.len(), 1);
+        assert!(connected[0] >= f[3], "no subscription before a good table");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn resync_runs_periodically_without_events() {
+        let fake = Arc::new(Fake::default());
+        let _events = fake.stream();
+        let mut run = start(
+            fake,
+            Timing::new(Duration::from_secs(60), Duration::from_millis(20)),
+        );
+        run.settle().await;
+        let after_settle = *run.fake.fetches().last().unwrap();
+        for _ in 0..2 {
+            assert_eq!(run.next().await.trigger, Trigger::Resync);
+        }
+        let f = run.fake.fetches();
+        assert_eq!(f[2] - after_settle, Duration::from_secs(60));
+        assert_eq!(f[3] - f[2], Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_stream_is_reconnected_with_backoff_and_reread() {
+        let fake = Arc::new(Fake::default());
+        let first = fake.stream();
+        let mut run = start(fake, timing());
+        run.settle().await;
+        // Marathon closes the stream (e.g. leader abdicated); the next two
+        // connection attempts are refused, the third works.
+        let lost_at = Instant::now();
+        drop(first);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let second = {
+            // Queue the working stream only after two refusals.
+            while run.fake.connected_at.lock().unwrap().len() < 3 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            run.fake.stream()
+        };
+        let u = run.next().await;
+        assert_eq!(u.trigger, Trigger::Reconnect);
+        let c = run.fake.connected_at.lock().unwrap().clone();
+        assert_eq!(c.len(), 4);
+        assert!(c[1] - lost_at <= Duration::from_millis(250));
+        assert!(c[2] - c[1] <= Duration::from_millis(500));
+        assert!(c[3] - c[2] <= Duration::from_millis(1000));
+        assert_eq!(run.stats.snapshot().reconnects, 3);
+        second.send(ev("status_update_event")).unwrap();
+        assert!(matches!(run.next().await.trigger, Trigger::Event { .. }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn attach_and_unknown_events_do_not_reread_but_malformed_ones_do() {
+        let fake = Arc::new(Fake::default());
+        let events = fake.stream();
+        let mut run = start(fake, timing());
+        run.settle().await;
+        events.send(ev("event_stream_attached")).unwrap();
+        events.send(ev("framework_message_event")).unwrap();
+        run.quiet_for(Duration::from_secs(1)).await;
+        assert_eq!(run.fake.fetches().len(), 2);
+        let at = std::time::Instant::now();
+        events
+            .send(Err(EventError::Malformed {
+                event_type: "status_update_event".into(),
+                received_at: at,
+                reason: "EOF".into(),
+            }))
+            .unwrap();
+        let u = run.next().await;
+        assert!(matches!(u.trigger, Trigger::Event { received_at, .. } if received_at == at));
+        let s = run.stats.snapshot();
+        assert_eq!((s.events_received, s.events_malformed), (3, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn parser_warnings_are_counted_and_the_update_still_goes_out() {
+        const BAD_LABEL: &str = r#"{"apps":[{"id":"/bad","instances":0,"tasks":[],
+            "portDefinitions":[{"port":10000,"protocol":"tcp","labels":{"VIP_0":"no-port"}}]}]}"#;
+        let want =
+            crate::marathon::parse::parse_apps(BAD_LABEL.as_bytes(), &mut VipAllocator::new())
+                .unwrap();
+        assert!(!want.warnings.is_empty());
+        let fake = Arc::new(Fake::default().answers(&[Ok(BAD_LABEL), Ok(BAD_LABEL)]));
+        let _events = fake.stream();
+        let mut run = start(fake, timing());
+        let u = run.next().await;
+        assert_eq!(
+            (u.trigger, u.warnings),
+            (Trigger::Initial, want.warnings.len())
+        );
+        assert_eq!(u.catalog, want.catalog);
+        // Counted on every read (logged loudly only the first time).
+        assert_eq!(run.next().await.warnings, want.warnings.len());
+        assert_eq!(
+            run.stats.snapshot().warnings,
+            2 * want.warnings.len() as u64
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_source_stops_when_the_receiver_is_dropped() {
+        let fake = Arc::new(Fake::default());
+        let _events = fake.stream();
+        let mut run = start(fake, timing());
+        run.settle().await;
+        drop(run.rx);
+        tokio::time::timeout(Duration::from_secs(1), run.task)
+            .await
+            .expect("source stopped")
+            .unwrap();
+    }
+
+    #[test]
+    fn backoff_bounds() {
+        let mut b = Backoff::new(BACKOFF_BASE, BACKOFF_CAP);
+        let want_ms = [250, 500, 1000, 2000, 4000, 8000, 16000, 30000, 30000];
+        for ms in want_ms {
+            assert_eq!(b.ceiling(), Duration::from_millis(ms));
+            b.next_delay();
+        }
+        for _ in 0..100 {
+            b.next_delay();
+        }
+        assert_eq!(b.ceiling(), BACKOFF_CAP, "no overflow after many failures");
+        b.reset();
+        assert_eq!(b.ceiling(), BACKOFF_BASE);
+
+        // Full jitter: every delay within [0, ceiling], and spread over it.
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(1));
+        let samples: Vec<_> = (0..2000).map(|_| b.next_delay()).collect();
+        assert!(samples.iter().all(|d| *d <= Duration::from_secs(1)));
+        assert!(samples.iter().any(|d| *d < Duration::from_millis(100)));
+        assert!(samples.iter().any(|d| *d > Duration::from_millis(900)));
+    }
+
+    #[test]
+    fn trigger_merge_keeps_the_earliest_event() {
+        let t0 = std::time::Instant::now();
+        let t1 = t0 + Duration::from_millis(5);
+        let e = |t: &str, at, n| Trigger::Event {
+            event_type: t.into(),
+            received_at: at,
+            events: n,
+        };
+        assert_eq!(e("b", t1, 2).merge(e("a", t0, 1)), e("a", t0, 3));
+        assert_eq!(Trigger::Resync.merge(e("a", t0, 1)), e("a", t0, 1));
+        assert_eq!(
+            Trigger::Resync.merge(Trigger::Reconnect),
+            Trigger::Reconnect
+        );
+        assert_eq!(Trigger::Initial.merge(Trigger::Resync), Trigger::Initial);
+    }
+}
+
+#[cfg(test)]
+mod http_tests {
+    //! Client + source against raw HTTP/1.1 servers on 127.0.0.1, real clock.
+    use std::{
+        net::SocketAddr,
+        sync::{
+            Mutex,
+            atomic::{AtomicUsize, Ordering::SeqCst},
+        },
+    };
+
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::{TcpListener, TcpStream},
+        sync::broadcast,
+    };
+    use url::Url;
+
+    use super::*;
+    use crate::marathon::{args::Credentials, client::MarathonClient};
+
+    const GOOD: &str = include_str!("../../tests/fixtures/marathon/apps_redis_host.json");
+
+    #[derive(Clone, Debug)]
+    struct Req {
+        target: String,
+        headers: Vec<(String, String)>,
+    }
+
+    impl Req {
+        fn path(&self) -> &str {
+            self.target.split('?').next().unwrap_or("")
+        }
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    enum Reply {
+        Json(u16, String),
+        Raw(u16, &'static str, String),
+        Redirect(String),
+        /// Announces `announced` bytes, sends `body`, closes.
+        Truncated {
+            announced: usize,
+            body: String,
+        },
+        Sse(broadcast::Receiver<String>),
+        /// Accepts and never answers.
+        Hang,
+    }
+
+    type Handler = dyn Fn(&Req, SocketAddr) -> Reply + Send + Sync;
+
+    struct Server {
+        addr: SocketAddr,
+        log: Arc<Mutex<Vec<Req>>>,
+    }
+
+    impl Server {
+        async fn start(
+            handler: impl Fn(&Req, SocketAddr) -> Reply + Send + Sync + 'static,
+        ) -> Server {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let log = Arc::new(Mutex::new(Vec::new()));
+            let handler: Arc<Handler> = Arc::new(handler);
+            let l = log.clone();
+            tokio::spawn(async move {
+                while let Ok((sock, _)) = listener.accept().await {
+                    tokio::spawn(serve(sock, addr, handler.clone(), l.clone()));
+                }
+            });
+            Server { addr, log }
+        }
+        fn url(&self) -> Url {
+            Url::parse(&format!("http://{}/", self.addr)).unwrap()
+        }
+        fn count(&self, path: &str) -> usize {
+            self.log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|r| r.path() == path)
+                .count()
+        }
+        fn requests(&self, path: &str) -> Vec<Req> {
+            self.log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|r| r.path() == path)
+                .cloned()
+                .collect()
+        }
+    }
+
+    async fn serve(
+        mut sock: TcpStream,
+        me: SocketAddr,
+        handler: Arc<Handler>,
+        log: Arc<Mutex<Vec<Req>>>,
+    ) {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            match sock.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let head = String::from_utf8_lossy(&buf).into_owned();
+        let mut lines = head.split("\r\n");
+        let target = lines.next().unwrap().split(' ').nth(1).unwrap().to_owned();
+        let headers = lines
+            .take_while(|l| !l.is_empty())
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+        let req = Req { target, headers };
+        log.lock().unwrap().push(req.clone());
+        let full = |status: u16, ctype: &str, body: &str| {
+            format!(
+                "HTTP/1.1 {status} X\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        let out = match handler(&req, me) {
+            Reply::Json(s, body) => full(s, "application/json", &body),
+            Reply::Raw(s, ctype, body) => full(s, ctype, &body),
+            Reply::Redirect(loc) => format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: {loc}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            ),
+            Reply::Truncated { announced, body } => format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {announced}\r\nConnection: close\r\n\r\n{body}"
+            ),
+            Reply::Hang => {
+                std::future::pending::<()>().await;
+                unreachable!()
+            }
+            Reply::Sse(mut rx) => {
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n";
+                if sock.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                loop {
+                    match rx.recv().await {
+                        Ok(frame) => {
+                            if sock.write_all(frame.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            }
+        };
+        let _ = sock.write_all(out.as_bytes()).await;
+        let _ = sock.shutdown().await;
+    }
+
+    /// A Marathon that leads itself: `/v2/apps` answered by `apps(n)` for the
+    /// n-th request (0-based), events from `sse`.
+    async fn marathon(
+        sse: &broadcast::Sender<String>,
+        apps: impl Fn(usize) -> Reply + Send + Sync + 'static,
+    ) -> Server {
+        let sse = sse.clone();
+        let n = AtomicUsize::new(0);
+        Server::start(move |req, me| match req.path() {
+            "/v2/leader" => Reply::Json(200, format!(r#"{{"leader":"{me}"}}"#)),
+            "/v2/apps" => apps(n.fetch_add(1, SeqCst)),
+            "/v2/events" => Reply::Sse(sse.subscribe()),
+            _ => Reply::Json(404, r#"{"message":"not found"}"#.into()),
+        })
+        .await
+    }
+
+    fn client(urls: Vec<Url>) -> ClientConfig {
+        ClientConfig {
+            request_timeout: Duration::from_secs(2),
+            ..ClientConfig::new(urls)
+        }
+    }
+
+    struct Run {
+        rx: mpsc::Receiver<Update>,
+        stats: Arc<SourceStats>,
+        client: Arc<MarathonClient>,
+    }
+
+    fn start(cfg: ClientConfig) -> Run {
+        let client = Arc::new(MarathonClient::new(cfg).unwrap());
+        let (tx, rx) = mpsc::channel(8);
+        let stats = Arc::new(SourceStats::default());
+        let timing = Timing {
+            backoff_base: Duration::from_millis(50),
+            backoff_cap: Duration::from_millis(200),
+            ..Timing::new(Duration::from_secs(600), Duration::from_millis(20))
+        };
+        tokio::spawn(run_with(
+            client.clone(),
+            timing,
+            VipAllocator::new(),
+            tx,
+            stats.clone(),
+        ));
+        Run { rx, stats, client }
+    }
+
+    impl Run {
+        async fn next(&mut self) -> Update {
+            tokio::time::timeout(Duration::from_secs(10), self.rx.recv())
+                .await
+                .expect("an update within 10 s")
+                .expect("source alive")
+        }
+        async fn none_within(&mut self, d: Duration) {
+            if let Ok(u) = tokio::time::timeout(d, self.rx.recv()).await {
+                panic!("unexpected update: {:?}", u.map(|u| u.trigger));
+            }
+        }
+    }
+
+    /// The first read is good; every later one gets `bad`: after the initial
+    /// table, nothing more may come out, however long we wait.
+    async fn bad_answers_send_no_update(bad: fn() -> Reply) {
+        let (sse, _keep) = broadcast::channel(16);
+        let m = marathon(&sse, move |n| {
+            if n == 0 {
+                Reply::Json(200, GOOD.into())
+            } else {
+                bad()
+            }
+        })
+        .await;
+        let mut run = start(client(vec![m.url()]));
+        assert_eq!(run.next().await.trigger, Trigger::Initial);
+        // The post-attach read and its retries all fail.
+        run.none_within(Duration::from_millis(800)).await;
+        let s = run.stats.snapshot();
+        assert_eq!(s.fetch_ok, 1);
+        assert!(s.fetch_failed >= 2, "{s:?}");
+        assert!(m.count("/v2/apps") >= 3);
+    }
+
+    #[tokio::test]
+    async fn http_500_sends_no_update() {
+        bad_answers_send_no_update(|| Reply::Json(500, r#"{"message":"boom"}"#.into())).await;
+    }
+
+    #[tokio::test]
+    async fn garbage_body_sends_no_update() {
+        bad_answers_send_no_update(|| Reply::Raw(200, "text/html", "<html>login</html>".into()))
+            .await;
+    }
+
+    #[tokio::test]
+    async fn truncated_body_sends_no_update() {
+        // The part that arrives is valid JSON for an EMPTY table: reading it
+        // as the truth would delete every VIP.
+        bad_answers_send_no_update(|| Reply::Truncated {
+            announced: 1000,
+            body: r#"{"apps":[]}"#.into(),
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn client_errors_name_the_failure() {
+        let m = Server::start(|_, _| Reply::Truncated {
+            announced: 1000,
+            body: r#"{"apps":[]}"#.into(),
+        })
+        .await;
+        let c = MarathonClient::new(client(vec![m.url()])).unwrap();
+        let e = c.fetch_apps().await.unwrap_err();
+        eprintln!("truncated: {e}");
+        assert!(matches!(e, FetchError::Body { .. }), "{e}");
+
+        let big = Server::start(|_, _| {
+            Reply::Json(
+                200,
+                format!(r#"{{"apps":[],"pad":"{}"}}"#, "x".repeat(1000)),
+            )
+        })
+        .await;
+        let c = MarathonClient::new(ClientConfig {
+            max_body: 100,
+            ..client(vec![big.url()])
+        })
+        .unwrap();
+        let e = c.fetch_apps().await.unwrap_err();
+        assert!(matches!(e, FetchError::TooLarge { limit: 100, .. }), "{e}");
+
+        let hang = Server::start(|_, _| Reply::Hang).await;
+        let c = MarathonClient::new(ClientConfig {
+            request_timeout: Duration::from_millis(300),
+            ..client(vec![hang.url()])
+        })
+        .unwrap();
+        let t0 = std::time::Instant::now();
+        let e = c.fetch_apps().await.unwrap_err();
+        eprintln!("timeout: {e}");
+        assert!(matches!(e, FetchError::Timeout { .. }), "{e}");
+        assert!(t0.elapsed() < Duration::from_secs(2));
+
+        let e = MarathonClient::new(client(vec![m.url()]))
+            .unwrap()
+            .refresh_leader()
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("/v2/leader"), "{e}");
+    }
+
+    fn refused_url() -> Url {
+        // Bind, learn the port, close: nothing listens there any more.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        Url::parse(&format!("http://{addr}/")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_refusing_first_url_falls_through_to_the_second() {
+        let (sse, _keep) = broadcast::channel(16);
+        let m = marathon(&sse, |_| Reply::Json(200, GOOD.into())).await;
+        let dead = refused_url();
+        let mut run = start(client(vec![dead.clone(), m.url()]));
+        let u = run.next().await;
+        assert_eq!(u.trigger, Trigger::Initial);
+        let want =
+            crate::marathon::parse::parse_apps(GOOD.as_bytes(), &mut VipAllocator::new()).unwrap();
+        assert_eq!(u.catalog, want.catalog);
+        assert!(
+            !u.catalog.services.services.is_empty(),
+            "the fixture declares a VIP"
+        );
+        assert_eq!(m.count("/v2/apps"), 1);
+        assert_eq!(
+            run.stats.snapshot().fetch_failed,
+            0,
+            "a fall-through is not a failed read"
+        );
+
+        // A 5xx moves on too, a 4xx does not.
+        let e500 = Server::start(|_, _| Reply::Json(503, "{}".into())).await;
+        let c = MarathonClient::new(client(vec![e500.url(), m.url()])).unwrap();
+        assert!(c.fetch_apps().await.is_ok());
+        let e403 = Server::start(|_, _| Reply::Json(403, r#"{"message":"denied"}"#.into())).await;
+        let c = MarathonClient::new(client(vec![e403.url(), m.url()])).unwrap();
+        let e = c.fetch_apps().await.unwrap_err();
+        assert_eq!(e.status(), Some(reqwest::StatusCode::FORBIDDEN));
+        assert!(e.to_string().contains("denied"), "{e}");
+        let c = MarathonClient::new(client(vec![dead.clone()])).unwrap();
+        let e = c.fetch_apps().await.unwrap_err();
+        eprintln!("refused: {e}");
+        assert!(matches!(e, FetchError::Connect { .. }), "{e}");
+        assert!(e.to_string().to_lowercase().contains("refused"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn events_redirected_to_the_leader_are_followed_with_credentials() {
+        let (sse, _keep) = broadcast::channel(16);
+        // B leads.
+        let b = marathon(&sse, |_| Reply::Json(200, GOOD.into())).await;
+        let b_addr = b.addr;
+        // A is a deposed leader that still names itself, proxies /v2/apps and
+        // redirects /v2/events to B.
+        let a = Server::start(move |req, me| match req.path() {
+            "/v2/leader" => Reply::Json(200, format!(r#"{{"leader":"{me}"}}"#)),
+            "/v2/apps" => Reply::Json(200, GOOD.into()),
+            "/v2/events" => Reply::Redirect(format!("http://{b_addr}{}", req.target)),
+            _ => Reply::Json(404, "{}".into()),
+        })
+        .await;
+        let mut run = start(ClientConfig {
+            auth: Some(Credentials::Token("tok3n".into())),
+            ..client(vec![a.url()])
+        });
+        assert_eq!(run.next().await.trigger, Trigger::Initial);
+        assert_eq!(run.next().await.trigger, Trigger::Reconnect);
+
+        let at_b = b.requests("/v2/events");
+        assert_eq!(at_b.len(), 1);
+        assert_eq!(at_b[0].header("authorization"), Some("token=tok3n"));
+        assert_eq!(at_b[0].header("accept"), Some("text/event-stream"));
+        assert!(at_b[0].target.contains("event_type=status_update_event"));
+        assert_eq!(a.count("/v2/events"), 1);
+        assert_eq!(
+            run.client.leader(),
+            Some(b.url()),
+            "the redirect named the leader"
+        );
+        // Reads now go to the leader directly.
+        assert_eq!(b.count("/v2/apps"), 1, "the post-attach read went to B");
+
+        sse.send("event: status_update_event\ndata: {\"appId\":\"/redis\"}\n\n".into())
+            .unwrap();
+        assert!(matches!(run.next().await.trigger, Trigger::Event { .. }));
+        assert_eq!(b.count("/v2/apps"), 2);
+    }
+
+    #[tokio::test]
+    async fn five_events_at_once_make_exactly_one_read() {
+        let (sse, _keep) = broadcast::channel(16);
+        let m = marathon(&sse, |_| Reply::Json(200, GOOD.into())).await;
+        let mut run = start(client(vec![m.url()]));
+        assert_eq!(run.next().await.trigger, Trigger::Initial);
+        assert_eq!(run.next().await.trigger, Trigger::Reconnect);
+        assert_eq!(m.count("/v2/apps"), 2);
+
+        let burst: String = [
+            "status_update_event",
+            "instance_changed_event",
+            "health_status_changed_event",
+            "instance_health_changed_event",
+            "status_update_event",
+        ]
+        .iter()
+        .map(|t| format!("event: {t}\ndata: {{\"eventType\":\"{t}\"}}\n\n"))
+        .collect();
+        sse.send(burst).unwrap();
+        let u = run.next().await;
+        assert!(
+            matches!(u.trigger, Trigger::Event { events: 5, ref event_type, .. } if event_type == "status_update_event"),
+            "{:?}",
+            u.trigger
+        );
+        run.none_within(Duration::from_millis(500)).await;
+        assert_eq!(m.count("/v2/apps"), 3);
+        assert_eq!(run.stats.snapshot().events_received, 5);
+    }
+
+    #[tokio::test]
+    async fn a_silent_stream_is_dropped_and_reconnected() {
+        let (sse, _keep) = broadcast::channel(16);
+        let m = marathon(&sse, |_| Reply::Json(200, GOOD.into())).await;
+        let mut run = start(ClientConfig {
+            idle_timeout: Duration::from_millis(300),
+            ..client(vec![m.url()])
+        });
+        assert_eq!(run.next().await.trigger, Trigger::Initial);
+        assert_eq!(run.next().await.trigger, Trigger::Reconnect);
+        // Nothing is written: after 300 ms the stream is declared dead.
+        assert_eq!(run.next().await.trigger, Trigger::Reconnect);
+        assert!(m.count("/v2/events") >= 2);
+        assert!(run.stats.snapshot().reconnects >= 1);
+    }
+
+    #[tokio::test]
+    async fn a_401_rereads_the_credentials_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth");
+        std::fs::write(&path, "token=old\n").unwrap();
+        let m = Server::start(|req, _| match req.header("authorization") {
+            Some("token=new") => Reply::Json(200, GOOD.into()),
+            _ => Reply::Json(401, r#"{"message":"invalid token"}"#.into()),
+        })
+        .await;
+        let c = MarathonClient::new(ClientConfig {
+            auth: Some(Credentials::from_file(&path).unwrap()),
+            auth_file: Some(path.clone()),
+            ..client(vec![m.url()])
+        })
+        .unwrap();
+        let e = c.fetch_apps().await.unwrap_err();
+        assert_eq!(e.status(), Some(reqwest::StatusCode::UNAUTHORIZED));
+        assert!(!e.to_string().contains("old"), "{e}");
+        std::fs::write(&path, "token=new\n").unwrap();
+        assert!(c.fetch_apps().await.is_ok());
+    }
+}
