@@ -95,6 +95,8 @@ pub struct RunArgs {
     pub xdp_reply_ifaces: Vec<String>,
     #[command(flatten)]
     pub marathon: crate::marathon::args::MarathonArgs,
+    #[command(flatten)]
+    pub dns: crate::dns::DnsArgs,
 }
 
 #[derive(clap::Args, Debug)]

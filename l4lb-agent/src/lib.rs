@@ -7,6 +7,7 @@ pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod datapath;
+pub mod dns;
 pub mod marathon;
 pub mod metrics;
 pub mod model;

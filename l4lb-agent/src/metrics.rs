@@ -6,7 +6,7 @@ use std::{
     net::SocketAddr,
     path::PathBuf,
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicBool, Ordering},
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -26,7 +26,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{datapath::Maps, table};
+use crate::{datapath::Maps, dns::DnsCounters, table};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:62080";
 
@@ -48,8 +48,8 @@ pub struct Metrics {
     pub skipped: Counter,
     /// Event received → maps updated, seconds.
     pub event_to_maps: Histogram,
-    /// DNS queries by result (filled by the DNS server).
-    pub dns_queries: Family<Vec<(String, String)>, Counter>,
+    /// The DNS server's counters, once it runs (read at scrape time).
+    dns: Arc<OnceLock<Arc<DnsCounters>>>,
     ready: AtomicBool,
 }
 
@@ -70,8 +70,8 @@ impl Metrics {
         registry.register("source_skipped_items", "Apps, labels or entries skipped with a warning", skipped.clone());
         let event_to_maps = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         registry.register("event_to_maps_seconds", "Source event received to BPF maps updated", event_to_maps.clone());
-        let dns_queries = Family::default();
-        registry.register("dns_queries", "DNS queries answered, by result", dns_queries.clone());
+        let dns = Arc::new(OnceLock::new());
+        registry.register_collector(Box::new(DnsCollector(dns.clone())));
         registry.register_collector(Box::new(DatapathCollector { pin_root }));
         Arc::new(Metrics {
             registry,
@@ -82,7 +82,7 @@ impl Metrics {
             source_failures,
             skipped,
             event_to_maps,
-            dns_queries,
+            dns,
             ready: AtomicBool::new(false),
         })
     }
@@ -94,6 +94,10 @@ impl Metrics {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
         self.last_good_sync.set(now.as_secs_f64());
         self.ready.store(true, Ordering::Relaxed);
+    }
+
+    pub fn set_dns(&self, counters: Arc<DnsCounters>) {
+        let _ = self.dns.set(counters);
     }
 
     pub fn source_failed(&self) {
@@ -111,6 +115,22 @@ impl Metrics {
             tracing::warn!("encoding metrics: {e}");
         }
         out
+    }
+}
+
+/// `l4lb_dns_queries_total{result}` from the DNS server's atomics.
+#[derive(Debug)]
+struct DnsCollector(Arc<OnceLock<Arc<DnsCounters>>>);
+
+impl Collector for DnsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(counters) = self.0.get() else { return Ok(()) };
+        let c = ConstCounter::new(0u64);
+        let mut desc = encoder.encode_descriptor("l4lb_dns_queries", "DNS queries answered, by result", None, c.metric_type())?;
+        for (result, n) in counters.snapshot().by_result() {
+            ConstCounter::new(n).encode(desc.encode_family(&vec![("result".to_string(), result.to_string())])?)?;
+        }
+        Ok(())
     }
 }
 

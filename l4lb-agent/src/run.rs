@@ -17,7 +17,7 @@ use tracing::{error, info, warn};
 
 use crate::{
     cli::RunArgs,
-    datapath,
+    datapath, dns,
     metrics::{self, Metrics},
     model::Catalog,
     plan::Applied,
@@ -75,6 +75,18 @@ pub async fn run(args: RunArgs) -> Result<()> {
         metrics::serve(listen, metrics.clone()).await?;
     }
 
+    // DNS answers from the same catalogs; VIP names only once the maps hold the VIP.
+    let dns = match args.dns.config() {
+        Some(cfg) => {
+            let (zones_tx, zones_rx) = tokio::sync::watch::channel(Arc::new(dns::Zones::default()));
+            let server = dns::spawn(cfg.clone(), zones_rx)?;
+            info!(listen = ?server.local_addrs(), "DNS server listening");
+            metrics.set_dns(server.counters());
+            Some((server, zones_tx, cfg.zone))
+        }
+        None => None,
+    };
+
     let mut rec = Reconciler::adopt(maps, Duration::from_millis(args.grace_ms))?;
     if !rec.applied().services.is_empty() {
         info!(services = rec.applied().services.len(), "adopted the table already in the pinned maps");
@@ -107,6 +119,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
                     metrics.skipped.inc_by(skipped as u64);
                 }
                 apply(&mut rec, &catalog, &trigger, received_at, &metrics).await;
+                if let Some((_, zones_tx, zone)) = &dns {
+                    let in_maps: std::collections::BTreeSet<crate::model::Vip> = rec.applied().services.keys().copied().collect();
+                    zones_tx.send_replace(Arc::new(dns::build_zones(&catalog, &in_maps, zone)));
+                }
             }
             SourceEvent::Failed { trigger, reason } => {
                 metrics.source_failed();

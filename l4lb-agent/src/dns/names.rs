@@ -90,7 +90,8 @@ pub fn zbase32(bytes: &[u8]) -> String {
 }
 
 /// The task-id part of a canonical name: the first 5 characters of
-/// zbase32(sha1(task id)). `liquor-store` → `4dfjd` (Mesos-DNS's own test).
+/// zbase32(sha1(task id)). Mesos-DNS's tests: `test` → `iffe9`;
+/// `liquor-store.b8db9f73-562f-11e4-a088-c20493233aa5` → `4dfjd`.
 pub fn task_id_hash(task_id: &str) -> String {
     let mut h = zbase32(&Sha1::digest(task_id.as_bytes()));
     h.truncate(HASH_LEN);
@@ -108,7 +109,11 @@ pub fn agent_id_tail(agent_id: &str) -> String {
 /// cut first so the label stays within 63 characters (Mesos-DNS would emit an
 /// over-long, unencodable label there). No `-<s>` if the agent id is empty.
 pub fn canonical_name(task_name: &str, task_id: &str, agent_id: &str) -> String {
-    let tail = agent_id_tail(agent_id);
+    // A real agent id ends in `S<n>`; an odd one is cut so that at least one
+    // character of the task label fits beside `-<h>-<s>` (found by fuzzing).
+    let mut tail = agent_id_tail(agent_id);
+    tail.truncate(MAX_LABEL - HASH_LEN - 3);
+    let tail = tail.trim_end_matches('-');
     let suffix = if tail.is_empty() {
         format!("-{}", task_id_hash(task_id))
     } else {
@@ -131,8 +136,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hash_matches_mesos_dns_test() {
-        assert_eq!(task_id_hash("liquor-store"), "4dfjd");
+    fn hash_matches_mesos_dns_tests() {
+        // Mesos-DNS's TestHashString.
+        assert_eq!(task_id_hash("test"), "iffe9");
+        // Its TestInsertState: the task *named* liquor-store has this id and
+        // the canonical name `liquor-store-4dfjd-0`; the other instance and
+        // car-store give `zasmd` and `zinaz`.
+        assert_eq!(
+            task_id_hash("liquor-store.b8db9f73-562f-11e4-a088-c20493233aa5"),
+            "4dfjd"
+        );
+        assert_eq!(
+            task_id_hash("liquor-store.b71166c1-562f-11e4-a088-c20493233aa5"),
+            "zasmd"
+        );
+        assert_eq!(
+            task_id_hash("car-store.43758382-562f-11e4-a088-c20493233aa5"),
+            "zinaz"
+        );
+        // The bare string "liquor-store" is not that id.
+        assert_eq!(task_id_hash("liquor-store"), "713fi");
     }
 
     #[test]
@@ -150,11 +173,17 @@ mod tests {
     #[test]
     fn task_names_from_app_ids() {
         assert_eq!(marathon_task_name("/group/app"), "app.group");
-        assert_eq!(mesos_task_name("/redis-tutorial").as_deref(), Some("redis-tutorial"));
+        assert_eq!(
+            mesos_task_name("/redis-tutorial").as_deref(),
+            Some("redis-tutorial")
+        );
         assert_eq!(mesos_task_name("/group/app").as_deref(), Some("app.group"));
         assert_eq!(mesos_task_name("/a/b/c").as_deref(), Some("c.b.a"));
         assert_eq!(mesos_task_name("/My_App").as_deref(), Some("my-app"));
-        assert_eq!(mesos_task_name("/shop/Web!Front").as_deref(), Some("webfront.shop"));
+        assert_eq!(
+            mesos_task_name("/shop/Web!Front").as_deref(),
+            Some("webfront.shop")
+        );
         assert_eq!(mesos_task_name("/-x-/y").as_deref(), Some("y.x"));
         assert_eq!(mesos_task_name("/"), None);
         assert_eq!(mesos_task_name("/!!!/---"), None);
@@ -179,20 +208,41 @@ mod tests {
 
     #[test]
     fn canonical_names() {
-        assert_eq!(agent_id_tail("5d5a0c9e-1b2f-4f0e-9d1c-3c2b1a0f9e8d-S1"), "s1");
+        assert_eq!(
+            agent_id_tail("5d5a0c9e-1b2f-4f0e-9d1c-3c2b1a0f9e8d-S1"),
+            "s1"
+        );
         assert_eq!(agent_id_tail("S7"), "s7");
         let h = task_id_hash("liquor-store");
+        assert_eq!(
+            canonical_name(
+                "liquor-store",
+                "liquor-store.b8db9f73-562f-11e4-a088-c20493233aa5",
+                "20140803-125133-3041283216-5050-2410-0"
+            ),
+            "liquor-store-4dfjd-0"
+        );
         assert_eq!(
             canonical_name("redis-tutorial", "liquor-store", "x-S1"),
             format!("redis-tutorial-{h}-s1")
         );
-        assert_eq!(canonical_name("app.group", "liquor-store", "x-S2"), format!("app.group-{h}-s2"));
-        assert_eq!(canonical_name("app", "liquor-store", ""), format!("app-{h}"));
+        assert_eq!(
+            canonical_name("app.group", "liquor-store", "x-S2"),
+            format!("app.group-{h}-s2")
+        );
+        assert_eq!(
+            canonical_name("app", "liquor-store", ""),
+            format!("app-{h}")
+        );
         let long = "a".repeat(63);
         let c = canonical_name(&format!("x.{long}"), "liquor-store", "x-S1");
         let last = c.rsplit('.').next().unwrap();
         assert_eq!(last.len(), 63);
         assert!(last.ends_with(&format!("-{h}-s1")));
         assert!(c.starts_with("x."));
+        // A long agent-id tail still leaves a valid label.
+        let c = canonical_name("app", "id", &format!("x-{}", "s".repeat(80)));
+        assert_eq!(c.len(), 63);
+        assert!(c.starts_with("a-") && !c.ends_with('-'), "{c}");
     }
 }

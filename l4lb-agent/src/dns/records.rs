@@ -253,7 +253,10 @@ fn add_mesos_task(z: &mut ZoneBuilder, task: &TaskRecord) {
     z.add_addrs(&short, addrs.iter().copied());
     z.add_addrs(&canon, addrs.iter().copied());
     if let Some(agent) = task.agent_ip {
-        for n in [format!("{tname}.{fw}.slave"), format!("{canonical}.{fw}.slave")] {
+        for n in [
+            format!("{tname}.{fw}.slave"),
+            format!("{canonical}.{fw}.slave"),
+        ] {
             if let Some(n) = z.name(&n) {
                 z.add_addrs(&n, [agent]);
             }
@@ -499,11 +502,20 @@ pub(crate) mod tests {
         let a = records(&z, "redis-tutorial.marathon.mesos");
         assert_eq!(a.len(), 1);
         assert_eq!(a[0].ttl(), 60);
-        assert_eq!(addrs(&z, "redis-tutorial.marathon.mesos"), ips(&["127.0.1.11"]));
-        assert_eq!(addrs(&z, "redis-tutorial.marathon.slave.mesos"), ips(&["127.0.1.11"]));
+        assert_eq!(
+            addrs(&z, "redis-tutorial.marathon.mesos"),
+            ips(&["127.0.1.11"])
+        );
+        assert_eq!(
+            addrs(&z, "redis-tutorial.marathon.slave.mesos"),
+            ips(&["127.0.1.11"])
+        );
         let canon = format!("{}.marathon.mesos", canonical());
         assert_eq!(addrs(&z, &canon), ips(&["127.0.1.11"]));
-        assert_eq!(addrs(&z, &format!("{}.marathon.slave.mesos", canonical())), ips(&["127.0.1.11"]));
+        assert_eq!(
+            addrs(&z, &format!("{}.marathon.slave.mesos", canonical())),
+            ips(&["127.0.1.11"])
+        );
         for owner in [
             "_redis-tutorial._tcp.marathon.mesos",
             "_redis._redis-tutorial._tcp.marathon.mesos",
@@ -525,7 +537,10 @@ pub(crate) mod tests {
         // Empty non-terminals exist.
         assert!(records(&z, "marathon.mesos").is_empty());
         assert!(records(&z, "_tcp.marathon.mesos").is_empty());
-        assert!(matches!(z.lookup(&lower("nope.marathon.mesos")), Lookup::NxDomain(_)));
+        assert!(matches!(
+            z.lookup(&lower("nope.marathon.mesos")),
+            Lookup::NxDomain(_)
+        ));
     }
 
     #[test]
@@ -535,7 +550,10 @@ pub(crate) mod tests {
         let a = records(&z, "redis.marathon.l4lb.thisdcos.directory");
         assert_eq!(a.len(), 1);
         assert_eq!(a[0].ttl(), 5);
-        assert_eq!(addrs(&z, "redis.marathon.l4lb.thisdcos.directory"), ips(&["11.22.130.195"]));
+        assert_eq!(
+            addrs(&z, "redis.marathon.l4lb.thisdcos.directory"),
+            ips(&["11.22.130.195"])
+        );
         let z = build_zones(&catalog, &BTreeSet::new(), &ZoneOptions::default());
         assert!(matches!(
             z.lookup(&lower("redis.marathon.l4lb.thisdcos.directory")),
@@ -561,13 +579,28 @@ pub(crate) mod tests {
         assert_eq!(d("redis-tutorial.marathon.agentip"), ips(&["127.0.1.11"]));
         assert_eq!(d("redis-tutorial.marathon.autoip"), ips(&["127.0.1.11"]));
         assert_eq!(d("app-group.marathon.agentip"), ips(&["127.0.2.1"]));
-        assert_eq!(d("app-group.marathon.containerip"), ips(&["127.0.9.1", "fd00::9"]));
+        assert_eq!(
+            d("app-group.marathon.containerip"),
+            ips(&["127.0.9.1", "fd00::9"])
+        );
         assert_eq!(d("app-group.marathon.autoip"), ips(&["127.0.2.1"]));
-        assert_eq!(d("web-group.marathon.autoip"), ips(&["127.0.9.1", "fd00::9"]));
-        assert_eq!(records(&z, "web-group.marathon.autoip.dcos.thisdcos.directory")[0].ttl(), 5);
+        assert_eq!(
+            d("web-group.marathon.autoip"),
+            ips(&["127.0.9.1", "fd00::9"])
+        );
+        assert_eq!(
+            records(&z, "web-group.marathon.autoip.dcos.thisdcos.directory")[0].ttl(),
+            5
+        );
         // Mesos-DNS keeps the path's dots; both families of the task IPs.
-        assert_eq!(addrs(&z, "app.group.marathon.mesos"), ips(&["127.0.9.1", "fd00::9"]));
-        assert_eq!(addrs(&z, "app.group.marathon.slave.mesos"), ips(&["127.0.2.1"]));
+        assert_eq!(
+            addrs(&z, "app.group.marathon.mesos"),
+            ips(&["127.0.9.1", "fd00::9"])
+        );
+        assert_eq!(
+            addrs(&z, "app.group.marathon.slave.mesos"),
+            ips(&["127.0.2.1"])
+        );
     }
 
     #[test]
@@ -604,7 +637,10 @@ pub(crate) mod tests {
         t.ports[0].protocols = vec![Proto::Udp, Proto::Tcp];
         t.ports[0].name = Some("Dns_Port".into());
         let z = build_zones(&catalog, &published, &ZoneOptions::default());
-        assert_eq!(addrs(&z, "redis-tutorial.marathon.mesos"), ips(&["127.0.1.11"]));
+        assert_eq!(
+            addrs(&z, "redis-tutorial.marathon.mesos"),
+            ips(&["127.0.1.11"])
+        );
         for owner in [
             "_redis-tutorial._udp.marathon.mesos",
             "_redis-tutorial._tcp.marathon.mesos",
@@ -629,21 +665,34 @@ pub(crate) mod tests {
         };
         let z = build_zones(&Catalog::default(), &BTreeSet::new(), &opts);
         assert!(z.is_loaded());
-        for (zone, ttl) in [("mesos", 30), ("l4lb.thisdcos.directory", 7), ("dcos.thisdcos.directory", 7)] {
+        for (zone, ttl) in [
+            ("mesos", 30),
+            ("l4lb.thisdcos.directory", 7),
+            ("dcos.thisdcos.directory", 7),
+        ] {
             let apex = records(&z, zone);
-            let soa = apex.iter().find(|r| r.record_type() == RecordType::SOA).unwrap();
+            let soa = apex
+                .iter()
+                .find(|r| r.record_type() == RecordType::SOA)
+                .unwrap();
             let RData::SOA(s) = soa.data() else { panic!() };
             assert_eq!(s.mname().to_string(), format!("ns1.{zone}."));
             assert_eq!(s.minimum(), ttl);
             assert_eq!(soa.ttl(), ttl);
             assert!(apex.iter().any(|r| r.record_type() == RecordType::NS));
-            assert_eq!(addrs(&z, &format!("ns1.{zone}")), ips(&["127.0.0.53", "::1"]));
+            assert_eq!(
+                addrs(&z, &format!("ns1.{zone}")),
+                ips(&["127.0.0.53", "::1"])
+            );
         }
         assert!(!Zones::default().is_loaded());
         assert!(in_served_zones(&lower("x.mesos")));
         assert!(in_served_zones(&lower("MESOS")));
         assert!(!in_served_zones(&lower("thisdcos.directory")));
-        assert!(matches!(Zones::default().lookup(&lower("x.mesos")), Lookup::NotOurs));
+        assert!(matches!(
+            Zones::default().lookup(&lower("x.mesos")),
+            Lookup::NotOurs
+        ));
     }
 
     #[test]

@@ -1,0 +1,51 @@
+//! Arbitrary app ids, task ids, agent ids, framework and port names into the
+//! zone builder. Checks: no panic, and every running task's Mesos-DNS name
+//! (when it has one that fits in a DNS name) answers.
+#![no_main]
+
+use hickory_proto::rr::{LowerName, Name};
+use l4lb_fuzz::{
+    dns::{
+        names,
+        records::{Lookup, ZoneOptions, build_zones},
+    },
+    model::Catalog,
+};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    let mut fields = text.split('\n');
+    let (mut catalog, published) = l4lb_fuzz::sample_catalog(1);
+    let mut task = catalog.tasks.pop().unwrap();
+    task.app_id = fields.next().unwrap_or_default().to_owned();
+    task.task_id = fields.next().unwrap_or_default().to_owned();
+    task.agent_id = fields.next().unwrap_or_default().to_owned();
+    task.framework = fields.next().unwrap_or("marathon").to_owned();
+    task.ports[0].name = fields.next().map(str::to_owned);
+    let label = fields.next().map(|l| l.to_owned());
+    for (_, spec) in catalog.services.services.iter_mut() {
+        spec.name = label.clone();
+    }
+    let catalog = Catalog {
+        tasks: vec![task.clone()],
+        ..catalog
+    };
+    let zones = build_zones(&catalog, &published, &ZoneOptions::default());
+    let Some(t) = names::mesos_task_name(&task.app_id) else {
+        return;
+    };
+    let canonical = names::canonical_name(&t, &task.task_id, &task.agent_id);
+    for label in canonical.split('.') {
+        assert!(label.len() <= names::MAX_LABEL, "label {label:?}");
+    }
+    if let Some(fw) = names::domain_frag(&task.framework)
+        && let Ok(n) = Name::from_ascii(format!("{t}.{fw}.mesos."))
+        && Name::from_ascii(format!("{canonical}.{fw}.slave.mesos.")).is_ok()
+    {
+        assert!(
+            matches!(zones.lookup(&LowerName::new(&n)), Lookup::Found(_, r) if !r.is_empty()),
+            "{n} missing"
+        );
+    }
+});

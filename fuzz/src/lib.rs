@@ -1,0 +1,52 @@
+//! The agent's pure DNS code, compiled by path so the fuzz build needs
+//! neither the eBPF build nor the agent's other dependencies. Paths inside
+//! `src/dns.rs` are relative to `src/`.
+#[path = "../../l4lb-agent/src/model.rs"]
+pub mod model;
+#[path = "../../l4lb-agent/src/naming.rs"]
+pub mod naming;
+
+pub mod dns;
+
+use std::collections::BTreeSet;
+
+use model::{Catalog, DesiredState, Proto, ServiceSpec, TaskPort, TaskRecord, Vip};
+
+/// A catalog in the seed tutorial's shape with `instances` tasks of
+/// `/redis-tutorial` (enough of them, the A answer needs TCP) and a named VIP.
+pub fn sample_catalog(instances: u8) -> (Catalog, BTreeSet<Vip>) {
+    let tasks = (0..instances)
+        .map(|i| TaskRecord {
+            app_id: "/redis-tutorial".into(),
+            task_id: format!("redis-tutorial.instance-{i}._app.1"),
+            framework: "marathon".into(),
+            agent_id: format!("5d5a0c9e-1b2f-4f0e-9d1c-3c2b1a0f9e8d-S{i}"),
+            agent_ip: Some(format!("127.0.1.{i}").parse().unwrap()),
+            task_ips: vec![
+                format!("127.0.2.{i}").parse().unwrap(),
+                format!("fd00::{i}").parse().unwrap(),
+            ],
+            ports: vec![TaskPort {
+                port: 31000 + u16::from(i),
+                protocols: vec![Proto::Tcp, Proto::Udp],
+                name: Some("redis".into()),
+            }],
+            host_ports: i % 2 == 0,
+            running: true,
+            healthy: None,
+        })
+        .collect();
+    let vip = Vip {
+        addr: "11.22.130.195:6379".parse().unwrap(),
+        proto: Proto::Tcp,
+    };
+    let mut services = DesiredState::default();
+    services.services.insert(
+        vip,
+        ServiceSpec {
+            name: Some("/redis:6379".into()),
+            backends: Default::default(),
+        },
+    );
+    (Catalog { services, tasks }, [vip].into())
+}

@@ -1,0 +1,24 @@
+//! Embedded authoritative DNS: Mesos-DNS's `mesos` zone and dcos-net's
+//! `l4lb.thisdcos.directory` / `dcos.thisdcos.directory`, built from the
+//! source's [`Catalog`](crate::model::Catalog).
+//!
+//! - [`names`]: Mesos-DNS / dcos-net task naming (pure).
+//! - [`records`]: catalog → [`Zones`] (pure).
+//! - [`answer`]: one query → one reply (pure, socket-free; fuzzed).
+//! - [`server`]: UDP + TCP listeners, forwarding, counters.
+//! - [`args`]: the `--dns-*` flags.
+//!
+//! The agent builds new zones on every catalog change and sends them on a
+//! `tokio::sync::watch` channel; the server reads the latest `Arc<Zones>` per
+//! query, so a swap is atomic and a failing source simply leaves the last
+//! records in service (as Mesos-DNS does).
+pub mod answer;
+pub mod args;
+pub mod names;
+pub mod records;
+pub mod server;
+
+pub use answer::{Reply, ReplyOpts, answer, respond};
+pub use args::DnsArgs;
+pub use records::{Ttls, ZoneOptions, Zones, build_zones};
+pub use server::{CountersSnapshot, DnsConfig, DnsCounters, DnsServer, spawn};
