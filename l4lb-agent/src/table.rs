@@ -18,6 +18,12 @@ pub struct VipRow {
     pub connects: u64,
     pub sendmsgs: u64,
     pub no_backend: u64,
+    /// XDP: packets and bytes sent to a backend, flows that got one, and tc
+    /// replies shown as coming from the VIP.
+    pub packets: u64,
+    pub bytes: u64,
+    pub flows: u64,
+    pub reply_packets: u64,
     pub backends: Vec<BackendRow>,
 }
 
@@ -28,6 +34,9 @@ pub struct BackendRow {
     pub weight: u32,
     pub connects: u64,
     pub sendmsgs: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub flows: u64,
 }
 
 pub fn vip_rows(maps: &Maps) -> Result<Vec<VipRow>> {
@@ -48,6 +57,9 @@ pub fn vip_rows(maps: &Maps) -> Result<Vec<VipRow>> {
                     weight: *weight,
                     connects: s.connects,
                     sendmsgs: s.sendmsgs,
+                    packets: s.packets,
+                    bytes: s.bytes,
+                    flows: s.flows,
                 })
             })
             .collect();
@@ -60,6 +72,10 @@ pub fn vip_rows(maps: &Maps) -> Result<Vec<VipRow>> {
             connects: stats.connects,
             sendmsgs: stats.sendmsgs,
             no_backend: stats.no_backend,
+            packets: stats.packets,
+            bytes: stats.bytes,
+            flows: stats.flows,
+            reply_packets: stats.reply_packets,
             backends,
         });
     }
@@ -72,27 +88,29 @@ pub fn print_vips(rows: &[VipRow]) {
         return;
     }
     println!(
-        "{:<42} {:<5} {:>6} {:>9} {:>10}",
-        "VIP", "PROTO", "ID", "REVISION", "CONNECTS"
+        "{:<42} {:<5} {:>6} {:>9} {:>10} {:>10}",
+        "VIP", "PROTO", "ID", "REVISION", "CONNECTS", "PACKETS"
     );
     for r in rows {
         println!(
-            "{:<42} {:<5} {:>6} {:>9} {:>10}",
+            "{:<42} {:<5} {:>6} {:>9} {:>10} {:>10}",
             r.vip.to_string(),
             r.proto.to_string(),
             r.service_id,
             r.revision,
-            r.connects + r.sendmsgs
+            r.connects + r.sendmsgs,
+            r.packets
         );
         if r.backends.is_empty() {
             println!("  (no backends: connections are refused)");
         }
         for b in &r.backends {
             println!(
-                "  -> {:<37} weight {:>3} {:>10}",
+                "  -> {:<37} weight {:>3} {:>10} {:>10}",
                 b.addr.to_string(),
                 b.weight,
-                b.connects + b.sendmsgs
+                b.connects + b.sendmsgs,
+                b.packets
             );
         }
     }

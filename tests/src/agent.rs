@@ -70,6 +70,8 @@ impl Agent {
             .env("RUST_LOG", "info,l4lb=debug,l4lb_agent=debug")
             // Belt and braces: the agent refuses the root cgroup when this is set.
             .env("L4LB_FORBID_ROOT_CGROUP", "1")
+            // … and XDP/tc anywhere but in a netns made with `ip netns add`.
+            .env("L4LB_FORBID_HOST_NETNS", "1")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file);

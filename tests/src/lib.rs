@@ -11,9 +11,11 @@ mod bins;
 pub mod marathon;
 mod sandbox;
 mod sys;
+pub mod topology;
 
 pub use agent::Agent;
 pub use bins::{agent_bin, probe_bin, testsrv_bin};
 pub use marathon::{FakeMarathon, Fault, TaskSpec, fake_marathon_bin, redis_app};
 pub use sandbox::{Sandbox, TestSrv};
 pub use sys::{cgroup2_root, ensure_bpffs, require_root};
+pub use topology::Topology;

@@ -13,10 +13,10 @@ use std::{
 };
 
 use l4lb_agent::{
-    datapath::{self, Loaded, xdp::RunOutput},
+    datapath::{self, Attached, Maps, xdp::RunOutput},
     model::{DesiredState, Proto, ServiceSpec, Vip},
     packet::{self, FrameOpts, Tuple},
-    plan,
+    reconcile::Reconciler,
 };
 use l4lb_tests::{Sandbox, require_root};
 
@@ -25,9 +25,13 @@ const XDP_PASS: u32 = 2;
 const TC_ACT_OK: u32 = 0;
 
 /// The datapath loaded into a sandbox (socket hooks on its child cgroup, maps
-/// pinned under its pin root), with a table written the way the agent does.
+/// pinned under its pin root), with tables written by the agent's own
+/// reconciler; `maps` is a second handle on the pinned maps for reading.
 struct Lb {
-    loaded: Loaded,
+    attached: Attached,
+    rec: Reconciler<Maps>,
+    maps: Maps,
+    rt: tokio::runtime::Runtime,
     // Dropped last: removes the pins, the cgroup and the netns.
     _sb: Sandbox,
 }
@@ -37,11 +41,23 @@ impl Lb {
         require_root();
         let sb = Sandbox::new(tag).unwrap();
         let loaded = datapath::load(sb.pin_root(), sb.cgroup()).unwrap();
-        Lb { loaded, _sb: sb }
+        let maps = Maps::open_pinned(sb.pin_root()).unwrap();
+        // No grace needed: nothing runs concurrently with a test's writes.
+        let rec = Reconciler::adopt(loaded.maps, Duration::ZERO).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        Lb {
+            attached: loaded.attached,
+            rec,
+            maps,
+            rt,
+            _sb: sb,
+        }
     }
 
-    /// Replaces the whole table: plan against what the maps hold, then run
-    /// both halves of the plan (no grace needed: nothing runs concurrently).
+    /// Replaces the whole table, as a source update would.
     fn set(&mut self, services: &[(&str, Proto, &[(&str, u32)])]) {
         let mut desired = DesiredState::default();
         for (vip, proto, backends) in services {
@@ -60,18 +76,15 @@ impl Lb {
                 spec,
             );
         }
-        let applied = self.loaded.maps.read_applied().unwrap();
-        let p = plan::plan(&applied, &desired).unwrap();
-        self.loaded.maps.apply(&p.now).unwrap();
-        self.loaded.maps.apply(&p.after_grace).unwrap();
+        self.rt.block_on(self.rec.reconcile(&desired)).unwrap();
     }
 
     fn xdp(&self, frame: &[u8]) -> RunOutput {
-        self.loaded.attached.test_xdp(frame, false, 1).unwrap()
+        self.attached.test_xdp(frame, false, 1).unwrap()
     }
 
     fn tc(&self, frame: &[u8]) -> RunOutput {
-        self.loaded.attached.test_tc(frame, 1).unwrap()
+        self.attached.test_tc(frame, 1).unwrap()
     }
 
     /// Where the XDP program sends a fresh packet of this flow.
@@ -83,8 +96,7 @@ impl Lb {
     }
 
     fn service_id(&self, vip: &str, proto: Proto) -> u32 {
-        self.loaded
-            .maps
+        self.maps
             .service_value(&Vip {
                 addr: vip.parse().unwrap(),
                 proto,
@@ -95,7 +107,7 @@ impl Lb {
 
     fn backend_id(&self, addr: &str) -> u32 {
         let addr: SocketAddr = addr.parse().unwrap();
-        let applied = self.loaded.maps.read_applied().unwrap();
+        let applied = self.maps.read_applied().unwrap();
         *applied
             .backends
             .iter()
@@ -402,7 +414,6 @@ fn non_vip_fragments_options_icmp_and_others_pass_untouched() {
     }
     // Nothing of that was counted as VIP traffic.
     let s = lb
-        .loaded
         .maps
         .service_stats(lb.service_id("11.0.0.1:80", Proto::Tcp));
     assert_eq!((s.packets, s.flows), (0, 0), "{s:?}");
@@ -507,7 +518,7 @@ fn maglev_remaps_few_new_flows_when_one_backend_leaves() {
     lb.set(&[(vip, Proto::Tcp, &as_ref(&five))]);
     let pick = |lb: &Lb, s: &str| {
         let f = packet::frame(&tuple(Proto::Tcp, s, vip), &FrameOpts::default());
-        packet::parse(&lb.loaded.attached.test_xdp(&f, true, 1).unwrap().frame)
+        packet::parse(&lb.attached.test_xdp(&f, true, 1).unwrap().frame)
             .unwrap()
             .dst
     };
@@ -529,7 +540,7 @@ fn maglev_remaps_few_new_flows_when_one_backend_leaves() {
         frac * 100.0
     );
     // Explain mode wrote nothing: the connection table holds none of these.
-    let s = lb.loaded.maps.service_stats(lb.service_id(vip, Proto::Tcp));
+    let s = lb.maps.service_stats(lb.service_id(vip, Proto::Tcp));
     assert_eq!(
         (s.packets, s.flows),
         (0, 0),
@@ -550,7 +561,7 @@ fn vip_without_backend_drops_and_counts() {
             &FrameOpts::default(),
         );
         assert_eq!(lb.xdp(&f).action, XDP_DROP, "{vip}");
-        let s = lb.loaded.maps.service_stats(lb.service_id(vip, Proto::Tcp));
+        let s = lb.maps.service_stats(lb.service_id(vip, Proto::Tcp));
         assert_eq!(s.no_backend, 1, "{vip}: {s:?}");
     }
 }
@@ -572,13 +583,13 @@ fn per_vip_and_per_backend_packet_counters() {
         &FrameOpts::default(),
     );
     assert_eq!(lb.xdp(&g).action, XDP_PASS);
-    let s = lb.loaded.maps.service_stats(lb.service_id(vip, Proto::Tcp));
+    let s = lb.maps.service_stats(lb.service_id(vip, Proto::Tcp));
     assert_eq!(
         (s.packets, s.bytes, s.flows),
         (11, 11 * f.len() as u64, 2),
         "{s:?}"
     );
-    let b = lb.loaded.maps.backend_stats(lb.backend_id(a));
+    let b = lb.maps.backend_stats(lb.backend_id(a));
     assert_eq!(
         (b.packets, b.bytes, b.flows),
         (11, 11 * f.len() as u64, 2),
@@ -659,7 +670,6 @@ fn tc_rewrites_replies_to_come_from_the_vip() {
         assert_eq!(lb.tc(&stray).frame, stray, "unrelated reply modified");
     }
     let s = lb
-        .loaded
         .maps
         .service_stats(lb.service_id("11.0.0.1:53", Proto::Udp));
     assert_eq!(s.reply_packets, 2, "{s:?}");
@@ -674,7 +684,7 @@ fn per_packet_cost_is_reported() {
         &tuple(Proto::Tcp, "198.18.1.2:40000", "11.0.0.1:80"),
         &FrameOpts::default(),
     );
-    let out = lb.loaded.attached.test_xdp(&f, false, 1000).unwrap();
+    let out = lb.attached.test_xdp(&f, false, 1000).unwrap();
     assert_eq!(out.action, XDP_PASS);
     assert!(
         out.per_run > Duration::ZERO && out.per_run < Duration::from_micros(100),

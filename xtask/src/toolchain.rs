@@ -18,6 +18,12 @@ pub const APT_PACKAGES: &[&str] = &[
     "dnsutils",
     "procps",
     "curl",
+    // XDP topology tests (checksum offload off on the veths, an HTTP backend)
+    // and `bench xdp` (iptables / nftables DNAT baselines in the node netns).
+    "ethtool",
+    "python3",
+    "iptables",
+    "nftables",
 ];
 
 /// Debian's cargo and rustc (shadowed on PATH by rustup's; always called by path).
