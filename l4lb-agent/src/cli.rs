@@ -93,6 +93,9 @@ pub struct RunArgs {
     /// that leave the node elsewhere than where the request came in. Repeatable.
     #[arg(long = "xdp-reply-iface", value_name = "IFACE")]
     pub xdp_reply_ifaces: Vec<String>,
+    /// XDP attach mode: auto (native, else generic), native, or generic.
+    #[arg(long, default_value = "auto")]
+    pub xdp_mode: crate::datapath::xdp::Mode,
     #[command(flatten)]
     pub marathon: crate::marathon::args::MarathonArgs,
     #[command(flatten)]
@@ -113,4 +116,11 @@ pub struct ExplainArgs {
     pub pin_root: PathBuf,
     #[arg(long)]
     pub json: bool,
+    /// Run the packet N times and report the kernel's mean time per run.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000_000))]
+    pub repeat: u32,
+    /// Run it as a received packet: records the flow and bumps the counters
+    /// (for benchmarks of the established-flow path; not for live nodes).
+    #[arg(long)]
+    pub live: bool,
 }

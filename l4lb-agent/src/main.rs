@@ -74,11 +74,14 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             if a.src.is_ipv4() != a.vip.is_ipv4() {
                 anyhow::bail!("--src {} and --vip {} must be of the same family", a.src, a.vip);
             }
-            let e = datapath::xdp::explain(&a.pin_root, &tuple)?;
+            let e = datapath::xdp::explain(&a.pin_root, &tuple, a.repeat, a.live)?;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&e)?);
             } else {
                 println!("{}: {}", e.packet, e.verdict);
+                if a.repeat > 1 {
+                    println!("{} runs, {} ns per run", a.repeat, e.ns_per_run);
+                }
             }
             Ok(())
         }

@@ -66,6 +66,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     _attached.attach_packet(&datapath::xdp::PacketAttach {
         xdp_ifaces: args.xdp_ifaces.clone(),
         reply_ifaces: args.xdp_reply_ifaces.clone(),
+        mode: args.xdp_mode,
     })?;
     if let Some(logger) = logger {
         spawn_kernel_log(logger)?;

@@ -37,6 +37,19 @@ pub enum Bench {
         #[arg(long)]
         write: bool,
     },
+    /// XDP datapath: ns per packet (BPF_PROG_TEST_RUN) and packets per second
+    /// through the node netns vs iptables and nftables DNAT.
+    Xdp {
+        /// Rounds per mode (modes interleave).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=crate::bench_xdp::MAX_ROUNDS as i64))]
+        rounds: u32,
+        /// Seconds of flood per mode and round.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=crate::bench_xdp::MAX_SECONDS as i64))]
+        seconds: u32,
+        /// Also replace this benchmark's section in BENCHMARKS.md.
+        #[arg(long)]
+        write: bool,
+    },
 }
 
 /// What `l4lb-probe latency` prints.
@@ -59,6 +72,11 @@ pub fn run(what: Bench) -> Result<()> {
             rounds,
             write,
         } => socket(iterations, rounds, write),
+        Bench::Xdp {
+            rounds,
+            seconds,
+            write,
+        } => crate::bench_xdp::run(rounds, seconds, write),
     }
 }
 

@@ -1,5 +1,6 @@
 //! `cargo xtask <task>`: the project's developer and CI entry points.
 mod bench;
+mod bench_xdp;
 mod demo;
 mod interrupt;
 mod preflight;

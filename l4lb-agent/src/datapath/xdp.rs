@@ -40,6 +40,29 @@ pub struct PacketAttach {
     /// The tc reply program also on the egress of these (replies that leave
     /// the node by another interface than the one the request came in on).
     pub reply_ifaces: Vec<String>,
+    pub mode: Mode,
+}
+
+/// How to attach XDP (`--xdp-mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Native (driver) mode, else generic.
+    #[default]
+    Auto,
+    Native,
+    Generic,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Mode::Auto),
+            "native" | "driver" => Ok(Mode::Native),
+            "generic" | "skb" => Ok(Mode::Generic),
+            o => Err(format!("unknown XDP mode {o:?} (auto, native or generic)")),
+        }
+    }
 }
 
 /// How one interface got its programs.
@@ -150,16 +173,31 @@ fn attach(ebpf: &mut Ebpf, want: &PacketAttach) -> Result<Vec<IfaceAttach>> {
     let mut done = Vec::new();
     let xdp = xdp_mut(ebpf)?;
     for iface in &want.xdp_ifaces {
-        let mode = match xdp.attach(iface, XdpMode::Driver) {
-            Ok(_) => "native",
-            Err(native) => {
-                xdp.attach(iface, XdpMode::Skb).with_context(|| {
+        let mode =
+            match want.mode {
+                Mode::Native => {
+                    xdp.attach(iface, XdpMode::Driver).with_context(|| {
+                        format!("attaching {XDP_PROGRAM} to {iface} in native mode")
+                    })?;
+                    "native"
+                }
+                Mode::Generic => {
+                    xdp.attach(iface, XdpMode::Skb).with_context(|| {
+                        format!("attaching {XDP_PROGRAM} to {iface} in generic mode")
+                    })?;
+                    "generic"
+                }
+                Mode::Auto => match xdp.attach(iface, XdpMode::Driver) {
+                    Ok(_) => "native",
+                    Err(native) => {
+                        xdp.attach(iface, XdpMode::Skb).with_context(|| {
                     format!("attaching {XDP_PROGRAM} to {iface} (native mode failed too: {native})")
                 })?;
-                warn!(%iface, "native XDP refused ({native}); using generic (skb) mode");
-                "generic"
-            }
-        };
+                        warn!(%iface, "native XDP refused ({native}); using generic (skb) mode");
+                        "generic"
+                    }
+                },
+            };
         info!(%iface, mode, "XDP attached");
         done.push(IfaceAttach {
             iface: iface.clone(),
@@ -316,11 +354,15 @@ pub struct Explanation {
     /// The connection table already holds this flow (its backend is sticky).
     pub tracked: bool,
     pub verdict: String,
+    /// Mean time of one run as the kernel measured it (BPF_PROG_TEST_RUN).
+    pub ns_per_run: u64,
 }
 
 /// Runs the pinned (loaded) XDP program on a crafted packet from `src` to
-/// `vip` and reports the backend it picks.
-pub fn explain(pin_root: &Path, tuple: &Tuple) -> Result<Explanation> {
+/// `vip` and reports the backend it picks. `repeat` runs it that many times
+/// (for the per-packet cost); `live` runs it as a received packet (records
+/// the flow, bumps counters) instead of in explain mode.
+pub fn explain(pin_root: &Path, tuple: &Tuple, repeat: u32, live: bool) -> Result<Explanation> {
     let path = pin_root.join(XDP_PROGRAM);
     let prog = Xdp::from_pin(&path, XdpAttachType::Interface).with_context(|| {
         format!(
@@ -329,8 +371,9 @@ pub fn explain(pin_root: &Path, tuple: &Tuple) -> Result<Explanation> {
             pin_root.display()
         )
     })?;
+    let tracked = tracked(pin_root, tuple).unwrap_or(false);
     let frame = packet::frame(tuple, &FrameOpts::default());
-    let out = run_xdp(&prog, &frame, true, 1)?;
+    let out = run_xdp(&prog, &frame, !live, repeat)?;
     let after = packet::parse(&out.frame).context("the program returned an unparsable frame")?;
     let rewritten = after.dst != tuple.dst;
     let maps = super::Maps::open_pinned(pin_root)?;
@@ -343,7 +386,6 @@ pub fn explain(pin_root: &Path, tuple: &Tuple) -> Result<Explanation> {
     } else {
         None
     };
-    let tracked = tracked(pin_root, tuple).unwrap_or(false);
     let action = match out.action {
         XDP_PASS => "pass".to_string(),
         XDP_DROP => "drop".to_string(),
@@ -374,6 +416,7 @@ pub fn explain(pin_root: &Path, tuple: &Tuple) -> Result<Explanation> {
         backend_id,
         tracked,
         verdict,
+        ns_per_run: out.per_run.as_nanos() as u64,
     })
 }
 

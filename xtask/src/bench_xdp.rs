@@ -1,0 +1,398 @@
+//! `cargo xtask bench xdp`: what the XDP datapath costs and how it compares.
+//!
+//! 1. ns per packet through the loaded program (BPF_PROG_TEST_RUN with
+//!    `repeat`, via `l4lb-agent explain --repeat`): an established flow
+//!    (connection-table hit, counters), a new flow's lookups (explain mode:
+//!    Maglev pick, no map writes) and a non-VIP packet. Goal <= 100 ns.
+//! 2. Packets per second through the `node` netns of the three-namespace
+//!    topology: a UDP flood from `client` (l4lb-probe flood: 64 flows,
+//!    sendmmsg) to a VIP whose one backend is an nft `counter drop` in
+//!    `backends`; the count there over the flood's duration is the rate.
+//!    Modes, interleaved round by round, each in a fresh topology (a NAT
+//!    table once loaded keeps conntrack in the netns' path): plain forwarding
+//!    to the backend address (no NAT, the ceiling), l4lb XDP, iptables
+//!    (legacy xtables) DNAT, nftables DNAT. Goal: l4lb >= 2x iptables.
+//!
+//! Every flood is bounded by count and time and runs inside the client netns,
+//! whose only route is the node; iptables/nft rules exist only in the
+//! topology's own namespaces and go with them.
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use l4lb_tests::{Agent, Topology, agent_bin, probe_bin, topology::NODE_IN};
+use serde_json::Value;
+
+use crate::{interrupt, preflight, report, util};
+
+const SECTION: &str = "xtask bench xdp";
+const VIP: &str = "11.0.0.50";
+const BACKEND: &str = "198.18.2.2";
+const PORT: &str = "9";
+const FLOWS: &str = "64";
+/// Upper bound on datagrams per flood (the time bound usually ends it first).
+const FLOOD_MAX: &str = "50000000";
+const REPEAT: u32 = 2_000_000;
+const NS_GOAL: f64 = 100.0;
+const RATIO_GOAL: f64 = 2.0;
+pub const MAX_ROUNDS: u32 = 10;
+pub const MAX_SECONDS: u32 = 30;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Forward,
+    L4lb,
+    L4lbGeneric,
+    Iptables,
+    Nftables,
+}
+
+impl Mode {
+    const ALL: [Mode; 5] = [
+        Mode::Forward,
+        Mode::L4lb,
+        Mode::L4lbGeneric,
+        Mode::Iptables,
+        Mode::Nftables,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Forward => "plain forwarding (no NAT, to the backend address)",
+            Mode::L4lb => "l4lb XDP, native mode (on the node's ingress veth)",
+            Mode::L4lbGeneric => "l4lb XDP, generic (skb) mode",
+            Mode::Iptables => "iptables DNAT (legacy xtables, PREROUTING)",
+            Mode::Nftables => "nftables DNAT (prerouting dstnat)",
+        }
+    }
+}
+
+fn yaml() -> String {
+    format!(
+        "vips:\n  - vip: {VIP}:{PORT}\n    protocol: udp\n    backends: [\"{BACKEND}:{PORT}\"]\n  - vip: {VIP}:80\n    protocol: tcp\n    backends: [\"{BACKEND}:8080\"]\n"
+    )
+}
+
+pub fn run(rounds: u32, seconds: u32, write: bool) -> Result<()> {
+    if write && rounds < 3 {
+        bail!("--write records published numbers: use at least 3 rounds");
+    }
+    preflight::kernel_task(true)?;
+    interrupt::install();
+    let started = Instant::now();
+
+    let costs = per_packet()?;
+    for (what, ns) in &costs {
+        println!("per packet: {what}: {ns} ns");
+    }
+
+    let mut pps: Vec<(Mode, Vec<f64>)> = Mode::ALL.iter().map(|m| (*m, Vec::new())).collect();
+    for r in 0..rounds {
+        for (mode, runs) in pps.iter_mut() {
+            interrupt::check()?;
+            let rate =
+                measure(*mode, seconds).with_context(|| format!("round {} {mode:?}", r + 1))?;
+            println!(
+                "round {}/{rounds} {:<9} {:>10.0} pps",
+                r + 1,
+                format!("{mode:?}"),
+                rate
+            );
+            runs.push(rate);
+        }
+    }
+    let (text, markdown) = summarize(&costs, &pps, rounds, seconds, &machine_line());
+    print!("\n{text}");
+    println!("(took {:.0} s)", started.elapsed().as_secs_f64());
+    if write {
+        let path = util::workspace_root().join("BENCHMARKS.md");
+        let date = util::stdout(Command::new("date").args(["-u", "+%Y-%m-%d"]))?;
+        let body = markdown.replace("{date}", date.trim());
+        let old = std::fs::read_to_string(&path).unwrap_or_default();
+        std::fs::write(&path, report::replace_section(&old, SECTION, &body))
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote section \"{SECTION}\" of {}", path.display());
+    }
+    Ok(())
+}
+
+fn machine_line() -> String {
+    let mut m = report::machine_info();
+    if let Ok(l) = std::fs::read_to_string("/proc/loadavg") {
+        m.push((
+            "loadavg",
+            l.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+        ));
+    }
+    m.iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `l4lb-agent explain --repeat` on the loaded program in a fresh topology.
+fn per_packet() -> Result<Vec<(&'static str, u64)>> {
+    let mut t = Topology::new("bxdp-ns")?;
+    let mut agent = Agent::start_with_args(&mut t.node, &yaml(), &["--xdp-iface", NODE_IN])?;
+    agent.wait_vips(2, Duration::from_secs(30))?;
+    let src = "198.18.1.2:40000";
+    let cases: [(&str, &str, &str, bool); 4] = [
+        (
+            "UDP, established flow (connection-table hit, counters)",
+            "udp",
+            "11.0.0.50:9",
+            true,
+        ),
+        (
+            "TCP, established flow (connection-table hit, counters)",
+            "tcp",
+            "11.0.0.50:80",
+            true,
+        ),
+        (
+            "TCP, new flow lookups (Maglev pick; explain mode: no map writes)",
+            "tcp",
+            "11.0.0.50:80",
+            false,
+        ),
+        (
+            "TCP, not a VIP (service lookup, pass)",
+            "tcp",
+            "11.0.0.99:80",
+            false,
+        ),
+    ];
+    let mut out = Vec::new();
+    for (what, proto, vip, live) in cases {
+        let mut cmd = Command::new(agent_bin());
+        cmd.args([
+            "explain", "--json", "--proto", proto, "--vip", vip, "--src", src,
+        ])
+        .args(["--repeat", &REPEAT.to_string(), "--pin-root"])
+        .arg(t.node.pin_root());
+        if live {
+            cmd.arg("--live");
+        }
+        let json = util::stdout(&mut cmd)?;
+        let v: Value =
+            serde_json::from_str(&json).with_context(|| format!("explain printed {json:?}"))?;
+        let ns = v["ns_per_run"]
+            .as_u64()
+            .with_context(|| format!("no ns_per_run in {v}"))?;
+        out.push((what, ns));
+    }
+    agent.stop()?;
+    Ok(out)
+}
+
+/// One flood through a fresh topology in `mode`; packets per second that
+/// reached the backend.
+fn measure(mode: Mode, seconds: u32) -> Result<f64> {
+    let mut t = Topology::new("bxdp")?;
+    let sink = format!(
+        "table inet l4lb_sink {{ chain pre {{ type filter hook prerouting priority -300; policy accept; udp dport {PORT} counter drop; }}; }}"
+    );
+    util::run(t.backends.in_netns("nft").arg(&sink))?;
+    // The flood runs on CPU 0; RPS hands the node's receive processing on n0
+    // to CPU 1, so the rate measures the node's work, not the sender's alone.
+    // (`ip netns exec` remounts /sys for the netns, where n0's queues are.)
+    let rps = format!("echo 2 > /sys/class/net/{NODE_IN}/queues/rx-0/rps_cpus");
+    util::run(Command::new("ip").args(["netns", "exec", t.node.netns(), "sh", "-c", &rps]))?;
+    let dnat = format!("{BACKEND}:{PORT}");
+    let mut agent = None;
+    let target = match mode {
+        Mode::Forward => {
+            // The topology routes only the VIP ranges via the node; add the backends' subnet.
+            let route = [
+                "-n",
+                t.client.netns(),
+                "route",
+                "add",
+                "198.18.2.0/24",
+                "via",
+                "198.18.1.1",
+            ];
+            util::run(Command::new("ip").args(route))?;
+            BACKEND
+        }
+        Mode::L4lb | Mode::L4lbGeneric => {
+            let xdp_mode = if mode == Mode::L4lb {
+                "native"
+            } else {
+                "generic"
+            };
+            let args = ["--xdp-iface", NODE_IN, "--xdp-mode", xdp_mode];
+            let a = Agent::start_with_args(&mut t.node, &yaml(), &args)?;
+            a.wait_vips(2, Duration::from_secs(30))?;
+            agent = Some(a);
+            VIP
+        }
+        Mode::Iptables => {
+            t.in_node(
+                "iptables-legacy",
+                &[
+                    "-t",
+                    "nat",
+                    "-A",
+                    "PREROUTING",
+                    "-d",
+                    VIP,
+                    "-p",
+                    "udp",
+                    "--dport",
+                    PORT,
+                    "-j",
+                    "DNAT",
+                    "--to-destination",
+                    &dnat,
+                ],
+            )?;
+            VIP
+        }
+        Mode::Nftables => {
+            let rules = format!(
+                "table ip l4lb_bench {{ chain pre {{ type nat hook prerouting priority dstnat; policy accept; ip daddr {VIP} udp dport {PORT} dnat to {dnat}; }}; }}"
+            );
+            util::run(t.node.in_netns("nft").arg(&rules))?;
+            VIP
+        }
+    };
+    // A short warm-up (ARP, conntrack entries, caches), then the measured flood.
+    flood(&t, target, 0.3)?;
+    let before = sink_count(&t)?;
+    let sent = flood(&t, target, f64::from(seconds))?;
+    let after = sink_count(&t)?;
+    let elapsed = sent["seconds"]
+        .as_f64()
+        .context("flood printed no seconds")?;
+    let sent_n = sent["sent"].as_u64().unwrap_or(0);
+    let got = after.saturating_sub(before);
+    if got == 0 {
+        bail!("{mode:?}: nothing reached the backend (flood: {sent})");
+    }
+    if got < sent_n / 2 {
+        println!("  note: {mode:?}: {got} of {sent_n} datagrams reached the backend");
+    }
+    if let Some(mut a) = agent {
+        a.stop()?;
+    }
+    Ok(got as f64 / elapsed)
+}
+
+fn flood(t: &Topology, target: &str, seconds: f64) -> Result<Value> {
+    let to = format!("{target}:{PORT}");
+    let mut cmd = t.client.in_netns("taskset");
+    cmd.args(["-c", "0"]).arg(probe_bin());
+    cmd.args(["flood", "--to", &to, "--flows", FLOWS, "-n", FLOOD_MAX])
+        .args(["--seconds", &format!("{seconds}")]);
+    let out = util::output_timeout(&mut cmd, Duration::from_secs_f64(seconds + 30.0))?;
+    if !out.status.success() {
+        bail!("flood failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let s = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(s.trim()).with_context(|| format!("flood printed {s:?}"))
+}
+
+/// Packets the backend's nft sink counted.
+fn sink_count(t: &Topology) -> Result<u64> {
+    let out = util::stdout(t.backends.in_netns("nft").args([
+        "list",
+        "chain",
+        "inet",
+        "l4lb_sink",
+        "pre",
+    ]))?;
+    let n = out
+        .split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no packet counter in {out:?}"))?;
+    Ok(n)
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn summarize(
+    costs: &[(&str, u64)],
+    pps: &[(Mode, Vec<f64>)],
+    rounds: u32,
+    seconds: u32,
+    machine: &str,
+) -> (String, String) {
+    let cost_rows: Vec<Vec<String>> = costs
+        .iter()
+        .map(|(w, ns)| vec![w.to_string(), ns.to_string()])
+        .collect();
+    let established = costs.first().map(|c| c.1 as f64).unwrap_or(f64::NAN);
+    let ns_verdict = format!(
+        "established-flow cost {established:.0} ns (goal <= {NS_GOAL:.0} ns): {}",
+        if established <= NS_GOAL {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    let get = |m: Mode| {
+        pps.iter()
+            .find(|(x, _)| *x == m)
+            .map(|(_, v)| median(v))
+            .unwrap_or(f64::NAN)
+    };
+    let ipt = get(Mode::Iptables);
+    let rows: Vec<Vec<String>> = pps
+        .iter()
+        .map(|(m, v)| {
+            let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            vec![
+                m.label().to_string(),
+                format!("{:.0}", median(v)),
+                format!("{lo:.0}-{hi:.0}"),
+                format!("{:.2}x", median(v) / ipt),
+            ]
+        })
+        .collect();
+    let ratio = get(Mode::L4lb) / ipt;
+    let pps_verdict = format!(
+        "l4lb XDP / iptables DNAT = {ratio:.2}x (goal >= {RATIO_GOAL:.1}x): {}",
+        if ratio >= RATIO_GOAL {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    let h1 = [
+        "path through the XDP program (BPF_PROG_TEST_RUN, repeat)",
+        "ns/packet",
+    ];
+    let h2 = ["node datapath", "pps (median)", "range", "vs iptables"];
+    let text = format!(
+        "{}{ns_verdict}\n\n{}{pps_verdict}\n{machine}\n",
+        report::table(&h1, &cost_rows),
+        report::table(&h2, &rows)
+    );
+    let markdown = format!(
+        "## XDP datapath: ns per packet, and packets per second through the node\n\n\
+         `cargo xtask bench xdp --rounds {rounds} --seconds {seconds}` on {{date}}.\n\n\
+         Per packet: `l4lb-agent explain --repeat {REPEAT}` runs the loaded program through \
+         BPF_PROG_TEST_RUN (kernel-timed mean; 60-byte frames).\n\n{}\n{ns_verdict}.\n\n\
+         Throughput: three namespaces (client — veth — node — veth — backends, checksum offload off), a \
+         UDP flood of {FLOWS} flows from `l4lb-probe flood` (sendmmsg, one process) in `client`, counted by an \
+         nft `counter drop` in `backends`; each mode in a fresh topology, modes interleaved over {rounds} \
+         rounds of {seconds} s.\n\n{}\n{pps_verdict}.\n\nMachine: {machine}.\n",
+        report::md_table(&h1, &cost_rows),
+        report::md_table(&h2, &rows),
+    );
+    (text, markdown)
+}
