@@ -363,14 +363,11 @@ fn summarize(
             ]
         })
         .collect();
-    let ratio = get(Mode::L4lb) / ipt;
+    let (native, generic) = (get(Mode::L4lb) / ipt, get(Mode::L4lbGeneric) / ipt);
+    let best = native.max(generic);
     let pps_verdict = format!(
-        "l4lb XDP / iptables DNAT = {ratio:.2}x (goal >= {RATIO_GOAL:.1}x): {}",
-        if ratio >= RATIO_GOAL {
-            "met"
-        } else {
-            "NOT met"
-        }
+        "l4lb XDP / iptables DNAT = {native:.2}x native, {generic:.2}x generic (goal >= {RATIO_GOAL:.1}x): {}",
+        if best >= RATIO_GOAL { "met" } else { "NOT met" }
     );
     let h1 = [
         "path through the XDP program (BPF_PROG_TEST_RUN, repeat)",
@@ -390,7 +387,19 @@ fn summarize(
          Throughput: three namespaces (client — veth — node — veth — backends, checksum offload off), a \
          UDP flood of {FLOWS} flows from `l4lb-probe flood` (sendmmsg, one process) in `client`, counted by an \
          nft `counter drop` in `backends`; each mode in a fresh topology, modes interleaved over {rounds} \
-         rounds of {seconds} s.\n\n{}\n{pps_verdict}.\n\nMachine: {machine}.\n",
+         rounds of {seconds} s. The flood is pinned to CPU 0 and RPS hands n0's receive processing to \
+         CPU 1, so the rate is bounded by the node's work where that is the larger part.\n\n{}\n{pps_verdict}.\n\n\
+         Reading the numbers: plain forwarding, iptables, nftables and generic-mode XDP land within the \
+         round-to-round noise of each other: the one sending core (CPU 0) is the bound, not the node's work \
+         on CPU 1, so this setup cannot show a 2x difference in the node's cost. Native mode is slower because \
+         on a veth it runs on the sender's CPU, and there the peer's skb, lacking XDP's 256 bytes of headroom, \
+         is copied into a new frame before the program runs and an skb is built again for XDP_PASS: work that \
+         native XDP on a NIC (on the DMA buffer) does not do. The program itself costs the ns/packet above, a \
+         small part of the ~2 us each packet takes end to end here. A 2x needs a sender that is not the bound \
+         (another machine, pktgen, XDP live frames) and skipping the node's stack (`bpf_fib_lookup` + \
+         XDP_REDIRECT/XDP_TX, not built yet). Rounds vary by up to 25 %: two cores shared by the sender, the \
+         node, the sink and whatever else runs (loadavg).\n\n\
+         Machine: {machine}.\n",
         report::md_table(&h1, &cost_rows),
         report::md_table(&h2, &rows),
     );
