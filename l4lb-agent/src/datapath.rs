@@ -1,6 +1,7 @@
 //! The only module that touches aya: loads the kernel programs, pins the maps,
 //! attaches the socket hooks to a cgroup, executes plans and reads the maps back.
 //! The packet programs (XDP ingress, tc reply) live in the `xdp` submodule.
+mod slots_array;
 pub mod xdp;
 
 use std::{
@@ -21,7 +22,7 @@ use aya::{
 use l4lb_common::{
     ALL_MAPS, BACKEND_STATS_MAP, BACKENDS_MAP, Backend, MEMBERS_MAP, MemberKey, MemberValue,
     REVNAT_MAP, RevNatKey, RevNatValue, SERVICE_STATS_MAP, SERVICES_MAP, SLOTS_MAP, ServiceKey,
-    ServiceValue, SlotKey, Stats,
+    ServiceValue, Stats,
 };
 
 use crate::{
@@ -49,7 +50,7 @@ pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/l4lb";
 /// Typed handles on the maps the agent writes.
 pub struct Maps {
     services: HashMap<MapData, ServiceKey, ServiceValue>,
-    slots: HashMap<MapData, SlotKey, u32>,
+    slots: slots_array::SlotsArray,
     backends: HashMap<MapData, u32, Backend>,
     members: HashMap<MapData, MemberKey, MemberValue>,
     svc_stats: PerCpuArray<MapData, Stats>,
@@ -100,7 +101,7 @@ impl Maps {
     fn from_maps(mut get: impl FnMut(&str) -> Result<Map>) -> Result<Maps> {
         Ok(Maps {
             services: get(SERVICES_MAP)?.try_into()?,
-            slots: get(SLOTS_MAP)?.try_into()?,
+            slots: slots_array::SlotsArray::new(get(SLOTS_MAP)?)?,
             backends: get(BACKENDS_MAP)?.try_into()?,
             members: get(MEMBERS_MAP)?.try_into()?,
             svc_stats: get(SERVICE_STATS_MAP)?.try_into()?,
@@ -125,7 +126,7 @@ impl Maps {
     fn apply_one(&mut self, op: &Op) -> Result<(), aya::maps::MapError> {
         match op {
             Op::PutBackend(id, b) => self.backends.insert(id, b, 0),
-            Op::PutSlot(k, b) => self.slots.insert(k, b, 0),
+            Op::WriteSlots { base, backends } => self.slots.write(*base, backends),
             Op::PutMember(k, w) => self.members.insert(
                 k,
                 MemberValue {
@@ -135,7 +136,6 @@ impl Maps {
                 0,
             ),
             Op::PutService(k, v) => self.services.insert(k, v, 0),
-            Op::DelSlot(k) => ignore_missing(self.slots.remove(k)),
             Op::DelMember(k) => ignore_missing(self.members.remove(k)),
             Op::DelService(k) => ignore_missing(self.services.remove(k)),
             Op::DelBackend(id) => ignore_missing(self.backends.remove(id)),
@@ -159,6 +159,8 @@ impl Maps {
                 AppliedService {
                     id: value.id,
                     revision: value.revision,
+                    slot_base: value.slot_base,
+                    slot_count: value.slot_count,
                     ..Default::default()
                 },
             );
@@ -172,21 +174,16 @@ impl Maps {
                 svc.members.insert(key.backend_id, value.weight);
             }
         }
-        for key in self.slots.keys() {
-            let key = key.context("reading the slots map")?;
-            if let Some(svc) = by_id
-                .get(&key.service_id)
-                .and_then(|vip| applied.services.get_mut(vip))
-            {
-                let n = &mut svc.slot_counts[(key.generation & 1) as usize];
-                *n = (*n).max(key.index + 1);
-            }
-        }
         for entry in self.backends.iter() {
             let (id, b) = entry.context("reading the backends map")?;
             applied.backends.insert(id, codec::backend_addr(&b));
         }
         Ok(applied)
+    }
+
+    /// Size of the slots array (what plans allocate tables from).
+    pub fn slot_capacity(&self) -> u32 {
+        self.slots.capacity()
     }
 
     /// The active backend-set size of a service as the kernel sees it.
@@ -203,7 +200,11 @@ impl Maps {
         }
         vec![
             (SERVICES_MAP, self.services.keys().count() as u64, cap(self.services.map())),
-            (SLOTS_MAP, self.slots.keys().count() as u64, cap(self.slots.map())),
+            (
+                SLOTS_MAP,
+                self.services.iter().filter_map(Result::ok).map(|(_, v)| u64::from(v.slot_count)).sum(),
+                cap(self.slots.map()),
+            ),
             (BACKENDS_MAP, self.backends.keys().count() as u64, cap(self.backends.map())),
             (MEMBERS_MAP, self.members.keys().count() as u64, cap(self.members.map())),
         ]

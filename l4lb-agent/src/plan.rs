@@ -3,20 +3,19 @@
 //! executes it. The order is the safety argument:
 //!
 //! 1. new backends are written before any slot names them;
-//! 2. a changed service's slots are written into its *inactive* generation,
-//!    then one update of its service value flips to that generation, so a
-//!    connect() sees the old set or the new set, never a mix;
+//! 2. a changed service's new Maglev table is written into a FREE range of the
+//!    slots array, then one update of its service value switches to that range,
+//!    so a connect() or packet sees the old set or the new set, never a mix;
 //! 3. removed services disappear from the services map first;
-//! 4. only after a grace period (in-flight programs may still hold the old
-//!    generation) are the old slots, members and unused backends deleted.
+//! 4. only after a grace period (in-flight programs may still use the old
+//!    range) are old members and unused backends deleted; the old range becomes
+//!    free for the next plan, which starts after the grace period.
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::SocketAddr,
 };
 
-use l4lb_common::{
-    Backend, MAX_BACKENDS, MAX_SERVICES, MemberKey, ServiceKey, ServiceValue, SlotKey,
-};
+use l4lb_common::{Backend, MAX_BACKENDS, MAX_SERVICES, MemberKey, ServiceKey, ServiceValue};
 use serde::Serialize;
 
 use crate::{
@@ -30,8 +29,9 @@ use crate::{
 pub struct AppliedService {
     pub id: u32,
     pub revision: u32,
-    /// Slots present per generation (the active one is `revision & 1`).
-    pub slot_counts: [u32; 2],
+    /// Its Maglev table: `slot_count` slots of the array from `slot_base`.
+    pub slot_base: u32,
+    pub slot_count: u32,
     /// backend id → weight.
     pub members: BTreeMap<u32, u32>,
 }
@@ -51,18 +51,8 @@ impl Applied {
             .services
             .iter()
             .map(|(vip, s)| {
-                let backends = s
-                    .members
-                    .iter()
-                    .filter_map(|(id, w)| Some((*self.backends.get(id)?, *w)))
-                    .collect();
-                (
-                    *vip,
-                    ServiceSpec {
-                        name: None,
-                        backends,
-                    },
-                )
+                let backends = s.members.iter().filter_map(|(id, w)| Some((*self.backends.get(id)?, *w))).collect();
+                (*vip, ServiceSpec { name: None, backends })
             })
             .collect();
         DesiredState { services }
@@ -75,8 +65,8 @@ pub enum Op {
     PutBackend(u32, Backend),
     ResetBackendStats(u32),
     ResetServiceStats(u32),
-    PutSlot(SlotKey, u32),
-    DelSlot(SlotKey),
+    /// Backend ids for slots `base..base + len` of the slots array.
+    WriteSlots { base: u32, backends: Vec<u32> },
     PutMember(MemberKey, u32),
     DelMember(MemberKey),
     PutService(ServiceKey, ServiceValue),
@@ -96,7 +86,7 @@ pub struct Summary {
 pub struct Plan {
     /// Safe to run at once, in order.
     pub now: Vec<Op>,
-    /// Run after in-flight programs can no longer use the previous generation.
+    /// Run after in-flight programs can no longer use what `now` replaced.
     pub after_grace: Vec<Op>,
     /// What the maps hold once both lists ran.
     pub next: Applied,
@@ -109,6 +99,8 @@ pub enum PlanError {
     TooManyServices(usize),
     #[error("too many backends: {0} distinct addresses (the backends map holds {max})", max = MAX_BACKENDS - 1)]
     TooManyBackends(usize),
+    #[error("the slots array is full: no free range of {need} slots for {vip} (capacity {capacity}; raise --max-slots)")]
+    SlotsFull { vip: Vip, need: u32, capacity: u32 },
 }
 
 /// Lowest ids not in `used`, starting at `first`, below `limit`.
@@ -116,18 +108,50 @@ fn free_ids(used: &BTreeSet<u32>, first: u32, limit: u32) -> impl Iterator<Item 
     (first..limit).filter(move |id| !used.contains(id))
 }
 
-pub fn plan(applied: &Applied, desired: &DesiredState) -> Result<Plan, PlanError> {
+/// First-fit allocator over the slots array. Everything an applied service
+/// uses is taken (old ranges of services being replaced included: programs
+/// may still read them until the grace period ends).
+struct Ranges {
+    /// start → len of free intervals.
+    free: BTreeMap<u32, u32>,
+}
+
+impl Ranges {
+    fn new(capacity: u32, used: impl Iterator<Item = (u32, u32)>) -> Ranges {
+        let mut used: Vec<(u32, u32)> = used.filter(|(_, len)| *len > 0).collect();
+        used.sort();
+        let mut free = BTreeMap::new();
+        let mut at = 0u32;
+        for (base, len) in used {
+            if base > at {
+                free.insert(at, base - at);
+            }
+            at = at.max(base.saturating_add(len));
+        }
+        if capacity > at {
+            free.insert(at, capacity - at);
+        }
+        Ranges { free }
+    }
+
+    fn alloc(&mut self, len: u32) -> Option<u32> {
+        let (&start, &flen) = self.free.iter().find(|(_, l)| **l >= len)?;
+        self.free.remove(&start);
+        if flen > len {
+            self.free.insert(start + len, flen - len);
+        }
+        Some(start)
+    }
+}
+
+/// `slot_capacity` is the slots array's size (max_entries).
+pub fn plan(applied: &Applied, desired: &DesiredState, slot_capacity: u32) -> Result<Plan, PlanError> {
     let mut p = Plan::default();
 
     // Backend ids: keep existing ones, allocate the lowest free for new addresses.
     // Ids of backends about to be deleted are not reused in this plan.
-    let by_addr: BTreeMap<SocketAddr, u32> =
-        applied.backends.iter().map(|(id, a)| (*a, *id)).collect();
-    let wanted: BTreeSet<SocketAddr> = desired
-        .services
-        .values()
-        .flat_map(|s| s.backends.keys().copied())
-        .collect();
+    let by_addr: BTreeMap<SocketAddr, u32> = applied.backends.iter().map(|(id, a)| (*a, *id)).collect();
+    let wanted: BTreeSet<SocketAddr> = desired.services.values().flat_map(|s| s.backends.keys().copied()).collect();
     let used_backend_ids: BTreeSet<u32> = applied.backends.keys().copied().collect();
     let mut new_backend_ids = free_ids(&used_backend_ids, 1, MAX_BACKENDS);
     let mut backend_id: BTreeMap<SocketAddr, u32> = BTreeMap::new();
@@ -135,9 +159,7 @@ pub fn plan(applied: &Applied, desired: &DesiredState) -> Result<Plan, PlanError
         let id = match by_addr.get(addr) {
             Some(id) => *id,
             None => {
-                let id = new_backend_ids
-                    .next()
-                    .ok_or(PlanError::TooManyBackends(wanted.len()))?;
+                let id = new_backend_ids.next().ok_or(PlanError::TooManyBackends(wanted.len()))?;
                 p.now.push(Op::ResetBackendStats(id));
                 p.now.push(Op::PutBackend(id, codec::backend(*addr)));
                 id
@@ -149,13 +171,10 @@ pub fn plan(applied: &Applied, desired: &DesiredState) -> Result<Plan, PlanError
 
     let used_service_ids: BTreeSet<u32> = applied.services.values().map(|s| s.id).collect();
     let mut new_service_ids = free_ids(&used_service_ids, 0, MAX_SERVICES);
+    let mut ranges = Ranges::new(slot_capacity, applied.services.values().map(|s| (s.slot_base, s.slot_count)));
 
     for (vip, spec) in &desired.services {
-        let members: BTreeMap<u32, u32> = spec
-            .backends
-            .iter()
-            .map(|(a, w)| (backend_id[a], *w))
-            .collect();
+        let members: BTreeMap<u32, u32> = spec.backends.iter().map(|(a, w)| (backend_id[a], *w)).collect();
         let old = applied.services.get(vip);
         if let Some(old) = old
             && old.members == members
@@ -164,19 +183,12 @@ pub fn plan(applied: &Applied, desired: &DesiredState) -> Result<Plan, PlanError
             p.next.services.insert(*vip, old.clone());
             continue;
         }
-        let (id, revision, mut slot_counts, old_members) = match old {
-            Some(o) => (
-                o.id,
-                o.revision.wrapping_add(1),
-                o.slot_counts,
-                o.members.clone(),
-            ),
+        let (id, revision, old_members) = match old {
+            Some(o) => (o.id, o.revision.wrapping_add(1), o.members.clone()),
             None => {
-                let id = new_service_ids
-                    .next()
-                    .ok_or(PlanError::TooManyServices(desired.services.len()))?;
+                let id = new_service_ids.next().ok_or(PlanError::TooManyServices(desired.services.len()))?;
                 p.now.push(Op::ResetServiceStats(id));
-                (id, 0, [0, 0], BTreeMap::new())
+                (id, 0, BTreeMap::new())
             }
         };
         if old.is_some() {
@@ -184,95 +196,38 @@ pub fn plan(applied: &Applied, desired: &DesiredState) -> Result<Plan, PlanError
         } else {
             p.summary.added += 1
         }
-        let generation = revision & 1;
         let keyed: Vec<(u32, String, u32)> =
             spec.backends.iter().map(|(addr, w)| (backend_id[addr], addr.to_string(), *w)).collect();
         let live = keyed.iter().filter(|(_, _, w)| *w > 0).count();
-        let current = old.map(|o| o.slot_counts[(o.revision & 1) as usize]).unwrap_or(0);
-        let table = maglev(&keyed, table_size(live, current));
-        for (index, backend) in table.iter().enumerate() {
-            p.now.push(Op::PutSlot(
-                SlotKey {
-                    service_id: id,
-                    generation,
-                    index: index as u32,
-                },
-                *backend,
-            ));
-        }
-        // Slots left over in this generation from two revisions ago are beyond
-        // the new count and unreachable; drop them now.
-        for index in table.len() as u32..slot_counts[generation as usize] {
-            p.now.push(Op::DelSlot(SlotKey {
-                service_id: id,
-                generation,
-                index,
-            }));
-        }
-        slot_counts[generation as usize] = table.len() as u32;
+        let table = maglev(&keyed, table_size(live, old.map(|o| o.slot_count).unwrap_or(0)));
+        let slot_count = table.len() as u32;
+        let slot_base = if table.is_empty() {
+            0
+        } else {
+            let base = ranges.alloc(slot_count).ok_or(PlanError::SlotsFull { vip: *vip, need: slot_count, capacity: slot_capacity })?;
+            p.now.push(Op::WriteSlots { base, backends: table });
+            base
+        };
         for (b, w) in &members {
             if old_members.get(b) != Some(w) {
-                p.now.push(Op::PutMember(
-                    MemberKey {
-                        service_id: id,
-                        backend_id: *b,
-                    },
-                    *w,
-                ));
+                p.now.push(Op::PutMember(MemberKey { service_id: id, backend_id: *b }, *w));
             }
         }
-        let value = ServiceValue {
-            id,
-            slot_count: table.len() as u32,
-            revision,
-            flags: 0,
-        };
-        p.now.push(Op::PutService(codec::service_key(vip), value));
+        p.now.push(Op::PutService(codec::service_key(vip), ServiceValue { id, slot_count, revision, slot_base }));
         for b in old_members.keys().filter(|b| !members.contains_key(b)) {
-            p.now.push(Op::DelMember(MemberKey {
-                service_id: id,
-                backend_id: *b,
-            }));
+            p.after_grace.push(Op::DelMember(MemberKey { service_id: id, backend_id: *b }));
         }
-        p.next.services.insert(
-            *vip,
-            AppliedService {
-                id,
-                revision,
-                slot_counts,
-                members,
-            },
-        );
+        p.next.services.insert(*vip, AppliedService { id, revision, slot_base, slot_count, members });
     }
 
-    for (vip, old) in applied
-        .services
-        .iter()
-        .filter(|(v, _)| !desired.services.contains_key(v))
-    {
+    for (vip, old) in applied.services.iter().filter(|(v, _)| !desired.services.contains_key(v)) {
         p.summary.removed += 1;
         p.now.push(Op::DelService(codec::service_key(vip)));
-        for generation in 0..2u32 {
-            for index in 0..old.slot_counts[generation as usize] {
-                p.after_grace.push(Op::DelSlot(SlotKey {
-                    service_id: old.id,
-                    generation,
-                    index,
-                }));
-            }
-        }
         for b in old.members.keys() {
-            p.after_grace.push(Op::DelMember(MemberKey {
-                service_id: old.id,
-                backend_id: *b,
-            }));
+            p.after_grace.push(Op::DelMember(MemberKey { service_id: old.id, backend_id: *b }));
         }
     }
-    for id in applied
-        .backends
-        .keys()
-        .filter(|id| !p.next.backends.contains_key(id))
-    {
+    for id in applied.backends.keys().filter(|id| !p.next.backends.contains_key(id)) {
         p.after_grace.push(Op::DelBackend(*id));
     }
     Ok(p)
@@ -283,11 +238,10 @@ mod tests {
     use super::*;
     use crate::model::Proto;
 
+    const CAP: u32 = 1 << 16;
+
     fn vip(s: &str) -> Vip {
-        Vip {
-            addr: s.parse().unwrap(),
-            proto: Proto::Tcp,
-        }
+        Vip { addr: s.parse().unwrap(), proto: Proto::Tcp }
     }
 
     fn state(services: &[(&str, &[(&str, u32)])]) -> DesiredState {
@@ -296,70 +250,58 @@ mod tests {
                 .iter()
                 .map(|(v, bs)| {
                     let backends = bs.iter().map(|(a, w)| (a.parse().unwrap(), *w)).collect();
-                    (
-                        vip(v),
-                        ServiceSpec {
-                            name: None,
-                            backends,
-                        },
-                    )
+                    (vip(v), ServiceSpec { name: None, backends })
                 })
                 .collect(),
         }
     }
 
-    /// Applies a plan's ops to a simulated map set, checking the safety order:
-    /// every slot the active generation names resolves to a backend after each op.
+    /// A simulated map set checking the safety order: after every op, every
+    /// service's table is fully written and names existing backends, and no two
+    /// live services share a slot.
     #[derive(Default)]
     struct Maps {
         services: BTreeMap<ServiceKey, ServiceValue>,
-        slots: BTreeMap<SlotKey, u32>,
+        slots: BTreeMap<u32, u32>,
         backends: BTreeMap<u32, Backend>,
     }
 
     impl Maps {
-        fn run(&mut self, ops: &[Op], check: bool) {
+        fn run(&mut self, ops: &[Op]) {
             for op in ops {
                 match op {
                     Op::PutBackend(id, b) => drop(self.backends.insert(*id, *b)),
-                    Op::PutSlot(k, b) => drop(self.slots.insert(*k, *b)),
-                    Op::DelSlot(k) => drop(self.slots.remove(k)),
+                    Op::WriteSlots { base, backends } => {
+                        for (i, b) in backends.iter().enumerate() {
+                            self.slots.insert(base + i as u32, *b);
+                        }
+                    }
                     Op::PutService(k, v) => drop(self.services.insert(*k, *v)),
                     Op::DelService(k) => drop(self.services.remove(k)),
                     Op::DelBackend(id) => drop(self.backends.remove(id)),
                     _ => {}
                 }
-                if check {
-                    self.assert_consistent();
-                }
+                self.assert_consistent();
             }
         }
 
         fn assert_consistent(&self) {
+            let mut owner = BTreeMap::new();
             for v in self.services.values() {
-                for index in 0..v.slot_count {
-                    let k = SlotKey {
-                        service_id: v.id,
-                        generation: v.generation(),
-                        index,
-                    };
-                    let b = self
-                        .slots
-                        .get(&k)
-                        .unwrap_or_else(|| panic!("missing slot {k:?}"));
-                    assert!(
-                        self.backends.contains_key(b),
-                        "slot {k:?} names missing backend {b}"
-                    );
+                for i in 0..v.slot_count {
+                    let s = v.slot_base + i;
+                    let b = self.slots.get(&s).unwrap_or_else(|| panic!("slot {s} unwritten"));
+                    assert!(self.backends.contains_key(b), "slot {s} names missing backend {b}");
+                    assert_eq!(owner.insert(s, v.id), None, "slot {s} shared by two services");
                 }
             }
         }
     }
 
     fn apply(maps: &mut Maps, applied: &Applied, desired: &DesiredState) -> Plan {
-        let p = plan(applied, desired).unwrap();
-        maps.run(&p.now, true);
-        maps.run(&p.after_grace, true);
+        let p = plan(applied, desired, CAP).unwrap();
+        maps.run(&p.now);
+        maps.run(&p.after_grace);
         p
     }
 
@@ -368,13 +310,7 @@ mod tests {
         let mut maps = Maps::default();
         let s1 = state(&[("11.0.0.1:80", &[("10.0.0.1:80", 1), ("10.0.0.2:80", 1)])]);
         let p1 = apply(&mut maps, &Applied::default(), &s1);
-        assert_eq!(
-            p1.summary,
-            Summary {
-                added: 1,
-                ..Default::default()
-            }
-        );
+        assert_eq!(p1.summary, Summary { added: 1, ..Default::default() });
         assert_eq!(p1.next.to_desired(), s1);
 
         let s2 = state(&[
@@ -382,86 +318,41 @@ mod tests {
             ("11.0.0.2:53", &[("10.0.0.3:80", 1)]),
         ]);
         let p2 = apply(&mut maps, &p1.next, &s2);
-        assert_eq!(
-            p2.summary,
-            Summary {
-                added: 1,
-                changed: 1,
-                ..Default::default()
-            }
-        );
+        assert_eq!(p2.summary, Summary { added: 1, changed: 1, ..Default::default() });
         let svc = &p2.next.services[&vip("11.0.0.1:80")];
-        assert_eq!(
-            svc.revision, 1,
-            "a change bumps the revision and flips the generation"
-        );
-        assert!(
-            p2.after_grace.contains(&Op::DelBackend(
-                p1.next
-                    .backends
-                    .iter()
-                    .find(|(_, a)| a.port() == 80 && a.ip().to_string() == "10.0.0.1")
-                    .map(|(id, _)| *id)
-                    .unwrap()
-            ))
-        );
+        assert_eq!(svc.revision, 1, "a change bumps the revision");
+        assert_ne!(svc.slot_base, p1.next.services[&vip("11.0.0.1:80")].slot_base, "a change writes a new range");
+        let gone = p1.next.backends.iter().find(|(_, a)| a.to_string() == "10.0.0.1:80").map(|(id, _)| *id).unwrap();
+        assert!(p2.after_grace.contains(&Op::DelBackend(gone)));
         assert_eq!(p2.next.to_desired(), s2);
 
         let s3 = state(&[("11.0.0.2:53", &[("10.0.0.3:80", 1)])]);
         let p3 = apply(&mut maps, &p2.next, &s3);
-        assert_eq!(
-            p3.summary,
-            Summary {
-                removed: 1,
-                unchanged: 1,
-                ..Default::default()
-            }
-        );
+        assert_eq!(p3.summary, Summary { removed: 1, unchanged: 1, ..Default::default() });
         assert_eq!(maps.services.len(), 1);
         assert_eq!(maps.backends.len(), 1);
-        // Only the remaining service's slots are left.
-        assert!(
-            maps.slots
-                .keys()
-                .all(|k| k.service_id == p3.next.services[&vip("11.0.0.2:53")].id)
-        );
     }
 
     #[test]
-    fn the_flip_is_the_last_write_of_a_change() {
+    fn the_switch_is_the_last_write_of_a_change() {
         let s1 = state(&[("11.0.0.1:80", &[("10.0.0.1:80", 1)])]);
-        let p1 = plan(&Applied::default(), &s1).unwrap();
+        let p1 = plan(&Applied::default(), &s1, CAP).unwrap();
         let s2 = state(&[("11.0.0.1:80", &[("10.0.0.2:80", 1)])]);
-        let p2 = plan(&p1.next, &s2).unwrap();
-        let flip = p2
-            .now
-            .iter()
-            .position(|o| matches!(o, Op::PutService(..)))
-            .unwrap();
-        let last_slot = p2
-            .now
-            .iter()
-            .rposition(|o| matches!(o, Op::PutSlot(..)))
-            .unwrap();
-        let new_backend = p2
-            .now
-            .iter()
-            .position(|o| matches!(o, Op::PutBackend(..)))
-            .unwrap();
-        assert!(new_backend < last_slot && last_slot < flip);
-        // The old backend goes only after the grace period.
-        assert!(!p2.now.iter().any(|o| matches!(o, Op::DelBackend(_))));
-        assert_eq!(p2.after_grace.len(), 1);
+        let p2 = plan(&p1.next, &s2, CAP).unwrap();
+        let switch = p2.now.iter().position(|o| matches!(o, Op::PutService(..))).unwrap();
+        let slots = p2.now.iter().position(|o| matches!(o, Op::WriteSlots { .. })).unwrap();
+        let new_backend = p2.now.iter().position(|o| matches!(o, Op::PutBackend(..))).unwrap();
+        assert!(new_backend < slots && slots < switch);
+        // The old backend and member go only after the grace period.
+        assert!(!p2.now.iter().any(|o| matches!(o, Op::DelBackend(_) | Op::DelMember(_))));
+        assert_eq!(p2.after_grace.len(), 2);
     }
 
     #[test]
     fn unchanged_services_are_not_touched() {
-        let s = state(&[
-            ("11.0.0.1:80", &[("10.0.0.1:80", 1)]),
-            ("11.0.0.2:80", &[("10.0.0.1:80", 2)]),
-        ]);
-        let p1 = plan(&Applied::default(), &s).unwrap();
-        let p2 = plan(&p1.next, &s).unwrap();
+        let s = state(&[("11.0.0.1:80", &[("10.0.0.1:80", 1)]), ("11.0.0.2:80", &[("10.0.0.1:80", 2)])]);
+        let p1 = plan(&Applied::default(), &s, CAP).unwrap();
+        let p2 = plan(&p1.next, &s, CAP).unwrap();
         assert!(p2.now.is_empty() && p2.after_grace.is_empty());
         assert_eq!(p2.summary.unchanged, 2);
         assert_eq!(p2.next, p1.next);
@@ -469,53 +360,43 @@ mod tests {
 
     #[test]
     fn weight_zero_members_hold_no_slot_and_an_all_zero_service_refuses() {
-        let s = state(&[
-            ("11.0.0.1:80", &[("10.0.0.1:80", 0), ("10.0.0.2:80", 1)]),
-            ("11.0.0.2:80", &[("10.0.0.1:80", 0)]),
-        ]);
+        let s = state(&[("11.0.0.1:80", &[("10.0.0.1:80", 0), ("10.0.0.2:80", 1)]), ("11.0.0.2:80", &[("10.0.0.1:80", 0)])]);
         let mut maps = Maps::default();
         let p = apply(&mut maps, &Applied::default(), &s);
-        let a = &p.next.services[&vip("11.0.0.1:80")];
-        assert_eq!(a.members.len(), 2);
+        assert_eq!(p.next.services[&vip("11.0.0.1:80")].members.len(), 2);
         let v = maps.services[&codec::service_key(&vip("11.0.0.1:80"))];
         assert_eq!(v.slot_count, 251, "one live backend: the smallest Maglev table");
-        let generation = v.generation();
-        assert!(maps.slots.iter().filter(|(k, _)| k.generation == generation && k.service_id == v.id).all(|(_, b)| *b == p.next.backends.iter().find(|(_, a)| a.to_string() == "10.0.0.2:80").map(|(id, _)| *id).unwrap()));
-        let v = maps.services[&codec::service_key(&vip("11.0.0.2:80"))];
-        assert_eq!(v.slot_count, 0);
+        let live = *p.next.backends.iter().find(|(_, a)| a.to_string() == "10.0.0.2:80").unwrap().0;
+        assert!((v.slot_base..v.slot_base + v.slot_count).all(|s| maps.slots[&s] == live));
+        assert_eq!(maps.services[&codec::service_key(&vip("11.0.0.2:80"))].slot_count, 0);
     }
 
     #[test]
-    fn stale_slots_of_the_reused_generation_are_dropped() {
-        let mut maps = Maps::default();
-        let addrs: Vec<String> = (1..=9).map(|i| format!("10.0.0.{i}:80")).collect();
-        let with = |n: usize| -> DesiredState {
-            let bs: Vec<(&str, u32)> = addrs[..n].iter().map(|a| (a.as_str(), 1)).collect();
-            state(&[("11.0.0.1:80", &bs)])
-        };
-        let p1 = apply(&mut maps, &Applied::default(), &with(9)); // gen 0: M = 1009
-        let p2 = apply(&mut maps, &p1.next, &with(2)); // gen 1: M stays 1009
-        let _p3 = apply(&mut maps, &p2.next, &with(1)); // gen 0: M shrinks to 251
-        assert_eq!(maps.slots.keys().filter(|k| k.generation == 0).count(), 251);
-        assert_eq!(maps.slots.keys().filter(|k| k.generation == 1).count(), 1009);
+    fn freed_ranges_are_reused_and_a_full_array_is_an_error() {
+        // Room for exactly two 251-slot tables.
+        let cap = 502;
+        let one = |b: &str| state(&[("11.0.0.1:80", &[(b, 1)])]);
+        let p1 = plan(&Applied::default(), &one("10.0.0.1:80"), cap).unwrap();
+        let p2 = plan(&p1.next, &one("10.0.0.2:80"), cap).unwrap();
+        // The next change reuses the first range (its readers are long gone).
+        let p3 = plan(&p2.next, &one("10.0.0.3:80"), cap).unwrap();
+        assert_eq!(p3.next.services[&vip("11.0.0.1:80")].slot_base, p1.next.services[&vip("11.0.0.1:80")].slot_base);
+        // A second service does not fit next to a table being replaced.
+        let two = state(&[("11.0.0.1:80", &[("10.0.0.4:80", 1)]), ("11.0.0.2:80", &[("10.0.0.4:80", 1)])]);
+        let err = plan(&p3.next, &two, cap).unwrap_err();
+        assert!(matches!(err, PlanError::SlotsFull { need: 251, capacity: 502, .. }), "{err}");
     }
 
     #[test]
     fn ids_are_reused_only_after_removal_completes() {
         let s1 = state(&[("11.0.0.1:80", &[("10.0.0.1:80", 1)])]);
-        let p1 = plan(&Applied::default(), &s1).unwrap();
+        let p1 = plan(&Applied::default(), &s1, CAP).unwrap();
         let s2 = state(&[("11.0.0.2:80", &[("10.0.0.2:80", 1)])]);
-        let p2 = plan(&p1.next, &s2).unwrap();
+        let p2 = plan(&p1.next, &s2, CAP).unwrap();
         let old = &p1.next.services[&vip("11.0.0.1:80")];
         let new = &p2.next.services[&vip("11.0.0.2:80")];
-        assert_ne!(
-            old.id, new.id,
-            "the removed service's slots are still live until the grace period ends"
-        );
-        assert!(
-            !p1.next
-                .backends
-                .contains_key(&p2.next.backends.keys().next().copied().unwrap())
-        );
+        assert_ne!(old.id, new.id, "the removed service may still be in use until the grace period ends");
+        assert_ne!(old.slot_base, new.slot_base);
+        assert!(!p1.next.backends.contains_key(&p2.next.backends.keys().next().copied().unwrap()));
     }
 }

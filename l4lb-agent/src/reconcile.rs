@@ -14,6 +14,8 @@ use crate::{
 pub trait MapWriter {
     fn write(&mut self, ops: &[Op]) -> Result<()>;
     fn read_back(&self) -> Result<Applied>;
+    /// Size of the slots array the plans allocate tables from.
+    fn slot_capacity(&self) -> u32;
 }
 
 impl MapWriter for crate::datapath::Maps {
@@ -22,6 +24,9 @@ impl MapWriter for crate::datapath::Maps {
     }
     fn read_back(&self) -> Result<Applied> {
         self.read_applied()
+    }
+    fn slot_capacity(&self) -> u32 {
+        crate::datapath::Maps::slot_capacity(self)
     }
 }
 
@@ -59,7 +64,7 @@ impl<W: MapWriter> Reconciler<W> {
 
     pub async fn reconcile(&mut self, desired: &DesiredState) -> Result<Outcome> {
         let start = Instant::now();
-        let p = plan(&self.applied, desired)?;
+        let p = plan(&self.applied, desired, self.writer.slot_capacity())?;
         let writes = p.now.len() + p.after_grace.len();
         if let Err(e) = self.writer.write(&p.now) {
             self.applied = self.writer.read_back()?;
@@ -106,6 +111,9 @@ mod tests {
         }
         fn read_back(&self) -> Result<Applied> {
             Ok(self.truth.clone())
+        }
+        fn slot_capacity(&self) -> u32 {
+            1 << 20
         }
     }
 

@@ -3,7 +3,8 @@
 
 /// VIP (addr, port, proto) → [`crate::ServiceValue`].
 pub const SERVICES_MAP: &str = "L4LB_SERVICES";
-/// (service id, generation, slot) → backend id: the weighted selection table.
+/// Slot index → backend id: every service's Maglev table, each a contiguous
+/// range of this one mmap-able array (the agent writes tables by memory copy).
 pub const SLOTS_MAP: &str = "L4LB_SLOTS";
 /// backend id → [`crate::Backend`].
 pub const BACKENDS_MAP: &str = "L4LB_BACKENDS";
@@ -49,8 +50,10 @@ pub const TC_REPLY_PROGRAM: &str = "l4lb_tc_reply";
 pub const MAX_SERVICES: u32 = 65_536;
 /// Maximum number of distinct backends (addr+port). Backend ids are `1..MAX_BACKENDS`.
 pub const MAX_BACKENDS: u32 = 65_536;
-/// Capacity of the slot table summed over all services and both generations.
-pub const MAX_SLOTS: u32 = 1_048_576;
+/// Slots in the array shared by all services (4 bytes each, preallocated:
+/// 16 MiB). A service takes M slots (251 for 1–2 backends, 503 up to 5, …),
+/// twice while its table is being replaced. `--max-slots` resizes it.
+pub const MAX_SLOTS: u32 = 4_194_304;
 /// Largest Maglev table of one service (Katran's default size).
 pub const MAX_SLOTS_PER_SERVICE: u32 = 65_537;
 /// Service ↔ backend memberships.

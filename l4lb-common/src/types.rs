@@ -2,7 +2,7 @@
 //! bump [`crate::types::ABI_VERSION`] when a struct changes.
 
 /// Increments when a key or value layout changes; recorded in pin paths.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
@@ -23,37 +23,22 @@ pub struct ServiceKey {
     pub _pad: u8,
 }
 
-/// Value of the services map. Replaced whole by the agent (one map update), so a
-/// program sees either the old or the new backend set, never a mix: the slots of
-/// generation `revision & 1` are complete before the value naming them is written.
+/// Value of the services map. Replaced whole by the agent (one map update), so
+/// a program sees either the old or the new backend set, never a mix: the new
+/// slot range is complete before the value naming it is written, and the old
+/// range is reused only after a grace period.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ServiceValue {
     /// Index into the per-service counters; stable for the service's life.
     pub id: u32,
-    /// Number of slots in the active generation; 0 = VIP known, no backend
-    /// accepts new connections (connect() is refused).
+    /// Size M of the service's Maglev table; 0 = VIP known, no backend accepts
+    /// new connections (connect() is refused).
     pub slot_count: u32,
-    /// Bumped on every change of the backend set; its low bit is the active generation.
+    /// Bumped on every change of the backend set.
     pub revision: u32,
-    pub flags: u32,
-}
-
-impl ServiceValue {
-    #[inline(always)]
-    pub fn generation(&self) -> u32 {
-        self.revision & 1
-    }
-}
-
-/// Key of the slots map.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SlotKey {
-    pub service_id: u32,
-    /// 0 or 1: the generation this slot belongs to.
-    pub generation: u32,
-    pub index: u32,
+    /// First index of the service's table in the slots array.
+    pub slot_base: u32,
 }
 
 /// Value of the backends map.
@@ -197,7 +182,6 @@ mod pod {
     use super::*;
     unsafe impl aya::Pod for ServiceKey {}
     unsafe impl aya::Pod for ServiceValue {}
-    unsafe impl aya::Pod for SlotKey {}
     unsafe impl aya::Pod for Backend {}
     unsafe impl aya::Pod for MemberKey {}
     unsafe impl aya::Pod for MemberValue {}

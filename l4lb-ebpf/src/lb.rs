@@ -1,5 +1,5 @@
 //! Service lookup and backend choice, shared by every hook.
-use l4lb_common::{Addr6, Backend, ServiceKey, ServiceValue, SlotKey, Stats};
+use l4lb_common::{Addr6, Backend, ServiceKey, ServiceValue, Stats};
 
 use crate::maps::{L4LB_BACKENDS, L4LB_BE_STATS, L4LB_SERVICES, L4LB_SLOTS, L4LB_SVC_STATS};
 
@@ -18,17 +18,16 @@ pub fn lookup_service(addr: Addr6, port: u16, proto: u8) -> Option<ServiceValue>
     unsafe { L4LB_SERVICES.get(&key) }.copied()
 }
 
-/// Picks the backend in slot `pick % slot_count` of the service's active
-/// generation. The slots of that generation were written before the service
-/// value that names it, so the set seen here is always complete.
+/// Picks the backend in slot `pick % slot_count` of the service's table. The
+/// table was complete before the service value naming it was written, and is
+/// not reused until well after it was replaced, so the set seen here is whole.
 #[inline(always)]
 pub fn choose(svc: &ServiceValue, pick: u32) -> Verdict {
     if svc.slot_count == 0 {
         return Verdict::NoBackend { service_id: svc.id };
     }
-    let slot = SlotKey { service_id: svc.id, generation: svc.generation(), index: pick % svc.slot_count };
-    // SAFETY: values are copied out immediately.
-    let Some(backend_id) = (unsafe { L4LB_SLOTS.get(&slot) }).copied() else {
+    let slot = svc.slot_base.wrapping_add(pick % svc.slot_count);
+    let Some(backend_id) = L4LB_SLOTS.get(slot).copied() else {
         return Verdict::NoBackend { service_id: svc.id };
     };
     let Some(backend) = (unsafe { L4LB_BACKENDS.get(&backend_id) }).copied() else {

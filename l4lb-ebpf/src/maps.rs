@@ -1,23 +1,25 @@
 //! Map definitions. Names and sizes come from `l4lb_common::maps`; the agent
 //! may resize them at load time (aya `EbpfLoader::set_max_entries`).
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC,
-    btf_maps::{HashMap, LruHashMap, PerCpuArray},
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
+    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray},
     macros::btf_map,
 };
 use l4lb_common::{
     Backend, FlowKey, FlowValue, MAX_BACKENDS, MAX_FLOWS, MAX_MEMBERS, MemberKey, MemberValue, MAX_REVNAT, MAX_SERVICES,
-    MAX_SLOTS, RevNatKey, RevNatValue, ServiceKey, ServiceValue, SlotKey, Stats,
+    MAX_SLOTS, RevNatKey, RevNatValue, ServiceKey, ServiceValue, Stats,
 };
 
 const NO_PREALLOC: usize = BPF_F_NO_PREALLOC as usize;
+/// The agent writes the slots array through mmap, not one syscall per slot.
+const MMAPABLE: usize = BPF_F_MMAPABLE as usize;
 
 #[btf_map]
 pub static L4LB_SERVICES: HashMap<ServiceKey, ServiceValue, { MAX_SERVICES as usize }, NO_PREALLOC> =
     HashMap::new();
 
 #[btf_map]
-pub static L4LB_SLOTS: HashMap<SlotKey, u32, { MAX_SLOTS as usize }, NO_PREALLOC> = HashMap::new();
+pub static L4LB_SLOTS: Array<u32, { MAX_SLOTS as usize }, MMAPABLE> = Array::new();
 
 #[btf_map]
 pub static L4LB_BACKENDS: HashMap<u32, Backend, { MAX_BACKENDS as usize }, NO_PREALLOC> =
