@@ -13,7 +13,12 @@ const DNS: &str = "127.0.0.1";
 const PORT: &str = "5353";
 
 fn dig(sb: &Sandbox, args: &[&str]) -> String {
-    let out = sb.in_netns("dig").args([&format!("@{DNS}"), "-p", PORT, "+time=2", "+tries=1"]).args(args).output().unwrap();
+    let out = sb
+        .in_netns("dig")
+        .args([&format!("@{DNS}"), "-p", PORT, "+time=2", "+tries=1"])
+        .args(args)
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -24,7 +29,10 @@ fn wait_dig(sb: &Sandbox, args: &[&str], what: &str, pred: impl Fn(&str) -> bool
         if pred(&out) {
             return out;
         }
-        assert!(Instant::now() < deadline, "{what}: dig {args:?} never matched:\n{out}");
+        assert!(
+            Instant::now() < deadline,
+            "{what}: dig {args:?} never matched:\n{out}"
+        );
         thread::sleep(Duration::from_millis(50));
     }
 }
@@ -34,21 +42,45 @@ fn vip_name_resolves_and_connects_through_the_datapath() {
     require_root();
     let mut sb = Sandbox::new("dns-static").unwrap();
     sb.spawn_testsrv("a", &["127.0.0.2:6379"], &[]).unwrap();
-    let agent = Agent::start_with_args(&mut sb, "vips:\n  - name: /redis:6379\n    backends: [127.0.0.2:6379]\n", &["--dns-listen", "127.0.0.1:5353"]).unwrap();
+    let agent = Agent::start_with_args(
+        &mut sb,
+        "vips:\n  - name: /redis:6379\n    backends: [127.0.0.2:6379]\n",
+        &["--dns-listen", "127.0.0.1:5353"],
+    )
+    .unwrap();
     agent.wait_vips(1, BOUND).unwrap();
-    let vip = agent.vips_json().unwrap()[0]["vip"].as_str().unwrap().to_string();
+    let vip = agent.vips_json().unwrap()[0]["vip"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let vip_ip = vip.rsplit_once(':').unwrap().0.to_string();
 
-    let out = wait_dig(&sb, &["redis.marathon.l4lb.thisdcos.directory"], "VIP name", |o| o.contains("ANSWER: 1"));
+    let out = wait_dig(
+        &sb,
+        &["redis.marathon.l4lb.thisdcos.directory"],
+        "VIP name",
+        |o| o.contains("ANSWER: 1"),
+    );
     assert!(out.contains("flags: qr aa"), "{out}");
-    let answer = out.lines().find(|l| l.starts_with("redis.marathon.l4lb.thisdcos.directory.")).unwrap();
+    let answer = out
+        .lines()
+        .find(|l| l.starts_with("redis.marathon.l4lb.thisdcos.directory."))
+        .unwrap();
     let fields: Vec<&str> = answer.split_whitespace().collect();
-    assert_eq!((fields[1], fields[3], fields[4]), ("5", "A", vip_ip.as_str()), "{out}");
+    assert_eq!(
+        (fields[1], fields[3], fields[4]),
+        ("5", "A", vip_ip.as_str()),
+        "{out}"
+    );
 
     // A client resolves the name through the agent and connects: the socket hooks send it to the backend.
-    let resolved = dig(&sb, &["+short", "redis.marathon.l4lb.thisdcos.directory"]).trim().to_string();
+    let resolved = dig(&sb, &["+short", "redis.marathon.l4lb.thisdcos.directory"])
+        .trim()
+        .to_string();
     assert_eq!(resolved, vip_ip);
-    let v = sb.probe(&["tcp", "--to", &format!("{resolved}:6379"), "-n", "5"]).unwrap();
+    let v = sb
+        .probe(&["tcp", "--to", &format!("{resolved}:6379"), "-n", "5"])
+        .unwrap();
     assert_eq!(v["counts"], json!({"a": 5}), "{v}");
 
     // Outside the zones: REFUSED (not an open resolver). Unknown name in a zone: NXDOMAIN.
@@ -63,24 +95,50 @@ fn mesos_dns_records_follow_marathon_tasks() {
     require_root();
     let mut sb = Sandbox::new("dns-marathon").unwrap();
     let m = FakeMarathon::start(&mut sb, 1, json!({"apps": [redis_app("/redis-tutorial", "/redis:6379", &[TaskSpec::new("127.0.0.2", 31256)])]})).unwrap();
-    let agent = Agent::start_with_args(&mut sb, "", &["--marathon", &m.url(0), "--dns-listen", "127.0.0.1:5353"]).unwrap();
+    let agent = Agent::start_with_args(
+        &mut sb,
+        "",
+        &["--marathon", &m.url(0), "--dns-listen", "127.0.0.1:5353"],
+    )
+    .unwrap();
     agent.wait_vips(1, BOUND).unwrap();
 
     // The seed's commands.
-    let a = wait_dig(&sb, &["redis-tutorial.marathon.mesos"], "task A", |o| o.contains("ANSWER: 1"));
+    let a = wait_dig(&sb, &["redis-tutorial.marathon.mesos"], "task A", |o| {
+        o.contains("ANSWER: 1")
+    });
     assert!(a.contains("flags: qr aa"), "{a}");
-    let line = a.lines().find(|l| l.starts_with("redis-tutorial.marathon.mesos.")).unwrap();
+    let line = a
+        .lines()
+        .find(|l| l.starts_with("redis-tutorial.marathon.mesos."))
+        .unwrap();
     let f: Vec<&str> = line.split_whitespace().collect();
     assert_eq!((f[1], f[3], f[4]), ("60", "A", "127.0.0.2"), "{a}");
 
     let srv = dig(&sb, &["srv", "_redis-tutorial._tcp.marathon.mesos"]);
-    assert!(srv.contains("flags: qr aa") && srv.contains("ANSWER: 1"), "{srv}");
-    let line = srv.lines().find(|l| l.starts_with("_redis-tutorial._tcp.marathon.mesos.")).unwrap();
+    assert!(
+        srv.contains("flags: qr aa") && srv.contains("ANSWER: 1"),
+        "{srv}"
+    );
+    let line = srv
+        .lines()
+        .find(|l| l.starts_with("_redis-tutorial._tcp.marathon.mesos."))
+        .unwrap();
     let f: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!((f[1], f[3], f[4], f[5], f[6]), ("60", "SRV", "0", "1", "31256"), "{srv}");
+    assert_eq!(
+        (f[1], f[3], f[4], f[5], f[6]),
+        ("60", "SRV", "0", "1", "31256"),
+        "{srv}"
+    );
     let target = f[7];
-    assert!(target.starts_with("redis-tutorial-") && target.ends_with(".marathon.mesos."), "{srv}");
-    let additional = srv.split(";; ADDITIONAL SECTION:").nth(1).unwrap_or_else(|| panic!("no ADDITIONAL: {srv}"));
+    assert!(
+        target.starts_with("redis-tutorial-") && target.ends_with(".marathon.mesos."),
+        "{srv}"
+    );
+    let additional = srv
+        .split(";; ADDITIONAL SECTION:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no ADDITIONAL: {srv}"));
     assert!(
         additional.lines().any(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
@@ -90,11 +148,22 @@ fn mesos_dns_records_follow_marathon_tasks() {
     );
 
     // Scale-up shows in A and SRV; kill removes it; unknown tasks are NXDOMAIN.
-    let t2 = m.scale("/redis-tutorial", &TaskSpec::new("127.0.0.3", 31257)).unwrap();
-    wait_dig(&sb, &["redis-tutorial.marathon.mesos"], "scale-up A", |o| o.contains("ANSWER: 2") && o.contains("127.0.0.3"));
-    wait_dig(&sb, &["srv", "_redis-tutorial._tcp.marathon.mesos"], "scale-up SRV", |o| o.contains("ANSWER: 2") && o.contains(" 31257 "));
+    let t2 = m
+        .scale("/redis-tutorial", &TaskSpec::new("127.0.0.3", 31257))
+        .unwrap();
+    wait_dig(&sb, &["redis-tutorial.marathon.mesos"], "scale-up A", |o| {
+        o.contains("ANSWER: 2") && o.contains("127.0.0.3")
+    });
+    wait_dig(
+        &sb,
+        &["srv", "_redis-tutorial._tcp.marathon.mesos"],
+        "scale-up SRV",
+        |o| o.contains("ANSWER: 2") && o.contains(" 31257 "),
+    );
     m.kill_now(t2["id"].as_str().unwrap()).unwrap();
-    wait_dig(&sb, &["redis-tutorial.marathon.mesos"], "kill", |o| o.contains("ANSWER: 1") && !o.contains("127.0.0.3"));
+    wait_dig(&sb, &["redis-tutorial.marathon.mesos"], "kill", |o| {
+        o.contains("ANSWER: 1") && !o.contains("127.0.0.3")
+    });
     assert!(dig(&sb, &["nosuchtask.marathon.mesos"]).contains("status: NXDOMAIN"));
     assert!(dig(&sb, &["example.org"]).contains("status: REFUSED"));
 }

@@ -23,9 +23,13 @@ fn metrics_count_connections_and_report_map_usage() {
     sb.spawn_testsrv("a", &["127.0.0.2:7000"], &[]).unwrap();
     let agent = Agent::start(&mut sb, "vips:\n  - vip: 11.0.0.1:7000\n    backends: [127.0.0.2:7000]\n  - vip: 11.0.0.2:7000\n    backends: []\n").unwrap();
     agent.wait_vips(2, Duration::from_secs(20)).unwrap();
-    let v = sb.probe(&["tcp", "--to", "11.0.0.1:7000", "-n", "20"]).unwrap();
+    let v = sb
+        .probe(&["tcp", "--to", "11.0.0.1:7000", "-n", "20"])
+        .unwrap();
     assert_eq!(v["errors"], 0, "{v}");
-    let v = sb.probe(&["tcp", "--to", "11.0.0.2:7000", "-n", "3"]).unwrap();
+    let v = sb
+        .probe(&["tcp", "--to", "11.0.0.2:7000", "-n", "3"])
+        .unwrap();
     assert_eq!(v["errors"], 3, "{v}");
 
     let (code, body) = get(&sb, "/healthz");

@@ -21,10 +21,23 @@ fn backends(sb: &mut Sandbox) {
 
 /// The l4lb programs attached to the sandbox cgroup, by name.
 fn attached(sb: &Sandbox) -> Vec<String> {
-    let out = std::process::Command::new("bpftool").args(["-j", "cgroup", "show"]).arg(sb.cgroup()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new("bpftool")
+        .args(["-j", "cgroup", "show"])
+        .arg(sb.cgroup())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Array(vec![]));
-    let mut names: Vec<String> = v.as_array().unwrap().iter().filter_map(|p| p["name"].as_str().map(String::from)).collect();
+    let mut names: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str().map(String::from))
+        .collect();
     names.sort();
     names
 }
@@ -42,22 +55,40 @@ fn sigkill_and_restart_twice_under_load_fails_no_connection() {
     // 200 connections/s for 20 s through the VIP, while the agent dies twice.
     let load = sb
         .in_cgroup(probe_bin())
-        .args(["tcp", "--to", "11.0.0.1:7000", "-n", "4000", "--interval-ms", "5"])
+        .args([
+            "tcp",
+            "--to",
+            "11.0.0.1:7000",
+            "-n",
+            "4000",
+            "--interval-ms",
+            "5",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let start = Instant::now();
     for round in 0..2 {
         thread::sleep(Duration::from_secs(3));
-        agent.kill_no_teardown(libc::SIGKILL, Duration::from_secs(5)).unwrap();
+        agent
+            .kill_no_teardown(libc::SIGKILL, Duration::from_secs(5))
+            .unwrap();
         // Nobody home: the pinned datapath keeps serving.
         thread::sleep(Duration::from_secs(2));
-        assert_eq!(attached(&sb), hooks, "round {round}: hooks changed while the agent was dead");
+        assert_eq!(
+            attached(&sb),
+            hooks,
+            "round {round}: hooks changed while the agent was dead"
+        );
         agent = Agent::start(&mut sb, ALL).unwrap();
         agent.wait_vips(1, READY).unwrap();
         let deadline = Instant::now() + READY;
         while !agent.log().contains("table applied") {
-            assert!(Instant::now() < deadline, "restarted agent never applied:\n{}", agent.log());
+            assert!(
+                Instant::now() < deadline,
+                "restarted agent never applied:\n{}",
+                agent.log()
+            );
             thread::sleep(Duration::from_millis(50));
         }
         assert!(agent.log().contains("adopted the table"), "{}", agent.log());
@@ -66,16 +97,36 @@ fn sigkill_and_restart_twice_under_load_fails_no_connection() {
     }
     let out = load.wait_with_output().unwrap();
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(start.elapsed() >= Duration::from_secs(10), "the load did not overlap the restarts");
+    assert!(
+        start.elapsed() >= Duration::from_secs(10),
+        "the load did not overlap the restarts"
+    );
     assert_eq!(v["errors"], 0, "connections failed across restarts: {v}");
-    let total: u64 = v["counts"].as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum();
+    let total: u64 = v["counts"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
     assert_eq!(total, 4000, "{v}");
 
     // The adopted table equals the source, and an unchanged source rewrote nothing.
     let table = agent.vips_json().unwrap();
-    let addrs: Vec<&str> = table[0]["backends"].as_array().unwrap().iter().map(|b| b["addr"].as_str().unwrap()).collect();
-    assert_eq!(addrs, ["127.0.0.2:7000", "127.0.0.3:7000", "127.0.0.4:7000"], "{table}");
-    assert_eq!(table[0]["revision"], 0, "restarts must not rewrite an unchanged service: {table}");
+    let addrs: Vec<&str> = table[0]["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["addr"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        addrs,
+        ["127.0.0.2:7000", "127.0.0.3:7000", "127.0.0.4:7000"],
+        "{table}"
+    );
+    assert_eq!(
+        table[0]["revision"], 0,
+        "restarts must not rewrite an unchanged service: {table}"
+    );
 }
 
 #[test]
@@ -85,12 +136,18 @@ fn a_restart_with_a_changed_source_applies_the_change() {
     backends(&mut sb);
     let mut agent = Agent::start(&mut sb, ALL).unwrap();
     agent.wait_vips(1, READY).unwrap();
-    agent.kill_no_teardown(libc::SIGKILL, Duration::from_secs(5)).unwrap();
+    agent
+        .kill_no_teardown(libc::SIGKILL, Duration::from_secs(5))
+        .unwrap();
     let only_b = "vips:\n  - vip: 11.0.0.1:7000\n    backends: [127.0.0.3:7000]\n  - vip: 11.0.0.2:7000\n    backends: [127.0.0.4:7000]\n";
     let agent = Agent::start(&mut sb, only_b).unwrap();
     agent.wait_vips(2, READY).unwrap();
-    let v = sb.probe(&["tcp", "--to", "11.0.0.1:7000", "-n", "50"]).unwrap();
+    let v = sb
+        .probe(&["tcp", "--to", "11.0.0.1:7000", "-n", "50"])
+        .unwrap();
     assert_eq!(v["counts"], serde_json::json!({"b": 50}), "{v}");
-    let v = sb.probe(&["tcp", "--to", "11.0.0.2:7000", "-n", "10"]).unwrap();
+    let v = sb
+        .probe(&["tcp", "--to", "11.0.0.2:7000", "-n", "10"])
+        .unwrap();
     assert_eq!(v["counts"], serde_json::json!({"c": 10}), "{v}");
 }

@@ -155,7 +155,11 @@ fn weights_three_to_one_and_zero() {
     // The kernel program's aya-log line reaches the agent's log at debug.
     let deadline = Instant::now() + READY;
     while !agent.log().contains("has no backend for new connections") {
-        assert!(Instant::now() < deadline, "no kernel log line in the agent log:\n{}", agent.log());
+        assert!(
+            Instant::now() < deadline,
+            "no kernel log line in the agent log:\n{}",
+            agent.log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

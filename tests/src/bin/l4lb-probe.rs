@@ -107,7 +107,12 @@ enum Mode {
 
 fn main() -> Result<()> {
     let out = match Cli::parse().cmd {
-        Cmd::Tcp { to, n, timeout_ms, interval_ms } => tcp(to, n, ms(timeout_ms), ms(interval_ms)),
+        Cmd::Tcp {
+            to,
+            n,
+            timeout_ms,
+            interval_ms,
+        } => tcp(to, n, ms(timeout_ms), ms(interval_ms)),
         Cmd::Udp {
             to,
             n,
@@ -133,7 +138,13 @@ fn main() -> Result<()> {
             lines,
             rst,
         ),
-        Cmd::Flood { to, flows, n, seconds, size } => flood(to, flows, n, seconds.clamp(0.01, 120.0), size)?,
+        Cmd::Flood {
+            to,
+            flows,
+            n,
+            seconds,
+            size,
+        } => flood(to, flows, n, seconds.clamp(0.01, 120.0), size)?,
     };
     println!("{out}");
     Ok(())
@@ -456,7 +467,10 @@ fn flood(to: SocketAddr, flows: u16, n: u64, seconds: f64, size: u16) -> Result<
         .collect::<io::Result<_>>()
         .context("opening the flood sockets")?;
     let payload = vec![0x5au8; usize::from(size)];
-    let mut iov = [libc::iovec { iov_base: payload.as_ptr() as *mut libc::c_void, iov_len: payload.len() }];
+    let mut iov = [libc::iovec {
+        iov_base: payload.as_ptr() as *mut libc::c_void,
+        iov_len: payload.len(),
+    }];
     // SAFETY: plain C structs; every pointer in them points at `iov`, which outlives the calls.
     let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
         .map(|_| {
@@ -482,5 +496,7 @@ fn flood(to: SocketAddr, flows: u16, n: u64, seconds: f64, size: u16) -> Result<
         }
     }
     let elapsed = start.elapsed().as_secs_f64();
-    Ok(json!({ "sent": sent, "send_errors": errors, "seconds": elapsed, "pps": sent as f64 / elapsed }))
+    Ok(
+        json!({ "sent": sent, "send_errors": errors, "seconds": elapsed, "pps": sent as f64 / elapsed }),
+    )
 }
