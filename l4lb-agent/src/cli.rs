@@ -96,6 +96,23 @@ pub struct RunArgs {
     /// XDP attach mode: auto (native, else generic), native, or generic.
     #[arg(long, default_value = "auto")]
     pub xdp_mode: crate::datapath::xdp::Mode,
+    /// Where XDP sends a rewritten packet: `kernel` (XDP_PASS: the node's
+    /// routing and netfilter forward it) or `fib` (bpf_fib_lookup, then
+    /// XDP_REDIRECT/XDP_TX straight out of the egress interface, skipping the
+    /// node's stack; falls back to `kernel` per packet when the FIB has no answer).
+    #[arg(long, default_value = "kernel", value_parser = ["kernel", "fib"])]
+    pub xdp_forward: String,
+    /// Capacity of the services map (VIP addr+port+proto), 1–65,536.
+    #[arg(long, default_value_t = l4lb_common::MAX_SERVICES, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub max_services: u32,
+    /// Capacity of the backends map (distinct backend addr:port), 2–1,048,576.
+    #[arg(long, default_value_t = l4lb_common::MAX_BACKENDS, value_parser = clap::value_parser!(u32).range(2..=1_048_576))]
+    pub max_backends: u32,
+    /// Size of the slots array holding every service's Maglev table (8 bytes of
+    /// kernel memory per slot, preallocated). A service takes 251 slots for 1–2
+    /// backends, 503 for up to 5, ~100 per backend beyond; twice while changing.
+    #[arg(long, default_value_t = l4lb_common::MAX_SLOTS, value_parser = clap::value_parser!(u32).range(251..=268_435_456))]
+    pub max_slots: u32,
     #[command(flatten)]
     pub marathon: crate::marathon::args::MarathonArgs,
     #[command(flatten)]

@@ -181,9 +181,15 @@ impl Maps {
         Ok(applied)
     }
 
-    /// Size of the slots array (what plans allocate tables from).
-    pub fn slot_capacity(&self) -> u32 {
-        self.slots.capacity()
+    /// The maps' sizes (what plans allocate ids and tables from).
+    pub fn capacity(&self) -> crate::plan::Capacity {
+        use aya::maps::IterableMap as _;
+        let cap = |m: &MapData, default: u32| m.info().map(|i| i.max_entries()).unwrap_or(default);
+        crate::plan::Capacity {
+            services: cap(self.services.map(), l4lb_common::MAX_SERVICES),
+            backends: cap(self.backends.map(), l4lb_common::MAX_BACKENDS),
+            slots: self.slots.capacity(),
+        }
     }
 
     /// The active backend-set size of a service as the kernel sees it.
@@ -282,7 +288,7 @@ pub fn cgroup2_root() -> Result<PathBuf> {
 
 /// Creates (or reuses) the pinned maps under `pin_root`, loads the socket
 /// hooks and attaches them to `cgroup`.
-pub fn load(pin_root: &Path, cgroup: &Path) -> Result<Loaded> {
+pub fn load(pin_root: &Path, cgroup: &Path, cap: crate::plan::Capacity) -> Result<Loaded> {
     {
         if std::env::var_os("L4LB_FORBID_ROOT_CGROUP").is_some() {
             let root = cgroup2_root()?;
@@ -302,6 +308,15 @@ pub fn load(pin_root: &Path, cgroup: &Path) -> Result<Loaded> {
         for (name, path) in &paths {
             loader.map_pin_path(name, path.as_path());
         }
+        // Sizes from the flags (maps already pinned keep the size they have).
+        // Counter arrays are indexed by id, so they follow their id space.
+        loader
+            .map_max_entries(SERVICES_MAP, cap.services)
+            .map_max_entries(SERVICE_STATS_MAP, cap.services)
+            .map_max_entries(BACKENDS_MAP, cap.backends)
+            .map_max_entries(BACKEND_STATS_MAP, cap.backends)
+            .map_max_entries(MEMBERS_MAP, cap.backends.saturating_mul(4).max(l4lb_common::MAX_MEMBERS))
+            .map_max_entries(SLOTS_MAP, cap.slots);
         let mut ebpf = loader
             .load(BPF_OBJECT)
             .context("loading the l4lb BPF object")?;

@@ -38,6 +38,8 @@ pub struct Metrics {
     pub applies: Family<Vec<(String, String)>, Counter>,
     /// Applies that failed (map full, …): the previous table stayed.
     pub apply_errors: Counter,
+    /// Services left out of an apply because a map was full.
+    pub capacity_skips: Counter,
     /// 1 while the last read of the source succeeded.
     pub sync_ok: Gauge,
     /// Unix time of the last good sync (its age is now − this).
@@ -60,6 +62,8 @@ impl Metrics {
         registry.register("table_applies", "Tables applied to the BPF maps, by trigger", applies.clone());
         let apply_errors = Counter::default();
         registry.register("table_apply_errors", "Applies that failed; the previous table stayed", apply_errors.clone());
+        let capacity_skips = Counter::default();
+        registry.register("capacity_skipped_services", "Services not applied because a map was full", capacity_skips.clone());
         let sync_ok = Gauge::default();
         registry.register("sync_ok", "1 while the last read of the service source succeeded", sync_ok.clone());
         let last_good_sync = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
@@ -77,6 +81,7 @@ impl Metrics {
             registry,
             applies,
             apply_errors,
+            capacity_skips,
             sync_ok,
             last_good_sync,
             source_failures,

@@ -15,7 +15,7 @@ use std::{
     net::SocketAddr,
 };
 
-use l4lb_common::{Backend, MAX_BACKENDS, MAX_SERVICES, MemberKey, ServiceKey, ServiceValue};
+use l4lb_common::{Backend, MAX_BACKENDS, MAX_SERVICES, MAX_SLOTS, MemberKey, ServiceKey, ServiceValue};
 use serde::Serialize;
 
 use crate::{
@@ -82,6 +82,20 @@ pub struct Summary {
     pub unchanged: usize,
 }
 
+/// Sizes of the maps a plan allocates from (their max_entries).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacity {
+    pub services: u32,
+    pub backends: u32,
+    pub slots: u32,
+}
+
+impl Default for Capacity {
+    fn default() -> Self {
+        Capacity { services: MAX_SERVICES, backends: MAX_BACKENDS, slots: MAX_SLOTS }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Plan {
     /// Safe to run at once, in order.
@@ -91,14 +105,17 @@ pub struct Plan {
     /// What the maps hold once both lists ran.
     pub next: Applied,
     pub summary: Summary,
+    /// Services left out because a map is full (the rest apply; services
+    /// already in the maps keep their place).
+    pub skipped: Vec<(Vip, PlanError)>,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlanError {
-    #[error("too many services: {0} (the services map holds {MAX_SERVICES})")]
-    TooManyServices(usize),
-    #[error("too many backends: {0} distinct addresses (the backends map holds {max})", max = MAX_BACKENDS - 1)]
-    TooManyBackends(usize),
+    #[error("the services map is full ({capacity} VIPs; raise --max-services)")]
+    ServicesFull { capacity: u32 },
+    #[error("too many backends: {wanted} distinct addresses, the backends map holds {max} (raise --max-backends)", max = .capacity - 1)]
+    TooManyBackends { wanted: usize, capacity: u32 },
     #[error("the slots array is full: no free range of {need} slots for {vip} (capacity {capacity}; raise --max-slots)")]
     SlotsFull { vip: Vip, need: u32, capacity: u32 },
 }
@@ -144,8 +161,10 @@ impl Ranges {
     }
 }
 
-/// `slot_capacity` is the slots array's size (max_entries).
-pub fn plan(applied: &Applied, desired: &DesiredState, slot_capacity: u32) -> Result<Plan, PlanError> {
+/// `cap` gives the maps' sizes. A full backends map fails the whole plan (the
+/// maps keep the previous table); a full services map or slots array skips the
+/// services that do not fit, listed in `Plan::skipped`.
+pub fn plan(applied: &Applied, desired: &DesiredState, cap: Capacity) -> Result<Plan, PlanError> {
     let mut p = Plan::default();
 
     // Backend ids: keep existing ones, allocate the lowest free for new addresses.
@@ -153,13 +172,15 @@ pub fn plan(applied: &Applied, desired: &DesiredState, slot_capacity: u32) -> Re
     let by_addr: BTreeMap<SocketAddr, u32> = applied.backends.iter().map(|(id, a)| (*a, *id)).collect();
     let wanted: BTreeSet<SocketAddr> = desired.services.values().flat_map(|s| s.backends.keys().copied()).collect();
     let used_backend_ids: BTreeSet<u32> = applied.backends.keys().copied().collect();
-    let mut new_backend_ids = free_ids(&used_backend_ids, 1, MAX_BACKENDS);
+    let mut new_backend_ids = free_ids(&used_backend_ids, 1, cap.backends);
     let mut backend_id: BTreeMap<SocketAddr, u32> = BTreeMap::new();
     for addr in &wanted {
         let id = match by_addr.get(addr) {
             Some(id) => *id,
             None => {
-                let id = new_backend_ids.next().ok_or(PlanError::TooManyBackends(wanted.len()))?;
+                let id = new_backend_ids
+                    .next()
+                    .ok_or(PlanError::TooManyBackends { wanted: wanted.len(), capacity: cap.backends })?;
                 p.now.push(Op::ResetBackendStats(id));
                 p.now.push(Op::PutBackend(id, codec::backend(*addr)));
                 id
@@ -170,8 +191,8 @@ pub fn plan(applied: &Applied, desired: &DesiredState, slot_capacity: u32) -> Re
     p.next.backends = backend_id.iter().map(|(a, id)| (*id, *a)).collect();
 
     let used_service_ids: BTreeSet<u32> = applied.services.values().map(|s| s.id).collect();
-    let mut new_service_ids = free_ids(&used_service_ids, 0, MAX_SERVICES);
-    let mut ranges = Ranges::new(slot_capacity, applied.services.values().map(|s| (s.slot_base, s.slot_count)));
+    let mut new_service_ids = free_ids(&used_service_ids, 0, cap.services);
+    let mut ranges = Ranges::new(cap.slots, applied.services.values().map(|s| (s.slot_base, s.slot_count)));
 
     for (vip, spec) in &desired.services {
         let members: BTreeMap<u32, u32> = spec.backends.iter().map(|(a, w)| (backend_id[a], *w)).collect();
@@ -183,19 +204,6 @@ pub fn plan(applied: &Applied, desired: &DesiredState, slot_capacity: u32) -> Re
             p.next.services.insert(*vip, old.clone());
             continue;
         }
-        let (id, revision, old_members) = match old {
-            Some(o) => (o.id, o.revision.wrapping_add(1), o.members.clone()),
-            None => {
-                let id = new_service_ids.next().ok_or(PlanError::TooManyServices(desired.services.len()))?;
-                p.now.push(Op::ResetServiceStats(id));
-                (id, 0, BTreeMap::new())
-            }
-        };
-        if old.is_some() {
-            p.summary.changed += 1
-        } else {
-            p.summary.added += 1
-        }
         let keyed: Vec<(u32, String, u32)> =
             spec.backends.iter().map(|(addr, w)| (backend_id[addr], addr.to_string(), *w)).collect();
         let live = keyed.iter().filter(|(_, _, w)| *w > 0).count();
@@ -204,10 +212,39 @@ pub fn plan(applied: &Applied, desired: &DesiredState, slot_capacity: u32) -> Re
         let slot_base = if table.is_empty() {
             0
         } else {
-            let base = ranges.alloc(slot_count).ok_or(PlanError::SlotsFull { vip: *vip, need: slot_count, capacity: slot_capacity })?;
-            p.now.push(Op::WriteSlots { base, backends: table });
-            base
+            match ranges.alloc(slot_count) {
+                Some(base) => base,
+                None => {
+                    // Not enough room: a changed service keeps its current table.
+                    if let Some(old) = old {
+                        p.next.services.insert(*vip, old.clone());
+                    }
+                    p.skipped.push((*vip, PlanError::SlotsFull { vip: *vip, need: slot_count, capacity: cap.slots }));
+                    continue;
+                }
+            }
         };
+        let (id, revision, old_members) = match old {
+            Some(o) => (o.id, o.revision.wrapping_add(1), o.members.clone()),
+            None => match new_service_ids.next() {
+                Some(id) => {
+                    p.now.push(Op::ResetServiceStats(id));
+                    (id, 0, BTreeMap::new())
+                }
+                None => {
+                    p.skipped.push((*vip, PlanError::ServicesFull { capacity: cap.services }));
+                    continue;
+                }
+            },
+        };
+        if old.is_some() {
+            p.summary.changed += 1
+        } else {
+            p.summary.added += 1
+        }
+        if slot_count > 0 {
+            p.now.push(Op::WriteSlots { base: slot_base, backends: table });
+        }
         for (b, w) in &members {
             if old_members.get(b) != Some(w) {
                 p.now.push(Op::PutMember(MemberKey { service_id: id, backend_id: *b }, *w));
@@ -238,7 +275,7 @@ mod tests {
     use super::*;
     use crate::model::Proto;
 
-    const CAP: u32 = 1 << 16;
+    const CAP: Capacity = Capacity { services: 1 << 16, backends: 1 << 16, slots: 1 << 16 };
 
     fn vip(s: &str) -> Vip {
         Vip { addr: s.parse().unwrap(), proto: Proto::Tcp }
@@ -374,17 +411,30 @@ mod tests {
     #[test]
     fn freed_ranges_are_reused_and_a_full_array_is_an_error() {
         // Room for exactly two 251-slot tables.
-        let cap = 502;
+        let cap = Capacity { slots: 502, ..CAP };
         let one = |b: &str| state(&[("11.0.0.1:80", &[(b, 1)])]);
         let p1 = plan(&Applied::default(), &one("10.0.0.1:80"), cap).unwrap();
         let p2 = plan(&p1.next, &one("10.0.0.2:80"), cap).unwrap();
         // The next change reuses the first range (its readers are long gone).
         let p3 = plan(&p2.next, &one("10.0.0.3:80"), cap).unwrap();
         assert_eq!(p3.next.services[&vip("11.0.0.1:80")].slot_base, p1.next.services[&vip("11.0.0.1:80")].slot_base);
-        // A second service does not fit next to a table being replaced.
+        // A second service does not fit next to a table being replaced: it is
+        // skipped, the changed one still applies.
         let two = state(&[("11.0.0.1:80", &[("10.0.0.4:80", 1)]), ("11.0.0.2:80", &[("10.0.0.4:80", 1)])]);
-        let err = plan(&p3.next, &two, cap).unwrap_err();
-        assert!(matches!(err, PlanError::SlotsFull { need: 251, capacity: 502, .. }), "{err}");
+        let p4 = plan(&p3.next, &two, cap).unwrap();
+        assert_eq!(p4.skipped.len(), 1, "{:?}", p4.skipped);
+        assert!(matches!(p4.skipped[0], (v, PlanError::SlotsFull { need: 251, capacity: 502, .. }) if v == vip("11.0.0.2:80")));
+        assert_eq!(p4.summary.changed, 1);
+
+        // A full services map: existing services stay, new ones beyond it are skipped.
+        let small = Capacity { services: 2, ..CAP };
+        let three = state(&[("11.0.0.1:80", &[("10.0.0.1:80", 1)]), ("11.0.0.2:80", &[("10.0.0.1:80", 1)]), ("11.0.0.3:80", &[("10.0.0.1:80", 1)])]);
+        let p = plan(&Applied::default(), &three, small).unwrap();
+        assert_eq!(p.next.services.len(), 2);
+        assert!(matches!(p.skipped[..], [(v, PlanError::ServicesFull { capacity: 2 })] if v == vip("11.0.0.3:80")));
+        // Too many backends fails the whole plan (the previous table stays).
+        let err = plan(&Applied::default(), &three, Capacity { backends: 1, ..CAP }).unwrap_err();
+        assert!(matches!(err, PlanError::TooManyBackends { wanted: 1, capacity: 1 }), "{err}");
     }
 
     #[test]

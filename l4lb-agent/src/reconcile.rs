@@ -14,8 +14,8 @@ use crate::{
 pub trait MapWriter {
     fn write(&mut self, ops: &[Op]) -> Result<()>;
     fn read_back(&self) -> Result<Applied>;
-    /// Size of the slots array the plans allocate tables from.
-    fn slot_capacity(&self) -> u32;
+    /// Sizes of the maps the plans allocate from.
+    fn capacity(&self) -> crate::plan::Capacity;
 }
 
 impl MapWriter for crate::datapath::Maps {
@@ -25,8 +25,8 @@ impl MapWriter for crate::datapath::Maps {
     fn read_back(&self) -> Result<Applied> {
         self.read_applied()
     }
-    fn slot_capacity(&self) -> u32 {
-        crate::datapath::Maps::slot_capacity(self)
+    fn capacity(&self) -> crate::plan::Capacity {
+        crate::datapath::Maps::capacity(self)
     }
 }
 
@@ -45,6 +45,8 @@ pub struct Outcome {
     pub summary: Summary,
     pub writes: usize,
     pub took: Duration,
+    /// Services left out because a map is full.
+    pub skipped: Vec<(crate::model::Vip, crate::plan::PlanError)>,
 }
 
 impl<W: MapWriter> Reconciler<W> {
@@ -64,7 +66,8 @@ impl<W: MapWriter> Reconciler<W> {
 
     pub async fn reconcile(&mut self, desired: &DesiredState) -> Result<Outcome> {
         let start = Instant::now();
-        let p = plan(&self.applied, desired, self.writer.slot_capacity())?;
+        let p = plan(&self.applied, desired, self.writer.capacity())?;
+        let skipped = p.skipped.clone();
         let writes = p.now.len() + p.after_grace.len();
         if let Err(e) = self.writer.write(&p.now) {
             self.applied = self.writer.read_back()?;
@@ -78,11 +81,7 @@ impl<W: MapWriter> Reconciler<W> {
             }
         }
         self.applied = p.next;
-        Ok(Outcome {
-            summary: p.summary,
-            writes,
-            took: start.elapsed(),
-        })
+        Ok(Outcome { summary: p.summary, writes, took: start.elapsed(), skipped })
     }
 }
 
@@ -112,8 +111,8 @@ mod tests {
         fn read_back(&self) -> Result<Applied> {
             Ok(self.truth.clone())
         }
-        fn slot_capacity(&self) -> u32 {
-            1 << 20
+        fn capacity(&self) -> crate::plan::Capacity {
+            crate::plan::Capacity::default()
         }
     }
 

@@ -61,12 +61,17 @@ pub async fn run(args: RunArgs) -> Result<()> {
         Some(c) => c.clone(),
         None => datapath::cgroup2_root()?,
     };
-    let datapath::Loaded { maps, attached: mut _attached, logger } = datapath::load(&args.pin_root, &cgroup)?;
+    let datapath::Loaded { maps, attached: mut _attached, logger } = datapath::load(
+        &args.pin_root,
+        &cgroup,
+        crate::plan::Capacity { services: args.max_services, backends: args.max_backends, slots: args.max_slots },
+    )?;
     info!(cgroup = %cgroup.display(), pin_root = %args.pin_root.display(), "socket hooks attached");
     _attached.attach_packet(&datapath::xdp::PacketAttach {
         xdp_ifaces: args.xdp_ifaces.clone(),
         reply_ifaces: args.xdp_reply_ifaces.clone(),
         mode: args.xdp_mode,
+        fib: args.xdp_forward == "fib",
     })?;
     if let Some(logger) = logger {
         spawn_kernel_log(logger)?;
@@ -220,6 +225,10 @@ async fn apply_table(rec: &mut Reconciler<datapath::Maps>, catalog: &Catalog, tr
     match rec.reconcile(&catalog.services).await {
         Ok(o) => {
             metrics.applied(trigger);
+            for (vip, why) in &o.skipped {
+                metrics.capacity_skips.inc();
+                warn!(trigger, %vip, "not applied: {why}");
+            }
             let latency = received_at.map(|t| t.elapsed());
             if let Some(l) = latency {
                 metrics.event_to_maps.observe(l.as_secs_f64());

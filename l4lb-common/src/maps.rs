@@ -50,10 +50,11 @@ pub const TC_REPLY_PROGRAM: &str = "l4lb_tc_reply";
 pub const MAX_SERVICES: u32 = 65_536;
 /// Maximum number of distinct backends (addr+port). Backend ids are `1..MAX_BACKENDS`.
 pub const MAX_BACKENDS: u32 = 65_536;
-/// Slots in the array shared by all services (4 bytes each, preallocated:
-/// 16 MiB). A service takes M slots (251 for 1–2 backends, 503 up to 5, …),
-/// twice while its table is being replaced. `--max-slots` resizes it.
-pub const MAX_SLOTS: u32 = 4_194_304;
+/// Slots in the array shared by all services (8 bytes each in the kernel's
+/// layout, preallocated: 8 MiB). A service takes M slots (251 for 1–2
+/// backends, 503 up to 5, …), twice while its table is being replaced: room
+/// for ~2,000 typical services. `--max-slots` resizes it.
+pub const MAX_SLOTS: u32 = 1_048_576;
 /// Largest Maglev table of one service (Katran's default size).
 pub const MAX_SLOTS_PER_SERVICE: u32 = 65_537;
 /// Service ↔ backend memberships.
@@ -66,3 +67,10 @@ pub const MAX_REVNAT: u32 = 131_072;
 pub const MAX_FLOWS: u32 = 131_072;
 /// Largest weight a backend may have; 0 = no new connections.
 pub const MAX_WEIGHT: u32 = 100;
+
+/// XDP settings the agent writes at start (one `u32` of `XDP_F_*` flags at
+/// index 0). Not pinned: it belongs to the loaded program.
+pub const XDP_CONFIG_MAP: &str = "L4LB_XDP_CONFIG";
+/// Forward rewritten packets from XDP (`bpf_fib_lookup` + XDP_REDIRECT/XDP_TX)
+/// instead of passing them to the kernel's forwarding (`--xdp-forward fib`).
+pub const XDP_F_FIB: u32 = 1;
