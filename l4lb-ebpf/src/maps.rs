@@ -49,3 +49,7 @@ pub static L4LB_CONNTRACK: LruHashMap<FlowKey, FlowValue, { MAX_FLOWS as usize }
 /// read by the tc reply program.
 #[btf_map]
 pub static L4LB_XDP_REVNAT: LruHashMap<FlowKey, RevNatValue, { MAX_FLOWS as usize }> = LruHashMap::new();
+
+/// XDP flags (`XDP_F_*`) at index 0, written by the agent.
+#[btf_map]
+pub static L4LB_XDP_CONFIG: Array<u32, 1> = Array::new();

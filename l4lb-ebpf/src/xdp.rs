@@ -23,10 +23,16 @@
 //! and no counters, so asking does not change the answer to the next packet.
 use core::mem::size_of;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    EbpfContext,
+    bindings::{BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup as FibParams, xdp_action},
+    helpers::{bpf_fib_lookup, bpf_redirect},
+    macros::xdp,
+    programs::XdpContext,
+};
 use l4lb_common::{
     Addr6, Backend, EXPLAIN_MAGIC, FlowKey, FlowValue, IPPROTO_TCP, IPPROTO_UDP, MemberKey,
-    RevNatValue, ServiceValue, v4_mapped,
+    RevNatValue, ServiceValue, XDP_F_FIB, v4_mapped,
 };
 use network_types::{
     eth::EthHdr,
@@ -37,8 +43,11 @@ use network_types::{
 
 use crate::{
     lb::{Verdict, choose, count_backend, count_service, lookup_service},
-    maps::{L4LB_BACKENDS, L4LB_CONNTRACK, L4LB_MEMBERS, L4LB_XDP_REVNAT},
+    maps::{L4LB_BACKENDS, L4LB_CONNTRACK, L4LB_MEMBERS, L4LB_XDP_CONFIG, L4LB_XDP_REVNAT},
 };
+
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
 
 const ETH_P_IP_BE: u16 = 0x0800u16.to_be();
 const ETH_P_IPV6_BE: u16 = 0x86DDu16.to_be();
@@ -178,7 +187,7 @@ fn ingress4(ctx: &XdpContext) -> Result<u32, ()> {
         set_dport(ctx, L4_V4, proto, backend.port)?;
     }
     count(ctx, &svc, backend_id);
-    Ok(xdp_action::XDP_PASS)
+    Ok(forward4(ctx, ip))
 }
 
 #[inline(always)]
@@ -222,7 +231,7 @@ fn ingress6(ctx: &XdpContext) -> Result<u32, ()> {
         set_dport(ctx, L4_V6, proto, backend.port)?;
     }
     count(ctx, &svc, backend_id);
-    Ok(xdp_action::XDP_PASS)
+    Ok(forward6(ctx, ip))
 }
 
 /// # Safety
@@ -385,4 +394,106 @@ fn bytes(a: &Addr6) -> [u8; 16] {
         w0[0], w0[1], w0[2], w0[3], w1[0], w1[1], w1[2], w1[3], w2[0], w2[1], w2[2], w2[3], w3[0],
         w3[1], w3[2], w3[3],
     ]
+}
+
+// ---- forwarding from XDP (`--xdp-forward fib`) ----
+//
+// After the rewrite, with XDP_F_FIB set, ask the kernel's FIB where the
+// backend is: on success set the MACs, decrement TTL / hop limit and
+// redirect (XDP_TX on the ingress interface), skipping the node's stack.
+// Anything else (no neighbour yet, TTL 1, MTU, forwarding off, explain mode)
+// returns XDP_PASS, and the kernel forwards the packet as without the flag.
+
+#[inline(always)]
+fn fib_enabled(ctx: &XdpContext) -> bool {
+    matches!(L4LB_XDP_CONFIG.get(0), Some(f) if f & XDP_F_FIB != 0) && !is_explain(ctx)
+}
+
+#[inline(always)]
+fn fib_params(ctx: &XdpContext, family: u8) -> FibParams {
+    // SAFETY: a plain C struct of integers and unions of integers.
+    let mut p: FibParams = unsafe { core::mem::zeroed() };
+    p.family = family;
+    p.ifindex = ctx.ingress_ifindex() as u32;
+    p
+}
+
+/// Sets the MACs and sends the frame out of `p.ifindex`.
+#[inline(always)]
+fn redirect(ctx: &XdpContext, p: &FibParams) -> u32 {
+    let Ok(eth) = ptr_at::<EthHdr>(ctx, 0) else {
+        return xdp_action::XDP_PASS;
+    };
+    // SAFETY: bounds-checked.
+    unsafe {
+        (*eth).dst_addr = p.dmac;
+        (*eth).src_addr = p.smac;
+    }
+    if p.ifindex == ctx.ingress_ifindex() as u32 {
+        return xdp_action::XDP_TX;
+    }
+    // SAFETY: helper without memory arguments; returns XDP_REDIRECT or XDP_ABORTED.
+    unsafe { bpf_redirect(p.ifindex, 0) as u32 }
+}
+
+#[inline(always)]
+fn forward4(ctx: &XdpContext, ip: *mut Ipv4Hdr) -> u32 {
+    if !fib_enabled(ctx) {
+        return xdp_action::XDP_PASS;
+    }
+    let mut p = fib_params(ctx, AF_INET);
+    // SAFETY: `ip` was bounds-checked by the caller.
+    let ttl = unsafe {
+        p.l4_protocol = (*ip).proto;
+        p.__bindgen_anon_1.tot_len = u16::from_be_bytes((*ip).tot_len);
+        p.__bindgen_anon_2.tos = (*ip).tos;
+        p.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes((*ip).src_addr);
+        p.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes((*ip).dst_addr);
+        (*ip).ttl
+    };
+    if ttl <= 1 {
+        return xdp_action::XDP_PASS;
+    }
+    // SAFETY: `p` is a valid, fully initialized bpf_fib_lookup on our stack.
+    let rc = unsafe { bpf_fib_lookup(ctx.as_ptr(), &mut p, size_of::<FibParams>() as i32, 0) };
+    if rc != i64::from(BPF_FIB_LKUP_RET_SUCCESS) {
+        return xdp_action::XDP_PASS;
+    }
+    // SAFETY: bounds-checked by the caller. TTL and protocol share a 16-bit word.
+    unsafe {
+        let old = u16::from_ne_bytes([ttl, (*ip).proto]);
+        let new = u16::from_ne_bytes([ttl - 1, (*ip).proto]);
+        (*ip).ttl = ttl - 1;
+        let c = u16::from_ne_bytes((*ip).check);
+        (*ip).check = csum_update(c, &[], &[], &[old], &[new]).to_ne_bytes();
+    }
+    redirect(ctx, &p)
+}
+
+#[inline(always)]
+fn forward6(ctx: &XdpContext, ip: *mut Ipv6Hdr) -> u32 {
+    if !fib_enabled(ctx) {
+        return xdp_action::XDP_PASS;
+    }
+    let mut p = fib_params(ctx, AF_INET6);
+    // SAFETY: `ip` was bounds-checked by the caller.
+    let hops = unsafe {
+        p.l4_protocol = (*ip).next_hdr;
+        p.__bindgen_anon_1.tot_len =
+            u16::from_be_bytes((*ip).payload_len).wrapping_add(Ipv6Hdr::LEN as u16);
+        p.__bindgen_anon_3.ipv6_src = words(&(*ip).src_addr);
+        p.__bindgen_anon_4.ipv6_dst = words(&(*ip).dst_addr);
+        (*ip).hop_limit
+    };
+    if hops <= 1 {
+        return xdp_action::XDP_PASS;
+    }
+    // SAFETY: as in forward4.
+    let rc = unsafe { bpf_fib_lookup(ctx.as_ptr(), &mut p, size_of::<FibParams>() as i32, 0) };
+    if rc != i64::from(BPF_FIB_LKUP_RET_SUCCESS) {
+        return xdp_action::XDP_PASS;
+    }
+    // SAFETY: bounds-checked by the caller; IPv6 has no header checksum.
+    unsafe { (*ip).hop_limit = hops - 1 };
+    redirect(ctx, &p)
 }

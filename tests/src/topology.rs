@@ -132,6 +132,15 @@ impl Topology {
         Ok(t)
     }
 
+    /// NAPI (GRO) on the backends' veth, so frames XDP redirects out of the
+    /// node's n1 (`--xdp-forward fib`) are taken: a veth drops XDP frames
+    /// unless its peer has NAPI (GRO on, or an XDP program of its own).
+    pub fn napi_on_backends(&self) -> Result<()> {
+        let b = netns_path(self.backends.netns());
+        sys::run(sys::netns_command(&b, "ethtool").args(["-K", "b0", "gro", "on"]))?;
+        Ok(())
+    }
+
     /// Runs `cmd` in the node netns (e.g. `iptables`, `nft`), to completion.
     pub fn in_node(&self, program: &str, args: &[&str]) -> Result<String> {
         sys::run(self.node.in_netns(program).args(args))

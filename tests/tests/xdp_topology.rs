@@ -393,3 +393,130 @@ fn removal_sends_new_flows_elsewhere_and_established_flows_survive_an_addition()
     drop(stdin);
     assert!(hold.wait().unwrap().success());
 }
+
+/// `Ip: ForwDatagrams` of the node netns: packets the kernel forwarded.
+fn forwarded(t: &Topology) -> u64 {
+    let out = t
+        .node
+        .in_netns("cat")
+        .arg("/proc/net/snmp")
+        .output()
+        .unwrap();
+    let snmp = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut ip = snmp.lines().filter(|l| l.starts_with("Ip:"));
+    let (names, values) = (ip.next().unwrap(), ip.next().unwrap());
+    let i = names
+        .split_whitespace()
+        .position(|n| n == "ForwDatagrams")
+        .unwrap();
+    values.split_whitespace().nth(i).unwrap().parse().unwrap()
+}
+
+#[test]
+fn fib_forwarding_from_xdp_skips_the_node_stack() {
+    require_root();
+    let mut t = Topology::new("xfib").unwrap();
+    t.napi_on_backends().unwrap();
+    for (id, ip4, ip6) in [
+        ("a", "198.18.2.2", "fd00:b1::2"),
+        ("b", "198.18.2.3", "fd00:b1::3"),
+    ] {
+        t.backends
+            .spawn_testsrv(
+                id,
+                &[&format!("{ip4}:7000"), &format!("[{ip6}]:7000")],
+                &[&format!("{ip4}:7001")],
+            )
+            .unwrap();
+    }
+    // A sink for the one-way flood below: counted and dropped in the backends' prerouting.
+    let sink = "table inet sink { chain pre { type filter hook prerouting priority -300; policy accept; udp dport 9 counter drop; }; }";
+    assert!(
+        t.backends
+            .in_netns("nft")
+            .arg(sink)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let agent = Agent::start_with_args(
+        &mut t.node,
+        "vips:
+  - vip: 11.0.0.1:80
+    backends: [198.18.2.2:7000, 198.18.2.3:7000]
+  - vip: 11.0.0.1:53
+    protocol: udp
+    backends: [198.18.2.2:7001, 198.18.2.3:7001]
+  - vip: '[fd01:c::1]:80'
+    backends: ['[fd00:b1::2]:7000', '[fd00:b1::3]:7000']
+  - vip: 11.0.0.1:9
+    protocol: udp
+    backends: [198.18.2.2:9]
+",
+        &["--xdp-iface", NODE_IN, "--xdp-forward", "fib"],
+    )
+    .unwrap();
+    agent.wait_vips(4, READY).unwrap();
+    // TCP and UDP work end to end (TTL, MACs and checksums are checked by the receivers).
+    for vip in ["11.0.0.1:80", "[fd01:c::1]:80"] {
+        let v = t.client.probe(&["tcp", "--to", vip, "-n", "40"]).unwrap();
+        assert_eq!(v["errors"], 0, "{vip}: {v}");
+        assert_eq!(counts(&v).len(), 2, "{vip}: {v}");
+        assert_eq!(v["peers"], json!([vip]), "{v}");
+    }
+    let v = t
+        .client
+        .probe(&[
+            "udp",
+            "--to",
+            "11.0.0.1:53",
+            "-n",
+            "20",
+            "--mode",
+            "connected",
+        ])
+        .unwrap();
+    assert_eq!(v["errors"], 0, "{v}");
+    assert_eq!(v["sources"], json!(["11.0.0.1:53"]), "{v}");
+    // One-way traffic to the VIP leaves the node from XDP: the kernel forwards (almost) none of it.
+    let before = forwarded(&t);
+    let flood = t
+        .client
+        .in_netns(probe_bin())
+        .args([
+            "flood",
+            "--to",
+            "11.0.0.1:9",
+            "--flows",
+            "4",
+            "-n",
+            "2000",
+            "--seconds",
+            "5",
+        ])
+        .output()
+        .unwrap();
+    assert!(flood.status.success(), "{flood:?}");
+    let via_kernel = forwarded(&t) - before;
+    let out = t
+        .backends
+        .in_netns("nft")
+        .args(["list", "chain", "inet", "sink", "pre"])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    let arrived: u64 = listing
+        .split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        arrived >= 1000,
+        "only {arrived} of 2000 datagrams reached the backend"
+    );
+    assert!(
+        via_kernel * 10 < arrived,
+        "the kernel forwarded {via_kernel} of {arrived}: XDP did not redirect"
+    );
+}

@@ -45,15 +45,19 @@ enum Mode {
     Forward,
     L4lb,
     L4lbGeneric,
+    L4lbFib,
+    L4lbGenericFib,
     Iptables,
     Nftables,
 }
 
 impl Mode {
-    const ALL: [Mode; 5] = [
+    const ALL: [Mode; 7] = [
         Mode::Forward,
         Mode::L4lb,
         Mode::L4lbGeneric,
+        Mode::L4lbFib,
+        Mode::L4lbGenericFib,
         Mode::Iptables,
         Mode::Nftables,
     ];
@@ -63,6 +67,8 @@ impl Mode {
             Mode::Forward => "plain forwarding (no NAT, to the backend address)",
             Mode::L4lb => "l4lb XDP, native mode (on the node's ingress veth)",
             Mode::L4lbGeneric => "l4lb XDP, generic (skb) mode",
+            Mode::L4lbFib => "l4lb XDP, native, --xdp-forward fib (redirect, no node stack)",
+            Mode::L4lbGenericFib => "l4lb XDP, generic, --xdp-forward fib",
             Mode::Iptables => "iptables DNAT (legacy xtables, PREROUTING)",
             Mode::Nftables => "nftables DNAT (prerouting dstnat)",
         }
@@ -217,13 +223,23 @@ fn measure(mode: Mode, seconds: u32) -> Result<f64> {
             util::run(Command::new("ip").args(route))?;
             BACKEND
         }
-        Mode::L4lb | Mode::L4lbGeneric => {
-            let xdp_mode = if mode == Mode::L4lb {
-                "native"
-            } else {
-                "generic"
+        Mode::L4lb | Mode::L4lbGeneric | Mode::L4lbFib | Mode::L4lbGenericFib => {
+            let xdp_mode = match mode {
+                Mode::L4lb | Mode::L4lbFib => "native",
+                _ => "generic",
             };
-            let args = ["--xdp-iface", NODE_IN, "--xdp-mode", xdp_mode];
+            let forward = match mode {
+                Mode::L4lbFib | Mode::L4lbGenericFib => "fib",
+                _ => "kernel",
+            };
+            let args = [
+                "--xdp-iface",
+                NODE_IN,
+                "--xdp-mode",
+                xdp_mode,
+                "--xdp-forward",
+                forward,
+            ];
             let a = Agent::start_with_args(&mut t.node, &yaml(), &args)?;
             a.wait_vips(2, Duration::from_secs(30))?;
             agent = Some(a);
@@ -364,9 +380,10 @@ fn summarize(
         })
         .collect();
     let (native, generic) = (get(Mode::L4lb) / ipt, get(Mode::L4lbGeneric) / ipt);
-    let best = native.max(generic);
+    let (nfib, gfib) = (get(Mode::L4lbFib) / ipt, get(Mode::L4lbGenericFib) / ipt);
+    let best = native.max(generic).max(nfib).max(gfib);
     let pps_verdict = format!(
-        "l4lb XDP / iptables DNAT = {native:.2}x native, {generic:.2}x generic (goal >= {RATIO_GOAL:.1}x): {}",
+        "l4lb XDP / iptables DNAT = {native:.2}x native, {generic:.2}x generic, {nfib:.2}x native+fib, {gfib:.2}x generic+fib (goal >= {RATIO_GOAL:.1}x): {}",
         if best >= RATIO_GOAL { "met" } else { "NOT met" }
     );
     let h1 = [

@@ -12,14 +12,15 @@ use std::{
 use anyhow::{Context, Result, bail};
 use aya::{
     Ebpf,
-    maps::{HashMap, Map, MapData},
+    maps::{Array, HashMap, Map, MapData},
     programs::{
         SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp, XdpMode, tc::qdisc_add_clsact,
     },
 };
 use aya_obj::programs::XdpAttachType;
 use l4lb_common::{
-    CONNTRACK_MAP, EXPLAIN_MAGIC, FlowKey, FlowValue, TC_REPLY_PROGRAM, XDP_PROGRAM,
+    CONNTRACK_MAP, EXPLAIN_MAGIC, FlowKey, FlowValue, TC_REPLY_PROGRAM, XDP_CONFIG_MAP, XDP_F_FIB,
+    XDP_PROGRAM,
 };
 use tracing::{info, warn};
 
@@ -41,6 +42,9 @@ pub struct PacketAttach {
     /// the node by another interface than the one the request came in on).
     pub reply_ifaces: Vec<String>,
     pub mode: Mode,
+    /// Forward rewritten packets from XDP (`bpf_fib_lookup` + redirect)
+    /// instead of XDP_PASS to the kernel's forwarding.
+    pub fib: bool,
 }
 
 /// How to attach XDP (`--xdp-mode`).
@@ -166,6 +170,14 @@ pub(super) fn teardown(pin_root: &Path, removed: &mut Vec<PathBuf>) -> Result<()
 /// program on the egress of those and of `reply_ifaces`. The links are not
 /// pinned: they live as long as `ebpf`, i.e. the agent.
 fn attach(ebpf: &mut Ebpf, want: &PacketAttach) -> Result<Vec<IfaceAttach>> {
+    let flags = if want.fib { XDP_F_FIB } else { 0 };
+    let mut config: Array<&mut MapData, u32> = ebpf
+        .map_mut(XDP_CONFIG_MAP)
+        .with_context(|| format!("map {XDP_CONFIG_MAP} missing from the BPF object"))?
+        .try_into()?;
+    config
+        .set(0, flags, 0)
+        .with_context(|| format!("writing {XDP_CONFIG_MAP}"))?;
     if want.xdp_ifaces.is_empty() && want.reply_ifaces.is_empty() {
         return Ok(Vec::new());
     }
@@ -198,7 +210,7 @@ fn attach(ebpf: &mut Ebpf, want: &PacketAttach) -> Result<Vec<IfaceAttach>> {
                     }
                 },
             };
-        info!(%iface, mode, "XDP attached");
+        info!(%iface, mode, forward = if want.fib { "fib" } else { "kernel" }, "XDP attached");
         done.push(IfaceAttach {
             iface: iface.clone(),
             xdp_mode: Some(mode),
