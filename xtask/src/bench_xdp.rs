@@ -232,6 +232,9 @@ fn measure(mode: Mode, seconds: u32) -> Result<f64> {
                 Mode::L4lbFib | Mode::L4lbGenericFib => "fib",
                 _ => "kernel",
             };
+            if forward == "fib" {
+                t.napi_on_backends()?;
+            }
             let args = [
                 "--xdp-iface",
                 NODE_IN,
