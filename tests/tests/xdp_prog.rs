@@ -16,6 +16,7 @@ use l4lb_agent::{
     datapath::{self, Attached, Maps, xdp::RunOutput},
     model::{DesiredState, Proto, ServiceSpec, Vip},
     packet::{self, FrameOpts, Tuple},
+    plan,
     reconcile::Reconciler,
 };
 use l4lb_tests::{Sandbox, require_root};
@@ -40,7 +41,7 @@ impl Lb {
     fn new(tag: &str) -> Lb {
         require_root();
         let sb = Sandbox::new(tag).unwrap();
-        let loaded = datapath::load(sb.pin_root(), sb.cgroup()).unwrap();
+        let loaded = datapath::load(sb.pin_root(), sb.cgroup(), plan::Capacity::default()).unwrap();
         let maps = Maps::open_pinned(sb.pin_root()).unwrap();
         // No grace needed: nothing runs concurrently with a test's writes.
         let rec = Reconciler::adopt(loaded.maps, Duration::ZERO).unwrap();
