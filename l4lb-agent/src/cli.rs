@@ -31,6 +31,20 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print every backend with the VIPs it serves, from the pinned maps.
+    Backends {
+        #[arg(long, default_value = DEFAULT_PIN_ROOT)]
+        pin_root: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print totals and map usage against capacity, from the pinned maps.
+    Stats {
+        #[arg(long, default_value = DEFAULT_PIN_ROOT)]
+        pin_root: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate a VIP file and print the table it describes; touches nothing.
     Check {
         #[arg(long)]

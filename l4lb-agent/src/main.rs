@@ -45,6 +45,26 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Backends { pin_root, json } => {
+            let maps = datapath::Maps::open_pinned(&pin_root)?;
+            let rows = table::backend_rows(&table::vip_rows(&maps)?);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                table::print_backends(&rows);
+            }
+            Ok(())
+        }
+        Command::Stats { pin_root, json } => {
+            let maps = datapath::Maps::open_pinned(&pin_root)?;
+            let stats = table::stats(&maps)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&stats)?);
+            } else {
+                table::print_stats(&stats);
+            }
+            Ok(())
+        }
         Command::Check { config, json } => {
             let cfg = config::load_config(&config)?;
             let desired = cfg.desired_state(&mut naming::VipAllocator::default())?;

@@ -115,3 +115,88 @@ pub fn print_vips(rows: &[VipRow]) {
         }
     }
 }
+
+/// One backend and the VIPs it serves.
+#[derive(Debug, Serialize)]
+pub struct BackendView {
+    pub addr: SocketAddr,
+    pub backend_id: u32,
+    pub connects: u64,
+    pub vips: Vec<BackendVip>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BackendVip {
+    pub vip: SocketAddr,
+    pub proto: Proto,
+    pub weight: u32,
+}
+
+/// The VIP table turned around: backend → VIPs.
+pub fn backend_rows(vips: &[VipRow]) -> Vec<BackendView> {
+    let mut by_id: std::collections::BTreeMap<u32, BackendView> = Default::default();
+    for r in vips {
+        for b in &r.backends {
+            let view = by_id.entry(b.backend_id).or_insert_with(|| BackendView {
+                addr: b.addr,
+                backend_id: b.backend_id,
+                // Per-backend counters are kept per backend, across VIPs.
+                connects: b.connects + b.sendmsgs,
+                vips: Vec::new(),
+            });
+            view.vips.push(BackendVip { vip: r.vip, proto: r.proto, weight: b.weight });
+        }
+    }
+    by_id.into_values().collect()
+}
+
+pub fn print_backends(rows: &[BackendView]) {
+    if rows.is_empty() {
+        println!("no backends");
+        return;
+    }
+    println!("{:<42} {:>6} {:>10}  VIPS", "BACKEND", "ID", "CONNECTS");
+    for b in rows {
+        let vips: Vec<String> = b.vips.iter().map(|v| format!("{}/{} (w{})", v.vip, v.proto, v.weight)).collect();
+        println!("{:<42} {:>6} {:>10}  {}", b.addr.to_string(), b.backend_id, b.connects, vips.join(", "));
+    }
+}
+
+/// Totals and map usage.
+#[derive(Debug, Serialize)]
+pub struct Totals {
+    pub vips: usize,
+    pub backends: usize,
+    pub connects: u64,
+    pub sendmsgs: u64,
+    pub refused: u64,
+    pub maps: Vec<MapUsage>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MapUsage {
+    pub map: &'static str,
+    pub entries: u64,
+    pub capacity: u64,
+}
+
+pub fn stats(maps: &Maps) -> Result<Totals> {
+    let rows = vip_rows(maps)?;
+    Ok(Totals {
+        vips: rows.len(),
+        backends: backend_rows(&rows).len(),
+        connects: rows.iter().map(|r| r.connects).sum(),
+        sendmsgs: rows.iter().map(|r| r.sendmsgs).sum(),
+        refused: rows.iter().map(|r| r.no_backend).sum(),
+        maps: maps.usage().into_iter().map(|(map, entries, capacity)| MapUsage { map, entries, capacity }).collect(),
+    })
+}
+
+pub fn print_stats(t: &Totals) {
+    println!("VIPs {}  backends {}  connects {}  sendmsgs {}  refused {}", t.vips, t.backends, t.connects, t.sendmsgs, t.refused);
+    println!("{:<16} {:>12} {:>12} {:>7}", "MAP", "ENTRIES", "CAPACITY", "USED");
+    for m in &t.maps {
+        let pct = if m.capacity > 0 { m.entries as f64 * 100.0 / m.capacity as f64 } else { 0.0 };
+        println!("{:<16} {:>12} {:>12} {:>6.1}%", m.map, m.entries, m.capacity, pct);
+    }
+}
