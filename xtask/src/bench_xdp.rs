@@ -409,16 +409,15 @@ fn summarize(
          nft `counter drop` in `backends`; each mode in a fresh topology, modes interleaved over {rounds} \
          rounds of {seconds} s. The flood is pinned to CPU 0 and RPS hands n0's receive processing to \
          CPU 1, so the rate is bounded by the node's work where that is the larger part.\n\n{}\n{pps_verdict}.\n\n\
-         Reading the numbers: plain forwarding, iptables, nftables and generic-mode XDP land within the \
-         round-to-round noise of each other: the one sending core (CPU 0) is the bound, not the node's work \
-         on CPU 1, so this setup cannot show a 2x difference in the node's cost. Native mode is slower because \
-         on a veth it runs on the sender's CPU, and there the peer's skb, lacking XDP's 256 bytes of headroom, \
-         is copied into a new frame before the program runs and an skb is built again for XDP_PASS: work that \
-         native XDP on a NIC (on the DMA buffer) does not do. The program itself costs the ns/packet above, a \
-         small part of the ~2 us each packet takes end to end here. A 2x needs a sender that is not the bound \
-         (another machine, pktgen, XDP live frames) and skipping the node's stack (`bpf_fib_lookup` + \
-         XDP_REDIRECT/XDP_TX, not built yet). Rounds vary by up to 25 %: two cores shared by the sender, the \
-         node, the sink and whatever else runs (loadavg).\n\n\
+         Reading the numbers: rounds vary a lot when other work shares the two cores (loadavg below), \
+         so only differences larger than the ranges mean anything. The one sending process is a bound for \
+         every mode, which is why plain forwarding, iptables and nftables stay close. On a veth, native \
+         mode runs the program on the sender's CPU after copying the peer's skb (it lacks XDP's 256 bytes of \
+         headroom) into a new frame, work native XDP on a NIC does not do, so native is the slowest mode \
+         here. Generic mode copies too, but on CPU 1; with `--xdp-forward fib` it also skips the node's IP \
+         stack and netfilter. The program's own cost is the ns/packet above, a small part of the \
+         microseconds each packet takes end to end here. Showing 2x over iptables needs what this machine \
+         lacks: a NIC with native XDP and a sender that is not the bound (another machine, pktgen).\n\n\
          Machine: {machine}.\n",
         report::md_table(&h1, &cost_rows),
         report::md_table(&h2, &rows),
