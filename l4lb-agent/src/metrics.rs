@@ -169,6 +169,18 @@ impl Collector for DatapathCollector {
             "connect()/sendmsg() refused: no backend takes new connections",
             rows.iter().map(|r| (vip_labels(r), r.no_backend)).collect(),
         )?;
+        for (name, help, pick) in [
+            ("l4lb_vip_xdp_packets", "Packets to the VIP balanced by the XDP program", 0usize),
+            ("l4lb_vip_xdp_bytes", "Bytes to the VIP balanced by the XDP program", 1),
+            ("l4lb_vip_xdp_flows", "New flows the XDP program picked a backend for", 2),
+            ("l4lb_vip_reply_packets", "Reply packets rewritten back to the VIP by the tc program", 3),
+        ] {
+            counter(
+                name,
+                help,
+                rows.iter().map(|r| (vip_labels(r), [r.packets, r.bytes, r.flows, r.reply_packets][pick])).collect(),
+            )?;
+        }
         counter(
             "l4lb_backend_connections",
             "connect() and unconnected sendmsg() calls sent to a backend, per VIP and backend",
