@@ -1,12 +1,15 @@
-//! The agent's pure DNS code, compiled by path so the fuzz build needs
-//! neither the eBPF build nor the agent's other dependencies. Paths inside
-//! `src/dns.rs` are relative to `src/`.
+//! The agent's pure parsers and DNS code, compiled by path so the fuzz build
+//! needs neither the eBPF build nor the agent's other dependencies. Paths
+//! inside `src/dns.rs` and `src/marathon.rs` are relative to `src/`.
+#[path = "../../l4lb-agent/src/config.rs"]
+pub mod config;
 #[path = "../../l4lb-agent/src/model.rs"]
 pub mod model;
 #[path = "../../l4lb-agent/src/naming.rs"]
 pub mod naming;
 
 pub mod dns;
+pub mod marathon;
 
 use std::collections::BTreeSet;
 

@@ -50,6 +50,11 @@ pub enum Bench {
         #[arg(long)]
         write: bool,
     },
+    /// Marathon source: full sync of N apps x M tasks (wall time, peak RSS)
+    /// and event -> maps latency with K apps loaded.
+    Marathon(crate::bench_control::MarathonArgs),
+    /// Embedded DNS: dnsperf A and SRV queries, qps per agent CPU core.
+    Dns(crate::bench_control::DnsArgs),
 }
 
 /// What `l4lb-probe latency` prints.
@@ -77,6 +82,8 @@ pub fn run(what: Bench) -> Result<()> {
             seconds,
             write,
         } => crate::bench_xdp::run(rounds, seconds, write),
+        Bench::Marathon(args) => crate::bench_control::marathon(args),
+        Bench::Dns(args) => crate::bench_control::dns(args),
     }
 }
 

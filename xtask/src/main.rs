@@ -1,5 +1,6 @@
 //! `cargo xtask <task>`: the project's developer and CI entry points.
 mod bench;
+mod bench_control;
 mod bench_xdp;
 mod demo;
 mod interrupt;

@@ -24,6 +24,7 @@ pub const APT_PACKAGES: &[&str] = &[
     "python3",
     "iptables",
     "nftables",
+    "dnsperf",
 ];
 
 /// Debian's cargo and rustc (shadowed on PATH by rustup's; always called by path).

@@ -71,13 +71,14 @@ impl EventError {
 pub type MarathonEvents = Pin<Box<dyn Stream<Item = Result<MarathonEvent, EventError>> + Send>>;
 
 /// Turns a response body into Marathon events. Yields `Err(Idle)` and ends if
-/// no byte arrives for `idle`; ends after the first fatal error.
+/// no byte arrives for `idle`; ends after the first fatal error (bytes that
+/// are not UTF-8 are one, reported when they arrive: see [`Utf8Check`]).
 pub fn from_bytes<S, E>(body: S, idle: Duration) -> MarathonEvents
 where
     S: Stream<Item = Result<Bytes, E>> + Send + 'static,
     E: fmt::Display + Send + 'static,
 {
-    let frames = Box::pin(with_idle_timeout(body, idle).eventsource());
+    let frames = Box::pin(utf8_checked(with_idle_timeout(body, idle)).eventsource());
     Box::pin(stream::unfold(Some(frames), |state| async move {
         let mut frames = state?;
         let item = match frames.next().await? {
@@ -141,6 +142,129 @@ where
             Err(_) => Some((Err(EventError::Idle(idle)), None)),
         }
     })
+}
+
+/// The body on its way to the SSE parser (eventsource-stream 0.2.3), which
+/// has two flaws this works around:
+/// - it cuts a leading byte-order mark off as if it were one byte long and
+///   panics (the mark is three bytes in UTF-8). The mark is dropped here, and
+///   the parser is handed a blank line first (a blank line with no fields
+///   dispatches nothing), so it never looks for one;
+/// - it keeps bytes that are not UTF-8, and every byte after them, until the
+///   connection closes: on a live connection events would stop silently and
+///   the buffer grow without bound. Here the text before them is passed on,
+///   then a `Protocol` error.
+///
+/// Only whole characters are passed on: a sequence cut by a chunk border
+/// waits (at most 3 bytes) for the rest.
+#[derive(Debug, Default)]
+struct Utf8Check {
+    /// The start of a character the last chunk ended in.
+    held: Vec<u8>,
+    /// Some text has been passed on (the byte-order mark is behind us).
+    started: bool,
+}
+
+impl Utf8Check {
+    /// The chunk's whole characters (maybe none yet); on bytes that are not
+    /// UTF-8, the text before them and the error.
+    fn push(&mut self, chunk: Bytes) -> Result<Bytes, (Bytes, String)> {
+        let buf = if self.held.is_empty() {
+            chunk
+        } else {
+            let mut b = std::mem::take(&mut self.held);
+            b.extend_from_slice(&chunk);
+            Bytes::from(b)
+        };
+        let (text, bad) = match std::str::from_utf8(&buf) {
+            Ok(_) => (buf, None),
+            Err(e) => {
+                let valid = e.valid_up_to();
+                match e.error_len() {
+                    None => {
+                        self.held = buf[valid..].to_vec();
+                        (buf.slice(..valid), None)
+                    }
+                    Some(len) => (
+                        buf.slice(..valid),
+                        Some(format!(
+                            "not UTF-8: bytes {:02x?}",
+                            &buf[valid..valid + len]
+                        )),
+                    ),
+                }
+            }
+        };
+        let text = self.strip_bom(text);
+        match bad {
+            None => Ok(text),
+            Some(msg) => Err((text, msg)),
+        }
+    }
+
+    /// Drops the byte-order mark the body may start with (one, as in the SSE spec).
+    fn strip_bom(&mut self, text: Bytes) -> Bytes {
+        if self.started || text.is_empty() {
+            return text;
+        }
+        self.started = true;
+        const BOM: &[u8] = "\u{feff}".as_bytes();
+        if text.starts_with(BOM) {
+            text.slice(BOM.len()..)
+        } else {
+            text
+        }
+    }
+
+    /// The body ended: an error if it ended inside a character.
+    fn finish(&self) -> Result<(), String> {
+        if self.held.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "not UTF-8: the body ends inside a character ({:02x?})",
+                self.held
+            ))
+        }
+    }
+}
+
+/// Passes the body through [`Utf8Check`]; ends after the first error.
+fn utf8_checked<S>(body: S) -> impl Stream<Item = Result<Bytes, EventError>> + Send
+where
+    S: Stream<Item = Result<Bytes, EventError>> + Send + 'static,
+{
+    let blank = stream::iter([Ok(Bytes::from_static(b"\n"))]);
+    let checked = stream::unfold(
+        Some((Box::pin(body), Utf8Check::default())),
+        |state| async move {
+            let (mut body, mut check) = state?;
+            loop {
+                let out = match body.next().await {
+                    Some(Ok(chunk)) => match check.push(chunk) {
+                        Ok(text) if text.is_empty() => continue,
+                        Ok(text) => vec![Ok(text)],
+                        Err((text, msg)) => {
+                            let err = Err(EventError::Protocol(msg));
+                            let out = if text.is_empty() {
+                                vec![err]
+                            } else {
+                                vec![Ok(text), err]
+                            };
+                            return Some((out, None));
+                        }
+                    },
+                    Some(Err(e)) => return Some((vec![Err(e)], None)),
+                    None => match check.finish() {
+                        Ok(()) => return None,
+                        Err(msg) => return Some((vec![Err(EventError::Protocol(msg))], None)),
+                    },
+                };
+                return Some((out, Some((body, check))));
+            }
+        },
+    );
+    blank.chain(checked.flat_map(stream::iter))
 }
 
 #[cfg(test)]
@@ -251,6 +375,80 @@ mod tests {
         assert!(matches!(got[1], Err(EventError::Idle(d)) if d == idle));
         // 6 heartbeats kept it alive, then 60 s of silence.
         assert_eq!(start.elapsed(), Duration::from_secs(60 + 60));
+    }
+
+    /// Fuzz find (fuzz/regressions/sse_events/bom-panic): eventsource-stream
+    /// sliced a leading byte-order mark at byte 1 and panicked.
+    #[tokio::test]
+    async fn byte_order_mark_is_dropped_in_any_chunking() {
+        let body: &'static [u8] =
+            "\u{feff}: hi\r\nevent: deployment_success\r\ndata: {}\r\n\r\n".as_bytes();
+        for size in [1, 2, 3, 4, body.len()] {
+            let got = collect(from_bytes(chunked(body, size), Duration::from_secs(5))).await;
+            assert_eq!(got.len(), 1, "chunk size {size}: {got:?}");
+            assert_eq!(got[0].as_ref().unwrap().event_type, "deployment_success");
+        }
+        // Only one is dropped: a second one is part of the field name
+        // ("\u{feff}data", ignored), as the SSE spec reads it.
+        let body: &'static [u8] = "\u{feff}\u{feff}data: {}\n\ndata: {}\n\n".as_bytes();
+        for size in [1, 3, body.len()] {
+            let got = collect(from_bytes(chunked(body, size), Duration::from_secs(5))).await;
+            assert_eq!(got.len(), 1, "chunk size {size}: {got:?}");
+            assert_eq!(got[0].as_ref().unwrap().event_type, "message");
+        }
+    }
+
+    /// Fuzz find (fuzz/regressions/sse_events/bad-utf8-open): bytes that are
+    /// not UTF-8 on a connection that stays open were never reported; the
+    /// parser held them and every later byte, so events stopped silently.
+    #[tokio::test(start_paused = true)]
+    async fn bad_utf8_is_reported_while_the_connection_is_open() {
+        let body = stream::iter([
+            Ok::<_, String>(Bytes::from_static(
+                b"event: deployment_success\ndata: {}\n\ndata: \xff\n\n",
+            )),
+            Ok(Bytes::from_static(
+                b"event: deployment_success\ndata: {}\n\n",
+            )),
+        ])
+        .chain(stream::pending());
+        let start = tokio::time::Instant::now();
+        let got = collect(from_bytes(body, Duration::from_secs(60))).await;
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].as_ref().unwrap().event_type, "deployment_success");
+        assert!(
+            matches!(&got[1], Err(EventError::Protocol(m)) if m.contains("ff")),
+            "{got:?}"
+        );
+        assert_eq!(
+            start.elapsed(),
+            Duration::ZERO,
+            "reported at once, not on idle"
+        );
+    }
+
+    #[tokio::test]
+    async fn characters_cut_by_chunk_borders() {
+        let body: &'static [u8] =
+            "data: {\"app\":\"/caf\u{e9}-\u{20ac}-\u{1f600}\"}\n\n".as_bytes();
+        for size in [1, 2, 3, body.len()] {
+            let got = collect(from_bytes(chunked(body, size), Duration::from_secs(5))).await;
+            assert_eq!(got.len(), 1, "chunk size {size}: {got:?}");
+            assert_eq!(
+                got[0].as_ref().unwrap().data["app"],
+                "/caf\u{e9}-\u{20ac}-\u{1f600}"
+            );
+        }
+        // A body that ends inside a character is not UTF-8.
+        let got = collect(from_bytes(
+            chunked(b"data: {}\n\ndata: \xe2\x82", 1),
+            Duration::from_secs(5),
+        ))
+        .await;
+        assert!(
+            matches!(got.as_slice(), [Ok(_), Err(EventError::Protocol(_))]),
+            "{got:?}"
+        );
     }
 
     #[tokio::test]
