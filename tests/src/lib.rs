@@ -9,6 +9,7 @@
 mod agent;
 mod bins;
 pub mod marathon;
+mod redis;
 mod sandbox;
 mod sys;
 pub mod topology;

@@ -3,7 +3,6 @@
 //! garbage and leader changes. Everything runs inside the sandbox netns.
 use std::{
     collections::BTreeMap,
-    process::Stdio,
     thread,
     time::{Duration, Instant},
 };
@@ -15,37 +14,12 @@ const BOUND: Duration = Duration::from_secs(10);
 
 fn start_redis(sb: &mut Sandbox, ips: &[&str]) {
     for ip in ips {
-        let mut cmd = sb.in_netns("redis-server");
-        cmd.args([
-            "--bind",
-            ip,
-            "--port",
-            "6379",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null());
-        sb.spawn(cmd).unwrap();
-    }
-    for ip in ips {
-        let deadline = Instant::now() + BOUND;
-        while !redis(sb, ip, &["PING"]).contains("PONG") {
-            assert!(Instant::now() < deadline, "redis on {ip} never answered");
-            thread::sleep(Duration::from_millis(50));
-        }
+        sb.spawn_redis(ip, 6379).unwrap();
     }
 }
 
 fn redis(sb: &Sandbox, host: &str, args: &[&str]) -> String {
-    let out = sb
-        .in_cgroup("redis-cli")
-        .args(["-h", host, "-p", "6379"])
-        .args(args)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    sb.redis_cli(host, 6379, args)
 }
 
 /// `n` sessions through the VIP; which redis-server (by bind address) answered each.

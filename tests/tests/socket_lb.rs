@@ -57,21 +57,8 @@ fn backends_of(vips: &Value, vip: &str) -> Vec<(String, u64)> {
         .collect()
 }
 
-/// Waits until `pred` holds for `vips --json` (a reload is asynchronous).
 fn wait_table(agent: &Agent, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + READY;
-    loop {
-        let v = agent.vips_json().unwrap();
-        if pred(&v) {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; table: {v}\nlog:\n{}",
-            agent.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    agent.wait_table(what, READY, pred)
 }
 
 #[test]
@@ -169,21 +156,7 @@ fn redis_cli_through_the_vip() {
     require_root();
     let mut sb = Sandbox::new("redis").unwrap();
     for ip in ["127.0.0.2", "127.0.0.3", "127.0.0.4"] {
-        let mut cmd = sb.in_netns("redis-server");
-        cmd.args([
-            "--bind",
-            ip,
-            "--port",
-            "6379",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-        ])
-        .stdout(Stdio::null());
-        sb.spawn(cmd).unwrap();
+        sb.spawn_redis(ip, 6379).unwrap();
     }
     let agent = Agent::start(
         &mut sb,
@@ -191,17 +164,9 @@ fn redis_cli_through_the_vip() {
     )
     .unwrap();
     agent.wait_vips(1, READY).unwrap();
-    // Wait for the servers to accept (directly, not through the VIP).
-    for ip in ["127.0.0.2", "127.0.0.3", "127.0.0.4"] {
-        let deadline = Instant::now() + READY;
-        while !redis(&sb, ip, &["PING"]).contains("PONG") {
-            assert!(Instant::now() < deadline, "redis on {ip} never answered");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
     let mut servers_seen = std::collections::BTreeSet::new();
     for i in 0..30 {
-        assert_eq!(redis(&sb, "11.0.0.1", &["PING"]).trim(), "PONG");
+        assert_eq!(sb.redis_cli("11.0.0.1", 6379, &["PING"]).trim(), "PONG");
         // SET and GET on one connection (one redis-cli process) land on one backend.
         let out = redis_pipe(
             &sb,
@@ -216,16 +181,6 @@ fn redis_cli_through_the_vip() {
         servers_seen.len() >= 2,
         "30 sessions all hit one server: {servers_seen:?}"
     );
-}
-
-fn redis(sb: &Sandbox, host: &str, args: &[&str]) -> String {
-    let out = sb
-        .in_cgroup("redis-cli")
-        .args(["-h", host, "-p", "6379"])
-        .args(args)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn redis_pipe(sb: &Sandbox, host: &str, input: &str) -> String {

@@ -52,19 +52,7 @@ fn row<'a>(vips: &'a Value, vip: &str, proto: &str) -> &'a Value {
 
 /// Waits until `pred` holds for `vips --json` (a reload is asynchronous).
 fn wait_table(agent: &Agent, what: &str, pred: impl Fn(&Value) -> bool) {
-    let deadline = Instant::now() + READY;
-    loop {
-        let v = agent.vips_json().unwrap();
-        if pred(&v) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; table: {v}\nlog:\n{}",
-            agent.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    agent.wait_table(what, READY, pred);
 }
 
 #[test]

@@ -1,0 +1,49 @@
+//! Debian's redis-server and redis-cli in a sandbox: real backends for the
+//! kernel tests, started in the netns and ready (PING answered) on return.
+use std::{
+    process::Stdio,
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Result, bail};
+
+use crate::Sandbox;
+
+impl Sandbox {
+    /// Starts `redis-server --bind ip --port port` inside the netns (not the
+    /// cgroup) and waits until it answers PING directly.
+    pub fn spawn_redis(&mut self, ip: &str, port: u16) -> Result<u32> {
+        let mut cmd = self.in_netns("redis-server");
+        cmd.args(["--bind", ip, "--port", &port.to_string(), "--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .stdout(Stdio::null());
+        let pid = self.spawn(cmd)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.redis_cli_in_netns(ip, port, &["PING"]).contains("PONG") {
+            if Instant::now() >= deadline {
+                bail!("redis-server on {ip}:{port} never answered PING");
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        Ok(pid)
+    }
+
+    /// `redis-cli -h host -p port ARGS` from inside the netns AND the cgroup
+    /// (so a VIP goes through the socket hooks); stdout, empty on failure.
+    pub fn redis_cli(&self, host: &str, port: u16, args: &[&str]) -> String {
+        run_cli(self.in_cgroup("redis-cli"), host, port, args)
+    }
+
+    /// The same from the netns only (direct, never rewritten).
+    pub fn redis_cli_in_netns(&self, host: &str, port: u16, args: &[&str]) -> String {
+        run_cli(self.in_netns("redis-cli"), host, port, args)
+    }
+}
+
+fn run_cli(mut cmd: std::process::Command, host: &str, port: u16, args: &[&str]) -> String {
+    cmd.args(["-h", host, "-p", &port.to_string()]).args(args).stdin(Stdio::null());
+    match cmd.output() {
+        Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
+        Err(_) => String::new(),
+    }
+}
