@@ -76,6 +76,19 @@ pub enum ParseError {
 /// get their addresses from `alloc`: keep one allocator for the source's life
 /// so names keep their addresses; names absent from this body are released.
 pub fn parse_apps(body: &[u8], alloc: &mut VipAllocator) -> Result<Parsed, ParseError> {
+    // Fast path: the whole body straight into typed apps, no `Value` tree (a
+    // 10,000-app body is ~50 MB of JSON; a Value tree of it is ~10x that).
+    // Any app that does not fit the types sends us to the lenient path below,
+    // which skips that app with a warning and keeps the rest.
+    #[derive(serde::Deserialize)]
+    struct TypedBody {
+        apps: Vec<apps::App>,
+    }
+    if let Ok(typed) = serde_json::from_slice::<TypedBody>(body)
+        && typed.apps.iter().all(|a| !a.id.trim().is_empty())
+    {
+        return catalog_from_apps(&typed.apps, alloc);
+    }
     let body: AppsBody = serde_json::from_slice(body).map_err(|e| match e.classify() {
         Category::Data => ParseError::Shape(e),
         Category::Io | Category::Syntax | Category::Eof => ParseError::Json(e),
