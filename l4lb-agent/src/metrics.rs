@@ -131,7 +131,7 @@ impl Collector for DnsCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let Some(counters) = self.0.get() else { return Ok(()) };
         let c = ConstCounter::new(0u64);
-        let mut desc = encoder.encode_descriptor("l4lb_dns_queries", "DNS queries answered, by result", None, c.metric_type())?;
+        let mut desc = encoder.encode_descriptor("dns_queries", "DNS queries answered, by result", None, c.metric_type())?;
         for (result, n) in counters.snapshot().by_result() {
             ConstCounter::new(n).encode(desc.encode_family(&vec![("result".to_string(), result.to_string())])?)?;
         }
@@ -160,20 +160,20 @@ impl Collector for DatapathCollector {
             Ok(())
         };
         counter(
-            "l4lb_vip_connections",
+            "vip_connections",
             "connect() and unconnected sendmsg() calls sent to a backend, per VIP",
             rows.iter().map(|r| (vip_labels(r), r.connects + r.sendmsgs)).collect(),
         )?;
         counter(
-            "l4lb_vip_refused",
+            "vip_refused",
             "connect()/sendmsg() refused: no backend takes new connections",
             rows.iter().map(|r| (vip_labels(r), r.no_backend)).collect(),
         )?;
         for (name, help, pick) in [
-            ("l4lb_vip_xdp_packets", "Packets to the VIP balanced by the XDP program", 0usize),
-            ("l4lb_vip_xdp_bytes", "Bytes to the VIP balanced by the XDP program", 1),
-            ("l4lb_vip_xdp_flows", "New flows the XDP program picked a backend for", 2),
-            ("l4lb_vip_reply_packets", "Reply packets rewritten back to the VIP by the tc program", 3),
+            ("vip_xdp_packets", "Packets to the VIP balanced by the XDP program", 0usize),
+            ("vip_xdp_bytes", "Bytes to the VIP balanced by the XDP program", 1),
+            ("vip_xdp_flows", "New flows the XDP program picked a backend for", 2),
+            ("vip_reply_packets", "Reply packets rewritten back to the VIP by the tc program", 3),
         ] {
             counter(
                 name,
@@ -182,7 +182,7 @@ impl Collector for DatapathCollector {
             )?;
         }
         counter(
-            "l4lb_backend_connections",
+            "backend_connections",
             "connect() and unconnected sendmsg() calls sent to a backend, per VIP and backend",
             rows.iter()
                 .flat_map(|r| {
@@ -195,8 +195,8 @@ impl Collector for DatapathCollector {
                 .collect(),
         )?;
         for (metric, help, pick) in [
-            ("l4lb_map_entries", "Entries in each BPF map", 0usize),
-            ("l4lb_map_capacity", "Capacity (max_entries) of each BPF map", 1usize),
+            ("map_entries", "Entries in each BPF map", 0usize),
+            ("map_capacity", "Capacity (max_entries) of each BPF map", 1usize),
         ] {
             let g = ConstGauge::new(0i64);
             let mut desc = encoder.encode_descriptor(metric, help, None, g.metric_type())?;

@@ -500,12 +500,13 @@ fn wait_reconnect_apply(
 }
 
 /// The fake Marathon's own answer time for `/v2/apps?embed=apps.tasks`
-/// (curl in the netns, nothing else running): median ms of 3, and MB.
-fn server_answer(sb: &Sandbox, m: &FakeMarathon) -> Result<(f64, f64)> {
+/// (curl in the netns while the agent is idle or not running): `n` samples
+/// in ms, and the body's MB.
+fn server_answer(sb: &Sandbox, m: &FakeMarathon, n: usize) -> Result<(Vec<f64>, f64)> {
     let url = format!("{}/v2/apps?embed=apps.tasks", m.url(0));
     let mut times = vec![];
     let mut size = 0.0;
-    for _ in 0..3 {
+    for _ in 0..n {
         let out = util::output_timeout(
             sb.in_netns("curl")
                 .args(["-sS", "-o", "/dev/null", "--max-time", "60"])
@@ -520,7 +521,7 @@ fn server_answer(sb: &Sandbox, m: &FakeMarathon) -> Result<(f64, f64)> {
         times.push(f[0].parse::<f64>()? * 1000.0);
         size = f[1].parse::<f64>()? / 1e6;
     }
-    Ok((median(&times), size))
+    Ok((times, size))
 }
 
 fn start_agent(sb: &mut Sandbox, m: &FakeMarathon, slots: u32, extra: &[&str]) -> Result<Agent> {
@@ -548,6 +549,8 @@ struct SyncRun {
     anon_settled_mb: f64,
     /// Failed re-reads before the reconnect re-read was applied.
     settle_failed: usize,
+    /// The fake Marathon's own answer time, measured right before the run.
+    server_ms: f64,
 }
 
 fn full_sync_run(
@@ -600,6 +603,7 @@ fn full_sync_run(
             rss_settled_mb: status_mb(agent.pid(), "VmRSS").unwrap_or(f64::NAN),
             anon_settled_mb: status_mb(agent.pid(), "RssAnon").unwrap_or(f64::NAN),
             settle_failed,
+            server_ms: f64::NAN,
         };
         Ok(run)
     })();
@@ -692,16 +696,21 @@ fn events_run(apps: u32, tasks: u32, events: u32, deadline: Instant) -> Result<E
     let mut sb = Sandbox::new("bmev")?;
     let state = gen_apps(apps, tasks);
     let m = FakeMarathon::start(&mut sb, 1, state)?;
-    let (server_ms, body_mb) = server_answer(&sb, &m)?;
-    println!(
-        "events: /v2/apps?embed=apps.tasks is {body_mb:.1} MB; the fake Marathon answers it in {server_ms:.0} ms (curl, median of 3)"
-    );
+    // The server's own time, 3 samples before the agent starts and 3 once
+    // the events are done (the agent idle).
+    let (mut times, body_mb) = server_answer(&sb, &m, 3)?;
     let mut agent = start_agent(&mut sb, &m, max_slots(apps, tasks, true), &[])?;
-    let result = events_with(&sb, &m, &mut agent, apps, tasks, events, deadline);
+    let result = events_with(&sb, &m, &mut agent, apps, tasks, events, deadline)
+        .and_then(|r| Ok((r, server_answer(&sb, &m, 3)?.0)));
     let stopped = agent.stop();
-    let mut r = result?;
+    let (mut r, after) = result?;
     stopped?;
-    (r.server_ms, r.body_mb) = (server_ms, body_mb);
+    times.extend(after);
+    (r.server_ms, r.body_mb) = (median(&times), body_mb);
+    println!(
+        "events: /v2/apps?embed=apps.tasks is {body_mb:.1} MB; the fake Marathon answers it in {:.0} ms (curl, median of 6: {times:.0?})",
+        r.server_ms
+    );
     Ok(r)
 }
 
@@ -857,23 +866,25 @@ pub fn marathon(a: MarathonArgs) -> Result<()> {
     );
     let slots = max_slots(a.apps, a.tasks, false);
     let mut runs = vec![];
-    let (server_ms, body_mb);
+    let body_mb;
     {
         let mut sb = Sandbox::new("bmsync")?;
         let m = FakeMarathon::start(&mut sb, 1, state)?;
-        // What the agent downloads, and how long the server alone takes.
-        (server_ms, body_mb) = server_answer(&sb, &m)?;
-        println!(
-            "full sync: /v2/apps?embed=apps.tasks is {body_mb:.1} MB; the fake Marathon answers it in {server_ms:.0} ms (curl, median of 3)"
-        );
+        // What the agent downloads (one unmeasured GET warms the server).
+        body_mb = server_answer(&sb, &m, 1)?.1;
+        println!("full sync: /v2/apps?embed=apps.tasks is {body_mb:.1} MB");
         for r in 0..a.runs {
-            let run = full_sync_run(&mut sb, &m, a.apps, slots, deadline)
+            // The server's own time, right before the run it is paired with.
+            let server_ms = server_answer(&sb, &m, 1)?.0[0];
+            let mut run = full_sync_run(&mut sb, &m, a.apps, slots, deadline)
                 .with_context(|| format!("full sync run {}", r + 1))?;
+            run.server_ms = server_ms;
             println!(
-                "full sync run {}/{}: {:.3} s to table applied (read+parse {:.0} ms, apply {:.1} ms, {} writes), VmHWM {:.1} MB at apply, {:.1} MB settled",
+                "full sync run {}/{}: {:.3} s to table applied (server alone {:.0} ms; read+parse {:.0} ms, apply {:.1} ms, {} writes), VmHWM {:.1} MB at apply, {:.1} MB settled",
                 r + 1,
                 a.runs,
                 run.wall_s,
+                run.server_ms,
                 run.read_ms,
                 run.apply_ms,
                 run.writes,
@@ -886,8 +897,7 @@ pub fn marathon(a: MarathonArgs) -> Result<()> {
         drop(sb);
     }
     let ev = events_run(a.event_apps, a.tasks, a.events, deadline)?;
-    let (text, md) =
-        summarize_marathon(&a, &runs, (server_ms, body_mb), slots, &ev, &machine_line());
+    let (text, md) = summarize_marathon(&a, &runs, body_mb, slots, &ev, &machine_line());
     print!("\n{text}");
     println!("(took {:.0} s)", started.elapsed().as_secs_f64());
     if a.write {
@@ -899,14 +909,16 @@ pub fn marathon(a: MarathonArgs) -> Result<()> {
 fn summarize_marathon(
     a: &MarathonArgs,
     runs: &[SyncRun],
-    (server_ms, body_mb): (f64, f64),
+    body_mb: f64,
     slots: u32,
     ev: &EventResult,
     machine: &str,
 ) -> (String, String) {
     let col = |f: &dyn Fn(&SyncRun) -> f64| runs.iter().map(f).collect::<Vec<f64>>();
     let wall = col(&|r| r.wall_s);
-    let own = col(&|r| r.wall_s - server_ms / 1000.0);
+    let server = col(&|r| r.server_ms);
+    let server_ms = median(&server);
+    let own = col(&|r| r.wall_s - r.server_ms / 1000.0);
     let read = col(&|r| r.read_ms);
     let apply = col(&|r| r.apply_ms);
     let hwm = col(&|r| r.hwm_settled_mb);
@@ -918,11 +930,12 @@ fn summarize_marathon(
             mmm(&wall, 3),
         ],
         vec![
-            "  the fake Marathon's own answer time for the body (curl, median of 3), ms".into(),
-            format!("{server_ms:.0}"),
+            "  the fake Marathon's own answer time for the body (curl, right before each run), ms"
+                .into(),
+            mmm(&server, 0),
         ],
         vec![
-            "  the rest (agent: start, BPF load, parse, naming, plan, map writes), s".into(),
+            "  wall minus that run's server time (agent: start, BPF load, parse, naming, plan, map writes), s".into(),
             mmm(&own, 3),
         ],
         vec![
@@ -964,14 +977,14 @@ fn summarize_marathon(
     };
     let (w, o, h) = (median(&wall), median(&own), median(&hwm));
     let verdict_sync = format!(
-        "full sync {w:.2} s (goal <= {SYNC_GOAL_S:.0} s): {}; without the fake Marathon's {:.2} s to produce the body {o:.2} s: {}. Peak RSS {h:.0} MB (goal <= {RSS_GOAL_MB:.0} MB): {}",
+        "full sync {w:.2} s (goal <= {SYNC_GOAL_S:.0} s): {}; without the fake Marathon's time to produce the body (median {:.2} s) {o:.2} s: {}. Peak RSS {h:.0} MB (goal <= {RSS_GOAL_MB:.0} MB): {}",
         goal(w, SYNC_GOAL_S),
         server_ms / 1000.0,
         goal(o, SYNC_GOAL_S),
         goal(h, RSS_GOAL_MB),
     );
     let why_sync = format!(
-        "Where the time goes (medians): the agent's read + parse {:.2} s (of which the server {:.2} s), plan + map writes {:.2} s, the rest {:.2} s (process start, BPF load and attach, naming, channel hops){}",
+        "Where the time goes (medians): the agent's read + parse {:.2} s (the server alone takes {:.2} s), plan + map writes {:.2} s, the rest {:.2} s (process start, BPF load and attach, handing the catalog to the apply){}",
         median(&read) / 1000.0,
         server_ms / 1000.0,
         median(&apply) / 1000.0,
@@ -1015,7 +1028,7 @@ fn summarize_marathon(
     let own_e2m = sorted(e2m.iter().map(|v| v - ev.server_ms).collect());
     ev_rows.push(prow(
         format!(
-            "all events minus the fake Marathon's {:.0} ms answer time",
+            "all events minus the fake Marathon's median {:.0} ms answer time (approximate)",
             ev.server_ms
         ),
         &own_e2m,
@@ -1055,8 +1068,37 @@ fn summarize_marathon(
         table_size(a.tasks),
         1_048_576 / table_size(a.tasks)
     );
+    let commit = util::stdout(Command::new("git").args(["rev-parse", "--short", "HEAD"]))
+        .map(|c| c.trim().to_string())
+        .unwrap_or_else(|_| "?".into());
+    let reading = format!(
+        "Reading the numbers (agent at commit {commit}): every sync, and every event after the \
+         {DEBOUNCE_MS} ms debounce, is a full `GET /v2/apps?embed=apps.tasks` and a parse of every app \
+         (Marathon's advice: events are a signal to re-read), so both costs grow with the cluster, not \
+         with the change. At {} apps ({:.1} MB) the agent logs {:.0} ms for an event's GET + parse (the \
+         fake Marathon alone needs ~{:.0} ms to produce that body, timed separately with curl) against \
+         {:.2} ms of plan + map writes: {}; a targeted update for events \
+         that name their task (health and status changes) would skip it. The full sync's RSS is almost \
+         all heap (anonymous {:.0} MB of {:.0} MB) and grows with the body; a re-read that overlaps the \
+         previous catalog raises it (the min-max of the settled peak). After the events at {} apps the \
+         agent's peak was {:.0} MB",
+        a.event_apps,
+        ev.body_mb,
+        median(&reads),
+        ev.server_ms,
+        median(&applies),
+        if p99 > P99_GOAL_MS {
+            "the re-read, not the datapath, is what misses the goal"
+        } else {
+            "the re-read dominates"
+        },
+        median(&col(&|r| r.anon_settled_mb)),
+        median(&col(&|r| r.rss_settled_mb)),
+        a.event_apps,
+        ev.hwm_mb,
+    );
     let text = format!(
-        "Full sync ({setup})\n{}{verdict_sync}\n{why_sync}\n\nEvent -> maps ({} apps x {} tasks loaded, {n} changes one by one)\n{}{breakdown}\n{hist}\nagent VmHWM after the events: {:.1} MB\n{verdict_ev}\n{machine}\n",
+        "Full sync ({setup})\n{}{verdict_sync}\n{why_sync}\n\nEvent -> maps ({} apps x {} tasks loaded, {n} changes one by one)\n{}{breakdown}\n{hist}\nagent VmHWM after the events: {:.1} MB\n{verdict_ev}\n{reading}\n{machine}\n",
         report::table(&header, &rows),
         a.event_apps,
         a.tasks,
@@ -1076,12 +1118,14 @@ fn summarize_marathon(
          fake Marathon's control API (cycling: a health flip to unhealthy, back to healthy, a scale-up by \
          one healthy task, the kill of that task), each waited for before the next; the latency is the \
          agent's `event_to_maps_us` (first event received on the SSE stream -> maps written).\n\n{}\n\
-         {breakdown}; {hist}.\n\n{verdict_ev}.\n\nMachine: {machine}.\n",
+         {breakdown}; {hist}; the agent's VmHWM after the events: {:.0} MB.\n\n{verdict_ev}.\n\n{reading}.\n\n\
+         Machine: {machine}.\n",
         runs.len(),
         report::md_table(&header, &rows),
         a.event_apps,
         a.tasks,
         report::md_table(&ev_header, &ev_rows),
+        ev.hwm_mb,
     );
     (text, markdown)
 }
@@ -1103,6 +1147,10 @@ struct DnsRun {
     wall_s: f64,
     /// Machine-wide input-backlog drops during the run.
     backlog_drops: u64,
+    /// UDP receive-buffer overflows in the sandbox netns during the run.
+    rcvbuf_errors: u64,
+    /// Of which at the agent's DNS socket.
+    agent_socket_drops: u64,
 }
 
 impl DnsRun {
@@ -1189,6 +1237,69 @@ fn backlog_drops() -> u64 {
         .unwrap_or(0)
 }
 
+/// UDP `RcvbufErrors` of the sandbox netns (/proc/net/snmp read from inside
+/// it): datagrams dropped because a socket's receive buffer was full.
+fn udp_rcvbuf_errors(sb: &Sandbox) -> Result<u64> {
+    let out = util::output_timeout(
+        sb.in_netns("cat").arg("/proc/net/snmp"),
+        Duration::from_secs(5),
+    )?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut udp = text.lines().filter(|l| l.starts_with("Udp: "));
+    let (names, values) = (
+        udp.next().context("no Udp: in snmp")?,
+        udp.next().context("no Udp: values")?,
+    );
+    let i = names
+        .split_whitespace()
+        .position(|n| n == "RcvbufErrors")
+        .context("no RcvbufErrors")?;
+    Ok(values
+        .split_whitespace()
+        .nth(i)
+        .context("short Udp: line")?
+        .parse()?)
+}
+
+/// `drops` of the agent's DNS socket (/proc/net/udp in the sandbox netns,
+/// local port of [`DNS_LISTEN`]).
+fn dns_socket_drops(sb: &Sandbox) -> Result<u64> {
+    let port: u16 = DNS_LISTEN.rsplit_once(':').expect("ip:port").1.parse()?;
+    let out = util::output_timeout(
+        sb.in_netns("cat").arg("/proc/net/udp"),
+        Duration::from_secs(5),
+    )?;
+    let suffix = format!(":{port:04X}");
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|a| a.ends_with(&suffix))
+        })
+        .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+        .sum())
+}
+
+/// The receive buffer (`rb` of `ss -m`) of the agent's DNS UDP socket.
+fn dns_socket_rcvbuf(sb: &Sandbox) -> Option<u64> {
+    let port = DNS_LISTEN.rsplit_once(':')?.1;
+    let out = util::output_timeout(
+        sb.in_netns("ss")
+            .args(["-uanm", "sport", "=", &format!(":{port}")]),
+        Duration::from_secs(5),
+    )
+    .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let i = text.find(",rb")? + 3;
+    text[i..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
 fn dnsperf(
     sb: &Sandbox,
     file: &Path,
@@ -1223,16 +1334,22 @@ fn dnsperf(
 
 fn dns_run(sb: &Sandbox, pid: u32, file: &Path, seconds: u32, load: Load) -> Result<DnsRun> {
     let drops0 = backlog_drops();
+    let rcvbuf0 = udp_rcvbuf_errors(sb)?;
+    let sock0 = dns_socket_drops(sb)?;
     let cpu0 = cpu_seconds(pid)?;
     let t0 = Instant::now();
     let out = dnsperf(sb, file, seconds, load)?;
     let wall = t0.elapsed().as_secs_f64();
     let cpu1 = cpu_seconds(pid)?;
     let drops = backlog_drops().saturating_sub(drops0);
+    let rcvbuf = udp_rcvbuf_errors(sb)?.saturating_sub(rcvbuf0);
+    let sock = dns_socket_drops(sb)?.saturating_sub(sock0);
     let mut r = parse_dnsperf(&out).with_context(|| format!("dnsperf printed:\n{out}"))?;
     r.agent_cpu_s = cpu1 - cpu0;
     r.wall_s = wall;
     r.backlog_drops = drops;
+    r.rcvbuf_errors = rcvbuf;
+    r.agent_socket_drops = sock;
     if r.completed == 0 || r.noerror != r.completed {
         bail!(
             "dnsperf: {} completed, {} NOERROR: every name must exist\n{out}",
@@ -1324,7 +1441,7 @@ fn dns_with(sb: &Sandbox, agent: &mut Agent, a: &DnsArgs, deadline: Instant) -> 
             let run = dns_run(sb, agent.pid(), f, a.seconds, SATURATE)
                 .with_context(|| format!("run {} {label}", r + 1))?;
             println!(
-                "run {}/{} {label}: {:.0} qps, agent {:.2} CPU-s over {:.1} s -> {:.0} qps/core, lost {}, avg {:.3} ms (max {:.2})",
+                "run {}/{} {label}: {:.0} qps, agent {:.2} CPU-s over {:.1} s -> {:.0} qps/core, lost {} (rcvbuf errors {}, at the agent's socket {}, backlog drops {}), avg {:.3} ms (max {:.2})",
                 r + 1,
                 a.runs,
                 run.qps,
@@ -1332,6 +1449,9 @@ fn dns_with(sb: &Sandbox, agent: &mut Agent, a: &DnsArgs, deadline: Instant) -> 
                 run.wall_s,
                 run.qps_per_core(),
                 run.lost,
+                run.rcvbuf_errors,
+                run.agent_socket_drops,
+                run.backlog_drops,
                 run.avg_ms,
                 run.max_ms
             );
@@ -1359,6 +1479,7 @@ fn dns_with(sb: &Sandbox, agent: &mut Agent, a: &DnsArgs, deadline: Instant) -> 
         srv_runs,
         lat,
         lat_s,
+        rcvbuf: dns_socket_rcvbuf(sb),
     })
 }
 
@@ -1368,6 +1489,8 @@ struct DnsResult {
     /// Paced runs: A, SRV.
     lat: Vec<DnsRun>,
     lat_s: u32,
+    /// The agent's DNS socket's receive buffer, bytes.
+    rcvbuf: Option<u64>,
 }
 
 fn summarize_dns(a: &DnsArgs, res: &DnsResult, machine: &str) -> (String, String) {
@@ -1416,9 +1539,19 @@ fn summarize_dns(a: &DnsArgs, res: &DnsResult, machine: &str) -> (String, String
         verdict_one("SRV", qpc(srv_runs))
     );
     let all = a_runs.iter().chain(srv_runs).chain(&res.lat);
-    let (lost, drops): (u64, u64) = all.fold((0, 0), |(l, d), r| (l + r.lost, d + r.backlog_drops));
+    let (lost, drops, rcvbuf, sock) = all.fold((0, 0, 0, 0), |(l, d, b, s), r| {
+        (
+            l + r.lost,
+            d + r.backlog_drops,
+            b + r.rcvbuf_errors,
+            s + r.agent_socket_drops,
+        )
+    });
     let loss_note = format!(
-        "Lost queries over all runs: {lost}; the kernel's per-CPU input backlogs (loopback traffic passes through them) dropped {drops} packets machine-wide during those runs (/proc/net/softnet_stat; other load on the box counts there too)"
+        "Lost queries over all runs: {lost} (dnsperf: no answer within 2 s); meanwhile UDP sockets in the sandbox netns overflowed their receive buffers {rcvbuf} times (`RcvbufErrors`), {sock} of them at the agent's DNS socket (its `drops` in /proc/net/udp; its receive buffer is {} bytes, `ss -m`), and the kernel's per-CPU input backlogs dropped {drops} packets machine-wide (/proc/net/softnet_stat, which other load on the box shares)",
+        res.rcvbuf
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "?".into())
     );
     let lat_header = [
         "paced load",
