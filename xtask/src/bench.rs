@@ -55,6 +55,17 @@ pub enum Bench {
     Marathon(crate::bench_control::MarathonArgs),
     /// Embedded DNS: dnsperf A and SRV queries, qps per agent CPU core.
     Dns(crate::bench_control::DnsArgs),
+    /// Socket path next to its peers: direct, l4lb, iptables DNAT, nftables
+    /// DNAT, HAProxy; connect + request/response latency and conn/s.
+    Peers(crate::bench_peers::PeersArgs),
+    /// Persistent-connection throughput: redis-benchmark direct vs via a VIP.
+    Redis(crate::bench_peers::RedisArgs),
+    /// Connect latency vs number of services: l4lb vs iptables DNAT; plot.
+    Scaling(crate::bench_scaling::ScalingArgs),
+    /// Callgrind on the agent's full sync; BPF program sizes.
+    Profile(crate::bench_all::ProfileArgs),
+    /// Every benchmark, then BENCHMARKS.md's summary (also `cargo xtask bench`).
+    All(crate::bench_all::AllArgs),
 }
 
 /// What `l4lb-probe latency` prints.
@@ -84,6 +95,11 @@ pub fn run(what: Bench) -> Result<()> {
         } => crate::bench_xdp::run(rounds, seconds, write),
         Bench::Marathon(args) => crate::bench_control::marathon(args),
         Bench::Dns(args) => crate::bench_control::dns(args),
+        Bench::Peers(args) => crate::bench_peers::peers(args),
+        Bench::Redis(args) => crate::bench_peers::redis(args),
+        Bench::Scaling(args) => crate::bench_scaling::run(args),
+        Bench::Profile(args) => crate::bench_all::profile(args),
+        Bench::All(args) => crate::bench_all::run(args),
     }
 }
 

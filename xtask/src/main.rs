@@ -1,9 +1,13 @@
 //! `cargo xtask <task>`: the project's developer and CI entry points.
 mod bench;
+mod bench_all;
 mod bench_control;
+mod bench_peers;
+mod bench_scaling;
 mod bench_xdp;
 mod demo;
 mod interrupt;
+mod plot;
 mod preflight;
 mod report;
 mod setup;
@@ -47,10 +51,10 @@ enum Task {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Benchmarks.
+    /// Benchmarks (no subcommand: all of them, see `bench all`).
     Bench {
         #[command(subcommand)]
-        what: bench::Bench,
+        what: Option<bench::Bench>,
     },
 }
 
@@ -61,7 +65,7 @@ fn main() -> ExitCode {
         Task::Build { release } => tasks::build(release),
         Task::Test { args } => tasks::test(&args),
         Task::Demo { config } => demo::run(config),
-        Task::Bench { what } => bench::run(what),
+        Task::Bench { what } => bench::run(what.unwrap_or_else(|| bench::Bench::All(Default::default()))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

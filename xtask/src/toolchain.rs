@@ -25,6 +25,10 @@ pub const APT_PACKAGES: &[&str] = &[
     "iptables",
     "nftables",
     "dnsperf",
+    // `bench peers` (marathon-lb's engine), `bench profile` (callgrind), plot text.
+    "haproxy",
+    "valgrind",
+    "fonts-dejavu-core",
 ];
 
 /// Debian's cargo and rustc (shadowed on PATH by rustup's; always called by path).
