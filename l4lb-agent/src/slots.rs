@@ -51,18 +51,25 @@ pub fn maglev(members: &[(u32, String, u32)], m: u32) -> Vec<u32> {
         return Vec::new();
     }
     let g = live.iter().fold(0, |g, (_, _, w)| gcd(g, *w));
+    // Each backend walks its permutation offset, offset+skip, … (mod m); the
+    // position is advanced by one add and one compare instead of a multiply
+    // and a division per probe (this loop was the top of the full-sync profile).
+    let m64 = u64::from(m);
     let perms: Vec<(u64, u64)> = live.iter().map(|(_, key, _)| permutation(key, m)).collect();
-    let mut next = vec![0u64; live.len()];
+    let mut pos: Vec<u64> = perms.iter().map(|(offset, _)| *offset).collect();
     let mut table: Vec<Option<u32>> = vec![None; m as usize];
     let mut filled = 0u32;
     'fill: loop {
         for (i, (id, _, w)) in live.iter().enumerate() {
+            let skip = perms[i].1;
             for _ in 0..(w / g) {
-                let (offset, skip) = perms[i];
                 // Next preferred slot of backend i that is still empty.
                 let slot = loop {
-                    let c = ((offset + next[i] * skip) % u64::from(m)) as usize;
-                    next[i] += 1;
+                    let c = pos[i] as usize;
+                    pos[i] += skip;
+                    if pos[i] >= m64 {
+                        pos[i] -= m64;
+                    }
                     if table[c].is_none() {
                         break c;
                     }
