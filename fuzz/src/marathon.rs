@@ -1,0 +1,8 @@
+//! The agent's pure Marathon modules (not `client`/`source`/`args`: reqwest,
+//! clap). Paths are relative to `src/`.
+#[path = "../../l4lb-agent/src/marathon/apps.rs"]
+pub mod apps;
+#[path = "../../l4lb-agent/src/marathon/events.rs"]
+pub mod events;
+#[path = "../../l4lb-agent/src/marathon/parse.rs"]
+pub mod parse;
