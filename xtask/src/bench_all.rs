@@ -23,7 +23,7 @@ use l4lb_tests::{Agent, Sandbox, agent_bin};
 use serde_json::Value;
 
 use crate::{
-    bench_peers::{machine_line, run_in, today, write_section},
+    bench_peers::{git_rev, machine_line, run_in, today, write_section},
     interrupt, preflight, report, util,
 };
 
@@ -92,37 +92,88 @@ fn steps(a: &AllArgs) -> Vec<Step> {
     vec![
         Step {
             name: "socket",
-            args: if q { s(&["--iterations", "500", "--rounds", "2"]) } else { s(&["--iterations", "5000", "--rounds", &r]) },
+            args: if q {
+                s(&["--iterations", "500", "--rounds", "2"])
+            } else {
+                s(&["--iterations", "5000", "--rounds", &r])
+            },
             sections: &["xtask bench socket"],
         },
         Step {
             name: "peers",
-            args: if q { s(&["--iterations", "300", "--rounds", "2"]) } else { s(&["--iterations", "3000", "--rounds", &r]) },
+            args: if q {
+                s(&["--iterations", "300", "--rounds", "2"])
+            } else {
+                s(&["--iterations", "3000", "--rounds", &r])
+            },
             sections: &["xtask bench peers"],
         },
         Step {
             name: "redis",
-            args: if q { s(&["--requests", "20000", "--rounds", "2"]) } else { s(&["--requests", "50000", "--clients", "50", "--rounds", &(a.rounds * 3).to_string()]) },
+            args: if q {
+                s(&["--requests", "20000", "--rounds", "2"])
+            } else {
+                s(&[
+                    "--requests",
+                    "50000",
+                    "--clients",
+                    "50",
+                    "--rounds",
+                    &(a.rounds * 3).to_string(),
+                ])
+            },
             sections: &["xtask bench redis"],
         },
         Step {
             name: "scaling",
-            args: if q { s(&["--services", "10,1000", "--iterations", "300", "--rounds", "2"]) } else { s(&["--iterations", "2000", "--rounds", &r]) },
+            args: if q {
+                s(&[
+                    "--services",
+                    "10,1000",
+                    "--iterations",
+                    "300",
+                    "--rounds",
+                    "2",
+                ])
+            } else {
+                s(&["--iterations", "2000", "--rounds", &r])
+            },
             sections: &["xtask bench scaling"],
         },
         Step {
             name: "xdp",
-            args: if q { s(&["--rounds", "1", "--seconds", "1"]) } else { s(&["--rounds", "3", "--seconds", "3"]) },
+            args: if q {
+                s(&["--rounds", "1", "--seconds", "1"])
+            } else {
+                s(&["--rounds", "3", "--seconds", "3"])
+            },
             sections: &["xtask bench xdp"],
         },
         Step {
             name: "marathon",
-            args: if q { s(&["--apps", "500", "--event-apps", "100", "--events", "20", "--runs", "1"]) } else { vec![] },
+            args: if q {
+                s(&[
+                    "--apps",
+                    "500",
+                    "--event-apps",
+                    "100",
+                    "--events",
+                    "20",
+                    "--runs",
+                    "1",
+                ])
+            } else {
+                vec![]
+            },
             sections: &["xtask bench marathon"],
         },
         Step {
             name: "dns",
-            args: if q { s(&["--seconds", "2", "--runs", "1"]) } else { vec![] },
+            args: if q {
+                s(&["--seconds", "2", "--runs", "1"])
+            } else {
+                vec![]
+            },
             sections: &["xtask bench dns"],
         },
         Step {
@@ -142,11 +193,17 @@ struct Outcome {
 }
 
 pub fn run(a: AllArgs) -> Result<()> {
+    if !a.quick && a.rounds < 5 {
+        bail!(
+            "the report records medians of at least 5 runs: use --rounds 5 or more (or --quick, which writes nothing)"
+        );
+    }
     let started = Instant::now();
     let budget = Duration::from_secs(a.total_minutes * 60);
     preflight::kernel_task(true)?;
     interrupt::install();
     let load_before = machine_line();
+    let rev_at_start = git_rev();
     let exe = std::env::current_exe().context("current_exe")?;
     let known: Vec<&str> = steps(&a).iter().map(|s| s.name).collect();
     for n in a.skip.iter().chain(&a.only) {
@@ -169,16 +226,32 @@ pub fn run(a: AllArgs) -> Result<()> {
             continue;
         }
         if interrupt::check().is_err() {
-            outcomes.push(Outcome { name: step.name, command, status: "not run: interrupted".into(), ok: false, secs: 0.0 });
+            outcomes.push(Outcome {
+                name: step.name,
+                command,
+                status: "not run: interrupted".into(),
+                ok: false,
+                secs: 0.0,
+            });
             continue;
         }
         let left = budget.saturating_sub(started.elapsed());
         if left < Duration::from_secs(30) {
-            outcomes.push(Outcome { name: step.name, command, status: format!("not run: the {} min budget was used up", a.total_minutes), ok: false, secs: 0.0 });
+            outcomes.push(Outcome {
+                name: step.name,
+                command,
+                status: format!("not run: the {} min budget was used up", a.total_minutes),
+                ok: false,
+                secs: 0.0,
+            });
             continue;
         }
         let limit = Duration::from_secs(a.step_minutes * 60).min(left);
-        println!("\n===== bench {} ({command}; limit {:.0} min)", step.name, limit.as_secs_f64() / 60.0);
+        println!(
+            "\n===== bench {} ({command}; limit {:.0} min)",
+            step.name,
+            limit.as_secs_f64() / 60.0
+        );
         let t = Instant::now();
         let status = run_step(&exe, &args, limit);
         let secs = t.elapsed().as_secs_f64();
@@ -187,10 +260,24 @@ pub fn run(a: AllArgs) -> Result<()> {
             Err(e) => (false, format!("FAILED: {e:#}")),
         };
         println!("===== bench {}: {status} ({secs:.0} s)", step.name);
-        outcomes.push(Outcome { name: step.name, command, status, ok, secs });
+        outcomes.push(Outcome {
+            name: step.name,
+            command,
+            status,
+            ok,
+            secs,
+        });
     }
     let total = started.elapsed().as_secs_f64();
-    let (text, md) = summary(&a, &all_steps, &outcomes, total, &load_before, &machine_line());
+    let (text, md) = summary(
+        &a,
+        &all_steps,
+        &outcomes,
+        total,
+        &load_before,
+        &machine_line(),
+        &rev_at_start,
+    );
     print!("\n{text}");
     if !a.quick {
         write_summary(&md)?;
@@ -215,7 +302,10 @@ fn run_step(exe: &Path, args: &[String], limit: Duration) -> Result<()> {
     loop {
         if let Some(st) = child.try_wait()? {
             if termed.is_some() {
-                bail!("timed out after {:.0} min (stopped)", limit.as_secs_f64() / 60.0);
+                bail!(
+                    "timed out after {:.0} min (stopped)",
+                    limit.as_secs_f64() / 60.0
+                );
             }
             if !st.success() {
                 bail!("exited with {st}");
@@ -232,7 +322,10 @@ fn run_step(exe: &Path, args: &[String], limit: Duration) -> Result<()> {
             Some(t) if now.duration_since(t) > Duration::from_secs(60) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                bail!("timed out after {:.0} min; killed", limit.as_secs_f64() / 60.0);
+                bail!(
+                    "timed out after {:.0} min; killed",
+                    limit.as_secs_f64() / 60.0
+                );
             }
             _ => {}
         }
@@ -242,7 +335,10 @@ fn run_step(exe: &Path, args: &[String], limit: Duration) -> Result<()> {
 
 /// Sentences with "goal" from a section of BENCHMARKS.md.
 fn verdicts(doc: &str, section: &str) -> Vec<String> {
-    let (b, e) = (format!("<!-- BEGIN {section} -->"), format!("<!-- END {section} -->"));
+    let (b, e) = (
+        format!("<!-- BEGIN {section} -->"),
+        format!("<!-- END {section} -->"),
+    );
     let (Some(i), Some(j)) = (doc.find(&b), doc.find(&e)) else {
         return vec![];
     };
@@ -251,7 +347,10 @@ fn verdicts(doc: &str, section: &str) -> Vec<String> {
     }
     let body = &doc[i + b.len()..j];
     let mut out = Vec::new();
-    for line in body.lines().filter(|l| l.contains("goal") && !l.starts_with('|')) {
+    for line in body
+        .lines()
+        .filter(|l| l.contains("goal") && !l.starts_with('|'))
+    {
         for part in split_outside_parens(line) {
             let p = part.trim().trim_end_matches('.');
             if p.contains("goal") && (p.contains("met") || p.contains("NOT")) {
@@ -292,14 +391,25 @@ fn summary(
     total: f64,
     load_before: &str,
     machine: &str,
+    rev_at_start: &str,
 ) -> (String, String) {
-    let doc = std::fs::read_to_string(util::workspace_root().join("BENCHMARKS.md")).unwrap_or_default();
-    let header = ["benchmark", "command", "result", "s", "verdicts (details in its section)"];
+    let doc =
+        std::fs::read_to_string(util::workspace_root().join("BENCHMARKS.md")).unwrap_or_default();
+    let header = [
+        "benchmark",
+        "command",
+        "result",
+        "s",
+        "verdicts (details in its section)",
+    ];
     let mut rows = Vec::new();
     for o in outcomes {
         let step = steps.iter().find(|s| s.name == o.name).expect("step");
         let v: Vec<String> = if o.ok {
-            step.sections.iter().flat_map(|s| verdicts(&doc, s)).collect()
+            step.sections
+                .iter()
+                .flat_map(|s| verdicts(&doc, s))
+                .collect()
         } else {
             vec![]
         };
@@ -308,14 +418,23 @@ fn summary(
             format!("`{}`", o.command),
             o.status.replace('\n', " ").replace('|', "/"),
             format!("{:.0}", o.secs),
-            if v.is_empty() { "-".into() } else { v.join("<br>") },
+            if v.is_empty() {
+                "-".into()
+            } else {
+                v.join("<br>")
+            },
         ]);
     }
-    let plots: Vec<String> = ["scaling.png", "scaling_ratio.png", "scaling.svg", "scaling_ratio.svg"]
-        .iter()
-        .filter(|f| util::workspace_root().join("docs/plots").join(f).exists())
-        .map(|f| format!("[{f}](docs/plots/{f})"))
-        .collect();
+    let plots: Vec<String> = [
+        "scaling.png",
+        "scaling_ratio.png",
+        "scaling.svg",
+        "scaling_ratio.svg",
+    ]
+    .iter()
+    .filter(|f| util::workspace_root().join("docs/plots").join(f).exists())
+    .map(|f| format!("[{f}](docs/plots/{f})"))
+    .collect();
     let mut cmd = "cargo xtask bench".to_string();
     if a.rounds != 5 {
         let _ = write!(cmd, " --rounds {}", a.rounds);
@@ -325,18 +444,29 @@ fn summary(
         total,
         report::table(
             &["benchmark", "result", "s"],
-            &outcomes.iter().map(|o| vec![o.name.to_string(), o.status.lines().next().unwrap_or("").to_string(), format!("{:.0}", o.secs)]).collect::<Vec<_>>()
+            &outcomes
+                .iter()
+                .map(|o| vec![
+                    o.name.to_string(),
+                    o.status.lines().next().unwrap_or("").to_string(),
+                    format!("{:.0}", o.secs)
+                ])
+                .collect::<Vec<_>>()
         )
     );
     let md = format!(
         "## Summary (`{cmd}`)\n\n\
-         `{cmd}` on {{date}}: release build, then every benchmark below as its own process, each in its own \
+         `{cmd}` on {{date}} ({rev_at_start} at the start): release build, then every benchmark below as its own process, each in its own \
          network namespaces and child cgroup (peers configured only there), {total:.0} s in all. Numbers are \
          medians of >= 5 runs with min-max unless a section says otherwise; each section names its command and \
          machine load. Other work shares this machine's 2 cores (builds, fuzzing): the load average before and \
          after is below and in each section.\n\n{}\nPlots: {}.\n\nMachine: {machine} (before the run: {load_before}).\n",
         report::md_table(&header, &rows),
-        if plots.is_empty() { "none written".to_string() } else { plots.join(", ") },
+        if plots.is_empty() {
+            "none written".to_string()
+        } else {
+            plots.join(", ")
+        },
     );
     (text, md)
 }
@@ -354,7 +484,11 @@ fn write_summary(md: &str) -> Result<()> {
     let new = format!(
         "{title}\n\n{begin}\n{}\n<!-- END {SECTION} -->\n{}",
         body.trim_end(),
-        if rest.starts_with('\n') { rest.to_string() } else { format!("\n{rest}") }
+        if rest.starts_with('\n') {
+            rest.to_string()
+        } else {
+            format!("\n{rest}")
+        }
     );
     std::fs::write(&path, new).with_context(|| format!("writing {}", path.display()))?;
     println!("wrote section \"{SECTION}\" of {}", path.display());
@@ -371,7 +505,12 @@ fn profile_yaml(n: u32) -> String {
     for i in 0..n {
         let b = |k: u32| {
             let j = (i * 3 + k) % 60_000;
-            format!("\"127.{}.{}.{}:8080\"", 2 + j / 62_500, (j % 62_500) / 250, j % 250 + 1)
+            format!(
+                "\"127.{}.{}.{}:8080\"",
+                2 + j / 62_500,
+                (j % 62_500) / 250,
+                j % 250 + 1
+            )
         };
         let _ = writeln!(
             s,
@@ -439,11 +578,14 @@ pub fn profile(a: ProfileArgs) -> Result<()> {
     // reads it when starting the agent).
     unsafe { std::env::set_var("L4LB_AGENT_BIN", &wrapper) };
     let t = Instant::now();
-    let mut ag = Agent::start_with_args(&mut sb, &yaml, &["--no-metrics", "--max-slots", "8388608"])?;
+    let mut ag =
+        Agent::start_with_args(&mut sb, &yaml, &["--no-metrics", "--max-slots", "8388608"])?;
     let applied = wait_log(&ag, &format!("added={}", a.vips), Duration::from_secs(600));
     let sync_secs = t.elapsed().as_secs_f64();
     let took = applied.as_ref().ok().and_then(|l| {
-        l.split_whitespace().find_map(|w| w.strip_prefix("took_us=")).and_then(|v| v.parse::<u64>().ok())
+        l.split_whitespace()
+            .find_map(|w| w.strip_prefix("took_us="))
+            .and_then(|v| v.parse::<u64>().ok())
     });
     let progs = bpf_programs(&sb);
     let stopped = ag.stop();
@@ -456,7 +598,17 @@ pub fn profile(a: ProfileArgs) -> Result<()> {
     drop(sb);
 
     let progs = progs.unwrap_or_else(|e| vec![vec![format!("bpftool: {e:#}")]]);
-    let (text, md) = profile_summary(&a, check_secs, sync_secs, took, &check_top, &run_top, &run_groups, &progs, &load_before);
+    let (text, md) = profile_summary(
+        &a,
+        check_secs,
+        sync_secs,
+        took,
+        &check_top,
+        &run_top,
+        &run_groups,
+        &progs,
+        &load_before,
+    );
     print!("\n{text}");
     println!("(took {:.0} s)", started.elapsed().as_secs_f64());
     if a.write {
@@ -469,12 +621,18 @@ fn wait_log(agent: &Agent, want: &str, timeout: Duration) -> Result<String> {
     let deadline = Instant::now() + timeout;
     loop {
         let log = agent.log();
-        if let Some(l) = log.lines().find(|l| l.contains("table applied") && l.contains(want)) {
+        if let Some(l) = log
+            .lines()
+            .find(|l| l.contains("table applied") && l.contains(want))
+        {
             return Ok(l.to_string());
         }
         if Instant::now() >= deadline {
             let lines: Vec<&str> = log.lines().collect();
-            bail!("no `table applied {want}` within {timeout:?}: {}", lines[lines.len().saturating_sub(20)..].join("\n"));
+            bail!(
+                "no `table applied {want}` within {timeout:?}: {}",
+                lines[lines.len().saturating_sub(20)..].join("\n")
+            );
         }
         interrupt::check()?;
         thread::sleep(Duration::from_millis(200));
@@ -532,7 +690,7 @@ fn annotate(out: &Path) -> Result<Vec<(u64, f64, String)>> {
         .into_iter()
         .map(|(f, ir)| (ir, ir as f64 * 100.0 / total as f64, f))
         .collect();
-    rows.sort_by(|a, b| b.0.cmp(&a.0));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.0));
     rows.insert(0, (total, 100.0, "PROGRAM TOTALS".to_string()));
     Ok(rows)
 }
@@ -545,9 +703,26 @@ fn top_n(rows: &[(u64, f64, String)], n: u32) -> Vec<(u64, f64, String)> {
 fn groups(rows: &[(u64, f64, String)]) -> Vec<(u64, f64, String)> {
     const GROUPS: &[(&str, &[&str])] = &[
         ("Maglev tables (l4lb_agent::slots)", &["l4lb_agent::slots"]),
-        ("YAML parsing (serde_yaml, unsafe_libyaml)", &["libyaml", "serde_yaml"]),
-        ("BTreeMap search/insert (alloc::collections::btree)", &["btree"]),
-        ("malloc, free, memcpy, memset (libc)", &["malloc", "free", "memcpy", "memset", "memmove", "realloc", "unlink_chunk"]),
+        (
+            "YAML parsing (serde_yaml, unsafe_libyaml)",
+            &["libyaml", "serde_yaml"],
+        ),
+        (
+            "BTreeMap search/insert (alloc::collections::btree)",
+            &["btree"],
+        ),
+        (
+            "malloc, free, memcpy, memset (libc)",
+            &[
+                "malloc",
+                "free",
+                "memcpy",
+                "memset",
+                "memmove",
+                "realloc",
+                "unlink_chunk",
+            ],
+        ),
         ("SHA-1 (sha1)", &["sha1::"]),
         ("BPF object load (aya, object)", &["aya", "object::"]),
         ("dynamic loader", &["_dl_", "do_lookup", "dl_"]),
@@ -565,11 +740,13 @@ fn groups(rows: &[(u64, f64, String)]) -> Vec<(u64, f64, String)> {
     let mut out: Vec<(u64, f64, String)> = GROUPS
         .iter()
         .map(|(n, _)| n.to_string())
-        .chain(std::iter::once("everything else (std, tokio, syscalls, ...)".to_string()))
+        .chain(std::iter::once(
+            "everything else (std, tokio, syscalls, ...)".to_string(),
+        ))
         .zip(&sums)
         .map(|(n, &ir)| (ir, ir as f64 * 100.0 / total as f64, n))
         .collect();
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|r| std::cmp::Reverse(r.0));
     out.insert(0, (total, 100.0, "PROGRAM TOTALS".into()));
     out
 }
@@ -593,7 +770,9 @@ fn shorten(f: &str) -> String {
     }
     let out = out.replace("<…><…>", "<…>");
     let out = match out.rfind("::h") {
-        Some(i) if out[i + 3..].chars().all(|c| c.is_ascii_hexdigit()) && out.len() - i == 19 => out[..i].to_string(),
+        Some(i) if out[i + 3..].chars().all(|c| c.is_ascii_hexdigit()) && out.len() - i == 19 => {
+            out[..i].to_string()
+        }
         _ => out,
     };
     out.replace('|', "/")
@@ -603,19 +782,32 @@ fn shorten(f: &str) -> String {
 /// attached to the sandbox's cgroup.
 fn bpf_programs(sb: &Sandbox) -> Result<Vec<Vec<String>>> {
     let cg = util::stdout(
-        Command::new("bpftool").args(["cgroup", "show"]).arg(sb.cgroup()).arg("--json"),
+        Command::new("bpftool")
+            .args(["cgroup", "show"])
+            .arg(sb.cgroup())
+            .arg("--json"),
     )?;
     let cg: Value = serde_json::from_str(&cg).context("bpftool cgroup show --json")?;
     let mut rows = Vec::new();
     for p in cg.as_array().into_iter().flatten() {
         let Some(id) = p["id"].as_u64() else { continue };
-        let info = util::stdout(Command::new("bpftool").args(["prog", "show", "id", &id.to_string(), "--json"]))?;
+        let info = util::stdout(Command::new("bpftool").args([
+            "prog",
+            "show",
+            "id",
+            &id.to_string(),
+            "--json",
+        ]))?;
         let v: Value = serde_json::from_str(&info).context("bpftool prog show --json")?;
         rows.push(vec![
             v["name"].as_str().unwrap_or("?").to_string(),
             p["attach_type"].as_str().unwrap_or("?").to_string(),
-            v["bytes_xlated"].as_u64().map_or("?".into(), |b| format!("{} ({} insns)", b, b / 8)),
-            v["bytes_jited"].as_u64().map_or("?".into(), |b| b.to_string()),
+            v["bytes_xlated"]
+                .as_u64()
+                .map_or("?".into(), |b| format!("{} ({} insns)", b, b / 8)),
+            v["bytes_jited"]
+                .as_u64()
+                .map_or("?".into(), |b| b.to_string()),
         ]);
     }
     rows.sort();
@@ -643,7 +835,11 @@ fn profile_summary(
     let h = ["function (self cost)", "instructions (Ir)", "% of total"];
     let total = |t: &[(u64, f64, String)]| t.first().map_or(0, |r| r.0);
     let ph = ["program", "attach", "xlated bytes", "jited bytes"];
-    let hi = ["where the instructions go (self costs grouped)", "instructions (Ir)", "% of total"];
+    let hi = [
+        "where the instructions go (self costs grouped)",
+        "instructions (Ir)",
+        "% of total",
+    ];
     let text = format!(
         "callgrind, l4lb-agent run, full sync of {} VIPs ({} instructions in all; apply took_us under valgrind {:?}; {sync_secs:.0} s wall under valgrind):\n{}\n{}\n\
          callgrind, l4lb-agent check ({} instructions; {check_secs:.0} s under valgrind):\n{}\nBPF programs:\n{}",
@@ -659,7 +855,7 @@ fn profile_summary(
     let md = format!(
         "## Profile: the agent's full sync, and the BPF programs\n\n\
          `cargo xtask bench profile --vips {n}` on {{date}}: valgrind's callgrind (instruction counts, \
-         exact and independent of machine load) on the release agent. **Full sync**: `l4lb-agent run` in a \
+         exact and independent of machine load) on the release agent ({rev}). **Full sync**: `l4lb-agent run` in a \
          sandbox with a static file of {n} VIPs x 3 backends, from start to the first `table applied` \
          (config parse, plan, {n} Maglev tables of 503 slots, map writes), then SIGTERM; {} instructions in \
          all. **check**: `l4lb-agent check` of the same file (parse, validate, desired state; no kernel), {} \
@@ -680,6 +876,7 @@ fn profile_summary(
         machine_line(),
         n = a.vips,
         top = a.top,
+        rev = git_rev(),
     );
     (text, md)
 }
@@ -694,7 +891,12 @@ mod tests {
         assert_eq!(a.rounds, 5);
         assert!(!a.quick && a.skip.is_empty());
         let names: Vec<&str> = steps(&a).iter().map(|s| s.name).collect();
-        assert_eq!(names, ["socket", "peers", "redis", "scaling", "xdp", "marathon", "dns", "profile"]);
+        assert_eq!(
+            names,
+            [
+                "socket", "peers", "redis", "scaling", "xdp", "marathon", "dns", "profile"
+            ]
+        );
     }
 
     #[test]

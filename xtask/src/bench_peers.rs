@@ -167,9 +167,16 @@ pub(crate) fn probe_latency(
             .with_context(|| format!("no targets in {stdout}"))?
     };
     if list.len() != targets.len() {
-        bail!("l4lb-probe answered for {} of {} targets", list.len(), targets.len());
+        bail!(
+            "l4lb-probe answered for {} of {} targets",
+            list.len(),
+            targets.len()
+        );
     }
-    let lats = list.iter().map(Lat::from_json).collect::<Result<Vec<_>>>()?;
+    let lats = list
+        .iter()
+        .map(Lat::from_json)
+        .collect::<Result<Vec<_>>>()?;
     for l in &lats {
         if l.ok == 0 {
             bail!("no connection to {} succeeded: {}", l.to, l.error_kinds);
@@ -189,9 +196,10 @@ pub(crate) fn median(v: &[f64]) -> f64 {
 }
 
 pub(crate) fn min_max(v: &[f64]) -> (f64, f64) {
-    v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
-        (lo.min(x), hi.max(x))
-    })
+    v.iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+            (lo.min(x), hi.max(x))
+        })
 }
 
 /// `median (min-max)` with `prec` decimals.
@@ -214,6 +222,30 @@ pub(crate) fn machine_line() -> String {
         .map(|(k, v)| format!("{k}: {v}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// `commit abc1234` (`+ uncommitted changes` when the tree is dirty), for
+/// reports that compare runs.
+pub(crate) fn git_rev() -> String {
+    let root = util::workspace_root();
+    let rev = util::stdout(Command::new("git").arg("-C").arg(&root).args([
+        "rev-parse",
+        "--short",
+        "HEAD",
+    ]))
+    .map(|r| r.trim().to_string())
+    .unwrap_or_else(|_| "?".into());
+    let dirty = util::stdout(Command::new("git").arg("-C").arg(&root).args([
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+    ]))
+    .map(|s| !s.trim().is_empty())
+    .unwrap_or(false);
+    format!(
+        "commit {rev}{}",
+        if dirty { " + uncommitted changes" } else { "" }
+    )
 }
 
 pub(crate) fn today() -> String {
@@ -334,7 +366,12 @@ struct PeerRuns {
 
 impl PeerRuns {
     fn of(&self, t: Target) -> &[Lat] {
-        &self.runs.iter().find(|(x, _)| *x == t).expect("every target").1
+        &self
+            .runs
+            .iter()
+            .find(|(x, _)| *x == t)
+            .expect("every target")
+            .1
     }
 
     /// Per-round ratio target/direct of `f`.
@@ -393,8 +430,21 @@ fn peers_in(sb: &mut Sandbox, a: &PeersArgs, deadline: Instant) -> Result<(PeerR
     }
     run_in(
         sb.in_netns("iptables-legacy").args([
-            "-w", "-t", "nat", "-A", "OUTPUT", "-d", &format!("{IPT_ADDR}/32"), "-p", "tcp",
-            "--dport", PORT, "-j", "DNAT", "--to-destination", BACKEND,
+            "-w",
+            "-t",
+            "nat",
+            "-A",
+            "OUTPUT",
+            "-d",
+            &format!("{IPT_ADDR}/32"),
+            "-p",
+            "tcp",
+            "--dport",
+            PORT,
+            "-j",
+            "DNAT",
+            "--to-destination",
+            BACKEND,
         ]),
         "iptables-legacy -t nat -A OUTPUT",
     )?;
@@ -404,19 +454,26 @@ fn peers_in(sb: &mut Sandbox, a: &PeersArgs, deadline: Instant) -> Result<(PeerR
     let cfg = sb.workdir().join("haproxy.cfg");
     std::fs::write(&cfg, haproxy_config())?;
     run_in(
-        Command::new("haproxy").arg("-c").arg("-q").arg("-f").arg(&cfg),
+        Command::new("haproxy")
+            .arg("-c")
+            .arg("-q")
+            .arg("-f")
+            .arg(&cfg),
         "haproxy -c",
     )?;
     let mut hp = sb.in_netns("haproxy");
     // -db: foreground, no daemon: a child of the sandbox, killed with it.
-    hp.arg("-db").arg("-f").arg(&cfg)
+    hp.arg("-db")
+        .arg("-f")
+        .arg(&cfg)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(sb.workdir().join("haproxy.log"))?);
     let hp_pid = sb.spawn(hp)?;
     wait_tcp(sb, HAPROXY, Duration::from_secs(10)).context("haproxy")?;
 
-    let yaml = format!("vips:\n  - vip: {L4LB_VIP}\n    protocol: tcp\n    backends: [\"{BACKEND}\"]\n");
+    let yaml =
+        format!("vips:\n  - vip: {L4LB_VIP}\n    protocol: tcp\n    backends: [\"{BACKEND}\"]\n");
     let mut agent = Agent::start(sb, &yaml)?;
     let result = peers_rounds(sb, &agent, a, deadline);
     let connects = bpf_connects(sb);
@@ -469,7 +526,12 @@ fn peers_rounds(sb: &Sandbox, agent: &Agent, a: &PeersArgs, deadline: Instant) -
         // direct connection (`settle`) that absorbs it. The other four take a
         // different order every round (rotated; stride 1 or 3), so none
         // always follows the same one.
-        let four = [Target::Direct, Target::L4lb, Target::Iptables, Target::Nftables];
+        let four = [
+            Target::Direct,
+            Target::L4lb,
+            Target::Iptables,
+            Target::Nftables,
+        ];
         let stride = if (r / 4) % 2 == 0 { 1 } else { 3 };
         let mut order: Vec<Target> = (0..4).map(|i| four[(r + i * stride) % 4]).collect();
         order.push(Target::Haproxy);
@@ -490,7 +552,12 @@ fn peers_rounds(sb: &Sandbox, agent: &Agent, a: &PeersArgs, deadline: Instant) -
                 l.conns_per_sec,
                 l.errors
             );
-            runs.runs.iter_mut().find(|(x, _)| x == t).expect("target").1.push(l);
+            runs.runs
+                .iter_mut()
+                .find(|(x, _)| x == t)
+                .expect("target")
+                .1
+                .push(l);
         }
     }
     Ok(runs)
@@ -500,7 +567,8 @@ fn peers_rounds(sb: &Sandbox, agent: &Agent, a: &PeersArgs, deadline: Instant) -
 /// a NAT rule, one per new connection.
 fn netfilter_counts(sb: &Sandbox) -> Result<(u64, u64)> {
     let ipt = run_in(
-        sb.in_netns("iptables-legacy").args(["-w", "-t", "nat", "-L", "OUTPUT", "-v", "-x", "-n"]),
+        sb.in_netns("iptables-legacy")
+            .args(["-w", "-t", "nat", "-L", "OUTPUT", "-v", "-x", "-n"]),
         "iptables-legacy -L",
     )?;
     let ipt_n = ipt
@@ -510,7 +578,8 @@ fn netfilter_counts(sb: &Sandbox) -> Result<(u64, u64)> {
         .and_then(|p| p.parse().ok())
         .context("no DNAT rule line")?;
     let nft = run_in(
-        sb.in_netns("nft").args(["list", "table", "ip", "l4lb_bench"]),
+        sb.in_netns("nft")
+            .args(["list", "table", "ip", "l4lb_bench"]),
         "nft list",
     )?;
     let nft_n = nft
@@ -543,9 +612,7 @@ fn peers_summary(
     let mut rows = Vec::new();
     for t in Target::ALL {
         let l = runs.of(t);
-        let col = |f: fn(&Lat) -> f64, p: usize| {
-            med_range(&l.iter().map(f).collect::<Vec<_>>(), p)
-        };
+        let col = |f: fn(&Lat) -> f64, p: usize| med_range(&l.iter().map(f).collect::<Vec<_>>(), p);
         let ratio = |f: fn(&Lat) -> f64| {
             if t == Target::Direct {
                 "1".to_string()
@@ -583,7 +650,11 @@ fn peers_summary(
                     _ => "HAProxy",
                 },
                 r,
-                if l4 < r { "l4lb ahead" } else { "l4lb NOT ahead" }
+                if l4 < r {
+                    "l4lb ahead"
+                } else {
+                    "l4lb NOT ahead"
+                }
             )
         })
         .collect();
@@ -622,7 +693,10 @@ fn peers_summary(
         if e.is_empty() {
             String::new()
         } else {
-            format!("\nFailed connections (not in the latencies): {}.\n", e.join("; "))
+            format!(
+                "\nFailed connections (not in the latencies): {}.\n",
+                e.join("; ")
+            )
         }
     };
     let text = format!(
@@ -680,7 +754,10 @@ struct RedisRun {
 fn proc_cpu_s(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the ")" of the command name: state is field 3, utime 14, stime 15.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).context("stat format")?;
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("stat format")?;
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks: f64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0.0)
         + f.get(12).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
@@ -727,8 +804,20 @@ fn redis_in(
 ) -> Result<(Vec<RedisRun>, Vec<RedisRun>, String)> {
     let mut srv = sb.in_netns("redis-server");
     srv.args([
-        "--bind", REDIS_BACKEND_IP, "--port", REDIS_PORT, "--save", "", "--appendonly", "no",
-        "--protected-mode", "no", "--daemonize", "no", "--logfile", "",
+        "--bind",
+        REDIS_BACKEND_IP,
+        "--port",
+        REDIS_PORT,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--protected-mode",
+        "no",
+        "--daemonize",
+        "no",
+        "--logfile",
+        "",
     ])
     .stdin(std::process::Stdio::null())
     .stdout(std::fs::File::create(sb.workdir().join("redis.log"))?);
@@ -736,7 +825,8 @@ fn redis_in(
     let until = Instant::now() + Duration::from_secs(10);
     loop {
         let out = util::output_timeout(
-            sb.in_netns("redis-cli").args(["-h", REDIS_BACKEND_IP, "-p", REDIS_PORT, "ping"]),
+            sb.in_netns("redis-cli")
+                .args(["-h", REDIS_BACKEND_IP, "-p", REDIS_PORT, "ping"]),
             Duration::from_secs(5),
         )?;
         if String::from_utf8_lossy(&out.stdout).contains("PONG") {
@@ -760,9 +850,17 @@ fn redis_in(
         let (mut direct, mut vip) = (Vec::new(), Vec::new());
         for r in 0..a.rounds {
             // ABBA: direct first in even rounds, VIP first in odd ones.
-            let order = if r % 2 == 0 { [false, true] } else { [true, false] };
+            let order = if r % 2 == 0 {
+                [false, true]
+            } else {
+                [true, false]
+            };
             for through_vip in order {
-                let host = if through_vip { REDIS_VIP_IP } else { REDIS_BACKEND_IP };
+                let host = if through_vip {
+                    REDIS_VIP_IP
+                } else {
+                    REDIS_BACKEND_IP
+                };
                 let run = redis_bench(sb, pid, host, a.requests, a.clients, deadline)
                     .with_context(|| format!("round {} to {host}", r + 1))?;
                 println!(
@@ -777,7 +875,11 @@ fn redis_in(
                         .join("  ")
                         + &format!("  {:.0} requests per CPU-second", run.per_cpu_s)
                 );
-                if through_vip { vip.push(run) } else { direct.push(run) }
+                if through_vip {
+                    vip.push(run)
+                } else {
+                    direct.push(run)
+                }
             }
         }
         Ok::<_, anyhow::Error>((direct, vip))
@@ -800,14 +902,33 @@ fn redis_in(
 }
 
 /// `redis-benchmark -h HOST -t set,get -n N -c C --csv` in the sandbox cgroup.
-fn redis_bench(sb: &Sandbox, server: u32, host: &str, n: u32, c: u32, deadline: Instant) -> Result<RedisRun> {
+fn redis_bench(
+    sb: &Sandbox,
+    server: u32,
+    host: &str,
+    n: u32,
+    c: u32,
+    deadline: Instant,
+) -> Result<RedisRun> {
     interrupt::check()?;
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         bail!("benchmark exceeded its time budget");
     }
     let mut cmd = sb.in_cgroup("redis-benchmark");
-    cmd.args(["-h", host, "-p", REDIS_PORT, "-t", "set,get", "-n", &n.to_string(), "-c", &c.to_string(), "--csv"]);
+    cmd.args([
+        "-h",
+        host,
+        "-p",
+        REDIS_PORT,
+        "-t",
+        "set,get",
+        "-n",
+        &n.to_string(),
+        "-c",
+        &c.to_string(),
+        "--csv",
+    ]);
     let cpu0 = cgroup_cpu_s(sb.cgroup()).ok().zip(proc_cpu_s(server).ok());
     let out = util::output_timeout(&mut cmd, Duration::from_secs(300).min(left))?;
     let cpu1 = cgroup_cpu_s(sb.cgroup()).ok().zip(proc_cpu_s(server).ok());
@@ -837,18 +958,25 @@ fn parse_redis_csv(csv: &str) -> Vec<(String, f64, f64)> {
     let mut header: Vec<String> = Vec::new();
     let mut out = Vec::new();
     for line in csv.lines() {
-        let f: Vec<String> = line.split(',').map(|s| s.trim().trim_matches('"').to_string()).collect();
+        let f: Vec<String> = line
+            .split(',')
+            .map(|s| s.trim().trim_matches('"').to_string())
+            .collect();
         if f.first().is_some_and(|x| x == "test") {
             header = f;
             continue;
         }
-        let col = |name: &str, default: usize| {
-            header.iter().position(|h| h == name).unwrap_or(default)
-        };
-        let (Some(test), Some(rps)) = (f.first(), f.get(col("rps", 1)).and_then(|x| x.parse().ok())) else {
+        let col =
+            |name: &str, default: usize| header.iter().position(|h| h == name).unwrap_or(default);
+        let (Some(test), Some(rps)) =
+            (f.first(), f.get(col("rps", 1)).and_then(|x| x.parse().ok()))
+        else {
             continue;
         };
-        let p50 = f.get(col("p50_latency_ms", 4)).and_then(|x| x.parse().ok()).unwrap_or(f64::NAN);
+        let p50 = f
+            .get(col("p50_latency_ms", 4))
+            .and_then(|x| x.parse().ok())
+            .unwrap_or(f64::NAN);
         if REDIS_TESTS.contains(&test.as_str()) {
             out.push((test.clone(), rps, p50));
         }
@@ -895,7 +1023,11 @@ fn redis_summary(
         ]);
         let mut s = format!(
             "{test} VIP/direct = {r:.3}x (goal >= {THROUGHPUT_GOAL:.2}x): {}",
-            if r >= THROUGHPUT_GOAL { "met" } else { "NOT met" }
+            if r >= THROUGHPUT_GOAL {
+                "met"
+            } else {
+                "NOT met"
+            }
         );
         if r < THROUGHPUT_GOAL {
             let _ = write!(
@@ -915,7 +1047,11 @@ fn redis_summary(
             })
             .collect()
     };
-    let both_ratio: Vec<f64> = both(vip).iter().zip(both(direct)).map(|(v, d)| v / d).collect();
+    let both_ratio: Vec<f64> = both(vip)
+        .iter()
+        .zip(both(direct))
+        .map(|(v, d)| v / d)
+        .collect();
     let (blo, bhi) = min_max(&both_ratio);
     let br = median(&both_ratio);
     rows.push(vec![
@@ -944,7 +1080,11 @@ fn redis_summary(
     // Requests per CPU-second (client + server), per ABBA pair: what each
     // request costs, which other work on the machine does not change.
     let cpu = |runs: &[RedisRun]| runs.iter().map(|r| r.per_cpu_s).collect::<Vec<f64>>();
-    let cpu_ratio: Vec<f64> = cpu(vip).iter().zip(cpu(direct)).map(|(v, d)| v / d).collect();
+    let cpu_ratio: Vec<f64> = cpu(vip)
+        .iter()
+        .zip(cpu(direct))
+        .map(|(v, d)| v / d)
+        .collect();
     let (clo, chi) = min_max(&cpu_ratio);
     rows.push(vec![
         "both, per CPU-second (client + server)".into(),

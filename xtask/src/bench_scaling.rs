@@ -68,7 +68,12 @@ fn vip(first: u32, i: u32) -> String {
 
 /// Backend of service `i` (not the measured one): distinct, never listened on.
 fn dummy_backend(i: u32) -> String {
-    format!("127.{}.{}.{}:{PORT}", 2 + i / 62_500, (i % 62_500) / 250, i % 250 + 1)
+    format!(
+        "127.{}.{}.{}:{PORT}",
+        2 + i / 62_500,
+        (i % 62_500) / 250,
+        i % 250 + 1
+    )
 }
 
 fn l4lb_vip(n: u32) -> String {
@@ -84,8 +89,16 @@ fn agent_yaml(n: u32) -> String {
     let mut s = String::with_capacity(n as usize * 64);
     s.push_str("vips:\n");
     for i in 0..n {
-        let be = if i == n - 1 { BACKEND.to_string() } else { dummy_backend(i) };
-        let _ = writeln!(s, "  - {{vip: \"{}:{PORT}\", backends: [\"{be}\"]}}", vip(1, i));
+        let be = if i == n - 1 {
+            BACKEND.to_string()
+        } else {
+            dummy_backend(i)
+        };
+        let _ = writeln!(
+            s,
+            "  - {{vip: \"{}:{PORT}\", backends: [\"{be}\"]}}",
+            vip(1, i)
+        );
     }
     s
 }
@@ -97,7 +110,11 @@ fn iptables_rules(n: u32) -> String {
     s.push_str("*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:SVC - [0:0]\n");
     s.push_str("-A OUTPUT -d 11.128.0.0/9 -j SVC\n");
     for i in 0..n {
-        let be = if i == n - 1 { BACKEND.to_string() } else { dummy_backend(i) };
+        let be = if i == n - 1 {
+            BACKEND.to_string()
+        } else {
+            dummy_backend(i)
+        };
         let _ = writeln!(
             s,
             "-A SVC -d {}/32 -p tcp -m tcp --dport {PORT} -j DNAT --to-destination {be}",
@@ -123,7 +140,10 @@ struct Point {
 
 impl Point {
     fn ratio(vip: &[Lat], direct: &[Lat]) -> Vec<f64> {
-        vip.iter().zip(direct).map(|(v, d)| v.p50_us / d.p50_us).collect()
+        vip.iter()
+            .zip(direct)
+            .map(|(v, d)| v.p50_us / d.p50_us)
+            .collect()
     }
     fn l4lb_ratio(&self) -> Vec<f64> {
         Self::ratio(&self.l4lb, &self.l4lb_direct)
@@ -220,7 +240,9 @@ fn setup(n: u32) -> Result<Setup> {
     let t1 = Instant::now();
     // The file as an argument: the harness gives children a null stdin.
     crate::bench_peers::run_in(
-        ipt.in_netns("iptables-legacy-restore").arg("--wait=10").arg(&rules),
+        ipt.in_netns("iptables-legacy-restore")
+            .arg("--wait=10")
+            .arg(&rules),
         "iptables-legacy-restore",
     )?;
     let restore_ms = t1.elapsed().as_secs_f64() * 1000.0;
@@ -229,7 +251,14 @@ fn setup(n: u32) -> Result<Setup> {
         bail!("iptables SVC chain holds {count} rules, expected {n}");
     }
     println!("  iptables: {n} DNAT rules loaded in {restore_ms:.0} ms");
-    Ok(Setup { n, l, agent, ipt, sync_us, restore_ms })
+    Ok(Setup {
+        n,
+        l,
+        agent,
+        ipt,
+        sync_us,
+        restore_ms,
+    })
 }
 
 /// Sets up every service count (all sandboxes live at once), then runs the
@@ -260,7 +289,8 @@ fn measure_all(counts: &[u32], a: &ScalingArgs, deadline: Instant) -> Result<Vec
         for s in &setups {
             let w = a.iterations.min(500);
             probe_latency(&s.l, &[BACKEND, &l4lb_vip(s.n)], w, deadline).context("l4lb warm-up")?;
-            probe_latency(&s.ipt, &[BACKEND, &ipt_vip(s.n)], w, deadline).context("iptables warm-up")?;
+            probe_latency(&s.ipt, &[BACKEND, &ipt_vip(s.n)], w, deadline)
+                .context("iptables warm-up")?;
         }
         let k = setups.len();
         for r in 0..a.rounds as usize {
@@ -321,7 +351,10 @@ fn wait_applied(agent: &Agent, n: u32, since: Instant) -> Result<Option<u64>> {
         if log.contains("not applied") {
             bail!("the agent skipped services (capacity): {}", tail(&log));
         }
-        if let Some(line) = log.lines().find(|l| l.contains("table applied") && l.contains(&want)) {
+        if let Some(line) = log
+            .lines()
+            .find(|l| l.contains("table applied") && l.contains(&want))
+        {
             let took = line
                 .split_whitespace()
                 .find_map(|w| w.strip_prefix("took_us="))
@@ -329,7 +362,10 @@ fn wait_applied(agent: &Agent, n: u32, since: Instant) -> Result<Option<u64>> {
             return Ok(took);
         }
         if since.elapsed() > SYNC_TIMEOUT {
-            bail!("the agent did not apply {n} services within {SYNC_TIMEOUT:?}: {}", tail(&log));
+            bail!(
+                "the agent did not apply {n} services within {SYNC_TIMEOUT:?}: {}",
+                tail(&log)
+            );
         }
         interrupt::check()?;
         std::thread::sleep(Duration::from_millis(100));
@@ -343,7 +379,8 @@ fn tail(log: &str) -> String {
 
 fn count_rules(sb: &Sandbox) -> Result<u64> {
     let out = crate::bench_peers::run_in(
-        sb.in_netns("iptables-legacy").args(["-w", "-t", "nat", "-S", "SVC"]),
+        sb.in_netns("iptables-legacy")
+            .args(["-w", "-t", "nat", "-S", "SVC"]),
         "iptables-legacy -S SVC",
     )?;
     Ok(out.lines().filter(|l| l.starts_with("-A SVC")).count() as u64)
@@ -352,7 +389,8 @@ fn count_rules(sb: &Sandbox) -> Result<u64> {
 /// Packets of the OUTPUT → SVC jump (one per new connection to 11.128/9).
 fn svc_matches(sb: &Sandbox) -> Result<u64> {
     let out = crate::bench_peers::run_in(
-        sb.in_netns("iptables-legacy").args(["-w", "-t", "nat", "-L", "OUTPUT", "-v", "-x", "-n"]),
+        sb.in_netns("iptables-legacy")
+            .args(["-w", "-t", "nat", "-L", "OUTPUT", "-v", "-x", "-n"]),
         "iptables-legacy -L OUTPUT",
     )?;
     out.lines()
@@ -366,7 +404,11 @@ fn svc_matches(sb: &Sandbox) -> Result<u64> {
 fn ipvs_note() -> String {
     let proc = std::path::Path::new("/proc/net/ip_vs").exists();
     let modules = std::path::Path::new("/lib/modules")
-        .join(std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim())
+        .join(
+            std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim(),
+        )
         .exists();
     if proc {
         "IPVS is present in this kernel (/proc/net/ip_vs) but not measured here".into()
@@ -410,13 +452,21 @@ fn summarize(
                 format!("{:.3}x ({lo:.2}-{hi:.2})", median(&p.l4lb_ratio())),
                 med_range(&p50s(&p.ipt), 1),
                 format!("{:.3}x ({ilo:.2}-{ihi:.2})", median(&p.ipt_ratio())),
-                format!("{:.1} / {:.1}", median(&p50s(&p.l4lb_direct)), median(&p50s(&p.ipt_direct))),
-                p.sync_us.map_or("?".into(), |u| format!("{:.1}", u as f64 / 1000.0)),
+                format!(
+                    "{:.1} / {:.1}",
+                    median(&p50s(&p.l4lb_direct)),
+                    median(&p50s(&p.ipt_direct))
+                ),
+                p.sync_us
+                    .map_or("?".into(), |u| format!("{:.1}", u as f64 / 1000.0)),
                 format!("{:.0}", p.restore_ms),
             ]
         })
         .collect();
-    let (first, last) = (points.first().expect("one point"), points.last().expect("one point"));
+    let (first, last) = (
+        points.first().expect("one point"),
+        points.last().expect("one point"),
+    );
     let l_first = median(&first.l4lb_ratio());
     let worst = points
         .iter()
@@ -510,7 +560,10 @@ fn summarize(
 fn write_plot(points: &[Point]) -> Result<Vec<std::path::PathBuf>> {
     let series = |name: &str, f: &dyn Fn(&Point) -> &[Lat], dashed: bool| plot::Series {
         name: name.into(),
-        points: points.iter().map(|p| (f64::from(p.n), median(&p50s(f(p))))).collect(),
+        points: points
+            .iter()
+            .map(|p| (f64::from(p.n), median(&p50s(f(p)))))
+            .collect(),
         ranges: points.iter().map(|p| min_max(&p50s(f(p)))).collect(),
         dashed,
     };
@@ -529,7 +582,10 @@ fn write_plot(points: &[Point]) -> Result<Vec<std::path::PathBuf>> {
     let mut files = plot::line_chart(&util::workspace_root().join("docs/plots/scaling"), &chart)?;
     let ratio = |name: &str, f: &dyn Fn(&Point) -> Vec<f64>| plot::Series {
         name: name.into(),
-        points: points.iter().map(|p| (f64::from(p.n), median(&f(p)))).collect(),
+        points: points
+            .iter()
+            .map(|p| (f64::from(p.n), median(&f(p))))
+            .collect(),
         ranges: points.iter().map(|p| min_max(&f(p))).collect(),
         dashed: false,
     };
@@ -544,7 +600,10 @@ fn write_plot(points: &[Point]) -> Result<Vec<std::path::PathBuf>> {
             ratio("iptables DNAT (last of N rules)", &|p| p.ipt_ratio()),
         ],
     };
-    files.extend(plot::line_chart(&util::workspace_root().join("docs/plots/scaling_ratio"), &chart)?);
+    files.extend(plot::line_chart(
+        &util::workspace_root().join("docs/plots/scaling_ratio"),
+        &chart,
+    )?);
     Ok(files)
 }
 
@@ -561,7 +620,10 @@ mod tests {
         assert_eq!(vip(128, 65_535), "11.129.12.36");
         let all: std::collections::BTreeSet<String> = (0..65_536).map(|i| vip(1, i)).collect();
         assert_eq!(all.len(), 65_536);
-        assert!(all.iter().all(|a| !a.starts_with("11.128.") && !a.starts_with("11.129.")));
+        assert!(
+            all.iter()
+                .all(|a| !a.starts_with("11.128.") && !a.starts_with("11.129."))
+        );
         assert_eq!(l4lb_vip(10), "11.1.0.10:7000");
     }
 
@@ -570,9 +632,17 @@ mod tests {
         let r = iptables_rules(3);
         assert_eq!(r.lines().filter(|l| l.starts_with("-A SVC")).count(), 3);
         assert!(r.contains("-A OUTPUT -d 11.128.0.0/9 -j SVC"));
-        assert!(r.lines().rev().nth(1).unwrap().ends_with("--to-destination 127.0.0.2:7000"));
+        assert!(
+            r.lines()
+                .rev()
+                .nth(1)
+                .unwrap()
+                .ends_with("--to-destination 127.0.0.2:7000")
+        );
         let y = agent_yaml(3);
         assert_eq!(y.lines().count(), 4);
-        assert!(y.lines().last().unwrap().contains("11.1.0.3:7000") && y.contains("127.0.0.2:7000"));
+        assert!(
+            y.lines().last().unwrap().contains("11.1.0.3:7000") && y.contains("127.0.0.2:7000")
+        );
     }
 }

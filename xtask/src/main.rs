@@ -65,7 +65,9 @@ fn main() -> ExitCode {
         Task::Build { release } => tasks::build(release),
         Task::Test { args } => tasks::test(&args),
         Task::Demo { config } => demo::run(config),
-        Task::Bench { what } => bench::run(what.unwrap_or_else(|| bench::Bench::All(Default::default()))),
+        Task::Bench { what } => {
+            bench::run(what.unwrap_or_else(|| bench::Bench::All(Default::default())))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -63,7 +63,9 @@ const COLORS: [RGBColor; 5] = [
 /// Writes `<stem>.svg` and `<stem>.png`; returns the files written.
 pub fn line_chart(stem: &Path, chart: &LineChart) -> Result<Vec<PathBuf>> {
     if !font_ready() {
-        bail!("no TrueType font for the plot labels (looked for {FONTS:?}; apt-get install fonts-dejavu-core)");
+        bail!(
+            "no TrueType font for the plot labels (looked for {FONTS:?}; apt-get install fonts-dejavu-core)"
+        );
     }
     if let Some(dir) = stem.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -73,21 +75,28 @@ pub fn line_chart(stem: &Path, chart: &LineChart) -> Result<Vec<PathBuf>> {
     {
         let root = SVGBackend::new(&svg, (900, 560)).into_drawing_area();
         draw(&root, chart)?;
-        root.present().map_err(|e| anyhow!("writing {}: {e}", svg.display()))?;
+        root.present()
+            .map_err(|e| anyhow!("writing {}: {e}", svg.display()))?;
     }
     written.push(svg);
     let png = stem.with_extension("png");
     {
         let root = BitMapBackend::new(&png, (900, 560)).into_drawing_area();
         draw(&root, chart)?;
-        root.present().map_err(|e| anyhow!("writing {}: {e}", png.display()))?;
+        root.present()
+            .map_err(|e| anyhow!("writing {}: {e}", png.display()))?;
     }
     written.push(png);
     Ok(written)
 }
 
 fn bounds(chart: &LineChart) -> ((f64, f64), (f64, f64)) {
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+    let (mut x0, mut x1, mut y0, mut y1) = (
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    );
     for s in &chart.series {
         for &(x, y) in &s.points {
             x0 = x0.min(x);
@@ -103,7 +112,11 @@ fn bounds(chart: &LineChart) -> ((f64, f64), (f64, f64)) {
     if !x0.is_finite() {
         return ((1.0, 10.0), (0.0, 1.0));
     }
-    let x = if chart.log_x { (x0 / 1.5, x1 * 1.5) } else { (x0, x1) };
+    let x = if chart.log_x {
+        (x0 / 1.5, x1 * 1.5)
+    } else {
+        (x0, x1)
+    };
     let y = if chart.log_y {
         (y0 / 1.3, y1 * 1.3)
     } else {
@@ -132,7 +145,13 @@ where
                 .x_desc(chart.x_label)
                 .y_desc(chart.y_label)
                 .x_label_formatter(&|x| fmt_num(*x))
-                .y_label_formatter(&|y| if y1 - y0 >= 20.0 { format!("{y:.0}") } else { format!("{y:.2}") })
+                .y_label_formatter(&|y| {
+                    if y1 - y0 >= 20.0 {
+                        format!("{y:.0}")
+                    } else {
+                        format!("{y:.2}")
+                    }
+                })
                 .label_style(("sans-serif", 14))
                 .axis_desc_style(("sans-serif", 16))
                 .draw()
@@ -145,15 +164,22 @@ where
                     ctx.draw_series(DashedLineSeries::new(line.clone(), 8, 6, style))
                         .map_err(e)?
                         .label(s.name.clone())
-                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+                        .legend(move |(x, y)| {
+                            PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                        });
                 } else {
                     ctx.draw_series(LineSeries::new(line.clone(), style))
                         .map_err(e)?
                         .label(s.name.clone())
-                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+                        .legend(move |(x, y)| {
+                            PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                        });
                 }
-                ctx.draw_series(line.iter().map(|&(x, y)| Circle::new((x, y), 4, c.filled())))
-                    .map_err(e)?;
+                ctx.draw_series(
+                    line.iter()
+                        .map(|&(x, y)| Circle::new((x, y), 4, c.filled())),
+                )
+                .map_err(e)?;
                 if s.ranges.len() == s.points.len() {
                     ctx.draw_series(s.points.iter().zip(&s.ranges).map(|(&(x, _), &(lo, hi))| {
                         PathElement::new(vec![(x, lo), (x, hi)], c.stroke_width(1))
@@ -171,9 +197,18 @@ where
         }};
     }
     match (chart.log_x, chart.log_y) {
-        (true, true) => body!(b.build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale()).map_err(e)?),
-        (true, false) => body!(b.build_cartesian_2d((x0..x1).log_scale(), y0..y1).map_err(e)?),
-        (false, true) => body!(b.build_cartesian_2d(x0..x1, (y0..y1).log_scale()).map_err(e)?),
+        (true, true) => body!(
+            b.build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
+                .map_err(e)?
+        ),
+        (true, false) => body!(
+            b.build_cartesian_2d((x0..x1).log_scale(), y0..y1)
+                .map_err(e)?
+        ),
+        (false, true) => body!(
+            b.build_cartesian_2d(x0..x1, (y0..y1).log_scale())
+                .map_err(e)?
+        ),
         (false, false) => body!(b.build_cartesian_2d(x0..x1, y0..y1).map_err(e)?),
     }
     Ok(())
