@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
     task.framework = fields.next().unwrap_or("marathon").to_owned();
     task.ports[0].name = fields.next().map(str::to_owned);
     let label = fields.next().map(|l| l.to_owned());
-    for (_, spec) in catalog.services.services.iter_mut() {
+    for spec in catalog.services.services.values_mut() {
         spec.name = label.clone();
     }
     let catalog = Catalog {

@@ -100,7 +100,10 @@ fuzz_target!(|data: &[u8]| {
     let Some((&seed, body)) = data.split_first() else {
         return;
     };
-    let sizes = [usize::from(seed & 0x0f) + 1, (usize::from(seed >> 4) + 1) * 16];
+    let sizes = [
+        usize::from(seed & 0x0f) + 1,
+        (usize::from(seed >> 4) + 1) * 16,
+    ];
 
     let whole = run(stream::iter(vec![Ok(Bytes::copy_from_slice(body))]));
     let cut = run(stream::iter(chunks(body, sizes)));
