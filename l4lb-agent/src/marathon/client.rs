@@ -16,7 +16,9 @@ use url::Url;
 
 use super::{
     args::Credentials,
+    decode::{self, AppSet, OneApp},
     events::{self, MarathonEvents},
+    parse::ParseError,
 };
 
 /// Largest `/v2/apps` body accepted. Big clusters answer tens of MiB with
@@ -92,6 +94,13 @@ pub enum FetchError {
     Redirect { url: Url, reason: String },
     #[error("{url}: {reason}")]
     Protocol { url: Url, reason: String },
+    /// A complete answer that is not a usable app list / app.
+    #[error("{url}: {source}")]
+    Decode {
+        url: Url,
+        #[source]
+        source: Box<ParseError>,
+    },
     #[error("every Marathon URL failed: {}", join(.0))]
     AllFailed(Vec<FetchError>),
 }
@@ -116,7 +125,9 @@ impl FetchError {
             | FetchError::Redirect { .. }
             | FetchError::Protocol { .. } => true,
             FetchError::Status { status, .. } => status.is_server_error(),
-            FetchError::TooLarge { .. } | FetchError::AllFailed(_) => false,
+            FetchError::TooLarge { .. } | FetchError::Decode { .. } | FetchError::AllFailed(_) => {
+                false
+            }
         }
     }
 
@@ -128,6 +139,28 @@ impl FetchError {
             _ => None,
         }
     }
+}
+
+/// `v2/apps/{id}?embed=app.tasks` below `base`, or None if `id` is not a
+/// Marathon app id (path segments of `a-z`, `0-9`, `-` and `.`): an id that
+/// came off the event stream never gets to shape the URL otherwise.
+pub fn app_url(base: &Url, id: &str) -> Option<Url> {
+    let path = id.strip_prefix('/')?;
+    let ok = !path.is_empty()
+        && path.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        });
+    if !ok {
+        return None;
+    }
+    let mut u = base.join(&format!("v2/apps/{path}")).ok()?;
+    u.query_pairs_mut().append_pair("embed", "app.tasks");
+    Some(u)
 }
 
 /// `v2/apps?embed=apps.tasks` below `base`.
@@ -250,12 +283,40 @@ impl MarathonClient {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The full app list with tasks, as raw JSON. Any failure (no answer,
-    /// timeout, non-2xx, body too large or cut short) is an error.
-    pub async fn fetch_apps(&self) -> Result<Bytes, FetchError> {
+    /// The full app list with tasks, decoded while it arrives: the body is
+    /// never held whole. Any failure (no answer, timeout, non-2xx, body too
+    /// large or cut short, not an app list) is an error.
+    pub async fn fetch_app_set(&self) -> Result<AppSet, FetchError> {
         self.with_candidates(|base| async move {
             let (url, resp) = self.get(&base, apps_url(&base), Kind::Api).await?;
-            self.read_body(&url, resp, self.cfg.max_body).await
+            self.decode_body(&url, resp, self.cfg.max_body).await
+        })
+        .await
+    }
+
+    /// One app with its tasks (`GET /v2/apps/{id}?embed=app.tasks`); Ok(None)
+    /// when Marathon answers 404 (the app is gone). `id` must be a valid app
+    /// id (see [`app_url`]), else the answer is a `Protocol` error.
+    pub async fn fetch_app(&self, id: &str) -> Result<Option<OneApp>, FetchError> {
+        self.with_candidates(|base| async move {
+            let Some(url) = app_url(&base, id) else {
+                return Err(FetchError::Protocol {
+                    url: base,
+                    reason: format!("{id:?} is not a Marathon app id"),
+                });
+            };
+            let (url, resp) = match self.get(&base, url, Kind::Api).await {
+                Ok(r) => r,
+                Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let body = self.read_body(&url, resp, self.cfg.max_body).await?;
+            decode::decode_one_app(&body, id)
+                .map(Some)
+                .map_err(|e| FetchError::Decode {
+                    url,
+                    source: Box::new(e),
+                })
         })
         .await
     }
@@ -509,6 +570,85 @@ impl MarathonClient {
         }
     }
 
+    /// Feeds the body to [`decode::decode_apps_from`] on a blocking thread as
+    /// chunks arrive. Transport errors win over what the decoder made of a
+    /// body that broke off.
+    async fn decode_body(
+        &self,
+        url: &Url,
+        mut resp: reqwest::Response,
+        limit: usize,
+    ) -> Result<AppSet, FetchError> {
+        let announced = resp.content_length();
+        if announced.is_some_and(|n| n > limit as u64) {
+            return Err(FetchError::TooLarge {
+                url: url.clone(),
+                limit,
+            });
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+        let decoder = tokio::task::spawn_blocking(move || {
+            decode::decode_apps_from(std::io::BufReader::with_capacity(
+                64 << 10,
+                ChunkReader::new(rx),
+            ))
+        });
+        let mut total = 0usize;
+        let transport = loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    total += chunk.len();
+                    if total > limit {
+                        break Err(FetchError::TooLarge {
+                            url: url.clone(),
+                            limit,
+                        });
+                    }
+                    // A closed channel: the decoder stopped on bad JSON.
+                    if tx.send(chunk).await.is_err() {
+                        break Ok(());
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(e) if e.is_timeout() => {
+                    break Err(FetchError::Timeout {
+                        url: url.clone(),
+                        timeout: self.cfg.request_timeout,
+                    });
+                }
+                Err(e) => {
+                    break Err(FetchError::Body {
+                        url: url.clone(),
+                        reason: describe(&e),
+                    });
+                }
+            }
+        };
+        drop(tx);
+        let decoded = decoder.await;
+        transport?;
+        if let Some(n) = announced
+            && total as u64 != n
+            && decoded.as_ref().is_ok_and(|d| d.is_ok())
+        {
+            return Err(FetchError::Body {
+                url: url.clone(),
+                reason: format!("{total} of {n} announced bytes"),
+            });
+        }
+        match decoded {
+            Ok(Ok(set)) => Ok(set),
+            Ok(Err(e)) => Err(FetchError::Decode {
+                url: url.clone(),
+                source: Box::new(e),
+            }),
+            Err(join) => Err(FetchError::Protocol {
+                url: url.clone(),
+                reason: format!("decoder thread failed: {join}"),
+            }),
+        }
+    }
+
     /// Reads the whole body, refusing more than `limit` bytes. A body that
     /// ends early (fewer bytes than Content-Length, a broken chunked body) is
     /// an error from hyper, reported as `Body`.
@@ -560,6 +700,35 @@ impl MarathonClient {
             });
         }
         Ok(buf.freeze())
+    }
+}
+
+/// Chunks from the async side as a blocking [`std::io::Read`].
+struct ChunkReader {
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+    cur: Bytes,
+}
+
+impl ChunkReader {
+    fn new(rx: tokio::sync::mpsc::Receiver<Bytes>) -> ChunkReader {
+        ChunkReader {
+            rx,
+            cur: Bytes::new(),
+        }
+    }
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(c) => self.cur = c,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur.split_to(n));
+        Ok(n)
     }
 }
 

@@ -2,6 +2,7 @@
 pub mod apps;
 pub mod args;
 pub mod client;
+pub mod decode;
 pub mod events;
 pub mod parse;
 pub mod source;

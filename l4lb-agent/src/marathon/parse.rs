@@ -25,10 +25,8 @@ use std::{
     net::{IpAddr, SocketAddr},
 };
 
-use serde_json::error::Category;
-
 use crate::config::FRAMEWORK;
-use crate::marathon::apps::{self, App, AppsBody, Task};
+use crate::marathon::apps::{App, Task};
 use crate::model::{Catalog, DesiredState, Proto, ServiceSpec, TaskPort, TaskRecord, Vip};
 use crate::naming::{self, Family, NamingError, VipAllocator, VipName};
 
@@ -76,46 +74,7 @@ pub enum ParseError {
 /// get their addresses from `alloc`: keep one allocator for the source's life
 /// so names keep their addresses; names absent from this body are released.
 pub fn parse_apps(body: &[u8], alloc: &mut VipAllocator) -> Result<Parsed, ParseError> {
-    // Fast path: the whole body straight into typed apps, no `Value` tree (a
-    // 10,000-app body is ~50 MB of JSON; a Value tree of it is ~10x that).
-    // Any app that does not fit the types sends us to the lenient path below,
-    // which skips that app with a warning and keeps the rest.
-    #[derive(serde::Deserialize)]
-    struct TypedBody {
-        apps: Vec<apps::App>,
-    }
-    if let Ok(typed) = serde_json::from_slice::<TypedBody>(body)
-        && typed.apps.iter().all(|a| !a.id.trim().is_empty())
-    {
-        return catalog_from_apps(&typed.apps, alloc);
-    }
-    let body: AppsBody = serde_json::from_slice(body).map_err(|e| match e.classify() {
-        Category::Data => ParseError::Shape(e),
-        Category::Io | Category::Syntax | Category::Eof => ParseError::Json(e),
-    })?;
-    let mut warnings = Vec::new();
-    let mut good = Vec::with_capacity(body.apps.len());
-    for (i, value) in body.apps.iter().enumerate() {
-        match apps::app_from_value(value) {
-            Ok(app) => good.push(app),
-            Err(bad) => {
-                let at = match (&bad.app_id, bad.path.is_empty()) {
-                    (Some(_), false) => format!("{}: ", bad.path),
-                    (Some(_), true) => String::new(),
-                    (None, false) => format!("apps[{i}].{}: ", bad.path),
-                    (None, true) => format!("apps[{i}]: "),
-                };
-                warnings.push(Warning {
-                    app_id: bad.app_id,
-                    what: format!("{at}{}; app skipped", bad.msg),
-                });
-            }
-        }
-    }
-    let mut parsed = catalog_from_apps(&good, alloc)?;
-    warnings.append(&mut parsed.warnings);
-    parsed.warnings = warnings;
-    Ok(parsed)
+    super::decode::decode_apps(body)?.catalog(alloc)
 }
 
 /// Builds the catalog from decoded apps (also for apps that come from
@@ -123,9 +82,53 @@ pub fn parse_apps(body: &[u8], alloc: &mut VipAllocator) -> Result<Parsed, Parse
 /// [`parse_apps`]. The result does not depend on the order of `apps` or of
 /// their tasks.
 pub fn catalog_from_apps(apps: &[App], alloc: &mut VipAllocator) -> Result<Parsed, ParseError> {
-    let mut b = Builder::default();
-    for app in apps {
+    let parts: Vec<AppPart> = apps.iter().map(AppPart::of).collect();
+    catalog_from_parts(&parts, &[], alloc)
+}
+
+/// One app's share of the catalog: its VIP declarations, backends, task
+/// records and warnings, before named VIPs get addresses. Kept per app so an
+/// event that names an app re-reads and replaces only that app.
+#[derive(Clone, Debug)]
+pub struct AppPart {
+    id: String,
+    b: Builder,
+}
+
+impl AppPart {
+    pub fn of(app: &App) -> AppPart {
+        let mut b = Builder::default();
         b.add_app(app);
+        AppPart {
+            id: app.id.clone(),
+            b,
+        }
+    }
+
+    pub fn app_id(&self) -> &str {
+        &self.id
+    }
+
+    /// Two list entries with the same id (Marathon never sends them) count
+    /// as one app declaring both.
+    pub fn absorb(&mut self, other: AppPart) {
+        self.b.merge(&other.b);
+    }
+}
+
+/// The catalog of several apps' parts; `warnings` (apps that were skipped
+/// whole) go first. Order-independent like [`catalog_from_apps`].
+pub fn catalog_from_parts<'a>(
+    parts: impl IntoIterator<Item = &'a AppPart>,
+    warnings: &[Warning],
+    alloc: &mut VipAllocator,
+) -> Result<Parsed, ParseError> {
+    let mut b = Builder {
+        warnings: warnings.to_vec(),
+        ..Builder::default()
+    };
+    for p in parts {
+        b.merge(&p.b);
     }
     b.finish(alloc)
 }
@@ -425,7 +428,7 @@ enum GroupKey {
 }
 
 /// Everything declared for one [`GroupKey`], from any app.
-#[derive(Default)]
+#[derive(Clone, Debug, Default)]
 struct Group {
     /// Label values it was declared with; the smallest becomes the name, so
     /// the name does not depend on app order.
@@ -446,7 +449,7 @@ impl Group {
     }
 }
 
-#[derive(Default)]
+#[derive(Clone, Debug, Default)]
 struct Builder {
     groups: BTreeMap<GroupKey, Group>,
     tasks: Vec<TaskRecord>,
@@ -462,6 +465,22 @@ struct Endpoint {
 }
 
 impl Builder {
+    /// Adds what another builder collected: same rules as declaring it here
+    /// (label and app sets join, an endpoint keeps its highest weight).
+    fn merge(&mut self, other: &Builder) {
+        for (k, g) in &other.groups {
+            let mine = self.groups.entry(k.clone()).or_default();
+            mine.labels.extend(g.labels.iter().cloned());
+            mine.apps.extend(g.apps.iter().cloned());
+            for (&a, &w) in &g.backends {
+                let e = mine.backends.entry(a).or_insert(w);
+                *e = (*e).max(w);
+            }
+        }
+        self.tasks.extend(other.tasks.iter().cloned());
+        self.warnings.extend(other.warnings.iter().cloned());
+    }
+
     fn add_app(&mut self, app: &App) {
         let mut warnings = Vec::new();
         let mut warn = |what: String| warnings.push(what);

@@ -1,12 +1,15 @@
 //! The Marathon source: keeps a [`Catalog`] equal to Marathon's `/v2/apps`.
 //!
-//! Marathon's advice is to treat events as a signal and re-read the state, so
-//! every relevant event (debounced) causes a full `/v2/apps` read, as do a
-//! (re)connect of the event stream and a periodic resync. Only a complete,
-//! parsed answer becomes an [`Update`]: a failed read sends nothing and the
+//! Marathon's advice is to treat events as a signal and re-read the state,
+//! not to apply them. An event that names its app (task status and health
+//! changes, app updates and removals) re-reads that app alone
+//! (`/v2/apps/{id}`), so its cost does not grow with the cluster; any other
+//! event, a (re)connect of the event stream, a failed targeted read and the
+//! periodic resync re-read everything. Events are debounced; only complete,
+//! decoded answers become an [`Update`]: a failed read sends nothing and the
 //! agent keeps its last good table.
 use std::{
-    collections::HashSet,
+    collections::{BTreeSet, HashSet},
     future::Future,
     pin::Pin,
     sync::{
@@ -16,14 +19,14 @@ use std::{
     time::Duration,
 };
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 use rand::Rng;
 use tokio::{sync::mpsc, time::Instant};
 use tracing::{debug, warn};
 
 use super::{
-    client::{ClientConfig, ClientError, FetchError, MarathonClient},
+    client::{self, ClientConfig, ClientError, FetchError, MarathonClient},
+    decode::{AppSet, OneApp},
     events::{self, EventError, MarathonEvent, MarathonEvents},
 };
 use crate::{model::Catalog, naming::VipAllocator};
@@ -32,6 +35,8 @@ use crate::{model::Catalog, naming::VipAllocator};
 pub const BACKOFF_BASE: Duration = Duration::from_millis(250);
 /// Largest reconnect / retry delay ceiling.
 pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// More apps than this named by one debounce window: one full read instead.
+pub const MAX_TARGETED_APPS: usize = 16;
 
 /// What [`super::args::MarathonArgs::resolve`] produces.
 #[derive(Clone, Debug)]
@@ -72,6 +77,8 @@ pub struct Update {
     pub warnings: usize,
     /// How long the read + parse took.
     pub took: Duration,
+    /// Apps re-read for this update; None: a full read.
+    pub apps_read: Option<usize>,
 }
 
 /// Why a read happened.
@@ -150,6 +157,8 @@ pub struct SourceStats {
     pub reconnects: AtomicU64,
     /// Parser warnings (apps or ports skipped), summed over all reads.
     pub warnings: AtomicU64,
+    /// Of `fetch_ok`: reads of only the apps events named.
+    pub targeted: AtomicU64,
 }
 
 /// A copy of [`SourceStats`] at one moment.
@@ -161,6 +170,7 @@ pub struct StatsSnapshot {
     pub events_malformed: u64,
     pub reconnects: u64,
     pub warnings: u64,
+    pub targeted: u64,
 }
 
 impl SourceStats {
@@ -173,6 +183,7 @@ impl SourceStats {
             events_malformed: g(&self.events_malformed),
             reconnects: g(&self.reconnects),
             warnings: g(&self.warnings),
+            targeted: g(&self.targeted),
         }
     }
 
@@ -222,15 +233,26 @@ impl Backoff {
 /// What the source needs from Marathon; [`MarathonClient`] in production, a
 /// scripted fake in tests (so the loop runs on a paused clock).
 pub trait MarathonApi: Send + Sync + 'static {
-    /// Raw `/v2/apps?embed=apps.tasks` body.
-    fn fetch_apps(&self) -> impl Future<Output = Result<Bytes, FetchError>> + Send;
+    /// `/v2/apps?embed=apps.tasks`, decoded.
+    fn fetch_apps(&self) -> impl Future<Output = Result<AppSet, FetchError>> + Send;
+    /// `/v2/apps/{id}?embed=app.tasks`, decoded; None: the app is gone.
+    fn fetch_app(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<OneApp>, FetchError>> + Send;
     /// A fresh `/v2/events` subscription.
     fn events(&self) -> impl Future<Output = Result<MarathonEvents, FetchError>> + Send;
 }
 
 impl MarathonApi for MarathonClient {
-    fn fetch_apps(&self) -> impl Future<Output = Result<Bytes, FetchError>> + Send {
-        MarathonClient::fetch_apps(self)
+    fn fetch_apps(&self) -> impl Future<Output = Result<AppSet, FetchError>> + Send {
+        MarathonClient::fetch_app_set(self)
+    }
+    fn fetch_app(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<OneApp>, FetchError>> + Send {
+        MarathonClient::fetch_app(self, id)
     }
     fn events(&self) -> impl Future<Output = Result<MarathonEvents, FetchError>> + Send {
         MarathonClient::events(self)
@@ -267,26 +289,75 @@ impl MarathonSource {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
+/// What a read covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Scope {
+    All,
+    /// Only these apps (ids checked by [`client::app_url`]).
+    Apps(BTreeSet<String>),
+}
+
+impl Scope {
+    fn merge(self, other: Scope) -> Scope {
+        match (self, other) {
+            (Scope::Apps(mut a), Scope::Apps(b)) => {
+                a.extend(b);
+                if a.len() > MAX_TARGETED_APPS {
+                    Scope::All
+                } else {
+                    Scope::Apps(a)
+                }
+            }
+            _ => Scope::All,
+        }
+    }
+
+    /// The app an event is about, if it names one we may ask for; an event
+    /// that changes more than one app's tasks (deployments) needs a full read.
+    fn of_event(ev: &MarathonEvent) -> Scope {
+        let d = &ev.data;
+        let id = match ev.event_type.as_str() {
+            "status_update_event" | "health_status_changed_event" | "app_terminated_event" => {
+                d.get("appId")
+            }
+            "instance_changed_event" | "instance_health_changed_event" => d.get("runSpecId"),
+            "api_post_event" => d.get("appDefinition").and_then(|a| a.get("id")),
+            _ => None,
+        };
+        match id.and_then(|v| v.as_str()) {
+            Some(id)
+                if client::app_url(&url::Url::parse("http://x/").expect("valid"), id).is_some() =>
+            {
+                Scope::Apps(BTreeSet::from([id.to_owned()]))
+            }
+            _ => Scope::All,
+        }
+    }
+}
+
 /// Reasons waiting for a read.
 struct Pending {
     trigger: Trigger,
+    scope: Scope,
     due: Instant,
     /// Retrying after a failure: new events must not pull the retry earlier.
     backing_off: bool,
 }
 
 impl Pending {
-    fn add(slot: &mut Option<Pending>, trigger: Trigger, due: Instant) {
+    fn add(slot: &mut Option<Pending>, trigger: Trigger, scope: Scope, due: Instant) {
         match slot {
             None => {
                 *slot = Some(Pending {
                     trigger,
+                    scope,
                     due,
                     backing_off: false,
                 })
             }
             Some(p) => {
                 p.trigger = std::mem::replace(&mut p.trigger, Trigger::Resync).merge(trigger);
+                p.scope = std::mem::replace(&mut p.scope, Scope::All).merge(scope);
                 if !p.backing_off {
                     // A fixed window from the first signal, so a steady
                     // trickle of events cannot postpone the read forever.
@@ -297,10 +368,16 @@ impl Pending {
     }
 }
 
+/// A read's answer.
+enum Fetched {
+    All(AppSet),
+    Apps(Vec<(String, Option<OneApp>)>),
+}
+
 struct Inflight {
     trigger: Trigger,
     started: Instant,
-    fut: BoxFuture<Result<Bytes, FetchError>>,
+    fut: BoxFuture<Result<Fetched, FetchError>>,
 }
 
 /// The source loop, over any [`MarathonApi`]. One task; reads and the stream
@@ -315,9 +392,12 @@ pub async fn run_with<A: MarathonApi>(
 ) {
     let mut pending = Some(Pending {
         trigger: Trigger::Initial,
+        scope: Scope::All,
         due: Instant::now(),
         backing_off: false,
     });
+    // Every app of the last reads; None until the first full read.
+    let mut apps: Option<AppSet> = None;
     let mut inflight: Option<Inflight> = None;
     let mut stream: Option<MarathonEvents> = None;
     let mut connected_at = Instant::now();
@@ -347,8 +427,20 @@ pub async fn run_with<A: MarathonApi>(
             result = poll_inflight(&mut inflight) => {
                 let Inflight { trigger, started, .. } = inflight.take().expect("polled Some");
                 let now = Instant::now();
-                let outcome = result.map_err(|e| e.to_string()).and_then(|body| {
-                    super::parse::parse_apps(&body, &mut alloc).map_err(|e| e.to_string())
+                let mut apps_read = None;
+                let outcome = result.map_err(|e| e.to_string()).and_then(|fetched| {
+                    let set = match fetched {
+                        Fetched::All(set) => apps.insert(set),
+                        Fetched::Apps(list) => {
+                            apps_read = Some(list.len());
+                            let set = apps.as_mut().expect("targeted reads follow a full one");
+                            for (id, app) in list {
+                                set.replace(&id, app);
+                            }
+                            set
+                        }
+                    };
+                    set.catalog(&mut alloc).map_err(|e| e.to_string())
                 });
                 match outcome {
                     Ok(parsed) => {
@@ -373,16 +465,22 @@ pub async fn run_with<A: MarathonApi>(
                         last_warnings = seen;
                         SourceStats::add(&stats.warnings, warnings as u64);
                         SourceStats::add(&stats.fetch_ok, 1);
+                        if apps_read.is_some() {
+                            SourceStats::add(&stats.targeted, 1);
+                        }
                         let update = Update {
                             catalog: parsed.catalog,
                             trigger,
                             warnings,
                             took: started.elapsed(),
+                            apps_read,
                         };
                         debug!(
                             trigger = update.trigger.label(),
+                            apps = apps_read.map_or_else(|| "all".to_owned(), |n| n.to_string()),
                             warnings,
                             took_ms = update.took.as_millis() as u64,
+                            took_us = update.took.as_micros() as u64,
                             "marathon: apps read"
                         );
                         if tx.send(update).await.is_err() {
@@ -401,8 +499,11 @@ pub async fn run_with<A: MarathonApi>(
                             Some(p) => trigger.merge(p.trigger),
                             None => trigger,
                         };
+                        // What failed may have been partly applied by
+                        // Marathon meanwhile: the retry reads everything.
                         pending = Some(Pending {
                             trigger,
+                            scope: Scope::All,
                             due: now + delay,
                             backing_off: true,
                         });
@@ -412,10 +513,18 @@ pub async fn run_with<A: MarathonApi>(
             _ = sleep_opt(fetch_due) => {
                 let p = pending.take().expect("due implies pending");
                 let api = api.clone();
+                let fut: BoxFuture<Result<Fetched, FetchError>> = match p.scope {
+                    Scope::Apps(ids) if apps.is_some() => Box::pin(async move {
+                        let reads = ids.iter().map(|id| api.fetch_app(id));
+                        let got = futures_util::future::try_join_all(reads).await?;
+                        Ok(Fetched::Apps(ids.into_iter().zip(got).collect()))
+                    }),
+                    _ => Box::pin(async move { api.fetch_apps().await.map(Fetched::All) }),
+                };
                 inflight = Some(Inflight {
                     trigger: p.trigger,
                     started: Instant::now(),
-                    fut: Box::pin(async move { api.fetch_apps().await }),
+                    fut,
                 });
             }
             item = next_event(&mut stream) => {
@@ -470,7 +579,7 @@ pub async fn run_with<A: MarathonApi>(
                         stream = Some(s);
                         connected_at = now;
                         // Whatever happened while we were not listening: re-read.
-                        Pending::add(&mut pending, Trigger::Reconnect, now + timing.debounce);
+                        Pending::add(&mut pending, Trigger::Reconnect, Scope::All, now + timing.debounce);
                     }
                     Err(e) => {
                         SourceStats::add(&stats.reconnects, 1);
@@ -488,7 +597,7 @@ pub async fn run_with<A: MarathonApi>(
                 resync_due = Some(now + timing.resync);
                 // A read already on its way is as good as a resync.
                 if inflight.is_none() && pending.is_none() {
-                    Pending::add(&mut pending, Trigger::Resync, now);
+                    Pending::add(&mut pending, Trigger::Resync, Scope::All, now);
                 }
             }
         }
@@ -497,6 +606,7 @@ pub async fn run_with<A: MarathonApi>(
 
 fn on_event(pending: &mut Option<Pending>, ev: MarathonEvent, due: Instant) {
     if events::triggers_reread(&ev.event_type) {
+        let scope = Scope::of_event(&ev);
         Pending::add(
             pending,
             Trigger::Event {
@@ -504,6 +614,7 @@ fn on_event(pending: &mut Option<Pending>, ev: MarathonEvent, due: Instant) {
                 received_at: ev.received_at,
                 events: 1,
             },
+            scope,
             due,
         );
     } else {
@@ -513,7 +624,7 @@ fn on_event(pending: &mut Option<Pending>, ev: MarathonEvent, due: Instant) {
 
 /// Waits for the read in flight; never resolves while there is none. The
 /// caller empties the slot once it has resolved.
-async fn poll_inflight(slot: &mut Option<Inflight>) -> Result<Bytes, FetchError> {
+async fn poll_inflight(slot: &mut Option<Inflight>) -> Result<Fetched, FetchError> {
     match slot {
         Some(i) => i.fut.as_mut().await,
         None => std::future::pending().await,
@@ -561,6 +672,11 @@ mod tests {
         answers: Mutex<VecDeque<Result<&'static str, u16>>>,
         fetch_delay: Duration,
         fetched_at: Mutex<Vec<Instant>>,
+        /// `/v2/apps/{id}` answers in order (Ok(None) = 404, Err = HTTP
+        /// status); 404 once empty.
+        app_answers: Mutex<VecDeque<Result<Option<&'static str>, u16>>>,
+        /// Ids asked for by `fetch_app`, in order.
+        app_reads: Mutex<Vec<String>>,
         /// One per successful subscription; none left = connection refused.
         streams: Mutex<VecDeque<mpsc::UnboundedReceiver<Result<MarathonEvent, EventError>>>>,
         connected_at: Mutex<Vec<Instant>>,
@@ -579,6 +695,21 @@ mod tests {
         fn fetches(&self) -> Vec<Instant> {
             self.fetched_at.lock().unwrap().clone()
         }
+        fn app_answers(self, a: &[Result<Option<&'static str>, u16>]) -> Fake {
+            *self.app_answers.lock().unwrap() = a.iter().copied().collect();
+            self
+        }
+        fn app_reads(&self) -> Vec<String> {
+            self.app_reads.lock().unwrap().clone()
+        }
+    }
+
+    fn status(code: u16) -> FetchError {
+        FetchError::Status {
+            url: fake_url(),
+            status: reqwest::StatusCode::from_u16(code).unwrap(),
+            body: String::new(),
+        }
     }
 
     fn fake_url() -> Url {
@@ -586,19 +717,46 @@ mod tests {
     }
 
     impl MarathonApi for Fake {
-        fn fetch_apps(&self) -> impl Future<Output = Result<Bytes, FetchError>> + Send {
+        fn fetch_apps(&self) -> impl Future<Output = Result<AppSet, FetchError>> + Send {
             self.fetched_at.lock().unwrap().push(Instant::now());
             let answer = self.answers.lock().unwrap().pop_front().unwrap_or(Ok(GOOD));
             let delay = self.fetch_delay;
             async move {
                 tokio::time::sleep(delay).await;
-                answer
-                    .map(|s| Bytes::from_static(s.as_bytes()))
-                    .map_err(|code| FetchError::Status {
+                let body = answer.map_err(status)?;
+                crate::marathon::decode::decode_apps(body.as_bytes()).map_err(|source| {
+                    FetchError::Decode {
                         url: fake_url(),
-                        status: reqwest::StatusCode::from_u16(code).unwrap(),
-                        body: String::new(),
-                    })
+                        source: Box::new(source),
+                    }
+                })
+            }
+        }
+
+        fn fetch_app(
+            &self,
+            id: &str,
+        ) -> impl Future<Output = Result<Option<OneApp>, FetchError>> + Send {
+            self.app_reads.lock().unwrap().push(id.to_owned());
+            let answer = self
+                .app_answers
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or(Ok(None));
+            let delay = self.fetch_delay;
+            let id = id.to_owned();
+            async move {
+                tokio::time::sleep(delay).await;
+                match answer.map_err(status)? {
+                    None => Ok(None),
+                    Some(body) => crate::marathon::decode::decode_one_app(body.as_bytes(), &id)
+                        .map(Some)
+                        .map_err(|source| FetchError::Decode {
+                            url: fake_url(),
+                            source: Box::new(source),
+                        }),
+                }
             }
         }
 
@@ -889,6 +1047,131 @@ mod tests {
         assert_eq!((s.events_received, s.events_malformed), (3, 1));
     }
 
+    fn app_ev(t: &str, data: serde_json::Value) -> Result<MarathonEvent, EventError> {
+        Ok(MarathonEvent {
+            event_type: t.into(),
+            data,
+            received_at: std::time::Instant::now(),
+        })
+    }
+
+    /// GOOD's `/redis` with its first task gone, as `/v2/apps/redis` answers.
+    fn redis_minus_one_task() -> &'static str {
+        let mut v: serde_json::Value = serde_json::from_str(GOOD).unwrap();
+        let mut app = v["apps"][0].take();
+        app["tasks"].as_array_mut().unwrap().remove(0);
+        Box::leak(
+            serde_json::json!({ "app": app })
+                .to_string()
+                .into_boxed_str(),
+        )
+    }
+
+    fn backends(u: &Update) -> usize {
+        u.catalog
+            .services
+            .services
+            .values()
+            .map(|s| s.backends.len())
+            .sum()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_event_naming_an_app_rereads_only_that_app() {
+        let fake =
+            Arc::new(Fake::default().app_answers(&[Ok(Some(redis_minus_one_task())), Ok(None)]));
+        let events = fake.stream();
+        let mut run = start(fake, timing());
+        run.settle().await;
+        let full = run.fake.fetches().len();
+        events
+            .send(app_ev(
+                "status_update_event",
+                serde_json::json!({"appId": "/redis", "taskStatus": "TASK_KILLED"}),
+            ))
+            .unwrap();
+        let u = run.next().await;
+        assert_eq!(u.apps_read, Some(1));
+        assert_eq!(backends(&u), 2, "one of three tasks left");
+        assert_eq!(u.catalog.tasks.len(), 2);
+        // Health events name the app as runSpecId / appId too; 404 = gone.
+        events
+            .send(app_ev(
+                "instance_health_changed_event",
+                serde_json::json!({"runSpecId": "/redis", "healthy": false}),
+            ))
+            .unwrap();
+        let u = run.next().await;
+        assert_eq!(u.apps_read, Some(1));
+        assert!(
+            u.catalog.services.services.is_empty(),
+            "the app was the only one declaring them"
+        );
+        assert!(u.catalog.tasks.is_empty());
+        assert_eq!(run.fake.app_reads(), ["/redis", "/redis"]);
+        assert_eq!(run.fake.fetches().len(), full, "no full read");
+        assert_eq!(run.stats.snapshot().targeted, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn many_apps_or_an_unnamed_or_bad_id_make_a_full_read() {
+        let fake = Arc::new(Fake::default());
+        let events = fake.stream();
+        let mut run = start(fake, timing());
+        run.settle().await;
+        let full = run.fake.fetches().len();
+        for i in 0..=MAX_TARGETED_APPS {
+            events
+                .send(app_ev(
+                    "status_update_event",
+                    serde_json::json!({"appId": format!("/a{i}")}),
+                ))
+                .unwrap();
+        }
+        let u = run.next().await;
+        assert_eq!(u.apps_read, None);
+        assert!(
+            matches!(u.trigger, Trigger::Event { events, .. } if events == MAX_TARGETED_APPS + 1)
+        );
+        assert_eq!(run.fake.fetches().len(), full + 1);
+        assert!(run.fake.app_reads().is_empty());
+        // An id that is not a Marathon app id never reaches a URL.
+        for id in ["/../v2/leader", "/a?b", "redis", "/A", "/a//b"] {
+            events
+                .send(app_ev(
+                    "status_update_event",
+                    serde_json::json!({"appId": id}),
+                ))
+                .unwrap();
+            assert_eq!(run.next().await.apps_read, None, "{id}");
+        }
+        // Deployments change many apps at once.
+        events.send(ev("deployment_success")).unwrap();
+        assert_eq!(run.next().await.apps_read, None);
+        assert!(run.fake.app_reads().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_app_read_is_retried_as_a_full_read() {
+        let fake = Arc::new(Fake::default().app_answers(&[Err(503)]));
+        let events = fake.stream();
+        let mut run = start(fake, timing());
+        run.settle().await;
+        let full = run.fake.fetches().len();
+        events
+            .send(app_ev(
+                "health_status_changed_event",
+                serde_json::json!({"appId": "/redis", "alive": false}),
+            ))
+            .unwrap();
+        let u = run.next().await;
+        assert_eq!(u.apps_read, None);
+        assert!(matches!(u.trigger, Trigger::Event { .. }));
+        assert_eq!(run.fake.app_reads(), ["/redis"]);
+        assert_eq!(run.fake.fetches().len(), full + 1);
+        assert_eq!(run.stats.snapshot().fetch_failed, 1);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn parser_warnings_are_counted_and_the_update_still_goes_out() {
         const BAD_LABEL: &str = r#"{"apps":[{"id":"/bad","instances":0,"tasks":[],
@@ -1146,6 +1429,11 @@ mod http_tests {
             "/v2/leader" => Reply::Json(200, format!(r#"{{"leader":"{me}"}}"#)),
             "/v2/apps" => apps(n.fetch_add(1, SeqCst)),
             "/v2/events" => Reply::Sse(sse.subscribe()),
+            // GOOD's apps one by one, as Marathon answers `/v2/apps/{id}`.
+            p if p.starts_with("/v2/apps/") => match one_app(GOOD, &p["/v2/apps".len()..]) {
+                Some(body) => Reply::Json(200, body),
+                None => Reply::Json(404, r#"{"message":"App does not exist"}"#.into()),
+            },
             _ => Reply::Json(404, r#"{"message":"not found"}"#.into()),
         })
         .await
@@ -1249,7 +1537,7 @@ mod http_tests {
         })
         .await;
         let c = MarathonClient::new(client(vec![m.url()])).unwrap();
-        let e = c.fetch_apps().await.unwrap_err();
+        let e = c.fetch_app_set().await.unwrap_err();
         eprintln!("truncated: {e}");
         assert!(matches!(e, FetchError::Body { .. }), "{e}");
 
@@ -1265,7 +1553,7 @@ mod http_tests {
             ..client(vec![big.url()])
         })
         .unwrap();
-        let e = c.fetch_apps().await.unwrap_err();
+        let e = c.fetch_app_set().await.unwrap_err();
         assert!(matches!(e, FetchError::TooLarge { limit: 100, .. }), "{e}");
 
         let hang = Server::start(|_, _| Reply::Hang).await;
@@ -1275,7 +1563,7 @@ mod http_tests {
         })
         .unwrap();
         let t0 = std::time::Instant::now();
-        let e = c.fetch_apps().await.unwrap_err();
+        let e = c.fetch_app_set().await.unwrap_err();
         eprintln!("timeout: {e}");
         assert!(matches!(e, FetchError::Timeout { .. }), "{e}");
         assert!(t0.elapsed() < Duration::from_secs(2));
@@ -1321,14 +1609,14 @@ mod http_tests {
         // A 5xx moves on too, a 4xx does not.
         let e500 = Server::start(|_, _| Reply::Json(503, "{}".into())).await;
         let c = MarathonClient::new(client(vec![e500.url(), m.url()])).unwrap();
-        assert!(c.fetch_apps().await.is_ok());
+        assert!(c.fetch_app_set().await.is_ok());
         let e403 = Server::start(|_, _| Reply::Json(403, r#"{"message":"denied"}"#.into())).await;
         let c = MarathonClient::new(client(vec![e403.url(), m.url()])).unwrap();
-        let e = c.fetch_apps().await.unwrap_err();
+        let e = c.fetch_app_set().await.unwrap_err();
         assert_eq!(e.status(), Some(reqwest::StatusCode::FORBIDDEN));
         assert!(e.to_string().contains("denied"), "{e}");
         let c = MarathonClient::new(client(vec![dead.clone()])).unwrap();
-        let e = c.fetch_apps().await.unwrap_err();
+        let e = c.fetch_app_set().await.unwrap_err();
         eprintln!("refused: {e}");
         assert!(matches!(e, FetchError::Connect { .. }), "{e}");
         assert!(e.to_string().to_lowercase().contains("refused"), "{e}");
@@ -1372,8 +1660,25 @@ mod http_tests {
 
         sse.send("event: status_update_event\ndata: {\"appId\":\"/redis\"}\n\n".into())
             .unwrap();
-        assert!(matches!(run.next().await.trigger, Trigger::Event { .. }));
-        assert_eq!(b.count("/v2/apps"), 2);
+        let u = run.next().await;
+        assert!(matches!(u.trigger, Trigger::Event { .. }));
+        assert_eq!(u.apps_read, Some(1), "only the app the event named");
+        assert_eq!(b.count("/v2/apps"), 1, "no full read");
+        let one = b.requests("/v2/apps/redis");
+        assert_eq!(one.len(), 1);
+        assert!(
+            one[0].target.ends_with("?embed=app.tasks"),
+            "{}",
+            one[0].target
+        );
+        assert_eq!(one[0].header("authorization"), Some("token=tok3n"));
+    }
+
+    /// `{"app": …}` for app `id` of a `{"apps": […]}` body.
+    fn one_app(apps: &str, id: &str) -> Option<String> {
+        let v: serde_json::Value = serde_json::from_str(apps).unwrap();
+        let app = v["apps"].as_array()?.iter().find(|a| a["id"] == id)?;
+        Some(serde_json::json!({ "app": app }).to_string())
     }
 
     #[tokio::test]
@@ -1439,10 +1744,10 @@ mod http_tests {
             ..client(vec![m.url()])
         })
         .unwrap();
-        let e = c.fetch_apps().await.unwrap_err();
+        let e = c.fetch_app_set().await.unwrap_err();
         assert_eq!(e.status(), Some(reqwest::StatusCode::UNAUTHORIZED));
         assert!(!e.to_string().contains("old"), "{e}");
         std::fs::write(&path, "token=new\n").unwrap();
-        assert!(c.fetch_apps().await.is_ok());
+        assert!(c.fetch_app_set().await.is_ok());
     }
 }

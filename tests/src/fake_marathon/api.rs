@@ -35,13 +35,14 @@ pub fn full(body: impl Into<Bytes>) -> Body {
 
 /// A finished response; `truncate` sends the full `Content-Length` but only
 /// half the body, then closes the connection.
-pub fn reply(status: u16, ctype: &str, body: Vec<u8>, truncate: bool) -> Response<Body> {
+pub fn reply(status: u16, ctype: &str, body: impl Into<Bytes>, truncate: bool) -> Response<Body> {
+    let body: Bytes = body.into();
     let b = Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, ctype);
     let body = if truncate && !body.is_empty() {
         let len = body.len();
-        let half = Bytes::from(body[..len / 2].to_vec());
+        let half = body.slice(..len / 2);
         // Pending for a moment after the half so hyper flushes it, then an
         // error: hyper closes the connection without completing the body.
         let parts = futures_util::stream::unfold(0u8, move |step| {
@@ -303,7 +304,7 @@ fn route(sh: &Shared, idx: usize, path: &str, query: &str, truncate: bool) -> Re
     if path == "/v2/apps" {
         let embed = query_values(query, "embed");
         let tasks = embed.iter().any(|e| e == "apps.tasks" || e == "app.tasks");
-        return json_reply(200, &sh.apps_json(tasks), truncate);
+        return reply(200, "application/json", sh.apps_body(tasks), truncate);
     }
     if path == "/v2/tasks" {
         return json_reply(200, &sh.tasks_json(None).expect("all"), truncate);

@@ -10,6 +10,7 @@ use std::{
     time::Duration,
 };
 
+use bytes::Bytes;
 use l4lb_tests::marathon::model::{self, Faults, TaskSpec};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch};
@@ -52,6 +53,10 @@ pub struct Shared {
 struct Apps {
     list: Vec<Value>,
     next_port: u16,
+    /// `GET /v2/apps` bodies (without, with tasks) as last served: a 10,000-app
+    /// body takes the server ~2 s to render, which is not what a benchmark
+    /// of the agent should measure. Cleared by every change.
+    rendered: [Option<Bytes>; 2],
 }
 
 /// A control error: HTTP status and message.
@@ -309,6 +314,7 @@ impl Shared {
             apps: Mutex::new(Apps {
                 list: apps,
                 next_port: 31_000,
+                rendered: [None, None],
             }),
             events: broadcast::Sender::new(4096),
             leader: watch::Sender::new(leader),
@@ -317,7 +323,14 @@ impl Shared {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Apps> {
+    /// The apps, for a change: the rendered bodies are dropped.
+    fn lock_mut(&self) -> MutexGuard<'_, Apps> {
+        let mut g = self.lock_read();
+        g.rendered = [None, None];
+        g
+    }
+
+    fn lock_read(&self) -> MutexGuard<'_, Apps> {
         self.apps.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -344,7 +357,7 @@ impl Shared {
 
     /// `{"apps": [...]}` as `GET /v2/apps` serves it (tasks only if asked).
     pub fn apps_json(&self, embed_tasks: bool) -> Value {
-        let apps = self.lock();
+        let apps = self.lock_read();
         let list: Vec<Value> = apps
             .list
             .iter()
@@ -353,8 +366,25 @@ impl Shared {
         json!({ "apps": list })
     }
 
+    /// [`Shared::apps_json`] serialized, rendered once per state.
+    pub fn apps_body(&self, embed_tasks: bool) -> Bytes {
+        let mut apps = self.lock_read();
+        let slot = usize::from(embed_tasks);
+        if let Some(b) = &apps.rendered[slot] {
+            return b.clone();
+        }
+        let list: Vec<Value> = apps
+            .list
+            .iter()
+            .map(|a| render_app(a, embed_tasks))
+            .collect();
+        let body = Bytes::from(json!({ "apps": list }).to_string());
+        apps.rendered[slot] = Some(body.clone());
+        body
+    }
+
     pub fn app_json(&self, id: &str) -> Option<Value> {
-        self.lock()
+        self.lock_read()
             .list
             .iter()
             .find(|a| a["id"] == id)
@@ -362,7 +392,7 @@ impl Shared {
     }
 
     pub fn tasks_json(&self, app: Option<&str>) -> Option<Value> {
-        let apps = self.lock();
+        let apps = self.lock_read();
         let mut tasks = vec![];
         let mut found = app.is_none();
         for a in &apps.list {
@@ -376,7 +406,7 @@ impl Shared {
     }
 
     pub fn put_apps(&self, new: Vec<Value>) {
-        let mut apps = self.lock();
+        let mut apps = self.lock_mut();
         let evs = diff_events(&apps.list, &new);
         apps.list = new;
         self.publish_all(evs);
@@ -384,7 +414,7 @@ impl Shared {
 
     pub fn add_app(&self, app: Value) -> CtlResult<()> {
         let app = normalize_app(app)?;
-        let mut apps = self.lock();
+        let mut apps = self.lock_mut();
         let mut new = apps.list.clone();
         match new.iter_mut().find(|a| a["id"] == app["id"]) {
             Some(slot) => *slot = app,
@@ -397,7 +427,7 @@ impl Shared {
     }
 
     pub fn remove_app(&self, id: &str) -> CtlResult<()> {
-        let mut apps = self.lock();
+        let mut apps = self.lock_mut();
         if !apps.list.iter().any(|a| a["id"] == id) {
             return Err(not_found(format!("App '{id}' does not exist")));
         }
@@ -422,7 +452,7 @@ impl Shared {
         if !model::TASK_STATES.contains(&state.as_str()) || is_terminal(&state) {
             return Err(bad(format!("cannot start a task in state {state:?}")));
         }
-        let mut apps = self.lock();
+        let mut apps = self.lock_mut();
         let apps = &mut *apps;
         // The same host keeps its agent id; a new host is the next agent.
         let all_tasks: Vec<&Value> = apps
@@ -485,7 +515,7 @@ impl Shared {
         task_id: &str,
         f: impl FnOnce(&mut Value, usize) -> CtlResult<(T, Vec<Value>)>,
     ) -> CtlResult<T> {
-        let mut apps = self.lock();
+        let mut apps = self.lock_mut();
         for app in apps.list.iter_mut() {
             let Some(tasks) = app["tasks"].as_array_mut() else {
                 continue;

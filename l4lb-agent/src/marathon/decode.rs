@@ -1,0 +1,346 @@
+//! `/v2/apps` bodies → per-app [`AppPart`]s, one app at a time.
+//!
+//! The list is walked element by element: each app is decoded into its typed
+//! form, turned into its part of the catalog and dropped before the next one
+//! is read, so a 10,000-app body never exists as 10,000 decoded apps at once
+//! (nor as a `serde_json::Value` tree, ~10x the body). An app that does not fit
+//! the types is decoded again through `Value` by [`apps::app_from_value`],
+//! which names the bad field; that app is skipped with a warning, the rest
+//! stay. The same walk runs over a byte slice or a reader (the HTTP body as it
+//! arrives, see `client::MarathonClient::fetch_apps_with`).
+use std::{collections::BTreeMap, fmt, io::Read};
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::{error::Category, value::RawValue};
+
+use super::{
+    apps::{self, App},
+    parse::{AppPart, ParseError, Parsed, Warning, catalog_from_parts},
+};
+use crate::naming::VipAllocator;
+
+/// Every app of one `/v2/apps` answer, as catalog parts keyed by app id.
+#[derive(Clone, Debug, Default)]
+pub struct AppSet {
+    parts: BTreeMap<String, AppPart>,
+    /// List entries skipped whole (no usable id, not an object, bad field).
+    skipped: Vec<Warning>,
+}
+
+impl AppSet {
+    /// The catalog of every app (named VIPs get their addresses from `alloc`).
+    pub fn catalog(&self, alloc: &mut VipAllocator) -> Result<Parsed, ParseError> {
+        catalog_from_parts(self.parts.values(), &self.skipped, alloc)
+    }
+
+    /// Puts one app's fresh read in place of the old one (`None`: the app is
+    /// gone).
+    pub fn replace(&mut self, id: &str, app: Option<OneApp>) {
+        match app {
+            Some(OneApp::Part(p)) => {
+                self.parts.insert(id.to_owned(), p);
+            }
+            // An app that no longer decodes is skipped, as in a full read.
+            Some(OneApp::Skipped(w)) => {
+                self.parts.remove(id);
+                self.skipped.retain(|old| old.app_id.as_deref() != Some(id));
+                self.skipped.push(w);
+            }
+            None => {
+                self.parts.remove(id);
+                self.skipped.retain(|old| old.app_id.as_deref() != Some(id));
+            }
+        }
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.parts.contains_key(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.parts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    fn add(&mut self, index: usize, raw: &RawValue) {
+        match decode_app(raw.get(), &format!("apps[{index}]")) {
+            OneApp::Part(part) => {
+                let id = part.app_id().to_owned();
+                match self.parts.get_mut(&id) {
+                    Some(old) => old.absorb(part),
+                    None => {
+                        self.parts.insert(id, part);
+                    }
+                }
+            }
+            OneApp::Skipped(w) => self.skipped.push(w),
+        }
+    }
+}
+
+/// One app, decoded: its catalog part, or why it was skipped.
+#[derive(Clone, Debug)]
+pub enum OneApp {
+    Part(AppPart),
+    Skipped(Warning),
+}
+
+/// Decodes one app's JSON text; `at` locates it in messages when it has no id.
+fn decode_app(text: &str, at: &str) -> OneApp {
+    if let Ok(app) = serde_json::from_str::<App>(text)
+        && !app.id.trim().is_empty()
+    {
+        return OneApp::Part(AppPart::of(&app));
+    }
+    // Slow path, only for apps that do not fit: find the field to blame.
+    let value: serde_json::Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            return OneApp::Skipped(Warning {
+                app_id: None,
+                what: format!("{at}: {e}; app skipped"),
+            });
+        }
+    };
+    match apps::app_from_value(&value) {
+        Ok(app) => OneApp::Part(AppPart::of(&app)),
+        Err(bad) => {
+            let where_ = match (&bad.app_id, bad.path.is_empty()) {
+                (Some(_), false) => format!("{}: ", bad.path),
+                (Some(_), true) => String::new(),
+                (None, false) => format!("{at}.{}: ", bad.path),
+                (None, true) => format!("{at}: "),
+            };
+            OneApp::Skipped(Warning {
+                app_id: bad.app_id,
+                what: format!("{where_}{}; app skipped", bad.msg),
+            })
+        }
+    }
+}
+
+fn classify(e: serde_json::Error) -> ParseError {
+    match e.classify() {
+        Category::Data => ParseError::Shape(e),
+        Category::Io | Category::Syntax | Category::Eof => ParseError::Json(e),
+    }
+}
+
+/// A whole `GET /v2/apps?embed=apps.tasks` body.
+pub fn decode_apps(body: &[u8]) -> Result<AppSet, ParseError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let set = ListSeed.deserialize(&mut de).map_err(classify)?;
+    de.end().map_err(classify)?;
+    Ok(set)
+}
+
+/// The same, read as it arrives (blocking reads: run it off the async runtime).
+pub fn decode_apps_from(reader: impl Read) -> Result<AppSet, ParseError> {
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let set = ListSeed.deserialize(&mut de).map_err(classify)?;
+    de.end().map_err(classify)?;
+    Ok(set)
+}
+
+/// A `GET /v2/apps/{id}?embed=app.tasks` body: `{"app": {...}}`. The app must
+/// carry the id that was asked for (a proxy answering for another app must
+/// not replace this one).
+pub fn decode_one_app(body: &[u8], id: &str) -> Result<OneApp, ParseError> {
+    #[derive(serde::Deserialize)]
+    struct Body<'a> {
+        #[serde(borrow)]
+        app: &'a RawValue,
+    }
+    let b: Body = serde_json::from_slice(body).map_err(classify)?;
+    let one = decode_app(b.app.get(), "app");
+    let got = match &one {
+        OneApp::Part(p) => Some(p.app_id()),
+        OneApp::Skipped(w) => w.app_id.as_deref(),
+    };
+    if got.is_some_and(|g| g != id) {
+        return Err(ParseError::Shape(de::Error::custom(format!(
+            "asked for app {id}, the answer is app {}",
+            got.unwrap_or_default()
+        ))));
+    }
+    Ok(one)
+}
+
+/// `{"apps": [...], anything else}`: the list is the only field read.
+struct ListSeed;
+
+impl<'de> DeserializeSeed<'de> for ListSeed {
+    type Value = AppSet;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<AppSet, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ListSeed {
+    type Value = AppSet;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("{\"apps\": [...]}")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AppSet, A::Error> {
+        let mut set = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == "apps" {
+                if set.is_some() {
+                    return Err(de::Error::duplicate_field("apps"));
+                }
+                set = Some(map.next_value_seed(Elements)?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        set.ok_or_else(|| de::Error::missing_field("apps"))
+    }
+}
+
+/// The `apps` array, one element at a time.
+struct Elements;
+
+impl<'de> DeserializeSeed<'de> for Elements {
+    type Value = AppSet;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<AppSet, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Elements {
+    type Value = AppSet;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of apps")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AppSet, A::Error> {
+        let mut set = AppSet::default();
+        let mut i = 0;
+        // Owned raw text: works for slices and readers alike; one app at a time.
+        while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
+            set.add(i, &raw);
+            i += 1;
+        }
+        Ok(set)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REDIS_HOST: &str = include_str!("../../tests/fixtures/marathon/apps_redis_host.json");
+    const BRIDGE: &str = include_str!("../../tests/fixtures/marathon/apps_bridge_docker.json");
+    const MALFORMED: &str = include_str!("../../tests/fixtures/marathon/apps_malformed.json");
+
+    fn catalog(set: &AppSet) -> Parsed {
+        set.catalog(&mut VipAllocator::new()).unwrap()
+    }
+
+    #[test]
+    fn slice_and_reader_decode_the_same() {
+        for body in [REDIS_HOST, BRIDGE, MALFORMED] {
+            let a = decode_apps(body.as_bytes()).unwrap();
+            // A reader that hands out 7 bytes at a time.
+            struct Trickle<'a>(&'a [u8]);
+            impl Read for Trickle<'_> {
+                fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                    let n = buf.len().min(7).min(self.0.len());
+                    buf[..n].copy_from_slice(&self.0[..n]);
+                    self.0 = &self.0[n..];
+                    Ok(n)
+                }
+            }
+            let b = decode_apps_from(Trickle(body.as_bytes())).unwrap();
+            assert_eq!(catalog(&a), catalog(&b));
+        }
+    }
+
+    #[test]
+    fn whole_body_errors_are_classified() {
+        assert!(matches!(
+            decode_apps(b"{\"apps\": [").unwrap_err(),
+            ParseError::Json(_)
+        ));
+        assert!(matches!(
+            decode_apps(b"[]").unwrap_err(),
+            ParseError::Shape(_)
+        ));
+        assert!(matches!(
+            decode_apps(b"{\"app\": []}").unwrap_err(),
+            ParseError::Shape(_)
+        ));
+        assert!(matches!(
+            decode_apps(b"{\"apps\": 1}").unwrap_err(),
+            ParseError::Shape(_)
+        ));
+        assert!(matches!(
+            decode_apps(b"{\"apps\": []} x").unwrap_err(),
+            ParseError::Json(_)
+        ));
+        let e = decode_apps(b"{\"apps\": [], \"apps\": []}").unwrap_err();
+        assert!(e.to_string().contains("duplicate field"), "{e}");
+    }
+
+    #[test]
+    fn other_fields_are_ignored_and_bad_apps_skipped() {
+        let body = br#"{"version": {"x": [1, 2]}, "apps": [
+            {"id": "/a", "portDefinitions": [{"port": 0, "labels": {"VIP_0": "/a:80"}}],
+             "tasks": [{"id": "a.1", "host": "10.0.0.1", "ports": [31000], "state": "TASK_RUNNING"}]},
+            {"id": 7}, 3, {"id": "/b", "tasks": "nope"}]}"#;
+        let set = decode_apps(body).unwrap();
+        assert_eq!(set.len(), 1);
+        let p = catalog(&set);
+        assert_eq!(p.catalog.services.services.len(), 1);
+        let w: Vec<String> = p.warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(w[0].starts_with("apps[1].id: "), "{w:?}");
+        assert!(w[1].starts_with("apps[2]: "), "{w:?}");
+        assert!(w[2].starts_with("app /b: tasks"), "{w:?}");
+    }
+
+    #[test]
+    fn one_app_replaces_its_part() {
+        let mut set = decode_apps(REDIS_HOST.as_bytes()).unwrap();
+        let full = catalog(&set);
+        let body = serde_json::json!({"app": serde_json::from_str::<serde_json::Value>(REDIS_HOST)
+            .unwrap()["apps"][0]})
+        .to_string();
+        let id = serde_json::from_str::<serde_json::Value>(REDIS_HOST).unwrap()["apps"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        // The same app again: the same catalog.
+        set.replace(&id, Some(decode_one_app(body.as_bytes(), &id).unwrap()));
+        assert_eq!(catalog(&set), full);
+        // Gone: its services and tasks leave.
+        set.replace(&id, None);
+        let gone = catalog(&set);
+        assert!(gone.catalog.tasks.iter().all(|t| t.app_id != id));
+        assert!(gone.catalog.services.services.len() < full.catalog.services.services.len());
+        // An answer about another app is refused.
+        let e = decode_one_app(body.as_bytes(), "/other").unwrap_err();
+        assert!(e.to_string().contains("asked for app /other"), "{e}");
+    }
+
+    #[test]
+    fn a_replaced_app_that_no_longer_decodes_is_skipped_with_its_warning() {
+        let mut set = decode_apps(REDIS_HOST.as_bytes()).unwrap();
+        let id = serde_json::from_str::<serde_json::Value>(REDIS_HOST).unwrap()["apps"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let body = serde_json::json!({"app": {"id": id, "tasks": 5}}).to_string();
+        let one = decode_one_app(body.as_bytes(), &id).unwrap();
+        assert!(matches!(one, OneApp::Skipped(_)));
+        set.replace(&id, Some(one));
+        assert!(!set.contains(&id));
+        let p = catalog(&set);
+        assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+        // Back to good: the warning goes.
+        set.replace(&id, None);
+        assert!(catalog(&set).warnings.is_empty());
+    }
+}
