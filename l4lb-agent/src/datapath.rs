@@ -58,6 +58,17 @@ pub struct Maps {
     /// Written by the hooks; the agent only reads it (stale UDP sockets, issue 6).
     revnat: HashMap<MapData, RevNatKey, RevNatValue>,
     nr_cpus: usize,
+    /// Counter slots known to be zero: in counter maps this agent created,
+    /// every id it has not handed out yet. Resetting those is skipped (a
+    /// full sync of 10,000 services saves 60,000 per-CPU writes).
+    zero_stats: Option<ZeroStats>,
+}
+
+/// Ids whose counters were reset or may have counted since the maps were created.
+#[derive(Default)]
+struct ZeroStats {
+    services: std::collections::HashSet<u32>,
+    backends: std::collections::HashSet<u32>,
 }
 
 /// A failed map write: which op, and why (a full map, most likely).
@@ -91,11 +102,17 @@ impl Maps {
         Self::from_maps(open)
     }
 
-    fn from_ebpf(ebpf: &mut Ebpf) -> Result<Maps> {
-        Self::from_maps(|name| {
+    /// `created`: the counter maps were created by this load (not adopted
+    /// from pins), so all their slots are zero.
+    fn from_ebpf(ebpf: &mut Ebpf, created: bool) -> Result<Maps> {
+        let mut maps = Self::from_maps(|name| {
             ebpf.take_map(name)
                 .with_context(|| format!("map {name} missing from the BPF object"))
-        })
+        })?;
+        if created {
+            maps.zero_stats = Some(ZeroStats::default());
+        }
+        Ok(maps)
     }
 
     fn from_maps(mut get: impl FnMut(&str) -> Result<Map>) -> Result<Maps> {
@@ -108,6 +125,7 @@ impl Maps {
             be_stats: get(BACKEND_STATS_MAP)?.try_into()?,
             revnat: get(REVNAT_MAP)?.try_into()?,
             nr_cpus: nr_cpus()?,
+            zero_stats: None,
         })
     }
 
@@ -139,8 +157,18 @@ impl Maps {
             Op::DelMember(k) => ignore_missing(self.members.remove(k)),
             Op::DelService(k) => ignore_missing(self.services.remove(k)),
             Op::DelBackend(id) => ignore_missing(self.backends.remove(id)),
-            Op::ResetServiceStats(id) => self.svc_stats.set(*id, zeroed(self.nr_cpus), 0),
-            Op::ResetBackendStats(id) => self.be_stats.set(*id, zeroed(self.nr_cpus), 0),
+            Op::ResetServiceStats(id) => {
+                if self.zero_stats.as_mut().is_some_and(|z| z.services.insert(*id)) {
+                    return Ok(()); // first use of the id in maps we created
+                }
+                self.svc_stats.set(*id, zeroed(self.nr_cpus), 0)
+            }
+            Op::ResetBackendStats(id) => {
+                if self.zero_stats.as_mut().is_some_and(|z| z.backends.insert(*id)) {
+                    return Ok(());
+                }
+                self.be_stats.set(*id, zeroed(self.nr_cpus), 0)
+            }
         }
     }
 
@@ -304,6 +332,10 @@ pub fn load(pin_root: &Path, cgroup: &Path, cap: crate::plan::Capacity) -> Resul
         ensure_pin_root(pin_root)?;
 
         let paths: Vec<(&str, PathBuf)> = ALL_MAPS.iter().map(|n| (*n, pin_root.join(n))).collect();
+        // Neither counter map pinned yet: this load creates both, zeroed.
+        let stats_created = ![SERVICE_STATS_MAP, BACKEND_STATS_MAP]
+            .iter()
+            .any(|n| pin_root.join(n).exists());
         let mut loader = EbpfLoader::new();
         for (name, path) in &paths {
             loader.map_pin_path(name, path.as_path());
@@ -333,7 +365,7 @@ pub fn load(pin_root: &Path, cgroup: &Path, cap: crate::plan::Capacity) -> Resul
         };
         attach_sock_programs(&mut ebpf, &cgroup_dir, cgroup, &pin_root.join(LINKS_DIR))?;
         xdp::load_and_pin(&mut ebpf, pin_root)?;
-        let maps = Maps::from_ebpf(&mut ebpf)?;
+        let maps = Maps::from_ebpf(&mut ebpf, stats_created)?;
         Ok(Loaded {
             maps,
             attached: Attached { _ebpf: ebpf },

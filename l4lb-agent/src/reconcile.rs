@@ -44,7 +44,11 @@ pub struct Reconciler<W> {
 pub struct Outcome {
     pub summary: Summary,
     pub writes: usize,
+    /// Plan, writes, grace and cleanup.
     pub took: Duration,
+    /// When the new table was in the maps (before the grace period and the
+    /// cleanup of entries it no longer uses): from here new connections follow it.
+    pub serving_at: Instant,
     /// Services left out because a map is full.
     pub skipped: Vec<(crate::model::Vip, crate::plan::PlanError)>,
 }
@@ -73,6 +77,7 @@ impl<W: MapWriter> Reconciler<W> {
             self.applied = self.writer.read_back()?;
             return Err(e.context("applying the new table (unchanged services keep serving)"));
         }
+        let serving_at = Instant::now();
         if !p.after_grace.is_empty() {
             tokio::time::sleep(self.grace).await;
             if let Err(e) = self.writer.write(&p.after_grace) {
@@ -81,7 +86,7 @@ impl<W: MapWriter> Reconciler<W> {
             }
         }
         self.applied = p.next;
-        Ok(Outcome { summary: p.summary, writes, took: start.elapsed(), skipped })
+        Ok(Outcome { summary: p.summary, writes, took: start.elapsed(), serving_at, skipped })
     }
 }
 

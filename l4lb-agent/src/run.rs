@@ -229,7 +229,9 @@ async fn apply_table(rec: &mut Reconciler<datapath::Maps>, catalog: &Catalog, tr
                 metrics.capacity_skips.inc();
                 warn!(trigger, %vip, "not applied: {why}");
             }
-            let latency = received_at.map(|t| t.elapsed());
+            // Event → maps ends when the new table serves, not after the
+            // grace period that precedes the cleanup of what it replaced.
+            let latency = received_at.map(|t| o.serving_at.saturating_duration_since(t));
             if let Some(l) = latency {
                 metrics.event_to_maps.observe(l.as_secs_f64());
             }

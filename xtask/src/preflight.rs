@@ -5,7 +5,8 @@ use crate::{setup, tasks, util};
 
 /// Root + toolchain check, then builds the workspace. With `release`, points
 /// the harness at target/release binaries (it looks next to xtask, i.e. in
-/// target/debug, by default).
+/// target/debug, by default) unless the variable is already set (a wrapper
+/// under valgrind --tool=massif, say).
 pub fn kernel_task(release: bool) -> Result<()> {
     if !util::is_root() {
         bail!("this task needs root (network namespaces, cgroups, BPF)");
@@ -19,6 +20,9 @@ pub fn kernel_task(release: bool) -> Result<()> {
             ("L4LB_TESTSRV_BIN", "l4lb-testsrv"),
             ("L4LB_PROBE_BIN", "l4lb-probe"),
         ] {
+            if std::env::var_os(var).is_some_and(|v| !v.is_empty()) {
+                continue;
+            }
             // SAFETY: called before xtask starts any thread.
             unsafe { std::env::set_var(var, dir.join(bin)) };
         }

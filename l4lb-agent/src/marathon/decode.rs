@@ -34,21 +34,32 @@ impl AppSet {
     }
 
     /// Puts one app's fresh read in place of the old one (`None`: the app is
-    /// gone).
-    pub fn replace(&mut self, id: &str, app: Option<OneApp>) {
+    /// gone). False if that changed nothing (an event about a change already
+    /// read, or one that does not touch what the catalog holds).
+    pub fn replace(&mut self, id: &str, app: Option<OneApp>) -> bool {
+        let old_skip = self.skipped.iter().position(|w| w.app_id.as_deref() == Some(id));
         match app {
             Some(OneApp::Part(p)) => {
+                let same = old_skip.is_none() && self.parts.get(id) == Some(&p);
+                if let Some(i) = old_skip {
+                    self.skipped.remove(i);
+                }
                 self.parts.insert(id.to_owned(), p);
+                !same
             }
             // An app that no longer decodes is skipped, as in a full read.
             Some(OneApp::Skipped(w)) => {
+                let same = !self.parts.contains_key(id)
+                    && old_skip.is_some_and(|i| self.skipped[i] == w);
                 self.parts.remove(id);
                 self.skipped.retain(|old| old.app_id.as_deref() != Some(id));
                 self.skipped.push(w);
+                !same
             }
             None => {
-                self.parts.remove(id);
+                let had = self.parts.remove(id).is_some() || old_skip.is_some();
                 self.skipped.retain(|old| old.app_id.as_deref() != Some(id));
+                had
             }
         }
     }
@@ -312,11 +323,12 @@ mod tests {
             .as_str()
             .unwrap()
             .to_owned();
-        // The same app again: the same catalog.
-        set.replace(&id, Some(decode_one_app(body.as_bytes(), &id).unwrap()));
+        // The same app again: no change, the same catalog.
+        assert!(!set.replace(&id, Some(decode_one_app(body.as_bytes(), &id).unwrap())));
         assert_eq!(catalog(&set), full);
         // Gone: its services and tasks leave.
-        set.replace(&id, None);
+        assert!(set.replace(&id, None));
+        assert!(!set.replace(&id, None), "gone twice is no change");
         let gone = catalog(&set);
         assert!(gone.catalog.tasks.iter().all(|t| t.app_id != id));
         assert!(gone.catalog.services.services.len() < full.catalog.services.services.len());
@@ -335,12 +347,13 @@ mod tests {
         let body = serde_json::json!({"app": {"id": id, "tasks": 5}}).to_string();
         let one = decode_one_app(body.as_bytes(), &id).unwrap();
         assert!(matches!(one, OneApp::Skipped(_)));
-        set.replace(&id, Some(one));
+        assert!(set.replace(&id, Some(one.clone())));
+        assert!(!set.replace(&id, Some(one)), "the same bad app again");
         assert!(!set.contains(&id));
         let p = catalog(&set);
         assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
-        // Back to good: the warning goes.
-        set.replace(&id, None);
+        // Gone: the warning goes.
+        assert!(set.replace(&id, None));
         assert!(catalog(&set).warnings.is_empty());
     }
 }

@@ -89,7 +89,7 @@ pub fn catalog_from_apps(apps: &[App], alloc: &mut VipAllocator) -> Result<Parse
 /// One app's share of the catalog: its VIP declarations, backends, task
 /// records and warnings, before named VIPs get addresses. Kept per app so an
 /// event that names an app re-reads and replaces only that app.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppPart {
     id: String,
     b: Builder,
@@ -428,7 +428,7 @@ enum GroupKey {
 }
 
 /// Everything declared for one [`GroupKey`], from any app.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Group {
     /// Label values it was declared with; the smallest becomes the name, so
     /// the name does not depend on app order.
@@ -449,7 +449,7 @@ impl Group {
     }
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Builder {
     groups: BTreeMap<GroupKey, Group>,
     tasks: Vec<TaskRecord>,

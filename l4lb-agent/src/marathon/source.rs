@@ -52,7 +52,11 @@ pub struct SourceConfig {
 #[derive(Clone, Debug)]
 pub struct Timing {
     pub resync: Duration,
+    /// Window before a full re-read.
     pub debounce: Duration,
+    /// Window before a re-read of only the apps events named: a quarter of
+    /// `debounce` (they are cheap; the window only gathers one burst).
+    pub app_debounce: Duration,
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
 }
@@ -62,6 +66,7 @@ impl Timing {
         Timing {
             resync,
             debounce,
+            app_debounce: debounce / 4,
             backoff_base: BACKOFF_BASE,
             backoff_cap: BACKOFF_CAP,
         }
@@ -312,25 +317,75 @@ impl Scope {
         }
     }
 
-    /// The app an event is about, if it names one we may ask for; an event
-    /// that changes more than one app's tasks (deployments) needs a full read.
+    /// The apps an event is about, if it names them and every name is one we
+    /// may ask for; otherwise a full read.
     fn of_event(ev: &MarathonEvent) -> Scope {
         let d = &ev.data;
-        let id = match ev.event_type.as_str() {
+        let ids: Vec<&serde_json::Value> = match ev.event_type.as_str() {
             "status_update_event" | "health_status_changed_event" | "app_terminated_event" => {
-                d.get("appId")
+                d.get("appId").into_iter().collect()
             }
-            "instance_changed_event" | "instance_health_changed_event" => d.get("runSpecId"),
-            "api_post_event" => d.get("appDefinition").and_then(|a| a.get("id")),
-            _ => None,
+            "instance_changed_event" | "instance_health_changed_event" => {
+                d.get("runSpecId").into_iter().collect()
+            }
+            "api_post_event" => d
+                .get("appDefinition")
+                .and_then(|a| a.get("id"))
+                .into_iter()
+                .collect(),
+            // `plan.steps[].actions[].app`: every app the deployment touched.
+            "deployment_success" => d
+                .pointer("/plan/steps")
+                .and_then(|s| s.as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|step| step.get("actions")?.as_array())
+                .flatten()
+                .filter_map(|a| a.get("app"))
+                .collect(),
+            _ => Vec::new(),
         };
-        match id.and_then(|v| v.as_str()) {
-            Some(id)
-                if client::app_url(&url::Url::parse("http://x/").expect("valid"), id).is_some() =>
-            {
-                Scope::Apps(BTreeSet::from([id.to_owned()]))
+        let base = url::Url::parse("http://x/").expect("valid");
+        let mut apps = BTreeSet::new();
+        for id in ids {
+            match id.as_str() {
+                Some(id) if client::app_url(&base, id).is_some() => {
+                    apps.insert(id.to_owned());
+                }
+                _ => return Scope::All,
             }
-            _ => Scope::All,
+        }
+        if apps.is_empty() || apps.len() > MAX_TARGETED_APPS {
+            return Scope::All;
+        }
+        Scope::Apps(apps)
+    }
+}
+
+/// When a read is due, by what it covers.
+#[derive(Clone, Copy, Debug)]
+struct Due {
+    apps: Instant,
+    all: Instant,
+}
+
+impl Due {
+    fn at(t: Instant) -> Due {
+        Due { apps: t, all: t }
+    }
+
+    /// The debounce windows from `now`.
+    fn window(now: Instant, timing: &Timing) -> Due {
+        Due {
+            apps: now + timing.app_debounce,
+            all: now + timing.debounce,
+        }
+    }
+
+    fn min(self, o: Due) -> Due {
+        Due {
+            apps: self.apps.min(o.apps),
+            all: self.all.min(o.all),
         }
     }
 }
@@ -339,13 +394,13 @@ impl Scope {
 struct Pending {
     trigger: Trigger,
     scope: Scope,
-    due: Instant,
+    due: Due,
     /// Retrying after a failure: new events must not pull the retry earlier.
     backing_off: bool,
 }
 
 impl Pending {
-    fn add(slot: &mut Option<Pending>, trigger: Trigger, scope: Scope, due: Instant) {
+    fn add(slot: &mut Option<Pending>, trigger: Trigger, scope: Scope, due: Due) {
         match slot {
             None => {
                 *slot = Some(Pending {
@@ -364,6 +419,14 @@ impl Pending {
                     p.due = p.due.min(due);
                 }
             }
+        }
+    }
+
+    /// A read of only some apps waits the short window, a full one the long.
+    fn due_at(&self) -> Instant {
+        match self.scope {
+            Scope::Apps(_) => self.due.apps,
+            Scope::All => self.due.all,
         }
     }
 }
@@ -393,7 +456,7 @@ pub async fn run_with<A: MarathonApi>(
     let mut pending = Some(Pending {
         trigger: Trigger::Initial,
         scope: Scope::All,
-        due: Instant::now(),
+        due: Due::at(Instant::now()),
         backing_off: false,
     });
     // Every app of the last reads; None until the first full read.
@@ -412,7 +475,7 @@ pub async fn run_with<A: MarathonApi>(
 
     loop {
         let fetch_due = match (&inflight, &pending) {
-            (None, Some(p)) => Some(p.due),
+            (None, Some(p)) => Some(p.due_at()),
             _ => None,
         };
         let connect_due = match (&stream, &connecting) {
@@ -428,20 +491,43 @@ pub async fn run_with<A: MarathonApi>(
                 let Inflight { trigger, started, .. } = inflight.take().expect("polled Some");
                 let now = Instant::now();
                 let mut apps_read = None;
+                let mut unchanged = false;
                 let outcome = result.map_err(|e| e.to_string()).and_then(|fetched| {
                     let set = match fetched {
                         Fetched::All(set) => apps.insert(set),
                         Fetched::Apps(list) => {
                             apps_read = Some(list.len());
                             let set = apps.as_mut().expect("targeted reads follow a full one");
+                            let mut changed = false;
                             for (id, app) in list {
-                                set.replace(&id, app);
+                                changed |= set.replace(&id, app);
                             }
+                            unchanged = !changed;
                             set
                         }
                     };
-                    set.catalog(&mut alloc).map_err(|e| e.to_string())
+                    if unchanged {
+                        // The catalog this would build is the one already sent.
+                        return Ok(None);
+                    }
+                    set.catalog(&mut alloc).map(Some).map_err(|e| e.to_string())
                 });
+                let outcome = match outcome {
+                    Ok(None) => {
+                        fetch_backoff.reset();
+                        SourceStats::add(&stats.fetch_ok, 1);
+                        SourceStats::add(&stats.targeted, 1);
+                        debug!(
+                            trigger = trigger.label(),
+                            apps = apps_read.unwrap_or_default(),
+                            took_us = started.elapsed().as_micros() as u64,
+                            "marathon: apps read, nothing changed"
+                        );
+                        continue;
+                    }
+                    Ok(Some(parsed)) => Ok(parsed),
+                    Err(e) => Err(e),
+                };
                 match outcome {
                     Ok(parsed) => {
                         fetch_backoff.reset();
@@ -504,7 +590,7 @@ pub async fn run_with<A: MarathonApi>(
                         pending = Some(Pending {
                             trigger,
                             scope: Scope::All,
-                            due: now + delay,
+                            due: Due::at(now + delay),
                             backing_off: true,
                         });
                     }
@@ -532,7 +618,7 @@ pub async fn run_with<A: MarathonApi>(
                 match item {
                     Some(Ok(ev)) => {
                         SourceStats::add(&stats.events_received, 1);
-                        on_event(&mut pending, ev, now + timing.debounce);
+                        on_event(&mut pending, ev, Due::window(now, &timing));
                     }
                     Some(Err(EventError::Malformed { event_type, received_at, reason })) => {
                         SourceStats::add(&stats.events_received, 1);
@@ -544,7 +630,7 @@ pub async fn run_with<A: MarathonApi>(
                             data: serde_json::Value::Null,
                             received_at,
                         };
-                        on_event(&mut pending, ev, now + timing.debounce);
+                        on_event(&mut pending, ev, Due::window(now, &timing));
                     }
                     end => {
                         stream = None;
@@ -579,7 +665,7 @@ pub async fn run_with<A: MarathonApi>(
                         stream = Some(s);
                         connected_at = now;
                         // Whatever happened while we were not listening: re-read.
-                        Pending::add(&mut pending, Trigger::Reconnect, Scope::All, now + timing.debounce);
+                        Pending::add(&mut pending, Trigger::Reconnect, Scope::All, Due::window(now, &timing));
                     }
                     Err(e) => {
                         SourceStats::add(&stats.reconnects, 1);
@@ -597,14 +683,14 @@ pub async fn run_with<A: MarathonApi>(
                 resync_due = Some(now + timing.resync);
                 // A read already on its way is as good as a resync.
                 if inflight.is_none() && pending.is_none() {
-                    Pending::add(&mut pending, Trigger::Resync, Scope::All, now);
+                    Pending::add(&mut pending, Trigger::Resync, Scope::All, Due::at(now));
                 }
             }
         }
     }
 }
 
-fn on_event(pending: &mut Option<Pending>, ev: MarathonEvent, due: Instant) {
+fn on_event(pending: &mut Option<Pending>, ev: MarathonEvent, due: Due) {
     if events::triggers_reread(&ev.event_type) {
         let scope = Scope::of_event(&ev);
         Pending::add(
@@ -1114,6 +1200,42 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn app_reads_wait_the_short_window_full_reads_the_long_one() {
+        let fake = Arc::new(Fake::default());
+        let events = fake.stream();
+        let mut run = start(fake, timing());
+        run.settle().await;
+        let t = timing();
+        assert_eq!(t.app_debounce, t.debounce / 4);
+        let t0 = Instant::now();
+        events
+            .send(app_ev(
+                "status_update_event",
+                serde_json::json!({"appId": "/redis"}),
+            ))
+            .unwrap();
+        assert_eq!(run.next().await.apps_read, Some(1));
+        let waited = Instant::now() - t0;
+        assert!(waited >= t.app_debounce && waited < t.debounce, "{waited:?}");
+        let t1 = Instant::now();
+        events.send(ev("deployment_success")).unwrap();
+        assert_eq!(run.next().await.apps_read, None);
+        let waited = Instant::now() - t1;
+        assert!(waited >= t.debounce && waited < t.debounce * 2, "{waited:?}");
+        // An app event joining a pending full read does not pull it earlier.
+        let t2 = Instant::now();
+        events.send(ev("deployment_success")).unwrap();
+        events
+            .send(app_ev(
+                "status_update_event",
+                serde_json::json!({"appId": "/redis"}),
+            ))
+            .unwrap();
+        assert_eq!(run.next().await.apps_read, None);
+        assert!(Instant::now() - t2 >= t.debounce);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn many_apps_or_an_unnamed_or_bad_id_make_a_full_read() {
         let fake = Arc::new(Fake::default());
         let events = fake.stream();
@@ -1145,10 +1267,17 @@ mod tests {
                 .unwrap();
             assert_eq!(run.next().await.apps_read, None, "{id}");
         }
-        // Deployments change many apps at once.
+        // A deployment without a plan that names its apps: everything.
         events.send(ev("deployment_success")).unwrap();
         assert_eq!(run.next().await.apps_read, None);
         assert!(run.fake.app_reads().is_empty());
+        // With one: those apps (steps[].actions[].app).
+        let plan = serde_json::json!({"plan": {"steps": [
+            {"actions": [{"action": "ScaleApplication", "app": "/redis"}]},
+            {"actions": [{"action": "StartApplication", "app": "/web"}]}]}});
+        events.send(app_ev("deployment_success", plan)).unwrap();
+        assert_eq!(run.next().await.apps_read, Some(2));
+        assert_eq!(run.fake.app_reads(), ["/redis", "/web"]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -1660,9 +1789,13 @@ mod http_tests {
 
         sse.send("event: status_update_event\ndata: {\"appId\":\"/redis\"}\n\n".into())
             .unwrap();
-        let u = run.next().await;
-        assert!(matches!(u.trigger, Trigger::Event { .. }));
-        assert_eq!(u.apps_read, Some(1), "only the app the event named");
+        // The app did not change: a read, and no update.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while run.stats.snapshot().targeted == 0 {
+            assert!(std::time::Instant::now() < deadline, "no read of the app");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        run.none_within(Duration::from_millis(100)).await;
         assert_eq!(b.count("/v2/apps"), 1, "no full read");
         let one = b.requests("/v2/apps/redis");
         assert_eq!(one.len(), 1);
