@@ -73,6 +73,9 @@ const DNSPERF_THREADS: &str = "1";
 const DNSPERF_OUTSTANDING: &str = "200";
 /// Agent's `--marathon-debounce-ms` default (part of every event's latency).
 const DEBOUNCE_MS: u64 = 20;
+/// `--marathon-resync-secs` of the full-sync runs: the re-read whose overlap
+/// with the held state the settled peak RSS includes.
+const RESYNC_SECS: &str = "3";
 
 /// `--marathon-timeout-ms` of the full-sync agent: the fake Marathon alone
 /// needs seconds to render 10k apps on a busy 2-core box, more than the
@@ -461,12 +464,13 @@ fn wait_quiet(tail: &mut LogTail, quiet: Duration, max: Duration) -> Result<Vec<
     Ok(seen)
 }
 
-/// Waits for the apply of the re-read the event stream's (re)attachment
-/// causes (trigger `marathon reconnect`), then for `quiet` without reads or
-/// applies. Returns the failed reads seen meanwhile (the source retries them).
-fn wait_reconnect_apply(
+/// Waits for the apply of a full re-read with this trigger (`resync`), then
+/// for `quiet` without reads or applies. Returns the failed reads seen
+/// meanwhile (the source retries them).
+fn wait_reread_apply(
     tail: &mut LogTail,
     agent: &mut Agent,
+    trigger: &str,
     timeout: Duration,
     quiet: Duration,
 ) -> Result<usize> {
@@ -480,7 +484,7 @@ fn wait_reconnect_apply(
                 continue;
             }
             check_line(&l)?;
-            if is_apply(&l) && field(&l, "trigger").is_some_and(|t| t.contains("reconnect")) {
+            if is_apply(&l) && field(&l, "trigger").is_some_and(|t| t.contains(trigger)) {
                 break 'outer;
             }
         }
@@ -488,9 +492,7 @@ fn wait_reconnect_apply(
             bail!("agent exited; log:\n{}", agent.log());
         }
         if Instant::now() >= deadline {
-            bail!(
-                "no apply of the stream's reconnect re-read within {timeout:?} ({failed} failed reads)"
-            );
+            bail!("no apply of a {trigger} re-read within {timeout:?} ({failed} failed reads)");
         }
         interrupt::check()?;
         thread::sleep(Duration::from_millis(5));
@@ -503,7 +505,12 @@ fn wait_reconnect_apply(
 /// (curl in the netns while the agent is idle or not running): `n` samples
 /// in ms, and the body's MB.
 fn server_answer(sb: &Sandbox, m: &FakeMarathon, n: usize) -> Result<(Vec<f64>, f64)> {
-    let url = format!("{}/v2/apps?embed=apps.tasks", m.url(0));
+    server_answer_at(sb, m, "/v2/apps?embed=apps.tasks", n)
+}
+
+/// Curl's `time_total` (ms) for `path` `n` times, and the body size (MB).
+fn server_answer_at(sb: &Sandbox, m: &FakeMarathon, path: &str, n: usize) -> Result<(Vec<f64>, f64)> {
+    let url = format!("{}{path}", m.url(0));
     let mut times = vec![];
     let mut size = 0.0;
     for _ in 0..n {
@@ -563,7 +570,12 @@ fn full_sync_run(
     check_deadline(deadline)?;
     let t0 = unix_now();
     let started = Instant::now();
-    let mut agent = start_agent(sb, m, slots, &["--marathon-timeout-ms", SYNC_TIMEOUT_MS])?;
+    let mut agent = start_agent(
+        sb,
+        m,
+        slots,
+        &["--marathon-timeout-ms", SYNC_TIMEOUT_MS, "--marathon-resync-secs", RESYNC_SECS],
+    )?;
     let result = (|| {
         let mut tail = LogTail::new(agent.log_path());
         let mut seen = vec![];
@@ -585,11 +597,12 @@ fn full_sync_run(
             .map(|t| t - t0)
             .filter(|w| *w > 0.0 && *w <= detected + 0.05)
             .unwrap_or(detected);
-        // The event stream attaches and its reconnect re-reads everything:
-        // the steady state's peak includes that second copy.
-        let settle_failed = wait_reconnect_apply(
+        // The resync re-reads everything while the first copy is held: the
+        // steady state's peak includes that second copy.
+        let settle_failed = wait_reread_apply(
             &mut tail,
             &mut agent,
+            "resync",
             Duration::from_secs(90),
             Duration::from_millis(500),
         )?;
@@ -639,6 +652,8 @@ struct EventSample {
     kind: Kind,
     e2m_ms: f64,
     read_ms: f64,
+    /// The read named the apps it re-read (`apps="1"`), not `apps="all"`.
+    targeted: bool,
     apply_ms: f64,
     changed: u64,
 }
@@ -696,19 +711,22 @@ fn events_run(apps: u32, tasks: u32, events: u32, deadline: Instant) -> Result<E
     let mut sb = Sandbox::new("bmev")?;
     let state = gen_apps(apps, tasks);
     let m = FakeMarathon::start(&mut sb, 1, state)?;
-    // The server's own time, 3 samples before the agent starts and 3 once
-    // the events are done (the agent idle).
-    let (mut times, body_mb) = server_answer(&sb, &m, 3)?;
+    // The server's own time for what an event makes the agent read (one
+    // app), 3 samples before the agent starts and 3 once the events are done
+    // (the agent idle); and the full list's size, for the record.
+    let one = "/v2/apps/app-0?embed=app.tasks";
+    let body_mb = server_answer(&sb, &m, 1)?.1;
+    let (mut times, _) = server_answer_at(&sb, &m, one, 3)?;
     let mut agent = start_agent(&mut sb, &m, max_slots(apps, tasks, true), &[])?;
     let result = events_with(&sb, &m, &mut agent, apps, tasks, events, deadline)
-        .and_then(|r| Ok((r, server_answer(&sb, &m, 3)?.0)));
+        .and_then(|r| Ok((r, server_answer_at(&sb, &m, one, 3)?.0)));
     let stopped = agent.stop();
     let (mut r, after) = result?;
     stopped?;
     times.extend(after);
     (r.server_ms, r.body_mb) = (median(&times), body_mb);
     println!(
-        "events: /v2/apps?embed=apps.tasks is {body_mb:.1} MB; the fake Marathon answers it in {:.0} ms (curl, median of 6: {times:.0?})",
+        "events: /v2/apps?embed=apps.tasks is {body_mb:.1} MB; the fake Marathon answers one app ({one}) in {:.2} ms (curl, median of 6: {times:.2?})",
         r.server_ms
     );
     Ok(r)
@@ -729,11 +747,11 @@ fn events_with(
     if num(&first, "added") != Some(u64::from(apps)) {
         bail!("first apply did not add {apps} services: {first}");
     }
-    wait_reconnect_apply(
+    // The stream attached before that read: nothing else to wait for.
+    wait_quiet(
         &mut tail,
-        agent,
-        Duration::from_secs(60),
         Duration::from_millis(1000),
+        Duration::from_secs(60),
     )?;
     println!("events: {apps} apps x {tasks} tasks loaded, event stream attached");
 
@@ -795,17 +813,16 @@ fn events_with(
             is_apply(l) && field(l, "event_to_maps_us").is_some()
         })
         .with_context(|| format!("event {} ({kind:?})", i + 1))?;
-        let read_ms = seen
-            .iter()
-            .rev()
-            .find(|l| is_read(l))
-            .and_then(|l| num(l, "took_ms"))
-            .map(|v| v as f64)
+        let read = seen.iter().rev().find(|l| is_read(l));
+        let read_ms = read
+            .and_then(|l| num(l, "took_us").map(|us| us as f64 / 1000.0))
+            .or_else(|| read.and_then(|l| num(l, "took_ms")).map(|v| v as f64))
             .unwrap_or(f64::NAN);
         samples.push(EventSample {
             kind,
             e2m_ms: num(&line, "event_to_maps_us").unwrap_or(0) as f64 / 1000.0,
             read_ms,
+            targeted: read.is_some_and(|l| field(l, "apps").is_some_and(|v| v.trim_matches('"') != "all")),
             apply_ms: num(&line, "took_us").unwrap_or(0) as f64 / 1000.0,
             changed: num(&line, "changed").unwrap_or(0),
         });
@@ -955,7 +972,7 @@ fn summarize_marathon(
             mmm(&col(&|r| r.hwm_apply_mb), 1),
         ],
         vec![
-            "peak RSS (VmHWM) after the stream's reconnect re-read, MB".into(),
+            format!("peak RSS (VmHWM) after the first full resync re-read ({RESYNC_SECS} s), MB"),
             mmm(&hwm, 1),
         ],
         vec![
@@ -990,7 +1007,7 @@ fn summarize_marathon(
         median(&apply) / 1000.0,
         (w - median(&read) / 1000.0 - median(&apply) / 1000.0).max(0.0),
         if settle_failed > 0 {
-            format!("; {settle_failed} re-reads failed before the reconnect re-read was applied")
+            format!("; {settle_failed} re-reads failed before the resync re-read was applied")
         } else {
             String::new()
         }
@@ -1028,19 +1045,21 @@ fn summarize_marathon(
     let own_e2m = sorted(e2m.iter().map(|v| v - ev.server_ms).collect());
     ev_rows.push(prow(
         format!(
-            "all events minus the fake Marathon's median {:.0} ms answer time (approximate)",
+            "all events minus the fake Marathon's median {:.2} ms to answer one app (approximate)",
             ev.server_ms
         ),
         &own_e2m,
     ));
+    let targeted = ev.samples.iter().filter(|s| s.targeted).count();
     let p99 = percentile(&e2m, 99.0);
     let p99_own = percentile(&own_e2m, 99.0);
     let breakdown = format!(
-        "Per event (medians): {DEBOUNCE_MS} ms debounce (`--marathon-debounce-ms` default), then a full GET /v2/apps + parse {:.0} ms as the agent saw it (the fake Marathon alone answers the {:.1} MB body in {:.0} ms), plan + map writes {:.2} ms; mean {mean:.1} ms. {changed_ok}/{n} applies changed exactly one service; {} extra event applies",
+        "Per event (medians): a {:.0} ms window (a quarter of the {DEBOUNCE_MS} ms `--marathon-debounce-ms` default) gathers the change's burst of events, then `GET /v2/apps/{{id}}` of the app they name + its decode + the catalog rebuilt from every app's kept part {:.2} ms as the agent saw it (the fake Marathon alone answers one app in {:.2} ms), plan + map writes {:.2} ms; mean {mean:.1} ms. {targeted}/{n} changes were read as the one app they named (the full {:.1} MB list was not re-read); {changed_ok}/{n} applies changed exactly one service; {} extra event applies",
+        DEBOUNCE_MS as f64 / 4.0,
         median(&reads),
-        ev.body_mb,
         ev.server_ms,
         median(&applies),
+        ev.body_mb,
         ev.extra_applies
     );
     let hist = match ev.histogram {
@@ -1062,7 +1081,7 @@ fn summarize_marathon(
         a.apps, a.tasks, a.event_apps, a.events, a.runs
     );
     let setup = format!(
-        "{} apps x {} tasks in the documented host-networking shape (`portDefinitions[0].labels.VIP_0 = \"/app-i:80\"`, MESOS_TCP health check, every task healthy; task hosts 127.1.0.1-250 with distinct ports, never connected to), served by `l4lb-fake-marathon --state` ({body_mb:.1} MB at `/v2/apps?embed=apps.tasks`) in the sandbox netns; a fresh agent per run with `--marathon URL --max-slots {slots} --marathon-timeout-ms {SYNC_TIMEOUT_MS}` ({} slots per service: the default 1,048,576 holds ~{} such services), release builds",
+        "{} apps x {} tasks in the documented host-networking shape (`portDefinitions[0].labels.VIP_0 = \"/app-i:80\"`, MESOS_TCP health check, every task healthy; task hosts 127.1.0.1-250 with distinct ports, never connected to), served by `l4lb-fake-marathon --state` ({body_mb:.1} MB at `/v2/apps?embed=apps.tasks`) in the sandbox netns; a fresh agent per run with `--marathon URL --max-slots {slots} --marathon-timeout-ms {SYNC_TIMEOUT_MS} --marathon-resync-secs {RESYNC_SECS}` ({} slots per service: the default 1,048,576 holds ~{} such services), release builds",
         a.apps,
         a.tasks,
         table_size(a.tasks),
@@ -1072,26 +1091,21 @@ fn summarize_marathon(
         .map(|c| c.trim().to_string())
         .unwrap_or_else(|_| "?".into());
     let reading = format!(
-        "Reading the numbers (agent at commit {commit}): every sync, and every event after the \
-         {DEBOUNCE_MS} ms debounce, is a full `GET /v2/apps?embed=apps.tasks` and a parse of every app \
-         (Marathon's advice: events are a signal to re-read), so both costs grow with the cluster, not \
-         with the change. At {} apps ({:.1} MB) the agent logs {:.0} ms for an event's GET + parse (the \
-         fake Marathon alone needs ~{:.0} ms to produce that body, timed separately with curl) against \
-         {:.2} ms of plan + map writes: {}; a targeted update for events \
-         that name their task (health and status changes) would skip it. The full sync's RSS is almost \
-         all heap (anonymous {:.0} MB of {:.0} MB) and grows with the body; a re-read that overlaps the \
-         previous catalog raises it (the min-max of the settled peak). After the events at {} apps the \
-         agent's peak was {:.0} MB",
-        a.event_apps,
-        ev.body_mb,
+        "Reading the numbers (agent at commit {commit}): an event that names its app (task status and \
+         health changes, app definition changes, and `deployment_success` through the apps its plan \
+         lists) makes the agent re-read that app alone (`GET /v2/apps/{{id}}?embed=app.tasks`), keep the \
+         decoded share of every other app from the last full read and rebuild the catalog from those \
+         shares; an app that did not change sends no update at all. A full `/v2/apps` re-read is left \
+         for the start, a stream reconnect, the 60 s resync, events that name no app (or more than 16 \
+         in one window) and a failed app read. What still grows with the cluster per event is the \
+         catalog rebuild (within the {:.2} ms read at {} apps) and the plan's diff ({:.2} ms of plan + \
+         map writes). The full sync's RSS is mostly heap (anonymous {:.0} MB of {:.0} MB): the decoded \
+         share of every app, the catalog built from them and the Maglev tables waiting to be written \
+         are held at once, and the re-read after the stream attaches overlaps the first apply (the \
+         min-max of the settled peak). After the events at {} apps the agent's peak was {:.0} MB",
         median(&reads),
-        ev.server_ms,
+        a.event_apps,
         median(&applies),
-        if p99 > P99_GOAL_MS {
-            "the re-read, not the datapath, is what misses the goal"
-        } else {
-            "the re-read dominates"
-        },
         median(&col(&|r| r.anon_settled_mb)),
         median(&col(&|r| r.rss_settled_mb)),
         a.event_apps,
@@ -1110,10 +1124,11 @@ fn summarize_marathon(
          `{cmd}` on {{date}}.\n\n\
          **Full sync**, {} runs: {setup}. Wall time is agent spawn -> the first `table applied` log line \
          (its timestamp): process start, BPF load and attach, the HTTP read (including the server's time to \
-         produce the body), the parse, VIP naming, planning and the map writes. Peak RSS is the agent's \
-         VmHWM once the event stream has attached and the full re-read that follows it has been applied \
-         (a second copy of the state in flight is part of the steady state: every event and every 60 s \
-         resync re-reads everything).\n\n{}\n{verdict_sync}.\n\n{why_sync}.\n\n\
+         produce the body), the parse, VIP naming, planning and the map writes; the event stream \
+         attaches before that read, so no second read follows it. Peak RSS is the agent's VmHWM once the \
+         first resync (`--marathon-resync-secs {RESYNC_SECS}` here, 60 s by default) has re-read and \
+         applied everything while the first copy was held: a second copy in flight is part of the \
+         steady state.\n\n{}\n{verdict_sync}.\n\n{why_sync}.\n\n\
          **Event -> maps**, one run: {} apps x {} tasks loaded, {n} changes fired one at a time through the \
          fake Marathon's control API (cycling: a health flip to unhealthy, back to healthy, a scale-up by \
          one healthy task, the kill of that task), each waited for before the next; the latency is the \

@@ -4,8 +4,10 @@
 //! not to apply them. An event that names its app (task status and health
 //! changes, app updates and removals) re-reads that app alone
 //! (`/v2/apps/{id}`), so its cost does not grow with the cluster; any other
-//! event, a (re)connect of the event stream, a failed targeted read and the
-//! periodic resync re-read everything. Events are debounced; only complete,
+//! event, a reconnect of the event stream, a failed targeted read and the
+//! periodic resync re-read everything. At start the stream is subscribed
+//! before the first read, so nothing can change unseen between the two and
+//! one full read is enough. Events are debounced; only complete,
 //! decoded answers become an [`Update`]: a failed read sends nothing and the
 //! agent keeps its last good table.
 use std::{
@@ -35,6 +37,8 @@ use crate::{model::Catalog, naming::VipAllocator};
 pub const BACKOFF_BASE: Duration = Duration::from_millis(250);
 /// Largest reconnect / retry delay ceiling.
 pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// Default [`Timing::first_read_wait`].
+pub const FIRST_READ_WAIT: Duration = Duration::from_secs(2);
 /// More apps than this named by one debounce window: one full read instead.
 pub const MAX_TARGETED_APPS: usize = 16;
 
@@ -57,6 +61,11 @@ pub struct Timing {
     /// Window before a re-read of only the apps events named: a quarter of
     /// `debounce` (they are cheap; the window only gathers one burst).
     pub app_debounce: Duration,
+    /// How long the first read waits for the event stream to attach (so
+    /// that nothing can change unseen between the two, and no second full
+    /// read is needed); past it the read goes ahead and re-reads once the
+    /// stream attaches.
+    pub first_read_wait: Duration,
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
 }
@@ -67,6 +76,7 @@ impl Timing {
             resync,
             debounce,
             app_debounce: debounce / 4,
+            first_read_wait: FIRST_READ_WAIT,
             backoff_base: BACKOFF_BASE,
             backoff_cap: BACKOFF_CAP,
         }
@@ -465,9 +475,12 @@ pub async fn run_with<A: MarathonApi>(
     let mut stream: Option<MarathonEvents> = None;
     let mut connected_at = Instant::now();
     let mut connecting: Option<BoxFuture<Result<MarathonEvents, FetchError>>> = None;
-    // Both stay None until the first read succeeds: the stream and the
-    // resync clock start from a known table.
-    let mut reconnect_due: Option<Instant> = None;
+    // Subscribe first, then read: a change after the subscription is either
+    // in the read or an event after it. The read waits for the attach, up to
+    // `first_read_wait` (an event endpoint that hangs must not delay the table).
+    let mut reconnect_due: Option<Instant> = Some(Instant::now());
+    let mut first_read_hold: Option<Instant> = Some(Instant::now() + timing.first_read_wait);
+    // The resync clock starts from a known table.
     let mut resync_due: Option<Instant> = None;
     let mut fetch_backoff = Backoff::new(timing.backoff_base, timing.backoff_cap);
     let mut stream_backoff = Backoff::new(timing.backoff_base, timing.backoff_cap);
@@ -475,7 +488,7 @@ pub async fn run_with<A: MarathonApi>(
 
     loop {
         let fetch_due = match (&inflight, &pending) {
-            (None, Some(p)) => Some(p.due_at()),
+            (None, Some(p)) => Some(first_read_hold.map_or(p.due_at(), |h| h.max(p.due_at()))),
             _ => None,
         };
         let connect_due = match (&stream, &connecting) {
@@ -597,6 +610,7 @@ pub async fn run_with<A: MarathonApi>(
                 }
             }
             _ = sleep_opt(fetch_due) => {
+                first_read_hold = None;
                 let p = pending.take().expect("due implies pending");
                 let api = api.clone();
                 let fut: BoxFuture<Result<Fetched, FetchError>> = match p.scope {
@@ -664,10 +678,15 @@ pub async fn run_with<A: MarathonApi>(
                     Ok(s) => {
                         stream = Some(s);
                         connected_at = now;
-                        // Whatever happened while we were not listening: re-read.
-                        Pending::add(&mut pending, Trigger::Reconnect, Scope::All, Due::window(now, &timing));
+                        if first_read_hold.take().is_none() {
+                            // Whatever happened while we were not listening: re-read.
+                            Pending::add(&mut pending, Trigger::Reconnect, Scope::All, Due::window(now, &timing));
+                        }
+                        // Else the first read has not started: it sees it all.
                     }
                     Err(e) => {
+                        // No stream yet: the first read goes ahead without it.
+                        first_read_hold = None;
                         SourceStats::add(&stats.reconnects, 1);
                         let delay = stream_backoff.next_delay();
                         reconnect_due = Some(now + delay);
@@ -766,6 +785,8 @@ mod tests {
         /// One per successful subscription; none left = connection refused.
         streams: Mutex<VecDeque<mpsc::UnboundedReceiver<Result<MarathonEvent, EventError>>>>,
         connected_at: Mutex<Vec<Instant>>,
+        /// Time `events()` takes to answer.
+        connect_delay: Duration,
     }
 
     impl Fake {
@@ -849,7 +870,9 @@ mod tests {
         fn events(&self) -> impl Future<Output = Result<MarathonEvents, FetchError>> + Send {
             self.connected_at.lock().unwrap().push(Instant::now());
             let rx = self.streams.lock().unwrap().pop_front();
+            let delay = self.connect_delay;
             async move {
+                tokio::time::sleep(delay).await;
                 let rx = rx.ok_or(FetchError::Connect {
                     url: fake_url(),
                     reason: "refused".into(),
@@ -897,10 +920,10 @@ mod tests {
                 .expect("an update within an hour")
                 .expect("source alive")
         }
-        /// Initial read, stream attached, post-attach re-read.
+        /// Stream attached, then the initial read (no second one).
         async fn settle(&mut self) {
             assert_eq!(self.next().await.trigger, Trigger::Initial);
-            assert_eq!(self.next().await.trigger, Trigger::Reconnect);
+            assert_eq!(self.fake.connected_at.lock().unwrap().len(), 1);
         }
         async fn quiet_for(&mut self, d: Duration) {
             tokio::time::sleep(d).await;
@@ -922,7 +945,7 @@ mod tests {
         let events = fake.stream();
         let mut run = start(fake, timing());
         run.settle().await;
-        assert_eq!(run.fake.fetches().len(), 2);
+        assert_eq!(run.fake.fetches().len(), 1);
 
         let t0 = Instant::now();
         let burst: Vec<_> = [
@@ -949,10 +972,10 @@ mod tests {
             }
         );
         let fetches = run.fake.fetches();
-        assert_eq!(fetches.len(), 3);
-        assert_eq!(fetches[2] - t0, Duration::from_millis(20));
+        assert_eq!(fetches.len(), 2);
+        assert_eq!(fetches[1] - t0, Duration::from_millis(20));
         run.quiet_for(Duration::from_secs(5)).await;
-        assert_eq!(run.fake.fetches().len(), 3);
+        assert_eq!(run.fake.fetches().len(), 2);
         assert_eq!(run.stats.snapshot().events_received, 5);
     }
 
@@ -975,8 +998,8 @@ mod tests {
             matches!(u.trigger, Trigger::Event { events: 1, ref event_type, .. } if event_type == "app_terminated_event")
         );
         let f = run.fake.fetches();
-        assert_eq!(f[2] - t0, Duration::from_millis(20));
-        assert_eq!(f[3] - t0, Duration::from_millis(50));
+        assert_eq!(f[1] - t0, Duration::from_millis(20));
+        assert_eq!(f[2] - t0, Duration::from_millis(50));
     }
 
     #[tokio::test(start_paused = true)]
@@ -1009,9 +1032,9 @@ mod tests {
             }
         );
         let f = run.fake.fetches();
-        assert_eq!(f.len(), 4);
+        assert_eq!(f.len(), 3);
         assert_eq!(
-            f[3] - t0,
+            f[2] - t0,
             Duration::from_millis(120),
             "starts once the first read is done"
         );
@@ -1045,7 +1068,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_initial_read_retries_until_it_succeeds_before_subscribing() {
+    async fn the_stream_attaches_first_and_the_first_read_retries_until_it_succeeds() {
         let fake = Arc::new(Fake::default().answers(&[Err(503), Err(502), Ok("{"), Ok(GOOD)]));
         let _events = fake.stream();
         let t0 = Instant::now();
@@ -1055,10 +1078,45 @@ mod tests {
         assert_eq!(run.stats.snapshot().fetch_failed, 3);
         let f = run.fake.fetches();
         assert!(f[3] - t0 <= Duration::from_millis(250 + 500 + 1000));
-        assert_eq!(run.next().await.trigger, Trigger::Reconnect);
         let connected = run.fake.connected_at.lock().unwrap().clone();
         assert_eq!(connected.len(), 1);
-        assert!(connected[0] >= f[3], "no subscription before a good table");
+        assert!(connected[0] <= f[0], "subscribed before the first read");
+        // Nothing could change unseen between the two: no second full read.
+        run.quiet_for(Duration::from_secs(5)).await;
+        assert_eq!(run.fake.fetches().len(), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_stream_holds_the_first_read_only_so_long_then_costs_a_reread() {
+        let fake = Arc::new(Fake {
+            connect_delay: FIRST_READ_WAIT * 3,
+            ..Fake::default()
+        });
+        let _events = fake.stream();
+        let t0 = Instant::now();
+        let mut run = start(fake, timing());
+        assert_eq!(run.next().await.trigger, Trigger::Initial);
+        assert_eq!(run.fake.fetches()[0] - t0, FIRST_READ_WAIT);
+        // The stream attached after the read: what happened in between is re-read.
+        assert_eq!(run.next().await.trigger, Trigger::Reconnect);
+        assert_eq!(run.fake.fetches().len(), 2);
+        assert!(run.fake.fetches()[1] - t0 >= FIRST_READ_WAIT * 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_stream_does_not_hold_the_first_read() {
+        // No stream queued: every connection attempt is refused.
+        let fake = Arc::new(Fake::default());
+        let t0 = Instant::now();
+        let mut run = start(fake, timing());
+        assert_eq!(run.next().await.trigger, Trigger::Initial);
+        assert!(run.fake.fetches()[0] - t0 < Duration::from_millis(1));
+        // Attached later (after a refusal): re-read.
+        while run.fake.connected_at.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let _events = run.fake.stream();
+        assert_eq!(run.next().await.trigger, Trigger::Reconnect);
     }
 
     #[tokio::test(start_paused = true)]
@@ -1075,8 +1133,8 @@ mod tests {
             assert_eq!(run.next().await.trigger, Trigger::Resync);
         }
         let f = run.fake.fetches();
-        assert_eq!(f[2] - after_settle, Duration::from_secs(60));
-        assert_eq!(f[3] - f[2], Duration::from_secs(60));
+        assert_eq!(f[1] - after_settle, Duration::from_secs(60));
+        assert_eq!(f[2] - f[1], Duration::from_secs(60));
     }
 
     #[tokio::test(start_paused = true)]
@@ -1118,7 +1176,7 @@ mod tests {
         events.send(ev("event_stream_attached")).unwrap();
         events.send(ev("framework_message_event")).unwrap();
         run.quiet_for(Duration::from_secs(1)).await;
-        assert_eq!(run.fake.fetches().len(), 2);
+        assert_eq!(run.fake.fetches().len(), 1);
         let at = std::time::Instant::now();
         events
             .send(Err(EventError::Malformed {
@@ -1216,12 +1274,18 @@ mod tests {
             .unwrap();
         assert_eq!(run.next().await.apps_read, Some(1));
         let waited = Instant::now() - t0;
-        assert!(waited >= t.app_debounce && waited < t.debounce, "{waited:?}");
+        assert!(
+            waited >= t.app_debounce && waited < t.debounce,
+            "{waited:?}"
+        );
         let t1 = Instant::now();
         events.send(ev("deployment_success")).unwrap();
         assert_eq!(run.next().await.apps_read, None);
         let waited = Instant::now() - t1;
-        assert!(waited >= t.debounce && waited < t.debounce * 2, "{waited:?}");
+        assert!(
+            waited >= t.debounce && waited < t.debounce * 2,
+            "{waited:?}"
+        );
         // An app event joining a pending full read does not pull it earlier.
         let t2 = Instant::now();
         events.send(ev("deployment_success")).unwrap();
@@ -1628,7 +1692,8 @@ mod http_tests {
         .await;
         let mut run = start(client(vec![m.url()]));
         assert_eq!(run.next().await.trigger, Trigger::Initial);
-        // The post-attach read and its retries all fail.
+        // An event that names no app: a full re-read, which fails, as do its retries.
+        sse.send("event: deployment_success\ndata: {}\n\n".into()).unwrap();
         run.none_within(Duration::from_millis(800)).await;
         let s = run.stats.snapshot();
         assert_eq!(s.fetch_ok, 1);
@@ -1771,7 +1836,6 @@ mod http_tests {
             ..client(vec![a.url()])
         });
         assert_eq!(run.next().await.trigger, Trigger::Initial);
-        assert_eq!(run.next().await.trigger, Trigger::Reconnect);
 
         let at_b = b.requests("/v2/events");
         assert_eq!(at_b.len(), 1);
@@ -1784,8 +1848,9 @@ mod http_tests {
             Some(b.url()),
             "the redirect named the leader"
         );
-        // Reads now go to the leader directly.
-        assert_eq!(b.count("/v2/apps"), 1, "the post-attach read went to B");
+        // Reads now go to the leader directly: the stream attached first.
+        assert_eq!(b.count("/v2/apps"), 1, "the first read went to B");
+        assert_eq!(a.count("/v2/apps"), 0);
 
         sse.send("event: status_update_event\ndata: {\"appId\":\"/redis\"}\n\n".into())
             .unwrap();
@@ -1820,8 +1885,7 @@ mod http_tests {
         let m = marathon(&sse, |_| Reply::Json(200, GOOD.into())).await;
         let mut run = start(client(vec![m.url()]));
         assert_eq!(run.next().await.trigger, Trigger::Initial);
-        assert_eq!(run.next().await.trigger, Trigger::Reconnect);
-        assert_eq!(m.count("/v2/apps"), 2);
+        assert_eq!(m.count("/v2/apps"), 1);
 
         let burst: String = [
             "status_update_event",
@@ -1841,7 +1905,7 @@ mod http_tests {
             u.trigger
         );
         run.none_within(Duration::from_millis(500)).await;
-        assert_eq!(m.count("/v2/apps"), 3);
+        assert_eq!(m.count("/v2/apps"), 2);
         assert_eq!(run.stats.snapshot().events_received, 5);
     }
 
@@ -1854,7 +1918,6 @@ mod http_tests {
             ..client(vec![m.url()])
         });
         assert_eq!(run.next().await.trigger, Trigger::Initial);
-        assert_eq!(run.next().await.trigger, Trigger::Reconnect);
         // Nothing is written: after 300 ms the stream is declared dead.
         assert_eq!(run.next().await.trigger, Trigger::Reconnect);
         assert!(m.count("/v2/events") >= 2);
