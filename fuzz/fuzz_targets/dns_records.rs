@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let mut fields = text.split('\n');
     let (mut catalog, published) = l4lb_fuzz::sample_catalog(1);
-    let mut task = catalog.tasks.pop().unwrap();
+    let mut task = std::sync::Arc::unwrap_or_clone(catalog.tasks.pop().unwrap());
     task.app_id = fields.next().unwrap_or_default().to_owned();
     task.task_id = fields.next().unwrap_or_default().to_owned();
     task.agent_id = fields.next().unwrap_or_default().to_owned();
@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
         spec.name = label.clone();
     }
     let catalog = Catalog {
-        tasks: vec![task.clone()],
+        tasks: vec![std::sync::Arc::new(task.clone())],
         ..catalog
     };
     let zones = build_zones(&catalog, &published, &ZoneOptions::default());

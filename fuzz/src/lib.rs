@@ -11,7 +11,7 @@ pub mod naming;
 pub mod dns;
 pub mod marathon;
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, sync::Arc};
 
 use model::{Catalog, DesiredState, Proto, ServiceSpec, TaskPort, TaskRecord, Vip};
 
@@ -19,24 +19,26 @@ use model::{Catalog, DesiredState, Proto, ServiceSpec, TaskPort, TaskRecord, Vip
 /// `/redis-tutorial` (enough of them, the A answer needs TCP) and a named VIP.
 pub fn sample_catalog(instances: u8) -> (Catalog, BTreeSet<Vip>) {
     let tasks = (0..instances)
-        .map(|i| TaskRecord {
-            app_id: "/redis-tutorial".into(),
-            task_id: format!("redis-tutorial.instance-{i}._app.1"),
-            framework: "marathon".into(),
-            agent_id: format!("5d5a0c9e-1b2f-4f0e-9d1c-3c2b1a0f9e8d-S{i}"),
-            agent_ip: Some(format!("127.0.1.{i}").parse().unwrap()),
-            task_ips: vec![
-                format!("127.0.2.{i}").parse().unwrap(),
-                format!("fd00::{i}").parse().unwrap(),
-            ],
-            ports: vec![TaskPort {
-                port: 31000 + u16::from(i),
-                protocols: vec![Proto::Tcp, Proto::Udp],
-                name: Some("redis".into()),
-            }],
-            host_ports: i % 2 == 0,
-            running: true,
-            healthy: None,
+        .map(|i| {
+            Arc::new(TaskRecord {
+                app_id: "/redis-tutorial".into(),
+                task_id: format!("redis-tutorial.instance-{i}._app.1"),
+                framework: "marathon".into(),
+                agent_id: format!("5d5a0c9e-1b2f-4f0e-9d1c-3c2b1a0f9e8d-S{i}"),
+                agent_ip: Some(format!("127.0.1.{i}").parse().unwrap()),
+                task_ips: vec![
+                    format!("127.0.2.{i}").parse().unwrap(),
+                    format!("fd00::{i}").parse().unwrap(),
+                ],
+                ports: vec![TaskPort {
+                    port: 31000 + u16::from(i),
+                    protocols: vec![Proto::Tcp, Proto::Udp],
+                    name: Some("redis".into()),
+                }],
+                host_ports: i % 2 == 0,
+                running: true,
+                healthy: None,
+            })
         })
         .collect();
     let vip = Vip {

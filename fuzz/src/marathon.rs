@@ -2,6 +2,8 @@
 //! clap). Paths are relative to `src/`.
 #[path = "../../l4lb-agent/src/marathon/apps.rs"]
 pub mod apps;
+#[path = "../../l4lb-agent/src/marathon/decode.rs"]
+pub mod decode;
 #[path = "../../l4lb-agent/src/marathon/events.rs"]
 pub mod events;
 #[path = "../../l4lb-agent/src/marathon/parse.rs"]

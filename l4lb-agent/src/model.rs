@@ -128,9 +128,10 @@ pub struct TaskPort {
 }
 
 /// Everything a source knows: the datapath's desired state plus the task
-/// records the DNS server publishes. Replaced whole on every sync.
+/// records the DNS server publishes. Replaced whole on every sync; the
+/// records are shared with the source's per-app state, not copied.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Catalog {
     pub services: DesiredState,
-    pub tasks: Vec<TaskRecord>,
+    pub tasks: Vec<std::sync::Arc<TaskRecord>>,
 }

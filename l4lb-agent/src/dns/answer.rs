@@ -271,7 +271,7 @@ fn finish(resp: &mut Message, limit: usize) -> Reply {
 
 #[cfg(test)]
 mod tests {
-    use std::{collections::BTreeSet, time::Instant};
+    use std::{collections::BTreeSet, sync::Arc, time::Instant};
 
     use hickory_proto::{
         op::Query,
@@ -473,12 +473,14 @@ mod tests {
 
     fn many_instances(n: u8) -> Zones {
         let (mut catalog, published) = redis_catalog();
-        let base = catalog.tasks[0].clone();
+        let base = TaskRecord::clone(&catalog.tasks[0]);
         catalog.tasks = (0..n)
-            .map(|i| TaskRecord {
-                task_id: format!("redis-tutorial.{i}"),
-                task_ips: vec![format!("127.1.0.{i}").parse().unwrap()],
-                ..base.clone()
+            .map(|i| {
+                Arc::new(TaskRecord {
+                    task_id: format!("redis-tutorial.{i}"),
+                    task_ips: vec![format!("127.1.0.{i}").parse().unwrap()],
+                    ..base.clone()
+                })
             })
             .collect();
         build_zones(&catalog, &published, &ZoneOptions::default())

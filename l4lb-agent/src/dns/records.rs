@@ -418,7 +418,7 @@ fn address_record(name: &Name, ttl: u32, ip: IpAddr) -> Record {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::net::SocketAddr;
+    use std::{net::SocketAddr, sync::Arc};
 
     use super::*;
     use crate::model::{DesiredState, Proto, ServiceSpec, TaskPort};
@@ -460,7 +460,7 @@ pub(crate) mod tests {
         );
         let catalog = Catalog {
             services,
-            tasks: vec![task],
+            tasks: vec![Arc::new(task)],
         };
         (catalog, [vip].into())
     }
@@ -564,16 +564,16 @@ pub(crate) mod tests {
     #[test]
     fn dcos_zone_names() {
         let (mut catalog, published) = redis_catalog();
-        let mut bridged = catalog.tasks[0].clone();
+        let mut bridged = TaskRecord::clone(&catalog.tasks[0]);
         bridged.app_id = "/group/app".into();
         bridged.task_id = "app.group.1".into();
         bridged.agent_ip = Some("127.0.2.1".parse().unwrap());
         bridged.task_ips = vec!["127.0.9.1".parse().unwrap(), "fd00::9".parse().unwrap()];
-        catalog.tasks.push(bridged.clone());
+        catalog.tasks.push(Arc::new(bridged.clone()));
         let mut container = bridged;
         container.app_id = "/group/web".into();
         container.host_ports = false;
-        catalog.tasks.push(container);
+        catalog.tasks.push(Arc::new(container));
         let z = build_zones(&catalog, &published, &ZoneOptions::default());
         let d = |n: &str| addrs(&z, &format!("{n}.dcos.thisdcos.directory"));
         assert_eq!(d("redis-tutorial.marathon.agentip"), ips(&["127.0.1.11"]));
@@ -606,16 +606,16 @@ pub(crate) mod tests {
     #[test]
     fn only_running_tasks_and_instances_aggregate() {
         let (mut catalog, published) = redis_catalog();
-        let mut second = catalog.tasks[0].clone();
+        let mut second = TaskRecord::clone(&catalog.tasks[0]);
         second.task_id = "redis-tutorial.2".into();
         second.agent_id = "x-S2".into();
         second.task_ips = vec!["127.0.1.12".parse().unwrap()];
-        catalog.tasks.push(second);
-        let mut killing = catalog.tasks[0].clone();
+        catalog.tasks.push(Arc::new(second));
+        let mut killing = TaskRecord::clone(&catalog.tasks[0]);
         killing.task_id = "redis-tutorial.3".into();
         killing.task_ips = vec!["127.0.1.13".parse().unwrap()];
         killing.running = false;
-        catalog.tasks.push(killing);
+        catalog.tasks.push(Arc::new(killing));
         let z = build_zones(&catalog, &published, &ZoneOptions::default());
         assert_eq!(
             addrs(&z, "redis-tutorial.marathon.mesos"),
@@ -632,7 +632,7 @@ pub(crate) mod tests {
     #[test]
     fn udp_tcp_ports_and_agent_fallback() {
         let (mut catalog, published) = redis_catalog();
-        let t = &mut catalog.tasks[0];
+        let t = Arc::make_mut(&mut catalog.tasks[0]);
         t.task_ips.clear();
         t.ports[0].protocols = vec![Proto::Udp, Proto::Tcp];
         t.ports[0].name = Some("Dns_Port".into());
@@ -649,7 +649,7 @@ pub(crate) mod tests {
             assert_eq!(records(&z, owner).len(), 1, "{owner}");
         }
         // No address at all: A records and SRV are left out, not dangling.
-        catalog.tasks[0].agent_ip = None;
+        Arc::make_mut(&mut catalog.tasks[0]).agent_ip = None;
         let z = build_zones(&catalog, &published, &ZoneOptions::default());
         assert!(matches!(
             z.lookup(&lower("_redis-tutorial._tcp.marathon.mesos")),

@@ -495,11 +495,13 @@ mod tests {
 
     fn zones_with(instances: u8) -> Arc<Zones> {
         let (mut catalog, published) = redis_catalog();
-        let base = catalog.tasks[0].clone();
-        let extra = (1..instances).map(|i| TaskRecord {
-            task_id: format!("{REDIS_TASK_ID}-{i}"),
-            task_ips: vec![format!("127.1.0.{i}").parse().unwrap()],
-            ..base.clone()
+        let base = TaskRecord::clone(&catalog.tasks[0]);
+        let extra = (1..instances).map(|i| {
+            Arc::new(TaskRecord {
+                task_id: format!("{REDIS_TASK_ID}-{i}"),
+                task_ips: vec![format!("127.1.0.{i}").parse().unwrap()],
+                ..base.clone()
+            })
         });
         catalog.tasks.extend(extra);
         Arc::new(build_zones(&catalog, &published, &ZoneOptions::default()))

@@ -23,6 +23,7 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     fmt,
     net::{IpAddr, SocketAddr},
+    sync::Arc,
 };
 
 use crate::config::FRAMEWORK;
@@ -452,7 +453,7 @@ impl Group {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Builder {
     groups: BTreeMap<GroupKey, Group>,
-    tasks: Vec<TaskRecord>,
+    tasks: Vec<Arc<TaskRecord>>,
     warnings: Vec<Warning>,
 }
 
@@ -645,7 +646,7 @@ impl Builder {
                 })
             })
             .collect();
-        self.tasks.push(TaskRecord {
+        self.tasks.push(Arc::new(TaskRecord {
             app_id: app.id.clone(),
             task_id: task.id.clone(),
             framework: FRAMEWORK.to_owned(),
@@ -656,7 +657,7 @@ impl Builder {
             host_ports: mode != Mode::Container || specs.iter().any(|s| s.host_index.is_some()),
             running: state == "TASK_RUNNING",
             healthy,
-        });
+        }));
     }
 
     /// Adds one task's addresses for one declaration. An IP VIP takes only
