@@ -4,12 +4,16 @@
 //! medians over rounds are compared (goal: VIP/direct <= 1.03x).
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::Subcommand;
-use l4lb_tests::{Agent, Sandbox, probe_bin};
-use serde::Deserialize;
+use l4lb_tests::{Agent, Sandbox};
 
-use crate::{interrupt, preflight, report, util};
+use crate::{
+    bench_peers::median,
+    interrupt, preflight,
+    probe::{self, Lat},
+    report,
+};
 
 const BACKEND: &str = "127.0.0.2:7000";
 const VIP: &str = "11.0.0.9:7000";
@@ -20,8 +24,6 @@ const MAX_ROUNDS: u32 = 50;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(180);
 const TOTAL_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 const SECTION: &str = "xtask bench socket";
-/// Uncounted connects the probe makes before each measured run.
-const PROBE_WARMUP: u32 = 100;
 
 #[derive(Subcommand)]
 pub enum Bench {
@@ -68,19 +70,6 @@ pub enum Bench {
     All(crate::bench_all::AllArgs),
 }
 
-/// What `l4lb-probe latency` prints.
-#[derive(Clone, Copy, Debug, Deserialize)]
-struct Probe {
-    p50_us: f64,
-    p99_us: f64,
-    mean_us: f64,
-    conns_per_sec: f64,
-    #[serde(default)]
-    ok: u64,
-    #[serde(default)]
-    errors: u64,
-}
-
 pub fn run(what: Bench) -> Result<()> {
     match what {
         Bench::Socket {
@@ -115,47 +104,25 @@ fn socket(iterations: u32, rounds: u32, write: bool) -> Result<()> {
     let (direct, vip) = measure(&mut sb, iterations, rounds, deadline)?;
     drop(sb);
 
-    let (text, markdown) = summarize(&direct, &vip, iterations, rounds, &machine_line());
+    let (text, markdown) = summarize(&direct, &vip, iterations, rounds, &report::machine_line());
     print!("\n{text}");
     if write {
-        let path = util::workspace_root().join("BENCHMARKS.md");
-        let date = util::stdout(std::process::Command::new("date").args(["-u", "+%Y-%m-%d"]))?;
-        let body = markdown.replace("{date}", date.trim());
-        let old = std::fs::read_to_string(&path).unwrap_or_default();
-        std::fs::write(&path, report::replace_section(&old, SECTION, &body))
-            .with_context(|| format!("writing {}", path.display()))?;
-        println!("wrote section \"{SECTION}\" of {}", path.display());
+        report::write_section(SECTION, &markdown, &report::utc_date()?)?;
     }
     Ok(())
-}
-
-/// nproc, kernel, CPU and load (other work is the main noise on 2 cores).
-fn machine_line() -> String {
-    let mut machine = report::machine_info();
-    if let Ok(l) = std::fs::read_to_string("/proc/loadavg") {
-        machine.push((
-            "loadavg",
-            l.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
-        ));
-    }
-    machine
-        .iter()
-        .map(|(k, v)| format!("{k}: {v}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// The result as terminal text and as a BENCHMARKS.md section body (with a
 /// `{date}` placeholder).
 fn summarize(
-    direct: &[Probe],
-    vip: &[Probe],
+    direct: &[Lat],
+    vip: &[Lat],
     iterations: u32,
     rounds: u32,
     machine: &str,
 ) -> (String, String) {
-    let (d, v) = (median(direct), median(vip));
-    let fmt = |p: &Probe| {
+    let (d, v) = (medians(direct), medians(vip));
+    let fmt = |p: &Lat| {
         vec![
             format!("{:.1}", p.p50_us),
             format!("{:.1}", p.p99_us),
@@ -182,7 +149,7 @@ fn summarize(
         if p50_ratio <= GOAL { "met" } else { "NOT met" }
     );
     // Round-to-round spread: a VIP/direct difference inside it is noise.
-    let range = |runs: &[Probe]| {
+    let range = |runs: &[Lat]| {
         let lo = runs.iter().map(|p| p.p50_us).fold(f64::INFINITY, f64::min);
         let hi = runs
             .iter()
@@ -219,7 +186,7 @@ fn measure(
     iterations: u32,
     rounds: u32,
     deadline: Instant,
-) -> Result<(Vec<Probe>, Vec<Probe>)> {
+) -> Result<(Vec<Lat>, Vec<Lat>)> {
     sb.spawn_testsrv("b1", &[BACKEND], &[])?;
     let yaml = format!("vips:\n  - vip: {VIP}\n    protocol: tcp\n    backends: [\"{BACKEND}\"]\n");
     let mut agent = Agent::start(sb, &yaml)?;
@@ -237,7 +204,7 @@ fn measure_with(
     iterations: u32,
     rounds: u32,
     deadline: Instant,
-) -> Result<(Vec<Probe>, Vec<Probe>)> {
+) -> Result<(Vec<Lat>, Vec<Lat>)> {
     agent.wait_vips(1, Duration::from_secs(30))?;
     println!(
         "sandbox {}: testsrv b1 on {BACKEND}, agent with VIP {VIP} -> {BACKEND}",
@@ -247,7 +214,7 @@ fn measure_with(
     // Warm-up (not counted): page cache, CPU frequency, the VIP path works.
     let warm = iterations.min(1000);
     for to in [BACKEND, VIP] {
-        probe(sb, to, warm, deadline).with_context(|| format!("warm-up probe to {to}"))?;
+        probe(sb, &[to], warm, deadline).with_context(|| format!("warm-up probe to {to}"))?;
     }
 
     let (mut direct, mut vip) = (Vec::new(), Vec::new());
@@ -279,101 +246,49 @@ fn measure_with(
             .sum();
         let made = u64::from(rounds) * u64::from(iterations)
             + u64::from(warm)
-            + u64::from(rounds + 1) * u64::from(PROBE_WARMUP);
-        // (warm-up probes of the pairs count too: PROBE_WARMUP per round)
+            + u64::from(rounds + 1) * u64::from(probe::WARMUP);
+        // (warm-up probes of the pairs count too: probe::WARMUP per round)
         println!("BPF counted {connects} connects to the VIP (the probe made {made})");
     }
     Ok((direct, vip))
 }
 
-fn probe(sb: &Sandbox, to: &str, n: u32, deadline: Instant) -> Result<Probe> {
-    let out = run_probe(sb, &[to], n, deadline)?;
-    parse_probe(to, &out)
-}
-
-/// Direct and VIP interleaved in one probe run: `{"targets": [direct, vip]}`.
-fn probe_pair(sb: &Sandbox, n: u32, deadline: Instant) -> Result<(Probe, Probe)> {
-    let out = run_probe(sb, &[BACKEND, VIP], n, deadline)?;
-    let v: serde_json::Value =
-        serde_json::from_str(out.trim()).with_context(|| format!("l4lb-probe printed {out:?}"))?;
-    let t = v["targets"]
-        .as_array()
-        .filter(|t| t.len() == 2)
-        .with_context(|| format!("no targets pair in {out}"))?;
-    Ok((
-        parse_probe(BACKEND, &t[0].to_string())?,
-        parse_probe(VIP, &t[1].to_string())?,
-    ))
-}
-
-fn run_probe(sb: &Sandbox, to: &[&str], n: u32, deadline: Instant) -> Result<String> {
-    interrupt::check()?;
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        bail!("benchmark exceeded its {TOTAL_TIMEOUT:?} budget");
-    }
-    let mut cmd = sb.in_cgroup(probe_bin());
-    cmd.arg("latency");
-    for t in to {
-        cmd.args(["--to", t]);
-    }
-    // --rst: ~100k connections per run must not pile up in TIME_WAIT.
-    cmd.args([
-        "-n",
-        &n.to_string(),
-        "--warmup",
-        &PROBE_WARMUP.to_string(),
-        "--rst",
-    ]);
-    let out = util::output_timeout(&mut cmd, PROBE_TIMEOUT.min(left))?;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() {
+/// One probe run over `to` (interleaved), one result per target. Fails on
+/// any failed connect: latencies of a run with failed connects would not
+/// compare like for like.
+fn probe(sb: &Sandbox, to: &[&str], n: u32, deadline: Instant) -> Result<Vec<Lat>> {
+    let lats = probe::latency(sb, to, n, PROBE_TIMEOUT, deadline)?;
+    if let Some(l) = lats.iter().find(|l| l.errors > 0) {
         bail!(
-            "l4lb-probe latency --to {to:?} failed ({}): {}{}",
-            out.status,
-            stdout,
-            String::from_utf8_lossy(&out.stderr)
+            "l4lb-probe latency --to {}: {} ok, {} errors: {}",
+            l.to,
+            l.ok,
+            l.errors,
+            l.error_kinds
         );
     }
-    Ok(stdout)
+    Ok(lats)
 }
 
-fn parse_probe(to: &str, json: &str) -> Result<Probe> {
-    let p: Probe = serde_json::from_str(json.trim())
-        .with_context(|| format!("l4lb-probe printed {json:?}"))?;
-    // Latencies of a run with failed connects would not compare like for like.
-    if p.errors > 0 || p.ok == 0 {
-        bail!(
-            "l4lb-probe latency --to {to}: {} ok, {} errors: {}",
-            p.ok,
-            p.errors,
-            json.trim()
-        );
-    }
-    Ok(p)
+/// Direct and VIP interleaved in one probe run.
+fn probe_pair(sb: &Sandbox, n: u32, deadline: Instant) -> Result<(Lat, Lat)> {
+    let [d, v]: [Lat; 2] = probe(sb, &[BACKEND, VIP], n, deadline)?
+        .try_into()
+        .map_err(|t: Vec<Lat>| anyhow!("no targets pair: {t:?}"))?;
+    Ok((d, v))
 }
 
-/// Per-field medians over rounds.
-fn median(runs: &[Probe]) -> Probe {
-    let m = |f: fn(&Probe) -> f64| {
-        let mut v: Vec<f64> = runs.iter().map(f).collect();
-        v.sort_by(f64::total_cmp);
-        let n = v.len();
-        if n == 0 {
-            f64::NAN
-        } else if n % 2 == 1 {
-            v[n / 2]
-        } else {
-            (v[n / 2 - 1] + v[n / 2]) / 2.0
-        }
-    };
-    Probe {
+/// Per-field medians over rounds; ok and errors summed.
+fn medians(runs: &[Lat]) -> Lat {
+    let m = |f: fn(&Lat) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
+    Lat {
         p50_us: m(|p| p.p50_us),
         p99_us: m(|p| p.p99_us),
         mean_us: m(|p| p.mean_us),
         conns_per_sec: m(|p| p.conns_per_sec),
         ok: runs.iter().map(|p| p.ok).sum(),
         errors: runs.iter().map(|p| p.errors).sum(),
+        ..Lat::default()
     }
 }
 
@@ -383,27 +298,27 @@ mod tests {
 
     #[test]
     fn median_odd_even() {
-        let p = |x: f64| Probe {
+        let p = |x: f64| Lat {
             p50_us: x,
             p99_us: x,
             mean_us: x,
             conns_per_sec: x,
             ok: 1,
-            errors: 0,
+            ..Lat::default()
         };
-        assert_eq!(median(&[p(3.0), p(1.0), p(2.0)]).p50_us, 2.0);
-        assert_eq!(median(&[p(4.0), p(1.0), p(2.0), p(3.0)]).p99_us, 2.5);
+        assert_eq!(medians(&[p(3.0), p(1.0), p(2.0)]).p50_us, 2.0);
+        assert_eq!(medians(&[p(4.0), p(1.0), p(2.0), p(3.0)]).p99_us, 2.5);
     }
 
     #[test]
     fn summary_ratio_and_verdict() {
-        let p = |x: f64| Probe {
+        let p = |x: f64| Lat {
             p50_us: x,
             p99_us: 2.0 * x,
             mean_us: x,
             conns_per_sec: 1e6 / x,
             ok: 1,
-            errors: 0,
+            ..Lat::default()
         };
         let (text, md) = summarize(
             &[p(100.0), p(104.0)],

@@ -23,8 +23,10 @@ use l4lb_tests::{Agent, Sandbox, agent_bin};
 use serde_json::Value;
 
 use crate::{
-    bench_peers::{git_rev, machine_line, run_in, today, write_section},
-    interrupt, preflight, report, util,
+    bench_peers::{git_rev, run_in},
+    interrupt, preflight,
+    report::{self, machine_line, today},
+    util,
 };
 
 const SECTION: &str = "xtask bench all";
@@ -477,7 +479,7 @@ fn write_summary(md: &str) -> Result<()> {
     let old = std::fs::read_to_string(&path).unwrap_or_default();
     let begin = format!("<!-- BEGIN {SECTION} -->");
     if old.contains(&begin) || !old.starts_with("# ") {
-        return write_section(SECTION, md);
+        return report::write_section(SECTION, md, &today());
     }
     let body = md.replace("{date}", &today());
     let (title, rest) = old.split_once('\n').unwrap_or((&old, ""));
@@ -612,7 +614,7 @@ pub fn profile(a: ProfileArgs) -> Result<()> {
     print!("\n{text}");
     println!("(took {:.0} s)", started.elapsed().as_secs_f64());
     if a.write {
-        write_section(SECTION_PROFILE, &md)?;
+        report::write_section(SECTION_PROFILE, &md, &today())?;
     }
     Ok(())
 }

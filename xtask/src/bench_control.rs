@@ -379,32 +379,6 @@ fn mmm(v: &[f64], prec: usize) -> String {
     format!("{:.prec$} ({lo:.prec$}-{hi:.prec$})", median(v))
 }
 
-fn machine_line() -> String {
-    let mut m = report::machine_info();
-    if let Ok(l) = fs::read_to_string("/proc/loadavg") {
-        m.push((
-            "loadavg",
-            l.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
-        ));
-    }
-    m.iter()
-        .map(|(k, v)| format!("{k}: {v}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn write_section(section: &str, markdown: &str) -> Result<()> {
-    let path = util::workspace_root().join("BENCHMARKS.md");
-    let date = util::stdout(Command::new("date").args(["-u", "+%Y-%m-%d"]))?;
-    let body = markdown.replace("{date}", date.trim());
-    // Re-read right before writing: other benchmarks write other sections.
-    let old = fs::read_to_string(&path).unwrap_or_default();
-    fs::write(&path, report::replace_section(&old, section, &body))
-        .with_context(|| format!("writing {}", path.display()))?;
-    println!("wrote section \"{section}\" of {}", path.display());
-    Ok(())
-}
-
 fn check_deadline(deadline: Instant) -> Result<()> {
     interrupt::check()?;
     if Instant::now() >= deadline {
@@ -914,11 +888,11 @@ pub fn marathon(a: MarathonArgs) -> Result<()> {
         drop(sb);
     }
     let ev = events_run(a.event_apps, a.tasks, a.events, deadline)?;
-    let (text, md) = summarize_marathon(&a, &runs, body_mb, slots, &ev, &machine_line());
+    let (text, md) = summarize_marathon(&a, &runs, body_mb, slots, &ev, &report::machine_line());
     print!("\n{text}");
     println!("(took {:.0} s)", started.elapsed().as_secs_f64());
     if a.write {
-        write_section(MARATHON_SECTION, &md)?;
+        report::write_section(MARATHON_SECTION, &md, &report::utc_date()?)?;
     }
     Ok(())
 }
@@ -1335,16 +1309,11 @@ fn dnsperf(
     if let Some(q) = limit {
         cmd.args(["-Q", q]);
     }
-    let out = util::output_timeout(&mut cmd, Duration::from_secs(u64::from(seconds) + 30))?;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() {
-        bail!(
-            "dnsperf failed ({}): {stdout}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(stdout)
+    util::stdout_timeout(
+        &mut cmd,
+        "dnsperf",
+        Duration::from_secs(u64::from(seconds) + 30),
+    )
 }
 
 fn dns_run(sb: &Sandbox, pid: u32, file: &Path, seconds: u32, load: Load) -> Result<DnsRun> {
@@ -1398,10 +1367,10 @@ pub fn dns(a: DnsArgs) -> Result<()> {
     stopped?;
     drop(m);
     drop(sb);
-    let (text, md) = summarize_dns(&a, &res, &machine_line());
+    let (text, md) = summarize_dns(&a, &res, &report::machine_line());
     print!("\n{text}");
     if a.write {
-        write_section(DNS_SECTION, &md)?;
+        report::write_section(DNS_SECTION, &md, &report::utc_date()?)?;
     }
     Ok(())
 }

@@ -38,13 +38,17 @@ use anyhow::{Context, Result, bail};
 use l4lb_tests::{Agent, Sandbox, agent_bin, probe_bin};
 use serde_json::Value;
 
-use crate::{interrupt, preflight, report, util};
+use crate::{
+    interrupt, preflight,
+    probe::{self, Lat},
+    report, util,
+};
 
 pub const MAX_ITERATIONS: u32 = 100_000;
 pub const MAX_ROUNDS: u32 = 50;
-const PROBE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Kill timeout of one probe run (also bench scaling's).
+pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(300);
 const TOTAL_TIMEOUT: Duration = Duration::from_secs(20 * 60);
-const PROBE_WARMUP: u32 = 100;
 
 const BACKEND: &str = "127.0.0.2:7000";
 const L4LB_VIP: &str = "11.0.0.9:7000";
@@ -90,101 +94,6 @@ pub struct RedisArgs {
 // ---------------------------------------------------------------------------
 // Shared with bench_scaling / bench_all.
 
-/// One target's result of one `l4lb-probe latency` run.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Lat {
-    pub to: String,
-    pub p50_us: f64,
-    pub p99_us: f64,
-    #[allow(dead_code)]
-    pub mean_us: f64,
-    pub conns_per_sec: f64,
-    pub ok: u64,
-    pub errors: u64,
-    pub error_kinds: String,
-}
-
-impl Lat {
-    fn from_json(v: &Value) -> Result<Lat> {
-        let f = |k: &str| v[k].as_f64().with_context(|| format!("no {k} in {v}"));
-        Ok(Lat {
-            to: v["to"].as_str().unwrap_or("?").to_string(),
-            p50_us: f("p50_us")?,
-            p99_us: f("p99_us")?,
-            mean_us: f("mean_us")?,
-            conns_per_sec: f("conns_per_sec")?,
-            ok: v["ok"].as_u64().unwrap_or(0),
-            errors: v["errors"].as_u64().unwrap_or(0),
-            error_kinds: v["error_kinds"].to_string(),
-        })
-    }
-}
-
-/// `l4lb-probe latency --rst` in the sandbox's netns and cgroup, targets
-/// interleaved connection by connection; one result per target, in order.
-/// Fails if a target had no successful connection.
-pub(crate) fn probe_latency(
-    sb: &Sandbox,
-    targets: &[&str],
-    n: u32,
-    deadline: Instant,
-) -> Result<Vec<Lat>> {
-    interrupt::check()?;
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        bail!("benchmark exceeded its time budget");
-    }
-    let mut cmd = sb.in_cgroup(probe_bin());
-    cmd.arg("latency");
-    for t in targets {
-        cmd.args(["--to", t]);
-    }
-    // --rst: tens of thousands of connections must not pile up in TIME_WAIT.
-    cmd.args([
-        "-n",
-        &n.to_string(),
-        "--warmup",
-        &PROBE_WARMUP.to_string(),
-        "--rst",
-    ]);
-    let out = util::output_timeout(&mut cmd, PROBE_TIMEOUT.min(left))?;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() {
-        bail!(
-            "l4lb-probe latency {targets:?} failed ({}): {stdout}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let v: Value = serde_json::from_str(stdout.trim())
-        .with_context(|| format!("l4lb-probe printed {stdout:?}"))?;
-    let list: Vec<Value> = if targets.len() == 1 {
-        vec![v]
-    } else {
-        v["targets"]
-            .as_array()
-            .cloned()
-            .with_context(|| format!("no targets in {stdout}"))?
-    };
-    if list.len() != targets.len() {
-        bail!(
-            "l4lb-probe answered for {} of {} targets",
-            list.len(),
-            targets.len()
-        );
-    }
-    let lats = list
-        .iter()
-        .map(Lat::from_json)
-        .collect::<Result<Vec<_>>>()?;
-    for l in &lats {
-        if l.ok == 0 {
-            bail!("no connection to {} succeeded: {}", l.to, l.error_kinds);
-        }
-    }
-    Ok(lats)
-}
-
 pub(crate) fn median(v: &[f64]) -> f64 {
     let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
     v.sort_by(f64::total_cmp);
@@ -206,22 +115,6 @@ pub(crate) fn min_max(v: &[f64]) -> (f64, f64) {
 pub(crate) fn med_range(v: &[f64], prec: usize) -> String {
     let (lo, hi) = min_max(v);
     format!("{:.prec$} ({lo:.prec$}-{hi:.prec$})", median(v))
-}
-
-/// nproc, kernel, CPU model and load average (other work is the main noise
-/// on 2 shared cores).
-pub(crate) fn machine_line() -> String {
-    let mut m = report::machine_info();
-    if let Ok(l) = std::fs::read_to_string("/proc/loadavg") {
-        m.push((
-            "loadavg",
-            l.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
-        ));
-    }
-    m.iter()
-        .map(|(k, v)| format!("{k}: {v}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// `commit abc1234` (`+ uncommitted changes` when the tree is dirty), for
@@ -248,37 +141,10 @@ pub(crate) fn git_rev() -> String {
     )
 }
 
-pub(crate) fn today() -> String {
-    util::stdout(Command::new("date").args(["-u", "+%Y-%m-%d"]))
-        .map(|d| d.trim().to_string())
-        .unwrap_or_else(|_| "?".into())
-}
-
-/// Replaces (or appends) section `id` of BENCHMARKS.md; `{date}` in `body`
-/// becomes today's date.
-pub(crate) fn write_section(id: &str, body: &str) -> Result<()> {
-    let path = util::workspace_root().join("BENCHMARKS.md");
-    let body = body.replace("{date}", &today());
-    let old = std::fs::read_to_string(&path).unwrap_or_default();
-    std::fs::write(&path, report::replace_section(&old, id, &body))
-        .with_context(|| format!("writing {}", path.display()))?;
-    println!("wrote section \"{id}\" of {}", path.display());
-    Ok(())
-}
-
 /// Runs a command (inside the sandbox, by construction of `cmd`) and fails
 /// with its stderr on a non-zero exit.
 pub(crate) fn run_in(cmd: &mut Command, what: &str) -> Result<String> {
-    let out = util::output_timeout(cmd, Duration::from_secs(120))?;
-    if !out.status.success() {
-        bail!(
-            "{what} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    util::stdout_timeout(cmd, what, Duration::from_secs(120))
 }
 
 /// Waits until `l4lb-probe tcp --to ADDR` (in the netns, not the cgroup)
@@ -385,22 +251,45 @@ impl PeerRuns {
 }
 
 pub fn peers(a: PeersArgs) -> Result<()> {
-    if a.write && a.rounds < 5 {
+    in_one_sandbox(
+        "peers",
+        SECTION_PEERS,
+        a.rounds,
+        a.write,
+        |sb, deadline| peers_in(sb, &a, deadline),
+        |(runs, checks), load_before, machine| {
+            peers_summary(runs, checks, &a, load_before, machine)
+        },
+    )
+}
+
+/// The frame `bench peers` and `bench redis` share: one sandbox for the whole
+/// run, the machine's load before and after it (the main noise, so the report
+/// names both), the run time, and the section when `--write` asks for it.
+fn in_one_sandbox<R>(
+    sandbox: &str,
+    section: &str,
+    rounds: u32,
+    write: bool,
+    measure: impl FnOnce(&mut Sandbox, Instant) -> Result<R>,
+    summarize: impl FnOnce(&R, &str, &str) -> (String, String),
+) -> Result<()> {
+    if write && rounds < 5 {
         bail!("--write records published numbers: use at least 5 rounds");
     }
     preflight::kernel_task(true)?;
     interrupt::install();
     let started = Instant::now();
     let deadline = started + TOTAL_TIMEOUT;
-    let load_before = machine_line();
-    let mut sb = Sandbox::new("peers")?;
-    let (runs, checks) = peers_in(&mut sb, &a, deadline)?;
+    let load_before = report::machine_line();
+    let mut sb = Sandbox::new(sandbox)?;
+    let result = measure(&mut sb, deadline)?;
     drop(sb);
-    let (text, md) = peers_summary(&runs, &checks, &a, &load_before, &machine_line());
+    let (text, md) = summarize(&result, &load_before, &report::machine_line());
     print!("\n{text}");
     println!("(took {:.0} s)", started.elapsed().as_secs_f64());
-    if a.write {
-        write_section(SECTION_PEERS, &md)?;
+    if write {
+        report::write_section(section, &md, &report::today())?;
     }
     Ok(())
 }
@@ -484,7 +373,7 @@ fn peers_in(sb: &mut Sandbox, a: &PeersArgs, deadline: Instant) -> Result<(PeerR
     stopped?;
     let made = |t: Target| -> u64 {
         runs.of(t).iter().map(|l| l.ok + l.errors).sum::<u64>()
-            + u64::from(a.rounds + 1) * u64::from(PROBE_WARMUP)
+            + u64::from(a.rounds + 1) * u64::from(probe::WARMUP)
             + u64::from(a.iterations.min(1000))
     };
     let mut checks = Vec::new();
@@ -514,7 +403,7 @@ fn peers_rounds(sb: &Sandbox, agent: &Agent, a: &PeersArgs, deadline: Instant) -
     );
     // Warm-up (not counted): caches, CPU frequency, every path works.
     let all: Vec<&str> = addrs.iter().map(String::as_str).collect();
-    probe_latency(sb, &all, a.iterations.min(1000), deadline).context("warm-up")?;
+    probe::latency(sb, &all, a.iterations.min(1000), PROBE_TIMEOUT, deadline).context("warm-up")?;
 
     let mut runs = PeerRuns {
         runs: Target::ALL.iter().map(|t| (*t, Vec::new())).collect(),
@@ -538,7 +427,7 @@ fn peers_rounds(sb: &Sandbox, agent: &Agent, a: &PeersArgs, deadline: Instant) -
         let mut to: Vec<String> = order.iter().map(|t| t.addr()).collect();
         to.push(BACKEND.to_string());
         let to: Vec<&str> = to.iter().map(String::as_str).collect();
-        let mut lats = probe_latency(sb, &to, a.iterations, deadline)
+        let mut lats = probe::latency(sb, &to, a.iterations, PROBE_TIMEOUT, deadline)
             .with_context(|| format!("round {}", r + 1))?;
         lats.pop(); // settle
         for (t, l) in order.iter().zip(lats) {
@@ -777,24 +666,16 @@ fn cgroup_cpu_s(cg: &std::path::Path) -> Result<f64> {
 }
 
 pub fn redis(a: RedisArgs) -> Result<()> {
-    if a.write && a.rounds < 5 {
-        bail!("--write records published numbers: use at least 5 rounds");
-    }
-    preflight::kernel_task(true)?;
-    interrupt::install();
-    let started = Instant::now();
-    let deadline = started + TOTAL_TIMEOUT;
-    let load_before = machine_line();
-    let mut sb = Sandbox::new("redis")?;
-    let (direct, vip, check) = redis_in(&mut sb, &a, deadline)?;
-    drop(sb);
-    let (text, md) = redis_summary(&direct, &vip, &check, &a, &load_before, &machine_line());
-    print!("\n{text}");
-    println!("(took {:.0} s)", started.elapsed().as_secs_f64());
-    if a.write {
-        write_section(SECTION_REDIS, &md)?;
-    }
-    Ok(())
+    in_one_sandbox(
+        "redis",
+        SECTION_REDIS,
+        a.rounds,
+        a.write,
+        |sb, deadline| redis_in(sb, &a, deadline),
+        |(direct, vip, check), load_before, machine| {
+            redis_summary(direct, vip, check, &a, load_before, machine)
+        },
+    )
 }
 
 fn redis_in(
@@ -910,11 +791,7 @@ fn redis_bench(
     c: u32,
     deadline: Instant,
 ) -> Result<RedisRun> {
-    interrupt::check()?;
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        bail!("benchmark exceeded its time budget");
-    }
+    let left = util::time_left(deadline)?;
     let mut cmd = sb.in_cgroup("redis-benchmark");
     cmd.args([
         "-h",
@@ -932,14 +809,7 @@ fn redis_bench(
     let cpu0 = cgroup_cpu_s(sb.cgroup()).ok().zip(proc_cpu_s(server).ok());
     let out = util::output_timeout(&mut cmd, Duration::from_secs(300).min(left))?;
     let cpu1 = cgroup_cpu_s(sb.cgroup()).ok().zip(proc_cpu_s(server).ok());
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() {
-        bail!(
-            "redis-benchmark -h {host} failed ({}): {stdout}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let stdout = util::success_stdout(&out, &format!("redis-benchmark -h {host}"))?;
     let tests = parse_redis_csv(&stdout);
     if tests.len() != REDIS_TESTS.len() {
         bail!("redis-benchmark printed {stdout:?}");

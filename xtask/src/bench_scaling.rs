@@ -29,8 +29,10 @@ use anyhow::{Context, Result, bail};
 use l4lb_tests::{Agent, Sandbox};
 
 use crate::{
-    bench_peers::{Lat, machine_line, med_range, median, min_max, probe_latency, write_section},
-    interrupt, plot, preflight, report, util,
+    bench_peers::{PROBE_TIMEOUT, med_range, median, min_max},
+    interrupt, plot, preflight,
+    probe::{self, Lat},
+    report, util,
 };
 
 const SECTION: &str = "xtask bench scaling";
@@ -76,6 +78,16 @@ fn dummy_backend(i: u32) -> String {
     )
 }
 
+/// Backend of service `i` of `n`: the live one for the last (measured)
+/// service, a dummy for the others.
+fn backend(i: u32, n: u32) -> String {
+    if i == n - 1 {
+        BACKEND.to_string()
+    } else {
+        dummy_backend(i)
+    }
+}
+
 fn l4lb_vip(n: u32) -> String {
     format!("{}:{PORT}", vip(1, n - 1))
 }
@@ -89,11 +101,7 @@ fn agent_yaml(n: u32) -> String {
     let mut s = String::with_capacity(n as usize * 64);
     s.push_str("vips:\n");
     for i in 0..n {
-        let be = if i == n - 1 {
-            BACKEND.to_string()
-        } else {
-            dummy_backend(i)
-        };
+        let be = backend(i, n);
         let _ = writeln!(
             s,
             "  - {{vip: \"{}:{PORT}\", backends: [\"{be}\"]}}",
@@ -110,11 +118,7 @@ fn iptables_rules(n: u32) -> String {
     s.push_str("*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:SVC - [0:0]\n");
     s.push_str("-A OUTPUT -d 11.128.0.0/9 -j SVC\n");
     for i in 0..n {
-        let be = if i == n - 1 {
-            BACKEND.to_string()
-        } else {
-            dummy_backend(i)
-        };
+        let be = backend(i, n);
         let _ = writeln!(
             s,
             "-A SVC -d {}/32 -p tcp -m tcp --dport {PORT} -j DNAT --to-destination {be}",
@@ -168,13 +172,13 @@ pub fn run(a: ScalingArgs) -> Result<()> {
     interrupt::install();
     let started = Instant::now();
     let deadline = started + TOTAL_TIMEOUT;
-    let load_before = machine_line();
+    let load_before = report::machine_line();
     let mut counts = a.services.clone();
     counts.sort_unstable();
     counts.dedup();
     let points = measure_all(&counts, &a, deadline)?;
     let ipvs = ipvs_note();
-    let (text, md) = summarize(&points, &a, &ipvs, &load_before, &machine_line());
+    let (text, md) = summarize(&points, &a, &ipvs, &load_before, &report::machine_line());
     print!("\n{text}");
     println!("(took {:.0} s)", started.elapsed().as_secs_f64());
     if a.write {
@@ -182,7 +186,7 @@ pub fn run(a: ScalingArgs) -> Result<()> {
         for f in &files {
             println!("wrote {}", f.display());
         }
-        write_section(SECTION, &md)?;
+        report::write_section(SECTION, &md, &report::today())?;
     }
     Ok(())
 }
@@ -288,9 +292,16 @@ fn measure_all(counts: &[u32], a: &ScalingArgs, deadline: Instant) -> Result<Vec
         // Warm-up, and a check that every VIP works.
         for s in &setups {
             let w = a.iterations.min(500);
-            probe_latency(&s.l, &[BACKEND, &l4lb_vip(s.n)], w, deadline).context("l4lb warm-up")?;
-            probe_latency(&s.ipt, &[BACKEND, &ipt_vip(s.n)], w, deadline)
-                .context("iptables warm-up")?;
+            probe::latency(&s.l, &[BACKEND, &l4lb_vip(s.n)], w, PROBE_TIMEOUT, deadline)
+                .context("l4lb warm-up")?;
+            probe::latency(
+                &s.ipt,
+                &[BACKEND, &ipt_vip(s.n)],
+                w,
+                PROBE_TIMEOUT,
+                deadline,
+            )
+            .context("iptables warm-up")?;
         }
         let k = setups.len();
         for r in 0..a.rounds as usize {
@@ -298,7 +309,8 @@ fn measure_all(counts: &[u32], a: &ScalingArgs, deadline: Instant) -> Result<Vec
                 let idx = (j + r) % k;
                 let (s, p) = (&setups[idx], &mut points[idx]);
                 let run = |sb: &Sandbox, vip: &str| -> Result<(Lat, Lat)> {
-                    let mut v = probe_latency(sb, &[BACKEND, vip], a.iterations, deadline)?;
+                    let mut v =
+                        probe::latency(sb, &[BACKEND, vip], a.iterations, PROBE_TIMEOUT, deadline)?;
                     let x = v.pop().context("vip result")?;
                     Ok((v.pop().context("direct result")?, x))
                 };

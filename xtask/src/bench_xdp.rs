@@ -109,33 +109,13 @@ pub fn run(rounds: u32, seconds: u32, write: bool) -> Result<()> {
             runs.push(rate);
         }
     }
-    let (text, markdown) = summarize(&costs, &pps, rounds, seconds, &machine_line());
+    let (text, markdown) = summarize(&costs, &pps, rounds, seconds, &report::machine_line());
     print!("\n{text}");
     println!("(took {:.0} s)", started.elapsed().as_secs_f64());
     if write {
-        let path = util::workspace_root().join("BENCHMARKS.md");
-        let date = util::stdout(Command::new("date").args(["-u", "+%Y-%m-%d"]))?;
-        let body = markdown.replace("{date}", date.trim());
-        let old = std::fs::read_to_string(&path).unwrap_or_default();
-        std::fs::write(&path, report::replace_section(&old, SECTION, &body))
-            .with_context(|| format!("writing {}", path.display()))?;
-        println!("wrote section \"{SECTION}\" of {}", path.display());
+        report::write_section(SECTION, &markdown, &report::utc_date()?)?;
     }
     Ok(())
-}
-
-fn machine_line() -> String {
-    let mut m = report::machine_info();
-    if let Ok(l) = std::fs::read_to_string("/proc/loadavg") {
-        m.push((
-            "loadavg",
-            l.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
-        ));
-    }
-    m.iter()
-        .map(|(k, v)| format!("{k}: {v}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// `l4lb-agent explain --repeat` on the loaded program in a fresh topology.

@@ -9,6 +9,7 @@ mod demo;
 mod interrupt;
 mod plot;
 mod preflight;
+mod probe;
 mod report;
 mod setup;
 mod tasks;

@@ -1,4 +1,9 @@
-//! Plain-text tables and the BENCHMARKS.md section writer.
+//! Plain-text tables, the machine line and the BENCHMARKS.md section writer.
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+use crate::util;
 
 /// Renders rows as a left-aligned first column and right-aligned others.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -100,6 +105,45 @@ pub fn machine_info() -> Vec<(&'static str, String)> {
         })
         .unwrap_or_else(|| "?".into());
     vec![("nproc", nproc), ("kernel", kernel), ("cpu", cpu)]
+}
+
+/// nproc, kernel, CPU model and load average as one line: other work is the
+/// main noise on 2 shared cores, so every report says how busy the machine was.
+pub fn machine_line() -> String {
+    let mut m = machine_info();
+    if let Ok(l) = std::fs::read_to_string("/proc/loadavg") {
+        m.push((
+            "loadavg",
+            l.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+        ));
+    }
+    m.iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Today's UTC date (`date -u +%Y-%m-%d`), for the `{date}` of a section.
+pub fn utc_date() -> Result<String> {
+    util::stdout(Command::new("date").args(["-u", "+%Y-%m-%d"])).map(|d| d.trim().to_string())
+}
+
+/// [`utc_date`], or `?` if `date` fails: for reports that go on without it.
+pub fn today() -> String {
+    utc_date().unwrap_or_else(|_| "?".into())
+}
+
+/// Replaces (or appends) section `id` of BENCHMARKS.md; `{date}` in `body`
+/// becomes `date`.
+pub fn write_section(id: &str, body: &str, date: &str) -> Result<()> {
+    let path = util::workspace_root().join("BENCHMARKS.md");
+    let body = body.replace("{date}", date);
+    // Re-read right before writing: other benchmarks write other sections.
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    std::fs::write(&path, replace_section(&old, id, &body))
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!("wrote section \"{id}\" of {}", path.display());
+    Ok(())
 }
 
 #[cfg(test)]

@@ -122,6 +122,40 @@ pub fn output_timeout(cmd: &mut Command, timeout: std::time::Duration) -> Result
     })
 }
 
+/// Time left before `deadline`; fails once it has passed (or on Ctrl-C), so
+/// that no new load starts after a benchmark has used up its budget.
+pub fn time_left(deadline: std::time::Instant) -> Result<std::time::Duration> {
+    crate::interrupt::check()?;
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    if left.is_zero() {
+        bail!("benchmark exceeded its time budget");
+    }
+    Ok(left)
+}
+
+/// [`output_timeout`], then [`success_stdout`].
+pub fn stdout_timeout(
+    cmd: &mut Command,
+    what: &str,
+    timeout: std::time::Duration,
+) -> Result<String> {
+    success_stdout(&output_timeout(cmd, timeout)?, what)
+}
+
+/// The stdout of a finished command; fails on a non-zero exit with both
+/// outputs (a tool often explains itself on stdout), naming it `what`.
+pub fn success_stdout(out: &Output, what: &str) -> Result<String> {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}): {stdout}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(stdout)
+}
+
 /// Cargo's target directory (CARGO_TARGET_DIR or `<workspace>/target`).
 pub fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
