@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Load the datapath and keep it equal to the VIP source until SIGTERM/SIGINT.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the VIP table from the pinned maps (works while the agent is stopped).
     Vips {
         #[arg(long, default_value = DEFAULT_PIN_ROOT)]

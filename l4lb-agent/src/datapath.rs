@@ -76,7 +76,7 @@ struct ZeroStats {
 #[error("map write {index} ({op:?}) failed: {source}")]
 pub struct ApplyError {
     pub index: usize,
-    pub op: Op,
+    pub op: Box<Op>,
     #[source]
     pub source: aya::maps::MapError,
 }
@@ -134,7 +134,7 @@ impl Maps {
         for (index, op) in ops.iter().enumerate() {
             self.apply_one(op).map_err(|source| ApplyError {
                 index,
-                op: op.clone(),
+                op: Box::new(op.clone()),
                 source,
             })?;
         }
@@ -144,7 +144,7 @@ impl Maps {
     fn apply_one(&mut self, op: &Op) -> Result<(), aya::maps::MapError> {
         match op {
             Op::PutBackend(id, b) => self.backends.insert(id, b, 0),
-            Op::WriteSlots { base, backends } => self.slots.write(*base, backends),
+            Op::WriteSlots { base, table } => self.slots.write(*base, &table.fill()),
             Op::PutMember(k, w) => self.members.insert(
                 k,
                 MemberValue {

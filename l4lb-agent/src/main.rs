@@ -35,7 +35,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            rt.block_on(run::run(args))
+            rt.block_on(run::run(*args))
         }
         Command::Vips { pin_root, json } => {
             let maps = datapath::Maps::open_pinned(&pin_root)?;

@@ -59,14 +59,32 @@ impl Applied {
     }
 }
 
+/// A service's Maglev table, filled when it is written: the plan of a full
+/// sync would otherwise hold every service's table at once (10,000 services
+/// of 503 slots: 20 MB), where the members take a tenth of that.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotTable {
+    pub size: u32,
+    /// (backend id, address, weight); the address keys the permutation.
+    members: Vec<(u32, SocketAddr, u32)>,
+}
+
+impl SlotTable {
+    /// Backend ids for the table's `size` slots.
+    pub fn fill(&self) -> Vec<u32> {
+        let keyed: Vec<(u32, String, u32)> = self.members.iter().map(|(id, a, w)| (*id, a.to_string(), *w)).collect();
+        maglev(&keyed, self.size)
+    }
+}
+
 /// One map write.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
     PutBackend(u32, Backend),
     ResetBackendStats(u32),
     ResetServiceStats(u32),
-    /// Backend ids for slots `base..base + len` of the slots array.
-    WriteSlots { base: u32, backends: Vec<u32> },
+    /// Slots `base..base + table.size` of the slots array.
+    WriteSlots { base: u32, table: SlotTable },
     PutMember(MemberKey, u32),
     DelMember(MemberKey),
     PutService(ServiceKey, ServiceValue),
@@ -204,12 +222,15 @@ pub fn plan(applied: &Applied, desired: &DesiredState, cap: Capacity) -> Result<
             p.next.services.insert(*vip, old.clone());
             continue;
         }
-        let keyed: Vec<(u32, String, u32)> =
-            spec.backends.iter().map(|(addr, w)| (backend_id[addr], addr.to_string(), *w)).collect();
-        let live = keyed.iter().filter(|(_, _, w)| *w > 0).count();
-        let table = maglev(&keyed, table_size(live, old.map(|o| o.slot_count).unwrap_or(0)));
-        let slot_count = table.len() as u32;
-        let slot_base = if table.is_empty() {
+        let live = spec.backends.values().filter(|w| **w > 0).count();
+        let size = table_size(live, old.map(|o| o.slot_count).unwrap_or(0));
+        // What `maglev` fills: nothing without a live backend.
+        let slot_count = if live == 0 || size < 2 { 0 } else { size };
+        let table = SlotTable {
+            size: slot_count,
+            members: spec.backends.iter().map(|(addr, w)| (backend_id[addr], *addr, *w)).collect(),
+        };
+        let slot_base = if slot_count == 0 {
             0
         } else {
             match ranges.alloc(slot_count) {
@@ -243,7 +264,7 @@ pub fn plan(applied: &Applied, desired: &DesiredState, cap: Capacity) -> Result<
             p.summary.added += 1
         }
         if slot_count > 0 {
-            p.now.push(Op::WriteSlots { base: slot_base, backends: table });
+            p.now.push(Op::WriteSlots { base: slot_base, table });
         }
         for (b, w) in &members {
             if old_members.get(b) != Some(w) {
@@ -308,7 +329,9 @@ mod tests {
             for op in ops {
                 match op {
                     Op::PutBackend(id, b) => drop(self.backends.insert(*id, *b)),
-                    Op::WriteSlots { base, backends } => {
+                    Op::WriteSlots { base, table } => {
+                        let backends = table.fill();
+                        assert_eq!(backends.len() as u32, table.size);
                         for (i, b) in backends.iter().enumerate() {
                             self.slots.insert(base + i as u32, *b);
                         }
