@@ -37,7 +37,10 @@ impl AppSet {
     /// gone). False if that changed nothing (an event about a change already
     /// read, or one that does not touch what the catalog holds).
     pub fn replace(&mut self, id: &str, app: Option<OneApp>) -> bool {
-        let old_skip = self.skipped.iter().position(|w| w.app_id.as_deref() == Some(id));
+        let old_skip = self
+            .skipped
+            .iter()
+            .position(|w| w.app_id.as_deref() == Some(id));
         match app {
             Some(OneApp::Part(p)) => {
                 let same = old_skip.is_none() && self.parts.get(id) == Some(&p);
@@ -49,8 +52,8 @@ impl AppSet {
             }
             // An app that no longer decodes is skipped, as in a full read.
             Some(OneApp::Skipped(w)) => {
-                let same = !self.parts.contains_key(id)
-                    && old_skip.is_some_and(|i| self.skipped[i] == w);
+                let same =
+                    !self.parts.contains_key(id) && old_skip.is_some_and(|i| self.skipped[i] == w);
                 self.parts.remove(id);
                 self.skipped.retain(|old| old.app_id.as_deref() != Some(id));
                 self.skipped.push(w);

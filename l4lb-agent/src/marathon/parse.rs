@@ -89,20 +89,49 @@ pub fn catalog_from_apps(apps: &[App], alloc: &mut VipAllocator) -> Result<Parse
 
 /// One app's share of the catalog: its VIP declarations, backends, task
 /// records and warnings, before named VIPs get addresses. Kept per app so an
-/// event that names an app re-reads and replaces only that app.
+/// event that names an app re-reads and replaces only that app; held for
+/// every app, so flat vectors rather than the builder's B-trees (a part of a
+/// 5-task app: ~2.5 KB instead of ~6.5 KB).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppPart {
     id: String,
-    b: Builder,
+    /// In key order; each key once.
+    groups: Vec<(GroupKey, PartGroup)>,
+    tasks: Vec<Arc<TaskRecord>>,
+    warnings: Vec<Warning>,
+}
+
+/// What one app declares for one [`GroupKey`] (sorted, each once).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct PartGroup {
+    labels: Vec<String>,
+    backends: Vec<(SocketAddr, u32)>,
 }
 
 impl AppPart {
     pub fn of(app: &App) -> AppPart {
         let mut b = Builder::default();
         b.add_app(app);
+        AppPart::from_builder(app.id.clone(), b)
+    }
+
+    fn from_builder(id: String, b: Builder) -> AppPart {
+        let groups = b
+            .groups
+            .into_iter()
+            .map(|(k, g)| {
+                let group = PartGroup {
+                    labels: g.labels.into_iter().collect(),
+                    backends: g.backends.into_iter().collect(),
+                };
+                (k, group)
+            })
+            .collect();
         AppPart {
-            id: app.id.clone(),
-            b,
+            id,
+            groups,
+            tasks: b.tasks,
+            warnings: b.warnings,
         }
     }
 
@@ -113,7 +142,10 @@ impl AppPart {
     /// Two list entries with the same id (Marathon never sends them) count
     /// as one app declaring both.
     pub fn absorb(&mut self, other: AppPart) {
-        self.b.merge(&other.b);
+        let mut b = Builder::default();
+        b.add_part(self);
+        b.add_part(&other);
+        *self = AppPart::from_builder(std::mem::take(&mut self.id), b);
     }
 }
 
@@ -129,7 +161,7 @@ pub fn catalog_from_parts<'a>(
         ..Builder::default()
     };
     for p in parts {
-        b.merge(&p.b);
+        b.add_part(p);
     }
     b.finish(alloc)
 }
@@ -466,20 +498,20 @@ struct Endpoint {
 }
 
 impl Builder {
-    /// Adds what another builder collected: same rules as declaring it here
-    /// (label and app sets join, an endpoint keeps its highest weight).
-    fn merge(&mut self, other: &Builder) {
-        for (k, g) in &other.groups {
-            let mine = self.groups.entry(k.clone()).or_default();
-            mine.labels.extend(g.labels.iter().cloned());
-            mine.apps.extend(g.apps.iter().cloned());
-            for (&a, &w) in &g.backends {
-                let e = mine.backends.entry(a).or_insert(w);
+    /// Adds one app's part: same rules as declaring it here (labels and apps
+    /// join, an endpoint keeps its highest weight).
+    fn add_part(&mut self, p: &AppPart) {
+        for (k, pg) in &p.groups {
+            let g = self.groups.entry(k.clone()).or_default();
+            g.labels.extend(pg.labels.iter().cloned());
+            g.apps.insert(p.id.clone());
+            for &(a, w) in &pg.backends {
+                let e = g.backends.entry(a).or_insert(w);
                 *e = (*e).max(w);
             }
         }
-        self.tasks.extend(other.tasks.iter().cloned());
-        self.warnings.extend(other.warnings.iter().cloned());
+        self.tasks.extend(p.tasks.iter().cloned());
+        self.warnings.extend(p.warnings.iter().cloned());
     }
 
     fn add_app(&mut self, app: &App) {
