@@ -4,7 +4,12 @@
 //!
 //! A failed or incomplete answer is always an error, never an empty or partial
 //! table: the caller keeps its last good state.
-use std::{error::Error as _, path::PathBuf, sync::Mutex, time::Duration};
+use std::{
+    error::Error as _,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use bytes::{Bytes, BytesMut};
 use reqwest::{
@@ -283,13 +288,19 @@ impl MarathonClient {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The full app list with tasks, decoded while it arrives: the body is
-    /// never held whole. Any failure (no answer, timeout, non-2xx, body too
-    /// large or cut short, not an app list) is an error.
-    pub async fn fetch_app_set(&self) -> Result<AppSet, FetchError> {
-        self.with_candidates(|base| async move {
-            let (url, resp) = self.get(&base, apps_url(&base), Kind::Api).await?;
-            self.decode_body(&url, resp, self.cfg.max_body).await
+    /// Refreshes `set` from the full app list with tasks, decoded while it
+    /// arrives (the body is never held whole) straight into the set (see
+    /// [`AppSet::refresh_from`]); true if anything changed. Any failure (no
+    /// answer, timeout, non-2xx, body too large or cut short, not an app
+    /// list) is an error, after which the set must not be used before a
+    /// refresh succeeds.
+    pub async fn refresh_app_set(&self, set: Arc<Mutex<AppSet>>) -> Result<bool, FetchError> {
+        self.with_candidates(|base| {
+            let set = set.clone();
+            async move {
+                let (url, resp) = self.get(&base, apps_url(&base), Kind::Api).await?;
+                self.decode_body(&url, resp, self.cfg.max_body, set).await
+            }
         })
         .await
     }
@@ -578,7 +589,8 @@ impl MarathonClient {
         url: &Url,
         mut resp: reqwest::Response,
         limit: usize,
-    ) -> Result<AppSet, FetchError> {
+        set: Arc<Mutex<AppSet>>,
+    ) -> Result<bool, FetchError> {
         let announced = resp.content_length();
         if announced.is_some_and(|n| n > limit as u64) {
             return Err(FetchError::TooLarge {
@@ -588,7 +600,8 @@ impl MarathonClient {
         }
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
         let decoder = tokio::task::spawn_blocking(move || {
-            decode::decode_apps_from(std::io::BufReader::with_capacity(
+            let mut set = set.lock().unwrap_or_else(|p| p.into_inner());
+            set.refresh_from(std::io::BufReader::with_capacity(
                 64 << 10,
                 ChunkReader::new(rx),
             ))
@@ -637,7 +650,7 @@ impl MarathonClient {
             });
         }
         match decoded {
-            Ok(Ok(set)) => Ok(set),
+            Ok(Ok(changed)) => Ok(changed),
             Ok(Err(e)) => Err(FetchError::Decode {
                 url: url.clone(),
                 source: Box::new(e),

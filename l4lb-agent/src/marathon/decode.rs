@@ -7,8 +7,14 @@
 //! the types is decoded again through `Value` by [`apps::app_from_value`],
 //! which names the bad field; that app is skipped with a warning, the rest
 //! stay. The same walk runs over a byte slice or a reader (the HTTP body as it
-//! arrives, see `client::MarathonClient::fetch_apps_with`).
-use std::{collections::BTreeMap, fmt, io::Read};
+//! arrives, see `client::MarathonClient::refresh_app_set`), and refreshes a
+//! set in place: each decoded app replaces its old part at once, so a re-read
+//! never holds two copies of the cluster.
+use std::{
+    collections::{BTreeMap, HashSet},
+    fmt,
+    io::Read,
+};
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{error::Category, value::RawValue};
@@ -25,6 +31,9 @@ pub struct AppSet {
     parts: BTreeMap<String, AppPart>,
     /// List entries skipped whole (no usable id, not an object, bad field).
     skipped: Vec<Warning>,
+    /// A refresh broke off: the parts mix two reads, and the next complete
+    /// refresh must report a change whatever it finds.
+    dirty: bool,
 }
 
 impl AppSet {
@@ -48,7 +57,7 @@ impl AppSet {
                     self.skipped.remove(i);
                 }
                 self.parts.insert(id.to_owned(), p);
-                !same
+                !same || self.dirty
             }
             // An app that no longer decodes is skipped, as in a full read.
             Some(OneApp::Skipped(w)) => {
@@ -57,14 +66,20 @@ impl AppSet {
                 self.parts.remove(id);
                 self.skipped.retain(|old| old.app_id.as_deref() != Some(id));
                 self.skipped.push(w);
-                !same
+                !same || self.dirty
             }
             None => {
                 let had = self.parts.remove(id).is_some() || old_skip.is_some();
                 self.skipped.retain(|old| old.app_id.as_deref() != Some(id));
-                had
+                had || self.dirty
             }
         }
+    }
+
+    /// After a failed refresh (however it failed): the next complete one
+    /// reports a change.
+    pub fn mark_dirty(&mut self) {
+        self.dirty = true;
     }
 
     pub fn contains(&self, id: &str) -> bool {
@@ -79,19 +94,95 @@ impl AppSet {
         self.parts.is_empty()
     }
 
-    fn add(&mut self, index: usize, raw: &RawValue) {
-        match decode_app(raw.get(), &format!("apps[{index}]")) {
-            OneApp::Part(part) => {
-                let id = part.app_id().to_owned();
-                match self.parts.get_mut(&id) {
-                    Some(old) => old.absorb(part),
-                    None => {
-                        self.parts.insert(id, part);
-                    }
-                }
+    /// Makes the set equal to a whole `GET /v2/apps?embed=apps.tasks` body
+    /// read from `reader` (blocking reads: run it off the async runtime).
+    /// True if anything changed. On an error the set mixes the new and the
+    /// previous read of its apps: build no table from it before a refresh
+    /// succeeds (which then reports a change).
+    pub fn refresh_from(&mut self, reader: impl Read) -> Result<bool, ParseError> {
+        self.refresh(serde_json::Deserializer::from_reader(reader))
+    }
+
+    /// [`Self::refresh_from`] over a body in memory.
+    pub fn refresh_from_slice(&mut self, body: &[u8]) -> Result<bool, ParseError> {
+        self.refresh(serde_json::Deserializer::from_slice(body))
+    }
+
+    fn refresh<'de, R: serde_json::de::Read<'de>>(
+        &mut self,
+        mut de: serde_json::Deserializer<R>,
+    ) -> Result<bool, ParseError> {
+        let mut r = Refresh {
+            set: self,
+            seen: HashSet::new(),
+            skipped: Vec::new(),
+            changed: false,
+        };
+        let walked = ListSeed(&mut r)
+            .deserialize(&mut de)
+            .and_then(|()| de.end());
+        match walked {
+            Ok(()) => Ok(r.finish()),
+            Err(e) => {
+                r.set.dirty = true;
+                Err(classify(e))
             }
-            OneApp::Skipped(w) => self.skipped.push(w),
         }
+    }
+}
+
+/// A refresh in progress.
+struct Refresh<'s> {
+    set: &'s mut AppSet,
+    /// Ids this read listed so far.
+    seen: HashSet<String>,
+    skipped: Vec<Warning>,
+    changed: bool,
+}
+
+impl Refresh<'_> {
+    fn add(&mut self, index: usize, raw: &RawValue) {
+        let part = match decode_app(raw.get(), &format!("apps[{index}]")) {
+            OneApp::Part(part) => part,
+            OneApp::Skipped(w) => return self.skipped.push(w),
+        };
+        let id = part.app_id().to_owned();
+        let parts = &mut self.set.parts;
+        if !self.seen.insert(id.clone()) {
+            // Listed twice (Marathon never does): one app declaring both.
+            if let Some(first) = parts.get_mut(&id) {
+                first.absorb(part);
+            }
+            self.changed = true;
+            return;
+        }
+        match parts.get_mut(&id) {
+            Some(old) if *old == part => {}
+            Some(old) => {
+                *old = part;
+                self.changed = true;
+            }
+            None => {
+                parts.insert(id, part);
+                self.changed = true;
+            }
+        }
+    }
+
+    /// The list is complete: apps it did not name are gone.
+    fn finish(self) -> bool {
+        let Refresh {
+            set,
+            seen,
+            skipped,
+            mut changed,
+        } = self;
+        let before = set.parts.len();
+        set.parts.retain(|id, _| seen.contains(id));
+        changed |= set.parts.len() != before || set.skipped != skipped || set.dirty;
+        set.skipped = skipped;
+        set.dirty = false;
+        changed
     }
 }
 
@@ -143,19 +234,17 @@ fn classify(e: serde_json::Error) -> ParseError {
     }
 }
 
-/// A whole `GET /v2/apps?embed=apps.tasks` body.
+/// A whole `GET /v2/apps?embed=apps.tasks` body, into a new set.
 pub fn decode_apps(body: &[u8]) -> Result<AppSet, ParseError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let set = ListSeed.deserialize(&mut de).map_err(classify)?;
-    de.end().map_err(classify)?;
+    let mut set = AppSet::default();
+    set.refresh_from_slice(body)?;
     Ok(set)
 }
 
 /// The same, read as it arrives (blocking reads: run it off the async runtime).
 pub fn decode_apps_from(reader: impl Read) -> Result<AppSet, ParseError> {
-    let mut de = serde_json::Deserializer::from_reader(reader);
-    let set = ListSeed.deserialize(&mut de).map_err(classify)?;
-    de.end().map_err(classify)?;
+    let mut set = AppSet::default();
+    set.refresh_from(reader)?;
     Ok(set)
 }
 
@@ -184,60 +273,64 @@ pub fn decode_one_app(body: &[u8], id: &str) -> Result<OneApp, ParseError> {
 }
 
 /// `{"apps": [...], anything else}`: the list is the only field read.
-struct ListSeed;
+struct ListSeed<'a, 's>(&'a mut Refresh<'s>);
 
-impl<'de> DeserializeSeed<'de> for ListSeed {
-    type Value = AppSet;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<AppSet, D::Error> {
+impl<'de> DeserializeSeed<'de> for ListSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for ListSeed {
-    type Value = AppSet;
+impl<'de> Visitor<'de> for ListSeed<'_, '_> {
+    type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("{\"apps\": [...]}")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AppSet, A::Error> {
-        let mut set = None;
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut found = false;
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             if key == "apps" {
-                if set.is_some() {
+                if found {
                     return Err(de::Error::duplicate_field("apps"));
                 }
-                set = Some(map.next_value_seed(Elements)?);
+                found = true;
+                map.next_value_seed(Elements(&mut *self.0))?;
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
         }
-        set.ok_or_else(|| de::Error::missing_field("apps"))
+        if found {
+            Ok(())
+        } else {
+            Err(de::Error::missing_field("apps"))
+        }
     }
 }
 
 /// The `apps` array, one element at a time.
-struct Elements;
+struct Elements<'a, 's>(&'a mut Refresh<'s>);
 
-impl<'de> DeserializeSeed<'de> for Elements {
-    type Value = AppSet;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<AppSet, D::Error> {
+impl<'de> DeserializeSeed<'de> for Elements<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_seq(self)
     }
 }
 
-impl<'de> Visitor<'de> for Elements {
-    type Value = AppSet;
+impl<'de> Visitor<'de> for Elements<'_, '_> {
+    type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a list of apps")
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AppSet, A::Error> {
-        let mut set = AppSet::default();
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut i = 0;
         // Owned raw text: works for slices and readers alike; one app at a time.
         while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
-            set.add(i, &raw);
+            self.0.add(i, &raw);
             i += 1;
         }
-        Ok(set)
+        Ok(())
     }
 }
 
@@ -270,6 +363,59 @@ mod tests {
             let b = decode_apps_from(Trickle(body.as_bytes())).unwrap();
             assert_eq!(catalog(&a), catalog(&b));
         }
+    }
+
+    #[test]
+    fn a_refresh_replaces_in_place_and_says_whether_anything_changed() {
+        let two = br#"{"apps": [
+            {"id": "/a", "portDefinitions": [{"port": 0, "labels": {"VIP_0": "/a:80"}}],
+             "tasks": [{"id": "a.1", "host": "10.0.0.1", "ports": [31000], "state": "TASK_RUNNING"}]},
+            {"id": "/b", "portDefinitions": [{"port": 0, "labels": {"VIP_0": "/b:80"}}],
+             "tasks": [{"id": "b.1", "host": "10.0.0.2", "ports": [31001], "state": "TASK_RUNNING"}]}]}"#;
+        let mut set = AppSet::default();
+        assert!(set.refresh_from_slice(two).unwrap(), "first read");
+        assert!(!set.refresh_from_slice(two).unwrap(), "the same list again");
+        // /b gone, /a's task moved.
+        let one = br#"{"apps": [
+            {"id": "/a", "portDefinitions": [{"port": 0, "labels": {"VIP_0": "/a:80"}}],
+             "tasks": [{"id": "a.1", "host": "10.0.0.9", "ports": [31000], "state": "TASK_RUNNING"}]}]}"#;
+        assert!(set.refresh_from_slice(one).unwrap());
+        assert_eq!(set.len(), 1);
+        assert!(!set.contains("/b"));
+        let fresh = decode_apps(one).unwrap();
+        assert_eq!(catalog(&set), catalog(&fresh));
+        // A read that breaks off after replacing /a leaves the set dirty: the
+        // next complete read reports a change even if it equals the mix.
+        let cut = &two[..two.len() - 40];
+        assert!(matches!(
+            set.refresh_from_slice(cut).unwrap_err(),
+            ParseError::Json(_)
+        ));
+        assert!(
+            set.refresh_from_slice(two).unwrap(),
+            "dirty: a change whatever it finds"
+        );
+        assert!(!set.refresh_from_slice(two).unwrap());
+        assert_eq!(catalog(&set), catalog(&decode_apps(two).unwrap()));
+    }
+
+    #[test]
+    fn an_app_listed_twice_declares_both() {
+        let body = br#"{"apps": [
+            {"id": "/a", "portDefinitions": [{"port": 0, "labels": {"VIP_0": "/a:80"}}],
+             "tasks": [{"id": "a.1", "host": "10.0.0.1", "ports": [31000], "state": "TASK_RUNNING"}]},
+            {"id": "/a", "portDefinitions": [{"port": 0, "labels": {"VIP_0": "/a:80"}}],
+             "tasks": [{"id": "a.2", "host": "10.0.0.2", "ports": [31000], "state": "TASK_RUNNING"}]}]}"#;
+        let p = catalog(&decode_apps(body).unwrap());
+        assert_eq!(p.catalog.tasks.len(), 2);
+        let backends: usize = p
+            .catalog
+            .services
+            .services
+            .values()
+            .map(|s| s.backends.len())
+            .sum();
+        assert_eq!(backends, 2);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::{
     future::Future,
     pin::Pin,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -248,8 +248,12 @@ impl Backoff {
 /// What the source needs from Marathon; [`MarathonClient`] in production, a
 /// scripted fake in tests (so the loop runs on a paused clock).
 pub trait MarathonApi: Send + Sync + 'static {
-    /// `/v2/apps?embed=apps.tasks`, decoded.
-    fn fetch_apps(&self) -> impl Future<Output = Result<AppSet, FetchError>> + Send;
+    /// `/v2/apps?embed=apps.tasks`, decoded into `set` in place; true if
+    /// anything changed.
+    fn fetch_apps(
+        &self,
+        set: Arc<Mutex<AppSet>>,
+    ) -> impl Future<Output = Result<bool, FetchError>> + Send;
     /// `/v2/apps/{id}?embed=app.tasks`, decoded; None: the app is gone.
     fn fetch_app(
         &self,
@@ -260,8 +264,11 @@ pub trait MarathonApi: Send + Sync + 'static {
 }
 
 impl MarathonApi for MarathonClient {
-    fn fetch_apps(&self) -> impl Future<Output = Result<AppSet, FetchError>> + Send {
-        MarathonClient::fetch_app_set(self)
+    fn fetch_apps(
+        &self,
+        set: Arc<Mutex<AppSet>>,
+    ) -> impl Future<Output = Result<bool, FetchError>> + Send {
+        MarathonClient::refresh_app_set(self, set)
     }
     fn fetch_app(
         &self,
@@ -443,7 +450,8 @@ impl Pending {
 
 /// A read's answer.
 enum Fetched {
-    All(AppSet),
+    /// The shared set was refreshed; true if anything changed.
+    All(bool),
     Apps(Vec<(String, Option<OneApp>)>),
 }
 
@@ -469,8 +477,11 @@ pub async fn run_with<A: MarathonApi>(
         due: Due::at(Instant::now()),
         backing_off: false,
     });
-    // Every app of the last reads; None until the first full read.
-    let mut apps: Option<AppSet> = None;
+    // Every app of the last reads, refreshed in place by full reads (the
+    // decoder thread holds the lock while it reads); `have_apps` once one
+    // full read succeeded.
+    let apps: Arc<Mutex<AppSet>> = Arc::default();
+    let mut have_apps = false;
     let mut inflight: Option<Inflight> = None;
     let mut stream: Option<MarathonEvents> = None;
     let mut connected_at = Instant::now();
@@ -505,27 +516,44 @@ pub async fn run_with<A: MarathonApi>(
                 let now = Instant::now();
                 let mut apps_read = None;
                 let mut unchanged = false;
-                let outcome = result.map_err(|e| e.to_string()).and_then(|fetched| {
-                    let set = match fetched {
-                        Fetched::All(set) => apps.insert(set),
-                        Fetched::Apps(list) => {
+                // A block, so the guard is gone before any await below.
+                let outcome = {
+                    let mut set = apps.lock().unwrap_or_else(|p| p.into_inner());
+                    let outcome = match result {
+                        // A full read always goes out (it is also what proves
+                        // the source alive); only app reads are skipped when
+                        // they find nothing new.
+                        Ok(Fetched::All(changed)) => {
+                            have_apps = true;
+                            debug!(changed, "marathon: full read decoded in place");
+                            Ok(())
+                        }
+                        Ok(Fetched::Apps(list)) => {
                             apps_read = Some(list.len());
-                            let set = apps.as_mut().expect("targeted reads follow a full one");
                             let mut changed = false;
                             for (id, app) in list {
                                 changed |= set.replace(&id, app);
                             }
                             unchanged = !changed;
-                            set
+                            Ok(())
+                        }
+                        Err(e) => {
+                            if apps_read.is_none() {
+                                set.mark_dirty();
+                            }
+                            Err(e.to_string())
                         }
                     };
-                    if unchanged {
-                        // The catalog this would build is the one already sent.
-                        return Ok(None);
-                    }
-                    set.catalog(&mut alloc).map(Some).map_err(|e| e.to_string())
-                });
+                    outcome.and_then(|()| {
+                        if unchanged {
+                            // The catalog this would build is the one already sent.
+                            return Ok(None);
+                        }
+                        set.catalog(&mut alloc).map(Some).map_err(|e| e.to_string())
+                    })
+                };
                 let outcome = match outcome {
+                    // Only an app read: a full one always builds the catalog.
                     Ok(None) => {
                         fetch_backoff.reset();
                         SourceStats::add(&stats.fetch_ok, 1);
@@ -614,12 +642,15 @@ pub async fn run_with<A: MarathonApi>(
                 let p = pending.take().expect("due implies pending");
                 let api = api.clone();
                 let fut: BoxFuture<Result<Fetched, FetchError>> = match p.scope {
-                    Scope::Apps(ids) if apps.is_some() => Box::pin(async move {
+                    Scope::Apps(ids) if have_apps => Box::pin(async move {
                         let reads = ids.iter().map(|id| api.fetch_app(id));
                         let got = futures_util::future::try_join_all(reads).await?;
                         Ok(Fetched::Apps(ids.into_iter().zip(got).collect()))
                     }),
-                    _ => Box::pin(async move { api.fetch_apps().await.map(Fetched::All) }),
+                    _ => {
+                        let set = apps.clone();
+                        Box::pin(async move { api.fetch_apps(set).await.map(Fetched::All) })
+                    }
                 };
                 inflight = Some(Inflight {
                     trigger: p.trigger,
@@ -824,19 +855,22 @@ mod tests {
     }
 
     impl MarathonApi for Fake {
-        fn fetch_apps(&self) -> impl Future<Output = Result<AppSet, FetchError>> + Send {
+        fn fetch_apps(
+            &self,
+            set: Arc<Mutex<AppSet>>,
+        ) -> impl Future<Output = Result<bool, FetchError>> + Send {
             self.fetched_at.lock().unwrap().push(Instant::now());
             let answer = self.answers.lock().unwrap().pop_front().unwrap_or(Ok(GOOD));
             let delay = self.fetch_delay;
             async move {
                 tokio::time::sleep(delay).await;
                 let body = answer.map_err(status)?;
-                crate::marathon::decode::decode_apps(body.as_bytes()).map_err(|source| {
-                    FetchError::Decode {
+                let mut set = set.lock().unwrap();
+                set.refresh_from_slice(body.as_bytes())
+                    .map_err(|source| FetchError::Decode {
                         url: fake_url(),
                         source: Box::new(source),
-                    }
-                })
+                    })
             }
         }
 
@@ -1693,7 +1727,8 @@ mod http_tests {
         let mut run = start(client(vec![m.url()]));
         assert_eq!(run.next().await.trigger, Trigger::Initial);
         // An event that names no app: a full re-read, which fails, as do its retries.
-        sse.send("event: deployment_success\ndata: {}\n\n".into()).unwrap();
+        sse.send("event: deployment_success\ndata: {}\n\n".into())
+            .unwrap();
         run.none_within(Duration::from_millis(800)).await;
         let s = run.stats.snapshot();
         assert_eq!(s.fetch_ok, 1);
@@ -1731,7 +1766,7 @@ mod http_tests {
         })
         .await;
         let c = MarathonClient::new(client(vec![m.url()])).unwrap();
-        let e = c.fetch_app_set().await.unwrap_err();
+        let e = c.refresh_app_set(Arc::default()).await.unwrap_err();
         eprintln!("truncated: {e}");
         assert!(matches!(e, FetchError::Body { .. }), "{e}");
 
@@ -1747,7 +1782,7 @@ mod http_tests {
             ..client(vec![big.url()])
         })
         .unwrap();
-        let e = c.fetch_app_set().await.unwrap_err();
+        let e = c.refresh_app_set(Arc::default()).await.unwrap_err();
         assert!(matches!(e, FetchError::TooLarge { limit: 100, .. }), "{e}");
 
         let hang = Server::start(|_, _| Reply::Hang).await;
@@ -1757,7 +1792,7 @@ mod http_tests {
         })
         .unwrap();
         let t0 = std::time::Instant::now();
-        let e = c.fetch_app_set().await.unwrap_err();
+        let e = c.refresh_app_set(Arc::default()).await.unwrap_err();
         eprintln!("timeout: {e}");
         assert!(matches!(e, FetchError::Timeout { .. }), "{e}");
         assert!(t0.elapsed() < Duration::from_secs(2));
@@ -1803,14 +1838,14 @@ mod http_tests {
         // A 5xx moves on too, a 4xx does not.
         let e500 = Server::start(|_, _| Reply::Json(503, "{}".into())).await;
         let c = MarathonClient::new(client(vec![e500.url(), m.url()])).unwrap();
-        assert!(c.fetch_app_set().await.is_ok());
+        assert!(c.refresh_app_set(Arc::default()).await.is_ok());
         let e403 = Server::start(|_, _| Reply::Json(403, r#"{"message":"denied"}"#.into())).await;
         let c = MarathonClient::new(client(vec![e403.url(), m.url()])).unwrap();
-        let e = c.fetch_app_set().await.unwrap_err();
+        let e = c.refresh_app_set(Arc::default()).await.unwrap_err();
         assert_eq!(e.status(), Some(reqwest::StatusCode::FORBIDDEN));
         assert!(e.to_string().contains("denied"), "{e}");
         let c = MarathonClient::new(client(vec![dead.clone()])).unwrap();
-        let e = c.fetch_app_set().await.unwrap_err();
+        let e = c.refresh_app_set(Arc::default()).await.unwrap_err();
         eprintln!("refused: {e}");
         assert!(matches!(e, FetchError::Connect { .. }), "{e}");
         assert!(e.to_string().to_lowercase().contains("refused"), "{e}");
@@ -1940,10 +1975,10 @@ mod http_tests {
             ..client(vec![m.url()])
         })
         .unwrap();
-        let e = c.fetch_app_set().await.unwrap_err();
+        let e = c.refresh_app_set(Arc::default()).await.unwrap_err();
         assert_eq!(e.status(), Some(reqwest::StatusCode::UNAUTHORIZED));
         assert!(!e.to_string().contains("old"), "{e}");
         std::fs::write(&path, "token=new\n").unwrap();
-        assert!(c.fetch_app_set().await.is_ok());
+        assert!(c.refresh_app_set(Arc::default()).await.is_ok());
     }
 }
