@@ -143,6 +143,20 @@ impl Agent {
         }
     }
 
+    /// Polls the agent log until it contains `needle`; panics with the log
+    /// after `timeout`, naming `what` was awaited.
+    pub fn wait_log(&self, needle: &str, what: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what} ({needle:?} in the agent log):\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// `l4lb-agent vips --json --pin-root P`, parsed.
     pub fn vips_json(&self) -> Result<Value> {
         let out = sys::run(self.tool("vips").arg("--json"))?;

@@ -9,14 +9,17 @@
 mod agent;
 mod bins;
 pub mod marathon;
+mod probe;
 mod redis;
 mod sandbox;
 mod sys;
+pub mod table;
 pub mod topology;
 
 pub use agent::Agent;
 pub use bins::{agent_bin, probe_bin, testsrv_bin};
 pub use marathon::{FakeMarathon, Fault, TaskSpec, fake_marathon_bin, redis_app};
+pub use probe::{Hold, counts};
 pub use sandbox::{Sandbox, TestSrv};
-pub use sys::{cgroup2_root, ensure_bpffs, require_root};
+pub use sys::{cgroup2_root, ensure_bpffs, require_root, run};
 pub use topology::Topology;

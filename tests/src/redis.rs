@@ -1,21 +1,25 @@
 //! Debian's redis-server and redis-cli in a sandbox: real backends for the
 //! kernel tests, started in the netns and ready (PING answered) on return.
 use std::{
+    io::Write,
     process::Stdio,
     thread,
     time::{Duration, Instant},
 };
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::Sandbox;
 
 impl Sandbox {
     /// Starts `redis-server --bind ip --port port` inside the netns (not the
-    /// cgroup) and waits until it answers PING directly.
+    /// cgroup) and waits until it answers PING directly. Protected mode is
+    /// off: clients in another netns (a [`Topology`](crate::Topology)'s
+    /// client) are not local to it.
     pub fn spawn_redis(&mut self, ip: &str, port: u16) -> Result<u32> {
         let mut cmd = self.in_netns("redis-server");
         cmd.args(["--bind", ip, "--port", &port.to_string(), "--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(["--protected-mode", "no"])
             .stdout(Stdio::null());
         let pid = self.spawn(cmd)?;
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -37,6 +41,22 @@ impl Sandbox {
     /// The same from the netns only (direct, never rewritten).
     pub fn redis_cli_in_netns(&self, host: &str, port: u16, args: &[&str]) -> String {
         run_cli(self.in_netns("redis-cli"), host, port, args)
+    }
+
+    /// One `redis-cli -h host -p port` session (one connection) from inside
+    /// the netns and the cgroup, fed `input` (commands, one a line); stdout.
+    pub fn redis_session(&self, host: &str, port: u16, input: &str) -> Result<String> {
+        let mut cmd = self.in_cgroup("redis-cli");
+        cmd.args(["-h", host, "-p", &port.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        let mut child = cmd.spawn().with_context(|| format!("spawning {cmd:?}"))?;
+        // Dropped after writing: EOF ends the session.
+        let mut stdin = child.stdin.take().context("redis-cli stdin")?;
+        stdin.write_all(input.as_bytes())?;
+        drop(stdin);
+        let out = child.wait_with_output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 }
 

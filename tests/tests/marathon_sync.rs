@@ -7,7 +7,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use l4lb_tests::{Agent, FakeMarathon, Fault, Sandbox, TaskSpec, redis_app, require_root};
+use l4lb_tests::{
+    Agent, FakeMarathon, Fault, Sandbox, TaskSpec, redis_app, require_root, table::backends,
+};
 use serde_json::{Value, json};
 
 const BOUND: Duration = Duration::from_secs(10);
@@ -39,18 +41,7 @@ fn table(agent: &Agent) -> (String, BTreeMap<String, u64>) {
     let rows = v.as_array().unwrap();
     assert_eq!(rows.len(), 1, "{v}");
     let vip = rows[0]["vip"].as_str().unwrap().to_string();
-    let backends = rows[0]["backends"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| {
-            (
-                b["addr"].as_str().unwrap().to_string(),
-                b["weight"].as_u64().unwrap(),
-            )
-        })
-        .collect();
-    (vip, backends)
+    (vip, backends(&rows[0]).into_iter().collect())
 }
 
 fn wait_for(agent: &Agent, what: &str, want: &[(&str, u64)]) -> Duration {

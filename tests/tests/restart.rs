@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use l4lb_tests::{Agent, Sandbox, probe_bin, require_root};
+use l4lb_tests::{Agent, Sandbox, counts, probe_bin, require_root, run};
 use serde_json::Value;
 
 const READY: Duration = Duration::from_secs(20);
@@ -21,17 +21,11 @@ fn backends(sb: &mut Sandbox) {
 
 /// The l4lb programs attached to the sandbox cgroup, by name.
 fn attached(sb: &Sandbox) -> Vec<String> {
-    let out = std::process::Command::new("bpftool")
+    let out = run(std::process::Command::new("bpftool")
         .args(["-j", "cgroup", "show"])
-        .arg(sb.cgroup())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Array(vec![]));
+        .arg(sb.cgroup()))
+    .unwrap();
+    let v: Value = serde_json::from_str(&out).unwrap_or(Value::Array(vec![]));
     let mut names: Vec<String> = v
         .as_array()
         .unwrap()
@@ -82,15 +76,7 @@ fn sigkill_and_restart_twice_under_load_fails_no_connection() {
         );
         agent = Agent::start(&mut sb, ALL).unwrap();
         agent.wait_vips(1, READY).unwrap();
-        let deadline = Instant::now() + READY;
-        while !agent.log().contains("table applied") {
-            assert!(
-                Instant::now() < deadline,
-                "restarted agent never applied:\n{}",
-                agent.log()
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
+        agent.wait_log("table applied", "the restarted agent's apply", READY);
         assert!(agent.log().contains("adopted the table"), "{}", agent.log());
         // Old links replaced, not duplicated.
         assert_eq!(attached(&sb), hooks, "round {round}: after restart");
@@ -102,12 +88,7 @@ fn sigkill_and_restart_twice_under_load_fails_no_connection() {
         "the load did not overlap the restarts"
     );
     assert_eq!(v["errors"], 0, "connections failed across restarts: {v}");
-    let total: u64 = v["counts"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|n| n.as_u64().unwrap())
-        .sum();
+    let total: u64 = counts(&v).values().sum();
     assert_eq!(total, 4000, "{v}");
 
     // The adopted table equals the source, and an unchanged source rewrote nothing.
@@ -142,12 +123,8 @@ fn a_restart_with_a_changed_source_applies_the_change() {
     let only_b = "vips:\n  - vip: 11.0.0.1:7000\n    backends: [127.0.0.3:7000]\n  - vip: 11.0.0.2:7000\n    backends: [127.0.0.4:7000]\n";
     let agent = Agent::start(&mut sb, only_b).unwrap();
     agent.wait_vips(2, READY).unwrap();
-    let v = sb
-        .probe(&["tcp", "--to", "11.0.0.1:7000", "-n", "50"])
-        .unwrap();
+    let v = sb.probe_tcp("11.0.0.1:7000", 50).unwrap();
     assert_eq!(v["counts"], serde_json::json!({"b": 50}), "{v}");
-    let v = sb
-        .probe(&["tcp", "--to", "11.0.0.2:7000", "-n", "10"])
-        .unwrap();
+    let v = sb.probe_tcp("11.0.0.2:7000", 10).unwrap();
     assert_eq!(v["counts"], serde_json::json!({"c": 10}), "{v}");
 }

@@ -3,26 +3,15 @@
 //! (l4lb-probe, redis-cli) connect to VIPs that exist nowhere but in the maps.
 //! Inside the netns only lo exists: a connect() the hooks fail to rewrite gets
 //! ENETUNREACH, never a packet to a real address.
-use std::{
-    collections::BTreeMap,
-    io::{BufRead, BufReader, Write},
-    process::{Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeMap, process::Command, time::Duration};
 
-use l4lb_tests::{Agent, Sandbox, agent_bin, probe_bin, require_root};
+use l4lb_tests::{
+    Agent, Sandbox, agent_bin, counts, probe_bin, require_root, run,
+    table::{backend_total, backends, row},
+};
 use serde_json::{Value, json};
 
 const READY: Duration = Duration::from_secs(20);
-
-fn counts(v: &Value) -> BTreeMap<String, u64> {
-    v["counts"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, n)| (k.clone(), n.as_u64().unwrap()))
-        .collect()
-}
 
 fn share(c: &BTreeMap<String, u64>, id: &str) -> f64 {
     let total: u64 = c.values().sum();
@@ -37,28 +26,9 @@ fn three_backends(sb: &mut Sandbox) {
     }
 }
 
+/// The (address, weight) backends of TCP VIP `vip` in table `vips`.
 fn backends_of(vips: &Value, vip: &str) -> Vec<(String, u64)> {
-    let row = vips
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["vip"] == vip)
-        .unwrap_or_else(|| panic!("{vip} not in {vips}"));
-    row["backends"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| {
-            (
-                b["addr"].as_str().unwrap().to_string(),
-                b["weight"].as_u64().unwrap(),
-            )
-        })
-        .collect()
-}
-
-fn wait_table(agent: &Agent, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    agent.wait_table(what, READY, pred)
+    backends(row(vips, vip, "tcp"))
 }
 
 #[test]
@@ -72,9 +42,7 @@ fn tcp_spreads_evenly_over_three_equal_backends() {
     )
     .unwrap();
     agent.wait_vips(1, READY).unwrap();
-    let v = sb
-        .probe(&["tcp", "--to", "11.0.0.1:7000", "-n", "300"])
-        .unwrap();
+    let v = sb.probe_tcp("11.0.0.1:7000", 300).unwrap();
     assert_eq!(v["errors"], 0, "{v}");
     let c = counts(&v);
     assert_eq!(c.values().sum::<u64>(), 300, "{v}");
@@ -90,13 +58,7 @@ fn tcp_spreads_evenly_over_three_equal_backends() {
     // Per-VIP and per-backend counters saw every connection.
     let table = agent.vips_json().unwrap();
     assert_eq!(table[0]["connects"], 300, "{table}");
-    let per_backend: u64 = table[0]["backends"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["connects"].as_u64().unwrap())
-        .sum();
-    assert_eq!(per_backend, 300, "{table}");
+    assert_eq!(backend_total(&table[0], "connects"), 300, "{table}");
 }
 
 #[test]
@@ -118,37 +80,27 @@ fn weights_three_to_one_and_zero() {
     .unwrap();
     agent.wait_vips(3, READY).unwrap();
 
-    let v = sb
-        .probe(&["tcp", "--to", "11.0.0.1:7000", "-n", "300"])
-        .unwrap();
+    let v = sb.probe_tcp("11.0.0.1:7000", 300).unwrap();
     let c = counts(&v);
     assert_eq!(c.values().sum::<u64>(), 300, "{v}");
     let a = share(&c, "a");
     assert!((65.0..=85.0).contains(&a), "weight 3:1 gave a {a:.1}%: {v}");
 
-    let v = sb
-        .probe(&["tcp", "--to", "11.0.0.2:7000", "-n", "300"])
-        .unwrap();
+    let v = sb.probe_tcp("11.0.0.2:7000", 300).unwrap();
     let c = counts(&v);
     assert_eq!(c.get("b"), None, "weight 0 backend got connections: {v}");
     assert_eq!(c.values().sum::<u64>(), 300, "{v}");
 
     // Only weight-0 backends: new connections are refused (EPERM), never misrouted.
-    let v = sb
-        .probe(&["tcp", "--to", "11.0.0.3:7000", "-n", "5"])
-        .unwrap();
+    let v = sb.probe_tcp("11.0.0.3:7000", 5).unwrap();
     assert_eq!(v["errors"], 5, "{v}");
     assert_eq!(v["error_kinds"], json!({"PermissionDenied": 5}), "{v}");
     // The kernel program's aya-log line reaches the agent's log at debug.
-    let deadline = Instant::now() + READY;
-    while !agent.log().contains("has no backend for new connections") {
-        assert!(
-            Instant::now() < deadline,
-            "no kernel log line in the agent log:\n{}",
-            agent.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    agent.wait_log(
+        "has no backend for new connections",
+        "the kernel program's log line",
+        READY,
+    );
 }
 
 #[test]
@@ -168,11 +120,13 @@ fn redis_cli_through_the_vip() {
     for i in 0..30 {
         assert_eq!(sb.redis_cli("11.0.0.1", 6379, &["PING"]).trim(), "PONG");
         // SET and GET on one connection (one redis-cli process) land on one backend.
-        let out = redis_pipe(
-            &sb,
-            "11.0.0.1",
-            &format!("SET k{i} v{i}\nGET k{i}\nCONFIG GET bind\n"),
-        );
+        let out = sb
+            .redis_session(
+                "11.0.0.1",
+                6379,
+                &format!("SET k{i} v{i}\nGET k{i}\nCONFIG GET bind\n"),
+            )
+            .unwrap();
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(&lines[..2], &["OK", &format!("v{i}")], "{out}");
         servers_seen.insert(lines[3].to_string());
@@ -181,24 +135,6 @@ fn redis_cli_through_the_vip() {
         servers_seen.len() >= 2,
         "30 sessions all hit one server: {servers_seen:?}"
     );
-}
-
-fn redis_pipe(sb: &Sandbox, host: &str, input: &str) -> String {
-    let mut child = sb
-        .in_cgroup("redis-cli")
-        .args(["-h", host, "-p", "6379"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -213,9 +149,7 @@ fn udp_replies_come_from_the_vip() {
     .unwrap();
     agent.wait_vips(1, READY).unwrap();
     for mode in ["unconnected", "connected"] {
-        let v = sb
-            .probe(&["udp", "--to", "11.0.0.1:53", "-n", "20", "--mode", mode])
-            .unwrap();
+        let v = sb.probe_udp("11.0.0.1:53", 20, &["--mode", mode]).unwrap();
         assert_eq!(v["errors"], 0, "{mode}: {v}");
         assert_eq!(counts(&v).values().sum::<u64>(), 20, "{mode}: {v}");
         assert_eq!(
@@ -233,16 +167,11 @@ fn udp_replies_come_from_the_vip() {
     }
     // Fresh sockets spread over the backends.
     let v = sb
-        .probe(&[
-            "udp",
-            "--to",
+        .probe_udp(
             "11.0.0.1:53",
-            "-n",
-            "60",
-            "--mode",
-            "unconnected",
-            "--fresh-socket",
-        ])
+            60,
+            &["--mode", "unconnected", "--fresh-socket"],
+        )
         .unwrap();
     assert!(counts(&v).len() >= 2, "{v}");
     assert_eq!(v["sources"], json!(["11.0.0.1:53"]), "{v}");
@@ -270,15 +199,13 @@ fn ipv6_vip_to_ipv6_backends_tcp_and_udp() {
     )
     .unwrap();
     agent.wait_vips(2, READY).unwrap();
-    let v = sb
-        .probe(&["tcp", "--to", "[fd01:c::1]:80", "-n", "100"])
-        .unwrap();
+    let v = sb.probe_tcp("[fd01:c::1]:80", 100).unwrap();
     assert_eq!(v["errors"], 0, "{v}");
     assert_eq!(counts(&v).len(), 2, "{v}");
     assert_eq!(v["peers"], json!(["[fd01:c::1]:80"]), "{v}");
     for mode in ["unconnected", "connected"] {
         let v = sb
-            .probe(&["udp", "--to", "[fd01:c::1]:53", "-n", "10", "--mode", mode])
+            .probe_udp("[fd01:c::1]:53", 10, &["--mode", mode])
             .unwrap();
         assert_eq!(v["errors"], 0, "{mode}: {v}");
         assert_eq!(v["sources"], json!(["[fd01:c::1]:53"]), "{mode}: {v}");
@@ -295,18 +222,8 @@ fn removed_backend_gets_no_new_connections_and_keeps_its_old_one() {
     agent.wait_vips(1, READY).unwrap();
 
     // Hold a connection through the VIP and learn which backend it reached.
-    let mut hold = sb
-        .in_cgroup(probe_bin())
-        .args(["hold", "--to", "11.0.0.1:7000"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = hold.stdin.take().unwrap();
-    let mut stdout = BufReader::new(hold.stdout.take().unwrap());
-    let mut id = String::new();
-    stdout.read_line(&mut id).unwrap();
-    let id = id.trim().to_string();
+    let mut hold = sb.hold("11.0.0.1:7000").unwrap();
+    let id = hold.backend.clone();
     let ip = match id.as_str() {
         "a" => "127.0.0.2",
         "b" => "127.0.0.3",
@@ -325,13 +242,11 @@ fn removed_backend_gets_no_new_connections_and_keeps_its_old_one() {
             rest.join(", ")
         ))
         .unwrap();
-    wait_table(&agent, "the backend removal", |v| {
+    agent.wait_table("the backend removal", READY, |v| {
         backends_of(v, "11.0.0.1:7000").len() == 2
     });
 
-    let v = sb
-        .probe(&["tcp", "--to", "11.0.0.1:7000", "-n", "500"])
-        .unwrap();
+    let v = sb.probe_tcp("11.0.0.1:7000", 500).unwrap();
     assert_eq!(v["errors"], 0, "{v}");
     let c = counts(&v);
     assert_eq!(
@@ -342,12 +257,8 @@ fn removed_backend_gets_no_new_connections_and_keeps_its_old_one() {
     assert_eq!(c.values().sum::<u64>(), 500);
 
     // The connection opened before the removal still works.
-    writeln!(stdin, "still-there").unwrap();
-    let mut echo = String::new();
-    stdout.read_line(&mut echo).unwrap();
-    assert_eq!(echo.trim(), "still-there");
-    drop(stdin);
-    assert!(hold.wait().unwrap().success());
+    assert_eq!(hold.echo("still-there").unwrap(), "still-there");
+    assert!(hold.finish().unwrap().success());
 }
 
 #[test]
@@ -372,25 +283,13 @@ fn processes_outside_the_cgroup_and_other_destinations_are_untouched() {
     assert_eq!(v["error_kinds"], json!({"NetworkUnreachable": 3}), "{v}");
 
     // In the cgroup: a non-VIP destination and a VIP address on another port go where they were sent.
-    let v = sb
-        .probe(&["tcp", "--to", "127.0.0.3:7000", "-n", "20"])
-        .unwrap();
+    let v = sb.probe_tcp("127.0.0.3:7000", 20).unwrap();
     assert_eq!(v["counts"], json!({"b": 20}), "{v}");
-    let v = sb
-        .probe(&["tcp", "--to", "11.0.0.1:7999", "-n", "3"])
-        .unwrap();
+    let v = sb.probe_tcp("11.0.0.1:7999", 3).unwrap();
     assert_eq!(v["error_kinds"], json!({"NetworkUnreachable": 3}), "{v}");
     // A UDP VIP is not a TCP VIP.
     let v = sb
-        .probe(&[
-            "udp",
-            "--to",
-            "11.0.0.1:7000",
-            "-n",
-            "1",
-            "--timeout-ms",
-            "300",
-        ])
+        .probe_udp("11.0.0.1:7000", 1, &["--timeout-ms", "300"])
         .unwrap();
     assert_eq!(v["errors"], 1, "{v}");
 }
@@ -459,40 +358,27 @@ fn config_errors_name_the_entry_and_a_bad_reload_keeps_the_table() {
     let before = agent.wait_vips(2, READY).unwrap();
     agent.rewrite_config(cases[2].0).unwrap();
     agent.sighup();
-    let deadline = Instant::now() + READY;
-    while !agent.log().contains("keeping the previous table") {
-        assert!(
-            Instant::now() < deadline,
-            "no error logged for a bad reload:\n{}",
-            agent.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    agent.wait_log(
+        "keeping the previous table",
+        "an error logged for the bad reload",
+        READY,
+    );
     assert!(agent.is_running());
     assert_eq!(
         strip_counters(agent.vips_json().unwrap()),
         strip_counters(before.clone())
     );
-    let v = sb
-        .probe(&["tcp", "--to", "11.0.0.1:7000", "-n", "5"])
-        .unwrap();
+    let v = sb.probe_tcp("11.0.0.1:7000", 5).unwrap();
     assert_eq!(v["counts"], json!({"a": 5}), "{v}");
 
     // A good reload changes only the service that changed.
     agent
         .rewrite_config("vips:\n  - vip: 11.0.0.1:7000\n    backends: [127.0.0.2:7000]\n  - vip: 11.0.0.2:7000\n    backends: [127.0.0.4:7000]\n")
         .unwrap();
-    let after = wait_table(&agent, "the good reload", |v| {
+    let after = agent.wait_table("the good reload", READY, |v| {
         backends_of(v, "11.0.0.2:7000") == vec![("127.0.0.4:7000".into(), 1)]
     });
-    let rev = |v: &Value, vip: &str| {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["vip"] == vip)
-            .unwrap()["revision"]
-            .clone()
-    };
+    let rev = |v: &Value, vip: &str| row(v, vip, "tcp")["revision"].clone();
     assert_eq!(
         rev(&after, "11.0.0.1:7000"),
         rev(&before, "11.0.0.1:7000"),
@@ -528,17 +414,11 @@ fn pinned_maps_dump_as_typed_json_and_the_cli_lists_them() {
     agent.wait_vips(2, READY).unwrap();
 
     let map = sb.pin_root().join("L4LB_SERVICES");
-    let out = Command::new("bpftool")
+    let out = run(Command::new("bpftool")
         .args(["-j", "map", "dump", "pinned"])
-        .arg(&map)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dump: Value = serde_json::from_slice(&out.stdout).unwrap();
+        .arg(&map))
+    .unwrap();
+    let dump: Value = serde_json::from_str(&out).unwrap();
     let entries = dump.as_array().unwrap();
     assert_eq!(entries.len(), 2, "{dump}");
     for e in entries {
@@ -568,30 +448,21 @@ fn pinned_maps_dump_as_typed_json_and_the_cli_lists_them() {
     agent
         .kill_no_teardown(libc::SIGTERM, Duration::from_secs(10))
         .unwrap();
-    let out = sb
+    let text = run(sb
         .in_netns(agent_bin())
         .args(["vips", "--pin-root"])
-        .arg(&pin)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(&pin))
+    .unwrap();
     assert!(
         text.contains("11.0.0.1:6379")
             && text.contains("127.0.0.3:6379")
             && text.contains("weight   2"),
         "{text}"
     );
-    let out = sb
+    run(sb
         .in_netns(agent_bin())
         .args(["teardown", "--pin-root"])
-        .arg(&pin)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+        .arg(&pin))
+    .unwrap();
     assert!(!pin.join("L4LB_SERVICES").exists());
 }

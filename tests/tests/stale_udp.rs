@@ -21,7 +21,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use l4lb_tests::{Agent, Sandbox, agent_bin, require_root};
+use l4lb_tests::{Agent, Sandbox, agent_bin, require_root, run};
 use serde_json::{Value, json};
 
 const READY: Duration = Duration::from_secs(20);
@@ -233,15 +233,7 @@ fn removed_backend_breaks_its_connected_udp_sockets_only() {
         "reconnected to {y} (removed: {x})"
     );
     let v = sb
-        .probe(&[
-            "udp",
-            "--to",
-            "11.0.0.1:53",
-            "-n",
-            "30",
-            "--mode",
-            "connected",
-        ])
+        .probe_udp("11.0.0.1:53", 30, &["--mode", "connected"])
         .unwrap();
     assert_eq!(v["errors"], 0, "{v}");
     assert_eq!(
@@ -287,22 +279,14 @@ sys.stdin.readline()  # keep the sockets open until told
 
 /// Runs `l4lb-agent debug-destroy-udp ARGS` inside the netns (not the cgroup).
 fn destroy(sb: &Sandbox, args: &[&str]) -> Value {
-    let out = sb
+    let stdout = run(sb
         .in_netns(agent_bin())
         .arg("debug-destroy-udp")
         .arg("--pin-root")
         .arg(sb.pin_root())
         .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running l4lb-agent debug-destroy-udp");
-    assert!(
-        out.status.success(),
-        "debug-destroy-udp {args:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+        .stdin(Stdio::null()))
+    .unwrap_or_else(|e| panic!("debug-destroy-udp {args:?}: {e:#}"));
     serde_json::from_str(stdout.trim())
         .unwrap_or_else(|e| panic!("debug-destroy-udp printed {stdout:?}: {e}"))
 }

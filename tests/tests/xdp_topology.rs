@@ -3,77 +3,20 @@
 //! The client is a plain remote host: nothing is attached to its cgroup, so
 //! only the node's XDP and tc programs can make the VIP work. Every address
 //! exists only inside these namespaces (see `l4lb_tests::topology`).
-use std::{
-    io::{BufRead, BufReader, Write},
-    process::Stdio,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeSet, process::Command, time::Duration};
 
 use l4lb_tests::{
-    Agent, Topology, agent_bin, probe_bin, require_root,
-    topology::{BACKEND_IP4, CLIENT_IP4, NODE_IN},
+    Agent, Topology, agent_bin, counts, probe_bin, require_root, run,
+    table::{backend_total, row},
+    topology::{BACKEND_IP4, BACKEND_IP6, CLIENT_IP4, NODE_IN},
 };
 use serde_json::{Value, json};
 
 const READY: Duration = Duration::from_secs(20);
 
-fn start_agent(t: &mut Topology, yaml: &str) -> Agent {
-    let agent = Agent::start_with_args(&mut t.node, yaml, &["--xdp-iface", NODE_IN]).unwrap();
-    let n = yaml.matches("vip:").count();
-    agent.wait_vips(n, READY).unwrap();
-    let deadline = Instant::now() + READY;
-    while !agent.log().contains("XDP attached") {
-        assert!(
-            Instant::now() < deadline,
-            "no XDP attach in the log:\n{}",
-            agent.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    agent
-}
-
-fn counts(v: &Value) -> std::collections::BTreeMap<String, u64> {
-    v["counts"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, n)| (k.clone(), n.as_u64().unwrap()))
-        .collect()
-}
-
-fn row<'a>(vips: &'a Value, vip: &str, proto: &str) -> &'a Value {
-    vips.as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["vip"] == vip && r["proto"] == proto)
-        .unwrap_or_else(|| panic!("{vip}/{proto} not in {vips}"))
-}
-
-/// Waits until `pred` holds for `vips --json` (a reload is asynchronous).
-fn wait_table(agent: &Agent, what: &str, pred: impl Fn(&Value) -> bool) {
-    agent.wait_table(what, READY, pred);
-}
-
-#[test]
-fn tcp_and_udp_through_the_vip_from_the_client_netns_v4_and_v6() {
-    require_root();
-    let mut t = Topology::new("xtopo").unwrap();
-    for (id, ip4, ip6) in [
-        ("a", "198.18.2.2", "fd00:b1::2"),
-        ("b", "198.18.2.3", "fd00:b1::3"),
-    ] {
-        t.backends
-            .spawn_testsrv(
-                id,
-                &[&format!("{ip4}:7000"), &format!("[{ip6}]:7000")],
-                &[&format!("{ip4}:7001"), &format!("[{ip6}]:7001")],
-            )
-            .unwrap();
-    }
-    let agent = start_agent(
-        &mut t,
-        "vips:
+/// TCP and UDP VIPs over backends a and b of [`two_backends`]; tests append
+/// their own.
+const AB_VIPS: &str = "vips:
   - vip: 11.0.0.1:80
     backends: [198.18.2.2:7000, 198.18.2.3:7000]
   - vip: 11.0.0.1:53
@@ -81,29 +24,67 @@ fn tcp_and_udp_through_the_vip_from_the_client_netns_v4_and_v6() {
     backends: [198.18.2.2:7001, 198.18.2.3:7001]
   - vip: '[fd01:c::1]:80'
     backends: ['[fd00:b1::2]:7000', '[fd00:b1::3]:7000']
-  - vip: '[fd01:c::1]:53'
-    protocol: udp
-    backends: ['[fd00:b1::2]:7001', '[fd00:b1::3]:7001']
-",
-    );
+";
+
+/// The agent in the node with XDP on its client-facing side (plus `extra`
+/// arguments), once it lists every VIP in `yaml` and has attached XDP.
+fn start_agent(t: &mut Topology, yaml: &str, extra: &[&str]) -> Agent {
+    let args = [&["--xdp-iface", NODE_IN][..], extra].concat();
+    let agent = Agent::start_with_args(&mut t.node, yaml, &args).unwrap();
+    agent
+        .wait_vips(yaml.matches("vip:").count(), READY)
+        .unwrap();
+    agent.wait_log("XDP attached", "the XDP attach", READY);
+    agent
+}
+
+/// Test servers a and b on the first two backend addresses: TCP :7000 on
+/// IPv4 and IPv6, UDP :7001 on IPv4 (and on IPv6 too if `udp6`).
+fn two_backends(t: &mut Topology, udp6: bool) {
+    for (id, ip4, ip6) in [
+        ("a", BACKEND_IP4[0], BACKEND_IP6[0]),
+        ("b", BACKEND_IP4[1], BACKEND_IP6[1]),
+    ] {
+        let (tcp4, tcp6) = (format!("{ip4}:7000"), format!("[{ip6}]:7000"));
+        let (udp4, udp6_addr) = (format!("{ip4}:7001"), format!("[{ip6}]:7001"));
+        let udp: &[&str] = if udp6 { &[&udp4, &udp6_addr] } else { &[&udp4] };
+        t.backends.spawn_testsrv(id, &[&tcp4, &tcp6], udp).unwrap();
+    }
+}
+
+/// `n` connections from the client to each TCP VIP of [`AB_VIPS`]: no
+/// errors, both backends reached, and the client sees the VIP as its peer.
+fn tcp_reaches_both_backends(t: &Topology, n: u32) {
     for vip in ["11.0.0.1:80", "[fd01:c::1]:80"] {
-        let v = t.client.probe(&["tcp", "--to", vip, "-n", "60"]).unwrap();
+        let v = t.client.probe_tcp(vip, n).unwrap();
         assert_eq!(v["errors"], 0, "{vip}: {v}");
         let c = counts(&v);
-        assert_eq!(c.values().sum::<u64>(), 60, "{vip}: {v}");
-        assert_eq!(c.len(), 2, "60 connections all reached one backend: {v}");
+        assert_eq!(c.values().sum::<u64>(), u64::from(n), "{vip}: {v}");
+        assert_eq!(c.len(), 2, "{n} connections all reached one backend: {v}");
         assert_eq!(
             v["peers"],
             json!([vip]),
             "the client must see the VIP as its peer: {v}"
         );
     }
+}
+
+#[test]
+fn tcp_and_udp_through_the_vip_from_the_client_netns_v4_and_v6() {
+    require_root();
+    let mut t = Topology::new("xtopo").unwrap();
+    two_backends(&mut t, true);
+    let yaml = format!(
+        "{AB_VIPS}  - vip: '[fd01:c::1]:53'
+    protocol: udp
+    backends: ['[fd00:b1::2]:7001', '[fd00:b1::3]:7001']
+"
+    );
+    let agent = start_agent(&mut t, &yaml, &[]);
+    tcp_reaches_both_backends(&t, 60);
     for vip in ["11.0.0.1:53", "[fd01:c::1]:53"] {
         for mode in ["connected", "unconnected"] {
-            let v = t
-                .client
-                .probe(&["udp", "--to", vip, "-n", "20", "--mode", mode])
-                .unwrap();
+            let v = t.client.probe_udp(vip, 20, &["--mode", mode]).unwrap();
             assert_eq!(v["errors"], 0, "{vip} {mode}: {v}");
             assert_eq!(counts(&v).values().sum::<u64>(), 20, "{vip} {mode}: {v}");
             assert_eq!(
@@ -114,16 +95,7 @@ fn tcp_and_udp_through_the_vip_from_the_client_netns_v4_and_v6() {
         }
         let v = t
             .client
-            .probe(&[
-                "udp",
-                "--to",
-                vip,
-                "-n",
-                "40",
-                "--mode",
-                "unconnected",
-                "--fresh-socket",
-            ])
+            .probe_udp(vip, 40, &["--mode", "unconnected", "--fresh-socket"])
             .unwrap();
         assert_eq!(
             counts(&v).len(),
@@ -138,16 +110,10 @@ fn tcp_and_udp_through_the_vip_from_the_client_netns_v4_and_v6() {
     assert!(tcp4["packets"].as_u64().unwrap() >= 180, "{tcp4}");
     assert!(tcp4["reply_packets"].as_u64().unwrap() >= 120, "{tcp4}");
     assert_eq!(tcp4["connects"], 0, "{tcp4}");
-    let per_backend: u64 = tcp4["backends"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["flows"].as_u64().unwrap())
-        .sum();
-    assert_eq!(per_backend, 60, "{tcp4}");
+    assert_eq!(backend_total(tcp4, "flows"), 60, "{tcp4}");
 
     // explain runs the loaded program: the answer is one of the backends.
-    let out = std::process::Command::new(agent_bin())
+    let out = run(Command::new(agent_bin())
         .args([
             "explain",
             "--vip",
@@ -157,15 +123,9 @@ fn tcp_and_udp_through_the_vip_from_the_client_netns_v4_and_v6() {
             "--json",
             "--pin-root",
         ])
-        .arg(t.node.pin_root())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let e: Value = serde_json::from_slice(&out.stdout).unwrap();
+        .arg(t.node.pin_root()))
+    .unwrap();
+    let e: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(e["action"], "pass", "{e}");
     assert!(
         ["198.18.2.2:7000", "198.18.2.3:7000"].contains(&e["destination"].as_str().unwrap()),
@@ -178,31 +138,15 @@ fn redis_and_http_servers_behind_the_vip() {
     require_root();
     let mut t = Topology::new("xreal").unwrap();
     for ip in &BACKEND_IP4[..2] {
-        let mut redis = t.backends.in_netns("redis-server");
-        redis
-            .args([
-                "--bind",
-                ip,
-                "--port",
-                "6379",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-                "--protected-mode",
-                "no",
-            ])
-            .stdout(Stdio::null());
-        t.backends.spawn(redis).unwrap();
+        // Up (answering PING from the backends netns itself) on return.
+        t.backends.spawn_redis(ip, 6379).unwrap();
         let dir = t.backends.workdir().join(ip);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("index.html"), format!("served by {ip}\n")).unwrap();
         let mut http = t.backends.in_netns("/usr/bin/python3");
         http.args(["-m", "http.server", "8080", "--bind", ip, "--directory"])
             .arg(&dir)
-            .stdout(Stdio::null());
+            .stdout(std::process::Stdio::null());
         t.backends.spawn(http).unwrap();
     }
     let _agent = start_agent(
@@ -213,51 +157,39 @@ fn redis_and_http_servers_behind_the_vip() {
   - vip: 11.0.0.2:80
     backends: [198.18.2.2:8080, 198.18.2.3:8080]
 ",
+        &[],
     );
-    // Servers up (checked from the backends netns itself, not through the VIP).
-    let deadline = Instant::now() + READY;
+    // HTTP servers up (checked from the backends netns itself, not through the VIP).
+    let deadline = std::time::Instant::now() + READY;
     for ip in &BACKEND_IP4[..2] {
         loop {
-            let redis = t
-                .backends
-                .in_netns("redis-cli")
-                .args(["-h", ip, "PING"])
-                .output()
-                .unwrap();
             let http = t
                 .backends
                 .in_netns("curl")
                 .args(["-sf", &format!("http://{ip}:8080/")])
                 .output()
                 .unwrap();
-            if String::from_utf8_lossy(&redis.stdout).contains("PONG") && http.status.success() {
+            if http.status.success() {
                 break;
             }
             assert!(
-                Instant::now() < deadline,
-                "servers on {ip} never answered: {redis:?} {http:?}"
+                std::time::Instant::now() < deadline,
+                "HTTP server on {ip} never answered: {http:?}"
             );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    let mut served = std::collections::BTreeSet::new();
+    let mut served = BTreeSet::new();
     for i in 0..20 {
         // One redis-cli session = one TCP flow = one backend.
-        let mut cli = t
+        let out = t
             .client
-            .in_netns("redis-cli")
-            .args(["-h", "11.0.0.2", "-p", "6379"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
+            .redis_session(
+                "11.0.0.2",
+                6379,
+                &format!("SET k{i} v{i}\nGET k{i}\nCONFIG GET bind\n"),
+            )
             .unwrap();
-        cli.stdin
-            .take()
-            .unwrap()
-            .write_all(format!("SET k{i} v{i}\nGET k{i}\nCONFIG GET bind\n").as_bytes())
-            .unwrap();
-        let out = cli.wait_with_output().unwrap();
-        let out = String::from_utf8_lossy(&out.stdout).into_owned();
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(
             lines.get(..2),
@@ -300,7 +232,7 @@ fn removal_sends_new_flows_elsewhere_and_established_flows_survive_an_addition()
             b.join(", ")
         )
     };
-    let agent = start_agent(&mut t, &yaml(&BACKEND_IP4[..2]));
+    let agent = start_agent(&mut t, &yaml(&BACKEND_IP4[..2]), &[]);
     let nbackends = |n: usize| {
         move |v: &Value| {
             row(v, "11.0.0.3:7000", "tcp")["backends"]
@@ -311,39 +243,23 @@ fn removal_sends_new_flows_elsewhere_and_established_flows_survive_an_addition()
     };
 
     // An established connection through the VIP …
-    let mut hold = t
-        .client
-        .in_netns(probe_bin())
-        .args(["hold", "--to", "11.0.0.3:7000"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = hold.stdin.take().unwrap();
-    let mut stdout = BufReader::new(hold.stdout.take().unwrap());
-    let mut held = String::new();
-    stdout.read_line(&mut held).unwrap();
-    let held = held.trim().to_string();
+    let mut hold = t.client.hold("11.0.0.3:7000").unwrap();
+    let held = hold.backend.clone();
     assert!(held == "a" || held == "b", "hold reached {held:?}");
 
     // … survives an addition (Maglev may map its 5-tuple elsewhere now; the
     // connection table keeps it where it is).
     agent.rewrite_config(&yaml(&BACKEND_IP4)).unwrap();
-    wait_table(&agent, "the addition", nbackends(3));
+    agent.wait_table("the addition", READY, nbackends(3));
     for i in 0..5 {
-        writeln!(stdin, "after-add-{i}").unwrap();
-        let mut echo = String::new();
-        stdout.read_line(&mut echo).unwrap();
+        let line = format!("after-add-{i}");
         assert_eq!(
-            echo.trim(),
-            format!("after-add-{i}"),
+            hold.echo(&line).unwrap(),
+            line,
             "the held connection broke after the addition"
         );
     }
-    let v = t
-        .client
-        .probe(&["tcp", "--to", "11.0.0.3:7000", "-n", "90"])
-        .unwrap();
+    let v = t.client.probe_tcp("11.0.0.3:7000", 90).unwrap();
     assert_eq!(v["errors"], 0, "{v}");
     assert_eq!(
         counts(&v).len(),
@@ -360,11 +276,8 @@ fn removal_sends_new_flows_elsewhere_and_established_flows_survive_an_addition()
         .map(|(_, ip)| ip)
         .collect();
     agent.rewrite_config(&yaml(&keep)).unwrap();
-    wait_table(&agent, "the removal", nbackends(2));
-    let v = t
-        .client
-        .probe(&["tcp", "--to", "11.0.0.3:7000", "-n", "120"])
-        .unwrap();
+    agent.wait_table("the removal", READY, nbackends(2));
+    let v = t.client.probe_tcp("11.0.0.3:7000", 120).unwrap();
     assert_eq!(v["errors"], 0, "{v}");
     let c = counts(&v);
     assert_eq!(
@@ -374,12 +287,8 @@ fn removal_sends_new_flows_elsewhere_and_established_flows_survive_an_addition()
     );
     assert_eq!(c.values().sum::<u64>(), 120, "{v}");
     // The held connection's backend stayed: it still echoes.
-    writeln!(stdin, "after-remove").unwrap();
-    let mut echo = String::new();
-    stdout.read_line(&mut echo).unwrap();
-    assert_eq!(echo.trim(), "after-remove");
-    drop(stdin);
-    assert!(hold.wait().unwrap().success());
+    assert_eq!(hold.echo("after-remove").unwrap(), "after-remove");
+    assert!(hold.finish().unwrap().success());
 }
 
 /// `Ip: ForwDatagrams` of the node netns: packets the kernel forwarded.
@@ -405,18 +314,7 @@ fn fib_forwarding_from_xdp_skips_the_node_stack() {
     require_root();
     let mut t = Topology::new("xfib").unwrap();
     t.napi_on_backends().unwrap();
-    for (id, ip4, ip6) in [
-        ("a", "198.18.2.2", "fd00:b1::2"),
-        ("b", "198.18.2.3", "fd00:b1::3"),
-    ] {
-        t.backends
-            .spawn_testsrv(
-                id,
-                &[&format!("{ip4}:7000"), &format!("[{ip6}]:7000")],
-                &[&format!("{ip4}:7001")],
-            )
-            .unwrap();
-    }
+    two_backends(&mut t, false);
     // A sink for the one-way flood below: counted and dropped in the backends' prerouting.
     let sink = "table inet sink { chain pre { type filter hook prerouting priority -300; policy accept; udp dport 9 counter drop; }; }";
     assert!(
@@ -427,42 +325,18 @@ fn fib_forwarding_from_xdp_skips_the_node_stack() {
             .unwrap()
             .success()
     );
-    let agent = Agent::start_with_args(
-        &mut t.node,
-        "vips:
-  - vip: 11.0.0.1:80
-    backends: [198.18.2.2:7000, 198.18.2.3:7000]
-  - vip: 11.0.0.1:53
-    protocol: udp
-    backends: [198.18.2.2:7001, 198.18.2.3:7001]
-  - vip: '[fd01:c::1]:80'
-    backends: ['[fd00:b1::2]:7000', '[fd00:b1::3]:7000']
-  - vip: 11.0.0.1:9
+    let yaml = format!(
+        "{AB_VIPS}  - vip: 11.0.0.1:9
     protocol: udp
     backends: [198.18.2.2:9]
-",
-        &["--xdp-iface", NODE_IN, "--xdp-forward", "fib"],
-    )
-    .unwrap();
-    agent.wait_vips(4, READY).unwrap();
+"
+    );
+    let _agent = start_agent(&mut t, &yaml, &["--xdp-forward", "fib"]);
     // TCP and UDP work end to end (TTL, MACs and checksums are checked by the receivers).
-    for vip in ["11.0.0.1:80", "[fd01:c::1]:80"] {
-        let v = t.client.probe(&["tcp", "--to", vip, "-n", "40"]).unwrap();
-        assert_eq!(v["errors"], 0, "{vip}: {v}");
-        assert_eq!(counts(&v).len(), 2, "{vip}: {v}");
-        assert_eq!(v["peers"], json!([vip]), "{v}");
-    }
+    tcp_reaches_both_backends(&t, 40);
     let v = t
         .client
-        .probe(&[
-            "udp",
-            "--to",
-            "11.0.0.1:53",
-            "-n",
-            "20",
-            "--mode",
-            "connected",
-        ])
+        .probe_udp("11.0.0.1:53", 20, &["--mode", "connected"])
         .unwrap();
     assert_eq!(v["errors"], 0, "{v}");
     assert_eq!(v["sources"], json!(["11.0.0.1:53"]), "{v}");
