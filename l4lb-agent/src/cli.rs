@@ -55,6 +55,10 @@ pub enum Command {
     /// Run the loaded (pinned) XDP program on a crafted packet and print the
     /// backend it picks (BPF_PROG_TEST_RUN; writes no map, bumps no counter).
     Explain(ExplainArgs),
+    /// Benchmark traffic source: UDP frames out of an interface at kernel speed
+    /// (BPF_PROG_TEST_RUN live frames). Only inside a test network namespace.
+    #[command(hide = true)]
+    Pktgen(PktgenArgs),
     /// Destroy the connected UDP sockets of this network namespace that the
     /// hooks connected through a VIP to one of these backends (`run` does this
     /// by itself when a backend leaves a VIP); prints a JSON report.
@@ -131,6 +135,34 @@ pub struct RunArgs {
     pub marathon: crate::marathon::args::MarathonArgs,
     #[command(flatten)]
     pub dns: crate::dns::DnsArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PktgenArgs {
+    /// Interface the frames leave by (in the caller's network namespace).
+    #[arg(long)]
+    pub iface: String,
+    /// Ethernet source and destination (the peer's MAC).
+    #[arg(long)]
+    pub src_mac: String,
+    #[arg(long)]
+    pub dst_mac: String,
+    #[arg(long)]
+    pub src: std::net::Ipv4Addr,
+    /// UDP destination, e.g. 11.0.0.50:9.
+    #[arg(long)]
+    pub dst: std::net::SocketAddrV4,
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=50_000))]
+    pub flows: u32,
+    /// UDP payload bytes (18: 60-byte frames).
+    #[arg(long, default_value_t = 18, value_parser = clap::value_parser!(u64).range(0..=1400))]
+    pub payload: u64,
+    /// Stop after this many frames …
+    #[arg(long, default_value_t = 100_000_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    pub frames: u64,
+    /// … or this many seconds, whichever comes first.
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
 }
 
 #[derive(clap::Args, Debug)]

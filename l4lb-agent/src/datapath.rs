@@ -1,6 +1,7 @@
 //! The only module that touches aya: loads the kernel programs, pins the maps,
 //! attaches the socket hooks to a cgroup, executes plans and reads the maps back.
 //! The packet programs (XDP ingress, tc reply) live in the `xdp` submodule.
+pub mod pktgen;
 mod slots_array;
 pub mod xdp;
 
@@ -31,7 +32,7 @@ use crate::{
 };
 
 /// The compiled kernel programs (built by build.rs with Debian's rustc-web).
-static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/l4lb.bpf.o"));
+pub(crate) static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/l4lb.bpf.o"));
 
 /// The socket hooks, by program name (the function names in l4lb-ebpf/src/sock_addr.rs).
 pub const SOCK_PROGRAMS: [&str; 8] = [

@@ -91,6 +91,25 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Pktgen(a) => {
+            if !(a.seconds > 0.0 && a.seconds <= 60.0) {
+                anyhow::bail!("--seconds must be in (0, 60]");
+            }
+            let spec = datapath::pktgen::Spec {
+                iface: a.iface,
+                src_mac: datapath::pktgen::parse_mac(&a.src_mac)?,
+                dst_mac: datapath::pktgen::parse_mac(&a.dst_mac)?,
+                src: a.src,
+                dst: a.dst,
+                flows: a.flows,
+                payload: a.payload as usize,
+                max_frames: a.frames,
+                max_time: std::time::Duration::from_secs_f64(a.seconds),
+            };
+            let r = datapath::pktgen::run(&spec)?;
+            println!("{}", serde_json::to_string(&r)?);
+            Ok(())
+        }
         Command::Explain(a) => {
             let tuple = l4lb_agent::packet::Tuple { proto: a.proto, src: a.src, dst: a.vip };
             if a.src.is_ipv4() != a.vip.is_ipv4() {

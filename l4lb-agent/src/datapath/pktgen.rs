@@ -1,0 +1,119 @@
+//! `l4lb-agent pktgen`: the benchmark traffic source (`l4lb-ebpf/src/pktgen.rs`)
+//! run through BPF_PROG_TEST_RUN in live-frames mode, so frames leave an
+//! interface at kernel speed from one template. For benchmarks inside a test
+//! network namespace only: it floods whatever the interface leads to.
+use std::{
+    ffi::CString,
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use aya::{
+    EbpfLoader,
+    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp},
+};
+use serde::Serialize;
+
+use crate::{model::Proto, packet};
+
+/// Frames per BPF_PROG_TEST_RUN call; the time bound is checked between calls.
+const RUNS_PER_CALL: u32 = 200_000;
+/// Frames per batch inside one call (the kernel's default is 64).
+const BATCH: u32 = 64;
+
+/// What to send, from where, for how long.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub iface: String,
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    pub src: Ipv4Addr,
+    pub dst: SocketAddrV4,
+    /// UDP source ports 10000.. (one flow each), picked at random per frame.
+    pub flows: u32,
+    pub payload: usize,
+    pub max_frames: u64,
+    pub max_time: Duration,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub sent: u64,
+    pub seconds: f64,
+    pub pps: f64,
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Result<[u8; 6]> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        bail!("{s:?} is not a MAC address (aa:bb:cc:dd:ee:ff)");
+    }
+    let mut mac = [0u8; 6];
+    for (b, p) in mac.iter_mut().zip(parts) {
+        *b = u8::from_str_radix(p, 16).with_context(|| format!("{s:?} is not a MAC address"))?;
+    }
+    Ok(mac)
+}
+
+/// The template: UDP over IPv4 with checksum 0, so the program may change
+/// the source port without touching a checksum.
+fn template(spec: &Spec) -> Vec<u8> {
+    let t = packet::Tuple {
+        proto: Proto::Udp,
+        src: SocketAddr::new(spec.src.into(), 10_000),
+        dst: SocketAddr::V4(spec.dst),
+    };
+    let opts = packet::FrameOpts {
+        payload: vec![0x5a; spec.payload],
+        udp_no_checksum: true,
+        ..packet::FrameOpts::default()
+    };
+    let mut f = packet::frame(&t, &opts);
+    f[0..6].copy_from_slice(&spec.dst_mac);
+    f[6..12].copy_from_slice(&spec.src_mac);
+    f
+}
+
+/// Sends until `max_frames` or `max_time`, whichever comes first.
+pub fn run(spec: &Spec) -> Result<Report> {
+    let name = CString::new(spec.iface.as_str()).context("interface name")?;
+    // SAFETY: a NUL-terminated string that outlives the call.
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if ifindex == 0 {
+        bail!("no interface {:?} in this network namespace", spec.iface);
+    }
+    let flows = spec.flows.max(1);
+    let mut ebpf = EbpfLoader::new()
+        .override_global("PKTGEN_IFINDEX", &ifindex, true)
+        .override_global("PKTGEN_FLOWS", &flows, true)
+        .load(super::BPF_OBJECT)
+        .context("loading the BPF object")?;
+    let prog: &mut Xdp = ebpf
+        .program_mut("l4lb_pktgen")
+        .context("l4lb_pktgen missing from the BPF object")?
+        .try_into()?;
+    prog.load().context("loading l4lb_pktgen")?;
+    let frame = template(spec);
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while sent < spec.max_frames && start.elapsed() < spec.max_time {
+        let n = (spec.max_frames - sent).min(u64::from(RUNS_PER_CALL)) as u32;
+        let opts = TestRunOptions {
+            data_in: Some(&frame),
+            repeat: n,
+            attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
+            ..TestRunOptions::default()
+        };
+        prog.test_run(opts)
+            .context("BPF_PROG_TEST_RUN (live frames)")?;
+        sent += u64::from(n);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(Report {
+        sent,
+        seconds,
+        pps: sent as f64 / seconds.max(1e-9),
+    })
+}

@@ -1,0 +1,85 @@
+//! The benchmark traffic source (`l4lb-agent pktgen`, `bench xdp`'s sender):
+//! it must send exactly what it reports, to the peer it was told, so the
+//! benchmark's offered load is what it says. Runs in a Topology's client
+//! netns; the frames end at an nft `counter drop` in the node's netns.
+use l4lb_tests::{Topology, agent_bin, require_root, run, topology::NODE_IN};
+use serde_json::Value;
+
+fn mac(ns: &l4lb_tests::Sandbox, dev: &str) -> String {
+    let out = run(ns.in_netns("ip").args(["-j", "link", "show", dev])).unwrap();
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v[0]["address"].as_str().unwrap().to_owned()
+}
+
+fn node_count(t: &Topology) -> u64 {
+    let out = t
+        .in_node("nft", &["list", "chain", "inet", "pg", "pre"])
+        .unwrap();
+    out.split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no counter in {out}"))
+}
+
+#[test]
+fn pktgen_sends_exactly_the_frames_it_reports() {
+    require_root();
+    let t = Topology::new("pgen").unwrap();
+    // A veth takes XDP frames only into NAPI: GRO on.
+    t.in_node("ethtool", &["-K", NODE_IN, "gro", "on"]).unwrap();
+    let sink = "table inet pg { chain pre { type filter hook prerouting priority -300; policy accept; udp dport 9 counter drop; }; }";
+    run(t.node.in_netns("nft").arg(sink)).unwrap();
+    let (src_mac, dst_mac) = (mac(&t.client, "c0"), mac(&t.node, NODE_IN));
+    let out = run(t.client.in_netns(agent_bin()).args([
+        "pktgen",
+        "--iface",
+        "c0",
+        "--src-mac",
+        &src_mac,
+        "--dst-mac",
+        &dst_mac,
+        "--src",
+        "198.18.1.2",
+        "--dst",
+        "11.0.0.50:9",
+        "--flows",
+        "8",
+        "--frames",
+        "250000",
+        "--seconds",
+        "20",
+    ]))
+    .unwrap();
+    let r: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(r["sent"], 250_000, "{r}");
+    assert!(r["pps"].as_f64().unwrap() > 0.0, "{r}");
+    assert_eq!(node_count(&t), 250_000, "every frame reached the node once");
+
+    // A wrong interface is a clear error, not a silent nothing.
+    let bad = t
+        .client
+        .in_netns(agent_bin())
+        .args([
+            "pktgen",
+            "--iface",
+            "nope0",
+            "--src-mac",
+            &src_mac,
+            "--dst-mac",
+            &dst_mac,
+        ])
+        .args([
+            "--src",
+            "198.18.1.2",
+            "--dst",
+            "11.0.0.50:9",
+            "--frames",
+            "10",
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("no interface \"nope0\""), "{err}");
+}
