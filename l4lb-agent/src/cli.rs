@@ -59,6 +59,15 @@ pub enum Command {
     /// (BPF_PROG_TEST_RUN live frames). Only inside a test network namespace.
     #[command(hide = true)]
     Pktgen(PktgenArgs),
+    /// Benchmark sink: drops every frame arriving on an interface (native XDP)
+    /// for a while; the veth counts them. Only inside a test network namespace.
+    #[command(hide = true)]
+    Pktsink {
+        #[arg(long)]
+        iface: String,
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=600))]
+        seconds: u64,
+    },
     /// Destroy the connected UDP sockets of this network namespace that the
     /// hooks connected through a VIP to one of these backends (`run` does this
     /// by itself when a backend leaves a VIP); prints a JSON report.

@@ -110,6 +110,13 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&r)?);
             Ok(())
         }
+        Command::Pktsink { iface, seconds } => {
+            datapath::pktgen::sink(&iface, std::time::Duration::from_secs(seconds), || {
+                // The caller waits for this line before it sends.
+                println!("ready");
+                let _ = std::io::Write::flush(&mut std::io::stdout());
+            })
+        }
         Command::Explain(a) => {
             let tuple = l4lb_agent::packet::Tuple { proto: a.proto, src: a.src, dst: a.vip };
             if a.src.is_ipv4() != a.vip.is_ipv4() {

@@ -1,4 +1,4 @@
-//! A benchmark traffic source, not part of the datapath: `l4lb-agent pktgen`
+//! A benchmark traffic source and sink, not part of the datapath: `l4lb-agent pktgen`
 //! runs this program through BPF_PROG_TEST_RUN in live-frames mode on a
 //! template UDP/IPv4 frame, and every run sends the frame out of
 //! `PKTGEN_IFINDEX` (XDP_REDIRECT). A user-space sender (sendmmsg) tops out
@@ -47,4 +47,28 @@ pub fn l4lb_pktgen(ctx: XdpContext) -> u32 {
     unsafe { core::ptr::copy_nonoverlapping(port.as_ptr(), (start + UDP_SPORT) as *mut u8, 2) };
     // SAFETY: a plain helper call.
     unsafe { bpf_redirect(ifindex, 0) as u32 }
+}
+
+/// The benchmark's backend (`l4lb-agent pktsink`): drops every UDP/IPv4 frame
+/// in the driver, so the receiving end costs every node datapath the same
+/// little; the veth counts the drops (`rx_queue_0_xdp_drops`). Everything
+/// else (ARP above all: the node must resolve the backend) passes.
+#[xdp]
+pub fn l4lb_sink(ctx: XdpContext) -> u32 {
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + UDP_SPORT > end {
+        return xdp_action::XDP_PASS;
+    }
+    // SAFETY: start + 34 <= end was checked above (ethertype at 12, protocol at 23).
+    let (ethertype, proto) = unsafe {
+        (
+            u16::from_be_bytes(*((start + 12) as *const [u8; 2])),
+            *((start + 23) as *const u8),
+        )
+    };
+    if ethertype == 0x0800 && proto == 17 {
+        xdp_action::XDP_DROP
+    } else {
+        xdp_action::XDP_PASS
+    }
 }

@@ -83,3 +83,85 @@ fn pktgen_sends_exactly_the_frames_it_reports() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("no interface \"nope0\""), "{err}");
 }
+
+fn xdp_drops(ns: &l4lb_tests::Sandbox, dev: &str) -> u64 {
+    let out = run(ns.in_netns("ethtool").args(["-S", dev])).unwrap();
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix("rx_queue_0_xdp_drops:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no rx_queue_0_xdp_drops in {out}"))
+}
+
+#[test]
+fn pktsink_drops_udp_in_the_driver_and_passes_the_rest() {
+    use std::io::BufRead;
+    require_root();
+    let t = Topology::new("psink").unwrap();
+    let mut sink = t
+        .node
+        .in_netns(agent_bin())
+        .args(["pktsink", "--iface", NODE_IN, "--seconds", "60"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(sink.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    let (src_mac, dst_mac) = (mac(&t.client, "c0"), mac(&t.node, NODE_IN));
+    let before = xdp_drops(&t.node, NODE_IN);
+    run(t.client.in_netns(agent_bin()).args([
+        "pktgen",
+        "--iface",
+        "c0",
+        "--src-mac",
+        &src_mac,
+        "--dst-mac",
+        &dst_mac,
+        "--src",
+        "198.18.1.2",
+        "--dst",
+        "11.0.0.50:9",
+        "--frames",
+        "100000",
+        "--seconds",
+        "20",
+    ]))
+    .unwrap();
+    assert_eq!(xdp_drops(&t.node, NODE_IN) - before, 100_000);
+    // ARP and TCP pass: the client still reaches a server on the node.
+    let mut http = t
+        .node
+        .in_netns("python3")
+        .args(["-m", "http.server", "--bind", "198.18.1.1", "8089"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let reached = (0..50).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        run(t.client.in_netns("curl").args([
+            "-sf",
+            "--max-time",
+            "2",
+            "-o",
+            "/dev/null",
+            "http://198.18.1.1:8089/",
+        ]))
+        .is_ok()
+    });
+    http.kill().unwrap();
+    http.wait().unwrap();
+    assert!(reached, "TCP through the sink's interface failed");
+    sink.kill().unwrap();
+    sink.wait().unwrap();
+
+    // Outside a named netns both refuse (this test process is in the host's).
+    let out = std::process::Command::new(agent_bin())
+        .args(["pktsink", "--iface", "lo", "--seconds", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("outside a named network namespace"));
+}

@@ -8,8 +8,8 @@
 //!    topology: UDP frames from `client` (`l4lb-agent pktgen`: an XDP program
 //!    run through BPF_PROG_TEST_RUN in live-frames mode, 64 flows; a
 //!    user-space sender could not outrun the node) to a VIP whose one backend
-//!    is an nft `counter drop` in `backends`; the count there over the
-//!    sender's duration is the rate.
+//!    is `l4lb-agent pktsink` (native XDP drop on b0); the veth's drop count
+//!    over the sender's duration is the rate.
 //!    Modes, interleaved round by round, each in a fresh topology (a NAT
 //!    table once loaded keeps conntrack in the netns' path): plain forwarding
 //!    to the backend address (no NAT, the ceiling), l4lb XDP, iptables
@@ -182,21 +182,18 @@ fn per_packet() -> Result<Vec<(&'static str, u64)>> {
 /// reached the backend.
 fn measure(mode: Mode, seconds: u32) -> Result<f64> {
     let mut t = Topology::new("bxdp")?;
-    let sink = format!(
-        "table inet l4lb_sink {{ chain pre {{ type filter hook prerouting priority -300; policy accept; udp dport {PORT} counter drop; }}; }}"
-    );
-    util::run(t.backends.in_netns("nft").arg(&sink))?;
+    // The backend: every frame dropped in b0's driver (native XDP), counted by
+    // the veth; the same small cost after every node datapath.
+    let mut sink = Sink::start(&t, seconds)?;
     // The sender's frames arrive on n0 as XDP frames: a veth takes them only
     // into NAPI, which an XDP program in native mode or GRO turns on.
     t.in_node("ethtool", &["-K", NODE_IN, "gro", "on"])?;
-    // The flood runs on CPU 0; RPS hands the node's receive processing on n0
-    // to CPU 1, so the rate measures the node's work, not the sender's alone.
-    // (`ip netns exec` remounts /sys for the netns, where n0's queues are.)
+    // The sender runs on CPU 0, where veth NAPI runs the receive work its
+    // frames cause; RPS hands the skb work of n0 (the node's stack, where
+    // there is one) to CPU 1. (`ip netns exec` remounts /sys for the netns,
+    // where n0's queues are.) Threaded NAPI, or no RPS, starves the node.
     let rps = format!("echo 2 > /sys/class/net/{NODE_IN}/queues/rx-0/rps_cpus");
     util::run(Command::new("ip").args(["netns", "exec", t.node.netns(), "sh", "-c", &rps]))?;
-    // The sink's work (an skb per frame, nft) goes to CPU 1 in every mode too.
-    let rps_b = "echo 2 > /sys/class/net/b0/queues/rx-0/rps_cpus";
-    util::run(Command::new("ip").args(["netns", "exec", t.backends.netns(), "sh", "-c", rps_b]))?;
     let dnat = format!("{BACKEND}:{PORT}");
     let mut agent = None;
     let target = match mode {
@@ -223,9 +220,6 @@ fn measure(mode: Mode, seconds: u32) -> Result<f64> {
                 Mode::L4lbFib | Mode::L4lbGenericFib => "fib",
                 _ => "kernel",
             };
-            if forward == "fib" {
-                t.napi_on_backends()?;
-            }
             let args = [
                 "--xdp-iface",
                 NODE_IN,
@@ -289,6 +283,7 @@ fn measure(mode: Mode, seconds: u32) -> Result<f64> {
     if let Some(mut a) = agent {
         a.stop()?;
     }
+    sink.stop();
     Ok(got as f64 / elapsed)
 }
 
@@ -318,22 +313,55 @@ fn flood(t: &Topology, macs: &(String, String), target: &str, seconds: f64) -> R
     serde_json::from_str(s.trim()).with_context(|| format!("flood printed {s:?}"))
 }
 
-/// Packets the backend's nft sink counted.
+/// `l4lb-agent pktsink` on b0, in the backends netns, for one measurement.
+struct Sink {
+    child: std::process::Child,
+}
+
+impl Sink {
+    fn start(t: &Topology, seconds: u32) -> Result<Sink> {
+        use std::io::BufRead;
+        // Outlives the warm-up and the flood; stopped (by its handle) after them.
+        let lifetime = (u64::from(seconds) + 60).to_string();
+        let mut child = t
+            .backends
+            .in_netns(agent_bin())
+            .args(["pktsink", "--iface", "b0", "--seconds", &lifetime])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .context("starting l4lb-agent pktsink")?;
+        let stdout = child.stdout.take().context("pktsink stdout")?;
+        let mut line = String::new();
+        // It prints "ready" once attached, or exits with an error.
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        if line.trim() != "ready" {
+            let _ = child.kill();
+            let status = child.wait()?;
+            bail!("l4lb-agent pktsink did not attach ({status})");
+        }
+        Ok(Sink { child })
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Frames the sink dropped so far (b0's `rx_queue_0_xdp_drops`).
 fn sink_count(t: &Topology) -> Result<u64> {
-    let out = util::stdout(t.backends.in_netns("nft").args([
-        "list",
-        "chain",
-        "inet",
-        "l4lb_sink",
-        "pre",
-    ]))?;
-    let n = out
-        .split_whitespace()
-        .skip_while(|w| *w != "packets")
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .with_context(|| format!("no packet counter in {out:?}"))?;
-    Ok(n)
+    let out = util::stdout(t.backends.in_netns("ethtool").args(["-S", "b0"]))?;
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix("rx_queue_0_xdp_drops:"))
+        .and_then(|n| n.trim().parse().ok())
+        .with_context(|| format!("no rx_queue_0_xdp_drops in {out:?}"))
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -408,24 +436,24 @@ fn summarize(
          `cargo xtask bench xdp --rounds {rounds} --seconds {seconds}` on {{date}}.\n\n\
          Per packet: `l4lb-agent explain --repeat {REPEAT}` runs the loaded program through \
          BPF_PROG_TEST_RUN (kernel-timed mean; 60-byte frames).\n\n{}\n{ns_verdict}.\n\n\
-         Throughput: three namespaces (client — veth — node — veth — backends, checksum offload off); \
-         the sender is `l4lb-agent pktgen` in `client` (an XDP program run through BPF_PROG_TEST_RUN in \
-         live-frames mode: 60-byte UDP frames over {FLOWS} flows out of c0 at over a million per second, \
-         pinned to CPU 0), so the sender is not the bound; an nft `counter drop` in `backends` counts what \
-         arrives. GRO is on for n0 (a veth takes XDP frames only into NAPI), RPS hands the skb work of n0 \
-         and b0 to CPU 1; each mode in a fresh topology, modes interleaved over {rounds} rounds of \
-         {seconds} s.\n\n{}\n{pps_verdict}.\n\n\
-         Reading the numbers: the sender, the node and the sink share the machine's two cores, and the \
-         sender offers more than any mode delivers, so every mode runs at what its placement on the two \
-         CPUs allows (the notes in the log say how much of the offered load arrived), and rounds vary with \
-         other work on the box (loadavg below). Native XDP with kernel forwarding runs the program in n0's \
-         NAPI on the sender's CPU and leaves the forwarding to CPU 1, on par with iptables, which does its \
-         NAT there too. With `--xdp-forward fib` the node's stack is skipped, but the backends' veth then \
-         builds its skbs in NAPI on the sender's CPU as well, so CPU 0 carries the sender, the program and \
-         the sink's receive path. The program's own cost is the ns/packet above (~55-70 ns, goal met): a \
-         small part of what a packet costs end to end here. The 2x over iptables is a property of XDP on a \
-         NIC driver with the sender on another machine; on two shared cores and veths it is NOT shown, and \
-         the table says by how much.\n\n\
+         Throughput: three namespaces (client — veth — node — veth — backends, checksum offload off). \
+         The sender is `l4lb-agent pktgen` in `client`: an XDP program run through BPF_PROG_TEST_RUN in \
+         live-frames mode, 60-byte UDP frames over {FLOWS} flows out of c0, pinned to CPU 0; it offers \
+         1-3 million frames per second, several times what any mode delivers, so it is not the bound (the \
+         sendmmsg sender used before offered ~270k/s and was). The backend is `l4lb-agent pktsink`: native \
+         XDP on b0 dropping the frames in the driver, counted by the veth (`rx_queue_0_xdp_drops`), the \
+         same small cost after every mode. GRO is on for n0 (a veth takes XDP frames only into NAPI) and \
+         RPS hands n0's skb work to CPU 1; each mode in a fresh topology, modes interleaved over {rounds} \
+         rounds of {seconds} s.\n\n{}\n{pps_verdict}.\n\n\
+         Reading the numbers: every mode lands at 0.3-0.45 million frames per second, within each other's \
+         ranges, because what bounds them is shared: veth runs the receive NAPI of n0 on the CPU that \
+         sent the frames, so on CPU 0 the sender and n0's receive path (the XDP program, or the skb that \
+         iptables needs) split one core, and frames beyond what that core's softirq takes are dropped at \
+         n0's ring (the notes in the log give offered vs delivered). Threaded NAPI or no RPS starve the \
+         node outright (tried: a few thousand frames per second). So this box cannot show the datapath's \
+         own throughput difference; the program's own cost is the ns/packet above (~55-75 ns, goal met), \
+         far below the microsecond-scale skb path iptables needs. The 2x over iptables is NOT shown here: \
+         it needs XDP in a NIC driver with the sender on another machine.\n\n\
          Machine: {machine}.\n",
         report::md_table(&h1, &cost_rows),
         report::md_table(&h2, &rows),

@@ -1,7 +1,9 @@
-//! `l4lb-agent pktgen`: the benchmark traffic source (`l4lb-ebpf/src/pktgen.rs`)
-//! run through BPF_PROG_TEST_RUN in live-frames mode, so frames leave an
-//! interface at kernel speed from one template. For benchmarks inside a test
-//! network namespace only: it floods whatever the interface leads to.
+//! `l4lb-agent pktgen` / `pktsink`: the benchmark's traffic source and sink
+//! (`l4lb-ebpf/src/pktgen.rs`). The source runs through BPF_PROG_TEST_RUN in
+//! live-frames mode, so frames leave an interface at kernel speed from one
+//! template; the sink drops them in the receiving veth's driver. Both refuse
+//! to run outside a named (`ip netns add`) network namespace: the source
+//! floods whatever its interface leads to.
 use std::{
     ffi::CString,
     net::{Ipv4Addr, SocketAddr, SocketAddrV4},
@@ -11,7 +13,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use aya::{
     EbpfLoader,
-    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp},
+    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
 };
 use serde::Serialize;
 
@@ -76,14 +78,42 @@ fn template(spec: &Spec) -> Vec<u8> {
     f
 }
 
+fn ifindex(iface: &str) -> Result<u32> {
+    if !super::xdp::in_named_netns()? {
+        bail!("refusing to run outside a named network namespace (ip netns add)");
+    }
+    let name = CString::new(iface).context("interface name")?;
+    // SAFETY: a NUL-terminated string that outlives the call.
+    match unsafe { libc::if_nametoindex(name.as_ptr()) } {
+        0 => bail!("no interface {iface:?} in this network namespace"),
+        i => Ok(i),
+    }
+}
+
+/// Drops every frame arriving on `iface` (native XDP) for `time`, then
+/// detaches. Calls `ready` once attached.
+pub fn sink(iface: &str, time: Duration, ready: impl FnOnce()) -> Result<()> {
+    ifindex(iface)?;
+    let mut ebpf = EbpfLoader::new()
+        .load(super::BPF_OBJECT)
+        .context("loading the BPF object")?;
+    let prog: &mut Xdp = ebpf
+        .program_mut("l4lb_sink")
+        .context("l4lb_sink missing from the BPF object")?
+        .try_into()?;
+    prog.load().context("loading l4lb_sink")?;
+    let link = prog
+        .attach(iface, XdpMode::Driver)
+        .with_context(|| format!("attaching l4lb_sink to {iface} (native mode)"))?;
+    ready();
+    std::thread::sleep(time);
+    prog.detach(link)?;
+    Ok(())
+}
+
 /// Sends until `max_frames` or `max_time`, whichever comes first.
 pub fn run(spec: &Spec) -> Result<Report> {
-    let name = CString::new(spec.iface.as_str()).context("interface name")?;
-    // SAFETY: a NUL-terminated string that outlives the call.
-    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    if ifindex == 0 {
-        bail!("no interface {:?} in this network namespace", spec.iface);
-    }
+    let ifindex = ifindex(&spec.iface)?;
     let flows = spec.flows.max(1);
     let mut ebpf = EbpfLoader::new()
         .override_global("PKTGEN_IFINDEX", &ifindex, true)

@@ -134,23 +134,27 @@ fn tc_ref(ebpf: &Ebpf) -> Result<&SchedClassifier> {
 /// (`L4LB_FORBID_HOST_NETNS`): then the agent's netns must be one created with
 /// `ip netns add` (bound under /run/netns), as every test's is.
 fn check_netns() -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
     if std::env::var_os("L4LB_FORBID_HOST_NETNS").is_none() {
         return Ok(());
     }
-    let ours = fs::metadata("/proc/self/ns/net").context("stat /proc/self/ns/net")?;
-    let named = fs::read_dir("/run/netns")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| fs::metadata(e.path()).ok())
-        .any(|m| m.dev() == ours.dev() && m.ino() == ours.ino());
-    if !named {
+    if !in_named_netns()? {
         bail!(
             "refusing to attach XDP/tc outside a named network namespace (L4LB_FORBID_HOST_NETNS is set)"
         );
     }
     Ok(())
+}
+
+/// True if this process's netns is one bound under /run/netns (`ip netns add`).
+pub(super) fn in_named_netns() -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let ours = fs::metadata("/proc/self/ns/net").context("stat /proc/self/ns/net")?;
+    Ok(fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| fs::metadata(e.path()).ok())
+        .any(|m| m.dev() == ours.dev() && m.ino() == ours.ino()))
 }
 
 /// Removes the pinned packet programs (their attachments end with the agent).
