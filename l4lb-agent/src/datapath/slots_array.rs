@@ -1,6 +1,7 @@
 //! The slots array (every service's Maglev table, one contiguous range each),
 //! written through mmap: the map is created BPF_F_MMAPABLE, so a table of
 //! thousands of slots is one memory copy instead of one syscall per slot.
+//! Only the pages of the table being written are mapped, and only meanwhile.
 //! Hand-written with libc because aya 0.14 has no mmap API for maps.
 //! The kernel lays array elements out 8 bytes apart (value size rounded up to
 //! 8), so each u32 slot is written as the low half of a u64.
@@ -23,19 +24,17 @@ const ELEM: usize = 8;
 pub struct SlotsArray {
     map: MapData,
     capacity: u32,
-    /// Mapped on first write (readers such as the CLI never need it).
-    region: Option<Region>,
 }
 
-struct Region {
-    ptr: NonNull<u64>,
+/// A mapped window of the array, unmapped on drop. Mapping only the pages a
+/// write touches, and only while it writes, keeps the table (40 MB at 5M
+/// slots: kernel memory of the map) out of the agent's resident set.
+struct Window {
+    ptr: NonNull<u8>,
     len_bytes: usize,
 }
 
-// SAFETY: the region is only touched through `&mut SlotsArray`.
-unsafe impl Send for SlotsArray {}
-
-impl Drop for Region {
+impl Drop for Window {
     fn drop(&mut self) {
         // SAFETY: ptr/len come from a successful mmap and are unmapped once.
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len_bytes) };
@@ -48,7 +47,7 @@ impl SlotsArray {
             return Err(MapError::InvalidName { name: l4lb_common::SLOTS_MAP.into() });
         };
         let capacity = map.info()?.max_entries();
-        Ok(SlotsArray { map, capacity, region: None })
+        Ok(SlotsArray { map, capacity })
     }
 
     pub fn capacity(&self) -> u32 {
@@ -67,10 +66,18 @@ impl SlotsArray {
         if end > u64::from(self.capacity) {
             return Err(MapError::OutOfBounds { index: end.min(u64::from(u32::MAX)) as u32, max_entries: self.capacity });
         }
-        let region = self.region()?;
-        // SAFETY: bounds checked above; the mapping covers `capacity` 8-byte elements.
-        let slots = unsafe { std::slice::from_raw_parts_mut(region.ptr.as_ptr(), region.len_bytes / ELEM) };
-        for (slot, id) in slots[base as usize..end as usize].iter_mut().zip(backends) {
+        if backends.is_empty() {
+            return Ok(());
+        }
+        let (first, last) = (base as usize * ELEM, end as usize * ELEM);
+        let w = self.window(first, last)?;
+        // SAFETY: the window covers bytes first..last of the array (checked
+        // against the capacity above), 8-byte aligned like every element.
+        let slots = unsafe {
+            let at = w.ptr.as_ptr().add(first % page_size()).cast::<u64>();
+            std::slice::from_raw_parts_mut(at, backends.len())
+        };
+        for (slot, id) in slots.iter_mut().zip(backends) {
             // Little-endian: the u32 value is the element's first 4 bytes.
             *slot = u64::from(*id);
         }
@@ -78,23 +85,36 @@ impl SlotsArray {
         Ok(())
     }
 
-    fn region(&mut self) -> Result<&Region, MapError> {
-        if self.region.is_none() {
-            // SAFETY: plain FFI; the kernel rounds the length up to pages.
-            let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
-            let len_bytes = (self.capacity as usize * ELEM).div_ceil(page) * page;
-            let fd = self.map.fd().as_fd().as_raw_fd();
-            // SAFETY: mapping a BPF_F_MMAPABLE array map fd, shared, read-write.
-            let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len_bytes, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0) };
-            if ptr == libc::MAP_FAILED {
-                return Err(MapError::SyscallError(SyscallError { call: "mmap", io_error: std::io::Error::last_os_error() }));
-            }
-            let ptr = NonNull::new(ptr.cast::<u64>()).ok_or(MapError::SyscallError(SyscallError {
-                call: "mmap",
-                io_error: std::io::Error::other("null mapping"),
-            }))?;
-            self.region = Some(Region { ptr, len_bytes });
+    /// Maps the pages holding bytes `first..last` of the array.
+    fn window(&self, first: usize, last: usize) -> Result<Window, MapError> {
+        let page = page_size();
+        let offset = first / page * page;
+        let len_bytes = (last - offset).div_ceil(page) * page;
+        let fd = self.map.fd().as_fd().as_raw_fd();
+        // SAFETY: mapping part of a BPF_F_MMAPABLE array map fd, shared,
+        // read-write; the kernel checks offset + length against the map.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len_bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                offset as libc::off_t,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(MapError::SyscallError(SyscallError { call: "mmap", io_error: std::io::Error::last_os_error() }));
         }
-        Ok(self.region.as_ref().expect("just mapped"))
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or(MapError::SyscallError(SyscallError {
+            call: "mmap",
+            io_error: std::io::Error::other("null mapping"),
+        }))?;
+        Ok(Window { ptr, len_bytes })
     }
+}
+
+fn page_size() -> usize {
+    // SAFETY: plain FFI.
+    unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize
 }
