@@ -1,6 +1,7 @@
 //! The only module that touches aya: loads the kernel programs, pins the maps,
 //! attaches the socket hooks to a cgroup, executes plans and reads the maps back.
 //! The packet programs (XDP ingress, tc reply) live in the `xdp` submodule.
+mod batch;
 pub mod pktgen;
 mod slots_array;
 pub mod xdp;
@@ -59,6 +60,12 @@ pub struct Maps {
     /// Written by the hooks; the agent only reads it (stale UDP sockets, issue 6).
     revnat: HashMap<MapData, RevNatKey, RevNatValue>,
     nr_cpus: usize,
+    /// Second handles on the backends and members maps for batch writes
+    /// (aya's typed maps do not lend their fds).
+    backends_fd: std::os::fd::OwnedFd,
+    members_fd: std::os::fd::OwnedFd,
+    /// Batch writes work here (cleared on the first EINVAL/ENOTSUP).
+    batches: bool,
     /// Counter slots known to be zero: in counter maps this agent created,
     /// every id it has not handed out yet. Resetting those is skipped (a
     /// full sync of 10,000 services saves 60,000 per-CPU writes).
@@ -117,11 +124,16 @@ impl Maps {
     }
 
     fn from_maps(mut get: impl FnMut(&str) -> Result<Map>) -> Result<Maps> {
+        let backends = get(BACKENDS_MAP)?;
+        let members = get(MEMBERS_MAP)?;
         Ok(Maps {
+            backends_fd: map_fd(&backends)?,
+            members_fd: map_fd(&members)?,
+            batches: true,
             services: get(SERVICES_MAP)?.try_into()?,
             slots: slots_array::SlotsArray::new(get(SLOTS_MAP)?)?,
-            backends: get(BACKENDS_MAP)?.try_into()?,
-            members: get(MEMBERS_MAP)?.try_into()?,
+            backends: backends.try_into()?,
+            members: members.try_into()?,
             svc_stats: get(SERVICE_STATS_MAP)?.try_into()?,
             be_stats: get(BACKEND_STATS_MAP)?.try_into()?,
             revnat: get(REVNAT_MAP)?.try_into()?,
@@ -130,16 +142,72 @@ impl Maps {
         })
     }
 
-    /// Runs the ops in order; stops at the first failure.
+    /// Runs the ops in order; stops at the first failure. A run of backend
+    /// or member puts is one batch write (same order, same result).
     pub fn apply(&mut self, ops: &[Op]) -> Result<(), ApplyError> {
-        for (index, op) in ops.iter().enumerate() {
-            self.apply_one(op).map_err(|source| ApplyError {
-                index,
-                op: Box::new(op.clone()),
-                source,
-            })?;
+        let fail = |index: usize, source| ApplyError {
+            index,
+            op: Box::new(ops[index].clone()),
+            source,
+        };
+        let mut i = 0;
+        while i < ops.len() {
+            let run = ops[i..]
+                .iter()
+                .take_while(|o| batch_kind(o).is_some() && batch_kind(o) == batch_kind(&ops[i]))
+                .count();
+            if run > 1 && self.batches {
+                match self.put_batch(&ops[i..i + run]) {
+                    Ok(()) => {
+                        i += run;
+                        continue;
+                    }
+                    // No batch support here: one write per op from now on.
+                    Err((0, e)) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOTSUP | ENOTSUPP)) => {
+                        tracing::debug!("batch map updates unavailable ({e}), writing one by one");
+                        self.batches = false;
+                    }
+                    Err((done, e)) => {
+                        return Err(fail(
+                            i + done,
+                            aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+                                call: "bpf_map_update_batch",
+                                io_error: e,
+                            }),
+                        ));
+                    }
+                }
+            }
+            self.apply_one(&ops[i]).map_err(|source| fail(i, source))?;
+            i += 1;
         }
         Ok(())
+    }
+
+    /// `ops`: all PutBackend or all PutMember.
+    fn put_batch(&self, ops: &[Op]) -> Result<(), (usize, std::io::Error)> {
+        match ops[0] {
+            Op::PutBackend(..) => {
+                let (keys, values): (Vec<u32>, Vec<Backend>) = ops
+                    .iter()
+                    .filter_map(|o| match o {
+                        Op::PutBackend(id, b) => Some((*id, *b)),
+                        _ => None,
+                    })
+                    .unzip();
+                batch::update(std::os::fd::AsFd::as_fd(&self.backends_fd), &keys, &values)
+            }
+            _ => {
+                let (keys, values): (Vec<MemberKey>, Vec<MemberValue>) = ops
+                    .iter()
+                    .filter_map(|o| match o {
+                        Op::PutMember(k, w) => Some((*k, MemberValue { weight: *w, _pad: 0 })),
+                        _ => None,
+                    })
+                    .unzip();
+                batch::update(std::os::fd::AsFd::as_fd(&self.members_fd), &keys, &values)
+            }
+        }
     }
 
     fn apply_one(&mut self, op: &Op) -> Result<(), aya::maps::MapError> {
@@ -266,6 +334,26 @@ impl Maps {
     pub fn backend_stats(&self, id: u32) -> Stats {
         sum(self.be_stats.get(&id, 0).ok())
     }
+}
+
+/// The kernel-internal "operation not supported" some maps return from bpf().
+const ENOTSUPP: i32 = 524;
+
+/// Which batch a put belongs in (None: not batched).
+fn batch_kind(op: &Op) -> Option<u8> {
+    match op {
+        Op::PutBackend(..) => Some(0),
+        Op::PutMember(..) => Some(1),
+        _ => None,
+    }
+}
+
+/// A second fd on a hash map.
+fn map_fd(map: &Map) -> Result<std::os::fd::OwnedFd> {
+    let Map::HashMap(data) = map else {
+        anyhow::bail!("expected a hash map");
+    };
+    Ok(std::os::fd::AsFd::as_fd(data.fd()).try_clone_to_owned()?)
 }
 
 fn ignore_missing(r: Result<(), aya::maps::MapError>) -> Result<(), aya::maps::MapError> {

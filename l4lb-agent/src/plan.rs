@@ -192,6 +192,7 @@ pub fn plan(applied: &Applied, desired: &DesiredState, cap: Capacity) -> Result<
     let used_backend_ids: BTreeSet<u32> = applied.backends.keys().copied().collect();
     let mut new_backend_ids = free_ids(&used_backend_ids, 1, cap.backends);
     let mut backend_id: BTreeMap<SocketAddr, u32> = BTreeMap::new();
+    let mut puts = Vec::new();
     for addr in &wanted {
         let id = match by_addr.get(addr) {
             Some(id) => *id,
@@ -200,12 +201,14 @@ pub fn plan(applied: &Applied, desired: &DesiredState, cap: Capacity) -> Result<
                     .next()
                     .ok_or(PlanError::TooManyBackends { wanted: wanted.len(), capacity: cap.backends })?;
                 p.now.push(Op::ResetBackendStats(id));
-                p.now.push(Op::PutBackend(id, codec::backend(*addr)));
+                puts.push(Op::PutBackend(id, codec::backend(*addr)));
                 id
             }
         };
         backend_id.insert(*addr, id);
     }
+    // Every counter reset before any put: the puts are one batch write.
+    p.now.extend(puts);
     p.next.backends = backend_id.iter().map(|(a, id)| (*id, *a)).collect();
 
     let used_service_ids: BTreeSet<u32> = applied.services.values().map(|s| s.id).collect();
