@@ -61,6 +61,15 @@ pub async fn run(args: RunArgs) -> Result<()> {
         Some(c) => c.clone(),
         None => datapath::cgroup2_root()?,
     };
+    let metrics = Metrics::new(args.pin_root.clone());
+    let (tx, mut rx) = mpsc::channel::<SourceEvent>(8);
+    // Marathon's first read (subscribe, GET, decode) runs while the kernel
+    // verifies and attaches the programs below: nothing is applied before
+    // the loop at the end, so only the wait overlaps.
+    let mut marathon = marathon;
+    if let Some(cfg) = marathon.take() {
+        spawn_marathon_source(cfg, tx.clone(), metrics.clone())?;
+    }
     let datapath::Loaded { maps, attached: mut _attached, logger } = datapath::load(
         &args.pin_root,
         &cgroup,
@@ -76,7 +85,6 @@ pub async fn run(args: RunArgs) -> Result<()> {
     if let Some(logger) = logger {
         spawn_kernel_log(logger)?;
     }
-    let metrics = Metrics::new(args.pin_root.clone());
     if let Some(listen) = args.metrics_listen.filter(|_| !args.no_metrics) {
         metrics::serve(listen, metrics.clone()).await?;
     }
@@ -98,17 +106,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
         info!(services = rec.applied().services.len(), "adopted the table already in the pinned maps");
     }
 
-    let (tx, mut rx) = mpsc::channel::<SourceEvent>(8);
     // The file watcher must live as long as the loop.
     let mut _watcher = None;
-    match (static_source, marathon) {
-        (Some((source, first)), _) => {
-            let catalog = Catalog { services: first, tasks: Vec::new() };
-            tx.send(SourceEvent::Update { catalog, trigger: "initial".into(), received_at: None, skipped: 0 }).await?;
-            _watcher = spawn_static_source(source, tx.clone())?;
-        }
-        (None, Some(cfg)) => spawn_marathon_source(cfg, tx.clone(), metrics.clone())?,
-        (None, None) => unreachable!("one source is always chosen above"),
+    if let Some((source, first)) = static_source {
+        let catalog = Catalog { services: first, tasks: Vec::new() };
+        tx.send(SourceEvent::Update { catalog, trigger: "initial".into(), received_at: None, skipped: 0 }).await?;
+        _watcher = spawn_static_source(source, tx.clone())?;
     }
 
     let mut term = signal(SignalKind::terminate())?;

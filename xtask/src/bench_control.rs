@@ -975,7 +975,7 @@ fn summarize_marathon(
         goal(h, RSS_GOAL_MB),
     );
     let why_sync = format!(
-        "Where the time goes (medians): the agent's read + parse {:.2} s (the server alone takes {:.2} s), plan + map writes {:.2} s, the rest {:.2} s (process start, BPF load and attach, handing the catalog to the apply){}",
+        "Where the time goes (medians): the agent's read + parse {:.2} s (the server alone takes {:.2} s), plan + map writes {:.2} s, the rest {:.2} s (process start, the event stream's attach before the read, handing the catalog to the apply; the BPF load and attach run while the read is in flight){}",
         median(&read) / 1000.0,
         server_ms / 1000.0,
         median(&apply) / 1000.0,
