@@ -11,6 +11,31 @@ fn mac(ns: &l4lb_tests::Sandbox, dev: &str) -> String {
     v[0]["address"].as_str().unwrap().to_owned()
 }
 
+/// `l4lb-agent pktgen` from the client's c0 to the node's n0, to 11.0.0.50:9.
+fn send(t: &Topology, extra: &[&str]) -> String {
+    let (src_mac, dst_mac) = (mac(&t.client, "c0"), mac(&t.node, NODE_IN));
+    let mut cmd = t.client.in_netns(agent_bin());
+    cmd.args([
+        "pktgen",
+        "--iface",
+        "c0",
+        "--src-mac",
+        &src_mac,
+        "--dst-mac",
+        &dst_mac,
+    ])
+    .args([
+        "--src",
+        "198.18.1.2",
+        "--dst",
+        "11.0.0.50:9",
+        "--seconds",
+        "20",
+    ])
+    .args(extra);
+    run(&mut cmd).unwrap()
+}
+
 fn node_count(t: &Topology) -> u64 {
     let out = t
         .in_node("nft", &["list", "chain", "inet", "pg", "pre"])
@@ -30,27 +55,7 @@ fn pktgen_sends_exactly_the_frames_it_reports() {
     t.in_node("ethtool", &["-K", NODE_IN, "gro", "on"]).unwrap();
     let sink = "table inet pg { chain pre { type filter hook prerouting priority -300; policy accept; udp dport 9 counter drop; }; }";
     run(t.node.in_netns("nft").arg(sink)).unwrap();
-    let (src_mac, dst_mac) = (mac(&t.client, "c0"), mac(&t.node, NODE_IN));
-    let out = run(t.client.in_netns(agent_bin()).args([
-        "pktgen",
-        "--iface",
-        "c0",
-        "--src-mac",
-        &src_mac,
-        "--dst-mac",
-        &dst_mac,
-        "--src",
-        "198.18.1.2",
-        "--dst",
-        "11.0.0.50:9",
-        "--flows",
-        "8",
-        "--frames",
-        "250000",
-        "--seconds",
-        "20",
-    ]))
-    .unwrap();
+    let out = send(&t, &["--flows", "8", "--frames", "250000"]);
     let r: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(r["sent"], 250_000, "{r}");
     assert!(r["pps"].as_f64().unwrap() > 0.0, "{r}");
@@ -65,18 +70,10 @@ fn pktgen_sends_exactly_the_frames_it_reports() {
             "--iface",
             "nope0",
             "--src-mac",
-            &src_mac,
-            "--dst-mac",
-            &dst_mac,
+            "02:00:00:00:00:01",
         ])
-        .args([
-            "--src",
-            "198.18.1.2",
-            "--dst",
-            "11.0.0.50:9",
-            "--frames",
-            "10",
-        ])
+        .args(["--dst-mac", "02:00:00:00:00:02", "--src", "198.18.1.2"])
+        .args(["--dst", "11.0.0.50:9", "--frames", "10"])
         .output()
         .unwrap();
     assert!(!bad.status.success());
@@ -109,26 +106,8 @@ fn pktsink_drops_udp_in_the_driver_and_passes_the_rest() {
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line.trim(), "ready");
-    let (src_mac, dst_mac) = (mac(&t.client, "c0"), mac(&t.node, NODE_IN));
     let before = xdp_drops(&t.node, NODE_IN);
-    run(t.client.in_netns(agent_bin()).args([
-        "pktgen",
-        "--iface",
-        "c0",
-        "--src-mac",
-        &src_mac,
-        "--dst-mac",
-        &dst_mac,
-        "--src",
-        "198.18.1.2",
-        "--dst",
-        "11.0.0.50:9",
-        "--frames",
-        "100000",
-        "--seconds",
-        "20",
-    ]))
-    .unwrap();
+    send(&t, &["--frames", "100000"]);
     assert_eq!(xdp_drops(&t.node, NODE_IN) - before, 100_000);
     // ARP and TCP pass: the client still reaches a server on the node.
     let mut http = t

@@ -965,6 +965,15 @@ mod tests {
         }
     }
 
+    /// The loop on `fake` with one event stream, past its first read.
+    async fn settled(fake: Fake) -> (Run, EventTx) {
+        let fake = Arc::new(fake);
+        let events = fake.stream();
+        let mut run = start(fake, timing());
+        run.settle().await;
+        (run, events)
+    }
+
     fn ev(t: &str) -> Result<MarathonEvent, EventError> {
         Ok(MarathonEvent {
             event_type: t.into(),
@@ -975,10 +984,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_burst_of_events_makes_one_read_after_the_debounce() {
-        let fake = Arc::new(Fake::default());
-        let events = fake.stream();
-        let mut run = start(fake, timing());
-        run.settle().await;
+        let (mut run, events) = settled(Fake::default()).await;
         assert_eq!(run.fake.fetches().len(), 1);
 
         let t0 = Instant::now();
@@ -1015,10 +1021,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_debounce_window_is_fixed_from_the_first_event() {
-        let fake = Arc::new(Fake::default());
-        let events = fake.stream();
-        let mut run = start(fake, timing());
-        run.settle().await;
+        let (mut run, events) = settled(Fake::default()).await;
         let t0 = Instant::now();
         events.send(ev("status_update_event")).unwrap();
         tokio::time::sleep(Duration::from_millis(15)).await;
@@ -1203,10 +1206,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn attach_and_unknown_events_do_not_reread_but_malformed_ones_do() {
-        let fake = Arc::new(Fake::default());
-        let events = fake.stream();
-        let mut run = start(fake, timing());
-        run.settle().await;
+        let (mut run, events) = settled(Fake::default()).await;
         events.send(ev("event_stream_attached")).unwrap();
         events.send(ev("framework_message_event")).unwrap();
         run.quiet_for(Duration::from_secs(1)).await;
@@ -1293,10 +1293,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn app_reads_wait_the_short_window_full_reads_the_long_one() {
-        let fake = Arc::new(Fake::default());
-        let events = fake.stream();
-        let mut run = start(fake, timing());
-        run.settle().await;
+        let (mut run, events) = settled(Fake::default()).await;
         let t = timing();
         assert_eq!(t.app_debounce, t.debounce / 4);
         let t0 = Instant::now();
@@ -1335,10 +1332,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn many_apps_or_an_unnamed_or_bad_id_make_a_full_read() {
-        let fake = Arc::new(Fake::default());
-        let events = fake.stream();
-        let mut run = start(fake, timing());
-        run.settle().await;
+        let (mut run, events) = settled(Fake::default()).await;
         let full = run.fake.fetches().len();
         for i in 0..=MAX_TARGETED_APPS {
             events
@@ -1380,10 +1374,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_failed_app_read_is_retried_as_a_full_read() {
-        let fake = Arc::new(Fake::default().app_answers(&[Err(503)]));
-        let events = fake.stream();
-        let mut run = start(fake, timing());
-        run.settle().await;
+        let (mut run, events) = settled(Fake::default().app_answers(&[Err(503)])).await;
         let full = run.fake.fetches().len();
         events
             .send(app_ev(
