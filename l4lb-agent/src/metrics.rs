@@ -26,7 +26,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{datapath::Maps, dns::DnsCounters, table};
+use crate::{datapath::Maps, dns::DnsCounters, marathon::source::SourceStats, table};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:62080";
 
@@ -52,6 +52,8 @@ pub struct Metrics {
     pub event_to_maps: Histogram,
     /// The DNS server's counters, once it runs (read at scrape time).
     dns: Arc<OnceLock<Arc<DnsCounters>>>,
+    /// The Marathon source's counters, when it is the source.
+    marathon: Arc<OnceLock<Arc<SourceStats>>>,
     ready: AtomicBool,
 }
 
@@ -76,6 +78,8 @@ impl Metrics {
         registry.register("event_to_maps_seconds", "Source event received to BPF maps updated", event_to_maps.clone());
         let dns = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(DnsCollector(dns.clone())));
+        let marathon = Arc::new(OnceLock::new());
+        registry.register_collector(Box::new(MarathonCollector(marathon.clone())));
         registry.register_collector(Box::new(DatapathCollector { pin_root }));
         Arc::new(Metrics {
             registry,
@@ -88,6 +92,7 @@ impl Metrics {
             skipped,
             event_to_maps,
             dns,
+            marathon,
             ready: AtomicBool::new(false),
         })
     }
@@ -103,6 +108,10 @@ impl Metrics {
 
     pub fn set_dns(&self, counters: Arc<DnsCounters>) {
         let _ = self.dns.set(counters);
+    }
+
+    pub fn set_marathon(&self, stats: Arc<SourceStats>) {
+        let _ = self.marathon.set(stats);
     }
 
     pub fn source_failed(&self) {
@@ -135,6 +144,39 @@ impl Collector for DnsCollector {
         for (result, n) in counters.snapshot().by_result() {
             ConstCounter::new(n).encode(desc.encode_family(&vec![("result".to_string(), result.to_string())])?)?;
         }
+        Ok(())
+    }
+}
+
+/// The Marathon source's reads, events and stream reconnects.
+#[derive(Debug)]
+struct MarathonCollector(Arc<OnceLock<Arc<SourceStats>>>);
+
+impl Collector for MarathonCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(stats) = self.0.get() else { return Ok(()) };
+        let s = stats.snapshot();
+        let mut counter = |name: &str, help: &str, series: &[(&str, &str, u64)]| -> Result<(), std::fmt::Error> {
+            let c = ConstCounter::new(0u64);
+            let mut desc = encoder.encode_descriptor(name, help, None, c.metric_type())?;
+            for (key, value, n) in series {
+                let labels: Vec<(String, String)> = if key.is_empty() { vec![] } else { vec![(key.to_string(), value.to_string())] };
+                ConstCounter::new(*n).encode(desc.encode_family(&labels)?)?;
+            }
+            Ok(())
+        };
+        counter(
+            "marathon_reads",
+            "Good reads of Marathon: the whole app list (all) or only the apps events named (app)",
+            &[("scope", "all", s.fetch_ok.saturating_sub(s.targeted)), ("scope", "app", s.targeted)],
+        )?;
+        counter("marathon_read_failures", "Reads of Marathon that failed; nothing was applied", &[("", "", s.fetch_failed)])?;
+        counter(
+            "marathon_events",
+            "Events received on the event stream (malformed: data not JSON)",
+            &[("kind", "all", s.events_received), ("kind", "malformed", s.events_malformed)],
+        )?;
+        counter("marathon_stream_reconnects", "Event stream losses and failed connection attempts", &[("", "", s.reconnects)])?;
         Ok(())
     }
 }

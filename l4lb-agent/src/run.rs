@@ -153,6 +153,7 @@ fn spawn_marathon_source(cfg: crate::marathon::source::SourceConfig, tx: mpsc::S
     use crate::marathon::source::{MarathonSource, Trigger};
     let src = MarathonSource::new(cfg)?;
     let stats = src.stats();
+    metrics.set_marathon(stats.clone());
     let (mtx, mut mrx) = mpsc::channel(4);
     tokio::spawn(src.run(crate::naming::VipAllocator::new(), mtx));
     tokio::spawn(async move {

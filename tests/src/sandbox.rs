@@ -140,6 +140,20 @@ impl Sandbox {
         Ok(())
     }
 
+    /// GET `path` from the agent's metrics/health listener (127.0.0.1:62080,
+    /// its default) with Debian's curl inside the netns: (HTTP code, body).
+    pub fn agent_http(&self, path: &str) -> (String, String) {
+        let out = self
+            .in_netns("curl")
+            .args(["-s", "-o", "-", "-w", "\n%{http_code}", "--max-time", "5"])
+            .arg(format!("http://127.0.0.1:62080{path}"))
+            .output()
+            .expect("running curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or((&text, ""));
+        (code.to_string(), body.to_string())
+    }
+
     /// A command that runs inside the netns (not the cgroup): setns(2) between
     /// fork and exec, so /sys, bpffs and cgroupfs stay the host's.
     pub fn in_netns(&self, program: impl AsRef<OsStr>) -> Command {

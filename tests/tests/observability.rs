@@ -5,15 +5,7 @@ use std::time::Duration;
 use l4lb_tests::{Agent, Sandbox, require_root};
 
 fn get(sb: &Sandbox, path: &str) -> (String, String) {
-    let out = sb
-        .in_netns("curl")
-        .args(["-s", "-o", "-", "-w", "\n%{http_code}", "--max-time", "5"])
-        .arg(format!("http://127.0.0.1:62080{path}"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or((&text, ""));
-    (code.to_string(), body.to_string())
+    sb.agent_http(path)
 }
 
 #[test]
