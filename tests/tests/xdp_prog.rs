@@ -21,6 +21,9 @@ use l4lb_agent::{
 };
 use l4lb_tests::{Sandbox, require_root};
 
+/// (VIP, protocol, [(backend, weight)]), as a test writes a table.
+type ServiceRow<'a> = (&'a str, Proto, &'a [(&'a str, u32)]);
+
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 const TC_ACT_OK: u32 = 0;
@@ -59,7 +62,7 @@ impl Lb {
     }
 
     /// Replaces the whole table, as a source update would.
-    fn set(&mut self, services: &[(&str, Proto, &[(&str, u32)])]) {
+    fn set(&mut self, services: &[ServiceRow]) {
         let mut desired = DesiredState::default();
         for (vip, proto, backends) in services {
             let spec = ServiceSpec {
