@@ -66,8 +66,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     // Marathon's first read (subscribe, GET, decode) runs while the kernel
     // verifies and attaches the programs below: nothing is applied before
     // the loop at the end, so only the wait overlaps.
-    let mut marathon = marathon;
-    if let Some(cfg) = marathon.take() {
+    if let Some(cfg) = marathon {
         spawn_marathon_source(cfg, tx.clone(), metrics.clone())?;
     }
     let datapath::Loaded { maps, attached: mut _attached, logger } = datapath::load(

@@ -150,8 +150,21 @@ impl FetchError {
 /// Marathon app id (path segments of `a-z`, `0-9`, `-` and `.`): an id that
 /// came off the event stream never gets to shape the URL otherwise.
 pub fn app_url(base: &Url, id: &str) -> Option<Url> {
-    let path = id.strip_prefix('/')?;
-    let ok = !path.is_empty()
+    if !is_app_id(id) {
+        return None;
+    }
+    let mut u = base.join(&format!("v2/apps{id}")).ok()?;
+    u.query_pairs_mut().append_pair("embed", "app.tasks");
+    Some(u)
+}
+
+/// True for an absolute Marathon app id: `/` then path segments of `a-z`,
+/// `0-9`, `-` and `.` (not `.` or `..` alone).
+pub fn is_app_id(id: &str) -> bool {
+    let Some(path) = id.strip_prefix('/') else {
+        return false;
+    };
+    !path.is_empty()
         && path.split('/').all(|seg| {
             !seg.is_empty()
                 && seg != "."
@@ -159,13 +172,7 @@ pub fn app_url(base: &Url, id: &str) -> Option<Url> {
                 && seg
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        });
-    if !ok {
-        return None;
-    }
-    let mut u = base.join(&format!("v2/apps/{path}")).ok()?;
-    u.query_pairs_mut().append_pair("embed", "app.tasks");
-    Some(u)
+        })
 }
 
 /// `v2/apps?embed=apps.tasks` below `base`.

@@ -142,7 +142,7 @@ struct Refresh<'s> {
 
 impl Refresh<'_> {
     fn add(&mut self, index: usize, raw: &RawValue) {
-        let part = match decode_app(raw.get(), &format!("apps[{index}]")) {
+        let part = match decode_app(raw.get(), || format!("apps[{index}]")) {
             OneApp::Part(part) => part,
             OneApp::Skipped(w) => return self.skipped.push(w),
         };
@@ -194,7 +194,8 @@ pub enum OneApp {
 }
 
 /// Decodes one app's JSON text; `at` locates it in messages when it has no id.
-fn decode_app(text: &str, at: &str) -> OneApp {
+/// `at` names the app's place for messages; only a skipped app needs it.
+fn decode_app(text: &str, at: impl Fn() -> String) -> OneApp {
     if let Ok(app) = serde_json::from_str::<App>(text)
         && !app.id.trim().is_empty()
     {
@@ -206,7 +207,7 @@ fn decode_app(text: &str, at: &str) -> OneApp {
         Err(e) => {
             return OneApp::Skipped(Warning {
                 app_id: None,
-                what: format!("{at}: {e}; app skipped"),
+                what: format!("{}: {e}; app skipped", at()),
             });
         }
     };
@@ -216,8 +217,8 @@ fn decode_app(text: &str, at: &str) -> OneApp {
             let where_ = match (&bad.app_id, bad.path.is_empty()) {
                 (Some(_), false) => format!("{}: ", bad.path),
                 (Some(_), true) => String::new(),
-                (None, false) => format!("{at}.{}: ", bad.path),
-                (None, true) => format!("{at}: "),
+                (None, false) => format!("{}.{}: ", at(), bad.path),
+                (None, true) => format!("{}: ", at()),
             };
             OneApp::Skipped(Warning {
                 app_id: bad.app_id,
@@ -241,13 +242,6 @@ pub fn decode_apps(body: &[u8]) -> Result<AppSet, ParseError> {
     Ok(set)
 }
 
-/// The same, read as it arrives (blocking reads: run it off the async runtime).
-pub fn decode_apps_from(reader: impl Read) -> Result<AppSet, ParseError> {
-    let mut set = AppSet::default();
-    set.refresh_from(reader)?;
-    Ok(set)
-}
-
 /// A `GET /v2/apps/{id}?embed=app.tasks` body: `{"app": {...}}`. The app must
 /// carry the id that was asked for (a proxy answering for another app must
 /// not replace this one).
@@ -258,7 +252,7 @@ pub fn decode_one_app(body: &[u8], id: &str) -> Result<OneApp, ParseError> {
         app: &'a RawValue,
     }
     let b: Body = serde_json::from_slice(body).map_err(classify)?;
-    let one = decode_app(b.app.get(), "app");
+    let one = decode_app(b.app.get(), || "app".to_owned());
     let got = match &one {
         OneApp::Part(p) => Some(p.app_id()),
         OneApp::Skipped(w) => w.app_id.as_deref(),
@@ -360,7 +354,8 @@ mod tests {
                     Ok(n)
                 }
             }
-            let b = decode_apps_from(Trickle(body.as_bytes())).unwrap();
+            let mut b = AppSet::default();
+            b.refresh_from(Trickle(body.as_bytes())).unwrap();
             assert_eq!(catalog(&a), catalog(&b));
         }
     }

@@ -315,7 +315,7 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Scope {
     All,
-    /// Only these apps (ids checked by [`client::app_url`]).
+    /// Only these apps (ids checked by [`client::is_app_id`]).
     Apps(BTreeSet<String>),
 }
 
@@ -362,11 +362,10 @@ impl Scope {
                 .collect(),
             _ => Vec::new(),
         };
-        let base = url::Url::parse("http://x/").expect("valid");
         let mut apps = BTreeSet::new();
         for id in ids {
             match id.as_str() {
-                Some(id) if client::app_url(&base, id).is_some() => {
+                Some(id) if client::is_app_id(id) => {
                     apps.insert(id.to_owned());
                 }
                 _ => return Scope::All,
