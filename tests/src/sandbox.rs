@@ -140,6 +140,40 @@ impl Sandbox {
         Ok(())
     }
 
+    /// An interface's MAC address (`ip -j link` in the netns).
+    pub fn mac(&self, dev: &str) -> Result<String> {
+        let out = sys::run(self.in_netns("ip").args(["-j", "link", "show", dev]))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&out).with_context(|| format!("ip -j link printed {out:?}"))?;
+        v[0]["address"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("no address for {dev} in {out}"))
+    }
+
+    /// Frames native XDP dropped on a veth so far (`rx_queue_0_xdp_drops`).
+    pub fn xdp_drops(&self, dev: &str) -> Result<u64> {
+        let out = sys::run(self.in_netns("ethtool").args(["-S", dev]))?;
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix("rx_queue_0_xdp_drops:"))
+            .and_then(|n| n.trim().parse().ok())
+            .with_context(|| format!("no rx_queue_0_xdp_drops in {out:?}"))
+    }
+
+    /// Packets an nft rule counted: `nft list chain <family> <table> <chain>`
+    /// in the netns, the first `counter packets N` in it.
+    pub fn nft_packets(&self, family: &str, table: &str, chain: &str) -> Result<u64> {
+        let out = sys::run(
+            self.in_netns("nft")
+                .args(["list", "chain", family, table, chain]),
+        )?;
+        out.split_whitespace()
+            .skip_while(|w| *w != "packets")
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("no packet counter in {out:?}"))
+    }
+
     /// GET `path` from the agent's metrics/health listener (127.0.0.1:62080,
     /// its default) with Debian's curl inside the netns: (HTTP code, body).
     pub fn agent_http(&self, path: &str) -> (String, String) {

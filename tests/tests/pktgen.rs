@@ -5,15 +5,9 @@
 use l4lb_tests::{Topology, agent_bin, require_root, run, topology::NODE_IN};
 use serde_json::Value;
 
-fn mac(ns: &l4lb_tests::Sandbox, dev: &str) -> String {
-    let out = run(ns.in_netns("ip").args(["-j", "link", "show", dev])).unwrap();
-    let v: Value = serde_json::from_str(&out).unwrap();
-    v[0]["address"].as_str().unwrap().to_owned()
-}
-
 /// `l4lb-agent pktgen` from the client's c0 to the node's n0, to 11.0.0.50:9.
 fn send(t: &Topology, extra: &[&str]) -> String {
-    let (src_mac, dst_mac) = (mac(&t.client, "c0"), mac(&t.node, NODE_IN));
+    let (src_mac, dst_mac) = (t.client.mac("c0").unwrap(), t.node.mac(NODE_IN).unwrap());
     let mut cmd = t.client.in_netns(agent_bin());
     cmd.args([
         "pktgen",
@@ -36,17 +30,6 @@ fn send(t: &Topology, extra: &[&str]) -> String {
     run(&mut cmd).unwrap()
 }
 
-fn node_count(t: &Topology) -> u64 {
-    let out = t
-        .in_node("nft", &["list", "chain", "inet", "pg", "pre"])
-        .unwrap();
-    out.split_whitespace()
-        .skip_while(|w| *w != "packets")
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no counter in {out}"))
-}
-
 #[test]
 fn pktgen_sends_exactly_the_frames_it_reports() {
     require_root();
@@ -59,7 +42,11 @@ fn pktgen_sends_exactly_the_frames_it_reports() {
     let r: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(r["sent"], 250_000, "{r}");
     assert!(r["pps"].as_f64().unwrap() > 0.0, "{r}");
-    assert_eq!(node_count(&t), 250_000, "every frame reached the node once");
+    assert_eq!(
+        t.node.nft_packets("inet", "pg", "pre").unwrap(),
+        250_000,
+        "every frame reached the node once"
+    );
 
     // A wrong interface is a clear error, not a silent nothing.
     let bad = t
@@ -81,14 +68,6 @@ fn pktgen_sends_exactly_the_frames_it_reports() {
     assert!(err.contains("no interface \"nope0\""), "{err}");
 }
 
-fn xdp_drops(ns: &l4lb_tests::Sandbox, dev: &str) -> u64 {
-    let out = run(ns.in_netns("ethtool").args(["-S", dev])).unwrap();
-    out.lines()
-        .find_map(|l| l.trim().strip_prefix("rx_queue_0_xdp_drops:"))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no rx_queue_0_xdp_drops in {out}"))
-}
-
 #[test]
 fn pktsink_drops_udp_in_the_driver_and_passes_the_rest() {
     use std::io::BufRead;
@@ -106,9 +85,9 @@ fn pktsink_drops_udp_in_the_driver_and_passes_the_rest() {
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line.trim(), "ready");
-    let before = xdp_drops(&t.node, NODE_IN);
+    let before = t.node.xdp_drops(NODE_IN).unwrap();
     send(&t, &["--frames", "100000"]);
-    assert_eq!(xdp_drops(&t.node, NODE_IN) - before, 100_000);
+    assert_eq!(t.node.xdp_drops(NODE_IN).unwrap() - before, 100_000);
     // ARP and TCP pass: the client still reaches a server on the node.
     let mut http = t
         .node

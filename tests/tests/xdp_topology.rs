@@ -360,19 +360,7 @@ fn fib_forwarding_from_xdp_skips_the_node_stack() {
         .unwrap();
     assert!(flood.status.success(), "{flood:?}");
     let via_kernel = forwarded(&t) - before;
-    let out = t
-        .backends
-        .in_netns("nft")
-        .args(["list", "chain", "inet", "sink", "pre"])
-        .output()
-        .unwrap();
-    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
-    let arrived: u64 = listing
-        .split_whitespace()
-        .skip_while(|w| *w != "packets")
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
+    let arrived = t.backends.nft_packets("inet", "sink", "pre").unwrap();
     assert!(
         arrived >= 1000,
         "only {arrived} of 2000 datagrams reached the backend"

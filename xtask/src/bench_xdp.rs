@@ -264,11 +264,11 @@ fn measure(mode: Mode, seconds: u32) -> Result<f64> {
         }
     };
     // A short warm-up (ARP, conntrack entries, caches), then the measured flood.
-    let macs = (mac(&t.client, "c0")?, mac(&t.node, NODE_IN)?);
+    let macs = (t.client.mac("c0")?, t.node.mac(NODE_IN)?);
     flood(&t, &macs, target, 0.3)?;
-    let before = sink_count(&t)?;
+    let before = t.backends.xdp_drops("b0")?;
     let sent = flood(&t, &macs, target, f64::from(seconds))?;
-    let after = sink_count(&t)?;
+    let after = t.backends.xdp_drops("b0")?;
     let elapsed = sent["seconds"]
         .as_f64()
         .context("flood printed no seconds")?;
@@ -287,23 +287,15 @@ fn measure(mode: Mode, seconds: u32) -> Result<f64> {
     Ok(got as f64 / elapsed)
 }
 
-/// An interface's MAC address, from `ip -j link` in its netns.
-fn mac(ns: &l4lb_tests::Sandbox, dev: &str) -> Result<String> {
-    let out = util::stdout(ns.in_netns("ip").args(["-j", "link", "show", dev]))?;
-    let v: Value = serde_json::from_str(&out).with_context(|| format!("ip -j link printed {out:?}"))?;
-    v[0]["address"]
-        .as_str()
-        .map(str::to_owned)
-        .with_context(|| format!("no address for {dev} in {out}"))
-}
-
 /// `l4lb-agent pktgen` from c0 to n0 (pinned to CPU 0) for `seconds`.
 fn flood(t: &Topology, macs: &(String, String), target: &str, seconds: f64) -> Result<Value> {
     let to = format!("{target}:{PORT}");
     let mut cmd = t.client.in_netns("taskset");
     cmd.args(["-c", "0"]).arg(agent_bin()).arg("pktgen");
     cmd.args(["--iface", "c0", "--src-mac", &macs.0, "--dst-mac", &macs.1])
-        .args(["--src", CLIENT_IP4, "--dst", &to, "--flows", FLOWS, "--frames", FLOOD_MAX])
+        .args([
+            "--src", CLIENT_IP4, "--dst", &to, "--flows", FLOWS, "--frames", FLOOD_MAX,
+        ])
         .args(["--seconds", &format!("{seconds}")]);
     let out = util::output_timeout(&mut cmd, Duration::from_secs_f64(seconds + 30.0))?;
     if !out.status.success() {
@@ -353,15 +345,6 @@ impl Drop for Sink {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// Frames the sink dropped so far (b0's `rx_queue_0_xdp_drops`).
-fn sink_count(t: &Topology) -> Result<u64> {
-    let out = util::stdout(t.backends.in_netns("ethtool").args(["-S", "b0"]))?;
-    out.lines()
-        .find_map(|l| l.trim().strip_prefix("rx_queue_0_xdp_drops:"))
-        .and_then(|n| n.trim().parse().ok())
-        .with_context(|| format!("no rx_queue_0_xdp_drops in {out:?}"))
 }
 
 fn median(v: &[f64]) -> f64 {
