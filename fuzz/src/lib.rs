@@ -50,6 +50,7 @@ pub fn sample_catalog(instances: u8) -> (Catalog, BTreeSet<Vip>) {
         vip,
         ServiceSpec {
             name: Some("/redis:6379".into()),
+            origin: None,
             backends: Default::default(),
         },
     );

@@ -90,10 +90,21 @@ pub enum Command {
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// Static VIP file (YAML or JSON). Default: the embedded example (examples/demo.yaml).
-    /// Re-read on SIGHUP and when the file changes.
-    #[arg(long)]
+    /// Static VIP file (YAML or JSON). Re-read on SIGHUP and when the file
+    /// changes (also through symlink swaps, as Kubernetes ConfigMaps update).
+    #[arg(long, conflicts_with = "demo")]
     pub config: Option<PathBuf>,
+    /// Serve the embedded demo table (examples/demo.yaml). The only way to it:
+    /// a `run` with no source is an error, never the demo's table on a real node.
+    #[arg(long)]
+    pub demo: bool,
+    /// Where explicit (IP) VIPs may live (repeatable). Named VIPs are allocated
+    /// in 11.0.0.0/8 and fd01:c::/64. Whatever this says, no VIP may take a
+    /// loopback, link-local or multicast address, an address of this node, a
+    /// control-plane or DNS endpoint, or a backend's address.
+    #[arg(long = "vip-cidr", value_name = "CIDR", value_parser = crate::guard::parse_cidr,
+          default_values_t = crate::guard::DEFAULT_VIP_CIDRS.map(|c| crate::guard::parse_cidr(c).expect("valid default")))]
+    pub vip_cidrs: Vec<ipnet::IpNet>,
     /// cgroup v2 directory whose processes are load-balanced. Default: the cgroup v2
     /// root, i.e. every process on the node.
     #[arg(long)]

@@ -206,6 +206,7 @@ impl StaticConfig {
                         vip,
                         ServiceSpec {
                             name: name.clone(),
+                            origin: Some(e.to_string()),
                             backends: backends.clone(),
                         },
                     );
@@ -256,16 +257,53 @@ pub fn parse_config(text: &str) -> Result<StaticConfig, ConfigError> {
     Ok(StaticConfig { entries })
 }
 
+/// A VIP file larger than this is refused: 65,536 VIPs with a few backends
+/// each fit in a few MB, and a path pointing at an endless file (a device,
+/// a FIFO) must not take the agent's memory.
+pub const MAX_CONFIG_BYTES: u64 = 64 << 20;
+
 /// Reads and parses a VIP file; errors start with the path.
 pub fn load_config(path: &Path) -> Result<StaticConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    parse_config(&text).map_err(|e| ConfigError::File {
+    parse_file_text(path, &read_config_text(path)?)
+}
+
+/// [`parse_config`] with errors that start with the path.
+pub fn parse_file_text(path: &Path, text: &str) -> Result<StaticConfig, ConfigError> {
+    parse_config(text).map_err(|e| ConfigError::File {
         path: path.to_owned(),
         source: Box::new(e),
     })
+}
+
+/// A VIP file's text: a regular file (symlinks followed) of at most
+/// [`MAX_CONFIG_BYTES`], in UTF-8.
+pub fn read_config_text(path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read;
+    let io = |source| ConfigError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    use std::os::unix::fs::OpenOptionsExt;
+    // Non-blocking: opening a FIFO for reading would wait for a writer.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io)?;
+    if !file.metadata().map_err(io)?.is_file() {
+        return Err(io(std::io::Error::other("not a regular file")));
+    }
+    let mut text = String::new();
+    let read = file
+        .take(MAX_CONFIG_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(io)?;
+    if read as u64 > MAX_CONFIG_BYTES {
+        return Err(io(std::io::Error::other(format!(
+            "larger than {MAX_CONFIG_BYTES} bytes"
+        ))));
+    }
+    Ok(text)
 }
 
 #[derive(Deserialize)]
@@ -549,6 +587,7 @@ mod tests {
             vip("11.0.0.1:6379", Proto::Tcp),
             ServiceSpec {
                 name: None,
+                origin: Some("vips[0] (vip 11.0.0.1:6379)".into()),
                 backends: backends(&[("127.0.0.2:7001", 1), ("127.0.0.3:7001", 2)]),
             },
         );
@@ -559,6 +598,7 @@ mod tests {
             },
             ServiceSpec {
                 name: Some("/redis:6379".into()),
+                origin: Some("vips[1] (name /redis:6379)".into()),
                 backends: backends(&[("[::1]:7002", 1)]),
             },
         );

@@ -50,6 +50,11 @@ pub struct Metrics {
     pub skipped: Counter,
     /// Event received → maps updated, seconds.
     pub event_to_maps: Histogram,
+    /// VIPs refused by the guard (control-plane, node or backend address,
+    /// outside --vip-cidr), counted once each time the refused set changes.
+    pub refused_vips: Counter,
+    /// VIPs the guard refuses in the current table.
+    pub refused_vips_now: Gauge,
     /// The DNS server's counters, once it runs (read at scrape time).
     dns: Arc<OnceLock<Arc<DnsCounters>>>,
     /// The Marathon source's counters, when it is the source.
@@ -76,6 +81,10 @@ impl Metrics {
         registry.register("source_skipped_items", "Apps, labels or entries skipped with a warning", skipped.clone());
         let event_to_maps = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         registry.register("event_to_maps_seconds", "Source event received to BPF maps updated", event_to_maps.clone());
+        let refused_vips = Counter::default();
+        registry.register("refused_vips", "VIPs refused because they collide with an address the node depends on", refused_vips.clone());
+        let refused_vips_now = Gauge::default();
+        registry.register("refused_vips_current", "VIPs refused in the current table", refused_vips_now.clone());
         let dns = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(DnsCollector(dns.clone())));
         let marathon = Arc::new(OnceLock::new());
@@ -91,6 +100,8 @@ impl Metrics {
             source_failures,
             skipped,
             event_to_maps,
+            refused_vips,
+            refused_vips_now,
             dns,
             marathon,
             ready: AtomicBool::new(false),

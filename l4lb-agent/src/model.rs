@@ -71,6 +71,9 @@ impl fmt::Display for Vip {
 pub struct ServiceSpec {
     /// The VIP label it was declared with (`/redis:6379`), for named VIPs.
     pub name: Option<String>,
+    /// Who declared it (`app /shop/web`, `vips[2] (vip …)`), for warnings
+    /// only: it is not part of what the datapath holds.
+    pub origin: Option<String>,
     /// Backend → weight (0 = no new connections, existing ones untouched).
     pub backends: BTreeMap<SocketAddr, u32>,
 }

@@ -52,7 +52,7 @@ impl Applied {
             .iter()
             .map(|(vip, s)| {
                 let backends = s.members.iter().filter_map(|(id, w)| Some((*self.backends.get(id)?, *w))).collect();
-                (*vip, ServiceSpec { name: None, backends })
+                (*vip, ServiceSpec { name: None, origin: None, backends })
             })
             .collect();
         DesiredState { services }
@@ -311,7 +311,7 @@ mod tests {
                 .iter()
                 .map(|(v, bs)| {
                     let backends = bs.iter().map(|(a, w)| (a.parse().unwrap(), *w)).collect();
-                    (vip(v), ServiceSpec { name: None, backends })
+                    (vip(v), ServiceSpec { name: None, origin: None, backends })
                 })
                 .collect(),
         }

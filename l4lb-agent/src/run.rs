@@ -18,8 +18,10 @@ use tracing::{error, info, warn};
 use crate::{
     cli::RunArgs,
     datapath, dns,
+    guard::Guard,
     metrics::{self, Metrics},
     model::Catalog,
+    node::Protected,
     plan::Applied,
     reconcile::Reconciler,
     sockdestroy,
@@ -44,9 +46,14 @@ pub enum SourceEvent {
 
 pub async fn run(args: RunArgs) -> Result<()> {
     let marathon = args.marathon.resolve().context("Marathon flags")?;
-    if marathon.is_some() && args.config.is_some() {
-        anyhow::bail!("--config and --marathon are two sources for one table: give one of them");
+    if marathon.is_some() && (args.config.is_some() || args.demo) {
+        anyhow::bail!("--config/--demo and --marathon are two sources for one table: give one of them");
     }
+    if marathon.is_none() && args.config.is_none() && !args.demo {
+        anyhow::bail!("no source: give --marathon URL[,URL…] or --config FILE (or --demo for the embedded demo table)");
+    }
+    let control_plane = marathon.as_ref().map(|m| m.client.urls.clone()).unwrap_or_default();
+    let mut protected = Protected::new(args.vip_cidrs.clone(), control_plane, &args.dns.dns_upstream);
     // Validate before touching the kernel: a bad file never loads anything.
     let static_source = match marathon {
         Some(_) => None,
@@ -101,8 +108,17 @@ pub async fn run(args: RunArgs) -> Result<()> {
     };
 
     let mut rec = Reconciler::adopt(maps, Duration::from_millis(args.grace_ms))?;
+    let mut refusals = Refusals::default();
     if !rec.applied().services.is_empty() {
         info!(services = rec.applied().services.len(), "adopted the table already in the pinned maps");
+        // A VIP a previous run installed may collide with what this run
+        // protects (say, an app's VIP on the control plane): it goes before
+        // this run's source is read.
+        protected.refresh().await;
+        let mut adopted = Catalog { services: rec.applied().to_desired(), tasks: Vec::new() };
+        if refusals.screen(&protected.guard().collisions_only(), &mut adopted, &metrics) {
+            apply(&mut rec, &adopted, "adoption", None, &metrics).await;
+        }
     }
 
     // The file watcher must live as long as the loop.
@@ -122,10 +138,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
             _ = int.recv() => break,
         };
         match event {
-            SourceEvent::Update { catalog, trigger, received_at, skipped } => {
+            SourceEvent::Update { mut catalog, trigger, received_at, skipped } => {
                 if skipped > 0 {
                     metrics.skipped.inc_by(skipped as u64);
                 }
+                protected.refresh().await;
+                refusals.screen(&protected.guard(), &mut catalog, &metrics);
                 apply(&mut rec, &catalog, &trigger, received_at, &metrics).await;
                 if let Some((_, zones_tx, zone)) = &dns {
                     let in_maps: std::collections::BTreeSet<crate::model::Vip> = rec.applied().services.keys().copied().collect();
@@ -200,7 +218,14 @@ fn spawn_static_source(mut source: StaticSource, tx: mpsc::Sender<SourceEvent>) 
                 }
                 else => return,
             };
-            let ev = match source.load() {
+            let loaded = match trigger {
+                "SIGHUP" => source.load(),
+                _ => match source.load_if_changed() {
+                    Some(loaded) => loaded,
+                    None => continue, // something else in the directory changed
+                },
+            };
+            let ev = match loaded {
                 Ok(services) => SourceEvent::Update {
                     catalog: Catalog { services, tasks: Vec::new() },
                     trigger: trigger.into(),
@@ -215,6 +240,28 @@ fn spawn_static_source(mut source: StaticSource, tx: mpsc::Sender<SourceEvent>) 
         }
     });
     Ok(watcher)
+}
+
+/// The VIPs the guard refuses, remembered so that a refusal is logged (and
+/// counted) when it appears, not again on every re-read of the same source.
+#[derive(Default)]
+struct Refusals {
+    current: std::collections::BTreeSet<crate::model::Vip>,
+}
+
+impl Refusals {
+    /// Drops refused VIPs from `catalog`; true if it refused any.
+    fn screen(&mut self, guard: &Guard, catalog: &mut Catalog, metrics: &Metrics) -> bool {
+        let refused = guard.screen(&mut catalog.services);
+        let now: std::collections::BTreeSet<_> = refused.iter().map(|r| r.vip).collect();
+        for r in refused.iter().filter(|r| !self.current.contains(&r.vip)) {
+            metrics.refused_vips.inc();
+            warn!(vip = %r.vip, "{r}");
+        }
+        metrics.refused_vips_now.set(now.len() as i64);
+        self.current = now;
+        !refused.is_empty()
+    }
 }
 
 async fn apply(rec: &mut Reconciler<datapath::Maps>, catalog: &Catalog, trigger: &str, received_at: Option<Instant>, metrics: &Arc<Metrics>) {

@@ -67,6 +67,7 @@ impl Lb {
         for (vip, proto, backends) in services {
             let spec = ServiceSpec {
                 name: None,
+                origin: None,
                 backends: backends
                     .iter()
                     .map(|(a, w)| (a.parse().unwrap(), *w))

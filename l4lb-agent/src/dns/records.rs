@@ -455,6 +455,7 @@ pub(crate) mod tests {
             vip,
             ServiceSpec {
                 name: Some("/redis:6379".into()),
+                origin: None,
                 backends: [("127.0.1.11:31256".parse::<SocketAddr>().unwrap(), 1)].into(),
             },
         );

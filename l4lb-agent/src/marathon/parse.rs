@@ -776,6 +776,7 @@ impl Builder {
                     vip,
                     ServiceSpec {
                         name: g.labels.first().cloned(),
+                        origin: origin(&g.apps),
                         backends,
                     },
                 );
@@ -799,6 +800,7 @@ impl Builder {
                 *vip,
                 ServiceSpec {
                     name: None,
+                    origin: origin(&g.apps),
                     backends: g.backends.clone(),
                 },
             );
@@ -813,6 +815,16 @@ impl Builder {
             },
             warnings: self.warnings,
         })
+    }
+}
+
+/// `app /a` or `apps /a, /b`: who declared a VIP, for the guard's warnings.
+fn origin(apps: &BTreeSet<String>) -> Option<String> {
+    let list: Vec<&str> = apps.iter().map(String::as_str).collect();
+    match list.len() {
+        0 => None,
+        1 => Some(format!("app {}", list[0])),
+        _ => Some(format!("apps {}", list.join(", "))),
     }
 }
 

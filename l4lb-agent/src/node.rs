@@ -1,0 +1,144 @@
+//! What this node depends on, for the guard (`guard.rs`): its own addresses,
+//! the endpoints of its control plane and its DNS resolvers. These reads
+//! touch the system; the rules live in `guard.rs`.
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+use ipnet::IpNet;
+use tracing::warn;
+use url::Url;
+
+use crate::guard::Guard;
+
+/// How long a resolved control-plane name is trusted before it is looked up
+/// again (Marathon behind `leader.mesos` moves with the leader).
+const RESOLVE_EVERY: Duration = Duration::from_secs(30);
+/// One lookup may not hold up an apply for longer than this.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Everything the guard protects, refreshed before each apply.
+pub struct Protected {
+    cidrs: Vec<IpNet>,
+    /// Addresses fixed at start: `--dns-upstream`, resolv.conf nameservers.
+    fixed: BTreeMap<IpAddr, String>,
+    /// Control-plane URLs (Marathon), resolved now and then.
+    urls: Vec<Url>,
+    resolved: BTreeMap<IpAddr, String>,
+    resolved_at: Option<Instant>,
+}
+
+impl Protected {
+    pub fn new(
+        cidrs: Vec<IpNet>,
+        urls: Vec<Url>,
+        dns_upstreams: &[std::net::SocketAddr],
+    ) -> Protected {
+        let mut fixed = BTreeMap::new();
+        for u in dns_upstreams {
+            fixed.insert(u.ip(), format!("the DNS upstream {u}"));
+        }
+        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        for ip in nameservers(&resolv) {
+            fixed
+                .entry(ip)
+                .or_insert_with(|| format!("the node's resolver {ip} (/etc/resolv.conf)"));
+        }
+        Protected {
+            cidrs,
+            fixed,
+            urls,
+            resolved: BTreeMap::new(),
+            resolved_at: None,
+        }
+    }
+
+    /// Looks the control-plane hosts up again when the last lookup is old.
+    /// A failed lookup keeps what the previous one found.
+    pub async fn refresh(&mut self) {
+        if self
+            .resolved_at
+            .is_some_and(|t| t.elapsed() < RESOLVE_EVERY)
+        {
+            return;
+        }
+        self.resolved_at = Some(Instant::now());
+        for url in &self.urls {
+            let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+                continue;
+            };
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let what = format!("the control-plane endpoint {url}");
+            match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host, port))).await
+            {
+                Ok(Ok(addrs)) => {
+                    for a in addrs {
+                        self.resolved.insert(a.ip().to_canonical(), what.clone());
+                    }
+                }
+                Ok(Err(e)) => warn!("guard: cannot resolve {url}: {e}"),
+                Err(_) => warn!("guard: resolving {url} timed out"),
+            }
+        }
+    }
+
+    /// The guard for an apply now: the node's addresses are read each time
+    /// (they change with DHCP, new interfaces, a pod's IP).
+    pub fn guard(&self) -> Guard {
+        let mut g = Guard::new(self.cidrs.clone());
+        for (ip, what) in self.fixed.iter().chain(&self.resolved) {
+            g.protect(*ip, what.clone());
+        }
+        match addresses() {
+            Ok(addrs) => addrs
+                .into_iter()
+                .for_each(|ip| g.protect(ip, "an address of this node")),
+            Err(e) => warn!("guard: cannot list the node's addresses: {e}"),
+        }
+        g
+    }
+}
+
+/// Every address on this network namespace's interfaces.
+pub fn addresses() -> nix::Result<Vec<IpAddr>> {
+    let mut out = Vec::new();
+    for ifa in nix::ifaddrs::getifaddrs()? {
+        let Some(addr) = ifa.address else { continue };
+        if let Some(v4) = addr.as_sockaddr_in() {
+            out.push(IpAddr::V4(v4.ip()));
+        } else if let Some(v6) = addr.as_sockaddr_in6() {
+            out.push(IpAddr::V6(v6.ip()));
+        }
+    }
+    Ok(out)
+}
+
+/// `nameserver` lines of a resolv.conf.
+fn nameservers(text: &str) -> Vec<IpAddr> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|rest| rest.split_whitespace().next())
+        // A scoped IPv6 address (fe80::1%eth0) keeps its address part.
+        .filter_map(|a| a.split('%').next()?.parse().ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolv_conf_nameservers() {
+        let text = "# comment\nnameserver 198.18.0.53\nsearch x\nnameserver fd00::53\n  nameserver fe80::1%eth0\nnameserver bogus\n";
+        let got: Vec<String> = nameservers(text).iter().map(ToString::to_string).collect();
+        assert_eq!(got, ["198.18.0.53", "fd00::53", "fe80::1"]);
+    }
+
+    #[test]
+    fn the_node_has_at_least_loopback() {
+        let addrs = addresses().unwrap();
+        assert!(addrs.iter().any(|a| a.is_loopback()), "{addrs:?}");
+    }
+}
