@@ -7,7 +7,7 @@
 //! are dropped from the desired state before it is planned, each with a
 //! reason naming who declared it. Pure: the caller gathers the addresses.
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, HashSet},
     net::IpAddr,
 };
 
@@ -78,10 +78,14 @@ impl Guard {
 
     /// Removes every VIP that breaks a rule from `state`; returns them.
     pub fn screen(&self, state: &mut DesiredState) -> Vec<Refused> {
-        let backend_ips: BTreeSet<IpAddr> = state
+        // VIP addresses that are also some backend's: one pass over the
+        // backends against the (smaller) set of VIP addresses.
+        let vip_ips: HashSet<IpAddr> = state.services.keys().map(|v| v.addr.ip().to_canonical()).collect();
+        let backend_ips: HashSet<IpAddr> = state
             .services
             .values()
             .flat_map(|s| s.backends.keys().map(|b| b.ip().to_canonical()))
+            .filter(|ip| vip_ips.contains(ip))
             .collect();
         let mut refused = Vec::new();
         state.services.retain(|vip, spec| {
@@ -101,7 +105,7 @@ impl Guard {
         refused
     }
 
-    fn reason(&self, vip: &Vip, named: bool, backend_ips: &BTreeSet<IpAddr>) -> Option<String> {
+    fn reason(&self, vip: &Vip, named: bool, backend_ips: &HashSet<IpAddr>) -> Option<String> {
         let ip = vip.addr.ip().to_canonical();
         if let Some(kind) = special_purpose(ip) {
             return Some(format!("{ip} is a {kind} address"));

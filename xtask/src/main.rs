@@ -6,6 +6,7 @@ mod bench_peers;
 mod bench_scaling;
 mod bench_xdp;
 mod demo;
+mod fuzz;
 mod interrupt;
 mod plot;
 mod preflight;
@@ -52,6 +53,16 @@ enum Task {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// A short run of every fuzz target from its committed corpus and
+    /// regression inputs (nightly + cargo-fuzz, installed if missing).
+    Fuzz {
+        /// Seconds of fuzzing per target.
+        #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=3600))]
+        seconds: u32,
+        /// Only this target.
+        #[arg(long)]
+        target: Option<String>,
+    },
     /// Benchmarks (no subcommand: all of them, see `bench all`).
     Bench {
         #[command(subcommand)]
@@ -66,6 +77,7 @@ fn main() -> ExitCode {
         Task::Build { release } => tasks::build(release),
         Task::Test { args } => tasks::test(&args),
         Task::Demo { config } => demo::run(config),
+        Task::Fuzz { seconds, target } => fuzz::run(seconds, target),
         Task::Bench { what } => {
             bench::run(what.unwrap_or_else(|| bench::Bench::All(Default::default())))
         }
