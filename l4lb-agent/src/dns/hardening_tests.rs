@@ -254,35 +254,68 @@ async fn one_client_evicts_only_its_own_idle_connections() {
 }
 
 #[tokio::test]
-async fn a_newcomer_never_evicts_a_connection_mid_message() {
+async fn with_none_idle_a_newcomer_evicts_the_slowest_sender() {
     let cfg = DnsConfig {
         max_tcp_connections: 2,
-        tcp_message_timeout: Duration::from_millis(500),
         ..DnsConfig::default()
     };
     let (server, addr, _tx) = start(cfg, zones_with(1));
     let whole = framed(&query(NAME, RecordType::A));
-    let mut busy = Vec::new();
+    let mut slow = Vec::new();
     for i in 1..=2 {
         let mut s = tcp_from(&format!("127.0.4.{i}"), addr).await;
         s.write_all(&whole[..3]).await.unwrap();
-        busy.push(s);
+        slow.push(s);
+        sleep(Duration::from_millis(20)).await;
     }
-    sleep(Duration::from_millis(50)).await;
-    // Both slots mid-message: the newcomer is refused, not them.
-    let mut late = tcp_from("127.0.4.3", addr).await;
-    assert!(closed(&mut late).await);
-    busy[0].write_all(&whole[3..]).await.unwrap();
+    let mut s = tcp_from("127.0.4.3", addr).await;
+    assert!(
+        ask_tcp(&mut s, &query(NAME, RecordType::A), WAIT)
+            .await
+            .is_some()
+    );
+    assert!(closed(&mut slow[0]).await, "the longest sender is closed");
+    slow[1].write_all(&whole[3..]).await.unwrap();
     let mut len = [0u8; 2];
-    timeout(WAIT, busy[0].read_exact(&mut len))
+    timeout(WAIT, slow[1].read_exact(&mut len))
         .await
         .unwrap()
         .unwrap();
     let c = server.counters().snapshot();
-    assert_eq!((c.tcp_refused, c.tcp_evicted), (1, 0));
-    // After the deadline the stalled one is gone and there is room again.
-    sleep(Duration::from_millis(600)).await;
-    let mut s = tcp_from("127.0.4.4", addr).await;
+    assert_eq!((c.tcp_evicted, c.tcp_refused), (1, 0));
+}
+
+#[tokio::test]
+async fn a_newcomer_is_refused_only_while_every_connection_is_answered() {
+    // An upstream that never answers: forwards stay in flight for 1 s.
+    let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let cfg = DnsConfig {
+        max_tcp_connections: 2,
+        upstreams: vec![silent.local_addr().unwrap()],
+        upstream_timeout: Duration::from_secs(1),
+        ..DnsConfig::default()
+    };
+    let (server, addr, _tx) = start(cfg, zones_with(1));
+    let outside = framed(&query("www.example.com.", RecordType::A));
+    let mut waiting = Vec::new();
+    for i in 1..=2 {
+        let mut s = tcp_from(&format!("127.0.5.{i}"), addr).await;
+        s.write_all(&outside).await.unwrap();
+        waiting.push(s);
+    }
+    sleep(Duration::from_millis(100)).await;
+    let mut late = tcp_from("127.0.5.3", addr).await;
+    assert!(closed(&mut late).await);
+    assert_eq!(server.counters().snapshot().tcp_refused, 1);
+    // Both get their SERVFAIL; then there is room again.
+    for s in &mut waiting {
+        let mut len = [0u8; 2];
+        timeout(WAIT, s.read_exact(&mut len))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let mut s = tcp_from("127.0.5.4", addr).await;
     assert!(
         ask_tcp(&mut s, &query(NAME, RecordType::A), WAIT)
             .await

@@ -6,10 +6,12 @@
 //!   stream ends or stalls before the length its prefix gave) is not
 //!   answered: the connection is closed and `tcp_incomplete` counted.
 //! - At most `max_tcp_connections` per listener and `max_tcp_per_client` per
-//!   client address. When either is reached, the connection (of all, or of
-//!   that client) idle the longest is closed to make room, so a crowd of
-//!   idle connections cannot lock newcomers out; a newcomer is refused only
-//!   when every connection is mid-message, which the deadlines bound.
+//!   client address. When either is reached, a connection (of all, or of
+//!   that client) is closed to make room, so a crowd cannot lock newcomers
+//!   out: the one idle the longest, else the one that has been sending its
+//!   message the longest (a slow or stalled sender). A newcomer is refused
+//!   only when every connection is being answered (a forward in flight, a
+//!   reply being written), which the upstream and write timeouts bound.
 use std::{
     collections::HashMap,
     net::IpAddr,
@@ -41,12 +43,34 @@ struct Conn {
 }
 
 /// Updated by the connection's task, read when choosing whom to close.
-#[derive(Default)]
+/// Times are milliseconds since the table's epoch.
 struct Activity {
-    /// Milliseconds since the table's epoch of the last message or accept.
+    /// The last message or the accept.
     last_ms: AtomicU64,
-    /// Between a message's first byte and its reply being written.
-    busy: AtomicBool,
+    /// When the message being received began; [`NOT_READING`] otherwise.
+    reading_since: AtomicU64,
+    /// A message is being answered (forwarded, reply written).
+    answering: AtomicBool,
+}
+
+const NOT_READING: u64 = u64::MAX;
+
+impl Activity {
+    fn new(now_ms: u64) -> Self {
+        Activity {
+            last_ms: AtomicU64::new(now_ms),
+            reading_since: AtomicU64::new(NOT_READING),
+            answering: AtomicBool::new(false),
+        }
+    }
+
+    fn reading_since(&self) -> Option<u64> {
+        Some(self.reading_since.load(Ordering::Relaxed)).filter(|&t| t != NOT_READING)
+    }
+
+    fn is_idle(&self) -> bool {
+        !self.answering.load(Ordering::Relaxed) && self.reading_since().is_none()
+    }
 }
 
 #[derive(Default)]
@@ -87,23 +111,22 @@ impl ConnTable {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Makes room for `client` (closing the longest-idle connection if a cap
-    /// is reached) and registers it; the bool: a connection was closed.
+    /// Makes room for `client` (closing a connection if a cap is reached, see
+    /// the module docs) and registers it; the bool: a connection was closed.
     fn admit(&self, client: IpAddr) -> Result<(u64, Arc<Activity>, bool), Full> {
         let mut t = self.lock();
         let own = t.per_client.get(&client).copied().unwrap_or(0);
         let victim = if own >= self.max_per_client {
-            Some(Self::longest_idle(&t, Some(client)).ok_or(Full)?)
+            Some(Self::victim(&t, Some(client)).ok_or(Full)?)
         } else if t.conns.len() >= self.max {
-            Some(Self::longest_idle(&t, None).ok_or(Full)?)
+            Some(Self::victim(&t, None).ok_or(Full)?)
         } else {
             None
         };
         if let Some(id) = victim {
             Self::remove(&mut t, id);
         }
-        let activity = Arc::new(Activity::default());
-        activity.last_ms.store(self.now_ms(), Ordering::Relaxed);
+        let activity = Arc::new(Activity::new(self.now_ms()));
         let id = t.next_id;
         t.next_id += 1;
         t.conns.insert(
@@ -125,14 +148,24 @@ impl ConnTable {
         }
     }
 
-    /// The connection not mid-message with the oldest activity.
-    fn longest_idle(t: &Table, of: Option<IpAddr>) -> Option<u64> {
-        t.conns
-            .iter()
-            .filter(|(_, c)| of.is_none_or(|ip| c.client == ip))
-            .filter(|(_, c)| !c.activity.busy.load(Ordering::Relaxed))
+    /// The connection to close for a newcomer: idle the longest, else
+    /// sending its message the longest; never one being answered.
+    fn victim(t: &Table, of: Option<IpAddr>) -> Option<u64> {
+        let candidates = || {
+            t.conns
+                .iter()
+                .filter(move |(_, c)| of.is_none_or(|ip| c.client == ip))
+        };
+        let idle = candidates()
+            .filter(|(_, c)| c.activity.is_idle())
             .min_by_key(|(_, c)| c.activity.last_ms.load(Ordering::Relaxed))
-            .map(|(&id, _)| id)
+            .map(|(&id, _)| id);
+        idle.or_else(|| {
+            candidates()
+                .filter_map(|(&id, c)| Some((c.activity.reading_since()?, id)))
+                .min()
+                .map(|(_, id)| id)
+        })
     }
 
     /// Forgets `id` and stops its task (no-op if already gone).
@@ -166,8 +199,31 @@ impl ConnHandle {
         self.activity.last_ms.store(now, Ordering::Relaxed);
     }
 
-    fn set_busy(&self, busy: bool) {
-        self.activity.busy.store(busy, Ordering::Relaxed);
+    /// A message has begun arriving (the start kept if already so).
+    fn reading(&self) {
+        self.activity.answering.store(false, Ordering::Relaxed);
+        let now = self.table.now_ms();
+        let _ = self.activity.reading_since.compare_exchange(
+            NOT_READING,
+            now,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    fn answering(&self) {
+        self.touch();
+        self.activity.answering.store(true, Ordering::Relaxed);
+        self.activity
+            .reading_since
+            .store(NOT_READING, Ordering::Relaxed);
+    }
+
+    fn idle(&self) {
+        self.activity.answering.store(false, Ordering::Relaxed);
+        self.activity
+            .reading_since
+            .store(NOT_READING, Ordering::Relaxed);
     }
 }
 
@@ -239,7 +295,7 @@ async fn tcp_conn(
     let mut started: Option<Instant> = None;
     loop {
         while let Some(msg) = framer.frame() {
-            handle.touch();
+            handle.answering();
             if let Some(reply) = shared.reply(msg, &opts).await {
                 write_reply(&mut stream, &reply, cfg.tcp_write_timeout).await?;
             }
@@ -250,7 +306,11 @@ async fn tcp_conn(
         if partial && started.is_none() {
             started = Some(Instant::now()); // the rest of a read began it
         }
-        handle.set_busy(partial);
+        if partial {
+            handle.reading();
+        } else {
+            handle.idle();
+        }
         let deadline = match started {
             Some(t) => t + cfg.tcp_message_timeout,
             None => Instant::now() + cfg.tcp_idle_timeout,
@@ -268,7 +328,7 @@ async fn tcp_conn(
         };
         if started.is_none() {
             started = Some(Instant::now());
-            handle.set_busy(true);
+            handle.reading();
         }
         let taken = framer.push(&chunk[..n]);
         // Never short: every complete frame was answered above.
