@@ -322,3 +322,46 @@ async fn a_newcomer_is_refused_only_while_every_connection_is_answered() {
             .is_some()
     );
 }
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_cut_off_by_the_write_timeout() {
+    let cfg = DnsConfig {
+        max_tcp_connections: 1,
+        tcp_write_timeout: Duration::from_secs(1),
+        ..DnsConfig::default()
+    };
+    // 100 A records: ~1.7 KB per TCP answer.
+    let (server, addr, _tx) = start(cfg, zones_with(100));
+    let sock = TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(2048).unwrap();
+    sock.bind("127.0.6.1:0".parse().unwrap()).unwrap();
+    let stuck = sock.connect(addr).await.unwrap();
+    let (_read_half, mut write_half) = stuck.into_split();
+    // Pipelined queries whose answers (MBs) outgrow every socket buffer.
+    let q = framed(&query(NAME, RecordType::A));
+    let writer = tokio::spawn(async move {
+        for _ in 0..5000 {
+            if timeout(Duration::from_secs(5), write_half.write_all(&q))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        write_half
+    });
+    // The server is stuck writing: its only slot is taken, newcomers refused.
+    sleep(Duration::from_millis(300)).await;
+    let mut probe = tcp_from("127.0.6.2", addr).await;
+    assert!(closed(&mut probe).await);
+    assert_eq!(server.counters().snapshot().tcp_refused, 1);
+    // The write timeout frees the slot for others.
+    sleep(Duration::from_millis(1500)).await;
+    let mut s = tcp_from("127.0.6.3", addr).await;
+    assert!(
+        ask_tcp(&mut s, &query(NAME, RecordType::A), WAIT)
+            .await
+            .is_some()
+    );
+    writer.abort();
+}
