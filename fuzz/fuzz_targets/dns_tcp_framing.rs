@@ -38,15 +38,24 @@ fn chunk_sizes(seed: u16) -> impl FnMut() -> usize {
         x ^= x << 13;
         x ^= x >> 17;
         x ^= x << 5;
-        if x % 4 == 0 { READ_CHUNK } else { 1 + (x as usize >> 3) % 64 }
+        if x.is_multiple_of(4) {
+            READ_CHUNK
+        } else {
+            1 + (x as usize >> 3) % 64
+        }
     }
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((seed, stream)) = data.split_first_chunk::<2>() else { return };
+    let Some((seed, stream)) = data.split_first_chunk::<2>() else {
+        return;
+    };
     let (want, rest) = reference(stream);
     let zones = Zones::default();
-    let opts = ReplyOpts { tcp: true, ..ReplyOpts::default() };
+    let opts = ReplyOpts {
+        tcp: true,
+        ..ReplyOpts::default()
+    };
     let mut next_size = chunk_sizes(u16::from_be_bytes(*seed));
     let mut framer = Framer::new();
     let mut got: Vec<Vec<u8>> = Vec::new();
