@@ -130,7 +130,7 @@ pub struct DnsCounters {
     pub tcp_incomplete: AtomicU64,
     /// Idle TCP connections closed to make room for a new one.
     pub tcp_evicted: AtomicU64,
-    /// New TCP connections closed at once: every slot was mid-message.
+    /// New TCP connections closed at once: every slot was being answered.
     pub tcp_refused: AtomicU64,
 }
 

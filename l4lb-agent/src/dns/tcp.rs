@@ -258,7 +258,7 @@ pub(super) async fn tcp_loop(listener: TcpListener, shared: Arc<Shared>) {
         };
         let client = peer.ip().to_canonical();
         let Ok((id, activity, evicted)) = table.admit(client) else {
-            debug!(%peer, "DNS TCP: every connection is mid-message, closing");
+            debug!(%peer, "DNS TCP: every connection is being answered, closing");
             DnsCounters::bump(&shared.counters.tcp_refused);
             continue;
         };
