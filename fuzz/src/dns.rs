@@ -1,7 +1,9 @@
-//! The agent's socket-free DNS modules (not `server`/`args`: tokio, clap).
+//! The agent's socket-free DNS modules (not `server`/`args`/`tcp`: tokio, clap).
 #[path = "../../l4lb-agent/src/dns/answer.rs"]
 pub mod answer;
 #[path = "../../l4lb-agent/src/dns/names.rs"]
 pub mod names;
 #[path = "../../l4lb-agent/src/dns/records.rs"]
 pub mod records;
+#[path = "../../l4lb-agent/src/dns/framing.rs"]
+pub mod framing;

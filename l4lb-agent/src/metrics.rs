@@ -143,7 +143,8 @@ impl Metrics {
     }
 }
 
-/// `l4lb_dns_queries_total{result}` from the DNS server's atomics.
+/// `l4lb_dns_queries_total{result}`, `l4lb_dns_rrl_total{action}` and
+/// `l4lb_dns_tcp_closed_total{reason}` from the DNS server's atomics.
 #[derive(Debug)]
 struct DnsCollector(Arc<OnceLock<Arc<DnsCounters>>>);
 
@@ -152,9 +153,24 @@ impl Collector for DnsCollector {
         let Some(counters) = self.0.get() else { return Ok(()) };
         let c = ConstCounter::new(0u64);
         let mut desc = encoder.encode_descriptor("dns_queries", "DNS queries answered, by result", None, c.metric_type())?;
-        for (result, n) in counters.snapshot().by_result() {
+        let snap = counters.snapshot();
+        for (result, n) in snap.by_result() {
             ConstCounter::new(n).encode(desc.encode_family(&vec![("result".to_string(), result.to_string())])?)?;
         }
+        let mut family = |name: &str, help: &str, label: &str, series: &[(&str, u64)]| -> Result<(), std::fmt::Error> {
+            let mut desc = encoder.encode_descriptor(name, help, None, c.metric_type())?;
+            for (value, n) in series {
+                ConstCounter::new(*n).encode(desc.encode_family(&vec![(label.to_string(), value.to_string())])?)?;
+            }
+            Ok(())
+        };
+        family("dns_rrl", "UDP answers the response-rate limit dropped or sent truncated (slipped)", "action", &snap.rrl())?;
+        family(
+            "dns_tcp_closed",
+            "TCP connections the DNS server closed: message cut short or stalled, idle one evicted for a newcomer, newcomer refused",
+            "reason",
+            &snap.tcp_closed(),
+        )?;
         Ok(())
     }
 }

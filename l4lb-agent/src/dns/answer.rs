@@ -195,6 +195,21 @@ pub fn servfail(query: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// The rate limit's "slip": an empty reply with TC for `query` (header and
+/// question only, so never larger than the query), telling a real client to
+/// retry over TCP. `None` for what cannot be parsed.
+pub fn slip(query: &[u8]) -> Option<Vec<u8>> {
+    let req = Message::from_vec(query).ok()?;
+    let mut resp = Message::new();
+    resp.set_id(req.id())
+        .set_message_type(MessageType::Response)
+        .set_op_code(req.op_code())
+        .set_recursion_desired(req.recursion_desired())
+        .set_truncated(true)
+        .add_queries(req.queries().iter().cloned());
+    resp.to_vec().ok()
+}
+
 fn size_limit(req: &Message, opts: &ReplyOpts) -> usize {
     if opts.tcp {
         return usize::from(u16::MAX);
@@ -309,6 +324,23 @@ mod tests {
 
     fn udp() -> ReplyOpts {
         ReplyOpts::default()
+    }
+
+    #[test]
+    fn slip_is_an_empty_truncated_reply_no_larger_than_the_query() {
+        let mut q = query("redis-tutorial.marathon.mesos.", RecordType::A);
+        let mut edns = Edns::new();
+        edns.set_max_payload(4096);
+        q.set_edns(edns);
+        let bytes = q.to_vec().unwrap();
+        let tc = slip(&bytes).unwrap();
+        assert!(tc.len() <= bytes.len(), "{} > {}", tc.len(), bytes.len());
+        let r = Message::from_vec(&tc).unwrap();
+        assert_eq!((r.id(), r.message_type()), (4242, MessageType::Response));
+        assert!(r.truncated() && r.recursion_desired());
+        assert_eq!(r.queries(), q.queries());
+        assert!(r.answers().is_empty() && r.additionals().is_empty());
+        assert_eq!(slip(&[0xff; 5]), None);
     }
 
     #[test]

@@ -4,8 +4,12 @@ use std::{
     time::Duration,
 };
 
+use ipnet::IpNet;
+
 use super::{
+    acl::parse_net,
     records::{Ttls, ZoneOptions},
+    rrl::RrlConfig,
     server::DnsConfig,
 };
 
@@ -38,6 +42,39 @@ pub struct DnsArgs {
     #[arg(long, value_name = "MS", default_value_t = 2000,
           value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub dns_upstream_timeout_ms: u64,
+    /// Clients (CIDR or IP) whose queries outside our zones are forwarded;
+    /// others get REFUSED for them (our zones answer everyone). Repeatable;
+    /// giving it replaces the default.
+    #[arg(long = "dns-allow", value_name = "CIDR", value_parser = parse_net,
+          default_values = ["127.0.0.0/8", "::1/128"])]
+    pub dns_allow: Vec<IpNet>,
+    /// UDP responses per second per client /24 (IPv4) or /56 (IPv6), burst
+    /// one second's worth; over it answers are dropped. 0: no limit.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub dns_rrl_rps: u32,
+    /// Every Nth answer the rate limit drops is sent as an empty truncated
+    /// reply instead (real clients retry over TCP). 0: none.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub dns_rrl_slip: u32,
+    /// Clients (CIDR or IP) the rate limit never applies to. Repeatable;
+    /// giving it replaces the default (loopback).
+    #[arg(long = "dns-rrl-exempt", value_name = "CIDR", value_parser = parse_net,
+          default_values = ["127.0.0.0/8", "::1/128"])]
+    pub dns_rrl_exempt: Vec<IpNet>,
+    /// Open TCP connections per listener; when full, the longest idle is
+    /// closed for a newcomer.
+    #[arg(long, value_name = "N", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub dns_tcp_max_connections: u32,
+    /// Open TCP connections per client address; beyond, its longest idle
+    /// is closed.
+    #[arg(long, value_name = "N", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub dns_tcp_max_per_client: u32,
+    /// A TCP connection without a query this long is closed (RFC 7766).
+    #[arg(long, value_name = "MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(100..=300_000))]
+    pub dns_tcp_idle_timeout_ms: u64,
     /// Address(es) published for `ns1.<zone>`, each zone's name server.
     /// Default: the specific --dns-listen IPs, else 127.0.0.1.
     #[arg(long = "dns-ns-addr", value_name = "IP")]
@@ -72,6 +109,15 @@ impl DnsArgs {
             },
             upstreams: self.dns_upstream.clone(),
             upstream_timeout: Duration::from_millis(self.dns_upstream_timeout_ms),
+            forward_allow: self.dns_allow.clone(),
+            rrl: RrlConfig {
+                rps: self.dns_rrl_rps,
+                slip: self.dns_rrl_slip,
+                exempt: self.dns_rrl_exempt.clone(),
+            },
+            max_tcp_connections: self.dns_tcp_max_connections as usize,
+            max_tcp_per_client: self.dns_tcp_max_per_client as usize,
+            tcp_idle_timeout: Duration::from_millis(self.dns_tcp_idle_timeout_ms),
             ..DnsConfig::default()
         })
     }
@@ -113,6 +159,59 @@ mod tests {
         assert_eq!(a.dns_ttl_mesos, 60);
         assert_eq!(a.dns_ttl_l4lb, 5);
         assert_eq!(a.config(), None);
+        let c = parse(&["--dns-listen", "127.0.0.1"])
+            .unwrap()
+            .config()
+            .unwrap();
+        let d = DnsConfig::default();
+        assert_eq!((&c.forward_allow, &c.rrl), (&d.forward_allow, &d.rrl));
+        assert_eq!(c.forward_allow, crate::dns::acl::loopback());
+        assert_eq!((c.rrl.rps, c.rrl.slip), (100, 2));
+        assert_eq!((c.max_tcp_connections, c.max_tcp_per_client), (256, 32));
+        assert_eq!(c.tcp_idle_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn hardening_flags() {
+        let c = parse(&[
+            "--dns-listen",
+            "0.0.0.0",
+            "--dns-allow",
+            "198.18.0.0/15",
+            "--dns-allow",
+            "fd00::7",
+            "--dns-rrl-rps",
+            "0",
+            "--dns-rrl-slip",
+            "3",
+            "--dns-rrl-exempt",
+            "198.18.1.0/24",
+            "--dns-tcp-max-connections",
+            "10",
+            "--dns-tcp-max-per-client",
+            "2",
+            "--dns-tcp-idle-timeout-ms",
+            "2500",
+        ])
+        .unwrap()
+        .config()
+        .unwrap();
+        let nets = |v: &[&str]| v.iter().map(|s| s.parse().unwrap()).collect::<Vec<IpNet>>();
+        assert_eq!(c.forward_allow, nets(&["198.18.0.0/15", "fd00::7/128"]));
+        assert_eq!(
+            c.rrl,
+            RrlConfig {
+                rps: 0,
+                slip: 3,
+                exempt: nets(&["198.18.1.0/24"])
+            }
+        );
+        assert_eq!((c.max_tcp_connections, c.max_tcp_per_client), (10, 2));
+        assert_eq!(c.tcp_idle_timeout, Duration::from_millis(2500));
+        assert!(parse(&["--dns-allow", "10.0.0.0/40"]).is_err());
+        assert!(parse(&["--dns-allow", "any"]).is_err());
+        assert!(parse(&["--dns-tcp-max-connections", "0"]).is_err());
+        assert!(parse(&["--dns-rrl-rps", "-1"]).is_err());
     }
 
     #[test]

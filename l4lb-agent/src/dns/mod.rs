@@ -6,17 +6,28 @@
 //! - [`records`]: catalog → [`Zones`] (pure).
 //! - [`answer`]: one query → one reply (pure, socket-free; fuzzed).
 //! - [`server`]: UDP + TCP listeners, forwarding, counters.
+//! - [`tcp`]: TCP connections: deadlines, caps, closing the longest idle.
+//! - [`framing`]: TCP length-prefix framing (pure; fuzzed).
+//! - [`rrl`]: UDP response-rate limiting (pure).
+//! - [`acl`]: the `--dns-allow` / `--dns-rrl-exempt` address lists.
 //! - [`args`]: the `--dns-*` flags.
 //!
 //! The agent builds new zones on every catalog change and sends them on a
 //! `tokio::sync::watch` channel; the server reads the latest `Arc<Zones>` per
 //! query, so a swap is atomic and a failing source simply leaves the last
 //! records in service (as Mesos-DNS does).
+pub mod acl;
 pub mod answer;
 pub mod args;
+pub mod framing;
 pub mod names;
 pub mod records;
+pub mod rrl;
 pub mod server;
+mod tcp;
+
+#[cfg(test)]
+mod hardening_tests;
 
 pub use answer::{Reply, ReplyOpts, answer, respond};
 pub use args::DnsArgs;

@@ -10,12 +10,16 @@
 //!   and truncates mid-RRset; here the client's advertised size is honoured
 //!   and truncation is all-or-nothing (see `answer`).
 //!
-//! Forwarding happens only when upstreams are configured, and only for names
-//! outside our zones; the query goes as received (RD bit included) over UDP
+//! Forwarding happens only when upstreams are configured, only for names
+//! outside our zones and only for `--dns-allow` clients (others get REFUSED,
+//! so the server is no open resolver); the query goes as received (RD bit included) over UDP
 //! to each upstream in turn, each with the timeout, and the first answer is
 //! relayed unchanged (a TCP client whose UDP answer came back truncated gets
 //! the upstream's TCP answer). No upstream answered: SERVFAIL. This server
 //! never recurses itself.
+//!
+//! UDP answers go through response-rate limiting ([`super::rrl`]), one table
+//! per listener; TCP connections through [`super::tcp`]'s fairness rules.
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::{
@@ -27,19 +31,23 @@ use std::{
 
 use anyhow::{Context, Result};
 use hickory_proto::op::ResponseCode;
+use ipnet::IpNet;
 use serde::Serialize;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream, UdpSocket},
     sync::{Semaphore, watch},
-    task::{JoinHandle, JoinSet},
+    task::JoinHandle,
     time::{Instant, timeout, timeout_at},
 };
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use super::{
+    acl,
     answer::{self, DEFAULT_UDP_CAP, Reply, ReplyOpts, respond},
     records::{ZoneOptions, Zones},
+    rrl::{Rrl, RrlConfig, Verdict},
+    tcp::tcp_loop,
 };
 
 /// Everything the server needs; see [`crate::dns::DnsArgs`] for the flags.
@@ -51,14 +59,25 @@ pub struct DnsConfig {
     pub zone: ZoneOptions,
     /// Forward names outside our zones here; empty = REFUSED instead.
     pub upstreams: Vec<SocketAddr>,
+    /// Only these clients' queries are forwarded; others get REFUSED.
+    pub forward_allow: Vec<IpNet>,
+    /// UDP response-rate limiting.
+    pub rrl: RrlConfig,
     /// Per upstream.
     pub upstream_timeout: Duration,
     /// Largest UDP reply to an EDNS client (advertised in our OPT).
     pub udp_cap: u16,
     /// A TCP connection idle this long is closed.
     pub tcp_idle_timeout: Duration,
-    /// Open TCP connections per listener; more are closed at once.
+    /// A TCP message must arrive whole this soon after its first byte.
+    pub tcp_message_timeout: Duration,
+    /// A TCP reply must be taken by the client this soon.
+    pub tcp_write_timeout: Duration,
+    /// Open TCP connections per listener; beyond, the longest idle is closed.
     pub max_tcp_connections: usize,
+    /// Open TCP connections per client address; beyond, its longest idle
+    /// is closed.
+    pub max_tcp_per_client: usize,
     /// Forwarded queries in flight; more get SERVFAIL.
     pub max_forwards: usize,
 }
@@ -69,10 +88,15 @@ impl Default for DnsConfig {
             listen: Vec::new(),
             zone: ZoneOptions::default(),
             upstreams: Vec::new(),
+            forward_allow: acl::loopback(),
+            rrl: RrlConfig::default(),
             upstream_timeout: Duration::from_secs(2),
             udp_cap: DEFAULT_UDP_CAP,
             tcp_idle_timeout: Duration::from_secs(10),
+            tcp_message_timeout: Duration::from_secs(5),
+            tcp_write_timeout: Duration::from_secs(5),
             max_tcp_connections: 256,
+            max_tcp_per_client: 32,
             max_forwards: 256,
         }
     }
@@ -82,7 +106,9 @@ impl Default for DnsConfig {
 /// with TC (also counted under their rcode); `forwarded` counts queries sent
 /// upstream (their relayed answers are not counted by rcode; a forward no
 /// upstream answered also counts as `servfail`); `dropped` counts packets
-/// not answered at all (shorter than a header, or responses).
+/// not answered at all (shorter than a header, or responses). The `rrl_*`
+/// and `tcp_*` counters are not query results: see [`CountersSnapshot::rrl`]
+/// and [`CountersSnapshot::tcp_closed`].
 #[derive(Debug, Default)]
 pub struct DnsCounters {
     pub noerror: AtomicU64,
@@ -96,6 +122,16 @@ pub struct DnsCounters {
     pub truncated: AtomicU64,
     pub forwarded: AtomicU64,
     pub dropped: AtomicU64,
+    /// UDP answers withheld by the rate limit.
+    pub rrl_dropped: AtomicU64,
+    /// UDP answers replaced by an empty TC reply by the rate limit.
+    pub rrl_slipped: AtomicU64,
+    /// TCP connections closed on a message cut short or stalled.
+    pub tcp_incomplete: AtomicU64,
+    /// Idle TCP connections closed to make room for a new one.
+    pub tcp_evicted: AtomicU64,
+    /// New TCP connections closed at once: every slot was being answered.
+    pub tcp_refused: AtomicU64,
 }
 
 /// A copy of [`DnsCounters`] at one moment.
@@ -111,6 +147,11 @@ pub struct CountersSnapshot {
     pub truncated: u64,
     pub forwarded: u64,
     pub dropped: u64,
+    pub rrl_dropped: u64,
+    pub rrl_slipped: u64,
+    pub tcp_incomplete: u64,
+    pub tcp_evicted: u64,
+    pub tcp_refused: u64,
 }
 
 impl CountersSnapshot {
@@ -129,6 +170,20 @@ impl CountersSnapshot {
             ("dropped", self.dropped),
         ]
     }
+
+    /// `(action, count)` of the UDP response-rate limit.
+    pub fn rrl(&self) -> [(&'static str, u64); 2] {
+        [("dropped", self.rrl_dropped), ("slipped", self.rrl_slipped)]
+    }
+
+    /// `(reason, count)` of TCP connections the server closed.
+    pub fn tcp_closed(&self) -> [(&'static str, u64); 3] {
+        [
+            ("incomplete", self.tcp_incomplete),
+            ("evicted", self.tcp_evicted),
+            ("refused", self.tcp_refused),
+        ]
+    }
 }
 
 impl DnsCounters {
@@ -145,14 +200,19 @@ impl DnsCounters {
             truncated: g(&self.truncated),
             forwarded: g(&self.forwarded),
             dropped: g(&self.dropped),
+            rrl_dropped: g(&self.rrl_dropped),
+            rrl_slipped: g(&self.rrl_slipped),
+            tcp_incomplete: g(&self.tcp_incomplete),
+            tcp_evicted: g(&self.tcp_evicted),
+            tcp_refused: g(&self.tcp_refused),
         }
     }
 
-    fn bump(c: &AtomicU64) {
+    pub(super) fn bump(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn sent(&self, rcode: ResponseCode, truncated: bool) {
+    pub(super) fn sent(&self, rcode: ResponseCode, truncated: bool) {
         Self::bump(match rcode {
             ResponseCode::NoError => &self.noerror,
             ResponseCode::NXDomain => &self.nxdomain,
@@ -195,24 +255,53 @@ impl Drop for DnsServer {
 }
 
 /// State shared by every listener task.
-struct Shared {
+pub(super) struct Shared {
     zones: watch::Receiver<Arc<Zones>>,
-    cfg: DnsConfig,
-    counters: Arc<DnsCounters>,
+    pub(super) cfg: DnsConfig,
+    pub(super) counters: Arc<DnsCounters>,
     forwards: Arc<Semaphore>,
 }
 
 impl Shared {
-    fn opts(&self, tcp: bool) -> ReplyOpts {
+    /// Forwarding only with upstreams and only for allowed clients (the
+    /// list is read only when there are upstreams).
+    pub(super) fn opts(&self, tcp: bool, client: IpAddr) -> ReplyOpts {
         ReplyOpts {
             tcp,
             udp_cap: self.cfg.udp_cap,
-            forward: !self.cfg.upstreams.is_empty(),
+            forward: !self.cfg.upstreams.is_empty()
+                && acl::contains(&self.cfg.forward_allow, client),
         }
     }
 
     fn zones(&self) -> Arc<Zones> {
         self.zones.borrow().clone()
+    }
+
+    /// The reply to one message, forwarding included (TCP's path; UDP
+    /// forwards in a task of its own so the socket keeps being read).
+    pub(super) async fn reply(&self, msg: &[u8], opts: &ReplyOpts) -> Option<Vec<u8>> {
+        match respond(&self.zones(), msg, opts) {
+            Reply::Send {
+                bytes,
+                rcode,
+                truncated,
+            } => {
+                self.counters.sent(rcode, truncated);
+                Some(bytes)
+            }
+            Reply::Drop => {
+                DnsCounters::bump(&self.counters.dropped);
+                None
+            }
+            Reply::Forward => match self.forwards.clone().try_acquire_owned() {
+                Ok(_permit) => forward_or_servfail(self, msg, opts.tcp).await,
+                Err(_) => {
+                    DnsCounters::bump(&self.counters.servfail);
+                    answer::servfail(msg)
+                }
+            },
+        }
     }
 }
 
@@ -285,6 +374,7 @@ fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener)> {
 
 async fn udp_loop(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
     let mut buf = vec![0u8; 65535];
+    let mut rrl = Rrl::new(shared.cfg.rrl.clone());
     loop {
         let (n, peer) = match sock.recv_from(&mut buf).await {
             Ok(x) => x,
@@ -300,7 +390,14 @@ async fn udp_loop(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
             continue;
         }
         let query = &buf[..n];
-        match respond(&shared.zones(), query, &shared.opts(false)) {
+        // Only what would be answered is rate-limited (respond drops the rest).
+        if n >= 12
+            && query[2] & 0x80 == 0
+            && !rate_allows(&mut rrl, &sock, &shared, query, peer).await
+        {
+            continue;
+        }
+        match respond(&shared.zones(), query, &shared.opts(false, peer.ip())) {
             Reply::Send {
                 bytes,
                 rcode,
@@ -312,106 +409,60 @@ async fn udp_loop(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
                 }
             }
             Reply::Drop => DnsCounters::bump(&shared.counters.dropped),
-            Reply::Forward => {
-                let Ok(permit) = shared.forwards.clone().try_acquire_owned() else {
-                    if let Some(b) = answer::servfail(query) {
-                        DnsCounters::bump(&shared.counters.servfail);
-                        let _ = sock.send_to(&b, peer).await;
-                    }
-                    continue;
-                };
-                let (sock, shared, query) = (sock.clone(), shared.clone(), query.to_vec());
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    if let Some(bytes) = forward_or_servfail(&shared, &query, false).await
-                        && let Err(e) = sock.send_to(&bytes, peer).await
-                    {
-                        debug!(%peer, error = %e, "DNS UDP send (forwarded)");
-                    }
-                });
-            }
+            Reply::Forward => forward_in_background(&sock, &shared, query, peer).await,
         }
     }
 }
 
-async fn tcp_loop(listener: TcpListener, shared: Arc<Shared>) {
-    let limit = Arc::new(Semaphore::new(shared.cfg.max_tcp_connections.max(1)));
-    // Owned here: aborting this task aborts every connection.
-    let mut conns = JoinSet::new();
-    loop {
-        while conns.try_join_next().is_some() {}
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                // Out of descriptors and the like: back off instead of spinning.
-                warn!(error = %e, "DNS TCP accept");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
+/// Applies the rate limit to the answer `peer` is owed: `true` to answer;
+/// otherwise nothing or, on a slip, an empty TC reply was sent.
+async fn rate_allows(
+    rrl: &mut Rrl,
+    sock: &UdpSocket,
+    shared: &Shared,
+    query: &[u8],
+    peer: SocketAddr,
+) -> bool {
+    match rrl.check(peer.ip(), Instant::now().into_std()) {
+        Verdict::Send => true,
+        Verdict::Drop => {
+            DnsCounters::bump(&shared.counters.rrl_dropped);
+            false
+        }
+        Verdict::Slip => {
+            DnsCounters::bump(&shared.counters.rrl_slipped);
+            if let Some(tc) = answer::slip(query) {
+                let _ = sock.send_to(&tc, peer).await;
             }
-        };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            debug!(%peer, "DNS TCP: too many connections, closing");
-            continue;
-        };
-        let shared = shared.clone();
-        conns.spawn(async move {
-            let _permit = permit;
-            if let Err(e) = tcp_conn(stream, &shared).await {
-                debug!(%peer, error = %e, "DNS TCP connection");
-            }
-        });
+            false
+        }
     }
 }
 
-/// Length-prefixed messages (RFC 1035 §4.2.2, RFC 7766), one at a time,
-/// until the client closes or stays idle past the timeout.
-async fn tcp_conn(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
-    let idle = shared.cfg.tcp_idle_timeout;
-    let mut buf = Vec::new();
-    loop {
-        let mut len = [0u8; 2];
-        match timeout(idle, stream.read_exact(&mut len)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(_)) | Err(_) => return Ok(()), // closed or idle
+/// Forwards in a task of its own (the socket keeps being read), within the
+/// cap on forwards in flight; over it, SERVFAIL at once.
+async fn forward_in_background(
+    sock: &Arc<UdpSocket>,
+    shared: &Arc<Shared>,
+    query: &[u8],
+    peer: SocketAddr,
+) {
+    let Ok(permit) = shared.forwards.clone().try_acquire_owned() else {
+        if let Some(b) = answer::servfail(query) {
+            DnsCounters::bump(&shared.counters.servfail);
+            let _ = sock.send_to(&b, peer).await;
         }
-        buf.resize(usize::from(u16::from_be_bytes(len)), 0);
-        if timeout(idle, stream.read_exact(&mut buf)).await.is_err() {
-            return Ok(());
+        return;
+    };
+    let (sock, shared, query) = (sock.clone(), shared.clone(), query.to_vec());
+    tokio::spawn(async move {
+        let _permit = permit;
+        if let Some(bytes) = forward_or_servfail(&shared, &query, false).await
+            && let Err(e) = sock.send_to(&bytes, peer).await
+        {
+            debug!(%peer, error = %e, "DNS UDP send (forwarded)");
         }
-        let reply = match respond(&shared.zones(), &buf, &shared.opts(true)) {
-            Reply::Send {
-                bytes,
-                rcode,
-                truncated,
-            } => {
-                shared.counters.sent(rcode, truncated);
-                Some(bytes)
-            }
-            Reply::Drop => {
-                DnsCounters::bump(&shared.counters.dropped);
-                None
-            }
-            Reply::Forward => match shared.forwards.clone().try_acquire_owned() {
-                Ok(_permit) => forward_or_servfail(shared, &buf, true).await,
-                Err(_) => {
-                    DnsCounters::bump(&shared.counters.servfail);
-                    answer::servfail(&buf)
-                }
-            },
-        };
-        if let Some(bytes) = reply {
-            let Ok(len) = u16::try_from(bytes.len()) else {
-                continue;
-            };
-            let mut out = Vec::with_capacity(bytes.len() + 2);
-            out.extend_from_slice(&len.to_be_bytes());
-            out.extend_from_slice(&bytes);
-            match timeout(idle, stream.write_all(&out)).await {
-                Ok(r) => r?,
-                Err(_) => return Ok(()),
-            }
-        }
-    }
+    });
 }
 
 /// Forwards `query`; the upstream's answer, or a SERVFAIL if none answered.
@@ -476,7 +527,7 @@ fn is_response_to(resp: &[u8], query: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::collections::BTreeSet;
 
     use hickory_proto::{
@@ -491,9 +542,9 @@ mod tests {
     };
     use crate::model::{Catalog, TaskRecord};
 
-    const WAIT: Duration = Duration::from_secs(3);
+    pub(crate) const WAIT: Duration = Duration::from_secs(3);
 
-    fn zones_with(instances: u8) -> Arc<Zones> {
+    pub(crate) fn zones_with(instances: u8) -> Arc<Zones> {
         let (mut catalog, published) = redis_catalog();
         let base = TaskRecord::clone(&catalog.tasks[0]);
         let extra = (1..instances).map(|i| {
@@ -507,7 +558,7 @@ mod tests {
         Arc::new(build_zones(&catalog, &published, &ZoneOptions::default()))
     }
 
-    fn start(
+    pub(crate) fn start(
         cfg: DnsConfig,
         zones: Arc<Zones>,
     ) -> (DnsServer, SocketAddr, watch::Sender<Arc<Zones>>) {
@@ -521,7 +572,7 @@ mod tests {
         (server, addr, tx)
     }
 
-    fn query(name: &str, qtype: RecordType) -> Message {
+    pub(crate) fn query(name: &str, qtype: RecordType) -> Message {
         let mut m = Message::new();
         m.set_id(rand::random())
             .set_recursion_desired(true)
@@ -529,7 +580,7 @@ mod tests {
         m
     }
 
-    async fn udp_raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Option<Vec<u8>> {
+    pub(crate) async fn udp_raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Option<Vec<u8>> {
         let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         s.send_to(bytes, addr).await.unwrap();
         let mut buf = vec![0u8; 65535];
@@ -537,7 +588,7 @@ mod tests {
         Some(buf[..n].to_vec())
     }
 
-    async fn udp(addr: SocketAddr, m: &Message) -> Message {
+    pub(crate) async fn udp(addr: SocketAddr, m: &Message) -> Message {
         let bytes = udp_raw(addr, &m.to_vec().unwrap(), WAIT)
             .await
             .expect("a UDP reply");
@@ -546,7 +597,7 @@ mod tests {
         r
     }
 
-    async fn tcp(addr: SocketAddr, m: &Message) -> Message {
+    pub(crate) async fn tcp(addr: SocketAddr, m: &Message) -> Message {
         let mut s = TcpStream::connect(addr).await.unwrap();
         let q = m.to_vec().unwrap();
         let mut out = (q.len() as u16).to_be_bytes().to_vec();
@@ -715,7 +766,7 @@ mod tests {
 
     /// An upstream on 127.0.0.1 that answers every query with one A record
     /// (`127.9.9.9`), over UDP and TCP.
-    async fn stub_upstream() -> (SocketAddr, JoinHandle<()>) {
+    pub(crate) async fn stub_upstream() -> (SocketAddr, JoinHandle<()>) {
         let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = udp.local_addr().unwrap();
         let handle = tokio::spawn(async move {
