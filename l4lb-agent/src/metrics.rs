@@ -236,6 +236,11 @@ impl Collector for DatapathCollector {
                 })
                 .collect(),
         )?;
+        counter(
+            "xdp_vip_guard_drops",
+            "Packets to a VIP address XDP dropped because it cannot balance them (fragment, IP options, IPv6 extension header, other protocol, truncated)",
+            maps.vip_guard_drops().into_iter().map(|(r, n)| (vec![("reason".to_string(), r.to_string())], n)).collect(),
+        )?;
         for (metric, help, pick) in [
             ("map_entries", "Entries in each BPF map", 0usize),
             ("map_capacity", "Capacity (max_entries) of each BPF map", 1usize),

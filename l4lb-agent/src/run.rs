@@ -66,6 +66,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
     // Marathon's first read (subscribe, GET, decode) runs while the kernel
     // verifies and attaches the programs below: nothing is applied before
     // the loop at the end, so only the wait overlaps.
+    // On a restart the hooks are still attached: register this process in
+    // the pinned self map before its first control-plane connection.
+    if let Err(e) = datapath::self_exempt::register(&args.pin_root) {
+        warn!("could not register the agent in the self map yet: {e:#}");
+    }
     if let Some(cfg) = marathon {
         spawn_marathon_source(cfg, tx.clone(), metrics.clone())?;
     }
