@@ -2,6 +2,7 @@
 //! attaches the socket hooks to a cgroup, executes plans and reads the maps back.
 //! The packet programs (XDP ingress, tc reply) live in the `xdp` submodule.
 mod batch;
+pub mod escape;
 pub mod pktgen;
 pub mod self_exempt;
 mod slots_array;

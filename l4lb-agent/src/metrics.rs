@@ -50,6 +50,8 @@ pub struct Metrics {
     pub skipped: Counter,
     /// Event received → maps updated, seconds.
     pub event_to_maps: Histogram,
+    /// Failed syncs of the VIP routes to `l4lb0` (retried at the next apply).
+    pub vip_route_errors: Counter,
     /// The DNS server's counters, once it runs (read at scrape time).
     dns: Arc<OnceLock<Arc<DnsCounters>>>,
     /// The Marathon source's counters, when it is the source.
@@ -76,6 +78,8 @@ impl Metrics {
         registry.register("source_skipped_items", "Apps, labels or entries skipped with a warning", skipped.clone());
         let event_to_maps = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         registry.register("event_to_maps_seconds", "Source event received to BPF maps updated", event_to_maps.clone());
+        let vip_route_errors = Counter::default();
+        registry.register("vip_route_errors", "Failed syncs of the VIP routes to l4lb0, retried at the next apply", vip_route_errors.clone());
         let dns = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(DnsCollector(dns.clone())));
         let marathon = Arc::new(OnceLock::new());
@@ -91,6 +95,7 @@ impl Metrics {
             source_failures,
             skipped,
             event_to_maps,
+            vip_route_errors,
             dns,
             marathon,
             ready: AtomicBool::new(false),
@@ -236,6 +241,9 @@ impl Collector for DatapathCollector {
                 })
                 .collect(),
         )?;
+        if let Some(n) = crate::datapath::escape::escaped_packets() {
+            counter("escaped_vip_packets", "Packets to a VIP address that escaped the hooks, dropped by the l4lb0 route", vec![(vec![], n)])?;
+        }
         counter(
             "xdp_vip_guard_drops",
             "Packets to a VIP address XDP dropped because it cannot balance them (fragment, IP options, IPv6 extension header, other protocol, truncated)",

@@ -109,6 +109,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
     if !rec.applied().services.is_empty() {
         info!(services = rec.applied().services.len(), "adopted the table already in the pinned maps");
     }
+    let mut escape = match args.no_vip_routes {
+        true => None,
+        false => Some(datapath::escape::EscapeRoutes::setup().await.context("VIP routes to l4lb0 (--no-vip-routes turns them off)")?),
+    };
+    sync_vip_routes(&mut escape, &rec, &metrics).await;
 
     // The file watcher must live as long as the loop.
     let mut _watcher = None;
@@ -132,6 +137,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
                     metrics.skipped.inc_by(skipped as u64);
                 }
                 apply(&mut rec, &catalog, &trigger, received_at, &metrics).await;
+                sync_vip_routes(&mut escape, &rec, &metrics).await;
                 if let Some((_, zones_tx, zone)) = &dns {
                     let in_maps: std::collections::BTreeSet<crate::model::Vip> = rec.applied().services.keys().copied().collect();
                     zones_tx.send_replace(Arc::new(dns::build_zones(&catalog, &in_maps, zone)));
@@ -258,6 +264,26 @@ async fn apply_table(rec: &mut Reconciler<datapath::Maps>, catalog: &Catalog, tr
         Err(e) => {
             metrics.apply_errors.inc();
             error!(trigger, "{e:#}")
+        }
+    }
+}
+
+/// Routes the applied VIP addresses to `l4lb0` (escaped VIP packets are
+/// dropped there); a failure is retried at the next apply.
+async fn sync_vip_routes(escape: &mut Option<datapath::escape::EscapeRoutes>, rec: &Reconciler<datapath::Maps>, metrics: &Arc<Metrics>) {
+    let Some(escape) = escape else { return };
+    match escape.sync(rec.applied()).await {
+        Ok(s) => {
+            if s.added + s.removed > 0 {
+                info!(added = s.added, removed = s.removed, routes = escape.routes().len(), "VIP routes to l4lb0 updated");
+            }
+            for ip in &s.skipped {
+                warn!(%ip, "VIP address is also a backend address: no l4lb0 route for it");
+            }
+        }
+        Err(e) => {
+            metrics.vip_route_errors.inc();
+            warn!("VIP routes to l4lb0: {e:#}");
         }
     }
 }
