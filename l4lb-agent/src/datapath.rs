@@ -126,6 +126,7 @@ impl Maps {
         if created {
             maps.zero_stats = Some(ZeroStats::default());
         }
+        maps.vip_addrs.sync(&maps.services).context("syncing the VIP address map")?;
         Ok(maps)
     }
 

@@ -272,10 +272,12 @@ async fn apply_table(rec: &mut Reconciler<datapath::Maps>, catalog: &Catalog, tr
 /// dropped there); a failure is retried at the next apply.
 async fn sync_vip_routes(escape: &mut Option<datapath::escape::EscapeRoutes>, rec: &Reconciler<datapath::Maps>, metrics: &Arc<Metrics>) {
     let Some(escape) = escape else { return };
+    let start = Instant::now();
     match escape.sync(rec.applied()).await {
         Ok(s) => {
             if s.added + s.removed > 0 {
-                info!(added = s.added, removed = s.removed, routes = escape.routes().len(), "VIP routes to l4lb0 updated");
+                let took_us = start.elapsed().as_micros() as u64;
+                info!(added = s.added, removed = s.removed, routes = escape.routes().len(), took_us, "VIP routes to l4lb0 updated");
             }
             for ip in &s.skipped {
                 warn!(%ip, "VIP address is also a backend address: no l4lb0 route for it");

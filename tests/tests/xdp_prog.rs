@@ -476,6 +476,31 @@ fn unparsed_packets_to_a_vip_address_are_dropped_and_counted() {
     assert_eq!(again, want);
 }
 
+/// A load rebuilds the VIP address map from the services map (a previous
+/// agent stopped between the two writes, or predates the map).
+#[test]
+fn a_load_rebuilds_the_vip_address_map() {
+    let mut lb = Lb::new("xdp-vipload");
+    lb.set(&[("11.0.0.2:80", Proto::Tcp, &[("198.18.2.2:8080", 1)])]);
+    let pinned = lb._sb.pin_root().join(l4lb_common::VIP_ADDRS_MAP);
+    // ::ffff:11.0.0.2, as the map stores it.
+    let key = "0 0 0 0 0 0 0 0 0 0 0xff 0xff 11 0 0 2";
+    let mut del = std::process::Command::new("bpftool");
+    del.args(["map", "delete", "pinned"])
+        .arg(&pinned)
+        .arg("key")
+        .args(key.split(' '));
+    l4lb_tests::run(&mut del).unwrap();
+    assert!(lb.maps.vip_addrs().is_empty());
+    let _again = datapath::load(
+        lb._sb.pin_root(),
+        lb._sb.cgroup(),
+        plan::Capacity::default(),
+    )
+    .unwrap();
+    assert_eq!(lb.maps.vip_addrs().len(), 1);
+}
+
 /// The VIP address map follows the table: an address stays while any
 /// service is on it and goes with its last one.
 #[test]

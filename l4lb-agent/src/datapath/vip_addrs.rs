@@ -34,6 +34,13 @@ impl VipAddrs {
         })
     }
 
+    /// Rebuilds the map from the services map now (at load: a previous run
+    /// may have stopped between a service write and this map's).
+    pub fn sync(&mut self, services: &Services) -> Result<(), MapError> {
+        self.state = None;
+        self.update(services, |_| None)
+    }
+
     /// `key` is in the services map now.
     pub fn added(&mut self, key: &ServiceKey, services: &Services) -> Result<(), MapError> {
         self.update(services, |s| {
