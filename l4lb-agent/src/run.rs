@@ -137,11 +137,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
                     metrics.skipped.inc_by(skipped as u64);
                 }
                 apply(&mut rec, &catalog, &trigger, received_at, &metrics).await;
-                sync_vip_routes(&mut escape, &rec, &metrics).await;
                 if let Some((_, zones_tx, zone)) = &dns {
                     let in_maps: std::collections::BTreeSet<crate::model::Vip> = rec.applied().services.keys().copied().collect();
                     zones_tx.send_replace(Arc::new(dns::build_zones(&catalog, &in_maps, zone)));
                 }
+                sync_vip_routes(&mut escape, &rec, &metrics).await;
             }
             SourceEvent::Failed { trigger, reason } => {
                 metrics.source_failed();

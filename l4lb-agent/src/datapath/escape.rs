@@ -19,7 +19,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt, stream};
 use rtnetlink::{
     Handle, LinkDummy, LinkIfb, LinkUnspec, RouteMessageBuilder,
     packet_route::{
@@ -69,47 +69,78 @@ impl EscapeRoutes {
     /// retries what is still missing.
     pub async fn sync(&mut self, applied: &Applied) -> Result<Synced> {
         let (want, skipped) = wanted(applied);
-        let mut out = Synced {
-            skipped,
-            ..Default::default()
-        };
         let stale: Vec<IpAddr> = self.routes.difference(&want).copied().collect();
-        for ip in stale {
-            match self
-                .handle
-                .route()
-                .del(route(ip, self.ifindex))
-                .execute()
-                .await
-            {
-                Ok(()) => {}
-                Err(e) if errno(&e) == Some(libc::ESRCH) => {}
-                Err(e) => {
-                    return Err(e).with_context(|| format!("deleting the route {ip} dev {DEV}"));
-                }
+        let (handle, ifindex) = (&self.handle, self.ifindex);
+        let removed = in_flight(stale, |ip| async move {
+            match handle.route().del(route(ip, ifindex)).execute().await {
+                Err(e) if errno(&e) == Some(libc::ESRCH) => Ok(()),
+                r => r.with_context(|| format!("deleting the route {ip} dev {DEV}")),
             }
-            self.routes.remove(&ip);
-            out.removed += 1;
+        })
+        .await;
+        for ip in &removed.done {
+            self.routes.remove(ip);
         }
         let missing: Vec<IpAddr> = want.difference(&self.routes).copied().collect();
-        for ip in missing {
-            self.handle
-                .route()
-                .add(route(ip, self.ifindex))
-                .replace()
-                .execute()
+        let added = in_flight(missing, |ip| async move {
+            let add = handle.route().add(route(ip, ifindex)).replace();
+            add.execute()
                 .await
-                .with_context(|| format!("adding the route {ip} dev {DEV}"))?;
-            self.routes.insert(ip);
-            out.added += 1;
+                .with_context(|| format!("adding the route {ip} dev {DEV}"))
+        })
+        .await;
+        self.routes.extend(added.done.iter().copied());
+        if let Some(e) = removed.error.or(added.error) {
+            return Err(e);
         }
-        Ok(out)
+        Ok(Synced {
+            added: added.done.len(),
+            removed: removed.done.len(),
+            skipped,
+        })
     }
 
     /// The VIP addresses routed to `l4lb0` now.
     pub fn routes(&self) -> &BTreeSet<IpAddr> {
         &self.routes
     }
+}
+
+/// Netlink requests kept in flight at once: one round trip per route costs
+/// ~75 µs, so a first sync of 5,000 VIPs one by one took 0.37 s.
+const IN_FLIGHT: usize = 32;
+
+/// What a batch of route requests did: the addresses done, and the first error.
+struct Batch {
+    done: Vec<IpAddr>,
+    error: Option<anyhow::Error>,
+}
+
+/// Runs `op` for every address, [`IN_FLIGHT`] at a time.
+async fn in_flight<F, Fut>(ips: Vec<IpAddr>, op: F) -> Batch
+where
+    F: Fn(IpAddr) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let mut results = stream::iter(ips)
+        .map(|ip| {
+            let fut = op(ip);
+            async move { (ip, fut.await) }
+        })
+        .buffer_unordered(IN_FLIGHT);
+    let mut batch = Batch {
+        done: Vec::new(),
+        error: None,
+    };
+    while let Some((ip, r)) = results.next().await {
+        match r {
+            Ok(()) => batch.done.push(ip),
+            Err(e) => {
+                batch.error.get_or_insert(e);
+            }
+        }
+    }
+    batch
 }
 
 /// VIP addresses to route, and those skipped because a backend has them.
