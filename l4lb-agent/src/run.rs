@@ -71,6 +71,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
     if let Err(e) = datapath::self_exempt::register(&args.pin_root) {
         warn!("could not register the agent in the self map yet: {e:#}");
     }
+    let marathon_urls = marathon.as_ref().map(|m| m.client.urls.clone()).unwrap_or_default();
+    let protect = datapath::escape::control_plane(&marathon_urls, &args.dns.dns_upstream).await;
     if let Some(cfg) = marathon {
         spawn_marathon_source(cfg, tx.clone(), metrics.clone())?;
     }
@@ -111,7 +113,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     }
     let mut escape = match args.no_vip_routes {
         true => None,
-        false => Some(datapath::escape::EscapeRoutes::setup().await.context("VIP routes to l4lb0 (--no-vip-routes turns them off)")?),
+        false => Some(datapath::escape::EscapeRoutes::setup(protect).await.context("VIP routes to l4lb0 (--no-vip-routes turns them off)")?),
     };
     sync_vip_routes(&mut escape, &rec, &metrics).await;
 
@@ -280,7 +282,7 @@ async fn sync_vip_routes(escape: &mut Option<datapath::escape::EscapeRoutes>, re
                 info!(added = s.added, removed = s.removed, routes = escape.routes().len(), took_us, "VIP routes to l4lb0 updated");
             }
             for ip in &s.skipped {
-                warn!(%ip, "VIP address is also a backend address: no l4lb0 route for it");
+                warn!(%ip, "VIP address is also a backend or control-plane address: no l4lb0 route for it");
             }
         }
         Err(e) => {

@@ -10,12 +10,14 @@
 //! public). Local senders see their datagrams "sent" and TCP connects time
 //! out; nothing reaches the wire.
 //!
-//! Routes follow the applied table (`sync` after every apply); a VIP address
-//! that is also a backend address gets no route (it would black-hole the
-//! backend). `teardown` deletes the interface, and its routes with it.
+//! Routes follow the applied table (`sync` after every apply). A VIP address
+//! that is also a backend address or one of the agent's control-plane
+//! endpoints (Marathon, DNS upstreams) gets no route: it would black-hole the
+//! backend, or the agent's own reads (the hooks spare the agent, routes
+//! cannot). `teardown` deletes the interface, and its routes with it.
 use std::{
     collections::BTreeSet,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
 };
 
 use anyhow::{Context, Result, bail};
@@ -38,6 +40,8 @@ pub struct EscapeRoutes {
     handle: Handle,
     ifindex: u32,
     routes: BTreeSet<IpAddr>,
+    /// Addresses never routed to `l4lb0` (the agent's control plane).
+    protect: BTreeSet<IpAddr>,
 }
 
 /// What a sync changed.
@@ -45,14 +49,14 @@ pub struct EscapeRoutes {
 pub struct Synced {
     pub added: usize,
     pub removed: usize,
-    /// VIP addresses left without a route because a backend uses them too.
+    /// VIP addresses left without a route: a backend or the control plane uses them.
     pub skipped: Vec<IpAddr>,
 }
 
 impl EscapeRoutes {
     /// Creates (or adopts) `l4lb0` in this process's netns, up, and reads the
-    /// routes a previous run left on it.
-    pub async fn setup() -> Result<EscapeRoutes> {
+    /// routes a previous run left on it. `protect`: addresses never routed.
+    pub async fn setup(protect: BTreeSet<IpAddr>) -> Result<EscapeRoutes> {
         check_netns()?;
         let handle = connect()?;
         let ifindex = ensure_dummy(&handle).await?;
@@ -61,6 +65,7 @@ impl EscapeRoutes {
             handle,
             ifindex,
             routes,
+            protect,
         })
     }
 
@@ -68,7 +73,7 @@ impl EscapeRoutes {
     /// those a backend uses). Stops at the first failure; the next sync
     /// retries what is still missing.
     pub async fn sync(&mut self, applied: &Applied) -> Result<Synced> {
-        let (want, skipped) = wanted(applied);
+        let (want, skipped) = wanted(applied, &self.protect);
         let stale: Vec<IpAddr> = self.routes.difference(&want).copied().collect();
         let (handle, ifindex) = (&self.handle, self.ifindex);
         let removed = in_flight(stale, |ip| async move {
@@ -143,9 +148,10 @@ where
     batch
 }
 
-/// VIP addresses to route, and those skipped because a backend has them.
-fn wanted(applied: &Applied) -> (BTreeSet<IpAddr>, Vec<IpAddr>) {
-    let backends: BTreeSet<IpAddr> = applied
+/// VIP addresses to route, and those skipped because a backend has them or
+/// they are in `protect`.
+fn wanted(applied: &Applied, protect: &BTreeSet<IpAddr>) -> (BTreeSet<IpAddr>, Vec<IpAddr>) {
+    let mut backends: BTreeSet<IpAddr> = applied
         .backends
         .values()
         .map(|b| b.ip().to_canonical())
@@ -155,8 +161,34 @@ fn wanted(applied: &Applied) -> (BTreeSet<IpAddr>, Vec<IpAddr>) {
         .keys()
         .map(|v| v.addr.ip().to_canonical())
         .collect();
+    backends.extend(protect.iter().map(|ip| ip.to_canonical()));
     let skipped = vips.intersection(&backends).copied().collect();
     (vips.difference(&backends).copied().collect(), skipped)
+}
+
+/// The agent's control-plane addresses: the Marathon URLs' hosts (names
+/// resolved now, best effort) and the DNS upstreams.
+pub async fn control_plane(urls: &[url::Url], upstreams: &[SocketAddr]) -> BTreeSet<IpAddr> {
+    let mut out: BTreeSet<IpAddr> = upstreams.iter().map(|u| u.ip().to_canonical()).collect();
+    for u in urls {
+        let port = u.port_or_known_default().unwrap_or(80);
+        match u.host() {
+            Some(url::Host::Ipv4(a)) => {
+                out.insert(IpAddr::V4(a));
+            }
+            Some(url::Host::Ipv6(a)) => {
+                out.insert(IpAddr::V6(a).to_canonical());
+            }
+            Some(url::Host::Domain(name)) => match tokio::net::lookup_host((name, port)).await {
+                Ok(addrs) => out.extend(addrs.map(|a| a.ip().to_canonical())),
+                Err(e) => {
+                    tracing::warn!(%name, "resolving a Marathon host to keep it off l4lb0: {e}")
+                }
+            },
+            None => {}
+        }
+    }
+    out
 }
 
 /// A host route to `ip` through interface `ifindex` (main table).
@@ -369,7 +401,7 @@ mod tests {
     }
 
     #[test]
-    fn every_vip_address_is_routed_except_a_backend_address() {
+    fn every_vip_address_is_routed_except_a_backend_or_protected_address() {
         let mut applied = Applied::default();
         for (vip, proto) in [
             ("11.0.0.1:80", Proto::Tcp),
@@ -386,7 +418,7 @@ mod tests {
             );
         }
         applied.backends.insert(1, "10.0.0.5:8080".parse().unwrap());
-        let (want, skipped) = wanted(&applied);
+        let (want, skipped) = wanted(&applied, &BTreeSet::new());
         let ips = |v: &[&str]| {
             v.iter()
                 .map(|s| s.parse().unwrap())
@@ -394,5 +426,31 @@ mod tests {
         };
         assert_eq!(want, ips(&["11.0.0.1", "fd01:c::1"]));
         assert_eq!(skipped, vec!["10.0.0.5".parse::<IpAddr>().unwrap()]);
+        let protect = ips(&["11.0.0.1"]);
+        assert_eq!(wanted(&applied, &protect).0, ips(&["fd01:c::1"]));
+    }
+}
+
+#[cfg(test)]
+mod control_plane_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn control_plane_takes_url_hosts_and_upstreams() {
+        let urls: Vec<url::Url> = [
+            "http://198.18.8.2:8080",
+            "https://[fd00:8::2]/",
+            "http://localhost:8080",
+        ]
+        .iter()
+        .map(|u| u.parse().unwrap())
+        .collect();
+        let got = control_plane(&urls, &["198.18.8.53:53".parse().unwrap()]).await;
+        for ip in ["198.18.8.2", "fd00:8::2", "198.18.8.53", "127.0.0.1"] {
+            assert!(
+                got.contains(&ip.parse::<IpAddr>().unwrap()),
+                "{ip} not in {got:?}"
+            );
+        }
     }
 }
