@@ -122,6 +122,10 @@ pub struct RunArgs {
     pub metrics_listen: Option<std::net::SocketAddr>,
     #[arg(long)]
     pub no_metrics: bool,
+    /// Do not route VIP addresses to the `l4lb0` dummy interface (by default
+    /// VIP packets that escaped the hooks are dropped there, never sent out).
+    #[arg(long)]
+    pub no_vip_routes: bool,
     /// Interface whose incoming traffic to VIPs is load-balanced by the XDP
     /// program (native mode, else generic); the tc reply program goes on its
     /// egress. Repeatable.

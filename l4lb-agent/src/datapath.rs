@@ -2,8 +2,11 @@
 //! attaches the socket hooks to a cgroup, executes plans and reads the maps back.
 //! The packet programs (XDP ingress, tc reply) live in the `xdp` submodule.
 mod batch;
+pub mod escape;
 pub mod pktgen;
+pub mod self_exempt;
 mod slots_array;
+pub mod vip_addrs;
 pub mod xdp;
 
 use std::{
@@ -70,6 +73,9 @@ pub struct Maps {
     /// every id it has not handed out yet. Resetting those is skipped (a
     /// full sync of 10,000 services saves 60,000 per-CPU writes).
     zero_stats: Option<ZeroStats>,
+    /// VIP addresses XDP guards, kept equal to the services map.
+    vip_addrs: vip_addrs::VipAddrs,
+    vip_guard: vip_addrs::GuardCounters,
 }
 
 /// Ids whose counters were reset or may have counted since the maps were created.
@@ -120,6 +126,7 @@ impl Maps {
         if created {
             maps.zero_stats = Some(ZeroStats::default());
         }
+        maps.vip_addrs.sync(&maps.services).context("syncing the VIP address map")?;
         Ok(maps)
     }
 
@@ -139,6 +146,8 @@ impl Maps {
             revnat: get(REVNAT_MAP)?.try_into()?,
             nr_cpus: nr_cpus()?,
             zero_stats: None,
+            vip_addrs: vip_addrs::VipAddrs::new(get(l4lb_common::VIP_ADDRS_MAP)?)?,
+            vip_guard: vip_addrs::GuardCounters::new(get(l4lb_common::VIP_GUARD_MAP)?)?,
         })
     }
 
@@ -222,9 +231,15 @@ impl Maps {
                 },
                 0,
             ),
-            Op::PutService(k, v) => self.services.insert(k, v, 0),
+            Op::PutService(k, v) => {
+                self.services.insert(k, v, 0)?;
+                self.vip_addrs.added(k, &self.services)
+            }
             Op::DelMember(k) => ignore_missing(self.members.remove(k)),
-            Op::DelService(k) => ignore_missing(self.services.remove(k)),
+            Op::DelService(k) => {
+                ignore_missing(self.services.remove(k))?;
+                self.vip_addrs.removed(k, &self.services)
+            }
             Op::DelBackend(id) => ignore_missing(self.backends.remove(id)),
             Op::ResetServiceStats(id) => {
                 if self.zero_stats.as_mut().is_some_and(|z| z.services.insert(*id)) {
@@ -325,6 +340,16 @@ impl Maps {
         };
         let v = self.revnat.get(&key, 0).ok()?;
         Some(std::net::SocketAddr::new(codec::ip(&v.addr), u16::from_be(v.port)))
+    }
+
+    /// The VIP addresses XDP guards (address, services on it).
+    pub fn vip_addrs(&self) -> Vec<(l4lb_common::Addr6, u32)> {
+        self.vip_addrs.addrs()
+    }
+
+    /// Packets to a VIP address XDP dropped unparsed, per reason.
+    pub fn vip_guard_drops(&self) -> Vec<(&'static str, u64)> {
+        self.vip_guard.read()
     }
 
     pub fn service_stats(&self, id: u32) -> Stats {
@@ -437,7 +462,8 @@ pub fn load(pin_root: &Path, cgroup: &Path, cap: crate::plan::Capacity) -> Resul
             .map_max_entries(BACKENDS_MAP, cap.backends)
             .map_max_entries(BACKEND_STATS_MAP, cap.backends)
             .map_max_entries(MEMBERS_MAP, cap.backends.saturating_mul(4).max(l4lb_common::MAX_MEMBERS))
-            .map_max_entries(SLOTS_MAP, cap.slots);
+            .map_max_entries(SLOTS_MAP, cap.slots)
+            .map_max_entries(l4lb_common::VIP_ADDRS_MAP, cap.services);
         let mut ebpf = loader
             .load(BPF_OBJECT)
             .context("loading the l4lb BPF object")?;
@@ -452,6 +478,10 @@ pub fn load(pin_root: &Path, cgroup: &Path, cap: crate::plan::Capacity) -> Resul
                 None
             }
         };
+        // Before the hooks see any call: the agent's own are never rewritten.
+        if !self_exempt::register(pin_root)? {
+            bail!("the self map {} was not pinned", pin_root.join(l4lb_common::SELF_MAP).display());
+        }
         attach_sock_programs(&mut ebpf, &cgroup_dir, cgroup, &pin_root.join(LINKS_DIR))?;
         xdp::load_and_pin(&mut ebpf, pin_root)?;
         let maps = Maps::from_ebpf(&mut ebpf, stats_created)?;

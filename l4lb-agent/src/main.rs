@@ -169,6 +169,9 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             for path in datapath::teardown(&pin_root)? {
                 println!("removed {}", path.display());
             }
+            if datapath::escape::teardown()? {
+                println!("removed interface {} and its VIP routes", datapath::escape::DEV);
+            }
             Ok(())
         }
     }

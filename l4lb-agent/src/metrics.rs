@@ -55,6 +55,8 @@ pub struct Metrics {
     pub refused_vips: Counter,
     /// VIPs the guard refuses in the current table.
     pub refused_vips_now: Gauge,
+    /// Failed syncs of the VIP routes to `l4lb0` (retried at the next apply).
+    pub vip_route_errors: Counter,
     /// The DNS server's counters, once it runs (read at scrape time).
     dns: Arc<OnceLock<Arc<DnsCounters>>>,
     /// The Marathon source's counters, when it is the source.
@@ -85,6 +87,8 @@ impl Metrics {
         registry.register("refused_vips", "VIPs refused because they collide with an address the node depends on", refused_vips.clone());
         let refused_vips_now = Gauge::default();
         registry.register("refused_vips_current", "VIPs refused in the current table", refused_vips_now.clone());
+        let vip_route_errors = Counter::default();
+        registry.register("vip_route_errors", "Failed syncs of the VIP routes to l4lb0, retried at the next apply", vip_route_errors.clone());
         let dns = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(DnsCollector(dns.clone())));
         let marathon = Arc::new(OnceLock::new());
@@ -102,6 +106,7 @@ impl Metrics {
             event_to_maps,
             refused_vips,
             refused_vips_now,
+            vip_route_errors,
             dns,
             marathon,
             ready: AtomicBool::new(false),
@@ -262,6 +267,14 @@ impl Collector for DatapathCollector {
                     })
                 })
                 .collect(),
+        )?;
+        if let Some(n) = crate::datapath::escape::escaped_packets() {
+            counter("escaped_vip_packets", "Packets to a VIP address that escaped the hooks, dropped by the l4lb0 route", vec![(vec![], n)])?;
+        }
+        counter(
+            "xdp_vip_guard_drops",
+            "Packets to a VIP address XDP dropped because it cannot balance them (fragment, IP options, IPv6 extension header, other protocol, truncated)",
+            maps.vip_guard_drops().into_iter().map(|(r, n)| (vec![("reason".to_string(), r.to_string())], n)).collect(),
         )?;
         for (metric, help, pick) in [
             ("map_entries", "Entries in each BPF map", 0usize),

@@ -73,6 +73,13 @@ pub async fn run(args: RunArgs) -> Result<()> {
     // Marathon's first read (subscribe, GET, decode) runs while the kernel
     // verifies and attaches the programs below: nothing is applied before
     // the loop at the end, so only the wait overlaps.
+    // On a restart the hooks are still attached: register this process in
+    // the pinned self map before its first control-plane connection.
+    if let Err(e) = datapath::self_exempt::register(&args.pin_root) {
+        warn!("could not register the agent in the self map yet: {e:#}");
+    }
+    let marathon_urls = marathon.as_ref().map(|m| m.client.urls.clone()).unwrap_or_default();
+    let protect = datapath::escape::control_plane(&marathon_urls, &args.dns.dns_upstream).await;
     if let Some(cfg) = marathon {
         spawn_marathon_source(cfg, tx.clone(), metrics.clone())?;
     }
@@ -120,6 +127,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
             apply(&mut rec, &adopted, "adoption", None, &metrics).await;
         }
     }
+    let mut escape = match args.no_vip_routes {
+        true => None,
+        false => Some(datapath::escape::EscapeRoutes::setup(protect).await.context("VIP routes to l4lb0 (--no-vip-routes turns them off)")?),
+    };
+    sync_vip_routes(&mut escape, &rec, &metrics).await;
 
     // The file watcher must live as long as the loop.
     let mut _watcher = None;
@@ -149,6 +161,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
                     let in_maps: std::collections::BTreeSet<crate::model::Vip> = rec.applied().services.keys().copied().collect();
                     zones_tx.send_replace(Arc::new(dns::build_zones(&catalog, &in_maps, zone)));
                 }
+                sync_vip_routes(&mut escape, &rec, &metrics).await;
             }
             SourceEvent::Failed { trigger, reason } => {
                 metrics.source_failed();
@@ -300,6 +313,28 @@ async fn apply_table(rec: &mut Reconciler<datapath::Maps>, catalog: &Catalog, tr
         Err(e) => {
             metrics.apply_errors.inc();
             error!(trigger, "{e:#}")
+        }
+    }
+}
+
+/// Routes the applied VIP addresses to `l4lb0` (escaped VIP packets are
+/// dropped there); a failure is retried at the next apply.
+async fn sync_vip_routes(escape: &mut Option<datapath::escape::EscapeRoutes>, rec: &Reconciler<datapath::Maps>, metrics: &Arc<Metrics>) {
+    let Some(escape) = escape else { return };
+    let start = Instant::now();
+    match escape.sync(rec.applied()).await {
+        Ok(s) => {
+            if s.added + s.removed > 0 {
+                let took_us = start.elapsed().as_micros() as u64;
+                info!(added = s.added, removed = s.removed, routes = escape.routes().len(), took_us, "VIP routes to l4lb0 updated");
+            }
+            for ip in &s.skipped {
+                warn!(%ip, "VIP address is also a backend or control-plane address: no l4lb0 route for it");
+            }
+        }
+        Err(e) => {
+            metrics.vip_route_errors.inc();
+            warn!("VIP routes to l4lb0: {e:#}");
         }
     }
 }

@@ -170,6 +170,11 @@ pub struct Totals {
     pub connects: u64,
     pub sendmsgs: u64,
     pub refused: u64,
+    /// Packets to a VIP address XDP dropped because it could not balance them, by reason.
+    pub vip_guard_drops: std::collections::BTreeMap<&'static str, u64>,
+    /// Packets to a VIP address that escaped the hooks, dropped by the `l4lb0`
+    /// route in this netns (None: no `l4lb0` here).
+    pub escaped_vip_packets: Option<u64>,
     pub maps: Vec<MapUsage>,
 }
 
@@ -188,12 +193,20 @@ pub fn stats(maps: &Maps) -> Result<Totals> {
         connects: rows.iter().map(|r| r.connects).sum(),
         sendmsgs: rows.iter().map(|r| r.sendmsgs).sum(),
         refused: rows.iter().map(|r| r.no_backend).sum(),
+        vip_guard_drops: maps.vip_guard_drops().into_iter().collect(),
+        escaped_vip_packets: crate::datapath::escape::escaped_packets(),
         maps: maps.usage().into_iter().map(|(map, entries, capacity)| MapUsage { map, entries, capacity }).collect(),
     })
 }
 
 pub fn print_stats(t: &Totals) {
     println!("VIPs {}  backends {}  connects {}  sendmsgs {}  refused {}", t.vips, t.backends, t.connects, t.sendmsgs, t.refused);
+    let drops: Vec<String> = t.vip_guard_drops.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    println!("XDP drops to VIP addresses: {}", drops.join("  "));
+    match t.escaped_vip_packets {
+        Some(n) => println!("escaped VIP packets dropped by l4lb0: {n}"),
+        None => println!("escaped VIP packets: no l4lb0 in this network namespace"),
+    }
     println!("{:<16} {:>12} {:>12} {:>7}", "MAP", "ENTRIES", "CAPACITY", "USED");
     for m in &t.maps {
         let pct = if m.capacity > 0 { m.entries as f64 * 100.0 / m.capacity as f64 } else { 0.0 };

@@ -26,8 +26,29 @@ pub const CONNTRACK_MAP: &str = "L4LB_CONNTRACK";
 /// client) → the VIP to show as its source ([`crate::RevNatValue`]).
 pub const XDP_REVNAT_MAP: &str = "L4LB_XDP_REVNAT";
 
+/// The agent's own identity ([`crate::AgentId`], index 0): the socket hooks
+/// never rewrite that process's calls. Pinned, so the programs a previous
+/// agent left attached honour a restarted agent too.
+pub const SELF_MAP: &str = "L4LB_SELF";
+/// VIP address → number of services on it ([`crate::Addr6`] → `u32`), kept by
+/// the agent equal to the services map: XDP drops what it cannot parse
+/// (fragments, IPv4 options, IPv6 extension headers, ICMP, …) when it is sent
+/// to one of these addresses, instead of passing it on with the VIP in it.
+pub const VIP_ADDRS_MAP: &str = "L4LB_VIP_ADDRS";
+/// Per-CPU counters (`u64`, indexed by `GUARD_*`) of the packets to a VIP
+/// address that XDP dropped because it could not balance them.
+pub const VIP_GUARD_MAP: &str = "L4LB_VIP_GUARD";
+/// Reasons counted in [`VIP_GUARD_MAP`].
+pub const GUARD_FRAGMENT: u32 = 0;
+pub const GUARD_IP_OPTIONS: u32 = 1;
+pub const GUARD_EXT_HEADER: u32 = 2;
+pub const GUARD_OTHER_PROTO: u32 = 3;
+pub const GUARD_TRUNCATED: u32 = 4;
+/// Slots of [`VIP_GUARD_MAP`]; names of the reasons, by index.
+pub const GUARD_REASONS: [&str; 5] = ["fragment", "ip_options", "ext_header", "other_proto", "truncated"];
+
 /// Every map the agent pins, in the order `teardown` and the CLI walk them.
-pub const ALL_MAPS: [&str; 9] = [
+pub const ALL_MAPS: [&str; 12] = [
     SERVICES_MAP,
     SLOTS_MAP,
     BACKENDS_MAP,
@@ -37,6 +58,9 @@ pub const ALL_MAPS: [&str; 9] = [
     BACKEND_STATS_MAP,
     CONNTRACK_MAP,
     XDP_REVNAT_MAP,
+    SELF_MAP,
+    VIP_ADDRS_MAP,
+    VIP_GUARD_MAP,
 ];
 
 /// The XDP ingress program (function name in `l4lb-ebpf/src/xdp.rs`); pinned

@@ -157,6 +157,21 @@ pub struct FlowValue {
     pub service_id: u32,
 }
 
+/// Value of the self map: the agent's process, as its own pid namespace sees
+/// it. The hooks compare it with `bpf_get_ns_current_pid_tgid(dev, ino)`, so
+/// an agent in a container is recognised, and a process of another pid
+/// namespace with the same number is not. `tgid` 0 = no agent registered.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AgentId {
+    /// Device of the agent's pid namespace (`/proc/self/ns/pid`), kernel encoding.
+    pub pidns_dev: u64,
+    /// Inode of the agent's pid namespace.
+    pub pidns_ino: u64,
+    pub tgid: u32,
+    pub _pad: u32,
+}
+
 /// XDP metadata word that `l4lb-agent explain` puts in front of its crafted
 /// packet (BPF_PROG_TEST_RUN): the XDP program decides as for any packet but
 /// writes no map and bumps no counter. Received frames carry no metadata.
@@ -190,4 +205,5 @@ mod pod {
     unsafe impl aya::Pod for Stats {}
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for FlowValue {}
+    unsafe impl aya::Pod for AgentId {}
 }

@@ -6,7 +6,7 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use l4lb_common::{
-    Backend, FlowKey, FlowValue, MAX_BACKENDS, MAX_FLOWS, MAX_MEMBERS, MemberKey, MemberValue, MAX_REVNAT, MAX_SERVICES,
+    Addr6, AgentId, GUARD_REASONS, MAX_SERVICES as VIP_ADDRS, Backend, FlowKey, FlowValue, MAX_BACKENDS, MAX_FLOWS, MAX_MEMBERS, MemberKey, MemberValue, MAX_REVNAT, MAX_SERVICES,
     MAX_SLOTS, RevNatKey, RevNatValue, ServiceKey, ServiceValue, Stats,
 };
 
@@ -53,3 +53,15 @@ pub static L4LB_XDP_REVNAT: LruHashMap<FlowKey, RevNatValue, { MAX_FLOWS as usiz
 /// XDP flags (`XDP_F_*`) at index 0, written by the agent.
 #[btf_map]
 pub static L4LB_XDP_CONFIG: Array<u32, 1> = Array::new();
+
+/// The agent's identity (index 0): its own calls are never rewritten (`sock_addr.rs`).
+#[btf_map]
+pub static L4LB_SELF: Array<AgentId, 1> = Array::new();
+
+/// VIP address → services on it: what XDP must not pass unparsed (`xdp.rs`).
+#[btf_map]
+pub static L4LB_VIP_ADDRS: HashMap<Addr6, u32, { VIP_ADDRS as usize }, NO_PREALLOC> = HashMap::new();
+
+/// Packets to a VIP address dropped by XDP, by `GUARD_*` reason.
+#[btf_map]
+pub static L4LB_VIP_GUARD: PerCpuArray<u64, { GUARD_REASONS.len() }> = PerCpuArray::new();

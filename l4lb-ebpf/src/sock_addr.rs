@@ -5,14 +5,18 @@
 //! recvmsg4/6 and getpeername4/6 translate backend → VIP through the reverse-NAT
 //! LRU (keyed by socket cookie + backend), so applications only ever see the VIP.
 //!
+//! The agent's own calls (its Marathon reads, DNS upstream queries) are never
+//! rewritten: the process registered in `L4LB_SELF` is checked once a call
+//! has hit a VIP (or a reverse-NAT entry), so other calls pay nothing for it.
+//!
 //! Return values: 1 = let the call proceed (possibly rewritten); 0 = refuse it
 //! with EPERM, used only for a VIP that has no backend taking new connections.
 use core::ptr::{addr_of_mut, write_volatile};
 
 use aya_ebpf::{
     EbpfContext,
-    bindings::bpf_sock_addr,
-    helpers::{bpf_get_prandom_u32, bpf_get_socket_cookie},
+    bindings::{bpf_pidns_info, bpf_sock_addr},
+    helpers::{bpf_get_ns_current_pid_tgid, bpf_get_prandom_u32, bpf_get_socket_cookie},
     macros::cgroup_sock_addr,
     programs::SockAddrContext,
 };
@@ -21,7 +25,7 @@ use l4lb_common::{Addr6, IPPROTO_TCP, IPPROTO_UDP, RevNatKey, RevNatValue, v4_ma
 
 use crate::{
     lb::{Verdict, choose, count_backend, count_service, lookup_service, mix_cookie},
-    maps::L4LB_REVNAT,
+    maps::{L4LB_REVNAT, L4LB_SELF},
 };
 
 const ALLOW: i32 = 1;
@@ -138,6 +142,32 @@ fn cookie(ctx: &SockAddrContext) -> u64 {
     unsafe { bpf_get_socket_cookie(ctx.as_ptr()) }
 }
 
+/// True when the calling process is the agent registered in `L4LB_SELF`.
+/// sock_addr programs run in the caller's syscall, so "current" is the caller.
+/// bpf_get_ns_current_pid_tgid (allowed for every program type since Linux
+/// 6.10) answers only if the caller lives in the agent's pid namespace, so a
+/// process elsewhere with the same pid number is never taken for the agent.
+#[inline(always)]
+fn is_agent() -> bool {
+    let Some(id) = L4LB_SELF.get(0) else {
+        return false;
+    };
+    if id.tgid == 0 {
+        return false;
+    }
+    let mut ns = bpf_pidns_info { pid: 0, tgid: 0 };
+    // SAFETY: `ns` is a writable bpf_pidns_info on our stack, its size passed along.
+    let rc = unsafe {
+        bpf_get_ns_current_pid_tgid(
+            id.pidns_dev,
+            id.pidns_ino,
+            &mut ns,
+            core::mem::size_of::<bpf_pidns_info>() as u32,
+        )
+    };
+    rc == 0 && ns.tgid == id.tgid
+}
+
 #[inline(always)]
 fn forward(ctx: &SockAddrContext, family: Family, call: Call) -> i32 {
     let sa = sock_addr(ctx);
@@ -150,6 +180,10 @@ fn forward(ctx: &SockAddrContext, family: Family, call: Call) -> i32 {
     let Some(svc) = lookup_service(vip, vip_port, proto) else {
         return ALLOW;
     };
+    if is_agent() {
+        // A VIP on the agent's own control-plane address must not capture it.
+        return ALLOW;
+    }
     let cookie = cookie(ctx);
     // connect(): a fresh choice per connection. sendmsg() on an unconnected UDP
     // socket: the same socket keeps its backend while the set is unchanged.
@@ -195,7 +229,9 @@ fn reverse(ctx: &SockAddrContext, family: Family) -> i32 {
     let sa = sock_addr(ctx);
     let key = RevNatKey { cookie: cookie(ctx), addr: user_addr(sa, family), port: sa.user_port as u16, _pad: [0; 6] };
     // SAFETY: the value is copied out before any other map operation.
-    if let Some(vip) = unsafe { L4LB_REVNAT.get(&key) }.copied() {
+    if let Some(vip) = unsafe { L4LB_REVNAT.get(&key) }.copied()
+        && !is_agent()
+    {
         set_user_addr(ctx.sock_addr, family, &vip.addr, vip.port);
         count_service(vip.service_id, |s| s.revnat += 1);
     }

@@ -13,10 +13,13 @@
 //!    and TCP/UDP checksum updates (RFC 1624; a zero IPv4 UDP checksum stays 0)
 //!    and returns XDP_PASS, so the kernel routes the packet to the backend.
 //!
-//! Everything else (ARP, VLAN-tagged frames, ICMP, fragments, IPv4 options,
-//! IPv6 extension headers, non-VIP destinations) passes untouched. A VIP with
-//! no backend taking new flows drops the packet (a VIP must never leak to the
-//! node's routes) and counts `no_backend`.
+//! What the program cannot balance (fragments, IPv4 options, IPv6 extension
+//! headers, ICMP and other protocols, a cut-off L4 header) is dropped and
+//! counted per reason (`L4LB_VIP_GUARD`) when its destination is a VIP address
+//! (`L4LB_VIP_ADDRS`): passed on, it would reach the node's routes with the VIP
+//! still in it. To any other address it passes untouched, as do ARP, VLAN-tagged
+//! frames and TCP/UDP to a port of a VIP address that is not a service. A VIP
+//! with no backend taking new flows drops the packet and counts `no_backend`.
 //!
 //! `l4lb-agent explain` runs this program through BPF_PROG_TEST_RUN with
 //! [`EXPLAIN_MAGIC`] as XDP metadata: same decision path, but no map writes
@@ -31,7 +34,8 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use l4lb_common::{
-    Addr6, Backend, EXPLAIN_MAGIC, FlowKey, FlowValue, IPPROTO_TCP, IPPROTO_UDP, MemberKey,
+    Addr6, Backend, EXPLAIN_MAGIC, FlowKey, FlowValue, GUARD_EXT_HEADER, GUARD_FRAGMENT,
+    GUARD_IP_OPTIONS, GUARD_OTHER_PROTO, GUARD_TRUNCATED, IPPROTO_TCP, IPPROTO_UDP, MemberKey,
     RevNatValue, ServiceValue, XDP_F_FIB, v4_mapped,
 };
 use network_types::{
@@ -43,7 +47,10 @@ use network_types::{
 
 use crate::{
     lb::{Verdict, choose, count_backend, count_service, lookup_service},
-    maps::{L4LB_BACKENDS, L4LB_CONNTRACK, L4LB_MEMBERS, L4LB_XDP_CONFIG, L4LB_XDP_REVNAT},
+    maps::{
+        L4LB_BACKENDS, L4LB_CONNTRACK, L4LB_MEMBERS, L4LB_VIP_ADDRS, L4LB_VIP_GUARD, L4LB_XDP_CONFIG,
+        L4LB_XDP_REVNAT,
+    },
 };
 
 const AF_INET: u8 = 2;
@@ -140,15 +147,21 @@ fn ingress4(ctx: &XdpContext) -> Result<u32, ()> {
             (*ip).dst_addr,
         )
     };
-    // IP options (IHL != 5) and fragments (MF set or offset != 0) pass untouched.
-    if vihl != 0x45 || (frags[0] & 0x3f) != 0 || frags[1] != 0 {
-        return Ok(xdp_action::XDP_PASS);
+    let (src, dst) = (u32::from_ne_bytes(src), u32::from_ne_bytes(dst));
+    // Fragments (MF set or offset != 0), IP options (IHL != 5) and other
+    // protocols: not balanced here; dropped if sent to a VIP address.
+    if (frags[0] & 0x3f) != 0 || frags[1] != 0 {
+        return Ok(guard(ctx, v4_mapped(dst), GUARD_FRAGMENT));
+    }
+    if vihl != 0x45 {
+        return Ok(guard(ctx, v4_mapped(dst), GUARD_IP_OPTIONS));
     }
     if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
-        return Ok(xdp_action::XDP_PASS);
+        return Ok(guard(ctx, v4_mapped(dst), GUARD_OTHER_PROTO));
     }
-    let (sport, dport, check_off) = l4_ports(ctx, L4_V4, proto)?;
-    let (src, dst) = (u32::from_ne_bytes(src), u32::from_ne_bytes(dst));
+    let Ok((sport, dport, check_off)) = l4_ports(ctx, L4_V4, proto) else {
+        return Ok(guard(ctx, v4_mapped(dst), GUARD_TRUNCATED));
+    };
     let key = FlowKey {
         src: v4_mapped(src),
         dst: v4_mapped(dst),
@@ -195,11 +208,14 @@ fn ingress6(ctx: &XdpContext) -> Result<u32, ()> {
     let ip: *mut Ipv6Hdr = ptr_at(ctx, EthHdr::LEN)?;
     // SAFETY: bounds-checked.
     let (proto, src, dst) = unsafe { ((*ip).next_hdr, (*ip).src_addr, (*ip).dst_addr) };
-    // Extension headers (fragments included) pass untouched.
+    // Extension headers (fragments included) and other protocols: not
+    // balanced here; dropped if sent to a VIP address.
     if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
-        return Ok(xdp_action::XDP_PASS);
+        return Ok(guard(ctx, words(&dst), ipv6_reason(proto)));
     }
-    let (sport, dport, check_off) = l4_ports(ctx, L4_V6, proto)?;
+    let Ok((sport, dport, check_off)) = l4_ports(ctx, L4_V6, proto) else {
+        return Ok(guard(ctx, words(&dst), GUARD_TRUNCATED));
+    };
     let key = FlowKey {
         src: words(&src),
         dst: words(&dst),
@@ -232,6 +248,35 @@ fn ingress6(ctx: &XdpContext) -> Result<u32, ()> {
     }
     count(ctx, &svc, backend_id);
     Ok(forward6(ctx, ip))
+}
+
+/// A packet the program does not balance: dropped and counted under `reason`
+/// if `dst` is a VIP address (the kernel would route it on with the VIP in
+/// it), passed untouched otherwise.
+#[inline(always)]
+fn guard(ctx: &XdpContext, dst: Addr6, reason: u32) -> u32 {
+    // SAFETY: only the presence of the key is used.
+    if unsafe { L4LB_VIP_ADDRS.get(&dst) }.is_none() {
+        return xdp_action::XDP_PASS;
+    }
+    if !is_explain(ctx)
+        && let Some(n) = L4LB_VIP_GUARD.get_ptr_mut(reason)
+    {
+        // SAFETY: per-CPU array element, only this CPU writes it while we run.
+        unsafe { *n += 1 };
+    }
+    xdp_action::XDP_DROP
+}
+
+/// Why an IPv6 packet whose next header is not TCP/UDP is not balanced.
+#[inline(always)]
+fn ipv6_reason(next_hdr: u8) -> u32 {
+    match next_hdr {
+        44 => GUARD_FRAGMENT,
+        // Hop-by-hop, routing, destination options, AH, mobility, HIP, shim6.
+        0 | 43 | 51 | 60 | 135 | 139 | 140 => GUARD_EXT_HEADER,
+        _ => GUARD_OTHER_PROTO,
+    }
 }
 
 /// # Safety

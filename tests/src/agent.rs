@@ -41,6 +41,21 @@ impl Agent {
         config_yaml: &str,
         extra_args: &[&str],
     ) -> Result<Agent> {
+        Self::spawn_agent(sb, config_yaml, extra_args, false)
+    }
+
+    /// [`Agent::start_with_args`], but the agent runs inside the hooked
+    /// cgroup, as it does in production with the default `--cgroup` (the root).
+    pub fn start_hooked(sb: &mut Sandbox, config_yaml: &str, extra_args: &[&str]) -> Result<Agent> {
+        Self::spawn_agent(sb, config_yaml, extra_args, true)
+    }
+
+    fn spawn_agent(
+        sb: &mut Sandbox,
+        config_yaml: &str,
+        extra_args: &[&str],
+        hooked: bool,
+    ) -> Result<Agent> {
         sys::ensure_bpffs()?;
         let bin = agent_bin();
         if !bin.is_file() {
@@ -57,7 +72,11 @@ impl Agent {
         let log_file =
             fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
 
-        let mut cmd = sb.in_netns(&bin);
+        let mut cmd = if hooked {
+            sb.in_cgroup(&bin)
+        } else {
+            sb.in_netns(&bin)
+        };
         cmd.arg("run");
         if !config_yaml.is_empty() {
             cmd.arg("--config").arg(&config);

@@ -108,6 +108,22 @@ impl FakeMarathon {
         initial_apps: Value,
         extra_args: &[&str],
     ) -> Result<FakeMarathon> {
+        Self::spawn_on(sb, "127.0.0.1", instances, initial_apps, extra_args)
+    }
+
+    /// One instance listening on `ip` (an address of the sandbox netns, e.g.
+    /// of a veth, so other namespaces reach it by a route).
+    pub fn start_on(sb: &mut Sandbox, ip: &str, initial_apps: Value) -> Result<FakeMarathon> {
+        Self::spawn_on(sb, ip, 1, initial_apps, &[])
+    }
+
+    fn spawn_on(
+        sb: &mut Sandbox,
+        ip: &str,
+        instances: usize,
+        initial_apps: Value,
+        extra_args: &[&str],
+    ) -> Result<FakeMarathon> {
         if instances == 0 {
             bail!("a Marathon cluster needs at least one instance");
         }
@@ -134,8 +150,9 @@ impl FakeMarathon {
             fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
 
         let mut cmd = sb.in_netns(&bin);
+        let listen = format!("{ip}:0");
         for _ in 0..instances {
-            cmd.args(["--listen", "127.0.0.1:0"]);
+            cmd.args(["--listen", &listen]);
         }
         cmd.arg("--state")
             .arg(&state)

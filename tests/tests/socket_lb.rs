@@ -273,20 +273,52 @@ fn processes_outside_the_cgroup_and_other_destinations_are_untouched() {
     .unwrap();
     agent.wait_vips(1, READY).unwrap();
 
-    // Same netns, not in the cgroup: the VIP is just an unroutable address.
+    // Same netns, not in the cgroup: not balanced; the VIP address is routed
+    // to l4lb0, which drops the SYNs (the connects time out, nothing leaves).
     let out = sb
         .in_netns(probe_bin())
-        .args(["tcp", "--to", "11.0.0.1:7000", "-n", "3"])
+        .args([
+            "tcp",
+            "--to",
+            "11.0.0.1:7000",
+            "-n",
+            "3",
+            "--timeout-ms",
+            "300",
+        ])
         .output()
         .unwrap();
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["error_kinds"], json!({"NetworkUnreachable": 3}), "{v}");
+    assert_eq!(v["error_kinds"], json!({"TimedOut": 3}), "{v}");
 
     // In the cgroup: a non-VIP destination and a VIP address on another port go where they were sent.
     let v = sb.probe_tcp("127.0.0.3:7000", 20).unwrap();
     assert_eq!(v["counts"], json!({"b": 20}), "{v}");
-    let v = sb.probe_tcp("11.0.0.1:7999", 3).unwrap();
-    assert_eq!(v["error_kinds"], json!({"NetworkUnreachable": 3}), "{v}");
+    let v = sb
+        .probe(&[
+            "tcp",
+            "--to",
+            "11.0.0.1:7999",
+            "-n",
+            "3",
+            "--timeout-ms",
+            "300",
+        ])
+        .unwrap();
+    assert_eq!(v["error_kinds"], json!({"TimedOut": 3}), "{v}");
+    // A non-VIP address outside the sandbox stays unroutable.
+    let v = sb
+        .probe(&[
+            "tcp",
+            "--to",
+            "11.0.0.9:7000",
+            "-n",
+            "1",
+            "--timeout-ms",
+            "300",
+        ])
+        .unwrap();
+    assert_eq!(v["error_kinds"], json!({"NetworkUnreachable": 1}), "{v}");
     // A UDP VIP is not a TCP VIP.
     let v = sb
         .probe_udp("11.0.0.1:7000", 1, &["--timeout-ms", "300"])

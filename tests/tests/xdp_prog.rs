@@ -308,7 +308,9 @@ fn tcp_and_udp_over_ipv6_rewrite_destination_with_valid_checksums() {
     assert_eq!(seen, allowed);
 }
 
-/// Fixtures the program must return byte for byte, with XDP_PASS.
+/// Fixtures the program must return byte for byte, with XDP_PASS, whatever
+/// the table: they are not for a VIP address, or are for one but nothing the
+/// parser rejects (another port or protocol of a VIP address, ARP, VLAN).
 fn untouched_fixtures() -> Vec<(&'static str, Vec<u8>)> {
     let vip_tcp = packet::frame(
         &tuple(Proto::Tcp, "198.18.1.2:40000", "11.0.0.1:80"),
@@ -344,44 +346,6 @@ fn untouched_fixtures() -> Vec<(&'static str, Vec<u8>)> {
             ),
         ),
     ];
-    // ICMP echo request to the VIP.
-    let mut icmp = vip_tcp[..34].to_vec();
-    icmp[14 + 9] = 1;
-    icmp.extend_from_slice(&[8, 0, 0, 0, 0, 1, 0, 1]);
-    let icmp_len = (icmp.len() - 14) as u16;
-    fix_ip4(&mut icmp, icmp_len);
-    out.push(("ICMP to the VIP", icmp));
-    // First fragment (MF set) and a later fragment (offset != 0) to the VIP.
-    let mut mf = vip_tcp.clone();
-    mf[14 + 6] = 0x20;
-    let len = (mf.len() - 14) as u16;
-    fix_ip4(&mut mf, len);
-    out.push(("first fragment (MF)", mf));
-    let mut later = vip_tcp.clone();
-    later[14 + 6] = 0x00;
-    later[14 + 7] = 0x10;
-    fix_ip4(&mut later, len);
-    out.push(("later fragment (offset)", later));
-    // IP options: IHL 6 with four NOPs, to the VIP.
-    let mut opts = vip_tcp[..34].to_vec();
-    opts.extend_from_slice(&[1, 1, 1, 1]);
-    opts.extend_from_slice(&vip_tcp[34..]);
-    opts[14] = 0x46;
-    let len = (opts.len() - 14) as u16;
-    fix_ip4(&mut opts, len);
-    out.push(("IPv4 options (IHL 6)", opts));
-    // IPv6 with a fragment header in front of TCP, to the VIP.
-    let v6 = packet::frame(
-        &tuple(Proto::Tcp, "[fd00:c1::2]:40000", "[fd01:c::1]:80"),
-        &FrameOpts::default(),
-    );
-    let mut frag6 = v6[..54].to_vec();
-    frag6[14 + 6] = 44;
-    frag6.extend_from_slice(&[6, 0, 0, 0, 0, 0, 0, 1]);
-    frag6.extend_from_slice(&v6[54..]);
-    let pl = (frag6.len() - 54) as u16;
-    frag6[18..20].copy_from_slice(&pl.to_be_bytes());
-    out.push(("IPv6 fragment header", frag6));
     // ARP and a VLAN-tagged frame.
     let mut arp = vip_tcp[..12].to_vec();
     arp.extend_from_slice(&[0x08, 0x06]);
@@ -391,8 +355,64 @@ fn untouched_fixtures() -> Vec<(&'static str, Vec<u8>)> {
     vlan.extend_from_slice(&[0x81, 0x00, 0x00, 0x05]);
     vlan.extend_from_slice(&vip_tcp[12..]);
     out.push(("VLAN-tagged", vlan));
-    // Truncated TCP header to the VIP.
-    out.push(("truncated TCP header", vip_tcp[..40].to_vec()));
+    out
+}
+
+/// Packets the program does not balance, to `v4`:80 or `[v6]`:80, with the
+/// guard reason they are counted under when that is a VIP address.
+fn unparsed_fixtures(v4: &str, v6: &str) -> Vec<(&'static str, usize, Vec<u8>)> {
+    let (fragment, options, ext_header, other, truncated) = (0, 1, 2, 3, 4);
+    let vip_tcp = packet::frame(
+        &tuple(Proto::Tcp, "198.18.1.2:40000", &format!("{v4}:80")),
+        &FrameOpts::default(),
+    );
+    let mut out = Vec::new();
+    // ICMP echo request.
+    let mut icmp = vip_tcp[..34].to_vec();
+    icmp[14 + 9] = 1;
+    icmp.extend_from_slice(&[8, 0, 0, 0, 0, 1, 0, 1]);
+    let icmp_len = (icmp.len() - 14) as u16;
+    fix_ip4(&mut icmp, icmp_len);
+    out.push(("ICMP", other, icmp));
+    // First fragment (MF set) and a later fragment (offset != 0).
+    let mut mf = vip_tcp.clone();
+    mf[14 + 6] = 0x20;
+    let len = (mf.len() - 14) as u16;
+    fix_ip4(&mut mf, len);
+    out.push(("first fragment (MF)", fragment, mf));
+    let mut later = vip_tcp.clone();
+    later[14 + 6] = 0x00;
+    later[14 + 7] = 0x10;
+    fix_ip4(&mut later, len);
+    out.push(("later fragment (offset)", fragment, later));
+    // IP options: IHL 6 with four NOPs.
+    let mut opts = vip_tcp[..34].to_vec();
+    opts.extend_from_slice(&[1, 1, 1, 1]);
+    opts.extend_from_slice(&vip_tcp[34..]);
+    opts[14] = 0x46;
+    let len = (opts.len() - 14) as u16;
+    fix_ip4(&mut opts, len);
+    out.push(("IPv4 options (IHL 6)", options, opts));
+    // Truncated TCP header.
+    out.push(("truncated TCP header", truncated, vip_tcp[..40].to_vec()));
+    // IPv6: a fragment header, a hop-by-hop header, ICMPv6, in front of TCP.
+    let v6 = packet::frame(
+        &tuple(Proto::Tcp, "[fd00:c1::2]:40000", &format!("[{v6}]:80")),
+        &FrameOpts::default(),
+    );
+    for (what, next, reason) in [
+        ("IPv6 fragment header", 44u8, fragment),
+        ("IPv6 hop-by-hop header", 0, ext_header),
+        ("ICMPv6", 58, other),
+    ] {
+        let mut f = v6[..54].to_vec();
+        f[14 + 6] = next;
+        f.extend_from_slice(&[6, 0, 0, 0, 0, 0, 0, 1]);
+        f.extend_from_slice(&v6[54..]);
+        let pl = (f.len() - 54) as u16;
+        f[18..20].copy_from_slice(&pl.to_be_bytes());
+        out.push((what, reason, f));
+    }
     out
 }
 
@@ -412,16 +432,107 @@ fn non_vip_fragments_options_icmp_and_others_pass_untouched() {
         ("11.0.0.1:80", Proto::Tcp, &[("198.18.2.2:8080", 1)]),
         ("[fd01:c::1]:80", Proto::Tcp, &[("[fd00:b1::2]:8080", 1)]),
     ]);
-    for (what, f) in untouched_fixtures() {
+    let mut fixtures = untouched_fixtures();
+    for (what, _, f) in unparsed_fixtures("11.0.0.9", "fd01:c::9") {
+        fixtures.push((what, f));
+    }
+    for (what, f) in fixtures {
         let out = lb.xdp(&f);
         assert_eq!(out.action, XDP_PASS, "{what}");
         assert_eq!(out.frame, f, "{what} was modified");
     }
-    // Nothing of that was counted as VIP traffic.
+    // Nothing of that was counted as VIP traffic, nor dropped.
     let s = lb
         .maps
         .service_stats(lb.service_id("11.0.0.1:80", Proto::Tcp));
     assert_eq!((s.packets, s.flows), (0, 0), "{s:?}");
+    assert!(lb.maps.vip_guard_drops().iter().all(|(_, n)| *n == 0));
+}
+
+/// Issue 11: XDP passed VIP packets it does not parse (fragments, IPv4
+/// options, IPv6 extension headers, ICMP) to the kernel with the VIP still
+/// their destination. They are dropped and counted per reason.
+#[test]
+fn unparsed_packets_to_a_vip_address_are_dropped_and_counted() {
+    let mut lb = Lb::new("xdp-guard");
+    lb.set(&[
+        ("11.0.0.1:80", Proto::Tcp, &[("198.18.2.2:8080", 1)]),
+        ("[fd01:c::1]:80", Proto::Tcp, &[("[fd00:b1::2]:8080", 1)]),
+    ]);
+    let mut want = [0u64; 5];
+    for (what, reason, f) in unparsed_fixtures("11.0.0.1", "fd01:c::1") {
+        assert_eq!(lb.xdp(&f).action, XDP_DROP, "{what}");
+        want[reason] += 1;
+    }
+    let got: Vec<u64> = lb.maps.vip_guard_drops().iter().map(|(_, n)| *n).collect();
+    assert_eq!(got, want, "{:?}", lb.maps.vip_guard_drops());
+    // Explained packets are judged the same and not counted.
+    let (what, _, f) = &unparsed_fixtures("11.0.0.1", "fd01:c::1")[0];
+    assert_eq!(
+        lb.attached.test_xdp(f, true, 1).unwrap().action,
+        XDP_DROP,
+        "{what}"
+    );
+    let again: Vec<u64> = lb.maps.vip_guard_drops().iter().map(|(_, n)| *n).collect();
+    assert_eq!(again, want);
+}
+
+/// A load rebuilds the VIP address map from the services map (a previous
+/// agent stopped between the two writes, or predates the map).
+#[test]
+fn a_load_rebuilds_the_vip_address_map() {
+    let mut lb = Lb::new("xdp-vipload");
+    lb.set(&[("11.0.0.2:80", Proto::Tcp, &[("198.18.2.2:8080", 1)])]);
+    let pinned = lb._sb.pin_root().join(l4lb_common::VIP_ADDRS_MAP);
+    // ::ffff:11.0.0.2, as the map stores it.
+    let key = "0 0 0 0 0 0 0 0 0 0 0xff 0xff 11 0 0 2";
+    let mut del = std::process::Command::new("bpftool");
+    del.args(["map", "delete", "pinned"])
+        .arg(&pinned)
+        .arg("key")
+        .args(key.split(' '));
+    l4lb_tests::run(&mut del).unwrap();
+    assert!(lb.maps.vip_addrs().is_empty());
+    let _again = datapath::load(
+        lb._sb.pin_root(),
+        lb._sb.cgroup(),
+        plan::Capacity::default(),
+    )
+    .unwrap();
+    assert_eq!(lb.maps.vip_addrs().len(), 1);
+}
+
+/// The VIP address map follows the table: an address stays while any
+/// service is on it and goes with its last one.
+#[test]
+fn vip_address_map_follows_the_table() {
+    let mut lb = Lb::new("xdp-vipaddrs");
+    let be: &[(&str, u32)] = &[("198.18.2.2:8080", 1)];
+    lb.set(&[
+        ("11.0.0.1:80", Proto::Tcp, be),
+        ("11.0.0.1:81", Proto::Udp, be),
+        ("11.0.0.2:80", Proto::Tcp, be),
+    ]);
+    let addrs = |lb: &Lb| -> BTreeMap<IpAddr, u32> {
+        lb.maps
+            .vip_addrs()
+            .into_iter()
+            .map(|(a, n)| (l4lb_agent::codec::ip(&a), n))
+            .collect()
+    };
+    let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+    assert_eq!(
+        addrs(&lb),
+        BTreeMap::from([(ip("11.0.0.1"), 2), (ip("11.0.0.2"), 1)])
+    );
+    let icmp_to = |dst: &str| unparsed_fixtures(dst, "fd01:c::1").remove(0).2;
+    assert_eq!(lb.xdp(&icmp_to("11.0.0.2")).action, XDP_DROP);
+    lb.set(&[("11.0.0.1:81", Proto::Udp, be)]);
+    assert_eq!(addrs(&lb), BTreeMap::from([(ip("11.0.0.1"), 1)]));
+    assert_eq!(lb.xdp(&icmp_to("11.0.0.2")).action, XDP_PASS);
+    assert_eq!(lb.xdp(&icmp_to("11.0.0.1")).action, XDP_DROP);
+    lb.set(&[]);
+    assert!(addrs(&lb).is_empty());
 }
 
 // ---- backend choice, connection table, weights ----

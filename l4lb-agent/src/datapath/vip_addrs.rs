@@ -1,0 +1,161 @@
+//! The VIP address map (`L4LB_VIP_ADDRS`: address → number of services on
+//! it) kept equal to the services map, and the XDP guard counters
+//! (`L4LB_VIP_GUARD`). XDP drops what it cannot balance (fragments, IPv4
+//! options, IPv6 extension headers, ICMP, …) when it is sent to one of these
+//! addresses, so no VIP packet is passed on unchanged.
+//!
+//! `Maps` calls [`VipAddrs::added`]/[`VipAddrs::removed`] after each service
+//! write or delete that succeeded. The first call rebuilds the map from the
+//! services map (adoption, or a previous failure), so it never drifts.
+use std::collections::{HashMap as StdHashMap, HashSet};
+
+use aya::maps::{HashMap, Map, MapData, MapError, PerCpuArray};
+use l4lb_common::{Addr6, GUARD_REASONS, ServiceKey, ServiceValue};
+
+type Services = HashMap<MapData, ServiceKey, ServiceValue>;
+
+pub struct VipAddrs {
+    map: HashMap<MapData, Addr6, u32>,
+    /// What the map holds, once synced: the service keys and, per address, how many.
+    state: Option<State>,
+}
+
+#[derive(Default)]
+struct State {
+    keys: HashSet<ServiceKey>,
+    counts: StdHashMap<Addr6, u32>,
+}
+
+impl VipAddrs {
+    pub fn new(map: Map) -> Result<VipAddrs, MapError> {
+        Ok(VipAddrs {
+            map: map.try_into()?,
+            state: None,
+        })
+    }
+
+    /// Rebuilds the map from the services map now (at load: a previous run
+    /// may have stopped between a service write and this map's).
+    pub fn sync(&mut self, services: &Services) -> Result<(), MapError> {
+        self.state = None;
+        self.update(services, |_| None)
+    }
+
+    /// `key` is in the services map now.
+    pub fn added(&mut self, key: &ServiceKey, services: &Services) -> Result<(), MapError> {
+        self.update(services, |s| {
+            if !s.keys.insert(*key) {
+                return None;
+            }
+            let n = s.counts.entry(key.addr).or_default();
+            *n += 1;
+            Some((key.addr, *n))
+        })
+    }
+
+    /// `key` is no longer in the services map.
+    pub fn removed(&mut self, key: &ServiceKey, services: &Services) -> Result<(), MapError> {
+        self.update(services, |s| {
+            if !s.keys.remove(key) {
+                return None;
+            }
+            let n = s.counts.get_mut(&key.addr)?;
+            *n -= 1;
+            let n = *n;
+            if n == 0 {
+                s.counts.remove(&key.addr);
+            }
+            Some((key.addr, n))
+        })
+    }
+
+    /// Applies `change` (Some((addr, new count)) when the map must change);
+    /// on any error the state is dropped, so the next call resyncs.
+    fn update(
+        &mut self,
+        services: &Services,
+        change: impl FnOnce(&mut State) -> Option<(Addr6, u32)>,
+    ) -> Result<(), MapError> {
+        let result = self.write(services, change);
+        if result.is_err() {
+            self.state = None;
+        }
+        result
+    }
+
+    fn write(
+        &mut self,
+        services: &Services,
+        change: impl FnOnce(&mut State) -> Option<(Addr6, u32)>,
+    ) -> Result<(), MapError> {
+        if self.state.is_none() {
+            self.state = Some(self.resync(services)?);
+        }
+        let state = self.state.as_mut().expect("synced above");
+        match change(state) {
+            Some((addr, 0)) => ignore_missing(self.map.remove(&addr)),
+            Some((addr, n)) => self.map.insert(addr, n, 0),
+            None => Ok(()),
+        }
+    }
+
+    /// Makes the map equal to what the services map implies.
+    fn resync(&mut self, services: &Services) -> Result<State, MapError> {
+        let mut state = State::default();
+        for key in services.keys() {
+            let key = key?;
+            state.keys.insert(key);
+            *state.counts.entry(key.addr).or_default() += 1;
+        }
+        let stale: Vec<Addr6> = self
+            .map
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|a| !state.counts.contains_key(a))
+            .collect();
+        for addr in stale {
+            ignore_missing(self.map.remove(&addr))?;
+        }
+        for (addr, n) in &state.counts {
+            self.map.insert(addr, n, 0)?;
+        }
+        Ok(state)
+    }
+
+    /// The addresses in the map (tests, CLI).
+    pub fn addrs(&self) -> Vec<(Addr6, u32)> {
+        self.map.iter().filter_map(Result::ok).collect()
+    }
+}
+
+fn ignore_missing(r: Result<(), MapError>) -> Result<(), MapError> {
+    match r {
+        Err(MapError::KeyNotFound) => Ok(()),
+        other => other,
+    }
+}
+
+/// Packets to a VIP address XDP dropped, per reason, summed over CPUs.
+pub struct GuardCounters(PerCpuArray<MapData, u64>);
+
+impl GuardCounters {
+    pub fn new(map: Map) -> Result<GuardCounters, MapError> {
+        Ok(GuardCounters(map.try_into()?))
+    }
+
+    /// (reason, packets) for every reason, in `GUARD_*` order.
+    pub fn read(&self) -> Vec<(&'static str, u64)> {
+        GUARD_REASONS
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let n = self
+                    .0
+                    .get(&(i as u32), 0)
+                    .map(|v| v.iter().sum())
+                    .unwrap_or(0);
+                (*name, n)
+            })
+            .collect()
+    }
+}
