@@ -2,6 +2,8 @@
 //! attaches the socket hooks to a cgroup, executes plans and reads the maps back.
 //! The packet programs (XDP ingress, tc reply) live in the `xdp` submodule.
 mod batch;
+mod link_sys;
+pub mod links;
 pub mod pktgen;
 mod slots_array;
 pub mod xdp;
@@ -16,16 +18,14 @@ use anyhow::{Context, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, Map, MapData, PerCpuArray, PerCpuValues},
-    programs::{
-        CgroupAttachMode, CgroupSockAddr,
-        links::{FdLink, PinnedLink},
-    },
 };
 use l4lb_common::{
     ALL_MAPS, BACKEND_STATS_MAP, BACKENDS_MAP, Backend, MEMBERS_MAP, MemberKey, MemberValue,
     REVNAT_MAP, RevNatKey, RevNatValue, SERVICE_STATS_MAP, SERVICES_MAP, SLOTS_MAP, ServiceKey,
     ServiceValue, Stats,
 };
+
+pub use links::LINKS_DIR;
 
 use crate::{
     codec,
@@ -452,7 +452,7 @@ pub fn load(pin_root: &Path, cgroup: &Path, cap: crate::plan::Capacity) -> Resul
                 None
             }
         };
-        attach_sock_programs(&mut ebpf, &cgroup_dir, cgroup, &pin_root.join(LINKS_DIR))?;
+        links::attach_sock_programs(&mut ebpf, &cgroup_dir, cgroup, &pin_root.join(LINKS_DIR))?;
         xdp::load_and_pin(&mut ebpf, pin_root)?;
         let maps = Maps::from_ebpf(&mut ebpf, stats_created)?;
         Ok(Loaded {
@@ -461,66 +461,6 @@ pub fn load(pin_root: &Path, cgroup: &Path, cap: crate::plan::Capacity) -> Resul
             logger,
         })
     }
-}
-
-/// Where the program links are pinned, under the pin root.
-pub const LINKS_DIR: &str = "links";
-
-/// Attaches the socket hooks and pins their links, so the datapath keeps
-/// serving when the agent exits, is killed or is replaced. Links a previous
-/// agent pinned are detached only after the new ones are attached: during the
-/// overlap both run (the old one rewrites VIP → backend, the new one then sees
-/// a non-VIP and passes), so no connect() ever misses the hooks.
-fn attach_sock_programs(ebpf: &mut Ebpf, cgroup_dir: &File, cgroup: &Path, links_dir: &Path) -> Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(links_dir)
-        .with_context(|| format!("creating {}", links_dir.display()))?;
-    let previous = pinned_links(links_dir)?;
-    let mut fresh = Vec::new();
-    for name in SOCK_PROGRAMS {
-        let prog: &mut CgroupSockAddr = ebpf
-            .program_mut(name)
-            .with_context(|| format!("program {name} missing from the BPF object"))?
-            .try_into()?;
-        prog.load().with_context(|| format!("loading {name} (verifier)"))?;
-        // bpf_link attachments are always multi-program (the kernel rejects
-        // flags on link_create), so other cgroup programs keep running.
-        let id = prog
-            .attach(cgroup_dir, CgroupAttachMode::Single)
-            .with_context(|| format!("attaching {name} to {}", cgroup.display()))?;
-        let link: FdLink = prog.take_link(id)?.try_into().with_context(|| format!("{name}: not an fd link"))?;
-        // bpffs refuses names with a dot.
-        let tmp = links_dir.join(format!("{name}_new"));
-        let _ = fs::remove_file(&tmp);
-        link.pin(&tmp).with_context(|| format!("pinning the {name} link at {}", tmp.display()))?;
-        fresh.push((tmp, links_dir.join(name)));
-    }
-    for old in previous {
-        detach_pinned(&old)?;
-    }
-    for (tmp, path) in fresh {
-        fs::rename(&tmp, &path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-        let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o600));
-    }
-    Ok(())
-}
-
-fn pinned_links(links_dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir(links_dir).with_context(|| format!("reading {}", links_dir.display()))? {
-        out.push(entry?.path());
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// Unpins a link; with no pin and no open fd left, the kernel detaches it.
-fn detach_pinned(path: &Path) -> Result<()> {
-    let link = PinnedLink::from_pin(path).with_context(|| format!("opening pinned link {}", path.display()))?;
-    link.unpin().with_context(|| format!("unpinning {}", path.display()))?;
-    Ok(())
 }
 
 fn ensure_pin_root(pin_root: &Path) -> Result<()> {
@@ -553,8 +493,9 @@ pub fn teardown(pin_root: &Path) -> Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
     let links_dir = pin_root.join(LINKS_DIR);
     if links_dir.is_dir() {
-        for path in pinned_links(&links_dir)? {
-            detach_pinned(&path)?;
+        for path in links::pinned_links(&links_dir)? {
+            // With no pin and no open fd left, the kernel detaches the link.
+            fs::remove_file(&path).with_context(|| format!("unpinning {}", path.display()))?;
             removed.push(path);
         }
         let _ = fs::remove_dir(&links_dir);

@@ -128,3 +128,42 @@ fn a_restart_with_a_changed_source_applies_the_change() {
     let v = sb.probe_tcp("11.0.0.2:7000", 10).unwrap();
     assert_eq!(v["counts"], serde_json::json!({"c": 10}), "{v}");
 }
+
+/// Issue 11: a SIGKILL between unpinning the old links and renaming the new
+/// ones (`<name>_new`) used to make the next start detach its own fresh links.
+/// The pins are put in that state by hand: every hook must stay attached.
+#[test]
+fn a_start_after_a_kill_in_the_link_swap_keeps_every_hook() {
+    require_root();
+    let mut sb = Sandbox::new("restart-swap").unwrap();
+    backends(&mut sb);
+    let mut agent = Agent::start(&mut sb, ALL).unwrap();
+    agent.wait_vips(1, READY).unwrap();
+    let hooks = attached(&sb);
+    assert_eq!(hooks.len(), 8, "{hooks:?}");
+    agent
+        .kill_no_teardown(libc::SIGKILL, Duration::from_secs(5))
+        .unwrap();
+    let links = sb.pin_root().join("links");
+    for entry in std::fs::read_dir(&links).unwrap() {
+        let path = entry.unwrap().path();
+        let tmp = path.with_file_name(format!(
+            "{}_new",
+            path.file_name().unwrap().to_str().unwrap()
+        ));
+        std::fs::rename(&path, tmp).unwrap();
+    }
+    assert_eq!(attached(&sb), hooks, "renaming pins keeps the links");
+
+    let agent = Agent::start(&mut sb, ALL).unwrap();
+    agent.wait_log("table applied", "the restarted agent's apply", READY);
+    assert_eq!(attached(&sb), hooks, "after the restart:\n{}", agent.log());
+    let mut names: Vec<String> = std::fs::read_dir(&links)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, hooks, "one pin per hook, no leftovers");
+    let v = sb.probe_tcp("11.0.0.1:7000", 30).unwrap();
+    assert_eq!(v["errors"], 0, "{v}");
+}
