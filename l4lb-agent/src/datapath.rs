@@ -1,16 +1,18 @@
 //! The only module that touches aya: loads the kernel programs, pins the maps,
 //! attaches the socket hooks to a cgroup, executes plans and reads the maps back.
 //! The packet programs (XDP ingress, tc reply) live in the `xdp` submodule.
+pub mod abi;
 mod batch;
 mod link_sys;
 pub mod links;
+pub mod pin_root;
 pub mod pktgen;
 mod slots_array;
 pub mod xdp;
 
 use std::{
     fs::{self, File},
-    os::unix::fs::{DirBuilderExt, PermissionsExt},
+    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
 };
 
@@ -379,6 +381,8 @@ fn sum(values: Option<PerCpuValues<Stats>>) -> Stats {
 /// so dropping this does not detach them: the datapath outlives the agent.
 pub struct Attached {
     _ebpf: Ebpf,
+    /// Held for the agent's lifetime (see `pin_root`).
+    _lock: pin_root::PinRootLock,
 }
 
 /// What `load` returns: the maps to write, the attachment to keep alive, and
@@ -418,7 +422,9 @@ pub fn load(pin_root: &Path, cgroup: &Path, cap: crate::plan::Capacity) -> Resul
         }
         let cgroup_dir =
             File::open(cgroup).with_context(|| format!("opening cgroup {}", cgroup.display()))?;
-        ensure_pin_root(pin_root)?;
+        // Locked first: nothing under the pin root is read or written by two agents.
+        let lock = pin_root::create_and_lock(pin_root)?;
+        abi::check_and_record(pin_root, BPF_OBJECT)?;
 
         let paths: Vec<(&str, PathBuf)> = ALL_MAPS.iter().map(|n| (*n, pin_root.join(n))).collect();
         // Neither counter map pinned yet: this load creates both, zeroed.
@@ -457,39 +463,15 @@ pub fn load(pin_root: &Path, cgroup: &Path, cap: crate::plan::Capacity) -> Resul
         let maps = Maps::from_ebpf(&mut ebpf, stats_created)?;
         Ok(Loaded {
             maps,
-            attached: Attached { _ebpf: ebpf },
+            attached: Attached { _ebpf: ebpf, _lock: lock },
             logger,
         })
     }
 }
 
-fn ensure_pin_root(pin_root: &Path) -> Result<()> {
-    let bpffs = pin_root.ancestors().any(|p| p == Path::new("/sys/fs/bpf"));
-    if bpffs && !is_bpffs("/sys/fs/bpf") {
-        bail!(
-            "/sys/fs/bpf is not a bpffs mount: run `mount -t bpf bpf /sys/fs/bpf` (or `cargo xtask setup`)"
-        );
-    }
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(pin_root)
-        .with_context(|| format!("creating pin root {}", pin_root.display()))
-}
-
-fn is_bpffs(path: &str) -> bool {
-    fs::read_to_string("/proc/self/mounts")
-        .map(|m| {
-            m.lines().any(|l| {
-                l.split_whitespace().nth(1) == Some(path)
-                    && l.split_whitespace().nth(2) == Some("bpf")
-            })
-        })
-        .unwrap_or(false)
-}
-
 /// Detaches the pinned program links and removes the pinned maps under `pin_root`.
 pub fn teardown(pin_root: &Path) -> Result<Vec<PathBuf>> {
+    let _lock = pin_root::lock_existing(pin_root)?;
     let mut removed = Vec::new();
     let links_dir = pin_root.join(LINKS_DIR);
     if links_dir.is_dir() {
@@ -509,6 +491,11 @@ pub fn teardown(pin_root: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     xdp::teardown(pin_root, &mut removed)?;
+    // The layout record goes last: maps without it are taken as the old layout.
+    let meta = pin_root.join(l4lb_common::META_MAP);
+    if fs::remove_file(&meta).is_ok() {
+        removed.push(meta);
+    }
     // Only remove the directory if nothing else lives there.
     let _ = fs::remove_dir(pin_root);
     Ok(removed)

@@ -167,3 +167,136 @@ fn a_start_after_a_kill_in_the_link_swap_keeps_every_hook() {
     let v = sb.probe_tcp("11.0.0.1:7000", 30).unwrap();
     assert_eq!(v["errors"], 0, "{v}");
 }
+
+/// Waits up to 10 s for an agent that must refuse to start; returns its log.
+fn refused(mut agent: Agent) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while agent.is_running() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    let running = agent.is_running();
+    // No teardown: the pins belong to the other agent (or the test).
+    let status = agent.kill_no_teardown(libc::SIGKILL, Duration::from_secs(5));
+    assert!(
+        !running,
+        "the agent did not refuse to start:\n{}",
+        agent.log()
+    );
+    assert!(!status.unwrap().success());
+    agent.log()
+}
+
+/// Issue 11: two agents on one pin root corrupted each other's tables.
+#[test]
+fn a_second_agent_on_the_same_pin_root_is_refused() {
+    require_root();
+    let mut sb = Sandbox::new("restart-lock").unwrap();
+    backends(&mut sb);
+    let first = Agent::start(&mut sb, ALL).unwrap();
+    first.wait_vips(1, READY).unwrap();
+    let other = "vips:\n  - vip: 11.0.0.1:7000\n    backends: [127.0.0.4:7000]\n";
+    let log = refused(Agent::start_with_args(&mut sb, other, &["--no-metrics"]).unwrap());
+    let holder = format!(
+        "another l4lb-agent (pid {}) is using the pin root",
+        first.pid()
+    );
+    assert!(log.contains(&holder), "{log}");
+    let v = sb.probe_tcp("11.0.0.1:7000", 30).unwrap();
+    assert_eq!(
+        v["counts"].as_object().unwrap().len(),
+        3,
+        "the first agent's table stays: {v}"
+    );
+    let out = std::process::Command::new(l4lb_tests::agent_bin())
+        .args(["teardown", "--pin-root"])
+        .arg(sb.pin_root())
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "teardown under a running agent must be refused"
+    );
+}
+
+/// Issue 11: `ABI_VERSION` was unused, so maps of another layout were adopted silently.
+#[test]
+fn pinned_maps_of_another_layout_are_refused() {
+    require_root();
+    let mut sb = Sandbox::new("restart-abi").unwrap();
+    backends(&mut sb);
+    // A map of another shape where the backends map goes (no layout record).
+    std::fs::create_dir(sb.pin_root()).unwrap();
+    let backends_pin = sb.pin_root().join("L4LB_BACKENDS");
+    run(std::process::Command::new("bpftool")
+        .args(["map", "create"])
+        .arg(&backends_pin)
+        .args([
+            "type",
+            "hash",
+            "key",
+            "4",
+            "value",
+            "24",
+            "entries",
+            "16",
+            "name",
+            "L4LB_BACKENDS",
+        ]))
+    .unwrap();
+    let log = refused(Agent::start(&mut sb, ALL).unwrap());
+    assert!(
+        log.contains("L4LB_BACKENDS has (type, key size, value size)")
+            && log.contains("l4lb-agent teardown"),
+        "{log}"
+    );
+    std::fs::remove_file(&backends_pin).unwrap();
+
+    // A recorded layout version that is not this agent's.
+    let mut agent = Agent::start(&mut sb, ALL).unwrap();
+    agent.wait_vips(1, READY).unwrap();
+    agent
+        .kill_no_teardown(libc::SIGKILL, Duration::from_secs(5))
+        .unwrap();
+    let meta = sb.pin_root().join("L4LB_META");
+    // AbiRecord { magic: "L4LA", abi_version: 99 }, little-endian.
+    run(std::process::Command::new("bpftool")
+        .args(["map", "update", "pinned"])
+        .arg(&meta)
+        .args([
+            "key", "0", "0", "0", "0", "value", "0x41", "0x4c", "0x34", "0x4c", "99", "0", "0", "0",
+        ]))
+    .unwrap();
+    let log = refused(Agent::start(&mut sb, ALL).unwrap());
+    assert!(
+        log.contains("have layout version 99, this agent writes version"),
+        "{log}"
+    );
+}
+
+/// Issue 11: bpffs is world-writable, so any user could pre-create the pin
+/// root (and plant pins in it) for the agent to adopt.
+#[test]
+fn a_pin_root_someone_else_could_write_is_refused() {
+    require_root();
+    let mut sb = Sandbox::new("restart-pinroot").unwrap();
+    backends(&mut sb);
+    std::fs::create_dir(sb.pin_root()).unwrap();
+    std::os::unix::fs::chown(sb.pin_root(), Some(65534), Some(65534)).unwrap();
+    let log = refused(Agent::start(&mut sb, ALL).unwrap());
+    assert!(log.contains("is owned by uid 65534"), "{log}");
+
+    std::os::unix::fs::chown(sb.pin_root(), Some(0), Some(0)).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(sb.pin_root(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let log = refused(Agent::start(&mut sb, ALL).unwrap());
+    assert!(log.contains("writable by group or others"), "{log}");
+
+    std::fs::remove_dir(sb.pin_root()).unwrap();
+    let agent = Agent::start(&mut sb, ALL).unwrap();
+    agent.wait_vips(1, READY).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(sb.pin_root()).unwrap().mode() & 0o777,
+        0o700
+    );
+}
