@@ -271,6 +271,8 @@ impl Maps {
                 .and_then(|vip| applied.services.get_mut(vip))
             {
                 svc.members.insert(key.backend_id, value.weight);
+            } else {
+                applied.orphan_members.insert((key.service_id, key.backend_id));
             }
         }
         for entry in self.backends.iter() {
@@ -278,6 +280,14 @@ impl Maps {
             applied.backends.insert(id, codec::backend_addr(&b));
         }
         Ok(applied)
+    }
+
+    /// What the maps hold, each service's slots checked against its members
+    /// (`adopt.rs`): the inconsistent ones are marked stale.
+    pub fn read_checked(&self) -> Result<(Applied, Vec<crate::adopt::Problem>)> {
+        let mut applied = self.read_applied()?;
+        let problems = crate::adopt::check(&mut applied, self.slots.capacity(), |base, n| Ok(self.slots.read(base, n)?));
+        Ok((applied, problems))
     }
 
     /// The maps' sizes (what plans allocate ids and tables from).

@@ -101,6 +101,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     };
 
     let mut rec = Reconciler::adopt(maps, Duration::from_millis(args.grace_ms))?;
+    metrics.table_repairs.inc_by(rec.repairs as u64);
     if !rec.applied().services.is_empty() {
         info!(services = rec.applied().services.len(), "adopted the table already in the pinned maps");
     }
@@ -219,7 +220,9 @@ fn spawn_static_source(mut source: StaticSource, tx: mpsc::Sender<SourceEvent>) 
 
 async fn apply(rec: &mut Reconciler<datapath::Maps>, catalog: &Catalog, trigger: &str, received_at: Option<Instant>, metrics: &Arc<Metrics>) {
     let before = rec.applied().clone();
+    let repairs = rec.repairs;
     apply_table(rec, catalog, trigger, received_at, metrics).await;
+    metrics.table_repairs.inc_by((rec.repairs - repairs) as u64);
     // After a failure too: `applied()` is then what the maps really hold.
     destroy_stale_udp(&before, rec);
 }

@@ -300,3 +300,44 @@ fn a_pin_root_someone_else_could_write_is_refused() {
         0o700
     );
 }
+
+/// Issue 11: a SIGKILL mid-apply left members written and the Maglev table
+/// not switched; adoption trusted the members, so the stale table stayed
+/// (0/40 connections reached the new backend). The pins are put in that
+/// state by hand: weights a:1 b:0 → a:0 b:1 written, the table still all a.
+#[test]
+fn a_table_left_stale_by_a_kill_mid_apply_is_rewritten_at_adoption() {
+    require_root();
+    let mut sb = Sandbox::new("restart-stale").unwrap();
+    backends(&mut sb);
+    let a_only = "vips:\n  - vip: 11.0.0.1:7000\n    backends: [{addr: 127.0.0.2:7000, weight: 1}, {addr: 127.0.0.3:7000, weight: 0}]\n";
+    let b_only = "vips:\n  - vip: 11.0.0.1:7000\n    backends: [{addr: 127.0.0.2:7000, weight: 0}, {addr: 127.0.0.3:7000, weight: 1}]\n";
+    let mut agent = Agent::start(&mut sb, a_only).unwrap();
+    agent.wait_vips(1, READY).unwrap();
+    agent
+        .kill_no_teardown(libc::SIGKILL, Duration::from_secs(5))
+        .unwrap();
+    // Service 0; backends by address: 127.0.0.2 = 1, 127.0.0.3 = 2.
+    let members = sb.pin_root().join("L4LB_MEMBERS");
+    for (backend, weight) in [("1", "0"), ("2", "1")] {
+        run(std::process::Command::new("bpftool")
+            .args(["map", "update", "pinned"])
+            .arg(&members)
+            .args([
+                "key", "0", "0", "0", "0", backend, "0", "0", "0", "value", weight, "0", "0", "0",
+                "0", "0", "0", "0",
+            ]))
+        .unwrap();
+    }
+    let agent = Agent::start(&mut sb, b_only).unwrap();
+    agent.wait_log("table applied", "the restarted agent's apply", READY);
+    let v = sb.probe_tcp("11.0.0.1:7000", 40).unwrap();
+    assert_eq!(v["counts"], serde_json::json!({"b": 40}), "{v}");
+    assert!(
+        agent.log().contains("pinned table inconsistent, rewriting"),
+        "{}",
+        agent.log()
+    );
+    let (_, metrics) = sb.agent_http("/metrics");
+    assert!(metrics.contains("l4lb_table_repairs_total 1"), "{metrics}");
+}
