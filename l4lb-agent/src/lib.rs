@@ -21,3 +21,4 @@ pub mod slots;
 pub mod sockdestroy;
 pub mod source;
 pub mod table;
+pub mod verify;

@@ -21,19 +21,7 @@ fn backends(sb: &mut Sandbox) {
 
 /// The l4lb programs attached to the sandbox cgroup, by name.
 fn attached(sb: &Sandbox) -> Vec<String> {
-    let out = run(std::process::Command::new("bpftool")
-        .args(["-j", "cgroup", "show"])
-        .arg(sb.cgroup()))
-    .unwrap();
-    let v: Value = serde_json::from_str(&out).unwrap_or(Value::Array(vec![]));
-    let mut names: Vec<String> = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|p| p["name"].as_str().map(String::from))
-        .collect();
-    names.sort();
-    names
+    sb.cgroup_programs().unwrap()
 }
 
 #[test]
