@@ -66,6 +66,12 @@ fn sigkill_and_restart_twice_under_load_fails_no_connection() {
         agent.wait_vips(1, READY).unwrap();
         agent.wait_log("table applied", "the restarted agent's apply", READY);
         assert!(agent.log().contains("adopted the table"), "{}", agent.log());
+        // The program inside each pinned link is replaced, no link is added.
+        assert!(
+            agent.log().contains("updated=8 attached=0 swept=0"),
+            "{}",
+            agent.log()
+        );
         // Old links replaced, not duplicated.
         assert_eq!(attached(&sb), hooks, "round {round}: after restart");
     }

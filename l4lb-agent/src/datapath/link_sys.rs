@@ -17,7 +17,7 @@ use std::{
 /// `enum bpf_cmd` (include/uapi/linux/bpf.h).
 const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
-const BPF_LINK_UPDATE: libc::c_long = 30;
+const BPF_LINK_UPDATE: libc::c_long = 29;
 /// `enum bpf_link_type`.
 pub const BPF_LINK_TYPE_CGROUP: u32 = 3;
 
