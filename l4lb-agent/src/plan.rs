@@ -187,30 +187,32 @@ struct IdPool {
     /// Every id below this is used or taken.
     next: u32,
     limit: u32,
+    /// Ids left to take: `has` is O(1), so a full pool costs nothing per service.
+    free: usize,
 }
 
 impl IdPool {
     fn new(used: BTreeSet<u32>, first: u32, limit: u32) -> IdPool {
+        let taken = used.range(first..limit.max(first)).count();
+        let free = (limit.saturating_sub(first) as usize).saturating_sub(taken);
         IdPool {
             used,
             next: first,
             limit,
+            free,
         }
     }
 
     /// True if `n` more ids can be taken.
     fn has(&self, n: usize) -> bool {
-        (self.next..self.limit)
-            .filter(|id| !self.used.contains(id))
-            .take(n)
-            .count()
-            == n
+        self.free >= n
     }
 
     fn take(&mut self) -> Option<u32> {
         let id = (self.next..self.limit).find(|id| !self.used.contains(id))?;
         self.used.insert(id);
         self.next = id + 1;
+        self.free -= 1;
         Some(id)
     }
 }
@@ -774,6 +776,17 @@ mod tests {
         assert!(
             matches!(p.skipped[..], [(v, PlanError::ServicesFull { capacity: 2 })] if v == vip("11.0.0.3:80"))
         );
+    }
+
+    #[test]
+    fn the_id_pool_counts_what_is_left() {
+        let mut pool = IdPool::new([1, 2, 4, 9].into(), 1, 6);
+        assert!(pool.has(2) && !pool.has(3));
+        assert_eq!(
+            (pool.take(), pool.take(), pool.take()),
+            (Some(3), Some(5), None)
+        );
+        assert!(!pool.has(1));
     }
 
     #[test]

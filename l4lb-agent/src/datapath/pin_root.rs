@@ -32,18 +32,19 @@ pub fn create_and_lock(pin_root: &Path) -> Result<PinRootLock> {
             return Err(e).with_context(|| format!("creating pin root {}", pin_root.display()));
         }
     }
-    lock(pin_root)
+    lock(pin_root, true)
 }
 
-/// Locks an existing pin root (for `teardown`); None if there is none.
+/// Locks an existing pin root (for `teardown`, which may also clean up a
+/// root someone else planted: no owner check); None if there is none.
 pub fn lock_existing(pin_root: &Path) -> Result<Option<PinRootLock>> {
     match fs::symlink_metadata(pin_root) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        _ => lock(pin_root).map(Some),
+        _ => lock(pin_root, false).map(Some),
     }
 }
 
-fn lock(pin_root: &Path) -> Result<PinRootLock> {
+fn lock(pin_root: &Path, owner_check: bool) -> Result<PinRootLock> {
     // O_NOFOLLOW: a symlink planted at the pin root is refused, and the checks
     // below are on the directory actually opened, not on a path that may change.
     let dir = OpenOptions::new()
@@ -59,10 +60,11 @@ fn lock(pin_root: &Path) -> Result<PinRootLock> {
     let meta = dir
         .metadata()
         .with_context(|| format!("stat {}", pin_root.display()))?;
-    // SAFETY: plain FFI, no arguments.
-    check_owner(pin_root, meta.uid(), meta.mode(), unsafe {
-        libc::geteuid()
-    })?;
+    if owner_check {
+        // SAFETY: plain FFI, no arguments.
+        let euid = unsafe { libc::geteuid() };
+        check_owner(pin_root, meta.uid(), meta.mode(), euid)?;
+    }
     // SAFETY: flock on an fd we own.
     if unsafe {
         libc::flock(
@@ -176,6 +178,7 @@ mod tests {
         fs::set_permissions(&p, fs::Permissions::from_mode(0o1777)).unwrap();
         let err = create_and_lock(&p).unwrap_err().to_string();
         assert!(err.contains("writable by group or others"), "{err}");
+        lock_existing(&p).expect("teardown may clean up a planted root");
         fs::remove_dir(&p).unwrap();
 
         let link = tmp("symlink");
