@@ -335,3 +335,73 @@ fn a_table_left_stale_by_a_kill_mid_apply_is_rewritten_at_adoption() {
     let (_, metrics) = sb.agent_http("/metrics");
     assert!(metrics.contains("l4lb_table_repairs_total 1"), "{metrics}");
 }
+
+/// A pinned link on another cgroup (the operator changed `--cgroup`) cannot
+/// be updated in place: a new link is attached to the new cgroup and renamed
+/// over the old pin, which detaches the old one.
+#[test]
+fn a_restart_on_another_cgroup_moves_the_hooks() {
+    require_root();
+    let mut sb = Sandbox::new("restart-move").unwrap();
+    backends(&mut sb);
+    let mut agent = Agent::start(&mut sb, ALL).unwrap();
+    agent.wait_vips(1, READY).unwrap();
+    let hooks = attached(&sb);
+    agent
+        .kill_no_teardown(libc::SIGKILL, Duration::from_secs(5))
+        .unwrap();
+
+    // A child of the sandbox's own cgroup, removed below.
+    let moved = sb.cgroup().join("moved");
+    std::fs::create_dir(&moved).unwrap();
+    let config = sb.workdir().join("moved.yaml");
+    std::fs::write(&config, ALL).unwrap();
+    let log_path = sb.workdir().join("moved.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut cmd = sb.in_netns(l4lb_tests::agent_bin());
+    cmd.arg("run")
+        .arg("--config")
+        .arg(&config)
+        .arg("--cgroup")
+        .arg(&moved)
+        .arg("--pin-root")
+        .arg(sb.pin_root())
+        .arg("--no-metrics")
+        .env("L4LB_FORBID_ROOT_CGROUP", "1")
+        .env("L4LB_FORBID_HOST_NETNS", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    let pid = sb.spawn(cmd).unwrap();
+    let deadline = Instant::now() + READY;
+    let read = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    while !read().contains("table applied") {
+        assert!(Instant::now() < deadline, "no apply:\n{}", read());
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        read().contains("updated=0 attached=8 swept=0"),
+        "{}",
+        read()
+    );
+    assert_eq!(
+        attached(&sb),
+        Vec::<String>::new(),
+        "the old cgroup's hooks are detached"
+    );
+    let out = run(std::process::Command::new("bpftool")
+        .args(["-j", "cgroup", "show"])
+        .arg(&moved))
+    .unwrap();
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let mut names: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str().map(String::from))
+        .collect();
+    names.sort();
+    assert_eq!(names, hooks, "the hooks are on the new cgroup");
+    sb.kill(pid).unwrap();
+    std::fs::remove_dir(&moved).unwrap();
+}
