@@ -392,7 +392,7 @@ fn sum(values: Option<PerCpuValues<Stats>>) -> Stats {
 pub struct Attached {
     _ebpf: Ebpf,
     /// Held for the agent's lifetime (see `pin_root`).
-    _lock: pin_root::PinRootLock,
+    _lock: std::sync::Arc<pin_root::PinRootLock>,
 }
 
 /// What `load` returns: the maps to write, the attachment to keep alive, and

@@ -57,6 +57,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
         }
     };
 
+    // One agent per pin root, before anything (the sources included) runs.
+    let _pin_root_lock = datapath::pin_root::create_and_lock(&args.pin_root)?;
     let cgroup = match &args.cgroup {
         Some(c) => c.clone(),
         None => datapath::cgroup2_root()?,

@@ -3,10 +3,12 @@
 //! which bpffs supports like any filesystem) for as long as an agent uses it,
 //! so two agents never write one set of maps.
 use std::{
+    collections::BTreeMap,
     fs::{self, File, OpenOptions},
     io,
     os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt},
-    path::Path,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, Weak},
 };
 
 use anyhow::{Context, Result, bail};
@@ -18,8 +20,24 @@ pub struct PinRootLock {
     _dir: File,
 }
 
-/// Creates `pin_root` if needed (0700), checks who owns it and locks it.
-pub fn create_and_lock(pin_root: &Path) -> Result<PinRootLock> {
+/// Locks this process holds, by pin root: `run` takes the lock before it does
+/// anything and `load` takes it again, sharing it rather than conflicting.
+static HELD: Mutex<BTreeMap<PathBuf, Weak<PinRootLock>>> = Mutex::new(BTreeMap::new());
+
+/// Creates `pin_root` if needed (0700), checks who owns it and locks it
+/// (shared with this process's live lock on it, if any); held until the last
+/// clone is dropped.
+pub fn create_and_lock(pin_root: &Path) -> Result<Arc<PinRootLock>> {
+    let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(lock) = held.get(pin_root).and_then(Weak::upgrade) {
+        return Ok(lock);
+    }
+    let lock = Arc::new(create_and_lock_new(pin_root)?);
+    held.insert(pin_root.to_path_buf(), Arc::downgrade(&lock));
+    Ok(lock)
+}
+
+fn create_and_lock_new(pin_root: &Path) -> Result<PinRootLock> {
     check_bpffs(pin_root)?;
     match fs::DirBuilder::new()
         .mode(0o700)
@@ -159,14 +177,18 @@ mod tests {
         let p = tmp("lock");
         let first = create_and_lock(&p).unwrap();
         assert_eq!(fs::metadata(&p).unwrap().mode() & 0o777, 0o700);
-        let err = create_and_lock(&p).unwrap_err().to_string();
+        let shared = create_and_lock(&p).expect("this process's own lock is shared");
+        assert!(Arc::ptr_eq(&first, &shared));
+        drop(shared);
+        // Another holder (another agent): a second open file description.
+        let err = create_and_lock_new(&p).unwrap_err().to_string();
         assert!(
             err.contains("another l4lb-agent")
                 && err.contains(&format!("pid {}", std::process::id())),
             "{err}"
         );
         drop(first);
-        create_and_lock(&p).expect("free again once the holder is gone");
+        create_and_lock_new(&p).expect("free again once the holder is gone");
         fs::remove_dir(&p).unwrap();
     }
 
