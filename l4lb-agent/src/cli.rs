@@ -81,6 +81,17 @@ pub enum Command {
         #[arg(long, default_value = DEFAULT_PIN_ROOT)]
         pin_root: PathBuf,
     },
+    /// Check the pinned state as adoption does (layout record, every
+    /// service's table against its members, every hook's link); prints JSON,
+    /// exits non-zero on any problem.
+    #[command(hide = true)]
+    Verify {
+        #[arg(long, default_value = DEFAULT_PIN_ROOT)]
+        pin_root: PathBuf,
+        /// Also check that every hook is attached to this cgroup.
+        #[arg(long)]
+        cgroup: Option<PathBuf>,
+    },
     /// Remove the pinned maps installed under --pin-root.
     Teardown {
         #[arg(long, default_value = DEFAULT_PIN_ROOT)]

@@ -1,8 +1,12 @@
 //! The only module that touches aya: loads the kernel programs, pins the maps,
 //! attaches the socket hooks to a cgroup, executes plans and reads the maps back.
 //! The packet programs (XDP ingress, tc reply) live in the `xdp` submodule.
+pub mod abi;
 mod batch;
 pub mod escape;
+mod link_sys;
+pub mod links;
+pub mod pin_root;
 pub mod pktgen;
 pub mod self_exempt;
 mod slots_array;
@@ -11,7 +15,7 @@ pub mod xdp;
 
 use std::{
     fs::{self, File},
-    os::unix::fs::{DirBuilderExt, PermissionsExt},
+    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
 };
 
@@ -19,16 +23,14 @@ use anyhow::{Context, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, Map, MapData, PerCpuArray, PerCpuValues},
-    programs::{
-        CgroupAttachMode, CgroupSockAddr,
-        links::{FdLink, PinnedLink},
-    },
 };
 use l4lb_common::{
     ALL_MAPS, BACKEND_STATS_MAP, BACKENDS_MAP, Backend, MEMBERS_MAP, MemberKey, MemberValue,
     REVNAT_MAP, RevNatKey, RevNatValue, SERVICE_STATS_MAP, SERVICES_MAP, SLOTS_MAP, ServiceKey,
     ServiceValue, Stats,
 };
+
+pub use links::LINKS_DIR;
 
 use crate::{
     codec,
@@ -284,6 +286,8 @@ impl Maps {
                 .and_then(|vip| applied.services.get_mut(vip))
             {
                 svc.members.insert(key.backend_id, value.weight);
+            } else {
+                applied.orphan_members.insert((key.service_id, key.backend_id));
             }
         }
         for entry in self.backends.iter() {
@@ -291,6 +295,14 @@ impl Maps {
             applied.backends.insert(id, codec::backend_addr(&b));
         }
         Ok(applied)
+    }
+
+    /// What the maps hold, each service's slots checked against its members
+    /// (`adopt.rs`): the inconsistent ones are marked stale.
+    pub fn read_checked(&self) -> Result<(Applied, Vec<crate::adopt::Problem>)> {
+        let mut applied = self.read_applied()?;
+        let problems = crate::adopt::check(&mut applied, self.slots.capacity(), |base, n| Ok(self.slots.read(base, n)?));
+        Ok((applied, problems))
     }
 
     /// The maps' sizes (what plans allocate ids and tables from).
@@ -404,6 +416,8 @@ fn sum(values: Option<PerCpuValues<Stats>>) -> Stats {
 /// so dropping this does not detach them: the datapath outlives the agent.
 pub struct Attached {
     _ebpf: Ebpf,
+    /// Held for the agent's lifetime (see `pin_root`).
+    _lock: std::sync::Arc<pin_root::PinRootLock>,
 }
 
 /// What `load` returns: the maps to write, the attachment to keep alive, and
@@ -443,7 +457,9 @@ pub fn load(pin_root: &Path, cgroup: &Path, cap: crate::plan::Capacity) -> Resul
         }
         let cgroup_dir =
             File::open(cgroup).with_context(|| format!("opening cgroup {}", cgroup.display()))?;
-        ensure_pin_root(pin_root)?;
+        // Locked first: nothing under the pin root is read or written by two agents.
+        let lock = pin_root::create_and_lock(pin_root)?;
+        abi::check_and_record(pin_root, BPF_OBJECT)?;
 
         let paths: Vec<(&str, PathBuf)> = ALL_MAPS.iter().map(|n| (*n, pin_root.join(n))).collect();
         // Neither counter map pinned yet: this load creates both, zeroed.
@@ -482,109 +498,26 @@ pub fn load(pin_root: &Path, cgroup: &Path, cap: crate::plan::Capacity) -> Resul
         if !self_exempt::register(pin_root)? {
             bail!("the self map {} was not pinned", pin_root.join(l4lb_common::SELF_MAP).display());
         }
-        attach_sock_programs(&mut ebpf, &cgroup_dir, cgroup, &pin_root.join(LINKS_DIR))?;
+        links::attach_sock_programs(&mut ebpf, &cgroup_dir, cgroup, &pin_root.join(LINKS_DIR))?;
         xdp::load_and_pin(&mut ebpf, pin_root)?;
         let maps = Maps::from_ebpf(&mut ebpf, stats_created)?;
         Ok(Loaded {
             maps,
-            attached: Attached { _ebpf: ebpf },
+            attached: Attached { _ebpf: ebpf, _lock: lock },
             logger,
         })
     }
 }
 
-/// Where the program links are pinned, under the pin root.
-pub const LINKS_DIR: &str = "links";
-
-/// Attaches the socket hooks and pins their links, so the datapath keeps
-/// serving when the agent exits, is killed or is replaced. Links a previous
-/// agent pinned are detached only after the new ones are attached: during the
-/// overlap both run (the old one rewrites VIP → backend, the new one then sees
-/// a non-VIP and passes), so no connect() ever misses the hooks.
-fn attach_sock_programs(ebpf: &mut Ebpf, cgroup_dir: &File, cgroup: &Path, links_dir: &Path) -> Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(links_dir)
-        .with_context(|| format!("creating {}", links_dir.display()))?;
-    let previous = pinned_links(links_dir)?;
-    let mut fresh = Vec::new();
-    for name in SOCK_PROGRAMS {
-        let prog: &mut CgroupSockAddr = ebpf
-            .program_mut(name)
-            .with_context(|| format!("program {name} missing from the BPF object"))?
-            .try_into()?;
-        prog.load().with_context(|| format!("loading {name} (verifier)"))?;
-        // bpf_link attachments are always multi-program (the kernel rejects
-        // flags on link_create), so other cgroup programs keep running.
-        let id = prog
-            .attach(cgroup_dir, CgroupAttachMode::Single)
-            .with_context(|| format!("attaching {name} to {}", cgroup.display()))?;
-        let link: FdLink = prog.take_link(id)?.try_into().with_context(|| format!("{name}: not an fd link"))?;
-        // bpffs refuses names with a dot.
-        let tmp = links_dir.join(format!("{name}_new"));
-        let _ = fs::remove_file(&tmp);
-        link.pin(&tmp).with_context(|| format!("pinning the {name} link at {}", tmp.display()))?;
-        fresh.push((tmp, links_dir.join(name)));
-    }
-    for old in previous {
-        detach_pinned(&old)?;
-    }
-    for (tmp, path) in fresh {
-        fs::rename(&tmp, &path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-        let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o600));
-    }
-    Ok(())
-}
-
-fn pinned_links(links_dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir(links_dir).with_context(|| format!("reading {}", links_dir.display()))? {
-        out.push(entry?.path());
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// Unpins a link; with no pin and no open fd left, the kernel detaches it.
-fn detach_pinned(path: &Path) -> Result<()> {
-    let link = PinnedLink::from_pin(path).with_context(|| format!("opening pinned link {}", path.display()))?;
-    link.unpin().with_context(|| format!("unpinning {}", path.display()))?;
-    Ok(())
-}
-
-fn ensure_pin_root(pin_root: &Path) -> Result<()> {
-    let bpffs = pin_root.ancestors().any(|p| p == Path::new("/sys/fs/bpf"));
-    if bpffs && !is_bpffs("/sys/fs/bpf") {
-        bail!(
-            "/sys/fs/bpf is not a bpffs mount: run `mount -t bpf bpf /sys/fs/bpf` (or `cargo xtask setup`)"
-        );
-    }
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(pin_root)
-        .with_context(|| format!("creating pin root {}", pin_root.display()))
-}
-
-fn is_bpffs(path: &str) -> bool {
-    fs::read_to_string("/proc/self/mounts")
-        .map(|m| {
-            m.lines().any(|l| {
-                l.split_whitespace().nth(1) == Some(path)
-                    && l.split_whitespace().nth(2) == Some("bpf")
-            })
-        })
-        .unwrap_or(false)
-}
-
 /// Detaches the pinned program links and removes the pinned maps under `pin_root`.
 pub fn teardown(pin_root: &Path) -> Result<Vec<PathBuf>> {
+    let _lock = pin_root::lock_existing(pin_root)?;
     let mut removed = Vec::new();
     let links_dir = pin_root.join(LINKS_DIR);
     if links_dir.is_dir() {
-        for path in pinned_links(&links_dir)? {
-            detach_pinned(&path)?;
+        for path in links::pinned_links(&links_dir)? {
+            // With no pin and no open fd left, the kernel detaches the link.
+            fs::remove_file(&path).with_context(|| format!("unpinning {}", path.display()))?;
             removed.push(path);
         }
         let _ = fs::remove_dir(&links_dir);
@@ -598,6 +531,11 @@ pub fn teardown(pin_root: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     xdp::teardown(pin_root, &mut removed)?;
+    // The layout record goes last: maps without it are taken as the old layout.
+    let meta = pin_root.join(l4lb_common::META_MAP);
+    if fs::remove_file(&meta).is_ok() {
+        removed.push(meta);
+    }
     // Only remove the directory if nothing else lives there.
     let _ = fs::remove_dir(pin_root);
     Ok(removed)

@@ -3,6 +3,7 @@
 //! Data flows one way: source (static file, Marathon) → model (`DesiredState`)
 //! → plan (diff against what the maps hold) → datapath (map writes). Only
 //! `datapath` touches aya. See ARCHITECTURE.md.
+pub mod adopt;
 pub mod cli;
 pub mod codec;
 pub mod config;
@@ -22,3 +23,4 @@ pub mod slots;
 pub mod sockdestroy;
 pub mod source;
 pub mod table;
+pub mod verify;

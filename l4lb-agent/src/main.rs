@@ -165,6 +165,14 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
+        Command::Verify { pin_root, cgroup } => {
+            let report = l4lb_agent::verify::verify(&pin_root, cgroup.as_deref())?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if !report.problems.is_empty() {
+                anyhow::bail!("{} problem(s) in {}", report.problems.len(), pin_root.display());
+            }
+            Ok(())
+        }
         Command::Teardown { pin_root } => {
             for path in datapath::teardown(&pin_root)? {
                 println!("removed {}", path.display());

@@ -40,6 +40,8 @@ pub struct Metrics {
     pub apply_errors: Counter,
     /// Services left out of an apply because a map was full.
     pub capacity_skips: Counter,
+    /// Inconsistencies found in the pinned maps (adoption check): each rewritten.
+    pub table_repairs: Counter,
     /// 1 while the last read of the source succeeded.
     pub sync_ok: Gauge,
     /// Unix time of the last good sync (its age is now − this).
@@ -73,6 +75,8 @@ impl Metrics {
         registry.register("table_apply_errors", "Applies that failed; the previous table stayed", apply_errors.clone());
         let capacity_skips = Counter::default();
         registry.register("capacity_skipped_services", "Services not applied because a map was full", capacity_skips.clone());
+        let table_repairs = Counter::default();
+        registry.register("table_repairs", "Pinned services whose table did not match their members, rewritten", table_repairs.clone());
         let sync_ok = Gauge::default();
         registry.register("sync_ok", "1 while the last read of the service source succeeded", sync_ok.clone());
         let last_good_sync = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
@@ -99,6 +103,7 @@ impl Metrics {
             applies,
             apply_errors,
             capacity_skips,
+            table_repairs,
             sync_ok,
             last_good_sync,
             source_failures,

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use crate::{
+    adopt::{self, Problem},
     model::DesiredState,
     plan::{Applied, Op, Summary, plan},
 };
@@ -13,7 +14,9 @@ use crate::{
 /// What the reconciler needs from the datapath (a fake in tests).
 pub trait MapWriter {
     fn write(&mut self, ops: &[Op]) -> Result<()>;
-    fn read_back(&self) -> Result<Applied>;
+    /// What the maps hold, inconsistent services marked stale (`adopt.rs`),
+    /// and what was inconsistent.
+    fn read_back(&self) -> Result<(Applied, Vec<Problem>)>;
     /// Sizes of the maps the plans allocate from.
     fn capacity(&self) -> crate::plan::Capacity;
 }
@@ -22,8 +25,8 @@ impl MapWriter for crate::datapath::Maps {
     fn write(&mut self, ops: &[Op]) -> Result<()> {
         Ok(self.apply(ops)?)
     }
-    fn read_back(&self) -> Result<Applied> {
-        self.read_applied()
+    fn read_back(&self) -> Result<(Applied, Vec<Problem>)> {
+        self.read_checked()
     }
     fn capacity(&self) -> crate::plan::Capacity {
         crate::datapath::Maps::capacity(self)
@@ -38,6 +41,8 @@ pub struct Reconciler<W> {
     pub writer: W,
     applied: Applied,
     grace: Duration,
+    /// Inconsistencies found in the maps since the start (each rewritten).
+    pub repairs: usize,
 }
 
 #[derive(Debug)]
@@ -54,14 +59,33 @@ pub struct Outcome {
 }
 
 impl<W: MapWriter> Reconciler<W> {
-    /// Adopts whatever the maps already hold (a previous run's table).
+    /// Adopts what the maps already hold (a previous run's table); services
+    /// whose table does not match their members are rewritten by the next plan.
     pub fn adopt(writer: W, grace: Duration) -> Result<Self> {
-        let applied = writer.read_back()?;
-        Ok(Reconciler {
+        let mut r = Reconciler {
             writer,
-            applied,
+            applied: Applied::default(),
             grace,
-        })
+            repairs: 0,
+        };
+        r.reread()?;
+        Ok(r)
+    }
+
+    /// Re-reads the maps (the truth), after a start or a failed write.
+    fn reread(&mut self) -> Result<()> {
+        let start = Instant::now();
+        let (applied, problems) = self.writer.read_back()?;
+        tracing::debug!(
+            services = applied.services.len(),
+            problems = problems.len(),
+            took_us = start.elapsed().as_micros() as u64,
+            "maps read back and checked"
+        );
+        adopt::warn_all(&problems);
+        self.repairs += problems.len();
+        self.applied = applied;
+        Ok(())
     }
 
     pub fn applied(&self) -> &Applied {
@@ -70,23 +94,29 @@ impl<W: MapWriter> Reconciler<W> {
 
     pub async fn reconcile(&mut self, desired: &DesiredState) -> Result<Outcome> {
         let start = Instant::now();
-        let p = plan(&self.applied, desired, self.writer.capacity())?;
+        let p = plan(&self.applied, desired, self.writer.capacity());
         let skipped = p.skipped.clone();
         let writes = p.now.len() + p.after_grace.len();
         if let Err(e) = self.writer.write(&p.now) {
-            self.applied = self.writer.read_back()?;
+            self.reread()?;
             return Err(e.context("applying the new table (unchanged services keep serving)"));
         }
         let serving_at = Instant::now();
         if !p.after_grace.is_empty() {
             tokio::time::sleep(self.grace).await;
             if let Err(e) = self.writer.write(&p.after_grace) {
-                self.applied = self.writer.read_back()?;
+                self.reread()?;
                 return Err(e.context("removing entries no longer used"));
             }
         }
         self.applied = p.next;
-        Ok(Outcome { summary: p.summary, writes, took: start.elapsed(), serving_at, skipped })
+        Ok(Outcome {
+            summary: p.summary,
+            writes,
+            took: start.elapsed(),
+            serving_at,
+            skipped,
+        })
     }
 }
 
@@ -113,8 +143,8 @@ mod tests {
             }
             Ok(())
         }
-        fn read_back(&self) -> Result<Applied> {
-            Ok(self.truth.clone())
+        fn read_back(&self) -> Result<(Applied, Vec<Problem>)> {
+            Ok((self.truth.clone(), Vec::new()))
         }
         fn capacity(&self) -> crate::plan::Capacity {
             crate::plan::Capacity::default()

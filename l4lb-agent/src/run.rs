@@ -64,15 +64,14 @@ pub async fn run(args: RunArgs) -> Result<()> {
         }
     };
 
+    // One agent per pin root, before anything (the sources included) runs.
+    let _pin_root_lock = datapath::pin_root::create_and_lock(&args.pin_root)?;
     let cgroup = match &args.cgroup {
         Some(c) => c.clone(),
         None => datapath::cgroup2_root()?,
     };
     let metrics = Metrics::new(args.pin_root.clone());
     let (tx, mut rx) = mpsc::channel::<SourceEvent>(8);
-    // Marathon's first read (subscribe, GET, decode) runs while the kernel
-    // verifies and attaches the programs below: nothing is applied before
-    // the loop at the end, so only the wait overlaps.
     // On a restart the hooks are still attached: register this process in
     // the pinned self map before its first control-plane connection.
     if let Err(e) = datapath::self_exempt::register(&args.pin_root) {
@@ -80,6 +79,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
     }
     let marathon_urls = marathon.as_ref().map(|m| m.client.urls.clone()).unwrap_or_default();
     let protect = datapath::escape::control_plane(&marathon_urls, &args.dns.dns_upstream).await;
+    // Marathon's first read (subscribe, GET, decode) runs while the kernel
+    // verifies and attaches the programs below: nothing is applied before
+    // the loop at the end, so only the wait overlaps.
     if let Some(cfg) = marathon {
         spawn_marathon_source(cfg, tx.clone(), metrics.clone())?;
     }
@@ -115,6 +117,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     };
 
     let mut rec = Reconciler::adopt(maps, Duration::from_millis(args.grace_ms))?;
+    metrics.table_repairs.inc_by(rec.repairs as u64);
     let mut refusals = Refusals::default();
     if !rec.applied().services.is_empty() {
         info!(services = rec.applied().services.len(), "adopted the table already in the pinned maps");
@@ -279,7 +282,9 @@ impl Refusals {
 
 async fn apply(rec: &mut Reconciler<datapath::Maps>, catalog: &Catalog, trigger: &str, received_at: Option<Instant>, metrics: &Arc<Metrics>) {
     let before = rec.applied().clone();
+    let repairs = rec.repairs;
     apply_table(rec, catalog, trigger, received_at, metrics).await;
+    metrics.table_repairs.inc_by((rec.repairs - repairs) as u64);
     // After a failure too: `applied()` is then what the maps really hold.
     destroy_stale_udp(&before, rec);
 }

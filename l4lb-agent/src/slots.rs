@@ -15,7 +15,9 @@ use sha1::{Digest, Sha1};
 use l4lb_common::MAX_SLOTS_PER_SERVICE;
 
 /// Table sizes: primes roughly doubling. 65537 is Katran's default.
-const PRIME_LADDER: [u32; 10] = [251, 503, 1009, 2003, 4001, 8009, 16007, 32003, 65537, 131_071];
+const PRIME_LADDER: [u32; 10] = [
+    251, 503, 1009, 2003, 4001, 8009, 16007, 32003, 65537, 131_071,
+];
 
 /// Slots per live backend that keeps imbalance ≤ 1 %.
 const SLOTS_PER_BACKEND: u32 = 100;
@@ -23,11 +25,27 @@ const SLOTS_PER_BACKEND: u32 = 100;
 /// The table size for `live` backends, reusing `current` while it is big
 /// enough and not oversized more than 8× (hysteresis against flapping sizes).
 pub fn table_size(live: usize, current: u32) -> u32 {
-    let need = (live as u64 * u64::from(SLOTS_PER_BACKEND)).min(u64::from(MAX_SLOTS_PER_SERVICE)) as u32;
-    if PRIME_LADDER.contains(&current) && current >= need && current <= need.saturating_mul(8).max(PRIME_LADDER[0]) {
+    let need =
+        (live as u64 * u64::from(SLOTS_PER_BACKEND)).min(u64::from(MAX_SLOTS_PER_SERVICE)) as u32;
+    if PRIME_LADDER.contains(&current)
+        && current >= need
+        && current <= need.saturating_mul(8).max(PRIME_LADDER[0])
+    {
         return current;
     }
-    PRIME_LADDER.iter().copied().find(|&p| p >= need).unwrap_or(MAX_SLOTS_PER_SERVICE).min(MAX_SLOTS_PER_SERVICE)
+    PRIME_LADDER
+        .iter()
+        .copied()
+        .find(|&p| p >= need)
+        .unwrap_or(MAX_SLOTS_PER_SERVICE)
+        .min(MAX_SLOTS_PER_SERVICE)
+}
+
+/// True for a size `table_size` can return: a prime of the ladder (a table
+/// of another size read from pinned maps is not one this agent wrote, and
+/// `maglev` needs a prime).
+pub fn is_table_size(m: u32) -> bool {
+    PRIME_LADDER.contains(&m) || m == MAX_SLOTS_PER_SERVICE
 }
 
 /// (offset, skip) of a backend's permutation, from a stable hash of its key
@@ -98,7 +116,9 @@ mod tests {
     use super::*;
 
     fn members(n: u32) -> Vec<(u32, String, u32)> {
-        (1..=n).map(|i| (i, format!("10.0.{}.{}:80", i / 250, i % 250), 1)).collect()
+        (1..=n)
+            .map(|i| (i, format!("10.0.{}.{}:80", i / 250, i % 250), 1))
+            .collect()
     }
 
     fn count(table: &[u32], id: u32) -> usize {
@@ -129,7 +149,10 @@ mod tests {
             let fair = f64::from(m) / f64::from(n);
             for id in 1..=n {
                 let c = count(&t, id) as f64;
-                assert!((c - fair).abs() / fair <= 0.01 + 1.0 / fair, "n={n} backend {id}: {c} slots, fair {fair:.1}");
+                assert!(
+                    (c - fair).abs() / fair <= 0.01 + 1.0 / fair,
+                    "n={n} backend {id}: {c} slots, fair {fair:.1}"
+                );
             }
         }
     }
@@ -141,14 +164,25 @@ mod tests {
             let m = table_size(n as usize, 0);
             let before = maglev(&all, m);
             let removed = n / 2 + 1;
-            let rest: Vec<_> = all.iter().filter(|(id, _, _)| *id != removed).cloned().collect();
+            let rest: Vec<_> = all
+                .iter()
+                .filter(|(id, _, _)| *id != removed)
+                .cloned()
+                .collect();
             let m2 = table_size(rest.len(), m);
             assert_eq!(m2, m, "the table size must not change on removal");
             let after = maglev(&rest, m2);
             // Slots that pointed at surviving backends and now point elsewhere.
-            let moved = before.iter().zip(&after).filter(|(b, a)| **b != removed && b != a).count();
+            let moved = before
+                .iter()
+                .zip(&after)
+                .filter(|(b, a)| **b != removed && b != a)
+                .count();
             let share = moved as f64 / f64::from(m);
-            assert!(share <= 1.2 / f64::from(n), "n={n}: {share:.4} of slots of surviving backends moved");
+            assert!(
+                share <= 1.2 / f64::from(n),
+                "n={n}: {share:.4} of slots of surviving backends moved"
+            );
         }
     }
 
@@ -170,7 +204,10 @@ mod tests {
         m.reverse();
         assert_eq!(maglev(&m, 1009), a);
         // Other ids for the same addresses (another node): same backends per slot.
-        let renumbered: Vec<_> = m.iter().map(|(id, k, w)| (id + 100, k.clone(), *w)).collect();
+        let renumbered: Vec<_> = m
+            .iter()
+            .map(|(id, k, w)| (id + 100, k.clone(), *w))
+            .collect();
         let b = maglev(&renumbered, 1009);
         assert!(a.iter().zip(&b).all(|(x, y)| x + 100 == *y));
     }

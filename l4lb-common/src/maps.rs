@@ -98,3 +98,11 @@ pub const XDP_CONFIG_MAP: &str = "L4LB_XDP_CONFIG";
 /// Forward rewritten packets from XDP (`bpf_fib_lookup` + XDP_REDIRECT/XDP_TX)
 /// instead of passing them to the kernel's forwarding (`--xdp-forward fib`).
 pub const XDP_F_FIB: u32 = 1;
+
+/// One-entry array the agent pins next to the maps: index 0 holds an
+/// [`crate::AbiRecord`], the map layout version the pinned maps were created
+/// with. Created from user space (no program uses it); its own layout never changes.
+pub const META_MAP: &str = "L4LB_META";
+/// The version pinned maps without an `L4LB_META` record have: agents before
+/// the record existed wrote this layout.
+pub const UNRECORDED_ABI_VERSION: u32 = 3;

@@ -1,8 +1,21 @@
 //! Map keys and values. Layout changes here are layout changes of pinned maps:
 //! bump [`crate::types::ABI_VERSION`] when a struct changes.
 
-/// Increments when a key or value layout changes; recorded in pin paths.
+/// Increments when a key or value layout changes; recorded in the pinned
+/// `L4LB_META` map, and an agent refuses pinned maps of another version.
 pub const ABI_VERSION: u32 = 3;
+
+/// Value of `L4LB_META[0]`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AbiRecord {
+    /// [`ABI_MAGIC`]: the map is ours and the record was written.
+    pub magic: u32,
+    pub abi_version: u32,
+}
+
+/// "L4LA": marks a written [`AbiRecord`].
+pub const ABI_MAGIC: u32 = 0x4c34_4c41;
 
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
@@ -206,4 +219,5 @@ mod pod {
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for FlowValue {}
     unsafe impl aya::Pod for AgentId {}
+    unsafe impl aya::Pod for AbiRecord {}
 }

@@ -151,6 +151,25 @@ impl Sandbox {
             .with_context(|| format!("no address for {dev} in {out}"))
     }
 
+    /// Names of the programs attached to the sandbox cgroup (`bpftool cgroup
+    /// show`), sorted; a program attached twice is listed twice.
+    pub fn cgroup_programs(&self) -> Result<Vec<String>> {
+        let out = sys::run(Command::new("bpftool").args(["-j", "cgroup", "show"]).arg(&self.cgroup))?;
+        let v: serde_json::Value = if out.trim().is_empty() {
+            serde_json::Value::Array(vec![])
+        } else {
+            serde_json::from_str(&out).with_context(|| format!("bpftool printed {out:?}"))?
+        };
+        let mut names: Vec<String> = v
+            .as_array()
+            .context("bpftool cgroup show: not an array")?
+            .iter()
+            .filter_map(|p| p["name"].as_str().map(String::from))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// Frames native XDP dropped on a veth so far (`rx_queue_0_xdp_drops`).
     pub fn xdp_drops(&self, dev: &str) -> Result<u64> {
         let out = sys::run(self.in_netns("ethtool").args(["-S", dev]))?;

@@ -48,7 +48,8 @@ pub fn ensure_bpffs() -> Result<()> {
     if is_bpffs(BPFFS) {
         return Ok(());
     }
-    run(Command::new("mount").args(["-t", "bpf", "bpf", BPFFS]))
+    // 0700, as `xtask setup` and the shipped unit mount it.
+    run(Command::new("mount").args(["-t", "bpf", "-o", "mode=0700", "bpf", BPFFS]))
         .with_context(|| format!("mounting bpffs at {BPFFS}"))?;
     Ok(())
 }

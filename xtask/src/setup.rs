@@ -52,6 +52,20 @@ fn bpffs_mounted() -> bool {
     })
 }
 
+/// An existing mount is left as it is; say how to tighten it.
+fn warn_if_world_writable() {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(m) = std::fs::metadata(BPFFS)
+        && m.mode() & 0o022 != 0
+    {
+        println!(
+            "bpffs: {BPFFS} is writable by others (mode {:o}): any user can create a pin root there; \
+             `mount -o remount,mode=0700 {BPFFS}` tightens it",
+            m.mode() & 0o7777
+        );
+    }
+}
+
 /// What is missing for builds and kernel tests; empty when ready.
 pub fn check() -> Vec<String> {
     let mut missing = Vec::new();
@@ -151,10 +165,13 @@ pub fn run_setup() -> Result<()> {
 
     if bpffs_mounted() {
         println!("bpffs: already mounted at {BPFFS}");
+        warn_if_world_writable();
     } else {
         root_needed("mounting bpffs")?;
-        run(Command::new("mount").args(["-t", "bpf", "bpf", BPFFS]))?;
-        println!("bpffs: mounted at {BPFFS}");
+        // 0700: by default bpffs is 1777, and any user could pre-create
+        // the agent's pin root (which the agent then refuses).
+        run(Command::new("mount").args(["-t", "bpf", "-o", "mode=0700", "bpf", BPFFS]))?;
+        println!("bpffs: mounted at {BPFFS} (mode 0700)");
     }
 
     let missing = check();

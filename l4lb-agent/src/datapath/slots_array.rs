@@ -85,6 +85,26 @@ impl SlotsArray {
         Ok(())
     }
 
+    /// Slots `base..base + count` (to check a table read back from pins).
+    pub fn read(&self, base: u32, count: u32) -> Result<Vec<u32>, MapError> {
+        let end = u64::from(base) + u64::from(count);
+        if end > u64::from(self.capacity) {
+            return Err(MapError::OutOfBounds { index: end.min(u64::from(u32::MAX)) as u32, max_entries: self.capacity });
+        }
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let (first, last) = (base as usize * ELEM, end as usize * ELEM);
+        let w = self.window(first, last)?;
+        // SAFETY: as in `write`: the window covers bytes first..last.
+        let slots = unsafe {
+            let at = w.ptr.as_ptr().add(first % page_size()).cast::<u64>();
+            std::slice::from_raw_parts(at, count as usize)
+        };
+        // Little-endian: the u32 value is the element's first 4 bytes.
+        Ok(slots.iter().map(|s| *s as u32).collect())
+    }
+
     /// Maps the pages holding bytes `first..last` of the array.
     fn window(&self, first: usize, last: usize) -> Result<Window, MapError> {
         let page = page_size();
