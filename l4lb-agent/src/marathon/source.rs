@@ -174,6 +174,11 @@ pub struct SourceStats {
     pub warnings: AtomicU64,
     /// Of `fetch_ok`: reads of only the apps events named.
     pub targeted: AtomicU64,
+    /// Redirects (or `/v2/leader` answers) to an origin that is not a
+    /// configured `--marathon` URL's: refused, credentials kept home.
+    pub redirects_refused: AtomicU64,
+    /// Reads ended by a cap: response bodies and event-stream lines/events.
+    pub over_cap: AtomicU64,
 }
 
 /// A copy of [`SourceStats`] at one moment.
@@ -186,6 +191,8 @@ pub struct StatsSnapshot {
     pub reconnects: u64,
     pub warnings: u64,
     pub targeted: u64,
+    pub redirects_refused: u64,
+    pub over_cap: u64,
 }
 
 impl SourceStats {
@@ -199,6 +206,8 @@ impl SourceStats {
             reconnects: g(&self.reconnects),
             warnings: g(&self.warnings),
             targeted: g(&self.targeted),
+            redirects_refused: g(&self.redirects_refused),
+            over_cap: g(&self.over_cap),
         }
     }
 
@@ -290,10 +299,11 @@ pub struct MarathonSource {
 
 impl MarathonSource {
     pub fn new(cfg: SourceConfig) -> Result<MarathonSource, ClientError> {
+        let stats = Arc::<SourceStats>::default();
         Ok(MarathonSource {
-            client: Arc::new(MarathonClient::new(cfg.client)?),
+            client: Arc::new(MarathonClient::new(cfg.client)?.with_stats(stats.clone())),
             timing: Timing::new(cfg.resync, cfg.debounce),
-            stats: Arc::default(),
+            stats,
         })
     }
 
@@ -685,6 +695,9 @@ pub async fn run_with<A: MarathonApi>(
                         }
                         let delay = stream_backoff.next_delay();
                         reconnect_due = Some(now + delay);
+                        if matches!(end, Some(Err(EventError::TooLarge(_)))) {
+                            SourceStats::add(&stats.over_cap, 1);
+                        }
                         let why = match end {
                             Some(Err(e)) => e.to_string(),
                             _ => "closed by Marathon".to_owned(),
@@ -1856,9 +1869,10 @@ mod http_tests {
             _ => Reply::Json(404, "{}".into()),
         })
         .await;
+        // Both are configured: B's origin may see the credentials.
         let mut run = start(ClientConfig {
             auth: Some(Credentials::Token("tok3n".into())),
-            ..client(vec![a.url()])
+            ..client(vec![a.url(), b.url()])
         });
         assert_eq!(run.next().await.trigger, Trigger::Initial);
 
@@ -1895,6 +1909,127 @@ mod http_tests {
             one[0].target
         );
         assert_eq!(one[0].header("authorization"), Some("token=tok3n"));
+    }
+
+    /// Regression: one 302 to a host that is not configured sent the token
+    /// there, pinned it as the leader, and its 404s stopped the client from
+    /// asking the healthy Marathon again. Now the redirect is refused: the
+    /// other host sees no request at all, and the next read asks A.
+    #[tokio::test]
+    async fn a_redirect_to_an_unconfigured_host_is_refused_and_never_sticks() {
+        let c = Server::start(|_, _| Reply::Json(404, "{}".into())).await;
+        let c_addr = c.addr;
+        let n = AtomicUsize::new(0);
+        let a = Server::start(move |req, _| match req.path() {
+            "/v2/apps" if n.fetch_add(1, SeqCst) == 0 => {
+                Reply::Redirect(format!("http://{c_addr}/v2/apps?embed=apps.tasks"))
+            }
+            "/v2/apps" => Reply::Json(200, GOOD.into()),
+            _ => Reply::Json(404, "{}".into()),
+        })
+        .await;
+        let stats = Arc::new(SourceStats::default());
+        let c_client = MarathonClient::new(ClientConfig {
+            auth: Some(Credentials::Token("tok3n".into())),
+            ..client(vec![a.url()])
+        })
+        .unwrap()
+        .with_stats(stats.clone());
+        let e = c_client.refresh_app_set(Arc::default()).await.unwrap_err();
+        assert!(matches!(e, FetchError::Redirect { .. }), "{e}");
+        assert!(e.to_string().contains("refused"), "{e}");
+        assert!(c.log.lock().unwrap().is_empty(), "the other host was asked");
+        assert_eq!(stats.snapshot().redirects_refused, 1);
+        assert_eq!(c_client.leader(), None);
+        assert!(c_client.refresh_app_set(Arc::default()).await.is_ok());
+        assert_eq!(a.count("/v2/apps"), 2);
+        assert_eq!(
+            a.requests("/v2/apps")[1].header("authorization"),
+            Some("token=tok3n")
+        );
+    }
+
+    /// A leader is pinned only once it answered 2xx, and a 404 from it drops
+    /// it: the configured URLs answer again.
+    #[tokio::test]
+    async fn a_leader_is_pinned_after_a_2xx_and_dropped_on_a_404() {
+        let healthy = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let h = healthy.clone();
+        let b = Server::start(move |_, _| match h.load(SeqCst) {
+            true => Reply::Json(200, GOOD.into()),
+            false => Reply::Json(404, "{}".into()),
+        })
+        .await;
+        let b_addr = b.addr;
+        let a = Server::start(move |req, _| match req.path() {
+            "/v2/leader" => Reply::Json(200, format!(r#"{{"leader":"{b_addr}"}}"#)),
+            "/v2/apps" => Reply::Json(200, GOOD.into()),
+            _ => Reply::Json(404, "{}".into()),
+        })
+        .await;
+        let c = MarathonClient::new(client(vec![a.url(), b.url()])).unwrap();
+        assert_eq!(c.refresh_leader().await.unwrap(), Some(b.url()));
+        assert_eq!(c.leader(), None, "named, not pinned before it answered");
+        assert!(c.refresh_app_set(Arc::default()).await.is_ok());
+        assert_eq!(c.leader(), Some(b.url()));
+        assert_eq!((a.count("/v2/apps"), b.count("/v2/apps")), (0, 1));
+        healthy.store(false, SeqCst);
+        assert!(c.refresh_app_set(Arc::default()).await.is_ok());
+        assert_eq!(c.leader(), None);
+        assert_eq!((a.count("/v2/apps"), b.count("/v2/apps")), (1, 2));
+        // A leader outside the configured origins is never used.
+        let only_a = MarathonClient::new(client(vec![a.url()])).unwrap();
+        assert_eq!(only_a.refresh_leader().await.unwrap(), None);
+        assert!(only_a.refresh_app_set(Arc::default()).await.is_ok());
+        assert_eq!(b.count("/v2/apps"), 2);
+    }
+
+    /// Regression: an HTTP 500 with an endless body was read whole (2 GB
+    /// RSS in 5 s); now 64 KiB at most, and the read fails at once.
+    #[tokio::test]
+    async fn an_endless_error_body_is_not_read() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        let sent = Arc::new(AtomicUsize::new(0));
+        let counter = sent.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = sock.read(&mut buf).await;
+                    let head = "HTTP/1.1 500 Oops\r\nContent-Type: text/plain\r\n\r\n";
+                    if sock.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let chunk = [b'x'; 64 << 10];
+                    // Bounded: 1 GiB at most.
+                    for _ in 0..(1 << 14) {
+                        if sock.write_all(&chunk).await.is_err() {
+                            return;
+                        }
+                        counter.fetch_add(chunk.len(), SeqCst);
+                    }
+                });
+            }
+        });
+        let c = MarathonClient::new(ClientConfig {
+            request_timeout: Duration::from_secs(10),
+            ..client(vec![url])
+        })
+        .unwrap();
+        let t0 = std::time::Instant::now();
+        let e = c.refresh_app_set(Arc::default()).await.unwrap_err();
+        assert_eq!(
+            e.status(),
+            Some(reqwest::StatusCode::INTERNAL_SERVER_ERROR),
+            "{e}"
+        );
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let n = sent.load(SeqCst);
+        // What the socket buffers hold plus our 64 KiB: far from the 1 GiB offered.
+        assert!(n < 32 << 20, "{n} bytes of the error body were read");
     }
 
     /// `{"app": …}` for app `id` of a `{"apps": […]}` body.
