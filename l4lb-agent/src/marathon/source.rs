@@ -23,8 +23,11 @@ use std::{
 
 use futures_util::StreamExt;
 use rand::Rng;
-use tokio::{sync::mpsc, time::Instant};
-use tracing::{debug, warn};
+use tokio::{
+    sync::{Notify, mpsc},
+    time::Instant,
+};
+use tracing::{debug, info, warn};
 
 use super::{
     client::{self, ClientConfig, ClientError, FetchError, MarathonClient},
@@ -105,6 +108,8 @@ pub enum Trigger {
     Resync,
     /// The event stream (re)attached: events may have been missed meanwhile.
     Reconnect,
+    /// The operator asked (SIGHUP, the systemd unit's reload).
+    Sighup,
     /// One or more events. `received_at` is the EARLIEST event's arrival, so
     /// `received_at.elapsed()` once the maps are written is the event → maps latency.
     Event {
@@ -122,6 +127,7 @@ impl Trigger {
             Trigger::Initial => "initial",
             Trigger::Resync => "resync",
             Trigger::Reconnect => "reconnect",
+            Trigger::Sighup => "SIGHUP",
             Trigger::Event { .. } => "event",
         }
     }
@@ -152,6 +158,7 @@ impl Trigger {
             }
             (e @ Event { .. }, _) | (_, e @ Event { .. }) => e,
             (Initial, _) | (_, Initial) => Initial,
+            (Sighup, _) | (_, Sighup) => Sighup,
             (Reconnect, _) | (_, Reconnect) => Reconnect,
             (Resync, Resync) => Resync,
         }
@@ -295,6 +302,7 @@ pub struct MarathonSource {
     client: Arc<MarathonClient>,
     timing: Timing,
     stats: Arc<SourceStats>,
+    reread: Arc<Notify>,
 }
 
 impl MarathonSource {
@@ -304,7 +312,14 @@ impl MarathonSource {
             client: Arc::new(MarathonClient::new(cfg.client)?.with_stats(stats.clone())),
             timing: Timing::new(cfg.resync, cfg.debounce),
             stats,
+            reread: Arc::default(),
         })
+    }
+
+    /// Notifying it makes the running source re-read everything now
+    /// ([`Trigger::Sighup`]).
+    pub fn reread_handle(&self) -> Arc<Notify> {
+        self.reread.clone()
     }
 
     /// Counters, readable while the source runs.
@@ -315,7 +330,7 @@ impl MarathonSource {
     /// Follows Marathon until `tx`'s receiver is dropped. Named VIPs keep
     /// their addresses because `alloc` lives as long as the source.
     pub async fn run(self, alloc: VipAllocator, tx: mpsc::Sender<Update>) {
-        run_with(self.client, self.timing, alloc, tx, self.stats).await
+        run_with(self.client, self.timing, alloc, tx, self.stats, self.reread).await
     }
 }
 
@@ -479,6 +494,7 @@ pub async fn run_with<A: MarathonApi>(
     mut alloc: VipAllocator,
     tx: mpsc::Sender<Update>,
     stats: Arc<SourceStats>,
+    reread: Arc<Notify>,
 ) {
     let mut pending = Some(Pending {
         trigger: Trigger::Initial,
@@ -740,6 +756,15 @@ pub async fn run_with<A: MarathonApi>(
                     }
                 }
             }
+            _ = reread.notified() => {
+                info!("marathon: SIGHUP, re-reading every app");
+                Pending::add(&mut pending, Trigger::Sighup, Scope::All, Due::at(Instant::now()));
+                if let Some(p) = pending.as_mut() {
+                    // Asked for now: not after a backoff, nor a debounce.
+                    p.due = Due::at(Instant::now());
+                    p.backing_off = false;
+                }
+            }
             _ = sleep_opt(resync_due) => {
                 let now = Instant::now();
                 resync_due = Some(now + timing.resync);
@@ -935,6 +960,7 @@ mod tests {
         rx: mpsc::Receiver<Update>,
         stats: Arc<SourceStats>,
         task: tokio::task::JoinHandle<()>,
+        reread: Arc<Notify>,
     }
 
     fn timing() -> Timing {
@@ -944,18 +970,21 @@ mod tests {
     fn start(fake: Arc<Fake>, timing: Timing) -> Run {
         let (tx, rx) = mpsc::channel(8);
         let stats = Arc::new(SourceStats::default());
+        let reread = Arc::new(Notify::new());
         let task = tokio::spawn(run_with(
             fake.clone(),
             timing,
             VipAllocator::new(),
             tx,
             stats.clone(),
+            reread.clone(),
         ));
         Run {
             fake,
             rx,
             stats,
             task,
+            reread,
         }
     }
 
@@ -992,6 +1021,38 @@ mod tests {
             data: serde_json::json!({}),
             received_at: std::time::Instant::now(),
         })
+    }
+
+    /// Regression: SIGHUP killed the agent in Marathon mode. Now it re-reads
+    /// everything at once, even while a failed read is backing off.
+    #[tokio::test(start_paused = true)]
+    async fn sighup_rereads_everything_at_once() {
+        let (mut run, _events) = settled(Fake::default()).await;
+        let t0 = Instant::now();
+        run.reread.notify_one();
+        let u = run.next().await;
+        assert_eq!(u.trigger, Trigger::Sighup);
+        assert_eq!(u.trigger.label(), "SIGHUP");
+        assert_eq!(u.apps_read, None, "a full read");
+        assert_eq!(run.fake.fetches().len(), 2);
+        assert_eq!(run.fake.fetches()[1], t0, "no debounce");
+        // While a failed read backs off: the SIGHUP read goes now.
+        run.fake
+            .answers
+            .lock()
+            .unwrap()
+            .extend([Err(500), Err(500)]);
+        run.reread.notify_one();
+        while run.stats.snapshot().fetch_failed < 1 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let t1 = Instant::now();
+        run.reread.notify_one();
+        while run.stats.snapshot().fetch_failed < 2 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(run.fake.fetches()[3], t1);
+        assert_eq!(run.next().await.trigger, Trigger::Sighup);
     }
 
     #[tokio::test(start_paused = true)]
@@ -1697,6 +1758,7 @@ mod http_tests {
             VipAllocator::new(),
             tx,
             stats.clone(),
+            Arc::default(),
         ));
         Run { rx, stats, client }
     }
