@@ -22,8 +22,9 @@ pub const AUTH_ENV: &str = "L4LB_MARATHON_AUTH";
 pub struct MarathonArgs {
     /// Marathon base URL(s), comma-separated or repeated (`http://m1:8080,http://m2:8080`,
     /// or `https://leader.mesos/marathon` behind DC/OS Admin Router). Tried in turn: a
-    /// refused connection, a timeout or a 5xx moves to the next. Credentials in the URL
-    /// are refused: use --marathon-auth-file.
+    /// refused connection, a timeout or a 5xx moves to the next. Only their origins (scheme,
+    /// host, port) see the credentials: a redirect elsewhere is refused, so list every
+    /// Marathon instance. Credentials in the URL are refused: use --marathon-auth-file.
     #[arg(long = "marathon", value_name = "URL", value_delimiter = ',', value_parser = UrlArg::parse)]
     pub marathon: Vec<UrlArg>,
 
