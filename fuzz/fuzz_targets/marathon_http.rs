@@ -48,7 +48,11 @@ static XS: [u8; 4096] = [b'x'; 4096];
 
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| tokio::runtime::Builder::new_current_thread().build().unwrap())
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    })
 }
 
 fn urls() -> &'static [Url] {
@@ -58,7 +62,12 @@ fn urls() -> &'static [Url] {
 
 /// One request as the client makes it: the leader first (if any), else a
 /// configured URL; answers until a 2xx, a failure or a refused redirect.
-fn request(u: &mut Unstructured, leader: &mut Leader, trusted: &Trusted, ok_roots: &mut HashSet<Url>) {
+fn request(
+    u: &mut Unstructured,
+    leader: &mut Leader,
+    trusted: &Trusted,
+    ok_roots: &mut HashSet<Url>,
+) {
     let configured = &urls()[..CONFIGURED];
     let base = match (leader.first(), u.int_in_range(0..=CONFIGURED).unwrap_or(0)) {
         (Some(l), _) => l.clone(),
@@ -83,7 +92,13 @@ fn request(u: &mut Unstructured, leader: &mut Leader, trusted: &Trusted, ok_root
             _ => u.arbitrary().unwrap_or_default(),
         };
         let has_loc: bool = u.arbitrary().unwrap_or(true);
-        match redirect_target(&url, status, has_loc.then_some(loc.as_slice()), hops, trusted) {
+        match redirect_target(
+            &url,
+            status,
+            has_loc.then_some(loc.as_slice()),
+            hops,
+            trusted,
+        ) {
             Ok(next) => {
                 assert!(matches!(next.scheme(), "http" | "https"));
                 assert!(!(url.scheme() == "https" && next.scheme() == "http"));
@@ -136,12 +151,18 @@ fn bodies(u: &mut Unstructured) {
     let chunks: Vec<Vec<u8>> = u.arbitrary().unwrap_or_default();
     let broken: bool = u.arbitrary().unwrap_or(false);
     let whole: Vec<u8> = chunks.concat();
-    let mut items: Vec<Result<Bytes, String>> =
-        chunks.iter().map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    let mut items: Vec<Result<Bytes, String>> = chunks
+        .iter()
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
     if broken {
         items.push(Err("reset".into()));
     }
-    let got = runtime().block_on(body::read_capped(stream::iter(items.clone()), announced, limit));
+    let got = runtime().block_on(body::read_capped(
+        stream::iter(items.clone()),
+        announced,
+        limit,
+    ));
     let over = announced.is_some_and(|n| n > limit as u64);
     match got {
         Ok(b) => {
@@ -161,14 +182,22 @@ fn bodies(u: &mut Unstructured) {
     // The error snippet over the same chunks, repeated without end.
     let pulled = std::cell::Cell::new(0usize);
     let max_chunk = chunks.iter().map(Vec::len).max().unwrap_or(0).max(XS.len());
-    let endless = stream::iter(items).chain(stream::repeat_with(|| Ok(Bytes::from_static(&XS)))).inspect(
-        |c: &Result<Bytes, String>| {
+    let endless = stream::iter(items)
+        .chain(stream::repeat_with(|| Ok(Bytes::from_static(&XS))))
+        .inspect(|c: &Result<Bytes, String>| {
             pulled.set(pulled.get() + c.as_ref().map_or(0, Bytes::len));
-        },
-    );
+        });
     let snippet = runtime().block_on(body::error_snippet(endless));
-    assert!(snippet.len() <= body::ERROR_SNIPPET * 3, "{} bytes quoted", snippet.len());
-    assert!(pulled.get() <= body::ERROR_BODY_MAX + max_chunk.max(1), "{} bytes read", pulled.get());
+    assert!(
+        snippet.len() <= body::ERROR_SNIPPET * 3,
+        "{} bytes quoted",
+        snippet.len()
+    );
+    assert!(
+        pulled.get() <= body::ERROR_BODY_MAX + max_chunk.max(1),
+        "{} bytes read",
+        pulled.get()
+    );
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -40,11 +40,17 @@ fn refresh(set: &mut AppSet, body: &[u8], step: usize) {
     match read {
         Ok(_) => {
             let fresh = decode_apps(body).expect("decoded in place, decodes fresh");
-            assert!(set.same_content(&fresh), "refreshed set differs from a fresh decode");
+            assert!(
+                set.same_content(&fresh),
+                "refreshed set differs from a fresh decode"
+            );
             assert!(by_slice.same_content(&fresh));
         }
         Err(_) => {
-            assert!(set.same_content(&before), "a failed refresh changed the set");
+            assert!(
+                set.same_content(&before),
+                "a failed refresh changed the set"
+            );
             assert!(by_slice.same_content(&before));
             // Dirty now: the next complete read reports a change.
             let mut again = set.clone();

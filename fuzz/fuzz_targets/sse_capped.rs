@@ -53,8 +53,11 @@ fn item(r: Result<MarathonEvent, EventError>) -> Item {
 }
 
 fn run(chunks: Vec<Result<Bytes, String>>, cap: usize) -> Vec<Item> {
-    let items: Vec<Item> =
-        runtime().block_on(from_bytes_capped(stream::iter(chunks), IDLE, cap).map(item).collect());
+    let items: Vec<Item> = runtime().block_on(
+        from_bytes_capped(stream::iter(chunks), IDLE, cap)
+            .map(item)
+            .collect(),
+    );
     if let Some(at) = items.iter().position(|i| matches!(i, Item::Fatal(_))) {
         assert_eq!(at, items.len() - 1, "items after a fatal error: {items:?}");
     }
@@ -89,8 +92,16 @@ fn over_cap(text: &str, cap: usize) -> bool {
         if line.len() > cap || event + line.len() > cap {
             return true;
         }
-        event = if line.is_empty() { 0 } else { event + line.len() };
-        let skip = if rest[end..].starts_with("\r\n") { 2 } else { 1 };
+        event = if line.is_empty() {
+            0
+        } else {
+            event + line.len()
+        };
+        let skip = if rest[end..].starts_with("\r\n") {
+            2
+        } else {
+            1
+        };
         rest = &rest[end + skip..];
     }
 }
@@ -100,7 +111,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let cap = usize::from(cap) + 1;
-    let sizes = [usize::from(seed & 0x0f) + 1, (usize::from(seed >> 4) + 1) * 16];
+    let sizes = [
+        usize::from(seed & 0x0f) + 1,
+        (usize::from(seed >> 4) + 1) * 16,
+    ];
     let whole = run(vec![Ok(Bytes::copy_from_slice(body))], cap);
     let cut = run(chunks(body, sizes), cap);
     assert_eq!(cut, whole, "chunking {sizes:?} changed the result");
@@ -112,7 +126,11 @@ fuzz_target!(|data: &[u8]| {
     let uncapped = run(vec![Ok(Bytes::copy_from_slice(body))], usize::MAX);
     if too_large {
         let before = &whole[..whole.len() - 1];
-        assert_eq!(before, &uncapped[..before.len()], "the cap changed earlier events");
+        assert_eq!(
+            before,
+            &uncapped[..before.len()],
+            "the cap changed earlier events"
+        );
     } else {
         assert_eq!(whole, uncapped, "a stream within the cap changed");
     }
