@@ -45,6 +45,8 @@ enum Item {
     Idle,
     Transport,
     Protocol,
+    /// Over the default caps (megabytes): unreachable with small inputs.
+    TooLarge,
 }
 
 fn item(r: Result<MarathonEvent, EventError>) -> Item {
@@ -64,6 +66,7 @@ fn item(r: Result<MarathonEvent, EventError>) -> Item {
                 }
                 EventError::Transport(_) => Item::Transport,
                 EventError::Protocol(_) => Item::Protocol,
+                EventError::TooLarge(_) => Item::TooLarge,
             }
         }
     }

@@ -214,6 +214,8 @@ impl Collector for MarathonCollector {
             &[("kind", "all", s.events_received), ("kind", "malformed", s.events_malformed)],
         )?;
         counter("marathon_stream_reconnects", "Event stream losses and failed connection attempts", &[("", "", s.reconnects)])?;
+        counter("marathon_redirects_refused", "Redirects or /v2/leader answers naming a host outside --marathon: refused, no credentials sent", &[("", "", s.redirects_refused)])?;
+        counter("marathon_reads_over_cap", "Response bodies and event-stream lines/events over their cap: dropped", &[("", "", s.over_cap)])?;
         Ok(())
     }
 }

@@ -187,12 +187,21 @@ fn spawn_marathon_source(cfg: crate::marathon::source::SourceConfig, tx: mpsc::S
     let src = MarathonSource::new(cfg)?;
     let stats = src.stats();
     metrics.set_marathon(stats.clone());
+    // SIGHUP (the unit's reload) re-reads everything; without a handler it killed the agent.
+    let reread = src.reread_handle();
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            reread.notify_one();
+        }
+    });
     let (mtx, mut mrx) = mpsc::channel(4);
     tokio::spawn(src.run(crate::naming::VipAllocator::new(), mtx));
     tokio::spawn(async move {
         while let Some(u) = mrx.recv().await {
             let (trigger, received_at) = match &u.trigger {
                 Trigger::Event { event_type, received_at, .. } => (event_type.clone(), Some(*received_at)),
+                Trigger::Sighup => ("SIGHUP".to_owned(), None),
                 t => (format!("marathon {}", t.label()), None),
             };
             let ev = SourceEvent::Update { catalog: u.catalog, trigger, received_at, skipped: u.warnings };

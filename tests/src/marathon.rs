@@ -261,7 +261,7 @@ impl FakeMarathon {
         self.control("GET", "/apps", None)
     }
 
-    /// `{"leader", "instances":[{"index","addr","url","faults","sseStreams"}], "apps"}`.
+    /// `{"leader", "instances":[{"index","addr","url","faults","sseStreams","requests","withAuth"}], "apps"}`.
     pub fn state(&self) -> Result<Value> {
         self.control("GET", "/state", None)
     }

@@ -38,25 +38,22 @@ pub fn run(seconds: u32, only: Option<String>) -> Result<()> {
     Ok(())
 }
 
-/// Fuzzes one target: new inputs go to a scratch copy of its corpus, so the
-/// committed corpus only changes when someone minimizes it on purpose.
+/// Fuzzes one target: libFuzzer writes new inputs to the first directory, a
+/// scratch one, and reads the committed corpus and regressions after it, so
+/// the committed corpus only changes when someone minimizes it on purpose.
 fn run_target(fuzz_dir: &Path, scratch: &Path, target: &str, seconds: u32) -> Result<()> {
     let work = scratch.join(target);
     std::fs::create_dir_all(&work)?;
-    let corpus = fuzz_dir.join("corpus").join(target);
-    if corpus.is_dir() {
-        for entry in std::fs::read_dir(&corpus)? {
-            let entry = entry?;
-            std::fs::copy(entry.path(), work.join(entry.file_name()))?;
-        }
-    }
     let mut cmd = nightly_fuzz(fuzz_dir);
     cmd.args(["run", "-O", target]).arg(&work);
-    let regressions = fuzz_dir.join("regressions").join(target);
-    if regressions.is_dir() {
-        cmd.arg(&regressions);
+    for kind in ["corpus", "regressions"] {
+        let dir = fuzz_dir.join(kind).join(target);
+        if dir.is_dir() {
+            cmd.arg(dir);
+        }
     }
-    cmd.arg("--").arg(format!("-max_total_time={seconds}"));
+    // A hang (20 s on one input) or 2 GB of memory is a failure too.
+    cmd.arg("--").arg(format!("-max_total_time={seconds}")).args(["-max_len=8192", "-timeout=20", "-rss_limit_mb=2048"]);
     util::run(&mut cmd).with_context(|| {
         format!("fuzz target {target} failed: its input is under fuzz/artifacts/{target}/")
     })

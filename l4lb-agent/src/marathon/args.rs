@@ -22,8 +22,9 @@ pub const AUTH_ENV: &str = "L4LB_MARATHON_AUTH";
 pub struct MarathonArgs {
     /// Marathon base URL(s), comma-separated or repeated (`http://m1:8080,http://m2:8080`,
     /// or `https://leader.mesos/marathon` behind DC/OS Admin Router). Tried in turn: a
-    /// refused connection, a timeout or a 5xx moves to the next. Credentials in the URL
-    /// are refused: use --marathon-auth-file.
+    /// refused connection, a timeout or a 5xx moves to the next. Only their origins (scheme,
+    /// host, port) see the credentials: a redirect elsewhere is refused, so list every
+    /// Marathon instance. Credentials in the URL are refused: use --marathon-auth-file.
     #[arg(long = "marathon", value_name = "URL", value_delimiter = ',', value_parser = UrlArg::parse)]
     pub marathon: Vec<UrlArg>,
 
@@ -77,6 +78,19 @@ pub struct MarathonArgs {
     /// (a deployment emits a burst of status and health events together).
     #[arg(long, value_name = "MS", default_value_t = 20)]
     pub marathon_debounce_ms: u64,
+
+    /// Largest Marathon response body read (the full app list with its tasks): past it
+    /// the read fails and the table stays. 10,000 apps of 5 tasks are ~47 MB. Error
+    /// bodies are read 64 KiB at most whatever this says.
+    #[arg(long, value_name = "BYTES", default_value_t = super::client::DEFAULT_MAX_BODY,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=(4u64 << 30)))]
+    pub marathon_max_body_bytes: usize,
+
+    /// Largest event-stream line, and event (all its lines until the blank line that
+    /// ends it): past it the stream is dropped and reconnected, and the apps re-read.
+    #[arg(long, value_name = "BYTES", default_value_t = super::events::DEFAULT_MAX_EVENT,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=(1u64 << 30)))]
+    pub marathon_max_event_bytes: usize,
 }
 
 impl MarathonArgs {
@@ -131,7 +145,8 @@ impl MarathonArgs {
                 ca_pem,
                 request_timeout: Duration::from_millis(self.marathon_timeout_ms),
                 idle_timeout: Duration::from_secs(self.marathon_idle_secs),
-                max_body: super::client::DEFAULT_MAX_BODY,
+                max_body: self.marathon_max_body_bytes,
+                max_event: self.marathon_max_event_bytes,
             },
             resync: Duration::from_secs(self.marathon_resync_secs),
             debounce: Duration::from_millis(self.marathon_debounce_ms),
@@ -525,6 +540,8 @@ mod tests {
         assert_eq!(a.marathon_resync_secs, 60);
         assert_eq!(a.marathon_idle_secs, 60);
         assert_eq!(a.marathon_debounce_ms, 20);
+        assert_eq!(a.marathon_max_body_bytes, 128 << 20);
+        assert_eq!(a.marathon_max_event_bytes, 8 << 20);
         let cfg = a.resolve().unwrap().unwrap();
         let urls: Vec<_> = cfg.client.urls.iter().map(Url::as_str).collect();
         assert_eq!(urls, ["http://m1:8080/", "https://m2/marathon/"]);

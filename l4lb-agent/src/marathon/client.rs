@@ -1,17 +1,18 @@
 //! HTTP client for the Marathon REST API: several base URLs, leader discovery,
-//! redirects followed by hand (so credentials survive the hop to the leader),
-//! timeouts on every request and a size cap on bodies.
+//! redirects followed by hand (only between configured origins, which alone
+//! see the credentials: see [`super::origin`]), timeouts on every request and
+//! a size cap on every body, error bodies and the event stream included.
 //!
 //! A failed or incomplete answer is always an error, never an empty or partial
 //! table: the caller keeps its last good state.
 use std::{
     error::Error as _,
     path::PathBuf,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, atomic::Ordering},
     time::Duration,
 };
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use reqwest::{
     StatusCode,
     header::{ACCEPT, AUTHORIZATION, HeaderValue, LOCATION},
@@ -19,18 +20,23 @@ use reqwest::{
 use tracing::{debug, info, warn};
 use url::Url;
 
+pub use super::origin::MAX_REDIRECTS;
 use super::{
     args::Credentials,
+    body::{self, BodyError},
     decode::{self, AppSet, OneApp},
     events::{self, MarathonEvents},
+    origin::{self, Leader, Refused, Trusted},
     parse::ParseError,
+    source::SourceStats,
 };
 
-/// Largest `/v2/apps` body accepted. Big clusters answer tens of MiB with
-/// embedded tasks; a body past this is refused rather than half-read.
-pub const DEFAULT_MAX_BODY: usize = 256 << 20;
-/// Redirect hops followed before giving up (non-leader → leader is one).
-pub const MAX_REDIRECTS: usize = 5;
+/// Default largest `/v2/apps` body (`--marathon-max-body-bytes`): 10,000 apps
+/// of 5 tasks are ~47 MB. A body past the cap is refused rather than
+/// half-read; it is decoded as it arrives, never held whole.
+pub const DEFAULT_MAX_BODY: usize = 128 << 20;
+/// Largest `/v2/leader` answer (`{"leader":"host:port"}`).
+const LEADER_BODY_MAX: usize = 64 << 10;
 
 /// Everything the client needs; built by [`super::args::MarathonArgs::resolve`].
 #[derive(Clone, Debug)]
@@ -46,7 +52,10 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// Event stream silence that counts as a dead connection.
     pub idle_timeout: Duration,
+    /// Cap on a response body (`--marathon-max-body-bytes`).
     pub max_body: usize,
+    /// Cap on one event-stream line and on one event (`--marathon-max-event-bytes`).
+    pub max_event: usize,
 }
 
 impl ClientConfig {
@@ -60,6 +69,7 @@ impl ClientConfig {
             request_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
             max_body: DEFAULT_MAX_BODY,
+            max_event: events::DEFAULT_MAX_EVENT,
         }
     }
 }
@@ -209,10 +219,8 @@ enum Kind {
 
 #[derive(Default)]
 struct State {
-    /// Leader base URL learnt from `/v2/leader` or a redirect; tried first.
-    leader: Option<Url>,
-    /// A leader URL that failed to answer: not used again until the leader changes.
-    bad_leader: Option<Url>,
+    /// Leader learnt from `/v2/leader` or a redirect; tried first.
+    leader: Leader,
     /// The configured URL that answered last: tried before the others, so a
     /// dead first URL does not cost a timeout on every request.
     last_good: Option<Url>,
@@ -222,9 +230,13 @@ struct State {
 /// The Marathon API client. Cheap to share (`Arc`); all methods take `&self`.
 pub struct MarathonClient {
     cfg: ClientConfig,
+    /// The configured origins: the only ones that see the credentials.
+    trusted: Trusted,
     api: reqwest::Client,
     stream: reqwest::Client,
     state: Mutex<State>,
+    /// Refused redirects and over-cap reads are counted here.
+    stats: Arc<SourceStats>,
 }
 
 impl MarathonClient {
@@ -274,20 +286,28 @@ impl MarathonClient {
             ..State::default()
         };
         Ok(MarathonClient {
+            trusted: Trusted::new(&cfg.urls),
             cfg,
             api,
             stream,
             state: Mutex::new(state),
+            stats: Arc::default(),
         })
+    }
+
+    /// Counts into `stats` (the source's) instead of its own.
+    pub fn with_stats(mut self, stats: Arc<SourceStats>) -> MarathonClient {
+        self.stats = stats;
+        self
     }
 
     pub fn config(&self) -> &ClientConfig {
         &self.cfg
     }
 
-    /// The leader's base URL, if known and used.
+    /// The leader's base URL, if it answered 2xx (pinned).
     pub fn leader(&self) -> Option<Url> {
-        self.state().leader.clone()
+        self.state().leader.pinned().cloned()
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -368,9 +388,10 @@ impl MarathonClient {
                 Ok(resp)
             })
             .await?;
-        Ok(events::from_bytes(
+        Ok(events::from_bytes_capped(
             resp.bytes_stream(),
             self.cfg.idle_timeout,
+            self.cfg.max_event,
         ))
     }
 
@@ -388,7 +409,7 @@ impl MarathonClient {
         for base in bases {
             let answer = async {
                 let (url, resp) = self.get(&base, leader_url(&base), Kind::Api).await?;
-                let body = self.read_body(&url, resp, 64 << 10).await?;
+                let body = self.read_body(&url, resp, LEADER_BODY_MAX).await?;
                 Ok::<_, FetchError>((url, body))
             }
             .await;
@@ -399,12 +420,11 @@ impl MarathonClient {
                             url: url.clone(),
                             reason,
                         })?;
-                    self.set_leader(&base, leader.clone());
-                    return Ok(self.leader());
+                    return Ok(self.set_leader(&base, leader));
                 }
                 Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => {
                     // Marathon answers 404 while no leader is elected.
-                    self.state().leader = None;
+                    self.state().leader.none();
                     return Ok(None);
                 }
                 Err(e) if e.try_next_url() => errors.push(e),
@@ -414,20 +434,31 @@ impl MarathonClient {
         Err(FetchError::AllFailed(errors))
     }
 
-    /// Records `leader` (from `/v2/leader` via `via`, or a redirect) if `via`
-    /// reaches Marathon directly and the URL has not just failed.
-    fn set_leader(&self, via: &Url, leader: Url) {
+    /// Takes `leader` (named by `/v2/leader` via `via`) as the candidate to
+    /// try first, if `via` reaches Marathon directly and the leader is a
+    /// configured origin (no other sees the credentials). Pinned once it
+    /// answers 2xx.
+    fn set_leader(&self, via: &Url, leader: Url) -> Option<Url> {
         if via.path() != "/" {
-            return;
+            return None;
+        }
+        if !self.trusted.allows(&leader) {
+            self.refused(&format!(
+                "/v2/leader names {leader}, not the origin of a configured --marathon URL: not used"
+            ));
+            return None;
         }
         let mut st = self.state();
-        if st.bad_leader.as_ref() == Some(&leader) {
-            return;
-        }
-        st.bad_leader = None;
-        if st.leader.as_ref() != Some(&leader) {
-            info!(%leader, "marathon: leader");
-            st.leader = Some(leader);
+        st.leader.named(leader);
+        st.leader.first().cloned()
+    }
+
+    /// Counts a refused redirect or leader; loud the first time only.
+    fn refused(&self, what: &str) {
+        if self.stats.redirects_refused.fetch_add(1, Ordering::Relaxed) == 0 {
+            warn!("marathon: {what} (list every Marathon instance in --marathon)");
+        } else {
+            debug!("marathon: {what}");
         }
     }
 
@@ -444,13 +475,14 @@ impl MarathonClient {
     }
 
     /// Runs `attempt` against the leader (if known), then the configured URLs,
-    /// until one succeeds or fails in a way another URL would not fix.
+    /// until one succeeds or fails in a way another URL would not fix. Any
+    /// failure of the leader drops it and moves on.
     async fn with_candidates<T, F, Fut>(&self, attempt: F) -> Result<T, FetchError>
     where
         F: Fn(Url) -> Fut,
         Fut: Future<Output = Result<T, FetchError>>,
     {
-        let leader = self.leader();
+        let leader = self.state().leader.first().cloned();
         let mut bases: Vec<Url> = leader.iter().cloned().collect();
         bases.extend(
             self.configured_order()
@@ -466,15 +498,12 @@ impl MarathonClient {
                     }
                     return Ok(v);
                 }
+                Err(e) if self.state().leader.failed(&base) => {
+                    warn!("marathon: leader {base} failed, using the configured URLs: {e}");
+                    errors.push(e);
+                }
                 Err(e) if e.try_next_url() => {
-                    if Some(&base) == leader.as_ref() {
-                        let mut st = self.state();
-                        st.bad_leader = st.leader.take();
-                        drop(st);
-                        warn!("marathon: leader {base} failed, using the configured URLs: {e}");
-                    } else {
-                        debug!("marathon: {e}");
-                    }
+                    debug!("marathon: {e}");
                     errors.push(e);
                 }
                 Err(e) => return Err(e),
@@ -486,9 +515,10 @@ impl MarathonClient {
         })
     }
 
-    /// One GET of `url` (below `base`) with redirects followed and the
-    /// credentials re-read once on a 401. Returns the final URL and its 2xx
-    /// response. A redirect names the leader: it is remembered.
+    /// One GET of `url` (below `base`) with redirects between configured
+    /// origins followed and the credentials re-read once on a 401. Returns the
+    /// final URL and its 2xx response; a redirect's target that answered 2xx
+    /// is pinned as the leader.
     async fn get(
         &self,
         base: &Url,
@@ -502,17 +532,26 @@ impl MarathonClient {
             let resp = self.send(&url, kind).await?;
             let status = resp.status();
             if status.is_success() {
+                if let Some(leader) = self.state().leader.answered(base, &url) {
+                    info!(%leader, "marathon: leader");
+                }
                 return Ok((url, resp));
             }
             if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
                 hops += 1;
-                let next = redirect_target(&url, &resp, hops)?;
+                let location = resp.headers().get(LOCATION).map(HeaderValue::as_bytes);
+                let next =
+                    origin::redirect_target(&url, status.as_u16(), location, hops, &self.trusted)
+                        .map_err(|why| {
+                        if matches!(why, Refused::OtherOrigin(_)) {
+                            self.refused(&format!("{url}: {why}"));
+                        }
+                        FetchError::Redirect {
+                            url: url.clone(),
+                            reason: why.to_string(),
+                        }
+                    })?;
                 debug!(from = %url, to = %next, "marathon: following redirect");
-                let mut leader = next.clone();
-                leader.set_path("/");
-                leader.set_query(None);
-                leader.set_fragment(None);
-                self.set_leader(base, leader);
                 url = next;
                 continue;
             }
@@ -520,7 +559,12 @@ impl MarathonClient {
                 reloaded = true;
                 continue;
             }
-            let body = error_snippet(resp, self.cfg.request_timeout).await;
+            // Bounded in size and, for the stream client, which has no
+            // total timeout, in time.
+            let snippet = body::error_snippet(resp.bytes_stream());
+            let body = tokio::time::timeout(self.cfg.request_timeout, snippet)
+                .await
+                .unwrap_or_default();
             return Err(FetchError::Status { url, status, body });
         }
     }
@@ -534,7 +578,12 @@ impl MarathonClient {
         let mut req = client
             .get(url.clone())
             .header(ACCEPT, HeaderValue::from_static(accept));
-        match self.state().auth.clone() {
+        // Every URL got here through the origin checks; this is the last line.
+        let auth = match self.trusted.allows(url) {
+            true => self.state().auth.clone(),
+            false => None,
+        };
+        match auth {
             Some(Credentials::Token(t)) => {
                 let mut v = HeaderValue::from_str(&format!("token={t}"))
                     .expect("token syntax checked when parsed");
@@ -600,10 +649,7 @@ impl MarathonClient {
     ) -> Result<bool, FetchError> {
         let announced = resp.content_length();
         if announced.is_some_and(|n| n > limit as u64) {
-            return Err(FetchError::TooLarge {
-                url: url.clone(),
-                limit,
-            });
+            return Err(self.over_cap(url, limit));
         }
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
         let decoder = tokio::task::spawn_blocking(move || {
@@ -619,10 +665,7 @@ impl MarathonClient {
                 Ok(Some(chunk)) => {
                     total += chunk.len();
                     if total > limit {
-                        break Err(FetchError::TooLarge {
-                            url: url.clone(),
-                            limit,
-                        });
+                        break Err(self.over_cap(url, limit));
                     }
                     // A closed channel: the decoder stopped on bad JSON.
                     if tx.send(chunk).await.is_err() {
@@ -675,51 +718,36 @@ impl MarathonClient {
     async fn read_body(
         &self,
         url: &Url,
-        mut resp: reqwest::Response,
+        resp: reqwest::Response,
         limit: usize,
     ) -> Result<Bytes, FetchError> {
-        let too_large = || FetchError::TooLarge {
+        let announced = resp.content_length();
+        body::read_capped(resp.bytes_stream(), announced, limit)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge(limit) => self.over_cap(url, limit),
+                BodyError::Transport(e) if e.is_timeout() => FetchError::Timeout {
+                    url: url.clone(),
+                    timeout: self.cfg.request_timeout,
+                },
+                BodyError::Transport(e) => FetchError::Body {
+                    url: url.clone(),
+                    reason: describe(&e),
+                },
+                short @ BodyError::Short { .. } => FetchError::Body {
+                    url: url.clone(),
+                    reason: short.to_string(),
+                },
+            })
+    }
+
+    /// A body over its cap: counted, and an error.
+    fn over_cap(&self, url: &Url, limit: usize) -> FetchError {
+        self.stats.over_cap.fetch_add(1, Ordering::Relaxed);
+        FetchError::TooLarge {
             url: url.clone(),
             limit,
-        };
-        let announced = resp.content_length();
-        if announced.is_some_and(|n| n > limit as u64) {
-            return Err(too_large());
         }
-        let mut buf = BytesMut::with_capacity(announced.unwrap_or(0) as usize);
-        loop {
-            match resp.chunk().await {
-                Ok(Some(chunk)) => {
-                    if buf.len() + chunk.len() > limit {
-                        return Err(too_large());
-                    }
-                    buf.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(e) if e.is_timeout() => {
-                    return Err(FetchError::Timeout {
-                        url: url.clone(),
-                        timeout: self.cfg.request_timeout,
-                    });
-                }
-                Err(e) => {
-                    return Err(FetchError::Body {
-                        url: url.clone(),
-                        reason: describe(&e),
-                    });
-                }
-            }
-        }
-        // Belt and braces: hyper already fails a short Content-Length body.
-        if let Some(n) = announced
-            && n != buf.len() as u64
-        {
-            return Err(FetchError::Body {
-                url: url.clone(),
-                reason: format!("{} of {n} announced bytes", buf.len()),
-            });
-        }
-        Ok(buf.freeze())
     }
 }
 
@@ -752,32 +780,6 @@ impl std::io::Read for ChunkReader {
     }
 }
 
-/// Where a 30x points, resolved against `from`. Refuses non-http(s) targets
-/// and https → http (the credentials would go out in clear text).
-fn redirect_target(from: &Url, resp: &reqwest::Response, hops: usize) -> Result<Url, FetchError> {
-    let bad = |reason: String| FetchError::Redirect {
-        url: from.clone(),
-        reason,
-    };
-    if hops > MAX_REDIRECTS {
-        return Err(bad(format!("more than {MAX_REDIRECTS} redirects")));
-    }
-    let loc = resp
-        .headers()
-        .get(LOCATION)
-        .ok_or_else(|| bad(format!("{} without Location", resp.status())))?
-        .to_str()
-        .map_err(|_| bad("Location is not ASCII".into()))?;
-    let next = from
-        .join(loc)
-        .map_err(|e| bad(format!("Location {loc:?}: {e}")))?;
-    match (from.scheme(), next.scheme()) {
-        ("https", "http") => Err(bad(format!("{next}: would downgrade https to http"))),
-        (_, "http" | "https") => Ok(next),
-        (_, other) => Err(bad(format!("{next}: scheme {other} not supported"))),
-    }
-}
-
 /// `{"leader":"host:port"}` → `<scheme of base>://host:port/`.
 fn parse_leader(base: &Url, body: &[u8]) -> Result<Url, String> {
     #[derive(serde::Deserialize)]
@@ -792,19 +794,6 @@ fn parse_leader(base: &Url, body: &[u8]) -> Result<Url, String> {
         return Err(format!("bad leader {:?}", l.leader));
     }
     Ok(url)
-}
-
-/// The first 256 bytes of an error body, on one line.
-async fn error_snippet(resp: reqwest::Response, timeout: Duration) -> String {
-    let Ok(Ok(body)) = tokio::time::timeout(timeout, resp.bytes()).await else {
-        return String::new();
-    };
-    let text = String::from_utf8_lossy(&body[..body.len().min(256)]);
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect::<String>()
-        .trim()
-        .to_owned()
 }
 
 /// A reqwest error with its causes ("connection refused" sits three levels

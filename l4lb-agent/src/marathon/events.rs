@@ -10,6 +10,14 @@ use bytes::Bytes;
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures_util::{Stream, StreamExt, stream};
 
+use super::sse_limit::{Framer, Limits};
+
+/// Default cap on one line and on one event of the stream
+/// (`--marathon-max-event-bytes`). Marathon's largest events carry app
+/// definitions (`api_post_event`, a deployment's plan): kilobytes to a few
+/// MB for a large group.
+pub const DEFAULT_MAX_EVENT: usize = 8 << 20;
+
 /// Event types we subscribe to (the `event_type=` filters of `/v2/events`).
 pub const SUBSCRIBED: &[&str] = &[
     "status_update_event",
@@ -58,6 +66,9 @@ pub enum EventError {
     Transport(String),
     #[error("event stream is not valid SSE: {0}")]
     Protocol(String),
+    /// A line or an event over the cap (see [`super::sse_limit`]).
+    #[error("event stream sent {0}: dropped")]
+    TooLarge(String),
 }
 
 impl EventError {
@@ -70,15 +81,30 @@ impl EventError {
 /// The stream [`crate::marathon::client::MarathonClient::events`] returns.
 pub type MarathonEvents = Pin<Box<dyn Stream<Item = Result<MarathonEvent, EventError>> + Send>>;
 
-/// Turns a response body into Marathon events. Yields `Err(Idle)` and ends if
-/// no byte arrives for `idle`; ends after the first fatal error (bytes that
-/// are not UTF-8 are one, reported when they arrive: see [`Utf8Check`]).
+/// [`from_bytes_capped`] with the default caps.
 pub fn from_bytes<S, E>(body: S, idle: Duration) -> MarathonEvents
 where
     S: Stream<Item = Result<Bytes, E>> + Send + 'static,
     E: fmt::Display + Send + 'static,
 {
-    let frames = Box::pin(utf8_checked(with_idle_timeout(body, idle)).eventsource());
+    from_bytes_capped(body, idle, DEFAULT_MAX_EVENT)
+}
+
+/// Turns a response body into Marathon events. Yields `Err(Idle)` and ends if
+/// no byte arrives for `idle`; ends after the first fatal error (bytes that
+/// are not UTF-8 are one, reported when they arrive: see [`Utf8Check`]; a
+/// line or an event over `max` bytes is another).
+pub fn from_bytes_capped<S, E>(body: S, idle: Duration, max: usize) -> MarathonEvents
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: fmt::Display + Send + 'static,
+{
+    let limits = Limits {
+        max_line: max.max(1),
+        max_event: max.max(1),
+    };
+    let text = framed(utf8_checked(with_idle_timeout(body, idle)), limits);
+    let frames = Box::pin(text.eventsource());
     Box::pin(stream::unfold(Some(frames), |state| async move {
         let mut frames = state?;
         let item = match frames.next().await? {
@@ -265,6 +291,40 @@ where
         },
     );
     blank.chain(checked.flat_map(stream::iter))
+}
+
+/// Passes only complete lines on, and ends the stream with `TooLarge` once a
+/// line or an event passes its cap (after the lines before it).
+fn framed<S>(text: S, limits: Limits) -> impl Stream<Item = Result<Bytes, EventError>> + Send
+where
+    S: Stream<Item = Result<Bytes, EventError>> + Send + 'static,
+{
+    let framed = stream::unfold(
+        Some((Box::pin(text), Framer::new(limits))),
+        |state| async move {
+            let (mut text, mut framer) = state?;
+            loop {
+                let chunk = match text.next().await? {
+                    Ok(chunk) => chunk,
+                    Err(e) => return Some((vec![Err(e)], None)),
+                };
+                match framer.push(&chunk) {
+                    Ok(lines) if lines.is_empty() => continue,
+                    Ok(lines) => return Some((vec![Ok(lines)], Some((text, framer)))),
+                    Err((lines, why)) => {
+                        let err = Err(EventError::TooLarge(why));
+                        let out = if lines.is_empty() {
+                            vec![err]
+                        } else {
+                            vec![Ok(lines), err]
+                        };
+                        return Some((out, None));
+                    }
+                }
+            }
+        },
+    );
+    framed.flat_map(stream::iter)
 }
 
 #[cfg(test)]
@@ -470,6 +530,74 @@ mod tests {
         let got = collect(from_bytes(body, Duration::from_secs(5))).await;
         assert!(
             matches!(got.as_slice(), [Err(EventError::Protocol(_))]),
+            "{got:?}"
+        );
+    }
+
+    /// Regression: `data:` lines never closed by a blank line grew without
+    /// bound (2.2 GB); now the event cap ends the stream, after the events
+    /// before it.
+    #[tokio::test(start_paused = true)]
+    async fn endless_data_lines_end_the_stream_at_the_cap() {
+        let first = stream::iter([Ok::<_, String>(Bytes::from_static(
+            b"event: deployment_success\ndata: {}\n\n",
+        ))]);
+        let endless = stream::repeat_with(|| Ok(Bytes::from_static(b"data: 0123456789\n")));
+        let got = collect(from_bytes_capped(
+            first.chain(endless),
+            Duration::from_secs(60),
+            1000,
+        ))
+        .await;
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].as_ref().unwrap().event_type, "deployment_success");
+        assert!(
+            matches!(&got[1], Err(e @ EventError::TooLarge(m)) if m.contains("event longer than 1000") && e.is_fatal()),
+            "{got:?}"
+        );
+    }
+
+    /// Regression: one endless line (no newline ever) held a core while
+    /// events stopped; now the line cap ends the stream.
+    #[tokio::test(start_paused = true)]
+    async fn one_endless_line_ends_the_stream_at_the_cap() {
+        let endless = stream::iter([Ok::<_, String>(Bytes::from_static(b"data: {\"x\":\""))])
+            .chain(stream::repeat_with(|| Ok(Bytes::from_static(&[b'x'; 512]))));
+        let start = tokio::time::Instant::now();
+        let got = collect(from_bytes_capped(
+            endless,
+            Duration::from_secs(60),
+            64 << 10,
+        ))
+        .await;
+        assert!(
+            matches!(got.as_slice(), [Err(EventError::TooLarge(m))] if m.contains("line longer than 65536")),
+            "{got:?}"
+        );
+        assert_eq!(start.elapsed(), Duration::ZERO, "not an idle timeout");
+    }
+
+    #[tokio::test]
+    async fn events_up_to_the_cap_pass_in_any_chunking() {
+        let body: &'static [u8] = b"event: deployment_success\r\ndata: {\"a\":1}\r\n\r\n";
+        for size in [1, 2, 7, body.len()] {
+            let got = collect(from_bytes_capped(
+                chunked(body, size),
+                Duration::from_secs(5),
+                38,
+            ))
+            .await;
+            assert_eq!(got.len(), 1, "chunk size {size}: {got:?}");
+            assert_eq!(got[0].as_ref().unwrap().data["a"], 1);
+        }
+        let got = collect(from_bytes_capped(
+            chunked(body, 3),
+            Duration::from_secs(5),
+            37,
+        ))
+        .await;
+        assert!(
+            matches!(got.as_slice(), [Err(EventError::TooLarge(_))]),
             "{got:?}"
         );
     }

@@ -23,8 +23,11 @@ use std::{
 
 use futures_util::StreamExt;
 use rand::Rng;
-use tokio::{sync::mpsc, time::Instant};
-use tracing::{debug, warn};
+use tokio::{
+    sync::{Notify, mpsc},
+    time::Instant,
+};
+use tracing::{debug, info, warn};
 
 use super::{
     client::{self, ClientConfig, ClientError, FetchError, MarathonClient},
@@ -105,6 +108,8 @@ pub enum Trigger {
     Resync,
     /// The event stream (re)attached: events may have been missed meanwhile.
     Reconnect,
+    /// The operator asked (SIGHUP, the systemd unit's reload).
+    Sighup,
     /// One or more events. `received_at` is the EARLIEST event's arrival, so
     /// `received_at.elapsed()` once the maps are written is the event → maps latency.
     Event {
@@ -122,6 +127,7 @@ impl Trigger {
             Trigger::Initial => "initial",
             Trigger::Resync => "resync",
             Trigger::Reconnect => "reconnect",
+            Trigger::Sighup => "SIGHUP",
             Trigger::Event { .. } => "event",
         }
     }
@@ -152,6 +158,7 @@ impl Trigger {
             }
             (e @ Event { .. }, _) | (_, e @ Event { .. }) => e,
             (Initial, _) | (_, Initial) => Initial,
+            (Sighup, _) | (_, Sighup) => Sighup,
             (Reconnect, _) | (_, Reconnect) => Reconnect,
             (Resync, Resync) => Resync,
         }
@@ -174,6 +181,11 @@ pub struct SourceStats {
     pub warnings: AtomicU64,
     /// Of `fetch_ok`: reads of only the apps events named.
     pub targeted: AtomicU64,
+    /// Redirects (or `/v2/leader` answers) to an origin that is not a
+    /// configured `--marathon` URL's: refused, credentials kept home.
+    pub redirects_refused: AtomicU64,
+    /// Reads ended by a cap: response bodies and event-stream lines/events.
+    pub over_cap: AtomicU64,
 }
 
 /// A copy of [`SourceStats`] at one moment.
@@ -186,6 +198,8 @@ pub struct StatsSnapshot {
     pub reconnects: u64,
     pub warnings: u64,
     pub targeted: u64,
+    pub redirects_refused: u64,
+    pub over_cap: u64,
 }
 
 impl SourceStats {
@@ -199,6 +213,8 @@ impl SourceStats {
             reconnects: g(&self.reconnects),
             warnings: g(&self.warnings),
             targeted: g(&self.targeted),
+            redirects_refused: g(&self.redirects_refused),
+            over_cap: g(&self.over_cap),
         }
     }
 
@@ -286,15 +302,24 @@ pub struct MarathonSource {
     client: Arc<MarathonClient>,
     timing: Timing,
     stats: Arc<SourceStats>,
+    reread: Arc<Notify>,
 }
 
 impl MarathonSource {
     pub fn new(cfg: SourceConfig) -> Result<MarathonSource, ClientError> {
+        let stats = Arc::<SourceStats>::default();
         Ok(MarathonSource {
-            client: Arc::new(MarathonClient::new(cfg.client)?),
+            client: Arc::new(MarathonClient::new(cfg.client)?.with_stats(stats.clone())),
             timing: Timing::new(cfg.resync, cfg.debounce),
-            stats: Arc::default(),
+            stats,
+            reread: Arc::default(),
         })
+    }
+
+    /// Notifying it makes the running source re-read everything now
+    /// ([`Trigger::Sighup`]).
+    pub fn reread_handle(&self) -> Arc<Notify> {
+        self.reread.clone()
     }
 
     /// Counters, readable while the source runs.
@@ -305,7 +330,7 @@ impl MarathonSource {
     /// Follows Marathon until `tx`'s receiver is dropped. Named VIPs keep
     /// their addresses because `alloc` lives as long as the source.
     pub async fn run(self, alloc: VipAllocator, tx: mpsc::Sender<Update>) {
-        run_with(self.client, self.timing, alloc, tx, self.stats).await
+        run_with(self.client, self.timing, alloc, tx, self.stats, self.reread).await
     }
 }
 
@@ -469,6 +494,7 @@ pub async fn run_with<A: MarathonApi>(
     mut alloc: VipAllocator,
     tx: mpsc::Sender<Update>,
     stats: Arc<SourceStats>,
+    reread: Arc<Notify>,
 ) {
     let mut pending = Some(Pending {
         trigger: Trigger::Initial,
@@ -685,6 +711,9 @@ pub async fn run_with<A: MarathonApi>(
                         }
                         let delay = stream_backoff.next_delay();
                         reconnect_due = Some(now + delay);
+                        if matches!(end, Some(Err(EventError::TooLarge(_)))) {
+                            SourceStats::add(&stats.over_cap, 1);
+                        }
                         let why = match end {
                             Some(Err(e)) => e.to_string(),
                             _ => "closed by Marathon".to_owned(),
@@ -725,6 +754,15 @@ pub async fn run_with<A: MarathonApi>(
                             "marathon: event stream: {e}"
                         );
                     }
+                }
+            }
+            _ = reread.notified() => {
+                info!("marathon: SIGHUP, re-reading every app");
+                Pending::add(&mut pending, Trigger::Sighup, Scope::All, Due::at(Instant::now()));
+                if let Some(p) = pending.as_mut() {
+                    // Asked for now: not after a backoff, nor a debounce.
+                    p.due = Due::at(Instant::now());
+                    p.backing_off = false;
                 }
             }
             _ = sleep_opt(resync_due) => {
@@ -922,6 +960,7 @@ mod tests {
         rx: mpsc::Receiver<Update>,
         stats: Arc<SourceStats>,
         task: tokio::task::JoinHandle<()>,
+        reread: Arc<Notify>,
     }
 
     fn timing() -> Timing {
@@ -931,18 +970,21 @@ mod tests {
     fn start(fake: Arc<Fake>, timing: Timing) -> Run {
         let (tx, rx) = mpsc::channel(8);
         let stats = Arc::new(SourceStats::default());
+        let reread = Arc::new(Notify::new());
         let task = tokio::spawn(run_with(
             fake.clone(),
             timing,
             VipAllocator::new(),
             tx,
             stats.clone(),
+            reread.clone(),
         ));
         Run {
             fake,
             rx,
             stats,
             task,
+            reread,
         }
     }
 
@@ -979,6 +1021,38 @@ mod tests {
             data: serde_json::json!({}),
             received_at: std::time::Instant::now(),
         })
+    }
+
+    /// Regression: SIGHUP killed the agent in Marathon mode. Now it re-reads
+    /// everything at once, even while a failed read is backing off.
+    #[tokio::test(start_paused = true)]
+    async fn sighup_rereads_everything_at_once() {
+        let (mut run, _events) = settled(Fake::default()).await;
+        let t0 = Instant::now();
+        run.reread.notify_one();
+        let u = run.next().await;
+        assert_eq!(u.trigger, Trigger::Sighup);
+        assert_eq!(u.trigger.label(), "SIGHUP");
+        assert_eq!(u.apps_read, None, "a full read");
+        assert_eq!(run.fake.fetches().len(), 2);
+        assert_eq!(run.fake.fetches()[1], t0, "no debounce");
+        // While a failed read backs off: the SIGHUP read goes now.
+        run.fake
+            .answers
+            .lock()
+            .unwrap()
+            .extend([Err(500), Err(500)]);
+        run.reread.notify_one();
+        while run.stats.snapshot().fetch_failed < 1 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let t1 = Instant::now();
+        run.reread.notify_one();
+        while run.stats.snapshot().fetch_failed < 2 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(run.fake.fetches()[3], t1);
+        assert_eq!(run.next().await.trigger, Trigger::Sighup);
     }
 
     #[tokio::test(start_paused = true)]
@@ -1684,6 +1758,7 @@ mod http_tests {
             VipAllocator::new(),
             tx,
             stats.clone(),
+            Arc::default(),
         ));
         Run { rx, stats, client }
     }
@@ -1856,9 +1931,10 @@ mod http_tests {
             _ => Reply::Json(404, "{}".into()),
         })
         .await;
+        // Both are configured: B's origin may see the credentials.
         let mut run = start(ClientConfig {
             auth: Some(Credentials::Token("tok3n".into())),
-            ..client(vec![a.url()])
+            ..client(vec![a.url(), b.url()])
         });
         assert_eq!(run.next().await.trigger, Trigger::Initial);
 
@@ -1895,6 +1971,127 @@ mod http_tests {
             one[0].target
         );
         assert_eq!(one[0].header("authorization"), Some("token=tok3n"));
+    }
+
+    /// Regression: one 302 to a host that is not configured sent the token
+    /// there, pinned it as the leader, and its 404s stopped the client from
+    /// asking the healthy Marathon again. Now the redirect is refused: the
+    /// other host sees no request at all, and the next read asks A.
+    #[tokio::test]
+    async fn a_redirect_to_an_unconfigured_host_is_refused_and_never_sticks() {
+        let c = Server::start(|_, _| Reply::Json(404, "{}".into())).await;
+        let c_addr = c.addr;
+        let n = AtomicUsize::new(0);
+        let a = Server::start(move |req, _| match req.path() {
+            "/v2/apps" if n.fetch_add(1, SeqCst) == 0 => {
+                Reply::Redirect(format!("http://{c_addr}/v2/apps?embed=apps.tasks"))
+            }
+            "/v2/apps" => Reply::Json(200, GOOD.into()),
+            _ => Reply::Json(404, "{}".into()),
+        })
+        .await;
+        let stats = Arc::new(SourceStats::default());
+        let c_client = MarathonClient::new(ClientConfig {
+            auth: Some(Credentials::Token("tok3n".into())),
+            ..client(vec![a.url()])
+        })
+        .unwrap()
+        .with_stats(stats.clone());
+        let e = c_client.refresh_app_set(Arc::default()).await.unwrap_err();
+        assert!(matches!(e, FetchError::Redirect { .. }), "{e}");
+        assert!(e.to_string().contains("refused"), "{e}");
+        assert!(c.log.lock().unwrap().is_empty(), "the other host was asked");
+        assert_eq!(stats.snapshot().redirects_refused, 1);
+        assert_eq!(c_client.leader(), None);
+        assert!(c_client.refresh_app_set(Arc::default()).await.is_ok());
+        assert_eq!(a.count("/v2/apps"), 2);
+        assert_eq!(
+            a.requests("/v2/apps")[1].header("authorization"),
+            Some("token=tok3n")
+        );
+    }
+
+    /// A leader is pinned only once it answered 2xx, and a 404 from it drops
+    /// it: the configured URLs answer again.
+    #[tokio::test]
+    async fn a_leader_is_pinned_after_a_2xx_and_dropped_on_a_404() {
+        let healthy = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let h = healthy.clone();
+        let b = Server::start(move |_, _| match h.load(SeqCst) {
+            true => Reply::Json(200, GOOD.into()),
+            false => Reply::Json(404, "{}".into()),
+        })
+        .await;
+        let b_addr = b.addr;
+        let a = Server::start(move |req, _| match req.path() {
+            "/v2/leader" => Reply::Json(200, format!(r#"{{"leader":"{b_addr}"}}"#)),
+            "/v2/apps" => Reply::Json(200, GOOD.into()),
+            _ => Reply::Json(404, "{}".into()),
+        })
+        .await;
+        let c = MarathonClient::new(client(vec![a.url(), b.url()])).unwrap();
+        assert_eq!(c.refresh_leader().await.unwrap(), Some(b.url()));
+        assert_eq!(c.leader(), None, "named, not pinned before it answered");
+        assert!(c.refresh_app_set(Arc::default()).await.is_ok());
+        assert_eq!(c.leader(), Some(b.url()));
+        assert_eq!((a.count("/v2/apps"), b.count("/v2/apps")), (0, 1));
+        healthy.store(false, SeqCst);
+        assert!(c.refresh_app_set(Arc::default()).await.is_ok());
+        assert_eq!(c.leader(), None);
+        assert_eq!((a.count("/v2/apps"), b.count("/v2/apps")), (1, 2));
+        // A leader outside the configured origins is never used.
+        let only_a = MarathonClient::new(client(vec![a.url()])).unwrap();
+        assert_eq!(only_a.refresh_leader().await.unwrap(), None);
+        assert!(only_a.refresh_app_set(Arc::default()).await.is_ok());
+        assert_eq!(b.count("/v2/apps"), 2);
+    }
+
+    /// Regression: an HTTP 500 with an endless body was read whole (2 GB
+    /// RSS in 5 s); now 64 KiB at most, and the read fails at once.
+    #[tokio::test]
+    async fn an_endless_error_body_is_not_read() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        let sent = Arc::new(AtomicUsize::new(0));
+        let counter = sent.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = sock.read(&mut buf).await;
+                    let head = "HTTP/1.1 500 Oops\r\nContent-Type: text/plain\r\n\r\n";
+                    if sock.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let chunk = [b'x'; 64 << 10];
+                    // Bounded: 1 GiB at most.
+                    for _ in 0..(1 << 14) {
+                        if sock.write_all(&chunk).await.is_err() {
+                            return;
+                        }
+                        counter.fetch_add(chunk.len(), SeqCst);
+                    }
+                });
+            }
+        });
+        let c = MarathonClient::new(ClientConfig {
+            request_timeout: Duration::from_secs(10),
+            ..client(vec![url])
+        })
+        .unwrap();
+        let t0 = std::time::Instant::now();
+        let e = c.refresh_app_set(Arc::default()).await.unwrap_err();
+        assert_eq!(
+            e.status(),
+            Some(reqwest::StatusCode::INTERNAL_SERVER_ERROR),
+            "{e}"
+        );
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let n = sent.load(SeqCst);
+        // What the socket buffers hold plus our 64 KiB: far from the 1 GiB offered.
+        assert!(n < 32 << 20, "{n} bytes of the error body were read");
     }
 
     /// `{"app": …}` for app `id` of a `{"apps": […]}` body.

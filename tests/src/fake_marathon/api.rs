@@ -194,6 +194,78 @@ async fn early_faults(f: &Faults) -> Option<Response<Body>> {
     None
 }
 
+/// Bytes an endless fault sends at most per response: it stops by itself.
+const ENDLESS_MAX: usize = 1 << 30;
+static XS: [u8; 64 << 10] = [b'x'; 64 << 10];
+
+/// `head`, then `chunk` over and over up to [`ENDLESS_MAX`] bytes.
+fn endless(head: &'static [u8], chunk: Bytes) -> Body {
+    let parts = futures_util::stream::unfold(0usize, move |sent| {
+        let chunk = chunk.clone();
+        async move {
+            if sent >= ENDLESS_MAX {
+                return None;
+            }
+            let next = if sent == 0 {
+                Bytes::from_static(head)
+            } else {
+                chunk
+            };
+            let n = next.len();
+            Some((Ok::<_, io::Error>(Frame::data(next)), sent + n))
+        }
+    });
+    StreamBody::new(parts).boxed_unsync()
+}
+
+/// The endless-body, endless-event and redirect faults of `/v2/*`.
+fn endless_faults(f: &Faults, path: &str, query: &str) -> Option<Response<Body>> {
+    if !path.starts_with("/v2/") || path.starts_with("/v2/leader") {
+        return None;
+    }
+    if let Some(to) = &f.redirect {
+        let q = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{query}")
+        };
+        let loc = format!("{}{path}{q}", to.trim_end_matches('/'));
+        let r = Response::builder()
+            .status(302)
+            .header(header::LOCATION, loc)
+            .header(header::CONTENT_LENGTH, 0)
+            .body(full(Bytes::new()));
+        return Some(r.expect("valid response"));
+    }
+    if let Some(code) = f.endless_body {
+        let body = endless(b"{\"message\":\"", Bytes::from_static(&XS));
+        let r = Response::builder()
+            .status(code)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body);
+        return Some(r.expect("valid response"));
+    }
+    let is_events = path.trim_end_matches('/') == "/v2/events";
+    let body = match f.endless_events.as_deref() {
+        Some("data") if is_events => {
+            let mut line = b"data: ".to_vec();
+            line.extend_from_slice(&XS[..1000]);
+            line.push(b'\n');
+            endless(
+                b"event: status_update_event\n",
+                Bytes::from(line.repeat(64)),
+            )
+        }
+        Some(_) if is_events => endless(b"data: {\"x\":\"", Bytes::from_static(&XS)),
+        _ => return None,
+    };
+    let r = Response::builder()
+        .status(200)
+        .header(header::CONTENT_TYPE, "text/event-stream;charset=utf-8")
+        .body(body);
+    Some(r.expect("valid response"))
+}
+
 async fn serve(
     sh: &Arc<Shared>,
     idx: usize,
@@ -204,7 +276,15 @@ async fn serve(
     let query = req.uri().query().unwrap_or_default();
     let leader = *sh.leader.borrow();
     let own = sh.instances[idx].faults.borrow().clone();
+    let inst = &sh.instances[idx];
+    inst.requests.fetch_add(1, Ordering::Relaxed);
+    if req.headers().contains_key(header::AUTHORIZATION) {
+        inst.with_auth.fetch_add(1, Ordering::Relaxed);
+    }
     if let Some(r) = early_faults(&own).await {
+        return r;
+    }
+    if let Some(r) = endless_faults(&own, path, query) {
         return r;
     }
     let mut truncate = own.truncate;

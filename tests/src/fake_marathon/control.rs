@@ -16,7 +16,7 @@
 //! | `POST /fault` | `{"instance": N, "fault": KIND, …}` | see `model::Fault` |
 //! | `POST /clear_faults` | `{"instance"?: N}` | clear one instance's faults, or all |
 //! | `POST /event` | `{"eventType", …}` | publish a raw event |
-//! | `GET /state` | | leader, instances (addr, faults, open SSE streams), apps |
+//! | `GET /state` | | leader, instances (addr, faults, open SSE streams, requests, requests with an Authorization header), apps |
 use std::{convert::Infallible, sync::Arc};
 
 use http_body_util::BodyExt;
@@ -210,6 +210,8 @@ fn control(sh: &Arc<Shared>, method: &Method, path: &str, body: Value) -> CtlRes
                         "url": format!("http://{}", inst.addr),
                         "faults": *inst.faults.borrow(),
                         "sseStreams": sh.sse_streams(i),
+                        "requests": inst.requests.load(std::sync::atomic::Ordering::Relaxed),
+                        "withAuth": inst.with_auth.load(std::sync::atomic::Ordering::Relaxed),
                     })
                 })
                 .collect();

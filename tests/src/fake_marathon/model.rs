@@ -104,6 +104,17 @@ pub enum Fault {
     SlowMs { ms: u64 },
     /// One-shot: aborts every open SSE stream of the instance now.
     DisconnectEvents,
+    /// Every `/v2/*` answer has this status and a body that never ends
+    /// (1 GiB at most, so the server stops by itself).
+    EndlessBody { code: u16 },
+    /// New event streams send `data:` lines that no blank line ever ends
+    /// (1 GiB at most).
+    EndlessEventData,
+    /// New event streams send one line that never ends (1 GiB at most).
+    EndlessEventLine,
+    /// Every `/v2/*` request but `/v2/leader` is answered 302 to `url` + the
+    /// request's path and query (another host: its credentials must not follow).
+    RedirectTo { url: String },
 }
 
 /// Sticky per-instance fault state as the server reports it in `GET /state`.
@@ -116,6 +127,13 @@ pub struct Faults {
     pub garbage: bool,
     pub truncate: bool,
     pub slow_ms: u64,
+    #[serde(default)]
+    pub endless_body: Option<u16>,
+    /// `data` or `line`.
+    #[serde(default)]
+    pub endless_events: Option<String>,
+    #[serde(default)]
+    pub redirect: Option<String>,
 }
 
 impl Faults {
@@ -128,6 +146,10 @@ impl Faults {
             Fault::Truncate => self.truncate = true,
             Fault::SlowMs { ms } => self.slow_ms = *ms,
             Fault::DisconnectEvents => {}
+            Fault::EndlessBody { code } => self.endless_body = Some(*code),
+            Fault::EndlessEventData => self.endless_events = Some("data".into()),
+            Fault::EndlessEventLine => self.endless_events = Some("line".into()),
+            Fault::RedirectTo { url } => self.redirect = Some(url.clone()),
         }
     }
 }

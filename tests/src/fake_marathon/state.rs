@@ -30,6 +30,10 @@ pub struct Instance {
     /// Bumped to drop every open connection of this instance.
     pub conn_kill: watch::Sender<u64>,
     pub sse_open: AtomicUsize,
+    /// Requests to the Marathon API, and those that carried an
+    /// `Authorization` header (whatever its value).
+    pub requests: AtomicUsize,
+    pub with_auth: AtomicUsize,
 }
 
 pub struct Opts {
@@ -308,6 +312,8 @@ impl Shared {
                 sse_kill: watch::Sender::new(0),
                 conn_kill: watch::Sender::new(0),
                 sse_open: AtomicUsize::new(0),
+                requests: AtomicUsize::new(0),
+                with_auth: AtomicUsize::new(0),
             })
             .collect();
         Shared {
