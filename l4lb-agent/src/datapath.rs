@@ -38,7 +38,8 @@ use crate::{
 };
 
 /// The compiled kernel programs (built by build.rs with Debian's rustc-web).
-pub(crate) static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/l4lb.bpf.o"));
+pub(crate) static BPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/l4lb.bpf.o"));
 
 /// The socket hooks, by program name (the function names in l4lb-ebpf/src/sock_addr.rs).
 pub const SOCK_PROGRAMS: [&str; 8] = [
@@ -128,7 +129,9 @@ impl Maps {
         if created {
             maps.zero_stats = Some(ZeroStats::default());
         }
-        maps.vip_addrs.sync(&maps.services).context("syncing the VIP address map")?;
+        maps.vip_addrs
+            .sync(&maps.services)
+            .context("syncing the VIP address map")?;
         Ok(maps)
     }
 
@@ -174,7 +177,12 @@ impl Maps {
                         continue;
                     }
                     // No batch support here: one write per op from now on.
-                    Err((0, e)) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOTSUP | ENOTSUPP)) => {
+                    Err((0, e))
+                        if matches!(
+                            e.raw_os_error(),
+                            Some(libc::EINVAL | libc::ENOTSUP | ENOTSUPP)
+                        ) =>
+                    {
                         tracing::debug!("batch map updates unavailable ({e}), writing one by one");
                         self.batches = false;
                     }
@@ -212,7 +220,13 @@ impl Maps {
                 let (keys, values): (Vec<MemberKey>, Vec<MemberValue>) = ops
                     .iter()
                     .filter_map(|o| match o {
-                        Op::PutMember(k, w) => Some((*k, MemberValue { weight: *w, _pad: 0 })),
+                        Op::PutMember(k, w) => Some((
+                            *k,
+                            MemberValue {
+                                weight: *w,
+                                _pad: 0,
+                            },
+                        )),
                         _ => None,
                     })
                     .unzip();
@@ -244,13 +258,21 @@ impl Maps {
             }
             Op::DelBackend(id) => ignore_missing(self.backends.remove(id)),
             Op::ResetServiceStats(id) => {
-                if self.zero_stats.as_mut().is_some_and(|z| z.services.insert(*id)) {
+                if self
+                    .zero_stats
+                    .as_mut()
+                    .is_some_and(|z| z.services.insert(*id))
+                {
                     return Ok(()); // first use of the id in maps we created
                 }
                 self.svc_stats.set(*id, zeroed(self.nr_cpus), 0)
             }
             Op::ResetBackendStats(id) => {
-                if self.zero_stats.as_mut().is_some_and(|z| z.backends.insert(*id)) {
+                if self
+                    .zero_stats
+                    .as_mut()
+                    .is_some_and(|z| z.backends.insert(*id))
+                {
                     return Ok(());
                 }
                 self.be_stats.set(*id, zeroed(self.nr_cpus), 0)
@@ -287,7 +309,9 @@ impl Maps {
             {
                 svc.members.insert(key.backend_id, value.weight);
             } else {
-                applied.orphan_members.insert((key.service_id, key.backend_id));
+                applied
+                    .orphan_members
+                    .insert((key.service_id, key.backend_id));
             }
         }
         for entry in self.backends.iter() {
@@ -301,7 +325,9 @@ impl Maps {
     /// (`adopt.rs`): the inconsistent ones are marked stale.
     pub fn read_checked(&self) -> Result<(Applied, Vec<crate::adopt::Problem>)> {
         let mut applied = self.read_applied()?;
-        let problems = crate::adopt::check(&mut applied, self.slots.capacity(), |base, n| Ok(self.slots.read(base, n)?));
+        let problems = crate::adopt::check(&mut applied, self.slots.capacity(), |base, n| {
+            Ok(self.slots.read(base, n)?)
+        });
         Ok((applied, problems))
     }
 
@@ -329,21 +355,41 @@ impl Maps {
             m.info().map(|i| u64::from(i.max_entries())).unwrap_or(0)
         }
         vec![
-            (SERVICES_MAP, self.services.keys().count() as u64, cap(self.services.map())),
+            (
+                SERVICES_MAP,
+                self.services.keys().count() as u64,
+                cap(self.services.map()),
+            ),
             (
                 SLOTS_MAP,
-                self.services.iter().filter_map(Result::ok).map(|(_, v)| u64::from(v.slot_count)).sum(),
+                self.services
+                    .iter()
+                    .filter_map(Result::ok)
+                    .map(|(_, v)| u64::from(v.slot_count))
+                    .sum(),
                 cap(self.slots.map()),
             ),
-            (BACKENDS_MAP, self.backends.keys().count() as u64, cap(self.backends.map())),
-            (MEMBERS_MAP, self.members.keys().count() as u64, cap(self.members.map())),
+            (
+                BACKENDS_MAP,
+                self.backends.keys().count() as u64,
+                cap(self.backends.map()),
+            ),
+            (
+                MEMBERS_MAP,
+                self.members.keys().count() as u64,
+                cap(self.members.map()),
+            ),
         ]
     }
 
     /// The VIP a socket (by cookie) was connected or sent through to reach
     /// `backend`, from the hooks' reverse-NAT entry; None if it never went
     /// through a VIP to that backend (or the LRU evicted the entry).
-    pub fn revnat_vip(&self, cookie: u64, backend: std::net::SocketAddr) -> Option<std::net::SocketAddr> {
+    pub fn revnat_vip(
+        &self,
+        cookie: u64,
+        backend: std::net::SocketAddr,
+    ) -> Option<std::net::SocketAddr> {
         let key = RevNatKey {
             cookie,
             addr: codec::addr6(backend.ip()),
@@ -351,7 +397,10 @@ impl Maps {
             _pad: [0; 6],
         };
         let v = self.revnat.get(&key, 0).ok()?;
-        Some(std::net::SocketAddr::new(codec::ip(&v.addr), u16::from_be(v.port)))
+        Some(std::net::SocketAddr::new(
+            codec::ip(&v.addr),
+            u16::from_be(v.port),
+        ))
     }
 
     /// The VIP addresses XDP guards (address, services on it).
@@ -477,7 +526,10 @@ pub fn load(pin_root: &Path, cgroup: &Path, cap: crate::plan::Capacity) -> Resul
             .map_max_entries(SERVICE_STATS_MAP, cap.services)
             .map_max_entries(BACKENDS_MAP, cap.backends)
             .map_max_entries(BACKEND_STATS_MAP, cap.backends)
-            .map_max_entries(MEMBERS_MAP, cap.backends.saturating_mul(4).max(l4lb_common::MAX_MEMBERS))
+            .map_max_entries(
+                MEMBERS_MAP,
+                cap.backends.saturating_mul(4).max(l4lb_common::MAX_MEMBERS),
+            )
             .map_max_entries(SLOTS_MAP, cap.slots)
             .map_max_entries(l4lb_common::VIP_ADDRS_MAP, cap.services);
         let mut ebpf = loader
@@ -496,14 +548,20 @@ pub fn load(pin_root: &Path, cgroup: &Path, cap: crate::plan::Capacity) -> Resul
         };
         // Before the hooks see any call: the agent's own are never rewritten.
         if !self_exempt::register(pin_root)? {
-            bail!("the self map {} was not pinned", pin_root.join(l4lb_common::SELF_MAP).display());
+            bail!(
+                "the self map {} was not pinned",
+                pin_root.join(l4lb_common::SELF_MAP).display()
+            );
         }
         links::attach_sock_programs(&mut ebpf, &cgroup_dir, cgroup, &pin_root.join(LINKS_DIR))?;
         xdp::load_and_pin(&mut ebpf, pin_root)?;
         let maps = Maps::from_ebpf(&mut ebpf, stats_created)?;
         Ok(Loaded {
             maps,
-            attached: Attached { _ebpf: ebpf, _lock: lock },
+            attached: Attached {
+                _ebpf: ebpf,
+                _lock: lock,
+            },
             logger,
         })
     }

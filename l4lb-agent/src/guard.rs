@@ -80,7 +80,11 @@ impl Guard {
     pub fn screen(&self, state: &mut DesiredState) -> Vec<Refused> {
         // VIP addresses that are also some backend's: one pass over the
         // backends against the (smaller) set of VIP addresses.
-        let vip_ips: HashSet<IpAddr> = state.services.keys().map(|v| v.addr.ip().to_canonical()).collect();
+        let vip_ips: HashSet<IpAddr> = state
+            .services
+            .keys()
+            .map(|v| v.addr.ip().to_canonical())
+            .collect();
         let backend_ips: HashSet<IpAddr> = state
             .services
             .values()

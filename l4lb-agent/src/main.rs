@@ -41,7 +41,11 @@ fn main() -> ExitCode {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cli.log));
     // Colours only for a terminal: logs in files and journals stay plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
     match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -141,9 +145,17 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             })
         }
         Command::Explain(a) => {
-            let tuple = l4lb_agent::packet::Tuple { proto: a.proto, src: a.src, dst: a.vip };
+            let tuple = l4lb_agent::packet::Tuple {
+                proto: a.proto,
+                src: a.src,
+                dst: a.vip,
+            };
             if a.src.is_ipv4() != a.vip.is_ipv4() {
-                anyhow::bail!("--src {} and --vip {} must be of the same family", a.src, a.vip);
+                anyhow::bail!(
+                    "--src {} and --vip {} must be of the same family",
+                    a.src,
+                    a.vip
+                );
             }
             let e = datapath::xdp::explain(&a.pin_root, &tuple, a.repeat, a.live)?;
             if a.json {
@@ -156,12 +168,17 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::DebugDestroyUdp { backends, vips, pin_root } => {
+        Command::DebugDestroyUdp {
+            backends,
+            vips,
+            pin_root,
+        } => {
             let maps = datapath::Maps::open_pinned(&pin_root)?;
-            let report = l4lb_agent::sockdestroy::destroy_connected_udp(&backends, |cookie, backend| {
-                maps.revnat_vip(cookie, backend)
-                    .is_some_and(|vip| vips.is_empty() || vips.contains(&vip))
-            })?;
+            let report =
+                l4lb_agent::sockdestroy::destroy_connected_udp(&backends, |cookie, backend| {
+                    maps.revnat_vip(cookie, backend)
+                        .is_some_and(|vip| vips.is_empty() || vips.contains(&vip))
+                })?;
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
@@ -169,7 +186,11 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             let report = l4lb_agent::verify::verify(&pin_root, cgroup.as_deref())?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             if !report.problems.is_empty() {
-                anyhow::bail!("{} problem(s) in {}", report.problems.len(), pin_root.display());
+                anyhow::bail!(
+                    "{} problem(s) in {}",
+                    report.problems.len(),
+                    pin_root.display()
+                );
             }
             Ok(())
         }
@@ -178,7 +199,10 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 println!("removed {}", path.display());
             }
             if datapath::escape::teardown()? {
-                println!("removed interface {} and its VIP routes", datapath::escape::DEV);
+                println!(
+                    "removed interface {} and its VIP routes",
+                    datapath::escape::DEV
+                );
             }
             Ok(())
         }

@@ -70,29 +70,77 @@ impl Metrics {
     pub fn new(pin_root: PathBuf) -> Arc<Metrics> {
         let mut registry = Registry::with_prefix("l4lb");
         let applies = Family::default();
-        registry.register("table_applies", "Tables applied to the BPF maps, by trigger", applies.clone());
+        registry.register(
+            "table_applies",
+            "Tables applied to the BPF maps, by trigger",
+            applies.clone(),
+        );
         let apply_errors = Counter::default();
-        registry.register("table_apply_errors", "Applies that failed; the previous table stayed", apply_errors.clone());
+        registry.register(
+            "table_apply_errors",
+            "Applies that failed; the previous table stayed",
+            apply_errors.clone(),
+        );
         let capacity_skips = Counter::default();
-        registry.register("capacity_skipped_services", "Services not applied because a map was full", capacity_skips.clone());
+        registry.register(
+            "capacity_skipped_services",
+            "Services not applied because a map was full",
+            capacity_skips.clone(),
+        );
         let table_repairs = Counter::default();
-        registry.register("table_repairs", "Pinned services whose table did not match their members, rewritten", table_repairs.clone());
+        registry.register(
+            "table_repairs",
+            "Pinned services whose table did not match their members, rewritten",
+            table_repairs.clone(),
+        );
         let sync_ok = Gauge::default();
-        registry.register("sync_ok", "1 while the last read of the service source succeeded", sync_ok.clone());
+        registry.register(
+            "sync_ok",
+            "1 while the last read of the service source succeeded",
+            sync_ok.clone(),
+        );
         let last_good_sync = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
-        registry.register("last_good_sync_timestamp_seconds", "Unix time of the last good source sync", last_good_sync.clone());
+        registry.register(
+            "last_good_sync_timestamp_seconds",
+            "Unix time of the last good source sync",
+            last_good_sync.clone(),
+        );
         let source_failures = Counter::default();
-        registry.register("source_failures", "Source reads that failed; nothing was applied", source_failures.clone());
+        registry.register(
+            "source_failures",
+            "Source reads that failed; nothing was applied",
+            source_failures.clone(),
+        );
         let skipped = Counter::default();
-        registry.register("source_skipped_items", "Apps, labels or entries skipped with a warning", skipped.clone());
+        registry.register(
+            "source_skipped_items",
+            "Apps, labels or entries skipped with a warning",
+            skipped.clone(),
+        );
         let event_to_maps = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
-        registry.register("event_to_maps_seconds", "Source event received to BPF maps updated", event_to_maps.clone());
+        registry.register(
+            "event_to_maps_seconds",
+            "Source event received to BPF maps updated",
+            event_to_maps.clone(),
+        );
         let refused_vips = Counter::default();
-        registry.register("refused_vips", "VIPs refused because they collide with an address the node depends on", refused_vips.clone());
+        registry.register(
+            "refused_vips",
+            "VIPs refused because they collide with an address the node depends on",
+            refused_vips.clone(),
+        );
         let refused_vips_now = Gauge::default();
-        registry.register("refused_vips_current", "VIPs refused in the current table", refused_vips_now.clone());
+        registry.register(
+            "refused_vips_current",
+            "VIPs refused in the current table",
+            refused_vips_now.clone(),
+        );
         let vip_route_errors = Counter::default();
-        registry.register("vip_route_errors", "Failed syncs of the VIP routes to l4lb0, retried at the next apply", vip_route_errors.clone());
+        registry.register(
+            "vip_route_errors",
+            "Failed syncs of the VIP routes to l4lb0, retried at the next apply",
+            vip_route_errors.clone(),
+        );
         let dns = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(DnsCollector(dns.clone())));
         let marathon = Arc::new(OnceLock::new());
@@ -120,9 +168,13 @@ impl Metrics {
 
     /// Records a table that reached the maps.
     pub fn applied(&self, trigger: &str) {
-        self.applies.get_or_create(&vec![("trigger".into(), trigger.into())]).inc();
+        self.applies
+            .get_or_create(&vec![("trigger".into(), trigger.into())])
+            .inc();
         self.sync_ok.set(1);
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
         self.last_good_sync.set(now.as_secs_f64());
         self.ready.store(true, Ordering::Relaxed);
     }
@@ -160,21 +212,39 @@ struct DnsCollector(Arc<OnceLock<Arc<DnsCounters>>>);
 
 impl Collector for DnsCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let Some(counters) = self.0.get() else { return Ok(()) };
+        let Some(counters) = self.0.get() else {
+            return Ok(());
+        };
         let c = ConstCounter::new(0u64);
-        let mut desc = encoder.encode_descriptor("dns_queries", "DNS queries answered, by result", None, c.metric_type())?;
+        let mut desc = encoder.encode_descriptor(
+            "dns_queries",
+            "DNS queries answered, by result",
+            None,
+            c.metric_type(),
+        )?;
         let snap = counters.snapshot();
         for (result, n) in snap.by_result() {
-            ConstCounter::new(n).encode(desc.encode_family(&vec![("result".to_string(), result.to_string())])?)?;
+            ConstCounter::new(n)
+                .encode(desc.encode_family(&vec![("result".to_string(), result.to_string())])?)?;
         }
-        let mut family = |name: &str, help: &str, label: &str, series: &[(&str, u64)]| -> Result<(), std::fmt::Error> {
+        let mut family = |name: &str,
+                          help: &str,
+                          label: &str,
+                          series: &[(&str, u64)]|
+         -> Result<(), std::fmt::Error> {
             let mut desc = encoder.encode_descriptor(name, help, None, c.metric_type())?;
             for (value, n) in series {
-                ConstCounter::new(*n).encode(desc.encode_family(&vec![(label.to_string(), value.to_string())])?)?;
+                ConstCounter::new(*n)
+                    .encode(desc.encode_family(&vec![(label.to_string(), value.to_string())])?)?;
             }
             Ok(())
         };
-        family("dns_rrl", "UDP answers the response-rate limit dropped or sent truncated (slipped)", "action", &snap.rrl())?;
+        family(
+            "dns_rrl",
+            "UDP answers the response-rate limit dropped or sent truncated (slipped)",
+            "action",
+            &snap.rrl(),
+        )?;
         family(
             "dns_tcp_closed",
             "TCP connections the DNS server closed: message cut short or stalled, idle one evicted for a newcomer, newcomer refused",
@@ -191,31 +261,60 @@ struct MarathonCollector(Arc<OnceLock<Arc<SourceStats>>>);
 
 impl Collector for MarathonCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let Some(stats) = self.0.get() else { return Ok(()) };
-        let s = stats.snapshot();
-        let mut counter = |name: &str, help: &str, series: &[(&str, &str, u64)]| -> Result<(), std::fmt::Error> {
-            let c = ConstCounter::new(0u64);
-            let mut desc = encoder.encode_descriptor(name, help, None, c.metric_type())?;
-            for (key, value, n) in series {
-                let labels: Vec<(String, String)> = if key.is_empty() { vec![] } else { vec![(key.to_string(), value.to_string())] };
-                ConstCounter::new(*n).encode(desc.encode_family(&labels)?)?;
-            }
-            Ok(())
+        let Some(stats) = self.0.get() else {
+            return Ok(());
         };
+        let s = stats.snapshot();
+        let mut counter =
+            |name: &str, help: &str, series: &[(&str, &str, u64)]| -> Result<(), std::fmt::Error> {
+                let c = ConstCounter::new(0u64);
+                let mut desc = encoder.encode_descriptor(name, help, None, c.metric_type())?;
+                for (key, value, n) in series {
+                    let labels: Vec<(String, String)> = if key.is_empty() {
+                        vec![]
+                    } else {
+                        vec![(key.to_string(), value.to_string())]
+                    };
+                    ConstCounter::new(*n).encode(desc.encode_family(&labels)?)?;
+                }
+                Ok(())
+            };
         counter(
             "marathon_reads",
             "Good reads of Marathon: the whole app list (all) or only the apps events named (app)",
-            &[("scope", "all", s.fetch_ok.saturating_sub(s.targeted)), ("scope", "app", s.targeted)],
+            &[
+                ("scope", "all", s.fetch_ok.saturating_sub(s.targeted)),
+                ("scope", "app", s.targeted),
+            ],
         )?;
-        counter("marathon_read_failures", "Reads of Marathon that failed; nothing was applied", &[("", "", s.fetch_failed)])?;
+        counter(
+            "marathon_read_failures",
+            "Reads of Marathon that failed; nothing was applied",
+            &[("", "", s.fetch_failed)],
+        )?;
         counter(
             "marathon_events",
             "Events received on the event stream (malformed: data not JSON)",
-            &[("kind", "all", s.events_received), ("kind", "malformed", s.events_malformed)],
+            &[
+                ("kind", "all", s.events_received),
+                ("kind", "malformed", s.events_malformed),
+            ],
         )?;
-        counter("marathon_stream_reconnects", "Event stream losses and failed connection attempts", &[("", "", s.reconnects)])?;
-        counter("marathon_redirects_refused", "Redirects or /v2/leader answers naming a host outside --marathon: refused, no credentials sent", &[("", "", s.redirects_refused)])?;
-        counter("marathon_reads_over_cap", "Response bodies and event-stream lines/events over their cap: dropped", &[("", "", s.over_cap)])?;
+        counter(
+            "marathon_stream_reconnects",
+            "Event stream losses and failed connection attempts",
+            &[("", "", s.reconnects)],
+        )?;
+        counter(
+            "marathon_redirects_refused",
+            "Redirects or /v2/leader answers naming a host outside --marathon: refused, no credentials sent",
+            &[("", "", s.redirects_refused)],
+        )?;
+        counter(
+            "marathon_reads_over_cap",
+            "Response bodies and event-stream lines/events over their cap: dropped",
+            &[("", "", s.over_cap)],
+        )?;
         Ok(())
     }
 }
@@ -229,10 +328,22 @@ struct DatapathCollector {
 
 impl Collector for DatapathCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let Ok(maps) = Maps::open_pinned(&self.pin_root) else { return Ok(()) };
-        let Ok(rows) = table::vip_rows(&maps) else { return Ok(()) };
-        let vip_labels = |r: &table::VipRow| vec![("vip".to_string(), r.vip.to_string()), ("proto".to_string(), r.proto.to_string())];
-        let mut counter = |name: &str, help: &str, series: Vec<(Vec<(String, String)>, u64)>| -> Result<(), std::fmt::Error> {
+        let Ok(maps) = Maps::open_pinned(&self.pin_root) else {
+            return Ok(());
+        };
+        let Ok(rows) = table::vip_rows(&maps) else {
+            return Ok(());
+        };
+        let vip_labels = |r: &table::VipRow| {
+            vec![
+                ("vip".to_string(), r.vip.to_string()),
+                ("proto".to_string(), r.proto.to_string()),
+            ]
+        };
+        let mut counter = |name: &str,
+                           help: &str,
+                           series: Vec<(Vec<(String, String)>, u64)>|
+         -> Result<(), std::fmt::Error> {
             let c = ConstCounter::new(0u64);
             let mut desc = encoder.encode_descriptor(name, help, None, c.metric_type())?;
             for (labels, v) in series {
@@ -243,7 +354,9 @@ impl Collector for DatapathCollector {
         counter(
             "vip_connections",
             "connect() and unconnected sendmsg() calls sent to a backend, per VIP",
-            rows.iter().map(|r| (vip_labels(r), r.connects + r.sendmsgs)).collect(),
+            rows.iter()
+                .map(|r| (vip_labels(r), r.connects + r.sendmsgs))
+                .collect(),
         )?;
         counter(
             "vip_refused",
@@ -251,15 +364,38 @@ impl Collector for DatapathCollector {
             rows.iter().map(|r| (vip_labels(r), r.no_backend)).collect(),
         )?;
         for (name, help, pick) in [
-            ("vip_xdp_packets", "Packets to the VIP balanced by the XDP program", 0usize),
-            ("vip_xdp_bytes", "Bytes to the VIP balanced by the XDP program", 1),
-            ("vip_xdp_flows", "New flows the XDP program picked a backend for", 2),
-            ("vip_reply_packets", "Reply packets rewritten back to the VIP by the tc program", 3),
+            (
+                "vip_xdp_packets",
+                "Packets to the VIP balanced by the XDP program",
+                0usize,
+            ),
+            (
+                "vip_xdp_bytes",
+                "Bytes to the VIP balanced by the XDP program",
+                1,
+            ),
+            (
+                "vip_xdp_flows",
+                "New flows the XDP program picked a backend for",
+                2,
+            ),
+            (
+                "vip_reply_packets",
+                "Reply packets rewritten back to the VIP by the tc program",
+                3,
+            ),
         ] {
             counter(
                 name,
                 help,
-                rows.iter().map(|r| (vip_labels(r), [r.packets, r.bytes, r.flows, r.reply_packets][pick])).collect(),
+                rows.iter()
+                    .map(|r| {
+                        (
+                            vip_labels(r),
+                            [r.packets, r.bytes, r.flows, r.reply_packets][pick],
+                        )
+                    })
+                    .collect(),
             )?;
         }
         counter(
@@ -276,22 +412,34 @@ impl Collector for DatapathCollector {
                 .collect(),
         )?;
         if let Some(n) = crate::datapath::escape::escaped_packets() {
-            counter("escaped_vip_packets", "Packets to a VIP address that escaped the hooks, dropped by the l4lb0 route", vec![(vec![], n)])?;
+            counter(
+                "escaped_vip_packets",
+                "Packets to a VIP address that escaped the hooks, dropped by the l4lb0 route",
+                vec![(vec![], n)],
+            )?;
         }
         counter(
             "xdp_vip_guard_drops",
             "Packets to a VIP address XDP dropped because it cannot balance them (fragment, IP options, IPv6 extension header, other protocol, truncated)",
-            maps.vip_guard_drops().into_iter().map(|(r, n)| (vec![("reason".to_string(), r.to_string())], n)).collect(),
+            maps.vip_guard_drops()
+                .into_iter()
+                .map(|(r, n)| (vec![("reason".to_string(), r.to_string())], n))
+                .collect(),
         )?;
         for (metric, help, pick) in [
             ("map_entries", "Entries in each BPF map", 0usize),
-            ("map_capacity", "Capacity (max_entries) of each BPF map", 1usize),
+            (
+                "map_capacity",
+                "Capacity (max_entries) of each BPF map",
+                1usize,
+            ),
         ] {
             let g = ConstGauge::new(0i64);
             let mut desc = encoder.encode_descriptor(metric, help, None, g.metric_type())?;
             for (name, entries, cap) in maps.usage() {
                 let v = if pick == 0 { entries } else { cap };
-                ConstGauge::new(v as i64).encode(desc.encode_family(&vec![("map".to_string(), name.to_string())])?)?;
+                ConstGauge::new(v as i64)
+                    .encode(desc.encode_family(&vec![("map".to_string(), name.to_string())])?)?;
             }
         }
         Ok(())
@@ -305,7 +453,9 @@ pub async fn serve(listen: SocketAddr, metrics: Arc<Metrics>) -> Result<()> {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready_handler))
         .with_state(metrics);
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding the metrics endpoint {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding the metrics endpoint {listen}"))?;
     tracing::info!(%listen, "metrics, /healthz and /readyz listening");
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
@@ -317,10 +467,22 @@ pub async fn serve(listen: SocketAddr, metrics: Arc<Metrics>) -> Result<()> {
 
 async fn metrics_handler(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
     // Scrapes read the maps (blocking syscalls): keep them off the async workers.
-    let body = tokio::task::spawn_blocking(move || m.render()).await.unwrap_or_default();
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+    let body = tokio::task::spawn_blocking(move || m.render())
+        .await
+        .unwrap_or_default();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
 }
 
 async fn ready_handler(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
-    if m.is_ready() { (StatusCode::OK, "ready\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready\n") }
+    if m.is_ready() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
 }

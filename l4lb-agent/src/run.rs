@@ -47,19 +47,32 @@ pub enum SourceEvent {
 pub async fn run(args: RunArgs) -> Result<()> {
     let marathon = args.marathon.resolve().context("Marathon flags")?;
     if marathon.is_some() && (args.config.is_some() || args.demo) {
-        anyhow::bail!("--config/--demo and --marathon are two sources for one table: give one of them");
+        anyhow::bail!(
+            "--config/--demo and --marathon are two sources for one table: give one of them"
+        );
     }
     if marathon.is_none() && args.config.is_none() && !args.demo {
-        anyhow::bail!("no source: give --marathon URL[,URL…] or --config FILE (or --demo for the embedded demo table)");
+        anyhow::bail!(
+            "no source: give --marathon URL[,URL…] or --config FILE (or --demo for the embedded demo table)"
+        );
     }
-    let control_plane = marathon.as_ref().map(|m| m.client.urls.clone()).unwrap_or_default();
-    let mut protected = Protected::new(args.vip_cidrs.clone(), control_plane, &args.dns.dns_upstream);
+    let control_plane = marathon
+        .as_ref()
+        .map(|m| m.client.urls.clone())
+        .unwrap_or_default();
+    let mut protected = Protected::new(
+        args.vip_cidrs.clone(),
+        control_plane,
+        &args.dns.dns_upstream,
+    );
     // Validate before touching the kernel: a bad file never loads anything.
     let static_source = match marathon {
         Some(_) => None,
         None => {
             let mut source = StaticSource::new(args.config.clone());
-            let first = source.load().with_context(|| format!("invalid VIP file {}", source.describe()))?;
+            let first = source
+                .load()
+                .with_context(|| format!("invalid VIP file {}", source.describe()))?;
             Some((source, first))
         }
     };
@@ -77,7 +90,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
     if let Err(e) = datapath::self_exempt::register(&args.pin_root) {
         warn!("could not register the agent in the self map yet: {e:#}");
     }
-    let marathon_urls = marathon.as_ref().map(|m| m.client.urls.clone()).unwrap_or_default();
+    let marathon_urls = marathon
+        .as_ref()
+        .map(|m| m.client.urls.clone())
+        .unwrap_or_default();
     let protect = datapath::escape::control_plane(&marathon_urls, &args.dns.dns_upstream).await;
     // Marathon's first read (subscribe, GET, decode) runs while the kernel
     // verifies and attaches the programs below: nothing is applied before
@@ -85,10 +101,18 @@ pub async fn run(args: RunArgs) -> Result<()> {
     if let Some(cfg) = marathon {
         spawn_marathon_source(cfg, tx.clone(), metrics.clone())?;
     }
-    let datapath::Loaded { maps, attached: mut _attached, logger } = datapath::load(
+    let datapath::Loaded {
+        maps,
+        attached: mut _attached,
+        logger,
+    } = datapath::load(
         &args.pin_root,
         &cgroup,
-        crate::plan::Capacity { services: args.max_services, backends: args.max_backends, slots: args.max_slots },
+        crate::plan::Capacity {
+            services: args.max_services,
+            backends: args.max_backends,
+            slots: args.max_slots,
+        },
     )?;
     info!(cgroup = %cgroup.display(), pin_root = %args.pin_root.display(), "socket hooks attached");
     _attached.attach_packet(&datapath::xdp::PacketAttach {
@@ -120,27 +144,46 @@ pub async fn run(args: RunArgs) -> Result<()> {
     metrics.table_repairs.inc_by(rec.repairs as u64);
     let mut refusals = Refusals::default();
     if !rec.applied().services.is_empty() {
-        info!(services = rec.applied().services.len(), "adopted the table already in the pinned maps");
+        info!(
+            services = rec.applied().services.len(),
+            "adopted the table already in the pinned maps"
+        );
         // A VIP a previous run installed may collide with what this run
         // protects (say, an app's VIP on the control plane): it goes before
         // this run's source is read.
         protected.refresh().await;
-        let mut adopted = Catalog { services: rec.applied().to_desired(), tasks: Vec::new() };
+        let mut adopted = Catalog {
+            services: rec.applied().to_desired(),
+            tasks: Vec::new(),
+        };
         if refusals.screen(&protected.guard().collisions_only(), &mut adopted, &metrics) {
             apply(&mut rec, &adopted, "adoption", None, &metrics).await;
         }
     }
     let mut escape = match args.no_vip_routes {
         true => None,
-        false => Some(datapath::escape::EscapeRoutes::setup(protect).await.context("VIP routes to l4lb0 (--no-vip-routes turns them off)")?),
+        false => Some(
+            datapath::escape::EscapeRoutes::setup(protect)
+                .await
+                .context("VIP routes to l4lb0 (--no-vip-routes turns them off)")?,
+        ),
     };
     sync_vip_routes(&mut escape, &rec, &metrics).await;
 
     // The file watcher must live as long as the loop.
     let mut _watcher = None;
     if let Some((source, first)) = static_source {
-        let catalog = Catalog { services: first, tasks: Vec::new() };
-        tx.send(SourceEvent::Update { catalog, trigger: "initial".into(), received_at: None, skipped: 0 }).await?;
+        let catalog = Catalog {
+            services: first,
+            tasks: Vec::new(),
+        };
+        tx.send(SourceEvent::Update {
+            catalog,
+            trigger: "initial".into(),
+            received_at: None,
+            skipped: 0,
+        })
+        .await?;
         _watcher = spawn_static_source(source, tx.clone())?;
     }
 
@@ -153,7 +196,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
             _ = int.recv() => break,
         };
         match event {
-            SourceEvent::Update { mut catalog, trigger, received_at, skipped } => {
+            SourceEvent::Update {
+                mut catalog,
+                trigger,
+                received_at,
+                skipped,
+            } => {
                 if skipped > 0 {
                     metrics.skipped.inc_by(skipped as u64);
                 }
@@ -161,7 +209,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 refusals.screen(&protected.guard(), &mut catalog, &metrics);
                 apply(&mut rec, &catalog, &trigger, received_at, &metrics).await;
                 if let Some((_, zones_tx, zone)) = &dns {
-                    let in_maps: std::collections::BTreeSet<crate::model::Vip> = rec.applied().services.keys().copied().collect();
+                    let in_maps: std::collections::BTreeSet<crate::model::Vip> =
+                        rec.applied().services.keys().copied().collect();
                     zones_tx.send_replace(Arc::new(dns::build_zones(&catalog, &in_maps, zone)));
                 }
                 sync_vip_routes(&mut escape, &rec, &metrics).await;
@@ -182,7 +231,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
 /// Follows Marathon (until the agent stops); its updates join the same loop.
 /// Until the first good read the maps keep what they hold (adopted from a
 /// previous run, or empty on a fresh node): a failed read is never a table.
-fn spawn_marathon_source(cfg: crate::marathon::source::SourceConfig, tx: mpsc::Sender<SourceEvent>, metrics: Arc<Metrics>) -> Result<()> {
+fn spawn_marathon_source(
+    cfg: crate::marathon::source::SourceConfig,
+    tx: mpsc::Sender<SourceEvent>,
+    metrics: Arc<Metrics>,
+) -> Result<()> {
     use crate::marathon::source::{MarathonSource, Trigger};
     let src = MarathonSource::new(cfg)?;
     let stats = src.stats();
@@ -200,11 +253,20 @@ fn spawn_marathon_source(cfg: crate::marathon::source::SourceConfig, tx: mpsc::S
     tokio::spawn(async move {
         while let Some(u) = mrx.recv().await {
             let (trigger, received_at) = match &u.trigger {
-                Trigger::Event { event_type, received_at, .. } => (event_type.clone(), Some(*received_at)),
+                Trigger::Event {
+                    event_type,
+                    received_at,
+                    ..
+                } => (event_type.clone(), Some(*received_at)),
                 Trigger::Sighup => ("SIGHUP".to_owned(), None),
                 t => (format!("marathon {}", t.label()), None),
             };
-            let ev = SourceEvent::Update { catalog: u.catalog, trigger, received_at, skipped: u.warnings };
+            let ev = SourceEvent::Update {
+                catalog: u.catalog,
+                trigger,
+                received_at,
+                skipped: u.warnings,
+            };
             if tx.send(ev).await.is_err() {
                 return;
             }
@@ -216,7 +278,9 @@ fn spawn_marathon_source(cfg: crate::marathon::source::SourceConfig, tx: mpsc::S
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
-            let failed = stats.fetch_failed.load(std::sync::atomic::Ordering::Relaxed);
+            let failed = stats
+                .fetch_failed
+                .load(std::sync::atomic::Ordering::Relaxed);
             if failed > seen {
                 metrics.source_failed();
                 seen = failed;
@@ -228,7 +292,10 @@ fn spawn_marathon_source(cfg: crate::marathon::source::SourceConfig, tx: mpsc::S
 
 /// Re-reads the static file on SIGHUP and on change; returns the file watcher,
 /// which must stay alive.
-fn spawn_static_source(mut source: StaticSource, tx: mpsc::Sender<SourceEvent>) -> Result<Option<notify::RecommendedWatcher>> {
+fn spawn_static_source(
+    mut source: StaticSource,
+    tx: mpsc::Sender<SourceEvent>,
+) -> Result<Option<notify::RecommendedWatcher>> {
     let (changed_tx, mut changed) = mpsc::channel::<()>(1);
     let watcher = source.watch(changed_tx)?;
     let mut hup = signal(SignalKind::hangup())?;
@@ -252,12 +319,18 @@ fn spawn_static_source(mut source: StaticSource, tx: mpsc::Sender<SourceEvent>) 
             };
             let ev = match loaded {
                 Ok(services) => SourceEvent::Update {
-                    catalog: Catalog { services, tasks: Vec::new() },
+                    catalog: Catalog {
+                        services,
+                        tasks: Vec::new(),
+                    },
                     trigger: trigger.into(),
                     received_at: None,
                     skipped: 0,
                 },
-                Err(e) => SourceEvent::Failed { trigger: trigger.into(), reason: e.to_string() },
+                Err(e) => SourceEvent::Failed {
+                    trigger: trigger.into(),
+                    reason: e.to_string(),
+                },
             };
             if tx.send(ev).await.is_err() {
                 return;
@@ -289,7 +362,13 @@ impl Refusals {
     }
 }
 
-async fn apply(rec: &mut Reconciler<datapath::Maps>, catalog: &Catalog, trigger: &str, received_at: Option<Instant>, metrics: &Arc<Metrics>) {
+async fn apply(
+    rec: &mut Reconciler<datapath::Maps>,
+    catalog: &Catalog,
+    trigger: &str,
+    received_at: Option<Instant>,
+    metrics: &Arc<Metrics>,
+) {
     let before = rec.applied().clone();
     let repairs = rec.repairs;
     apply_table(rec, catalog, trigger, received_at, metrics).await;
@@ -298,7 +377,13 @@ async fn apply(rec: &mut Reconciler<datapath::Maps>, catalog: &Catalog, trigger:
     destroy_stale_udp(&before, rec);
 }
 
-async fn apply_table(rec: &mut Reconciler<datapath::Maps>, catalog: &Catalog, trigger: &str, received_at: Option<Instant>, metrics: &Arc<Metrics>) {
+async fn apply_table(
+    rec: &mut Reconciler<datapath::Maps>,
+    catalog: &Catalog,
+    trigger: &str,
+    received_at: Option<Instant>,
+    metrics: &Arc<Metrics>,
+) {
     match rec.reconcile(&catalog.services).await {
         Ok(o) => {
             metrics.applied(trigger);
@@ -333,14 +418,24 @@ async fn apply_table(rec: &mut Reconciler<datapath::Maps>, catalog: &Catalog, tr
 
 /// Routes the applied VIP addresses to `l4lb0` (escaped VIP packets are
 /// dropped there); a failure is retried at the next apply.
-async fn sync_vip_routes(escape: &mut Option<datapath::escape::EscapeRoutes>, rec: &Reconciler<datapath::Maps>, metrics: &Arc<Metrics>) {
+async fn sync_vip_routes(
+    escape: &mut Option<datapath::escape::EscapeRoutes>,
+    rec: &Reconciler<datapath::Maps>,
+    metrics: &Arc<Metrics>,
+) {
     let Some(escape) = escape else { return };
     let start = Instant::now();
     match escape.sync(rec.applied()).await {
         Ok(s) => {
             if s.added + s.removed > 0 {
                 let took_us = start.elapsed().as_micros() as u64;
-                info!(added = s.added, removed = s.removed, routes = escape.routes().len(), took_us, "VIP routes to l4lb0 updated");
+                info!(
+                    added = s.added,
+                    removed = s.removed,
+                    routes = escape.routes().len(),
+                    took_us,
+                    "VIP routes to l4lb0 updated"
+                );
             }
             for ip in &s.skipped {
                 warn!(%ip, "VIP address is also a backend or control-plane address: no l4lb0 route for it");
@@ -366,7 +461,8 @@ fn destroy_stale_udp(before: &Applied, rec: &Reconciler<datapath::Maps>) {
     let maps = &rec.writer;
     let backends = stale.backends();
     match sockdestroy::destroy_connected_udp(&backends, |cookie, backend| {
-        maps.revnat_vip(cookie, backend).is_some_and(|vip| stale.is_stale(vip, backend))
+        maps.revnat_vip(cookie, backend)
+            .is_some_and(|vip| stale.is_stale(vip, backend))
     }) {
         Ok(r) => {
             info!(

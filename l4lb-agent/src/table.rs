@@ -144,7 +144,11 @@ pub fn backend_rows(vips: &[VipRow]) -> Vec<BackendView> {
                 connects: b.connects + b.sendmsgs,
                 vips: Vec::new(),
             });
-            view.vips.push(BackendVip { vip: r.vip, proto: r.proto, weight: b.weight });
+            view.vips.push(BackendVip {
+                vip: r.vip,
+                proto: r.proto,
+                weight: b.weight,
+            });
         }
     }
     by_id.into_values().collect()
@@ -157,8 +161,18 @@ pub fn print_backends(rows: &[BackendView]) {
     }
     println!("{:<42} {:>6} {:>10}  VIPS", "BACKEND", "ID", "CONNECTS");
     for b in rows {
-        let vips: Vec<String> = b.vips.iter().map(|v| format!("{}/{} (w{})", v.vip, v.proto, v.weight)).collect();
-        println!("{:<42} {:>6} {:>10}  {}", b.addr.to_string(), b.backend_id, b.connects, vips.join(", "));
+        let vips: Vec<String> = b
+            .vips
+            .iter()
+            .map(|v| format!("{}/{} (w{})", v.vip, v.proto, v.weight))
+            .collect();
+        println!(
+            "{:<42} {:>6} {:>10}  {}",
+            b.addr.to_string(),
+            b.backend_id,
+            b.connects,
+            vips.join(", ")
+        );
     }
 }
 
@@ -195,21 +209,46 @@ pub fn stats(maps: &Maps) -> Result<Totals> {
         refused: rows.iter().map(|r| r.no_backend).sum(),
         vip_guard_drops: maps.vip_guard_drops().into_iter().collect(),
         escaped_vip_packets: crate::datapath::escape::escaped_packets(),
-        maps: maps.usage().into_iter().map(|(map, entries, capacity)| MapUsage { map, entries, capacity }).collect(),
+        maps: maps
+            .usage()
+            .into_iter()
+            .map(|(map, entries, capacity)| MapUsage {
+                map,
+                entries,
+                capacity,
+            })
+            .collect(),
     })
 }
 
 pub fn print_stats(t: &Totals) {
-    println!("VIPs {}  backends {}  connects {}  sendmsgs {}  refused {}", t.vips, t.backends, t.connects, t.sendmsgs, t.refused);
-    let drops: Vec<String> = t.vip_guard_drops.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    println!(
+        "VIPs {}  backends {}  connects {}  sendmsgs {}  refused {}",
+        t.vips, t.backends, t.connects, t.sendmsgs, t.refused
+    );
+    let drops: Vec<String> = t
+        .vip_guard_drops
+        .iter()
+        .map(|(r, n)| format!("{r} {n}"))
+        .collect();
     println!("XDP drops to VIP addresses: {}", drops.join("  "));
     match t.escaped_vip_packets {
         Some(n) => println!("escaped VIP packets dropped by l4lb0: {n}"),
         None => println!("escaped VIP packets: no l4lb0 in this network namespace"),
     }
-    println!("{:<16} {:>12} {:>12} {:>7}", "MAP", "ENTRIES", "CAPACITY", "USED");
+    println!(
+        "{:<16} {:>12} {:>12} {:>7}",
+        "MAP", "ENTRIES", "CAPACITY", "USED"
+    );
     for m in &t.maps {
-        let pct = if m.capacity > 0 { m.entries as f64 * 100.0 / m.capacity as f64 } else { 0.0 };
-        println!("{:<16} {:>12} {:>12} {:>6.1}%", m.map, m.entries, m.capacity, pct);
+        let pct = if m.capacity > 0 {
+            m.entries as f64 * 100.0 / m.capacity as f64
+        } else {
+            0.0
+        };
+        println!(
+            "{:<16} {:>12} {:>12} {:>6.1}%",
+            m.map, m.entries, m.capacity, pct
+        );
     }
 }

@@ -45,7 +45,13 @@ pub const GUARD_EXT_HEADER: u32 = 2;
 pub const GUARD_OTHER_PROTO: u32 = 3;
 pub const GUARD_TRUNCATED: u32 = 4;
 /// Slots of [`VIP_GUARD_MAP`]; names of the reasons, by index.
-pub const GUARD_REASONS: [&str; 5] = ["fragment", "ip_options", "ext_header", "other_proto", "truncated"];
+pub const GUARD_REASONS: [&str; 5] = [
+    "fragment",
+    "ip_options",
+    "ext_header",
+    "other_proto",
+    "truncated",
+];
 
 /// Every map the agent pins, in the order `teardown` and the CLI walk them.
 pub const ALL_MAPS: [&str; 12] = [

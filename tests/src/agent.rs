@@ -150,14 +150,23 @@ impl Agent {
 
     /// Polls `vips --json` until `pred` holds (a reload is asynchronous);
     /// panics with the table and the agent log after `timeout`.
-    pub fn wait_table(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    pub fn wait_table(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             let v = self.vips_json().unwrap_or(Value::Null);
             if pred(&v) {
                 return v;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; table: {v}\nlog:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; table: {v}\nlog:\n{}",
+                self.log()
+            );
             thread::sleep(Duration::from_millis(50));
         }
     }

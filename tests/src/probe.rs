@@ -40,7 +40,9 @@ impl Sandbox {
             stdout,
             backend: String::new(),
         };
-        hold.backend = hold.read_line().context("the held connection's backend id")?;
+        hold.backend = hold
+            .read_line()
+            .context("the held connection's backend id")?;
         Ok(hold)
     }
 }
@@ -70,7 +72,8 @@ impl Hold {
         let stdin = self.stdin.as_mut().context("the hold was finished")?;
         writeln!(stdin, "{line}").context("writing to l4lb-probe hold")?;
         stdin.flush()?;
-        self.read_line().with_context(|| format!("the echo of {line:?}"))
+        self.read_line()
+            .with_context(|| format!("the echo of {line:?}"))
     }
 
     /// Closes the connection (EOF on the probe's stdin) and waits for the probe.

@@ -18,12 +18,26 @@ impl Sandbox {
     /// client) are not local to it.
     pub fn spawn_redis(&mut self, ip: &str, port: u16) -> Result<u32> {
         let mut cmd = self.in_netns("redis-server");
-        cmd.args(["--bind", ip, "--port", &port.to_string(), "--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .args(["--protected-mode", "no"])
-            .stdout(Stdio::null());
+        cmd.args([
+            "--bind",
+            ip,
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+        ])
+        .args(["--protected-mode", "no"])
+        .stdout(Stdio::null());
         let pid = self.spawn(cmd)?;
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.redis_cli_in_netns(ip, port, &["PING"]).contains("PONG") {
+        while !self
+            .redis_cli_in_netns(ip, port, &["PING"])
+            .contains("PONG")
+        {
             if Instant::now() >= deadline {
                 bail!("redis-server on {ip}:{port} never answered PING");
             }
@@ -61,7 +75,9 @@ impl Sandbox {
 }
 
 fn run_cli(mut cmd: std::process::Command, host: &str, port: u16, args: &[&str]) -> String {
-    cmd.args(["-h", host, "-p", &port.to_string()]).args(args).stdin(Stdio::null());
+    cmd.args(["-h", host, "-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null());
     match cmd.output() {
         Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
         Err(_) => String::new(),

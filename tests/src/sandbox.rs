@@ -154,7 +154,11 @@ impl Sandbox {
     /// Names of the programs attached to the sandbox cgroup (`bpftool cgroup
     /// show`), sorted; a program attached twice is listed twice.
     pub fn cgroup_programs(&self) -> Result<Vec<String>> {
-        let out = sys::run(Command::new("bpftool").args(["-j", "cgroup", "show"]).arg(&self.cgroup))?;
+        let out = sys::run(
+            Command::new("bpftool")
+                .args(["-j", "cgroup", "show"])
+                .arg(&self.cgroup),
+        )?;
         let v: serde_json::Value = if out.trim().is_empty() {
             serde_json::Value::Array(vec![])
         } else {

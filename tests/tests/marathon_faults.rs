@@ -7,7 +7,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use l4lb_tests::{Agent, FakeMarathon, Fault, Sandbox, TaskSpec, probe_bin, redis_app, require_root};
+use l4lb_tests::{
+    Agent, FakeMarathon, Fault, Sandbox, TaskSpec, probe_bin, redis_app, require_root,
+};
 use serde_json::{Value, json};
 
 const BOUND: Duration = Duration::from_secs(20);
@@ -32,13 +34,31 @@ fn setup(tag: &str) -> (Sandbox, FakeMarathon, Agent) {
     for (id, ip) in [("a", "127.0.0.2"), ("b", "127.0.0.3"), ("c", "127.0.0.4")] {
         sb.spawn_testsrv(id, &[&format!("{ip}:7000")], &[]).unwrap();
     }
-    let tasks: Vec<TaskSpec> = ["127.0.0.2", "127.0.0.3", "127.0.0.4"].iter().map(|h| TaskSpec::new(h, 7000)).collect();
-    let m = FakeMarathon::start(&mut sb, 2, json!({"apps": [redis_app("/web", "/web:80", &tasks)]})).unwrap();
+    let tasks: Vec<TaskSpec> = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+        .iter()
+        .map(|h| TaskSpec::new(h, 7000))
+        .collect();
+    let m = FakeMarathon::start(
+        &mut sb,
+        2,
+        json!({"apps": [redis_app("/web", "/web:80", &tasks)]}),
+    )
+    .unwrap();
     let urls = m.urls().join(",");
-    let agent = Agent::start_with_args(&mut sb, "", &["--marathon", &urls, "--marathon-resync-secs", "1"]).unwrap();
+    let agent = Agent::start_with_args(
+        &mut sb,
+        "",
+        &["--marathon", &urls, "--marathon-resync-secs", "1"],
+    )
+    .unwrap();
     let v = agent.wait_vips(1, BOUND).unwrap();
     let deadline = Instant::now() + BOUND;
-    while agent.vips_json().unwrap()[0]["backends"].as_array().unwrap().len() != 3 {
+    while agent.vips_json().unwrap()[0]["backends"]
+        .as_array()
+        .unwrap()
+        .len()
+        != 3
+    {
         assert!(Instant::now() < deadline, "{v}");
         thread::sleep(Duration::from_millis(20));
     }
@@ -49,7 +69,10 @@ fn setup(tag: &str) -> (Sandbox, FakeMarathon, Agent) {
 fn outages_restarts_and_leader_switches_under_load_change_nothing() {
     require_root();
     let (sb, m, agent) = setup("mfaults");
-    let vip = agent.vips_json().unwrap()[0]["vip"].as_str().unwrap().to_string();
+    let vip = agent.vips_json().unwrap()[0]["vip"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let rev = revision(&agent);
     let applied_before = applies(&agent);
 
@@ -75,10 +98,20 @@ fn outages_restarts_and_leader_switches_under_load_change_nothing() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["errors"], 0, "connections failed: {v}");
     assert_eq!(v["counts"].as_object().unwrap().len(), 3, "{v}");
-    assert_eq!(revision(&agent), rev, "the backend set flapped\nlog:\n{}", agent.log());
+    assert_eq!(
+        revision(&agent),
+        rev,
+        "the backend set flapped\nlog:\n{}",
+        agent.log()
+    );
     // Re-reads happened (resync every second), none of them wrote anything.
     let log = agent.log();
-    let writes: Vec<&str> = log.lines().filter(|l| l.contains("table applied")).skip(applied_before).filter(|l| !l.contains("writes=0")).collect();
+    let writes: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("table applied"))
+        .skip(applied_before)
+        .filter(|l| !l.contains("writes=0"))
+        .collect();
     assert!(writes.is_empty(), "re-reads wrote to the maps: {writes:?}");
 }
 
@@ -86,7 +119,12 @@ fn outages_restarts_and_leader_switches_under_load_change_nothing() {
 fn an_event_storm_is_coalesced_and_memory_stays_bounded() {
     require_root();
     let (_sb, m, agent) = setup("mstorm");
-    let reads = |a: &Agent| a.log().lines().filter(|l| l.contains("marathon: apps read")).count();
+    let reads = |a: &Agent| {
+        a.log()
+            .lines()
+            .filter(|l| l.contains("marathon: apps read"))
+            .count()
+    };
     let (reads_before, applies_before) = (reads(&agent), applies(&agent));
     let start = Instant::now();
     let event = json!({"eventType": "status_update_event", "appId": "/web", "taskId": "web.instance-x._app.1", "taskStatus": "TASK_RUNNING", "repeat": 10000});
@@ -94,17 +132,39 @@ fn an_event_storm_is_coalesced_and_memory_stays_bounded() {
     // The storm is signal, not state: let the debounced re-reads settle.
     thread::sleep(Duration::from_secs(3));
     let rereads = reads(&agent) - reads_before;
-    eprintln!("10,000 events in {:?} → {rereads} re-reads of /web", start.elapsed());
-    assert!(rereads >= 1, "the storm triggered no re-read:\n{}", agent.log());
+    eprintln!(
+        "10,000 events in {:?} → {rereads} re-reads of /web",
+        start.elapsed()
+    );
+    assert!(
+        rereads >= 1,
+        "the storm triggered no re-read:\n{}",
+        agent.log()
+    );
     // One read of the named app per 5 ms window at most, never one per event.
     assert!(rereads <= 200, "10,000 events caused {rereads} re-reads");
     // /web did not change: no event rebuilt the table, nothing was written
     // (the test's 1 s resync still applies, with no writes).
     let log = agent.log();
-    let after: Vec<&str> = log.lines().filter(|l| l.contains("table applied")).skip(applies_before).collect();
-    assert!(after.iter().all(|l| l.contains("trigger=\"marathon resync\"") && l.contains("writes=0")), "{after:#?}");
+    let after: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("table applied"))
+        .skip(applies_before)
+        .collect();
+    assert!(
+        after
+            .iter()
+            .all(|l| l.contains("trigger=\"marathon resync\"") && l.contains("writes=0")),
+        "{after:#?}"
+    );
     let hwm = rss_kb(agent.pid());
     eprintln!("agent peak RSS {hwm} kB");
     assert!(hwm < 100 * 1024, "agent peak RSS {hwm} kB over 100 MB");
-    assert_eq!(agent.vips_json().unwrap()[0]["backends"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        agent.vips_json().unwrap()[0]["backends"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
 }

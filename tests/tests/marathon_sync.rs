@@ -145,12 +145,24 @@ fn named_vip_follows_marathon_through_changes_and_outages() {
     let (code, metrics) = sb.agent_http("/metrics");
     assert_eq!(code, "200", "{metrics}");
     let value = |name: &str| -> u64 {
-        let line = metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in:\n{metrics}"));
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"));
         line.rsplit(' ').next().unwrap().parse().unwrap()
     };
-    assert!(value(r#"l4lb_marathon_reads_total{scope="app"}"#) >= 3, "{metrics}");
-    assert!(value(r#"l4lb_marathon_reads_total{scope="all"}"#) >= 1, "{metrics}");
-    assert!(value(r#"l4lb_marathon_events_total{kind="all"}"#) >= 3, "{metrics}");
+    assert!(
+        value(r#"l4lb_marathon_reads_total{scope="app"}"#) >= 3,
+        "{metrics}"
+    );
+    assert!(
+        value(r#"l4lb_marathon_reads_total{scope="all"}"#) >= 1,
+        "{metrics}"
+    );
+    assert!(
+        value(r#"l4lb_marathon_events_total{kind="all"}"#) >= 3,
+        "{metrics}"
+    );
 
     // Kill: TASK_KILLING → weight 0, then gone.
     let apps = m.apps().unwrap();

@@ -39,7 +39,11 @@ fn metrics_count_connections_and_report_map_usage() {
         r#"l4lb_table_applies_total{trigger="initial"} 1"#,
         "l4lb_sync_ok 1",
     ] {
-        assert!(m.lines().any(|l| l == line || l.starts_with(&format!("{line} "))), "missing {line:?} in:\n{m}");
+        assert!(
+            m.lines()
+                .any(|l| l == line || l.starts_with(&format!("{line} "))),
+            "missing {line:?} in:\n{m}"
+        );
     }
 }
 
@@ -54,20 +58,53 @@ fn backends_and_stats_commands_read_the_pinned_maps() {
     )
     .unwrap();
     agent.wait_vips(2, Duration::from_secs(20)).unwrap();
-    sb.probe(&["tcp", "--to", "11.0.0.2:7000", "-n", "4"]).unwrap();
+    sb.probe(&["tcp", "--to", "11.0.0.2:7000", "-n", "4"])
+        .unwrap();
     let run = |sub: &str| -> serde_json::Value {
-        let out = sb.in_netns(l4lb_tests::agent_bin()).args([sub, "--json", "--pin-root"]).arg(sb.pin_root()).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = sb
+            .in_netns(l4lb_tests::agent_bin())
+            .args([sub, "--json", "--pin-root"])
+            .arg(sb.pin_root())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     };
     let backends = run("backends");
-    let a = backends.as_array().unwrap().iter().find(|b| b["addr"] == "127.0.0.2:7000").unwrap();
+    let a = backends
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["addr"] == "127.0.0.2:7000")
+        .unwrap();
     assert_eq!(a["vips"].as_array().unwrap().len(), 2, "{backends}");
     assert_eq!(a["connects"], 4, "{backends}");
-    let idle = backends.as_array().unwrap().iter().find(|b| b["addr"] == "127.0.0.3:7000").unwrap();
+    let idle = backends
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["addr"] == "127.0.0.3:7000")
+        .unwrap();
     assert_eq!(idle["vips"][0]["weight"], 0, "{backends}");
     let stats = run("stats");
-    assert_eq!((stats["vips"].as_u64(), stats["backends"].as_u64(), stats["connects"].as_u64()), (Some(2), Some(2), Some(4)), "{stats}");
-    let services = stats["maps"].as_array().unwrap().iter().find(|m| m["map"] == "L4LB_SERVICES").unwrap();
+    assert_eq!(
+        (
+            stats["vips"].as_u64(),
+            stats["backends"].as_u64(),
+            stats["connects"].as_u64()
+        ),
+        (Some(2), Some(2), Some(4)),
+        "{stats}"
+    );
+    let services = stats["maps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["map"] == "L4LB_SERVICES")
+        .unwrap();
     assert_eq!(services["entries"], 2, "{stats}");
 }

@@ -25,8 +25,17 @@ fn inject_tcp_service(pin_root: &Path, vip: SocketAddr, backend: SocketAddr) {
     let mut maps = Maps::open_pinned(pin_root).unwrap();
     let applied = maps.read_applied().unwrap();
     let mut desired = applied.to_desired();
-    let spec = ServiceSpec { backends: [(backend, 1)].into(), ..Default::default() };
-    desired.services.insert(Vip { addr: vip, proto: Proto::Tcp }, spec);
+    let spec = ServiceSpec {
+        backends: [(backend, 1)].into(),
+        ..Default::default()
+    };
+    desired.services.insert(
+        Vip {
+            addr: vip,
+            proto: Proto::Tcp,
+        },
+        spec,
+    );
     let plan = plan::plan(&applied, &desired, maps.capacity());
     maps.apply(&plan.now).unwrap();
     maps.apply(&plan.after_grace).unwrap();
@@ -36,19 +45,38 @@ fn inject_tcp_service(pin_root: &Path, vip: SocketAddr, backend: SocketAddr) {
 fn a_vip_on_marathons_address_captures_other_processes_but_never_the_agent() {
     require_root();
     let mut sb = Sandbox::new("selfex").unwrap();
-    sb.spawn_testsrv("hijacker", &["127.0.0.2:7000"], &[]).unwrap();
+    sb.spawn_testsrv("hijacker", &["127.0.0.2:7000"], &[])
+        .unwrap();
     let m = FakeMarathon::start(&mut sb, 1, Value::Null).unwrap();
     let marathon = m.addrs()[0].to_string();
-    m.add_app(redis_app("/evil", &marathon, &[TaskSpec::new("127.0.0.2", 7000)])).unwrap();
-    m.add_app(redis_app("/web", "/web:80", &[TaskSpec::new("127.0.0.3", 80)])).unwrap();
+    m.add_app(redis_app(
+        "/evil",
+        &marathon,
+        &[TaskSpec::new("127.0.0.2", 7000)],
+    ))
+    .unwrap();
+    m.add_app(redis_app(
+        "/web",
+        "/web:80",
+        &[TaskSpec::new("127.0.0.3", 80)],
+    ))
+    .unwrap();
     // The default resync (60 s): nothing re-reads, and so nothing rewrites
     // the maps, but what the test causes.
     let agent = Agent::start_hooked(&mut sb, "", &["--marathon", &m.url(0)]).unwrap();
     agent.wait_vips(1, BOUND).unwrap();
-    agent.wait_log("declared by app /evil refused", "the guard's refusal", BOUND);
+    agent.wait_log(
+        "declared by app /evil refused",
+        "the guard's refusal",
+        BOUND,
+    );
 
     // Below the guard: the hijack in the maps captures any other process…
-    inject_tcp_service(sb.pin_root(), m.addrs()[0], "127.0.0.2:7000".parse().unwrap());
+    inject_tcp_service(
+        sb.pin_root(),
+        m.addrs()[0],
+        "127.0.0.2:7000".parse().unwrap(),
+    );
     let v = sb.probe_tcp(&marathon, 5).unwrap();
     assert_eq!(counts(&v).get("hijacker"), Some(&5), "{v}");
 
@@ -59,8 +87,17 @@ fn a_vip_on_marathons_address_captures_other_processes_but_never_the_agent() {
     m.fault(0, Fault::Down).unwrap();
     thread::sleep(Duration::from_millis(300));
     m.clear_faults().unwrap();
-    m.add_app(redis_app("/db", "/db:5432", &[TaskSpec::new("127.0.0.4", 5432)])).unwrap();
-    agent.wait_table("the new app, read past the hijack", Duration::from_secs(40), serves_db);
+    m.add_app(redis_app(
+        "/db",
+        "/db:5432",
+        &[TaskSpec::new("127.0.0.4", 5432)],
+    ))
+    .unwrap();
+    agent.wait_table(
+        "the new app, read past the hijack",
+        Duration::from_secs(40),
+        serves_db,
+    );
     let id = l4lb_agent::datapath::self_exempt::registered(sb.pin_root()).unwrap();
     assert_eq!(id.tgid, agent.pid(), "{id:?}");
 }
@@ -76,16 +113,29 @@ fn a_vip_on_a_remote_marathon_neither_captures_nor_cuts_the_agents_reads() {
     let mut ctl = Sandbox::new("selfex-c").unwrap();
     let ip = |args: &[&str]| l4lb_tests::run(std::process::Command::new("ip").args(args)).unwrap();
     let (n, c) = (node.netns().to_string(), ctl.netns().to_string());
-    ip(&["-n", &n, "link", "add", "v0", "type", "veth", "peer", "name", "p0", "netns", &c]);
+    ip(&[
+        "-n", &n, "link", "add", "v0", "type", "veth", "peer", "name", "p0", "netns", &c,
+    ]);
     for (ns, dev, addr) in [(&n, "v0", "198.18.8.1/24"), (&c, "p0", "198.18.8.2/24")] {
         ip(&["-n", ns, "addr", "add", addr, "dev", dev]);
         ip(&["-n", ns, "link", "set", dev, "up"]);
     }
-    node.spawn_testsrv("hijacker", &["127.0.0.2:7000"], &[]).unwrap();
+    node.spawn_testsrv("hijacker", &["127.0.0.2:7000"], &[])
+        .unwrap();
     let m = FakeMarathon::start_on(&mut ctl, "198.18.8.2", Value::Null).unwrap();
     let marathon = m.addrs()[0].to_string();
-    m.add_app(redis_app("/evil", &marathon, &[TaskSpec::new("127.0.0.2", 7000)])).unwrap();
-    m.add_app(redis_app("/web", "/web:80", &[TaskSpec::new("127.0.0.3", 80)])).unwrap();
+    m.add_app(redis_app(
+        "/evil",
+        &marathon,
+        &[TaskSpec::new("127.0.0.2", 7000)],
+    ))
+    .unwrap();
+    m.add_app(redis_app(
+        "/web",
+        "/web:80",
+        &[TaskSpec::new("127.0.0.3", 80)],
+    ))
+    .unwrap();
     let args = ["--marathon", &m.url(0), "--marathon-resync-secs", "1"];
     let agent = Agent::start_hooked(&mut node, "", &args).unwrap();
     agent.wait_vips(1, BOUND).unwrap();
@@ -94,16 +144,31 @@ fn a_vip_on_a_remote_marathon_neither_captures_nor_cuts_the_agents_reads() {
         "the control-plane refusal",
         BOUND,
     );
-    let routes = l4lb_tests::run(std::process::Command::new("ip").args(["-n", &n, "route", "show", "dev", "l4lb0"])).unwrap();
-    assert!(!routes.contains("198.18.8.2"), "a route cuts Marathon off: {routes}");
+    let routes = l4lb_tests::run(
+        std::process::Command::new("ip").args(["-n", &n, "route", "show", "dev", "l4lb0"]),
+    )
+    .unwrap();
+    assert!(
+        !routes.contains("198.18.8.2"),
+        "a route cuts Marathon off: {routes}"
+    );
     // The agent's reads keep reaching Marathon: a new app reaches its table.
-    m.add_app(redis_app("/db", "/db:5432", &[TaskSpec::new("127.0.0.4", 5432)])).unwrap();
+    m.add_app(redis_app(
+        "/db",
+        "/db:5432",
+        &[TaskSpec::new("127.0.0.4", 5432)],
+    ))
+    .unwrap();
     agent.wait_table("the new app", BOUND, serves_db);
 }
 
 /// True once a VIP of the table balances to /db's task.
 fn serves_db(table: &Value) -> bool {
     table.as_array().is_some_and(|rows| {
-        rows.iter().any(|r| r["backends"].as_array().is_some_and(|b| b.iter().any(|b| b["addr"] == "127.0.0.4:5432")))
+        rows.iter().any(|r| {
+            r["backends"]
+                .as_array()
+                .is_some_and(|b| b.iter().any(|b| b["addr"] == "127.0.0.4:5432"))
+        })
     })
 }

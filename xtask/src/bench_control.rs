@@ -483,7 +483,12 @@ fn server_answer(sb: &Sandbox, m: &FakeMarathon, n: usize) -> Result<(Vec<f64>, 
 }
 
 /// Curl's `time_total` (ms) for `path` `n` times, and the body size (MB).
-fn server_answer_at(sb: &Sandbox, m: &FakeMarathon, path: &str, n: usize) -> Result<(Vec<f64>, f64)> {
+fn server_answer_at(
+    sb: &Sandbox,
+    m: &FakeMarathon,
+    path: &str,
+    n: usize,
+) -> Result<(Vec<f64>, f64)> {
     let url = format!("{}{path}", m.url(0));
     let mut times = vec![];
     let mut size = 0.0;
@@ -548,7 +553,12 @@ fn full_sync_run(
         sb,
         m,
         slots,
-        &["--marathon-timeout-ms", SYNC_TIMEOUT_MS, "--marathon-resync-secs", RESYNC_SECS],
+        &[
+            "--marathon-timeout-ms",
+            SYNC_TIMEOUT_MS,
+            "--marathon-resync-secs",
+            RESYNC_SECS,
+        ],
     )?;
     let result = (|| {
         let mut tail = LogTail::new(agent.log_path());
@@ -796,7 +806,8 @@ fn events_with(
             kind,
             e2m_ms: num(&line, "event_to_maps_us").unwrap_or(0) as f64 / 1000.0,
             read_ms,
-            targeted: read.is_some_and(|l| field(l, "apps").is_some_and(|v| v.trim_matches('"') != "all")),
+            targeted: read
+                .is_some_and(|l| field(l, "apps").is_some_and(|v| v.trim_matches('"') != "all")),
             apply_ms: num(&line, "took_us").unwrap_or(0) as f64 / 1000.0,
             changed: num(&line, "changed").unwrap_or(0),
         });

@@ -53,7 +53,9 @@ fn run_target(fuzz_dir: &Path, scratch: &Path, target: &str, seconds: u32) -> Re
         }
     }
     // A hang (20 s on one input) or 2 GB of memory is a failure too.
-    cmd.arg("--").arg(format!("-max_total_time={seconds}")).args(["-max_len=8192", "-timeout=20", "-rss_limit_mb=2048"]);
+    cmd.arg("--")
+        .arg(format!("-max_total_time={seconds}"))
+        .args(["-max_len=8192", "-timeout=20", "-rss_limit_mb=2048"]);
     util::run(&mut cmd).with_context(|| {
         format!("fuzz target {target} failed: its input is under fuzz/artifacts/{target}/")
     })

@@ -56,7 +56,10 @@ pub fn update<K: Copy, V: Copy>(
         };
         let written = attr.count as usize;
         if r < 0 {
-            return Err((done + written.min(keys.len() - done), io::Error::last_os_error()));
+            return Err((
+                done + written.min(keys.len() - done),
+                io::Error::last_os_error(),
+            ));
         }
         if written == 0 {
             return Err((done, io::Error::other("BPF_MAP_UPDATE_BATCH wrote nothing")));

@@ -44,7 +44,9 @@ impl Drop for Window {
 impl SlotsArray {
     pub fn new(map: Map) -> Result<SlotsArray, MapError> {
         let Map::Array(map) = map else {
-            return Err(MapError::InvalidName { name: l4lb_common::SLOTS_MAP.into() });
+            return Err(MapError::InvalidName {
+                name: l4lb_common::SLOTS_MAP.into(),
+            });
         };
         let capacity = map.info()?.max_entries();
         Ok(SlotsArray { map, capacity })
@@ -64,7 +66,10 @@ impl SlotsArray {
     pub fn write(&mut self, base: u32, backends: &[u32]) -> Result<(), MapError> {
         let end = u64::from(base) + backends.len() as u64;
         if end > u64::from(self.capacity) {
-            return Err(MapError::OutOfBounds { index: end.min(u64::from(u32::MAX)) as u32, max_entries: self.capacity });
+            return Err(MapError::OutOfBounds {
+                index: end.min(u64::from(u32::MAX)) as u32,
+                max_entries: self.capacity,
+            });
         }
         if backends.is_empty() {
             return Ok(());
@@ -89,7 +94,10 @@ impl SlotsArray {
     pub fn read(&self, base: u32, count: u32) -> Result<Vec<u32>, MapError> {
         let end = u64::from(base) + u64::from(count);
         if end > u64::from(self.capacity) {
-            return Err(MapError::OutOfBounds { index: end.min(u64::from(u32::MAX)) as u32, max_entries: self.capacity });
+            return Err(MapError::OutOfBounds {
+                index: end.min(u64::from(u32::MAX)) as u32,
+                max_entries: self.capacity,
+            });
         }
         if count == 0 {
             return Ok(Vec::new());
@@ -124,7 +132,10 @@ impl SlotsArray {
             )
         };
         if ptr == libc::MAP_FAILED {
-            return Err(MapError::SyscallError(SyscallError { call: "mmap", io_error: std::io::Error::last_os_error() }));
+            return Err(MapError::SyscallError(SyscallError {
+                call: "mmap",
+                io_error: std::io::Error::last_os_error(),
+            }));
         }
         let ptr = NonNull::new(ptr.cast::<u8>()).ok_or(MapError::SyscallError(SyscallError {
             call: "mmap",

@@ -188,7 +188,11 @@ fn control(sh: &Arc<Shared>, method: &Method, path: &str, body: Value) -> CtlRes
         ("POST", "/event") => {
             str_field(&body, "eventType")?;
             // `"repeat": N` publishes the event N times (bursts), at most 100k.
-            let repeat = body.get("repeat").and_then(Value::as_u64).unwrap_or(1).clamp(1, 100_000);
+            let repeat = body
+                .get("repeat")
+                .and_then(Value::as_u64)
+                .unwrap_or(1)
+                .clamp(1, 100_000);
             let mut event = body;
             if let Some(o) = event.as_object_mut() {
                 o.remove("repeat");
