@@ -2,7 +2,7 @@
 //! the endpoints of its control plane and its DNS resolvers. These reads
 //! touch the system; the rules live in `guard.rs`.
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     net::IpAddr,
     time::{Duration, Instant},
 };
@@ -84,6 +84,16 @@ impl Protected {
         }
     }
 
+    /// The control plane's addresses as last looked up: `--marathon` hosts,
+    /// DNS upstreams, the node's resolvers.
+    pub fn control_plane(&self) -> BTreeSet<IpAddr> {
+        self.fixed
+            .keys()
+            .chain(self.resolved.keys())
+            .copied()
+            .collect()
+    }
+
     /// The guard for an apply now: the node's addresses are read each time
     /// (they change with DHCP, new interfaces, a pod's IP).
     pub fn guard(&self) -> Guard {
@@ -134,6 +144,27 @@ mod tests {
         let text = "# comment\nnameserver 198.18.0.53\nsearch x\nnameserver fd00::53\n  nameserver fe80::1%eth0\nnameserver bogus\n";
         let got: Vec<String> = nameservers(text).iter().map(ToString::to_string).collect();
         assert_eq!(got, ["198.18.0.53", "fd00::53", "fe80::1"]);
+    }
+
+    #[tokio::test]
+    async fn the_control_plane_takes_url_hosts_and_upstreams() {
+        let urls: Vec<Url> = [
+            "http://198.18.8.2:8080",
+            "https://[fd00:8::2]/",
+            "http://localhost:8080",
+        ]
+        .iter()
+        .map(|u| u.parse().unwrap())
+        .collect();
+        let mut p = Protected::new(Vec::new(), urls, &["198.18.8.53:53".parse().unwrap()]);
+        p.refresh().await;
+        let got = p.control_plane();
+        for ip in ["198.18.8.2", "fd00:8::2", "198.18.8.53", "127.0.0.1"] {
+            assert!(
+                got.contains(&ip.parse::<IpAddr>().unwrap()),
+                "{ip} not in {got:?}"
+            );
+        }
     }
 
     #[test]

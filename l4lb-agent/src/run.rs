@@ -90,11 +90,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
     if let Err(e) = datapath::self_exempt::register(&args.pin_root) {
         warn!("could not register the agent in the self map yet: {e:#}");
     }
-    let marathon_urls = marathon
-        .as_ref()
-        .map(|m| m.client.urls.clone())
-        .unwrap_or_default();
-    let protect = datapath::escape::control_plane(&marathon_urls, &args.dns.dns_upstream).await;
+    // What the VIP routes must leave alone: the control plane's addresses.
+    protected.refresh().await;
+    let protect = protected.control_plane();
     // Marathon's first read (subscribe, GET, decode) runs while the kernel
     // verifies and attaches the programs below: nothing is applied before
     // the loop at the end, so only the wait overlaps.

@@ -58,18 +58,9 @@ fn table(v: usize) -> String {
 
 fn hooks_all_attached(sb: &Sandbox, when: &str) {
     let names = sb.cgroup_programs().unwrap();
-    let mut want: Vec<String> = [
-        "l4lb_connect4",
-        "l4lb_connect6",
-        "l4lb_sendmsg4",
-        "l4lb_sendmsg6",
-        "l4lb_recvmsg4",
-        "l4lb_recvmsg6",
-        "l4lb_peername4",
-        "l4lb_peername6",
-    ]
-    .map(String::from)
-    .to_vec();
+    let mut want: Vec<String> = l4lb_agent::datapath::SOCK_PROGRAMS
+        .map(String::from)
+        .to_vec();
     want.sort();
     assert_eq!(
         names, want,

@@ -48,19 +48,7 @@ fn a_vip_on_marathons_address_captures_other_processes_but_never_the_agent() {
     sb.spawn_testsrv("hijacker", &["127.0.0.2:7000"], &[])
         .unwrap();
     let m = FakeMarathon::start(&mut sb, 1, Value::Null).unwrap();
-    let marathon = m.addrs()[0].to_string();
-    m.add_app(redis_app(
-        "/evil",
-        &marathon,
-        &[TaskSpec::new("127.0.0.2", 7000)],
-    ))
-    .unwrap();
-    m.add_app(redis_app(
-        "/web",
-        "/web:80",
-        &[TaskSpec::new("127.0.0.3", 80)],
-    ))
-    .unwrap();
+    let marathon = hijacking_app_and_web(&m);
     // The default resync (60 s): nothing re-reads, and so nothing rewrites
     // the maps, but what the test causes.
     let agent = Agent::start_hooked(&mut sb, "", &["--marathon", &m.url(0)]).unwrap();
@@ -123,19 +111,7 @@ fn a_vip_on_a_remote_marathon_neither_captures_nor_cuts_the_agents_reads() {
     node.spawn_testsrv("hijacker", &["127.0.0.2:7000"], &[])
         .unwrap();
     let m = FakeMarathon::start_on(&mut ctl, "198.18.8.2", Value::Null).unwrap();
-    let marathon = m.addrs()[0].to_string();
-    m.add_app(redis_app(
-        "/evil",
-        &marathon,
-        &[TaskSpec::new("127.0.0.2", 7000)],
-    ))
-    .unwrap();
-    m.add_app(redis_app(
-        "/web",
-        "/web:80",
-        &[TaskSpec::new("127.0.0.3", 80)],
-    ))
-    .unwrap();
+    let marathon = hijacking_app_and_web(&m);
     let args = ["--marathon", &m.url(0), "--marathon-resync-secs", "1"];
     let agent = Agent::start_hooked(&mut node, "", &args).unwrap();
     agent.wait_vips(1, BOUND).unwrap();
@@ -160,6 +136,21 @@ fn a_vip_on_a_remote_marathon_neither_captures_nor_cuts_the_agents_reads() {
     ))
     .unwrap();
     agent.wait_table("the new app", BOUND, serves_db);
+}
+
+/// Adds /web and /evil, whose VIP label is Marathon's own address (its task
+/// is the hijacker, 127.0.0.2:7000); returns that address.
+fn hijacking_app_and_web(m: &FakeMarathon) -> String {
+    let marathon = m.addrs()[0].to_string();
+    let evil = redis_app("/evil", &marathon, &[TaskSpec::new("127.0.0.2", 7000)]);
+    m.add_app(evil).unwrap();
+    m.add_app(redis_app(
+        "/web",
+        "/web:80",
+        &[TaskSpec::new("127.0.0.3", 80)],
+    ))
+    .unwrap();
+    marathon
 }
 
 /// True once a VIP of the table balances to /db's task.

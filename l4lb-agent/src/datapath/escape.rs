@@ -17,7 +17,7 @@
 //! cannot). `teardown` deletes the interface, and its routes with it.
 use std::{
     collections::BTreeSet,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
 use anyhow::{Context, Result, bail};
@@ -164,31 +164,6 @@ fn wanted(applied: &Applied, protect: &BTreeSet<IpAddr>) -> (BTreeSet<IpAddr>, V
     backends.extend(protect.iter().map(|ip| ip.to_canonical()));
     let skipped = vips.intersection(&backends).copied().collect();
     (vips.difference(&backends).copied().collect(), skipped)
-}
-
-/// The agent's control-plane addresses: the Marathon URLs' hosts (names
-/// resolved now, best effort) and the DNS upstreams.
-pub async fn control_plane(urls: &[url::Url], upstreams: &[SocketAddr]) -> BTreeSet<IpAddr> {
-    let mut out: BTreeSet<IpAddr> = upstreams.iter().map(|u| u.ip().to_canonical()).collect();
-    for u in urls {
-        let port = u.port_or_known_default().unwrap_or(80);
-        match u.host() {
-            Some(url::Host::Ipv4(a)) => {
-                out.insert(IpAddr::V4(a));
-            }
-            Some(url::Host::Ipv6(a)) => {
-                out.insert(IpAddr::V6(a).to_canonical());
-            }
-            Some(url::Host::Domain(name)) => match tokio::net::lookup_host((name, port)).await {
-                Ok(addrs) => out.extend(addrs.map(|a| a.ip().to_canonical())),
-                Err(e) => {
-                    tracing::warn!(%name, "resolving a Marathon host to keep it off l4lb0: {e}")
-                }
-            },
-            None => {}
-        }
-    }
-    out
 }
 
 /// A host route to `ip` through interface `ifindex` (main table).
@@ -428,29 +403,5 @@ mod tests {
         assert_eq!(skipped, vec!["10.0.0.5".parse::<IpAddr>().unwrap()]);
         let protect = ips(&["11.0.0.1"]);
         assert_eq!(wanted(&applied, &protect).0, ips(&["fd01:c::1"]));
-    }
-}
-
-#[cfg(test)]
-mod control_plane_tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn control_plane_takes_url_hosts_and_upstreams() {
-        let urls: Vec<url::Url> = [
-            "http://198.18.8.2:8080",
-            "https://[fd00:8::2]/",
-            "http://localhost:8080",
-        ]
-        .iter()
-        .map(|u| u.parse().unwrap())
-        .collect();
-        let got = control_plane(&urls, &["198.18.8.53:53".parse().unwrap()]).await;
-        for ip in ["198.18.8.2", "fd00:8::2", "198.18.8.53", "127.0.0.1"] {
-            assert!(
-                got.contains(&ip.parse::<IpAddr>().unwrap()),
-                "{ip} not in {got:?}"
-            );
-        }
     }
 }
