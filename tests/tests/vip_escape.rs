@@ -143,6 +143,19 @@ fn vip_packets_that_escape_the_hooks_never_leave_the_node() {
     agent.wait_vips(2, BOUND).unwrap();
     wait_route(&node, "11.0.0.1");
     wait_route(&node, "fd01:c::1");
+    // l4lb0 holds no address: an IPv6 link-local on it made getaddrinfo's
+    // AI_ADDRCONFIG take a lo-only netns for IPv6-connected (dnsperf's
+    // queries to 127.0.0.1 then failed with ENETUNREACH).
+    let addrs = l4lb_tests::run(std::process::Command::new("ip").args([
+        "-n",
+        node.netns(),
+        "addr",
+        "show",
+        "dev",
+        "l4lb0",
+    ]))
+    .unwrap();
+    assert!(!addrs.contains("inet"), "l4lb0 has an address: {addrs}");
     send_escaping(&node, "11.0.0.1:7000");
     send_escaping(&node, "[fd01:c::1]:7000");
     assert_eq!(leaked(&up), before, "VIP packets left the node");

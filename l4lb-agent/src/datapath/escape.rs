@@ -221,6 +221,7 @@ async fn ensure_dummy(handle: &Handle) -> Result<u32> {
                 .index
         }
     };
+    no_ipv6_address();
     handle
         .link()
         .set(LinkUnspec::new_with_index(index).up().build())
@@ -228,6 +229,21 @@ async fn ensure_dummy(handle: &Handle) -> Result<u32> {
         .await
         .with_context(|| format!("setting {DEV} up"))?;
     Ok(index)
+}
+
+/// `l4lb0` only swallows packets: it must not get an IPv6 link-local address
+/// when it comes up, or the node looks IPv6-connected to getaddrinfo's
+/// AI_ADDRCONFIG (a netns whose only other interface is lo then has its
+/// resolvers pick IPv6-only sockets: dnsperf's sends to 127.0.0.1 failed with
+/// ENETUNREACH). Best effort: a kernel without IPv6 has no such file.
+fn no_ipv6_address() {
+    // IN6_ADDR_GEN_MODE_NONE; /proc/sys/net is this process's netns.
+    let path = format!("/proc/sys/net/ipv6/conf/{DEV}/addr_gen_mode");
+    if let Err(e) = std::fs::write(&path, "1")
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!("{path}: {e}");
+    }
 }
 
 async fn find(handle: &Handle) -> Result<Option<LinkMessage>> {
