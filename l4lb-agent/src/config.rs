@@ -103,6 +103,10 @@ pub struct VipEntry {
 }
 
 impl VipEntry {
+    /// The backends' families, or IPv4 for `backends: []`. Unlike a Marathon
+    /// app scaled to 0 (withdrawn, as dcos-net does), an empty list here is
+    /// the operator's explicit choice: the VIP stays and refuses connections
+    /// with EPERM.
     fn families(&self) -> BTreeSet<Family> {
         let mut f: BTreeSet<Family> = self.backends.keys().map(|b| Family::of(b.ip())).collect();
         if f.is_empty() {
@@ -686,12 +690,28 @@ vips:
         );
     }
 
+    /// A dotted label keeps its dots in the static file too (mesos_state
+    /// domain_frag), so it gets dcos-net's name and address.
+    #[test]
+    fn named_vip_with_dots() {
+        let s = state("vips:\n  - name: /api.hello-world:80\n    backends: [\"127.0.0.1:8080\"]\n")
+            .unwrap();
+        let a = named_addr("api.hello-world.marathon", Family::V4, 80);
+        assert_eq!(a.to_string(), "11.46.7.245:80");
+        let spec = &s.services[&Vip {
+            addr: a,
+            proto: Proto::Tcp,
+        }];
+        assert_eq!(spec.name.as_deref(), Some("/api.hello-world:80"));
+    }
+
     #[test]
     fn named_vip_ipv4() {
         let s =
             state("vips:\n  - name: /group/app:80\n    backends: [\"127.0.0.1:8080\"]\n").unwrap();
         let a = named_addr("groupapp.marathon", Family::V4, 80);
-        assert_eq!(a.ip().to_string(), "11.87.170.169");
+        // dcos-net's rule: 11.0.0.0 + phash2(<<"groupapp.marathon">>, 16#FFFFFE).
+        assert_eq!(a.ip().to_string(), "11.101.236.127");
         assert_eq!(s.services.len(), 1);
         let spec = &s.services[&Vip {
             addr: a,

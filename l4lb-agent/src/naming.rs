@@ -11,14 +11,23 @@ use std::{
 
 use sha1::{Digest, Sha1};
 
+// Explicit paths: the fuzz crate includes this file with `#[path]`, where a
+// plain `mod` would be looked up beside it instead of in naming/.
+#[cfg(test)]
+#[path = "naming/peer_fixture_tests.rs"]
+mod peer_fixture_tests;
+#[path = "naming/phash2.rs"]
+mod phash2;
+
 /// DNS zone named VIPs live in: `<label>.<framework>.l4lb.thisdcos.directory`.
 pub const L4LB_ZONE: &str = "l4lb.thisdcos.directory";
 
 /// First address handed to named IPv4 VIPs (dcos-net's `min_named_ip`).
 pub const V4_RANGE_START: Ipv4Addr = Ipv4Addr::new(11, 0, 0, 0);
-/// Number of named IPv4 addresses: 11.0.0.0 ..= 11.255.255.254 (dcos-net's
-/// `max - min`, so the top address is never handed out).
-pub const V4_RANGE_SIZE: u32 = (1 << 24) - 1;
+/// Number of named IPv4 addresses: dcos-net's `max_named_ip - min_named_ip`
+/// = 11.255.255.254 − 11.0.0.0, the modulus its `phash2` takes, so addresses
+/// run 11.0.0.0 ..= 11.255.255.253.
+pub const V4_RANGE_SIZE: u32 = 0xFF_FFFE;
 /// First address handed to named IPv6 VIPs (dcos-net's `min_named_ip6`).
 pub const V6_RANGE_START: Ipv6Addr = Ipv6Addr::new(0xfd01, 0xc, 0, 0, 0, 0, 0, 0);
 /// Number of named IPv6 addresses: fd01:c:: ..= fd01:c::ffff:ffff:ffff:fffe.
@@ -38,6 +47,10 @@ pub enum NamingError {
     BadAddress { value: String, host: String },
     #[error("VIP label {value:?}: name {name:?} has no letter or digit, so it has no DNS name")]
     EmptyName { value: String, name: String },
+    #[error(
+        "VIP label {value:?}: name {name:?} makes a DNS name longer than {MAX_FQDN_LEN} characters"
+    )]
+    NameTooLong { value: String, name: String },
     #[error("no free {family} VIP address left: {wanted} names for a range of {size} addresses")]
     OutOfAddresses {
         family: Family,
@@ -92,14 +105,32 @@ fn trim_trailing_dashes(s: &mut String) {
     s.truncate(len);
 }
 
-/// The allocator key and DNS prefix of a named VIP: `/redis` + `marathon` →
-/// `redis.marathon`.
+/// dcos-net's `mesos_state:domain_frag/1`: split at dots and mangle each
+/// piece with [`normalize_label`], so `/api.hello-world` →
+/// `api.hello-world` (the name every DC/OS SDK scheduler's API has) and
+/// `/group/app` → `groupapp`. `None` if nothing is left.
+///
+/// One deviation: a piece that mangles to nothing (`/a./b`'s `/`) is dropped;
+/// dcos-net keeps it as an empty label, which no DNS name can carry.
+pub fn domain_frag(name: &str) -> Option<String> {
+    let pieces: Vec<String> = name.split('.').filter_map(normalize_label).collect();
+    (!pieces.is_empty()).then(|| pieces.join("."))
+}
+
+/// Longest DNS name in text form (255 octets on the wire).
+pub const MAX_FQDN_LEN: usize = 253;
+
+/// Framework every `VIP_n` label is read for (Marathon's; the static file
+/// uses it too).
+const LABEL_FRAMEWORK: &str = "marathon";
+
+/// The allocator key and DNS prefix of a named VIP, the binary dcos-net
+/// hashes: `/redis` + `marathon` → `redis.marathon`, `/api.hello-world` +
+/// `marathon` → `api.hello-world.marathon`. `None` if either part has no
+/// DNS name or the FQDN would be too long for DNS.
 pub fn vip_key(label: &str, framework: &str) -> Option<String> {
-    Some(format!(
-        "{}.{}",
-        normalize_label(label)?,
-        normalize_label(framework)?
-    ))
+    let key = format!("{}.{}", domain_frag(label)?, domain_frag(framework)?);
+    (key.len() + 1 + L4LB_ZONE.len() <= MAX_FQDN_LEN).then_some(key)
 }
 
 /// `/redis` + `marathon` → `redis.marathon.l4lb.thisdcos.directory`.
@@ -127,7 +158,8 @@ pub struct VipLabel {
 /// (so the bare IPv6 form `fd01::1:80` works), the right part is the port
 /// (1–65535), the left part an IP address (IPv6 optionally in brackets) or
 /// else a name. A name must keep at least one character after
-/// [`normalize_label`], or it could not be resolved or hashed.
+/// [`domain_frag`], or it could not be resolved or hashed, and must fit in a
+/// DNS name under the Marathon framework.
 pub fn parse_vip_label(value: &str) -> Result<VipLabel, NamingError> {
     let (host, port) = value
         .rsplit_once(':')
@@ -151,8 +183,13 @@ pub fn parse_vip_label(value: &str) -> Result<VipLabel, NamingError> {
         // A mangled IPv6 address (`fd01::1` without a port splits into
         // `fd01:` + `1`): refusing beats inventing a VIP named "fd01".
         return Err(bad_address());
-    } else if normalize_label(host).is_none() {
+    } else if domain_frag(host).is_none() {
         return Err(NamingError::EmptyName {
+            value: value.to_owned(),
+            name: host.to_owned(),
+        });
+    } else if vip_key(host, LABEL_FRAMEWORK).is_none() {
+        return Err(NamingError::NameTooLong {
             value: value.to_owned(),
             name: host.to_owned(),
         });
@@ -192,18 +229,23 @@ impl fmt::Display for Family {
     }
 }
 
-/// SHA-1 of `key` read as a 160-bit big-endian integer, mod `size` — dcos-net's
-/// IPv6 rule (`<<Hash:160>> = crypto:hash(sha, Name), Hash rem Qtty`), used for
-/// IPv4 too (dcos-net uses Erlang's `phash2` there, which is not worth
-/// reimplementing: any stable, well-spread hash will do for IPv4).
-fn hash_offset(key: &str, size: u128) -> u128 {
+/// Where `key`'s probe starts in a pool of `size` addresses, by dcos-net's
+/// rules so both give a name the same address: IPv4 is
+/// `erlang:phash2(Name, Size)`; IPv6 is SHA-1 of the name read as a 160-bit
+/// big-endian integer, mod `size` (`<<Hash:160>> = crypto:hash(sha, Name),
+/// Hash rem Qtty`).
+fn hash_offset(family: Family, key: &str, size: u128) -> u128 {
     debug_assert!(
         size > 0 && size <= 1 << 64,
         "the fold below needs size <= 2^64"
     );
-    Sha1::digest(key.as_bytes())
-        .iter()
-        .fold(0u128, |acc, &b| ((acc << 8) | u128::from(b)) % size)
+    match family {
+        // `Pool::new` keeps an IPv4 pool within u32.
+        Family::V4 => u128::from(phash2::phash2(key.as_bytes(), size as u32)),
+        Family::V6 => Sha1::digest(key.as_bytes())
+            .iter()
+            .fold(0u128, |acc, &b| ((acc << 8) | u128::from(b)) % size),
+    }
 }
 
 /// One family's address space and who holds what in it.
@@ -274,7 +316,7 @@ impl Pool {
                 continue;
             }
             // Linear probe; terminates because keys.len() <= size.
-            let mut offset = hash_offset(key, self.size);
+            let mut offset = hash_offset(self.family, key, self.size);
             while !taken.insert(offset) {
                 offset = (offset + 1) % self.size;
             }
@@ -285,8 +327,9 @@ impl Pool {
     }
 }
 
-/// Hands out named-VIP addresses: SHA-1 of the key (`label.framework`, see
-/// [`vip_key`]) mod the range size, added to the range start; linear probe on
+/// Hands out named-VIP addresses: the hash of the key (`label.framework`, see
+/// [`vip_key`]; `phash2` for IPv4, SHA-1 for IPv6) mod the range size, added
+/// to the range start; linear probe on
 /// collision, new names in sorted order (so a batch's result does not depend
 /// on the order names were found in). A name keeps its address as long as it
 /// stays: on collisions, who came first wins, not who sorts first. Keep one
@@ -306,7 +349,7 @@ impl Default for VipAllocator {
 }
 
 impl VipAllocator {
-    /// dcos-net's ranges: 11.0.0.0–11.255.255.254 and fd01:c::/64.
+    /// dcos-net's ranges: 11.0.0.0–11.255.255.253 and fd01:c::/64.
     pub fn new() -> Self {
         Self::with_ranges(
             (V4_RANGE_START, V4_RANGE_SIZE),
@@ -362,7 +405,7 @@ impl VipAllocator {
     /// Where `key`'s probe starts: its address unless it collided.
     pub fn hashed_address(&self, family: Family, key: &str) -> IpAddr {
         let pool = self.pool(family);
-        pool.addr(hash_offset(key, pool.size))
+        pool.addr(hash_offset(family, key, pool.size))
     }
 }
 
@@ -437,6 +480,10 @@ mod tests {
             Some("groupapp.marathon.l4lb.thisdcos.directory")
         );
         assert_eq!(vip_key("/qux", "ipv6").as_deref(), Some("qux.ipv6"));
+        assert_eq!(
+            vip_key("/api.hello-world", "marathon").as_deref(),
+            Some("api.hello-world.marathon")
+        );
         assert_eq!(vip_fqdn("/", "marathon"), None);
     }
 
@@ -500,13 +547,85 @@ mod tests {
         assert_eq!(a.get(Family::V6, &key), Some(want));
     }
 
+    /// dcos-net's dcos_l4lb_lashup_vip_listener_SUITE `lookup_vips`: labels
+    /// `/foo` on framework `bar` and `/baz` on `qux` in its TEST range
+    /// 11.0.0.0–11.0.0.254 resolve to 11.0.0.37 and 11.0.0.39; when `foo.bar`
+    /// goes, `baz.qux` keeps its address.
     #[test]
-    fn ipv4_rule_pinned() {
-        // SHA-1("redis.marathon") mod (2^24 - 1) = 0x1682c3 → 11.22.130.195.
-        // Pinned: changing the rule would move every named VIP on upgrade.
+    fn ipv4_matches_dcos_net_suite() {
+        let mut a = VipAllocator::with_ranges(
+            (V4_RANGE_START, 0xfe), // max_named_ip - min_named_ip in TEST
+            (V6_RANGE_START, V6_RANGE_SIZE),
+        );
+        let foo = vip_key("/foo", "bar").unwrap();
+        let baz = vip_key("/baz", "qux").unwrap();
+        let got = a.allocate(Family::V4, &set(&[&foo, &baz])).unwrap();
+        assert_eq!(got[&foo], ip("11.0.0.37"));
+        assert_eq!(got[&baz], ip("11.0.0.39"));
+        let got = a.allocate(Family::V4, &set(&[&baz])).unwrap();
+        assert_eq!(got[&baz], ip("11.0.0.39"));
+        assert_eq!(a.get(Family::V4, &foo), None);
+    }
+
+    /// The production range (11.0.0.0 + phash2(Name, 16#FFFFFE)): what a
+    /// dcos-net node gives these names. Pinned: changing the rule would move
+    /// every named VIP on upgrade.
+    #[test]
+    fn ipv4_production_vectors() {
         let mut a = VipAllocator::new();
-        let got = a.allocate(Family::V4, &set(&["redis.marathon"])).unwrap();
-        assert_eq!(got["redis.marathon"], ip("11.22.130.195"));
+        let redis = vip_key("/redis", "marathon").unwrap();
+        let api = vip_key("/api.hello-world", "marathon").unwrap();
+        assert_eq!(api, "api.hello-world.marathon");
+        let got = a.allocate(Family::V4, &set(&[&redis, &api])).unwrap();
+        assert_eq!(got[&redis], ip("11.202.66.162"));
+        assert_eq!(got[&api], ip("11.46.7.245"));
+    }
+
+    /// mesos_state's domain_frag: split at dots, each piece mangled alone.
+    #[test]
+    fn domain_frag_keeps_dots() {
+        for (label, want) in [
+            ("/api.hello-world", Some("api.hello-world")),
+            ("/group/app", Some("groupapp")),
+            ("/redis", Some("redis")),
+            ("My_App.V2", Some("my-app.v2")),
+            ("a..b.", Some("a.b")),
+            ("/a./.b", Some("a.b")),
+            ("_x_.-y-", Some("x.y")),
+            ("./.", None),
+            ("", None),
+        ] {
+            assert_eq!(domain_frag(label).as_deref(), want, "{label:?}");
+        }
+        assert_eq!(
+            vip_fqdn("/api.hello-world", "marathon").as_deref(),
+            Some("api.hello-world.marathon.l4lb.thisdcos.directory")
+        );
+        // Each piece is capped at 63 on its own.
+        let long = format!("{}.{}", "a".repeat(70), "b".repeat(70));
+        let frag = domain_frag(&long).unwrap();
+        assert_eq!(frag, format!("{}.{}", "a".repeat(63), "b".repeat(63)));
+    }
+
+    #[test]
+    fn names_too_long_for_dns_are_refused() {
+        // 229 = 253 - ".l4lb.thisdcos.directory"; the key is label.marathon.
+        let fits = [
+            "a".repeat(63),
+            "b".repeat(63),
+            "c".repeat(63),
+            "d".repeat(28),
+        ]
+        .join(".");
+        assert_eq!(fits.len() + ".marathon".len(), 229);
+        let fqdn = vip_fqdn(&fits, "marathon").unwrap();
+        assert_eq!(fqdn.len(), MAX_FQDN_LEN);
+        assert!(parse_vip_label(&format!("{fits}:80")).is_ok());
+        let over = format!("{fits}d");
+        assert_eq!(vip_key(&over, "marathon"), None);
+        let e = parse_vip_label(&format!("{over}:80")).unwrap_err();
+        assert!(matches!(e, NamingError::NameTooLong { .. }), "{e}");
+        assert!(e.to_string().contains("longer than 253"), "{e}");
     }
 
     #[test]
@@ -523,7 +642,7 @@ mod tests {
                 panic!("{addr}")
             };
             assert_eq!(a.octets()[0], 11);
-            assert_ne!(*a, Ipv4Addr::new(11, 255, 255, 255));
+            assert!(*a <= Ipv4Addr::new(11, 255, 255, 253), "{a}");
         }
         for addr in v6.values() {
             let IpAddr::V6(a) = addr else {

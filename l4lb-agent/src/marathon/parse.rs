@@ -13,8 +13,11 @@
 //! - TASK_RUNNING weighs 1, or 0 while a health-checked task has no result or
 //!   a failing one; TASK_KILLING weighs 0; other tasks are not backends.
 //! - Named VIPs are keyed by (name, `marathon`), get one address per backend
-//!   family (IPv4 when they have no backend), and gather the backends of every
-//!   app that declares them.
+//!   family, and gather the backends of every app that declares them.
+//! - A VIP (named or IP) with no backend at all is withdrawn, with its name,
+//!   as dcos-net does when an app scales to 0; it comes back at the same
+//!   address (a hash) with its first task. Backends of weight 0 (killing,
+//!   unhealthy) still count: the VIP stays and refuses new connections.
 //!
 //! Bad input never fails the whole sync unless the body itself is unusable
 //! ([`ParseError`]): a bad app, port, label or task is left out with a
@@ -471,14 +474,11 @@ struct Group {
 }
 
 impl Group {
-    /// Families a named VIP needs an address in: its backends', or IPv4 when
-    /// it has none (as the static file does).
+    /// Families a named VIP needs an address in: its backends'. None when it
+    /// has no backend: an app scaled to 0 withdraws its VIP (unlike the
+    /// static file, where an empty list is the operator's explicit choice).
     fn families(&self) -> BTreeSet<Family> {
-        let mut f: BTreeSet<Family> = self.backends.keys().map(|b| Family::of(b.ip())).collect();
-        if f.is_empty() {
-            f.insert(Family::V4);
-        }
-        f
+        self.backends.keys().map(|b| Family::of(b.ip())).collect()
     }
 }
 
@@ -784,6 +784,9 @@ impl Builder {
         }
         for (gk, g) in &self.groups {
             let GroupKey::Ip(vip) = gk else { continue };
+            if g.backends.is_empty() {
+                continue; // scaled to 0: withdrawn, like a named VIP
+            }
             if let Some(key) = named_at.get(vip) {
                 // Explicit addresses are the user's choice, allocated ones are
                 // stable: the named VIP keeps the address either way.
@@ -968,8 +971,8 @@ mod tests {
             naming::vip_fqdn("/redis", FRAMEWORK).as_deref(),
             Some("redis.marathon.l4lb.thisdcos.directory")
         );
-        // naming's pinned address for redis.marathon.
-        assert_eq!(v, vip("11.22.130.195:6379", Proto::Tcp));
+        // dcos-net's address for redis.marathon (phash2, naming's vectors).
+        assert_eq!(v, vip("11.202.66.162:6379", Proto::Tcp));
         assert_eq!(alloc.get(Family::V4, "redis.marathon"), Some(v.addr.ip()));
         // Host networking: agent IP + host port; the third task fails its check.
         assert_eq!(
@@ -1256,7 +1259,7 @@ mod tests {
     }
 
     #[test]
-    fn failed_task_only_leaves_an_empty_vip() {
+    fn failed_task_only_withdraws_the_vip() {
         let p = parse(&apps(json!([host_app(
             "/f",
             "/f:80",
@@ -1264,9 +1267,7 @@ mod tests {
         )])));
         // No complaint about the missing port: a failed task needs none.
         assert!(p.warnings.is_empty(), "{:?}", p.warnings);
-        let (v, spec) = only_named(&p, "/f:80");
-        assert!(in_v4_range(v.addr.ip()));
-        assert!(spec.backends.is_empty());
+        assert!(services(&p).is_empty(), "{:?}", services(&p));
         let t = task(&p, "t");
         assert!(!t.running && t.ports.is_empty());
     }
@@ -1288,7 +1289,7 @@ mod tests {
         assert!(p.warnings.is_empty(), "{:?}", p.warnings);
         assert_eq!(services(&p).len(), 1);
         let (v, spec) = services(&p).iter().next().unwrap();
-        assert_eq!(v.addr, sa("11.22.130.195:6379"));
+        assert_eq!(v.addr, sa("11.202.66.162:6379"));
         // The smallest spelling names it, whatever the app order.
         assert_eq!(spec.name.as_deref(), Some("/redis:6379"));
         assert_eq!(
@@ -1495,8 +1496,8 @@ mod tests {
             backends(&[("9.0.0.8:80", 1)])
         );
         // A task with a hostname still serves the ports that need no agent IP,
-        // and keeps its record.
-        assert!(only_named(&p, "/hostname:80").1.backends.is_empty());
+        // and keeps its record; its host-port VIP has no backend, so no VIP.
+        assert!(named(&p, "/hostname:80").is_empty());
         assert_eq!(task(&p, "hostname.1").agent_ip, None);
         // Skipped apps leave no tasks behind.
         assert!(
@@ -1576,11 +1577,15 @@ mod tests {
     fn addresses_stable_across_syncs() {
         let mut alloc = VipAllocator::new();
         let both = apps(json!([
-            host_app("/a", "/a:80", json!([])),
-            host_app("/b", "/b:80", json!([])),
+            host_app("/a", "/a:80", json!([running("a", "10.0.0.1", &[1])])),
+            host_app("/b", "/b:80", json!([running("b", "10.0.0.2", &[1])])),
         ]));
         let s1 = parse_apps(both.as_bytes(), &mut alloc).unwrap();
-        let only_b = apps(json!([host_app("/b", "/b:80", json!([]))]));
+        let only_b = apps(json!([host_app(
+            "/b",
+            "/b:80",
+            json!([running("b", "10.0.0.2", &[1])])
+        )]));
         let s2 = parse_apps(only_b.as_bytes(), &mut alloc).unwrap();
         assert_eq!(named(&s1, "/b:80"), named(&s2, "/b:80"));
         // `/a` is gone, so its name is released.
@@ -1616,7 +1621,7 @@ mod tests {
 
     #[test]
     fn ip_vip_on_a_named_address_is_left_out() {
-        let taken = "11.22.130.195:6379"; // redis.marathon's address
+        let taken = "11.202.66.162:6379"; // redis.marathon's address
         let p = parse(&apps(json!([
             host_app(
                 "/redis",
@@ -1652,9 +1657,86 @@ mod tests {
         let (v, spec) = only_named(&p, "/h6:80");
         assert!(in_v6_range(v.addr.ip()), "{v}");
         assert_eq!(spec.backends, backends(&[("[fd00::11]:31000", 1)]));
-        // No backends at all: IPv4.
+        // No backends at all: no VIP in either family.
         let p = parse(&apps(json!([host_app("/none", "/none:80", json!([]))])));
-        assert!(in_v4_range(only_named(&p, "/none:80").0.addr.ip()));
+        assert!(services(&p).is_empty(), "{:?}", services(&p));
+    }
+
+    /// Mirrors dcos-net's dcos_l4lb_mesos_poller_SUITE `test_app_restart`: an
+    /// app with VIP `merp:5000` has its VIP while a task runs, none once it
+    /// has no task (scaled to 0), and the same VIP again, now to the new
+    /// task's host port, after the restart. Here also for an IP VIP, and the
+    /// named VIP's address comes back identical (lookup_vips: names go when
+    /// their last backend goes).
+    #[test]
+    fn app_scaled_to_zero_withdraws_its_vips_until_tasks_return() {
+        let app = |tasks: Value| {
+            json!({"id": "/app", "portDefinitions": [{"port": 0, "labels": {
+                "VIP_0": "merp:5000", "VIP_1": "198.18.0.9:5000"}}], "tasks": tasks})
+        };
+        let mut alloc = VipAllocator::new();
+        let mut sync = |tasks: Value| parse_apps(apps(json!([app(tasks)])).as_bytes(), &mut alloc);
+        let up = sync(json!([running("t1", "10.0.0.243", &[12049])])).unwrap();
+        let (v1, spec) = only_named(&up, "merp:5000");
+        assert_eq!(spec.backends, backends(&[("10.0.0.243:12049", 1)]));
+        assert!(services(&up).contains_key(&vip("198.18.0.9:5000", Proto::Tcp)));
+
+        let zero = sync(json!([])).unwrap();
+        assert!(services(&zero).is_empty(), "{:?}", services(&zero));
+        assert!(zero.warnings.is_empty(), "{:?}", zero.warnings);
+
+        let back = sync(json!([running("t2", "10.0.0.243", &[23176])])).unwrap();
+        let (v3, spec) = only_named(&back, "merp:5000");
+        assert_eq!(v3, v1, "the address is a hash: it comes back identical");
+        assert_eq!(spec.backends, backends(&[("10.0.0.243:23176", 1)]));
+        assert_eq!(
+            services(&back)[&vip("198.18.0.9:5000", Proto::Tcp)].backends,
+            backends(&[("10.0.0.243:23176", 1)])
+        );
+    }
+
+    /// Weight-0 backends are still backends: a VIP whose only task is
+    /// killing, or failing its health check, stays (existing connections keep
+    /// working, new ones are refused).
+    #[test]
+    fn weight_zero_backends_keep_the_vip() {
+        let killing = json!([{"id": "k", "host": "10.0.0.1", "ports": [31000],
+                              "state": "TASK_KILLING"}]);
+        let p = parse(&apps(json!([host_app("/k", "/k:80", killing)])));
+        assert_eq!(
+            only_named(&p, "/k:80").1.backends,
+            backends(&[("10.0.0.1:31000", 0)])
+        );
+        let mut sick = host_app("/s", "/s:80", json!([running("s", "10.0.0.2", &[31000])]));
+        sick["healthChecks"] = json!([{"protocol": "TCP"}]);
+        sick["tasks"][0]["healthCheckResults"] = json!([{"alive": false}]);
+        let p = parse(&apps(json!([sick])));
+        assert_eq!(
+            only_named(&p, "/s:80").1.backends,
+            backends(&[("10.0.0.2:31000", 0)])
+        );
+    }
+
+    /// dcos-net's dcos_net_mesos_listener_SUITE `hello_overlay_world`: the
+    /// hello-world SDK scheduler's task declares `VIP_0: /api.hello-world:80`;
+    /// dcos-net names it `api.hello-world.marathon.l4lb.thisdcos.directory`
+    /// (mesos_state domain_frag keeps the dot) and hashes
+    /// `api.hello-world.marathon` to 11.46.7.245.
+    #[test]
+    fn dotted_label_keeps_its_dots() {
+        let p = parse(&apps(json!([host_app(
+            "/hello-world",
+            "/api.hello-world:80",
+            json!([running("hello-world.1", "10.0.0.49", &[19630])])
+        )])));
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        let (v, spec) = only_named(&p, "/api.hello-world:80");
+        assert_eq!(v, vip("11.46.7.245:80", Proto::Tcp));
+        assert_eq!(spec.backends, backends(&[("10.0.0.49:19630", 1)]));
+        assert_eq!(
+            naming::vip_fqdn("/api.hello-world", FRAMEWORK).as_deref(),
+            Some("api.hello-world.marathon.l4lb.thisdcos.directory")
+        );
     }
 
     #[test]
@@ -1664,8 +1746,8 @@ mod tests {
             (naming::V6_RANGE_START, naming::V6_RANGE_SIZE),
         );
         let body = apps(json!([
-            host_app("/a", "/a:80", json!([])),
-            host_app("/b", "/b:80", json!([])),
+            host_app("/a", "/a:80", json!([running("a", "10.0.0.1", &[1])])),
+            host_app("/b", "/b:80", json!([running("b", "10.0.0.2", &[1])])),
         ]));
         let e = parse_apps(body.as_bytes(), &mut tiny).unwrap_err();
         assert!(matches!(e, ParseError::Naming(_)), "{e}");
