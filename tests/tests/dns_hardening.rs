@@ -154,6 +154,9 @@ fn udp_flood_from_one_prefix_is_rate_limited() {
     // every other dropped answer slips as TC).
     let (full, tc, secs) = in_netns(&sb, || {
         let s = UdpSocket::bind("198.18.0.1:0").unwrap();
+        // Room for every answer and slip of the burst: with the default
+        // receive buffer a loaded machine dropped slips at the client.
+        force_rcvbuf(&s, 8 << 20);
         let q = query(VIP_NAME);
         let t0 = Instant::now();
         for _ in 0..1000 {
@@ -243,4 +246,19 @@ fn forwarding_only_for_allowed_clients() {
     assert!(out.contains("ANSWER: 1"), "{out}");
     stop.store(true, Ordering::Relaxed);
     stub.join().unwrap();
+}
+
+/// SO_RCVBUFFORCE (root): a receive buffer past net.core.rmem_max.
+fn force_rcvbuf(s: &UdpSocket, bytes: libc::c_int) {
+    // SAFETY: a valid socket fd and a c_int option value of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_RCVBUFFORCE: {}", std::io::Error::last_os_error());
 }
