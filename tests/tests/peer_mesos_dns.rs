@@ -592,3 +592,129 @@ fn marathon15_payload_names() {
         set(&["172.17.0.2"])
     );
 }
+
+/// dcos-net's operator-API stream (apps/dcos_net/test/operator-api.json) as
+/// the agent's task records: name, agent (its address from `get_agents`), the
+/// addresses of the latest TASK_RUNNING status, and whether the task holds
+/// host-port resources (host or bridge networking). Pods are left out (they
+/// come from Marathon's `/v2/pods`, another part of the agent).
+fn operator_api_tasks() -> Vec<TaskRecord> {
+    let path = fixtures().join("dcos-net/apps/dcos_net/test/operator-api.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let events: Vec<Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let agents = &events[0]["subscribed"]["get_state"]["get_agents"]["agents"];
+    let agent_ip = |id: &str| -> Option<IpAddr> {
+        let a = agents
+            .as_array()?
+            .iter()
+            .find(|a| a["agent_info"]["id"]["value"] == id)?;
+        a["agent_info"]["hostname"].as_str()?.parse().ok()
+    };
+    let mut tasks: Vec<TaskRecord> = vec![];
+    for ev in &events {
+        if ev["type"] == "TASK_ADDED" {
+            let t = &ev["task_added"]["task"];
+            let name = t["name"].as_str().unwrap();
+            if name == "app" {
+                continue; // a pod's container
+            }
+            let agent_id = t["agent_id"]["value"].as_str().unwrap().to_string();
+            let host_ports = t["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["name"] == "ports");
+            tasks.push(TaskRecord {
+                app_id: app_id_of(name),
+                task_id: t["task_id"]["value"].as_str().unwrap().to_string(),
+                framework: "marathon".into(),
+                agent_ip: agent_ip(&agent_id),
+                agent_id,
+                task_ips: vec![],
+                ports: vec![],
+                host_ports,
+                running: false,
+                healthy: None,
+            });
+        } else if ev["type"] == "TASK_UPDATED" && ev["task_updated"]["state"] == "TASK_RUNNING" {
+            let st = &ev["task_updated"]["status"];
+            let id = st["task_id"]["value"].as_str().unwrap();
+            let Some(task) = tasks.iter_mut().find(|t| t.task_id == id) else {
+                continue;
+            };
+            task.running = true;
+            task.task_ips = vec![];
+            for ni in st["container_status"]["network_infos"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                for a in ni["ip_addresses"].as_array().into_iter().flatten() {
+                    task.task_ips.extend(
+                        a["ip_address"]
+                            .as_str()
+                            .and_then(|s| s.parse::<IpAddr>().ok()),
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(tasks.len(), 9, "operator-api.json apps");
+    tasks
+}
+
+/// Mirrors dcos-net apps/dcos_dns/test/dcos_dns_mesos_tests.erl basic_test_
+/// (every networking mode but pods) on the same operator-API payload:
+/// `<app>.marathon.{agentip,autoip,containerip}.dcos.thisdcos.directory`.
+#[test]
+fn dcos_net_agentip_autoip_containerip() {
+    let z = zones(operator_api_tasks(), &ip_sources::DCOS_IP_SOURCES);
+    let cases: &[(&str, &str, &str, &str)] = &[
+        ("none-on-host", "172.17.0.4", "172.17.0.4", "172.17.0.4"),
+        ("none-on-dcos", "172.17.0.4", "9.0.2.5", "9.0.2.5"),
+        ("ucr-on-host", "172.17.0.3", "172.17.0.3", "172.17.0.3"),
+        ("ucr-on-bridge", "172.17.0.3", "172.17.0.3", "172.31.254.3"),
+        ("ucr-on-dcos", "172.17.0.3", "9.0.1.6", "9.0.1.6"),
+        ("docker-on-host", "172.17.0.4", "172.17.0.4", "172.17.0.4"),
+        ("docker-on-bridge", "172.17.0.4", "172.17.0.4", "172.18.0.2"),
+        ("docker-on-dcos", "172.17.0.4", "9.0.2.130", "9.0.2.130"),
+    ];
+    let name = |app: &str, kind: &str| format!("{app}.marathon.{kind}.dcos.thisdcos.directory");
+    for (app, agentip, autoip, containerip) in cases {
+        assert_eq!(rdata(&z, &name(app, "agentip")), set(&[agentip]), "{app}");
+        assert_eq!(rdata(&z, &name(app, "autoip")), set(&[autoip]), "{app}");
+        assert_eq!(
+            rdata(&z, &name(app, "containerip")),
+            set(&[containerip]),
+            "{app}"
+        );
+    }
+    // docker_on_ipv6: the agent's IPv4; the container's IPv6 for the others.
+    let v6 = |n: String| -> BTreeSet<String> {
+        rdata(&z, &n)
+            .into_iter()
+            .filter(|a| a.contains(':'))
+            .collect()
+    };
+    assert_eq!(
+        rdata(&z, &name("docker-on-ipv6", "agentip")),
+        set(&["172.17.0.4"])
+    );
+    assert_eq!(
+        v6(name("docker-on-ipv6", "autoip")),
+        set(&["fd01:b::2:8000:0:2"])
+    );
+    assert_eq!(
+        v6(name("docker-on-ipv6", "containerip")),
+        set(&["fd01:b::2:8000:0:2"])
+    );
+    // And Mesos-DNS's name for the same tasks on DC/OS: the agent.
+    assert_eq!(
+        rdata(&z, "docker-on-dcos.marathon.mesos"),
+        set(&["172.17.0.4"])
+    );
+}
