@@ -16,7 +16,7 @@
 //! itself) with an address record for `ns1.<zone>`: [`ZoneOptions::ns_addrs`].
 //! Only TASK_RUNNING tasks are published.
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeSet, HashMap},
     net::{IpAddr, Ipv4Addr},
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -260,15 +260,14 @@ fn add_mesos_names(
     z.add_addrs(&short, addrs.iter().copied());
     z.add_addrs(&canon, addrs.iter().copied());
     if let Some(agent) = task.agent_ip {
-        for n in [
-            format!("{tname}.{fw}.slave"),
-            format!("{canonical}.{fw}.slave"),
-        ] {
-            if let Some(n) = z.name(&n) {
-                z.add_addrs(&n, [agent]);
-            }
+        let slave_short = z.name(&format!("{tname}.{fw}.slave"));
+        let slave_canon = z.name(&format!("{canonical}.{fw}.slave"));
+        for n in slave_short.iter().chain(slave_canon.iter()) {
+            z.add_addrs(n, [agent]);
         }
-        add_slave_srvs(z, task, tname, fw, &canonical);
+        if let Some(target) = slave_canon.filter(|_| task.host_ports) {
+            add_slave_srvs(z, task, tname, fw, target);
+        }
     }
     // An SRV target must resolve: no addresses, no SRV.
     if !addrs.is_empty() {
@@ -300,18 +299,13 @@ fn add_task_srvs(z: &mut ZoneBuilder, task: &TaskRecord, tname: &str, fw: &str, 
 /// `_<task>._tcp|_udp.<fw>.slave.mesos` → `<canonical>.<fw>.slave.mesos`, both
 /// protocols whatever the port declares (as in a real DC/OS zone). Only tasks
 /// that map host ports have such resources.
-fn add_slave_srvs(z: &mut ZoneBuilder, task: &TaskRecord, tname: &str, fw: &str, canonical: &str) {
-    let Some(target) = z.name(&format!("{canonical}.{fw}.slave")) else {
-        return;
-    };
-    if !task.host_ports {
-        return;
-    }
-    for port in &task.ports {
-        for proto in ["tcp", "udp"] {
-            if let Some(owner) = z.name(&format!("_{tname}._{proto}.{fw}.slave")) {
-                z.add_srv(&owner, port.port, target.clone());
-            }
+fn add_slave_srvs(z: &mut ZoneBuilder, task: &TaskRecord, tname: &str, fw: &str, target: Name) {
+    for proto in ["tcp", "udp"] {
+        let Some(owner) = z.name(&format!("_{tname}._{proto}.{fw}.slave")) else {
+            continue;
+        };
+        for port in &task.ports {
+            z.add_srv(&owner, port.port, target.clone());
         }
     }
 }
@@ -361,7 +355,7 @@ struct Node {
 struct ZoneBuilder {
     origin: Name,
     ttl: u32,
-    nodes: BTreeMap<Name, Node>,
+    nodes: HashMap<Name, Node>,
 }
 
 impl ZoneBuilder {
@@ -369,7 +363,7 @@ impl ZoneBuilder {
         ZoneBuilder {
             origin: absolute(origin).expect("zone names are valid"),
             ttl,
-            nodes: BTreeMap::new(),
+            nodes: HashMap::new(),
         }
     }
 
