@@ -1,6 +1,7 @@
 //! Arbitrary app ids, task ids, agent ids, framework and port names into the
-//! zone builder. Checks: no panic, and every running task's Mesos-DNS name
-//! (when it has one that fits in a DNS name) answers.
+//! zone builder. Checks: no panic, and every running task's Mesos-DNS names
+//! (one-label and legacy dotted, when they fit in a DNS name) answer, the
+//! one-label name having no dot.
 #![no_main]
 
 use hickory_proto::rr::{LowerName, Name};
@@ -32,20 +33,24 @@ fuzz_target!(|data: &[u8]| {
         ..catalog
     };
     let zones = build_zones(&catalog, &published, &ZoneOptions::default());
-    let Some(t) = names::mesos_task_name(&task.app_id) else {
-        return;
-    };
-    let canonical = names::canonical_name(&t, &task.task_id, &task.agent_id);
-    for label in canonical.split('.') {
-        assert!(label.len() <= names::MAX_LABEL, "label {label:?}");
+    // The one-label name and the legacy dotted one.
+    let label = names::mesos_task_label(&task.app_id);
+    if let Some(l) = &label {
+        assert!(!l.contains('.') && l.len() <= names::MAX_LABEL, "{l:?}");
     }
-    if let Some(fw) = names::domain_frag(&task.framework)
-        && let Ok(n) = Name::from_ascii(format!("{t}.{fw}.mesos."))
-        && Name::from_ascii(format!("{canonical}.{fw}.slave.mesos.")).is_ok()
-    {
-        assert!(
-            matches!(zones.lookup(&LowerName::new(&n)), Lookup::Found(_, r) if !r.is_empty()),
-            "{n} missing"
-        );
+    for t in label.into_iter().chain(names::mesos_task_name(&task.app_id)) {
+        let canonical = names::canonical_name(&t, &task.task_id, &task.agent_id);
+        for label in canonical.split('.') {
+            assert!(label.len() <= names::MAX_LABEL, "label {label:?}");
+        }
+        if let Some(fw) = names::domain_frag(&task.framework)
+            && let Ok(n) = Name::from_ascii(format!("{t}.{fw}.mesos."))
+            && Name::from_ascii(format!("{canonical}.{fw}.slave.mesos.")).is_ok()
+        {
+            assert!(
+                matches!(zones.lookup(&LowerName::new(&n)), Lookup::Found(_, r) if !r.is_empty()),
+                "{n} missing"
+            );
+        }
     }
 });

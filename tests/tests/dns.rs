@@ -167,3 +167,81 @@ fn mesos_dns_records_follow_marathon_tasks() {
     assert!(dig(&sb, &["nosuchtask.marathon.mesos"]).contains("status: NXDOMAIN"));
     assert!(dig(&sb, &["example.org"]).contains("status: REFUSED"));
 }
+
+/// A group app (`/dog/big`, Mesos task name `big.dog`) answered the way
+/// Mesos-DNS answers it (mesos-dns generator_test.go TestInsertState:
+/// `big-dog.marathon.mesos`, `_big-dog._tcp.marathon.mesos` → the canonical
+/// `big-dog-<hash>-<tail>` with its A in ADDITIONAL), the legacy dotted name
+/// too, and the agent's address first (DC/OS's IPSources host, netinfo) even
+/// though the task reports another address of its own.
+#[test]
+fn group_app_gets_mesos_dns_names() {
+    require_root();
+    let mut sb = Sandbox::new("dns-group").unwrap();
+    let task = TaskSpec::new("127.0.0.2", 31256).ips(&["127.0.0.9"]);
+    let apps = json!({"apps": [redis_app("/dog/big", "/bigdog:6379", &[task])]});
+    let m = FakeMarathon::start(&mut sb, 1, apps).unwrap();
+    let agent = Agent::start_with_args(
+        &mut sb,
+        "",
+        &["--marathon", &m.url(0), "--dns-listen", "127.0.0.1:5353"],
+    )
+    .unwrap();
+    agent.wait_vips(1, BOUND).unwrap();
+
+    for name in [
+        "big-dog.marathon.mesos",
+        "big.dog.marathon.mesos",
+        "big-dog.marathon.slave.mesos",
+    ] {
+        let a = wait_dig(&sb, &["+short", name], name, |o| !o.trim().is_empty());
+        assert_eq!(a.trim(), "127.0.0.2", "{name}");
+    }
+    let srv = dig(&sb, &["srv", "_big-dog._tcp.marathon.mesos"]);
+    let line = srv
+        .lines()
+        .find(|l| l.starts_with("_big-dog._tcp.marathon.mesos."))
+        .unwrap_or_else(|| panic!("no SRV: {srv}"));
+    let f: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        (f[3], f[4], f[5], f[6]),
+        ("SRV", "0", "1", "31256"),
+        "{srv}"
+    );
+    let target = f[7];
+    // `big-dog-<5-char hash>-s<k>.marathon.mesos.`
+    let (label, rest) = target.split_once('.').unwrap();
+    let parts: Vec<&str> = label
+        .strip_prefix("big-dog-")
+        .unwrap_or_default()
+        .split('-')
+        .collect();
+    assert!(
+        rest == "marathon.mesos."
+            && parts.len() == 2
+            && parts[0].len() == 5
+            && parts[1].starts_with('s'),
+        "{srv}"
+    );
+    let additional = srv
+        .split(";; ADDITIONAL SECTION:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{srv}"));
+    assert!(
+        additional
+            .lines()
+            .any(|l| l.starts_with(target) && l.ends_with("127.0.0.2")),
+        "{srv}"
+    );
+    // The slave SRV of the host port, and the legacy SRV name.
+    let slave = dig(
+        &sb,
+        &["+short", "srv", "_big-dog._udp.marathon.slave.mesos"],
+    );
+    assert!(
+        slave.contains(" 31256 big-dog-") && slave.contains(".marathon.slave.mesos."),
+        "{slave}"
+    );
+    let legacy = dig(&sb, &["+short", "srv", "_big.dog._tcp.marathon.mesos"]);
+    assert!(legacy.contains(" 31256 big.dog-"), "{legacy}");
+}

@@ -511,6 +511,8 @@ mod tests {
                 Arc::new(TaskRecord {
                     task_id: format!("redis-tutorial.{i}"),
                     task_ips: vec![format!("127.1.0.{i}").parse().unwrap()],
+                    // One agent per instance: DC/OS's IP sources answer with the agent.
+                    agent_ip: Some(format!("127.1.0.{i}").parse().unwrap()),
                     ..base.clone()
                 })
             })

@@ -8,6 +8,7 @@ use ipnet::IpNet;
 
 use super::{
     acl::parse_net,
+    ip_sources::IpSource,
     records::{Ttls, ZoneOptions},
     rrl::RrlConfig,
     server::DnsConfig,
@@ -79,6 +80,14 @@ pub struct DnsArgs {
     /// Default: the specific --dns-listen IPs, else 127.0.0.1.
     #[arg(long = "dns-ns-addr", value_name = "IP")]
     pub dns_ns_addr: Vec<IpAddr>,
+    /// Where `<task>.<fw>.mesos` takes its addresses from, in order
+    /// (Mesos-DNS's IPSources): the first IPv4 and the first IPv6 found win.
+    /// `host` = the agent, `netinfo`/`mesos`/`docker` = the task's own IPs.
+    /// Default: DC/OS's `host,netinfo`; Mesos-DNS alone defaults to
+    /// `netinfo,mesos,host`.
+    #[arg(long = "dns-ip-sources", value_name = "SOURCES", value_parser = str::parse::<IpSource>,
+          value_delimiter = ',', default_values = ["host", "netinfo"])]
+    pub dns_ip_sources: Vec<IpSource>,
 }
 
 impl DnsArgs {
@@ -106,6 +115,7 @@ impl DnsArgs {
                     l4lb: self.dns_ttl_l4lb,
                 },
                 ns_addrs,
+                ip_sources: self.dns_ip_sources.clone(),
             },
             upstreams: self.dns_upstream.clone(),
             upstream_timeout: Duration::from_millis(self.dns_upstream_timeout_ms),
@@ -245,6 +255,27 @@ mod tests {
         );
         assert_eq!(c.upstreams, ["127.0.0.53:53".parse().unwrap()]);
         assert_eq!(c.upstream_timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn ip_sources_flag() {
+        use IpSource::*;
+        let sources = |args: &[&str]| {
+            let mut a = vec!["--dns-listen", "127.0.0.1"];
+            a.extend_from_slice(args);
+            parse(&a).unwrap().config().unwrap().zone.ip_sources
+        };
+        assert_eq!(sources(&[]), [Host, Netinfo]);
+        assert_eq!(
+            sources(&["--dns-ip-sources", "netinfo,mesos,host"]),
+            [Netinfo, Mesos, Host]
+        );
+        assert_eq!(
+            sources(&["--dns-ip-sources", "docker", "--dns-ip-sources", "host"]),
+            [Docker, Host]
+        );
+        assert!(parse(&["--dns-ip-sources", "autoip"]).is_err());
+        assert!(parse(&["--dns-ip-sources", ""]).is_err());
     }
 
     #[test]

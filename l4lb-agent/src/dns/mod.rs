@@ -4,6 +4,7 @@
 //!
 //! - [`names`]: Mesos-DNS / dcos-net task naming (pure).
 //! - [`records`]: catalog → [`Zones`] (pure).
+//! - [`ip_sources`]: which address a task name gets (`--dns-ip-sources`).
 //! - [`answer`]: one query → one reply (pure, socket-free; fuzzed).
 //! - [`server`]: UDP + TCP listeners, forwarding, counters.
 //! - [`tcp`]: TCP connections: deadlines, caps, closing the longest idle.
@@ -20,6 +21,7 @@ pub mod acl;
 pub mod answer;
 pub mod args;
 pub mod framing;
+pub mod ip_sources;
 pub mod names;
 pub mod records;
 pub mod rrl;

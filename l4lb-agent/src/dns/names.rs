@@ -1,11 +1,15 @@
 //! Mesos-DNS and dcos-net task naming (pure).
 //!
-//! Two naming schemes coexist, as on a DC/OS cluster:
-//! - Mesos-DNS (`mesos` zone) keeps the dots of the Mesos task name as label
-//!   separators: Marathon app `/group/app` runs tasks named `app.group`, which
-//!   Mesos-DNS publishes as `app.group.marathon.mesos` (two labels).
+//! Marathon app `/group/app` runs Mesos tasks named `app.group`. From it:
+//! - Mesos-DNS (`mesos` zone) makes the WHOLE task name one label
+//!   ([`mesos_task_label`]: `app-group.marathon.mesos`, records/generator.go
+//!   taskRecord with labels.RFC1123), and also serves a legacy set from the raw
+//!   DiscoveryInfo name, which Marathon sets to the same `app.group`
+//!   ([`mesos_task_name`]: `app.group.marathon.mesos`, two labels).
 //! - dcos-net (`dcos.thisdcos.directory`) mangles the whole task name into ONE
-//!   label with [`crate::naming::normalize_label`]: `app.group` → `app-group`.
+//!   label with [`crate::naming::normalize_label`] (mesos_state's `label`):
+//!   `app.group` → `app-group`, the same as Mesos-DNS but for its quirks on
+//!   names longer than 63 characters.
 use sha1::{Digest, Sha1};
 
 /// Longest DNS label (RFC 1035 §2.3.4).
@@ -61,7 +65,15 @@ pub fn domain_frag(name: &str) -> Option<String> {
     (!labels.is_empty()).then(|| labels.join("."))
 }
 
-/// The Mesos-DNS task name of a Marathon app: `/group/app` → `app.group`,
+/// The Mesos-DNS name of a Marathon app's tasks: the whole task name as one
+/// label (`/dog/big` → `big-dog`, `/My_App` → `my-app`); `None` if nothing
+/// is left.
+pub fn mesos_task_label(app_id: &str) -> Option<String> {
+    Some(rfc1123_label(&marathon_task_name(app_id))).filter(|l| !l.is_empty())
+}
+
+/// Mesos-DNS's legacy task name, from the raw DiscoveryInfo name (made a
+/// valid name label by label): `/group/app` → `app.group`,
 /// `/redis-tutorial` → `redis-tutorial`, `/My_App` → `my-app`.
 pub fn mesos_task_name(app_id: &str) -> Option<String> {
     domain_frag(&marathon_task_name(app_id))
@@ -189,6 +201,47 @@ mod tests {
         assert_eq!(mesos_task_name("/!!!/---"), None);
         // A dot inside a segment splits it, as Mesos-DNS splits the task name.
         assert_eq!(mesos_task_name("/a.b").as_deref(), Some("a.b"));
+    }
+
+    /// The group-app cases of mesos-dns generator_test.go TestInsertState
+    /// (`big.dog` → `big-dog`) and labels_test.go TestRFC1123 / testFunc.
+    #[test]
+    fn task_labels_are_one_label() {
+        assert_eq!(marathon_task_name("/dog/big"), "big.dog");
+        assert_eq!(mesos_task_label("/dog/big").as_deref(), Some("big-dog"));
+        assert_eq!(
+            mesos_task_label("/store/liquor").as_deref(),
+            Some("liquor-store")
+        );
+        assert_eq!(
+            mesos_task_label("/redis-tutorial").as_deref(),
+            Some("redis-tutorial")
+        );
+        assert_eq!(mesos_task_label("/e/d/c/b/a").as_deref(), Some("a-b-c-d-e"));
+        assert_eq!(
+            mesos_task_label("/angrypigs/dev/r29f").as_deref(),
+            Some("r29f-dev-angrypigs")
+        );
+        assert_eq!(mesos_task_label("/My_App").as_deref(), Some("my-app"));
+        assert_eq!(mesos_task_label("/"), None);
+        assert_eq!(mesos_task_label("/!!!/---"), None);
+        for (input, want) in [
+            ("4abc123", "4abc123"),
+            ("-4abc123", "4abc123"),
+            (
+                "fd%gsf---gs7-f$gs--d7fddg-123",
+                "fdgsf---gs7-fgs--d7fddg-123",
+            ),
+            ("89fdgsf---gs7-fgs--d7fddg-", "89fdgsf---gs7-fgs--d7fddg"),
+            (
+                "fd%gsf---gs7-f$gs--d7fddg123456789012345678901234567890123456789-123",
+                "fdgsf---gs7-fgs--d7fddg1234567890123456789012345678901234567891",
+            ),
+            ("a.c.d_de.", "a-c-d-de"),
+            ("---a---b", "a---b"),
+        ] {
+            assert_eq!(rfc1123_label(input), want, "{input}");
+        }
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! Catalog → DNS zones (pure, apart from the SOA serial, which is the clock).
 //!
 //! Three zones, as on a DC/OS cluster:
-//! - `mesos` (Mesos-DNS, TTL 60): `<task>.<fw>.mesos`, `<task>.<fw>.slave.mesos`,
-//!   canonical `<task>-<h>-<s>.<fw>.mesos` (+ `.slave`), SRV
-//!   `_<task>._tcp|_udp.<fw>.mesos` and `_<portname>._<task>._tcp|_udp.<fw>.mesos`.
+//! - `mesos` (Mesos-DNS, TTL 60): `<task>.<fw>.mesos` (addresses per
+//!   `--dns-ip-sources`), `<task>.<fw>.slave.mesos`, canonical
+//!   `<task>-<h>-<s>.<fw>.mesos` (+ `.slave`), SRV `_<task>._tcp|_udp.<fw>.mesos`,
+//!   `_<portname>._<task>._tcp|_udp.<fw>.mesos` and, for host ports,
+//!   `_<task>._tcp|_udp.<fw>.slave.mesos`; `<task>` is the one-label name
+//!   (`big-dog`) and the legacy dotted one (`big.dog`), see [`names`].
 //! - `l4lb.thisdcos.directory` (dcos-net, TTL 5): named VIPs, only once the
 //!   datapath holds them (dcos-net PR #130: publishing earlier raced clients).
 //! - `dcos.thisdcos.directory` (dcos-net, TTL 5):
@@ -13,7 +16,7 @@
 //! itself) with an address record for `ns1.<zone>`: [`ZoneOptions::ns_addrs`].
 //! Only TASK_RUNNING tasks are published.
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeSet, HashMap},
     net::{IpAddr, Ipv4Addr},
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -23,6 +26,7 @@ use hickory_proto::rr::{
     rdata::{A, AAAA, NS, SOA, SRV},
 };
 
+use super::ip_sources::{self, DCOS_IP_SOURCES, IpSource};
 use super::names;
 use crate::model::{Catalog, TaskRecord, Vip};
 use crate::naming::{self, NamingError, VipLabel, VipName};
@@ -61,6 +65,9 @@ pub struct ZoneOptions {
     /// server can be reached. Default 127.0.0.1 (the agent serves its own
     /// node); see `DnsArgs` for how the agent picks them.
     pub ns_addrs: Vec<IpAddr>,
+    /// Where `<task>.<fw>.mesos` takes its addresses from, in order
+    /// (`--dns-ip-sources`; default DC/OS's host, netinfo).
+    pub ip_sources: Vec<IpSource>,
 }
 
 impl Default for ZoneOptions {
@@ -68,6 +75,7 @@ impl Default for ZoneOptions {
         ZoneOptions {
             ttls: Ttls::default(),
             ns_addrs: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+            ip_sources: DCOS_IP_SOURCES.to_vec(),
         }
     }
 }
@@ -185,7 +193,7 @@ pub fn build_zones(catalog: &Catalog, published: &BTreeSet<Vip>, opts: &ZoneOpti
     let mut dcos = ZoneBuilder::new(DCOS_ZONE, opts.ttls.l4lb);
     let mut l4lb = ZoneBuilder::new(naming::L4LB_ZONE, opts.ttls.l4lb);
     for task in catalog.tasks.iter().filter(|t| t.running) {
-        add_mesos_task(&mut mesos, task);
+        add_mesos_task(&mut mesos, task, &opts.ip_sources);
         add_dcos_task(&mut dcos, task);
     }
     for (vip, spec) in &catalog.services.services {
@@ -219,31 +227,30 @@ pub fn build_zones(catalog: &Catalog, published: &BTreeSet<Vip>, opts: &ZoneOpti
     }
 }
 
-/// Mesos-DNS's address choice for `<task>.<fw>.mesos`: the task's own IPs
-/// (Marathon's `ipAddresses`, Mesos-DNS's default `netinfo` source first),
-/// at most the first IPv4 and the first IPv6 as Mesos-DNS does; else the
-/// agent IP (its `host` fallback). For host networking Marathon reports the
-/// agent IP in `ipAddresses` anyway, so both paths give the agent.
-fn mesos_task_addrs(task: &TaskRecord) -> Vec<IpAddr> {
-    let v4 = task.task_ips.iter().find(|ip| ip.is_ipv4());
-    let v6 = task.task_ips.iter().find(|ip| ip.is_ipv6());
-    let own: Vec<IpAddr> = v4.into_iter().chain(v6).copied().collect();
-    if own.is_empty() {
-        task.agent_ip.into_iter().collect()
-    } else {
-        own
+/// Mesos-DNS's records of one task, once under its one-label name
+/// (`big-dog`) and once under the legacy dotted name (`big.dog`) when that
+/// differs, each with its own canonical name, as Mesos-DNS does for a task
+/// with a DiscoveryInfo name (every Marathon task has one).
+fn add_mesos_task(z: &mut ZoneBuilder, task: &TaskRecord, sources: &[IpSource]) {
+    let Some(fw) = names::domain_frag(&task.framework) else {
+        return;
+    };
+    let addrs = ip_sources::task_addrs(task, sources);
+    let label = names::mesos_task_label(&task.app_id);
+    let legacy = names::mesos_task_name(&task.app_id).filter(|l| Some(l) != label.as_ref());
+    for tname in label.iter().chain(legacy.iter()) {
+        add_mesos_names(z, task, tname, &fw, &addrs);
     }
 }
 
-fn add_mesos_task(z: &mut ZoneBuilder, task: &TaskRecord) {
-    let (Some(tname), Some(fw)) = (
-        names::mesos_task_name(&task.app_id),
-        names::domain_frag(&task.framework),
-    ) else {
-        return;
-    };
-    let canonical = names::canonical_name(&tname, &task.task_id, &task.agent_id);
-    let addrs = mesos_task_addrs(task);
+fn add_mesos_names(
+    z: &mut ZoneBuilder,
+    task: &TaskRecord,
+    tname: &str,
+    fw: &str,
+    addrs: &[IpAddr],
+) {
+    let canonical = names::canonical_name(tname, &task.task_id, &task.agent_id);
     let (Some(short), Some(canon)) = (
         z.name(&format!("{tname}.{fw}")),
         z.name(&format!("{canonical}.{fw}")),
@@ -253,19 +260,25 @@ fn add_mesos_task(z: &mut ZoneBuilder, task: &TaskRecord) {
     z.add_addrs(&short, addrs.iter().copied());
     z.add_addrs(&canon, addrs.iter().copied());
     if let Some(agent) = task.agent_ip {
-        for n in [
-            format!("{tname}.{fw}.slave"),
-            format!("{canonical}.{fw}.slave"),
-        ] {
-            if let Some(n) = z.name(&n) {
-                z.add_addrs(&n, [agent]);
-            }
+        let slave_short = z.name(&format!("{tname}.{fw}.slave"));
+        let slave_canon = z.name(&format!("{canonical}.{fw}.slave"));
+        for n in slave_short.iter().chain(slave_canon.iter()) {
+            z.add_addrs(n, [agent]);
+        }
+        if let Some(target) = slave_canon.filter(|_| task.host_ports) {
+            add_slave_srvs(z, task, tname, fw, target);
         }
     }
     // An SRV target must resolve: no addresses, no SRV.
-    if addrs.is_empty() {
-        return;
+    if !addrs.is_empty() {
+        add_task_srvs(z, task, tname, fw, &canon);
     }
+}
+
+/// `_<task>._<proto>.<fw>.mesos` (and `_<portname>._<task>…` for named
+/// ports) → the canonical name, one per port and protocol the port declares
+/// (Mesos-DNS's DiscoveryInfo ports).
+fn add_task_srvs(z: &mut ZoneBuilder, task: &TaskRecord, tname: &str, fw: &str, canon: &Name) {
     for port in &task.ports {
         let pname = port.name.as_deref().map(names::rfc1123_label);
         for proto in &port.protocols {
@@ -278,6 +291,21 @@ fn add_mesos_task(z: &mut ZoneBuilder, task: &TaskRecord) {
                     z.add_srv(&owner, port.port, canon.clone());
                 }
             }
+        }
+    }
+}
+
+/// Mesos-DNS's SRVs of a task's host-port resources:
+/// `_<task>._tcp|_udp.<fw>.slave.mesos` → `<canonical>.<fw>.slave.mesos`, both
+/// protocols whatever the port declares (as in a real DC/OS zone). Only tasks
+/// that map host ports have such resources.
+fn add_slave_srvs(z: &mut ZoneBuilder, task: &TaskRecord, tname: &str, fw: &str, target: Name) {
+    for proto in ["tcp", "udp"] {
+        let Some(owner) = z.name(&format!("_{tname}._{proto}.{fw}.slave")) else {
+            continue;
+        };
+        for port in &task.ports {
+            z.add_srv(&owner, port.port, target.clone());
         }
     }
 }
@@ -327,7 +355,7 @@ struct Node {
 struct ZoneBuilder {
     origin: Name,
     ttl: u32,
-    nodes: BTreeMap<Name, Node>,
+    nodes: HashMap<Name, Node>,
 }
 
 impl ZoneBuilder {
@@ -335,7 +363,7 @@ impl ZoneBuilder {
         ZoneBuilder {
             origin: absolute(origin).expect("zone names are valid"),
             ttl,
-            nodes: BTreeMap::new(),
+            nodes: HashMap::new(),
         }
     }
 
@@ -593,11 +621,11 @@ pub(crate) mod tests {
             records(&z, "web-group.marathon.autoip.dcos.thisdcos.directory")[0].ttl(),
             5
         );
-        // Mesos-DNS keeps the path's dots; both families of the task IPs.
-        assert_eq!(
-            addrs(&z, "app.group.marathon.mesos"),
-            ips(&["127.0.9.1", "fd00::9"])
-        );
+        // Mesos-DNS: one label and the legacy dotted name; DC/OS's IP
+        // sources give the agent's IPv4 and the task's IPv6.
+        for name in ["app-group.marathon.mesos", "app.group.marathon.mesos"] {
+            assert_eq!(addrs(&z, name), ips(&["127.0.2.1", "fd00::9"]), "{name}");
+        }
         assert_eq!(
             addrs(&z, "app.group.marathon.slave.mesos"),
             ips(&["127.0.2.1"])
@@ -611,6 +639,7 @@ pub(crate) mod tests {
         second.task_id = "redis-tutorial.2".into();
         second.agent_id = "x-S2".into();
         second.task_ips = vec!["127.0.1.12".parse().unwrap()];
+        second.agent_ip = Some("127.0.1.12".parse().unwrap());
         catalog.tasks.push(Arc::new(second));
         let mut killing = TaskRecord::clone(&catalog.tasks[0]);
         killing.task_id = "redis-tutorial.3".into();
@@ -663,6 +692,7 @@ pub(crate) mod tests {
         let opts = ZoneOptions {
             ttls: Ttls { mesos: 30, l4lb: 7 },
             ns_addrs: ips(&["127.0.0.53", "::1"]).into_iter().collect(),
+            ..ZoneOptions::default()
         };
         let z = build_zones(&Catalog::default(), &BTreeSet::new(), &opts);
         assert!(z.is_loaded());
@@ -702,5 +732,120 @@ pub(crate) mod tests {
         let z = build_zones(&catalog, &published, &ZoneOptions::default());
         let n = LowerName::new(&Name::from_ascii("Redis-Tutorial.MARATHON.Mesos.").unwrap());
         assert!(matches!(z.lookup(&n), Lookup::Found(_, r) if r.len() == 1));
+    }
+
+    fn srv_targets(z: &Zones, owner: &str) -> BTreeSet<(u16, String)> {
+        records(z, owner)
+            .iter()
+            .filter_map(|r| match r.data() {
+                RData::SRV(s) => Some((s.port(), s.target().to_string())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// App `/dog/big` (Mesos task name `big.dog`): mesos-dns
+    /// generator_test.go TestInsertState's `big-dog.marathon.mesos` and
+    /// `_big-dog._tcp.marathon.mesos` → `big-dog-<hash>-<tail>.marathon.mesos.`,
+    /// plus the legacy dotted set Mesos-DNS serves beside it.
+    #[test]
+    fn group_app_gets_one_label_and_legacy_names() {
+        let (mut catalog, published) = redis_catalog();
+        let t = Arc::make_mut(&mut catalog.tasks[0]);
+        t.app_id = "/dog/big".into();
+        t.task_id = "liquor-store.b8db9f73-562f-11e4-a088-c20493233aa5".into();
+        t.agent_id = "20140803-125133-3041283216-5050-2410-0".into();
+        t.ports[0].name = Some("http".into());
+        let z = build_zones(&catalog, &published, &ZoneOptions::default());
+        let agent = ips(&["127.0.1.11"]);
+        for name in [
+            "big-dog.marathon.mesos",
+            "big-dog.marathon.slave.mesos",
+            "big-dog-4dfjd-0.marathon.mesos",
+            "big-dog-4dfjd-0.marathon.slave.mesos",
+            "big.dog.marathon.mesos",
+            "big.dog-4dfjd-0.marathon.mesos",
+        ] {
+            assert_eq!(addrs(&z, name), agent, "{name}");
+        }
+        let canon = |n: &str| {
+            [(31256, n.to_string())]
+                .into_iter()
+                .collect::<BTreeSet<_>>()
+        };
+        for owner in [
+            "_big-dog._tcp.marathon.mesos",
+            "_http._big-dog._tcp.marathon.mesos",
+        ] {
+            assert_eq!(
+                srv_targets(&z, owner),
+                canon("big-dog-4dfjd-0.marathon.mesos."),
+                "{owner}"
+            );
+        }
+        assert_eq!(
+            srv_targets(&z, "_big.dog._tcp.marathon.mesos"),
+            canon("big.dog-4dfjd-0.marathon.mesos.")
+        );
+        // Host ports: the agent SRVs, both protocols, to the `.slave` canonical.
+        for owner in [
+            "_big-dog._tcp.marathon.slave.mesos",
+            "_big-dog._udp.marathon.slave.mesos",
+        ] {
+            assert_eq!(
+                srv_targets(&z, owner),
+                canon("big-dog-4dfjd-0.marathon.slave.mesos."),
+                "{owner}"
+            );
+        }
+        // The path is reversed, never taken in order.
+        assert!(matches!(
+            z.lookup(&lower("dog-big.marathon.mesos")),
+            Lookup::NxDomain(_)
+        ));
+    }
+
+    /// No host ports (container networking): no `.slave` SRV, as in the
+    /// DC/OS AXFR's `docker-on-dcos`.
+    #[test]
+    fn container_tasks_have_no_slave_srv() {
+        let (mut catalog, published) = redis_catalog();
+        let t = Arc::make_mut(&mut catalog.tasks[0]);
+        t.host_ports = false;
+        t.task_ips = vec!["127.0.9.1".parse().unwrap()];
+        let z = build_zones(&catalog, &published, &ZoneOptions::default());
+        assert!(matches!(
+            z.lookup(&lower("_redis-tutorial._tcp.marathon.slave.mesos")),
+            Lookup::NxDomain(_)
+        ));
+        assert_eq!(records(&z, "_redis-tutorial._tcp.marathon.mesos").len(), 1);
+    }
+
+    /// `--dns-ip-sources`: DC/OS's default gives the agent, netinfo first
+    /// the task's own address; the `.slave` names stay the agent's.
+    #[test]
+    fn ip_sources_pick_the_task_address() {
+        let (mut catalog, published) = redis_catalog();
+        Arc::make_mut(&mut catalog.tasks[0]).task_ips = vec!["127.0.9.1".parse().unwrap()];
+        let z = build_zones(&catalog, &published, &ZoneOptions::default());
+        assert_eq!(
+            addrs(&z, "redis-tutorial.marathon.mesos"),
+            ips(&["127.0.1.11"])
+        );
+        let opts = ZoneOptions {
+            ip_sources: vec![IpSource::Netinfo, IpSource::Host],
+            ..ZoneOptions::default()
+        };
+        let z = build_zones(&catalog, &published, &opts);
+        assert_eq!(
+            addrs(&z, "redis-tutorial.marathon.mesos"),
+            ips(&["127.0.9.1"])
+        );
+        let canon = format!("{}.marathon.mesos", canonical());
+        assert_eq!(addrs(&z, &canon), ips(&["127.0.9.1"]));
+        assert_eq!(
+            addrs(&z, "redis-tutorial.marathon.slave.mesos"),
+            ips(&["127.0.1.11"])
+        );
     }
 }

@@ -551,6 +551,8 @@ pub(super) mod tests {
             Arc::new(TaskRecord {
                 task_id: format!("{REDIS_TASK_ID}-{i}"),
                 task_ips: vec![format!("127.1.0.{i}").parse().unwrap()],
+                // One agent per instance: DC/OS's IP sources answer with the agent.
+                agent_ip: Some(format!("127.1.0.{i}").parse().unwrap()),
                 ..base.clone()
             })
         });
