@@ -4,7 +4,8 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::IpAddr,
-    time::{Duration, Instant},
+    sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use ipnet::IpNet;
@@ -19,15 +20,15 @@ const RESOLVE_EVERY: Duration = Duration::from_secs(30);
 /// One lookup may not hold up an apply for longer than this.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Everything the guard protects, refreshed before each apply.
+/// Everything the guard protects. The control plane's names are looked up
+/// once at start and then by a background task, so no apply ever waits on DNS.
 pub struct Protected {
     cidrs: Vec<IpNet>,
     /// Addresses fixed at start: `--dns-upstream`, resolv.conf nameservers.
     fixed: BTreeMap<IpAddr, String>,
     /// Control-plane URLs (Marathon), resolved now and then.
-    urls: Vec<Url>,
-    resolved: BTreeMap<IpAddr, String>,
-    resolved_at: Option<Instant>,
+    urls: Arc<Vec<Url>>,
+    resolved: Arc<Mutex<BTreeMap<IpAddr, String>>>,
 }
 
 impl Protected {
@@ -49,56 +50,36 @@ impl Protected {
         Protected {
             cidrs,
             fixed,
-            urls,
-            resolved: BTreeMap::new(),
-            resolved_at: None,
+            urls: Arc::new(urls),
+            resolved: Arc::default(),
         }
     }
 
-    /// Looks the control-plane hosts up again when the last lookup is old.
-    /// A failed lookup keeps what the previous one found.
-    pub async fn refresh(&mut self) {
-        if self
-            .resolved_at
-            .is_some_and(|t| t.elapsed() < RESOLVE_EVERY)
-        {
-            return;
-        }
-        self.resolved_at = Some(Instant::now());
-        for url in &self.urls {
-            let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
-                continue;
-            };
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let what = format!("the control-plane endpoint {url}");
-            match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host, port))).await
-            {
-                Ok(Ok(addrs)) => {
-                    for a in addrs {
-                        self.resolved.insert(a.ip().to_canonical(), what.clone());
-                    }
-                }
-                Ok(Err(e)) => warn!("guard: cannot resolve {url}: {e}"),
-                Err(_) => warn!("guard: resolving {url} timed out"),
+    /// Looks the control-plane hosts up now, then every [`RESOLVE_EVERY`] in
+    /// the background (Marathon behind `leader.mesos` moves with the leader).
+    pub async fn resolve_and_follow(&self) {
+        resolve(&self.urls, &self.resolved).await;
+        let (urls, resolved) = (self.urls.clone(), self.resolved.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RESOLVE_EVERY).await;
+                resolve(&urls, &resolved).await;
             }
-        }
+        });
     }
 
     /// The control plane's addresses as last looked up: `--marathon` hosts,
     /// DNS upstreams, the node's resolvers.
     pub fn control_plane(&self) -> BTreeSet<IpAddr> {
-        self.fixed
-            .keys()
-            .chain(self.resolved.keys())
-            .copied()
-            .collect()
+        let resolved = lock(&self.resolved);
+        self.fixed.keys().chain(resolved.keys()).copied().collect()
     }
 
     /// The guard for an apply now: the node's addresses are read each time
     /// (they change with DHCP, new interfaces, a pod's IP).
     pub fn guard(&self) -> Guard {
         let mut g = Guard::new(self.cidrs.clone());
-        for (ip, what) in self.fixed.iter().chain(&self.resolved) {
+        for (ip, what) in self.fixed.iter().chain(lock(&self.resolved).iter()) {
             g.protect(*ip, what.clone());
         }
         match addresses() {
@@ -109,6 +90,35 @@ impl Protected {
         }
         g
     }
+}
+
+/// One round of lookups. A URL whose lookup fails keeps what the previous
+/// round found for it.
+async fn resolve(urls: &[Url], resolved: &Mutex<BTreeMap<IpAddr, String>>) {
+    for url in urls {
+        let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+            continue;
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let what = format!("the control-plane endpoint {url}");
+        match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host, port))).await {
+            Ok(Ok(addrs)) => {
+                let mut map = lock(resolved);
+                map.retain(|_, w| *w != what);
+                for a in addrs {
+                    map.insert(a.ip().to_canonical(), what.clone());
+                }
+            }
+            Ok(Err(e)) => warn!("guard: cannot resolve {url}: {e}"),
+            Err(_) => warn!("guard: resolving {url} timed out"),
+        }
+    }
+}
+
+/// The map, even if a panicking holder poisoned its lock (it holds no
+/// invariant a panic could break).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Every address on this network namespace's interfaces.
@@ -156,8 +166,8 @@ mod tests {
         .iter()
         .map(|u| u.parse().unwrap())
         .collect();
-        let mut p = Protected::new(Vec::new(), urls, &["198.18.8.53:53".parse().unwrap()]);
-        p.refresh().await;
+        let p = Protected::new(Vec::new(), urls, &["198.18.8.53:53".parse().unwrap()]);
+        p.resolve_and_follow().await;
         let got = p.control_plane();
         for ip in ["198.18.8.2", "fd00:8::2", "198.18.8.53", "127.0.0.1"] {
             assert!(

@@ -60,7 +60,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         .as_ref()
         .map(|m| m.client.urls.clone())
         .unwrap_or_default();
-    let mut protected = Protected::new(
+    let protected = Protected::new(
         args.vip_cidrs.clone(),
         control_plane,
         &args.dns.dns_upstream,
@@ -90,8 +90,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
     if let Err(e) = datapath::self_exempt::register(&args.pin_root) {
         warn!("could not register the agent in the self map yet: {e:#}");
     }
-    // What the VIP routes must leave alone: the control plane's addresses.
-    protected.refresh().await;
+    // What the VIP routes must leave alone: the control plane's addresses
+    // (looked up now, then in the background: no apply waits on DNS).
+    protected.resolve_and_follow().await;
     let protect = protected.control_plane();
     // Marathon's first read (subscribe, GET, decode) runs while the kernel
     // verifies and attaches the programs below: nothing is applied before
@@ -149,7 +150,6 @@ pub async fn run(args: RunArgs) -> Result<()> {
         // A VIP a previous run installed may collide with what this run
         // protects (say, an app's VIP on the control plane): it goes before
         // this run's source is read.
-        protected.refresh().await;
         let mut adopted = Catalog {
             services: rec.applied().to_desired(),
             tasks: Vec::new(),
@@ -203,7 +203,6 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 if skipped > 0 {
                     metrics.skipped.inc_by(skipped as u64);
                 }
-                protected.refresh().await;
                 refusals.screen(&protected.guard(), &mut catalog, &metrics);
                 apply(&mut rec, &catalog, &trigger, received_at, &metrics).await;
                 if let Some((_, zones_tx, zone)) = &dns {
