@@ -11,7 +11,7 @@
 //! - before its error, the capped stream gives what the uncapped one gives.
 #![no_main]
 
-use std::{sync::OnceLock, time::Duration};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{StreamExt, stream};
@@ -20,16 +20,6 @@ use libfuzzer_sys::fuzz_target;
 
 const IDLE: Duration = Duration::from_secs(60);
 
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap()
-    })
-}
 
 #[derive(Debug, PartialEq)]
 enum Item {
@@ -53,7 +43,7 @@ fn item(r: Result<MarathonEvent, EventError>) -> Item {
 }
 
 fn run(chunks: Vec<Result<Bytes, String>>, cap: usize) -> Vec<Item> {
-    let items: Vec<Item> = runtime().block_on(
+    let items: Vec<Item> = l4lb_fuzz::paused_runtime().block_on(
         from_bytes_capped(stream::iter(chunks), IDLE, cap)
             .map(item)
             .collect(),

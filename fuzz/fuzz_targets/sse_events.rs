@@ -15,7 +15,7 @@
 //!   very end is not an error yet).
 #![no_main]
 
-use std::{sync::OnceLock, time::Duration};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, stream};
@@ -24,17 +24,6 @@ use libfuzzer_sys::fuzz_target;
 
 const IDLE: Duration = Duration::from_secs(60);
 
-/// Paused clock: an open, silent connection times out at once (virtually).
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap()
-    })
-}
 
 /// What is compared: the frame, or the kind of error (messages carry byte
 /// offsets that depend on the chunking).
@@ -76,7 +65,7 @@ fn run<S>(body: S) -> Vec<Item>
 where
     S: Stream<Item = Result<Bytes, String>> + Send + 'static,
 {
-    let items: Vec<Item> = runtime().block_on(from_bytes(body, IDLE).map(item).collect());
+    let items: Vec<Item> = l4lb_fuzz::paused_runtime().block_on(from_bytes(body, IDLE).map(item).collect());
     let fatal = items
         .iter()
         .position(|i| !matches!(i, Item::Event(..) | Item::Malformed(_)));

@@ -56,3 +56,17 @@ pub fn sample_catalog(instances: u8) -> (Catalog, BTreeSet<Vip>) {
     );
     (Catalog { services, tasks }, [vip].into())
 }
+
+/// A current-thread runtime with the timer, its clock paused: an open,
+/// silent connection times out at once (virtually). Shared by the targets
+/// that drive the event stream.
+pub fn paused_runtime() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("a current-thread runtime")
+    })
+}
