@@ -20,7 +20,6 @@ use libfuzzer_sys::fuzz_target;
 
 const IDLE: Duration = Duration::from_secs(60);
 
-
 #[derive(Debug, PartialEq)]
 enum Item {
     Event(String, serde_json::Value),

@@ -24,7 +24,6 @@ use libfuzzer_sys::fuzz_target;
 
 const IDLE: Duration = Duration::from_secs(60);
 
-
 /// What is compared: the frame, or the kind of error (messages carry byte
 /// offsets that depend on the chunking).
 #[derive(Debug, PartialEq)]
