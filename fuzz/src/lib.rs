@@ -3,6 +3,8 @@
 //! inside `src/dns.rs` and `src/marathon.rs` are relative to `src/`.
 #[path = "../../l4lb-agent/src/config.rs"]
 pub mod config;
+#[path = "../../l4lb-agent/src/hosts/table.rs"]
+pub mod hosts;
 #[path = "../../l4lb-agent/src/model.rs"]
 pub mod model;
 #[path = "../../l4lb-agent/src/naming.rs"]

@@ -166,6 +166,11 @@ pub struct RunArgs {
     /// backends, 503 for up to 5, ~100 per backend beyond; twice while changing.
     #[arg(long, default_value_t = l4lb_common::MAX_SLOTS, value_parser = clap::value_parser!(u32).range(251..=268_435_456))]
     pub max_slots: u32,
+    /// The resolver configuration used to look up agents the control plane
+    /// reports by host name (and whose nameservers no VIP may take).
+    /// /etc/hosts is read first, as the system resolver does.
+    #[arg(long, value_name = "FILE", default_value = "/etc/resolv.conf")]
+    pub resolv_conf: PathBuf,
     #[command(flatten)]
     pub marathon: crate::marathon::args::MarathonArgs,
     #[command(flatten)]

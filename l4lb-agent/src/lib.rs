@@ -10,6 +10,7 @@ pub mod config;
 pub mod datapath;
 pub mod dns;
 pub mod guard;
+pub mod hosts;
 pub mod marathon;
 pub mod metrics;
 pub mod model;

@@ -26,7 +26,10 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{datapath::Maps, dns::DnsCounters, marathon::source::SourceStats, table};
+use crate::{
+    datapath::Maps, dns::DnsCounters, hosts::resolver::HostStats, marathon::source::SourceStats,
+    table,
+};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:62080";
 
@@ -63,6 +66,7 @@ pub struct Metrics {
     dns: Arc<OnceLock<Arc<DnsCounters>>>,
     /// The Marathon source's counters, when it is the source.
     marathon: Arc<OnceLock<Arc<SourceStats>>>,
+    hosts: Arc<OnceLock<Arc<HostStats>>>,
     ready: AtomicBool,
 }
 
@@ -145,6 +149,8 @@ impl Metrics {
         registry.register_collector(Box::new(DnsCollector(dns.clone())));
         let marathon = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(MarathonCollector(marathon.clone())));
+        let hosts = Arc::new(OnceLock::new());
+        registry.register_collector(Box::new(HostsCollector(hosts.clone())));
         registry.register_collector(Box::new(DatapathCollector { pin_root }));
         Arc::new(Metrics {
             registry,
@@ -162,6 +168,7 @@ impl Metrics {
             vip_route_errors,
             dns,
             marathon,
+            hosts,
             ready: AtomicBool::new(false),
         })
     }
@@ -185,6 +192,10 @@ impl Metrics {
 
     pub fn set_marathon(&self, stats: Arc<SourceStats>) {
         let _ = self.marathon.set(stats);
+    }
+
+    pub fn set_hosts(&self, stats: Arc<HostStats>) {
+        let _ = self.hosts.set(stats);
     }
 
     pub fn source_failed(&self) {
@@ -315,6 +326,45 @@ impl Collector for MarathonCollector {
             "Response bodies and event-stream lines/events over their cap: dropped",
             &[("", "", s.over_cap)],
         )?;
+        Ok(())
+    }
+}
+
+/// Agents known by host name: lookups, failures, names resolved or not.
+#[derive(Debug)]
+struct HostsCollector(Arc<OnceLock<Arc<HostStats>>>);
+
+impl Collector for HostsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(s) = self.0.get() else {
+            return Ok(());
+        };
+        let c = ConstCounter::new(s.lookups.load(Relaxed));
+        c.encode(encoder.encode_descriptor(
+            "agent_host_lookups",
+            "DNS lookups of agents the control plane reports by host name",
+            None,
+            c.metric_type(),
+        )?)?;
+        let c = ConstCounter::new(s.failures.load(Relaxed));
+        c.encode(encoder.encode_descriptor(
+            "agent_host_lookup_failures",
+            "Those lookups that failed (a name never resolved leaves its host-port backends out)",
+            None,
+            c.metric_type(),
+        )?)?;
+        let g = ConstGauge::new(0i64);
+        let mut desc = encoder.encode_descriptor(
+            "agent_hosts",
+            "Agent host names followed, by state (unresolved: pending or failed)",
+            None,
+            g.metric_type(),
+        )?;
+        for (state, n) in [("resolved", &s.resolved), ("unresolved", &s.unresolved)] {
+            let labels = vec![("state".to_owned(), state.to_owned())];
+            ConstGauge::new(n.load(Relaxed) as i64).encode(desc.encode_family(&labels)?)?;
+        }
         Ok(())
     }
 }

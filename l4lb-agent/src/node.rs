@@ -36,16 +36,17 @@ impl Protected {
         cidrs: Vec<IpNet>,
         urls: Vec<Url>,
         dns_upstreams: &[std::net::SocketAddr],
+        resolv_conf: &std::path::Path,
     ) -> Protected {
         let mut fixed = BTreeMap::new();
         for u in dns_upstreams {
             fixed.insert(u.ip(), format!("the DNS upstream {u}"));
         }
-        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let resolv = std::fs::read_to_string(resolv_conf).unwrap_or_default();
         for ip in nameservers(&resolv) {
             fixed
                 .entry(ip)
-                .or_insert_with(|| format!("the node's resolver {ip} (/etc/resolv.conf)"));
+                .or_insert_with(|| format!("the node's resolver {ip} ({})", resolv_conf.display()));
         }
         Protected {
             cidrs,
@@ -166,7 +167,13 @@ mod tests {
         .iter()
         .map(|u| u.parse().unwrap())
         .collect();
-        let p = Protected::new(Vec::new(), urls, &["198.18.8.53:53".parse().unwrap()]);
+        let resolv = std::path::Path::new("/etc/resolv.conf");
+        let p = Protected::new(
+            Vec::new(),
+            urls,
+            &["198.18.8.53:53".parse().unwrap()],
+            resolv,
+        );
         p.resolve_and_follow().await;
         let got = p.control_plane();
         for ip in ["198.18.8.2", "fd00:8::2", "198.18.8.53", "127.0.0.1"] {

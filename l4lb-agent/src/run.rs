@@ -64,6 +64,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         args.vip_cidrs.clone(),
         control_plane,
         &args.dns.dns_upstream,
+        &args.resolv_conf,
     );
     // Validate before touching the kernel: a bad file never loads anything.
     let static_source = match marathon {
@@ -98,7 +99,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
     // verifies and attaches the programs below: nothing is applied before
     // the loop at the end, so only the wait overlaps.
     if let Some(cfg) = marathon {
-        spawn_marathon_source(cfg, tx.clone(), metrics.clone())?;
+        let hosts = Arc::new(host_resolver(&args.resolv_conf));
+        metrics.set_hosts(hosts.stats());
+        spawn_marathon_source(cfg, hosts, tx.clone(), metrics.clone())?;
     }
     let datapath::Loaded {
         maps,
@@ -230,11 +233,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
 /// previous run, or empty on a fresh node): a failed read is never a table.
 fn spawn_marathon_source(
     cfg: crate::marathon::source::SourceConfig,
+    hosts: Arc<crate::hosts::resolver::Resolver>,
     tx: mpsc::Sender<SourceEvent>,
     metrics: Arc<Metrics>,
 ) -> Result<()> {
     use crate::marathon::source::{MarathonSource, Trigger};
-    let src = MarathonSource::new(cfg)?;
+    let src = MarathonSource::new(cfg)?.with_hosts(hosts);
     let stats = src.stats();
     metrics.set_marathon(stats.clone());
     // SIGHUP (the unit's reload) re-reads everything; without a handler it killed the agent.
@@ -285,6 +289,17 @@ fn spawn_marathon_source(
         }
     });
     Ok(())
+}
+
+/// Looks up agents known by name. Without a usable resolv.conf only
+/// /etc/hosts answers (each failed name is a warning, the agent runs on).
+fn host_resolver(resolv_conf: &std::path::Path) -> crate::hosts::resolver::Resolver {
+    use crate::hosts::resolver::{HickoryLookup, Resolver};
+    let lookup = HickoryLookup::from_resolv_conf(resolv_conf).unwrap_or_else(|e| {
+        warn!("agent host names: {e:#}; only /etc/hosts will answer");
+        HickoryLookup::hosts_file_only()
+    });
+    Resolver::spawn(lookup)
 }
 
 /// Re-reads the static file on SIGHUP and on change; returns the file watcher,

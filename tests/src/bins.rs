@@ -16,6 +16,11 @@ pub fn probe_bin() -> PathBuf {
     find_bin("L4LB_PROBE_BIN", "l4lb-probe")
 }
 
+/// `l4lb-fake-dns` (env `L4LB_FAKE_DNS_BIN` overrides).
+pub fn fake_dns_bin() -> PathBuf {
+    find_bin("L4LB_FAKE_DNS_BIN", "l4lb-fake-dns")
+}
+
 /// Env override, else next to the running executable, else in its parent dir
 /// (test binaries live in target/<profile>/deps, the bins in target/<profile>).
 /// When nothing exists the first candidate is returned so the caller's error

@@ -17,7 +17,7 @@ pub mod table;
 pub mod topology;
 
 pub use agent::Agent;
-pub use bins::{agent_bin, probe_bin, testsrv_bin};
+pub use bins::{agent_bin, fake_dns_bin, probe_bin, testsrv_bin};
 pub use marathon::{FakeMarathon, Fault, TaskSpec, fake_marathon_bin, redis_app};
 pub use probe::{Hold, counts};
 pub use sandbox::{Sandbox, TestSrv};

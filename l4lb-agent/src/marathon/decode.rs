@@ -23,9 +23,9 @@ use serde_json::{error::Category, value::RawValue};
 
 use super::{
     apps::{self, App},
-    parse::{AppPart, ParseError, Parsed, Warning, catalog_from_parts},
+    parse::{AppPart, ParseError, Parsed, Warning, catalog_from_parts, catalog_with_hosts},
 };
-use crate::naming::VipAllocator;
+use crate::{hosts::HostTable, naming::VipAllocator};
 
 /// Every app of one `/v2/apps` answer, as catalog parts keyed by app id.
 #[derive(Clone, Debug, Default)]
@@ -42,6 +42,15 @@ impl AppSet {
     /// The catalog of every app (named VIPs get their addresses from `alloc`).
     pub fn catalog(&self, alloc: &mut VipAllocator) -> Result<Parsed, ParseError> {
         catalog_from_parts(self.parts.values(), &self.skipped, alloc)
+    }
+
+    /// [`Self::catalog`] with agents known by name looked up in `hosts`.
+    pub fn catalog_with(
+        &self,
+        alloc: &mut VipAllocator,
+        hosts: &HostTable,
+    ) -> Result<Parsed, ParseError> {
+        catalog_with_hosts(self.parts.values(), &self.skipped, alloc, hosts)
     }
 
     /// Puts one app's fresh read in place of the old one (`None`: the app is

@@ -30,6 +30,7 @@ use std::{
 };
 
 use crate::config::FRAMEWORK;
+use crate::hosts::{AgentAt, HostTable, Lookup, parse_agent_host, pick_agent_addr};
 use crate::marathon::apps::{App, Task};
 use crate::model::{Catalog, DesiredState, Proto, ServiceSpec, TaskPort, TaskRecord, Vip};
 use crate::naming::{self, Family, NamingError, VipAllocator, VipName};
@@ -39,6 +40,9 @@ use crate::naming::{self, Family, NamingError, VipAllocator, VipName};
 pub struct Parsed {
     pub catalog: Catalog,
     pub warnings: Vec<Warning>,
+    /// Agent host names the catalog needed (resolved or not): what the
+    /// host resolver should follow.
+    pub hosts: BTreeSet<Arc<str>>,
 }
 
 /// Something left out of the catalog. Displays as
@@ -101,6 +105,7 @@ pub struct AppPart {
     /// In key order; each key once.
     groups: Vec<(GroupKey, PartGroup)>,
     tasks: Vec<Arc<TaskRecord>>,
+    named_agents: Vec<NamedAgent>,
     warnings: Vec<Warning>,
 }
 
@@ -109,6 +114,27 @@ pub struct AppPart {
 struct PartGroup {
     labels: Vec<String>,
     backends: Vec<(SocketAddr, u32)>,
+    by_name: Vec<(HostPort, u32)>,
+}
+
+/// A host-port backend on an agent known by name: its address comes from
+/// the [`HostTable`] when the catalog is built, so a lookup that completes
+/// later needs no re-read of the app.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct HostPort {
+    host: Arc<str>,
+    port: u16,
+    /// Under host networking Marathon's `ipAddresses` are the agent's: used
+    /// while the name does not resolve.
+    fallback: Option<IpAddr>,
+}
+
+/// A task whose agent is known by name (index into the part's tasks).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct NamedAgent {
+    task: usize,
+    host: Arc<str>,
+    fallback: Option<IpAddr>,
 }
 
 impl AppPart {
@@ -126,6 +152,7 @@ impl AppPart {
                 let group = PartGroup {
                     labels: g.labels.into_iter().collect(),
                     backends: g.backends.into_iter().collect(),
+                    by_name: g.by_name.into_iter().collect(),
                 };
                 (k, group)
             })
@@ -134,6 +161,7 @@ impl AppPart {
             id,
             groups,
             tasks: b.tasks,
+            named_agents: b.named_agents,
             warnings: b.warnings,
         }
     }
@@ -159,6 +187,16 @@ pub fn catalog_from_parts<'a>(
     warnings: &[Warning],
     alloc: &mut VipAllocator,
 ) -> Result<Parsed, ParseError> {
+    catalog_with_hosts(parts, warnings, alloc, &HostTable::default())
+}
+
+/// [`catalog_from_parts`] with agents known by name looked up in `hosts`.
+pub fn catalog_with_hosts<'a>(
+    parts: impl IntoIterator<Item = &'a AppPart>,
+    warnings: &[Warning],
+    alloc: &mut VipAllocator,
+    hosts: &HostTable,
+) -> Result<Parsed, ParseError> {
     let mut b = Builder {
         warnings: warnings.to_vec(),
         ..Builder::default()
@@ -166,6 +204,7 @@ pub fn catalog_from_parts<'a>(
     for p in parts {
         b.add_part(p);
     }
+    b.resolve_agents(hosts);
     b.finish(alloc)
 }
 
@@ -471,6 +510,8 @@ struct Group {
     labels: BTreeSet<String>,
     apps: BTreeSet<String>,
     backends: BTreeMap<SocketAddr, u32>,
+    /// Until [`Builder::resolve_agents`] moves them into `backends`.
+    by_name: BTreeMap<HostPort, u32>,
 }
 
 impl Group {
@@ -486,6 +527,7 @@ impl Group {
 struct Builder {
     groups: BTreeMap<GroupKey, Group>,
     tasks: Vec<Arc<TaskRecord>>,
+    named_agents: Vec<NamedAgent>,
     warnings: Vec<Warning>,
 }
 
@@ -495,6 +537,8 @@ struct Endpoint {
     port: u16,
     /// Backend addresses: the agent's, or the task's first of each family.
     addrs: Vec<SocketAddr>,
+    /// The agent's address when the agent is known by name.
+    agent: Option<HostPort>,
 }
 
 impl Builder {
@@ -509,9 +553,89 @@ impl Builder {
                 let e = g.backends.entry(a).or_insert(w);
                 *e = (*e).max(w);
             }
+            for (hp, w) in &pg.by_name {
+                let e = g.by_name.entry(hp.clone()).or_insert(*w);
+                *e = (*e).max(*w);
+            }
         }
+        let offset = self.tasks.len();
+        self.named_agents
+            .extend(p.named_agents.iter().map(|n| NamedAgent {
+                task: n.task + offset,
+                ..n.clone()
+            }));
         self.tasks.extend(p.tasks.iter().cloned());
         self.warnings.extend(p.warnings.iter().cloned());
+    }
+
+    /// Gives agents known by name their address from `hosts` (else, under
+    /// host networking, the task's own): in the backends of every VIP and in
+    /// the task records. A name with neither is one warning per app, and its
+    /// host-port backends stay out until it resolves; a name still being
+    /// looked up is left out without one (it settles within seconds).
+    fn resolve_agents(&mut self, hosts: &HostTable) {
+        let addr_of = |host: &str, fallback: Option<IpAddr>| match hosts.lookup(host) {
+            Lookup::Addr(ip) => Ok(ip),
+            Lookup::Missing(why) => fallback.ok_or(why),
+        };
+        for (gk, g) in &mut self.groups {
+            for (hp, w) in std::mem::take(&mut g.by_name) {
+                let Ok(ip) = addr_of(&hp.host, hp.fallback) else {
+                    continue; // warned once per app below
+                };
+                if let GroupKey::Ip(vip) = gk
+                    && Family::of(ip) != Family::of(vip.addr.ip())
+                {
+                    self.warnings.push(Warning {
+                        app_id: g.apps.first().cloned(),
+                        what: format!(
+                            "agent {} is at {ip}, {} but the VIP {vip} is {}; left out",
+                            hp.host,
+                            Family::of(ip),
+                            Family::of(vip.addr.ip())
+                        ),
+                    });
+                    continue;
+                }
+                let e = g.backends.entry(SocketAddr::new(ip, hp.port)).or_insert(w);
+                *e = (*e).max(w);
+            }
+        }
+        let mut warned = BTreeSet::new();
+        for n in &self.named_agents {
+            let Some(task) = self.tasks.get_mut(n.task) else {
+                continue;
+            };
+            let app_id = task.app_id.clone();
+            match (hosts.lookup(&n.host), n.fallback) {
+                (Lookup::Addr(ip), _) => Arc::make_mut(task).agent_ip = Some(ip),
+                (Lookup::Missing(why), fallback) => {
+                    if let Some(ip) = fallback {
+                        Arc::make_mut(task).agent_ip = Some(ip);
+                    }
+                    if matches!(why, crate::hosts::Missing::Pending)
+                        || !warned.insert((app_id.clone(), n.host.clone()))
+                    {
+                        continue;
+                    }
+                    let what = match fallback {
+                        Some(_) => format!(
+                            "agent host {:?} {why}: its host-networking tasks are reached \
+                             at their ipAddresses",
+                            n.host
+                        ),
+                        None => format!(
+                            "agent host {:?} {why}: its tasks' host-port backends are left out",
+                            n.host
+                        ),
+                    };
+                    self.warnings.push(Warning {
+                        app_id: Some(app_id),
+                        what,
+                    });
+                }
+            }
+        }
     }
 
     fn add_app(&mut self, app: &App) {
@@ -585,20 +709,6 @@ impl Builder {
             }
         };
 
-        let agent_ip = task
-            .host
-            .as_deref()
-            .and_then(|h| h.trim().parse::<IpAddr>().ok())
-            .map(|ip| ip.to_canonical());
-        if agent_ip.is_none() && specs.iter().any(|s| s.host_index.is_some()) {
-            warn_serving(match &task.host {
-                Some(h) => format!(
-                    "{at}: host {h:?} is not an IP address (no DNS lookups here); \
-                     its host-port backends are left out"
-                ),
-                None => format!("{at}: host missing; its host-port backends are left out"),
-            });
-        }
         let mut task_ips = Vec::new();
         for (k, a) in task.ip_addresses.iter().enumerate() {
             match a.ip_address.as_deref().map(|s| s.trim().parse::<IpAddr>()) {
@@ -609,6 +719,27 @@ impl Builder {
                 )),
             }
         }
+        let (agent_ip, agent_name) = match task.host.as_deref().map(parse_agent_host) {
+            Some(Some(AgentAt::Ip(ip))) => (Some(ip), None),
+            Some(Some(AgentAt::Name(name))) => (None, Some(name)),
+            bad => {
+                if specs.iter().any(|s| s.host_index.is_some()) {
+                    warn_serving(match (bad, &task.host) {
+                        (Some(None), Some(h)) => format!(
+                            "{at}: host {h:?} is neither an IP address nor a host name; \
+                             its host-port backends are left out"
+                        ),
+                        _ => format!("{at}: host missing; its host-port backends are left out"),
+                    });
+                }
+                (None, None)
+            }
+        };
+        // Host networking: Marathon's ipAddresses are the agent's own.
+        let fallback = agent_name
+            .as_ref()
+            .filter(|_| mode == Mode::Host)
+            .and_then(|_| pick_agent_addr(task_ips.iter().copied()));
 
         let endpoints: Vec<Option<Endpoint>> = specs
             .iter()
@@ -632,9 +763,15 @@ impl Builder {
                         }
                     }?;
                     let addrs = agent_ip.map(|ip| SocketAddr::new(ip, port));
+                    let agent = agent_name.as_ref().map(|host| HostPort {
+                        host: host.clone(),
+                        port,
+                        fallback,
+                    });
                     Some(Endpoint {
                         port,
                         addrs: addrs.into_iter().collect(),
+                        agent,
                     })
                 } else {
                     let port = spec.container_port?;
@@ -650,7 +787,11 @@ impl Builder {
                             spec.field
                         ));
                     }
-                    Some(Endpoint { port, addrs })
+                    Some(Endpoint {
+                        port,
+                        addrs,
+                        agent: None,
+                    })
                 }
             })
             .collect();
@@ -663,6 +804,9 @@ impl Builder {
             for d in app_decls.iter().chain(&task_decls) {
                 if let Some(Some(ep)) = endpoints.get(d.spec) {
                     self.add_backends(d, &ep.addrs, weight, &at, &mut *warn);
+                    if let Some(hp) = &ep.agent {
+                        self.add_named_backend(d, hp, weight);
+                    }
                 }
             }
         }
@@ -678,6 +822,13 @@ impl Builder {
                 })
             })
             .collect();
+        if let Some(host) = agent_name {
+            self.named_agents.push(NamedAgent {
+                task: self.tasks.len(),
+                host,
+                fallback,
+            });
+        }
         self.tasks.push(Arc::new(TaskRecord {
             app_id: app.id.clone(),
             task_id: task.id.clone(),
@@ -732,6 +883,16 @@ impl Builder {
                 let w = g.backends.entry(a).or_insert(weight);
                 *w = (*w).max(weight);
             }
+        }
+    }
+
+    /// A host-port backend on an agent known by name, for every protocol of
+    /// the declaration (an IP VIP's family is checked once it resolves).
+    fn add_named_backend(&mut self, d: &Decl, hp: &HostPort, weight: u32) {
+        for &proto in &d.protos {
+            let g = self.groups.entry(group_key(&d.target, proto)).or_default();
+            let w = g.by_name.entry(hp.clone()).or_insert(weight);
+            *w = (*w).max(weight);
         }
     }
 
@@ -811,12 +972,14 @@ impl Builder {
 
         self.tasks
             .sort_by(|a, b| (&a.app_id, &a.task_id).cmp(&(&b.app_id, &b.task_id)));
+        let hosts = self.named_agents.into_iter().map(|n| n.host).collect();
         Ok(Parsed {
             catalog: Catalog {
                 services: DesiredState { services },
                 tasks: self.tasks,
             },
             warnings: self.warnings,
+            hosts,
         })
     }
 }
@@ -1430,10 +1593,6 @@ mod tests {
                 ],
             ),
             (
-                Some("/hostname"),
-                &["tasks[0] (hostname.1): host \"agent-3.example.com\" is not an IP address"],
-            ),
-            (
                 Some("/badproto"),
                 &["portDefinitions[0].protocol: unknown protocol \"sctp\""],
             ),
@@ -1495,10 +1654,13 @@ mod tests {
             only_named(&p, "/badtaskip:80").1.backends,
             backends(&[("9.0.0.8:80", 1)])
         );
-        // A task with a hostname still serves the ports that need no agent IP,
-        // and keeps its record; its host-port VIP has no backend, so no VIP.
+        // A task whose agent is a name keeps its record; with the name not
+        // looked up yet (no resolver here) its host-port VIP has no backend,
+        // so no VIP, and no warning: the resolver is asked for it.
         assert!(named(&p, "/hostname:80").is_empty());
         assert_eq!(task(&p, "hostname.1").agent_ip, None);
+        assert!(p.hosts.contains("agent-3.example.com"));
+        assert!(!p.warnings.iter().any(|w| w.to_string().contains("agent-3")));
         // Skipped apps leave no tasks behind.
         assert!(
             p.catalog
@@ -1751,5 +1913,196 @@ mod tests {
         ]));
         let e = parse_apps(body.as_bytes(), &mut tiny).unwrap_err();
         assert!(matches!(e, ParseError::Naming(_)), "{e}");
+    }
+}
+
+/// Agents known by name (`task.host` a hostname): the catalog takes their
+/// address from a [`HostTable`] snapshot.
+#[cfg(test)]
+mod agent_names {
+    use std::net::{IpAddr, SocketAddr};
+
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::{hosts::HostState, marathon::decode::decode_apps};
+
+    fn build(apps: Value, hosts: &HostTable) -> Parsed {
+        let body = json!({ "apps": apps }).to_string();
+        let set = decode_apps(body.as_bytes()).unwrap();
+        set.catalog_with(&mut VipAllocator::new(), hosts).unwrap()
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn backends_of(p: &Parsed, label: &str) -> Vec<SocketAddr> {
+        p.catalog
+            .services
+            .services
+            .values()
+            .filter(|s| s.name.as_deref() == Some(label))
+            .flat_map(|s| s.backends.keys().copied())
+            .collect()
+    }
+
+    fn warnings(p: &Parsed) -> Vec<String> {
+        p.warnings.iter().map(ToString::to_string).collect()
+    }
+
+    /// dcos-net's `dns_hostname_test` (`dcos_net_mesos_listener_tests.erl`,
+    /// on `dns-hostname.json`): an agent registered as `localhost` has agent
+    /// IP 127.0.0.1, and its task's records carry it.
+    #[test]
+    fn an_agent_named_localhost_is_127_0_0_1() {
+        let apps = json!([{"id": "/test", "networks": [{"mode": "host"}],
+            "portDefinitions": [{"port": 0, "labels": {"VIP_0": "/test:80"}}],
+            "tasks": [{"id": "test.f12cc459-cb38-11e8-a264-2e431fa5cff2", "host": "localhost",
+                       "ports": [31000], "state": "TASK_RUNNING", "slaveId": "x-S4"}]}]);
+        let hosts = HostTable::resolved([("localhost", ip("127.0.0.1"))]);
+        let p = build(apps, &hosts);
+        assert_eq!(p.catalog.tasks[0].agent_ip, Some(ip("127.0.0.1")));
+        assert_eq!(
+            backends_of(&p, "/test:80"),
+            ["127.0.0.1:31000".parse().unwrap()]
+        );
+        assert!(p.hosts.contains("localhost"));
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    }
+
+    fn bridge_app(host: &str) -> Value {
+        json!([{"id": "/web", "networks": [{"mode": "container/bridge"}],
+            "container": {"portMappings": [{"containerPort": 80, "labels": {"VIP_0": "/web:80"}}]},
+            "tasks": [
+                {"id": "web.1", "host": host, "ports": [31001], "state": "TASK_RUNNING",
+                 "ipAddresses": [{"ipAddress": "172.17.0.2", "protocol": "IPv4"}]},
+                {"id": "web.2", "host": "198.18.0.3", "ports": [31002], "state": "TASK_RUNNING"}]}])
+    }
+
+    #[test]
+    fn host_ports_on_a_named_agent_follow_its_address() {
+        let host = "Agent-1.Example.";
+        let pending = build(bridge_app(host), &HostTable::default());
+        // Not looked up yet: that task's backend waits (never the container
+        // address); no warning; the resolver is asked for the lower-case name.
+        assert_eq!(
+            backends_of(&pending, "/web:80"),
+            ["198.18.0.3:31002".parse().unwrap()]
+        );
+        assert!(pending.warnings.is_empty(), "{:?}", pending.warnings);
+        assert_eq!(
+            pending.hosts.iter().map(|h| &**h).collect::<Vec<_>>(),
+            ["agent-1.example"]
+        );
+
+        let resolved = HostTable::resolved([("agent-1.example", ip("198.18.0.9"))]);
+        let p = build(bridge_app(host), &resolved);
+        assert_eq!(
+            backends_of(&p, "/web:80"),
+            [
+                "198.18.0.3:31002".parse().unwrap(),
+                "198.18.0.9:31001".parse().unwrap()
+            ]
+        );
+        let t = p
+            .catalog
+            .tasks
+            .iter()
+            .find(|t| t.task_id == "web.1")
+            .unwrap();
+        assert_eq!(t.agent_ip, Some(ip("198.18.0.9")));
+
+        let mut failed = HostTable::default();
+        failed.set(
+            Arc::from("agent-1.example"),
+            HostState::Failed("NXDOMAIN".into()),
+        );
+        let p = build(bridge_app(host), &failed);
+        assert_eq!(
+            backends_of(&p, "/web:80"),
+            ["198.18.0.3:31002".parse().unwrap()]
+        );
+        assert_eq!(
+            warnings(&p),
+            [
+                "app /web: agent host \"agent-1.example\" does not resolve (NXDOMAIN): \
+              its tasks' host-port backends are left out"
+            ]
+        );
+    }
+
+    #[test]
+    fn host_networking_falls_back_to_the_tasks_ip_addresses() {
+        let apps = json!([{"id": "/db", "portDefinitions": [{"port": 0, "labels": {"VIP_0": "/db:5432"}}],
+            "tasks": [{"id": "db.1", "host": "agent-2", "ports": [31010], "state": "TASK_RUNNING",
+                       "ipAddresses": [{"ipAddress": "fd00::7", "protocol": "IPv6"},
+                                       {"ipAddress": "198.18.0.7", "protocol": "IPv4"}]}]}]);
+        let mut failed = HostTable::default();
+        failed.set(Arc::from("agent-2"), HostState::Failed("timed out".into()));
+        for (table, want) in [
+            (HostTable::default(), "198.18.0.7"),
+            (failed, "198.18.0.7"),
+            (
+                HostTable::resolved([("agent-2", ip("198.18.0.70"))]),
+                "198.18.0.70",
+            ),
+        ] {
+            let p = build(apps.clone(), &table);
+            let addr = SocketAddr::new(ip(want), 31010);
+            assert_eq!(backends_of(&p, "/db:5432"), [addr]);
+            assert_eq!(p.catalog.tasks[0].agent_ip, Some(ip(want)));
+        }
+        let mut failed = HostTable::default();
+        failed.set(Arc::from("agent-2"), HostState::Failed("timed out".into()));
+        assert_eq!(
+            warnings(&build(apps, &failed)),
+            [
+                "app /db: agent host \"agent-2\" does not resolve (timed out): \
+              its host-networking tasks are reached at their ipAddresses"
+            ]
+        );
+    }
+
+    #[test]
+    fn one_warning_per_app_and_host_and_ip_vips_keep_their_family() {
+        let task = |id: &str, port: u16| json!({"id": id, "host": "gone.example", "ports": [port], "state": "TASK_RUNNING"});
+        let apps = json!([
+            {"id": "/a", "networks": [{"mode": "container/bridge"}],
+             "container": {"portMappings": [{"containerPort": 80, "labels": {"VIP_0": "/a:80"}}]},
+             "tasks": [task("a.1", 31000), task("a.2", 31001), task("a.3", 31002)]},
+            {"id": "/v6", "networks": [{"mode": "container/bridge"}],
+             "container": {"portMappings": [{"containerPort": 80, "labels": {"VIP_0": "[fd00::80]:80"}}]},
+             "tasks": [{"id": "v6.1", "host": "v4only.example", "ports": [31003],
+                        "state": "TASK_RUNNING"}]}]);
+        let mut t = HostTable::resolved([("v4only.example", ip("198.18.0.4"))]);
+        t.set(
+            Arc::from("gone.example"),
+            HostState::Failed("NXDOMAIN".into()),
+        );
+        let p = build(apps, &t);
+        assert_eq!(
+            warnings(&p),
+            [
+                "app /v6: agent v4only.example is at 198.18.0.4, IPv4 but the VIP \
+                 [fd00::80]:80/tcp is IPv6; left out",
+                "app /a: agent host \"gone.example\" does not resolve (NXDOMAIN): \
+                 its tasks' host-port backends are left out",
+            ]
+        );
+        assert!(p.catalog.services.services.is_empty());
+    }
+
+    #[test]
+    fn a_host_that_is_neither_address_nor_name_is_warned_about() {
+        let p = build(bridge_app("agent 1"), &HostTable::default());
+        assert_eq!(
+            warnings(&p),
+            [
+                "app /web: tasks[0] (web.1): host \"agent 1\" is neither an IP address nor a \
+              host name; its host-port backends are left out"
+            ]
+        );
+        assert!(p.hosts.is_empty());
     }
 }

@@ -34,7 +34,11 @@ use super::{
     decode::{AppSet, OneApp},
     events::{self, EventError, MarathonEvent, MarathonEvents},
 };
-use crate::{model::Catalog, naming::VipAllocator};
+use crate::{
+    hosts::{HostTable, resolver::Resolver},
+    model::Catalog,
+    naming::VipAllocator,
+};
 
 /// First reconnect / retry delay ceiling; doubles per failure.
 pub const BACKOFF_BASE: Duration = Duration::from_millis(250);
@@ -44,6 +48,11 @@ pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
 pub const FIRST_READ_WAIT: Duration = Duration::from_secs(2);
 /// More apps than this named by one debounce window: one full read instead.
 pub const MAX_TARGETED_APPS: usize = 16;
+/// The first catalog waits this long at most for agent host names to
+/// resolve (later ones never wait: they are rebuilt when answers come).
+pub const FIRST_RESOLVE_WAIT: Duration = Duration::from_secs(2);
+/// Answers about agent host names are gathered this long into one rebuild.
+pub const HOSTS_DEBOUNCE: Duration = Duration::from_millis(100);
 
 /// What [`super::args::MarathonArgs::resolve`] produces.
 #[derive(Clone, Debug)]
@@ -110,6 +119,9 @@ pub enum Trigger {
     Reconnect,
     /// The operator asked (SIGHUP, the systemd unit's reload).
     Sighup,
+    /// An agent host name resolved or moved: the catalog was rebuilt from
+    /// what was last read, without reading Marathon.
+    Hosts,
     /// One or more events. `received_at` is the EARLIEST event's arrival, so
     /// `received_at.elapsed()` once the maps are written is the event → maps latency.
     Event {
@@ -128,6 +140,7 @@ impl Trigger {
             Trigger::Resync => "resync",
             Trigger::Reconnect => "reconnect",
             Trigger::Sighup => "SIGHUP",
+            Trigger::Hosts => "hosts",
             Trigger::Event { .. } => "event",
         }
     }
@@ -160,7 +173,8 @@ impl Trigger {
             (Initial, _) | (_, Initial) => Initial,
             (Sighup, _) | (_, Sighup) => Sighup,
             (Reconnect, _) | (_, Reconnect) => Reconnect,
-            (Resync, Resync) => Resync,
+            (Resync, _) | (_, Resync) => Resync,
+            (Hosts, Hosts) => Hosts,
         }
     }
 }
@@ -303,6 +317,7 @@ pub struct MarathonSource {
     timing: Timing,
     stats: Arc<SourceStats>,
     reread: Arc<Notify>,
+    hosts: Option<Arc<Resolver>>,
 }
 
 impl MarathonSource {
@@ -313,7 +328,14 @@ impl MarathonSource {
             timing: Timing::new(cfg.resync, cfg.debounce),
             stats,
             reread: Arc::default(),
+            hosts: None,
         })
+    }
+
+    /// Agents reported by host name get their address from `hosts`.
+    pub fn with_hosts(mut self, hosts: Arc<Resolver>) -> MarathonSource {
+        self.hosts = Some(hosts);
+        self
     }
 
     /// Notifying it makes the running source re-read everything now
@@ -330,7 +352,17 @@ impl MarathonSource {
     /// Follows Marathon until `tx`'s receiver is dropped. Named VIPs keep
     /// their addresses because `alloc` lives as long as the source.
     pub async fn run(self, alloc: VipAllocator, tx: mpsc::Sender<Update>) {
-        run_with(self.client, self.timing, alloc, tx, self.stats, self.reread).await
+        let hosts = self.hosts;
+        run_with(
+            self.client,
+            self.timing,
+            alloc,
+            tx,
+            self.stats,
+            self.reread,
+            hosts,
+        )
+        .await
     }
 }
 
@@ -495,7 +527,20 @@ pub async fn run_with<A: MarathonApi>(
     tx: mpsc::Sender<Update>,
     stats: Arc<SourceStats>,
     reread: Arc<Notify>,
+    hosts: Option<Arc<Resolver>>,
 ) {
+    let mut host_changes = hosts.as_ref().map(|h| h.subscribe());
+    // The table a catalog is built with; what it saw is no longer news.
+    let host_table = |rx: &mut Option<tokio::sync::watch::Receiver<Arc<HostTable>>>| {
+        rx.as_mut()
+            .map(|r| r.borrow_and_update().clone())
+            .unwrap_or_default()
+    };
+    // An answer came since the last catalog: the next one is built even if
+    // its read found nothing new, and one is due after [`HOSTS_DEBOUNCE`].
+    let mut hosts_changed = false;
+    let mut hosts_rebuild_due: Option<Instant> = None;
+    let mut sent_first = false;
     let mut pending = Some(Pending {
         trigger: Trigger::Initial,
         scope: Scope::All,
@@ -531,6 +576,8 @@ pub async fn run_with<A: MarathonApi>(
             (None, None) => reconnect_due,
             _ => None,
         };
+        // A read on its way builds with the latest answers anyway.
+        let rebuild_due = hosts_rebuild_due.filter(|_| inflight.is_none());
         tokio::select! {
             _ = tx.closed() => {
                 debug!("marathon: update receiver gone, source stops");
@@ -559,7 +606,7 @@ pub async fn run_with<A: MarathonApi>(
                             for (id, app) in list {
                                 changed |= set.replace(&id, app);
                             }
-                            unchanged = !changed;
+                            unchanged = !changed && !hosts_changed;
                             Ok(())
                         }
                         Err(e) => {
@@ -574,8 +621,24 @@ pub async fn run_with<A: MarathonApi>(
                             // The catalog this would build is the one already sent.
                             return Ok(None);
                         }
-                        set.catalog(&mut alloc).map(Some).map_err(|e| e.to_string())
+                        hosts_changed = false;
+                        set.catalog_with(&mut alloc, &host_table(&mut host_changes))
+                            .map(Some)
+                            .map_err(|e| e.to_string())
                     })
+                };
+                // The first table waits (boundedly) for new agent names, so a
+                // restart does not withdraw their backends for a moment.
+                let outcome = match (outcome, &hosts) {
+                    (Ok(Some(parsed)), Some(h)) if !sent_first && !parsed.hosts.is_empty() => {
+                        h.want(parsed.hosts.clone());
+                        h.settled(FIRST_RESOLVE_WAIT).await;
+                        let set = apps.lock().unwrap_or_else(|p| p.into_inner());
+                        set.catalog_with(&mut alloc, &host_table(&mut host_changes))
+                            .map(Some)
+                            .map_err(|e| e.to_string())
+                    }
+                    (outcome, _) => outcome,
                 };
                 let outcome = match outcome {
                     // Only an app read: a full one always builds the catalog.
@@ -596,6 +659,10 @@ pub async fn run_with<A: MarathonApi>(
                 };
                 match outcome {
                     Ok(parsed) => {
+                        if let Some(h) = &hosts {
+                            h.want(parsed.hosts.clone());
+                        }
+                        sent_first = true;
                         fetch_backoff.reset();
                         resync_due = Some(now + timing.resync);
                         if reconnect_due.is_none() && stream.is_none() && connecting.is_none() {
@@ -756,6 +823,46 @@ pub async fn run_with<A: MarathonApi>(
                     }
                 }
             }
+            _ = host_table_changed(&mut host_changes) => {
+                hosts_changed = true;
+                hosts_rebuild_due.get_or_insert(Instant::now() + HOSTS_DEBOUNCE);
+            }
+            _ = sleep_opt(rebuild_due) => {
+                hosts_rebuild_due = None;
+                if !have_apps || !hosts_changed {
+                    continue; // no table yet, or a read already used the answers
+                }
+                hosts_changed = false;
+                let started = Instant::now();
+                let built = {
+                    let set = apps.lock().unwrap_or_else(|p| p.into_inner());
+                    set.catalog_with(&mut alloc, &host_table(&mut host_changes))
+                };
+                match built {
+                    Ok(parsed) => {
+                        let warnings = parsed.warnings.len();
+                        for w in &parsed.warnings {
+                            let line = w.to_string();
+                            if !last_warnings.contains(&line) {
+                                warn!(app = w.app_id.as_deref().unwrap_or("-"), "marathon: {line}");
+                            }
+                        }
+                        last_warnings = parsed.warnings.iter().map(ToString::to_string).collect();
+                        debug!(took_us = started.elapsed().as_micros() as u64, "marathon: agent hosts changed, catalog rebuilt");
+                        let update = Update {
+                            catalog: parsed.catalog,
+                            trigger: Trigger::Hosts,
+                            warnings,
+                            took: started.elapsed(),
+                            apps_read: Some(0),
+                        };
+                        if tx.send(update).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => warn!("marathon: rebuilding the catalog for agent hosts: {e}"),
+                }
+            }
             _ = reread.notified() => {
                 info!("marathon: SIGHUP, re-reading every app");
                 Pending::add(&mut pending, Trigger::Sighup, Scope::All, Due::at(Instant::now()));
@@ -815,6 +922,18 @@ async fn poll_boxed<T>(slot: &mut Option<BoxFuture<T>>) -> T {
 async fn next_event(s: &mut Option<MarathonEvents>) -> Option<Result<MarathonEvent, EventError>> {
     match s {
         Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A new host table was published (never, without a resolver).
+async fn host_table_changed(rx: &mut Option<tokio::sync::watch::Receiver<Arc<HostTable>>>) {
+    match rx {
+        Some(r) => {
+            if r.changed().await.is_err() {
+                *rx = None; // the resolver is gone: nothing more will change
+            }
+        }
         None => std::future::pending().await,
     }
 }
@@ -967,6 +1086,96 @@ mod tests {
         Timing::new(Duration::from_secs(600), Duration::from_millis(20))
     }
 
+    /// One app on an agent known by name (bridge: its only backend is the agent's).
+    const ON_NAMED_AGENT: &str = r#"{"apps": [{"id": "/web", "networks": [{"mode": "container/bridge"}],
+        "container": {"portMappings": [{"containerPort": 80, "labels": {"VIP_0": "/web:80"}}]},
+        "tasks": [{"id": "web.1", "host": "agent-1.example", "ports": [31001],
+                   "state": "TASK_RUNNING"}]}]}"#;
+
+    /// Answers `agent-1.example` after `delay` with `addr` (changeable).
+    struct SlowDns {
+        delay: Duration,
+        addr: Arc<Mutex<&'static str>>,
+    }
+
+    impl crate::hosts::resolver::Lookup for SlowDns {
+        async fn lookup(&self, _: &str) -> Result<(Vec<std::net::IpAddr>, Duration), String> {
+            tokio::time::sleep(self.delay).await;
+            let a = *self.addr.lock().unwrap();
+            Ok((vec![a.parse().unwrap()], Duration::from_secs(30)))
+        }
+    }
+
+    fn web_backends(u: &Update) -> Vec<String> {
+        u.catalog
+            .services
+            .services
+            .values()
+            .flat_map(|s| s.backends.keys().map(ToString::to_string))
+            .collect()
+    }
+
+    fn start_with_dns(fake: Arc<Fake>, dns: SlowDns) -> mpsc::Receiver<Update> {
+        let (tx, rx) = mpsc::channel(8);
+        let hosts = Arc::new(Resolver::spawn(dns));
+        tokio::spawn(run_with(
+            fake,
+            timing(),
+            VipAllocator::new(),
+            tx,
+            Arc::default(),
+            Arc::default(),
+            Some(hosts),
+        ));
+        rx
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_table_waits_briefly_for_agent_names() {
+        let fake = Arc::new(Fake::default().answers(&[Ok(ON_NAMED_AGENT)]));
+        let _stream = fake.stream();
+        let addr = Arc::new(Mutex::new("198.18.0.9"));
+        let dns = SlowDns {
+            delay: Duration::from_millis(300),
+            addr: addr.clone(),
+        };
+        let mut rx = start_with_dns(fake.clone(), dns);
+        let first = rx.recv().await.unwrap();
+        assert_eq!(first.trigger, Trigger::Initial);
+        assert_eq!(web_backends(&first), ["198.18.0.9:31001"]);
+
+        // The name moves at its next refresh: the table follows, with no
+        // read of Marathon.
+        *addr.lock().unwrap() = "198.18.0.10";
+        let moved = tokio::time::timeout(Duration::from_secs(40), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(moved.trigger, Trigger::Hosts);
+        assert_eq!(web_backends(&moved), ["198.18.0.10:31001"]);
+        assert_eq!(fake.fetches().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_resolver_never_holds_the_table_for_long() {
+        let fake = Arc::new(Fake::default().answers(&[Ok(ON_NAMED_AGENT)]));
+        let _stream = fake.stream();
+        let dns = SlowDns {
+            delay: Duration::from_secs(10),
+            addr: Arc::new(Mutex::new("198.18.0.9")),
+        };
+        let t0 = Instant::now();
+        let mut rx = start_with_dns(fake.clone(), dns);
+        let first = rx.recv().await.unwrap();
+        assert!(t0.elapsed() <= FIRST_RESOLVE_WAIT + Duration::from_millis(100));
+        assert!(web_backends(&first).is_empty());
+        // The answer comes later: one rebuild, no read.
+        let later = rx.recv().await.unwrap();
+        assert_eq!(later.trigger, Trigger::Hosts);
+        assert_eq!(web_backends(&later), ["198.18.0.9:31001"]);
+        assert_eq!(fake.fetches().len(), 1);
+    }
+
     fn start(fake: Arc<Fake>, timing: Timing) -> Run {
         let (tx, rx) = mpsc::channel(8);
         let stats = Arc::new(SourceStats::default());
@@ -978,6 +1187,7 @@ mod tests {
             tx,
             stats.clone(),
             reread.clone(),
+            None,
         ));
         Run {
             fake,
@@ -1759,6 +1969,7 @@ mod http_tests {
             tx,
             stats.clone(),
             Arc::default(),
+            None,
         ));
         Run { rx, stats, client }
     }
