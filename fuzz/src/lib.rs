@@ -1,14 +1,8 @@
-//! The agent's pure parsers and DNS code, compiled by path so the fuzz build
-//! needs neither the eBPF build nor the agent's other dependencies. Paths
-//! inside `src/dns.rs` and `src/marathon.rs` are relative to `src/`.
-#[path = "../../l4lb-agent/src/config.rs"]
-pub mod config;
-#[path = "../../l4lb-agent/src/hosts/table.rs"]
-pub mod hosts;
-#[path = "../../l4lb-agent/src/model.rs"]
-pub mod model;
-#[path = "../../l4lb-agent/src/naming.rs"]
-pub mod naming;
+//! The fuzz targets' view of l4lb: the pure crate (l4lb-core), and the
+//! agent's Marathon decoding compiled by path (it still lives in the agent,
+//! whose build script compiles the eBPF programs). Paths inside
+//! `src/marathon.rs` are relative to `src/`.
+pub use l4lb_core::{config, hosts, model, naming};
 
 pub mod dns;
 pub mod marathon;

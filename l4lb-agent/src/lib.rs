@@ -3,24 +3,20 @@
 //! Data flows one way: source (static file, Marathon) → model (`DesiredState`)
 //! → plan (diff against what the maps hold) → datapath (map writes). Only
 //! `datapath` touches aya. See ARCHITECTURE.md.
+//!
+//! The pure logic lives in `l4lb-core`; its modules are re-exported here
+//! under their usual paths (`crate::model`, `crate::plan`, …).
+pub use l4lb_core::{codec, config, guard, model, naming, packet, plan, slots};
 pub mod adopt;
 pub mod cli;
-pub mod codec;
-pub mod config;
 pub mod datapath;
 pub mod dns;
-pub mod guard;
 pub mod hosts;
 pub mod marathon;
 pub mod metrics;
-pub mod model;
-pub mod naming;
 pub mod node;
-pub mod packet;
-pub mod plan;
 pub mod reconcile;
 pub mod run;
-pub mod slots;
 pub mod sockdestroy;
 pub mod source;
 pub mod table;

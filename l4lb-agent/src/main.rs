@@ -7,7 +7,7 @@ use tracing_subscriber::EnvFilter;
 
 use l4lb_agent::{
     cli::{Cli, Command},
-    config, datapath, naming, run, table,
+    datapath, naming, run, table,
 };
 
 #[global_allocator]
@@ -95,7 +95,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Check { config, json } => {
-            let cfg = config::load_config(&config)?;
+            let cfg = l4lb_agent::source::config_file::load_config(&config)?;
             let desired = cfg.desired_state(&mut naming::VipAllocator::default())?;
             if json {
                 println!(

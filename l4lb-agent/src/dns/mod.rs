@@ -18,12 +18,7 @@
 //! query, so a swap is atomic and a failing source simply leaves the last
 //! records in service (as Mesos-DNS does).
 pub mod acl;
-pub mod answer;
 pub mod args;
-pub mod framing;
-pub mod ip_sources;
-pub mod names;
-pub mod records;
 pub mod rrl;
 pub mod server;
 mod tcp;
@@ -31,7 +26,10 @@ mod tcp;
 #[cfg(test)]
 mod hardening_tests;
 
-pub use answer::{Reply, ReplyOpts, answer, respond};
+// The pure part lives in l4lb-core.
 pub use args::DnsArgs;
-pub use records::{Ttls, ZoneOptions, Zones, build_zones};
+pub use l4lb_core::dns::{
+    Reply, ReplyOpts, Ttls, ZoneOptions, Zones, answer, build_zones, framing, ip_sources, names,
+    records, respond,
+};
 pub use server::{CountersSnapshot, DnsConfig, DnsCounters, DnsServer, spawn};

@@ -536,11 +536,9 @@ pub(super) mod tests {
     };
 
     use super::*;
-    use crate::dns::records::{
-        build_zones,
-        tests::{REDIS_TASK_ID, redis_catalog},
-    };
+    use crate::dns::build_zones;
     use crate::model::{Catalog, TaskRecord};
+    use l4lb_core::dns::sample::{REDIS_TASK_ID, redis_catalog};
 
     pub(crate) const WAIT: Duration = Duration::from_secs(3);
 

@@ -8,6 +8,5 @@
 //!   node's resolv.conf, TTL-driven refresh) and says when it changed, so the
 //!   source rebuilds the catalog without reading the control plane again.
 pub mod resolver;
-mod table;
 
-pub use table::*;
+pub use l4lb_core::hosts::*;

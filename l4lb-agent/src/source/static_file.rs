@@ -48,7 +48,7 @@ impl StaticSource {
     pub fn load(&mut self) -> Result<DesiredState, ConfigError> {
         match self.path.clone() {
             Some(p) => {
-                let text = config::read_config_text(&p)?;
+                let text = super::config_file::read_config_text(&p)?;
                 self.load_text(&p, text)
             }
             None => config::parse_config(config::EMBEDDED_DEFAULT)?.desired_state(&mut self.alloc),
@@ -59,7 +59,7 @@ impl StaticSource {
     /// read; None if it did not (or there is no file).
     pub fn load_if_changed(&mut self) -> Option<Result<DesiredState, ConfigError>> {
         let path = self.path.clone()?;
-        let text = match config::read_config_text(&path) {
+        let text = match super::config_file::read_config_text(&path) {
             Ok(text) => text,
             Err(e) => return Some(Err(e)),
         };

@@ -1,0 +1,13 @@
+//! DNS, the pure part: Mesos-DNS / dcos-net names ([`names`]), catalog →
+//! zones ([`records`]), which address a task name gets ([`ip_sources`]), one
+//! query → one reply ([`answer`]), TCP length-prefix framing ([`framing`]).
+//! The agent's `dns` module serves them.
+pub mod answer;
+pub mod framing;
+pub mod ip_sources;
+pub mod names;
+pub mod records;
+pub mod sample;
+
+pub use answer::{Reply, ReplyOpts, answer, respond};
+pub use records::{Ttls, ZoneOptions, Zones, build_zones};
