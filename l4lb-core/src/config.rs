@@ -28,15 +28,14 @@ use serde::{
     de::{self, MapAccess, Visitor},
 };
 
+use crate::declare::{self, Repeats};
 use crate::model::{DesiredState, Proto, ServiceSpec, Vip};
 use crate::naming::{self, Family, NamingError, VipAllocator, VipName};
 
 /// What `l4lb-agent run` serves without `--config`.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../examples/demo.yaml");
 
-/// Framework of the static file's named VIPs: `name: /redis:6379` is the same
-/// VIP (DNS name and address) as a Marathon app's `VIP_0: /redis:6379`.
-pub const FRAMEWORK: &str = "marathon";
+pub use crate::declare::FRAMEWORK;
 
 /// Why a VIP file was refused (the agent then keeps its last good state).
 #[derive(Debug, thiserror::Error)]
@@ -351,12 +350,7 @@ fn validate_entry(index: usize, raw: RawEntry) -> Result<VipEntry, ConfigError> 
         }
         (Some(v), None) => {
             let addr = parse_addr(&v).map_err(|m| err(format!("vip: {m}")))?;
-            // connect() to 0.0.0.0 or :: reaches the local host: hooking it
-            // would capture unrelated traffic.
-            if addr.ip().is_unspecified() {
-                return Err(err(format!("vip: {addr} is the unspecified address")));
-            }
-            Target::Addr(addr)
+            Target::Addr(declare::explicit(addr).map_err(|m| err(format!("vip: {m}")))?)
         }
         (None, Some(n)) => {
             let label = naming::parse_vip_label(&n).map_err(|e| err(format!("name: {e}")))?;
@@ -368,16 +362,16 @@ fn validate_entry(index: usize, raw: RawEntry) -> Result<VipEntry, ConfigError> 
                 }
                 VipName::Named(s) => Target::Named {
                     // parse_vip_label refuses names that normalize to nothing.
-                    key: naming::vip_key(&s, FRAMEWORK)
-                        .ok_or_else(|| err(format!("name: {n:?} has no DNS name")))?,
+                    key: declare::named_key(&s).map_err(|m| err(format!("name: {m}")))?,
                     label: n,
                     port: label.port,
                 },
             }
         }
     };
-    let protos =
-        parse_protocols(raw.protocol.as_deref()).map_err(|m| err(format!("protocol: {m}")))?;
+    // The operator's file: `tcp,tcp` is a mistake worth saying.
+    let protos = declare::protocols(raw.protocol.as_deref(), Repeats::Refuse)
+        .map_err(|m| err(format!("protocol: {m}")))?;
 
     let mut backends = BTreeMap::new();
     let mut first_at: BTreeMap<SocketAddr, usize> = BTreeMap::new();
@@ -389,14 +383,8 @@ fn validate_entry(index: usize, raw: RawEntry) -> Result<VipEntry, ConfigError> 
             .ok()
             .filter(|w| *w <= MAX_WEIGHT)
             .ok_or_else(|| at(format!("weight {weight} out of range 0..={MAX_WEIGHT}")))?;
-        if let Target::Addr(vip) = target
-            && !crate::model::same_family(vip.ip(), addr.ip())
-        {
-            return Err(at(format!(
-                "{addr} is {} but the VIP is {}: a socket hook cannot change the family",
-                Family::of(addr.ip()),
-                Family::of(vip.ip()),
-            )));
+        if let Target::Addr(vip) = target {
+            declare::backend_family(vip.ip(), addr).map_err(at)?;
         }
         if let Some(j) = first_at.insert(addr, i) {
             return Err(at(format!(
@@ -437,25 +425,6 @@ fn check_duplicates(entries: &[VipEntry]) -> Result<(), ConfigError> {
         }
     }
     Ok(())
-}
-
-/// `tcp`, `udp`, or both comma-separated (Marathon's `udp,tcp`).
-fn parse_protocols(s: Option<&str>) -> Result<Vec<Proto>, String> {
-    let Some(s) = s else {
-        return Ok(vec![Proto::Tcp]);
-    };
-    let mut out = Vec::new();
-    for part in s.split(',') {
-        let p: Proto = part.trim().parse().map_err(|_| {
-            format!("unknown protocol {s:?} (expected tcp, udp, \"udp,tcp\" or \"tcp,udp\")")
-        })?;
-        if out.contains(&p) {
-            return Err(format!("{s:?} lists {p} twice"));
-        }
-        out.push(p);
-    }
-    out.sort();
-    Ok(out)
 }
 
 /// `addr:port` with IPv6 in brackets, port 1–65535, with a specific message

@@ -6,6 +6,7 @@
 //! the table of agent host names. `l4lb-agent` does all the I/O around it.
 pub mod codec;
 pub mod config;
+pub mod declare;
 pub mod dns;
 pub mod guard;
 pub mod hosts;

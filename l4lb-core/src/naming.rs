@@ -120,10 +120,6 @@ pub fn domain_frag(name: &str) -> Option<String> {
 /// Longest DNS name in text form (255 octets on the wire).
 pub const MAX_FQDN_LEN: usize = 253;
 
-/// Framework every `VIP_n` label is read for (Marathon's; the static file
-/// uses it too).
-const LABEL_FRAMEWORK: &str = "marathon";
-
 /// The allocator key and DNS prefix of a named VIP, the binary dcos-net
 /// hashes: `/redis` + `marathon` → `redis.marathon`, `/api.hello-world` +
 /// `marathon` → `api.hello-world.marathon`. `None` if either part has no
@@ -188,7 +184,7 @@ pub fn parse_vip_label(value: &str) -> Result<VipLabel, NamingError> {
             value: value.to_owned(),
             name: host.to_owned(),
         });
-    } else if vip_key(host, LABEL_FRAMEWORK).is_none() {
+    } else if vip_key(host, crate::declare::FRAMEWORK).is_none() {
         return Err(NamingError::NameTooLong {
             value: value.to_owned(),
             name: host.to_owned(),

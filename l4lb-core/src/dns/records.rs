@@ -35,9 +35,6 @@ use crate::naming::{self, NamingError, VipLabel, VipName};
 pub const MESOS_ZONE: &str = "mesos";
 /// dcos-net's task zone.
 pub const DCOS_ZONE: &str = "dcos.thisdcos.directory";
-/// Framework of named VIPs (the same as `config::FRAMEWORK`: the static file
-/// and Marathon name VIPs alike).
-pub const VIP_FRAMEWORK: &str = "marathon";
 /// Every zone this server is authoritative for.
 pub const ZONE_NAMES: [&str; 3] = [MESOS_ZONE, naming::L4LB_ZONE, DCOS_ZONE];
 
@@ -213,7 +210,7 @@ pub fn build_zones(catalog: &Catalog, published: &BTreeSet<Vip>, opts: &ZoneOpti
             Err(NamingError::MissingPort { .. }) => label.to_owned(),
             Err(_) => continue,
         };
-        if let Some(fqdn) = naming::vip_fqdn(&name, VIP_FRAMEWORK)
+        if let Some(fqdn) = naming::vip_fqdn(&name, crate::declare::FRAMEWORK)
             && let Some(owner) = absolute(&fqdn)
         {
             l4lb.add_addrs(&owner, [vip.addr.ip()]);
