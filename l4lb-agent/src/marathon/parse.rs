@@ -45,16 +45,19 @@ pub struct Parsed {
 /// `app /redis: portDefinitions[0] label VIP_0: VIP label "/redis:0": port "0" is not an integer in 1..=65535`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Warning {
-    /// The app it is about; None when the app has no usable id.
+    /// The app (or pod) it is about; None when it has no usable id.
     pub app_id: Option<String>,
     /// The field and the problem.
     pub what: String,
+    /// `app_id` is a pod's (`/v2/pods`), not an app's.
+    pub pod: bool,
 }
 
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = if self.pod { "pod" } else { "app" };
         match &self.app_id {
-            Some(id) => write!(f, "app {id}: {}", self.what),
+            Some(id) => write!(f, "{kind} {id}: {}", self.what),
             None => f.write_str(&self.what),
         }
     }
@@ -69,6 +72,10 @@ pub enum ParseError {
     /// JSON, but not `{"apps": [...]}`.
     #[error("Marathon apps response is not {{\"apps\": [...]}}: {0}")]
     Shape(#[source] serde_json::Error),
+    /// `/v2/pods/::status` (or one pod's status) is not JSON, cut short, or
+    /// not a list of pod statuses (an object).
+    #[error("Marathon pods response is not a list of pod statuses: {0}")]
+    Pods(#[source] serde_json::Error),
     /// The named-VIP ranges are full (the allocator is left unchanged).
     #[error("allocating named VIP addresses: {0}")]
     Naming(#[from] NamingError),
@@ -150,6 +157,94 @@ impl AppPart {
         b.add_part(&other);
         *self = AppPart::from_builder(std::mem::take(&mut self.id), b);
     }
+}
+
+/// How `pod_part` builds a pod's part: the VIP label rules, backend merging
+/// and task records of an app's, through a few entry points.
+pub(super) struct PartBuilder {
+    id: String,
+    b: Builder,
+    warnings: Vec<String>,
+}
+
+/// The VIPs one port (a pod endpoint) declares.
+pub(super) struct PortVips(Vec<Decl>);
+
+impl PartBuilder {
+    /// The part of the pod `id`.
+    pub(super) fn pod(id: &str) -> PartBuilder {
+        PartBuilder {
+            id: id.to_owned(),
+            b: Builder::default(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Something left out (`what` names the field).
+    pub(super) fn warn(&mut self, what: String) {
+        self.warnings.push(what);
+    }
+
+    /// Declares the `VIP_*` labels of one port (`field` names it in
+    /// messages), as an app port's are.
+    pub(super) fn port_vips(
+        &mut self,
+        field: String,
+        protos: &[Proto],
+        labels: &BTreeMap<String, String>,
+    ) -> PortVips {
+        let spec = PortSpec {
+            field,
+            protos: Some(protos.to_vec()),
+            name: None,
+            labels,
+            host_index: None,
+            container_port: None,
+        };
+        let mut warnings = Vec::new();
+        let decls = port_decls(std::slice::from_ref(&spec), &mut |w| warnings.push(w));
+        self.warnings.extend(warnings);
+        for d in &decls {
+            self.b.declare(d, &self.id);
+        }
+        PortVips(decls)
+    }
+
+    /// One serving endpoint's addresses for a port's VIPs (`at` names the
+    /// task in messages).
+    pub(super) fn serve(&mut self, vips: &PortVips, addrs: &[SocketAddr], weight: u32, at: &str) {
+        let mut warnings = Vec::new();
+        for d in &vips.0 {
+            self.b
+                .add_backends(d, addrs, weight, at, &mut |w| warnings.push(w));
+        }
+        self.warnings.extend(warnings);
+    }
+
+    pub(super) fn task(&mut self, task: TaskRecord) {
+        self.b.tasks.push(Arc::new(task));
+    }
+
+    pub(super) fn finish(self) -> AppPart {
+        let PartBuilder {
+            id,
+            mut b,
+            warnings,
+        } = self;
+        b.warnings.extend(warnings.into_iter().map(|what| Warning {
+            app_id: Some(id.clone()),
+            what,
+            pod: true,
+        }));
+        AppPart::from_builder(id, b)
+    }
+}
+
+/// The agent's address from the host Marathon names for it (a pod
+/// instance's `agentHostname`, as an app task's `host`): an IP; no DNS
+/// lookups here.
+pub(super) fn agent_address(host: &str) -> Option<IpAddr> {
+    host.trim().parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
 }
 
 /// The catalog of several apps' parts; `warnings` (apps that were skipped
@@ -301,7 +396,7 @@ fn port_specs<'a>(app: &'a App, mode: Mode, warn: &mut impl FnMut(String)) -> Ve
 }
 
 /// `tcp`, `udp`, `udp,tcp` or `tcp,udp` (absent: tcp); sorted, no repeats.
-fn parse_protocols(s: Option<&str>) -> Result<Vec<Proto>, String> {
+pub(super) fn parse_protocols(s: Option<&str>) -> Result<Vec<Proto>, String> {
     let Some(s) = s else {
         return Ok(vec![Proto::Tcp]);
     };
@@ -319,7 +414,7 @@ fn parse_protocols(s: Option<&str>) -> Result<Vec<Proto>, String> {
 }
 
 /// 1..=65535.
-fn port_u16(n: i64) -> Option<u16> {
+pub(super) fn port_u16(n: i64) -> Option<u16> {
     u16::try_from(n).ok().filter(|&p| p != 0)
 }
 
@@ -535,6 +630,7 @@ impl Builder {
             .extend(warnings.into_iter().map(|what| Warning {
                 app_id: Some(app.id.clone()),
                 what,
+                pod: false,
             }));
     }
 
@@ -689,6 +785,7 @@ impl Builder {
             host_ports: mode != Mode::Container || specs.iter().any(|s| s.host_index.is_some()),
             running: state == "TASK_RUNNING",
             healthy,
+            in_pod: false,
         }));
     }
 
@@ -791,6 +888,7 @@ impl Builder {
                 // Explicit addresses are the user's choice, allocated ones are
                 // stable: the named VIP keeps the address either way.
                 self.warnings.push(Warning {
+                    pod: false,
                     app_id: g.apps.first().cloned(),
                     what: format!(
                         "VIP {vip} ({}) is the address allocated to named VIP {key}; left out",
@@ -1006,6 +1104,7 @@ mod tests {
                 host_ports: true,
                 running: true,
                 healthy: Some(true),
+                in_pod: false,
             }
         );
         let t = task(

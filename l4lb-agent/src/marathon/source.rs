@@ -275,6 +275,17 @@ pub trait MarathonApi: Send + Sync + 'static {
         &self,
         id: &str,
     ) -> impl Future<Output = Result<Option<OneApp>, FetchError>> + Send;
+    /// `/v2/pods/::status`, decoded into `set`'s pods; true if anything
+    /// changed (a Marathon without pods: none).
+    fn fetch_pods(
+        &self,
+        set: Arc<Mutex<AppSet>>,
+    ) -> impl Future<Output = Result<bool, FetchError>> + Send;
+    /// `/v2/pods/{id}::status`, decoded; None: no such pod.
+    fn fetch_pod(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<OneApp>, FetchError>> + Send;
     /// A fresh `/v2/events` subscription.
     fn events(&self) -> impl Future<Output = Result<MarathonEvents, FetchError>> + Send;
 }
@@ -291,6 +302,18 @@ impl MarathonApi for MarathonClient {
         id: &str,
     ) -> impl Future<Output = Result<Option<OneApp>, FetchError>> + Send {
         MarathonClient::fetch_app(self, id)
+    }
+    fn fetch_pods(
+        &self,
+        set: Arc<Mutex<AppSet>>,
+    ) -> impl Future<Output = Result<bool, FetchError>> + Send {
+        MarathonClient::refresh_pods(self, set)
+    }
+    fn fetch_pod(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<OneApp>, FetchError>> + Send {
+        MarathonClient::fetch_pod(self, id)
     }
     fn events(&self) -> impl Future<Output = Result<MarathonEvents, FetchError>> + Send {
         MarathonClient::events(self)
@@ -359,11 +382,19 @@ impl Scope {
         }
     }
 
-    /// The apps an event is about, if it names them and every name is one we
-    /// may ask for; otherwise a full read.
+    /// The apps (or pods) an event is about, if it names them and every
+    /// name is one we may ask for; otherwise a full read.
     fn of_event(ev: &MarathonEvent) -> Scope {
         let d = &ev.data;
         let ids: Vec<&serde_json::Value> = match ev.event_type.as_str() {
+            // `uri` is the request's: `/v2/pods/{id}` for an update or a
+            // delete; a create (`/v2/pods`) names no pod.
+            "pod_created_event" | "pod_updated_event" | "pod_deleted_event" => {
+                return match d.get("uri").and_then(|u| u.as_str()).and_then(pod_of_uri) {
+                    Some(id) if client::is_app_id(id) => Scope::Apps(BTreeSet::from([id.to_owned()])),
+                    _ => Scope::All,
+                };
+            }
             "status_update_event" | "health_status_changed_event" | "app_terminated_event" => {
                 d.get("appId").into_iter().collect()
             }
@@ -375,7 +406,8 @@ impl Scope {
                 .and_then(|a| a.get("id"))
                 .into_iter()
                 .collect(),
-            // `plan.steps[].actions[].app`: every app the deployment touched.
+            // `plan.steps[].actions[].app` (or `.pod`): every app and pod
+            // the deployment touched.
             "deployment_success" => d
                 .pointer("/plan/steps")
                 .and_then(|s| s.as_array())
@@ -383,7 +415,7 @@ impl Scope {
                 .flatten()
                 .filter_map(|step| step.get("actions")?.as_array())
                 .flatten()
-                .filter_map(|a| a.get("app"))
+                .filter_map(|a| a.get("app").or_else(|| a.get("pod")))
                 .collect(),
             _ => Vec::new(),
         };
@@ -401,6 +433,37 @@ impl Scope {
         }
         Scope::Apps(apps)
     }
+}
+
+/// The pod id in a pod event's `uri` (`/v2/pods/shop/web`, maybe with a
+/// `::` suffix).
+fn pod_of_uri(uri: &str) -> Option<&str> {
+    let rest = uri.strip_prefix("/v2/pods")?;
+    let id = rest.split("::").next().unwrap_or(rest).trim_end_matches('/');
+    (!id.is_empty()).then_some(id)
+}
+
+/// One id's targeted read: an app, a pod, or neither any more.
+enum OneRead {
+    App(OneApp),
+    Pod(OneApp),
+    Gone,
+}
+
+/// Reads `id` as what the last reads knew it as (a pod, else an app), then,
+/// if Marathon has no such thing, as the other: apps and pods share ids,
+/// and an id may change sides between full reads.
+async fn read_one<A: MarathonApi>(api: &A, id: &str, pod_first: bool) -> Result<OneRead, FetchError> {
+    if pod_first {
+        if let Some(p) = api.fetch_pod(id).await? {
+            return Ok(OneRead::Pod(p));
+        }
+        return Ok(api.fetch_app(id).await?.map_or(OneRead::Gone, OneRead::App));
+    }
+    if let Some(a) = api.fetch_app(id).await? {
+        return Ok(OneRead::App(a));
+    }
+    Ok(api.fetch_pod(id).await?.map_or(OneRead::Gone, OneRead::Pod))
 }
 
 /// When a read is due, by what it covers.
@@ -476,7 +539,7 @@ impl Pending {
 enum Fetched {
     /// The shared set was refreshed; true if anything changed.
     All(bool),
-    Apps(Vec<(String, Option<OneApp>)>),
+    Apps(Vec<(String, OneRead)>),
 }
 
 struct Inflight {
@@ -556,8 +619,14 @@ pub async fn run_with<A: MarathonApi>(
                         Ok(Fetched::Apps(list)) => {
                             apps_read = Some(list.len());
                             let mut changed = false;
-                            for (id, app) in list {
+                            for (id, read) in list {
+                                let (app, pod) = match read {
+                                    OneRead::App(a) => (Some(a), None),
+                                    OneRead::Pod(p) => (None, Some(p)),
+                                    OneRead::Gone => (None, None),
+                                };
                                 changed |= set.replace(&id, app);
+                                changed |= set.replace_pod(&id, pod);
                             }
                             unchanged = !changed;
                             Ok(())
@@ -667,14 +736,26 @@ pub async fn run_with<A: MarathonApi>(
                 let p = pending.take().expect("due implies pending");
                 let api = api.clone();
                 let fut: BoxFuture<Result<Fetched, FetchError>> = match p.scope {
-                    Scope::Apps(ids) if have_apps => Box::pin(async move {
-                        let reads = ids.iter().map(|id| api.fetch_app(id));
-                        let got = futures_util::future::try_join_all(reads).await?;
-                        Ok(Fetched::Apps(ids.into_iter().zip(got).collect()))
-                    }),
+                    Scope::Apps(ids) if have_apps => {
+                        let pods: HashSet<String> = {
+                            let set = apps.lock().unwrap_or_else(|p| p.into_inner());
+                            ids.iter().filter(|id| set.is_pod(id)).cloned().collect()
+                        };
+                        Box::pin(async move {
+                            let reads = ids.iter().map(|id| read_one(&*api, id, pods.contains(id)));
+                            let got = futures_util::future::try_join_all(reads).await?;
+                            Ok(Fetched::Apps(ids.into_iter().zip(got).collect()))
+                        })
+                    }
                     _ => {
                         let set = apps.clone();
-                        Box::pin(async move { api.fetch_apps(set).await.map(Fetched::All) })
+                        // Apps, then pods: the read fails if either does,
+                        // so no table is ever built from half the cluster.
+                        Box::pin(async move {
+                            let apps_changed = api.fetch_apps(set.clone()).await?;
+                            let pods_changed = api.fetch_pods(set).await?;
+                            Ok(Fetched::All(apps_changed | pods_changed))
+                        })
                     }
                 };
                 inflight = Some(Inflight {
@@ -850,6 +931,13 @@ mod tests {
         app_answers: Mutex<VecDeque<Result<Option<&'static str>, u16>>>,
         /// Ids asked for by `fetch_app`, in order.
         app_reads: Mutex<Vec<String>>,
+        /// `/v2/pods/::status` answers in order (Err = HTTP status; 404 =
+        /// no pods); `[]` once empty.
+        pods_answers: Mutex<VecDeque<Result<&'static str, u16>>>,
+        /// `/v2/pods/{id}::status` answers (as `app_answers`); 404 once empty.
+        pod_answers: Mutex<VecDeque<Result<Option<&'static str>, u16>>>,
+        /// Ids asked for by `fetch_pod`, in order.
+        pod_reads: Mutex<Vec<String>>,
         /// One per successful subscription; none left = connection refused.
         streams: Mutex<VecDeque<mpsc::UnboundedReceiver<Result<MarathonEvent, EventError>>>>,
         connected_at: Mutex<Vec<Instant>>,
@@ -876,6 +964,17 @@ mod tests {
         }
         fn app_reads(&self) -> Vec<String> {
             self.app_reads.lock().unwrap().clone()
+        }
+        fn pods_answers(self, a: &[Result<&'static str, u16>]) -> Fake {
+            *self.pods_answers.lock().unwrap() = a.iter().copied().collect();
+            self
+        }
+        fn pod_answers(self, a: &[Result<Option<&'static str>, u16>]) -> Fake {
+            *self.pod_answers.lock().unwrap() = a.iter().copied().collect();
+            self
+        }
+        fn pod_reads(&self) -> Vec<String> {
+            self.pod_reads.lock().unwrap().clone()
         }
     }
 
@@ -929,6 +1028,48 @@ mod tests {
                 match answer.map_err(status)? {
                     None => Ok(None),
                     Some(body) => crate::marathon::decode::decode_one_app(body.as_bytes(), &id)
+                        .map(Some)
+                        .map_err(|source| FetchError::Decode {
+                            url: fake_url(),
+                            source: Box::new(source),
+                        }),
+                }
+            }
+        }
+
+        fn fetch_pods(
+            &self,
+            set: Arc<Mutex<AppSet>>,
+        ) -> impl Future<Output = Result<bool, FetchError>> + Send {
+            let answer = self.pods_answers.lock().unwrap().pop_front().unwrap_or(Ok("[]"));
+            async move {
+                let mut set = set.lock().unwrap();
+                match answer {
+                    Err(404) => Ok(set.clear_pods()),
+                    Err(code) => Err(status(code)),
+                    Ok(body) => set.refresh_pods_from_slice(body.as_bytes()).map_err(|source| {
+                        FetchError::Decode {
+                            url: fake_url(),
+                            source: Box::new(source),
+                        }
+                    }),
+                }
+            }
+        }
+
+        fn fetch_pod(
+            &self,
+            id: &str,
+        ) -> impl Future<Output = Result<Option<OneApp>, FetchError>> + Send {
+            self.pod_reads.lock().unwrap().push(id.to_owned());
+            let answer = self.pod_answers.lock().unwrap().pop_front().unwrap_or(Ok(None));
+            let delay = self.fetch_delay;
+            let id = id.to_owned();
+            async move {
+                tokio::time::sleep(delay).await;
+                match answer.map_err(status)? {
+                    None => Ok(None),
+                    Some(body) => crate::marathon::decode::decode_one_pod(body.as_bytes(), &id)
                         .map(Some)
                         .map_err(|source| FetchError::Decode {
                             url: fake_url(),
