@@ -184,7 +184,9 @@ where
 }
 
 /// Labels as a map (Marathon) or a `[{key, value}]` list (Mesos).
-pub(super) fn task_labels<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+pub(super) fn task_labels<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
     #[derive(Deserialize)]
     struct Pair {
         key: String,

@@ -383,8 +383,7 @@ impl MarathonClient {
     pub async fn refresh_pods(&self, set: Arc<Mutex<AppSet>>) -> Result<bool, FetchError> {
         let body = self
             .with_candidates(|base| async move {
-                let (url, resp) = match self.get(&base, pods_status_url(&base), Kind::Api).await
-                {
+                let (url, resp) = match self.get(&base, pods_status_url(&base), Kind::Api).await {
                     Ok(r) => r,
                     Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => return Ok(None),
                     Err(e) => return Err(e),
@@ -395,7 +394,9 @@ impl MarathonClient {
             .await?;
         let Some((url, body)) = body else {
             if !self.no_pods_logged.swap(true, Ordering::Relaxed) {
-                info!("marathon: /v2/pods/::status answers 404 (a Marathon without pods): apps only");
+                info!(
+                    "marathon: /v2/pods/::status answers 404 (a Marathon without pods): apps only"
+                );
             }
             return Ok(set.lock().unwrap_or_else(|p| p.into_inner()).clear_pods());
         };

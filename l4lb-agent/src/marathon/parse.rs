@@ -244,7 +244,10 @@ impl PartBuilder {
 /// instance's `agentHostname`, as an app task's `host`): an IP; no DNS
 /// lookups here.
 pub(super) fn agent_address(host: &str) -> Option<IpAddr> {
-    host.trim().parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
+    host.trim()
+        .parse::<IpAddr>()
+        .ok()
+        .map(|ip| ip.to_canonical())
 }
 
 /// The catalog of several apps' parts; `warnings` (apps that were skipped

@@ -100,7 +100,9 @@ fn build(b: &mut PartBuilder, pod: &PodStatus) {
     let mut containers: BTreeMap<&str, Container> = BTreeMap::new();
     for (ci, c) in spec.containers.iter().enumerate() {
         if c.name.trim().is_empty() {
-            b.warn(format!("spec.containers[{ci}].name: missing; container skipped"));
+            b.warn(format!(
+                "spec.containers[{ci}].name: missing; container skipped"
+            ));
             continue;
         }
         if containers.contains_key(c.name.as_str()) {
@@ -114,7 +116,14 @@ fn build(b: &mut PartBuilder, pod: &PodStatus) {
             .endpoints
             .iter()
             .enumerate()
-            .map(|(ei, ep)| endpoint(b, mode, &format!("spec.containers[{ci}].endpoints[{ei}]"), ep))
+            .map(|(ei, ep)| {
+                endpoint(
+                    b,
+                    mode,
+                    &format!("spec.containers[{ci}].endpoints[{ei}]"),
+                    ep,
+                )
+            })
             .collect();
         containers.insert(&c.name, Container { spec: c, endpoints });
     }
@@ -126,7 +135,11 @@ fn build(b: &mut PartBuilder, pod: &PodStatus) {
 fn endpoint<'a>(b: &mut PartBuilder, mode: Mode, field: &str, ep: &'a PodEndpoint) -> Endpoint<'a> {
     let joined = ep.protocol.join(",");
     let protos = parse::parse_protocols((!ep.protocol.is_empty()).then_some(joined.as_str()))
-        .map_err(|m| b.warn(format!("{field}.protocol: {m}; the endpoint declares no VIPs")))
+        .map_err(|m| {
+            b.warn(format!(
+                "{field}.protocol: {m}; the endpoint declares no VIPs"
+            ))
+        })
         .ok();
     let vips = protos
         .as_ref()
@@ -222,12 +235,18 @@ fn add_instance(
         };
         let serving = weight.is_some();
         any_serving |= serving;
-        let task_id = match (&cs.container_id, inst.id.trim().is_empty(), cs.name.is_empty()) {
+        let task_id = match (
+            &cs.container_id,
+            inst.id.trim().is_empty(),
+            cs.name.is_empty(),
+        ) {
             (Some(id), _, _) if !id.trim().is_empty() => id.clone(),
             (_, false, false) => format!("{}.{}", inst.id, cs.name),
             _ => {
                 if serving {
-                    b.warn(format!("{at}: no containerId, instance id or name; container skipped"));
+                    b.warn(format!(
+                        "{at}: no containerId, instance id or name; container skipped"
+                    ));
                 }
                 continue;
             }
@@ -235,7 +254,17 @@ fn add_instance(
         let Some(c) = c else {
             // A container the current spec no longer has (an instance of an
             // older version): a task without known ports.
-            b.task(record(pod, inst, &task_id, agent_ip, &task_ips, Vec::new(), mode, state, healthy));
+            b.task(record(
+                pod,
+                inst,
+                &task_id,
+                agent_ip,
+                &task_ips,
+                Vec::new(),
+                mode,
+                state,
+                healthy,
+            ));
             continue;
         };
         let warn_serving = |b: &mut PartBuilder, what: String| {
@@ -278,13 +307,23 @@ fn add_instance(
                     );
                     continue;
                 };
-                (port, agent_ip.map(|ip| SocketAddr::new(ip, port)).into_iter().collect())
+                (
+                    port,
+                    agent_ip
+                        .map(|ip| SocketAddr::new(ip, port))
+                        .into_iter()
+                        .collect(),
+                )
             } else {
-                let Some(port) = ep.container_port else { continue };
+                let Some(port) = ep.container_port else {
+                    continue;
+                };
                 let names = &ep.spec.network_names;
                 let on: Vec<IpAddr> = networks
                     .iter()
-                    .filter(|(n, _)| names.is_empty() || n.is_some_and(|n| names.iter().any(|x| x == n)))
+                    .filter(|(n, _)| {
+                        names.is_empty() || n.is_some_and(|n| names.iter().any(|x| x == n))
+                    })
                     .flat_map(|(_, ips)| ips.iter().copied())
                     .collect();
                 // The first address of each family, as for an app's task.
@@ -316,7 +355,9 @@ fn add_instance(
             }
         }
         let on_agent = mode != Mode::Container || c.endpoints.iter().any(|e| e.on_agent);
-        let mut rec = record(pod, inst, &task_id, agent_ip, &task_ips, ports, mode, state, healthy);
+        let mut rec = record(
+            pod, inst, &task_id, agent_ip, &task_ips, ports, mode, state, healthy,
+        );
         rec.host_ports = on_agent;
         b.task(rec);
     }

@@ -391,7 +391,9 @@ impl Scope {
             // delete; a create (`/v2/pods`) names no pod.
             "pod_created_event" | "pod_updated_event" | "pod_deleted_event" => {
                 return match d.get("uri").and_then(|u| u.as_str()).and_then(pod_of_uri) {
-                    Some(id) if client::is_app_id(id) => Scope::Apps(BTreeSet::from([id.to_owned()])),
+                    Some(id) if client::is_app_id(id) => {
+                        Scope::Apps(BTreeSet::from([id.to_owned()]))
+                    }
                     _ => Scope::All,
                 };
             }
@@ -439,7 +441,11 @@ impl Scope {
 /// `::` suffix).
 fn pod_of_uri(uri: &str) -> Option<&str> {
     let rest = uri.strip_prefix("/v2/pods")?;
-    let id = rest.split("::").next().unwrap_or(rest).trim_end_matches('/');
+    let id = rest
+        .split("::")
+        .next()
+        .unwrap_or(rest)
+        .trim_end_matches('/');
     (!id.is_empty()).then_some(id)
 }
 
@@ -453,7 +459,11 @@ enum OneRead {
 /// Reads `id` as what the last reads knew it as (a pod, else an app), then,
 /// if Marathon has no such thing, as the other: apps and pods share ids,
 /// and an id may change sides between full reads.
-async fn read_one<A: MarathonApi>(api: &A, id: &str, pod_first: bool) -> Result<OneRead, FetchError> {
+async fn read_one<A: MarathonApi>(
+    api: &A,
+    id: &str,
+    pod_first: bool,
+) -> Result<OneRead, FetchError> {
     if pod_first {
         if let Some(p) = api.fetch_pod(id).await? {
             return Ok(OneRead::Pod(p));
@@ -1041,18 +1051,23 @@ mod tests {
             &self,
             set: Arc<Mutex<AppSet>>,
         ) -> impl Future<Output = Result<bool, FetchError>> + Send {
-            let answer = self.pods_answers.lock().unwrap().pop_front().unwrap_or(Ok("[]"));
+            let answer = self
+                .pods_answers
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or(Ok("[]"));
             async move {
                 let mut set = set.lock().unwrap();
                 match answer {
                     Err(404) => Ok(set.clear_pods()),
                     Err(code) => Err(status(code)),
-                    Ok(body) => set.refresh_pods_from_slice(body.as_bytes()).map_err(|source| {
-                        FetchError::Decode {
+                    Ok(body) => set
+                        .refresh_pods_from_slice(body.as_bytes())
+                        .map_err(|source| FetchError::Decode {
                             url: fake_url(),
                             source: Box::new(source),
-                        }
-                    }),
+                        }),
                 }
             }
         }
@@ -1062,7 +1077,12 @@ mod tests {
             id: &str,
         ) -> impl Future<Output = Result<Option<OneApp>, FetchError>> + Send {
             self.pod_reads.lock().unwrap().push(id.to_owned());
-            let answer = self.pod_answers.lock().unwrap().pop_front().unwrap_or(Ok(None));
+            let answer = self
+                .pod_answers
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or(Ok(None));
             let delay = self.fetch_delay;
             let id = id.to_owned();
             async move {
