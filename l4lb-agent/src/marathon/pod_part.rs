@@ -394,3 +394,470 @@ fn record(
         in_pod: true,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The pods of the peers' own test inputs, as Marathon's
+    //! `/v2/pods/::status` shows the same clusters
+    //! (`tests/fixtures/marathon/pods_status.json`, `pods_vips.json`).
+    use std::collections::BTreeSet;
+
+    use hickory_proto::rr::{LowerName, Name, RData};
+    use serde_json::json;
+
+    use super::*;
+    use crate::{
+        dns::{
+            names,
+            records::{Lookup, ZoneOptions, Zones, build_zones},
+        },
+        marathon::{
+            decode::{AppSet, decode_one_pod, decode_pods},
+            parse::Parsed,
+        },
+        model::{ServiceSpec, Vip},
+        naming::VipAllocator,
+    };
+
+    const STATUS: &str = include_str!("../../tests/fixtures/marathon/pods_status.json");
+    const VIPS: &str = include_str!("../../tests/fixtures/marathon/pods_vips.json");
+
+    fn parsed(body: &str) -> Parsed {
+        decode_pods(body.as_bytes())
+            .unwrap()
+            .catalog(&mut VipAllocator::new())
+            .unwrap()
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn running<'a>(p: &'a Parsed, pod: &str) -> Vec<&'a TaskRecord> {
+        p.catalog
+            .tasks
+            .iter()
+            .filter(|t| t.app_id == pod && t.running)
+            .map(|t| &**t)
+            .collect()
+    }
+
+    fn tcp(port: u16, name: &str) -> TaskPort {
+        TaskPort {
+            port,
+            protocols: vec![Proto::Tcp],
+            name: Some(name.into()),
+        }
+    }
+
+    fn named<'a>(p: &'a Parsed, label: &str) -> Vec<(&'a Vip, &'a ServiceSpec)> {
+        p.catalog
+            .services
+            .services
+            .iter()
+            .filter(|(_, s)| s.name.as_deref() == Some(label))
+            .collect()
+    }
+
+    fn lower(s: &str) -> LowerName {
+        let mut n = Name::from_ascii(s).unwrap();
+        n.set_fqdn(true);
+        LowerName::new(&n)
+    }
+
+    fn found(z: &Zones, name: &str) -> Vec<RData> {
+        match z.lookup(&lower(name)) {
+            Lookup::Found(_, r) => r.iter().map(|r| r.data().clone()).collect(),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    fn addrs(z: &Zones, name: &str) -> BTreeSet<IpAddr> {
+        found(z, name)
+            .into_iter()
+            .filter_map(|d| match d {
+                RData::A(a) => Some(IpAddr::V4(a.0)),
+                RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn srvs(z: &Zones, name: &str) -> BTreeSet<(u16, String)> {
+        found(z, name)
+            .into_iter()
+            .filter_map(|d| match d {
+                RData::SRV(s) => Some((s.port(), s.target().to_string())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn absent(z: &Zones, name: &str) {
+        assert!(
+            matches!(z.lookup(&lower(name)), Lookup::NxDomain(_)),
+            "{name} should not exist"
+        );
+    }
+
+    /// dcos-net `dcos_net_mesos_listener_tests` `pod_tasks` (input
+    /// `pod-tasks.json`: pod `/app`, containers `foo` running and `bar`
+    /// finished, on the `dcos` network): one task, `foo`, named `app` (the
+    /// DiscoveryInfo name, not the container's), agent 172.17.0.3, task IP
+    /// 9.0.0.2, no ports.
+    #[test]
+    fn dcos_net_pod_tasks() {
+        let p = parsed(STATUS);
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        let t = running(&p, "/app");
+        assert_eq!(t.len(), 1, "{t:?}");
+        assert_eq!(
+            *t[0],
+            TaskRecord {
+                app_id: "/app".into(),
+                task_id: "app.instance-caff1565-d0db-11e8-aa23-70b3d5800002.foo".into(),
+                framework: "marathon".into(),
+                agent_id: "8ae294b7-a766-42d6-960c-ad8acf0f0db6-S0".into(),
+                agent_ip: Some(ip("172.17.0.3")),
+                task_ips: vec![ip("9.0.0.2")],
+                ports: vec![],
+                host_ports: false,
+                running: true,
+                healthy: None,
+                in_pod: true,
+            }
+        );
+        // `bar` finished: in the catalog, not running (DNS leaves it out).
+        let bar = p
+            .catalog
+            .tasks
+            .iter()
+            .find(|t| t.task_id.ends_with(".bar"))
+            .unwrap();
+        assert!(!bar.running);
+        // dcos-net's names for it (dcos_dns_mesos: the task name `app`).
+        let z = build_zones(&p.catalog, &BTreeSet::new(), &ZoneOptions::default());
+        let d = "dcos.thisdcos.directory";
+        assert_eq!(
+            addrs(&z, &format!("app.marathon.agentip.{d}")),
+            [ip("172.17.0.3")].into()
+        );
+        assert_eq!(
+            addrs(&z, &format!("app.marathon.containerip.{d}")),
+            [ip("9.0.0.2")].into()
+        );
+        assert_eq!(
+            addrs(&z, &format!("app.marathon.autoip.{d}")),
+            [ip("9.0.0.2")].into()
+        );
+        // Mesos-DNS: the DiscoveryInfo name too; never the container's.
+        assert_eq!(addrs(&z, "app.marathon.mesos"), [ip("172.17.0.3")].into());
+        absent(&z, "foo.marathon.mesos");
+        absent(&z, "bar.marathon.mesos");
+    }
+
+    /// dcos-net `dcos_net_mesos_listener_tests` `pod_on_host`, `pod_on_bridge`
+    /// and `pod_on_dcos` (input `operator-api.json`): the port each container
+    /// task advertises (DiscoveryInfo), its agent and task addresses.
+    #[test]
+    fn dcos_net_pods_in_every_networking_mode() {
+        let p = parsed(STATUS);
+        let one = |pod: &str| {
+            let t = running(&p, pod);
+            assert_eq!(t.len(), 1, "{pod}: {t:?}");
+            t[0]
+        };
+        // pod_on_host: agent 172.17.0.4, port 28064 (the allocated host port).
+        let t = one("/pod-on-host");
+        assert_eq!(
+            t.task_id,
+            "pod-on-host.instance-ea1231bf-2930-11e8-96bf-70b3d5800001.app"
+        );
+        assert_eq!(t.agent_ip, Some(ip("172.17.0.4")));
+        assert_eq!(t.task_ips, [ip("172.17.0.4")]);
+        assert_eq!(t.ports, [tcp(28064, "http")]);
+        assert!(t.host_ports);
+        // pod_on_bridge: host_port 2254 (advertised) for container port 8080.
+        let t = one("/pod-on-bridge");
+        assert_eq!(t.agent_ip, Some(ip("172.17.0.3")));
+        assert_eq!(t.task_ips, [ip("172.31.254.4")]);
+        assert_eq!(t.ports, [tcp(2254, "http")]);
+        assert!(t.host_ports, "a port mapping: autoip is the agent");
+        // pod_on_dcos: container port 8080 on the task's own 9.0.1.3.
+        let t = one("/pod-on-dcos");
+        assert_eq!(t.agent_ip, Some(ip("172.17.0.3")));
+        assert_eq!(t.task_ips, [ip("9.0.1.3")]);
+        assert_eq!(t.ports, [tcp(8080, "http")]);
+        assert!(!t.host_ports);
+        assert!(t.in_pod && t.agent_id.ends_with("-S1"));
+
+        let z = build_zones(&p.catalog, &BTreeSet::new(), &ZoneOptions::default());
+        let d = "dcos.thisdcos.directory";
+        // dcos_dns_mesos task_autoip: the agent when a port maps a host port.
+        assert_eq!(
+            addrs(&z, &format!("pod-on-bridge.marathon.autoip.{d}")),
+            [ip("172.17.0.3")].into()
+        );
+        assert_eq!(
+            addrs(&z, &format!("pod-on-dcos.marathon.autoip.{d}")),
+            [ip("9.0.1.3")].into()
+        );
+        assert_eq!(
+            addrs(&z, &format!("pod-on-host.marathon.autoip.{d}")),
+            [ip("172.17.0.4")].into()
+        );
+    }
+
+    /// Mesos-DNS `records/generator.go` taskRecord on the same tasks: a task
+    /// with a DiscoveryInfo is named by it (the pod), its DiscoveryInfo ports
+    /// make `_<pod>._tcp` SRVs (and named-port ones) to the canonical name,
+    /// hashed from the container's task id; a pod task has no port
+    /// resources, so no `.slave` SRV.
+    #[test]
+    fn mesos_dns_names_pod_tasks_by_the_pod() {
+        let p = parsed(STATUS);
+        let z = build_zones(&p.catalog, &BTreeSet::new(), &ZoneOptions::default());
+        let id = "pod-on-host.instance-ea1231bf-2930-11e8-96bf-70b3d5800001.app";
+        let canon = format!("pod-on-host-{}-s0.marathon.mesos.", names::task_id_hash(id));
+        assert_eq!(
+            srvs(&z, "_pod-on-host._tcp.marathon.mesos"),
+            [(28064, canon.clone())].into()
+        );
+        assert_eq!(
+            srvs(&z, "_http._pod-on-host._tcp.marathon.mesos"),
+            [(28064, canon.clone())].into()
+        );
+        assert_eq!(
+            addrs(&z, canon.trim_end_matches('.')),
+            [ip("172.17.0.4")].into()
+        );
+        assert_eq!(
+            addrs(&z, "pod-on-host.marathon.slave.mesos"),
+            [ip("172.17.0.4")].into()
+        );
+        absent(&z, "_pod-on-host._tcp.marathon.slave.mesos");
+        absent(&z, "_app._tcp.marathon.mesos");
+        let id = "pod-on-dcos.instance-ea1231be-2930-11e8-96bf-70b3d5800001.app";
+        let canon = format!("pod-on-dcos-{}-s1.marathon.mesos.", names::task_id_hash(id));
+        assert_eq!(
+            srvs(&z, "_pod-on-dcos._tcp.marathon.mesos"),
+            [(8080, canon)].into()
+        );
+    }
+
+    /// VIP labels on endpoints, as dcos-net reads them off each container
+    /// task's DiscoveryInfo ports and turns them into backends
+    /// (`dcos_l4lb_mesos_poller` `backends/2`: a host port → agent:host port,
+    /// else every task IP:port), with l4lb's app weights (unhealthy and
+    /// killing: 0).
+    #[test]
+    fn endpoint_vips_in_every_mode() {
+        let p = parsed(VIPS);
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        // Container networking, no host port: the instance addresses.
+        let api = named(&p, "/shop/api:80");
+        assert_eq!(api.len(), 2, "one VIP per family: {api:?}");
+        let v4: Vec<_> = api.iter().filter(|(v, _)| v.addr.is_ipv4()).collect();
+        assert_eq!(v4[0].0.addr.port(), 80);
+        assert_eq!(
+            v4[0].1.backends,
+            [(sa("9.0.0.10:8080"), 1), (sa("9.0.0.11:8080"), 0)].into()
+        );
+        let v6: Vec<_> = api.iter().filter(|(v, _)| v.addr.is_ipv6()).collect();
+        assert_eq!(v6[0].1.backends, [(sa("[fd01:b::10]:8080"), 1)].into());
+        // Container networking with a hostPort: agent + allocated host port.
+        let admin = named(&p, "/shop/admin:9000");
+        assert_eq!(admin.len(), 1);
+        assert_eq!(
+            admin[0].1.backends,
+            [(sa("10.0.1.21:31005"), 1), (sa("10.0.1.22:31006"), 0)].into()
+        );
+        // Host networking, udp + tcp: two VIPs; the killing instance at 0.
+        let cache = named(&p, "/cache:6379");
+        assert_eq!(cache.len(), 2);
+        for (v, s) in cache {
+            assert_eq!(v.addr.port(), 6379);
+            assert_eq!(
+                s.backends,
+                [(sa("10.0.1.23:31000"), 1), (sa("10.0.1.24:31001"), 0)].into()
+            );
+        }
+        // Every container of an instance is a task; the sidecar too.
+        assert_eq!(running(&p, "/shop/api").len(), 4);
+        let web = p
+            .catalog
+            .tasks
+            .iter()
+            .find(|t| t.task_id == "shop_api.instance-5c2f3122-8e3b-11ea-9c1d-0242ac110002.web")
+            .unwrap();
+        assert_eq!(web.healthy, Some(false));
+        assert_eq!(web.ports, [tcp(8080, "http"), tcp(31006, "admin")]);
+        assert!(
+            web.host_ports,
+            "a host-mapped endpoint: autoip is the agent"
+        );
+    }
+
+    /// The named VIP's address and DNS name are dcos-net's, whatever declared
+    /// it (`dcos_l4lb_lashup_vip_listener`: `<label>.<framework>`, label
+    /// split at dots).
+    #[test]
+    fn pod_vip_names_are_dcos_nets() {
+        let p = parsed(VIPS);
+        let mut alloc = VipAllocator::new();
+        let (v, _) = named(&p, "/cache:6379")[0];
+        assert_eq!(
+            v.addr.ip(),
+            alloc.hashed_address(Family::V4, "cache.marathon")
+        );
+        assert_eq!(
+            crate::naming::vip_fqdn("/shop/api", FRAMEWORK).as_deref(),
+            Some("shopapi.marathon.l4lb.thisdcos.directory")
+        );
+        let (v, _) = named(&p, "/shop/api:80")
+            .into_iter()
+            .find(|(v, _)| v.addr.is_ipv4())
+            .unwrap();
+        assert_eq!(
+            v.addr.ip(),
+            alloc.hashed_address(Family::V4, "shopapi.marathon")
+        );
+        let _ = &mut alloc;
+    }
+
+    #[test]
+    fn health_from_conditions_and_endpoints() {
+        let c = |hc: bool| PodContainer {
+            name: "c".into(),
+            health_check: hc,
+            ..PodContainer::default()
+        };
+        let st = |v: serde_json::Value| -> ContainerStatus { serde_json::from_value(v).unwrap() };
+        assert_eq!(health(Some(&c(false)), &st(json!({}))), None);
+        assert_eq!(
+            health(Some(&c(true)), &st(json!({}))),
+            Some(false),
+            "no result yet"
+        );
+        assert_eq!(
+            health(
+                Some(&c(true)),
+                &st(json!({"conditions": [{"name": "healthy", "value": "true"}]}))
+            ),
+            Some(true)
+        );
+        assert_eq!(
+            health(
+                None,
+                &st(json!({"endpoints": [{"name": "a", "healthy": false}]}))
+            ),
+            Some(false)
+        );
+        assert_eq!(
+            health(
+                Some(&c(true)),
+                &st(json!({"conditions": [{"name": "healthy", "value": "true"}],
+                           "endpoints": [{"name": "a", "healthy": false}]}))
+            ),
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn bad_pods_are_skipped_with_a_warning_naming_pod_and_field() {
+        let body = json!([
+            {"id": "/ok", "spec": {"networks": [{"mode": "host"}], "containers": [{"name": "a",
+                "endpoints": [{"name": "p", "hostPort": 0, "labels": {"VIP_0": "/ok:80"}}]}]},
+             "instances": [{"id": "ok.instance-1", "agentHostname": "10.0.0.1", "containers": [
+                {"name": "a", "status": "TASK_RUNNING", "endpoints": [{"name": "p", "allocatedHostPort": 31000}]}]}]},
+            {"id": "/bad", "spec": {"containers": [{"name": "a", "endpoints": [{"containerPort": "x"}]}]}},
+            {"id": "/mode", "spec": {"networks": [{"mode": "overlay"}]}},
+            {"id": "/label", "spec": {"networks": [{"mode": "host"}], "containers": [{"name": "a",
+                "endpoints": [{"name": "p", "hostPort": 0, "protocol": ["sctp"], "labels": {"VIP_0": "/x:80"}},
+                              {"name": "q", "hostPort": 0, "labels": {"VIP_0": "/x:0"}}]}]},
+             "instances": [{"id": "label.instance-1", "agentHostname": "agent-7.example", "containers": [
+                {"name": "a", "status": "TASK_RUNNING",
+                 "endpoints": [{"name": "q", "allocatedHostPort": 31001}]}]}]},
+            {"id": "/nohost", "spec": {"networks": [{"mode": "container"}], "containers": [{"name": "a",
+                "endpoints": [{"name": "p", "labels": {"VIP_0": "/nohost:80"}}]}]}},
+            7
+        ])
+        .to_string();
+        let p = parsed(&body);
+        assert_eq!(
+            named(&p, "/ok:80")[0].1.backends,
+            [(sa("10.0.0.1:31000"), 1)].into()
+        );
+        let w: Vec<String> = p.warnings.iter().map(|w| w.to_string()).collect();
+        let has = |needles: &[&str]| {
+            assert!(
+                w.iter().any(|w| needles.iter().all(|n| w.contains(n))),
+                "no warning with {needles:?} in {w:#?}"
+            )
+        };
+        has(&[
+            "pod /bad: spec.containers[0].endpoints[0].containerPort",
+            "pod skipped",
+        ]);
+        has(&["pod /mode: spec.networks[0].mode", "\"overlay\""]);
+        has(&[
+            "pod /label: spec.containers[0].endpoints[0].protocol",
+            "sctp",
+        ]);
+        has(&[
+            "pod /label: spec.containers[0].endpoints[1] label VIP_0",
+            "/x:0",
+        ]);
+        has(&["pod /label: instances[0] (label.instance-1): agentHostname \"agent-7.example\""]);
+        has(&["pod /nohost: spec.containers[0].endpoints[0].containerPort: missing"]);
+        has(&["pods[5]", "expected a pod status object"]);
+        assert!(p.warnings.iter().all(|w| w.pod));
+    }
+
+    #[test]
+    fn one_pod_replaces_its_part_and_an_answer_about_another_is_refused() {
+        let mut set = decode_pods(VIPS.as_bytes()).unwrap();
+        assert!(set.is_pod("/cache") && !set.is_pod("/nope"));
+        let all: serde_json::Value = serde_json::from_str(VIPS).unwrap();
+        let cache = all[1].to_string();
+        let one = decode_one_pod(cache.as_bytes(), "/cache").unwrap();
+        assert!(!set.replace_pod("/cache", Some(one)), "the same pod again");
+        assert!(set.replace_pod("/cache", None));
+        let p = set.catalog(&mut VipAllocator::new()).unwrap();
+        assert!(named(&p, "/cache:6379").is_empty());
+        assert!(!named(&p, "/shop/api:80").is_empty());
+        let e = decode_one_pod(cache.as_bytes(), "/other").unwrap_err();
+        assert!(e.to_string().contains("asked for pod /other"), "{e}");
+        // A list that is not one fails whole and changes nothing.
+        let before = set.clone();
+        assert!(set.refresh_pods_from_slice(b"{\"pods\": []}").is_err());
+        assert!(set.same_content(&before));
+        assert!(set.refresh_pods_from_slice(b"[").is_err());
+        assert!(set.same_content(&before));
+        assert!(set.clear_pods());
+        assert!(!set.is_pod("/shop/api"));
+    }
+
+    /// Apps and pods live in one catalog: a named VIP declared by both gets
+    /// every backend, and apps refreshes leave the pods alone.
+    #[test]
+    fn apps_and_pods_share_one_catalog() {
+        let mut set = AppSet::default();
+        let apps = json!({"apps": [{"id": "/cache-app", "portDefinitions": [{"port": 0,
+            "labels": {"VIP_0": "/cache:6379"}, "protocol": "udp,tcp"}],
+            "tasks": [{"id": "t1", "host": "10.0.2.1", "ports": [32000], "state": "TASK_RUNNING"}]}]})
+        .to_string();
+        set.refresh_from_slice(apps.as_bytes()).unwrap();
+        set.refresh_pods_from_slice(VIPS.as_bytes()).unwrap();
+        set.refresh_from_slice(apps.as_bytes()).unwrap();
+        let p = set.catalog(&mut VipAllocator::new()).unwrap();
+        let cache = named(&p, "/cache:6379");
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache[0].1.backends.len(), 3, "{:?}", cache[0].1.backends);
+        assert!(cache[0].1.origin.as_deref().unwrap().contains("/cache-app"));
+    }
+}

@@ -1525,6 +1525,162 @@ mod tests {
         assert_eq!(run.stats.snapshot().targeted, 2);
     }
 
+    const PODS: &str = include_str!("../../tests/fixtures/marathon/pods_vips.json");
+
+    /// PODS's `/cache` with only its running instance, as
+    /// `/v2/pods/cache::status` answers.
+    fn cache_one_instance() -> &'static str {
+        let v: serde_json::Value = serde_json::from_str(PODS).unwrap();
+        let mut pod = v[1].clone();
+        pod["instances"].as_array_mut().unwrap().truncate(1);
+        Box::leak(pod.to_string().into_boxed_str())
+    }
+
+    fn vips_named(u: &Update, label: &str) -> Vec<usize> {
+        u.catalog
+            .services
+            .services
+            .values()
+            .filter(|s| s.name.as_deref() == Some(label))
+            .map(|s| s.backends.len())
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pods_are_read_with_the_apps_and_pod_events_reread_only_that_pod() {
+        let fake = Fake::default()
+            .pods_answers(&[Ok(PODS)])
+            .pod_answers(&[Ok(Some(cache_one_instance())), Ok(None)]);
+        let (mut run, events) = settled(fake).await;
+        let full = run.fake.fetches().len();
+        events
+            .send(app_ev(
+                "pod_updated_event",
+                serde_json::json!({"uri": "/v2/pods/cache", "clientIp": "10.0.0.9"}),
+            ))
+            .unwrap();
+        let u = run.next().await;
+        assert_eq!(u.apps_read, Some(1));
+        assert_eq!(
+            vips_named(&u, "/cache:6379"),
+            [1, 1],
+            "udp and tcp, one backend each"
+        );
+        assert_eq!(vips_named(&u, "/redis:6379").len(), 1, "the apps stay");
+        assert_eq!(run.fake.pod_reads(), ["/cache"]);
+        assert!(
+            run.fake.app_reads().is_empty(),
+            "a known pod is read as one"
+        );
+        // A pod task's status update names the pod as `appId`; 404: gone
+        // (and not an app either).
+        events
+            .send(app_ev(
+                "status_update_event",
+                serde_json::json!({"appId": "/cache", "taskId": "cache.instance-x.redis",
+                                   "taskStatus": "TASK_KILLED"}),
+            ))
+            .unwrap();
+        let u = run.next().await;
+        assert!(vips_named(&u, "/cache:6379").is_empty());
+        assert_eq!(vips_named(&u, "/shop/api:80").len(), 2, "other pods stay");
+        assert_eq!(run.fake.pod_reads(), ["/cache", "/cache"]);
+        assert_eq!(run.fake.app_reads(), ["/cache"]);
+        assert_eq!(run.fake.fetches().len(), full, "no full read");
+        // A create names no pod (`uri` is `/v2/pods`): a full read.
+        events
+            .send(app_ev(
+                "pod_created_event",
+                serde_json::json!({"uri": "/v2/pods", "clientIp": "10.0.0.9"}),
+            ))
+            .unwrap();
+        let u = run.next().await;
+        assert_eq!(u.apps_read, None);
+        assert_eq!(run.fake.fetches().len(), full + 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unknown_id_is_read_as_an_app_then_as_a_pod() {
+        let fake = Fake::default().pod_answers(&[Ok(Some(cache_one_instance()))]);
+        let (mut run, events) = settled(fake).await;
+        events
+            .send(app_ev(
+                "instance_changed_event",
+                serde_json::json!({"runSpecId": "/cache", "condition": "Running"}),
+            ))
+            .unwrap();
+        let u = run.next().await;
+        assert_eq!(u.apps_read, Some(1));
+        assert_eq!(vips_named(&u, "/cache:6379"), [1, 1]);
+        assert_eq!(run.fake.app_reads(), ["/cache"]);
+        assert_eq!(run.fake.pod_reads(), ["/cache"]);
+    }
+
+    #[test]
+    fn pod_events_name_their_pod() {
+        let scope = |t: &str, d: serde_json::Value| Scope::of_event(&app_ev(t, d).unwrap());
+        let one = |id: &str| Scope::Apps(BTreeSet::from([id.to_owned()]));
+        assert_eq!(
+            scope(
+                "pod_deleted_event",
+                serde_json::json!({"uri": "/v2/pods/shop/api"})
+            ),
+            one("/shop/api")
+        );
+        assert_eq!(
+            scope(
+                "pod_updated_event",
+                serde_json::json!({"uri": "/v2/pods/web::status"})
+            ),
+            one("/web")
+        );
+        assert_eq!(
+            scope("pod_created_event", serde_json::json!({"uri": "/v2/pods"})),
+            Scope::All
+        );
+        assert_eq!(
+            scope(
+                "pod_updated_event",
+                serde_json::json!({"uri": "/v2/pods/A"})
+            ),
+            Scope::All
+        );
+        assert_eq!(
+            scope("pod_updated_event", serde_json::json!({})),
+            Scope::All
+        );
+        let plan = serde_json::json!({"plan": {"steps": [{"actions": [
+            {"action": "StartPod", "pod": "/p"}, {"action": "ScaleApplication", "app": "/a"}]}]}});
+        assert_eq!(
+            scope("deployment_success", plan),
+            Scope::Apps(BTreeSet::from(["/a".to_owned(), "/p".to_owned()]))
+        );
+        for t in [
+            "pod_created_event",
+            "pod_updated_event",
+            "pod_deleted_event",
+        ] {
+            assert!(events::triggers_reread(t), "{t}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_pods_read_fails_the_full_read_and_404_means_no_pods() {
+        let fake = Fake::default().pods_answers(&[Err(404), Err(500), Ok(PODS)]);
+        let (mut run, _events) = settled(fake).await;
+        // The first read: no pods here (404), the apps as usual.
+        run.reread.notify_one();
+        let u = run.next().await;
+        assert_eq!(u.trigger, Trigger::Sighup);
+        let s = run.stats.snapshot();
+        assert_eq!(
+            s.fetch_failed, 1,
+            "the pods read failed: no table from the apps alone"
+        );
+        assert_eq!(vips_named(&u, "/cache:6379"), [2, 2]);
+        assert_eq!(vips_named(&u, "/redis:6379").len(), 1);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn app_reads_wait_the_short_window_full_reads_the_long_one() {
         let (mut run, events) = settled(Fake::default()).await;
