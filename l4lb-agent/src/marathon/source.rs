@@ -1,9 +1,11 @@
-//! The Marathon source: keeps a [`Catalog`] equal to Marathon's `/v2/apps`.
+//! The Marathon source: keeps a [`Catalog`] equal to Marathon's `/v2/apps`
+//! and `/v2/pods/::status`.
 //!
 //! Marathon's advice is to treat events as a signal and re-read the state,
-//! not to apply them. An event that names its app (task status and health
-//! changes, app updates and removals) re-reads that app alone
-//! (`/v2/apps/{id}`), so its cost does not grow with the cluster; any other
+//! not to apply them. An event that names its app or pod (task status and
+//! health changes, app and pod updates and removals) re-reads that one alone
+//! (`/v2/apps/{id}`, `/v2/pods/{id}::status`), so its cost does not grow
+//! with the cluster; any other
 //! event, a reconnect of the event stream, a failed targeted read and the
 //! periodic resync re-read everything. At start the stream is subscribed
 //! before the first read, so nothing can change unseen between the two and
