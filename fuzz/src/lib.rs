@@ -34,6 +34,7 @@ pub fn sample_catalog(instances: u8) -> (Catalog, BTreeSet<Vip>) {
                 host_ports: i % 2 == 0,
                 running: true,
                 healthy: None,
+                in_pod: false,
             })
         })
         .collect();

@@ -12,5 +12,9 @@ pub mod events;
 pub mod origin;
 #[path = "../../l4lb-agent/src/marathon/parse.rs"]
 pub mod parse;
+#[path = "../../l4lb-agent/src/marathon/pod_part.rs"]
+pub mod pod_part;
+#[path = "../../l4lb-agent/src/marathon/pods.rs"]
+pub mod pods;
 #[path = "../../l4lb-agent/src/marathon/sse_limit.rs"]
 pub mod sse_limit;

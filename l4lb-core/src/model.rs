@@ -116,6 +116,10 @@ pub struct TaskRecord {
     pub running: bool,
     /// None: no health checks; Some(false): unhealthy or no result yet.
     pub healthy: Option<bool>,
+    /// A container of a Marathon pod. Marathon gives a pod's host ports to
+    /// the pod's executor, not to its tasks, so Mesos-DNS serves no `.slave`
+    /// SRVs for them (those come from a task's port resources).
+    pub in_pod: bool,
 }
 
 /// One port of a task.

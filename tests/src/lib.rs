@@ -18,7 +18,9 @@ pub mod topology;
 
 pub use agent::Agent;
 pub use bins::{agent_bin, fake_dns_bin, probe_bin, testsrv_bin};
-pub use marathon::{FakeMarathon, Fault, TaskSpec, fake_marathon_bin, redis_app};
+pub use marathon::{
+    FakeMarathon, Fault, PodInstanceSpec, TaskSpec, fake_marathon_bin, pod_status, redis_app,
+};
 pub use probe::{Hold, counts};
 pub use sandbox::{Sandbox, TestSrv};
 pub use sys::{cgroup2_root, ensure_bpffs, require_root, run};

@@ -38,7 +38,7 @@ pub mod client;
 pub mod model;
 
 pub use client::{HttpReply, SseClient, SseEvent, StreamEnd};
-pub use model::{Fault, TaskSpec};
+pub use model::{Fault, PodInstanceSpec, TaskSpec, pod_status};
 
 /// `l4lb-fake-marathon` (env `L4LB_FAKE_MARATHON_BIN` overrides): next to
 /// the running executable or in its parent dir (tests run from deps/).
@@ -281,6 +281,24 @@ impl FakeMarathon {
         let id = app_id.trim_start_matches('/');
         self.control("DELETE", &format!("/apps/{id}"), None)
             .map(drop)
+    }
+
+    /// Adds or replaces one pod (a status as [`pod_status`] builds it);
+    /// the fake publishes the pod and task events Marathon would.
+    pub fn put_pod(&self, pod: &Value) -> Result<()> {
+        self.control("POST", "/pods", Some(pod)).map(drop)
+    }
+
+    /// Removes a pod (`pod_deleted_event`).
+    pub fn remove_pod(&self, pod_id: &str) -> Result<()> {
+        let id = pod_id.trim_start_matches('/');
+        self.control("DELETE", &format!("/pods/{id}"), None)
+            .map(drop)
+    }
+
+    /// Every pod status, as `/v2/pods/::status` lists them.
+    pub fn pods(&self) -> Result<Value> {
+        self.control("GET", "/pods", None)
     }
 
     /// Starts one more task of `app`; returns the task as Marathon lists it.

@@ -196,6 +196,7 @@ fn fake_task(fw: &str, t: &Value, slaves: &[(String, IpAddr)]) -> Option<TaskRec
         host_ports,
         running: t["state"] == "TASK_RUNNING",
         healthy: None,
+        in_pod: false,
     })
 }
 
@@ -510,6 +511,7 @@ fn axfr_task(app: &AxfrApp) -> TaskRecord {
         host_ports,
         running: true,
         healthy: None,
+        in_pod: false,
     }
 }
 
@@ -639,6 +641,7 @@ fn operator_api_tasks() -> Vec<TaskRecord> {
                 host_ports,
                 running: false,
                 healthy: None,
+                in_pod: false,
             });
         } else if ev["type"] == "TASK_UPDATED" && ev["task_updated"]["state"] == "TASK_RUNNING" {
             let st = &ev["task_updated"]["status"];

@@ -175,7 +175,7 @@ pub struct HealthCheckResult {
 }
 
 /// `null` reads as the type's default, as an absent field does.
-fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+pub(super) fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de> + Default,
@@ -184,7 +184,9 @@ where
 }
 
 /// Labels as a map (Marathon) or a `[{key, value}]` list (Mesos).
-fn task_labels<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+pub(super) fn task_labels<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
     #[derive(Deserialize)]
     struct Pair {
         key: String,
@@ -238,7 +240,8 @@ pub fn app_from_value(value: &Value) -> Result<App, BadApp> {
     match App::deserialize(value) {
         Ok(app) => Ok(app),
         Err(e) => {
-            let (path, msg) = locate(&id, obj).unwrap_or_else(|| (String::new(), e.to_string()));
+            let (path, msg) =
+                locate::<App>(&id, obj).unwrap_or_else(|| (String::new(), e.to_string()));
             Err(BadApp {
                 app_id: Some(id),
                 path,
@@ -268,12 +271,15 @@ pub(crate) fn kind(v: &Value) -> &'static str {
     }
 }
 
-/// Finds the field that makes `App` fail by decoding an app made of `id` and
-/// one field at a time, then narrowing into that field's list items and
-/// object keys. Works because every field but `id` is optional at every
-/// level, so a part that decodes alone never fails only in company. Runs
-/// only on failure.
-fn locate(id: &str, obj: &Map<String, Value>) -> Option<(String, String)> {
+/// Finds the field that makes `T` (an [`App`], or a pod's status) fail by
+/// decoding a value made of `id` and one field at a time, then narrowing
+/// into that field's list items and object keys. Works because every field
+/// but `id` is optional at every level, so a part that decodes alone never
+/// fails only in company. Runs only on failure.
+pub(super) fn locate<T: de::DeserializeOwned>(
+    id: &str,
+    obj: &Map<String, Value>,
+) -> Option<(String, String)> {
     for (key, value) in obj {
         if key == "id" {
             continue;
@@ -284,8 +290,8 @@ fn locate(id: &str, obj: &Map<String, Value>) -> Option<(String, String)> {
             m.insert(key.clone(), x);
             Value::Object(m)
         };
-        if let Err(e) = App::deserialize(&wrap(value.clone())) {
-            return Some(narrow(key.clone(), value, &wrap, e.to_string()));
+        if let Err(e) = T::deserialize(&wrap(value.clone())) {
+            return Some(narrow::<T>(key.clone(), value, &wrap, e.to_string()));
         }
     }
     None
@@ -294,7 +300,7 @@ fn locate(id: &str, obj: &Map<String, Value>) -> Option<(String, String)> {
 /// `value` at `path` fails (with `msg`) once wrapped by `wrap`: descend into
 /// the first of its items or keys that fails alone, unless the container
 /// itself is the wrong type (an empty one fails too: `tasks: {…}`).
-fn narrow(
+fn narrow<T: de::DeserializeOwned>(
     path: String,
     value: &Value,
     wrap: &dyn Fn(Value) -> Value,
@@ -305,15 +311,15 @@ fn narrow(
         Value::Object(_) => Value::Object(Map::new()),
         _ => return (path, msg),
     };
-    if App::deserialize(&wrap(empty)).is_err() {
+    if T::deserialize(&wrap(empty)).is_err() {
         return (path, msg);
     }
     match value {
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
                 let inner = |x: Value| wrap(Value::Array(vec![x]));
-                if let Err(e) = App::deserialize(&inner(item.clone())) {
-                    return narrow(format!("{path}[{i}]"), item, &inner, e.to_string());
+                if let Err(e) = T::deserialize(&inner(item.clone())) {
+                    return narrow::<T>(format!("{path}[{i}]"), item, &inner, e.to_string());
                 }
             }
         }
@@ -324,8 +330,8 @@ fn narrow(
                     m.insert(key.clone(), x);
                     wrap(Value::Object(m))
                 };
-                if let Err(e) = App::deserialize(&inner(item.clone())) {
-                    return narrow(format!("{path}.{key}"), item, &inner, e.to_string());
+                if let Err(e) = T::deserialize(&inner(item.clone())) {
+                    return narrow::<T>(format!("{path}.{key}"), item, &inner, e.to_string());
                 }
             }
         }

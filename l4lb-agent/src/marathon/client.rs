@@ -185,6 +185,20 @@ pub fn is_app_id(id: &str) -> bool {
         })
 }
 
+/// `v2/pods/{id}::status` below `base`, or None if `id` is not a Marathon id
+/// (pods and apps share the id syntax, see [`is_app_id`]).
+pub fn pod_status_url(base: &Url, id: &str) -> Option<Url> {
+    if !is_app_id(id) {
+        return None;
+    }
+    base.join(&format!("v2/pods{id}::status")).ok()
+}
+
+/// `v2/pods/::status` (every pod with its instances) below `base`.
+pub fn pods_status_url(base: &Url) -> Url {
+    base.join("v2/pods/::status").expect("relative path joins")
+}
+
 /// `v2/apps?embed=apps.tasks` below `base`.
 pub fn apps_url(base: &Url) -> Url {
     let mut u = base.join("v2/apps").expect("relative path joins");
@@ -237,6 +251,8 @@ pub struct MarathonClient {
     state: Mutex<State>,
     /// Refused redirects and over-cap reads are counted here.
     stats: Arc<SourceStats>,
+    /// "No pods here" was logged (once per client).
+    no_pods_logged: std::sync::atomic::AtomicBool,
 }
 
 impl MarathonClient {
@@ -292,6 +308,7 @@ impl MarathonClient {
             stream,
             state: Mutex::new(state),
             stats: Arc::default(),
+            no_pods_logged: Default::default(),
         })
     }
 
@@ -350,6 +367,75 @@ impl MarathonClient {
             };
             let body = self.read_body(&url, resp, self.cfg.max_body).await?;
             decode::decode_one_app(&body, id)
+                .map(Some)
+                .map_err(|e| FetchError::Decode {
+                    url,
+                    source: Box::new(e),
+                })
+        })
+        .await
+    }
+
+    /// Refreshes the pods of `set` from `GET /v2/pods/::status` (read whole,
+    /// within the body cap, then decoded off the runtime); true if anything
+    /// changed. A Marathon without pods (404) has none: logged once. Any
+    /// other failure is an error, as for [`Self::refresh_app_set`].
+    pub async fn refresh_pods(&self, set: Arc<Mutex<AppSet>>) -> Result<bool, FetchError> {
+        let body = self
+            .with_candidates(|base| async move {
+                let (url, resp) = match self.get(&base, pods_status_url(&base), Kind::Api).await {
+                    Ok(r) => r,
+                    Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => return Ok(None),
+                    Err(e) => return Err(e),
+                };
+                let body = self.read_body(&url, resp, self.cfg.max_body).await?;
+                Ok(Some((url, body)))
+            })
+            .await?;
+        let Some((url, body)) = body else {
+            if !self.no_pods_logged.swap(true, Ordering::Relaxed) {
+                info!(
+                    "marathon: /v2/pods/::status answers 404 (a Marathon without pods): apps only"
+                );
+            }
+            return Ok(set.lock().unwrap_or_else(|p| p.into_inner()).clear_pods());
+        };
+        let decoded = tokio::task::spawn_blocking(move || {
+            set.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .refresh_pods_from_slice(&body)
+        })
+        .await;
+        match decoded {
+            Ok(Ok(changed)) => Ok(changed),
+            Ok(Err(e)) => Err(FetchError::Decode {
+                url,
+                source: Box::new(e),
+            }),
+            Err(join) => Err(FetchError::Protocol {
+                url,
+                reason: format!("decoder thread failed: {join}"),
+            }),
+        }
+    }
+
+    /// One pod with its instances (`GET /v2/pods/{id}::status`); Ok(None)
+    /// when Marathon answers 404 (no such pod). `id` must be a valid id.
+    pub async fn fetch_pod(&self, id: &str) -> Result<Option<OneApp>, FetchError> {
+        self.with_candidates(|base| async move {
+            let Some(url) = pod_status_url(&base, id) else {
+                return Err(FetchError::Protocol {
+                    url: base,
+                    reason: format!("{id:?} is not a Marathon pod id"),
+                });
+            };
+            let (url, resp) = match self.get(&base, url, Kind::Api).await {
+                Ok(r) => r,
+                Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let body = self.read_body(&url, resp, self.cfg.max_body).await?;
+            decode::decode_one_pod(&body, id)
                 .map(Some)
                 .map_err(|e| FetchError::Decode {
                     url,
@@ -836,8 +922,19 @@ mod tests {
              &event_type=health_status_changed_event&event_type=api_post_event\
              &event_type=instance_changed_event&event_type=instance_health_changed_event\
              &event_type=app_terminated_event&event_type=deployment_success\
-             &event_type=event_stream_attached"
+             &event_type=pod_created_event&event_type=pod_updated_event\
+             &event_type=pod_deleted_event&event_type=event_stream_attached"
         );
+        assert_eq!(
+            pods_status_url(&base).as_str(),
+            "https://master.mesos/marathon/v2/pods/::status"
+        );
+        assert_eq!(
+            pod_status_url(&base, "/g/web").unwrap().as_str(),
+            "https://master.mesos/marathon/v2/pods/g/web::status"
+        );
+        assert!(pod_status_url(&base, "/../x").is_none());
+        assert!(pod_status_url(&base, "g/web").is_none());
         let types: Vec<_> = ev
             .query_pairs()
             .filter(|(k, _)| k == "event_type")

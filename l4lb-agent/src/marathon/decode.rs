@@ -23,16 +23,23 @@ use serde_json::{error::Category, value::RawValue};
 
 use super::{
     apps::{self, App},
-    parse::{AppPart, ParseError, Parsed, Warning, catalog_from_parts, catalog_with_hosts},
+    parse::{AppPart, ParseError, Parsed, Warning, catalog_with_hosts},
+    pod_part::pod_part,
+    pods::{self, PodStatus},
 };
 use crate::{hosts::HostTable, naming::VipAllocator};
 
-/// Every app of one `/v2/apps` answer, as catalog parts keyed by app id.
+/// Every app of one `/v2/apps` answer, as catalog parts keyed by app id,
+/// and every pod of one `/v2/pods/::status` answer, the same way (apps and
+/// pods share Marathon's id space; they are kept apart because each list
+/// is refreshed on its own).
 #[derive(Clone, Debug, Default)]
 pub struct AppSet {
     parts: BTreeMap<String, AppPart>,
     /// List entries skipped whole (no usable id, not an object, bad field).
     skipped: Vec<Warning>,
+    pods: BTreeMap<String, AppPart>,
+    pods_skipped: Vec<Warning>,
     /// A refresh broke off: the parts mix two reads, and the next complete
     /// refresh must report a change whatever it finds.
     dirty: bool,
@@ -41,7 +48,7 @@ pub struct AppSet {
 impl AppSet {
     /// The catalog of every app (named VIPs get their addresses from `alloc`).
     pub fn catalog(&self, alloc: &mut VipAllocator) -> Result<Parsed, ParseError> {
-        catalog_from_parts(self.parts.values(), &self.skipped, alloc)
+        self.catalog_with(alloc, &HostTable::default())
     }
 
     /// [`Self::catalog`] with agents known by name looked up in `hosts`.
@@ -50,41 +57,76 @@ impl AppSet {
         alloc: &mut VipAllocator,
         hosts: &HostTable,
     ) -> Result<Parsed, ParseError> {
-        catalog_with_hosts(self.parts.values(), &self.skipped, alloc, hosts)
+        let skipped: Vec<Warning> = self
+            .skipped
+            .iter()
+            .chain(&self.pods_skipped)
+            .cloned()
+            .collect();
+        let parts = self.parts.values().chain(self.pods.values());
+        catalog_with_hosts(parts, &skipped, alloc, hosts)
     }
 
     /// Puts one app's fresh read in place of the old one (`None`: the app is
     /// gone). False if that changed nothing (an event about a change already
     /// read, or one that does not touch what the catalog holds).
     pub fn replace(&mut self, id: &str, app: Option<OneApp>) -> bool {
-        let old_skip = self
-            .skipped
-            .iter()
-            .position(|w| w.app_id.as_deref() == Some(id));
-        match app {
-            Some(OneApp::Part(p)) => {
-                let same = old_skip.is_none() && self.parts.get(id) == Some(&p);
-                if let Some(i) = old_skip {
-                    self.skipped.remove(i);
-                }
-                self.parts.insert(id.to_owned(), p);
-                !same || self.dirty
+        replace_in(&mut self.parts, &mut self.skipped, id, app) || self.dirty
+    }
+
+    /// [`Self::replace`] for a pod (`GET /v2/pods/{id}::status`).
+    pub fn replace_pod(&mut self, id: &str, pod: Option<OneApp>) -> bool {
+        replace_in(&mut self.pods, &mut self.pods_skipped, id, pod) || self.dirty
+    }
+
+    /// True if the last reads knew `id` as a pod (listed or skipped).
+    pub fn is_pod(&self, id: &str) -> bool {
+        self.pods.contains_key(id)
+            || self
+                .pods_skipped
+                .iter()
+                .any(|w| w.app_id.as_deref() == Some(id))
+    }
+
+    /// Makes the pods equal to a whole `GET /v2/pods/::status` body (a list
+    /// of pod statuses); true if anything changed. On an error nothing
+    /// changes but the dirty flag (the next complete refresh reports a
+    /// change).
+    pub fn refresh_pods_from_slice(&mut self, body: &[u8]) -> Result<bool, ParseError> {
+        let list: Vec<Box<RawValue>> = match serde_json::from_slice(body) {
+            Ok(l) => l,
+            Err(e) => {
+                self.dirty = true;
+                return Err(ParseError::Pods(e));
             }
-            // An app that no longer decodes is skipped, as in a full read.
-            Some(OneApp::Skipped(w)) => {
-                let same =
-                    !self.parts.contains_key(id) && old_skip.is_some_and(|i| self.skipped[i] == w);
-                self.parts.remove(id);
-                self.skipped.retain(|old| old.app_id.as_deref() != Some(id));
-                self.skipped.push(w);
-                !same || self.dirty
-            }
-            None => {
-                let had = self.parts.remove(id).is_some() || old_skip.is_some();
-                self.skipped.retain(|old| old.app_id.as_deref() != Some(id));
-                had || self.dirty
+        };
+        let mut pods: BTreeMap<String, AppPart> = BTreeMap::new();
+        let mut skipped = Vec::new();
+        for (i, raw) in list.iter().enumerate() {
+            match decode_pod(raw.get(), || format!("pods[{i}]")) {
+                OneApp::Part(p) => match pods.get_mut(p.app_id()) {
+                    // Listed twice (Marathon never does): one pod declaring both.
+                    Some(first) => first.absorb(p),
+                    None => {
+                        pods.insert(p.app_id().to_owned(), p);
+                    }
+                },
+                OneApp::Skipped(w) => skipped.push(w),
             }
         }
+        let changed = pods != self.pods || skipped != self.pods_skipped || self.dirty;
+        self.pods = pods;
+        self.pods_skipped = skipped;
+        Ok(changed)
+    }
+
+    /// Marathon has no pods (it answered 404 to `/v2/pods/::status`: a
+    /// version without pods); true if that removed any.
+    pub fn clear_pods(&mut self) -> bool {
+        let had = !self.pods.is_empty() || !self.pods_skipped.is_empty();
+        self.pods.clear();
+        self.pods_skipped.clear();
+        had
     }
 
     /// After a failed refresh (however it failed): the next complete one
@@ -93,9 +135,12 @@ impl AppSet {
         self.dirty = true;
     }
 
-    /// Same apps and skipped entries (whatever the dirty flags say).
+    /// Same apps, pods and skipped entries (whatever the dirty flags say).
     pub fn same_content(&self, other: &AppSet) -> bool {
-        self.parts == other.parts && self.skipped == other.skipped
+        self.parts == other.parts
+            && self.skipped == other.skipped
+            && self.pods == other.pods
+            && self.pods_skipped == other.pods_skipped
     }
 
     pub fn contains(&self, id: &str) -> bool {
@@ -221,7 +266,41 @@ impl Refresh<'_> {
     }
 }
 
-/// One app, decoded: its catalog part, or why it was skipped.
+/// Puts one app's (or pod's) fresh read in place of the old one in `parts`
+/// and `skipped`; false if that changed nothing.
+fn replace_in(
+    parts: &mut BTreeMap<String, AppPart>,
+    skipped: &mut Vec<Warning>,
+    id: &str,
+    one: Option<OneApp>,
+) -> bool {
+    let old_skip = skipped.iter().position(|w| w.app_id.as_deref() == Some(id));
+    match one {
+        Some(OneApp::Part(p)) => {
+            let same = old_skip.is_none() && parts.get(id) == Some(&p);
+            if let Some(i) = old_skip {
+                skipped.remove(i);
+            }
+            parts.insert(id.to_owned(), p);
+            !same
+        }
+        // One that no longer decodes is skipped, as in a full read.
+        Some(OneApp::Skipped(w)) => {
+            let same = !parts.contains_key(id) && old_skip.is_some_and(|i| skipped[i] == w);
+            parts.remove(id);
+            skipped.retain(|old| old.app_id.as_deref() != Some(id));
+            skipped.push(w);
+            !same
+        }
+        None => {
+            let had = parts.remove(id).is_some() || old_skip.is_some();
+            skipped.retain(|old| old.app_id.as_deref() != Some(id));
+            had
+        }
+    }
+}
+
+/// One app (or pod), decoded: its catalog part, or why it was skipped.
 #[derive(Clone, Debug)]
 pub enum OneApp {
     Part(AppPart),
@@ -241,6 +320,7 @@ fn decode_app(text: &str, at: impl Fn() -> String) -> OneApp {
         Ok(v) => v,
         Err(e) => {
             return OneApp::Skipped(Warning {
+                pod: false,
                 app_id: None,
                 what: format!("{}: {e}; app skipped", at()),
             });
@@ -256,11 +336,72 @@ fn decode_app(text: &str, at: impl Fn() -> String) -> OneApp {
                 (None, true) => format!("{}: ", at()),
             };
             OneApp::Skipped(Warning {
+                pod: false,
                 app_id: bad.app_id,
                 what: format!("{where_}{}; app skipped", bad.msg),
             })
         }
     }
+}
+
+/// Decodes one pod status's JSON text, as [`decode_app`] does an app.
+fn decode_pod(text: &str, at: impl Fn() -> String) -> OneApp {
+    if let Ok(pod) = serde_json::from_str::<PodStatus>(text)
+        && !pod.id.trim().is_empty()
+    {
+        return OneApp::Part(pod_part(&pod));
+    }
+    let value: serde_json::Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            return OneApp::Skipped(Warning {
+                pod: true,
+                app_id: None,
+                what: format!("{}: {e}; pod skipped", at()),
+            });
+        }
+    };
+    match pods::pod_from_value(&value) {
+        Ok(pod) => OneApp::Part(pod_part(&pod)),
+        Err(bad) => {
+            let where_ = match (&bad.pod_id, bad.path.is_empty()) {
+                (Some(_), false) => format!("{}: ", bad.path),
+                (Some(_), true) => String::new(),
+                (None, false) => format!("{}.{}: ", at(), bad.path),
+                (None, true) => format!("{}: ", at()),
+            };
+            OneApp::Skipped(Warning {
+                pod: true,
+                app_id: bad.pod_id,
+                what: format!("{where_}{}; pod skipped", bad.msg),
+            })
+        }
+    }
+}
+
+/// A whole `GET /v2/pods/::status` body, into a new set of pods only.
+pub fn decode_pods(body: &[u8]) -> Result<AppSet, ParseError> {
+    let mut set = AppSet::default();
+    set.refresh_pods_from_slice(body)?;
+    Ok(set)
+}
+
+/// A `GET /v2/pods/{id}::status` body: one pod status, which must carry the
+/// id that was asked for.
+pub fn decode_one_pod(body: &[u8], id: &str) -> Result<OneApp, ParseError> {
+    let raw: Box<RawValue> = serde_json::from_slice(body).map_err(ParseError::Pods)?;
+    let one = decode_pod(raw.get(), || "pod".to_owned());
+    let got = match &one {
+        OneApp::Part(p) => Some(p.app_id()),
+        OneApp::Skipped(w) => w.app_id.as_deref(),
+    };
+    if got.is_some_and(|g| g != id) {
+        return Err(ParseError::Pods(de::Error::custom(format!(
+            "asked for pod {id}, the answer is pod {}",
+            got.unwrap_or_default()
+        ))));
+    }
+    Ok(one)
 }
 
 fn classify(e: serde_json::Error) -> ParseError {

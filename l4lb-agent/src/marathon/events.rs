@@ -27,6 +27,9 @@ pub const SUBSCRIBED: &[&str] = &[
     "instance_health_changed_event",
     "app_terminated_event",
     "deployment_success",
+    "pod_created_event",
+    "pod_updated_event",
+    "pod_deleted_event",
     "event_stream_attached",
 ];
 

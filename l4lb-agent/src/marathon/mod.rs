@@ -7,5 +7,7 @@ pub mod decode;
 pub mod events;
 pub mod origin;
 pub mod parse;
+pub mod pod_part;
+pub mod pods;
 pub mod source;
 pub mod sse_limit;

@@ -49,16 +49,19 @@ pub struct Parsed {
 /// `app /redis: portDefinitions[0] label VIP_0: VIP label "/redis:0": port "0" is not an integer in 1..=65535`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Warning {
-    /// The app it is about; None when the app has no usable id.
+    /// The app (or pod) it is about; None when it has no usable id.
     pub app_id: Option<String>,
     /// The field and the problem.
     pub what: String,
+    /// `app_id` is a pod's (`/v2/pods`), not an app's.
+    pub pod: bool,
 }
 
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = if self.pod { "pod" } else { "app" };
         match &self.app_id {
-            Some(id) => write!(f, "app {id}: {}", self.what),
+            Some(id) => write!(f, "{kind} {id}: {}", self.what),
             None => f.write_str(&self.what),
         }
     }
@@ -73,6 +76,10 @@ pub enum ParseError {
     /// JSON, but not `{"apps": [...]}`.
     #[error("Marathon apps response is not {{\"apps\": [...]}}: {0}")]
     Shape(#[source] serde_json::Error),
+    /// `/v2/pods/::status` (or one pod's status) is not JSON, cut short, or
+    /// not a list of pod statuses (an object).
+    #[error("Marathon pods response is not a list of pod statuses: {0}")]
+    Pods(#[source] serde_json::Error),
     /// The named-VIP ranges are full (the allocator is left unchanged).
     #[error("allocating named VIP addresses: {0}")]
     Naming(#[from] NamingError),
@@ -129,6 +136,14 @@ struct HostPort {
     fallback: Option<IpAddr>,
 }
 
+/// An agent known by name, and the address that stands in for it while the
+/// name does not resolve (under host networking, the task's own).
+#[derive(Clone, Debug)]
+pub(super) struct NamedAt {
+    pub(super) host: Arc<str>,
+    pub(super) fallback: Option<IpAddr>,
+}
+
 /// A task whose agent is known by name (index into the part's tasks).
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct NamedAgent {
@@ -177,6 +192,114 @@ impl AppPart {
         b.add_part(self);
         b.add_part(&other);
         *self = AppPart::from_builder(std::mem::take(&mut self.id), b);
+    }
+}
+
+/// How `pod_part` builds a pod's part: the VIP label rules, backend merging
+/// and task records of an app's, through a few entry points.
+pub(super) struct PartBuilder {
+    id: String,
+    b: Builder,
+    warnings: Vec<String>,
+}
+
+/// The VIPs one port (a pod endpoint) declares.
+pub(super) struct PortVips(Vec<Decl>);
+
+impl PartBuilder {
+    /// The part of the pod `id`.
+    pub(super) fn pod(id: &str) -> PartBuilder {
+        PartBuilder {
+            id: id.to_owned(),
+            b: Builder::default(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Something left out (`what` names the field).
+    pub(super) fn warn(&mut self, what: String) {
+        self.warnings.push(what);
+    }
+
+    /// Declares the `VIP_*` labels of one port (`field` names it in
+    /// messages), as an app port's are.
+    pub(super) fn port_vips(
+        &mut self,
+        field: String,
+        protos: &[Proto],
+        labels: &BTreeMap<String, String>,
+    ) -> PortVips {
+        let spec = PortSpec {
+            field,
+            protos: Some(protos.to_vec()),
+            name: None,
+            labels,
+            host_index: None,
+            container_port: None,
+        };
+        let mut warnings = Vec::new();
+        let decls = port_decls(std::slice::from_ref(&spec), &mut |w| warnings.push(w));
+        self.warnings.extend(warnings);
+        for d in &decls {
+            self.b.declare(d, &self.id);
+        }
+        PortVips(decls)
+    }
+
+    /// One serving endpoint's addresses for a port's VIPs (`at` names the
+    /// task in messages).
+    pub(super) fn serve(&mut self, vips: &PortVips, addrs: &[SocketAddr], weight: u32, at: &str) {
+        let mut warnings = Vec::new();
+        for d in &vips.0 {
+            self.b
+                .add_backends(d, addrs, weight, at, &mut |w| warnings.push(w));
+        }
+        self.warnings.extend(warnings);
+    }
+
+    /// One serving endpoint on an agent known by name: its address comes
+    /// from the host table when the catalog is built.
+    pub(super) fn serve_on_agent(
+        &mut self,
+        vips: &PortVips,
+        agent: &NamedAt,
+        port: u16,
+        weight: u32,
+    ) {
+        let hp = HostPort {
+            host: agent.host.clone(),
+            port,
+            fallback: agent.fallback,
+        };
+        for d in &vips.0 {
+            self.b.add_named_backend(d, &hp, weight);
+        }
+    }
+
+    /// A task record; `agent` when its agent is known by name.
+    pub(super) fn task(&mut self, task: TaskRecord, agent: Option<&NamedAt>) {
+        if let Some(a) = agent {
+            self.b.named_agents.push(NamedAgent {
+                task: self.b.tasks.len(),
+                host: a.host.clone(),
+                fallback: a.fallback,
+            });
+        }
+        self.b.tasks.push(Arc::new(task));
+    }
+
+    pub(super) fn finish(self) -> AppPart {
+        let PartBuilder {
+            id,
+            mut b,
+            warnings,
+        } = self;
+        b.warnings.extend(warnings.into_iter().map(|what| Warning {
+            app_id: Some(id.clone()),
+            what,
+            pod: true,
+        }));
+        AppPart::from_builder(id, b)
     }
 }
 
@@ -340,7 +463,7 @@ fn port_specs<'a>(app: &'a App, mode: Mode, warn: &mut impl FnMut(String)) -> Ve
 }
 
 /// `tcp`, `udp`, `udp,tcp` or `tcp,udp` (absent: tcp); sorted, no repeats.
-fn parse_protocols(s: Option<&str>) -> Result<Vec<Proto>, String> {
+pub(super) fn parse_protocols(s: Option<&str>) -> Result<Vec<Proto>, String> {
     let Some(s) = s else {
         return Ok(vec![Proto::Tcp]);
     };
@@ -358,7 +481,7 @@ fn parse_protocols(s: Option<&str>) -> Result<Vec<Proto>, String> {
 }
 
 /// 1..=65535.
-fn port_u16(n: i64) -> Option<u16> {
+pub(super) fn port_u16(n: i64) -> Option<u16> {
     u16::try_from(n).ok().filter(|&p| p != 0)
 }
 
@@ -588,6 +711,7 @@ impl Builder {
                 {
                     self.warnings.push(Warning {
                         app_id: g.apps.first().cloned(),
+                        pod: false,
                         what: format!(
                             "agent {} is at {ip}, {} but the VIP {vip} is {}; left out",
                             hp.host,
@@ -606,7 +730,7 @@ impl Builder {
             let Some(task) = self.tasks.get_mut(n.task) else {
                 continue;
             };
-            let app_id = task.app_id.clone();
+            let (app_id, pod) = (task.app_id.clone(), task.in_pod);
             match (hosts.lookup(&n.host), n.fallback) {
                 (Lookup::Addr(ip), _) => Arc::make_mut(task).agent_ip = Some(ip),
                 (Lookup::Missing(why), fallback) => {
@@ -631,6 +755,7 @@ impl Builder {
                     };
                     self.warnings.push(Warning {
                         app_id: Some(app_id),
+                        pod,
                         what,
                     });
                 }
@@ -659,6 +784,7 @@ impl Builder {
             .extend(warnings.into_iter().map(|what| Warning {
                 app_id: Some(app.id.clone()),
                 what,
+                pod: false,
             }));
     }
 
@@ -840,6 +966,7 @@ impl Builder {
             host_ports: mode != Mode::Container || specs.iter().any(|s| s.host_index.is_some()),
             running: state == "TASK_RUNNING",
             healthy,
+            in_pod: false,
         }));
     }
 
@@ -952,6 +1079,7 @@ impl Builder {
                 // Explicit addresses are the user's choice, allocated ones are
                 // stable: the named VIP keeps the address either way.
                 self.warnings.push(Warning {
+                    pod: false,
                     app_id: g.apps.first().cloned(),
                     what: format!(
                         "VIP {vip} ({}) is the address allocated to named VIP {key}; left out",
@@ -1169,6 +1297,7 @@ mod tests {
                 host_ports: true,
                 running: true,
                 healthy: Some(true),
+                in_pod: false,
             }
         );
         let t = task(

@@ -1,9 +1,11 @@
-//! The Marathon source: keeps a [`Catalog`] equal to Marathon's `/v2/apps`.
+//! The Marathon source: keeps a [`Catalog`] equal to Marathon's `/v2/apps`
+//! and `/v2/pods/::status`.
 //!
 //! Marathon's advice is to treat events as a signal and re-read the state,
-//! not to apply them. An event that names its app (task status and health
-//! changes, app updates and removals) re-reads that app alone
-//! (`/v2/apps/{id}`), so its cost does not grow with the cluster; any other
+//! not to apply them. An event that names its app or pod (task status and
+//! health changes, app and pod updates and removals) re-reads that one alone
+//! (`/v2/apps/{id}`, `/v2/pods/{id}::status`), so its cost does not grow
+//! with the cluster; any other
 //! event, a reconnect of the event stream, a failed targeted read and the
 //! periodic resync re-read everything. At start the stream is subscribed
 //! before the first read, so nothing can change unseen between the two and
@@ -289,6 +291,17 @@ pub trait MarathonApi: Send + Sync + 'static {
         &self,
         id: &str,
     ) -> impl Future<Output = Result<Option<OneApp>, FetchError>> + Send;
+    /// `/v2/pods/::status`, decoded into `set`'s pods; true if anything
+    /// changed (a Marathon without pods: none).
+    fn fetch_pods(
+        &self,
+        set: Arc<Mutex<AppSet>>,
+    ) -> impl Future<Output = Result<bool, FetchError>> + Send;
+    /// `/v2/pods/{id}::status`, decoded; None: no such pod.
+    fn fetch_pod(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<OneApp>, FetchError>> + Send;
     /// A fresh `/v2/events` subscription.
     fn events(&self) -> impl Future<Output = Result<MarathonEvents, FetchError>> + Send;
 }
@@ -305,6 +318,18 @@ impl MarathonApi for MarathonClient {
         id: &str,
     ) -> impl Future<Output = Result<Option<OneApp>, FetchError>> + Send {
         MarathonClient::fetch_app(self, id)
+    }
+    fn fetch_pods(
+        &self,
+        set: Arc<Mutex<AppSet>>,
+    ) -> impl Future<Output = Result<bool, FetchError>> + Send {
+        MarathonClient::refresh_pods(self, set)
+    }
+    fn fetch_pod(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<OneApp>, FetchError>> + Send {
+        MarathonClient::fetch_pod(self, id)
     }
     fn events(&self) -> impl Future<Output = Result<MarathonEvents, FetchError>> + Send {
         MarathonClient::events(self)
@@ -391,11 +416,21 @@ impl Scope {
         }
     }
 
-    /// The apps an event is about, if it names them and every name is one we
-    /// may ask for; otherwise a full read.
+    /// The apps (or pods) an event is about, if it names them and every
+    /// name is one we may ask for; otherwise a full read.
     fn of_event(ev: &MarathonEvent) -> Scope {
         let d = &ev.data;
         let ids: Vec<&serde_json::Value> = match ev.event_type.as_str() {
+            // `uri` is the request's: `/v2/pods/{id}` for an update or a
+            // delete; a create (`/v2/pods`) names no pod.
+            "pod_created_event" | "pod_updated_event" | "pod_deleted_event" => {
+                return match d.get("uri").and_then(|u| u.as_str()).and_then(pod_of_uri) {
+                    Some(id) if client::is_app_id(id) => {
+                        Scope::Apps(BTreeSet::from([id.to_owned()]))
+                    }
+                    _ => Scope::All,
+                };
+            }
             "status_update_event" | "health_status_changed_event" | "app_terminated_event" => {
                 d.get("appId").into_iter().collect()
             }
@@ -407,7 +442,8 @@ impl Scope {
                 .and_then(|a| a.get("id"))
                 .into_iter()
                 .collect(),
-            // `plan.steps[].actions[].app`: every app the deployment touched.
+            // `plan.steps[].actions[].app` (or `.pod`): every app and pod
+            // the deployment touched.
             "deployment_success" => d
                 .pointer("/plan/steps")
                 .and_then(|s| s.as_array())
@@ -415,7 +451,7 @@ impl Scope {
                 .flatten()
                 .filter_map(|step| step.get("actions")?.as_array())
                 .flatten()
-                .filter_map(|a| a.get("app"))
+                .filter_map(|a| a.get("app").or_else(|| a.get("pod")))
                 .collect(),
             _ => Vec::new(),
         };
@@ -433,6 +469,45 @@ impl Scope {
         }
         Scope::Apps(apps)
     }
+}
+
+/// The pod id in a pod event's `uri` (`/v2/pods/shop/web`, maybe with a
+/// `::` suffix).
+fn pod_of_uri(uri: &str) -> Option<&str> {
+    let rest = uri.strip_prefix("/v2/pods")?;
+    let id = rest
+        .split("::")
+        .next()
+        .unwrap_or(rest)
+        .trim_end_matches('/');
+    (!id.is_empty()).then_some(id)
+}
+
+/// One id's targeted read: an app, a pod, or neither any more.
+enum OneRead {
+    App(OneApp),
+    Pod(OneApp),
+    Gone,
+}
+
+/// Reads `id` as what the last reads knew it as (a pod, else an app), then,
+/// if Marathon has no such thing, as the other: apps and pods share ids,
+/// and an id may change sides between full reads.
+async fn read_one<A: MarathonApi>(
+    api: &A,
+    id: &str,
+    pod_first: bool,
+) -> Result<OneRead, FetchError> {
+    if pod_first {
+        if let Some(p) = api.fetch_pod(id).await? {
+            return Ok(OneRead::Pod(p));
+        }
+        return Ok(api.fetch_app(id).await?.map_or(OneRead::Gone, OneRead::App));
+    }
+    if let Some(a) = api.fetch_app(id).await? {
+        return Ok(OneRead::App(a));
+    }
+    Ok(api.fetch_pod(id).await?.map_or(OneRead::Gone, OneRead::Pod))
 }
 
 /// When a read is due, by what it covers.
@@ -508,7 +583,7 @@ impl Pending {
 enum Fetched {
     /// The shared set was refreshed; true if anything changed.
     All(bool),
-    Apps(Vec<(String, Option<OneApp>)>),
+    Apps(Vec<(String, OneRead)>),
 }
 
 struct Inflight {
@@ -603,8 +678,14 @@ pub async fn run_with<A: MarathonApi>(
                         Ok(Fetched::Apps(list)) => {
                             apps_read = Some(list.len());
                             let mut changed = false;
-                            for (id, app) in list {
+                            for (id, read) in list {
+                                let (app, pod) = match read {
+                                    OneRead::App(a) => (Some(a), None),
+                                    OneRead::Pod(p) => (None, Some(p)),
+                                    OneRead::Gone => (None, None),
+                                };
                                 changed |= set.replace(&id, app);
+                                changed |= set.replace_pod(&id, pod);
                             }
                             unchanged = !changed && !hosts_changed;
                             Ok(())
@@ -734,14 +815,26 @@ pub async fn run_with<A: MarathonApi>(
                 let p = pending.take().expect("due implies pending");
                 let api = api.clone();
                 let fut: BoxFuture<Result<Fetched, FetchError>> = match p.scope {
-                    Scope::Apps(ids) if have_apps => Box::pin(async move {
-                        let reads = ids.iter().map(|id| api.fetch_app(id));
-                        let got = futures_util::future::try_join_all(reads).await?;
-                        Ok(Fetched::Apps(ids.into_iter().zip(got).collect()))
-                    }),
+                    Scope::Apps(ids) if have_apps => {
+                        let pods: HashSet<String> = {
+                            let set = apps.lock().unwrap_or_else(|p| p.into_inner());
+                            ids.iter().filter(|id| set.is_pod(id)).cloned().collect()
+                        };
+                        Box::pin(async move {
+                            let reads = ids.iter().map(|id| read_one(&*api, id, pods.contains(id)));
+                            let got = futures_util::future::try_join_all(reads).await?;
+                            Ok(Fetched::Apps(ids.into_iter().zip(got).collect()))
+                        })
+                    }
                     _ => {
                         let set = apps.clone();
-                        Box::pin(async move { api.fetch_apps(set).await.map(Fetched::All) })
+                        // Apps, then pods: the read fails if either does,
+                        // so no table is ever built from half the cluster.
+                        Box::pin(async move {
+                            let apps_changed = api.fetch_apps(set.clone()).await?;
+                            let pods_changed = api.fetch_pods(set).await?;
+                            Ok(Fetched::All(apps_changed | pods_changed))
+                        })
                     }
                 };
                 inflight = Some(Inflight {
@@ -969,6 +1062,13 @@ mod tests {
         app_answers: Mutex<VecDeque<Result<Option<&'static str>, u16>>>,
         /// Ids asked for by `fetch_app`, in order.
         app_reads: Mutex<Vec<String>>,
+        /// `/v2/pods/::status` answers in order (Err = HTTP status; 404 =
+        /// no pods); `[]` once empty.
+        pods_answers: Mutex<VecDeque<Result<&'static str, u16>>>,
+        /// `/v2/pods/{id}::status` answers (as `app_answers`); 404 once empty.
+        pod_answers: Mutex<VecDeque<Result<Option<&'static str>, u16>>>,
+        /// Ids asked for by `fetch_pod`, in order.
+        pod_reads: Mutex<Vec<String>>,
         /// One per successful subscription; none left = connection refused.
         streams: Mutex<VecDeque<mpsc::UnboundedReceiver<Result<MarathonEvent, EventError>>>>,
         connected_at: Mutex<Vec<Instant>>,
@@ -995,6 +1095,17 @@ mod tests {
         }
         fn app_reads(&self) -> Vec<String> {
             self.app_reads.lock().unwrap().clone()
+        }
+        fn pods_answers(self, a: &[Result<&'static str, u16>]) -> Fake {
+            *self.pods_answers.lock().unwrap() = a.iter().copied().collect();
+            self
+        }
+        fn pod_answers(self, a: &[Result<Option<&'static str>, u16>]) -> Fake {
+            *self.pod_answers.lock().unwrap() = a.iter().copied().collect();
+            self
+        }
+        fn pod_reads(&self) -> Vec<String> {
+            self.pod_reads.lock().unwrap().clone()
         }
     }
 
@@ -1048,6 +1159,58 @@ mod tests {
                 match answer.map_err(status)? {
                     None => Ok(None),
                     Some(body) => crate::marathon::decode::decode_one_app(body.as_bytes(), &id)
+                        .map(Some)
+                        .map_err(|source| FetchError::Decode {
+                            url: fake_url(),
+                            source: Box::new(source),
+                        }),
+                }
+            }
+        }
+
+        fn fetch_pods(
+            &self,
+            set: Arc<Mutex<AppSet>>,
+        ) -> impl Future<Output = Result<bool, FetchError>> + Send {
+            let answer = self
+                .pods_answers
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or(Ok("[]"));
+            async move {
+                let mut set = set.lock().unwrap();
+                match answer {
+                    Err(404) => Ok(set.clear_pods()),
+                    Err(code) => Err(status(code)),
+                    Ok(body) => set
+                        .refresh_pods_from_slice(body.as_bytes())
+                        .map_err(|source| FetchError::Decode {
+                            url: fake_url(),
+                            source: Box::new(source),
+                        }),
+                }
+            }
+        }
+
+        fn fetch_pod(
+            &self,
+            id: &str,
+        ) -> impl Future<Output = Result<Option<OneApp>, FetchError>> + Send {
+            self.pod_reads.lock().unwrap().push(id.to_owned());
+            let answer = self
+                .pod_answers
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or(Ok(None));
+            let delay = self.fetch_delay;
+            let id = id.to_owned();
+            async move {
+                tokio::time::sleep(delay).await;
+                match answer.map_err(status)? {
+                    None => Ok(None),
+                    Some(body) => crate::marathon::decode::decode_one_pod(body.as_bytes(), &id)
                         .map(Some)
                         .map_err(|source| FetchError::Decode {
                             url: fake_url(),
@@ -1572,6 +1735,162 @@ mod tests {
         assert_eq!(run.fake.app_reads(), ["/redis", "/redis"]);
         assert_eq!(run.fake.fetches().len(), full, "no full read");
         assert_eq!(run.stats.snapshot().targeted, 2);
+    }
+
+    const PODS: &str = include_str!("../../tests/fixtures/marathon/pods_vips.json");
+
+    /// PODS's `/cache` with only its running instance, as
+    /// `/v2/pods/cache::status` answers.
+    fn cache_one_instance() -> &'static str {
+        let v: serde_json::Value = serde_json::from_str(PODS).unwrap();
+        let mut pod = v[1].clone();
+        pod["instances"].as_array_mut().unwrap().truncate(1);
+        Box::leak(pod.to_string().into_boxed_str())
+    }
+
+    fn vips_named(u: &Update, label: &str) -> Vec<usize> {
+        u.catalog
+            .services
+            .services
+            .values()
+            .filter(|s| s.name.as_deref() == Some(label))
+            .map(|s| s.backends.len())
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pods_are_read_with_the_apps_and_pod_events_reread_only_that_pod() {
+        let fake = Fake::default()
+            .pods_answers(&[Ok(PODS)])
+            .pod_answers(&[Ok(Some(cache_one_instance())), Ok(None)]);
+        let (mut run, events) = settled(fake).await;
+        let full = run.fake.fetches().len();
+        events
+            .send(app_ev(
+                "pod_updated_event",
+                serde_json::json!({"uri": "/v2/pods/cache", "clientIp": "10.0.0.9"}),
+            ))
+            .unwrap();
+        let u = run.next().await;
+        assert_eq!(u.apps_read, Some(1));
+        assert_eq!(
+            vips_named(&u, "/cache:6379"),
+            [1, 1],
+            "udp and tcp, one backend each"
+        );
+        assert_eq!(vips_named(&u, "/redis:6379").len(), 1, "the apps stay");
+        assert_eq!(run.fake.pod_reads(), ["/cache"]);
+        assert!(
+            run.fake.app_reads().is_empty(),
+            "a known pod is read as one"
+        );
+        // A pod task's status update names the pod as `appId`; 404: gone
+        // (and not an app either).
+        events
+            .send(app_ev(
+                "status_update_event",
+                serde_json::json!({"appId": "/cache", "taskId": "cache.instance-x.redis",
+                                   "taskStatus": "TASK_KILLED"}),
+            ))
+            .unwrap();
+        let u = run.next().await;
+        assert!(vips_named(&u, "/cache:6379").is_empty());
+        assert_eq!(vips_named(&u, "/shop/api:80").len(), 2, "other pods stay");
+        assert_eq!(run.fake.pod_reads(), ["/cache", "/cache"]);
+        assert_eq!(run.fake.app_reads(), ["/cache"]);
+        assert_eq!(run.fake.fetches().len(), full, "no full read");
+        // A create names no pod (`uri` is `/v2/pods`): a full read.
+        events
+            .send(app_ev(
+                "pod_created_event",
+                serde_json::json!({"uri": "/v2/pods", "clientIp": "10.0.0.9"}),
+            ))
+            .unwrap();
+        let u = run.next().await;
+        assert_eq!(u.apps_read, None);
+        assert_eq!(run.fake.fetches().len(), full + 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unknown_id_is_read_as_an_app_then_as_a_pod() {
+        let fake = Fake::default().pod_answers(&[Ok(Some(cache_one_instance()))]);
+        let (mut run, events) = settled(fake).await;
+        events
+            .send(app_ev(
+                "instance_changed_event",
+                serde_json::json!({"runSpecId": "/cache", "condition": "Running"}),
+            ))
+            .unwrap();
+        let u = run.next().await;
+        assert_eq!(u.apps_read, Some(1));
+        assert_eq!(vips_named(&u, "/cache:6379"), [1, 1]);
+        assert_eq!(run.fake.app_reads(), ["/cache"]);
+        assert_eq!(run.fake.pod_reads(), ["/cache"]);
+    }
+
+    #[test]
+    fn pod_events_name_their_pod() {
+        let scope = |t: &str, d: serde_json::Value| Scope::of_event(&app_ev(t, d).unwrap());
+        let one = |id: &str| Scope::Apps(BTreeSet::from([id.to_owned()]));
+        assert_eq!(
+            scope(
+                "pod_deleted_event",
+                serde_json::json!({"uri": "/v2/pods/shop/api"})
+            ),
+            one("/shop/api")
+        );
+        assert_eq!(
+            scope(
+                "pod_updated_event",
+                serde_json::json!({"uri": "/v2/pods/web::status"})
+            ),
+            one("/web")
+        );
+        assert_eq!(
+            scope("pod_created_event", serde_json::json!({"uri": "/v2/pods"})),
+            Scope::All
+        );
+        assert_eq!(
+            scope(
+                "pod_updated_event",
+                serde_json::json!({"uri": "/v2/pods/A"})
+            ),
+            Scope::All
+        );
+        assert_eq!(
+            scope("pod_updated_event", serde_json::json!({})),
+            Scope::All
+        );
+        let plan = serde_json::json!({"plan": {"steps": [{"actions": [
+            {"action": "StartPod", "pod": "/p"}, {"action": "ScaleApplication", "app": "/a"}]}]}});
+        assert_eq!(
+            scope("deployment_success", plan),
+            Scope::Apps(BTreeSet::from(["/a".to_owned(), "/p".to_owned()]))
+        );
+        for t in [
+            "pod_created_event",
+            "pod_updated_event",
+            "pod_deleted_event",
+        ] {
+            assert!(events::triggers_reread(t), "{t}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_pods_read_fails_the_full_read_and_404_means_no_pods() {
+        let fake = Fake::default().pods_answers(&[Err(404), Err(500), Ok(PODS)]);
+        let (mut run, _events) = settled(fake).await;
+        // The first read: no pods here (404), the apps as usual.
+        run.reread.notify_one();
+        let u = run.next().await;
+        assert_eq!(u.trigger, Trigger::Sighup);
+        let s = run.stats.snapshot();
+        assert_eq!(
+            s.fetch_failed, 1,
+            "the pods read failed: no table from the apps alone"
+        );
+        assert_eq!(vips_named(&u, "/cache:6379"), [2, 2]);
+        assert_eq!(vips_named(&u, "/redis:6379").len(), 1);
     }
 
     #[tokio::test(start_paused = true)]

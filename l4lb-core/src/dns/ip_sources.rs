@@ -86,6 +86,7 @@ mod tests {
             host_ports: false,
             running: true,
             healthy: None,
+            in_pod: false,
         }
     }
 

@@ -262,7 +262,7 @@ fn add_mesos_names(
         for n in slave_short.iter().chain(slave_canon.iter()) {
             z.add_addrs(n, [agent]);
         }
-        if let Some(target) = slave_canon.filter(|_| task.host_ports) {
+        if let Some(target) = slave_canon.filter(|_| task.host_ports && !task.in_pod) {
             add_slave_srvs(z, task, tname, fw, target);
         }
     }
@@ -295,7 +295,8 @@ fn add_task_srvs(z: &mut ZoneBuilder, task: &TaskRecord, tname: &str, fw: &str, 
 /// Mesos-DNS's SRVs of a task's host-port resources:
 /// `_<task>._tcp|_udp.<fw>.slave.mesos` → `<canonical>.<fw>.slave.mesos`, both
 /// protocols whatever the port declares (as in a real DC/OS zone). Only tasks
-/// that map host ports have such resources.
+/// that map host ports have such resources, and never a pod's containers
+/// (Marathon gives a pod's ports to its executor).
 fn add_slave_srvs(z: &mut ZoneBuilder, task: &TaskRecord, tname: &str, fw: &str, target: Name) {
     for proto in ["tcp", "udp"] {
         let Some(owner) = z.name(&format!("_{tname}._{proto}.{fw}.slave")) else {

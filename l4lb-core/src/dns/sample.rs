@@ -25,6 +25,7 @@ pub fn redis_catalog() -> (Catalog, BTreeSet<Vip>) {
         host_ports: true,
         running: true,
         healthy: None,
+        in_pod: false,
     };
     let vip = Vip {
         addr: "11.22.130.195:6379".parse().unwrap(),

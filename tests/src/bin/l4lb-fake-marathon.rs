@@ -13,7 +13,8 @@
 //!
 //! Marathon API per instance (see `fake_marathon/api.rs`):
 //! - `GET /v2/apps[?embed=apps.tasks]`, `/v2/apps/{id}`, `/v2/apps/{id}/tasks`,
-//!   `/v2/tasks`, `/v2/info`, `/ping`.
+//!   `/v2/tasks`, `/v2/info`, `/ping`; pods: `/v2/pods`, `/v2/pods/::status`,
+//!   `/v2/pods/{id}::status`, `/v2/pods/{id}` (404 with `--no-pods`).
 //! - `GET /v2/leader` → `{"leader":"host:port"}`, 404 when there is none.
 //! - `GET /v2/events` (needs `Accept: text/event-stream`, else 405 as
 //!   Jetty's EventSourceServlet does), `event_type=` filters (repeatable).
@@ -82,6 +83,9 @@ struct Args {
     /// CRLF line ends in SSE frames, as Jetty writes them (default LF).
     #[arg(long)]
     sse_crlf: bool,
+    /// Play a Marathon without pods: every `/v2/pods…` answers 404.
+    #[arg(long)]
+    no_pods: bool,
     /// Exits by itself after this long, whatever happens.
     #[arg(long, default_value_t = 3600)]
     max_runtime_s: u64,
@@ -137,6 +141,7 @@ async fn main() -> Result<()> {
         kill_grace: args.kill_grace_ms.map(Duration::from_millis),
         keepalive: Duration::from_millis(args.sse_keepalive_ms.max(10)),
         crlf: args.sse_crlf,
+        no_pods: args.no_pods,
     };
     let sh = Arc::new(Shared::new(&addrs, apps, leader, opts));
 

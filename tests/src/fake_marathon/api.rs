@@ -386,6 +386,28 @@ fn route(sh: &Shared, idx: usize, path: &str, query: &str, truncate: bool) -> Re
         let tasks = embed.iter().any(|e| e == "apps.tasks" || e == "app.tasks");
         return reply(200, "application/json", sh.apps_body(tasks), truncate);
     }
+    if path == "/v2/pods" || path.starts_with("/v2/pods/") {
+        if sh.opts.no_pods {
+            return message(404, "Not Found");
+        }
+        if path == "/v2/pods" {
+            return json_reply(200, &sh.pod_specs(), truncate);
+        }
+        if path == "/v2/pods/::status" {
+            return json_reply(200, &sh.pods_status(), truncate);
+        }
+        let rest = &path["/v2/pods".len()..];
+        return match rest.strip_suffix("::status") {
+            Some(id) => match sh.pod_status(id) {
+                Some(p) => json_reply(200, &p, truncate),
+                None => message(404, &format!("Pod '{id}' does not exist")),
+            },
+            None => match sh.pod_status(rest) {
+                Some(p) => json_reply(200, &p["spec"], truncate),
+                None => message(404, &format!("Pod '{rest}' does not exist")),
+            },
+        };
+    }
     if path == "/v2/tasks" {
         return json_reply(200, &sh.tasks_json(None).expect("all"), truncate);
     }

@@ -8,6 +8,9 @@
 //! | `PUT /apps` | `{"apps":[…]}` | replace all apps (events for the diff) |
 //! | `POST /apps` | app | add or replace one app |
 //! | `DELETE /apps/<id>` | | remove an app (`app_terminated_event`) |
+//! | `GET /pods` | | every pod status (`/v2/pods/::status`) |
+//! | `POST /pods` | pod status (`model::pod_status`) | add (`pod_created_event`) or replace (`pod_updated_event`) one pod, with its tasks' events |
+//! | `DELETE /pods/<id>` | | remove a pod (`pod_deleted_event`, its tasks TASK_KILLED) |
 //! | `POST /scale` | `{"app", "host", "ports"\|"port", "ipAddresses", "state", "alive"}` | start a task → `{"task":…}` |
 //! | `POST /kill` | `{"taskId", "force"?}` | TASK_KILLING, then (2nd call, force, or `--kill-grace-ms`) TASK_KILLED and gone → `{"taskId","state"}` |
 //! | `POST /health` | `{"taskId", "alive": true\|false\|null}` | health-check result |
@@ -92,6 +95,15 @@ fn control(sh: &Arc<Shared>, method: &Method, path: &str, body: Value) -> CtlRes
         }
         ("DELETE", p) if p.starts_with("/apps/") => {
             sh.remove_app(&p["/apps".len()..])?;
+            ok()
+        }
+        ("GET", "/pods") => Ok(sh.pods_status()),
+        ("POST", "/pods") => {
+            sh.put_pod(body)?;
+            ok()
+        }
+        ("DELETE", p) if p.starts_with("/pods/") => {
+            sh.remove_pod(&p["/pods".len()..])?;
             ok()
         }
         ("POST", "/scale") => {

@@ -506,6 +506,169 @@ pub fn host_app(id: &str, vip_label: &str, tasks: &[TaskSpec], health_check: boo
     app
 }
 
+// ------------------------------------------------------------- pod helpers
+
+/// One instance of a pod to run (its one container, `main`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodInstanceSpec {
+    /// The agent (`agentHostname`; an IP here, so backends are reachable).
+    pub host: String,
+    /// The instance's addresses on its network (`networks[0].addresses`);
+    /// empty = `[host]` (what Mesos reports for host networking).
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// `allocatedHostPort` of each endpoint that has a `hostPort`, in order.
+    #[serde(default)]
+    pub host_ports: Vec<u16>,
+    /// The container's Mesos task state; default `TASK_RUNNING`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// The container's `healthy` condition (None: no health check).
+    #[serde(default)]
+    pub healthy: Option<bool>,
+}
+
+impl PodInstanceSpec {
+    pub fn new(host: &str) -> PodInstanceSpec {
+        PodInstanceSpec {
+            host: host.to_string(),
+            ..PodInstanceSpec::default()
+        }
+    }
+
+    pub fn addresses(mut self, ips: &[&str]) -> PodInstanceSpec {
+        self.addresses = ips.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    pub fn host_ports(mut self, ports: &[u16]) -> PodInstanceSpec {
+        self.host_ports = ports.to_vec();
+        self
+    }
+
+    pub fn state(mut self, state: &str) -> PodInstanceSpec {
+        self.state = Some(state.to_string());
+        self
+    }
+}
+
+/// A pod's status as `GET /v2/pods/::status` shows it (Marathon's
+/// `PodStatus`: `spec` + `instances`): one container `main` with
+/// `endpoints`, on networks of `mode` (`host`; `container`, on the network
+/// `dcos`; `container/bridge`). Agents get ids by host, as for apps.
+pub fn pod_status(id: &str, mode: &str, endpoints: Value, instances: &[PodInstanceSpec]) -> Value {
+    let version = now();
+    let networks = match mode {
+        "host" => json!([{"mode": "host"}]),
+        "container" => json!([{"mode": "container", "name": "dcos", "labels": {}}]),
+        m => json!([{"mode": m, "labels": {}}]),
+    };
+    let spec = json!({
+        "id": id, "version": version, "labels": {}, "environment": {},
+        "networks": networks,
+        "containers": [{"name": "main", "resources": {"cpus": 0.1, "mem": 64, "disk": 0, "gpus": 0},
+                        "image": {"kind": "DOCKER", "id": "busybox"},
+                        "exec": {"command": {"shell": "sleep infinity"}},
+                        "endpoints": endpoints, "labels": {}}],
+        "scaling": {"kind": "fixed", "instances": instances.len()},
+        "executorResources": {"cpus": 0.1, "mem": 32, "disk": 10},
+    });
+    let mut hosts: Vec<&str> = vec![];
+    let built: Vec<Value> = instances
+        .iter()
+        .map(|inst| {
+            let k = match hosts.iter().position(|h| *h == inst.host) {
+                Some(k) => k,
+                None => {
+                    hosts.push(&inst.host);
+                    hosts.len() - 1
+                }
+            };
+            pod_instance(&spec, inst, k as u32 + 1)
+        })
+        .collect();
+    let mut pod = json!({
+        "id": id, "spec": spec, "statusSince": version,
+        "instances": built, "terminationHistory": [],
+        "lastUpdated": version, "lastChanged": version,
+    });
+    pod["status"] = json!(pod_state(&pod));
+    pod
+}
+
+/// One `instances[]` entry of a pod status.
+pub fn pod_instance(spec: &Value, inst: &PodInstanceSpec, agent: u32) -> Value {
+    let id = spec["id"].as_str().unwrap_or("/unknown");
+    let instance_id = new_instance_id(id);
+    let state = inst.state.clone().unwrap_or_else(|| "TASK_RUNNING".into());
+    let now = now();
+    let addresses = if inst.addresses.is_empty() {
+        vec![inst.host.clone()]
+    } else {
+        inst.addresses.clone()
+    };
+    let mut net = json!({"addresses": addresses});
+    if let Some(name) = spec["networks"][0]["name"].as_str() {
+        net["name"] = json!(name);
+    }
+    let mut ports = inst.host_ports.iter();
+    let endpoints: Vec<Value> = spec["containers"][0]["endpoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let mut st = json!({"name": e["name"]});
+            if !e["hostPort"].is_null()
+                && let Some(p) = ports.next()
+            {
+                st["allocatedHostPort"] = json!(p);
+            }
+            if let Some(h) = inst.healthy {
+                st["healthy"] = json!(h);
+            }
+            st
+        })
+        .collect();
+    let conditions = match inst.healthy {
+        Some(h) => json!([{"name": "healthy", "value": h.to_string(),
+                           "reason": "health-reported-by-mesos",
+                           "lastChanged": now, "lastUpdated": now}]),
+        None => json!([]),
+    };
+    let status = match state.as_str() {
+        "TASK_RUNNING" if inst.healthy == Some(false) => "DEGRADED",
+        "TASK_RUNNING" => "STABLE",
+        "TASK_STAGING" | "TASK_STARTING" => "STAGING",
+        "TASK_UNREACHABLE" => "DEGRADED",
+        _ => "TERMINAL",
+    };
+    json!({
+        "id": instance_id, "status": status, "statusSince": now,
+        "agentId": agent_id(agent), "agentHostname": inst.host,
+        "conditions": [], "resources": {"cpus": 0.2, "mem": 96, "disk": 10, "gpus": 0},
+        "networks": [net],
+        "containers": [{
+            "name": "main", "status": state, "statusSince": now,
+            "containerId": format!("{instance_id}.main"),
+            "endpoints": endpoints, "conditions": conditions,
+            "lastUpdated": now, "lastChanged": now,
+        }],
+        "specReference": format!("/v2/pods{id}::versions/{}", spec["version"].as_str().unwrap_or_default()),
+        "lastUpdated": now, "lastChanged": now,
+    })
+}
+
+/// `STABLE` when every instance is, else `DEGRADED` (the pod's `status`).
+pub fn pod_state(pod: &Value) -> &'static str {
+    let all_stable = pod["instances"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .all(|i| i["status"] == "STABLE");
+    if all_stable { "STABLE" } else { "DEGRADED" }
+}
+
 /// Recomputes `tasksStaged/Running/Healthy/Unhealthy` from `tasks[]`.
 pub fn fill_counts(app: &mut Value) {
     let hc = has_health_checks(app);

@@ -44,6 +44,8 @@ pub struct Opts {
     pub kill_grace: Option<Duration>,
     pub keepalive: Duration,
     pub crlf: bool,
+    /// A Marathon without pods: every `/v2/pods…` is 404.
+    pub no_pods: bool,
 }
 
 pub struct Shared {
@@ -56,6 +58,8 @@ pub struct Shared {
 
 struct Apps {
     list: Vec<Value>,
+    /// Pod statuses (`spec` + `instances`), as `/v2/pods/::status` lists them.
+    pods: Vec<Value>,
     next_port: u16,
     /// `GET /v2/apps` bodies (without, with tasks) as last served: a 10,000-app
     /// body takes the server ~2 s to render, which is not what a benchmark
@@ -240,6 +244,96 @@ fn deployment_success(actions: &[(String, &'static str)]) -> Value {
     })
 }
 
+/// The Mesos tasks of a pod status: one per container of each instance,
+/// with what its events carry.
+fn pod_tasks(pod: &Value) -> Vec<Value> {
+    let id = &pod["id"];
+    let version = &pod["spec"]["version"];
+    let mut out = vec![];
+    for inst in pod["instances"].as_array().into_iter().flatten() {
+        let ips = ip_addresses_of(inst);
+        for c in inst["containers"].as_array().into_iter().flatten() {
+            out.push(json!({
+                "id": c["containerId"], "appId": id, "host": inst["agentHostname"],
+                "slaveId": inst["agentId"], "state": c["status"], "ipAddresses": ips,
+                "ports": [], "version": version,
+                "instanceId": inst["id"],
+            }));
+        }
+    }
+    out
+}
+
+fn ip_addresses_of(inst: &Value) -> Value {
+    let ips: Vec<String> = inst["networks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|n| n["addresses"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a.as_str().map(String::from))
+        .collect();
+    model::ip_addresses(&ips)
+}
+
+fn pod_task_events(task: &Value, state: &str) -> [Value; 2] {
+    let mut ev = task_events(task, state, "");
+    // A pod task's instance id is its own field, not a prefix of the task id.
+    ev[1]["instanceId"] = task["instanceId"].clone();
+    ev
+}
+
+/// The events Marathon would emit for a pod going from `old` to `new`
+/// (None: absent): the API event (`uri` is the request's: `/v2/pods` for a
+/// create), container task status changes, then one deployment_success.
+fn pod_diff_events(old: Option<&Value>, new: Option<&Value>) -> Vec<Value> {
+    let id = new
+        .or(old)
+        .and_then(|p| p["id"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let api =
+        |kind: &str, uri: String| json!({"eventType": kind, "clientIp": "127.0.0.1", "uri": uri});
+    let mut ev = vec![];
+    let action = match (old, new) {
+        (None, Some(_)) => {
+            ev.push(api("pod_created_event", "/v2/pods".into()));
+            "StartPod"
+        }
+        (Some(_), Some(_)) => {
+            ev.push(api("pod_updated_event", format!("/v2/pods{id}")));
+            "ScalePod"
+        }
+        (Some(_), None) => {
+            ev.push(api("pod_deleted_event", format!("/v2/pods{id}")));
+            "StopPod"
+        }
+        (None, None) => return ev,
+    };
+    let old_tasks = old.map(pod_tasks).unwrap_or_default();
+    let new_tasks = new.map(pod_tasks).unwrap_or_default();
+    for t in &new_tasks {
+        let prev = old_tasks.iter().find(|o| o["id"] == t["id"]);
+        if prev.is_none_or(|p| p["state"] != t["state"]) {
+            ev.extend(pod_task_events(
+                t,
+                t["state"].as_str().unwrap_or("TASK_RUNNING"),
+            ));
+        }
+    }
+    for o in &old_tasks {
+        if !new_tasks.iter().any(|t| t["id"] == o["id"]) {
+            ev.extend(pod_task_events(o, "TASK_KILLED"));
+        }
+    }
+    let did = model::new_uuid_v4();
+    ev.push(json!({
+        "eventType": "deployment_success", "id": did,
+        "plan": {"id": did, "steps": [{"actions": [{"action": action, "pod": id}]}],
+                 "version": model::now()},
+    }));
+    ev
+}
+
 /// The events Marathon would emit going from `old` to `new`, in its order:
 /// api_post_event per changed definition, task status / health changes,
 /// app_terminated_event per removed app, then one deployment_success.
@@ -319,6 +413,7 @@ impl Shared {
         Shared {
             apps: Mutex::new(Apps {
                 list: apps,
+                pods: vec![],
                 next_port: 31_000,
                 rendered: [None, None],
             }),
@@ -409,6 +504,66 @@ impl Shared {
             tasks.extend(a["tasks"].as_array().cloned().unwrap_or_default());
         }
         found.then(|| json!({ "tasks": tasks }))
+    }
+
+    /// Every pod status (`GET /v2/pods/::status`).
+    pub fn pods_status(&self) -> Value {
+        Value::Array(self.lock_read().pods.clone())
+    }
+
+    /// One pod's status (`GET /v2/pods/{id}::status`).
+    pub fn pod_status(&self, id: &str) -> Option<Value> {
+        self.lock_read()
+            .pods
+            .iter()
+            .find(|p| p["id"] == id)
+            .cloned()
+    }
+
+    /// Every pod definition (`GET /v2/pods`).
+    pub fn pod_specs(&self) -> Value {
+        Value::Array(
+            self.lock_read()
+                .pods
+                .iter()
+                .map(|p| p["spec"].clone())
+                .collect(),
+        )
+    }
+
+    /// Adds or replaces one pod status (`id` absolute); publishes Marathon's
+    /// events for the change.
+    pub fn put_pod(&self, mut pod: Value) -> CtlResult<()> {
+        let Some(id) = pod["id"].as_str().map(String::from) else {
+            return Err(bad("pod without a string \"id\""));
+        };
+        if !id.starts_with('/') {
+            return Err(bad("pod id must be absolute"));
+        }
+        if !pod["spec"].is_object() {
+            return Err(bad("pod status without a \"spec\" object"));
+        }
+        pod["spec"]["id"] = json!(id);
+        pod["status"] = json!(model::pod_state(&pod));
+        let mut apps = self.lock_mut();
+        let old = apps.pods.iter().position(|p| p["id"] == id.as_str());
+        let evs = pod_diff_events(old.map(|i| &apps.pods[i]), Some(&pod));
+        match old {
+            Some(i) => apps.pods[i] = pod,
+            None => apps.pods.push(pod),
+        }
+        self.publish_all(evs);
+        Ok(())
+    }
+
+    pub fn remove_pod(&self, id: &str) -> CtlResult<()> {
+        let mut apps = self.lock_mut();
+        let Some(i) = apps.pods.iter().position(|p| p["id"] == id) else {
+            return Err(not_found(format!("Pod '{id}' does not exist")));
+        };
+        let old = apps.pods.remove(i);
+        self.publish_all(pod_diff_events(Some(&old), None));
+        Ok(())
     }
 
     pub fn put_apps(&self, new: Vec<Value>) {
@@ -659,6 +814,36 @@ mod tests {
         evs.iter()
             .map(|e| e["eventType"].as_str().unwrap())
             .collect()
+    }
+
+    #[test]
+    fn pod_events_name_the_pod() {
+        let ep = json!([{"name": "http", "containerPort": 80, "labels": {"VIP_0": "/p:80"}}]);
+        let one = model::pod_status(
+            "/p",
+            "container",
+            ep.clone(),
+            &[model::PodInstanceSpec::new("127.0.0.5")],
+        );
+        let evs = pod_diff_events(None, Some(&one));
+        assert_eq!(
+            types(&evs),
+            [
+                "pod_created_event",
+                "status_update_event",
+                "instance_changed_event",
+                "deployment_success"
+            ]
+        );
+        assert_eq!(evs[0]["uri"], "/v2/pods");
+        assert_eq!(evs[1]["appId"], "/p");
+        assert!(evs[1]["taskId"].as_str().unwrap().ends_with(".main"));
+        assert_eq!(evs[2]["runSpecId"], "/p");
+        assert_eq!(evs[3]["plan"]["steps"][0]["actions"][0]["pod"], "/p");
+        let evs = pod_diff_events(Some(&one), None);
+        assert_eq!(evs[0]["eventType"], "pod_deleted_event");
+        assert_eq!(evs[0]["uri"], "/v2/pods/p");
+        assert_eq!(evs[1]["taskStatus"], "TASK_KILLED");
     }
 
     #[test]
