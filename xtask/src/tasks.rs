@@ -1,5 +1,5 @@
 //! `build` and `test`: thin wrappers around cargo so README and CI share one command.
-use anyhow::Result;
+use anyhow::{Result, bail};
 
 use crate::{setup, util};
 
@@ -12,11 +12,53 @@ pub fn build(release: bool) -> Result<()> {
     util::run(&mut cmd)
 }
 
+/// What CI enforces before any test runs: formatting (the workspace and the
+/// eBPF crate, which is not a member) and clippy with warnings as errors.
+/// The first failure ends the run with the command that fixes or shows it.
+fn lint() -> Result<()> {
+    let checks: [(&[&str], &str); 3] = [
+        (
+            &["fmt", "--all", "--check"],
+            "code is not formatted: run `cargo fmt --all` and commit the result",
+        ),
+        (
+            &["fmt", "--manifest-path", "l4lb-ebpf/Cargo.toml", "--check"],
+            "the eBPF crate is not formatted: run `cargo fmt --manifest-path l4lb-ebpf/Cargo.toml` and commit the result",
+        ),
+        (
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+            "clippy found problems (warnings are errors): fix what it printed above; \
+             `cargo clippy --workspace --all-targets -- -D warnings` shows them again",
+        ),
+    ];
+    for (args, fix) in checks {
+        let mut cmd = util::cargo();
+        cmd.args(args);
+        eprintln!("+ {cmd:?}");
+        let status = cmd.status()?;
+        if !status.success() {
+            eprintln!("\nerror: {fix}\n");
+            bail!("`cargo {}` failed ({status}): {fix}", args.join(" "));
+        }
+    }
+    Ok(())
+}
+
 pub fn test(extra: &[String]) -> Result<()> {
     setup::require()?;
     if !util::is_root() {
         eprintln!("warning: not root: the kernel tests need root and will fail");
     }
+    // Lint first: clippy builds the workspace (the agent's build.rs builds
+    // the eBPF objects), so a broken build fails here too.
+    lint()?;
     build(false)?;
     // --no-fail-fast: CI shows every failing test binary, not just the first.
     // --lib --bins --tests: no doc-test runs (there are none) ending the log on "0 passed".
