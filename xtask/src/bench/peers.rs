@@ -258,8 +258,8 @@ fn peers_rounds(sb: &Sandbox, agent: &Agent, a: &PeersArgs, deadline: Instant) -
     };
     for r in 0..a.rounds as usize {
         // HAProxy's close of its backend side finishes after the client's
-        // reply and lands on whichever connection comes next (+10-25 us on
-        // it, seen): every cycle ends with HAProxy and then one unreported
+        // reply and lands on whichever connection comes next (BENCHMARKS.md,
+        // "Measurements behind choices in the code"): every cycle ends with HAProxy and then one unreported
         // direct connection (`settle`) that absorbs it. The other four take a
         // different order every round (rotated; stride 1 or 3), so none
         // always follows the same one.
