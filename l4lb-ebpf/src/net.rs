@@ -21,10 +21,11 @@ pub const ETH_P_IPV6_BE: u16 = 0x86DDu16.to_be();
 
 /// Offsets inside the headers (network-types has no field offsets).
 pub const ETH_TYPE_OFF: usize = 12;
-/// The IPv4 header checksum, source address and protocol of an untagged frame.
+/// The IPv4 protocol, header checksum and source address of an untagged frame.
+#[allow(dead_code)] // only the benchmark object (`pktgen.rs`) reads it
+pub const IP4_PROTO_OFF: usize = EthHdr::LEN + 9;
 pub const IP4_CHECK_OFF: usize = EthHdr::LEN + 10;
 pub const IP4_SRC_OFF: usize = EthHdr::LEN + 12;
-pub const IP4_PROTO_OFF: usize = EthHdr::LEN + 9;
 /// The IPv6 source address of an untagged frame.
 pub const IP6_SRC_OFF: usize = EthHdr::LEN + 8;
 /// Where the TCP/UDP header starts: IPv4 without options, IPv6 without
