@@ -1,6 +1,8 @@
 //! Builds the kernel programs (`l4lb-ebpf`) with Debian's rustc-web, which ships
 //! a prebuilt `core` for bpfel-unknown-none (rustup here cannot build-std), and
-//! bpf-linker from `cargo xtask setup`. The object is embedded in the agent.
+//! bpf-linker from `cargo xtask setup`. Both objects it builds are embedded in
+//! the agent: `l4lb.bpf.o` (the datapath) and `l4lb-bench.bpf.o` (the
+//! benchmark's `pktgen`/`pktsink` programs).
 use std::{env, path::PathBuf, process::Command};
 
 const DEBIAN_CARGO: &str = "/usr/bin/cargo";
@@ -65,7 +67,12 @@ fn main() -> anyhow::Result<()> {
     if !status.success() {
         anyhow::bail!("building l4lb-ebpf failed ({status})");
     }
-    let obj = target_dir.join("bpfel-unknown-none/release/l4lb");
-    std::fs::copy(&obj, out_dir.join("l4lb.bpf.o"))?;
+    // Two objects: the datapath (`l4lb`, loaded by `run`) and the benchmark's
+    // traffic source and sink (`l4lb-bench`, loaded only by `pktgen`/`pktsink`).
+    for (bin, obj) in [("l4lb", "l4lb.bpf.o"), ("l4lb-bench", "l4lb-bench.bpf.o")] {
+        let built = target_dir.join("bpfel-unknown-none/release").join(bin);
+        std::fs::copy(&built, out_dir.join(obj))
+            .map_err(|e| anyhow::anyhow!("copying {}: {e}", built.display()))?;
+    }
     Ok(())
 }

@@ -153,8 +153,8 @@ pub struct RunArgs {
     /// routing and netfilter forward it) or `fib` (bpf_fib_lookup, then
     /// XDP_REDIRECT/XDP_TX straight out of the egress interface, skipping the
     /// node's stack; falls back to `kernel` per packet when the FIB has no answer).
-    #[arg(long, default_value = "kernel", value_parser = ["kernel", "fib"])]
-    pub xdp_forward: String,
+    #[arg(long, value_enum, default_value_t = crate::datapath::xdp::Forward::Kernel)]
+    pub xdp_forward: crate::datapath::xdp::Forward,
     /// Capacity of the services map (VIP addr+port+proto), 1–65,536.
     #[arg(long, default_value_t = l4lb_common::MAX_SERVICES, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub max_services: u32,
@@ -226,4 +226,60 @@ pub struct ExplainArgs {
     /// (for benchmarks of the established-flow path; not for live nodes).
     #[arg(long)]
     pub live: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::{Cli, Command, RunArgs};
+    use crate::datapath::xdp::Forward;
+
+    fn run_args(extra: &[&str]) -> Result<RunArgs, clap::Error> {
+        let argv = [&["l4lb-agent", "run", "--demo"][..], extra].concat();
+        match Cli::try_parse_from(argv)?.command {
+            Command::Run(args) => Ok(*args),
+            _ => unreachable!("parsed `run`"),
+        }
+    }
+
+    #[test]
+    fn xdp_forward_takes_kernel_and_fib_and_defaults_to_kernel() {
+        assert_eq!(run_args(&[]).unwrap().xdp_forward, Forward::Kernel);
+        let kernel = run_args(&["--xdp-forward", "kernel"]).unwrap();
+        assert_eq!(kernel.xdp_forward, Forward::Kernel);
+        assert!(!kernel.xdp_forward.is_fib());
+        let fib = run_args(&["--xdp-forward=fib"]).unwrap();
+        assert_eq!(fib.xdp_forward, Forward::Fib);
+        assert!(fib.xdp_forward.is_fib());
+    }
+
+    #[test]
+    fn xdp_forward_refuses_other_values() {
+        for bad in ["FIB", "Kernel", "redirect", ""] {
+            let e = run_args(&["--xdp-forward", bad]).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::InvalidValue, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn xdp_forward_help_lists_the_values_and_the_default() {
+        let mut cmd = Cli::command();
+        let run = cmd.find_subcommand_mut("run").expect("run subcommand");
+        let help = run.render_long_help().to_string();
+        // The flag's entry, however clap wraps it: up to the next flag.
+        let start = help
+            .find("--xdp-forward <XDP_FORWARD>")
+            .expect("--xdp-forward in run --help");
+        let entry = &help[start..help[start..].find("--max-services").unwrap() + start];
+        let entry = entry.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            entry.contains("Where XDP sends a rewritten packet"),
+            "{entry}"
+        );
+        assert!(
+            entry.ends_with("[default: kernel] [possible values: kernel, fib]"),
+            "{entry}"
+        );
+    }
 }

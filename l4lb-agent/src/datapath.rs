@@ -63,7 +63,7 @@ pub struct Maps {
     members: HashMap<MapData, MemberKey, MemberValue>,
     svc_stats: PerCpuArray<MapData, Stats>,
     be_stats: PerCpuArray<MapData, Stats>,
-    /// Written by the hooks; the agent only reads it (stale UDP sockets, issue 6).
+    /// Written by the hooks; the agent only reads it (stale UDP sockets, `sockdestroy`).
     revnat: HashMap<MapData, RevNatKey, RevNatValue>,
     nr_cpus: usize,
     /// Second handles on the backends and members maps for batch writes

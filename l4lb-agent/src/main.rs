@@ -19,9 +19,8 @@ const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Freed memory goes back to the OS at once and arena memory is committed
-/// when used, so the agent's peak RSS follows what it holds: a full sync of
-/// 10,000 apps x 5 tasks peaks at ~95 MB instead of ~115 MB, at the same
-/// speed. It must run before the first allocation creates mimalloc's first
+/// when used, so the agent's peak RSS follows what it holds, at the same
+/// speed (BENCHMARKS.md, "Measurements behind choices in the code"). It must run before the first allocation creates mimalloc's first
 /// arena (set in `main`, the arena option comes too late): hence a
 /// constructor in `.init_array`, as `MIMALLOC_*` variables would be read.
 extern "C" fn tune_allocator() {

@@ -121,7 +121,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         xdp_ifaces: args.xdp_ifaces.clone(),
         reply_ifaces: args.xdp_reply_ifaces.clone(),
         mode: args.xdp_mode,
-        fib: args.xdp_forward == "fib",
+        fib: args.xdp_forward.is_fib(),
     })?;
     if let Some(logger) = logger {
         spawn_kernel_log(logger)?;

@@ -8,12 +8,21 @@ pub enum Verdict {
     /// A VIP with no backend taking new connections.
     NoBackend { service_id: u32 },
     /// Send to this backend.
-    Backend { service_id: u32, backend_id: u32, backend: Backend },
+    Backend {
+        service_id: u32,
+        backend_id: u32,
+        backend: Backend,
+    },
 }
 
 #[inline(always)]
 pub fn lookup_service(addr: Addr6, port: u16, proto: u8) -> Option<ServiceValue> {
-    let key = ServiceKey { addr, port, proto, _pad: 0 };
+    let key = ServiceKey {
+        addr,
+        port,
+        proto,
+        _pad: 0,
+    };
     // SAFETY: the value is copied out before any other map operation.
     unsafe { L4LB_SERVICES.get(&key) }.copied()
 }
@@ -33,7 +42,11 @@ pub fn choose(svc: &ServiceValue, pick: u32) -> Verdict {
     let Some(backend) = (unsafe { L4LB_BACKENDS.get(&backend_id) }).copied() else {
         return Verdict::NoBackend { service_id: svc.id };
     };
-    Verdict::Backend { service_id: svc.id, backend_id, backend }
+    Verdict::Backend {
+        service_id: svc.id,
+        backend_id,
+        backend,
+    }
 }
 
 /// Adds one event to a per-CPU counter record.

@@ -1,13 +1,16 @@
-//! l4lb kernel programs. One file per hook family (`sock_addr.rs`: cgroup socket
-//! hooks; `xdp.rs`: XDP ingress; `tc.rs`: tc reply); the service lookup and the
-//! backend choice live in `lb.rs` so every datapath picks backends the same way.
-//! `pktgen.rs` is a benchmark traffic source, loaded only by `l4lb-agent pktgen`.
+//! l4lb kernel programs (the `l4lb` object the agent loads). One file per hook
+//! family (`sock_addr.rs`: cgroup socket hooks; `xdp.rs`: XDP ingress; `tc.rs`:
+//! tc reply); the service lookup and the backend choice live in `lb.rs` so every
+//! datapath picks backends the same way; packet headers and parsing helpers in
+//! `net.rs`, checksum helpers in `csum.rs`. The benchmark's programs are a
+//! separate object (`bench.rs`), never part of this one.
 #![no_std]
 #![no_main]
 
+mod csum;
 mod lb;
 mod maps;
-mod pktgen;
+mod net;
 mod sock_addr;
 mod tc;
 mod xdp;
@@ -19,7 +22,9 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
     loop {}
 }
 
-/// The kernel needs a GPL-compatible license to allow some helpers we call.
+/// The kernel needs a GPL-compatible license to allow some helpers we call
+/// (`bpf_fib_lookup` among them); "Dual MIT/GPL" is
+/// one it accepts, and matches the crate's `MIT OR GPL-2.0`.
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

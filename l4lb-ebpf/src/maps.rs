@@ -6,8 +6,9 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use l4lb_common::{
-    Addr6, AgentId, GUARD_REASONS, MAX_SERVICES as VIP_ADDRS, Backend, FlowKey, FlowValue, MAX_BACKENDS, MAX_FLOWS, MAX_MEMBERS, MemberKey, MemberValue, MAX_REVNAT, MAX_SERVICES,
-    MAX_SLOTS, RevNatKey, RevNatValue, ServiceKey, ServiceValue, Stats,
+    Addr6, AgentId, Backend, FlowKey, FlowValue, GUARD_REASONS, MAX_BACKENDS, MAX_FLOWS,
+    MAX_MEMBERS, MAX_REVNAT, MAX_SERVICES as VIP_ADDRS, MAX_SERVICES, MAX_SLOTS, MemberKey,
+    MemberValue, RevNatKey, RevNatValue, ServiceKey, ServiceValue, Stats,
 };
 
 const NO_PREALLOC: usize = BPF_F_NO_PREALLOC as usize;
@@ -15,8 +16,12 @@ const NO_PREALLOC: usize = BPF_F_NO_PREALLOC as usize;
 const MMAPABLE: usize = BPF_F_MMAPABLE as usize;
 
 #[btf_map]
-pub static L4LB_SERVICES: HashMap<ServiceKey, ServiceValue, { MAX_SERVICES as usize }, NO_PREALLOC> =
-    HashMap::new();
+pub static L4LB_SERVICES: HashMap<
+    ServiceKey,
+    ServiceValue,
+    { MAX_SERVICES as usize },
+    NO_PREALLOC,
+> = HashMap::new();
 
 #[btf_map]
 pub static L4LB_SLOTS: Array<u32, { MAX_SLOTS as usize }, MMAPABLE> = Array::new();
@@ -43,12 +48,14 @@ pub static L4LB_BE_STATS: PerCpuArray<Stats, { MAX_BACKENDS as usize }> = PerCpu
 
 /// XDP connection table: client → VIP 5-tuple → backend (see `xdp.rs`).
 #[btf_map]
-pub static L4LB_CONNTRACK: LruHashMap<FlowKey, FlowValue, { MAX_FLOWS as usize }> = LruHashMap::new();
+pub static L4LB_CONNTRACK: LruHashMap<FlowKey, FlowValue, { MAX_FLOWS as usize }> =
+    LruHashMap::new();
 
 /// Packet reverse NAT: reply 5-tuple (backend → client) → VIP; written by XDP,
 /// read by the tc reply program.
 #[btf_map]
-pub static L4LB_XDP_REVNAT: LruHashMap<FlowKey, RevNatValue, { MAX_FLOWS as usize }> = LruHashMap::new();
+pub static L4LB_XDP_REVNAT: LruHashMap<FlowKey, RevNatValue, { MAX_FLOWS as usize }> =
+    LruHashMap::new();
 
 /// XDP flags (`XDP_F_*`) at index 0, written by the agent.
 #[btf_map]
@@ -60,7 +67,8 @@ pub static L4LB_SELF: Array<AgentId, 1> = Array::new();
 
 /// VIP address → services on it: what XDP must not pass unparsed (`xdp.rs`).
 #[btf_map]
-pub static L4LB_VIP_ADDRS: HashMap<Addr6, u32, { VIP_ADDRS as usize }, NO_PREALLOC> = HashMap::new();
+pub static L4LB_VIP_ADDRS: HashMap<Addr6, u32, { VIP_ADDRS as usize }, NO_PREALLOC> =
+    HashMap::new();
 
 /// Packets to a VIP address dropped by XDP, by `GUARD_*` reason.
 #[btf_map]

@@ -1,4 +1,5 @@
-//! A benchmark traffic source and sink, not part of the datapath: `l4lb-agent pktgen`
+//! A benchmark traffic source and sink (the `l4lb-bench` object, never the
+//! datapath's): `l4lb-agent pktgen`
 //! runs this program through BPF_PROG_TEST_RUN in live-frames mode on a
 //! template UDP/IPv4 frame, and every run sends the frame out of
 //! `PKTGEN_IFINDEX` (XDP_REDIRECT). A user-space sender (sendmmsg) tops out
@@ -10,9 +11,12 @@ use aya_ebpf::{
     macros::xdp,
     programs::XdpContext,
 };
+use l4lb_common::IPPROTO_UDP;
+
+use crate::net::{ETH_P_IP_BE, ETH_TYPE_OFF, IP4_PROTO_OFF, L4_V4};
 
 /// Where frames go (an interface of the network namespace it runs in). Set
-/// by the loader; 0 (the agent's normal load) sends nothing.
+/// by the loader; 0 (not set) sends nothing.
 #[unsafe(no_mangle)]
 static PKTGEN_IFINDEX: u32 = 0;
 /// Distinct UDP source ports (flows), from 10000 up.
@@ -20,7 +24,7 @@ static PKTGEN_IFINDEX: u32 = 0;
 static PKTGEN_FLOWS: u32 = 1;
 
 /// Ethernet (14) + IPv4 without options (20): the UDP source port's offset.
-const UDP_SPORT: usize = 34;
+const UDP_SPORT: usize = L4_V4;
 
 #[xdp]
 pub fn l4lb_pktgen(ctx: XdpContext) -> u32 {
@@ -62,11 +66,11 @@ pub fn l4lb_sink(ctx: XdpContext) -> u32 {
     // SAFETY: start + 34 <= end was checked above (ethertype at 12, protocol at 23).
     let (ethertype, proto) = unsafe {
         (
-            u16::from_be_bytes(*((start + 12) as *const [u8; 2])),
-            *((start + 23) as *const u8),
+            u16::from_ne_bytes(*((start + ETH_TYPE_OFF) as *const [u8; 2])),
+            *((start + IP4_PROTO_OFF) as *const u8),
         )
     };
-    if ethertype == 0x0800 && proto == 17 {
+    if ethertype == ETH_P_IP_BE && proto == IPPROTO_UDP {
         xdp_action::XDP_DROP
     } else {
         xdp_action::XDP_PASS

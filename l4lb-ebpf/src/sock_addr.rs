@@ -195,17 +195,34 @@ fn forward(ctx: &SockAddrContext, family: Family, call: Call) -> i32 {
     match choose(&svc, pick) {
         Verdict::NoBackend { service_id } => {
             count_service(service_id, |s| s.no_backend += 1);
-            debug!(ctx, "l4lb: service {} has no backend for new connections", service_id);
+            debug!(
+                ctx,
+                "l4lb: service {} has no backend for new connections", service_id
+            );
             DENY
         }
-        Verdict::Backend { service_id, backend_id, backend } => {
+        Verdict::Backend {
+            service_id,
+            backend_id,
+            backend,
+        } => {
             if family == Family::V4 && backend.family != 4 {
                 // The agent never pairs a v4 VIP with a v6 backend; refuse rather than misroute.
                 count_service(service_id, |s| s.no_backend += 1);
                 return DENY;
             }
-            let key = RevNatKey { cookie, addr: backend.addr, port: backend.port, _pad: [0; 6] };
-            let value = RevNatValue { addr: vip, port: vip_port, _pad: 0, service_id };
+            let key = RevNatKey {
+                cookie,
+                addr: backend.addr,
+                port: backend.port,
+                _pad: [0; 6],
+            };
+            let value = RevNatValue {
+                addr: vip,
+                port: vip_port,
+                _pad: 0,
+                service_id,
+            };
             // Failure only means a reply would show the backend; never fail the call for it.
             let _ = L4LB_REVNAT.insert(&key, &value, 0);
             set_user_addr(ctx.sock_addr, family, &backend.addr, backend.port);
@@ -227,7 +244,12 @@ fn forward(ctx: &SockAddrContext, family: Family, call: Call) -> i32 {
 #[inline(always)]
 fn reverse(ctx: &SockAddrContext, family: Family) -> i32 {
     let sa = sock_addr(ctx);
-    let key = RevNatKey { cookie: cookie(ctx), addr: user_addr(sa, family), port: sa.user_port as u16, _pad: [0; 6] };
+    let key = RevNatKey {
+        cookie: cookie(ctx),
+        addr: user_addr(sa, family),
+        port: sa.user_port as u16,
+        _pad: [0; 6],
+    };
     // SAFETY: the value is copied out before any other map operation.
     if let Some(vip) = unsafe { L4LB_REVNAT.get(&key) }.copied()
         && !is_agent()

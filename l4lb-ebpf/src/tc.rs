@@ -10,7 +10,7 @@
 //! as on veth); BPF_F_MARK_MANGLED_0 keeps a zero UDP checksum zero.
 //! Everything else passes unchanged (TC_ACT_OK).
 use aya_ebpf::{
-    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_OK},
+    bindings::{BPF_F_PSEUDO_HDR, TC_ACT_OK},
     macros::classifier,
     programs::TcContext,
 };
@@ -20,17 +20,15 @@ use network_types::{
     ip::{Ipv4Hdr, Ipv6Hdr},
 };
 
-use crate::{lb::count_service, maps::L4LB_XDP_REVNAT};
-
-const ETH_P_IP_BE: u16 = 0x0800u16.to_be();
-const ETH_P_IPV6_BE: u16 = 0x86DDu16.to_be();
-/// Offsets inside the headers (network-types has no field offsets).
-const ETH_TYPE_OFF: usize = 12;
-const IP4_CHECK_OFF: usize = EthHdr::LEN + 10;
-const IP4_SRC_OFF: usize = EthHdr::LEN + 12;
-const IP6_SRC_OFF: usize = EthHdr::LEN + 8;
-const L4_V4: usize = EthHdr::LEN + Ipv4Hdr::LEN;
-const L4_V6: usize = EthHdr::LEN + Ipv6Hdr::LEN;
+use crate::{
+    csum::l4_replace_flags as l4_flags,
+    lb::count_service,
+    maps::L4LB_XDP_REVNAT,
+    net::{
+        ETH_P_IP_BE, ETH_P_IPV6_BE, ETH_TYPE_OFF, IP4_CHECK_OFF, IP4_SRC_OFF, IP6_SRC_OFF, L4_V4,
+        L4_V6, ipv4_is_fragment, ipv4_plain_header, l4_check_off, words,
+    },
+};
 
 #[classifier]
 pub fn l4lb_tc_reply(ctx: TcContext) -> i32 {
@@ -54,27 +52,13 @@ fn reply(ctx: &TcContext) -> Result<(), i64> {
 #[inline(always)]
 fn ports(ctx: &TcContext, l4: usize, proto: u8) -> Result<(u16, u16, usize), i64> {
     let ports: [u16; 2] = ctx.load(l4)?;
-    let check_off = if proto == IPPROTO_TCP {
-        l4 + 16
-    } else {
-        l4 + 6
-    };
-    Ok((ports[0], ports[1], check_off))
-}
-
-#[inline(always)]
-fn l4_flags(proto: u8) -> u64 {
-    if proto == IPPROTO_UDP {
-        BPF_F_MARK_MANGLED_0 as u64
-    } else {
-        0
-    }
+    Ok((ports[0], ports[1], l4_check_off(l4, proto)))
 }
 
 #[inline(always)]
 fn reply4(ctx: &TcContext) -> Result<(), i64> {
     let ip: Ipv4Hdr = ctx.load(EthHdr::LEN)?;
-    if ip.vihl != 0x45 || (ip.frags[0] & 0x3f) != 0 || ip.frags[1] != 0 {
+    if !ipv4_plain_header(ip.vihl) || ipv4_is_fragment(ip.frags) {
         return Ok(());
     }
     if ip.proto != IPPROTO_TCP && ip.proto != IPPROTO_UDP {
@@ -150,14 +134,4 @@ fn reply6(ctx: &TcContext) -> Result<(), i64> {
     ctx.skb.store(L4_V6, &vip.port, 0)?;
     count_service(vip.service_id, |s| s.reply_packets += 1);
     Ok(())
-}
-
-#[inline(always)]
-fn words(b: &[u8; 16]) -> [u32; 4] {
-    [
-        u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
-        u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
-        u32::from_ne_bytes([b[8], b[9], b[10], b[11]]),
-        u32::from_ne_bytes([b[12], b[13], b[14], b[15]]),
-    ]
 }

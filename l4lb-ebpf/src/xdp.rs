@@ -46,23 +46,17 @@ use network_types::{
 };
 
 use crate::{
+    csum::{csum_update, udp_nonzero},
     lb::{Verdict, choose, count_backend, count_service, lookup_service},
     maps::{
-        L4LB_BACKENDS, L4LB_CONNTRACK, L4LB_MEMBERS, L4LB_VIP_ADDRS, L4LB_VIP_GUARD, L4LB_XDP_CONFIG,
-        L4LB_XDP_REVNAT,
+        L4LB_BACKENDS, L4LB_CONNTRACK, L4LB_MEMBERS, L4LB_VIP_ADDRS, L4LB_VIP_GUARD,
+        L4LB_XDP_CONFIG, L4LB_XDP_REVNAT,
+    },
+    net::{
+        AF_INET, AF_INET6, ETH_P_IP_BE, ETH_P_IPV6_BE, L4_V4, L4_V6, TCP_CHECK_OFF, UDP_CHECK_OFF,
+        bytes, ipv4_is_fragment, ipv4_plain_header, ptr_at, words,
     },
 };
-
-const AF_INET: u8 = 2;
-const AF_INET6: u8 = 10;
-
-const ETH_P_IP_BE: u16 = 0x0800u16.to_be();
-const ETH_P_IPV6_BE: u16 = 0x86DDu16.to_be();
-/// Offset of the TCP checksum in its header; the UDP one is at 6.
-const TCP_CHECK_OFF: usize = 16;
-const UDP_CHECK_OFF: usize = 6;
-const L4_V4: usize = EthHdr::LEN + Ipv4Hdr::LEN;
-const L4_V6: usize = EthHdr::LEN + Ipv6Hdr::LEN;
 
 #[xdp]
 pub fn l4lb_xdp(ctx: XdpContext) -> u32 {
@@ -70,16 +64,6 @@ pub fn l4lb_xdp(ctx: XdpContext) -> u32 {
         Ok(action) => action,
         Err(()) => xdp_action::XDP_PASS,
     }
-}
-
-/// A bounds-checked pointer to a `T` at `offset` in the packet.
-#[inline(always)]
-fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*mut T, ()> {
-    let start = ctx.data();
-    if start + offset + size_of::<T>() > ctx.data_end() {
-        return Err(());
-    }
-    Ok((start + offset) as *mut T)
 }
 
 /// True when the caller put [`EXPLAIN_MAGIC`] in front of the packet as XDP
@@ -150,10 +134,10 @@ fn ingress4(ctx: &XdpContext) -> Result<u32, ()> {
     let (src, dst) = (u32::from_ne_bytes(src), u32::from_ne_bytes(dst));
     // Fragments (MF set or offset != 0), IP options (IHL != 5) and other
     // protocols: not balanced here; dropped if sent to a VIP address.
-    if (frags[0] & 0x3f) != 0 || frags[1] != 0 {
+    if ipv4_is_fragment(frags) {
         return Ok(guard(ctx, v4_mapped(dst), GUARD_FRAGMENT));
     }
-    if vihl != 0x45 {
+    if !ipv4_plain_header(vihl) {
         return Ok(guard(ctx, v4_mapped(dst), GUARD_IP_OPTIONS));
     }
     if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
@@ -191,11 +175,8 @@ fn ingress4(ctx: &XdpContext) -> Result<u32, ()> {
         let old = u16::from_ne_bytes(*check);
         // UDP over IPv4 with checksum 0 means "no checksum": keep it 0.
         if !(proto == IPPROTO_UDP && old == 0) {
-            let mut c = csum_update(old, &[dst], &[new_ip], &[dport], &[backend.port]);
-            if proto == IPPROTO_UDP && c == 0 {
-                c = 0xffff;
-            }
-            *check = c.to_ne_bytes();
+            let c = csum_update(old, &[dst], &[new_ip], &[dport], &[backend.port]);
+            *check = udp_nonzero(proto, c).to_ne_bytes();
         }
         set_dport(ctx, L4_V4, proto, backend.port)?;
     }
@@ -238,11 +219,8 @@ fn ingress6(ctx: &XdpContext) -> Result<u32, ()> {
     unsafe {
         // No IPv6 header checksum; TCP/UDP cover the address in the pseudo-header.
         let old = u16::from_ne_bytes(*check);
-        let mut c = csum_update(old, &key.dst, &backend.addr, &[dport], &[backend.port]);
-        if proto == IPPROTO_UDP && c == 0 {
-            c = 0xffff;
-        }
-        *check = c.to_ne_bytes();
+        let c = csum_update(old, &key.dst, &backend.addr, &[dport], &[backend.port]);
+        *check = udp_nonzero(proto, c).to_ne_bytes();
         (*ip).dst_addr = bytes(&backend.addr);
         set_dport(ctx, L4_V6, proto, backend.port)?;
     }
@@ -390,55 +368,6 @@ fn mix(mut h: u64) -> u64 {
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^= h >> 33;
     h
-}
-
-/// RFC 1624 eqn 3 over 16-bit words: HC' = ~(~HC + ~m + m'). The words are
-/// read in host order from network-order bytes; one's-complement sums do not
-/// depend on the byte order as long as every term uses the same one.
-#[inline(always)]
-fn csum_update(check: u16, old32: &[u32], new32: &[u32], old16: &[u16], new16: &[u16]) -> u16 {
-    let mut sum = u64::from(!check);
-    for w in old32 {
-        let w = !*w;
-        sum += u64::from(w >> 16) + u64::from(w & 0xffff);
-    }
-    for w in new32 {
-        sum += u64::from(*w >> 16) + u64::from(*w & 0xffff);
-    }
-    for w in old16 {
-        sum += u64::from(!*w);
-    }
-    for w in new16 {
-        sum += u64::from(*w);
-    }
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    !(sum as u16)
-}
-
-#[inline(always)]
-fn words(b: &[u8; 16]) -> Addr6 {
-    [
-        u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
-        u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
-        u32::from_ne_bytes([b[8], b[9], b[10], b[11]]),
-        u32::from_ne_bytes([b[12], b[13], b[14], b[15]]),
-    ]
-}
-
-#[inline(always)]
-fn bytes(a: &Addr6) -> [u8; 16] {
-    let (w0, w1, w2, w3) = (
-        a[0].to_ne_bytes(),
-        a[1].to_ne_bytes(),
-        a[2].to_ne_bytes(),
-        a[3].to_ne_bytes(),
-    );
-    [
-        w0[0], w0[1], w0[2], w0[3], w1[0], w1[1], w1[2], w1[3], w2[0], w2[1], w2[2], w2[3], w3[0],
-        w3[1], w3[2], w3[3],
-    ]
 }
 
 // ---- forwarding from XDP (`--xdp-forward fib`) ----

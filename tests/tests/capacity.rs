@@ -78,7 +78,7 @@ fn a_full_slots_array_keeps_the_old_table_of_a_changed_service() {
     );
 }
 
-/// Issue 11: a full backends map rejected the whole apply, unrelated changes
+/// A full backends map used to reject the whole apply, unrelated changes
 /// included. Now only the VIP that needs a backend id that is not there is skipped.
 #[test]
 fn a_full_backends_map_skips_only_what_does_not_fit() {

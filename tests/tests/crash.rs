@@ -1,4 +1,4 @@
-//! Crash consistency (issue 11): the agent is SIGKILLed at many points of
+//! Crash consistency: the agent is SIGKILLed at many points of
 //! its start-up (load, adoption, link replacement, first apply) and of applies
 //! triggered by config changes. After every kill all eight socket hooks are
 //! still attached to the cgroup; a normal start then finds every table equal

@@ -1,4 +1,4 @@
-//! A hostile or broken Marathon against the real agent (issue 11): a redirect
+//! A hostile or broken Marathon against the real agent: a redirect
 //! to another host gets no credentials, endless bodies and event streams cost
 //! bounded memory and no spin, and after each fault the table is intact and
 //! events flow again. SIGHUP re-reads in Marathon mode.

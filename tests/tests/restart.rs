@@ -123,8 +123,8 @@ fn a_restart_with_a_changed_source_applies_the_change() {
     assert_eq!(v["counts"], serde_json::json!({"c": 10}), "{v}");
 }
 
-/// Issue 11: a SIGKILL between unpinning the old links and renaming the new
-/// ones (`<name>_new`) used to make the next start detach its own fresh links.
+/// A SIGKILL between unpinning the old links and renaming the new ones
+/// (`<name>_new`) used to make the next start detach its own fresh links.
 /// The pins are put in that state by hand: every hook must stay attached.
 #[test]
 fn a_start_after_a_kill_in_the_link_swap_keeps_every_hook() {
@@ -180,7 +180,7 @@ fn refused(mut agent: Agent) -> String {
     agent.log()
 }
 
-/// Issue 11: two agents on one pin root corrupted each other's tables.
+/// Two agents on one pin root used to corrupt each other's tables.
 #[test]
 fn a_second_agent_on_the_same_pin_root_is_refused() {
     require_root();
@@ -212,7 +212,7 @@ fn a_second_agent_on_the_same_pin_root_is_refused() {
     );
 }
 
-/// Issue 11: `ABI_VERSION` was unused, so maps of another layout were adopted silently.
+/// `ABI_VERSION` used to be unused, so maps of another layout were adopted silently.
 #[test]
 fn pinned_maps_of_another_layout_are_refused() {
     require_root();
@@ -267,8 +267,8 @@ fn pinned_maps_of_another_layout_are_refused() {
     );
 }
 
-/// Issue 11: bpffs is world-writable, so any user could pre-create the pin
-/// root (and plant pins in it) for the agent to adopt.
+/// bpffs is world-writable, so any user could pre-create the pin root (and
+/// plant pins in it) for the agent to adopt.
 #[test]
 fn a_pin_root_someone_else_could_write_is_refused() {
     require_root();
@@ -295,9 +295,9 @@ fn a_pin_root_someone_else_could_write_is_refused() {
     );
 }
 
-/// Issue 11: a SIGKILL mid-apply left members written and the Maglev table
-/// not switched; adoption trusted the members, so the stale table stayed
-/// (0/40 connections reached the new backend). The pins are put in that
+/// A SIGKILL mid-apply leaves members written and the Maglev table not
+/// switched; adoption used to trust the members, so the stale table stayed
+/// (no connection reached the new backend). The pins are put in that
 /// state by hand: weights a:1 b:0 → a:0 b:1 written, the table still all a.
 #[test]
 fn a_table_left_stale_by_a_kill_mid_apply_is_rewritten_at_adoption() {

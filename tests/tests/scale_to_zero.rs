@@ -1,4 +1,4 @@
-//! Issue 12 item 5, end to end: as dcos-net does (`dcos_l4lb_mesos_poller_SUITE`
+//! Scale to 0, end to end: as dcos-net does (`dcos_l4lb_mesos_poller_SUITE`
 //! `test_app_restart`), an app scaled to 0 takes its named VIP and the VIP's
 //! DNS name away, and its tasks coming back bring the same address back (the
 //! address is a hash of the name).

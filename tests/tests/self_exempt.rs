@@ -1,4 +1,4 @@
-//! Issue 11: the agent never balances its own connections. An app with
+//! The agent never balances its own connections. An app with
 //! `VIP_0` = Marathon's own address used to capture the agent's next read
 //! (token included), and after a restart the hijack was adopted from the
 //! maps: the source was lost for good. Two defences, tested one by one: the

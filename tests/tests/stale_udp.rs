@@ -1,4 +1,4 @@
-//! Issue 6: a connected UDP socket whose backend was removed is destroyed, so
+//! A connected UDP socket whose backend was removed is destroyed, so
 //! the application sees an error and reconnects to a live backend.
 //!
 //! The connect hook rewrites a UDP connect() from the VIP to one backend, once.

@@ -1,4 +1,4 @@
-//! Issue 11: VIP traffic from a process outside the hooked cgroup left by the
+//! VIP traffic from a process outside the hooked cgroup used to leave by the
 //! default route (to the real, public 11.0.0.0/8). The agent routes every VIP
 //! address to its dummy `l4lb0`, which drops and counts what it is sent.
 //!

@@ -449,7 +449,7 @@ fn non_vip_fragments_options_icmp_and_others_pass_untouched() {
     assert!(lb.maps.vip_guard_drops().iter().all(|(_, n)| *n == 0));
 }
 
-/// Issue 11: XDP passed VIP packets it does not parse (fragments, IPv4
+/// XDP used to pass VIP packets it does not parse (fragments, IPv4
 /// options, IPv6 extension headers, ICMP) to the kernel with the VIP still
 /// their destination. They are dropped and counted per reason.
 #[test]

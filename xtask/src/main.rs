@@ -1,10 +1,5 @@
 //! `cargo xtask <task>`: the project's developer and CI entry points.
 mod bench;
-mod bench_all;
-mod bench_control;
-mod bench_peers;
-mod bench_scaling;
-mod bench_xdp;
 mod demo;
 mod fuzz;
 mod interrupt;

@@ -2,8 +2,8 @@
 //! hard-codes the same paths, so change both together.
 
 /// Debian packages `setup` installs: Debian's Rust 1.96 with a prebuilt `core`
-/// for bpfel (rustup's toolchains cannot build eBPF here, see
-/// shared/notes/toolchain.md), LLVM 22 for bpf-linker, and the runtime tools
+/// for bpfel (rustup's toolchains here have no `rust-src`, so no
+/// `-Z build-std=core` for bpfel), LLVM 22 for bpf-linker, and the runtime tools
 /// the tests, demo and bench call.
 pub const APT_PACKAGES: &[&str] = &[
     "rustc-web",

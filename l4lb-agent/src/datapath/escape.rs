@@ -111,8 +111,9 @@ impl EscapeRoutes {
     }
 }
 
-/// Netlink requests kept in flight at once: one round trip per route costs
-/// ~75 µs, so a first sync of 5,000 VIPs one by one took 0.37 s.
+/// Netlink requests kept in flight at once: one request at a time makes a
+/// first sync of thousands of VIPs wait a round trip per route (BENCHMARKS.md,
+/// "Measurements behind choices in the code").
 const IN_FLIGHT: usize = 32;
 
 /// What a batch of route requests did: the addresses done, and the first error.

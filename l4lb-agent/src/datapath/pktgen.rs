@@ -1,5 +1,6 @@
 //! `l4lb-agent pktgen` / `pktsink`: the benchmark's traffic source and sink
-//! (`l4lb-ebpf/src/pktgen.rs`). The source runs through BPF_PROG_TEST_RUN in
+//! (`l4lb-ebpf/src/pktgen.rs`, in their own object: the datapath's object
+//! `run` loads does not contain them). The source runs through BPF_PROG_TEST_RUN in
 //! live-frames mode, so frames leave an interface at kernel speed from one
 //! template; the sink drops them in the receiving veth's driver. Both refuse
 //! to run outside a named (`ip netns add`) network namespace: the source
@@ -18,6 +19,11 @@ use aya::{
 use serde::Serialize;
 
 use crate::{model::Proto, packet};
+
+/// The benchmark's programs (`l4lb_pktgen`, `l4lb_sink`), built by build.rs
+/// from `l4lb-ebpf/src/bench.rs`.
+static BENCH_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/l4lb-bench.bpf.o"));
 
 /// Frames per BPF_PROG_TEST_RUN call; the time bound is checked between calls.
 const RUNS_PER_CALL: u32 = 200_000;
@@ -95,11 +101,11 @@ fn ifindex(iface: &str) -> Result<u32> {
 pub fn sink(iface: &str, time: Duration, ready: impl FnOnce()) -> Result<()> {
     ifindex(iface)?;
     let mut ebpf = EbpfLoader::new()
-        .load(super::BPF_OBJECT)
-        .context("loading the BPF object")?;
+        .load(BENCH_OBJECT)
+        .context("loading the benchmark BPF object")?;
     let prog: &mut Xdp = ebpf
         .program_mut("l4lb_sink")
-        .context("l4lb_sink missing from the BPF object")?
+        .context("l4lb_sink missing from the benchmark BPF object")?
         .try_into()?;
     prog.load().context("loading l4lb_sink")?;
     let link = prog
@@ -118,11 +124,11 @@ pub fn run(spec: &Spec) -> Result<Report> {
     let mut ebpf = EbpfLoader::new()
         .override_global("PKTGEN_IFINDEX", &ifindex, true)
         .override_global("PKTGEN_FLOWS", &flows, true)
-        .load(super::BPF_OBJECT)
-        .context("loading the BPF object")?;
+        .load(BENCH_OBJECT)
+        .context("loading the benchmark BPF object")?;
     let prog: &mut Xdp = ebpf
         .program_mut("l4lb_pktgen")
-        .context("l4lb_pktgen missing from the BPF object")?
+        .context("l4lb_pktgen missing from the benchmark BPF object")?
         .try_into()?;
     prog.load().context("loading l4lb_pktgen")?;
     let frame = template(spec);

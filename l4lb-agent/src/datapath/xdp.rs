@@ -69,6 +69,25 @@ impl std::str::FromStr for Mode {
     }
 }
 
+/// Where XDP sends a rewritten packet (`--xdp-forward`). The variants carry no
+/// doc comments on purpose: clap would print them in `--help` as a list, and
+/// the flag's own help says what each value means.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Forward {
+    // XDP_PASS: the node's routing and netfilter forward the packet.
+    #[default]
+    Kernel,
+    // bpf_fib_lookup, then XDP_REDIRECT/XDP_TX out of the egress interface.
+    Fib,
+}
+
+impl Forward {
+    /// True for `fib` (the `XDP_F_FIB` flag of the XDP config map).
+    pub fn is_fib(self) -> bool {
+        self == Forward::Fib
+    }
+}
+
 /// How one interface got its programs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IfaceAttach {

@@ -5,11 +5,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use clap::Subcommand;
 use l4lb_tests::{Agent, Sandbox};
 
+use super::stats::median;
 use crate::{
-    bench_peers::median,
     interrupt, preflight,
     probe::{self, Lat},
     report,
@@ -19,80 +18,13 @@ const BACKEND: &str = "127.0.0.2:7000";
 const VIP: &str = "11.0.0.9:7000";
 const GOAL: f64 = 1.03;
 /// Upper bounds so that no flag combination runs away.
-const MAX_ITERATIONS: u32 = 200_000;
-const MAX_ROUNDS: u32 = 50;
+pub(super) const MAX_ITERATIONS: u32 = 200_000;
+pub(super) const MAX_ROUNDS: u32 = 50;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(180);
 const TOTAL_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 const SECTION: &str = "xtask bench socket";
 
-#[derive(Subcommand)]
-pub enum Bench {
-    /// connect() latency and rate: direct to a backend vs through a VIP.
-    Socket {
-        /// Connections per round.
-        #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=MAX_ITERATIONS as i64))]
-        iterations: u32,
-        /// Rounds per mode (direct and VIP alternate).
-        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=MAX_ROUNDS as i64))]
-        rounds: u32,
-        /// Also replace this benchmark's section in BENCHMARKS.md.
-        #[arg(long)]
-        write: bool,
-    },
-    /// XDP datapath: ns per packet (BPF_PROG_TEST_RUN) and packets per second
-    /// through the node netns vs iptables and nftables DNAT.
-    Xdp {
-        /// Rounds per mode (modes interleave).
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=crate::bench_xdp::MAX_ROUNDS as i64))]
-        rounds: u32,
-        /// Seconds of flood per mode and round.
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=crate::bench_xdp::MAX_SECONDS as i64))]
-        seconds: u32,
-        /// Also replace this benchmark's section in BENCHMARKS.md.
-        #[arg(long)]
-        write: bool,
-    },
-    /// Marathon source: full sync of N apps x M tasks (wall time, peak RSS)
-    /// and event -> maps latency with K apps loaded.
-    Marathon(crate::bench_control::MarathonArgs),
-    /// Embedded DNS: dnsperf A and SRV queries, qps per agent CPU core.
-    Dns(crate::bench_control::DnsArgs),
-    /// Socket path next to its peers: direct, l4lb, iptables DNAT, nftables
-    /// DNAT, HAProxy; connect + request/response latency and conn/s.
-    Peers(crate::bench_peers::PeersArgs),
-    /// Persistent-connection throughput: redis-benchmark direct vs via a VIP.
-    Redis(crate::bench_peers::RedisArgs),
-    /// Connect latency vs number of services: l4lb vs iptables DNAT; plot.
-    Scaling(crate::bench_scaling::ScalingArgs),
-    /// Callgrind on the agent's full sync; BPF program sizes.
-    Profile(crate::bench_all::ProfileArgs),
-    /// Every benchmark, then BENCHMARKS.md's summary (also `cargo xtask bench`).
-    All(crate::bench_all::AllArgs),
-}
-
-pub fn run(what: Bench) -> Result<()> {
-    match what {
-        Bench::Socket {
-            iterations,
-            rounds,
-            write,
-        } => socket(iterations, rounds, write),
-        Bench::Xdp {
-            rounds,
-            seconds,
-            write,
-        } => crate::bench_xdp::run(rounds, seconds, write),
-        Bench::Marathon(args) => crate::bench_control::marathon(args),
-        Bench::Dns(args) => crate::bench_control::dns(args),
-        Bench::Peers(args) => crate::bench_peers::peers(args),
-        Bench::Redis(args) => crate::bench_peers::redis(args),
-        Bench::Scaling(args) => crate::bench_scaling::run(args),
-        Bench::Profile(args) => crate::bench_all::profile(args),
-        Bench::All(args) => crate::bench_all::run(args),
-    }
-}
-
-fn socket(iterations: u32, rounds: u32, write: bool) -> Result<()> {
+pub fn socket(iterations: u32, rounds: u32, write: bool) -> Result<()> {
     if write && rounds < 5 {
         bail!("--write records published numbers: use at least 5 rounds");
     }

@@ -30,6 +30,7 @@ use l4lb_tests::{
 };
 use serde_json::Value;
 
+use super::stats::median;
 use crate::{interrupt, preflight, report, util};
 
 const SECTION: &str = "xtask bench xdp";
@@ -344,16 +345,6 @@ impl Sink {
 impl Drop for Sink {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
     }
 }
 

@@ -28,8 +28,11 @@ use std::{
 use anyhow::{Context, Result, bail};
 use l4lb_tests::{Agent, Sandbox};
 
+use super::{
+    common::{PROBE_TIMEOUT, run_in},
+    stats::{med_range, median, min_max},
+};
 use crate::{
-    bench_peers::{PROBE_TIMEOUT, med_range, median, min_max},
     interrupt, plot, preflight,
     probe::{self, Lat},
     report, util,
@@ -51,10 +54,10 @@ pub struct ScalingArgs {
           value_parser = clap::value_parser!(u32).range(1..=MAX_SERVICES as i64))]
     pub services: Vec<u32>,
     /// Connections per target and round.
-    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(100..=crate::bench_peers::MAX_ITERATIONS as i64))]
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(100..=super::common::MAX_ITERATIONS as i64))]
     pub iterations: u32,
     /// Rounds per service count.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=crate::bench_peers::MAX_ROUNDS as i64))]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=super::common::MAX_ROUNDS as i64))]
     pub rounds: u32,
     /// Also replace this benchmark's section in BENCHMARKS.md and write docs/plots/scaling.*.
     #[arg(long)]
@@ -243,7 +246,7 @@ fn setup(n: u32) -> Result<Setup> {
     std::fs::write(&rules, iptables_rules(n))?;
     let t1 = Instant::now();
     // The file as an argument: the harness gives children a null stdin.
-    crate::bench_peers::run_in(
+    run_in(
         ipt.in_netns("iptables-legacy-restore")
             .arg("--wait=10")
             .arg(&rules),
@@ -390,7 +393,7 @@ fn tail(log: &str) -> String {
 }
 
 fn count_rules(sb: &Sandbox) -> Result<u64> {
-    let out = crate::bench_peers::run_in(
+    let out = run_in(
         sb.in_netns("iptables-legacy")
             .args(["-w", "-t", "nat", "-S", "SVC"]),
         "iptables-legacy -S SVC",
@@ -400,7 +403,7 @@ fn count_rules(sb: &Sandbox) -> Result<u64> {
 
 /// Packets of the OUTPUT → SVC jump (one per new connection to 11.128/9).
 fn svc_matches(sb: &Sandbox) -> Result<u64> {
-    let out = crate::bench_peers::run_in(
+    let out = run_in(
         sb.in_netns("iptables-legacy")
             .args(["-w", "-t", "nat", "-L", "OUTPUT", "-v", "-x", "-n"]),
         "iptables-legacy -L OUTPUT",

@@ -22,8 +22,8 @@ use clap::Parser;
 use l4lb_tests::{Agent, Sandbox, agent_bin};
 use serde_json::Value;
 
+use super::common::{git_rev, run_in};
 use crate::{
-    bench_peers::{git_rev, run_in},
     interrupt, preflight,
     report::{self, machine_line, today},
     util,

@@ -1,0 +1,100 @@
+//! `cargo xtask bench …`: one file per benchmark, and the parts they share.
+//!
+//! | file | what |
+//! |---|---|
+//! | `socket.rs` | `bench socket`: connect() direct vs through a VIP |
+//! | `xdp.rs` | `bench xdp`: the XDP datapath next to iptables/nftables DNAT |
+//! | `marathon.rs` | `bench marathon`: full sync and event → maps latency |
+//! | `dns.rs` | `bench dns`: the embedded DNS server under dnsperf |
+//! | `peers.rs` | `bench peers`: the socket path next to iptables, nftables, HAProxy |
+//! | `redis.rs` | `bench redis`: redis-benchmark direct vs via a VIP |
+//! | `scaling.rs` | `bench scaling`: connect latency vs number of services |
+//! | `all.rs` | `bench all` / `bench profile`: everything, BENCHMARKS.md's summary |
+//! | `control.rs` | the fake Marathon state and agent `marathon` and `dns` share |
+//! | `agent_log.rs` | reading the agent's log (fields, timestamps, waits) |
+//! | `common.rs` | one sandbox per run, commands in it, the git revision |
+//! | `procfs.rs` | /proc and cgroup readers (memory, CPU time, drop counters) |
+//! | `stats.rs` | median, percentile, min/max: one NaN policy |
+mod agent_log;
+mod all;
+mod common;
+mod control;
+mod dns;
+mod marathon;
+mod peers;
+mod procfs;
+mod redis;
+mod scaling;
+mod socket;
+mod stats;
+mod xdp;
+
+use anyhow::Result;
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum Bench {
+    /// connect() latency and rate: direct to a backend vs through a VIP.
+    Socket {
+        /// Connections per round.
+        #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=socket::MAX_ITERATIONS as i64))]
+        iterations: u32,
+        /// Rounds per mode (direct and VIP alternate).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=socket::MAX_ROUNDS as i64))]
+        rounds: u32,
+        /// Also replace this benchmark's section in BENCHMARKS.md.
+        #[arg(long)]
+        write: bool,
+    },
+    /// XDP datapath: ns per packet (BPF_PROG_TEST_RUN) and packets per second
+    /// through the node netns vs iptables and nftables DNAT.
+    Xdp {
+        /// Rounds per mode (modes interleave).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=xdp::MAX_ROUNDS as i64))]
+        rounds: u32,
+        /// Seconds of flood per mode and round.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=xdp::MAX_SECONDS as i64))]
+        seconds: u32,
+        /// Also replace this benchmark's section in BENCHMARKS.md.
+        #[arg(long)]
+        write: bool,
+    },
+    /// Marathon source: full sync of N apps x M tasks (wall time, peak RSS)
+    /// and event -> maps latency with K apps loaded.
+    Marathon(marathon::MarathonArgs),
+    /// Embedded DNS: dnsperf A and SRV queries, qps per agent CPU core.
+    Dns(dns::DnsArgs),
+    /// Socket path next to its peers: direct, l4lb, iptables DNAT, nftables
+    /// DNAT, HAProxy; connect + request/response latency and conn/s.
+    Peers(peers::PeersArgs),
+    /// Persistent-connection throughput: redis-benchmark direct vs via a VIP.
+    Redis(redis::RedisArgs),
+    /// Connect latency vs number of services: l4lb vs iptables DNAT; plot.
+    Scaling(scaling::ScalingArgs),
+    /// Callgrind on the agent's full sync; BPF program sizes.
+    Profile(all::ProfileArgs),
+    /// Every benchmark, then BENCHMARKS.md's summary (also `cargo xtask bench`).
+    All(all::AllArgs),
+}
+
+pub fn run(what: Bench) -> Result<()> {
+    match what {
+        Bench::Socket {
+            iterations,
+            rounds,
+            write,
+        } => socket::socket(iterations, rounds, write),
+        Bench::Xdp {
+            rounds,
+            seconds,
+            write,
+        } => xdp::run(rounds, seconds, write),
+        Bench::Marathon(args) => marathon::marathon(args),
+        Bench::Dns(args) => dns::dns(args),
+        Bench::Peers(args) => peers::peers(args),
+        Bench::Redis(args) => redis::redis(args),
+        Bench::Scaling(args) => scaling::run(args),
+        Bench::Profile(args) => all::profile(args),
+        Bench::All(args) => all::run(args),
+    }
+}

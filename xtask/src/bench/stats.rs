@@ -1,0 +1,110 @@
+//! Statistics shared by every benchmark: median, nearest-rank percentile,
+//! min/max and the `median (min-max)` cells of the reports.
+//!
+//! NaN policy, one for all: a value that is not finite (NaN for a measurement
+//! that did not happen, ±inf from a division by zero) is left out of every
+//! statistic here. A statistic of no finite value is NaN (prints as `NaN`),
+//! never a panic and never a number made up from the missing ones.
+
+/// The finite values, sorted.
+fn finite_sorted(v: &[f64]) -> Vec<f64> {
+    let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    s.sort_by(f64::total_cmp);
+    s
+}
+
+/// The median of the finite values (the mean of the middle two for an even
+/// count); NaN when there is none.
+pub(crate) fn median(v: &[f64]) -> f64 {
+    let s = finite_sorted(v);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+/// The nearest-rank `p`th percentile (0 < p <= 100) of the finite values:
+/// the smallest value with at least p % of them at or below it. NaN when
+/// there is none.
+pub(crate) fn percentile(v: &[f64], p: f64) -> f64 {
+    let s = finite_sorted(v);
+    if s.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * s.len() as f64).ceil() as usize;
+    s[rank.clamp(1, s.len()) - 1]
+}
+
+/// (min, max) of the finite values; (NaN, NaN) when there is none.
+pub(crate) fn min_max(v: &[f64]) -> (f64, f64) {
+    let s = finite_sorted(v);
+    match (s.first(), s.last()) {
+        (Some(lo), Some(hi)) => (*lo, *hi),
+        _ => (f64::NAN, f64::NAN),
+    }
+}
+
+/// `median (min-max)` with `prec` decimals.
+pub(crate) fn med_range(v: &[f64], prec: usize) -> String {
+    let (lo, hi) = min_max(v);
+    format!("{:.prec$} ({lo:.prec$}-{hi:.prec$})", median(v))
+}
+
+/// Like [`med_range`], but a single value (or none) prints as just the median.
+pub(crate) fn med_range_if_many(v: &[f64], prec: usize) -> String {
+    if v.len() < 2 {
+        return format!("{:.prec$}", median(v));
+    }
+    med_range(v, prec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_odd_even_and_unsorted() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(&[7.0]), 7.0);
+    }
+
+    #[test]
+    fn non_finite_values_are_left_out() {
+        assert_eq!(median(&[f64::NAN, 1.0, 3.0]), 2.0);
+        assert_eq!(
+            median(&[1.0, f64::INFINITY, 2.0, f64::NEG_INFINITY, 3.0]),
+            2.0
+        );
+        assert_eq!(percentile(&[f64::NAN, 1.0, 2.0], 100.0), 2.0);
+        assert_eq!(min_max(&[f64::NAN, 2.0, -1.0]), (-1.0, 2.0));
+    }
+
+    #[test]
+    fn nothing_finite_is_nan() {
+        assert!(median(&[]).is_nan());
+        assert!(median(&[f64::NAN, f64::NAN]).is_nan());
+        assert!(percentile(&[], 50.0).is_nan());
+        let (lo, hi) = min_max(&[f64::NAN]);
+        assert!(lo.is_nan() && hi.is_nan());
+        assert_eq!(med_range(&[], 1), "NaN (NaN-NaN)");
+        assert_eq!(med_range_if_many(&[], 1), "NaN");
+    }
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let s = [4.0, 1.0, 3.0, 2.0];
+        assert_eq!(percentile(&s, 50.0), 2.0);
+        assert_eq!(percentile(&s, 75.0), 3.0);
+        assert_eq!(percentile(&s, 99.0), 4.0);
+        assert_eq!(percentile(&s, 0.0), 1.0);
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(med_range(&[1.0, 3.0, 2.0], 1), "2.0 (1.0-3.0)");
+        assert_eq!(med_range_if_many(&[1.0, 3.0, 2.0], 0), "2 (1-3)");
+        assert_eq!(med_range_if_many(&[1.5], 1), "1.5");
+    }
+}
