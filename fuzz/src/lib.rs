@@ -1,7 +1,5 @@
-//! The fuzz targets' view of l4lb: the pure crate (l4lb-core), and the
-//! agent's Marathon decoding compiled by path (it still lives in the agent,
-//! whose build script compiles the eBPF programs). Paths inside
-//! `src/marathon.rs` are relative to `src/`.
+//! The fuzz targets' view of l4lb: the pure crate (l4lb-core), which needs
+//! neither the eBPF build nor the agent's I/O dependencies.
 pub use l4lb_core::{config, hosts, model, naming};
 
 pub mod dns;

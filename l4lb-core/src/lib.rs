@@ -3,13 +3,15 @@
 //! plain toolchain: the data model and the VIP file, dcos-net's VIP names and
 //! addresses, the plan (what the maps must hold → ordered writes), Maglev
 //! slots, the map codec, the DNS zones and answers, the guard's rules, and
-//! the table of agent host names. `l4lb-agent` does all the I/O around it.
+//! the table of agent host names, Marathon's JSON and the catalog it makes.
+//! `l4lb-agent` does all the I/O around it.
 pub mod codec;
 pub mod config;
 pub mod declare;
 pub mod dns;
 pub mod guard;
 pub mod hosts;
+pub mod marathon;
 pub mod model;
 pub mod naming;
 pub mod packet;

@@ -11,12 +11,8 @@ use std::{
 
 use sha1::{Digest, Sha1};
 
-// Explicit paths: the fuzz crate includes this file with `#[path]`, where a
-// plain `mod` would be looked up beside it instead of in naming/.
 #[cfg(test)]
-#[path = "naming/peer_fixture_tests.rs"]
 mod peer_fixture_tests;
-#[path = "naming/phash2.rs"]
 mod phash2;
 
 /// DNS zone named VIPs live in: `<label>.<framework>.l4lb.thisdcos.directory`.

@@ -8,6 +8,7 @@
 
 mod agent;
 mod bins;
+pub mod fake_marathon;
 pub mod marathon;
 mod probe;
 mod redis;

@@ -32,10 +32,7 @@ use serde_json::{Value, json};
 
 use crate::sandbox::{Sandbox, lock};
 
-#[path = "fake_marathon/client.rs"]
-pub mod client;
-#[path = "fake_marathon/model.rs"]
-pub mod model;
+pub use crate::fake_marathon::{client, model};
 
 pub use client::{HttpReply, SseClient, SseEvent, StreamEnd};
 pub use model::{Fault, PodInstanceSpec, TaskSpec, pod_status};

@@ -1,13 +1,11 @@
-//! Marathon source: full sync + event stream → catalogs (see dcos.md facts).
-pub mod apps;
+//! Marathon source: full sync + event stream → catalogs. The JSON, the
+//! catalog and the read guards are `l4lb_core::marathon` (re-exported here);
+//! this module does the HTTP (`client`), the flags (`args`) and the loop
+//! (`source`).
+pub use l4lb_core::marathon::{
+    apps, body, decode, events, origin, parse, pod_part, pods, sse_limit,
+};
+
 pub mod args;
-pub mod body;
 pub mod client;
-pub mod decode;
-pub mod events;
-pub mod origin;
-pub mod parse;
-pub mod pod_part;
-pub mod pods;
 pub mod source;
-pub mod sse_limit;

@@ -1048,7 +1048,8 @@ mod tests {
 
     use super::*;
 
-    const GOOD: &str = include_str!("../../tests/fixtures/marathon/apps_redis_host.json");
+    const GOOD: &str =
+        include_str!("../../../l4lb-core/tests/fixtures/marathon/apps_redis_host.json");
     type EventTx = mpsc::UnboundedSender<Result<MarathonEvent, EventError>>;
 
     #[derive(Default)]
@@ -1737,7 +1738,7 @@ mod tests {
         assert_eq!(run.stats.snapshot().targeted, 2);
     }
 
-    const PODS: &str = include_str!("../../tests/fixtures/marathon/pods_vips.json");
+    const PODS: &str = include_str!("../../../l4lb-core/tests/fixtures/marathon/pods_vips.json");
 
     /// PODS's `/cache` with only its running instance, as
     /// `/v2/pods/cache::status` answers.
@@ -2093,7 +2094,8 @@ mod http_tests {
     use super::*;
     use crate::marathon::{args::Credentials, client::MarathonClient};
 
-    const GOOD: &str = include_str!("../../tests/fixtures/marathon/apps_redis_host.json");
+    const GOOD: &str =
+        include_str!("../../../l4lb-core/tests/fixtures/marathon/apps_redis_host.json");
 
     #[derive(Clone, Debug)]
     struct Req {

@@ -38,15 +38,8 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use hyper::{server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
-use l4lb_tests::marathon::model;
+use l4lb_tests::fake_marathon::{api, control, model, state};
 use tokio::net::{TcpListener, TcpStream, UnixListener};
-
-#[path = "../fake_marathon/api.rs"]
-mod api;
-#[path = "../fake_marathon/control.rs"]
-mod control;
-#[path = "../fake_marathon/state.rs"]
-mod state;
 
 use state::{Opts, Shared};
 

@@ -9,6 +9,7 @@ use std::{
     time::Duration,
 };
 
+use super::model::{self, Faults};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody, combinators::UnsyncBoxBody};
 use hyper::{
@@ -16,14 +17,13 @@ use hyper::{
     body::{Frame, Incoming},
     header,
 };
-use l4lb_tests::marathon::model::{self, Faults};
 use serde_json::{Value, json};
 use tokio::{
     sync::{broadcast, broadcast::error::RecvError, watch},
     time::{Instant, Interval, interval_at},
 };
 
-use crate::state::{Event, Shared};
+use super::state::{Event, Shared};
 
 pub type Body = UnsyncBoxBody<Bytes, io::Error>;
 

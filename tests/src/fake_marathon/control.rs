@@ -22,13 +22,13 @@
 //! | `GET /state` | | leader, instances (addr, faults, open SSE streams, requests, requests with an Authorization header), apps |
 use std::{convert::Infallible, sync::Arc};
 
+use super::model::{Fault, Faults, TaskSpec};
 use http_body_util::BodyExt;
 use hyper::{Method, Request, Response, body::Incoming};
-use l4lb_tests::marathon::model::{Fault, Faults, TaskSpec};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{
+use super::{
     api::{Body, json_reply},
     state::{CtlResult, Shared, parse_apps},
 };

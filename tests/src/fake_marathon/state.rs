@@ -10,8 +10,8 @@ use std::{
     time::Duration,
 };
 
+use super::model::{self, Faults, TaskSpec};
 use bytes::Bytes;
-use l4lb_tests::marathon::model::{self, Faults, TaskSpec};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch};
 
