@@ -79,9 +79,15 @@ pub fn named_key(name: &str) -> Result<String, String> {
 pub fn label_target(value: &str) -> Result<Target, String> {
     let label = naming::parse_vip_label(value).map_err(|e| e.to_string())?;
     match label.name {
-        VipName::Ip(ip) => explicit(SocketAddr::new(ip, label.port))
-            .map(Target::Ip)
-            .map_err(|m| format!("VIP label {value:?}: {m}")),
+        VipName::Ip(ip) => {
+            let ip = ip.to_canonical();
+            if ip.is_unspecified() {
+                return Err(format!(
+                    "VIP label {value:?}: {ip} is the unspecified address"
+                ));
+            }
+            Ok(Target::Ip(SocketAddr::new(ip, label.port)))
+        }
         VipName::Named(name) => named_key(&name)
             .map(|key| Target::Named {
                 key,
@@ -142,10 +148,9 @@ mod tests {
             label_target("[::ffff:198.18.0.1]:80"),
             Ok(Target::Ip("198.18.0.1:80".parse().unwrap()))
         );
-        assert!(
-            label_target("0.0.0.0:80")
-                .unwrap_err()
-                .contains("unspecified")
+        assert_eq!(
+            label_target("0.0.0.0:80"),
+            Err("VIP label \"0.0.0.0:80\": 0.0.0.0 is the unspecified address".into())
         );
         assert!(label_target("/:80").is_err());
         let v4 = "198.18.0.1".parse().unwrap();

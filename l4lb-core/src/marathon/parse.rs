@@ -29,11 +29,11 @@ use std::{
     sync::Arc,
 };
 
-use crate::config::FRAMEWORK;
+use crate::declare::{self, FRAMEWORK, Repeats, Target};
 use crate::hosts::{AgentAt, HostTable, Lookup, parse_agent_host, pick_agent_addr};
 use crate::marathon::apps::{App, Task};
 use crate::model::{Catalog, DesiredState, Proto, ServiceSpec, TaskPort, TaskRecord, Vip};
-use crate::naming::{self, Family, NamingError, VipAllocator, VipName};
+use crate::naming::{Family, NamingError, VipAllocator};
 
 /// A sync's result: the catalog and what was left out of it, and why.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -462,38 +462,14 @@ fn port_specs<'a>(app: &'a App, mode: Mode, warn: &mut impl FnMut(String)) -> Ve
         .collect()
 }
 
-/// `tcp`, `udp`, `udp,tcp` or `tcp,udp` (absent: tcp); sorted, no repeats.
+/// A port's protocol list. Marathon accepts `tcp,tcp`: the same as `tcp`.
 pub(super) fn parse_protocols(s: Option<&str>) -> Result<Vec<Proto>, String> {
-    let Some(s) = s else {
-        return Ok(vec![Proto::Tcp]);
-    };
-    let mut out = Vec::new();
-    for part in s.split(',') {
-        let p: Proto = part.trim().parse().map_err(|_| {
-            format!("unknown protocol {s:?} (expected tcp, udp, \"udp,tcp\" or \"tcp,udp\")")
-        })?;
-        if !out.contains(&p) {
-            out.push(p);
-        }
-    }
-    out.sort();
-    Ok(out)
+    declare::protocols(s, Repeats::Merge)
 }
 
 /// 1..=65535.
 pub(super) fn port_u16(n: i64) -> Option<u16> {
     u16::try_from(n).ok().filter(|&p| p != 0)
-}
-
-/// What a VIP label points at.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Target {
-    /// Allocator key (`redis.marathon`) and port.
-    Named {
-        key: String,
-        port: u16,
-    },
-    Ip(SocketAddr),
 }
 
 /// One VIP declaration on one port of an app (or of one task).
@@ -508,30 +484,6 @@ struct Decl {
     origin: String,
 }
 
-/// A label value (`/redis:6379`, `1.2.3.4:80`, …) → target.
-fn parse_target(value: &str) -> Result<Target, String> {
-    let label = naming::parse_vip_label(value).map_err(|e| e.to_string())?;
-    match label.name {
-        VipName::Ip(ip) => {
-            // IPv4-mapped IPv6 is IPv4 in the datapath (as in the static file).
-            let ip = ip.to_canonical();
-            if ip.is_unspecified() {
-                // connect() to 0.0.0.0 reaches the local host: never hook it.
-                return Err(format!(
-                    "VIP label {value:?}: {ip} is the unspecified address"
-                ));
-            }
-            Ok(Target::Ip(SocketAddr::new(ip, label.port)))
-        }
-        VipName::Named(name) => naming::vip_key(&name, FRAMEWORK)
-            .map(|key| Target::Named {
-                key,
-                port: label.port,
-            })
-            .ok_or_else(|| format!("VIP label {value:?}: {name:?} has no DNS name")),
-    }
-}
-
 /// `VIP_*` labels of every port.
 fn port_decls(specs: &[PortSpec], warn: &mut impl FnMut(String)) -> Vec<Decl> {
     let mut out = Vec::new();
@@ -539,7 +491,7 @@ fn port_decls(specs: &[PortSpec], warn: &mut impl FnMut(String)) -> Vec<Decl> {
         let Some(protos) = &spec.protos else { continue };
         for (key, value) in spec.labels.iter().filter(|(k, _)| k.starts_with("VIP_")) {
             let origin = format!("{} label {key}", spec.field);
-            match parse_target(value) {
+            match declare::label_target(value) {
                 Ok(target) => out.push(Decl {
                     target,
                     label: value.clone(),
@@ -600,7 +552,7 @@ fn legacy_decls(
             }
         };
         let rest = value.get(6..).unwrap_or_default();
-        match parse_target(rest) {
+        match declare::label_target(rest) {
             Ok(target) => out.push(Decl {
                 target,
                 label: rest.to_owned(),
@@ -1136,6 +1088,7 @@ fn group_key(target: &Target, proto: Proto) -> GroupKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::naming;
     use serde_json::{Value, json};
 
     /// The shared fixtures, copied into the repo so tests need nothing outside it.

@@ -33,7 +33,7 @@ use super::{
     pods::{ContainerStatus, PodContainer, PodEndpoint, PodInstance, PodSpec, PodStatus},
 };
 use crate::{
-    config::FRAMEWORK,
+    declare::FRAMEWORK,
     hosts::{AgentAt, parse_agent_host, pick_agent_addr},
     model::{Proto, TaskPort, TaskRecord},
     naming::Family,
