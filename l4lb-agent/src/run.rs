@@ -25,24 +25,10 @@ use crate::{
     plan::Applied,
     reconcile::Reconciler,
     sockdestroy,
-    source::static_file::{DEBOUNCE, StaticSource},
+    source::{self, static_file::StaticSource},
 };
 
-/// What a source tells the main loop.
-pub enum SourceEvent {
-    /// A complete, validated catalog.
-    Update {
-        catalog: Catalog,
-        /// What caused it ("initial", "SIGHUP", "file change", an event type, …).
-        trigger: String,
-        /// When the source event that caused it arrived, for event → maps latency.
-        received_at: Option<Instant>,
-        /// Items skipped with a warning while building it.
-        skipped: usize,
-    },
-    /// The source could not be read; the maps keep the last good table.
-    Failed { trigger: String, reason: String },
-}
+pub use crate::source::SourceEvent;
 
 pub async fn run(args: RunArgs) -> Result<()> {
     let marathon = args.marathon.resolve().context("Marathon flags")?;
@@ -99,9 +85,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
     // verifies and attaches the programs below: nothing is applied before
     // the loop at the end, so only the wait overlaps.
     if let Some(cfg) = marathon {
-        let hosts = Arc::new(host_resolver(&args.resolv_conf));
-        metrics.set_hosts(hosts.stats());
-        spawn_marathon_source(cfg, hosts, tx.clone(), metrics.clone())?;
+        let src = source::marathon::spawn(cfg, &args.resolv_conf, tx.clone())?;
+        metrics.set_marathon(src.stats);
+        metrics.set_hosts(src.hosts);
     }
     let datapath::Loaded {
         maps,
@@ -174,18 +160,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     // The file watcher must live as long as the loop.
     let mut _watcher = None;
     if let Some((source, first)) = static_source {
-        let catalog = Catalog {
-            services: first,
-            tasks: Vec::new(),
-        };
-        tx.send(SourceEvent::Update {
-            catalog,
-            trigger: "initial".into(),
-            received_at: None,
-            skipped: 0,
-        })
-        .await?;
-        _watcher = spawn_static_source(source, tx.clone())?;
+        _watcher = source::static_file::spawn(source, first, tx.clone()).await?;
     }
 
     let mut term = signal(SignalKind::terminate())?;
@@ -226,130 +201,6 @@ pub async fn run(args: RunArgs) -> Result<()> {
         args.pin_root.display()
     );
     Ok(())
-}
-
-/// Follows Marathon (until the agent stops); its updates join the same loop.
-/// Until the first good read the maps keep what they hold (adopted from a
-/// previous run, or empty on a fresh node): a failed read is never a table.
-fn spawn_marathon_source(
-    cfg: crate::marathon::source::SourceConfig,
-    hosts: Arc<crate::hosts::resolver::Resolver>,
-    tx: mpsc::Sender<SourceEvent>,
-    metrics: Arc<Metrics>,
-) -> Result<()> {
-    use crate::marathon::source::{MarathonSource, Trigger};
-    let src = MarathonSource::new(cfg)?.with_hosts(hosts);
-    let stats = src.stats();
-    metrics.set_marathon(stats.clone());
-    // SIGHUP (the unit's reload) re-reads everything; without a handler it killed the agent.
-    let reread = src.reread_handle();
-    let mut hup = signal(SignalKind::hangup())?;
-    tokio::spawn(async move {
-        while hup.recv().await.is_some() {
-            reread.notify_one();
-        }
-    });
-    let (mtx, mut mrx) = mpsc::channel(4);
-    tokio::spawn(src.run(crate::naming::VipAllocator::new(), mtx));
-    tokio::spawn(async move {
-        while let Some(u) = mrx.recv().await {
-            let (trigger, received_at) = match &u.trigger {
-                Trigger::Event {
-                    event_type,
-                    received_at,
-                    ..
-                } => (event_type.clone(), Some(*received_at)),
-                Trigger::Sighup => ("SIGHUP".to_owned(), None),
-                t => (format!("marathon {}", t.label()), None),
-            };
-            let ev = SourceEvent::Update {
-                catalog: u.catalog,
-                trigger,
-                received_at,
-                skipped: u.warnings,
-            };
-            if tx.send(ev).await.is_err() {
-                return;
-            }
-        }
-    });
-    // Failed reads send nothing (the table stays); surface them in the metrics.
-    tokio::spawn(async move {
-        let mut seen = 0;
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tick.tick().await;
-            let failed = stats
-                .fetch_failed
-                .load(std::sync::atomic::Ordering::Relaxed);
-            if failed > seen {
-                metrics.source_failed();
-                seen = failed;
-            }
-        }
-    });
-    Ok(())
-}
-
-/// Looks up agents known by name. Without a usable resolv.conf only
-/// /etc/hosts answers (each failed name is a warning, the agent runs on).
-fn host_resolver(resolv_conf: &std::path::Path) -> crate::hosts::resolver::Resolver {
-    use crate::hosts::resolver::{HickoryLookup, Resolver};
-    let lookup = HickoryLookup::from_resolv_conf(resolv_conf).unwrap_or_else(|e| {
-        warn!("agent host names: {e:#}; only /etc/hosts will answer");
-        HickoryLookup::hosts_file_only()
-    });
-    Resolver::spawn(lookup)
-}
-
-/// Re-reads the static file on SIGHUP and on change; returns the file watcher,
-/// which must stay alive.
-fn spawn_static_source(
-    mut source: StaticSource,
-    tx: mpsc::Sender<SourceEvent>,
-) -> Result<Option<notify::RecommendedWatcher>> {
-    let (changed_tx, mut changed) = mpsc::channel::<()>(1);
-    let watcher = source.watch(changed_tx)?;
-    let mut hup = signal(SignalKind::hangup())?;
-    tokio::spawn(async move {
-        loop {
-            let trigger = tokio::select! {
-                _ = hup.recv() => "SIGHUP",
-                Some(()) = changed.recv() => {
-                    tokio::time::sleep(DEBOUNCE).await;
-                    while changed.try_recv().is_ok() {}
-                    "file change"
-                }
-                else => return,
-            };
-            let loaded = match trigger {
-                "SIGHUP" => source.load(),
-                _ => match source.load_if_changed() {
-                    Some(loaded) => loaded,
-                    None => continue, // something else in the directory changed
-                },
-            };
-            let ev = match loaded {
-                Ok(services) => SourceEvent::Update {
-                    catalog: Catalog {
-                        services,
-                        tasks: Vec::new(),
-                    },
-                    trigger: trigger.into(),
-                    received_at: None,
-                    skipped: 0,
-                },
-                Err(e) => SourceEvent::Failed {
-                    trigger: trigger.into(),
-                    reason: e.to_string(),
-                },
-            };
-            if tx.send(ev).await.is_err() {
-                return;
-            }
-        }
-    });
-    Ok(watcher)
 }
 
 /// The VIPs the guard refuses, remembered so that a refusal is logged (and

@@ -88,8 +88,21 @@ fn outages_restarts_and_leader_switches_under_load_change_nothing() {
     m.fault(0, Fault::Down).unwrap();
     m.fault(1, Fault::Down).unwrap();
     thread::sleep(Duration::from_secs(3));
+    // Each failed read reaches the agent's loop as an event: counted, the
+    // sync marked bad, the table kept.
+    let (_, metrics) = sb.agent_http("/metrics");
+    let failures = metrics.lines().find_map(|l| {
+        l.strip_prefix("l4lb_source_failures_total ")?
+            .parse::<f64>()
+            .ok()
+    });
+    assert!(failures.is_some_and(|n| n >= 1.0), "{metrics}");
+    assert!(metrics.lines().any(|l| l == "l4lb_sync_ok 0"), "{metrics}");
+    assert!(agent.log().contains("keeping the previous table"));
     m.clear_faults().unwrap();
     thread::sleep(Duration::from_secs(2));
+    let (_, metrics) = sb.agent_http("/metrics");
+    assert!(metrics.lines().any(|l| l == "l4lb_sync_ok 1"), "{metrics}");
     // Leader switches back and forth.
     m.set_leader(Some(1)).unwrap();
     thread::sleep(Duration::from_secs(2));

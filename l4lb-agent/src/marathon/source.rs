@@ -202,6 +202,9 @@ pub struct SourceStats {
     pub redirects_refused: AtomicU64,
     /// Reads ended by a cap: response bodies and event-stream lines/events.
     pub over_cap: AtomicU64,
+    /// Why the last read failed, published at each failure: the agent's
+    /// loop hears of it as an event (a failure sends no [`Update`]).
+    pub last_failure: tokio::sync::watch::Sender<Option<String>>,
 }
 
 /// A copy of [`SourceStats`] at one moment.
@@ -789,6 +792,7 @@ pub async fn run_with<A: MarathonApi>(
                     }
                     Err(reason) => {
                         SourceStats::add(&stats.fetch_failed, 1);
+                        stats.last_failure.send_replace(Some(reason.clone()));
                         let delay = fetch_backoff.next_delay();
                         warn!(
                             trigger = trigger.label(),

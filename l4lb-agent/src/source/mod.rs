@@ -1,4 +1,28 @@
-//! Where the desired state comes from. Each source produces complete
-//! `DesiredState`s; a source that fails produces nothing (the last good table stays).
+//! Where the desired state comes from: one folder per source, each with a
+//! `spawn` that sends [`SourceEvent`]s to the agent's loop (`run.rs`), the
+//! only writer of the maps. A source sends complete catalogs; one that fails
+//! sends a failure, and the last good table stays. A new source (Mesos, …)
+//! goes here, with its pure decoding in `l4lb_core`.
+use std::time::Instant;
+
+use crate::model::Catalog;
+
 pub mod config_file;
+pub mod marathon;
 pub mod static_file;
+
+/// What a source tells the main loop.
+pub enum SourceEvent {
+    /// A complete, validated catalog.
+    Update {
+        catalog: Catalog,
+        /// What caused it ("initial", "SIGHUP", "file change", an event type, …).
+        trigger: String,
+        /// When the source event that caused it arrived, for event → maps latency.
+        received_at: Option<Instant>,
+        /// Items skipped with a warning while building it.
+        skipped: usize,
+    },
+    /// The source could not be read; the maps keep the last good table.
+    Failed { trigger: String, reason: String },
+}

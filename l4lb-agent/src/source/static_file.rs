@@ -10,11 +10,15 @@ use std::{
 
 use anyhow::{Context, Result};
 use notify::{RecursiveMode, Watcher};
-use tokio::sync::mpsc;
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+};
 
+use super::SourceEvent;
 use crate::{
     config::{self, ConfigError},
-    model::DesiredState,
+    model::{Catalog, DesiredState},
     naming::VipAllocator,
 };
 
@@ -102,6 +106,67 @@ impl StaticSource {
 
 /// Time to let a burst of file events (truncate + write + close) settle.
 pub const DEBOUNCE: Duration = Duration::from_millis(150);
+
+/// Sends the first table, then re-reads the file on SIGHUP and on change;
+/// returns the file watcher, which must stay alive.
+pub async fn spawn(
+    mut source: StaticSource,
+    first: DesiredState,
+    tx: mpsc::Sender<SourceEvent>,
+) -> Result<Option<notify::RecommendedWatcher>> {
+    let initial = SourceEvent::Update {
+        catalog: Catalog {
+            services: first,
+            tasks: Vec::new(),
+        },
+        trigger: "initial".into(),
+        received_at: None,
+        skipped: 0,
+    };
+    tx.send(initial).await?;
+    let (changed_tx, mut changed) = mpsc::channel::<()>(1);
+    let watcher = source.watch(changed_tx)?;
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        loop {
+            let trigger = tokio::select! {
+                _ = hup.recv() => "SIGHUP",
+                Some(()) = changed.recv() => {
+                    tokio::time::sleep(DEBOUNCE).await;
+                    while changed.try_recv().is_ok() {}
+                    "file change"
+                }
+                else => return,
+            };
+            let loaded = match trigger {
+                "SIGHUP" => source.load(),
+                _ => match source.load_if_changed() {
+                    Some(loaded) => loaded,
+                    None => continue, // something else in the directory changed
+                },
+            };
+            let ev = match loaded {
+                Ok(services) => SourceEvent::Update {
+                    catalog: Catalog {
+                        services,
+                        tasks: Vec::new(),
+                    },
+                    trigger: trigger.into(),
+                    received_at: None,
+                    skipped: 0,
+                },
+                Err(e) => SourceEvent::Failed {
+                    trigger: trigger.into(),
+                    reason: e.to_string(),
+                },
+            };
+            if tx.send(ev).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(watcher)
+}
 
 #[cfg(test)]
 mod tests {
