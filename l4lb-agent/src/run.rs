@@ -311,7 +311,7 @@ async fn sync_vip_routes(
     }
 }
 
-/// Issue 6: a connected UDP socket whose backend left the VIP it was connected
+/// A connected UDP socket whose backend left the VIP it was connected
 /// through is destroyed, so the application sees an error and reconnects, to a
 /// live backend (the new table is already in the maps). Only sockets the hooks
 /// connected through that VIP (reverse-NAT entry for their cookie + backend)

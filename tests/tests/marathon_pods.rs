@@ -1,4 +1,4 @@
-//! Issue 12 item 6, end to end: Marathon pods. A pod in container networking
+//! Marathon pods, end to end. A pod in container networking
 //! and one in host networking, each with a VIP label on its container's
 //! endpoint, read from the (fake) Marathon's `/v2/pods/::status`; real TCP
 //! connections through the VIPs reach the pods' backends; the DNS names are

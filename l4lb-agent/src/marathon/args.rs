@@ -80,8 +80,9 @@ pub struct MarathonArgs {
     pub marathon_debounce_ms: u64,
 
     /// Largest Marathon response body read (the full app list with its tasks): past it
-    /// the read fails and the table stays. 10,000 apps of 5 tasks are ~47 MB. Error
-    /// bodies are read 64 KiB at most whatever this says.
+    /// the read fails and the table stays (the default holds 10,000 apps of 5 tasks
+    /// with room to spare: BENCHMARKS.md). Error bodies are read 64 KiB at most
+    /// whatever this says.
     #[arg(long, value_name = "BYTES", default_value_t = super::client::DEFAULT_MAX_BODY,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=(4u64 << 30)))]
     pub marathon_max_body_bytes: usize,

@@ -31,9 +31,10 @@ use super::{
     source::SourceStats,
 };
 
-/// Default largest `/v2/apps` body (`--marathon-max-body-bytes`): 10,000 apps
-/// of 5 tasks are ~47 MB. A body past the cap is refused rather than
-/// half-read; it is decoded as it arrives, never held whole.
+/// Default largest `/v2/apps` body (`--marathon-max-body-bytes`): room for
+/// 10,000 apps of 5 tasks and more (sizes in BENCHMARKS.md). A body past the
+/// cap is refused rather than half-read; it is decoded as it arrives, never
+/// held whole.
 pub const DEFAULT_MAX_BODY: usize = 128 << 20;
 /// Largest `/v2/leader` answer (`{"leader":"host:port"}`).
 const LEADER_BODY_MAX: usize = 64 << 10;

@@ -571,8 +571,9 @@ mod tests {
     }
 
     /// Regression: a failed full read kept what it had decoded (new apps
-    /// added, changed ones replaced: 113-134 MB after one cut 10,000-app
-    /// body); now it leaves the set exactly as the last good read left it.
+    /// added, changed ones replaced: a cut 10,000-app body left memory
+    /// doubled, see BENCHMARKS.md); now it leaves the set exactly as the last
+    /// good read left it.
     #[test]
     fn a_failed_refresh_leaves_the_previous_set() {
         let two = br#"{"apps": [

@@ -1,7 +1,7 @@
 //! Marathon data model shared by the `l4lb-fake-marathon` server and the
 //! harness driver: task specs, faults, realistic ids and timestamps, and the
-//! JSON shapes of apps, tasks and events as Marathon documents them (see
-//! `shared/notes/dcos.md` and `shared/fixtures/marathon/`).
+//! JSON shapes of apps, tasks and events as Marathon documents them (the
+//! fixtures in `l4lb-core/tests/fixtures/marathon/` are real examples).
 use std::{
     sync::Mutex,
     time::{Duration, SystemTime, UNIX_EPOCH},
