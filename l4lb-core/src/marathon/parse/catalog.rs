@@ -1,0 +1,452 @@
+//! Parts → groups (one per datapath VIP, named ones before they have an
+//! address) → named-VIP allocation → [`Catalog`].
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
+
+use super::{
+    AppPart, ParseError, Parsed, Warning,
+    labels::Decl,
+    part::{HostPort, NamedAgent},
+};
+use crate::declare::Target;
+use crate::model::{Catalog, DesiredState, Proto, ServiceSpec, TaskRecord, Vip};
+use crate::naming::{Family, NamingError, VipAllocator};
+
+/// A datapath VIP before named ones have addresses.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum GroupKey {
+    Named {
+        key: String,
+        port: u16,
+        proto: Proto,
+    },
+    Ip(Vip),
+}
+
+/// Everything declared for one [`GroupKey`], from any app.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct Group {
+    /// Label values it was declared with; the smallest becomes the name, so
+    /// the name does not depend on app order.
+    pub(super) labels: BTreeSet<String>,
+    pub(super) apps: BTreeSet<String>,
+    pub(super) backends: BTreeMap<SocketAddr, u32>,
+    /// Until [`Builder::resolve_agents`] moves them into `backends`.
+    pub(super) by_name: BTreeMap<HostPort, u32>,
+}
+
+impl Group {
+    /// Families a named VIP needs an address in: its backends'. None when it
+    /// has no backend: an app scaled to 0 withdraws its VIP (unlike the
+    /// static file, where an empty list is the operator's explicit choice).
+    fn families(&self) -> BTreeSet<Family> {
+        self.backends.keys().map(|b| Family::of(b.ip())).collect()
+    }
+}
+
+/// What apps and pods declare, gathered per datapath VIP, and their tasks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct Builder {
+    pub(super) groups: BTreeMap<GroupKey, Group>,
+    pub(super) tasks: Vec<Arc<TaskRecord>>,
+    pub(super) named_agents: Vec<NamedAgent>,
+    pub(super) warnings: Vec<Warning>,
+}
+
+/// Named-VIP addresses by family, then by name.
+type Allocated = BTreeMap<Family, BTreeMap<String, IpAddr>>;
+
+impl Builder {
+    /// Adds one app's part: same rules as declaring it here (labels and apps
+    /// join, an endpoint keeps its highest weight).
+    pub(super) fn add_part(&mut self, p: &AppPart) {
+        for (k, pg) in &p.groups {
+            let g = self.groups.entry(k.clone()).or_default();
+            g.labels.extend(pg.labels.iter().cloned());
+            g.apps.insert(p.id.clone());
+            for &(a, w) in &pg.backends {
+                let e = g.backends.entry(a).or_insert(w);
+                *e = (*e).max(w);
+            }
+            for (hp, w) in &pg.by_name {
+                let e = g.by_name.entry(hp.clone()).or_insert(*w);
+                *e = (*e).max(*w);
+            }
+        }
+        let offset = self.tasks.len();
+        self.named_agents
+            .extend(p.named_agents.iter().map(|n| NamedAgent {
+                task: n.task + offset,
+                ..n.clone()
+            }));
+        self.tasks.extend(p.tasks.iter().cloned());
+        self.warnings.extend(p.warnings.iter().cloned());
+    }
+
+    pub(super) fn declare(&mut self, d: &Decl, app_id: &str) {
+        for &proto in &d.protos {
+            let g = self.groups.entry(group_key(&d.target, proto)).or_default();
+            g.labels.insert(d.label.clone());
+            g.apps.insert(app_id.to_owned());
+        }
+    }
+
+    /// Adds one task's addresses for one declaration. An IP VIP takes only
+    /// its own family (a socket hook cannot change it); a named VIP takes
+    /// all and gets an address per family.
+    pub(super) fn add_backends(
+        &mut self,
+        d: &Decl,
+        addrs: &[SocketAddr],
+        weight: u32,
+        at: &str,
+        warn: &mut dyn FnMut(String),
+    ) {
+        let addrs: Vec<SocketAddr> = match &d.target {
+            Target::Named { .. } => addrs.to_vec(),
+            Target::Ip(vip) => {
+                let same: Vec<SocketAddr> = addrs
+                    .iter()
+                    .copied()
+                    .filter(|a| Family::of(a.ip()) == Family::of(vip.ip()))
+                    .collect();
+                if same.is_empty() {
+                    for a in addrs {
+                        warn(format!(
+                            "{}: {at} backend {a} is {} but the VIP {vip} is {}; left out",
+                            d.origin,
+                            Family::of(a.ip()),
+                            Family::of(vip.ip())
+                        ));
+                    }
+                }
+                same
+            }
+        };
+        for &proto in &d.protos {
+            let g = self.groups.entry(group_key(&d.target, proto)).or_default();
+            for &a in &addrs {
+                // The same endpoint declared twice (two labels, or a port
+                // label and a legacy one): one serving claim is enough.
+                let w = g.backends.entry(a).or_insert(weight);
+                *w = (*w).max(weight);
+            }
+        }
+    }
+
+    /// A host-port backend on an agent known by name, for every protocol of
+    /// the declaration (an IP VIP's family is checked once it resolves).
+    pub(super) fn add_named_backend(&mut self, d: &Decl, hp: &HostPort, weight: u32) {
+        for &proto in &d.protos {
+            let g = self.groups.entry(group_key(&d.target, proto)).or_default();
+            let w = g.by_name.entry(hp.clone()).or_insert(weight);
+            *w = (*w).max(weight);
+        }
+    }
+
+    /// The catalog: named VIPs at their allocated addresses, then the IP
+    /// VIPs that have backends and do not sit on one of those addresses.
+    pub(super) fn finish(self, alloc: &mut VipAllocator) -> Result<Parsed, ParseError> {
+        let Builder {
+            groups,
+            mut tasks,
+            named_agents,
+            mut warnings,
+        } = self;
+        let addrs = allocate_named(&groups, alloc)?;
+        let (mut services, named_at) = named_services(&groups, &addrs);
+        for (gk, g) in &groups {
+            let GroupKey::Ip(vip) = gk else { continue };
+            if g.backends.is_empty() {
+                continue; // scaled to 0: withdrawn, like a named VIP
+            }
+            if let Some(key) = named_at.get(vip) {
+                // Explicit addresses are the user's choice, allocated ones are
+                // stable: the named VIP keeps the address either way.
+                warnings.push(Warning {
+                    pod: false,
+                    app_id: g.apps.first().cloned(),
+                    what: format!(
+                        "VIP {vip} ({}) is the address allocated to named VIP {key}; left out",
+                        g.labels.iter().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                });
+                continue;
+            }
+            let spec = ServiceSpec {
+                name: None,
+                origin: origin(&g.apps),
+                backends: g.backends.clone(),
+            };
+            services.insert(*vip, spec);
+        }
+
+        tasks.sort_by(|a, b| (&a.app_id, &a.task_id).cmp(&(&b.app_id, &b.task_id)));
+        let hosts = named_agents.into_iter().map(|n| n.host).collect();
+        Ok(Parsed {
+            catalog: Catalog {
+                services: DesiredState { services },
+                tasks,
+            },
+            warnings,
+            hosts,
+        })
+    }
+}
+
+/// Addresses for the named VIPs, in each family their backends have. Every
+/// family every sync, so names that are gone are released.
+fn allocate_named(
+    groups: &BTreeMap<GroupKey, Group>,
+    alloc: &mut VipAllocator,
+) -> Result<Allocated, NamingError> {
+    let mut keys: BTreeMap<Family, BTreeSet<String>> = BTreeMap::new();
+    for (gk, g) in groups {
+        if let GroupKey::Named { key, .. } = gk {
+            for f in g.families() {
+                keys.entry(f).or_default().insert(key.clone());
+            }
+        }
+    }
+    let mut addrs = BTreeMap::new();
+    for family in [Family::V4, Family::V6] {
+        let wanted = keys.remove(&family).unwrap_or_default();
+        addrs.insert(family, alloc.allocate(family, &wanted)?);
+    }
+    Ok(addrs)
+}
+
+/// One VIP per named group and family of its backends, at the address the
+/// name got; and which name holds each such VIP.
+fn named_services<'g>(
+    groups: &'g BTreeMap<GroupKey, Group>,
+    addrs: &Allocated,
+) -> (BTreeMap<Vip, ServiceSpec>, BTreeMap<Vip, &'g str>) {
+    let mut services = BTreeMap::new();
+    let mut named_at = BTreeMap::new();
+    for (gk, g) in groups {
+        let GroupKey::Named { key, port, proto } = gk else {
+            continue;
+        };
+        for family in g.families() {
+            let Some(&ip) = addrs.get(&family).and_then(|a| a.get(key)) else {
+                continue; // allocate() returned every wanted key
+            };
+            let vip = Vip {
+                addr: SocketAddr::new(ip, *port),
+                proto: *proto,
+            };
+            let backends = g
+                .backends
+                .iter()
+                .filter(|(b, _)| Family::of(b.ip()) == family)
+                .map(|(b, w)| (*b, *w))
+                .collect();
+            named_at.insert(vip, key.as_str());
+            services.insert(
+                vip,
+                ServiceSpec {
+                    name: g.labels.first().cloned(),
+                    origin: origin(&g.apps),
+                    backends,
+                },
+            );
+        }
+    }
+    (services, named_at)
+}
+
+/// `app /a` or `apps /a, /b`: who declared a VIP, for the guard's warnings.
+fn origin(apps: &BTreeSet<String>) -> Option<String> {
+    let list: Vec<&str> = apps.iter().map(String::as_str).collect();
+    match list.len() {
+        0 => None,
+        1 => Some(format!("app {}", list[0])),
+        _ => Some(format!("apps {}", list.join(", "))),
+    }
+}
+
+fn group_key(target: &Target, proto: Proto) -> GroupKey {
+    match target {
+        Target::Named { key, port } => GroupKey::Named {
+            key: key.clone(),
+            port: *port,
+            proto,
+        },
+        Target::Ip(addr) => GroupKey::Ip(Vip { addr: *addr, proto }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use crate::marathon::parse::{ParseError, parse_apps, test_util::*};
+    use crate::model::Proto;
+    use crate::naming::{self, Family, VipAllocator};
+
+    #[test]
+    fn apps_sharing_a_vip_merge() {
+        let p = parse(&apps(json!([
+            host_app(
+                "/redis-a",
+                "redis:6379",
+                json!([running("a1", "10.0.0.1", &[31001])])
+            ),
+            host_app(
+                "/redis-b",
+                "/redis:6379",
+                json!([running("b1", "10.0.0.2", &[31002])])
+            ),
+        ])));
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        assert_eq!(services(&p).len(), 1);
+        let (v, spec) = services(&p).iter().next().unwrap();
+        assert_eq!(v.addr, sa("11.202.66.162:6379"));
+        // The smallest spelling names it, whatever the app order.
+        assert_eq!(spec.name.as_deref(), Some("/redis:6379"));
+        assert_eq!(
+            spec.backends,
+            backends(&[("10.0.0.1:31001", 1), ("10.0.0.2:31002", 1)])
+        );
+    }
+
+    #[test]
+    fn addresses_stable_across_syncs() {
+        let mut alloc = VipAllocator::new();
+        let both = apps(json!([
+            host_app("/a", "/a:80", json!([running("a", "10.0.0.1", &[1])])),
+            host_app("/b", "/b:80", json!([running("b", "10.0.0.2", &[1])])),
+        ]));
+        let s1 = parse_apps(both.as_bytes(), &mut alloc).unwrap();
+        let only_b = apps(json!([host_app(
+            "/b",
+            "/b:80",
+            json!([running("b", "10.0.0.2", &[1])])
+        )]));
+        let s2 = parse_apps(only_b.as_bytes(), &mut alloc).unwrap();
+        assert_eq!(named(&s1, "/b:80"), named(&s2, "/b:80"));
+        // `/a` is gone, so its name is released.
+        assert_eq!(alloc.allocations(Family::V4).len(), 1);
+        assert_eq!(alloc.get(Family::V4, "a.marathon"), None);
+    }
+
+    #[test]
+    fn ip_vip_keeps_its_family() {
+        let p = parse(&apps(json!([{
+            "id": "/v6only",
+            "networks": [{"mode": "container", "name": "dcos6"}],
+            "container": {"portMappings": [{"containerPort": 80, "labels": {"VIP_0": "12.0.0.2:80"}}]},
+            "tasks": [{"id": "t", "host": "10.0.1.11", "state": "TASK_RUNNING",
+                       "ipAddresses": [{"ipAddress": "fd00::7"}]}]
+        }, {
+            "id": "/v4host",
+            "portDefinitions": [{"port": 0, "labels": {"VIP_0": "12.0.0.2:80"}}],
+            "tasks": [running("h", "10.0.0.1", &[31000])]
+        }])));
+        warned(
+            &p,
+            Some("/v6only"),
+            &[
+                "container.portMappings[0] label VIP_0: tasks[0] (t) backend [fd00::7]:80 is IPv6 but the VIP 12.0.0.2:80 is IPv4",
+            ],
+        );
+        assert_eq!(
+            services(&p)[&vip("12.0.0.2:80", Proto::Tcp)].backends,
+            backends(&[("10.0.0.1:31000", 1)])
+        );
+    }
+
+    #[test]
+    fn ip_vip_on_a_named_address_is_left_out() {
+        let taken = "11.202.66.162:6379"; // redis.marathon's address
+        let p = parse(&apps(json!([
+            host_app(
+                "/redis",
+                "/redis:6379",
+                json!([running("r", "10.0.0.1", &[31000])])
+            ),
+            host_app(
+                "/squatter",
+                taken,
+                json!([running("s", "10.0.0.2", &[31000])])
+            ),
+        ])));
+        warned(
+            &p,
+            Some("/squatter"),
+            &[&format!(
+                "VIP {taken}/tcp ({taken}) is the address allocated to named VIP redis.marathon"
+            )],
+        );
+        let s = &services(&p)[&vip(taken, Proto::Tcp)];
+        assert_eq!(s.name.as_deref(), Some("/redis:6379"));
+        assert_eq!(s.backends, backends(&[("10.0.0.1:31000", 1)]));
+    }
+
+    #[test]
+    fn named_vip_follows_backend_family() {
+        // Host networking on an IPv6 agent: only an IPv6 VIP.
+        let p = parse(&apps(json!([host_app(
+            "/h6",
+            "/h6:80",
+            json!([{"id": "t", "host": "fd00::11", "ports": [31000], "state": "TASK_RUNNING"}])
+        )])));
+        let (v, spec) = only_named(&p, "/h6:80");
+        assert!(in_v6_range(v.addr.ip()), "{v}");
+        assert_eq!(spec.backends, backends(&[("[fd00::11]:31000", 1)]));
+        // No backends at all: no VIP in either family.
+        let p = parse(&apps(json!([host_app("/none", "/none:80", json!([]))])));
+        assert!(services(&p).is_empty(), "{:?}", services(&p));
+    }
+
+    /// Mirrors dcos-net's dcos_l4lb_mesos_poller_SUITE `test_app_restart`: an
+    /// app with VIP `merp:5000` has its VIP while a task runs, none once it
+    /// has no task (scaled to 0), and the same VIP again, now to the new
+    /// task's host port, after the restart. Here also for an IP VIP, and the
+    /// named VIP's address comes back identical (lookup_vips: names go when
+    /// their last backend goes).
+    #[test]
+    fn app_scaled_to_zero_withdraws_its_vips_until_tasks_return() {
+        let app = |tasks: Value| {
+            json!({"id": "/app", "portDefinitions": [{"port": 0, "labels": {
+                "VIP_0": "merp:5000", "VIP_1": "198.18.0.9:5000"}}], "tasks": tasks})
+        };
+        let mut alloc = VipAllocator::new();
+        let mut sync = |tasks: Value| parse_apps(apps(json!([app(tasks)])).as_bytes(), &mut alloc);
+        let up = sync(json!([running("t1", "10.0.0.243", &[12049])])).unwrap();
+        let (v1, spec) = only_named(&up, "merp:5000");
+        assert_eq!(spec.backends, backends(&[("10.0.0.243:12049", 1)]));
+        assert!(services(&up).contains_key(&vip("198.18.0.9:5000", Proto::Tcp)));
+
+        let zero = sync(json!([])).unwrap();
+        assert!(services(&zero).is_empty(), "{:?}", services(&zero));
+        assert!(zero.warnings.is_empty(), "{:?}", zero.warnings);
+
+        let back = sync(json!([running("t2", "10.0.0.243", &[23176])])).unwrap();
+        let (v3, spec) = only_named(&back, "merp:5000");
+        assert_eq!(v3, v1, "the address is a hash: it comes back identical");
+        assert_eq!(spec.backends, backends(&[("10.0.0.243:23176", 1)]));
+        assert_eq!(
+            services(&back)[&vip("198.18.0.9:5000", Proto::Tcp)].backends,
+            backends(&[("10.0.0.243:23176", 1)])
+        );
+    }
+
+    #[test]
+    fn allocation_failure_is_an_error() {
+        let mut tiny = VipAllocator::with_ranges(
+            (std::net::Ipv4Addr::new(10, 0, 0, 0), 1),
+            (naming::V6_RANGE_START, naming::V6_RANGE_SIZE),
+        );
+        let body = apps(json!([
+            host_app("/a", "/a:80", json!([running("a", "10.0.0.1", &[1])])),
+            host_app("/b", "/b:80", json!([running("b", "10.0.0.2", &[1])])),
+        ]));
+        let e = parse_apps(body.as_bytes(), &mut tiny).unwrap_err();
+        assert!(matches!(e, ParseError::Naming(_)), "{e}");
+    }
+}
