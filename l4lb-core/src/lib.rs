@@ -12,6 +12,7 @@ pub mod dns;
 pub mod guard;
 pub mod hosts;
 pub mod marathon;
+pub mod mesos;
 pub mod model;
 pub mod naming;
 pub mod packet;
