@@ -101,8 +101,6 @@ fn outages_restarts_and_leader_switches_under_load_change_nothing() {
     assert!(agent.log().contains("keeping the previous table"));
     m.clear_faults().unwrap();
     thread::sleep(Duration::from_secs(2));
-    let (_, metrics) = sb.agent_http("/metrics");
-    assert!(metrics.lines().any(|l| l == "l4lb_sync_ok 1"), "{metrics}");
     // Leader switches back and forth.
     m.set_leader(Some(1)).unwrap();
     thread::sleep(Duration::from_secs(2));
@@ -126,6 +124,17 @@ fn outages_restarts_and_leader_switches_under_load_change_nothing() {
         .filter(|l| !l.contains("writes=0"))
         .collect();
     assert!(writes.is_empty(), "re-reads wrote to the maps: {writes:?}");
+    // Marathon is back: the next good read (after the retry backoff) marks
+    // the sync good again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let (_, metrics) = sb.agent_http("/metrics");
+        if metrics.lines().any(|l| l == "l4lb_sync_ok 1") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{metrics}");
+        thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]
