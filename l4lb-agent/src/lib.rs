@@ -12,6 +12,7 @@ pub mod cli;
 pub mod datapath;
 pub mod dns;
 pub mod hosts;
+pub mod http_api;
 pub mod marathon;
 pub mod metrics;
 pub mod node;

@@ -497,16 +497,19 @@ impl Collector for DatapathCollector {
 }
 
 /// Serves the endpoints until the runtime stops.
-pub async fn serve(listen: SocketAddr, metrics: Arc<Metrics>) -> Result<()> {
+/// Serves `/metrics`, `/healthz`, `/readyz` and the routes of `extra` (the
+/// discovery HTTP API) on `listen`.
+pub async fn serve(listen: SocketAddr, metrics: Arc<Metrics>, extra: Router) -> Result<()> {
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready_handler))
-        .with_state(metrics);
+        .with_state(metrics)
+        .merge(extra);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding the metrics endpoint {listen}"))?;
-    tracing::info!(%listen, "metrics, /healthz and /readyz listening");
+    tracing::info!(%listen, "metrics, /healthz, /readyz and the /v1 discovery API listening");
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!("metrics endpoint stopped: {e}");

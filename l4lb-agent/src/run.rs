@@ -19,6 +19,7 @@ use crate::{
     cli::RunArgs,
     datapath, dns,
     guard::Guard,
+    http_api,
     metrics::{self, Metrics},
     model::Catalog,
     node::Protected,
@@ -112,8 +113,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
     if let Some(logger) = logger {
         spawn_kernel_log(logger)?;
     }
+    // The discovery HTTP API reads what the loop publishes after each apply.
+    let (view_tx, view_rx) = tokio::sync::watch::channel(Arc::new(http_api::View::default()));
     if let Some(listen) = args.metrics_listen.filter(|_| !args.no_metrics) {
-        metrics::serve(listen, metrics.clone()).await?;
+        let config = http_api::mesos_dns_config(args.dns.config().as_ref(), listen);
+        metrics::serve(listen, metrics.clone(), http_api::router(view_rx, config)).await?;
     }
 
     // DNS answers from the same catalogs; VIP names only once the maps hold the VIP.
@@ -183,11 +187,18 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 }
                 refusals.screen(&protected.guard(), &mut catalog, &metrics);
                 apply(&mut rec, &catalog, &trigger, received_at, &metrics).await;
-                if let Some((_, zones_tx, zone)) = &dns {
-                    let in_maps: std::collections::BTreeSet<crate::model::Vip> =
-                        rec.applied().services.keys().copied().collect();
-                    zones_tx.send_replace(Arc::new(dns::build_zones(&catalog, &in_maps, zone)));
+                let in_maps: std::collections::BTreeSet<crate::model::Vip> =
+                    rec.applied().services.keys().copied().collect();
+                let zone_opts = dns.as_ref().map(|d| d.2.clone()).unwrap_or_default();
+                let zones = Arc::new(dns::build_zones(&catalog, &in_maps, &zone_opts));
+                if let Some((_, zones_tx, _)) = &dns {
+                    zones_tx.send_replace(zones.clone());
                 }
+                view_tx.send_replace(Arc::new(http_api::View {
+                    zones,
+                    catalog: Arc::new(catalog),
+                    published: in_maps,
+                }));
                 sync_vip_routes(&mut escape, &rec, &metrics).await;
             }
             SourceEvent::Failed { trigger, reason } => {

@@ -88,6 +88,10 @@ pub struct DnsArgs {
     #[arg(long = "dns-ip-sources", value_name = "SOURCES", value_parser = str::parse::<IpSource>,
           value_delimiter = ',', default_values = ["host", "netinfo"])]
     pub dns_ip_sources: Vec<IpSource>,
+    /// Clients (CIDR or IP) allowed a zone transfer (AXFR over TCP) of the
+    /// served zones. Repeatable. None (the default): every AXFR is REFUSED.
+    #[arg(long = "dns-axfr-allow", value_name = "CIDR", value_parser = parse_net)]
+    pub dns_axfr_allow: Vec<IpNet>,
 }
 
 impl DnsArgs {
@@ -120,6 +124,7 @@ impl DnsArgs {
             upstreams: self.dns_upstream.clone(),
             upstream_timeout: Duration::from_millis(self.dns_upstream_timeout_ms),
             forward_allow: self.dns_allow.clone(),
+            axfr_allow: self.dns_axfr_allow.clone(),
             rrl: RrlConfig {
                 rps: self.dns_rrl_rps,
                 slip: self.dns_rrl_slip,

@@ -61,6 +61,8 @@ pub struct DnsConfig {
     pub upstreams: Vec<SocketAddr>,
     /// Only these clients' queries are forwarded; others get REFUSED.
     pub forward_allow: Vec<IpNet>,
+    /// Clients allowed a zone transfer (AXFR, TCP only); empty = none.
+    pub axfr_allow: Vec<IpNet>,
     /// UDP response-rate limiting.
     pub rrl: RrlConfig,
     /// Per upstream.
@@ -89,6 +91,7 @@ impl Default for DnsConfig {
             zone: ZoneOptions::default(),
             upstreams: Vec::new(),
             forward_allow: acl::loopback(),
+            axfr_allow: Vec::new(),
             rrl: RrlConfig::default(),
             upstream_timeout: Duration::from_secs(2),
             udp_cap: DEFAULT_UDP_CAP,
@@ -276,6 +279,21 @@ impl Shared {
 
     fn zones(&self) -> Arc<Zones> {
         self.zones.borrow().clone()
+    }
+
+    /// The zone transfer answering `msg`, if it is an AXFR query from a
+    /// `--dns-axfr-allow` client (TCP only); `None` leaves it to [`Self::reply`],
+    /// which REFUSES it. Counted once per transfer under its rcode.
+    pub(super) fn transfer(&self, msg: &[u8], client: IpAddr) -> Option<Vec<Vec<u8>>> {
+        if self.cfg.axfr_allow.is_empty()
+            || !acl::contains(&self.cfg.axfr_allow, client)
+            || !l4lb_core::dns::axfr::is_axfr(msg)
+        {
+            return None;
+        }
+        let (messages, rcode) = l4lb_core::dns::axfr::transfer(&self.zones(), msg);
+        self.counters.sent(rcode, false);
+        Some(messages)
     }
 
     /// The reply to one message, forwarding included (TCP's path; UDP

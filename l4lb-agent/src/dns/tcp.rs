@@ -296,7 +296,11 @@ async fn tcp_conn(
     loop {
         while let Some(msg) = framer.frame() {
             handle.answering();
-            if let Some(reply) = shared.reply(msg, &opts).await {
+            if let Some(messages) = shared.transfer(msg, client) {
+                for m in &messages {
+                    write_reply(&mut stream, m, cfg.tcp_write_timeout).await?;
+                }
+            } else if let Some(reply) = shared.reply(msg, &opts).await {
                 write_reply(&mut stream, &reply, cfg.tcp_write_timeout).await?;
             }
             framer.consume();

@@ -336,6 +336,25 @@ fn add_dcos_task(z: &mut ZoneBuilder, task: &TaskRecord) {
     }
 }
 
+/// The `mesos` records of one task, as Mesos-DNS lists them in its
+/// enumeration: (owner, data), each owner lower-cased and absolute, sorted.
+/// The same builder as the zone's, so the two never disagree.
+pub(crate) fn mesos_task_records(task: &TaskRecord, sources: &[IpSource]) -> Vec<(Name, RData)> {
+    let mut z = ZoneBuilder::new(MESOS_ZONE, 0);
+    add_mesos_task(&mut z, task, sources);
+    let mut out: Vec<(Name, RData)> = Vec::new();
+    for (name, node) in z.nodes {
+        for ip in node.addrs {
+            out.push((name.clone(), address_record(&name, 0, ip).data().clone()));
+        }
+        for (port, target) in node.srv {
+            out.push((name.clone(), RData::SRV(SRV::new(0, 1, port, target))));
+        }
+    }
+    out.sort_by(|a, b| (&a.0, a.1.to_string()).cmp(&(&b.0, b.1.to_string())));
+    out
+}
+
 /// `s` as an absolute name, `None` if it is not a valid one (too long).
 fn absolute(s: &str) -> Option<Name> {
     let mut n = Name::from_ascii(s).ok()?;

@@ -1,0 +1,257 @@
+//! The discovery HTTP API on the metrics listener (127.0.0.1 by default):
+//! Mesos-DNS's `/v1/version`, `/v1/config`, `/v1/hosts/{host}`,
+//! `/v1/services/{service}`, `/v1/enumerate` and dcos-net's `/v1/vips` (with
+//! an ETag; `If-None-Match` → 304) and `/v1/records`. The documents are
+//! `l4lb_core::dns::http_api`'s; this module only routes and reads the latest
+//! [`View`] the apply loop publishes.
+use std::{collections::BTreeSet, net::SocketAddr, sync::Arc};
+
+use axum::{
+    Router,
+    extract::{Path, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use l4lb_core::dns::http_api::{self, MesosDnsConfig};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::dns::{DnsConfig, Zones, records::MESOS_ZONE};
+use crate::model::{Catalog, Vip};
+
+/// What the API answers from: the zones being served and the applied catalog
+/// with the VIPs the maps hold. Swapped whole after each apply.
+#[derive(Debug, Default)]
+pub struct View {
+    pub zones: Arc<Zones>,
+    pub catalog: Arc<Catalog>,
+    pub published: BTreeSet<Vip>,
+}
+
+#[derive(Clone)]
+struct Api {
+    view: watch::Receiver<Arc<View>>,
+    config: Arc<MesosDnsConfig>,
+}
+
+/// Mesos-DNS's `/v1/config`, filled from our flags.
+pub fn mesos_dns_config(dns: Option<&DnsConfig>, http: SocketAddr) -> MesosDnsConfig {
+    let mut c = MesosDnsConfig {
+        http_port: http.port(),
+        http_listener: http.ip().to_string(),
+        dns_on: dns.is_some(),
+        ..MesosDnsConfig::default()
+    };
+    let zone = dns.map(|d| d.zone.clone()).unwrap_or_default();
+    c.ttl = zone.ttls.mesos;
+    c.soa_minttl = zone.ttls.mesos;
+    c.ip_sources = http_api::ip_source_names(&zone.ip_sources);
+    if let Some(d) = dns {
+        if let Some(l) = d.listen.first() {
+            c.listener = l.ip().to_string();
+            c.port = l.port();
+        }
+        c.resolvers = d.upstreams.iter().map(ToString::to_string).collect();
+        c.external_on = !d.upstreams.is_empty();
+        c.recurse_on = !d.upstreams.is_empty();
+    }
+    c
+}
+
+/// The routes, to be merged into the metrics listener's router.
+pub fn router(view: watch::Receiver<Arc<View>>, config: MesosDnsConfig) -> Router {
+    Router::new()
+        .route("/v1/version", get(version))
+        .route("/v1/config", get(config_handler))
+        .route("/v1/hosts/{host}", get(hosts))
+        .route("/v1/services/{service}", get(services))
+        .route("/v1/enumerate", get(enumerate))
+        .route("/v1/records", get(records))
+        .route("/v1/vips", get(vips))
+        .with_state(Api {
+            view,
+            config: Arc::new(config),
+        })
+}
+
+impl Api {
+    fn view(&self) -> Arc<View> {
+        self.view.borrow().clone()
+    }
+}
+
+fn json_body(doc: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec(doc).unwrap_or_else(|_| b"null".to_vec())
+}
+
+fn json(body: Vec<u8>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn version() -> Response {
+    json(json_body(&http_api::version(env!("CARGO_PKG_VERSION"))))
+}
+
+async fn config_handler(State(api): State<Api>) -> Response {
+    let mut c = (*api.config).clone();
+    let view = api.view();
+    if let Some(z) = view
+        .zones
+        .zones()
+        .iter()
+        .find(|z| z.origin().to_string() == format!("{MESOS_ZONE}."))
+        && let hickory_proto::rr::RData::SOA(soa) = z.soa().data()
+    {
+        c.soa_serial = soa.serial();
+    }
+    json(json_body(&c))
+}
+
+async fn hosts(State(api): State<Api>, Path(host): Path<String>) -> Response {
+    json(json_body(&http_api::hosts(&api.view().zones, &host)))
+}
+
+async fn services(State(api): State<Api>, Path(service): Path<String>) -> Response {
+    json(json_body(&http_api::services(&api.view().zones, &service)))
+}
+
+async fn enumerate(State(api): State<Api>) -> Response {
+    let view = api.view();
+    let sources = view_sources(&api);
+    json(json_body(&http_api::enumerate(&view.catalog, &sources)))
+}
+
+fn view_sources(api: &Api) -> Vec<crate::dns::ip_sources::IpSource> {
+    api.config
+        .ip_sources
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect()
+}
+
+async fn records(State(api): State<Api>) -> Response {
+    json(json_body(&http_api::all_records(&api.view().zones)))
+}
+
+async fn vips(State(api): State<Api>, headers: HeaderMap) -> Response {
+    let view = api.view();
+    let body = json_body(&http_api::vips(&view.catalog, &view.published));
+    let etag = http_api::etag(&body);
+    let tag = HeaderValue::from_str(&etag).expect("base64 in quotes is a valid header");
+    let matched = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| http_api::if_none_match(v, &etag));
+    if matched {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response();
+    }
+    let mut resp = json(body);
+    resp.headers_mut().insert(header::ETAG, tag);
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use l4lb_core::dns::{records::ZoneOptions, sample::redis_catalog};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn app() -> Router {
+        let (catalog, published) = redis_catalog();
+        let zones = crate::dns::build_zones(&catalog, &published, &ZoneOptions::default());
+        let (_tx, rx) = watch::channel(Arc::new(View {
+            zones: Arc::new(zones),
+            catalog: Arc::new(catalog),
+            published,
+        }));
+        std::mem::forget(_tx);
+        router(
+            rx,
+            mesos_dns_config(
+                Some(&DnsConfig::default()),
+                "127.0.0.1:62080".parse().unwrap(),
+            ),
+        )
+    }
+
+    async fn get(app: &Router, uri: &str, inm: Option<&str>) -> (StatusCode, HeaderMap, Vec<u8>) {
+        let mut req = Request::builder().uri(uri);
+        if let Some(v) = inm {
+            req = req.header(header::IF_NONE_MATCH, v);
+        }
+        let resp = app
+            .clone()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, headers, body.to_vec())
+    }
+
+    /// dcos-net `dcos_rest_SUITE` `json_ok` (`/v1/vips`, `/v1/version`,
+    /// `/v1/records` answer 200 with JSON) and `skip` (`/v1/config`,
+    /// `/v1/hosts/foobar`, `/v1/services/bazqux`, `/v1/enumerate` answer):
+    /// here every one is 200 JSON, as Mesos-DNS answers them.
+    #[tokio::test]
+    async fn every_route_answers_json() {
+        let app = app();
+        for path in [
+            "/v1/vips",
+            "/v1/version",
+            "/v1/records",
+            "/v1/config",
+            "/v1/hosts/foobar",
+            "/v1/services/bazqux",
+            "/v1/enumerate",
+        ] {
+            let (status, headers, body) = get(&app, path, None).await;
+            assert_eq!(status, StatusCode::OK, "{path}");
+            assert_eq!(headers[header::CONTENT_TYPE], "application/json", "{path}");
+            let _: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        }
+        let (_, _, body) = get(&app, "/v1/hosts/foobar", None).await;
+        assert_eq!(body, br#"[{"host":"","ip":""}]"#);
+    }
+
+    /// dcos-net `dcos_rest_vips_handler`: an ETag on `/v1/vips`; a client
+    /// sending it back gets 304 and no body.
+    #[tokio::test]
+    async fn vips_etag_304() {
+        let app = app();
+        let (status, headers, body) = get(&app, "/v1/vips", None).await;
+        assert_eq!(status, StatusCode::OK);
+        let etag = headers[header::ETAG].to_str().unwrap().to_owned();
+        assert_eq!(etag, http_api::etag(&body));
+        let (status, headers, body) = get(&app, "/v1/vips", Some(&etag)).await;
+        assert_eq!(status, StatusCode::NOT_MODIFIED);
+        assert_eq!(headers[header::ETAG].to_str().unwrap(), etag);
+        assert!(body.is_empty());
+        let (status, _, _) = get(&app, "/v1/vips", Some("\"other\"")).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn config_has_our_values() {
+        let (_, _, body) = get(&app(), "/v1/config", None).await;
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["HttpPort"], 62080);
+        assert_eq!(v["HTTPListener"], "127.0.0.1");
+        assert_eq!(v["IPSources"], serde_json::json!(["host", "netinfo"]));
+        assert_ne!(v["SOASerial"], 0);
+    }
+}
