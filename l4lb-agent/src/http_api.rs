@@ -4,7 +4,11 @@
 //! an ETag; `If-None-Match` → 304) and `/v1/records`. The documents are
 //! `l4lb_core::dns::http_api`'s; this module only routes and reads the latest
 //! [`View`] the apply loop publishes.
-use std::{collections::BTreeSet, net::SocketAddr, sync::Arc};
+use std::{
+    collections::BTreeSet,
+    net::SocketAddr,
+    sync::{Arc, OnceLock},
+};
 
 use axum::{
     Router,
@@ -17,16 +21,67 @@ use l4lb_core::dns::http_api::{self, MesosDnsConfig};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::dns::{DnsConfig, Zones, records::MESOS_ZONE};
+use crate::dns::{DnsConfig, ZoneOptions, Zones, records::MESOS_ZONE};
 use crate::model::{Catalog, Vip};
 
-/// What the API answers from: the zones being served and the applied catalog
-/// with the VIPs the maps hold. Swapped whole after each apply.
+/// What the API answers from: the applied catalog with the VIPs the maps
+/// hold, and its zones. Swapped whole after each apply. The zones are those
+/// the DNS server serves when it runs; without it they are built on the
+/// first request that needs them (building them at every apply would cost
+/// every apply, at 10,000 apps, for an API that may never be called).
 #[derive(Debug, Default)]
 pub struct View {
-    pub zones: Arc<Zones>,
     pub catalog: Arc<Catalog>,
     pub published: BTreeSet<Vip>,
+    zone_opts: ZoneOptions,
+    zones: OnceLock<Arc<Zones>>,
+}
+
+impl View {
+    /// `zones`: the DNS server's, when it has them.
+    pub fn new(
+        catalog: Arc<Catalog>,
+        published: BTreeSet<Vip>,
+        zone_opts: ZoneOptions,
+        zones: Option<Arc<Zones>>,
+    ) -> View {
+        let cell = OnceLock::new();
+        if let Some(z) = zones {
+            let _ = cell.set(z);
+        }
+        View {
+            catalog,
+            published,
+            zone_opts,
+            zones: cell,
+        }
+    }
+
+    /// The zones of this view (built now if nobody built them).
+    pub fn zones(&self) -> Arc<Zones> {
+        self.zones
+            .get_or_init(|| {
+                Arc::new(crate::dns::build_zones(
+                    &self.catalog,
+                    &self.published,
+                    &self.zone_opts,
+                ))
+            })
+            .clone()
+    }
+}
+
+/// A view's zones off the async workers (a first build can take a while).
+async fn zones_of(view: Arc<View>) -> Arc<Zones> {
+    match tokio::task::spawn_blocking({
+        let view = view.clone();
+        move || view.zones()
+    })
+    .await
+    {
+        Ok(z) => z,
+        Err(_) => view.zones(),
+    }
 }
 
 #[derive(Clone)]
@@ -102,9 +157,8 @@ async fn version() -> Response {
 
 async fn config_handler(State(api): State<Api>) -> Response {
     let mut c = (*api.config).clone();
-    let view = api.view();
-    if let Some(z) = view
-        .zones
+    let zones = zones_of(api.view()).await;
+    if let Some(z) = zones
         .zones()
         .iter()
         .find(|z| z.origin().to_string() == format!("{MESOS_ZONE}."))
@@ -116,11 +170,17 @@ async fn config_handler(State(api): State<Api>) -> Response {
 }
 
 async fn hosts(State(api): State<Api>, Path(host): Path<String>) -> Response {
-    json(json_body(&http_api::hosts(&api.view().zones, &host)))
+    json(json_body(&http_api::hosts(
+        &*zones_of(api.view()).await,
+        &host,
+    )))
 }
 
 async fn services(State(api): State<Api>, Path(service): Path<String>) -> Response {
-    json(json_body(&http_api::services(&api.view().zones, &service)))
+    json(json_body(&http_api::services(
+        &*zones_of(api.view()).await,
+        &service,
+    )))
 }
 
 async fn enumerate(State(api): State<Api>) -> Response {
@@ -138,7 +198,9 @@ fn view_sources(api: &Api) -> Vec<crate::dns::ip_sources::IpSource> {
 }
 
 async fn records(State(api): State<Api>) -> Response {
-    json(json_body(&http_api::all_records(&api.view().zones)))
+    json(json_body(&http_api::all_records(
+        &*zones_of(api.view()).await,
+    )))
 }
 
 async fn vips(State(api): State<Api>, headers: HeaderMap) -> Response {
@@ -169,12 +231,8 @@ mod tests {
 
     fn app() -> Router {
         let (catalog, published) = redis_catalog();
-        let zones = crate::dns::build_zones(&catalog, &published, &ZoneOptions::default());
-        let (_tx, rx) = watch::channel(Arc::new(View {
-            zones: Arc::new(zones),
-            catalog: Arc::new(catalog),
-            published,
-        }));
+        let view = View::new(Arc::new(catalog), published, ZoneOptions::default(), None);
+        let (_tx, rx) = watch::channel(Arc::new(view));
         std::mem::forget(_tx);
         router(
             rx,

@@ -190,15 +190,15 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 let in_maps: std::collections::BTreeSet<crate::model::Vip> =
                     rec.applied().services.keys().copied().collect();
                 let zone_opts = dns.as_ref().map(|d| d.2.clone()).unwrap_or_default();
-                let zones = Arc::new(dns::build_zones(&catalog, &in_maps, &zone_opts));
-                if let Some((_, zones_tx, _)) = &dns {
+                // Zones are built here only for the DNS server; the HTTP API
+                // builds its own on demand when there is none.
+                let zones = dns.as_ref().map(|(_, zones_tx, zone)| {
+                    let zones = Arc::new(dns::build_zones(&catalog, &in_maps, zone));
                     zones_tx.send_replace(zones.clone());
-                }
-                view_tx.send_replace(Arc::new(http_api::View {
-                    zones,
-                    catalog: Arc::new(catalog),
-                    published: in_maps,
-                }));
+                    zones
+                });
+                let view = http_api::View::new(Arc::new(catalog), in_maps, zone_opts, zones);
+                view_tx.send_replace(Arc::new(view));
                 sync_vip_routes(&mut escape, &rec, &metrics).await;
             }
             SourceEvent::Failed { trigger, reason } => {
