@@ -260,13 +260,22 @@ fn named_services<'g>(
 }
 
 /// `app /a` or `apps /a, /b`: who declared a VIP, for the guard's warnings.
+/// A part whose id is no app path (a Mesos task's) is named as it is.
 fn origin(apps: &BTreeSet<String>) -> Option<String> {
-    let list: Vec<&str> = apps.iter().map(String::as_str).collect();
-    match list.len() {
+    let (paths, others): (Vec<&str>, Vec<&str>) = apps
+        .iter()
+        .map(String::as_str)
+        .partition(|a| a.starts_with('/'));
+    let paths = match paths.len() {
         0 => None,
-        1 => Some(format!("app {}", list[0])),
-        _ => Some(format!("apps {}", list.join(", "))),
-    }
+        1 => Some(format!("app {}", paths[0])),
+        _ => Some(format!("apps {}", paths.join(", "))),
+    };
+    let all: Vec<String> = paths
+        .into_iter()
+        .chain(others.into_iter().map(str::to_owned))
+        .collect();
+    (!all.is_empty()).then(|| all.join(", "))
 }
 
 fn group_key(target: &Target, proto: Proto) -> GroupKey {
