@@ -13,6 +13,7 @@ pub mod datapath;
 pub mod dns;
 pub mod hosts;
 pub mod marathon;
+pub mod mesos;
 pub mod metrics;
 pub mod node;
 pub mod reconcile;
