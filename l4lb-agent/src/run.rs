@@ -48,7 +48,13 @@ fn check_one_source(marathon: bool, mesos: bool, args: &RunArgs) -> Result<()> {
 
 pub async fn run(args: RunArgs) -> Result<()> {
     let marathon = args.marathon.resolve().context("Marathon flags")?;
-    let mesos = args.mesos.resolve().context("Mesos flags")?;
+    // The URL and credential checks are Marathon's: name the Mesos flags.
+    let mesos = args.mesos.resolve().map_err(|e| {
+        anyhow::anyhow!(
+            "Mesos flags: {}",
+            e.to_string().replace("--marathon", "--mesos")
+        )
+    })?;
     check_one_source(marathon.is_some(), mesos.is_some(), &args)?;
     let control_plane = marathon
         .as_ref()

@@ -90,6 +90,8 @@ fn hello_overlay_vips_belong_to_their_framework() {
     assert_eq!(api.name.as_deref(), Some("/api.hello-world:80"));
     let overlay = named(&b, &alloc, "overlay-vip.hello-world", 80, Proto::Tcp);
     assert_eq!(overlay.backends, backends(&[("9.0.2.3:4044", 1)]));
+    assert_eq!(api.framework, None, "Marathon's");
+    assert_eq!(overlay.framework.as_deref(), Some("hello-world"));
     let host = named(&b, &alloc, "host-vip.hello-world", 80, Proto::Tcp);
     assert_eq!(host.backends, backends(&[("10.0.0.49:4044", 1)]));
     assert_eq!(b.catalog.services.services.len(), 3);

@@ -36,6 +36,7 @@ pub struct AppPart {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct PartGroup {
     pub(super) labels: Vec<String>,
+    pub(super) framework: Option<String>,
     pub(super) backends: Vec<(SocketAddr, u32)>,
     pub(super) by_name: Vec<(HostPort, u32)>,
 }
@@ -82,6 +83,7 @@ impl AppPart {
             .map(|(k, g)| {
                 let group = PartGroup {
                     labels: g.labels.into_iter().collect(),
+                    framework: g.framework,
                     backends: g.backends.into_iter().collect(),
                     by_name: g.by_name.into_iter().collect(),
                 };
@@ -185,6 +187,7 @@ impl PartBuilder {
                     protos: protos.to_vec(),
                     spec: 0,
                     origin: origin.to_owned(),
+                    framework: (framework != declare::FRAMEWORK).then(|| framework.to_owned()),
                 }),
                 Err(m) => self.warnings.push(format!("{origin}: {m}")),
             }
