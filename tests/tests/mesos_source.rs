@@ -159,6 +159,27 @@ fn tasks_of_two_frameworks_through_vips_names_and_a_kill() {
         counts(&sb.probe_tcp(&api, 10).unwrap()).get("api"),
         Some(&10)
     );
+
+    // A master answering 503, then a garbage record: no table change; once
+    // it answers again the agent is back on the stream.
+    m.fault("status", Some(503)).unwrap();
+    m.fault("garbage", None).unwrap();
+    agent.wait_log("bad record", "the garbage record refused", BOUND);
+    thread::sleep(Duration::from_millis(500));
+    let c = counts(&sb.probe_tcp(&web, 10).unwrap());
+    assert_eq!(c.keys().cloned().collect::<Vec<_>>(), ["web1"], "{c:?}");
+    let subscribed = |m: &FakeMesos| m.stats().unwrap()["subscriptions"].as_u64().unwrap();
+    let before = subscribed(&m);
+    m.clear_faults().unwrap();
+    let deadline = Instant::now() + BOUND;
+    while subscribed(&m) <= before {
+        assert!(
+            Instant::now() < deadline,
+            "not resubscribed\n{}",
+            agent.log()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
     let (code, body) = sb.agent_http("/metrics");
     assert_eq!(code, "200");
     assert!(
