@@ -4,7 +4,11 @@
 use std::{path::Path, sync::Arc};
 
 use anyhow::Result;
-use tokio::sync::mpsc;
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+};
+use tracing::info;
 
 use super::SourceEvent;
 use crate::{
@@ -32,6 +36,14 @@ pub fn spawn(
     let host_stats = hosts.stats();
     let src = MesosSource::new(cfg)?.with_hosts(hosts);
     let stats = src.stats();
+    // SIGHUP (the unit's reload) must not kill the agent; the stream already
+    // carries every change, so there is nothing to re-read.
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            info!("mesos: SIGHUP ignored (the operator API stream is followed)");
+        }
+    });
     let (utx, mut updates) = mpsc::channel(4);
     tokio::spawn(src.run(utx));
     let mut failures = stats.last_failure.subscribe();
