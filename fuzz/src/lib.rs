@@ -45,6 +45,7 @@ pub fn sample_catalog(instances: u8) -> (Catalog, BTreeSet<Vip>) {
         vip,
         ServiceSpec {
             name: Some("/redis:6379".into()),
+            framework: None,
             origin: None,
             backends: Default::default(),
         },

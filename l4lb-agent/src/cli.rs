@@ -173,6 +173,9 @@ pub struct RunArgs {
     pub resolv_conf: PathBuf,
     #[command(flatten)]
     pub marathon: crate::marathon::args::MarathonArgs,
+
+    #[command(flatten)]
+    pub mesos: crate::mesos::args::MesosArgs,
     #[command(flatten)]
     pub dns: crate::dns::DnsArgs,
 }

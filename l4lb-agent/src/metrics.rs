@@ -66,6 +66,7 @@ pub struct Metrics {
     dns: Arc<OnceLock<Arc<DnsCounters>>>,
     /// The Marathon source's counters, when it is the source.
     marathon: Arc<OnceLock<Arc<SourceStats>>>,
+    mesos: Arc<OnceLock<Arc<crate::mesos::source::MesosStats>>>,
     hosts: Arc<OnceLock<Arc<HostStats>>>,
     ready: AtomicBool,
 }
@@ -149,6 +150,8 @@ impl Metrics {
         registry.register_collector(Box::new(DnsCollector(dns.clone())));
         let marathon = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(MarathonCollector(marathon.clone())));
+        let mesos = Arc::new(OnceLock::new());
+        registry.register_collector(Box::new(crate::mesos::stats::MesosCollector(mesos.clone())));
         let hosts = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(HostsCollector(hosts.clone())));
         registry.register_collector(Box::new(DatapathCollector { pin_root }));
@@ -168,6 +171,7 @@ impl Metrics {
             vip_route_errors,
             dns,
             marathon,
+            mesos,
             hosts,
             ready: AtomicBool::new(false),
         })
@@ -192,6 +196,10 @@ impl Metrics {
 
     pub fn set_marathon(&self, stats: Arc<SourceStats>) {
         let _ = self.marathon.set(stats);
+    }
+
+    pub fn set_mesos(&self, stats: Arc<crate::mesos::source::MesosStats>) {
+        let _ = self.mesos.set(stats);
     }
 
     pub fn set_hosts(&self, stats: Arc<HostStats>) {

@@ -31,21 +31,36 @@ use crate::{
 
 pub use crate::source::SourceEvent;
 
+/// Exactly one of --config/--demo, --marathon, --mesos.
+fn check_one_source(marathon: bool, mesos: bool, args: &RunArgs) -> Result<()> {
+    let file = args.config.is_some() || args.demo;
+    if [file, marathon, mesos].iter().filter(|s| **s).count() > 1 {
+        anyhow::bail!(
+            "--config/--demo, --marathon and --mesos are sources for one table: give one of them"
+        );
+    }
+    if !(file || marathon || mesos) {
+        anyhow::bail!(
+            "no source: give --marathon URL[,URL…], --mesos URL[,URL…] or --config FILE (or --demo for the embedded demo table)"
+        );
+    }
+    Ok(())
+}
+
 pub async fn run(args: RunArgs) -> Result<()> {
     let marathon = args.marathon.resolve().context("Marathon flags")?;
-    if marathon.is_some() && (args.config.is_some() || args.demo) {
-        anyhow::bail!(
-            "--config/--demo and --marathon are two sources for one table: give one of them"
-        );
-    }
-    if marathon.is_none() && args.config.is_none() && !args.demo {
-        anyhow::bail!(
-            "no source: give --marathon URL[,URL…] or --config FILE (or --demo for the embedded demo table)"
-        );
-    }
+    // The URL and credential checks are Marathon's: name the Mesos flags.
+    let mesos = args.mesos.resolve().map_err(|e| {
+        anyhow::anyhow!(
+            "Mesos flags: {}",
+            e.to_string().replace("--marathon", "--mesos")
+        )
+    })?;
+    check_one_source(marathon.is_some(), mesos.is_some(), &args)?;
     let control_plane = marathon
         .as_ref()
         .map(|m| m.client.urls.clone())
+        .or_else(|| mesos.as_ref().map(|m| m.urls.clone()))
         .unwrap_or_default();
     let protected = Protected::new(
         args.vip_cidrs.clone(),
@@ -54,9 +69,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
         &args.resolv_conf,
     );
     // Validate before touching the kernel: a bad file never loads anything.
-    let static_source = match marathon {
-        Some(_) => None,
-        None => {
+    let static_source = match marathon.is_some() || mesos.is_some() {
+        true => None,
+        false => {
             let mut source = StaticSource::new(args.config.clone());
             let first = source
                 .load()
@@ -88,6 +103,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
     if let Some(cfg) = marathon {
         let src = source::marathon::spawn(cfg, &args.resolv_conf, tx.clone())?;
         metrics.set_marathon(src.stats);
+        metrics.set_hosts(src.hosts);
+    }
+    if let Some(cfg) = mesos {
+        let src = source::mesos::spawn(cfg, &args.resolv_conf, tx.clone())?;
+        metrics.set_mesos(src.stats);
         metrics.set_hosts(src.hosts);
     }
     let datapath::Loaded {

@@ -209,6 +209,7 @@ impl StaticConfig {
                         vip,
                         ServiceSpec {
                             name: name.clone(),
+                            framework: None,
                             origin: Some(e.to_string()),
                             backends: backends.clone(),
                         },
@@ -519,6 +520,7 @@ mod tests {
             vip("11.0.0.1:6379", Proto::Tcp),
             ServiceSpec {
                 name: None,
+                framework: None,
                 origin: Some("vips[0] (vip 11.0.0.1:6379)".into()),
                 backends: backends(&[("127.0.0.2:7001", 1), ("127.0.0.3:7001", 2)]),
             },
@@ -530,6 +532,7 @@ mod tests {
             },
             ServiceSpec {
                 name: Some("/redis:6379".into()),
+                framework: None,
                 origin: Some("vips[1] (name /redis:6379)".into()),
                 backends: backends(&[("[::1]:7002", 1)]),
             },

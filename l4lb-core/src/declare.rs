@@ -71,12 +71,23 @@ pub fn explicit(addr: SocketAddr) -> Result<SocketAddr, String> {
 
 /// A named VIP's allocator key, or why the name has none.
 pub fn named_key(name: &str) -> Result<String, String> {
-    naming::vip_key(name, FRAMEWORK).ok_or_else(|| format!("{name:?} has no DNS name"))
+    named_key_in(name, FRAMEWORK)
+}
+
+/// [`named_key`] for a VIP of another framework (Mesos tasks name theirs
+/// after the task's framework: `api.hello-world`).
+pub fn named_key_in(name: &str, framework: &str) -> Result<String, String> {
+    naming::vip_key(name, framework).ok_or_else(|| format!("{name:?} has no DNS name"))
 }
 
 /// A VIP label value (`/redis:6379`, `redis:6379`, `1.2.3.4:80`,
 /// `[fd00::1]:80`) → what it points at.
 pub fn label_target(value: &str) -> Result<Target, String> {
+    label_target_in(value, FRAMEWORK)
+}
+
+/// [`label_target`] with named VIPs keyed under `framework`.
+pub fn label_target_in(value: &str, framework: &str) -> Result<Target, String> {
     let label = naming::parse_vip_label(value).map_err(|e| e.to_string())?;
     match label.name {
         VipName::Ip(ip) => {
@@ -88,7 +99,7 @@ pub fn label_target(value: &str) -> Result<Target, String> {
             }
             Ok(Target::Ip(SocketAddr::new(ip, label.port)))
         }
-        VipName::Named(name) => named_key(&name)
+        VipName::Named(name) => named_key_in(&name, framework)
             .map(|key| Target::Named {
                 key,
                 port: label.port,

@@ -175,6 +175,7 @@ mod tests {
     fn spec(named: bool, origin: &str, backends: &[&str]) -> ServiceSpec {
         ServiceSpec {
             name: named.then(|| "/x:80".to_owned()),
+            framework: None,
             origin: Some(origin.to_owned()),
             backends: backends
                 .iter()

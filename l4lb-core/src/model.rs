@@ -71,6 +71,10 @@ impl fmt::Display for Vip {
 pub struct ServiceSpec {
     /// The VIP label it was declared with (`/redis:6379`), for named VIPs.
     pub name: Option<String>,
+    /// The framework a named VIP belongs to, when it is not Marathon's
+    /// (a Mesos task's: `hello-world`); its DNS name is `<label>.<framework>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub framework: Option<String>,
     /// Who declared it (`app /shop/web`, `vips[2] (vip …)`), for warnings
     /// only: it is not part of what the datapath holds.
     pub origin: Option<String>,

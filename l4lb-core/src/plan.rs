@@ -71,6 +71,7 @@ impl Applied {
                     *vip,
                     ServiceSpec {
                         name: None,
+                        framework: None,
                         origin: None,
                         backends,
                     },
@@ -540,6 +541,7 @@ mod tests {
                         vip(v),
                         ServiceSpec {
                             name: None,
+                            framework: None,
                             origin: None,
                             backends,
                         },

@@ -9,7 +9,9 @@
 mod agent;
 mod bins;
 pub mod fake_marathon;
+pub mod fake_mesos;
 pub mod marathon;
+pub mod mesos;
 mod probe;
 mod redis;
 mod sandbox;

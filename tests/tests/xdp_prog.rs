@@ -67,6 +67,7 @@ impl Lb {
         for (vip, proto, backends) in services {
             let spec = ServiceSpec {
                 name: None,
+                framework: None,
                 origin: None,
                 backends: backends
                     .iter()

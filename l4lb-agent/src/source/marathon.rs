@@ -93,7 +93,7 @@ fn update_event(u: Update) -> SourceEvent {
 
 /// Looks up agents known by name. Without a usable resolv.conf only
 /// /etc/hosts answers (each failed name is a warning, the agent runs on).
-fn host_resolver(resolv_conf: &Path) -> Resolver {
+pub(super) fn host_resolver(resolv_conf: &Path) -> Resolver {
     let lookup = HickoryLookup::from_resolv_conf(resolv_conf).unwrap_or_else(|e| {
         warn!("agent host names: {e:#}; only /etc/hosts will answer");
         HickoryLookup::hosts_file_only()

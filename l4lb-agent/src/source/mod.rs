@@ -2,13 +2,14 @@
 //! `spawn` that sends [`SourceEvent`]s to the agent's loop (`run.rs`), the
 //! only writer of the maps. A source sends complete catalogs; one that fails
 //! sends a failure, and the last good table stays. A new source (Mesos, …)
-//! goes here, with its pure decoding in `l4lb_core`.
+//! goes here, with its pure decoding in `l4lb_core` (`marathon`, `mesos`).
 use std::time::Instant;
 
 use crate::model::Catalog;
 
 pub mod config_file;
 pub mod marathon;
+pub mod mesos;
 pub mod static_file;
 
 /// What a source tells the main loop.

@@ -210,7 +210,11 @@ pub fn build_zones(catalog: &Catalog, published: &BTreeSet<Vip>, opts: &ZoneOpti
             Err(NamingError::MissingPort { .. }) => label.to_owned(),
             Err(_) => continue,
         };
-        if let Some(fqdn) = naming::vip_fqdn(&name, crate::declare::FRAMEWORK)
+        let framework = spec
+            .framework
+            .as_deref()
+            .unwrap_or(crate::declare::FRAMEWORK);
+        if let Some(fqdn) = naming::vip_fqdn(&name, framework)
             && let Some(owner) = absolute(&fqdn)
         {
             l4lb.add_addrs(&owner, [vip.addr.ip()]);

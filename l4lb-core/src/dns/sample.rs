@@ -36,6 +36,7 @@ pub fn redis_catalog() -> (Catalog, BTreeSet<Vip>) {
         vip,
         ServiceSpec {
             name: Some("/redis:6379".into()),
+            framework: None,
             origin: None,
             backends: [("127.0.1.11:31256".parse::<SocketAddr>().unwrap(), 1)].into(),
         },

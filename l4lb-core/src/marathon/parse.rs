@@ -45,7 +45,8 @@ mod test_util;
 
 use catalog::Builder;
 pub use part::AppPart;
-pub(super) use part::{NamedAt, PartBuilder, PortVips};
+pub(super) use part::NamedAt;
+pub(crate) use part::{PartBuilder, PortVips};
 pub(super) use ports::{parse_protocols, port_u16};
 
 /// A sync's result: the catalog and what was left out of it, and why.

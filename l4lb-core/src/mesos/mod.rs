@@ -15,6 +15,8 @@
 //!   their agent and framework are known, dropped when terminal), and
 //!   [`from_state`], one `GET_STATE` answer read alone.
 //! - `warning`: what was skipped, naming it, with a counter kind.
+//! - `catalog`: task views → [`Catalog`](crate::model::Catalog) (VIPs and
+//!   task records), through the Marathon catalog's builder.
 //!
 //! The source loop: `POST /api/v1 {"type":"SUBSCRIBE"}`, body chunks →
 //! [`RecordIoDecoder::feed`] → [`decode_message`] → [`MesosState::apply`]
@@ -26,6 +28,7 @@
 //! catalog until a new SUBSCRIBED arrives. Fallback: `GET /master/state` →
 //! [`from_master_state`] → a [`Snapshot`], used only when the read was whole.
 pub mod api;
+pub mod catalog;
 pub mod lenient;
 pub mod master_state;
 pub mod ports;

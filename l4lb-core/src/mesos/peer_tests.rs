@@ -27,7 +27,7 @@ fn read_fixture(rel: &str) -> String {
 }
 
 /// A dcos-net fixture's non-empty lines (one message each).
-fn lines(name: &str) -> Vec<String> {
+pub(super) fn lines(name: &str) -> Vec<String> {
     read_fixture(&format!("dcos-net/apps/dcos_net/test/{name}"))
         .lines()
         .filter(|l| !l.is_empty())
@@ -55,7 +55,7 @@ fn stream_with(name: &str, hosts: &HostTable, chunk: usize) -> (MesosState, Vec<
     (st, warnings)
 }
 
-fn stream(name: &str) -> MesosState {
+pub(super) fn stream(name: &str) -> MesosState {
     let (st, warnings) = stream_with(name, &HostTable::default(), 4096);
     assert!(warnings.is_empty(), "{name}: {warnings:?}");
     st

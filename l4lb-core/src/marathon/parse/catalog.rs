@@ -32,6 +32,8 @@ pub(super) struct Group {
     /// Label values it was declared with; the smallest becomes the name, so
     /// the name does not depend on app order.
     pub(super) labels: BTreeSet<String>,
+    /// A named VIP's framework when it is not Marathon's (its DNS name).
+    pub(super) framework: Option<String>,
     pub(super) apps: BTreeSet<String>,
     pub(super) backends: BTreeMap<SocketAddr, u32>,
     /// Until [`Builder::resolve_agents`] moves them into `backends`.
@@ -66,6 +68,9 @@ impl Builder {
         for (k, pg) in &p.groups {
             let g = self.groups.entry(k.clone()).or_default();
             g.labels.extend(pg.labels.iter().cloned());
+            if pg.framework.is_some() {
+                g.framework.clone_from(&pg.framework);
+            }
             g.apps.insert(p.id.clone());
             for &(a, w) in &pg.backends {
                 let e = g.backends.entry(a).or_insert(w);
@@ -90,6 +95,9 @@ impl Builder {
         for &proto in &d.protos {
             let g = self.groups.entry(group_key(&d.target, proto)).or_default();
             g.labels.insert(d.label.clone());
+            if d.framework.is_some() {
+                g.framework.clone_from(&d.framework);
+            }
             g.apps.insert(app_id.to_owned());
         }
     }
@@ -178,6 +186,7 @@ impl Builder {
             }
             let spec = ServiceSpec {
                 name: None,
+                framework: None,
                 origin: origin(&g.apps),
                 backends: g.backends.clone(),
             };
@@ -250,6 +259,7 @@ fn named_services<'g>(
                 vip,
                 ServiceSpec {
                     name: g.labels.first().cloned(),
+                    framework: g.framework.clone(),
                     origin: origin(&g.apps),
                     backends,
                 },
@@ -260,13 +270,22 @@ fn named_services<'g>(
 }
 
 /// `app /a` or `apps /a, /b`: who declared a VIP, for the guard's warnings.
+/// A part whose id is no app path (a Mesos task's) is named as it is.
 fn origin(apps: &BTreeSet<String>) -> Option<String> {
-    let list: Vec<&str> = apps.iter().map(String::as_str).collect();
-    match list.len() {
+    let (paths, others): (Vec<&str>, Vec<&str>) = apps
+        .iter()
+        .map(String::as_str)
+        .partition(|a| a.starts_with('/'));
+    let paths = match paths.len() {
         0 => None,
-        1 => Some(format!("app {}", list[0])),
-        _ => Some(format!("apps {}", list.join(", "))),
-    }
+        1 => Some(format!("app {}", paths[0])),
+        _ => Some(format!("apps {}", paths.join(", "))),
+    };
+    let all: Vec<String> = paths
+        .into_iter()
+        .chain(others.into_iter().map(str::to_owned))
+        .collect();
+    (!all.is_empty()).then(|| all.join(", "))
 }
 
 fn group_key(target: &Target, proto: Proto) -> GroupKey {

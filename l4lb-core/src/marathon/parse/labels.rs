@@ -16,6 +16,8 @@ pub(super) struct Decl {
     pub(super) spec: usize,
     /// `portDefinitions[0] label VIP_0`, for messages.
     pub(super) origin: String,
+    /// The framework of a named VIP when it is not Marathon's.
+    pub(super) framework: Option<String>,
 }
 
 /// `VIP_*` labels of every port.
@@ -32,6 +34,7 @@ pub(super) fn port_decls(specs: &[PortSpec], warn: &mut dyn FnMut(String)) -> Ve
                     protos: protos.clone(),
                     spec: i,
                     origin,
+                    framework: None,
                 }),
                 Err(m) => warn(format!("{origin}: {m}")),
             }
@@ -93,6 +96,7 @@ fn legacy_decl(index: &str, value: &str, ports: usize, origin: &str) -> Result<D
         protos: vec![proto],
         spec,
         origin: origin.to_owned(),
+        framework: None,
     })
 }
 

@@ -13,6 +13,7 @@ use super::{
     labels::{Decl, port_decls},
     ports::PortSpec,
 };
+use crate::declare;
 use crate::marathon::apps::App;
 use crate::model::{Proto, TaskRecord};
 
@@ -35,6 +36,7 @@ pub struct AppPart {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct PartGroup {
     pub(super) labels: Vec<String>,
+    pub(super) framework: Option<String>,
     pub(super) backends: Vec<(SocketAddr, u32)>,
     pub(super) by_name: Vec<(HostPort, u32)>,
 }
@@ -54,7 +56,7 @@ pub(super) struct HostPort {
 /// An agent known by name, and the address that stands in for it while the
 /// name does not resolve (under host networking, the task's own).
 #[derive(Clone, Debug)]
-pub(in crate::marathon) struct NamedAt {
+pub(crate) struct NamedAt {
     pub(in crate::marathon) host: Arc<str>,
     pub(in crate::marathon) fallback: Option<IpAddr>,
 }
@@ -81,6 +83,7 @@ impl AppPart {
             .map(|(k, g)| {
                 let group = PartGroup {
                     labels: g.labels.into_iter().collect(),
+                    framework: g.framework,
                     backends: g.backends.into_iter().collect(),
                     by_name: g.by_name.into_iter().collect(),
                 };
@@ -112,18 +115,23 @@ impl AppPart {
 
 /// How `pod_part` builds a pod's part: the VIP label rules, backend merging
 /// and task records of an app's, through a few entry points.
-pub(in crate::marathon) struct PartBuilder {
+pub(crate) struct PartBuilder {
     id: String,
     b: Builder,
     warnings: Vec<String>,
 }
 
 /// The VIPs one port (a pod endpoint) declares.
-pub(in crate::marathon) struct PortVips(Vec<Decl>);
+pub(crate) struct PortVips(Vec<Decl>);
 
 impl PartBuilder {
     /// The part of the pod `id`.
     pub(in crate::marathon) fn pod(id: &str) -> PartBuilder {
+        PartBuilder::new(id)
+    }
+
+    /// A part named `id` (`app /x`, or as is when `id` is no app path).
+    pub(crate) fn new(id: &str) -> PartBuilder {
         PartBuilder {
             id: id.to_owned(),
             b: Builder::default(),
@@ -132,7 +140,7 @@ impl PartBuilder {
     }
 
     /// Something left out (`what` names the field).
-    pub(in crate::marathon) fn warn(&mut self, what: String) {
+    pub(crate) fn warn(&mut self, what: String) {
         self.warnings.push(what);
     }
 
@@ -161,15 +169,38 @@ impl PartBuilder {
         PortVips(decls)
     }
 
+    /// Declares VIP label values (`/name:port`, `ip:port`) of one port,
+    /// named ones under `framework` (`origin` names the port in messages).
+    pub(crate) fn label_vips(
+        &mut self,
+        origin: &str,
+        protos: &[Proto],
+        values: &[String],
+        framework: &str,
+    ) -> PortVips {
+        let mut decls = Vec::new();
+        for value in values {
+            match declare::label_target_in(value, framework) {
+                Ok(target) => decls.push(Decl {
+                    target,
+                    label: value.clone(),
+                    protos: protos.to_vec(),
+                    spec: 0,
+                    origin: origin.to_owned(),
+                    framework: (framework != declare::FRAMEWORK).then(|| framework.to_owned()),
+                }),
+                Err(m) => self.warnings.push(format!("{origin}: {m}")),
+            }
+        }
+        for d in &decls {
+            self.b.declare(d, &self.id);
+        }
+        PortVips(decls)
+    }
+
     /// One serving endpoint's addresses for a port's VIPs (`at` names the
     /// task in messages).
-    pub(in crate::marathon) fn serve(
-        &mut self,
-        vips: &PortVips,
-        addrs: &[SocketAddr],
-        weight: u32,
-        at: &str,
-    ) {
+    pub(crate) fn serve(&mut self, vips: &PortVips, addrs: &[SocketAddr], weight: u32, at: &str) {
         let mut warnings = Vec::new();
         for d in &vips.0 {
             self.b
@@ -198,7 +229,7 @@ impl PartBuilder {
     }
 
     /// A task record; `agent` when its agent is known by name.
-    pub(in crate::marathon) fn task(&mut self, task: TaskRecord, agent: Option<&NamedAt>) {
+    pub(crate) fn task(&mut self, task: TaskRecord, agent: Option<&NamedAt>) {
         if let Some(a) = agent {
             self.b.named_agents.push(NamedAgent {
                 task: self.b.tasks.len(),
@@ -209,7 +240,7 @@ impl PartBuilder {
         self.b.tasks.push(Arc::new(task));
     }
 
-    pub(in crate::marathon) fn finish(self) -> AppPart {
+    pub(crate) fn finish(self) -> AppPart {
         let PartBuilder {
             id,
             mut b,

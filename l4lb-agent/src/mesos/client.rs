@@ -1,0 +1,238 @@
+//! HTTP client for the Mesos master: the operator API subscription
+//! (`POST /api/v1` SUBSCRIBE, a RecordIO body) and `GET /master/state`.
+//! Built from the Marathon client's pieces: configured origins alone see the
+//! credentials, a non-leading master's 307 is followed only to one of them,
+//! every body is capped, every wait bounded.
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::{
+    Method, StatusCode,
+    header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, LOCATION},
+};
+use tracing::debug;
+use url::Url;
+
+use super::args::MesosConfig;
+use crate::marathon::{
+    args::Credentials,
+    body::{self, BodyError},
+    origin::{self, Trusted},
+};
+
+/// The SUBSCRIBE call's body.
+const SUBSCRIBE: &str = r#"{"type":"SUBSCRIBE"}"#;
+
+/// Why a request gave nothing usable.
+#[derive(Debug, thiserror::Error)]
+pub enum MesosError {
+    #[error("{url}: {reason}")]
+    Connect { url: Url, reason: String },
+    #[error("{url}: no answer within {timeout:?}")]
+    Timeout { url: Url, timeout: Duration },
+    #[error("{url}: HTTP {status}: {body}")]
+    Status {
+        url: Url,
+        status: StatusCode,
+        body: String,
+    },
+    #[error("{url}: {reason}")]
+    Redirect { url: Url, reason: String },
+    #[error("{url}: {reason}")]
+    Body { url: Url, reason: String },
+    #[error("every Mesos URL failed: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    AllFailed(Vec<MesosError>),
+}
+
+pub struct MesosClient {
+    cfg: MesosConfig,
+    trusted: Trusted,
+    http: reqwest::Client,
+}
+
+impl MesosClient {
+    pub fn new(cfg: MesosConfig) -> anyhow::Result<MesosClient> {
+        anyhow::ensure!(!cfg.urls.is_empty(), "no Mesos URL");
+        let mut b = reqwest::Client::builder()
+            .use_rustls_tls()
+            .user_agent(concat!("l4lb-agent/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(cfg.request_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .tcp_keepalive(Duration::from_secs(30))
+            .no_proxy();
+        if let Some(pem) = &cfg.ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)?;
+            anyhow::ensure!(!certs.is_empty(), "no PEM certificate in the CA file");
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
+        }
+        Ok(MesosClient {
+            trusted: Trusted::new(&cfg.urls),
+            http: b.build()?,
+            cfg,
+        })
+    }
+
+    pub fn config(&self) -> &MesosConfig {
+        &self.cfg
+    }
+
+    /// Subscribes: the 2xx response whose body is the RecordIO stream (its
+    /// headers within the request timeout; the body has no overall limit).
+    pub async fn subscribe(&self) -> Result<reqwest::Response, MesosError> {
+        self.each_url(|base| async move {
+            let url = join(&base, "api/v1");
+            self.request(Method::POST, url, Some(SUBSCRIBE)).await
+        })
+        .await
+    }
+
+    /// `GET /master/state`, whole, within the request timeout and the cap.
+    pub async fn master_state(&self) -> Result<Bytes, MesosError> {
+        self.each_url(|base| async move {
+            let url = join(&base, "master/state");
+            let resp = self.request(Method::GET, url.clone(), None).await?;
+            let announced = resp.content_length();
+            let read = body::read_capped(resp.bytes_stream(), announced, self.cfg.max_record);
+            match tokio::time::timeout(self.cfg.request_timeout, read).await {
+                Err(_) => Err(self.timeout(&url)),
+                Ok(Ok(b)) => Ok(b),
+                Ok(Err(e)) => Err(body_error(&url, e)),
+            }
+        })
+        .await
+    }
+
+    /// Tries each configured URL in turn until one answers.
+    async fn each_url<T, F, Fut>(&self, attempt: F) -> Result<T, MesosError>
+    where
+        F: Fn(Url) -> Fut,
+        Fut: Future<Output = Result<T, MesosError>>,
+    {
+        let mut errors = Vec::new();
+        for base in &self.cfg.urls {
+            match attempt(base.clone()).await {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    debug!("mesos: {e}");
+                    errors.push(e);
+                }
+            }
+        }
+        Err(match errors.len() {
+            1 => errors.pop().expect("one error"),
+            _ => MesosError::AllFailed(errors),
+        })
+    }
+
+    /// One call with 307s followed to configured origins.
+    async fn request(
+        &self,
+        method: Method,
+        mut url: Url,
+        body: Option<&'static str>,
+    ) -> Result<reqwest::Response, MesosError> {
+        let mut hops = 0;
+        loop {
+            let resp = self.send(method.clone(), &url, body).await?;
+            let status = resp.status();
+            if status.is_success() {
+                return Ok(resp);
+            }
+            if status == StatusCode::TEMPORARY_REDIRECT {
+                hops += 1;
+                let location = resp.headers().get(LOCATION).map(HeaderValue::as_bytes);
+                url = origin::redirect_target(&url, 307, location, hops, &self.trusted).map_err(
+                    |why| MesosError::Redirect {
+                        url: url.clone(),
+                        reason: why.to_string().replace("--marathon", "--mesos"),
+                    },
+                )?;
+                debug!(to = %url, "mesos: following the leader");
+                continue;
+            }
+            let snippet = body::error_snippet(resp.bytes_stream());
+            let body = tokio::time::timeout(self.cfg.request_timeout, snippet)
+                .await
+                .unwrap_or_default();
+            return Err(MesosError::Status { url, status, body });
+        }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        url: &Url,
+        body: Option<&'static str>,
+    ) -> Result<reqwest::Response, MesosError> {
+        let mut req = self
+            .http
+            .request(method, url.clone())
+            .header(ACCEPT, HeaderValue::from_static("application/json"));
+        if let Some(b) = body {
+            req = req
+                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                .body(b);
+        }
+        if self.trusted.allows(url) {
+            req = authorize(req, self.cfg.auth.as_ref());
+        }
+        match tokio::time::timeout(self.cfg.request_timeout, req.send()).await {
+            Err(_) => Err(self.timeout(url)),
+            Ok(Err(e)) if e.is_timeout() => Err(self.timeout(url)),
+            Ok(Err(e)) => Err(MesosError::Connect {
+                url: url.clone(),
+                reason: describe(&e),
+            }),
+            Ok(Ok(resp)) => Ok(resp),
+        }
+    }
+
+    fn timeout(&self, url: &Url) -> MesosError {
+        MesosError::Timeout {
+            url: url.clone(),
+            timeout: self.cfg.request_timeout,
+        }
+    }
+}
+
+fn authorize(req: reqwest::RequestBuilder, auth: Option<&Credentials>) -> reqwest::RequestBuilder {
+    match auth {
+        Some(Credentials::Token(t)) => {
+            let mut v = HeaderValue::from_str(&format!("token={t}"))
+                .expect("token syntax checked when parsed");
+            v.set_sensitive(true);
+            req.header(AUTHORIZATION, v)
+        }
+        Some(Credentials::Basic { user, password }) => req.basic_auth(user, Some(password)),
+        None => req,
+    }
+}
+
+fn join(base: &Url, path: &str) -> Url {
+    base.join(path).expect("a relative path joins any base")
+}
+
+fn body_error(url: &Url, e: BodyError<reqwest::Error>) -> MesosError {
+    MesosError::Body {
+        url: url.clone(),
+        reason: match e {
+            BodyError::Transport(e) => describe(&e),
+            other => other.to_string(),
+        },
+    }
+}
+
+/// The error and its causes, one line.
+pub fn describe(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
