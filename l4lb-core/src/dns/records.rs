@@ -570,6 +570,26 @@ pub(crate) mod tests {
         ));
     }
 
+    /// dcos-net names a VIP `<label>.<framework>`: the same label declared by
+    /// an SDK framework's task (`hello-world`) is another name than
+    /// Marathon's, and only the VIP's own framework gives it.
+    #[test]
+    fn vip_names_follow_the_declaring_framework() {
+        let (mut catalog, published) = redis_catalog();
+        let spec = catalog.services.services.values_mut().next().unwrap();
+        spec.name = Some("overlay-vip:80".into());
+        spec.framework = Some("hello-world".into());
+        let z = build_zones(&catalog, &published, &ZoneOptions::default());
+        assert_eq!(
+            addrs(&z, "overlay-vip.hello-world.l4lb.thisdcos.directory"),
+            ips(&["11.22.130.195"])
+        );
+        assert!(matches!(
+            z.lookup(&lower("overlay-vip.marathon.l4lb.thisdcos.directory")),
+            Lookup::NxDomain(_)
+        ));
+    }
+
     #[test]
     fn dcos_zone_names() {
         let (mut catalog, published) = redis_catalog();
