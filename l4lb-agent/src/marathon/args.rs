@@ -357,7 +357,7 @@ impl Credentials {
             {
                 tracing::warn!(
                     path = %path.display(),
-                    "Marathon credentials file is readable by group or others; chmod 600 it"
+                    "credentials file is readable by group or others; chmod 600 it"
                 );
             }
         }
@@ -365,6 +365,23 @@ impl Credentials {
             origin: origin(),
             reason: Box::new(e),
         })
+    }
+
+    /// After a 401: re-reads `path` into `current`; true if it now holds
+    /// other credentials (worth one retry). `who` names the source in logs.
+    pub fn reload(path: &Path, current: &mut Option<Credentials>, who: &str) -> bool {
+        match Credentials::from_file(path) {
+            Ok(new) if current.as_ref() == Some(&new) => false,
+            Ok(new) => {
+                tracing::info!(path = %path.display(), scheme = new.scheme(), "{who}: credentials file changed, retrying");
+                *current = Some(new);
+                true
+            }
+            Err(e) => {
+                tracing::warn!("{who}: 401, and re-reading the credentials failed: {e}");
+                false
+            }
+        }
     }
 
     /// `token` or `basic`, for logs.

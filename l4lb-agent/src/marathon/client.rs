@@ -707,21 +707,7 @@ impl MarathonClient {
         let Some(path) = &self.cfg.auth_file else {
             return false;
         };
-        match Credentials::from_file(path) {
-            Ok(new) => {
-                let mut st = self.state();
-                if st.auth.as_ref() == Some(&new) {
-                    return false;
-                }
-                info!(path = %path.display(), scheme = new.scheme(), "marathon: credentials file changed, retrying");
-                st.auth = Some(new);
-                true
-            }
-            Err(e) => {
-                warn!("marathon: 401, and re-reading the credentials failed: {e}");
-                false
-            }
-        }
+        Credentials::reload(path, &mut self.state().auth, "marathon")
     }
 
     /// Feeds the body to [`decode::decode_apps_from`] on a blocking thread as

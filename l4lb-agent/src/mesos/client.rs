@@ -1,23 +1,30 @@
 //! HTTP client for the Mesos master: the operator API subscription
 //! (`POST /api/v1` SUBSCRIBE, a RecordIO body) and `GET /master/state`.
 //! Built from the Marathon client's pieces: configured origins alone see the
-//! credentials, a non-leading master's 307 is followed only to one of them,
-//! every body is capped, every wait bounded.
-use std::time::Duration;
+//! credentials, a non-leading master's 307 is followed only to one of them
+//! and the master it led to is tried first next time, the credentials file is
+//! re-read once on a 401, every body is capped, every wait bounded.
+use std::{
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
 
 use bytes::Bytes;
 use reqwest::{
     Method, StatusCode,
     header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, LOCATION},
 };
-use tracing::debug;
+use tracing::{debug, info, warn};
 use url::Url;
 
-use super::args::MesosConfig;
+use super::{
+    args::MesosConfig,
+    stats::{MesosStats, bump},
+};
 use crate::marathon::{
     args::Credentials,
     body::{self, BodyError},
-    origin::{self, Trusted},
+    origin::{self, Leader, Trusted},
 };
 
 /// The SUBSCRIBE call's body.
@@ -48,10 +55,19 @@ pub struct MesosClient {
     cfg: MesosConfig,
     trusted: Trusted,
     http: reqwest::Client,
+    stats: Arc<MesosStats>,
+    state: Mutex<State>,
+}
+
+/// What the client learns as it runs.
+struct State {
+    /// The master a redirect led to that answered: tried first.
+    leader: Leader,
+    auth: Option<Credentials>,
 }
 
 impl MesosClient {
-    pub fn new(cfg: MesosConfig) -> anyhow::Result<MesosClient> {
+    pub fn new(cfg: MesosConfig, stats: Arc<MesosStats>) -> anyhow::Result<MesosClient> {
         anyhow::ensure!(!cfg.urls.is_empty(), "no Mesos URL");
         let mut b = reqwest::Client::builder()
             .use_rustls_tls()
@@ -70,8 +86,18 @@ impl MesosClient {
         Ok(MesosClient {
             trusted: Trusted::new(&cfg.urls),
             http: b.build()?,
+            stats,
+            state: Mutex::new(State {
+                leader: Leader::default(),
+                auth: cfg.auth.clone(),
+            }),
             cfg,
         })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // The state is plain data, consistent after any panic.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn config(&self) -> &MesosConfig {
@@ -83,7 +109,8 @@ impl MesosClient {
     pub async fn subscribe(&self) -> Result<reqwest::Response, MesosError> {
         self.each_url(|base| async move {
             let url = join(&base, "api/v1");
-            self.request(Method::POST, url, Some(SUBSCRIBE)).await
+            self.request(Method::POST, &base, url, Some(SUBSCRIBE))
+                .await
         })
         .await
     }
@@ -92,30 +119,43 @@ impl MesosClient {
     pub async fn master_state(&self) -> Result<Bytes, MesosError> {
         self.each_url(|base| async move {
             let url = join(&base, "master/state");
-            let resp = self.request(Method::GET, url.clone(), None).await?;
+            let resp = self.request(Method::GET, &base, url.clone(), None).await?;
             let announced = resp.content_length();
             let read = body::read_capped(resp.bytes_stream(), announced, self.cfg.max_record);
             match tokio::time::timeout(self.cfg.request_timeout, read).await {
                 Err(_) => Err(self.timeout(&url)),
                 Ok(Ok(b)) => Ok(b),
-                Ok(Err(e)) => Err(body_error(&url, e)),
+                Ok(Err(e)) => {
+                    if matches!(e, BodyError::TooLarge(_)) {
+                        bump(&self.stats.oversized, 1);
+                    }
+                    Err(body_error(&url, e))
+                }
             }
         })
         .await
     }
 
-    /// Tries each configured URL in turn until one answers.
+    /// Tries the known leader, then each configured URL in turn, until one
+    /// answers. A leader that fails is forgotten.
     async fn each_url<T, F, Fut>(&self, attempt: F) -> Result<T, MesosError>
     where
         F: Fn(Url) -> Fut,
         Fut: Future<Output = Result<T, MesosError>>,
     {
+        let leader = self.state().leader.first().cloned();
+        let others = self.cfg.urls.iter().filter(|u| Some(*u) != leader.as_ref());
+        let bases: Vec<Url> = leader.iter().chain(others).cloned().collect();
         let mut errors = Vec::new();
-        for base in &self.cfg.urls {
+        for base in bases {
             match attempt(base.clone()).await {
                 Ok(v) => return Ok(v),
                 Err(e) => {
-                    debug!("mesos: {e}");
+                    if self.state().leader.failed(&base) {
+                        warn!("mesos: leader {base} failed, trying the configured URLs: {e}");
+                    } else {
+                        debug!("mesos: {e}");
+                    }
                     errors.push(e);
                 }
             }
@@ -126,18 +166,25 @@ impl MesosClient {
         })
     }
 
-    /// One call with 307s followed to configured origins.
+    /// One call to `url` (below `base`) with 307s followed to configured
+    /// origins and the credentials re-read once on a 401. Where a redirect
+    /// led and got a 2xx is the leader from now on.
     async fn request(
         &self,
         method: Method,
+        base: &Url,
         mut url: Url,
         body: Option<&'static str>,
     ) -> Result<reqwest::Response, MesosError> {
         let mut hops = 0;
+        let mut reloaded = false;
         loop {
             let resp = self.send(method.clone(), &url, body).await?;
             let status = resp.status();
             if status.is_success() {
+                if let Some(leader) = self.state().leader.answered(base, &url) {
+                    info!(%leader, "mesos: leading master");
+                }
                 return Ok(resp);
             }
             if status == StatusCode::TEMPORARY_REDIRECT {
@@ -149,7 +196,12 @@ impl MesosClient {
                         reason: why.to_string().replace("--marathon", "--mesos"),
                     },
                 )?;
+                bump(&self.stats.redirects, 1);
                 debug!(to = %url, "mesos: following the leader");
+                continue;
+            }
+            if status == StatusCode::UNAUTHORIZED && !reloaded && self.reload_auth() {
+                reloaded = true;
                 continue;
             }
             let snippet = body::error_snippet(resp.bytes_stream());
@@ -158,6 +210,14 @@ impl MesosClient {
                 .unwrap_or_default();
             return Err(MesosError::Status { url, status, body });
         }
+    }
+
+    /// Re-reads the credentials file; true if it now holds other credentials.
+    fn reload_auth(&self) -> bool {
+        let Some(path) = &self.cfg.auth_file else {
+            return false;
+        };
+        Credentials::reload(path, &mut self.state().auth, "mesos")
     }
 
     async fn send(
@@ -176,7 +236,8 @@ impl MesosClient {
                 .body(b);
         }
         if self.trusted.allows(url) {
-            req = authorize(req, self.cfg.auth.as_ref());
+            let auth = self.state().auth.clone();
+            req = authorize(req, auth.as_ref());
         }
         match tokio::time::timeout(self.cfg.request_timeout, req.send()).await {
             Err(_) => Err(self.timeout(url)),

@@ -5,26 +5,23 @@
 //! dropped and reconnected with backoff; the catalog already sent stays
 //! until the next SUBSCRIBED, which replaces the state whole. Poll mode:
 //! `GET /master/state` every period; a failed read sends nothing.
-use std::{
-    collections::BTreeSet,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use futures_util::StreamExt;
-use tokio::{sync::mpsc, time::Instant};
+use tokio::{
+    sync::{Notify, mpsc},
+    time::Instant,
+};
 use tracing::{info, warn};
 
-use super::{args::MesosConfig, client::MesosClient};
+pub use super::stats::MesosStats;
+use super::{args::MesosConfig, client::MesosClient, stats::bump};
 use crate::{
     hosts::{AgentAt, HostTable, resolver::Resolver},
     marathon::source::Backoff,
     mesos::{
-        MesosState, Message, RecordIoDecoder, TaskKey, TaskView, Warning, WarningKind, catalog,
-        decode_message, from_master_state, master_state::MasterState,
+        MesosState, Message, RecordIoDecoder, RecordIoError, TaskKey, TaskView, Warning,
+        WarningKind, catalog, decode_message, from_master_state, master_state::MasterState,
     },
     model::Catalog,
     naming::VipAllocator,
@@ -36,26 +33,6 @@ const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
 const FIRST_RESOLVE_WAIT: Duration = Duration::from_secs(2);
 const BACKOFF_BASE: Duration = Duration::from_millis(250);
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
-
-/// Counters for /metrics. Monotonic.
-#[derive(Debug, Default)]
-pub struct MesosStats {
-    /// Catalogs built from a whole snapshot (SUBSCRIBED or /master/state).
-    pub reads: AtomicU64,
-    /// Stream records decoded (SUBSCRIBED, events, heartbeats).
-    pub events: AtomicU64,
-    pub reconnects: AtomicU64,
-    /// Failed connections, streams and reads.
-    pub failures: AtomicU64,
-    /// Tasks (or task fields) skipped with a warning.
-    pub skipped_tasks: AtomicU64,
-    /// Why the last attempt failed (the agent's loop is told).
-    pub last_failure: tokio::sync::watch::Sender<Option<String>>,
-}
-
-fn bump(c: &AtomicU64, n: u64) {
-    c.fetch_add(n, Ordering::Relaxed);
-}
 
 /// A catalog for the agent's loop.
 pub struct Update {
@@ -71,6 +48,8 @@ pub struct MesosSource {
     alloc: VipAllocator,
     sent_first: bool,
     last_sent: Option<Catalog>,
+    /// Woken by SIGHUP: subscribe (or poll) again now.
+    reread: Arc<Notify>,
 }
 
 /// How one connection ended.
@@ -78,20 +57,29 @@ enum Ended {
     /// SUBSCRIBED was seen: the next attempt starts from a short delay.
     AfterSubscribed(String),
     Before(String),
+    /// SIGHUP: subscribe again at once; not a failure.
+    Reread,
     /// The agent's loop is gone.
     Stop,
 }
 
 impl MesosSource {
     pub fn new(cfg: MesosConfig) -> anyhow::Result<MesosSource> {
+        let stats = Arc::<MesosStats>::default();
         Ok(MesosSource {
-            client: MesosClient::new(cfg)?,
+            client: MesosClient::new(cfg, stats.clone())?,
             hosts: None,
-            stats: Arc::default(),
+            stats,
             alloc: VipAllocator::new(),
             sent_first: false,
             last_sent: None,
+            reread: Arc::default(),
         })
+    }
+
+    /// Notify it to subscribe (or poll) again at once, e.g. on SIGHUP.
+    pub fn reread_handle(&self) -> Arc<Notify> {
+        self.reread.clone()
     }
 
     /// Agents reported by host name get their address from `hosts`.
@@ -125,9 +113,16 @@ impl MesosSource {
                         self.reconnect(e, &mut backoff)
                     }
                     Ended::Before(e) => self.reconnect(e, &mut backoff),
+                    Ended::Reread => {
+                        backoff.reset();
+                        Duration::ZERO
+                    }
                 },
             };
-            tokio::time::sleep(wait).await;
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.reread.notified() => info!("mesos: SIGHUP, reading again"),
+            }
         }
     }
 
@@ -246,6 +241,7 @@ impl MesosSource {
         };
         info!("mesos: subscribed to the operator API");
         let mut body = resp.bytes_stream();
+        let reread = self.reread.clone();
         let mut host_changes = self.hosts.as_ref().map(|h| h.subscribe());
         let mut c = Conn {
             state: MesosState::new(),
@@ -261,6 +257,10 @@ impl MesosSource {
                     Err("no record for 3 heartbeat intervals".to_owned())
                 }
                 _ = sleep_opt(c.due) => self.on_due(&mut c, tx).await,
+                _ = reread.notified() => {
+                    info!("mesos: SIGHUP, subscribing again");
+                    break Ended::Reread;
+                }
                 _ = hosts_changed(&mut host_changes) => {
                     self.on_hosts(&mut c);
                     Ok(true)
@@ -286,7 +286,12 @@ impl MesosSource {
             Some(Err(e)) => return Err(format!("cut: {}", super::client::describe(&e))),
             None => return Err("the master ended the stream".into()),
         };
-        let records = c.decoder.feed(&bytes).map_err(|e| e.to_string())?;
+        let records = c.decoder.feed(&bytes).map_err(|e| {
+            if matches!(e, RecordIoError::TooLarge { .. }) {
+                bump(&self.stats.oversized, 1);
+            }
+            e.to_string()
+        })?;
         for rec in records {
             c.last_record = Instant::now();
             bump(&self.stats.events, 1);

@@ -1,7 +1,7 @@
 //! The source against scripted raw HTTP/1.1 masters on 127.0.0.1.
 use std::{
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, atomic::Ordering},
     time::Duration,
 };
 
@@ -313,14 +313,20 @@ async fn a_silent_stream_is_reconnected() {
 async fn leader_redirects_stay_with_configured_origins() {
     let (ptx, prx) = mpsc::unbounded_channel();
     let prx = Mutex::new(Some(prx));
-    let leader = Master::start(move |_| Reply::Stream(prx.lock().unwrap().take().unwrap())).await;
+    let leader = Master::start(move |_| match prx.lock().unwrap().take() {
+        Some(rx) => Reply::Stream(rx),
+        None => Reply::Json(200, "{}".into()),
+    })
+    .await;
     let to = format!("//{}/api/v1", leader.addr);
     let follower = Master::start(move |_| Reply::Redirect(to.clone())).await;
     let mut cfg = config(vec![follower.url(), leader.url()]);
     cfg.auth = Some(Credentials::Token("tok".into()));
-    let client = MesosClient::new(cfg).unwrap();
+    let stats = Arc::<MesosStats>::default();
+    let client = MesosClient::new(cfg, stats.clone()).unwrap();
     let resp = client.subscribe().await.unwrap();
     assert_eq!(resp.status(), 200);
+    drop(resp);
     drop(ptx);
     assert!(
         leader.requests()[0]
@@ -328,10 +334,15 @@ async fn leader_redirects_stay_with_configured_origins() {
             .to_ascii_lowercase()
             .contains("token=tok")
     );
+    assert_eq!(stats.redirects.load(Ordering::Relaxed), 1);
+    // The master the redirect led to is asked first from now on.
+    let _ = client.subscribe().await;
+    assert_eq!(follower.requests().len(), 1, "the follower was asked again");
+    assert_eq!(leader.requests().len(), 2);
 
     let stranger = format!("http://{}/api/v1", leader.addr);
     let follower = Master::start(move |_| Reply::Redirect(stranger.clone())).await;
-    let client = MesosClient::new(config(vec![follower.url()])).unwrap();
+    let client = MesosClient::new(config(vec![follower.url()]), Arc::default()).unwrap();
     let err = client.subscribe().await.unwrap_err().to_string();
     assert!(err.contains("redirect refused"), "{err}");
     assert!(err.contains("--mesos"), "{err}");
@@ -374,4 +385,82 @@ async fn poll_mode_reads_master_state() {
         ["198.18.0.10:8080"]
     );
     assert!(stats.failures.load(Ordering::Relaxed) >= 1);
+}
+
+/// A 401 re-reads --mesos-auth-file once and retries with what it now holds.
+#[tokio::test]
+async fn a_401_rereads_the_credentials_file() {
+    let m = Master::start(
+        |r| match r.head.to_ascii_lowercase().contains("token=new") {
+            true => Reply::Json(200, "{}".into()),
+            false => Reply::Json(401, "bad token".into()),
+        },
+    )
+    .await;
+    let dir = std::env::temp_dir().join(format!("l4lb-mesos-auth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("auth");
+    std::fs::write(&file, "token=old\n").unwrap();
+    let mut cfg = config(vec![m.url()]);
+    cfg.auth = Some(Credentials::from_file(&file).unwrap());
+    cfg.auth_file = Some(file.clone());
+    let client = MesosClient::new(cfg, Arc::default()).unwrap();
+    let err = client.master_state().await.unwrap_err().to_string();
+    assert!(err.contains("401"), "{err}");
+    std::fs::write(&file, "token=new\n").unwrap();
+    client
+        .master_state()
+        .await
+        .expect("retried with the new token");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A record past --mesos-max-record-bytes fails the stream and is counted.
+#[tokio::test]
+async fn an_oversized_record_is_counted() {
+    let m = Master::start(|_| {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tx.send(b"5000\n{".to_vec()).unwrap();
+        Reply::Stream(rx)
+    })
+    .await;
+    let mut cfg = config(vec![m.url()]);
+    cfg.max_record = 1024;
+    let (_rx, stats) = start(cfg);
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while stats.oversized.load(Ordering::Relaxed) == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the oversized record counted");
+}
+
+/// SIGHUP's notify subscribes again at once, and is not a failure.
+#[tokio::test]
+async fn a_reread_subscribes_again() {
+    let conns = Arc::new(Mutex::new(Vec::new()));
+    let c2 = conns.clone();
+    let m = Master::start(move |_| {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tx.send(record(&subscribed(two_tasks(), 15.0))).unwrap();
+        c2.lock().unwrap().push(tx);
+        Reply::Stream(rx)
+    })
+    .await;
+    let src = MesosSource::new(config(vec![m.url()])).unwrap();
+    let (stats, reread) = (src.stats(), src.reread_handle());
+    let (tx, mut rx) = mpsc::channel(8);
+    tokio::spawn(src.run(tx));
+    next(&mut rx).await;
+    reread.notify_one();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while m.requests().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a second subscription");
+    assert_eq!(stats.failures.load(Ordering::Relaxed), 0);
+    assert_eq!(stats.reads.load(Ordering::Relaxed), 2);
 }

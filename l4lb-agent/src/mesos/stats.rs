@@ -1,5 +1,8 @@
 //! The Mesos source's counters on /metrics (`l4lb_mesos_*`).
-use std::sync::{Arc, OnceLock, atomic::Ordering::Relaxed};
+use std::sync::{
+    Arc, OnceLock,
+    atomic::{AtomicU64, Ordering::Relaxed},
+};
 
 use prometheus_client::{
     collector::Collector,
@@ -7,7 +10,29 @@ use prometheus_client::{
     metrics::counter::ConstCounter,
 };
 
-use super::source::MesosStats;
+/// Counters for /metrics. Monotonic.
+#[derive(Debug, Default)]
+pub struct MesosStats {
+    /// Catalogs built from a whole snapshot (SUBSCRIBED or /master/state).
+    pub reads: AtomicU64,
+    /// Stream records decoded (SUBSCRIBED, events, heartbeats).
+    pub events: AtomicU64,
+    pub reconnects: AtomicU64,
+    /// Failed connections, streams and reads.
+    pub failures: AtomicU64,
+    /// Tasks (or task fields) skipped with a warning.
+    pub skipped_tasks: AtomicU64,
+    /// 307s from a non-leading master followed to another configured origin.
+    pub redirects: AtomicU64,
+    /// Records or `/master/state` bodies refused for passing the size cap.
+    pub oversized: AtomicU64,
+    /// Why the last attempt failed (the agent's loop is told).
+    pub last_failure: tokio::sync::watch::Sender<Option<String>>,
+}
+
+pub(super) fn bump(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Relaxed);
+}
 
 /// Registered at start; empty until the Mesos source runs.
 #[derive(Debug, Default)]
@@ -43,6 +68,16 @@ impl Collector for MesosCollector {
                 "mesos_skipped_tasks",
                 "Tasks or task fields skipped with a warning",
                 &s.skipped_tasks,
+            ),
+            (
+                "mesos_redirects",
+                "307s from a non-leading master followed to a configured origin",
+                &s.redirects,
+            ),
+            (
+                "mesos_oversized",
+                "Stream records or /master/state bodies refused for passing --mesos-max-record-bytes",
+                &s.oversized,
             ),
         ] {
             let c = ConstCounter::new(n.load(Relaxed));

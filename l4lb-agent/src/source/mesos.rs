@@ -1,16 +1,11 @@
 //! The Mesos source, as the agent runs it: the loop of
-//! `crate::mesos::source` with the host-name resolver, its catalogs and
-//! failures relayed as [`SourceEvent`]s.
+//! `crate::mesos::source`, started through [`relay`].
 use std::{path::Path, sync::Arc};
 
 use anyhow::Result;
-use tokio::{
-    signal::unix::{SignalKind, signal},
-    sync::mpsc,
-};
-use tracing::info;
+use tokio::sync::mpsc;
 
-use super::SourceEvent;
+use super::{SourceEvent, relay};
 use crate::{
     hosts::resolver::HostStats,
     mesos::{
@@ -32,41 +27,17 @@ pub fn spawn(
     resolv_conf: &Path,
     tx: mpsc::Sender<SourceEvent>,
 ) -> Result<Running> {
-    let hosts = Arc::new(super::marathon::host_resolver(resolv_conf));
+    let hosts = Arc::new(relay::host_resolver(resolv_conf));
     let host_stats = hosts.stats();
     let src = MesosSource::new(cfg)?.with_hosts(hosts);
     let stats = src.stats();
-    // SIGHUP (the unit's reload) must not kill the agent; the stream already
-    // carries every change, so there is nothing to re-read.
-    let mut hup = signal(SignalKind::hangup())?;
-    tokio::spawn(async move {
-        while hup.recv().await.is_some() {
-            info!("mesos: SIGHUP ignored (the operator API stream is followed)");
-        }
-    });
-    let (utx, mut updates) = mpsc::channel(4);
+    // SIGHUP (the unit's reload) subscribes again: a fresh SUBSCRIBED
+    // snapshot (or /master/state read) replaces the state whole.
+    relay::reread_on_sighup(src.reread_handle())?;
+    let (utx, updates) = mpsc::channel(4);
     tokio::spawn(src.run(utx));
-    let mut failures = stats.last_failure.subscribe();
-    tokio::spawn(async move {
-        loop {
-            let ev = tokio::select! {
-                u = updates.recv() => match u {
-                    Some(u) => update_event(u),
-                    None => return,
-                },
-                changed = failures.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    let reason = failures.borrow_and_update().clone().unwrap_or_default();
-                    SourceEvent::Failed { trigger: "mesos read".into(), reason }
-                }
-            };
-            if tx.send(ev).await.is_err() {
-                return;
-            }
-        }
-    });
+    let failures = stats.last_failure.subscribe();
+    relay::relay(updates, failures, "mesos read", update_event, tx);
     Ok(Running {
         stats,
         hosts: host_stats,

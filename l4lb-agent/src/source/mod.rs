@@ -10,6 +10,7 @@ use crate::model::Catalog;
 pub mod config_file;
 pub mod marathon;
 pub mod mesos;
+pub mod relay;
 pub mod static_file;
 
 /// What a source tells the main loop.
