@@ -39,6 +39,8 @@ pub struct Update {
     pub catalog: Catalog,
     pub trigger: String,
     pub warnings: usize,
+    /// When the first stream record of the change arrived (event → maps).
+    pub received_at: Option<std::time::Instant>,
 }
 
 pub struct MesosSource {
@@ -161,7 +163,8 @@ impl MesosSource {
         }
         bump(&self.stats.reads, 1);
         let tasks: Vec<_> = snap.tasks;
-        self.send(tasks, snap.warnings, "mesos poll", tx).await
+        self.send(tasks, snap.warnings, "mesos poll", None, tx)
+            .await
     }
 
     /// Tells the resolver which names matter; true if the first catalog
@@ -183,6 +186,7 @@ impl MesosSource {
         tasks: Vec<(TaskKey, TaskView)>,
         mut warnings: Vec<Warning>,
         trigger: &str,
+        received_at: Option<std::time::Instant>,
         tx: &mpsc::Sender<Update>,
     ) -> Result<bool, String> {
         let built = catalog::catalog(tasks.iter().map(|(k, v)| (k, v)), &mut self.alloc)
@@ -198,6 +202,7 @@ impl MesosSource {
             catalog: built.catalog,
             trigger: trigger.to_owned(),
             warnings: warnings.len(),
+            received_at,
         };
         Ok(tx.send(update).await.is_ok())
     }
@@ -222,6 +227,8 @@ struct Conn {
     subscribed: bool,
     /// When the debounced catalog is due.
     due: Option<Instant>,
+    /// The first change since the last catalog: its type and arrival.
+    first_change: Option<(&'static str, std::time::Instant)>,
     last_record: Instant,
 }
 
@@ -248,6 +255,7 @@ impl MesosSource {
             decoder: RecordIoDecoder::new(self.client.config().max_record),
             subscribed: false,
             due: None,
+            first_change: None,
             last_record: Instant::now(),
         };
         loop {
@@ -311,19 +319,23 @@ impl MesosSource {
         tx: &mpsc::Sender<Update>,
     ) -> Result<bool, String> {
         let subscribed = matches!(msg, Message::Subscribed(_));
+        let kind = msg.kind();
         let applied = c.state.apply(msg, &self.table());
         self.count_warnings(&applied.warnings);
         if subscribed {
             c.subscribed = true;
             c.due = None;
+            c.first_change = None;
             bump(&self.stats.reads, 1);
             let names = c.state.wanted_hosts().map(Arc::from).collect();
             if self.want_hosts(names).await {
                 c.state.refresh_hosts(&self.table());
             }
-            return self.send_state(c, "mesos SUBSCRIBED", tx).await;
+            return self.send_state(c, "mesos SUBSCRIBED", None, tx).await;
         }
         if applied.changed && c.subscribed {
+            c.first_change
+                .get_or_insert_with(|| (kind, std::time::Instant::now()));
             let debounce = self.client.config().debounce;
             c.due.get_or_insert_with(|| Instant::now() + debounce);
         }
@@ -335,7 +347,10 @@ impl MesosSource {
         if let Some(h) = &self.hosts {
             h.want(c.state.wanted_hosts().map(Arc::from).collect());
         }
-        self.send_state(c, "mesos event", tx).await
+        match c.first_change.take() {
+            Some((kind, at)) => self.send_state(c, kind, Some(at), tx).await,
+            None => self.send_state(c, "mesos agent address", None, tx).await,
+        }
     }
 
     fn on_hosts(&mut self, c: &mut Conn) {
@@ -348,10 +363,11 @@ impl MesosSource {
         &mut self,
         c: &Conn,
         trigger: &str,
+        received_at: Option<std::time::Instant>,
         tx: &mpsc::Sender<Update>,
     ) -> Result<bool, String> {
         let tasks = c.state.tasks().map(|(k, v)| (k.clone(), v)).collect();
-        self.send(tasks, Vec::new(), trigger, tx).await
+        self.send(tasks, Vec::new(), trigger, received_at, tx).await
     }
 }
 

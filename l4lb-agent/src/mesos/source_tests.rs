@@ -211,6 +211,7 @@ async fn snapshot_then_events() {
     ptx.send(record(&subscribed(two_tasks(), 15.0))).unwrap();
     let u = next(&mut rx).await;
     assert_eq!(u.trigger, "mesos SUBSCRIBED");
+    assert!(u.received_at.is_none());
     assert_eq!(
         backends_of(&u.catalog, "web.marathon", 80),
         ["198.18.0.10:8080"]
@@ -236,7 +237,11 @@ async fn snapshot_then_events() {
     ptx.send(b.to_vec()).unwrap();
     ptx.send(record(&json!({"type": "HEARTBEAT"}))).unwrap();
     let u = next(&mut rx).await;
-    assert_eq!(u.trigger, "mesos event");
+    assert_eq!(u.trigger, "TASK_UPDATED");
+    assert!(
+        u.received_at.is_some(),
+        "an event's catalog carries its arrival"
+    );
     assert!(backends_of(&u.catalog, "web.marathon", 80).is_empty());
     assert_eq!(u.catalog.tasks.len(), 1);
     assert_eq!(stats.events.load(Ordering::Relaxed), 3);

@@ -48,7 +48,7 @@ fn update_event(u: Update) -> SourceEvent {
     SourceEvent::Update {
         catalog: u.catalog,
         trigger: u.trigger,
-        received_at: None,
+        received_at: u.received_at,
         skipped: u.warnings,
     }
 }

@@ -47,6 +47,25 @@ pub enum Message {
     Unknown(String),
 }
 
+impl Message {
+    /// The operator API's name of the message type (`TASK_UPDATED`, …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Subscribed(_) => "SUBSCRIBED",
+            Message::TaskAdded(_) => "TASK_ADDED",
+            Message::TaskUpdated(_) => "TASK_UPDATED",
+            Message::AgentAdded(_) => "AGENT_ADDED",
+            Message::AgentRemoved(_) => "AGENT_REMOVED",
+            Message::FrameworkAdded(_) => "FRAMEWORK_ADDED",
+            Message::FrameworkUpdated(_) => "FRAMEWORK_UPDATED",
+            Message::FrameworkRemoved(_) => "FRAMEWORK_REMOVED",
+            Message::Heartbeat => "HEARTBEAT",
+            Message::GetState(_) => "GET_STATE",
+            Message::Unknown(_) => "UNKNOWN",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum MessageError {
     #[error("Mesos message is not JSON of the expected shape: {0}")]
