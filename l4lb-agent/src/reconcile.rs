@@ -93,30 +93,68 @@ impl<W: MapWriter> Reconciler<W> {
     }
 
     pub async fn reconcile(&mut self, desired: &DesiredState) -> Result<Outcome> {
+        let staged = self.stage(desired)?;
+        self.finish(staged).await
+    }
+
+    /// Plans and writes what the new table needs: from its return, new
+    /// connections follow it. What it no longer uses is left for [`finish`].
+    ///
+    /// [`finish`]: Reconciler::finish
+    pub fn stage(&mut self, desired: &DesiredState) -> Result<Staged> {
         let start = Instant::now();
         let p = plan(&self.applied, desired, self.writer.capacity());
-        let skipped = p.skipped.clone();
-        let writes = p.now.len() + p.after_grace.len();
         if let Err(e) = self.writer.write(&p.now) {
             self.reread()?;
             return Err(e.context("applying the new table (unchanged services keep serving)"));
         }
-        let serving_at = Instant::now();
-        if !p.after_grace.is_empty() {
+        Ok(Staged {
+            writes: p.now.len() + p.after_grace.len(),
+            serving_at: Instant::now(),
+            skipped: p.skipped,
+            summary: p.summary,
+            after_grace: p.after_grace,
+            next: p.next,
+            start,
+        })
+    }
+
+    /// Waits out the grace period (a program may still read what the staged
+    /// table replaced), then removes what it no longer uses.
+    pub async fn finish(&mut self, s: Staged) -> Result<Outcome> {
+        if !s.after_grace.is_empty() {
             tokio::time::sleep(self.grace).await;
-            if let Err(e) = self.writer.write(&p.after_grace) {
+            if let Err(e) = self.writer.write(&s.after_grace) {
                 self.reread()?;
                 return Err(e.context("removing entries no longer used"));
             }
         }
-        self.applied = p.next;
+        self.applied = s.next;
         Ok(Outcome {
-            summary: p.summary,
-            writes,
-            took: start.elapsed(),
-            serving_at,
-            skipped,
+            summary: s.summary,
+            writes: s.writes,
+            took: s.start.elapsed(),
+            serving_at: s.serving_at,
+            skipped: s.skipped,
         })
+    }
+}
+
+/// A table in the maps whose leftovers are not yet removed.
+pub struct Staged {
+    after_grace: Vec<Op>,
+    next: Applied,
+    summary: Summary,
+    writes: usize,
+    start: Instant,
+    serving_at: Instant,
+    skipped: Vec<(crate::model::Vip, crate::plan::PlanError)>,
+}
+
+impl Staged {
+    /// What the maps serve from now on.
+    pub fn serving(&self) -> &Applied {
+        &self.next
     }
 }
 
@@ -188,5 +226,21 @@ mod tests {
             &Applied::default(),
             "state re-read from the maps, not the plan"
         );
+    }
+
+    /// A staged table serves (its VIPs are what DNS may publish) before the
+    /// grace period; what it replaced goes only in `finish`.
+    #[tokio::test]
+    async fn a_staged_table_serves_before_its_cleanup() {
+        let mut r = Reconciler::adopt(Fake::default(), Duration::ZERO).unwrap();
+        r.reconcile(&desired(3)).await.unwrap();
+        let staged = r.stage(&desired(1)).unwrap();
+        assert_eq!(staged.serving().services.len(), 1);
+        assert_eq!(r.applied().services.len(), 3, "not applied before finish");
+        let written = r.writer.ops.len();
+        let o = r.finish(staged).await.unwrap();
+        assert_eq!(o.summary.removed, 2);
+        assert!(r.writer.ops.len() > written, "the removals wait for finish");
+        assert_eq!(r.applied().services.len(), 1);
     }
 }

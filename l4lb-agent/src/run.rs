@@ -3,6 +3,7 @@
 //! Sources run as tasks that send whole catalogs (or failures) over a channel;
 //! this loop is the only writer of the maps.
 use std::{
+    collections::BTreeSet,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -21,10 +22,10 @@ use crate::{
     guard::Guard,
     http_api,
     metrics::{self, Metrics},
-    model::Catalog,
+    model::{Catalog, Vip},
     node::Protected,
     plan::Applied,
-    reconcile::Reconciler,
+    reconcile::{Reconciler, Staged},
     sockdestroy,
     source::{self, static_file::StaticSource},
 };
@@ -168,7 +169,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             tasks: Vec::new(),
         };
         if refusals.screen(&protected.guard().collisions_only(), &mut adopted, &metrics) {
-            apply(&mut rec, &adopted, "adoption", None, &metrics).await;
+            apply(&mut rec, &adopted, "adoption", None, &metrics, |_| {}).await;
         }
     }
     let mut escape = match args.no_vip_routes {
@@ -206,19 +207,18 @@ pub async fn run(args: RunArgs) -> Result<()> {
                     metrics.skipped.inc_by(skipped as u64);
                 }
                 refusals.screen(&protected.guard(), &mut catalog, &metrics);
-                apply(&mut rec, &catalog, &trigger, received_at, &metrics).await;
-                let in_maps: std::collections::BTreeSet<crate::model::Vip> =
-                    rec.applied().services.keys().copied().collect();
-                let zone_opts = dns.as_ref().map(|d| d.2.clone()).unwrap_or_default();
-                // Zones are built here only for the DNS server; the HTTP API
-                // builds its own on demand when there is none.
-                let zones = dns.as_ref().map(|(_, zones_tx, zone)| {
-                    let zones = Arc::new(dns::build_zones(&catalog, &in_maps, zone));
-                    zones_tx.send_replace(zones.clone());
-                    zones
-                });
-                let view = http_api::View::new(Arc::new(catalog), in_maps, zone_opts, zones);
-                view_tx.send_replace(Arc::new(view));
+                let catalog = Arc::new(catalog);
+                let publish = |in_maps: BTreeSet<Vip>| {
+                    let zone_opts = dns.as_ref().map(|d| d.2.clone()).unwrap_or_default();
+                    // Zones are built here only for the DNS server; the HTTP
+                    // API builds its own on demand when there is none.
+                    let zones = dns.as_ref().map(|(_, zones_tx, zone)| {
+                        publish_zones(zones_tx, &catalog, &in_maps, zone, &trigger, received_at)
+                    });
+                    let view = http_api::View::new(catalog.clone(), in_maps, zone_opts, zones);
+                    view_tx.send_replace(Arc::new(view));
+                };
+                apply(&mut rec, &catalog, &trigger, received_at, &metrics, publish).await;
                 sync_vip_routes(&mut escape, &rec, &metrics).await;
             }
             SourceEvent::Failed { trigger, reason } => {
@@ -238,14 +238,14 @@ pub async fn run(args: RunArgs) -> Result<()> {
 /// counted) when it appears, not again on every re-read of the same source.
 #[derive(Default)]
 struct Refusals {
-    current: std::collections::BTreeSet<crate::model::Vip>,
+    current: BTreeSet<Vip>,
 }
 
 impl Refusals {
     /// Drops refused VIPs from `catalog`; true if it refused any.
     fn screen(&mut self, guard: &Guard, catalog: &mut Catalog, metrics: &Metrics) -> bool {
         let refused = guard.screen(&mut catalog.services);
-        let now: std::collections::BTreeSet<_> = refused.iter().map(|r| r.vip).collect();
+        let now: BTreeSet<_> = refused.iter().map(|r| r.vip).collect();
         for r in refused.iter().filter(|r| !self.current.contains(&r.vip)) {
             metrics.refused_vips.inc();
             warn!(vip = %r.vip, "{r}");
@@ -256,37 +256,63 @@ impl Refusals {
     }
 }
 
+/// Writes `catalog`'s table; `on_serving` gets the VIPs the maps serve as
+/// soon as it serves (or, if the write failed, what they still serve),
+/// before the grace period that precedes the cleanup of what it replaced.
 async fn apply(
     rec: &mut Reconciler<datapath::Maps>,
     catalog: &Catalog,
     trigger: &str,
     received_at: Option<Instant>,
-    metrics: &Arc<Metrics>,
+    metrics: &Metrics,
+    on_serving: impl FnOnce(BTreeSet<Vip>),
 ) {
     let before = rec.applied().clone();
     let repairs = rec.repairs;
-    apply_table(rec, catalog, trigger, received_at, metrics).await;
+    let staged = stage(rec, catalog, trigger, metrics);
+    let serving = staged.as_ref().map_or(rec.applied(), Staged::serving);
+    on_serving(serving.services.keys().copied().collect());
+    if let Some(staged) = staged {
+        finish(rec, staged, trigger, received_at, metrics).await;
+    }
     metrics.table_repairs.inc_by((rec.repairs - repairs) as u64);
     // After a failure too: `applied()` is then what the maps really hold.
     destroy_stale_udp(&before, rec);
 }
 
-async fn apply_table(
+/// Writes the new table (it serves from here); `None` if that failed (the
+/// maps hold what `rec.applied()` says).
+fn stage(
     rec: &mut Reconciler<datapath::Maps>,
     catalog: &Catalog,
     trigger: &str,
+    metrics: &Metrics,
+) -> Option<Staged> {
+    match rec.stage(&catalog.services) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            metrics.apply_errors.inc();
+            error!(trigger, "{e:#}");
+            None
+        }
+    }
+}
+
+/// The grace period and the cleanup, then the apply's log line.
+async fn finish(
+    rec: &mut Reconciler<datapath::Maps>,
+    staged: Staged,
+    trigger: &str,
     received_at: Option<Instant>,
-    metrics: &Arc<Metrics>,
+    metrics: &Metrics,
 ) {
-    match rec.reconcile(&catalog.services).await {
+    match rec.finish(staged).await {
         Ok(o) => {
             metrics.applied(trigger);
             for (vip, why) in &o.skipped {
                 metrics.capacity_skips.inc();
                 warn!(trigger, %vip, "not applied: {why}");
             }
-            // Event → maps ends when the new table serves, not after the
-            // grace period that precedes the cleanup of what it replaced.
             let latency = received_at.map(|t| o.serving_at.saturating_duration_since(t));
             if let Some(l) = latency {
                 metrics.event_to_maps.observe(l.as_secs_f64());
@@ -308,6 +334,30 @@ async fn apply_table(
             error!(trigger, "{e:#}")
         }
     }
+}
+
+/// Builds the zones of `catalog` (named VIPs only for `in_maps`) and hands
+/// them to the DNS server.
+fn publish_zones(
+    zones_tx: &tokio::sync::watch::Sender<Arc<dns::Zones>>,
+    catalog: &Catalog,
+    in_maps: &BTreeSet<Vip>,
+    opts: &dns::ZoneOptions,
+    trigger: &str,
+    received_at: Option<Instant>,
+) -> Arc<dns::Zones> {
+    let start = Instant::now();
+    let zones = Arc::new(dns::build_zones(catalog, in_maps, opts));
+    zones_tx.send_replace(zones.clone());
+    let now = Instant::now();
+    info!(
+        trigger,
+        records = zones.record_count(),
+        took_us = (now - start).as_micros() as u64,
+        event_to_dns_us = received_at.map(|t| (now - t).as_micros() as u64),
+        "zones published"
+    );
+    zones
 }
 
 /// Routes the applied VIP addresses to `l4lb0` (escaped VIP packets are

@@ -41,7 +41,8 @@ pub struct MesosArgs {
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub mesos_poll_secs: Option<u64>,
 
-    /// Events arriving within this window after the first one give one catalog.
+    /// At most one catalog per window: a change after a quiet window goes out at once,
+    /// changes within the window after a catalog are gathered into the next one.
     #[arg(long, value_name = "MS", default_value_t = 20)]
     pub mesos_debounce_ms: u64,
 

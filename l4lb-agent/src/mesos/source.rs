@@ -52,6 +52,9 @@ pub struct MesosSource {
     last_sent: Option<Catalog>,
     /// Woken by SIGHUP: subscribe (or poll) again now.
     reread: Arc<Notify>,
+    /// When the last catalog after an event went out: the next one waits
+    /// until a debounce window after it.
+    last_event_catalog: Option<Instant>,
 }
 
 /// How one connection ended.
@@ -76,6 +79,7 @@ impl MesosSource {
             sent_first: false,
             last_sent: None,
             reread: Arc::default(),
+            last_event_catalog: None,
         })
     }
 
@@ -336,14 +340,26 @@ impl MesosSource {
         if applied.changed && c.subscribed {
             c.first_change
                 .get_or_insert_with(|| (kind, std::time::Instant::now()));
-            let debounce = self.client.config().debounce;
-            c.due.get_or_insert_with(|| Instant::now() + debounce);
+            let at = self.next_event_catalog();
+            c.due.get_or_insert(at);
         }
         Ok(true)
     }
 
+    /// When a change seen now goes out: at once (once the records already
+    /// received are applied) unless a catalog went out less than a debounce
+    /// window ago; then at the window's end, with whatever else came. A
+    /// lone event waits for nothing, a burst gives one catalog per window.
+    fn next_event_catalog(&self) -> Instant {
+        let now = Instant::now();
+        let window = self.client.config().debounce;
+        self.last_event_catalog
+            .map_or(now, |last| (last + window).max(now))
+    }
+
     async fn on_due(&mut self, c: &mut Conn, tx: &mpsc::Sender<Update>) -> Result<bool, String> {
         c.due = None;
+        self.last_event_catalog = Some(Instant::now());
         if let Some(h) = &self.hosts {
             h.want(c.state.wanted_hosts().map(Arc::from).collect());
         }

@@ -469,3 +469,28 @@ async fn a_reread_subscribes_again() {
     assert_eq!(stats.failures.load(Ordering::Relaxed), 0);
     assert_eq!(stats.reads.load(Ordering::Relaxed), 2);
 }
+
+/// A lone change goes out at once; one within the debounce window after a
+/// catalog waits for the window's end.
+#[tokio::test]
+async fn a_lone_event_waits_for_no_window() {
+    let (ptx, prx) = mpsc::unbounded_channel();
+    let prx = Mutex::new(Some(prx));
+    let m = Master::start(move |_| Reply::Stream(prx.lock().unwrap().take().unwrap())).await;
+    let mut cfg = config(vec![m.url()]);
+    cfg.debounce = Duration::from_secs(2);
+    let (mut rx, _stats) = start(cfg);
+    ptx.send(record(&subscribed(two_tasks(), 15.0))).unwrap();
+    next(&mut rx).await;
+    ptx.send(record(&killed("web.1", "fw-m"))).unwrap();
+    let quick = tokio::time::timeout(Duration::from_millis(1000), rx.recv()).await;
+    assert!(quick.is_ok(), "a lone event waited for the window");
+    ptx.send(record(&killed("api.1", "fw-h"))).unwrap();
+    let early = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await;
+    assert!(
+        early.is_err(),
+        "a second change inside the window went out at once"
+    );
+    let u = next(&mut rx).await;
+    assert!(u.catalog.tasks.is_empty());
+}

@@ -5,6 +5,7 @@
 //! | `socket.rs` | `bench socket`: connect() direct vs through a VIP |
 //! | `xdp.rs` | `bench xdp`: the XDP datapath next to iptables/nftables DNAT |
 //! | `marathon.rs` | `bench marathon`: full sync and event → maps latency |
+//! | `mesos.rs` | `bench mesos`: SUBSCRIBED snapshot and event → maps + DNS latency |
 //! | `dns.rs` | `bench dns`: the embedded DNS server under dnsperf |
 //! | `peers.rs` | `bench peers`: the socket path next to iptables, nftables, HAProxy |
 //! | `redis.rs` | `bench redis`: redis-benchmark direct vs via a VIP |
@@ -21,6 +22,7 @@ mod common;
 mod control;
 mod dns;
 mod marathon;
+mod mesos;
 mod peers;
 mod procfs;
 mod redis;
@@ -62,6 +64,9 @@ pub enum Bench {
     /// Marathon source: full sync of N apps x M tasks (wall time, peak RSS)
     /// and event -> maps latency with K apps loaded.
     Marathon(marathon::MarathonArgs),
+    /// Mesos source: a SUBSCRIBED snapshot of N tasks (wall time, peak RSS)
+    /// and TASK_UPDATED -> maps + DNS latency at that size.
+    Mesos(mesos::MesosArgs),
     /// Embedded DNS: dnsperf A and SRV queries, qps per agent CPU core.
     Dns(dns::DnsArgs),
     /// Socket path next to its peers: direct, l4lb, iptables DNAT, nftables
@@ -90,6 +95,7 @@ pub fn run(what: Bench) -> Result<()> {
             write,
         } => xdp::run(rounds, seconds, write),
         Bench::Marathon(args) => marathon::marathon(args),
+        Bench::Mesos(args) => mesos::mesos(args),
         Bench::Dns(args) => dns::dns(args),
         Bench::Peers(args) => peers::peers(args),
         Bench::Redis(args) => redis::redis(args),
