@@ -20,11 +20,11 @@ use crate::{
     hosts::{AgentAt, HostTable, resolver::Resolver},
     marathon::source::Backoff,
     mesos::{
-        MesosState, Message, RecordIoDecoder, RecordIoError, TaskKey, TaskView, Warning,
-        WarningKind, catalog, decode_message, from_master_state, master_state::MasterState,
+        MesosState, Message, RecordIoDecoder, RecordIoError, Warning, WarningKind, catalog,
+        decode_message, from_master_state, master_state::MasterState,
     },
     model::Catalog,
-    naming::VipAllocator,
+    naming::{NamingError, VipAllocator},
 };
 
 /// Mesos's default heartbeat interval, until SUBSCRIBED names one.
@@ -166,8 +166,8 @@ impl MesosSource {
             snap = from_master_state(&st, &self.table());
         }
         bump(&self.stats.reads, 1);
-        let tasks: Vec<_> = snap.tasks;
-        self.send(tasks, snap.warnings, "mesos poll", None, tx)
+        let built = catalog::catalog(snap.tasks.iter().map(|(k, v)| (k, v)), &mut self.alloc);
+        self.send(built, snap.warnings, "mesos poll", None, tx)
             .await
     }
 
@@ -187,14 +187,13 @@ impl MesosSource {
     /// last one sent; Ok(false): the agent's loop is gone.
     async fn send(
         &mut self,
-        tasks: Vec<(TaskKey, TaskView)>,
+        built: Result<catalog::Built, NamingError>,
         mut warnings: Vec<Warning>,
         trigger: &str,
         received_at: Option<std::time::Instant>,
         tx: &mpsc::Sender<Update>,
     ) -> Result<bool, String> {
-        let built = catalog::catalog(tasks.iter().map(|(k, v)| (k, v)), &mut self.alloc)
-            .map_err(|e| format!("allocating named VIP addresses: {e}"))?;
+        let built = built.map_err(|e| format!("allocating named VIP addresses: {e}"))?;
         warnings.extend(built.warnings);
         self.count_warnings(&warnings);
         if self.last_sent.as_ref() == Some(&built.catalog) {
@@ -233,6 +232,8 @@ struct Conn {
     due: Option<Instant>,
     /// The first change since the last catalog: its type and arrival.
     first_change: Option<(&'static str, std::time::Instant)>,
+    /// The catalog's per-task parts, redone as tasks change.
+    parts: catalog::TaskParts,
     last_record: Instant,
 }
 
@@ -260,6 +261,7 @@ impl MesosSource {
             subscribed: false,
             due: None,
             first_change: None,
+            parts: catalog::TaskParts::default(),
             last_record: Instant::now(),
         };
         loop {
@@ -375,15 +377,19 @@ impl MesosSource {
         }
     }
 
+    /// The catalog of the state: only the tasks changed since the last one
+    /// are redone.
     async fn send_state(
         &mut self,
-        c: &Conn,
+        c: &mut Conn,
         trigger: &str,
         received_at: Option<std::time::Instant>,
         tx: &mpsc::Sender<Update>,
     ) -> Result<bool, String> {
-        let tasks = c.state.tasks().map(|(k, v)| (k.clone(), v)).collect();
-        self.send(tasks, Vec::new(), trigger, received_at, tx).await
+        let changes = c.state.take_changes();
+        c.parts.follow(&c.state, changes);
+        let built = c.parts.catalog(&mut self.alloc);
+        self.send(built, Vec::new(), trigger, received_at, tx).await
     }
 }
 

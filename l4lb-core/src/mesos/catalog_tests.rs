@@ -280,3 +280,84 @@ fn app_paths_give_back_the_task_name() {
         assert_eq!(marathon_task_name(path), name.replace('/', ""));
     }
 }
+
+/// Kept up to date message by message through [`MesosState::take_changes`],
+/// the parts give the catalog a fresh build of the same state gives, on
+/// every dcos-net stream fixture, after every message (and after host
+/// tables that give the agent named `localhost` an address, then another).
+#[test]
+fn parts_follow_changes_to_the_same_catalog_as_a_fresh_build() {
+    for name in [
+        "dns-hostname.json",
+        "hello-overlay.json",
+        "hello-world.json",
+        "operator-api.json",
+        "pod-tasks.json",
+        "recovered-agents.json",
+        "tcp-and-udp.json",
+        "unhealthy.json",
+        "vip-labels.json",
+    ] {
+        let hosts = HostTable::default();
+        let mut st = MesosState::new();
+        let mut parts = TaskParts::default();
+        let mut alloc = VipAllocator::new();
+        let check =
+            |st: &mut MesosState, parts: &mut TaskParts, alloc: &mut VipAllocator, at: &str| {
+                let changes = st.take_changes();
+                parts.follow(st, changes);
+                let kept = parts.catalog(alloc).unwrap();
+                let (fresh, _) = build(st);
+                assert_eq!(kept.catalog, fresh.catalog, "{name} after {at}");
+                assert_eq!(parts.len(), st.tasks().count(), "{name} after {at}");
+            };
+        for (i, line) in lines(name).iter().enumerate() {
+            let Ok(msg) = decode_message(line.as_bytes()) else {
+                continue;
+            };
+            st.apply(msg, &hosts);
+            check(
+                &mut st,
+                &mut parts,
+                &mut alloc,
+                &format!("message {}", i + 1),
+            );
+        }
+        for addr in ["198.18.0.77", "198.18.0.78"] {
+            let moved = HostTable::resolved([("localhost", addr.parse().unwrap())]);
+            st.refresh_hosts(&moved);
+            check(
+                &mut st,
+                &mut parts,
+                &mut alloc,
+                &format!("localhost at {addr}"),
+            );
+        }
+    }
+}
+
+/// Only what a message touched is reported as changed.
+#[test]
+fn changes_name_only_the_tasks_touched() {
+    let mut st = stream("operator-api.json");
+    st.take_changes();
+    let Some((key, view)) = st.tasks().next().map(|(k, v)| (k.clone(), v)) else {
+        panic!("no task")
+    };
+    let kill = format!(
+        r#"{{"type":"TASK_UPDATED","task_updated":{{"framework_id":{{"value":"{}"}},"state":"TASK_KILLED","status":{{"task_id":{{"value":"{}"}},"agent_id":{{"value":"{}"}},"state":"TASK_KILLED","timestamp":9.0}}}}}}"#,
+        key.framework_id, key.task_id, view.agent_id
+    );
+    st.apply(
+        decode_message(kill.as_bytes()).unwrap(),
+        &HostTable::default(),
+    );
+    assert_eq!(
+        st.take_changes(),
+        crate::mesos::Changes::Tasks([key].into())
+    );
+    assert_eq!(
+        st.take_changes(),
+        crate::mesos::Changes::Tasks(Default::default())
+    );
+}

@@ -44,6 +44,6 @@ pub use api::{Message, MessageError, decode_message};
 pub use master_state::{MasterState, from_master_state};
 pub use ports::Protocol;
 pub use recordio::{RecordIoDecoder, RecordIoError};
-pub use state::{Applied, KnownAgent, MesosState, Snapshot, from_state};
+pub use state::{Applied, Changes, KnownAgent, MesosState, Snapshot, from_state};
 pub use task::{Runtime, TaskKey, TaskPort, TaskState, TaskView};
 pub use warning::{Warning, WarningKind};

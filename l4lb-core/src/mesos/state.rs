@@ -44,6 +44,16 @@ pub struct Applied {
     pub warnings: Vec<Warning>,
 }
 
+/// Which tasks' views may have changed since [`MesosState::take_changes`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Changes {
+    /// All of them (a snapshot started over).
+    #[default]
+    All,
+    /// These (visible, hidden or gone now).
+    Tasks(BTreeSet<TaskKey>),
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct MesosState {
     agents: BTreeMap<String, KnownAgent>,
@@ -51,6 +61,7 @@ pub struct MesosState {
     tasks: BTreeMap<TaskKey, Record>,
     waiting: BTreeSet<TaskKey>,
     heartbeat: Option<Duration>,
+    changes: Changes,
 }
 
 impl MesosState {
@@ -120,6 +131,27 @@ impl MesosState {
             .filter_map(|(k, r)| Some((k, r.view()?)))
     }
 
+    /// The view of one task, if it is visible.
+    pub fn view(&self, key: &TaskKey) -> Option<TaskView> {
+        match self.waiting.contains(key) {
+            true => None,
+            false => self.tasks.get(key)?.view(),
+        }
+    }
+
+    /// The tasks whose view may have changed since the last call (all of
+    /// them after a snapshot): a catalog is kept up to date by redoing only
+    /// those.
+    pub fn take_changes(&mut self) -> Changes {
+        std::mem::replace(&mut self.changes, Changes::Tasks(BTreeSet::new()))
+    }
+
+    fn touched(&mut self, key: &TaskKey) {
+        if let Changes::Tasks(keys) = &mut self.changes {
+            keys.insert(key.clone());
+        }
+    }
+
     /// How many tasks wait for their agent or framework.
     pub fn waiting(&self) -> usize {
         self.waiting.len()
@@ -172,11 +204,16 @@ impl MesosState {
 
     /// Visible tasks on an agent whose address changed.
     fn readdress_tasks(&mut self, agent_id: &str, ip: IpAddr, out: &mut Applied) {
+        let mut moved = Vec::new();
         for (key, r) in self.tasks.iter_mut() {
             if r.agent_id == agent_id && matches!(r.agent, Ref::Known(_)) {
                 r.agent = Ref::Known(ip);
                 out.changed |= !self.waiting.contains(key);
+                moved.push(key.clone());
             }
+        }
+        for key in &moved {
+            self.touched(key);
         }
     }
 
@@ -226,6 +263,7 @@ impl MesosState {
     /// dcos-net's `add_task/3`: terminal → dropped; agent or framework
     /// unknown → held; else shown.
     fn add_task(&mut self, key: TaskKey, r: Record, out: &mut Applied) {
+        self.touched(&key);
         let was_visible = self.tasks.contains_key(&key) && !self.waiting.contains(&key);
         if r.state == Some(TaskState::Terminal) {
             self.tasks.remove(&key);
