@@ -21,7 +21,7 @@ use l4lb_core::dns::http_api::{self, MesosDnsConfig};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::dns::{DnsConfig, ZoneOptions, Zones, records::MESOS_ZONE};
+use crate::dns::{DnsConfig, ZoneOptions, Zones};
 use crate::model::{Catalog, Vip};
 
 /// What the API answers from: the applied catalog with the VIPs the maps
@@ -102,6 +102,7 @@ pub fn mesos_dns_config(dns: Option<&DnsConfig>, http: SocketAddr) -> MesosDnsCo
     c.ttl = zone.ttls.mesos;
     c.soa_minttl = zone.ttls.mesos;
     c.ip_sources = http_api::ip_source_names(&zone.ip_sources);
+    c.set_domain(&zone.mesos_domain);
     if let Some(d) = dns {
         if let Some(l) = d.listen.first() {
             c.listener = l.ip().to_string();
@@ -161,7 +162,7 @@ async fn config_handler(State(api): State<Api>) -> Response {
     if let Some(z) = zones
         .zones()
         .iter()
-        .find(|z| z.origin().to_string() == format!("{MESOS_ZONE}."))
+        .find(|z| z.origin().to_string() == format!("{}.", c.domain))
         && let hickory_proto::rr::RData::SOA(soa) = z.soa().data()
     {
         c.soa_serial = soa.serial();
@@ -186,7 +187,12 @@ async fn services(State(api): State<Api>, Path(service): Path<String>) -> Respon
 async fn enumerate(State(api): State<Api>) -> Response {
     let view = api.view();
     let sources = view_sources(&api);
-    json(json_body(&http_api::enumerate(&view.catalog, &sources)))
+    let domain = &api.config.domain;
+    json(json_body(&http_api::enumerate(
+        &view.catalog,
+        &sources,
+        domain,
+    )))
 }
 
 fn view_sources(api: &Api) -> Vec<crate::dns::ip_sources::IpSource> {

@@ -5,6 +5,11 @@
 //! dropped and reconnected with backoff; the catalog already sent stays
 //! until the next SUBSCRIBED, which replaces the state whole. Poll mode:
 //! `GET /master/state` every period; a failed read sends nothing.
+//!
+//! Each catalog carries the cluster for Mesos-DNS's cluster records: the
+//! leader (`/master/state`'s `leader`, or the master the stream is held
+//! from after any 307), the `--mesos` masters in order, the agents and the
+//! frameworks, host names resolved like agent names.
 use std::{
     collections::BTreeSet,
     sync::{
@@ -18,7 +23,9 @@ use futures_util::StreamExt;
 use tokio::{sync::mpsc, time::Instant};
 use tracing::{info, warn};
 
-use super::{args::MesosConfig, client::MesosClient};
+use super::{
+    ClusterFacts, HostPort, args::MesosConfig, client::MesosClient, cluster::parse_host_port,
+};
 use crate::{
     hosts::{AgentAt, HostTable, resolver::Resolver},
     marathon::source::Backoff,
@@ -71,6 +78,13 @@ pub struct MesosSource {
     alloc: VipAllocator,
     sent_first: bool,
     last_sent: Option<Catalog>,
+    /// The `--mesos` masters, in order (Mesos-DNS's `masters`).
+    masters: Vec<HostPort>,
+}
+
+/// A base URL's `host:port` (the scheme's default port when none is given).
+fn url_host_port(u: &url::Url) -> Option<HostPort> {
+    parse_host_port(&format!("{}:{}", u.host_str()?, u.port_or_known_default()?))
 }
 
 /// How one connection ended.
@@ -85,6 +99,7 @@ enum Ended {
 impl MesosSource {
     pub fn new(cfg: MesosConfig) -> anyhow::Result<MesosSource> {
         Ok(MesosSource {
+            masters: cfg.urls.iter().filter_map(url_host_port).collect(),
             client: MesosClient::new(cfg)?,
             hosts: None,
             stats: Arc::default(),
@@ -157,16 +172,21 @@ impl MesosSource {
         let st: MasterState =
             serde_json::from_slice(&body).map_err(|e| format!("not a master state: {e}"))?;
         let mut snap = from_master_state(&st, &self.table());
+        snap.cluster.masters = self.masters.clone();
         let wanted = snap.agents.values().filter_map(|a| match &a.host {
             Some(AgentAt::Name(n)) => Some(n.clone()),
             _ => None,
         });
+        let wanted = wanted.chain(snap.cluster.wanted_hosts().cloned());
         if self.want_hosts(wanted.collect()).await {
+            let cluster = snap.cluster;
             snap = from_master_state(&st, &self.table());
+            snap.cluster = cluster;
         }
         bump(&self.stats.reads, 1);
         let tasks: Vec<_> = snap.tasks;
-        self.send(tasks, snap.warnings, "mesos poll", tx).await
+        self.send(tasks, &snap.cluster, snap.warnings, "mesos poll", tx)
+            .await
     }
 
     /// Tells the resolver which names matter; true if the first catalog
@@ -186,12 +206,14 @@ impl MesosSource {
     async fn send(
         &mut self,
         tasks: Vec<(TaskKey, TaskView)>,
+        cluster: &ClusterFacts,
         mut warnings: Vec<Warning>,
         trigger: &str,
         tx: &mpsc::Sender<Update>,
     ) -> Result<bool, String> {
-        let built = catalog::catalog(tasks.iter().map(|(k, v)| (k, v)), &mut self.alloc)
+        let mut built = catalog::catalog(tasks.iter().map(|(k, v)| (k, v)), &mut self.alloc)
             .map_err(|e| format!("allocating named VIP addresses: {e}"))?;
+        built.catalog.cluster = Some(Arc::new(cluster.resolve(&self.table())));
         warnings.extend(built.warnings);
         self.count_warnings(&warnings);
         if self.last_sent.as_ref() == Some(&built.catalog) {
@@ -228,6 +250,8 @@ struct Conn {
     /// When the debounced catalog is due.
     due: Option<Instant>,
     last_record: Instant,
+    /// The master this stream comes from: the leader.
+    leader: Option<HostPort>,
 }
 
 impl Conn {
@@ -244,7 +268,8 @@ impl MesosSource {
             Ok(r) => r,
             Err(e) => return Ended::Before(e.to_string()),
         };
-        info!("mesos: subscribed to the operator API");
+        info!(master = %resp.url(), "mesos: subscribed to the operator API");
+        let leader = url_host_port(resp.url());
         let mut body = resp.bytes_stream();
         let mut host_changes = self.hosts.as_ref().map(|h| h.subscribe());
         let mut c = Conn {
@@ -253,6 +278,7 @@ impl MesosSource {
             subscribed: false,
             due: None,
             last_record: Instant::now(),
+            leader,
         };
         loop {
             let step = tokio::select! {
@@ -312,8 +338,7 @@ impl MesosSource {
             c.subscribed = true;
             c.due = None;
             bump(&self.stats.reads, 1);
-            let names = c.state.wanted_hosts().map(Arc::from).collect();
-            if self.want_hosts(names).await {
+            if self.want_hosts(self.wanted(c)).await {
                 c.state.refresh_hosts(&self.table());
             }
             return self.send_state(c, "mesos SUBSCRIBED", tx).await;
@@ -328,15 +353,35 @@ impl MesosSource {
     async fn on_due(&mut self, c: &mut Conn, tx: &mpsc::Sender<Update>) -> Result<bool, String> {
         c.due = None;
         if let Some(h) = &self.hosts {
-            h.want(c.state.wanted_hosts().map(Arc::from).collect());
+            h.want(self.wanted(c));
         }
         self.send_state(c, "mesos event", tx).await
     }
 
+    /// A newer host table: agents move, and cluster records may resolve
+    /// anew (an unchanged catalog is not sent again).
     fn on_hosts(&mut self, c: &mut Conn) {
-        if c.state.refresh_hosts(&self.table()).changed && c.subscribed {
+        c.state.refresh_hosts(&self.table());
+        if c.subscribed {
             c.due.get_or_insert_with(Instant::now);
         }
+    }
+
+    /// The stream's cluster: the state's agents and frameworks, the
+    /// leader it is held from, the configured masters.
+    fn cluster(&self, c: &Conn) -> ClusterFacts {
+        ClusterFacts {
+            leader: c.leader.clone(),
+            masters: self.masters.clone(),
+            ..c.state.cluster_facts()
+        }
+    }
+
+    /// Every name the stream's catalog needs resolved.
+    fn wanted(&self, c: &Conn) -> BTreeSet<Arc<str>> {
+        let cluster = self.cluster(c);
+        let extra: Vec<Arc<str>> = cluster.wanted_hosts().cloned().collect();
+        c.state.wanted_hosts().map(Arc::from).chain(extra).collect()
     }
 
     async fn send_state(
@@ -346,7 +391,8 @@ impl MesosSource {
         tx: &mpsc::Sender<Update>,
     ) -> Result<bool, String> {
         let tasks = c.state.tasks().map(|(k, v)| (k.clone(), v)).collect();
-        self.send(tasks, Vec::new(), trigger, tx).await
+        let cluster = self.cluster(c);
+        self.send(tasks, &cluster, Vec::new(), trigger, tx).await
     }
 }
 
