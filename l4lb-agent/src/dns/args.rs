@@ -8,6 +8,7 @@ use ipnet::IpNet;
 
 use super::{
     acl::parse_net,
+    domain,
     ip_sources::IpSource,
     records::{self, Ttls, ZoneOptions},
     rrl::RrlConfig,
@@ -146,9 +147,9 @@ impl DnsArgs {
     }
 }
 
-/// `--dns-domain`: see [`records::mesos_domain`].
+/// `--dns-domain`: see [`domain::mesos_domain`].
 fn parse_domain(s: &str) -> Result<String, String> {
-    records::mesos_domain(s).map_err(|e| e.to_string())
+    domain::mesos_domain(s).map_err(|e| e.to_string())
 }
 
 /// `IP`, `[v6]`, `IP:PORT` or `[v6]:PORT`; no port means 53.

@@ -207,7 +207,7 @@ fn a_framework_cannot_take_the_cluster_names() {
 /// inside one, or above one.
 #[test]
 fn dns_domain_is_checked() {
-    use crate::dns::records::{DomainError, mesos_domain};
+    use crate::dns::domain::{DomainError, mesos_domain};
     assert_eq!(mesos_domain("mesos").unwrap(), "mesos");
     assert_eq!(mesos_domain("Foo.COM.").unwrap(), "foo.com");
     for bad in ["", ".", "a..b", "-a", "a_b.c", "a b", &"x".repeat(64)] {

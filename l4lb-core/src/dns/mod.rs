@@ -6,6 +6,7 @@
 pub mod answer;
 pub mod axfr;
 pub mod cluster;
+pub mod domain;
 pub mod framing;
 pub mod http_api;
 pub mod ip_sources;

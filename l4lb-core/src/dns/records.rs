@@ -1,7 +1,10 @@
 //! Catalog → DNS zones (pure, apart from the SOA serial, which is the clock).
 //!
 //! Three zones, as on a DC/OS cluster:
-//! - `mesos` (Mesos-DNS, TTL 60): `<task>.<fw>.mesos` (addresses per
+//! - `mesos` (Mesos-DNS, TTL 60; its name is [`ZoneOptions::mesos_domain`],
+//!   `--dns-domain`), with the cluster records of [`super::cluster`]
+//!   (`leader`, `master`, `master<N>`, `slave`, `<fw>`; `--mesos` only) and
+//!   per task: `<task>.<fw>.mesos` (addresses per
 //!   `--dns-ip-sources`), `<task>.<fw>.slave.mesos`, canonical
 //!   `<task>-<h>-<s>.<fw>.mesos` (+ `.slave`), SRV `_<task>._tcp|_udp.<fw>.mesos`,
 //!   `_<portname>._<task>._tcp|_udp.<fw>.mesos` and, for host ports,
@@ -37,40 +40,6 @@ pub const MESOS_ZONE: &str = "mesos";
 /// dcos-net's task zone.
 pub const DCOS_ZONE: &str = "dcos.thisdcos.directory";
 
-/// Why a `--dns-domain` is refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum DomainError {
-    #[error("{0:?} is not a valid DNS name: {1}")]
-    Invalid(String, String),
-    #[error("{domain:?} clashes with dcos-net's zone {zone} (equal, inside it or containing it)")]
-    Clash { domain: String, zone: &'static str },
-}
-
-/// A `--dns-domain` (Mesos-DNS's `domain`) checked: a DNS name of one or
-/// more labels, lower-cased, without the trailing dot, that neither is, nor
-/// sits in, nor contains a dcos-net zone (the zones are never nested).
-pub fn mesos_domain(raw: &str) -> Result<String, DomainError> {
-    let invalid = |why: &str| DomainError::Invalid(raw.to_owned(), why.to_owned());
-    let s = raw.strip_suffix('.').unwrap_or(raw).to_ascii_lowercase();
-    let ldh = |l: &str| {
-        !l.is_empty()
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    };
-    if !s.split('.').all(ldh) {
-        return Err(invalid("labels of letters, digits and inner '-' only"));
-    }
-    let name = absolute(&s).ok_or_else(|| invalid("too long"))?;
-    for zone in [naming::L4LB_ZONE, DCOS_ZONE] {
-        let z = absolute(zone).expect("zone names are valid");
-        if z.zone_of(&name) || name.zone_of(&z) {
-            return Err(DomainError::Clash { domain: s, zone });
-        }
-    }
-    Ok(s)
-}
-
 /// Record TTLs in seconds; also each zone's negative-caching TTL (SOA minimum).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ttls {
@@ -99,7 +68,7 @@ pub struct ZoneOptions {
     /// (`--dns-ip-sources`; default DC/OS's host, netinfo).
     pub ip_sources: Vec<IpSource>,
     /// The Mesos-DNS zone's name (`--dns-domain`, checked by
-    /// [`mesos_domain`]; default `mesos`).
+    /// [`super::domain::mesos_domain`]; default `mesos`).
     pub mesos_domain: String,
 }
 
