@@ -292,6 +292,44 @@ mod tests {
         assert_eq!(body, br#"[{"host":"","ip":""}]"#);
     }
 
+    /// `--dns-domain foo.com`: /v1/config names it (and its SOA, whose
+    /// serial is the zone's), /v1/hosts and /v1/enumerate answer under it.
+    #[tokio::test]
+    async fn the_dns_domain_reaches_the_api() {
+        let (catalog, published) = redis_catalog();
+        let zone = ZoneOptions {
+            mesos_domain: "foo.com".into(),
+            ..ZoneOptions::default()
+        };
+        let view = View::new(Arc::new(catalog), published, zone.clone(), None);
+        let (_tx, rx) = watch::channel(Arc::new(view));
+        let dns = DnsConfig {
+            zone,
+            ..DnsConfig::default()
+        };
+        let app = router(
+            rx,
+            mesos_dns_config(Some(&dns), "127.0.0.1:1".parse().unwrap()),
+        );
+        let json = |b: Vec<u8>| serde_json::from_slice::<serde_json::Value>(&b).unwrap();
+        let c = json(get(&app, "/v1/config", None).await.2);
+        assert_eq!(
+            (&c["Domain"], &c["SOAMname"]),
+            (&"foo.com".into(), &"ns1.foo.com.".into())
+        );
+        assert_ne!(c["SOASerial"], 0);
+        let h = json(
+            get(&app, "/v1/hosts/redis-tutorial.marathon.foo.com", None)
+                .await
+                .2,
+        );
+        assert_eq!(h[0]["ip"], "127.0.1.11");
+        let e = get(&app, "/v1/enumerate", None).await.2;
+        let e = String::from_utf8(e).unwrap();
+        assert!(e.contains("redis-tutorial.marathon.foo.com."), "{e}");
+        assert!(!e.contains(".mesos."), "{e}");
+    }
+
     /// dcos-net `dcos_rest_vips_handler`: an ETag on `/v1/vips`; a client
     /// sending it back gets 304 and no body.
     #[tokio::test]
