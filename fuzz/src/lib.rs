@@ -50,7 +50,14 @@ pub fn sample_catalog(instances: u8) -> (Catalog, BTreeSet<Vip>) {
             backends: Default::default(),
         },
     );
-    (Catalog { services, tasks }, [vip].into())
+    (
+        Catalog {
+            services,
+            tasks,
+            cluster: None,
+        },
+        [vip].into(),
+    )
 }
 
 /// A current-thread runtime with the timer, its clock paused: an open,

@@ -21,7 +21,7 @@ use l4lb_core::dns::http_api::{self, MesosDnsConfig};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::dns::{DnsConfig, ZoneOptions, Zones, records::MESOS_ZONE};
+use crate::dns::{DnsConfig, ZoneOptions, Zones};
 use crate::model::{Catalog, Vip};
 
 /// What the API answers from: the applied catalog with the VIPs the maps
@@ -102,6 +102,7 @@ pub fn mesos_dns_config(dns: Option<&DnsConfig>, http: SocketAddr) -> MesosDnsCo
     c.ttl = zone.ttls.mesos;
     c.soa_minttl = zone.ttls.mesos;
     c.ip_sources = http_api::ip_source_names(&zone.ip_sources);
+    c.set_domain(&zone.mesos_domain);
     if let Some(d) = dns {
         if let Some(l) = d.listen.first() {
             c.listener = l.ip().to_string();
@@ -161,7 +162,7 @@ async fn config_handler(State(api): State<Api>) -> Response {
     if let Some(z) = zones
         .zones()
         .iter()
-        .find(|z| z.origin().to_string() == format!("{MESOS_ZONE}."))
+        .find(|z| z.origin().to_string() == format!("{}.", c.domain))
         && let hickory_proto::rr::RData::SOA(soa) = z.soa().data()
     {
         c.soa_serial = soa.serial();
@@ -186,7 +187,12 @@ async fn services(State(api): State<Api>, Path(service): Path<String>) -> Respon
 async fn enumerate(State(api): State<Api>) -> Response {
     let view = api.view();
     let sources = view_sources(&api);
-    json(json_body(&http_api::enumerate(&view.catalog, &sources)))
+    let domain = &api.config.domain;
+    json(json_body(&http_api::enumerate(
+        &view.catalog,
+        &sources,
+        domain,
+    )))
 }
 
 fn view_sources(api: &Api) -> Vec<crate::dns::ip_sources::IpSource> {
@@ -284,6 +290,44 @@ mod tests {
         }
         let (_, _, body) = get(&app, "/v1/hosts/foobar", None).await;
         assert_eq!(body, br#"[{"host":"","ip":""}]"#);
+    }
+
+    /// `--dns-domain foo.com`: /v1/config names it (and its SOA, whose
+    /// serial is the zone's), /v1/hosts and /v1/enumerate answer under it.
+    #[tokio::test]
+    async fn the_dns_domain_reaches_the_api() {
+        let (catalog, published) = redis_catalog();
+        let zone = ZoneOptions {
+            mesos_domain: "foo.com".into(),
+            ..ZoneOptions::default()
+        };
+        let view = View::new(Arc::new(catalog), published, zone.clone(), None);
+        let (_tx, rx) = watch::channel(Arc::new(view));
+        let dns = DnsConfig {
+            zone,
+            ..DnsConfig::default()
+        };
+        let app = router(
+            rx,
+            mesos_dns_config(Some(&dns), "127.0.0.1:1".parse().unwrap()),
+        );
+        let json = |b: Vec<u8>| serde_json::from_slice::<serde_json::Value>(&b).unwrap();
+        let c = json(get(&app, "/v1/config", None).await.2);
+        assert_eq!(
+            (&c["Domain"], &c["SOAMname"]),
+            (&"foo.com".into(), &"ns1.foo.com.".into())
+        );
+        assert_ne!(c["SOASerial"], 0);
+        let h = json(
+            get(&app, "/v1/hosts/redis-tutorial.marathon.foo.com", None)
+                .await
+                .2,
+        );
+        assert_eq!(h[0]["ip"], "127.0.1.11");
+        let e = get(&app, "/v1/enumerate", None).await.2;
+        let e = String::from_utf8(e).unwrap();
+        assert!(e.contains("redis-tutorial.marathon.foo.com."), "{e}");
+        assert!(!e.contains(".mesos."), "{e}");
     }
 
     /// dcos-net `dcos_rest_vips_handler`: an ETag on `/v1/vips`; a client

@@ -144,7 +144,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
     // DNS answers from the same catalogs; VIP names only once the maps hold the VIP.
     let dns = match args.dns.config() {
         Some(cfg) => {
-            let (zones_tx, zones_rx) = tokio::sync::watch::channel(Arc::new(dns::Zones::default()));
+            let (zones_tx, zones_rx) =
+                tokio::sync::watch::channel(Arc::new(dns::Zones::pending(&cfg.zone)));
             let server = dns::spawn(cfg.clone(), zones_rx)?;
             info!(listen = ?server.local_addrs(), "DNS server listening");
             metrics.set_dns(server.counters());
@@ -167,6 +168,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         let mut adopted = Catalog {
             services: rec.applied().to_desired(),
             tasks: Vec::new(),
+            cluster: None,
         };
         if refusals.screen(&protected.guard().collisions_only(), &mut adopted, &metrics) {
             apply(&mut rec, &adopted, "adoption", None, &metrics, |_| {}).await;

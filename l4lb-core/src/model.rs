@@ -145,4 +145,29 @@ pub struct TaskPort {
 pub struct Catalog {
     pub services: DesiredState,
     pub tasks: Vec<std::sync::Arc<TaskRecord>>,
+    /// The Mesos cluster itself (masters, agents, frameworks), for
+    /// Mesos-DNS's cluster records. Only the `--mesos` source knows it.
+    pub cluster: Option<std::sync::Arc<Cluster>>,
+}
+
+/// The Mesos cluster as Mesos-DNS's cluster records need it, every address
+/// already resolved (what has none is left out).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Cluster {
+    /// The leading master (`/master/state`'s `leader`, or the master the
+    /// operator API stream is held from). None: no master records at all.
+    pub leader: Option<SocketAddr>,
+    /// The configured masters (`--mesos`), in order.
+    pub masters: Vec<SocketAddr>,
+    /// Each agent's address, with its port when known.
+    pub agents: Vec<Endpoint>,
+    /// Each framework: its name (raw) and its scheduler's address.
+    pub frameworks: Vec<(String, Endpoint)>,
+}
+
+/// An address with an optional port (an agent's or a scheduler's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Endpoint {
+    pub ip: IpAddr,
+    pub port: Option<u16>,
 }

@@ -8,8 +8,9 @@ use ipnet::IpNet;
 
 use super::{
     acl::parse_net,
+    domain,
     ip_sources::IpSource,
-    records::{Ttls, ZoneOptions},
+    records::{self, Ttls, ZoneOptions},
     rrl::RrlConfig,
     server::DnsConfig,
 };
@@ -26,7 +27,14 @@ pub struct DnsArgs {
     /// `[v6]:PORT`. Repeatable. None: no DNS server.
     #[arg(long = "dns-listen", value_name = "ADDR", value_parser = parse_dns_addr)]
     pub dns_listen: Vec<SocketAddr>,
-    /// TTL (seconds) of the `mesos` zone's records (Mesos-DNS's default).
+    /// The Mesos-DNS zone's name (Mesos-DNS's `domain`): task records,
+    /// cluster records (`leader.`, `master.`, `slave.`, …; `--mesos` only),
+    /// SOA/NS, zone transfers and the /v1 HTTP API use it. Not one of
+    /// dcos-net's zones, nor inside or above one.
+    #[arg(long, value_name = "NAME", default_value = records::MESOS_ZONE,
+          value_parser = parse_domain)]
+    pub dns_domain: String,
+    /// TTL (seconds) of the Mesos-DNS zone's records (Mesos-DNS's default).
     #[arg(long, value_name = "SECONDS", default_value_t = 60,
           value_parser = clap::value_parser!(u32).range(0..=MAX_TTL))]
     pub dns_ttl_mesos: u32,
@@ -120,6 +128,7 @@ impl DnsArgs {
                 },
                 ns_addrs,
                 ip_sources: self.dns_ip_sources.clone(),
+                mesos_domain: self.dns_domain.clone(),
             },
             upstreams: self.dns_upstream.clone(),
             upstream_timeout: Duration::from_millis(self.dns_upstream_timeout_ms),
@@ -136,6 +145,11 @@ impl DnsArgs {
             ..DnsConfig::default()
         })
     }
+}
+
+/// `--dns-domain`: see [`domain::mesos_domain`].
+fn parse_domain(s: &str) -> Result<String, String> {
+    domain::mesos_domain(s).map_err(|e| e.to_string())
 }
 
 /// `IP`, `[v6]`, `IP:PORT` or `[v6]:PORT`; no port means 53.
@@ -184,6 +198,19 @@ mod tests {
         assert_eq!((c.rrl.rps, c.rrl.slip), (100, 2));
         assert_eq!((c.max_tcp_connections, c.max_tcp_per_client), (256, 32));
         assert_eq!(c.tcp_idle_timeout, Duration::from_secs(10));
+    }
+
+    /// `--dns-domain` names the Mesos-DNS zone; a clash with dcos-net's
+    /// zones is refused, naming the zone.
+    #[test]
+    fn dns_domain_flag() {
+        let zone = |args: &[&str]| parse(args).unwrap().config().unwrap().zone;
+        assert_eq!(zone(&["--dns-listen", "127.0.0.1"]).mesos_domain, "mesos");
+        let z = zone(&["--dns-listen", "127.0.0.1", "--dns-domain", "Foo.Com."]);
+        assert_eq!(z.mesos_domain, "foo.com");
+        let e = parse(&["--dns-domain", "x.l4lb.thisdcos.directory"]).unwrap_err();
+        assert!(e.to_string().contains("l4lb.thisdcos.directory"), "{e}");
+        assert!(parse(&["--dns-domain", "a..b"]).is_err());
     }
 
     #[test]

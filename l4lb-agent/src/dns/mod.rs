@@ -1,9 +1,9 @@
-//! Embedded authoritative DNS: Mesos-DNS's `mesos` zone and dcos-net's
+//! Embedded authoritative DNS: Mesos-DNS's zone (`mesos`, `--dns-domain`) and dcos-net's
 //! `l4lb.thisdcos.directory` / `dcos.thisdcos.directory`, built from the
 //! source's [`Catalog`](crate::model::Catalog).
 //!
 //! - [`names`]: Mesos-DNS / dcos-net task naming (pure).
-//! - [`records`]: catalog → [`Zones`] (pure).
+//! - [`records`]: catalog → [`Zones`] (pure); [`domain`]: `--dns-domain`.
 //! - [`ip_sources`]: which address a task name gets (`--dns-ip-sources`).
 //! - [`answer`]: one query → one reply (pure, socket-free; fuzzed).
 //! - [`server`]: UDP + TCP listeners, forwarding, counters.
@@ -29,7 +29,7 @@ mod hardening_tests;
 // The pure part lives in l4lb-core.
 pub use args::DnsArgs;
 pub use l4lb_core::dns::{
-    Reply, ReplyOpts, Ttls, ZoneOptions, Zones, answer, build_zones, framing, ip_sources, names,
-    records, respond,
+    Reply, ReplyOpts, Ttls, ZoneOptions, Zones, answer, build_zones, domain, framing, ip_sources,
+    names, records, respond,
 };
 pub use server::{CountersSnapshot, DnsConfig, DnsCounters, DnsServer, spawn};

@@ -5,6 +5,11 @@
 //! dropped and reconnected with backoff; the catalog already sent stays
 //! until the next SUBSCRIBED, which replaces the state whole. Poll mode:
 //! `GET /master/state` every period; a failed read sends nothing.
+//!
+//! Each catalog carries the cluster for Mesos-DNS's cluster records: the
+//! leader (`/master/state`'s `leader`, or the master the stream is held
+//! from after any 307), the `--mesos` masters in order, the agents and the
+//! frameworks, host names resolved like agent names.
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use futures_util::StreamExt;
@@ -15,7 +20,10 @@ use tokio::{
 use tracing::{info, warn};
 
 pub use super::stats::MesosStats;
-use super::{args::MesosConfig, client::MesosClient, stats::bump};
+use super::{
+    ClusterFacts, HostPort, args::MesosConfig, client::MesosClient, cluster::parse_host_port,
+    stats::bump,
+};
 use crate::{
     hosts::{AgentAt, HostTable, resolver::Resolver},
     marathon::source::Backoff,
@@ -55,6 +63,13 @@ pub struct MesosSource {
     /// When the last catalog after an event went out: the next one waits
     /// until a debounce window after it.
     last_event_catalog: Option<Instant>,
+    /// The `--mesos` masters, in order (Mesos-DNS's `masters`).
+    masters: Vec<HostPort>,
+}
+
+/// A base URL's `host:port` (the scheme's default port when none is given).
+fn url_host_port(u: &url::Url) -> Option<HostPort> {
+    parse_host_port(&format!("{}:{}", u.host_str()?, u.port_or_known_default()?))
 }
 
 /// How one connection ended.
@@ -72,6 +87,7 @@ impl MesosSource {
     pub fn new(cfg: MesosConfig) -> anyhow::Result<MesosSource> {
         let stats = Arc::<MesosStats>::default();
         Ok(MesosSource {
+            masters: cfg.urls.iter().filter_map(url_host_port).collect(),
             client: MesosClient::new(cfg, stats.clone())?,
             hosts: None,
             stats,
@@ -158,16 +174,20 @@ impl MesosSource {
         let st: MasterState =
             serde_json::from_slice(&body).map_err(|e| format!("not a master state: {e}"))?;
         let mut snap = from_master_state(&st, &self.table());
+        snap.cluster.masters = self.masters.clone();
         let wanted = snap.agents.values().filter_map(|a| match &a.host {
             Some(AgentAt::Name(n)) => Some(n.clone()),
             _ => None,
         });
+        let wanted = wanted.chain(snap.cluster.wanted_hosts().cloned());
         if self.want_hosts(wanted.collect()).await {
+            let cluster = snap.cluster;
             snap = from_master_state(&st, &self.table());
+            snap.cluster = cluster;
         }
         bump(&self.stats.reads, 1);
         let built = catalog::catalog(snap.tasks.iter().map(|(k, v)| (k, v)), &mut self.alloc);
-        self.send(built, snap.warnings, "mesos poll", None, tx)
+        self.send(built, &snap.cluster, snap.warnings, "mesos poll", None, tx)
             .await
     }
 
@@ -188,12 +208,14 @@ impl MesosSource {
     async fn send(
         &mut self,
         built: Result<catalog::Built, NamingError>,
+        cluster: &ClusterFacts,
         mut warnings: Vec<Warning>,
         trigger: &str,
         received_at: Option<std::time::Instant>,
         tx: &mpsc::Sender<Update>,
     ) -> Result<bool, String> {
-        let built = built.map_err(|e| format!("allocating named VIP addresses: {e}"))?;
+        let mut built = built.map_err(|e| format!("allocating named VIP addresses: {e}"))?;
+        built.catalog.cluster = Some(Arc::new(cluster.resolve(&self.table())));
         warnings.extend(built.warnings);
         self.count_warnings(&warnings);
         if self.last_sent.as_ref() == Some(&built.catalog) {
@@ -235,6 +257,8 @@ struct Conn {
     /// The catalog's per-task parts, redone as tasks change.
     parts: catalog::TaskParts,
     last_record: Instant,
+    /// The master this stream comes from: the leader.
+    leader: Option<HostPort>,
 }
 
 impl Conn {
@@ -251,7 +275,8 @@ impl MesosSource {
             Ok(r) => r,
             Err(e) => return Ended::Before(e.to_string()),
         };
-        info!("mesos: subscribed to the operator API");
+        info!(master = %resp.url(), "mesos: subscribed to the operator API");
+        let leader = url_host_port(resp.url());
         let mut body = resp.bytes_stream();
         let reread = self.reread.clone();
         let mut host_changes = self.hosts.as_ref().map(|h| h.subscribe());
@@ -263,6 +288,7 @@ impl MesosSource {
             first_change: None,
             parts: catalog::TaskParts::default(),
             last_record: Instant::now(),
+            leader,
         };
         loop {
             let step = tokio::select! {
@@ -333,8 +359,7 @@ impl MesosSource {
             c.due = None;
             c.first_change = None;
             bump(&self.stats.reads, 1);
-            let names = c.state.wanted_hosts().map(Arc::from).collect();
-            if self.want_hosts(names).await {
+            if self.want_hosts(self.wanted(c)).await {
                 c.state.refresh_hosts(&self.table());
             }
             return self.send_state(c, "mesos SUBSCRIBED", None, tx).await;
@@ -363,7 +388,7 @@ impl MesosSource {
         c.due = None;
         self.last_event_catalog = Some(Instant::now());
         if let Some(h) = &self.hosts {
-            h.want(c.state.wanted_hosts().map(Arc::from).collect());
+            h.want(self.wanted(c));
         }
         match c.first_change.take() {
             Some((kind, at)) => self.send_state(c, kind, Some(at), tx).await,
@@ -371,10 +396,30 @@ impl MesosSource {
         }
     }
 
+    /// A newer host table: agents move, and cluster records may resolve
+    /// anew (an unchanged catalog is not sent again).
     fn on_hosts(&mut self, c: &mut Conn) {
-        if c.state.refresh_hosts(&self.table()).changed && c.subscribed {
+        c.state.refresh_hosts(&self.table());
+        if c.subscribed {
             c.due.get_or_insert_with(Instant::now);
         }
+    }
+
+    /// The stream's cluster: the state's agents and frameworks, the
+    /// leader it is held from, the configured masters.
+    fn cluster(&self, c: &Conn) -> ClusterFacts {
+        ClusterFacts {
+            leader: c.leader.clone(),
+            masters: self.masters.clone(),
+            ..c.state.cluster_facts()
+        }
+    }
+
+    /// Every name the stream's catalog needs resolved.
+    fn wanted(&self, c: &Conn) -> BTreeSet<Arc<str>> {
+        let cluster = self.cluster(c);
+        let extra: Vec<Arc<str>> = cluster.wanted_hosts().cloned().collect();
+        c.state.wanted_hosts().map(Arc::from).chain(extra).collect()
     }
 
     /// The catalog of the state: only the tasks changed since the last one
@@ -389,7 +434,9 @@ impl MesosSource {
         let changes = c.state.take_changes();
         c.parts.follow(&c.state, changes);
         let built = c.parts.catalog(&mut self.alloc);
-        self.send(built, Vec::new(), trigger, received_at, tx).await
+        let cluster = self.cluster(c);
+        self.send(built, &cluster, Vec::new(), trigger, received_at, tx)
+            .await
     }
 }
 

@@ -357,6 +357,7 @@ async fn leader_redirects_stay_with_configured_origins() {
 #[tokio::test]
 async fn poll_mode_reads_master_state() {
     let state = json!({
+        "leader": "master@198.18.0.1:5050",
         "slaves": [{"id": "a-S1", "hostname": "127.0.0.1"}],
         "frameworks": [{"id": "fw-m", "name": "marathon", "tasks": [{
             "id": "web.1", "name": "web", "framework_id": "fw-m", "slave_id": "a-S1",
@@ -390,6 +391,40 @@ async fn poll_mode_reads_master_state() {
         ["198.18.0.10:8080"]
     );
     assert!(stats.failures.load(Ordering::Relaxed) >= 1);
+    // The leader from the state's `leader`, the masters from --mesos.
+    let c = u.catalog.cluster.expect("a cluster");
+    assert_eq!(c.leader, Some("198.18.0.1:5050".parse().unwrap()));
+    assert_eq!(c.masters, [m.addr]);
+    assert_eq!(c.agents.len(), 1);
+}
+
+/// The cluster for Mesos-DNS's records, stream mode: the leader is the
+/// master the stream comes from after the 307; the masters are the
+/// `--mesos` URLs in order; agents by pid, frameworks by host.
+#[tokio::test]
+async fn stream_catalog_names_the_master_it_follows() {
+    let (ptx, prx) = mpsc::unbounded_channel();
+    let prx = Mutex::new(Some(prx));
+    let leader = Master::start(move |_| Reply::Stream(prx.lock().unwrap().take().unwrap())).await;
+    let to = format!("//{}/api/v1", leader.addr);
+    let follower = Master::start(move |_| Reply::Redirect(to.clone())).await;
+    let (mut rx, _) = start(config(vec![follower.url(), leader.url()]));
+    let mut sub = subscribed(two_tasks(), 15.0);
+    let state = &mut sub["subscribed"]["get_state"];
+    state["get_agents"]["agents"][0]["pid"] = json!("slave(1)@198.18.0.20:5051");
+    state["get_frameworks"]["frameworks"][0]["framework_info"]["hostname"] = json!("198.18.0.30");
+    ptx.send(record(&sub)).unwrap();
+    let u = next(&mut rx).await;
+    let c = u.catalog.cluster.expect("a cluster");
+    assert_eq!(c.leader, Some(leader.addr));
+    assert_eq!(c.masters, [follower.addr, leader.addr]);
+    let ep = |ip: &str, port| crate::model::Endpoint {
+        ip: ip.parse().unwrap(),
+        port,
+    };
+    assert_eq!(c.agents, [ep("198.18.0.20", Some(5051))]);
+    assert_eq!(c.frameworks, [("marathon".into(), ep("198.18.0.30", None))]);
+    drop(ptx);
 }
 
 /// A 401 re-reads --mesos-auth-file once and retries with what it now holds.

@@ -118,6 +118,7 @@ pub async fn spawn(
         catalog: Catalog {
             services: first,
             tasks: Vec::new(),
+            cluster: None,
         },
         trigger: "initial".into(),
         received_at: None,
@@ -150,6 +151,7 @@ pub async fn spawn(
                     catalog: Catalog {
                         services,
                         tasks: Vec::new(),
+                        cluster: None,
                     },
                     trigger: trigger.into(),
                     received_at: None,

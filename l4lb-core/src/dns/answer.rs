@@ -26,7 +26,7 @@ use hickory_proto::{
 };
 use rand::seq::SliceRandom;
 
-use super::records::{self, Lookup, Zones};
+use super::records::{Lookup, Zones};
 
 /// Our EDNS UDP payload size: DNS Flag Day 2020's 1232 avoids fragmentation.
 pub const DEFAULT_UDP_CAP: u16 = 1232;
@@ -127,7 +127,7 @@ pub fn respond(zones: &Zones, query: &[u8], opts: &ReplyOpts) -> Reply {
     }
     let qname = LowerName::new(q.name());
     let (zone, found) = match zones.lookup(&qname) {
-        Lookup::NotOurs if !zones.is_loaded() && records::in_served_zones(&qname) => {
+        Lookup::NotOurs if !zones.is_loaded() && zones.serves(&qname) => {
             return finish(resp.set_response_code(ResponseCode::ServFail), limit);
         }
         Lookup::NotOurs if opts.forward => return Reply::Forward,

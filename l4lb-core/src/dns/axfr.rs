@@ -207,6 +207,7 @@ mod tests {
         let c = Catalog {
             services: Default::default(),
             tasks,
+            cluster: None,
         };
         let z = build_zones(&c, &Default::default(), &ZoneOptions::default());
         let (msgs, _) = transfer(&z, &query("mesos.", RecordType::AXFR));

@@ -151,6 +151,15 @@ impl Default for MesosDnsConfig {
     }
 }
 
+impl MesosDnsConfig {
+    /// Mesos-DNS's `domain` (`--dns-domain`) and the SOA names under it.
+    pub fn set_domain(&mut self, domain: &str) {
+        self.domain = domain.to_owned();
+        self.soa_mname = format!("ns1.{domain}.");
+        self.soa_rname = format!("root.ns1.{domain}.");
+    }
+}
+
 /// `--dns-ip-sources` in Mesos-DNS's spelling.
 pub fn ip_source_names(sources: &[IpSource]) -> Vec<String> {
     sources
@@ -308,7 +317,7 @@ fn record_entry(name: &Name, data: &RData, trailing_dot: bool) -> Option<RecordE
 /// running task (Mesos task name = the Marathon one, `/dog/big` → `big.dog`)
 /// with its `mesos` records, each record only under the first task that
 /// produced it (Mesos-DNS's `insertTaskRR`).
-pub fn enumerate(catalog: &Catalog, sources: &[IpSource]) -> Enumeration {
+pub fn enumerate(catalog: &Catalog, sources: &[IpSource], domain: &str) -> Enumeration {
     let mut frameworks: Vec<EnumFramework> = Vec::new();
     let mut seen: HashSet<RecordEntry> = HashSet::new();
     for task in &catalog.tasks {
@@ -325,7 +334,7 @@ pub fn enumerate(catalog: &Catalog, sources: &[IpSource]) -> Enumeration {
         if !task.running {
             continue;
         }
-        let fresh: Vec<RecordEntry> = records::mesos_task_records(task, sources)
+        let fresh: Vec<RecordEntry> = records::mesos_task_records(task, sources, domain)
             .iter()
             .filter_map(|(n, d)| record_entry(n, d, true))
             .filter(|r| seen.insert(r.clone()))
@@ -597,7 +606,7 @@ mod tests {
     #[test]
     fn enumerate_shape() {
         let (c, _) = redis_catalog();
-        let e = enumerate(&c, &DCOS_IP_SOURCES);
+        let e = enumerate(&c, &DCOS_IP_SOURCES, "mesos");
         assert_eq!(e.frameworks.len(), 1);
         let fw = &e.frameworks[0];
         assert_eq!(fw.name, "marathon");
@@ -625,7 +634,7 @@ mod tests {
         // A second task with the same records lists none of them again.
         let mut c2 = c.clone();
         c2.tasks.push(c.tasks[0].clone());
-        let e2 = enumerate(&c2, &DCOS_IP_SOURCES);
+        let e2 = enumerate(&c2, &DCOS_IP_SOURCES, "mesos");
         assert_eq!(e2.frameworks[0].tasks[1].records, None);
         assert!(
             serde_json::to_string(&e2)

@@ -1,10 +1,12 @@
 //! DNS, the pure part: Mesos-DNS / dcos-net names ([`names`]), catalog →
-//! zones ([`records`]), which address a task name gets ([`ip_sources`]), one
+//! zones ([`records`], with Mesos-DNS's cluster records from [`cluster`]), which address a task name gets ([`ip_sources`]), one
 //! query → one reply ([`answer`]), TCP length-prefix framing ([`framing`]),
 //! zone transfer ([`axfr`]), the discovery HTTP API's documents ([`http_api`]).
 //! The agent's `dns` module serves them.
 pub mod answer;
 pub mod axfr;
+pub mod cluster;
+pub mod domain;
 pub mod framing;
 pub mod http_api;
 pub mod ip_sources;

@@ -1,7 +1,10 @@
 //! Catalog → DNS zones (pure, apart from the SOA serial, which is the clock).
 //!
 //! Three zones, as on a DC/OS cluster:
-//! - `mesos` (Mesos-DNS, TTL 60): `<task>.<fw>.mesos` (addresses per
+//! - `mesos` (Mesos-DNS, TTL 60; its name is [`ZoneOptions::mesos_domain`],
+//!   `--dns-domain`), with the cluster records of [`super::cluster`]
+//!   (`leader`, `master`, `master<N>`, `slave`, `<fw>`; `--mesos` only) and
+//!   per task: `<task>.<fw>.mesos` (addresses per
 //!   `--dns-ip-sources`), `<task>.<fw>.slave.mesos`, canonical
 //!   `<task>-<h>-<s>.<fw>.mesos` (+ `.slave`), SRV `_<task>._tcp|_udp.<fw>.mesos`,
 //!   `_<portname>._<task>._tcp|_udp.<fw>.mesos` and, for host ports,
@@ -26,17 +29,16 @@ use hickory_proto::rr::{
     rdata::{A, AAAA, NS, SOA, SRV},
 };
 
+use super::cluster;
 use super::ip_sources::{self, DCOS_IP_SOURCES, IpSource};
 use super::names;
 use crate::model::{Catalog, TaskRecord, Vip};
 use crate::naming::{self, NamingError, VipLabel, VipName};
 
-/// Mesos-DNS's domain.
+/// Mesos-DNS's default domain (`--dns-domain`).
 pub const MESOS_ZONE: &str = "mesos";
 /// dcos-net's task zone.
 pub const DCOS_ZONE: &str = "dcos.thisdcos.directory";
-/// Every zone this server is authoritative for.
-pub const ZONE_NAMES: [&str; 3] = [MESOS_ZONE, naming::L4LB_ZONE, DCOS_ZONE];
 
 /// Record TTLs in seconds; also each zone's negative-caching TTL (SOA minimum).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +67,16 @@ pub struct ZoneOptions {
     /// Where `<task>.<fw>.mesos` takes its addresses from, in order
     /// (`--dns-ip-sources`; default DC/OS's host, netinfo).
     pub ip_sources: Vec<IpSource>,
+    /// The Mesos-DNS zone's name (`--dns-domain`, checked by
+    /// [`super::domain::mesos_domain`]; default `mesos`).
+    pub mesos_domain: String,
+}
+
+impl ZoneOptions {
+    /// Every zone served, the Mesos-DNS one first.
+    pub fn zone_names(&self) -> [&str; 3] {
+        [&self.mesos_domain, naming::L4LB_ZONE, DCOS_ZONE]
+    }
 }
 
 impl Default for ZoneOptions {
@@ -73,6 +85,7 @@ impl Default for ZoneOptions {
             ttls: Ttls::default(),
             ns_addrs: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
             ip_sources: DCOS_IP_SOURCES.to_vec(),
+            mesos_domain: MESOS_ZONE.to_owned(),
         }
     }
 }
@@ -113,11 +126,20 @@ impl Zone {
 }
 
 /// All zones the server answers for; swapped whole on every catalog change.
-/// `Zones::default()` holds no zone: the state before the first catalog, in
-/// which the server answers SERVFAIL for its zones (not a cacheable NXDOMAIN).
-#[derive(Clone, Debug, Default)]
+/// [`Zones::pending`] (and `Zones::default()`, for the default options)
+/// holds no zone: the state before the first catalog, in which the server
+/// answers SERVFAIL for its zones (not a cacheable NXDOMAIN).
+#[derive(Clone, Debug)]
 pub struct Zones {
     zones: Vec<Zone>,
+    /// The apex of every zone served, loaded or not.
+    served: Vec<LowerName>,
+}
+
+impl Default for Zones {
+    fn default() -> Self {
+        Zones::pending(&ZoneOptions::default())
+    }
 }
 
 /// Result of [`Zones::lookup`].
@@ -132,7 +154,26 @@ pub enum Lookup<'a> {
 }
 
 impl Zones {
-    /// False for `Zones::default()`: no catalog has been seen yet.
+    /// No zone loaded yet, but the names of those `opts` serves are known.
+    pub fn pending(opts: &ZoneOptions) -> Zones {
+        let served = opts
+            .zone_names()
+            .iter()
+            .filter_map(|z| absolute(z))
+            .map(|n| LowerName::new(&n))
+            .collect();
+        Zones {
+            zones: Vec::new(),
+            served,
+        }
+    }
+
+    /// True if `name` is at or below a zone served (loaded or not).
+    pub fn serves(&self, name: &LowerName) -> bool {
+        self.served.iter().any(|z| z.zone_of(name))
+    }
+
+    /// False for [`Zones::pending`]: no catalog has been seen yet.
     pub fn is_loaded(&self) -> bool {
         !self.zones.is_empty()
     }
@@ -169,16 +210,6 @@ impl Zones {
     }
 }
 
-/// True if `name` is one of ours: at or below a zone in [`ZONE_NAMES`].
-pub fn in_served_zones(name: &LowerName) -> bool {
-    ZONE_NAMES.iter().any(|z| {
-        Name::from_ascii(z).is_ok_and(|mut n| {
-            n.set_fqdn(true);
-            LowerName::new(&n).zone_of(name)
-        })
-    })
-}
-
 /// Builds the three zones from a catalog. `published` are the VIPs the
 /// datapath holds: a named VIP gets its name only once it is there.
 pub fn build_zones(catalog: &Catalog, published: &BTreeSet<Vip>, opts: &ZoneOptions) -> Zones {
@@ -186,12 +217,15 @@ pub fn build_zones(catalog: &Catalog, published: &BTreeSet<Vip>, opts: &ZoneOpti
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as u32)
         .unwrap_or(1);
-    let mut mesos = ZoneBuilder::new(MESOS_ZONE, opts.ttls.mesos);
+    let mut mesos = ZoneBuilder::new(&opts.mesos_domain, opts.ttls.mesos);
     let mut dcos = ZoneBuilder::new(DCOS_ZONE, opts.ttls.l4lb);
     let mut l4lb = ZoneBuilder::new(naming::L4LB_ZONE, opts.ttls.l4lb);
     for task in catalog.tasks.iter().filter(|t| t.running) {
         add_mesos_task(&mut mesos, task, &opts.ip_sources);
         add_dcos_task(&mut dcos, task);
+    }
+    if let Some(c) = &catalog.cluster {
+        cluster::add_cluster(&mut mesos, c);
     }
     for (vip, spec) in &catalog.services.services {
         if !published.contains(vip) {
@@ -225,6 +259,7 @@ pub fn build_zones(catalog: &Catalog, published: &BTreeSet<Vip>, opts: &ZoneOpti
             .into_iter()
             .map(|z| z.finish(serial, &opts.ns_addrs))
             .collect(),
+        ..Zones::pending(opts)
     }
 }
 
@@ -343,20 +378,14 @@ fn add_dcos_task(z: &mut ZoneBuilder, task: &TaskRecord) {
 /// The `mesos` records of one task, as Mesos-DNS lists them in its
 /// enumeration: (owner, data), each owner lower-cased and absolute, sorted.
 /// The same builder as the zone's, so the two never disagree.
-pub(crate) fn mesos_task_records(task: &TaskRecord, sources: &[IpSource]) -> Vec<(Name, RData)> {
-    let mut z = ZoneBuilder::new(MESOS_ZONE, 0);
+pub(crate) fn mesos_task_records(
+    task: &TaskRecord,
+    sources: &[IpSource],
+    domain: &str,
+) -> Vec<(Name, RData)> {
+    let mut z = ZoneBuilder::new(domain, 0);
     add_mesos_task(&mut z, task, sources);
-    let mut out: Vec<(Name, RData)> = Vec::new();
-    for (name, node) in z.nodes {
-        for ip in node.addrs {
-            out.push((name.clone(), address_record(&name, 0, ip).data().clone()));
-        }
-        for (port, target) in node.srv {
-            out.push((name.clone(), RData::SRV(SRV::new(0, 1, port, target))));
-        }
-    }
-    out.sort_by(|a, b| (&a.0, a.1.to_string()).cmp(&(&b.0, b.1.to_string())));
-    out
+    z.into_records()
 }
 
 /// `s` as an absolute name, `None` if it is not a valid one (too long).
@@ -373,14 +402,14 @@ struct Node {
 }
 
 /// Collects one zone's data, deduplicated, before it becomes records.
-struct ZoneBuilder {
+pub(super) struct ZoneBuilder {
     origin: Name,
     ttl: u32,
     nodes: HashMap<Name, Node>,
 }
 
 impl ZoneBuilder {
-    fn new(origin: &str, ttl: u32) -> Self {
+    pub(super) fn new(origin: &str, ttl: u32) -> Self {
         ZoneBuilder {
             origin: absolute(origin).expect("zone names are valid"),
             ttl,
@@ -389,11 +418,11 @@ impl ZoneBuilder {
     }
 
     /// `prefix.<origin>.`, lower-cased; `None` if not a valid name.
-    fn name(&self, prefix: &str) -> Option<Name> {
+    pub(super) fn name(&self, prefix: &str) -> Option<Name> {
         absolute(&format!("{prefix}.{}", self.origin)).map(|n| n.to_lowercase())
     }
 
-    fn add_addrs(&mut self, name: &Name, addrs: impl IntoIterator<Item = IpAddr>) {
+    pub(super) fn add_addrs(&mut self, name: &Name, addrs: impl IntoIterator<Item = IpAddr>) {
         let mut addrs = addrs.into_iter().peekable();
         if addrs.peek().is_some() {
             let node = self.nodes.entry(name.to_lowercase()).or_default();
@@ -401,9 +430,24 @@ impl ZoneBuilder {
         }
     }
 
-    fn add_srv(&mut self, name: &Name, port: u16, target: Name) {
+    pub(super) fn add_srv(&mut self, name: &Name, port: u16, target: Name) {
         let node = self.nodes.entry(name.to_lowercase()).or_default();
         node.srv.insert((port, target));
+    }
+
+    /// The data as (owner, record data), sorted; no SOA, NS or `ns1`.
+    pub(super) fn into_records(self) -> Vec<(Name, RData)> {
+        let mut out: Vec<(Name, RData)> = Vec::new();
+        for (name, node) in self.nodes {
+            for ip in node.addrs {
+                out.push((name.clone(), address_record(&name, 0, ip).data().clone()));
+            }
+            for (port, target) in node.srv {
+                out.push((name.clone(), RData::SRV(SRV::new(0, 1, port, target))));
+            }
+        }
+        out.sort_by(|a, b| (&a.0, a.1.to_string()).cmp(&(&b.0, b.1.to_string())));
+        out
     }
 
     fn finish(mut self, serial: u32, ns_addrs: &[IpAddr]) -> Zone {
@@ -717,9 +761,9 @@ pub(crate) mod tests {
             );
         }
         assert!(!Zones::default().is_loaded());
-        assert!(in_served_zones(&lower("x.mesos")));
-        assert!(in_served_zones(&lower("MESOS")));
-        assert!(!in_served_zones(&lower("thisdcos.directory")));
+        assert!(Zones::default().serves(&lower("x.mesos")));
+        assert!(Zones::default().serves(&lower("MESOS")));
+        assert!(!Zones::default().serves(&lower("thisdcos.directory")));
         assert!(matches!(
             Zones::default().lookup(&lower("x.mesos")),
             Lookup::NotOurs

@@ -44,6 +44,7 @@ pub fn redis_catalog() -> (Catalog, BTreeSet<Vip>) {
     let catalog = Catalog {
         services,
         tasks: vec![Arc::new(task)],
+        cluster: None,
     };
     (catalog, [vip].into())
 }

@@ -227,6 +227,10 @@ impl GetTasks {
 pub struct Agent {
     pub agent_info: AgentInfo,
     pub active: Option<bool>,
+    /// `slave(1)@10.0.0.3:5051`; anything but a string reads as absent
+    /// (it only feeds Mesos-DNS's `slave.<domain>` records).
+    #[serde(default, deserialize_with = "string_or_none")]
+    pub pid: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -240,6 +244,14 @@ pub struct AgentInfo {
 pub struct Framework {
     pub framework_info: FrameworkInfo,
     pub active: Option<bool>,
+    /// The scheduler's pid: `/master/state` has it, the operator API not.
+    #[serde(skip)]
+    pub pid: Option<String>,
+}
+
+fn string_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(v.as_str().map(str::to_owned))
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]

@@ -14,6 +14,7 @@ use super::{
         Agent, AgentInfo, ContainerInfo, ContainerStatus, Discovery, Framework, FrameworkInfo, Id,
         Label, Labels, Range, Ranges, Resource, Task, TaskStatus,
     },
+    cluster,
     lenient::Lenient,
     state::{Applied, MesosState, Snapshot},
 };
@@ -95,6 +96,8 @@ pub fn from_master_state(st: &MasterState, hosts: &HostTable) -> Snapshot {
             ms.read_one(&task, &mut snap, &mut out);
         }
     }
+    snap.cluster = ms.cluster_facts();
+    snap.cluster.leader = st.leader.as_deref().and_then(cluster::parse_pid);
     snap.agents = ms.into_agents();
     snap.warnings = out.warnings;
     snap
@@ -122,6 +125,7 @@ fn slave_to_agent(s: &Slave) -> Agent {
             port: None,
         },
         active: None,
+        pid: s.pid.clone(),
     }
 }
 
@@ -133,6 +137,7 @@ fn to_framework(f: &StateFramework) -> Framework {
             hostname: f.hostname.clone(),
         },
         active: None,
+        pid: f.pid.clone(),
     }
 }
 

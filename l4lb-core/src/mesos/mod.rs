@@ -14,6 +14,9 @@
 //! - `state`: [`MesosState`], the stream's state machine (tasks held until
 //!   their agent and framework are known, dropped when terminal), and
 //!   [`from_state`], one `GET_STATE` answer read alone.
+//! - `cluster`: the leader, masters, agents and frameworks as reported
+//!   ([`ClusterFacts`]), resolved into the model's `Cluster` for
+//!   Mesos-DNS's cluster records.
 //! - `warning`: what was skipped, naming it, with a counter kind.
 //! - `catalog`: task views → [`Catalog`](crate::model::Catalog) (VIPs and
 //!   task records), through the Marathon catalog's builder.
@@ -29,6 +32,7 @@
 //! [`from_master_state`] → a [`Snapshot`], used only when the read was whole.
 pub mod api;
 pub mod catalog;
+pub mod cluster;
 pub mod lenient;
 pub mod master_state;
 pub mod ports;
@@ -38,9 +42,12 @@ pub mod task;
 pub mod warning;
 
 #[cfg(test)]
+mod cluster_peer_tests;
+#[cfg(test)]
 mod peer_tests;
 
 pub use api::{Message, MessageError, decode_message};
+pub use cluster::{ClusterFacts, HostPort};
 pub use master_state::{MasterState, from_master_state};
 pub use ports::Protocol;
 pub use recordio::{RecordIoDecoder, RecordIoError};

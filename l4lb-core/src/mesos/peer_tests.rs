@@ -16,7 +16,7 @@ fn fixture_path(rel: &str) -> PathBuf {
         .join(rel)
 }
 
-fn read_fixture(rel: &str) -> String {
+pub(super) fn read_fixture(rel: &str) -> String {
     let path = fixture_path(rel);
     std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(

@@ -21,6 +21,7 @@ use std::{
 
 use super::{
     api::{Agent, Framework, FrameworkInfo, GetState, Message, Task},
+    cluster::{self, ClusterFacts},
     lenient::Lenient,
     task::{Context, Record, Ref, TaskKey, TaskState, TaskView, derive},
     warning::{Warning, WarningKind},
@@ -62,6 +63,9 @@ pub struct MesosState {
     waiting: BTreeSet<TaskKey>,
     heartbeat: Option<Duration>,
     changes: Changes,
+    /// Agents' and frameworks' addresses, for Mesos-DNS's cluster records
+    /// (no leader or masters: the caller knows those).
+    cluster: ClusterFacts,
 }
 
 impl MesosState {
@@ -90,6 +94,7 @@ impl MesosState {
             Message::AgentAdded(a) => self.agent_added(a, hosts, &mut out),
             Message::AgentRemoved(id) => {
                 self.agents.remove(&id.value);
+                self.cluster.agents.remove(&id.value);
             }
             Message::FrameworkAdded(f) | Message::FrameworkUpdated(f) => {
                 self.framework_updated(f, &mut out)
@@ -174,12 +179,22 @@ impl MesosState {
         self.heartbeat
     }
 
-    /// Agent host names the resolver should answer.
+    /// Host names the resolver should answer (agents', and those of the
+    /// cluster records: agent pids, framework hosts), each once, sorted.
     pub fn wanted_hosts(&self) -> impl Iterator<Item = &str> {
-        self.agents.values().filter_map(|a| match &a.host {
+        let agents = self.agents.values().filter_map(|a| match &a.host {
             Some(AgentAt::Name(n)) => Some(&**n),
             _ => None,
-        })
+        });
+        let all: BTreeSet<&str> = agents
+            .chain(self.cluster.wanted_hosts().map(|n| &**n))
+            .collect();
+        all.into_iter()
+    }
+
+    /// The agents' and frameworks' addresses as last reported.
+    pub fn cluster_facts(&self) -> ClusterFacts {
+        self.cluster.clone()
     }
 
     /// A newer host table: agents whose name now has another address take
@@ -281,8 +296,8 @@ impl MesosState {
     }
 
     fn agent_added(&mut self, a: Lenient<Agent>, hosts: &HostTable, out: &mut Applied) {
-        let info = match a {
-            Lenient::Ok(a) => a.agent_info,
+        let (info, pid) = match a {
+            Lenient::Ok(a) => (a.agent_info, a.pid),
             Lenient::Bad { id, error } => {
                 return out.warnings.push(Warning::new(
                     WarningKind::SkippedAgent,
@@ -297,6 +312,11 @@ impl MesosState {
                 format!("agent {}", info.hostname.as_deref().unwrap_or("?")),
                 "no id",
             ));
+        };
+        let node = cluster::endpoint(pid.as_deref(), info.hostname.as_deref(), info.port);
+        match node {
+            Some(n) => self.cluster.agents.insert(id.clone(), n),
+            None => self.cluster.agents.remove(&id),
         };
         let host = info.hostname.as_deref().and_then(parse_agent_host);
         if host.is_none() {
@@ -323,11 +343,23 @@ impl MesosState {
     }
 
     fn framework_updated(&mut self, f: Lenient<Framework>, out: &mut Applied) {
-        let Some(info) = framework_info(lenient_map(f, |f| f.framework_info), out) else {
+        let mut pid = None;
+        let f = lenient_map(f, |f| {
+            pid = f.pid;
+            f.framework_info
+        });
+        let Some(info) = framework_info(f, out) else {
             return;
         };
         let Some((id, Some(name))) = info.id.map(|i| (i.value, info.name)) else {
             return;
+        };
+        match cluster::endpoint(pid.as_deref(), info.hostname.as_deref(), None) {
+            Some(n) => self
+                .cluster
+                .frameworks
+                .insert(id.clone(), (name.clone(), n)),
+            None => self.cluster.frameworks.remove(&id),
         };
         self.frameworks.insert(id.clone(), name.clone());
         self.release(Release::Framework(&id, name), out);
@@ -336,6 +368,7 @@ impl MesosState {
     fn framework_removed(&mut self, f: Lenient<FrameworkInfo>, out: &mut Applied) {
         if let Some(id) = framework_info(f, out).and_then(|i| i.id) {
             self.frameworks.remove(&id.value);
+            self.cluster.frameworks.remove(&id.value);
         }
     }
 
@@ -422,6 +455,8 @@ pub struct Snapshot {
     /// `Terminal`): a one-shot read has no later update to drop them.
     pub tasks: Vec<(TaskKey, TaskView)>,
     pub agents: BTreeMap<String, KnownAgent>,
+    /// The cluster records' inputs (with the leader for `/master/state`).
+    pub cluster: ClusterFacts,
     pub warnings: Vec<Warning>,
 }
 
@@ -443,6 +478,7 @@ pub fn from_state(g: &GetState, hosts: &HostTable) -> Snapshot {
     for t in g.get_tasks.current() {
         st.read_one(t, &mut snap, &mut out);
     }
+    snap.cluster = st.cluster_facts();
     snap.agents = st.agents;
     snap.warnings = out.warnings;
     snap

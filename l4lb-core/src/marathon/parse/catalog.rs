@@ -199,6 +199,7 @@ impl Builder {
             catalog: Catalog {
                 services: DesiredState { services },
                 tasks,
+                cluster: None,
             },
             warnings,
             hosts,
