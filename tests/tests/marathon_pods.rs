@@ -67,7 +67,7 @@ fn pod_vips_and_names_follow_marathon_pods_through_events() {
     });
     let web_row = row_of(&table, "127.0.0.5:8080").unwrap();
     assert_eq!(
-        addrs_of(&web_row),
+        addrs_of(web_row),
         set(&["127.0.0.5:8080", "127.0.0.6:8080"]),
         "{table}"
     );
@@ -174,7 +174,7 @@ fn a_marathon_without_pods_still_serves_its_apps() {
     });
     m.scale("/web", &TaskSpec::new("127.0.0.3", 80)).unwrap();
     agent.wait_table("the app scaled up", BOUND, |t| {
-        row_of(t, "127.0.0.3:80").is_some_and(|r| backends(&r).len() == 2)
+        row_of(t, "127.0.0.3:80").is_some_and(|r| backends(r).len() == 2)
     });
     let needle = "a Marathon without pods";
     agent.wait_log(needle, "the no-pods notice", BOUND);

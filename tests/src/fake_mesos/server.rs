@@ -368,3 +368,7 @@ const TERMINAL: &[&str] = &[
     "TASK_GONE",
     "TASK_GONE_BY_OPERATOR",
 ];
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;
