@@ -3,7 +3,9 @@
 //! after the snapshot and after each change (debounced). A stream that is
 //! cut, sends a bad record, or stays silent for 3 heartbeat intervals is
 //! dropped and reconnected with backoff; the catalog already sent stays
-//! until the next SUBSCRIBED, which replaces the state whole. Poll mode:
+//! until the next SUBSCRIBED, which replaces the state whole, except for
+//! the last tasks of agents a newly elected master lists as recovered
+//! ([`Carried`], for at most [`RECOVERY_WAIT`]). Poll mode:
 //! `GET /master/state` every period; a failed read sends nothing.
 use std::{
     collections::BTreeSet,
@@ -23,8 +25,8 @@ use crate::{
     hosts::{AgentAt, HostTable, resolver::Resolver},
     marathon::source::Backoff,
     mesos::{
-        MesosState, Message, RecordIoDecoder, TaskKey, TaskView, Warning, WarningKind, catalog,
-        decode_message, from_master_state, master_state::MasterState,
+        Carried, MesosState, Message, RecordIoDecoder, TaskKey, TaskView, Warning, WarningKind,
+        catalog, decode_message, from_master_state, master_state::MasterState,
     },
     model::Catalog,
     naming::VipAllocator,
@@ -36,6 +38,10 @@ const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
 const FIRST_RESOLVE_WAIT: Duration = Duration::from_secs(2);
 const BACKOFF_BASE: Duration = Duration::from_millis(250);
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// Longest a recovered agent's last tasks are carried over a master
+/// failover: Mesos's default `--agent_reregister_timeout`, after which the
+/// master gives up on the agent itself.
+pub const RECOVERY_WAIT: Duration = Duration::from_secs(600);
 
 /// Counters for /metrics. Monotonic.
 #[derive(Debug, Default)]
@@ -71,6 +77,8 @@ pub struct MesosSource {
     alloc: VipAllocator,
     sent_first: bool,
     last_sent: Option<Catalog>,
+    /// The tasks of the last catalog sent from the stream.
+    last_tasks: Vec<(TaskKey, TaskView)>,
 }
 
 /// How one connection ended.
@@ -91,6 +99,7 @@ impl MesosSource {
             alloc: VipAllocator::new(),
             sent_first: false,
             last_sent: None,
+            last_tasks: Vec::new(),
         })
     }
 
@@ -228,6 +237,9 @@ struct Conn {
     /// When the debounced catalog is due.
     due: Option<Instant>,
     last_record: Instant,
+    carried: Carried,
+    /// When the carried tasks are dropped whatever happens.
+    carried_until: Option<Instant>,
 }
 
 impl Conn {
@@ -253,6 +265,8 @@ impl MesosSource {
             subscribed: false,
             due: None,
             last_record: Instant::now(),
+            carried: Carried::default(),
+            carried_until: None,
         };
         loop {
             let step = tokio::select! {
@@ -261,6 +275,10 @@ impl MesosSource {
                     Err("no record for 3 heartbeat intervals".to_owned())
                 }
                 _ = sleep_opt(c.due) => self.on_due(&mut c, tx).await,
+                _ = sleep_opt(c.carried_until) => {
+                    (c.carried, c.carried_until) = (Carried::default(), None);
+                    self.send_state(&c, "mesos recovery wait over", tx).await
+                }
                 _ = hosts_changed(&mut host_changes) => {
                     self.on_hosts(&mut c);
                     Ok(true)
@@ -312,6 +330,8 @@ impl MesosSource {
             c.subscribed = true;
             c.due = None;
             bump(&self.stats.reads, 1);
+            c.carried = Carried::from_last(&self.last_tasks, &c.state);
+            c.carried_until = (!c.carried.is_empty()).then(|| Instant::now() + RECOVERY_WAIT);
             let names = c.state.wanted_hosts().map(Arc::from).collect();
             if self.want_hosts(names).await {
                 c.state.refresh_hosts(&self.table());
@@ -345,7 +365,8 @@ impl MesosSource {
         trigger: &str,
         tx: &mpsc::Sender<Update>,
     ) -> Result<bool, String> {
-        let tasks = c.state.tasks().map(|(k, v)| (k.clone(), v)).collect();
+        let tasks = c.carried.with_state(&c.state);
+        self.last_tasks = tasks.clone();
         self.send(tasks, Vec::new(), trigger, tx).await
     }
 }

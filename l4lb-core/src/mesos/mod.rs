@@ -14,6 +14,8 @@
 //! - `state`: [`MesosState`], the stream's state machine (tasks held until
 //!   their agent and framework are known, dropped when terminal), and
 //!   [`from_state`], one `GET_STATE` answer read alone.
+//! - `recovery`: [`Carried`], the last tasks of agents a newly elected
+//!   master lists as recovered, shown until they re-register.
 //! - `warning`: what was skipped, naming it, with a counter kind.
 //! - `catalog`: task views → [`Catalog`](crate::model::Catalog) (VIPs and
 //!   task records), through the Marathon catalog's builder.
@@ -33,6 +35,7 @@ pub mod lenient;
 pub mod master_state;
 pub mod ports;
 pub mod recordio;
+pub mod recovery;
 pub mod state;
 pub mod task;
 pub mod warning;
@@ -44,6 +47,7 @@ pub use api::{Message, MessageError, decode_message};
 pub use master_state::{MasterState, from_master_state};
 pub use ports::Protocol;
 pub use recordio::{RecordIoDecoder, RecordIoError};
+pub use recovery::Carried;
 pub use state::{Applied, KnownAgent, MesosState, Snapshot, from_state};
 pub use task::{Runtime, TaskKey, TaskPort, TaskState, TaskView};
 pub use warning::{Warning, WarningKind};

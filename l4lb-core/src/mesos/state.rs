@@ -4,7 +4,8 @@
 //! not shown, until both are (an AGENT_ADDED or FRAMEWORK_ADDED/UPDATED
 //! releases it); a task reaching a terminal state is dropped; AGENT_REMOVED
 //! and FRAMEWORK_REMOVED forget the agent or framework only (tasks go when
-//! Mesos says they ended). [`from_state`] is dcos-net's `from_state/1`: one
+//! Mesos says they ended); the snapshot's `recovered_agents` are noted as
+//! recovering until they re-register or go. [`from_state`] is dcos-net's `from_state/1`: one
 //! `GET_STATE` answer read on its own.
 //!
 //! Agent addresses: an IP literal is used as is; a host name is looked up
@@ -50,6 +51,9 @@ pub struct MesosState {
     frameworks: BTreeMap<String, String>,
     tasks: BTreeMap<TaskKey, Record>,
     waiting: BTreeSet<TaskKey>,
+    /// `recovered_agents` of the snapshot not re-registered (AGENT_ADDED)
+    /// or removed since: a master just elected lists no task of theirs yet.
+    recovering: BTreeSet<String>,
     heartbeat: Option<Duration>,
 }
 
@@ -78,6 +82,7 @@ impl MesosState {
             Message::TaskUpdated(u) => self.task(lenient_map(u, Task::from_update), &mut out),
             Message::AgentAdded(a) => self.agent_added(a, hosts, &mut out),
             Message::AgentRemoved(id) => {
+                self.recovering.remove(&id.value);
                 self.agents.remove(&id.value);
             }
             Message::FrameworkAdded(f) | Message::FrameworkUpdated(f) => {
@@ -96,6 +101,8 @@ impl MesosState {
 
     /// dcos-net's `handle_subscribed`: agents, then frameworks, then tasks.
     fn snapshot(&mut self, g: GetState, hosts: &HostTable, out: &mut Applied) {
+        let recovered = g.get_agents.recovered_agents.into_iter();
+        self.recovering = recovered.filter_map(|a| Some(a.ok()?.id?.value)).collect();
         for a in g.get_agents.agents {
             self.agent_added(a, hosts, out);
         }
@@ -118,6 +125,12 @@ impl MesosState {
             .iter()
             .filter(|(k, _)| !self.waiting.contains(*k))
             .filter_map(|(k, r)| Some((k, r.view()?)))
+    }
+
+    /// True while `agent_id` is a recovered agent of the snapshot that has
+    /// not re-registered (nor been removed).
+    pub fn is_recovering(&self, agent_id: &str) -> bool {
+        self.recovering.contains(agent_id)
     }
 
     /// How many tasks wait for their agent or framework.
@@ -260,6 +273,7 @@ impl MesosState {
                 "no id",
             ));
         };
+        self.recovering.remove(&id);
         let host = info.hostname.as_deref().and_then(parse_agent_host);
         if host.is_none() {
             out.warnings.push(Warning::new(
