@@ -166,6 +166,41 @@ impl FakeMesos {
         self.follow(Some(to))
     }
 
+    /// A real failover: `to` leads knowing only the agents, as recovered
+    /// ones, and this master steps down. Returns the cluster as it was, for
+    /// [`reregister`](Self::reregister).
+    pub fn fail_over_to(&self, to: &FakeMesos) -> Result<Value> {
+        let was = self.state()?;
+        to.put_state(&model::recovering(&was))?;
+        to.follow(None)?;
+        self.follow(Some(to))?;
+        Ok(was)
+    }
+
+    /// The agents of `cluster` re-register with this (new) leader: for each,
+    /// AGENT_ADDED, then FRAMEWORK_ADDED of the frameworks of its tasks not
+    /// yet added, then TASK_ADDED of its tasks (the order of dcos-net's
+    /// `recovered-agents.json`).
+    pub fn reregister(&self, cluster: &Value) -> Result<()> {
+        let tasks = model::list(cluster, &["get_tasks", "tasks"]);
+        let mut added = std::collections::BTreeSet::new();
+        for a in model::list(cluster, &["get_agents", "agents"]) {
+            self.emit(&model::agent_added(&a))?;
+            let id = &a["agent_info"]["id"]["value"];
+            for t in tasks.iter().filter(|t| &t["agent_id"]["value"] == id) {
+                let fw = &t["framework_id"]["value"];
+                let framework = model::list(cluster, &["get_frameworks", "frameworks"])
+                    .into_iter()
+                    .find(|f| &f["framework_info"]["id"]["value"] == fw);
+                if let Some(f) = framework.filter(|_| added.insert(fw.to_string())) {
+                    self.emit(&model::framework_added(&f))?;
+                }
+                self.emit(&model::task_added(t))?;
+            }
+        }
+        Ok(())
+    }
+
     /// What a Mesos master does when an agent is removed: each of its tasks
     /// gets a TASK_UPDATED to `task_state` (TASK_LOST, TASK_GONE_BY_OPERATOR,
     /// …), then AGENT_REMOVED.

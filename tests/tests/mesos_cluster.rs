@@ -146,8 +146,9 @@ fn check(seen: &Seen, what: &str, web: &[&str], brokers: &[&str]) {
 }
 
 /// Polls the table from the moment leadership moves until 10 polls after
-/// the agent subscribed to `new_leader`: the VIPs keep their backends.
-fn table_stays_until_subscribed(seen: &Seen, before: &Value, new_leader: &FakeMesos) {
+/// the agent subscribed to `new_leader` (which had `subs` subscriptions
+/// before): the VIPs keep their backends.
+fn table_stays_until_subscribed(seen: &Seen, before: &Value, new_leader: &FakeMesos, subs: u64) {
     let l4lb = seen.l4lb;
     let deadline = Instant::now() + BOUND;
     let mut polls_after = 0;
@@ -157,7 +158,7 @@ fn table_stays_until_subscribed(seen: &Seen, before: &Value, new_leader: &FakeMe
             let (now_set, was) = (backend_set(&now, vip), backend_set(before, vip));
             assert_eq!(now_set, was, "the switch changed {vip}: {now}");
         }
-        if new_leader.stat("subscriptions") > 0 {
+        if new_leader.stat("subscriptions") > subs {
             polls_after += 1;
         }
         let late = Instant::now() >= deadline;
@@ -220,7 +221,7 @@ fn three_frameworks_kill_agent_and_framework_removed_and_a_master_failover() {
     // The table stays as it was through the switch and after it.
     let before = l4lb.vips_json().unwrap();
     m1.hand_over(&m2).unwrap();
-    table_stays_until_subscribed(&seen, &before, &m2);
+    table_stays_until_subscribed(&seen, &before, &m2, 0);
     assert!(
         m1.stat("redirects") >= 1,
         "the agent did not ask master 1 first"
@@ -239,14 +240,27 @@ fn three_frameworks_kill_agent_and_framework_removed_and_a_master_failover() {
     check(&seen, "kafka removed", &["web1", "web4"], &[]);
     assert_eq!(m1.stat("open_streams"), 0);
 
+    // A real failover back to master 1: elected, it knows the agents only
+    // as recovered ones, and no task until they re-register. The table
+    // keeps every backend meanwhile, then follows the re-registered state.
+    let before = l4lb.vips_json().unwrap();
+    let subs = m1.stat("subscriptions");
+    let cluster = m2.fail_over_to(&m1).unwrap();
+    table_stays_until_subscribed(&seen, &before, &m1, subs);
+    m1.reregister(&cluster).unwrap();
+    check(&seen, "agents re-registered", &["web1", "web4"], &[]);
+    m1.emit(&task_updated("fw-marathon", "web.4", "a-S3", "TASK_KILLED"))
+        .unwrap();
+    check(&seen, "web.4 killed on master 1", &["web1"], &[]);
+
     // A lone AGENT_REMOVED (no TASK_UPDATED before it) forgets the agent
     // only, as dcos-net's `handle_agent_removed` does: its tasks stay until
     // Mesos ends them (an unreachable agent's tasks may come back, and
-    // Mesos sends no TASK_ADDED for them then). The kill after it shows
-    // the stream got that far.
-    m2.emit(&agent_removed("a-S3")).unwrap();
-    m2.emit(&task_updated("fw-marathon", "web.1", "a-S1", "TASK_KILLED"))
+    // Mesos sends no TASK_ADDED for them then). The task added after it
+    // (on S3, at web.4's old address) shows the stream got that far.
+    m1.emit(&agent_removed("a-S1")).unwrap();
+    m1.emit(&task_added(&web("web.5", "a-S3", "127.0.0.8").json()))
         .unwrap();
-    check(&seen, "a lone AGENT_REMOVED", &["web4"], &[]);
+    check(&seen, "a lone AGENT_REMOVED", &["web1", "web4"], &[]);
     drop(servers);
 }

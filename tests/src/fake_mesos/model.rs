@@ -112,6 +112,18 @@ pub fn get_state(agents: Vec<Value>, frameworks: Vec<Value>, tasks: Vec<Value>) 
         "get_tasks": {"tasks": tasks}})
 }
 
+/// The state a newly elected master starts from: the agents of `get_state`
+/// known from its registry only (`recovered_agents`, bare `agent_info`s),
+/// no framework, no task; they come back as the agents re-register
+/// (dcos-net's `recovered-agents.json`).
+pub fn recovering(get_state: &Value) -> Value {
+    let infos: Vec<Value> = list(get_state, &["get_agents", "agents"])
+        .iter()
+        .map(|a| a["agent_info"].clone())
+        .collect();
+    json!({"get_agents": {"recovered_agents": infos}, "get_frameworks": {}, "get_tasks": {}})
+}
+
 pub fn subscribed(get_state: &Value, heartbeat_secs: f64) -> Value {
     json!({"type": "SUBSCRIBED", "subscribed": {"get_state": get_state,
         "heartbeat_interval_seconds": heartbeat_secs}})

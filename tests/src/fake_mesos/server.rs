@@ -8,7 +8,7 @@
 //! | call | body | effect |
 //! |---|---|---|
 //! | `POST /event` | an operator API message | applied to the state (TASK_ADDED, TASK_UPDATED, AGENT_ADDED, AGENT_REMOVED, FRAMEWORK_ADDED, FRAMEWORK_UPDATED, FRAMEWORK_REMOVED; a removed agent or framework takes its tasks), sent on every stream |
-//! | `PUT /state` | a `get_state` object | replaces the state (open streams keep theirs) |
+//! | `PUT /state` | a `get_state` object | replaces the state (open streams keep theirs); a master just elected has only `recovered_agents` (`model::recovering`) |
 //! | `GET /state` | | the current `get_state` object |
 //! | `POST /leader` | `{"leader": URL\|null}` | URL: not the leader any more: open streams end, every Mesos request answers 307 to URL; null: leader again |
 //! | `POST /fault` | `{"fault": "cut"\|"garbage"\|"silent"\|"status", "status"?: N}` | cut: open streams get half a record and close; garbage: a record that is not JSON; silent: streams send nothing more (new ones neither); status: every Mesos request answers N |
@@ -288,14 +288,19 @@ fn fault(sh: &Shared, body: &Value) -> Result<(), String> {
 /// Keeps the stored state what a new subscriber should see, as the
 /// master's own would be: TASK_ADDED adds, TASK_UPDATED sets the state (a
 /// terminal one removes the task), AGENT_ADDED and FRAMEWORK_ADDED/UPDATED
-/// add or replace, AGENT_REMOVED and FRAMEWORK_REMOVED remove it with its
+/// add or replace (a re-registered agent is no longer recovered), AGENT_REMOVED and FRAMEWORK_REMOVED remove it with its
 /// tasks (Mesos ends those tasks first, with TASK_UPDATEDs).
 fn apply_event(state: &mut Value, ev: &Value) {
     let id_of = |v: &Value| v["value"].clone();
     match ev["type"].as_str() {
         Some("TASK_ADDED") => upsert(state, TASKS, &ev["task_added"]["task"], &["task_id"]),
         Some("TASK_UPDATED") => task_updated(state, &ev["task_updated"]),
-        Some("AGENT_ADDED") => upsert(state, AGENTS, &ev["agent_added"]["agent"], AGENT_ID),
+        Some("AGENT_ADDED") => {
+            let a = &ev["agent_added"]["agent"];
+            let id = id_of(&a["agent_info"]["id"]);
+            retain(state, RECOVERED, |r| id_of(&r["id"]) != id);
+            upsert(state, AGENTS, a, AGENT_ID)
+        }
         Some("AGENT_REMOVED") => {
             let id = id_of(&ev["agent_removed"]["agent_id"]);
             retain(state, AGENTS, |a| id_of(&a["agent_info"]["id"]) != id);
@@ -326,6 +331,7 @@ fn apply_event(state: &mut Value, ev: &Value) {
 
 const TASKS: [&str; 2] = ["get_tasks", "tasks"];
 const AGENTS: [&str; 2] = ["get_agents", "agents"];
+const RECOVERED: [&str; 2] = ["get_agents", "recovered_agents"];
 const FRAMEWORKS: [&str; 2] = ["get_frameworks", "frameworks"];
 const AGENT_ID: &[&str] = &["agent_info", "id"];
 const FW_ID: &[&str] = &["framework_info", "id"];
