@@ -6,7 +6,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::*;
 use crate::fake_mesos::model::{
     TaskSpec, agent, agent_added, agent_removed, framework, framework_added, framework_removed,
-    framework_updated, get_state, master_state, task_added,
+    framework_updated, get_state, master_state, recovering, task_added,
 };
 
 fn names(state: &Value, list_at: &str, field: &str) -> Vec<String> {
@@ -54,6 +54,17 @@ fn agent_and_framework_events_change_the_state_new_subscribers_get() {
     apply_event(&mut st, &agent_removed("S1"));
     assert_eq!(names(&st, "slaves", "id"), ["S2"]);
     assert!(task_ids(&st).is_empty());
+}
+
+#[test]
+fn a_new_leaders_recovered_agent_becomes_an_agent_when_it_re_registers() {
+    let cluster = get_state(vec![agent("S1", "127.0.0.1")], vec![], vec![]);
+    let mut st = recovering(&cluster);
+    assert_eq!(list(&st, &RECOVERED).len(), 1);
+    assert!(names(&st, "slaves", "id").is_empty());
+    apply_event(&mut st, &agent_added(&agent("S1", "127.0.0.1")));
+    assert!(list(&st, &RECOVERED).is_empty());
+    assert_eq!(names(&st, "slaves", "id"), ["S1"]);
 }
 
 #[test]
