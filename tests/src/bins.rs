@@ -21,6 +21,16 @@ pub fn fake_dns_bin() -> PathBuf {
     find_bin("L4LB_FAKE_DNS_BIN", "l4lb-fake-dns")
 }
 
+/// `l4lb-fake-marathon` (env `L4LB_FAKE_MARATHON_BIN` overrides).
+pub fn fake_marathon_bin() -> PathBuf {
+    find_bin("L4LB_FAKE_MARATHON_BIN", "l4lb-fake-marathon")
+}
+
+/// `l4lb-fake-mesos` (env `L4LB_FAKE_MESOS_BIN` overrides).
+pub fn fake_mesos_bin() -> PathBuf {
+    find_bin("L4LB_FAKE_MESOS_BIN", "l4lb-fake-mesos")
+}
+
 /// Env override, else next to the running executable, else in its parent dir
 /// (test binaries live in target/<profile>/deps, the bins in target/<profile>).
 /// When nothing exists the first candidate is returned so the caller's error

@@ -8,6 +8,7 @@
 
 mod agent;
 mod bins;
+mod dns;
 pub mod fake_marathon;
 pub mod fake_mesos;
 pub mod marathon;
@@ -18,9 +19,11 @@ mod sandbox;
 mod sys;
 pub mod table;
 pub mod topology;
+pub mod wait;
 
 pub use agent::Agent;
 pub use bins::{agent_bin, fake_dns_bin, probe_bin, testsrv_bin};
+pub use dns::AGENT_DNS;
 pub use marathon::{
     FakeMarathon, Fault, PodInstanceSpec, TaskSpec, fake_marathon_bin, pod_status, redis_app,
 };

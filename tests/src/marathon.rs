@@ -30,36 +30,13 @@ use std::{
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
 
+pub use crate::bins::fake_marathon_bin;
 use crate::sandbox::{Sandbox, lock};
 
 pub use crate::fake_marathon::{client, model};
 
 pub use client::{HttpReply, SseClient, SseEvent, StreamEnd};
 pub use model::{Fault, PodInstanceSpec, TaskSpec, pod_status};
-
-/// `l4lb-fake-marathon` (env `L4LB_FAKE_MARATHON_BIN` overrides): next to
-/// the running executable or in its parent dir (tests run from deps/).
-pub fn fake_marathon_bin() -> PathBuf {
-    const NAME: &str = "l4lb-fake-marathon";
-    if let Some(p) = std::env::var_os("L4LB_FAKE_MARATHON_BIN").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(PathBuf::from))
-    else {
-        return PathBuf::from(NAME);
-    };
-    let mut candidates = vec![dir.join(NAME)];
-    if let Some(parent) = dir.parent() {
-        candidates.push(parent.join(NAME));
-    }
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .unwrap_or(&candidates[0])
-        .clone()
-}
 
 /// A host-networking app in the documented shape (like the fixture
 /// `apps_redis_host.json`): `portDefinitions[0].labels.VIP_0 = vip_label`,

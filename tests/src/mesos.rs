@@ -1,6 +1,7 @@
 //! Drives `l4lb-fake-mesos` inside a sandbox: the master on
 //! `127.0.0.1:<port>` in the sandbox netns, scripted over a unix socket in
-//! the sandbox workdir.
+//! the sandbox workdir. Two of them make a failover pair
+//! ([`FakeMesos::start_pair`], [`FakeMesos::hand_over`]).
 use std::{
     fs,
     io::{BufRead, BufReader},
@@ -19,33 +20,12 @@ use std::{
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
 
+pub use crate::bins::fake_mesos_bin;
 use crate::fake_marathon::client;
 pub use crate::fake_mesos::model;
 use crate::sandbox::{Sandbox, lock};
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
-
-/// `l4lb-fake-mesos` (env `L4LB_FAKE_MESOS_BIN` overrides), next to the
-/// test binary or one directory up.
-pub fn fake_mesos_bin() -> PathBuf {
-    const NAME: &str = "l4lb-fake-mesos";
-    if let Some(p) = std::env::var_os("L4LB_FAKE_MESOS_BIN").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    let dir = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(PathBuf::from))
-        .unwrap_or_default();
-    let mut candidates = vec![dir.join(NAME)];
-    if let Some(parent) = dir.parent() {
-        candidates.push(parent.join(NAME));
-    }
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .unwrap_or(&candidates[0])
-        .clone()
-}
 
 pub struct FakeMesos {
     pub addr: SocketAddr,
@@ -131,6 +111,126 @@ impl FakeMesos {
 
     pub fn stats(&self) -> Result<Value> {
         self.control("GET", "/stats", None)
+    }
+
+    /// The counter `key` of [`stats`](Self::stats).
+    pub fn stat(&self, key: &str) -> u64 {
+        let stats = self.stats().expect("fake-mesos stats");
+        stats[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no counter {key} in {stats}"))
+    }
+
+    /// Waits until the counter `key` exceeds `than`; panics after `bound`.
+    pub fn wait_stat_above(&self, key: &str, than: u64, bound: Duration) -> u64 {
+        crate::wait::until(&format!("fake-mesos {key} > {than}"), bound, || {
+            let n = self.stat(key);
+            if n > than { Ok(n) } else { Err(n.to_string()) }
+        })
+    }
+
+    /// The master's current `get_state` object.
+    pub fn state(&self) -> Result<Value> {
+        self.control("GET", "/state", None)
+    }
+
+    pub fn put_state(&self, get_state: &Value) -> Result<()> {
+        self.control("PUT", "/state", Some(get_state)).map(drop)
+    }
+
+    /// `Some(m)`: stop leading (open streams end, requests get 307 to `m`);
+    /// `None`: lead again.
+    pub fn follow(&self, leader: Option<&FakeMesos>) -> Result<()> {
+        let body = json!({"leader": leader.map(FakeMesos::url)});
+        self.control("POST", "/leader", Some(&body)).map(drop)
+    }
+
+    /// Starts two masters on `get_state`: the first leads, the second
+    /// redirects to it.
+    pub fn start_pair(
+        sb: &mut Sandbox,
+        get_state: &Value,
+        heartbeat_ms: u64,
+    ) -> Result<(FakeMesos, FakeMesos)> {
+        let leader = FakeMesos::start(sb, get_state, heartbeat_ms)?;
+        let standby = FakeMesos::start(sb, get_state, heartbeat_ms)?;
+        standby.follow(Some(&leader))?;
+        Ok((leader, standby))
+    }
+
+    /// Leadership moves to `to`: it takes this master's state and leads,
+    /// then this one steps down (its streams end, it answers 307 → `to`).
+    pub fn hand_over(&self, to: &FakeMesos) -> Result<()> {
+        to.put_state(&self.state()?)?;
+        to.follow(None)?;
+        self.follow(Some(to))
+    }
+
+    /// A real failover: `to` leads knowing only the agents, as recovered
+    /// ones, and this master steps down. Returns the cluster as it was, for
+    /// [`reregister`](Self::reregister).
+    pub fn fail_over_to(&self, to: &FakeMesos) -> Result<Value> {
+        let was = self.state()?;
+        to.put_state(&model::recovering(&was))?;
+        to.follow(None)?;
+        self.follow(Some(to))?;
+        Ok(was)
+    }
+
+    /// The agents of `cluster` re-register with this (new) leader: for each,
+    /// AGENT_ADDED, then FRAMEWORK_ADDED of the frameworks of its tasks not
+    /// yet added, then TASK_ADDED of its tasks (the order of dcos-net's
+    /// `recovered-agents.json`).
+    pub fn reregister(&self, cluster: &Value) -> Result<()> {
+        let tasks = model::list(cluster, &["get_tasks", "tasks"]);
+        let mut added = std::collections::BTreeSet::new();
+        for a in model::list(cluster, &["get_agents", "agents"]) {
+            self.emit(&model::agent_added(&a))?;
+            let id = &a["agent_info"]["id"]["value"];
+            for t in tasks.iter().filter(|t| &t["agent_id"]["value"] == id) {
+                let fw = &t["framework_id"]["value"];
+                let framework = model::list(cluster, &["get_frameworks", "frameworks"])
+                    .into_iter()
+                    .find(|f| &f["framework_info"]["id"]["value"] == fw);
+                if let Some(f) = framework.filter(|_| added.insert(fw.to_string())) {
+                    self.emit(&model::framework_added(&f))?;
+                }
+                self.emit(&model::task_added(t))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What a Mesos master does when an agent is removed: each of its tasks
+    /// gets a TASK_UPDATED to `task_state` (TASK_LOST, TASK_GONE_BY_OPERATOR,
+    /// …), then AGENT_REMOVED.
+    pub fn remove_agent(&self, agent_id: &str, task_state: &str) -> Result<()> {
+        for [fw, task, agent] in self.tasks_where(|t| t["agent_id"]["value"] == agent_id)? {
+            self.emit(&model::task_updated(&fw, &task, &agent, task_state))?;
+        }
+        self.emit(&model::agent_removed(agent_id))
+    }
+
+    /// A framework torn down, as Mesos reports it: TASK_KILLED for each of
+    /// its tasks, then FRAMEWORK_REMOVED (the sequence of dcos-net's
+    /// `hello-world.json`).
+    pub fn teardown(&self, framework: &Value) -> Result<()> {
+        let id = &framework["framework_info"]["id"]["value"];
+        for [fw, task, agent] in self.tasks_where(|t| &t["framework_id"]["value"] == id)? {
+            self.emit(&model::task_updated(&fw, &task, &agent, "TASK_KILLED"))?;
+        }
+        self.emit(&model::framework_removed(framework))
+    }
+
+    /// [framework id, task id, agent id] of the tasks `pick` selects.
+    fn tasks_where(&self, pick: impl Fn(&Value) -> bool) -> Result<Vec<[String; 3]>> {
+        let state = self.state()?;
+        let s = |v: &Value| v["value"].as_str().unwrap_or_default().to_owned();
+        Ok(model::list(&state, &["get_tasks", "tasks"])
+            .iter()
+            .filter(|t| pick(t))
+            .map(|t| [s(&t["framework_id"]), s(&t["task_id"]), s(&t["agent_id"])])
+            .collect())
     }
 }
 

@@ -38,3 +38,17 @@ pub fn backend_total(row: &Value, counter: &str) -> u64 {
         .map(|b| b[counter].as_u64().unwrap())
         .sum()
 }
+
+/// The row serving `backend` (`ip:port` as the table prints it), if any.
+pub fn row_of<'a>(table: &'a Value, backend: &str) -> Option<&'a Value> {
+    table.as_array()?.iter().find(|r| {
+        r["backends"]
+            .as_array()
+            .is_some_and(|bs| bs.iter().any(|b| b["addr"] == backend))
+    })
+}
+
+/// The VIP (`ip:port`) of the row serving `backend`, if any.
+pub fn vip_of(table: &Value, backend: &str) -> Option<String> {
+    row_of(table, backend)?["vip"].as_str().map(str::to_owned)
+}

@@ -5,27 +5,14 @@
 //! Marathon), and a name that does not resolve is a warning naming the app
 //! and the host, plus a counter. dcos-net (`dns_hostname_test`), marathon-lb
 //! and Mesos-DNS resolve the same names.
-use std::{
-    fs, thread,
-    time::{Duration, Instant},
-};
+use std::{fs, time::Duration};
 
-use l4lb_tests::{Agent, FakeMarathon, Sandbox, counts, fake_dns_bin, require_root};
+use l4lb_tests::{
+    Agent, FakeMarathon, Sandbox, counts, fake_dns_bin, require_root, table::vip_of, wait,
+};
 use serde_json::{Value, json};
 
 const BOUND: Duration = Duration::from_secs(20);
-
-fn vip_of(table: &Value, backend: &str) -> Option<String> {
-    table.as_array()?.iter().find_map(|r| {
-        let serves = r["backends"]
-            .as_array()?
-            .iter()
-            .any(|b| b["addr"] == backend);
-        serves
-            .then(|| r["vip"].as_str().map(str::to_owned))
-            .flatten()
-    })
-}
 
 /// A bridge-networking app: its only backend is the agent's host port.
 fn bridge_app(id: &str, label: &str, task: &str, host: &str, port: u16) -> Value {
@@ -35,24 +22,6 @@ fn bridge_app(id: &str, label: &str, task: &str, host: &str, port: u16) -> Value
         "tasks": [{"id": task, "appId": id, "host": host, "ports": [port], "state": "TASK_RUNNING",
                    "slaveId": "d0a07cf9-7424-426b-b138-2be9d07b8e62-S4",
                    "ipAddresses": [{"ipAddress": "172.17.0.2", "protocol": "IPv4"}]}]})
-}
-
-fn dig(sb: &Sandbox, server: &str, port: &str, name: &str) -> String {
-    let out = sb
-        .in_netns("dig")
-        .args([
-            &format!("@{server}"),
-            "-p",
-            port,
-            "+time=1",
-            "+tries=1",
-            "+short",
-            name,
-            "A",
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 fn metric(body: &str, series: &str) -> Option<f64> {
@@ -75,14 +44,14 @@ fn agents_known_by_name_are_resolved_followed_and_warned_about() {
     let mut dns = sb.in_netns(fake_dns_bin());
     dns.args(["--listen", "127.0.0.53:53", "--zone"]).arg(&zone);
     sb.spawn(dns).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while dig(&sb, "127.0.0.53", "53", "agent-1.test") != "127.0.0.2" {
-        assert!(
-            Instant::now() < deadline,
-            "the test DNS server never answered"
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+    wait::until("the test DNS server's answer", BOUND, || {
+        let (out, _) = sb.dig_at("127.0.0.53", 53, &["+short", "agent-1.test", "A"]);
+        if out.trim() == "127.0.0.2" {
+            Ok(())
+        } else {
+            Err(out)
+        }
+    });
     let _a = sb.spawn_testsrv("a", &["127.0.0.2:31001"], &[]).unwrap();
     let _b = sb.spawn_testsrv("b", &["127.0.0.3:31001"], &[]).unwrap();
 
@@ -108,10 +77,7 @@ fn agents_known_by_name_are_resolved_followed_and_warned_about() {
     assert_eq!(counts(&sb.probe_tcp(&vip, 10).unwrap()).get("a"), Some(&10));
     // Mesos-DNS's A record for the task is the agent's address (DC/OS's
     // IPSources host first).
-    assert_eq!(
-        dig(&sb, "127.0.0.1", "5353", "web.marathon.mesos"),
-        "127.0.0.2"
-    );
+    sb.wait_answers("web.marathon.mesos", "A", &["127.0.0.2"], BOUND);
 
     // The unresolvable name: a warning naming the app and the host; its app
     // has no backend, so no VIP.

@@ -1,41 +1,23 @@
 //! The discovery HTTP API (Mesos-DNS's and dcos-net's `/v1/…`) on the agent's
 //! metrics listener, read with curl, and zone transfer with dig: all inside the
 //! sandbox netns, from the test Marathon.
-use std::{
-    thread,
-    time::{Duration, Instant},
-};
+use std::{thread, time::Duration};
 
-use l4lb_tests::{Agent, FakeMarathon, Sandbox, TaskSpec, redis_app, require_root};
+use l4lb_tests::{Agent, FakeMarathon, Sandbox, TaskSpec, redis_app, require_root, wait};
 use serde_json::{Value, json};
 
 const BOUND: Duration = Duration::from_secs(10);
 
-fn dig(sb: &Sandbox, args: &[&str]) -> String {
-    let out = sb
-        .in_netns("dig")
-        .args(["@127.0.0.1", "-p", "5353", "+time=2", "+tries=1"])
-        .args(args)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// GET `path` until `pred` holds on its JSON (the first catalog may still be
 /// on its way); bounded.
 fn wait_json(sb: &Sandbox, path: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + BOUND;
-    loop {
+    wait::until(&format!("GET {path}"), BOUND, || {
         let (code, body) = sb.agent_http(path);
-        if code == "200"
-            && let Ok(v) = serde_json::from_str::<Value>(&body)
-            && pred(&v)
-        {
-            return v;
+        match serde_json::from_str::<Value>(&body) {
+            Ok(v) if code == "200" && pred(&v) => Ok(v),
+            _ => Err(format!("{code} {body}")),
         }
-        assert!(Instant::now() < deadline, "{path}: {code} {body}");
-        thread::sleep(Duration::from_millis(50));
-    }
+    })
 }
 
 /// curl with headers: (HTTP code, headers + body).
@@ -162,7 +144,7 @@ fn discovery_http_api_answers_as_the_peers() {
 }
 
 fn vips_ip(sb: &Sandbox) -> String {
-    let out = dig(sb, &["+short", "redis.marathon.l4lb.thisdcos.directory"]);
+    let out = sb.dig(&["+short", "redis.marathon.l4lb.thisdcos.directory"]);
     out.trim().to_string()
 }
 
@@ -173,15 +155,9 @@ fn axfr_only_for_allowed_clients() {
     require_root();
     let mut sb = Sandbox::new("disc-axfr").unwrap();
     let (_m, _agent) = start(&mut sb, &["--dns-axfr-allow", "127.0.0.1/32"]);
-    let deadline = Instant::now() + BOUND;
-    let out = loop {
-        let out = dig(&sb, &["axfr", "mesos"]);
-        if out.contains("redis-tutorial.marathon.mesos.") {
-            break out;
-        }
-        assert!(Instant::now() < deadline, "{out}");
-        thread::sleep(Duration::from_millis(50));
-    };
+    let out = sb.wait_dig(&["axfr", "mesos"], "the task in the zone", BOUND, |o| {
+        o.contains("redis-tutorial.marathon.mesos.")
+    });
     let records: Vec<&str> = out
         .lines()
         .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
@@ -192,13 +168,13 @@ fn axfr_only_for_allowed_clients() {
         out.contains("_redis-tutorial._tcp.marathon.mesos."),
         "{out}"
     );
-    let l4lb = dig(&sb, &["axfr", "l4lb.thisdcos.directory"]);
+    let l4lb = sb.dig(&["axfr", "l4lb.thisdcos.directory"]);
     assert!(
         l4lb.contains("redis.marathon.l4lb.thisdcos.directory."),
         "{l4lb}"
     );
     // Not from 127.0.0.2 (outside the /32).
-    let other = dig(&sb, &["-b", "127.0.0.2", "axfr", "mesos"]);
+    let other = sb.dig(&["-b", "127.0.0.2", "axfr", "mesos"]);
     assert!(!other.contains("redis-tutorial.marathon.mesos."), "{other}");
     assert!(
         other.contains("Transfer failed") || other.contains("REFUSED"),
@@ -212,13 +188,13 @@ fn axfr_refused_by_default() {
     let mut sb = Sandbox::new("disc-axfr-no").unwrap();
     let (_m, _agent) = start(&mut sb, &[]);
     thread::sleep(Duration::from_millis(200));
-    let out = dig(&sb, &["axfr", "mesos"]);
+    let out = sb.dig(&["axfr", "mesos"]);
     assert!(!out.contains("redis-tutorial.marathon.mesos."), "{out}");
     assert!(
         out.contains("Transfer failed") || out.contains("REFUSED"),
         "{out}"
     );
     // UDP AXFR: REFUSED.
-    let udp = dig(&sb, &["+notcp", "axfr", "mesos"]);
+    let udp = sb.dig(&["+notcp", "axfr", "mesos"]);
     assert!(!udp.contains("redis-tutorial.marathon.mesos."), "{udp}");
 }

@@ -1,41 +1,11 @@
 //! The agent's DNS server answered by Debian's dig, the way the seed tutorial
 //! shows, on a static file and on the test Marathon. All inside the sandbox netns.
-use std::{
-    thread,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use l4lb_tests::{Agent, FakeMarathon, Sandbox, TaskSpec, redis_app, require_root};
 use serde_json::json;
 
 const BOUND: Duration = Duration::from_secs(10);
-const DNS: &str = "127.0.0.1";
-const PORT: &str = "5353";
-
-fn dig(sb: &Sandbox, args: &[&str]) -> String {
-    let out = sb
-        .in_netns("dig")
-        .args([&format!("@{DNS}"), "-p", PORT, "+time=2", "+tries=1"])
-        .args(args)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn wait_dig(sb: &Sandbox, args: &[&str], what: &str, pred: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + BOUND;
-    loop {
-        let out = dig(sb, args);
-        if pred(&out) {
-            return out;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: dig {args:?} never matched:\n{out}"
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
-}
 
 #[test]
 fn vip_name_resolves_and_connects_through_the_datapath() {
@@ -55,10 +25,10 @@ fn vip_name_resolves_and_connects_through_the_datapath() {
         .to_string();
     let vip_ip = vip.rsplit_once(':').unwrap().0.to_string();
 
-    let out = wait_dig(
-        &sb,
+    let out = sb.wait_dig(
         &["redis.marathon.l4lb.thisdcos.directory"],
         "VIP name",
+        BOUND,
         |o| o.contains("ANSWER: 1"),
     );
     assert!(out.contains("flags: qr aa"), "{out}");
@@ -74,7 +44,8 @@ fn vip_name_resolves_and_connects_through_the_datapath() {
     );
 
     // A client resolves the name through the agent and connects: the socket hooks send it to the backend.
-    let resolved = dig(&sb, &["+short", "redis.marathon.l4lb.thisdcos.directory"])
+    let resolved = sb
+        .dig(&["+short", "redis.marathon.l4lb.thisdcos.directory"])
         .trim()
         .to_string();
     assert_eq!(resolved, vip_ip);
@@ -84,10 +55,16 @@ fn vip_name_resolves_and_connects_through_the_datapath() {
     assert_eq!(v["counts"], json!({"a": 5}), "{v}");
 
     // Outside the zones: REFUSED (not an open resolver). Unknown name in a zone: NXDOMAIN.
-    assert!(dig(&sb, &["example.com"]).contains("status: REFUSED"));
-    assert!(dig(&sb, &["nope.marathon.l4lb.thisdcos.directory"]).contains("status: NXDOMAIN"));
+    assert!(sb.dig(&["example.com"]).contains("status: REFUSED"));
+    assert!(
+        sb.dig(&["nope.marathon.l4lb.thisdcos.directory"])
+            .contains("status: NXDOMAIN")
+    );
     // Case-insensitive.
-    assert!(dig(&sb, &["REDIS.Marathon.L4LB.thisdcos.directory"]).contains("ANSWER: 1"));
+    assert!(
+        sb.dig(&["REDIS.Marathon.L4LB.thisdcos.directory"])
+            .contains("ANSWER: 1")
+    );
 }
 
 #[test]
@@ -104,7 +81,7 @@ fn mesos_dns_records_follow_marathon_tasks() {
     agent.wait_vips(1, BOUND).unwrap();
 
     // The seed's commands.
-    let a = wait_dig(&sb, &["redis-tutorial.marathon.mesos"], "task A", |o| {
+    let a = sb.wait_dig(&["redis-tutorial.marathon.mesos"], "task A", BOUND, |o| {
         o.contains("ANSWER: 1")
     });
     assert!(a.contains("flags: qr aa"), "{a}");
@@ -115,7 +92,7 @@ fn mesos_dns_records_follow_marathon_tasks() {
     let f: Vec<&str> = line.split_whitespace().collect();
     assert_eq!((f[1], f[3], f[4]), ("60", "A", "127.0.0.2"), "{a}");
 
-    let srv = dig(&sb, &["srv", "_redis-tutorial._tcp.marathon.mesos"]);
+    let srv = sb.dig(&["srv", "_redis-tutorial._tcp.marathon.mesos"]);
     assert!(
         srv.contains("flags: qr aa") && srv.contains("ANSWER: 1"),
         "{srv}"
@@ -151,21 +128,27 @@ fn mesos_dns_records_follow_marathon_tasks() {
     let t2 = m
         .scale("/redis-tutorial", &TaskSpec::new("127.0.0.3", 31257))
         .unwrap();
-    wait_dig(&sb, &["redis-tutorial.marathon.mesos"], "scale-up A", |o| {
-        o.contains("ANSWER: 2") && o.contains("127.0.0.3")
-    });
-    wait_dig(
-        &sb,
+    sb.wait_dig(
+        &["redis-tutorial.marathon.mesos"],
+        "scale-up A",
+        BOUND,
+        |o| o.contains("ANSWER: 2") && o.contains("127.0.0.3"),
+    );
+    sb.wait_dig(
         &["srv", "_redis-tutorial._tcp.marathon.mesos"],
         "scale-up SRV",
+        BOUND,
         |o| o.contains("ANSWER: 2") && o.contains(" 31257 "),
     );
     m.kill_now(t2["id"].as_str().unwrap()).unwrap();
-    wait_dig(&sb, &["redis-tutorial.marathon.mesos"], "kill", |o| {
+    sb.wait_dig(&["redis-tutorial.marathon.mesos"], "kill", BOUND, |o| {
         o.contains("ANSWER: 1") && !o.contains("127.0.0.3")
     });
-    assert!(dig(&sb, &["nosuchtask.marathon.mesos"]).contains("status: NXDOMAIN"));
-    assert!(dig(&sb, &["example.org"]).contains("status: REFUSED"));
+    assert!(
+        sb.dig(&["nosuchtask.marathon.mesos"])
+            .contains("status: NXDOMAIN")
+    );
+    assert!(sb.dig(&["example.org"]).contains("status: REFUSED"));
 }
 
 /// A group app (`/dog/big`, Mesos task name `big.dog`) answered the way
@@ -194,10 +177,10 @@ fn group_app_gets_mesos_dns_names() {
         "big.dog.marathon.mesos",
         "big-dog.marathon.slave.mesos",
     ] {
-        let a = wait_dig(&sb, &["+short", name], name, |o| !o.trim().is_empty());
+        let a = sb.wait_dig(&["+short", name], name, BOUND, |o| !o.trim().is_empty());
         assert_eq!(a.trim(), "127.0.0.2", "{name}");
     }
-    let srv = dig(&sb, &["srv", "_big-dog._tcp.marathon.mesos"]);
+    let srv = sb.dig(&["srv", "_big-dog._tcp.marathon.mesos"]);
     let line = srv
         .lines()
         .find(|l| l.starts_with("_big-dog._tcp.marathon.mesos."))
@@ -234,14 +217,11 @@ fn group_app_gets_mesos_dns_names() {
         "{srv}"
     );
     // The slave SRV of the host port, and the legacy SRV name.
-    let slave = dig(
-        &sb,
-        &["+short", "srv", "_big-dog._udp.marathon.slave.mesos"],
-    );
+    let slave = sb.dig(&["+short", "srv", "_big-dog._udp.marathon.slave.mesos"]);
     assert!(
         slave.contains(" 31256 big-dog-") && slave.contains(".marathon.slave.mesos."),
         "{slave}"
     );
-    let legacy = dig(&sb, &["+short", "srv", "_big.dog._tcp.marathon.mesos"]);
+    let legacy = sb.dig(&["+short", "srv", "_big.dog._tcp.marathon.mesos"]);
     assert!(legacy.contains(" 31256 big.dog-"), "{legacy}");
 }

@@ -30,22 +30,10 @@ fn start(sb: &mut Sandbox, extra: &[&str]) -> Agent {
     let agent = Agent::start_with_args(sb, CONFIG, &args).unwrap();
     agent.wait_vips(1, BOUND).unwrap();
     // The name is published once the maps hold the VIP.
-    let deadline = Instant::now() + BOUND;
-    while !dig(sb, &[VIP_NAME]).contains("ANSWER: 1") {
-        assert!(Instant::now() < deadline, "{VIP_NAME} never resolved");
-        thread::sleep(Duration::from_millis(50));
-    }
+    sb.wait_dig(&[VIP_NAME], "the VIP's name", BOUND, |o| {
+        o.contains("ANSWER: 1")
+    });
     agent
-}
-
-fn dig(sb: &Sandbox, args: &[&str]) -> String {
-    let out = sb
-        .in_netns("dig")
-        .args(["@127.0.0.1", "-p", "5353", "+time=2", "+tries=1"])
-        .args(args)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Runs `f` on a thread inside the sandbox's netns.
@@ -104,7 +92,7 @@ fn tcp_is_answered_despite_300_idle_connections() {
     thread::sleep(Duration::from_millis(300));
     for src in ["127.0.0.1", "127.0.1.1"] {
         let t0 = Instant::now();
-        let out = dig(&sb, &["+tcp", "-b", src, VIP_NAME]);
+        let out = sb.dig(&["+tcp", "-b", src, VIP_NAME]);
         assert!(out.contains("ANSWER: 1"), "from {src}:\n{out}");
         assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
     }
@@ -140,7 +128,7 @@ fn tcp_message_cut_short_is_not_answered() {
         1
     );
     // The whole message is answered.
-    assert!(dig(&sb, &["+tcp", VIP_NAME]).contains("ANSWER: 1"));
+    assert!(sb.dig(&["+tcp", VIP_NAME]).contains("ANSWER: 1"));
 }
 
 #[test]
@@ -191,7 +179,7 @@ fn udp_flood_from_one_prefix_is_rate_limited() {
     assert_eq!((dropped + slipped, slipped), (1000 - full, tc));
     // Another prefix, and loopback, are still answered.
     for src in ["198.18.1.1", "127.0.0.1"] {
-        let out = dig(&sb, &["-b", src, VIP_NAME]);
+        let out = sb.dig(&["-b", src, VIP_NAME]);
         assert!(
             out.contains("ANSWER: 1") && !out.contains(" tc"),
             "from {src}:\n{out}"
@@ -234,15 +222,15 @@ fn forwarding_only_for_allowed_clients() {
     let stub = stub_upstream(&sb, stop.clone());
     let _agent = start(&mut sb, &["--dns-upstream", "127.0.0.53:5300"]);
     // Loopback (the default --dns-allow) is forwarded for.
-    let out = dig(&sb, &["+noedns", "example.com"]);
+    let out = sb.dig(&["+noedns", "example.com"]);
     assert!(out.contains("198.18.9.9"), "{out}");
     // Another client is not, but our zones answer it.
-    let out = dig(&sb, &["+noedns", "-b", "198.18.0.1", "example.com"]);
+    let out = sb.dig(&["+noedns", "-b", "198.18.0.1", "example.com"]);
     assert!(
         out.contains("status: REFUSED") && !out.contains("198.18.9.9"),
         "{out}"
     );
-    let out = dig(&sb, &["-b", "198.18.0.1", VIP_NAME]);
+    let out = sb.dig(&["-b", "198.18.0.1", VIP_NAME]);
     assert!(out.contains("ANSWER: 1"), "{out}");
     stop.store(true, Ordering::Relaxed);
     stub.join().unwrap();

@@ -7,28 +7,16 @@
 //! Mesos-DNS `generator.go` taskRecord: the same, SRVs from its DiscoveryInfo
 //! ports, no `.slave` SRV); a pod scaled down and a pod removed, each by
 //! Marathon's events, change and withdraw the VIP with a targeted re-read.
-use std::{
-    collections::BTreeSet,
-    thread,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeSet, time::Duration};
 
 use l4lb_tests::{
     Agent, FakeMarathon, PodInstanceSpec, Sandbox, TaskSpec, counts, pod_status, redis_app,
-    require_root, table::backends,
+    require_root,
+    table::{backends, row_of},
 };
 use serde_json::{Value, json};
 
 const BOUND: Duration = Duration::from_secs(15);
-
-/// The row serving `backend`, if any.
-fn row_of(table: &Value, backend: &str) -> Option<Value> {
-    table
-        .as_array()?
-        .iter()
-        .find(|r| backends(r).iter().any(|(a, _)| a == backend))
-        .cloned()
-}
 
 fn addrs_of(row: &Value) -> BTreeSet<String> {
     backends(row).into_iter().map(|(a, _)| a).collect()
@@ -36,72 +24,6 @@ fn addrs_of(row: &Value) -> BTreeSet<String> {
 
 fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
-}
-
-/// `dig +short NAME TYPE` against the agent's DNS listener.
-fn dig(sb: &Sandbox, name: &str, rtype: &str) -> BTreeSet<String> {
-    let out = sb
-        .in_netns("dig")
-        .args([
-            "@127.0.0.1",
-            "-p",
-            "5353",
-            "+time=2",
-            "+tries=1",
-            "+short",
-            name,
-            rtype,
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.trim().to_owned())
-        .filter(|l| !l.is_empty())
-        .collect()
-}
-
-/// The response code of `dig NAME TYPE` (`NOERROR`, `NXDOMAIN`, …).
-fn rcode(sb: &Sandbox, name: &str, rtype: &str) -> String {
-    let out = sb
-        .in_netns("dig")
-        .args([
-            "@127.0.0.1",
-            "-p",
-            "5353",
-            "+time=2",
-            "+tries=1",
-            name,
-            rtype,
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.split("status: ")
-        .nth(1)
-        .and_then(|s| s.split(',').next())
-        .unwrap_or_else(|| panic!("no status in {text}"))
-        .to_owned()
-}
-
-fn wait_dig(
-    sb: &Sandbox,
-    name: &str,
-    rtype: &str,
-    pred: impl Fn(&BTreeSet<String>) -> bool,
-) -> BTreeSet<String> {
-    let deadline = Instant::now() + BOUND;
-    loop {
-        let got = dig(sb, name, rtype);
-        if pred(&got) {
-            return got;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "dig {name} {rtype} answered {got:?}"
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -145,7 +67,7 @@ fn pod_vips_and_names_follow_marathon_pods_through_events() {
     });
     let web_row = row_of(&table, "127.0.0.5:8080").unwrap();
     assert_eq!(
-        addrs_of(&web_row),
+        addrs_of(web_row),
         set(&["127.0.0.5:8080", "127.0.0.6:8080"]),
         "{table}"
     );
@@ -172,36 +94,42 @@ fn pod_vips_and_names_follow_marathon_pods_through_events() {
     let cache_ip = cache_vip.rsplit_once(':').unwrap().0;
     let l4lb = "marathon.l4lb.thisdcos.directory";
     assert_eq!(
-        wait_dig(&sb, &format!("web.{l4lb}"), "A", |a| !a.is_empty()),
-        set(&[web_ip])
+        sb.wait_short(&format!("web.{l4lb}"), "A", BOUND, |a| !a.is_empty()),
+        [web_ip]
     );
-    assert_eq!(dig(&sb, &format!("cache.{l4lb}"), "A"), set(&[cache_ip]));
+    assert_eq!(
+        sb.dig_short(&format!("cache.{l4lb}"), "A").unwrap(),
+        &[cache_ip]
+    );
     // Mesos-DNS: the pod's name (DiscoveryInfo), agents by DC/OS's IP sources.
     assert_eq!(
-        dig(&sb, "web.marathon.mesos", "A"),
-        set(&["127.0.0.2", "127.0.0.3"])
+        sb.dig_short("web.marathon.mesos", "A").unwrap(),
+        &["127.0.0.2", "127.0.0.3"]
     );
-    let srv = dig(&sb, "_web._tcp.marathon.mesos", "SRV");
+    let srv = sb.dig_short("_web._tcp.marathon.mesos", "SRV").unwrap();
     assert_eq!(srv.len(), 2, "{srv:?}");
     assert!(
         srv.iter().all(|s| s.starts_with("0 1 8080 web-")
             && (s.ends_with("-s1.marathon.mesos.") || s.ends_with("-s2.marathon.mesos."))),
         "{srv:?}"
     );
-    let srv = dig(&sb, "_redis._cache._tcp.marathon.mesos", "SRV");
+    let srv = sb
+        .dig_short("_redis._cache._tcp.marathon.mesos", "SRV")
+        .unwrap();
     assert!(
         srv.len() == 1 && srv.iter().all(|s| s.starts_with("0 1 31500 cache-")),
         "{srv:?}"
     );
     assert_eq!(
-        rcode(&sb, "_cache._tcp.marathon.slave.mesos", "SRV"),
+        sb.dig_status("_cache._tcp.marathon.slave.mesos", "SRV"),
         "NXDOMAIN"
     );
-    assert_eq!(rcode(&sb, "main.marathon.mesos", "A"), "NXDOMAIN");
+    assert_eq!(sb.dig_status("main.marathon.mesos", "A"), "NXDOMAIN");
     // dcos-net: container IPs of the pod's tasks.
     assert_eq!(
-        dig(&sb, "web.marathon.containerip.dcos.thisdcos.directory", "A"),
-        set(&["127.0.0.5", "127.0.0.6"])
+        sb.dig_short("web.marathon.containerip.dcos.thisdcos.directory", "A")
+            .unwrap(),
+        &["127.0.0.5", "127.0.0.6"]
     );
 
     // Scaled to one instance (pod_updated_event): the VIP follows.
@@ -221,8 +149,11 @@ fn pod_vips_and_names_follow_marathon_pods_through_events() {
         row_of(t, "127.0.0.7:31500").is_none() && row_of(t, "127.0.0.5:8080").is_some()
     });
     assert!(!table.to_string().contains(&cache_vip), "{table}");
-    wait_dig(&sb, &format!("cache.{l4lb}"), "A", BTreeSet::is_empty);
-    assert_eq!(dig(&sb, &format!("web.{l4lb}"), "A"), set(&[web_ip]));
+    sb.wait_answers(&format!("cache.{l4lb}"), "A", &[], BOUND);
+    assert_eq!(
+        sb.dig_short(&format!("web.{l4lb}"), "A").unwrap(),
+        &[web_ip]
+    );
 
     // Each change was a targeted read of that pod (events name the pod).
     let log = m.log();
@@ -243,7 +174,7 @@ fn a_marathon_without_pods_still_serves_its_apps() {
     });
     m.scale("/web", &TaskSpec::new("127.0.0.3", 80)).unwrap();
     agent.wait_table("the app scaled up", BOUND, |t| {
-        row_of(t, "127.0.0.3:80").is_some_and(|r| backends(&r).len() == 2)
+        row_of(t, "127.0.0.3:80").is_some_and(|r| backends(r).len() == 2)
     });
     let needle = "a Marathon without pods";
     agent.wait_log(needle, "the no-pods notice", BOUND);

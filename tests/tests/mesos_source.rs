@@ -3,10 +3,7 @@
 //! on DiscoveryInfo ports) reachable through their VIPs from the sandbox
 //! cgroup and resolvable by name; a TASK_KILLED takes its backend and name
 //! away; a stream cut keeps the table and resubscribes.
-use std::{
-    thread,
-    time::{Duration, Instant},
-};
+use std::{thread, time::Duration};
 
 use l4lb_tests::{
     Agent, Sandbox, counts,
@@ -15,60 +12,11 @@ use l4lb_tests::{
         model::{PortSpec, TaskSpec, agent, framework, get_state, task_updated},
     },
     require_root,
+    table::vip_of,
 };
 use serde_json::Value;
 
 const BOUND: Duration = Duration::from_secs(15);
-
-fn vip_of(table: &Value, backend: &str) -> Option<String> {
-    table.as_array()?.iter().find_map(|r| {
-        let serves = r["backends"]
-            .as_array()?
-            .iter()
-            .any(|b| b["addr"] == backend);
-        serves
-            .then(|| r["vip"].as_str().map(str::to_owned))
-            .flatten()
-    })
-}
-
-fn dig(sb: &Sandbox, name: &str) -> Vec<String> {
-    let out = sb
-        .in_netns("dig")
-        .args([
-            "@127.0.0.1",
-            "-p",
-            "5353",
-            "+time=1",
-            "+tries=1",
-            "+short",
-            name,
-            "A",
-        ])
-        .output()
-        .unwrap();
-    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    v.sort();
-    v
-}
-
-fn wait_dig(sb: &Sandbox, name: &str, want: &[&str]) {
-    let deadline = Instant::now() + BOUND;
-    loop {
-        let got = dig(sb, name);
-        if got == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "dig {name}: {got:?}, want {want:?}"
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn cluster() -> Value {
     let web = |id: &str, ip: &str| {
@@ -128,10 +76,11 @@ fn tasks_of_two_frameworks_through_vips_names_and_a_kill() {
     );
 
     let ip = |v: &str| v.rsplit_once(':').unwrap().0.to_owned();
-    wait_dig(&sb, "web.marathon.l4lb.thisdcos.directory", &[&ip(&web)]);
-    wait_dig(&sb, "api.hello-world.l4lb.thisdcos.directory", &[&ip(&api)]);
-    wait_dig(&sb, "web.marathon.mesos", &["127.0.0.2", "127.0.0.3"]);
-    wait_dig(&sb, "api-0-server.hello-world.mesos", &["127.0.0.4"]);
+    let a = |name: &str, want: &[&str]| sb.wait_answers(name, "A", want, BOUND);
+    a("web.marathon.l4lb.thisdcos.directory", &[&ip(&web)]);
+    a("api.hello-world.l4lb.thisdcos.directory", &[&ip(&api)]);
+    a("web.marathon.mesos", &["127.0.0.2", "127.0.0.3"]);
+    a("api-0-server.hello-world.mesos", &["127.0.0.4"]);
 
     // TASK_KILLED: its backend and its name go, the rest stays.
     m.emit(&task_updated("fw-m", "web.2", "a-S1", "TASK_KILLED"))
@@ -141,20 +90,12 @@ fn tasks_of_two_frameworks_through_vips_names_and_a_kill() {
     });
     let c = counts(&sb.probe_tcp(&web, 20).unwrap());
     assert_eq!(c.keys().cloned().collect::<Vec<_>>(), ["web1"], "{c:?}");
-    wait_dig(&sb, "web.marathon.mesos", &["127.0.0.2"]);
+    sb.wait_answers("web.marathon.mesos", "A", &["127.0.0.2"], BOUND);
 
     // A stream cut mid-record: the table stays, the agent subscribes again.
-    let before = m.stats().unwrap()["subscriptions"].as_u64().unwrap();
+    let before = m.stat("subscriptions");
     m.fault("cut", None).unwrap();
-    let deadline = Instant::now() + BOUND;
-    while m.stats().unwrap()["subscriptions"].as_u64().unwrap() <= before {
-        assert!(
-            Instant::now() < deadline,
-            "no new subscription\n{}",
-            agent.log()
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+    m.wait_stat_above("subscriptions", before, BOUND);
     assert_eq!(
         counts(&sb.probe_tcp(&api, 10).unwrap()).get("api"),
         Some(&10)
@@ -168,18 +109,9 @@ fn tasks_of_two_frameworks_through_vips_names_and_a_kill() {
     thread::sleep(Duration::from_millis(500));
     let c = counts(&sb.probe_tcp(&web, 10).unwrap());
     assert_eq!(c.keys().cloned().collect::<Vec<_>>(), ["web1"], "{c:?}");
-    let subscribed = |m: &FakeMesos| m.stats().unwrap()["subscriptions"].as_u64().unwrap();
-    let before = subscribed(&m);
+    let before = m.stat("subscriptions");
     m.clear_faults().unwrap();
-    let deadline = Instant::now() + BOUND;
-    while subscribed(&m) <= before {
-        assert!(
-            Instant::now() < deadline,
-            "not resubscribed\n{}",
-            agent.log()
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+    m.wait_stat_above("subscriptions", before, BOUND);
     let (code, body) = sb.agent_http("/metrics");
     assert_eq!(code, "200");
     assert!(

@@ -2,60 +2,17 @@
 //! `test_app_restart`), an app scaled to 0 takes its named VIP and the VIP's
 //! DNS name away, and its tasks coming back bring the same address back (the
 //! address is a hash of the name).
-use std::{
-    thread,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
-use l4lb_tests::{Agent, FakeMarathon, Sandbox, TaskSpec, redis_app, require_root};
-use serde_json::{Value, json};
+use l4lb_tests::{Agent, FakeMarathon, Sandbox, TaskSpec, redis_app, require_root, table::vip_of};
+use serde_json::json;
 
 const BOUND: Duration = Duration::from_secs(15);
 const NAME: &str = "web.marathon.l4lb.thisdcos.directory";
 
-fn vip_of(table: &Value, backend: &str) -> Option<String> {
-    table.as_array()?.iter().find_map(|r| {
-        let serves = r["backends"]
-            .as_array()?
-            .iter()
-            .any(|b| b["addr"] == backend);
-        serves
-            .then(|| r["vip"].as_str().map(str::to_owned))
-            .flatten()
-    })
-}
-
-fn dig_short(sb: &Sandbox) -> String {
-    let out = sb
-        .in_netns("dig")
-        .args([
-            "@127.0.0.1",
-            "-p",
-            "5353",
-            "+time=2",
-            "+tries=1",
-            "+short",
-            NAME,
-            "A",
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-fn wait_dig(sb: &Sandbox, what: &str, pred: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + BOUND;
-    loop {
-        let got = dig_short(sb);
-        if pred(&got) {
-            return got;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: dig {NAME} answered {got:?}"
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+/// The name's answers once `pred` holds on them (sorted, one a line).
+fn wait_name(sb: &Sandbox, pred: impl Fn(&[String]) -> bool) -> String {
+    sb.wait_short(NAME, "A", BOUND, pred).join("\n")
 }
 
 #[test]
@@ -71,7 +28,7 @@ fn an_app_scaled_to_zero_withdraws_its_vip_and_name_and_gets_them_back() {
     let table = agent.wait_table("both VIPs", BOUND, |t| vip_of(t, "127.0.0.2:80").is_some());
     let vip = vip_of(&table, "127.0.0.2:80").unwrap();
     let ip = vip.rsplit_once(':').unwrap().0.to_owned();
-    assert_eq!(wait_dig(&sb, "the name", |a| !a.is_empty()), ip);
+    assert_eq!(wait_name(&sb, |a| !a.is_empty()), ip);
 
     // The last task goes: the VIP and its name go; the other app stays.
     let apps = m.apps().unwrap();
@@ -87,7 +44,7 @@ fn an_app_scaled_to_zero_withdraws_its_vip_and_name_and_gets_them_back() {
         t.as_array().is_some_and(|r| r.len() == 1) && vip_of(t, "127.0.0.3:81").is_some()
     });
     assert!(!table.to_string().contains(&vip), "{table}");
-    wait_dig(&sb, "the name withdrawn", str::is_empty);
+    wait_name(&sb, <[String]>::is_empty);
 
     // A task comes back: the same address, the same name.
     m.scale("/web", &TaskSpec::new("127.0.0.4", 80)).unwrap();
@@ -95,5 +52,5 @@ fn an_app_scaled_to_zero_withdraws_its_vip_and_name_and_gets_them_back() {
         vip_of(t, "127.0.0.4:80").is_some()
     });
     assert_eq!(vip_of(&table, "127.0.0.4:80").unwrap(), vip, "{table}");
-    assert_eq!(wait_dig(&sb, "the name back", |a| !a.is_empty()), ip);
+    assert_eq!(wait_name(&sb, |a| !a.is_empty()), ip);
 }

@@ -3,7 +3,9 @@
 //! after the snapshot and after each change (debounced). A stream that is
 //! cut, sends a bad record, or stays silent for 3 heartbeat intervals is
 //! dropped and reconnected with backoff; the catalog already sent stays
-//! until the next SUBSCRIBED, which replaces the state whole. Poll mode:
+//! until the next SUBSCRIBED, which replaces the state whole, except for
+//! the last tasks of agents a newly elected master lists as recovered
+//! ([`TaskParts`], for at most [`RECOVERY_WAIT`]). Poll mode:
 //! `GET /master/state` every period; a failed read sends nothing.
 //!
 //! Each catalog carries the cluster for Mesos-DNS's cluster records: the
@@ -28,8 +30,8 @@ use crate::{
     hosts::{AgentAt, HostTable, resolver::Resolver},
     marathon::source::Backoff,
     mesos::{
-        MesosState, Message, RecordIoDecoder, RecordIoError, Warning, WarningKind, catalog,
-        decode_message, from_master_state, master_state::MasterState,
+        MesosState, Message, RecordIoDecoder, RecordIoError, TaskParts, Warning, WarningKind,
+        catalog, decode_message, from_master_state, master_state::MasterState,
     },
     model::Catalog,
     naming::{NamingError, VipAllocator},
@@ -41,6 +43,10 @@ const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
 const FIRST_RESOLVE_WAIT: Duration = Duration::from_secs(2);
 const BACKOFF_BASE: Duration = Duration::from_millis(250);
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// Longest a recovered agent's last tasks are carried over a master
+/// failover: Mesos's default `--agent_reregister_timeout`, after which the
+/// master gives up on the agent itself.
+pub const RECOVERY_WAIT: Duration = Duration::from_secs(600);
 
 /// A catalog for the agent's loop.
 pub struct Update {
@@ -65,6 +71,9 @@ pub struct MesosSource {
     last_event_catalog: Option<Instant>,
     /// The `--mesos` masters, in order (Mesos-DNS's `masters`).
     masters: Vec<HostPort>,
+    /// The catalog's per-task parts, redone as tasks change; kept across
+    /// connections to carry tasks over a master failover.
+    parts: TaskParts,
 }
 
 /// A base URL's `host:port` (the scheme's default port when none is given).
@@ -96,6 +105,7 @@ impl MesosSource {
             last_sent: None,
             reread: Arc::default(),
             last_event_catalog: None,
+            parts: TaskParts::default(),
         })
     }
 
@@ -254,11 +264,11 @@ struct Conn {
     due: Option<Instant>,
     /// The first change since the last catalog: its type and arrival.
     first_change: Option<(&'static str, std::time::Instant)>,
-    /// The catalog's per-task parts, redone as tasks change.
-    parts: catalog::TaskParts,
     last_record: Instant,
     /// The master this stream comes from: the leader.
     leader: Option<HostPort>,
+    /// When the tasks carried over a failover are dropped whatever happens.
+    carried_until: Option<Instant>,
 }
 
 impl Conn {
@@ -286,9 +296,9 @@ impl MesosSource {
             subscribed: false,
             due: None,
             first_change: None,
-            parts: catalog::TaskParts::default(),
             last_record: Instant::now(),
             leader,
+            carried_until: None,
         };
         loop {
             let step = tokio::select! {
@@ -300,6 +310,11 @@ impl MesosSource {
                 _ = reread.notified() => {
                     info!("mesos: SIGHUP, subscribing again");
                     break Ended::Reread;
+                }
+                _ = sleep_opt(c.carried_until) => {
+                    c.carried_until = None;
+                    self.parts.drop_carried();
+                    self.send_state(&mut c, "mesos recovery wait over", None, tx).await
                 }
                 _ = hosts_changed(&mut host_changes) => {
                     self.on_hosts(&mut c);
@@ -432,8 +447,11 @@ impl MesosSource {
         tx: &mpsc::Sender<Update>,
     ) -> Result<bool, String> {
         let changes = c.state.take_changes();
-        c.parts.follow(&c.state, changes);
-        let built = c.parts.catalog(&mut self.alloc);
+        self.parts.follow(&c.state, changes);
+        if c.carried_until.is_none() && self.parts.carried() > 0 {
+            c.carried_until = Some(Instant::now() + RECOVERY_WAIT);
+        }
+        let built = self.parts.catalog(&mut self.alloc);
         let cluster = self.cluster(c);
         self.send(built, &cluster, Vec::new(), trigger, received_at, tx)
             .await

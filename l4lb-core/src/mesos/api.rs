@@ -183,7 +183,8 @@ pub struct GetAgents {
     pub agents: Vec<Lenient<Agent>>,
     /// Agents the master knows from its registry but that have not
     /// re-registered yet: bare `AgentInfo`s. dcos-net ignores them (their
-    /// AGENT_ADDED follows once they are back), so does [`super::MesosState`].
+    /// AGENT_ADDED follows once they are back); [`super::MesosState`] notes
+    /// their ids only, for [`super::TaskParts`].
     #[serde(default)]
     pub recovered_agents: Vec<Lenient<AgentInfo>>,
 }

@@ -14,13 +14,10 @@
 //!   `overlay-vip:80` on a `hello-world` task is
 //!   `overlay-vip.hello-world.l4lb.thisdcos.directory`, `/api.hello-world:80`
 //!   on a Marathon task `api.hello-world.marathon.l4lb.thisdcos.directory`.
-use std::{
-    collections::BTreeMap,
-    net::{IpAddr, SocketAddr},
-};
+use std::net::{IpAddr, SocketAddr};
 
 use super::{
-    Changes, MesosState, Protocol, TaskKey, TaskState, TaskView,
+    Protocol, TaskKey, TaskParts, TaskState, TaskView,
     warning::{Warning, WarningKind},
 };
 use crate::marathon::parse::{self, PartBuilder};
@@ -47,80 +44,32 @@ pub fn catalog<'a>(
     parts.catalog(alloc)
 }
 
-/// Each visible task's part of the catalog, kept between catalogs so that
-/// a change redoes only the tasks it touched (their records stay shared,
-/// `Arc` for `Arc`, with the previous catalog). By key: the catalog's task
-/// order does not depend on the order changes came in.
-#[derive(Clone, Debug, Default)]
-pub struct TaskParts {
-    parts: BTreeMap<TaskKey, parse::AppPart>,
-}
-
-impl TaskParts {
-    /// `key`'s part from its view; `None` removes it (gone or held).
-    pub fn set(&mut self, key: &TaskKey, view: Option<&TaskView>) {
-        match view {
-            Some(v) => {
-                self.parts.insert(key.clone(), task_part(key, v));
-            }
-            None => {
-                self.parts.remove(key);
-            }
-        }
-    }
-
-    /// Starts over from every visible task.
-    pub fn reset<'a>(&mut self, tasks: impl IntoIterator<Item = (&'a TaskKey, TaskView)>) {
-        self.parts = tasks
-            .into_iter()
-            .map(|(k, v)| (k.clone(), task_part(k, &v)))
-            .collect();
-    }
-
-    /// Brings the parts up to date with `changes` of `state`.
-    pub fn follow(&mut self, state: &MesosState, changes: Changes) {
-        match changes {
-            Changes::All => self.reset(state.tasks()),
-            Changes::Tasks(keys) => {
-                for k in keys {
-                    self.set(&k, state.view(&k).as_ref());
-                }
-            }
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.parts.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.parts.is_empty()
-    }
-
-    /// The catalog of the parts (see [`catalog`]).
-    pub fn catalog(&self, alloc: &mut VipAllocator) -> Result<Built, NamingError> {
-        let parsed = match parse::catalog_from_parts(self.parts.values(), &[], alloc) {
-            Ok(p) => p,
-            Err(parse::ParseError::Naming(e)) => return Err(e),
-            Err(e) => unreachable!("parts never fail to parse: {e}"),
-        };
-        let warnings = parsed
-            .warnings
-            .into_iter()
-            .map(|w| {
-                let subject = w.app_id.unwrap_or_else(|| "Mesos task".into());
-                Warning::new(WarningKind::TaskField, subject, w.what)
-            })
-            .collect();
-        Ok(Built {
-            catalog: parsed.catalog,
-            warnings,
+/// The catalog of parts (see [`catalog`]).
+pub(super) fn from_parts<'a>(
+    parts: impl IntoIterator<Item = &'a parse::AppPart>,
+    alloc: &mut VipAllocator,
+) -> Result<Built, NamingError> {
+    let parsed = match parse::catalog_from_parts(parts, &[], alloc) {
+        Ok(p) => p,
+        Err(parse::ParseError::Naming(e)) => return Err(e),
+        Err(e) => unreachable!("parts never fail to parse: {e}"),
+    };
+    let warnings = parsed
+        .warnings
+        .into_iter()
+        .map(|w| {
+            let subject = w.app_id.unwrap_or_else(|| "Mesos task".into());
+            Warning::new(WarningKind::TaskField, subject, w.what)
         })
-    }
+        .collect();
+    Ok(Built {
+        catalog: parsed.catalog,
+        warnings,
+    })
 }
 
 /// One task's VIP declarations, backends and record.
-fn task_part(key: &TaskKey, view: &TaskView) -> parse::AppPart {
+pub(super) fn task_part(key: &TaskKey, view: &TaskView) -> parse::AppPart {
     let mut b = PartBuilder::new(&format!("task {} of {}", key.task_id, view.framework));
     let weight = weight(view);
     for (i, port) in view.ports.iter().enumerate() {

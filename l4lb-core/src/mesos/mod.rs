@@ -17,6 +17,10 @@
 //! - `cluster`: the leader, masters, agents and frameworks as reported
 //!   ([`ClusterFacts`]), resolved into the model's `Cluster` for
 //!   Mesos-DNS's cluster records.
+//! - `parts`: [`TaskParts`], each visible task's part of the catalog, kept
+//!   between catalogs (a change redoes only what it touched), and the last
+//!   tasks of agents a newly elected master lists as recovered, carried
+//!   until they re-register.
 //! - `warning`: what was skipped, naming it, with a counter kind.
 //! - `catalog`: task views → [`Catalog`](crate::model::Catalog) (VIPs and
 //!   task records), through the Marathon catalog's builder.
@@ -35,6 +39,7 @@ pub mod catalog;
 pub mod cluster;
 pub mod lenient;
 pub mod master_state;
+pub mod parts;
 pub mod ports;
 pub mod recordio;
 pub mod state;
@@ -49,6 +54,7 @@ mod peer_tests;
 pub use api::{Message, MessageError, decode_message};
 pub use cluster::{ClusterFacts, HostPort};
 pub use master_state::{MasterState, from_master_state};
+pub use parts::TaskParts;
 pub use ports::Protocol;
 pub use recordio::{RecordIoDecoder, RecordIoError};
 pub use state::{Applied, Changes, KnownAgent, MesosState, Snapshot, from_state};

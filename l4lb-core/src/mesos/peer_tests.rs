@@ -555,8 +555,12 @@ fn tasks_wait_for_their_agent_and_framework() {
     }
     assert_eq!(st.tasks().count(), 0);
     assert_eq!(st.waiting(), 1);
-    let a = st.apply(decode_message(parents[0].as_bytes()).unwrap(), &hosts);
-    assert!(!a.changed, "agent known, framework still missing");
+    st.apply(decode_message(parents[0].as_bytes()).unwrap(), &hosts);
+    assert_eq!(
+        st.tasks().count(),
+        0,
+        "agent known, framework still missing"
+    );
     let f = st.apply(decode_message(parents[1].as_bytes()).unwrap(), &hosts);
     assert!(f.changed);
     assert_eq!(st.waiting(), 0);
@@ -575,8 +579,9 @@ fn removals_and_terminal_updates() {
     let removed = format!(
         r#"{{"type":"FRAMEWORK_REMOVED","framework_removed":{{"framework_info":{{"id":{{"value":"{fw}"}},"name":"marathon"}}}}}}"#
     );
+    // A change for the cluster records (framework records), not for tasks.
     let a = st.apply(decode_message(removed.as_bytes()).unwrap(), &hosts);
-    assert!(!a.changed);
+    assert!(a.changed);
     assert_eq!(st.frameworks().count(), 0);
     assert_eq!(st.tasks().count(), 1, "tasks stay until Mesos ends them");
     let update = |state: &str| {

@@ -4,7 +4,8 @@
 //! not shown, until both are (an AGENT_ADDED or FRAMEWORK_ADDED/UPDATED
 //! releases it); a task reaching a terminal state is dropped; AGENT_REMOVED
 //! and FRAMEWORK_REMOVED forget the agent or framework only (tasks go when
-//! Mesos says they ended). [`from_state`] is dcos-net's `from_state/1`: one
+//! Mesos says they ended); the snapshot's `recovered_agents` are noted as
+//! recovering until they re-register or go. [`from_state`] is dcos-net's `from_state/1`: one
 //! `GET_STATE` answer read on its own.
 //!
 //! Agent addresses: an IP literal is used as is; a host name is looked up
@@ -40,7 +41,8 @@ pub struct KnownAgent {
 /// What one call changed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Applied {
-    /// The visible task set changed: rebuild the catalog.
+    /// The visible task set, or the agents and frameworks (cluster records,
+    /// tasks carried over a failover) changed: rebuild the catalog.
     pub changed: bool,
     pub warnings: Vec<Warning>,
 }
@@ -61,6 +63,9 @@ pub struct MesosState {
     frameworks: BTreeMap<String, String>,
     tasks: BTreeMap<TaskKey, Record>,
     waiting: BTreeSet<TaskKey>,
+    /// `recovered_agents` of the snapshot not re-registered (AGENT_ADDED)
+    /// or removed since: a master just elected lists no task of theirs yet.
+    recovering: BTreeSet<String>,
     heartbeat: Option<Duration>,
     changes: Changes,
     /// Agents' and frameworks' addresses, for Mesos-DNS's cluster records
@@ -93,8 +98,10 @@ impl MesosState {
             Message::TaskUpdated(u) => self.task(lenient_map(u, Task::from_update), &mut out),
             Message::AgentAdded(a) => self.agent_added(a, hosts, &mut out),
             Message::AgentRemoved(id) => {
+                self.recovering.remove(&id.value);
                 self.agents.remove(&id.value);
                 self.cluster.agents.remove(&id.value);
+                out.changed = true;
             }
             Message::FrameworkAdded(f) | Message::FrameworkUpdated(f) => {
                 self.framework_updated(f, &mut out)
@@ -112,6 +119,8 @@ impl MesosState {
 
     /// dcos-net's `handle_subscribed`: agents, then frameworks, then tasks.
     fn snapshot(&mut self, g: GetState, hosts: &HostTable, out: &mut Applied) {
+        let recovered = g.get_agents.recovered_agents.into_iter();
+        self.recovering = recovered.filter_map(|a| Some(a.ok()?.id?.value)).collect();
         for a in g.get_agents.agents {
             self.agent_added(a, hosts, out);
         }
@@ -155,6 +164,12 @@ impl MesosState {
         if let Changes::Tasks(keys) = &mut self.changes {
             keys.insert(key.clone());
         }
+    }
+
+    /// True while `agent_id` is a recovered agent of the snapshot that has
+    /// not re-registered (nor been removed).
+    pub fn is_recovering(&self, agent_id: &str) -> bool {
+        self.recovering.contains(agent_id)
     }
 
     /// How many tasks wait for their agent or framework.
@@ -318,6 +333,8 @@ impl MesosState {
             Some(n) => self.cluster.agents.insert(id.clone(), n),
             None => self.cluster.agents.remove(&id),
         };
+        self.recovering.remove(&id);
+        out.changed = true;
         let host = info.hostname.as_deref().and_then(parse_agent_host);
         if host.is_none() {
             out.warnings.push(Warning::new(
@@ -362,6 +379,7 @@ impl MesosState {
             None => self.cluster.frameworks.remove(&id),
         };
         self.frameworks.insert(id.clone(), name.clone());
+        out.changed = true;
         self.release(Release::Framework(&id, name), out);
     }
 
@@ -369,6 +387,7 @@ impl MesosState {
         if let Some(id) = framework_info(f, out).and_then(|i| i.id) {
             self.frameworks.remove(&id.value);
             self.cluster.frameworks.remove(&id.value);
+            out.changed = true;
         }
     }
 

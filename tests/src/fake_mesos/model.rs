@@ -1,7 +1,7 @@
 //! Operator API v1 JSON for the fake Mesos master and the tests that drive
 //! it: agents, frameworks, tasks (with DiscoveryInfo ports and `VIP_*`
-//! labels), SUBSCRIBED, TASK_UPDATED, and `/master/state` made from the
-//! same `get_state` object.
+//! labels), SUBSCRIBED, the task, agent and framework events, and
+//! `/master/state` made from the same `get_state` object.
 use serde_json::{Value, json};
 
 /// One DiscoveryInfo port.
@@ -51,6 +51,8 @@ impl PortSpec {
 pub struct TaskSpec {
     pub id: String,
     pub name: String,
+    /// DiscoveryInfo's name when it is not the task's (SDK frameworks).
+    pub discovery_name: Option<String>,
     pub framework_id: String,
     pub agent_id: String,
     pub ip: String,
@@ -64,6 +66,7 @@ impl TaskSpec {
         TaskSpec {
             id: id.into(),
             name: id.split('.').next().unwrap_or(id).into(),
+            discovery_name: None,
             framework_id: framework_id.into(),
             agent_id: agent_id.into(),
             ip: ip.into(),
@@ -86,10 +89,11 @@ impl TaskSpec {
             status["healthy"] = json!(h);
         }
         let ports: Vec<Value> = self.ports.iter().map(PortSpec::json).collect();
+        let discovery = self.discovery_name.as_ref().unwrap_or(&self.name);
         json!({"name": self.name, "task_id": {"value": self.id},
             "framework_id": {"value": self.framework_id}, "agent_id": {"value": self.agent_id},
             "state": self.state, "statuses": [status],
-            "discovery": {"name": self.name, "visibility": "FRAMEWORK", "ports": {"ports": ports}},
+            "discovery": {"name": discovery, "visibility": "FRAMEWORK", "ports": {"ports": ports}},
             "container": {"type": "MESOS"}})
     }
 }
@@ -108,6 +112,18 @@ pub fn get_state(agents: Vec<Value>, frameworks: Vec<Value>, tasks: Vec<Value>) 
         "get_tasks": {"tasks": tasks}})
 }
 
+/// The state a newly elected master starts from: the agents of `get_state`
+/// known from its registry only (`recovered_agents`, bare `agent_info`s),
+/// no framework, no task; they come back as the agents re-register
+/// (dcos-net's `recovered-agents.json`).
+pub fn recovering(get_state: &Value) -> Value {
+    let infos: Vec<Value> = list(get_state, &["get_agents", "agents"])
+        .iter()
+        .map(|a| a["agent_info"].clone())
+        .collect();
+    json!({"get_agents": {"recovered_agents": infos}, "get_frameworks": {}, "get_tasks": {}})
+}
+
 pub fn subscribed(get_state: &Value, heartbeat_secs: f64) -> Value {
     json!({"type": "SUBSCRIBED", "subscribed": {"get_state": get_state,
         "heartbeat_interval_seconds": heartbeat_secs}})
@@ -122,6 +138,29 @@ pub fn task_updated(framework_id: &str, task_id: &str, agent_id: &str, state: &s
     json!({"type": "TASK_UPDATED", "task_updated": {"framework_id": {"value": framework_id},
         "state": state, "status": {"task_id": {"value": task_id},
         "agent_id": {"value": agent_id}, "state": state, "timestamp": 2.0}}})
+}
+
+pub fn agent_added(agent: &Value) -> Value {
+    json!({"type": "AGENT_ADDED", "agent_added": {"agent": agent}})
+}
+
+pub fn agent_removed(agent_id: &str) -> Value {
+    json!({"type": "AGENT_REMOVED", "agent_removed": {"agent_id": {"value": agent_id}}})
+}
+
+/// FRAMEWORK_ADDED of a [`framework`] object.
+pub fn framework_added(framework: &Value) -> Value {
+    json!({"type": "FRAMEWORK_ADDED", "framework_added": {"framework": framework}})
+}
+
+pub fn framework_updated(framework: &Value) -> Value {
+    json!({"type": "FRAMEWORK_UPDATED", "framework_updated": {"framework": framework}})
+}
+
+/// FRAMEWORK_REMOVED carries the `framework_info` alone.
+pub fn framework_removed(framework: &Value) -> Value {
+    json!({"type": "FRAMEWORK_REMOVED",
+        "framework_removed": {"framework_info": framework["framework_info"]}})
 }
 
 /// One RecordIO record: `<length>\n<json>`.

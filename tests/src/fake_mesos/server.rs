@@ -1,15 +1,19 @@
 //! The fake master's HTTP (raw HTTP/1.1 on tokio: requests are small, the
 //! stream is written as it goes). Mesos side: `POST /api/v1` SUBSCRIBE
-//! (RecordIO: SUBSCRIBED, then events and heartbeats), `GET /master/state`.
+//! (RecordIO: SUBSCRIBED, then events and heartbeats), `GET /master/state`;
+//! a non-leader answers both with 307 to the leader, as a Mesos master does
+//! (`Location: //host:port/path`).
 //! Control side (unix socket), JSON:
 //!
 //! | call | body | effect |
 //! |---|---|---|
-//! | `POST /event` | an operator API message | applied to the state, sent on every stream |
-//! | `PUT /state` | a `get_state` object | replaces the state (open streams keep theirs) |
+//! | `POST /event` | an operator API message | applied to the state (TASK_ADDED, TASK_UPDATED, AGENT_ADDED, AGENT_REMOVED, FRAMEWORK_ADDED, FRAMEWORK_UPDATED, FRAMEWORK_REMOVED; a removed agent or framework takes its tasks), sent on every stream |
+//! | `PUT /state` | a `get_state` object | replaces the state (open streams keep theirs); a master just elected has only `recovered_agents` (`model::recovering`) |
+//! | `GET /state` | | the current `get_state` object |
+//! | `POST /leader` | `{"leader": URL\|null}` | URL: not the leader any more: open streams end, every Mesos request answers 307 to URL; null: leader again |
 //! | `POST /fault` | `{"fault": "cut"\|"garbage"\|"silent"\|"status", "status"?: N}` | cut: open streams get half a record and close; garbage: a record that is not JSON; silent: streams send nothing more (new ones neither); status: every Mesos request answers N |
 //! | `POST /clear_faults` | | silent and status off |
-//! | `GET /stats` | | `{"subscriptions", "state_reads", "open_streams"}` |
+//! | `GET /stats` | | `{"subscriptions", "state_reads", "open_streams", "redirects", "leader"}` (leader: null when leading) |
 use std::{
     sync::{
         Arc, Mutex,
@@ -32,6 +36,9 @@ enum Frame {
     Record(Vec<u8>),
     Cut,
     Garbage,
+    /// Leadership lost: the stream ends (a Mesos master that is no longer
+    /// leading exits, closing its connections).
+    Close,
 }
 
 pub struct Shared {
@@ -43,6 +50,9 @@ pub struct Shared {
     subscriptions: AtomicUsize,
     state_reads: AtomicUsize,
     open: AtomicUsize,
+    redirects: AtomicUsize,
+    /// The leader's URL while this master is not leading.
+    leader: Mutex<Option<String>>,
 }
 
 pub struct Req {
@@ -62,11 +72,17 @@ impl Shared {
             subscriptions: AtomicUsize::new(0),
             state_reads: AtomicUsize::new(0),
             open: AtomicUsize::new(0),
+            redirects: AtomicUsize::new(0),
+            leader: Mutex::new(None),
         })
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, Value> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn leader(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.leader.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -108,9 +124,14 @@ pub async fn read_request<S: AsyncRead + Unpin>(sock: &mut S) -> Option<Req> {
 }
 
 pub async fn reply<S: AsyncWrite + Unpin>(sock: &mut S, status: u16, body: &Value) {
+    reply_with(sock, status, "", body).await
+}
+
+/// A reply with `extra` header lines (each ending in CRLF).
+async fn reply_with<S: AsyncWrite + Unpin>(sock: &mut S, status: u16, extra: &str, body: &Value) {
     let body = body.to_string();
     let head = format!(
-        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
         body.len()
     );
     let _ = sock.write_all(format!("{head}{body}").as_bytes()).await;
@@ -126,6 +147,12 @@ pub async fn serve_mesos<S: AsyncRead + AsyncWrite + Unpin>(sh: Arc<Shared>, mut
     if status != 0 {
         return reply(&mut sock, status, &json!({"message": "fault"})).await;
     }
+    let leader = sh.leader().clone();
+    if let Some(leader) = leader {
+        sh.redirects.fetch_add(1, SeqCst);
+        let location = format!("Location: {}\r\n", location(&leader, &req.path));
+        return reply_with(&mut sock, 307, &location, &json!({})).await;
+    }
     match (req.method.as_str(), req.path.as_str()) {
         ("POST", "/api/v1") if is_subscribe(&req.body) => stream(sh, sock).await,
         ("POST", "/api/v1") => reply(&mut sock, 400, &json!({"message": "only SUBSCRIBE"})).await,
@@ -136,6 +163,13 @@ pub async fn serve_mesos<S: AsyncRead + AsyncWrite + Unpin>(sh: Arc<Shared>, mut
         }
         _ => reply(&mut sock, 404, &json!({"message": "not found"})).await,
     }
+}
+
+/// Where a non-leader sends `path`: the leader's `//host:port/path`, the
+/// scheme-relative form a Mesos master writes.
+fn location(leader: &str, path: &str) -> String {
+    let authority = leader.split_once("://").map_or(leader, |(_, a)| a);
+    format!("//{}{path}", authority.trim_end_matches('/'))
 }
 
 fn is_subscribe(body: &[u8]) -> bool {
@@ -167,7 +201,7 @@ async fn stream<S: AsyncWrite + Unpin>(sh: Arc<Shared>, mut sock: S) {
                     break;
                 }
                 Ok(Frame::Garbage) => b"9\nnot json!".to_vec(),
-                Err(_) => break,
+                Ok(Frame::Close) | Err(_) => break,
             },
         };
         if sh.silent.load(SeqCst) {
@@ -204,6 +238,8 @@ fn control(sh: &Shared, method: &str, path: &str, body: Value) -> Result<Value, 
             let _ = sh.frames.send(Frame::Record(record(&body)));
         }
         ("PUT", "/state") => *sh.state() = body,
+        ("GET", "/state") => return Ok(sh.state().clone()),
+        ("POST", "/leader") => lead(sh, &body)?,
         ("POST", "/fault") => fault(sh, &body)?,
         ("POST", "/clear_faults") => {
             sh.silent.store(false, SeqCst);
@@ -211,11 +247,25 @@ fn control(sh: &Shared, method: &str, path: &str, body: Value) -> Result<Value, 
         }
         ("GET", "/stats") => {
             return Ok(json!({"subscriptions": sh.subscriptions.load(SeqCst),
-                "state_reads": sh.state_reads.load(SeqCst), "open_streams": sh.open.load(SeqCst)}));
+                "state_reads": sh.state_reads.load(SeqCst), "open_streams": sh.open.load(SeqCst),
+                "redirects": sh.redirects.load(SeqCst), "leader": sh.leader().clone()}));
         }
         _ => return Err(format!("no control call {method} {path}")),
     }
     Ok(json!({}))
+}
+
+/// `{"leader": URL}`: step down (open streams end); `{"leader": null}`: lead.
+fn lead(sh: &Shared, body: &Value) -> Result<(), String> {
+    match &body["leader"] {
+        Value::Null => *sh.leader() = None,
+        Value::String(url) if !url.is_empty() => {
+            *sh.leader() = Some(url.clone());
+            let _ = sh.frames.send(Frame::Close);
+        }
+        other => return Err(format!("leader: a URL or null, not {other}")),
+    }
+    Ok(())
 }
 
 fn fault(sh: &Shared, body: &Value) -> Result<(), String> {
@@ -235,26 +285,83 @@ fn fault(sh: &Shared, body: &Value) -> Result<(), String> {
     Ok(())
 }
 
-/// Keeps the stored state what a new subscriber should see: TASK_ADDED
-/// adds, TASK_UPDATED sets the state, a terminal one removes the task.
+/// Keeps the stored state what a new subscriber should see, as the
+/// master's own would be: TASK_ADDED adds, TASK_UPDATED sets the state (a
+/// terminal one removes the task), AGENT_ADDED and FRAMEWORK_ADDED/UPDATED
+/// add or replace (a re-registered agent is no longer recovered), AGENT_REMOVED and FRAMEWORK_REMOVED remove it with its
+/// tasks (Mesos ends those tasks first, with TASK_UPDATEDs).
 fn apply_event(state: &mut Value, ev: &Value) {
-    let mut tasks = list(state, &["get_tasks", "tasks"]);
+    let id_of = |v: &Value| v["value"].clone();
     match ev["type"].as_str() {
-        Some("TASK_ADDED") => tasks.push(ev["task_added"]["task"].clone()),
-        Some("TASK_UPDATED") => {
-            let u = &ev["task_updated"];
-            let id = &u["status"]["task_id"]["value"];
-            let st = u["state"].as_str().unwrap_or_default();
-            if TERMINAL.contains(&st) {
-                tasks.retain(|t| &t["task_id"]["value"] != id);
-            }
-            for t in tasks.iter_mut().filter(|t| &t["task_id"]["value"] == id) {
-                t["state"] = json!(st);
-            }
+        Some("TASK_ADDED") => upsert(state, TASKS, &ev["task_added"]["task"], &["task_id"]),
+        Some("TASK_UPDATED") => task_updated(state, &ev["task_updated"]),
+        Some("AGENT_ADDED") => {
+            let a = &ev["agent_added"]["agent"];
+            let id = id_of(&a["agent_info"]["id"]);
+            retain(state, RECOVERED, |r| id_of(&r["id"]) != id);
+            upsert(state, AGENTS, a, AGENT_ID)
         }
-        _ => return,
+        Some("AGENT_REMOVED") => {
+            let id = id_of(&ev["agent_removed"]["agent_id"]);
+            retain(state, AGENTS, |a| id_of(&a["agent_info"]["id"]) != id);
+            retain(state, TASKS, |t| id_of(&t["agent_id"]) != id);
+        }
+        Some("FRAMEWORK_ADDED") => upsert(
+            state,
+            FRAMEWORKS,
+            &ev["framework_added"]["framework"],
+            FW_ID,
+        ),
+        Some("FRAMEWORK_UPDATED") => upsert(
+            state,
+            FRAMEWORKS,
+            &ev["framework_updated"]["framework"],
+            FW_ID,
+        ),
+        Some("FRAMEWORK_REMOVED") => {
+            let id = id_of(&ev["framework_removed"]["framework_info"]["id"]);
+            retain(state, FRAMEWORKS, |f| {
+                id_of(&f["framework_info"]["id"]) != id
+            });
+            retain(state, TASKS, |t| id_of(&t["framework_id"]) != id);
+        }
+        _ => {}
     }
-    state["get_tasks"]["tasks"] = Value::Array(tasks);
+}
+
+const TASKS: [&str; 2] = ["get_tasks", "tasks"];
+const AGENTS: [&str; 2] = ["get_agents", "agents"];
+const RECOVERED: [&str; 2] = ["get_agents", "recovered_agents"];
+const FRAMEWORKS: [&str; 2] = ["get_frameworks", "frameworks"];
+const AGENT_ID: &[&str] = &["agent_info", "id"];
+const FW_ID: &[&str] = &["framework_info", "id"];
+
+fn task_updated(state: &mut Value, u: &Value) {
+    let id = u["status"]["task_id"]["value"].clone();
+    let st = u["state"].as_str().unwrap_or_default();
+    if TERMINAL.contains(&st) {
+        return retain(state, TASKS, |t| t["task_id"]["value"] != id);
+    }
+    let mut tasks = list(state, &TASKS);
+    for t in tasks.iter_mut().filter(|t| t["task_id"]["value"] == id) {
+        t["state"] = json!(st);
+    }
+    state[TASKS[0]][TASKS[1]] = Value::Array(tasks);
+}
+
+/// Replaces the item of `list_at` whose `id_at` is `item`'s, or appends it.
+fn upsert(state: &mut Value, list_at: [&str; 2], item: &Value, id_at: &[&str]) {
+    let id = |v: &Value| id_at.iter().fold(v, |v, k| &v[*k])["value"].clone();
+    let mut items = list(state, &list_at);
+    items.retain(|i| id(i) != id(item));
+    items.push(item.clone());
+    state[list_at[0]][list_at[1]] = Value::Array(items);
+}
+
+fn retain(state: &mut Value, list_at: [&str; 2], keep: impl Fn(&Value) -> bool) {
+    let mut items = list(state, &list_at);
+    items.retain(keep);
+    state[list_at[0]][list_at[1]] = Value::Array(items);
 }
 
 const TERMINAL: &[&str] = &[
@@ -267,3 +374,7 @@ const TERMINAL: &[&str] = &[
     "TASK_GONE",
     "TASK_GONE_BY_OPERATOR",
 ];
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;

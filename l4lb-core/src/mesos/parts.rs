@@ -1,0 +1,126 @@
+//! [`TaskParts`]: each visible task's part of the catalog, kept between
+//! catalogs so that a change redoes only the tasks it touched (their records
+//! stay shared, `Arc` for `Arc`, with the previous catalog; by key, so the
+//! catalog's task order does not depend on the order changes came in).
+//!
+//! Kept across connections, they also carry a master failover: a master
+//! just elected lists the agents it knows from its registry as
+//! `recovered_agents`, and no framework or task of theirs until they
+//! re-register (AGENT_ADDED, then FRAMEWORK_ADDED and TASK_ADDED follow;
+//! dcos-net's `recovered-agents.json`). Taken alone, its SUBSCRIBED would
+//! withdraw every backend for the length of the failover. So the parts of
+//! tasks on those agents are carried over, each until its agent re-registers
+//! or is removed (the caller also bounds the wait: [`TaskParts::drop_carried`]).
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{
+    Changes, MesosState, TaskKey, TaskView,
+    catalog::{Built, from_parts, task_part},
+};
+use crate::marathon::parse::AppPart;
+use crate::naming::{NamingError, VipAllocator};
+
+#[derive(Clone, Debug)]
+struct Part {
+    /// Its task's agent, for the carry-over.
+    agent_id: String,
+    part: AppPart,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct TaskParts {
+    parts: BTreeMap<TaskKey, Part>,
+    /// Parts of the previous connection on agents still recovering.
+    carried: BTreeSet<TaskKey>,
+}
+
+impl TaskParts {
+    /// `key`'s part from its view; `None` removes it (gone or held).
+    pub fn set(&mut self, key: &TaskKey, view: Option<&TaskView>) {
+        match view {
+            Some(v) => {
+                let part = task_part(key, v);
+                let agent_id = v.agent_id.clone();
+                self.parts.insert(key.clone(), Part { agent_id, part });
+            }
+            None => {
+                self.parts.remove(key);
+            }
+        }
+    }
+
+    /// Brings the parts up to date with `changes` of `state`. After a
+    /// snapshot (`Changes::All`), the parts of tasks on agents `state` lists
+    /// as recovering stay, carried, unless `state` holds the task itself.
+    pub fn follow(&mut self, state: &MesosState, changes: Changes) {
+        match changes {
+            Changes::All => {
+                let old = std::mem::take(&mut self.parts);
+                self.carried.clear();
+                for (k, v) in state.tasks() {
+                    self.set(k, Some(&v));
+                }
+                for (k, p) in old {
+                    if state.is_recovering(&p.agent_id) && !self.parts.contains_key(&k) {
+                        self.carried.insert(k.clone());
+                        self.parts.insert(k, p);
+                    }
+                }
+            }
+            Changes::Tasks(keys) => {
+                for k in keys {
+                    match state.view(&k) {
+                        Some(v) => {
+                            self.carried.remove(&k);
+                            self.set(&k, Some(&v));
+                        }
+                        None if self.carried.contains(&k) => {}
+                        None => self.set(&k, None),
+                    }
+                }
+            }
+        }
+        // Agents that re-registered or were removed take their carried
+        // tasks along (re-registered ones list theirs themselves).
+        let done: Vec<TaskKey> = self
+            .carried
+            .iter()
+            .filter(|k| !state.is_recovering(&self.parts[*k].agent_id))
+            .cloned()
+            .collect();
+        for k in done {
+            self.carried.remove(&k);
+            let view = state.view(&k);
+            self.set(&k, view.as_ref());
+        }
+    }
+
+    /// The recovery wait is over: carried parts go.
+    pub fn drop_carried(&mut self) {
+        for k in std::mem::take(&mut self.carried) {
+            self.parts.remove(&k);
+        }
+    }
+
+    /// How many parts are carried over a failover.
+    pub fn carried(&self) -> usize {
+        self.carried.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.parts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// The catalog of the parts.
+    pub fn catalog(&self, alloc: &mut VipAllocator) -> Result<Built, NamingError> {
+        from_parts(self.parts.values().map(|p| &p.part), alloc)
+    }
+}
+
+#[cfg(test)]
+#[path = "parts_tests.rs"]
+mod tests;
