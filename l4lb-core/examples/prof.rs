@@ -1,13 +1,13 @@
-use l4lb_core::{dns::records::*, hosts::HostTable, mesos::*, naming::VipAllocator, plan};
-use serde_json::json;
 use std::time::Instant;
+use l4lb_core::{hosts::HostTable, mesos::*, naming::VipAllocator, plan};
+use serde_json::json;
 
-fn task(b: u32) -> serde_json::Value {
+fn task(b: u32, healthy: bool) -> serde_json::Value {
     let app = b / 5;
     let host = format!("127.1.0.{}", b % 250 + 1);
     json!({"name": format!("app-{app}"), "task_id": {"value": format!("app-{app}.{b}")},
       "framework_id": {"value": "fw"}, "agent_id": {"value": format!("S{}", b % 250)},
-      "state": "TASK_RUNNING", "statuses": [{"state": "TASK_RUNNING", "timestamp": 1.0, "healthy": true,
+      "state": "TASK_RUNNING", "statuses": [{"state": "TASK_RUNNING", "timestamp": 1.0, "healthy": healthy,
         "task_id": {"value": format!("app-{app}.{b}")},
         "container_status": {"network_infos": [{"ip_addresses": [{"ip_address": host}]}]}}],
       "discovery": {"name": format!("app-{app}"), "visibility": "FRAMEWORK", "ports": {"ports": [
@@ -19,54 +19,38 @@ fn task(b: u32) -> serde_json::Value {
 fn main() {
     let n = 10_000;
     let agents: Vec<_> = (0..250).map(|i| json!({"agent_info": {"id": {"value": format!("S{i}")}, "hostname": format!("127.1.0.{}", i + 1), "port": 5051}, "active": true})).collect();
-    let tasks: Vec<_> = (0..n).map(task).collect();
+    let tasks: Vec<_> = (0..n).map(|b| task(b, true)).collect();
     let sub = json!({"type": "SUBSCRIBED", "subscribed": {"heartbeat_interval_seconds": 15.0, "get_state": {
         "get_agents": {"agents": agents}, "get_frameworks": {"frameworks": [{"framework_info": {"id": {"value": "fw"}, "name": "marathon"}, "active": true}]},
         "get_tasks": {"tasks": tasks}}}});
     let bytes = serde_json::to_vec(&sub).unwrap();
-    let t = Instant::now();
-    let msg = decode_message(&bytes).unwrap();
-    println!("decode {:?}", t.elapsed());
     let mut st = MesosState::new();
     let hosts = HostTable::default();
-    let t = Instant::now();
-    st.apply(msg, &hosts);
-    println!("apply {:?}", t.elapsed());
+    st.apply(decode_message(&bytes).unwrap(), &hosts);
     let mut alloc = VipAllocator::new();
-    for _ in 0..3 {
+    let mut parts = TaskParts::default();
+    let ch = st.take_changes();
+    parts.follow(&st, ch);
+    let cap = plan::Capacity { slots: 1 << 24, ..Default::default() };
+    let first = parts.catalog(&mut alloc).unwrap();
+    let mut applied = plan::plan(&plan::Applied::default(), &first.catalog.services, cap).next;
+    for i in 0..5 {
+        let ev = json!({"type": "TASK_ADDED", "task_added": {"task": task(i * 7, i % 2 == 0)}});
         let t = Instant::now();
-        let tasks: Vec<_> = st.tasks().map(|(k, v)| (k.clone(), v)).collect();
-        println!("collect views {:?}", t.elapsed());
-        let t = Instant::now();
-        let built = catalog::catalog(tasks.iter().map(|(k, v)| (k, v)), &mut alloc).unwrap();
-        println!("catalog {:?}", t.elapsed());
-        let published = built.catalog.services.services.keys().copied().collect();
-        let t = Instant::now();
-        let z = build_zones(&built.catalog, &published, &ZoneOptions::default());
-        println!("zones {:?} records {}", t.elapsed(), z.record_count());
-        let t = Instant::now();
-        let p = plan::plan(
-            &plan::Applied::default(),
-            &built.catalog.services,
-            plan::Capacity {
-                slots: 1 << 24,
-                ..Default::default()
-            },
-        );
-        println!("plan from empty {:?}", t.elapsed());
-        let t = Instant::now();
-        let p2 = plan::plan(
-            &p.next,
-            &built.catalog.services,
-            plan::Capacity {
-                slots: 1 << 24,
-                ..Default::default()
-            },
-        );
-        println!("plan same {:?} ops {}", t.elapsed(), p2.now.len());
-        let t = Instant::now();
+        st.apply(decode_message(&serde_json::to_vec(&ev).unwrap()).unwrap(), &hosts);
+        let ch = st.take_changes();
+        parts.follow(&st, ch);
+        let t1 = t.elapsed();
+        let built = parts.catalog(&mut alloc).unwrap();
+        let t2 = t.elapsed();
+        let eq = Some(&first.catalog) == Some(&built.catalog);
+        let t3 = t.elapsed();
         let c2 = built.catalog.clone();
-        println!("catalog clone {:?}", t.elapsed());
+        let t4 = t.elapsed();
+        let p = plan::plan(&applied, &built.catalog.services, cap);
+        let t5 = t.elapsed();
+        applied = p.next;
+        println!("follow {t1:?} catalog {:?} eq {:?} clone {:?} plan {:?} ({eq}, {} ops)", t2 - t1, t3 - t2, t4 - t3, t5 - t4, p.now.len());
         drop(c2);
     }
 }
