@@ -38,7 +38,10 @@ fuzz_target!(|data: &[u8]| {
     if let Some(l) = &label {
         assert!(!l.contains('.') && l.len() <= names::MAX_LABEL, "{l:?}");
     }
-    for t in label.into_iter().chain(names::mesos_task_name(&task.app_id)) {
+    for t in label
+        .into_iter()
+        .chain(names::mesos_task_name(&task.app_id))
+    {
         let canonical = names::canonical_name(&t, &task.task_id, &task.agent_id);
         for label in canonical.split('.') {
             assert!(label.len() <= names::MAX_LABEL, "label {label:?}");

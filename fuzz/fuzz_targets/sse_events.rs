@@ -64,7 +64,8 @@ fn run<S>(body: S) -> Vec<Item>
 where
     S: Stream<Item = Result<Bytes, String>> + Send + 'static,
 {
-    let items: Vec<Item> = l4lb_fuzz::paused_runtime().block_on(from_bytes(body, IDLE).map(item).collect());
+    let items: Vec<Item> =
+        l4lb_fuzz::paused_runtime().block_on(from_bytes(body, IDLE).map(item).collect());
     let fatal = items
         .iter()
         .position(|i| !matches!(i, Item::Event(..) | Item::Malformed(_)));

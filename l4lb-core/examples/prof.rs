@@ -1,6 +1,6 @@
-use std::time::Instant;
 use l4lb_core::{hosts::HostTable, mesos::*, naming::VipAllocator, plan};
 use serde_json::json;
+use std::time::Instant;
 
 fn task(b: u32, healthy: bool) -> serde_json::Value {
     let app = b / 5;
@@ -31,13 +31,19 @@ fn main() {
     let mut parts = TaskParts::default();
     let ch = st.take_changes();
     parts.follow(&st, ch);
-    let cap = plan::Capacity { slots: 1 << 24, ..Default::default() };
+    let cap = plan::Capacity {
+        slots: 1 << 24,
+        ..Default::default()
+    };
     let first = parts.catalog(&mut alloc).unwrap();
     let mut applied = plan::plan(&plan::Applied::default(), &first.catalog.services, cap).next;
     for i in 0..5 {
         let ev = json!({"type": "TASK_ADDED", "task_added": {"task": task(i * 7, i % 2 == 0)}});
         let t = Instant::now();
-        st.apply(decode_message(&serde_json::to_vec(&ev).unwrap()).unwrap(), &hosts);
+        st.apply(
+            decode_message(&serde_json::to_vec(&ev).unwrap()).unwrap(),
+            &hosts,
+        );
         let ch = st.take_changes();
         parts.follow(&st, ch);
         let t1 = t.elapsed();
@@ -50,7 +56,14 @@ fn main() {
         let p = plan::plan(&applied, &built.catalog.services, cap);
         let t5 = t.elapsed();
         applied = p.next;
-        println!("follow {t1:?} catalog {:?} eq {:?} clone {:?} plan {:?} ({eq}, {} ops)", t2 - t1, t3 - t2, t4 - t3, t5 - t4, p.now.len());
+        println!(
+            "follow {t1:?} catalog {:?} eq {:?} clone {:?} plan {:?} ({eq}, {} ops)",
+            t2 - t1,
+            t3 - t2,
+            t4 - t3,
+            t5 - t4,
+            p.now.len()
+        );
         drop(c2);
     }
 }

@@ -11,22 +11,76 @@ pub const REDIS_TASK_ID: &str =
 /// named VIP `/redis:6379`. Addresses are loopback: nothing is contacted.
 pub fn redis_catalog() -> (Catalog, BTreeSet<Vip>) {
     let task = TaskRecord {
-        app_id: "/redis-tutorial".into(),
         task_id: REDIS_TASK_ID.into(),
-        framework: "marathon".into(),
         agent_id: "5d5a0c9e-1b2f-4f0e-9d1c-3c2b1a0f9e8d-S1".into(),
         agent_ip: Some("127.0.1.11".parse().unwrap()),
         task_ips: vec!["127.0.1.11".parse().unwrap()],
-        ports: vec![TaskPort {
-            port: 31256,
-            protocols: vec![Proto::Tcp],
-            name: Some("redis".into()),
-        }],
+        ports: vec![redis_port(31256, vec![Proto::Tcp])],
         host_ports: true,
+        ..redis_task()
+    };
+    let backend = "127.0.1.11:31256".parse::<SocketAddr>().unwrap();
+    with_redis_vip(vec![Arc::new(task)], [(backend, 1)].into())
+}
+
+/// `instances` tasks of `/redis-tutorial` in every shape the zones tell
+/// apart: dual-stack task addresses, a TCP+UDP port, every other task on
+/// host ports; the VIP without backends. For the fuzz targets (60 of them
+/// make an A answer that needs TCP).
+pub fn redis_instances(instances: u8) -> (Catalog, BTreeSet<Vip>) {
+    let tasks = (0..instances)
+        .map(|i| {
+            Arc::new(TaskRecord {
+                task_id: format!("redis-tutorial.instance-{i}._app.1"),
+                agent_id: format!("5d5a0c9e-1b2f-4f0e-9d1c-3c2b1a0f9e8d-S{i}"),
+                agent_ip: Some(format!("127.0.1.{i}").parse().unwrap()),
+                task_ips: vec![
+                    format!("127.0.2.{i}").parse().unwrap(),
+                    format!("fd00::{i}").parse().unwrap(),
+                ],
+                ports: vec![redis_port(
+                    31000 + u16::from(i),
+                    vec![Proto::Tcp, Proto::Udp],
+                )],
+                host_ports: i % 2 == 0,
+                ..redis_task()
+            })
+        })
+        .collect();
+    with_redis_vip(tasks, Default::default())
+}
+
+/// What every redis task shares.
+fn redis_task() -> TaskRecord {
+    TaskRecord {
+        app_id: "/redis-tutorial".into(),
+        task_id: String::new(),
+        framework: "marathon".into(),
+        agent_id: String::new(),
+        agent_ip: None,
+        task_ips: Vec::new(),
+        ports: Vec::new(),
+        host_ports: false,
         running: true,
         healthy: None,
         in_pod: false,
-    };
+    }
+}
+
+fn redis_port(port: u16, protocols: Vec<Proto>) -> TaskPort {
+    TaskPort {
+        port,
+        protocols,
+        name: Some("redis".into()),
+    }
+}
+
+/// The catalog of `tasks` with the named VIP `/redis:6379` at its dcos-net
+/// address, published.
+fn with_redis_vip(
+    tasks: Vec<Arc<TaskRecord>>,
+    backends: std::collections::BTreeMap<SocketAddr, u32>,
+) -> (Catalog, BTreeSet<Vip>) {
     let vip = Vip {
         addr: "11.22.130.195:6379".parse().unwrap(),
         proto: Proto::Tcp,
@@ -38,12 +92,12 @@ pub fn redis_catalog() -> (Catalog, BTreeSet<Vip>) {
             name: Some("/redis:6379".into()),
             framework: None,
             origin: None,
-            backends: [("127.0.1.11:31256".parse::<SocketAddr>().unwrap(), 1)].into(),
+            backends,
         },
     );
     let catalog = Catalog {
         services,
-        tasks: vec![Arc::new(task)],
+        tasks,
         cluster: None,
     };
     (catalog, [vip].into())
