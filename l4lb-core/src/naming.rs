@@ -7,6 +7,7 @@ use std::{
     collections::{BTreeMap, BTreeSet, HashSet},
     fmt,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::atomic::{AtomicU64, Ordering},
 };
 
 use sha1::{Digest, Sha1};
@@ -332,6 +333,15 @@ impl Pool {
 pub struct VipAllocator {
     v4: Pool,
     v6: Pool,
+    /// See [`VipAllocator::generation`].
+    generation: u64,
+}
+
+/// Generations handed out so far, by every allocator.
+static GENERATIONS: AtomicU64 = AtomicU64::new(0);
+
+fn next_generation() -> u64 {
+    GENERATIONS.fetch_add(1, Ordering::Relaxed) + 1
 }
 
 impl Default for VipAllocator {
@@ -355,7 +365,16 @@ impl VipAllocator {
         VipAllocator {
             v4: Pool::new(Family::V4, IpAddr::V4(v4.0), u128::from(v4.1)),
             v6: Pool::new(Family::V6, IpAddr::V6(v6.0), u128::from(v6.1)),
+            generation: next_generation(),
         }
+    }
+
+    /// Changes with every [`VipAllocator::allocate`] that succeeds and is
+    /// unique across allocators (a clone shares it until one of the two
+    /// allocates): while it is the same, so are the allocations, and a cache
+    /// of them (the incremental catalog's) still holds.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     fn pool(&self, family: Family) -> &Pool {
@@ -376,6 +395,7 @@ impl VipAllocator {
             Family::V4 => self.v4.allocate(keys)?,
             Family::V6 => self.v6.allocate(keys)?,
         }
+        self.generation = next_generation();
         Ok(self.allocations(family))
     }
 

@@ -26,7 +26,8 @@
 //! The steps, one file each: `ports` (networking mode, an app's ports),
 //! `labels` (VIP declarations), `task` (one app's tasks → backends and task
 //! records), `part` (one app's or pod's share), `catalog` (parts → VIPs,
-//! named ones with addresses), `agents` (agents known by name → addresses).
+//! named ones with addresses), `incremental` (the same, kept up to date
+//! part by part), `agents` (agents known by name → addresses).
 use std::{collections::BTreeSet, fmt, sync::Arc};
 
 use crate::hosts::HostTable;
@@ -36,6 +37,7 @@ use crate::naming::{NamingError, VipAllocator};
 
 mod agents;
 mod catalog;
+mod incremental;
 mod labels;
 mod part;
 mod ports;
@@ -44,6 +46,7 @@ mod task;
 mod test_util;
 
 use catalog::Builder;
+pub use incremental::IncrementalCatalog;
 pub use part::AppPart;
 pub(super) use part::NamedAt;
 pub(crate) use part::{PartBuilder, PortVips};

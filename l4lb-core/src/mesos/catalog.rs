@@ -44,12 +44,11 @@ pub fn catalog<'a>(
     parts.catalog(alloc)
 }
 
-/// The catalog of parts (see [`catalog`]).
-pub(super) fn from_parts<'a>(
-    parts: impl IntoIterator<Item = &'a parse::AppPart>,
-    alloc: &mut VipAllocator,
+/// A parts catalog's result in the Mesos source's terms.
+pub(super) fn built(
+    parsed: Result<parse::Parsed, parse::ParseError>,
 ) -> Result<Built, NamingError> {
-    let parsed = match parse::catalog_from_parts(parts, &[], alloc) {
+    let parsed = match parsed {
         Ok(p) => p,
         Err(parse::ParseError::Naming(e)) => return Err(e),
         Err(e) => unreachable!("parts never fail to parse: {e}"),

@@ -1,7 +1,8 @@
 //! [`TaskParts`]: each visible task's part of the catalog, kept between
-//! catalogs so that a change redoes only the tasks it touched (their records
-//! stay shared, `Arc` for `Arc`, with the previous catalog; by key, so the
-//! catalog's task order does not depend on the order changes came in).
+//! catalogs so that a change redoes only the tasks it touched, and merged
+//! ([`IncrementalCatalog`]) so that it re-merges only the VIPs they declare
+//! (records stay shared, `Arc` for `Arc`, with the previous catalog; by key,
+//! so the catalog's task order does not depend on the order changes came in).
 //!
 //! Kept across connections, they also carry a master failover: a master
 //! just elected lists the agents it knows from its registry as
@@ -15,21 +16,23 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
     Changes, MesosState, TaskKey, TaskView,
-    catalog::{Built, from_parts, task_part},
+    catalog::{Built, built, task_part},
 };
-use crate::marathon::parse::AppPart;
+use crate::marathon::parse::IncrementalCatalog;
 use crate::naming::{NamingError, VipAllocator};
 
 #[derive(Clone, Debug)]
 struct Part {
     /// Its task's agent, for the carry-over.
     agent_id: String,
-    part: AppPart,
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct TaskParts {
+    /// The tasks that have a part.
     parts: BTreeMap<TaskKey, Part>,
+    /// The parts, merged change by change.
+    merged: IncrementalCatalog<TaskKey>,
     /// Parts of the previous connection on agents still recovering.
     carried: BTreeSet<TaskKey>,
 }
@@ -39,12 +42,13 @@ impl TaskParts {
     pub fn set(&mut self, key: &TaskKey, view: Option<&TaskView>) {
         match view {
             Some(v) => {
-                let part = task_part(key, v);
                 let agent_id = v.agent_id.clone();
-                self.parts.insert(key.clone(), Part { agent_id, part });
+                self.parts.insert(key.clone(), Part { agent_id });
+                self.merged.replace(key.clone(), Some(task_part(key, v)));
             }
             None => {
                 self.parts.remove(key);
+                self.merged.replace(key.clone(), None);
             }
         }
     }
@@ -55,15 +59,17 @@ impl TaskParts {
     pub fn follow(&mut self, state: &MesosState, changes: Changes) {
         match changes {
             Changes::All => {
-                let old = std::mem::take(&mut self.parts);
                 self.carried.clear();
+                let mut gone: BTreeSet<TaskKey> = self.parts.keys().cloned().collect();
                 for (k, v) in state.tasks() {
+                    gone.remove(k);
                     self.set(k, Some(&v));
                 }
-                for (k, p) in old {
-                    if state.is_recovering(&p.agent_id) && !self.parts.contains_key(&k) {
-                        self.carried.insert(k.clone());
-                        self.parts.insert(k, p);
+                for k in gone {
+                    if state.is_recovering(&self.parts[&k].agent_id) {
+                        self.carried.insert(k);
+                    } else {
+                        self.set(&k, None);
                     }
                 }
             }
@@ -98,7 +104,7 @@ impl TaskParts {
     /// The recovery wait is over: carried parts go.
     pub fn drop_carried(&mut self) {
         for k in std::mem::take(&mut self.carried) {
-            self.parts.remove(&k);
+            self.set(&k, None);
         }
     }
 
@@ -115,9 +121,10 @@ impl TaskParts {
         self.parts.is_empty()
     }
 
-    /// The catalog of the parts.
-    pub fn catalog(&self, alloc: &mut VipAllocator) -> Result<Built, NamingError> {
-        from_parts(self.parts.values().map(|p| &p.part), alloc)
+    /// The catalog of the parts; only what changed since the last one is
+    /// merged again.
+    pub fn catalog(&mut self, alloc: &mut VipAllocator) -> Result<Built, NamingError> {
+        built(self.merged.catalog(alloc))
     }
 }
 

@@ -9,7 +9,7 @@ use std::{
 use super::{
     AppPart, ParseError, Parsed, Warning,
     labels::Decl,
-    part::{HostPort, NamedAgent},
+    part::{HostPort, NamedAgent, PartGroup},
 };
 use crate::declare::Target;
 use crate::model::{Catalog, DesiredState, Proto, ServiceSpec, TaskRecord, Vip};
@@ -41,10 +41,31 @@ pub(super) struct Group {
 }
 
 impl Group {
+    /// Joins what the part `app_id` declares for this group: labels and
+    /// apps join, a later framework wins, an endpoint keeps its highest
+    /// weight.
+    pub(super) fn add(&mut self, app_id: &str, pg: &PartGroup) {
+        self.labels.extend(pg.labels.iter().cloned());
+        if pg.framework.is_some() {
+            self.framework.clone_from(&pg.framework);
+        }
+        if !self.apps.contains(app_id) {
+            self.apps.insert(app_id.to_owned());
+        }
+        for &(a, w) in &pg.backends {
+            let e = self.backends.entry(a).or_insert(w);
+            *e = (*e).max(w);
+        }
+        for (hp, w) in &pg.by_name {
+            let e = self.by_name.entry(hp.clone()).or_insert(*w);
+            *e = (*e).max(*w);
+        }
+    }
+
     /// Families a named VIP needs an address in: its backends'. None when it
     /// has no backend: an app scaled to 0 withdraws its VIP (unlike the
     /// static file, where an empty list is the operator's explicit choice).
-    fn families(&self) -> BTreeSet<Family> {
+    pub(super) fn families(&self) -> BTreeSet<Family> {
         self.backends.keys().map(|b| Family::of(b.ip())).collect()
     }
 }
@@ -59,27 +80,14 @@ pub(super) struct Builder {
 }
 
 /// Named-VIP addresses by family, then by name.
-type Allocated = BTreeMap<Family, BTreeMap<String, IpAddr>>;
+pub(super) type Allocated = BTreeMap<Family, BTreeMap<String, IpAddr>>;
 
 impl Builder {
     /// Adds one app's part: same rules as declaring it here (labels and apps
     /// join, an endpoint keeps its highest weight).
     pub(super) fn add_part(&mut self, p: &AppPart) {
         for (k, pg) in &p.groups {
-            let g = self.groups.entry(k.clone()).or_default();
-            g.labels.extend(pg.labels.iter().cloned());
-            if pg.framework.is_some() {
-                g.framework.clone_from(&pg.framework);
-            }
-            g.apps.insert(p.id.clone());
-            for &(a, w) in &pg.backends {
-                let e = g.backends.entry(a).or_insert(w);
-                *e = (*e).max(w);
-            }
-            for (hp, w) in &pg.by_name {
-                let e = g.by_name.entry(hp.clone()).or_insert(*w);
-                *e = (*e).max(*w);
-            }
+            self.groups.entry(k.clone()).or_default().add(&p.id, pg);
         }
         let offset = self.tasks.len();
         self.named_agents
@@ -171,26 +179,12 @@ impl Builder {
             if g.backends.is_empty() {
                 continue; // scaled to 0: withdrawn, like a named VIP
             }
-            if let Some(key) = named_at.get(vip) {
-                // Explicit addresses are the user's choice, allocated ones are
-                // stable: the named VIP keeps the address either way.
-                warnings.push(Warning {
-                    pod: false,
-                    app_id: g.apps.first().cloned(),
-                    what: format!(
-                        "VIP {vip} ({}) is the address allocated to named VIP {key}; left out",
-                        g.labels.iter().cloned().collect::<Vec<_>>().join(", ")
-                    ),
-                });
-                continue;
+            match named_at.get(vip) {
+                Some(key) => warnings.push(squatter(vip, g, key)),
+                None => {
+                    services.insert(*vip, ip_service(g));
+                }
             }
-            let spec = ServiceSpec {
-                name: None,
-                framework: None,
-                origin: origin(&g.apps),
-                backends: g.backends.clone(),
-            };
-            services.insert(*vip, spec);
         }
 
         tasks.sort_by(|a, b| (&a.app_id, &a.task_id).cmp(&(&b.app_id, &b.task_id)));
@@ -241,33 +235,69 @@ fn named_services<'g>(
         let GroupKey::Named { key, port, proto } = gk else {
             continue;
         };
-        for family in g.families() {
-            let Some(&ip) = addrs.get(&family).and_then(|a| a.get(key)) else {
-                continue; // allocate() returned every wanted key
-            };
-            let vip = Vip {
-                addr: SocketAddr::new(ip, *port),
-                proto: *proto,
-            };
-            let backends = g
-                .backends
-                .iter()
-                .filter(|(b, _)| Family::of(b.ip()) == family)
-                .map(|(b, w)| (*b, *w))
-                .collect();
+        for (vip, spec) in named_group_services((key, *port, *proto), g, addrs) {
             named_at.insert(vip, key.as_str());
-            services.insert(
-                vip,
-                ServiceSpec {
-                    name: g.labels.first().cloned(),
-                    framework: g.framework.clone(),
-                    origin: origin(&g.apps),
-                    backends,
-                },
-            );
+            services.insert(vip, spec);
         }
     }
     (services, named_at)
+}
+
+/// The VIPs of one named group `(key, port, proto)`: one per family of its
+/// backends that has an address.
+pub(super) fn named_group_services(
+    (key, port, proto): (&str, u16, Proto),
+    g: &Group,
+    addrs: &Allocated,
+) -> Vec<(Vip, ServiceSpec)> {
+    let mut out = Vec::new();
+    for family in g.families() {
+        let Some(&ip) = addrs.get(&family).and_then(|a| a.get(key)) else {
+            continue; // allocate() returned every wanted key
+        };
+        let vip = Vip {
+            addr: SocketAddr::new(ip, port),
+            proto,
+        };
+        let backends = g
+            .backends
+            .iter()
+            .filter(|(b, _)| Family::of(b.ip()) == family)
+            .map(|(b, w)| (*b, *w))
+            .collect();
+        let spec = ServiceSpec {
+            name: g.labels.first().cloned(),
+            framework: g.framework.clone(),
+            origin: origin(&g.apps),
+            backends,
+        };
+        out.push((vip, spec));
+    }
+    out
+}
+
+/// An IP VIP's service (the group has backends, no named VIP holds it).
+pub(super) fn ip_service(g: &Group) -> ServiceSpec {
+    ServiceSpec {
+        name: None,
+        framework: None,
+        origin: origin(&g.apps),
+        backends: g.backends.clone(),
+    }
+}
+
+/// An IP VIP at the address allocated to the named VIP `key`: explicit
+/// addresses are the user's choice, allocated ones are stable, so the named
+/// VIP keeps the address either way and this one is left out.
+pub(super) fn squatter(vip: &Vip, g: &Group, key: &str) -> Warning {
+    Warning {
+        pod: false,
+        app_id: g.apps.first().cloned(),
+        what: format!(
+            "VIP {vip} ({}) is the address allocated to named VIP {key}; left out",
+            g.labels.iter().cloned().collect::<Vec<_>>().join(", ")
+        ),
+    }
 }
 
 /// `app /a` or `apps /a, /b`: who declared a VIP, for the guard's warnings.

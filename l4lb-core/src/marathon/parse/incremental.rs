@@ -1,0 +1,369 @@
+//! [`IncrementalCatalog`]: the catalog of a set of parts, kept up to date
+//! part by part in time proportional to the change, with the same result as
+//! [`catalog_from_parts`](super::catalog_from_parts) over the same parts in
+//! key order.
+//!
+//! A replaced part marks the groups (datapath VIPs) it declares, before and
+//! after, as dirty; the next catalog merges only those again, from the
+//! parts that still declare them, and re-derives their services, and the IP
+//! VIPs sitting where a re-derived named VIP was or is. Named-VIP addresses
+//! are asked of the allocator only when the set of wanted names of a family
+//! changed, or the allocator is not in the state they were taken from (its
+//! generation differs); otherwise the last addresses hold.
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
+
+use super::{
+    AppPart, ParseError, Parsed, Warning,
+    catalog::{Allocated, Group, GroupKey, ip_service, named_group_services, squatter},
+    catalog_from_parts,
+};
+use crate::model::{Catalog, DesiredState, Proto, ServiceSpec, TaskRecord, Vip};
+use crate::naming::{Family, VipAllocator};
+
+/// Where a task record sorts in the catalog: by (app id, task id), ties in
+/// part order then record order (the full build's stable sort).
+type TaskOrder<K> = (String, String, K, usize);
+
+/// A group and the parts that declare it.
+#[derive(Clone, Debug)]
+struct Declared<K> {
+    parts: BTreeSet<K>,
+    group: Group,
+}
+
+impl<K> Default for Declared<K> {
+    fn default() -> Self {
+        Declared {
+            parts: BTreeSet::new(),
+            group: Group::default(),
+        }
+    }
+}
+
+/// Parts keyed by `K` (the catalog takes them in `K` order) and the catalog
+/// they make, kept between changes.
+#[derive(Clone, Debug)]
+pub struct IncrementalCatalog<K> {
+    parts: BTreeMap<K, AppPart>,
+    groups: BTreeMap<GroupKey, Declared<K>>,
+    /// Groups whose parts changed since the last catalog.
+    dirty: BTreeSet<GroupKey>,
+    /// Per family, how many named groups of each key have a backend in it.
+    wanted: BTreeMap<Family, BTreeMap<String, usize>>,
+    wanted_changed: bool,
+    /// The allocator generation `addrs` were taken at.
+    generation: Option<u64>,
+    addrs: Allocated,
+    services: BTreeMap<Vip, ServiceSpec>,
+    /// The VIPs each named group got.
+    named_vips: BTreeMap<GroupKey, Vec<Vip>>,
+    /// Which named key holds each named VIP.
+    named_at: BTreeMap<Vip, String>,
+    /// IP VIPs left out because a named VIP holds their address.
+    squatters: BTreeMap<Vip, Warning>,
+    tasks: BTreeMap<TaskOrder<K>, Arc<TaskRecord>>,
+    /// The parts' own warnings, of parts that have some.
+    warnings: BTreeMap<K, Vec<Warning>>,
+    /// Parts with agents known by name: while there is one, catalogs are
+    /// full builds (their backends need the host table's resolution).
+    named_agents: BTreeSet<K>,
+}
+
+impl<K> Default for IncrementalCatalog<K> {
+    fn default() -> Self {
+        IncrementalCatalog {
+            parts: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            wanted: BTreeMap::new(),
+            wanted_changed: false,
+            generation: None,
+            addrs: Allocated::new(),
+            services: BTreeMap::new(),
+            named_vips: BTreeMap::new(),
+            named_at: BTreeMap::new(),
+            squatters: BTreeMap::new(),
+            tasks: BTreeMap::new(),
+            warnings: BTreeMap::new(),
+            named_agents: BTreeSet::new(),
+        }
+    }
+}
+
+impl<K: Ord + Clone> IncrementalCatalog<K> {
+    pub fn len(&self) -> usize {
+        self.parts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// Sets (`Some`) or removes (`None`) the part `id`.
+    pub fn replace(&mut self, id: K, part: Option<AppPart>) {
+        if self.parts.get(&id) == part.as_ref() {
+            return; // e.g. a snapshot repeating a task as it was
+        }
+        if let Some(old) = self.parts.remove(&id) {
+            self.withdraw(&id, &old);
+        }
+        if let Some(new) = part {
+            self.enter(&id, &new);
+            self.parts.insert(id, new);
+        }
+    }
+
+    fn withdraw(&mut self, id: &K, old: &AppPart) {
+        for (gk, _) in &old.groups {
+            if let Some(d) = self.groups.get_mut(gk) {
+                d.parts.remove(id);
+            }
+            self.dirty.insert(gk.clone());
+        }
+        for (i, t) in old.tasks.iter().enumerate() {
+            self.tasks.remove(&task_order(id, i, t));
+        }
+        self.warnings.remove(id);
+        self.named_agents.remove(id);
+    }
+
+    fn enter(&mut self, id: &K, new: &AppPart) {
+        for (gk, _) in &new.groups {
+            let d = self.groups.entry(gk.clone()).or_default();
+            d.parts.insert(id.clone());
+            self.dirty.insert(gk.clone());
+        }
+        for (i, t) in new.tasks.iter().enumerate() {
+            self.tasks.insert(task_order(id, i, t), t.clone());
+        }
+        if !new.warnings.is_empty() {
+            self.warnings.insert(id.clone(), new.warnings.clone());
+        }
+        let by_name = new.groups.iter().any(|(_, g)| !g.by_name.is_empty());
+        if by_name || !new.named_agents.is_empty() {
+            self.named_agents.insert(id.clone());
+        }
+    }
+
+    /// The catalog of the parts: what [`catalog_from_parts`] gives for them
+    /// in key order, with the same allocator rules. On error the allocator
+    /// is unchanged and the next call retries the same changes.
+    pub fn catalog(&mut self, alloc: &mut VipAllocator) -> Result<Parsed, ParseError> {
+        let dirty: Vec<GroupKey> = self.dirty.iter().cloned().collect();
+        for gk in &dirty {
+            self.merge(gk);
+        }
+        if !self.named_agents.is_empty() {
+            return catalog_from_parts(self.parts.values(), &[], alloc);
+        }
+        self.allocate(alloc)?;
+        let dirty = std::mem::take(&mut self.dirty);
+        self.derive(dirty);
+        Ok(self.parsed())
+    }
+
+    /// Merges `gk` again from the parts that declare it; counts the names
+    /// its backends' families want.
+    fn merge(&mut self, gk: &GroupKey) {
+        let Some(d) = self.groups.get(gk) else {
+            return; // merged away already (a retry after an error)
+        };
+        let mut group = Group::default();
+        for id in &d.parts {
+            let part = &self.parts[id];
+            if let Ok(i) = part.groups.binary_search_by(|(k, _)| k.cmp(gk)) {
+                group.add(&part.id, &part.groups[i].1);
+            }
+        }
+        let (before, gone) = (d.group.families(), d.parts.is_empty());
+        let after = group.families();
+        if let GroupKey::Named { key, .. } = gk {
+            for f in before.difference(&after) {
+                self.unwant(*f, key);
+            }
+            for f in after.difference(&before) {
+                *self
+                    .wanted
+                    .entry(*f)
+                    .or_default()
+                    .entry(key.clone())
+                    .or_default() += 1;
+                self.wanted_changed = true;
+            }
+        }
+        if gone {
+            self.groups.remove(gk);
+        } else if let Some(d) = self.groups.get_mut(gk) {
+            d.group = group;
+        }
+    }
+
+    fn unwant(&mut self, family: Family, key: &str) {
+        let Some(keys) = self.wanted.get_mut(&family) else {
+            return;
+        };
+        if let Some(n) = keys.get_mut(key) {
+            *n -= 1;
+            if *n == 0 {
+                keys.remove(key);
+                self.wanted_changed = true;
+            }
+        }
+    }
+
+    /// Asks `alloc` for the wanted names' addresses when they, or the
+    /// allocator, changed; named groups whose address moved become dirty.
+    fn allocate(&mut self, alloc: &mut VipAllocator) -> Result<(), ParseError> {
+        if !self.wanted_changed && self.generation == Some(alloc.generation()) {
+            return Ok(());
+        }
+        // Both families, V4 first, like a full build (same errors, same
+        // allocator state after one).
+        let mut addrs = Allocated::new();
+        for family in [Family::V4, Family::V6] {
+            let keys: BTreeSet<String> = self
+                .wanted
+                .get(&family)
+                .map(|w| w.keys().cloned().collect())
+                .unwrap_or_default();
+            addrs.insert(family, alloc.allocate(family, &keys)?);
+        }
+        let old = std::mem::replace(&mut self.addrs, addrs);
+        for key in moved(&old, &self.addrs) {
+            self.dirty.extend(named_groups(&self.groups, &key));
+        }
+        self.generation = Some(alloc.generation());
+        self.wanted_changed = false;
+        Ok(())
+    }
+
+    /// Re-derives the services of `dirty` groups, and of IP VIPs where a
+    /// re-derived named VIP was or is.
+    fn derive(&mut self, dirty: BTreeSet<GroupKey>) {
+        let mut ip_vips = BTreeSet::new();
+        let mut named = Vec::new();
+        for gk in dirty {
+            match gk {
+                GroupKey::Ip(vip) => {
+                    ip_vips.insert(vip);
+                }
+                GroupKey::Named { .. } => {
+                    for vip in self.named_vips.remove(&gk).unwrap_or_default() {
+                        self.services.remove(&vip);
+                        self.named_at.remove(&vip);
+                        ip_vips.insert(vip);
+                    }
+                    named.push(gk);
+                }
+            }
+        }
+        for vip in &ip_vips {
+            self.squatters.remove(vip);
+            if !self.named_at.contains_key(vip) {
+                self.services.remove(vip);
+            }
+        }
+        for gk in named {
+            self.derive_named(gk, &mut ip_vips);
+        }
+        for vip in ip_vips {
+            self.derive_ip(vip);
+        }
+    }
+
+    fn derive_named(&mut self, gk: GroupKey, ip_vips: &mut BTreeSet<Vip>) {
+        let (Some(d), GroupKey::Named { key, port, proto }) = (self.groups.get(&gk), &gk) else {
+            return;
+        };
+        let made = named_group_services((key, *port, *proto), &d.group, &self.addrs);
+        let mut vips = Vec::with_capacity(made.len());
+        for (vip, spec) in made {
+            self.named_at.insert(vip, key.clone());
+            self.services.insert(vip, spec);
+            ip_vips.insert(vip);
+            vips.push(vip);
+        }
+        if !vips.is_empty() {
+            self.named_vips.insert(gk, vips);
+        }
+    }
+
+    fn derive_ip(&mut self, vip: Vip) {
+        let Some(d) = self.groups.get(&GroupKey::Ip(vip)) else {
+            return;
+        };
+        if d.group.backends.is_empty() {
+            return; // scaled to 0: withdrawn
+        }
+        match self.named_at.get(&vip) {
+            Some(key) => {
+                self.squatters.insert(vip, squatter(&vip, &d.group, key));
+            }
+            None => {
+                self.services.insert(vip, ip_service(&d.group));
+            }
+        }
+    }
+
+    fn parsed(&self) -> Parsed {
+        let warnings = self.warnings.values().flatten();
+        Parsed {
+            catalog: Catalog {
+                services: DesiredState {
+                    services: self.services.clone(),
+                },
+                tasks: self.tasks.values().cloned().collect(),
+                cluster: None,
+            },
+            warnings: warnings.chain(self.squatters.values()).cloned().collect(),
+            hosts: BTreeSet::new(),
+        }
+    }
+}
+
+fn task_order<K: Clone>(id: &K, i: usize, t: &TaskRecord) -> TaskOrder<K> {
+    (t.app_id.clone(), t.task_id.clone(), id.clone(), i)
+}
+
+/// Names whose address changed (or came, or went) in some family.
+fn moved(old: &Allocated, new: &Allocated) -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    for family in [Family::V4, Family::V6] {
+        let (a, b) = (old.get(&family), new.get(&family));
+        let empty = BTreeMap::new();
+        let (a, b) = (a.unwrap_or(&empty), b.unwrap_or(&empty));
+        for (k, ip) in a {
+            if b.get(k) != Some(ip) {
+                keys.insert(k.clone());
+            }
+        }
+        for k in b.keys() {
+            if !a.contains_key(k) {
+                keys.insert(k.clone());
+            }
+        }
+    }
+    keys
+}
+
+/// The named groups of `key` (every port and protocol).
+fn named_groups<K>(groups: &BTreeMap<GroupKey, Declared<K>>, key: &str) -> Vec<GroupKey> {
+    let first = GroupKey::Named {
+        key: key.to_owned(),
+        port: 0,
+        proto: Proto::Tcp,
+    };
+    groups
+        .range(first..)
+        .map(|(gk, _)| gk)
+        .take_while(|gk| matches!(gk, GroupKey::Named { key: k, .. } if k == key))
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+#[path = "incremental_tests.rs"]
+mod tests;
