@@ -8,6 +8,7 @@
 //! - per event (a task killed, the same task added again, its health
 //!   flipped), applying the message, `TaskParts::follow` + `catalog`, and
 //!   `plan::plan` against the previous table;
+//! - the same snapshot again (a reconnect), follow + catalog;
 //! - `VipAllocator::allocate` with all 2,000 names (what each catalog would
 //!   cost if it asked the allocator every time).
 //!
@@ -88,10 +89,14 @@ struct Times(Vec<Duration>);
 
 impl Times {
     fn summary(&mut self) -> String {
+        if self.0.is_empty() {
+            return "(none)".into();
+        }
         self.0.sort();
         let at = |q: f64| self.0[((self.0.len() - 1) as f64 * q) as usize];
         format!(
-            "median {:?} p99 {:?} max {:?}",
+            "min {:?} median {:?} p99 {:?} max {:?}",
+            self.0[0],
             at(0.5),
             at(0.99),
             self.0[self.0.len() - 1]
@@ -155,6 +160,23 @@ fn main() {
     println!("  decode + apply    {}", apply.summary());
     println!("  follow + catalog  {}", merge.summary());
     println!("  plan              {}", planned.summary());
+
+    // A reconnect: the same snapshot again, every task as it was.
+    let again = subscribed();
+    let t = Instant::now();
+    st.apply(
+        decode_message(&serde_json::to_vec(&again).unwrap()).unwrap(),
+        &hosts,
+    );
+    let t_apply = t.elapsed();
+    let t = Instant::now();
+    let changes = st.take_changes();
+    parts.follow(&st, changes);
+    parts.catalog(&mut alloc).unwrap();
+    println!(
+        "same snapshot again: decode + apply {t_apply:?}, follow + catalog {:?}",
+        t.elapsed()
+    );
 
     let names = alloc.allocations(Family::V4).into_keys().collect();
     let mut times = Times(vec![]);

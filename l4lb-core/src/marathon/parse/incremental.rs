@@ -23,9 +23,41 @@ use super::{
 use crate::model::{Catalog, DesiredState, Proto, ServiceSpec, TaskRecord, Vip};
 use crate::naming::{Family, VipAllocator};
 
-/// Where a task record sorts in the catalog: by (app id, task id), ties in
-/// part order then record order (the full build's stable sort).
-type TaskOrder<K> = (String, String, K, usize);
+/// A task record where it sorts in the catalog: by (app id, task id), ties
+/// in part order then record order (the full build's stable sort).
+#[derive(Clone, Debug)]
+struct Sorted<K> {
+    record: Arc<TaskRecord>,
+    part: K,
+    index: usize,
+}
+
+impl<K: Ord> Sorted<K> {
+    fn rank(&self) -> (&str, &str, &K, usize) {
+        let r = &self.record;
+        (&r.app_id, &r.task_id, &self.part, self.index)
+    }
+}
+
+impl<K: Ord> Ord for Sorted<K> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.rank().cmp(&other.rank())
+    }
+}
+
+impl<K: Ord> PartialOrd for Sorted<K> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<K: Ord> PartialEq for Sorted<K> {
+    fn eq(&self, other: &Self) -> bool {
+        self.rank() == other.rank()
+    }
+}
+
+impl<K: Ord> Eq for Sorted<K> {}
 
 /// A group and the parts that declare it.
 #[derive(Clone, Debug)]
@@ -64,7 +96,7 @@ pub struct IncrementalCatalog<K> {
     named_at: BTreeMap<Vip, String>,
     /// IP VIPs left out because a named VIP holds their address.
     squatters: BTreeMap<Vip, Warning>,
-    tasks: BTreeMap<TaskOrder<K>, Arc<TaskRecord>>,
+    tasks: BTreeSet<Sorted<K>>,
     /// The parts' own warnings, of parts that have some.
     warnings: BTreeMap<K, Vec<Warning>>,
     /// Parts with agents known by name: while there is one, catalogs are
@@ -86,7 +118,7 @@ impl<K> Default for IncrementalCatalog<K> {
             named_vips: BTreeMap::new(),
             named_at: BTreeMap::new(),
             squatters: BTreeMap::new(),
-            tasks: BTreeMap::new(),
+            tasks: BTreeSet::new(),
             warnings: BTreeMap::new(),
             named_agents: BTreeSet::new(),
         }
@@ -124,7 +156,7 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
             self.dirty.insert(gk.clone());
         }
         for (i, t) in old.tasks.iter().enumerate() {
-            self.tasks.remove(&task_order(id, i, t));
+            self.tasks.remove(&sorted(id, i, t));
         }
         self.warnings.remove(id);
         self.named_agents.remove(id);
@@ -137,7 +169,7 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
             self.dirty.insert(gk.clone());
         }
         for (i, t) in new.tasks.iter().enumerate() {
-            self.tasks.insert(task_order(id, i, t), t.clone());
+            self.tasks.insert(sorted(id, i, t));
         }
         if !new.warnings.is_empty() {
             self.warnings.insert(id.clone(), new.warnings.clone());
@@ -315,7 +347,7 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
                 services: DesiredState {
                     services: self.services.clone(),
                 },
-                tasks: self.tasks.values().cloned().collect(),
+                tasks: self.tasks.iter().map(|t| t.record.clone()).collect(),
                 cluster: None,
             },
             warnings: warnings.chain(self.squatters.values()).cloned().collect(),
@@ -324,8 +356,12 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
     }
 }
 
-fn task_order<K: Clone>(id: &K, i: usize, t: &TaskRecord) -> TaskOrder<K> {
-    (t.app_id.clone(), t.task_id.clone(), id.clone(), i)
+fn sorted<K: Clone>(id: &K, index: usize, record: &Arc<TaskRecord>) -> Sorted<K> {
+    Sorted {
+        record: record.clone(),
+        part: id.clone(),
+        index,
+    }
 }
 
 /// Names whose address changed (or came, or went) in some family.
