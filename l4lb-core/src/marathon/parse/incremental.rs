@@ -181,8 +181,10 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
     }
 
     /// The catalog of the parts: what [`catalog_from_parts`] gives for them
-    /// in key order, with the same allocator rules. On error the allocator
-    /// is unchanged and the next call retries the same changes.
+    /// in key order, with the same allocator rules. On error (a family's
+    /// range is full) the allocator is left as a full build leaves it and
+    /// the next call retries the same changes. While a part has agents known
+    /// by name (Marathon's; Mesos parts have none) this is a full build.
     pub fn catalog(&mut self, alloc: &mut VipAllocator) -> Result<Parsed, ParseError> {
         let dirty: Vec<GroupKey> = self.dirty.iter().cloned().collect();
         for gk in &dirty {

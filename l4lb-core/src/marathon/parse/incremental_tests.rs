@@ -107,7 +107,7 @@ fn random_part(rng: &mut Rng) -> AppPart {
         let weight = rng.below(2) as u32;
         b.serve(&vips, &addrs, weight, "ports[0]");
     }
-    let named = rng.chance(5).then(|| NamedAt {
+    let named = rng.chance(2).then(|| NamedAt {
         host: Arc::from("agent-1.example.com"),
         fallback: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7))),
     });
@@ -142,7 +142,7 @@ fn random_changes_give_the_full_build() {
         let mut inc = IncrementalCatalog::default();
         let mut inc_fresh = IncrementalCatalog::default();
         let (mut alloc_inc, mut alloc_full) = (tiny_allocator(), tiny_allocator());
-        let mut seen = [0usize; 4];
+        let mut seen = [0usize; 5];
         for step in 0..400 {
             let key = rng.below(24) as u32;
             let part = (!rng.chance(30)).then(|| random_part(&mut rng));
@@ -161,6 +161,7 @@ fn random_changes_give_the_full_build() {
                     assert_eq!(g, f, "{at}");
                     seen[0] += usize::from(!f.warnings.is_empty());
                     seen[1] += f.catalog.services.services.len();
+                    seen[4] += usize::from(!f.hosts.is_empty());
                 }
                 (Err(_), Err(_)) => seen[2] += 1,
                 _ => panic!("{at}: full {full:?} incremental {got:?}"),
@@ -187,7 +188,11 @@ fn random_changes_give_the_full_build() {
             seen[3] += usize::from(model.is_empty());
         }
         // The history did reach the cases it is for.
-        assert!(seen[0] > 20 && seen[1] > 400, "seed {seed}: {seen:?}");
+        // (seen[4]: steps with a part on a named agent, a full build.)
+        assert!(
+            seen[0] > 20 && seen[1] > 400 && seen[4] > 0 && seen[4] < 200,
+            "seed {seed}: {seen:?}"
+        );
     }
 }
 
