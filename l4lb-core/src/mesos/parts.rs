@@ -131,3 +131,7 @@ impl TaskParts {
 #[cfg(test)]
 #[path = "parts_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "parts_merge_tests.rs"]
+mod merge_tests;

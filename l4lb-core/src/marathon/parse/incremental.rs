@@ -134,6 +134,11 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
         self.parts.is_empty()
     }
 
+    /// The parts, in key order (the order the catalog takes them in).
+    pub fn parts(&self) -> impl Iterator<Item = &AppPart> {
+        self.parts.values()
+    }
+
     /// Sets (`Some`) or removes (`None`) the part `id`.
     pub fn replace(&mut self, id: K, part: Option<AppPart>) {
         if self.parts.get(&id) == part.as_ref() {
