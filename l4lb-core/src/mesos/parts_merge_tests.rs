@@ -34,17 +34,7 @@ fn apply(st: &mut MesosState, line: &str) {
 
 #[test]
 fn incremental_merge_equals_the_full_merge_message_by_message() {
-    for name in [
-        "dns-hostname.json",
-        "hello-overlay.json",
-        "hello-world.json",
-        "operator-api.json",
-        "pod-tasks.json",
-        "recovered-agents.json",
-        "tcp-and-udp.json",
-        "unhealthy.json",
-        "vip-labels.json",
-    ] {
+    for name in crate::mesos::peer_tests::STREAMS {
         let mut pair = Pair {
             parts: TaskParts::default(),
             alloc: VipAllocator::new(),

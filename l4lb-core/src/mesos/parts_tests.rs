@@ -35,17 +35,7 @@ fn follow(parts: &mut TaskParts, st: &mut MesosState) -> crate::model::Catalog {
 /// tables that give the agent named `localhost` an address, then another).
 #[test]
 fn parts_follow_changes_to_the_same_catalog_as_a_fresh_build() {
-    for name in [
-        "dns-hostname.json",
-        "hello-overlay.json",
-        "hello-world.json",
-        "operator-api.json",
-        "pod-tasks.json",
-        "recovered-agents.json",
-        "tcp-and-udp.json",
-        "unhealthy.json",
-        "vip-labels.json",
-    ] {
+    for name in crate::mesos::peer_tests::STREAMS {
         let mut st = MesosState::new();
         let mut parts = TaskParts::default();
         for (i, line) in lines(name).iter().enumerate() {

@@ -26,6 +26,19 @@ pub(super) fn read_fixture(rel: &str) -> String {
     })
 }
 
+/// Every dcos-net stream fixture (`apps/dcos_net/test/*.json`).
+pub(super) const STREAMS: [&str; 9] = [
+    "dns-hostname.json",
+    "hello-overlay.json",
+    "hello-world.json",
+    "operator-api.json",
+    "pod-tasks.json",
+    "recovered-agents.json",
+    "tcp-and-udp.json",
+    "unhealthy.json",
+    "vip-labels.json",
+];
+
 /// A dcos-net fixture's non-empty lines (one message each).
 pub(super) fn lines(name: &str) -> Vec<String> {
     read_fixture(&format!("dcos-net/apps/dcos_net/test/{name}"))
