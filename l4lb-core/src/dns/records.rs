@@ -18,16 +18,17 @@
 use std::{
     collections::{BTreeSet, HashMap},
     net::{IpAddr, Ipv4Addr},
-    time::{SystemTime, UNIX_EPOCH},
+    sync::Arc,
 };
 
 use hickory_proto::rr::{
     LowerName, Name, RData, Record, RecordType,
-    rdata::{A, AAAA, NS, SOA, SRV},
+    rdata::{NS, SOA},
 };
 
 use super::ip_sources::{self, DCOS_IP_SOURCES, IpSource};
 use super::names;
+use super::zone_index::{Datum, Value, ZoneIndex};
 use crate::model::{Catalog, TaskRecord, Vip};
 use crate::naming::{self, NamingError, VipLabel, VipName};
 
@@ -79,11 +80,15 @@ impl Default for ZoneOptions {
 
 /// One zone's data: every name that exists (including empty non-terminals,
 /// which answer NOERROR/no data rather than NXDOMAIN, RFC 8020) → its records.
+/// A persistent map: a clone is O(1) and shares the nodes, so the
+/// [`ZoneIndex`] hands out snapshots while it moves on.
 #[derive(Clone, Debug)]
 pub struct Zone {
-    origin: LowerName,
-    soa: Record,
-    nodes: HashMap<LowerName, Vec<Record>>,
+    pub(super) origin: LowerName,
+    pub(super) soa: Record,
+    pub(super) nodes: imbl::HashMap<LowerName, Arc<[Record]>>,
+    /// The sum of the nodes' lengths, kept by the index.
+    pub(super) records: usize,
 }
 
 impl Zone {
@@ -98,17 +103,17 @@ impl Zone {
 
     /// The records of `name`, `None` if the name does not exist.
     pub fn get(&self, name: &LowerName) -> Option<&[Record]> {
-        self.nodes.get(name).map(Vec::as_slice)
+        self.nodes.get(name).map(|r| &**r)
     }
 
     /// Number of records.
     pub fn record_count(&self) -> usize {
-        self.nodes.values().map(Vec::len).sum()
+        self.records
     }
 
     /// Every name and its records (order unspecified).
     pub fn iter(&self) -> impl Iterator<Item = (&LowerName, &[Record])> {
-        self.nodes.iter().map(|(n, r)| (n, r.as_slice()))
+        self.nodes.iter().map(|(n, r)| (n, &**r))
     }
 }
 
@@ -117,7 +122,7 @@ impl Zone {
 /// which the server answers SERVFAIL for its zones (not a cacheable NXDOMAIN).
 #[derive(Clone, Debug, Default)]
 pub struct Zones {
-    zones: Vec<Zone>,
+    pub(super) zones: Vec<Zone>,
 }
 
 /// Result of [`Zones::lookup`].
@@ -180,19 +185,48 @@ pub fn in_served_zones(name: &LowerName) -> bool {
 }
 
 /// Builds the three zones from a catalog. `published` are the VIPs the
-/// datapath holds: a named VIP gets its name only once it is there.
+/// datapath holds: a named VIP gets its name only once it is there. The
+/// agent keeps a [`ZoneIndex`] instead, which updates by what changed.
 pub fn build_zones(catalog: &Catalog, published: &BTreeSet<Vip>, opts: &ZoneOptions) -> Zones {
-    let serial = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as u32)
-        .unwrap_or(1);
-    let mut mesos = ZoneBuilder::new(MESOS_ZONE, opts.ttls.mesos);
-    let mut dcos = ZoneBuilder::new(DCOS_ZONE, opts.ttls.l4lb);
-    let mut l4lb = ZoneBuilder::new(naming::L4LB_ZONE, opts.ttls.l4lb);
-    for task in catalog.tasks.iter().filter(|t| t.running) {
-        add_mesos_task(&mut mesos, task, &opts.ip_sources);
-        add_dcos_task(&mut dcos, task);
-    }
+    ZoneIndex::new(opts.clone()).update(catalog, published)
+}
+
+/// Index in [`ZONE_NAMES`] (and [`Zones::zones`]) of each zone.
+pub(crate) const MESOS: usize = 0;
+pub(crate) const L4LB: usize = 1;
+pub(crate) const DCOS: usize = 2;
+
+/// Each zone's origin and TTL, in [`ZONE_NAMES`] order.
+pub(crate) fn zone_heads(opts: &ZoneOptions) -> [(Name, u32); 3] {
+    let ttl = [opts.ttls.mesos, opts.ttls.l4lb, opts.ttls.l4lb];
+    [0, 1, 2].map(|i| {
+        (
+            absolute(ZONE_NAMES[i]).expect("zone names are valid"),
+            ttl[i],
+        )
+    })
+}
+
+/// What one running task adds to the task zones (`mesos` and
+/// `dcos.thisdcos.directory`), deduplicated.
+pub(crate) fn task_data(task: &TaskRecord, sources: &[IpSource]) -> Vec<Datum> {
+    let mut mesos = ZoneBuilder::new(MESOS_ZONE);
+    add_mesos_task(&mut mesos, task, sources);
+    let mut dcos = ZoneBuilder::new(DCOS_ZONE);
+    add_dcos_task(&mut dcos, task);
+    let mut out = mesos.into_data(MESOS);
+    out.extend(dcos.into_data(DCOS));
+    out
+}
+
+/// What the catalog as a whole adds: the names of the named VIPs in
+/// `published` and every zone's `ns1.<zone>` addresses.
+pub(crate) fn catalog_data(
+    catalog: &Catalog,
+    published: &BTreeSet<Vip>,
+    opts: &ZoneOptions,
+) -> Vec<Datum> {
+    let mut l4lb = ZoneBuilder::new(naming::L4LB_ZONE);
     for (vip, spec) in &catalog.services.services {
         if !published.contains(vip) {
             continue;
@@ -220,12 +254,30 @@ pub fn build_zones(catalog: &Catalog, published: &BTreeSet<Vip>, opts: &ZoneOpti
             l4lb.add_addrs(&owner, [vip.addr.ip()]);
         }
     }
-    Zones {
-        zones: [mesos, l4lb, dcos]
-            .into_iter()
-            .map(|z| z.finish(serial, &opts.ns_addrs))
-            .collect(),
+    let mut out = l4lb.into_data(L4LB);
+    for (i, zone) in ZONE_NAMES.iter().enumerate() {
+        let mut z = ZoneBuilder::new(zone);
+        let ns1 = z.name("ns1").expect("ns1.<zone> is valid");
+        z.add_addrs(&ns1, opts.ns_addrs.iter().copied());
+        out.extend(z.into_data(i));
     }
+    out
+}
+
+/// A zone's apex records: its SOA (serial `serial`, negative TTL `ttl`) and
+/// its NS, `ns1.<zone>`.
+pub(crate) fn apex_records(origin: &Name, ttl: u32, serial: u32) -> [Record; 2] {
+    let ns1 = Name::from_ascii("ns1")
+        .and_then(|n| n.append_domain(origin))
+        .expect("ns1.<zone> is valid");
+    let root = Name::from_ascii("root")
+        .and_then(|n| n.append_domain(&ns1))
+        .expect("valid");
+    let soa = SOA::new(ns1.clone(), root, serial, 60, 600, 86400, ttl);
+    [
+        Record::from_rdata(origin.clone(), ttl, RData::SOA(soa)),
+        Record::from_rdata(origin.clone(), ttl, RData::NS(NS(ns1))),
+    ]
 }
 
 /// Mesos-DNS's records of one task, once under its one-label name
@@ -344,17 +396,11 @@ fn add_dcos_task(z: &mut ZoneBuilder, task: &TaskRecord) {
 /// enumeration: (owner, data), each owner lower-cased and absolute, sorted.
 /// The same builder as the zone's, so the two never disagree.
 pub(crate) fn mesos_task_records(task: &TaskRecord, sources: &[IpSource]) -> Vec<(Name, RData)> {
-    let mut z = ZoneBuilder::new(MESOS_ZONE, 0);
-    add_mesos_task(&mut z, task, sources);
-    let mut out: Vec<(Name, RData)> = Vec::new();
-    for (name, node) in z.nodes {
-        for ip in node.addrs {
-            out.push((name.clone(), address_record(&name, 0, ip).data().clone()));
-        }
-        for (port, target) in node.srv {
-            out.push((name.clone(), RData::SRV(SRV::new(0, 1, port, target))));
-        }
-    }
+    let mut out: Vec<(Name, RData)> = task_data(task, sources)
+        .into_iter()
+        .filter(|d| d.zone == MESOS)
+        .map(|d| (Name::from(d.owner), d.value.rdata()))
+        .collect();
     out.sort_by(|a, b| (&a.0, a.1.to_string()).cmp(&(&b.0, b.1.to_string())));
     out
 }
@@ -375,15 +421,13 @@ struct Node {
 /// Collects one zone's data, deduplicated, before it becomes records.
 struct ZoneBuilder {
     origin: Name,
-    ttl: u32,
     nodes: HashMap<Name, Node>,
 }
 
 impl ZoneBuilder {
-    fn new(origin: &str, ttl: u32) -> Self {
+    fn new(origin: &str) -> Self {
         ZoneBuilder {
             origin: absolute(origin).expect("zone names are valid"),
-            ttl,
             nodes: HashMap::new(),
         }
     }
@@ -406,63 +450,21 @@ impl ZoneBuilder {
         node.srv.insert((port, target));
     }
 
-    fn finish(mut self, serial: u32, ns_addrs: &[IpAddr]) -> Zone {
-        let ttl = self.ttl;
-        let origin = self.origin.clone();
-        let ns1 = self.name("ns1").expect("ns1.<zone> is valid");
-        let soa = Record::from_rdata(
-            origin.clone(),
-            ttl,
-            RData::SOA(SOA::new(
-                ns1.clone(),
-                self.name("root.ns1").expect("valid"),
-                serial,
-                60,
-                600,
-                86400,
-                ttl,
-            )),
-        );
-        self.add_addrs(&ns1, ns_addrs.iter().copied());
-        let mut nodes: HashMap<LowerName, Vec<Record>> = HashMap::new();
+    /// The collected data as zone `zone`'s (see [`ZONE_NAMES`]).
+    fn into_data(self, zone: usize) -> Vec<Datum> {
+        let mut out = Vec::new();
         for (name, node) in self.nodes {
-            let records = node
-                .addrs
-                .into_iter()
-                .map(|ip| address_record(&name, ttl, ip))
-                .chain(node.srv.into_iter().map(|(port, target)| {
-                    Record::from_rdata(name.clone(), ttl, RData::SRV(SRV::new(0, 1, port, target)))
-                }))
-                .collect();
-            nodes.insert(LowerName::new(&name), records);
+            let owner = LowerName::new(&name);
+            let values = (node.addrs.into_iter().map(Value::Addr))
+                .chain(node.srv.into_iter().map(|(p, t)| Value::Srv(p, t)));
+            out.extend(values.map(|value| Datum {
+                zone,
+                owner: owner.clone(),
+                value,
+            }));
         }
-        // Empty non-terminals: every ancestor of a name, up to the apex.
-        let origin_lower = LowerName::new(&origin);
-        let names: Vec<LowerName> = nodes.keys().cloned().collect();
-        for name in names {
-            let mut n = name.base_name();
-            while origin_lower.zone_of(&n) && n != origin_lower {
-                nodes.entry(n.clone()).or_default();
-                n = n.base_name();
-            }
-        }
-        let apex = nodes.entry(origin_lower.clone()).or_default();
-        apex.push(soa.clone());
-        apex.push(Record::from_rdata(origin, ttl, RData::NS(NS(ns1))));
-        Zone {
-            origin: origin_lower,
-            soa,
-            nodes,
-        }
+        out
     }
-}
-
-fn address_record(name: &Name, ttl: u32, ip: IpAddr) -> Record {
-    let rdata = match ip {
-        IpAddr::V4(a) => RData::A(A(a)),
-        IpAddr::V6(a) => RData::AAAA(AAAA(a)),
-    };
-    Record::from_rdata(name.clone(), ttl, rdata)
 }
 
 #[cfg(test)]
