@@ -29,7 +29,7 @@ use hickory_proto::rr::{
 use super::ip_sources::{self, DCOS_IP_SOURCES, IpSource};
 use super::names;
 use super::zone_index::{Datum, Value, ZoneIndex};
-use crate::model::{Catalog, TaskRecord, Vip};
+use crate::model::{Catalog, ServiceSpec, TaskRecord, Vip};
 use crate::naming::{self, NamingError, VipLabel, VipName};
 
 /// Mesos-DNS's domain.
@@ -219,42 +219,35 @@ pub(crate) fn task_data(task: &TaskRecord, sources: &[IpSource]) -> Vec<Datum> {
     out
 }
 
-/// What the catalog as a whole adds: the names of the named VIPs in
-/// `published` and every zone's `ns1.<zone>` addresses.
-pub(crate) fn catalog_data(
-    catalog: &Catalog,
-    published: &BTreeSet<Vip>,
-    opts: &ZoneOptions,
-) -> Vec<Datum> {
-    let mut l4lb = ZoneBuilder::new(naming::L4LB_ZONE);
-    for (vip, spec) in &catalog.services.services {
-        if !published.contains(vip) {
-            continue;
-        }
-        let Some(label) = spec.name.as_deref() else {
-            continue;
-        };
-        let name = match naming::parse_vip_label(label) {
-            Ok(VipLabel {
-                name: VipName::Named(n),
-                ..
-            }) => n,
-            Ok(_) => continue, // an address VIP has no name
-            // A name given without its port (`/redis`) is still the name.
-            Err(NamingError::MissingPort { .. }) => label.to_owned(),
-            Err(_) => continue,
-        };
-        let framework = spec
-            .framework
-            .as_deref()
-            .unwrap_or(crate::declare::FRAMEWORK);
-        if let Some(fqdn) = naming::vip_fqdn(&name, framework)
-            && let Some(owner) = absolute(&fqdn)
-        {
-            l4lb.add_addrs(&owner, [vip.addr.ip()]);
-        }
-    }
-    let mut out = l4lb.into_data(L4LB);
+/// The name of a named VIP the datapath holds, `None` for an address VIP
+/// or a label that makes no valid name.
+pub(crate) fn vip_datum(vip: &Vip, spec: &ServiceSpec) -> Option<Datum> {
+    let label = spec.name.as_deref()?;
+    let name = match naming::parse_vip_label(label) {
+        Ok(VipLabel {
+            name: VipName::Named(n),
+            ..
+        }) => n,
+        Ok(_) => return None, // an address VIP has no name
+        // A name given without its port (`/redis`) is still the name.
+        Err(NamingError::MissingPort { .. }) => label.to_owned(),
+        Err(_) => return None,
+    };
+    let framework = spec
+        .framework
+        .as_deref()
+        .unwrap_or(crate::declare::FRAMEWORK);
+    let owner = absolute(&naming::vip_fqdn(&name, framework)?)?;
+    Some(Datum {
+        zone: L4LB,
+        owner: LowerName::new(&owner),
+        value: Value::Addr(vip.addr.ip()),
+    })
+}
+
+/// Every zone's `ns1.<zone>` addresses.
+pub(crate) fn glue_data(opts: &ZoneOptions) -> Vec<Datum> {
+    let mut out = Vec::new();
     for (i, zone) in ZONE_NAMES.iter().enumerate() {
         let mut z = ZoneBuilder::new(zone);
         let ns1 = z.name("ns1").expect("ns1.<zone> is valid");

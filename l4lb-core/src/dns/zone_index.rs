@@ -25,8 +25,10 @@ use hickory_proto::rr::{
     rdata::{A, AAAA, SRV},
 };
 
-use super::records::{Zone, ZoneOptions, Zones, apex_records, catalog_data, task_data, zone_heads};
-use crate::model::{Catalog, TaskRecord, Vip};
+use super::records::{
+    Zone, ZoneOptions, Zones, apex_records, glue_data, task_data, vip_datum, zone_heads,
+};
+use crate::model::{Catalog, ServiceSpec, TaskRecord, Vip};
 
 /// One record's worth of data a contributor adds to a zone.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -81,6 +83,19 @@ struct Contribution {
     data: Vec<Datum>,
 }
 
+/// A published VIP's name, remembered with what it was made from.
+struct VipEntry {
+    label: Option<String>,
+    framework: Option<String>,
+    datum: Option<Datum>,
+}
+
+impl VipEntry {
+    fn made_from(&self, spec: &ServiceSpec) -> bool {
+        self.label == spec.name && self.framework == spec.framework
+    }
+}
+
 /// One name's reference counts.
 #[derive(Default)]
 struct Node {
@@ -109,8 +124,8 @@ struct ZoneState {
 pub struct ZoneIndex {
     opts: ZoneOptions,
     tasks: HashMap<TaskKey, Contribution>,
-    /// What the catalog as a whole added last time (named VIPs, glue).
-    catalog: HashSet<Datum>,
+    /// The named VIPs in the zone.
+    vips: HashMap<Vip, VipEntry>,
     zones: Vec<ZoneState>,
     /// Names recomputed by the last update.
     recomputed: usize,
@@ -135,13 +150,17 @@ impl ZoneIndex {
                 }
             })
             .collect();
-        ZoneIndex {
-            opts,
+        let mut index = ZoneIndex {
             tasks: HashMap::new(),
-            catalog: HashSet::new(),
+            vips: HashMap::new(),
             zones,
             recomputed: 0,
+            opts,
+        };
+        for d in glue_data(&index.opts) {
+            add(&mut index.zones, &d);
         }
+        index
     }
 
     /// The zones of `catalog` (named VIPs only for `published`), serial now.
@@ -161,16 +180,7 @@ impl ZoneIndex {
         serial: u32,
     ) -> Zones {
         self.update_tasks(catalog);
-        let fresh: HashSet<Datum> = catalog_data(catalog, published, &self.opts)
-            .into_iter()
-            .collect();
-        for d in self.catalog.difference(&fresh) {
-            withdraw(&mut self.zones, d);
-        }
-        for d in fresh.difference(&self.catalog) {
-            add(&mut self.zones, d);
-        }
-        self.catalog = fresh;
+        self.update_vips(catalog, published);
         self.recomputed = 0;
         for z in &mut self.zones {
             self.recomputed += z.publish(serial);
@@ -207,6 +217,37 @@ impl ZoneIndex {
             let data: Vec<Datum> = tasks.iter().flat_map(|t| task_data(t, sources)).collect();
             data.iter().for_each(|d| add(zones, d));
             self.tasks.insert(key, Contribution { tasks, data });
+        }
+    }
+}
+
+impl ZoneIndex {
+    /// Withdraws the names of VIPs gone, unpublished or renamed; adds the new.
+    fn update_vips(&mut self, catalog: &Catalog, published: &BTreeSet<Vip>) {
+        let services = &catalog.services.services;
+        let zones = &mut self.zones;
+        self.vips.retain(|vip, old| {
+            let keep = published.contains(vip)
+                && services.get(vip).is_some_and(|spec| old.made_from(spec));
+            if !keep && let Some(d) = &old.datum {
+                withdraw(zones, d);
+            }
+            keep
+        });
+        for (vip, spec) in services.iter().filter(|(v, _)| published.contains(v)) {
+            if self.vips.contains_key(vip) {
+                continue;
+            }
+            let datum = vip_datum(vip, spec);
+            if let Some(d) = &datum {
+                add(zones, d);
+            }
+            let entry = VipEntry {
+                label: spec.name.clone(),
+                framework: spec.framework.clone(),
+                datum,
+            };
+            self.vips.insert(*vip, entry);
         }
     }
 }
@@ -327,3 +368,6 @@ fn step_entry<K: Ord>(counts: &mut BTreeMap<K, u32>, key: K, up: bool) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
