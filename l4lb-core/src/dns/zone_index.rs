@@ -219,9 +219,7 @@ impl ZoneIndex {
             self.tasks.insert(key, Contribution { tasks, data });
         }
     }
-}
 
-impl ZoneIndex {
     /// Withdraws the names of VIPs gone, unpublished or renamed; adds the new.
     fn update_vips(&mut self, catalog: &Catalog, published: &BTreeSet<Vip>) {
         let services = &catalog.services.services;
