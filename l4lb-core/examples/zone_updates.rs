@@ -154,10 +154,36 @@ fn lookups(z: &Zones) {
     );
 }
 
+/// The process's resident memory in MB.
+fn rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
+    kb.unwrap_or(0.0) / 1024.0
+}
+
 fn main() {
     let (catalog, published) = catalog();
     let opts = ZoneOptions::default();
-    let mut zones = Zones::default();
+    let before = rss_mb();
+    let mut index = ZoneIndex::new(opts.clone());
+    let t = Instant::now();
+    let first = index.update(&catalog, &published);
+    println!(
+        "index first update: {:.1} ms, {} records",
+        ms(t),
+        first.record_count()
+    );
+    drop(first);
+    let with_index = rss_mb();
+    let mut zones = build_zones(&catalog, &published, &opts);
+    println!(
+        "memory: the index {:.1} MB, one full build's zones {:.1} MB",
+        with_index - before,
+        rss_mb() - with_index
+    );
     for _ in 0..3 {
         let t = Instant::now();
         zones = build_zones(&catalog, &published, &opts);
@@ -168,21 +194,13 @@ fn main() {
         );
     }
     println!("digest {}", digest(&zones));
-    updates(&catalog, &published, &opts);
+    updates(index, &catalog, &published, &opts);
     lookups(&zones);
 }
 
 /// One task changed per update, cycling through tasks: killed (gone from
 /// the catalog), added back, unhealthy, healthy again.
-fn updates(catalog: &Catalog, published: &BTreeSet<Vip>, opts: &ZoneOptions) {
-    let mut index = ZoneIndex::new(opts.clone());
-    let t = Instant::now();
-    let first = index.update(catalog, published);
-    println!(
-        "index first update: {:.1} ms, {} records",
-        ms(t),
-        first.record_count()
-    );
+fn updates(mut index: ZoneIndex, catalog: &Catalog, published: &BTreeSet<Vip>, opts: &ZoneOptions) {
     let mut current = catalog.clone();
     let mut took: Vec<(&str, f64, usize)> = Vec::new();
     for round in 0..50 {

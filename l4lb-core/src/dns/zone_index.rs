@@ -1,19 +1,20 @@
 //! Zones updated by what changed, not rebuilt: the agent keeps one
 //! [`ZoneIndex`] and feeds it every catalog.
 //!
-//! The index remembers what each task added (its [`Datum`]s, from the same
-//! builders as a full build) under the task's identity (framework, task id).
+//! The index remembers each task under its identity (framework, task id).
 //! An update compares the new catalog's tasks with the remembered ones (an
 //! unchanged task costs a hash lookup and a pointer or value compare),
-//! withdraws what vanished or changed, adds what is new, and recomputes only
-//! the names that were touched. Each name keeps reference counts: how many
+//! withdraws what the vanished or changed ones added (their [`Datum`]s,
+//! recomputed by the same builders as a full build rather than kept: they
+//! would double the index's memory), adds what the new ones add, and
+//! recomputes only the names that were touched. Each name keeps reference counts: how many
 //! contributors gave each address or SRV (the name's records are the union,
 //! addresses sorted then SRVs sorted, as a full build orders them) and how
 //! many names with records lie below it (an empty non-terminal exists while
 //! that count is not zero). The published nodes are a persistent map, so the
 //! [`Zones`] handed out are O(1) snapshots that later updates do not touch.
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    collections::{BTreeSet, HashMap, HashSet},
     hash::{Hash, Hasher},
     net::IpAddr,
     sync::Arc,
@@ -76,13 +77,6 @@ impl PartialEq for TaskKey {
 
 impl Eq for TaskKey {}
 
-/// The running tasks of one identity (a catalog may repeat an id) and what
-/// they add.
-struct Contribution {
-    tasks: Vec<Arc<TaskRecord>>,
-    data: Vec<Datum>,
-}
-
 /// A published VIP's name, remembered with what it was made from.
 struct VipEntry {
     label: Option<String>,
@@ -96,11 +90,12 @@ impl VipEntry {
     }
 }
 
-/// One name's reference counts.
+/// One name's reference counts, sorted (a `Vec`: most names have a few
+/// values, and a `BTreeMap` node would cost ten times the memory).
 #[derive(Default)]
 struct Node {
-    addrs: BTreeMap<IpAddr, u32>,
-    srv: BTreeMap<(u16, Name), u32>,
+    addrs: Vec<(IpAddr, u32)>,
+    srv: Vec<((u16, Name), u32)>,
     /// Names with records strictly below this one.
     below: u32,
 }
@@ -123,7 +118,8 @@ struct ZoneState {
 /// The agent's zones, updated in time proportional to what changed.
 pub struct ZoneIndex {
     opts: ZoneOptions,
-    tasks: HashMap<TaskKey, Contribution>,
+    /// The running tasks of each identity (a catalog may repeat an id).
+    tasks: HashMap<TaskKey, Vec<Arc<TaskRecord>>>,
     /// The named VIPs in the zone.
     vips: HashMap<Vip, VipEntry>,
     zones: Vec<ZoneState>,
@@ -203,20 +199,21 @@ impl ZoneIndex {
             fresh.entry(TaskKey(t.clone())).or_default().push(t.clone());
         }
         let zones = &mut self.zones;
+        let sources = &self.opts.ip_sources;
         self.tasks.retain(|key, old| {
-            let unchanged = fresh.get(key).is_some_and(|now| same(&old.tasks, now));
+            let unchanged = fresh.get(key).is_some_and(|now| same(old, now));
             if unchanged {
                 fresh.remove(key);
             } else {
-                old.data.iter().for_each(|d| withdraw(zones, d));
+                let data = old.iter().flat_map(|t| task_data(t, sources));
+                data.for_each(|d| withdraw(zones, &d));
             }
             unchanged
         });
-        let sources = &self.opts.ip_sources;
         for (key, tasks) in fresh {
-            let data: Vec<Datum> = tasks.iter().flat_map(|t| task_data(t, sources)).collect();
-            data.iter().for_each(|d| add(zones, d));
-            self.tasks.insert(key, Contribution { tasks, data });
+            let data = tasks.iter().flat_map(|t| task_data(t, sources));
+            data.for_each(|d| add(zones, &d));
+            self.tasks.insert(key, tasks);
         }
     }
 
@@ -347,8 +344,8 @@ impl ZoneState {
     /// A name's records: addresses sorted, then SRVs sorted.
     fn records(&self, name: &LowerName, node: &Node) -> Vec<Record> {
         let owner = Name::from(name.clone());
-        let values = (node.addrs.keys().map(|ip| Value::Addr(*ip)))
-            .chain(node.srv.keys().map(|(p, t)| Value::Srv(*p, t.clone())));
+        let values = (node.addrs.iter().map(|(ip, _)| Value::Addr(*ip)))
+            .chain(node.srv.iter().map(|((p, t), _)| Value::Srv(*p, t.clone())));
         values
             .map(|v| Record::from_rdata(owner.clone(), self.ttl, v.rdata()))
             .collect()
@@ -356,14 +353,17 @@ impl ZoneState {
 }
 
 /// One contributor more (`up`) or less for `key`; the key goes at zero.
-fn step_entry<K: Ord>(counts: &mut BTreeMap<K, u32>, key: K, up: bool) {
-    if up {
-        *counts.entry(key).or_default() += 1;
-    } else if let Some(c) = counts.get_mut(&key) {
-        *c -= 1;
-        if *c == 0 {
-            counts.remove(&key);
+fn step_entry<K: Ord>(counts: &mut Vec<(K, u32)>, key: K, up: bool) {
+    match (counts.binary_search_by(|(k, _)| k.cmp(&key)), up) {
+        (Ok(i), true) => counts[i].1 += 1,
+        (Err(i), true) => counts.insert(i, (key, 1)),
+        (Ok(i), false) => {
+            counts[i].1 -= 1;
+            if counts[i].1 == 0 {
+                counts.remove(i);
+            }
         }
+        (Err(_), false) => {}
     }
 }
 
