@@ -28,7 +28,7 @@ use hickory_proto::rr::{
 
 use super::ip_sources::{self, DCOS_IP_SOURCES, IpSource};
 use super::names;
-use super::zone_index::{Datum, Value, ZoneIndex};
+use super::zone_index::{Datum, Value, ZoneIndex, ZoneNode};
 use crate::model::{Catalog, ServiceSpec, TaskRecord, Vip};
 use crate::naming::{self, NamingError, VipLabel, VipName};
 
@@ -86,7 +86,7 @@ impl Default for ZoneOptions {
 pub struct Zone {
     pub(super) origin: LowerName,
     pub(super) soa: Record,
-    pub(super) nodes: imbl::HashMap<LowerName, Arc<[Record]>>,
+    pub(super) nodes: imbl::HashMap<LowerName, Arc<ZoneNode>>,
     /// The sum of the nodes' lengths, kept by the index.
     pub(super) records: usize,
 }
@@ -103,7 +103,7 @@ impl Zone {
 
     /// The records of `name`, `None` if the name does not exist.
     pub fn get(&self, name: &LowerName) -> Option<&[Record]> {
-        self.nodes.get(name).map(|r| &**r)
+        self.nodes.get(name).map(|n| n.records())
     }
 
     /// Number of records.
@@ -113,7 +113,7 @@ impl Zone {
 
     /// Every name and its records (order unspecified).
     pub fn iter(&self) -> impl Iterator<Item = (&LowerName, &[Record])> {
-        self.nodes.iter().map(|(n, r)| (n, &**r))
+        self.nodes.iter().map(|(n, node)| (n, node.records()))
     }
 }
 

@@ -7,14 +7,16 @@
 //! withdraws what the vanished or changed ones added (their [`Datum`]s,
 //! recomputed by the same builders as a full build rather than kept: they
 //! would double the index's memory), adds what the new ones add, and
-//! recomputes only the names that were touched. Each name keeps reference counts: how many
-//! contributors gave each address or SRV (the name's records are the union,
-//! addresses sorted then SRVs sorted, as a full build orders them) and how
-//! many names with records lie below it (an empty non-terminal exists while
-//! that count is not zero). The published nodes are a persistent map, so the
-//! [`Zones`] handed out are O(1) snapshots that later updates do not touch.
+//! rewrites only the names that were touched. Each name ([`ZoneNode`])
+//! keeps, next to its records, reference counts: how many contributors gave
+//! each record (the records are the union, addresses sorted then SRVs
+//! sorted, as a full build orders them) and how many names with records lie
+//! below it (an empty non-terminal exists while that count is not zero).
+//! The nodes live in a persistent map, so the [`Zones`] handed out are O(1)
+//! snapshots that later updates do not touch.
 use std::{
-    collections::{BTreeSet, HashMap, HashSet},
+    cmp::Ordering,
+    collections::{BTreeSet, HashMap},
     hash::{Hash, Hasher},
     net::IpAddr,
     sync::Arc,
@@ -90,29 +92,73 @@ impl VipEntry {
     }
 }
 
-/// One name's reference counts, sorted (a `Vec`: most names have a few
-/// values, and a `BTreeMap` node would cost ten times the memory).
-#[derive(Default)]
-struct Node {
-    addrs: Vec<(IpAddr, u32)>,
-    srv: Vec<((u16, Name), u32)>,
-    /// Names with records strictly below this one.
+/// One name of a zone: its records (addresses sorted, then SRVs sorted,
+/// then at the apex the SOA and NS), how many contributors gave each of the
+/// data records (`counts[i]` for `records[i]`) and how many names with
+/// records lie strictly below it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ZoneNode {
+    records: Vec<Record>,
+    counts: Vec<u32>,
     below: u32,
 }
 
-impl Node {
-    fn has_data(&self) -> bool {
-        !self.addrs.is_empty() || !self.srv.is_empty()
+impl ZoneNode {
+    pub(crate) fn records(&self) -> &[Record] {
+        &self.records
+    }
+
+    /// Counts `value` in (`up`) or out; returns the change in records.
+    fn count(&mut self, owner: &LowerName, ttl: u32, value: &Value, up: bool) -> isize {
+        let data = &self.records[..self.counts.len()];
+        match (data.binary_search_by(|r| order(r, value)), up) {
+            (Ok(i), true) => self.counts[i] += 1,
+            (Err(i), true) => {
+                let record = Record::from_rdata(Name::from(owner.clone()), ttl, value.rdata());
+                insert_exact(&mut self.records, i, record);
+                insert_exact(&mut self.counts, i, 1);
+                return 1;
+            }
+            (Ok(i), false) => {
+                self.counts[i] -= 1;
+                if self.counts[i] == 0 {
+                    self.counts.remove(i);
+                    self.records.remove(i);
+                    return -1;
+                }
+            }
+            (Err(_), false) => {}
+        }
+        0
     }
 }
 
-/// One zone: its counts, the names touched since the last publish, and the
-/// published snapshot.
+/// Where `r` sorts against `value`: addresses by address, then SRVs by port
+/// and target (a full build's order).
+fn order(r: &Record, value: &Value) -> Ordering {
+    match (r.data(), value) {
+        (RData::A(a), Value::Addr(ip)) => IpAddr::V4(a.0).cmp(ip),
+        (RData::AAAA(a), Value::Addr(ip)) => IpAddr::V6(a.0).cmp(ip),
+        (RData::SRV(s), Value::Srv(port, target)) => (s.port(), s.target()).cmp(&(*port, target)),
+        (RData::SRV(_), Value::Addr(_)) => Ordering::Greater,
+        _ => Ordering::Less,
+    }
+}
+
+/// `Vec::insert` without the doubling for small vectors: most names hold a
+/// record or two, and a record is a few hundred bytes.
+fn insert_exact<T>(v: &mut Vec<T>, i: usize, x: T) {
+    if v.len() == v.capacity() && v.len() < 16 {
+        v.reserve_exact(1);
+    }
+    v.insert(i, x);
+}
+
+/// One zone, its TTL, and how many names the current update wrote.
 struct ZoneState {
     ttl: u32,
-    nodes: HashMap<LowerName, Node>,
-    dirty: HashSet<LowerName>,
     zone: Zone,
+    writes: usize,
 }
 
 /// The agent's zones, updated in time proportional to what changed.
@@ -123,8 +169,6 @@ pub struct ZoneIndex {
     /// The named VIPs in the zone.
     vips: HashMap<Vip, VipEntry>,
     zones: Vec<ZoneState>,
-    /// Names recomputed by the last update.
-    recomputed: usize,
 }
 
 impl ZoneIndex {
@@ -135,8 +179,7 @@ impl ZoneIndex {
                 let [soa, _] = apex_records(&origin, ttl, 0);
                 ZoneState {
                     ttl,
-                    nodes: HashMap::new(),
-                    dirty: HashSet::new(),
+                    writes: 0,
                     zone: Zone {
                         origin: LowerName::new(&origin),
                         soa,
@@ -150,7 +193,6 @@ impl ZoneIndex {
             tasks: HashMap::new(),
             vips: HashMap::new(),
             zones,
-            recomputed: 0,
             opts,
         };
         for d in glue_data(&index.opts) {
@@ -175,20 +217,21 @@ impl ZoneIndex {
         published: &BTreeSet<Vip>,
         serial: u32,
     ) -> Zones {
+        self.zones.iter_mut().for_each(|z| z.writes = 0);
         self.update_tasks(catalog);
         self.update_vips(catalog, published);
-        self.recomputed = 0;
         for z in &mut self.zones {
-            self.recomputed += z.publish(serial);
+            z.set_apex(serial);
         }
         Zones {
             zones: self.zones.iter().map(|z| z.zone.clone()).collect(),
         }
     }
 
-    /// How many names the last update recomputed (each zone's apex included).
-    pub fn recomputed(&self) -> usize {
-        self.recomputed
+    /// How many times the last update wrote a name (each zone's apex
+    /// included): what it cost beyond comparing the catalog with the last.
+    pub fn node_writes(&self) -> usize {
+        self.zones.iter().map(|z| z.writes).sum()
     }
 
     /// Withdraws the tasks that vanished or changed, adds the new ones.
@@ -265,30 +308,18 @@ fn withdraw(zones: &mut [ZoneState], d: &Datum) {
     zones[d.zone].count(&d.owner, &d.value, false);
 }
 
-/// `count` up or down by one.
-fn step(count: &mut u32, up: bool) {
-    *count = if up {
-        *count + 1
-    } else {
-        count.saturating_sub(1)
-    };
-}
-
 impl ZoneState {
     /// Counts one contributor's `value` at `owner` in (`up`) or out.
     fn count(&mut self, owner: &LowerName, value: &Value, up: bool) {
-        let node = self.nodes.entry(owner.clone()).or_default();
-        let had = node.has_data();
-        match value {
-            Value::Addr(ip) => step_entry(&mut node.addrs, *ip, up),
-            Value::Srv(port, target) => step_entry(&mut node.srv, (*port, target.clone()), up),
+        let node = Arc::make_mut(self.zone.nodes.entry(owner.clone()).or_default());
+        let had = !node.counts.is_empty();
+        let delta = node.count(owner, self.ttl, value, up);
+        let has = !node.counts.is_empty();
+        if node.records.is_empty() && node.below == 0 {
+            self.zone.nodes.remove(owner);
         }
-        let has = node.has_data();
-        let gone = !has && node.below == 0;
-        if gone {
-            self.nodes.remove(owner);
-        }
-        self.dirty.insert(owner.clone());
+        self.zone.records = self.zone.records.wrapping_add_signed(delta);
+        self.writes += 1;
         if had != has {
             self.count_below(owner, has);
         }
@@ -301,71 +332,31 @@ impl ZoneState {
         let origin = self.zone.origin.clone();
         let mut n = name.base_name();
         while origin.zone_of(&n) && n != origin {
-            let node = self.nodes.entry(n.clone()).or_default();
-            step(&mut node.below, up);
-            if node.below == u32::from(up) {
-                // Crossed zero: the name appears or (if empty) goes.
-                if node.below == 0 && !node.has_data() {
-                    self.nodes.remove(&n);
-                }
-                self.dirty.insert(n.clone());
+            let node = Arc::make_mut(self.zone.nodes.entry(n.clone()).or_default());
+            node.below = match up {
+                true => node.below + 1,
+                false => node.below.saturating_sub(1),
+            };
+            if node.records.is_empty() && node.below == 0 {
+                self.zone.nodes.remove(&n);
             }
+            self.writes += 1;
             n = n.base_name();
         }
     }
 
-    /// Writes the touched names and the apex (new serial) into the
-    /// published map; returns how many names it wrote.
-    fn publish(&mut self, serial: u32) -> usize {
+    /// The apex's SOA (serial `serial`) and NS, after its data records.
+    fn set_apex(&mut self, serial: u32) {
         let origin = self.zone.origin.clone();
         let [soa, ns] = apex_records(&origin, self.ttl, serial);
         self.zone.soa = soa.clone();
-        self.dirty.insert(origin.clone());
-        let touched = self.dirty.len();
-        for name in std::mem::take(&mut self.dirty) {
-            let mut records = self.nodes.get(&name).map(|n| self.records(&name, n));
-            if name == origin {
-                records
-                    .get_or_insert_default()
-                    .extend([soa.clone(), ns.clone()]);
-            }
-            let old = match records {
-                Some(r) => {
-                    self.zone.records += r.len();
-                    self.zone.nodes.insert(name, r.into())
-                }
-                None => self.zone.nodes.remove(&name),
-            };
-            self.zone.records -= old.map_or(0, |r| r.len());
-        }
-        touched
-    }
-
-    /// A name's records: addresses sorted, then SRVs sorted.
-    fn records(&self, name: &LowerName, node: &Node) -> Vec<Record> {
-        let owner = Name::from(name.clone());
-        let values = (node.addrs.iter().map(|(ip, _)| Value::Addr(*ip)))
-            .chain(node.srv.iter().map(|((p, t), _)| Value::Srv(*p, t.clone())));
-        values
-            .map(|v| Record::from_rdata(owner.clone(), self.ttl, v.rdata()))
-            .collect()
+        let node = Arc::make_mut(self.zone.nodes.entry(origin).or_default());
+        let before = node.records.len();
+        node.records.truncate(node.counts.len());
+        node.records.extend([soa, ns]);
+        self.zone.records = self.zone.records + node.records.len() - before;
+        self.writes += 1;
     }
 }
-
-/// One contributor more (`up`) or less for `key`; the key goes at zero.
-fn step_entry<K: Ord>(counts: &mut Vec<(K, u32)>, key: K, up: bool) {
-    match (counts.binary_search_by(|(k, _)| k.cmp(&key)), up) {
-        (Ok(i), true) => counts[i].1 += 1,
-        (Err(i), true) => counts.insert(i, (key, 1)),
-        (Ok(i), false) => {
-            counts[i].1 -= 1;
-            if counts[i].1 == 0 {
-                counts.remove(i);
-            }
-        }
-        (Err(_), false) => {}
-    }
-}
-
 #[cfg(test)]
 mod tests;
