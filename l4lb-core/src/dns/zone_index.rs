@@ -243,20 +243,20 @@ impl ZoneIndex {
         }
         let zones = &mut self.zones;
         let sources = &self.opts.ip_sources;
-        self.tasks.retain(|key, old| {
-            let unchanged = fresh.get(key).is_some_and(|now| same(old, now));
-            if unchanged {
-                fresh.remove(key);
-            } else {
+        let mut changed = Vec::new();
+        self.tasks.retain(|key, old| match fresh.remove(key) {
+            Some(now) if same(old, &now) => true,
+            now => {
                 let data = old.iter().flat_map(|t| task_data(t, sources));
                 data.for_each(|d| withdraw(zones, &d));
+                changed.extend(now);
+                false
             }
-            unchanged
         });
-        for (key, tasks) in fresh {
+        for tasks in fresh.into_values().chain(changed) {
             let data = tasks.iter().flat_map(|t| task_data(t, sources));
             data.for_each(|d| add(zones, &d));
-            self.tasks.insert(key, tasks);
+            self.tasks.insert(TaskKey(tasks[0].clone()), tasks);
         }
     }
 
