@@ -1,7 +1,8 @@
 //! How long DNS zones take at 10,000 Mesos tasks (2,000 apps x 5, one named
 //! VIP each, the shape of `cargo xtask bench mesos`): a full build, then a
-//! [`ZoneIndex`] fed one changed task at a time (killed, health flipped,
-//! added back), then a lookup and a whole answer per name.
+//! [`ZoneIndex`] fed one changed task at a time (killed, added back, health
+//! flipped; every record rebuilt, as the Mesos source does), the heap the
+//! index and plain zones take, then a lookup and a whole answer per name.
 //! `cargo run --release -p l4lb-core --example zone_updates`.
 use std::{
     alloc::{GlobalAlloc, Layout, System},
