@@ -142,14 +142,15 @@ pub async fn run(args: RunArgs) -> Result<()> {
     }
 
     // DNS answers from the same catalogs; VIP names only once the maps hold the VIP.
-    let dns = match args.dns.config() {
+    let mut dns = match args.dns.config() {
         Some(cfg) => {
             let (zones_tx, zones_rx) =
                 tokio::sync::watch::channel(Arc::new(dns::Zones::pending(&cfg.zone)));
             let server = dns::spawn(cfg.clone(), zones_rx)?;
             info!(listen = ?server.local_addrs(), "DNS server listening");
             metrics.set_dns(server.counters());
-            Some((server, zones_tx, cfg.zone))
+            let index = dns::ZoneIndex::new(cfg.zone.clone());
+            Some((server, zones_tx, cfg.zone, index))
         }
         None => None,
     };
@@ -214,8 +215,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
                     let zone_opts = dns.as_ref().map(|d| d.2.clone()).unwrap_or_default();
                     // Zones are built here only for the DNS server; the HTTP
                     // API builds its own on demand when there is none.
-                    let zones = dns.as_ref().map(|(_, zones_tx, zone)| {
-                        publish_zones(zones_tx, &catalog, &in_maps, zone, &trigger, received_at)
+                    let zones = dns.as_mut().map(|(_, zones_tx, _, index)| {
+                        publish_zones(zones_tx, &catalog, &in_maps, index, &trigger, received_at)
                     });
                     let view = http_api::View::new(catalog.clone(), in_maps, zone_opts, zones);
                     view_tx.send_replace(Arc::new(view));
@@ -338,18 +339,18 @@ async fn finish(
     }
 }
 
-/// Builds the zones of `catalog` (named VIPs only for `in_maps`) and hands
-/// them to the DNS server.
+/// Updates the zones to `catalog` (named VIPs only for `in_maps`) by what
+/// changed and hands them to the DNS server.
 fn publish_zones(
     zones_tx: &tokio::sync::watch::Sender<Arc<dns::Zones>>,
     catalog: &Catalog,
     in_maps: &BTreeSet<Vip>,
-    opts: &dns::ZoneOptions,
+    index: &mut dns::ZoneIndex,
     trigger: &str,
     received_at: Option<Instant>,
 ) -> Arc<dns::Zones> {
     let start = Instant::now();
-    let zones = Arc::new(dns::build_zones(catalog, in_maps, opts));
+    let zones = Arc::new(index.update(catalog, in_maps));
     zones_tx.send_replace(zones.clone());
     let now = Instant::now();
     info!(

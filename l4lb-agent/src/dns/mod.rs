@@ -29,7 +29,7 @@ mod hardening_tests;
 // The pure part lives in l4lb-core.
 pub use args::DnsArgs;
 pub use l4lb_core::dns::{
-    Reply, ReplyOpts, Ttls, ZoneOptions, Zones, answer, build_zones, domain, framing, ip_sources,
-    names, records, respond,
+    Reply, ReplyOpts, Ttls, ZoneIndex, ZoneOptions, Zones, answer, build_zones, domain, framing,
+    ip_sources, names, records, respond,
 };
 pub use server::{CountersSnapshot, DnsConfig, DnsCounters, DnsServer, spawn};

@@ -9,7 +9,7 @@ use crate::model::Endpoint;
 /// The records of `c` in a zone `domain`, as `name A|AAAA ip` and
 /// `name SRV target:port`, sorted.
 fn records(domain: &str, c: &Cluster) -> Vec<String> {
-    let mut z = ZoneBuilder::new(domain, 0);
+    let mut z = ZoneBuilder::new(domain);
     add_cluster(&mut z, c);
     let mut out: Vec<String> = z
         .into_records()

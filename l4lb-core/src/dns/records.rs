@@ -21,18 +21,19 @@
 use std::{
     collections::{BTreeSet, HashMap},
     net::{IpAddr, Ipv4Addr},
-    time::{SystemTime, UNIX_EPOCH},
+    sync::Arc,
 };
 
 use hickory_proto::rr::{
     LowerName, Name, RData, Record, RecordType,
-    rdata::{A, AAAA, NS, SOA, SRV},
+    rdata::{NS, SOA},
 };
 
 use super::cluster;
 use super::ip_sources::{self, DCOS_IP_SOURCES, IpSource};
 use super::names;
-use crate::model::{Catalog, TaskRecord, Vip};
+use super::zone_index::{Datum, Value, ZoneIndex, ZoneNode};
+use crate::model::{Catalog, Cluster, ServiceSpec, TaskRecord, Vip};
 use crate::naming::{self, NamingError, VipLabel, VipName};
 
 /// Mesos-DNS's default domain (`--dns-domain`).
@@ -73,7 +74,8 @@ pub struct ZoneOptions {
 }
 
 impl ZoneOptions {
-    /// Every zone served, the Mesos-DNS one first.
+    /// Every zone served, the Mesos-DNS one first (the order of
+    /// [`Zones::zones`]).
     pub fn zone_names(&self) -> [&str; 3] {
         [&self.mesos_domain, naming::L4LB_ZONE, DCOS_ZONE]
     }
@@ -92,11 +94,15 @@ impl Default for ZoneOptions {
 
 /// One zone's data: every name that exists (including empty non-terminals,
 /// which answer NOERROR/no data rather than NXDOMAIN, RFC 8020) → its records.
+/// A persistent map: a clone is O(1) and shares the nodes, so the
+/// [`ZoneIndex`] hands out snapshots while it moves on.
 #[derive(Clone, Debug)]
 pub struct Zone {
-    origin: LowerName,
-    soa: Record,
-    nodes: HashMap<LowerName, Vec<Record>>,
+    pub(super) origin: LowerName,
+    pub(super) soa: Record,
+    pub(super) nodes: imbl::HashMap<LowerName, Arc<ZoneNode>>,
+    /// The sum of the nodes' lengths, kept by the index.
+    pub(super) records: usize,
 }
 
 impl Zone {
@@ -111,17 +117,17 @@ impl Zone {
 
     /// The records of `name`, `None` if the name does not exist.
     pub fn get(&self, name: &LowerName) -> Option<&[Record]> {
-        self.nodes.get(name).map(Vec::as_slice)
+        self.nodes.get(name).map(|n| n.records())
     }
 
     /// Number of records.
     pub fn record_count(&self) -> usize {
-        self.nodes.values().map(Vec::len).sum()
+        self.records
     }
 
     /// Every name and its records (order unspecified).
     pub fn iter(&self) -> impl Iterator<Item = (&LowerName, &[Record])> {
-        self.nodes.iter().map(|(n, r)| (n, r.as_slice()))
+        self.nodes.iter().map(|(n, node)| (n, node.records()))
     }
 }
 
@@ -131,7 +137,7 @@ impl Zone {
 /// answers SERVFAIL for its zones (not a cacheable NXDOMAIN).
 #[derive(Clone, Debug)]
 pub struct Zones {
-    zones: Vec<Zone>,
+    pub(super) zones: Vec<Zone>,
     /// The apex of every zone served, loaded or not.
     served: Vec<LowerName>,
 }
@@ -165,6 +171,14 @@ impl Zones {
         Zones {
             zones: Vec::new(),
             served,
+        }
+    }
+
+    /// `zones` (in [`ZoneOptions::zone_names`] order) as loaded.
+    pub(super) fn loaded(zones: Vec<Zone>, opts: &ZoneOptions) -> Zones {
+        Zones {
+            zones,
+            ..Zones::pending(opts)
         }
     }
 
@@ -211,56 +225,95 @@ impl Zones {
 }
 
 /// Builds the three zones from a catalog. `published` are the VIPs the
-/// datapath holds: a named VIP gets its name only once it is there.
+/// datapath holds: a named VIP gets its name only once it is there. The
+/// agent keeps a [`ZoneIndex`] instead, which updates by what changed.
 pub fn build_zones(catalog: &Catalog, published: &BTreeSet<Vip>, opts: &ZoneOptions) -> Zones {
-    let serial = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as u32)
-        .unwrap_or(1);
-    let mut mesos = ZoneBuilder::new(&opts.mesos_domain, opts.ttls.mesos);
-    let mut dcos = ZoneBuilder::new(DCOS_ZONE, opts.ttls.l4lb);
-    let mut l4lb = ZoneBuilder::new(naming::L4LB_ZONE, opts.ttls.l4lb);
-    for task in catalog.tasks.iter().filter(|t| t.running) {
-        add_mesos_task(&mut mesos, task, &opts.ip_sources);
-        add_dcos_task(&mut dcos, task);
+    ZoneIndex::new(opts.clone()).update(catalog, published)
+}
+
+/// Index in [`ZoneOptions::zone_names`] (and [`Zones::zones`]) of each zone.
+pub(crate) const MESOS: usize = 0;
+pub(crate) const L4LB: usize = 1;
+pub(crate) const DCOS: usize = 2;
+
+/// Each zone's origin and TTL, in [`ZoneOptions::zone_names`] order.
+pub(crate) fn zone_heads(opts: &ZoneOptions) -> [(Name, u32); 3] {
+    let ttl = [opts.ttls.mesos, opts.ttls.l4lb, opts.ttls.l4lb];
+    let names = opts.zone_names();
+    [0, 1, 2].map(|i| (absolute(names[i]).expect("zone names are valid"), ttl[i]))
+}
+
+/// What one running task adds to the task zones (`mesos` and
+/// `dcos.thisdcos.directory`), deduplicated.
+pub(crate) fn task_data(task: &TaskRecord, sources: &[IpSource], domain: &str) -> Vec<Datum> {
+    let mut mesos = ZoneBuilder::new(domain);
+    add_mesos_task(&mut mesos, task, sources);
+    let mut dcos = ZoneBuilder::new(DCOS_ZONE);
+    add_dcos_task(&mut dcos, task);
+    let mut out = mesos.into_data(MESOS);
+    out.extend(dcos.into_data(DCOS));
+    out
+}
+
+/// The name of a named VIP the datapath holds, `None` for an address VIP
+/// or a label that makes no valid name.
+pub(crate) fn vip_datum(vip: &Vip, spec: &ServiceSpec) -> Option<Datum> {
+    let label = spec.name.as_deref()?;
+    let name = match naming::parse_vip_label(label) {
+        Ok(VipLabel {
+            name: VipName::Named(n),
+            ..
+        }) => n,
+        Ok(_) => return None, // an address VIP has no name
+        // A name given without its port (`/redis`) is still the name.
+        Err(NamingError::MissingPort { .. }) => label.to_owned(),
+        Err(_) => return None,
+    };
+    let framework = spec
+        .framework
+        .as_deref()
+        .unwrap_or(crate::declare::FRAMEWORK);
+    let owner = absolute(&naming::vip_fqdn(&name, framework)?)?;
+    Some(Datum {
+        zone: L4LB,
+        owner: LowerName::new(&owner),
+        value: Value::Addr(vip.addr.ip()),
+    })
+}
+
+/// The cluster records of `c` in the Mesos-DNS zone `domain`.
+pub(crate) fn cluster_data(c: &Cluster, domain: &str) -> Vec<Datum> {
+    let mut z = ZoneBuilder::new(domain);
+    cluster::add_cluster(&mut z, c);
+    z.into_data(MESOS)
+}
+
+/// Every zone's `ns1.<zone>` addresses.
+pub(crate) fn glue_data(opts: &ZoneOptions) -> Vec<Datum> {
+    let mut out = Vec::new();
+    for (i, zone) in opts.zone_names().iter().enumerate() {
+        let mut z = ZoneBuilder::new(zone);
+        let ns1 = z.name("ns1").expect("ns1.<zone> is valid");
+        z.add_addrs(&ns1, opts.ns_addrs.iter().copied());
+        out.extend(z.into_data(i));
     }
-    if let Some(c) = &catalog.cluster {
-        cluster::add_cluster(&mut mesos, c);
-    }
-    for (vip, spec) in &catalog.services.services {
-        if !published.contains(vip) {
-            continue;
-        }
-        let Some(label) = spec.name.as_deref() else {
-            continue;
-        };
-        let name = match naming::parse_vip_label(label) {
-            Ok(VipLabel {
-                name: VipName::Named(n),
-                ..
-            }) => n,
-            Ok(_) => continue, // an address VIP has no name
-            // A name given without its port (`/redis`) is still the name.
-            Err(NamingError::MissingPort { .. }) => label.to_owned(),
-            Err(_) => continue,
-        };
-        let framework = spec
-            .framework
-            .as_deref()
-            .unwrap_or(crate::declare::FRAMEWORK);
-        if let Some(fqdn) = naming::vip_fqdn(&name, framework)
-            && let Some(owner) = absolute(&fqdn)
-        {
-            l4lb.add_addrs(&owner, [vip.addr.ip()]);
-        }
-    }
-    Zones {
-        zones: [mesos, l4lb, dcos]
-            .into_iter()
-            .map(|z| z.finish(serial, &opts.ns_addrs))
-            .collect(),
-        ..Zones::pending(opts)
-    }
+    out
+}
+
+/// A zone's apex records: its SOA (serial `serial`, negative TTL `ttl`) and
+/// its NS, `ns1.<zone>`.
+pub(crate) fn apex_records(origin: &Name, ttl: u32, serial: u32) -> [Record; 2] {
+    let ns1 = Name::from_ascii("ns1")
+        .and_then(|n| n.append_domain(origin))
+        .expect("ns1.<zone> is valid");
+    let root = Name::from_ascii("root")
+        .and_then(|n| n.append_domain(&ns1))
+        .expect("valid");
+    let soa = SOA::new(ns1.clone(), root, serial, 60, 600, 86400, ttl);
+    [
+        Record::from_rdata(origin.clone(), ttl, RData::SOA(soa)),
+        Record::from_rdata(origin.clone(), ttl, RData::NS(NS(ns1))),
+    ]
 }
 
 /// Mesos-DNS's records of one task, once under its one-label name
@@ -383,7 +436,7 @@ pub(crate) fn mesos_task_records(
     sources: &[IpSource],
     domain: &str,
 ) -> Vec<(Name, RData)> {
-    let mut z = ZoneBuilder::new(domain, 0);
+    let mut z = ZoneBuilder::new(domain);
     add_mesos_task(&mut z, task, sources);
     z.into_records()
 }
@@ -404,15 +457,13 @@ struct Node {
 /// Collects one zone's data, deduplicated, before it becomes records.
 pub(super) struct ZoneBuilder {
     origin: Name,
-    ttl: u32,
     nodes: HashMap<Name, Node>,
 }
 
 impl ZoneBuilder {
-    pub(super) fn new(origin: &str, ttl: u32) -> Self {
+    pub(super) fn new(origin: &str) -> Self {
         ZoneBuilder {
             origin: absolute(origin).expect("zone names are valid"),
-            ttl,
             nodes: HashMap::new(),
         }
     }
@@ -435,78 +486,32 @@ impl ZoneBuilder {
         node.srv.insert((port, target));
     }
 
-    /// The data as (owner, record data), sorted; no SOA, NS or `ns1`.
+    /// The data as (owner, record data), sorted: the enumeration's view.
     pub(super) fn into_records(self) -> Vec<(Name, RData)> {
-        let mut out: Vec<(Name, RData)> = Vec::new();
-        for (name, node) in self.nodes {
-            for ip in node.addrs {
-                out.push((name.clone(), address_record(&name, 0, ip).data().clone()));
-            }
-            for (port, target) in node.srv {
-                out.push((name.clone(), RData::SRV(SRV::new(0, 1, port, target))));
-            }
-        }
+        let mut out: Vec<(Name, RData)> = self
+            .into_data(MESOS)
+            .into_iter()
+            .map(|d| (Name::from(d.owner), d.value.rdata()))
+            .collect();
         out.sort_by(|a, b| (&a.0, a.1.to_string()).cmp(&(&b.0, b.1.to_string())));
         out
     }
 
-    fn finish(mut self, serial: u32, ns_addrs: &[IpAddr]) -> Zone {
-        let ttl = self.ttl;
-        let origin = self.origin.clone();
-        let ns1 = self.name("ns1").expect("ns1.<zone> is valid");
-        let soa = Record::from_rdata(
-            origin.clone(),
-            ttl,
-            RData::SOA(SOA::new(
-                ns1.clone(),
-                self.name("root.ns1").expect("valid"),
-                serial,
-                60,
-                600,
-                86400,
-                ttl,
-            )),
-        );
-        self.add_addrs(&ns1, ns_addrs.iter().copied());
-        let mut nodes: HashMap<LowerName, Vec<Record>> = HashMap::new();
+    /// The collected data as zone `zone`'s (see [`ZoneOptions::zone_names`]).
+    fn into_data(self, zone: usize) -> Vec<Datum> {
+        let mut out = Vec::new();
         for (name, node) in self.nodes {
-            let records = node
-                .addrs
-                .into_iter()
-                .map(|ip| address_record(&name, ttl, ip))
-                .chain(node.srv.into_iter().map(|(port, target)| {
-                    Record::from_rdata(name.clone(), ttl, RData::SRV(SRV::new(0, 1, port, target)))
-                }))
-                .collect();
-            nodes.insert(LowerName::new(&name), records);
+            let owner = LowerName::new(&name);
+            let values = (node.addrs.into_iter().map(Value::Addr))
+                .chain(node.srv.into_iter().map(|(p, t)| Value::Srv(p, t)));
+            out.extend(values.map(|value| Datum {
+                zone,
+                owner: owner.clone(),
+                value,
+            }));
         }
-        // Empty non-terminals: every ancestor of a name, up to the apex.
-        let origin_lower = LowerName::new(&origin);
-        let names: Vec<LowerName> = nodes.keys().cloned().collect();
-        for name in names {
-            let mut n = name.base_name();
-            while origin_lower.zone_of(&n) && n != origin_lower {
-                nodes.entry(n.clone()).or_default();
-                n = n.base_name();
-            }
-        }
-        let apex = nodes.entry(origin_lower.clone()).or_default();
-        apex.push(soa.clone());
-        apex.push(Record::from_rdata(origin, ttl, RData::NS(NS(ns1))));
-        Zone {
-            origin: origin_lower,
-            soa,
-            nodes,
-        }
+        out
     }
-}
-
-fn address_record(name: &Name, ttl: u32, ip: IpAddr) -> Record {
-    let rdata = match ip {
-        IpAddr::V4(a) => RData::A(A(a)),
-        IpAddr::V6(a) => RData::AAAA(AAAA(a)),
-    };
-    Record::from_rdata(name.clone(), ttl, rdata)
 }
 
 #[cfg(test)]

@@ -1,0 +1,390 @@
+//! Zones updated by what changed, not rebuilt: the agent keeps one
+//! [`ZoneIndex`] and feeds it every catalog.
+//!
+//! The index remembers each task under its identity (framework, task id).
+//! An update compares the new catalog's tasks with the remembered ones (an
+//! unchanged task costs a hash lookup and a pointer or value compare),
+//! withdraws what the vanished or changed ones added (their [`Datum`]s,
+//! recomputed by the same builders as a full build rather than kept: they
+//! would double the index's memory), adds what the new ones add, and
+//! rewrites only the names that were touched. Each name ([`ZoneNode`])
+//! keeps, next to its records, reference counts: how many contributors gave
+//! each record (the records are the union, addresses sorted then SRVs
+//! sorted, as a full build orders them) and how many names with records lie
+//! below it (an empty non-terminal exists while that count is not zero).
+//! The nodes live in a persistent map, so the [`Zones`] handed out are O(1)
+//! snapshots that later updates do not touch.
+use std::{
+    cmp::Ordering,
+    collections::{BTreeSet, HashMap},
+    hash::{Hash, Hasher},
+    net::IpAddr,
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use hickory_proto::rr::{
+    LowerName, Name, RData, Record,
+    rdata::{A, AAAA, SRV},
+};
+
+use super::records::{
+    Zone, ZoneOptions, Zones, apex_records, cluster_data, glue_data, task_data, vip_datum,
+    zone_heads,
+};
+use crate::model::{Catalog, Cluster, ServiceSpec, TaskRecord, Vip};
+
+/// One record's worth of data a contributor adds to a zone.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Datum {
+    /// Index in [`ZONE_NAMES`](super::records::ZONE_NAMES).
+    pub zone: usize,
+    pub owner: LowerName,
+    pub value: Value,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Value {
+    Addr(IpAddr),
+    /// Port and target (priority 0, weight 1, as Mesos-DNS).
+    Srv(u16, Name),
+}
+
+impl Value {
+    pub(crate) fn rdata(&self) -> RData {
+        match self {
+            Value::Addr(IpAddr::V4(a)) => RData::A(A(*a)),
+            Value::Addr(IpAddr::V6(a)) => RData::AAAA(AAAA(*a)),
+            Value::Srv(port, target) => RData::SRV(SRV::new(0, 1, *port, target.clone())),
+        }
+    }
+}
+
+/// A task's identity: framework and task id. Holds the record it came from
+/// so that building the key costs no allocation.
+#[derive(Clone)]
+struct TaskKey(Arc<TaskRecord>);
+
+impl Hash for TaskKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.framework.hash(state);
+        self.0.task_id.hash(state);
+    }
+}
+
+impl PartialEq for TaskKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.framework == other.0.framework && self.0.task_id == other.0.task_id
+    }
+}
+
+impl Eq for TaskKey {}
+
+/// A published VIP's name, remembered with what it was made from.
+struct VipEntry {
+    label: Option<String>,
+    framework: Option<String>,
+    datum: Option<Datum>,
+}
+
+impl VipEntry {
+    fn made_from(&self, spec: &ServiceSpec) -> bool {
+        self.label == spec.name && self.framework == spec.framework
+    }
+}
+
+/// One name of a zone: its records (addresses sorted, then SRVs sorted,
+/// then at the apex the SOA and NS), how many contributors gave each of the
+/// data records (`counts[i]` for `records[i]`) and how many names with
+/// records lie strictly below it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ZoneNode {
+    records: Vec<Record>,
+    counts: Vec<u32>,
+    below: u32,
+}
+
+impl ZoneNode {
+    pub(crate) fn records(&self) -> &[Record] {
+        &self.records
+    }
+
+    /// Counts `value` in (`up`) or out; returns the change in records.
+    fn count(&mut self, owner: &LowerName, ttl: u32, value: &Value, up: bool) -> isize {
+        let data = &self.records[..self.counts.len()];
+        match (data.binary_search_by(|r| order(r, value)), up) {
+            (Ok(i), true) => self.counts[i] += 1,
+            (Err(i), true) => {
+                let record = Record::from_rdata(Name::from(owner.clone()), ttl, value.rdata());
+                insert_exact(&mut self.records, i, record);
+                insert_exact(&mut self.counts, i, 1);
+                return 1;
+            }
+            (Ok(i), false) => {
+                self.counts[i] -= 1;
+                if self.counts[i] == 0 {
+                    self.counts.remove(i);
+                    self.records.remove(i);
+                    return -1;
+                }
+            }
+            (Err(_), false) => {}
+        }
+        0
+    }
+}
+
+/// Where `r` sorts against `value`: addresses by address, then SRVs by port
+/// and target (a full build's order).
+fn order(r: &Record, value: &Value) -> Ordering {
+    match (r.data(), value) {
+        (RData::A(a), Value::Addr(ip)) => IpAddr::V4(a.0).cmp(ip),
+        (RData::AAAA(a), Value::Addr(ip)) => IpAddr::V6(a.0).cmp(ip),
+        (RData::SRV(s), Value::Srv(port, target)) => (s.port(), s.target()).cmp(&(*port, target)),
+        (RData::SRV(_), Value::Addr(_)) => Ordering::Greater,
+        _ => Ordering::Less,
+    }
+}
+
+/// `Vec::insert` without the doubling for small vectors: most names hold a
+/// record or two, and a record is a few hundred bytes.
+fn insert_exact<T>(v: &mut Vec<T>, i: usize, x: T) {
+    if v.len() == v.capacity() && v.len() < 16 {
+        v.reserve_exact(1);
+    }
+    v.insert(i, x);
+}
+
+/// One zone, its TTL, and how many names the current update wrote.
+struct ZoneState {
+    ttl: u32,
+    zone: Zone,
+    writes: usize,
+}
+
+/// The agent's zones, updated in time proportional to what changed.
+pub struct ZoneIndex {
+    opts: ZoneOptions,
+    /// The running tasks of each identity (a catalog may repeat an id).
+    tasks: HashMap<TaskKey, Vec<Arc<TaskRecord>>>,
+    /// The named VIPs in the zone.
+    vips: HashMap<Vip, VipEntry>,
+    /// The cluster whose records are in the Mesos-DNS zone.
+    cluster: Option<Arc<Cluster>>,
+    zones: Vec<ZoneState>,
+}
+
+impl ZoneIndex {
+    pub fn new(opts: ZoneOptions) -> Self {
+        let zones = zone_heads(&opts)
+            .into_iter()
+            .map(|(origin, ttl)| {
+                let [soa, _] = apex_records(&origin, ttl, 0);
+                ZoneState {
+                    ttl,
+                    writes: 0,
+                    zone: Zone {
+                        origin: LowerName::new(&origin),
+                        soa,
+                        nodes: imbl::HashMap::new(),
+                        records: 0,
+                    },
+                }
+            })
+            .collect();
+        let mut index = ZoneIndex {
+            tasks: HashMap::new(),
+            vips: HashMap::new(),
+            cluster: None,
+            zones,
+            opts,
+        };
+        for d in glue_data(&index.opts) {
+            add(&mut index.zones, &d);
+        }
+        index
+    }
+
+    /// The zones of `catalog` (named VIPs only for `published`), serial now.
+    pub fn update(&mut self, catalog: &Catalog, published: &BTreeSet<Vip>) -> Zones {
+        let serial = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as u32)
+            .unwrap_or(1);
+        self.update_at(catalog, published, serial)
+    }
+
+    /// [`Self::update`] with a given SOA serial.
+    pub fn update_at(
+        &mut self,
+        catalog: &Catalog,
+        published: &BTreeSet<Vip>,
+        serial: u32,
+    ) -> Zones {
+        self.zones.iter_mut().for_each(|z| z.writes = 0);
+        self.update_tasks(catalog);
+        self.update_vips(catalog, published);
+        self.update_cluster(catalog);
+        for z in &mut self.zones {
+            z.set_apex(serial);
+        }
+        let zones = self.zones.iter().map(|z| z.zone.clone()).collect();
+        Zones::loaded(zones, &self.opts)
+    }
+
+    /// How many times the last update wrote a name (each zone's apex
+    /// included): what it cost beyond comparing the catalog with the last.
+    pub fn node_writes(&self) -> usize {
+        self.zones.iter().map(|z| z.writes).sum()
+    }
+
+    /// Withdraws the tasks that vanished or changed, adds the new ones.
+    fn update_tasks(&mut self, catalog: &Catalog) {
+        let mut fresh: HashMap<TaskKey, Vec<Arc<TaskRecord>>> =
+            HashMap::with_capacity(catalog.tasks.len());
+        for t in catalog.tasks.iter().filter(|t| t.running) {
+            fresh.entry(TaskKey(t.clone())).or_default().push(t.clone());
+        }
+        let zones = &mut self.zones;
+        let (sources, domain) = (&self.opts.ip_sources, &self.opts.mesos_domain);
+        let mut changed = Vec::new();
+        self.tasks.retain(|key, old| match fresh.remove(key) {
+            Some(now) if same(old, &now) => true,
+            now => {
+                let data = old.iter().flat_map(|t| task_data(t, sources, domain));
+                data.for_each(|d| withdraw(zones, &d));
+                changed.extend(now);
+                false
+            }
+        });
+        for tasks in fresh.into_values().chain(changed) {
+            let data = tasks.iter().flat_map(|t| task_data(t, sources, domain));
+            data.for_each(|d| add(zones, &d));
+            self.tasks.insert(TaskKey(tasks[0].clone()), tasks);
+        }
+    }
+
+    /// Swaps the cluster records when the cluster changed (it rarely does:
+    /// an agent, a framework or the leader).
+    fn update_cluster(&mut self, catalog: &Catalog) {
+        let same = match (&self.cluster, &catalog.cluster) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        if same {
+            return;
+        }
+        let domain = &self.opts.mesos_domain;
+        if let Some(old) = self.cluster.take() {
+            cluster_data(&old, domain)
+                .iter()
+                .for_each(|d| withdraw(&mut self.zones, d));
+        }
+        if let Some(new) = &catalog.cluster {
+            cluster_data(new, domain)
+                .iter()
+                .for_each(|d| add(&mut self.zones, d));
+        }
+        self.cluster = catalog.cluster.clone();
+    }
+
+    /// Withdraws the names of VIPs gone, unpublished or renamed; adds the new.
+    fn update_vips(&mut self, catalog: &Catalog, published: &BTreeSet<Vip>) {
+        let services = &catalog.services.services;
+        let zones = &mut self.zones;
+        self.vips.retain(|vip, old| {
+            let keep = published.contains(vip)
+                && services.get(vip).is_some_and(|spec| old.made_from(spec));
+            if !keep && let Some(d) = &old.datum {
+                withdraw(zones, d);
+            }
+            keep
+        });
+        for (vip, spec) in services.iter().filter(|(v, _)| published.contains(v)) {
+            if self.vips.contains_key(vip) {
+                continue;
+            }
+            let datum = vip_datum(vip, spec);
+            if let Some(d) = &datum {
+                add(zones, d);
+            }
+            let entry = VipEntry {
+                label: spec.name.clone(),
+                framework: spec.framework.clone(),
+                datum,
+            };
+            self.vips.insert(*vip, entry);
+        }
+    }
+}
+
+/// Unchanged: the same records, shared (Marathon keeps unchanged ones) or
+/// equal (a Mesos snapshot builds new ones).
+fn same(old: &[Arc<TaskRecord>], now: &[Arc<TaskRecord>]) -> bool {
+    old.len() == now.len()
+        && old
+            .iter()
+            .zip(now)
+            .all(|(a, b)| Arc::ptr_eq(a, b) || a == b)
+}
+
+fn add(zones: &mut [ZoneState], d: &Datum) {
+    zones[d.zone].count(&d.owner, &d.value, true);
+}
+
+fn withdraw(zones: &mut [ZoneState], d: &Datum) {
+    zones[d.zone].count(&d.owner, &d.value, false);
+}
+
+impl ZoneState {
+    /// Counts one contributor's `value` at `owner` in (`up`) or out.
+    fn count(&mut self, owner: &LowerName, value: &Value, up: bool) {
+        let node = Arc::make_mut(self.zone.nodes.entry(owner.clone()).or_default());
+        let had = !node.counts.is_empty();
+        let delta = node.count(owner, self.ttl, value, up);
+        let has = !node.counts.is_empty();
+        if node.records.is_empty() && node.below == 0 {
+            self.zone.nodes.remove(owner);
+        }
+        self.zone.records = self.zone.records.wrapping_add_signed(delta);
+        self.writes += 1;
+        if had != has {
+            self.count_below(owner, has);
+        }
+    }
+
+    /// A name got (`up`) or lost its last record: its ancestors below the
+    /// apex gain or lose a descendant, and exist (as empty non-terminals)
+    /// while they have one.
+    fn count_below(&mut self, name: &LowerName, up: bool) {
+        let origin = self.zone.origin.clone();
+        let mut n = name.base_name();
+        while origin.zone_of(&n) && n != origin {
+            let node = Arc::make_mut(self.zone.nodes.entry(n.clone()).or_default());
+            node.below = match up {
+                true => node.below + 1,
+                false => node.below.saturating_sub(1),
+            };
+            if node.records.is_empty() && node.below == 0 {
+                self.zone.nodes.remove(&n);
+            }
+            self.writes += 1;
+            n = n.base_name();
+        }
+    }
+
+    /// The apex's SOA (serial `serial`) and NS, after its data records.
+    fn set_apex(&mut self, serial: u32) {
+        let origin = self.zone.origin.clone();
+        let [soa, ns] = apex_records(&origin, self.ttl, serial);
+        self.zone.soa = soa.clone();
+        let node = Arc::make_mut(self.zone.nodes.entry(origin).or_default());
+        let before = node.records.len();
+        node.records.truncate(node.counts.len());
+        node.records.extend([soa, ns]);
+        self.zone.records = self.zone.records + node.records.len() - before;
+        self.writes += 1;
+    }
+}
+#[cfg(test)]
+mod tests;
