@@ -49,7 +49,8 @@ pub struct Reconciler<W> {
 pub struct Outcome {
     pub summary: Summary,
     pub writes: usize,
-    /// Plan, writes, grace and cleanup.
+    /// Plan, writes, grace and cleanup (not what ran between the stage and
+    /// its finish).
     pub took: Duration,
     /// When the new table was in the maps (before the grace period and the
     /// cleanup of entries it no longer uses): from here new connections follow it.
@@ -109,19 +110,20 @@ impl<W: MapWriter> Reconciler<W> {
             return Err(e.context("applying the new table (unchanged services keep serving)"));
         }
         Ok(Staged {
+            staged_took: start.elapsed(),
             writes: p.now.len() + p.after_grace.len(),
             serving_at: Instant::now(),
             skipped: p.skipped,
             summary: p.summary,
             after_grace: p.after_grace,
             next: p.next,
-            start,
         })
     }
 
     /// Waits out the grace period (a program may still read what the staged
     /// table replaced), then removes what it no longer uses.
     pub async fn finish(&mut self, s: Staged) -> Result<Outcome> {
+        let start = Instant::now();
         if !s.after_grace.is_empty() {
             tokio::time::sleep(self.grace).await;
             if let Err(e) = self.writer.write(&s.after_grace) {
@@ -133,7 +135,7 @@ impl<W: MapWriter> Reconciler<W> {
         Ok(Outcome {
             summary: s.summary,
             writes: s.writes,
-            took: s.start.elapsed(),
+            took: s.staged_took + start.elapsed(),
             serving_at: s.serving_at,
             skipped: s.skipped,
         })
@@ -146,7 +148,8 @@ pub struct Staged {
     next: Applied,
     summary: Summary,
     writes: usize,
-    start: Instant,
+    /// Plan and first writes.
+    staged_took: Duration,
     serving_at: Instant,
     skipped: Vec<(crate::model::Vip, crate::plan::PlanError)>,
 }

@@ -351,6 +351,8 @@ impl MesosSource {
             c.last_record = Instant::now();
             bump(&self.stats.events, 1);
             let msg = decode_message(&rec).map_err(|e| format!("bad record: {e}"))?;
+            // A snapshot's bytes go before its state is built.
+            drop(rec);
             if !self.on_message(c, msg, tx).await? {
                 return Ok(false);
             }

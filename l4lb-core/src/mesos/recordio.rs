@@ -130,6 +130,11 @@ impl RecordIoDecoder {
         let want = len - self.buf.len();
         let used = want.min(chunk.len());
         if used < want {
+            if self.buf.is_empty() && len <= PRESIZE_MAX {
+                // One allocation for the whole record: growing by doubling
+                // would hold up to twice a large snapshot while copying.
+                self.buf.reserve_exact(len);
+            }
             self.buf.extend_from_slice(chunk);
             return used;
         }
@@ -144,6 +149,11 @@ impl RecordIoDecoder {
         used
     }
 }
+
+/// Records up to this size get their buffer at once, once their first bytes
+/// arrive; a larger announced length grows as bytes come (an announcement
+/// alone never holds more than this).
+const PRESIZE_MAX: usize = 16 << 20;
 
 /// The first bytes of a bad length line, for the error.
 fn lossy_prefix(b: &[u8]) -> String {
