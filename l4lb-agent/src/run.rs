@@ -172,8 +172,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             cluster: None,
         };
         if refusals.screen(&protected.guard().collisions_only(), &mut adopted, &metrics) {
-            let jobs = (|| (), |(), _| {});
-            apply(&mut rec, &adopted, "adoption", None, &metrics, jobs).await;
+            apply(&mut rec, &adopted, "adoption", None, &metrics, |_| {}).await;
         }
     }
     let mut escape = match args.no_vip_routes {
@@ -212,30 +211,17 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 }
                 refusals.screen(&protected.guard(), &mut catalog, &metrics);
                 let catalog = Arc::new(catalog);
-                // Zones are kept here only for the DNS server; the HTTP API
-                // builds its own on demand when there is none.
-                let (zones_tx, zone_opts, index) = match &mut dns {
-                    Some((_, tx, opts, index)) => (Some(&*tx), opts.clone(), Some(index)),
-                    None => (None, Default::default(), None),
-                };
-                // The task and cluster records need no maps: they are
-                // updated while the maps are written.
-                let prepare = || {
-                    if let Some(index) = index {
-                        index.prepare(&catalog);
-                        return Some(index);
-                    }
-                    None
-                };
-                let publish = |index: Option<&mut dns::ZoneIndex>, in_maps: BTreeSet<Vip>| {
-                    let zones = index.zip(zones_tx).map(|(index, tx)| {
-                        publish_zones(tx, &catalog, &in_maps, index, &trigger, received_at)
+                let publish = |in_maps: BTreeSet<Vip>| {
+                    let zone_opts = dns.as_ref().map(|d| d.2.clone()).unwrap_or_default();
+                    // Zones are built here only for the DNS server; the HTTP
+                    // API builds its own on demand when there is none.
+                    let zones = dns.as_mut().map(|(_, zones_tx, _, index)| {
+                        publish_zones(zones_tx, &catalog, &in_maps, index, &trigger, received_at)
                     });
                     let view = http_api::View::new(catalog.clone(), in_maps, zone_opts, zones);
                     view_tx.send_replace(Arc::new(view));
                 };
-                let jobs = (prepare, publish);
-                apply(&mut rec, &catalog, &trigger, received_at, &metrics, jobs).await;
+                apply(&mut rec, &catalog, &trigger, received_at, &metrics, publish).await;
                 sync_vip_routes(&mut escape, &rec, &metrics).await;
             }
             SourceEvent::Failed { trigger, reason } => {
@@ -273,29 +259,22 @@ impl Refusals {
     }
 }
 
-/// Writes `catalog`'s table while `alongside` runs on another thread (work
-/// that needs nothing from the maps); `on_serving` then gets what it
-/// returned and the VIPs the maps serve as soon as the table serves (or, if
-/// the write failed, what they still serve), before the grace period that
-/// precedes the cleanup of what it replaced.
-async fn apply<R: Send>(
+/// Writes `catalog`'s table; `on_serving` gets the VIPs the maps serve as
+/// soon as it serves (or, if the write failed, what they still serve),
+/// before the grace period that precedes the cleanup of what it replaced.
+async fn apply(
     rec: &mut Reconciler<datapath::Maps>,
     catalog: &Catalog,
     trigger: &str,
     received_at: Option<Instant>,
     metrics: &Metrics,
-    (alongside, on_serving): (impl FnOnce() -> R + Send, impl FnOnce(R, BTreeSet<Vip>)),
+    on_serving: impl FnOnce(BTreeSet<Vip>),
 ) {
     let before = rec.applied().clone();
     let repairs = rec.repairs;
-    let (staged, done) = std::thread::scope(|s| {
-        let job = s.spawn(alongside);
-        let staged = stage(rec, catalog, trigger, metrics);
-        let done = job.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-        (staged, done)
-    });
+    let staged = stage(rec, catalog, trigger, metrics);
     let serving = staged.as_ref().map_or(rec.applied(), Staged::serving);
-    on_serving(done, serving.services.keys().copied().collect());
+    on_serving(serving.services.keys().copied().collect());
     if let Some(staged) = staged {
         finish(rec, staged, trigger, received_at, metrics).await;
     }
@@ -360,9 +339,8 @@ async fn finish(
     }
 }
 
-/// Finishes the zones' update to `catalog` (the named VIPs the maps serve,
-/// `in_maps`; the task and cluster records were updated alongside the map
-/// writes) and hands them to the DNS server.
+/// Updates the zones to `catalog` (named VIPs only for `in_maps`) by what
+/// changed and hands them to the DNS server.
 fn publish_zones(
     zones_tx: &tokio::sync::watch::Sender<Arc<dns::Zones>>,
     catalog: &Catalog,
@@ -372,7 +350,7 @@ fn publish_zones(
     received_at: Option<Instant>,
 ) -> Arc<dns::Zones> {
     let start = Instant::now();
-    let zones = Arc::new(index.publish(catalog, in_maps));
+    let zones = Arc::new(index.update(catalog, in_maps));
     zones_tx.send_replace(zones.clone());
     let now = Instant::now();
     info!(

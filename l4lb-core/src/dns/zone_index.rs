@@ -207,8 +207,11 @@ impl ZoneIndex {
 
     /// The zones of `catalog` (named VIPs only for `published`), serial now.
     pub fn update(&mut self, catalog: &Catalog, published: &BTreeSet<Vip>) -> Zones {
-        self.prepare(catalog);
-        self.publish(catalog, published)
+        let serial = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as u32)
+            .unwrap_or(1);
+        self.update_at(catalog, published, serial)
     }
 
     /// [`Self::update`] with a given SOA serial.
@@ -218,31 +221,10 @@ impl ZoneIndex {
         published: &BTreeSet<Vip>,
         serial: u32,
     ) -> Zones {
-        self.prepare(catalog);
-        self.publish_at(catalog, published, serial)
-    }
-
-    /// The first half of an update, which needs nothing from the datapath:
-    /// the task records and the cluster records of `catalog`. The agent runs
-    /// it while the maps are written.
-    pub fn prepare(&mut self, catalog: &Catalog) {
         self.zones.iter_mut().for_each(|z| z.writes = 0);
         self.update_tasks(catalog);
-        self.update_cluster(catalog);
-    }
-
-    /// The second half: the named VIPs the maps now serve (`published`),
-    /// each zone's SOA serial (now), and the snapshot to serve.
-    pub fn publish(&mut self, catalog: &Catalog, published: &BTreeSet<Vip>) -> Zones {
-        let serial = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as u32)
-            .unwrap_or(1);
-        self.publish_at(catalog, published, serial)
-    }
-
-    fn publish_at(&mut self, catalog: &Catalog, published: &BTreeSet<Vip>, serial: u32) -> Zones {
         self.update_vips(catalog, published);
+        self.update_cluster(catalog);
         for z in &mut self.zones {
             z.set_apex(serial);
         }
