@@ -16,7 +16,7 @@
 //! snapshots that later updates do not touch.
 use std::{
     cmp::Ordering,
-    collections::{BTreeSet, HashMap},
+    collections::BTreeSet,
     hash::{Hash, Hasher},
     net::IpAddr,
     sync::Arc,
@@ -33,6 +33,10 @@ use super::records::{
     zone_heads,
 };
 use crate::model::{Catalog, Cluster, ServiceSpec, TaskRecord, Vip};
+
+/// Every update hashes each task's identity twice: a fast hasher, seeded
+/// per map (ids come from the cluster, so not a fixed seed either).
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// One record's worth of data a contributor adds to a zone.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -193,8 +197,8 @@ impl ZoneIndex {
             })
             .collect();
         let mut index = ZoneIndex {
-            tasks: HashMap::new(),
-            vips: HashMap::new(),
+            tasks: HashMap::default(),
+            vips: HashMap::default(),
             cluster: None,
             zones,
             opts,
@@ -241,7 +245,7 @@ impl ZoneIndex {
     /// Withdraws the tasks that vanished or changed, adds the new ones.
     fn update_tasks(&mut self, catalog: &Catalog) {
         let mut fresh: HashMap<TaskKey, Vec<Arc<TaskRecord>>> =
-            HashMap::with_capacity(catalog.tasks.len());
+            HashMap::with_capacity_and_hasher(catalog.tasks.len(), Default::default());
         for t in catalog.tasks.iter().filter(|t| t.running) {
             fresh.entry(TaskKey(t.clone())).or_default().push(t.clone());
         }
