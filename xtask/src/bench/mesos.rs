@@ -317,14 +317,25 @@ fn summarize(
          run with `--mesos URL --max-slots {slots} --dns-listen {DNS_LISTEN}`. Wall time is agent spawn -> \
          the first `table applied` log line: process start, BPF load and attach, the subscription, the \
          RecordIO decode, the catalog, VIP naming, planning and the map writes.\n\n{}\n\
-         Snapshot {w:.2} s (goal <= {SYNC_GOAL_S:.0} s): {}; peak RSS {h:.0} MB (goal <= {RSS_GOAL_MB:.0} MB): {}.\n\n\
+         Snapshot {w:.2} s (goal <= {SYNC_GOAL_S:.0} s): {}; peak RSS {h:.0} MB (goal <= {RSS_GOAL_MB:.0} MB): {}. \
+         What holds it at 10,000 tasks (heap by stage, measured once with the system allocator): \
+         the DNS zones ~45 MB (92,009 records as hickory `Record`s, each with its own owner name), \
+         the Mesos state ~15 MB, the task parts and merged VIP groups ~16 MB, the catalog ~7 MB; \
+         the snapshot's record (6 MB) and its decoded form (13 MB) are gone before the state is built.\n\n\
          **Events**, one run with the same {} tasks loaded: {} events sent one at a time through the fake \
          master's control API (cycling: TASK_UPDATED healthy=false, healthy=true, TASK_KILLED, TASK_ADDED \
          back), each waited for. Latency from the agent's log: `event_to_maps_us` (the record received -> \
          the new table serving) and `event_to_dns_us` (-> the rebuilt zones published), including the \
          20 ms `--mesos-debounce-ms` window.\n\n{}\n\
          p99 to maps {p_maps:.1} ms, to DNS {p_dns:.1} ms (goal <= {P99_GOAL_MS:.0} ms): {}, {}. \
-         Agent VmHWM after the events: {hwm_events:.0} MB.\n\nMachine: {}.\n",
+         Agent VmHWM after the events: {hwm_events:.0} MB.\n\n\
+         What an event costs, and what still grows with the cluster: the message applied to the \
+         state and the one task part redone, the catalog re-merged for the VIPs that task declares \
+         (both O(change)); the plan, which still compares every service with the maps, and the \
+         guard's screen of every VIP (O(services)); the map writes; then the zones, updated by \
+         the names that task owns but after a pass that finds each task of the catalog in the \
+         index (O(tasks), a hash lookup and a pointer compare each). On this 2-core VM the same \
+         commit measures up to 1.5x apart between runs half an hour apart.\n\nMachine: {}.\n",
         a.tasks,
         a.per_app,
         a.events,
