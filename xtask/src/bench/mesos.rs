@@ -321,12 +321,12 @@ fn summarize(
          What holds it at 10,000 tasks (heap by stage, measured once with the system allocator): \
          the DNS zones ~45 MB (92,009 records as hickory `Record`s, each with its own owner name), \
          the Mesos state ~15 MB, the task parts and merged VIP groups ~16 MB, the catalog ~7 MB; \
-         the snapshot's record (6 MB) and its decoded form (13 MB) are gone before the state is built.\n\n\
+         the snapshot's record (6 MB) is freed once decoded, its decoded form (13 MB) once applied.\n\n\
          **Events**, one run with the same {} tasks loaded: {} events sent one at a time through the fake \
          master's control API (cycling: TASK_UPDATED healthy=false, healthy=true, TASK_KILLED, TASK_ADDED \
          back), each waited for. Latency from the agent's log: `event_to_maps_us` (the record received -> \
-         the new table serving) and `event_to_dns_us` (-> the rebuilt zones published), including the \
-         20 ms `--mesos-debounce-ms` window.\n\n{}\n\
+         the new table serving) and `event_to_dns_us` (-> the updated zones published); a lone event waits for no \
+         `--mesos-debounce-ms` window (one catalog per window only under bursts).\n\n{}\n\
          p99 to maps {p_maps:.1} ms, to DNS {p_dns:.1} ms (goal <= {P99_GOAL_MS:.0} ms): {}, {}. \
          Agent VmHWM after the events: {hwm_events:.0} MB.\n\n\
          What an event costs, and what still grows with the cluster: the message applied to the \
