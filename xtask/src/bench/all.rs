@@ -170,6 +170,15 @@ fn steps(a: &AllArgs) -> Vec<Step> {
             sections: &["xtask bench marathon"],
         },
         Step {
+            name: "mesos",
+            args: if q {
+                s(&["--tasks", "500", "--events", "8", "--runs", "1"])
+            } else {
+                vec![]
+            },
+            sections: &["xtask bench mesos"],
+        },
+        Step {
             name: "dns",
             args: if q {
                 s(&["--seconds", "2", "--runs", "1"])
@@ -896,7 +905,7 @@ mod tests {
         assert_eq!(
             names,
             [
-                "socket", "peers", "redis", "scaling", "xdp", "marathon", "dns", "profile"
+                "socket", "peers", "redis", "scaling", "xdp", "marathon", "mesos", "dns", "profile"
             ]
         );
     }
