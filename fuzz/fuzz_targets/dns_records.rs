@@ -1,16 +1,19 @@
-//! Arbitrary app ids, task ids, agent ids, framework and port names into the
-//! zone builder. Checks: no panic, and every running task's Mesos-DNS names
+//! Arbitrary app ids, task ids, agent ids, framework and port names, and a
+//! scheduler's framework name in the cluster records, into the zone
+//! builder. Checks: no panic; every running task's Mesos-DNS names
 //! (one-label and legacy dotted, when they fit in a DNS name) answer, the
-//! one-label name having no dot.
+//! one-label name having no dot; no framework name adds to `leader.mesos`;
+//! and an index that first saw the catalog without its cluster, then with
+//! it, holds what a fresh build holds.
 #![no_main]
 
 use hickory_proto::rr::{LowerName, Name};
 use l4lb_fuzz::{
     dns::{
-        names,
-        records::{Lookup, ZoneOptions, build_zones},
+        ZoneIndex, names,
+        records::{Lookup, ZoneOptions, Zones, build_zones},
     },
-    model::Catalog,
+    model::{Catalog, Cluster, Endpoint},
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -28,11 +31,37 @@ fuzz_target!(|data: &[u8]| {
     for spec in catalog.services.services.values_mut() {
         spec.name = label.clone();
     }
-    let catalog = Catalog {
+    let scheduler = fields.next().unwrap_or("chronos").to_owned();
+    let leader = "198.18.9.1:5050".parse().unwrap();
+    let at = |ip: &str| Endpoint {
+        ip: ip.parse().unwrap(),
+        port: Some(25501),
+    };
+    let cluster = Cluster {
+        leader: Some(leader),
+        masters: vec![leader],
+        agents: vec![at("198.18.0.1")],
+        frameworks: vec![(scheduler, at("198.18.9.9"))],
+    };
+    let bare = Catalog {
         tasks: vec![std::sync::Arc::new(task.clone())],
         ..catalog
     };
-    let zones = build_zones(&catalog, &published, &ZoneOptions::default());
+    let catalog = Catalog {
+        cluster: Some(std::sync::Arc::new(cluster)),
+        ..bare.clone()
+    };
+    let opts = ZoneOptions::default();
+    let zones = build_zones(&catalog, &published, &opts);
+    let leader_name = LowerName::new(&Name::from_ascii("leader.mesos.").unwrap());
+    match zones.lookup(&leader_name) {
+        Lookup::Found(_, r) => assert_eq!(r.len(), 1, "a framework added to leader.mesos"),
+        other => panic!("leader.mesos: {other:?}"),
+    }
+    let mut index = ZoneIndex::new(opts);
+    index.update_at(&bare, &published, 1);
+    let moved = index.update_at(&catalog, &published, 1);
+    assert_eq!(dump(&moved), dump(&build_zones_at(&catalog, &published)));
     // The one-label name and the legacy dotted one.
     let label = names::mesos_task_label(&task.app_id);
     if let Some(l) = &label {
@@ -57,3 +86,23 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// Every zone's names and records, sorted.
+fn dump(z: &Zones) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = z
+        .zones()
+        .iter()
+        .flat_map(|zone| zone.iter())
+        .map(|(n, r)| (n.to_string(), r.iter().map(|r| r.to_string()).collect()))
+        .collect();
+    out.sort();
+    out
+}
+
+/// A fresh build with the serial the index was given.
+fn build_zones_at(
+    c: &Catalog,
+    published: &std::collections::BTreeSet<l4lb_fuzz::model::Vip>,
+) -> Zones {
+    ZoneIndex::new(ZoneOptions::default()).update_at(c, published, 1)
+}
