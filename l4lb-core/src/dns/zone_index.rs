@@ -171,6 +171,10 @@ pub struct ZoneIndex {
     opts: ZoneOptions,
     /// The running tasks of each identity (a catalog may repeat an id).
     tasks: HashMap<TaskKey, Vec<Arc<TaskRecord>>>,
+    /// The last catalog's running tasks, in its order: the next catalog is
+    /// compared with it by pointer (sources keep unchanged records), and
+    /// only the stretch between the common head and tail is looked at.
+    last: Vec<Arc<TaskRecord>>,
     /// The named VIPs in the zone.
     vips: HashMap<Vip, VipEntry>,
     /// The cluster whose records are in the Mesos-DNS zone.
@@ -198,6 +202,7 @@ impl ZoneIndex {
             .collect();
         let mut index = ZoneIndex {
             tasks: HashMap::default(),
+            last: Vec::new(),
             vips: HashMap::default(),
             cluster: None,
             zones,
@@ -242,8 +247,74 @@ impl ZoneIndex {
         self.zones.iter().map(|z| z.writes).sum()
     }
 
-    /// Withdraws the tasks that vanished or changed, adds the new ones.
+    /// Withdraws the tasks that vanished or changed, adds the new ones:
+    /// from the stretch that differs from the last catalog when it is short,
+    /// else from a comparison of every task.
     fn update_tasks(&mut self, catalog: &Catalog) {
+        let now: Vec<Arc<TaskRecord>> = catalog
+            .tasks
+            .iter()
+            .filter(|t| t.running)
+            .cloned()
+            .collect();
+        let pairs = || self.last.iter().zip(&now);
+        let head = pairs().take_while(|(a, b)| Arc::ptr_eq(a, b)).count();
+        let rest = || self.last[head..].iter().rev().zip(now[head..].iter().rev());
+        let tail = rest().take_while(|(a, b)| Arc::ptr_eq(a, b)).count();
+        let old = &self.last[head..self.last.len() - tail];
+        let new = &now[head..now.len() - tail];
+        let short = !self.last.is_empty() && old.len() + new.len() <= STRETCH_MAX;
+        let (old, new) = (old.to_vec(), new.to_vec());
+        if !(short && self.update_stretch(&old, &new)) {
+            self.update_all_tasks(catalog);
+        }
+        self.last = now;
+    }
+
+    /// The identities of the tasks in `old` (gone from the stretch) and
+    /// `new` (in it now) get their new task lists; the rest of the catalog
+    /// is the same records as before. False, with nothing changed, if the
+    /// index does not hold a task of `old` (then every task is compared).
+    fn update_stretch(&mut self, old: &[Arc<TaskRecord>], new: &[Arc<TaskRecord>]) -> bool {
+        let mut next: HashMap<TaskKey, Vec<Arc<TaskRecord>>> = HashMap::default();
+        for t in old.iter().chain(new) {
+            let key = TaskKey(t.clone());
+            let had = self.tasks.get(&key).cloned().unwrap_or_default();
+            next.entry(key).or_insert(had);
+        }
+        for t in old {
+            let list = next.get_mut(&TaskKey(t.clone())).expect("listed above");
+            match list.iter().position(|x| Arc::ptr_eq(x, t)) {
+                Some(i) => drop(list.remove(i)),
+                None => return false,
+            }
+        }
+        for t in new {
+            let list = next.get_mut(&TaskKey(t.clone())).expect("listed above");
+            list.push(t.clone());
+        }
+        let (sources, domain) = (&self.opts.ip_sources, &self.opts.mesos_domain);
+        for (key, now) in next {
+            let had = self.tasks.remove(&key).unwrap_or_default();
+            if same(&had, &now) {
+                // Equal records: keep the new ones, which the next catalog
+                // shares.
+                self.tasks.insert(key, now);
+                continue;
+            }
+            let gone = had.iter().flat_map(|t| task_data(t, sources, domain));
+            gone.for_each(|d| withdraw(&mut self.zones, &d));
+            let added = now.iter().flat_map(|t| task_data(t, sources, domain));
+            added.for_each(|d| add(&mut self.zones, &d));
+            if let Some(first) = now.first() {
+                self.tasks.insert(TaskKey(first.clone()), now);
+            }
+        }
+        true
+    }
+
+    /// Every task of `catalog` found in the index (a hash lookup each).
+    fn update_all_tasks(&mut self, catalog: &Catalog) {
         let mut fresh: HashMap<TaskKey, Vec<Arc<TaskRecord>>> =
             HashMap::with_capacity_and_hasher(catalog.tasks.len(), Default::default());
         for t in catalog.tasks.iter().filter(|t| t.running) {
@@ -253,7 +324,12 @@ impl ZoneIndex {
         let (sources, domain) = (&self.opts.ip_sources, &self.opts.mesos_domain);
         let mut changed = Vec::new();
         self.tasks.retain(|key, old| match fresh.remove(key) {
-            Some(now) if same(old, &now) => true,
+            Some(now) if same(old, &now) => {
+                // Equal records: keep the new ones, which the next catalog
+                // shares.
+                *old = now;
+                true
+            }
             now => {
                 let data = old.iter().flat_map(|t| task_data(t, sources, domain));
                 data.for_each(|d| withdraw(zones, &d));
@@ -321,6 +397,10 @@ impl ZoneIndex {
         }
     }
 }
+
+/// Longest stretch (old and new tasks together) that differs from the last
+/// catalog and is still handled task by task.
+const STRETCH_MAX: usize = 256;
 
 /// Unchanged: the same records, shared (Marathon keeps unchanged ones) or
 /// equal (a Mesos snapshot builds new ones).
