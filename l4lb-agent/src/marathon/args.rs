@@ -367,6 +367,20 @@ impl Credentials {
         })
     }
 
+    /// `req` with these credentials in its Authorization header (DC/OS's
+    /// `token=`, or HTTP Basic), marked sensitive.
+    pub fn authorize(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self {
+            Credentials::Token(t) => {
+                let mut v = reqwest::header::HeaderValue::from_str(&format!("token={t}"))
+                    .expect("token syntax checked when parsed");
+                v.set_sensitive(true);
+                req.header(reqwest::header::AUTHORIZATION, v)
+            }
+            Credentials::Basic { user, password } => req.basic_auth(user, Some(password)),
+        }
+    }
+
     /// After a 401: re-reads `path` into `current`; true if it now holds
     /// other credentials (worth one retry). `who` names the source in logs.
     pub fn reload(path: &Path, current: &mut Option<Credentials>, who: &str) -> bool {

@@ -15,7 +15,7 @@ use std::{
 use bytes::Bytes;
 use reqwest::{
     StatusCode,
-    header::{ACCEPT, AUTHORIZATION, HeaderValue, LOCATION},
+    header::{ACCEPT, HeaderValue, LOCATION},
 };
 use tracing::{debug, info, warn};
 use url::Url;
@@ -670,17 +670,8 @@ impl MarathonClient {
             true => self.state().auth.clone(),
             false => None,
         };
-        match auth {
-            Some(Credentials::Token(t)) => {
-                let mut v = HeaderValue::from_str(&format!("token={t}"))
-                    .expect("token syntax checked when parsed");
-                v.set_sensitive(true);
-                req = req.header(AUTHORIZATION, v);
-            }
-            Some(Credentials::Basic { user, password }) => {
-                req = req.basic_auth(user, Some(password));
-            }
-            None => {}
+        if let Some(auth) = &auth {
+            req = auth.authorize(req);
         }
         // The API client's own timeout covers the body too; the stream client
         // has none, so bound the wait for its response headers here.
@@ -870,8 +861,9 @@ fn parse_leader(base: &Url, body: &[u8]) -> Result<Url, String> {
 }
 
 /// A reqwest error with its causes ("connection refused" sits three levels
-/// down), without the URL, which our messages carry already.
-fn describe(e: &reqwest::Error) -> String {
+/// down), without the URL, which our messages carry already. The Mesos
+/// client's too.
+pub(crate) fn describe(e: &reqwest::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut cur: Option<&dyn std::error::Error> = e.source();
     while let Some(err) = cur {

@@ -12,7 +12,7 @@ use std::{
 use bytes::Bytes;
 use reqwest::{
     Method, StatusCode,
-    header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, LOCATION},
+    header::{ACCEPT, CONTENT_TYPE, HeaderValue, LOCATION},
 };
 use tracing::{debug, info, warn};
 use url::Url;
@@ -24,6 +24,7 @@ use super::{
 use crate::marathon::{
     args::Credentials,
     body::{self, BodyError},
+    client::describe,
     origin::{self, Leader, Trusted},
 };
 
@@ -235,9 +236,10 @@ impl MesosClient {
                 .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
                 .body(b);
         }
-        if self.trusted.allows(url) {
-            let auth = self.state().auth.clone();
-            req = authorize(req, auth.as_ref());
+        if self.trusted.allows(url)
+            && let Some(auth) = self.state().auth.clone()
+        {
+            req = auth.authorize(req);
         }
         match tokio::time::timeout(self.cfg.request_timeout, req.send()).await {
             Err(_) => Err(self.timeout(url)),
@@ -258,19 +260,6 @@ impl MesosClient {
     }
 }
 
-fn authorize(req: reqwest::RequestBuilder, auth: Option<&Credentials>) -> reqwest::RequestBuilder {
-    match auth {
-        Some(Credentials::Token(t)) => {
-            let mut v = HeaderValue::from_str(&format!("token={t}"))
-                .expect("token syntax checked when parsed");
-            v.set_sensitive(true);
-            req.header(AUTHORIZATION, v)
-        }
-        Some(Credentials::Basic { user, password }) => req.basic_auth(user, Some(password)),
-        None => req,
-    }
-}
-
 fn join(base: &Url, path: &str) -> Url {
     base.join(path).expect("a relative path joins any base")
 }
@@ -283,17 +272,4 @@ fn body_error(url: &Url, e: BodyError<reqwest::Error>) -> MesosError {
             other => other.to_string(),
         },
     }
-}
-
-/// The error and its causes, one line.
-pub fn describe(e: &reqwest::Error) -> String {
-    use std::error::Error as _;
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }

@@ -338,7 +338,7 @@ impl MesosSource {
     ) -> Result<bool, String> {
         let bytes = match chunk {
             Some(Ok(b)) => b,
-            Some(Err(e)) => return Err(format!("cut: {}", super::client::describe(&e))),
+            Some(Err(e)) => return Err(format!("cut: {}", crate::marathon::client::describe(&e))),
             None => return Err("the master ended the stream".into()),
         };
         let records = c.decoder.feed(&bytes).map_err(|e| {
