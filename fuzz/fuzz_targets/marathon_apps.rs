@@ -65,7 +65,12 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(again, parsed, "second sync differs");
 
     // Order independence of the services.
-    let body: AppsBody = serde_json::from_slice(data).expect("parse_apps accepted it");
+    // The streaming decoder skips fields it does not read, so it accepts
+    // what a whole-document parse refuses there (a number out of f64's
+    // range): the comparison below needs the whole document.
+    let Ok(body) = serde_json::from_slice::<AppsBody>(data) else {
+        return;
+    };
     let mut apps: Vec<_> = body
         .apps
         .iter()
