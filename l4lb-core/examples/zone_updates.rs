@@ -143,7 +143,11 @@ fn old_style(z: &Zones) -> (Vec<HashMap<LowerName, Vec<Record>>>, f64) {
     let maps = z
         .zones()
         .iter()
-        .map(|zone| zone.iter().map(|(n, r)| (n.clone(), r.to_vec())).collect())
+        .map(|zone| {
+            zone.iter()
+                .map(|(n, r)| (n.clone(), r.iter().collect()))
+                .collect()
+        })
         .collect();
     (maps, live_mb() - before)
 }

@@ -53,7 +53,7 @@ fn dump(z: &Zones) -> BTreeMap<String, BTreeSet<String>> {
     for zone in z.zones() {
         for (name, records) in zone.iter() {
             let entry = out.entry(name.to_string()).or_default();
-            for r in records {
+            for r in records.iter() {
                 let text = r.data().to_string();
                 match r.record_type().to_string().as_str() {
                     "A" | "AAAA" => {

@@ -140,16 +140,8 @@ pub fn respond(zones: &Zones, query: &[u8], opts: &ReplyOpts) -> Reply {
         resp.add_name_server(zone.soa().clone());
         return finish(resp.set_response_code(ResponseCode::NXDomain), limit);
     };
-    let mut answers: Vec<Record> = records
-        .iter()
-        .filter(|r| qtype == RecordType::ANY || r.record_type() == qtype)
-        .map(|r| {
-            // Owner written as asked: keeps the client's 0x20 case pattern.
-            let mut r = r.clone();
-            r.set_name(q.name().clone());
-            r
-        })
-        .collect();
+    // Owner written as asked: keeps the client's 0x20 case pattern.
+    let mut answers: Vec<Record> = records.of_type(qtype, q.name()).collect();
     if answers.is_empty() {
         resp.add_name_server(zone.soa().clone());
         return finish(resp.set_response_code(ResponseCode::NoError), limit);
@@ -165,7 +157,7 @@ pub fn respond(zones: &Zones, query: &[u8], opts: &ReplyOpts) -> Reply {
         };
         let target = LowerName::new(target);
         if targets.insert(target.clone()) {
-            additional.extend(zones.addresses(&target).cloned());
+            additional.extend(zones.addresses(&target));
         }
     }
     resp.add_answers(answers).add_additionals(additional);

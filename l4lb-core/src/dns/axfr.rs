@@ -31,7 +31,7 @@ pub fn is_axfr(query: &[u8]) -> bool {
 
 /// Every record of `zone` in transfer order: SOA, the rest sorted, SOA.
 pub fn zone_records(zone: &Zone) -> Vec<Record> {
-    let mut body: Vec<(LowerName, u16, Vec<u8>, &Record)> = zone
+    let mut body: Vec<(LowerName, u16, Vec<u8>, Record)> = zone
         .iter()
         .flat_map(|(name, rs)| rs.iter().map(move |r| (name, r)))
         .filter(|(_, r)| r.record_type() != RecordType::SOA)
@@ -43,7 +43,7 @@ pub fn zone_records(zone: &Zone) -> Vec<Record> {
     body.sort_by(|a, b| (&a.0, a.1, &a.2).cmp(&(&b.0, b.1, &b.2)));
     let mut out = Vec::with_capacity(body.len() + 2);
     out.push(zone.soa().clone());
-    out.extend(body.into_iter().map(|(_, _, _, r)| r.clone()));
+    out.extend(body.into_iter().map(|(_, _, _, r)| r));
     out.push(zone.soa().clone());
     out
 }

@@ -25,7 +25,7 @@ use std::{
     net::IpAddr,
 };
 
-use hickory_proto::rr::{LowerName, Name, RData, RecordType};
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use serde::Serialize;
 use sha1::{Digest, Sha1};
 
@@ -194,13 +194,14 @@ pub fn clean_name(raw: &str) -> String {
     dom
 }
 
-fn lookup<'a>(zones: &'a Zones, dom: &str) -> &'a [hickory_proto::rr::Record] {
+/// The records of `dom`, none if it does not exist.
+fn lookup(zones: &Zones, dom: &str) -> Vec<Record> {
     let Ok(name) = Name::from_ascii(dom) else {
-        return &[];
+        return Vec::new();
     };
     match zones.lookup(&LowerName::new(&name)) {
-        Lookup::Found(_, r) => r,
-        _ => &[],
+        Lookup::Found(_, r) => r.iter().collect(),
+        _ => Vec::new(),
     }
 }
 

@@ -15,6 +15,7 @@ pub mod names;
 pub mod records;
 pub mod sample;
 pub mod zone_index;
+mod zone_node;
 
 pub use answer::{Reply, ReplyOpts, answer, respond};
 pub use records::{Ttls, ZoneOptions, Zones, build_zones};

@@ -33,6 +33,7 @@ use super::cluster;
 use super::ip_sources::{self, DCOS_IP_SOURCES, IpSource};
 use super::names;
 use super::zone_index::{Datum, Value, ZoneIndex, ZoneNode};
+pub use super::zone_node::Records;
 use crate::model::{Catalog, Cluster, ServiceSpec, TaskRecord, Vip};
 use crate::naming::{self, NamingError, VipLabel, VipName};
 
@@ -93,15 +94,17 @@ impl Default for ZoneOptions {
 }
 
 /// One zone's data: every name that exists (including empty non-terminals,
-/// which answer NOERROR/no data rather than NXDOMAIN, RFC 8020) → its records.
-/// A persistent map: a clone is O(1) and shares the nodes, so the
-/// [`ZoneIndex`] hands out snapshots while it moves on.
+/// which answer NOERROR/no data rather than NXDOMAIN, RFC 8020) → its values
+/// ([`Records`] makes the records). A persistent map: a clone is O(1) and
+/// shares the nodes, so the [`ZoneIndex`] hands out snapshots while it moves on.
 #[derive(Clone, Debug)]
 pub struct Zone {
     pub(super) origin: LowerName,
-    pub(super) soa: Record,
+    pub(super) ttl: u32,
+    /// The apex SOA and NS.
+    pub(super) apex: [Record; 2],
     pub(super) nodes: imbl::HashMap<LowerName, Arc<ZoneNode>>,
-    /// The sum of the nodes' lengths, kept by the index.
+    /// The number of values in the nodes, kept by the index.
     pub(super) records: usize,
 }
 
@@ -112,22 +115,32 @@ impl Zone {
 
     /// The apex SOA, for the AUTHORITY section of negative answers.
     pub fn soa(&self) -> &Record {
-        &self.soa
+        &self.apex[0]
     }
 
     /// The records of `name`, `None` if the name does not exist.
-    pub fn get(&self, name: &LowerName) -> Option<&[Record]> {
-        self.nodes.get(name).map(|n| n.records())
+    pub fn get(&self, name: &LowerName) -> Option<Records<'_>> {
+        let apex = match *name == self.origin {
+            true => &self.apex[..],
+            false => &[],
+        };
+        match self.nodes.get_key_value(name) {
+            Some((owner, node)) => Some(Records::new(owner, self.ttl, Some(node), apex)),
+            None if !apex.is_empty() => Some(Records::new(&self.origin, self.ttl, None, apex)),
+            None => None,
+        }
     }
 
-    /// Number of records.
+    /// Number of records (the apex SOA and NS included).
     pub fn record_count(&self) -> usize {
-        self.records
+        self.records + self.apex.len()
     }
 
     /// Every name and its records (order unspecified).
-    pub fn iter(&self) -> impl Iterator<Item = (&LowerName, &[Record])> {
-        self.nodes.iter().map(|(n, node)| (n, node.records()))
+    pub fn iter(&self) -> impl Iterator<Item = (&LowerName, Records<'_>)> {
+        let apex_alone = (!self.nodes.contains_key(&self.origin)).then_some(&self.origin);
+        let names = apex_alone.into_iter().chain(self.nodes.keys());
+        names.filter_map(|n| Some((n, self.get(n)?)))
     }
 }
 
@@ -156,7 +169,7 @@ pub enum Lookup<'a> {
     /// In `zone`, but it does not exist.
     NxDomain(&'a Zone),
     /// Exists in `zone`; no records means an empty non-terminal.
-    Found(&'a Zone, &'a [Record]),
+    Found(&'a Zone, Records<'a>),
 }
 
 impl Zones {
@@ -213,14 +226,13 @@ impl Zones {
     }
 
     /// The A and AAAA records of `name`, for ADDITIONAL sections.
-    pub fn addresses<'a>(&'a self, name: &LowerName) -> impl Iterator<Item = &'a Record> + 'a {
-        let records = match self.lookup(name) {
-            Lookup::Found(_, r) => r,
-            _ => &[],
+    pub fn addresses(&self, name: &LowerName) -> Vec<Record> {
+        let Lookup::Found(_, records) = self.lookup(name) else {
+            return Vec::new();
         };
-        records
-            .iter()
-            .filter(|r| matches!(r.record_type(), RecordType::A | RecordType::AAAA))
+        let owner = Name::from(name.clone());
+        let a = records.of_type(RecordType::A, &owner);
+        a.chain(records.of_type(RecordType::AAAA, &owner)).collect()
     }
 }
 
@@ -503,7 +515,7 @@ impl ZoneBuilder {
         for (name, node) in self.nodes {
             let owner = LowerName::new(&name);
             let values = (node.addrs.into_iter().map(Value::Addr))
-                .chain(node.srv.into_iter().map(|(p, t)| Value::Srv(p, t)));
+                .chain(node.srv.into_iter().map(|(p, t)| Value::srv(p, t)));
             out.extend(values.map(|value| Datum {
                 zone,
                 owner: owner.clone(),
@@ -527,9 +539,9 @@ pub(crate) mod tests {
         LowerName::new(&absolute(s).unwrap())
     }
 
-    fn records<'a>(z: &'a Zones, name: &str) -> &'a [Record] {
+    fn records(z: &Zones, name: &str) -> Vec<Record> {
         match z.lookup(&lower(name)) {
-            Lookup::Found(_, r) => r,
+            Lookup::Found(_, r) => r.iter().collect(),
             other => panic!("{name}: {other:?}"),
         }
     }

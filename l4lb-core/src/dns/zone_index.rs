@@ -15,23 +15,19 @@
 //! The nodes live in a persistent map, so the [`Zones`] handed out are O(1)
 //! snapshots that later updates do not touch.
 use std::{
-    cmp::Ordering,
     collections::BTreeSet,
     hash::{Hash, Hasher},
-    net::IpAddr,
     sync::Arc,
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use hickory_proto::rr::{
-    LowerName, Name, RData, Record,
-    rdata::{A, AAAA, SRV},
-};
+use hickory_proto::rr::{LowerName, Name};
 
 use super::records::{
     Zone, ZoneOptions, Zones, apex_records, cluster_data, glue_data, task_data, vip_datum,
     zone_heads,
 };
+pub(crate) use super::zone_node::{Value, ZoneNode};
 use crate::model::{Catalog, Cluster, ServiceSpec, TaskRecord, Vip};
 
 /// Every update hashes each task's identity twice: a fast hasher, seeded
@@ -45,23 +41,6 @@ pub(crate) struct Datum {
     pub zone: usize,
     pub owner: LowerName,
     pub value: Value,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Value {
-    Addr(IpAddr),
-    /// Port and target (priority 0, weight 1, as Mesos-DNS).
-    Srv(u16, Name),
-}
-
-impl Value {
-    pub(crate) fn rdata(&self) -> RData {
-        match self {
-            Value::Addr(IpAddr::V4(a)) => RData::A(A(*a)),
-            Value::Addr(IpAddr::V6(a)) => RData::AAAA(AAAA(*a)),
-            Value::Srv(port, target) => RData::SRV(SRV::new(0, 1, *port, target.clone())),
-        }
-    }
 }
 
 /// A task's identity: framework and task id. Holds the record it came from
@@ -97,71 +76,8 @@ impl VipEntry {
     }
 }
 
-/// One name of a zone: its records (addresses sorted, then SRVs sorted,
-/// then at the apex the SOA and NS), how many contributors gave each of the
-/// data records (`counts[i]` for `records[i]`) and how many names with
-/// records lie strictly below it.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct ZoneNode {
-    records: Vec<Record>,
-    counts: Vec<u32>,
-    below: u32,
-}
-
-impl ZoneNode {
-    pub(crate) fn records(&self) -> &[Record] {
-        &self.records
-    }
-
-    /// Counts `value` in (`up`) or out; returns the change in records.
-    fn count(&mut self, owner: &LowerName, ttl: u32, value: &Value, up: bool) -> isize {
-        let data = &self.records[..self.counts.len()];
-        match (data.binary_search_by(|r| order(r, value)), up) {
-            (Ok(i), true) => self.counts[i] += 1,
-            (Err(i), true) => {
-                let record = Record::from_rdata(Name::from(owner.clone()), ttl, value.rdata());
-                insert_exact(&mut self.records, i, record);
-                insert_exact(&mut self.counts, i, 1);
-                return 1;
-            }
-            (Ok(i), false) => {
-                self.counts[i] -= 1;
-                if self.counts[i] == 0 {
-                    self.counts.remove(i);
-                    self.records.remove(i);
-                    return -1;
-                }
-            }
-            (Err(_), false) => {}
-        }
-        0
-    }
-}
-
-/// Where `r` sorts against `value`: addresses by address, then SRVs by port
-/// and target (a full build's order).
-fn order(r: &Record, value: &Value) -> Ordering {
-    match (r.data(), value) {
-        (RData::A(a), Value::Addr(ip)) => IpAddr::V4(a.0).cmp(ip),
-        (RData::AAAA(a), Value::Addr(ip)) => IpAddr::V6(a.0).cmp(ip),
-        (RData::SRV(s), Value::Srv(port, target)) => (s.port(), s.target()).cmp(&(*port, target)),
-        (RData::SRV(_), Value::Addr(_)) => Ordering::Greater,
-        _ => Ordering::Less,
-    }
-}
-
-/// `Vec::insert` without the doubling for small vectors: most names hold a
-/// record or two, and a record is a few hundred bytes.
-fn insert_exact<T>(v: &mut Vec<T>, i: usize, x: T) {
-    if v.len() == v.capacity() && v.len() < 16 {
-        v.reserve_exact(1);
-    }
-    v.insert(i, x);
-}
-
-/// One zone, its TTL, and how many names the current update wrote.
+/// One zone and how many names the current update wrote.
 struct ZoneState {
-    ttl: u32,
     zone: Zone,
     writes: usize,
 }
@@ -187,13 +103,13 @@ impl ZoneIndex {
         let zones = zone_heads(&opts)
             .into_iter()
             .map(|(origin, ttl)| {
-                let [soa, _] = apex_records(&origin, ttl, 0);
+                let apex = apex_records(&origin, ttl, 0);
                 ZoneState {
-                    ttl,
                     writes: 0,
                     zone: Zone {
                         origin: LowerName::new(&origin),
-                        soa,
+                        ttl,
+                        apex,
                         nodes: imbl::HashMap::new(),
                         records: 0,
                     },
@@ -424,10 +340,10 @@ impl ZoneState {
     /// Counts one contributor's `value` at `owner` in (`up`) or out.
     fn count(&mut self, owner: &LowerName, value: &Value, up: bool) {
         let node = Arc::make_mut(self.zone.nodes.entry(owner.clone()).or_default());
-        let had = !node.counts.is_empty();
-        let delta = node.count(owner, self.ttl, value, up);
-        let has = !node.counts.is_empty();
-        if node.records.is_empty() && node.below == 0 {
+        let had = node.len() > 0;
+        let delta = node.count(value, up);
+        let has = node.len() > 0;
+        if node.is_unused() {
             self.zone.nodes.remove(owner);
         }
         self.zone.records = self.zone.records.wrapping_add_signed(delta);
@@ -445,11 +361,8 @@ impl ZoneState {
         let mut n = name.base_name();
         while origin.zone_of(&n) && n != origin {
             let node = Arc::make_mut(self.zone.nodes.entry(n.clone()).or_default());
-            node.below = match up {
-                true => node.below + 1,
-                false => node.below.saturating_sub(1),
-            };
-            if node.records.is_empty() && node.below == 0 {
+            node.count_below(up);
+            if node.is_unused() {
                 self.zone.nodes.remove(&n);
             }
             self.writes += 1;
@@ -457,16 +370,10 @@ impl ZoneState {
         }
     }
 
-    /// The apex's SOA (serial `serial`) and NS, after its data records.
+    /// The apex's SOA (serial `serial`) and NS.
     fn set_apex(&mut self, serial: u32) {
-        let origin = self.zone.origin.clone();
-        let [soa, ns] = apex_records(&origin, self.ttl, serial);
-        self.zone.soa = soa.clone();
-        let node = Arc::make_mut(self.zone.nodes.entry(origin).or_default());
-        let before = node.records.len();
-        node.records.truncate(node.counts.len());
-        node.records.extend([soa, ns]);
-        self.zone.records = self.zone.records + node.records.len() - before;
+        let origin = Name::from(self.zone.origin.clone());
+        self.zone.apex = apex_records(&origin, self.zone.ttl, serial);
         self.writes += 1;
     }
 }

@@ -29,7 +29,10 @@ fn dump(z: &Zones) -> Dump {
         for (name, records) in zone.iter() {
             assert!(records.iter().all(|r| LowerName::new(r.name()) == *name));
             count += records.len();
-            out.insert((i, name.to_string()), records.iter().map(line).collect());
+            out.insert(
+                (i, name.to_string()),
+                records.iter().map(|r| line(&r)).collect(),
+            );
         }
         assert_eq!(zone.record_count(), count, "{}", zone.origin());
     }
@@ -56,7 +59,7 @@ fn reference(c: &Catalog, published: &BTreeSet<Vip>, opts: &ZoneOptions, serial:
         let node = nodes.entry((d.zone, d.owner)).or_default();
         match d.value {
             Value::Addr(ip) => drop(node.0.insert(ip)),
-            Value::Srv(port, target) => drop(node.1.insert((port, target))),
+            Value::Srv(port, target) => drop(node.1.insert((port, *target))),
         }
     }
     let heads = zone_heads(opts);
@@ -64,7 +67,7 @@ fn reference(c: &Catalog, published: &BTreeSet<Vip>, opts: &ZoneOptions, serial:
     for ((zone, name), (addrs, srvs)) in nodes {
         let (origin, ttl) = &heads[zone];
         let values = (addrs.into_iter().map(Value::Addr))
-            .chain(srvs.into_iter().map(|(p, t)| Value::Srv(p, t)));
+            .chain(srvs.into_iter().map(|(p, t)| Value::srv(p, t)));
         let lines = values.map(|v| format!("{ttl} {}", v.rdata())).collect();
         out.insert((zone, name.to_string()), lines);
         let origin = LowerName::new(origin);
