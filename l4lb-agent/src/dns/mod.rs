@@ -7,6 +7,7 @@
 //! - [`ip_sources`]: which address a task name gets (`--dns-ip-sources`).
 //! - [`answer`]: one query → one reply (pure, socket-free; fuzzed).
 //! - [`server`]: UDP + TCP listeners, forwarding, counters.
+//! - [`udp_batch`]: UDP queries and replies a batch per system call.
 //! - [`tcp`]: TCP connections: deadlines, caps, closing the longest idle.
 //! - [`framing`]: TCP length-prefix framing (pure; fuzzed).
 //! - [`rrl`]: UDP response-rate limiting (pure).
@@ -22,6 +23,7 @@ pub mod args;
 pub mod rrl;
 pub mod server;
 mod tcp;
+mod udp_batch;
 
 #[cfg(test)]
 mod hardening_tests;

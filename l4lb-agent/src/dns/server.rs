@@ -22,6 +22,7 @@
 //! per listener; TCP connections through [`super::tcp`]'s fairness rules.
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    os::fd::AsRawFd,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -34,7 +35,7 @@ use hickory_proto::op::ResponseCode;
 use ipnet::IpNet;
 use serde::Serialize;
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncReadExt, AsyncWriteExt, Interest},
     net::{TcpListener, TcpStream, UdpSocket},
     sync::{Semaphore, watch},
     task::JoinHandle,
@@ -48,6 +49,7 @@ use super::{
     records::{ZoneOptions, Zones},
     rrl::{Rrl, RrlConfig, Verdict},
     tcp::tcp_loop,
+    udp_batch::{self, BATCH, Batch},
 };
 
 /// Everything the server needs; see [`crate::dns::DnsArgs`] for the flags.
@@ -391,11 +393,13 @@ fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener)> {
 }
 
 async fn udp_loop(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
-    let mut buf = vec![0u8; 65535];
     let mut rrl = Rrl::new(shared.cfg.rrl.clone());
+    let mut batch = Batch::default();
+    let mut replies = Vec::with_capacity(BATCH);
+    let fd = sock.as_raw_fd();
     loop {
-        let (n, peer) = match sock.recv_from(&mut buf).await {
-            Ok(x) => x,
+        let n = match sock.async_io(Interest::READABLE, || batch.recv(fd)).await {
+            Ok(n) => n,
             Err(e) => {
                 // ICMP errors from earlier sends surface here; never fatal.
                 debug!(error = %e, "DNS UDP receive");
@@ -403,31 +407,56 @@ async fn udp_loop(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
                 continue;
             }
         };
-        if peer.port() == 0 {
-            DnsCounters::bump(&shared.counters.dropped);
-            continue;
-        }
-        let query = &buf[..n];
-        // Only what would be answered is rate-limited (respond drops the rest).
-        if n >= 12
-            && query[2] & 0x80 == 0
-            && !rate_allows(&mut rrl, &sock, &shared, query, peer).await
-        {
-            continue;
-        }
-        match respond(&shared.zones(), query, &shared.opts(false, peer.ip())) {
-            Reply::Send {
-                bytes,
-                rcode,
-                truncated,
-            } => {
-                shared.counters.sent(rcode, truncated);
-                if let Err(e) = sock.send_to(&bytes, peer).await {
-                    debug!(%peer, error = %e, "DNS UDP send");
-                }
+        // One snapshot per batch: a swap is seen by the next batch.
+        let zones = shared.zones();
+        for i in 0..n {
+            let got = batch.received(i);
+            let Some(peer) = got.peer.filter(|p| p.port() != 0 && !got.truncated) else {
+                DnsCounters::bump(&shared.counters.dropped);
+                continue;
+            };
+            let query = batch.query(i);
+            // Only what would be answered is rate-limited (respond drops the rest).
+            if query.len() >= 12
+                && query[2] & 0x80 == 0
+                && !rate_allows(&mut rrl, &sock, &shared, query, peer).await
+            {
+                continue;
             }
-            Reply::Drop => DnsCounters::bump(&shared.counters.dropped),
-            Reply::Forward => forward_in_background(&sock, &shared, query, peer).await,
+            match respond(&zones, query, &shared.opts(false, peer.ip())) {
+                Reply::Send {
+                    bytes,
+                    rcode,
+                    truncated,
+                } => {
+                    shared.counters.sent(rcode, truncated);
+                    replies.push((bytes, peer));
+                }
+                Reply::Drop => DnsCounters::bump(&shared.counters.dropped),
+                Reply::Forward => forward_in_background(&sock, &shared, query, peer).await,
+            }
+        }
+        send_all(&sock, &replies).await;
+        replies.clear();
+    }
+}
+
+/// Sends a batch's replies, as many per call as the socket takes; a reply
+/// the kernel refuses (an unroutable peer, say) is skipped, not retried.
+async fn send_all(sock: &UdpSocket, replies: &[(Vec<u8>, SocketAddr)]) {
+    let fd = sock.as_raw_fd();
+    let mut next = 0;
+    while next < replies.len() {
+        let rest = &replies[next..];
+        match sock
+            .async_io(Interest::WRITABLE, || udp_batch::send(fd, rest))
+            .await
+        {
+            Ok(sent) => next += sent.max(1),
+            Err(e) => {
+                debug!(peer = %rest[0].1, error = %e, "DNS UDP send");
+                next += 1;
+            }
         }
     }
 }
