@@ -27,6 +27,9 @@ pub const APT_PACKAGES: &[&str] = &[
     "dnsperf",
     // `bench peers` (marathon-lb's engine), `bench profile` (callgrind), plot text.
     "haproxy",
+    // `bench dns`: Knot DNS, the peer, started only inside the sandbox netns
+    // (the package's own service is not used).
+    "knot",
     "valgrind",
     "fonts-dejavu-core",
 ];

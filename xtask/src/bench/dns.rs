@@ -26,6 +26,7 @@ use super::{
         MAX_RUNS, START_TIMEOUT, TOTAL_TIMEOUT, check_deadline, gen_apps, max_slots, prepare,
         start_agent,
     },
+    knot::{self, KNOT_LISTEN, Knot},
     procfs::{backlog_drops, cpu_seconds, udp_rcvbuf_errors, udp_socket_drops},
     stats::{med_range_if_many, median},
 };
@@ -120,24 +121,6 @@ fn parse_dnsperf(out: &str) -> Result<DnsRun> {
     Ok(r)
 }
 
-fn dig_short(sb: &Sandbox, name: &str, rtype: &str) -> Result<String> {
-    let (ip, port) = DNS_LISTEN.split_once(':').expect("ip:port");
-    let out = util::output_timeout(
-        sb.in_netns("dig")
-            .args([
-                &format!("@{ip}"),
-                "-p",
-                port,
-                "+short",
-                "+tries=1",
-                "+time=1",
-            ])
-            .args([name, rtype]),
-        Duration::from_secs(5),
-    )?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 /// dnsperf's load: (clients, outstanding queries, qps limit).
 type Load = (&'static str, &'static str, Option<&'static str>);
 const SATURATE: Load = (DNSPERF_CLIENTS, DNSPERF_OUTSTANDING, None);
@@ -146,12 +129,18 @@ const SATURATE: Load = (DNSPERF_CLIENTS, DNSPERF_OUTSTANDING, None);
 const PACED_QPS: &str = "10000";
 const PACED: Load = ("1", "100", Some(PACED_QPS));
 
-/// The port of [`DNS_LISTEN`].
-fn dns_port() -> u16 {
-    DNS_LISTEN
+/// The port of an `ip:port`.
+fn port_of(listen: &str) -> u16 {
+    listen
         .rsplit_once(':')
         .and_then(|(_, p)| p.parse().ok())
         .expect("ip:port")
+}
+
+/// A DNS server under test: where it listens, its process.
+struct Server<'a> {
+    listen: &'a str,
+    pid: u32,
 }
 
 /// The receive buffer (`rb` of `ss -m`) of the agent's DNS UDP socket.
@@ -174,11 +163,12 @@ fn dns_socket_rcvbuf(sb: &Sandbox) -> Option<u64> {
 
 fn dnsperf(
     sb: &Sandbox,
+    listen: &str,
     file: &Path,
     seconds: u32,
     (clients, outstanding, limit): Load,
 ) -> Result<String> {
-    let (ip, port) = DNS_LISTEN.split_once(':').expect("ip:port");
+    let (ip, port) = listen.split_once(':').expect("ip:port");
     // Count bound too: at most 2M queries a second over the run.
     let passes = (u64::from(seconds) * 2_000_000 / u64::from(DNS_APPS)).to_string();
     let secs = seconds.to_string();
@@ -199,18 +189,19 @@ fn dnsperf(
     )
 }
 
-fn dns_run(sb: &Sandbox, pid: u32, file: &Path, seconds: u32, load: Load) -> Result<DnsRun> {
+fn dns_run(sb: &Sandbox, server: &Server, file: &Path, seconds: u32, load: Load) -> Result<DnsRun> {
+    let port = port_of(server.listen);
     let drops0 = backlog_drops();
     let rcvbuf0 = udp_rcvbuf_errors(sb)?;
-    let sock0 = udp_socket_drops(sb, dns_port())?;
-    let cpu0 = cpu_seconds(pid)?;
+    let sock0 = udp_socket_drops(sb, port)?;
+    let cpu0 = cpu_seconds(server.pid)?;
     let t0 = Instant::now();
-    let out = dnsperf(sb, file, seconds, load)?;
+    let out = dnsperf(sb, server.listen, file, seconds, load)?;
     let wall = t0.elapsed().as_secs_f64();
-    let cpu1 = cpu_seconds(pid)?;
+    let cpu1 = cpu_seconds(server.pid)?;
     let drops = backlog_drops().saturating_sub(drops0);
     let rcvbuf = udp_rcvbuf_errors(sb)?.saturating_sub(rcvbuf0);
-    let sock = udp_socket_drops(sb, dns_port())?.saturating_sub(sock0);
+    let sock = udp_socket_drops(sb, port)?.saturating_sub(sock0);
     let mut r = parse_dnsperf(&out).with_context(|| format!("dnsperf printed:\n{out}"))?;
     r.agent_cpu_s = cpu1 - cpu0;
     r.wall_s = wall;
@@ -242,9 +233,15 @@ pub fn dns(a: DnsArgs) -> Result<()> {
         &mut sb,
         &m,
         max_slots(DNS_APPS, DNS_TASKS, false),
-        &["--dns-listen", DNS_LISTEN],
+        // The transfer writes Knot's zone file: the same records.
+        &[
+            "--dns-listen",
+            DNS_LISTEN,
+            "--dns-axfr-allow",
+            "127.0.0.1/32",
+        ],
     )?;
-    let result = dns_with(&sb, &mut agent, &a, deadline);
+    let result = with_knot(&mut sb, &mut agent, &a, deadline);
     let stopped = agent.stop();
     let res = result?;
     stopped?;
@@ -258,31 +255,89 @@ pub fn dns(a: DnsArgs) -> Result<()> {
     Ok(())
 }
 
-fn dns_with(sb: &Sandbox, agent: &mut Agent, a: &DnsArgs, deadline: Instant) -> Result<DnsResult> {
+/// Waits for the agent's records, starts Knot on a copy of them, then runs
+/// the load on both.
+fn with_knot(
+    sb: &mut Sandbox,
+    agent: &mut Agent,
+    a: &DnsArgs,
+    deadline: Instant,
+) -> Result<DnsResult> {
     let mut tail = LogTail::new(agent.log_path());
-    let mut seen = vec![];
-    let first = wait_line(&mut tail, agent, START_TIMEOUT, &mut seen, is_apply)?;
+    wait_ready(sb, agent, &mut tail)?;
+    let zone = knot::zone_file(sb, DNS_LISTEN, "mesos")?;
+    println!("Knot's zone file: {} records", zone.lines().count());
+    let knot = Knot::start(sb, "mesos", &zone, "app-0.marathon.mesos")?;
+    for (name, rtype) in PROBES {
+        let ours = sorted_lines(&knot::dig(sb, DNS_LISTEN, name, rtype)?);
+        let theirs = sorted_lines(&knot::dig(sb, KNOT_LISTEN, name, rtype)?);
+        if ours != theirs {
+            bail!("Knot answers {name} {rtype} otherwise: {theirs:?}, the agent {ours:?}");
+        }
+    }
+    let servers = [
+        Server {
+            listen: DNS_LISTEN,
+            pid: agent.pid(),
+        },
+        Server {
+            listen: KNOT_LISTEN,
+            pid: knot.pid(),
+        },
+    ];
+    let res = dns_with(sb, &servers, a, deadline)?;
+    for l in tail.lines()? {
+        check_line(&l)?;
+    }
+    Ok(res)
+}
+
+/// The names every query file asks for, checked on both servers first.
+const PROBES: [(&str, &str); 2] = [
+    ("app-0.marathon.mesos", "A"),
+    ("_app-0._tcp.marathon.mesos", "SRV"),
+];
+
+fn sorted_lines(s: &str) -> Vec<String> {
+    let mut v: Vec<String> = s.lines().map(str::to_owned).collect();
+    v.sort();
+    v
+}
+
+/// Until the first apply and the agent's DNS answering with every task.
+fn wait_ready(sb: &Sandbox, agent: &mut Agent, tail: &mut LogTail) -> Result<()> {
+    let first = wait_line(tail, agent, START_TIMEOUT, &mut vec![], is_apply)?;
     if num(&first, "added") != Some(u64::from(DNS_APPS)) {
         bail!("first apply did not add {DNS_APPS} services: {first}");
     }
-    // The records are there (and answered the way the queries expect).
     let t = Instant::now();
     loop {
-        let a_ans = dig_short(sb, "app-0.marathon.mesos", "A")?;
-        let srv_ans = dig_short(sb, "_app-0._tcp.marathon.mesos", "SRV")?;
+        let [a_ans, srv_ans] = PROBES.map(|(n, t)| knot::dig(sb, DNS_LISTEN, n, t));
+        let (a_ans, srv_ans) = (a_ans?, srv_ans?);
         if a_ans.lines().count() == DNS_TASKS as usize
             && srv_ans.lines().count() == DNS_TASKS as usize
         {
             println!(
-                "dig app-0.marathon.mesos A:\n{a_ans}\ndig _app-0._tcp.marathon.mesos SRV:\n{srv_ans}"
+                "dig {} A:\n{a_ans}\ndig {} SRV:\n{srv_ans}",
+                PROBES[0].0, PROBES[1].0
             );
-            break;
+            return Ok(());
         }
         if t.elapsed() > Duration::from_secs(20) {
             bail!("the agent's DNS does not answer as expected: A {a_ans:?}, SRV {srv_ans:?}");
         }
         thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Saturating runs (A and SRV alternate; within each, which server goes
+/// first alternates by run), then paced runs, on both servers.
+fn dns_with(
+    sb: &Sandbox,
+    servers: &[Server; 2],
+    a: &DnsArgs,
+    deadline: Instant,
+) -> Result<DnsResult> {
     let dir = sb.workdir();
     let a_file = dir.join("queries-a.txt");
     let srv_file = dir.join("queries-srv.txt");
@@ -293,89 +348,104 @@ fn dns_with(sb: &Sandbox, agent: &mut Agent, a: &DnsArgs, deadline: Instant) -> 
         &srv_file,
         lines(&|i| format!("_app-{i}._tcp.marathon.mesos SRV")),
     )?;
-
     // Warm-up, not counted.
-    for f in [&a_file, &srv_file] {
-        dns_run(sb, agent.pid(), f, 1, SATURATE).context("warm-up")?;
+    for (s, f) in servers.iter().flat_map(|s| [(s, &a_file), (s, &srv_file)]) {
+        dns_run(sb, s, f, 1, SATURATE).context("warm-up")?;
     }
-    let (mut a_runs, mut srv_runs) = (vec![], vec![]);
-    for r in 0..a.runs {
-        for (label, f, out) in [
-            ("A  ", &a_file, &mut a_runs),
-            ("SRV", &srv_file, &mut srv_runs),
-        ] {
-            check_deadline(deadline)?;
-            let run = dns_run(sb, agent.pid(), f, a.seconds, SATURATE)
-                .with_context(|| format!("run {} {label}", r + 1))?;
-            println!(
-                "run {}/{} {label}: {:.0} qps, agent {:.2} CPU-s over {:.1} s -> {:.0} qps/core, lost {} (rcvbuf errors {}, at the agent's socket {}, backlog drops {}), avg {:.3} ms (max {:.2})",
-                r + 1,
-                a.runs,
-                run.qps,
-                run.agent_cpu_s,
-                run.wall_s,
-                run.qps_per_core(),
-                run.lost,
-                run.rcvbuf_errors,
-                run.agent_socket_drops,
-                run.backlog_drops,
-                run.avg_ms,
-                run.max_ms
-            );
-            out.push(run);
+    let mut sides = [Side::default(), Side::default()];
+    for r in 0..a.runs as usize {
+        for (label, f, is_a) in [("A  ", &a_file, true), ("SRV", &srv_file, false)] {
+            for k in [r % 2, 1 - r % 2] {
+                check_deadline(deadline)?;
+                let run = dns_run(sb, &servers[k], f, a.seconds, SATURATE)
+                    .with_context(|| format!("run {} {label} {}", r + 1, SIDES[k]))?;
+                print_run(
+                    &format!("run {}/{} {label} {}", r + 1, a.runs, SIDES[k]),
+                    &run,
+                );
+                let side = &mut sides[k];
+                match is_a {
+                    true => side.a.push(run),
+                    false => side.srv.push(run),
+                }
+            }
         }
     }
     // Latency without queueing: a paced rate.
     let lat_s = a.seconds.min(5);
-    let mut lat = vec![];
     for (label, f) in [("A  ", &a_file), ("SRV", &srv_file)] {
-        check_deadline(deadline)?;
-        let run =
-            dns_run(sb, agent.pid(), f, lat_s, PACED).with_context(|| format!("paced {label}"))?;
-        println!(
-            "paced {label}: {:.0} qps, avg {:.3} ms (min {:.3}, max {:.2}, stddev {:.3}), lost {}",
-            run.qps, run.avg_ms, run.min_ms, run.max_ms, run.stddev_ms, run.lost
-        );
-        lat.push(run);
-    }
-    for l in tail.lines()? {
-        check_line(&l)?;
+        for (k, server) in servers.iter().enumerate() {
+            check_deadline(deadline)?;
+            let run = dns_run(sb, server, f, lat_s, PACED)
+                .with_context(|| format!("paced {label} {}", SIDES[k]))?;
+            println!(
+                "paced {label} {}: {:.0} qps, avg {:.3} ms (min {:.3}, max {:.2}, stddev {:.3}), lost {}",
+                SIDES[k], run.qps, run.avg_ms, run.min_ms, run.max_ms, run.stddev_ms, run.lost
+            );
+            sides[k].lat.push(run);
+        }
     }
     Ok(DnsResult {
-        a_runs,
-        srv_runs,
-        lat,
+        sides,
         lat_s,
         rcvbuf: dns_socket_rcvbuf(sb),
     })
 }
 
-struct DnsResult {
-    a_runs: Vec<DnsRun>,
-    srv_runs: Vec<DnsRun>,
+fn print_run(label: &str, run: &DnsRun) {
+    println!(
+        "{label}: {:.0} qps, {:.2} CPU-s over {:.1} s -> {:.0} qps/core, lost {} (rcvbuf errors {}, at the server's socket {}, backlog drops {}), avg {:.3} ms (max {:.2})",
+        run.qps,
+        run.agent_cpu_s,
+        run.wall_s,
+        run.qps_per_core(),
+        run.lost,
+        run.rcvbuf_errors,
+        run.agent_socket_drops,
+        run.backlog_drops,
+        run.avg_ms,
+        run.max_ms
+    );
+}
+
+/// The servers compared, in [`DnsResult::sides`] order.
+const SIDES: [&str; 2] = ["l4lb", "Knot"];
+
+/// One server's runs.
+#[derive(Default)]
+struct Side {
+    a: Vec<DnsRun>,
+    srv: Vec<DnsRun>,
     /// Paced runs: A, SRV.
     lat: Vec<DnsRun>,
+}
+
+struct DnsResult {
+    /// l4lb, Knot.
+    sides: [Side; 2],
     lat_s: u32,
     /// The agent's DNS socket's receive buffer, bytes.
     rcvbuf: Option<u64>,
 }
 
 fn summarize_dns(a: &DnsArgs, res: &DnsResult, machine: &str) -> (String, String) {
-    let (a_runs, srv_runs) = (&res.a_runs[..], &res.srv_runs[..]);
+    let [ours, knot] = &res.sides;
     let header = [
+        "server",
         "query type",
         "qps",
-        "agent CPU (cores)",
+        "CPU (cores)",
         "qps/core",
         "lost",
         "avg latency ms",
         "max latency ms",
     ];
-    let row = |label: &str, runs: &[DnsRun]| {
+    let row = |server: &str, label: &str, runs: &[DnsRun]| {
         let v = |f: fn(&DnsRun) -> f64| runs.iter().map(f).collect::<Vec<f64>>();
         let sent: u64 = runs.iter().map(|r| r.sent).sum();
         let lost: u64 = runs.iter().map(|r| r.lost).sum();
         vec![
+            server.to_string(),
             label.to_string(),
             med_range_if_many(&v(|r| r.qps), 0),
             med_range_if_many(&v(|r| r.agent_cpu_s / r.wall_s), 2),
@@ -385,27 +455,20 @@ fn summarize_dns(a: &DnsArgs, res: &DnsResult, machine: &str) -> (String, String
             format!("{:.2}", median(&v(|r| r.max_ms))),
         ]
     };
-    let rows = vec![
-        row("A `app-i.marathon.mesos`", a_runs),
-        row("SRV `_app-i._tcp.marathon.mesos`", srv_runs),
-    ];
-    let qpc = |runs: &[DnsRun]| median(&runs.iter().map(DnsRun::qps_per_core).collect::<Vec<_>>());
-    let verdict_one = |label: &str, v: f64| {
-        format!(
-            "{label} {v:.0} qps/core (goal >= {QPS_CORE_GOAL:.0}): {}",
-            if v >= QPS_CORE_GOAL {
-                format!("met ({:.1}x Mesos-DNS's documented ~8,500)", v / 8500.0)
-            } else {
-                format!("NOT met ({:.0}% of the goal)", v / QPS_CORE_GOAL * 100.0)
-            }
-        )
-    };
-    let verdict = format!(
-        "{}; {}",
-        verdict_one("A", qpc(a_runs)),
-        verdict_one("SRV", qpc(srv_runs))
+    let (a_label, srv_label) = (
+        "A `app-i.marathon.mesos`",
+        "SRV `_app-i._tcp.marathon.mesos`",
     );
-    let all = a_runs.iter().chain(srv_runs).chain(&res.lat);
+    let rows = vec![
+        row("l4lb", a_label, &ours.a),
+        row("Knot", a_label, &knot.a),
+        row("l4lb", srv_label, &ours.srv),
+        row("Knot", srv_label, &knot.srv),
+    ];
+    let verdict = format!("{}.\n\n{}", own_goal(ours), knot_verdict(ours, knot));
+    let all = [ours, knot]
+        .into_iter()
+        .flat_map(|s| s.a.iter().chain(&s.srv).chain(&s.lat));
     let (lost, drops, rcvbuf, sock) = all.fold((0, 0, 0, 0), |(l, d, b, s), r| {
         (
             l + r.lost,
@@ -415,13 +478,14 @@ fn summarize_dns(a: &DnsArgs, res: &DnsResult, machine: &str) -> (String, String
         )
     });
     let loss_note = format!(
-        "Lost queries over all runs: {lost} (dnsperf: no answer within 2 s); meanwhile UDP sockets in the sandbox netns overflowed their receive buffers {rcvbuf} times (`RcvbufErrors`), {sock} of them at the agent's DNS socket (its `drops` in /proc/net/udp; its receive buffer is {} bytes, `ss -m`), and the kernel's per-CPU input backlogs dropped {drops} packets machine-wide (/proc/net/softnet_stat, which other load on the box shares)",
+        "Lost queries over all runs: {lost} (dnsperf: no answer within 2 s); meanwhile UDP sockets in the sandbox netns overflowed their receive buffers {rcvbuf} times (`RcvbufErrors`), {sock} of them at the servers' sockets (their `drops` in /proc/net/udp; the agent's receive buffer is {} bytes, `ss -m`), and the kernel's per-CPU input backlogs dropped {drops} packets machine-wide (/proc/net/softnet_stat, which other load on the box shares)",
         res.rcvbuf
             .map(|v| v.to_string())
             .unwrap_or_else(|| "?".into())
     );
     let lat_header = [
         "paced load",
+        "server",
         "qps",
         "lost",
         "avg latency ms",
@@ -429,12 +493,13 @@ fn summarize_dns(a: &DnsArgs, res: &DnsResult, machine: &str) -> (String, String
         "max ms",
         "stddev ms",
     ];
-    let lat_rows: Vec<Vec<String>> = ["A", "SRV"]
-        .iter()
-        .zip(&res.lat)
-        .map(|(t, r)| {
+    let lat_rows: Vec<Vec<String>> = (0..2)
+        .flat_map(|t| [(t, "l4lb", &ours.lat), (t, "Knot", &knot.lat)])
+        .filter_map(|(t, server, lat)| Some((["A", "SRV"][t], server, lat.get(t)?)))
+        .map(|(t, server, r)| {
             vec![
                 t.to_string(),
+                server.to_string(),
                 format!("{:.0}", r.qps),
                 format!("{} of {}", r.lost, r.sent),
                 format!("{:.3}", r.avg_ms),
@@ -445,30 +510,84 @@ fn summarize_dns(a: &DnsArgs, res: &DnsResult, machine: &str) -> (String, String
         })
         .collect();
     let lat_note = format!(
-        "Latency under that load is mostly queueing behind {DNSPERF_OUTSTANDING} outstanding queries; at a paced {PACED_QPS} qps (`-c 1 -q 100 -Q {PACED_QPS}`, {} s per type, after the runs):",
+        "Latency under that load is mostly queueing behind {DNSPERF_OUTSTANDING} outstanding queries; at a paced {PACED_QPS} qps (`-c 1 -q 100 -Q {PACED_QPS}`, {} s per type and server, after the runs):",
         res.lat_s
     );
+    let lat_verdict = paced_verdict(ours, knot);
     let cmd = format!(
         "cargo xtask bench dns --seconds {} --runs {}",
         a.seconds, a.runs
     );
     let setup = format!(
-        "the agent (release, tokio runtime with 2 worker threads) on a fake Marathon with {DNS_APPS} apps x {DNS_TASKS} healthy tasks, `--dns-listen {DNS_LISTEN}` in the sandbox netns; dnsperf 2.10 (Debian) in the same netns, UDP, `-c {DNSPERF_CLIENTS} -T {DNSPERF_THREADS} -q {DNSPERF_OUTSTANDING}`, {} s per run, query files of the {DNS_APPS} A names (3 A records each) and the {DNS_APPS} SRV names (3 SRV + 3 A in ADDITIONAL each); A and SRV runs alternate, {} runs each after a 1 s warm-up",
+        "the agent (release, tokio runtime with 2 worker threads) on a fake Marathon with {DNS_APPS} apps x {DNS_TASKS} healthy tasks, `--dns-listen {DNS_LISTEN}` in the sandbox netns, and Knot DNS 3.2 (Debian's knotd, its default one UDP worker per CPU) on {KNOT_LISTEN} in the same netns serving the same `mesos` zone, written from the agent's own zone transfer (checked: both answer the probe names alike); dnsperf 2.10 (Debian) in that netns, UDP, `-c {DNSPERF_CLIENTS} -T {DNSPERF_THREADS} -q {DNSPERF_OUTSTANDING}`, {} s per run, query files of the {DNS_APPS} A names (3 A records each) and the {DNS_APPS} SRV names (3 SRV + 3 A in ADDITIONAL each); A and SRV runs alternate and, within each, which server goes first alternates by run; {} runs each after a 1 s warm-up",
         a.seconds, a.runs
     );
-    let note = "qps/core = queries answered / CPU seconds the agent process used during the run (utime + stime of all its threads, /proc/PID/stat). dnsperf shares the machine's cores with the agent, so the qps column is what this 2-core box delivers with the load generator on it, not the server's ceiling. dnsperf 2.10 reports mean, min, max and stddev of latency, not percentiles";
+    let note = "qps/core = queries answered / CPU seconds the server process used during the run (utime + stime of all its threads, /proc/PID/stat). dnsperf shares the machine's cores with the server, so the qps column is what this 2-core box delivers with the load generator on it, not the server's ceiling. dnsperf 2.10 reports mean, min, max and stddev of latency, not percentiles";
     let text = format!(
-        "DNS ({setup})\n{}{verdict}\n{loss_note}\n{lat_note}\n{}{note}\n{machine}\n",
+        "DNS ({setup})\n{}{verdict}\n{loss_note}\n{lat_note}\n{}{lat_verdict}\n{note}\n{machine}\n",
         report::table(&header, &rows),
         report::table(&lat_header, &lat_rows)
     );
     let markdown = format!(
-        "## Embedded DNS: dnsperf, A and SRV\n\n`{cmd}` on {{date}}: {setup}. \
-         Medians (min-max) over runs.\n\n{}\n{verdict}.\n\n{loss_note}.\n\n{lat_note}\n\n{}\n{note}.\n\nMachine: {machine}.\n",
+        "## Embedded DNS: dnsperf, A and SRV, next to Knot DNS\n\n`{cmd}` on {{date}}: {setup}. \
+         Medians (min-max) over runs.\n\n{}\n{verdict}.\n\n{loss_note}.\n\n{lat_note}\n\n{}\n{lat_verdict}.\n\n{note}.\n\nMachine: {machine}.\n",
         report::md_table(&header, &rows),
         report::md_table(&lat_header, &lat_rows)
     );
     (text, markdown)
+}
+
+fn qpc(runs: &[DnsRun]) -> f64 {
+    median(&runs.iter().map(DnsRun::qps_per_core).collect::<Vec<_>>())
+}
+
+/// The project's own floor, per query type.
+fn own_goal(ours: &Side) -> String {
+    let one = |label: &str, v: f64| {
+        format!(
+            "{label} {v:.0} qps/core (goal >= {QPS_CORE_GOAL:.0}): {}",
+            if v >= QPS_CORE_GOAL {
+                format!("met ({:.1}x Mesos-DNS's documented ~8,500)", v / 8500.0)
+            } else {
+                format!("NOT met ({:.0}% of the goal)", v / QPS_CORE_GOAL * 100.0)
+            }
+        )
+    };
+    format!("{}; {}", one("A", qpc(&ours.a)), one("SRV", qpc(&ours.srv)))
+}
+
+/// Queries per CPU-second against Knot's, per query type (goal >= 1.0x).
+fn knot_verdict(ours: &Side, knot: &Side) -> String {
+    let one = |label: &str, o: &[DnsRun], k: &[DnsRun]| {
+        let r = qpc(o) / qpc(k).max(1e-9);
+        let met = if r >= 1.0 { "met" } else { "NOT met" };
+        format!("{label} {r:.2}x ({:.0} vs {:.0}): {met}", qpc(o), qpc(k))
+    };
+    format!(
+        "l4lb / Knot queries per CPU-second (goal >= 1.0x): {}; {}",
+        one("A", &ours.a, &knot.a),
+        one("SRV", &ours.srv, &knot.srv)
+    )
+}
+
+/// Mean latency at the paced load against Knot's (goal: not above it).
+fn paced_verdict(ours: &Side, knot: &Side) -> String {
+    let parts: Vec<String> = ["A", "SRV"]
+        .iter()
+        .zip(ours.lat.iter().zip(&knot.lat))
+        .map(|(t, (o, k))| {
+            let met = if o.avg_ms <= k.avg_ms {
+                "met"
+            } else {
+                "NOT met"
+            };
+            format!("{t} {:.3} vs {:.3} ms: {met}", o.avg_ms, k.avg_ms)
+        })
+        .collect();
+    format!(
+        "Paced mean latency, l4lb vs Knot (goal: l4lb <= Knot): {}",
+        parts.join("; ")
+    )
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ mod all;
 mod common;
 mod control;
 mod dns;
+mod knot;
 mod marathon;
 mod mesos;
 mod peers;
