@@ -32,6 +32,6 @@ mod hardening_tests;
 pub use args::DnsArgs;
 pub use l4lb_core::dns::{
     Reply, ReplyOpts, Ttls, ZoneIndex, ZoneOptions, Zones, answer, build_zones, domain, framing,
-    ip_sources, names, records, respond,
+    ip_sources, names, records, reply_cache, respond,
 };
 pub use server::{CountersSnapshot, DnsConfig, DnsCounters, DnsServer, spawn};

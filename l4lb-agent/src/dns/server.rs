@@ -47,6 +47,7 @@ use super::{
     acl,
     answer::{self, DEFAULT_UDP_CAP, Reply, ReplyOpts, respond},
     records::{ZoneOptions, Zones},
+    reply_cache::ReplyCache,
     rrl::{Rrl, RrlConfig, Verdict},
     tcp::tcp_loop,
     udp_batch::{self, BATCH, Batch},
@@ -394,6 +395,7 @@ fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener)> {
 
 async fn udp_loop(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
     let mut rrl = Rrl::new(shared.cfg.rrl.clone());
+    let mut cache = ReplyCache::default();
     let mut batch = Batch::default();
     let mut replies = Vec::with_capacity(BATCH);
     let fd = sock.as_raw_fd();
@@ -423,7 +425,7 @@ async fn udp_loop(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
             {
                 continue;
             }
-            match respond(&zones, query, &shared.opts(false, peer.ip())) {
+            match cache.reply(&zones, query, &shared.opts(false, peer.ip())) {
                 Reply::Send {
                     bytes,
                     rcode,

@@ -1,6 +1,6 @@
 //! DNS, the pure part: Mesos-DNS / dcos-net names ([`names`]), catalog →
 //! zones ([`records`], with Mesos-DNS's cluster records from [`cluster`]), which address a task name gets ([`ip_sources`]), one
-//! query → one reply ([`answer`]), TCP length-prefix framing ([`framing`]),
+//! query → one reply ([`answer`]; [`reply_cache`] remembers replies per question), TCP length-prefix framing ([`framing`]),
 //! zone transfer ([`axfr`]), the discovery HTTP API's documents ([`http_api`]),
 //! zones updated by what changed ([`zone_index`]).
 //! The agent's `dns` module serves them.
@@ -13,6 +13,7 @@ pub mod http_api;
 pub mod ip_sources;
 pub mod names;
 pub mod records;
+pub mod reply_cache;
 pub mod sample;
 pub mod zone_index;
 mod zone_node;
