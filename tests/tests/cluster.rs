@@ -3,18 +3,15 @@
 //! and reaches every VIP; a node that dies is routed around once Marathon
 //! says so (the whole curve is printed); the faults come and go; nothing of
 //! a cluster is left after drop.
-use std::{collections::BTreeSet, thread, time::Duration};
+use std::{collections::BTreeSet, time::Duration};
 
 use l4lb_tests::{
     Cluster, ClusterSpec, VipSpec,
-    cluster::{Curve, StreamSpec, backend_id, fabric, mono_ms},
+    cluster::{DeathSpec, Kill, StreamSpec, backend_id, fabric},
     counts, require_root, wait,
 };
 
 const NODES: usize = 3;
-/// A connection that greets only after this long went through a
-/// retransmitted SYN (the first retransmit is after 1 s).
-const STALL_MS: f64 = 900.0;
 
 #[test]
 fn every_node_resolves_and_reaches_every_vip() {
@@ -50,30 +47,16 @@ fn every_node_resolves_and_reaches_every_vip() {
 /// unreachable 1.5 s later, and every other node stops choosing its
 /// backend once that event is applied. Before the event a share of new
 /// connections fail (the dead backend is still chosen); after it none do.
+/// Revived, the node is chosen again.
 #[test]
 fn node_death_is_routed_around_once_marathon_says_so() {
     require_root();
     let c = Cluster::new(ClusterSpec::new("clu-death", NODES)).unwrap();
-    let (vip, dead, others) = (c.vip_addr(0), NODES - 1, [0, 1]);
-    let spec = StreamSpec::lasting(Duration::from_secs(6), 10, 1500);
-    let streams: Vec<_> = others
-        .iter()
-        .map(|&i| c.node(i).stream(vip, spec).unwrap())
-        .collect();
-
-    thread::sleep(Duration::from_millis(1500));
-    let t_kill = mono_ms();
-    c.link_down(dead).unwrap();
-    thread::sleep(Duration::from_millis(1500));
-    let t_event = mono_ms();
-    assert_eq!(c.mark_tasks(dead, "TASK_UNREACHABLE").unwrap(), 1);
-    let applied = c
-        .wait_backends(0, &others, &others, Duration::from_secs(10))
-        .unwrap();
-
-    for ((&i, stream), t_applied) in others.iter().zip(streams).zip(applied) {
-        let curve = Curve::new(stream.finish().unwrap(), t_kill, 250.0, STALL_MS);
-        let (event, applied) = (t_event - t_kill, t_applied - t_kill);
+    let dead = NODES - 1;
+    let run = c.node_death(&DeathSpec::new(dead, &[0, 1])).unwrap();
+    let event = run.event_ms.unwrap();
+    for ((i, curve), applied) in run.curves.iter().zip(&run.applied_ms) {
+        let applied = applied.unwrap();
         eprintln!(
             "node {i}: link down at 0, event at {event:.0} ms, applied (seen) at {applied:.0} ms\n{}",
             curve.render()
@@ -107,6 +90,11 @@ fn node_death_is_routed_around_once_marathon_says_so() {
             "node {i}: only {ok} connections after the event applied"
         );
     }
+
+    c.revive(dead, Kill::Link, Duration::from_secs(20)).unwrap();
+    let v = c.node(0).probe_tcp(c.vip_addr(0), 60).unwrap();
+    assert_eq!(v["errors"], 0, "{v}");
+    assert!(counts(&v).contains_key(&backend_id(dead)), "{v}");
 }
 
 /// The fault helpers do what they say, and undo it: SYNs dropped by nft in

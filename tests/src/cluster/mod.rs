@@ -12,6 +12,7 @@
 //! Drop stops the agents (with teardown), then every sandbox removes its
 //! processes, cgroup, netns (and with it the veths and the bridge) and pin root.
 mod curve;
+mod death;
 pub mod fabric;
 mod faults;
 mod footprint;
@@ -28,6 +29,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 pub use curve::{Bucket, Conn, Curve, Outcome, mono_ms, parse_stream};
+pub use death::{DeathRun, DeathSpec, Kill};
 pub use faults::{SYN_DROP_CHAIN, SYN_DROP_TABLE};
 pub use footprint::Footprint;
 pub use stream::{Stream, StreamSpec};
