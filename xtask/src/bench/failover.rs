@@ -3,7 +3,7 @@
 //! (`l4lb_tests::cluster`: one netns, agent and child cgroup per node, a
 //! bridge, one fake Marathon) serves one VIP with a backend on every node;
 //! some nodes stream paced connects through it while the last node's link
-//! goes down, and Marathon marks its tasks unreachable `--event-after-ms`
+//! goes down (or its SYNs are dropped: `--kill syns`), and Marathon marks its tasks unreachable `--event-after-ms`
 //! later (what routes around a dead node today) or never (`--no-event`).
 //! Each run's victim is revived before the next.
 //!
@@ -56,6 +56,10 @@ pub struct FailoverArgs {
     /// Marathon marks the dead node's tasks unreachable this long after its link went down.
     #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(0..=120_000))]
     pub event_after_ms: u64,
+    /// How the node dies: `link` (its bridge port down) or `syns` (nft in
+    /// its netns drops every SYN reaching it).
+    #[arg(long, default_value = "link", value_parser = ["link", "syns"])]
+    pub kill: String,
     /// Marathon never hears of the death: what the nodes do on their own.
     #[arg(long)]
     pub no_event: bool,
@@ -159,7 +163,11 @@ fn death_spec(a: &FailoverArgs) -> DeathSpec {
     let victim = a.nodes as usize - 1;
     let clients: Vec<usize> = (0..(a.clients as usize).min(victim)).collect();
     let mut d = DeathSpec::new(victim, &clients);
-    d.kill = Kill::Link;
+    d.kill = if a.kill == "syns" {
+        Kill::Syns
+    } else {
+        Kill::Link
+    };
     d.event_after = (!a.no_event).then(|| Duration::from_millis(a.event_after_ms));
     d.after = Duration::from_millis(a.after_ms);
     d.interval_ms = a.interval_ms;
@@ -237,11 +245,16 @@ fn describe(a: &FailoverArgs) -> String {
         )
     };
     format!(
-        "Node death on {} nodes: the last node's link goes down, {event}; {} client node(s) \
+        "Node death on {} nodes: the last node's {}, {event}; {} client node(s) \
          connect every {} ms (timeout {} ms), {} run(s) per policy. \"routed around after\": start of \
          the last failed or stalled (> 900 ms) connection, ms after the death, median (min-max) over \
          runs x clients. Goal (issue 15): <= {GOAL_ROUTE_MS:.0} ms, then <= {:.1} % bad.",
         a.nodes,
+        if a.kill == "syns" {
+            "incoming SYNs are dropped"
+        } else {
+            "link goes down"
+        },
         a.clients.min(a.nodes - 1),
         a.interval_ms,
         a.timeout_ms,
