@@ -8,6 +8,7 @@
 
 mod agent;
 mod bins;
+pub mod cluster;
 mod dns;
 pub mod fake_marathon;
 pub mod fake_mesos;
@@ -23,6 +24,7 @@ pub mod wait;
 
 pub use agent::Agent;
 pub use bins::{agent_bin, fake_dns_bin, probe_bin, testsrv_bin};
+pub use cluster::{Cluster, ClusterSpec, VipSpec};
 pub use dns::AGENT_DNS;
 pub use marathon::{
     FakeMarathon, Fault, PodInstanceSpec, TaskSpec, fake_marathon_bin, pod_status, redis_app,

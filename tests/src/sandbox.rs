@@ -241,6 +241,11 @@ impl Sandbox {
         Ok(pid)
     }
 
+    /// The pids of the processes this sandbox tracks (and kills on drop).
+    pub fn pids(&self) -> Vec<u32> {
+        lock(&self.children).iter().map(Child::id).collect()
+    }
+
     /// Stops one tracked process (SIGTERM, then SIGKILL after 3 s) and reaps it.
     pub fn kill(&mut self, pid: u32) -> Result<()> {
         let mut kids = lock(&self.children);

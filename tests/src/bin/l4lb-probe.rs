@@ -12,6 +12,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use socket2::{Domain, SockAddr, Socket, Type};
 
+#[path = "probe/stream.rs"]
+mod stream;
+
 #[derive(Parser)]
 #[command(
     name = "l4lb-probe",
@@ -81,6 +84,20 @@ enum Cmd {
         #[arg(long)]
         rst: bool,
     },
+    /// Paced connects for a failure curve: connection i starts at i ×
+    /// --interval-ms whatever earlier ones are doing, reads the greeting,
+    /// closes with RST. Prints `{"origin_ms", "conns": [{"t", "ms", "id"|"err"}]}`
+    /// (CLOCK_MONOTONIC ms; `t` from origin_ms).
+    Stream {
+        #[arg(long)]
+        to: SocketAddr,
+        #[arg(short = 'n', long = "count", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        n: u64,
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        interval_ms: u64,
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=30_000))]
+        timeout_ms: u64,
+    },
     /// UDP load for `bench xdp`: datagrams from --flows sockets (one source
     /// port each) to --to, as fast as sendmmsg goes, until --count datagrams
     /// or --seconds have passed, whichever comes first. Expects no reply.
@@ -138,6 +155,12 @@ fn main() -> Result<()> {
             lines,
             rst,
         ),
+        Cmd::Stream {
+            to,
+            n,
+            interval_ms,
+            timeout_ms,
+        } => stream::stream(to, n as usize, ms(interval_ms), ms(timeout_ms))?,
         Cmd::Flood {
             to,
             flows,

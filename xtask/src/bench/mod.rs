@@ -10,6 +10,7 @@
 //! | `peers.rs` | `bench peers`: the socket path next to iptables, nftables, HAProxy |
 //! | `redis.rs` | `bench redis`: redis-benchmark direct vs via a VIP |
 //! | `scaling.rs` | `bench scaling`: connect latency vs number of services |
+//! | `failover.rs` | `bench failover`: a node dies on a simulated cluster; how long until clients route around it |
 //! | `all.rs` | `bench all` / `bench profile`: everything, BENCHMARKS.md's summary |
 //! | `control.rs` | the fake Marathon state and agent `marathon` and `dns` share |
 //! | `agent_log.rs` | reading the agent's log (fields, timestamps, waits) |
@@ -21,6 +22,7 @@ mod all;
 mod common;
 mod control;
 mod dns;
+mod failover;
 mod knot;
 mod marathon;
 mod mesos;
@@ -77,6 +79,9 @@ pub enum Bench {
     Redis(redis::RedisArgs),
     /// Connect latency vs number of services: l4lb vs iptables DNAT; plot.
     Scaling(scaling::ScalingArgs),
+    /// Node death on a simulated cluster: time until clients on other nodes
+    /// stop choosing the dead node's backend, failed/stalled connects, per policy.
+    Failover(failover::FailoverArgs),
     /// Callgrind on the agent's full sync; BPF program sizes.
     Profile(all::ProfileArgs),
     /// Every benchmark, then BENCHMARKS.md's summary (also `cargo xtask bench`).
@@ -101,6 +106,7 @@ pub fn run(what: Bench) -> Result<()> {
         Bench::Peers(args) => peers::peers(args),
         Bench::Redis(args) => redis::redis(args),
         Bench::Scaling(args) => scaling::run(args),
+        Bench::Failover(args) => failover::failover(args),
         Bench::Profile(args) => all::profile(args),
         Bench::All(args) => all::run(args),
     }
