@@ -213,7 +213,9 @@ impl FakeMarathon {
 
     /// One control call; the JSON answer, or an error with the server's message.
     pub fn control(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
-        let timeout = Duration::from_secs(10);
+        // A PUT of 10,000 apps re-renders the whole state in the (debug)
+        // fake: seconds on a loaded 2-core box.
+        let timeout = Duration::from_secs(30);
         let s = UnixStream::connect(&self.control)
             .with_context(|| format!("connecting to {}", self.control.display()))?;
         s.set_read_timeout(Some(timeout))?;
