@@ -89,6 +89,12 @@ pub struct DesiredState {
     pub services: BTreeMap<Vip, ServiceSpec>,
 }
 
+/// The desired services as a persistent map: a copy is O(1) and shares
+/// everything, and [`imbl::OrdMap::diff`] of two versions skips the parts
+/// they share, so the planner finds what changed since the last catalog by
+/// itself (a source that keeps one between catalogs makes that O(change)).
+pub type ServiceMap = imbl::OrdMap<Vip, ServiceSpec>;
+
 /// True if both addresses are the same family (the socket hooks cannot turn an
 /// IPv4 connect() into an IPv6 one).
 pub fn same_family(a: IpAddr, b: IpAddr) -> bool {
