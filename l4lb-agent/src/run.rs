@@ -19,10 +19,10 @@ use tracing::{error, info, warn};
 use crate::{
     cli::RunArgs,
     datapath, dns,
-    guard::Guard,
+    guard::{Guard, Refused, Screener},
     http_api,
     metrics::{self, Metrics},
-    model::{Catalog, Vip},
+    model::{Catalog, ServiceMap, Vip},
     node::Protected,
     plan::Applied,
     reconcile::{Reconciler, Staged},
@@ -172,7 +172,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
             cluster: None,
         };
         if refusals.screen(&protected.guard().collisions_only(), &mut adopted, &metrics) {
-            apply(&mut rec, &adopted, "adoption", None, &metrics, |_| {}).await;
+            let services = ServiceMap::from(&adopted.services.services);
+            apply(&mut rec, services, "adoption", None, &metrics, |_| {}).await;
         }
     }
     let mut escape = match args.no_vip_routes {
@@ -202,6 +203,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         match event {
             SourceEvent::Update {
                 mut catalog,
+                services,
                 trigger,
                 received_at,
                 skipped,
@@ -209,7 +211,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 if skipped > 0 {
                     metrics.skipped.inc_by(skipped as u64);
                 }
-                refusals.screen(&protected.guard(), &mut catalog, &metrics);
+                let services =
+                    services.unwrap_or_else(|| ServiceMap::from(&catalog.services.services));
+                let services =
+                    refusals.screen_map(&protected.guard(), services, &mut catalog, &metrics);
                 let catalog = Arc::new(catalog);
                 let publish = |in_maps: BTreeSet<Vip>| {
                     let zone_opts = dns.as_ref().map(|d| d.2.clone()).unwrap_or_default();
@@ -221,7 +226,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
                     let view = http_api::View::new(catalog.clone(), in_maps, zone_opts, zones);
                     view_tx.send_replace(Arc::new(view));
                 };
-                apply(&mut rec, &catalog, &trigger, received_at, &metrics, publish).await;
+                apply(&mut rec, services, &trigger, received_at, &metrics, publish).await;
                 sync_vip_routes(&mut escape, &rec, &metrics).await;
             }
             SourceEvent::Failed { trigger, reason } => {
@@ -242,12 +247,40 @@ pub async fn run(args: RunArgs) -> Result<()> {
 #[derive(Default)]
 struct Refusals {
     current: BTreeSet<Vip>,
+    /// Screens a catalog's services by what changed since the last one.
+    screener: Screener,
 }
 
 impl Refusals {
     /// Drops refused VIPs from `catalog`; true if it refused any.
     fn screen(&mut self, guard: &Guard, catalog: &mut Catalog, metrics: &Metrics) -> bool {
         let refused = guard.screen(&mut catalog.services);
+        self.note(&refused, metrics);
+        !refused.is_empty()
+    }
+
+    /// `services` (those of `catalog`) less the VIPs `guard` refuses, which
+    /// also leave `catalog`.
+    fn screen_map(
+        &mut self,
+        guard: &Guard,
+        services: ServiceMap,
+        catalog: &mut Catalog,
+        metrics: &Metrics,
+    ) -> ServiceMap {
+        let (kept, refused) = self.screener.screen(guard, &services);
+        for r in &refused {
+            catalog.services.services.remove(&r.vip);
+        }
+        self.note(&refused, metrics);
+        debug_assert!(
+            kept.iter().eq(&catalog.services.services),
+            "a source's persistent map is not its catalog's services"
+        );
+        kept
+    }
+
+    fn note(&mut self, refused: &[Refused], metrics: &Metrics) {
         let now: BTreeSet<_> = refused.iter().map(|r| r.vip).collect();
         for r in refused.iter().filter(|r| !self.current.contains(&r.vip)) {
             metrics.refused_vips.inc();
@@ -255,7 +288,6 @@ impl Refusals {
         }
         metrics.refused_vips_now.set(now.len() as i64);
         self.current = now;
-        !refused.is_empty()
     }
 }
 
@@ -264,15 +296,16 @@ impl Refusals {
 /// before the grace period that precedes the cleanup of what it replaced.
 async fn apply(
     rec: &mut Reconciler<datapath::Maps>,
-    catalog: &Catalog,
+    services: ServiceMap,
     trigger: &str,
     received_at: Option<Instant>,
     metrics: &Metrics,
     on_serving: impl FnOnce(BTreeSet<Vip>),
 ) {
+    // O(1): the applied table is persistent maps.
     let before = rec.applied().clone();
     let repairs = rec.repairs;
-    let staged = stage(rec, catalog, trigger, metrics);
+    let staged = stage(rec, services, trigger, metrics);
     let serving = staged.as_ref().map_or(rec.applied(), Staged::serving);
     on_serving(serving.services.keys().copied().collect());
     if let Some(staged) = staged {
@@ -287,11 +320,11 @@ async fn apply(
 /// maps hold what `rec.applied()` says).
 fn stage(
     rec: &mut Reconciler<datapath::Maps>,
-    catalog: &Catalog,
+    services: ServiceMap,
     trigger: &str,
     metrics: &Metrics,
 ) -> Option<Staged> {
-    match rec.stage(&catalog.services) {
+    match rec.stage_services(services) {
         Ok(s) => Some(s),
         Err(e) => {
             metrics.apply_errors.inc();
@@ -326,6 +359,7 @@ async fn finish(
                 changed = o.summary.changed,
                 removed = o.summary.removed,
                 unchanged = o.summary.unchanged,
+                full_plan = o.full,
                 writes = o.writes,
                 took_us = o.took.as_micros() as u64,
                 event_to_maps_us = latency.map(|l| l.as_micros() as u64),

@@ -5,7 +5,7 @@
 //! goes here, with its pure decoding in `l4lb_core` (`marathon`, `mesos`).
 use std::time::Instant;
 
-use crate::model::Catalog;
+use crate::model::{Catalog, ServiceMap};
 
 pub mod config_file;
 pub mod marathon;
@@ -18,6 +18,10 @@ pub enum SourceEvent {
     /// A complete, validated catalog.
     Update {
         catalog: Catalog,
+        /// `catalog`'s services as the persistent map the source keeps
+        /// between catalogs, when it keeps one: the planner then compares
+        /// only what differs from the last (None: everything is compared).
+        services: Option<ServiceMap>,
         /// What caused it ("initial", "SIGHUP", "file change", an event type, …).
         trigger: String,
         /// When the source event that caused it arrived, for event → maps latency.

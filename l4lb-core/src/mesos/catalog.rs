@@ -28,6 +28,9 @@ use crate::naming::{NamingError, VipAllocator};
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Built {
     pub catalog: Catalog,
+    /// `catalog.services` as a persistent map, when the build keeps one
+    /// (see `Parsed::services`).
+    pub services: Option<crate::model::ServiceMap>,
     pub warnings: Vec<Warning>,
 }
 
@@ -63,6 +66,7 @@ pub(super) fn built(
         .collect();
     Ok(Built {
         catalog: parsed.catalog,
+        services: parsed.services,
         warnings,
     })
 }

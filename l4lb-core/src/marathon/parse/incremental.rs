@@ -20,7 +20,7 @@ use super::{
     catalog::{Allocated, Group, GroupKey, ip_service, named_group_services, squatter},
     catalog_from_parts,
 };
-use crate::model::{Catalog, DesiredState, Proto, ServiceSpec, TaskRecord, Vip};
+use crate::model::{Catalog, DesiredState, Proto, ServiceMap, TaskRecord, Vip};
 use crate::naming::{Family, VipAllocator};
 
 /// A task record where it sorts in the catalog: by (app id, task id), ties
@@ -89,7 +89,9 @@ pub struct IncrementalCatalog<K> {
     /// The allocator generation `addrs` were taken at.
     generation: Option<u64>,
     addrs: Allocated,
-    services: BTreeMap<Vip, ServiceSpec>,
+    /// Persistent: each catalog hands out an O(1) copy that shares what
+    /// the next change leaves alone.
+    services: ServiceMap,
     /// The VIPs each named group got.
     named_vips: BTreeMap<GroupKey, Vec<Vip>>,
     /// Which named key holds each named VIP.
@@ -114,7 +116,7 @@ impl<K> Default for IncrementalCatalog<K> {
             wanted_changed: false,
             generation: None,
             addrs: Allocated::new(),
-            services: BTreeMap::new(),
+            services: ServiceMap::new(),
             named_vips: BTreeMap::new(),
             named_at: BTreeMap::new(),
             squatters: BTreeMap::new(),
@@ -349,10 +351,12 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
 
     fn parsed(&self) -> Parsed {
         let warnings = self.warnings.values().flatten();
+        let services = self.services.iter().map(|(v, s)| (*v, s.clone()));
         Parsed {
+            services: Some(self.services.clone()),
             catalog: Catalog {
                 services: DesiredState {
-                    services: self.services.clone(),
+                    services: services.collect(),
                 },
                 tasks: self.tasks.iter().map(|t| t.record.clone()).collect(),
                 cluster: None,
