@@ -24,7 +24,6 @@ use crate::{
     metrics::{self, Metrics},
     model::{Catalog, ServiceMap, Vip},
     node::Protected,
-    plan::Applied,
     reconcile::{Reconciler, Staged},
     sockdestroy,
     source::{self, static_file::StaticSource},
@@ -308,12 +307,18 @@ async fn apply(
     let staged = stage(rec, services, trigger, metrics);
     let serving = staged.as_ref().map_or(rec.applied(), Staged::serving);
     on_serving(serving.services.keys().copied().collect());
-    if let Some(staged) = staged {
-        finish(rec, staged, trigger, received_at, metrics).await;
-    }
+    let planned = match staged {
+        Some(staged) => finish(rec, staged, trigger, received_at, metrics).await,
+        None => false,
+    };
     metrics.table_repairs.inc_by((rec.repairs - repairs) as u64);
-    // After a failure too: `applied()` is then what the maps really hold.
-    destroy_stale_udp(&before, rec);
+    // After a failure too: `applied()` is then what the maps really hold,
+    // compared whole with what they held.
+    let stale = match planned {
+        true => sockdestroy::StaleUdp::after_plan(&before, rec.applied()),
+        false => sockdestroy::StaleUdp::between(&before, rec.applied()),
+    };
+    destroy_stale_udp(stale, rec);
 }
 
 /// Writes the new table (it serves from here); `None` if that failed (the
@@ -334,14 +339,15 @@ fn stage(
     }
 }
 
-/// The grace period and the cleanup, then the apply's log line.
+/// The grace period and the cleanup, then the apply's log line; true if
+/// the maps hold the plan's table.
 async fn finish(
     rec: &mut Reconciler<datapath::Maps>,
     staged: Staged,
     trigger: &str,
     received_at: Option<Instant>,
     metrics: &Metrics,
-) {
+) -> bool {
     match rec.finish(staged).await {
         Ok(o) => {
             metrics.applied(trigger);
@@ -364,11 +370,13 @@ async fn finish(
                 took_us = o.took.as_micros() as u64,
                 event_to_maps_us = latency.map(|l| l.as_micros() as u64),
                 "table applied"
-            )
+            );
+            true
         }
         Err(e) => {
             metrics.apply_errors.inc();
-            error!(trigger, "{e:#}")
+            error!(trigger, "{e:#}");
+            false
         }
     }
 }
@@ -434,8 +442,7 @@ async fn sync_vip_routes(
 /// live backend (the new table is already in the maps). Only sockets the hooks
 /// connected through that VIP (reverse-NAT entry for their cookie + backend)
 /// are touched, and only in the agent's network namespace.
-fn destroy_stale_udp(before: &Applied, rec: &Reconciler<datapath::Maps>) {
-    let stale = sockdestroy::StaleUdp::between(before, rec.applied());
+fn destroy_stale_udp(stale: sockdestroy::StaleUdp, rec: &Reconciler<datapath::Maps>) {
     if stale.is_empty() {
         return;
     }
