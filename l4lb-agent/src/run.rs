@@ -22,7 +22,7 @@ use crate::{
     guard::{Guard, Refused, Screener},
     http_api,
     metrics::{self, Metrics},
-    model::{Catalog, ServiceMap, Vip},
+    model::{Catalog, ServiceMap, Vip, service_map},
     node::Protected,
     reconcile::{Reconciler, Staged},
     sockdestroy,
@@ -191,6 +191,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
         _watcher = source::static_file::spawn(source, first, tx.clone()).await?;
     }
 
+    // The services of the last catalog, before the guard's screen.
+    let mut last_services = ServiceMap::new();
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     loop {
@@ -210,8 +212,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 if skipped > 0 {
                     metrics.skipped.inc_by(skipped as u64);
                 }
-                let services =
-                    services.unwrap_or_else(|| ServiceMap::from(&catalog.services.services));
+                // A source without a map of its own: one that shares with
+                // the last every service that did not change.
+                let services = services
+                    .unwrap_or_else(|| service_map(&last_services, &catalog.services.services));
+                last_services = services.clone();
                 let services =
                     refusals.screen_map(&protected.guard(), services, &mut catalog, &metrics);
                 let catalog = Arc::new(catalog);
@@ -223,7 +228,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
                         publish_zones(zones_tx, &catalog, &in_maps, index, &trigger, received_at)
                     });
                     let view = http_api::View::new(catalog.clone(), in_maps, zone_opts, zones);
-                    view_tx.send_replace(Arc::new(view));
+                    let old = view_tx.send_replace(Arc::new(view));
+                    // The last catalog is freed off the loop: an event that
+                    // arrives meanwhile does not wait for every service of it.
+                    tokio::task::spawn_blocking(move || drop(old));
                 };
                 apply(&mut rec, services, &trigger, received_at, &metrics, publish).await;
                 sync_vip_routes(&mut escape, &rec, &metrics).await;
