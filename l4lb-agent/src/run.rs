@@ -22,7 +22,7 @@ use crate::{
     guard::{Guard, Refused, Screener},
     http_api,
     metrics::{self, Metrics},
-    model::{Catalog, ServiceMap, Vip, service_map},
+    model::{Catalog, ServiceMap, Vip, desired_state, service_map},
     node::Protected,
     reconcile::{Reconciler, Staged},
     sockdestroy,
@@ -212,28 +212,35 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 if skipped > 0 {
                     metrics.skipped.inc_by(skipped as u64);
                 }
+                let copy_later = services.is_some();
                 // A source without a map of its own: one that shares with
                 // the last every service that did not change.
-                let services = services
+                let wanted = services
                     .unwrap_or_else(|| service_map(&last_services, &catalog.services.services));
-                last_services = services.clone();
-                let services =
-                    refusals.screen_map(&protected.guard(), services, &mut catalog, &metrics);
-                let catalog = Arc::new(catalog);
+                let guard = protected.guard();
+                let services = refusals.screen_map(&guard, &wanted, &mut catalog, &metrics);
+                last_services = wanted;
                 let publish = |in_maps: BTreeSet<Vip>| {
+                    // The catalog's copy of a source's map, made once the
+                    // table serves (the maps do not wait for it).
+                    if copy_later {
+                        catalog.services = desired_state(&services);
+                    }
+                    let catalog = Arc::new(catalog);
                     let zone_opts = dns.as_ref().map(|d| d.2.clone()).unwrap_or_default();
                     // Zones are built here only for the DNS server; the HTTP
                     // API builds its own on demand when there is none.
                     let zones = dns.as_mut().map(|(_, zones_tx, _, index)| {
                         publish_zones(zones_tx, &catalog, &in_maps, index, &trigger, received_at)
                     });
-                    let view = http_api::View::new(catalog.clone(), in_maps, zone_opts, zones);
+                    let view = http_api::View::new(catalog, in_maps, zone_opts, zones);
                     let old = view_tx.send_replace(Arc::new(view));
                     // The last catalog is freed off the loop: an event that
                     // arrives meanwhile does not wait for every service of it.
                     tokio::task::spawn_blocking(move || drop(old));
                 };
-                apply(&mut rec, services, &trigger, received_at, &metrics, publish).await;
+                let staged = services.clone();
+                apply(&mut rec, staged, &trigger, received_at, &metrics, publish).await;
                 sync_vip_routes(&mut escape, &rec, &metrics).await;
             }
             SourceEvent::Failed { trigger, reason } => {
@@ -266,22 +273,23 @@ impl Refusals {
         !refused.is_empty()
     }
 
-    /// `services` (those of `catalog`) less the VIPs `guard` refuses, which
-    /// also leave `catalog`.
+    /// `services` less the VIPs `guard` refuses, which also leave
+    /// `catalog` (if it holds its services: those of `services`).
     fn screen_map(
         &mut self,
         guard: &Guard,
-        services: ServiceMap,
+        services: &ServiceMap,
         catalog: &mut Catalog,
         metrics: &Metrics,
     ) -> ServiceMap {
-        let (kept, refused) = self.screener.screen(guard, &services);
+        let (kept, refused) = self.screener.screen(guard, services);
+        let held = &mut catalog.services.services;
         for r in &refused {
-            catalog.services.services.remove(&r.vip);
+            held.remove(&r.vip);
         }
         self.note(&refused, metrics);
         debug_assert!(
-            kept.iter().eq(&catalog.services.services),
+            held.is_empty() || kept.iter().eq(&*held),
             "a source's persistent map is not its catalog's services"
         );
         kept

@@ -95,6 +95,13 @@ pub struct DesiredState {
 /// itself (a source that keeps one between catalogs makes that O(change)).
 pub type ServiceMap = imbl::OrdMap<Vip, ServiceSpec>;
 
+/// A copy of every service of `map`, as the catalog holds them.
+pub fn desired_state(map: &ServiceMap) -> DesiredState {
+    DesiredState {
+        services: map.iter().map(|(v, s)| (*v, s.clone())).collect(),
+    }
+}
+
 /// `services` as a [`ServiceMap`] that shares with `last` every service the
 /// two have equal: each service is compared once and only those that differ
 /// are copied, so a diff of the result with `last` visits only those. For a

@@ -52,7 +52,8 @@ pub const RECOVERY_WAIT: Duration = Duration::from_secs(600);
 /// A catalog for the agent's loop.
 pub struct Update {
     pub catalog: Catalog,
-    /// The catalog's services as the persistent map the parts keep.
+    /// The services as the persistent map the parts keep (the catalog's
+    /// copy of them is made by the agent's loop: `SourceEvent::Update`).
     pub services: Option<ServiceMap>,
     pub trigger: String,
     pub warnings: usize,

@@ -18,9 +18,11 @@ pub enum SourceEvent {
     /// A complete, validated catalog.
     Update {
         catalog: Catalog,
-        /// `catalog`'s services as the persistent map the source keeps
-        /// between catalogs, when it keeps one: the planner then compares
-        /// only what differs from the last (None: everything is compared).
+        /// The services as the persistent map the source keeps between
+        /// catalogs, when it keeps one: the planner then compares only what
+        /// differs from the last. They replace `catalog.services` (which
+        /// may be left empty), less the VIPs the guard refuses, once the
+        /// table serves. None: the services are `catalog.services`.
         services: Option<ServiceMap>,
         /// What caused it ("initial", "SIGHUP", "file change", an event type, …).
         trigger: String,

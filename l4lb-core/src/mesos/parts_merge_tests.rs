@@ -18,7 +18,7 @@ struct Pair {
 
 impl Pair {
     fn check(&mut self, at: &str) {
-        let mut got = self.parts.catalog(&mut self.alloc).unwrap();
+        let mut got = self.parts.catalog(&mut self.alloc).unwrap().fill();
         let full = parse::catalog_from_parts(self.parts.merged.parts(), &[], &mut self.full_alloc);
         let full = built(full).unwrap();
         // The persistent copy of the services (a full build has none).

@@ -20,7 +20,7 @@ use super::{
     catalog::{Allocated, Group, GroupKey, ip_service, named_group_services, squatter},
     catalog_from_parts,
 };
-use crate::model::{Catalog, DesiredState, Proto, ServiceMap, TaskRecord, Vip};
+use crate::model::{Catalog, DesiredState, Proto, ServiceMap, TaskRecord, Vip, desired_state};
 use crate::naming::{Family, VipAllocator};
 
 /// A task record where it sorts in the catalog: by (app id, task id), ties
@@ -193,6 +193,18 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
     /// the next call retries the same changes. While a part has agents known
     /// by name (Marathon's; Mesos parts have none) this is a full build.
     pub fn catalog(&mut self, alloc: &mut VipAllocator) -> Result<Parsed, ParseError> {
+        let mut p = self.catalog_map(alloc)?;
+        if let Some(services) = &p.services {
+            p.catalog.services = desired_state(services);
+        }
+        Ok(p)
+    }
+
+    /// [`catalog`](Self::catalog), whose `catalog.services` is left empty
+    /// when `services` holds them: the copy of every service the catalog
+    /// needs is made by the caller, off the path to the maps (a full build
+    /// fills it).
+    pub fn catalog_map(&mut self, alloc: &mut VipAllocator) -> Result<Parsed, ParseError> {
         let dirty: Vec<GroupKey> = self.dirty.iter().cloned().collect();
         for gk in &dirty {
             self.merge(gk);
@@ -349,15 +361,13 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
         }
     }
 
+    /// The catalog, its services in `services` only.
     fn parsed(&self) -> Parsed {
         let warnings = self.warnings.values().flatten();
-        let services = self.services.iter().map(|(v, s)| (*v, s.clone()));
         Parsed {
             services: Some(self.services.clone()),
             catalog: Catalog {
-                services: DesiredState {
-                    services: services.collect(),
-                },
+                services: DesiredState::default(),
                 tasks: self.tasks.iter().map(|t| t.record.clone()).collect(),
                 cluster: None,
             },
