@@ -3,7 +3,7 @@
 //! written and its Maglev table not switched yet; trusting the members would
 //! keep the stale table forever. A service that fails any check is marked
 //! `stale`, and the next plan rewrites it as a changed service.
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde::Serialize;
 
@@ -31,20 +31,25 @@ pub fn check(
 ) -> Vec<Problem> {
     let mut problems = Vec::new();
     let overlapping = overlapping(applied, slots_capacity);
-    let backends = applied.backends.clone();
-    for (vip, svc) in applied.services.iter_mut() {
+    let mut stale = Vec::new();
+    for (vip, svc) in &applied.services {
         let why = if overlapping.contains(&svc.id) {
             Some("its slot range overlaps another service's".to_string())
         } else {
-            service_problem(svc, &backends, slots_capacity, &read_slots)
+            service_problem(svc, &applied.backends, slots_capacity, &read_slots)
         };
         if let Some(problem) = why {
-            svc.stale = true;
+            stale.push(*vip);
             problems.push(Problem {
                 vip: Some(vip.to_string()),
                 service_id: Some(svc.id),
                 problem,
             });
+        }
+    }
+    for vip in stale {
+        if let Some(svc) = applied.services.get_mut(&vip) {
+            svc.stale = true;
         }
     }
     for (service_id, backend_id) in &applied.orphan_members {
@@ -62,11 +67,11 @@ pub fn check(
 /// What is wrong with one service's table, if anything.
 fn service_problem(
     svc: &AppliedService,
-    backends: &BTreeMap<u32, std::net::SocketAddr>,
+    backends: &imbl::OrdMap<u32, std::net::SocketAddr>,
     capacity: u32,
     read_slots: &impl Fn(u32, u32) -> anyhow::Result<Vec<u32>>,
 ) -> Option<String> {
-    if let Some(id) = svc.members.keys().find(|id| !backends.contains_key(id)) {
+    if let Some(id) = svc.members.keys().find(|id| !backends.contains_key(*id)) {
         return Some(format!("member backend {id} is not in the backends map"));
     }
     let live = svc.members.values().filter(|w| **w > 0).count();

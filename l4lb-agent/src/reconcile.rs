@@ -1,14 +1,22 @@
 //! Drives the maps toward a desired state: plan → write → grace → cleanup.
 //! Keeps the last applied state in memory; after any write failure it re-reads
 //! the maps, which are the truth, so the next attempt starts from reality.
+//!
+//! Between two catalogs it also keeps the desired services the maps were
+//! last planned from and the plan's allocation index: the next plan then
+//! compares only the services the two catalogs' persistent maps differ in
+//! (`plan_change`). It plans everything instead when it has no such state:
+//! at start (adoption), after a failed write (re-read), after a plan that
+//! skipped a service for capacity (or left one stale), and after a stage
+//! whose table was never finished.
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
 use crate::{
     adopt::{self, Problem},
-    model::DesiredState,
-    plan::{Applied, Op, Summary, plan},
+    model::{DesiredState, ServiceMap},
+    plan::{Applied, Index, Op, Summary, changed_vips, plan_all, plan_change},
 };
 
 /// What the reconciler needs from the datapath (a fake in tests).
@@ -40,6 +48,8 @@ pub const DEFAULT_GRACE: Duration = Duration::from_millis(20);
 pub struct Reconciler<W> {
     pub writer: W,
     applied: Applied,
+    /// What a plan of a change starts from; None: the next plan is full.
+    known: Option<Known>,
     grace: Duration,
     /// Inconsistencies found in the maps since the start (each rewritten).
     pub repairs: usize,
@@ -57,6 +67,14 @@ pub struct Outcome {
     pub serving_at: Instant,
     /// Services left out because a map is full.
     pub skipped: Vec<(crate::model::Vip, crate::plan::PlanError)>,
+    /// Every service was compared (else only those that changed).
+    pub full: bool,
+}
+
+/// The desired services `applied` was planned from, and its index.
+struct Known {
+    desired: ServiceMap,
+    index: Index,
 }
 
 impl<W: MapWriter> Reconciler<W> {
@@ -66,6 +84,7 @@ impl<W: MapWriter> Reconciler<W> {
         let mut r = Reconciler {
             writer,
             applied: Applied::default(),
+            known: None,
             grace,
             repairs: 0,
         };
@@ -86,6 +105,7 @@ impl<W: MapWriter> Reconciler<W> {
         adopt::warn_all(&problems);
         self.repairs += problems.len();
         self.applied = applied;
+        self.known = None;
         Ok(())
     }
 
@@ -103,8 +123,26 @@ impl<W: MapWriter> Reconciler<W> {
     ///
     /// [`finish`]: Reconciler::finish
     pub fn stage(&mut self, desired: &DesiredState) -> Result<Staged> {
+        self.stage_services(ServiceMap::from(&desired.services))
+    }
+
+    /// [`stage`](Reconciler::stage) of services in a persistent map: when it
+    /// shares its structure with the last one staged (a source that keeps
+    /// one), only what differs is compared.
+    pub fn stage_services(&mut self, desired: ServiceMap) -> Result<Staged> {
         let start = Instant::now();
-        let p = plan(&self.applied, desired, self.writer.capacity());
+        // Taken: a stage that fails, or is never finished, leaves a full plan next.
+        let (p, index) = match self.known.take() {
+            Some(mut k) => {
+                let changed = changed_vips(&k.desired, &desired);
+                let p = plan_change(&self.applied, &desired, &changed, &mut k.index);
+                (p, Some(k.index))
+            }
+            None => (
+                plan_all(&self.applied, &desired, self.writer.capacity()),
+                None,
+            ),
+        };
         if let Err(e) = self.writer.write(&p.now) {
             self.reread()?;
             return Err(e.context("applying the new table (unchanged services keep serving)"));
@@ -117,6 +155,8 @@ impl<W: MapWriter> Reconciler<W> {
             summary: p.summary,
             after_grace: p.after_grace,
             next: p.next,
+            desired,
+            index,
         })
     }
 
@@ -132,12 +172,28 @@ impl<W: MapWriter> Reconciler<W> {
             }
         }
         self.applied = s.next;
+        let full = s.index.is_none();
+        self.known = match (s.skipped.is_empty(), s.index) {
+            (false, _) => None,
+            (true, Some(mut index)) => {
+                index.commit();
+                Some(Known {
+                    desired: s.desired,
+                    index,
+                })
+            }
+            (true, None) => Some(Known {
+                desired: s.desired,
+                index: Index::new(&self.applied, self.writer.capacity()),
+            }),
+        };
         Ok(Outcome {
             summary: s.summary,
             writes: s.writes,
             took: s.staged_took + start.elapsed(),
             serving_at: s.serving_at,
             skipped: s.skipped,
+            full,
         })
     }
 }
@@ -146,6 +202,10 @@ impl<W: MapWriter> Reconciler<W> {
 pub struct Staged {
     after_grace: Vec<Op>,
     next: Applied,
+    /// What it was planned from.
+    desired: ServiceMap,
+    /// The index of `next` once committed; None after a full plan.
+    index: Option<Index>,
     summary: Summary,
     writes: usize,
     /// Plan and first writes.
@@ -172,6 +232,8 @@ mod tests {
         ops: Vec<Op>,
         fail_at: Option<usize>,
         truth: Applied,
+        /// Default: `Capacity::default()`.
+        cap: Option<crate::plan::Capacity>,
     }
 
     impl MapWriter for Fake {
@@ -188,7 +250,7 @@ mod tests {
             Ok((self.truth.clone(), Vec::new()))
         }
         fn capacity(&self) -> crate::plan::Capacity {
-            crate::plan::Capacity::default()
+            self.cap.unwrap_or_default()
         }
     }
 
@@ -245,5 +307,101 @@ mod tests {
         assert_eq!(o.summary.removed, 2);
         assert!(r.writer.ops.len() > written, "the removals wait for finish");
         assert_eq!(r.applied().services.len(), 1);
+    }
+
+    /// Services 11.0.0.1.. each on backend `b`, in a persistent map.
+    fn services(n: u16, b: &str) -> ServiceMap {
+        let mut d = desired(n);
+        for spec in d.services.values_mut() {
+            spec.backends = [(b.parse().unwrap(), 1)].into();
+        }
+        ServiceMap::from(&d.services)
+    }
+
+    fn change(map: &ServiceMap, i: u16, b: &str) -> ServiceMap {
+        let mut map = map.clone();
+        let vip = Vip {
+            addr: format!("11.0.0.{}:80", i + 1).parse().unwrap(),
+            proto: Proto::Tcp,
+        };
+        map.insert(
+            vip,
+            ServiceSpec {
+                backends: [(b.parse().unwrap(), 2)].into(),
+                ..Default::default()
+            },
+        );
+        map
+    }
+
+    /// Runs `desired` through the reconciler; (full plan?, writes).
+    async fn run(r: &mut Reconciler<Fake>, desired: &ServiceMap) -> (bool, Vec<Op>) {
+        let before = r.writer.ops.len();
+        let staged = r.stage_services(desired.clone()).unwrap();
+        let o = r.finish(staged).await.unwrap();
+        (o.full, r.writer.ops[before..].to_vec())
+    }
+
+    /// A change after a full plan compares only what changed, and writes
+    /// what a full plan of the same states writes.
+    #[tokio::test]
+    async fn a_change_is_planned_alone_with_the_writes_of_a_full_plan() {
+        let mut r = Reconciler::adopt(Fake::default(), Duration::ZERO).unwrap();
+        let first = services(50, "10.0.0.1:80");
+        assert!(run(&mut r, &first).await.0, "the first plan is full");
+        let second = change(&first, 7, "10.0.0.2:80");
+        let want = crate::plan::plan_all(r.applied(), &second, crate::plan::Capacity::default());
+        let (full, ops) = run(&mut r, &second).await;
+        assert!(!full, "a change is planned alone");
+        assert_eq!(ops, [want.now, want.after_grace].concat());
+        assert_eq!(r.applied(), &want.next);
+        // The same services in a map built anew: compared whole, nothing written.
+        let (full, ops) = run(
+            &mut r,
+            &ServiceMap::from(
+                second
+                    .iter()
+                    .map(|(v, s)| (*v, s.clone()))
+                    .collect::<Vec<_>>(),
+            ),
+        )
+        .await;
+        assert!(!full && ops.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_or_an_unfinished_stage_makes_the_next_plan_full() {
+        let mut r = Reconciler::adopt(Fake::default(), Duration::ZERO).unwrap();
+        let first = services(5, "10.0.0.1:80");
+        run(&mut r, &first).await;
+        // A stage never finished: the maps may hold more than `applied`.
+        drop(r.stage_services(change(&first, 1, "10.0.0.3:80")).unwrap());
+        assert!(run(&mut r, &first).await.0);
+        assert!(!run(&mut r, &change(&first, 2, "10.0.0.4:80")).await.0);
+        r.writer.fail_at = Some(r.writer.ops.len());
+        assert!(r.stage_services(change(&first, 3, "10.0.0.5:80")).is_err());
+        r.writer.fail_at = None;
+        assert!(
+            run(&mut r, &first).await.0,
+            "after a failed write, a full plan"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_plan_that_skips_makes_the_next_plan_full() {
+        let cap = crate::plan::Capacity {
+            services: 3,
+            ..Default::default()
+        };
+        let fake = Fake {
+            cap: Some(cap),
+            ..Default::default()
+        };
+        let mut r = Reconciler::adopt(fake, Duration::ZERO).unwrap();
+        let four = services(4, "10.0.0.1:80");
+        let staged = r.stage_services(four.clone()).unwrap();
+        assert_eq!(r.finish(staged).await.unwrap().skipped.len(), 1);
+        let (full, _) = run(&mut r, &change(&four, 0, "10.0.0.2:80")).await;
+        assert!(full, "a skipped service is retried by a full plan");
     }
 }

@@ -19,12 +19,11 @@ use tracing::{error, info, warn};
 use crate::{
     cli::RunArgs,
     datapath, dns,
-    guard::Guard,
+    guard::{Guard, Refused, Screener},
     http_api,
     metrics::{self, Metrics},
-    model::{Catalog, Vip},
+    model::{Catalog, ServiceMap, Vip, desired_state, service_map},
     node::Protected,
-    plan::Applied,
     reconcile::{Reconciler, Staged},
     sockdestroy,
     source::{self, static_file::StaticSource},
@@ -172,7 +171,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
             cluster: None,
         };
         if refusals.screen(&protected.guard().collisions_only(), &mut adopted, &metrics) {
-            apply(&mut rec, &adopted, "adoption", None, &metrics, |_| {}).await;
+            let services = ServiceMap::from(&adopted.services.services);
+            apply(&mut rec, services, "adoption", None, &metrics, |_| {}).await;
         }
     }
     let mut escape = match args.no_vip_routes {
@@ -191,6 +191,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
         _watcher = source::static_file::spawn(source, first, tx.clone()).await?;
     }
 
+    // The services of the last catalog, before the guard's screen.
+    let mut last_services = ServiceMap::new();
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     loop {
@@ -202,6 +204,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         match event {
             SourceEvent::Update {
                 mut catalog,
+                services,
                 trigger,
                 received_at,
                 skipped,
@@ -209,19 +212,35 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 if skipped > 0 {
                     metrics.skipped.inc_by(skipped as u64);
                 }
-                refusals.screen(&protected.guard(), &mut catalog, &metrics);
-                let catalog = Arc::new(catalog);
+                let copy_later = services.is_some();
+                // A source without a map of its own: one that shares with
+                // the last every service that did not change.
+                let wanted = services
+                    .unwrap_or_else(|| service_map(&last_services, &catalog.services.services));
+                let guard = protected.guard();
+                let services = refusals.screen_map(&guard, &wanted, &mut catalog, &metrics);
+                last_services = wanted;
                 let publish = |in_maps: BTreeSet<Vip>| {
+                    // The catalog's copy of a source's map, made once the
+                    // table serves (the maps do not wait for it).
+                    if copy_later {
+                        catalog.services = desired_state(&services);
+                    }
+                    let catalog = Arc::new(catalog);
                     let zone_opts = dns.as_ref().map(|d| d.2.clone()).unwrap_or_default();
                     // Zones are built here only for the DNS server; the HTTP
                     // API builds its own on demand when there is none.
                     let zones = dns.as_mut().map(|(_, zones_tx, _, index)| {
                         publish_zones(zones_tx, &catalog, &in_maps, index, &trigger, received_at)
                     });
-                    let view = http_api::View::new(catalog.clone(), in_maps, zone_opts, zones);
-                    view_tx.send_replace(Arc::new(view));
+                    let view = http_api::View::new(catalog, in_maps, zone_opts, zones);
+                    let old = view_tx.send_replace(Arc::new(view));
+                    // The last catalog is freed off the loop: an event that
+                    // arrives meanwhile does not wait for every service of it.
+                    tokio::task::spawn_blocking(move || drop(old));
                 };
-                apply(&mut rec, &catalog, &trigger, received_at, &metrics, publish).await;
+                let staged = services.clone();
+                apply(&mut rec, staged, &trigger, received_at, &metrics, publish).await;
                 sync_vip_routes(&mut escape, &rec, &metrics).await;
             }
             SourceEvent::Failed { trigger, reason } => {
@@ -242,12 +261,41 @@ pub async fn run(args: RunArgs) -> Result<()> {
 #[derive(Default)]
 struct Refusals {
     current: BTreeSet<Vip>,
+    /// Screens a catalog's services by what changed since the last one.
+    screener: Screener,
 }
 
 impl Refusals {
     /// Drops refused VIPs from `catalog`; true if it refused any.
     fn screen(&mut self, guard: &Guard, catalog: &mut Catalog, metrics: &Metrics) -> bool {
         let refused = guard.screen(&mut catalog.services);
+        self.note(&refused, metrics);
+        !refused.is_empty()
+    }
+
+    /// `services` less the VIPs `guard` refuses, which also leave
+    /// `catalog` (if it holds its services: those of `services`).
+    fn screen_map(
+        &mut self,
+        guard: &Guard,
+        services: &ServiceMap,
+        catalog: &mut Catalog,
+        metrics: &Metrics,
+    ) -> ServiceMap {
+        let (kept, refused) = self.screener.screen(guard, services);
+        let held = &mut catalog.services.services;
+        for r in &refused {
+            held.remove(&r.vip);
+        }
+        self.note(&refused, metrics);
+        debug_assert!(
+            held.is_empty() || kept.iter().eq(&*held),
+            "a source's persistent map is not its catalog's services"
+        );
+        kept
+    }
+
+    fn note(&mut self, refused: &[Refused], metrics: &Metrics) {
         let now: BTreeSet<_> = refused.iter().map(|r| r.vip).collect();
         for r in refused.iter().filter(|r| !self.current.contains(&r.vip)) {
             metrics.refused_vips.inc();
@@ -255,7 +303,6 @@ impl Refusals {
         }
         metrics.refused_vips_now.set(now.len() as i64);
         self.current = now;
-        !refused.is_empty()
     }
 }
 
@@ -264,34 +311,41 @@ impl Refusals {
 /// before the grace period that precedes the cleanup of what it replaced.
 async fn apply(
     rec: &mut Reconciler<datapath::Maps>,
-    catalog: &Catalog,
+    services: ServiceMap,
     trigger: &str,
     received_at: Option<Instant>,
     metrics: &Metrics,
     on_serving: impl FnOnce(BTreeSet<Vip>),
 ) {
+    // O(1): the applied table is persistent maps.
     let before = rec.applied().clone();
     let repairs = rec.repairs;
-    let staged = stage(rec, catalog, trigger, metrics);
+    let staged = stage(rec, services, trigger, metrics);
     let serving = staged.as_ref().map_or(rec.applied(), Staged::serving);
     on_serving(serving.services.keys().copied().collect());
-    if let Some(staged) = staged {
-        finish(rec, staged, trigger, received_at, metrics).await;
-    }
+    let planned = match staged {
+        Some(staged) => finish(rec, staged, trigger, received_at, metrics).await,
+        None => false,
+    };
     metrics.table_repairs.inc_by((rec.repairs - repairs) as u64);
-    // After a failure too: `applied()` is then what the maps really hold.
-    destroy_stale_udp(&before, rec);
+    // After a failure too: `applied()` is then what the maps really hold,
+    // compared whole with what they held.
+    let stale = match planned {
+        true => sockdestroy::StaleUdp::after_plan(&before, rec.applied()),
+        false => sockdestroy::StaleUdp::between(&before, rec.applied()),
+    };
+    destroy_stale_udp(stale, rec);
 }
 
 /// Writes the new table (it serves from here); `None` if that failed (the
 /// maps hold what `rec.applied()` says).
 fn stage(
     rec: &mut Reconciler<datapath::Maps>,
-    catalog: &Catalog,
+    services: ServiceMap,
     trigger: &str,
     metrics: &Metrics,
 ) -> Option<Staged> {
-    match rec.stage(&catalog.services) {
+    match rec.stage_services(services) {
         Ok(s) => Some(s),
         Err(e) => {
             metrics.apply_errors.inc();
@@ -301,14 +355,15 @@ fn stage(
     }
 }
 
-/// The grace period and the cleanup, then the apply's log line.
+/// The grace period and the cleanup, then the apply's log line; true if
+/// the maps hold the plan's table.
 async fn finish(
     rec: &mut Reconciler<datapath::Maps>,
     staged: Staged,
     trigger: &str,
     received_at: Option<Instant>,
     metrics: &Metrics,
-) {
+) -> bool {
     match rec.finish(staged).await {
         Ok(o) => {
             metrics.applied(trigger);
@@ -326,15 +381,18 @@ async fn finish(
                 changed = o.summary.changed,
                 removed = o.summary.removed,
                 unchanged = o.summary.unchanged,
+                full_plan = o.full,
                 writes = o.writes,
                 took_us = o.took.as_micros() as u64,
                 event_to_maps_us = latency.map(|l| l.as_micros() as u64),
                 "table applied"
-            )
+            );
+            true
         }
         Err(e) => {
             metrics.apply_errors.inc();
-            error!(trigger, "{e:#}")
+            error!(trigger, "{e:#}");
+            false
         }
     }
 }
@@ -400,8 +458,7 @@ async fn sync_vip_routes(
 /// live backend (the new table is already in the maps). Only sockets the hooks
 /// connected through that VIP (reverse-NAT entry for their cookie + backend)
 /// are touched, and only in the agent's network namespace.
-fn destroy_stale_udp(before: &Applied, rec: &Reconciler<datapath::Maps>) {
-    let stale = sockdestroy::StaleUdp::between(before, rec.applied());
+fn destroy_stale_udp(stale: sockdestroy::StaleUdp, rec: &Reconciler<datapath::Maps>) {
     if stale.is_empty() {
         return;
     }

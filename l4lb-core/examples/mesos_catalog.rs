@@ -6,8 +6,11 @@
 //! `MesosState` + `TaskParts` and times:
 //! - the first catalog (every part merged);
 //! - per event (a task killed, the same task added again, its health
-//!   flipped), applying the message, `TaskParts::follow` + `catalog`, and
-//!   `plan::plan` against the previous table;
+//!   flipped), applying the message, `TaskParts::follow` + `catalog`, the
+//!   catalog's copy of every service (`Built::fill`, made by the agent once
+//!   the table serves), and the plan of the change against the previous
+//!   table (`plan::changed_vips` + `plan::plan_change`, as the agent's
+//!   reconciler plans it);
 //! - the same snapshot again (a reconnect), follow + catalog;
 //! - `VipAllocator::allocate` with all 2,000 names (what each catalog would
 //!   cost if it asked the allocator every time).
@@ -120,19 +123,22 @@ fn main() {
     let changes = st.take_changes();
     parts.follow(&st, changes);
     let first = parts.catalog(&mut alloc).unwrap();
+    let mut last = first.services.clone().expect("an incremental catalog");
     println!(
         "first catalog: {:?} ({} services, {} tasks)",
         t.elapsed(),
-        first.catalog.services.services.len(),
+        last.len(),
         first.catalog.tasks.len()
     );
     let cap = plan::Capacity {
         slots: 1 << 24,
         ..Default::default()
     };
-    let mut applied = plan::plan(&plan::Applied::default(), &first.catalog.services, cap).next;
+    let mut applied = plan::plan_all(&plan::Applied::default(), &last, cap).next;
+    let mut index = plan::Index::new(&applied, cap);
 
-    let (mut apply, mut merge, mut planned) = (Times(vec![]), Times(vec![]), Times(vec![]));
+    let (mut apply, mut merge) = (Times(vec![]), Times(vec![]));
+    let (mut fill, mut planned) = (Times(vec![]), Times(vec![]));
     for round in 0..rounds {
         let b = (round * 97) % TASKS;
         for (what, ev) in events(b) {
@@ -145,10 +151,17 @@ fn main() {
             parts.follow(&st, changes);
             let built = parts.catalog(&mut alloc).unwrap();
             let t_merge = t.elapsed();
+            let services = built.services.clone().expect("an incremental catalog");
             let t = Instant::now();
-            let p = plan::plan(&applied, &built.catalog.services, cap);
+            let changed = plan::changed_vips(&last, &services);
+            let p = plan::plan_change(&applied, &services, &changed, &mut index);
             planned.0.push(t.elapsed());
+            index.commit();
             applied = p.next;
+            last = services;
+            let t = Instant::now();
+            let built = built.fill();
+            fill.0.push(t.elapsed());
             apply.0.push(t_apply);
             merge.0.push(t_merge);
             // A killed task leaves the catalog until it is added again.
@@ -159,7 +172,8 @@ fn main() {
     println!("{} events:", apply.0.len());
     println!("  decode + apply    {}", apply.summary());
     println!("  follow + catalog  {}", merge.summary());
-    println!("  plan              {}", planned.summary());
+    println!("  plan of a change  {}", planned.summary());
+    println!("  catalog's copy    {}", fill.summary());
 
     // A reconnect: the same snapshot again, every task as it was.
     let again = subscribed();

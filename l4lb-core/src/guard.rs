@@ -15,12 +15,16 @@ use ipnet::IpNet;
 
 use crate::model::{DesiredState, Vip};
 
+mod screen;
+
+pub use screen::Screener;
+
 /// The `--vip-cidr` default: explicit VIPs anywhere (DC/OS puts no range on
 /// them), minus the special-purpose addresses `special_purpose` always refuses.
 pub const DEFAULT_VIP_CIDRS: [&str; 2] = ["0.0.0.0/0", "::/0"];
 
 /// What a VIP must not collide with.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Guard {
     /// Where explicit (IP) VIPs may live; named VIPs are allocated by the
     /// agent in dcos-net's ranges and are not held to it.
@@ -94,7 +98,7 @@ impl Guard {
         let mut refused = Vec::new();
         state.services.retain(|vip, spec| {
             let named = spec.name.is_some();
-            match self.reason(vip, named, &backend_ips) {
+            match self.reason(vip, named, |ip| backend_ips.contains(ip)) {
                 None => true,
                 Some(reason) => {
                     refused.push(Refused {
@@ -109,7 +113,14 @@ impl Guard {
         refused
     }
 
-    fn reason(&self, vip: &Vip, named: bool, backend_ips: &HashSet<IpAddr>) -> Option<String> {
+    /// Why `vip` is refused, if it is; `is_backend`: whether a (canonical)
+    /// address is some service's backend's.
+    fn reason(
+        &self,
+        vip: &Vip,
+        named: bool,
+        is_backend: impl Fn(&IpAddr) -> bool,
+    ) -> Option<String> {
         let ip = vip.addr.ip().to_canonical();
         if let Some(kind) = special_purpose(ip) {
             return Some(format!("{ip} is a {kind} address"));
@@ -121,7 +132,7 @@ impl Guard {
         if let Some(what) = self.protected.get(&ip) {
             return Some(format!("{ip} is {what}"));
         }
-        if backend_ips.contains(&ip) {
+        if is_backend(&ip) {
             return Some(format!("{ip} is a backend's address"));
         }
         None

@@ -89,6 +89,36 @@ pub struct DesiredState {
     pub services: BTreeMap<Vip, ServiceSpec>,
 }
 
+/// The desired services as a persistent map: a copy is O(1) and shares
+/// everything, and [`imbl::OrdMap::diff`] of two versions skips the parts
+/// they share, so the planner finds what changed since the last catalog by
+/// itself (a source that keeps one between catalogs makes that O(change)).
+pub type ServiceMap = imbl::OrdMap<Vip, ServiceSpec>;
+
+/// A copy of every service of `map`, as the catalog holds them.
+pub fn desired_state(map: &ServiceMap) -> DesiredState {
+    DesiredState {
+        services: map.iter().map(|(v, s)| (*v, s.clone())).collect(),
+    }
+}
+
+/// `services` as a [`ServiceMap`] that shares with `last` every service the
+/// two have equal: each service is compared once and only those that differ
+/// are copied, so a diff of the result with `last` visits only those. For a
+/// source that rebuilds its catalog whole (a file, a full Marathon read).
+pub fn service_map(last: &ServiceMap, services: &BTreeMap<Vip, ServiceSpec>) -> ServiceMap {
+    let mut map = last.clone();
+    for vip in last.keys().filter(|v| !services.contains_key(v)) {
+        map.remove(vip);
+    }
+    for (vip, spec) in services {
+        if last.get(vip) != Some(spec) {
+            map.insert(*vip, spec.clone());
+        }
+    }
+    map
+}
+
 /// True if both addresses are the same family (the socket hooks cannot turn an
 /// IPv4 connect() into an IPv6 one).
 pub fn same_family(a: IpAddr, b: IpAddr) -> bool {
@@ -170,4 +200,36 @@ pub struct Cluster {
 pub struct Endpoint {
     pub ip: IpAddr,
     pub port: Option<u16>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rebuilt_catalog_shares_what_did_not_change() {
+        let vip = |i: u8| Vip {
+            addr: SocketAddr::new(IpAddr::from([11, 0, 0, i]), 80),
+            proto: Proto::Tcp,
+        };
+        let spec = |w: u32| ServiceSpec {
+            backends: [("10.0.0.1:80".parse().unwrap(), w)].into(),
+            ..Default::default()
+        };
+        let mut services: BTreeMap<Vip, ServiceSpec> =
+            (0..200).map(|i| (vip(i), spec(1))).collect();
+        let last = service_map(&ServiceMap::new(), &services);
+        assert!(last.iter().eq(&services));
+        services.insert(vip(7), spec(0));
+        services.remove(&vip(9));
+        services.insert(vip(250), spec(1));
+        let next = service_map(&last, &services);
+        assert!(next.iter().eq(&services));
+        let changed: Vec<Vip> = crate::plan::changed_vips(&last, &next);
+        assert_eq!(changed, [vip(7), vip(9), vip(250)]);
+        assert!(
+            service_map(&next, &services).ptr_eq(&next),
+            "nothing changed, nothing copied"
+        );
+    }
 }

@@ -10,7 +10,8 @@
 //! public). Local senders see their datagrams "sent" and TCP connects time
 //! out; nothing reaches the wire.
 //!
-//! Routes follow the applied table (`sync` after every apply). A VIP address
+//! Routes follow the applied table (`sync` after every apply, by what the
+//! apply changed: `escape/wanted.rs`). A VIP address
 //! that is also a backend address or one of the agent's control-plane
 //! endpoints (Marathon, DNS upstreams) gets no route: it would black-hole the
 //! backend, or the agent's own reads (the hooks spare the agent, routes
@@ -32,6 +33,10 @@ use rtnetlink::{
 
 use crate::plan::Applied;
 
+mod wanted;
+
+use wanted::Wanted;
+
 /// The dummy interface VIP routes point at.
 pub const DEV: &str = "l4lb0";
 
@@ -40,8 +45,11 @@ pub struct EscapeRoutes {
     handle: Handle,
     ifindex: u32,
     routes: BTreeSet<IpAddr>,
-    /// Addresses never routed to `l4lb0` (the agent's control plane).
-    protect: BTreeSet<IpAddr>,
+    /// Which addresses are to be routed, counted from the applied tables.
+    wanted: Wanted,
+    /// Addresses whose route may not be what `wanted` says: those an apply
+    /// touched, a failed request, every route found at start.
+    pending: BTreeSet<IpAddr>,
 }
 
 /// What a sync changed.
@@ -64,8 +72,9 @@ impl EscapeRoutes {
         Ok(EscapeRoutes {
             handle,
             ifindex,
+            pending: routes.clone(),
             routes,
-            protect,
+            wanted: Wanted::new(&protect),
         })
     }
 
@@ -73,8 +82,13 @@ impl EscapeRoutes {
     /// those a backend uses). Stops at the first failure; the next sync
     /// retries what is still missing.
     pub async fn sync(&mut self, applied: &Applied) -> Result<Synced> {
-        let (want, skipped) = wanted(applied, &self.protect);
-        let stale: Vec<IpAddr> = self.routes.difference(&want).copied().collect();
+        let touched = self.wanted.follow(applied);
+        self.pending.extend(touched);
+        let (routes, wanted) = (&self.routes, &self.wanted);
+        self.pending
+            .retain(|ip| routes.contains(ip) != wanted.wants(ip));
+        let (stale, missing): (Vec<IpAddr>, Vec<IpAddr>) =
+            self.pending.iter().partition(|ip| self.routes.contains(ip));
         let (handle, ifindex) = (&self.handle, self.ifindex);
         let removed = in_flight(stale, |ip| async move {
             match handle.route().del(route(ip, ifindex)).execute().await {
@@ -85,8 +99,8 @@ impl EscapeRoutes {
         .await;
         for ip in &removed.done {
             self.routes.remove(ip);
+            self.pending.remove(ip);
         }
-        let missing: Vec<IpAddr> = want.difference(&self.routes).copied().collect();
         let added = in_flight(missing, |ip| async move {
             let add = handle.route().add(route(ip, ifindex)).replace();
             add.execute()
@@ -94,14 +108,17 @@ impl EscapeRoutes {
                 .with_context(|| format!("adding the route {ip} dev {DEV}"))
         })
         .await;
-        self.routes.extend(added.done.iter().copied());
+        for ip in &added.done {
+            self.routes.insert(*ip);
+            self.pending.remove(ip);
+        }
         if let Some(e) = removed.error.or(added.error) {
             return Err(e);
         }
         Ok(Synced {
             added: added.done.len(),
             removed: removed.done.len(),
-            skipped,
+            skipped: self.wanted.skipped(),
         })
     }
 
@@ -150,7 +167,8 @@ where
 }
 
 /// VIP addresses to route, and those skipped because a backend has them or
-/// they are in `protect`.
+/// they are in `protect`: what [`Wanted`] follows, compared whole.
+#[cfg(test)]
 fn wanted(applied: &Applied, protect: &BTreeSet<IpAddr>) -> (BTreeSet<IpAddr>, Vec<IpAddr>) {
     let mut backends: BTreeSet<IpAddr> = applied
         .backends

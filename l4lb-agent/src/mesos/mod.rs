@@ -6,5 +6,6 @@ pub use l4lb_core::mesos::*;
 
 pub mod args;
 pub mod client;
+mod sent;
 pub mod source;
 pub mod stats;

@@ -21,6 +21,7 @@ use tokio::{
 };
 use tracing::{info, warn};
 
+use super::sent::Sent;
 pub use super::stats::MesosStats;
 use super::{
     ClusterFacts, HostPort, args::MesosConfig, client::MesosClient, cluster::parse_host_port,
@@ -33,7 +34,7 @@ use crate::{
         MesosState, Message, RecordIoDecoder, RecordIoError, TaskParts, Warning, WarningKind,
         catalog, decode_message, from_master_state, master_state::MasterState,
     },
-    model::Catalog,
+    model::{Catalog, ServiceMap},
     naming::{NamingError, VipAllocator},
 };
 
@@ -51,6 +52,9 @@ pub const RECOVERY_WAIT: Duration = Duration::from_secs(600);
 /// A catalog for the agent's loop.
 pub struct Update {
     pub catalog: Catalog,
+    /// The services as the persistent map the parts keep (the catalog's
+    /// copy of them is made by the agent's loop: `SourceEvent::Update`).
+    pub services: Option<ServiceMap>,
     pub trigger: String,
     pub warnings: usize,
     /// When the first stream record of the change arrived (event → maps).
@@ -63,7 +67,7 @@ pub struct MesosSource {
     stats: Arc<MesosStats>,
     alloc: VipAllocator,
     sent_first: bool,
-    last_sent: Option<Catalog>,
+    last_sent: Option<Sent>,
     /// Woken by SIGHUP: subscribe (or poll) again now.
     reread: Arc<Notify>,
     /// When the last catalog after an event went out: the next one waits
@@ -228,13 +232,17 @@ impl MesosSource {
         built.catalog.cluster = Some(Arc::new(cluster.resolve(&self.table())));
         warnings.extend(built.warnings);
         self.count_warnings(&warnings);
-        if self.last_sent.as_ref() == Some(&built.catalog) {
+        let services = built.services.as_ref();
+        if let Some(sent) = &self.last_sent
+            && sent.is(&built.catalog, services)
+        {
             return Ok(true);
         }
         self.sent_first = true;
-        self.last_sent = Some(built.catalog.clone());
+        self.last_sent = Some(Sent::new(&built.catalog, services));
         let update = Update {
             catalog: built.catalog,
+            services: built.services,
             trigger: trigger.to_owned(),
             warnings: warnings.len(),
             received_at,

@@ -186,14 +186,16 @@ async fn next(rx: &mut mpsc::Receiver<Update>) -> Update {
         .expect("source running")
 }
 
-fn backends_of(c: &Catalog, key: &str, port: u16) -> Vec<String> {
+/// The backends of `key`'s VIP in an update's services (the persistent
+/// map, which the catalog's copy is made from).
+fn backends_of(u: &Update, key: &str, port: u16) -> Vec<String> {
     let ip = naming::VipAllocator::new().hashed_address(naming::Family::V4, key);
     let vip = Vip {
         addr: SocketAddr::new(ip, port),
         proto: Proto::Tcp,
     };
-    c.services
-        .services
+    let services = u.services.as_ref().expect("the parts' map");
+    services
         .get(&vip)
         .map(|s| s.backends.keys().map(ToString::to_string).collect())
         .unwrap_or_default()
@@ -212,14 +214,8 @@ async fn snapshot_then_events() {
     let u = next(&mut rx).await;
     assert_eq!(u.trigger, "mesos SUBSCRIBED");
     assert!(u.received_at.is_none());
-    assert_eq!(
-        backends_of(&u.catalog, "web.marathon", 80),
-        ["198.18.0.10:8080"]
-    );
-    assert_eq!(
-        backends_of(&u.catalog, "api.hello-world", 80),
-        ["198.18.0.11:9090"]
-    );
+    assert_eq!(backends_of(&u, "web.marathon", 80), ["198.18.0.10:8080"]);
+    assert_eq!(backends_of(&u, "api.hello-world", 80), ["198.18.0.11:9090"]);
     assert_eq!(u.catalog.tasks.len(), 2);
     let req = &m.requests()[0];
     assert!(req.head.starts_with("POST /api/v1 "), "{}", req.head);
@@ -242,7 +238,7 @@ async fn snapshot_then_events() {
         u.received_at.is_some(),
         "an event's catalog carries its arrival"
     );
-    assert!(backends_of(&u.catalog, "web.marathon", 80).is_empty());
+    assert!(backends_of(&u, "web.marathon", 80).is_empty());
     assert_eq!(u.catalog.tasks.len(), 1);
     assert_eq!(stats.events.load(Ordering::Relaxed), 3);
 }
@@ -386,10 +382,7 @@ async fn poll_mode_reads_master_state() {
     let (mut rx, stats) = start(cfg);
     let u = next(&mut rx).await;
     assert_eq!(u.trigger, "mesos poll");
-    assert_eq!(
-        backends_of(&u.catalog, "web.marathon", 80),
-        ["198.18.0.10:8080"]
-    );
+    assert_eq!(backends_of(&u, "web.marathon", 80), ["198.18.0.10:8080"]);
     assert!(stats.failures.load(Ordering::Relaxed) >= 1);
     // The leader from the state's `leader`, the masters from --mesos.
     let c = u.catalog.cluster.expect("a cluster");

@@ -55,6 +55,7 @@ fn update_event(u: Update) -> SourceEvent {
     };
     SourceEvent::Update {
         catalog: u.catalog,
+        services: u.services,
         trigger,
         received_at,
         skipped: u.warnings,

@@ -47,6 +47,7 @@ pub fn spawn(
 fn update_event(u: Update) -> SourceEvent {
     SourceEvent::Update {
         catalog: u.catalog,
+        services: u.services,
         trigger: u.trigger,
         received_at: u.received_at,
         skipped: u.warnings,

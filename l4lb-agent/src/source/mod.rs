@@ -5,7 +5,7 @@
 //! goes here, with its pure decoding in `l4lb_core` (`marathon`, `mesos`).
 use std::time::Instant;
 
-use crate::model::Catalog;
+use crate::model::{Catalog, ServiceMap};
 
 pub mod config_file;
 pub mod marathon;
@@ -18,6 +18,12 @@ pub enum SourceEvent {
     /// A complete, validated catalog.
     Update {
         catalog: Catalog,
+        /// The services as the persistent map the source keeps between
+        /// catalogs, when it keeps one: the planner then compares only what
+        /// differs from the last. They replace `catalog.services` (which
+        /// may be left empty), less the VIPs the guard refuses, once the
+        /// table serves. None: the services are `catalog.services`.
+        services: Option<ServiceMap>,
         /// What caused it ("initial", "SIGHUP", "file change", an event type, …).
         trigger: String,
         /// When the source event that caused it arrived, for event → maps latency.

@@ -75,6 +75,7 @@ mod tests {
     fn update(trigger: &'static str) -> SourceEvent {
         SourceEvent::Update {
             catalog: Catalog::default(),
+            services: None,
             trigger: trigger.into(),
             received_at: None,
             skipped: 0,

@@ -56,6 +56,11 @@ pub(super) use ports::{parse_protocols, port_u16};
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Parsed {
     pub catalog: Catalog,
+    /// `catalog.services` as the persistent map an incremental build keeps
+    /// between catalogs (the planner diffs it with the last one); None from
+    /// a full build. From `IncrementalCatalog::catalog_map`, the services
+    /// are here only (`catalog.services` is empty).
+    pub services: Option<crate::model::ServiceMap>,
     pub warnings: Vec<Warning>,
     /// Agent host names the catalog needed (resolved or not): what the
     /// host resolver should follow.

@@ -28,11 +28,25 @@ use crate::naming::{NamingError, VipAllocator};
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Built {
     pub catalog: Catalog,
+    /// The services as the persistent map the build keeps, when it keeps
+    /// one (`TaskParts`): `catalog.services` is then empty, see `fill`.
+    pub services: Option<crate::model::ServiceMap>,
     pub warnings: Vec<Warning>,
 }
 
-/// The catalog of `tasks` (any order gives the same catalog). Named VIPs
-/// get their addresses from `alloc`: keep one for the source's life.
+impl Built {
+    /// The catalog with its services, copied from the map if it has one.
+    pub fn fill(mut self) -> Built {
+        if let Some(services) = &self.services {
+            self.catalog.services = crate::model::desired_state(services);
+        }
+        self
+    }
+}
+
+/// The catalog of `tasks` (any order gives the same catalog), services
+/// filled. Named VIPs get their addresses from `alloc`: keep one for the
+/// source's life.
 pub fn catalog<'a>(
     tasks: impl IntoIterator<Item = (&'a TaskKey, &'a TaskView)>,
     alloc: &mut VipAllocator,
@@ -41,7 +55,7 @@ pub fn catalog<'a>(
     for (k, v) in tasks {
         parts.set(k, Some(v));
     }
-    parts.catalog(alloc)
+    parts.catalog(alloc).map(Built::fill)
 }
 
 /// A parts catalog's result in the Mesos source's terms.
@@ -63,6 +77,7 @@ pub(super) fn built(
         .collect();
     Ok(Built {
         catalog: parsed.catalog,
+        services: parsed.services,
         warnings,
     })
 }

@@ -122,9 +122,10 @@ impl TaskParts {
     }
 
     /// The catalog of the parts; only what changed since the last one is
-    /// merged again.
+    /// merged again. Its services are in `Built::services` only (the
+    /// catalog's copy is the caller's to make: [`Built::fill`]).
     pub fn catalog(&mut self, alloc: &mut VipAllocator) -> Result<Built, NamingError> {
-        built(self.merged.catalog(alloc))
+        built(self.merged.catalog_map(alloc))
     }
 }
 

@@ -26,7 +26,11 @@ fn fresh(st: &MesosState) -> crate::model::Catalog {
 fn follow(parts: &mut TaskParts, st: &mut MesosState) -> crate::model::Catalog {
     let changes = st.take_changes();
     parts.follow(st, changes);
-    parts.catalog(&mut VipAllocator::new()).unwrap().catalog
+    parts
+        .catalog(&mut VipAllocator::new())
+        .unwrap()
+        .fill()
+        .catalog
 }
 
 /// Kept up to date message by message through [`MesosState::take_changes`],

@@ -43,7 +43,7 @@ use super::{
 };
 use crate::{
     hosts::{HostTable, resolver::Resolver},
-    model::Catalog,
+    model::{Catalog, ServiceMap},
     naming::VipAllocator,
 };
 
@@ -82,6 +82,8 @@ pub struct SourceConfig {
 #[derive(Clone, Debug)]
 pub struct Update {
     pub catalog: Catalog,
+    /// The catalog's services as a persistent map (`Parsed::services`).
+    pub services: Option<ServiceMap>,
     pub trigger: Trigger,
     /// Apps (or parts of them) the parser skipped; each was logged.
     pub warnings: usize,
@@ -505,6 +507,7 @@ impl<A: MarathonApi> SourceLoop<A> {
         }
         let update = Update {
             catalog: parsed.catalog,
+            services: parsed.services,
             trigger,
             warnings,
             took: started.elapsed(),
@@ -706,6 +709,7 @@ impl<A: MarathonApi> SourceLoop<A> {
         );
         let update = Update {
             catalog: parsed.catalog,
+            services: parsed.services,
             trigger: Trigger::Hosts,
             warnings,
             took: started.elapsed(),

@@ -195,6 +195,7 @@ impl Builder {
                 tasks,
                 cluster: None,
             },
+            services: None,
             warnings,
             hosts,
         })

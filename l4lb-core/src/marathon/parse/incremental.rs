@@ -20,7 +20,7 @@ use super::{
     catalog::{Allocated, Group, GroupKey, ip_service, named_group_services, squatter},
     catalog_from_parts,
 };
-use crate::model::{Catalog, DesiredState, Proto, ServiceSpec, TaskRecord, Vip};
+use crate::model::{Catalog, DesiredState, Proto, ServiceMap, TaskRecord, Vip, desired_state};
 use crate::naming::{Family, VipAllocator};
 
 /// A task record where it sorts in the catalog: by (app id, task id), ties
@@ -89,7 +89,9 @@ pub struct IncrementalCatalog<K> {
     /// The allocator generation `addrs` were taken at.
     generation: Option<u64>,
     addrs: Allocated,
-    services: BTreeMap<Vip, ServiceSpec>,
+    /// Persistent: each catalog hands out an O(1) copy that shares what
+    /// the next change leaves alone.
+    services: ServiceMap,
     /// The VIPs each named group got.
     named_vips: BTreeMap<GroupKey, Vec<Vip>>,
     /// Which named key holds each named VIP.
@@ -114,7 +116,7 @@ impl<K> Default for IncrementalCatalog<K> {
             wanted_changed: false,
             generation: None,
             addrs: Allocated::new(),
-            services: BTreeMap::new(),
+            services: ServiceMap::new(),
             named_vips: BTreeMap::new(),
             named_at: BTreeMap::new(),
             squatters: BTreeMap::new(),
@@ -191,6 +193,18 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
     /// the next call retries the same changes. While a part has agents known
     /// by name (Marathon's; Mesos parts have none) this is a full build.
     pub fn catalog(&mut self, alloc: &mut VipAllocator) -> Result<Parsed, ParseError> {
+        let mut p = self.catalog_map(alloc)?;
+        if let Some(services) = &p.services {
+            p.catalog.services = desired_state(services);
+        }
+        Ok(p)
+    }
+
+    /// [`catalog`](Self::catalog), whose `catalog.services` is left empty
+    /// when `services` holds them: the copy of every service the catalog
+    /// needs is made by the caller, off the path to the maps (a full build
+    /// fills it).
+    pub fn catalog_map(&mut self, alloc: &mut VipAllocator) -> Result<Parsed, ParseError> {
         let dirty: Vec<GroupKey> = self.dirty.iter().cloned().collect();
         for gk in &dirty {
             self.merge(gk);
@@ -347,13 +361,13 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
         }
     }
 
+    /// The catalog, its services in `services` only.
     fn parsed(&self) -> Parsed {
         let warnings = self.warnings.values().flatten();
         Parsed {
+            services: Some(self.services.clone()),
             catalog: Catalog {
-                services: DesiredState {
-                    services: self.services.clone(),
-                },
+                services: DesiredState::default(),
                 tasks: self.tasks.iter().map(|t| t.record.clone()).collect(),
                 cluster: None,
             },

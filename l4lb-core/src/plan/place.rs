@@ -1,0 +1,138 @@
+//! Room for one new or changed service, and the writes that make it.
+use std::{collections::BTreeMap, net::SocketAddr};
+
+use l4lb_common::{MemberKey, ServiceValue};
+
+use super::{AppliedService, Index, Op, PlanError, SlotTable};
+use crate::{
+    codec,
+    model::{ServiceSpec, Vip},
+    slots::table_size,
+};
+
+const NO_MEMBERS: &BTreeMap<u32, u32> = &BTreeMap::new();
+
+/// The backends a plan adds: counter resets, then puts (one batch write).
+#[derive(Default)]
+pub(super) struct NewBackends {
+    pub resets: Vec<Op>,
+    pub puts: Vec<Op>,
+    /// (id, address) of each.
+    pub added: Vec<(u32, SocketAddr)>,
+}
+
+/// The addresses of `spec` that have no backend id yet.
+pub(super) fn missing(index: &Index, spec: &ServiceSpec) -> Vec<SocketAddr> {
+    spec.backends
+        .keys()
+        .filter(|a| index.backend(a).is_none())
+        .copied()
+        .collect()
+}
+
+/// backend id → weight for `spec` (every address has an id).
+pub(super) fn members(index: &Index, spec: &ServiceSpec) -> BTreeMap<u32, u32> {
+    spec.backends
+        .iter()
+        .map(|(a, w)| (index.by_addr[a], *w))
+        .collect()
+}
+
+/// True if the maps hold `spec` as it is: `old`, checked, with the same members.
+pub(super) fn unchanged(index: &Index, spec: &ServiceSpec, old: Option<&AppliedService>) -> bool {
+    old.is_some_and(|old| {
+        !old.stale && missing(index, spec).is_empty() && old.members == members(index, spec)
+    })
+}
+
+/// Finds room for a new or changed service (backend ids, a service id, a
+/// free slot range) and returns what it will be and the writes that make it
+/// so (table, members, then the switch); nothing is taken if it does not fit.
+pub(super) fn place(
+    vip: &Vip,
+    spec: &ServiceSpec,
+    old: Option<&AppliedService>,
+    index: &mut Index,
+    new: &mut NewBackends,
+) -> Result<(AppliedService, Vec<Op>), PlanError> {
+    let cap = index.cap;
+    if old.is_none() && !index.has_service_id() {
+        return Err(PlanError::ServicesFull {
+            capacity: cap.services,
+        });
+    }
+    let missing = missing(index, spec);
+    if !index.has_backend_ids(missing.len()) {
+        return Err(PlanError::BackendsFull {
+            vip: *vip,
+            need: missing.len(),
+            capacity: cap.backends,
+        });
+    }
+    let live = spec.backends.values().filter(|w| **w > 0).count();
+    let size = table_size(live, old.map(|o| o.slot_count).unwrap_or(0));
+    // What `maglev` fills: nothing without a live backend.
+    let slot_count = if live == 0 || size < 2 { 0 } else { size };
+    let slot_base = match slot_count {
+        0 => 0,
+        n => index.alloc_slots(n).ok_or(PlanError::SlotsFull {
+            vip: *vip,
+            need: n,
+            capacity: cap.slots,
+        })?,
+    };
+    let added = index.add_backends(&missing, &mut new.resets, &mut new.puts);
+    new.added.extend(added);
+    let mut ops = Vec::new();
+    let (id, revision, old_members) = match old {
+        Some(o) => (o.id, o.revision.wrapping_add(1), &o.members),
+        None => {
+            let id = index.take_service_id().expect("checked by has_service_id");
+            ops.push(Op::ResetServiceStats(id));
+            (id, 0, NO_MEMBERS)
+        }
+    };
+    let members = members(index, spec);
+    if slot_count > 0 {
+        let table = spec
+            .backends
+            .iter()
+            .map(|(addr, w)| (index.by_addr[addr], *addr, *w))
+            .collect();
+        ops.push(Op::WriteSlots {
+            base: slot_base,
+            table: SlotTable::new(slot_count, table),
+        });
+    }
+    for (b, w) in &members {
+        if old_members.get(b) != Some(w) {
+            ops.push(Op::PutMember(
+                MemberKey {
+                    service_id: id,
+                    backend_id: *b,
+                },
+                *w,
+            ));
+        }
+    }
+    ops.push(Op::PutService(
+        codec::service_key(vip),
+        ServiceValue {
+            id,
+            slot_count,
+            revision,
+            slot_base,
+        },
+    ));
+    Ok((
+        AppliedService {
+            id,
+            revision,
+            slot_base,
+            slot_count,
+            members,
+            stale: false,
+        },
+        ops,
+    ))
+}

@@ -1,0 +1,165 @@
+//! The loop both plans run: the services of a list of VIPs, in VIP order,
+//! compared with what the maps hold; then the backends no service names.
+//! `next` starts as a copy of what the maps hold (O(1): persistent maps)
+//! and only the VIPs of the list are written into it.
+use std::collections::BTreeSet;
+
+use l4lb_common::MemberKey;
+
+use super::{
+    Applied, AppliedService, Index, Op, Plan,
+    place::{NewBackends, place, unchanged},
+};
+use crate::{
+    codec,
+    model::{ServiceSpec, Vip},
+};
+
+pub(super) struct Run<'a> {
+    applied: &'a Applied,
+    index: &'a mut Index,
+    p: Plan,
+    new: NewBackends,
+    /// Backend ids a replaced or removed table named: deleted if nothing
+    /// names them at the end.
+    left: BTreeSet<u32>,
+}
+
+impl<'a> Run<'a> {
+    pub(super) fn new(applied: &'a Applied, index: &'a mut Index) -> Run<'a> {
+        let next = Applied {
+            services: applied.services.clone(),
+            backends: applied.backends.clone(),
+            orphan_members: BTreeSet::new(),
+        };
+        Run {
+            applied,
+            index,
+            p: Plan {
+                next,
+                ..Plan::default()
+            },
+            new: NewBackends::default(),
+            left: BTreeSet::new(),
+        }
+    }
+
+    /// Plans each VIP of `vips` (sorted): those `desired` has are added,
+    /// changed or left as they are, the others removed from the maps.
+    /// `desired_len`: how many services `desired` has (those not in `vips`
+    /// are unchanged).
+    pub(super) fn services<'d>(
+        &mut self,
+        vips: &[Vip],
+        desired: impl Fn(&Vip) -> Option<&'d ServiceSpec>,
+        desired_len: usize,
+    ) {
+        let mut service_ops = Vec::new();
+        let mut seen = 0;
+        for (vip, spec) in vips.iter().filter_map(|v| Some((v, desired(v)?))) {
+            seen += 1;
+            self.service(vip, spec, &mut service_ops);
+        }
+        self.p.summary.unchanged += desired_len - seen;
+        // New backends exist before any slot names them.
+        self.p.now.append(&mut self.new.resets);
+        self.p.now.append(&mut self.new.puts);
+        self.p.now.extend(service_ops);
+        for vip in vips.iter().filter(|v| desired(v).is_none()) {
+            if let Some(old) = self.applied.services.get(vip) {
+                self.remove(vip, old);
+            }
+        }
+    }
+
+    fn service(&mut self, vip: &Vip, spec: &ServiceSpec, service_ops: &mut Vec<Op>) {
+        let old = self.applied.services.get(vip);
+        if unchanged(self.index, spec, old) {
+            self.p.summary.unchanged += 1;
+            return;
+        }
+        match place(vip, spec, old, self.index, &mut self.new) {
+            Ok((svc, ops)) => {
+                service_ops.extend(ops);
+                self.index.name(svc.members.keys().copied());
+                match old {
+                    Some(old) => {
+                        self.p.summary.changed += 1;
+                        for b in old.members.keys().filter(|b| !svc.members.contains_key(b)) {
+                            self.p.after_grace.push(del_member(svc.id, *b));
+                        }
+                        self.leave(old);
+                    }
+                    None => self.p.summary.added += 1,
+                }
+                self.p.next.services.insert(*vip, svc);
+            }
+            // A changed service that does not fit keeps its current table
+            // (`next` holds it already).
+            Err(e) => self.p.skipped.push((*vip, e)),
+        }
+    }
+
+    fn remove(&mut self, vip: &Vip, old: &AppliedService) {
+        self.p.summary.removed += 1;
+        self.p.now.push(Op::DelService(codec::service_key(vip)));
+        for b in old.members.keys() {
+            self.p.after_grace.push(del_member(old.id, *b));
+        }
+        self.p.next.services.remove(vip);
+        self.leave(old);
+        self.index.free_service_id(old.id);
+    }
+
+    /// `old`'s table is replaced: its range and members go after the grace period.
+    fn leave(&mut self, old: &AppliedService) {
+        self.index.unname(old.members.keys().copied());
+        self.left.extend(old.members.keys());
+        self.index.free_range(old.slot_base, old.slot_count);
+    }
+
+    /// The end of a full plan: orphan members go, and every backend the
+    /// maps hold that no service names.
+    pub(super) fn all_backends(mut self) -> Plan {
+        for (service_id, backend_id) in &self.applied.orphan_members {
+            self.p
+                .after_grace
+                .push(del_member(*service_id, *backend_id));
+        }
+        let all: Vec<u32> = self.applied.backends.keys().copied().collect();
+        self.unnamed_backends(all)
+    }
+
+    /// The end of a plan of a change: the backends its tables left, if no
+    /// service names them any more (every other backend is named: the
+    /// full plan before deleted the rest).
+    pub(super) fn touched_backends(mut self) -> Plan {
+        let left = std::mem::take(&mut self.left);
+        self.unnamed_backends(left)
+    }
+
+    /// Backends: exactly those the next table's members name.
+    fn unnamed_backends(mut self, candidates: impl IntoIterator<Item = u32>) -> Plan {
+        for id in candidates {
+            let Some(addr) = self.applied.backends.get(&id) else {
+                continue;
+            };
+            if !self.index.named(id) {
+                self.p.after_grace.push(Op::DelBackend(id));
+                self.p.next.backends.remove(&id);
+                self.index.free_backend(id, *addr);
+            }
+        }
+        for (id, addr) in std::mem::take(&mut self.new.added) {
+            self.p.next.backends.insert(id, addr);
+        }
+        self.p
+    }
+}
+
+fn del_member(service_id: u32, backend_id: u32) -> Op {
+    Op::DelMember(MemberKey {
+        service_id,
+        backend_id,
+    })
+}
