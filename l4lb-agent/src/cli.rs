@@ -155,6 +155,12 @@ pub struct RunArgs {
     /// node's stack; falls back to `kernel` per packet when the FIB has no answer).
     #[arg(long, value_enum, default_value_t = crate::datapath::xdp::Forward::Kernel)]
     pub xdp_forward: crate::datapath::xdp::Forward,
+    /// How connect() picks a TCP backend: `p2c` (power of two choices: two
+    /// random Maglev slots, backends down or suspect for this node skipped,
+    /// the one with fewer connections and faster handshakes wins) or `random`
+    /// (a uniformly random slot). UDP keeps a random slot per socket either way.
+    #[arg(long, value_enum, default_value_t = crate::datapath::health::LbPolicy::P2c)]
+    pub lb_policy: crate::datapath::health::LbPolicy,
     /// Capacity of the services map (VIP addr+port+proto), 1–65,536.
     #[arg(long, default_value_t = l4lb_common::MAX_SERVICES, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub max_services: u32,
@@ -255,6 +261,18 @@ mod tests {
         let fib = run_args(&["--xdp-forward=fib"]).unwrap();
         assert_eq!(fib.xdp_forward, Forward::Fib);
         assert!(fib.xdp_forward.is_fib());
+    }
+
+    #[test]
+    fn lb_policy_defaults_to_p2c_and_takes_random() {
+        use crate::datapath::health::LbPolicy;
+        assert_eq!(run_args(&[]).unwrap().lb_policy, LbPolicy::P2c);
+        assert_eq!(
+            run_args(&["--lb-policy", "random"]).unwrap().lb_policy,
+            LbPolicy::Random
+        );
+        let e = run_args(&["--lb-policy", "least"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::InvalidValue);
     }
 
     #[test]

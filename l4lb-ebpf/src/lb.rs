@@ -3,6 +3,8 @@ use l4lb_common::{Addr6, Backend, ServiceKey, ServiceValue, Stats};
 
 use crate::maps::{L4LB_BACKENDS, L4LB_BE_STATS, L4LB_SERVICES, L4LB_SLOTS, L4LB_SVC_STATS};
 
+pub mod p2c;
+
 /// What a lookup found for a destination.
 pub enum Verdict {
     /// A VIP with no backend taking new connections.
@@ -35,10 +37,22 @@ pub fn choose(svc: &ServiceValue, pick: u32) -> Verdict {
     if svc.slot_count == 0 {
         return Verdict::NoBackend { service_id: svc.id };
     }
-    let slot = svc.slot_base.wrapping_add(pick % svc.slot_count);
-    let Some(backend_id) = L4LB_SLOTS.get(slot).copied() else {
+    let Some(backend_id) = slot_backend(svc, pick) else {
         return Verdict::NoBackend { service_id: svc.id };
     };
+    backend_verdict(svc, backend_id)
+}
+
+/// The backend id in slot `pick % slot_count` (`slot_count` > 0).
+#[inline(always)]
+pub fn slot_backend(svc: &ServiceValue, pick: u32) -> Option<u32> {
+    let slot = svc.slot_base.wrapping_add(pick % svc.slot_count);
+    L4LB_SLOTS.get(slot).copied()
+}
+
+/// The verdict for a backend id taken from the service's table.
+#[inline(always)]
+pub fn backend_verdict(svc: &ServiceValue, backend_id: u32) -> Verdict {
     let Some(backend) = (unsafe { L4LB_BACKENDS.get(&backend_id) }).copied() else {
         return Verdict::NoBackend { service_id: svc.id };
     };

@@ -2,13 +2,14 @@
 //! may resize them at load time (aya `EbpfLoader::set_max_entries`).
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
-    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray, SkStorage},
     macros::btf_map,
 };
 use l4lb_common::{
-    Addr6, AgentId, Backend, FlowKey, FlowValue, GUARD_REASONS, MAX_BACKENDS, MAX_FLOWS,
-    MAX_MEMBERS, MAX_REVNAT, MAX_SERVICES as VIP_ADDRS, MAX_SERVICES, MAX_SLOTS, MemberKey,
-    MemberValue, RevNatKey, RevNatValue, ServiceKey, ServiceValue, Stats,
+    Addr6, AgentId, Backend, BackendHealth, FlowKey, FlowValue, GUARD_REASONS, LbConfig, LbStats,
+    MAX_BACKENDS, MAX_FLOWS, MAX_MEMBERS, MAX_REVNAT, MAX_SERVICES as VIP_ADDRS, MAX_SERVICES,
+    MAX_SLOTS, MemberKey, MemberValue, RevNatKey, RevNatValue, ServiceKey, ServiceValue, SockMark,
+    Stats,
 };
 
 const NO_PREALLOC: usize = BPF_F_NO_PREALLOC as usize;
@@ -73,3 +74,22 @@ pub static L4LB_VIP_ADDRS: HashMap<Addr6, u32, { VIP_ADDRS as usize }, NO_PREALL
 /// Packets to a VIP address dropped by XDP, by `GUARD_*` reason.
 #[btf_map]
 pub static L4LB_VIP_GUARD: PerCpuArray<u64, { GUARD_REASONS.len() }> = PerCpuArray::new();
+
+/// Backend id → what this node saw of its handshakes (`health.rs`, `sock_ops.rs`).
+#[btf_map]
+pub static L4LB_HEALTH: Array<BackendHealth, { MAX_BACKENDS as usize }> = Array::new();
+
+/// Per-socket mark: which backend connect4/6 sent a TCP socket to. Socket-local
+/// storage rather than a cookie-keyed hash: it lives and dies with the socket
+/// (no LRU eviction can lose a connection's close, nothing to clean up), and
+/// `sock_ops` finds it from the socket pointer without hashing anything.
+#[btf_map]
+pub static L4LB_SOCKS: SkStorage<SockMark> = SkStorage::new();
+
+/// The balancing policy (`LB_POLICY_*`, index 0), written by the agent.
+#[btf_map]
+pub static L4LB_LB_CONFIG: Array<LbConfig, 1> = Array::new();
+
+/// How p2c decided, per service id (fallbacks, avoided first picks, probes).
+#[btf_map]
+pub static L4LB_LB_STATS: PerCpuArray<LbStats, { MAX_SERVICES as usize }> = PerCpuArray::new();

@@ -32,7 +32,11 @@ fn sigkill_and_restart_twice_under_load_fails_no_connection() {
     let mut agent = Agent::start(&mut sb, ALL).unwrap();
     agent.wait_vips(1, READY).unwrap();
     let hooks = attached(&sb);
-    assert_eq!(hooks.len(), 8, "{hooks:?}");
+    assert_eq!(
+        hooks.len(),
+        l4lb_agent::datapath::SOCK_PROGRAMS.len(),
+        "{hooks:?}"
+    );
 
     // 200 connections/s for 20 s through the VIP, while the agent dies twice.
     let load = sb
@@ -134,7 +138,11 @@ fn a_start_after_a_kill_in_the_link_swap_keeps_every_hook() {
     let mut agent = Agent::start(&mut sb, ALL).unwrap();
     agent.wait_vips(1, READY).unwrap();
     let hooks = attached(&sb);
-    assert_eq!(hooks.len(), 8, "{hooks:?}");
+    assert_eq!(
+        hooks.len(),
+        l4lb_agent::datapath::SOCK_PROGRAMS.len(),
+        "{hooks:?}"
+    );
     agent
         .kill_no_teardown(libc::SIGKILL, Duration::from_secs(5))
         .unwrap();
