@@ -274,21 +274,26 @@ pub const fn probe_claimable(probe_since_ns: u64, now: u64) -> bool {
 
 /// What a failed handshake does to the down state: (down_until, backoff),
 /// given the state before it. A failed probe doubles the back-off; a run of
-/// [`DOWN_AFTER_FAILURES`] takes an up backend down; failures of handshakes
-/// still in flight from before leave a down backend's schedule alone.
+/// [`DOWN_AFTER_FAILURES`] takes an up backend down, and so does one failure
+/// while the backend was suspect (`stalled`: handshakes stuck past the
+/// threshold with none completing since — a lost SYN on a backend that
+/// otherwise answers does not look like that, because the others complete);
+/// failures of handshakes still in flight from before leave a down backend's
+/// schedule alone.
 #[inline(always)]
 pub const fn after_failure(
     down_until_ns: u64,
     backoff_ns: u64,
     consecutive: u64,
     was_probe: bool,
+    stalled: bool,
     now: u64,
 ) -> (u64, u64) {
     if was_probe {
         let b = next_backoff(backoff_ns);
         return (now + b, b);
     }
-    if down_until_ns == 0 && consecutive >= DOWN_AFTER_FAILURES {
+    if down_until_ns == 0 && (consecutive >= DOWN_AFTER_FAILURES || stalled) {
         return (now + BACKOFF_MIN_NS, BACKOFF_MIN_NS);
     }
     (down_until_ns, backoff_ns)
@@ -345,22 +350,27 @@ mod tests {
         assert_eq!((c, w), (1, t0));
         let (c, w) = failure_run(c, w, t0 + 100 * MS);
         assert_eq!(
-            after_failure(0, 0, c, false, t0),
+            after_failure(0, 0, c, false, false, t0),
             (0, 0),
             "2 failures: still up"
+        );
+        // One failure of a handshake stuck while none completed is enough.
+        assert_eq!(
+            after_failure(0, 0, 1, false, true, t0),
+            (t0 + BACKOFF_MIN_NS, BACKOFF_MIN_NS)
         );
         let (c, w) = failure_run(c, w, t0 + 200 * MS);
         assert_eq!(c, 3);
         let now = t0 + 200 * MS;
-        let (down, backoff) = after_failure(0, 0, c, false, now);
+        let (down, backoff) = after_failure(0, 0, c, false, false, now);
         assert_eq!((down, backoff), (now + BACKOFF_MIN_NS, BACKOFF_MIN_NS));
         // Stragglers failing later keep the schedule.
         assert_eq!(
-            after_failure(down, backoff, 7, false, now + MS),
+            after_failure(down, backoff, 7, false, true, now + MS),
             (down, backoff)
         );
         // A failed probe doubles the back-off, up to the maximum.
-        let (d2, b2) = after_failure(down, backoff, 8, true, down);
+        let (d2, b2) = after_failure(down, backoff, 8, true, false, down);
         assert_eq!((d2, b2), (down + 2 * BACKOFF_MIN_NS, 2 * BACKOFF_MIN_NS));
         let mut b = b2;
         for _ in 0..10 {

@@ -155,6 +155,8 @@ pub fn established(h: *mut BackendHealth, rtt_ns: u64, now: u64) {
 /// probe puts it back to sleep for a longer back-off.
 #[inline(always)]
 pub fn failed(h: *mut BackendHealth, was_probe: bool, now: u64) {
+    // Before this handshake leaves flight: was the backend stuck?
+    let stalled = snapshot(h, now).0 == HealthState::Suspect;
     // SAFETY: live map value.
     unsafe {
         at(&raw mut (*h).failures).fetch_add(1);
@@ -165,7 +167,7 @@ pub fn failed(h: *mut BackendHealth, was_probe: bool, now: u64) {
         start.store(w);
         let down = at(&raw mut (*h).down_until_ns);
         let backoff = at(&raw mut (*h).backoff_ns);
-        let (d, b) = after_failure(down.load(), backoff.load(), n, was_probe, now);
+        let (d, b) = after_failure(down.load(), backoff.load(), n, was_probe, stalled, now);
         down.store(d);
         backoff.store(b);
         if was_probe {
