@@ -155,12 +155,6 @@ pub struct RunArgs {
     /// node's stack; falls back to `kernel` per packet when the FIB has no answer).
     #[arg(long, value_enum, default_value_t = crate::datapath::xdp::Forward::Kernel)]
     pub xdp_forward: crate::datapath::xdp::Forward,
-    /// How connect() picks a TCP backend: `p2c` (power of two choices: two
-    /// random Maglev slots, backends down or suspect for this node skipped,
-    /// the one with fewer connections and faster handshakes wins) or `random`
-    /// (a uniformly random slot). UDP keeps a random slot per socket either way.
-    #[arg(long, value_enum, default_value_t = crate::datapath::health::LbPolicy::P2c)]
-    pub lb_policy: crate::datapath::health::LbPolicy,
     /// Capacity of the services map (VIP addr+port+proto), 1–65,536.
     #[arg(long, default_value_t = l4lb_common::MAX_SERVICES, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub max_services: u32,
@@ -172,6 +166,12 @@ pub struct RunArgs {
     /// backends, 503 for up to 5, ~100 per backend beyond; twice while changing.
     #[arg(long, default_value_t = l4lb_common::MAX_SLOTS, value_parser = clap::value_parser!(u32).range(251..=268_435_456))]
     pub max_slots: u32,
+    /// How connect() picks a TCP backend: `p2c` (power of two choices: two
+    /// random Maglev slots, backends down or suspect for this node skipped,
+    /// the one with fewer connections and faster handshakes wins) or `random`
+    /// (a uniformly random slot). UDP keeps a random slot per socket either way.
+    #[arg(long, value_enum, default_value_t = crate::datapath::health::LbPolicy::P2c)]
+    pub lb_policy: crate::datapath::health::LbPolicy,
     /// The resolver configuration used to look up agents the control plane
     /// reports by host name (and whose nameservers no VIP may take).
     /// /etc/hosts is read first, as the system resolver does.
