@@ -142,6 +142,29 @@ fn fault_under_load(sb: &Sandbox, agent: &Agent) -> Outcome {
     }
 }
 
+/// `explain`: where the XDP program sends a TCP packet from 198.18.0.9:`port`
+/// to the VIP, and whether the flow was tracked; `live` records the flow.
+fn xdp_pick(sb: &Sandbox, port: u16, live: bool) -> (String, bool) {
+    let src = format!("198.18.0.9:{port}");
+    let mut cmd = sb.in_netns(l4lb_tests::agent_bin());
+    cmd.args([
+        "explain",
+        "--vip",
+        VIP,
+        "--src",
+        &src,
+        "--json",
+        "--pin-root",
+    ])
+    .arg(sb.pin_root());
+    if live {
+        cmd.arg("--live");
+    }
+    let e: Value = serde_json::from_str(&run(&mut cmd).unwrap()).unwrap();
+    let dest = e["destination"].as_str().unwrap().to_string();
+    (dest, e["tracked"].as_bool().unwrap())
+}
+
 fn timeline(o: &Outcome) -> String {
     o.samples
         .iter()
@@ -178,8 +201,24 @@ fn p2c_routes_around_a_backend_whose_syns_vanish_within_a_second_and_a_probe_bri
     }
     assert_eq!(handshakes, 90, "{t}");
 
+    // XDP: two flows whose Maglev pick is the doomed backend, one of them
+    // already tracked (a received packet recorded it).
+    let ports: Vec<u16> = (40000..40400)
+        .filter(|p| xdp_pick(&sb, *p, false).0 == DEAD)
+        .take(2)
+        .collect();
+    assert_eq!(ports.len(), 2, "no flow hashes to {DEAD}");
+    assert_eq!(xdp_pick(&sb, ports[0], true).0, DEAD);
+
     let o = fault_under_load(&sb, &agent);
     let line = timeline(&o);
+    // New XDP flows skip the backend down for this node; the tracked one keeps it.
+    assert_eq!(xdp_pick(&sb, ports[0], false), (DEAD.to_string(), true));
+    let (fresh, tracked) = xdp_pick(&sb, ports[1], false);
+    assert!(
+        fresh != DEAD && !tracked,
+        "new XDP flow still sent to {fresh}"
+    );
     eprintln!(
         "p2c: last connect to the dead backend {:?} after the fault; timeline {line}",
         o.last_sent
