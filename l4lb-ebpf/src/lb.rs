@@ -48,11 +48,12 @@ pub fn choose(svc: &ServiceValue, pick: u32) -> Verdict {
 /// hash so every packet of the flow (and every node that agrees the backend
 /// is down) lands on the same one; all down → the plain Maglev pick. Suspect
 /// backends are not skipped: without a local socket there is no handshake to
-/// wait on, and a flow must not move while the judgment is pending.
+/// wait on, and a flow must not move while the judgment is pending. Under
+/// `--lb-policy random` the plain pick, as before health existed.
 #[inline(always)]
 pub fn choose_up(svc: &ServiceValue, hash: u32) -> Verdict {
-    if svc.slot_count == 0 {
-        return Verdict::NoBackend { service_id: svc.id };
+    if svc.slot_count == 0 || p2c::policy() != l4lb_common::LB_POLICY_P2C {
+        return choose(svc, hash);
     }
     let Some(first) = slot_backend(svc, hash) else {
         return Verdict::NoBackend { service_id: svc.id };

@@ -282,8 +282,13 @@ fn random_keeps_sending_the_dead_backend_its_share_but_sees_it_down() {
     three_backends(&mut sb, None);
     let agent = start(&mut sb, "random");
     sb.probe_tcp(VIP, 30).unwrap();
+    let port = (40000..40400)
+        .find(|p| xdp_pick(&sb, *p, false).0 == DEAD)
+        .expect("a flow hashing to the doomed backend");
     let o = fault_under_load(&sb, &agent);
     let line = timeline(&o);
+    // XDP keeps the plain Maglev pick under `random`.
+    assert_eq!(xdp_pick(&sb, port, false), (DEAD.to_string(), false));
     eprintln!(
         "random: {} of {} late connects to the dead backend; {line}",
         o.sent_late, o.vip_late
