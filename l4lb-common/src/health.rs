@@ -55,8 +55,8 @@ pub struct BackendHealth {
     pub _reserved: u64,
 }
 
-/// Value of the per-socket storage `L4LB_SOCKS`: set by connect4/6 on a TCP
-/// socket it sent to a backend, read by the `sock_ops` program.
+/// Value of `L4LB_SOCKS` (by socket cookie): set by connect4/6 on a TCP
+/// socket it sent to a backend, read and updated by the `sock_ops` program.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SockMark {

@@ -58,8 +58,9 @@ pub const GUARD_REASONS: [&str; 5] = [
 /// by the `sock_ops` program and connect4/6 (atomics); zeroed by the agent
 /// when an id is handed to a new backend; read by connect4/6 (p2c) and the CLI.
 pub const HEALTH_MAP: &str = "L4LB_HEALTH";
-/// Socket-local storage ([`crate::SockMark`]): connect4/6 marks each TCP
-/// socket it sent to a backend; the `sock_ops` program finds it there.
+/// Socket cookie → [`crate::SockMark`] (LRU): connect4/6 marks each TCP
+/// socket it sent to a backend; the `sock_ops` program finds it there and
+/// removes it when the socket closes.
 pub const SOCKS_MAP: &str = "L4LB_SOCKS";
 /// The balancing policy ([`crate::LbConfig`], index 0), written by the agent.
 pub const LB_CONFIG_MAP: &str = "L4LB_LB_CONFIG";
@@ -114,6 +115,9 @@ pub const MAX_REVNAT: u32 = 131_072;
 /// forgotten first; a forgotten flow is re-picked by Maglev, which sends it
 /// to the same backend unless the set changed meanwhile).
 pub const MAX_FLOWS: u32 = 131_072;
+/// Marked TCP sockets (LRU): connections through a VIP alive at once whose
+/// handshakes and lives `sock_ops` can follow.
+pub const MAX_SOCKS: u32 = 131_072;
 /// Largest weight a backend may have; 0 = no new connections.
 pub const MAX_WEIGHT: u32 = 100;
 

@@ -242,7 +242,7 @@ fn forward(ctx: &SockAddrContext, family: Family, call: Call) -> i32 {
             let _ = L4LB_REVNAT.insert(&key, &value, 0);
             set_user_addr(ctx.sock_addr, family, &backend.addr, backend.port);
             if tcp_connect {
-                mark(ctx, backend_id, probe);
+                mark(cookie, backend_id, probe);
             }
             match call {
                 Call::Connect => {
@@ -259,25 +259,18 @@ fn forward(ctx: &SockAddrContext, family: Family, call: Call) -> i32 {
     }
 }
 
-/// Marks a TCP socket sent to `backend_id` (socket-local storage) so the
+/// Marks a TCP socket sent to `backend_id` (by cookie, `L4LB_SOCKS`) so the
 /// `sock_ops` program follows its handshake and life. Under either policy:
 /// `random` is observed too, so both can be compared in one run.
 #[inline(always)]
-fn mark(ctx: &SockAddrContext, backend_id: u32, probe: bool) {
-    // SAFETY: the context's socket; storage created zeroed if absent.
-    let m = unsafe { L4LB_SOCKS.get_or_insert_ptr_mut(ctx, None) };
-    if m.is_null() {
-        // No memory for the mark: this connection goes unobserved, nothing worse.
-        return;
-    }
-    // SAFETY: non-null storage of this socket.
-    unsafe {
-        *m = SockMark {
-            backend_id,
-            flags: if probe { MARK_PROBE } else { 0 },
-            start_ns: 0,
-        };
-    }
+fn mark(cookie: u64, backend_id: u32, probe: bool) {
+    let m = SockMark {
+        backend_id,
+        flags: if probe { MARK_PROBE } else { 0 },
+        start_ns: 0,
+    };
+    // A failed insert only leaves this connection unobserved.
+    let _ = L4LB_SOCKS.insert(&cookie, &m, 0);
 }
 
 #[inline(always)]

@@ -5,20 +5,20 @@
 //! once (connect, established) plus, for VIP sockets only, the RTO and state
 //! callbacks turned on with `bpf_sock_ops_cb_flags_set`.
 //!
-//! A socket is ours when connect4/6 left a mark in its socket-local storage
+//! A socket is ours when connect4/6 left a mark under its cookie
 //! (`L4LB_SOCKS`): the backend id, the probe bit. Lifecycle:
 //! TCP_CONNECT_CB (SYN out) → in flight; ACTIVE_ESTABLISHED_CB → RTT sample,
 //! live; RTO_CB while in flight → failed (once per handshake); STATE_CB to
-//! CLOSE → in flight: failed (RST, unreachable, given up), else live − 1.
-use core::ptr::null_mut;
-
+//! CLOSE → in flight: failed (RST, unreachable, given up), else live − 1;
+//! the mark goes.
 use aya_ebpf::{
+    EbpfContext,
     bindings::{
         BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_RTO_CB, BPF_SOCK_OPS_RTO_CB_FLAG,
         BPF_SOCK_OPS_STATE_CB, BPF_SOCK_OPS_STATE_CB_FLAG, BPF_SOCK_OPS_TCP_CONNECT_CB,
         BPF_TCP_CLOSE,
     },
-    helpers::generated::bpf_sk_storage_get,
+    helpers::bpf_get_socket_cookie,
     macros::sock_ops,
     programs::SockOpsContext,
 };
@@ -36,10 +36,11 @@ pub fn l4lb_sockops(ctx: SockOpsContext) -> u32 {
     {
         return 1;
     }
-    let Some(mark) = mark(&ctx) else {
+    let Some((cookie, mark)) = mark(&ctx) else {
         return 1;
     };
-    // SAFETY: socket-local storage of this socket, ours while it lives.
+    // SAFETY: a map value, valid while this program runs; only this
+    // socket's callbacks (serialized by its lock) write it.
     let m = unsafe { &mut *mark };
     let Some(h) = health::entry(m.backend_id) else {
         return 1;
@@ -82,22 +83,16 @@ pub fn l4lb_sockops(ctx: SockOpsContext) -> u32 {
                 health::closed(h);
             }
             m.flags = 0;
+            let _ = L4LB_SOCKS.remove(&cookie);
         }
     }
     1
 }
 
-/// The mark connect4/6 left on this socket, if any.
+/// The mark connect4/6 left on this socket (by cookie), if any.
 #[inline(always)]
-fn mark(ctx: &SockOpsContext) -> Option<*mut SockMark> {
-    // SAFETY: the kernel passes a valid context; `sk` is NULL for request and
-    // time-wait sockets, which carry no storage.
-    let sk = unsafe { (*ctx.ops).__bindgen_anon_2.sk };
-    if sk.is_null() {
-        return None;
-    }
-    let map = core::ptr::from_ref(&L4LB_SOCKS).cast_mut().cast();
-    // SAFETY: a full socket and our sk-storage map; no create, no init value.
-    let p = unsafe { bpf_sk_storage_get(map, sk.cast(), null_mut(), 0) }.cast::<SockMark>();
-    (!p.is_null()).then_some(p)
+fn mark(ctx: &SockOpsContext) -> Option<(u64, *mut SockMark)> {
+    // SAFETY: bpf_get_socket_cookie is allowed for sock_ops programs.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    L4LB_SOCKS.get_ptr_mut(&cookie).map(|p| (cookie, p))
 }

@@ -343,6 +343,13 @@ fn slow_backend_share(policy: &str) -> (f64, Value) {
                 .iter()
                 .all(|a| backend(t, a)["health"]["live_connections"] == 0)
     });
+    // …and every socket's mark left with it.
+    let out = run(Command::new("bpftool")
+        .args(["-j", "map", "dump", "pinned"])
+        .arg(sb.pin_root().join("L4LB_SOCKS")))
+    .unwrap();
+    let marks: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(marks.as_array().map(Vec::len), Some(0), "{policy}: {marks}");
     (share, t)
 }
 
