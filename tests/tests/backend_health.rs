@@ -240,7 +240,8 @@ fn p2c_routes_around_a_backend_whose_syns_vanish_within_a_second_and_a_probe_bri
         matches!(b["health"]["state"].as_str(), Some("down" | "probe-due")),
         "{b}"
     );
-    assert!(health_u64(b, "handshake_failures") >= 3, "{b}");
+    // Taken down by its failed handshakes (one is enough once it stalled).
+    assert!(health_u64(b, "handshake_failures") >= 1, "{b}");
     let r = row(&t, VIP, "tcp");
     assert!(r["p2c_avoided"].as_u64().unwrap() > 0, "{r}");
 
