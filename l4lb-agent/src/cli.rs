@@ -166,6 +166,12 @@ pub struct RunArgs {
     /// backends, 503 for up to 5, ~100 per backend beyond; twice while changing.
     #[arg(long, default_value_t = l4lb_common::MAX_SLOTS, value_parser = clap::value_parser!(u32).range(251..=268_435_456))]
     pub max_slots: u32,
+    /// How connect() picks a TCP backend: `p2c` (power of two choices: two
+    /// random Maglev slots, backends down or suspect for this node skipped,
+    /// the one with fewer connections and faster handshakes wins) or `random`
+    /// (a uniformly random slot). UDP keeps a random slot per socket either way.
+    #[arg(long, value_enum, default_value_t = crate::datapath::health::LbPolicy::P2c)]
+    pub lb_policy: crate::datapath::health::LbPolicy,
     /// The resolver configuration used to look up agents the control plane
     /// reports by host name (and whose nameservers no VIP may take).
     /// /etc/hosts is read first, as the system resolver does.
@@ -255,6 +261,18 @@ mod tests {
         let fib = run_args(&["--xdp-forward=fib"]).unwrap();
         assert_eq!(fib.xdp_forward, Forward::Fib);
         assert!(fib.xdp_forward.is_fib());
+    }
+
+    #[test]
+    fn lb_policy_defaults_to_p2c_and_takes_random() {
+        use crate::datapath::health::LbPolicy;
+        assert_eq!(run_args(&[]).unwrap().lb_policy, LbPolicy::P2c);
+        assert_eq!(
+            run_args(&["--lb-policy", "random"]).unwrap().lb_policy,
+            LbPolicy::Random
+        );
+        let e = run_args(&["--lb-policy", "least"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::InvalidValue);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod abi;
 mod batch;
 pub mod escape;
+pub mod health;
 mod link_sys;
 pub mod links;
 pub mod pin_root;
@@ -41,8 +42,9 @@ use crate::{
 pub(crate) static BPF_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/l4lb.bpf.o"));
 
-/// The socket hooks, by program name (the function names in l4lb-ebpf/src/sock_addr.rs).
-pub const SOCK_PROGRAMS: [&str; 8] = [
+/// The cgroup programs, by name: the socket hooks (the function names in
+/// l4lb-ebpf/src/sock_addr.rs) and the handshake observer (sock_ops.rs).
+pub const SOCK_PROGRAMS: [&str; 9] = [
     "l4lb_connect4",
     "l4lb_connect6",
     "l4lb_sendmsg4",
@@ -51,6 +53,7 @@ pub const SOCK_PROGRAMS: [&str; 8] = [
     "l4lb_recvmsg6",
     "l4lb_peername4",
     "l4lb_peername6",
+    l4lb_common::SOCK_OPS_PROGRAM,
 ];
 
 pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/l4lb";
@@ -79,6 +82,9 @@ pub struct Maps {
     /// VIP addresses XDP guards, kept equal to the services map.
     vip_addrs: vip_addrs::VipAddrs,
     vip_guard: vip_addrs::GuardCounters,
+    /// Per-backend health and p2c counters; None under a pin root of an
+    /// agent that predates them (the CLI still reads the rest).
+    health: Option<health::HealthMaps>,
 }
 
 /// Ids whose counters were reset or may have counted since the maps were created.
@@ -138,7 +144,16 @@ impl Maps {
     fn from_maps(mut get: impl FnMut(&str) -> Result<Map>) -> Result<Maps> {
         let backends = get(BACKENDS_MAP)?;
         let members = get(MEMBERS_MAP)?;
+        let health = (|| -> Result<health::HealthMaps> {
+            Ok(health::HealthMaps {
+                health: get(l4lb_common::HEALTH_MAP)?.try_into()?,
+                lb_stats: get(l4lb_common::LB_STATS_MAP)?.try_into()?,
+                config: get(l4lb_common::LB_CONFIG_MAP)?.try_into()?,
+            })
+        })()
+        .ok();
         Ok(Maps {
+            health,
             backends_fd: map_fd(&backends)?,
             members_fd: map_fd(&members)?,
             batches: true,
@@ -265,6 +280,9 @@ impl Maps {
                 {
                     return Ok(()); // first use of the id in maps we created
                 }
+                if let Some(h) = self.health.as_mut() {
+                    h.reset_service(*id, self.nr_cpus)?;
+                }
                 self.svc_stats.set(*id, zeroed(self.nr_cpus), 0)
             }
             Op::ResetBackendStats(id) => {
@@ -274,6 +292,12 @@ impl Maps {
                     .is_some_and(|z| z.backends.insert(*id))
                 {
                     return Ok(());
+                }
+                // A new backend starts with no history (the id's previous
+                // backend's connections may still close: the kernel never
+                // takes a count below zero).
+                if let Some(h) = self.health.as_mut() {
+                    h.reset_backend(*id)?;
                 }
                 self.be_stats.set(*id, zeroed(self.nr_cpus), 0)
             }
@@ -420,6 +444,37 @@ impl Maps {
     pub fn backend_stats(&self, id: u32) -> Stats {
         sum(self.be_stats.get(&id, 0).ok())
     }
+
+    /// What this node saw of a backend's handshakes (None: no health map here).
+    pub fn backend_health(&self, id: u32) -> Option<l4lb_common::BackendHealth> {
+        self.health.as_ref()?.health.get(&id, 0).ok()
+    }
+
+    /// How p2c decided for a service, summed over CPUs.
+    pub fn lb_stats(&self, id: u32) -> l4lb_common::LbStats {
+        let mut total = l4lb_common::LbStats::default();
+        if let Some(v) = self
+            .health
+            .as_ref()
+            .and_then(|h| h.lb_stats.get(&id, 0).ok())
+        {
+            for s in v.iter() {
+                total.add(s);
+            }
+        }
+        total
+    }
+
+    /// The policy the hooks follow (None: no config map under this pin root).
+    pub fn lb_policy(&self) -> Option<health::LbPolicy> {
+        let c = self.health.as_ref()?.config.get(&0, 0).ok()?;
+        Some(health::LbPolicy::from_raw(c.policy))
+    }
+
+    /// The backend ids in a service's active Maglev table, slot by slot.
+    pub fn service_slots(&self, svc: &ServiceValue) -> Result<Vec<u32>> {
+        Ok(self.slots.read(svc.slot_base, svc.slot_count)?)
+    }
 }
 
 /// The kernel-internal "operation not supported" some maps return from bpf().
@@ -492,8 +547,18 @@ pub fn cgroup2_root() -> Result<PathBuf> {
 }
 
 /// Creates (or reuses) the pinned maps under `pin_root`, loads the socket
-/// hooks and attaches them to `cgroup`.
+/// hooks and attaches them to `cgroup`, with the default `--lb-policy`.
 pub fn load(pin_root: &Path, cgroup: &Path, cap: crate::plan::Capacity) -> Result<Loaded> {
+    load_with(pin_root, cgroup, cap, health::LbPolicy::default())
+}
+
+/// [`load`] with a balancing policy, written before any hook is attached.
+pub fn load_with(
+    pin_root: &Path,
+    cgroup: &Path,
+    cap: crate::plan::Capacity,
+    policy: health::LbPolicy,
+) -> Result<Loaded> {
     {
         if std::env::var_os("L4LB_FORBID_ROOT_CGROUP").is_some() {
             let root = cgroup2_root()?;
@@ -530,6 +595,8 @@ pub fn load(pin_root: &Path, cgroup: &Path, cap: crate::plan::Capacity) -> Resul
                 MEMBERS_MAP,
                 cap.backends.saturating_mul(4).max(l4lb_common::MAX_MEMBERS),
             )
+            .map_max_entries(l4lb_common::HEALTH_MAP, cap.backends)
+            .map_max_entries(l4lb_common::LB_STATS_MAP, cap.services)
             .map_max_entries(SLOTS_MAP, cap.slots)
             .map_max_entries(l4lb_common::VIP_ADDRS_MAP, cap.services);
         let mut ebpf = loader
@@ -553,6 +620,7 @@ pub fn load(pin_root: &Path, cgroup: &Path, cap: crate::plan::Capacity) -> Resul
                 pin_root.join(l4lb_common::SELF_MAP).display()
             );
         }
+        health::write_policy(&mut ebpf, policy)?;
         links::attach_sock_programs(&mut ebpf, &cgroup_dir, cgroup, &pin_root.join(LINKS_DIR))?;
         xdp::load_and_pin(&mut ebpf, pin_root)?;
         let maps = Maps::from_ebpf(&mut ebpf, stats_created)?;

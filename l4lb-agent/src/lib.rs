@@ -13,6 +13,7 @@ pub mod datapath;
 pub mod dns;
 pub mod hosts;
 pub mod http_api;
+pub mod lb_explain;
 pub mod marathon;
 pub mod mesos;
 pub mod metrics;

@@ -69,6 +69,9 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
+                if let Some(p) = maps.lb_policy() {
+                    println!("TCP connect() policy: {}", p.name());
+                }
                 table::print_vips(&rows);
             }
             Ok(())
@@ -156,14 +159,22 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                     a.vip
                 );
             }
+            let socket = {
+                let maps = datapath::Maps::open_pinned(&a.pin_root)?;
+                l4lb_agent::lb_explain::explain(&maps, a.vip, a.proto)?
+            };
             let e = datapath::xdp::explain(&a.pin_root, &tuple, a.repeat, a.live)?;
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&e)?);
+                // The XDP answer's fields at the top, the socket path's under "socket".
+                let mut v = serde_json::to_value(&e)?;
+                v["socket"] = serde_json::to_value(&socket)?;
+                println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                println!("{}: {}", e.packet, e.verdict);
+                println!("XDP {}: {}", e.packet, e.verdict);
                 if a.repeat > 1 {
                     println!("{} runs, {} ns per run", a.repeat, e.ns_per_run);
                 }
+                l4lb_agent::lb_explain::print(&socket);
             }
             Ok(())
         }

@@ -27,7 +27,10 @@ use prometheus_client::{
 };
 
 use crate::{
-    datapath::Maps, dns::DnsCounters, hosts::resolver::HostStats, marathon::source::SourceStats,
+    datapath::{Maps, health::HealthView},
+    dns::DnsCounters,
+    hosts::resolver::HostStats,
+    marathon::source::SourceStats,
     table,
 };
 
@@ -469,6 +472,51 @@ impl Collector for DatapathCollector {
                 })
                 .collect(),
         )?;
+        for (name, help, pick) in [
+            (
+                "vip_p2c_fallbacks",
+                "TCP connects where every p2c candidate was down or suspect for this node: the first random slot was used",
+                0usize,
+            ),
+            (
+                "vip_p2c_avoided",
+                "TCP connects where p2c avoided the first random slot's backend (down or suspect)",
+                1,
+            ),
+            (
+                "vip_p2c_probes",
+                "TCP connects sent as the one half-open probe of a backend down for this node",
+                2,
+            ),
+        ] {
+            counter(
+                name,
+                help,
+                rows.iter()
+                    .map(|r| {
+                        let v = [r.p2c_fallbacks, r.p2c_avoided, r.p2c_probes][pick];
+                        (vip_labels(r), v)
+                    })
+                    .collect(),
+            )?;
+        }
+        let health = backend_health(&rows);
+        let by_backend = |f: fn(&HealthView) -> u64| -> Vec<(Vec<(String, String)>, u64)> {
+            health
+                .iter()
+                .map(|(addr, h)| (vec![("backend".to_string(), addr.clone())], f(h)))
+                .collect()
+        };
+        counter(
+            "backend_handshakes",
+            "TCP handshakes through a VIP that completed, per backend (this node)",
+            by_backend(|h| h.handshakes),
+        )?;
+        counter(
+            "backend_handshake_failures",
+            "TCP handshakes through a VIP that failed (SYN timeout, RST, unreachable, abandoned), per backend",
+            by_backend(|h| h.handshake_failures),
+        )?;
         if let Some(n) = crate::datapath::escape::escaped_packets() {
             counter(
                 "escaped_vip_packets",
@@ -500,8 +548,72 @@ impl Collector for DatapathCollector {
                     .encode(desc.encode_family(&vec![("map".to_string(), name.to_string())])?)?;
             }
         }
+        encode_health_gauges(&mut encoder, &health)?;
         Ok(())
     }
+}
+
+/// Each backend once (it may serve several VIPs) with its health, by address.
+fn backend_health(rows: &[table::VipRow]) -> std::collections::BTreeMap<String, HealthView> {
+    rows.iter()
+        .flat_map(|r| r.backends.iter())
+        .filter_map(|b| Some((b.addr.to_string(), b.health?)))
+        .collect()
+}
+
+/// `l4lb_backend_state{backend,state}` (1 for the current state), the
+/// handshake EWMA, live connections and handshakes in flight.
+fn encode_health_gauges(
+    encoder: &mut DescriptorEncoder,
+    health: &std::collections::BTreeMap<String, HealthView>,
+) -> Result<(), std::fmt::Error> {
+    let g = ConstGauge::new(0i64);
+    let mut desc = encoder.encode_descriptor(
+        "backend_state",
+        "1 for the backend's state as this node's connect() sees it: up, suspect (handshakes stuck), down, probe-due",
+        None,
+        g.metric_type(),
+    )?;
+    for (addr, h) in health {
+        for state in ["up", "suspect", "down", "probe-due"] {
+            let labels = vec![
+                ("backend".to_string(), addr.clone()),
+                ("state".to_string(), state.to_string()),
+            ];
+            ConstGauge::new(i64::from(h.state == state)).encode(desc.encode_family(&labels)?)?;
+        }
+    }
+    let ewma = ConstGauge::new(0f64);
+    let mut desc = encoder.encode_descriptor(
+        "backend_handshake_ewma_seconds",
+        "Moving average of the TCP handshake time through a VIP, per backend (0: none yet)",
+        None,
+        ewma.metric_type(),
+    )?;
+    for (addr, h) in health {
+        let labels = vec![("backend".to_string(), addr.clone())];
+        ConstGauge::new(h.handshake_ewma_us / 1e6).encode(desc.encode_family(&labels)?)?;
+    }
+    for (name, help, pick) in [
+        (
+            "backend_live_connections",
+            "TCP connections through a VIP established and not yet closed, per backend",
+            0usize,
+        ),
+        (
+            "backend_handshakes_in_flight",
+            "TCP handshakes through a VIP in flight, per backend",
+            1,
+        ),
+    ] {
+        let mut desc = encoder.encode_descriptor(name, help, None, g.metric_type())?;
+        for (addr, h) in health {
+            let v = [h.live_connections, h.handshakes_in_flight][pick];
+            let labels = vec![("backend".to_string(), addr.clone())];
+            ConstGauge::new(v as i64).encode(desc.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
 }
 
 /// Serves the endpoints until the runtime stops.

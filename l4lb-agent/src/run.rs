@@ -114,7 +114,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         maps,
         attached: mut _attached,
         logger,
-    } = datapath::load(
+    } = datapath::load_with(
         &args.pin_root,
         &cgroup,
         crate::plan::Capacity {
@@ -122,8 +122,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
             backends: args.max_backends,
             slots: args.max_slots,
         },
+        args.lb_policy,
     )?;
-    info!(cgroup = %cgroup.display(), pin_root = %args.pin_root.display(), "socket hooks attached");
+    info!(cgroup = %cgroup.display(), pin_root = %args.pin_root.display(), lb_policy = args.lb_policy.name(), "socket hooks attached");
     _attached.attach_packet(&datapath::xdp::PacketAttach {
         xdp_ifaces: args.xdp_ifaces.clone(),
         reply_ifaces: args.xdp_reply_ifaces.clone(),

@@ -5,7 +5,10 @@ use std::net::SocketAddr;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::{datapath::Maps, model::Proto};
+use crate::{
+    datapath::{Maps, health::HealthView},
+    model::Proto,
+};
 
 #[derive(Debug, Serialize)]
 pub struct VipRow {
@@ -24,6 +27,12 @@ pub struct VipRow {
     pub bytes: u64,
     pub flows: u64,
     pub reply_packets: u64,
+    /// p2c: connects where every candidate was down or suspect (the first
+    /// random slot was used), where the first slot's backend was avoided, and
+    /// probes of down backends.
+    pub p2c_fallbacks: u64,
+    pub p2c_avoided: u64,
+    pub p2c_probes: u64,
     pub backends: Vec<BackendRow>,
 }
 
@@ -37,10 +46,14 @@ pub struct BackendRow {
     pub packets: u64,
     pub bytes: u64,
     pub flows: u64,
+    /// What this node saw of the backend's TCP handshakes (None: the pinned
+    /// maps predate health tracking).
+    pub health: Option<HealthView>,
 }
 
 pub fn vip_rows(maps: &Maps) -> Result<Vec<VipRow>> {
     let applied = maps.read_applied()?;
+    let now = crate::datapath::health::monotonic_ns();
     let mut rows = Vec::new();
     for (vip, svc) in &applied.services {
         let stats = maps.service_stats(svc.id);
@@ -60,9 +73,11 @@ pub fn vip_rows(maps: &Maps) -> Result<Vec<VipRow>> {
                     packets: s.packets,
                     bytes: s.bytes,
                     flows: s.flows,
+                    health: maps.backend_health(*id).map(|h| HealthView::new(&h, now)),
                 })
             })
             .collect();
+        let lb = maps.lb_stats(svc.id);
         rows.push(VipRow {
             vip: vip.addr,
             proto: vip.proto,
@@ -76,6 +91,9 @@ pub fn vip_rows(maps: &Maps) -> Result<Vec<VipRow>> {
             bytes: stats.bytes,
             flows: stats.flows,
             reply_packets: stats.reply_packets,
+            p2c_fallbacks: lb.fallbacks,
+            p2c_avoided: lb.avoided,
+            p2c_probes: lb.probes,
             backends,
         });
     }
@@ -88,7 +106,7 @@ pub fn print_vips(rows: &[VipRow]) {
         return;
     }
     println!(
-        "{:<42} {:<5} {:>6} {:>9} {:>10} {:>10}",
+        "{:<42} {:<5} {:>6} {:>9} {:>10} {:>10}  BACKEND STATE (this node), HANDSHAKE EWMA, LIVE, FAILED HANDSHAKES",
         "VIP", "PROTO", "ID", "REVISION", "CONNECTS", "PACKETS"
     );
     for r in rows {
@@ -106,14 +124,29 @@ pub fn print_vips(rows: &[VipRow]) {
         }
         for b in &r.backends {
             println!(
-                "  -> {:<37} weight {:>3} {:>10} {:>10}",
+                "  -> {:<37} weight {:>3} {:>10} {:>10}{}",
                 b.addr.to_string(),
                 b.weight,
                 b.connects + b.sendmsgs,
-                b.packets
+                b.packets,
+                b.health.as_ref().map(health_columns).unwrap_or_default()
+            );
+        }
+        if r.p2c_fallbacks + r.p2c_avoided + r.p2c_probes > 0 {
+            println!(
+                "  p2c: {} avoided, {} fallbacks (all candidates down), {} probes",
+                r.p2c_avoided, r.p2c_fallbacks, r.p2c_probes
             );
         }
     }
+}
+
+/// `  STATE  handshake EWMA  live  failures` after a backend line.
+fn health_columns(h: &HealthView) -> String {
+    format!(
+        "  {:<9} {:>9.1}us {:>6} live {:>6} failed",
+        h.state, h.handshake_ewma_us, h.live_connections, h.handshake_failures
+    )
 }
 
 /// One backend and the VIPs it serves.

@@ -6,10 +6,12 @@
 //! IPv4 addresses are stored IPv4-mapped (`::ffff:a.b.c.d`) so one map serves
 //! both families and a dual-stack socket's `connect6(::ffff:VIP)` finds the
 //! IPv4 service without a second lookup path.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 
+pub mod health;
 pub mod maps;
 pub mod types;
 
+pub use health::*;
 pub use maps::*;
 pub use types::*;

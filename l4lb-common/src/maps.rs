@@ -53,8 +53,24 @@ pub const GUARD_REASONS: [&str; 5] = [
     "truncated",
 ];
 
+/// Backend id → [`crate::BackendHealth`] (array): handshakes in flight,
+/// outcomes, live connections, down/probe state, seen from this node. Written
+/// by the `sock_ops` program and connect4/6 (atomics); zeroed by the agent
+/// when an id is handed to a new backend; read by connect4/6 (p2c) and the CLI.
+pub const HEALTH_MAP: &str = "L4LB_HEALTH";
+/// Socket cookie → [`crate::SockMark`] (LRU): connect4/6 marks each TCP
+/// socket it sent to a backend; the `sock_ops` program finds it there and
+/// removes it when the socket closes.
+pub const SOCKS_MAP: &str = "L4LB_SOCKS";
+/// The balancing policy ([`crate::LbConfig`], index 0), written by the agent.
+pub const LB_CONFIG_MAP: &str = "L4LB_LB_CONFIG";
+/// Per-CPU [`crate::LbStats`] indexed by service id.
+pub const LB_STATS_MAP: &str = "L4LB_LB_STATS";
+/// The `sock_ops` program (`l4lb-ebpf/src/sock_ops.rs`).
+pub const SOCK_OPS_PROGRAM: &str = "l4lb_sockops";
+
 /// Every map the agent pins, in the order `teardown` and the CLI walk them.
-pub const ALL_MAPS: [&str; 12] = [
+pub const ALL_MAPS: [&str; 16] = [
     SERVICES_MAP,
     SLOTS_MAP,
     BACKENDS_MAP,
@@ -67,6 +83,10 @@ pub const ALL_MAPS: [&str; 12] = [
     SELF_MAP,
     VIP_ADDRS_MAP,
     VIP_GUARD_MAP,
+    HEALTH_MAP,
+    SOCKS_MAP,
+    LB_CONFIG_MAP,
+    LB_STATS_MAP,
 ];
 
 /// The XDP ingress program (function name in `l4lb-ebpf/src/xdp.rs`); pinned
@@ -95,6 +115,9 @@ pub const MAX_REVNAT: u32 = 131_072;
 /// forgotten first; a forgotten flow is re-picked by Maglev, which sends it
 /// to the same backend unless the set changed meanwhile).
 pub const MAX_FLOWS: u32 = 131_072;
+/// Marked TCP sockets (LRU): connections through a VIP alive at once whose
+/// handshakes and lives `sock_ops` can follow.
+pub const MAX_SOCKS: u32 = 131_072;
 /// Largest weight a backend may have; 0 = no new connections.
 pub const MAX_WEIGHT: u32 = 100;
 

@@ -220,4 +220,8 @@ mod pod {
     unsafe impl aya::Pod for FlowValue {}
     unsafe impl aya::Pod for AgentId {}
     unsafe impl aya::Pod for AbiRecord {}
+    unsafe impl aya::Pod for crate::LbConfig {}
+    unsafe impl aya::Pod for crate::BackendHealth {}
+    unsafe impl aya::Pod for crate::SockMark {}
+    unsafe impl aya::Pod for crate::LbStats {}
 }

@@ -1,7 +1,9 @@
 //! Service lookup and backend choice, shared by every hook.
-use l4lb_common::{Addr6, Backend, ServiceKey, ServiceValue, Stats};
+use l4lb_common::{Addr6, Backend, HealthState, ServiceKey, ServiceValue, Stats};
 
 use crate::maps::{L4LB_BACKENDS, L4LB_BE_STATS, L4LB_SERVICES, L4LB_SLOTS, L4LB_SVC_STATS};
+
+pub mod p2c;
 
 /// What a lookup found for a destination.
 pub enum Verdict {
@@ -35,10 +37,63 @@ pub fn choose(svc: &ServiceValue, pick: u32) -> Verdict {
     if svc.slot_count == 0 {
         return Verdict::NoBackend { service_id: svc.id };
     }
-    let slot = svc.slot_base.wrapping_add(pick % svc.slot_count);
-    let Some(backend_id) = L4LB_SLOTS.get(slot).copied() else {
+    let Some(backend_id) = slot_backend(svc, pick) else {
         return Verdict::NoBackend { service_id: svc.id };
     };
+    backend_verdict(svc, backend_id)
+}
+
+/// XDP's Maglev pick for a new flow, skipping a backend down for this node
+/// (`L4LB_HEALTH`): up to [`XDP_REPICKS`] more slots, derived from the same
+/// hash so every packet of the flow (and every node that agrees the backend
+/// is down) lands on the same one; all down → the plain Maglev pick. Suspect
+/// backends are not skipped: without a local socket there is no handshake to
+/// wait on, and a flow must not move while the judgment is pending. Under
+/// `--lb-policy random` the plain pick, as before health existed.
+#[inline(always)]
+pub fn choose_up(svc: &ServiceValue, hash: u32) -> Verdict {
+    if svc.slot_count == 0 || p2c::policy() != l4lb_common::LB_POLICY_P2C {
+        return choose(svc, hash);
+    }
+    let Some(first) = slot_backend(svc, hash) else {
+        return Verdict::NoBackend { service_id: svc.id };
+    };
+    let now = crate::health::now_ns();
+    let mut id = first;
+    let mut k = 0;
+    while k < XDP_REPICKS {
+        let down = match crate::health::entry(id) {
+            Some(h) => matches!(
+                crate::health::snapshot(h, now).0,
+                HealthState::Down | HealthState::ProbeDue
+            ),
+            None => false,
+        };
+        if !down {
+            return backend_verdict(svc, id);
+        }
+        k += 1;
+        id = match slot_backend(svc, hash.wrapping_add(k.wrapping_mul(0x9e37_79b9))) {
+            Some(b) => b,
+            None => break,
+        };
+    }
+    backend_verdict(svc, first)
+}
+
+/// Further slots XDP tries when a new flow's Maglev pick is down for this node.
+const XDP_REPICKS: u32 = 4;
+
+/// The backend id in slot `pick % slot_count` (`slot_count` > 0).
+#[inline(always)]
+pub fn slot_backend(svc: &ServiceValue, pick: u32) -> Option<u32> {
+    let slot = svc.slot_base.wrapping_add(pick % svc.slot_count);
+    L4LB_SLOTS.get(slot).copied()
+}
+
+/// The verdict for a backend id taken from the service's table.
+#[inline(always)]
+pub fn backend_verdict(svc: &ServiceValue, backend_id: u32) -> Verdict {
     let Some(backend) = (unsafe { L4LB_BACKENDS.get(&backend_id) }).copied() else {
         return Verdict::NoBackend { service_id: svc.id };
     };

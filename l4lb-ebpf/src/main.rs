@@ -1,17 +1,24 @@
 //! l4lb kernel programs (the `l4lb` object the agent loads). One file per hook
-//! family (`sock_addr.rs`: cgroup socket hooks; `xdp.rs`: XDP ingress; `tc.rs`:
+//! family (`sock_addr.rs`: cgroup socket hooks; `sock_ops.rs`: handshake
+//! observation for per-backend health; `xdp.rs`: XDP ingress; `tc.rs`:
 //! tc reply); the service lookup and the backend choice live in `lb.rs` so every
 //! datapath picks backends the same way; packet headers and parsing helpers in
 //! `net.rs`, checksum helpers in `csum.rs`. The benchmark's programs are a
 //! separate object (`bench.rs`), never part of this one.
 #![no_std]
 #![no_main]
+// Atomic add and compare-and-swap on map values (`health.rs`): stable `core`
+// offers no read-modify-write atomics on bpf.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 mod csum;
+mod health;
 mod lb;
 mod maps;
 mod net;
 mod sock_addr;
+mod sock_ops;
 mod tc;
 mod xdp;
 

@@ -6,9 +6,10 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use l4lb_common::{
-    Addr6, AgentId, Backend, FlowKey, FlowValue, GUARD_REASONS, MAX_BACKENDS, MAX_FLOWS,
-    MAX_MEMBERS, MAX_REVNAT, MAX_SERVICES as VIP_ADDRS, MAX_SERVICES, MAX_SLOTS, MemberKey,
-    MemberValue, RevNatKey, RevNatValue, ServiceKey, ServiceValue, Stats,
+    Addr6, AgentId, Backend, BackendHealth, FlowKey, FlowValue, GUARD_REASONS, LbConfig, LbStats,
+    MAX_BACKENDS, MAX_FLOWS, MAX_MEMBERS, MAX_REVNAT, MAX_SERVICES as VIP_ADDRS, MAX_SERVICES,
+    MAX_SLOTS, MAX_SOCKS, MemberKey, MemberValue, RevNatKey, RevNatValue, ServiceKey, ServiceValue,
+    SockMark, Stats,
 };
 
 const NO_PREALLOC: usize = BPF_F_NO_PREALLOC as usize;
@@ -73,3 +74,25 @@ pub static L4LB_VIP_ADDRS: HashMap<Addr6, u32, { VIP_ADDRS as usize }, NO_PREALL
 /// Packets to a VIP address dropped by XDP, by `GUARD_*` reason.
 #[btf_map]
 pub static L4LB_VIP_GUARD: PerCpuArray<u64, { GUARD_REASONS.len() }> = PerCpuArray::new();
+
+/// Backend id → what this node saw of its handshakes (`health.rs`, `sock_ops.rs`).
+#[btf_map]
+pub static L4LB_HEALTH: Array<BackendHealth, { MAX_BACKENDS as usize }> = Array::new();
+
+/// Per-socket mark, keyed by socket cookie: which backend connect4/6 sent a
+/// TCP socket to. A preallocated LRU hash rather than socket-local storage:
+/// sk storage allocates (and frees, through RCU) per socket, which measured
+/// ~1.5 µs per connection on `bench socket`; an entry here is taken from a
+/// free list and returned at close. A socket that never sends its SYN leaves
+/// its entry to the LRU; more marked sockets alive at once than the map holds
+/// would lose the oldest marks (those connections go unobserved).
+#[btf_map]
+pub static L4LB_SOCKS: LruHashMap<u64, SockMark, { MAX_SOCKS as usize }> = LruHashMap::new();
+
+/// The balancing policy (`LB_POLICY_*`, index 0), written by the agent.
+#[btf_map]
+pub static L4LB_LB_CONFIG: Array<LbConfig, 1> = Array::new();
+
+/// How p2c decided, per service id (fallbacks, avoided first picks, probes).
+#[btf_map]
+pub static L4LB_LB_STATS: PerCpuArray<LbStats, { MAX_SERVICES as usize }> = PerCpuArray::new();

@@ -21,11 +21,17 @@ use aya_ebpf::{
     programs::SockAddrContext,
 };
 use aya_log_ebpf::debug;
-use l4lb_common::{Addr6, IPPROTO_TCP, IPPROTO_UDP, RevNatKey, RevNatValue, v4_mapped};
+use l4lb_common::{
+    Addr6, IPPROTO_TCP, IPPROTO_UDP, LB_POLICY_P2C, MARK_PROBE, RevNatKey, RevNatValue, SockMark,
+    v4_mapped,
+};
 
 use crate::{
-    lb::{Verdict, choose, count_backend, count_service, lookup_service, mix_cookie},
-    maps::{L4LB_REVNAT, L4LB_SELF},
+    lb::{
+        Verdict, backend_verdict, choose, count_backend, count_service, lookup_service, mix_cookie,
+        p2c,
+    },
+    maps::{L4LB_REVNAT, L4LB_SELF, L4LB_SOCKS},
 };
 
 const ALLOW: i32 = 1;
@@ -185,14 +191,23 @@ fn forward(ctx: &SockAddrContext, family: Family, call: Call) -> i32 {
         return ALLOW;
     }
     let cookie = cookie(ctx);
-    // connect(): a fresh choice per connection. sendmsg() on an unconnected UDP
-    // socket: the same socket keeps its backend while the set is unchanged.
-    let pick = match call {
-        // SAFETY: helper without preconditions.
-        Call::Connect => unsafe { bpf_get_prandom_u32() },
-        Call::Sendmsg => mix_cookie(cookie),
+    let tcp_connect = call == Call::Connect && proto == IPPROTO_TCP;
+    let (verdict, probe) = if tcp_connect && svc.slot_count > 0 && p2c::policy() == LB_POLICY_P2C {
+        match p2c::choose(&svc) {
+            Some(c) => (backend_verdict(&svc, c.backend_id), c.probe),
+            None => (choose(&svc, 0), false),
+        }
+    } else {
+        // connect(): a fresh choice per connection. sendmsg() on an unconnected UDP
+        // socket: the same socket keeps its backend while the set is unchanged.
+        let pick = match call {
+            // SAFETY: helper without preconditions.
+            Call::Connect => unsafe { bpf_get_prandom_u32() },
+            Call::Sendmsg => mix_cookie(cookie),
+        };
+        (choose(&svc, pick), false)
     };
-    match choose(&svc, pick) {
+    match verdict {
         Verdict::NoBackend { service_id } => {
             count_service(service_id, |s| s.no_backend += 1);
             debug!(
@@ -226,6 +241,9 @@ fn forward(ctx: &SockAddrContext, family: Family, call: Call) -> i32 {
             // Failure only means a reply would show the backend; never fail the call for it.
             let _ = L4LB_REVNAT.insert(&key, &value, 0);
             set_user_addr(ctx.sock_addr, family, &backend.addr, backend.port);
+            if tcp_connect {
+                mark(cookie, backend_id, probe);
+            }
             match call {
                 Call::Connect => {
                     count_service(service_id, |s| s.connects += 1);
@@ -239,6 +257,20 @@ fn forward(ctx: &SockAddrContext, family: Family, call: Call) -> i32 {
             ALLOW
         }
     }
+}
+
+/// Marks a TCP socket sent to `backend_id` (by cookie, `L4LB_SOCKS`) so the
+/// `sock_ops` program follows its handshake and life. Under either policy:
+/// `random` is observed too, so both can be compared in one run.
+#[inline(always)]
+fn mark(cookie: u64, backend_id: u32, probe: bool) {
+    let m = SockMark {
+        backend_id,
+        flags: if probe { MARK_PROBE } else { 0 },
+        start_ns: 0,
+    };
+    // A failed insert only leaves this connection unobserved.
+    let _ = L4LB_SOCKS.insert(&cookie, &m, 0);
 }
 
 #[inline(always)]

@@ -7,7 +7,9 @@
 //!    a tracked flow keeps its backend while that backend is still a member of
 //!    the service (weight 0 included), whatever the revision;
 //! 2. otherwise picks slot `hash(5-tuple) % slot_count` of the service's active
-//!    Maglev generation (the same table the socket hooks use), records the flow
+//!    Maglev generation (the same table the socket hooks use) — a few slots
+//!    further, by the same hash, when that backend is down for this node
+//!    (`L4LB_HEALTH`, seen by the socket path; existing flows keep theirs) — records the flow
 //!    and the reverse-NAT entry the tc reply program needs (`L4LB_XDP_REVNAT`);
 //! 3. rewrites the destination address and port with incremental IPv4 header
 //!    and TCP/UDP checksum updates (RFC 1624; a zero IPv4 UDP checksum stays 0)
@@ -47,7 +49,7 @@ use network_types::{
 
 use crate::{
     csum::{csum_update, udp_nonzero},
-    lb::{Verdict, choose, count_backend, count_service, lookup_service},
+    lb::{Verdict, choose_up, count_backend, count_service, lookup_service},
     maps::{
         L4LB_BACKENDS, L4LB_CONNTRACK, L4LB_MEMBERS, L4LB_VIP_ADDRS, L4LB_VIP_GUARD,
         L4LB_XDP_CONFIG, L4LB_XDP_REVNAT,
@@ -293,7 +295,8 @@ fn select(ctx: &XdpContext, key: &FlowKey, svc: &ServiceValue) -> Option<(u32, B
         return Some((flow.backend_id, backend));
     }
     let explain = is_explain(ctx);
-    match choose(svc, flow_hash(key)) {
+    // New flow (or its backend left): Maglev, skipping backends down for this node.
+    match choose_up(svc, flow_hash(key)) {
         Verdict::NoBackend { service_id } => {
             if !explain {
                 count_service(service_id, |s| s.no_backend += 1);

@@ -261,8 +261,20 @@ impl Sandbox {
     /// Starts `l4lb-testsrv --id ID` in the netns (not the cgroup: servers
     /// must not be rewritten) and waits until all its sockets are bound.
     pub fn spawn_testsrv(&mut self, id: &str, tcp: &[&str], udp: &[&str]) -> Result<TestSrv> {
+        self.spawn_testsrv_with(id, tcp, udp, &[])
+    }
+
+    /// [`Sandbox::spawn_testsrv`] with more flags (e.g. `--accept-delay-ms`).
+    pub fn spawn_testsrv_with(
+        &mut self,
+        id: &str,
+        tcp: &[&str],
+        udp: &[&str],
+        extra: &[&str],
+    ) -> Result<TestSrv> {
         let mut cmd = self.in_netns(testsrv_bin());
         cmd.args(["--id", id])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped());
         for a in tcp {

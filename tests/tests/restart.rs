@@ -32,7 +32,11 @@ fn sigkill_and_restart_twice_under_load_fails_no_connection() {
     let mut agent = Agent::start(&mut sb, ALL).unwrap();
     agent.wait_vips(1, READY).unwrap();
     let hooks = attached(&sb);
-    assert_eq!(hooks.len(), 8, "{hooks:?}");
+    assert_eq!(
+        hooks.len(),
+        l4lb_agent::datapath::SOCK_PROGRAMS.len(),
+        "{hooks:?}"
+    );
 
     // 200 connections/s for 20 s through the VIP, while the agent dies twice.
     let load = sb
@@ -68,7 +72,10 @@ fn sigkill_and_restart_twice_under_load_fails_no_connection() {
         assert!(agent.log().contains("adopted the table"), "{}", agent.log());
         // The program inside each pinned link is replaced, no link is added.
         assert!(
-            agent.log().contains("updated=8 attached=0 swept=0"),
+            agent.log().contains(&format!(
+                "updated={} attached=0 swept=0",
+                l4lb_agent::datapath::SOCK_PROGRAMS.len()
+            )),
             "{}",
             agent.log()
         );
@@ -134,7 +141,11 @@ fn a_start_after_a_kill_in_the_link_swap_keeps_every_hook() {
     let mut agent = Agent::start(&mut sb, ALL).unwrap();
     agent.wait_vips(1, READY).unwrap();
     let hooks = attached(&sb);
-    assert_eq!(hooks.len(), 8, "{hooks:?}");
+    assert_eq!(
+        hooks.len(),
+        l4lb_agent::datapath::SOCK_PROGRAMS.len(),
+        "{hooks:?}"
+    );
     agent
         .kill_no_teardown(libc::SIGKILL, Duration::from_secs(5))
         .unwrap();
@@ -380,7 +391,10 @@ fn a_restart_on_another_cgroup_moves_the_hooks() {
         thread::sleep(Duration::from_millis(50));
     }
     assert!(
-        read().contains("updated=0 attached=8 swept=0"),
+        read().contains(&format!(
+            "updated=0 attached={} swept=0",
+            l4lb_agent::datapath::SOCK_PROGRAMS.len()
+        )),
         "{}",
         read()
     );

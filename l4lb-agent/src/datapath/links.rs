@@ -22,7 +22,7 @@ use std::{
 use anyhow::{Context, Result};
 use aya::{
     Ebpf,
-    programs::{CgroupAttachMode, CgroupSockAddr, links::FdLink},
+    programs::{CgroupAttachMode, CgroupSockAddr, Program, ProgramFd, SockOps, links::FdLink},
 };
 use tracing::{debug, info, warn};
 
@@ -53,11 +53,8 @@ pub(super) fn attach_sock_programs(
     let mut ours = BTreeSet::new();
     let (mut updated, mut attached) = (0, 0);
     for name in SOCK_PROGRAMS {
-        let prog: &mut CgroupSockAddr = ebpf
-            .program_mut(name)
-            .with_context(|| format!("program {name} missing from the BPF object"))?
-            .try_into()?;
-        prog.load()
+        let prog = hook_mut(ebpf, name)?;
+        prog.load_hook()
             .with_context(|| format!("loading {name} (verifier)"))?;
         let path = links_dir.join(name);
         if let Some(id) = update_in_place(prog, &path, cgroup_id)? {
@@ -77,7 +74,7 @@ pub(super) fn attach_sock_programs(
 
 /// Replaces the program inside the link pinned at `path` if it is a cgroup
 /// link on `cgroup_id`; returns its link id, or None if it cannot be used.
-fn update_in_place(prog: &CgroupSockAddr, path: &Path, cgroup_id: u64) -> Result<Option<u32>> {
+fn update_in_place(prog: &dyn CgroupHook, path: &Path, cgroup_id: u64) -> Result<Option<u32>> {
     let Some((fd, info)) = open_link(path) else {
         return Ok(None);
     };
@@ -85,7 +82,7 @@ fn update_in_place(prog: &CgroupSockAddr, path: &Path, cgroup_id: u64) -> Result
         info!(path = %path.display(), cgroup_id = info.cgroup_id, "pinned link is on another cgroup: attaching a new one");
         return Ok(None);
     }
-    let prog_fd = prog.fd().context("program fd")?;
+    let prog_fd = prog.hook_fd().context("program fd")?;
     match link_sys::link_update(fd.as_fd(), prog_fd.as_fd()) {
         Ok(()) => Ok(Some(info.id)),
         Err(e) => {
@@ -98,7 +95,7 @@ fn update_in_place(prog: &CgroupSockAddr, path: &Path, cgroup_id: u64) -> Result
 /// Attaches a new link and pins it at `links_dir/name`, replacing (renaming
 /// over) whatever link was pinned there. Returns the new link's id.
 fn attach_and_pin(
-    prog: &mut CgroupSockAddr,
+    prog: &mut dyn CgroupHook,
     name: &str,
     cgroup_dir: &File,
     cgroup: &Path,
@@ -107,13 +104,9 @@ fn attach_and_pin(
 ) -> Result<u32> {
     // bpf_link attachments are always multi-program (the kernel rejects
     // flags on link_create), so other cgroup programs keep running.
-    let link_id = prog
-        .attach(cgroup_dir, CgroupAttachMode::Single)
+    let link = prog
+        .attach_link(cgroup_dir)
         .with_context(|| format!("attaching {name} to {}", cgroup.display()))?;
-    let link: FdLink = prog
-        .take_link(link_id)?
-        .try_into()
-        .with_context(|| format!("{name}: not an fd link"))?;
     let id = link
         .info()
         .with_context(|| format!("{name}: link info"))?
@@ -129,6 +122,49 @@ fn attach_and_pin(
         .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
     let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o600));
     Ok(id)
+}
+
+/// The two kinds of program attached to the cgroup: the sock_addr hooks and
+/// the sock_ops observer. Both attach as cgroup bpf_links, updated in place alike.
+trait CgroupHook {
+    fn load_hook(&mut self) -> Result<(), aya::programs::ProgramError>;
+    fn hook_fd(&self) -> Result<&ProgramFd, aya::programs::ProgramError>;
+    fn attach_link(&mut self, cgroup: &File) -> Result<FdLink>;
+}
+
+impl CgroupHook for CgroupSockAddr {
+    fn load_hook(&mut self) -> Result<(), aya::programs::ProgramError> {
+        self.load()
+    }
+    fn hook_fd(&self) -> Result<&ProgramFd, aya::programs::ProgramError> {
+        self.fd()
+    }
+    fn attach_link(&mut self, cgroup: &File) -> Result<FdLink> {
+        let id = self.attach(cgroup, CgroupAttachMode::Single)?;
+        Ok(self.take_link(id)?.try_into()?)
+    }
+}
+
+impl CgroupHook for SockOps {
+    fn load_hook(&mut self) -> Result<(), aya::programs::ProgramError> {
+        self.load()
+    }
+    fn hook_fd(&self) -> Result<&ProgramFd, aya::programs::ProgramError> {
+        self.fd()
+    }
+    fn attach_link(&mut self, cgroup: &File) -> Result<FdLink> {
+        let id = self.attach(cgroup, CgroupAttachMode::Single)?;
+        Ok(self.take_link(id)?.try_into()?)
+    }
+}
+
+fn hook_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut dyn CgroupHook> {
+    match ebpf.program_mut(name) {
+        Some(Program::CgroupSockAddr(p)) => Ok(p),
+        Some(Program::SockOps(p)) => Ok(p),
+        Some(_) => anyhow::bail!("program {name} is not a cgroup socket program"),
+        None => anyhow::bail!("program {name} missing from the BPF object"),
+    }
 }
 
 /// Unpins every link under `links_dir` that is not one of `ours`: links of

@@ -39,6 +39,18 @@ enum Cmd {
         /// steady load while something else happens (bounded by -n).
         #[arg(long, default_value_t = 0)]
         interval_ms: u64,
+        /// Split the -n connections over this many threads, each paced by
+        /// --interval-ms: concurrent load, and one stalled connect does not
+        /// stop the others.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+        parallel: u32,
+        /// Hold each connection this long after reading the id line before
+        /// closing it (load that stays open).
+        #[arg(long, default_value_t = 0)]
+        hold_ms: u64,
+        /// Start no connection after this many seconds (0: only -n bounds it).
+        #[arg(long, default_value_t = 0.0)]
+        seconds: f64,
     },
     /// N request/reply datagrams; records who answered and from which address.
     Udp {
@@ -129,7 +141,21 @@ fn main() -> Result<()> {
             n,
             timeout_ms,
             interval_ms,
-        } => tcp(to, n, ms(timeout_ms), ms(interval_ms)),
+            parallel,
+            hold_ms,
+            seconds,
+        } => tcp_parallel(
+            to,
+            n,
+            ms(timeout_ms),
+            Pace {
+                interval: Duration::from_millis(interval_ms),
+                hold: Duration::from_millis(hold_ms),
+                until: (seconds > 0.0)
+                    .then(|| Instant::now() + Duration::from_secs_f64(seconds.min(600.0))),
+            },
+            parallel as usize,
+        ),
         Cmd::Udp {
             to,
             n,
@@ -222,13 +248,48 @@ fn eof(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::UnexpectedEof, what.to_string())
 }
 
-fn tcp(to: SocketAddr, n: usize, t: Duration, interval: Duration) -> Value {
+/// How `tcp` spaces its connections: start one every `interval`, keep each
+/// open `hold` after its id line, start none after `until`.
+#[derive(Clone, Copy)]
+struct Pace {
+    interval: Duration,
+    hold: Duration,
+    until: Option<Instant>,
+}
+
+/// `tcp` on `parallel` threads (n split between them), tallies merged.
+fn tcp_parallel(to: SocketAddr, n: usize, t: Duration, pace: Pace, parallel: usize) -> Value {
+    let handles: Vec<_> = (0..parallel)
+        .map(|i| {
+            let share = n / parallel + usize::from(i < n % parallel);
+            std::thread::spawn(move || tcp(to, share, t, pace))
+        })
+        .collect();
+    let mut all = Tally::default();
+    for h in handles {
+        let Ok(tally) = h.join() else { continue };
+        for (id, c) in tally.counts {
+            *all.counts.entry(id).or_default() += c;
+        }
+        for (k, c) in tally.error_kinds {
+            *all.error_kinds.entry(k).or_default() += c;
+        }
+        all.errors += tally.errors;
+        all.peers.extend(tally.peers);
+    }
+    all.json()
+}
+
+fn tcp(to: SocketAddr, n: usize, t: Duration, pace: Pace) -> Tally {
     let mut tally = Tally::default();
     let start = Instant::now();
     for i in 0..n {
-        if !interval.is_zero() {
-            let due = start + interval * i as u32;
+        if !pace.interval.is_zero() {
+            let due = start + pace.interval * i as u32;
             std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        }
+        if pace.until.is_some_and(|u| Instant::now() >= u) {
+            break;
         }
         let r = (|| {
             let s = TcpStream::connect_timeout(&to, t)?;
@@ -236,14 +297,16 @@ fn tcp(to: SocketAddr, n: usize, t: Duration, interval: Duration) -> Value {
             s.set_read_timeout(Some(t))?;
             let mut line = String::new();
             BufReader::new(&s).read_line(&mut line)?;
-            match line.strip_suffix('\n') {
-                Some(id) => Ok(id.to_string()),
-                None => Err(eof("no id line")),
-            }
+            let id = match line.strip_suffix('\n') {
+                Some(id) => id.to_string(),
+                None => return Err(eof("no id line")),
+            };
+            std::thread::sleep(pace.hold);
+            Ok(id)
         })();
         tally.record(r);
     }
-    tally.json()
+    tally
 }
 
 fn udp(to: SocketAddr, n: usize, mode: Mode, t: Duration, fresh_socket: bool) -> Value {

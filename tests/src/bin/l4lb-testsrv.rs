@@ -3,6 +3,7 @@
 //! connection stays observable). UDP: answers each datagram with
 //! `NAME <payload>`. Prints `tcp ADDR` / `udp ADDR` per bound socket, then
 //! `ready`, and nothing else on stdout. Ends on SIGTERM (default action).
+//! `--accept-delay-ms N` makes it slow to accept (one accept per N ms).
 use std::{
     io::{BufRead, BufReader, Write},
     net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
@@ -23,6 +24,10 @@ struct Args {
     tcp: Vec<SocketAddr>,
     #[arg(long)]
     udp: Vec<SocketAddr>,
+    /// Wait this long before each accept(): a slow-to-accept backend, whose
+    /// connections complete the handshake and queue in the backlog.
+    #[arg(long, default_value_t = 0)]
+    accept_delay_ms: u64,
 }
 
 fn main() -> Result<()> {
@@ -39,7 +44,8 @@ fn main() -> Result<()> {
         let l: TcpListener = l.into();
         writeln!(out, "tcp {}", l.local_addr()?)?;
         let id = id.clone();
-        thread::spawn(move || accept_loop(l, id));
+        let delay = std::time::Duration::from_millis(args.accept_delay_ms);
+        thread::spawn(move || accept_loop(l, id, delay));
     }
     for addr in &args.udp {
         let s: UdpSocket = bind(*addr, Type::DGRAM, Protocol::UDP)?.into();
@@ -67,8 +73,11 @@ fn bind(addr: SocketAddr, ty: Type, proto: Protocol) -> Result<Socket> {
     Ok(s)
 }
 
-fn accept_loop(l: TcpListener, id: Arc<str>) {
+fn accept_loop(l: TcpListener, id: Arc<str>, delay: std::time::Duration) {
     loop {
+        if !delay.is_zero() {
+            thread::sleep(delay);
+        }
         match l.accept() {
             Ok((conn, _)) => {
                 let id = id.clone();

@@ -50,6 +50,9 @@ pub enum Bench {
         /// Also replace this benchmark's section in BENCHMARKS.md.
         #[arg(long)]
         write: bool,
+        /// The agent's `--lb-policy` (p2c, random) for the VIP path.
+        #[arg(long, default_value = "p2c")]
+        lb_policy: String,
     },
     /// XDP datapath: ns per packet (BPF_PROG_TEST_RUN) and packets per second
     /// through the node netns vs iptables and nftables DNAT.
@@ -94,7 +97,8 @@ pub fn run(what: Bench) -> Result<()> {
             iterations,
             rounds,
             write,
-        } => socket::socket(iterations, rounds, write),
+            lb_policy,
+        } => socket::socket(iterations, rounds, write, &lb_policy),
         Bench::Xdp {
             rounds,
             seconds,

@@ -24,7 +24,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(180);
 const TOTAL_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 const SECTION: &str = "xtask bench socket";
 
-pub fn socket(iterations: u32, rounds: u32, write: bool) -> Result<()> {
+pub fn socket(iterations: u32, rounds: u32, write: bool, lb_policy: &str) -> Result<()> {
     if write && rounds < 5 {
         bail!("--write records published numbers: use at least 5 rounds");
     }
@@ -33,7 +33,7 @@ pub fn socket(iterations: u32, rounds: u32, write: bool) -> Result<()> {
     interrupt::install();
     let deadline = Instant::now() + TOTAL_TIMEOUT;
     let mut sb = Sandbox::new("bench")?;
-    let (direct, vip) = measure(&mut sb, iterations, rounds, deadline)?;
+    let (direct, vip) = measure(&mut sb, iterations, rounds, deadline, lb_policy)?;
     drop(sb);
 
     let (text, markdown) = summarize(&direct, &vip, iterations, rounds, &report::machine_line());
@@ -118,10 +118,12 @@ fn measure(
     iterations: u32,
     rounds: u32,
     deadline: Instant,
+    lb_policy: &str,
 ) -> Result<(Vec<Lat>, Vec<Lat>)> {
     sb.spawn_testsrv("b1", &[BACKEND], &[])?;
     let yaml = format!("vips:\n  - vip: {VIP}\n    protocol: tcp\n    backends: [\"{BACKEND}\"]\n");
-    let mut agent = Agent::start(sb, &yaml)?;
+    let mut agent = Agent::start_with_args(sb, &yaml, &["--lb-policy", lb_policy])?;
+    println!("agent --lb-policy {lb_policy}");
     let result = measure_with(sb, &agent, iterations, rounds, deadline);
     // Explicit stop (SIGTERM + teardown) so a failed run does not report twice.
     let stopped = agent.stop();

@@ -1,0 +1,169 @@
+//! The balancing policy (`--lb-policy`, written to the pinned `L4LB_LB_CONFIG`
+//! before the hooks are attached) and the per-backend health the kernel keeps
+//! (`L4LB_HEALTH`, `L4LB_LB_STATS`), read back for the CLI and `/metrics`.
+//! The agent only zeroes health entries when it hands an id to a new backend;
+//! everything else in them is written by the kernel programs.
+use anyhow::{Context, Result};
+use aya::{
+    Ebpf,
+    maps::{Array, MapData, PerCpuArray, PerCpuValues},
+};
+use l4lb_common::{
+    BackendHealth, HealthState, LB_CONFIG_MAP, LB_POLICY_P2C, LB_POLICY_RANDOM, LbConfig, LbStats,
+};
+
+/// `--lb-policy`. The variants carry no doc comments: clap would list them in
+/// `--help`, and the flag's help says what each does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LbPolicy {
+    // A uniformly random Maglev slot per connect().
+    Random,
+    // Power of two choices over healthy backends.
+    #[default]
+    P2c,
+}
+
+impl LbPolicy {
+    pub fn raw(self) -> u32 {
+        match self {
+            LbPolicy::Random => LB_POLICY_RANDOM,
+            LbPolicy::P2c => LB_POLICY_P2C,
+        }
+    }
+
+    pub fn from_raw(v: u32) -> LbPolicy {
+        if v == LB_POLICY_RANDOM {
+            LbPolicy::Random
+        } else {
+            LbPolicy::P2c
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LbPolicy::Random => "random",
+            LbPolicy::P2c => "p2c",
+        }
+    }
+}
+
+/// Writes the policy into the loaded object's (pinned) config map.
+pub(super) fn write_policy(ebpf: &mut Ebpf, policy: LbPolicy) -> Result<()> {
+    let mut config: Array<&mut MapData, LbConfig> = ebpf
+        .map_mut(LB_CONFIG_MAP)
+        .with_context(|| format!("map {LB_CONFIG_MAP} missing from the BPF object"))?
+        .try_into()?;
+    let value = LbConfig {
+        policy: policy.raw(),
+        _pad: 0,
+    };
+    config
+        .set(0, value, 0)
+        .with_context(|| format!("writing {LB_CONFIG_MAP}"))
+}
+
+/// Handles on the health maps (None when the pin root predates them).
+pub(super) struct HealthMaps {
+    pub(super) health: Array<MapData, BackendHealth>,
+    pub(super) lb_stats: PerCpuArray<MapData, LbStats>,
+    pub(super) config: Array<MapData, LbConfig>,
+}
+
+impl HealthMaps {
+    pub(super) fn reset_backend(&mut self, id: u32) -> Result<(), aya::maps::MapError> {
+        self.health.set(id, BackendHealth::default(), 0)
+    }
+
+    pub(super) fn reset_service(
+        &mut self,
+        id: u32,
+        nr_cpus: usize,
+    ) -> Result<(), aya::maps::MapError> {
+        let zero = PerCpuValues::try_from(vec![LbStats::default(); nr_cpus]).expect("nr_cpus > 0");
+        self.lb_stats.set(id, zero, 0)
+    }
+}
+
+/// One backend's health as this node sees it, for the CLI and `/metrics`.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct HealthView {
+    /// "up", "suspect", "down" or "probe-due" (down, the next connect may probe it).
+    pub state: &'static str,
+    /// Moving average of the TCP handshake time through a VIP, µs (0: none yet).
+    pub handshake_ewma_us: f64,
+    pub live_connections: u64,
+    pub handshakes_in_flight: u64,
+    pub handshakes: u64,
+    pub handshake_failures: u64,
+    pub consecutive_failures: u64,
+    pub probes: u64,
+    /// p2c's cost of one more connection (lower wins).
+    pub cost: u64,
+}
+
+impl HealthView {
+    pub fn new(h: &BackendHealth, now_ns: u64) -> HealthView {
+        let state: HealthState = h.state(now_ns);
+        HealthView {
+            state: state.name(),
+            handshake_ewma_us: (h.ewma_ns as f64 / 100.0).round() / 10.0,
+            live_connections: h.live,
+            handshakes_in_flight: h.inflight,
+            handshakes: h.handshakes,
+            handshake_failures: h.failures,
+            consecutive_failures: h.consecutive,
+            probes: h.probes,
+            cost: l4lb_common::cost(h.live, h.inflight, h.ewma_ns),
+        }
+    }
+}
+
+/// CLOCK_MONOTONIC in ns: the clock `bpf_ktime_get_ns` reads.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_round_trips_through_the_map_value() {
+        for p in [LbPolicy::Random, LbPolicy::P2c] {
+            assert_eq!(LbPolicy::from_raw(p.raw()), p);
+        }
+        // An unwritten config (0) is p2c, the default.
+        assert_eq!(LbPolicy::from_raw(0), LbPolicy::default());
+    }
+
+    #[test]
+    fn view_names_the_state_the_kernel_would_see() {
+        let now = 10_000_000_000;
+        let mut h = BackendHealth {
+            ewma_ns: 45_000,
+            live: 2,
+            ..Default::default()
+        };
+        assert_eq!(HealthView::new(&h, now).state, "up");
+        assert_eq!(HealthView::new(&h, now).handshake_ewma_us, 45.0);
+        h.inflight = 1;
+        h.stall_since_ns = now - 200_000_000;
+        assert_eq!(HealthView::new(&h, now).state, "suspect");
+        h.down_until_ns = now + 1;
+        assert_eq!(HealthView::new(&h, now).state, "down");
+        assert_eq!(HealthView::new(&h, now + 1).state, "probe-due");
+    }
+
+    #[test]
+    fn the_monotonic_clock_moves() {
+        let a = monotonic_ns();
+        assert!(monotonic_ns() >= a && a > 0);
+    }
+}

@@ -1,0 +1,128 @@
+//! `explain` for the socket path: why connect() to a VIP would pick which
+//! backend — the policy, every backend of the active table with its slot
+//! share, health state and p2c cost, and the rule that decides. Computed from
+//! the pinned maps with the same rules (`l4lb_common::health`) the hooks run.
+use std::{collections::BTreeMap, net::SocketAddr};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::{
+    datapath::{
+        Maps,
+        health::{HealthView, LbPolicy, monotonic_ns},
+    },
+    model::{Proto, Vip},
+};
+
+#[derive(Debug, Serialize)]
+pub struct SocketExplanation {
+    pub policy: &'static str,
+    pub candidates: Vec<Candidate>,
+    pub verdict: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Candidate {
+    pub backend: SocketAddr,
+    pub backend_id: u32,
+    /// Share of the Maglev table's slots (the chance one random draw lands here), %.
+    pub slot_share_pct: f64,
+    #[serde(flatten)]
+    pub health: HealthView,
+    /// p2c takes it when drawn (up, or the next probe of a down backend).
+    pub eligible: bool,
+}
+
+pub fn explain(maps: &Maps, vip: SocketAddr, proto: Proto) -> Result<SocketExplanation> {
+    let key = Vip { addr: vip, proto };
+    let svc = maps
+        .service_value(&key)
+        .with_context(|| format!("{vip}/{proto} is not a VIP in these maps"))?;
+    let policy = maps.lb_policy().unwrap_or_default();
+    let applied = maps.read_applied()?;
+    let mut slots: BTreeMap<u32, u32> = BTreeMap::new();
+    for id in maps.service_slots(&svc)? {
+        *slots.entry(id).or_default() += 1;
+    }
+    let now = monotonic_ns();
+    let mut candidates: Vec<Candidate> = slots
+        .iter()
+        .filter_map(|(id, n)| {
+            let backend = *applied.backends.get(id)?;
+            let health = HealthView::new(&maps.backend_health(*id).unwrap_or_default(), now);
+            Some(Candidate {
+                backend,
+                backend_id: *id,
+                slot_share_pct: (f64::from(*n) * 1000.0 / f64::from(svc.slot_count)).round() / 10.0,
+                eligible: matches!(health.state, "up" | "probe-due"),
+                health,
+            })
+        })
+        .collect();
+    candidates.sort_by_key(|c| (!c.eligible, c.health.cost, c.backend_id));
+    let verdict = verdict(policy, proto, &candidates);
+    Ok(SocketExplanation {
+        policy: policy.name(),
+        candidates,
+        verdict,
+    })
+}
+
+/// The rule that decides, in words.
+fn verdict(policy: LbPolicy, proto: Proto, c: &[Candidate]) -> String {
+    if c.is_empty() {
+        return "no backend takes new connections: connect() is refused (EPERM)".into();
+    }
+    if proto == Proto::Udp {
+        return "UDP: a random slot per socket (kept while the set is unchanged); the policy applies to TCP connect()".into();
+    }
+    if policy == LbPolicy::Random {
+        return "random: each connect() takes a uniformly random slot; backends get their slot share whatever their state".into();
+    }
+    let skipped: Vec<String> = c
+        .iter()
+        .filter(|c| !c.eligible)
+        .map(|c| format!("{} ({})", c.backend, c.health.state))
+        .collect();
+    let skipped = if skipped.is_empty() {
+        String::new()
+    } else {
+        format!("; skipped: {}", skipped.join(", "))
+    };
+    match c.iter().find(|c| c.health.state == "probe-due") {
+        Some(p) => format!(
+            "p2c: {} is down and due a probe: the next connect() that draws it probes it (one at a time){skipped}",
+            p.backend
+        ),
+        None if c[0].eligible => format!(
+            "p2c: two random slots per connect(), the lower cost wins; {} has the lowest cost ({}, {} live, handshake {} us) and wins every draw it is in{skipped}",
+            c[0].backend,
+            c[0].health.cost,
+            c[0].health.live_connections,
+            c[0].health.handshake_ewma_us
+        ),
+        None => format!(
+            "p2c: every backend is down or suspect for this node: connect() falls back to the first random slot (the control plane's choice) and counts it{skipped}"
+        ),
+    }
+}
+
+/// Text lines for `explain` without `--json`.
+pub fn print(e: &SocketExplanation) {
+    println!("socket path (policy {}): {}", e.policy, e.verdict);
+    for c in &e.candidates {
+        println!(
+            "  {:<40} id {:>5} slots {:>5.1}% {:<9} cost {:>12} live {:>5} in flight {:>4} handshake {:>8.1}us failed {}",
+            c.backend.to_string(),
+            c.backend_id,
+            c.slot_share_pct,
+            c.health.state,
+            c.health.cost,
+            c.health.live_connections,
+            c.health.handshakes_in_flight,
+            c.health.handshake_ewma_us,
+            c.health.handshake_failures
+        );
+    }
+}

@@ -1,0 +1,423 @@
+//! Per-node backend health and the power-of-two-choices cost: the map values
+//! the `sock_ops` program and the connect hooks share, and the pure rules over
+//! them. The kernel programs and the agent's CLI call the same functions, so
+//! `l4lb-agent vips` says "down" exactly when connect() would skip a backend.
+//!
+//! Times are `bpf_ktime_get_ns` (CLOCK_MONOTONIC) nanoseconds; 0 means "never".
+
+/// `--lb-policy p2c` (the default; also what an unwritten config reads as).
+pub const LB_POLICY_P2C: u32 = 0;
+/// `--lb-policy random`: a uniformly random Maglev slot, as before p2c existed.
+pub const LB_POLICY_RANDOM: u32 = 1;
+
+/// Value of `L4LB_LB_CONFIG[0]`, written by the agent before it attaches the hooks.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LbConfig {
+    /// `LB_POLICY_*`.
+    pub policy: u32,
+    pub _pad: u32,
+}
+
+/// Value of `L4LB_HEALTH[backend id]`: what this node saw of the backend's TCP
+/// handshakes through a VIP. Updated with atomic operations by every CPU; the
+/// agent zeroes an entry when it hands the id to a new backend.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BackendHealth {
+    /// Handshakes sent (SYN out) and not yet established or closed.
+    pub inflight: u64,
+    /// Connections established through a VIP and not yet closed.
+    pub live: u64,
+    /// Since when handshakes have been in flight with none completing (reset
+    /// when the first one starts and at every completion).
+    pub stall_since_ns: u64,
+    /// Moving average of the handshake time (SYN → established), ns.
+    pub ewma_ns: u64,
+    /// Handshakes completed.
+    pub handshakes: u64,
+    /// Handshakes failed: SYN retransmit timeout, RST, unreachable, abandoned.
+    pub failures: u64,
+    /// Failures since the last completion, within [`FAILURE_WINDOW_NS`].
+    pub consecutive: u64,
+    /// First failure of the current run of consecutive failures.
+    pub window_start_ns: u64,
+    /// Down for this node until then (0 = not down); a probe may go after it.
+    pub down_until_ns: u64,
+    /// Current back-off between probes (doubles with each failed probe).
+    pub backoff_ns: u64,
+    /// A half-open probe in flight since then (0 = none): one at a time.
+    pub probe_since_ns: u64,
+    /// Last completed handshake.
+    pub last_ok_ns: u64,
+    /// Probes sent while down.
+    pub probes: u64,
+    pub _reserved: u64,
+}
+
+/// Value of `L4LB_SOCKS` (by socket cookie): set by connect4/6 on a TCP
+/// socket it sent to a backend, read and updated by the `sock_ops` program.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockMark {
+    pub backend_id: u32,
+    /// `MARK_*` bits.
+    pub flags: u32,
+    /// When the SYN left (BPF_SOCK_OPS_TCP_CONNECT_CB).
+    pub start_ns: u64,
+}
+
+/// This connection is the backend's half-open probe.
+pub const MARK_PROBE: u32 = 1;
+/// The handshake is counted in `inflight`.
+pub const MARK_IN_FLIGHT: u32 = 2;
+/// The connection is counted in `live`.
+pub const MARK_ESTABLISHED: u32 = 4;
+/// The handshake was already counted as failed (first SYN timeout).
+pub const MARK_FAILED: u32 = 8;
+
+/// Per-CPU value of `L4LB_LB_STATS[service id]`: how p2c decided.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LbStats {
+    /// Every candidate drawn was down or suspect: the control plane's choice
+    /// (the first random slot) was used rather than refusing the connect.
+    pub fallbacks: u64,
+    /// The first random slot's backend was down or suspect and another was chosen.
+    pub avoided: u64,
+    /// Connections sent as the half-open probe of a down backend.
+    pub probes: u64,
+    pub _reserved: u64,
+}
+
+impl LbStats {
+    pub fn add(&mut self, o: &LbStats) {
+        self.fallbacks += o.fallbacks;
+        self.avoided += o.avoided;
+        self.probes += o.probes;
+    }
+}
+
+// ---- the rules ----
+
+/// A backend is suspect once its handshakes have been in flight this many
+/// times its usual handshake time with none completing…
+pub const SUSPECT_K: u64 = 8;
+/// …but never sooner than this: below it, scheduling and queueing jitter on a
+/// busy node would make healthy backends look stuck…
+pub const SUSPECT_FLOOR_NS: u64 = 100_000_000;
+/// …and never later than this, well before the kernel's first SYN
+/// retransmission (1 s), so a dead node is routed around before any connect
+/// could have reported a failure.
+pub const SUSPECT_CEIL_NS: u64 = 500_000_000;
+// Suspect must come before the kernel's first SYN retransmission (1 s).
+const _: () = assert!(SUSPECT_CEIL_NS < 1_000_000_000);
+/// Before any handshake completed there is no average: use the ceiling.
+pub const SUSPECT_UNKNOWN_NS: u64 = SUSPECT_CEIL_NS;
+/// Consecutive failed handshakes that make a backend down for this node (one
+/// failure can be a single lost SYN; three in a row is a pattern).
+pub const DOWN_AFTER_FAILURES: u64 = 3;
+/// Failures further apart than this from the run's first are a new run.
+pub const FAILURE_WINDOW_NS: u64 = 10_000_000_000;
+/// First wait before a down backend is probed: longer than one SYN timeout,
+/// so the handshakes already in flight have reported before the probe goes.
+pub const BACKOFF_MIN_NS: u64 = 2_000_000_000;
+/// Longest wait between probes (the back-off doubles per failed probe).
+pub const BACKOFF_MAX_NS: u64 = 30_000_000_000;
+/// A probe that reported nothing for this long (its connect never sent a SYN,
+/// or the socket vanished unseen) no longer blocks the next one.
+pub const PROBE_STALE_NS: u64 = 5_000_000_000;
+/// The handshake average weighs each new sample 1/2^EWMA_SHIFT.
+pub const EWMA_SHIFT: u32 = 3;
+/// Handshake times below this cost the same: differences of a few µs on a LAN
+/// are noise, and the connection count should decide there.
+pub const COST_EWMA_FLOOR_NS: u64 = 100_000;
+/// Random slots p2c draws at most to find two usable candidates.
+pub const P2C_MAX_DRAWS: u32 = 8;
+
+/// What connect() makes of a backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HealthState {
+    /// Takes new connections.
+    Up,
+    /// Handshakes stuck in flight well past its usual time: skipped for now.
+    Suspect,
+    /// Down for this node: skipped until the back-off ends.
+    Down,
+    /// Down, back-off over: the next connect that draws it may probe it.
+    ProbeDue,
+}
+
+impl HealthState {
+    pub const fn name(self) -> &'static str {
+        match self {
+            HealthState::Up => "up",
+            HealthState::Suspect => "suspect",
+            HealthState::Down => "down",
+            HealthState::ProbeDue => "probe-due",
+        }
+    }
+}
+
+/// How long handshakes may stay in flight, with none completing, before the
+/// backend is suspect: `SUSPECT_K` × its average, within [floor, ceiling].
+#[inline(always)]
+pub const fn suspect_after_ns(ewma_ns: u64) -> u64 {
+    if ewma_ns == 0 {
+        return SUSPECT_UNKNOWN_NS;
+    }
+    let t = if ewma_ns > SUSPECT_CEIL_NS {
+        SUSPECT_CEIL_NS
+    } else {
+        ewma_ns * SUSPECT_K
+    };
+    if t < SUSPECT_FLOOR_NS {
+        SUSPECT_FLOOR_NS
+    } else if t > SUSPECT_CEIL_NS {
+        SUSPECT_CEIL_NS
+    } else {
+        t
+    }
+}
+
+/// The backend's state at `now` from the fields the rules read.
+#[inline(always)]
+pub const fn state(
+    down_until_ns: u64,
+    inflight: u64,
+    stall_since_ns: u64,
+    ewma_ns: u64,
+    now: u64,
+) -> HealthState {
+    if down_until_ns != 0 {
+        return if now >= down_until_ns {
+            HealthState::ProbeDue
+        } else {
+            HealthState::Down
+        };
+    }
+    if inflight > 0 && now > stall_since_ns && now - stall_since_ns > suspect_after_ns(ewma_ns) {
+        return HealthState::Suspect;
+    }
+    HealthState::Up
+}
+
+impl BackendHealth {
+    /// [`state`] of a copy of the entry.
+    pub const fn state(&self, now: u64) -> HealthState {
+        state(
+            self.down_until_ns,
+            self.inflight,
+            self.stall_since_ns,
+            self.ewma_ns,
+            now,
+        )
+    }
+}
+
+/// The average after one more handshake of `sample_ns`.
+#[inline(always)]
+pub const fn ewma_next(ewma_ns: u64, sample_ns: u64) -> u64 {
+    if ewma_ns == 0 {
+        return if sample_ns == 0 { 1 } else { sample_ns };
+    }
+    let next = ewma_ns - (ewma_ns >> EWMA_SHIFT) + (sample_ns >> EWMA_SHIFT);
+    if next == 0 { 1 } else { next }
+}
+
+/// p2c's cost of sending one more connection: the connections it already has
+/// (live and handshaking, plus this one) times its handshake time. Lower wins.
+#[inline(always)]
+pub const fn cost(live: u64, inflight: u64, ewma_ns: u64) -> u64 {
+    // Clamped so the product fits in 64 bits without overflow checks.
+    const MAX_LOAD: u64 = 1 << 24;
+    const MAX_EWMA: u64 = 1 << 38;
+    let mut load = live.wrapping_add(inflight).wrapping_add(1);
+    if load > MAX_LOAD {
+        load = MAX_LOAD;
+    }
+    let mut e = ewma_ns;
+    if e < COST_EWMA_FLOOR_NS {
+        e = COST_EWMA_FLOOR_NS;
+    }
+    if e > MAX_EWMA {
+        e = MAX_EWMA;
+    }
+    load * e
+}
+
+/// The run of consecutive failures after one more at `now`: (count, start).
+#[inline(always)]
+pub const fn failure_run(consecutive: u64, window_start_ns: u64, now: u64) -> (u64, u64) {
+    if consecutive == 0 || now.wrapping_sub(window_start_ns) > FAILURE_WINDOW_NS {
+        (1, now)
+    } else {
+        (consecutive + 1, window_start_ns)
+    }
+}
+
+/// The back-off after a failed probe (`prev` 0: the backend just went down).
+#[inline(always)]
+pub const fn next_backoff(prev_ns: u64) -> u64 {
+    if prev_ns < BACKOFF_MIN_NS {
+        BACKOFF_MIN_NS
+    } else if prev_ns >= BACKOFF_MAX_NS / 2 {
+        BACKOFF_MAX_NS
+    } else {
+        prev_ns * 2
+    }
+}
+
+/// May a connect at `now` become the probe, given the probe mark it read?
+#[inline(always)]
+pub const fn probe_claimable(probe_since_ns: u64, now: u64) -> bool {
+    probe_since_ns == 0 || now.wrapping_sub(probe_since_ns) > PROBE_STALE_NS
+}
+
+/// What a failed handshake does to the down state: (down_until, backoff),
+/// given the state before it. A failed probe doubles the back-off; a run of
+/// [`DOWN_AFTER_FAILURES`] takes an up backend down, and so does one failure
+/// while the backend was suspect (`stalled`: handshakes stuck past the
+/// threshold with none completing since — a lost SYN on a backend that
+/// otherwise answers does not look like that, because the others complete);
+/// failures of handshakes still in flight from before leave a down backend's
+/// schedule alone.
+#[inline(always)]
+pub const fn after_failure(
+    down_until_ns: u64,
+    backoff_ns: u64,
+    consecutive: u64,
+    was_probe: bool,
+    stalled: bool,
+    now: u64,
+) -> (u64, u64) {
+    if was_probe {
+        let b = next_backoff(backoff_ns);
+        return (now + b, b);
+    }
+    if down_until_ns == 0 && (consecutive >= DOWN_AFTER_FAILURES || stalled) {
+        return (now + BACKOFF_MIN_NS, BACKOFF_MIN_NS);
+    }
+    (down_until_ns, backoff_ns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn suspect_threshold_follows_the_average_within_floor_and_ceiling() {
+        assert_eq!(suspect_after_ns(0), SUSPECT_UNKNOWN_NS);
+        assert_eq!(suspect_after_ns(50_000), SUSPECT_FLOOR_NS); // 50 µs × 8 < 100 ms
+        assert_eq!(suspect_after_ns(20 * MS), 160 * MS);
+        assert_eq!(suspect_after_ns(200 * MS), SUSPECT_CEIL_NS);
+        assert_eq!(suspect_after_ns(u64::MAX), SUSPECT_CEIL_NS);
+    }
+
+    #[test]
+    fn stuck_handshakes_make_a_backend_suspect_until_one_completes() {
+        let ewma = 50_000;
+        let start = 1_000 * MS;
+        assert_eq!(state(0, 3, start, ewma, start + 99 * MS), HealthState::Up);
+        assert_eq!(
+            state(0, 3, start, ewma, start + 101 * MS),
+            HealthState::Suspect
+        );
+        // Nothing in flight: an old stall mark means nothing.
+        assert_eq!(state(0, 0, start, ewma, start + 900 * MS), HealthState::Up);
+        // A completion resets the mark (stall_since = now).
+        let done = start + 150 * MS;
+        assert_eq!(state(0, 3, done, ewma, done + 10 * MS), HealthState::Up);
+    }
+
+    #[test]
+    fn down_until_the_back_off_ends_then_a_probe_is_due() {
+        let until = 5_000 * MS;
+        assert_eq!(state(until, 0, 0, 0, until - 1), HealthState::Down);
+        assert_eq!(state(until, 0, 0, 0, until), HealthState::ProbeDue);
+        // Down wins over suspect.
+        assert_eq!(state(until, 9, 1, 1, until - 1), HealthState::Down);
+    }
+
+    #[test]
+    fn three_failures_in_a_window_take_it_down_and_probes_back_off() {
+        let t0 = 10_000 * MS;
+        let (c, w) = failure_run(0, 0, t0);
+        assert_eq!((c, w), (1, t0));
+        let (c, w) = failure_run(c, w, t0 + 100 * MS);
+        assert_eq!(
+            after_failure(0, 0, c, false, false, t0),
+            (0, 0),
+            "2 failures: still up"
+        );
+        // One failure of a handshake stuck while none completed is enough.
+        assert_eq!(
+            after_failure(0, 0, 1, false, true, t0),
+            (t0 + BACKOFF_MIN_NS, BACKOFF_MIN_NS)
+        );
+        let (c, w) = failure_run(c, w, t0 + 200 * MS);
+        assert_eq!(c, 3);
+        let now = t0 + 200 * MS;
+        let (down, backoff) = after_failure(0, 0, c, false, false, now);
+        assert_eq!((down, backoff), (now + BACKOFF_MIN_NS, BACKOFF_MIN_NS));
+        // Stragglers failing later keep the schedule.
+        assert_eq!(
+            after_failure(down, backoff, 7, false, true, now + MS),
+            (down, backoff)
+        );
+        // A failed probe doubles the back-off, up to the maximum.
+        let (d2, b2) = after_failure(down, backoff, 8, true, false, down);
+        assert_eq!((d2, b2), (down + 2 * BACKOFF_MIN_NS, 2 * BACKOFF_MIN_NS));
+        let mut b = b2;
+        for _ in 0..10 {
+            b = next_backoff(b);
+        }
+        assert_eq!(b, BACKOFF_MAX_NS);
+        // A failure long after the run's start begins a new run.
+        assert_eq!(
+            failure_run(2, w, w + FAILURE_WINDOW_NS + 1),
+            (1, w + FAILURE_WINDOW_NS + 1)
+        );
+    }
+
+    #[test]
+    fn one_probe_at_a_time_unless_it_went_stale() {
+        assert!(probe_claimable(0, 123));
+        assert!(!probe_claimable(1_000 * MS, 1_000 * MS + PROBE_STALE_NS));
+        assert!(probe_claimable(1_000 * MS, 1_001 * MS + PROBE_STALE_NS));
+    }
+
+    #[test]
+    fn ewma_starts_at_the_first_sample_and_moves_an_eighth() {
+        assert_eq!(ewma_next(0, 40_000), 40_000);
+        assert_eq!(ewma_next(40_000, 120_000), 40_000 - 5_000 + 15_000);
+        assert_eq!(
+            ewma_next(0, 0),
+            1,
+            "0 stays 'no sample yet' only before the first"
+        );
+        let mut e = 0;
+        for _ in 0..100 {
+            e = ewma_next(e, 1_000_000);
+        }
+        assert!((999_000..=1_000_000).contains(&e), "{e}");
+    }
+
+    #[test]
+    fn cost_prefers_fewer_connections_then_faster_handshakes() {
+        // LAN noise below the floor does not decide.
+        assert_eq!(cost(2, 0, 30_000), cost(2, 0, 90_000));
+        assert!(cost(1, 0, 50_000) < cost(3, 0, 50_000));
+        assert!(
+            cost(0, 1, 50_000) < cost(0, 2, 50_000),
+            "handshaking counts as load"
+        );
+        assert!(cost(2, 0, 200_000) < cost(2, 0, 2_000_000));
+        // 20× slower handshakes outweigh a few connections.
+        assert!(cost(3, 0, 100_000) < cost(0, 0, 2_000_000));
+        // Clamped, no overflow.
+        assert!(cost(u64::MAX, u64::MAX, u64::MAX) > 0);
+    }
+}

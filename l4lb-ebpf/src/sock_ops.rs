@@ -1,0 +1,98 @@
+//! `sock_ops` on the same cgroup as the socket hooks: watches the TCP
+//! connections connect4/6 sent to a backend and records, per backend
+//! (`L4LB_HEALTH`), handshakes in flight, their outcome and duration, and live
+//! connections. No per-packet work: only the callbacks every TCP socket gets
+//! once (connect, established) plus, for VIP sockets only, the RTO and state
+//! callbacks turned on with `bpf_sock_ops_cb_flags_set`.
+//!
+//! A socket is ours when connect4/6 left a mark under its cookie
+//! (`L4LB_SOCKS`): the backend id, the probe bit. Lifecycle:
+//! TCP_CONNECT_CB (SYN out) → in flight; ACTIVE_ESTABLISHED_CB → RTT sample,
+//! live; RTO_CB while in flight → failed (once per handshake); STATE_CB to
+//! CLOSE → in flight: failed (RST, unreachable, given up), else live − 1;
+//! the mark goes.
+use aya_ebpf::{
+    EbpfContext,
+    bindings::{
+        BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_RTO_CB, BPF_SOCK_OPS_RTO_CB_FLAG,
+        BPF_SOCK_OPS_STATE_CB, BPF_SOCK_OPS_STATE_CB_FLAG, BPF_SOCK_OPS_TCP_CONNECT_CB,
+        BPF_TCP_CLOSE,
+    },
+    helpers::bpf_get_socket_cookie,
+    macros::sock_ops,
+    programs::SockOpsContext,
+};
+use l4lb_common::{MARK_ESTABLISHED, MARK_FAILED, MARK_IN_FLIGHT, MARK_PROBE, SockMark};
+
+use crate::{health, maps::L4LB_SOCKS};
+
+#[sock_ops]
+pub fn l4lb_sockops(ctx: SockOpsContext) -> u32 {
+    let op = ctx.op();
+    if op != BPF_SOCK_OPS_TCP_CONNECT_CB
+        && op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB
+        && op != BPF_SOCK_OPS_RTO_CB
+        && op != BPF_SOCK_OPS_STATE_CB
+    {
+        return 1;
+    }
+    let Some((cookie, mark)) = mark(&ctx) else {
+        return 1;
+    };
+    // SAFETY: a map value, valid while this program runs; only this
+    // socket's callbacks (serialized by its lock) write it.
+    let m = unsafe { &mut *mark };
+    let Some(h) = health::entry(m.backend_id) else {
+        return 1;
+    };
+    let now = health::now_ns();
+    match op {
+        BPF_SOCK_OPS_TCP_CONNECT_CB => {
+            // Only VIP sockets get these callbacks: a failure shows as a SYN
+            // timeout or a close, a close of a live one as a close.
+            let flags = ctx.cb_flags() | BPF_SOCK_OPS_RTO_CB_FLAG | BPF_SOCK_OPS_STATE_CB_FLAG;
+            let _ = ctx.set_cb_flags(flags as i32);
+            m.start_ns = now;
+            m.flags |= MARK_IN_FLIGHT;
+            health::handshake_started(h, now);
+        }
+        BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB => {
+            if m.flags & MARK_IN_FLIGHT != 0 {
+                m.flags = (m.flags & !MARK_IN_FLIGHT) | MARK_ESTABLISHED;
+                health::established(h, now.wrapping_sub(m.start_ns), now);
+            }
+        }
+        BPF_SOCK_OPS_RTO_CB => {
+            // The first SYN timeout fails the handshake; a later success still
+            // brings the backend back.
+            if m.flags & (MARK_IN_FLIGHT | MARK_FAILED) == MARK_IN_FLIGHT {
+                m.flags |= MARK_FAILED;
+                health::failed(h, m.flags & MARK_PROBE != 0, now);
+            }
+        }
+        _ => {
+            if ctx.arg(1) != BPF_TCP_CLOSE {
+                return 1;
+            }
+            if m.flags & MARK_IN_FLIGHT != 0 {
+                if m.flags & MARK_FAILED == 0 {
+                    health::failed(h, m.flags & MARK_PROBE != 0, now);
+                }
+                health::handshake_ended(h);
+            } else if m.flags & MARK_ESTABLISHED != 0 {
+                health::closed(h);
+            }
+            m.flags = 0;
+            let _ = L4LB_SOCKS.remove(&cookie);
+        }
+    }
+    1
+}
+
+/// The mark connect4/6 left on this socket (by cookie), if any.
+#[inline(always)]
+fn mark(ctx: &SockOpsContext) -> Option<(u64, *mut SockMark)> {
+    // SAFETY: bpf_get_socket_cookie is allowed for sock_ops programs.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    L4LB_SOCKS.get_ptr_mut(&cookie).map(|p| (cookie, p))
+}

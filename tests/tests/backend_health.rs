@@ -1,0 +1,421 @@
+//! Per-node backend health on the real kernel: the `sock_ops` program watches
+//! the handshakes connect4 sends to each backend, and p2c routes around a
+//! backend whose SYNs vanish — with no control-plane event — while `random`
+//! keeps sending it its share. Backends are test servers on 127.0.0.2-4 in the
+//! sandbox netns; the fault is an nft rule in that netns dropping SYNs to one.
+use std::{
+    process::{Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use l4lb_tests::{Agent, Sandbox, counts, probe_bin, require_root, run, table::row};
+use serde_json::Value;
+
+const READY: Duration = Duration::from_secs(20);
+const VIP: &str = "11.0.0.1:7000";
+const TABLE: &str = "vips:\n  - vip: 11.0.0.1:7000\n    backends: [127.0.0.2:7000, 127.0.0.3:7000, 127.0.0.4:7000]\n";
+/// The backend the fault hits (testsrv id `c`).
+const DEAD: &str = "127.0.0.4:7000";
+
+fn three_backends(sb: &mut Sandbox, slow_c: Option<u64>) {
+    for (id, ip) in [("a", "127.0.0.2"), ("b", "127.0.0.3"), ("c", "127.0.0.4")] {
+        let delay = slow_c.filter(|_| id == "c").map(|d| d.to_string());
+        let extra: Vec<&str> = match &delay {
+            Some(d) => vec!["--accept-delay-ms", d],
+            None => vec![],
+        };
+        sb.spawn_testsrv_with(id, &[&format!("{ip}:7000")], &[], &extra)
+            .unwrap();
+    }
+}
+
+fn start(sb: &mut Sandbox, policy: &str) -> Agent {
+    let agent = Agent::start_with_args(sb, TABLE, &["--lb-policy", policy]).unwrap();
+    agent.wait_vips(1, READY).unwrap();
+    agent
+}
+
+/// The backend `addr` of the VIP's row in `vips --json`.
+fn backend<'a>(table: &'a Value, addr: &str) -> &'a Value {
+    row(table, VIP, "tcp")["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["addr"] == addr)
+        .unwrap_or_else(|| panic!("{addr} not in {table}"))
+}
+
+fn health_u64(b: &Value, field: &str) -> u64 {
+    b["health"][field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no health.{field} in {b}"))
+}
+
+/// Drops SYNs to `DEAD` in the sandbox netns (its input hook: the SYN leaves
+/// the client and vanishes, as toward a dead node).
+fn drop_syns(sb: &Sandbox) {
+    let rules = "table inet l4lbfault {\n  chain syns {\n    type filter hook input priority 0;\n    \
+                 ip daddr 127.0.0.4 tcp dport 7000 tcp flags & (syn | ack) == syn drop\n  }\n}\n";
+    let path = sb.workdir().join("fault.nft");
+    std::fs::write(&path, rules).unwrap();
+    run(sb.in_netns("nft").arg("-f").arg(&path)).unwrap();
+}
+
+fn heal(sb: &Sandbox) {
+    run(sb
+        .in_netns("nft")
+        .args(["delete", "table", "inet", "l4lbfault"]))
+    .unwrap();
+}
+
+/// Paced concurrent load through the VIP in the cgroup, `seconds` long.
+fn load(sb: &Sandbox, seconds: f64) -> std::process::Child {
+    sb.in_cgroup(probe_bin())
+        .args(["tcp", "--to", VIP, "-n", "5000", "--parallel", "4"])
+        .args(["--interval-ms", "20", "--timeout-ms", "400"])
+        .args(["--seconds", &seconds.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// One sample of the dead backend while the fault lasts.
+struct Sample {
+    at: Duration,
+    /// connects sent to it that were not its probes
+    sent: u64,
+    state: String,
+}
+
+/// What a policy did around the fault.
+struct Outcome {
+    samples: Vec<Sample>,
+    /// The last time (after the fault) a non-probe connect went to the dead backend.
+    last_sent: Option<Duration>,
+    /// Its non-probe connects from 1 s after the fault to the end, and the VIP's.
+    sent_late: u64,
+    vip_late: u64,
+}
+
+/// Fault on `DEAD` while paced load runs; samples it every 50 ms for 4 s.
+fn fault_under_load(sb: &Sandbox, agent: &Agent) -> Outcome {
+    let mut load = load(sb, 6.0);
+    thread::sleep(Duration::from_millis(1000));
+    drop_syns(sb);
+    let fault = Instant::now();
+    let mut samples: Vec<Sample> = Vec::new();
+    let (mut late_base, mut vip_base) = (None, 0);
+    let mut vip_now = 0;
+    while fault.elapsed() < Duration::from_secs(4) {
+        let t = agent.vips_json().unwrap();
+        let b = backend(&t, DEAD);
+        let sent = b["connects"].as_u64().unwrap() - health_u64(b, "probes");
+        vip_now = row(&t, VIP, "tcp")["connects"].as_u64().unwrap();
+        let at = fault.elapsed();
+        if late_base.is_none() && at >= Duration::from_secs(1) {
+            late_base = Some(sent);
+            vip_base = vip_now;
+        }
+        samples.push(Sample {
+            at,
+            sent,
+            state: b["health"]["state"].as_str().unwrap().to_string(),
+        });
+        thread::sleep(Duration::from_millis(50));
+    }
+    let _ = load.kill();
+    let _ = load.wait();
+    // Sampled every ~50 ms: the sample that first shows a connect bounds its time.
+    let last_sent = samples
+        .windows(2)
+        .filter(|w| w[1].sent > w[0].sent)
+        .map(|w| w[1].at)
+        .next_back();
+    let end = samples.last().unwrap().sent;
+    Outcome {
+        last_sent,
+        sent_late: end - late_base.unwrap(),
+        vip_late: vip_now - vip_base,
+        samples,
+    }
+}
+
+/// `explain`: where the XDP program sends a TCP packet from 198.18.0.9:`port`
+/// to the VIP, and whether the flow was tracked; `live` records the flow.
+fn xdp_pick(sb: &Sandbox, port: u16, live: bool) -> (String, bool) {
+    let src = format!("198.18.0.9:{port}");
+    let mut cmd = sb.in_netns(l4lb_tests::agent_bin());
+    cmd.args([
+        "explain",
+        "--vip",
+        VIP,
+        "--src",
+        &src,
+        "--json",
+        "--pin-root",
+    ])
+    .arg(sb.pin_root());
+    if live {
+        cmd.arg("--live");
+    }
+    let e: Value = serde_json::from_str(&run(&mut cmd).unwrap()).unwrap();
+    let dest = e["destination"].as_str().unwrap().to_string();
+    (dest, e["tracked"].as_bool().unwrap())
+}
+
+fn timeline(o: &Outcome) -> String {
+    o.samples
+        .iter()
+        .map(|s| format!("{}ms:{}:{}", s.at.as_millis(), s.sent, s.state))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn p2c_routes_around_a_backend_whose_syns_vanish_within_a_second_and_a_probe_brings_it_back() {
+    require_root();
+    let mut sb = Sandbox::new("health-p2c").unwrap();
+    three_backends(&mut sb, None);
+    let agent = start(&mut sb, "p2c");
+    // Warm up: every backend has completed handshakes and an average.
+    let v = sb.probe_tcp(VIP, 90).unwrap();
+    assert_eq!(v["errors"], 0, "{v}");
+    let t = agent.vips_json().unwrap();
+    let mut handshakes = 0;
+    for addr in ["127.0.0.2:7000", "127.0.0.3:7000", DEAD] {
+        let b = backend(&t, addr);
+        assert_eq!(b["health"]["state"], "up", "{b}");
+        assert!(
+            b["health"]["handshake_ewma_us"].as_f64().unwrap() > 0.0,
+            "{b}"
+        );
+        assert_eq!(health_u64(b, "live_connections"), 0, "closed: {b}");
+        assert_eq!(
+            health_u64(b, "handshakes"),
+            b["connects"].as_u64().unwrap(),
+            "{b}"
+        );
+        handshakes += health_u64(b, "handshakes");
+    }
+    assert_eq!(handshakes, 90, "{t}");
+
+    // XDP: two flows whose Maglev pick is the doomed backend, one of them
+    // already tracked (a received packet recorded it).
+    let ports: Vec<u16> = (40000..40400)
+        .filter(|p| xdp_pick(&sb, *p, false).0 == DEAD)
+        .take(2)
+        .collect();
+    assert_eq!(ports.len(), 2, "no flow hashes to {DEAD}");
+    assert_eq!(xdp_pick(&sb, ports[0], true).0, DEAD);
+
+    let o = fault_under_load(&sb, &agent);
+    let line = timeline(&o);
+    // New XDP flows skip the backend down for this node; the tracked one keeps it.
+    assert_eq!(xdp_pick(&sb, ports[0], false), (DEAD.to_string(), true));
+    let (fresh, tracked) = xdp_pick(&sb, ports[1], false);
+    assert!(
+        fresh != DEAD && !tracked,
+        "new XDP flow still sent to {fresh}"
+    );
+    eprintln!(
+        "p2c: last connect to the dead backend {:?} after the fault; timeline {line}",
+        o.last_sent
+    );
+    let last = o.last_sent.unwrap_or_default();
+    assert!(
+        last <= Duration::from_millis(1000),
+        "p2c kept sending new connects to {DEAD} {last:?} after its SYNs vanished: {line}"
+    );
+    assert_eq!(o.sent_late, 0, "{line}");
+    assert!(
+        o.vip_late > 100,
+        "the load went on: {} connects",
+        o.vip_late
+    );
+    let t = agent.vips_json().unwrap();
+    let b = backend(&t, DEAD);
+    assert!(
+        matches!(b["health"]["state"].as_str(), Some("down" | "probe-due")),
+        "{b}"
+    );
+    // Taken down by its failed handshakes (one is enough once it stalled).
+    assert!(health_u64(b, "handshake_failures") >= 1, "{b}");
+    let r = row(&t, VIP, "tcp");
+    assert!(r["p2c_avoided"].as_u64().unwrap() > 0, "{r}");
+
+    // Heal: with light load, a probe (one connect) finds it answering again.
+    heal(&sb);
+    let probes_before = health_u64(b, "probes");
+    let mut light = sb
+        .in_cgroup(probe_bin())
+        .args(["tcp", "--to", VIP, "-n", "400", "--interval-ms", "50"])
+        .args(["--timeout-ms", "400", "--seconds", "20"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let healed = Instant::now();
+    let t = agent.wait_table(
+        "a probe bringing the backend back",
+        Duration::from_secs(20),
+        |t| t.is_array() && backend(t, DEAD)["health"]["state"] == "up",
+    );
+    let _ = light.kill();
+    let _ = light.wait();
+    eprintln!(
+        "p2c: back up {:?} after the fault was removed",
+        healed.elapsed()
+    );
+    assert!(
+        health_u64(backend(&t, DEAD), "probes") > probes_before,
+        "{t}"
+    );
+    let v = sb.probe_tcp(VIP, 90).unwrap();
+    assert!(counts(&v).get("c").copied().unwrap_or(0) > 0, "{v}");
+}
+
+#[test]
+fn random_keeps_sending_the_dead_backend_its_share_but_sees_it_down() {
+    require_root();
+    let mut sb = Sandbox::new("health-rnd").unwrap();
+    three_backends(&mut sb, None);
+    let agent = start(&mut sb, "random");
+    sb.probe_tcp(VIP, 30).unwrap();
+    let port = (40000..40400)
+        .find(|p| xdp_pick(&sb, *p, false).0 == DEAD)
+        .expect("a flow hashing to the doomed backend");
+    let o = fault_under_load(&sb, &agent);
+    let line = timeline(&o);
+    // XDP keeps the plain Maglev pick under `random`.
+    assert_eq!(xdp_pick(&sb, port, false), (DEAD.to_string(), false));
+    eprintln!(
+        "random: {} of {} late connects to the dead backend; {line}",
+        o.sent_late, o.vip_late
+    );
+    let share = o.sent_late as f64 / o.vip_late.max(1) as f64;
+    assert!(
+        o.sent_late >= 5 && share > 0.15,
+        "random must keep the dead backend's share: {} of {}: {line}",
+        o.sent_late,
+        o.vip_late
+    );
+    // The observation runs under either policy.
+    let t = agent.vips_json().unwrap();
+    let b = backend(&t, DEAD);
+    assert!(
+        matches!(
+            b["health"]["state"].as_str(),
+            Some("down" | "probe-due" | "suspect")
+        ),
+        "{b}"
+    );
+    assert_eq!(row(&t, VIP, "tcp")["p2c_avoided"], 0, "{t}");
+}
+
+/// Shares of 400 connections from 8 concurrent clients when `c` accepts one
+/// connection per 40 ms.
+fn slow_backend_share(policy: &str) -> (f64, Value) {
+    let mut sb = Sandbox::new(&format!("health-slow-{policy}")).unwrap();
+    three_backends(&mut sb, Some(40));
+    let agent = start(&mut sb, policy);
+    let v = sb
+        .probe(&[
+            "tcp",
+            "--to",
+            VIP,
+            "-n",
+            "400",
+            "--parallel",
+            "8",
+            "--timeout-ms",
+            "5000",
+        ])
+        .unwrap();
+    assert_eq!(v["errors"], 0, "{policy}: {v}");
+    let c = counts(&v);
+    let total: u64 = c.values().sum();
+    let share = *c.get("c").unwrap_or(&0) as f64 / total as f64;
+    // Every connection closed: live counts go back to 0.
+    let t = agent.wait_table("live connections back to 0", Duration::from_secs(5), |t| {
+        t.is_array()
+            && ["127.0.0.2:7000", "127.0.0.3:7000", DEAD]
+                .iter()
+                .all(|a| backend(t, a)["health"]["live_connections"] == 0)
+    });
+    // …and every socket's mark left with it.
+    let out = run(Command::new("bpftool")
+        .args(["-j", "map", "dump", "pinned"])
+        .arg(sb.pin_root().join("L4LB_SOCKS")))
+    .unwrap();
+    let marks: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(marks.as_array().map(Vec::len), Some(0), "{policy}: {marks}");
+    (share, t)
+}
+
+#[test]
+fn p2c_sends_a_slow_to_accept_backend_fewer_connections_than_random() {
+    require_root();
+    let (random, _) = slow_backend_share("random");
+    let (p2c, t) = slow_backend_share("p2c");
+    eprintln!("slow backend's share: random {random:.3}, p2c {p2c:.3}");
+    assert!(
+        random > 0.2,
+        "random should give it about a third: {random:.3}"
+    );
+    assert!(
+        p2c < random / 2.0,
+        "p2c gave the slow backend {p2c:.3} (random {random:.3}); table {t}"
+    );
+}
+
+#[test]
+fn explain_names_the_policy_and_each_backends_state() {
+    require_root();
+    let mut sb = Sandbox::new("health-explain").unwrap();
+    three_backends(&mut sb, None);
+    let agent = start(&mut sb, "p2c");
+    sb.probe_tcp(VIP, 30).unwrap();
+    let out = run(sb
+        .in_netns(l4lb_tests::agent_bin())
+        .args([
+            "explain",
+            "--vip",
+            VIP,
+            "--src",
+            "198.18.0.9:40000",
+            "--json",
+            "--pin-root",
+        ])
+        .arg(sb.pin_root()))
+    .unwrap();
+    let e: Value = serde_json::from_str(&out).unwrap();
+    let s = &e["socket"];
+    assert_eq!(s["policy"], "p2c", "{e}");
+    assert_eq!(s["candidates"].as_array().unwrap().len(), 3, "{e}");
+    assert!(
+        s["verdict"].as_str().unwrap().contains("lowest cost"),
+        "{e}"
+    );
+    let text = run(Command::new(l4lb_tests::agent_bin())
+        .args(["vips", "--pin-root"])
+        .arg(sb.pin_root()))
+    .unwrap();
+    assert!(
+        text.contains("TCP connect() policy: p2c") && text.contains("up"),
+        "{text}"
+    );
+    let (code, metrics) = sb.agent_http("/metrics");
+    assert_eq!(code, "200");
+    for needle in [
+        "l4lb_backend_state{backend=\"127.0.0.2:7000\",state=\"up\"} 1",
+        "l4lb_backend_handshake_ewma_seconds{backend=\"127.0.0.4:7000\"}",
+        "l4lb_backend_live_connections{backend=\"127.0.0.3:7000\"} 0",
+        "l4lb_backend_handshake_failures_total{backend=\"127.0.0.2:7000\"} 0",
+        "l4lb_vip_p2c_fallbacks_total{vip=\"11.0.0.1:7000\",proto=\"tcp\"} 0",
+    ] {
+        assert!(metrics.contains(needle), "{needle} not in:\n{metrics}");
+    }
+    drop(agent);
+}
