@@ -22,7 +22,7 @@ use crate::{
     guard::{Guard, Refused, Screener},
     http_api,
     metrics::{self, Metrics},
-    model::{Catalog, ServiceMap, Vip, desired_state, service_map},
+    model::{Catalog, ServiceMap, Vip, service_map},
     node::Protected,
     reconcile::{Reconciler, Staged},
     sockdestroy,
@@ -30,6 +30,8 @@ use crate::{
 };
 
 pub use crate::source::SourceEvent;
+
+mod copies;
 
 /// Exactly one of --config/--demo, --marathon, --mesos.
 fn check_one_source(marathon: bool, mesos: bool, args: &RunArgs) -> Result<()> {
@@ -194,6 +196,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
 
     // The services of the last catalog, before the guard's screen.
     let mut last_services = ServiceMap::new();
+    let mut copies = copies::Copies::default();
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     loop {
@@ -224,8 +227,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 let publish = |in_maps: BTreeSet<Vip>| {
                     // The catalog's copy of a source's map, made once the
                     // table serves (the maps do not wait for it).
+                    let made_from = copy_later.then(|| services.clone());
                     if copy_later {
-                        catalog.services = desired_state(&services);
+                        catalog.services = copies.make(&services);
                     }
                     let catalog = Arc::new(catalog);
                     let zone_opts = dns.as_ref().map(|d| d.2.clone()).unwrap_or_default();
@@ -236,9 +240,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
                     });
                     let view = http_api::View::new(catalog, in_maps, zone_opts, zones);
                     let old = view_tx.send_replace(Arc::new(view));
-                    // The last catalog is freed off the loop: an event that
-                    // arrives meanwhile does not wait for every service of it.
-                    tokio::task::spawn_blocking(move || drop(old));
+                    copies.replaced(old, made_from);
                 };
                 let staged = services.clone();
                 apply(&mut rec, staged, &trigger, received_at, &metrics, publish).await;

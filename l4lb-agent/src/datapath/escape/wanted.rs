@@ -21,6 +21,8 @@ pub(super) struct Wanted {
     backends: BTreeMap<IpAddr, usize>,
     /// Canonical addresses never routed.
     protect: BTreeSet<IpAddr>,
+    /// VIP addresses a backend or a protected endpoint has.
+    skipped: BTreeSet<IpAddr>,
 }
 
 impl Wanted {
@@ -30,6 +32,7 @@ impl Wanted {
             vips: BTreeMap::new(),
             backends: BTreeMap::new(),
             protect: protect.iter().map(|ip| ip.to_canonical()).collect(),
+            skipped: BTreeSet::new(),
         }
     }
 
@@ -58,6 +61,12 @@ impl Wanted {
             }
         }
         self.last = applied.clone();
+        for ip in &touched {
+            match self.vips.contains_key(ip) && self.taken(ip) {
+                true => self.skipped.insert(*ip),
+                false => self.skipped.remove(ip),
+            };
+        }
         touched
     }
 
@@ -68,11 +77,7 @@ impl Wanted {
 
     /// VIP addresses left without a route: a backend or the control plane uses them.
     pub(super) fn skipped(&self) -> Vec<IpAddr> {
-        self.vips
-            .keys()
-            .filter(|ip| self.taken(ip))
-            .copied()
-            .collect()
+        self.skipped.iter().copied().collect()
     }
 
     fn taken(&self, ip: &IpAddr) -> bool {
