@@ -16,7 +16,7 @@ use anyhow::Result;
 use crate::{
     adopt::{self, Problem},
     model::{DesiredState, ServiceMap},
-    plan::{Applied, Index, Op, Summary, changed_vips, plan_all, plan_change},
+    plan::{Applied, Index, Op, Summary, changed_vips, plan_all_indexed, plan_change},
 };
 
 /// What the reconciler needs from the datapath (a fake in tests).
@@ -132,16 +132,19 @@ impl<W: MapWriter> Reconciler<W> {
     pub fn stage_services(&mut self, desired: ServiceMap) -> Result<Staged> {
         let start = Instant::now();
         // Taken: a stage that fails, or is never finished, leaves a full plan next.
+        let full = self.known.is_none();
         let (p, index) = match self.known.take() {
             Some(mut k) => {
                 let changed = changed_vips(&k.desired, &desired);
                 let p = plan_change(&self.applied, &desired, &changed, &mut k.index);
                 (p, Some(k.index))
             }
-            None => (
-                plan_all(&self.applied, &desired, self.writer.capacity()),
-                None,
-            ),
+            None => {
+                let mut index = Index::new(&self.applied, self.writer.capacity());
+                let p = plan_all_indexed(&self.applied, &desired, &mut index);
+                // Else built anew from the plan's table once it ran.
+                (p, self.applied.index_follows().then_some(index))
+            }
         };
         if let Err(e) = self.writer.write(&p.now) {
             self.reread()?;
@@ -157,6 +160,7 @@ impl<W: MapWriter> Reconciler<W> {
             next: p.next,
             desired,
             index,
+            full,
         })
     }
 
@@ -172,7 +176,6 @@ impl<W: MapWriter> Reconciler<W> {
             }
         }
         self.applied = s.next;
-        let full = s.index.is_none();
         self.known = match (s.skipped.is_empty(), s.index) {
             (false, _) => None,
             (true, Some(mut index)) => {
@@ -193,7 +196,7 @@ impl<W: MapWriter> Reconciler<W> {
             took: s.staged_took + start.elapsed(),
             serving_at: s.serving_at,
             skipped: s.skipped,
-            full,
+            full: s.full,
         })
     }
 }
@@ -204,8 +207,10 @@ pub struct Staged {
     next: Applied,
     /// What it was planned from.
     desired: ServiceMap,
-    /// The index of `next` once committed; None after a full plan.
+    /// The index of `next` once committed; None: to be built from `next`.
     index: Option<Index>,
+    /// Every service was compared.
+    full: bool,
     summary: Summary,
     writes: usize,
     /// Plan and first writes.
@@ -403,5 +408,32 @@ mod tests {
         assert_eq!(r.finish(staged).await.unwrap().skipped.len(), 1);
         let (full, _) = run(&mut r, &change(&four, 0, "10.0.0.2:80")).await;
         assert!(full, "a skipped service is retried by a full plan");
+    }
+
+    /// After adopting a table with a stale service whose range overlaps a
+    /// kept one, the index is built anew from the first plan's table: the
+    /// next change writes what a full plan writes.
+    #[tokio::test]
+    async fn after_adopting_a_stale_table_a_change_writes_what_a_full_plan_writes() {
+        let first = services(3, "10.0.0.1:80");
+        let cap = crate::plan::Capacity::default();
+        let mut truth = crate::plan::plan_all(&Applied::default(), &first, cap).next;
+        let vips: Vec<Vip> = truth.services.keys().copied().collect();
+        let base = truth.services[&vips[0]].slot_base;
+        let svc = truth.services.get_mut(&vips[1]).unwrap();
+        (svc.slot_base, svc.stale) = (base + 100, true);
+        let fake = Fake {
+            truth,
+            ..Default::default()
+        };
+        let mut r = Reconciler::adopt(fake, Duration::ZERO).unwrap();
+        assert!(run(&mut r, &first).await.0);
+        for (i, b) in [(0, "10.0.0.2:80"), (2, "10.0.0.3:80"), (1, "10.0.0.4:80")] {
+            let next = change(&first, i, b);
+            let want = crate::plan::plan_all(r.applied(), &next, cap);
+            let (full, ops) = run(&mut r, &next).await;
+            assert!(!full);
+            assert_eq!(ops, [want.now, want.after_grace].concat());
+        }
     }
 }

@@ -205,13 +205,29 @@ pub enum PlanError {
 pub fn plan(applied: &Applied, desired: &DesiredState, cap: Capacity) -> Plan {
     let services = &desired.services;
     let vips = every_vip(applied, services.keys(), |v| services.contains_key(v));
-    full(applied, &vips, |v| services.get(v), services.len(), cap)
+    let mut index = Index::new(applied, cap);
+    full(
+        applied,
+        &vips,
+        |v| services.get(v),
+        services.len(),
+        &mut index,
+    )
 }
 
 /// [`plan`] of desired services held in a persistent map.
 pub fn plan_all(applied: &Applied, desired: &ServiceMap, cap: Capacity) -> Plan {
+    plan_all_indexed(applied, desired, &mut Index::new(applied, cap))
+}
+
+/// [`plan_all`], taking from `index` (`Index::new(applied)`) as
+/// [`plan_change`] does. If `applied` has no stale service and no orphan
+/// member (every table of it is disjoint from the others, every service id
+/// is a service's), [`Index::commit`] then makes it the index of `next`;
+/// otherwise build that one anew.
+pub fn plan_all_indexed(applied: &Applied, desired: &ServiceMap, index: &mut Index) -> Plan {
     let vips = every_vip(applied, desired.keys(), |v| desired.contains_key(v));
-    full(applied, &vips, |v| desired.get(v), desired.len(), cap)
+    full(applied, &vips, |v| desired.get(v), desired.len(), index)
 }
 
 fn full<'d>(
@@ -219,10 +235,9 @@ fn full<'d>(
     vips: &[Vip],
     desired: impl Fn(&Vip) -> Option<&'d ServiceSpec>,
     desired_len: usize,
-    cap: Capacity,
+    index: &mut Index,
 ) -> Plan {
-    let mut index = Index::new(applied, cap);
-    let mut run = Run::new(applied, &mut index);
+    let mut run = Run::new(applied, index);
     run.services(vips, desired, desired_len);
     run.all_backends()
 }
@@ -245,6 +260,14 @@ pub fn plan_change(
     let mut run = Run::new(applied, index);
     run.services(changed, |v| desired.get(v), desired.len());
     run.touched_backends()
+}
+
+impl Applied {
+    /// True if an index of it, committed after a full plan, is the index of
+    /// that plan's `next` (see [`plan_all_indexed`]).
+    pub fn index_follows(&self) -> bool {
+        self.orphan_members.is_empty() && self.services.values().all(|s| !s.stale)
+    }
 }
 
 /// Every VIP of `desired` or `applied`, in order.

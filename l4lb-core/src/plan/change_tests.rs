@@ -135,7 +135,16 @@ fn check_sequence(seed: u64, cap: Capacity, steps: usize) -> (usize, usize) {
                 k.index.commit();
                 k.index
             }
-            None => Index::new(&full.next, cap),
+            None => {
+                // The full plan from a map: the index it leaves, committed.
+                let mut index = Index::new(&applied, cap);
+                let p = plan_all_indexed(&applied, &map, &mut index);
+                assert_eq!(p.now, full.now, "seed {seed} step {step}");
+                assert_eq!(p.next, full.next, "seed {seed} step {step}");
+                assert!(applied.index_follows());
+                index.commit();
+                index
+            }
         };
         applied = full.next;
         assert_eq!(index, Index::new(&applied, cap), "seed {seed} step {step}");
@@ -182,4 +191,32 @@ fn a_change_of_nothing_writes_nothing() {
     assert!(p.now.is_empty() && p.after_grace.is_empty());
     assert_eq!(p.summary.unchanged, map.len());
     assert!(p.next.services.ptr_eq(&first.next.services));
+}
+
+/// Why a full plan's index is rebuilt after adoption with a stale table:
+/// freeing the range of a table that overlapped a kept one would free the
+/// kept one's slots.
+#[test]
+fn an_index_is_not_carried_past_overlapping_tables() {
+    let cap = caps()[0];
+    let (a, b) = (vip(1), vip(2));
+    let mut map = ServiceMap::new();
+    for v in [a, b] {
+        let spec = ServiceSpec {
+            backends: [(backend(&v, 1), 1)].into(),
+            ..Default::default()
+        };
+        map.insert(v, spec);
+    }
+    let mut applied = plan_all(&Applied::default(), &map, cap).next;
+    // As adoption reads a crash's leftovers: b's range overlaps a's.
+    let base = applied.services[&a].slot_base;
+    let svc = applied.services.get_mut(&b).unwrap();
+    (svc.slot_base, svc.stale) = (base + 100, true);
+    assert!(!applied.index_follows());
+    let mut index = Index::new(&applied, cap);
+    let p = plan_all_indexed(&applied, &map, &mut index);
+    index.commit();
+    assert_ne!(index, Index::new(&p.next, cap));
+    assert!(p.next.index_follows());
 }
