@@ -388,6 +388,8 @@ async fn finish(
                 writes = o.writes,
                 took_us = o.took.as_micros() as u64,
                 event_to_maps_us = latency.map(|l| l.as_micros() as u64),
+                // The zones and the grace period come between serving and this line.
+                serving_for_us = o.serving_at.elapsed().as_micros() as u64,
                 "table applied"
             );
             true

@@ -112,6 +112,9 @@ fn start_agent(sb: &mut Sandbox, m: &FakeMesos, slots: u32) -> Result<Agent> {
 
 struct SyncRun {
     wall_s: f64,
+    /// Agent spawn -> the maps serve the table (before the zones and the
+    /// grace period that `table applied` waits for).
+    serving_s: f64,
     apply_ms: f64,
     hwm_apply_mb: f64,
     hwm_idle_mb: f64,
@@ -131,11 +134,14 @@ fn sync_run(sb: &mut Sandbox, m: &FakeMesos, a: &MesosArgs, slots: u32) -> Resul
             bail!("first apply did not add {apps} services: {line}");
         }
         wait_quiet(&mut tail, Duration::from_secs(2), Duration::from_secs(30))?;
+        let wall_s = log_time(&line)
+            .map(|t| t - t0)
+            .filter(|w| *w > 0.0 && *w <= detected + 0.05)
+            .unwrap_or(detected);
+        let serving_for = num(&line, "serving_for_us").context("no serving_for_us")?;
         Ok(SyncRun {
-            wall_s: log_time(&line)
-                .map(|t| t - t0)
-                .filter(|w| *w > 0.0 && *w <= detected + 0.05)
-                .unwrap_or(detected),
+            wall_s,
+            serving_s: wall_s - serving_for as f64 / 1e6,
             apply_ms: num(&line, "took_us").unwrap_or(0) as f64 / 1000.0,
             hwm_apply_mb,
             hwm_idle_mb: status_mb(agent.pid(), "VmHWM").unwrap_or(f64::NAN),
@@ -236,9 +242,10 @@ pub fn mesos(a: MesosArgs) -> Result<()> {
         check_deadline(deadline)?;
         let run = sync_run(&mut sb, &m, &a, slots).with_context(|| format!("run {}", r + 1))?;
         println!(
-            "snapshot run {}/{}: {:.3} s to table applied (apply {:.1} ms), VmHWM {:.1} MB at apply, {:.1} MB idle",
+            "snapshot run {}/{}: {:.3} s to the maps serving, {:.3} s to table applied (apply {:.1} ms), VmHWM {:.1} MB at apply, {:.1} MB idle",
             r + 1,
             a.runs,
+            run.serving_s,
             run.wall_s,
             run.apply_ms,
             run.hwm_apply_mb,
@@ -265,11 +272,15 @@ fn summarize(
     slots: u32,
 ) -> String {
     let col = |f: &dyn Fn(&SyncRun) -> f64| runs.iter().map(f).collect::<Vec<f64>>();
-    let (wall, hwm) = (col(&|r| r.wall_s), col(&|r| r.hwm_idle_mb));
+    let (wall, hwm) = (col(&|r| r.serving_s), col(&|r| r.hwm_idle_mb));
     let rows = vec![
         vec![
-            "agent spawn -> first `table applied`, s".into(),
+            "agent spawn -> the maps serve the table, s".into(),
             med_range_if_many(&wall, 3),
+        ],
+        vec![
+            "agent spawn -> first `table applied` (zones built, grace waited), s".into(),
+            med_range_if_many(&col(&|r| r.wall_s), 3),
         ],
         vec![
             "  plan + map writes of that apply, ms".into(),
@@ -315,8 +326,10 @@ fn summarize(
          host-scope DiscoveryInfo port labelled `VIP_0 = /app-i:80`, healthy; 250 agents 127.1.0.x, never \
          connected to; the record is {snapshot_mb:.1} MB) in the sandbox netns; a fresh release agent per \
          run with `--mesos URL --max-slots {slots} --dns-listen {DNS_LISTEN}`. Wall time is agent spawn -> \
-         the first `table applied` log line: process start, BPF load and attach, the subscription, the \
-         RecordIO decode, the catalog, VIP naming, planning and the map writes.\n\n{}\n\
+         the maps serving the snapshot's table (the first `table applied` log line's time less its \
+         `serving_for_us`): process start, BPF load and attach, the subscription, the RecordIO decode, \
+         the catalog, VIP naming, planning and the map writes; that line comes once the first zones \
+         are built and the grace period has passed.\n\n{}\n\
          Snapshot {w:.2} s (goal <= {SYNC_GOAL_S:.0} s): {}; peak RSS {h:.0} MB (goal <= {RSS_GOAL_MB:.0} MB): {}. \
          What holds it at 10,000 tasks (heap by stage, measured once with the system allocator): \
          the DNS zones ~22 MB (92,009 records kept as values under their 36,017 names: an address, or a \
