@@ -4,7 +4,7 @@
 //! Builds a SUBSCRIBED snapshot of 10,000 running tasks (2,000 apps x 5 on
 //! 250 agents, one named VIP per app, host-scope ports), follows it through
 //! `MesosState` + `TaskParts` and times:
-//! - the first catalog (every part merged);
+//! - the first catalog (every part merged) and the first plan;
 //! - per event (a task killed, the same task added again, its health
 //!   flipped), applying the message, `TaskParts::follow` + `catalog`, the
 //!   catalog's copy of every service (`Built::fill`, made by the agent once
@@ -134,8 +134,11 @@ fn main() {
         slots: 1 << 24,
         ..Default::default()
     };
-    let mut applied = plan::plan_all(&plan::Applied::default(), &last, cap).next;
-    let mut index = plan::Index::new(&applied, cap);
+    let t = Instant::now();
+    let mut index = plan::Index::new(&plan::Applied::default(), cap);
+    let mut applied = plan::plan_all_indexed(&plan::Applied::default(), &last, &mut index).next;
+    index.commit();
+    println!("first plan: {:?}", t.elapsed());
 
     let (mut apply, mut merge) = (Times(vec![]), Times(vec![]));
     let (mut fill, mut planned) = (Times(vec![]), Times(vec![]));
