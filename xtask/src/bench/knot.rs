@@ -3,7 +3,7 @@
 //! netns (never the host's), on its own loopback port.
 use std::{fs, path::Path, thread, time::Duration};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use l4lb_tests::Sandbox;
 
 use crate::util;
@@ -34,7 +34,7 @@ impl Knot {
         let pid = sb.spawn(cmd)?;
         let knot = Knot { pid };
         for _ in 0..100 {
-            if !dig(sb, KNOT_LISTEN, probe, "A")?.is_empty() {
+            if dig(sb, KNOT_LISTEN, probe, "A").is_ok_and(|a| !a.is_empty()) {
                 return Ok(knot);
             }
             thread::sleep(Duration::from_millis(100));
@@ -67,15 +67,7 @@ fn config(dir: &Path, origin: &str) -> String {
 /// zone transfer, as zone-file text (the closing SOA dropped: a transfer
 /// repeats it).
 pub fn zone_file(sb: &Sandbox, listen: &str, origin: &str) -> Result<String> {
-    let (ip, port) = listen.split_once(':').expect("ip:port");
-    let out = util::output_timeout(
-        sb.in_netns("dig")
-            .args([&format!("@{ip}"), "-p", port, "+noall", "+answer"])
-            .args(["+tries=1", "+time=5", origin, "AXFR"]),
-        Duration::from_secs(20),
-    )
-    .context("dig AXFR")?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let text = dig_at(sb, listen, &["+noall", "+answer", origin, "AXFR"])?;
     let mut lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let soas = lines.iter().filter(|l| is_soa(l)).count();
     if soas != 2 || !lines.last().is_some_and(|l| is_soa(l)) {
@@ -91,14 +83,19 @@ fn is_soa(line: &str) -> bool {
 
 /// `dig +short` at `listen`.
 pub fn dig(sb: &Sandbox, listen: &str, name: &str, rtype: &str) -> Result<String> {
+    Ok(dig_at(sb, listen, &["+short", name, rtype])?
+        .trim()
+        .to_string())
+}
+
+/// The tests' one `dig` (a try of at most 2 s) at an `ip:port`.
+fn dig_at(sb: &Sandbox, listen: &str, args: &[&str]) -> Result<String> {
     let (ip, port) = listen.split_once(':').expect("ip:port");
-    let out = util::output_timeout(
-        sb.in_netns("dig")
-            .args([&format!("@{ip}"), "-p", port, "+short"])
-            .args(["+tries=1", "+time=1", name, rtype]),
-        Duration::from_secs(5),
-    )?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let (text, replied) = sb.dig_at(ip, port.parse()?, args);
+    if !replied {
+        bail!("dig {args:?} at {listen}: no reply\n{text}");
+    }
+    Ok(text)
 }
 
 #[cfg(test)]
