@@ -160,12 +160,4 @@ impl<'a> Records<'a> {
         data.chain(apex)
             .map(move |(rdata, ttl)| Record::from_rdata(name.clone(), ttl, rdata))
     }
-
-    /// The address values, for places that want addresses, not records.
-    pub fn addrs(&self) -> impl Iterator<Item = IpAddr> + use<'a> {
-        self.data.iter().filter_map(|(v, _)| match v {
-            Value::Addr(ip) => Some(*ip),
-            Value::Srv(..) => None,
-        })
-    }
 }
