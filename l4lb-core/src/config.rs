@@ -41,7 +41,7 @@ pub use crate::declare::FRAMEWORK;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// Not YAML/JSON, or not the file's shape (unknown field, wrong type);
-    /// the message carries serde_yaml's path (`vips[0]: unknown field …`).
+    /// the message carries the entry's path (`vips[0]: unknown field …`).
     #[error("{0}")]
     Parse(String),
     /// A bad value in entry `index`; `entry` reads `vips[1] (vip 11.0.0.1:6379)`.
@@ -233,24 +233,17 @@ impl StaticConfig {
     }
 }
 
+const EMPTY: &str = "empty config: expected a mapping with a `vips` list (`vips: []` for none)";
+
 /// Parses and validates a VIP file's text (YAML or JSON).
 ///
 /// `vips` is required, so an empty or truncated file (an editor mid-save) is
 /// an error and the agent keeps its last good state; `vips: []` means no VIPs.
 pub fn parse_config(text: &str) -> Result<StaticConfig, ConfigError> {
     if text.trim().is_empty() {
-        return Err(ConfigError::Parse(
-            "empty config: expected a mapping with a `vips` list (`vips: []` for none)".into(),
-        ));
+        return Err(ConfigError::Parse(EMPTY.into()));
     }
-    let raw: RawFile = serde_yaml::from_str(text).map_err(|e| {
-        let mut msg = e.to_string();
-        if msg.contains("invalid type: sequence, expected a string") {
-            // `vip: [::1]:80` unquoted is a YAML list.
-            msg.push_str(" (quote addresses that start with '[', e.g. \"[::1]:80\")");
-        }
-        ConfigError::Parse(msg)
-    })?;
+    let raw = deserialize_yaml(text)?;
     let entries = raw
         .vips
         .into_iter()
@@ -259,6 +252,37 @@ pub fn parse_config(text: &str) -> Result<StaticConfig, ConfigError> {
         .collect::<Result<Vec<_>, _>>()?;
     check_duplicates(&entries)?;
     Ok(StaticConfig { entries })
+}
+
+/// The file's YAML (JSON is YAML) into its raw shape. serde-saphyr parses
+/// within its default budgets (events, depth, aliases), so a hostile file
+/// cannot make the agent allocate without bound; `serde_path_to_error` puts
+/// the entry's path (`vips[0].backends[1]`) in front of the parser's
+/// one-line message, which carries the line and column.
+fn deserialize_yaml(text: &str) -> Result<RawFile, ConfigError> {
+    let options = serde_saphyr::options! { with_snippet: false };
+    let mut path = String::new();
+    serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            path = e.path().to_string();
+            e.into_inner()
+        })
+    })
+    .map_err(|e| {
+        let mut msg = e.to_string();
+        if path == "." && msg.starts_with("unexpected end of input") {
+            // Only comments: as empty as an empty file.
+            return ConfigError::Parse(EMPTY.into());
+        }
+        if !path.is_empty() && path != "." {
+            msg = format!("{path}: {msg}");
+        }
+        if msg.contains("expected string") && text.contains(": [") {
+            // `vip: [::1]:80` unquoted is a YAML list.
+            msg.push_str(" (quote addresses that start with '[', e.g. \"[::1]:80\")");
+        }
+        ConfigError::Parse(msg)
+    })
 }
 
 /// [`parse_config`] with errors that start with the path.
@@ -771,7 +795,10 @@ vips:
         let msg = parse_err(
             "vips:\n  - name: /x:1\n    backends: [{addr: \"127.0.0.1:1\", weight: 1.5}]\n",
         );
-        assert_has(&msg, &["vips[0].backends[0].weight", "1.5"]);
+        assert_has(
+            &msg,
+            &["vips[0].backends[0].weight", "invalid i64", "line 3"],
+        );
     }
 
     #[test]
@@ -792,12 +819,16 @@ vips:
     #[test]
     fn err_shape() {
         assert_has(&parse_err(""), &["empty config", "vips: []"]);
-        assert_has(&parse_err("# nothing\n"), &["missing field `vips`"]);
+        assert_has(&parse_err("# nothing\n"), &["empty config", "vips: []"]);
+        assert_has(&parse_err("{}\n"), &["missing field `vips`"]);
         assert_has(
             &parse_err("vips:\n  - vip: 11.0.0.1:1\n"),
             &["vips[0]", "missing field `backends`"],
         );
-        assert_has(&parse_err("vips:\n  - 3\n"), &["vips[0]", "a VIP entry"]);
+        assert_has(
+            &parse_err("vips:\n  - 3\n"),
+            &["vips[0]", "expected mapping", "line 2"],
+        );
         assert_has(
             &parse_err("vips:\n  - vip: 11.0.0.1:1\n    backends: [80]\n"),
             &["vips[0].backends[0]", "a backend"],

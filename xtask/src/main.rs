@@ -1,6 +1,7 @@
 //! `cargo xtask <task>`: the project's developer and CI entry points.
 mod bench;
 mod demo;
+mod deny;
 mod fuzz;
 mod interrupt;
 mod plot;
@@ -48,6 +49,8 @@ enum Task {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// `cargo deny` over every dependency (deny.toml); part of `test`.
+    Deny,
     /// A short run of every fuzz target from its committed corpus and
     /// regression inputs (nightly + cargo-fuzz, installed if missing).
     Fuzz {
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         Task::Build { release } => tasks::build(release),
         Task::Test { args } => tasks::test(&args),
         Task::Demo { config } => demo::run(config),
+        Task::Deny => deny::check(),
         Task::Fuzz { seconds, target } => fuzz::run(seconds, target),
         Task::Bench { what } => {
             bench::run(what.unwrap_or_else(|| bench::Bench::All(Default::default())))

@@ -31,16 +31,78 @@ fn missing_packages() -> Vec<&'static str> {
         .collect()
 }
 
-/// The version bpf-linker reports, if it runs.
-fn bpf_linker_version() -> Option<String> {
-    let out = Command::new(BPF_LINKER).arg("--version").output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+/// A cargo-installed tool pinned to one version under [`TOOLS_ROOT`].
+struct PinnedTool {
+    krate: &'static str,
+    bin: &'static str,
+    version: &'static str,
+    /// `cargo install` arguments after the crate and version.
+    args: &'static [&'static str],
+    env: &'static [(&'static str, &'static str)],
+    /// What to pass for `--version` (cargo subcommands want their name first).
+    version_args: &'static [&'static str],
 }
 
-fn bpf_linker_ok() -> bool {
-    bpf_linker_version().is_some_and(|v| v.split_whitespace().any(|w| w == BPF_LINKER_VERSION))
+const TOOLS: [PinnedTool; 2] = [
+    PinnedTool {
+        krate: "bpf-linker",
+        bin: BPF_LINKER,
+        version: BPF_LINKER_VERSION,
+        args: &["--no-default-features", "--features", BPF_LINKER_FEATURE],
+        env: &[("LLVM_PREFIX", LLVM_PREFIX)],
+        version_args: &["--version"],
+    },
+    PinnedTool {
+        krate: "cargo-deny",
+        bin: CARGO_DENY,
+        version: CARGO_DENY_VERSION,
+        args: &[],
+        env: &[],
+        version_args: &["deny", "--version"],
+    },
+];
+
+impl PinnedTool {
+    /// The version the installed binary reports, if it runs.
+    fn reported(&self) -> Option<String> {
+        let out = Command::new(self.bin)
+            .args(self.version_args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    fn ok(&self) -> bool {
+        self.reported()
+            .is_some_and(|v| v.split_whitespace().any(|w| w == self.version))
+    }
+
+    fn missing(&self) -> String {
+        match self.reported() {
+            Some(v) => format!("{} reports `{v}`, need {}", self.bin, self.version),
+            None => format!("{} {} not installed", self.bin, self.version),
+        }
+    }
+
+    fn install(&self) -> Result<()> {
+        println!(
+            "{}: building {} into {TOOLS_ROOT} (a few minutes)",
+            self.krate, self.version
+        );
+        let mut cmd = util::cargo();
+        cmd.current_dir("/")
+            .args(["install", self.krate, "--version", self.version, "--locked"])
+            .args(self.args)
+            .args(["--force", "--root", TOOLS_ROOT])
+            .envs(self.env.iter().copied());
+        run(&mut cmd)?;
+        if !self.ok() {
+            bail!("{} installed but {}", self.krate, self.missing());
+        }
+        Ok(())
+    }
 }
 
 fn bpffs_mounted() -> bool {
@@ -78,12 +140,7 @@ pub fn check() -> Vec<String> {
             missing.push(format!("{bin} (from cargo-web/rustc-web) not found"));
         }
     }
-    if !bpf_linker_ok() {
-        missing.push(match bpf_linker_version() {
-            Some(v) => format!("{BPF_LINKER} reports `{v}`, need {BPF_LINKER_VERSION}"),
-            None => format!("{BPF_LINKER} {BPF_LINKER_VERSION} not installed"),
-        });
-    }
+    missing.extend(TOOLS.iter().filter(|t| !t.ok()).map(PinnedTool::missing));
     if !bpffs_mounted() {
         missing.push(format!("bpffs not mounted at {BPFFS}"));
     }
@@ -134,32 +191,12 @@ pub fn run_setup() -> Result<()> {
         }
     }
 
-    if bpf_linker_ok() {
-        println!("bpf-linker: {BPF_LINKER} {BPF_LINKER_VERSION} already installed");
-    } else {
-        root_needed("installing bpf-linker into /opt")?;
-        println!("bpf-linker: building {BPF_LINKER_VERSION} into {TOOLS_ROOT} (about a minute)");
-        run(util::cargo()
-            .current_dir("/")
-            .args([
-                "install",
-                "bpf-linker",
-                "--version",
-                BPF_LINKER_VERSION,
-                "--locked",
-            ])
-            .args([
-                "--no-default-features",
-                "--features",
-                BPF_LINKER_FEATURE,
-                "--force",
-            ])
-            .args(["--root", TOOLS_ROOT])
-            .env("LLVM_PREFIX", LLVM_PREFIX))?;
-        if !bpf_linker_ok() {
-            bail!(
-                "bpf-linker installed but `{BPF_LINKER} --version` does not report {BPF_LINKER_VERSION}"
-            );
+    for tool in &TOOLS {
+        if tool.ok() {
+            println!("{}: {} already installed", tool.krate, tool.version);
+        } else {
+            root_needed(&format!("installing {} into {TOOLS_ROOT}", tool.krate))?;
+            tool.install()?;
         }
     }
 

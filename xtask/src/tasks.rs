@@ -1,7 +1,7 @@
 //! `build` and `test`: thin wrappers around cargo so README and CI share one command.
 use anyhow::{Result, bail};
 
-use crate::{setup, util};
+use crate::{deny, setup, util};
 
 pub fn build(release: bool) -> Result<()> {
     let mut cmd = util::cargo();
@@ -13,7 +13,8 @@ pub fn build(release: bool) -> Result<()> {
 }
 
 /// What CI enforces before any test runs: formatting (the workspace and the
-/// eBPF crate, which is not a member) and clippy with warnings as errors.
+/// eBPF crate, which is not a member), clippy with warnings as errors, and
+/// `cargo deny` over the dependencies.
 /// The first failure ends the run with the command that fixes or shows it.
 fn lint() -> Result<()> {
     let checks: [(&[&str], &str); 3] = [
@@ -48,7 +49,7 @@ fn lint() -> Result<()> {
             bail!("`cargo {}` failed ({status}): {fix}", args.join(" "));
         }
     }
-    Ok(())
+    deny::check()
 }
 
 pub fn test(extra: &[String]) -> Result<()> {

@@ -43,6 +43,10 @@ pub const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
 pub const TOOLS_ROOT: &str = "/opt/l4lb-tools";
 pub const BPF_LINKER: &str = "/opt/l4lb-tools/bin/bpf-linker";
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
+/// `cargo deny` (dependency advisories, licenses, bans, sources), pinned so
+/// every machine checks with the same rules; run by `cargo xtask test`.
+pub const CARGO_DENY: &str = "/opt/l4lb-tools/bin/cargo-deny";
+pub const CARGO_DENY_VERSION: &str = "0.20.2";
 /// Without LLVM_PREFIX the bpf-linker build finds LLVM 14 and fails to link.
 pub const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 pub const BPF_LINKER_FEATURE: &str = "llvm-22";

@@ -715,8 +715,8 @@ fn groups(rows: &[(u64, f64, String)]) -> Vec<(u64, f64, String)> {
     const GROUPS: &[(&str, &[&str])] = &[
         ("Maglev tables (l4lb_agent::slots)", &["l4lb_agent::slots"]),
         (
-            "YAML parsing (serde_yaml, unsafe_libyaml)",
-            &["libyaml", "serde_yaml"],
+            "YAML parsing (serde-saphyr)",
+            &["serde_saphyr", "granit_parser"],
         ),
         (
             "BTreeMap search/insert (alloc::collections::btree)",
