@@ -7,6 +7,7 @@ pub mod escape;
 pub mod health;
 mod link_sys;
 pub mod links;
+mod member_stats;
 pub mod pin_root;
 pub mod pktgen;
 pub mod self_exempt;
@@ -85,6 +86,8 @@ pub struct Maps {
     /// Per-backend health and p2c counters; None under a pin root of an
     /// agent that predates them (the CLI still reads the rest).
     health: Option<health::HealthMaps>,
+    /// Per-(service, backend) counters; None under an older agent's pin root.
+    member_stats: Option<member_stats::MemberStats>,
 }
 
 /// Ids whose counters were reset or may have counted since the maps were created.
@@ -135,6 +138,15 @@ impl Maps {
         if created {
             maps.zero_stats = Some(ZeroStats::default());
         }
+        if let Some(m) = maps.member_stats.as_mut() {
+            let dropped = m.sweep(&maps.members);
+            if dropped > 0 {
+                tracing::info!(
+                    dropped,
+                    "per-(VIP, backend) counters of former members removed"
+                );
+            }
+        }
         maps.vip_addrs
             .sync(&maps.services)
             .context("syncing the VIP address map")?;
@@ -152,8 +164,12 @@ impl Maps {
             })
         })()
         .ok();
+        let member_stats = get(l4lb_common::MEMBER_STATS_MAP)
+            .and_then(member_stats::MemberStats::new)
+            .ok();
         Ok(Maps {
             health,
+            member_stats,
             backends_fd: map_fd(&backends)?,
             members_fd: map_fd(&members)?,
             batches: true,
@@ -266,7 +282,13 @@ impl Maps {
                 self.services.insert(k, v, 0)?;
                 self.vip_addrs.added(k, &self.services)
             }
-            Op::DelMember(k) => ignore_missing(self.members.remove(k)),
+            Op::DelMember(k) => {
+                ignore_missing(self.members.remove(k))?;
+                match self.member_stats.as_mut() {
+                    Some(m) => m.remove(k),
+                    None => Ok(()),
+                }
+            }
             Op::DelService(k) => {
                 ignore_missing(self.services.remove(k))?;
                 self.vip_addrs.removed(k, &self.services)
@@ -445,6 +467,12 @@ impl Maps {
         sum(self.be_stats.get(&id, 0).ok())
     }
 
+    /// What one VIP sent one backend; None when the pinned maps predate
+    /// per-pair counters.
+    pub fn member_stats(&self, service_id: u32, backend_id: u32) -> Option<Stats> {
+        Some(self.member_stats.as_ref()?.get(service_id, backend_id))
+    }
+
     /// What this node saw of a backend's handshakes (None: no health map here).
     pub fn backend_health(&self, id: u32) -> Option<l4lb_common::BackendHealth> {
         self.health.as_ref()?.health.get(&id, 0).ok()
@@ -584,6 +612,7 @@ pub fn load_with(
         for (name, path) in &paths {
             loader.map_pin_path(name, path.as_path());
         }
+        let members = cap.backends.saturating_mul(4).max(l4lb_common::MAX_MEMBERS);
         // Sizes from the flags (maps already pinned keep the size they have).
         // Counter arrays are indexed by id, so they follow their id space.
         loader
@@ -591,10 +620,8 @@ pub fn load_with(
             .map_max_entries(SERVICE_STATS_MAP, cap.services)
             .map_max_entries(BACKENDS_MAP, cap.backends)
             .map_max_entries(BACKEND_STATS_MAP, cap.backends)
-            .map_max_entries(
-                MEMBERS_MAP,
-                cap.backends.saturating_mul(4).max(l4lb_common::MAX_MEMBERS),
-            )
+            .map_max_entries(MEMBERS_MAP, members)
+            .map_max_entries(l4lb_common::MEMBER_STATS_MAP, members)
             .map_max_entries(l4lb_common::HEALTH_MAP, cap.backends)
             .map_max_entries(l4lb_common::LB_STATS_MAP, cap.services)
             .map_max_entries(SLOTS_MAP, cap.slots)

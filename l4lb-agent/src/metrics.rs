@@ -395,12 +395,6 @@ impl Collector for DatapathCollector {
         let Ok(rows) = table::vip_rows(&maps) else {
             return Ok(());
         };
-        let vip_labels = |r: &table::VipRow| {
-            vec![
-                ("vip".to_string(), r.vip.to_string()),
-                ("proto".to_string(), r.proto.to_string()),
-            ]
-        };
         let mut counter = |name: &str,
                            help: &str,
                            series: Vec<(Vec<(String, String)>, u64)>|
@@ -460,17 +454,14 @@ impl Collector for DatapathCollector {
             )?;
         }
         counter(
+            "backend_flows",
+            "New XDP flows sent to a backend, per VIP and backend",
+            per_pair(&rows, |b| b.flows),
+        )?;
+        counter(
             "backend_connections",
             "connect() and unconnected sendmsg() calls sent to a backend, per VIP and backend",
-            rows.iter()
-                .flat_map(|r| {
-                    r.backends.iter().map(move |b| {
-                        let mut l = vip_labels(r);
-                        l.push(("backend".into(), b.addr.to_string()));
-                        (l, b.connects + b.sendmsgs)
-                    })
-                })
-                .collect(),
+            per_pair(&rows, |b| b.connects + b.sendmsgs),
         )?;
         for (name, help, pick) in [
             (
@@ -551,6 +542,29 @@ impl Collector for DatapathCollector {
         encode_health_gauges(&mut encoder, &health)?;
         Ok(())
     }
+}
+
+fn vip_labels(r: &table::VipRow) -> Vec<(String, String)> {
+    vec![
+        ("vip".to_string(), r.vip.to_string()),
+        ("proto".to_string(), r.proto.to_string()),
+    ]
+}
+
+/// One value per (VIP, backend), labelled with both.
+fn per_pair(
+    rows: &[table::VipRow],
+    value: fn(&table::BackendRow) -> u64,
+) -> Vec<(Vec<(String, String)>, u64)> {
+    rows.iter()
+        .flat_map(|r| {
+            r.backends.iter().map(move |b| {
+                let mut l = vip_labels(r);
+                l.push(("backend".into(), b.addr.to_string()));
+                (l, value(b))
+            })
+        })
+        .collect()
 }
 
 /// Each backend once (it may serve several VIPs) with its health, by address.

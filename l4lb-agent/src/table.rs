@@ -41,11 +41,17 @@ pub struct BackendRow {
     pub addr: SocketAddr,
     pub backend_id: u32,
     pub weight: u32,
+    /// What this VIP sent this backend: connect() calls, unconnected
+    /// sendmsg() calls and XDP flows (a backend shared by several VIPs has
+    /// each VIP's own counts here).
     pub connects: u64,
     pub sendmsgs: u64,
-    pub packets: u64,
-    pub bytes: u64,
     pub flows: u64,
+    /// XDP packets and bytes the backend received through every VIP it
+    /// belongs to (counted per backend: per packet, a per-pair count would
+    /// cost the established-flow path a hash lookup).
+    pub backend_packets: u64,
+    pub backend_bytes: u64,
     /// What this node saw of the backend's TCP handshakes (None: the pinned
     /// maps predate health tracking).
     pub health: Option<HealthView>,
@@ -63,16 +69,18 @@ pub fn vip_rows(maps: &Maps) -> Result<Vec<VipRow>> {
             .iter()
             .filter_map(|(id, weight)| {
                 let addr = *applied.backends.get(id)?;
-                let s = maps.backend_stats(*id);
+                let total = maps.backend_stats(*id);
+                // Pins of an agent before per-pair counters: the backend's totals.
+                let pair = maps.member_stats(svc.id, *id).unwrap_or(total);
                 Some(BackendRow {
                     addr,
                     backend_id: *id,
                     weight: *weight,
-                    connects: s.connects,
-                    sendmsgs: s.sendmsgs,
-                    packets: s.packets,
-                    bytes: s.bytes,
-                    flows: s.flows,
+                    connects: pair.connects,
+                    sendmsgs: pair.sendmsgs,
+                    flows: pair.flows,
+                    backend_packets: total.packets,
+                    backend_bytes: total.bytes,
                     health: maps.backend_health(*id).map(|h| HealthView::new(&h, now)),
                 })
             })
@@ -106,29 +114,33 @@ pub fn print_vips(rows: &[VipRow]) {
         return;
     }
     println!(
-        "{:<42} {:<5} {:>6} {:>9} {:>10} {:>10}  BACKEND STATE (this node), HANDSHAKE EWMA, LIVE, FAILED HANDSHAKES",
-        "VIP", "PROTO", "ID", "REVISION", "CONNECTS", "PACKETS"
+        "{:<42} {:<5} {:>6} {:>9} {:>10} {:>8} {:>10}  BACKEND STATE (this node), HANDSHAKE EWMA, LIVE, FAILED HANDSHAKES",
+        "VIP", "PROTO", "ID", "REVISION", "CONNECTS", "FLOWS", "PACKETS"
     );
     for r in rows {
         println!(
-            "{:<42} {:<5} {:>6} {:>9} {:>10} {:>10}",
+            "{:<42} {:<5} {:>6} {:>9} {:>10} {:>8} {:>10}",
             r.vip.to_string(),
             r.proto.to_string(),
             r.service_id,
             r.revision,
             r.connects + r.sendmsgs,
+            r.flows,
             r.packets
         );
         if r.backends.is_empty() {
             println!("  (no backends: connections are refused)");
         }
         for b in &r.backends {
+            // This VIP's connects and flows to the backend; packets are
+            // counted per backend only (`--json`: backend_packets).
             println!(
-                "  -> {:<37} weight {:>3} {:>10} {:>10}{}",
+                "  -> {:<37} weight {:>3} {:>10} {:>8} {:>10}{}",
                 b.addr.to_string(),
                 b.weight,
                 b.connects + b.sendmsgs,
-                b.packets,
+                b.flows,
+                "",
                 b.health.as_ref().map(health_columns).unwrap_or_default()
             );
         }
@@ -173,10 +185,11 @@ pub fn backend_rows(vips: &[VipRow]) -> Vec<BackendView> {
             let view = by_id.entry(b.backend_id).or_insert_with(|| BackendView {
                 addr: b.addr,
                 backend_id: b.backend_id,
-                // Per-backend counters are kept per backend, across VIPs.
-                connects: b.connects + b.sendmsgs,
+                connects: 0,
                 vips: Vec::new(),
             });
+            // Each VIP's own connects to it, added up.
+            view.connects += b.connects + b.sendmsgs;
             view.vips.push(BackendVip {
                 vip: r.vip,
                 proto: r.proto,

@@ -66,11 +66,17 @@ pub const SOCKS_MAP: &str = "L4LB_SOCKS";
 pub const LB_CONFIG_MAP: &str = "L4LB_LB_CONFIG";
 /// Per-CPU [`crate::LbStats`] indexed by service id.
 pub const LB_STATS_MAP: &str = "L4LB_LB_STATS";
+/// Per-CPU [`crate::Stats`] per (service, backend) ([`crate::MemberKey`]):
+/// connects, sendmsgs and XDP flows as one VIP sent them to one backend (a
+/// backend shared by two VIPs counts each VIP's separately). Entries are made
+/// by the programs on the pair's first event and removed by the agent with
+/// the member, so the map costs nothing for pairs that never carried traffic.
+pub const MEMBER_STATS_MAP: &str = "L4LB_MEMBER_STATS";
 /// The `sock_ops` program (`l4lb-ebpf/src/sock_ops.rs`).
 pub const SOCK_OPS_PROGRAM: &str = "l4lb_sockops";
 
 /// Every map the agent pins, in the order `teardown` and the CLI walk them.
-pub const ALL_MAPS: [&str; 16] = [
+pub const ALL_MAPS: [&str; 17] = [
     SERVICES_MAP,
     SLOTS_MAP,
     BACKENDS_MAP,
@@ -87,6 +93,7 @@ pub const ALL_MAPS: [&str; 16] = [
     SOCKS_MAP,
     LB_CONFIG_MAP,
     LB_STATS_MAP,
+    MEMBER_STATS_MAP,
 ];
 
 /// The XDP ingress program (function name in `l4lb-ebpf/src/xdp.rs`); pinned

@@ -1,7 +1,10 @@
 //! Service lookup and backend choice, shared by every hook.
-use l4lb_common::{Addr6, Backend, HealthState, ServiceKey, ServiceValue, Stats};
+use aya_ebpf::bindings::BPF_NOEXIST;
+use l4lb_common::{Addr6, Backend, HealthState, MemberKey, ServiceKey, ServiceValue, Stats};
 
-use crate::maps::{L4LB_BACKENDS, L4LB_BE_STATS, L4LB_SERVICES, L4LB_SLOTS, L4LB_SVC_STATS};
+use crate::maps::{
+    L4LB_BACKENDS, L4LB_BE_STATS, L4LB_MEMBER_STATS, L4LB_SERVICES, L4LB_SLOTS, L4LB_SVC_STATS,
+};
 
 pub mod p2c;
 
@@ -122,6 +125,60 @@ pub fn count_service(service_id: u32, f: impl FnOnce(&mut Stats)) {
 pub fn count_backend(backend_id: u32, f: impl FnOnce(&mut Stats)) {
     bump(L4LB_BE_STATS.get_ptr_mut(backend_id), f);
 }
+
+/// What [`count_member`] counts.
+#[derive(Clone, Copy)]
+pub enum MemberEvent {
+    Connect,
+    Sendmsg,
+    Flow,
+}
+
+#[inline(always)]
+fn add_event(s: &mut Stats, event: MemberEvent) {
+    match event {
+        MemberEvent::Connect => s.connects += 1,
+        MemberEvent::Sendmsg => s.sendmsgs += 1,
+        MemberEvent::Flow => s.flows += 1,
+    }
+}
+
+/// Counts a connection event of one (service, backend) pair. The pair's
+/// entry is made on its first event (a per-CPU hash without preallocation:
+/// only pairs that carried traffic take memory); when two CPUs make it at
+/// once, both add to the one that was made. Out of line: inlined, its
+/// calls pushed the hooks' return value onto the stack, where the verifier
+/// no longer sees that it is 0 or 1.
+#[inline(never)]
+pub fn count_member(service_id: u32, backend_id: u32, event: MemberEvent) {
+    let key = MemberKey {
+        service_id,
+        backend_id,
+    };
+    if let Some(s) = L4LB_MEMBER_STATS.get_ptr_mut(key) {
+        // SAFETY: this CPU's value, only this CPU writes it while we run.
+        add_event(unsafe { &mut *s }, event);
+        return;
+    }
+    // Made from a zero value in read-only data, not on the stack: XDP's
+    // frame plus this one must stay within the 512-byte stack.
+    let _ = L4LB_MEMBER_STATS.insert(key, &ZERO_STATS, BPF_NOEXIST as u64);
+    if let Some(s) = L4LB_MEMBER_STATS.get_ptr_mut(key) {
+        // SAFETY: as above.
+        add_event(unsafe { &mut *s }, event);
+    }
+}
+
+static ZERO_STATS: Stats = Stats {
+    connects: 0,
+    sendmsgs: 0,
+    no_backend: 0,
+    revnat: 0,
+    packets: 0,
+    bytes: 0,
+    flows: 0,
+    reply_packets: 0,
+};
 
 /// A well-mixed 32-bit value from a socket cookie: the same socket keeps
 /// choosing the same slot while the backend set is unchanged.

@@ -2,7 +2,7 @@
 //! may resize them at load time (aya `EbpfLoader::set_max_entries`).
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
-    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap},
     macros::btf_map,
 };
 use l4lb_common::{
@@ -96,3 +96,12 @@ pub static L4LB_LB_CONFIG: Array<LbConfig, 1> = Array::new();
 /// How p2c decided, per service id (fallbacks, avoided first picks, probes).
 #[btf_map]
 pub static L4LB_LB_STATS: PerCpuArray<LbStats, { MAX_SERVICES as usize }> = PerCpuArray::new();
+
+/// Counters per (service, backend); see `l4lb_common::MEMBER_STATS_MAP`.
+#[btf_map]
+pub static L4LB_MEMBER_STATS: PerCpuHashMap<
+    MemberKey,
+    Stats,
+    { MAX_MEMBERS as usize },
+    NO_PREALLOC,
+> = PerCpuHashMap::new();

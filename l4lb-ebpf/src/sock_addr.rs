@@ -28,8 +28,8 @@ use l4lb_common::{
 
 use crate::{
     lb::{
-        Verdict, backend_verdict, choose, count_backend, count_service, lookup_service, mix_cookie,
-        p2c,
+        MemberEvent, Verdict, backend_verdict, choose, count_backend, count_member, count_service,
+        lookup_service, mix_cookie, p2c,
     },
     maps::{L4LB_REVNAT, L4LB_SELF, L4LB_SOCKS},
 };
@@ -248,10 +248,12 @@ fn forward(ctx: &SockAddrContext, family: Family, call: Call) -> i32 {
                 Call::Connect => {
                     count_service(service_id, |s| s.connects += 1);
                     count_backend(backend_id, |s| s.connects += 1);
+                    count_member(service_id, backend_id, MemberEvent::Connect);
                 }
                 Call::Sendmsg => {
                     count_service(service_id, |s| s.sendmsgs += 1);
                     count_backend(backend_id, |s| s.sendmsgs += 1);
+                    count_member(service_id, backend_id, MemberEvent::Sendmsg);
                 }
             }
             ALLOW

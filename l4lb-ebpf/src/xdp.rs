@@ -49,7 +49,9 @@ use network_types::{
 
 use crate::{
     csum::{csum_update, udp_nonzero},
-    lb::{Verdict, choose_up, count_backend, count_service, lookup_service},
+    lb::{
+        MemberEvent, Verdict, choose_up, count_backend, count_member, count_service, lookup_service,
+    },
     maps::{
         L4LB_BACKENDS, L4LB_CONNTRACK, L4LB_MEMBERS, L4LB_VIP_ADDRS, L4LB_VIP_GUARD,
         L4LB_XDP_CONFIG, L4LB_XDP_REVNAT,
@@ -332,6 +334,7 @@ fn select(ctx: &XdpContext, key: &FlowKey, svc: &ServiceValue) -> Option<(u32, B
                 let _ = L4LB_XDP_REVNAT.insert(reply, vip, 0);
                 count_service(service_id, |s| s.flows += 1);
                 count_backend(backend_id, |s| s.flows += 1);
+                count_member(service_id, backend_id, MemberEvent::Flow);
             }
             Some((backend_id, backend))
         }

@@ -90,6 +90,34 @@ fn backends_and_stats_commands_read_the_pinned_maps() {
         .find(|b| b["addr"] == "127.0.0.3:7000")
         .unwrap();
     assert_eq!(idle["vips"][0]["weight"], 0, "{backends}");
+    // Per (VIP, backend): the shared backend's 4 connects belong to the VIP
+    // they went through, not to both.
+    let vips = run("vips");
+    let pair = |vip: &str| {
+        let row = vips
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["vip"] == vip)
+            .unwrap();
+        let b = row["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["addr"] == "127.0.0.2:7000")
+            .unwrap()
+            .clone();
+        (b["connects"].as_u64(), b["flows"].as_u64())
+    };
+    assert_eq!(pair("11.0.0.1:7000"), (Some(0), Some(0)), "{vips}");
+    assert_eq!(pair("11.0.0.2:7000"), (Some(4), Some(0)), "{vips}");
+    let (_, m) = get(&sb, "/metrics");
+    for line in [
+        r#"l4lb_backend_connections_total{vip="11.0.0.1:7000",proto="tcp",backend="127.0.0.2:7000"} 0"#,
+        r#"l4lb_backend_connections_total{vip="11.0.0.2:7000",proto="tcp",backend="127.0.0.2:7000"} 4"#,
+    ] {
+        assert!(m.lines().any(|l| l == line), "missing {line:?} in:\n{m}");
+    }
     let stats = run("stats");
     assert_eq!(
         (

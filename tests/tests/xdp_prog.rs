@@ -712,6 +712,17 @@ fn per_vip_and_per_backend_packet_counters() {
         (11, 11 * f.len() as u64, 2),
         "{b:?}"
     );
+    // The (VIP, backend) pair counts its flows (packets stay per backend).
+    let pair = lb
+        .maps
+        .member_stats(lb.service_id(vip, Proto::Tcp), lb.backend_id(a))
+        .unwrap();
+    assert_eq!((pair.flows, pair.packets), (2, 0), "{pair:?}");
+    // The pair's entry leaves with the member: none was there before the
+    // flows, and the pair reads zero again once the backend is removed.
+    let (svc, be) = (lb.service_id(vip, Proto::Tcp), lb.backend_id(a));
+    lb.set(&[(vip, Proto::Tcp, &[("198.18.2.3:8080", 1)])]);
+    assert_eq!(lb.maps.member_stats(svc, be).unwrap().flows, 0);
 }
 
 // ---- reply path (tc) ----
