@@ -244,6 +244,53 @@ mod tests {
     use super::{Cli, Command, RunArgs};
     use crate::datapath::xdp::Forward;
 
+    /// The agent's argv in the shipped systemd unit (`ExecStart=`, with its
+    /// continuation lines) and DaemonSet (the one-line `args: [...]`).
+    fn deploy_argvs() -> Vec<(&'static str, Vec<String>)> {
+        let unit = include_str!("../../deploy/l4lb-agent.service");
+        let start = unit.find("\nExecStart=").expect("ExecStart") + 1;
+        let mut exec = String::new();
+        for line in unit[start..].lines() {
+            exec.push_str(line.trim_end_matches('\\'));
+            exec.push(' ');
+            if !line.ends_with('\\') {
+                break;
+            }
+        }
+        let mut systemd: Vec<String> = exec.split_whitespace().map(str::to_owned).collect();
+        systemd[0] = "l4lb-agent".into(); // ExecStart=/usr/local/bin/l4lb-agent
+        let ds = include_str!("../../deploy/daemonset.yaml");
+        let line = ds
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("args: "))
+            .expect("args");
+        let args: Vec<String> = serde_json::from_str(line).expect("args: a JSON-style list");
+        let daemonset = std::iter::once("l4lb-agent".to_owned())
+            .chain(
+                args.into_iter()
+                    .map(|a| a.replace("$(NODE_IP)", "198.51.100.4")),
+            )
+            .collect();
+        vec![("systemd unit", systemd), ("DaemonSet", daemonset)]
+    }
+
+    #[test]
+    fn shipped_deploy_files_pass_flags_the_agent_takes() {
+        for (what, argv) in deploy_argvs() {
+            let cli =
+                Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{what}: {argv:?}: {e}"));
+            let Command::Run(args) = cli.command else {
+                panic!("{what}: not `run`: {argv:?}");
+            };
+            assert!(
+                !args.mesos.mesos.is_empty(),
+                "{what}: no control-plane source"
+            );
+            assert!(!args.dns.dns_listen.is_empty(), "{what}: no DNS listener");
+            assert!(!args.no_metrics, "{what}: no /healthz, /readyz");
+        }
+    }
+
     fn run_args(extra: &[&str]) -> Result<RunArgs, clap::Error> {
         let argv = [&["l4lb-agent", "run", "--demo"][..], extra].concat();
         match Cli::try_parse_from(argv)?.command {

@@ -136,3 +136,64 @@ fn backends_and_stats_commands_read_the_pinned_maps() {
         .unwrap();
     assert_eq!(services["entries"], 2, "{stats}");
 }
+
+/// Every metric the shipped Grafana dashboard queries is one the agent
+/// serves (under its exporter name: counters end in `_total`, histograms in
+/// `_bucket`), so a renamed metric breaks this test, not a dashboard.
+#[test]
+fn grafana_dashboard_queries_only_served_metrics() {
+    require_root();
+    let mut sb = Sandbox::new("grafana").unwrap();
+    sb.spawn_testsrv("a", &["127.0.0.2:7000"], &[]).unwrap();
+    let agent = Agent::start_with_args(
+        &mut sb,
+        "vips:\n  - vip: 11.0.0.1:7000\n    backends: [127.0.0.2:7000]\n",
+        &["--dns-listen", "127.0.0.1:5353"],
+    )
+    .unwrap();
+    agent.wait_vips(1, Duration::from_secs(20)).unwrap();
+    let v = sb
+        .probe(&["tcp", "--to", "11.0.0.1:7000", "-n", "2"])
+        .unwrap();
+    assert_eq!(v["errors"], 0, "{v}");
+    // Any answer counts a query (this one is NXDOMAIN: no such app).
+    sb.dig_status("web.marathon.l4lb.thisdcos.directory", "A");
+    let (code, m) = get(&sb, "/metrics");
+    assert_eq!(code, "200", "{m}");
+    let families: std::collections::BTreeSet<&str> = m
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let dashboard = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana/l4lb.json"),
+    )
+    .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+    let mut queried = std::collections::BTreeSet::new();
+    for panel in json["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap();
+            queried.extend(metric_names(expr));
+        }
+    }
+    assert!(queried.len() >= 10, "{queried:?}");
+    for name in &queried {
+        let family = ["_total", "_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(name);
+        assert!(
+            families.contains(family),
+            "the dashboard queries {name}, which /metrics does not serve (families: {families:?})"
+        );
+    }
+}
+
+/// `l4lb_…` identifiers in a PromQL expression.
+fn metric_names(expr: &str) -> Vec<String> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("l4lb_"))
+        .map(str::to_owned)
+        .collect()
+}
