@@ -1,5 +1,6 @@
 //! `cargo xtask <task>`: the project's developer and CI entry points.
 mod bench;
+mod build_and_load;
 mod demo;
 mod deny;
 mod fuzz;
@@ -49,6 +50,9 @@ enum Task {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Build, then load and attach the datapath with `l4lb-agent run` on a
+    /// given cgroup (or `--sandbox`), print what is attached, keep it running.
+    BuildAndLoad(build_and_load::LoadArgs),
     /// `cargo deny` over every dependency (deny.toml); part of `test`.
     Deny,
     /// A short run of every fuzz target from its committed corpus and
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
         Task::Test { args } => tasks::test(&args),
         Task::Demo { config } => demo::run(config),
         Task::Deny => deny::check(),
+        Task::BuildAndLoad(args) => build_and_load::run(args).map(|_| ()),
         Task::Fuzz { seconds, target } => fuzz::run(seconds, target),
         Task::Bench { what } => {
             bench::run(what.unwrap_or_else(|| bench::Bench::All(Default::default())))
