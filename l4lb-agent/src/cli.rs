@@ -52,6 +52,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Follow the programs' decisions live: one line per connect, sendmsg or
+    /// XDP flow with the backend chosen and why (sampled, filterable).
+    Monitor(crate::monitor::MonitorArgs),
     /// Run the loaded (pinned) XDP program on a crafted packet and print the
     /// backend it picks (BPF_PROG_TEST_RUN; writes no map, bumps no counter).
     Explain(ExplainArgs),

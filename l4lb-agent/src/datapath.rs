@@ -8,6 +8,7 @@ pub mod health;
 mod link_sys;
 pub mod links;
 mod member_stats;
+pub mod monitor;
 pub mod pin_root;
 pub mod pktgen;
 pub mod self_exempt;

@@ -17,6 +17,7 @@ pub mod lb_explain;
 pub mod marathon;
 pub mod mesos;
 pub mod metrics;
+pub mod monitor;
 pub mod node;
 pub mod reconcile;
 pub mod run;

@@ -146,6 +146,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 let _ = std::io::Write::flush(&mut std::io::stdout());
             })
         }
+        Command::Monitor(a) => l4lb_agent::monitor::run(a),
         Command::Explain(a) => {
             let tuple = l4lb_agent::packet::Tuple {
                 proto: a.proto,

@@ -76,7 +76,7 @@ pub const MEMBER_STATS_MAP: &str = "L4LB_MEMBER_STATS";
 pub const SOCK_OPS_PROGRAM: &str = "l4lb_sockops";
 
 /// Every map the agent pins, in the order `teardown` and the CLI walk them.
-pub const ALL_MAPS: [&str; 17] = [
+pub const ALL_MAPS: [&str; 19] = [
     SERVICES_MAP,
     SLOTS_MAP,
     BACKENDS_MAP,
@@ -94,6 +94,8 @@ pub const ALL_MAPS: [&str; 17] = [
     LB_CONFIG_MAP,
     LB_STATS_MAP,
     MEMBER_STATS_MAP,
+    crate::MONITOR_MAP,
+    crate::MONITOR_CONFIG_MAP,
 ];
 
 /// The XDP ingress program (function name in `l4lb-ebpf/src/xdp.rs`); pinned

@@ -16,6 +16,7 @@ mod csum;
 mod health;
 mod lb;
 mod maps;
+mod monitor;
 mod net;
 mod sock_addr;
 mod sock_ops;

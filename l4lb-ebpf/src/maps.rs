@@ -2,14 +2,14 @@
 //! may resize them at load time (aya `EbpfLoader::set_max_entries`).
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
-    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap},
+    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     macros::btf_map,
 };
 use l4lb_common::{
     Addr6, AgentId, Backend, BackendHealth, FlowKey, FlowValue, GUARD_REASONS, LbConfig, LbStats,
     MAX_BACKENDS, MAX_FLOWS, MAX_MEMBERS, MAX_REVNAT, MAX_SERVICES as VIP_ADDRS, MAX_SERVICES,
-    MAX_SLOTS, MAX_SOCKS, MemberKey, MemberValue, RevNatKey, RevNatValue, ServiceKey, ServiceValue,
-    SockMark, Stats,
+    MAX_SLOTS, MAX_SOCKS, MONITOR_RING_BYTES, MemberKey, MemberValue, MonitorConfig, MonitorEvent,
+    RevNatKey, RevNatValue, ServiceKey, ServiceValue, SockMark, Stats,
 };
 
 const NO_PREALLOC: usize = BPF_F_NO_PREALLOC as usize;
@@ -105,3 +105,11 @@ pub static L4LB_MEMBER_STATS: PerCpuHashMap<
     { MAX_MEMBERS as usize },
     NO_PREALLOC,
 > = PerCpuHashMap::new();
+
+/// Decision events for `l4lb-agent monitor`; see `l4lb_common::monitor`.
+#[btf_map]
+pub static L4LB_MONITOR: RingBuf<MonitorEvent, { MONITOR_RING_BYTES as usize }> = RingBuf::new();
+
+/// The monitor's lease and filters (index 0).
+#[btf_map]
+pub static L4LB_MONITOR_CONFIG: Array<MonitorConfig, 1> = Array::new();

@@ -16,14 +16,18 @@ use core::ptr::{addr_of_mut, write_volatile};
 use aya_ebpf::{
     EbpfContext,
     bindings::{bpf_pidns_info, bpf_sock_addr},
-    helpers::{bpf_get_ns_current_pid_tgid, bpf_get_prandom_u32, bpf_get_socket_cookie},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_ns_current_pid_tgid, bpf_get_prandom_u32,
+        bpf_get_socket_cookie,
+    },
     macros::cgroup_sock_addr,
     programs::SockAddrContext,
 };
 use aya_log_ebpf::debug;
 use l4lb_common::{
-    Addr6, IPPROTO_TCP, IPPROTO_UDP, LB_POLICY_P2C, MARK_PROBE, RevNatKey, RevNatValue, SockMark,
-    v4_mapped,
+    Addr6, FlowKey, HOOK_CONNECT, HOOK_SENDMSG, IPPROTO_TCP, IPPROTO_UDP, LB_POLICY_P2C,
+    LB_POLICY_RANDOM, MARK_PROBE, REASON_NEW, REASON_NO_BACKEND, REASON_PROBE, REASON_REFUSED,
+    REASON_SOCKET, RevNatKey, RevNatValue, SockMark, v4_mapped,
 };
 
 use crate::{
@@ -32,6 +36,7 @@ use crate::{
         lookup_service, mix_cookie, p2c,
     },
     maps::{L4LB_REVNAT, L4LB_SELF, L4LB_SOCKS},
+    monitor,
 };
 
 const ALLOW: i32 = 1;
@@ -207,9 +212,22 @@ fn forward(ctx: &SockAddrContext, family: Family, call: Call) -> i32 {
         };
         (choose(&svc, pick), false)
     };
+    let policy = if tcp_connect {
+        p2c::policy()
+    } else {
+        LB_POLICY_RANDOM
+    };
     match verdict {
         Verdict::NoBackend { service_id } => {
             count_service(service_id, |s| s.no_backend += 1);
+            report(
+                call,
+                REASON_NO_BACKEND,
+                policy,
+                &svc_key(vip, vip_port, proto),
+                service_id,
+                0,
+            );
             debug!(
                 ctx,
                 "l4lb: service {} has no backend for new connections", service_id
@@ -224,6 +242,8 @@ fn forward(ctx: &SockAddrContext, family: Family, call: Call) -> i32 {
             if family == Family::V4 && backend.family != 4 {
                 // The agent never pairs a v4 VIP with a v6 backend; refuse rather than misroute.
                 count_service(service_id, |s| s.no_backend += 1);
+                let key = svc_key(vip, vip_port, proto);
+                report(call, REASON_REFUSED, policy, &key, service_id, backend_id);
                 return DENY;
             }
             let key = RevNatKey {
@@ -256,9 +276,45 @@ fn forward(ctx: &SockAddrContext, family: Family, call: Call) -> i32 {
                     count_member(service_id, backend_id, MemberEvent::Sendmsg);
                 }
             }
+            let reason = match call {
+                Call::Connect if probe => REASON_PROBE,
+                Call::Connect => REASON_NEW,
+                Call::Sendmsg => REASON_SOCKET,
+            };
+            let key = svc_key(vip, vip_port, proto);
+            report(call, reason, policy, &key, service_id, backend_id);
             ALLOW
         }
     }
+}
+
+/// The VIP side of a monitor event (the client is the calling task).
+#[inline(always)]
+fn svc_key(vip: Addr6, vip_port: u16, proto: u8) -> FlowKey {
+    FlowKey {
+        src: [0; 4],
+        dst: vip,
+        sport: 0,
+        dport: vip_port,
+        proto,
+        _pad: [0; 3],
+    }
+}
+
+/// A monitor event, when a monitor listens (see `monitor.rs`).
+#[inline(always)]
+fn report(call: Call, reason: u8, policy: u32, key: &FlowKey, service_id: u32, backend_id: u32) {
+    if !monitor::watching() {
+        return;
+    }
+    let hook = match call {
+        Call::Connect => HOOK_CONNECT,
+        Call::Sendmsg => HOOK_SENDMSG,
+    };
+    // SAFETY: helper without preconditions; sock_addr programs run in the caller's task.
+    let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
+    let what = monitor::what(hook, reason, policy);
+    monitor::emit(what, key, service_id, backend_id, pid_tgid);
 }
 
 /// Marks a TCP socket sent to `backend_id` (by cookie, `L4LB_SOCKS`) so the

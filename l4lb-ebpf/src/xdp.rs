@@ -37,8 +37,9 @@ use aya_ebpf::{
 };
 use l4lb_common::{
     Addr6, Backend, EXPLAIN_MAGIC, FlowKey, FlowValue, GUARD_EXT_HEADER, GUARD_FRAGMENT,
-    GUARD_IP_OPTIONS, GUARD_OTHER_PROTO, GUARD_TRUNCATED, IPPROTO_TCP, IPPROTO_UDP, MemberKey,
-    RevNatValue, ServiceValue, XDP_F_FIB, v4_mapped,
+    GUARD_IP_OPTIONS, GUARD_OTHER_PROTO, GUARD_TRUNCATED, HOOK_XDP, IPPROTO_TCP, IPPROTO_UDP,
+    MemberKey, REASON_NEW, REASON_NO_BACKEND, REASON_TRACKED, REASON_TRACKED_WEIGHT0, RevNatValue,
+    ServiceValue, XDP_F_FIB, v4_mapped,
 };
 use network_types::{
     eth::EthHdr,
@@ -56,6 +57,7 @@ use crate::{
         L4LB_BACKENDS, L4LB_CONNTRACK, L4LB_MEMBERS, L4LB_VIP_ADDRS, L4LB_VIP_GUARD,
         L4LB_XDP_CONFIG, L4LB_XDP_REVNAT,
     },
+    monitor,
     net::{
         AF_INET, AF_INET6, ETH_P_IP_BE, ETH_P_IPV6_BE, L4_V4, L4_V6, TCP_CHECK_OFF, UDP_CHECK_OFF,
         bytes, ipv4_is_fragment, ipv4_plain_header, ptr_at, words,
@@ -283,25 +285,36 @@ unsafe fn set_dport(ctx: &XdpContext, l4: usize, proto: u8, port_be: u16) -> Res
 #[inline(always)]
 fn select(ctx: &XdpContext, key: &FlowKey, svc: &ServiceValue) -> Option<(u32, Backend)> {
     // SAFETY: values are copied out before any other map operation.
+    let explain = is_explain(ctx);
     if let Some(flow) = unsafe { L4LB_CONNTRACK.get(key) }.copied()
         && flow.service_id == svc.id
-        && unsafe {
+        && let Some(weight) = unsafe {
             L4LB_MEMBERS.get(MemberKey {
                 service_id: svc.id,
                 backend_id: flow.backend_id,
             })
         }
-        .is_some()
+        .map(|m| m.weight)
         && let Some(backend) = unsafe { L4LB_BACKENDS.get(flow.backend_id) }.copied()
     {
+        if !explain && monitor::watching() {
+            let reason = if weight == 0 {
+                REASON_TRACKED_WEIGHT0
+            } else {
+                REASON_TRACKED
+            };
+            report(reason, key, svc.id, flow.backend_id);
+        }
         return Some((flow.backend_id, backend));
     }
-    let explain = is_explain(ctx);
     // New flow (or its backend left): Maglev, skipping backends down for this node.
     match choose_up(svc, flow_hash(key)) {
         Verdict::NoBackend { service_id } => {
             if !explain {
                 count_service(service_id, |s| s.no_backend += 1);
+                if monitor::watching() {
+                    report(REASON_NO_BACKEND, key, service_id, 0);
+                }
             }
             None
         }
@@ -335,10 +348,20 @@ fn select(ctx: &XdpContext, key: &FlowKey, svc: &ServiceValue) -> Option<(u32, B
                 count_service(service_id, |s| s.flows += 1);
                 count_backend(backend_id, |s| s.flows += 1);
                 count_member(service_id, backend_id, MemberEvent::Flow);
+                if monitor::watching() {
+                    report(REASON_NEW, key, service_id, backend_id);
+                }
             }
             Some((backend_id, backend))
         }
     }
+}
+
+/// A monitor event (XDP has no calling task: pid 0; Maglev: policy 0).
+#[inline(always)]
+fn report(reason: u8, key: &FlowKey, service_id: u32, backend_id: u32) {
+    let what = monitor::what(HOOK_XDP, reason, 0);
+    monitor::emit(what, key, service_id, backend_id, 0);
 }
 
 #[inline(always)]
