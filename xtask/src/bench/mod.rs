@@ -19,6 +19,7 @@
 //! | `stats.rs` | median, percentile, min/max: one NaN policy |
 mod agent_log;
 mod all;
+mod bpf_stats;
 mod common;
 mod control;
 mod dns;

@@ -31,6 +31,7 @@ use anyhow::{Context, Result};
 use l4lb_tests::{Agent, Sandbox};
 
 use super::{
+    bpf_stats,
     common::{
         MAX_ITERATIONS, MAX_ROUNDS, PROBE_TIMEOUT, bpf_connects, in_one_sandbox, run_in, wait_tcp,
     },
@@ -212,7 +213,14 @@ fn peers_in(sb: &mut Sandbox, a: &PeersArgs, deadline: Instant) -> Result<(PeerR
     let yaml =
         format!("vips:\n  - vip: {L4LB_VIP}\n    protocol: tcp\n    backends: [\"{BACKEND}\"]\n");
     let mut agent = Agent::start(sb, &yaml)?;
+    // The kernel's run-time accounting of the l4lb programs, for this run only.
+    let stats = bpf_stats::enable();
     let result = peers_rounds(sb, &agent, a, deadline);
+    let costs = stats
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
+        .and_then(|_| bpf_stats::pinned_program_costs(sb.pin_root()));
+    drop(stats);
     let connects = bpf_connects(sb);
     let rules = netfilter_counts(sb);
     let stopped = agent.stop();
@@ -231,6 +239,10 @@ fn peers_in(sb: &mut Sandbox, a: &PeersArgs, deadline: Instant) -> Result<(PeerR
             made(Target::L4lb)
         ));
     }
+    checks.push(match costs {
+        Ok(c) => program_cost_line(&c),
+        Err(e) => format!("BPF run-time stats unavailable: {e:#}"),
+    });
     match rules {
         Ok((ipt, nft)) => checks.push(format!(
             "the iptables rule matched {ipt} connections and the nft rule {nft} (the probe made {} to each VIP)",
@@ -239,6 +251,28 @@ fn peers_in(sb: &mut Sandbox, a: &PeersArgs, deadline: Instant) -> Result<(PeerR
         Err(e) => checks.push(format!("rule counters unreadable: {e:#}")),
     }
     Ok((runs, checks))
+}
+
+/// What the l4lb programs cost per call and per connect() in the cgroup
+/// (every target's connects run connect4; sock_ops runs on each TCP socket's
+/// callbacks), from the kernel's `run_time_ns` / `run_cnt`.
+fn program_cost_line(costs: &[bpf_stats::ProgCost]) -> String {
+    let ran: Vec<&bpf_stats::ProgCost> = costs.iter().filter(|c| c.runs > 0).collect();
+    let connects = costs
+        .iter()
+        .find(|c| c.name == "l4lb_connect4")
+        .map_or(0, |c| c.runs);
+    let total: u64 = ran.iter().map(|c| c.run_time_ns).sum();
+    let each: Vec<String> = ran
+        .iter()
+        .map(|c| format!("{} {:.0} ns x {} runs", c.name, c.ns_per_run(), c.runs))
+        .collect();
+    format!(
+        "BPF run time (BPF_ENABLE_STATS, this run): {}; all l4lb programs together {:.0} ns per connect() \
+         in the cgroup (goal: the hooks add <= 1 us)",
+        each.join(", "),
+        total as f64 / connects.max(1) as f64
+    )
 }
 
 fn peers_rounds(sb: &Sandbox, agent: &Agent, a: &PeersArgs, deadline: Instant) -> Result<PeerRuns> {
