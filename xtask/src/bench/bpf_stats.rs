@@ -84,3 +84,34 @@ pub fn pinned_program_costs(pin_root: &Path) -> Result<Vec<ProgCost>> {
     costs.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(costs)
 }
+
+/// What each program ran between two readings (same programs, same order).
+pub fn delta(before: &[ProgCost], after: &[ProgCost]) -> Vec<ProgCost> {
+    after
+        .iter()
+        .map(|a| {
+            let b = before.iter().find(|b| b.name == a.name);
+            ProgCost {
+                name: a.name.clone(),
+                runs: a.runs - b.map_or(0, |b| b.runs),
+                run_time_ns: a.run_time_ns - b.map_or(0, |b| b.run_time_ns),
+            }
+        })
+        .collect()
+}
+
+/// `name N ns x R runs` for the programs that ran, and their total per
+/// `per` calls.
+pub fn describe(costs: &[ProgCost], per: u64) -> String {
+    let ran: Vec<String> = costs
+        .iter()
+        .filter(|c| c.runs > 0)
+        .map(|c| format!("{} {:.0} ns x {}", c.name, c.ns_per_run(), c.runs))
+        .collect();
+    let total: u64 = costs.iter().map(|c| c.run_time_ns).sum();
+    format!(
+        "{} = {:.0} ns per connect()",
+        ran.join(" + "),
+        total as f64 / per.max(1) as f64
+    )
+}

@@ -257,21 +257,13 @@ fn peers_in(sb: &mut Sandbox, a: &PeersArgs, deadline: Instant) -> Result<(PeerR
 /// (every target's connects run connect4; sock_ops runs on each TCP socket's
 /// callbacks), from the kernel's `run_time_ns` / `run_cnt`.
 fn program_cost_line(costs: &[bpf_stats::ProgCost]) -> String {
-    let ran: Vec<&bpf_stats::ProgCost> = costs.iter().filter(|c| c.runs > 0).collect();
     let connects = costs
         .iter()
         .find(|c| c.name == "l4lb_connect4")
         .map_or(0, |c| c.runs);
-    let total: u64 = ran.iter().map(|c| c.run_time_ns).sum();
-    let each: Vec<String> = ran
-        .iter()
-        .map(|c| format!("{} {:.0} ns x {} runs", c.name, c.ns_per_run(), c.runs))
-        .collect();
     format!(
-        "BPF run time (BPF_ENABLE_STATS, this run): {}; all l4lb programs together {:.0} ns per connect() \
-         in the cgroup (goal: the hooks add <= 1 us)",
-        each.join(", "),
-        total as f64 / connects.max(1) as f64
+        "BPF run time (BPF_ENABLE_STATS, this run, every target's connects): {} in the cgroup",
+        bpf_stats::describe(costs, connects)
     )
 }
 

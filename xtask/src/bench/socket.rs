@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use l4lb_tests::{Agent, Sandbox};
 
-use super::stats::median;
+use super::{bpf_stats, stats::median};
 use crate::{
     interrupt, preflight,
     probe::{self, Lat},
@@ -170,6 +170,8 @@ fn measure_with(
         vip.push(v);
     }
 
+    program_costs(sb, iterations, deadline);
+
     // The BPF counters prove the VIP rounds went through the rewrite.
     if let Ok(v) = agent.vips_json() {
         let connects: u64 = v
@@ -185,6 +187,30 @@ fn measure_with(
         println!("BPF counted {connects} connects to the VIP (the probe made {made})");
     }
     Ok((direct, vip))
+}
+
+/// The programs' own run time (the kernel's accounting) for connects to
+/// the backend directly and to the VIP, each in a run of its own; printed,
+/// not part of the verdict (the connect latency above is).
+fn program_costs(sb: &Sandbox, iterations: u32, deadline: Instant) {
+    let Ok(_on) = bpf_stats::enable() else {
+        println!("BPF run-time stats unavailable (BPF_ENABLE_STATS refused)");
+        return;
+    };
+    for to in [BACKEND, VIP] {
+        let costs = || bpf_stats::pinned_program_costs(sb.pin_root());
+        let measured = costs().and_then(|before| {
+            probe(sb, &[to], iterations, deadline)?;
+            Ok(bpf_stats::delta(&before, &costs()?))
+        });
+        match measured {
+            Ok(d) => println!(
+                "BPF run time, connects to {to}: {}",
+                bpf_stats::describe(&d, u64::from(iterations + probe::WARMUP))
+            ),
+            Err(e) => println!("BPF run time, connects to {to}: unavailable ({e:#})"),
+        }
+    }
 }
 
 /// One probe run over `to` (interleaved), one result per target. Fails on
