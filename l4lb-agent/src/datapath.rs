@@ -7,6 +7,7 @@ pub mod escape;
 pub mod health;
 mod link_sys;
 pub mod links;
+mod locality;
 pub mod pin_root;
 pub mod pktgen;
 pub mod self_exempt;
@@ -85,6 +86,9 @@ pub struct Maps {
     /// Per-backend health and p2c counters; None under a pin root of an
     /// agent that predates them (the CLI still reads the rest).
     health: Option<health::HealthMaps>,
+    /// Per-service local sets and their counters (`--locality`); None under
+    /// a pin root of an agent that predates them.
+    local: Option<locality::LocalMaps>,
 }
 
 /// Ids whose counters were reset or may have counted since the maps were created.
@@ -152,8 +156,16 @@ impl Maps {
             })
         })()
         .ok();
+        let local = (|| -> Result<locality::LocalMaps> {
+            Ok(locality::LocalMaps {
+                sets: get(l4lb_common::LOCAL_MAP)?.try_into()?,
+                stats: get(l4lb_common::LOCAL_STATS_MAP)?.try_into()?,
+            })
+        })()
+        .ok();
         Ok(Maps {
             health,
+            local,
             backends_fd: map_fd(&backends)?,
             members_fd: map_fd(&members)?,
             batches: true,
@@ -282,6 +294,9 @@ impl Maps {
                 }
                 if let Some(h) = self.health.as_mut() {
                     h.reset_service(*id, self.nr_cpus)?;
+                }
+                if let Some(l) = self.local.as_mut() {
+                    l.reset_service(*id, self.nr_cpus)?;
                 }
                 self.svc_stats.set(*id, zeroed(self.nr_cpus), 0)
             }
@@ -597,6 +612,8 @@ pub fn load_with(
             )
             .map_max_entries(l4lb_common::HEALTH_MAP, cap.backends)
             .map_max_entries(l4lb_common::LB_STATS_MAP, cap.services)
+            .map_max_entries(l4lb_common::LOCAL_MAP, cap.services)
+            .map_max_entries(l4lb_common::LOCAL_STATS_MAP, cap.services)
             .map_max_entries(SLOTS_MAP, cap.slots)
             .map_max_entries(l4lb_common::VIP_ADDRS_MAP, cap.services);
         let mut ebpf = loader

@@ -9,9 +9,11 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod health;
+pub mod locality;
 pub mod maps;
 pub mod types;
 
 pub use health::*;
+pub use locality::*;
 pub use maps::*;
 pub use types::*;

@@ -68,9 +68,14 @@ pub const LB_CONFIG_MAP: &str = "L4LB_LB_CONFIG";
 pub const LB_STATS_MAP: &str = "L4LB_LB_STATS";
 /// The `sock_ops` program (`l4lb-ebpf/src/sock_ops.rs`).
 pub const SOCK_OPS_PROGRAM: &str = "l4lb_sockops";
+/// Service id → [`crate::LocalSet`] (hash): the backends local to this node
+/// (`--locality`), written by the agent, read by connect4/6 under p2c.
+pub const LOCAL_MAP: &str = "L4LB_LOCAL";
+/// Per-CPU [`crate::LocalStats`] indexed by service id: local picks, spills.
+pub const LOCAL_STATS_MAP: &str = "L4LB_LOCAL_STATS";
 
 /// Every map the agent pins, in the order `teardown` and the CLI walk them.
-pub const ALL_MAPS: [&str; 16] = [
+pub const ALL_MAPS: [&str; 18] = [
     SERVICES_MAP,
     SLOTS_MAP,
     BACKENDS_MAP,
@@ -87,6 +92,8 @@ pub const ALL_MAPS: [&str; 16] = [
     SOCKS_MAP,
     LB_CONFIG_MAP,
     LB_STATS_MAP,
+    LOCAL_MAP,
+    LOCAL_STATS_MAP,
 ];
 
 /// The XDP ingress program (function name in `l4lb-ebpf/src/xdp.rs`); pinned

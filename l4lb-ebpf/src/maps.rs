@@ -96,3 +96,13 @@ pub static L4LB_LB_CONFIG: Array<LbConfig, 1> = Array::new();
 /// How p2c decided, per service id (fallbacks, avoided first picks, probes).
 #[btf_map]
 pub static L4LB_LB_STATS: PerCpuArray<LbStats, { MAX_SERVICES as usize }> = PerCpuArray::new();
+
+/// Service id → its backends local to this node (`lb/local.rs`), written by the agent.
+#[btf_map]
+pub static L4LB_LOCAL: HashMap<u32, l4lb_common::LocalSet, { MAX_SERVICES as usize }, NO_PREALLOC> =
+    HashMap::new();
+
+/// How connect() used the local set, per service id (local picks, spills, probes).
+#[btf_map]
+pub static L4LB_LOCAL_STATS: PerCpuArray<l4lb_common::LocalStats, { MAX_SERVICES as usize }> =
+    PerCpuArray::new();

@@ -16,6 +16,7 @@ mod death;
 pub mod fabric;
 mod faults;
 mod footprint;
+mod local;
 mod stream;
 
 use std::{
@@ -32,6 +33,7 @@ pub use curve::{Bucket, Conn, Curve, Outcome, mono_ms, parse_stream};
 pub use death::{DeathRun, DeathSpec, Kill};
 pub use faults::{SYN_DROP_CHAIN, SYN_DROP_TABLE};
 pub use footprint::Footprint;
+pub use local::{LOCAL_DROP_TABLE, LocalRun, LocalSpec};
 pub use stream::{Stream, StreamSpec};
 
 use crate::{Agent, FakeMarathon, Sandbox, TaskSpec, TestSrv, marathon::model, table::backends};
