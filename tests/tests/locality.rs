@@ -4,10 +4,11 @@
 //! node's clients (their SYNs dropped on `lo`, no Marathon event), the node
 //! spills to the others within 1 s and nothing fails after; `--locality off`
 //! spreads every node's connections over the three.
+
 use l4lb_tests::{
     Cluster, ClusterSpec,
     cluster::{LocalSpec, backend_id},
-    require_root,
+    require_root, run,
 };
 use serde_json::Value;
 
@@ -25,6 +26,28 @@ fn vip_row(c: &Cluster, i: usize) -> Value {
         .unwrap_or_else(|| panic!("node {i}: no row for {addr}: {rows}"))
 }
 
+/// `explain`'s words on locality for VIP 0 from node `i`.
+fn explain_locality(c: &Cluster, i: usize) -> String {
+    let sb = &c.node(i).sb;
+    let vip = c.vip_addr(0).to_string();
+    let mut cmd = sb.in_netns(l4lb_tests::agent_bin());
+    cmd.args([
+        "explain",
+        "--vip",
+        &vip,
+        "--src",
+        "198.18.0.9:40000",
+        "--json",
+        "--pin-root",
+    ])
+    .arg(sb.pin_root());
+    let e: Value = serde_json::from_str(&run(&mut cmd).unwrap()).unwrap();
+    e["socket"]["locality"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{e}"))
+        .to_string()
+}
+
 #[test]
 fn a_node_keeps_its_connections_local_and_spills_when_its_backend_stops() {
     require_root();
@@ -39,6 +62,9 @@ fn a_node_keeps_its_connections_local_and_spills_when_its_backend_stops() {
             assert_eq!(b["locality"], want, "node {i}: {b}");
         }
     }
+    let own = c.spec().vips[0].backend_on(1);
+    let why = explain_locality(&c, 1);
+    assert!(why.contains(&format!("{own} (node local")), "{why}");
     let victim = 0;
     let run = c.local_run(&LocalSpec::new(Some(victim))).unwrap();
     assert!(c.local_syns_dropped(victim).unwrap() > 0);
@@ -98,6 +124,11 @@ fn a_node_keeps_its_connections_local_and_spills_when_its_backend_stops() {
         .find(|b| b["locality"] == "node")
         .unwrap();
     assert_ne!(own["health"]["state"], "up", "{own}");
+    let why = explain_locality(&c, victim);
+    assert!(
+        why.contains("down or suspect") || why.contains("due a probe"),
+        "{why}"
+    );
 
     // Back: its own backend answers again and (after its probe) takes over.
     c.allow_local_syns(victim).unwrap();
@@ -127,4 +158,67 @@ fn locality_off_spreads_every_node_s_connections() {
             "node {i}: local share {share:.3}, not about 1/3"
         );
     }
+}
+
+/// `--locality zone`: nodes 0 and 1 in zone `a`, node 2 in `b` (Marathon's
+/// `tasks[].zone`, each agent's `--zone`). Each node keeps its own backend;
+/// when node 0's stops answering it, node 0 spills to node 1 (same zone),
+/// not to node 2.
+#[test]
+fn zone_locality_spills_within_the_zone_first() {
+    require_root();
+    let spec = ClusterSpec::new("loc-zone", NODES)
+        .agent_args(&["--locality", "zone"])
+        .zones(&["a", "a", "b"]);
+    let c = Cluster::new(spec).unwrap();
+    let classes = |i: usize| -> Vec<String> {
+        let row = vip_row(&c, i);
+        (0..NODES)
+            .map(|j| {
+                let addr = c.spec().vips[0].backend_on(j);
+                let b = row["backends"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|b| b["addr"] == addr.as_str());
+                b.unwrap_or_else(|| panic!("{row}"))["locality"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    assert_eq!(classes(0), ["node", "zone", "remote"]);
+    assert_eq!(classes(1), ["zone", "node", "remote"]);
+    assert_eq!(classes(2), ["remote", "remote", "node"]);
+    let victim = 0;
+    let run = c.local_run(&LocalSpec::new(Some(victim))).unwrap();
+    for i in 0..NODES {
+        let (local, total) = run.local_share(i, f64::MIN, 0.0);
+        eprintln!("node {i} (zone): {local} of {total} on its own backend before the kill");
+        assert!(
+            local as f64 >= 0.9 * total as f64 && total >= 100,
+            "node {i}: {local}/{total}"
+        );
+    }
+    let last = run
+        .last_local_ms(victim)
+        .expect("the victim chose its backend after the kill");
+    let curve = run.curve(victim);
+    let after: Vec<&str> = curve
+        .between(last + 1.0, f64::MAX)
+        .filter_map(|c| c.backend.as_deref())
+        .collect();
+    let same_zone = after.iter().filter(|b| **b == backend_id(1)).count();
+    eprintln!(
+        "node {victim}: spilled {last:.0} ms after the kill; then {same_zone} of {} to node 1 (same zone)",
+        after.len()
+    );
+    assert!(last <= 1000.0, "{last}");
+    assert!(after.len() >= 100, "{}", after.len());
+    assert!(
+        same_zone as f64 >= 0.9 * after.len() as f64,
+        "{same_zone} of {}",
+        after.len()
+    );
 }

@@ -91,6 +91,9 @@ pub struct ClusterSpec {
     pub agent_args: Vec<String>,
     /// How long start-up (agents listing every VIP with every backend) may take.
     pub ready_bound: Duration,
+    /// Each node's zone (empty: none): its tasks carry it in Marathon and
+    /// its agent gets `--zone`.
+    pub zones: Vec<String>,
 }
 
 impl ClusterSpec {
@@ -102,6 +105,7 @@ impl ClusterSpec {
             vips: vec![VipSpec::new("web", 80, 7000)],
             agent_args: vec![],
             ready_bound: Duration::from_secs(30 + 3 * nodes as u64),
+            zones: vec![],
         }
     }
 
@@ -115,7 +119,16 @@ impl ClusterSpec {
         self
     }
 
+    /// Node `i` in zone `zones[i]`.
+    pub fn zones(mut self, zones: &[&str]) -> ClusterSpec {
+        self.zones = zones.iter().map(|z| z.to_string()).collect();
+        self
+    }
+
     fn check(&self) -> Result<()> {
+        if !self.zones.is_empty() && self.zones.len() != self.nodes {
+            bail!("{} zones for {} nodes", self.zones.len(), self.nodes);
+        }
         if self.nodes == 0 || self.nodes > MAX_NODES {
             bail!("{} nodes: 1..={MAX_NODES}", self.nodes);
         }
@@ -223,6 +236,9 @@ impl Cluster {
             let mut args = vec!["--marathon", &url, "--dns-listen", DNS_LISTEN];
             args.extend_from_slice(SMALL_MAPS);
             args.extend(spec.agent_args.iter().map(String::as_str));
+            if let Some(zone) = spec.zones.get(index) {
+                args.extend(["--zone", zone]);
+            }
             let agent = Agent::start_with_args(&mut sb, "", &args)?;
             nodes.push(Node {
                 agent,
@@ -372,6 +388,15 @@ fn spawn_backends(sb: &mut Sandbox, i: usize, vips: &[VipSpec]) -> Result<TestSr
 }
 
 /// `{"apps": […]}`: per VIP one host-networking app with a task on each node.
+/// Task `i` (on node `i`) in `zones[i]`, as Marathon reports a fault domain.
+fn add_zones(app: &mut Value, zones: &[String]) {
+    if let Some(tasks) = app["tasks"].as_array_mut() {
+        for (t, z) in tasks.iter_mut().zip(zones) {
+            t["zone"] = json!(z);
+        }
+    }
+}
+
 fn apps(spec: &ClusterSpec) -> Value {
     let list: Vec<Value> = spec
         .vips
@@ -380,7 +405,9 @@ fn apps(spec: &ClusterSpec) -> Value {
             let tasks: Vec<TaskSpec> = (0..spec.nodes)
                 .map(|i| TaskSpec::new(&node_ip4(i), v.backend_port))
                 .collect();
-            model::host_app(&v.app_id(), &v.label(), &tasks, false)
+            let mut app = model::host_app(&v.app_id(), &v.label(), &tasks, false);
+            add_zones(&mut app, &spec.zones);
+            app
         })
         .collect();
     json!({ "apps": list })
