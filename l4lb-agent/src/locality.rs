@@ -209,3 +209,107 @@ fn zones_of(catalog: &Catalog) -> BTreeMap<IpAddr, String> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{net::SocketAddr, sync::Arc};
+
+    use l4lb_common::{CLASS_NODE, CLASS_ZONE};
+
+    use super::*;
+    use crate::{
+        model::{Proto, TaskRecord, Vip},
+        plan::AppliedService,
+    };
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// Service 1 (revision 7): backends 10 (198.19.0.1, this node) and 11
+    /// (198.19.0.2); service 2: backend 11 alone.
+    fn applied() -> Applied {
+        let mut a = Applied::default();
+        a.backends
+            .insert(10, SocketAddr::new(ip("198.19.0.1"), 7000));
+        a.backends
+            .insert(11, SocketAddr::new(ip("198.19.0.2"), 7000));
+        let svc = |id, revision, members: &[(u32, u32)]| AppliedService {
+            id,
+            revision,
+            slot_base: 0,
+            slot_count: 251,
+            members: members.iter().copied().collect(),
+            stale: false,
+        };
+        let vip = |port| Vip {
+            addr: SocketAddr::new(ip("198.18.0.10"), port),
+            proto: Proto::Tcp,
+        };
+        a.services.insert(vip(80), svc(1, 7, &[(10, 1), (11, 1)]));
+        a.services.insert(vip(81), svc(2, 3, &[(11, 1)]));
+        a
+    }
+
+    #[test]
+    fn each_service_gets_the_set_of_its_revision() {
+        let facts = NodeFacts {
+            ips: [ip("198.19.0.1")].into(),
+            ..Default::default()
+        };
+        let want = wanted(&applied(), &facts, Mode::Node);
+        assert_eq!(want.len(), 1, "service 2 has no local backend");
+        let s = want[&1];
+        assert_eq!((s.revision, s.count, s.active), (7, 1, 1));
+        assert_eq!((s.ids[0], s.classes[0]), (10, CLASS_NODE));
+        // In zone mode a backend in our zone counts too.
+        let facts = NodeFacts {
+            zone: Some("a".into()),
+            zones: [(ip("198.19.0.2"), "a".to_string())].into(),
+            ..facts
+        };
+        let want = wanted(&applied(), &facts, Mode::Zone);
+        assert_eq!(want[&1].count, 2);
+        assert_eq!(want[&1].active, 1, "node-local before zone-local");
+        assert_eq!(want[&2].classes[0], CLASS_ZONE);
+        assert_eq!(want[&2].active, 0);
+    }
+
+    #[test]
+    fn zones_come_from_task_and_agent_addresses() {
+        let task = |agent: &str, own: &str, zone: Option<&str>| {
+            Arc::new(TaskRecord {
+                agent_ip: Some(ip(agent)),
+                task_ips: vec![ip(own)],
+                zone: zone.map(str::to_owned),
+                ..Default::default()
+            })
+        };
+        let catalog = Catalog {
+            tasks: vec![
+                task("198.19.0.1", "9.0.0.1", Some("a")),
+                task("198.19.0.2", "9.0.0.2", None),
+            ],
+            ..Default::default()
+        };
+        let z = zones_of(&catalog);
+        assert_eq!(z.get(&ip("198.19.0.1")).map(String::as_str), Some("a"));
+        assert_eq!(z.get(&ip("9.0.0.1")).map(String::as_str), Some("a"));
+        assert!(!z.contains_key(&ip("198.19.0.2")));
+        assert_eq!(z.len(), 2);
+    }
+
+    #[test]
+    fn the_flags_parse_into_a_locality() {
+        let args = LocalityArgs {
+            locality: LocalityFlag::Zone,
+            node_ips: vec![ip("::ffff:198.19.0.1")],
+            zone: Some("a".into()),
+        };
+        let l = Locality::new(&args);
+        assert_eq!(l.mode(), Mode::Zone);
+        // Given addresses are used as they are, canonical.
+        assert_eq!(l.facts().ips, [ip("198.19.0.1")].into());
+        assert_eq!(Locality::new(&LocalityArgs::default()).mode(), Mode::Off);
+    }
+}
