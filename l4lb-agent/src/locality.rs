@@ -70,6 +70,11 @@ pub struct Locality {
 
 impl Locality {
     pub fn new(args: &LocalityArgs) -> Locality {
+        if args.locality == LocalityFlag::Zone && args.zone.is_none() {
+            warn!(
+                "--locality zone without --zone: no backend is zone-local, only node-local ones are preferred"
+            );
+        }
         Locality {
             mode: args.locality.into(),
             fixed_ips: (!args.node_ips.is_empty())
