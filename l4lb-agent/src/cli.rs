@@ -187,6 +187,8 @@ pub struct RunArgs {
     pub mesos: crate::mesos::args::MesosArgs,
     #[command(flatten)]
     pub dns: crate::dns::DnsArgs,
+    #[command(flatten)]
+    pub locality: crate::locality::LocalityArgs,
 }
 
 #[derive(clap::Args, Debug)]

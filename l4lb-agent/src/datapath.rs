@@ -7,6 +7,7 @@ pub mod escape;
 pub mod health;
 mod link_sys;
 pub mod links;
+mod locality;
 mod member_stats;
 pub mod monitor;
 pub mod pin_root;
@@ -89,6 +90,9 @@ pub struct Maps {
     health: Option<health::HealthMaps>,
     /// Per-(service, backend) counters; None under an older agent's pin root.
     member_stats: Option<member_stats::MemberStats>,
+    /// Per-service local sets and their counters (`--locality`); None under
+    /// a pin root of an agent that predates them.
+    local: Option<locality::LocalMaps>,
 }
 
 /// Ids whose counters were reset or may have counted since the maps were created.
@@ -168,9 +172,17 @@ impl Maps {
         let member_stats = get(l4lb_common::MEMBER_STATS_MAP)
             .and_then(member_stats::MemberStats::new)
             .ok();
+        let local = (|| -> Result<locality::LocalMaps> {
+            Ok(locality::LocalMaps {
+                sets: get(l4lb_common::LOCAL_MAP)?.try_into()?,
+                stats: get(l4lb_common::LOCAL_STATS_MAP)?.try_into()?,
+            })
+        })()
+        .ok();
         Ok(Maps {
             health,
             member_stats,
+            local,
             backends_fd: map_fd(&backends)?,
             members_fd: map_fd(&members)?,
             batches: true,
@@ -305,6 +317,9 @@ impl Maps {
                 }
                 if let Some(h) = self.health.as_mut() {
                     h.reset_service(*id, self.nr_cpus)?;
+                }
+                if let Some(l) = self.local.as_mut() {
+                    l.reset_service(*id, self.nr_cpus)?;
                 }
                 self.svc_stats.set(*id, zeroed(self.nr_cpus), 0)
             }
@@ -625,6 +640,8 @@ pub fn load_with(
             .map_max_entries(l4lb_common::MEMBER_STATS_MAP, members)
             .map_max_entries(l4lb_common::HEALTH_MAP, cap.backends)
             .map_max_entries(l4lb_common::LB_STATS_MAP, cap.services)
+            .map_max_entries(l4lb_common::LOCAL_MAP, cap.services)
+            .map_max_entries(l4lb_common::LOCAL_STATS_MAP, cap.services)
             .map_max_entries(SLOTS_MAP, cap.slots)
             .map_max_entries(l4lb_common::VIP_ADDRS_MAP, cap.services);
         let mut ebpf = loader

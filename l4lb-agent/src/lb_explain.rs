@@ -2,6 +2,8 @@
 //! backend — the policy, every backend of the active table with its slot
 //! share, health state and p2c cost, and the rule that decides. Computed from
 //! the pinned maps with the same rules (`l4lb_common::health`) the hooks run.
+mod local;
+
 use std::{collections::BTreeMap, net::SocketAddr};
 
 use anyhow::{Context, Result};
@@ -20,6 +22,8 @@ pub struct SocketExplanation {
     pub policy: &'static str,
     pub candidates: Vec<Candidate>,
     pub verdict: String,
+    /// What `--locality` decides for TCP connect() under p2c (None: off).
+    pub locality: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -62,10 +66,16 @@ pub fn explain(maps: &Maps, vip: SocketAddr, proto: Proto) -> Result<SocketExpla
         .collect();
     candidates.sort_by_key(|c| (!c.eligible, c.health.cost, c.backend_id));
     let verdict = verdict(policy, proto, &candidates);
+    let mode = match (policy, proto) {
+        (LbPolicy::P2c, Proto::Tcp) => maps.locality_mode().unwrap_or_default(),
+        _ => l4lb_core::locality::Mode::Off,
+    };
+    let locality = local::verdict(mode, &svc, maps.local_set(svc.id), &candidates);
     Ok(SocketExplanation {
         policy: policy.name(),
         candidates,
         verdict,
+        locality,
     })
 }
 
@@ -111,6 +121,9 @@ fn verdict(policy: LbPolicy, proto: Proto, c: &[Candidate]) -> String {
 /// Text lines for `explain` without `--json`.
 pub fn print(e: &SocketExplanation) {
     println!("socket path (policy {}): {}", e.policy, e.verdict);
+    if let Some(l) = &e.locality {
+        println!("  {l}");
+    }
     for c in &e.candidates {
         println!(
             "  {:<40} id {:>5} slots {:>5.1}% {:<9} cost {:>12} live {:>5} in flight {:>4} handshake {:>8.1}us failed {}",

@@ -14,6 +14,7 @@ pub mod dns;
 pub mod hosts;
 pub mod http_api;
 pub mod lb_explain;
+pub mod locality;
 pub mod marathon;
 pub mod mesos;
 pub mod metrics;

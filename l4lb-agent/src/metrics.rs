@@ -2,6 +2,8 @@
 //! `/metrics`, `/healthz` (the process answers) and `/readyz` (a table from the
 //! source is in the maps and the last sync did not fail). Bound to 127.0.0.1
 //! unless told otherwise.
+mod locality;
+
 use std::{
     net::SocketAddr,
     path::PathBuf,
@@ -540,6 +542,7 @@ impl Collector for DatapathCollector {
             }
         }
         encode_health_gauges(&mut encoder, &health)?;
+        locality::encode(&mut encoder, &rows)?;
         Ok(())
     }
 }

@@ -158,6 +158,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
     };
 
     let mut rec = Reconciler::adopt(maps, Duration::from_millis(args.grace_ms))?;
+    let mut locality = crate::locality::Locality::new(&args.locality);
+    info!(locality = locality.mode().name(), "locality");
     metrics.table_repairs.inc_by(rec.repairs as u64);
     let mut refusals = Refusals::default();
     if !rec.applied().services.is_empty() {
@@ -175,9 +177,13 @@ pub async fn run(args: RunArgs) -> Result<()> {
         };
         if refusals.screen(&protected.guard().collisions_only(), &mut adopted, &metrics) {
             let services = ServiceMap::from(&adopted.services.services);
-            apply(&mut rec, services, "adoption", None, &metrics, |_| {}).await;
+            let out = (&*metrics, &mut locality);
+            apply(&mut rec, services, "adoption", None, out, |_| {}).await;
         }
     }
+    // The adopted table (or none): the sets a previous run left are checked now.
+    let adopted = rec.applied().clone();
+    locality.sync(&adopted, &mut rec.writer);
     let mut escape = match args.no_vip_routes {
         true => None,
         false => Some(
@@ -224,6 +230,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 let guard = protected.guard();
                 let services = refusals.screen_map(&guard, &wanted, &mut catalog, &metrics);
                 last_services = wanted;
+                locality.learn(&catalog);
                 let publish = |in_maps: BTreeSet<Vip>| {
                     // The catalog's copy of a source's map, made once the
                     // table serves (the maps do not wait for it).
@@ -243,7 +250,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
                     copies.replaced(old, made_from);
                 };
                 let staged = services.clone();
-                apply(&mut rec, staged, &trigger, received_at, &metrics, publish).await;
+                let out = (&*metrics, &mut locality);
+                apply(&mut rec, staged, &trigger, received_at, out, publish).await;
                 sync_vip_routes(&mut escape, &rec, &metrics).await;
             }
             SourceEvent::Failed { trigger, reason } => {
@@ -317,15 +325,20 @@ async fn apply(
     services: ServiceMap,
     trigger: &str,
     received_at: Option<Instant>,
-    metrics: &Metrics,
+    (metrics, locality): (&Metrics, &mut crate::locality::Locality),
     on_serving: impl FnOnce(BTreeSet<Vip>),
 ) {
     // O(1): the applied table is persistent maps.
     let before = rec.applied().clone();
     let repairs = rec.repairs;
     let staged = stage(rec, services, trigger, metrics);
-    let serving = staged.as_ref().map_or(rec.applied(), Staged::serving);
+    let serving = staged
+        .as_ref()
+        .map_or(rec.applied(), Staged::serving)
+        .clone();
     on_serving(serving.services.keys().copied().collect());
+    // The local sets name the revisions that serve now.
+    locality.sync(&serving, &mut rec.writer);
     let planned = match staged {
         Some(staged) => finish(rec, staged, trigger, received_at, metrics).await,
         None => false,

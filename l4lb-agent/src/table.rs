@@ -34,6 +34,25 @@ pub struct VipRow {
     pub p2c_avoided: u64,
     pub p2c_probes: u64,
     pub backends: Vec<BackendRow>,
+    /// `--locality` for this VIP (None: off, or maps that predate it).
+    pub locality: Option<LocalityRow>,
+}
+
+/// How connect() used the VIP's local set (`--locality`).
+#[derive(Debug, Serialize)]
+pub struct LocalityRow {
+    /// `node` or `zone`.
+    pub mode: &'static str,
+    /// A local set for the table in force that prefers (false: none, or
+    /// every weighted backend is local: nothing to prefer).
+    pub preferring: bool,
+    /// Connections sent to a local backend; sent farther because the best
+    /// local one was past the load threshold, or all were down or suspect;
+    /// probes of a down local backend.
+    pub local_picks: u64,
+    pub spills_load: u64,
+    pub spills_down: u64,
+    pub local_probes: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -55,15 +74,22 @@ pub struct BackendRow {
     /// What this node saw of the backend's TCP handshakes (None: the pinned
     /// maps predate health tracking).
     pub health: Option<HealthView>,
+    /// `node`, `zone` or `remote` for this node (None: `--locality off`).
+    pub locality: Option<&'static str>,
 }
 
 pub fn vip_rows(maps: &Maps) -> Result<Vec<VipRow>> {
     let applied = maps.read_applied()?;
     let now = crate::datapath::health::monotonic_ns();
+    let mode = maps
+        .locality_mode()
+        .filter(|m| *m != l4lb_core::locality::Mode::Off);
     let mut rows = Vec::new();
     for (vip, svc) in &applied.services {
         let stats = maps.service_stats(svc.id);
-        let slots = maps.service_value(vip).map(|v| v.slot_count).unwrap_or(0);
+        let value = maps.service_value(vip);
+        let slots = value.map(|v| v.slot_count).unwrap_or(0);
+        let set = mode.and_then(|_| maps.local_set(svc.id));
         let backends = svc
             .members
             .iter()
@@ -82,6 +108,10 @@ pub fn vip_rows(maps: &Maps) -> Result<Vec<VipRow>> {
                     backend_packets: total.packets,
                     backend_bytes: total.bytes,
                     health: maps.backend_health(*id).map(|h| HealthView::new(&h, now)),
+                    locality: mode.map(|_| {
+                        let class = set.map_or(l4lb_common::CLASS_REMOTE, |s| s.class_of(*id));
+                        l4lb_core::locality::class_name(class)
+                    }),
                 })
             })
             .collect();
@@ -103,6 +133,19 @@ pub fn vip_rows(maps: &Maps) -> Result<Vec<VipRow>> {
             p2c_avoided: lb.avoided,
             p2c_probes: lb.probes,
             backends,
+            locality: mode.map(|m| {
+                let l = maps.local_stats(svc.id);
+                LocalityRow {
+                    mode: m.name(),
+                    preferring: set.is_some_and(|s| {
+                        s.active != 0 && value.is_some_and(|v| v.revision == s.revision)
+                    }),
+                    local_picks: l.local,
+                    spills_load: l.spill_load,
+                    spills_down: l.spill_down,
+                    local_probes: l.probes,
+                }
+            }),
         });
     }
     Ok(rows)
@@ -135,13 +178,29 @@ pub fn print_vips(rows: &[VipRow]) {
             // This VIP's connects and flows to the backend; packets are
             // counted per backend only (`--json`: backend_packets).
             println!(
-                "  -> {:<37} weight {:>3} {:>10} {:>8} {:>10}{}",
+                "  -> {:<37} weight {:>3} {:>10} {:>8} {:>10}{}{}",
                 b.addr.to_string(),
                 b.weight,
                 b.connects + b.sendmsgs,
                 b.flows,
                 "",
-                b.health.as_ref().map(health_columns).unwrap_or_default()
+                b.health.as_ref().map(health_columns).unwrap_or_default(),
+                b.locality.map(|l| format!("  {l}")).unwrap_or_default()
+            );
+        }
+        if let Some(l) = &r.locality {
+            println!(
+                "  locality {}: {}, {} local, {} spilled (load), {} spilled (local down), {} probes",
+                l.mode,
+                if l.preferring {
+                    "preferring local"
+                } else {
+                    "nothing to prefer"
+                },
+                l.local_picks,
+                l.spills_load,
+                l.spills_down,
+                l.local_probes
             );
         }
         if r.p2c_fallbacks + r.p2c_avoided + r.p2c_probes > 0 {

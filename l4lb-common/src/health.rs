@@ -16,7 +16,8 @@ pub const LB_POLICY_RANDOM: u32 = 1;
 pub struct LbConfig {
     /// `LB_POLICY_*`.
     pub policy: u32,
-    pub _pad: u32,
+    /// `LOCALITY_*` (`--locality`), for the CLI; the kernel reads `L4LB_LOCAL`.
+    pub locality: u32,
 }
 
 /// Value of `L4LB_HEALTH[backend id]`: what this node saw of the backend's TCP

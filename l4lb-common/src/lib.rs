@@ -9,11 +9,13 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod health;
+pub mod locality;
 pub mod maps;
 pub mod monitor;
 pub mod types;
 
 pub use health::*;
+pub use locality::*;
 pub use maps::*;
 pub use monitor::*;
 pub use types::*;

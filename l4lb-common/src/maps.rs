@@ -74,9 +74,14 @@ pub const LB_STATS_MAP: &str = "L4LB_LB_STATS";
 pub const MEMBER_STATS_MAP: &str = "L4LB_MEMBER_STATS";
 /// The `sock_ops` program (`l4lb-ebpf/src/sock_ops.rs`).
 pub const SOCK_OPS_PROGRAM: &str = "l4lb_sockops";
+/// Service id → [`crate::LocalSet`] (hash): the backends local to this node
+/// (`--locality`), written by the agent, read by connect4/6 under p2c.
+pub const LOCAL_MAP: &str = "L4LB_LOCAL";
+/// Per-CPU [`crate::LocalStats`] indexed by service id: local picks, spills.
+pub const LOCAL_STATS_MAP: &str = "L4LB_LOCAL_STATS";
 
 /// Every map the agent pins, in the order `teardown` and the CLI walk them.
-pub const ALL_MAPS: [&str; 19] = [
+pub const ALL_MAPS: [&str; 21] = [
     SERVICES_MAP,
     SLOTS_MAP,
     BACKENDS_MAP,
@@ -96,6 +101,8 @@ pub const ALL_MAPS: [&str; 19] = [
     MEMBER_STATS_MAP,
     crate::MONITOR_MAP,
     crate::MONITOR_CONFIG_MAP,
+    LOCAL_MAP,
+    LOCAL_STATS_MAP,
 ];
 
 /// The XDP ingress program (function name in `l4lb-ebpf/src/xdp.rs`); pinned

@@ -72,6 +72,7 @@ fn task(b: usize) -> TaskRecord {
         running: true,
         healthy: Some(true),
         in_pod: false,
+        zone: None,
     }
 }
 

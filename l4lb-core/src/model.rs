@@ -154,6 +154,10 @@ pub struct TaskRecord {
     /// the pod's executor, not to its tasks, so Mesos-DNS serves no `.slave`
     /// SRVs for them (those come from a task's port resources).
     pub in_pod: bool,
+    /// The task's zone (fault domain) as the control plane reports it
+    /// (Marathon's `tasks[].zone`): what `--locality zone` compares.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
 }
 
 /// One port of a task.

@@ -6,6 +6,7 @@ use crate::maps::{
     L4LB_BACKENDS, L4LB_BE_STATS, L4LB_MEMBER_STATS, L4LB_SERVICES, L4LB_SLOTS, L4LB_SVC_STATS,
 };
 
+pub mod local;
 pub mod p2c;
 
 /// What a lookup found for a destination.
@@ -90,7 +91,11 @@ const XDP_REPICKS: u32 = 4;
 /// The backend id in slot `pick % slot_count` (`slot_count` > 0).
 #[inline(always)]
 pub fn slot_backend(svc: &ServiceValue, pick: u32) -> Option<u32> {
-    let slot = svc.slot_base.wrapping_add(pick % svc.slot_count);
+    // checked_rem: no division-by-zero panic path, which the verifier
+    // refuses when the caller's `slot_count > 0` check is not in sight.
+    let slot = svc
+        .slot_base
+        .wrapping_add(pick.checked_rem(svc.slot_count)?);
     L4LB_SLOTS.get(slot).copied()
 }
 

@@ -113,3 +113,12 @@ pub static L4LB_MONITOR: RingBuf<MonitorEvent, { MONITOR_RING_BYTES as usize }> 
 /// The monitor's lease and filters (index 0).
 #[btf_map]
 pub static L4LB_MONITOR_CONFIG: Array<MonitorConfig, 1> = Array::new();
+/// Service id → its backends local to this node (`lb/local.rs`), written by the agent.
+#[btf_map]
+pub static L4LB_LOCAL: HashMap<u32, l4lb_common::LocalSet, { MAX_SERVICES as usize }, NO_PREALLOC> =
+    HashMap::new();
+
+/// How connect() used the local set, per service id (local picks, spills, probes).
+#[btf_map]
+pub static L4LB_LOCAL_STATS: PerCpuArray<l4lb_common::LocalStats, { MAX_SERVICES as usize }> =
+    PerCpuArray::new();

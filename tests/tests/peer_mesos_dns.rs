@@ -197,6 +197,7 @@ fn fake_task(fw: &str, t: &Value, slaves: &[(String, IpAddr)]) -> Option<TaskRec
         running: t["state"] == "TASK_RUNNING",
         healthy: None,
         in_pod: false,
+        zone: None,
     })
 }
 
@@ -512,6 +513,7 @@ fn axfr_task(app: &AxfrApp) -> TaskRecord {
         running: true,
         healthy: None,
         in_pod: false,
+        zone: None,
     }
 }
 
@@ -642,6 +644,7 @@ fn operator_api_tasks() -> Vec<TaskRecord> {
                 running: false,
                 healthy: None,
                 in_pod: false,
+                zone: None,
             });
         } else if ev["type"] == "TASK_UPDATED" && ev["task_updated"]["state"] == "TASK_RUNNING" {
             let st = &ev["task_updated"]["status"];

@@ -56,7 +56,8 @@ pub(super) fn write_policy(ebpf: &mut Ebpf, policy: LbPolicy) -> Result<()> {
         .try_into()?;
     let value = LbConfig {
         policy: policy.raw(),
-        _pad: 0,
+        // Set after the load by the locality sync (`Maps::set_locality_mode`).
+        locality: 0,
     };
     config
         .set(0, value, 0)

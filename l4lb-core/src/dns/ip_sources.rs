@@ -87,6 +87,7 @@ mod tests {
             running: true,
             healthy: None,
             in_pod: false,
+            zone: None,
         }
     }
 

@@ -64,6 +64,7 @@ fn redis_task() -> TaskRecord {
         running: true,
         healthy: None,
         in_pod: false,
+        zone: None,
     }
 }
 

@@ -154,6 +154,10 @@ pub struct Task {
     /// Mesos writes them as `[{"key": k, "value": v}]`, so both shapes read.
     #[serde(default, deserialize_with = "task_labels")]
     pub labels: BTreeMap<String, String>,
+    /// The task's zone (Marathon ≥ 1.6 with fault domains), any JSON here:
+    /// `zone::task_zone` keeps a bounded string and warns about the rest.
+    #[serde(default)]
+    pub zone: Option<serde_json::Value>,
 }
 
 /// `tasks[].ipAddresses[]`.

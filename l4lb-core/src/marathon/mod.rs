@@ -13,3 +13,4 @@ pub mod parse;
 pub mod pod_part;
 pub mod pods;
 pub mod sse_limit;
+pub mod zone;

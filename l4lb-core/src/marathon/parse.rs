@@ -225,6 +225,7 @@ mod tests {
                 running: true,
                 healthy: Some(true),
                 in_pod: false,
+                zone: Some("us-east-1a".into()),
             }
         );
         let t = task(
@@ -232,6 +233,7 @@ mod tests {
             "redis.instance-6f1c5941-8e2a-11ea-9c1d-0242ac110002._app.1",
         );
         assert_eq!((t.running, t.healthy), (true, Some(false)));
+        assert_eq!(t.zone.as_deref(), Some("us-east-1c"));
     }
 
     #[test]

@@ -409,6 +409,7 @@ fn record(
         running: state == "TASK_RUNNING",
         healthy,
         in_pod: true,
+        zone: None,
     }
 }
 
@@ -588,6 +589,7 @@ mod tests {
                 running: true,
                 healthy: None,
                 in_pod: true,
+                zone: None,
             }
         );
         // `bar` finished: in the catalog, not running (DNS leaves it out).

@@ -239,6 +239,9 @@ pub struct AgentInfo {
     pub id: Option<Id>,
     pub hostname: Option<String>,
     pub port: Option<u16>,
+    /// Its fault domain, any JSON here (`fault_domain::agent_zone` reads it).
+    #[serde(default)]
+    pub domain: Option<serde_json::Value>,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]

@@ -161,6 +161,7 @@ fn record(key: &TaskKey, view: &TaskView) -> TaskRecord {
         running: view.state == Some(TaskState::Running),
         healthy: view.healthy,
         in_pod: false,
+        zone: view.zone.clone(),
     }
 }
 

@@ -124,6 +124,8 @@ fn hello_overlay_task_records() {
     assert_eq!(t.task_ips, vec!["9.0.2.3".parse::<IpAddr>().unwrap()]);
     assert_eq!((t.running, t.host_ports), (true, false));
     assert_eq!(t.ports[0].port, 4044);
+    // Its agent's fault domain.
+    assert_eq!(t.zone.as_deref(), Some("aws/us-west-2a"));
     let m = b
         .catalog
         .tasks
@@ -210,6 +212,7 @@ fn poller_task(state: Option<TaskState>) -> (TaskKey, TaskView) {
         resource_ports: Vec::new(),
         docker_ips: Vec::new(),
         mesos_ips: Vec::new(),
+        zone: None,
     };
     (key, view)
 }

@@ -48,6 +48,9 @@ pub struct Slave {
     pub hostname: Option<String>,
     /// `slave(1)@10.0.0.3:5051`.
     pub pid: Option<String>,
+    /// Its fault domain (`fault_domain::agent_zone`).
+    #[serde(default)]
+    pub domain: Option<serde_json::Value>,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -123,6 +126,7 @@ fn slave_to_agent(s: &Slave) -> Agent {
             id: id(&s.id),
             hostname: s.hostname.clone(),
             port: None,
+            domain: s.domain.clone(),
         },
         active: None,
         pid: s.pid.clone(),

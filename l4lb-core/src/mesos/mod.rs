@@ -37,6 +37,7 @@
 pub mod api;
 pub mod catalog;
 pub mod cluster;
+pub mod fault_domain;
 pub mod lenient;
 pub mod master_state;
 pub mod parts;

@@ -36,6 +36,8 @@ pub struct KnownAgent {
     pub host: Option<AgentAt>,
     /// The address tasks get: the literal, or the name's current address.
     pub ip: Option<IpAddr>,
+    /// Its fault domain's zone, which its tasks are in.
+    pub zone: Option<String>,
 }
 
 /// What one call changed.
@@ -142,14 +144,20 @@ impl MesosState {
         self.tasks
             .iter()
             .filter(|(k, _)| !self.waiting.contains(*k))
-            .filter_map(|(k, r)| Some((k, r.view()?)))
+            .filter_map(|(k, r)| Some((k, self.zoned(r.view()?))))
+    }
+
+    /// The view with its agent's zone.
+    fn zoned(&self, mut v: TaskView) -> TaskView {
+        v.zone = self.agents.get(&v.agent_id).and_then(|a| a.zone.clone());
+        v
     }
 
     /// The view of one task, if it is visible.
     pub fn view(&self, key: &TaskKey) -> Option<TaskView> {
         match self.waiting.contains(key) {
             true => None,
-            false => self.tasks.get(key)?.view(),
+            false => Some(self.zoned(self.tasks.get(key)?.view()?)),
         }
     }
 
@@ -347,11 +355,19 @@ impl MesosState {
             ));
         }
         let ip = resolve(host.as_ref(), hosts);
+        let zone = super::fault_domain::agent_zone(info.domain.as_ref()).unwrap_or_else(|why| {
+            let subject = format!("agent {id}");
+            out.warnings
+                .push(Warning::new(WarningKind::AgentZone, subject, why));
+            None
+        });
         let entry = self.agents.entry(id.clone()).or_insert(KnownAgent {
             host: None,
             ip: None,
+            zone: None,
         });
         entry.host = host;
+        entry.zone = zone;
         // As dcos-net: no address now keeps the one it had.
         entry.ip = ip.or(entry.ip);
         if let Some(ip) = entry.ip {

@@ -103,6 +103,8 @@ pub struct TaskView {
     /// `MesosContainerizer.NetworkSettings.IPAddress` labels, likewise
     /// (Mesos-DNS's `mesos` IP source).
     pub mesos_ips: Vec<IpAddr>,
+    /// Its agent's zone (fault domain), filled in by `MesosState`.
+    pub zone: Option<String>,
 }
 
 /// Known, or only the id seen so far (dcos-net's `{id, Id}`).
@@ -177,6 +179,7 @@ impl Record {
             resource_ports: self.resource_ports.clone(),
             docker_ips: self.docker_ips.clone(),
             mesos_ips: self.mesos_ips.clone(),
+            zone: None,
         })
     }
 }

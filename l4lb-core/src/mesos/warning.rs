@@ -15,6 +15,8 @@ pub enum WarningKind {
     SkippedAgent,
     /// An agent whose host name is neither an address nor a valid name.
     AgentHost,
+    /// An agent whose fault domain's zone could not be read: no zone.
+    AgentZone,
     /// A framework without an id, or one that could not be read: skipped.
     SkippedFramework,
     /// A message of a type this decoder does not know: ignored.
@@ -29,6 +31,7 @@ impl WarningKind {
             WarningKind::TaskField => "task_field",
             WarningKind::SkippedAgent => "skipped_agent",
             WarningKind::AgentHost => "agent_host",
+            WarningKind::AgentZone => "agent_zone",
             WarningKind::SkippedFramework => "skipped_framework",
             WarningKind::UnknownMessage => "unknown_message",
         }

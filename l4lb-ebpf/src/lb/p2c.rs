@@ -44,6 +44,9 @@ fn count(service_id: u32, f: impl FnOnce(&mut LbStats)) {
 #[inline(always)]
 pub fn choose(svc: &ServiceValue) -> Option<Choice> {
     let now = health::now_ns();
+    if let Some(local) = super::local::choose(svc, now) {
+        return Some(local);
+    }
     let first = slot_backend(svc, random())?;
     let (mut best, mut best_cost, mut found) = (first, u64::MAX, 0u32);
     let mut first_up = false;

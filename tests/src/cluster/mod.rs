@@ -16,6 +16,7 @@ mod death;
 pub mod fabric;
 mod faults;
 mod footprint;
+mod local;
 mod stream;
 
 use std::{
@@ -32,6 +33,7 @@ pub use curve::{Bucket, Conn, Curve, Outcome, mono_ms, parse_stream};
 pub use death::{DeathRun, DeathSpec, Kill};
 pub use faults::{SYN_DROP_CHAIN, SYN_DROP_TABLE};
 pub use footprint::Footprint;
+pub use local::{LOCAL_DROP_TABLE, LocalRun, LocalSpec};
 pub use stream::{Stream, StreamSpec};
 
 use crate::{Agent, FakeMarathon, Sandbox, TaskSpec, TestSrv, marathon::model, table::backends};
@@ -89,6 +91,9 @@ pub struct ClusterSpec {
     pub agent_args: Vec<String>,
     /// How long start-up (agents listing every VIP with every backend) may take.
     pub ready_bound: Duration,
+    /// Each node's zone (empty: none): its tasks carry it in Marathon and
+    /// its agent gets `--zone`.
+    pub zones: Vec<String>,
 }
 
 impl ClusterSpec {
@@ -100,6 +105,7 @@ impl ClusterSpec {
             vips: vec![VipSpec::new("web", 80, 7000)],
             agent_args: vec![],
             ready_bound: Duration::from_secs(30 + 3 * nodes as u64),
+            zones: vec![],
         }
     }
 
@@ -113,7 +119,16 @@ impl ClusterSpec {
         self
     }
 
+    /// Node `i` in zone `zones[i]`.
+    pub fn zones(mut self, zones: &[&str]) -> ClusterSpec {
+        self.zones = zones.iter().map(|z| z.to_string()).collect();
+        self
+    }
+
     fn check(&self) -> Result<()> {
+        if !self.zones.is_empty() && self.zones.len() != self.nodes {
+            bail!("{} zones for {} nodes", self.zones.len(), self.nodes);
+        }
         if self.nodes == 0 || self.nodes > MAX_NODES {
             bail!("{} nodes: 1..={MAX_NODES}", self.nodes);
         }
@@ -221,6 +236,9 @@ impl Cluster {
             let mut args = vec!["--marathon", &url, "--dns-listen", DNS_LISTEN];
             args.extend_from_slice(SMALL_MAPS);
             args.extend(spec.agent_args.iter().map(String::as_str));
+            if let Some(zone) = spec.zones.get(index) {
+                args.extend(["--zone", zone]);
+            }
             let agent = Agent::start_with_args(&mut sb, "", &args)?;
             nodes.push(Node {
                 agent,
@@ -370,6 +388,15 @@ fn spawn_backends(sb: &mut Sandbox, i: usize, vips: &[VipSpec]) -> Result<TestSr
 }
 
 /// `{"apps": […]}`: per VIP one host-networking app with a task on each node.
+/// Task `i` (on node `i`) in `zones[i]`, as Marathon reports a fault domain.
+fn add_zones(app: &mut Value, zones: &[String]) {
+    if let Some(tasks) = app["tasks"].as_array_mut() {
+        for (t, z) in tasks.iter_mut().zip(zones) {
+            t["zone"] = json!(z);
+        }
+    }
+}
+
 fn apps(spec: &ClusterSpec) -> Value {
     let list: Vec<Value> = spec
         .vips
@@ -378,7 +405,9 @@ fn apps(spec: &ClusterSpec) -> Value {
             let tasks: Vec<TaskSpec> = (0..spec.nodes)
                 .map(|i| TaskSpec::new(&node_ip4(i), v.backend_port))
                 .collect();
-            model::host_app(&v.app_id(), &v.label(), &tasks, false)
+            let mut app = model::host_app(&v.app_id(), &v.label(), &tasks, false);
+            add_zones(&mut app, &spec.zones);
+            app
         })
         .collect();
     json!({ "apps": list })

@@ -11,6 +11,7 @@
 //! | `redis.rs` | `bench redis`: redis-benchmark direct vs via a VIP |
 //! | `scaling.rs` | `bench scaling`: connect latency vs number of services |
 //! | `failover.rs` | `bench failover`: a node dies on a simulated cluster; how long until clients route around it |
+//! | `locality.rs` | `bench locality`: each node's share on its own backend, and the spill when it stops answering |
 //! | `all.rs` | `bench all` / `bench profile`: everything, BENCHMARKS.md's summary |
 //! | `control.rs` | the fake Marathon state and agent `marathon` and `dns` share |
 //! | `agent_log.rs` | reading the agent's log (fields, timestamps, waits) |
@@ -25,6 +26,7 @@ mod control;
 mod dns;
 mod failover;
 mod knot;
+mod locality;
 mod marathon;
 mod mesos;
 mod peers;
@@ -86,6 +88,10 @@ pub enum Bench {
     /// Node death on a simulated cluster: time until clients on other nodes
     /// stop choosing the dead node's backend, failed/stalled connects, per policy.
     Failover(failover::FailoverArgs),
+    /// Locality on a simulated cluster: each node's share of connections on
+    /// its own backend (`--locality off` vs `node`), and how fast a node
+    /// spills when its backend stops answering it.
+    Locality(locality::LocalityArgs),
     /// Callgrind on the agent's full sync; BPF program sizes.
     Profile(all::ProfileArgs),
     /// Every benchmark, then BENCHMARKS.md's summary (also `cargo xtask bench`).
@@ -112,6 +118,7 @@ pub fn run(what: Bench) -> Result<()> {
         Bench::Redis(args) => redis::redis(args),
         Bench::Scaling(args) => scaling::run(args),
         Bench::Failover(args) => failover::failover(args),
+        Bench::Locality(args) => locality::locality(args),
         Bench::Profile(args) => all::profile(args),
         Bench::All(args) => all::run(args),
     }

@@ -145,6 +145,7 @@ fn random_task(rng: &mut StdRng, n: usize) -> TaskRecord {
         running: rng.random_bool(0.8),
         healthy: pick(rng, &[None, Some(true), Some(false)]),
         in_pod: rng.random_bool(0.2),
+        zone: None,
     }
 }
 

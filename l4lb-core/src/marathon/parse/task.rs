@@ -134,7 +134,11 @@ impl Builder {
             let decls = app.decls.iter().chain(&task_decls);
             self.add_task_backends(decls, &endpoints, weight, &t.at, t.warn);
         }
-        let record = t.record(agent.ip, task_ips, &endpoints);
+        let mut record = t.record(agent.ip, task_ips, &endpoints);
+        record.zone = super::super::zone::task_zone(task.zone.as_ref()).unwrap_or_else(|why| {
+            (t.warn)(format!("{}.{why}", t.at));
+            None
+        });
         self.push_task(record, agent);
     }
 
@@ -340,6 +344,7 @@ impl TaskCtx<'_, '_> {
             running: task.state.as_deref() == Some("TASK_RUNNING"),
             healthy: self.healthy,
             in_pod: false,
+            zone: None,
         }
     }
 }
