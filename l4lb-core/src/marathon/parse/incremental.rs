@@ -18,8 +18,9 @@ use std::{
 use super::{
     AppPart, ParseError, Parsed, Warning,
     catalog::{Allocated, Group, GroupKey, ip_service, named_group_services, squatter},
-    catalog_from_parts,
+    catalog_with_hosts,
 };
+use crate::hosts::HostTable;
 use crate::model::{Catalog, DesiredState, Proto, ServiceMap, TaskRecord, Vip, desired_state};
 use crate::naming::{Family, VipAllocator};
 
@@ -141,18 +142,42 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
         self.parts.values()
     }
 
+    /// The keys of the parts, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.parts.keys()
+    }
+
+    pub fn get(&self, id: &K) -> Option<&AppPart> {
+        self.parts.get(id)
+    }
+
+    /// True while a part has agents known by name (catalogs are then full
+    /// builds, see [`catalog_map_with`](Self::catalog_map_with)).
+    pub fn has_named_agents(&self) -> bool {
+        !self.named_agents.is_empty()
+    }
+
     /// Sets (`Some`) or removes (`None`) the part `id`.
     pub fn replace(&mut self, id: K, part: Option<AppPart>) {
+        self.swap(id, part);
+    }
+
+    /// [`replace`](Self::replace), returning what the part was if that
+    /// changed anything (`Some(None)`: there was none), None if it was
+    /// already equal: what a caller needs to undo it.
+    pub fn swap(&mut self, id: K, part: Option<AppPart>) -> Option<Option<AppPart>> {
         if self.parts.get(&id) == part.as_ref() {
-            return; // e.g. a snapshot repeating a task as it was
+            return None; // e.g. a snapshot repeating a task as it was
         }
-        if let Some(old) = self.parts.remove(&id) {
-            self.withdraw(&id, &old);
+        let old = self.parts.remove(&id);
+        if let Some(old) = &old {
+            self.withdraw(&id, old);
         }
         if let Some(new) = part {
             self.enter(&id, &new);
             self.parts.insert(id, new);
         }
+        Some(old)
     }
 
     fn withdraw(&mut self, id: &K, old: &AppPart) {
@@ -187,7 +212,7 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
         }
     }
 
-    /// The catalog of the parts: what [`catalog_from_parts`] gives for them
+    /// The catalog of the parts: what [`catalog_from_parts`](super::catalog_from_parts) gives for them
     /// in key order, with the same allocator rules. On error (a family's
     /// range is full) the allocator is left as a full build leaves it and
     /// the next call retries the same changes. While a part has agents known
@@ -205,12 +230,22 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
     /// needs is made by the caller, off the path to the maps (a full build
     /// fills it).
     pub fn catalog_map(&mut self, alloc: &mut VipAllocator) -> Result<Parsed, ParseError> {
+        self.catalog_map_with(alloc, &HostTable::default())
+    }
+
+    /// [`catalog_map`](Self::catalog_map); while a part has agents known by
+    /// name, a full build that looks them up in `hosts`.
+    pub fn catalog_map_with(
+        &mut self,
+        alloc: &mut VipAllocator,
+        hosts: &HostTable,
+    ) -> Result<Parsed, ParseError> {
         let dirty: Vec<GroupKey> = self.dirty.iter().cloned().collect();
         for gk in &dirty {
             self.merge(gk);
         }
         if !self.named_agents.is_empty() {
-            return catalog_from_parts(self.parts.values(), &[], alloc);
+            return catalog_with_hosts(self.parts.values(), &[], alloc, hosts);
         }
         self.allocate(alloc)?;
         let dirty = std::mem::take(&mut self.dirty);
