@@ -17,7 +17,7 @@
 //! kept up to date part by part ([`AppSet::update_catalog`]), so an event
 //! that re-reads one app costs that app, not the cluster.
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, HashMap},
     fmt,
     io::Read,
     sync::Arc,
@@ -250,10 +250,11 @@ impl AppSet {
     ) -> Result<bool, ParseError> {
         let mut r = Refresh {
             set: self,
-            seen: HashSet::new(),
+            seen: HashMap::new(),
             skipped: Vec::new(),
             changed: false,
             undo: HashMap::new(),
+            added: Vec::new(),
         };
         let walked = ListSeed(&mut r)
             .deserialize(&mut de)
@@ -273,13 +274,16 @@ impl AppSet {
 /// A refresh in progress.
 struct Refresh<'s> {
     set: &'s mut AppSet,
-    /// Apps this read listed so far.
-    seen: HashSet<PartKey>,
+    /// Apps this read listed so far; true for those it added.
+    seen: HashMap<PartKey, bool>,
     skipped: Vec<Warning>,
     changed: bool,
-    /// What each app this read touched held before it (None: it was not in
-    /// the set), to put back if the read fails.
-    undo: HashMap<PartKey, Option<AppPart>>,
+    /// What each app this read replaced held before it, to put back if the
+    /// read fails.
+    undo: HashMap<PartKey, AppPart>,
+    /// Apps this read added, to take out if it fails (a key each: a first
+    /// read adds every app).
+    added: Vec<PartKey>,
 }
 
 impl Refresh<'_> {
@@ -290,12 +294,14 @@ impl Refresh<'_> {
         };
         let key = PartKey::app(part.app_id());
         let parts = &mut self.set.parts;
-        if !self.seen.insert(key.clone()) {
+        if let Some(&added) = self.seen.get(&key) {
             // Listed twice (Marathon never does): one app declaring both.
             if let Some(first) = parts.get(&key).cloned() {
-                self.undo
-                    .entry(key.clone())
-                    .or_insert_with(|| Some(first.clone()));
+                if !added {
+                    self.undo
+                        .entry(key.clone())
+                        .or_insert_with(|| first.clone());
+                }
                 let mut both = first;
                 both.absorb(part);
                 parts.replace(key, Some(both));
@@ -303,17 +309,24 @@ impl Refresh<'_> {
             self.changed = true;
             return;
         }
-        if let Some(old) = parts.swap(key.clone(), Some(part)) {
-            self.undo.insert(key, old);
-            self.changed = true;
+        let swapped = parts.swap(key.clone(), Some(part));
+        self.seen.insert(key.clone(), matches!(swapped, Some(None)));
+        match swapped {
+            Some(Some(old)) => drop(self.undo.insert(key, old)),
+            Some(None) => self.added.push(key),
+            None => return,
         }
+        self.changed = true;
     }
 
     /// The read failed: every app it touched gets its old part back (or
     /// leaves), and the set is dirty.
     fn undo(self) {
+        for key in self.added {
+            self.set.parts.replace(key, None);
+        }
         for (key, old) in self.undo {
-            self.set.parts.replace(key, old);
+            self.set.parts.replace(key, Some(old));
         }
         self.set.dirty = true;
     }
@@ -325,12 +338,12 @@ impl Refresh<'_> {
             seen,
             skipped,
             mut changed,
-            undo: _,
+            ..
         } = self;
         let gone: Vec<PartKey> = set
             .parts
             .keys()
-            .filter(|k| k.is_app() && !seen.contains(*k))
+            .filter(|k| k.is_app() && !seen.contains_key(*k))
             .cloned()
             .collect();
         changed |= !gone.is_empty() || set.skipped != skipped || set.dirty;
