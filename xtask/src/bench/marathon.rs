@@ -668,9 +668,9 @@ fn summarize_marathon(
          in one window) and a failed app read. What still grows with the cluster per event is the \
          catalog's task list, a pointer per task (within the {:.2} ms read at {} apps), and the set of \
          VIPs the maps serve handed to the discovery API ({:.2} ms of plan + map writes). The full sync's RSS is mostly heap (anonymous {:.0} MB of {:.0} MB): the decoded \
-         share of every app, the catalog built from them and the Maglev tables waiting to be written \
-         are held at once, and the re-read after the stream attaches overlaps the first apply (the \
-         min-max of the settled peak). After the events at {} apps the agent's peak was {:.0} MB",
+         share of every app and the catalog kept from them, with the Maglev tables while they are \
+         written; the first resync's re-read replaces each app's share in place (the min-max of the \
+         settled peak). After the events at {} apps the agent's peak was {:.0} MB",
         median(&reads),
         a.event_apps,
         median(&applies),
