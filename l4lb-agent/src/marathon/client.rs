@@ -38,6 +38,8 @@ use super::{
 pub const DEFAULT_MAX_BODY: usize = 128 << 20;
 /// Largest `/v2/leader` answer (`{"leader":"host:port"}`).
 const LEADER_BODY_MAX: usize = 64 << 10;
+/// Body chunks waiting for the decoder of a full read (see `decode_body`).
+const IN_FLIGHT_CHUNKS: usize = 4;
 
 /// Everything the client needs; built by [`super::args::MarathonArgs::resolve`].
 #[derive(Clone, Debug)]
@@ -715,7 +717,12 @@ impl MarathonClient {
         if announced.is_some_and(|n| n > limit as u64) {
             return Err(self.over_cap(url, limit));
         }
-        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+        // A few chunks in flight: each can be hyper's whole read buffer
+        // (~400 KB on a fast link), and whatever waits here is held on top
+        // of the set (64 of them were ~25 MB of a full read's peak RSS at
+        // 10,000 apps, see BENCHMARKS.md). The decoder is the slow side: a
+        // full channel makes the sender wait, and TCP backs Marathon off.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(IN_FLIGHT_CHUNKS);
         let decoder = tokio::task::spawn_blocking(move || {
             let mut set = set.lock().unwrap_or_else(|p| p.into_inner());
             set.refresh_from(std::io::BufReader::with_capacity(

@@ -12,10 +12,15 @@
 //! never holds two copies of the cluster (only of the apps that changed, kept
 //! to undo a refresh that fails: a failed read leaves the set as it was and
 //! frees what it decoded).
+//!
+//! The parts live in an [`IncrementalCatalog`]: the catalog of the set is
+//! kept up to date part by part ([`AppSet::update_catalog`]), so an event
+//! that re-reads one app costs that app, not the cluster.
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, HashMap},
     fmt,
     io::Read,
+    sync::Arc,
 };
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -23,22 +28,44 @@ use serde_json::{error::Category, value::RawValue};
 
 use super::{
     apps::{self, App},
-    parse::{AppPart, ParseError, Parsed, Warning, catalog_with_hosts},
+    parse::{AppPart, IncrementalCatalog, ParseError, Parsed, Warning, catalog_with_hosts},
     pod_part::pod_part,
     pods::{self, PodStatus},
 };
 use crate::{hosts::HostTable, naming::VipAllocator};
 
+/// Where a part sits in the set: apps and pods share Marathon's id space but
+/// are kept apart (each list is refreshed on its own); apps sort first, the
+/// order the catalog takes them in.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PartKey {
+    App(Arc<str>),
+    Pod(Arc<str>),
+}
+
+impl PartKey {
+    fn app(id: &str) -> PartKey {
+        PartKey::App(Arc::from(id))
+    }
+
+    fn pod(id: &str) -> PartKey {
+        PartKey::Pod(Arc::from(id))
+    }
+
+    fn is_app(&self) -> bool {
+        matches!(self, PartKey::App(_))
+    }
+}
+
 /// Every app of one `/v2/apps` answer, as catalog parts keyed by app id,
-/// and every pod of one `/v2/pods/::status` answer, the same way (apps and
-/// pods share Marathon's id space; they are kept apart because each list
-/// is refreshed on its own).
+/// and every pod of one `/v2/pods/::status` answer, the same way.
 #[derive(Clone, Debug, Default)]
 pub struct AppSet {
-    parts: BTreeMap<String, AppPart>,
+    /// Apps and pods, merged into their catalog change by change.
+    parts: IncrementalCatalog<PartKey>,
+    apps: usize,
     /// List entries skipped whole (no usable id, not an object, bad field).
     skipped: Vec<Warning>,
-    pods: BTreeMap<String, AppPart>,
     pods_skipped: Vec<Warning>,
     /// A refresh broke off: the parts mix two reads, and the next complete
     /// refresh must report a change whatever it finds.
@@ -46,7 +73,8 @@ pub struct AppSet {
 }
 
 impl AppSet {
-    /// The catalog of every app (named VIPs get their addresses from `alloc`).
+    /// The catalog of every app (named VIPs get their addresses from `alloc`),
+    /// built whole from the parts.
     pub fn catalog(&self, alloc: &mut VipAllocator) -> Result<Parsed, ParseError> {
         self.catalog_with(alloc, &HostTable::default())
     }
@@ -57,31 +85,57 @@ impl AppSet {
         alloc: &mut VipAllocator,
         hosts: &HostTable,
     ) -> Result<Parsed, ParseError> {
-        let skipped: Vec<Warning> = self
-            .skipped
+        let skipped = self.skipped_warnings();
+        catalog_with_hosts(self.parts.parts(), &skipped, alloc, hosts)
+    }
+
+    /// The same catalog as [`Self::catalog_with`], brought up to date from
+    /// the last one by what changed since (a full build while an agent is
+    /// known by name). Its services are in `Parsed::services` only
+    /// (`catalog.services` is left empty; the caller copies them once the
+    /// maps serve them).
+    pub fn update_catalog(
+        &mut self,
+        alloc: &mut VipAllocator,
+        hosts: &HostTable,
+    ) -> Result<Parsed, ParseError> {
+        let mut p = self.parts.catalog_map_with(alloc, hosts)?;
+        let mut warnings = self.skipped_warnings();
+        warnings.append(&mut p.warnings);
+        p.warnings = warnings;
+        Ok(p)
+    }
+
+    fn skipped_warnings(&self) -> Vec<Warning> {
+        self.skipped
             .iter()
             .chain(&self.pods_skipped)
             .cloned()
-            .collect();
-        let parts = self.parts.values().chain(self.pods.values());
-        catalog_with_hosts(parts, &skipped, alloc, hosts)
+            .collect()
     }
 
     /// Puts one app's fresh read in place of the old one (`None`: the app is
     /// gone). False if that changed nothing (an event about a change already
     /// read, or one that does not touch what the catalog holds).
     pub fn replace(&mut self, id: &str, app: Option<OneApp>) -> bool {
-        replace_in(&mut self.parts, &mut self.skipped, id, app) || self.dirty
+        let changed = replace_in(&mut self.parts, &mut self.skipped, PartKey::app(id), app);
+        self.count_apps();
+        changed || self.dirty
     }
 
     /// [`Self::replace`] for a pod (`GET /v2/pods/{id}::status`).
     pub fn replace_pod(&mut self, id: &str, pod: Option<OneApp>) -> bool {
-        replace_in(&mut self.pods, &mut self.pods_skipped, id, pod) || self.dirty
+        replace_in(
+            &mut self.parts,
+            &mut self.pods_skipped,
+            PartKey::pod(id),
+            pod,
+        ) || self.dirty
     }
 
     /// True if the last reads knew `id` as a pod (listed or skipped).
     pub fn is_pod(&self, id: &str) -> bool {
-        self.pods.contains_key(id)
+        self.parts.get(&PartKey::pod(id)).is_some()
             || self
                 .pods_skipped
                 .iter()
@@ -100,33 +154,49 @@ impl AppSet {
                 return Err(ParseError::Pods(e));
             }
         };
-        let mut pods: BTreeMap<String, AppPart> = BTreeMap::new();
+        let mut pods: BTreeMap<PartKey, AppPart> = BTreeMap::new();
         let mut skipped = Vec::new();
         for (i, raw) in list.iter().enumerate() {
             match decode_pod(raw.get(), || format!("pods[{i}]")) {
-                OneApp::Part(p) => match pods.get_mut(p.app_id()) {
+                OneApp::Part(p) => match pods.get_mut(&PartKey::pod(p.app_id())) {
                     // Listed twice (Marathon never does): one pod declaring both.
                     Some(first) => first.absorb(p),
                     None => {
-                        pods.insert(p.app_id().to_owned(), p);
+                        pods.insert(PartKey::pod(p.app_id()), p);
                     }
                 },
                 OneApp::Skipped(w) => skipped.push(w),
             }
         }
-        let changed = pods != self.pods || skipped != self.pods_skipped || self.dirty;
-        self.pods = pods;
+        let changed = self.set_pods(pods) || skipped != self.pods_skipped || self.dirty;
         self.pods_skipped = skipped;
         Ok(changed)
+    }
+
+    /// The pods become `pods`; true if that changed any.
+    fn set_pods(&mut self, pods: BTreeMap<PartKey, AppPart>) -> bool {
+        let gone: Vec<PartKey> = self
+            .parts
+            .keys()
+            .filter(|k| !k.is_app() && !pods.contains_key(*k))
+            .cloned()
+            .collect();
+        let mut changed = false;
+        for k in gone {
+            changed |= self.parts.swap(k, None).is_some();
+        }
+        for (k, p) in pods {
+            changed |= self.parts.swap(k, Some(p)).is_some();
+        }
+        changed
     }
 
     /// Marathon has no pods (it answered 404 to `/v2/pods/::status`: a
     /// version without pods); true if that removed any.
     pub fn clear_pods(&mut self) -> bool {
-        let had = !self.pods.is_empty() || !self.pods_skipped.is_empty();
-        self.pods.clear();
+        let had_skipped = !self.pods_skipped.is_empty();
         self.pods_skipped.clear();
-        had
+        self.set_pods(BTreeMap::new()) || had_skipped
     }
 
     /// After a failed refresh (however it failed): the next complete one
@@ -137,22 +207,27 @@ impl AppSet {
 
     /// Same apps, pods and skipped entries (whatever the dirty flags say).
     pub fn same_content(&self, other: &AppSet) -> bool {
-        self.parts == other.parts
+        self.parts.keys().eq(other.parts.keys())
+            && self.parts.parts().eq(other.parts.parts())
             && self.skipped == other.skipped
-            && self.pods == other.pods
             && self.pods_skipped == other.pods_skipped
     }
 
     pub fn contains(&self, id: &str) -> bool {
-        self.parts.contains_key(id)
+        self.parts.get(&PartKey::app(id)).is_some()
     }
 
+    /// How many apps (pods not counted).
     pub fn len(&self) -> usize {
-        self.parts.len()
+        self.apps
     }
 
     pub fn is_empty(&self) -> bool {
-        self.parts.is_empty()
+        self.apps == 0
+    }
+
+    fn count_apps(&mut self) {
+        self.apps = self.parts.keys().take_while(|k| k.is_app()).count();
     }
 
     /// Makes the set equal to a whole `GET /v2/apps?embed=apps.tasks` body
@@ -175,34 +250,40 @@ impl AppSet {
     ) -> Result<bool, ParseError> {
         let mut r = Refresh {
             set: self,
-            seen: HashSet::new(),
+            seen: HashMap::new(),
             skipped: Vec::new(),
             changed: false,
             undo: HashMap::new(),
+            added: Vec::new(),
         };
         let walked = ListSeed(&mut r)
             .deserialize(&mut de)
             .and_then(|()| de.end());
-        match walked {
+        let result = match walked {
             Ok(()) => Ok(r.finish()),
             Err(e) => {
                 r.undo();
                 Err(classify(e))
             }
-        }
+        };
+        self.count_apps();
+        result
     }
 }
 
 /// A refresh in progress.
 struct Refresh<'s> {
     set: &'s mut AppSet,
-    /// Ids this read listed so far.
-    seen: HashSet<String>,
+    /// Apps this read listed so far; true for those it added.
+    seen: HashMap<PartKey, bool>,
     skipped: Vec<Warning>,
     changed: bool,
-    /// What each app this read touched held before it (None: it was not in
-    /// the set), to put back if the read fails.
-    undo: HashMap<String, Option<AppPart>>,
+    /// What each app this read replaced held before it, to put back if the
+    /// read fails.
+    undo: HashMap<PartKey, AppPart>,
+    /// Apps this read added, to take out if it fails (a key each: a first
+    /// read adds every app).
+    added: Vec<PartKey>,
 }
 
 impl Refresh<'_> {
@@ -211,39 +292,41 @@ impl Refresh<'_> {
             OneApp::Part(part) => part,
             OneApp::Skipped(w) => return self.skipped.push(w),
         };
-        let id = part.app_id().to_owned();
+        let key = PartKey::app(part.app_id());
         let parts = &mut self.set.parts;
-        if !self.seen.insert(id.clone()) {
+        if let Some(&added) = self.seen.get(&key) {
             // Listed twice (Marathon never does): one app declaring both.
-            if let Some(first) = parts.get_mut(&id) {
-                self.undo.entry(id).or_insert_with(|| Some(first.clone()));
-                first.absorb(part);
+            if let Some(first) = parts.get(&key).cloned() {
+                if !added {
+                    self.undo
+                        .entry(key.clone())
+                        .or_insert_with(|| first.clone());
+                }
+                let mut both = first;
+                both.absorb(part);
+                parts.replace(key, Some(both));
             }
             self.changed = true;
             return;
         }
-        match parts.get_mut(&id) {
-            Some(old) if *old == part => {}
-            Some(old) => {
-                self.undo.insert(id, Some(std::mem::replace(old, part)));
-                self.changed = true;
-            }
-            None => {
-                self.undo.insert(id.clone(), None);
-                parts.insert(id, part);
-                self.changed = true;
-            }
+        let swapped = parts.swap(key.clone(), Some(part));
+        self.seen.insert(key.clone(), matches!(swapped, Some(None)));
+        match swapped {
+            Some(Some(old)) => drop(self.undo.insert(key, old)),
+            Some(None) => self.added.push(key),
+            None => return,
         }
+        self.changed = true;
     }
 
     /// The read failed: every app it touched gets its old part back (or
     /// leaves), and the set is dirty.
     fn undo(self) {
-        for (id, old) in self.undo {
-            match old {
-                Some(part) => self.set.parts.insert(id, part),
-                None => self.set.parts.remove(&id),
-            };
+        for key in self.added {
+            self.set.parts.replace(key, None);
+        }
+        for (key, old) in self.undo {
+            self.set.parts.replace(key, Some(old));
         }
         self.set.dirty = true;
     }
@@ -255,11 +338,18 @@ impl Refresh<'_> {
             seen,
             skipped,
             mut changed,
-            undo: _,
+            ..
         } = self;
-        let before = set.parts.len();
-        set.parts.retain(|id, _| seen.contains(id));
-        changed |= set.parts.len() != before || set.skipped != skipped || set.dirty;
+        let gone: Vec<PartKey> = set
+            .parts
+            .keys()
+            .filter(|k| k.is_app() && !seen.contains_key(*k))
+            .cloned()
+            .collect();
+        changed |= !gone.is_empty() || set.skipped != skipped || set.dirty;
+        for k in gone {
+            set.parts.replace(k, None);
+        }
         set.skipped = skipped;
         set.dirty = false;
         changed
@@ -269,32 +359,36 @@ impl Refresh<'_> {
 /// Puts one app's (or pod's) fresh read in place of the old one in `parts`
 /// and `skipped`; false if that changed nothing.
 fn replace_in(
-    parts: &mut BTreeMap<String, AppPart>,
+    parts: &mut IncrementalCatalog<PartKey>,
     skipped: &mut Vec<Warning>,
-    id: &str,
+    key: PartKey,
     one: Option<OneApp>,
 ) -> bool {
-    let old_skip = skipped.iter().position(|w| w.app_id.as_deref() == Some(id));
+    let id = match &key {
+        PartKey::App(id) | PartKey::Pod(id) => id.clone(),
+    };
+    let mine = |w: &Warning| w.app_id.as_deref() == Some(&*id);
+    let old_skip = skipped.iter().position(mine);
     match one {
         Some(OneApp::Part(p)) => {
-            let same = old_skip.is_none() && parts.get(id) == Some(&p);
+            let same = old_skip.is_none() && parts.get(&key) == Some(&p);
             if let Some(i) = old_skip {
                 skipped.remove(i);
             }
-            parts.insert(id.to_owned(), p);
+            parts.replace(key, Some(p));
             !same
         }
         // One that no longer decodes is skipped, as in a full read.
         Some(OneApp::Skipped(w)) => {
-            let same = !parts.contains_key(id) && old_skip.is_some_and(|i| skipped[i] == w);
-            parts.remove(id);
-            skipped.retain(|old| old.app_id.as_deref() != Some(id));
+            let same = parts.get(&key).is_none() && old_skip.is_some_and(|i| skipped[i] == w);
+            parts.replace(key, None);
+            skipped.retain(|old| !mine(old));
             skipped.push(w);
             !same
         }
         None => {
-            let had = parts.remove(id).is_some() || old_skip.is_some();
-            skipped.retain(|old| old.app_id.as_deref() != Some(id));
+            let had = parts.swap(key, None).is_some() || old_skip.is_some();
+            skipped.retain(|old| !mine(old));
             had
         }
     }
@@ -602,6 +696,48 @@ mod tests {
         assert_eq!(catalog(&set), catalog(&before));
         // Dirty: the next good read reports a change even though it is the same.
         assert!(set.refresh_from_slice(two).unwrap());
+    }
+
+    /// The catalog kept up to date change by change is the one built whole
+    /// from the same set, through full reads, app reads, pods, a failed
+    /// read and its undo.
+    #[test]
+    fn the_kept_catalog_equals_a_full_build_after_every_change() {
+        const PODS: &str = include_str!("../../tests/fixtures/marathon/pods_vips.json");
+        let (mut kept, mut whole) = (VipAllocator::new(), VipAllocator::new());
+        let mut set = AppSet::default();
+        // `kept`: the catalog is brought up to date, not built whole (an
+        // agent known by name makes it a full build).
+        let mut check = |set: &mut AppSet, step: &str, kept_map: bool| {
+            let mut a = set
+                .update_catalog(&mut kept, &HostTable::default())
+                .unwrap();
+            assert_eq!(a.services.is_some(), kept_map, "after {step}");
+            if let Some(services) = a.services.take() {
+                a.catalog.services = crate::model::desired_state(&services);
+            }
+            assert_eq!(a, set.catalog(&mut whole).unwrap(), "after {step}");
+        };
+        set.refresh_from_slice(REDIS_HOST.as_bytes()).unwrap();
+        check(&mut set, "the first read", true);
+        set.refresh_from_slice(MALFORMED.as_bytes()).unwrap();
+        check(&mut set, "a read with bad apps and an agent by name", false);
+        set.refresh_from_slice(BRIDGE.as_bytes()).unwrap();
+        check(&mut set, "a read of other apps", true);
+        set.refresh_pods_from_slice(PODS.as_bytes()).unwrap();
+        check(&mut set, "pods", true);
+        let cut = &MALFORMED.as_bytes()[..MALFORMED.len() - 30];
+        assert!(set.refresh_from_slice(cut).is_err());
+        check(&mut set, "a failed read", true);
+        let v: serde_json::Value = serde_json::from_str(REDIS_HOST).unwrap();
+        let id = v["apps"][0]["id"].as_str().unwrap();
+        let body = serde_json::json!({"app": v["apps"][0]}).to_string();
+        assert!(set.replace(id, Some(decode_one_app(body.as_bytes(), id).unwrap())));
+        check(&mut set, "one app read", true);
+        assert!(set.replace(id, None));
+        check(&mut set, "one app gone", true);
+        assert!(set.clear_pods());
+        check(&mut set, "pods gone", true);
     }
 
     #[test]

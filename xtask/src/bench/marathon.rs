@@ -3,17 +3,19 @@
 //! 1. Full sync: a fake Marathon (`l4lb-fake-marathon --state`) serving N apps
 //!    x M tasks in the documented host-networking shape (`VIP_0 = /app-i:80`,
 //!    MESOS_TCP health check, every task healthy); a fresh agent with
-//!    `--marathon URL` per run. Measured: agent start (spawn) -> first
-//!    `table applied` line (its log timestamp), the `took_us` of that apply
-//!    (plan + map writes), the source's read + parse (`marathon: apps read
-//!    took_ms`), and the agent's peak RSS (VmHWM) right after the apply and
-//!    once the event stream's reconnect re-read has settled. Goal <= 1 s,
-//!    <= 100 MB.
+//!    `--marathon URL` per run. Measured: agent start (spawn) -> the maps
+//!    serving the first table (the first `table applied` line's log
+//!    timestamp less its `serving_for_us`) and -> that line, the `took_us`
+//!    of that apply (plan + map writes), the source's read + parse
+//!    (`marathon: apps read took_ms`), and the agent's peak RSS (VmHWM)
+//!    right after the apply and once the first resync's re-read has
+//!    settled. Goal <= 0.5 s, <= 64 MB.
 //! 2. Event -> maps: K apps loaded; E changes fired one at a time through the
 //!    control API, cycling health down, health up, scale up (a new healthy
 //!    task), kill of that task; after each, the next `table applied` line
 //!    with `event_to_maps_us` is that event's latency. Cross-checked with the
-//!    `l4lb_event_to_maps_seconds` histogram. Goal p99 <= 50 ms.
+//!    `l4lb_event_to_maps_seconds` histogram. Goal p99 <= 20 ms at 10,000
+//!    apps.
 //!
 //! Safety: everything runs in a `Sandbox` (private netns with only `lo`,
 //! child cgroup given to the agent). Task addresses are 127.1.0.x and nothing
@@ -51,9 +53,9 @@ pub const MAX_EVENTS: i64 = 5_000;
 /// Backends are (addr, port) pairs; the agent holds 65,536 by default.
 const MAX_TASKS_TOTAL: u64 = 60_000;
 
-const SYNC_GOAL_S: f64 = 1.0;
-const RSS_GOAL_MB: f64 = 100.0;
-const P99_GOAL_MS: f64 = 50.0;
+const SYNC_GOAL_S: f64 = 0.5;
+const RSS_GOAL_MB: f64 = 64.0;
+const P99_GOAL_MS: f64 = 20.0;
 
 /// Agent's `--marathon-debounce-ms` default (part of every event's latency).
 const DEBOUNCE_MS: u64 = 20;
@@ -77,7 +79,7 @@ pub struct MarathonArgs {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=MAX_TASKS))]
     tasks: u32,
     /// Apps loaded while events are fired.
-    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=MAX_APPS))]
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=MAX_APPS))]
     event_apps: u32,
     /// Events fired one by one (health down, up, scale up, kill; cycling).
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=MAX_EVENTS))]
@@ -94,6 +96,8 @@ pub struct MarathonArgs {
 struct SyncRun {
     /// Agent spawn -> first `table applied` (log timestamp).
     wall_s: f64,
+    /// Agent spawn -> the maps serve that table (less its `serving_for_us`).
+    serving_s: f64,
     /// `marathon: apps read took_ms` of the read that fed it.
     read_ms: f64,
     /// `took_us` of the apply.
@@ -160,8 +164,10 @@ fn full_sync_run(
             Duration::from_secs(90),
             Duration::from_millis(500),
         )?;
+        let serving_for = num(&line, "serving_for_us").context("no serving_for_us")?;
         let run = SyncRun {
             wall_s,
+            serving_s: wall_s - serving_for as f64 / 1e6,
             read_ms,
             apply_ms: num(&line, "took_us").unwrap_or(0) as f64 / 1000.0,
             writes: num(&line, "writes").unwrap_or(0),
@@ -488,9 +494,10 @@ fn summarize_marathon(
 ) -> (String, String) {
     let col = |f: &dyn Fn(&SyncRun) -> f64| runs.iter().map(f).collect::<Vec<f64>>();
     let wall = col(&|r| r.wall_s);
+    let serving = col(&|r| r.serving_s);
     let server = col(&|r| r.server_ms);
     let server_ms = median(&server);
-    let own = col(&|r| r.wall_s - r.server_ms / 1000.0);
+    let own = col(&|r| r.serving_s - r.server_ms / 1000.0);
     let read = col(&|r| r.read_ms);
     let apply = col(&|r| r.apply_ms);
     let hwm = col(&|r| r.hwm_settled_mb);
@@ -498,7 +505,11 @@ fn summarize_marathon(
     let header = ["full sync", "median (min-max)"];
     let rows = vec![
         vec![
-            "agent spawn -> first `table applied`, s".into(),
+            "agent spawn -> the maps serve the table, s".into(),
+            med_range_if_many(&serving, 3),
+        ],
+        vec![
+            "agent spawn -> first `table applied` (grace waited), s".into(),
             med_range_if_many(&wall, 3),
         ],
         vec![
@@ -507,7 +518,7 @@ fn summarize_marathon(
             med_range_if_many(&server, 0),
         ],
         vec![
-            "  wall minus that run's server time (agent: start, BPF load, parse, naming, plan, map writes), s".into(),
+            "  to serving, minus that run's server time (agent: start, BPF load, parse, naming, plan, map writes), s".into(),
             med_range_if_many(&own, 3),
         ],
         vec![
@@ -547,9 +558,9 @@ fn summarize_marathon(
             format!("NOT met, {:.1}x the goal", v / g)
         }
     };
-    let (w, o, h) = (median(&wall), median(&own), median(&hwm));
+    let (w, o, h) = (median(&serving), median(&own), median(&hwm));
     let verdict_sync = format!(
-        "full sync {w:.2} s (goal <= {SYNC_GOAL_S:.0} s): {}; without the fake Marathon's time to produce the body (median {:.2} s) {o:.2} s: {}. Peak RSS {h:.0} MB (goal <= {RSS_GOAL_MB:.0} MB): {}",
+        "full sync {w:.2} s to the maps serving (goal <= {SYNC_GOAL_S:.1} s): {}; without the fake Marathon's time to produce the body (median {:.2} s) {o:.2} s: {}. Peak RSS {h:.0} MB (goal <= {RSS_GOAL_MB:.0} MB): {}",
         goal(w, SYNC_GOAL_S),
         server_ms / 1000.0,
         goal(o, SYNC_GOAL_S),
@@ -609,7 +620,7 @@ fn summarize_marathon(
     let p99 = percentile(&e2m, 99.0);
     let p99_own = percentile(&own_e2m, 99.0);
     let breakdown = format!(
-        "Per event (medians): a {:.0} ms window (a quarter of the {DEBOUNCE_MS} ms `--marathon-debounce-ms` default) gathers the change's burst of events, then `GET /v2/apps/{{id}}` of the app they name + its decode + the catalog rebuilt from every app's kept part {:.2} ms as the agent saw it (the fake Marathon alone answers one app in {:.2} ms), plan + map writes {:.2} ms; mean {mean:.1} ms. {targeted}/{n} changes were read as the one app they named (the full {:.1} MB list was not re-read); {changed_ok}/{n} applies changed exactly one service; {} extra event applies",
+        "Per event (medians): a {:.0} ms window (a quarter of the {DEBOUNCE_MS} ms `--marathon-debounce-ms` default) gathers the change's burst of events, then `GET /v2/apps/{{id}}` of the app they name + its decode + the catalog brought up to date by that app's part {:.2} ms as the agent saw it (the fake Marathon alone answers one app in {:.2} ms), plan + map writes {:.2} ms; mean {mean:.1} ms. {targeted}/{n} changes were read as the one app they named (the full {:.1} MB list was not re-read); {changed_ok}/{n} applies changed exactly one service; {} extra event applies",
         DEBOUNCE_MS as f64 / 4.0,
         median(&reads),
         ev.server_ms,
@@ -648,16 +659,18 @@ fn summarize_marathon(
     let reading = format!(
         "Reading the numbers (agent at commit {commit}): an event that names its app (task status and \
          health changes, app definition changes, and `deployment_success` through the apps its plan \
-         lists) makes the agent re-read that app alone (`GET /v2/apps/{{id}}?embed=app.tasks`), keep the \
-         decoded share of every other app from the last full read and rebuild the catalog from those \
-         shares; an app that did not change sends no update at all. A full `/v2/apps` re-read is left \
+         lists) makes the agent re-read that app alone (`GET /v2/apps/{{id}}?embed=app.tasks`) and put \
+         its decoded share in place of the old one in the kept catalog, which re-merges only the VIPs \
+         that app declares, before and after (`IncrementalCatalog`); the services go to the planner \
+         as a persistent map, whose diff with the last one planned skips what the two share; an app \
+         that did not change sends no update at all. A full `/v2/apps` re-read is left \
          for the start, a stream reconnect, the 60 s resync, events that name no app (or more than 16 \
          in one window) and a failed app read. What still grows with the cluster per event is the \
-         catalog rebuild (within the {:.2} ms read at {} apps) and the plan's diff ({:.2} ms of plan + \
-         map writes). The full sync's RSS is mostly heap (anonymous {:.0} MB of {:.0} MB): the decoded \
-         share of every app, the catalog built from them and the Maglev tables waiting to be written \
-         are held at once, and the re-read after the stream attaches overlaps the first apply (the \
-         min-max of the settled peak). After the events at {} apps the agent's peak was {:.0} MB",
+         catalog's task list, a pointer per task (within the {:.2} ms read at {} apps), and the set of \
+         VIPs the maps serve handed to the discovery API ({:.2} ms of plan + map writes). The full sync's RSS is mostly heap (anonymous {:.0} MB of {:.0} MB): the decoded \
+         share of every app and the catalog kept from them, with the Maglev tables while they are \
+         written; the first resync's re-read replaces each app's share in place (the min-max of the \
+         settled peak). After the events at {} apps the agent's peak was {:.0} MB",
         median(&reads),
         a.event_apps,
         median(&applies),
@@ -677,10 +690,11 @@ fn summarize_marathon(
     let markdown = format!(
         "## Marathon source: full sync and event -> maps\n\n\
          `{cmd}` on {{date}}.\n\n\
-         **Full sync**, {} runs: {setup}. Wall time is agent spawn -> the first `table applied` log line \
-         (its timestamp): process start, BPF load and attach, the HTTP read (including the server's time to \
-         produce the body), the parse, VIP naming, planning and the map writes; the event stream \
-         attaches before that read, so no second read follows it. Peak RSS is the agent's VmHWM once the \
+         **Full sync**, {} runs: {setup}. Wall time is agent spawn -> the maps serving the first table (the \
+         first `table applied` log line's timestamp less its `serving_for_us`): process start, BPF load and \
+         attach, the HTTP read (including the server's time to produce the body), the parse, VIP naming, \
+         planning and the map writes; the event stream attaches before that read, so no second read \
+         follows it. The `table applied` line itself comes after the grace period that precedes the cleanup. Peak RSS is the agent's VmHWM once the \
          first resync (`--marathon-resync-secs {RESYNC_SECS}` here, 60 s by default) has re-read and \
          applied everything while the first copy was held: a second copy in flight is part of the \
          steady state.\n\n{}\n{verdict_sync}.\n\n{why_sync}.\n\n\

@@ -347,9 +347,9 @@ async fn a_refusing_first_url_falls_through_to_the_second() {
     assert_eq!(u.trigger, Trigger::Initial);
     let want =
         crate::marathon::parse::parse_apps(GOOD.as_bytes(), &mut VipAllocator::new()).unwrap();
-    assert_eq!(u.catalog, want.catalog);
+    assert_eq!(u.full_catalog(), want.catalog);
     assert!(
-        !u.catalog.services.services.is_empty(),
+        !u.full_catalog().services.services.is_empty(),
         "the fixture declares a VIP"
     );
     assert_eq!(m.count("/v2/apps"), 1);

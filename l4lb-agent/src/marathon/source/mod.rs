@@ -82,7 +82,9 @@ pub struct SourceConfig {
 #[derive(Clone, Debug)]
 pub struct Update {
     pub catalog: Catalog,
-    /// The catalog's services as a persistent map (`Parsed::services`).
+    /// The catalog's services as a persistent map (`Parsed::services`);
+    /// when Some, `catalog.services` is empty (the agent's loop copies them
+    /// once the maps serve them).
     pub services: Option<ServiceMap>,
     pub trigger: Trigger,
     /// Apps (or parts of them) the parser skipped; each was logged.
@@ -91,6 +93,18 @@ pub struct Update {
     pub took: Duration,
     /// Apps re-read for this update; None: a full read.
     pub apps_read: Option<usize>,
+}
+
+#[cfg(test)]
+impl Update {
+    /// The catalog with its services, from the map when it came with one.
+    pub(crate) fn full_catalog(&self) -> Catalog {
+        let mut c = self.catalog.clone();
+        if let Some(s) = &self.services {
+            c.services = crate::model::desired_state(s);
+        }
+        c
+    }
 }
 
 /// The Marathon source, ready to run.
@@ -433,15 +447,16 @@ impl<A: MarathonApi> SourceLoop<A> {
     }
 
     /// The catalog of the kept apps, with the latest host table (whose
-    /// answers are then no longer news).
+    /// answers are then no longer news): the last one brought up to date by
+    /// the apps that changed since, its services in `Parsed::services`.
     fn build_catalog(&mut self) -> Result<Parsed, String> {
         let hosts = self
             .host_changes
             .as_mut()
             .map(|r| r.borrow_and_update().clone())
             .unwrap_or_default();
-        let set = self.apps.lock().unwrap_or_else(|p| p.into_inner());
-        set.catalog_with(&mut self.alloc, &hosts)
+        let mut set = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+        set.update_catalog(&mut self.alloc, &hosts)
             .map_err(|e| e.to_string())
     }
 

@@ -18,8 +18,9 @@ use std::{
 use super::{
     AppPart, ParseError, Parsed, Warning,
     catalog::{Allocated, Group, GroupKey, ip_service, named_group_services, squatter},
-    catalog_from_parts,
+    catalog_with_hosts,
 };
+use crate::hosts::HostTable;
 use crate::model::{Catalog, DesiredState, Proto, ServiceMap, TaskRecord, Vip, desired_state};
 use crate::naming::{Family, VipAllocator};
 
@@ -59,18 +60,37 @@ impl<K: Ord> PartialEq for Sorted<K> {
 
 impl<K: Ord> Eq for Sorted<K> {}
 
-/// A group and the parts that declare it.
+/// The parts that declare a group, and the families of its backends when
+/// last merged. The merged group itself is not kept: it is made again from
+/// those parts when its services are (held for every VIP, its label, app
+/// and backend sets were a third of the Marathon source's heap at 10,000
+/// apps).
 #[derive(Clone, Debug)]
 struct Declared<K> {
-    parts: BTreeSet<K>,
-    group: Group,
+    /// Sorted, each once: one part in the common case, so a vector.
+    parts: Vec<K>,
+    families: BTreeSet<Family>,
 }
 
 impl<K> Default for Declared<K> {
     fn default() -> Self {
         Declared {
-            parts: BTreeSet::new(),
-            group: Group::default(),
+            parts: Vec::new(),
+            families: BTreeSet::new(),
+        }
+    }
+}
+
+impl<K: Ord + Clone> Declared<K> {
+    fn add(&mut self, id: &K) {
+        if let Err(i) = self.parts.binary_search(id) {
+            self.parts.insert(i, id.clone());
+        }
+    }
+
+    fn remove(&mut self, id: &K) {
+        if let Ok(i) = self.parts.binary_search(id) {
+            self.parts.remove(i);
         }
     }
 }
@@ -141,24 +161,48 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
         self.parts.values()
     }
 
+    /// The keys of the parts, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.parts.keys()
+    }
+
+    pub fn get(&self, id: &K) -> Option<&AppPart> {
+        self.parts.get(id)
+    }
+
+    /// True while a part has agents known by name (catalogs are then full
+    /// builds, see [`catalog_map_with`](Self::catalog_map_with)).
+    pub fn has_named_agents(&self) -> bool {
+        !self.named_agents.is_empty()
+    }
+
     /// Sets (`Some`) or removes (`None`) the part `id`.
     pub fn replace(&mut self, id: K, part: Option<AppPart>) {
+        self.swap(id, part);
+    }
+
+    /// [`replace`](Self::replace), returning what the part was if that
+    /// changed anything (`Some(None)`: there was none), None if it was
+    /// already equal: what a caller needs to undo it.
+    pub fn swap(&mut self, id: K, part: Option<AppPart>) -> Option<Option<AppPart>> {
         if self.parts.get(&id) == part.as_ref() {
-            return; // e.g. a snapshot repeating a task as it was
+            return None; // e.g. a snapshot repeating a task as it was
         }
-        if let Some(old) = self.parts.remove(&id) {
-            self.withdraw(&id, &old);
+        let old = self.parts.remove(&id);
+        if let Some(old) = &old {
+            self.withdraw(&id, old);
         }
         if let Some(new) = part {
             self.enter(&id, &new);
             self.parts.insert(id, new);
         }
+        Some(old)
     }
 
     fn withdraw(&mut self, id: &K, old: &AppPart) {
         for (gk, _) in &old.groups {
             if let Some(d) = self.groups.get_mut(gk) {
-                d.parts.remove(id);
+                d.remove(id);
             }
             self.dirty.insert(gk.clone());
         }
@@ -172,7 +216,7 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
     fn enter(&mut self, id: &K, new: &AppPart) {
         for (gk, _) in &new.groups {
             let d = self.groups.entry(gk.clone()).or_default();
-            d.parts.insert(id.clone());
+            d.add(id);
             self.dirty.insert(gk.clone());
         }
         for (i, t) in new.tasks.iter().enumerate() {
@@ -187,7 +231,7 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
         }
     }
 
-    /// The catalog of the parts: what [`catalog_from_parts`] gives for them
+    /// The catalog of the parts: what [`catalog_from_parts`](super::catalog_from_parts) gives for them
     /// in key order, with the same allocator rules. On error (a family's
     /// range is full) the allocator is left as a full build leaves it and
     /// the next call retries the same changes. While a part has agents known
@@ -205,12 +249,22 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
     /// needs is made by the caller, off the path to the maps (a full build
     /// fills it).
     pub fn catalog_map(&mut self, alloc: &mut VipAllocator) -> Result<Parsed, ParseError> {
+        self.catalog_map_with(alloc, &HostTable::default())
+    }
+
+    /// [`catalog_map`](Self::catalog_map); while a part has agents known by
+    /// name, a full build that looks them up in `hosts`.
+    pub fn catalog_map_with(
+        &mut self,
+        alloc: &mut VipAllocator,
+        hosts: &HostTable,
+    ) -> Result<Parsed, ParseError> {
         let dirty: Vec<GroupKey> = self.dirty.iter().cloned().collect();
         for gk in &dirty {
             self.merge(gk);
         }
         if !self.named_agents.is_empty() {
-            return catalog_from_parts(self.parts.values(), &[], alloc);
+            return catalog_with_hosts(self.parts.values(), &[], alloc, hosts);
         }
         self.allocate(alloc)?;
         let dirty = std::mem::take(&mut self.dirty);
@@ -221,18 +275,12 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
     /// Merges `gk` again from the parts that declare it; counts the names
     /// its backends' families want.
     fn merge(&mut self, gk: &GroupKey) {
-        let Some(d) = self.groups.get(gk) else {
+        let Some(group) = self.group(gk) else {
             return; // merged away already (a retry after an error)
         };
-        let mut group = Group::default();
-        for id in &d.parts {
-            let part = &self.parts[id];
-            if let Ok(i) = part.groups.binary_search_by(|(k, _)| k.cmp(gk)) {
-                group.add(&part.id, &part.groups[i].1);
-            }
-        }
-        let (before, gone) = (d.group.families(), d.parts.is_empty());
-        let after = group.families();
+        let d = &self.groups[gk];
+        let (gone, after) = (d.parts.is_empty(), group.families());
+        let before = d.families.clone();
         if let GroupKey::Named { key, .. } = gk {
             for f in before.difference(&after) {
                 self.unwant(*f, key);
@@ -250,8 +298,21 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
         if gone {
             self.groups.remove(gk);
         } else if let Some(d) = self.groups.get_mut(gk) {
-            d.group = group;
+            d.families = after;
         }
+    }
+
+    /// `gk` merged from the parts that declare it (None: none does).
+    fn group(&self, gk: &GroupKey) -> Option<Group> {
+        let d = self.groups.get(gk)?;
+        let mut group = Group::default();
+        for id in &d.parts {
+            let part = &self.parts[id];
+            if let Ok(i) = part.groups.binary_search_by(|(k, _)| k.cmp(gk)) {
+                group.add(&part.id, &part.groups[i].1);
+            }
+        }
+        Some(group)
     }
 
     fn unwant(&mut self, family: Family, key: &str) {
@@ -328,10 +389,10 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
     }
 
     fn derive_named(&mut self, gk: GroupKey, ip_vips: &mut BTreeSet<Vip>) {
-        let (Some(d), GroupKey::Named { key, port, proto }) = (self.groups.get(&gk), &gk) else {
+        let (Some(group), GroupKey::Named { key, port, proto }) = (self.group(&gk), &gk) else {
             return;
         };
-        let made = named_group_services((key, *port, *proto), &d.group, &self.addrs);
+        let made = named_group_services((key, *port, *proto), &group, &self.addrs);
         let mut vips = Vec::with_capacity(made.len());
         for (vip, spec) in made {
             self.named_at.insert(vip, key.clone());
@@ -345,18 +406,18 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
     }
 
     fn derive_ip(&mut self, vip: Vip) {
-        let Some(d) = self.groups.get(&GroupKey::Ip(vip)) else {
+        let Some(group) = self.group(&GroupKey::Ip(vip)) else {
             return;
         };
-        if d.group.backends.is_empty() {
+        if group.backends.is_empty() {
             return; // scaled to 0: withdrawn
         }
         match self.named_at.get(&vip) {
             Some(key) => {
-                self.squatters.insert(vip, squatter(&vip, &d.group, key));
+                self.squatters.insert(vip, squatter(&vip, &group, key));
             }
             None => {
-                self.services.insert(vip, ip_service(&d.group));
+                self.services.insert(vip, ip_service(&group));
             }
         }
     }

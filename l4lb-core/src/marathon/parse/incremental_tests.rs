@@ -7,7 +7,7 @@ use std::{
 };
 
 use super::*;
-use crate::marathon::parse::{NamedAt, PartBuilder};
+use crate::marathon::parse::{NamedAt, PartBuilder, catalog_from_parts};
 use crate::model::TaskRecord;
 
 /// splitmix64: a seeded, reproducible stream without a new dependency (the

@@ -1,0 +1,110 @@
+//! Heap held by the Marathon source's state at N apps x M tasks (the bench's
+//! shape), by stage, with a counting allocator: `cargo run --release -p
+//! l4lb-tests --example marathon_heap -- 10000 5`.
+use std::{
+    alloc::{GlobalAlloc, Layout, System},
+    sync::atomic::{AtomicIsize, Ordering::Relaxed},
+};
+
+use l4lb_agent::{hosts::HostTable, marathon::decode::AppSet, naming::VipAllocator};
+use l4lb_tests::fake_marathon::model::{TaskSpec, host_app};
+
+struct Counting;
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+static PEAK: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let n = LIVE.fetch_add(l.size() as isize, Relaxed) + l.size() as isize;
+        PEAK.fetch_max(n, Relaxed);
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size() as isize, Relaxed);
+        unsafe { System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+fn mb(n: isize) -> f64 {
+    n as f64 / 1e6
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let apps: u32 = args.next().map_or(10_000, |a| a.parse().unwrap());
+    let tasks: u32 = args.next().map_or(5, |a| a.parse().unwrap());
+    let list: Vec<serde_json::Value> = (0..apps)
+        .map(|i| {
+            let specs: Vec<TaskSpec> = (0..tasks)
+                .map(|j| {
+                    let b = i * tasks + j;
+                    TaskSpec::new(
+                        &format!("127.1.0.{}", b % 250 + 1),
+                        (20_000 + b / 250) as u16,
+                    )
+                    .alive(Some(true))
+                })
+                .collect();
+            host_app(&format!("/app-{i}"), &format!("/app-{i}:80"), &specs, true)
+        })
+        .collect();
+    let body = serde_json::to_vec(&serde_json::json!({ "apps": list })).unwrap();
+    drop(list);
+    let base = LIVE.load(Relaxed);
+    println!("body {:.1} MB", mb(body.len() as isize));
+    PEAK.store(base, Relaxed);
+    let mut set = AppSet::default();
+    let t = std::time::Instant::now();
+    set.refresh_from_slice(&body).unwrap();
+    let decoded = LIVE.load(Relaxed) - base;
+    println!(
+        "refresh: held {:.1} MB (peak {:.1}), {:.0} ms",
+        mb(decoded),
+        mb(PEAK.load(Relaxed) - base),
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    let mut alloc = VipAllocator::new();
+    let t = std::time::Instant::now();
+    let p = set
+        .update_catalog(&mut alloc, &HostTable::default())
+        .unwrap();
+    let with_cat = LIVE.load(Relaxed) - base;
+    println!(
+        "update_catalog: +{:.1} MB held (set + result), peak {:.1}, {:.0} ms",
+        mb(with_cat - decoded),
+        mb(PEAK.load(Relaxed) - base),
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    let services = p.services.clone().unwrap();
+    drop(p);
+    let filled = LIVE.load(Relaxed);
+    let copy = l4lb_agent::model::desired_state(&services);
+    println!(
+        "a DesiredState copy of the services: {:.1} MB",
+        mb(LIVE.load(Relaxed) - filled)
+    );
+    drop(copy);
+    let t = std::time::Instant::now();
+    let before = LIVE.load(Relaxed);
+    let full = set.catalog(&mut VipAllocator::new()).unwrap();
+    println!(
+        "a full build's result: {:.1} MB, {:.0} ms",
+        mb(LIVE.load(Relaxed) - before),
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    drop(full);
+    let before = LIVE.load(Relaxed);
+    PEAK.store(before, Relaxed);
+    let t = std::time::Instant::now();
+    set.refresh_from_slice(&body).unwrap();
+    println!(
+        "re-read of the same body: peak +{:.1} MB, {:.0} ms",
+        mb(PEAK.load(Relaxed) - before),
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    drop(services);
+    println!("set alone: {:.1} MB", mb(LIVE.load(Relaxed) - base));
+}
