@@ -20,7 +20,7 @@ use crate::{
     cli::RunArgs,
     datapath, dns,
     guard::{Guard, Refused, Screener},
-    http_api,
+    health_probe, http_api,
     metrics::{self, Metrics},
     model::{Catalog, ServiceMap, Vip, service_map},
     node::Protected,
@@ -124,9 +124,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
             backends: args.max_backends,
             slots: args.max_slots,
         },
-        args.lb_policy,
+        datapath::health::LbConfigArgs {
+            policy: args.lb_policy,
+            probes: args.health_probes,
+        },
     )?;
-    info!(cgroup = %cgroup.display(), pin_root = %args.pin_root.display(), lb_policy = args.lb_policy.name(), "socket hooks attached");
+    info!(cgroup = %cgroup.display(), pin_root = %args.pin_root.display(), lb_policy = args.lb_policy.name(), health_probes = args.health_probes.name(), "socket hooks attached");
     _attached.attach_packet(&datapath::xdp::PacketAttach {
         xdp_ifaces: args.xdp_ifaces.clone(),
         reply_ifaces: args.xdp_reply_ifaces.clone(),
@@ -158,6 +161,13 @@ pub async fn run(args: RunArgs) -> Result<()> {
     };
 
     let mut rec = Reconciler::adopt(maps, Duration::from_millis(args.grace_ms))?;
+    // The probe loop follows the backends the maps hold (its own task).
+    let (backends_tx, backends_rx) = tokio::sync::watch::channel(rec.applied().backends.clone());
+    if args.health_probes == datapath::health::HealthProbes::Agent {
+        let maps = datapath::probe_maps::ProbeMaps::open(&args.pin_root)
+            .context("the health probe maps (--health-probes connection runs without them)")?;
+        health_probe::spawn(maps, backends_rx);
+    }
     metrics.table_repairs.inc_by(rec.repairs as u64);
     let mut refusals = Refusals::default();
     if !rec.applied().services.is_empty() {
@@ -176,6 +186,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         if refusals.screen(&protected.guard().collisions_only(), &mut adopted, &metrics) {
             let services = ServiceMap::from(&adopted.services.services);
             apply(&mut rec, services, "adoption", None, &metrics, |_| {}).await;
+            backends_tx.send_replace(rec.applied().backends.clone());
         }
     }
     let mut escape = match args.no_vip_routes {
@@ -244,6 +255,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 };
                 let staged = services.clone();
                 apply(&mut rec, staged, &trigger, received_at, &metrics, publish).await;
+                backends_tx.send_replace(rec.applied().backends.clone());
                 sync_vip_routes(&mut escape, &rec, &metrics).await;
             }
             SourceEvent::Failed { trigger, reason } => {

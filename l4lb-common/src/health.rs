@@ -16,7 +16,9 @@ pub const LB_POLICY_RANDOM: u32 = 1;
 pub struct LbConfig {
     /// `LB_POLICY_*`.
     pub policy: u32,
-    pub _pad: u32,
+    /// Who probes a down backend: `PROBES_AGENT` (0) or `PROBES_CONNECTION`
+    /// (`crate::probe`).
+    pub probes: u32,
 }
 
 /// Value of `L4LB_HEALTH[backend id]`: what this node saw of the backend's TCP

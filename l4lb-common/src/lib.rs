@@ -10,8 +10,10 @@
 
 pub mod health;
 pub mod maps;
+pub mod probe;
 pub mod types;
 
 pub use health::*;
 pub use maps::*;
+pub use probe::*;
 pub use types::*;

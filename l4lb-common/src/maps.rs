@@ -66,11 +66,15 @@ pub const SOCKS_MAP: &str = "L4LB_SOCKS";
 pub const LB_CONFIG_MAP: &str = "L4LB_LB_CONFIG";
 /// Per-CPU [`crate::LbStats`] indexed by service id.
 pub const LB_STATS_MAP: &str = "L4LB_LB_STATS";
+/// Backend id → [`crate::ProbeMark`] (array): the agent's probes of backends
+/// down for this node and the episode a probe revived; written by the agent
+/// only, read by connect4/6 and XDP with `L4LB_HEALTH` (`crate::probe`).
+pub const PROBES_MAP: &str = "L4LB_PROBES";
 /// The `sock_ops` program (`l4lb-ebpf/src/sock_ops.rs`).
 pub const SOCK_OPS_PROGRAM: &str = "l4lb_sockops";
 
 /// Every map the agent pins, in the order `teardown` and the CLI walk them.
-pub const ALL_MAPS: [&str; 16] = [
+pub const ALL_MAPS: [&str; 17] = [
     SERVICES_MAP,
     SLOTS_MAP,
     BACKENDS_MAP,
@@ -87,6 +91,7 @@ pub const ALL_MAPS: [&str; 16] = [
     SOCKS_MAP,
     LB_CONFIG_MAP,
     LB_STATS_MAP,
+    PROBES_MAP,
 ];
 
 /// The XDP ingress program (function name in `l4lb-ebpf/src/xdp.rs`); pinned

@@ -8,8 +8,8 @@ use aya_ebpf::{
 use l4lb_common::{
     Addr6, AgentId, Backend, BackendHealth, FlowKey, FlowValue, GUARD_REASONS, LbConfig, LbStats,
     MAX_BACKENDS, MAX_FLOWS, MAX_MEMBERS, MAX_REVNAT, MAX_SERVICES as VIP_ADDRS, MAX_SERVICES,
-    MAX_SLOTS, MAX_SOCKS, MemberKey, MemberValue, RevNatKey, RevNatValue, ServiceKey, ServiceValue,
-    SockMark, Stats,
+    MAX_SLOTS, MAX_SOCKS, MemberKey, MemberValue, ProbeMark, RevNatKey, RevNatValue, ServiceKey,
+    ServiceValue, SockMark, Stats,
 };
 
 const NO_PREALLOC: usize = BPF_F_NO_PREALLOC as usize;
@@ -96,3 +96,8 @@ pub static L4LB_LB_CONFIG: Array<LbConfig, 1> = Array::new();
 /// How p2c decided, per service id (fallbacks, avoided first picks, probes).
 #[btf_map]
 pub static L4LB_LB_STATS: PerCpuArray<LbStats, { MAX_SERVICES as usize }> = PerCpuArray::new();
+
+/// Backend id → the agent's probes of it (`l4lb_common::probe`): written by
+/// the agent only; a revival there makes a down backend up again.
+#[btf_map]
+pub static L4LB_PROBES: Array<ProbeMark, { MAX_BACKENDS as usize }> = Array::new();
