@@ -74,6 +74,10 @@ pub struct FailoverArgs {
     /// Agent `--lb-policy` to compare (repeat for several).
     #[arg(long = "lb-policy", value_name = "POLICY", default_values = ["random", "p2c"], value_parser = ["random", "p2c"])]
     pub policies: Vec<String>,
+    /// Agent `--health-probes` (agent: the agent probes a down backend;
+    /// connection: a client connect is the half-open probe).
+    #[arg(long, default_value = "agent", value_parser = ["agent", "connection"])]
+    pub health_probes: String,
     #[command(flatten)]
     pub slow: SlowArgs,
     /// Also replace this benchmark's section in BENCHMARKS.md.
@@ -141,7 +145,12 @@ struct PolicyResult {
 /// One cluster for `policy`, `runs` deaths of its last node; every
 /// client's sample and the curve of all of them summed.
 fn measure(a: &FailoverArgs, policy: &str, deadline: Instant) -> Result<(Vec<Sample>, Curve)> {
-    let spec = ClusterSpec::new("bench-fo", a.nodes as usize).agent_args(&["--lb-policy", policy]);
+    let spec = ClusterSpec::new("bench-fo", a.nodes as usize).agent_args(&[
+        "--lb-policy",
+        policy,
+        "--health-probes",
+        &a.health_probes,
+    ]);
     let c = Cluster::new(spec)?;
     let death = death_spec(a);
     let mut samples = vec![];
@@ -394,6 +403,9 @@ fn command(a: &FailoverArgs) -> String {
     }
     for p in &a.policies {
         c.push_str(&format!(" --lb-policy {p}"));
+    }
+    if a.health_probes != "agent" {
+        c.push_str(&format!(" --health-probes {}", a.health_probes));
     }
     c.push_str(&format!(
         " --slow-base-ms {} --slow-factor {} --slow-parallel {} --slow-seconds {}",
