@@ -307,7 +307,14 @@ fn summarize(a: &FailoverArgs, results: &[PolicyResult], load_before: &str) -> S
     }
     let curves: String = results
         .iter()
-        .map(|r| format!("`{}`:\n```\n{}```\n", r.name, r.curve.render()))
+        .map(|r| {
+            format!(
+                "`{}`:\n```\n{}```\n{}",
+                r.name,
+                r.curve.render(),
+                late_bad(&r.curve)
+            )
+        })
         .collect();
     let mut md = format!(
         "## Failover: a node dies (`cargo xtask bench failover`)\n\n\
@@ -415,4 +422,29 @@ fn command(a: &FailoverArgs) -> String {
         c.push_str(" --write");
     }
     c
+}
+
+/// The bad connections started more than 1 s after the death, each with
+/// its start and what happened ("" if none; the first 10 if many).
+fn late_bad(curve: &Curve) -> String {
+    let bad: Vec<String> = curve
+        .between(GOAL_ROUTE_MS, f64::MAX)
+        .filter(|c| c.outcome(curve.stall_ms) != l4lb_tests::cluster::Outcome::Ok)
+        .map(|c| {
+            let what = match (&c.error, &c.backend) {
+                (Some(e), _) => e.clone(),
+                (None, Some(b)) => format!("stalled, answered by {b}"),
+                (None, None) => "?".into(),
+            };
+            format!("{:.0} ms: {what} after {:.0} ms", c.start_ms, c.dur_ms)
+        })
+        .collect();
+    match bad.len() {
+        0 => String::new(),
+        n if n <= 10 => format!("Bad after 1 s: {}.\n", bad.join("; ")),
+        n => format!(
+            "Bad after 1 s ({n}), the first 10: {}.\n",
+            bad[..10].join("; ")
+        ),
+    }
 }
