@@ -1,7 +1,7 @@
-//! Power of two choices at connect(): two random slots of the service's
-//! Maglev table (so weights hold, and weight-0 backends, which have no slot,
-//! never come up), down and suspect backends and a second draw of the first
-//! candidate skipped with a few bounded redraws, the lower `cost` (live connections and handshakes times
+//! Power of two choices at connect(): two independent random slots of the
+//! service's Maglev table (so weights hold, and weight-0 backends, which have
+//! no slot, never come up), down and suspect backends skipped with a few
+//! bounded redraws, the lower `cost` (live connections and handshakes times
 //! the handshake average) wins. A down backend is probed by the agent (no
 //! client connect is ever a probe) unless the agent set `--health-probes
 //! connection`: then one whose back-off is over is taken by exactly one
@@ -85,9 +85,7 @@ pub fn choose(svc: &ServiceValue) -> Option<Choice> {
             }
             None => (HealthState::Up, cost(0, 0, 0)),
         };
-        // The same backend drawn twice is no choice: with 3 backends that
-        // is 1 connect in 9 sent to the first draw whatever its cost.
-        if state == HealthState::Up && !(found == 1 && id == best) {
+        if state == HealthState::Up {
             first_up |= i == 0;
             if c < best_cost {
                 (best, best_cost) = (id, c);
