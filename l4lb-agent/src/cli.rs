@@ -189,6 +189,14 @@ pub struct RunArgs {
     pub dns: crate::dns::DnsArgs,
     #[command(flatten)]
     pub locality: crate::locality::LocalityArgs,
+    /// Who probes a TCP backend that is down for this node once its back-off
+    /// (2 s, doubling to 30 s per failed probe) is over: `agent` (this
+    /// process connects to it, bounded by 1 s; no client connection is ever
+    /// a probe) or `connection` (the next client connect that draws it is
+    /// the half-open probe: for an agent that cannot reach the backends'
+    /// network itself). UDP backends are never down, so never probed.
+    #[arg(long, value_enum, default_value_t = crate::datapath::health::HealthProbes::Agent)]
+    pub health_probes: crate::datapath::health::HealthProbes,
 }
 
 #[derive(clap::Args, Debug)]
@@ -313,6 +321,19 @@ mod tests {
         let fib = run_args(&["--xdp-forward=fib"]).unwrap();
         assert_eq!(fib.xdp_forward, Forward::Fib);
         assert!(fib.xdp_forward.is_fib());
+    }
+
+    #[test]
+    fn health_probes_default_to_the_agent_and_take_connection() {
+        use crate::datapath::health::HealthProbes;
+        assert_eq!(run_args(&[]).unwrap().health_probes, HealthProbes::Agent);
+        assert_eq!(
+            run_args(&["--health-probes", "connection"])
+                .unwrap()
+                .health_probes,
+            HealthProbes::Connection
+        );
+        assert!(run_args(&["--health-probes", "kernel"]).is_err());
     }
 
     #[test]

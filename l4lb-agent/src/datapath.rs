@@ -12,6 +12,7 @@ mod member_stats;
 pub mod monitor;
 pub mod pin_root;
 pub mod pktgen;
+pub mod probe_maps;
 pub mod self_exempt;
 mod slots_array;
 pub mod vip_addrs;
@@ -166,6 +167,9 @@ impl Maps {
                 health: get(l4lb_common::HEALTH_MAP)?.try_into()?,
                 lb_stats: get(l4lb_common::LB_STATS_MAP)?.try_into()?,
                 config: get(l4lb_common::LB_CONFIG_MAP)?.try_into()?,
+                probes: get(l4lb_common::PROBES_MAP)
+                    .ok()
+                    .and_then(|m| m.try_into().ok()),
             })
         })()
         .ok();
@@ -509,6 +513,30 @@ impl Maps {
         total
     }
 
+    /// A backend's health as the CLI shows it: the kernel's entry, the
+    /// agent's probe mark and the probe mode (None: no health map here).
+    pub fn health_view(&self, id: u32, now_ns: u64) -> Option<health::HealthView> {
+        let h = self.backend_health(id)?;
+        let mark = self.backend_probe(id).unwrap_or_default();
+        Some(health::HealthView::new(
+            &h,
+            &mark,
+            self.health_probes().unwrap_or_default(),
+            now_ns,
+        ))
+    }
+
+    /// The agent's probe mark of a backend (None: no probe map here).
+    pub fn backend_probe(&self, id: u32) -> Option<l4lb_common::ProbeMark> {
+        self.health.as_ref()?.probes.as_ref()?.get(&id, 0).ok()
+    }
+
+    /// Who probes down backends (None: no config map under this pin root).
+    pub fn health_probes(&self) -> Option<health::HealthProbes> {
+        let c = self.health.as_ref()?.config.get(&0, 0).ok()?;
+        Some(health::HealthProbes::from_raw(u32::from(c.probes)))
+    }
+
     /// The policy the hooks follow (None: no config map under this pin root).
     pub fn lb_policy(&self) -> Option<health::LbPolicy> {
         let c = self.health.as_ref()?.config.get(&0, 0).ok()?;
@@ -593,15 +621,15 @@ pub fn cgroup2_root() -> Result<PathBuf> {
 /// Creates (or reuses) the pinned maps under `pin_root`, loads the socket
 /// hooks and attaches them to `cgroup`, with the default `--lb-policy`.
 pub fn load(pin_root: &Path, cgroup: &Path, cap: crate::plan::Capacity) -> Result<Loaded> {
-    load_with(pin_root, cgroup, cap, health::LbPolicy::default())
+    load_with(pin_root, cgroup, cap, health::LbConfigArgs::default())
 }
 
-/// [`load`] with a balancing policy, written before any hook is attached.
+/// [`load`] with a balancing policy and probe mode, written before any hook is attached.
 pub fn load_with(
     pin_root: &Path,
     cgroup: &Path,
     cap: crate::plan::Capacity,
-    policy: health::LbPolicy,
+    lb: health::LbConfigArgs,
 ) -> Result<Loaded> {
     {
         if std::env::var_os("L4LB_FORBID_ROOT_CGROUP").is_some() {
@@ -665,7 +693,7 @@ pub fn load_with(
                 pin_root.join(l4lb_common::SELF_MAP).display()
             );
         }
-        health::write_policy(&mut ebpf, policy)?;
+        health::write_config(&mut ebpf, lb.policy, lb.probes)?;
         links::attach_sock_programs(&mut ebpf, &cgroup_dir, cgroup, &pin_root.join(LINKS_DIR))?;
         xdp::load_and_pin(&mut ebpf, pin_root)?;
         let maps = Maps::from_ebpf(&mut ebpf, stats_created)?;

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::{
     datapath::{
         Maps,
-        health::{HealthView, LbPolicy, monotonic_ns},
+        health::{HealthProbes, HealthView, LbPolicy, monotonic_ns},
     },
     model::{Proto, Vip},
 };
@@ -20,6 +20,8 @@ use crate::{
 #[derive(Debug, Serialize)]
 pub struct SocketExplanation {
     pub policy: &'static str,
+    /// Who probes a down backend: "agent" or "connection".
+    pub health_probes: &'static str,
     pub candidates: Vec<Candidate>,
     pub verdict: String,
     /// What `--locality` decides for TCP connect() under p2c (None: off).
@@ -44,6 +46,7 @@ pub fn explain(maps: &Maps, vip: SocketAddr, proto: Proto) -> Result<SocketExpla
         .service_value(&key)
         .with_context(|| format!("{vip}/{proto} is not a VIP in these maps"))?;
     let policy = maps.lb_policy().unwrap_or_default();
+    let probes = maps.health_probes().unwrap_or_default();
     let applied = maps.read_applied()?;
     let mut slots: BTreeMap<u32, u32> = BTreeMap::new();
     for id in maps.service_slots(&svc)? {
@@ -54,18 +57,21 @@ pub fn explain(maps: &Maps, vip: SocketAddr, proto: Proto) -> Result<SocketExpla
         .iter()
         .filter_map(|(id, n)| {
             let backend = *applied.backends.get(id)?;
-            let health = HealthView::new(&maps.backend_health(*id).unwrap_or_default(), now);
+            let health = maps.health_view(*id, now).unwrap_or_default();
             Some(Candidate {
                 backend,
                 backend_id: *id,
                 slot_share_pct: (f64::from(*n) * 1000.0 / f64::from(svc.slot_count)).round() / 10.0,
-                eligible: matches!(health.state, "up" | "probe-due"),
+                // A probe-due backend takes a client connect only when
+                // connections are the probes.
+                eligible: health.state == "up"
+                    || (health.state == "probe-due" && probes == HealthProbes::Connection),
                 health,
             })
         })
         .collect();
     candidates.sort_by_key(|c| (!c.eligible, c.health.cost, c.backend_id));
-    let verdict = verdict(policy, proto, &candidates);
+    let verdict = verdict(policy, probes, proto, &candidates);
     let mode = match (policy, proto) {
         (LbPolicy::P2c, Proto::Tcp) => maps.locality_mode().unwrap_or_default(),
         _ => l4lb_core::locality::Mode::Off,
@@ -73,6 +79,7 @@ pub fn explain(maps: &Maps, vip: SocketAddr, proto: Proto) -> Result<SocketExpla
     let locality = local::verdict(mode, &svc, maps.local_set(svc.id), &candidates);
     Ok(SocketExplanation {
         policy: policy.name(),
+        health_probes: probes.name(),
         candidates,
         verdict,
         locality,
@@ -80,7 +87,7 @@ pub fn explain(maps: &Maps, vip: SocketAddr, proto: Proto) -> Result<SocketExpla
 }
 
 /// The rule that decides, in words.
-fn verdict(policy: LbPolicy, proto: Proto, c: &[Candidate]) -> String {
+fn verdict(policy: LbPolicy, probes: HealthProbes, proto: Proto, c: &[Candidate]) -> String {
     if c.is_empty() {
         return "no backend takes new connections: connect() is refused (EPERM)".into();
     }
@@ -100,17 +107,19 @@ fn verdict(policy: LbPolicy, proto: Proto, c: &[Candidate]) -> String {
     } else {
         format!("; skipped: {}", skipped.join(", "))
     };
-    match c.iter().find(|c| c.health.state == "probe-due") {
+    let due = c.iter().find(|c| c.health.state == "probe-due");
+    match due.filter(|_| probes == HealthProbes::Connection) {
         Some(p) => format!(
             "p2c: {} is down and due a probe: the next connect() that draws it probes it (one at a time){skipped}",
             p.backend
         ),
         None if c[0].eligible => format!(
-            "p2c: two random slots per connect(), the lower cost wins; {} has the lowest cost ({}, {} live, handshake {} us) and wins every draw it is in{skipped}",
+            "p2c: two random slots per connect(), the lower cost wins; {} has the lowest cost ({}, {} live, handshake {} us) and wins every draw it is in{skipped}{}",
             c[0].backend,
             c[0].health.cost,
             c[0].health.live_connections,
-            c[0].health.handshake_ewma_us
+            c[0].health.handshake_ewma_us,
+            agent_probing(c)
         ),
         None => format!(
             "p2c: every backend is down or suspect for this node: connect() falls back to the first random slot (the control plane's choice) and counts it{skipped}"
@@ -118,15 +127,39 @@ fn verdict(policy: LbPolicy, proto: Proto, c: &[Candidate]) -> String {
     }
 }
 
+/// What the agent's probes are doing about the down backends (agent mode).
+fn agent_probing(c: &[Candidate]) -> String {
+    let down: Vec<String> = c
+        .iter()
+        .filter(|c| matches!(c.health.state, "down" | "probe-due"))
+        .map(|c| {
+            format!(
+                "{} ({} sent, {} failed)",
+                c.backend, c.health.agent_probes, c.health.agent_probes_failed
+            )
+        })
+        .collect();
+    if down.is_empty() {
+        return String::new();
+    }
+    format!(
+        "; the agent probes the down ones, no client connect is a probe: {}",
+        down.join(", ")
+    )
+}
+
 /// Text lines for `explain` without `--json`.
 pub fn print(e: &SocketExplanation) {
-    println!("socket path (policy {}): {}", e.policy, e.verdict);
+    println!(
+        "socket path (policy {}, probes by {}): {}",
+        e.policy, e.health_probes, e.verdict
+    );
     if let Some(l) = &e.locality {
         println!("  {l}");
     }
     for c in &e.candidates {
         println!(
-            "  {:<40} id {:>5} slots {:>5.1}% {:<9} cost {:>12} live {:>5} in flight {:>4} handshake {:>8.1}us failed {}",
+            "  {:<40} id {:>5} slots {:>5.1}% {:<9} cost {:>12} live {:>5} in flight {:>4} handshake {:>8.1}us failed {} agent probes {}/{}/{}",
             c.backend.to_string(),
             c.backend_id,
             c.slot_share_pct,
@@ -135,7 +168,10 @@ pub fn print(e: &SocketExplanation) {
             c.health.live_connections,
             c.health.handshakes_in_flight,
             c.health.handshake_ewma_us,
-            c.health.handshake_failures
+            c.health.handshake_failures,
+            c.health.agent_probes,
+            c.health.agent_probes_ok,
+            c.health.agent_probes_failed
         );
     }
 }

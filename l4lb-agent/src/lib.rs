@@ -11,6 +11,7 @@ pub mod adopt;
 pub mod cli;
 pub mod datapath;
 pub mod dns;
+pub mod health_probe;
 pub mod hosts;
 pub mod http_api;
 pub mod lb_explain;

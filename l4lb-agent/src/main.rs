@@ -70,7 +70,12 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 if let Some(p) = maps.lb_policy() {
-                    println!("TCP connect() policy: {}", p.name());
+                    let probes = maps.health_probes().unwrap_or_default();
+                    println!(
+                        "TCP connect() policy: {}; down backends probed by: {}",
+                        p.name(),
+                        probes.name()
+                    );
                 }
                 table::print_vips(&rows);
             }

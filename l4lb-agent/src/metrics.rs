@@ -478,7 +478,7 @@ impl Collector for DatapathCollector {
             ),
             (
                 "vip_p2c_probes",
-                "TCP connects sent as the one half-open probe of a backend down for this node",
+                "TCP connects sent as the one half-open probe of a backend down for this node (--health-probes connection only)",
                 2,
             ),
         ] {
@@ -509,6 +509,38 @@ impl Collector for DatapathCollector {
             "backend_handshake_failures",
             "TCP handshakes through a VIP that failed (SYN timeout, RST, unreachable, abandoned), per backend",
             by_backend(|h| h.handshake_failures),
+        )?;
+        let probe_results: [(&str, HealthField); 3] = [
+            ("sent", |h| h.agent_probes),
+            ("ok", |h| h.agent_probes_ok),
+            ("failed", |h| h.agent_probes_failed),
+        ];
+        counter(
+            "backend_agent_probes",
+            "The agent's own TCP probes of a backend down for this node, by result (sent, ok: answered, failed)",
+            probe_results
+                .iter()
+                .flat_map(|(result, f)| {
+                    health.iter().map(move |(addr, h)| {
+                        let labels = vec![
+                            ("backend".to_string(), addr.clone()),
+                            ("result".to_string(), result.to_string()),
+                        ];
+                        (labels, f(h))
+                    })
+                })
+                .collect(),
+        )?;
+        counter(
+            "health_probes",
+            "The agent's own TCP probes of backends down for this node, all backends, by result (sent, ok, failed)",
+            probe_results
+                .iter()
+                .map(|(result, f)| {
+                    let labels = vec![("result".to_string(), result.to_string())];
+                    (labels, health.values().map(f).sum())
+                })
+                .collect(),
         )?;
         if let Some(n) = crate::datapath::escape::escaped_packets() {
             counter(
@@ -569,6 +601,8 @@ fn per_pair(
         })
         .collect()
 }
+/// Reads one number of a backend's health.
+type HealthField = fn(&HealthView) -> u64;
 
 /// Each backend once (it may serve several VIPs) with its health, by address.
 fn backend_health(rows: &[table::VipRow]) -> std::collections::BTreeMap<String, HealthView> {

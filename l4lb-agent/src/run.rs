@@ -20,7 +20,7 @@ use crate::{
     cli::RunArgs,
     datapath, dns,
     guard::{Guard, Refused, Screener},
-    http_api,
+    health_probe, http_api,
     metrics::{self, Metrics},
     model::{Catalog, ServiceMap, Vip, service_map},
     node::Protected,
@@ -124,9 +124,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
             backends: args.max_backends,
             slots: args.max_slots,
         },
-        args.lb_policy,
+        datapath::health::LbConfigArgs {
+            policy: args.lb_policy,
+            probes: args.health_probes,
+        },
     )?;
-    info!(cgroup = %cgroup.display(), pin_root = %args.pin_root.display(), lb_policy = args.lb_policy.name(), "socket hooks attached");
+    info!(cgroup = %cgroup.display(), pin_root = %args.pin_root.display(), lb_policy = args.lb_policy.name(), health_probes = args.health_probes.name(), "socket hooks attached");
     _attached.attach_packet(&datapath::xdp::PacketAttach {
         xdp_ifaces: args.xdp_ifaces.clone(),
         reply_ifaces: args.xdp_reply_ifaces.clone(),
@@ -160,6 +163,13 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let mut rec = Reconciler::adopt(maps, Duration::from_millis(args.grace_ms))?;
     let mut locality = crate::locality::Locality::new(&args.locality);
     info!(locality = locality.mode().name(), "locality");
+    // The probe loop follows the backends the maps hold (its own task).
+    let (backends_tx, backends_rx) = tokio::sync::watch::channel(rec.applied().backends.clone());
+    if args.health_probes == datapath::health::HealthProbes::Agent {
+        let maps = datapath::probe_maps::ProbeMaps::open(&args.pin_root)
+            .context("the health probe maps (--health-probes connection runs without them)")?;
+        health_probe::spawn(maps, backends_rx);
+    }
     metrics.table_repairs.inc_by(rec.repairs as u64);
     let mut refusals = Refusals::default();
     if !rec.applied().services.is_empty() {
@@ -179,6 +189,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             let services = ServiceMap::from(&adopted.services.services);
             let out = (&*metrics, &mut locality);
             apply(&mut rec, services, "adoption", None, out, |_| {}).await;
+            backends_tx.send_replace(rec.applied().backends.clone());
         }
     }
     // The adopted table (or none): the sets a previous run left are checked now.
@@ -252,6 +263,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 let staged = services.clone();
                 let out = (&*metrics, &mut locality);
                 apply(&mut rec, staged, &trigger, received_at, out, publish).await;
+                backends_tx.send_replace(rec.applied().backends.clone());
                 sync_vip_routes(&mut escape, &rec, &metrics).await;
             }
             SourceEvent::Failed { trigger, reason } => {

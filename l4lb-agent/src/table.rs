@@ -107,7 +107,7 @@ pub fn vip_rows(maps: &Maps) -> Result<Vec<VipRow>> {
                     flows: pair.flows,
                     backend_packets: total.packets,
                     backend_bytes: total.bytes,
-                    health: maps.backend_health(*id).map(|h| HealthView::new(&h, now)),
+                    health: maps.health_view(*id, now),
                     locality: mode.map(|_| {
                         let class = set.map_or(l4lb_common::CLASS_REMOTE, |s| s.class_of(*id));
                         l4lb_core::locality::class_name(class)
@@ -157,7 +157,7 @@ pub fn print_vips(rows: &[VipRow]) {
         return;
     }
     println!(
-        "{:<42} {:<5} {:>6} {:>9} {:>10} {:>8} {:>10}  BACKEND STATE (this node), HANDSHAKE EWMA, LIVE, FAILED HANDSHAKES",
+        "{:<42} {:<5} {:>6} {:>9} {:>10} {:>8} {:>10}  BACKEND STATE (this node), HANDSHAKE EWMA, LIVE, FAILED HANDSHAKES, AGENT PROBES (sent/ok/failed)",
         "VIP", "PROTO", "ID", "REVISION", "CONNECTS", "FLOWS", "PACKETS"
     );
     for r in rows {
@@ -212,10 +212,19 @@ pub fn print_vips(rows: &[VipRow]) {
     }
 }
 
-/// `  STATE  handshake EWMA  live  failures` after a backend line.
+/// `  STATE  handshake EWMA  live  failures  [probes]` after a backend line;
+/// the agent's probes once it has sent any.
 fn health_columns(h: &HealthView) -> String {
+    let probes = if h.agent_probes > 0 {
+        format!(
+            " {}/{}/{} probes",
+            h.agent_probes, h.agent_probes_ok, h.agent_probes_failed
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "  {:<9} {:>9.1}us {:>6} live {:>6} failed",
+        "  {:<9} {:>9.1}us {:>6} live {:>6} failed{probes}",
         h.state, h.handshake_ewma_us, h.live_connections, h.handshake_failures
     )
 }

@@ -17,7 +17,11 @@ pub struct LbConfig {
     /// `LB_POLICY_*`.
     pub policy: u32,
     /// `LOCALITY_*` (`--locality`), for the CLI; the kernel reads `L4LB_LOCAL`.
-    pub locality: u32,
+    pub locality: u16,
+    /// Who probes a down backend: `PROBES_AGENT` (0) or `PROBES_CONNECTION`
+    /// (`crate::probe`). Two u16s share the former padding: the value keeps
+    /// its size, and a pinned value of an older agent reads as off / agent.
+    pub probes: u16,
 }
 
 /// Value of `L4LB_HEALTH[backend id]`: what this node saw of the backend's TCP

@@ -12,10 +12,12 @@ pub mod health;
 pub mod locality;
 pub mod maps;
 pub mod monitor;
+pub mod probe;
 pub mod types;
 
 pub use health::*;
 pub use locality::*;
 pub use maps::*;
 pub use monitor::*;
+pub use probe::*;
 pub use types::*;

@@ -72,6 +72,10 @@ pub const LB_STATS_MAP: &str = "L4LB_LB_STATS";
 /// by the programs on the pair's first event and removed by the agent with
 /// the member, so the map costs nothing for pairs that never carried traffic.
 pub const MEMBER_STATS_MAP: &str = "L4LB_MEMBER_STATS";
+/// Backend id → [`crate::ProbeMark`] (array): the agent's probes of backends
+/// down for this node and the episode a probe revived; written by the agent
+/// only, read by connect4/6 and XDP with `L4LB_HEALTH` (`crate::probe`).
+pub const PROBES_MAP: &str = "L4LB_PROBES";
 /// The `sock_ops` program (`l4lb-ebpf/src/sock_ops.rs`).
 pub const SOCK_OPS_PROGRAM: &str = "l4lb_sockops";
 /// Service id → [`crate::LocalSet`] (hash): the backends local to this node
@@ -81,7 +85,7 @@ pub const LOCAL_MAP: &str = "L4LB_LOCAL";
 pub const LOCAL_STATS_MAP: &str = "L4LB_LOCAL_STATS";
 
 /// Every map the agent pins, in the order `teardown` and the CLI walk them.
-pub const ALL_MAPS: [&str; 21] = [
+pub const ALL_MAPS: [&str; 22] = [
     SERVICES_MAP,
     SLOTS_MAP,
     BACKENDS_MAP,
@@ -103,6 +107,7 @@ pub const ALL_MAPS: [&str; 21] = [
     crate::MONITOR_CONFIG_MAP,
     LOCAL_MAP,
     LOCAL_STATS_MAP,
+    PROBES_MAP,
 ];
 
 /// The XDP ingress program (function name in `l4lb-ebpf/src/xdp.rs`); pinned

@@ -224,4 +224,5 @@ mod pod {
     unsafe impl aya::Pod for crate::BackendHealth {}
     unsafe impl aya::Pod for crate::SockMark {}
     unsafe impl aya::Pod for crate::LbStats {}
+    unsafe impl aya::Pod for crate::ProbeMark {}
 }

@@ -11,7 +11,7 @@ use core::{
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use l4lb_common::{BackendHealth, HealthState, after_failure, ewma_next, failure_run};
 
-use crate::maps::L4LB_HEALTH;
+use crate::maps::{L4LB_HEALTH, L4LB_PROBES};
 
 #[inline(always)]
 pub fn now_ns() -> u64 {
@@ -80,13 +80,31 @@ fn dec(p: *mut u64) {
     }
 }
 
+/// `down_until_ns` as the rules read it: 0 when the agent's probe found the
+/// backend answering in this down episode (`L4LB_PROBES`, written by the
+/// agent only; `l4lb_common::probe`). The agent's map is read only for a
+/// backend that is down, so an up backend costs no extra lookup.
+#[inline(always)]
+fn effective_down_until(backend_id: u32, down_until_ns: u64) -> u64 {
+    if down_until_ns == 0 {
+        return 0;
+    }
+    match L4LB_PROBES.get_ptr(backend_id) {
+        // SAFETY: a live map value; one aligned 8-byte read.
+        Some(m) => l4lb_common::effective_down_until(down_until_ns, unsafe {
+            read_volatile(&raw const (*m).revived_for_ns)
+        }),
+        None => down_until_ns,
+    }
+}
+
 /// The state connect() sees now, and the fields cost() reads.
 #[inline(always)]
-pub fn snapshot(h: *mut BackendHealth, now: u64) -> (HealthState, u64, u64, u64) {
+pub fn snapshot(h: *mut BackendHealth, backend_id: u32, now: u64) -> (HealthState, u64, u64, u64) {
     // SAFETY: `h` is a live map value; racy plain reads are fine for a heuristic.
     let (down, inflight, stall, ewma, live) = unsafe {
         (
-            at(&raw mut (*h).down_until_ns).load(),
+            effective_down_until(backend_id, at(&raw mut (*h).down_until_ns).load()),
             at(&raw mut (*h).inflight).load(),
             at(&raw mut (*h).stall_since_ns).load(),
             at(&raw mut (*h).ewma_ns).load(),
@@ -154,9 +172,9 @@ pub fn established(h: *mut BackendHealth, rtt_ns: u64, now: u64) {
 /// more in the run of failures, which may take the backend down; a failed
 /// probe puts it back to sleep for a longer back-off.
 #[inline(always)]
-pub fn failed(h: *mut BackendHealth, was_probe: bool, now: u64) {
+pub fn failed(h: *mut BackendHealth, backend_id: u32, was_probe: bool, now: u64) {
     // Before this handshake leaves flight: was the backend stuck?
-    let stalled = snapshot(h, now).0 == HealthState::Suspect;
+    let stalled = snapshot(h, backend_id, now).0 == HealthState::Suspect;
     // SAFETY: live map value.
     unsafe {
         at(&raw mut (*h).failures).fetch_add(1);
@@ -167,8 +185,20 @@ pub fn failed(h: *mut BackendHealth, was_probe: bool, now: u64) {
         start.store(w);
         let down = at(&raw mut (*h).down_until_ns);
         let backoff = at(&raw mut (*h).backoff_ns);
-        let (d, b) = after_failure(down.load(), backoff.load(), n, was_probe, stalled, now);
-        down.store(d);
+        // A backend the agent revived is up: a new run of failures takes it
+        // down again (a new episode), rather than counting as stragglers.
+        let raw = down.load();
+        let (d, b) = after_failure(
+            effective_down_until(backend_id, raw),
+            backoff.load(),
+            n,
+            was_probe,
+            stalled,
+            now,
+        );
+        if d != raw {
+            down.store(d);
+        }
         backoff.store(b);
         if was_probe {
             at(&raw mut (*h).probe_since_ns).store(0);

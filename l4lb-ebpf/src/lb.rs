@@ -68,7 +68,7 @@ pub fn choose_up(svc: &ServiceValue, hash: u32) -> Verdict {
     while k < XDP_REPICKS {
         let down = match crate::health::entry(id) {
             Some(h) => matches!(
-                crate::health::snapshot(h, now).0,
+                crate::health::snapshot(h, id, now).0,
                 HealthState::Down | HealthState::ProbeDue
             ),
             None => false,

@@ -9,7 +9,7 @@ use l4lb_common::{
     Addr6, AgentId, Backend, BackendHealth, FlowKey, FlowValue, GUARD_REASONS, LbConfig, LbStats,
     MAX_BACKENDS, MAX_FLOWS, MAX_MEMBERS, MAX_REVNAT, MAX_SERVICES as VIP_ADDRS, MAX_SERVICES,
     MAX_SLOTS, MAX_SOCKS, MONITOR_RING_BYTES, MemberKey, MemberValue, MonitorConfig, MonitorEvent,
-    RevNatKey, RevNatValue, ServiceKey, ServiceValue, SockMark, Stats,
+    ProbeMark, RevNatKey, RevNatValue, ServiceKey, ServiceValue, SockMark, Stats,
 };
 
 const NO_PREALLOC: usize = BPF_F_NO_PREALLOC as usize;
@@ -122,3 +122,7 @@ pub static L4LB_LOCAL: HashMap<u32, l4lb_common::LocalSet, { MAX_SERVICES as usi
 #[btf_map]
 pub static L4LB_LOCAL_STATS: PerCpuArray<l4lb_common::LocalStats, { MAX_SERVICES as usize }> =
     PerCpuArray::new();
+/// Backend id → the agent's probes of it (`l4lb_common::probe`): written by
+/// the agent only; a revival there makes a down backend up again.
+#[btf_map]
+pub static L4LB_PROBES: Array<ProbeMark, { MAX_BACKENDS as usize }> = Array::new();

@@ -67,7 +67,7 @@ pub fn l4lb_sockops(ctx: SockOpsContext) -> u32 {
             // brings the backend back.
             if m.flags & (MARK_IN_FLIGHT | MARK_FAILED) == MARK_IN_FLIGHT {
                 m.flags |= MARK_FAILED;
-                health::failed(h, m.flags & MARK_PROBE != 0, now);
+                health::failed(h, m.backend_id, m.flags & MARK_PROBE != 0, now);
             }
         }
         _ => {
@@ -76,7 +76,7 @@ pub fn l4lb_sockops(ctx: SockOpsContext) -> u32 {
             }
             if m.flags & MARK_IN_FLIGHT != 0 {
                 if m.flags & MARK_FAILED == 0 {
-                    health::failed(h, m.flags & MARK_PROBE != 0, now);
+                    health::failed(h, m.backend_id, m.flags & MARK_PROBE != 0, now);
                 }
                 health::handshake_ended(h);
             } else if m.flags & MARK_ESTABLISHED != 0 {

@@ -31,7 +31,12 @@ fn three_backends(sb: &mut Sandbox, slow_c: Option<u64>) {
 }
 
 fn start(sb: &mut Sandbox, policy: &str) -> Agent {
-    let agent = Agent::start_with_args(sb, TABLE, &["--lb-policy", policy]).unwrap();
+    start_probing(sb, policy, "agent")
+}
+
+fn start_probing(sb: &mut Sandbox, policy: &str, probes: &str) -> Agent {
+    let args = ["--lb-policy", policy, "--health-probes", probes];
+    let agent = Agent::start_with_args(sb, TABLE, &args).unwrap();
     agent.wait_vips(1, READY).unwrap();
     agent
 }
@@ -173,12 +178,13 @@ fn timeline(o: &Outcome) -> String {
         .join(" ")
 }
 
-#[test]
-fn p2c_routes_around_a_backend_whose_syns_vanish_within_a_second_and_a_probe_brings_it_back() {
-    require_root();
-    let mut sb = Sandbox::new("health-p2c").unwrap();
-    three_backends(&mut sb, None);
-    let agent = start(&mut sb, "p2c");
+/// Three backends under p2c with `probes`; SYNs to `DEAD` vanish under
+/// load: no new connect goes to it after ≤ 1 s, new XDP flows skip it, it
+/// ends down. Returns the agent with the fault still on.
+fn fault_and_route_around(sb: &mut Sandbox, probes: &str) -> Agent {
+    three_backends(sb, None);
+    let agent = start_probing(sb, "p2c", probes);
+    let sb = &*sb;
     // Warm up: every backend has completed handshakes and an average.
     let v = sb.probe_tcp(VIP, 90).unwrap();
     assert_eq!(v["errors"], 0, "{v}");
@@ -204,17 +210,17 @@ fn p2c_routes_around_a_backend_whose_syns_vanish_within_a_second_and_a_probe_bri
     // XDP: two flows whose Maglev pick is the doomed backend, one of them
     // already tracked (a received packet recorded it).
     let ports: Vec<u16> = (40000..40400)
-        .filter(|p| xdp_pick(&sb, *p, false).0 == DEAD)
+        .filter(|p| xdp_pick(sb, *p, false).0 == DEAD)
         .take(2)
         .collect();
     assert_eq!(ports.len(), 2, "no flow hashes to {DEAD}");
-    assert_eq!(xdp_pick(&sb, ports[0], true).0, DEAD);
+    assert_eq!(xdp_pick(sb, ports[0], true).0, DEAD);
 
-    let o = fault_under_load(&sb, &agent);
+    let o = fault_under_load(sb, &agent);
     let line = timeline(&o);
     // New XDP flows skip the backend down for this node; the tracked one keeps it.
-    assert_eq!(xdp_pick(&sb, ports[0], false), (DEAD.to_string(), true));
-    let (fresh, tracked) = xdp_pick(&sb, ports[1], false);
+    assert_eq!(xdp_pick(sb, ports[0], false), (DEAD.to_string(), true));
+    let (fresh, tracked) = xdp_pick(sb, ports[1], false);
     assert!(
         fresh != DEAD && !tracked,
         "new XDP flow still sent to {fresh}"
@@ -244,7 +250,60 @@ fn p2c_routes_around_a_backend_whose_syns_vanish_within_a_second_and_a_probe_bri
     assert!(health_u64(b, "handshake_failures") >= 1, "{b}");
     let r = row(&t, VIP, "tcp");
     assert!(r["p2c_avoided"].as_u64().unwrap() > 0, "{r}");
+    agent
+}
 
+#[test]
+fn p2c_routes_around_a_backend_whose_syns_vanish_and_the_agents_probe_brings_it_back() {
+    require_root();
+    let mut sb = Sandbox::new("health-p2c").unwrap();
+    let agent = fault_and_route_around(&mut sb, "agent");
+    let b = backend(&agent.vips_json().unwrap(), DEAD).clone();
+    let failed_before = health_u64(&b, "agent_probes_failed");
+    assert!(
+        health_u64(&b, "agent_probes") >= 1,
+        "probed while down: {b}"
+    );
+    // Heal with no client load at all: only the agent's probe can see it answer.
+    heal(&sb);
+    let healed = Instant::now();
+    let t = agent.wait_table(
+        "the agent's probe bringing the backend back",
+        Duration::from_secs(40),
+        |t| t.is_array() && backend(t, DEAD)["health"]["state"] == "up",
+    );
+    eprintln!(
+        "p2c: back up {:?} after the fault was removed",
+        healed.elapsed()
+    );
+    let b = backend(&t, DEAD);
+    assert!(health_u64(b, "agent_probes_ok") >= 1, "{b}");
+    assert!(health_u64(b, "agent_probes_failed") >= failed_before, "{b}");
+    // No client connection was ever a probe, and none went to it while down.
+    assert_eq!(health_u64(b, "probes"), 0, "{b}");
+    assert_eq!(row(&t, VIP, "tcp")["p2c_probes"], 0, "{t}");
+    let (code, metrics) = sb.agent_http("/metrics");
+    assert_eq!(code, "200");
+    let ok = format!("l4lb_backend_agent_probes_total{{backend=\"{DEAD}\",result=\"ok\"}} 1");
+    assert!(metrics.contains(&ok), "{ok} not in:\n{metrics}");
+    assert!(metrics.contains("l4lb_health_probes_total{result=\"sent\"}"));
+    // Connections return to it.
+    let v = sb.probe_tcp(VIP, 90).unwrap();
+    assert!(counts(&v).get("c").copied().unwrap_or(0) > 0, "{v}");
+}
+
+#[test]
+fn p2c_routes_around_a_backend_whose_syns_vanish_and_a_connection_probe_brings_it_back() {
+    require_root();
+    let mut sb = Sandbox::new("health-p2c-conn").unwrap();
+    let agent = fault_and_route_around(&mut sb, "connection");
+    let t = agent.vips_json().unwrap();
+    let b = backend(&t, DEAD);
+    assert_eq!(
+        health_u64(b, "agent_probes"),
+        0,
+        "the agent does not probe: {b}"
+    );
     // Heal: with light load, a probe (one connect) finds it answering again.
     heal(&sb);
     let probes_before = health_u64(b, "probes");
@@ -393,6 +452,7 @@ fn explain_names_the_policy_and_each_backends_state() {
     let e: Value = serde_json::from_str(&out).unwrap();
     let s = &e["socket"];
     assert_eq!(s["policy"], "p2c", "{e}");
+    assert_eq!(s["health_probes"], "agent", "{e}");
     assert_eq!(s["candidates"].as_array().unwrap().len(), 3, "{e}");
     assert!(
         s["verdict"].as_str().unwrap().contains("lowest cost"),
@@ -403,7 +463,8 @@ fn explain_names_the_policy_and_each_backends_state() {
         .arg(sb.pin_root()))
     .unwrap();
     assert!(
-        text.contains("TCP connect() policy: p2c") && text.contains("up"),
+        text.contains("TCP connect() policy: p2c; down backends probed by: agent")
+            && text.contains("up"),
         "{text}"
     );
     let (code, metrics) = sb.agent_http("/metrics");

@@ -3,7 +3,7 @@
 //! and reaches every VIP; a node that dies is routed around once Marathon
 //! says so (the whole curve is printed); the faults come and go; nothing of
 //! a cluster is left after drop.
-use std::{collections::BTreeSet, time::Duration};
+use std::{collections::BTreeSet, net::SocketAddr, time::Duration};
 
 use l4lb_tests::{
     Cluster, ClusterSpec, VipSpec,
@@ -157,4 +157,81 @@ fn nothing_is_left_after_drop() {
     drop(c);
     drop(stream);
     assert_eq!(footprint.leftovers(), Vec::<String>::new());
+}
+
+/// The backend row of `addr` under the VIP `vip` in a node's `vips --json`.
+fn backend_row(table: &serde_json::Value, vip: SocketAddr, addr: &str) -> serde_json::Value {
+    let row = l4lb_tests::table::row(table, &vip.to_string(), "tcp");
+    row["backends"]
+        .as_array()
+        .and_then(|b| b.iter().find(|b| b["addr"] == addr))
+        .cloned()
+        .unwrap_or_else(|| panic!("{addr} not under {vip}: {table}"))
+}
+
+/// Issue 15's node death with NO Marathon event: every other node routes
+/// around the dead node on its own within 1 s (no new connection started
+/// after that fails or stalls), the down backend is probed by each node's
+/// agent, never by a client connection, and when the node comes back the
+/// agent's probe (no client risked) brings it back and connections return.
+#[test]
+fn node_death_without_an_event_is_routed_around_in_a_second_and_the_agents_probe_revives_it() {
+    require_root();
+    let c = Cluster::new(ClusterSpec::new("clu-noev", NODES)).unwrap();
+    let dead = NODES - 1;
+    let vip = c.vip_addr(0);
+    let target = c.spec().vips[0].backend_on(dead);
+    let mut spec = DeathSpec::new(dead, &[0, 1]);
+    spec.event_after = None;
+    spec.after = Duration::from_millis(3500);
+    let run = c.node_death(&spec).unwrap();
+    for (i, curve) in &run.curves {
+        eprintln!("node {i}: link down at 0, no event\n{}", curve.render());
+        let (_, _, failed) = curve.tally(0.0, 1000.0);
+        assert!(failed > 0, "node {i}: the dead backend was never chosen");
+        let (ok, stalled, failed) = curve.tally(1000.0, f64::MAX);
+        assert_eq!(
+            (stalled, failed),
+            (0, 0),
+            "node {i}: bad connections started more than 1 s after the death"
+        );
+        assert!(ok >= 150, "node {i}: only {ok} connections after 1 s");
+        let t = c.node(*i).agent.vips_json().unwrap();
+        let b = backend_row(&t, vip, &target);
+        let h = &b["health"];
+        assert!(
+            matches!(h["state"].as_str(), Some("down" | "probe-due")),
+            "node {i}: {b}"
+        );
+        assert_eq!(
+            h["probes"], 0,
+            "node {i}: a client connection was a probe: {b}"
+        );
+        // Its first probe went when the 2 s back-off ended (it may still
+        // be waiting out its 1 s timeout).
+        assert!(
+            h["agent_probes"].as_u64().unwrap() >= 1,
+            "node {i}: the agent did not probe: {b}"
+        );
+        assert_eq!(
+            l4lb_tests::table::row(&t, &vip.to_string(), "tcp")["p2c_probes"],
+            0
+        );
+    }
+
+    // Back, with no client traffic and no event: each agent's probe sees it.
+    c.link_up(dead).unwrap();
+    for i in [0, 1] {
+        let t = c.node(i).agent.wait_table(
+            "the agent's probe reviving the node's backend",
+            Duration::from_secs(40),
+            |t| t.is_array() && backend_row(t, vip, &target)["health"]["state"] == "up",
+        );
+        let h = backend_row(&t, vip, &target)["health"].clone();
+        assert!(h["agent_probes_ok"].as_u64().unwrap() >= 1, "node {i}: {h}");
+        assert_eq!(h["probes"], 0, "node {i}: {h}");
+        let v = c.node(i).probe_tcp(vip, 60).unwrap();
+        assert_eq!(v["errors"], 0, "node {i}: {v}");
+        assert!(counts(&v).contains_key(&backend_id(dead)), "node {i}: {v}");
+    }
 }

@@ -10,6 +10,7 @@ use aya::{
 };
 use l4lb_common::{
     BackendHealth, HealthState, LB_CONFIG_MAP, LB_POLICY_P2C, LB_POLICY_RANDOM, LbConfig, LbStats,
+    PROBES_AGENT, PROBES_CONNECTION, ProbeMark,
 };
 
 /// `--lb-policy`. The variants carry no doc comments: clap would list them in
@@ -48,8 +49,50 @@ impl LbPolicy {
     }
 }
 
-/// Writes the policy into the loaded object's (pinned) config map.
-pub(super) fn write_policy(ebpf: &mut Ebpf, policy: LbPolicy) -> Result<()> {
+/// `--health-probes`: who probes a backend down for this node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthProbes {
+    // The agent connects to it (no client connection is a probe).
+    #[default]
+    Agent,
+    // The next client connection that draws it, once its back-off is over.
+    Connection,
+}
+
+impl HealthProbes {
+    pub fn raw(self) -> u32 {
+        match self {
+            HealthProbes::Agent => PROBES_AGENT,
+            HealthProbes::Connection => PROBES_CONNECTION,
+        }
+    }
+
+    pub fn from_raw(v: u32) -> HealthProbes {
+        if v == PROBES_CONNECTION {
+            HealthProbes::Connection
+        } else {
+            HealthProbes::Agent
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            HealthProbes::Agent => "agent",
+            HealthProbes::Connection => "connection",
+        }
+    }
+}
+
+/// What the agent writes to `L4LB_LB_CONFIG` before the hooks attach.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LbConfigArgs {
+    pub policy: LbPolicy,
+    pub probes: HealthProbes,
+}
+
+/// Writes the policy and the probe mode into the loaded object's (pinned) config map.
+pub(super) fn write_config(ebpf: &mut Ebpf, policy: LbPolicy, probes: HealthProbes) -> Result<()> {
     let mut config: Array<&mut MapData, LbConfig> = ebpf
         .map_mut(LB_CONFIG_MAP)
         .with_context(|| format!("map {LB_CONFIG_MAP} missing from the BPF object"))?
@@ -58,6 +101,7 @@ pub(super) fn write_policy(ebpf: &mut Ebpf, policy: LbPolicy) -> Result<()> {
         policy: policy.raw(),
         // Set after the load by the locality sync (`Maps::set_locality_mode`).
         locality: 0,
+        probes: probes.raw() as u16,
     };
     config
         .set(0, value, 0)
@@ -69,6 +113,8 @@ pub(super) struct HealthMaps {
     pub(super) health: Array<MapData, BackendHealth>,
     pub(super) lb_stats: PerCpuArray<MapData, LbStats>,
     pub(super) config: Array<MapData, LbConfig>,
+    /// The agent's probe marks (`L4LB_PROBES`); None under an older pin root.
+    pub(super) probes: Option<Array<MapData, ProbeMark>>,
 }
 
 impl HealthMaps {
@@ -89,7 +135,9 @@ impl HealthMaps {
 /// One backend's health as this node sees it, for the CLI and `/metrics`.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub struct HealthView {
-    /// "up", "suspect", "down" or "probe-due" (down, the next connect may probe it).
+    /// "up", "suspect", "down" or "probe-due" (down, and its next probe is
+    /// due: the agent's, or under `--health-probes connection` the next
+    /// connect that draws it).
     pub state: &'static str,
     /// Moving average of the TCP handshake time through a VIP, µs (0: none yet).
     pub handshake_ewma_us: f64,
@@ -98,14 +146,26 @@ pub struct HealthView {
     pub handshakes: u64,
     pub handshake_failures: u64,
     pub consecutive_failures: u64,
+    /// Client connections sent as half-open probes (`--health-probes connection`).
     pub probes: u64,
+    /// The agent's own probes of it while down: sent, answered, failed.
+    pub agent_probes: u64,
+    pub agent_probes_ok: u64,
+    pub agent_probes_failed: u64,
     /// p2c's cost of one more connection (lower wins).
     pub cost: u64,
 }
 
 impl HealthView {
-    pub fn new(h: &BackendHealth, now_ns: u64) -> HealthView {
-        let state: HealthState = h.state(now_ns);
+    /// `mark`: the agent's probe entry (default when none); `mode` decides
+    /// whose schedule a down backend's "probe-due" follows.
+    pub fn new(h: &BackendHealth, mark: &ProbeMark, mode: HealthProbes, now_ns: u64) -> HealthView {
+        let down = l4lb_common::effective_down_until(h.down_until_ns, mark.revived_for_ns);
+        let kernel = l4lb_common::state(down, h.inflight, h.stall_since_ns, h.ewma_ns, now_ns);
+        let state: HealthState = match mode {
+            HealthProbes::Agent => mark.agent_view(kernel, h.down_until_ns, now_ns),
+            HealthProbes::Connection => kernel,
+        };
         HealthView {
             state: state.name(),
             handshake_ewma_us: (h.ewma_ns as f64 / 100.0).round() / 10.0,
@@ -115,6 +175,9 @@ impl HealthView {
             handshake_failures: h.failures,
             consecutive_failures: h.consecutive,
             probes: h.probes,
+            agent_probes: mark.sent,
+            agent_probes_ok: mark.ok,
+            agent_probes_failed: mark.failed,
             cost: l4lb_common::cost(h.live, h.inflight, h.ewma_ns),
         }
     }
@@ -152,14 +215,41 @@ mod tests {
             live: 2,
             ..Default::default()
         };
-        assert_eq!(HealthView::new(&h, now).state, "up");
-        assert_eq!(HealthView::new(&h, now).handshake_ewma_us, 45.0);
+        let none = ProbeMark::default();
+        let view = |h: &BackendHealth, m: &ProbeMark, mode, t| HealthView::new(h, m, mode, t);
+        let conn = HealthProbes::Connection;
+        assert_eq!(view(&h, &none, conn, now).state, "up");
+        assert_eq!(view(&h, &none, conn, now).handshake_ewma_us, 45.0);
         h.inflight = 1;
         h.stall_since_ns = now - 200_000_000;
-        assert_eq!(HealthView::new(&h, now).state, "suspect");
+        assert_eq!(view(&h, &none, conn, now).state, "suspect");
         h.down_until_ns = now + 1;
-        assert_eq!(HealthView::new(&h, now).state, "down");
-        assert_eq!(HealthView::new(&h, now + 1).state, "probe-due");
+        assert_eq!(view(&h, &none, conn, now).state, "down");
+        assert_eq!(view(&h, &none, conn, now + 1).state, "probe-due");
+        // Agent probes: a failed probe pushes "probe-due" to its next one,
+        // and an answer for this episode makes it up (suspect here: stuck).
+        let mut m = ProbeMark::default();
+        let agent = HealthProbes::Agent;
+        m.step(h.down_until_ns, now + 1);
+        m.outcome(false, now + 1);
+        assert_eq!(view(&h, &m, agent, now + 2).state, "down");
+        assert_eq!(
+            view(&h, &m, agent, now + 1 + m.backoff_ns).state,
+            "probe-due"
+        );
+        m.outcome(true, now + 3);
+        h.inflight = 0;
+        let v = view(&h, &m, agent, now + 4);
+        assert_eq!(v.state, "up");
+        assert_eq!((v.agent_probes_failed, v.agent_probes_ok), (1, 1));
+    }
+
+    #[test]
+    fn probe_mode_round_trips_and_defaults_to_the_agent() {
+        for p in [HealthProbes::Agent, HealthProbes::Connection] {
+            assert_eq!(HealthProbes::from_raw(p.raw()), p);
+        }
+        assert_eq!(HealthProbes::from_raw(0), HealthProbes::default());
     }
 
     #[test]

@@ -73,7 +73,7 @@ impl Maps {
     /// `--locality` as the running agent set it (None: no config map here).
     pub fn locality_mode(&self) -> Option<l4lb_core::locality::Mode> {
         let c = self.health.as_ref()?.config.get(&0, 0).ok()?;
-        Some(l4lb_core::locality::Mode::from_raw(c.locality))
+        Some(l4lb_core::locality::Mode::from_raw(u32::from(c.locality)))
     }
 
     /// Records `--locality` in the config map, for the CLI.
@@ -82,7 +82,7 @@ impl Maps {
             return Ok(());
         };
         let mut c = h.config.get(&0, 0)?;
-        c.locality = mode.raw();
+        c.locality = mode.raw() as u16;
         Ok(h.config.set(0, c, 0)?)
     }
 }

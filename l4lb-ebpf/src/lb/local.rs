@@ -30,7 +30,7 @@ fn count(service_id: u32, f: impl FnOnce(&mut LocalStats)) {
 fn state_cost(id: u32, now: u64) -> (HealthState, u64, Option<*mut l4lb_common::BackendHealth>) {
     match health::entry(id) {
         Some(h) => {
-            let (state, live, inflight, ewma) = health::snapshot(h, now);
+            let (state, live, inflight, ewma) = health::snapshot(h, id, now);
             (state, cost(live, inflight, ewma), Some(h))
         }
         None => (HealthState::Up, cost(0, 0, 0), None),
@@ -81,6 +81,7 @@ pub fn choose(svc: &ServiceValue, now: u64) -> Option<Choice> {
         }
         let (state, c, h) = state_cost(id, now);
         if state == HealthState::ProbeDue
+            && super::p2c::connection_probes()
             && let Some(h) = h
             && health::claim_probe(h, now)
         {

@@ -2,11 +2,15 @@
 //! service's Maglev table (so weights hold, and weight-0 backends, which have
 //! no slot, never come up), down and suspect backends skipped with a few
 //! bounded redraws, the lower `cost` (live connections and handshakes times
-//! the handshake average) wins. A down backend whose back-off is over is
-//! taken by exactly one connect as its probe. Every draw down or suspect →
+//! the handshake average) wins. A down backend is probed by the agent (no
+//! client connect is ever a probe) unless the agent set `--health-probes
+//! connection`: then one whose back-off is over is taken by exactly one
+//! connect as its probe. Every draw down or suspect →
 //! the control plane's choice (the first slot), counted as a fallback.
 use aya_ebpf::helpers::bpf_get_prandom_u32;
-use l4lb_common::{HealthState, LB_POLICY_P2C, LbStats, P2C_MAX_DRAWS, ServiceValue, cost};
+use l4lb_common::{
+    HealthState, LB_POLICY_P2C, LbStats, P2C_MAX_DRAWS, PROBES_CONNECTION, ServiceValue, cost,
+};
 
 use super::slot_backend;
 use crate::{
@@ -24,6 +28,14 @@ pub struct Choice {
 #[inline(always)]
 pub fn policy() -> u32 {
     L4LB_LB_CONFIG.get(0).map_or(LB_POLICY_P2C, |c| c.policy)
+}
+
+/// Client connections may be half-open probes (`--health-probes connection`).
+#[inline(always)]
+pub(super) fn connection_probes() -> bool {
+    L4LB_LB_CONFIG
+        .get(0)
+        .is_some_and(|c| u32::from(c.probes) == PROBES_CONNECTION)
 }
 
 #[inline(always)]
@@ -61,8 +73,11 @@ pub fn choose(svc: &ServiceValue) -> Option<Choice> {
         }
         let (state, c) = match health::entry(id) {
             Some(h) => {
-                let (state, live, inflight, ewma) = health::snapshot(h, now);
-                if state == HealthState::ProbeDue && health::claim_probe(h, now) {
+                let (state, live, inflight, ewma) = health::snapshot(h, id, now);
+                if state == HealthState::ProbeDue
+                    && connection_probes()
+                    && health::claim_probe(h, now)
+                {
                     count(svc.id, |s| s.probes += 1);
                     return Some(Choice {
                         backend_id: id,

@@ -12,6 +12,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use socket2::{Domain, SockAddr, Socket, Type};
 
+#[path = "probe/requests.rs"]
+mod requests;
 #[path = "probe/stream.rs"]
 mod stream;
 
@@ -110,6 +112,22 @@ enum Cmd {
         #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=30_000))]
         timeout_ms: u64,
     },
+    /// Concurrent request load: --parallel threads, each repeating {connect,
+    /// read the greeting, send a line, read its echo, RST close} until -n
+    /// requests or --seconds. Prints request latency percentiles (connect to
+    /// echo) and the requests each backend (greeting id) answered.
+    Requests {
+        #[arg(long)]
+        to: SocketAddr,
+        #[arg(short = 'n', long = "count", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        n: u64,
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
+        parallel: u32,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
     /// UDP load for `bench xdp`: datagrams from --flows sockets (one source
     /// port each) to --to, as fast as sendmmsg goes, until --count datagrams
     /// or --seconds have passed, whichever comes first. Expects no reply.
@@ -187,6 +205,19 @@ fn main() -> Result<()> {
             interval_ms,
             timeout_ms,
         } => stream::stream(to, n as usize, ms(interval_ms), ms(timeout_ms))?,
+        Cmd::Requests {
+            to,
+            n,
+            parallel,
+            seconds,
+            timeout_ms,
+        } => requests::requests(
+            to,
+            n,
+            parallel as usize,
+            Duration::from_secs_f64(seconds.clamp(0.01, 120.0)),
+            ms(timeout_ms),
+        ),
         Cmd::Flood {
             to,
             flows,

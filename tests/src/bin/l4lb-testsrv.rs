@@ -3,7 +3,8 @@
 //! connection stays observable). UDP: answers each datagram with
 //! `NAME <payload>`. Prints `tcp ADDR` / `udp ADDR` per bound socket, then
 //! `ready`, and nothing else on stdout. Ends on SIGTERM (default action).
-//! `--accept-delay-ms N` makes it slow to accept (one accept per N ms).
+//! `--accept-delay-ms N` makes it slow to accept (one accept per N ms);
+//! `--reply-delay-ms N` slow to answer (each echo N ms after its line).
 use std::{
     io::{BufRead, BufReader, Write},
     net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
@@ -28,6 +29,10 @@ struct Args {
     /// connections complete the handshake and queue in the backlog.
     #[arg(long, default_value_t = 0)]
     accept_delay_ms: u64,
+    /// Wait this long before echoing each line: a backend slow to answer
+    /// requests (its handshakes and greeting stay fast).
+    #[arg(long, default_value_t = 0)]
+    reply_delay_ms: u64,
 }
 
 fn main() -> Result<()> {
@@ -45,7 +50,8 @@ fn main() -> Result<()> {
         writeln!(out, "tcp {}", l.local_addr()?)?;
         let id = id.clone();
         let delay = std::time::Duration::from_millis(args.accept_delay_ms);
-        thread::spawn(move || accept_loop(l, id, delay));
+        let reply = std::time::Duration::from_millis(args.reply_delay_ms);
+        thread::spawn(move || accept_loop(l, id, delay, reply));
     }
     for addr in &args.udp {
         let s: UdpSocket = bind(*addr, Type::DGRAM, Protocol::UDP)?.into();
@@ -73,7 +79,12 @@ fn bind(addr: SocketAddr, ty: Type, proto: Protocol) -> Result<Socket> {
     Ok(s)
 }
 
-fn accept_loop(l: TcpListener, id: Arc<str>, delay: std::time::Duration) {
+fn accept_loop(
+    l: TcpListener,
+    id: Arc<str>,
+    delay: std::time::Duration,
+    reply: std::time::Duration,
+) {
     loop {
         if !delay.is_zero() {
             thread::sleep(delay);
@@ -83,7 +94,7 @@ fn accept_loop(l: TcpListener, id: Arc<str>, delay: std::time::Duration) {
                 let id = id.clone();
                 // A failed spawn just drops (closes) the connection.
                 let _ = thread::Builder::new().spawn(move || {
-                    let _ = serve_tcp(conn, &id);
+                    let _ = serve_tcp(conn, &id, reply);
                 });
             }
             Err(e) => {
@@ -94,7 +105,7 @@ fn accept_loop(l: TcpListener, id: Arc<str>, delay: std::time::Duration) {
     }
 }
 
-fn serve_tcp(conn: TcpStream, id: &str) -> std::io::Result<()> {
+fn serve_tcp(conn: TcpStream, id: &str, reply: std::time::Duration) -> std::io::Result<()> {
     conn.set_nodelay(true)?;
     let mut w = &conn;
     w.write_all(format!("{id}\n").as_bytes())?;
@@ -104,6 +115,9 @@ fn serve_tcp(conn: TcpStream, id: &str) -> std::io::Result<()> {
         line.clear();
         if r.read_until(b'\n', &mut line)? == 0 {
             return Ok(());
+        }
+        if !reply.is_zero() {
+            thread::sleep(reply);
         }
         w.write_all(&line)?;
     }

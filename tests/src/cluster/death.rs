@@ -155,6 +155,25 @@ impl Cluster {
                 thread::sleep(Duration::from_millis(100));
             }
         }
+        // Reachable is not chosen: a node that saw it down chooses it again
+        // once its agent's probe answered (the next run starts from a whole
+        // cluster, not one that still avoids the victim).
+        // One connect through the VIP per poll: under `--health-probes
+        // connection` a client connect is what probes it.
+        let vip = self.vip_addr(0);
+        for n in self.nodes().iter().filter(|n| n.index != victim) {
+            while n.backend_state(vip, &target).is_some_and(|s| s != "up") {
+                let _ = n.reaches(&vip.to_string(), 500);
+                if Instant::now() >= deadline {
+                    bail!(
+                        "node {} does not see {target} up again within {bound:?}: {:?}",
+                        n.index,
+                        n.backend_state(vip, &target)
+                    );
+                }
+                thread::sleep(Duration::from_millis(100));
+            }
+        }
         Ok(())
     }
 }

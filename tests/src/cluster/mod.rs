@@ -185,6 +185,22 @@ impl Node {
         self.sb.dig_short(&vip.dns_name(), "A")
     }
 
+    /// The health state (`up`, `suspect`, `down`, `probe-due`) this node's
+    /// agent shows for `backend` under `vip_addr`; None: not listed, or no
+    /// health in the table.
+    pub fn backend_state(&self, vip_addr: SocketAddr, backend: &str) -> Option<String> {
+        let table = self.agent.vips_json().ok()?;
+        let row = table
+            .as_array()?
+            .iter()
+            .find(|r| r["vip"] == vip_addr.to_string() && r["proto"] == "tcp")?;
+        let b = row["backends"]
+            .as_array()?
+            .iter()
+            .find(|b| b["addr"] == backend)?;
+        Some(b["health"]["state"].as_str()?.to_string())
+    }
+
     /// Backends (as the table prints them) of the row for `vip_addr`, if listed.
     pub fn backends_of(&self, vip_addr: SocketAddr) -> Option<Vec<String>> {
         let table = self.agent.vips_json().ok()?;

@@ -41,7 +41,7 @@ pub struct AllArgs {
     /// benchmark runs, in a few minutes.
     #[arg(long)]
     pub quick: bool,
-    /// Skip a benchmark (socket, peers, redis, scaling, xdp, marathon, dns, profile); repeatable.
+    /// Skip a benchmark (socket, peers, redis, scaling, xdp, marathon, mesos, dns, failover, profile); repeatable.
     #[arg(long)]
     pub skip: Vec<String>,
     /// Run only these benchmarks (same names); repeatable.
@@ -186,6 +186,37 @@ fn steps(a: &AllArgs) -> Vec<Step> {
                 vec![]
             },
             sections: &["xtask bench dns"],
+        },
+        Step {
+            name: "failover",
+            // ~2 min: 4 nodes, 2 deaths per policy with no Marathon event,
+            // then 4 s of slow-backend load per policy.
+            args: if q {
+                s(&[
+                    "--nodes",
+                    "3",
+                    "--runs",
+                    "1",
+                    "--no-event",
+                    "--after-ms",
+                    "2000",
+                    "--slow-seconds",
+                    "2",
+                ])
+            } else {
+                s(&[
+                    "--nodes",
+                    "4",
+                    "--runs",
+                    "2",
+                    "--no-event",
+                    "--after-ms",
+                    "3000",
+                    "--slow-seconds",
+                    "4",
+                ])
+            },
+            sections: &["xtask bench failover"],
         },
         Step {
             name: "profile",
@@ -905,7 +936,8 @@ mod tests {
         assert_eq!(
             names,
             [
-                "socket", "peers", "redis", "scaling", "xdp", "marathon", "mesos", "dns", "profile"
+                "socket", "peers", "redis", "scaling", "xdp", "marathon", "mesos", "dns",
+                "failover", "profile"
             ]
         );
     }

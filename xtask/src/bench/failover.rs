@@ -7,27 +7,32 @@
 //! later (what routes around a dead node today) or never (`--no-event`).
 //! Each run's victim is revived before the next.
 //!
-//! Policies: each `--lb-policy P` builds its own cluster whose agents run
-//! with `--lb-policy P`, and the report puts the policies side by side.
-//! Without it the agent runs as it is (one uniformly random Maglev slot per
-//! connect). The flag is issue 15's per-node choice (`random|p2c`); an agent
-//! without it is refused up front, before any cluster is built.
+//! Policies: each `--lb-policy P` (default: `random` and `p2c`) builds its
+//! own cluster whose agents run with `--lb-policy P`, and the report puts the
+//! policies side by side: time to route around, the bad share after the
+//! first second and the whole curve (every run and client summed, per
+//! bucket), then the slow-backend part (`failover_slow.rs`): p50/p99 request
+//! latency and the slow backend's share under concurrent load. `--write`
+//! puts it in BENCHMARKS.md.
 //!
 //! Safety: everything runs in the cluster's namespaces and child cgroups;
 //! connects are bounded by count and timeout, every wait by a deadline.
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use l4lb_tests::{
-    Cluster, ClusterSpec, agent_bin,
-    cluster::{DeathRun, DeathSpec, Kill},
+    Cluster, ClusterSpec,
+    cluster::{Conn, Curve, DeathRun, DeathSpec, Kill},
 };
 
 use super::{
     control,
+    failover_slow::{self, SlowArgs, SlowRun},
     stats::{med_range_if_many, median},
 };
 use crate::{interrupt, report, util};
+
+const SECTION: &str = "xtask bench failover";
 
 const MAX_NODES: i64 = 64;
 const TOTAL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -66,9 +71,18 @@ pub struct FailoverArgs {
     /// Connects streamed after the event (or after the death, with --no-event).
     #[arg(long, default_value_t = 4000, value_parser = clap::value_parser!(u64).range(1000..=120_000))]
     pub after_ms: u64,
-    /// Agent `--lb-policy` to compare (repeat for several); none: the agent's own choice, no flag.
-    #[arg(long = "lb-policy", value_name = "POLICY")]
+    /// Agent `--lb-policy` to compare (repeat for several).
+    #[arg(long = "lb-policy", value_name = "POLICY", default_values = ["random", "p2c"], value_parser = ["random", "p2c"])]
     pub policies: Vec<String>,
+    /// Agent `--health-probes` (agent: the agent probes a down backend;
+    /// connection: a client connect is the half-open probe).
+    #[arg(long, default_value = "agent", value_parser = ["agent", "connection"])]
+    pub health_probes: String,
+    #[command(flatten)]
+    pub slow: SlowArgs,
+    /// Also replace this benchmark's section in BENCHMARKS.md.
+    #[arg(long)]
+    pub write: bool,
 }
 
 /// One client's view of one death.
@@ -88,75 +102,76 @@ struct Sample {
 
 pub fn failover(a: FailoverArgs) -> Result<()> {
     control::prepare()?;
-    let policies: Vec<Option<String>> = if a.policies.is_empty() {
-        vec![None]
-    } else {
-        require_policy_flag()?;
-        a.policies.iter().cloned().map(Some).collect()
-    };
     let started = Instant::now();
     let deadline = started + TOTAL_TIMEOUT;
-    let machine = report::machine_line();
-    let mut rows = vec![];
-    for policy in &policies {
-        let (samples, curve) = measure(&a, policy.as_deref(), deadline)?;
-        let name = policy.as_deref().unwrap_or("(agent default)");
-        println!("\n{name}: the first run's curve on node 0\n{curve}");
-        rows.push(row(name, &samples));
+    let load_before = report::machine_line();
+    let mut results = vec![];
+    for policy in &a.policies {
+        let (samples, curve) = measure(&a, policy, deadline)?;
+        println!(
+            "\n{policy}: every run and client, summed per bucket\n{}",
+            curve.render()
+        );
+        let slow = if a.slow.slow_seconds > 0.0 {
+            interrupt::check()?;
+            Some(failover_slow::measure(&a.slow, policy)?)
+        } else {
+            None
+        };
+        results.push(PolicyResult {
+            name: policy.clone(),
+            samples,
+            curve,
+            slow,
+        });
     }
-    let header = [
-        "policy",
-        "routed around after, ms",
-        "event -> applied, ms",
-        "bad / client / run",
-        "bad after 1 s",
-        "goal",
-    ];
-    println!("\n{}", describe(&a));
-    print!("{}", report::table(&header, &rows));
-    println!("{machine}");
+    let md = summarize(&a, &results, &load_before);
+    println!("\n{}", md.replace("{date}", &report::today()));
     println!("(took {:.0} s)", started.elapsed().as_secs_f64());
+    if a.write {
+        report::write_section(SECTION, &md, &report::utc_date()?)?;
+    }
     Ok(())
 }
 
-/// The agent must know `--lb-policy` before a policy is asked of it.
-fn require_policy_flag() -> Result<()> {
-    let help = util::stdout(std::process::Command::new(agent_bin()).args(["run", "--help"]))?;
-    if !help.contains("--lb-policy") {
-        bail!(
-            "{} has no `run --lb-policy` yet (issue 15); run without --lb-policy to measure the agent as it is",
-            agent_bin().display()
-        );
-    }
-    Ok(())
+struct PolicyResult {
+    name: String,
+    samples: Vec<Sample>,
+    /// Every run's and client's connections, times from their death.
+    curve: Curve,
+    slow: Option<SlowRun>,
 }
 
 /// One cluster for `policy`, `runs` deaths of its last node; every
-/// client's sample and the first run's rendered curve on node 0.
-fn measure(
-    a: &FailoverArgs,
-    policy: Option<&str>,
-    deadline: Instant,
-) -> Result<(Vec<Sample>, String)> {
-    let mut spec = ClusterSpec::new("bench-fo", a.nodes as usize);
-    if let Some(p) = policy {
-        spec = spec.agent_args(&["--lb-policy", p]);
-    }
+/// client's sample and the curve of all of them summed.
+fn measure(a: &FailoverArgs, policy: &str, deadline: Instant) -> Result<(Vec<Sample>, Curve)> {
+    let spec = ClusterSpec::new("bench-fo", a.nodes as usize).agent_args(&[
+        "--lb-policy",
+        policy,
+        "--health-probes",
+        &a.health_probes,
+    ]);
     let c = Cluster::new(spec)?;
     let death = death_spec(a);
     let mut samples = vec![];
-    let mut first_curve = String::new();
-    for r in 0..a.runs {
+    let mut conns: Vec<Conn> = vec![];
+    let (mut bucket, mut stall) = (250.0, 900.0);
+    for _ in 0..a.runs {
         interrupt::check()?;
         util::time_left(deadline)?;
         let run = c.node_death(&death)?;
-        if r == 0 {
-            first_curve = run.curves[0].1.render();
-        }
         samples.extend(samples_of(&run, a));
-        c.revive(death.victim, death.kill, Duration::from_secs(30))?;
+        for (_, curve) in &run.curves {
+            (bucket, stall) = (curve.bucket_ms, curve.stall_ms);
+            conns.extend(curve.conns().iter().map(|x| Conn {
+                start_ms: x.start_ms - curve.origin_ms,
+                ..x.clone()
+            }));
+        }
+        // Back up, and chosen again by every node (its agent's probe).
+        c.revive(death.victim, death.kill, Duration::from_secs(45))?;
     }
-    Ok((samples, first_curve))
+    Ok((samples, Curve::new(conns, 0.0, bucket, stall)))
 }
 
 fn death_spec(a: &FailoverArgs) -> DeathSpec {
@@ -202,7 +217,8 @@ fn samples_of(run: &DeathRun, a: &FailoverArgs) -> Vec<Sample> {
         .collect()
 }
 
-fn row(name: &str, s: &[Sample]) -> Vec<String> {
+/// Route-around and bad-share columns of one policy, and whether both goals were met.
+fn row(name: &str, s: &[Sample]) -> (Vec<String>, bool) {
     let routes: Vec<f64> = s.iter().map(|x| x.route_ms.unwrap_or(f64::NAN)).collect();
     let never = s.iter().filter(|x| x.route_ms.is_none()).count();
     let applied: Vec<f64> = s.iter().filter_map(|x| x.event_to_applied_ms).collect();
@@ -217,7 +233,7 @@ fn row(name: &str, s: &[Sample]) -> Vec<String> {
         med_range_if_many(&routes, 0)
     };
     let met = never == 0 && median(&routes) <= GOAL_ROUTE_MS && share <= GOAL_BAD_SHARE;
-    vec![
+    let cells = vec![
         name.to_string(),
         route,
         if applied.is_empty() {
@@ -232,7 +248,8 @@ fn row(name: &str, s: &[Sample]) -> Vec<String> {
         ),
         format!("{:.2} % ({bad_late}/{total_late})", share * 100.0),
         if met { "met".into() } else { "NOT met".into() },
-    ]
+    ];
+    (cells, met)
 }
 
 fn describe(a: &FailoverArgs) -> String {
@@ -261,4 +278,173 @@ fn describe(a: &FailoverArgs) -> String {
         a.runs,
         GOAL_BAD_SHARE * 100.0
     )
+}
+
+/// The BENCHMARKS.md section (also printed): the command, the death table,
+/// each policy's whole curve, the slow-backend table, verdicts, machine.
+fn summarize(a: &FailoverArgs, results: &[PolicyResult], load_before: &str) -> String {
+    let header = [
+        "policy",
+        "routed around after, ms",
+        "event -> applied, ms",
+        "bad / client / run",
+        "bad after 1 s",
+        "goal",
+    ];
+    let mut rows = vec![];
+    let mut verdicts = vec![];
+    for r in results {
+        let (cells, met) = row(&r.name, &r.samples);
+        verdicts.push(format!(
+            "{}: routed around after {} ms, then {} bad (goal <= {GOAL_ROUTE_MS:.0} ms, then <= {:.1} %): {}",
+            r.name,
+            cells[1],
+            cells[4],
+            GOAL_BAD_SHARE * 100.0,
+            if met { "met" } else { "NOT met" }
+        ));
+        rows.push(cells);
+    }
+    let curves: String = results
+        .iter()
+        .map(|r| {
+            format!(
+                "`{}`:\n```\n{}```\n{}",
+                r.name,
+                r.curve.render(),
+                late_bad(&r.curve)
+            )
+        })
+        .collect();
+    let mut md = format!(
+        "## Failover: a node dies (`cargo xtask bench failover`)\n\n\
+         `{}` on {{date}}. {}\n\n{}\n\
+         The whole curve per policy, every run and client node summed, by when each connection started \
+         (250 ms buckets from the death; stalled: greeted only after a retransmitted SYN):\n\n{curves}\n",
+        command(a),
+        describe(a),
+        report::md_table(&header, &rows)
+    );
+    if let Some(slow) = slow_section(a, results) {
+        md.push_str(&slow.0);
+        verdicts.push(slow.1);
+    }
+    md.push_str(&format!(
+        "Verdicts: {}.\n\nMachine: {} (before the run: {load_before}). This machine is shared with \
+         builds and other benchmarks: a load average above 2 (its cores) means the timings are noisy.\n",
+        verdicts.join("; "),
+        report::machine_line()
+    ));
+    md
+}
+
+/// The slow-backend table and its verdict (None: that part was skipped).
+fn slow_section(a: &FailoverArgs, results: &[PolicyResult]) -> Option<(String, String)> {
+    let runs: Vec<(&str, &SlowRun)> = results
+        .iter()
+        .filter_map(|r| Some((r.name.as_str(), r.slow.as_ref()?)))
+        .collect();
+    if runs.is_empty() {
+        return None;
+    }
+    let s = &a.slow;
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|(name, r)| {
+            vec![
+                name.to_string(),
+                format!("{:.1} %", r.slow_share * 100.0),
+                format!("{:.2}", r.p50_ms),
+                format!("{:.2}", r.p99_ms),
+                format!("{} ({} errors)", r.requests, r.errors),
+            ]
+        })
+        .collect();
+    let header = [
+        "policy",
+        "slow backend's share",
+        "p50 ms",
+        "p99 ms",
+        "requests",
+    ];
+    let find = |n: &str| runs.iter().find(|(p, _)| *p == n).map(|(_, r)| *r);
+    let verdict = match (find("random"), find("p2c")) {
+        (Some(rnd), Some(p2c)) => {
+            let met = p2c.slow_share <= rnd.slow_share / 2.0 && p2c.p99_ms < rnd.p99_ms;
+            format!(
+                "slow backend: p2c sends it {:.1} % vs random {:.1} %, p99 {:.2} vs {:.2} ms \
+                 (goal: a small share under p2c, about a third under random, p99 lower accordingly): {}",
+                p2c.slow_share * 100.0,
+                rnd.slow_share * 100.0,
+                p2c.p99_ms,
+                rnd.p99_ms,
+                if met { "met" } else { "NOT met" }
+            )
+        }
+        _ => "slow backend: random and p2c were not both measured".into(),
+    };
+    let text = format!(
+        "**Slow backend.** One node's sandbox, three backends behind one VIP: two answer each request after \
+         {} ms, one after {} ms ({}x slower); {} concurrent clients repeat connect, greeting, one request line, \
+         its echo, close, for {} s through the VIP (latency: connect to echo).\n\n{}\n",
+        s.slow_base_ms,
+        s.slow_base_ms * s.slow_factor,
+        s.slow_factor,
+        s.slow_parallel,
+        s.slow_seconds,
+        report::md_table(&header, &rows)
+    );
+    Some((text, verdict))
+}
+
+/// The command line that reproduces this run.
+fn command(a: &FailoverArgs) -> String {
+    let mut c = format!(
+        "cargo xtask bench failover --nodes {} --clients {} --runs {} --interval-ms {} --timeout-ms {} --kill {} --after-ms {}",
+        a.nodes, a.clients, a.runs, a.interval_ms, a.timeout_ms, a.kill, a.after_ms
+    );
+    if a.no_event {
+        c.push_str(" --no-event");
+    } else {
+        c.push_str(&format!(" --event-after-ms {}", a.event_after_ms));
+    }
+    for p in &a.policies {
+        c.push_str(&format!(" --lb-policy {p}"));
+    }
+    if a.health_probes != "agent" {
+        c.push_str(&format!(" --health-probes {}", a.health_probes));
+    }
+    c.push_str(&format!(
+        " --slow-base-ms {} --slow-factor {} --slow-parallel {} --slow-seconds {}",
+        a.slow.slow_base_ms, a.slow.slow_factor, a.slow.slow_parallel, a.slow.slow_seconds
+    ));
+    if a.write {
+        c.push_str(" --write");
+    }
+    c
+}
+
+/// The bad connections started more than 1 s after the death, each with
+/// its start and what happened ("" if none; the first 10 if many).
+fn late_bad(curve: &Curve) -> String {
+    let bad: Vec<String> = curve
+        .between(GOAL_ROUTE_MS, f64::MAX)
+        .filter(|c| c.outcome(curve.stall_ms) != l4lb_tests::cluster::Outcome::Ok)
+        .map(|c| {
+            let what = match (&c.error, &c.backend) {
+                (Some(e), _) => e.clone(),
+                (None, Some(b)) => format!("stalled, answered by {b}"),
+                (None, None) => "?".into(),
+            };
+            format!("{:.0} ms: {what} after {:.0} ms", c.start_ms, c.dur_ms)
+        })
+        .collect();
+    match bad.len() {
+        0 => String::new(),
+        n if n <= 10 => format!("Bad after 1 s: {}.\n", bad.join("; ")),
+        n => format!(
+            "Bad after 1 s ({n}), the first 10: {}.\n",
+            bad[..10].join("; ")
+        ),
+    }
 }

@@ -12,6 +12,7 @@
 //! | `scaling.rs` | `bench scaling`: connect latency vs number of services |
 //! | `failover.rs` | `bench failover`: a node dies on a simulated cluster; how long until clients route around it |
 //! | `locality.rs` | `bench locality`: each node's share on its own backend, and the spill when it stops answering |
+//! | `failover_slow.rs` | `bench failover`'s slow-backend part: p50/p99 and the slow backend's share, per policy |
 //! | `all.rs` | `bench all` / `bench profile`: everything, BENCHMARKS.md's summary |
 //! | `control.rs` | the fake Marathon state and agent `marathon` and `dns` share |
 //! | `agent_log.rs` | reading the agent's log (fields, timestamps, waits) |
@@ -25,6 +26,7 @@ mod common;
 mod control;
 mod dns;
 mod failover;
+mod failover_slow;
 mod knot;
 mod locality;
 mod marathon;
