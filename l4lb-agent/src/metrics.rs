@@ -251,6 +251,13 @@ impl Collector for DnsCollector {
             ConstCounter::new(n)
                 .encode(desc.encode_family(&vec![("result".to_string(), result.to_string())])?)?;
         }
+        let desc = encoder.encode_descriptor(
+            "dns_reply_cache_hits",
+            "UDP replies served from a socket's reply cache (also counted by result)",
+            None,
+            c.metric_type(),
+        )?;
+        ConstCounter::new(snap.cache_hits).encode(desc)?;
         let mut family = |name: &str,
                           help: &str,
                           label: &str,

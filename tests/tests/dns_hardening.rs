@@ -250,3 +250,21 @@ fn force_rcvbuf(s: &UdpSocket, bytes: libc::c_int) {
     };
     assert_eq!(rc, 0, "SO_RCVBUFFORCE: {}", std::io::Error::last_os_error());
 }
+
+#[test]
+fn repeated_udp_questions_are_answered_from_the_reply_cache() {
+    require_root();
+    let mut sb = Sandbox::new("dns-cache").unwrap();
+    let _agent = start(&mut sb, &[]);
+    // dig sends a fresh id each time; +nocookie keeps the EDNS options (part
+    // of the cache key) the same. The cache keeps 8 answer orders per
+    // question before it serves from them (l4lb_core::dns::reply_cache).
+    for _ in 0..20 {
+        assert!(sb.dig(&["+nocookie", VIP_NAME]).contains("ANSWER: 1"));
+    }
+    let hits = metric(&sb, "l4lb_dns_reply_cache_hits_total");
+    assert!(hits >= 4, "{hits} cache hits for 20 identical questions");
+    // A different question is not a hit.
+    sb.dig(&["+nocookie", "other.marathon.l4lb.thisdcos.directory"]);
+    assert_eq!(metric(&sb, "l4lb_dns_reply_cache_hits_total"), hits);
+}

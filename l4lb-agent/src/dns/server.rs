@@ -138,6 +138,9 @@ pub struct DnsCounters {
     pub tcp_evicted: AtomicU64,
     /// New TCP connections closed at once: every slot was being answered.
     pub tcp_refused: AtomicU64,
+    /// UDP replies served from a socket's reply cache (counted in the rcode
+    /// counters too).
+    pub cache_hits: AtomicU64,
 }
 
 /// A copy of [`DnsCounters`] at one moment.
@@ -158,6 +161,7 @@ pub struct CountersSnapshot {
     pub tcp_incomplete: u64,
     pub tcp_evicted: u64,
     pub tcp_refused: u64,
+    pub cache_hits: u64,
 }
 
 impl CountersSnapshot {
@@ -211,6 +215,7 @@ impl DnsCounters {
             tcp_incomplete: g(&self.tcp_incomplete),
             tcp_evicted: g(&self.tcp_evicted),
             tcp_refused: g(&self.tcp_refused),
+            cache_hits: g(&self.cache_hits),
         }
     }
 
@@ -411,6 +416,7 @@ async fn udp_loop(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
         };
         // One snapshot per batch: a swap is seen by the next batch.
         let zones = shared.zones();
+        let hits_before = cache.hits();
         for i in 0..n {
             let got = batch.received(i);
             let Some(peer) = got.peer.filter(|p| p.port() != 0 && !got.truncated) else {
@@ -437,6 +443,14 @@ async fn udp_loop(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
                 Reply::Drop => DnsCounters::bump(&shared.counters.dropped),
                 Reply::Forward => forward_in_background(&sock, &shared, query, peer).await,
             }
+        }
+        // One shared add per batch, not per reply.
+        let hits = cache.hits() - hits_before;
+        if hits > 0 {
+            shared
+                .counters
+                .cache_hits
+                .fetch_add(hits, Ordering::Relaxed);
         }
         send_all(&sock, &replies).await;
         replies.clear();
