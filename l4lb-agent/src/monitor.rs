@@ -3,7 +3,7 @@
 //! buffer while this command holds the monitor lease. VIP, backend and
 //! sampling are filtered in the kernel; client and pid here.
 use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    net::{IpAddr, SocketAddr},
     path::PathBuf,
     time::{Duration, Instant},
 };
@@ -11,7 +11,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use l4lb_common::{
     Addr6, HOOK_XDP, LB_POLICY_RANDOM, MONITOR_ANY, MonitorConfig, MonitorEvent, hook_name,
-    is_v4_mapped, reason_name,
+    reason_name,
 };
 use serde::Serialize;
 
@@ -215,19 +215,9 @@ pub fn decision(e: &MonitorEvent) -> Decision {
     }
 }
 
-/// A map address (IPv4-mapped or IPv6, network order) and port (network order).
+/// A map address (IPv4-mapped or IPv6) and port (network order).
 fn socket(addr: &Addr6, port_be: u16) -> SocketAddr {
-    let octets: Vec<u8> = addr.iter().flat_map(|w| w.to_ne_bytes()).collect();
-    let ip = if is_v4_mapped(addr) {
-        IpAddr::V4(Ipv4Addr::new(
-            octets[12], octets[13], octets[14], octets[15],
-        ))
-    } else {
-        let mut b = [0u8; 16];
-        b.copy_from_slice(&octets);
-        IpAddr::V6(Ipv6Addr::from(b))
-    };
-    SocketAddr::new(ip, u16::from_be(port_be))
+    SocketAddr::new(crate::codec::ip(addr), u16::from_be(port_be))
 }
 
 #[cfg(test)]

@@ -132,31 +132,26 @@ trait CgroupHook {
     fn attach_link(&mut self, cgroup: &File) -> Result<FdLink>;
 }
 
-impl CgroupHook for CgroupSockAddr {
-    fn load_hook(&mut self) -> Result<(), aya::programs::ProgramError> {
-        self.load()
-    }
-    fn hook_fd(&self) -> Result<&ProgramFd, aya::programs::ProgramError> {
-        self.fd()
-    }
-    fn attach_link(&mut self, cgroup: &File) -> Result<FdLink> {
-        let id = self.attach(cgroup, CgroupAttachMode::Single)?;
-        Ok(self.take_link(id)?.try_into()?)
-    }
+/// The same three calls on both program types (aya gives them no shared trait).
+macro_rules! cgroup_hook {
+    ($program:ty) => {
+        impl CgroupHook for $program {
+            fn load_hook(&mut self) -> Result<(), aya::programs::ProgramError> {
+                self.load()
+            }
+            fn hook_fd(&self) -> Result<&ProgramFd, aya::programs::ProgramError> {
+                self.fd()
+            }
+            fn attach_link(&mut self, cgroup: &File) -> Result<FdLink> {
+                let id = self.attach(cgroup, CgroupAttachMode::Single)?;
+                Ok(self.take_link(id)?.try_into()?)
+            }
+        }
+    };
 }
 
-impl CgroupHook for SockOps {
-    fn load_hook(&mut self) -> Result<(), aya::programs::ProgramError> {
-        self.load()
-    }
-    fn hook_fd(&self) -> Result<&ProgramFd, aya::programs::ProgramError> {
-        self.fd()
-    }
-    fn attach_link(&mut self, cgroup: &File) -> Result<FdLink> {
-        let id = self.attach(cgroup, CgroupAttachMode::Single)?;
-        Ok(self.take_link(id)?.try_into()?)
-    }
-}
+cgroup_hook!(CgroupSockAddr);
+cgroup_hook!(SockOps);
 
 fn hook_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut dyn CgroupHook> {
     match ebpf.program_mut(name) {
