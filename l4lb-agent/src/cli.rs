@@ -225,6 +225,10 @@ pub struct PktgenArgs {
     /// … or this many seconds, whichever comes first.
     #[arg(long, default_value_t = 3.0)]
     pub seconds: f64,
+    /// Frames per second to offer (0: as fast as the kernel takes them). Paced
+    /// in ~1 ms chunks, so CPU per packet can be read at a load below saturation.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=100_000_000))]
+    pub rate: u64,
 }
 
 #[derive(clap::Args, Debug)]

@@ -139,6 +139,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 payload: a.payload as usize,
                 max_frames: a.frames,
                 max_time: std::time::Duration::from_secs_f64(a.seconds),
+                rate: a.rate,
             };
             let r = datapath::pktgen::run(&spec)?;
             println!("{}", serde_json::to_string(&r)?);

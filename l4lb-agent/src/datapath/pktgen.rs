@@ -43,6 +43,8 @@ pub struct Spec {
     pub payload: usize,
     pub max_frames: u64,
     pub max_time: Duration,
+    /// Frames per second to offer; 0: unpaced.
+    pub rate: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -117,6 +119,26 @@ pub fn sink(iface: &str, time: Duration, ready: impl FnOnce()) -> Result<()> {
     Ok(())
 }
 
+/// Frames per BPF_PROG_TEST_RUN call: ~1 ms worth when paced, so the offered
+/// load is smooth at the scale the receiving NAPI polls in.
+fn chunk_frames(rate: u64) -> u64 {
+    match rate {
+        0 => u64::from(RUNS_PER_CALL),
+        r => (r / 1000).clamp(u64::from(BATCH), u64::from(RUNS_PER_CALL)),
+    }
+}
+
+/// Sleeps until `sent` frames are due at `rate` frames per second.
+fn pace(start: Instant, sent: u64, rate: u64) {
+    if rate == 0 {
+        return;
+    }
+    let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+    if let Some(wait) = due.checked_sub(start.elapsed()) {
+        std::thread::sleep(wait);
+    }
+}
+
 /// Sends until `max_frames` or `max_time`, whichever comes first.
 pub fn run(spec: &Spec) -> Result<Report> {
     let ifindex = ifindex(&spec.iface)?;
@@ -132,10 +154,11 @@ pub fn run(spec: &Spec) -> Result<Report> {
         .try_into()?;
     prog.load().context("loading l4lb_pktgen")?;
     let frame = template(spec);
+    let chunk = chunk_frames(spec.rate);
     let start = Instant::now();
     let mut sent = 0u64;
     while sent < spec.max_frames && start.elapsed() < spec.max_time {
-        let n = (spec.max_frames - sent).min(u64::from(RUNS_PER_CALL)) as u32;
+        let n = (spec.max_frames - sent).min(chunk) as u32;
         let opts = TestRunOptions {
             data_in: Some(&frame),
             repeat: n,
@@ -145,6 +168,7 @@ pub fn run(spec: &Spec) -> Result<Report> {
         prog.test_run(opts)
             .context("BPF_PROG_TEST_RUN (live frames)")?;
         sent += u64::from(n);
+        pace(start, sent, spec.rate);
     }
     let seconds = start.elapsed().as_secs_f64();
     Ok(Report {
@@ -152,4 +176,28 @@ pub fn run(spec: &Spec) -> Result<Report> {
         seconds,
         pps: sent as f64 / seconds.max(1e-9),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paced_chunks_are_a_millisecond_within_bounds() {
+        assert_eq!(chunk_frames(0), u64::from(RUNS_PER_CALL));
+        assert_eq!(chunk_frames(100_000), 100);
+        assert_eq!(chunk_frames(1_000), u64::from(BATCH));
+        assert_eq!(chunk_frames(1_000_000_000), u64::from(RUNS_PER_CALL));
+    }
+
+    #[test]
+    fn pacing_waits_until_the_frames_are_due() {
+        let start = Instant::now();
+        pace(start, 2_000, 100_000);
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(20), "{took:?}");
+        let start = Instant::now();
+        pace(start, 1_000_000, 0);
+        assert!(start.elapsed() < Duration::from_millis(20));
+    }
 }

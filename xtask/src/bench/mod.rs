@@ -12,6 +12,7 @@
 //! | `scaling.rs` | `bench scaling`: connect latency vs number of services |
 //! | `failover.rs` | `bench failover`: a node dies on a simulated cluster; how long until clients route around it |
 //! | `locality.rs` | `bench locality`: each node's share on its own backend, and the spill when it stops answering |
+//! | `xdp_cpu.rs` | `bench xdp-cpu`: the node's CPU per forwarded packet at a paced rate, l4lb vs iptables/nftables |
 //! | `failover_slow.rs` | `bench failover`'s slow-backend part: p50/p99 and the slow backend's share, per policy |
 //! | `all.rs` | `bench all` / `bench profile`: everything, BENCHMARKS.md's summary |
 //! | `control.rs` | the fake Marathon state and agent `marathon` and `dns` share |
@@ -38,6 +39,7 @@ mod scaling;
 mod socket;
 mod stats;
 mod xdp;
+mod xdp_cpu;
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -98,6 +100,9 @@ pub enum Bench {
     Profile(all::ProfileArgs),
     /// Every benchmark, then BENCHMARKS.md's summary (also `cargo xtask bench`).
     All(all::AllArgs),
+    /// The node's CPU per forwarded packet at a paced rate: l4lb XDP next to
+    /// iptables and nftables DNAT.
+    XdpCpu(xdp_cpu::XdpCpuArgs),
 }
 
 pub fn run(what: Bench) -> Result<()> {
@@ -123,5 +128,6 @@ pub fn run(what: Bench) -> Result<()> {
         Bench::Locality(args) => locality::locality(args),
         Bench::Profile(args) => all::profile(args),
         Bench::All(args) => all::run(args),
+        Bench::XdpCpu(args) => xdp_cpu::xdp_cpu(args),
     }
 }

@@ -100,3 +100,77 @@ pub(crate) fn cgroup_cpu_s(cg: &Path) -> Result<f64> {
         .map(|us| us / 1e6)
         .context("no usage_usec in cpu.stat")
 }
+
+/// Machine-wide CPU time spent over a span (/proc/stat's `cpu` line, all
+/// CPUs): in softirq (where the kernel receives, forwards and drops packets,
+/// XDP and netfilter alike) and busy in all (everything but idle and iowait).
+/// The kernel samples these by tick, so spans of seconds are needed.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct CpuDelta {
+    pub softirq_s: f64,
+    pub busy_s: f64,
+    pub wall_s: f64,
+}
+
+impl CpuDelta {
+    /// Runs `f` and returns the CPU time the machine spent meanwhile.
+    pub(crate) fn over<T>(f: impl FnOnce() -> T) -> Result<(CpuDelta, T)> {
+        let (a, t0) = (proc_stat_cpu()?, std::time::Instant::now());
+        let out = f();
+        let (b, wall_s) = (proc_stat_cpu()?, t0.elapsed().as_secs_f64());
+        let d = CpuDelta {
+            softirq_s: b.softirq_s - a.softirq_s,
+            busy_s: b.busy_s - a.busy_s,
+            wall_s,
+        };
+        Ok((d, out))
+    }
+}
+
+/// Cumulative softirq and busy seconds since boot, summed over CPUs.
+fn proc_stat_cpu() -> Result<CpuDelta> {
+    let stat = fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    parse_proc_stat_cpu(&stat)
+}
+
+fn parse_proc_stat_cpu(stat: &str) -> Result<CpuDelta> {
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .context("no cpu line in /proc/stat")?;
+    let f: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse::<f64>())
+        .collect::<Result<_, _>>()
+        .context("a non-number in /proc/stat's cpu line")?;
+    // user nice system idle iowait irq softirq steal ...
+    if f.len() < 8 {
+        anyhow::bail!("short cpu line in /proc/stat: {line:?}");
+    }
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let busy: f64 = f[..8].iter().sum::<f64>() - f[3] - f[4];
+    Ok(CpuDelta {
+        softirq_s: f[6] / hz,
+        busy_s: busy / hz,
+        wall_s: 0.0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_stat_cpu_line_gives_softirq_and_busy() {
+        let stat = "cpu  300 20 60 900 10 0 16 8 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n";
+        let c = parse_proc_stat_cpu(stat).unwrap();
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        assert_eq!(c.softirq_s, 16.0 / hz);
+        assert_eq!(c.busy_s, (300.0 + 20.0 + 60.0 + 16.0 + 8.0) / hz);
+        assert!(parse_proc_stat_cpu("cpu  1 2 3\n").is_err());
+        assert!(parse_proc_stat_cpu("intr 5\n").is_err());
+    }
+}

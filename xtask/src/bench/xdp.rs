@@ -30,7 +30,7 @@ use l4lb_tests::{
 };
 use serde_json::Value;
 
-use super::stats::median;
+use super::{procfs::CpuDelta, stats::median};
 use crate::{interrupt, preflight, report, util};
 
 const SECTION: &str = "xtask bench xdp";
@@ -47,7 +47,7 @@ pub const MAX_ROUNDS: u32 = 10;
 pub const MAX_SECONDS: u32 = 30;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Mode {
+pub(super) enum Mode {
     Forward,
     L4lb,
     L4lbGeneric,
@@ -68,7 +68,7 @@ impl Mode {
         Mode::Nftables,
     ];
 
-    fn label(self) -> &'static str {
+    pub(super) fn label(self) -> &'static str {
         match self {
             Mode::Forward => "plain forwarding (no NAT, to the backend address)",
             Mode::L4lb => "l4lb XDP, native mode (on the node's ingress veth)",
@@ -104,8 +104,9 @@ pub fn run(rounds: u32, seconds: u32, write: bool) -> Result<()> {
     for r in 0..rounds {
         for (mode, runs) in pps.iter_mut() {
             interrupt::check()?;
-            let rate =
-                measure(*mode, seconds).with_context(|| format!("round {} {mode:?}", r + 1))?;
+            let rate = measure(*mode, seconds, 0)
+                .with_context(|| format!("round {} {mode:?}", r + 1))?
+                .pps();
             println!(
                 "round {}/{rounds} {:<9} {:>10.0} pps",
                 r + 1,
@@ -179,9 +180,24 @@ fn per_packet() -> Result<Vec<(&'static str, u64)>> {
     Ok(out)
 }
 
-/// One flood through a fresh topology in `mode`; packets per second that
-/// reached the backend.
-fn measure(mode: Mode, seconds: u32) -> Result<f64> {
+/// One measured flood: what reached the backend and the machine's CPU time
+/// meanwhile, next to the same time with no flood just before it.
+pub(super) struct Flood {
+    pub delivered: u64,
+    pub seconds: f64,
+    pub cpu: CpuDelta,
+    pub idle_cpu: CpuDelta,
+}
+
+impl Flood {
+    pub(super) fn pps(&self) -> f64 {
+        self.delivered as f64 / self.seconds
+    }
+}
+
+/// One flood through a fresh topology in `mode`, offering `rate` frames per
+/// second (0: as many as the sender can).
+pub(super) fn measure(mode: Mode, seconds: u32, rate: u64) -> Result<Flood> {
     let mut t = Topology::new("bxdp")?;
     // The backend: every frame dropped in b0's driver (native XDP), counted by
     // the veth; the same small cost after every node datapath.
@@ -266,9 +282,15 @@ fn measure(mode: Mode, seconds: u32) -> Result<f64> {
     };
     // A short warm-up (ARP, conntrack entries, caches), then the measured flood.
     let macs = (t.client.mac("c0")?, t.node.mac(NODE_IN)?);
-    flood(&t, &macs, target, 0.3)?;
+    flood(&t, &macs, target, 0.3, rate)?;
+    let idle_cpu = if rate > 0 {
+        CpuDelta::over(|| std::thread::sleep(Duration::from_secs(seconds.into())))?.0
+    } else {
+        CpuDelta::default()
+    };
     let before = t.backends.xdp_drops("b0")?;
-    let sent = flood(&t, &macs, target, f64::from(seconds))?;
+    let (cpu, sent) = CpuDelta::over(|| flood(&t, &macs, target, f64::from(seconds), rate))?;
+    let sent = sent?;
     let after = t.backends.xdp_drops("b0")?;
     let elapsed = sent["seconds"]
         .as_f64()
@@ -285,11 +307,22 @@ fn measure(mode: Mode, seconds: u32) -> Result<f64> {
         a.stop()?;
     }
     sink.stop();
-    Ok(got as f64 / elapsed)
+    Ok(Flood {
+        delivered: got,
+        seconds: elapsed,
+        cpu,
+        idle_cpu,
+    })
 }
 
 /// `l4lb-agent pktgen` from c0 to n0 (pinned to CPU 0) for `seconds`.
-fn flood(t: &Topology, macs: &(String, String), target: &str, seconds: f64) -> Result<Value> {
+fn flood(
+    t: &Topology,
+    macs: &(String, String),
+    target: &str,
+    seconds: f64,
+    rate: u64,
+) -> Result<Value> {
     let to = format!("{target}:{PORT}");
     let mut cmd = t.client.in_netns("taskset");
     cmd.args(["-c", "0"]).arg(agent_bin()).arg("pktgen");
@@ -297,7 +330,12 @@ fn flood(t: &Topology, macs: &(String, String), target: &str, seconds: f64) -> R
         .args([
             "--src", CLIENT_IP4, "--dst", &to, "--flows", FLOWS, "--frames", FLOOD_MAX,
         ])
-        .args(["--seconds", &format!("{seconds}")]);
+        .args([
+            "--seconds",
+            &format!("{seconds}"),
+            "--rate",
+            &rate.to_string(),
+        ]);
     let out = util::output_timeout(&mut cmd, Duration::from_secs_f64(seconds + 30.0))?;
     if !out.status.success() {
         bail!("flood failed: {}", String::from_utf8_lossy(&out.stderr));
