@@ -326,26 +326,39 @@ impl Sandbox {
     }
 
     fn remove_cgroup(&self) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            match fs::remove_dir(&self.cgroup) {
-                Ok(()) => return,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-                Err(e) if Instant::now() >= deadline => {
-                    eprintln!("l4lb-tests: leaving cgroup {}: {e}", self.cgroup.display());
-                    return;
-                }
-                Err(_) => {}
+        remove_cgroup_tree(&self.cgroup, Instant::now() + Duration::from_secs(5));
+    }
+}
+
+/// Removes `cg` and every cgroup a test made below it (children first: a
+/// cgroup with children cannot be removed), ending the processes left in
+/// them. Everything below our private cgroup is ours.
+fn remove_cgroup_tree(cg: &Path, deadline: Instant) {
+    if let Ok(entries) = fs::read_dir(cg) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_cgroup_tree(&e.path(), deadline);
             }
-            // Only processes we put there (or their children) can be in our
-            // private cgroup; end them one by one, by pid.
-            if let Ok(procs) = fs::read_to_string(self.cgroup.join("cgroup.procs")) {
-                for pid in procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
-                    sys::signal(pid, libc::SIGKILL);
-                }
-            }
-            thread::sleep(Duration::from_millis(20));
         }
+    }
+    loop {
+        match fs::remove_dir(cg) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) if Instant::now() >= deadline => {
+                eprintln!("l4lb-tests: leaving cgroup {}: {e}", cg.display());
+                return;
+            }
+            Err(_) => {}
+        }
+        // Only processes we put there (or their children) can be in our
+        // private cgroup; end them one by one, by pid.
+        if let Ok(procs) = fs::read_to_string(cg.join("cgroup.procs")) {
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
+                sys::signal(pid, libc::SIGKILL);
+            }
+        }
+        thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -102,3 +102,22 @@ fn in_cgroup_is_in_the_cgroup_and_the_netns_and_drop_cleans_up() {
     let name = netns_path.file_name().unwrap().to_str().unwrap();
     assert!(!String::from_utf8_lossy(&list.stdout).contains(name));
 }
+
+#[test]
+fn drop_removes_cgroups_a_test_made_below_its_own_and_ends_their_processes() {
+    require_root();
+    let mut stray = Command::new("sleep").arg("30").spawn().unwrap();
+    let cgroup = {
+        let sb = Sandbox::new("smoke-nest").unwrap();
+        let inner = sb.cgroup().join("moved").join("deeper");
+        fs::create_dir_all(&inner).unwrap();
+        fs::write(inner.join("cgroup.procs"), stray.id().to_string()).unwrap();
+        sb.cgroup().to_path_buf()
+    };
+    assert!(!cgroup.exists(), "{} left behind", cgroup.display());
+    let status = stray.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the process in the nested cgroup was ended"
+    );
+}
