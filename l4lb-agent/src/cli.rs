@@ -225,8 +225,8 @@ pub struct PktgenArgs {
     /// … or this many seconds, whichever comes first.
     #[arg(long, default_value_t = 3.0)]
     pub seconds: f64,
-    /// Frames per second to offer (0: as fast as the kernel takes them). Paced
-    /// in ~1 ms chunks, so CPU per packet can be read at a load below saturation.
+    /// Frames per second to offer (0: as fast as the kernel takes them), paced
+    /// in the kernel, so CPU per packet can be read at a load below saturation.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=100_000_000))]
     pub rate: u64,
 }

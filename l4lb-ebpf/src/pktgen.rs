@@ -5,10 +5,16 @@
 //! `PKTGEN_IFINDEX` (XDP_REDIRECT). A user-space sender (sendmmsg) tops out
 //! below what a node's XDP program handles; this one costs tens of ns per
 //! packet, so what a benchmark measures is the node, not the sender.
+//!
+//! Paced (`PKTGEN_INTERVAL_NS` set): a frame goes out only when it is due and
+//! is dropped otherwise, so one long BPF_PROG_TEST_RUN call offers a steady
+//! rate; pacing from user space between calls cannot, since each call costs
+//! milliseconds of setup and teardown.
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::{bpf_get_prandom_u32, bpf_redirect},
-    macros::xdp,
+    btf_maps::Array,
+    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_redirect},
+    macros::{btf_map, xdp},
     programs::XdpContext,
 };
 use l4lb_common::IPPROTO_UDP;
@@ -22,6 +28,20 @@ static PKTGEN_IFINDEX: u32 = 0;
 /// Distinct UDP source ports (flows), from 10000 up.
 #[unsafe(no_mangle)]
 static PKTGEN_FLOWS: u32 = 1;
+
+/// Nanoseconds between frames; 0 sends every run.
+#[unsafe(no_mangle)]
+static PKTGEN_INTERVAL_NS: u64 = 0;
+/// After a stall (between calls) at most this many frames go out back to
+/// back, so the receiver's ring (256 frames on a veth) does not overflow.
+const MAX_BURST: u64 = 32;
+
+/// `PACE_NEXT`: when the next frame is due (ns); `PACE_SENT`: frames sent
+/// (paced only). One sender on one CPU writes them.
+#[btf_map]
+static PKTGEN_PACE: Array<u64, 2> = Array::new();
+const PACE_NEXT: u32 = 0;
+const PACE_SENT: u32 = 1;
 
 /// Ethernet (14) + IPv4 without options (20): the UDP source port's offset.
 const UDP_SPORT: usize = L4_V4;
@@ -42,6 +62,9 @@ pub fn l4lb_pktgen(ctx: XdpContext) -> u32 {
     if ifindex == 0 {
         return xdp_action::XDP_ABORTED;
     }
+    if !due() {
+        return xdp_action::XDP_DROP;
+    }
     // A random flow per frame; the template's UDP checksum is 0 (none), so
     // the port needs no checksum update.
     // SAFETY: bpf_get_prandom_u32 has no preconditions.
@@ -51,6 +74,34 @@ pub fn l4lb_pktgen(ctx: XdpContext) -> u32 {
     unsafe { core::ptr::copy_nonoverlapping(port.as_ptr(), (start + UDP_SPORT) as *mut u8, 2) };
     // SAFETY: a plain helper call.
     unsafe { bpf_redirect(ifindex, 0) as u32 }
+}
+
+/// Unpaced, or paced and this frame's time has come (then counted).
+#[inline(always)]
+fn due() -> bool {
+    // SAFETY: a read-only global the loader set before loading.
+    let interval = unsafe { core::ptr::read_volatile(&PKTGEN_INTERVAL_NS) };
+    if interval == 0 {
+        return true;
+    }
+    let (Some(next), Some(sent)) = (
+        PKTGEN_PACE.get_ptr_mut(PACE_NEXT),
+        PKTGEN_PACE.get_ptr_mut(PACE_SENT),
+    ) else {
+        return false;
+    };
+    // SAFETY: a helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: array elements; the only writer is this program on one CPU.
+    unsafe {
+        if now < *next {
+            return false;
+        }
+        let floor = now.saturating_sub(MAX_BURST * interval);
+        *next = (*next).max(floor) + interval;
+        *sent += 1;
+    }
+    true
 }
 
 /// The benchmark's backend (`l4lb-agent pktsink`): drops every UDP/IPv4 frame

@@ -27,6 +27,9 @@ static BENCH_OBJECT: &[u8] =
 
 /// Frames per BPF_PROG_TEST_RUN call; the time bound is checked between calls.
 const RUNS_PER_CALL: u32 = 200_000;
+/// Paced, most runs are dropped as not due (tens of ns each): longer calls
+/// keep the gaps between calls (milliseconds of setup) rare.
+const PACED_RUNS_PER_CALL: u32 = 2_000_000;
 /// Frames per batch inside one call (the kernel's default is 64).
 const BATCH: u32 = 64;
 
@@ -119,46 +122,45 @@ pub fn sink(iface: &str, time: Duration, ready: impl FnOnce()) -> Result<()> {
     Ok(())
 }
 
-/// Frames per BPF_PROG_TEST_RUN call: ~1 ms worth when paced, so the offered
-/// load is smooth at the scale the receiving NAPI polls in.
-fn chunk_frames(rate: u64) -> u64 {
-    match rate {
-        0 => u64::from(RUNS_PER_CALL),
-        r => (r / 1000).clamp(u64::from(BATCH), u64::from(RUNS_PER_CALL)),
-    }
-}
+/// The paced program's count of frames it let out (`PKTGEN_PACE[1]`).
+type PaceMap = aya::maps::Array<aya::maps::MapData, u64>;
 
-/// Sleeps until `sent` frames are due at `rate` frames per second.
-fn pace(start: Instant, sent: u64, rate: u64) {
-    if rate == 0 {
-        return;
-    }
-    let due = Duration::from_secs_f64(sent as f64 / rate as f64);
-    if let Some(wait) = due.checked_sub(start.elapsed()) {
-        std::thread::sleep(wait);
-    }
+fn take_pace(ebpf: &mut aya::Ebpf) -> Result<PaceMap> {
+    let map = ebpf
+        .take_map("PKTGEN_PACE")
+        .context("PKTGEN_PACE missing from the benchmark BPF object")?;
+    Ok(PaceMap::try_from(map)?)
 }
 
 /// Sends until `max_frames` or `max_time`, whichever comes first.
 pub fn run(spec: &Spec) -> Result<Report> {
     let ifindex = ifindex(&spec.iface)?;
     let flows = spec.flows.max(1);
+    let interval_ns: u64 = match spec.rate {
+        0 => 0,
+        r => (1_000_000_000 / r).max(1),
+    };
     let mut ebpf = EbpfLoader::new()
         .override_global("PKTGEN_IFINDEX", &ifindex, true)
         .override_global("PKTGEN_FLOWS", &flows, true)
+        .override_global("PKTGEN_INTERVAL_NS", &interval_ns, true)
         .load(BENCH_OBJECT)
         .context("loading the benchmark BPF object")?;
+    let pace = take_pace(&mut ebpf)?;
     let prog: &mut Xdp = ebpf
         .program_mut("l4lb_pktgen")
         .context("l4lb_pktgen missing from the benchmark BPF object")?
         .try_into()?;
     prog.load().context("loading l4lb_pktgen")?;
     let frame = template(spec);
-    let chunk = chunk_frames(spec.rate);
+    let chunk = match interval_ns {
+        0 => RUNS_PER_CALL,
+        _ => PACED_RUNS_PER_CALL,
+    };
     let start = Instant::now();
     let mut sent = 0u64;
     while sent < spec.max_frames && start.elapsed() < spec.max_time {
-        let n = (spec.max_frames - sent).min(chunk) as u32;
+        let n = (spec.max_frames - sent).min(u64::from(chunk)) as u32;
         let opts = TestRunOptions {
             data_in: Some(&frame),
             repeat: n,
@@ -167,8 +169,10 @@ pub fn run(spec: &Spec) -> Result<Report> {
         };
         prog.test_run(opts)
             .context("BPF_PROG_TEST_RUN (live frames)")?;
-        sent += u64::from(n);
-        pace(start, sent, spec.rate);
+        sent = match interval_ns {
+            0 => sent + u64::from(n),
+            _ => pace.get(&1, 0)?,
+        };
     }
     let seconds = start.elapsed().as_secs_f64();
     Ok(Report {
@@ -176,28 +180,4 @@ pub fn run(spec: &Spec) -> Result<Report> {
         seconds,
         pps: sent as f64 / seconds.max(1e-9),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paced_chunks_are_a_millisecond_within_bounds() {
-        assert_eq!(chunk_frames(0), u64::from(RUNS_PER_CALL));
-        assert_eq!(chunk_frames(100_000), 100);
-        assert_eq!(chunk_frames(1_000), u64::from(BATCH));
-        assert_eq!(chunk_frames(1_000_000_000), u64::from(RUNS_PER_CALL));
-    }
-
-    #[test]
-    fn pacing_waits_until_the_frames_are_due() {
-        let start = Instant::now();
-        pace(start, 2_000, 100_000);
-        let took = start.elapsed();
-        assert!(took >= Duration::from_millis(20), "{took:?}");
-        let start = Instant::now();
-        pace(start, 1_000_000, 0);
-        assert!(start.elapsed() < Duration::from_millis(20));
-    }
 }

@@ -183,6 +183,7 @@ fn per_packet() -> Result<Vec<(&'static str, u64)>> {
 /// One measured flood: what reached the backend and the machine's CPU time
 /// meanwhile, next to the same time with no flood just before it.
 pub(super) struct Flood {
+    pub sent: u64,
     pub delivered: u64,
     pub seconds: f64,
     pub cpu: CpuDelta,
@@ -308,6 +309,7 @@ pub(super) fn measure(mode: Mode, seconds: u32, rate: u64) -> Result<Flood> {
     }
     sink.stop();
     Ok(Flood {
+        sent: sent_n,
         delivered: got,
         seconds: elapsed,
         cpu,

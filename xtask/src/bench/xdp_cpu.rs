@@ -60,14 +60,14 @@ struct PerPacket {
 }
 
 impl PerPacket {
-    fn of(f: &Flood, offered: f64) -> PerPacket {
+    fn of(f: &Flood) -> PerPacket {
         let scale = f.cpu.wall_s / f.idle_cpu.wall_s.max(1e-9);
         let over = |flood: f64, idle: f64| (flood - idle * scale).max(0.0);
         let n = f.delivered.max(1) as f64;
         PerPacket {
             softirq_ns: over(f.cpu.softirq_s, f.idle_cpu.softirq_s) / n * 1e9,
             busy_ns: over(f.cpu.busy_s, f.idle_cpu.busy_s) / n * 1e9,
-            delivered_share: f.delivered as f64 / offered,
+            delivered_share: f.delivered as f64 / f.sent.max(1) as f64,
         }
     }
 }
@@ -88,13 +88,13 @@ pub fn xdp_cpu(a: XdpCpuArgs) -> Result<()> {
             let (mode, samples) = &mut runs[(i + r as usize) % n];
             let f = measure(*mode, a.seconds, a.rate)
                 .with_context(|| format!("round {} {mode:?}", r + 1))?;
-            let offered = a.rate as f64 * f.seconds;
-            let p = PerPacket::of(&f, offered);
+            let p = PerPacket::of(&f);
             println!(
-                "round {}/{} {:<9} {:>8.0} pps delivered ({:.1} % of offered), softirq {:>6.0} ns/packet, busy {:>6.0} ns/packet",
+                "round {}/{} {:<9} {:>8.0} pps sent, {:>8.0} delivered ({:.1} %), softirq {:>6.0} ns/packet, busy {:>6.0} ns/packet",
                 r + 1,
                 a.rounds,
                 format!("{mode:?}"),
+                f.sent as f64 / f.seconds,
                 f.pps(),
                 p.delivered_share * 100.0,
                 p.softirq_ns,
