@@ -19,11 +19,12 @@ pub const SERVICE_STATS_MAP: &str = "L4LB_SVC_STATS";
 pub const BACKEND_STATS_MAP: &str = "L4LB_BE_STATS";
 
 /// XDP connection table (LRU): client → VIP 5-tuple ([`crate::FlowKey`]) →
-/// backend id + service id ([`crate::FlowValue`]).
+/// backend id + service id + TCP close bits ([`crate::FlowValue`]).
 pub const CONNTRACK_MAP: &str = "L4LB_CONNTRACK";
 /// Packet reverse NAT (LRU), written by XDP for every flow it sends to a
 /// backend and read by the tc reply program: the reply's 5-tuple (backend →
-/// client) → the VIP to show as its source ([`crate::RevNatValue`]).
+/// client) → the VIP to show as its source and the TCP close bits
+/// ([`crate::FlowRevNatValue`]).
 pub const XDP_REVNAT_MAP: &str = "L4LB_XDP_REVNAT";
 
 /// The agent's own identity ([`crate::AgentId`], index 0): the socket hooks

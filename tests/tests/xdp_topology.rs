@@ -370,3 +370,90 @@ fn fib_forwarding_from_xdp_skips_the_node_stack() {
         "the kernel forwarded {via_kernel} of {arrived}: XDP did not redirect"
     );
 }
+
+/// Entries in one of the node agent's pinned maps (`bpftool map dump`).
+fn map_entries(t: &Topology, map: &str) -> usize {
+    let out = run(Command::new("bpftool")
+        .args(["-j", "map", "dump", "pinned"])
+        .arg(t.node.pin_root().join(map)))
+    .unwrap();
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    v.as_array().map_or(0, Vec::len)
+}
+
+/// (connection-table, reverse-NAT) entries once they stop changing: the
+/// last ACK of a flow may still be on its way when the client returns.
+fn settled_entries(t: &Topology) -> (usize, usize) {
+    let read = || {
+        (
+            map_entries(t, "L4LB_CONNTRACK"),
+            map_entries(t, "L4LB_XDP_REVNAT"),
+        )
+    };
+    let mut last = read();
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(250));
+        let now = read();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    last
+}
+
+#[test]
+fn finished_tcp_flows_leave_no_entries_behind() {
+    require_root();
+    let mut t = Topology::new("xclose").unwrap();
+    two_backends(&mut t, false);
+    let _agent = start_agent(&mut t, AB_VIPS, &[]);
+    let mut baseline = settled_entries(&t);
+    // Every flow ends with FIN both ways; LRU eviction alone would keep all
+    // of them (the tables hold 131072).
+    for (vip, n) in [("11.0.0.1:80", 10_000), ("[fd01:c::1]:80", 2_000)] {
+        let v = t.client.probe_tcp(vip, n).unwrap();
+        assert_eq!(v["errors"], 0, "{vip}: {v}");
+        assert_eq!(counts(&v).values().sum::<u64>(), u64::from(n), "{v}");
+        // A rare race (about 1 in 10,000 here: a plain ACK that arrives
+        // after the flow's last ACK removed it, and records it again) leaves
+        // an entry to the LRU; without close tracking all 10,000 would stay.
+        let (ct, rn) = settled_entries(&t);
+        let slack = n as usize / 1000;
+        assert!(
+            ct <= baseline.0 + slack && rn <= baseline.1 + slack,
+            "{n} finished flows to {vip}: ({ct}, {rn}) (connection table, reverse NAT) entries, baseline {baseline:?}; left: {}",
+            run(Command::new("bpftool")
+                .args(["-j", "map", "dump", "pinned"])
+                .arg(t.node.pin_root().join("L4LB_CONNTRACK")))
+            .unwrap()
+        );
+        baseline = (ct, rn);
+    }
+    // A flow still open keeps its entries until it closes.
+    let hold = t.client.hold("11.0.0.1:80").unwrap();
+    let open = settled_entries(&t);
+    assert_eq!(open, (baseline.0 + 1, baseline.1 + 1), "one open flow");
+    assert!(hold.finish().unwrap().success());
+    assert_eq!(settled_entries(&t), baseline, "after the held flow closed");
+    // Flows the client ends with RST (SO_LINGER 0) go as well.
+    let v = t
+        .client
+        .probe(&[
+            "latency",
+            "--to",
+            "11.0.0.1:80",
+            "-n",
+            "2000",
+            "--warmup",
+            "0",
+            "--rst",
+        ])
+        .unwrap();
+    assert_eq!(v["errors"], 0, "{v}");
+    let (ct, rn) = settled_entries(&t);
+    assert!(
+        ct <= baseline.0 + 2 && rn <= baseline.1 + 2,
+        "after 2000 flows ended by RST: ({ct}, {rn}), baseline {baseline:?}"
+    );
+}
