@@ -16,6 +16,7 @@
 mod csum;
 mod flow_close;
 mod health;
+mod icmp;
 mod lb;
 mod maps;
 mod monitor;

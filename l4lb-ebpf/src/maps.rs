@@ -7,9 +7,10 @@ use aya_ebpf::{
 };
 use l4lb_common::{
     Addr6, AgentId, Backend, BackendHealth, FlowKey, FlowRevNatValue, FlowValue, GUARD_REASONS,
-    LbConfig, LbStats, MAX_BACKENDS, MAX_FLOWS, MAX_MEMBERS, MAX_REVNAT, MAX_SERVICES as VIP_ADDRS,
-    MAX_SERVICES, MAX_SLOTS, MAX_SOCKS, MONITOR_RING_BYTES, MemberKey, MemberValue, MonitorConfig,
-    MonitorEvent, ProbeMark, RevNatKey, RevNatValue, ServiceKey, ServiceValue, SockMark, Stats,
+    ICMP_COUNTERS, LbConfig, LbStats, MAX_BACKENDS, MAX_FLOWS, MAX_MEMBERS, MAX_REVNAT,
+    MAX_SERVICES as VIP_ADDRS, MAX_SERVICES, MAX_SLOTS, MAX_SOCKS, MONITOR_RING_BYTES, MemberKey,
+    MemberValue, MonitorConfig, MonitorEvent, ProbeMark, RevNatKey, RevNatValue, ServiceKey,
+    ServiceValue, SockMark, Stats,
 };
 
 const NO_PREALLOC: usize = BPF_F_NO_PREALLOC as usize;
@@ -126,3 +127,11 @@ pub static L4LB_LOCAL_STATS: PerCpuArray<l4lb_common::LocalStats, { MAX_SERVICES
 /// the agent only; a revival there makes a down backend up again.
 #[btf_map]
 pub static L4LB_PROBES: Array<ProbeMark, { MAX_BACKENDS as usize }> = Array::new();
+
+/// ICMP errors about VIP flows, by `ICMP_*` (`icmp.rs`).
+#[btf_map]
+pub static L4LB_ICMP_STATS: PerCpuArray<u64, { ICMP_COUNTERS.len() }> = PerCpuArray::new();
+
+/// The ICMP translation limit's window on this CPU: [start ns, count]. Not pinned.
+#[btf_map]
+pub static L4LB_ICMP_RATE: PerCpuArray<[u64; 2], 1> = PerCpuArray::new();

@@ -8,6 +8,8 @@
 //! `bpf_l4_csum_replace` with BPF_F_PSEUDO_HDR), which also handle packets
 //! whose L4 checksum is still to be completed by offload (CHECKSUM_PARTIAL,
 //! as on veth); BPF_F_MARK_MANGLED_0 keeps a zero UDP checksum zero.
+//! ICMP errors about a client → backend packet are shown to the client as
+//! about its VIP flow (`icmp.rs`).
 //! A TCP reply's FIN, RST or last ACK marks or removes the flow's entries
 //! (`flow_close.rs`), as XDP does for the client's. Everything else passes
 //! unchanged (TC_ACT_OK).
@@ -28,6 +30,7 @@ use network_types::{
 use crate::{
     csum::l4_replace_flags as l4_flags,
     flow_close,
+    icmp::{self, IPPROTO_ICMP, IPPROTO_ICMPV6},
     lb::count_service,
     maps::L4LB_XDP_REVNAT,
     net::{
@@ -66,6 +69,9 @@ fn reply4(ctx: &TcContext) -> Result<(), i64> {
     let ip: Ipv4Hdr = ctx.load(EthHdr::LEN)?;
     if !ipv4_plain_header(ip.vihl) || ipv4_is_fragment(ip.frags) {
         return Ok(());
+    }
+    if ip.proto == IPPROTO_ICMP {
+        return icmp::to_client4(ctx);
     }
     if ip.proto != IPPROTO_TCP && ip.proto != IPPROTO_UDP {
         return Ok(());
@@ -108,6 +114,9 @@ fn reply4(ctx: &TcContext) -> Result<(), i64> {
 fn reply6(ctx: &TcContext) -> Result<(), i64> {
     let ip: Ipv6Hdr = ctx.load(EthHdr::LEN)?;
     let proto = ip.next_hdr;
+    if proto == IPPROTO_ICMPV6 {
+        return icmp::to_client6(ctx);
+    }
     if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
         return Ok(());
     }

@@ -19,8 +19,9 @@
 //!    both FINs removes them (the tc program does the same for the backend's
 //!    side). A FIN or RST that finds no entry does not create one.
 //!
-//! What the program cannot balance (fragments, IPv4 options, IPv6 extension
-//! headers, ICMP and other protocols, a cut-off L4 header) is dropped and
+//! An ICMP error to a VIP address about a reply is sent on to the flow's
+//! backend (`icmp.rs`). What the program cannot balance (fragments, IPv4
+//! options, IPv6 extension headers, other ICMP and protocols, a cut-off L4 header) is dropped and
 //! counted per reason (`L4LB_VIP_GUARD`) when its destination is a VIP address
 //! (`L4LB_VIP_ADDRS`): passed on, it would reach the node's routes with the VIP
 //! still in it. To any other address it passes untouched, as do ARP, VLAN-tagged
@@ -55,6 +56,7 @@ use network_types::{
 use crate::{
     csum::{csum_update, udp_nonzero},
     flow_close,
+    icmp::{self, IPPROTO_ICMP, IPPROTO_ICMPV6},
     lb::{
         MemberEvent, Verdict, choose_up, count_backend, count_member, count_service, lookup_service,
     },
@@ -155,6 +157,10 @@ fn ingress4(ctx: &XdpContext) -> Result<u32, ()> {
         return Ok(guard(ctx, v4_mapped(dst), GUARD_IP_OPTIONS));
     }
     if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
+        if proto == IPPROTO_ICMP && is_vip_addr(ctx, v4_mapped(dst)) {
+            return Ok(icmp::to_backend4(ctx)
+                .unwrap_or_else(|()| guard(ctx, v4_mapped(dst), GUARD_OTHER_PROTO)));
+        }
         return Ok(guard(ctx, v4_mapped(dst), GUARD_OTHER_PROTO));
     }
     let Ok((sport, dport, check_off, tcp)) = l4_ports(ctx, L4_V4, proto) else {
@@ -207,6 +213,10 @@ fn ingress6(ctx: &XdpContext) -> Result<u32, ()> {
     // Extension headers (fragments included) and other protocols: not
     // balanced here; dropped if sent to a VIP address.
     if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
+        if proto == IPPROTO_ICMPV6 && is_vip_addr(ctx, words(&dst)) {
+            return Ok(icmp::to_backend6(ctx)
+                .unwrap_or_else(|()| guard(ctx, words(&dst), GUARD_OTHER_PROTO)));
+        }
         return Ok(guard(ctx, words(&dst), ipv6_reason(proto)));
     }
     let Ok((sport, dport, check_off, tcp)) = l4_ports(ctx, L4_V6, proto) else {
@@ -260,6 +270,14 @@ fn guard(ctx: &XdpContext, dst: Addr6, reason: u32) -> u32 {
         unsafe { *n += 1 };
     }
     xdp_action::XDP_DROP
+}
+
+/// An ICMP error to a VIP address is steered to its flow's backend
+/// (`icmp.rs`); explaining never translates.
+#[inline(always)]
+fn is_vip_addr(ctx: &XdpContext, dst: Addr6) -> bool {
+    // SAFETY: only the presence of the key is used.
+    !is_explain(ctx) && unsafe { L4LB_VIP_ADDRS.get(&dst) }.is_some()
 }
 
 /// Why an IPv6 packet whose next header is not TCP/UDP is not balanced.
