@@ -85,7 +85,9 @@ pub struct Maps {
     zero_stats: Option<ZeroStats>,
     /// VIP addresses XDP guards, kept equal to the services map.
     vip_addrs: vip_addrs::VipAddrs,
-    vip_guard: vip_addrs::GuardCounters,
+    vip_guard: vip_addrs::SlotCounters,
+    /// None: maps pinned by an agent without ICMP translation.
+    icmp: Option<vip_addrs::SlotCounters>,
     /// Per-backend health and p2c counters; None under a pin root of an
     /// agent that predates them (the CLI still reads the rest).
     health: Option<health::HealthMaps>,
@@ -200,7 +202,13 @@ impl Maps {
             nr_cpus: nr_cpus()?,
             zero_stats: None,
             vip_addrs: vip_addrs::VipAddrs::new(get(l4lb_common::VIP_ADDRS_MAP)?)?,
-            vip_guard: vip_addrs::GuardCounters::new(get(l4lb_common::VIP_GUARD_MAP)?)?,
+            vip_guard: vip_addrs::SlotCounters::new(
+                get(l4lb_common::VIP_GUARD_MAP)?,
+                &l4lb_common::GUARD_REASONS,
+            )?,
+            icmp: get(l4lb_common::ICMP_STATS_MAP)
+                .ok()
+                .and_then(|m| vip_addrs::SlotCounters::new(m, &l4lb_common::ICMP_COUNTERS).ok()),
         })
     }
 
@@ -477,6 +485,11 @@ impl Maps {
     /// Packets to a VIP address XDP dropped unparsed, per reason.
     pub fn vip_guard_drops(&self) -> Vec<(&'static str, u64)> {
         self.vip_guard.read()
+    }
+
+    /// ICMP errors about VIP flows, by `ICMP_COUNTERS` name (empty: no map).
+    pub fn icmp_errors(&self) -> Vec<(&'static str, u64)> {
+        self.icmp.as_ref().map(|c| c.read()).unwrap_or_default()
     }
 
     pub fn service_stats(&self, id: u32) -> Stats {

@@ -564,6 +564,14 @@ impl Collector for DatapathCollector {
                 .map(|(r, n)| (vec![("reason".to_string(), r.to_string())], n))
                 .collect(),
         )?;
+        counter(
+            "xdp_icmp_errors",
+            "ICMP errors about VIP flows: translated for the client (tc), steered to the backend (XDP), dropped for no flow, rate-limited",
+            maps.icmp_errors()
+                .into_iter()
+                .map(|(r, n)| (vec![("result".to_string(), r.to_string())], n))
+                .collect(),
+        )?;
         for (metric, help, pick) in [
             ("map_entries", "Entries in each BPF map", 0usize),
             (

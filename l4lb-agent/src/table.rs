@@ -300,6 +300,8 @@ pub struct Totals {
     pub refused: u64,
     /// Packets to a VIP address XDP dropped because it could not balance them, by reason.
     pub vip_guard_drops: std::collections::BTreeMap<&'static str, u64>,
+    /// ICMP errors about VIP flows translated by XDP/tc, dropped, rate-limited.
+    pub icmp_errors: std::collections::BTreeMap<&'static str, u64>,
     /// Packets to a VIP address that escaped the hooks, dropped by the `l4lb0`
     /// route in this netns (None: no `l4lb0` here).
     pub escaped_vip_packets: Option<u64>,
@@ -322,6 +324,7 @@ pub fn stats(maps: &Maps) -> Result<Totals> {
         sendmsgs: rows.iter().map(|r| r.sendmsgs).sum(),
         refused: rows.iter().map(|r| r.no_backend).sum(),
         vip_guard_drops: maps.vip_guard_drops().into_iter().collect(),
+        icmp_errors: maps.icmp_errors().into_iter().collect(),
         escaped_vip_packets: crate::datapath::escape::escaped_packets(),
         maps: maps
             .usage()
@@ -346,6 +349,12 @@ pub fn print_stats(t: &Totals) {
         .map(|(r, n)| format!("{r} {n}"))
         .collect();
     println!("XDP drops to VIP addresses: {}", drops.join("  "));
+    let icmp: Vec<String> = t
+        .icmp_errors
+        .iter()
+        .map(|(r, n)| format!("{r} {n}"))
+        .collect();
+    println!("ICMP errors about VIP flows: {}", icmp.join("  "));
     match t.escaped_vip_packets {
         Some(n) => println!("escaped VIP packets dropped by l4lb0: {n}"),
         None => println!("escaped VIP packets: no l4lb0 in this network namespace"),

@@ -13,6 +13,7 @@ pub mod locality;
 pub mod maps;
 pub mod monitor;
 pub mod probe;
+pub mod tcp_close;
 pub mod types;
 
 pub use health::*;
@@ -20,4 +21,5 @@ pub use locality::*;
 pub use maps::*;
 pub use monitor::*;
 pub use probe::*;
+pub use tcp_close::*;
 pub use types::*;

@@ -19,11 +19,12 @@ pub const SERVICE_STATS_MAP: &str = "L4LB_SVC_STATS";
 pub const BACKEND_STATS_MAP: &str = "L4LB_BE_STATS";
 
 /// XDP connection table (LRU): client → VIP 5-tuple ([`crate::FlowKey`]) →
-/// backend id + service id ([`crate::FlowValue`]).
+/// backend id + service id + TCP close bits ([`crate::FlowValue`]).
 pub const CONNTRACK_MAP: &str = "L4LB_CONNTRACK";
 /// Packet reverse NAT (LRU), written by XDP for every flow it sends to a
 /// backend and read by the tc reply program: the reply's 5-tuple (backend →
-/// client) → the VIP to show as its source ([`crate::RevNatValue`]).
+/// client) → the VIP to show as its source and the TCP close bits
+/// ([`crate::FlowRevNatValue`]).
 pub const XDP_REVNAT_MAP: &str = "L4LB_XDP_REVNAT";
 
 /// The agent's own identity ([`crate::AgentId`], index 0): the socket hooks
@@ -84,8 +85,24 @@ pub const LOCAL_MAP: &str = "L4LB_LOCAL";
 /// Per-CPU [`crate::LocalStats`] indexed by service id: local picks, spills.
 pub const LOCAL_STATS_MAP: &str = "L4LB_LOCAL_STATS";
 
+/// Per-CPU counters (`u64`, indexed by `ICMP_*`) of ICMP errors about VIP
+/// flows (`l4lb-ebpf/src/icmp.rs`).
+pub const ICMP_STATS_MAP: &str = "L4LB_ICMP_STATS";
+/// An error about a client → backend packet, shown to the client as about its VIP flow (tc).
+pub const ICMP_TO_CLIENT: u32 = 0;
+/// An error to a VIP about a reply, sent on to the flow's backend (XDP).
+pub const ICMP_TO_BACKEND: u32 = 1;
+/// An error to a VIP about no tracked flow: dropped (XDP).
+pub const ICMP_NO_FLOW: u32 = 2;
+/// Over [`ICMP_PER_CPU_PER_SEC`]: passed untranslated (tc) or dropped (XDP).
+pub const ICMP_RATE_LIMITED: u32 = 3;
+/// Names of the [`ICMP_STATS_MAP`] slots, by index.
+pub const ICMP_COUNTERS: [&str; 4] = ["to_client", "to_backend", "no_flow", "rate_limited"];
+/// ICMP errors translated per CPU per second at most (each direction shares it).
+pub const ICMP_PER_CPU_PER_SEC: u64 = 1000;
+
 /// Every map the agent pins, in the order `teardown` and the CLI walk them.
-pub const ALL_MAPS: [&str; 22] = [
+pub const ALL_MAPS: [&str; 23] = [
     SERVICES_MAP,
     SLOTS_MAP,
     BACKENDS_MAP,
@@ -108,6 +125,7 @@ pub const ALL_MAPS: [&str; 22] = [
     LOCAL_MAP,
     LOCAL_STATS_MAP,
     PROBES_MAP,
+    ICMP_STATS_MAP,
 ];
 
 /// The XDP ingress program (function name in `l4lb-ebpf/src/xdp.rs`); pinned

@@ -3,7 +3,7 @@
 
 /// Increments when a key or value layout changes; recorded in the pinned
 /// `L4LB_META` map, and an agent refuses pinned maps of another version.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// Value of `L4LB_META[0]`.
 #[repr(C)]
@@ -168,6 +168,22 @@ pub struct FlowKey {
 pub struct FlowValue {
     pub backend_id: u32,
     pub service_id: u32,
+    /// TCP close bits (`FLOW_FIN_*`, see `tcp_close`); 0 for UDP.
+    pub flags: u32,
+}
+
+/// Value of the packet reverse-NAT table (`L4LB_XDP_REVNAT`): the VIP a
+/// backend's reply is shown as coming from, and the flow's TCP close bits.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowRevNatValue {
+    pub addr: Addr6,
+    /// Network byte order.
+    pub port: u16,
+    pub _pad: u16,
+    pub service_id: u32,
+    /// TCP close bits (`FLOW_FIN_*`), the same as the flow's `FlowValue::flags`.
+    pub flags: u32,
 }
 
 /// Value of the self map: the agent's process, as its own pid namespace sees
@@ -218,6 +234,7 @@ mod pod {
     unsafe impl aya::Pod for Stats {}
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for FlowValue {}
+    unsafe impl aya::Pod for FlowRevNatValue {}
     unsafe impl aya::Pod for AgentId {}
     unsafe impl aya::Pod for AbiRecord {}
     unsafe impl aya::Pod for crate::LbConfig {}

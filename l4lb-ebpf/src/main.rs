@@ -7,13 +7,16 @@
 //! separate object (`bench.rs`), never part of this one.
 #![no_std]
 #![no_main]
-// Atomic add and compare-and-swap on map values (`health.rs`): stable `core`
-// offers no read-modify-write atomics on bpf.
+// Atomic add and compare-and-swap on map values (`health.rs`), atomic OR of
+// a flow's close bits (`flow_close.rs`): stable `core` offers no
+// read-modify-write atomics on bpf.
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
 mod csum;
+mod flow_close;
 mod health;
+mod icmp;
 mod lb;
 mod maps;
 mod monitor;

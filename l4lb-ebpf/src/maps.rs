@@ -6,10 +6,11 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use l4lb_common::{
-    Addr6, AgentId, Backend, BackendHealth, FlowKey, FlowValue, GUARD_REASONS, LbConfig, LbStats,
-    MAX_BACKENDS, MAX_FLOWS, MAX_MEMBERS, MAX_REVNAT, MAX_SERVICES as VIP_ADDRS, MAX_SERVICES,
-    MAX_SLOTS, MAX_SOCKS, MONITOR_RING_BYTES, MemberKey, MemberValue, MonitorConfig, MonitorEvent,
-    ProbeMark, RevNatKey, RevNatValue, ServiceKey, ServiceValue, SockMark, Stats,
+    Addr6, AgentId, Backend, BackendHealth, FlowKey, FlowRevNatValue, FlowValue, GUARD_REASONS,
+    ICMP_COUNTERS, LbConfig, LbStats, MAX_BACKENDS, MAX_FLOWS, MAX_MEMBERS, MAX_REVNAT,
+    MAX_SERVICES as VIP_ADDRS, MAX_SERVICES, MAX_SLOTS, MAX_SOCKS, MONITOR_RING_BYTES, MemberKey,
+    MemberValue, MonitorConfig, MonitorEvent, ProbeMark, RevNatKey, RevNatValue, ServiceKey,
+    ServiceValue, SockMark, Stats,
 };
 
 const NO_PREALLOC: usize = BPF_F_NO_PREALLOC as usize;
@@ -55,7 +56,7 @@ pub static L4LB_CONNTRACK: LruHashMap<FlowKey, FlowValue, { MAX_FLOWS as usize }
 /// Packet reverse NAT: reply 5-tuple (backend → client) → VIP; written by XDP,
 /// read by the tc reply program.
 #[btf_map]
-pub static L4LB_XDP_REVNAT: LruHashMap<FlowKey, RevNatValue, { MAX_FLOWS as usize }> =
+pub static L4LB_XDP_REVNAT: LruHashMap<FlowKey, FlowRevNatValue, { MAX_FLOWS as usize }> =
     LruHashMap::new();
 
 /// XDP flags (`XDP_F_*`) at index 0, written by the agent.
@@ -126,3 +127,11 @@ pub static L4LB_LOCAL_STATS: PerCpuArray<l4lb_common::LocalStats, { MAX_SERVICES
 /// the agent only; a revival there makes a down backend up again.
 #[btf_map]
 pub static L4LB_PROBES: Array<ProbeMark, { MAX_BACKENDS as usize }> = Array::new();
+
+/// ICMP errors about VIP flows, by `ICMP_*` (`icmp.rs`).
+#[btf_map]
+pub static L4LB_ICMP_STATS: PerCpuArray<u64, { ICMP_COUNTERS.len() }> = PerCpuArray::new();
+
+/// The ICMP translation limit's window on this CPU: [start ns, count]. Not pinned.
+#[btf_map]
+pub static L4LB_ICMP_RATE: PerCpuArray<[u64; 2], 1> = PerCpuArray::new();

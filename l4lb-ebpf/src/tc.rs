@@ -8,13 +8,20 @@
 //! `bpf_l4_csum_replace` with BPF_F_PSEUDO_HDR), which also handle packets
 //! whose L4 checksum is still to be completed by offload (CHECKSUM_PARTIAL,
 //! as on veth); BPF_F_MARK_MANGLED_0 keeps a zero UDP checksum zero.
-//! Everything else passes unchanged (TC_ACT_OK).
+//! ICMP errors about a client → backend packet are shown to the client as
+//! about its VIP flow (`icmp.rs`).
+//! A TCP reply's FIN, RST or last ACK marks or removes the flow's entries
+//! (`flow_close.rs`), as XDP does for the client's. Everything else passes
+//! unchanged (TC_ACT_OK).
 use aya_ebpf::{
     bindings::{BPF_F_PSEUDO_HDR, TC_ACT_OK},
     macros::classifier,
     programs::TcContext,
 };
-use l4lb_common::{FlowKey, IPPROTO_TCP, IPPROTO_UDP, v4_mapped};
+use l4lb_common::{
+    CloseStep, FLOW_FIN_BACKEND, FlowKey, FlowRevNatValue, IPPROTO_TCP, IPPROTO_UDP, TCP_FLAGS_OFF,
+    close_step, v4_mapped,
+};
 use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -22,6 +29,8 @@ use network_types::{
 
 use crate::{
     csum::l4_replace_flags as l4_flags,
+    flow_close,
+    icmp::{self, IPPROTO_ICMP, IPPROTO_ICMPV6},
     lb::count_service,
     maps::L4LB_XDP_REVNAT,
     net::{
@@ -61,6 +70,9 @@ fn reply4(ctx: &TcContext) -> Result<(), i64> {
     if !ipv4_plain_header(ip.vihl) || ipv4_is_fragment(ip.frags) {
         return Ok(());
     }
+    if ip.proto == IPPROTO_ICMP {
+        return icmp::to_client4(ctx);
+    }
     if ip.proto != IPPROTO_TCP && ip.proto != IPPROTO_UDP {
         return Ok(());
     }
@@ -78,7 +90,7 @@ fn reply4(ctx: &TcContext) -> Result<(), i64> {
         _pad: [0; 3],
     };
     // SAFETY: copied out at once.
-    let Some(vip) = (unsafe { L4LB_XDP_REVNAT.get(key) }).copied() else {
+    let Some(vip) = (unsafe { L4LB_XDP_REVNAT.get(&key) }).copied() else {
         return Ok(());
     };
     let (new_ip, flags) = (vip.addr[3], l4_flags(ip.proto));
@@ -95,13 +107,16 @@ fn reply4(ctx: &TcContext) -> Result<(), i64> {
     ctx.skb.store(IP4_SRC_OFF, &new_ip, 0)?;
     ctx.skb.store(L4_V4, &vip.port, 0)?;
     count_service(vip.service_id, |s| s.reply_packets += 1);
-    Ok(())
+    follow_close(ctx, L4_V4, &key, &vip)
 }
 
 #[inline(always)]
 fn reply6(ctx: &TcContext) -> Result<(), i64> {
     let ip: Ipv6Hdr = ctx.load(EthHdr::LEN)?;
     let proto = ip.next_hdr;
+    if proto == IPPROTO_ICMPV6 {
+        return icmp::to_client6(ctx);
+    }
     if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
         return Ok(());
     }
@@ -116,7 +131,7 @@ fn reply6(ctx: &TcContext) -> Result<(), i64> {
         _pad: [0; 3],
     };
     // SAFETY: copied out at once.
-    let Some(vip) = (unsafe { L4LB_XDP_REVNAT.get(key) }).copied() else {
+    let Some(vip) = (unsafe { L4LB_XDP_REVNAT.get(&key) }).copied() else {
         return Ok(());
     };
     let flags = l4_flags(proto) | BPF_F_PSEUDO_HDR as u64 | 4;
@@ -133,5 +148,25 @@ fn reply6(ctx: &TcContext) -> Result<(), i64> {
     ctx.skb.store(IP6_SRC_OFF, &vip.addr, 0)?;
     ctx.skb.store(L4_V6, &vip.port, 0)?;
     count_service(vip.service_id, |s| s.reply_packets += 1);
+    follow_close(ctx, L4_V6, &key, &vip)
+}
+
+/// The backend's FIN, RST or last ACK of a TCP flow: marks or removes both
+/// entries. `key` is the reply's 5-tuple as it was before the rewrite.
+#[inline(always)]
+fn follow_close(
+    ctx: &TcContext,
+    l4: usize,
+    key: &FlowKey,
+    vip: &FlowRevNatValue,
+) -> Result<(), i64> {
+    if key.proto != IPPROTO_TCP {
+        return Ok(());
+    }
+    let tcp: u8 = ctx.load(l4 + TCP_FLAGS_OFF)?;
+    let step = close_step(tcp, vip.flags, FLOW_FIN_BACKEND);
+    if step != CloseStep::Keep {
+        flow_close::from_backend(step, key, vip);
+    }
     Ok(())
 }

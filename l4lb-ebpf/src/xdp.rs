@@ -13,10 +13,15 @@
 //!    and the reverse-NAT entry the tc reply program needs (`L4LB_XDP_REVNAT`);
 //! 3. rewrites the destination address and port with incremental IPv4 header
 //!    and TCP/UDP checksum updates (RFC 1624; a zero IPv4 UDP checksum stays 0)
-//!    and returns XDP_PASS, so the kernel routes the packet to the backend.
+//!    and returns XDP_PASS, so the kernel routes the packet to the backend;
+//! 4. follows a TCP flow to its end (`l4lb_common::tcp_close`): the client's
+//!    first FIN sets a close bit in both entries, a RST or the last ACK after
+//!    both FINs removes them (the tc program does the same for the backend's
+//!    side). A FIN or RST that finds no entry does not create one.
 //!
-//! What the program cannot balance (fragments, IPv4 options, IPv6 extension
-//! headers, ICMP and other protocols, a cut-off L4 header) is dropped and
+//! An ICMP error to a VIP address about a reply is sent on to the flow's
+//! backend (`icmp.rs`). What the program cannot balance (fragments, IPv4
+//! options, IPv6 extension headers, other ICMP and protocols, a cut-off L4 header) is dropped and
 //! counted per reason (`L4LB_VIP_GUARD`) when its destination is a VIP address
 //! (`L4LB_VIP_ADDRS`): passed on, it would reach the node's routes with the VIP
 //! still in it. To any other address it passes untouched, as do ARP, VLAN-tagged
@@ -36,10 +41,10 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use l4lb_common::{
-    Addr6, Backend, EXPLAIN_MAGIC, FlowKey, FlowValue, GUARD_EXT_HEADER, GUARD_FRAGMENT,
-    GUARD_IP_OPTIONS, GUARD_OTHER_PROTO, GUARD_TRUNCATED, HOOK_XDP, IPPROTO_TCP, IPPROTO_UDP,
-    MemberKey, REASON_NEW, REASON_NO_BACKEND, REASON_TRACKED, REASON_TRACKED_WEIGHT0, RevNatValue,
-    ServiceValue, XDP_F_FIB, v4_mapped,
+    Addr6, Backend, CloseStep, EXPLAIN_MAGIC, FLOW_FIN_CLIENT, FlowKey, GUARD_EXT_HEADER,
+    GUARD_FRAGMENT, GUARD_IP_OPTIONS, GUARD_OTHER_PROTO, GUARD_TRUNCATED, HOOK_XDP, IPPROTO_TCP,
+    IPPROTO_UDP, MemberKey, REASON_NEW, REASON_NO_BACKEND, REASON_TRACKED, REASON_TRACKED_WEIGHT0,
+    ServiceValue, TCP_FLAGS_OFF, XDP_F_FIB, close_step, may_open, reopens, v4_mapped,
 };
 use network_types::{
     eth::EthHdr,
@@ -50,12 +55,14 @@ use network_types::{
 
 use crate::{
     csum::{csum_update, udp_nonzero},
+    flow_close,
+    icmp::{self, IPPROTO_ICMP, IPPROTO_ICMPV6},
     lb::{
         MemberEvent, Verdict, choose_up, count_backend, count_member, count_service, lookup_service,
     },
     maps::{
         L4LB_BACKENDS, L4LB_CONNTRACK, L4LB_MEMBERS, L4LB_VIP_ADDRS, L4LB_VIP_GUARD,
-        L4LB_XDP_CONFIG, L4LB_XDP_REVNAT,
+        L4LB_XDP_CONFIG,
     },
     monitor,
     net::{
@@ -98,17 +105,19 @@ fn ingress(ctx: &XdpContext) -> Result<u32, ()> {
     }
 }
 
-/// Source and destination ports (network order) and the checksum's offset.
+/// Source and destination ports (network order), the checksum's offset and
+/// the TCP flags (0 for UDP).
 #[inline(always)]
-fn l4_ports(ctx: &XdpContext, l4: usize, proto: u8) -> Result<(u16, u16, usize), ()> {
+fn l4_ports(ctx: &XdpContext, l4: usize, proto: u8) -> Result<(u16, u16, usize, u8), ()> {
     if proto == IPPROTO_TCP {
         let th: *const TcpHdr = ptr_at(ctx, l4)?;
-        // SAFETY: bounds-checked.
+        // SAFETY: bounds-checked; the flags byte lies inside the 20-byte header.
         unsafe {
             Ok((
                 u16::from_ne_bytes((*th).source),
                 u16::from_ne_bytes((*th).dest),
                 l4 + TCP_CHECK_OFF,
+                *(th as *const u8).add(TCP_FLAGS_OFF),
             ))
         }
     } else {
@@ -119,6 +128,7 @@ fn l4_ports(ctx: &XdpContext, l4: usize, proto: u8) -> Result<(u16, u16, usize),
                 u16::from_ne_bytes((*uh).src),
                 u16::from_ne_bytes((*uh).dst),
                 l4 + UDP_CHECK_OFF,
+                0,
             ))
         }
     }
@@ -147,9 +157,13 @@ fn ingress4(ctx: &XdpContext) -> Result<u32, ()> {
         return Ok(guard(ctx, v4_mapped(dst), GUARD_IP_OPTIONS));
     }
     if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
+        if proto == IPPROTO_ICMP && is_vip_addr(ctx, v4_mapped(dst)) {
+            return Ok(icmp::to_backend4(ctx)
+                .unwrap_or_else(|()| guard(ctx, v4_mapped(dst), GUARD_OTHER_PROTO)));
+        }
         return Ok(guard(ctx, v4_mapped(dst), GUARD_OTHER_PROTO));
     }
-    let Ok((sport, dport, check_off)) = l4_ports(ctx, L4_V4, proto) else {
+    let Ok((sport, dport, check_off, tcp)) = l4_ports(ctx, L4_V4, proto) else {
         return Ok(guard(ctx, v4_mapped(dst), GUARD_TRUNCATED));
     };
     let key = FlowKey {
@@ -163,7 +177,7 @@ fn ingress4(ctx: &XdpContext) -> Result<u32, ()> {
     let Some(svc) = lookup_service(key.dst, dport, proto) else {
         return Ok(xdp_action::XDP_PASS);
     };
-    let Some((backend_id, backend)) = select(ctx, &key, &svc) else {
+    let Some((backend_id, backend, flags)) = select(ctx, &key, &svc, tcp) else {
         return Ok(xdp_action::XDP_DROP);
     };
     if backend.family != 4 {
@@ -187,6 +201,7 @@ fn ingress4(ctx: &XdpContext) -> Result<u32, ()> {
         set_dport(ctx, L4_V4, proto, backend.port)?;
     }
     count(ctx, &svc, backend_id);
+    follow_close(ctx, &key, backend_id, flags, tcp);
     Ok(forward4(ctx, ip))
 }
 
@@ -198,9 +213,13 @@ fn ingress6(ctx: &XdpContext) -> Result<u32, ()> {
     // Extension headers (fragments included) and other protocols: not
     // balanced here; dropped if sent to a VIP address.
     if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
+        if proto == IPPROTO_ICMPV6 && is_vip_addr(ctx, words(&dst)) {
+            return Ok(icmp::to_backend6(ctx)
+                .unwrap_or_else(|()| guard(ctx, words(&dst), GUARD_OTHER_PROTO)));
+        }
         return Ok(guard(ctx, words(&dst), ipv6_reason(proto)));
     }
-    let Ok((sport, dport, check_off)) = l4_ports(ctx, L4_V6, proto) else {
+    let Ok((sport, dport, check_off, tcp)) = l4_ports(ctx, L4_V6, proto) else {
         return Ok(guard(ctx, words(&dst), GUARD_TRUNCATED));
     };
     let key = FlowKey {
@@ -214,7 +233,7 @@ fn ingress6(ctx: &XdpContext) -> Result<u32, ()> {
     let Some(svc) = lookup_service(key.dst, dport, proto) else {
         return Ok(xdp_action::XDP_PASS);
     };
-    let Some((backend_id, backend)) = select(ctx, &key, &svc) else {
+    let Some((backend_id, backend, flags)) = select(ctx, &key, &svc, tcp) else {
         return Ok(xdp_action::XDP_DROP);
     };
     if backend.family != 6 {
@@ -231,6 +250,7 @@ fn ingress6(ctx: &XdpContext) -> Result<u32, ()> {
         set_dport(ctx, L4_V6, proto, backend.port)?;
     }
     count(ctx, &svc, backend_id);
+    follow_close(ctx, &key, backend_id, flags, tcp);
     Ok(forward6(ctx, ip))
 }
 
@@ -250,6 +270,14 @@ fn guard(ctx: &XdpContext, dst: Addr6, reason: u32) -> u32 {
         unsafe { *n += 1 };
     }
     xdp_action::XDP_DROP
+}
+
+/// An ICMP error to a VIP address is steered to its flow's backend
+/// (`icmp.rs`); explaining never translates.
+#[inline(always)]
+fn is_vip_addr(ctx: &XdpContext, dst: Addr6) -> bool {
+    // SAFETY: only the presence of the key is used.
+    !is_explain(ctx) && unsafe { L4LB_VIP_ADDRS.get(&dst) }.is_some()
 }
 
 /// Why an IPv6 packet whose next header is not TCP/UDP is not balanced.
@@ -279,15 +307,23 @@ unsafe fn set_dport(ctx: &XdpContext, l4: usize, proto: u8, port_be: u16) -> Res
     Ok(())
 }
 
-/// The flow's backend: the tracked one while it is still a member of the
-/// service, else a fresh Maglev pick (recorded unless explaining).
-/// None = the VIP has no backend for new flows (counted, dropped).
+/// The flow's backend and its TCP close bits (None: a new entry, or none):
+/// the tracked one while it is still a member of the service, else a fresh
+/// Maglev pick (recorded unless explaining, or unless `tcp` is a FIN/RST that
+/// must not bring a closed flow back). None = the VIP has no backend for new
+/// flows (counted, dropped).
 #[inline(always)]
-fn select(ctx: &XdpContext, key: &FlowKey, svc: &ServiceValue) -> Option<(u32, Backend)> {
+fn select(
+    ctx: &XdpContext,
+    key: &FlowKey,
+    svc: &ServiceValue,
+    tcp: u8,
+) -> Option<(u32, Backend, Option<u32>)> {
     // SAFETY: values are copied out before any other map operation.
     let explain = is_explain(ctx);
     if let Some(flow) = unsafe { L4LB_CONNTRACK.get(key) }.copied()
         && flow.service_id == svc.id
+        && !reopens(tcp, flow.flags)
         && let Some(weight) = unsafe {
             L4LB_MEMBERS.get(MemberKey {
                 service_id: svc.id,
@@ -305,7 +341,7 @@ fn select(ctx: &XdpContext, key: &FlowKey, svc: &ServiceValue) -> Option<(u32, B
             };
             report(reason, key, svc.id, flow.backend_id);
         }
-        return Some((flow.backend_id, backend));
+        return Some((flow.backend_id, backend, Some(flow.flags)));
     }
     // New flow (or its backend left): Maglev, skipping backends down for this node.
     match choose_up(svc, flow_hash(key)) {
@@ -323,28 +359,8 @@ fn select(ctx: &XdpContext, key: &FlowKey, svc: &ServiceValue) -> Option<(u32, B
             backend_id,
             backend,
         } => {
-            if !explain {
-                let flow = FlowValue {
-                    backend_id,
-                    service_id,
-                };
-                // A failed insert only costs a re-pick on the next packet.
-                let _ = L4LB_CONNTRACK.insert(key, flow, 0);
-                let reply = FlowKey {
-                    src: backend.addr,
-                    dst: key.src,
-                    sport: backend.port,
-                    dport: key.sport,
-                    proto: key.proto,
-                    _pad: [0; 3],
-                };
-                let vip = RevNatValue {
-                    addr: key.dst,
-                    port: key.dport,
-                    _pad: 0,
-                    service_id,
-                };
-                let _ = L4LB_XDP_REVNAT.insert(reply, vip, 0);
+            if !explain && may_open(tcp) {
+                flow_close::open(key, service_id, backend_id, &backend);
                 count_service(service_id, |s| s.flows += 1);
                 count_backend(backend_id, |s| s.flows += 1);
                 count_member(service_id, backend_id, MemberEvent::Flow);
@@ -352,8 +368,20 @@ fn select(ctx: &XdpContext, key: &FlowKey, svc: &ServiceValue) -> Option<(u32, B
                     report(REASON_NEW, key, service_id, backend_id);
                 }
             }
-            Some((backend_id, backend))
+            Some((backend_id, backend, None))
         }
+    }
+}
+
+/// A tracked TCP flow's FIN or RST (or its last ACK): marks or removes its
+/// entries (`l4lb_common::tcp_close`). Nothing to read or write for any other
+/// packet: `close_step` answers from the flags already in hand.
+#[inline(always)]
+fn follow_close(ctx: &XdpContext, key: &FlowKey, backend_id: u32, flags: Option<u32>, tcp: u8) {
+    let Some(flags) = flags else { return };
+    let step = close_step(tcp, flags, FLOW_FIN_CLIENT);
+    if step != CloseStep::Keep && !is_explain(ctx) {
+        flow_close::from_client(step, key, backend_id);
     }
 }
 

@@ -229,8 +229,38 @@ fn pinned_maps_of_another_layout_are_refused() {
     require_root();
     let mut sb = Sandbox::new("restart-abi").unwrap();
     backends(&mut sb);
-    // A map of another shape where the backends map goes (no layout record).
+    // A map of another shape where the backends map goes, under a record of
+    // this agent's layout version (without one, pinned maps are taken as the
+    // unrecorded layout 3 and refused for their version before any shape check).
     std::fs::create_dir(sb.pin_root()).unwrap();
+    let meta = sb.pin_root().join("L4LB_META");
+    run(std::process::Command::new("bpftool")
+        .args(["map", "create"])
+        .arg(&meta)
+        .args([
+            "type",
+            "array",
+            "key",
+            "4",
+            "value",
+            "8",
+            "entries",
+            "1",
+            "name",
+            "L4LB_META",
+        ]))
+    .unwrap();
+    let version = l4lb_common::ABI_VERSION
+        .to_le_bytes()
+        .map(|b| b.to_string());
+    run(std::process::Command::new("bpftool")
+        .args(["map", "update", "pinned"])
+        .arg(&meta)
+        .args([
+            "key", "0", "0", "0", "0", "value", "0x41", "0x4c", "0x34", "0x4c",
+        ])
+        .args(&version))
+    .unwrap();
     let backends_pin = sb.pin_root().join("L4LB_BACKENDS");
     run(std::process::Command::new("bpftool")
         .args(["map", "create"])
@@ -262,7 +292,6 @@ fn pinned_maps_of_another_layout_are_refused() {
     agent
         .kill_no_teardown(libc::SIGKILL, Duration::from_secs(5))
         .unwrap();
-    let meta = sb.pin_root().join("L4LB_META");
     // AbiRecord { magic: "L4LA", abi_version: 99 }, little-endian.
     run(std::process::Command::new("bpftool")
         .args(["map", "update", "pinned"])

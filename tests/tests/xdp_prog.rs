@@ -820,3 +820,167 @@ fn per_packet_cost_is_reported() {
         out.per_run
     );
 }
+
+// ---- ICMP errors about VIP flows ----
+
+/// An ICMP "fragmentation needed" (IPv4) or ICMPv6 "packet too big" from
+/// `from` to `to`, embedding the first 8 L4 bytes of `about`, with valid
+/// checksums.
+fn icmp_error(from: IpAddr, to: IpAddr, about: &Tuple) -> Vec<u8> {
+    let inner_frame = packet::frame(about, &FrameOpts::default());
+    let (_, l4, _, v4) = layout(&inner_frame);
+    let inner = &inner_frame[14..l4 + 8];
+    let mut icmp = if v4 {
+        vec![3, 4, 0, 0, 0, 0, 0x05, 0x00]
+    } else {
+        vec![2, 0, 0, 0, 0, 0, 0x05, 0x00]
+    };
+    icmp.extend_from_slice(inner);
+    let mut f = inner_frame[..12].to_vec();
+    match (from, to) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let c = !sum16(&[&icmp]);
+            icmp[2..4].copy_from_slice(&c.to_be_bytes());
+            f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0]);
+            f.extend_from_slice(&s.octets());
+            f.extend_from_slice(&d.octets());
+            f.extend_from_slice(&icmp);
+            let len = (f.len() - 14) as u16;
+            fix_ip4(&mut f, len);
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let len = icmp.len() as u16;
+            f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+            f.extend_from_slice(&len.to_be_bytes());
+            f.extend_from_slice(&[58, 64]);
+            f.extend_from_slice(&s.octets());
+            f.extend_from_slice(&d.octets());
+            let c = !sum16(&[
+                &f[22..54],
+                &u32::from(len).to_be_bytes(),
+                &[0, 0, 0, 58],
+                &icmp,
+            ]);
+            icmp[2..4].copy_from_slice(&c.to_be_bytes());
+            f.extend_from_slice(&icmp);
+        }
+        _ => panic!("mixed families"),
+    }
+    f
+}
+
+/// The embedded packet's (source, destination) and whether the ICMP
+/// checksum (and the embedded IPv4 header checksum) verify.
+fn embedded(f: &[u8]) -> (SocketAddr, SocketAddr, bool) {
+    let (_, l4, _, v4) = layout(f);
+    let inner = &f[l4 + 8..];
+    let (ilen, a) = if v4 { (20, 12) } else { (40, 8) };
+    let alen = (ilen - a) / 2;
+    let ip = |b: &[u8]| -> IpAddr {
+        if v4 {
+            IpAddr::from(<[u8; 4]>::try_from(b).unwrap())
+        } else {
+            IpAddr::from(<[u8; 16]>::try_from(b).unwrap())
+        }
+    };
+    let port = |o: usize| u16::from_be_bytes([inner[ilen + o], inner[ilen + o + 1]]);
+    let src = SocketAddr::new(ip(&inner[a..a + alen]), port(0));
+    let dst = SocketAddr::new(ip(&inner[a + alen..ilen]), port(2));
+    let ok = if v4 {
+        sum16(&[&f[l4..]]) == 0xffff && sum16(&[&inner[..20]]) == 0xffff
+    } else {
+        let len = (f.len() - l4) as u32;
+        sum16(&[&f[22..54], &len.to_be_bytes(), &[0, 0, 0, 58], &f[l4..]]) == 0xffff
+    };
+    (src, dst, ok)
+}
+
+#[test]
+fn icmp_errors_about_vip_flows_are_translated_both_ways() {
+    let mut lb = Lb::new("xdp-icmp");
+    lb.set(&[
+        ("11.0.0.1:80", Proto::Tcp, &[("198.18.2.2:8080", 1)]),
+        ("[fd01:c::1]:80", Proto::Tcp, &[("[fd00:b1::2]:8080", 1)]),
+    ]);
+    let cases = [
+        (
+            "198.18.1.2:40000",
+            "11.0.0.1:80",
+            "198.18.1.9",
+            "198.18.2.1",
+        ),
+        (
+            "[fd00:c1::2]:40000",
+            "[fd01:c::1]:80",
+            "fd00:c1::9",
+            "fd00:b1::1",
+        ),
+    ];
+    for (client, vip, near_router, far_router) in cases {
+        let (client, vip): (SocketAddr, SocketAddr) =
+            (client.parse().unwrap(), vip.parse().unwrap());
+        let req = packet::frame(
+            &tuple(Proto::Tcp, &client.to_string(), &vip.to_string()),
+            &FrameOpts::default(),
+        );
+        let backend = packet::parse(&lb.xdp(&req).frame).unwrap().dst;
+        // A router on the backend side: too big, about client -> backend.
+        let about_req = Tuple {
+            proto: Proto::Tcp,
+            src: client,
+            dst: backend,
+        };
+        let err = icmp_error(far_router.parse().unwrap(), client.ip(), &about_req);
+        let out = lb.tc(&err);
+        assert_eq!(out.action, TC_ACT_OK);
+        let (src, dst, ok) = embedded(&out.frame);
+        assert_eq!(
+            (src, dst),
+            (client, vip),
+            "{vip}: the client sees its VIP flow"
+        );
+        assert!(ok, "{vip}: checksums after the tc rewrite");
+        assert_eq!(packet::parse(&out.frame), None, "outer stays ICMP");
+        // A router on the client side: too big, about the reply VIP -> client.
+        let about_reply = Tuple {
+            proto: Proto::Tcp,
+            src: vip,
+            dst: client,
+        };
+        let err = icmp_error(near_router.parse().unwrap(), vip.ip(), &about_reply);
+        let out = lb.xdp(&err);
+        assert_eq!(out.action, XDP_PASS, "{vip}");
+        let (src, dst, ok) = embedded(&out.frame);
+        assert_eq!(
+            (src, dst),
+            (backend, client),
+            "{vip}: the backend sees its own flow"
+        );
+        assert!(ok, "{vip}: checksums after the XDP rewrite");
+        let outer_dst = if vip.is_ipv4() {
+            &out.frame[30..34]
+        } else {
+            &out.frame[38..54]
+        };
+        let want = match backend.ip() {
+            IpAddr::V4(a) => a.octets().to_vec(),
+            IpAddr::V6(a) => a.octets().to_vec(),
+        };
+        assert_eq!(
+            outer_dst,
+            &want[..],
+            "{vip}: outer destination is the backend"
+        );
+        if vip.is_ipv4() {
+            assert!(valid_ip4(&out.frame), "outer IPv4 checksum");
+        }
+        // About a flow the node does not track: dropped, not routed with the VIP in it.
+        let stranger = Tuple {
+            proto: Proto::Tcp,
+            src: vip,
+            dst: SocketAddr::new(client.ip(), 1),
+        };
+        let err = icmp_error(near_router.parse().unwrap(), vip.ip(), &stranger);
+        assert_eq!(lb.xdp(&err).action, XDP_DROP, "{vip}: unknown flow");
+    }
+}

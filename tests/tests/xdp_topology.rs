@@ -8,7 +8,7 @@ use std::{collections::BTreeSet, process::Command, time::Duration};
 use l4lb_tests::{
     Agent, Topology, agent_bin, counts, probe_bin, require_root, run,
     table::{backend_total, row},
-    topology::{BACKEND_IP4, BACKEND_IP6, CLIENT_IP4, NODE_IN},
+    topology::{BACKEND_IP4, BACKEND_IP6, CLIENT_IP4, NODE_IN, NODE_OUT},
 };
 use serde_json::{Value, json};
 
@@ -369,4 +369,178 @@ fn fib_forwarding_from_xdp_skips_the_node_stack() {
         via_kernel * 10 < arrived,
         "the kernel forwarded {via_kernel} of {arrived}: XDP did not redirect"
     );
+}
+
+/// Entries in one of the node agent's pinned maps (`bpftool map dump`).
+fn map_entries(t: &Topology, map: &str) -> usize {
+    let out = run(Command::new("bpftool")
+        .args(["-j", "map", "dump", "pinned"])
+        .arg(t.node.pin_root().join(map)))
+    .unwrap();
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    v.as_array().map_or(0, Vec::len)
+}
+
+/// (connection-table, reverse-NAT) entries once they stop changing: the
+/// last ACK of a flow may still be on its way when the client returns.
+fn settled_entries(t: &Topology) -> (usize, usize) {
+    let read = || {
+        (
+            map_entries(t, "L4LB_CONNTRACK"),
+            map_entries(t, "L4LB_XDP_REVNAT"),
+        )
+    };
+    let mut last = read();
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(250));
+        let now = read();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    last
+}
+
+#[test]
+fn finished_tcp_flows_leave_no_entries_behind() {
+    require_root();
+    let mut t = Topology::new("xclose").unwrap();
+    two_backends(&mut t, false);
+    let _agent = start_agent(&mut t, AB_VIPS, &[]);
+    let mut baseline = settled_entries(&t);
+    // Every flow ends with FIN both ways; LRU eviction alone would keep all
+    // of them (the tables hold 131072).
+    for (vip, n) in [("11.0.0.1:80", 10_000), ("[fd01:c::1]:80", 2_000)] {
+        let v = t.client.probe_tcp(vip, n).unwrap();
+        assert_eq!(v["errors"], 0, "{vip}: {v}");
+        assert_eq!(counts(&v).values().sum::<u64>(), u64::from(n), "{v}");
+        // A rare race (about 1 in 10,000 here: a plain ACK that arrives
+        // after the flow's last ACK removed it, and records it again) leaves
+        // an entry to the LRU; without close tracking all 10,000 would stay.
+        let (ct, rn) = settled_entries(&t);
+        let slack = n as usize / 1000;
+        assert!(
+            ct <= baseline.0 + slack && rn <= baseline.1 + slack,
+            "{n} finished flows to {vip}: ({ct}, {rn}) (connection table, reverse NAT) entries, baseline {baseline:?}; left: {}",
+            run(Command::new("bpftool")
+                .args(["-j", "map", "dump", "pinned"])
+                .arg(t.node.pin_root().join("L4LB_CONNTRACK")))
+            .unwrap()
+        );
+        baseline = (ct, rn);
+    }
+    // A flow still open keeps its entries until it closes.
+    let hold = t.client.hold("11.0.0.1:80").unwrap();
+    let open = settled_entries(&t);
+    assert_eq!(open, (baseline.0 + 1, baseline.1 + 1), "one open flow");
+    assert!(hold.finish().unwrap().success());
+    assert_eq!(settled_entries(&t), baseline, "after the held flow closed");
+    // Flows the client ends with RST (SO_LINGER 0) go as well.
+    let v = t
+        .client
+        .probe(&[
+            "latency",
+            "--to",
+            "11.0.0.1:80",
+            "-n",
+            "2000",
+            "--warmup",
+            "0",
+            "--rst",
+        ])
+        .unwrap();
+    assert_eq!(v["errors"], 0, "{v}");
+    let (ct, rn) = settled_entries(&t);
+    assert!(
+        ct <= baseline.0 + 2 && rn <= baseline.1 + 2,
+        "after 2000 flows ended by RST: ({ct}, {rn}), baseline {baseline:?}"
+    );
+}
+
+/// Counts bytes until EOF on each connection and answers with the count;
+/// exits after 120 s without a connection.
+const SINK_PY: &str = "import socket,sys
+a=sys.argv[1]
+s=socket.socket(socket.AF_INET6 if ':' in a else socket.AF_INET)
+s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)
+s.bind((a,7100)); s.listen(8); s.settimeout(120)
+while True:
+    c,_=s.accept(); c.settimeout(30); n=0
+    try:
+        while True:
+            b=c.recv(65536)
+            if not b: break
+            n+=len(b)
+        c.sendall(str(n).encode())
+    except OSError: pass
+    c.close()
+";
+
+/// Sends 1 MiB, half-closes, prints the byte count the server saw; fails
+/// after 10 s without progress.
+const SEND_PY: &str = "import socket,sys
+h,p=sys.argv[1],int(sys.argv[2])
+c=socket.socket(socket.AF_INET6 if ':' in h else socket.AF_INET)
+c.settimeout(10); c.connect((h,p))
+c.sendall(b'x'*1048576); c.shutdown(socket.SHUT_WR)
+print(c.recv(100).decode())
+";
+
+/// `l4lb_xdp_icmp_errors_total{result=...}` from the node agent's /metrics.
+fn icmp_metric(t: &Topology, result: &str) -> u64 {
+    let (code, body) = t.node.agent_http("/metrics");
+    assert_eq!(code, "200", "{body}");
+    let prefix = format!("l4lb_xdp_icmp_errors_total{{result=\"{result}\"}}");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn path_mtu_discovery_through_the_vip_v4_and_v6() {
+    require_root();
+    let mut t = Topology::new("xpmtu").unwrap();
+    for addr in [BACKEND_IP4[0], BACKEND_IP6[0]] {
+        let mut sink = t.backends.in_netns("/usr/bin/python3");
+        sink.args(["-c", SINK_PY, addr]);
+        t.backends.spawn(sink).unwrap();
+    }
+    let yaml = "vips:
+  - vip: 11.0.0.3:80
+    backends: [198.18.2.2:7100]
+  - vip: '[fd01:c::3]:80'
+    backends: ['[fd00:b1::2]:7100']
+";
+    let _agent = start_agent(&mut t, yaml, &[]);
+    // The node routes to the backends over a 1280-byte link while the
+    // backends' own end stays at 1500, so both sides agree on a 1460-byte
+    // MSS and the client's full-sized segments need the node's "fragmentation
+    // needed" / "packet too big", which embeds client -> backend.
+    t.in_node("ip", &["link", "set", NODE_OUT, "mtu", "1280"])
+        .unwrap();
+    for (vip, port) in [("11.0.0.3", "80"), ("fd01:c::3", "80")] {
+        let mut last = None;
+        for _ in 0..50 {
+            let out = t
+                .client
+                .in_netns("/usr/bin/python3")
+                .args(["-c", SEND_PY, vip, port])
+                .output()
+                .unwrap();
+            if out.status.success() {
+                last = Some(String::from_utf8_lossy(&out.stdout).trim().to_string());
+                break;
+            }
+            let err = String::from_utf8_lossy(&out.stderr);
+            // Only "refused" (sink not listening yet) is retried.
+            assert!(err.contains("Refused"), "1 MiB to {vip} failed: {err}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(last.as_deref(), Some("1048576"), "1 MiB to {vip}");
+    }
+    assert!(icmp_metric(&t, "to_client") >= 2, "translated errors");
 }

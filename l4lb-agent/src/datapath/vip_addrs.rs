@@ -10,7 +10,7 @@
 use std::collections::{HashMap as StdHashMap, HashSet};
 
 use aya::maps::{HashMap, Map, MapData, MapError, PerCpuArray};
-use l4lb_common::{Addr6, GUARD_REASONS, ServiceKey, ServiceValue};
+use l4lb_common::{Addr6, ServiceKey, ServiceValue};
 
 type Services = HashMap<MapData, ServiceKey, ServiceValue>;
 
@@ -135,17 +135,19 @@ fn ignore_missing(r: Result<(), MapError>) -> Result<(), MapError> {
     }
 }
 
-/// Packets to a VIP address XDP dropped, per reason, summed over CPUs.
-pub struct GuardCounters(PerCpuArray<MapData, u64>);
+/// Per-CPU `u64` counters with a name per slot, summed over CPUs: packets
+/// to a VIP address XDP dropped (`GUARD_REASONS`), ICMP errors about VIP
+/// flows (`ICMP_COUNTERS`).
+pub struct SlotCounters(PerCpuArray<MapData, u64>, &'static [&'static str]);
 
-impl GuardCounters {
-    pub fn new(map: Map) -> Result<GuardCounters, MapError> {
-        Ok(GuardCounters(map.try_into()?))
+impl SlotCounters {
+    pub fn new(map: Map, names: &'static [&'static str]) -> Result<SlotCounters, MapError> {
+        Ok(SlotCounters(map.try_into()?, names))
     }
 
-    /// (reason, packets) for every reason, in `GUARD_*` order.
+    /// (name, count) for every slot, in index order.
     pub fn read(&self) -> Vec<(&'static str, u64)> {
-        GUARD_REASONS
+        self.1
             .iter()
             .enumerate()
             .map(|(i, name)| {

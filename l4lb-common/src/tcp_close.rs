@@ -1,0 +1,169 @@
+//! How the packet path follows a TCP flow to its end, so a finished flow's
+//! connection-table and reverse-NAT entries go at once instead of waiting for
+//! LRU eviction. Pure: XDP (client → backend) and the tc reply program
+//! (backend → client) both call [`close_step`] with the packet's TCP flags and
+//! the flow's close bits, and act on the answer.
+//!
+//! The close bits ([`FLOW_FIN_CLIENT`], [`FLOW_FIN_BACKEND`]) sit in both
+//! entries of a flow (`FlowValue::flags`, `FlowRevNatValue::flags`) and are
+//! written only on the first FIN of each side, so an established flow costs
+//! no map write. The flow ends on a RST, or on the first packet without FIN
+//! or SYN once both sides have sent theirs: that is the last ACK, which the
+//! side that closed first sends.
+
+/// The client sent a FIN (seen by XDP).
+pub const FLOW_FIN_CLIENT: u32 = 1;
+/// The backend sent a FIN (seen by the tc reply program).
+pub const FLOW_FIN_BACKEND: u32 = 2;
+/// Both sides have closed.
+pub const FLOW_FIN_BOTH: u32 = FLOW_FIN_CLIENT | FLOW_FIN_BACKEND;
+
+/// TCP header flag bits (the header's 14th byte).
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
+/// Offset of the flags byte inside the TCP header.
+pub const TCP_FLAGS_OFF: usize = 13;
+
+/// What a packet of a tracked TCP flow does to the flow's entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseStep {
+    /// Nothing to write (every packet of an established flow).
+    Keep,
+    /// Set this close bit in both entries (this side's first FIN).
+    Mark(u32),
+    /// Remove both entries (after translating this packet).
+    End,
+}
+
+/// The step for a packet with TCP flags `tcp` on a flow whose close bits are
+/// `flags`, sent by the side whose bit is `side`.
+#[inline(always)]
+pub fn close_step(tcp: u8, flags: u32, side: u32) -> CloseStep {
+    if tcp & TCP_RST != 0 {
+        return CloseStep::End;
+    }
+    if tcp & TCP_FIN != 0 {
+        if flags & side == 0 {
+            return CloseStep::Mark(side);
+        }
+        return CloseStep::Keep;
+    }
+    if flags == FLOW_FIN_BOTH && tcp & TCP_SYN == 0 {
+        return CloseStep::End;
+    }
+    CloseStep::Keep
+}
+
+/// A SYN without ACK (a client opening a connection).
+#[inline(always)]
+pub fn is_syn(tcp: u8) -> bool {
+    tcp & (TCP_SYN | TCP_ACK) == TCP_SYN
+}
+
+/// A tracked flow whose close bits are set sees a new SYN on the same
+/// 5-tuple (the client reused the port): the old entry is stale, the packet
+/// starts a new flow.
+#[inline(always)]
+pub fn reopens(tcp: u8, flags: u32) -> bool {
+    flags != 0 && is_syn(tcp)
+}
+
+/// Whether a packet that found no entry may create one: not a FIN or RST
+/// (the tail of a flow already removed must not bring it back).
+#[inline(always)]
+pub fn may_open(tcp: u8) -> bool {
+    tcp & (TCP_FIN | TCP_RST) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ACK: u8 = TCP_ACK;
+    const FIN_ACK: u8 = TCP_FIN | TCP_ACK;
+    const C: u32 = FLOW_FIN_CLIENT;
+    const B: u32 = FLOW_FIN_BACKEND;
+
+    /// Runs a packet sequence (sender bit, TCP flags) through `close_step`
+    /// like the two programs do; returns the step of every packet.
+    fn run(packets: &[(u32, u8)]) -> Vec<CloseStep> {
+        let mut flags = 0;
+        let mut ended = false;
+        let mut out = Vec::new();
+        for &(side, tcp) in packets {
+            assert!(!ended, "a packet after the flow ended");
+            let step = close_step(tcp, flags, side);
+            match step {
+                CloseStep::Mark(bit) => flags |= bit,
+                CloseStep::End => ended = true,
+                CloseStep::Keep => {}
+            }
+            out.push(step);
+        }
+        out
+    }
+
+    #[test]
+    fn established_packets_write_nothing() {
+        for tcp in [ACK, ACK | 0x08, TCP_SYN, TCP_SYN | ACK] {
+            for side in [C, B] {
+                assert_eq!(close_step(tcp, 0, side), CloseStep::Keep, "{tcp:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn client_closes_first_ends_on_its_last_ack() {
+        let steps = run(&[(C, FIN_ACK), (B, ACK), (B, FIN_ACK), (C, ACK)]);
+        assert_eq!(
+            steps,
+            [
+                CloseStep::Mark(C),
+                CloseStep::Keep,
+                CloseStep::Mark(B),
+                CloseStep::End
+            ]
+        );
+    }
+
+    #[test]
+    fn backend_closes_first_ends_on_its_last_ack() {
+        let steps = run(&[(B, FIN_ACK), (C, ACK), (C, FIN_ACK), (B, ACK)]);
+        assert_eq!(
+            steps,
+            [
+                CloseStep::Mark(B),
+                CloseStep::Keep,
+                CloseStep::Mark(C),
+                CloseStep::End
+            ]
+        );
+    }
+
+    #[test]
+    fn a_retransmitted_fin_writes_once() {
+        let steps = run(&[(C, FIN_ACK), (C, FIN_ACK), (B, ACK)]);
+        assert_eq!(
+            steps,
+            [CloseStep::Mark(C), CloseStep::Keep, CloseStep::Keep]
+        );
+    }
+
+    #[test]
+    fn rst_from_either_side_ends_at_once() {
+        assert_eq!(close_step(TCP_RST, 0, C), CloseStep::End);
+        assert_eq!(close_step(TCP_RST | ACK, C, B), CloseStep::End);
+    }
+
+    #[test]
+    fn a_new_syn_on_a_closed_tuple_reopens_and_only_syn_opens_after_fin() {
+        assert!(reopens(TCP_SYN, C));
+        assert!(!reopens(TCP_SYN, 0));
+        assert!(!reopens(TCP_SYN | ACK, FLOW_FIN_BOTH));
+        assert!(!may_open(FIN_ACK));
+        assert!(!may_open(TCP_RST));
+        assert!(may_open(ACK) && may_open(TCP_SYN));
+    }
+}

@@ -1,0 +1,113 @@
+//! A flow's two entries (connection table, packet reverse NAT) and what
+//! `l4lb_common::close_step` does to them: XDP (client side) and the tc reply
+//! program (backend side) share it, so both directions close a flow the same way.
+use core::intrinsics::{AtomicOrdering, atomic_or};
+
+use l4lb_common::{Backend, CloseStep, FlowKey, FlowRevNatValue, FlowValue};
+
+use crate::maps::{L4LB_BACKENDS, L4LB_CONNTRACK, L4LB_XDP_REVNAT};
+
+/// The reply's 5-tuple (backend → client): the reverse-NAT key of a flow
+/// whose client-side key is `client`, sent to `backend`.
+#[inline(always)]
+pub fn reply_key(client: &FlowKey, backend: &Backend) -> FlowKey {
+    FlowKey {
+        src: backend.addr,
+        dst: client.src,
+        sport: backend.port,
+        dport: client.sport,
+        proto: client.proto,
+        _pad: [0; 3],
+    }
+}
+
+/// The client's 5-tuple (client → VIP): the connection-table key of a flow
+/// whose reply `reply` is shown as coming from `vip`.
+#[inline(always)]
+pub fn client_key(reply: &FlowKey, vip: &FlowRevNatValue) -> FlowKey {
+    FlowKey {
+        src: reply.dst,
+        dst: vip.addr,
+        sport: reply.dport,
+        dport: vip.port,
+        proto: reply.proto,
+        _pad: [0; 3],
+    }
+}
+
+/// Records a new flow: its connection-table entry (client key → backend)
+/// and its reverse-NAT entry (reply key → VIP). Out of line: the values and
+/// the reply key stay off the XDP program's stack frame (BPF's 512 bytes are
+/// shared by a call chain).
+#[inline(never)]
+pub fn open(client: &FlowKey, service_id: u32, backend_id: u32, backend: &Backend) {
+    // One block per entry, so the two values can share stack.
+    {
+        let flow = FlowValue {
+            backend_id,
+            service_id,
+            flags: 0,
+        };
+        // A failed insert only costs a re-pick on the next packet.
+        let _ = L4LB_CONNTRACK.insert(client, &flow, 0);
+    }
+    let vip = FlowRevNatValue {
+        addr: client.dst,
+        port: client.dport,
+        _pad: 0,
+        service_id,
+        flags: 0,
+    };
+    let _ = L4LB_XDP_REVNAT.insert(reply_key(client, backend), &vip, 0);
+}
+
+/// `step` (not Keep) for the flow of client key `client` sent to backend
+/// `backend_id` (XDP). Out of line, like [`from_backend`]: only FIN, RST and
+/// last-ACK packets call it, and the reply key it builds stays off the
+/// calling program's stack frame.
+#[inline(never)]
+pub fn from_client(step: CloseStep, client: &FlowKey, backend_id: u32) {
+    // SAFETY: copied out at once.
+    if let Some(backend) = unsafe { L4LB_BACKENDS.get(backend_id) }.copied() {
+        apply(step, client, &reply_key(client, &backend));
+    }
+}
+
+/// `step` (not Keep) for the flow whose reply is `reply`, shown as from `vip` (tc).
+#[inline(never)]
+pub fn from_backend(step: CloseStep, reply: &FlowKey, vip: &FlowRevNatValue) {
+    apply(step, &client_key(reply, vip), reply);
+}
+
+/// Applies `step` to the flow keyed `client` / `reply`. Close bits are set
+/// with an atomic OR: XDP and tc may mark the same flow at once on two CPUs
+/// (simultaneous close), and neither bit may be lost.
+#[inline(always)]
+pub fn apply(step: CloseStep, client: &FlowKey, reply: &FlowKey) {
+    match step {
+        CloseStep::Keep => {}
+        CloseStep::Mark(bit) => {
+            if let Some(v) = L4LB_CONNTRACK.get_ptr_mut(client) {
+                // SAFETY: an aligned u32 of a live map value.
+                unsafe { or(&raw mut (*v).flags, bit) };
+            }
+            if let Some(v) = L4LB_XDP_REVNAT.get_ptr_mut(reply) {
+                // SAFETY: as above.
+                unsafe { or(&raw mut (*v).flags, bit) };
+            }
+        }
+        CloseStep::End => {
+            // Either may be gone already (LRU, the other side's End).
+            let _ = L4LB_CONNTRACK.remove(client);
+            let _ = L4LB_XDP_REVNAT.remove(reply);
+        }
+    }
+}
+
+/// # Safety
+/// `p` points to an aligned `u32` inside a map value.
+#[inline(always)]
+unsafe fn or(p: *mut u32, bit: u32) {
+    // SAFETY: the caller's.
+    unsafe { atomic_or::<u32, u32, { AtomicOrdering::Relaxed }>(p, bit) };
+}

@@ -1,0 +1,329 @@
+//! ICMP errors about VIP flows (destination unreachable incl. fragmentation
+//! needed; IPv6 destination unreachable and packet too big), in both
+//! directions, so path-MTU discovery works through a VIP:
+//!
+//! - **to the client** (tc egress, `tc.rs`): an error about a client → backend
+//!   packet (from a router on the backend side, or the node itself) embeds
+//!   client → backend:port, which the client's socket does not know. Its
+//!   embedded destination becomes VIP:port again (found in `L4LB_XDP_REVNAT`
+//!   by the embedded tuple reversed), with the embedded IPv4 header checksum
+//!   and the ICMP checksum updated.
+//! - **to the backend** (XDP, `xdp.rs`): an error about a reply arrives
+//!   addressed to the VIP and embeds VIP → client. The flow's backend (found
+//!   in `L4LB_CONNTRACK` by the embedded tuple reversed) becomes the outer
+//!   destination and the embedded source, and the kernel routes it there.
+//!
+//! The embedded L4 checksum is left alone (receivers do not check it: the
+//! embedded packet is usually cut short). Both directions are counted
+//! (`L4LB_ICMP_STATS`) and limited to `ICMP_PER_CPU_PER_SEC` translations per
+//! CPU per second; beyond that an error to the client passes as it is and one
+//! to a VIP is dropped.
+use aya_ebpf::{
+    bindings::xdp_action,
+    helpers::bpf_ktime_get_ns,
+    programs::{TcContext, XdpContext},
+};
+use l4lb_common::{
+    Addr6, FlowKey, ICMP_NO_FLOW, ICMP_PER_CPU_PER_SEC, ICMP_RATE_LIMITED, ICMP_TO_BACKEND,
+    ICMP_TO_CLIENT, IPPROTO_TCP, IPPROTO_UDP, v4_mapped,
+};
+
+use crate::{
+    csum::csum_update,
+    maps::{L4LB_BACKENDS, L4LB_CONNTRACK, L4LB_ICMP_RATE, L4LB_ICMP_STATS, L4LB_XDP_REVNAT},
+    net::{bytes, ptr_at, words},
+};
+
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_ICMPV6: u8 = 58;
+
+/// Offsets in an untagged frame: ICMP after a 20-byte IPv4 header, the
+/// embedded IPv4 header after the 8-byte ICMP header, its L4 ports after it.
+const ICMP4: usize = 14 + 20;
+const ICMP4_CHECK: usize = ICMP4 + 2;
+const IN4: usize = ICMP4 + 8;
+const IN4_PROTO: usize = IN4 + 9;
+const IN4_CHECK: usize = IN4 + 10;
+const IN4_SRC: usize = IN4 + 12;
+const IN4_DST: usize = IN4 + 16;
+const IN4_L4: usize = IN4 + 20;
+/// The same after a 40-byte IPv6 header.
+const ICMP6: usize = 14 + 40;
+const ICMP6_CHECK: usize = ICMP6 + 2;
+const IN6: usize = ICMP6 + 8;
+const IN6_NEXT: usize = IN6 + 6;
+const IN6_SRC: usize = IN6 + 8;
+const IN6_DST: usize = IN6 + 24;
+const IN6_L4: usize = IN6 + 40;
+/// The outer IPv4 checksum and destination, the outer IPv6 destination.
+const IP4_CHECK: usize = 14 + 10;
+const IP4_DST: usize = 14 + 16;
+const IP6_DST: usize = 14 + 24;
+
+/// ICMP types translated: IPv4 destination unreachable (fragmentation needed
+/// is its code 4); IPv6 destination unreachable and packet too big.
+#[inline(always)]
+fn is_error4(kind: u8) -> bool {
+    kind == 3
+}
+
+#[inline(always)]
+fn is_error6(kind: u8) -> bool {
+    kind == 1 || kind == 2
+}
+
+#[inline(always)]
+fn count(what: u32) {
+    if let Some(n) = L4LB_ICMP_STATS.get_ptr_mut(what) {
+        // SAFETY: per-CPU array element, only this CPU writes it while we run.
+        unsafe { *n += 1 };
+    }
+}
+
+/// One more translation this second on this CPU, if under the limit
+/// (counted as rate-limited otherwise).
+#[inline(always)]
+fn allow() -> bool {
+    let Some(w) = L4LB_ICMP_RATE.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: per-CPU array element ([window start, count]), this CPU only.
+    let ok = unsafe {
+        if now.wrapping_sub((*w)[0]) >= 1_000_000_000 {
+            (*w)[0] = now;
+            (*w)[1] = 0;
+        }
+        (*w)[1] += 1;
+        (*w)[1] <= ICMP_PER_CPU_PER_SEC
+    };
+    if !ok {
+        count(ICMP_RATE_LIMITED);
+    }
+    ok
+}
+
+/// The embedded tuple reversed: the embedded packet went `a` → `b`, the
+/// key describes `b` → `a`.
+#[inline(always)]
+fn reversed(a: Addr6, b: Addr6, ports: [u16; 2], proto: u8) -> FlowKey {
+    FlowKey {
+        src: b,
+        dst: a,
+        sport: ports[1],
+        dport: ports[0],
+        proto,
+        _pad: [0; 3],
+    }
+}
+
+/// Two ports (network order, read as native u16) from 4 packet bytes.
+#[inline(always)]
+fn port_pair(b: [u8; 4]) -> [u16; 2] {
+    [
+        u16::from_ne_bytes([b[0], b[1]]),
+        u16::from_ne_bytes([b[2], b[3]]),
+    ]
+}
+
+/// # Safety
+/// `ports` points to 4 bounds-checked packet bytes.
+#[inline(always)]
+unsafe fn set_first_port(ports: *mut [u8; 4], port: u16) {
+    let p = port.to_ne_bytes();
+    // SAFETY: the caller's.
+    unsafe {
+        (*ports)[0] = p[0];
+        (*ports)[1] = p[1];
+    }
+}
+
+/// # Safety
+/// `check` points to a bounds-checked checksum in the packet.
+#[inline(always)]
+unsafe fn update(check: *mut [u8; 2], old32: &[u32], new32: &[u32], old16: &[u16], new16: &[u16]) {
+    // SAFETY: the caller's.
+    unsafe {
+        let c = u16::from_ne_bytes(*check);
+        *check = csum_update(c, old32, new32, old16, new16).to_ne_bytes();
+    }
+}
+
+// ---- to the client: tc egress ----
+
+/// An IPv4 ICMP error leaving the node: rewritten if it is about a VIP flow.
+#[inline(always)]
+pub fn to_client4(ctx: &TcContext) -> Result<(), i64> {
+    let kind: u8 = ctx.load(ICMP4)?;
+    let vihl: u8 = ctx.load(IN4)?;
+    let proto: u8 = ctx.load(IN4_PROTO)?;
+    if !is_error4(kind) || vihl != 0x45 || (proto != IPPROTO_TCP && proto != IPPROTO_UDP) {
+        return Ok(());
+    }
+    let (src, dst): (u32, u32) = (ctx.load(IN4_SRC)?, ctx.load(IN4_DST)?);
+    let ports: [u16; 2] = ctx.load(IN4_L4)?;
+    let key = reversed(v4_mapped(src), v4_mapped(dst), ports, proto);
+    // SAFETY: copied out at once.
+    let Some(vip) = (unsafe { L4LB_XDP_REVNAT.get(&key) }).copied() else {
+        return Ok(());
+    };
+    if !allow() {
+        return Ok(());
+    }
+    let new_dst = vip.addr[3];
+    // The embedded header's sum is unchanged once its checksum follows the
+    // address, so the ICMP checksum only sees the port change.
+    ctx.skb
+        .l3_csum_replace(IN4_CHECK, dst as u64, new_dst as u64, 4)?;
+    ctx.skb
+        .l4_csum_replace(ICMP4_CHECK, ports[1] as u64, vip.port as u64, 2)?;
+    ctx.skb.store(IN4_DST, &new_dst, 0)?;
+    ctx.skb.store(IN4_L4 + 2, &vip.port, 0)?;
+    count(ICMP_TO_CLIENT);
+    Ok(())
+}
+
+/// An ICMPv6 error leaving the node: rewritten if it is about a VIP flow.
+#[inline(always)]
+pub fn to_client6(ctx: &TcContext) -> Result<(), i64> {
+    let kind: u8 = ctx.load(ICMP6)?;
+    let proto: u8 = ctx.load(IN6_NEXT)?;
+    if !is_error6(kind) || (proto != IPPROTO_TCP && proto != IPPROTO_UDP) {
+        return Ok(());
+    }
+    let src: [u8; 16] = ctx.load(IN6_SRC)?;
+    let dst: [u8; 16] = ctx.load(IN6_DST)?;
+    let ports: [u16; 2] = ctx.load(IN6_L4)?;
+    let old = words(&dst);
+    let key = reversed(words(&src), old, ports, proto);
+    // SAFETY: copied out at once.
+    let Some(vip) = (unsafe { L4LB_XDP_REVNAT.get(&key) }).copied() else {
+        return Ok(());
+    };
+    if !allow() {
+        return Ok(());
+    }
+    // No embedded header checksum; the ICMPv6 checksum covers the message.
+    for i in 0..4 {
+        ctx.skb
+            .l4_csum_replace(ICMP6_CHECK, old[i] as u64, vip.addr[i] as u64, 4)?;
+    }
+    ctx.skb
+        .l4_csum_replace(ICMP6_CHECK, ports[1] as u64, vip.port as u64, 2)?;
+    ctx.skb.store(IN6_DST, &bytes(&vip.addr), 0)?;
+    ctx.skb.store(IN6_L4 + 2, &vip.port, 0)?;
+    count(ICMP_TO_CLIENT);
+    Ok(())
+}
+
+// ---- to the backend: XDP ingress ----
+
+/// The backend (address, port) of the flow `key` (client → VIP), if tracked.
+#[inline(always)]
+fn backend_of(key: &FlowKey) -> Option<(Addr6, u16)> {
+    // SAFETY: copied out at once.
+    let flow = unsafe { L4LB_CONNTRACK.get(key) }.copied()?;
+    // SAFETY: as above.
+    let b = unsafe { L4LB_BACKENDS.get(flow.backend_id) }.copied()?;
+    Some((b.addr, b.port))
+}
+
+/// An IPv4 ICMP error to a VIP address (the caller checked): sent on to the
+/// flow's backend, or dropped (no such flow, over the limit). Err: not an
+/// error about TCP/UDP, or cut short: the caller guards it like other ICMP.
+#[inline(always)]
+pub fn to_backend4(ctx: &XdpContext) -> Result<u32, ()> {
+    let kind: *mut u8 = ptr_at(ctx, ICMP4)?;
+    let vihl: *mut u8 = ptr_at(ctx, IN4)?;
+    let proto: *mut u8 = ptr_at(ctx, IN4_PROTO)?;
+    let in_src: *mut [u8; 4] = ptr_at(ctx, IN4_SRC)?;
+    let in_dst: *mut [u8; 4] = ptr_at(ctx, IN4_DST)?;
+    let ports: *mut [u8; 4] = ptr_at(ctx, IN4_L4)?;
+    // SAFETY: every pointer was bounds-checked by ptr_at.
+    let (kind, vihl, proto, vip, client, p) = unsafe {
+        (
+            *kind,
+            *vihl,
+            *proto,
+            u32::from_ne_bytes(*in_src),
+            u32::from_ne_bytes(*in_dst),
+            port_pair(*ports),
+        )
+    };
+    if !is_error4(kind) || vihl != 0x45 || (proto != IPPROTO_TCP && proto != IPPROTO_UDP) {
+        return Err(());
+    }
+    let key = reversed(v4_mapped(vip), v4_mapped(client), p, proto);
+    let Some((addr, port)) = backend_of(&key) else {
+        count(ICMP_NO_FLOW);
+        return Ok(xdp_action::XDP_DROP);
+    };
+    if !allow() {
+        return Ok(xdp_action::XDP_DROP);
+    }
+    let be = addr[3];
+    let outer_dst: *mut [u8; 4] = ptr_at(ctx, IP4_DST)?;
+    let outer_check: *mut [u8; 2] = ptr_at(ctx, IP4_CHECK)?;
+    let in_check: *mut [u8; 2] = ptr_at(ctx, IN4_CHECK)?;
+    let icmp_check: *mut [u8; 2] = ptr_at(ctx, ICMP4_CHECK)?;
+    // SAFETY: bounds-checked above.
+    unsafe {
+        let od = u32::from_ne_bytes(*outer_dst);
+        update(outer_check, &[od], &[be], &[], &[]);
+        *outer_dst = be.to_ne_bytes();
+        update(in_check, &[vip], &[be], &[], &[]);
+        *in_src = be.to_ne_bytes();
+        // The embedded header's sum is unchanged: only the port moves the ICMP sum.
+        update(icmp_check, &[], &[], &[p[0]], &[port]);
+        set_first_port(ports, port);
+    }
+    count(ICMP_TO_BACKEND);
+    Ok(xdp_action::XDP_PASS)
+}
+
+/// An ICMPv6 error to a VIP address: as [`to_backend4`]; the ICMPv6 checksum
+/// also covers the outer destination (pseudo-header).
+#[inline(always)]
+pub fn to_backend6(ctx: &XdpContext) -> Result<u32, ()> {
+    let kind: *mut u8 = ptr_at(ctx, ICMP6)?;
+    let proto: *mut u8 = ptr_at(ctx, IN6_NEXT)?;
+    let in_src: *mut [u8; 16] = ptr_at(ctx, IN6_SRC)?;
+    let in_dst: *mut [u8; 16] = ptr_at(ctx, IN6_DST)?;
+    let ports: *mut [u8; 4] = ptr_at(ctx, IN6_L4)?;
+    // SAFETY: bounds-checked by ptr_at.
+    let (kind, proto, vip, client, p) = unsafe {
+        (
+            *kind,
+            *proto,
+            words(&*in_src),
+            words(&*in_dst),
+            port_pair(*ports),
+        )
+    };
+    if !is_error6(kind) || (proto != IPPROTO_TCP && proto != IPPROTO_UDP) {
+        return Err(());
+    }
+    let key = reversed(vip, client, p, proto);
+    let Some((addr, port)) = backend_of(&key) else {
+        count(ICMP_NO_FLOW);
+        return Ok(xdp_action::XDP_DROP);
+    };
+    if !allow() {
+        return Ok(xdp_action::XDP_DROP);
+    }
+    let outer_dst: *mut [u8; 16] = ptr_at(ctx, IP6_DST)?;
+    let icmp_check: *mut [u8; 2] = ptr_at(ctx, ICMP6_CHECK)?;
+    // SAFETY: bounds-checked above. The ICMPv6 checksum covers the outer
+    // destination (pseudo-header) and the embedded source and port.
+    unsafe {
+        let od = words(&*outer_dst);
+        update(icmp_check, &vip, &addr, &[p[0]], &[port]);
+        update(icmp_check, &od, &addr, &[], &[]);
+        *outer_dst = bytes(&addr);
+        *in_src = bytes(&addr);
+        set_first_port(ports, port);
+    }
+    count(ICMP_TO_BACKEND);
+    Ok(xdp_action::XDP_PASS)
+}
