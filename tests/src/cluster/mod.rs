@@ -94,6 +94,11 @@ pub struct ClusterSpec {
     /// Each node's zone (empty: none): its tasks carry it in Marathon and
     /// its agent gets `--zone`.
     pub zones: Vec<String>,
+    /// More Marathon apps beside the VIPs' (load for the control plane:
+    /// their backends need not exist).
+    pub extra_apps: Vec<Value>,
+    /// The agents' map-size flags (default: [`SMALL_MAPS`]).
+    pub maps: Option<Vec<String>>,
 }
 
 impl ClusterSpec {
@@ -106,7 +111,21 @@ impl ClusterSpec {
             agent_args: vec![],
             ready_bound: Duration::from_secs(30 + 3 * nodes as u64),
             zones: vec![],
+            extra_apps: vec![],
+            maps: None,
         }
+    }
+
+    /// Adds `apps` (Marathon app JSON) beside the VIPs' apps.
+    pub fn extra_apps(mut self, apps: Vec<Value>) -> ClusterSpec {
+        self.extra_apps = apps;
+        self
+    }
+
+    /// The agents' map-size flags instead of [`SMALL_MAPS`].
+    pub fn maps(mut self, flags: &[&str]) -> ClusterSpec {
+        self.maps = Some(flags.iter().map(|f| f.to_string()).collect());
+        self
     }
 
     pub fn vips(mut self, vips: Vec<VipSpec>) -> ClusterSpec {
@@ -250,7 +269,10 @@ impl Cluster {
         let mut nodes = vec![];
         for (index, (mut sb, backend)) in places.into_iter().enumerate() {
             let mut args = vec!["--marathon", &url, "--dns-listen", DNS_LISTEN];
-            args.extend_from_slice(SMALL_MAPS);
+            match &spec.maps {
+                Some(m) => args.extend(m.iter().map(String::as_str)),
+                None => args.extend_from_slice(SMALL_MAPS),
+            }
             args.extend(spec.agent_args.iter().map(String::as_str));
             if let Some(zone) = spec.zones.get(index) {
                 args.extend(["--zone", zone]);
@@ -382,7 +404,7 @@ impl Cluster {
 
 /// Map sizes for many agents on one box: a few VIPs each, so the kernel
 /// memory of N agents stays small (the defaults are sized for a real node).
-const SMALL_MAPS: &[&str] = &[
+pub const SMALL_MAPS: &[&str] = &[
     "--max-services",
     "256",
     "--max-backends",
@@ -414,7 +436,7 @@ fn add_zones(app: &mut Value, zones: &[String]) {
 }
 
 fn apps(spec: &ClusterSpec) -> Value {
-    let list: Vec<Value> = spec
+    let mut list: Vec<Value> = spec
         .vips
         .iter()
         .map(|v| {
@@ -426,5 +448,6 @@ fn apps(spec: &ClusterSpec) -> Value {
             app
         })
         .collect();
+    list.extend(spec.extra_apps.iter().cloned());
     json!({ "apps": list })
 }

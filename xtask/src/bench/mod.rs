@@ -13,6 +13,7 @@
 //! | `failover.rs` | `bench failover`: a node dies on a simulated cluster; how long until clients route around it |
 //! | `locality.rs` | `bench locality`: each node's share on its own backend, and the spill when it stops answering |
 //! | `failover_slow.rs` | `bench failover`'s slow-backend part: p50/p99 and the slow backend's share, per policy |
+//! | `fleet.rs`, `fleet_run.rs` | `bench fleet`: N agents on one fake Marathon: what they cost it, change -> every node's maps, resync stampede |
 //! | `all.rs` | `bench all` / `bench profile`: everything, BENCHMARKS.md's summary |
 //! | `control.rs` | the fake Marathon state and agent `marathon` and `dns` share |
 //! | `agent_log.rs` | reading the agent's log (fields, timestamps, waits) |
@@ -27,6 +28,8 @@ mod control;
 mod dns;
 mod failover;
 mod failover_slow;
+mod fleet;
+mod fleet_run;
 mod knot;
 mod locality;
 mod marathon;
@@ -98,6 +101,9 @@ pub enum Bench {
     Profile(all::ProfileArgs),
     /// Every benchmark, then BENCHMARKS.md's summary (also `cargo xtask bench`).
     All(all::AllArgs),
+    /// N agents on one fake Marathon: requests and bytes it serves per change
+    /// and per minute, change -> every node's maps, a resync stampede.
+    Fleet(fleet::FleetArgs),
 }
 
 pub fn run(what: Bench) -> Result<()> {
@@ -123,5 +129,6 @@ pub fn run(what: Bench) -> Result<()> {
         Bench::Locality(args) => locality::locality(args),
         Bench::Profile(args) => all::profile(args),
         Bench::All(args) => all::run(args),
+        Bench::Fleet(args) => fleet::fleet(args),
     }
 }
