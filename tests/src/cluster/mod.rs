@@ -386,19 +386,33 @@ impl Cluster {
 
     /// The VIPs' addresses from node 0's table (the same on every node:
     /// a named VIP hashes to one address).
+    /// Waits for every row: with `extra_apps` the first table is written
+    /// service by service while `vips` reads it.
     fn find_vips(&self, deadline: Instant) -> Result<Vec<SocketAddr>> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let table = self.nodes[0]
-            .agent
-            .wait_vips(self.spec.vips.len(), left)
-            .context("node 0's agent")?;
-        let mut addrs = vec![];
-        for vip in &self.spec.vips {
-            let row = crate::table::row_of(&table, &vip.backend_on(0))
-                .with_context(|| format!("no row for {} in {table}", vip.label()))?;
-            addrs.push(row["vip"].as_str().unwrap_or_default().parse()?);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let table = self.nodes[0]
+                .agent
+                .wait_vips(self.spec.vips.len(), left)
+                .context("node 0's agent")?;
+            let rows: Vec<_> = self
+                .spec
+                .vips
+                .iter()
+                .map(|v| crate::table::row_of(&table, &v.backend_on(0)))
+                .collect();
+            if rows.iter().all(Option::is_some) {
+                let addrs = rows.into_iter().flatten();
+                return addrs
+                    .map(|r| Ok(r["vip"].as_str().unwrap_or_default().parse()?))
+                    .collect();
+            }
+            if Instant::now() >= deadline {
+                let labels: Vec<String> = self.spec.vips.iter().map(VipSpec::label).collect();
+                bail!("node 0 lists no row for some of {labels:?} in time");
+            }
+            thread::sleep(Duration::from_millis(50));
         }
-        Ok(addrs)
     }
 }
 

@@ -141,7 +141,7 @@ fn row(a: &FleetArgs, f: &Fleet) -> Vec<String> {
             f.steady.requests() * per_min,
             mb(f.steady.bytes()) * per_min
         ),
-        format!("{model_reads:.0} req, {model_mb:.0} MB"),
+        format!("{model_reads:.0} full reads, {model_mb:.0} MB"),
         round_cells(&f.stampede),
         round_cells(&f.spread),
         format!("{:.0}", median(&f.rss_mb)),
@@ -154,7 +154,7 @@ const HEADER: [&str; 10] = [
     "change -> a node's maps, ms p50 / p99",
     "change -> every node's maps, ms p50 / p99",
     "Marathon per change",
-    "Marathon per minute, steady (measured)",
+    "Marathon per minute, steady (measured; a full read is apps + pods)",
     "per minute at the default 60 s resync (model)",
     "N full re-reads at once: read p50 / max",
     "N full re-reads spread over the jitter window",
@@ -224,7 +224,7 @@ fn extrapolate(a: &FleetArgs, fleets: &[Fleet]) -> String {
          {:.1} MB ({:.2} KB per node: the app's GET and the event); steady state {:.0} full reads and \
          {:.0} MB per minute ({:.1} MB/s) at the default 60 s resync with {} % jitter; a stampede \
          would ask for 1,000 full reads ({:.1} GB) at once, jittered they arrive {:.1} per second over \
-         a {:.0} s window, each ~{:.2} s of Marathon's time as served here.",
+         a {:.0} s window (a full read took the agent {:.2} s spread, GET + decode, here).",
         f.nodes,
         1000.0,
         per_node_change * 1000.0 / 1e6,
