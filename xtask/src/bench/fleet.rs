@@ -83,11 +83,17 @@ fn mb(bytes: f64) -> f64 {
     bytes / 1e6
 }
 
-/// Per change: the last node's time (the change is everywhere then).
+/// Per change: the last node's time (the change is everywhere then); NaN
+/// when a node missed it (counted by [`missed`]).
 fn everywhere(f: &Fleet) -> Vec<f64> {
     f.per_change
         .iter()
-        .map(|c| c.iter().copied().fold(f64::MIN, f64::max))
+        .map(|c| {
+            if c.iter().any(|x| x.is_nan()) {
+                return f64::NAN;
+            }
+            c.iter().copied().fold(f64::MIN, f64::max)
+        })
         .collect()
 }
 
@@ -238,4 +244,27 @@ fn extrapolate(a: &FleetArgs, fleets: &[Fleet]) -> String {
         DEFAULT_RESYNC_S * f64::from(a.jitter_pct) / 100.0,
         read_s
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_is_everywhere_when_the_last_node_has_it() {
+        let f = Fleet {
+            nodes: 2,
+            per_change: vec![vec![3.0, 7.0], vec![f64::NAN, 2.0]],
+            body_bytes: 1e6,
+            ..Fleet::default()
+        };
+        let e = everywhere(&f);
+        assert_eq!(e[0], 7.0);
+        assert!(e[1].is_nan(), "a node missed it: not everywhere");
+        assert_eq!(missed(&f), 1);
+        // 2 agents, one read each per 54 s on average at 20 % jitter.
+        let (reads, mb) = model_per_min(&f, 20);
+        assert!((reads - 2.0 * 60.0 / 54.0).abs() < 1e-9);
+        assert!((mb - reads).abs() < 1e-9);
+    }
 }
