@@ -8,12 +8,20 @@
 //! - a refresh that fails (cut short, not JSON, not an app list) leaves the
 //!   set exactly as it was, and the next good one reports a change;
 //! - the reader path (the body as it arrives in pieces) and the slice path
-//!   agree.
+//!   agree;
+//! - after every refresh, good or failed, the catalog kept up to date change
+//!   by change (`update_catalog`, what an event does) equals the one built
+//!   whole from the same set (`catalog`).
 #![no_main]
 
 use std::io::Read;
 
-use l4lb_fuzz::marathon::decode::{AppSet, decode_apps};
+use l4lb_fuzz::{
+    hosts::HostTable,
+    marathon::decode::{AppSet, decode_apps},
+    model::desired_state,
+    naming::VipAllocator,
+};
 use libfuzzer_sys::fuzz_target;
 
 /// Hands the body out `step` bytes at a time, as the HTTP body arrives.
@@ -61,15 +69,41 @@ fn refresh(set: &mut AppSet, body: &[u8], step: usize) {
     }
 }
 
+/// The two allocators each path names VIPs with, step by step.
+struct Catalogs {
+    kept: VipAllocator,
+    whole: VipAllocator,
+}
+
+impl Catalogs {
+    fn check(&mut self, set: &mut AppSet) {
+        let kept = set.update_catalog(&mut self.kept, &HostTable::default());
+        let whole = set.catalog(&mut self.whole);
+        assert_eq!(kept.is_ok(), whole.is_ok(), "kept and whole builds disagree");
+        if let (Ok(mut kept), Ok(whole)) = (kept, whole) {
+            if let Some(services) = kept.services.take() {
+                kept.catalog.services = desired_state(&services);
+            }
+            assert_eq!(kept, whole, "the kept catalog differs from a full build");
+        }
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let mut set = AppSet::default();
+    let mut cats = Catalogs {
+        kept: VipAllocator::new(),
+        whole: VipAllocator::new(),
+    };
     for (i, body) in data.split(|&b| b == 0xff).take(8).enumerate() {
         let step = 1 + body.len() % 61;
         // Every other body first arrives cut short, then whole.
         if i % 2 == 1 && !body.is_empty() {
             let cut = &body[..body.len() * 2 / 3];
             refresh(&mut set, cut, step);
+            cats.check(&mut set);
         }
         refresh(&mut set, body, step);
+        cats.check(&mut set);
     }
 });

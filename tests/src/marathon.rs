@@ -242,6 +242,11 @@ impl FakeMarathon {
         self.control("GET", "/state", None)
     }
 
+    /// Requests and body bytes served so far, by kind (`served::Kind`).
+    pub fn served(&self) -> Result<Value> {
+        self.control("GET", "/served", None)
+    }
+
     /// Replaces every app (events for what changed).
     pub fn put_apps(&self, apps: Value) -> Result<()> {
         self.control("PUT", "/apps", Some(&apps)).map(drop)

@@ -92,6 +92,14 @@ pub struct MarathonArgs {
     #[arg(long, value_name = "BYTES", default_value_t = super::events::DEFAULT_MAX_EVENT,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=(1u64 << 30)))]
     pub marathon_max_event_bytes: usize,
+
+    /// Each period between full re-reads (--marathon-resync-secs) is cut by a random
+    /// 0..PCT percent, drawn anew each time, so the agents of a fleet (often started
+    /// together) do not all re-read the full app list at once; the period stays the
+    /// upper bound. 0: exact periods.
+    #[arg(long, value_name = "PCT", default_value_t = 20,
+          value_parser = clap::value_parser!(u8).range(0..=50))]
+    pub marathon_resync_jitter_pct: u8,
 }
 
 impl MarathonArgs {
@@ -151,6 +159,7 @@ impl MarathonArgs {
             },
             resync: Duration::from_secs(self.marathon_resync_secs),
             debounce: Duration::from_millis(self.marathon_debounce_ms),
+            resync_jitter: f64::from(self.marathon_resync_jitter_pct) / 100.0,
         }))
     }
 }
@@ -579,6 +588,7 @@ mod tests {
         assert_eq!(urls, ["http://m1:8080/", "https://m2/marathon/"]);
         assert_eq!(cfg.client.request_timeout, Duration::from_secs(5));
         assert_eq!(cfg.resync, Duration::from_secs(60));
+        assert_eq!(cfg.resync_jitter, 0.2);
         assert_eq!(cfg.debounce, Duration::from_millis(20));
         assert!(cfg.client.auth.is_none());
 

@@ -94,6 +94,11 @@ pub struct ClusterSpec {
     /// Each node's zone (empty: none): its tasks carry it in Marathon and
     /// its agent gets `--zone`.
     pub zones: Vec<String>,
+    /// More Marathon apps beside the VIPs' (load for the control plane:
+    /// their backends need not exist).
+    pub extra_apps: Vec<Value>,
+    /// The agents' map-size flags (default: [`SMALL_MAPS`]).
+    pub maps: Option<Vec<String>>,
 }
 
 impl ClusterSpec {
@@ -106,7 +111,21 @@ impl ClusterSpec {
             agent_args: vec![],
             ready_bound: Duration::from_secs(30 + 3 * nodes as u64),
             zones: vec![],
+            extra_apps: vec![],
+            maps: None,
         }
+    }
+
+    /// Adds `apps` (Marathon app JSON) beside the VIPs' apps.
+    pub fn extra_apps(mut self, apps: Vec<Value>) -> ClusterSpec {
+        self.extra_apps = apps;
+        self
+    }
+
+    /// The agents' map-size flags instead of [`SMALL_MAPS`].
+    pub fn maps(mut self, flags: &[&str]) -> ClusterSpec {
+        self.maps = Some(flags.iter().map(|f| f.to_string()).collect());
+        self
     }
 
     pub fn vips(mut self, vips: Vec<VipSpec>) -> ClusterSpec {
@@ -250,7 +269,10 @@ impl Cluster {
         let mut nodes = vec![];
         for (index, (mut sb, backend)) in places.into_iter().enumerate() {
             let mut args = vec!["--marathon", &url, "--dns-listen", DNS_LISTEN];
-            args.extend_from_slice(SMALL_MAPS);
+            match &spec.maps {
+                Some(m) => args.extend(m.iter().map(String::as_str)),
+                None => args.extend_from_slice(SMALL_MAPS),
+            }
             args.extend(spec.agent_args.iter().map(String::as_str));
             if let Some(zone) = spec.zones.get(index) {
                 args.extend(["--zone", zone]);
@@ -364,25 +386,39 @@ impl Cluster {
 
     /// The VIPs' addresses from node 0's table (the same on every node:
     /// a named VIP hashes to one address).
+    /// Waits for every row: with `extra_apps` the first table is written
+    /// service by service while `vips` reads it.
     fn find_vips(&self, deadline: Instant) -> Result<Vec<SocketAddr>> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let table = self.nodes[0]
-            .agent
-            .wait_vips(self.spec.vips.len(), left)
-            .context("node 0's agent")?;
-        let mut addrs = vec![];
-        for vip in &self.spec.vips {
-            let row = crate::table::row_of(&table, &vip.backend_on(0))
-                .with_context(|| format!("no row for {} in {table}", vip.label()))?;
-            addrs.push(row["vip"].as_str().unwrap_or_default().parse()?);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let table = self.nodes[0]
+                .agent
+                .wait_vips(self.spec.vips.len(), left)
+                .context("node 0's agent")?;
+            let rows: Vec<_> = self
+                .spec
+                .vips
+                .iter()
+                .map(|v| crate::table::row_of(&table, &v.backend_on(0)))
+                .collect();
+            if rows.iter().all(Option::is_some) {
+                let addrs = rows.into_iter().flatten();
+                return addrs
+                    .map(|r| Ok(r["vip"].as_str().unwrap_or_default().parse()?))
+                    .collect();
+            }
+            if Instant::now() >= deadline {
+                let labels: Vec<String> = self.spec.vips.iter().map(VipSpec::label).collect();
+                bail!("node 0 lists no row for some of {labels:?} in time");
+            }
+            thread::sleep(Duration::from_millis(50));
         }
-        Ok(addrs)
     }
 }
 
 /// Map sizes for many agents on one box: a few VIPs each, so the kernel
 /// memory of N agents stays small (the defaults are sized for a real node).
-const SMALL_MAPS: &[&str] = &[
+pub const SMALL_MAPS: &[&str] = &[
     "--max-services",
     "256",
     "--max-backends",
@@ -414,7 +450,7 @@ fn add_zones(app: &mut Value, zones: &[String]) {
 }
 
 fn apps(spec: &ClusterSpec) -> Value {
-    let list: Vec<Value> = spec
+    let mut list: Vec<Value> = spec
         .vips
         .iter()
         .map(|v| {
@@ -426,5 +462,6 @@ fn apps(spec: &ClusterSpec) -> Value {
             app
         })
         .collect();
+    list.extend(spec.extra_apps.iter().cloned());
     json!({ "apps": list })
 }

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody, combinators::UnsyncBoxBody};
 use hyper::{
     HeaderMap, Method, Request, Response,
-    body::{Frame, Incoming},
+    body::{Body as _, Frame, Incoming},
     header,
 };
 use serde_json::{Value, json};
@@ -23,7 +23,10 @@ use tokio::{
     time::{Instant, Interval, interval_at},
 };
 
-use super::state::{Event, Shared};
+use super::{
+    served::Kind,
+    state::{Event, Shared},
+};
 
 pub type Body = UnsyncBoxBody<Bytes, io::Error>;
 
@@ -350,11 +353,16 @@ async fn serve(
             "HTTP 405 Method Not Allowed (this fake serves reads only)",
         );
     }
+    let kind = Kind::of(path);
+    sh.served.request(kind);
     let mut resp = if is_events {
         events(sh, idx, peer, req.headers(), query, truncate)
     } else {
         route(sh, idx, path, query, truncate)
     };
+    if let Some(n) = resp.body().size_hint().exact() {
+        sh.served.bytes(kind, n);
+    }
     let h = resp.headers_mut();
     h.insert(
         "X-Marathon-Leader",
@@ -503,6 +511,7 @@ async fn next_frame(mut st: Stream) -> Option<(Item, Stream)> {
                         frame.truncate(frame.len() / 2);
                         st.after = After::Abort;
                     }
+                    st.sh.served.bytes(Kind::Events, frame.len() as u64);
                     return Some((Ok(Frame::data(Bytes::from(frame))), st));
                 }
                 // Marathon drops events for a slow consumer and goes on.
@@ -513,6 +522,7 @@ async fn next_frame(mut st: Stream) -> Option<(Item, Stream)> {
             },
             _ = st.keepalive.tick() => {
                 let ka = format!(": keepalive{}", st.eol);
+                st.sh.served.bytes(Kind::Events, ka.len() as u64);
                 return Some((Ok(Frame::data(Bytes::from(ka))), st));
             }
             _ = st.sse_kill.changed() => st.after = After::Abort,

@@ -214,6 +214,7 @@ fn control(sh: &Arc<Shared>, method: &Method, path: &str, body: Value) -> CtlRes
             }
             ok()
         }
+        ("GET", "/served") => Ok(sh.served.to_json()),
         ("GET", "/state") => {
             let instances: Vec<Value> = sh
                 .instances
@@ -234,6 +235,7 @@ fn control(sh: &Arc<Shared>, method: &Method, path: &str, body: Value) -> CtlRes
             Ok(json!({
                 "leader": *sh.leader.borrow(),
                 "instances": instances,
+                "served": sh.served.to_json(),
                 "apps": sh.apps_json(true)["apps"],
             }))
         }

@@ -54,6 +54,8 @@ pub struct Shared {
     pub leader: watch::Sender<Option<usize>>,
     pub instances: Vec<Instance>,
     pub opts: Opts,
+    /// Requests and body bytes served, over every instance.
+    pub served: super::served::Served,
 }
 
 struct Apps {
@@ -421,6 +423,7 @@ impl Shared {
             leader: watch::Sender::new(leader),
             instances,
             opts,
+            served: Default::default(),
         }
     }
 

@@ -41,7 +41,7 @@ pub struct AllArgs {
     /// benchmark runs, in a few minutes.
     #[arg(long)]
     pub quick: bool,
-    /// Skip a benchmark (socket, peers, redis, scaling, xdp, marathon, mesos, dns, failover, profile); repeatable.
+    /// Skip a benchmark (socket, peers, redis, scaling, xdp, marathon, mesos, dns, failover, profile, fleet); repeatable.
     #[arg(long)]
     pub skip: Vec<String>,
     /// Run only these benchmarks (same names); repeatable.
@@ -222,6 +222,36 @@ fn steps(a: &AllArgs) -> Vec<Step> {
             name: "profile",
             args: if q { s(&["--vips", "1000"]) } else { vec![] },
             sections: &[SECTION_PROFILE],
+        },
+        Step {
+            name: "fleet",
+            // ~2 min: one fleet of 5 nodes on 1,000 apps, resyncs every 10 s.
+            args: if q {
+                s(&[
+                    "--nodes",
+                    "3",
+                    "--apps",
+                    "200",
+                    "--changes",
+                    "4",
+                    "--steady-secs",
+                    "5",
+                    "--resync-secs",
+                    "5",
+                ])
+            } else {
+                s(&[
+                    "--nodes",
+                    "5",
+                    "--changes",
+                    "10",
+                    "--steady-secs",
+                    "20",
+                    "--resync-secs",
+                    "10",
+                ])
+            },
+            sections: &["xtask bench fleet"],
         },
     ]
 }
@@ -937,7 +967,7 @@ mod tests {
             names,
             [
                 "socket", "peers", "redis", "scaling", "xdp", "marathon", "mesos", "dns",
-                "failover", "profile"
+                "failover", "profile", "fleet"
             ]
         );
     }

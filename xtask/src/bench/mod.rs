@@ -14,6 +14,7 @@
 //! | `locality.rs` | `bench locality`: each node's share on its own backend, and the spill when it stops answering |
 //! | `xdp_cpu.rs` | `bench xdp-cpu`: the node's CPU per forwarded packet at a paced rate, l4lb vs iptables/nftables |
 //! | `failover_slow.rs` | `bench failover`'s slow-backend part: p50/p99 and the slow backend's share, per policy |
+//! | `fleet.rs`, `fleet_run.rs` | `bench fleet`: N agents on one fake Marathon: what they cost it, change -> every node's maps, resync stampede |
 //! | `all.rs` | `bench all` / `bench profile`: everything, BENCHMARKS.md's summary |
 //! | `control.rs` | the fake Marathon state and agent `marathon` and `dns` share |
 //! | `agent_log.rs` | reading the agent's log (fields, timestamps, waits) |
@@ -28,6 +29,8 @@ mod control;
 mod dns;
 mod failover;
 mod failover_slow;
+mod fleet;
+mod fleet_run;
 mod knot;
 mod locality;
 mod marathon;
@@ -103,6 +106,9 @@ pub enum Bench {
     /// The node's CPU per forwarded packet at a paced rate: l4lb XDP next to
     /// iptables and nftables DNAT.
     XdpCpu(xdp_cpu::XdpCpuArgs),
+    /// N agents on one fake Marathon: requests and bytes it serves per change
+    /// and per minute, change -> every node's maps, a resync stampede.
+    Fleet(fleet::FleetArgs),
 }
 
 pub fn run(what: Bench) -> Result<()> {
@@ -129,5 +135,6 @@ pub fn run(what: Bench) -> Result<()> {
         Bench::Profile(args) => all::profile(args),
         Bench::All(args) => all::run(args),
         Bench::XdpCpu(args) => xdp_cpu::xdp_cpu(args),
+        Bench::Fleet(args) => fleet::fleet(args),
     }
 }

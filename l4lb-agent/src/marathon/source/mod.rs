@@ -76,6 +76,8 @@ pub struct SourceConfig {
     pub resync: Duration,
     /// Window after a first event during which more events join its re-read.
     pub debounce: Duration,
+    /// Fraction each resync period may be cut by ([`Timing::resync_jitter`]).
+    pub resync_jitter: f64,
 }
 
 /// A complete catalog read from Marathon.
@@ -121,7 +123,10 @@ impl MarathonSource {
         let stats = Arc::<SourceStats>::default();
         Ok(MarathonSource {
             client: Arc::new(MarathonClient::new(cfg.client)?.with_stats(stats.clone())),
-            timing: Timing::new(cfg.resync, cfg.debounce),
+            timing: Timing {
+                resync_jitter: cfg.resync_jitter,
+                ..Timing::new(cfg.resync, cfg.debounce)
+            },
             stats,
             reread: Arc::default(),
             hosts: None,
@@ -508,7 +513,7 @@ impl<A: MarathonApi> SourceLoop<A> {
         }
         self.sent_first = true;
         self.fetch_backoff.reset();
-        self.resync_due = Some(now + self.timing.resync);
+        self.resync_due = Some(now + self.timing.next_resync());
         // Never left without a stream nor a time to ask for one.
         if self.reconnect_due.is_none() && self.stream.is_none() && self.connecting.is_none() {
             self.reconnect_due = Some(now);
@@ -750,7 +755,7 @@ impl<A: MarathonApi> SourceLoop<A> {
 
     fn resync(&mut self) {
         let now = Instant::now();
-        self.resync_due = Some(now + self.timing.resync);
+        self.resync_due = Some(now + self.timing.next_resync());
         // A read already on its way is as good as a resync.
         if self.inflight.is_none() && self.pending.is_none() {
             Pending::add(&mut self.pending, Trigger::Resync, Scope::All, Due::at(now));

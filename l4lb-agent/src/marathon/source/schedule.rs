@@ -27,7 +27,12 @@ pub const HOSTS_DEBOUNCE: Duration = Duration::from_millis(100);
 /// [`ClientConfig`]: super::super::client::ClientConfig
 #[derive(Clone, Debug)]
 pub struct Timing {
+    /// The longest time between full re-reads.
     pub resync: Duration,
+    /// Fraction (0..=0.5) of `resync` each period may be cut by, drawn
+    /// anew each time: the agents of a fleet, started together, drift
+    /// apart instead of re-reading Marathon in one stampede.
+    pub resync_jitter: f64,
     /// Window before a full re-read.
     pub debounce: Duration,
     /// Window before a re-read of only the apps events named: a quarter of
@@ -46,12 +51,26 @@ impl Timing {
     pub fn new(resync: Duration, debounce: Duration) -> Timing {
         Timing {
             resync,
+            resync_jitter: 0.0,
             debounce,
             app_debounce: debounce / 4,
             first_read_wait: FIRST_READ_WAIT,
             backoff_base: BACKOFF_BASE,
             backoff_cap: BACKOFF_CAP,
         }
+    }
+}
+
+impl Timing {
+    /// The time to the next full re-read: uniform in
+    /// `[resync·(1 − jitter), resync]`, so `resync` stays the staleness bound.
+    pub fn next_resync(&self) -> Duration {
+        let j = self.resync_jitter.clamp(0.0, 0.5);
+        if j == 0.0 {
+            return self.resync;
+        }
+        let cut = rand::rng().random_range(0.0..=j);
+        self.resync.mul_f64(1.0 - cut)
     }
 }
 
@@ -380,6 +399,22 @@ mod tests {
         ] {
             assert!(events::triggers_reread(t), "{t}");
         }
+    }
+
+    #[test]
+    fn resync_jitter_stays_within_the_period_and_spreads() {
+        let mut t = Timing::new(Duration::from_secs(60), Duration::from_millis(20));
+        assert_eq!(t.next_resync(), Duration::from_secs(60));
+        t.resync_jitter = 0.2;
+        let draws: Vec<Duration> = (0..1000).map(|_| t.next_resync()).collect();
+        let lo = Duration::from_secs(48);
+        assert!(
+            draws.iter().all(|d| *d >= lo && *d <= t.resync),
+            "{draws:?}"
+        );
+        let (min, max) = (draws.iter().min().unwrap(), draws.iter().max().unwrap());
+        // 1000 uniform draws over 12 s: the extremes sit near both ends.
+        assert!(*min < Duration::from_secs(49) && *max > Duration::from_secs(59));
     }
 
     #[test]
