@@ -57,7 +57,9 @@ pub struct BackendHealth {
     pub last_ok_ns: u64,
     /// Probes sent while down.
     pub probes: u64,
-    pub _reserved: u64,
+    /// Moving average of how long an established connection lived (ESTABLISHED
+    /// → CLOSE), ns; fades with time since `last_ok_ns` ([`lifetime_now`]).
+    pub lifetime_ewma_ns: u64,
 }
 
 /// Value of `L4LB_SOCKS` (by socket cookie): set by connect4/6 on a TCP
@@ -68,7 +70,8 @@ pub struct SockMark {
     pub backend_id: u32,
     /// `MARK_*` bits.
     pub flags: u32,
-    /// When the SYN left (BPF_SOCK_OPS_TCP_CONNECT_CB).
+    /// When the SYN left (BPF_SOCK_OPS_TCP_CONNECT_CB); once established,
+    /// when it was established (the start of its lifetime).
     pub start_ns: u64,
 }
 
@@ -137,8 +140,18 @@ pub const EWMA_SHIFT: u32 = 3;
 /// Handshake times below this cost the same: differences of a few µs on a LAN
 /// are noise, and the connection count should decide there.
 pub const COST_EWMA_FLOOR_NS: u64 = 100_000;
-/// Random slots p2c draws at most to find two usable candidates.
+/// Random slots p2c draws at most to find two distinct usable candidates
+/// (a draw of the first candidate again is drawn anew).
 pub const P2C_MAX_DRAWS: u32 = 8;
+/// The first millisecond of a connection's life costs nothing: short-lived
+/// connections on a LAN differ by noise there, and the connection count
+/// should decide (so weights hold for back-to-back short connections).
+pub const LIFETIME_FREE_NS: u64 = 1_000_000;
+/// The lifetime average halves for every this long without a new connection
+/// established to the backend: one that lost every draw because its
+/// connections lived long is tried again once it looks no worse than the
+/// others (20x slower: after ~4 s), and its next close updates the average.
+pub const LIFETIME_HALF_LIFE_NS: u64 = 1_000_000_000;
 
 /// What connect() makes of a backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -208,6 +221,16 @@ pub const fn state(
 }
 
 impl BackendHealth {
+    /// [`cost`] of a copy of the entry at `now`.
+    pub const fn cost(&self, now: u64) -> u64 {
+        cost(
+            self.live,
+            self.inflight,
+            self.ewma_ns,
+            lifetime_now(self.lifetime_ewma_ns, self.last_ok_ns, now),
+        )
+    }
+
     /// [`state`] of a copy of the entry.
     pub const fn state(&self, now: u64) -> HealthState {
         state(
@@ -230,13 +253,31 @@ pub const fn ewma_next(ewma_ns: u64, sample_ns: u64) -> u64 {
     if next == 0 { 1 } else { next }
 }
 
-/// p2c's cost of sending one more connection: the connections it already has
-/// (live and handshaking, plus this one) times its handshake time. Lower wins.
+/// The lifetime average as p2c reads it at `now`: halved per
+/// [`LIFETIME_HALF_LIFE_NS`] since the last connection was established
+/// (`last_ok_ns`), so a backend starved by a bad average is retried now and then.
 #[inline(always)]
-pub const fn cost(live: u64, inflight: u64, ewma_ns: u64) -> u64 {
+pub const fn lifetime_now(lifetime_ewma_ns: u64, last_ok_ns: u64, now: u64) -> u64 {
+    if last_ok_ns == 0 || now <= last_ok_ns {
+        return lifetime_ewma_ns;
+    }
+    let halvings = (now - last_ok_ns) / LIFETIME_HALF_LIFE_NS;
+    if halvings >= 64 {
+        0
+    } else {
+        lifetime_ewma_ns >> halvings
+    }
+}
+
+/// p2c's cost of sending one more connection: the connections it already has
+/// (live and handshaking, plus this one) times what one of them takes, its
+/// handshake average plus its lifetime past [`LIFETIME_FREE_NS`] (already
+/// faded by [`lifetime_now`]). Lower wins.
+#[inline(always)]
+pub const fn cost(live: u64, inflight: u64, ewma_ns: u64, lifetime_ns: u64) -> u64 {
     // Clamped so the product fits in 64 bits without overflow checks.
     const MAX_LOAD: u64 = 1 << 24;
-    const MAX_EWMA: u64 = 1 << 38;
+    const MAX_TIME: u64 = 1 << 38;
     let mut load = live.wrapping_add(inflight).wrapping_add(1);
     if load > MAX_LOAD {
         load = MAX_LOAD;
@@ -245,10 +286,29 @@ pub const fn cost(live: u64, inflight: u64, ewma_ns: u64) -> u64 {
     if e < COST_EWMA_FLOOR_NS {
         e = COST_EWMA_FLOOR_NS;
     }
-    if e > MAX_EWMA {
-        e = MAX_EWMA;
+    if e > MAX_TIME {
+        e = MAX_TIME;
     }
-    load * e
+    let mut life = lifetime_ns.saturating_sub(LIFETIME_FREE_NS);
+    if life > MAX_TIME {
+        life = MAX_TIME;
+    }
+    load * (e + life)
+}
+
+/// Whether p2c's second candidate beats the first: a lower cost per unit of
+/// weight (so two backends weighted 3:1 keep 3:1 when their loads follow the
+/// weights); a tie keeps the first draw, which the Maglev table already drew
+/// in proportion to the weights.
+#[inline(always)]
+pub const fn second_wins(
+    first_cost: u64,
+    first_weight: u8,
+    second_cost: u64,
+    second_weight: u8,
+) -> bool {
+    crate::weighted_cost(second_cost, second_weight)
+        < crate::weighted_cost(first_cost, first_weight)
 }
 
 /// The run of consecutive failures after one more at `now`: (count, start).
@@ -413,16 +473,63 @@ mod tests {
     #[test]
     fn cost_prefers_fewer_connections_then_faster_handshakes() {
         // LAN noise below the floor does not decide.
-        assert_eq!(cost(2, 0, 30_000), cost(2, 0, 90_000));
-        assert!(cost(1, 0, 50_000) < cost(3, 0, 50_000));
+        assert_eq!(cost(2, 0, 30_000, 0), cost(2, 0, 90_000, 0));
+        assert!(cost(1, 0, 50_000, 0) < cost(3, 0, 50_000, 0));
         assert!(
-            cost(0, 1, 50_000) < cost(0, 2, 50_000),
+            cost(0, 1, 50_000, 0) < cost(0, 2, 50_000, 0),
             "handshaking counts as load"
         );
-        assert!(cost(2, 0, 200_000) < cost(2, 0, 2_000_000));
+        assert!(cost(2, 0, 200_000, 0) < cost(2, 0, 2_000_000, 0));
         // 20× slower handshakes outweigh a few connections.
-        assert!(cost(3, 0, 100_000) < cost(0, 0, 2_000_000));
+        assert!(cost(3, 0, 100_000, 0) < cost(0, 0, 2_000_000, 0));
         // Clamped, no overflow.
-        assert!(cost(u64::MAX, u64::MAX, u64::MAX) > 0);
+        assert!(cost(u64::MAX, u64::MAX, u64::MAX, u64::MAX) > 0);
+    }
+
+    #[test]
+    fn connections_that_live_20x_longer_cost_more_than_a_few_more_connections() {
+        let hs = 50_000;
+        // Same live count, same handshake: the app's slowness decides.
+        assert!(cost(1, 0, hs, 1_200_000) < cost(1, 0, hs, 21_000 * 1_000));
+        // Idle slow backend vs fast ones with several connections each.
+        assert!(cost(7, 0, hs, 1_200_000) < cost(0, 0, hs, 21 * MS));
+        // Lifetimes within the free first millisecond are noise: a tie.
+        assert_eq!(cost(0, 0, hs, 200_000), cost(0, 0, hs, 900_000));
+    }
+
+    #[test]
+    fn the_lifetime_average_fades_without_new_connections() {
+        let t = 100_000 * MS;
+        assert_eq!(lifetime_now(21 * MS, t, t + 999 * MS), 21 * MS);
+        assert_eq!(lifetime_now(20 * MS, t, t + LIFETIME_HALF_LIFE_NS), 10 * MS);
+        assert_eq!(
+            lifetime_now(20 * MS, t, t + 2 * LIFETIME_HALF_LIFE_NS),
+            5 * MS
+        );
+        assert_eq!(lifetime_now(20 * MS, t, t + 100 * LIFETIME_HALF_LIFE_NS), 0);
+        // Never established, or a clock read before the mark: as stored.
+        assert_eq!(lifetime_now(7, 0, t), 7);
+        assert_eq!(lifetime_now(7, t, t - 1), 7);
+        // A starved slow backend looks no worse than a fast one within ~5 s.
+        let fast = cost(0, 0, 50_000, 1_300_000);
+        let slow_at = |s: u64| cost(0, 0, 50_000, lifetime_now(21 * MS, t, t + s * 1_000 * MS));
+        assert!(slow_at(1) > fast);
+        assert!(slow_at(5) <= fast);
+    }
+
+    #[test]
+    fn the_second_draw_wins_only_on_a_lower_cost_per_weight() {
+        // Equal cost: the first draw keeps it (weights come from the table).
+        assert!(!second_wins(100, 1, 100, 1));
+        assert!(
+            !second_wins(300, 3, 100, 1),
+            "3x the load at 3x the weight: a tie"
+        );
+        assert!(second_wins(400, 3, 100, 1));
+        assert!(
+            !second_wins(200, 3, 100, 1),
+            "the heavier backend may carry more"
+        );
+        assert!(second_wins(200, 1, 100, 1));
     }
 }

@@ -9,8 +9,8 @@
 //! (`L4LB_SOCKS`): the backend id, the probe bit. Lifecycle:
 //! TCP_CONNECT_CB (SYN out) → in flight; ACTIVE_ESTABLISHED_CB → RTT sample,
 //! live; RTO_CB while in flight → failed (once per handshake); STATE_CB to
-//! CLOSE → in flight: failed (RST, unreachable, given up), else live − 1;
-//! the mark goes.
+//! CLOSE → in flight: failed (RST, unreachable, given up), else live − 1 and
+//! a lifetime sample (established → close); the mark goes.
 use aya_ebpf::{
     EbpfContext,
     bindings::{
@@ -60,6 +60,8 @@ pub fn l4lb_sockops(ctx: SockOpsContext) -> u32 {
             if m.flags & MARK_IN_FLIGHT != 0 {
                 m.flags = (m.flags & !MARK_IN_FLIGHT) | MARK_ESTABLISHED;
                 health::established(h, now.wrapping_sub(m.start_ns), now);
+                // From here on, start_ns is when its lifetime began.
+                m.start_ns = now;
             }
         }
         BPF_SOCK_OPS_RTO_CB => {
@@ -80,7 +82,7 @@ pub fn l4lb_sockops(ctx: SockOpsContext) -> u32 {
                 }
                 health::handshake_ended(h);
             } else if m.flags & MARK_ESTABLISHED != 0 {
-                health::closed(h);
+                health::closed(h, now.wrapping_sub(m.start_ns));
             }
             m.flags = 0;
             let _ = L4LB_SOCKS.remove(&cookie);

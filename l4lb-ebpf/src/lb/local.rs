@@ -30,10 +30,10 @@ fn count(service_id: u32, f: impl FnOnce(&mut LocalStats)) {
 fn state_cost(id: u32, now: u64) -> (HealthState, u64, Option<*mut l4lb_common::BackendHealth>) {
     match health::entry(id) {
         Some(h) => {
-            let (state, live, inflight, ewma) = health::snapshot(h, id, now);
-            (state, cost(live, inflight, ewma), Some(h))
+            let (state, c) = health::snapshot(h, id, now);
+            (state, c, Some(h))
         }
-        None => (HealthState::Up, cost(0, 0, 0), None),
+        None => (HealthState::Up, cost(0, 0, 0, 0), None),
     }
 }
 
