@@ -269,6 +269,20 @@ pub const fn lifetime_now(lifetime_ewma_ns: u64, last_ok_ns: u64, now: u64) -> u
     }
 }
 
+/// The lifetime average after one more connection lived `sample_ns`: up
+/// by half the difference, down by an eighth. Rising fast ends a retry of a
+/// backend whose average had faded at its first close, before it collects
+/// more connections it is slow with; falling slowly keeps one short
+/// connection from making a slow backend look fast.
+#[inline(always)]
+pub const fn lifetime_next(ewma_ns: u64, sample_ns: u64) -> u64 {
+    if ewma_ns != 0 && sample_ns > ewma_ns {
+        ewma_ns + (sample_ns - ewma_ns) / 2
+    } else {
+        ewma_next(ewma_ns, sample_ns)
+    }
+}
+
 /// p2c's cost of sending one more connection: the connections it already has
 /// (live and handshaking, plus this one) times what one of them takes, its
 /// handshake average plus its lifetime past [`LIFETIME_FREE_NS`] (already
@@ -515,6 +529,15 @@ mod tests {
         let slow_at = |s: u64| cost(0, 0, 50_000, lifetime_now(21 * MS, t, t + s * 1_000 * MS));
         assert!(slow_at(1) > fast);
         assert!(slow_at(5) <= fast);
+    }
+
+    #[test]
+    fn the_lifetime_average_rises_by_half_and_falls_by_an_eighth() {
+        assert_eq!(lifetime_next(0, 21 * MS), 21 * MS);
+        // A faded slow backend's first close after a retry.
+        assert_eq!(lifetime_next(MS, 21 * MS), 11 * MS);
+        assert_eq!(lifetime_next(16 * MS, 8 * MS), 15 * MS);
+        assert_eq!(lifetime_next(u64::MAX - 1, u64::MAX), u64::MAX - 1);
     }
 
     #[test]

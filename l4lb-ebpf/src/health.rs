@@ -10,7 +10,8 @@ use core::{
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use l4lb_common::{
-    BackendHealth, HealthState, after_failure, cost, ewma_next, failure_run, lifetime_now,
+    BackendHealth, HealthState, after_failure, cost, ewma_next, failure_run, lifetime_next,
+    lifetime_now,
 };
 
 use crate::maps::{L4LB_HEALTH, L4LB_PROBES};
@@ -227,6 +228,6 @@ pub fn closed(h: *mut BackendHealth, lifetime_ns: u64) {
     unsafe {
         dec(&raw mut (*h).live);
         let life = at(&raw mut (*h).lifetime_ewma_ns);
-        life.store(ewma_next(life.load(), lifetime_ns));
+        life.store(lifetime_next(life.load(), lifetime_ns));
     }
 }
