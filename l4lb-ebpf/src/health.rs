@@ -10,8 +10,7 @@ use core::{
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use l4lb_common::{
-    BackendHealth, HealthState, after_failure, cost, ewma_next, failure_run, lifetime_next,
-    lifetime_now,
+    BackendHealth, HealthState, after_failure, ewma_next, failure_run, lifetime_next, lifetime_now,
 };
 
 use crate::maps::{L4LB_HEALTH, L4LB_PROBES};
@@ -101,9 +100,11 @@ fn effective_down_until(backend_id: u32, down_until_ns: u64) -> u64 {
     }
 }
 
-/// The state connect() sees now, and p2c's cost of one more connection.
+/// The state connect() sees now, the connections it has (live and
+/// handshaking), its handshake average and its lifetime average as it reads
+/// now (`lifetime_now`): what the costs read.
 #[inline(always)]
-pub fn snapshot(h: *mut BackendHealth, backend_id: u32, now: u64) -> (HealthState, u64) {
+pub fn snapshot(h: *mut BackendHealth, backend_id: u32, now: u64) -> (HealthState, u64, u64, u64) {
     // SAFETY: `h` is a live map value; racy plain reads are fine for a heuristic.
     let (down, inflight, stall, ewma, live, life, last_ok) = unsafe {
         (
@@ -118,7 +119,9 @@ pub fn snapshot(h: *mut BackendHealth, backend_id: u32, now: u64) -> (HealthStat
     };
     (
         l4lb_common::state(down, inflight, stall, ewma, now),
-        cost(live, inflight, ewma, lifetime_now(life, last_ok, now)),
+        live.wrapping_add(inflight),
+        ewma,
+        lifetime_now(life, last_ok, now),
     )
 }
 

@@ -1,17 +1,17 @@
 //! Power of two choices at connect(): random slots of the service's Maglev
 //! table (so weight-0 backends, which have no slot, never come up) until two
 //! distinct up backends are drawn (down and suspect ones, and the first drawn
-//! again, are redrawn, bounded), the lower `cost` per unit of weight (live
-//! connections and handshakes times the handshake average plus the
-//! connection lifetime average) wins, a tie keeps the first draw. A down backend is probed by the agent (no
-//! client connect is ever a probe) unless the agent set `--health-probes
-//! connection`: then one whose back-off is over is taken by exactly one
-//! connect as its probe. Every draw down or suspect →
-//! the control plane's choice (the first slot), counted as a fallback.
+//! again, are redrawn, bounded); the lower `p2c_cost` wins (connections it
+//! has per unit of weight times what one takes, handshake plus lifetime
+//! averages, plus this one's own time), a tie keeps the first draw. A down
+//! backend is probed by the agent (no client connect is ever a probe) unless
+//! the agent set `--health-probes connection`: then one whose back-off is
+//! over is taken by exactly one connect as its probe. Every draw down or
+//! suspect → the control plane's choice (the first slot), counted as a fallback.
 use aya_ebpf::helpers::bpf_get_prandom_u32;
 use l4lb_common::{
     HealthState, LB_POLICY_P2C, LbStats, MemberKey, P2C_MAX_DRAWS, PROBES_CONNECTION, ServiceValue,
-    cost, second_wins,
+    conn_time, p2c_cost, second_wins,
 };
 
 use super::slot_backend;
@@ -63,7 +63,9 @@ pub fn choose(svc: &ServiceValue) -> Option<Choice> {
     }
     let first = slot_backend(svc, random())?;
     // Up to two distinct up candidates, in the order drawn.
-    let (mut a, mut a_cost, mut b, mut b_cost) = (first, 0u64, 0u32, 0u64);
+    // Each with its load and connection time, for `p2c_cost`.
+    let (mut a, mut a_load, mut a_t) = (first, 0u64, 0u64);
+    let (mut b, mut b_load, mut b_t) = (0u32, 0u64, 0u64);
     let (mut found, mut first_up) = (0u32, false);
     let mut id = first;
     let mut i = 0;
@@ -79,9 +81,10 @@ pub fn choose(svc: &ServiceValue) -> Option<Choice> {
         if found == 1 && id == a {
             continue;
         }
-        let (state, c) = match health::entry(id) {
+        let (state, load, t) = match health::entry(id) {
             Some(h) => {
-                let (state, c) = health::snapshot(h, id, now);
+                let (state, load, ewma, life) = health::snapshot(h, id, now);
+                let t = conn_time(ewma, life);
                 if state == HealthState::ProbeDue
                     && connection_probes()
                     && health::claim_probe(h, now)
@@ -92,18 +95,18 @@ pub fn choose(svc: &ServiceValue) -> Option<Choice> {
                         probe: true,
                     });
                 }
-                (state, c)
+                (state, load, t)
             }
-            None => (HealthState::Up, cost(0, 0, 0, 0)),
+            None => (HealthState::Up, 0, conn_time(0, 0)),
         };
         if state != HealthState::Up {
             continue;
         }
         if found == 0 {
-            (a, a_cost, found) = (id, c, 1);
+            (a, a_load, a_t, found) = (id, load, t, 1);
             first_up = i == 1;
         } else {
-            (b, b_cost, found) = (id, c, 2);
+            (b, b_load, b_t, found) = (id, load, t, 2);
             break;
         }
     }
@@ -112,10 +115,14 @@ pub fn choose(svc: &ServiceValue) -> Option<Choice> {
     } else if !first_up {
         count(svc.id, |s| s.avoided += 1);
     }
-    // Weights are read only when the costs differ: a tie keeps the first.
+    // Weights are read only when they could matter: two idle backends with
+    // the same connection time tie whatever their weights.
     let second = found == 2
-        && a_cost != b_cost
-        && second_wins(a_cost, weight(svc.id, a), b_cost, weight(svc.id, b));
+        && ((a_load | b_load) != 0 || a_t != b_t)
+        && second_wins(
+            p2c_cost(a_load, a_t, weight(svc.id, a)),
+            p2c_cost(b_load, b_t, weight(svc.id, b)),
+        );
     Some(Choice {
         backend_id: if second { b } else { a },
         probe: false,
