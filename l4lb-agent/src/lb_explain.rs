@@ -70,7 +70,13 @@ pub fn explain(maps: &Maps, vip: SocketAddr, proto: Proto) -> Result<SocketExpla
             })
         })
         .collect();
-    candidates.sort_by_key(|c| (!c.eligible, c.health.cost, c.backend_id));
+    // p2c compares cost per unit of weight; slot shares follow the weights.
+    let per_share = |c: &Candidate| c.health.cost as f64 / c.slot_share_pct.max(0.1);
+    candidates.sort_by(|x, y| {
+        (!x.eligible, per_share(x), x.backend_id)
+            .partial_cmp(&(!y.eligible, per_share(y), y.backend_id))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     let verdict = verdict(policy, probes, proto, &candidates);
     let mode = match (policy, proto) {
         (LbPolicy::P2c, Proto::Tcp) => maps.locality_mode().unwrap_or_default(),
@@ -114,11 +120,12 @@ fn verdict(policy: LbPolicy, probes: HealthProbes, proto: Proto, c: &[Candidate]
             p.backend
         ),
         None if c[0].eligible => format!(
-            "p2c: two random slots per connect(), the lower cost wins; {} has the lowest cost ({}, {} live, handshake {} us) and wins every draw it is in{skipped}{}",
+            "p2c: random slots per connect() until two distinct backends are drawn, the lower cost per unit of weight wins (a tie keeps the first); {} has the lowest cost per unit of weight ({}, {} live, handshake {} us, lifetime {} us) and wins every draw it is in{skipped}{}",
             c[0].backend,
             c[0].health.cost,
             c[0].health.live_connections,
             c[0].health.handshake_ewma_us,
+            c[0].health.lifetime_ewma_us,
             agent_probing(c)
         ),
         None => format!(
@@ -159,7 +166,7 @@ pub fn print(e: &SocketExplanation) {
     }
     for c in &e.candidates {
         println!(
-            "  {:<40} id {:>5} slots {:>5.1}% {:<9} cost {:>12} live {:>5} in flight {:>4} handshake {:>8.1}us failed {} agent probes {}/{}/{}",
+            "  {:<40} id {:>5} slots {:>5.1}% {:<9} cost {:>12} live {:>5} in flight {:>4} handshake {:>8.1}us lifetime {:>10.1}us failed {} agent probes {}/{}/{}",
             c.backend.to_string(),
             c.backend_id,
             c.slot_share_pct,
@@ -168,6 +175,7 @@ pub fn print(e: &SocketExplanation) {
             c.health.live_connections,
             c.health.handshakes_in_flight,
             c.health.handshake_ewma_us,
+            c.health.lifetime_ewma_us,
             c.health.handshake_failures,
             c.health.agent_probes,
             c.health.agent_probes_ok,

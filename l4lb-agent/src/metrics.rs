@@ -660,6 +660,16 @@ fn encode_health_gauges(
         let labels = vec![("backend".to_string(), addr.clone())];
         ConstGauge::new(h.handshake_ewma_us / 1e6).encode(desc.encode_family(&labels)?)?;
     }
+    let mut desc = encoder.encode_descriptor(
+        "backend_lifetime_ewma_seconds",
+        "Moving average of how long TCP connections through a VIP lived (established to closed), per backend, as p2c reads it now (halved per second without a new connection; 0: none yet)",
+        None,
+        ewma.metric_type(),
+    )?;
+    for (addr, h) in health {
+        let labels = vec![("backend".to_string(), addr.clone())];
+        ConstGauge::new(h.lifetime_ewma_us / 1e6).encode(desc.encode_family(&labels)?)?;
+    }
     for (name, help, pick) in [
         (
             "backend_live_connections",

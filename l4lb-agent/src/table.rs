@@ -212,7 +212,7 @@ pub fn print_vips(rows: &[VipRow]) {
     }
 }
 
-/// `  STATE  handshake EWMA  live  failures  [probes]` after a backend line;
+/// `  STATE  handshake EWMA  lifetime EWMA  live  failures  [probes]` after a backend line;
 /// the agent's probes once it has sent any.
 fn health_columns(h: &HealthView) -> String {
     let probes = if h.agent_probes > 0 {
@@ -224,8 +224,8 @@ fn health_columns(h: &HealthView) -> String {
         String::new()
     };
     format!(
-        "  {:<9} {:>9.1}us {:>6} live {:>6} failed{probes}",
-        h.state, h.handshake_ewma_us, h.live_connections, h.handshake_failures
+        "  {:<9} {:>9.1}us {:>10.1}us life {:>6} live {:>6} failed{probes}",
+        h.state, h.handshake_ewma_us, h.lifetime_ewma_us, h.live_connections, h.handshake_failures
     )
 }
 

@@ -57,19 +57,33 @@ pub struct BackendHealth {
     pub last_ok_ns: u64,
     /// Probes sent while down.
     pub probes: u64,
-    pub _reserved: u64,
+    /// Moving average of how long an established connection lived (ESTABLISHED
+    /// → CLOSE), ns; fades with time since `last_ok_ns` ([`lifetime_now`]).
+    pub lifetime_ewma_ns: u64,
 }
 
 /// Value of `L4LB_SOCKS` (by socket cookie): set by connect4/6 on a TCP
-/// socket it sent to a backend, read and updated by the `sock_ops` program.
+/// socket it sent to a backend, read and updated by the `sock_ops` program,
+/// read by getpeername4/6 (the VIP to show: a TCP connect makes this one
+/// entry, not a reverse-NAT entry as well).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SockMark {
     pub backend_id: u32,
     /// `MARK_*` bits.
     pub flags: u32,
-    /// When the SYN left (BPF_SOCK_OPS_TCP_CONNECT_CB).
+    /// When the SYN left (BPF_SOCK_OPS_TCP_CONNECT_CB); once established,
+    /// when it was established (the start of its lifetime).
     pub start_ns: u64,
+    /// The backend the socket was sent to (`Addr6`, port in network byte
+    /// order): getpeername shows the VIP only while the peer is this one.
+    pub backend: [u32; 4],
+    pub backend_port: u16,
+    /// The VIP's port (network byte order).
+    pub vip_port: u16,
+    pub service_id: u32,
+    /// The VIP the socket connected to (`Addr6`).
+    pub vip: [u32; 4],
 }
 
 /// This connection is the backend's half-open probe.
@@ -137,8 +151,20 @@ pub const EWMA_SHIFT: u32 = 3;
 /// Handshake times below this cost the same: differences of a few µs on a LAN
 /// are noise, and the connection count should decide there.
 pub const COST_EWMA_FLOOR_NS: u64 = 100_000;
-/// Random slots p2c draws at most to find two usable candidates.
+/// Random slots p2c draws at most to find two distinct usable candidates
+/// (a draw of the first candidate again is drawn anew).
 pub const P2C_MAX_DRAWS: u32 = 8;
+/// The first 5 ms of a connection's life cost nothing: below that, lifetimes
+/// on a busy node are scheduling noise (thread wake-ups on a loaded 2-core VM
+/// reach milliseconds), which would let one noisy sample starve a backend of
+/// back-to-back short connections and break the weights; the connection
+/// count decides there. Beyond it the application's own time shows.
+pub const LIFETIME_FREE_NS: u64 = 5_000_000;
+/// The lifetime average halves for every this long without a new connection
+/// established to the backend: one that lost every draw because its
+/// connections lived long is tried again once it looks no worse than the
+/// others (21 ms against ~1 ms: after ~2 s), and its next close updates the average.
+pub const LIFETIME_HALF_LIFE_NS: u64 = 1_000_000_000;
 
 /// What connect() makes of a backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -208,6 +234,16 @@ pub const fn state(
 }
 
 impl BackendHealth {
+    /// [`cost`] of a copy of the entry at `now`.
+    pub const fn cost(&self, now: u64) -> u64 {
+        cost(
+            self.live,
+            self.inflight,
+            self.ewma_ns,
+            lifetime_now(self.lifetime_ewma_ns, self.last_ok_ns, now),
+        )
+    }
+
     /// [`state`] of a copy of the entry.
     pub const fn state(&self, now: u64) -> HealthState {
         state(
@@ -230,26 +266,100 @@ pub const fn ewma_next(ewma_ns: u64, sample_ns: u64) -> u64 {
     if next == 0 { 1 } else { next }
 }
 
-/// p2c's cost of sending one more connection: the connections it already has
-/// (live and handshaking, plus this one) times its handshake time. Lower wins.
+/// The lifetime average as p2c reads it at `now`: halved per
+/// [`LIFETIME_HALF_LIFE_NS`] since the last connection was established
+/// (`last_ok_ns`), so a backend starved by a bad average is retried now and then.
 #[inline(always)]
-pub const fn cost(live: u64, inflight: u64, ewma_ns: u64) -> u64 {
-    // Clamped so the product fits in 64 bits without overflow checks.
-    const MAX_LOAD: u64 = 1 << 24;
-    const MAX_EWMA: u64 = 1 << 38;
-    let mut load = live.wrapping_add(inflight).wrapping_add(1);
-    if load > MAX_LOAD {
-        load = MAX_LOAD;
+pub const fn lifetime_now(lifetime_ewma_ns: u64, last_ok_ns: u64, now: u64) -> u64 {
+    if last_ok_ns == 0 || now <= last_ok_ns {
+        return lifetime_ewma_ns;
     }
+    let halvings = (now - last_ok_ns) / LIFETIME_HALF_LIFE_NS;
+    if halvings >= 64 {
+        0
+    } else {
+        lifetime_ewma_ns >> halvings
+    }
+}
+
+/// The lifetime average after one more connection lived `sample_ns`: up
+/// by half the difference, down by an eighth. Rising fast ends a retry of a
+/// backend whose average had faded at its first close, before it collects
+/// more connections it is slow with; falling slowly keeps one short
+/// connection from making a slow backend look fast.
+#[inline(always)]
+pub const fn lifetime_next(ewma_ns: u64, sample_ns: u64) -> u64 {
+    if ewma_ns != 0 && sample_ns > ewma_ns {
+        ewma_ns + (sample_ns - ewma_ns) / 2
+    } else {
+        ewma_next(ewma_ns, sample_ns)
+    }
+}
+
+/// What one connection to the backend takes: its handshake average (at
+/// least [`COST_EWMA_FLOOR_NS`]) plus its lifetime past [`LIFETIME_FREE_NS`]
+/// (already faded by [`lifetime_now`]), clamped so products fit in 64 bits.
+#[inline(always)]
+pub const fn conn_time(ewma_ns: u64, lifetime_ns: u64) -> u64 {
+    const MAX_TIME: u64 = 1 << 38;
     let mut e = ewma_ns;
     if e < COST_EWMA_FLOOR_NS {
         e = COST_EWMA_FLOOR_NS;
     }
-    if e > MAX_EWMA {
-        e = MAX_EWMA;
+    if e > MAX_TIME {
+        e = MAX_TIME;
     }
-    load * e
+    let mut life = lifetime_ns.saturating_sub(LIFETIME_FREE_NS);
+    if life > MAX_TIME {
+        life = MAX_TIME;
+    }
+    e + life
 }
+
+/// The cost of sending one more connection: the connections it already has
+/// (live and handshaking, plus this one) times [`conn_time`]. Lower wins.
+#[inline(always)]
+pub const fn cost(live: u64, inflight: u64, ewma_ns: u64, lifetime_ns: u64) -> u64 {
+    load_cost(live.wrapping_add(inflight), conn_time(ewma_ns, lifetime_ns))
+}
+
+/// [`cost`] from the connections it has (`load`) and [`conn_time`].
+#[inline(always)]
+pub const fn load_cost(load: u64, t: u64) -> u64 {
+    const MAX_LOAD: u64 = 1 << 24;
+    let mut n = load.wrapping_add(1);
+    if n > MAX_LOAD || n == 0 {
+        n = MAX_LOAD;
+    }
+    n * t
+}
+
+/// What p2c compares: the connections a backend already has (live and
+/// handshaking) per unit of weight, times what one takes, plus this one's own
+/// time. Idle backends of any weight tie (the first draw, which the Maglev
+/// table drew in proportion to the weights, keeps it), and loads that follow
+/// the weights tie too: 3:1 weights stay 3:1. `t` = [`conn_time`].
+#[inline(always)]
+pub const fn p2c_cost(load: u64, t: u64, weight: u8) -> u64 {
+    const MAX_LOAD: u64 = 1 << 24;
+    let load = if load > MAX_LOAD { MAX_LOAD } else { load };
+    let w = if weight == 0 { 1 } else { weight as u64 };
+    load * t / w + t
+}
+
+/// Whether p2c's second candidate beats the first: a [`p2c_cost`] less than
+/// the first's / [`P2C_MARGIN`]; anything closer is a tie, which keeps the
+/// first draw. Without the margin, handshake and lifetime averages that
+/// differ by noise (a loaded node's loopback handshake is 100-300 µs) decide
+/// every draw between idle backends, and a backend that loses every draw
+/// never updates its averages: the weights break (3:1 came out 97:3).
+#[inline(always)]
+pub const fn second_wins(first: u64, second: u64) -> bool {
+    second.saturating_mul(P2C_MARGIN) < first
+}
+
+/// How many times cheaper p2c's second draw must be to win.
+pub const P2C_MARGIN: u64 = 2;
 
 /// The run of consecutive failures after one more at `now`: (count, start).
 #[inline(always)]
@@ -413,16 +523,78 @@ mod tests {
     #[test]
     fn cost_prefers_fewer_connections_then_faster_handshakes() {
         // LAN noise below the floor does not decide.
-        assert_eq!(cost(2, 0, 30_000), cost(2, 0, 90_000));
-        assert!(cost(1, 0, 50_000) < cost(3, 0, 50_000));
+        assert_eq!(cost(2, 0, 30_000, 0), cost(2, 0, 90_000, 0));
+        assert!(cost(1, 0, 50_000, 0) < cost(3, 0, 50_000, 0));
         assert!(
-            cost(0, 1, 50_000) < cost(0, 2, 50_000),
+            cost(0, 1, 50_000, 0) < cost(0, 2, 50_000, 0),
             "handshaking counts as load"
         );
-        assert!(cost(2, 0, 200_000) < cost(2, 0, 2_000_000));
+        assert!(cost(2, 0, 200_000, 0) < cost(2, 0, 2_000_000, 0));
         // 20× slower handshakes outweigh a few connections.
-        assert!(cost(3, 0, 100_000) < cost(0, 0, 2_000_000));
+        assert!(cost(3, 0, 100_000, 0) < cost(0, 0, 2_000_000, 0));
         // Clamped, no overflow.
-        assert!(cost(u64::MAX, u64::MAX, u64::MAX) > 0);
+        assert!(cost(u64::MAX, u64::MAX, u64::MAX, u64::MAX) > 0);
+    }
+
+    #[test]
+    fn connections_that_live_20x_longer_cost_more_than_a_few_more_connections() {
+        let hs = 50_000;
+        // Same live count, same handshake: the app's slowness decides.
+        assert!(cost(1, 0, hs, 1_200_000) < cost(1, 0, hs, 21_000 * 1_000));
+        // Idle slow backend vs fast ones with several connections each.
+        assert!(cost(7, 0, hs, 1_200_000) < cost(0, 0, hs, 21 * MS));
+        // Lifetimes within the free first 5 ms are noise: a tie.
+        assert_eq!(cost(0, 0, hs, 200_000), cost(0, 0, hs, 4_900_000));
+    }
+
+    #[test]
+    fn the_lifetime_average_fades_without_new_connections() {
+        let t = 100_000 * MS;
+        assert_eq!(lifetime_now(21 * MS, t, t + 999 * MS), 21 * MS);
+        assert_eq!(lifetime_now(20 * MS, t, t + LIFETIME_HALF_LIFE_NS), 10 * MS);
+        assert_eq!(
+            lifetime_now(20 * MS, t, t + 2 * LIFETIME_HALF_LIFE_NS),
+            5 * MS
+        );
+        assert_eq!(lifetime_now(20 * MS, t, t + 100 * LIFETIME_HALF_LIFE_NS), 0);
+        // Never established, or a clock read before the mark: as stored.
+        assert_eq!(lifetime_now(7, 0, t), 7);
+        assert_eq!(lifetime_now(7, t, t - 1), 7);
+        // A starved slow backend looks no worse than a fast one within ~3 s.
+        let fast = cost(0, 0, 50_000, 1_300_000);
+        let slow_at = |s: u64| cost(0, 0, 50_000, lifetime_now(21 * MS, t, t + s * 1_000 * MS));
+        assert!(slow_at(1) > fast);
+        assert!(slow_at(3) <= fast);
+    }
+
+    #[test]
+    fn the_lifetime_average_rises_by_half_and_falls_by_an_eighth() {
+        assert_eq!(lifetime_next(0, 21 * MS), 21 * MS);
+        // A faded slow backend's first close after a retry.
+        assert_eq!(lifetime_next(MS, 21 * MS), 11 * MS);
+        assert_eq!(lifetime_next(16 * MS, 8 * MS), 15 * MS);
+        assert_eq!(lifetime_next(u64::MAX - 1, u64::MAX), u64::MAX - 1);
+    }
+
+    #[test]
+    fn the_second_draw_wins_only_on_a_lower_cost_per_weight() {
+        let t = 100_000;
+        // Idle: a tie whatever the weights; the first draw keeps it.
+        assert!(!second_wins(p2c_cost(0, t, 3), p2c_cost(0, t, 1)));
+        assert!(!second_wins(p2c_cost(0, t, 1), p2c_cost(0, t, 3)));
+        // Loads that follow the weights tie too.
+        assert_eq!(p2c_cost(3, t, 3), p2c_cost(1, t, 1));
+        // Well past its share the heavier one loses; near it, a tie.
+        assert!(second_wins(p2c_cost(10, t, 3), p2c_cost(1, t, 1)));
+        assert!(!second_wins(p2c_cost(4, t, 3), p2c_cost(1, t, 1)));
+        assert!(!second_wins(p2c_cost(2, t, 3), p2c_cost(1, t, 1)));
+        // Noise in the averages of idle backends is a tie.
+        assert!(!second_wins(p2c_cost(0, 180_000, 1), p2c_cost(0, t, 1)));
+        // A backend whose connections live 20x longer loses even idle.
+        let slow = conn_time(50_000, 21_000_000);
+        assert!(second_wins(p2c_cost(0, slow, 1), p2c_cost(3, t, 1)));
+        // Weight 0 (no slot, never drawn) reads as 1; no overflow.
+        assert_eq!(p2c_cost(1, t, 0), 2 * t);
+        assert!(p2c_cost(u64::MAX, conn_time(u64::MAX, u64::MAX), 1) > 0);
     }
 }

@@ -148,22 +148,22 @@ mod tests {
         assert!(better_local(CLASS_NODE, 5, CLASS_NODE, 6));
         assert!(!better_local(CLASS_NODE, 6, CLASS_NODE, 6));
         // Twice the weight: twice the (load + 1) at the same weighted cost.
-        let light = weighted_cost(cost(1, 0, 0), 50);
-        assert_eq!(weighted_cost(cost(3, 0, 0), 100), light);
-        assert!(weighted_cost(cost(2, 0, 0), 100) < light);
+        let light = weighted_cost(cost(1, 0, 0, 0), 50);
+        assert_eq!(weighted_cost(cost(3, 0, 0, 0), 100), light);
+        assert!(weighted_cost(cost(2, 0, 0, 0), 100) < light);
         assert_eq!(weighted_cost(10, 0), 10);
     }
 
     #[test]
     fn local_keeps_up_to_the_ratio_then_spills() {
-        let remote = cost(0, 0, 80_000); // an idle remote backend
-        assert!(stays_local(cost(0, 0, 30_000), remote));
-        assert!(stays_local(cost(3, 0, 30_000), remote)); // 4 connections: 4×
-        assert!(!stays_local(cost(4, 0, 30_000), remote)); // 5: past 4×
+        let remote = cost(0, 0, 80_000, 0); // an idle remote backend
+        assert!(stays_local(cost(0, 0, 30_000, 0), remote));
+        assert!(stays_local(cost(3, 0, 30_000, 0), remote)); // 4 connections: 4×
+        assert!(!stays_local(cost(4, 0, 30_000, 0), remote)); // 5: past 4×
         // A slow local handshake counts as load too.
-        assert!(!stays_local(cost(0, 0, 1_000_000), remote));
+        assert!(!stays_local(cost(0, 0, 1_000_000, 0), remote));
         // No remote backend up: stay.
         assert!(stays_local(u64::MAX, u64::MAX));
-        assert!(stays_local(cost(1 << 30, 0, 1 << 40), u64::MAX));
+        assert!(stays_local(cost(1 << 30, 0, 1 << 40, 0), u64::MAX));
     }
 }

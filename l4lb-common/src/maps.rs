@@ -9,9 +9,11 @@ pub const SLOTS_MAP: &str = "L4LB_SLOTS";
 /// backend id → [`crate::Backend`].
 pub const BACKENDS_MAP: &str = "L4LB_BACKENDS";
 /// (service id, backend id) → weight: the service's full backend set, weight-0
-/// members included (they hold no slot). Read by the agent and the CLI.
+/// members included (they hold no slot). Read by the agent, the CLI, XDP and
+/// connect4/6 (p2c compares cost per unit of weight).
 pub const MEMBERS_MAP: &str = "L4LB_MEMBERS";
-/// UDP reverse NAT: (socket cookie, backend) → VIP, so replies show the VIP.
+/// UDP reverse NAT: (socket cookie, backend) → VIP, so replies (and a
+/// connected UDP socket's getpeername) show the VIP.
 pub const REVNAT_MAP: &str = "L4LB_REVNAT";
 /// Per-CPU counters indexed by service id.
 pub const SERVICE_STATS_MAP: &str = "L4LB_SVC_STATS";
@@ -60,8 +62,9 @@ pub const GUARD_REASONS: [&str; 5] = [
 /// when an id is handed to a new backend; read by connect4/6 (p2c) and the CLI.
 pub const HEALTH_MAP: &str = "L4LB_HEALTH";
 /// Socket cookie → [`crate::SockMark`] (LRU): connect4/6 marks each TCP
-/// socket it sent to a backend; the `sock_ops` program finds it there and
-/// removes it when the socket closes.
+/// socket it sent to a backend (with the VIP, which getpeername4/6 shows
+/// from here: TCP sockets get no `L4LB_REVNAT` entry); the `sock_ops`
+/// program finds it there and removes it when the socket closes.
 pub const SOCKS_MAP: &str = "L4LB_SOCKS";
 /// The balancing policy ([`crate::LbConfig`], index 0), written by the agent.
 pub const LB_CONFIG_MAP: &str = "L4LB_LB_CONFIG";

@@ -9,7 +9,9 @@ use core::{
 };
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
-use l4lb_common::{BackendHealth, HealthState, after_failure, ewma_next, failure_run};
+use l4lb_common::{
+    BackendHealth, HealthState, after_failure, ewma_next, failure_run, lifetime_next, lifetime_now,
+};
 
 use crate::maps::{L4LB_HEALTH, L4LB_PROBES};
 
@@ -98,24 +100,28 @@ fn effective_down_until(backend_id: u32, down_until_ns: u64) -> u64 {
     }
 }
 
-/// The state connect() sees now, and the fields cost() reads.
+/// The state connect() sees now, the connections it has (live and
+/// handshaking), its handshake average and its lifetime average as it reads
+/// now (`lifetime_now`): what the costs read.
 #[inline(always)]
 pub fn snapshot(h: *mut BackendHealth, backend_id: u32, now: u64) -> (HealthState, u64, u64, u64) {
     // SAFETY: `h` is a live map value; racy plain reads are fine for a heuristic.
-    let (down, inflight, stall, ewma, live) = unsafe {
+    let (down, inflight, stall, ewma, live, life, last_ok) = unsafe {
         (
             effective_down_until(backend_id, at(&raw mut (*h).down_until_ns).load()),
             at(&raw mut (*h).inflight).load(),
             at(&raw mut (*h).stall_since_ns).load(),
             at(&raw mut (*h).ewma_ns).load(),
             at(&raw mut (*h).live).load(),
+            at(&raw mut (*h).lifetime_ewma_ns).load(),
+            at(&raw mut (*h).last_ok_ns).load(),
         )
     };
     (
         l4lb_common::state(down, inflight, stall, ewma, now),
-        live,
-        inflight,
+        live.wrapping_add(inflight),
         ewma,
+        lifetime_now(life, last_ok, now),
     )
 }
 
@@ -160,7 +166,12 @@ pub fn established(h: *mut BackendHealth, rtt_ns: u64, now: u64) {
         let ewma = at(&raw mut (*h).ewma_ns);
         ewma.store(ewma_next(ewma.load(), rtt_ns));
         at(&raw mut (*h).consecutive).store(0);
-        at(&raw mut (*h).last_ok_ns).store(now);
+        // The lifetime average keeps the fading it had until now: the next
+        // close moves it from there, not from where it stood before.
+        let last_ok = at(&raw mut (*h).last_ok_ns);
+        let life = at(&raw mut (*h).lifetime_ewma_ns);
+        life.store(lifetime_now(life.load(), last_ok.load(), now));
+        last_ok.store(now);
         at(&raw mut (*h).stall_since_ns).store(now);
         at(&raw mut (*h).down_until_ns).store(0);
         at(&raw mut (*h).backoff_ns).store(0);
@@ -213,9 +224,13 @@ pub fn handshake_ended(h: *mut BackendHealth) {
     unsafe { dec(&raw mut (*h).inflight) };
 }
 
-/// An established connection closed.
+/// An established connection closed after `lifetime_ns`.
 #[inline(always)]
-pub fn closed(h: *mut BackendHealth) {
+pub fn closed(h: *mut BackendHealth, lifetime_ns: u64) {
     // SAFETY: live map value.
-    unsafe { dec(&raw mut (*h).live) };
+    unsafe {
+        dec(&raw mut (*h).live);
+        let life = at(&raw mut (*h).lifetime_ewma_ns);
+        life.store(lifetime_next(life.load(), lifetime_ns));
+    }
 }

@@ -2,8 +2,10 @@
 //!
 //! connect4/6 and sendmsg4/6 translate VIP → backend before the kernel routes
 //! anything, so no packet ever carries the VIP and no per-packet NAT is needed.
-//! recvmsg4/6 and getpeername4/6 translate backend → VIP through the reverse-NAT
-//! LRU (keyed by socket cookie + backend), so applications only ever see the VIP.
+//! recvmsg4/6 and getpeername4/6 translate backend → VIP, so applications only
+//! ever see the VIP: UDP through the reverse-NAT LRU (socket cookie + backend),
+//! TCP through the socket's mark (`L4LB_SOCKS`, by cookie), which a TCP connect
+//! writes anyway for `sock_ops`: one map write per TCP connect.
 //!
 //! The agent's own calls (its Marathon reads, DNS upstream queries) are never
 //! rewritten: the process registered in `L4LB_SELF` is checked once a call
@@ -25,7 +27,7 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use l4lb_common::{
-    Addr6, FlowKey, HOOK_CONNECT, HOOK_SENDMSG, IPPROTO_TCP, IPPROTO_UDP, LB_POLICY_P2C,
+    Addr6, Backend, FlowKey, HOOK_CONNECT, HOOK_SENDMSG, IPPROTO_TCP, IPPROTO_UDP, LB_POLICY_P2C,
     LB_POLICY_RANDOM, MARK_PROBE, REASON_NEW, REASON_NO_BACKEND, REASON_PROBE, REASON_REFUSED,
     REASON_SOCKET, RevNatKey, RevNatValue, SockMark, v4_mapped,
 };
@@ -197,7 +199,13 @@ fn forward(ctx: &SockAddrContext, family: Family, call: Call) -> i32 {
     }
     let cookie = cookie(ctx);
     let tcp_connect = call == Call::Connect && proto == IPPROTO_TCP;
-    let (verdict, probe) = if tcp_connect && svc.slot_count > 0 && p2c::policy() == LB_POLICY_P2C {
+    // One read of the policy per call: it decides the choice and the report.
+    let policy = if tcp_connect {
+        p2c::policy()
+    } else {
+        LB_POLICY_RANDOM
+    };
+    let (verdict, probe) = if policy == LB_POLICY_P2C && svc.slot_count > 0 {
         match p2c::choose(&svc) {
             Some(c) => (backend_verdict(&svc, c.backend_id), c.probe),
             None => (choose(&svc, 0), false),
@@ -211,11 +219,6 @@ fn forward(ctx: &SockAddrContext, family: Family, call: Call) -> i32 {
             Call::Sendmsg => mix_cookie(cookie),
         };
         (choose(&svc, pick), false)
-    };
-    let policy = if tcp_connect {
-        p2c::policy()
-    } else {
-        LB_POLICY_RANDOM
     };
     match verdict {
         Verdict::NoBackend { service_id } => {
@@ -246,24 +249,16 @@ fn forward(ctx: &SockAddrContext, family: Family, call: Call) -> i32 {
                 report(call, REASON_REFUSED, policy, &key, service_id, backend_id);
                 return DENY;
             }
-            let key = RevNatKey {
+            let conn = Remembered {
                 cookie,
-                addr: backend.addr,
-                port: backend.port,
-                _pad: [0; 6],
-            };
-            let value = RevNatValue {
-                addr: vip,
-                port: vip_port,
-                _pad: 0,
+                vip,
+                vip_port,
                 service_id,
+                backend_id,
+                backend: &backend,
             };
-            // Failure only means a reply would show the backend; never fail the call for it.
-            let _ = L4LB_REVNAT.insert(&key, &value, 0);
+            remember(&conn, tcp_connect, probe);
             set_user_addr(ctx.sock_addr, family, &backend.addr, backend.port);
-            if tcp_connect {
-                mark(cookie, backend_id, probe);
-            }
             match call {
                 Call::Connect => {
                     count_service(service_id, |s| s.connects += 1);
@@ -285,6 +280,53 @@ fn forward(ctx: &SockAddrContext, family: Family, call: Call) -> i32 {
             report(call, reason, policy, &key, service_id, backend_id);
             ALLOW
         }
+    }
+}
+
+/// What the reverse path needs to show the VIP again.
+struct Remembered<'a> {
+    cookie: u64,
+    vip: Addr6,
+    vip_port: u16,
+    service_id: u32,
+    backend_id: u32,
+    backend: &'a Backend,
+}
+
+/// One map write per call: a TCP socket's mark (`L4LB_SOCKS`, by cookie) is
+/// both what `sock_ops` follows and what its getpeername reads; a UDP socket
+/// may talk to several backends, so it gets a reverse-NAT entry per backend.
+/// A failed write only means the backend shows (or the connection goes
+/// unobserved); never fail the call for it. Under either policy: `random` is
+/// observed too, so both can be compared in one run.
+#[inline(always)]
+fn remember(c: &Remembered, tcp_connect: bool, probe: bool) {
+    if tcp_connect {
+        let m = SockMark {
+            backend_id: c.backend_id,
+            flags: if probe { MARK_PROBE } else { 0 },
+            start_ns: 0,
+            backend: c.backend.addr,
+            backend_port: c.backend.port,
+            vip_port: c.vip_port,
+            service_id: c.service_id,
+            vip: c.vip,
+        };
+        let _ = L4LB_SOCKS.insert(&c.cookie, &m, 0);
+    } else {
+        let key = RevNatKey {
+            cookie: c.cookie,
+            addr: c.backend.addr,
+            port: c.backend.port,
+            _pad: [0; 6],
+        };
+        let value = RevNatValue {
+            addr: c.vip,
+            port: c.vip_port,
+            _pad: 0,
+            service_id: c.service_id,
+        };
+        let _ = L4LB_REVNAT.insert(&key, &value, 0);
     }
 }
 
@@ -317,35 +359,43 @@ fn report(call: Call, reason: u8, policy: u32, key: &FlowKey, service_id: u32, b
     monitor::emit(what, key, service_id, backend_id, pid_tgid);
 }
 
-/// Marks a TCP socket sent to `backend_id` (by cookie, `L4LB_SOCKS`) so the
-/// `sock_ops` program follows its handshake and life. Under either policy:
-/// `random` is observed too, so both can be compared in one run.
-#[inline(always)]
-fn mark(cookie: u64, backend_id: u32, probe: bool) {
-    let m = SockMark {
-        backend_id,
-        flags: if probe { MARK_PROBE } else { 0 },
-        start_ns: 0,
-    };
-    // A failed insert only leaves this connection unobserved.
-    let _ = L4LB_SOCKS.insert(&cookie, &m, 0);
-}
-
 #[inline(always)]
 fn reverse(ctx: &SockAddrContext, family: Family) -> i32 {
     let sa = sock_addr(ctx);
-    let key = RevNatKey {
-        cookie: cookie(ctx),
-        addr: user_addr(sa, family),
-        port: sa.user_port as u16,
-        _pad: [0; 6],
+    let peer = user_addr(sa, family);
+    let port = sa.user_port as u16;
+    let found = if sa.protocol as u8 == IPPROTO_TCP {
+        tcp_vip(cookie(ctx), &peer, port)
+    } else {
+        let key = RevNatKey {
+            cookie: cookie(ctx),
+            addr: peer,
+            port,
+            _pad: [0; 6],
+        };
+        // SAFETY: the value is copied out before any other map operation.
+        unsafe { L4LB_REVNAT.get(&key) }
+            .copied()
+            .map(|v| (v.addr, v.port, v.service_id))
     };
-    // SAFETY: the value is copied out before any other map operation.
-    if let Some(vip) = unsafe { L4LB_REVNAT.get(&key) }.copied()
+    if let Some((vip, vip_port, service_id)) = found
         && !is_agent()
     {
-        set_user_addr(ctx.sock_addr, family, &vip.addr, vip.port);
-        count_service(vip.service_id, |s| s.revnat += 1);
+        set_user_addr(ctx.sock_addr, family, &vip, vip_port);
+        count_service(service_id, |s| s.revnat += 1);
     }
     ALLOW
+}
+
+/// The VIP a TCP socket connected to, from its mark, while its peer is the
+/// backend connect4/6 sent it to (a socket connected again elsewhere is not).
+#[inline(always)]
+fn tcp_vip(cookie: u64, peer: &Addr6, port: u16) -> Option<(Addr6, u16, u32)> {
+    // SAFETY: the value is copied out before any other map operation.
+    let m = unsafe { L4LB_SOCKS.get(&cookie) }.copied()?;
+    (m.vip_port != 0 && m.backend == *peer && m.backend_port == port).then_some((
+        m.vip,
+        m.vip_port,
+        m.service_id,
+    ))
 }

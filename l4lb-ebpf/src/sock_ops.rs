@@ -6,17 +6,19 @@
 //! callbacks turned on with `bpf_sock_ops_cb_flags_set`.
 //!
 //! A socket is ours when connect4/6 left a mark under its cookie
-//! (`L4LB_SOCKS`): the backend id, the probe bit. Lifecycle:
+//! (`L4LB_SOCKS`): the backend id, the probe bit (and the VIP, which
+//! getpeername4/6 read there). Lifecycle:
 //! TCP_CONNECT_CB (SYN out) → in flight; ACTIVE_ESTABLISHED_CB → RTT sample,
 //! live; RTO_CB while in flight → failed (once per handshake); STATE_CB to
-//! CLOSE → in flight: failed (RST, unreachable, given up), else live − 1;
-//! the mark goes.
+//! CLOSE → in flight: failed (RST, unreachable, given up); an established
+//! one leaving ESTABLISHED (either side closed) → live − 1 and a lifetime
+//! sample (established → first close); at CLOSE the mark goes.
 use aya_ebpf::{
     EbpfContext,
     bindings::{
         BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_RTO_CB, BPF_SOCK_OPS_RTO_CB_FLAG,
         BPF_SOCK_OPS_STATE_CB, BPF_SOCK_OPS_STATE_CB_FLAG, BPF_SOCK_OPS_TCP_CONNECT_CB,
-        BPF_TCP_CLOSE,
+        BPF_TCP_CLOSE, BPF_TCP_ESTABLISHED,
     },
     helpers::bpf_get_socket_cookie,
     macros::sock_ops,
@@ -60,6 +62,8 @@ pub fn l4lb_sockops(ctx: SockOpsContext) -> u32 {
             if m.flags & MARK_IN_FLIGHT != 0 {
                 m.flags = (m.flags & !MARK_IN_FLIGHT) | MARK_ESTABLISHED;
                 health::established(h, now.wrapping_sub(m.start_ns), now);
+                // From here on, start_ns is when its lifetime began.
+                m.start_ns = now;
             }
         }
         BPF_SOCK_OPS_RTO_CB => {
@@ -71,7 +75,15 @@ pub fn l4lb_sockops(ctx: SockOpsContext) -> u32 {
             }
         }
         _ => {
-            if ctx.arg(1) != BPF_TCP_CLOSE {
+            let state = ctx.arg(1);
+            // Its work is done once either side closes (FIN_WAIT1,
+            // CLOSE_WAIT, …): no longer live for p2c, and its lifetime ends
+            // there, not after the closing handshake.
+            if m.flags & MARK_ESTABLISHED != 0 && state != BPF_TCP_ESTABLISHED {
+                m.flags &= !MARK_ESTABLISHED;
+                health::closed(h, now.wrapping_sub(m.start_ns));
+            }
+            if state != BPF_TCP_CLOSE {
                 return 1;
             }
             if m.flags & MARK_IN_FLIGHT != 0 {
@@ -79,8 +91,6 @@ pub fn l4lb_sockops(ctx: SockOpsContext) -> u32 {
                     health::failed(h, m.backend_id, m.flags & MARK_PROBE != 0, now);
                 }
                 health::handshake_ended(h);
-            } else if m.flags & MARK_ESTABLISHED != 0 {
-                health::closed(h);
             }
             m.flags = 0;
             let _ = L4LB_SOCKS.remove(&cookie);

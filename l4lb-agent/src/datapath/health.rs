@@ -141,6 +141,10 @@ pub struct HealthView {
     pub state: &'static str,
     /// Moving average of the TCP handshake time through a VIP, µs (0: none yet).
     pub handshake_ewma_us: f64,
+    /// Moving average of how long its connections through a VIP lived
+    /// (established → closed), µs, as p2c reads it now: halved per second
+    /// since a connection was last established to it (0: none yet).
+    pub lifetime_ewma_us: f64,
     pub live_connections: u64,
     pub handshakes_in_flight: u64,
     pub handshakes: u64,
@@ -169,6 +173,10 @@ impl HealthView {
         HealthView {
             state: state.name(),
             handshake_ewma_us: (h.ewma_ns as f64 / 100.0).round() / 10.0,
+            lifetime_ewma_us: {
+                let life = l4lb_common::lifetime_now(h.lifetime_ewma_ns, h.last_ok_ns, now_ns);
+                (life as f64 / 100.0).round() / 10.0
+            },
             live_connections: h.live,
             handshakes_in_flight: h.inflight,
             handshakes: h.handshakes,
@@ -178,7 +186,7 @@ impl HealthView {
             agent_probes: mark.sent,
             agent_probes_ok: mark.ok,
             agent_probes_failed: mark.failed,
-            cost: l4lb_common::cost(h.live, h.inflight, h.ewma_ns),
+            cost: h.cost(now_ns),
         }
     }
 }

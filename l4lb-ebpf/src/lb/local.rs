@@ -7,8 +7,8 @@
 //! whole table. A down local backend whose back-off is over is probed here.
 use aya_ebpf::helpers::bpf_get_prandom_u32;
 use l4lb_common::{
-    CLASS_REMOTE, HealthState, LOCAL_MAX, LocalStats, ServiceValue, better_local, cost,
-    stays_local, weighted_cost,
+    CLASS_REMOTE, HealthState, LOCAL_MAX, LocalStats, ServiceValue, better_local, conn_time, cost,
+    load_cost, stays_local, weighted_cost,
 };
 
 use super::{p2c::Choice, slot_backend};
@@ -29,11 +29,14 @@ fn count(service_id: u32, f: impl FnOnce(&mut LocalStats)) {
 #[inline(always)]
 fn state_cost(id: u32, now: u64) -> (HealthState, u64, Option<*mut l4lb_common::BackendHealth>) {
     match health::entry(id) {
+        // Load and handshake only: a remote backend's lifetime average
+        // fades while this node sends it nothing, so lifetimes would make
+        // the local one look worse than the others only for being used.
         Some(h) => {
-            let (state, live, inflight, ewma) = health::snapshot(h, id, now);
-            (state, cost(live, inflight, ewma), Some(h))
+            let (state, load, ewma, _) = health::snapshot(h, id, now);
+            (state, load_cost(load, conn_time(ewma, 0)), Some(h))
         }
-        None => (HealthState::Up, cost(0, 0, 0), None),
+        None => (HealthState::Up, cost(0, 0, 0, 0), None),
     }
 }
 

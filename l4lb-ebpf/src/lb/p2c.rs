@@ -1,21 +1,23 @@
-//! Power of two choices at connect(): two independent random slots of the
-//! service's Maglev table (so weights hold, and weight-0 backends, which have
-//! no slot, never come up), down and suspect backends skipped with a few
-//! bounded redraws, the lower `cost` (live connections and handshakes times
-//! the handshake average) wins. A down backend is probed by the agent (no
-//! client connect is ever a probe) unless the agent set `--health-probes
-//! connection`: then one whose back-off is over is taken by exactly one
-//! connect as its probe. Every draw down or suspect →
-//! the control plane's choice (the first slot), counted as a fallback.
+//! Power of two choices at connect(): random slots of the service's Maglev
+//! table (so weight-0 backends, which have no slot, never come up) until two
+//! distinct up backends are drawn (down and suspect ones, and the first drawn
+//! again, are redrawn, bounded); the lower `p2c_cost` wins (connections it
+//! has per unit of weight times what one takes, handshake plus lifetime
+//! averages, plus this one's own time), a tie keeps the first draw. A down
+//! backend is probed by the agent (no client connect is ever a probe) unless
+//! the agent set `--health-probes connection`: then one whose back-off is
+//! over is taken by exactly one connect as its probe. Every draw down or
+//! suspect → the control plane's choice (the first slot), counted as a fallback.
 use aya_ebpf::helpers::bpf_get_prandom_u32;
 use l4lb_common::{
-    HealthState, LB_POLICY_P2C, LbStats, P2C_MAX_DRAWS, PROBES_CONNECTION, ServiceValue, cost,
+    HealthState, LB_POLICY_P2C, LbStats, MemberKey, P2C_MAX_DRAWS, PROBES_CONNECTION, ServiceValue,
+    conn_time, p2c_cost, second_wins,
 };
 
 use super::slot_backend;
 use crate::{
     health,
-    maps::{L4LB_LB_CONFIG, L4LB_LB_STATS},
+    maps::{L4LB_LB_CONFIG, L4LB_LB_STATS, L4LB_MEMBERS},
 };
 
 /// The backend connect() goes to, and whether it is a down backend's probe.
@@ -60,8 +62,11 @@ pub fn choose(svc: &ServiceValue) -> Option<Choice> {
         return Some(local);
     }
     let first = slot_backend(svc, random())?;
-    let (mut best, mut best_cost, mut found) = (first, u64::MAX, 0u32);
-    let mut first_up = false;
+    // Up to two distinct up candidates, in the order drawn.
+    // Each with its load and connection time, for `p2c_cost`.
+    let (mut a, mut a_load, mut a_t) = (first, 0u64, 0u64);
+    let (mut b, mut b_load, mut b_t) = (0u32, 0u64, 0u64);
+    let (mut found, mut first_up) = (0u32, false);
     let mut id = first;
     let mut i = 0;
     while i < P2C_MAX_DRAWS {
@@ -71,9 +76,15 @@ pub fn choose(svc: &ServiceValue) -> Option<Choice> {
                 None => break,
             };
         }
-        let (state, c) = match health::entry(id) {
+        i += 1;
+        // The first candidate drawn again: no second opinion, draw anew.
+        if found == 1 && id == a {
+            continue;
+        }
+        let (state, load, t) = match health::entry(id) {
             Some(h) => {
-                let (state, live, inflight, ewma) = health::snapshot(h, id, now);
+                let (state, load, ewma, life) = health::snapshot(h, id, now);
+                let t = conn_time(ewma, life);
                 if state == HealthState::ProbeDue
                     && connection_probes()
                     && health::claim_probe(h, now)
@@ -84,29 +95,47 @@ pub fn choose(svc: &ServiceValue) -> Option<Choice> {
                         probe: true,
                     });
                 }
-                (state, cost(live, inflight, ewma))
+                (state, load, t)
             }
-            None => (HealthState::Up, cost(0, 0, 0)),
+            None => (HealthState::Up, 0, conn_time(0, 0)),
         };
-        if state == HealthState::Up {
-            first_up |= i == 0;
-            if c < best_cost {
-                (best, best_cost) = (id, c);
-            }
-            found += 1;
-            if found == 2 {
-                break;
-            }
+        if state != HealthState::Up {
+            continue;
         }
-        i += 1;
+        if found == 0 {
+            (a, a_load, a_t, found) = (id, load, t, 1);
+            first_up = i == 1;
+        } else {
+            (b, b_load, b_t, found) = (id, load, t, 2);
+            break;
+        }
     }
     if found == 0 {
         count(svc.id, |s| s.fallbacks += 1);
     } else if !first_up {
         count(svc.id, |s| s.avoided += 1);
     }
+    // Weights are read only when they could matter: two idle backends with
+    // the same connection time tie whatever their weights.
+    let second = found == 2
+        && ((a_load | b_load) != 0 || a_t != b_t)
+        && second_wins(
+            p2c_cost(a_load, a_t, weight(svc.id, a)),
+            p2c_cost(b_load, b_t, weight(svc.id, b)),
+        );
     Some(Choice {
-        backend_id: best,
+        backend_id: if second { b } else { a },
         probe: false,
     })
+}
+
+/// The backend's weight in the service (255 at most; 1 if unreadable).
+#[inline(always)]
+fn weight(service_id: u32, backend_id: u32) -> u8 {
+    let key = MemberKey {
+        service_id,
+        backend_id,
+    };
+    // SAFETY: copied out before any other map operation.
+    unsafe { L4LB_MEMBERS.get(key) }.map_or(1, |m| m.weight.min(255) as u8)
 }
