@@ -29,9 +29,23 @@ static PKTGEN_IFINDEX: u32 = 0;
 #[unsafe(no_mangle)]
 static PKTGEN_FLOWS: u32 = 1;
 
+/// The frame's Ethernet, IPv4 and UDP headers as the loader built them,
+/// written over every frame before it goes: a frame's page comes back to the
+/// sender after the receiving stack used it as an skb head, with the MACs,
+/// TTL and (through a NAT) addresses rewritten for the next hop, and the
+/// kernel does not copy the template in again unless the frame's metadata
+/// changed. Without this most frames would carry the last hop's headers.
+#[unsafe(no_mangle)]
+static PKTGEN_HEAD: [u8; HEAD_LEN] = [0; HEAD_LEN];
+const HEAD_LEN: usize = L4_V4 + 8;
+
 /// Nanoseconds between frames; 0 sends every run.
 #[unsafe(no_mangle)]
 static PKTGEN_INTERVAL_NS: u64 = 0;
+/// Paced: frames to send in all (the sender checks between calls, so the
+/// program stops at exactly this many).
+#[unsafe(no_mangle)]
+static PKTGEN_LIMIT: u64 = u64::MAX;
 /// After a stall (between calls) at most this many frames go out back to
 /// back, so the receiver's ring (256 frames on a veth) does not overflow.
 const MAX_BURST: u64 = 32;
@@ -49,7 +63,7 @@ const UDP_SPORT: usize = L4_V4;
 #[xdp]
 pub fn l4lb_pktgen(ctx: XdpContext) -> u32 {
     let (start, end) = (ctx.data(), ctx.data_end());
-    if start + UDP_SPORT + 2 > end {
+    if start + HEAD_LEN > end {
         return xdp_action::XDP_ABORTED;
     }
     // SAFETY: read-only globals the loader set before loading.
@@ -64,6 +78,11 @@ pub fn l4lb_pktgen(ctx: XdpContext) -> u32 {
     }
     if !due() {
         return xdp_action::XDP_DROP;
+    }
+    // SAFETY: a read-only global; start + HEAD_LEN <= end was checked above.
+    unsafe {
+        let head = core::ptr::read_volatile(&PKTGEN_HEAD);
+        core::ptr::copy_nonoverlapping(head.as_ptr(), start as *mut u8, HEAD_LEN);
     }
     // A random flow per frame; the template's UDP checksum is 0 (none), so
     // the port needs no checksum update.
@@ -92,9 +111,11 @@ fn due() -> bool {
     };
     // SAFETY: a helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: a read-only global the loader set before loading.
+    let limit = unsafe { core::ptr::read_volatile(&PKTGEN_LIMIT) };
     // SAFETY: array elements; the only writer is this program on one CPU.
     unsafe {
-        if now < *next {
+        if now < *next || *sent >= limit {
             return false;
         }
         let floor = now.saturating_sub(MAX_BURST * interval);

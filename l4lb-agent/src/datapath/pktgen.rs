@@ -25,11 +25,24 @@ use crate::{model::Proto, packet};
 static BENCH_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/l4lb-bench.bpf.o"));
 
+/// Ethernet + IPv4 + UDP headers, which the program writes over every frame.
+const HEAD_LEN: usize = 14 + 20 + 8;
+
 /// Frames per BPF_PROG_TEST_RUN call; the time bound is checked between calls.
 const RUNS_PER_CALL: u32 = 200_000;
-/// Paced, most runs are dropped as not due (tens of ns each): longer calls
-/// keep the gaps between calls (milliseconds of setup) rare.
-const PACED_RUNS_PER_CALL: u32 = 2_000_000;
+/// Paced, most runs are dropped as not due; a run costs what the machine
+/// gives it, so calls are sized by time (`paced_chunk`), starting here.
+const PACED_FIRST_CALL: u32 = 20_000;
+/// A paced call's target length: the time bound and the frame limit are
+/// checked between calls; longer calls make the setup gaps rarer.
+const PACED_CALL: Duration = Duration::from_millis(50);
+
+/// Runs for the next paced call, from how long the last `runs` took.
+fn paced_chunk(runs: u32, took: Duration) -> u32 {
+    let per_run = took.as_secs_f64() / f64::from(runs.max(1));
+    let want = PACED_CALL.as_secs_f64() / per_run.max(1e-9);
+    want.clamp(1_000.0, f64::from(RUNS_PER_CALL) * 10.0) as u32
+}
 /// Frames per batch inside one call (the kernel's default is 64).
 const BATCH: u32 = 64;
 
@@ -140,10 +153,16 @@ pub fn run(spec: &Spec) -> Result<Report> {
         0 => 0,
         r => (1_000_000_000 / r).max(1),
     };
+    let frame = template(spec);
+    let head: [u8; HEAD_LEN] = frame[..HEAD_LEN]
+        .try_into()
+        .context("template shorter than its headers")?;
     let mut ebpf = EbpfLoader::new()
+        .override_global("PKTGEN_HEAD", &head, true)
         .override_global("PKTGEN_IFINDEX", &ifindex, true)
         .override_global("PKTGEN_FLOWS", &flows, true)
         .override_global("PKTGEN_INTERVAL_NS", &interval_ns, true)
+        .override_global("PKTGEN_LIMIT", &spec.max_frames, true)
         .load(BENCH_OBJECT)
         .context("loading the benchmark BPF object")?;
     let pace = take_pace(&mut ebpf)?;
@@ -152,15 +171,18 @@ pub fn run(spec: &Spec) -> Result<Report> {
         .context("l4lb_pktgen missing from the benchmark BPF object")?
         .try_into()?;
     prog.load().context("loading l4lb_pktgen")?;
-    let frame = template(spec);
-    let chunk = match interval_ns {
+    let mut chunk = match interval_ns {
         0 => RUNS_PER_CALL,
-        _ => PACED_RUNS_PER_CALL,
+        _ => PACED_FIRST_CALL,
     };
     let start = Instant::now();
     let mut sent = 0u64;
     while sent < spec.max_frames && start.elapsed() < spec.max_time {
-        let n = (spec.max_frames - sent).min(u64::from(chunk)) as u32;
+        let n = match interval_ns {
+            0 => (spec.max_frames - sent).min(u64::from(chunk)) as u32,
+            _ => chunk,
+        };
+        let call = Instant::now();
         let opts = TestRunOptions {
             data_in: Some(&frame),
             repeat: n,
@@ -171,7 +193,10 @@ pub fn run(spec: &Spec) -> Result<Report> {
             .context("BPF_PROG_TEST_RUN (live frames)")?;
         sent = match interval_ns {
             0 => sent + u64::from(n),
-            _ => pace.get(&1, 0)?,
+            _ => {
+                chunk = paced_chunk(n, call.elapsed());
+                pace.get(&1, 0)?
+            }
         };
     }
     let seconds = start.elapsed().as_secs_f64();
@@ -180,4 +205,18 @@ pub fn run(spec: &Spec) -> Result<Report> {
         seconds,
         pps: sent as f64 / seconds.max(1e-9),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paced_calls_are_sized_to_last_about_50_ms() {
+        // 1 us per run: 50,000 runs.
+        assert_eq!(paced_chunk(20_000, Duration::from_millis(20)), 50_000);
+        // Very slow runs: never below 1,000; very fast: capped.
+        assert_eq!(paced_chunk(1_000, Duration::from_secs(10)), 1_000);
+        assert_eq!(paced_chunk(1_000, Duration::ZERO), RUNS_PER_CALL * 10);
+    }
 }
