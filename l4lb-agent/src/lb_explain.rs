@@ -6,7 +6,7 @@ mod local;
 
 use std::{collections::BTreeMap, net::SocketAddr};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 
 use crate::{
@@ -40,11 +40,12 @@ pub struct Candidate {
     pub eligible: bool,
 }
 
-pub fn explain(maps: &Maps, vip: SocketAddr, proto: Proto) -> Result<SocketExplanation> {
+/// None: `vip` is not a VIP in these maps (connect() goes where it was asked).
+pub fn explain(maps: &Maps, vip: SocketAddr, proto: Proto) -> Result<Option<SocketExplanation>> {
     let key = Vip { addr: vip, proto };
-    let svc = maps
-        .service_value(&key)
-        .with_context(|| format!("{vip}/{proto} is not a VIP in these maps"))?;
+    let Some(svc) = maps.service_value(&key) else {
+        return Ok(None);
+    };
     let policy = maps.lb_policy().unwrap_or_default();
     let probes = maps.health_probes().unwrap_or_default();
     let applied = maps.read_applied()?;
@@ -83,13 +84,13 @@ pub fn explain(maps: &Maps, vip: SocketAddr, proto: Proto) -> Result<SocketExpla
         _ => l4lb_core::locality::Mode::Off,
     };
     let locality = local::verdict(mode, &svc, maps.local_set(svc.id), &candidates);
-    Ok(SocketExplanation {
+    Ok(Some(SocketExplanation {
         policy: policy.name(),
         health_probes: probes.name(),
         candidates,
         verdict,
         locality,
-    })
+    }))
 }
 
 /// The rule that decides, in words.
@@ -156,7 +157,11 @@ fn agent_probing(c: &[Candidate]) -> String {
 }
 
 /// Text lines for `explain` without `--json`.
-pub fn print(e: &SocketExplanation) {
+pub fn print(e: Option<&SocketExplanation>) {
+    let Some(e) = e else {
+        println!("socket path: not a VIP: connect() goes to the address as given");
+        return;
+    };
     println!(
         "socket path (policy {}, probes by {}): {}",
         e.policy, e.health_probes, e.verdict

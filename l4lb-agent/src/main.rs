@@ -181,7 +181,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 if a.repeat > 1 {
                     println!("{} runs, {} ns per run", a.repeat, e.ns_per_run);
                 }
-                l4lb_agent::lb_explain::print(&socket);
+                l4lb_agent::lb_explain::print(socket.as_ref());
             }
             Ok(())
         }

@@ -459,15 +459,15 @@ fn summarize(
          same small cost after every mode. GRO is on for n0 (a veth takes XDP frames only into NAPI) and \
          RPS hands n0's skb work to CPU 1; each mode in a fresh topology, modes interleaved over {rounds} \
          rounds of {seconds} s.\n\n{}\n{pps_verdict}.\n\n\
-         Reading the numbers: every mode lands at 0.3-0.45 million frames per second, within each other's \
-         ranges, because what bounds them is shared: veth runs the receive NAPI of n0 on the CPU that \
-         sent the frames, so on CPU 0 the sender and n0's receive path (the XDP program, or the skb that \
-         iptables needs) split one core, and frames beyond what that core's softirq takes are dropped at \
-         n0's ring (the notes in the log give offered vs delivered). Threaded NAPI or no RPS starve the \
-         node outright (tried: a few thousand frames per second). So this box cannot show the datapath's \
-         own throughput difference; the program's own cost is the ns/packet above (~55-75 ns, goal met), \
-         far below the microsecond-scale skb path iptables needs. The 2x over iptables is NOT shown here: \
-         it needs XDP in a NIC driver with the sender on another machine.\n\n\
+         Reading the numbers: the sender writes each frame's headers before it goes (a frame's page comes \
+         back to it after the node's stack rewrote the MACs, TTL and NAT addresses for the next hop; \
+         before 2026-12-05 most frames were dropped at n0 as addressed to another host, which capped every \
+         mode near 0.4 million frames per second and hid the differences). The node's receive work runs on \
+         the sender's CPU (veth NAPI), so frames beyond what that core's softirq takes are dropped at n0's \
+         ring (the notes give offered vs delivered): the ceiling is this 2-core VM's, and the ratio to \
+         iptables is the comparison. `--xdp-forward fib` never builds an skb in the node; native mode with \
+         kernel forwarding still hands each frame to the node's stack after the rewrite. \
+         `cargo xtask bench xdp-cpu` gives the CPU per packet at a rate every mode forwards.\n\n\
          Machine: {machine}.\n",
         report::md_table(&h1, &cost_rows),
         report::md_table(&h2, &rows),
