@@ -102,13 +102,12 @@ pub(crate) fn cgroup_cpu_s(cg: &Path) -> Result<f64> {
 }
 
 /// Machine-wide CPU time spent over a span (/proc/stat's `cpu` line, all
-/// CPUs): in softirq (where the kernel receives, forwards and drops packets,
-/// XDP and netfilter alike) and busy in all (everything but idle and iowait).
+/// CPUs) in softirq, where the kernel receives, forwards and drops packets,
+/// XDP and netfilter alike.
 /// The kernel samples these by tick, so spans of seconds are needed.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct CpuDelta {
     pub softirq_s: f64,
-    pub busy_s: f64,
     pub wall_s: f64,
 }
 
@@ -120,14 +119,13 @@ impl CpuDelta {
         let (b, wall_s) = (proc_stat_cpu()?, t0.elapsed().as_secs_f64());
         let d = CpuDelta {
             softirq_s: b.softirq_s - a.softirq_s,
-            busy_s: b.busy_s - a.busy_s,
             wall_s,
         };
         Ok((d, out))
     }
 }
 
-/// Cumulative softirq and busy seconds since boot, summed over CPUs.
+/// Cumulative softirq seconds since boot, summed over CPUs.
 fn proc_stat_cpu() -> Result<CpuDelta> {
     let stat = fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
     parse_proc_stat_cpu(&stat)
@@ -150,10 +148,8 @@ fn parse_proc_stat_cpu(stat: &str) -> Result<CpuDelta> {
     }
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let busy: f64 = f[..8].iter().sum::<f64>() - f[3] - f[4];
     Ok(CpuDelta {
         softirq_s: f[6] / hz,
-        busy_s: busy / hz,
         wall_s: 0.0,
     })
 }
@@ -163,13 +159,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn proc_stat_cpu_line_gives_softirq_and_busy() {
+    fn proc_stat_cpu_line_gives_softirq() {
         let stat = "cpu  300 20 60 900 10 0 16 8 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n";
         let c = parse_proc_stat_cpu(stat).unwrap();
         // SAFETY: sysconf has no preconditions.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
         assert_eq!(c.softirq_s, 16.0 / hz);
-        assert_eq!(c.busy_s, (300.0 + 20.0 + 60.0 + 16.0 + 8.0) / hz);
         assert!(parse_proc_stat_cpu("cpu  1 2 3\n").is_err());
         assert!(parse_proc_stat_cpu("intr 5\n").is_err());
     }
