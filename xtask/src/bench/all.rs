@@ -41,7 +41,7 @@ pub struct AllArgs {
     /// benchmark runs, in a few minutes.
     #[arg(long)]
     pub quick: bool,
-    /// Skip a benchmark (socket, peers, redis, scaling, xdp, marathon, mesos, dns, failover, profile, fleet); repeatable.
+    /// Skip a benchmark (socket, peers, redis, scaling, xdp, marathon, mesos, dns, failover, profile, fleet, xdp-cpu); repeatable.
     #[arg(long)]
     pub skip: Vec<String>,
     /// Run only these benchmarks (same names); repeatable.
@@ -252,6 +252,16 @@ fn steps(a: &AllArgs) -> Vec<Step> {
                 ])
             },
             sections: &["xtask bench fleet"],
+        },
+        Step {
+            name: "xdp-cpu",
+            // ~3 min: 5 modes x 3 rounds x (5 s idle + 5 s paced flood).
+            args: if q {
+                s(&["--rounds", "1", "--seconds", "2"])
+            } else {
+                s(&["--rounds", "3", "--seconds", "5"])
+            },
+            sections: &["xtask bench xdp-cpu"],
         },
     ]
 }
@@ -967,7 +977,7 @@ mod tests {
             names,
             [
                 "socket", "peers", "redis", "scaling", "xdp", "marathon", "mesos", "dns",
-                "failover", "profile", "fleet"
+                "failover", "profile", "fleet", "xdp-cpu"
             ]
         );
     }
