@@ -125,6 +125,15 @@ pub fn snapshot(h: *mut BackendHealth, backend_id: u32, now: u64) -> (HealthStat
     )
 }
 
+/// The backend's state at `now` (an id without a health entry: up).
+#[inline(always)]
+pub fn state_of(backend_id: u32, now: u64) -> HealthState {
+    match entry(backend_id) {
+        Some(h) => snapshot(h, backend_id, now).0,
+        None => HealthState::Up,
+    }
+}
+
 /// Takes the backend's probe slot (one probe at a time, CAS on its start
 /// time); false if another connect holds it.
 #[inline(always)]

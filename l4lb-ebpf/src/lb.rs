@@ -1,6 +1,8 @@
 //! Service lookup and backend choice, shared by every hook.
 use aya_ebpf::bindings::BPF_NOEXIST;
-use l4lb_common::{Addr6, Backend, HealthState, MemberKey, ServiceKey, ServiceValue, Stats};
+use l4lb_common::{
+    Addr6, Backend, HealthState, MemberKey, ServiceKey, ServiceValue, Stats, UP_SCAN_SLOTS,
+};
 
 use crate::maps::{
     L4LB_BACKENDS, L4LB_BE_STATS, L4LB_MEMBER_STATS, L4LB_SERVICES, L4LB_SLOTS, L4LB_SVC_STATS,
@@ -50,7 +52,8 @@ pub fn choose(svc: &ServiceValue, pick: u32) -> Verdict {
 /// XDP's Maglev pick for a new flow, skipping a backend down for this node
 /// (`L4LB_HEALTH`): up to [`XDP_REPICKS`] more slots, derived from the same
 /// hash so every packet of the flow (and every node that agrees the backend
-/// is down) lands on the same one; all down → the plain Maglev pick. Suspect
+/// is down) lands on the same one, then the [`first_up`] walk from there;
+/// all down → the plain Maglev pick. Suspect
 /// backends are not skipped: without a local socket there is no handshake to
 /// wait on, and a flow must not move while the judgment is pending. Under
 /// `--lb-policy random` the plain pick, as before health existed.
@@ -64,29 +67,54 @@ pub fn choose_up(svc: &ServiceValue, hash: u32) -> Verdict {
     };
     let now = crate::health::now_ns();
     let mut id = first;
+    let mut pick = hash;
     let mut k = 0;
     while k < XDP_REPICKS {
-        let down = match crate::health::entry(id) {
-            Some(h) => matches!(
-                crate::health::snapshot(h, id, now).0,
-                HealthState::Down | HealthState::ProbeDue
-            ),
-            None => false,
-        };
-        if !down {
+        if !is_down(crate::health::state_of(id, now)) {
             return backend_verdict(svc, id);
         }
         k += 1;
-        id = match slot_backend(svc, hash.wrapping_add(k.wrapping_mul(0x9e37_79b9))) {
+        pick = hash.wrapping_add(k.wrapping_mul(0x9e37_79b9));
+        id = match slot_backend(svc, pick) {
             Some(b) => b,
             None => break,
         };
     }
-    backend_verdict(svc, first)
+    let up = first_up(svc, pick, now, |s| !is_down(s));
+    backend_verdict(svc, up.unwrap_or(first))
+}
+
+#[inline(always)]
+fn is_down(state: HealthState) -> bool {
+    matches!(state, HealthState::Down | HealthState::ProbeDue)
 }
 
 /// Further slots XDP tries when a new flow's Maglev pick is down for this node.
 const XDP_REPICKS: u32 = 4;
+
+/// The first backend whose state `takes` in the [`UP_SCAN_SLOTS`] slots
+/// after `pick`. Random draws alone leave a chance that every draw lands on
+/// down backends while others are up ((1/2)^8 per connect with one of two
+/// down): Maglev spreads each backend's slots over the table, so a short
+/// walk of neighbouring slots finds an up one wherever one holds a fair
+/// share, and a down backend gets a new connection only when (nearly) all are.
+#[inline(always)]
+pub fn first_up(
+    svc: &ServiceValue,
+    pick: u32,
+    now: u64,
+    takes: impl Fn(HealthState) -> bool,
+) -> Option<u32> {
+    let mut j = 1;
+    while j <= UP_SCAN_SLOTS {
+        let id = slot_backend(svc, pick.wrapping_add(j))?;
+        if takes(crate::health::state_of(id, now)) {
+            return Some(id);
+        }
+        j += 1;
+    }
+    None
+}
 
 /// The backend id in slot `pick % slot_count` (`slot_count` > 0).
 #[inline(always)]

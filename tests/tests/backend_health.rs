@@ -480,3 +480,49 @@ fn explain_names_the_policy_and_each_backends_state() {
     }
     drop(agent);
 }
+
+/// One of two backends down: random draws alone would land every one of
+/// p2c's eight draws on it for one connect in 256 (and XDP's five for one
+/// new flow in 32); the walk over neighbouring slots finds the up one.
+#[test]
+fn with_one_of_two_backends_down_no_new_connect_or_xdp_flow_goes_to_it() {
+    require_root();
+    let mut sb = Sandbox::new("health-pair").unwrap();
+    for (id, ip) in [("a", "127.0.0.2"), ("c", "127.0.0.4")] {
+        sb.spawn_testsrv_with(id, &[&format!("{ip}:7000")], &[], &[])
+            .unwrap();
+    }
+    let pair = "vips:\n  - vip: 11.0.0.1:7000\n    backends: [127.0.0.2:7000, 127.0.0.4:7000]\n";
+    let args = ["--lb-policy", "p2c", "--health-probes", "agent"];
+    let agent = Agent::start_with_args(&mut sb, pair, &args).unwrap();
+    agent.wait_vips(1, READY).unwrap();
+    assert_eq!(sb.probe_tcp(VIP, 20).unwrap()["errors"], 0);
+    drop_syns(&sb);
+    let mut l = load(&sb, 3.0);
+    agent.wait_table("the backend down", Duration::from_secs(5), |t| {
+        t.is_array() && backend(t, DEAD)["health"]["state"] == "down"
+    });
+    let _ = l.kill();
+    let _ = l.wait();
+    let before = backend(&agent.vips_json().unwrap(), DEAD)["connects"]
+        .as_u64()
+        .unwrap();
+
+    let v = sb
+        .probe(&["tcp", "--to", VIP, "-n", "2000", "--timeout-ms", "300"])
+        .unwrap();
+    let t = agent.vips_json().unwrap();
+    let b = backend(&t, DEAD);
+    assert!(
+        matches!(b["health"]["state"].as_str(), Some("down" | "probe-due")),
+        "{b}"
+    );
+    let sent = b["connects"].as_u64().unwrap() - before;
+    assert_eq!((sent, &v["errors"]), (0, &Value::from(0)), "{v}\n{b}");
+    assert_eq!(row(&t, VIP, "tcp")["p2c_fallbacks"], 0, "{t}");
+
+    let to_dead = (40000..40256u16)
+        .filter(|p| xdp_pick(&sb, *p, false).0 == DEAD)
+        .count();
+    assert_eq!(to_dead, 0, "new XDP flows sent to the down backend");
+}

@@ -7,7 +7,8 @@
 //! backend is probed by the agent (no client connect is ever a probe) unless
 //! the agent set `--health-probes connection`: then one whose back-off is
 //! over is taken by exactly one connect as its probe. Every draw down or
-//! suspect → the control plane's choice (the first slot), counted as a fallback.
+//! suspect → the first up backend in the slots after the last draw; none →
+//! the control plane's choice (the first slot), counted as a fallback.
 use aya_ebpf::helpers::bpf_get_prandom_u32;
 use l4lb_common::{
     HealthState, LB_POLICY_P2C, LbStats, MemberKey, P2C_MAX_DRAWS, PROBES_CONNECTION, ServiceValue,
@@ -61,7 +62,8 @@ pub fn choose(svc: &ServiceValue) -> Option<Choice> {
     if let Some(local) = super::local::choose(svc, now) {
         return Some(local);
     }
-    let first = slot_backend(svc, random())?;
+    let mut pick = random();
+    let first = slot_backend(svc, pick)?;
     // Up to two distinct up candidates, in the order drawn.
     // Each with its load and connection time, for `p2c_cost`.
     let (mut a, mut a_load, mut a_t) = (first, 0u64, 0u64);
@@ -71,7 +73,8 @@ pub fn choose(svc: &ServiceValue) -> Option<Choice> {
     let mut i = 0;
     while i < P2C_MAX_DRAWS {
         if i > 0 {
-            id = match slot_backend(svc, random()) {
+            pick = random();
+            id = match slot_backend(svc, pick) {
                 Some(b) => b,
                 None => break,
             };
@@ -111,8 +114,13 @@ pub fn choose(svc: &ServiceValue) -> Option<Choice> {
         }
     }
     if found == 0 {
-        count(svc.id, |s| s.fallbacks += 1);
-    } else if !first_up {
+        // Every draw down or suspect: a neighbour's walk before giving up.
+        match super::first_up(svc, pick, now, |s| s == HealthState::Up) {
+            Some(up) => (a, found) = (up, 1),
+            None => count(svc.id, |s| s.fallbacks += 1),
+        }
+    }
+    if found > 0 && !first_up {
         count(svc.id, |s| s.avoided += 1);
     }
     // Weights are read only when they could matter: two idle backends with
