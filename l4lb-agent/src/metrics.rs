@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use prometheus_client::{
     collector::Collector,
-    encoding::{DescriptorEncoder, EncodeMetric},
+    encoding::{DescriptorEncoder, EncodeGaugeValue, EncodeMetric},
     metrics::{
         counter::{ConstCounter, Counter},
         family::Family,
@@ -649,45 +649,51 @@ fn encode_health_gauges(
             ConstGauge::new(i64::from(h.state == state)).encode(desc.encode_family(&labels)?)?;
         }
     }
-    let ewma = ConstGauge::new(0f64);
-    let mut desc = encoder.encode_descriptor(
+    let seconds = |us: f64| us / 1e6;
+    per_backend(
+        encoder,
+        health,
         "backend_handshake_ewma_seconds",
         "Moving average of the TCP handshake time through a VIP, per backend (0: none yet)",
-        None,
-        ewma.metric_type(),
+        |h| seconds(h.handshake_ewma_us),
     )?;
-    for (addr, h) in health {
-        let labels = vec![("backend".to_string(), addr.clone())];
-        ConstGauge::new(h.handshake_ewma_us / 1e6).encode(desc.encode_family(&labels)?)?;
-    }
-    let mut desc = encoder.encode_descriptor(
+    per_backend(
+        encoder,
+        health,
         "backend_lifetime_ewma_seconds",
         "Moving average of how long TCP connections through a VIP lived (established to closed), per backend, as p2c reads it now (halved per second without a new connection; 0: none yet)",
-        None,
-        ewma.metric_type(),
+        |h| seconds(h.lifetime_ewma_us),
     )?;
+    per_backend(
+        encoder,
+        health,
+        "backend_live_connections",
+        "TCP connections through a VIP established and not yet closed, per backend",
+        |h| h.live_connections as i64,
+    )?;
+    per_backend(
+        encoder,
+        health,
+        "backend_handshakes_in_flight",
+        "TCP handshakes through a VIP in flight, per backend",
+        |h| h.handshakes_in_flight as i64,
+    )?;
+    Ok(())
+}
+
+/// A gauge family with one value per backend, labelled with its address.
+fn per_backend<N: EncodeGaugeValue + Default>(
+    encoder: &mut DescriptorEncoder,
+    health: &std::collections::BTreeMap<String, HealthView>,
+    name: &str,
+    help: &str,
+    value: impl Fn(&HealthView) -> N,
+) -> Result<(), std::fmt::Error> {
+    let kind = ConstGauge::new(N::default()).metric_type();
+    let mut desc = encoder.encode_descriptor(name, help, None, kind)?;
     for (addr, h) in health {
         let labels = vec![("backend".to_string(), addr.clone())];
-        ConstGauge::new(h.lifetime_ewma_us / 1e6).encode(desc.encode_family(&labels)?)?;
-    }
-    for (name, help, pick) in [
-        (
-            "backend_live_connections",
-            "TCP connections through a VIP established and not yet closed, per backend",
-            0usize,
-        ),
-        (
-            "backend_handshakes_in_flight",
-            "TCP handshakes through a VIP in flight, per backend",
-            1,
-        ),
-    ] {
-        let mut desc = encoder.encode_descriptor(name, help, None, g.metric_type())?;
-        for (addr, h) in health {
-            let v = [h.live_connections, h.handshakes_in_flight][pick];
-            let labels = vec![("backend".to_string(), addr.clone())];
-            ConstGauge::new(v as i64).encode(desc.encode_family(&labels)?)?;
-        }
+        ConstGauge::new(value(h)).encode(desc.encode_family(&labels)?)?;
     }
     Ok(())
 }

@@ -338,23 +338,25 @@ pub fn stats(maps: &Maps) -> Result<Totals> {
     })
 }
 
+/// `reason n  reason n …` for counters by reason.
+fn counter_line(counts: &std::collections::BTreeMap<&'static str, u64>) -> String {
+    let parts: Vec<String> = counts.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    parts.join("  ")
+}
+
 pub fn print_stats(t: &Totals) {
     println!(
         "VIPs {}  backends {}  connects {}  sendmsgs {}  refused {}",
         t.vips, t.backends, t.connects, t.sendmsgs, t.refused
     );
-    let drops: Vec<String> = t
-        .vip_guard_drops
-        .iter()
-        .map(|(r, n)| format!("{r} {n}"))
-        .collect();
-    println!("XDP drops to VIP addresses: {}", drops.join("  "));
-    let icmp: Vec<String> = t
-        .icmp_errors
-        .iter()
-        .map(|(r, n)| format!("{r} {n}"))
-        .collect();
-    println!("ICMP errors about VIP flows: {}", icmp.join("  "));
+    println!(
+        "XDP drops to VIP addresses: {}",
+        counter_line(&t.vip_guard_drops)
+    );
+    println!(
+        "ICMP errors about VIP flows: {}",
+        counter_line(&t.icmp_errors)
+    );
     match t.escaped_vip_packets {
         Some(n) => println!("escaped VIP packets dropped by l4lb0: {n}"),
         None => println!("escaped VIP packets: no l4lb0 in this network namespace"),
