@@ -169,6 +169,8 @@ pub const LIFETIME_FREE_NS: u64 = 5_000_000;
 /// connections lived long is tried again once it looks no worse than the
 /// others (21 ms against ~1 ms: after ~2 s), and its next close updates the average.
 pub const LIFETIME_HALF_LIFE_NS: u64 = 1_000_000_000;
+/// One lifetime sample counts for at most this many times the average.
+pub const LIFETIME_SAMPLE_CAP_X: u64 = 4;
 
 /// What connect() makes of a backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -243,7 +245,7 @@ impl BackendHealth {
         cost(
             self.live,
             self.inflight,
-            self.ewma_ns,
+            handshake_now(self.ewma_ns, self.last_ok_ns, now),
             lifetime_now(self.lifetime_ewma_ns, self.last_ok_ns, now),
         )
     }
@@ -286,17 +288,37 @@ pub const fn lifetime_now(lifetime_ewma_ns: u64, last_ok_ns: u64, now: u64) -> u
     }
 }
 
+/// The handshake average as p2c's cost reads it at `now`: faded like the
+/// lifetime ([`lifetime_now`]). Without it one slow handshake (a pause of the
+/// backend, or of this node) would price a backend out of every draw under
+/// light load for good: nothing else would ever move its average again.
+#[inline(always)]
+pub const fn handshake_now(ewma_ns: u64, last_ok_ns: u64, now: u64) -> u64 {
+    lifetime_now(ewma_ns, last_ok_ns, now)
+}
+
 /// The lifetime average after one more connection lived `sample_ns`: up
 /// by half the difference, down by an eighth. Rising fast ends a retry of a
 /// backend whose average had faded at its first close, before it collects
 /// more connections it is slow with; falling slowly keeps one short
-/// connection from making a slow backend look fast.
+/// connection from making a slow backend look fast. A sample counts for at
+/// most [`LIFETIME_SAMPLE_CAP_X`] × the average (and at least
+/// [`LIFETIME_FREE_NS`]): one outlier — a client that held its connection
+/// for a minute, a process descheduled on a busy node — moves the average
+/// at most 2.5× and, from a short one, not past the free part, so it cannot
+/// starve a backend for seconds; a backend that is slow on every connection
+/// still reaches its real average within a few closes.
 #[inline(always)]
 pub const fn lifetime_next(ewma_ns: u64, sample_ns: u64) -> u64 {
-    if ewma_ns != 0 && sample_ns > ewma_ns {
-        ewma_ns + (sample_ns - ewma_ns) / 2
+    let mut cap = ewma_ns.saturating_mul(LIFETIME_SAMPLE_CAP_X);
+    if cap < LIFETIME_FREE_NS {
+        cap = LIFETIME_FREE_NS;
+    }
+    let sample = if sample_ns > cap { cap } else { sample_ns };
+    if ewma_ns != 0 && sample > ewma_ns {
+        ewma_ns + (sample - ewma_ns) / 2
     } else {
-        ewma_next(ewma_ns, sample_ns)
+        ewma_next(ewma_ns, sample)
     }
 }
 
@@ -552,6 +574,22 @@ mod tests {
     }
 
     #[test]
+    fn one_slow_handshake_prices_a_backend_out_for_seconds_not_for_good() {
+        let t = 10 * LIFETIME_HALF_LIFE_NS;
+        // Usually 100 µs; one handshake took 50 ms (a pause): an eighth stays.
+        let e = ewma_next(100_000, 50 * MS);
+        let fast = cost(0, 0, 100_000, 0);
+        let slow_at = |s: u64| cost(0, 0, handshake_now(e, t, t + s * LIFETIME_HALF_LIFE_NS), 0);
+        // Drawn first, it loses to any other idle backend for 4 s…
+        assert!(second_wins(slow_at(0), fast));
+        assert!(second_wins(slow_at(4), fast));
+        // …and keeps its draw from the fifth, its next handshake moving
+        // the average from there.
+        assert!(!second_wins(slow_at(5), fast));
+        assert_eq!(handshake_now(e, t, t + 5 * LIFETIME_HALF_LIFE_NS), e >> 5);
+    }
+
+    #[test]
     fn the_lifetime_average_fades_without_new_connections() {
         let t = 100_000 * MS;
         assert_eq!(lifetime_now(21 * MS, t, t + 999 * MS), 21 * MS);
@@ -573,11 +611,30 @@ mod tests {
 
     #[test]
     fn the_lifetime_average_rises_by_half_and_falls_by_an_eighth() {
-        assert_eq!(lifetime_next(0, 21 * MS), 21 * MS);
-        // A faded slow backend's first close after a retry.
-        assert_eq!(lifetime_next(MS, 21 * MS), 11 * MS);
+        assert_eq!(lifetime_next(8 * MS, 12 * MS), 10 * MS);
         assert_eq!(lifetime_next(16 * MS, 8 * MS), 15 * MS);
         assert_eq!(lifetime_next(u64::MAX - 1, u64::MAX), u64::MAX - 1);
+    }
+
+    #[test]
+    fn one_long_connection_cannot_starve_a_backend_but_a_slow_one_shows() {
+        // A client held one connection a minute on a backend of 300 µs ones:
+        // the average stays within the free part, the cost does not move.
+        let held = lifetime_next(300_000, 60_000 * MS);
+        assert_eq!(held, 2_650_000);
+        assert_eq!(cost(0, 0, 50_000, held), cost(0, 0, 50_000, 300_000));
+        // The first sample counts up to the free part only.
+        assert_eq!(lifetime_next(0, 21 * MS), LIFETIME_FREE_NS);
+        // A backend slow on every connection (21 ms), from a faded 1 ms:
+        // past the free part at its second close, 17.6 ms by its fourth.
+        let mut e = MS;
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            e = lifetime_next(e, 21 * MS);
+            seen.push(e / 100_000);
+        }
+        assert_eq!(seen, [30, 75, 142, 176]);
+        assert!(cost(0, 0, 50_000, 7_500_000) > 2 * cost(0, 0, 50_000, MS));
     }
 
     #[test]

@@ -10,7 +10,8 @@ use core::{
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use l4lb_common::{
-    BackendHealth, HealthState, after_failure, ewma_next, failure_run, lifetime_next, lifetime_now,
+    BackendHealth, HealthState, after_failure, ewma_next, failure_run, handshake_now,
+    lifetime_next, lifetime_now,
 };
 
 use crate::maps::{L4LB_HEALTH, L4LB_PROBES};
@@ -101,8 +102,8 @@ fn effective_down_until(backend_id: u32, down_until_ns: u64) -> u64 {
 }
 
 /// The state connect() sees now, the connections it has (live and
-/// handshaking), its handshake average and its lifetime average as it reads
-/// now (`lifetime_now`): what the costs read.
+/// handshaking), its handshake and lifetime averages as they read now
+/// (faded by `handshake_now` / `lifetime_now`): what the costs read.
 #[inline(always)]
 pub fn snapshot(h: *mut BackendHealth, backend_id: u32, now: u64) -> (HealthState, u64, u64, u64) {
     // SAFETY: `h` is a live map value; racy plain reads are fine for a heuristic.
@@ -120,7 +121,7 @@ pub fn snapshot(h: *mut BackendHealth, backend_id: u32, now: u64) -> (HealthStat
     (
         l4lb_common::state(down, inflight, stall, ewma, now),
         live.wrapping_add(inflight),
-        ewma,
+        handshake_now(ewma, last_ok, now),
         lifetime_now(life, last_ok, now),
     )
 }
@@ -172,12 +173,14 @@ pub fn established(h: *mut BackendHealth, rtt_ns: u64, now: u64) {
         dec(&raw mut (*h).inflight);
         at(&raw mut (*h).live).fetch_add(1);
         at(&raw mut (*h).handshakes).fetch_add(1);
-        let ewma = at(&raw mut (*h).ewma_ns);
-        ewma.store(ewma_next(ewma.load(), rtt_ns));
-        at(&raw mut (*h).consecutive).store(0);
-        // The lifetime average keeps the fading it had until now: the next
-        // close moves it from there, not from where it stood before.
+        // Both averages keep the fading they had until now: this handshake
+        // and the next close move them from there, not from where they
+        // stood before the backend was starved.
         let last_ok = at(&raw mut (*h).last_ok_ns);
+        let ewma = at(&raw mut (*h).ewma_ns);
+        let faded = handshake_now(ewma.load(), last_ok.load(), now);
+        ewma.store(ewma_next(faded, rtt_ns));
+        at(&raw mut (*h).consecutive).store(0);
         let life = at(&raw mut (*h).lifetime_ewma_ns);
         life.store(lifetime_now(life.load(), last_ok.load(), now));
         last_ok.store(now);
