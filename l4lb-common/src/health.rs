@@ -16,7 +16,8 @@ pub const LB_POLICY_RANDOM: u32 = 1;
 pub struct LbConfig {
     /// `LB_POLICY_*`.
     pub policy: u32,
-    /// `LOCALITY_*` (`--locality`), for the CLI; the kernel reads `L4LB_LOCAL`.
+    /// `LOCALITY_*` (`--locality`): the CLI shows it, and connect() reads
+    /// `L4LB_LOCAL` only when it is not off.
     pub locality: u16,
     /// Who probes a down backend: `PROBES_AGENT` (0) or `PROBES_CONNECTION`
     /// (`crate::probe`). Two u16s share the former padding: the value keeps

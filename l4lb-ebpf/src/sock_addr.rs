@@ -160,6 +160,10 @@ fn cookie(ctx: &SockAddrContext) -> u64 {
 /// bpf_get_ns_current_pid_tgid (allowed for every program type since Linux
 /// 6.10) answers only if the caller lives in the agent's pid namespace, so a
 /// process elsewhere with the same pid number is never taken for the agent.
+/// The initial pid namespace's inode number (`PROC_PID_INIT_INO`), the same
+/// on every kernel.
+const INIT_PIDNS_INO: u64 = 0xEFFF_FFFC;
+
 #[inline(always)]
 fn is_agent() -> bool {
     let Some(id) = L4LB_SELF.get(0) else {
@@ -167,6 +171,14 @@ fn is_agent() -> bool {
     };
     if id.tgid == 0 {
         return false;
+    }
+    if id.pidns_ino == INIT_PIDNS_INO {
+        // The agent lives in the initial pid namespace, whose numbers the
+        // plain helper returns: the same answer without the namespace
+        // helper's lookups (~9% of a VIP connect's program time).
+        // SAFETY: helper without preconditions.
+        let tgid = (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32;
+        return tgid == id.tgid;
     }
     let mut ns = bpf_pidns_info { pid: 0, tgid: 0 };
     // SAFETY: `ns` is a writable bpf_pidns_info on our stack, its size passed along.

@@ -47,9 +47,11 @@ pub fn l4lb_sockops(ctx: SockOpsContext) -> u32 {
     let Some(h) = health::entry(m.backend_id) else {
         return 1;
     };
-    let now = health::now_ns();
+    // The clock is read only where a time is recorded: not on the state
+    // change to ESTABLISHED, which every VIP connection also makes.
     match op {
         BPF_SOCK_OPS_TCP_CONNECT_CB => {
+            let now = health::now_ns();
             // Only VIP sockets get these callbacks: a failure shows as a SYN
             // timeout or a close, a close of a live one as a close.
             let flags = ctx.cb_flags() | BPF_SOCK_OPS_RTO_CB_FLAG | BPF_SOCK_OPS_STATE_CB_FLAG;
@@ -60,6 +62,7 @@ pub fn l4lb_sockops(ctx: SockOpsContext) -> u32 {
         }
         BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB => {
             if m.flags & MARK_IN_FLIGHT != 0 {
+                let now = health::now_ns();
                 m.flags = (m.flags & !MARK_IN_FLIGHT) | MARK_ESTABLISHED;
                 health::established(h, now.wrapping_sub(m.start_ns), now);
                 // From here on, start_ns is when its lifetime began.
@@ -71,6 +74,7 @@ pub fn l4lb_sockops(ctx: SockOpsContext) -> u32 {
             // brings the backend back.
             if m.flags & (MARK_IN_FLIGHT | MARK_FAILED) == MARK_IN_FLIGHT {
                 m.flags |= MARK_FAILED;
+                let now = health::now_ns();
                 health::failed(h, m.backend_id, m.flags & MARK_PROBE != 0, now);
             }
         }
@@ -81,13 +85,14 @@ pub fn l4lb_sockops(ctx: SockOpsContext) -> u32 {
             // there, not after the closing handshake.
             if m.flags & MARK_ESTABLISHED != 0 && state != BPF_TCP_ESTABLISHED {
                 m.flags &= !MARK_ESTABLISHED;
-                health::closed(h, now.wrapping_sub(m.start_ns));
+                health::closed(h, health::now_ns().wrapping_sub(m.start_ns));
             }
             if state != BPF_TCP_CLOSE {
                 return 1;
             }
             if m.flags & MARK_IN_FLIGHT != 0 {
                 if m.flags & MARK_FAILED == 0 {
+                    let now = health::now_ns();
                     health::failed(h, m.backend_id, m.flags & MARK_PROBE != 0, now);
                 }
                 health::handshake_ended(h);

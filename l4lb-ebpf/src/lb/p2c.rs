@@ -11,8 +11,8 @@
 //! the control plane's choice (the first slot), counted as a fallback.
 use aya_ebpf::helpers::bpf_get_prandom_u32;
 use l4lb_common::{
-    HealthState, LB_POLICY_P2C, LbStats, MemberKey, P2C_MAX_DRAWS, PROBES_CONNECTION, ServiceValue,
-    conn_time, p2c_cost, second_wins,
+    HealthState, LB_POLICY_P2C, LOCALITY_OFF, LbStats, MemberKey, P2C_MAX_DRAWS, PROBES_CONNECTION,
+    ServiceValue, conn_time, p2c_cost, second_wins,
 };
 
 use super::slot_backend;
@@ -41,6 +41,16 @@ pub(super) fn connection_probes() -> bool {
         .is_some_and(|c| u32::from(c.probes) == PROBES_CONNECTION)
 }
 
+/// The agent runs with `--locality node|zone` (it records the mode before
+/// it writes any local set): only then is `L4LB_LOCAL` worth a hash lookup
+/// (a miss costs about as much as a hit) on every connect.
+#[inline(always)]
+fn locality_on() -> bool {
+    L4LB_LB_CONFIG
+        .get(0)
+        .is_some_and(|c| u32::from(c.locality) != LOCALITY_OFF)
+}
+
 #[inline(always)]
 fn random() -> u32 {
     // SAFETY: helper without preconditions.
@@ -59,7 +69,9 @@ fn count(service_id: u32, f: impl FnOnce(&mut LbStats)) {
 #[inline(always)]
 pub fn choose(svc: &ServiceValue) -> Option<Choice> {
     let now = health::now_ns();
-    if let Some(local) = super::local::choose(svc, now) {
+    if locality_on()
+        && let Some(local) = super::local::choose(svc, now)
+    {
         return Some(local);
     }
     let mut pick = random();

@@ -41,7 +41,7 @@ pub struct AllArgs {
     /// benchmark runs, in a few minutes.
     #[arg(long)]
     pub quick: bool,
-    /// Skip a benchmark (socket, peers, redis, scaling, xdp, marathon, mesos, dns, failover, profile, fleet, xdp-cpu); repeatable.
+    /// Skip a benchmark (socket, peers, redis, scaling, xdp, marathon, mesos, dns, failover, profile, fleet, xdp-cpu, churn); repeatable.
     #[arg(long)]
     pub skip: Vec<String>,
     /// Run only these benchmarks (same names); repeatable.
@@ -262,6 +262,16 @@ fn steps(a: &AllArgs) -> Vec<Step> {
                 s(&["--rounds", "3", "--seconds", "5"])
             },
             sections: &["xtask bench xdp-cpu"],
+        },
+        Step {
+            name: "churn",
+            // ~6 min: 5 targets x 60 s of churn, each in a fresh sandbox.
+            args: if q {
+                s(&["--quick"])
+            } else {
+                s(&["--seconds", "60"])
+            },
+            sections: &["xtask bench churn"],
         },
     ]
 }
@@ -977,7 +987,7 @@ mod tests {
             names,
             [
                 "socket", "peers", "redis", "scaling", "xdp", "marathon", "mesos", "dns",
-                "failover", "profile", "fleet", "xdp-cpu"
+                "failover", "profile", "fleet", "xdp-cpu", "churn"
             ]
         );
     }

@@ -15,6 +15,8 @@
 //! | `xdp_cpu.rs` | `bench xdp-cpu`: the node's CPU per forwarded packet at a paced rate, l4lb vs iptables/nftables |
 //! | `failover_slow.rs` | `bench failover`'s slow-backend part: p50/p99 and the slow backend's share, per policy |
 //! | `fleet.rs`, `fleet_run.rs` | `bench fleet`: N agents on one fake Marathon: what they cost it, change -> every node's maps, resync stampede |
+//! | `churn.rs` | `bench churn`: sustained new connections/s and failures under conntrack, l4lb vs its peers |
+//! | `peer_setup.rs` | the five ways to one backend that `peers` and `churn` compare |
 //! | `all.rs` | `bench all` / `bench profile`: everything, BENCHMARKS.md's summary |
 //! | `control.rs` | the fake Marathon state and agent `marathon` and `dns` share |
 //! | `agent_log.rs` | reading the agent's log (fields, timestamps, waits) |
@@ -24,6 +26,7 @@
 mod agent_log;
 mod all;
 mod bpf_stats;
+mod churn;
 mod common;
 mod control;
 mod dns;
@@ -35,6 +38,7 @@ mod knot;
 mod locality;
 mod marathon;
 mod mesos;
+mod peer_setup;
 mod peers;
 mod procfs;
 mod redis;
@@ -109,6 +113,9 @@ pub enum Bench {
     /// N agents on one fake Marathon: requests and bytes it serves per change
     /// and per minute, change -> every node's maps, a resync stampede.
     Fleet(fleet::FleetArgs),
+    /// Sustained new TCP connections/s and failures under conntrack: l4lb
+    /// next to direct, iptables, nftables and HAProxy.
+    Churn(churn::ChurnArgs),
 }
 
 pub fn run(what: Bench) -> Result<()> {
@@ -136,5 +143,6 @@ pub fn run(what: Bench) -> Result<()> {
         Bench::All(args) => all::run(args),
         Bench::XdpCpu(args) => xdp_cpu::xdp_cpu(args),
         Bench::Fleet(args) => fleet::fleet(args),
+        Bench::Churn(args) => churn::churn(args),
     }
 }

@@ -18,23 +18,19 @@
 //! VIP, which no rule matches: each target uses only its own mechanism; the
 //! rule counters and the BPF counters are read back to prove it.
 //!
-//! Every load is bounded by count and by a kill timeout; HAProxy is a child of
+//! The setup is `peer_setup.rs` (shared with `bench churn`). Every load is
+//! bounded by count and by a kill timeout; HAProxy is a child of
 //! the sandbox and ends with it; every rule lives in the sandbox's netns and
 //! goes with it.
-use std::{
-    fmt::Write as _,
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::{fmt::Write as _, time::Instant};
 
 use anyhow::{Context, Result};
-use l4lb_tests::{Agent, Sandbox};
+use l4lb_tests::Sandbox;
 
 use super::{
     bpf_stats,
-    common::{
-        MAX_ITERATIONS, MAX_ROUNDS, PROBE_TIMEOUT, bpf_connects, in_one_sandbox, run_in, wait_tcp,
-    },
+    common::{MAX_ITERATIONS, MAX_ROUNDS, PROBE_TIMEOUT, bpf_connects, in_one_sandbox},
+    peer_setup::{self, BACKEND, IPT_ADDR, L4LB_VIP, NFT_ADDR, Target},
     stats::{med_range, median, min_max},
 };
 use crate::{
@@ -42,12 +38,6 @@ use crate::{
     report,
 };
 
-const BACKEND: &str = "127.0.0.2:7000";
-const L4LB_VIP: &str = "11.0.0.9:7000";
-const IPT_ADDR: &str = "11.0.1.1";
-const NFT_ADDR: &str = "11.0.1.2";
-const HAPROXY: &str = "127.0.0.3:7000";
-const PORT: &str = "7000";
 const SECTION_PEERS: &str = "xtask bench peers";
 const LATENCY_GOAL: f64 = 1.03;
 
@@ -65,45 +55,6 @@ pub struct PeersArgs {
 }
 
 // bench peers
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Target {
-    Direct,
-    L4lb,
-    Iptables,
-    Nftables,
-    Haproxy,
-}
-
-impl Target {
-    const ALL: [Target; 5] = [
-        Target::Direct,
-        Target::L4lb,
-        Target::Iptables,
-        Target::Nftables,
-        Target::Haproxy,
-    ];
-
-    fn addr(self) -> String {
-        match self {
-            Target::Direct => BACKEND.into(),
-            Target::L4lb => L4LB_VIP.into(),
-            Target::Iptables => format!("{IPT_ADDR}:{PORT}"),
-            Target::Nftables => format!("{NFT_ADDR}:{PORT}"),
-            Target::Haproxy => HAPROXY.into(),
-        }
-    }
-
-    fn label(self) -> &'static str {
-        match self {
-            Target::Direct => "direct",
-            Target::L4lb => "l4lb socket LB (connect4 hook)",
-            Target::Iptables => "iptables DNAT (legacy xtables, nat OUTPUT)",
-            Target::Nftables => "nftables DNAT (nat hook output)",
-            Target::Haproxy => "HAProxy 2.6 (mode tcp, userspace proxy)",
-        }
-    }
-}
 
 /// Per-target results, one entry per round.
 struct PeerRuns {
@@ -143,88 +94,19 @@ pub fn peers(a: PeersArgs) -> Result<()> {
     )
 }
 
-fn haproxy_config() -> String {
-    // One process, default thread count (= CPUs), plain TCP forwarding; the
-    // timeouts bound every connection.
-    format!(
-        "global\n  maxconn 4096\n\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 10s\n  timeout server 10s\n\n\
-         frontend bench\n  bind {HAPROXY}\n  default_backend backend1\n\n\
-         backend backend1\n  server b1 {BACKEND}\n"
-    )
-}
-
-fn nft_rules() -> String {
-    format!(
-        "table ip l4lb_bench {{\n  chain out {{\n    type nat hook output priority -100; policy accept;\n    \
-         ip daddr {NFT_ADDR} tcp dport {PORT} counter dnat to {BACKEND}\n  }}\n}}\n"
-    )
-}
-
 fn peers_in(sb: &mut Sandbox, a: &PeersArgs, deadline: Instant) -> Result<(PeerRuns, Vec<String>)> {
-    sb.spawn_testsrv("b1", &[BACKEND], &[])?;
-    // Netfilter VIPs: local addresses (refused without a rule), not the l4lb VIP.
-    for addr in [IPT_ADDR, NFT_ADDR] {
-        sb.add_addr(&format!("{addr}/32"))?;
-    }
-    run_in(
-        sb.in_netns("iptables-legacy").args([
-            "-w",
-            "-t",
-            "nat",
-            "-A",
-            "OUTPUT",
-            "-d",
-            &format!("{IPT_ADDR}/32"),
-            "-p",
-            "tcp",
-            "--dport",
-            PORT,
-            "-j",
-            "DNAT",
-            "--to-destination",
-            BACKEND,
-        ]),
-        "iptables-legacy -t nat -A OUTPUT",
-    )?;
-    let nft = sb.workdir().join("bench.nft");
-    std::fs::write(&nft, nft_rules())?;
-    run_in(sb.in_netns("nft").arg("-f").arg(&nft), "nft -f")?;
-    let cfg = sb.workdir().join("haproxy.cfg");
-    std::fs::write(&cfg, haproxy_config())?;
-    run_in(
-        Command::new("haproxy")
-            .arg("-c")
-            .arg("-q")
-            .arg("-f")
-            .arg(&cfg),
-        "haproxy -c",
-    )?;
-    let mut hp = sb.in_netns("haproxy");
-    // -db: foreground, no daemon: a child of the sandbox, killed with it.
-    hp.arg("-db")
-        .arg("-f")
-        .arg(&cfg)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(sb.workdir().join("haproxy.log"))?);
-    let hp_pid = sb.spawn(hp)?;
-    wait_tcp(sb, HAPROXY, Duration::from_secs(10)).context("haproxy")?;
-
-    let yaml =
-        format!("vips:\n  - vip: {L4LB_VIP}\n    protocol: tcp\n    backends: [\"{BACKEND}\"]\n");
-    let mut agent = Agent::start(sb, &yaml)?;
+    let running = peer_setup::start(sb)?;
     // The kernel's run-time accounting of the l4lb programs, for this run only.
     let stats = bpf_stats::enable();
-    let result = peers_rounds(sb, &agent, a, deadline);
+    let result = peers_rounds(sb, a, deadline);
     let costs = stats
         .as_ref()
         .map_err(|e| anyhow::anyhow!("{e:#}"))
         .and_then(|_| bpf_stats::pinned_program_costs(sb.pin_root()));
     drop(stats);
     let connects = bpf_connects(sb);
-    let rules = netfilter_counts(sb);
-    let stopped = agent.stop();
-    let _ = sb.kill(hp_pid);
+    let rules = peer_setup::netfilter_counts(sb);
+    let stopped = running.stop(sb);
     let runs = result?;
     stopped?;
     let made = |t: Target| -> u64 {
@@ -267,8 +149,7 @@ fn program_cost_line(costs: &[bpf_stats::ProgCost]) -> String {
     )
 }
 
-fn peers_rounds(sb: &Sandbox, agent: &Agent, a: &PeersArgs, deadline: Instant) -> Result<PeerRuns> {
-    agent.wait_vips(1, Duration::from_secs(30))?;
+fn peers_rounds(sb: &Sandbox, a: &PeersArgs, deadline: Instant) -> Result<PeerRuns> {
     let addrs: Vec<String> = Target::ALL.iter().map(|t| t.addr()).collect();
     println!(
         "sandbox {}: backend {BACKEND}; targets {}",
@@ -324,34 +205,6 @@ fn peers_rounds(sb: &Sandbox, agent: &Agent, a: &PeersArgs, deadline: Instant) -
         }
     }
     Ok(runs)
-}
-
-/// Packets counted by the iptables DNAT rule and the nft rule's counter: for
-/// a NAT rule, one per new connection.
-fn netfilter_counts(sb: &Sandbox) -> Result<(u64, u64)> {
-    let ipt = run_in(
-        sb.in_netns("iptables-legacy")
-            .args(["-w", "-t", "nat", "-L", "OUTPUT", "-v", "-x", "-n"]),
-        "iptables-legacy -L",
-    )?;
-    let ipt_n = ipt
-        .lines()
-        .find(|l| l.contains("DNAT"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .context("no DNAT rule line")?;
-    let nft = run_in(
-        sb.in_netns("nft")
-            .args(["list", "table", "ip", "l4lb_bench"]),
-        "nft list",
-    )?;
-    let nft_n = nft
-        .split("packets ")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .context("no nft counter")?;
-    Ok((ipt_n, nft_n))
 }
 
 fn peers_summary(
@@ -478,10 +331,7 @@ fn peers_summary(
          Each target uses only its own mechanism: the netfilter VIPs ({IPT_ADDR}, {NFT_ADDR}) are addresses of the \
          netns' `lo` that refuse connections without their rule, and no rule matches the l4lb VIP \
          ({L4LB_VIP}). Checked after the run: {}.\n\n\
-         Setup: iptables `iptables-legacy -t nat -A OUTPUT -d {IPT_ADDR}/32 -p tcp --dport {PORT} -j DNAT \
-         --to-destination {BACKEND}`; nftables `table ip l4lb_bench {{ chain out {{ type nat hook output priority \
-         -100; ip daddr {NFT_ADDR} tcp dport {PORT} counter dnat to {BACKEND} }} }}`; HAProxy `mode tcp`, \
-         `bind {HAPROXY}`, `server b1 {BACKEND}` (`haproxy -db`, default threads). Since NAT tables exist in the \
+         Setup: {setup}. Since NAT tables exist in the \
          netns, conntrack tracks every connection there, direct and l4lb included (as on a node where \
          kube-proxy or Docker runs), and the probe's connect()s to every target pass the cgroup hook (a map \
          miss for all but the l4lb VIP): the ratios show what each mechanism adds on top. `cargo xtask bench \
@@ -490,21 +340,9 @@ fn peers_summary(
          {errors_note}\nMachine: {machine} (before the run: {load_before}).\n",
         report::md_table(&header, &rows),
         checks.join("; "),
+        setup = peer_setup::setup_text(),
         it = a.iterations,
         r = a.rounds,
     );
     (text, md)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn configs_name_only_their_vips() {
-        let n = nft_rules();
-        assert!(n.contains("ip daddr 11.0.1.2 tcp dport 7000") && !n.contains("11.0.0.9"));
-        let h = haproxy_config();
-        assert!(h.contains("bind 127.0.0.3:7000") && h.contains("server b1 127.0.0.2:7000"));
-    }
 }
