@@ -177,3 +177,7 @@ pub const META_MAP: &str = "L4LB_META";
 /// The version pinned maps without an `L4LB_META` record have: agents before
 /// the record existed wrote this layout.
 pub const UNRECORDED_ABI_VERSION: u32 = 3;
+
+/// The benchmark sender's frame headers (Ethernet 14 + IPv4 20 + UDP 8),
+/// which `l4lb_pktgen` writes over every frame and the agent builds.
+pub const PKTGEN_HEAD_LEN: usize = 14 + 20 + 8;

@@ -31,15 +31,16 @@ use l4lb_common::{
 use crate::{
     csum::csum_update,
     maps::{L4LB_BACKENDS, L4LB_CONNTRACK, L4LB_ICMP_RATE, L4LB_ICMP_STATS, L4LB_XDP_REVNAT},
-    net::{bytes, ptr_at, words},
+    net::{IP4_CHECK_OFF, IP4_DST_OFF, IP6_DST_OFF, L4_V4, L4_V6, bytes, ptr_at, words},
 };
 
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_ICMPV6: u8 = 58;
 
-/// Offsets in an untagged frame: ICMP after a 20-byte IPv4 header, the
-/// embedded IPv4 header after the 8-byte ICMP header, its L4 ports after it.
-const ICMP4: usize = 14 + 20;
+/// Offsets in an untagged frame: ICMP where L4 starts after a 20-byte IPv4
+/// header, the embedded IPv4 header after the 8-byte ICMP header, its L4
+/// ports after it.
+const ICMP4: usize = L4_V4;
 const ICMP4_CHECK: usize = ICMP4 + 2;
 const IN4: usize = ICMP4 + 8;
 const IN4_PROTO: usize = IN4 + 9;
@@ -48,17 +49,13 @@ const IN4_SRC: usize = IN4 + 12;
 const IN4_DST: usize = IN4 + 16;
 const IN4_L4: usize = IN4 + 20;
 /// The same after a 40-byte IPv6 header.
-const ICMP6: usize = 14 + 40;
+const ICMP6: usize = L4_V6;
 const ICMP6_CHECK: usize = ICMP6 + 2;
 const IN6: usize = ICMP6 + 8;
 const IN6_NEXT: usize = IN6 + 6;
 const IN6_SRC: usize = IN6 + 8;
 const IN6_DST: usize = IN6 + 24;
 const IN6_L4: usize = IN6 + 40;
-/// The outer IPv4 checksum and destination, the outer IPv6 destination.
-const IP4_CHECK: usize = 14 + 10;
-const IP4_DST: usize = 14 + 16;
-const IP6_DST: usize = 14 + 24;
 
 /// ICMP types translated: IPv4 destination unreachable (fragmentation needed
 /// is its code 4); IPv6 destination unreachable and packet too big.
@@ -263,8 +260,8 @@ pub fn to_backend4(ctx: &XdpContext) -> Result<u32, ()> {
         return Ok(xdp_action::XDP_DROP);
     }
     let be = addr[3];
-    let outer_dst: *mut [u8; 4] = ptr_at(ctx, IP4_DST)?;
-    let outer_check: *mut [u8; 2] = ptr_at(ctx, IP4_CHECK)?;
+    let outer_dst: *mut [u8; 4] = ptr_at(ctx, IP4_DST_OFF)?;
+    let outer_check: *mut [u8; 2] = ptr_at(ctx, IP4_CHECK_OFF)?;
     let in_check: *mut [u8; 2] = ptr_at(ctx, IN4_CHECK)?;
     let icmp_check: *mut [u8; 2] = ptr_at(ctx, ICMP4_CHECK)?;
     // SAFETY: bounds-checked above.
@@ -312,7 +309,7 @@ pub fn to_backend6(ctx: &XdpContext) -> Result<u32, ()> {
     if !allow() {
         return Ok(xdp_action::XDP_DROP);
     }
-    let outer_dst: *mut [u8; 16] = ptr_at(ctx, IP6_DST)?;
+    let outer_dst: *mut [u8; 16] = ptr_at(ctx, IP6_DST_OFF)?;
     let icmp_check: *mut [u8; 2] = ptr_at(ctx, ICMP6_CHECK)?;
     // SAFETY: bounds-checked above. The ICMPv6 checksum covers the outer
     // destination (pseudo-header) and the embedded source and port.
