@@ -141,15 +141,18 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_vip_routes: bool,
     /// Interface whose incoming traffic to VIPs is load-balanced by the XDP
-    /// program (native mode, else generic); the tc reply program goes on its
-    /// egress. Repeatable.
+    /// program (or on tc ingress: `--xdp-mode`); the tc reply program goes on
+    /// its egress. Repeatable.
     #[arg(long = "xdp-iface", value_name = "IFACE")]
     pub xdp_ifaces: Vec<String>,
     /// Extra interface for the tc reply program only (egress), for replies
     /// that leave the node elsewhere than where the request came in. Repeatable.
     #[arg(long = "xdp-reply-iface", value_name = "IFACE")]
     pub xdp_reply_ifaces: Vec<String>,
-    /// XDP attach mode: auto (native, else generic), native, or generic.
+    /// How to balance on an `--xdp-iface`: auto (tc ingress on a veth with tx
+    /// checksum offload on, whose partial checksums XDP would corrupt; else
+    /// XDP native, else generic), native, generic (both refuse such a veth),
+    /// or tc (the same balancing on tc ingress, on every `--xdp-iface`).
     #[arg(long, default_value = "auto")]
     pub xdp_mode: crate::datapath::xdp::Mode,
     /// Where XDP sends a rewritten packet: `kernel` (XDP_PASS: the node's

@@ -10,6 +10,7 @@ pub mod links;
 mod locality;
 mod member_stats;
 pub mod monitor;
+pub mod offload;
 pub mod pin_root;
 pub mod pktgen;
 pub mod probe_maps;

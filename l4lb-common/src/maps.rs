@@ -181,3 +181,8 @@ pub const UNRECORDED_ABI_VERSION: u32 = 3;
 /// The benchmark sender's frame headers (Ethernet 14 + IPv4 20 + UDP 8),
 /// which `l4lb_pktgen` writes over every frame and the agent builds.
 pub const PKTGEN_HEAD_LEN: usize = 14 + 20 + 8;
+
+/// The tc ingress program (function name in `l4lb-ebpf/src/tc_in.rs`): the
+/// XDP program's balancing on the skb, for interfaces with tx checksum
+/// offload; pinned next to the XDP program.
+pub const TC_INGRESS_PROGRAM: &str = "l4lb_tc_ingress";

@@ -141,11 +141,84 @@ impl Topology {
         Ok(())
     }
 
+    /// Tx checksum offload on at both ends of the client's link (c0, n0), as
+    /// a container's veth has it by default: the client's packets reach the
+    /// node still marked CHECKSUM_PARTIAL. Receivers still verify (rx off).
+    pub fn tx_offload_on_client_link(&self) -> Result<()> {
+        for (sb, dev) in [(&self.client, "c0"), (&self.node, NODE_IN)] {
+            sys::run(sb.in_netns("ethtool").args(["-K", dev, "tx", "on"]))?;
+        }
+        Ok(())
+    }
+
+    /// A byte sink on port 7100 of the first backend address, IPv4 and IPv6
+    /// ([`Topology::upload_mib`] talks to it).
+    pub fn spawn_byte_sinks(&mut self) -> Result<()> {
+        for addr in [BACKEND_IP4[0], BACKEND_IP6[0]] {
+            let mut sink = self.backends.in_netns("/usr/bin/python3");
+            sink.args(["-c", SINK_PY, addr]);
+            self.backends.spawn(sink)?;
+        }
+        Ok(())
+    }
+
+    /// Sends 1 MiB from the client to `host:port` (a VIP in front of the
+    /// byte sinks) and returns the count the sink answered. Retries only
+    /// while the connection is refused (the sink not listening yet), 5 s at most.
+    pub fn upload_mib(&self, host: &str, port: u16) -> Result<String> {
+        for _ in 0..50 {
+            let out = self
+                .client
+                .in_netns("/usr/bin/python3")
+                .args(["-c", SEND_PY, host, &port.to_string()])
+                .output()?;
+            if out.status.success() {
+                return Ok(String::from_utf8_lossy(&out.stdout).trim().to_string());
+            }
+            let err = String::from_utf8_lossy(&out.stderr);
+            anyhow::ensure!(
+                err.contains("Refused"),
+                "1 MiB to {host}:{port} failed: {err}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        anyhow::bail!("1 MiB to {host}:{port}: still refused after 5 s")
+    }
+
     /// Runs `cmd` in the node netns (e.g. `iptables`, `nft`), to completion.
     pub fn in_node(&self, program: &str, args: &[&str]) -> Result<String> {
         sys::run(self.node.in_netns(program).args(args))
     }
 }
+
+/// Counts bytes until EOF on each connection and answers with the count;
+/// exits after 120 s without a connection.
+const SINK_PY: &str = "import socket,sys
+a=sys.argv[1]
+s=socket.socket(socket.AF_INET6 if ':' in a else socket.AF_INET)
+s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)
+s.bind((a,7100)); s.listen(8); s.settimeout(120)
+while True:
+    c,_=s.accept(); c.settimeout(30); n=0
+    try:
+        while True:
+            b=c.recv(65536)
+            if not b: break
+            n+=len(b)
+        c.sendall(str(n).encode())
+    except OSError: pass
+    c.close()
+";
+
+/// Sends 1 MiB, half-closes, prints the byte count the server saw; fails
+/// after 10 s without progress.
+const SEND_PY: &str = "import socket,sys
+h,p=sys.argv[1],int(sys.argv[2])
+c=socket.socket(socket.AF_INET6 if ':' in h else socket.AF_INET)
+c.settimeout(10); c.connect((h,p))
+c.sendall(b'x'*1048576); c.shutdown(socket.SHUT_WR)
+print(c.recv(100).decode())
+";
 
 fn netns_path(name: &str) -> std::path::PathBuf {
     std::path::Path::new("/run/netns").join(name)
