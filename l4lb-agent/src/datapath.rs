@@ -3,6 +3,7 @@
 //! The packet programs (XDP ingress, tc reply) live in the `xdp` submodule.
 pub mod abi;
 mod batch;
+pub mod dsr;
 pub mod escape;
 pub mod health;
 mod link_sys;

@@ -169,6 +169,9 @@ pub const XDP_CONFIG_MAP: &str = "L4LB_XDP_CONFIG";
 /// Forward rewritten packets from XDP (`bpf_fib_lookup` + XDP_REDIRECT/XDP_TX)
 /// instead of passing them to the kernel's forwarding (`--xdp-forward fib`).
 pub const XDP_F_FIB: u32 = 1;
+/// L2 direct server return (`--xdp-dsr l2`): a packet whose backend listens
+/// on the VIP's port keeps its IP header and goes to the backend's MAC.
+pub const XDP_F_DSR_L2: u32 = 2;
 
 /// One-entry array the agent pins next to the maps: index 0 holds an
 /// [`crate::AbiRecord`], the map layout version the pinned maps were created

@@ -26,6 +26,9 @@ pub const ETH_TYPE_OFF: usize = 12;
 #[allow(dead_code)] // only the benchmark object (`pktgen.rs`) reads it
 pub const IP4_PROTO_OFF: usize = EthHdr::LEN + 9;
 pub const IP4_CHECK_OFF: usize = EthHdr::LEN + 10;
+/// The IPv4 total length, the IPv6 payload length.
+pub const IP4_LEN_OFF: usize = EthHdr::LEN + 2;
+pub const IP6_LEN_OFF: usize = EthHdr::LEN + 4;
 pub const IP4_SRC_OFF: usize = EthHdr::LEN + 12;
 pub const IP4_DST_OFF: usize = EthHdr::LEN + 16;
 /// The IPv6 source and destination addresses of an untagged frame.

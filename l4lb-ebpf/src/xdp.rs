@@ -44,7 +44,8 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use l4lb_common::{
-    EXPLAIN_MAGIC, GUARD_OTHER_PROTO, IPPROTO_TCP, IPPROTO_UDP, XDP_F_FIB, v4_mapped,
+    Backend, EXPLAIN_MAGIC, GUARD_OTHER_PROTO, IPPROTO_TCP, IPPROTO_UDP, XDP_F_DSR_L2, XDP_F_FIB,
+    v4_mapped,
 };
 use network_types::{
     eth::EthHdr,
@@ -59,8 +60,8 @@ use crate::{
     icmp,
     maps::L4LB_XDP_CONFIG,
     net::{
-        AF_INET, AF_INET6, IP4_DST_OFF, IP6_DST_OFF, L4_V4, L4_V6, bytes, l4_check_off, ptr_at,
-        words,
+        AF_INET, AF_INET6, IP4_DST_OFF, IP4_LEN_OFF, IP6_DST_OFF, IP6_LEN_OFF, L4_V4, L4_V6, bytes,
+        l4_check_off, ptr_at, words,
     },
 };
 
@@ -149,6 +150,10 @@ impl Packet for XdpContext {
 
     #[inline(always)]
     fn nat(&self, nat: &Nat) -> u32 {
+        if dsr_l2(self, nat) {
+            balance::finish(self, nat);
+            return to_backend_l2(self, &nat.backend);
+        }
         let done = if nat.backend.family == 4 {
             nat4(self, nat)
         } else {
@@ -242,6 +247,67 @@ unsafe fn set_dport(ctx: &XdpContext, l4: usize, proto: u8, port_be: u16) -> Res
 // redirect (XDP_TX on the ingress interface), skipping the node's stack.
 // Anything else (no neighbour yet, TTL 1, MTU, forwarding off, explain mode)
 // returns XDP_PASS, and the kernel forwards the packet as without the flag.
+
+// ---- L2 direct server return (`--xdp-dsr l2`) ----
+//
+// With XDP_F_DSR_L2 set, a packet whose backend listens on the VIP's own
+// port keeps its IP header as it is (the VIP stays the destination: the
+// backend holds it on a loopback and does not answer ARP/ND for it) and only
+// its MACs change, to the backend's neighbour entry, found by
+// `bpf_fib_lookup` on the backend's address. The backend answers the client
+// directly: no reply crosses the node. A backend reached through a gateway,
+// or whose neighbour is not resolved yet (the agent resolves them), gets
+// nothing: the packet passes untouched, and the node's `l4lb0` route drops
+// and counts it (`l4lb_escaped_vip_packets_total`); rewriting it to the
+// backend instead would split the flow between two destinations. A backend
+// on another port is translated as without the flag. Encapsulation (IPIP,
+// GUE) would be another XDP_F_DSR_* flag and its own `to_backend_*`.
+
+/// DSR applies to this packet (flag set, not explaining, same port).
+#[inline(always)]
+fn dsr_l2(ctx: &XdpContext, nat: &Nat) -> bool {
+    matches!(L4LB_XDP_CONFIG.get(0), Some(f) if f & XDP_F_DSR_L2 != 0)
+        && nat.backend.port == nat.key.dport
+        && !is_explain(ctx)
+}
+
+/// Sends the unchanged packet to `backend`'s MAC. Out of line: the lookup's
+/// parameters stay off the balancing's stack frame.
+#[inline(never)]
+fn to_backend_l2(ctx: &XdpContext, backend: &Backend) -> u32 {
+    let v4 = backend.family == 4;
+    let mut p = fib_params(ctx, if v4 { AF_INET } else { AF_INET6 });
+    let Ok(len) = ctx.read::<[u8; 2]>(if v4 { IP4_LEN_OFF } else { IP6_LEN_OFF }) else {
+        return xdp_action::XDP_PASS;
+    };
+    let len = u16::from_be_bytes(len);
+    // SAFETY: writing plain integers into the lookup's unions.
+    unsafe {
+        if v4 {
+            p.__bindgen_anon_1.tot_len = len;
+            p.__bindgen_anon_4.ipv4_dst = backend.addr[3];
+        } else {
+            p.__bindgen_anon_1.tot_len = len.wrapping_add(Ipv6Hdr::LEN as u16);
+            p.__bindgen_anon_4.ipv6_dst = backend.addr;
+        }
+    }
+    // SAFETY: `p` is a valid, fully initialized bpf_fib_lookup on our stack.
+    let rc = unsafe { bpf_fib_lookup(ctx.as_ptr(), &mut p, size_of::<FibParams>() as i32, 0) };
+    // On success the kernel leaves the next hop in the destination: a
+    // gateway there means the backend is not on this L2 segment.
+    // SAFETY: reading the integers the helper wrote.
+    let on_link = unsafe {
+        if v4 {
+            p.__bindgen_anon_4.ipv4_dst == backend.addr[3]
+        } else {
+            p.__bindgen_anon_4.ipv6_dst == backend.addr
+        }
+    };
+    if rc != i64::from(BPF_FIB_LKUP_RET_SUCCESS) || !on_link {
+        return xdp_action::XDP_PASS;
+    }
+    redirect(ctx, &p)
+}
 
 #[inline(always)]
 fn fib_enabled(ctx: &XdpContext) -> bool {

@@ -185,6 +185,56 @@ impl Topology {
         anyhow::bail!("1 MiB to {host}:{port}: still refused after 5 s")
     }
 
+    /// For direct server return: a second link, client (c1, 198.18.3.2,
+    /// fd00:d::2) — backends (b1, 198.18.3.3, fd00:d::3), that the backends
+    /// now route the client's subnets over, so replies skip the node; and
+    /// the backends' side of DSR for `vips` (`deploy/dsr-backend-setup.sh`:
+    /// the VIPs on their loopback, ARP for them suppressed).
+    pub fn direct_return_link(&self, vips: &[&str]) -> Result<()> {
+        let (c, b) = (self.client.netns(), self.backends.netns());
+        let ip = |args: &[&str]| sys::run(Command::new("ip").args(args)).map(drop);
+        ip(&[
+            "-n", c, "link", "add", "c1", "type", "veth", "peer", "name", "b1", "netns", b,
+        ])?;
+        for (ns, dev, cidrs) in [
+            (c, "c1", ["198.18.3.2/24", "fd00:d::2/64"]),
+            (b, "b1", ["198.18.3.3/24", "fd00:d::3/64"]),
+        ] {
+            for cidr in cidrs {
+                ip(&["-n", ns, "addr", "add", cidr, "dev", dev, "nodad"]
+                    [..if cidr.contains(':') { 8 } else { 7 }])?;
+            }
+            sys::run(
+                sys::netns_command(&netns_path(ns), "ethtool")
+                    .args(["-K", dev, "rx", "off", "tx", "off"]),
+            )?;
+            ip(&["-n", ns, "link", "set", dev, "up"])?;
+        }
+        ip(&[
+            "-n",
+            b,
+            "route",
+            "replace",
+            "198.18.1.0/24",
+            "via",
+            "198.18.3.2",
+        ])?;
+        ip(&[
+            "-n",
+            b,
+            "-6",
+            "route",
+            "replace",
+            "fd00:c1::/64",
+            "via",
+            "fd00:d::2",
+        ])?;
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/dsr-backend-setup.sh");
+        sys::run(self.backends.in_netns("sh").arg(script).args(vips))?;
+        Ok(())
+    }
+
     /// Runs `cmd` in the node netns (e.g. `iptables`, `nft`), to completion.
     pub fn in_node(&self, program: &str, args: &[&str]) -> Result<String> {
         sys::run(self.node.in_netns(program).args(args))

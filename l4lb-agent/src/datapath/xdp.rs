@@ -48,6 +48,8 @@ pub struct PacketAttach {
     /// Forward rewritten packets from XDP (`bpf_fib_lookup` + redirect)
     /// instead of XDP_PASS to the kernel's forwarding.
     pub fib: bool,
+    /// Direct server return (`--xdp-dsr`).
+    pub dsr: super::dsr::Dsr,
 }
 
 /// How to balance on an `--xdp-iface` (`--xdp-mode`).
@@ -204,7 +206,7 @@ pub(super) fn teardown(pin_root: &Path, removed: &mut Vec<PathBuf>) -> Result<()
 /// program on the egress of those and of `reply_ifaces`. The links are not
 /// pinned: they live as long as `ebpf`, i.e. the agent.
 fn attach(ebpf: &mut Ebpf, want: &PacketAttach) -> Result<Vec<IfaceAttach>> {
-    let flags = if want.fib { XDP_F_FIB } else { 0 };
+    let flags = if want.fib { XDP_F_FIB } else { 0 } | want.dsr.flags();
     let mut config: Array<&mut MapData, u32> = ebpf
         .map_mut(XDP_CONFIG_MAP)
         .with_context(|| format!("map {XDP_CONFIG_MAP} missing from the BPF object"))?
@@ -220,7 +222,7 @@ fn attach(ebpf: &mut Ebpf, want: &PacketAttach) -> Result<Vec<IfaceAttach>> {
     for iface in &want.xdp_ifaces {
         let mode = match ingress_mode(iface, want.mode)? {
             Mode::Tc => {
-                attach_tc_ingress(ebpf, iface, want.fib)?;
+                attach_tc_ingress(ebpf, iface, want)?;
                 info!(%iface, "tc ingress balancing attached");
                 "tc"
             }
@@ -307,13 +309,16 @@ fn attach_xdp(xdp: &mut Xdp, iface: &str, mode: Mode) -> Result<&'static str> {
 }
 
 /// The balancing on `iface`'s tc ingress (TCX, else a clsact qdisc).
-fn attach_tc_ingress(ebpf: &mut Ebpf, iface: &str, fib: bool) -> Result<()> {
+fn attach_tc_ingress(ebpf: &mut Ebpf, iface: &str, want: &PacketAttach) -> Result<()> {
     let _ = qdisc_add_clsact(iface);
     tc_named(ebpf, TC_INGRESS_PROGRAM)?
         .attach(iface, TcAttachType::Ingress)
         .with_context(|| format!("attaching {TC_INGRESS_PROGRAM} to the ingress of {iface}"))?;
-    if fib {
+    if want.fib {
         warn!(%iface, "--xdp-forward fib does not apply on tc ingress: the kernel forwards");
+    }
+    if want.dsr != super::dsr::Dsr::Off {
+        warn!(%iface, "--xdp-dsr does not apply on tc ingress: flows are translated");
     }
     Ok(())
 }
