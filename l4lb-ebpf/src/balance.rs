@@ -42,8 +42,9 @@ pub trait Packet {
     fn len(&self) -> u64;
     /// Untouched (`drop` false) or dropped.
     fn verdict(&self, drop: bool) -> Self::Verdict;
-    /// Rewrites the destination to `nat.backend` (of the packet's family),
-    /// then calls [`finish`].
+    /// Sends the packet to `nat.backend` (of the packet's family): rewrites
+    /// its destination (XDP under `--xdp-dsr l2`: only its MACs), and calls
+    /// [`finish`].
     fn nat(&self, nat: &Nat) -> Self::Verdict;
 }
 
