@@ -44,8 +44,8 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use l4lb_common::{
-    Backend, EXPLAIN_MAGIC, GUARD_OTHER_PROTO, IPPROTO_TCP, IPPROTO_UDP, XDP_F_DSR_L2, XDP_F_FIB,
-    v4_mapped,
+    Addr6, Backend, EXPLAIN_MAGIC, GUARD_OTHER_PROTO, IPPROTO_TCP, IPPROTO_UDP, XDP_F_DSR_L2,
+    XDP_F_FIB,
 };
 use network_types::{
     eth::EthHdr,
@@ -60,58 +60,31 @@ use crate::{
     icmp,
     maps::L4LB_XDP_CONFIG,
     net::{
-        AF_INET, AF_INET6, IP4_DST_OFF, IP4_LEN_OFF, IP6_DST_OFF, IP6_LEN_OFF, L4_V4, L4_V6, bytes,
-        l4_check_off, ptr_at, words,
+        AF_INET, AF_INET6, IP4_LEN_OFF, IP6_LEN_OFF, L4_V4, L4_V6, bytes, l4_check_off, ptr_at,
+        words,
     },
 };
 
 #[xdp]
 pub fn l4lb_xdp(ctx: XdpContext) -> u32 {
-    match balance_frame(&ctx) {
-        STEER_ICMP4 => steer_icmp(&ctx, false),
-        STEER_ICMP6 => steer_icmp(&ctx, true),
-        action => action,
-    }
-}
-
-/// [`balance_frame`]'s answers for an ICMP error to a VIP address (a
-/// subprogram returns a scalar: the verifier refuses a pointer to its stack).
-const STEER_ICMP4: u32 = 0x1c4a_0004;
-const STEER_ICMP6: u32 = 0x1c4a_0006;
-
-/// The balancing and the ICMP steering each get a stack frame of their own:
-/// BPF's 512 bytes are counted along a call chain, and inlined together they
-/// would need more.
-#[inline(never)]
-fn balance_frame(ctx: &XdpContext) -> u32 {
-    match balance::decide(ctx) {
+    match balance::decide(&ctx) {
         Step::Done(action) => action,
-        Step::Icmp { v6: false, .. } => STEER_ICMP4,
-        Step::Icmp { v6: true, .. } => STEER_ICMP6,
+        Step::Icmp { dst, v6 } => steer_icmp(&ctx, dst, v6),
     }
 }
 
-/// An ICMP error to a VIP address: to the flow's backend, else guarded.
-#[inline(never)]
-fn steer_icmp(ctx: &XdpContext, v6: bool) -> u32 {
+/// An ICMP error to a VIP address: to the flow's backend, else guarded. The
+/// steering's larger parts are out of line (`icmp.rs`): BPF's 512 bytes of
+/// stack are counted along a call chain, and the balancing, inline here (a
+/// call on every packet would cost ~9 ns), fills most of this frame.
+#[inline(always)]
+fn steer_icmp(ctx: &XdpContext, dst: Addr6, v6: bool) -> u32 {
     let steered = if v6 {
         icmp::to_backend6(ctx)
     } else {
         icmp::to_backend4(ctx)
     };
-    if let Ok(action) = steered {
-        return action;
-    }
-    let dst = if v6 {
-        ctx.read::<[u8; 16]>(IP6_DST_OFF).map(|d| words(&d))
-    } else {
-        ctx.read::<[u8; 4]>(IP4_DST_OFF)
-            .map(|d| v4_mapped(u32::from_ne_bytes(d)))
-    };
-    match dst {
-        Ok(dst) => ctx.verdict(balance::guard(ctx, dst, GUARD_OTHER_PROTO)),
-        Err(()) => xdp_action::XDP_PASS,
-    }
+    steered.unwrap_or_else(|()| ctx.verdict(balance::guard(ctx, dst, GUARD_OTHER_PROTO)))
 }
 
 impl Packet for XdpContext {
@@ -281,15 +254,13 @@ fn to_backend_l2(ctx: &XdpContext, backend: &Backend) -> u32 {
         return xdp_action::XDP_PASS;
     };
     let len = u16::from_be_bytes(len);
-    // SAFETY: writing plain integers into the lookup's unions.
-    unsafe {
-        if v4 {
-            p.__bindgen_anon_1.tot_len = len;
-            p.__bindgen_anon_4.ipv4_dst = backend.addr[3];
-        } else {
-            p.__bindgen_anon_1.tot_len = len.wrapping_add(Ipv6Hdr::LEN as u16);
-            p.__bindgen_anon_4.ipv6_dst = backend.addr;
-        }
+    // Writing a union's integer field is safe; reading it back below is not.
+    if v4 {
+        p.__bindgen_anon_1.tot_len = len;
+        p.__bindgen_anon_4.ipv4_dst = backend.addr[3];
+    } else {
+        p.__bindgen_anon_1.tot_len = len.wrapping_add(Ipv6Hdr::LEN as u16);
+        p.__bindgen_anon_4.ipv6_dst = backend.addr;
     }
     // SAFETY: `p` is a valid, fully initialized bpf_fib_lookup on our stack.
     let rc = unsafe { bpf_fib_lookup(ctx.as_ptr(), &mut p, size_of::<FibParams>() as i32, 0) };
