@@ -141,15 +141,18 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_vip_routes: bool,
     /// Interface whose incoming traffic to VIPs is load-balanced by the XDP
-    /// program (native mode, else generic); the tc reply program goes on its
-    /// egress. Repeatable.
+    /// program (or on tc ingress: `--xdp-mode`); the tc reply program goes on
+    /// its egress. Repeatable.
     #[arg(long = "xdp-iface", value_name = "IFACE")]
     pub xdp_ifaces: Vec<String>,
     /// Extra interface for the tc reply program only (egress), for replies
     /// that leave the node elsewhere than where the request came in. Repeatable.
     #[arg(long = "xdp-reply-iface", value_name = "IFACE")]
     pub xdp_reply_ifaces: Vec<String>,
-    /// XDP attach mode: auto (native, else generic), native, or generic.
+    /// How to balance on an `--xdp-iface`: auto (tc ingress on a veth with tx
+    /// checksum offload on, whose partial checksums XDP would corrupt; else
+    /// XDP native, else generic), native, generic (both refuse such a veth),
+    /// or tc (the same balancing on tc ingress, on every `--xdp-iface`).
     #[arg(long, default_value = "auto")]
     pub xdp_mode: crate::datapath::xdp::Mode,
     /// Where XDP sends a rewritten packet: `kernel` (XDP_PASS: the node's
@@ -197,6 +200,13 @@ pub struct RunArgs {
     /// network itself). UDP backends are never down, so never probed.
     #[arg(long, value_enum, default_value_t = crate::datapath::health::HealthProbes::Agent)]
     pub health_probes: crate::datapath::health::HealthProbes,
+    /// Direct server return for XDP flows: `off`, or `l2` (a backend on this
+    /// node's L2 segment that listens on the VIP's port gets the packet with
+    /// only its destination MAC changed; it holds the VIP on a loopback with
+    /// ARP/ND for it suppressed (`deploy/dsr-backend-setup.sh`) and answers
+    /// the client directly, so replies never cross the node).
+    #[arg(long, value_enum, default_value_t = crate::datapath::dsr::Dsr::Off)]
+    pub xdp_dsr: crate::datapath::dsr::Dsr,
 }
 
 #[derive(clap::Args, Debug)]
@@ -314,6 +324,17 @@ mod tests {
             Command::Run(args) => Ok(*args),
             _ => unreachable!("parsed `run`"),
         }
+    }
+
+    #[test]
+    fn xdp_dsr_takes_off_and_l2_and_defaults_to_off_and_xdp_mode_takes_tc() {
+        use crate::datapath::{dsr::Dsr, xdp::Mode};
+        let none = run_args(&[]).unwrap();
+        assert_eq!((none.xdp_dsr, none.xdp_mode), (Dsr::Off, Mode::Auto));
+        assert_eq!(run_args(&["--xdp-dsr", "l2"]).unwrap().xdp_dsr, Dsr::L2);
+        assert_eq!(run_args(&["--xdp-dsr=off"]).unwrap().xdp_dsr, Dsr::Off);
+        assert!(run_args(&["--xdp-dsr", "ipip"]).is_err());
+        assert_eq!(run_args(&["--xdp-mode", "tc"]).unwrap().xdp_mode, Mode::Tc);
     }
 
     #[test]

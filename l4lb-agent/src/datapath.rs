@@ -3,6 +3,7 @@
 //! The packet programs (XDP ingress, tc reply) live in the `xdp` submodule.
 pub mod abi;
 mod batch;
+pub mod dsr;
 pub mod escape;
 pub mod health;
 mod link_sys;
@@ -10,6 +11,7 @@ pub mod links;
 mod locality;
 mod member_stats;
 pub mod monitor;
+pub mod offload;
 pub mod pin_root;
 pub mod pktgen;
 pub mod probe_maps;

@@ -135,6 +135,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         reply_ifaces: args.xdp_reply_ifaces.clone(),
         mode: args.xdp_mode,
         fib: args.xdp_forward.is_fib(),
+        dsr: args.xdp_dsr,
     })?;
     if let Some(logger) = logger {
         spawn_kernel_log(logger)?;
@@ -165,6 +166,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
     info!(locality = locality.mode().name(), "locality");
     // The probe loop follows the backends the maps hold (its own task).
     let (backends_tx, backends_rx) = tokio::sync::watch::channel(rec.applied().backends.clone());
+    if args.xdp_dsr != datapath::dsr::Dsr::Off && !args.xdp_ifaces.is_empty() {
+        datapath::dsr::spawn_neighbour_refresh(backends_tx.subscribe());
+    }
     if args.health_probes == datapath::health::HealthProbes::Agent {
         let maps = datapath::probe_maps::ProbeMaps::open(&args.pin_root)
             .context("the health probe maps (--health-probes connection runs without them)")?;

@@ -169,6 +169,9 @@ pub const XDP_CONFIG_MAP: &str = "L4LB_XDP_CONFIG";
 /// Forward rewritten packets from XDP (`bpf_fib_lookup` + XDP_REDIRECT/XDP_TX)
 /// instead of passing them to the kernel's forwarding (`--xdp-forward fib`).
 pub const XDP_F_FIB: u32 = 1;
+/// L2 direct server return (`--xdp-dsr l2`): a packet whose backend listens
+/// on the VIP's port keeps its IP header and goes to the backend's MAC.
+pub const XDP_F_DSR_L2: u32 = 2;
 
 /// One-entry array the agent pins next to the maps: index 0 holds an
 /// [`crate::AbiRecord`], the map layout version the pinned maps were created
@@ -177,3 +180,12 @@ pub const META_MAP: &str = "L4LB_META";
 /// The version pinned maps without an `L4LB_META` record have: agents before
 /// the record existed wrote this layout.
 pub const UNRECORDED_ABI_VERSION: u32 = 3;
+
+/// The benchmark sender's frame headers (Ethernet 14 + IPv4 20 + UDP 8),
+/// which `l4lb_pktgen` writes over every frame and the agent builds.
+pub const PKTGEN_HEAD_LEN: usize = 14 + 20 + 8;
+
+/// The tc ingress program (function name in `l4lb-ebpf/src/tc_in.rs`): the
+/// XDP program's balancing on the skb, for interfaces with tx checksum
+/// offload; pinned next to the XDP program.
+pub const TC_INGRESS_PROGRAM: &str = "l4lb_tc_ingress";

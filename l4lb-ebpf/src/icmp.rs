@@ -31,15 +31,16 @@ use l4lb_common::{
 use crate::{
     csum::csum_update,
     maps::{L4LB_BACKENDS, L4LB_CONNTRACK, L4LB_ICMP_RATE, L4LB_ICMP_STATS, L4LB_XDP_REVNAT},
-    net::{bytes, ptr_at, words},
+    net::{IP4_CHECK_OFF, IP4_DST_OFF, IP6_DST_OFF, L4_V4, L4_V6, bytes, ptr_at, words},
 };
 
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_ICMPV6: u8 = 58;
 
-/// Offsets in an untagged frame: ICMP after a 20-byte IPv4 header, the
-/// embedded IPv4 header after the 8-byte ICMP header, its L4 ports after it.
-const ICMP4: usize = 14 + 20;
+/// Offsets in an untagged frame: ICMP where L4 starts after a 20-byte IPv4
+/// header, the embedded IPv4 header after the 8-byte ICMP header, its L4
+/// ports after it.
+const ICMP4: usize = L4_V4;
 const ICMP4_CHECK: usize = ICMP4 + 2;
 const IN4: usize = ICMP4 + 8;
 const IN4_PROTO: usize = IN4 + 9;
@@ -48,17 +49,15 @@ const IN4_SRC: usize = IN4 + 12;
 const IN4_DST: usize = IN4 + 16;
 const IN4_L4: usize = IN4 + 20;
 /// The same after a 40-byte IPv6 header.
-const ICMP6: usize = 14 + 40;
+const ICMP6: usize = L4_V6;
 const ICMP6_CHECK: usize = ICMP6 + 2;
 const IN6: usize = ICMP6 + 8;
 const IN6_NEXT: usize = IN6 + 6;
 const IN6_SRC: usize = IN6 + 8;
 const IN6_DST: usize = IN6 + 24;
 const IN6_L4: usize = IN6 + 40;
-/// The outer IPv4 checksum and destination, the outer IPv6 destination.
-const IP4_CHECK: usize = 14 + 10;
-const IP4_DST: usize = 14 + 16;
-const IP6_DST: usize = 14 + 24;
+/// The end of the embedded ports: what the IPv6 steering reads and writes.
+const IN6_END: usize = IN6_L4 + 4;
 
 /// ICMP types translated: IPv4 destination unreachable (fragmentation needed
 /// is its code 4); IPv6 destination unreachable and packet too big.
@@ -232,7 +231,8 @@ fn backend_of(key: &FlowKey) -> Option<(Addr6, u16)> {
 /// An IPv4 ICMP error to a VIP address (the caller checked): sent on to the
 /// flow's backend, or dropped (no such flow, over the limit). Err: not an
 /// error about TCP/UDP, or cut short: the caller guards it like other ICMP.
-#[inline(always)]
+/// Out of line: its frame stays off the XDP program's.
+#[inline(never)]
 pub fn to_backend4(ctx: &XdpContext) -> Result<u32, ()> {
     let kind: *mut u8 = ptr_at(ctx, ICMP4)?;
     let vihl: *mut u8 = ptr_at(ctx, IN4)?;
@@ -263,8 +263,8 @@ pub fn to_backend4(ctx: &XdpContext) -> Result<u32, ()> {
         return Ok(xdp_action::XDP_DROP);
     }
     let be = addr[3];
-    let outer_dst: *mut [u8; 4] = ptr_at(ctx, IP4_DST)?;
-    let outer_check: *mut [u8; 2] = ptr_at(ctx, IP4_CHECK)?;
+    let outer_dst: *mut [u8; 4] = ptr_at(ctx, IP4_DST_OFF)?;
+    let outer_check: *mut [u8; 2] = ptr_at(ctx, IP4_CHECK_OFF)?;
     let in_check: *mut [u8; 2] = ptr_at(ctx, IN4_CHECK)?;
     let icmp_check: *mut [u8; 2] = ptr_at(ctx, ICMP4_CHECK)?;
     // SAFETY: bounds-checked above.
@@ -283,47 +283,113 @@ pub fn to_backend4(ctx: &XdpContext) -> Result<u32, ()> {
 }
 
 /// An ICMPv6 error to a VIP address: as [`to_backend4`]; the ICMPv6 checksum
-/// also covers the outer destination (pseudo-header).
+/// also covers the outer destination (pseudo-header). The lookup and the
+/// rewrite are out of line, each with its own stack frame: this runs from the
+/// XDP program's, which the balancing fills.
 #[inline(always)]
 pub fn to_backend6(ctx: &XdpContext) -> Result<u32, ()> {
     let kind: *mut u8 = ptr_at(ctx, ICMP6)?;
     let proto: *mut u8 = ptr_at(ctx, IN6_NEXT)?;
-    let in_src: *mut [u8; 16] = ptr_at(ctx, IN6_SRC)?;
-    let in_dst: *mut [u8; 16] = ptr_at(ctx, IN6_DST)?;
-    let ports: *mut [u8; 4] = ptr_at(ctx, IN6_L4)?;
     // SAFETY: bounds-checked by ptr_at.
-    let (kind, proto, vip, client, p) = unsafe {
-        (
-            *kind,
-            *proto,
-            words(&*in_src),
-            words(&*in_dst),
-            port_pair(*ports),
-        )
-    };
+    let (kind, proto) = unsafe { (*kind, *proto) };
     if !is_error6(kind) || (proto != IPPROTO_TCP && proto != IPPROTO_UDP) {
         return Err(());
     }
-    let key = reversed(vip, client, p, proto);
-    let Some((addr, port)) = backend_of(&key) else {
+    // The subprograms get the packet, not the context: a packet pointer
+    // keeps its checked range across the call.
+    let pkt: *mut [u8; IN6_END] = ptr_at(ctx, 0)?;
+    let mut to = Backend6 {
+        addr: [0; 4],
+        port: 0,
+    };
+    if !find6(pkt, proto, &mut to) {
         count(ICMP_NO_FLOW);
         return Ok(xdp_action::XDP_DROP);
-    };
+    }
     if !allow() {
         return Ok(xdp_action::XDP_DROP);
     }
-    let outer_dst: *mut [u8; 16] = ptr_at(ctx, IP6_DST)?;
-    let icmp_check: *mut [u8; 2] = ptr_at(ctx, ICMP6_CHECK)?;
-    // SAFETY: bounds-checked above. The ICMPv6 checksum covers the outer
-    // destination (pseudo-header) and the embedded source and port.
-    unsafe {
-        let od = words(&*outer_dst);
-        update(icmp_check, &vip, &addr, &[p[0]], &[port]);
-        update(icmp_check, &od, &addr, &[], &[]);
-        *outer_dst = bytes(&addr);
-        *in_src = bytes(&addr);
-        set_first_port(ports, port);
-    }
+    rewrite6(pkt, &to);
     count(ICMP_TO_BACKEND);
     Ok(xdp_action::XDP_PASS)
+}
+
+/// The flow's backend, as [`find6`] leaves it for [`rewrite6`].
+pub struct Backend6 {
+    addr: Addr6,
+    port: u16,
+}
+
+/// The backend of the flow the embedded packet (VIP → client) belongs to,
+/// into `to`; false: no such flow.
+#[inline(never)]
+fn find6(pkt: *mut [u8; IN6_END], proto: u8, to: &mut Backend6) -> bool {
+    // SAFETY: `pkt` spans the embedded header and ports (checked by the caller).
+    let (in_src, in_dst, p) = unsafe {
+        (
+            at::<[u8; 16]>(pkt, IN6_SRC),
+            at::<[u8; 16]>(pkt, IN6_DST),
+            port_pair(*at::<[u8; 4]>(pkt, IN6_L4)),
+        )
+    };
+    let mut key = reversed([0; 4], [0; 4], p, proto);
+    // Word by word: the whole addresses in registers at once spill byte by
+    // byte, and the frame would not fit beside the XDP program's.
+    for i in 0..4 {
+        // SAFETY: as above.
+        unsafe {
+            key.src[i] = word(in_dst, i);
+            key.dst[i] = word(in_src, i);
+        }
+    }
+    match backend_of(&key) {
+        Some((addr, port)) => {
+            to.addr = addr;
+            to.port = port;
+            true
+        }
+        None => false,
+    }
+}
+
+/// A `T` at `off` inside `pkt`.
+///
+/// # Safety
+/// `off + size_of::<T>()` is at most `IN6_END`.
+#[inline(always)]
+unsafe fn at<T>(pkt: *mut [u8; IN6_END], off: usize) -> *mut T {
+    // SAFETY: the caller's.
+    unsafe { (pkt as *mut u8).add(off) as *mut T }
+}
+
+/// Word `i` of the 16 address bytes at `a` (network order, as the maps keep it).
+///
+/// # Safety
+/// `a` points to 16 bounds-checked packet bytes.
+#[inline(always)]
+unsafe fn word(a: *const [u8; 16], i: usize) -> u32 {
+    // SAFETY: the caller's.
+    let b = unsafe { &*a };
+    u32::from_ne_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]])
+}
+
+/// Outer destination and embedded source (address and port) become `to`'s,
+/// with the ICMPv6 checksum following.
+#[inline(never)]
+fn rewrite6(pkt: *mut [u8; IN6_END], to: &Backend6) {
+    // SAFETY: `pkt` spans every field below (checked by the caller). The
+    // ICMPv6 checksum covers the outer destination (pseudo-header) and the
+    // embedded source and port.
+    unsafe {
+        let outer_dst = at::<[u8; 16]>(pkt, IP6_DST_OFF);
+        let in_src = at::<[u8; 16]>(pkt, IN6_SRC);
+        let ports = at::<[u8; 4]>(pkt, IN6_L4);
+        let icmp_check = at::<[u8; 2]>(pkt, ICMP6_CHECK);
+        let (od, vip, p) = (words(&*outer_dst), words(&*in_src), port_pair(*ports));
+        update(icmp_check, &vip, &to.addr, &[p[0]], &[to.port]);
+        update(icmp_check, &od, &to.addr, &[], &[]);
+        *outer_dst = bytes(&to.addr);
+        *in_src = bytes(&to.addr);
+        set_first_port(ports, to.port);
+    }
 }

@@ -1,7 +1,8 @@
 //! l4lb kernel programs (the `l4lb` object the agent loads). One file per hook
 //! family (`sock_addr.rs`: cgroup socket hooks; `sock_ops.rs`: handshake
-//! observation for per-backend health; `xdp.rs`: XDP ingress; `tc.rs`:
-//! tc reply); the service lookup and the backend choice live in `lb.rs` so every
+//! observation for per-backend health; `xdp.rs`: XDP ingress; `tc_in.rs`:
+//! the same on tc ingress; `tc.rs`: tc reply; both ingress programs balance
+//! through `balance.rs`); the service lookup and the backend choice live in `lb.rs` so every
 //! datapath picks backends the same way; packet headers and parsing helpers in
 //! `net.rs`, checksum helpers in `csum.rs`. The benchmark's programs are a
 //! separate object (`bench.rs`), never part of this one.
@@ -13,6 +14,7 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
+mod balance;
 mod csum;
 mod flow_close;
 mod health;
@@ -24,6 +26,7 @@ mod net;
 mod sock_addr;
 mod sock_ops;
 mod tc;
+mod tc_in;
 mod xdp;
 
 #[cfg(not(test))]

@@ -21,13 +21,19 @@ pub const ETH_P_IPV6_BE: u16 = 0x86DDu16.to_be();
 
 /// Offsets inside the headers (network-types has no field offsets).
 pub const ETH_TYPE_OFF: usize = 12;
-/// The IPv4 protocol, header checksum and source address of an untagged frame.
+/// The IPv4 protocol, header checksum, source and destination addresses of
+/// an untagged frame.
 #[allow(dead_code)] // only the benchmark object (`pktgen.rs`) reads it
 pub const IP4_PROTO_OFF: usize = EthHdr::LEN + 9;
 pub const IP4_CHECK_OFF: usize = EthHdr::LEN + 10;
+/// The IPv4 total length, the IPv6 payload length.
+pub const IP4_LEN_OFF: usize = EthHdr::LEN + 2;
+pub const IP6_LEN_OFF: usize = EthHdr::LEN + 4;
 pub const IP4_SRC_OFF: usize = EthHdr::LEN + 12;
-/// The IPv6 source address of an untagged frame.
+pub const IP4_DST_OFF: usize = EthHdr::LEN + 16;
+/// The IPv6 source and destination addresses of an untagged frame.
 pub const IP6_SRC_OFF: usize = EthHdr::LEN + 8;
+pub const IP6_DST_OFF: usize = EthHdr::LEN + 24;
 /// Where the TCP/UDP header starts: IPv4 without options, IPv6 without
 /// extension headers.
 pub const L4_V4: usize = EthHdr::LEN + Ipv4Hdr::LEN;

@@ -17,7 +17,7 @@ use aya_ebpf::{
     macros::{btf_map, xdp},
     programs::XdpContext,
 };
-use l4lb_common::IPPROTO_UDP;
+use l4lb_common::{IPPROTO_UDP, PKTGEN_HEAD_LEN};
 
 use crate::net::{ETH_P_IP_BE, ETH_TYPE_OFF, IP4_PROTO_OFF, L4_V4};
 
@@ -37,7 +37,8 @@ static PKTGEN_FLOWS: u32 = 1;
 /// changed. Without this most frames would carry the last hop's headers.
 #[unsafe(no_mangle)]
 static PKTGEN_HEAD: [u8; HEAD_LEN] = [0; HEAD_LEN];
-const HEAD_LEN: usize = L4_V4 + 8;
+const HEAD_LEN: usize = PKTGEN_HEAD_LEN;
+const _: () = assert!(HEAD_LEN == L4_V4 + 8, "Ethernet + IPv4 + UDP");
 
 /// Nanoseconds between frames; 0 sends every run.
 #[unsafe(no_mangle)]

@@ -28,6 +28,9 @@
 //! frames and TCP/UDP to a port of a VIP address that is not a service. A VIP
 //! with no backend taking new flows drops the packet and counts `no_backend`.
 //!
+//! The parsing and steps 1, 2 and 4 are `balance.rs`, shared with the tc
+//! ingress program (`tc_in.rs`); this file reads and rewrites XDP frames.
+//!
 //! `l4lb-agent explain` runs this program through BPF_PROG_TEST_RUN with
 //! [`EXPLAIN_MAGIC`] as XDP metadata: same decision path, but no map writes
 //! and no counters, so asking does not change the answer to the next packet.
@@ -41,10 +44,8 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use l4lb_common::{
-    Addr6, Backend, CloseStep, EXPLAIN_MAGIC, FLOW_FIN_CLIENT, FlowKey, GUARD_EXT_HEADER,
-    GUARD_FRAGMENT, GUARD_IP_OPTIONS, GUARD_OTHER_PROTO, GUARD_TRUNCATED, HOOK_XDP, IPPROTO_TCP,
-    IPPROTO_UDP, MemberKey, REASON_NEW, REASON_NO_BACKEND, REASON_TRACKED, REASON_TRACKED_WEIGHT0,
-    ServiceValue, TCP_FLAGS_OFF, XDP_F_FIB, close_step, may_open, reopens, v4_mapped,
+    Addr6, Backend, EXPLAIN_MAGIC, GUARD_OTHER_PROTO, IPPROTO_TCP, IPPROTO_UDP, XDP_F_DSR_L2,
+    XDP_F_FIB,
 };
 use network_types::{
     eth::EthHdr,
@@ -54,28 +55,84 @@ use network_types::{
 };
 
 use crate::{
+    balance::{self, Nat, Packet, Step},
     csum::{csum_update, udp_nonzero},
-    flow_close,
-    icmp::{self, IPPROTO_ICMP, IPPROTO_ICMPV6},
-    lb::{
-        MemberEvent, Verdict, choose_up, count_backend, count_member, count_service, lookup_service,
-    },
-    maps::{
-        L4LB_BACKENDS, L4LB_CONNTRACK, L4LB_MEMBERS, L4LB_VIP_ADDRS, L4LB_VIP_GUARD,
-        L4LB_XDP_CONFIG,
-    },
-    monitor,
+    icmp,
+    maps::L4LB_XDP_CONFIG,
     net::{
-        AF_INET, AF_INET6, ETH_P_IP_BE, ETH_P_IPV6_BE, L4_V4, L4_V6, TCP_CHECK_OFF, UDP_CHECK_OFF,
-        bytes, ipv4_is_fragment, ipv4_plain_header, ptr_at, words,
+        AF_INET, AF_INET6, IP4_LEN_OFF, IP6_LEN_OFF, L4_V4, L4_V6, bytes, l4_check_off, ptr_at,
+        words,
     },
 };
 
 #[xdp]
 pub fn l4lb_xdp(ctx: XdpContext) -> u32 {
-    match ingress(&ctx) {
-        Ok(action) => action,
-        Err(()) => xdp_action::XDP_PASS,
+    match balance::decide(&ctx) {
+        Step::Done(action) => action,
+        Step::Icmp { dst, v6 } => steer_icmp(&ctx, dst, v6),
+    }
+}
+
+/// An ICMP error to a VIP address: to the flow's backend, else guarded. The
+/// steering's larger parts are out of line (`icmp.rs`): BPF's 512 bytes of
+/// stack are counted along a call chain, and the balancing, inline here (a
+/// call on every packet would cost ~9 ns), fills most of this frame.
+#[inline(always)]
+fn steer_icmp(ctx: &XdpContext, dst: Addr6, v6: bool) -> u32 {
+    let steered = if v6 {
+        icmp::to_backend6(ctx)
+    } else {
+        icmp::to_backend4(ctx)
+    };
+    steered.unwrap_or_else(|()| ctx.verdict(balance::guard(ctx, dst, GUARD_OTHER_PROTO)))
+}
+
+impl Packet for XdpContext {
+    type Verdict = u32;
+
+    #[inline(always)]
+    fn read<T>(&self, off: usize) -> Result<T, ()> {
+        let p: *const T = ptr_at(self, off)?;
+        // SAFETY: bounds-checked by ptr_at; T has alignment 1 (bytes, headers).
+        Ok(unsafe { core::ptr::read_unaligned(p) })
+    }
+
+    #[inline(always)]
+    fn fits(&self, end: usize) -> bool {
+        self.data() + end <= self.data_end()
+    }
+
+    #[inline(always)]
+    fn explain(&self) -> bool {
+        is_explain(self)
+    }
+
+    #[inline(always)]
+    fn len(&self) -> u64 {
+        (self.data_end() - self.data()) as u64
+    }
+
+    #[inline(always)]
+    fn verdict(&self, drop: bool) -> u32 {
+        if drop {
+            xdp_action::XDP_DROP
+        } else {
+            xdp_action::XDP_PASS
+        }
+    }
+
+    #[inline(always)]
+    fn nat(&self, nat: &Nat) -> u32 {
+        if dsr_l2(self, nat) {
+            balance::finish(self, nat);
+            return to_backend_l2(self, &nat.backend);
+        }
+        let done = if nat.backend.family == 4 {
+            nat4(self, nat)
+        } else {
+            nat6(self, nat)
+        };
+        done.unwrap_or(xdp_action::XDP_PASS)
     }
 }
 
@@ -92,101 +149,13 @@ fn is_explain(ctx: &XdpContext) -> bool {
 }
 
 #[inline(always)]
-fn ingress(ctx: &XdpContext) -> Result<u32, ()> {
-    let eth: *const EthHdr = ptr_at(ctx, 0)?;
-    // SAFETY: every packet pointer below was bounds-checked by ptr_at.
-    let ether_type = unsafe { (*eth).ether_type };
-    if ether_type == ETH_P_IP_BE {
-        ingress4(ctx)
-    } else if ether_type == ETH_P_IPV6_BE {
-        ingress6(ctx)
-    } else {
-        Ok(xdp_action::XDP_PASS)
-    }
-}
-
-/// Source and destination ports (network order), the checksum's offset and
-/// the TCP flags (0 for UDP).
-#[inline(always)]
-fn l4_ports(ctx: &XdpContext, l4: usize, proto: u8) -> Result<(u16, u16, usize, u8), ()> {
-    if proto == IPPROTO_TCP {
-        let th: *const TcpHdr = ptr_at(ctx, l4)?;
-        // SAFETY: bounds-checked; the flags byte lies inside the 20-byte header.
-        unsafe {
-            Ok((
-                u16::from_ne_bytes((*th).source),
-                u16::from_ne_bytes((*th).dest),
-                l4 + TCP_CHECK_OFF,
-                *(th as *const u8).add(TCP_FLAGS_OFF),
-            ))
-        }
-    } else {
-        let uh: *const UdpHdr = ptr_at(ctx, l4)?;
-        // SAFETY: bounds-checked.
-        unsafe {
-            Ok((
-                u16::from_ne_bytes((*uh).src),
-                u16::from_ne_bytes((*uh).dst),
-                l4 + UDP_CHECK_OFF,
-                0,
-            ))
-        }
-    }
-}
-
-#[inline(always)]
-fn ingress4(ctx: &XdpContext) -> Result<u32, ()> {
+fn nat4(ctx: &XdpContext, nat: &Nat) -> Result<u32, ()> {
+    let proto = nat.key.proto;
+    let (dst, dport) = (nat.key.dst[3], nat.key.dport);
+    let (new_ip, port) = (nat.backend.addr[3], nat.backend.port);
     let ip: *mut Ipv4Hdr = ptr_at(ctx, EthHdr::LEN)?;
-    // SAFETY: bounds-checked.
-    let (vihl, frags, proto, src, dst) = unsafe {
-        (
-            (*ip).vihl,
-            (*ip).frags,
-            (*ip).proto,
-            (*ip).src_addr,
-            (*ip).dst_addr,
-        )
-    };
-    let (src, dst) = (u32::from_ne_bytes(src), u32::from_ne_bytes(dst));
-    // Fragments (MF set or offset != 0), IP options (IHL != 5) and other
-    // protocols: not balanced here; dropped if sent to a VIP address.
-    if ipv4_is_fragment(frags) {
-        return Ok(guard(ctx, v4_mapped(dst), GUARD_FRAGMENT));
-    }
-    if !ipv4_plain_header(vihl) {
-        return Ok(guard(ctx, v4_mapped(dst), GUARD_IP_OPTIONS));
-    }
-    if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
-        if proto == IPPROTO_ICMP && is_vip_addr(ctx, v4_mapped(dst)) {
-            return Ok(icmp::to_backend4(ctx)
-                .unwrap_or_else(|()| guard(ctx, v4_mapped(dst), GUARD_OTHER_PROTO)));
-        }
-        return Ok(guard(ctx, v4_mapped(dst), GUARD_OTHER_PROTO));
-    }
-    let Ok((sport, dport, check_off, tcp)) = l4_ports(ctx, L4_V4, proto) else {
-        return Ok(guard(ctx, v4_mapped(dst), GUARD_TRUNCATED));
-    };
-    let key = FlowKey {
-        src: v4_mapped(src),
-        dst: v4_mapped(dst),
-        sport,
-        dport,
-        proto,
-        _pad: [0; 3],
-    };
-    let Some(svc) = lookup_service(key.dst, dport, proto) else {
-        return Ok(xdp_action::XDP_PASS);
-    };
-    let Some((backend_id, backend, flags)) = select(ctx, &key, &svc, tcp) else {
-        return Ok(xdp_action::XDP_DROP);
-    };
-    if backend.family != 4 {
-        // The agent never pairs a v4 VIP with a v6 backend; drop rather than misroute.
-        return Ok(xdp_action::XDP_DROP);
-    }
-    let new_ip = backend.addr[3];
-    let check: *mut [u8; 2] = ptr_at(ctx, check_off)?;
-    // SAFETY: bounds-checked (ip, check) and the ports were read through the same bounds.
+    let check: *mut [u8; 2] = ptr_at(ctx, l4_check_off(L4_V4, proto))?;
+    // SAFETY: bounds-checked (ip, check); the ports were read through the same bounds.
     unsafe {
         // IPv4 header checksum: only the destination address changed.
         let ipc = u16::from_ne_bytes((*ip).check);
@@ -195,100 +164,37 @@ fn ingress4(ctx: &XdpContext) -> Result<u32, ()> {
         let old = u16::from_ne_bytes(*check);
         // UDP over IPv4 with checksum 0 means "no checksum": keep it 0.
         if !(proto == IPPROTO_UDP && old == 0) {
-            let c = csum_update(old, &[dst], &[new_ip], &[dport], &[backend.port]);
+            let c = csum_update(old, &[dst], &[new_ip], &[dport], &[port]);
             *check = udp_nonzero(proto, c).to_ne_bytes();
         }
-        set_dport(ctx, L4_V4, proto, backend.port)?;
+        set_dport(ctx, L4_V4, proto, port)?;
     }
-    count(ctx, &svc, backend_id);
-    follow_close(ctx, &key, backend_id, flags, tcp);
+    balance::finish(ctx, nat);
     Ok(forward4(ctx, ip))
 }
 
 #[inline(always)]
-fn ingress6(ctx: &XdpContext) -> Result<u32, ()> {
+fn nat6(ctx: &XdpContext, nat: &Nat) -> Result<u32, ()> {
+    let proto = nat.key.proto;
     let ip: *mut Ipv6Hdr = ptr_at(ctx, EthHdr::LEN)?;
-    // SAFETY: bounds-checked.
-    let (proto, src, dst) = unsafe { ((*ip).next_hdr, (*ip).src_addr, (*ip).dst_addr) };
-    // Extension headers (fragments included) and other protocols: not
-    // balanced here; dropped if sent to a VIP address.
-    if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
-        if proto == IPPROTO_ICMPV6 && is_vip_addr(ctx, words(&dst)) {
-            return Ok(icmp::to_backend6(ctx)
-                .unwrap_or_else(|()| guard(ctx, words(&dst), GUARD_OTHER_PROTO)));
-        }
-        return Ok(guard(ctx, words(&dst), ipv6_reason(proto)));
-    }
-    let Ok((sport, dport, check_off, tcp)) = l4_ports(ctx, L4_V6, proto) else {
-        return Ok(guard(ctx, words(&dst), GUARD_TRUNCATED));
-    };
-    let key = FlowKey {
-        src: words(&src),
-        dst: words(&dst),
-        sport,
-        dport,
-        proto,
-        _pad: [0; 3],
-    };
-    let Some(svc) = lookup_service(key.dst, dport, proto) else {
-        return Ok(xdp_action::XDP_PASS);
-    };
-    let Some((backend_id, backend, flags)) = select(ctx, &key, &svc, tcp) else {
-        return Ok(xdp_action::XDP_DROP);
-    };
-    if backend.family != 6 {
-        return Ok(xdp_action::XDP_DROP);
-    }
-    let check: *mut [u8; 2] = ptr_at(ctx, check_off)?;
+    let check: *mut [u8; 2] = ptr_at(ctx, l4_check_off(L4_V6, proto))?;
     // SAFETY: bounds-checked.
     unsafe {
         // No IPv6 header checksum; TCP/UDP cover the address in the pseudo-header.
         let old = u16::from_ne_bytes(*check);
-        let c = csum_update(old, &key.dst, &backend.addr, &[dport], &[backend.port]);
+        let c = csum_update(
+            old,
+            &nat.key.dst,
+            &nat.backend.addr,
+            &[nat.key.dport],
+            &[nat.backend.port],
+        );
         *check = udp_nonzero(proto, c).to_ne_bytes();
-        (*ip).dst_addr = bytes(&backend.addr);
-        set_dport(ctx, L4_V6, proto, backend.port)?;
+        (*ip).dst_addr = bytes(&nat.backend.addr);
+        set_dport(ctx, L4_V6, proto, nat.backend.port)?;
     }
-    count(ctx, &svc, backend_id);
-    follow_close(ctx, &key, backend_id, flags, tcp);
+    balance::finish(ctx, nat);
     Ok(forward6(ctx, ip))
-}
-
-/// A packet the program does not balance: dropped and counted under `reason`
-/// if `dst` is a VIP address (the kernel would route it on with the VIP in
-/// it), passed untouched otherwise.
-#[inline(always)]
-fn guard(ctx: &XdpContext, dst: Addr6, reason: u32) -> u32 {
-    // SAFETY: only the presence of the key is used.
-    if unsafe { L4LB_VIP_ADDRS.get(&dst) }.is_none() {
-        return xdp_action::XDP_PASS;
-    }
-    if !is_explain(ctx)
-        && let Some(n) = L4LB_VIP_GUARD.get_ptr_mut(reason)
-    {
-        // SAFETY: per-CPU array element, only this CPU writes it while we run.
-        unsafe { *n += 1 };
-    }
-    xdp_action::XDP_DROP
-}
-
-/// An ICMP error to a VIP address is steered to its flow's backend
-/// (`icmp.rs`); explaining never translates.
-#[inline(always)]
-fn is_vip_addr(ctx: &XdpContext, dst: Addr6) -> bool {
-    // SAFETY: only the presence of the key is used.
-    !is_explain(ctx) && unsafe { L4LB_VIP_ADDRS.get(&dst) }.is_some()
-}
-
-/// Why an IPv6 packet whose next header is not TCP/UDP is not balanced.
-#[inline(always)]
-fn ipv6_reason(next_hdr: u8) -> u32 {
-    match next_hdr {
-        44 => GUARD_FRAGMENT,
-        // Hop-by-hop, routing, destination options, AH, mobility, HIP, shim6.
-        0 | 43 | 51 | 60 | 135 | 139 | 140 => GUARD_EXT_HEADER,
-        _ => GUARD_OTHER_PROTO,
-    }
 }
 
 /// # Safety
@@ -307,126 +213,6 @@ unsafe fn set_dport(ctx: &XdpContext, l4: usize, proto: u8, port_be: u16) -> Res
     Ok(())
 }
 
-/// The flow's backend and its TCP close bits (None: a new entry, or none):
-/// the tracked one while it is still a member of the service, else a fresh
-/// Maglev pick (recorded unless explaining, or unless `tcp` is a FIN/RST that
-/// must not bring a closed flow back). None = the VIP has no backend for new
-/// flows (counted, dropped).
-#[inline(always)]
-fn select(
-    ctx: &XdpContext,
-    key: &FlowKey,
-    svc: &ServiceValue,
-    tcp: u8,
-) -> Option<(u32, Backend, Option<u32>)> {
-    // SAFETY: values are copied out before any other map operation.
-    let explain = is_explain(ctx);
-    if let Some(flow) = unsafe { L4LB_CONNTRACK.get(key) }.copied()
-        && flow.service_id == svc.id
-        && !reopens(tcp, flow.flags)
-        && let Some(weight) = unsafe {
-            L4LB_MEMBERS.get(MemberKey {
-                service_id: svc.id,
-                backend_id: flow.backend_id,
-            })
-        }
-        .map(|m| m.weight)
-        && let Some(backend) = unsafe { L4LB_BACKENDS.get(flow.backend_id) }.copied()
-    {
-        if !explain && monitor::watching() {
-            let reason = if weight == 0 {
-                REASON_TRACKED_WEIGHT0
-            } else {
-                REASON_TRACKED
-            };
-            report(reason, key, svc.id, flow.backend_id);
-        }
-        return Some((flow.backend_id, backend, Some(flow.flags)));
-    }
-    // New flow (or its backend left): Maglev, skipping backends down for this node.
-    match choose_up(svc, flow_hash(key)) {
-        Verdict::NoBackend { service_id } => {
-            if !explain {
-                count_service(service_id, |s| s.no_backend += 1);
-                if monitor::watching() {
-                    report(REASON_NO_BACKEND, key, service_id, 0);
-                }
-            }
-            None
-        }
-        Verdict::Backend {
-            service_id,
-            backend_id,
-            backend,
-        } => {
-            if !explain && may_open(tcp) {
-                flow_close::open(key, service_id, backend_id, &backend);
-                count_service(service_id, |s| s.flows += 1);
-                count_backend(backend_id, |s| s.flows += 1);
-                count_member(service_id, backend_id, MemberEvent::Flow);
-                if monitor::watching() {
-                    report(REASON_NEW, key, service_id, backend_id);
-                }
-            }
-            Some((backend_id, backend, None))
-        }
-    }
-}
-
-/// A tracked TCP flow's FIN or RST (or its last ACK): marks or removes its
-/// entries (`l4lb_common::tcp_close`). Nothing to read or write for any other
-/// packet: `close_step` answers from the flags already in hand.
-#[inline(always)]
-fn follow_close(ctx: &XdpContext, key: &FlowKey, backend_id: u32, flags: Option<u32>, tcp: u8) {
-    let Some(flags) = flags else { return };
-    let step = close_step(tcp, flags, FLOW_FIN_CLIENT);
-    if step != CloseStep::Keep && !is_explain(ctx) {
-        flow_close::from_client(step, key, backend_id);
-    }
-}
-
-/// A monitor event (XDP has no calling task: pid 0; Maglev: policy 0).
-#[inline(always)]
-fn report(reason: u8, key: &FlowKey, service_id: u32, backend_id: u32) {
-    let what = monitor::what(HOOK_XDP, reason, 0);
-    monitor::emit(what, key, service_id, backend_id, 0);
-}
-
-#[inline(always)]
-fn count(ctx: &XdpContext, svc: &ServiceValue, backend_id: u32) {
-    if is_explain(ctx) {
-        return;
-    }
-    let len = (ctx.data_end() - ctx.data()) as u64;
-    count_service(svc.id, |s| {
-        s.packets += 1;
-        s.bytes += len;
-    });
-    count_backend(backend_id, |s| {
-        s.packets += 1;
-        s.bytes += len;
-    });
-}
-
-/// The 5-tuple's Maglev hash. Every node runs the same program, so the same
-/// flow maps to the same slot everywhere.
-#[inline(always)]
-fn flow_hash(k: &FlowKey) -> u32 {
-    let mut h: u64 = 0x9e37_79b9_7f4a_7c15 ^ u64::from(k.proto);
-    h = mix(h ^ u64::from(k.src[0]) ^ (u64::from(k.src[1]) << 32));
-    h = mix(h ^ u64::from(k.src[2]) ^ (u64::from(k.src[3]) << 32));
-    h = mix(h ^ u64::from(k.sport) ^ (u64::from(k.dport) << 16) ^ (u64::from(k.dst[3]) << 32));
-    (h >> 32) as u32
-}
-
-#[inline(always)]
-fn mix(mut h: u64) -> u64 {
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h
-}
-
 // ---- forwarding from XDP (`--xdp-forward fib`) ----
 //
 // After the rewrite, with XDP_F_FIB set, ask the kernel's FIB where the
@@ -434,6 +220,65 @@ fn mix(mut h: u64) -> u64 {
 // redirect (XDP_TX on the ingress interface), skipping the node's stack.
 // Anything else (no neighbour yet, TTL 1, MTU, forwarding off, explain mode)
 // returns XDP_PASS, and the kernel forwards the packet as without the flag.
+
+// ---- L2 direct server return (`--xdp-dsr l2`) ----
+//
+// With XDP_F_DSR_L2 set, a packet whose backend listens on the VIP's own
+// port keeps its IP header as it is (the VIP stays the destination: the
+// backend holds it on a loopback and does not answer ARP/ND for it) and only
+// its MACs change, to the backend's neighbour entry, found by
+// `bpf_fib_lookup` on the backend's address. The backend answers the client
+// directly: no reply crosses the node. A backend reached through a gateway,
+// or whose neighbour is not resolved yet (the agent resolves them), gets
+// nothing: the packet passes untouched, and the node's `l4lb0` route drops
+// and counts it (`l4lb_escaped_vip_packets_total`); rewriting it to the
+// backend instead would split the flow between two destinations. A backend
+// on another port is translated as without the flag. Encapsulation (IPIP,
+// GUE) would be another XDP_F_DSR_* flag and its own `to_backend_*`.
+
+/// DSR applies to this packet (flag set, not explaining, same port).
+#[inline(always)]
+fn dsr_l2(ctx: &XdpContext, nat: &Nat) -> bool {
+    matches!(L4LB_XDP_CONFIG.get(0), Some(f) if f & XDP_F_DSR_L2 != 0)
+        && nat.backend.port == nat.key.dport
+        && !is_explain(ctx)
+}
+
+/// Sends the unchanged packet to `backend`'s MAC. Out of line: the lookup's
+/// parameters stay off the balancing's stack frame.
+#[inline(never)]
+fn to_backend_l2(ctx: &XdpContext, backend: &Backend) -> u32 {
+    let v4 = backend.family == 4;
+    let mut p = fib_params(ctx, if v4 { AF_INET } else { AF_INET6 });
+    let Ok(len) = ctx.read::<[u8; 2]>(if v4 { IP4_LEN_OFF } else { IP6_LEN_OFF }) else {
+        return xdp_action::XDP_PASS;
+    };
+    let len = u16::from_be_bytes(len);
+    // Writing a union's integer field is safe; reading it back below is not.
+    if v4 {
+        p.__bindgen_anon_1.tot_len = len;
+        p.__bindgen_anon_4.ipv4_dst = backend.addr[3];
+    } else {
+        p.__bindgen_anon_1.tot_len = len.wrapping_add(Ipv6Hdr::LEN as u16);
+        p.__bindgen_anon_4.ipv6_dst = backend.addr;
+    }
+    // SAFETY: `p` is a valid, fully initialized bpf_fib_lookup on our stack.
+    let rc = unsafe { bpf_fib_lookup(ctx.as_ptr(), &mut p, size_of::<FibParams>() as i32, 0) };
+    // On success the kernel leaves the next hop in the destination: a
+    // gateway there means the backend is not on this L2 segment.
+    // SAFETY: reading the integers the helper wrote.
+    let on_link = unsafe {
+        if v4 {
+            p.__bindgen_anon_4.ipv4_dst == backend.addr[3]
+        } else {
+            p.__bindgen_anon_4.ipv6_dst == backend.addr
+        }
+    };
+    if rc != i64::from(BPF_FIB_LKUP_RET_SUCCESS) || !on_link {
+        return xdp_action::XDP_PASS;
+    }
+    redirect(ctx, &p)
+}
 
 #[inline(always)]
 fn fib_enabled(ctx: &XdpContext) -> bool {
@@ -472,6 +317,12 @@ fn forward4(ctx: &XdpContext, ip: *mut Ipv4Hdr) -> u32 {
     if !fib_enabled(ctx) {
         return xdp_action::XDP_PASS;
     }
+    fib4(ctx, ip)
+}
+
+/// Out of line: the lookup's parameters stay off the balancing's stack frame.
+#[inline(never)]
+fn fib4(ctx: &XdpContext, ip: *mut Ipv4Hdr) -> u32 {
     let mut p = fib_params(ctx, AF_INET);
     // SAFETY: `ip` was bounds-checked by the caller.
     let ttl = unsafe {
@@ -506,6 +357,12 @@ fn forward6(ctx: &XdpContext, ip: *mut Ipv6Hdr) -> u32 {
     if !fib_enabled(ctx) {
         return xdp_action::XDP_PASS;
     }
+    fib6(ctx, ip)
+}
+
+/// Out of line: the lookup's parameters stay off the balancing's stack frame.
+#[inline(never)]
+fn fib6(ctx: &XdpContext, ip: *mut Ipv6Hdr) -> u32 {
     let mut p = fib_params(ctx, AF_INET6);
     // SAFETY: `ip` was bounds-checked by the caller.
     let hops = unsafe {

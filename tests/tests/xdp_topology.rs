@@ -458,35 +458,6 @@ fn finished_tcp_flows_leave_no_entries_behind() {
     );
 }
 
-/// Counts bytes until EOF on each connection and answers with the count;
-/// exits after 120 s without a connection.
-const SINK_PY: &str = "import socket,sys
-a=sys.argv[1]
-s=socket.socket(socket.AF_INET6 if ':' in a else socket.AF_INET)
-s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)
-s.bind((a,7100)); s.listen(8); s.settimeout(120)
-while True:
-    c,_=s.accept(); c.settimeout(30); n=0
-    try:
-        while True:
-            b=c.recv(65536)
-            if not b: break
-            n+=len(b)
-        c.sendall(str(n).encode())
-    except OSError: pass
-    c.close()
-";
-
-/// Sends 1 MiB, half-closes, prints the byte count the server saw; fails
-/// after 10 s without progress.
-const SEND_PY: &str = "import socket,sys
-h,p=sys.argv[1],int(sys.argv[2])
-c=socket.socket(socket.AF_INET6 if ':' in h else socket.AF_INET)
-c.settimeout(10); c.connect((h,p))
-c.sendall(b'x'*1048576); c.shutdown(socket.SHUT_WR)
-print(c.recv(100).decode())
-";
-
 /// `l4lb_xdp_icmp_errors_total{result=...}` from the node agent's /metrics.
 fn icmp_metric(t: &Topology, result: &str) -> u64 {
     let (code, body) = t.node.agent_http("/metrics");
@@ -504,11 +475,7 @@ fn icmp_metric(t: &Topology, result: &str) -> u64 {
 fn path_mtu_discovery_through_the_vip_v4_and_v6() {
     require_root();
     let mut t = Topology::new("xpmtu").unwrap();
-    for addr in [BACKEND_IP4[0], BACKEND_IP6[0]] {
-        let mut sink = t.backends.in_netns("/usr/bin/python3");
-        sink.args(["-c", SINK_PY, addr]);
-        t.backends.spawn(sink).unwrap();
-    }
+    t.spawn_byte_sinks().unwrap();
     let yaml = "vips:
   - vip: 11.0.0.3:80
     backends: [198.18.2.2:7100]
@@ -522,25 +489,8 @@ fn path_mtu_discovery_through_the_vip_v4_and_v6() {
     // needed" / "packet too big", which embeds client -> backend.
     t.in_node("ip", &["link", "set", NODE_OUT, "mtu", "1280"])
         .unwrap();
-    for (vip, port) in [("11.0.0.3", "80"), ("fd01:c::3", "80")] {
-        let mut last = None;
-        for _ in 0..50 {
-            let out = t
-                .client
-                .in_netns("/usr/bin/python3")
-                .args(["-c", SEND_PY, vip, port])
-                .output()
-                .unwrap();
-            if out.status.success() {
-                last = Some(String::from_utf8_lossy(&out.stdout).trim().to_string());
-                break;
-            }
-            let err = String::from_utf8_lossy(&out.stderr);
-            // Only "refused" (sink not listening yet) is retried.
-            assert!(err.contains("Refused"), "1 MiB to {vip} failed: {err}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        assert_eq!(last.as_deref(), Some("1048576"), "1 MiB to {vip}");
+    for vip in ["11.0.0.3", "fd01:c::3"] {
+        assert_eq!(t.upload_mib(vip, 80).unwrap(), "1048576", "1 MiB to {vip}");
     }
     assert!(icmp_metric(&t, "to_client") >= 2, "translated errors");
 }

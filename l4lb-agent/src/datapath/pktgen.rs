@@ -26,7 +26,7 @@ static BENCH_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/l4lb-bench.bpf.o"));
 
 /// Ethernet + IPv4 + UDP headers, which the program writes over every frame.
-const HEAD_LEN: usize = 14 + 20 + 8;
+const HEAD_LEN: usize = l4lb_common::PKTGEN_HEAD_LEN;
 
 /// Frames per BPF_PROG_TEST_RUN call; the time bound is checked between calls.
 const RUNS_PER_CALL: u32 = 200_000;

@@ -1,6 +1,8 @@
-//! The packet datapath's programs (`l4lb_xdp`, `l4lb_tc_reply`): load and pin
-//! them, attach them to interfaces, and run them through BPF_PROG_TEST_RUN
-//! (aya's `TestRun`) for `explain`, the tests and the benchmark.
+//! The packet datapath's programs (`l4lb_xdp`, `l4lb_tc_ingress`,
+//! `l4lb_tc_reply`): load and pin them, attach them to interfaces (XDP, or
+//! tc ingress where packets may carry partial checksums: `offload.rs`), and
+//! run them through BPF_PROG_TEST_RUN (aya's `TestRun`) for `explain`, the
+//! tests and the benchmark.
 use std::{
     collections::BTreeSet,
     fs,
@@ -19,11 +21,12 @@ use aya::{
 };
 use aya_obj::programs::XdpAttachType;
 use l4lb_common::{
-    CONNTRACK_MAP, EXPLAIN_MAGIC, FlowKey, FlowValue, TC_REPLY_PROGRAM, XDP_CONFIG_MAP, XDP_F_FIB,
-    XDP_PROGRAM,
+    CONNTRACK_MAP, EXPLAIN_MAGIC, FlowKey, FlowValue, TC_INGRESS_PROGRAM, TC_REPLY_PROGRAM,
+    XDP_CONFIG_MAP, XDP_F_FIB, XDP_PROGRAM,
 };
 use tracing::{info, warn};
 
+use super::offload;
 use crate::{
     codec,
     packet::{self, FrameOpts, Tuple},
@@ -45,16 +48,21 @@ pub struct PacketAttach {
     /// Forward rewritten packets from XDP (`bpf_fib_lookup` + redirect)
     /// instead of XDP_PASS to the kernel's forwarding.
     pub fib: bool,
+    /// Direct server return (`--xdp-dsr`).
+    pub dsr: super::dsr::Dsr,
 }
 
-/// How to attach XDP (`--xdp-mode`).
+/// How to balance on an `--xdp-iface` (`--xdp-mode`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Mode {
-    /// Native (driver) mode, else generic.
+    /// tc ingress on a veth with tx checksum offload on, else XDP in native
+    /// (driver) mode, else generic.
     #[default]
     Auto,
     Native,
     Generic,
+    /// The XDP program's balancing on tc ingress (`l4lb_tc_ingress`).
+    Tc,
 }
 
 impl std::str::FromStr for Mode {
@@ -64,7 +72,10 @@ impl std::str::FromStr for Mode {
             "auto" => Ok(Mode::Auto),
             "native" | "driver" => Ok(Mode::Native),
             "generic" | "skb" => Ok(Mode::Generic),
-            o => Err(format!("unknown XDP mode {o:?} (auto, native or generic)")),
+            "tc" => Ok(Mode::Tc),
+            o => Err(format!(
+                "unknown XDP mode {o:?} (auto, native, generic or tc)"
+            )),
         }
     }
 }
@@ -92,7 +103,7 @@ impl Forward {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IfaceAttach {
     pub iface: String,
-    /// "native" or "generic"; None = only the tc reply program.
+    /// "native", "generic" or "tc" (tc ingress); None = only the tc reply program.
     pub xdp_mode: Option<&'static str>,
 }
 
@@ -103,10 +114,12 @@ pub(super) fn load_and_pin(ebpf: &mut Ebpf, pin_root: &Path) -> Result<()> {
     xdp.load()
         .with_context(|| format!("loading {XDP_PROGRAM} (verifier)"))?;
     repin(pin_root.join(XDP_PROGRAM), |p| xdp.pin(p))?;
-    let tc = tc_mut(ebpf)?;
-    tc.load()
-        .with_context(|| format!("loading {TC_REPLY_PROGRAM} (verifier)"))?;
-    repin(pin_root.join(TC_REPLY_PROGRAM), |p| tc.pin(p))?;
+    for name in [TC_REPLY_PROGRAM, TC_INGRESS_PROGRAM] {
+        let tc = tc_named(ebpf, name)?;
+        tc.load()
+            .with_context(|| format!("loading {name} (verifier)"))?;
+        repin(pin_root.join(name), |p| tc.pin(p))?;
+    }
     Ok(())
 }
 
@@ -128,10 +141,10 @@ fn xdp_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
         .try_into()?)
 }
 
-fn tc_mut(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier> {
+fn tc_named<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassifier> {
     Ok(ebpf
-        .program_mut(TC_REPLY_PROGRAM)
-        .with_context(|| format!("program {TC_REPLY_PROGRAM} missing from the BPF object"))?
+        .program_mut(name)
+        .with_context(|| format!("program {name} missing from the BPF object"))?
         .try_into()?)
 }
 
@@ -178,7 +191,7 @@ pub(super) fn in_named_netns() -> Result<bool> {
 
 /// Removes the pinned packet programs (their attachments end with the agent).
 pub(super) fn teardown(pin_root: &Path, removed: &mut Vec<PathBuf>) -> Result<()> {
-    for name in [XDP_PROGRAM, TC_REPLY_PROGRAM] {
+    for name in [XDP_PROGRAM, TC_REPLY_PROGRAM, TC_INGRESS_PROGRAM] {
         let path = pin_root.join(name);
         match fs::remove_file(&path) {
             Ok(()) => removed.push(path),
@@ -193,7 +206,7 @@ pub(super) fn teardown(pin_root: &Path, removed: &mut Vec<PathBuf>) -> Result<()
 /// program on the egress of those and of `reply_ifaces`. The links are not
 /// pinned: they live as long as `ebpf`, i.e. the agent.
 fn attach(ebpf: &mut Ebpf, want: &PacketAttach) -> Result<Vec<IfaceAttach>> {
-    let flags = if want.fib { XDP_F_FIB } else { 0 };
+    let flags = if want.fib { XDP_F_FIB } else { 0 } | want.dsr.flags();
     let mut config: Array<&mut MapData, u32> = ebpf
         .map_mut(XDP_CONFIG_MAP)
         .with_context(|| format!("map {XDP_CONFIG_MAP} missing from the BPF object"))?
@@ -206,40 +219,26 @@ fn attach(ebpf: &mut Ebpf, want: &PacketAttach) -> Result<Vec<IfaceAttach>> {
     }
     check_netns()?;
     let mut done = Vec::new();
-    let xdp = xdp_mut(ebpf)?;
     for iface in &want.xdp_ifaces {
-        let mode =
-            match want.mode {
-                Mode::Native => {
-                    xdp.attach(iface, XdpMode::Driver).with_context(|| {
-                        format!("attaching {XDP_PROGRAM} to {iface} in native mode")
-                    })?;
-                    "native"
-                }
-                Mode::Generic => {
-                    xdp.attach(iface, XdpMode::Skb).with_context(|| {
-                        format!("attaching {XDP_PROGRAM} to {iface} in generic mode")
-                    })?;
-                    "generic"
-                }
-                Mode::Auto => match xdp.attach(iface, XdpMode::Driver) {
-                    Ok(_) => "native",
-                    Err(native) => {
-                        xdp.attach(iface, XdpMode::Skb).with_context(|| {
-                    format!("attaching {XDP_PROGRAM} to {iface} (native mode failed too: {native})")
-                })?;
-                        warn!(%iface, "native XDP refused ({native}); using generic (skb) mode");
-                        "generic"
-                    }
-                },
-            };
-        info!(%iface, mode, forward = if want.fib { "fib" } else { "kernel" }, "XDP attached");
+        let mode = match ingress_mode(iface, want.mode)? {
+            Mode::Tc => {
+                attach_tc_ingress(ebpf, iface, want)?;
+                info!(%iface, "tc ingress balancing attached");
+                "tc"
+            }
+            mode => {
+                let got = attach_xdp(xdp_mut(ebpf)?, iface, mode)?;
+                let forward = if want.fib { "fib" } else { "kernel" };
+                info!(%iface, mode = got, forward, "XDP attached");
+                got
+            }
+        };
         done.push(IfaceAttach {
             iface: iface.clone(),
             xdp_mode: Some(mode),
         });
     }
-    let tc = tc_mut(ebpf)?;
+    let tc = tc_named(ebpf, TC_REPLY_PROGRAM)?;
     let mut seen = BTreeSet::new();
     for iface in want.xdp_ifaces.iter().chain(&want.reply_ifaces) {
         if !seen.insert(iface.clone()) {
@@ -258,6 +257,70 @@ fn attach(ebpf: &mut Ebpf, want: &PacketAttach) -> Result<Vec<IfaceAttach>> {
         }
     }
     Ok(done)
+}
+
+/// `mode`, unless `iface` passes partial checksums (`offload.rs`): then tc
+/// ingress under `auto`, and a refusal under a forced XDP mode, which would
+/// corrupt them.
+fn ingress_mode(iface: &str, mode: Mode) -> Result<Mode> {
+    if mode == Mode::Tc {
+        return Ok(mode);
+    }
+    let off = match offload::read(iface) {
+        Ok(o) => o,
+        Err(e) => {
+            warn!(%iface, "cannot read the offloads ({e}); assuming full checksums");
+            return Ok(mode);
+        }
+    };
+    if !off.partial_checksums() {
+        return Ok(mode);
+    }
+    if mode == Mode::Auto {
+        warn!(%iface, "veth with tx checksum offload on: balancing on tc ingress instead of XDP");
+        return Ok(Mode::Tc);
+    }
+    bail!(
+        "{iface} is a veth with tx checksum offload on: its peer sends packets with partial \
+         checksums (CHECKSUM_PARTIAL), which XDP's rewrite corrupts. Use --xdp-mode auto or tc \
+         (balancing on tc ingress), or turn the offload off on both ends of the pair: \
+         `ethtool -K {iface} tx off` here and on the peer in its namespace"
+    )
+}
+
+/// XDP on `iface` in `mode` (auto: native, else generic); the mode it got.
+fn attach_xdp(xdp: &mut Xdp, iface: &str, mode: Mode) -> Result<&'static str> {
+    let native = match mode {
+        Mode::Generic => None,
+        _ => Some(xdp.attach(iface, XdpMode::Driver)),
+    };
+    match native {
+        Some(Ok(_)) => return Ok("native"),
+        Some(Err(e)) if mode == Mode::Native => {
+            return Err(e)
+                .with_context(|| format!("attaching {XDP_PROGRAM} to {iface} in native mode"));
+        }
+        Some(Err(e)) => warn!(%iface, "native XDP refused ({e}); using generic (skb) mode"),
+        None => {}
+    }
+    xdp.attach(iface, XdpMode::Skb)
+        .with_context(|| format!("attaching {XDP_PROGRAM} to {iface} in generic mode"))?;
+    Ok("generic")
+}
+
+/// The balancing on `iface`'s tc ingress (TCX, else a clsact qdisc).
+fn attach_tc_ingress(ebpf: &mut Ebpf, iface: &str, want: &PacketAttach) -> Result<()> {
+    let _ = qdisc_add_clsact(iface);
+    tc_named(ebpf, TC_INGRESS_PROGRAM)?
+        .attach(iface, TcAttachType::Ingress)
+        .with_context(|| format!("attaching {TC_INGRESS_PROGRAM} to the ingress of {iface}"))?;
+    if want.fib {
+        warn!(%iface, "--xdp-forward fib does not apply on tc ingress: the kernel forwards");
+    }
+    if want.dsr != super::dsr::Dsr::Off {
+        warn!(%iface, "--xdp-dsr does not apply on tc ingress: flows are translated");
+    }
+    Ok(())
 }
 
 /// One BPF_PROG_TEST_RUN: the program's return code, the frame it left, and

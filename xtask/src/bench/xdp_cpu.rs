@@ -25,10 +25,11 @@ use crate::{interrupt, preflight, report};
 
 const SECTION: &str = "xtask bench xdp-cpu";
 const GOAL: f64 = 0.5;
-const MODES: [Mode; 5] = [
+const MODES: [Mode; 6] = [
     Mode::Forward,
     Mode::L4lb,
     Mode::L4lbFib,
+    Mode::L4lbDsr,
     Mode::Iptables,
     Mode::Nftables,
 ];
