@@ -703,8 +703,8 @@ impl MarathonClient {
         Credentials::reload(path, &mut self.state().auth, "marathon")
     }
 
-    /// Feeds the body to [`decode::decode_apps_from`] on a blocking thread as
-    /// chunks arrive. Transport errors win over what the decoder made of a
+    /// Feeds the body to [`AppSet::refresh_from_pieces`] on a blocking thread
+    /// as chunks arrive. Transport errors win over what the decoder made of a
     /// body that broke off.
     async fn decode_body(
         &self,
@@ -722,13 +722,13 @@ impl MarathonClient {
         // of the set (64 of them were ~25 MB of a full read's peak RSS at
         // 10,000 apps, see BENCHMARKS.md). The decoder is the slow side: a
         // full channel makes the sender wait, and TCP backs Marathon off.
-        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(IN_FLIGHT_CHUNKS);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(IN_FLIGHT_CHUNKS);
         let decoder = tokio::task::spawn_blocking(move || {
             let mut set = set.lock().unwrap_or_else(|p| p.into_inner());
-            set.refresh_from(std::io::BufReader::with_capacity(
-                64 << 10,
-                ChunkReader::new(rx),
-            ))
+            // The chunks as they come, uncopied (see `AppSet::refresh_from_pieces`).
+            set.refresh_from_pieces(std::iter::from_fn(|| {
+                rx.blocking_recv().map(Ok::<_, std::io::Error>)
+            }))
         });
         let mut total = 0usize;
         let transport = loop {
@@ -819,35 +819,6 @@ impl MarathonClient {
             url: url.clone(),
             limit,
         }
-    }
-}
-
-/// Chunks from the async side as a blocking [`std::io::Read`].
-struct ChunkReader {
-    rx: tokio::sync::mpsc::Receiver<Bytes>,
-    cur: Bytes,
-}
-
-impl ChunkReader {
-    fn new(rx: tokio::sync::mpsc::Receiver<Bytes>) -> ChunkReader {
-        ChunkReader {
-            rx,
-            cur: Bytes::new(),
-        }
-    }
-}
-
-impl std::io::Read for ChunkReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.cur.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(c) => self.cur = c,
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.cur.len());
-        buf[..n].copy_from_slice(&self.cur.split_to(n));
-        Ok(n)
     }
 }
 

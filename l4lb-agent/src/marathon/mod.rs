@@ -3,7 +3,7 @@
 //! this module does the HTTP (`client`), the flags (`args`) and the loop
 //! (`source`).
 pub use l4lb_core::marathon::{
-    apps, body, decode, events, origin, parse, pod_part, pods, sse_limit,
+    apps, body, decode, events, origin, parse, pod_part, pods, split, sse_limit,
 };
 
 pub mod args;

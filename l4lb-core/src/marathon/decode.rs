@@ -1,13 +1,15 @@
 //! `/v2/apps` bodies → per-app [`AppPart`]s, one app at a time.
 //!
-//! The list is walked element by element: each app is decoded into its typed
-//! form, turned into its part of the catalog and dropped before the next one
-//! is read, so a 10,000-app body never exists as 10,000 decoded apps at once
-//! (nor as a `serde_json::Value` tree, ~10x the body). An app that does not fit
-//! the types is decoded again through `Value` by [`apps::app_from_value`],
-//! which names the bad field; that app is skipped with a warning, the rest
-//! stay. The same walk runs over a byte slice or a reader (the HTTP body as it
-//! arrives, see `client::MarathonClient::refresh_app_set`), and refreshes a
+//! The list is walked element by element: the body is split into each app's
+//! text as it arrives ([`AppsSplitter`]); each app is parsed once, from that
+//! slice, into its typed form, turned into its part of the catalog and
+//! dropped before the next one is read, so a 10,000-app body never exists as
+//! 10,000 decoded apps at once (nor as a `serde_json::Value` tree, ~10x the
+//! body). An app that does not fit the types is decoded again through
+//! `Value` by [`apps::app_from_value`], which names the bad field; that app
+//! is skipped with a warning, the rest stay. The same walk runs over a byte
+//! slice, a reader, or the HTTP body's chunks as they arrive (see
+//! `client::MarathonClient::refresh_app_set`), and refreshes a
 //! set in place: each decoded app replaces its old part at once, so a re-read
 //! never holds two copies of the cluster (only of the apps that changed, kept
 //! to undo a refresh that fails: a failed read leaves the set as it was and
@@ -31,7 +33,11 @@ use super::{
     parse::{AppPart, IncrementalCatalog, ParseError, Parsed, Warning, catalog_with_hosts},
     pod_part::pod_part,
     pods::{self, PodStatus},
+    split::AppsSplitter,
 };
+
+/// How much of a body [`AppSet::refresh_from`] reads at a time.
+const READ_PIECE: usize = 64 << 10;
 use crate::{hosts::HostTable, naming::VipAllocator};
 
 /// Where a part sits in the set: apps and pods share Marathon's id space but
@@ -235,18 +241,25 @@ impl AppSet {
     /// True if anything changed. On an error the set is put back as it was
     /// (what the failed read decoded is dropped) and marked dirty, so the
     /// next complete refresh reports a change.
-    pub fn refresh_from(&mut self, reader: impl Read) -> Result<bool, ParseError> {
-        self.refresh(serde_json::Deserializer::from_reader(reader))
+    pub fn refresh_from(&mut self, mut reader: impl Read) -> Result<bool, ParseError> {
+        let mut buf = vec![0; READ_PIECE];
+        self.refresh_from_pieces(std::iter::from_fn(move || match reader.read(&mut buf) {
+            Ok(0) => None,
+            Ok(n) => Some(Ok(buf[..n].to_vec())),
+            Err(e) => Some(Err(e)),
+        }))
     }
 
     /// [`Self::refresh_from`] over a body in memory.
     pub fn refresh_from_slice(&mut self, body: &[u8]) -> Result<bool, ParseError> {
-        self.refresh(serde_json::Deserializer::from_slice(body))
+        self.refresh_from_pieces(std::iter::once(Ok(body)))
     }
 
-    fn refresh<'de, R: serde_json::de::Read<'de>>(
+    /// [`Self::refresh_from`] over the body's pieces as they arrive (an
+    /// error ends the read as a failed one).
+    pub fn refresh_from_pieces<B: AsRef<[u8]>>(
         &mut self,
-        mut de: serde_json::Deserializer<R>,
+        pieces: impl IntoIterator<Item = std::io::Result<B>>,
     ) -> Result<bool, ParseError> {
         let mut r = Refresh {
             set: self,
@@ -256,9 +269,7 @@ impl AppSet {
             undo: HashMap::new(),
             added: Vec::new(),
         };
-        let walked = ListSeed(&mut r)
-            .deserialize(&mut de)
-            .and_then(|()| de.end());
+        let walked = r.walk(pieces);
         let result = match walked {
             Ok(()) => Ok(r.finish()),
             Err(e) => {
@@ -287,10 +298,31 @@ struct Refresh<'s> {
 }
 
 impl Refresh<'_> {
-    fn add(&mut self, index: usize, raw: &RawValue) {
-        let part = match decode_app(raw.get(), || format!("apps[{index}]")) {
+    /// Splits the body into apps and adds each; then checks that the rest
+    /// of the body (the skeleton, see [`AppsSplitter`]) is `{"apps": [...]}`.
+    fn walk<B: AsRef<[u8]>>(
+        &mut self,
+        pieces: impl IntoIterator<Item = std::io::Result<B>>,
+    ) -> Result<(), serde_json::Error> {
+        let mut split = AppsSplitter::default();
+        for piece in pieces {
+            let piece = piece.map_err(serde_json::Error::io)?;
+            split.feed(piece.as_ref(), |i, text| self.add(i, text))?;
+        }
+        let skeleton = split.finish();
+        let mut de = serde_json::Deserializer::from_slice(&skeleton);
+        ListSeed.deserialize(&mut de)?;
+        de.end()
+    }
+
+    /// One app's text; an error only if it is not JSON.
+    fn add(&mut self, index: usize, text: &[u8]) -> Result<(), serde_json::Error> {
+        let part = match decode_app(text, || format!("apps[{index}]"))? {
             OneApp::Part(part) => part,
-            OneApp::Skipped(w) => return self.skipped.push(w),
+            OneApp::Skipped(w) => {
+                self.skipped.push(w);
+                return Ok(());
+            }
         };
         let key = PartKey::app(part.app_id());
         let parts = &mut self.set.parts;
@@ -307,16 +339,17 @@ impl Refresh<'_> {
                 parts.replace(key, Some(both));
             }
             self.changed = true;
-            return;
+            return Ok(());
         }
         let swapped = parts.swap(key.clone(), Some(part));
         self.seen.insert(key.clone(), matches!(swapped, Some(None)));
         match swapped {
             Some(Some(old)) => drop(self.undo.insert(key, old)),
             Some(None) => self.added.push(key),
-            None => return,
+            None => return Ok(()),
         }
         self.changed = true;
+        Ok(())
     }
 
     /// The read failed: every app it touched gets its old part back (or
@@ -401,26 +434,28 @@ pub enum OneApp {
     Skipped(Warning),
 }
 
-/// Decodes one app's JSON text; `at` locates it in messages when it has no id.
-/// `at` names the app's place for messages; only a skipped app needs it.
-fn decode_app(text: &str, at: impl Fn() -> String) -> OneApp {
-    if let Ok(app) = serde_json::from_str::<App>(text)
-        && !app.id.trim().is_empty()
-    {
-        return OneApp::Part(AppPart::of(&app));
+/// Decodes one app's JSON text, parsed once unless it does not fit the
+/// types; an error only if the text is not JSON. `at` names the app's
+/// place for messages; only a skipped app needs it.
+fn decode_app(text: &[u8], at: impl Fn() -> String) -> Result<OneApp, serde_json::Error> {
+    match serde_json::from_slice::<App>(text) {
+        Ok(app) if !app.id.trim().is_empty() => return Ok(OneApp::Part(AppPart::of(&app))),
+        Err(e) if e.classify() != Category::Data => return Err(e),
+        _ => {}
     }
     // Slow path, only for apps that do not fit: find the field to blame.
-    let value: serde_json::Value = match serde_json::from_str(text) {
+    let value: serde_json::Value = match serde_json::from_slice(text) {
         Ok(v) => v,
+        Err(e) if e.classify() != Category::Data => return Err(e),
         Err(e) => {
-            return OneApp::Skipped(Warning {
+            return Ok(OneApp::Skipped(Warning {
                 pod: false,
                 app_id: None,
                 what: format!("{}: {e}; app skipped", at()),
-            });
+            }));
         }
     };
-    match apps::app_from_value(&value) {
+    Ok(match apps::app_from_value(&value) {
         Ok(app) => OneApp::Part(AppPart::of(&app)),
         Err(bad) => {
             let where_ = match (&bad.app_id, bad.path.is_empty()) {
@@ -435,7 +470,7 @@ fn decode_app(text: &str, at: impl Fn() -> String) -> OneApp {
                 what: format!("{where_}{}; app skipped", bad.msg),
             })
         }
-    }
+    })
 }
 
 /// Decodes one pod status's JSON text, as [`decode_app`] does an app.
@@ -522,7 +557,7 @@ pub fn decode_one_app(body: &[u8], id: &str) -> Result<OneApp, ParseError> {
         app: &'a RawValue,
     }
     let b: Body = serde_json::from_slice(body).map_err(classify)?;
-    let one = decode_app(b.app.get(), || "app".to_owned());
+    let one = decode_app(b.app.get().as_bytes(), || "app".to_owned()).map_err(classify)?;
     let got = match &one {
         OneApp::Part(p) => Some(p.app_id()),
         OneApp::Skipped(w) => w.app_id.as_deref(),
@@ -536,17 +571,18 @@ pub fn decode_one_app(body: &[u8], id: &str) -> Result<OneApp, ParseError> {
     Ok(one)
 }
 
-/// `{"apps": [...], anything else}`: the list is the only field read.
-struct ListSeed<'a, 's>(&'a mut Refresh<'s>);
+/// `{"apps": [...], anything else}`: the skeleton of the body, each app's
+/// text already taken out (see [`AppsSplitter`]).
+struct ListSeed;
 
-impl<'de> DeserializeSeed<'de> for ListSeed<'_, '_> {
+impl<'de> DeserializeSeed<'de> for ListSeed {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for ListSeed<'_, '_> {
+impl<'de> Visitor<'de> for ListSeed {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("{\"apps\": [...]}")
@@ -559,7 +595,7 @@ impl<'de> Visitor<'de> for ListSeed<'_, '_> {
                     return Err(de::Error::duplicate_field("apps"));
                 }
                 found = true;
-                map.next_value_seed(Elements(&mut *self.0))?;
+                map.next_value_seed(Elements)?;
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -572,28 +608,23 @@ impl<'de> Visitor<'de> for ListSeed<'_, '_> {
     }
 }
 
-/// The `apps` array, one element at a time.
-struct Elements<'a, 's>(&'a mut Refresh<'s>);
+/// The `apps` array of the skeleton (its elements are placeholders).
+struct Elements;
 
-impl<'de> DeserializeSeed<'de> for Elements<'_, '_> {
+impl<'de> DeserializeSeed<'de> for Elements {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_seq(self)
     }
 }
 
-impl<'de> Visitor<'de> for Elements<'_, '_> {
+impl<'de> Visitor<'de> for Elements {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a list of apps")
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut i = 0;
-        // Owned raw text: works for slices and readers alike; one app at a time.
-        while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
-            self.0.add(i, &raw);
-            i += 1;
-        }
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(())
     }
 }
@@ -628,6 +659,53 @@ mod tests {
             b.refresh_from(Trickle(body.as_bytes())).unwrap();
             assert_eq!(catalog(&a), catalog(&b));
         }
+    }
+
+    /// The split-then-parse read accepts exactly the bodies that are JSON,
+    /// and decodes what it accepts as a parse of the whole would: bodies
+    /// mutated at random (a byte dropped, a structural byte put in, a run
+    /// repeated), each also read from a reader a few bytes at a time.
+    #[test]
+    fn mutated_bodies_are_refused_or_decoded_as_a_whole_parse_would() {
+        use rand::{Rng, SeedableRng, rngs::StdRng};
+        let mut rng = StdRng::seed_from_u64(16);
+        let mut accepted = 0;
+        for base in [REDIS_HOST, BRIDGE, MALFORMED] {
+            for _ in 0..400 {
+                let mut body = base.as_bytes().to_vec();
+                for _ in 0..rng.random_range(1..3) {
+                    let at = rng.random_range(0..body.len());
+                    match rng.random_range(0..3) {
+                        0 => drop(body.remove(at)),
+                        1 => body.insert(at, b"{}[]\",: 0\\"[rng.random_range(0..9)]),
+                        _ => {
+                            let end = (at + rng.random_range(1..40)).min(body.len());
+                            let run = body[at..end].to_vec();
+                            body.splice(at..at, run);
+                        }
+                    }
+                }
+                let json = serde_json::from_slice::<serde_json::Value>(&body);
+                let got = decode_apps(&body);
+                let mut by_reader = AppSet::default();
+                let read = by_reader.refresh_from_pieces(body.chunks(7).map(Ok));
+                assert_eq!(read.is_ok(), got.is_ok());
+                let Ok(value) = json else {
+                    assert!(got.is_err(), "{}", String::from_utf8_lossy(&body));
+                    continue;
+                };
+                let set = match got {
+                    Err(ParseError::Json(e)) => panic!("{e}: {}", String::from_utf8_lossy(&body)),
+                    Err(_) => continue,
+                    Ok(set) => set,
+                };
+                accepted += 1;
+                let whole = decode_apps(&serde_json::to_vec(&value).unwrap()).unwrap();
+                assert_eq!(catalog(&set), catalog(&whole));
+                assert_eq!(catalog(&by_reader), catalog(&whole));
+            }
+        }
+        assert!(accepted > 100, "only {accepted} mutated bodies decoded");
     }
 
     #[test]

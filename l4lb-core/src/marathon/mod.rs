@@ -12,5 +12,6 @@ pub mod origin;
 pub mod parse;
 pub mod pod_part;
 pub mod pods;
+pub mod split;
 pub mod sse_limit;
 pub mod zone;

@@ -1,0 +1,100 @@
+//! Where a full `/v2/apps` decode's time goes at N apps x M tasks:
+//! `cargo run --release -p l4lb-tests --example marathon_decode_time -- 10000 5`
+//! (CPU time of each step, ms).
+/// This thread's CPU time (the machine is shared: wall time is other load's).
+#[derive(Clone, Copy)]
+struct Instant(f64);
+
+impl Instant {
+    fn now() -> Instant {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid timespec to write into.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        Instant(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
+    }
+}
+
+use l4lb_agent::marathon::{apps::App, decode::AppSet, parse::AppPart, split::AppsSplitter};
+use l4lb_tests::fake_marathon::model::{TaskSpec, host_app};
+use serde::Deserialize;
+
+fn body(apps: u32, tasks: u32) -> Vec<u8> {
+    let list: Vec<serde_json::Value> = (0..apps)
+        .map(|i| {
+            let specs: Vec<TaskSpec> = (0..tasks)
+                .map(|j| {
+                    let b = i * tasks + j;
+                    TaskSpec::new(
+                        &format!("127.1.0.{}", b % 250 + 1),
+                        (20_000 + b / 250) as u16,
+                    )
+                    .alive(Some(true))
+                })
+                .collect();
+            host_app(&format!("/app-{i}"), &format!("/app-{i}:80"), &specs, true)
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({ "apps": list })).unwrap()
+}
+
+fn ms(t: Instant) -> f64 {
+    (Instant::now().0 - t.0) * 1e3
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let apps: u32 = args.next().map_or(10_000, |a| a.parse().unwrap());
+    let tasks: u32 = args.next().map_or(5, |a| a.parse().unwrap());
+    let body = body(apps, tasks);
+    for round in 0..3 {
+        let t = Instant::now();
+        let mut texts = Vec::new();
+        let mut split = AppsSplitter::default();
+        for piece in body.chunks(64 << 10) {
+            split
+                .feed(piece, |_, text| {
+                    texts.push(text.to_vec());
+                    Ok::<(), ()>(())
+                })
+                .unwrap();
+        }
+        drop(split.finish());
+        let split = ms(t);
+        let t = Instant::now();
+        let typed: Vec<App> = texts
+            .iter()
+            .map(|a| serde_json::from_slice(a).unwrap())
+            .collect();
+        let parse = ms(t);
+        let t = Instant::now();
+        let parts: Vec<AppPart> = typed.iter().map(AppPart::of).collect();
+        let part = ms(t);
+        drop((texts, typed, parts));
+        // The read before the split: serde_json's reader path, each app
+        // copied out as a `RawValue` (then parsed again from it).
+        #[derive(Deserialize)]
+        struct Raw {
+            apps: Vec<Box<serde_json::value::RawValue>>,
+        }
+        let t = Instant::now();
+        let raw: Raw = serde_json::from_reader(std::io::BufReader::new(&body[..])).unwrap();
+        let reader = ms(t);
+        assert_eq!(raw.apps.len(), apps as usize);
+        drop(raw);
+        let t = Instant::now();
+        let mut set = AppSet::default();
+        set.refresh_from(&body[..]).unwrap();
+        let refresh = ms(t);
+        let t = Instant::now();
+        set.refresh_from(&body[..]).unwrap();
+        let again = ms(t);
+        println!(
+            "round {round}: split {split:.0} (+ a copy of each app), parse each {parse:.0}, \
+             AppPart::of {part:.0}; refresh_from: first {refresh:.0}, same again {again:.0}; \
+             (serde_json's reader path, each app copied out as a RawValue: {reader:.0}) ms"
+        );
+    }
+}
