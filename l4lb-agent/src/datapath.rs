@@ -709,8 +709,15 @@ pub fn load_with(
             );
         }
         health::write_config(&mut ebpf, lb.policy, lb.probes)?;
+        let t = std::time::Instant::now();
         links::attach_sock_programs(&mut ebpf, &cgroup_dir, cgroup, &pin_root.join(LINKS_DIR))?;
+        let sock = t.elapsed();
         xdp::load_and_pin(&mut ebpf, pin_root)?;
+        tracing::info!(
+            socket_ms = sock.as_millis() as u64,
+            packet_ms = (t.elapsed() - sock).as_millis() as u64,
+            "programs verified and loaded"
+        );
         let maps = Maps::from_ebpf(&mut ebpf, stats_created)?;
         Ok(Loaded {
             maps,
