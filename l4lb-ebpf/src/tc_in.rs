@@ -93,16 +93,10 @@ fn nat4(ctx: &TcContext, nat: &Nat) -> Result<(), i64> {
         new_ip as u64,
         flags | BPF_F_PSEUDO_HDR as u64 | 4,
     )?;
-    ctx.skb.l4_csum_replace(
-        check,
-        nat.key.dport as u64,
-        nat.backend.port as u64,
-        flags | 2,
-    )?;
+    rewrite_port(ctx, L4_V4, check, flags, nat)?;
     ctx.skb
         .l3_csum_replace(IP4_CHECK_OFF, dst as u64, new_ip as u64, 4)?;
     ctx.skb.store(IP4_DST_OFF, &new_ip, 0)?;
-    ctx.skb.store(L4_V4 + 2, &nat.backend.port, 0)?;
     Ok(())
 }
 
@@ -119,13 +113,28 @@ fn nat6(ctx: &TcContext, nat: &Nat) -> Result<(), i64> {
             flags | BPF_F_PSEUDO_HDR as u64 | 4,
         )?;
     }
+    rewrite_port(ctx, L4_V6, check, flags, nat)?;
+    ctx.skb.store(IP6_DST_OFF, &nat.backend.addr, 0)?;
+    Ok(())
+}
+
+/// The destination port → the backend's, and the L4 checksum with it
+/// (`l4_csum_replace` takes the old and new values, not the packet's bytes,
+/// so the order against the address rewrite does not matter).
+#[inline(always)]
+fn rewrite_port(
+    ctx: &TcContext,
+    l4: usize,
+    check: usize,
+    flags: u64,
+    nat: &Nat,
+) -> Result<(), i64> {
     ctx.skb.l4_csum_replace(
         check,
         nat.key.dport as u64,
         nat.backend.port as u64,
         flags | 2,
     )?;
-    ctx.skb.store(IP6_DST_OFF, &nat.backend.addr, 0)?;
-    ctx.skb.store(L4_V6 + 2, &nat.backend.port, 0)?;
+    ctx.skb.store(l4 + 2, &nat.backend.port, 0)?;
     Ok(())
 }
