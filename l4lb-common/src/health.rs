@@ -175,6 +175,13 @@ pub const LIFETIME_FREE_NS: u64 = 5_000_000;
 pub const LIFETIME_HALF_LIFE_NS: u64 = 1_000_000_000;
 /// One lifetime sample counts for at most this many times the average.
 pub const LIFETIME_SAMPLE_CAP_X: u64 = 4;
+/// One handshake sample counts for at most this many times the average…
+pub const HANDSHAKE_SAMPLE_CAP_X: u64 = 4;
+/// …and at least this much: one outlier from an average at the cost floor
+/// moves it to 7/8 × 100 µs + 800 µs / 8 = 187.5 µs, under the 2× margin
+/// over the floor, so a single slow handshake (a descheduled client on a
+/// busy node) never decides p2c's draws; two in a row do.
+pub const HANDSHAKE_SAMPLE_MIN_CAP_NS: u64 = 8 * COST_EWMA_FLOOR_NS;
 
 /// What connect() makes of a backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -274,6 +281,19 @@ pub const fn ewma_next(ewma_ns: u64, sample_ns: u64) -> u64 {
     }
     let next = ewma_ns - (ewma_ns >> EWMA_SHIFT) + (sample_ns >> EWMA_SHIFT);
     if next == 0 { 1 } else { next }
+}
+
+/// The handshake average after one more handshake of `sample_ns`, the
+/// sample capped at [`HANDSHAKE_SAMPLE_CAP_X`] × the average (at least
+/// [`HANDSHAKE_SAMPLE_MIN_CAP_NS`]): a backend slow on every handshake
+/// still shows within a few (the average grows 1.375× per handshake).
+#[inline(always)]
+pub const fn handshake_next(ewma_ns: u64, sample_ns: u64) -> u64 {
+    let mut cap = ewma_ns.saturating_mul(HANDSHAKE_SAMPLE_CAP_X);
+    if cap < HANDSHAKE_SAMPLE_MIN_CAP_NS {
+        cap = HANDSHAKE_SAMPLE_MIN_CAP_NS;
+    }
+    ewma_next(ewma_ns, if sample_ns > cap { cap } else { sample_ns })
 }
 
 /// The lifetime average as p2c reads it at `now`: halved per
@@ -578,19 +598,42 @@ mod tests {
     }
 
     #[test]
-    fn one_slow_handshake_prices_a_backend_out_for_seconds_not_for_good() {
+    fn one_slow_handshake_never_decides_a_draw_a_slow_backend_shows_in_two() {
+        let fast = cost(0, 0, 100_000, 0);
+        // Usually 100 µs; one handshake took 50 ms (a pause): still a tie.
+        let once = handshake_next(100_000, 50 * MS);
+        assert_eq!(once, 187_500);
+        assert!(!second_wins(cost(0, 0, once, 0), fast));
+        // A second in a row: the other idle backend wins.
+        let twice = handshake_next(once, 50 * MS);
+        assert!(second_wins(cost(0, 0, twice, 0), fast));
+        // Slow on every handshake, it is past 3 ms of its real 5 within 13.
+        let mut e = 100_000;
+        for _ in 0..13 {
+            e = handshake_next(e, 5 * MS);
+        }
+        assert!((3 * MS..=5 * MS).contains(&e), "{e}");
+        // A first sample counts up to the minimum cap.
+        assert_eq!(handshake_next(0, 50 * MS), HANDSHAKE_SAMPLE_MIN_CAP_NS);
+        assert_eq!(handshake_next(0, 40_000), 40_000);
+    }
+
+    #[test]
+    fn a_slow_handshake_average_fades_in_seconds_not_for_good() {
         let t = 10 * LIFETIME_HALF_LIFE_NS;
-        // Usually 100 µs; one handshake took 50 ms (a pause): an eighth stays.
-        let e = ewma_next(100_000, 50 * MS);
+        // Three 50 ms handshakes in a row.
+        let mut e = 100_000;
+        for _ in 0..3 {
+            e = handshake_next(e, 50 * MS);
+        }
         let fast = cost(0, 0, 100_000, 0);
         let slow_at = |s: u64| cost(0, 0, handshake_now(e, t, t + s * LIFETIME_HALF_LIFE_NS), 0);
-        // Drawn first, it loses to any other idle backend for 4 s…
+        // Drawn first, it loses to any other idle backend for a while…
         assert!(second_wins(slow_at(0), fast));
-        assert!(second_wins(slow_at(4), fast));
-        // …and keeps its draw from the fifth, its next handshake moving
-        // the average from there.
-        assert!(!second_wins(slow_at(5), fast));
-        assert_eq!(handshake_now(e, t, t + 5 * LIFETIME_HALF_LIFE_NS), e >> 5);
+        // …and keeps its draw from the second second, its next handshake
+        // moving the average from there.
+        assert!(!second_wins(slow_at(2), fast));
+        assert_eq!(handshake_now(e, t, t + 2 * LIFETIME_HALF_LIFE_NS), e >> 2);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use core::{
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use l4lb_common::{
-    BackendHealth, HealthState, after_failure, ewma_next, failure_run, handshake_now,
+    BackendHealth, HealthState, after_failure, failure_run, handshake_next, handshake_now,
     lifetime_next, lifetime_now,
 };
 
@@ -179,7 +179,7 @@ pub fn established(h: *mut BackendHealth, rtt_ns: u64, now: u64) {
         let last_ok = at(&raw mut (*h).last_ok_ns);
         let ewma = at(&raw mut (*h).ewma_ns);
         let faded = handshake_now(ewma.load(), last_ok.load(), now);
-        ewma.store(ewma_next(faded, rtt_ns));
+        ewma.store(handshake_next(faded, rtt_ns));
         at(&raw mut (*h).consecutive).store(0);
         let life = at(&raw mut (*h).lifetime_ewma_ns);
         life.store(lifetime_now(life.load(), last_ok.load(), now));

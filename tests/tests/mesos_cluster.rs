@@ -132,7 +132,10 @@ fn check(seen: &Seen, what: &str, web: &[&str], brokers: &[&str]) {
         }
         let c = counts(&sb.probe_tcp(vip, 10 * ids.len() as u32).unwrap());
         let reached: Vec<&str> = c.keys().map(String::as_str).collect();
-        assert_eq!(reached, ids, "{what}: {vip} reached {c:?}");
+        if reached != ids {
+            let table = l4lb.vips_json().unwrap_or_default();
+            panic!("{what}: {vip} reached {c:?}, not {ids:?}; table with health: {table}");
+        }
         sb.wait_answers(name, "A", &[ip], BOUND);
     }
     let ips = |ids: &[&str]| -> Vec<&str> {
