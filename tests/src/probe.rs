@@ -2,9 +2,11 @@
 //! [`Sandbox::probe`]): one-shot TCP and UDP runs, their per-backend counts,
 //! and a TCP connection held open across changes.
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     io::{BufRead, BufReader, Write},
     process::{Child, ChildStdin, ChildStdout, ExitStatus, Stdio},
+    thread,
+    time::Duration,
 };
 
 use anyhow::{Context, Result, bail};
@@ -16,6 +18,31 @@ impl Sandbox {
     /// `l4lb-probe tcp --to TO -n N`, its JSON.
     pub fn probe_tcp(&self, to: &str, n: u32) -> Result<Value> {
         self.probe(&["tcp", "--to", to, "-n", &n.to_string()])
+    }
+
+    /// The backends (ids) that answered TCP connects through `to`, in up to
+    /// 4 rounds of `per_round` connects a second apart, stopping once every
+    /// one of `ids` answered or another did; an error if a connect failed. For tests that ask whether each
+    /// backend is reachable, not how connects spread: p2c may prefer one
+    /// backend for a moment (its averages hold this node's noise) and tries
+    /// the others again within seconds.
+    pub fn reach_each(&self, to: &str, ids: &[&str], per_round: u32) -> Result<BTreeSet<String>> {
+        let mut reached = BTreeSet::new();
+        for round in 0..4 {
+            if round > 0 {
+                thread::sleep(Duration::from_secs(1));
+            }
+            let v = self.probe_tcp(to, per_round)?;
+            if v["errors"] != 0 {
+                bail!("connects through {to} failed: {v}");
+            }
+            reached.extend(counts(&v).into_keys());
+            let stray = reached.iter().any(|r| !ids.contains(&r.as_str()));
+            if stray || reached.len() == ids.len() {
+                break;
+            }
+        }
+        Ok(reached)
     }
 
     /// `l4lb-probe udp --to TO -n N EXTRA…` (e.g. `--mode connected`), its JSON.

@@ -35,10 +35,9 @@ fn every_node_resolves_and_reaches_every_vip() {
                 })
             });
             assert_eq!(answers, vec![addr.ip().to_string()], "node {}", node.index);
-            let v = node.probe_tcp(addr, 90).unwrap();
-            assert_eq!(v["errors"], 0, "node {} → {}: {v}", node.index, vip.label());
-            let seen: BTreeSet<String> = counts(&v).into_keys().collect();
-            assert_eq!(seen, all, "node {} → {}: {v}", node.index, vip.label());
+            let ids: Vec<&str> = all.iter().map(String::as_str).collect();
+            let seen = node.sb.reach_each(&addr.to_string(), &ids, 90).unwrap();
+            assert_eq!(seen, all, "node {} → {}", node.index, vip.label());
         }
     }
 }

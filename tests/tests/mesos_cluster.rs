@@ -18,7 +18,7 @@ use std::{
 };
 
 use l4lb_tests::{
-    Agent, Sandbox, counts,
+    Agent, Sandbox,
     mesos::{
         FakeMesos,
         model::{
@@ -130,7 +130,11 @@ fn check(seen: &Seen, what: &str, web: &[&str], brokers: &[&str]) {
             sb.wait_answers(name, "A", &[], BOUND);
             continue;
         }
-        reach_each(seen, what, vip, ids);
+        let reached = sb.reach_each(vip, ids, 10 * ids.len() as u32).unwrap();
+        if !reached.iter().eq(ids) {
+            let table = l4lb.vips_json().unwrap_or_default();
+            panic!("{what}: {vip} reached {reached:?}, not {ids:?}; table with health: {table}");
+        }
         sb.wait_answers(name, "A", &[ip], BOUND);
     }
     let ips = |ids: &[&str]| -> Vec<&str> {
@@ -141,35 +145,6 @@ fn check(seen: &Seen, what: &str, web: &[&str], brokers: &[&str]) {
     sb.wait_answers("web.marathon.mesos", "A", &ips(web), BOUND);
     sb.wait_answers("broker.kafka.mesos", "A", &ips(brokers), BOUND);
     sb.wait_answers("job.metronome.mesos", "A", &["127.0.0.5"], BOUND);
-}
-
-/// Connects through `vip` until every server of `ids` answered (no other
-/// may): up to 4 rounds of 10 connects each, a second apart. p2c may
-/// prefer one backend for a moment (its averages are the node's, noise
-/// included) and tries the other again within seconds; whether each
-/// backend is reachable, not the spread, is what this test asks.
-fn reach_each(seen: &Seen, what: &str, vip: &str, ids: &[&str]) {
-    let mut reached = BTreeSet::new();
-    for round in 0..4 {
-        if round > 0 {
-            thread::sleep(Duration::from_secs(1));
-        }
-        let c = counts(&seen.sb.probe_tcp(vip, 10 * ids.len() as u32).unwrap());
-        reached.extend(c.into_keys());
-        let others: Vec<&String> = reached
-            .iter()
-            .filter(|r| !ids.contains(&r.as_str()))
-            .collect();
-        assert!(
-            others.is_empty(),
-            "{what}: {vip} reached {others:?}, not one of {ids:?}"
-        );
-        if reached.len() == ids.len() {
-            return;
-        }
-    }
-    let table = seen.l4lb.vips_json().unwrap_or_default();
-    panic!("{what}: {vip} reached only {reached:?} of {ids:?}; table with health: {table}");
 }
 
 /// Polls the table from the moment leadership moves until 10 polls after

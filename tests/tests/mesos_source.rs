@@ -64,12 +64,8 @@ fn tasks_of_two_frameworks_through_vips_names_and_a_kill() {
     let api = vip_of(&table, "127.0.0.4:9090").unwrap();
     assert_eq!(vip_of(&table, "127.0.0.3:8080").as_ref(), Some(&web));
 
-    let c = counts(&sb.probe_tcp(&web, 40).unwrap());
-    assert_eq!(
-        c.keys().cloned().collect::<Vec<_>>(),
-        ["web1", "web2"],
-        "{c:?}"
-    );
+    let reached = sb.reach_each(&web, &["web1", "web2"], 20).unwrap();
+    assert!(reached.iter().eq(["web1", "web2"]), "{reached:?}");
     assert_eq!(
         counts(&sb.probe_tcp(&api, 10).unwrap()).get("api"),
         Some(&10)

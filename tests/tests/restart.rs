@@ -13,10 +13,13 @@ use serde_json::Value;
 const READY: Duration = Duration::from_secs(20);
 const ALL: &str = "vips:\n  - vip: 11.0.0.1:7000\n    backends: [127.0.0.2:7000, 127.0.0.3:7000, 127.0.0.4:7000]\n";
 
-fn backends(sb: &mut Sandbox) {
+/// A sandbox with the three backends of `ALL` listening.
+fn with_backends(name: &str) -> Sandbox {
+    let mut sb = Sandbox::new(name).unwrap();
     for (id, ip) in [("a", "127.0.0.2"), ("b", "127.0.0.3"), ("c", "127.0.0.4")] {
         sb.spawn_testsrv(id, &[&format!("{ip}:7000")], &[]).unwrap();
     }
+    sb
 }
 
 /// The l4lb programs attached to the sandbox cgroup, by name.
@@ -24,19 +27,24 @@ fn attached(sb: &Sandbox) -> Vec<String> {
     sb.cgroup_programs().unwrap()
 }
 
-#[test]
-fn sigkill_and_restart_twice_under_load_fails_no_connection() {
-    require_root();
-    let mut sb = Sandbox::new("restart").unwrap();
-    backends(&mut sb);
-    let mut agent = Agent::start(&mut sb, ALL).unwrap();
+/// The hooks an agent started on `ALL` attached: every socket program.
+fn started_with_every_hook(sb: &mut Sandbox) -> (Agent, Vec<String>) {
+    let agent = Agent::start(sb, ALL).unwrap();
     agent.wait_vips(1, READY).unwrap();
-    let hooks = attached(&sb);
+    let hooks = attached(sb);
     assert_eq!(
         hooks.len(),
         l4lb_agent::datapath::SOCK_PROGRAMS.len(),
         "{hooks:?}"
     );
+    (agent, hooks)
+}
+
+#[test]
+fn sigkill_and_restart_twice_under_load_fails_no_connection() {
+    require_root();
+    let mut sb = with_backends("restart");
+    let (mut agent, hooks) = started_with_every_hook(&mut sb);
 
     // 200 connections/s for 20 s through the VIP, while the agent dies twice.
     let load = sb
@@ -114,8 +122,7 @@ fn sigkill_and_restart_twice_under_load_fails_no_connection() {
 #[test]
 fn a_restart_with_a_changed_source_applies_the_change() {
     require_root();
-    let mut sb = Sandbox::new("restart-change").unwrap();
-    backends(&mut sb);
+    let mut sb = with_backends("restart-change");
     let mut agent = Agent::start(&mut sb, ALL).unwrap();
     agent.wait_vips(1, READY).unwrap();
     agent
@@ -136,16 +143,8 @@ fn a_restart_with_a_changed_source_applies_the_change() {
 #[test]
 fn a_start_after_a_kill_in_the_link_swap_keeps_every_hook() {
     require_root();
-    let mut sb = Sandbox::new("restart-swap").unwrap();
-    backends(&mut sb);
-    let mut agent = Agent::start(&mut sb, ALL).unwrap();
-    agent.wait_vips(1, READY).unwrap();
-    let hooks = attached(&sb);
-    assert_eq!(
-        hooks.len(),
-        l4lb_agent::datapath::SOCK_PROGRAMS.len(),
-        "{hooks:?}"
-    );
+    let mut sb = with_backends("restart-swap");
+    let (mut agent, hooks) = started_with_every_hook(&mut sb);
     agent
         .kill_no_teardown(libc::SIGKILL, Duration::from_secs(5))
         .unwrap();
@@ -195,8 +194,7 @@ fn refused(mut agent: Agent) -> String {
 #[test]
 fn a_second_agent_on_the_same_pin_root_is_refused() {
     require_root();
-    let mut sb = Sandbox::new("restart-lock").unwrap();
-    backends(&mut sb);
+    let mut sb = with_backends("restart-lock");
     let first = Agent::start(&mut sb, ALL).unwrap();
     first.wait_vips(1, READY).unwrap();
     let other = "vips:\n  - vip: 11.0.0.1:7000\n    backends: [127.0.0.4:7000]\n";
@@ -227,8 +225,7 @@ fn a_second_agent_on_the_same_pin_root_is_refused() {
 #[test]
 fn pinned_maps_of_another_layout_are_refused() {
     require_root();
-    let mut sb = Sandbox::new("restart-abi").unwrap();
-    backends(&mut sb);
+    let mut sb = with_backends("restart-abi");
     // A map of another shape where the backends map goes, under a record of
     // this agent's layout version (without one, pinned maps are taken as the
     // unrecorded layout 3 and refused for their version before any shape check).
@@ -312,8 +309,7 @@ fn pinned_maps_of_another_layout_are_refused() {
 #[test]
 fn a_pin_root_someone_else_could_write_is_refused() {
     require_root();
-    let mut sb = Sandbox::new("restart-pinroot").unwrap();
-    backends(&mut sb);
+    let mut sb = with_backends("restart-pinroot");
     std::fs::create_dir(sb.pin_root()).unwrap();
     std::os::unix::fs::chown(sb.pin_root(), Some(65534), Some(65534)).unwrap();
     let log = refused(Agent::start(&mut sb, ALL).unwrap());
@@ -342,8 +338,7 @@ fn a_pin_root_someone_else_could_write_is_refused() {
 #[test]
 fn a_table_left_stale_by_a_kill_mid_apply_is_rewritten_at_adoption() {
     require_root();
-    let mut sb = Sandbox::new("restart-stale").unwrap();
-    backends(&mut sb);
+    let mut sb = with_backends("restart-stale");
     let a_only = "vips:\n  - vip: 11.0.0.1:7000\n    backends: [{addr: 127.0.0.2:7000, weight: 1}, {addr: 127.0.0.3:7000, weight: 0}]\n";
     let b_only = "vips:\n  - vip: 11.0.0.1:7000\n    backends: [{addr: 127.0.0.2:7000, weight: 0}, {addr: 127.0.0.3:7000, weight: 1}]\n";
     let mut agent = Agent::start(&mut sb, a_only).unwrap();
@@ -382,8 +377,7 @@ fn a_table_left_stale_by_a_kill_mid_apply_is_rewritten_at_adoption() {
 #[test]
 fn a_restart_on_another_cgroup_moves_the_hooks() {
     require_root();
-    let mut sb = Sandbox::new("restart-move").unwrap();
-    backends(&mut sb);
+    let mut sb = with_backends("restart-move");
     let mut agent = Agent::start(&mut sb, ALL).unwrap();
     agent.wait_vips(1, READY).unwrap();
     let hooks = attached(&sb);

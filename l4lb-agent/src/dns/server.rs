@@ -662,6 +662,11 @@ pub(super) mod tests {
 
     pub(crate) async fn tcp(addr: SocketAddr, m: &Message) -> Message {
         let mut s = TcpStream::connect(addr).await.unwrap();
+        tcp_exchange(&mut s, m).await
+    }
+
+    /// One length-prefixed query on an open stream and its answer.
+    async fn tcp_exchange(s: &mut TcpStream, m: &Message) -> Message {
         let q = m.to_vec().unwrap();
         let mut out = (q.len() as u16).to_be_bytes().to_vec();
         out.extend(q);
@@ -795,18 +800,7 @@ pub(super) mod tests {
         // Garbage over TCP too: the stream stays in sync.
         let mut s = TcpStream::connect(addr).await.unwrap();
         s.write_all(&[0, 3, 1, 2, 3]).await.unwrap();
-        let g = good.to_vec().unwrap();
-        let mut out = (g.len() as u16).to_be_bytes().to_vec();
-        out.extend(g);
-        s.write_all(&out).await.unwrap();
-        let mut len = [0u8; 2];
-        timeout(WAIT, s.read_exact(&mut len))
-            .await
-            .unwrap()
-            .unwrap();
-        let mut buf = vec![0u8; u16::from_be_bytes(len).into()];
-        s.read_exact(&mut buf).await.unwrap();
-        assert_eq!(Message::from_vec(&buf).unwrap().answers().len(), 1);
+        assert_eq!(tcp_exchange(&mut s, &good).await.answers().len(), 1);
         let c = server.counters().snapshot();
         assert!(c.formerr + c.dropped >= 5, "{c:?}");
     }

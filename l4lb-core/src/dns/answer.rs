@@ -233,46 +233,38 @@ fn header_only(query: &[u8], rcode: ResponseCode) -> Reply {
 /// ANSWER (and no AUTHORITY).
 fn finish(resp: &mut Message, limit: usize) -> Reply {
     let rcode = resp.response_code();
-    if let Ok(bytes) = resp.to_vec()
-        && bytes.len() <= limit
-    {
-        return Reply::Send {
-            bytes,
-            rcode,
-            truncated: false,
-        };
+    let fits = |m: &Message, truncated: bool| {
+        m.to_vec()
+            .ok()
+            .filter(|b| b.len() <= limit)
+            .map(|bytes| Reply::Send {
+                bytes,
+                rcode,
+                truncated,
+            })
+    };
+    if let Some(r) = fits(resp, false) {
+        return r;
     }
     if !resp.additionals().is_empty() {
         resp.additionals_mut().clear();
-        if let Ok(bytes) = resp.to_vec()
-            && bytes.len() <= limit
-        {
-            return Reply::Send {
-                bytes,
-                rcode,
-                truncated: false,
-            };
+        if let Some(r) = fits(resp, false) {
+            return r;
         }
     }
     let mut tc = resp.truncate();
+    if let Some(r) = fits(&tc, true) {
+        return r;
+    }
+    // Not even the question fits (or cannot be encoded): no data at all.
+    tc.take_queries();
     match tc.to_vec() {
-        Ok(bytes) if bytes.len() <= limit => Reply::Send {
+        Ok(bytes) => Reply::Send {
             bytes,
             rcode,
             truncated: true,
         },
-        // Not even the question fits (or cannot be encoded): no data at all.
-        _ => {
-            tc.take_queries();
-            match tc.to_vec() {
-                Ok(bytes) => Reply::Send {
-                    bytes,
-                    rcode,
-                    truncated: true,
-                },
-                Err(_) => Reply::Drop,
-            }
-        }
+        Err(_) => Reply::Drop,
     }
 }
 
