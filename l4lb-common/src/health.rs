@@ -149,9 +149,13 @@ pub const BACKOFF_MAX_NS: u64 = 30_000_000_000;
 pub const PROBE_STALE_NS: u64 = 5_000_000_000;
 /// The handshake average weighs each new sample 1/2^EWMA_SHIFT.
 pub const EWMA_SHIFT: u32 = 3;
-/// Handshake times below this cost the same: differences of a few µs on a LAN
-/// are noise, and the connection count should decide there.
-pub const COST_EWMA_FLOOR_NS: u64 = 100_000;
+/// Handshake times below this cost the same, and the connection count
+/// decides: a handshake's time is mostly the path's and the kernel's (the
+/// backend's kernel answers the SYN, not its application), and below a
+/// millisecond its differences are scheduling noise on a busy node (a
+/// loopback handshake there takes 30 µs to a few ms), which at a 100 µs
+/// floor priced one of two equal idle backends out of every draw for seconds.
+pub const COST_EWMA_FLOOR_NS: u64 = 1_000_000;
 /// Random slots p2c draws at most to find two distinct usable candidates
 /// (a draw of the first candidate again is drawn anew).
 pub const P2C_MAX_DRAWS: u32 = 8;
@@ -178,7 +182,7 @@ pub const LIFETIME_SAMPLE_CAP_X: u64 = 4;
 /// One handshake sample counts for at most this many times the average…
 pub const HANDSHAKE_SAMPLE_CAP_X: u64 = 4;
 /// …and at least this much: one outlier from an average at the cost floor
-/// moves it to 7/8 × 100 µs + 800 µs / 8 = 187.5 µs, under the 2× margin
+/// moves it to 7/8 × 1 ms + 8 ms / 8 = 1.875 ms, under the 2× margin
 /// over the floor, so a single slow handshake (a descheduled client on a
 /// busy node) never decides p2c's draws; two in a row do.
 pub const HANDSHAKE_SAMPLE_MIN_CAP_NS: u64 = 8 * COST_EWMA_FLOOR_NS;
@@ -580,8 +584,8 @@ mod tests {
             "handshaking counts as load"
         );
         assert!(cost(2, 0, 200_000, 0) < cost(2, 0, 2_000_000, 0));
-        // 20× slower handshakes outweigh a few connections.
-        assert!(cost(3, 0, 100_000, 0) < cost(0, 0, 2_000_000, 0));
+        // Handshakes 20× the floor outweigh a few connections.
+        assert!(cost(3, 0, 100_000, 0) < cost(0, 0, 20_000_000, 0));
         // Clamped, no overflow.
         assert!(cost(u64::MAX, u64::MAX, u64::MAX, u64::MAX) > 0);
     }
@@ -600,9 +604,9 @@ mod tests {
     #[test]
     fn one_slow_handshake_never_decides_a_draw_a_slow_backend_shows_in_two() {
         let fast = cost(0, 0, 100_000, 0);
-        // Usually 100 µs; one handshake took 50 ms (a pause): still a tie.
-        let once = handshake_next(100_000, 50 * MS);
-        assert_eq!(once, 187_500);
+        // At the floor; one handshake took 50 ms (a pause): still a tie.
+        let once = handshake_next(COST_EWMA_FLOOR_NS, 50 * MS);
+        assert_eq!(once, 1_875_000);
         assert!(!second_wins(cost(0, 0, once, 0), fast));
         // A second in a row: the other idle backend wins.
         let twice = handshake_next(once, 50 * MS);

@@ -160,8 +160,9 @@ mod tests {
         assert!(stays_local(cost(0, 0, 30_000, 0), remote));
         assert!(stays_local(cost(3, 0, 30_000, 0), remote)); // 4 connections: 4×
         assert!(!stays_local(cost(4, 0, 30_000, 0), remote)); // 5: past 4×
-        // A slow local handshake counts as load too.
-        assert!(!stays_local(cost(0, 0, 1_000_000, 0), remote));
+        // A slow local handshake counts as load too (past the floor).
+        assert!(stays_local(cost(0, 0, 1_000_000, 0), remote));
+        assert!(!stays_local(cost(0, 0, 5_000_000, 0), remote));
         // No remote backend up: stay.
         assert!(stays_local(u64::MAX, u64::MAX));
         assert!(stays_local(cost(1 << 30, 0, 1 << 40, 0), u64::MAX));
