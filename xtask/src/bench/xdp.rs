@@ -412,7 +412,7 @@ fn summarize(
          Per packet: the agent's XDP program and maps, loaded in a sandbox, run {REPEAT} times \
          through BPF_PROG_TEST_RUN (kernel-timed mean; 60-byte frames). The kernel reuses one buffer \
          for every repeat, so two VIPs are each other's backend: each run's rewrite is the next run's \
-         packet, and the services' counters confirm every run took the established path (before \
+         packet, and for the established rows the services' counters confirm every run took that path (before \
          2026-12-05 the runs after the first measured a packet to no VIP).\n\n{}\n{ns_verdict}.\n\n\
          Throughput: three namespaces (client — veth — node — veth — backends, checksum offload off). \
          The sender is `l4lb-agent pktgen` in `client`: an XDP program run through BPF_PROG_TEST_RUN in \
