@@ -2,9 +2,10 @@
 //! neighbour entries it needs. In L2 mode XDP sends a packet to the
 //! backend's MAC from the node's neighbour table (`bpf_fib_lookup`), which
 //! never learns a backend's MAC by itself: the node sends the backend no IP
-//! packet. So the agent sends each backend address one empty UDP datagram
-//! (discard port 9) when the backends change and every [`REFRESH`], which
-//! makes the kernel resolve (and later re-confirm) the entry.
+//! packet. So the agent sends a backend address one empty UDP datagram
+//! (discard port 9), which makes the kernel resolve (and later re-confirm)
+//! the entry: only on-link backends (`links.rs`), a new one when an apply
+//! brings it, all of them every [`REFRESH`] (`upkeep.rs`).
 use std::{
     collections::BTreeSet,
     net::{IpAddr, SocketAddr},
@@ -16,6 +17,9 @@ use imbl::OrdMap;
 use l4lb_common::XDP_F_DSR_L2;
 use tokio::sync::watch;
 use tracing::debug;
+
+mod links;
+mod upkeep;
 
 /// How often the neighbour entries of the backends are refreshed.
 pub const REFRESH: Duration = Duration::from_secs(30);
@@ -43,21 +47,37 @@ impl Dsr {
     }
 }
 
-/// Keeps a neighbour entry for every backend address in `backends` (id →
-/// address, as applied), until the sender side closes.
+/// Keeps a neighbour entry for every on-link backend address in `backends`
+/// (id → address, as applied), until the sender side closes.
 pub fn spawn_neighbour_refresh(mut backends: watch::Receiver<OrdMap<u32, SocketAddr>>) {
     tokio::spawn(async move {
+        let mut upkeep = upkeep::Upkeep::default();
+        let mut refresh = tokio::time::interval(REFRESH);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is immediate: everything on-link is poked at start.
+        let mut periodic = true;
         loop {
-            let addrs: BTreeSet<IpAddr> = backends.borrow().values().map(|a| a.ip()).collect();
-            for ip in addrs {
+            let addrs: BTreeSet<IpAddr> = backends
+                .borrow_and_update()
+                .values()
+                .map(|a| a.ip())
+                .collect();
+            let links = links::Links::read();
+            let on_link = |ip| links.on_link(ip);
+            let due = if periodic {
+                upkeep.refresh(&addrs, on_link)
+            } else {
+                upkeep.changed(&addrs, on_link)
+            };
+            for ip in due {
                 if let Err(e) = poke(ip).await {
                     debug!(%ip, "neighbour refresh: {e}");
                 }
             }
-            tokio::select! {
-                changed = backends.changed() => if changed.is_err() { return },
-                () = tokio::time::sleep(REFRESH) => {}
-            }
+            periodic = tokio::select! {
+                changed = backends.changed() => if changed.is_err() { return } else { false },
+                _ = refresh.tick() => true,
+            };
         }
     });
 }

@@ -46,6 +46,7 @@ mod scaling;
 mod socket;
 mod stats;
 mod xdp;
+mod xdp_cost;
 mod xdp_cpu;
 
 use anyhow::Result;
