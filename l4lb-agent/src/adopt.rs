@@ -100,6 +100,11 @@ fn service_problem(
         .collect();
     let want = SlotTable::new(svc.slot_count, members).fill();
     match read_slots(svc.slot_base, svc.slot_count) {
+        // The count p2c reads (one backend: no draws) must be the table's.
+        Ok(have) if have == want && svc.backends as usize != live => Some(format!(
+            "backend count {} but {live} members with weight > 0",
+            svc.backends
+        )),
         Ok(have) if have == want => None,
         Ok(have) => {
             let differ = have.iter().zip(&want).filter(|(a, b)| a != b).count();
@@ -234,7 +239,10 @@ mod tests {
 
     #[test]
     fn bad_ranges_counts_and_members_are_found() {
-        let cases: [(&str, Corrupt); 5] = [
+        let cases: [(&str, Corrupt); 6] = [
+            ("backend count", |a| {
+                a.services.get_mut(&vip("11.0.0.2:80")).unwrap().backends += 1
+            }),
             ("overlaps", |a| {
                 let base = a.services[&vip("11.0.0.1:80")].slot_base;
                 a.services.get_mut(&vip("11.0.0.2:80")).unwrap().slot_base = base + 1;

@@ -373,6 +373,7 @@ impl Maps {
                     revision: value.revision,
                     slot_base: value.slot_base,
                     slot_count: value.slot_count,
+                    backends: value.backends,
                     ..Default::default()
                 },
             );

@@ -244,6 +244,7 @@ mod tests {
             revision,
             slot_base: 0,
             slot_count: 251,
+            backends: members.iter().filter(|(_, w)| *w > 0).count() as u32,
             members: members.iter().copied().collect(),
             stale: false,
         };

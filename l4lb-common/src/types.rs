@@ -3,7 +3,7 @@
 
 /// Increments when a key or value layout changes; recorded in the pinned
 /// `L4LB_META` map, and an agent refuses pinned maps of another version.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 
 /// Value of `L4LB_META[0]`.
 #[repr(C)]
@@ -52,6 +52,9 @@ pub struct ServiceValue {
     pub revision: u32,
     /// First index of the service's table in the slots array.
     pub slot_base: u32,
+    /// Distinct backends in the table (members with weight > 0). With one,
+    /// p2c has no second candidate to draw: connect() takes it at once.
+    pub backends: u32,
 }
 
 /// Value of the backends map.

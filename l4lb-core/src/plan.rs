@@ -48,6 +48,8 @@ pub struct AppliedService {
     /// Its Maglev table: `slot_count` slots of the array from `slot_base`.
     pub slot_base: u32,
     pub slot_count: u32,
+    /// Distinct backends in the table (`ServiceValue::backends`).
+    pub backends: u32,
     /// backend id → weight.
     pub members: BTreeMap<u32, u32>,
     /// Its slots are not the table of its members (adoption check, `adopt.rs`):

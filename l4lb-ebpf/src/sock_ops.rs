@@ -38,6 +38,12 @@ pub fn l4lb_sockops(ctx: SockOpsContext) -> u32 {
     {
         return 1;
     }
+    // The move to ESTABLISHED changes nothing recorded (ACTIVE_ESTABLISHED
+    // follows it and does the work): skip the lookup by cookie, one of the
+    // seven callbacks a VIP connection makes.
+    if op == BPF_SOCK_OPS_STATE_CB && ctx.arg(1) == BPF_TCP_ESTABLISHED {
+        return 1;
+    }
     let Some((cookie, mark)) = mark(&ctx) else {
         return 1;
     };

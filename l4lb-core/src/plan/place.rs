@@ -73,6 +73,7 @@ pub(super) fn place(
     let size = table_size(live, old.map(|o| o.slot_count).unwrap_or(0));
     // What `maglev` fills: nothing without a live backend.
     let slot_count = if live == 0 || size < 2 { 0 } else { size };
+    let backends = if slot_count == 0 { 0 } else { live as u32 };
     let slot_base = match slot_count {
         0 => 0,
         n => index.alloc_slots(n).ok_or(PlanError::SlotsFull {
@@ -122,6 +123,7 @@ pub(super) fn place(
             slot_count,
             revision,
             slot_base,
+            backends,
         },
     ));
     Ok((
@@ -130,6 +132,7 @@ pub(super) fn place(
             revision,
             slot_base,
             slot_count,
+            backends,
             members,
             stale: false,
         },

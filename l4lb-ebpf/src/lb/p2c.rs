@@ -74,6 +74,9 @@ pub fn choose(svc: &ServiceValue) -> Option<Choice> {
     {
         return Some(local);
     }
+    if svc.backends == 1 {
+        return single(svc, now);
+    }
     let mut pick = random();
     let first = slot_backend(svc, pick)?;
     // Up to two distinct up candidates, in the order drawn.
@@ -145,6 +148,32 @@ pub fn choose(svc: &ServiceValue) -> Option<Choice> {
         );
     Some(Choice {
         backend_id: if second { b } else { a },
+        probe: false,
+    })
+}
+
+/// p2c over a table of one backend: what the draws would come to, without
+/// them (they would draw it 8 times, looking for a second). Up: taken.
+/// Probe due (connection probes): this connect probes it. Otherwise taken
+/// all the same, counted as a fallback, as when every draw finds nothing up.
+#[inline(always)]
+fn single(svc: &ServiceValue, now: u64) -> Option<Choice> {
+    let id = slot_backend(svc, 0)?;
+    if let Some(h) = health::entry(id) {
+        let state = health::snapshot(h, id, now).0;
+        if state == HealthState::ProbeDue && connection_probes() && health::claim_probe(h, now) {
+            count(svc.id, |s| s.probes += 1);
+            return Some(Choice {
+                backend_id: id,
+                probe: true,
+            });
+        }
+        if state != HealthState::Up {
+            count(svc.id, |s| s.fallbacks += 1);
+        }
+    }
+    Some(Choice {
+        backend_id: id,
         probe: false,
     })
 }
