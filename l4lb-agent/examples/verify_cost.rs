@@ -1,18 +1,24 @@
 //! Verifier cost of each program in a BPF object: load time and the
 //! kernel's `verified_insns`. Loads only (no attach, no pin): maps are
 //! created for the run and go with the process.
-//! `cargo run --example verify_cost -- path/to/l4lb.bpf.o`
+//! `cargo run --example verify_cost -- path/to/l4lb.bpf.o [--locality-off]`
+//! (`--locality-off`: loaded as the agent does under `--locality off`).
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use aya::{Ebpf, programs::Program};
+use aya::{EbpfLoader, programs::Program};
 
 fn main() -> Result<()> {
     let path = std::env::args()
         .nth(1)
         .context("usage: verify_cost OBJECT")?;
     let bytes = std::fs::read(&path).with_context(|| format!("reading {path}"))?;
-    let mut ebpf = Ebpf::load(&bytes).context("loading the object")?;
+    let mut loader = EbpfLoader::new();
+    let step: u8 = 0;
+    if std::env::args().any(|a| a == "--locality-off") {
+        loader.override_global("L4LB_LOCALITY_STEP", &step, true);
+    }
+    let mut ebpf = loader.load(&bytes).context("loading the object")?;
     let names: Vec<String> = ebpf.programs().map(|(n, _)| n.to_string()).collect();
     let mut total_ms = 0.0;
     for name in names {

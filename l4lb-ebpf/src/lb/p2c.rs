@@ -41,14 +41,25 @@ pub(super) fn connection_probes() -> bool {
         .is_some_and(|c| u32::from(c.probes) == PROBES_CONNECTION)
 }
 
+/// 0 when the agent loads the programs for `--locality off`: a constant of
+/// the frozen read-only data, so the verifier drops the locality step
+/// instead of walking each of its paths into p2c's draws (~80 % of
+/// connect4/6's verification). 1 (the default) keeps it.
+#[unsafe(no_mangle)]
+static L4LB_LOCALITY_STEP: u8 = 1;
+
 /// The agent runs with `--locality node|zone` (it records the mode before
 /// it writes any local set): only then is `L4LB_LOCAL` worth a hash lookup
 /// (a miss costs about as much as a hit) on every connect.
 #[inline(always)]
 fn locality_on() -> bool {
-    L4LB_LB_CONFIG
-        .get(0)
-        .is_some_and(|c| u32::from(c.locality) != LOCALITY_OFF)
+    // SAFETY: a plain read of a static; volatile so the compiler leaves the
+    // value to the loader.
+    let step = unsafe { core::ptr::read_volatile(&L4LB_LOCALITY_STEP) };
+    step != 0
+        && L4LB_LB_CONFIG
+            .get(0)
+            .is_some_and(|c| u32::from(c.locality) != LOCALITY_OFF)
 }
 
 #[inline(always)]
