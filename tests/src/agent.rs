@@ -129,8 +129,11 @@ impl Agent {
                 );
             }
             let last = self.vips_json();
+            // The maps are written while the programs are still verified:
+            // the VIPs serve once the hooks are attached.
             if let Ok(v) = &last
                 && vip_count(v) >= n
+                && self.log().contains("socket hooks attached")
             {
                 return Ok(v.clone());
             }
