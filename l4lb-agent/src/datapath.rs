@@ -647,88 +647,140 @@ pub fn load_with(
     cap: crate::plan::Capacity,
     lb: health::LbConfigArgs,
 ) -> Result<Loaded> {
-    {
-        if std::env::var_os("L4LB_FORBID_ROOT_CGROUP").is_some() {
-            let root = cgroup2_root()?;
-            if fs::canonicalize(cgroup).ok() == fs::canonicalize(&root).ok() {
-                bail!(
-                    "refusing to attach to the root cgroup {} (L4LB_FORBID_ROOT_CGROUP is set)",
-                    root.display()
-                );
-            }
-        }
-        let cgroup_dir =
-            File::open(cgroup).with_context(|| format!("opening cgroup {}", cgroup.display()))?;
-        // Locked first: nothing under the pin root is read or written by two agents.
-        let lock = pin_root::create_and_lock(pin_root)?;
-        abi::check_and_record(pin_root, BPF_OBJECT)?;
+    let created = create(pin_root, cgroup, cap, lb)?;
+    let attached = created.programs.attach()?;
+    Ok(Loaded {
+        maps: created.maps,
+        attached,
+        logger: created.logger,
+    })
+}
 
-        let paths: Vec<(&str, PathBuf)> = ALL_MAPS.iter().map(|n| (*n, pin_root.join(n))).collect();
-        // Neither counter map pinned yet: this load creates both, zeroed.
-        let stats_created = ![SERVICE_STATS_MAP, BACKEND_STATS_MAP]
-            .iter()
-            .any(|n| pin_root.join(n).exists());
-        let mut loader = EbpfLoader::new();
-        for (name, path) in &paths {
-            loader.map_pin_path(name, path.as_path());
-        }
-        let members = cap.backends.saturating_mul(4).max(l4lb_common::MAX_MEMBERS);
-        // Sizes from the flags (maps already pinned keep the size they have).
-        // Counter arrays are indexed by id, so they follow their id space.
-        loader
-            .map_max_entries(SERVICES_MAP, cap.services)
-            .map_max_entries(SERVICE_STATS_MAP, cap.services)
-            .map_max_entries(BACKENDS_MAP, cap.backends)
-            .map_max_entries(BACKEND_STATS_MAP, cap.backends)
-            .map_max_entries(MEMBERS_MAP, members)
-            .map_max_entries(l4lb_common::MEMBER_STATS_MAP, members)
-            .map_max_entries(l4lb_common::HEALTH_MAP, cap.backends)
-            .map_max_entries(l4lb_common::LB_STATS_MAP, cap.services)
-            .map_max_entries(l4lb_common::LOCAL_MAP, cap.services)
-            .map_max_entries(l4lb_common::LOCAL_STATS_MAP, cap.services)
-            .map_max_entries(SLOTS_MAP, cap.slots)
-            .map_max_entries(l4lb_common::VIP_ADDRS_MAP, cap.services);
-        let mut ebpf = loader
-            .load(BPF_OBJECT)
-            .context("loading the l4lb BPF object")?;
-        for (_, path) in &paths {
-            // Pinned maps hold the service table: root only.
-            let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o600));
-        }
-        let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
-            Ok(l) => Some(l),
-            Err(e) => {
-                tracing::warn!("kernel-side logging unavailable: {e}");
-                None
-            }
-        };
-        // Before the hooks see any call: the agent's own are never rewritten.
-        if !self_exempt::register(pin_root)? {
-            bail!(
-                "the self map {} was not pinned",
-                pin_root.join(l4lb_common::SELF_MAP).display()
-            );
-        }
-        health::write_config(&mut ebpf, lb.policy, lb.probes)?;
+/// The maps made (or reused) and pinned, ready to be written; the programs
+/// that read them not yet verified nor attached.
+pub struct Created {
+    pub maps: Maps,
+    pub programs: Programs,
+    pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+}
+
+/// The object's programs, their map references already resolved to the
+/// pinned maps (aya relocates at load), so a write to `Created::maps` before
+/// `attach` is what the programs read once attached.
+pub struct Programs {
+    ebpf: Ebpf,
+    lock: std::sync::Arc<pin_root::PinRootLock>,
+    cgroup_dir: File,
+    cgroup: PathBuf,
+    pin_root: PathBuf,
+}
+
+impl Programs {
+    /// Verifies and loads the socket hooks and attaches them to the cgroup,
+    /// then loads and pins the packet programs (their attach is
+    /// `Attached::attach_packet`). Blocking: the verifier takes ~1 s.
+    pub fn attach(mut self) -> Result<Attached> {
         let t = std::time::Instant::now();
-        links::attach_sock_programs(&mut ebpf, &cgroup_dir, cgroup, &pin_root.join(LINKS_DIR))?;
+        let links_dir = self.pin_root.join(LINKS_DIR);
+        links::attach_sock_programs(&mut self.ebpf, &self.cgroup_dir, &self.cgroup, &links_dir)?;
         let sock = t.elapsed();
-        xdp::load_and_pin(&mut ebpf, pin_root)?;
+        xdp::load_and_pin(&mut self.ebpf, &self.pin_root)?;
         tracing::info!(
             socket_ms = sock.as_millis() as u64,
             packet_ms = (t.elapsed() - sock).as_millis() as u64,
             "programs verified and loaded"
         );
-        let maps = Maps::from_ebpf(&mut ebpf, stats_created)?;
-        Ok(Loaded {
-            maps,
-            attached: Attached {
-                _ebpf: ebpf,
-                _lock: lock,
-            },
-            logger,
+        Ok(Attached {
+            _ebpf: self.ebpf,
+            _lock: self.lock,
         })
     }
+}
+
+/// Creates (or reuses) the pinned maps and registers the agent in the self
+/// map; no program is verified or attached yet (`Programs::attach`).
+pub fn create(
+    pin_root: &Path,
+    cgroup: &Path,
+    cap: crate::plan::Capacity,
+    lb: health::LbConfigArgs,
+) -> Result<Created> {
+    if std::env::var_os("L4LB_FORBID_ROOT_CGROUP").is_some() {
+        let root = cgroup2_root()?;
+        if fs::canonicalize(cgroup).ok() == fs::canonicalize(&root).ok() {
+            bail!(
+                "refusing to attach to the root cgroup {} (L4LB_FORBID_ROOT_CGROUP is set)",
+                root.display()
+            );
+        }
+    }
+    let cgroup_dir =
+        File::open(cgroup).with_context(|| format!("opening cgroup {}", cgroup.display()))?;
+    // Locked first: nothing under the pin root is read or written by two agents.
+    let lock = pin_root::create_and_lock(pin_root)?;
+    abi::check_and_record(pin_root, BPF_OBJECT)?;
+
+    let paths: Vec<(&str, PathBuf)> = ALL_MAPS.iter().map(|n| (*n, pin_root.join(n))).collect();
+    // Neither counter map pinned yet: this load creates both, zeroed.
+    let stats_created = ![SERVICE_STATS_MAP, BACKEND_STATS_MAP]
+        .iter()
+        .any(|n| pin_root.join(n).exists());
+    let mut loader = EbpfLoader::new();
+    for (name, path) in &paths {
+        loader.map_pin_path(name, path.as_path());
+    }
+    let members = cap.backends.saturating_mul(4).max(l4lb_common::MAX_MEMBERS);
+    // Sizes from the flags (maps already pinned keep the size they have).
+    // Counter arrays are indexed by id, so they follow their id space.
+    loader
+        .map_max_entries(SERVICES_MAP, cap.services)
+        .map_max_entries(SERVICE_STATS_MAP, cap.services)
+        .map_max_entries(BACKENDS_MAP, cap.backends)
+        .map_max_entries(BACKEND_STATS_MAP, cap.backends)
+        .map_max_entries(MEMBERS_MAP, members)
+        .map_max_entries(l4lb_common::MEMBER_STATS_MAP, members)
+        .map_max_entries(l4lb_common::HEALTH_MAP, cap.backends)
+        .map_max_entries(l4lb_common::LB_STATS_MAP, cap.services)
+        .map_max_entries(l4lb_common::LOCAL_MAP, cap.services)
+        .map_max_entries(l4lb_common::LOCAL_STATS_MAP, cap.services)
+        .map_max_entries(SLOTS_MAP, cap.slots)
+        .map_max_entries(l4lb_common::VIP_ADDRS_MAP, cap.services);
+    // Creates the maps and relocates the programs' references to them;
+    // the verifier runs later, in `Programs::attach`.
+    let mut ebpf = loader
+        .load(BPF_OBJECT)
+        .context("loading the l4lb BPF object")?;
+    for (_, path) in &paths {
+        // Pinned maps hold the service table: root only.
+        let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o600));
+    }
+    let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::warn!("kernel-side logging unavailable: {e}");
+            None
+        }
+    };
+    // Before the hooks see any call: the agent's own are never rewritten.
+    if !self_exempt::register(pin_root)? {
+        bail!(
+            "the self map {} was not pinned",
+            pin_root.join(l4lb_common::SELF_MAP).display()
+        );
+    }
+    health::write_config(&mut ebpf, lb.policy, lb.probes)?;
+    let maps = Maps::from_ebpf(&mut ebpf, stats_created)?;
+    Ok(Created {
+        maps,
+        programs: Programs {
+            ebpf,
+            lock,
+            cgroup_dir,
+            cgroup: cgroup.to_path_buf(),
+            pin_root: pin_root.to_path_buf(),
+        },
+        logger,
+    })
 }
 
 /// Detaches the pinned program links and removes the pinned maps under `pin_root`.

@@ -224,6 +224,12 @@ impl Staged {
     pub fn serving(&self) -> &Applied {
         &self.next
     }
+
+    /// The table was written before the programs that read it were
+    /// attached (at `attached`): it serves from the later of the two.
+    pub fn serves_from(&mut self, attached: Instant) {
+        self.serving_at = self.serving_at.max(attached);
+    }
 }
 
 #[cfg(test)]

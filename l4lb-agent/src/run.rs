@@ -31,7 +31,10 @@ use crate::{
 
 pub use crate::source::SourceEvent;
 
+mod attaching;
 mod copies;
+
+use attaching::Attaching;
 
 /// Exactly one of --config/--demo, --marathon, --mesos.
 fn check_one_source(marathon: bool, mesos: bool, args: &RunArgs) -> Result<()> {
@@ -112,11 +115,13 @@ pub async fn run(args: RunArgs) -> Result<()> {
         metrics.set_mesos(src.stats);
         metrics.set_hosts(src.hosts);
     }
-    let datapath::Loaded {
+    // The maps now, the programs on a blocking thread: the first table is
+    // read and written while the kernel verifies them (see `attaching`).
+    let datapath::Created {
         maps,
-        attached: mut _attached,
+        programs,
         logger,
-    } = datapath::load_with(
+    } = datapath::create(
         &args.pin_root,
         &cgroup,
         crate::plan::Capacity {
@@ -129,14 +134,15 @@ pub async fn run(args: RunArgs) -> Result<()> {
             probes: args.health_probes,
         },
     )?;
-    info!(cgroup = %cgroup.display(), pin_root = %args.pin_root.display(), lb_policy = args.lb_policy.name(), health_probes = args.health_probes.name(), "socket hooks attached");
-    _attached.attach_packet(&datapath::xdp::PacketAttach {
+    info!(cgroup = %cgroup.display(), pin_root = %args.pin_root.display(), lb_policy = args.lb_policy.name(), health_probes = args.health_probes.name(), "maps ready; verifying the programs");
+    let packet = datapath::xdp::PacketAttach {
         xdp_ifaces: args.xdp_ifaces.clone(),
         reply_ifaces: args.xdp_reply_ifaces.clone(),
         mode: args.xdp_mode,
         fib: args.xdp_forward.is_fib(),
         dsr: args.xdp_dsr,
-    })?;
+    };
+    let mut attaching = Attaching::spawn(programs, packet, cgroup.display().to_string());
     if let Some(logger) = logger {
         spawn_kernel_log(logger)?;
     }
@@ -192,7 +198,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
         if refusals.screen(&protected.guard().collisions_only(), &mut adopted, &metrics) {
             let services = ServiceMap::from(&adopted.services.services);
             let out = (&*metrics, &mut locality);
-            apply(&mut rec, services, "adoption", None, out, |_| {}).await;
+            let wait = &mut attaching;
+            apply(&mut rec, services, "adoption", None, out, wait, |_| {}).await?;
             backends_tx.send_replace(rec.applied().backends.clone());
         }
     }
@@ -207,6 +214,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 .context("VIP routes to l4lb0 (--no-vip-routes turns them off)")?,
         ),
     };
+    if !rec.applied().services.is_empty() {
+        // Escaped packets to these VIPs are dropped: only once hooks serve them.
+        attaching.ready().await?;
+    }
     sync_vip_routes(&mut escape, &rec, &metrics).await;
 
     // The file watcher must live as long as the loop.
@@ -223,6 +234,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
     loop {
         let event = tokio::select! {
             Some(ev) = rx.recv() => ev,
+            done = attaching.ready(), if attaching.is_pending() => {
+                done?;
+                continue;
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         };
@@ -266,7 +281,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 };
                 let staged = services.clone();
                 let out = (&*metrics, &mut locality);
-                apply(&mut rec, staged, &trigger, received_at, out, publish).await;
+                let wait = &mut attaching;
+                apply(&mut rec, staged, &trigger, received_at, out, wait, publish).await?;
                 backends_tx.send_replace(rec.applied().backends.clone());
                 sync_vip_routes(&mut escape, &rec, &metrics).await;
             }
@@ -336,18 +352,25 @@ impl Refusals {
 /// Writes `catalog`'s table; `on_serving` gets the VIPs the maps serve as
 /// soon as it serves (or, if the write failed, what they still serve),
 /// before the grace period that precedes the cleanup of what it replaced.
+/// The first apply may write before the programs are attached: it serves,
+/// and says so, once they are. Errs only if they failed to load.
 async fn apply(
     rec: &mut Reconciler<datapath::Maps>,
     services: ServiceMap,
     trigger: &str,
     received_at: Option<Instant>,
     (metrics, locality): (&Metrics, &mut crate::locality::Locality),
+    attaching: &mut Attaching,
     on_serving: impl FnOnce(BTreeSet<Vip>),
-) {
+) -> Result<()> {
     // O(1): the applied table is persistent maps.
     let before = rec.applied().clone();
     let repairs = rec.repairs;
-    let staged = stage(rec, services, trigger, metrics);
+    let mut staged = stage(rec, services, trigger, metrics);
+    let attached_at = attaching.ready().await?;
+    if let Some(s) = staged.as_mut() {
+        s.serves_from(attached_at);
+    }
     let serving = staged
         .as_ref()
         .map_or(rec.applied(), Staged::serving)
@@ -367,6 +390,7 @@ async fn apply(
         false => sockdestroy::StaleUdp::between(&before, rec.applied()),
     };
     destroy_stale_udp(stale, rec);
+    Ok(())
 }
 
 /// Writes the new table (it serves from here); `None` if that failed (the

@@ -27,6 +27,10 @@ pub struct Agent {
     stopped: bool,
 }
 
+/// The agent's log line once its hooks are attached. The maps are written
+/// while the programs are still verified: a VIP they list serves from here.
+const HOOKED: &str = "socket hooks attached";
+
 impl Agent {
     pub fn start(sb: &mut Sandbox, config_yaml: &str) -> Result<Agent> {
         Self::start_with_args(sb, config_yaml, &[])
@@ -131,6 +135,7 @@ impl Agent {
             let last = self.vips_json();
             if let Ok(v) = &last
                 && vip_count(v) >= n
+                && self.log().contains(HOOKED)
             {
                 return Ok(v.clone());
             }
@@ -159,7 +164,7 @@ impl Agent {
         let deadline = Instant::now() + timeout;
         loop {
             let v = self.vips_json().unwrap_or(Value::Null);
-            if pred(&v) {
+            if pred(&v) && self.log().contains(HOOKED) {
                 return v;
             }
             assert!(

@@ -102,6 +102,10 @@ struct SyncRun {
     read_ms: f64,
     /// `took_us` of the apply.
     apply_ms: f64,
+    /// `programs verified and loaded`: socket_ms + packet_ms.
+    programs_ms: f64,
+    /// Agent spawn -> `socket hooks attached` (log timestamp).
+    hooked_s: f64,
     writes: u64,
     hwm_apply_mb: f64,
     hwm_settled_mb: f64,
@@ -165,11 +169,24 @@ fn full_sync_run(
             Duration::from_millis(500),
         )?;
         let serving_for = num(&line, "serving_for_us").context("no serving_for_us")?;
+        let programs = seen
+            .iter()
+            .find(|l| l.contains("programs verified and loaded"));
+        let programs_ms = programs.map_or(f64::NAN, |l| {
+            (num(l, "socket_ms").unwrap_or(0) + num(l, "packet_ms").unwrap_or(0)) as f64
+        });
+        let hooked_s = seen
+            .iter()
+            .find(|l| l.contains("socket hooks attached"))
+            .and_then(|l| log_time(l))
+            .map_or(f64::NAN, |t| t - t0);
         let run = SyncRun {
             wall_s,
             serving_s: wall_s - serving_for as f64 / 1e6,
             read_ms,
             apply_ms: num(&line, "took_us").unwrap_or(0) as f64 / 1000.0,
+            programs_ms,
+            hooked_s,
             writes: num(&line, "writes").unwrap_or(0),
             hwm_apply_mb: hwm_apply,
             hwm_settled_mb: status_mb(agent.pid(), "VmHWM").unwrap_or(f64::NAN),
@@ -530,6 +547,15 @@ fn summarize_marathon(
             med_range_if_many(&apply, 1),
         ],
         vec![
+            "  programs verified and loaded (socket + packet, beside the read and the apply), ms"
+                .into(),
+            med_range_if_many(&col(&|r| r.programs_ms), 0),
+        ],
+        vec![
+            "  agent spawn -> hooks attached (`socket hooks attached`), s".into(),
+            med_range_if_many(&col(&|r| r.hooked_s), 3),
+        ],
+        vec![
             "map writes in that apply".into(),
             med_range_if_many(&col(&|r| r.writes as f64), 0),
         ],
@@ -567,11 +593,13 @@ fn summarize_marathon(
         goal(h, RSS_GOAL_MB),
     );
     let why_sync = format!(
-        "Where the time goes (medians): the agent's read + parse {:.2} s (the server alone takes {:.2} s), plan + map writes {:.2} s, the rest {:.2} s (process start, the event stream's attach before the read, handing the catalog to the apply; the BPF load and attach run while the read is in flight){}",
+        "Where the time goes (medians): two paths run side by side from the agent's start, and the table serves when both are done: (1) the read + parse {:.2} s (the server alone takes {:.2} s), then plan + map writes {:.2} s; (2) the programs' verification and load, {:.2} s, the hooks attached {:.2} s after spawn. Serving came {:.2} s after spawn{}",
         median(&read) / 1000.0,
         server_ms / 1000.0,
         median(&apply) / 1000.0,
-        (w - median(&read) / 1000.0 - median(&apply) / 1000.0).max(0.0),
+        median(&col(&|r| r.programs_ms)) / 1000.0,
+        median(&col(&|r| r.hooked_s)),
+        w,
         if settle_failed > 0 {
             format!("; {settle_failed} re-reads failed before the resync re-read was applied")
         } else {
@@ -691,9 +719,10 @@ fn summarize_marathon(
         "## Marathon source: full sync and event -> maps\n\n\
          `{cmd}` on {{date}}.\n\n\
          **Full sync**, {} runs: {setup}. Wall time is agent spawn -> the maps serving the first table (the \
-         first `table applied` log line's timestamp less its `serving_for_us`): process start, BPF load and \
-         attach, the HTTP read (including the server's time to produce the body), the parse, VIP naming, \
-         planning and the map writes; the event stream attaches before that read, so no second read \
+         first `table applied` log line's timestamp less its `serving_for_us`, which counts from the later of \
+         the map writes and the hooks' attach): process start, then side by side the programs' verification \
+         and attach, and the HTTP read (including the server's time to produce the body), the parse, VIP \
+         naming, planning and the map writes; the event stream attaches before that read, so no second read \
          follows it. The `table applied` line itself comes after the grace period that precedes the cleanup. Peak RSS is the agent's VmHWM once the \
          first resync (`--marathon-resync-secs {RESYNC_SECS}` here, 60 s by default) has re-read and \
          applied everything while the first copy was held: a second copy in flight is part of the \
