@@ -745,6 +745,8 @@ pub fn create(
         .map_max_entries(l4lb_common::LOCAL_STATS_MAP, cap.services)
         .map_max_entries(SLOTS_MAP, cap.slots)
         .map_max_entries(l4lb_common::VIP_ADDRS_MAP, cap.services);
+    let locality_step = u8::from(lb.locality_step);
+    loader.override_global("L4LB_LOCALITY_STEP", &locality_step, true);
     // Creates the maps and relocates the programs' references to them;
     // the verifier runs later, in `Programs::attach`.
     let mut ebpf = loader

@@ -132,6 +132,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         datapath::health::LbConfigArgs {
             policy: args.lb_policy,
             probes: args.health_probes,
+            locality_step: args.locality.locality != crate::locality::LocalityFlag::Off,
         },
     )?;
     info!(cgroup = %cgroup.display(), pin_root = %args.pin_root.display(), lb_policy = args.lb_policy.name(), health_probes = args.health_probes.name(), "maps ready; verifying the programs");
@@ -367,17 +368,18 @@ async fn apply(
     let before = rec.applied().clone();
     let repairs = rec.repairs;
     let mut staged = stage(rec, services, trigger, metrics);
-    let attached_at = attaching.ready().await?;
-    if let Some(s) = staged.as_mut() {
-        s.serves_from(attached_at);
-    }
     let serving = staged
         .as_ref()
         .map_or(rec.applied(), Staged::serving)
         .clone();
-    on_serving(serving.services.keys().copied().collect());
-    // The local sets name the revisions that serve now.
+    // The local sets name the revisions that serve now; written before the
+    // hooks read them, so the table serves with its sets from the start.
     locality.sync(&serving, &mut rec.writer);
+    let attached_at = attaching.ready().await?;
+    if let Some(s) = staged.as_mut() {
+        s.serves_from(attached_at);
+    }
+    on_serving(serving.services.keys().copied().collect());
     let planned = match staged {
         Some(staged) => finish(rec, staged, trigger, received_at, metrics).await,
         None => false,

@@ -89,6 +89,10 @@ impl HealthProbes {
 pub struct LbConfigArgs {
     pub policy: LbPolicy,
     pub probes: HealthProbes,
+    /// Whether connect4/6 carry the locality step (`--locality node|zone`):
+    /// set at load, so under `off` the verifier drops it (~80 % of their
+    /// verification time).
+    pub locality_step: bool,
 }
 
 /// Writes the policy and the probe mode into the loaded object's (pinned) config map.
