@@ -122,6 +122,11 @@ impl Agent {
         &self.log
     }
 
+    /// Whether the agent's hooks are attached (the maps it lists serve).
+    pub fn hooked(&self) -> bool {
+        self.log().contains(HOOKED)
+    }
+
     /// Polls `l4lb-agent vips --json` until it lists at least `n` VIPs.
     pub fn wait_vips(&self, n: usize, timeout: Duration) -> Result<Value> {
         let deadline = Instant::now() + timeout;

@@ -328,7 +328,7 @@ impl Cluster {
     }
 
     /// Waits until every node in `observers` lists exactly the backends of
-    /// `backend_nodes` for VIP `k`; when each first did (CLOCK_MONOTONIC ms,
+    /// `backend_nodes` for VIP `k`, its hooks attached; when each first did (CLOCK_MONOTONIC ms,
     /// seen by polling every 20 ms, so at most that late), in `observers` order.
     pub fn wait_backends(
         &self,
@@ -345,7 +345,11 @@ impl Cluster {
         let mut seen: Vec<Option<f64>> = vec![None; observers.len()];
         loop {
             for (slot, &i) in seen.iter_mut().zip(observers) {
-                if slot.is_none() && self.nodes[i].backends_of(addr).as_ref() == Some(&want) {
+                let node = &self.nodes[i];
+                if slot.is_none()
+                    && node.backends_of(addr).as_ref() == Some(&want)
+                    && node.agent.hooked()
+                {
                     *slot = Some(mono_ms());
                 }
             }
