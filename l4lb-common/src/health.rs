@@ -179,6 +179,8 @@ pub const LIFETIME_FREE_NS: u64 = 5_000_000;
 pub const LIFETIME_HALF_LIFE_NS: u64 = 1_000_000_000;
 /// One lifetime sample counts for at most this many times the average.
 pub const LIFETIME_SAMPLE_CAP_X: u64 = 4;
+/// A longer lifetime sample moves the average up by 1/2^this of the gap.
+pub const LIFETIME_RISE_SHIFT: u32 = 2;
 /// One handshake sample counts for at most this many times the average…
 pub const HANDSHAKE_SAMPLE_CAP_X: u64 = 4;
 /// …and at least this much: one outlier from an average at the cost floor
@@ -326,16 +328,18 @@ pub const fn handshake_now(ewma_ns: u64, last_ok_ns: u64, now: u64) -> u64 {
 }
 
 /// The lifetime average after one more connection lived `sample_ns`: up
-/// by half the difference, down by an eighth. Rising fast ends a retry of a
-/// backend whose average had faded at its first close, before it collects
-/// more connections it is slow with; falling slowly keeps one short
-/// connection from making a slow backend look fast. A sample counts for at
-/// most [`LIFETIME_SAMPLE_CAP_X`] × the average (and at least
+/// by a quarter of the difference ([`LIFETIME_RISE_SHIFT`]), down by an
+/// eighth. Rising faster than it falls ends a retry of a backend whose
+/// average had faded within a few closes, before it collects many
+/// connections it is slow with; falling slowly keeps one short connection
+/// from making a slow backend look fast. A sample counts for at most
+/// [`LIFETIME_SAMPLE_CAP_X`] × the average (and at least
 /// [`LIFETIME_FREE_NS`]): one outlier — a client that held its connection
-/// for a minute, a process descheduled on a busy node — moves the average
-/// at most 2.5× and, from a short one, not past the free part, so it cannot
-/// starve a backend for seconds; a backend that is slow on every connection
-/// still reaches its real average within a few closes.
+/// for a minute, a process descheduled on a busy node — moves the average at
+/// most 1.75× and, from a short one, not past the free part; two in a row
+/// (a loaded node: seen at loadavg 9-11) do not price an idle backend out
+/// either, three do. A backend that is slow on every connection still
+/// shows from its third close.
 #[inline(always)]
 pub const fn lifetime_next(ewma_ns: u64, sample_ns: u64) -> u64 {
     let mut cap = ewma_ns.saturating_mul(LIFETIME_SAMPLE_CAP_X);
@@ -344,7 +348,7 @@ pub const fn lifetime_next(ewma_ns: u64, sample_ns: u64) -> u64 {
     }
     let sample = if sample_ns > cap { cap } else { sample_ns };
     if ewma_ns != 0 && sample > ewma_ns {
-        ewma_ns + (sample - ewma_ns) / 2
+        ewma_ns + ((sample - ewma_ns) >> LIFETIME_RISE_SHIFT)
     } else {
         ewma_next(ewma_ns, sample)
     }
@@ -661,8 +665,8 @@ mod tests {
     }
 
     #[test]
-    fn the_lifetime_average_rises_by_half_and_falls_by_an_eighth() {
-        assert_eq!(lifetime_next(8 * MS, 12 * MS), 10 * MS);
+    fn the_lifetime_average_rises_by_a_quarter_and_falls_by_an_eighth() {
+        assert_eq!(lifetime_next(8 * MS, 12 * MS), 9 * MS);
         assert_eq!(lifetime_next(16 * MS, 8 * MS), 15 * MS);
         assert_eq!(lifetime_next(u64::MAX - 1, u64::MAX), u64::MAX - 1);
     }
@@ -672,20 +676,33 @@ mod tests {
         // A client held one connection a minute on a backend of 300 µs ones:
         // the average stays within the free part, the cost does not move.
         let held = lifetime_next(300_000, 60_000 * MS);
-        assert_eq!(held, 2_650_000);
+        assert_eq!(held, 1_475_000);
         assert_eq!(cost(0, 0, 50_000, held), cost(0, 0, 50_000, 300_000));
         // The first sample counts up to the free part only.
         assert_eq!(lifetime_next(0, 21 * MS), LIFETIME_FREE_NS);
         // A backend slow on every connection (21 ms), from a faded 1 ms:
-        // past the free part at its second close, 17.6 ms by its fourth.
+        // past the free part at its third close, 12.6 ms by its fifth.
         let mut e = MS;
         let mut seen = Vec::new();
-        for _ in 0..4 {
+        for _ in 0..5 {
             e = lifetime_next(e, 21 * MS);
             seen.push(e / 100_000);
         }
-        assert_eq!(seen, [30, 75, 142, 176]);
+        assert_eq!(seen, [20, 35, 61, 98, 126]);
         assert!(cost(0, 0, 50_000, 7_500_000) > 2 * cost(0, 0, 50_000, MS));
+    }
+
+    #[test]
+    fn two_slow_closes_in_a_row_do_not_starve_an_idle_backend_three_do() {
+        // Two idle backends of ~1 ms connections; a busy node stretches
+        // one's closes to 30 ms (the client descheduled before it closed).
+        let fast = cost(0, 0, 100_000, MS);
+        let mut e = MS;
+        for close in 1..=3 {
+            e = lifetime_next(e, 30 * MS);
+            let starved = second_wins(cost(0, 0, 100_000, e), fast);
+            assert_eq!(starved, close == 3, "close {close}: {e}");
+        }
     }
 
     #[test]
