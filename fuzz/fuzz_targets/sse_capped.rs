@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{StreamExt, stream};
+use l4lb_fuzz::alternating_chunks;
 use l4lb_fuzz::marathon::events::{EventError, MarathonEvent, from_bytes_capped};
 use libfuzzer_sys::fuzz_target;
 
@@ -51,19 +52,6 @@ fn run(chunks: Vec<Result<Bytes, String>>, cap: usize) -> Vec<Item> {
         assert_eq!(at, items.len() - 1, "items after a fatal error: {items:?}");
     }
     items
-}
-
-fn chunks(body: &[u8], sizes: [usize; 2]) -> Vec<Result<Bytes, String>> {
-    let mut out = Vec::new();
-    let mut rest = body;
-    let mut k = 0;
-    while !rest.is_empty() {
-        let (c, r) = rest.split_at(sizes[k % 2].min(rest.len()));
-        out.push(Ok(Bytes::copy_from_slice(c)));
-        rest = r;
-        k += 1;
-    }
-    out
 }
 
 /// Whether a line or an event of `text` passes `cap` (bytes, terminators
@@ -105,7 +93,7 @@ fuzz_target!(|data: &[u8]| {
         (usize::from(seed >> 4) + 1) * 16,
     ];
     let whole = run(vec![Ok(Bytes::copy_from_slice(body))], cap);
-    let cut = run(chunks(body, sizes), cap);
+    let cut = run(alternating_chunks(body, sizes), cap);
     assert_eq!(cut, whole, "chunking {sizes:?} changed the result");
 
     let too_large = whole.last() == Some(&Item::Fatal("too large"));

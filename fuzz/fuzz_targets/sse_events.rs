@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, stream};
+use l4lb_fuzz::alternating_chunks;
 use l4lb_fuzz::marathon::events::{EventError, MarathonEvent, from_bytes, triggers_reread};
 use libfuzzer_sys::fuzz_target;
 
@@ -75,19 +76,6 @@ where
     items
 }
 
-fn chunks(body: &[u8], sizes: [usize; 2]) -> Vec<Result<Bytes, String>> {
-    let mut out = Vec::new();
-    let mut rest = body;
-    let mut k = 0;
-    while !rest.is_empty() {
-        let (c, r) = rest.split_at(sizes[k % 2].min(rest.len()));
-        out.push(Ok(Bytes::copy_from_slice(c)));
-        rest = r;
-        k += 1;
-    }
-    out
-}
-
 fuzz_target!(|data: &[u8]| {
     let Some((&seed, body)) = data.split_first() else {
         return;
@@ -98,10 +86,10 @@ fuzz_target!(|data: &[u8]| {
     ];
 
     let whole = run(stream::iter(vec![Ok(Bytes::copy_from_slice(body))]));
-    let cut = run(stream::iter(chunks(body, sizes)));
+    let cut = run(stream::iter(alternating_chunks(body, sizes)));
     assert_eq!(cut, whole, "chunking {sizes:?} changed the result");
 
-    let open = run(stream::iter(chunks(body, sizes)).chain(stream::pending()));
+    let open = run(stream::iter(alternating_chunks(body, sizes)).chain(stream::pending()));
     let mut want = whole;
     match want.last() {
         Some(Item::Protocol)

@@ -22,3 +22,19 @@ pub fn paused_runtime() -> &'static tokio::runtime::Runtime {
             .expect("a current-thread runtime")
     })
 }
+
+/// `body` cut into chunks of alternately `sizes[0]` and `sizes[1]` bytes, as
+/// a response stream yields them: frames, CRLFs and UTF-8 sequences straddle
+/// chunk borders. Shared by the event-stream targets.
+pub fn alternating_chunks(body: &[u8], sizes: [usize; 2]) -> Vec<Result<bytes::Bytes, String>> {
+    let mut out = Vec::new();
+    let mut rest = body;
+    let mut k = 0;
+    while !rest.is_empty() {
+        let (c, r) = rest.split_at(sizes[k % 2].min(rest.len()));
+        out.push(Ok(bytes::Bytes::copy_from_slice(c)));
+        rest = r;
+        k += 1;
+    }
+    out
+}
