@@ -2,7 +2,7 @@
 //! kernel tests, started in the netns and ready (PING answered) on return.
 use std::{
     io::Write,
-    process::Stdio,
+    process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
@@ -12,26 +12,23 @@ use anyhow::{Context, Result, bail};
 use crate::Sandbox;
 
 impl Sandbox {
-    /// Starts `redis-server --bind ip --port port` inside the netns (not the
-    /// cgroup) and waits until it answers PING directly. Protected mode is
+    /// `redis-server --bind ip --port port` to run inside the netns (not the
+    /// cgroup), in the foreground, with nothing persisted. Protected mode is
     /// off: clients in another netns (a [`Topology`](crate::Topology)'s
-    /// client) are not local to it.
-    pub fn spawn_redis(&mut self, ip: &str, port: u16) -> Result<u32> {
+    /// client) are not local to it, and nothing outside our netns reaches it.
+    pub fn redis_server_cmd(&self, ip: &str, port: u16) -> Command {
         let mut cmd = self.in_netns("redis-server");
-        cmd.args([
-            "--bind",
-            ip,
-            "--port",
-            &port.to_string(),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-        ])
-        .args(["--protected-mode", "no"])
-        .stdout(Stdio::null());
+        cmd.args(["--bind", ip, "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(["--protected-mode", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        cmd
+    }
+
+    /// Starts [`Self::redis_server_cmd`] and waits until it answers PING directly.
+    pub fn spawn_redis(&mut self, ip: &str, port: u16) -> Result<u32> {
+        let cmd = self.redis_server_cmd(ip, port);
         let pid = self.spawn(cmd)?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self
@@ -74,7 +71,7 @@ impl Sandbox {
     }
 }
 
-fn run_cli(mut cmd: std::process::Command, host: &str, port: u16, args: &[&str]) -> String {
+fn run_cli(mut cmd: Command, host: &str, port: u16, args: &[&str]) -> String {
     cmd.args(["-h", host, "-p", &port.to_string()])
         .args(args)
         .stdin(Stdio::null());

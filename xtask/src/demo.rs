@@ -5,7 +5,6 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    process::Stdio,
     thread,
     time::{Duration, Instant},
 };
@@ -118,27 +117,11 @@ fn count_vips(config: &Path) -> Result<usize> {
 
 fn start_redis(sb: &mut Sandbox, ip: &str) -> Result<()> {
     let log = sb.workdir().join(format!("redis-{ip}.log"));
-    let mut cmd = sb.in_netns("redis-server");
-    cmd.args([
-        "--bind",
-        ip,
-        "--port",
-        PORT,
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--daemonize",
-        "no",
-    ])
-    // Only reachable inside our netns, so no need for protected mode.
-    .args(["--protected-mode", "no"])
-    .arg("--dir")
-    .arg(sb.workdir())
-    .arg("--logfile")
-    .arg(&log)
-    .stdin(Stdio::null())
-    .stdout(Stdio::null());
+    let mut cmd = sb.redis_server_cmd(ip, PORT.parse()?);
+    cmd.arg("--dir")
+        .arg(sb.workdir())
+        .arg("--logfile")
+        .arg(&log);
     sb.spawn(cmd)
         .with_context(|| "starting redis-server (run `cargo xtask setup`)")?;
     Ok(())
