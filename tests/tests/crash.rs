@@ -167,15 +167,14 @@ fn sigkill_at_many_points_of_start_and_apply_leaves_a_consistent_datapath() {
     assert!(ok, "verify: {report:#}\n{}", agent.log());
     assert_eq!(report["services"], SERVICES, "{report}");
     for i in (0..SERVICES).step_by(10) {
-        let v = sb.probe_tcp(&vip(i), 40).unwrap();
-        let mut got: Vec<&str> = v["counts"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        got.sort();
-        let want: Vec<&str> = live(i, variant).iter().map(|b| BACKENDS[*b].0).collect();
-        assert_eq!(got, want, "{}: {v}", vip(i));
+        let mut want: Vec<&str> = live(i, variant).iter().map(|b| BACKENDS[*b].0).collect();
+        want.sort();
+        let got = sb.reach_each(&vip(i), &want, 40).unwrap();
+        assert_eq!(
+            got.iter().map(String::as_str).collect::<Vec<_>>(),
+            want,
+            "{}",
+            vip(i)
+        );
     }
 }
