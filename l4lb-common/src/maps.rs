@@ -21,7 +21,8 @@ pub const SERVICE_STATS_MAP: &str = "L4LB_SVC_STATS";
 pub const BACKEND_STATS_MAP: &str = "L4LB_BE_STATS";
 
 /// XDP connection table (LRU): client → VIP 5-tuple ([`crate::FlowKey`]) →
-/// backend id + service id + TCP close bits ([`crate::FlowValue`]).
+/// backend id + service id + TCP close bits + the service revision it was
+/// recorded at and the backend's address ([`crate::FlowValue`]).
 pub const CONNTRACK_MAP: &str = "L4LB_CONNTRACK";
 /// Packet reverse NAT (LRU), written by XDP for every flow it sends to a
 /// backend and read by the tc reply program: the reply's 5-tuple (backend →

@@ -7,9 +7,14 @@
 //! The close bits ([`FLOW_FIN_CLIENT`], [`FLOW_FIN_BACKEND`]) sit in both
 //! entries of a flow (`FlowValue::flags`, `FlowRevNatValue::flags`) and are
 //! written only on the first FIN of each side, so an established flow costs
-//! no map write. The flow ends on a RST, or on the first packet without FIN
-//! or SYN once both sides have sent theirs: that is the last ACK, which the
-//! side that closed first sends.
+//! no map write. The flow ends on a RST, or on the last ACK: a packet without
+//! FIN or SYN, once both sides have sent theirs, from the side that closed
+//! first ([`FLOW_FIRST_CLIENT`], [`FLOW_FIRST_BACKEND`], set with its FIN when
+//! the other side's was not seen yet; both in a simultaneous close). The
+//! other side's ACK of that first FIN does not end it: sent just before its
+//! own FIN, it may reach the program after it (a veth has a queue per CPU,
+//! and the two packets leave from different CPUs), and ending there let the
+//! closer's real last ACK, a moment later, record the flow again.
 
 /// The client sent a FIN (seen by XDP).
 pub const FLOW_FIN_CLIENT: u32 = 1;
@@ -17,6 +22,12 @@ pub const FLOW_FIN_CLIENT: u32 = 1;
 pub const FLOW_FIN_BACKEND: u32 = 2;
 /// Both sides have closed.
 pub const FLOW_FIN_BOTH: u32 = FLOW_FIN_CLIENT | FLOW_FIN_BACKEND;
+/// The client's FIN came first (or at the same time as the backend's).
+pub const FLOW_FIRST_CLIENT: u32 = FLOW_FIN_CLIENT << FIRST_SHIFT;
+/// The backend's FIN came first (or at the same time as the client's).
+pub const FLOW_FIRST_BACKEND: u32 = FLOW_FIN_BACKEND << FIRST_SHIFT;
+/// From a side's FIN bit to its "closed first" bit.
+const FIRST_SHIFT: u32 = 2;
 
 /// TCP header flag bits (the header's 14th byte).
 pub const TCP_FIN: u8 = 0x01;
@@ -38,19 +49,25 @@ pub enum CloseStep {
 }
 
 /// The step for a packet with TCP flags `tcp` on a flow whose close bits are
-/// `flags`, sent by the side whose bit is `side`.
+/// `flags`, sent by the side whose bit (`FLOW_FIN_*`) is `side`.
 #[inline(always)]
 pub fn close_step(tcp: u8, flags: u32, side: u32) -> CloseStep {
     if tcp & TCP_RST != 0 {
         return CloseStep::End;
     }
+    let first = side << FIRST_SHIFT;
     if tcp & TCP_FIN != 0 {
-        if flags & side == 0 {
-            return CloseStep::Mark(side);
+        if flags & side != 0 {
+            return CloseStep::Keep;
         }
-        return CloseStep::Keep;
+        let other = FLOW_FIN_BOTH ^ side;
+        return CloseStep::Mark(if flags & other == 0 {
+            side | first
+        } else {
+            side
+        });
     }
-    if flags == FLOW_FIN_BOTH && tcp & TCP_SYN == 0 {
+    if flags & FLOW_FIN_BOTH == FLOW_FIN_BOTH && flags & first != 0 && tcp & TCP_SYN == 0 {
         return CloseStep::End;
     }
     CloseStep::Keep
@@ -85,6 +102,8 @@ mod tests {
     const FIN_ACK: u8 = TCP_FIN | TCP_ACK;
     const C: u32 = FLOW_FIN_CLIENT;
     const B: u32 = FLOW_FIN_BACKEND;
+    const C1: u32 = FLOW_FIN_CLIENT | FLOW_FIRST_CLIENT;
+    const B1: u32 = FLOW_FIN_BACKEND | FLOW_FIRST_BACKEND;
 
     /// Runs a packet sequence (sender bit, TCP flags) through `close_step`
     /// like the two programs do; returns the step of every packet.
@@ -120,7 +139,7 @@ mod tests {
         assert_eq!(
             steps,
             [
-                CloseStep::Mark(C),
+                CloseStep::Mark(C1),
                 CloseStep::Keep,
                 CloseStep::Mark(B),
                 CloseStep::End
@@ -134,7 +153,7 @@ mod tests {
         assert_eq!(
             steps,
             [
-                CloseStep::Mark(B),
+                CloseStep::Mark(B1),
                 CloseStep::Keep,
                 CloseStep::Mark(C),
                 CloseStep::End
@@ -142,12 +161,46 @@ mod tests {
         );
     }
 
+    /// The backend's ACK of the client's FIN, overtaken by its own FIN (two
+    /// veth queues): not the last ACK, the client's that follows is.
+    #[test]
+    fn the_second_closers_ack_after_its_fin_does_not_end() {
+        for (first, second) in [(C, B), (B, C)] {
+            let steps = run(&[
+                (first, FIN_ACK),
+                (second, FIN_ACK),
+                (second, ACK),
+                (first, ACK),
+            ]);
+            assert_eq!(
+                steps,
+                [
+                    CloseStep::Mark(first | first << FIRST_SHIFT),
+                    CloseStep::Mark(second),
+                    CloseStep::Keep,
+                    CloseStep::End
+                ]
+            );
+        }
+    }
+
+    /// Both FINs cross (each program saw no FIN of the other side): both are
+    /// first, and either side's ACK ends the flow.
+    #[test]
+    fn a_simultaneous_close_ends_on_either_ack() {
+        assert_eq!(close_step(FIN_ACK, 0, C), CloseStep::Mark(C1));
+        assert_eq!(close_step(FIN_ACK, 0, B), CloseStep::Mark(B1));
+        for side in [C, B] {
+            assert_eq!(close_step(ACK, C1 | B1, side), CloseStep::End);
+        }
+    }
+
     #[test]
     fn a_retransmitted_fin_writes_once() {
         let steps = run(&[(C, FIN_ACK), (C, FIN_ACK), (B, ACK)]);
         assert_eq!(
             steps,
-            [CloseStep::Mark(C), CloseStep::Keep, CloseStep::Keep]
+            [CloseStep::Mark(C1), CloseStep::Keep, CloseStep::Keep]
         );
     }
 
@@ -161,7 +214,7 @@ mod tests {
     fn a_new_syn_on_a_closed_tuple_reopens_and_only_syn_opens_after_fin() {
         assert!(reopens(TCP_SYN, C));
         assert!(!reopens(TCP_SYN, 0));
-        assert!(!reopens(TCP_SYN | ACK, FLOW_FIN_BOTH));
+        assert!(!reopens(TCP_SYN | ACK, C1 | B));
         assert!(!may_open(FIN_ACK));
         assert!(!may_open(TCP_RST));
         assert!(may_open(ACK) && may_open(TCP_SYN));

@@ -6,7 +6,7 @@
 //! they read the packet ([`Packet`]) and how they rewrite it (XDP computes
 //! the checksums itself, tc asks the kernel's helpers).
 use l4lb_common::{
-    Addr6, Backend, CloseStep, FLOW_FIN_CLIENT, FlowKey, GUARD_EXT_HEADER, GUARD_FRAGMENT,
+    Addr6, Backend, CloseStep, FLOW_FIN_CLIENT, FlowKey, FlowValue, GUARD_EXT_HEADER, GUARD_FRAGMENT,
     GUARD_IP_OPTIONS, GUARD_OTHER_PROTO, GUARD_TRUNCATED, HOOK_XDP, IPPROTO_TCP, IPPROTO_UDP,
     MemberKey, REASON_NEW, REASON_NO_BACKEND, REASON_TRACKED, REASON_TRACKED_WEIGHT0, ServiceValue,
     TCP_FLAGS_OFF, close_step, may_open, reopens, v4_mapped,
@@ -249,7 +249,15 @@ fn select(
     tcp: u8,
 ) -> Option<(u32, Backend, Option<u32>)> {
     // SAFETY: values are copied out before any other map operation.
-    if let Some(flow) = unsafe { L4LB_CONNTRACK.get(key) }.copied()
+    let flow = unsafe { L4LB_CONNTRACK.get(key) }.copied();
+    if let Some(flow) = flow
+        && unchanged(&flow, svc)
+        && !reopens(tcp, flow.flags)
+        && (explain || !monitor::watching())
+    {
+        return Some((flow.backend_id, flow.backend, Some(flow.flags)));
+    }
+    if let Some(flow) = flow
         && flow.service_id == svc.id
         && !reopens(tcp, flow.flags)
         && let Some(weight) = unsafe {
@@ -288,7 +296,7 @@ fn select(
             backend,
         } => {
             if !explain && may_open(tcp) {
-                flow_close::open(key, service_id, backend_id, &backend);
+                flow_close::open(key, svc, backend_id, &backend);
                 count_service(service_id, |s| s.flows += 1);
                 count_backend(backend_id, |s| s.flows += 1);
                 count_member(service_id, backend_id, MemberEvent::Flow);
@@ -299,6 +307,17 @@ fn select(
             Some((backend_id, backend, None))
         }
     }
+}
+
+/// The flow was recorded under the service's current backend set (same id,
+/// revision and table), so its backend is still a member at the address
+/// recorded: the member and backend lookups can be skipped. Any change of
+/// the set bumps the revision; a service removed and re-created on the same
+/// VIP starts again at revision 0, and then its table's new place tells it
+/// apart (slot ranges are reused only after a grace period).
+#[inline(always)]
+fn unchanged(flow: &FlowValue, svc: &ServiceValue) -> bool {
+    flow.service_id == svc.id && flow.revision == svc.revision && flow.slot_base == svc.slot_base
 }
 
 /// After the rewrite: the counters, and a tracked TCP flow's FIN or RST (or
@@ -322,7 +341,7 @@ pub fn finish<P: Packet>(p: &P, nat: &Nat) {
     let Some(flags) = nat.flags else { return };
     let step = close_step(nat.tcp, flags, FLOW_FIN_CLIENT);
     if step != CloseStep::Keep {
-        flow_close::from_client(step, &nat.key, nat.backend_id);
+        flow_close::from_client(flow_close::encode(step), &nat.key, nat.backend_id);
     }
 }
 

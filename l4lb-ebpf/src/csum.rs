@@ -9,20 +9,37 @@ use l4lb_common::IPPROTO_UDP;
 /// depend on the byte order as long as every term uses the same one.
 #[inline(always)]
 pub fn csum_update(check: u16, old32: &[u32], new32: &[u32], old16: &[u16], new16: &[u16]) -> u16 {
-    let mut sum = u64::from(!check);
-    for w in old32 {
-        let w = !*w;
-        sum += u64::from(w >> 16) + u64::from(w & 0xffff);
-    }
-    for w in new32 {
-        sum += u64::from(*w >> 16) + u64::from(*w & 0xffff);
-    }
+    let mut d = delta32(old32, new32);
     for w in old16 {
-        sum += u64::from(!*w);
+        d += u64::from(!*w);
     }
     for w in new16 {
-        sum += u64::from(*w);
+        d += u64::from(*w);
     }
+    csum_apply(check, d)
+}
+
+/// The `~m + m'` part of RFC 1624 eqn 3 for 32-bit words, unfolded: one
+/// computation serves every checksum that covers the same words (XDP's
+/// IPv4 header and TCP/UDP checksums both cover the destination address).
+#[inline(always)]
+pub fn delta32(old: &[u32], new: &[u32]) -> u64 {
+    let mut d = 0u64;
+    for w in old {
+        let w = !*w;
+        d += u64::from(w >> 16) + u64::from(w & 0xffff);
+    }
+    for w in new {
+        d += u64::from(*w >> 16) + u64::from(*w & 0xffff);
+    }
+    d
+}
+
+/// `check` updated by the unfolded difference `d` ([`delta32`] plus `~m +
+/// m'` of any 16-bit words).
+#[inline(always)]
+pub fn csum_apply(check: u16, d: u64) -> u16 {
+    let mut sum = u64::from(!check) + d;
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);

@@ -3,7 +3,7 @@
 //! program (backend side) share it, so both directions close a flow the same way.
 use core::intrinsics::{AtomicOrdering, atomic_or};
 
-use l4lb_common::{Backend, CloseStep, FlowKey, FlowRevNatValue, FlowValue};
+use l4lb_common::{Backend, CloseStep, FlowKey, FlowRevNatValue, FlowValue, ServiceValue};
 
 use crate::maps::{L4LB_BACKENDS, L4LB_CONNTRACK, L4LB_XDP_REVNAT};
 
@@ -40,13 +40,17 @@ pub fn client_key(reply: &FlowKey, vip: &FlowRevNatValue) -> FlowKey {
 /// the reply key stay off the XDP program's stack frame (BPF's 512 bytes are
 /// shared by a call chain).
 #[inline(never)]
-pub fn open(client: &FlowKey, service_id: u32, backend_id: u32, backend: &Backend) {
+pub fn open(client: &FlowKey, svc: &ServiceValue, backend_id: u32, backend: &Backend) {
+    let service_id = svc.id;
     // One block per entry, so the two values can share stack.
     {
         let flow = FlowValue {
             backend_id,
             service_id,
             flags: 0,
+            revision: svc.revision,
+            slot_base: svc.slot_base,
+            backend: *backend,
         };
         // A failed insert only costs a re-pick on the next packet.
         let _ = L4LB_CONNTRACK.insert(client, &flow, 0);
@@ -61,22 +65,45 @@ pub fn open(client: &FlowKey, service_id: u32, backend_id: u32, backend: &Backen
     let _ = L4LB_XDP_REVNAT.insert(reply_key(client, backend), &vip, 0);
 }
 
-/// `step` (not Keep) for the flow of client key `client` sent to backend
+/// A step (not Keep) in one register for the out-of-line calls below: the
+/// bits to mark, or [`END`]. Passed as the enum, End's payload register is
+/// left unset, and the verifier refuses the callee's read of it.
+#[inline(always)]
+pub fn encode(step: CloseStep) -> u32 {
+    match step {
+        CloseStep::Mark(bits) => bits,
+        CloseStep::Keep | CloseStep::End => END,
+    }
+}
+
+/// [`encode`]'s End (a mark always has a bit set).
+const END: u32 = 0;
+
+#[inline(always)]
+fn decode(step: u32) -> CloseStep {
+    if step == END {
+        CloseStep::End
+    } else {
+        CloseStep::Mark(step)
+    }
+}
+
+/// `step` ([`encode`]d) for the flow of client key `client` sent to backend
 /// `backend_id` (XDP). Out of line, like [`from_backend`]: only FIN, RST and
 /// last-ACK packets call it, and the reply key it builds stays off the
 /// calling program's stack frame.
 #[inline(never)]
-pub fn from_client(step: CloseStep, client: &FlowKey, backend_id: u32) {
+pub fn from_client(step: u32, client: &FlowKey, backend_id: u32) {
     // SAFETY: copied out at once.
     if let Some(backend) = unsafe { L4LB_BACKENDS.get(backend_id) }.copied() {
-        apply(step, client, &reply_key(client, &backend));
+        apply(decode(step), client, &reply_key(client, &backend));
     }
 }
 
-/// `step` (not Keep) for the flow whose reply is `reply`, shown as from `vip` (tc).
+/// `step` ([`encode`]d) for the flow whose reply is `reply`, shown as from `vip` (tc).
 #[inline(never)]
-pub fn from_backend(step: CloseStep, reply: &FlowKey, vip: &FlowRevNatValue) {
-    apply(step, &client_key(reply, vip), reply);
+pub fn from_backend(step: u32, reply: &FlowKey, vip: &FlowRevNatValue) {
+    apply(decode(step), &client_key(reply, vip), reply);
 }
 
 /// Applies `step` to the flow keyed `client` / `reply`. Close bits are set

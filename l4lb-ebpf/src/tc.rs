@@ -166,7 +166,7 @@ fn follow_close(
     let tcp: u8 = ctx.load(l4 + TCP_FLAGS_OFF)?;
     let step = close_step(tcp, vip.flags, FLOW_FIN_BACKEND);
     if step != CloseStep::Keep {
-        flow_close::from_backend(step, key, vip);
+        flow_close::from_backend(flow_close::encode(step), key, vip);
     }
     Ok(())
 }

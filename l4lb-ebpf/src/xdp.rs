@@ -56,7 +56,7 @@ use network_types::{
 
 use crate::{
     balance::{self, Nat, Packet, Step},
-    csum::{csum_update, udp_nonzero},
+    csum::{csum_apply, csum_update, delta32, udp_nonzero},
     icmp,
     maps::L4LB_XDP_CONFIG,
     net::{
@@ -157,14 +157,16 @@ fn nat4(ctx: &XdpContext, nat: &Nat) -> Result<u32, ()> {
     let check: *mut [u8; 2] = ptr_at(ctx, l4_check_off(L4_V4, proto))?;
     // SAFETY: bounds-checked (ip, check); the ports were read through the same bounds.
     unsafe {
+        // The address's difference, once for both checksums.
+        let d = delta32(&[dst], &[new_ip]);
         // IPv4 header checksum: only the destination address changed.
         let ipc = u16::from_ne_bytes((*ip).check);
-        (*ip).check = csum_update(ipc, &[dst], &[new_ip], &[], &[]).to_ne_bytes();
+        (*ip).check = csum_apply(ipc, d).to_ne_bytes();
         (*ip).dst_addr = new_ip.to_ne_bytes();
         let old = u16::from_ne_bytes(*check);
         // UDP over IPv4 with checksum 0 means "no checksum": keep it 0.
         if !(proto == IPPROTO_UDP && old == 0) {
-            let c = csum_update(old, &[dst], &[new_ip], &[dport], &[port]);
+            let c = csum_apply(old, d + u64::from(!dport) + u64::from(port));
             *check = udp_nonzero(proto, c).to_ne_bytes();
         }
         set_dport(ctx, L4_V4, proto, port)?;

@@ -81,6 +81,10 @@ pub enum Bench {
         /// Also replace this benchmark's section in BENCHMARKS.md.
         #[arg(long)]
         write: bool,
+        /// Only the per-packet program costs (no floods, nothing written):
+        /// for comparing one change of the program.
+        #[arg(long, conflicts_with = "write")]
+        cost_only: bool,
     },
     /// Marathon source: full sync of N apps x M tasks (wall time, peak RSS)
     /// and event -> maps latency with K apps loaded.
@@ -131,7 +135,8 @@ pub fn run(what: Bench) -> Result<()> {
             rounds,
             seconds,
             write,
-        } => xdp::run(rounds, seconds, write),
+            cost_only,
+        } => xdp::run(if cost_only { 0 } else { rounds }, seconds, write),
         Bench::Marathon(args) => marathon::marathon(args),
         Bench::Mesos(args) => mesos::mesos(args),
         Bench::Dns(args) => dns::dns(args),

@@ -99,6 +99,7 @@ fn yaml() -> String {
     )
 }
 
+/// `rounds` 0: the per-packet costs only (`--cost-only`).
 pub fn run(rounds: u32, seconds: u32, write: bool) -> Result<()> {
     if write && rounds < 3 {
         bail!("--write records published numbers: use at least 3 rounds");
@@ -110,6 +111,9 @@ pub fn run(rounds: u32, seconds: u32, write: bool) -> Result<()> {
     let costs = xdp_cost::per_packet()?;
     for (what, ns) in &costs {
         println!("per packet: {what}: {ns} ns");
+    }
+    if rounds == 0 {
+        return Ok(()); // --cost-only
     }
 
     let mut pps: Vec<(Mode, Vec<f64>)> = Mode::ALL.iter().map(|m| (*m, Vec::new())).collect();

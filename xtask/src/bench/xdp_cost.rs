@@ -27,7 +27,7 @@ const B: &str = "11.0.0.2:9";
 const SRC: &str = "198.18.1.2:40000";
 const NEW_SRC: &str = "198.18.1.3:40000";
 
-/// (what, ns per packet) for the four paths.
+/// (what, ns per packet) for the four paths and the test run's floor.
 pub fn per_packet() -> Result<Vec<(&'static str, u64)>> {
     let sb = Sandbox::new("bxdp-cost")?;
     let loaded = datapath::load(sb.pin_root(), sb.cgroup(), plan::Capacity::default())?;
@@ -43,6 +43,7 @@ pub fn per_packet() -> Result<Vec<(&'static str, u64)>> {
     // Explaining records nothing, so a source never sent is new on every run.
     let new = run_from(xdp, Proto::Tcp, NEW_SRC, A, true)?;
     let other = run(xdp, Proto::Tcp, "11.0.0.99:9", false)?;
+    let floor = not_ip(xdp)?;
     Ok(vec![
         (
             "UDP, established flow (connection-table hit, counters)",
@@ -57,7 +58,17 @@ pub fn per_packet() -> Result<Vec<(&'static str, u64)>> {
             new,
         ),
         ("TCP, not a VIP (service lookup, pass)", other),
+        ("not IP (EtherType read, pass: the test run's floor)", floor),
     ])
+}
+
+/// A frame whose EtherType is ARP: the program reads two bytes and passes
+/// it, so this is what BPF_PROG_TEST_RUN itself costs per repeat.
+fn not_ip(xdp: &Attached) -> Result<u64> {
+    let mut frame = packet::frame(&tuple(Proto::Tcp, SRC, A), &FrameOpts::default());
+    frame[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+    let out = xdp.test_xdp(&frame, false, REPEAT).context("ARP frame")?;
+    Ok(out.per_run.as_nanos() as u64)
 }
 
 /// VIP A's backend is VIP B and B's is A, for TCP and UDP.
