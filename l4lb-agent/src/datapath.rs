@@ -3,6 +3,7 @@
 //! The packet programs (XDP ingress, tc reply) live in the `xdp` submodule.
 pub mod abi;
 mod batch;
+mod chunk;
 pub mod dsr;
 pub mod escape;
 pub mod health;
@@ -79,6 +80,7 @@ pub struct Maps {
     /// (aya's typed maps do not lend their fds).
     backends_fd: std::os::fd::OwnedFd,
     members_fd: std::os::fd::OwnedFd,
+    services_fd: std::os::fd::OwnedFd,
     /// Batch writes work here (cleared on the first EINVAL/ENOTSUP).
     batches: bool,
     /// Counter slots known to be zero: in counter maps this agent created,
@@ -166,6 +168,7 @@ impl Maps {
     fn from_maps(mut get: impl FnMut(&str) -> Result<Map>) -> Result<Maps> {
         let backends = get(BACKENDS_MAP)?;
         let members = get(MEMBERS_MAP)?;
+        let services = get(SERVICES_MAP)?;
         let health = (|| -> Result<health::HealthMaps> {
             Ok(health::HealthMaps {
                 health: get(l4lb_common::HEALTH_MAP)?.try_into()?,
@@ -193,8 +196,9 @@ impl Maps {
             local,
             backends_fd: map_fd(&backends)?,
             members_fd: map_fd(&members)?,
+            services_fd: map_fd(&services)?,
             batches: true,
-            services: get(SERVICES_MAP)?.try_into()?,
+            services: services.try_into()?,
             slots: slots_array::SlotsArray::new(get(SLOTS_MAP)?)?,
             backends: backends.try_into()?,
             members: members.try_into()?,
@@ -215,32 +219,58 @@ impl Maps {
     }
 
     /// Runs the ops in order; stops at the first failure. A run of backend
-    /// or member puts is one batch write (same order, same result).
+    /// or member puts is one batch write (same order, same result); a run of
+    /// services' groups is written kind by kind (`chunk.rs`), each service's
+    /// own order kept.
     pub fn apply(&mut self, ops: &[Op]) -> Result<(), ApplyError> {
+        let chunks = chunk::ranges(ops);
+        if chunks.len() < 2 {
+            let fill = |(at, n): (usize, usize)| chunk::fill(&ops[at..at + n]);
+            return self.apply_with(ops, &chunks, fill);
+        }
+        // Many services: their tables are filled a chunk ahead, beside the writes.
+        std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            s.spawn(|| chunk::fill_ahead(ops, &chunks, tx));
+            let fill = |_| rx.recv().expect("one fill per chunk");
+            self.apply_with(ops, &chunks, fill)
+        })
+    }
+
+    /// [`apply`](Self::apply) with the chunks found and their tables from `fill`.
+    fn apply_with(
+        &mut self,
+        ops: &[Op],
+        chunks: &[(usize, usize)],
+        mut fill: impl FnMut((usize, usize)) -> chunk::Tables,
+    ) -> Result<(), ApplyError> {
         let fail = |index: usize, source| ApplyError {
             index,
             op: Box::new(ops[index].clone()),
             source,
         };
+        let mut chunks = chunks.iter().copied().peekable();
         let mut i = 0;
         while i < ops.len() {
-            let run = ops[i..]
+            if let Some((at, n)) = chunks.next_if(|(at, _)| *at == i) {
+                let c = chunk::split(&ops[at..at + n], at);
+                self.apply_chunk(&c, fill((at, n)))
+                    .map_err(|(at, source)| fail(at, source))?;
+                i += n;
+                continue;
+            }
+            let run: Vec<&Op> = ops[i..]
                 .iter()
                 .take_while(|o| batch_kind(o).is_some() && batch_kind(o) == batch_kind(&ops[i]))
-                .count();
-            if run > 1 && self.batches {
-                match self.put_batch(&ops[i..i + run]) {
+                .collect();
+            if run.len() > 1 && self.batches {
+                match self.put_batch(&run) {
                     Ok(()) => {
-                        i += run;
+                        i += run.len();
                         continue;
                     }
                     // No batch support here: one write per op from now on.
-                    Err((0, e))
-                        if matches!(
-                            e.raw_os_error(),
-                            Some(libc::EINVAL | libc::ENOTSUP | ENOTSUPP)
-                        ) =>
-                    {
+                    Err((0, e)) if no_batch(&e) => {
                         tracing::debug!("batch map updates unavailable ({e}), writing one by one");
                         self.batches = false;
                     }
@@ -261,8 +291,10 @@ impl Maps {
         Ok(())
     }
 
-    /// `ops`: all PutBackend or all PutMember.
-    fn put_batch(&self, ops: &[Op]) -> Result<(), (usize, std::io::Error)> {
+    /// `ops`: all PutBackend, all PutMember or all PutService (the
+    /// services' address map is then for [`after_puts`](Self::after_puts)).
+    fn put_batch(&self, ops: &[&Op]) -> Result<(), (usize, std::io::Error)> {
+        use std::os::fd::AsFd;
         match ops[0] {
             Op::PutBackend(..) => {
                 let (keys, values): (Vec<u32>, Vec<Backend>) = ops
@@ -272,7 +304,17 @@ impl Maps {
                         _ => None,
                     })
                     .unzip();
-                batch::update(std::os::fd::AsFd::as_fd(&self.backends_fd), &keys, &values)
+                batch::update(self.backends_fd.as_fd(), &keys, &values)
+            }
+            Op::PutService(..) => {
+                let (keys, values): (Vec<ServiceKey>, Vec<ServiceValue>) = ops
+                    .iter()
+                    .filter_map(|o| match o {
+                        Op::PutService(k, v) => Some((*k, *v)),
+                        _ => None,
+                    })
+                    .unzip();
+                batch::update(self.services_fd.as_fd(), &keys, &values)
             }
             _ => {
                 let (keys, values): (Vec<MemberKey>, Vec<MemberValue>) = ops
@@ -288,9 +330,19 @@ impl Maps {
                         _ => None,
                     })
                     .unzip();
-                batch::update(std::os::fd::AsFd::as_fd(&self.members_fd), &keys, &values)
+                batch::update(self.members_fd.as_fd(), &keys, &values)
             }
         }
+    }
+
+    /// What follows a service put that succeeded (the VIP address map).
+    fn after_puts(&mut self, ops: &[&Op]) -> Result<(), aya::maps::MapError> {
+        for op in ops {
+            if let Op::PutService(k, _) = op {
+                self.vip_addrs.added(k, &self.services)?;
+            }
+        }
+        Ok(())
     }
 
     fn apply_one(&mut self, op: &Op) -> Result<(), aya::maps::MapError> {
@@ -567,6 +619,14 @@ impl Maps {
 
 /// The kernel-internal "operation not supported" some maps return from bpf().
 const ENOTSUPP: i32 = 524;
+
+/// EINVAL or ENOTSUP(P) from a kernel without batch updates for a map.
+fn no_batch(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL | libc::ENOTSUP | ENOTSUPP)
+    )
+}
 
 /// Which batch a put belongs in (None: not batched).
 fn batch_kind(op: &Op) -> Option<u8> {

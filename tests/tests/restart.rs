@@ -442,3 +442,54 @@ fn a_restart_on_another_cgroup_moves_the_hooks() {
     sb.kill(pid).unwrap();
     std::fs::remove_dir(&moved).unwrap();
 }
+
+/// A plan of many services is written a chunk of services at a time, kind
+/// by kind (`datapath/chunk.rs`): 600 VIPs span three chunks. Each VIP
+/// serves its own backends on both sides of a chunk's edge, and the table
+/// a restarted agent adopts checks clean (no repair).
+#[test]
+fn services_written_in_chunks_serve_and_adopt_clean() {
+    require_root();
+    let mut sb = with_backends("restart-chunks");
+    let mut yaml = String::from("vips:\n");
+    for i in 0..600u32 {
+        let pair = match i % 2 {
+            0 => "127.0.0.2:7000, 127.0.0.3:7000",
+            _ => "127.0.0.3:7000, 127.0.0.4:7000",
+        };
+        yaml += &format!(
+            "  - vip: 198.18.{}.{}:7000\n    backends: [{pair}]\n",
+            i / 200,
+            i % 200 + 1
+        );
+    }
+    let mut agent = Agent::start(&mut sb, &yaml).unwrap();
+    agent.wait_vips(600, READY).unwrap();
+    let check = |sb: &Sandbox| {
+        // The first and last VIP, and both sides of the chunks' edges.
+        for i in [0u32, 255, 256, 511, 512, 599] {
+            let vip = format!("198.18.{}.{}:7000", i / 200, i % 200 + 1);
+            let v = sb.probe_tcp(&vip, 30).unwrap();
+            let want: &[&str] = if i % 2 == 0 { &["a", "b"] } else { &["b", "c"] };
+            let got = v["counts"].as_object().unwrap();
+            assert!(
+                !got.is_empty() && got.keys().all(|k| want.contains(&k.as_str())),
+                "{vip}: {v}"
+            );
+        }
+    };
+    check(&sb);
+    agent
+        .kill_no_teardown(libc::SIGKILL, Duration::from_secs(5))
+        .unwrap();
+    let agent = Agent::start(&mut sb, &yaml).unwrap();
+    agent.wait_log("table applied", "the restarted agent's apply", READY);
+    check(&sb);
+    assert!(
+        !agent.log().contains("pinned table inconsistent"),
+        "{}",
+        agent.log()
+    );
+    let (_, metrics) = sb.agent_http("/metrics");
+    assert!(metrics.contains("l4lb_table_repairs_total 0"), "{metrics}");
+}

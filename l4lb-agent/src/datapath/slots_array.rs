@@ -21,6 +21,10 @@ compile_error!("the slots array is written as little-endian u64 elements");
 /// Bytes per array element in the kernel's layout.
 const ELEM: usize = 8;
 
+/// The most bytes one mapping of [`SlotsArray::write_all`] spans (mapped
+/// only while it writes: the resident pages stay bounded).
+const WINDOW_MAX: u64 = 1 << 20;
+
 pub struct SlotsArray {
     map: MapData,
     capacity: u32,
@@ -85,6 +89,54 @@ impl SlotsArray {
         for (slot, id) in slots.iter_mut().zip(backends) {
             // Little-endian: the u32 value is the element's first 4 bytes.
             *slot = u64::from(*id);
+        }
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Writes each `(base, backends)` as [`write`](Self::write) does, in
+    /// order; consecutive tables within [`WINDOW_MAX`] of each other share
+    /// one mapping (a full sync's tables are adjacent: one mmap for hundreds
+    /// instead of one each). On failure: how many were written, and why.
+    pub fn write_all(&mut self, tables: &[(u32, Vec<u32>)]) -> Result<(), (usize, MapError)> {
+        let span = |t: &(u32, Vec<u32>)| (u64::from(t.0), u64::from(t.0) + t.1.len() as u64);
+        let mut i = 0;
+        while i < tables.len() {
+            let (mut lo, mut hi) = span(&tables[i]);
+            if hi > u64::from(self.capacity) || tables[i].1.is_empty() {
+                // One table alone: its error, or nothing to write.
+                self.write(tables[i].0, &tables[i].1).map_err(|e| (i, e))?;
+                i += 1;
+                continue;
+            }
+            let mut j = i + 1;
+            while let Some(t) = tables.get(j) {
+                let (l, h) = span(t);
+                let (l, h) = (l.min(lo), h.max(hi));
+                if t.1.is_empty()
+                    || h > u64::from(self.capacity)
+                    || (h - l) * ELEM as u64 > WINDOW_MAX
+                {
+                    break;
+                }
+                (lo, hi, j) = (l, h, j + 1);
+            }
+            let (first, last) = (lo as usize * ELEM, hi as usize * ELEM);
+            let w = self.window(first, last).map_err(|e| (i, e))?;
+            let offset = first / page_size() * page_size();
+            for (base, backends) in &tables[i..j] {
+                // SAFETY: the window covers bytes first..last, which holds
+                // this table's bytes (its span was merged into lo..hi).
+                let slots = unsafe {
+                    let at = w.ptr.as_ptr().add(*base as usize * ELEM - offset);
+                    std::slice::from_raw_parts_mut(at.cast::<u64>(), backends.len())
+                };
+                for (slot, id) in slots.iter_mut().zip(backends) {
+                    *slot = u64::from(*id);
+                }
+            }
+            drop(w);
+            i = j;
         }
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
         Ok(())

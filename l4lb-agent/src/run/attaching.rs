@@ -13,7 +13,9 @@ use tracing::info;
 use crate::datapath::{Attached, Programs, xdp::PacketAttach};
 
 pub struct Attaching {
-    pending: Option<JoinHandle<Result<Attached>>>,
+    /// The job returns the instant it attached: `ready` may be awaited
+    /// much later (after a read), and serving counts from the attach.
+    pending: Option<JoinHandle<Result<(Attached, Instant)>>>,
     /// Kept for the agent's lifetime (the packet links live with it).
     _attached: Option<Attached>,
     at: Option<Instant>,
@@ -28,7 +30,7 @@ impl Attaching {
             attached.attach_packet(&packet)?;
             // Tests wait for this line: from here the maps serve.
             info!(%cgroup, "socket hooks attached");
-            Ok(attached)
+            Ok((attached, Instant::now()))
         };
         Attaching {
             pending: Some(tokio::task::spawn_blocking(job)),
@@ -47,8 +49,9 @@ impl Attaching {
         if let Some(job) = self.pending.as_mut() {
             let done = job.await.context("the program loader panicked");
             self.pending = None;
-            self._attached = Some(done??);
-            self.at = Some(Instant::now());
+            let (attached, at) = done??;
+            self._attached = Some(attached);
+            self.at = Some(at);
         }
         self.at
             .context("the programs failed to load (reported before)")

@@ -1,0 +1,213 @@
+//! A run of services' ops regrouped by kind, so that each kind is written in
+//! few calls: a plan writes each new or changed service as (reset its
+//! counters, write its slots, put its members, put the service), 10,000
+//! times in a full sync; one bpf() call or one mmap for each was most of
+//! the apply. Each service's own order is kept (counters, slots, members,
+//! then the value that makes programs read them), so a failure midway
+//! leaves, for up to a chunk of services, what a failure inside one left
+//! before: tables no value names yet, and members written ahead of their
+//! service's value. The reconciler then re-reads the maps; `adopt.rs`
+//! marks such a service stale (or its members orphans) and the next full
+//! plan rewrites it. Every service value written names a complete table.
+use aya::maps::MapError;
+
+use crate::plan::Op;
+
+/// Services per chunk: bounds the tables filled and the batch buffers held
+/// at once (256 tables of 503 slots: 0.5 MB; three chunks at most: one
+/// written, one queued, one being filled).
+pub const SERVICES: usize = 256;
+
+/// The ops of one chunk, by kind, each with its index in the plan.
+#[derive(Default)]
+pub struct Chunk<'a> {
+    pub resets: Vec<(usize, &'a Op)>,
+    pub slots: Vec<(usize, &'a Op)>,
+    pub members: Vec<(usize, &'a Op)>,
+    pub services: Vec<(usize, &'a Op)>,
+}
+
+/// How many ops at the start of `ops` form whole services' groups (each
+/// ended by its PutService), at most `limit` services; 0 if fewer than two.
+pub fn len(ops: &[Op], limit: usize) -> usize {
+    let (mut services, mut end) = (0, 0);
+    for (k, op) in ops.iter().enumerate() {
+        match op {
+            Op::ResetServiceStats(_) | Op::WriteSlots { .. } | Op::PutMember(..) => {}
+            Op::PutService(..) => {
+                services += 1;
+                end = k + 1;
+                if services == limit {
+                    break;
+                }
+            }
+            _ => break,
+        }
+    }
+    if services < 2 { 0 } else { end }
+}
+
+/// Where `Maps::apply` finds chunks in `ops`: (start, length) of each. A
+/// position not starting one starts none after it within the same ops
+/// (a suffix holds no more services), so stepping by one finds the same.
+pub fn ranges(ops: &[Op]) -> Vec<(usize, usize)> {
+    let (mut found, mut i) = (Vec::new(), 0);
+    while i < ops.len() {
+        match len(&ops[i..], SERVICES) {
+            0 => i += 1,
+            n => {
+                found.push((i, n));
+                i += n;
+            }
+        }
+    }
+    found
+}
+
+/// Filled tables of one chunk, in its slot ops' order: (base, backend ids).
+pub type Tables = Vec<(u32, Vec<u32>)>;
+
+/// The Maglev tables of the chunk `ops`.
+pub fn fill(ops: &[Op]) -> Tables {
+    ops.iter()
+        .filter_map(|op| match op {
+            Op::WriteSlots { base, table } => Some((*base, table.fill())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Fills each chunk's tables ahead of its writes, on another thread (the
+/// Maglev fill and the bpf() calls then overlap), one chunk ahead at most.
+/// Stops when the receiver is gone (a write failed).
+pub fn fill_ahead(ops: &[Op], chunks: &[(usize, usize)], tx: std::sync::mpsc::SyncSender<Tables>) {
+    for (at, n) in chunks {
+        if tx.send(fill(&ops[*at..at + n])).is_err() {
+            return;
+        }
+    }
+}
+
+/// `ops` (a run [`len`] measured), starting at plan index `first`, by kind.
+pub fn split(ops: &[Op], first: usize) -> Chunk<'_> {
+    let mut c = Chunk::default();
+    for (k, op) in ops.iter().enumerate() {
+        let to = match op {
+            Op::ResetServiceStats(_) => &mut c.resets,
+            Op::WriteSlots { .. } => &mut c.slots,
+            Op::PutMember(..) => &mut c.members,
+            _ => &mut c.services,
+        };
+        to.push((first + k, op));
+    }
+    c
+}
+
+impl super::Maps {
+    /// Writes a chunk (see the module doc) with its filled `tables`: the
+    /// counters, the slots, one batch of members, one batch of service
+    /// values. Errs with the plan index of the op that failed.
+    pub(super) fn apply_chunk(
+        &mut self,
+        c: &Chunk<'_>,
+        tables: Tables,
+    ) -> Result<(), (usize, MapError)> {
+        for (i, op) in &c.resets {
+            self.apply_one(op).map_err(|e| (*i, e))?;
+        }
+        self.slots
+            .write_all(&tables)
+            .map_err(|(k, e)| (c.slots[k].0, e))?;
+        drop(tables);
+        self.put_many(&c.members)?;
+        self.put_many(&c.services)
+    }
+
+    /// Puts of one kind (members or services) in one batch, one by one if
+    /// this kernel has no batch for the map.
+    fn put_many(&mut self, ops: &[(usize, &Op)]) -> Result<(), (usize, MapError)> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let all: Vec<&Op> = ops.iter().map(|(_, op)| *op).collect();
+        if self.batches {
+            match self.put_batch(&all) {
+                Ok(()) => return self.after_puts(&all).map_err(|e| (ops[0].0, e)),
+                Err((0, e)) if super::no_batch(&e) => {
+                    tracing::debug!("batch map updates unavailable ({e}), writing one by one");
+                    self.batches = false;
+                }
+                Err((done, e)) => {
+                    let done = done.min(ops.len() - 1);
+                    self.after_puts(&all[..done])
+                        .map_err(|e| (ops[done].0, e))?;
+                    return Err((ops[done].0, batch_error(e)));
+                }
+            }
+        }
+        for (i, op) in ops {
+            self.apply_one(op).map_err(|e| (*i, e))?;
+        }
+        Ok(())
+    }
+}
+
+fn batch_error(e: std::io::Error) -> MapError {
+    MapError::SyscallError(aya::sys::SyscallError {
+        call: "bpf_map_update_batch",
+        io_error: e,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use l4lb_common::{MemberKey, ServiceKey, ServiceValue};
+
+    use super::*;
+    use crate::plan::SlotTable;
+
+    fn service(id: u32) -> Vec<Op> {
+        let key = ServiceKey {
+            addr: [0, 0, 0, id],
+            ..ServiceKey::default()
+        };
+        vec![
+            Op::ResetServiceStats(id),
+            Op::WriteSlots {
+                base: id * 10,
+                table: SlotTable::new(7, vec![(1, "10.0.0.1:80".parse().unwrap(), 1)]),
+            },
+            Op::PutMember(
+                MemberKey {
+                    service_id: id,
+                    backend_id: 1,
+                },
+                1,
+            ),
+            Op::PutService(key, ServiceValue::default()),
+        ]
+    }
+
+    #[test]
+    fn a_chunk_ends_with_a_service_and_at_the_limit() {
+        let mut ops: Vec<Op> = (0..5).flat_map(service).collect();
+        assert_eq!(len(&ops, 3), 12);
+        assert_eq!(len(&ops, 100), 20);
+        // A trailing partial group and other ops are left out.
+        ops.push(Op::ResetServiceStats(9));
+        ops.push(Op::DelBackend(3));
+        assert_eq!(len(&ops, 100), 20);
+        assert_eq!(len(&ops[16..], 100), 0, "one service is not regrouped");
+    }
+
+    #[test]
+    fn split_keeps_each_kind_in_plan_order_with_its_index() {
+        let ops: Vec<Op> = (0..3).flat_map(service).collect();
+        let c = split(&ops, 100);
+        let idx = |v: &[(usize, &Op)]| v.iter().map(|(i, _)| *i).collect::<Vec<_>>();
+        assert_eq!(idx(&c.resets), [100, 104, 108]);
+        assert_eq!(idx(&c.slots), [101, 105, 109]);
+        assert_eq!(idx(&c.members), [102, 106, 110]);
+        assert_eq!(idx(&c.services), [103, 107, 111]);
+    }
+}
