@@ -3,7 +3,8 @@
 //! (`L4LB_HEALTH`), handshakes in flight, their outcome and duration, and live
 //! connections. No per-packet work: only the callbacks every TCP socket gets
 //! once (connect, established) plus, for VIP sockets only, the RTO and state
-//! callbacks turned on with `bpf_sock_ops_cb_flags_set`.
+//! callbacks turned on with `bpf_sock_ops_cb_flags_set` (RTO off again once
+//! established: only a handshake's timeout is recorded).
 //!
 //! A socket is ours when connect4/6 left a mark under its cookie
 //! (`L4LB_SOCKS`): the backend id, the probe bit (and the VIP, which
@@ -38,10 +39,14 @@ pub fn l4lb_sockops(ctx: SockOpsContext) -> u32 {
     {
         return 1;
     }
-    // The move to ESTABLISHED changes nothing recorded (ACTIVE_ESTABLISHED
-    // follows it and does the work): skip the lookup by cookie, one of the
-    // seven callbacks a VIP connection makes.
-    if op == BPF_SOCK_OPS_STATE_CB && ctx.arg(1) == BPF_TCP_ESTABLISHED {
+    // Of the state changes, only leaving ESTABLISHED (arg 0: the old state)
+    // and reaching CLOSE (arg 1: the new one) change what is recorded; the
+    // others (to ESTABLISHED, which ACTIVE_ESTABLISHED follows, and
+    // FIN_WAIT2, CLOSING, LAST_ACK on the way out) skip the lookup by cookie.
+    if op == BPF_SOCK_OPS_STATE_CB
+        && ctx.arg(0) != BPF_TCP_ESTABLISHED
+        && ctx.arg(1) != BPF_TCP_CLOSE
+    {
         return 1;
     }
     let Some((cookie, mark)) = mark(&ctx) else {
@@ -68,6 +73,9 @@ pub fn l4lb_sockops(ctx: SockOpsContext) -> u32 {
         }
         BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB => {
             if m.flags & MARK_IN_FLIGHT != 0 {
+                // A retransmission timeout of an established connection
+                // records nothing: no more RTO callbacks for this socket.
+                let _ = ctx.set_cb_flags((ctx.cb_flags() & !BPF_SOCK_OPS_RTO_CB_FLAG) as i32);
                 let now = health::now_ns();
                 m.flags = (m.flags & !MARK_IN_FLIGHT) | MARK_ESTABLISHED;
                 health::established(h, now.wrapping_sub(m.start_ns), now);
