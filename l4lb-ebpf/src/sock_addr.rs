@@ -4,8 +4,8 @@
 //! anything, so no packet ever carries the VIP and no per-packet NAT is needed.
 //! recvmsg4/6 and getpeername4/6 translate backend → VIP, so applications only
 //! ever see the VIP: UDP through the reverse-NAT LRU (socket cookie + backend),
-//! TCP through the socket's mark (`L4LB_SOCKS`, by cookie), which a TCP connect
-//! writes anyway for `sock_ops`: one map write per TCP connect.
+//! TCP through the socket's mark (`L4LB_SOCKS`, by cookie, `socks.rs`), which
+//! a TCP connect writes anyway for `sock_ops`: one slot write per TCP connect.
 //!
 //! The agent's own calls (its Marathon reads, DNS upstream queries) are never
 //! rewritten: the process registered in `L4LB_SELF` is checked once a call
@@ -33,12 +33,13 @@ use l4lb_common::{
 };
 
 use crate::{
+    health,
     lb::{
         MemberEvent, Verdict, backend_verdict, choose, count_backend, count_member, count_service,
         lookup_service, mix_cookie, p2c,
     },
-    maps::{L4LB_REVNAT, L4LB_SELF, L4LB_SOCKS},
-    monitor,
+    maps::{L4LB_REVNAT, L4LB_SELF},
+    monitor, socks,
 };
 
 const ALLOW: i32 = 1;
@@ -324,7 +325,7 @@ fn remember(c: &Remembered, tcp_connect: bool, probe: bool) {
             service_id: c.service_id,
             vip: c.vip,
         };
-        let _ = L4LB_SOCKS.insert(&c.cookie, &m, 0);
+        let _ = socks::put(c.cookie, &m, health::now_ns());
     } else {
         let key = RevNatKey {
             cookie: c.cookie,
@@ -403,8 +404,13 @@ fn reverse(ctx: &SockAddrContext, family: Family) -> i32 {
 /// backend connect4/6 sent it to (a socket connected again elsewhere is not).
 #[inline(always)]
 fn tcp_vip(cookie: u64, peer: &Addr6, port: u16) -> Option<(Addr6, u16, u32)> {
-    // SAFETY: the value is copied out before any other map operation.
-    let m = unsafe { L4LB_SOCKS.get(&cookie) }.copied()?;
+    // SAFETY: a live array value; another CPU may free and retake the
+    // slot, so the cookie is checked again after the copy.
+    let m = unsafe { *socks::find(cookie)? };
+    if m.cookie != cookie {
+        return None;
+    }
+    let m = m.mark;
     (m.vip_port != 0 && m.backend == *peer && m.backend_port == port).then_some((
         m.vip,
         m.vip_port,

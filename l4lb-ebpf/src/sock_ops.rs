@@ -7,7 +7,7 @@
 //! established: only a handshake's timeout is recorded).
 //!
 //! A socket is ours when connect4/6 left a mark under its cookie
-//! (`L4LB_SOCKS`): the backend id, the probe bit (and the VIP, which
+//! (`L4LB_SOCKS`, `socks.rs`): the backend id, the probe bit (and the VIP, which
 //! getpeername4/6 read there). Lifecycle:
 //! TCP_CONNECT_CB (SYN out) → in flight; ACTIVE_ESTABLISHED_CB → RTT sample,
 //! live; RTO_CB while in flight → failed (once per handshake); STATE_CB to
@@ -27,7 +27,7 @@ use aya_ebpf::{
 };
 use l4lb_common::{MARK_ESTABLISHED, MARK_FAILED, MARK_IN_FLIGHT, MARK_PROBE, SockMark};
 
-use crate::{health, maps::L4LB_SOCKS};
+use crate::{health, socks};
 
 #[sock_ops]
 pub fn l4lb_sockops(ctx: SockOpsContext) -> u32 {
@@ -49,12 +49,14 @@ pub fn l4lb_sockops(ctx: SockOpsContext) -> u32 {
     {
         return 1;
     }
-    let Some((cookie, mark)) = mark(&ctx) else {
+    // SAFETY: bpf_get_socket_cookie is allowed for sock_ops programs.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    let Some(slot) = socks::find(cookie) else {
         return 1;
     };
     // SAFETY: a map value, valid while this program runs; only this
-    // socket's callbacks (serialized by its lock) write it.
-    let m = unsafe { &mut *mark };
+    // socket's callbacks (serialized by its lock) write its mark.
+    let m = unsafe { &mut (*slot).mark };
     let Some(h) = health::entry(m.backend_id) else {
         return 1;
     };
@@ -100,6 +102,8 @@ pub fn l4lb_sockops(ctx: SockOpsContext) -> u32 {
             if m.flags & MARK_ESTABLISHED != 0 && state != BPF_TCP_ESTABLISHED {
                 m.flags &= !MARK_ESTABLISHED;
                 health::closed(h, health::now_ns().wrapping_sub(m.start_ns));
+                // Time 0: closing, not a stale slot to take (`socks.rs`).
+                m.start_ns = 0;
             }
             if state != BPF_TCP_CLOSE {
                 return 1;
@@ -111,17 +115,8 @@ pub fn l4lb_sockops(ctx: SockOpsContext) -> u32 {
                 }
                 health::handshake_ended(h);
             }
-            m.flags = 0;
-            let _ = L4LB_SOCKS.remove(&cookie);
+            socks::free(slot);
         }
     }
     1
-}
-
-/// The mark connect4/6 left on this socket (by cookie), if any.
-#[inline(always)]
-fn mark(ctx: &SockOpsContext) -> Option<(u64, *mut SockMark)> {
-    // SAFETY: bpf_get_socket_cookie is allowed for sock_ops programs.
-    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
-    L4LB_SOCKS.get_ptr_mut(&cookie).map(|p| (cookie, p))
 }
