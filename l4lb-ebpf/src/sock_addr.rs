@@ -17,10 +17,10 @@ use core::ptr::{addr_of_mut, write_volatile};
 
 use aya_ebpf::{
     EbpfContext,
-    bindings::{bpf_pidns_info, bpf_sock_addr},
+    bindings::{BPF_SOCK_OPS_RTO_CB_FLAG, bpf_pidns_info, bpf_sock_addr},
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_ns_current_pid_tgid, bpf_get_prandom_u32,
-        bpf_get_socket_cookie,
+        bpf_get_socket_cookie, bpf_setsockopt,
     },
     macros::cgroup_sock_addr,
     programs::SockAddrContext,
@@ -271,6 +271,9 @@ fn forward(ctx: &SockAddrContext, family: Family, call: Call) -> i32 {
                 backend: &backend,
             };
             remember(&conn, tcp_connect, probe);
+            if tcp_connect {
+                follow(ctx);
+            }
             set_user_addr(ctx.sock_addr, family, &backend.addr, backend.port);
             match call {
                 Call::Connect => {
@@ -341,6 +344,32 @@ fn remember(c: &Remembered, tcp_connect: bool, probe: bool) {
         };
         let _ = L4LB_REVNAT.insert(&key, &value, 0);
     }
+}
+
+/// `TCP_BPF_SOCK_OPS_CB_FLAGS` (linux/bpf.h, Linux 6.10): a socket's
+/// sock_ops callback flags, settable with `bpf_setsockopt` from connect4/6.
+const TCP_BPF_SOCK_OPS_CB_FLAGS: i32 = 1008;
+const SOL_TCP: i32 = 6;
+
+/// Turns on this socket's RTO callbacks (a SYN timeout fails the
+/// handshake); `sock_ops` adds the STATE ones when the SYN leaves (here,
+/// they would add a callback for the move to SYN_SENT). Sockets of no VIP
+/// never get either, so `sock_ops` knows them by their flags, without a
+/// lookup.
+#[inline(always)]
+fn follow(ctx: &SockAddrContext) {
+    let mut flags = BPF_SOCK_OPS_RTO_CB_FLAG as i32;
+    // SAFETY: bpf_setsockopt is allowed for connect4/6 (the socket is
+    // locked there); `flags` is a writable i32 on our stack, its size passed.
+    let _ = unsafe {
+        bpf_setsockopt(
+            ctx.as_ptr(),
+            SOL_TCP,
+            TCP_BPF_SOCK_OPS_CB_FLAGS,
+            &mut flags as *mut i32 as *mut core::ffi::c_void,
+            core::mem::size_of::<i32>() as i32,
+        )
+    };
 }
 
 /// The VIP side of a monitor event (the client is the calling task).

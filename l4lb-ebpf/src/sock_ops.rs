@@ -49,6 +49,12 @@ pub fn l4lb_sockops(ctx: SockOpsContext) -> u32 {
     {
         return 1;
     }
+    // connect4/6 turned the RTO callbacks on for the sockets they marked
+    // (STATE follows at TCP_CONNECT, RTO goes once established): a socket
+    // with neither is not ours, no lookup.
+    if ctx.cb_flags() & (BPF_SOCK_OPS_RTO_CB_FLAG | BPF_SOCK_OPS_STATE_CB_FLAG) == 0 {
+        return 1;
+    }
     // SAFETY: bpf_get_socket_cookie is allowed for sock_ops programs.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
     let Some(slot) = socks::find(cookie) else {
@@ -64,11 +70,10 @@ pub fn l4lb_sockops(ctx: SockOpsContext) -> u32 {
     // change to ESTABLISHED, which every VIP connection also makes.
     match op {
         BPF_SOCK_OPS_TCP_CONNECT_CB => {
+            // A failure from here shows as a close, a close of a live one
+            // as a close (connect4/6 turned RTO on already).
+            let _ = ctx.set_cb_flags((ctx.cb_flags() | BPF_SOCK_OPS_STATE_CB_FLAG) as i32);
             let now = health::now_ns();
-            // Only VIP sockets get these callbacks: a failure shows as a SYN
-            // timeout or a close, a close of a live one as a close.
-            let flags = ctx.cb_flags() | BPF_SOCK_OPS_RTO_CB_FLAG | BPF_SOCK_OPS_STATE_CB_FLAG;
-            let _ = ctx.set_cb_flags(flags as i32);
             m.start_ns = now;
             m.flags |= MARK_IN_FLIGHT;
             health::handshake_started(h, now);
