@@ -62,10 +62,12 @@ pub const GUARD_REASONS: [&str; 5] = [
 /// by the `sock_ops` program and connect4/6 (atomics); zeroed by the agent
 /// when an id is handed to a new backend; read by connect4/6 (p2c) and the CLI.
 pub const HEALTH_MAP: &str = "L4LB_HEALTH";
-/// Socket cookie → [`crate::SockMark`] (LRU): connect4/6 marks each TCP
-/// socket it sent to a backend (with the VIP, which getpeername4/6 shows
-/// from here: TCP sockets get no `L4LB_REVNAT` entry); the `sock_ops`
-/// program finds it there and removes it when the socket closes.
+/// Socket marks ([`crate::SockSlot`], array indexed by socket cookie, see
+/// [`SOCK_PROBE_SLOTS`]): connect4/6 marks each TCP socket it sent to a
+/// backend (with the VIP, which getpeername4/6 shows from here: TCP sockets
+/// get no `L4LB_REVNAT` entry); the `sock_ops` program finds it there and
+/// frees the slot when the socket closes. An array rather than a hash: an
+/// insert into a (LRU) hash was ~35 % of a VIP connect4.
 pub const SOCKS_MAP: &str = "L4LB_SOCKS";
 /// The balancing policy ([`crate::LbConfig`], index 0), written by the agent.
 pub const LB_CONFIG_MAP: &str = "L4LB_LB_CONFIG";
@@ -158,9 +160,16 @@ pub const MAX_REVNAT: u32 = 131_072;
 /// forgotten first; a forgotten flow is re-picked by Maglev, which sends it
 /// to the same backend unless the set changed meanwhile).
 pub const MAX_FLOWS: u32 = 131_072;
-/// Marked TCP sockets (LRU): connections through a VIP alive at once whose
-/// handshakes and lives `sock_ops` can follow.
+/// Socket mark slots (array; a power of two): connections through a VIP
+/// alive at once whose handshakes and lives `sock_ops` can follow.
 pub const MAX_SOCKS: u32 = 131_072;
+/// Slots a socket's mark may take, from `cookie % MAX_SOCKS` on: a new mark
+/// takes the first free one (or one left by a connect that never sent its
+/// SYN, after [`SOCK_STALE_NS`]); none → that connection goes unobserved.
+pub const SOCK_PROBE_SLOTS: u32 = 8;
+/// A mark whose SYN has not left after this long belongs to a connect that
+/// failed before it (no route, no local port): its slot may be taken.
+pub const SOCK_STALE_NS: u64 = 1_000_000_000;
 /// Largest weight a backend may have; 0 = no new connections.
 pub const MAX_WEIGHT: u32 = 100;
 

@@ -231,6 +231,20 @@ pub const fn is_v4_mapped(addr: &Addr6) -> bool {
     addr[0] == 0 && addr[1] == 0 && addr[2] == V4_MAPPED_PREFIX_BE
 }
 
+/// One entry of the socket marks (`L4LB_SOCKS`, an array): the socket's
+/// cookie (0: free) and its mark. 64 bytes, one cache line. A socket's entry
+/// is one of the [`SOCK_PROBE_SLOTS`] from `cookie % MAX_SOCKS` on.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockSlot {
+    pub cookie: u64,
+    pub mark: crate::SockMark,
+}
+
+const _: () = assert!(core::mem::size_of::<SockSlot>() == 64);
+// The kernel side wraps slot indices with a mask.
+const _: () = assert!(crate::MAX_SOCKS.is_power_of_two());
+
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
@@ -250,6 +264,7 @@ mod pod {
     unsafe impl aya::Pod for crate::LbConfig {}
     unsafe impl aya::Pod for crate::BackendHealth {}
     unsafe impl aya::Pod for crate::SockMark {}
+    unsafe impl aya::Pod for SockSlot {}
     unsafe impl aya::Pod for crate::LbStats {}
     unsafe impl aya::Pod for crate::ProbeMark {}
 }

@@ -25,6 +25,7 @@ mod monitor;
 mod net;
 mod sock_addr;
 mod sock_ops;
+mod socks;
 mod tc;
 mod tc_in;
 mod xdp;

@@ -10,7 +10,7 @@ use l4lb_common::{
     ICMP_COUNTERS, LbConfig, LbStats, MAX_BACKENDS, MAX_FLOWS, MAX_MEMBERS, MAX_REVNAT,
     MAX_SERVICES as VIP_ADDRS, MAX_SERVICES, MAX_SLOTS, MAX_SOCKS, MONITOR_RING_BYTES, MemberKey,
     MemberValue, MonitorConfig, MonitorEvent, ProbeMark, RevNatKey, RevNatValue, ServiceKey,
-    ServiceValue, SockMark, Stats,
+    ServiceValue, SockSlot, Stats,
 };
 
 const NO_PREALLOC: usize = BPF_F_NO_PREALLOC as usize;
@@ -80,15 +80,12 @@ pub static L4LB_VIP_GUARD: PerCpuArray<u64, { GUARD_REASONS.len() }> = PerCpuArr
 #[btf_map]
 pub static L4LB_HEALTH: Array<BackendHealth, { MAX_BACKENDS as usize }> = Array::new();
 
-/// Per-socket mark, keyed by socket cookie: which backend connect4/6 sent a
-/// TCP socket to. A preallocated LRU hash rather than socket-local storage:
-/// sk storage allocates (and frees, through RCU) per socket, which measured
-/// ~1.5 µs per connection on `bench socket`; an entry here is taken from a
-/// free list and returned at close. A socket that never sends its SYN leaves
-/// its entry to the LRU; more marked sockets alive at once than the map holds
-/// would lose the oldest marks (those connections go unobserved).
+/// Per-socket marks by socket cookie (`socks.rs`): which backend
+/// connect4/6 sent a TCP socket to. A preallocated array rather than a hash
+/// (an insert was ~0.5 µs of a VIP connect4) or socket-local storage (which
+/// allocates and frees per socket, ~1.5 µs per connection).
 #[btf_map]
-pub static L4LB_SOCKS: LruHashMap<u64, SockMark, { MAX_SOCKS as usize }> = LruHashMap::new();
+pub static L4LB_SOCKS: Array<SockSlot, { MAX_SOCKS as usize }> = Array::new();
 
 /// The balancing policy (`LB_POLICY_*`, index 0), written by the agent.
 #[btf_map]

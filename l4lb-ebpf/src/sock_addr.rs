@@ -4,8 +4,8 @@
 //! anything, so no packet ever carries the VIP and no per-packet NAT is needed.
 //! recvmsg4/6 and getpeername4/6 translate backend → VIP, so applications only
 //! ever see the VIP: UDP through the reverse-NAT LRU (socket cookie + backend),
-//! TCP through the socket's mark (`L4LB_SOCKS`, by cookie), which a TCP connect
-//! writes anyway for `sock_ops`: one map write per TCP connect.
+//! TCP through the socket's mark (`L4LB_SOCKS`, by cookie, `socks.rs`), which
+//! a TCP connect writes anyway for `sock_ops`: one slot write per TCP connect.
 //!
 //! The agent's own calls (its Marathon reads, DNS upstream queries) are never
 //! rewritten: the process registered in `L4LB_SELF` is checked once a call
@@ -17,10 +17,10 @@ use core::ptr::{addr_of_mut, write_volatile};
 
 use aya_ebpf::{
     EbpfContext,
-    bindings::{bpf_pidns_info, bpf_sock_addr},
+    bindings::{BPF_SOCK_OPS_RTO_CB_FLAG, bpf_pidns_info, bpf_sock_addr},
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_ns_current_pid_tgid, bpf_get_prandom_u32,
-        bpf_get_socket_cookie,
+        bpf_get_socket_cookie, bpf_setsockopt,
     },
     macros::cgroup_sock_addr,
     programs::SockAddrContext,
@@ -33,12 +33,13 @@ use l4lb_common::{
 };
 
 use crate::{
+    health,
     lb::{
         MemberEvent, Verdict, backend_verdict, choose, count_backend, count_member, count_service,
         lookup_service, mix_cookie, p2c,
     },
-    maps::{L4LB_REVNAT, L4LB_SELF, L4LB_SOCKS},
-    monitor,
+    maps::{L4LB_REVNAT, L4LB_SELF},
+    monitor, socks,
 };
 
 const ALLOW: i32 = 1;
@@ -270,6 +271,9 @@ fn forward(ctx: &SockAddrContext, family: Family, call: Call) -> i32 {
                 backend: &backend,
             };
             remember(&conn, tcp_connect, probe);
+            if tcp_connect {
+                follow(ctx);
+            }
             set_user_addr(ctx.sock_addr, family, &backend.addr, backend.port);
             match call {
                 Call::Connect => {
@@ -324,7 +328,7 @@ fn remember(c: &Remembered, tcp_connect: bool, probe: bool) {
             service_id: c.service_id,
             vip: c.vip,
         };
-        let _ = L4LB_SOCKS.insert(&c.cookie, &m, 0);
+        let _ = socks::put(c.cookie, &m, health::now_ns());
     } else {
         let key = RevNatKey {
             cookie: c.cookie,
@@ -340,6 +344,32 @@ fn remember(c: &Remembered, tcp_connect: bool, probe: bool) {
         };
         let _ = L4LB_REVNAT.insert(&key, &value, 0);
     }
+}
+
+/// `TCP_BPF_SOCK_OPS_CB_FLAGS` (linux/bpf.h, Linux 6.10): a socket's
+/// sock_ops callback flags, settable with `bpf_setsockopt` from connect4/6.
+const TCP_BPF_SOCK_OPS_CB_FLAGS: i32 = 1008;
+const SOL_TCP: i32 = 6;
+
+/// Turns on this socket's RTO callbacks (a SYN timeout fails the
+/// handshake); `sock_ops` adds the STATE ones when the SYN leaves (here,
+/// they would add a callback for the move to SYN_SENT). Sockets of no VIP
+/// never get either, so `sock_ops` knows them by their flags, without a
+/// lookup.
+#[inline(always)]
+fn follow(ctx: &SockAddrContext) {
+    let mut flags = BPF_SOCK_OPS_RTO_CB_FLAG as i32;
+    // SAFETY: bpf_setsockopt is allowed for connect4/6 (the socket is
+    // locked there); `flags` is a writable i32 on our stack, its size passed.
+    let _ = unsafe {
+        bpf_setsockopt(
+            ctx.as_ptr(),
+            SOL_TCP,
+            TCP_BPF_SOCK_OPS_CB_FLAGS,
+            &mut flags as *mut i32 as *mut core::ffi::c_void,
+            core::mem::size_of::<i32>() as i32,
+        )
+    };
 }
 
 /// The VIP side of a monitor event (the client is the calling task).
@@ -403,8 +433,13 @@ fn reverse(ctx: &SockAddrContext, family: Family) -> i32 {
 /// backend connect4/6 sent it to (a socket connected again elsewhere is not).
 #[inline(always)]
 fn tcp_vip(cookie: u64, peer: &Addr6, port: u16) -> Option<(Addr6, u16, u32)> {
-    // SAFETY: the value is copied out before any other map operation.
-    let m = unsafe { L4LB_SOCKS.get(&cookie) }.copied()?;
+    // SAFETY: a live array value; another CPU may free and retake the
+    // slot, so the cookie is checked again after the copy.
+    let m = unsafe { *socks::find(cookie)? };
+    if m.cookie != cookie {
+        return None;
+    }
+    let m = m.mark;
     (m.vip_port != 0 && m.backend == *peer && m.backend_port == port).then_some((
         m.vip,
         m.vip_port,

@@ -3,10 +3,11 @@
 //! (`L4LB_HEALTH`), handshakes in flight, their outcome and duration, and live
 //! connections. No per-packet work: only the callbacks every TCP socket gets
 //! once (connect, established) plus, for VIP sockets only, the RTO and state
-//! callbacks turned on with `bpf_sock_ops_cb_flags_set`.
+//! callbacks turned on with `bpf_sock_ops_cb_flags_set` (RTO off again once
+//! established: only a handshake's timeout is recorded).
 //!
 //! A socket is ours when connect4/6 left a mark under its cookie
-//! (`L4LB_SOCKS`): the backend id, the probe bit (and the VIP, which
+//! (`L4LB_SOCKS`, `socks.rs`): the backend id, the probe bit (and the VIP, which
 //! getpeername4/6 read there). Lifecycle:
 //! TCP_CONNECT_CB (SYN out) → in flight; ACTIVE_ESTABLISHED_CB → RTT sample,
 //! live; RTO_CB while in flight → failed (once per handshake); STATE_CB to
@@ -26,7 +27,7 @@ use aya_ebpf::{
 };
 use l4lb_common::{MARK_ESTABLISHED, MARK_FAILED, MARK_IN_FLIGHT, MARK_PROBE, SockMark};
 
-use crate::{health, maps::L4LB_SOCKS};
+use crate::{health, socks};
 
 #[sock_ops]
 pub fn l4lb_sockops(ctx: SockOpsContext) -> u32 {
@@ -38,18 +39,30 @@ pub fn l4lb_sockops(ctx: SockOpsContext) -> u32 {
     {
         return 1;
     }
-    // The move to ESTABLISHED changes nothing recorded (ACTIVE_ESTABLISHED
-    // follows it and does the work): skip the lookup by cookie, one of the
-    // seven callbacks a VIP connection makes.
-    if op == BPF_SOCK_OPS_STATE_CB && ctx.arg(1) == BPF_TCP_ESTABLISHED {
+    // Of the state changes, only leaving ESTABLISHED (arg 0: the old state)
+    // and reaching CLOSE (arg 1: the new one) change what is recorded; the
+    // others (to ESTABLISHED, which ACTIVE_ESTABLISHED follows, and
+    // FIN_WAIT2, CLOSING, LAST_ACK on the way out) skip the lookup by cookie.
+    if op == BPF_SOCK_OPS_STATE_CB
+        && ctx.arg(0) != BPF_TCP_ESTABLISHED
+        && ctx.arg(1) != BPF_TCP_CLOSE
+    {
         return 1;
     }
-    let Some((cookie, mark)) = mark(&ctx) else {
+    // connect4/6 turned the RTO callbacks on for the sockets they marked
+    // (STATE follows at TCP_CONNECT, RTO goes once established): a socket
+    // with neither is not ours, no lookup.
+    if ctx.cb_flags() & (BPF_SOCK_OPS_RTO_CB_FLAG | BPF_SOCK_OPS_STATE_CB_FLAG) == 0 {
+        return 1;
+    }
+    // SAFETY: bpf_get_socket_cookie is allowed for sock_ops programs.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    let Some(slot) = socks::find(cookie) else {
         return 1;
     };
     // SAFETY: a map value, valid while this program runs; only this
-    // socket's callbacks (serialized by its lock) write it.
-    let m = unsafe { &mut *mark };
+    // socket's callbacks (serialized by its lock) write its mark.
+    let m = unsafe { &mut (*slot).mark };
     let Some(h) = health::entry(m.backend_id) else {
         return 1;
     };
@@ -57,17 +70,19 @@ pub fn l4lb_sockops(ctx: SockOpsContext) -> u32 {
     // change to ESTABLISHED, which every VIP connection also makes.
     match op {
         BPF_SOCK_OPS_TCP_CONNECT_CB => {
+            // A failure from here shows as a close, a close of a live one
+            // as a close (connect4/6 turned RTO on already).
+            let _ = ctx.set_cb_flags((ctx.cb_flags() | BPF_SOCK_OPS_STATE_CB_FLAG) as i32);
             let now = health::now_ns();
-            // Only VIP sockets get these callbacks: a failure shows as a SYN
-            // timeout or a close, a close of a live one as a close.
-            let flags = ctx.cb_flags() | BPF_SOCK_OPS_RTO_CB_FLAG | BPF_SOCK_OPS_STATE_CB_FLAG;
-            let _ = ctx.set_cb_flags(flags as i32);
             m.start_ns = now;
             m.flags |= MARK_IN_FLIGHT;
             health::handshake_started(h, now);
         }
         BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB => {
             if m.flags & MARK_IN_FLIGHT != 0 {
+                // A retransmission timeout of an established connection
+                // records nothing: no more RTO callbacks for this socket.
+                let _ = ctx.set_cb_flags((ctx.cb_flags() & !BPF_SOCK_OPS_RTO_CB_FLAG) as i32);
                 let now = health::now_ns();
                 m.flags = (m.flags & !MARK_IN_FLIGHT) | MARK_ESTABLISHED;
                 health::established(h, now.wrapping_sub(m.start_ns), now);
@@ -92,6 +107,8 @@ pub fn l4lb_sockops(ctx: SockOpsContext) -> u32 {
             if m.flags & MARK_ESTABLISHED != 0 && state != BPF_TCP_ESTABLISHED {
                 m.flags &= !MARK_ESTABLISHED;
                 health::closed(h, health::now_ns().wrapping_sub(m.start_ns));
+                // Time 0: closing, not a stale slot to take (`socks.rs`).
+                m.start_ns = 0;
             }
             if state != BPF_TCP_CLOSE {
                 return 1;
@@ -103,17 +120,8 @@ pub fn l4lb_sockops(ctx: SockOpsContext) -> u32 {
                 }
                 health::handshake_ended(h);
             }
-            m.flags = 0;
-            let _ = L4LB_SOCKS.remove(&cookie);
+            socks::free(slot);
         }
     }
     1
-}
-
-/// The mark connect4/6 left on this socket (by cookie), if any.
-#[inline(always)]
-fn mark(ctx: &SockOpsContext) -> Option<(u64, *mut SockMark)> {
-    // SAFETY: bpf_get_socket_cookie is allowed for sock_ops programs.
-    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
-    L4LB_SOCKS.get_ptr_mut(&cookie).map(|p| (cookie, p))
 }

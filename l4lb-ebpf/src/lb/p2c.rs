@@ -11,8 +11,8 @@
 //! the control plane's choice (the first slot), counted as a fallback.
 use aya_ebpf::helpers::bpf_get_prandom_u32;
 use l4lb_common::{
-    HealthState, LB_POLICY_P2C, LOCALITY_OFF, LbStats, MemberKey, P2C_MAX_DRAWS, PROBES_CONNECTION,
-    ServiceValue, conn_time, p2c_cost, second_wins,
+    HealthState, LB_POLICY_P2C, LbStats, MemberKey, P2C_MAX_DRAWS, PROBES_CONNECTION, ServiceValue,
+    conn_time, p2c_cost, second_wins,
 };
 
 use super::slot_backend;
@@ -48,18 +48,15 @@ pub(super) fn connection_probes() -> bool {
 #[unsafe(no_mangle)]
 static L4LB_LOCALITY_STEP: u8 = 1;
 
-/// The agent runs with `--locality node|zone` (it records the mode before
-/// it writes any local set): only then is `L4LB_LOCAL` worth a hash lookup
-/// (a miss costs about as much as a hit) on every connect.
+/// The programs were loaded for `--locality node|zone`. The mode in
+/// `L4LB_LB_CONFIG` is not read here: under `off` the agent loads the
+/// step as 0, and before its first local set (or after it deleted the
+/// last) an `L4LB_LOCAL` lookup misses and p2c goes on as without it.
 #[inline(always)]
 fn locality_on() -> bool {
     // SAFETY: a plain read of a static; volatile so the compiler leaves the
     // value to the loader.
-    let step = unsafe { core::ptr::read_volatile(&L4LB_LOCALITY_STEP) };
-    step != 0
-        && L4LB_LB_CONFIG
-            .get(0)
-            .is_some_and(|c| u32::from(c.locality) != LOCALITY_OFF)
+    unsafe { core::ptr::read_volatile(&L4LB_LOCALITY_STEP) != 0 }
 }
 
 #[inline(always)]

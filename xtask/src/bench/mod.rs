@@ -68,6 +68,10 @@ pub enum Bench {
         /// The agent's `--lb-policy` (p2c, random) for the VIP path.
         #[arg(long, default_value = "p2c")]
         lb_policy: String,
+        /// Debug binaries, no release build: for comparing the programs' run
+        /// time between two builds (the latencies are the debug probe's).
+        #[arg(long, conflicts_with = "write")]
+        debug_build: bool,
     },
     /// XDP datapath: ns per packet (BPF_PROG_TEST_RUN) and packets per second
     /// through the node netns vs iptables and nftables DNAT.
@@ -130,7 +134,8 @@ pub fn run(what: Bench) -> Result<()> {
             rounds,
             write,
             lb_policy,
-        } => socket::socket(iterations, rounds, write, &lb_policy),
+            debug_build,
+        } => socket::socket(iterations, rounds, write, &lb_policy, !debug_build),
         Bench::Xdp {
             rounds,
             seconds,

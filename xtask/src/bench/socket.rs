@@ -24,12 +24,18 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(180);
 const TOTAL_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 const SECTION: &str = "xtask bench socket";
 
-pub fn socket(iterations: u32, rounds: u32, write: bool, lb_policy: &str) -> Result<()> {
-    if write && rounds < 5 {
-        bail!("--write records published numbers: use at least 5 rounds");
+pub fn socket(
+    iterations: u32,
+    rounds: u32,
+    write: bool,
+    lb_policy: &str,
+    release: bool,
+) -> Result<()> {
+    if write && (rounds < 5 || !release) {
+        bail!("--write records published numbers: use at least 5 rounds and release binaries");
     }
     // Release binaries: a debug probe would add its own overhead to both sides.
-    preflight::kernel_task(true)?;
+    preflight::kernel_task(release)?;
     interrupt::install();
     let deadline = Instant::now() + TOTAL_TIMEOUT;
     let mut sb = Sandbox::new("bench")?;
