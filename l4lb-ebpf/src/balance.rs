@@ -6,10 +6,10 @@
 //! they read the packet ([`Packet`]) and how they rewrite it (XDP computes
 //! the checksums itself, tc asks the kernel's helpers).
 use l4lb_common::{
-    Addr6, Backend, CloseStep, FLOW_FIN_CLIENT, FlowKey, FlowValue, GUARD_EXT_HEADER, GUARD_FRAGMENT,
-    GUARD_IP_OPTIONS, GUARD_OTHER_PROTO, GUARD_TRUNCATED, HOOK_XDP, IPPROTO_TCP, IPPROTO_UDP,
-    MemberKey, REASON_NEW, REASON_NO_BACKEND, REASON_TRACKED, REASON_TRACKED_WEIGHT0, ServiceValue,
-    TCP_FLAGS_OFF, close_step, may_open, reopens, v4_mapped,
+    Addr6, Backend, CloseStep, FLOW_FIN_CLIENT, FlowKey, FlowValue, GUARD_EXT_HEADER,
+    GUARD_FRAGMENT, GUARD_IP_OPTIONS, GUARD_OTHER_PROTO, GUARD_TRUNCATED, HOOK_XDP, IPPROTO_TCP,
+    IPPROTO_UDP, MemberKey, REASON_NEW, REASON_NO_BACKEND, REASON_TRACKED, REASON_TRACKED_WEIGHT0,
+    ServiceValue, TCP_FLAGS_OFF, close_step, may_open, reopens, v4_mapped,
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
