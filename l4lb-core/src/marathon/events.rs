@@ -129,10 +129,11 @@ fn to_event(ev: eventsource_stream::Event) -> Result<MarathonEvent, EventError> 
     match serde_json::from_str::<serde_json::Value>(&ev.data) {
         Ok(data) => {
             // Frames without an `event:` line get the SSE default "message";
-            // Marathon's payload names its type too.
+            // Marathon's payload names its type too (an empty name is none).
             let event_type = if ev.event == "message" {
                 data.get("eventType")
                     .and_then(|t| t.as_str())
+                    .filter(|t| !t.is_empty())
                     .map_or(ev.event, str::to_owned)
             } else {
                 ev.event
@@ -459,6 +460,21 @@ mod tests {
             assert_eq!(got.len(), 1, "chunk size {size}: {got:?}");
             assert_eq!(got[0].as_ref().unwrap().event_type, "message");
         }
+    }
+
+    /// Fuzz find (fuzz/regressions/sse_events/empty-event-type): a frame
+    /// without an `event:` line whose payload's `eventType` is "" came out
+    /// with an empty type; it keeps the SSE default.
+    #[tokio::test]
+    async fn an_empty_event_type_in_the_payload_keeps_the_default() {
+        let body: &'static [u8] = b"data: {\"eventType\":\"\"}\n\n";
+        let got = collect(from_bytes(
+            chunked(body, body.len()),
+            Duration::from_secs(5),
+        ))
+        .await;
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].as_ref().unwrap().event_type, "message");
     }
 
     /// Fuzz find (fuzz/regressions/sse_events/bad-utf8-open): bytes that are
