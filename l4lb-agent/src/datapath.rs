@@ -259,31 +259,17 @@ impl Maps {
                 i += n;
                 continue;
             }
-            let run: Vec<&Op> = ops[i..]
+            let run: Vec<(usize, &Op)> = ops[i..]
                 .iter()
                 .take_while(|o| batch_kind(o).is_some() && batch_kind(o) == batch_kind(&ops[i]))
+                .enumerate()
+                .map(|(k, o)| (i + k, o))
                 .collect();
-            if run.len() > 1 && self.batches {
-                match self.put_batch(&run) {
-                    Ok(()) => {
-                        i += run.len();
-                        continue;
-                    }
-                    // No batch support here: one write per op from now on.
-                    Err((0, e)) if no_batch(&e) => {
-                        tracing::debug!("batch map updates unavailable ({e}), writing one by one");
-                        self.batches = false;
-                    }
-                    Err((done, e)) => {
-                        return Err(fail(
-                            i + done,
-                            aya::maps::MapError::SyscallError(aya::sys::SyscallError {
-                                call: "bpf_map_update_batch",
-                                io_error: e,
-                            }),
-                        ));
-                    }
-                }
+            if run.len() > 1 {
+                self.put_many(&run)
+                    .map_err(|(at, source)| fail(at, source))?;
+                i += run.len();
+                continue;
             }
             self.apply_one(&ops[i]).map_err(|source| fail(i, source))?;
             i += 1;
