@@ -2,7 +2,11 @@
 //! `/metrics`, `/healthz` (the process answers) and `/readyz` (a table from the
 //! source is in the maps and the last sync did not fail). Bound to 127.0.0.1
 //! unless told otherwise.
+mod datapath;
+mod family;
 mod locality;
+
+use family::{Labels, by_label};
 
 use std::{
     net::SocketAddr,
@@ -18,23 +22,17 @@ use anyhow::{Context, Result};
 use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use prometheus_client::{
     collector::Collector,
-    encoding::{DescriptorEncoder, EncodeGaugeValue, EncodeMetric},
+    encoding::DescriptorEncoder,
     metrics::{
-        counter::{ConstCounter, Counter},
+        counter::Counter,
         family::Family,
-        gauge::{ConstGauge, Gauge},
+        gauge::Gauge,
         histogram::{Histogram, exponential_buckets},
     },
     registry::Registry,
 };
 
-use crate::{
-    datapath::{Maps, health::HealthView},
-    dns::DnsCounters,
-    hosts::resolver::HostStats,
-    marathon::source::SourceStats,
-    table,
-};
+use crate::{dns::DnsCounters, hosts::resolver::HostStats, marathon::source::SourceStats};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:62080";
 
@@ -159,7 +157,7 @@ impl Metrics {
         registry.register_collector(Box::new(crate::mesos::stats::MesosCollector(mesos.clone())));
         let hosts = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(HostsCollector(hosts.clone())));
-        registry.register_collector(Box::new(DatapathCollector { pin_root }));
+        registry.register_collector(Box::new(datapath::DatapathCollector { pin_root }));
         Arc::new(Metrics {
             registry,
             applies,
@@ -239,50 +237,31 @@ impl Collector for DnsCollector {
         let Some(counters) = self.0.get() else {
             return Ok(());
         };
-        let c = ConstCounter::new(0u64);
-        let mut desc = encoder.encode_descriptor(
+        let snap = counters.snapshot();
+        family::counters(
+            &mut encoder,
             "dns_queries",
             "DNS queries answered, by result",
-            None,
-            c.metric_type(),
+            by_label("result", snap.by_result()),
         )?;
-        let snap = counters.snapshot();
-        for (result, n) in snap.by_result() {
-            ConstCounter::new(n)
-                .encode(desc.encode_family(&vec![("result".to_string(), result.to_string())])?)?;
-        }
-        let desc = encoder.encode_descriptor(
+        family::counters(
+            &mut encoder,
             "dns_reply_cache_hits",
             "UDP replies served from a socket's reply cache (also counted by result)",
-            None,
-            c.metric_type(),
+            [(Labels::new(), snap.cache_hits)],
         )?;
-        ConstCounter::new(snap.cache_hits).encode(desc)?;
-        let mut family = |name: &str,
-                          help: &str,
-                          label: &str,
-                          series: &[(&str, u64)]|
-         -> Result<(), std::fmt::Error> {
-            let mut desc = encoder.encode_descriptor(name, help, None, c.metric_type())?;
-            for (value, n) in series {
-                ConstCounter::new(*n)
-                    .encode(desc.encode_family(&vec![(label.to_string(), value.to_string())])?)?;
-            }
-            Ok(())
-        };
-        family(
+        family::counters(
+            &mut encoder,
             "dns_rrl",
             "UDP answers the response-rate limit dropped or sent truncated (slipped)",
-            "action",
-            &snap.rrl(),
+            by_label("action", snap.rrl()),
         )?;
-        family(
+        family::counters(
+            &mut encoder,
             "dns_tcp_closed",
             "TCP connections the DNS server closed: message cut short or stalled, idle one evicted for a newcomer, newcomer refused",
-            "reason",
-            &snap.tcp_closed(),
-        )?;
-        Ok(())
+            by_label("reason", snap.tcp_closed()),
+        )
     }
 }
 
@@ -296,57 +275,56 @@ impl Collector for MarathonCollector {
             return Ok(());
         };
         let s = stats.snapshot();
-        let mut counter =
-            |name: &str, help: &str, series: &[(&str, &str, u64)]| -> Result<(), std::fmt::Error> {
-                let c = ConstCounter::new(0u64);
-                let mut desc = encoder.encode_descriptor(name, help, None, c.metric_type())?;
-                for (key, value, n) in series {
-                    let labels: Vec<(String, String)> = if key.is_empty() {
-                        vec![]
-                    } else {
-                        vec![(key.to_string(), value.to_string())]
-                    };
-                    ConstCounter::new(*n).encode(desc.encode_family(&labels)?)?;
-                }
-                Ok(())
-            };
-        counter(
+        let e = &mut encoder;
+        let one = |n: u64| [(Labels::new(), n)];
+        family::counters(
+            e,
             "marathon_reads",
             "Good reads of Marathon: the whole app list (all) or only the apps events named (app)",
-            &[
-                ("scope", "all", s.fetch_ok.saturating_sub(s.targeted)),
-                ("scope", "app", s.targeted),
-            ],
+            by_label(
+                "scope",
+                [
+                    ("all", s.fetch_ok.saturating_sub(s.targeted)),
+                    ("app", s.targeted),
+                ],
+            ),
         )?;
-        counter(
+        family::counters(
+            e,
             "marathon_read_failures",
             "Reads of Marathon that failed; nothing was applied",
-            &[("", "", s.fetch_failed)],
+            one(s.fetch_failed),
         )?;
-        counter(
+        family::counters(
+            e,
             "marathon_events",
             "Events received on the event stream (malformed: data not JSON)",
-            &[
-                ("kind", "all", s.events_received),
-                ("kind", "malformed", s.events_malformed),
-            ],
+            by_label(
+                "kind",
+                [
+                    ("all", s.events_received),
+                    ("malformed", s.events_malformed),
+                ],
+            ),
         )?;
-        counter(
+        family::counters(
+            e,
             "marathon_stream_reconnects",
             "Event stream losses and failed connection attempts",
-            &[("", "", s.reconnects)],
+            one(s.reconnects),
         )?;
-        counter(
+        family::counters(
+            e,
             "marathon_redirects_refused",
             "Redirects or /v2/leader answers naming a host outside --marathon: refused, no credentials sent",
-            &[("", "", s.redirects_refused)],
+            one(s.redirects_refused),
         )?;
-        counter(
+        family::counters(
+            e,
             "marathon_reads_over_cap",
             "Response bodies and event-stream lines/events over their cap: dropped",
-            &[("", "", s.over_cap)],
-        )?;
-        Ok(())
+            one(s.over_cap),
+        )
     }
 }
 
@@ -360,342 +338,26 @@ impl Collector for HostsCollector {
         let Some(s) = self.0.get() else {
             return Ok(());
         };
-        let c = ConstCounter::new(s.lookups.load(Relaxed));
-        c.encode(encoder.encode_descriptor(
+        family::counters(
+            &mut encoder,
             "agent_host_lookups",
             "DNS lookups of agents the control plane reports by host name",
-            None,
-            c.metric_type(),
-        )?)?;
-        let c = ConstCounter::new(s.failures.load(Relaxed));
-        c.encode(encoder.encode_descriptor(
+            [(Labels::new(), s.lookups.load(Relaxed))],
+        )?;
+        family::counters(
+            &mut encoder,
             "agent_host_lookup_failures",
             "Those lookups that failed (a name never resolved leaves its host-port backends out)",
-            None,
-            c.metric_type(),
-        )?)?;
-        let g = ConstGauge::new(0i64);
-        let mut desc = encoder.encode_descriptor(
+            [(Labels::new(), s.failures.load(Relaxed))],
+        )?;
+        family::gauges(
+            &mut encoder,
             "agent_hosts",
             "Agent host names followed, by state (unresolved: pending or failed)",
-            None,
-            g.metric_type(),
-        )?;
-        for (state, n) in [("resolved", &s.resolved), ("unresolved", &s.unresolved)] {
-            let labels = vec![("state".to_owned(), state.to_owned())];
-            ConstGauge::new(n.load(Relaxed) as i64).encode(desc.encode_family(&labels)?)?;
-        }
-        Ok(())
+            [("resolved", &s.resolved), ("unresolved", &s.unresolved)]
+                .map(|(state, n)| (family::labels(&[("state", state)]), n.load(Relaxed) as i64)),
+        )
     }
-}
-
-/// Reads the pinned maps at scrape time: per-VIP and per-backend counters
-/// (kept by the kernel programs) and map usage against capacity.
-#[derive(Debug)]
-struct DatapathCollector {
-    pin_root: PathBuf,
-}
-
-impl Collector for DatapathCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let Ok(maps) = Maps::open_pinned(&self.pin_root) else {
-            return Ok(());
-        };
-        let Ok(rows) = table::vip_rows(&maps) else {
-            return Ok(());
-        };
-        let mut counter = |name: &str,
-                           help: &str,
-                           series: Vec<(Vec<(String, String)>, u64)>|
-         -> Result<(), std::fmt::Error> {
-            let c = ConstCounter::new(0u64);
-            let mut desc = encoder.encode_descriptor(name, help, None, c.metric_type())?;
-            for (labels, v) in series {
-                ConstCounter::new(v).encode(desc.encode_family(&labels)?)?;
-            }
-            Ok(())
-        };
-        counter(
-            "vip_connections",
-            "connect() and unconnected sendmsg() calls sent to a backend, per VIP",
-            rows.iter()
-                .map(|r| (vip_labels(r), r.connects + r.sendmsgs))
-                .collect(),
-        )?;
-        counter(
-            "vip_refused",
-            "connect()/sendmsg() refused: no backend takes new connections",
-            rows.iter().map(|r| (vip_labels(r), r.no_backend)).collect(),
-        )?;
-        for (name, help, pick) in [
-            (
-                "vip_xdp_packets",
-                "Packets to the VIP balanced by the XDP program",
-                0usize,
-            ),
-            (
-                "vip_xdp_bytes",
-                "Bytes to the VIP balanced by the XDP program",
-                1,
-            ),
-            (
-                "vip_xdp_flows",
-                "New flows the XDP program picked a backend for",
-                2,
-            ),
-            (
-                "vip_reply_packets",
-                "Reply packets rewritten back to the VIP by the tc program",
-                3,
-            ),
-        ] {
-            counter(
-                name,
-                help,
-                rows.iter()
-                    .map(|r| {
-                        (
-                            vip_labels(r),
-                            [r.packets, r.bytes, r.flows, r.reply_packets][pick],
-                        )
-                    })
-                    .collect(),
-            )?;
-        }
-        counter(
-            "backend_flows",
-            "New XDP flows sent to a backend, per VIP and backend",
-            per_pair(&rows, |b| b.flows),
-        )?;
-        counter(
-            "backend_connections",
-            "connect() and unconnected sendmsg() calls sent to a backend, per VIP and backend",
-            per_pair(&rows, |b| b.connects + b.sendmsgs),
-        )?;
-        for (name, help, pick) in [
-            (
-                "vip_p2c_fallbacks",
-                "TCP connects where every p2c candidate was down or suspect for this node: the first random slot was used",
-                0usize,
-            ),
-            (
-                "vip_p2c_avoided",
-                "TCP connects where p2c avoided the first random slot's backend (down or suspect)",
-                1,
-            ),
-            (
-                "vip_p2c_probes",
-                "TCP connects sent as the one half-open probe of a backend down for this node (--health-probes connection only)",
-                2,
-            ),
-        ] {
-            counter(
-                name,
-                help,
-                rows.iter()
-                    .map(|r| {
-                        let v = [r.p2c_fallbacks, r.p2c_avoided, r.p2c_probes][pick];
-                        (vip_labels(r), v)
-                    })
-                    .collect(),
-            )?;
-        }
-        let health = backend_health(&rows);
-        let by_backend = |f: fn(&HealthView) -> u64| -> Vec<(Vec<(String, String)>, u64)> {
-            health
-                .iter()
-                .map(|(addr, h)| (vec![("backend".to_string(), addr.clone())], f(h)))
-                .collect()
-        };
-        counter(
-            "backend_handshakes",
-            "TCP handshakes through a VIP that completed, per backend (this node)",
-            by_backend(|h| h.handshakes),
-        )?;
-        counter(
-            "backend_handshake_failures",
-            "TCP handshakes through a VIP that failed (SYN timeout, RST, unreachable, abandoned), per backend",
-            by_backend(|h| h.handshake_failures),
-        )?;
-        let probe_results: [(&str, HealthField); 3] = [
-            ("sent", |h| h.agent_probes),
-            ("ok", |h| h.agent_probes_ok),
-            ("failed", |h| h.agent_probes_failed),
-        ];
-        counter(
-            "backend_agent_probes",
-            "The agent's own TCP probes of a backend down for this node, by result (sent, ok: answered, failed)",
-            probe_results
-                .iter()
-                .flat_map(|(result, f)| {
-                    health.iter().map(move |(addr, h)| {
-                        let labels = vec![
-                            ("backend".to_string(), addr.clone()),
-                            ("result".to_string(), result.to_string()),
-                        ];
-                        (labels, f(h))
-                    })
-                })
-                .collect(),
-        )?;
-        counter(
-            "health_probes",
-            "The agent's own TCP probes of backends down for this node, all backends, by result (sent, ok, failed)",
-            probe_results
-                .iter()
-                .map(|(result, f)| {
-                    let labels = vec![("result".to_string(), result.to_string())];
-                    (labels, health.values().map(f).sum())
-                })
-                .collect(),
-        )?;
-        if let Some(n) = crate::datapath::escape::escaped_packets() {
-            counter(
-                "escaped_vip_packets",
-                "Packets to a VIP address that escaped the hooks, dropped by the l4lb0 route",
-                vec![(vec![], n)],
-            )?;
-        }
-        counter(
-            "xdp_vip_guard_drops",
-            "Packets to a VIP address XDP dropped because it cannot balance them (fragment, IP options, IPv6 extension header, other protocol, truncated)",
-            maps.vip_guard_drops()
-                .into_iter()
-                .map(|(r, n)| (vec![("reason".to_string(), r.to_string())], n))
-                .collect(),
-        )?;
-        counter(
-            "xdp_icmp_errors",
-            "ICMP errors about VIP flows: translated for the client (tc), steered to the backend (XDP), dropped for no flow, rate-limited",
-            maps.icmp_errors()
-                .into_iter()
-                .map(|(r, n)| (vec![("result".to_string(), r.to_string())], n))
-                .collect(),
-        )?;
-        for (metric, help, pick) in [
-            ("map_entries", "Entries in each BPF map", 0usize),
-            (
-                "map_capacity",
-                "Capacity (max_entries) of each BPF map",
-                1usize,
-            ),
-        ] {
-            let g = ConstGauge::new(0i64);
-            let mut desc = encoder.encode_descriptor(metric, help, None, g.metric_type())?;
-            for (name, entries, cap) in maps.usage() {
-                let v = if pick == 0 { entries } else { cap };
-                ConstGauge::new(v as i64)
-                    .encode(desc.encode_family(&vec![("map".to_string(), name.to_string())])?)?;
-            }
-        }
-        encode_health_gauges(&mut encoder, &health)?;
-        locality::encode(&mut encoder, &rows)?;
-        Ok(())
-    }
-}
-
-fn vip_labels(r: &table::VipRow) -> Vec<(String, String)> {
-    vec![
-        ("vip".to_string(), r.vip.to_string()),
-        ("proto".to_string(), r.proto.to_string()),
-    ]
-}
-
-/// One value per (VIP, backend), labelled with both.
-fn per_pair(
-    rows: &[table::VipRow],
-    value: fn(&table::BackendRow) -> u64,
-) -> Vec<(Vec<(String, String)>, u64)> {
-    rows.iter()
-        .flat_map(|r| {
-            r.backends.iter().map(move |b| {
-                let mut l = vip_labels(r);
-                l.push(("backend".into(), b.addr.to_string()));
-                (l, value(b))
-            })
-        })
-        .collect()
-}
-/// Reads one number of a backend's health.
-type HealthField = fn(&HealthView) -> u64;
-
-/// Each backend once (it may serve several VIPs) with its health, by address.
-fn backend_health(rows: &[table::VipRow]) -> std::collections::BTreeMap<String, HealthView> {
-    rows.iter()
-        .flat_map(|r| r.backends.iter())
-        .filter_map(|b| Some((b.addr.to_string(), b.health?)))
-        .collect()
-}
-
-/// `l4lb_backend_state{backend,state}` (1 for the current state), the
-/// handshake EWMA, live connections and handshakes in flight.
-fn encode_health_gauges(
-    encoder: &mut DescriptorEncoder,
-    health: &std::collections::BTreeMap<String, HealthView>,
-) -> Result<(), std::fmt::Error> {
-    let g = ConstGauge::new(0i64);
-    let mut desc = encoder.encode_descriptor(
-        "backend_state",
-        "1 for the backend's state as this node's connect() sees it: up, suspect (handshakes stuck), down, probe-due",
-        None,
-        g.metric_type(),
-    )?;
-    for (addr, h) in health {
-        for state in ["up", "suspect", "down", "probe-due"] {
-            let labels = vec![
-                ("backend".to_string(), addr.clone()),
-                ("state".to_string(), state.to_string()),
-            ];
-            ConstGauge::new(i64::from(h.state == state)).encode(desc.encode_family(&labels)?)?;
-        }
-    }
-    let seconds = |us: f64| us / 1e6;
-    per_backend(
-        encoder,
-        health,
-        "backend_handshake_ewma_seconds",
-        "Moving average of the TCP handshake time through a VIP, per backend (0: none yet)",
-        |h| seconds(h.handshake_ewma_us),
-    )?;
-    per_backend(
-        encoder,
-        health,
-        "backend_lifetime_ewma_seconds",
-        "Moving average of how long TCP connections through a VIP lived (established to closed), per backend, as p2c reads it now (halved per second without a new connection; 0: none yet)",
-        |h| seconds(h.lifetime_ewma_us),
-    )?;
-    per_backend(
-        encoder,
-        health,
-        "backend_live_connections",
-        "TCP connections through a VIP established and not yet closed, per backend",
-        |h| h.live_connections as i64,
-    )?;
-    per_backend(
-        encoder,
-        health,
-        "backend_handshakes_in_flight",
-        "TCP handshakes through a VIP in flight, per backend",
-        |h| h.handshakes_in_flight as i64,
-    )?;
-    Ok(())
-}
-
-/// A gauge family with one value per backend, labelled with its address.
-fn per_backend<N: EncodeGaugeValue + Default>(
-    encoder: &mut DescriptorEncoder,
-    health: &std::collections::BTreeMap<String, HealthView>,
-    name: &str,
-    help: &str,
-    value: impl Fn(&HealthView) -> N,
-) -> Result<(), std::fmt::Error> {
-    let kind = ConstGauge::new(N::default()).metric_type();
-    let mut desc = encoder.encode_descriptor(name, help, None, kind)?;
-    for (addr, h) in health {
-        let labels = vec![("backend".to_string(), addr.clone())];
-        ConstGauge::new(value(h)).encode(desc.encode_family(&labels)?)?;
-    }
-    Ok(())
 }
 
 /// Serves the endpoints until the runtime stops.

@@ -1,0 +1,138 @@
+//! The text a scrape of the datapath's metrics gives for a fixed reading:
+//! names, labels and values dashboards and alerts depend on.
+use prometheus_client::{collector::Collector, encoding::DescriptorEncoder, registry::Registry};
+
+use super::Reading;
+use crate::{
+    datapath::health::HealthView,
+    model::Proto,
+    table::{BackendRow, LocalityRow, VipRow},
+};
+
+#[derive(Debug)]
+struct Fixed(Reading);
+
+impl Collector for Fixed {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(&mut encoder)
+    }
+}
+
+fn backend(addr: &str, id: u32, health: Option<HealthView>) -> BackendRow {
+    BackendRow {
+        addr: addr.parse().unwrap(),
+        backend_id: id,
+        weight: 1,
+        connects: 10 * u64::from(id),
+        sendmsgs: 1,
+        flows: 3,
+        backend_packets: 100,
+        backend_bytes: 6400,
+        health,
+        locality: Some(if id == 1 { "node" } else { "remote" }),
+    }
+}
+
+fn vip(addr: &str, proto: Proto, backends: Vec<BackendRow>, local: bool) -> VipRow {
+    VipRow {
+        vip: addr.parse().unwrap(),
+        proto,
+        service_id: 1,
+        revision: 2,
+        slots: 251,
+        connects: 21,
+        sendmsgs: 2,
+        no_backend: 4,
+        packets: 200,
+        bytes: 12800,
+        flows: 6,
+        reply_packets: 190,
+        p2c_fallbacks: 1,
+        p2c_avoided: 5,
+        p2c_probes: 0,
+        backends,
+        locality: local.then_some(LocalityRow {
+            mode: "node",
+            preferring: true,
+            local_picks: 7,
+            spills_load: 2,
+            spills_down: 1,
+            local_probes: 0,
+        }),
+    }
+}
+
+fn reading() -> Reading {
+    let up = HealthView {
+        state: "up",
+        handshake_ewma_us: 250.0,
+        lifetime_ewma_us: 1500.0,
+        live_connections: 3,
+        handshakes_in_flight: 1,
+        handshakes: 40,
+        handshake_failures: 2,
+        agent_probes: 4,
+        agent_probes_ok: 3,
+        agent_probes_failed: 1,
+        ..HealthView::default()
+    };
+    let down = HealthView {
+        state: "down",
+        ..up
+    };
+    Reading {
+        rows: vec![
+            vip(
+                "198.18.0.1:80",
+                Proto::Tcp,
+                vec![
+                    backend("198.18.1.1:8080", 1, Some(up)),
+                    backend("198.18.1.2:8080", 2, Some(down)),
+                ],
+                true,
+            ),
+            vip(
+                "[fd00::1]:53",
+                Proto::Udp,
+                vec![backend("[fd00::2]:53", 3, None)],
+                false,
+            ),
+        ],
+        escaped_packets: Some(9),
+        guard_drops: vec![("fragment", 5), ("truncated", 1)],
+        icmp_errors: vec![("to_client", 2), ("no_flow", 0)],
+        usage: vec![("L4LB_SERVICES", 2, 65536), ("L4LB_SLOTS", 502, 4194304)],
+    }
+}
+
+fn render(reading: Reading) -> String {
+    let mut registry = Registry::with_prefix("l4lb");
+    registry.register_collector(Box::new(Fixed(reading)));
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+    out
+}
+
+#[test]
+fn a_reading_renders_as_the_documented_text() {
+    let got = render(reading());
+    let want = include_str!("testdata/datapath.prom");
+    if got != want {
+        let path = std::env::temp_dir().join("l4lb-datapath.prom");
+        let _ = std::fs::write(&path, &got);
+        panic!(
+            "/metrics text changed; the new text is in {}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn a_node_without_the_escape_route_has_no_escaped_packets_metric() {
+    let text = render(Reading {
+        escaped_packets: None,
+        ..reading()
+    });
+    assert!(!text.contains("escaped_vip_packets"), "{text}");
+    assert!(render(reading()).contains("l4lb_escaped_vip_packets_total 9\n"));
+}
