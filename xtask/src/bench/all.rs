@@ -83,197 +83,82 @@ pub struct ProfileArgs {
 struct Step {
     name: &'static str,
     args: Vec<String>,
-    /// Section ids whose verdict lines are collected.
-    sections: &'static [&'static str],
 }
 
+/// Every benchmark with its arguments: `quick` for `--quick`, else `full`
+/// (space-separated). Each collects its own section's verdicts.
 fn steps(a: &AllArgs) -> Vec<Step> {
-    let r = a.rounds.to_string();
-    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    let q = a.quick;
-    vec![
-        Step {
-            name: "socket",
-            args: if q {
-                s(&["--iterations", "500", "--rounds", "2"])
-            } else {
-                s(&["--iterations", "5000", "--rounds", &r])
-            },
-            sections: &["xtask bench socket"],
-        },
-        Step {
-            name: "peers",
-            args: if q {
-                s(&["--iterations", "300", "--rounds", "2"])
-            } else {
-                s(&["--iterations", "3000", "--rounds", &r])
-            },
-            sections: &["xtask bench peers"],
-        },
-        Step {
-            name: "redis",
-            args: if q {
-                s(&["--requests", "20000", "--rounds", "2"])
-            } else {
-                s(&[
-                    "--requests",
-                    "50000",
-                    "--clients",
-                    "50",
-                    "--rounds",
-                    &(a.rounds * 3).to_string(),
-                ])
-            },
-            sections: &["xtask bench redis"],
-        },
-        Step {
-            name: "scaling",
-            args: if q {
-                s(&[
-                    "--services",
-                    "10,1000",
-                    "--iterations",
-                    "300",
-                    "--rounds",
-                    "2",
-                ])
-            } else {
-                s(&["--iterations", "2000", "--rounds", &r])
-            },
-            sections: &["xtask bench scaling"],
-        },
-        Step {
-            name: "xdp",
-            args: if q {
-                s(&["--rounds", "1", "--seconds", "1"])
-            } else {
-                s(&["--rounds", "3", "--seconds", "3"])
-            },
-            sections: &["xtask bench xdp"],
-        },
-        Step {
-            name: "marathon",
-            args: if q {
-                s(&[
-                    "--apps",
-                    "500",
-                    "--event-apps",
-                    "100",
-                    "--events",
-                    "20",
-                    "--runs",
-                    "1",
-                ])
-            } else {
-                vec![]
-            },
-            sections: &["xtask bench marathon"],
-        },
-        Step {
-            name: "mesos",
-            args: if q {
-                s(&["--tasks", "500", "--events", "8", "--runs", "1"])
-            } else {
-                vec![]
-            },
-            sections: &["xtask bench mesos"],
-        },
-        Step {
-            name: "dns",
-            args: if q {
-                s(&["--seconds", "2", "--runs", "1"])
-            } else {
-                vec![]
-            },
-            sections: &["xtask bench dns"],
-        },
-        Step {
-            name: "failover",
-            // ~2 min: 4 nodes, 2 deaths per policy with no Marathon event,
-            // then 4 s of slow-backend load per policy.
-            args: if q {
-                s(&[
-                    "--nodes",
-                    "3",
-                    "--runs",
-                    "1",
-                    "--no-event",
-                    "--after-ms",
-                    "2000",
-                    "--slow-seconds",
-                    "2",
-                ])
-            } else {
-                s(&[
-                    "--nodes",
-                    "4",
-                    "--runs",
-                    "2",
-                    "--no-event",
-                    "--after-ms",
-                    "3000",
-                    "--slow-seconds",
-                    "4",
-                ])
-            },
-            sections: &["xtask bench failover"],
-        },
-        Step {
-            name: "profile",
-            args: if q { s(&["--vips", "1000"]) } else { vec![] },
-            sections: &[SECTION_PROFILE],
-        },
-        Step {
-            name: "fleet",
-            // ~2 min: one fleet of 5 nodes on 1,000 apps, resyncs every 10 s.
-            args: if q {
-                s(&[
-                    "--nodes",
-                    "3",
-                    "--apps",
-                    "200",
-                    "--changes",
-                    "4",
-                    "--steady-secs",
-                    "5",
-                    "--resync-secs",
-                    "5",
-                ])
-            } else {
-                s(&[
-                    "--nodes",
-                    "5",
-                    "--changes",
-                    "10",
-                    "--steady-secs",
-                    "20",
-                    "--resync-secs",
-                    "10",
-                ])
-            },
-            sections: &["xtask bench fleet"],
-        },
-        Step {
-            name: "xdp-cpu",
-            // ~3 min: 5 modes x 3 rounds x (5 s idle + 5 s paced flood).
-            args: if q {
-                s(&["--rounds", "1", "--seconds", "2"])
-            } else {
-                s(&["--rounds", "3", "--seconds", "5"])
-            },
-            sections: &["xtask bench xdp-cpu"],
-        },
-        Step {
-            name: "churn",
-            // ~6 min: 5 targets x 60 s of churn, each in a fresh sandbox.
-            args: if q {
-                s(&["--quick"])
-            } else {
-                s(&["--seconds", "60"])
-            },
-            sections: &["xtask bench churn"],
-        },
-    ]
+    let r = a.rounds;
+    let table: [(&'static str, String, String); 13] = [
+        (
+            "socket",
+            "--iterations 500 --rounds 2".into(),
+            format!("--iterations 5000 --rounds {r}"),
+        ),
+        (
+            "peers",
+            "--iterations 300 --rounds 2".into(),
+            format!("--iterations 3000 --rounds {r}"),
+        ),
+        (
+            "redis",
+            "--requests 20000 --rounds 2".into(),
+            format!("--requests 50000 --clients 50 --rounds {}", r * 3),
+        ),
+        (
+            "scaling",
+            "--services 10,1000 --iterations 300 --rounds 2".into(),
+            format!("--iterations 2000 --rounds {r}"),
+        ),
+        (
+            "xdp",
+            "--rounds 1 --seconds 1".into(),
+            "--rounds 3 --seconds 3".into(),
+        ),
+        (
+            "marathon",
+            "--apps 500 --event-apps 100 --events 20 --runs 1".into(),
+            String::new(),
+        ),
+        (
+            "mesos",
+            "--tasks 500 --events 8 --runs 1".into(),
+            String::new(),
+        ),
+        ("dns", "--seconds 2 --runs 1".into(), String::new()),
+        // ~2 min: 4 nodes, 2 deaths per policy with no Marathon event, then
+        // 4 s of slow-backend load per policy.
+        (
+            "failover",
+            "--nodes 3 --runs 1 --no-event --after-ms 2000 --slow-seconds 2".into(),
+            "--nodes 4 --runs 2 --no-event --after-ms 3000 --slow-seconds 4".into(),
+        ),
+        ("profile", "--vips 1000".into(), String::new()),
+        // ~2 min: one fleet of 5 nodes on 1,000 apps, resyncs every 10 s.
+        (
+            "fleet",
+            "--nodes 3 --apps 200 --changes 4 --steady-secs 5 --resync-secs 5".into(),
+            "--nodes 5 --changes 10 --steady-secs 20 --resync-secs 10".into(),
+        ),
+        // ~3 min: 5 modes x 3 rounds x (5 s idle + 5 s paced flood).
+        (
+            "xdp-cpu",
+            "--rounds 1 --seconds 2".into(),
+            "--rounds 3 --seconds 5".into(),
+        ),
+        // ~6 min: 5 targets x 60 s of churn, each in a fresh sandbox.
+        ("churn", "--quick".into(), "--seconds 60".into()),
+    ];
+    table
+        .into_iter()
+        .map(|(name, quick, full)| Step {
+            name,
+            args: if a.quick { quick } else { full }
+                .split_whitespace()
+                .map(str::to_string)
+                .collect(),
+        })
+        .collect()
 }
 
 struct Outcome {
@@ -363,7 +248,6 @@ pub fn run(a: AllArgs) -> Result<()> {
     let total = started.elapsed().as_secs_f64();
     let (text, md) = summary(
         &a,
-        &all_steps,
         &outcomes,
         total,
         &load_before,
@@ -478,7 +362,6 @@ fn split_outside_parens(line: &str) -> Vec<String> {
 
 fn summary(
     a: &AllArgs,
-    steps: &[Step],
     outcomes: &[Outcome],
     total: f64,
     load_before: &str,
@@ -496,12 +379,9 @@ fn summary(
     ];
     let mut rows = Vec::new();
     for o in outcomes {
-        let step = steps.iter().find(|s| s.name == o.name).expect("step");
+        // Each benchmark writes the section `xtask bench <name>`.
         let v: Vec<String> = if o.ok {
-            step.sections
-                .iter()
-                .flat_map(|s| verdicts(&doc, s))
-                .collect()
+            verdicts(&doc, &format!("xtask bench {}", o.name))
         } else {
             vec![]
         };
@@ -990,6 +870,31 @@ mod tests {
                 "failover", "profile", "fleet", "xdp-cpu", "churn"
             ]
         );
+    }
+
+    #[test]
+    fn each_mode_passes_its_own_arguments() {
+        let full = AllArgs::default();
+        let quick = AllArgs {
+            quick: true,
+            ..AllArgs::default()
+        };
+        let args = |a: &AllArgs, name: &str| {
+            steps(a)
+                .into_iter()
+                .find(|s| s.name == name)
+                .unwrap()
+                .args
+                .join(" ")
+        };
+        assert_eq!(
+            args(&full, "redis"),
+            "--requests 50000 --clients 50 --rounds 15"
+        );
+        assert_eq!(args(&quick, "redis"), "--requests 20000 --rounds 2");
+        assert_eq!(args(&full, "marathon"), "");
+        assert_eq!(args(&quick, "churn"), "--quick");
+        assert_eq!(args(&full, "socket"), "--iterations 5000 --rounds 5");
     }
 
     #[test]
