@@ -106,47 +106,9 @@ fn control(sh: &Arc<Shared>, method: &Method, path: &str, body: Value) -> CtlRes
             sh.remove_pod(&p["/pods".len()..])?;
             ok()
         }
-        ("POST", "/scale") => {
-            let app = str_field(&body, "app")?.to_string();
-            let app = if app.starts_with('/') {
-                app
-            } else {
-                format!("/{app}")
-            };
-            let port = body.get("port").and_then(Value::as_u64);
-            let mut spec: TaskSpec = from(body)?;
-            if spec.ports.is_empty()
-                && let Some(p) = port
-            {
-                spec.ports = vec![u16::try_from(p).map_err(|_| (400, "port > 65535".to_string()))?];
-            }
-            Ok(json!({ "task": sh.scale(&app, spec)? }))
-        }
-        ("POST", "/kill") => {
-            let id = str_field(&body, "taskId")?.to_string();
-            let force = body["force"].as_bool().unwrap_or(false);
-            let state = sh.kill(&id, force)?;
-            if state == "TASK_KILLING"
-                && let Some(grace) = sh.opts.kill_grace
-            {
-                let (sh, id) = (sh.clone(), id.clone());
-                tokio::spawn(async move {
-                    tokio::time::sleep(grace).await;
-                    sh.expire_killing(&id);
-                });
-            }
-            Ok(json!({"taskId": id, "state": state}))
-        }
-        ("POST", "/health") => {
-            let id = str_field(&body, "taskId")?;
-            let alive = match field(&body, "alive")? {
-                Value::Null => None,
-                Value::Bool(b) => Some(*b),
-                _ => return Err((400, "\"alive\" must be true, false or null".into())),
-            };
-            sh.set_health(id, alive)?;
-            ok()
-        }
+        ("POST", "/scale") => scale(sh, body),
+        ("POST", "/kill") => kill(sh, &body),
+        ("POST", "/health") => health(sh, &body),
         ("POST", "/task_state") => {
             let id = str_field(&body, "taskId")?;
             let state = str_field(&body, "state")?;
@@ -154,91 +116,148 @@ fn control(sh: &Arc<Shared>, method: &Method, path: &str, body: Value) -> CtlRes
             sh.set_task_state(id, state, msg)?;
             ok()
         }
-        ("POST", "/leader") => {
-            let leader = match field(&body, "leader")? {
-                Value::Null => None,
-                v => Some(
-                    v.as_u64()
-                        .ok_or((400, "\"leader\" must be an index or null".to_string()))?
-                        as usize,
-                ),
-            };
-            sh.set_leader(leader)?;
-            ok()
-        }
-        ("POST", "/fault") => {
-            let req: FaultReq = from(body)?;
-            let inst = sh.instance(req.instance)?;
-            match req.fault {
-                Fault::DisconnectEvents => {
-                    inst.sse_kill.send_modify(|n| *n += 1);
-                }
-                f => {
-                    inst.faults.send_modify(|x| x.apply(&f));
-                    if matches!(f, Fault::Down | Fault::Reset) {
-                        inst.conn_kill.send_modify(|n| *n += 1);
-                    }
-                }
-            }
-            ok()
-        }
-        ("POST", "/clear_faults") => {
-            match body.get("instance").and_then(Value::as_u64) {
-                Some(i) => {
-                    sh.instance(i as usize)?
-                        .faults
-                        .send_replace(Faults::default());
-                }
-                None => {
-                    for inst in &sh.instances {
-                        inst.faults.send_replace(Faults::default());
-                    }
-                }
-            }
-            ok()
-        }
-        ("POST", "/event") => {
-            str_field(&body, "eventType")?;
-            // `"repeat": N` publishes the event N times (bursts), at most 100k.
-            let repeat = body
-                .get("repeat")
-                .and_then(Value::as_u64)
-                .unwrap_or(1)
-                .clamp(1, 100_000);
-            let mut event = body;
-            if let Some(o) = event.as_object_mut() {
-                o.remove("repeat");
-            }
-            for _ in 0..repeat {
-                sh.publish(event.clone());
-            }
-            ok()
-        }
+        ("POST", "/leader") => leader(sh, &body),
+        ("POST", "/fault") => fault(sh, from(body)?),
+        ("POST", "/clear_faults") => clear_faults(sh, &body),
+        ("POST", "/event") => event(sh, body),
         ("GET", "/served") => Ok(sh.served.to_json()),
-        ("GET", "/state") => {
-            let instances: Vec<Value> = sh
-                .instances
-                .iter()
-                .enumerate()
-                .map(|(i, inst)| {
-                    json!({
-                        "index": i,
-                        "addr": inst.addr.to_string(),
-                        "url": format!("http://{}", inst.addr),
-                        "faults": *inst.faults.borrow(),
-                        "sseStreams": sh.sse_streams(i),
-                        "requests": inst.requests.load(std::sync::atomic::Ordering::Relaxed),
-                        "withAuth": inst.with_auth.load(std::sync::atomic::Ordering::Relaxed),
-                    })
-                })
-                .collect();
-            Ok(json!({
-                "leader": *sh.leader.borrow(),
-                "instances": instances,
-                "served": sh.served.to_json(),
-                "apps": sh.apps_json(true)["apps"],
-            }))
-        }
+        ("GET", "/state") => Ok(state(sh)),
         _ => Err((404, format!("no control call {method} {path}"))),
     }
+}
+
+/// A new task of an app (`port` shorthand for a one-port task).
+fn scale(sh: &Arc<Shared>, body: Value) -> CtlResult<Value> {
+    let app = str_field(&body, "app")?.to_string();
+    let app = if app.starts_with('/') {
+        app
+    } else {
+        format!("/{app}")
+    };
+    let port = body.get("port").and_then(Value::as_u64);
+    let mut spec: TaskSpec = from(body)?;
+    if spec.ports.is_empty()
+        && let Some(p) = port
+    {
+        spec.ports = vec![u16::try_from(p).map_err(|_| (400, "port > 65535".to_string()))?];
+    }
+    Ok(json!({ "task": sh.scale(&app, spec)? }))
+}
+
+/// Kills a task; one left TASK_KILLING expires after the kill grace.
+fn kill(sh: &Arc<Shared>, body: &Value) -> CtlResult<Value> {
+    let id = str_field(body, "taskId")?.to_string();
+    let force = body["force"].as_bool().unwrap_or(false);
+    let state = sh.kill(&id, force)?;
+    if state == "TASK_KILLING"
+        && let Some(grace) = sh.opts.kill_grace
+    {
+        let (sh, id) = (sh.clone(), id.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            sh.expire_killing(&id);
+        });
+    }
+    Ok(json!({"taskId": id, "state": state}))
+}
+
+fn health(sh: &Arc<Shared>, body: &Value) -> CtlResult<Value> {
+    let id = str_field(body, "taskId")?;
+    let alive = match field(body, "alive")? {
+        Value::Null => None,
+        Value::Bool(b) => Some(*b),
+        _ => return Err((400, "\"alive\" must be true, false or null".into())),
+    };
+    sh.set_health(id, alive)?;
+    ok()
+}
+
+fn leader(sh: &Arc<Shared>, body: &Value) -> CtlResult<Value> {
+    let leader = match field(body, "leader")? {
+        Value::Null => None,
+        v => Some(
+            v.as_u64()
+                .ok_or((400, "\"leader\" must be an index or null".to_string()))?
+                as usize,
+        ),
+    };
+    sh.set_leader(leader)?;
+    ok()
+}
+
+fn fault(sh: &Arc<Shared>, req: FaultReq) -> CtlResult<Value> {
+    let inst = sh.instance(req.instance)?;
+    match req.fault {
+        Fault::DisconnectEvents => {
+            inst.sse_kill.send_modify(|n| *n += 1);
+        }
+        f => {
+            inst.faults.send_modify(|x| x.apply(&f));
+            if matches!(f, Fault::Down | Fault::Reset) {
+                inst.conn_kill.send_modify(|n| *n += 1);
+            }
+        }
+    }
+    ok()
+}
+
+/// Clears one instance's faults (`instance`), or every instance's.
+fn clear_faults(sh: &Arc<Shared>, body: &Value) -> CtlResult<Value> {
+    match body.get("instance").and_then(Value::as_u64) {
+        Some(i) => {
+            sh.instance(i as usize)?
+                .faults
+                .send_replace(Faults::default());
+        }
+        None => {
+            for inst in &sh.instances {
+                inst.faults.send_replace(Faults::default());
+            }
+        }
+    }
+    ok()
+}
+
+/// Publishes an event; `"repeat": N` publishes it N times (bursts), at most 100k.
+fn event(sh: &Arc<Shared>, body: Value) -> CtlResult<Value> {
+    str_field(&body, "eventType")?;
+    let repeat = body
+        .get("repeat")
+        .and_then(Value::as_u64)
+        .unwrap_or(1)
+        .clamp(1, 100_000);
+    let mut event = body;
+    if let Some(o) = event.as_object_mut() {
+        o.remove("repeat");
+    }
+    for _ in 0..repeat {
+        sh.publish(event.clone());
+    }
+    ok()
+}
+
+fn state(sh: &Shared) -> Value {
+    use std::sync::atomic::Ordering::Relaxed;
+    let instances: Vec<Value> = sh
+        .instances
+        .iter()
+        .enumerate()
+        .map(|(i, inst)| {
+            json!({
+                "index": i,
+                "addr": inst.addr.to_string(),
+                "url": format!("http://{}", inst.addr),
+                "faults": *inst.faults.borrow(),
+                "sseStreams": sh.sse_streams(i),
+                "requests": inst.requests.load(Relaxed),
+                "withAuth": inst.with_auth.load(Relaxed),
+            })
+        })
+        .collect();
+    json!({
+        "leader": *sh.leader.borrow(),
+        "instances": instances,
+        "served": sh.served.to_json(),
+        "apps": sh.apps_json(true)["apps"],
+    })
 }
