@@ -9,22 +9,16 @@
 //!   with escapes) parse to the same entries.
 #![no_main]
 
-use std::{fmt::Write, net::IpAddr};
+use std::fmt::Write;
 
 use l4lb_common::{MAX_SERVICES, MAX_WEIGHT};
 use l4lb_fuzz::{
+    assert_service_sane,
     config::{StaticConfig, Target, parse_config},
-    model::{Proto, same_family},
+    model::Proto,
     naming::VipAllocator,
 };
 use libfuzzer_sys::fuzz_target;
-
-fn in_named_range(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v) => v.octets()[0] == 11,
-        IpAddr::V6(v) => v.segments()[..4] == [0xfd01, 0xc, 0, 0],
-    }
-}
 
 /// A YAML double-quoted scalar that reads back as `s` exactly.
 fn quote(s: &str) -> String {
@@ -106,16 +100,7 @@ fuzz_target!(|data: &[u8]| {
     };
     assert!(state.services.len() <= MAX_SERVICES as usize);
     for (vip, spec) in &state.services {
-        assert_ne!(vip.addr.port(), 0, "{vip}");
-        assert!(!vip.addr.ip().is_unspecified(), "{vip}");
-        if spec.name.is_some() {
-            assert!(in_named_range(vip.addr.ip()), "named {vip} out of range");
-        }
-        for (b, &w) in &spec.backends {
-            assert!(same_family(vip.addr.ip(), b.ip()), "{vip} has backend {b}");
-            assert!(w <= MAX_WEIGHT, "{vip}: backend {b} weight {w}");
-            assert_ne!(b.port(), 0, "{vip}: backend {b}");
-        }
+        assert_service_sane(vip, spec, MAX_WEIGHT);
     }
     let again = cfg
         .desired_state(&mut alloc)

@@ -11,26 +11,15 @@
 //! - the task records come sorted by (app id, task id) and warnings display.
 #![no_main]
 
-use std::net::IpAddr;
-
 use l4lb_fuzz::{
+    assert_service_sane,
     marathon::{
         apps::{AppsBody, app_from_value},
         parse::{catalog_from_apps, parse_apps},
     },
-    model::same_family,
     naming::VipAllocator,
 };
 use libfuzzer_sys::fuzz_target;
-
-fn in_named_range(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v) => v.octets()[0] == 11 && v.octets()[1..] != [255, 255, 255],
-        IpAddr::V6(v) => {
-            v.segments()[..4] == [0xfd01, 0xc, 0, 0] && v.segments()[4..] != [0xffff; 4]
-        }
-    }
-}
 
 fuzz_target!(|data: &[u8]| {
     let mut alloc = VipAllocator::new();
@@ -41,16 +30,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = w.to_string();
     }
     for (vip, spec) in &parsed.catalog.services.services {
-        assert_ne!(vip.addr.port(), 0, "{vip}");
-        assert!(!vip.addr.ip().is_unspecified(), "{vip}");
-        if spec.name.is_some() {
-            assert!(in_named_range(vip.addr.ip()), "named {vip} out of range");
-        }
-        for (b, &w) in &spec.backends {
-            assert!(same_family(vip.addr.ip(), b.ip()), "{vip} has backend {b}");
-            assert!(w <= 1, "{vip}: backend {b} weight {w}");
-            assert_ne!(b.port(), 0, "{vip}: backend {b}");
-        }
+        assert_service_sane(vip, spec, 1);
     }
     let tasks = &parsed.catalog.tasks;
     assert!(

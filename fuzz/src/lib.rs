@@ -38,3 +38,36 @@ pub fn alternating_chunks(body: &[u8], sizes: [usize; 2]) -> Vec<Result<bytes::B
     }
     out
 }
+
+/// Whether `ip` is in the range named VIPs are given addresses from
+/// (`naming::V4_RANGE_*`, `V6_RANGE_*`).
+pub fn in_named_range(ip: std::net::IpAddr) -> bool {
+    use naming::{V4_RANGE_SIZE, V4_RANGE_START, V6_RANGE_SIZE, V6_RANGE_START};
+    match ip {
+        std::net::IpAddr::V4(v) => u32::from(v)
+            .checked_sub(u32::from(V4_RANGE_START))
+            .is_some_and(|off| off < V4_RANGE_SIZE),
+        std::net::IpAddr::V6(v) => u128::from(v)
+            .checked_sub(u128::from(V6_RANGE_START))
+            .is_some_and(|off| off < u128::from(V6_RANGE_SIZE)),
+    }
+}
+
+/// What every service a source declares keeps, whichever source: a port, a
+/// specified address, a named VIP in the named range, backends of its family
+/// with a port and a weight of at most `max_weight`.
+pub fn assert_service_sane(vip: &model::Vip, spec: &model::ServiceSpec, max_weight: u32) {
+    assert_ne!(vip.addr.port(), 0, "{vip}");
+    assert!(!vip.addr.ip().is_unspecified(), "{vip}");
+    if spec.name.is_some() {
+        assert!(in_named_range(vip.addr.ip()), "named {vip} out of range");
+    }
+    for (b, &w) in &spec.backends {
+        assert!(
+            model::same_family(vip.addr.ip(), b.ip()),
+            "{vip} has backend {b}"
+        );
+        assert!(w <= max_weight, "{vip}: backend {b} weight {w}");
+        assert_ne!(b.port(), 0, "{vip}: backend {b}");
+    }
+}
