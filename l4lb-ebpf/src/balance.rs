@@ -208,6 +208,12 @@ fn maybe_vip(dst: &Addr6) -> bool {
     matches!(L4LB_VIP_FILTER.get(vip_filter_slot(dst)), Some(n) if *n != 0)
 }
 
+/// The generation `L4LB_SVC_GEN` holds for `svc`'s id (0: none).
+#[inline(always)]
+fn svc_generation(svc: &ServiceValue) -> u32 {
+    L4LB_SVC_GEN.get(svc.id).map_or(0, |g| g.generation)
+}
+
 /// The flow's generation is still its service's: same backend set, and the
 /// service neither removed nor re-created since (generations never repeat
 /// for an id), so the backend recorded is a member at the address recorded.
@@ -306,6 +312,9 @@ fn select(
         .map(|m| m.weight)
         && let Some(backend) = unsafe { L4LB_BACKENDS.get(flow.backend_id) }.copied()
     {
+        if !explain && flow.generation != svc_generation(svc) {
+            flow_close::refresh(key, svc, &backend);
+        }
         if !explain && monitor::watching() {
             let reason = if weight == 0 {
                 REASON_TRACKED_WEIGHT0

@@ -65,6 +65,25 @@ pub fn open(client: &FlowKey, svc: &ServiceValue, backend_id: u32, backend: &Bac
     let _ = L4LB_XDP_REVNAT.insert(reply_key(client, backend), &vip, 0);
 }
 
+/// A tracked flow whose backend is still a member after a change of the set:
+/// its entry takes the service's current generation and the backend's
+/// address as read now, so its next packets take the established path
+/// again. Out of line, like [`open`].
+#[inline(never)]
+pub fn refresh(client: &FlowKey, svc: &ServiceValue, backend: &Backend) {
+    let generation = generation(svc);
+    if generation == 0 {
+        return;
+    }
+    if let Some(f) = L4LB_CONNTRACK.get_ptr_mut(client) {
+        // SAFETY: an element of the map; a racing writer only costs a re-check.
+        unsafe {
+            (*f).backend = *backend;
+            (*f).generation = generation;
+        }
+    }
+}
+
 /// The service's generation if the array describes the service value the
 /// pick was made from; else 0: the agent is between the two writes, and the
 /// flow is checked the slow way (members) until its next pick. The
