@@ -6,6 +6,7 @@ mod batch;
 mod chunk;
 pub mod dsr;
 pub mod escape;
+pub mod fast_path;
 pub mod health;
 mod link_sys;
 pub mod links;
@@ -89,6 +90,9 @@ pub struct Maps {
     zero_stats: Option<ZeroStats>,
     /// VIP addresses XDP guards, kept equal to the services map.
     vip_addrs: vip_addrs::VipAddrs,
+    /// Service generations for XDP's established path, written before each
+    /// service value; None under an older agent's pin root.
+    svc_gens: Option<fast_path::SvcGens>,
     vip_guard: vip_addrs::SlotCounters,
     /// None: maps pinned by an agent without ICMP translation.
     icmp: Option<vip_addrs::SlotCounters>,
@@ -162,6 +166,10 @@ impl Maps {
         maps.vip_addrs
             .sync(&maps.services)
             .context("syncing the VIP address map")?;
+        if let Some(g) = maps.svc_gens.as_mut() {
+            g.sync(&maps.services)
+                .context("syncing the service generations")?;
+        }
         Ok(maps)
     }
 
@@ -207,7 +215,15 @@ impl Maps {
             revnat: get(REVNAT_MAP)?.try_into()?,
             nr_cpus: nr_cpus()?,
             zero_stats: None,
-            vip_addrs: vip_addrs::VipAddrs::new(get(l4lb_common::VIP_ADDRS_MAP)?)?,
+            vip_addrs: vip_addrs::VipAddrs::new(
+                get(l4lb_common::VIP_ADDRS_MAP)?,
+                get(l4lb_common::VIP_FILTER_MAP)
+                    .ok()
+                    .and_then(|m| fast_path::VipFilter::new(m).ok()),
+            )?,
+            svc_gens: get(l4lb_common::SVC_GEN_MAP)
+                .ok()
+                .and_then(|m| fast_path::SvcGens::new(m).ok()),
             vip_guard: vip_addrs::SlotCounters::new(
                 get(l4lb_common::VIP_GUARD_MAP)?,
                 &l4lb_common::GUARD_REASONS,
@@ -321,6 +337,18 @@ impl Maps {
         }
     }
 
+    /// What precedes a batch of service puts (their generations).
+    fn before_puts(&mut self, ops: &[&Op]) {
+        let Some(g) = self.svc_gens.as_mut() else {
+            return;
+        };
+        for op in ops {
+            if let Op::PutService(_, v) = op {
+                g.put(v);
+            }
+        }
+    }
+
     /// What follows a service put that succeeded (the VIP address map).
     fn after_puts(&mut self, ops: &[&Op]) -> Result<(), aya::maps::MapError> {
         for op in ops {
@@ -344,6 +372,9 @@ impl Maps {
                 0,
             ),
             Op::PutService(k, v) => {
+                if let Some(g) = self.svc_gens.as_mut() {
+                    g.put(v);
+                }
                 self.services.insert(k, v, 0)?;
                 self.vip_addrs.added(k, &self.services)
             }
@@ -355,6 +386,9 @@ impl Maps {
                 }
             }
             Op::DelService(k) => {
+                if let (Some(g), Ok(v)) = (self.svc_gens.as_mut(), self.services.get(k, 0)) {
+                    g.remove(v.id);
+                }
                 ignore_missing(self.services.remove(k))?;
                 self.vip_addrs.removed(k, &self.services)
             }
@@ -790,7 +824,8 @@ pub fn create(
         .map_max_entries(l4lb_common::LOCAL_MAP, cap.services)
         .map_max_entries(l4lb_common::LOCAL_STATS_MAP, cap.services)
         .map_max_entries(SLOTS_MAP, cap.slots)
-        .map_max_entries(l4lb_common::VIP_ADDRS_MAP, cap.services);
+        .map_max_entries(l4lb_common::VIP_ADDRS_MAP, cap.services)
+        .map_max_entries(l4lb_common::SVC_GEN_MAP, cap.services);
     let locality_step = u8::from(lb.locality_step);
     loader.override_global("L4LB_LOCALITY_STEP", &locality_step, true);
     // Creates the maps and relocates the programs' references to them;

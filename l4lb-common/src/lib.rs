@@ -8,6 +8,7 @@
 //! IPv4 service without a second lookup path.
 #![cfg_attr(not(test), no_std)]
 
+pub mod fast_path;
 pub mod health;
 pub mod locality;
 pub mod maps;
@@ -16,6 +17,7 @@ pub mod probe;
 pub mod tcp_close;
 pub mod types;
 
+pub use fast_path::*;
 pub use health::*;
 pub use locality::*;
 pub use maps::*;

@@ -21,7 +21,7 @@ pub const SERVICE_STATS_MAP: &str = "L4LB_SVC_STATS";
 pub const BACKEND_STATS_MAP: &str = "L4LB_BE_STATS";
 
 /// XDP connection table (LRU): client → VIP 5-tuple ([`crate::FlowKey`]) →
-/// backend id + service id + TCP close bits + the service revision it was
+/// backend id + service id + TCP close bits + the service generation it was
 /// recorded at and the backend's address ([`crate::FlowValue`]).
 pub const CONNTRACK_MAP: &str = "L4LB_CONNTRACK";
 /// Packet reverse NAT (LRU), written by XDP for every flow it sends to a
@@ -108,7 +108,7 @@ pub const ICMP_COUNTERS: [&str; 4] = ["to_client", "to_backend", "no_flow", "rat
 pub const ICMP_PER_CPU_PER_SEC: u64 = 1000;
 
 /// Every map the agent pins, in the order `teardown` and the CLI walk them.
-pub const ALL_MAPS: [&str; 23] = [
+pub const ALL_MAPS: [&str; 25] = [
     SERVICES_MAP,
     SLOTS_MAP,
     BACKENDS_MAP,
@@ -132,6 +132,8 @@ pub const ALL_MAPS: [&str; 23] = [
     LOCAL_STATS_MAP,
     PROBES_MAP,
     ICMP_STATS_MAP,
+    crate::SVC_GEN_MAP,
+    crate::VIP_FILTER_MAP,
 ];
 
 /// The XDP ingress program (function name in `l4lb-ebpf/src/xdp.rs`); pinned

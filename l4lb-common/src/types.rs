@@ -3,7 +3,7 @@
 
 /// Increments when a key or value layout changes; recorded in the pinned
 /// `L4LB_META` map, and an agent refuses pinned maps of another version.
-pub const ABI_VERSION: u32 = 6;
+pub const ABI_VERSION: u32 = 7;
 
 /// Value of `L4LB_META[0]`.
 #[repr(C)]
@@ -166,9 +166,10 @@ pub struct FlowKey {
 /// Value of the XDP connection table: the backend a flow was sent to. Not tied
 /// to a revision: the flow keeps its backend across backend-set changes while
 /// (service id, backend id) is still in the members map (weight 0 included).
-/// While the service's revision and slot base are still those recorded here,
-/// its backend set has not changed, so `backend` (the backend's address as it
-/// was then) is used without the member and backend lookups.
+/// While `L4LB_SVC_GEN[service_id]` still holds `generation`
+/// ([`crate::ServiceGen`]), the backend set has not changed and the service
+/// was not re-created, so `backend` (the backend's address as it was then) is
+/// used without the service, member and backend lookups.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FlowValue {
@@ -176,9 +177,9 @@ pub struct FlowValue {
     pub service_id: u32,
     /// TCP close bits (`FLOW_FIN_*`, see `tcp_close`); 0 for UDP.
     pub flags: u32,
-    /// The service's `ServiceValue::revision` and `slot_base` when recorded.
-    pub revision: u32,
-    pub slot_base: u32,
+    /// The service's generation when recorded; 0 = none (slow path).
+    pub generation: u32,
+    pub _pad: u32,
     pub backend: Backend,
 }
 

@@ -9,7 +9,7 @@ use l4lb_common::{
     Addr6, Backend, CloseStep, FLOW_FIN_CLIENT, FlowKey, FlowValue, GUARD_EXT_HEADER,
     GUARD_FRAGMENT, GUARD_IP_OPTIONS, GUARD_OTHER_PROTO, GUARD_TRUNCATED, HOOK_XDP, IPPROTO_TCP,
     IPPROTO_UDP, MemberKey, REASON_NEW, REASON_NO_BACKEND, REASON_TRACKED, REASON_TRACKED_WEIGHT0,
-    ServiceValue, TCP_FLAGS_OFF, close_step, may_open, reopens, v4_mapped,
+    ServiceValue, TCP_FLAGS_OFF, close_step, may_open, reopens, v4_mapped, vip_filter_slot,
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
@@ -19,7 +19,10 @@ use crate::{
     lb::{
         MemberEvent, Verdict, choose_up, count_backend, count_member, count_service, lookup_service,
     },
-    maps::{L4LB_BACKENDS, L4LB_CONNTRACK, L4LB_MEMBERS, L4LB_VIP_ADDRS, L4LB_VIP_GUARD},
+    maps::{
+        L4LB_BACKENDS, L4LB_CONNTRACK, L4LB_MEMBERS, L4LB_SVC_GEN, L4LB_VIP_ADDRS, L4LB_VIP_FILTER,
+        L4LB_VIP_GUARD,
+    },
     monitor,
     net::{
         ETH_P_IP_BE, ETH_P_IPV6_BE, ETH_TYPE_OFF, IP6_DST_OFF, IP6_SRC_OFF, L4_V4, L4_V6,
@@ -151,12 +154,38 @@ fn nat<P: Packet>(p: &P, l4: usize, proto: u8, src: Addr6, dst: Addr6, family: u
         proto,
         _pad: [0; 3],
     };
+    if !maybe_vip(&key.dst) {
+        return p.verdict(false);
+    }
+    // SAFETY: the value is copied out before any other map operation.
+    let flow = unsafe { L4LB_CONNTRACK.get(&key) }.copied();
+    // The established path: one hash lookup (above) and one array read.
+    if let Some(f) = flow
+        && current(&f)
+        && !reopens(tcp, f.flags)
+        && (p.explain() || !monitor::watching())
+    {
+        let b = (f.service_id, f.backend_id, f.backend);
+        return to_backend(p, key, family, b, Some(f.flags), tcp);
+    }
     let Some(svc) = lookup_service(key.dst, dport, proto) else {
         return p.verdict(false);
     };
-    let Some((backend_id, backend, flags)) = select(p.explain(), &key, &svc, tcp) else {
+    let Some((backend_id, backend, flags)) = select(p.explain(), &key, flow, &svc, tcp) else {
         return p.verdict(true);
     };
+    to_backend(p, key, family, (svc.id, backend_id, backend), flags, tcp)
+}
+
+#[inline(always)]
+fn to_backend<P: Packet>(
+    p: &P,
+    key: FlowKey,
+    family: u8,
+    (service_id, backend_id, backend): (u32, u32, Backend),
+    flags: Option<u32>,
+    tcp: u8,
+) -> P::Verdict {
     if backend.family != family {
         // The agent never pairs a VIP with a backend of the other family;
         // drop rather than misroute.
@@ -164,12 +193,34 @@ fn nat<P: Packet>(p: &P, l4: usize, proto: u8, src: Addr6, dst: Addr6, family: u
     }
     p.nat(&Nat {
         key,
-        service_id: svc.id,
+        service_id,
         backend_id,
         backend,
         flags,
         tcp,
     })
+}
+
+/// False when `dst` is surely no VIP address (its filter slot is 0): the
+/// packet leaves after one array read, with no hash lookup.
+#[inline(always)]
+fn maybe_vip(dst: &Addr6) -> bool {
+    matches!(L4LB_VIP_FILTER.get(vip_filter_slot(dst)), Some(n) if *n != 0)
+}
+
+/// The generation `L4LB_SVC_GEN` holds for `svc`'s id (0: none).
+#[inline(always)]
+fn svc_generation(svc: &ServiceValue) -> u32 {
+    L4LB_SVC_GEN.get(svc.id).map_or(0, |g| g.generation)
+}
+
+/// The flow's generation is still its service's: same backend set, and the
+/// service neither removed nor re-created since (generations never repeat
+/// for an id), so the backend recorded is a member at the address recorded.
+#[inline(always)]
+fn current(f: &FlowValue) -> bool {
+    f.generation != 0
+        && matches!(L4LB_SVC_GEN.get(f.service_id), Some(g) if g.generation == f.generation)
 }
 
 /// Source and destination ports (network order) and the TCP flags (0 for
@@ -236,27 +287,19 @@ fn ipv6_reason(next_hdr: u8) -> u32 {
     }
 }
 
-/// The flow's backend and its TCP close bits (None: a new entry, or none):
-/// the tracked one while it is still a member of the service, else a fresh
-/// Maglev pick (recorded unless explaining, or unless `tcp` is a FIN/RST that
-/// must not bring a closed flow back). None = the VIP has no backend for new
-/// flows (counted, dropped).
+/// The flow's backend and its TCP close bits (None: a new entry, or none),
+/// when the established path did not answer: the tracked one while it is
+/// still a member of the service, else a fresh Maglev pick (recorded unless
+/// explaining, or unless `tcp` is a FIN/RST that must not bring a closed flow
+/// back). None = the VIP has no backend for new flows (counted, dropped).
 #[inline(always)]
 fn select(
     explain: bool,
     key: &FlowKey,
+    flow: Option<FlowValue>,
     svc: &ServiceValue,
     tcp: u8,
 ) -> Option<(u32, Backend, Option<u32>)> {
-    // SAFETY: values are copied out before any other map operation.
-    let flow = unsafe { L4LB_CONNTRACK.get(key) }.copied();
-    if let Some(flow) = flow
-        && unchanged(&flow, svc)
-        && !reopens(tcp, flow.flags)
-        && (explain || !monitor::watching())
-    {
-        return Some((flow.backend_id, flow.backend, Some(flow.flags)));
-    }
     if let Some(flow) = flow
         && flow.service_id == svc.id
         && !reopens(tcp, flow.flags)
@@ -269,6 +312,9 @@ fn select(
         .map(|m| m.weight)
         && let Some(backend) = unsafe { L4LB_BACKENDS.get(flow.backend_id) }.copied()
     {
+        if !explain && flow.generation != svc_generation(svc) {
+            flow_close::refresh(key, svc, &backend);
+        }
         if !explain && monitor::watching() {
             let reason = if weight == 0 {
                 REASON_TRACKED_WEIGHT0
@@ -307,17 +353,6 @@ fn select(
             Some((backend_id, backend, None))
         }
     }
-}
-
-/// The flow was recorded under the service's current backend set (same id,
-/// revision and table), so its backend is still a member at the address
-/// recorded: the member and backend lookups can be skipped. Any change of
-/// the set bumps the revision; a service removed and re-created on the same
-/// VIP starts again at revision 0, and then its table's new place tells it
-/// apart (slot ranges are reused only after a grace period).
-#[inline(always)]
-fn unchanged(flow: &FlowValue, svc: &ServiceValue) -> bool {
-    flow.service_id == svc.id && flow.revision == svc.revision && flow.slot_base == svc.slot_base
 }
 
 /// After the rewrite: the counters, and a tracked TCP flow's FIN or RST (or

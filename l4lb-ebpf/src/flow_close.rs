@@ -5,7 +5,7 @@ use core::intrinsics::{AtomicOrdering, atomic_or};
 
 use l4lb_common::{Backend, CloseStep, FlowKey, FlowRevNatValue, FlowValue, ServiceValue};
 
-use crate::maps::{L4LB_BACKENDS, L4LB_CONNTRACK, L4LB_XDP_REVNAT};
+use crate::maps::{L4LB_BACKENDS, L4LB_CONNTRACK, L4LB_SVC_GEN, L4LB_XDP_REVNAT};
 
 /// The reply's 5-tuple (backend → client): the reverse-NAT key of a flow
 /// whose client-side key is `client`, sent to `backend`.
@@ -48,8 +48,8 @@ pub fn open(client: &FlowKey, svc: &ServiceValue, backend_id: u32, backend: &Bac
             backend_id,
             service_id,
             flags: 0,
-            revision: svc.revision,
-            slot_base: svc.slot_base,
+            generation: generation(svc),
+            _pad: 0,
             backend: *backend,
         };
         // A failed insert only costs a re-pick on the next packet.
@@ -63,6 +63,50 @@ pub fn open(client: &FlowKey, svc: &ServiceValue, backend_id: u32, backend: &Bac
         flags: 0,
     };
     let _ = L4LB_XDP_REVNAT.insert(reply_key(client, backend), &vip, 0);
+}
+
+/// A tracked flow whose backend is still a member after a change of the set:
+/// its entry takes the service's current generation and the backend's
+/// address as read now, so its next packets take the established path
+/// again. Out of line, like [`open`].
+#[inline(never)]
+pub fn refresh(client: &FlowKey, svc: &ServiceValue, backend: &Backend) {
+    let generation = generation(svc);
+    if generation == 0 {
+        return;
+    }
+    if let Some(f) = L4LB_CONNTRACK.get_ptr_mut(client) {
+        // SAFETY: an element of the map; a racing writer only costs a re-check.
+        unsafe {
+            (*f).backend = *backend;
+            (*f).generation = generation;
+        }
+    }
+}
+
+/// The service's generation if the array describes the service value the
+/// pick was made from; else 0: the agent is between the two writes, and the
+/// flow is checked the slow way (members) until its next pick. The
+/// generation is read first: the agent clears it before changing the rest
+/// and writes it last, so a new generation is never paired with the old
+/// revision and slot base.
+#[inline(always)]
+fn generation(svc: &ServiceValue) -> u32 {
+    let Some(g) = L4LB_SVC_GEN.get_ptr(svc.id) else {
+        return 0;
+    };
+    // SAFETY: an element of the array; volatile keeps the reads in order.
+    unsafe {
+        let generation = core::ptr::addr_of!((*g).generation).read_volatile();
+        let live = core::ptr::addr_of!((*g).live).read_volatile();
+        let revision = core::ptr::addr_of!((*g).revision).read_volatile();
+        let slot_base = core::ptr::addr_of!((*g).slot_base).read_volatile();
+        if live != 0 && revision == svc.revision && slot_base == svc.slot_base {
+            generation
+        } else {
+            0
+        }
+    }
 }
 
 /// A step (not Keep) in one register for the out-of-line calls below: the

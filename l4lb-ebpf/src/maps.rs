@@ -9,8 +9,8 @@ use l4lb_common::{
     Addr6, AgentId, Backend, BackendHealth, FlowKey, FlowRevNatValue, FlowValue, GUARD_REASONS,
     ICMP_COUNTERS, LbConfig, LbStats, MAX_BACKENDS, MAX_FLOWS, MAX_MEMBERS, MAX_REVNAT,
     MAX_SERVICES as VIP_ADDRS, MAX_SERVICES, MAX_SLOTS, MAX_SOCKS, MONITOR_RING_BYTES, MemberKey,
-    MemberValue, MonitorConfig, MonitorEvent, ProbeMark, RevNatKey, RevNatValue, ServiceKey,
-    ServiceValue, SockSlot, Stats,
+    MemberValue, MonitorConfig, MonitorEvent, ProbeMark, RevNatKey, RevNatValue, ServiceGen,
+    ServiceKey, ServiceValue, SockSlot, Stats, VIP_FILTER_SLOTS,
 };
 
 const NO_PREALLOC: usize = BPF_F_NO_PREALLOC as usize;
@@ -132,3 +132,14 @@ pub static L4LB_ICMP_STATS: PerCpuArray<u64, { ICMP_COUNTERS.len() }> = PerCpuAr
 /// The ICMP translation limit's window on this CPU: [start ns, count]. Not pinned.
 #[btf_map]
 pub static L4LB_ICMP_RATE: PerCpuArray<[u64; 2], 1> = PerCpuArray::new();
+
+/// Service id → its generation (`l4lb_common::fast_path`), written by the
+/// agent through mmap before the service value: an established flow is
+/// checked against it instead of looking the service up.
+#[btf_map]
+pub static L4LB_SVC_GEN: Array<ServiceGen, { MAX_SERVICES as usize }, MMAPABLE> = Array::new();
+
+/// VIP address pre-filter (`l4lb_common::vip_filter_slot`): 0 = not a VIP
+/// address; written by the agent through mmap.
+#[btf_map]
+pub static L4LB_VIP_FILTER: Array<u64, { VIP_FILTER_SLOTS as usize }, MMAPABLE> = Array::new();

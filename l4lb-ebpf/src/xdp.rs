@@ -3,8 +3,12 @@
 //! For a TCP or UDP packet to a VIP:port (IPv4 without options and not a
 //! fragment, or IPv6 whose next header is TCP/UDP) the program
 //!
-//! 1. looks the client's 5-tuple up in the connection table (`L4LB_CONNTRACK`):
-//!    a tracked flow keeps its backend while that backend is still a member of
+//! 1. leaves at once if the destination's slot in the VIP pre-filter
+//!    (`L4LB_VIP_FILTER`, an array) is 0; else looks the client's 5-tuple up
+//!    in the connection table (`L4LB_CONNTRACK`): an entry whose generation
+//!    `L4LB_SVC_GEN` still holds for its service goes to the backend address
+//!    it recorded (no other lookup); otherwise, after the service lookup, a
+//!    tracked flow keeps its backend while that backend is still a member of
 //!    the service (weight 0 included), whatever the revision;
 //! 2. otherwise picks slot `hash(5-tuple) % slot_count` of the service's active
 //!    Maglev generation (the same table the socket hooks use) — a few slots

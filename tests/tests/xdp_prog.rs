@@ -625,6 +625,55 @@ fn existing_flows_keep_their_backend_through_an_addition() {
     assert_eq!(new.len(), 5, "new flows reached only {new:?}");
 }
 
+/// A service removed and re-created with the same id, revision, slot range
+/// and VIP, but without the backend a flow was on: the flow's entry from
+/// before must not be taken as current (its generation is not the new
+/// service's), so the flow is re-picked to a member.
+#[test]
+fn a_re_created_service_does_not_inherit_flows_of_the_old_one() {
+    use l4lb_agent::{
+        codec,
+        plan::{Op, SlotTable},
+    };
+    use l4lb_common::{MemberKey, ServiceValue};
+    let mut lb = Lb::new("xdp-recreate");
+    let (vip, a, b) = ("11.0.0.1:80", "198.18.2.2:8080", "198.18.2.3:8080");
+    lb.set(&[(vip, Proto::Udp, &[(a, 1), (b, 1)])]);
+    let on_a = (30000..30100)
+        .map(|port| format!("198.18.1.2:{port}"))
+        .find(|src| lb.dst_of(Proto::Udp, src, vip) == a.parse().unwrap())
+        .expect("a flow on a");
+    let v = Vip {
+        addr: vip.parse().unwrap(),
+        proto: Proto::Udp,
+    };
+    let old = lb.maps.service_value(&v).unwrap();
+    let (a_id, b_id) = (lb.backend_id(a), lb.backend_id(b));
+    let key = codec::service_key(&v);
+    let table = SlotTable::new(old.slot_count, vec![(b_id, b.parse().unwrap(), 1)]);
+    // A handle opened now, as the next agent would.
+    let mut maps = Maps::open_pinned(lb._sb.pin_root()).unwrap();
+    maps.apply(&[
+        Op::DelService(key),
+        Op::DelMember(MemberKey {
+            service_id: old.id,
+            backend_id: a_id,
+        }),
+        Op::WriteSlots {
+            base: old.slot_base,
+            table,
+        },
+        Op::PutService(key, ServiceValue { backends: 1, ..old }),
+    ])
+    .unwrap();
+    let new = lb.maps.service_value(&v).unwrap();
+    assert_eq!(
+        (new.id, new.revision, new.slot_base),
+        (old.id, old.revision, old.slot_base)
+    );
+    assert_eq!(lb.dst_of(Proto::Udp, &on_a, vip), b.parse().unwrap());
+}
+
 #[test]
 fn maglev_remaps_few_new_flows_when_one_backend_leaves() {
     // Property of the XDP pick itself (explain mode: no connection table),

@@ -7,15 +7,20 @@
 //! `Maps` calls [`VipAddrs::added`]/[`VipAddrs::removed`] after each service
 //! write or delete that succeeded. The first call rebuilds the map from the
 //! services map (adoption, or a previous failure), so it never drifts.
+//! XDP's VIP pre-filter (`fast_path.rs`) follows the same addresses.
 use std::collections::{HashMap as StdHashMap, HashSet};
 
 use aya::maps::{HashMap, Map, MapData, MapError, PerCpuArray};
 use l4lb_common::{Addr6, ServiceKey, ServiceValue};
 
+use super::fast_path::VipFilter;
+
 type Services = HashMap<MapData, ServiceKey, ServiceValue>;
 
 pub struct VipAddrs {
     map: HashMap<MapData, Addr6, u32>,
+    /// XDP's pre-filter of the same addresses (None: maps of an older agent).
+    filter: Option<VipFilter>,
     /// What the map holds, once synced: the service keys and, per address, how many.
     state: Option<State>,
 }
@@ -27,9 +32,10 @@ struct State {
 }
 
 impl VipAddrs {
-    pub fn new(map: Map) -> Result<VipAddrs, MapError> {
+    pub fn new(map: Map, filter: Option<VipFilter>) -> Result<VipAddrs, MapError> {
         Ok(VipAddrs {
             map: map.try_into()?,
+            filter,
             state: None,
         })
     }
@@ -92,9 +98,21 @@ impl VipAddrs {
             self.state = Some(self.resync(services)?);
         }
         let state = self.state.as_mut().expect("synced above");
+        let filter = self.filter.as_mut();
         match change(state) {
-            Some((addr, 0)) => ignore_missing(self.map.remove(&addr)),
-            Some((addr, n)) => self.map.insert(addr, n, 0),
+            Some((addr, 0)) => {
+                ignore_missing(self.map.remove(&addr))?;
+                if let Some(f) = filter {
+                    f.remove(&addr);
+                }
+                Ok(())
+            }
+            Some((addr, n)) => {
+                if let Some(f) = filter {
+                    f.add(&addr);
+                }
+                self.map.insert(addr, n, 0)
+            }
             None => Ok(()),
         }
     }
@@ -106,6 +124,9 @@ impl VipAddrs {
             let key = key?;
             state.keys.insert(key);
             *state.counts.entry(key.addr).or_default() += 1;
+        }
+        if let Some(f) = self.filter.as_mut() {
+            f.rebuild(state.counts.keys());
         }
         let stale: Vec<Addr6> = self
             .map

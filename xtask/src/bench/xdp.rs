@@ -2,8 +2,8 @@
 //!
 //! 1. ns per packet through the program (BPF_PROG_TEST_RUN with `repeat`,
 //!    `xdp_cost.rs`): an established flow (connection-table hit, counters),
-//!    a new flow's lookups (explain mode: Maglev pick, no map writes) and a
-//!    non-VIP packet. Goal <= 50 ns.
+//!    a new flow's lookups (explain mode: Maglev pick, no map writes), a
+//!    non-VIP packet and one to a VIP address's other port. Goal <= 50 ns.
 //! 2. Packets per second through the `node` netns of the three-namespace
 //!    topology: UDP frames from `client` (`l4lb-agent pktgen`: an XDP program
 //!    run through BPF_PROG_TEST_RUN in live-frames mode, 64 flows; a

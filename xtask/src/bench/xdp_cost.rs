@@ -27,7 +27,7 @@ const B: &str = "11.0.0.2:9";
 const SRC: &str = "198.18.1.2:40000";
 const NEW_SRC: &str = "198.18.1.3:40000";
 
-/// (what, ns per packet) for the four paths and the test run's floor.
+/// (what, ns per packet) for the five paths and the test run's floor.
 pub fn per_packet() -> Result<Vec<(&'static str, u64)>> {
     let sb = Sandbox::new("bxdp-cost")?;
     let loaded = datapath::load(sb.pin_root(), sb.cgroup(), plan::Capacity::default())?;
@@ -43,6 +43,8 @@ pub fn per_packet() -> Result<Vec<(&'static str, u64)>> {
     // Explaining records nothing, so a source never sent is new on every run.
     let new = run_from(xdp, Proto::Tcp, NEW_SRC, A, true)?;
     let other = run(xdp, Proto::Tcp, "11.0.0.99:9", false)?;
+    // A VIP address, a port that is no service: past the pre-filter.
+    let vip_port = run(xdp, Proto::Tcp, "11.0.0.1:10", false)?;
     let floor = not_ip(xdp)?;
     Ok(vec![
         (
@@ -57,7 +59,11 @@ pub fn per_packet() -> Result<Vec<(&'static str, u64)>> {
             "TCP, new flow lookups (Maglev pick; explain mode: no map writes)",
             new,
         ),
-        ("TCP, not a VIP (service lookup, pass)", other),
+        ("TCP, not a VIP (pre-filter array read, pass)", other),
+        (
+            "TCP, VIP address, no service on the port (filter, flow and service misses)",
+            vip_port,
+        ),
         ("not IP (EtherType read, pass: the test run's floor)", floor),
     ])
 }
