@@ -9,22 +9,20 @@
 //!   by the VIP address map's writer (`vip_addrs.rs`).
 use std::{
     collections::{HashMap as StdHashMap, HashSet},
-    os::fd::{AsFd, AsRawFd},
-    ptr::NonNull,
+    os::fd::AsFd,
 };
 
-use aya::{
-    maps::{HashMap, Map, MapData, MapError},
-    sys::SyscallError,
-};
+use aya::maps::{HashMap, Map, MapData, MapError};
 use l4lb_common::{Addr6, ServiceGen, ServiceKey, ServiceValue, vip_filter_slot};
+
+use super::mmap::Mapping;
 
 /// A whole BPF_F_MMAPABLE array mapped read-write for the handle's life.
 struct Mapped<T> {
-    ptr: NonNull<T>,
+    mapping: Mapping,
     len: usize,
-    bytes: usize,
     _map: MapData,
+    _elem: std::marker::PhantomData<T>,
 }
 
 impl<T: Copy> Mapped<T> {
@@ -35,54 +33,20 @@ impl<T: Copy> Mapped<T> {
         // The kernel's element stride is the value size rounded up to 8.
         assert_eq!(size_of::<T>() % 8, 0, "array element stride");
         let len = map.info()?.max_entries() as usize;
-        let page = page_size();
-        let bytes = (len * size_of::<T>()).div_ceil(page) * page;
-        // SAFETY: mapping a whole BPF_F_MMAPABLE array map fd, shared and
-        // read-write; the kernel checks the length against the map.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                map.fd().as_fd().as_raw_fd(),
-                0,
-            )
-        };
-        let err = || {
-            MapError::SyscallError(SyscallError {
-                call: "mmap",
-                io_error: std::io::Error::last_os_error(),
-            })
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(err());
-        }
-        let ptr = NonNull::new(ptr.cast::<T>()).ok_or_else(err)?;
+        let mapping = Mapping::pages(map.fd().as_fd(), 0, len * size_of::<T>())?;
         Ok(Mapped {
-            ptr,
+            mapping,
             len,
-            bytes,
             _map: map,
+            _elem: std::marker::PhantomData,
         })
     }
 
     fn slice(&mut self) -> &mut [T] {
-        // SAFETY: `len` elements of the mapping, which lives as long as self.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+        // SAFETY: `len` elements from the start of the mapping (page
+        // aligned, so aligned for T), which lives as long as self.
+        unsafe { std::slice::from_raw_parts_mut(self.mapping.start().cast::<T>(), self.len) }
     }
-}
-
-impl<T> Drop for Mapped<T> {
-    fn drop(&mut self) {
-        // SAFETY: ptr/bytes come from a successful mmap, unmapped once.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.bytes) };
-    }
-}
-
-fn page_size() -> usize {
-    // SAFETY: plain FFI.
-    unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize
 }
 
 fn publish() {

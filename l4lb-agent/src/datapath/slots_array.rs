@@ -2,18 +2,13 @@
 //! written through mmap: the map is created BPF_F_MMAPABLE, so a table of
 //! thousands of slots is one memory copy instead of one syscall per slot.
 //! Only the pages of the table being written are mapped, and only meanwhile.
-//! Hand-written with libc because aya 0.14 has no mmap API for maps.
 //! The kernel lays array elements out 8 bytes apart (value size rounded up to
 //! 8), so each u32 slot is written as the low half of a u64.
-use std::{
-    os::fd::{AsFd, AsRawFd},
-    ptr::NonNull,
-};
+use std::os::fd::AsFd;
 
-use aya::{
-    maps::{Map, MapData, MapError},
-    sys::SyscallError,
-};
+use aya::maps::{Map, MapData, MapError};
+
+use super::mmap::Mapping;
 
 #[cfg(not(target_endian = "little"))]
 compile_error!("the slots array is written as little-endian u64 elements");
@@ -28,21 +23,6 @@ const WINDOW_MAX: u64 = 1 << 20;
 pub struct SlotsArray {
     map: MapData,
     capacity: u32,
-}
-
-/// A mapped window of the array, unmapped on drop. Mapping only the pages a
-/// write touches, and only while it writes, keeps the table (40 MB at 5M
-/// slots: kernel memory of the map) out of the agent's resident set.
-struct Window {
-    ptr: NonNull<u8>,
-    len_bytes: usize,
-}
-
-impl Drop for Window {
-    fn drop(&mut self) {
-        // SAFETY: ptr/len come from a successful mmap and are unmapped once.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len_bytes) };
-    }
 }
 
 impl SlotsArray {
@@ -83,7 +63,7 @@ impl SlotsArray {
         // SAFETY: the window covers bytes first..last of the array (checked
         // against the capacity above), 8-byte aligned like every element.
         let slots = unsafe {
-            let at = w.ptr.as_ptr().add(first % page_size()).cast::<u64>();
+            let at = w.start().cast::<u64>();
             std::slice::from_raw_parts_mut(at, backends.len())
         };
         for (slot, id) in slots.iter_mut().zip(backends) {
@@ -123,12 +103,11 @@ impl SlotsArray {
             }
             let (first, last) = (lo as usize * ELEM, hi as usize * ELEM);
             let w = self.window(first, last).map_err(|e| (i, e))?;
-            let offset = first / page_size() * page_size();
             for (base, backends) in &tables[i..j] {
                 // SAFETY: the window covers bytes first..last, which holds
                 // this table's bytes (its span was merged into lo..hi).
                 let slots = unsafe {
-                    let at = w.ptr.as_ptr().add(*base as usize * ELEM - offset);
+                    let at = w.start().add(*base as usize * ELEM - first);
                     std::slice::from_raw_parts_mut(at.cast::<u64>(), backends.len())
                 };
                 for (slot, id) in slots.iter_mut().zip(backends) {
@@ -158,46 +137,17 @@ impl SlotsArray {
         let w = self.window(first, last)?;
         // SAFETY: as in `write`: the window covers bytes first..last.
         let slots = unsafe {
-            let at = w.ptr.as_ptr().add(first % page_size()).cast::<u64>();
+            let at = w.start().cast::<u64>();
             std::slice::from_raw_parts(at, count as usize)
         };
         // Little-endian: the u32 value is the element's first 4 bytes.
         Ok(slots.iter().map(|s| *s as u32).collect())
     }
 
-    /// Maps the pages holding bytes `first..last` of the array.
-    fn window(&self, first: usize, last: usize) -> Result<Window, MapError> {
-        let page = page_size();
-        let offset = first / page * page;
-        let len_bytes = (last - offset).div_ceil(page) * page;
-        let fd = self.map.fd().as_fd().as_raw_fd();
-        // SAFETY: mapping part of a BPF_F_MMAPABLE array map fd, shared,
-        // read-write; the kernel checks offset + length against the map.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len_bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd,
-                offset as libc::off_t,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(MapError::SyscallError(SyscallError {
-                call: "mmap",
-                io_error: std::io::Error::last_os_error(),
-            }));
-        }
-        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or(MapError::SyscallError(SyscallError {
-            call: "mmap",
-            io_error: std::io::Error::other("null mapping"),
-        }))?;
-        Ok(Window { ptr, len_bytes })
+    /// Maps the pages holding bytes `first..last` of the array, only while
+    /// the returned mapping lives: the table (40 MB at 5M slots: kernel
+    /// memory of the map) stays out of the agent's resident set.
+    fn window(&self, first: usize, last: usize) -> Result<Mapping, MapError> {
+        Mapping::pages(self.map.fd().as_fd(), first, last)
     }
-}
-
-fn page_size() -> usize {
-    // SAFETY: plain FFI.
-    unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize
 }
