@@ -397,28 +397,23 @@ impl Collector for DatapathCollector {
         let Ok(rows) = table::vip_rows(&maps) else {
             return Ok(());
         };
-        let mut counter = |name: &str,
-                           help: &str,
-                           series: Vec<(Vec<(String, String)>, u64)>|
-         -> Result<(), std::fmt::Error> {
-            let c = ConstCounter::new(0u64);
-            let mut desc = encoder.encode_descriptor(name, help, None, c.metric_type())?;
-            for (labels, v) in series {
-                ConstCounter::new(v).encode(desc.encode_family(&labels)?)?;
-            }
-            Ok(())
+        // Series go by as they are made: collected, the per-pair and
+        // per-backend ones were tens of MB at 10,000 VIPs.
+        let mut counter = |name: &str, help: &str, series: Series<'_>| {
+            encode_counter(&mut encoder, name, help, series)
         };
         counter(
             "vip_connections",
             "connect() and unconnected sendmsg() calls sent to a backend, per VIP",
-            rows.iter()
-                .map(|r| (vip_labels(r), r.connects + r.sendmsgs))
-                .collect(),
+            Box::new(
+                rows.iter()
+                    .map(|r| (vip_labels(r), r.connects + r.sendmsgs)),
+            ),
         )?;
         counter(
             "vip_refused",
             "connect()/sendmsg() refused: no backend takes new connections",
-            rows.iter().map(|r| (vip_labels(r), r.no_backend)).collect(),
+            Box::new(rows.iter().map(|r| (vip_labels(r), r.no_backend))),
         )?;
         for (name, help, pick) in [
             (
@@ -445,25 +440,23 @@ impl Collector for DatapathCollector {
             counter(
                 name,
                 help,
-                rows.iter()
-                    .map(|r| {
-                        (
-                            vip_labels(r),
-                            [r.packets, r.bytes, r.flows, r.reply_packets][pick],
-                        )
-                    })
-                    .collect(),
+                Box::new(rows.iter().map(move |r| {
+                    (
+                        vip_labels(r),
+                        [r.packets, r.bytes, r.flows, r.reply_packets][pick],
+                    )
+                })),
             )?;
         }
         counter(
             "backend_flows",
             "New XDP flows sent to a backend, per VIP and backend",
-            per_pair(&rows, |b| b.flows),
+            Box::new(per_pair(&rows, |b| b.flows)),
         )?;
         counter(
             "backend_connections",
             "connect() and unconnected sendmsg() calls sent to a backend, per VIP and backend",
-            per_pair(&rows, |b| b.connects + b.sendmsgs),
+            Box::new(per_pair(&rows, |b| b.connects + b.sendmsgs)),
         )?;
         for (name, help, pick) in [
             (
@@ -485,30 +478,22 @@ impl Collector for DatapathCollector {
             counter(
                 name,
                 help,
-                rows.iter()
-                    .map(|r| {
-                        let v = [r.p2c_fallbacks, r.p2c_avoided, r.p2c_probes][pick];
-                        (vip_labels(r), v)
-                    })
-                    .collect(),
+                Box::new(rows.iter().map(move |r| {
+                    let v = [r.p2c_fallbacks, r.p2c_avoided, r.p2c_probes][pick];
+                    (vip_labels(r), v)
+                })),
             )?;
         }
         let health = backend_health(&rows);
-        let by_backend = |f: fn(&HealthView) -> u64| -> Vec<(Vec<(String, String)>, u64)> {
-            health
-                .iter()
-                .map(|(addr, h)| (vec![("backend".to_string(), addr.clone())], f(h)))
-                .collect()
-        };
         counter(
             "backend_handshakes",
             "TCP handshakes through a VIP that completed, per backend (this node)",
-            by_backend(|h| h.handshakes),
+            Box::new(by_backend(&health, |h| h.handshakes)),
         )?;
         counter(
             "backend_handshake_failures",
             "TCP handshakes through a VIP that failed (SYN timeout, RST, unreachable, abandoned), per backend",
-            by_backend(|h| h.handshake_failures),
+            Box::new(by_backend(&health, |h| h.handshake_failures)),
         )?;
         let probe_results: [(&str, HealthField); 3] = [
             ("sent", |h| h.agent_probes),
@@ -518,52 +503,48 @@ impl Collector for DatapathCollector {
         counter(
             "backend_agent_probes",
             "The agent's own TCP probes of a backend down for this node, by result (sent, ok: answered, failed)",
-            probe_results
-                .iter()
-                .flat_map(|(result, f)| {
-                    health.iter().map(move |(addr, h)| {
-                        let labels = vec![
-                            ("backend".to_string(), addr.clone()),
-                            ("result".to_string(), result.to_string()),
-                        ];
-                        (labels, f(h))
-                    })
+            Box::new(probe_results.iter().flat_map(|(result, f)| {
+                health.iter().map(move |(addr, h)| {
+                    let labels = vec![
+                        ("backend".to_string(), addr.clone()),
+                        ("result".to_string(), result.to_string()),
+                    ];
+                    (labels, f(h))
                 })
-                .collect(),
+            })),
         )?;
         counter(
             "health_probes",
             "The agent's own TCP probes of backends down for this node, all backends, by result (sent, ok, failed)",
-            probe_results
-                .iter()
-                .map(|(result, f)| {
-                    let labels = vec![("result".to_string(), result.to_string())];
-                    (labels, health.values().map(f).sum())
-                })
-                .collect(),
+            Box::new(probe_results.iter().map(|(result, f)| {
+                let labels = vec![("result".to_string(), result.to_string())];
+                (labels, health.values().map(f).sum())
+            })),
         )?;
         if let Some(n) = crate::datapath::escape::escaped_packets() {
             counter(
                 "escaped_vip_packets",
                 "Packets to a VIP address that escaped the hooks, dropped by the l4lb0 route",
-                vec![(vec![], n)],
+                Box::new(std::iter::once((vec![], n))),
             )?;
         }
         counter(
             "xdp_vip_guard_drops",
             "Packets to a VIP address XDP dropped because it cannot balance them (fragment, IP options, IPv6 extension header, other protocol, truncated)",
-            maps.vip_guard_drops()
-                .into_iter()
-                .map(|(r, n)| (vec![("reason".to_string(), r.to_string())], n))
-                .collect(),
+            Box::new(
+                maps.vip_guard_drops()
+                    .into_iter()
+                    .map(|(r, n)| (vec![("reason".to_string(), r.to_string())], n)),
+            ),
         )?;
         counter(
             "xdp_icmp_errors",
             "ICMP errors about VIP flows: translated for the client (tc), steered to the backend (XDP), dropped for no flow, rate-limited",
-            maps.icmp_errors()
-                .into_iter()
-                .map(|(r, n)| (vec![("result".to_string(), r.to_string())], n))
-                .collect(),
+            Box::new(
+                maps.icmp_errors()
+                    .into_iter()
+                    .map(|(r, n)| (vec![("result".to_string(), r.to_string())], n)),
+            ),
         )?;
         for (metric, help, pick) in [
             ("map_entries", "Entries in each BPF map", 0usize),
@@ -594,21 +575,49 @@ fn vip_labels(r: &table::VipRow) -> Vec<(String, String)> {
     ]
 }
 
+/// Label pairs of one series.
+type Labels = Vec<(String, String)>;
+/// A counter family's series, made one at a time as they are encoded.
+type Series<'a> = Box<dyn Iterator<Item = (Labels, u64)> + 'a>;
+
+fn encode_counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: Series<'_>,
+) -> Result<(), std::fmt::Error> {
+    let c = ConstCounter::new(0u64);
+    let mut desc = encoder.encode_descriptor(name, help, None, c.metric_type())?;
+    for (labels, v) in series {
+        ConstCounter::new(v).encode(desc.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
 /// One value per (VIP, backend), labelled with both.
 fn per_pair(
     rows: &[table::VipRow],
     value: fn(&table::BackendRow) -> u64,
-) -> Vec<(Vec<(String, String)>, u64)> {
-    rows.iter()
-        .flat_map(|r| {
-            r.backends.iter().map(move |b| {
-                let mut l = vip_labels(r);
-                l.push(("backend".into(), b.addr.to_string()));
-                (l, value(b))
-            })
+) -> impl Iterator<Item = (Labels, u64)> + '_ {
+    rows.iter().flat_map(move |r| {
+        r.backends.iter().map(move |b| {
+            let mut l = vip_labels(r);
+            l.push(("backend".into(), b.addr.to_string()));
+            (l, value(b))
         })
-        .collect()
+    })
 }
+
+/// One value per backend, labelled with its address.
+fn by_backend(
+    health: &std::collections::BTreeMap<String, HealthView>,
+    f: HealthField,
+) -> impl Iterator<Item = (Labels, u64)> + '_ {
+    health
+        .iter()
+        .map(move |(addr, h)| (vec![("backend".to_string(), addr.clone())], f(h)))
+}
+
 /// Reads one number of a backend's health.
 type HealthField = fn(&HealthView) -> u64;
 
