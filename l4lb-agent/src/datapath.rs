@@ -12,6 +12,7 @@ mod link_sys;
 pub mod links;
 mod locality;
 mod member_stats;
+mod mmap;
 pub mod monitor;
 pub mod offload;
 pub mod pin_root;

@@ -5,6 +5,7 @@
 mod datapath;
 mod family;
 mod locality;
+mod stream;
 
 use family::{Labels, by_label};
 
@@ -217,14 +218,6 @@ impl Metrics {
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed) && self.sync_ok.get() == 1
     }
-
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
-            tracing::warn!("encoding metrics: {e}");
-        }
-        out
-    }
 }
 
 /// `l4lb_dns_queries_total{result}`, `l4lb_dns_rrl_total{action}` and
@@ -383,16 +376,24 @@ pub async fn serve(listen: SocketAddr, metrics: Arc<Metrics>, extra: Router) -> 
 }
 
 async fn metrics_handler(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
-    // Scrapes read the maps (blocking syscalls): keep them off the async workers.
-    let body = tokio::task::spawn_blocking(move || m.render())
-        .await
-        .unwrap_or_default();
+    // Scrapes read the maps (blocking syscalls): keep them off the async
+    // workers. The text goes out as it is encoded (see `stream`).
+    let (mut writer, chunks) = stream::ChunkWriter::new();
+    tokio::task::spawn_blocking(move || {
+        match prometheus_client::encoding::text::encode(&mut writer, &m.registry) {
+            Ok(()) => writer.finish(),
+            Err(e) => {
+                tracing::warn!("encoding metrics: {e}");
+                writer.fail(format!("encoding metrics: {e}"));
+            }
+        }
+    });
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        body,
+        axum::body::Body::from_stream(chunks),
     )
 }
 
