@@ -488,13 +488,18 @@ impl Collector for DatapathCollector {
                 "TCP connects sent as the one half-open probe of a backend down for this node (--health-probes connection only)",
                 2,
             ),
+            (
+                "vip_unmarked_connects",
+                "TCP connects balanced without a socket mark (its L4LB_SOCKS slots were all live): sock_ops does not follow them and getpeername shows the backend",
+                3,
+            ),
         ] {
             counter(
                 name,
                 help,
                 rows.iter()
                     .map(|r| {
-                        let v = [r.p2c_fallbacks, r.p2c_avoided, r.p2c_probes][pick];
+                        let v = [r.p2c_fallbacks, r.p2c_avoided, r.p2c_probes, r.unmarked][pick];
                         (vip_labels(r), v)
                     })
                     .collect(),

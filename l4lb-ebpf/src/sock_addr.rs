@@ -313,8 +313,9 @@ struct Remembered<'a> {
 /// both what `sock_ops` follows and what its getpeername reads; a UDP socket
 /// may talk to several backends, so it gets a reverse-NAT entry per backend.
 /// A failed write only means the backend shows (or the connection goes
-/// unobserved); never fail the call for it. Under either policy: `random` is
-/// observed too, so both can be compared in one run.
+/// unobserved, counted in `LbStats::unmarked`); never fail the call for
+/// it. Under either policy: `random` is observed too, so both can be
+/// compared in one run.
 #[inline(always)]
 fn remember(c: &Remembered, tcp_connect: bool, probe: bool) {
     if tcp_connect {
@@ -328,7 +329,10 @@ fn remember(c: &Remembered, tcp_connect: bool, probe: bool) {
             service_id: c.service_id,
             vip: c.vip,
         };
-        let _ = socks::put(c.cookie, &m, health::now_ns());
+        if !socks::put(c.cookie, &m, health::now_ns()) {
+            // Balanced all the same, but unobserved: counted so it shows.
+            p2c::count(c.service_id, |s| s.unmarked += 1);
+        }
     } else {
         let key = RevNatKey {
             cookie: c.cookie,

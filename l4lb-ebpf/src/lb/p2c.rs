@@ -66,7 +66,7 @@ fn random() -> u32 {
 }
 
 #[inline(always)]
-fn count(service_id: u32, f: impl FnOnce(&mut LbStats)) {
+pub(crate) fn count(service_id: u32, f: impl FnOnce(&mut LbStats)) {
     if let Some(s) = L4LB_LB_STATS.get_ptr_mut(service_id) {
         // SAFETY: per-CPU array element, only this CPU writes it while we run.
         f(unsafe { &mut *s });
