@@ -33,6 +33,10 @@ pub struct VipRow {
     pub p2c_fallbacks: u64,
     pub p2c_avoided: u64,
     pub p2c_probes: u64,
+    /// TCP connects balanced without a socket mark (`L4LB_SOCKS` full
+    /// where the cookie landed): not followed by `sock_ops`, and their
+    /// getpeername shows the backend.
+    pub unmarked: u64,
     pub backends: Vec<BackendRow>,
     /// `--locality` for this VIP (None: off, or maps that predate it).
     pub locality: Option<LocalityRow>,
@@ -132,6 +136,7 @@ pub fn vip_rows(maps: &Maps) -> Result<Vec<VipRow>> {
             p2c_fallbacks: lb.fallbacks,
             p2c_avoided: lb.avoided,
             p2c_probes: lb.probes,
+            unmarked: lb.unmarked,
             backends,
             locality: mode.map(|m| {
                 let l = maps.local_stats(svc.id);
@@ -207,6 +212,12 @@ pub fn print_vips(rows: &[VipRow]) {
             println!(
                 "  p2c: {} avoided, {} fallbacks (all candidates down), {} probes",
                 r.p2c_avoided, r.p2c_fallbacks, r.p2c_probes
+            );
+        }
+        if r.unmarked > 0 {
+            println!(
+                "  {} connects unmarked (socket-mark slots full: not followed, peer shows the backend)",
+                r.unmarked
             );
         }
     }

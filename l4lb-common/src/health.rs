@@ -96,7 +96,8 @@ pub const MARK_ESTABLISHED: u32 = 4;
 /// The handshake was already counted as failed (first SYN timeout).
 pub const MARK_FAILED: u32 = 8;
 
-/// Per-CPU value of `L4LB_LB_STATS[service id]`: how p2c decided.
+/// Per-CPU value of `L4LB_LB_STATS[service id]`: how p2c decided, and
+/// TCP connects (under either policy) whose socket mark found no slot.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LbStats {
@@ -107,7 +108,10 @@ pub struct LbStats {
     pub avoided: u64,
     /// Connections sent as the half-open probe of a down backend.
     pub probes: u64,
-    pub _reserved: u64,
+    /// TCP connects balanced but not marked: the socket's `SOCK_PROBE_SLOTS`
+    /// slots of `L4LB_SOCKS` were all live. `sock_ops` does not follow such
+    /// a connection (no health sample) and its getpeername shows the backend.
+    pub unmarked: u64,
 }
 
 impl LbStats {
@@ -115,6 +119,7 @@ impl LbStats {
         self.fallbacks += o.fallbacks;
         self.avoided += o.avoided;
         self.probes += o.probes;
+        self.unmarked += o.unmarked;
     }
 }
 

@@ -420,6 +420,51 @@ fn socket_marks(sb: &Sandbox) -> usize {
         .count()
 }
 
+/// Takes every slot of the pinned `L4LB_SOCKS` array for a live socket of
+/// none of ours (established: never stale), so no new mark finds a slot.
+fn fill_socket_marks(sb: &Sandbox) {
+    use aya::maps::{Array, Map, MapData};
+    let data = MapData::from_pin(sb.pin_root().join("L4LB_SOCKS")).unwrap();
+    let mut slots: Array<MapData, l4lb_common::SockSlot> =
+        Array::try_from(Map::Array(data)).unwrap();
+    let mut taken = l4lb_common::SockSlot::default();
+    taken.mark.flags = l4lb_common::MARK_ESTABLISHED;
+    for i in 0..l4lb_common::MAX_SOCKS {
+        // Cookies far above any a test socket gets (they count up from 1).
+        taken.cookie = (1 << 62) | u64::from(i);
+        slots.set(i, taken, 0).unwrap();
+    }
+}
+
+#[test]
+fn connects_that_find_every_mark_slot_taken_are_balanced_and_counted() {
+    require_root();
+    let mut sb = Sandbox::new("health-unmarked").unwrap();
+    three_backends(&mut sb, None);
+    let agent = start(&mut sb, "p2c");
+    let before = sb.probe(&["tcp", "--to", VIP, "-n", "10"]).unwrap();
+    assert_eq!(before["errors"], 0, "{before}");
+    let t = agent.vips_json().unwrap();
+    assert_eq!(row(&t, VIP, "tcp")["unmarked"], 0, "{t}");
+
+    fill_socket_marks(&sb);
+    let full = sb.probe(&["tcp", "--to", VIP, "-n", "20"]).unwrap();
+    assert_eq!(full["errors"], 0, "still balanced: {full}");
+    let t = agent.vips_json().unwrap();
+    let r = row(&t, VIP, "tcp");
+    assert_eq!(r["connects"], 30, "{t}");
+    assert_eq!(r["unmarked"], 20, "{t}");
+    let (code, metrics) = sb.agent_http("/metrics");
+    assert_eq!(code, "200");
+    let needle = "l4lb_vip_unmarked_connects_total{vip=\"11.0.0.1:7000\",proto=\"tcp\"} 20";
+    assert!(metrics.contains(needle), "{needle} not in:\n{metrics}");
+    let text = run(Command::new(l4lb_tests::agent_bin())
+        .args(["vips", "--pin-root"])
+        .arg(sb.pin_root()))
+    .unwrap();
+    assert!(text.contains("20 connects unmarked"), "{text}");
+}
+
 #[test]
 fn p2c_sends_a_slow_to_accept_backend_fewer_connections_than_random() {
     require_root();

@@ -156,7 +156,7 @@ fn vip_counters(encoder: &mut DescriptorEncoder, rows: &[VipRow]) -> Result<(), 
 
 /// Per-VIP counters of p2c's choices.
 fn p2c_counters(encoder: &mut DescriptorEncoder, rows: &[VipRow]) -> Result<(), std::fmt::Error> {
-    let families: [VipFamily; 3] = [
+    let families: [VipFamily; 4] = [
         (
             "vip_p2c_fallbacks",
             "TCP connects where every p2c candidate was down or suspect for this node: the first random slot was used",
@@ -171,6 +171,11 @@ fn p2c_counters(encoder: &mut DescriptorEncoder, rows: &[VipRow]) -> Result<(), 
             "vip_p2c_probes",
             "TCP connects sent as the one half-open probe of a backend down for this node (--health-probes connection only)",
             |r| r.p2c_probes,
+        ),
+        (
+            "vip_unmarked_connects",
+            "TCP connects balanced without a socket mark (its L4LB_SOCKS slots were all live): sock_ops does not follow them and getpeername shows the backend",
+            |r| r.unmarked,
         ),
     ];
     per_vip(encoder, rows, &families)

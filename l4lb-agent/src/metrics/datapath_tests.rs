@@ -50,6 +50,7 @@ fn vip(addr: &str, proto: Proto, backends: Vec<BackendRow>, local: bool) -> VipR
         p2c_fallbacks: 1,
         p2c_avoided: 5,
         p2c_probes: 0,
+        unmarked: 3,
         backends,
         locality: local.then_some(LocalityRow {
             mode: "node",

@@ -66,17 +66,18 @@ fn random() -> u32 {
 }
 
 #[inline(always)]
-fn count(service_id: u32, f: impl FnOnce(&mut LbStats)) {
+pub(crate) fn count(service_id: u32, f: impl FnOnce(&mut LbStats)) {
     if let Some(s) = L4LB_LB_STATS.get_ptr_mut(service_id) {
         // SAFETY: per-CPU array element, only this CPU writes it while we run.
         f(unsafe { &mut *s });
     }
 }
 
-/// `svc.slot_count` must be > 0. None: the table could not be read.
+/// `svc.slot_count` must be > 0; `now` is the caller's clock read (one
+/// per connect: it also stamps the socket's mark). None: the table could
+/// not be read.
 #[inline(always)]
-pub fn choose(svc: &ServiceValue) -> Option<Choice> {
-    let now = health::now_ns();
+pub fn choose(svc: &ServiceValue, now: u64) -> Option<Choice> {
     if locality_on()
         && let Some(local) = super::local::choose(svc, now)
     {
