@@ -40,6 +40,9 @@ use crate::{
 
 const SECTION_PEERS: &str = "xtask bench peers";
 const LATENCY_GOAL: f64 = 1.03;
+/// How far ahead of iptables and nftables DNAT l4lb's p50 / direct must be,
+/// in points of that ratio (issue 16: with conntrack on, as here).
+const LEAD_GOAL_POINTS: f64 = 5.0;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct PeersArgs {
@@ -281,6 +284,12 @@ fn peers_summary(
         if all_ahead { "met" } else { "NOT met" },
         ahead.join(", ")
     );
+    verdict.push(' ');
+    verdict.push_str(&lead_verdict(
+        l4,
+        p50(Target::Iptables),
+        p50(Target::Nftables),
+    ));
     if l4 > LATENCY_GOAL {
         let _ = write!(
             verdict,
@@ -345,4 +354,30 @@ fn peers_summary(
         r = a.rounds,
     );
     (text, md)
+}
+
+/// The lead over the netfilter DNAT paths, in points of p50 / direct.
+fn lead_verdict(l4: f64, iptables: f64, nftables: f64) -> String {
+    let (over_ipt, over_nft) = ((iptables - l4) * 100.0, (nftables - l4) * 100.0);
+    let met = over_ipt >= LEAD_GOAL_POINTS && over_nft >= LEAD_GOAL_POINTS;
+    format!(
+        "Lead over netfilter DNAT (p50 / direct, points; goal >= {LEAD_GOAL_POINTS:.0} over each): \
+         iptables {over_ipt:+.1}, nftables {over_nft:+.1}: {}.",
+        if met { "met" } else { "NOT met" }
+    )
+}
+
+#[cfg(test)]
+mod lead_tests {
+    use super::lead_verdict;
+
+    #[test]
+    fn the_lead_is_counted_in_points_against_each_netfilter_path() {
+        assert_eq!(
+            lead_verdict(1.070, 1.111, 1.079),
+            "Lead over netfilter DNAT (p50 / direct, points; goal >= 5 over each): \
+             iptables +4.1, nftables +0.9: NOT met."
+        );
+        assert!(lead_verdict(1.00, 1.06, 1.051).ends_with("iptables +6.0, nftables +5.1: met."));
+    }
 }
