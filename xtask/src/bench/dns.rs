@@ -28,7 +28,7 @@ use super::{
     },
     knot::{self, KNOT_LISTEN, Knot},
     procfs::{backlog_drops, cpu_seconds, udp_rcvbuf_errors, udp_socket_drops},
-    stats::{med_range_if_many, median},
+    stats::{med_range_if_many, median, met},
 };
 use crate::{report, util};
 
@@ -560,8 +560,12 @@ fn own_goal(ours: &Side) -> String {
 fn knot_verdict(ours: &Side, knot: &Side) -> String {
     let one = |label: &str, o: &[DnsRun], k: &[DnsRun]| {
         let r = qpc(o) / qpc(k).max(1e-9);
-        let met = if r >= 1.0 { "met" } else { "NOT met" };
-        format!("{label} {r:.2}x ({:.0} vs {:.0}): {met}", qpc(o), qpc(k))
+        let verdict = met(r >= 1.0);
+        format!(
+            "{label} {r:.2}x ({:.0} vs {:.0}): {verdict}",
+            qpc(o),
+            qpc(k)
+        )
     };
     format!(
         "l4lb / Knot queries per CPU-second (goal >= 1.0x): {}; {}",
@@ -576,12 +580,8 @@ fn paced_verdict(ours: &Side, knot: &Side) -> String {
         .iter()
         .zip(ours.lat.iter().zip(&knot.lat))
         .map(|(t, (o, k))| {
-            let met = if o.avg_ms <= k.avg_ms {
-                "met"
-            } else {
-                "NOT met"
-            };
-            format!("{t} {:.3} vs {:.3} ms: {met}", o.avg_ms, k.avg_ms)
+            let verdict = met(o.avg_ms <= k.avg_ms);
+            format!("{t} {:.3} vs {:.3} ms: {verdict}", o.avg_ms, k.avg_ms)
         })
         .collect();
     format!(

@@ -28,7 +28,7 @@ use l4lb_tests::{
 use super::{
     control,
     failover_slow::{self, SlowArgs, SlowRun},
-    stats::{med_range_if_many, median},
+    stats::{self, med_range_if_many, median},
 };
 use crate::{interrupt, report, util};
 
@@ -247,7 +247,7 @@ fn row(name: &str, s: &[Sample]) -> (Vec<String>, bool) {
             median(&s.iter().map(|x| x.total as f64).collect::<Vec<_>>())
         ),
         format!("{:.2} % ({bad_late}/{total_late})", share * 100.0),
-        if met { "met".into() } else { "NOT met".into() },
+        stats::met(met).into(),
     ];
     (cells, met)
 }
@@ -301,7 +301,7 @@ fn summarize(a: &FailoverArgs, results: &[PolicyResult], load_before: &str) -> S
             cells[1],
             cells[4],
             GOAL_BAD_SHARE * 100.0,
-            if met { "met" } else { "NOT met" }
+            stats::met(met)
         ));
         rows.push(cells);
     }
@@ -378,7 +378,7 @@ fn slow_section(a: &FailoverArgs, results: &[PolicyResult]) -> Option<(String, S
                 rnd.slow_share * 100.0,
                 p2c.p99_ms,
                 rnd.p99_ms,
-                if met { "met" } else { "NOT met" }
+                stats::met(met)
             )
         }
         _ => "slow backend: random and p2c were not both measured".into(),

@@ -18,7 +18,7 @@ use l4lb_tests::{
 
 use super::{
     control,
-    stats::{med_range_if_many, median},
+    stats::{self, med_range_if_many, median},
 };
 use crate::{interrupt, report, util};
 
@@ -126,8 +126,7 @@ fn row(mode: &str, m: &Measured) -> Vec<String> {
         format!("{:.0} of {:.0}", median(&m.bad), median(&m.total)),
         match mode {
             "off" => "- (contrast)".into(),
-            _ if met => "met".into(),
-            _ => "NOT met".into(),
+            _ => stats::met(met).into(),
         },
     ]
 }

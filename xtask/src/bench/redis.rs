@@ -17,7 +17,7 @@ use l4lb_tests::{Agent, Sandbox};
 use super::{
     common::{MAX_ROUNDS, bpf_connects, in_one_sandbox},
     procfs::{cgroup_cpu_s, cpu_seconds},
-    stats::{med_range, median, min_max},
+    stats::{Ratios, med_range, met},
 };
 use crate::{report, util};
 
@@ -246,6 +246,15 @@ fn parse_redis_csv(csv: &str) -> Vec<(String, f64, f64)> {
     out
 }
 
+const REDIS_HEADER: [&str; 6] = [
+    "test",
+    "direct rps",
+    "VIP rps",
+    "VIP / direct rps",
+    "direct p50 ms",
+    "VIP p50 ms",
+];
+
 fn redis_summary(
     direct: &[RedisRun],
     vip: &[RedisRun],
@@ -254,120 +263,23 @@ fn redis_summary(
     load_before: &str,
     machine: &str,
 ) -> (String, String) {
-    let get = |runs: &[RedisRun], test: &str, f: fn(&(String, f64, f64)) -> f64| -> Vec<f64> {
-        runs.iter()
-            .filter_map(|r| r.tests.iter().find(|x| x.0 == test).map(f))
-            .collect()
-    };
-    let header = [
-        "test",
-        "direct rps",
-        "VIP rps",
-        "VIP / direct rps",
-        "direct p50 ms",
-        "VIP p50 ms",
-    ];
+    let (both, both_verdict) = both_row(direct, vip);
     let mut rows = Vec::new();
-    let mut verdicts = Vec::new();
+    let mut verdicts = vec![both_verdict];
     for test in REDIS_TESTS {
-        let (d, v) = (get(direct, test, |x| x.1), get(vip, test, |x| x.1));
-        // Ratio per ABBA pair (the runs next to each other in time).
-        let ratios: Vec<f64> = v.iter().zip(&d).map(|(v, d)| v / d).collect();
-        let (lo, hi) = min_max(&ratios);
-        let r = median(&ratios);
-        rows.push(vec![
-            test.to_string(),
-            med_range(&d, 0),
-            med_range(&v, 0),
-            format!("{r:.3}x ({lo:.3}-{hi:.3})"),
-            med_range(&get(direct, test, |x| x.2), 3),
-            med_range(&get(vip, test, |x| x.2), 3),
-        ]);
-        let mut s = format!(
-            "{test} VIP/direct = {r:.3}x (goal >= {THROUGHPUT_GOAL:.2}x): {}",
-            if r >= THROUGHPUT_GOAL {
-                "met"
-            } else {
-                "NOT met"
-            }
-        );
-        if r < THROUGHPUT_GOAL {
-            let _ = write!(
-                s,
-                " (short by {:.1} %; the VIP costs one hook run per connect(), none per request, so a gap here is the machine's other load, not the path: compare the pair range {lo:.3}-{hi:.3} and the per-CPU-second ratio below)",
-                (THROUGHPUT_GOAL - r) * 100.0
-            );
-        }
-        verdicts.push(s);
+        let (row, verdict) = test_row(direct, vip, test);
+        rows.push(row);
+        verdicts.push(verdict);
     }
-    // Both tests together: all requests over the wall time of both, per run.
-    let both = |runs: &[RedisRun]| -> Vec<f64> {
-        runs.iter()
-            .map(|r| {
-                let t: f64 = r.tests.iter().map(|x| 1.0 / x.1).sum();
-                r.tests.len() as f64 / t
-            })
-            .collect()
-    };
-    let both_ratio: Vec<f64> = both(vip)
-        .iter()
-        .zip(both(direct))
-        .map(|(v, d)| v / d)
-        .collect();
-    let (blo, bhi) = min_max(&both_ratio);
-    let br = median(&both_ratio);
-    rows.push(vec![
-        "SET + GET (all requests / wall time of both)".into(),
-        med_range(&both(direct), 0),
-        med_range(&both(vip), 0),
-        format!("{br:.3}x ({blo:.3}-{bhi:.3})"),
-        "-".into(),
-        "-".into(),
-    ]);
-    verdicts.insert(
-        0,
-        format!(
-            "SET + GET VIP/direct = {br:.3}x (goal >= {THROUGHPUT_GOAL:.2}x): {}{}",
-            if br >= THROUGHPUT_GOAL { "met" } else { "NOT met" },
-            if br >= THROUGHPUT_GOAL {
-                String::new()
-            } else {
-                format!(
-                    " (short by {:.1} %; no per-request work on the VIP path, so the machine's other load: pairs {blo:.3}-{bhi:.3})",
-                    (THROUGHPUT_GOAL - br) * 100.0
-                )
-            }
-        ),
-    );
-    // Requests per CPU-second (client + server), per ABBA pair: what each
-    // request costs, which other work on the machine does not change.
-    let cpu = |runs: &[RedisRun]| runs.iter().map(|r| r.per_cpu_s).collect::<Vec<f64>>();
-    let cpu_ratio: Vec<f64> = cpu(vip)
-        .iter()
-        .zip(cpu(direct))
-        .map(|(v, d)| v / d)
-        .collect();
-    let (clo, chi) = min_max(&cpu_ratio);
-    rows.push(vec![
-        "both, per CPU-second (client + server)".into(),
-        med_range(&cpu(direct), 0),
-        med_range(&cpu(vip), 0),
-        format!("{:.3}x ({clo:.3}-{chi:.3})", median(&cpu_ratio)),
-        "-".into(),
-        "-".into(),
-    ]);
-    let cpu_line = format!(
-        "Requests per CPU-second (redis-benchmark's cgroup `cpu.stat` + redis-server's utime+stime): VIP/direct {:.3}x \
-         (pairs {clo:.3}-{chi:.3}): the cost per request, which the machine's other load does not move the way it moves requests per wall-clock second",
-        median(&cpu_ratio)
-    );
+    let (cpu, cpu_line) = cpu_row(direct, vip);
+    rows.extend([both, cpu]);
     let how = format!(
         "`redis-benchmark -t set,get -n {} -c {} --csv`, {} runs per path alternating ABBA; medians (min-max); the ratio is the median of the per-pair ratios",
         a.requests, a.clients, a.rounds
     );
     let text = format!(
         "persistent connections, {how}\n{}{}\n{cpu_line}\n{check}\nmachine before: {load_before}\nmachine after:  {machine}\n",
-        report::table(&header, &rows),
+        report::table(&REDIS_HEADER, &rows),
         verdicts.join("\n"),
     );
     let md = format!(
@@ -380,10 +292,97 @@ fn redis_summary(
         a.requests,
         a.clients,
         a.rounds,
-        report::md_table(&header, &rows),
+        report::md_table(&REDIS_HEADER, &rows),
         verdicts.join(".\n"),
     );
     (text, md)
+}
+
+/// One test's values over the runs: `f` picks rps or p50 from its entry.
+fn column(runs: &[RedisRun], test: &str, f: fn(&(String, f64, f64)) -> f64) -> Vec<f64> {
+    runs.iter()
+        .filter_map(|r| r.tests.iter().find(|x| x.0 == test).map(f))
+        .collect()
+}
+
+/// `label VIP/direct = r (goal ..): met`, or what it is short by and `why`.
+fn throughput_verdict(label: &str, r: &Ratios, why: &str) -> String {
+    let ok = r.median >= THROUGHPUT_GOAL;
+    let mut s = format!(
+        "{label} VIP/direct = {:.3}x (goal >= {THROUGHPUT_GOAL:.2}x): {}",
+        r.median,
+        met(ok)
+    );
+    if !ok {
+        let short = (THROUGHPUT_GOAL - r.median) * 100.0;
+        let _ = write!(s, " (short by {short:.1} %; {why})");
+    }
+    s
+}
+
+/// One test's row and verdict; the ratio is per ABBA pair (the runs next to
+/// each other in time).
+fn test_row(direct: &[RedisRun], vip: &[RedisRun], test: &str) -> (Vec<String>, String) {
+    let (d, v) = (column(direct, test, |x| x.1), column(vip, test, |x| x.1));
+    let r = Ratios::paired(&v, &d);
+    let row = vec![
+        test.to_string(),
+        med_range(&d, 0),
+        med_range(&v, 0),
+        r.cell(),
+        med_range(&column(direct, test, |x| x.2), 3),
+        med_range(&column(vip, test, |x| x.2), 3),
+    ];
+    let why = format!(
+        "the VIP costs one hook run per connect(), none per request, so a gap here is the machine's other load, not the path: compare the pair range {} and the per-CPU-second ratio below",
+        r.range()
+    );
+    (row, throughput_verdict(test, &r, &why))
+}
+
+/// Both tests together: all requests over the wall time of both, per run.
+fn both_row(direct: &[RedisRun], vip: &[RedisRun]) -> (Vec<String>, String) {
+    let both = |runs: &[RedisRun]| -> Vec<f64> {
+        runs.iter()
+            .map(|r| r.tests.len() as f64 / r.tests.iter().map(|x| 1.0 / x.1).sum::<f64>())
+            .collect()
+    };
+    let r = Ratios::paired(&both(vip), &both(direct));
+    let row = vec![
+        "SET + GET (all requests / wall time of both)".into(),
+        med_range(&both(direct), 0),
+        med_range(&both(vip), 0),
+        r.cell(),
+        "-".into(),
+        "-".into(),
+    ];
+    let why = format!(
+        "no per-request work on the VIP path, so the machine's other load: pairs {}",
+        r.range()
+    );
+    (row, throughput_verdict("SET + GET", &r, &why))
+}
+
+/// Requests per CPU-second (client + server), per ABBA pair: what each
+/// request costs, which other work on the machine does not change.
+fn cpu_row(direct: &[RedisRun], vip: &[RedisRun]) -> (Vec<String>, String) {
+    let cpu = |runs: &[RedisRun]| runs.iter().map(|r| r.per_cpu_s).collect::<Vec<f64>>();
+    let r = Ratios::paired(&cpu(vip), &cpu(direct));
+    let row = vec![
+        "both, per CPU-second (client + server)".into(),
+        med_range(&cpu(direct), 0),
+        med_range(&cpu(vip), 0),
+        r.cell(),
+        "-".into(),
+        "-".into(),
+    ];
+    let line = format!(
+        "Requests per CPU-second (redis-benchmark's cgroup `cpu.stat` + redis-server's utime+stime): VIP/direct {:.3}x \
+         (pairs {}): the cost per request, which the machine's other load does not move the way it moves requests per wall-clock second",
+        r.median,
+        r.range()
+    );
+    (row, line)
 }
 
 #[cfg(test)]
@@ -400,5 +399,39 @@ mod tests {
         assert_eq!(r[0].0, "SET");
         assert!((r[0].1 - 98039.22).abs() < 1e-6 && (r[0].2 - 0.263).abs() < 1e-9);
         assert_eq!(r[1].0, "GET");
+    }
+
+    fn run(set: f64, get: f64, per_cpu_s: f64) -> RedisRun {
+        RedisRun {
+            tests: vec![("SET".into(), set, 0.25), ("GET".into(), get, 0.24)],
+            per_cpu_s,
+        }
+    }
+
+    /// The whole report for fixed runs: any change to its text is deliberate
+    /// (on a mismatch the new text is in /tmp/l4lb-redis-summary.txt).
+    #[test]
+    fn summary_text_is_stable() {
+        let direct = [
+            run(100_000.0, 110_000.0, 50_000.0),
+            run(96_000.0, 104_000.0, 48_000.0),
+        ];
+        let vip = [
+            run(99_000.0, 108_000.0, 50_500.0),
+            run(97_000.0, 99_000.0, 47_000.0),
+        ];
+        let a = RedisArgs {
+            requests: 50_000,
+            clients: 50,
+            rounds: 2,
+            write: false,
+        };
+        let (text, md) = redis_summary(&direct, &vip, "CHECK", &a, "LOAD", "MACHINE");
+        let got = format!("{text}\n----\n{md}");
+        let want = include_str!("testdata/redis_summary.txt");
+        if got != want {
+            let _ = std::fs::write("/tmp/l4lb-redis-summary.txt", &got);
+        }
+        assert_eq!(got, want);
     }
 }

@@ -30,7 +30,7 @@ use l4lb_tests::{Agent, Sandbox};
 
 use super::{
     common::{PROBE_TIMEOUT, run_in},
-    stats::{med_range, median, min_max},
+    stats::{med_range, median, met, min_max},
 };
 use crate::{
     interrupt, plot, preflight,
@@ -498,7 +498,7 @@ fn summarize(
         worst.1 * 100.0,
         worst.0,
         FLAT_GOAL * 100.0,
-        if flat { "met" } else { "NOT met" },
+        met(flat),
         abs_change * 100.0,
         median(&p50s(&first.l4lb)),
         median(&p50s(&last.l4lb)),

@@ -59,9 +59,53 @@ pub(crate) fn med_range_if_many(v: &[f64], prec: usize) -> String {
     med_range(v, prec)
 }
 
+/// Ratios of paired runs (`num[i] / den[i]`, the runs next to each other in
+/// time): their median and range.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ratios {
+    pub median: f64,
+    pub lo: f64,
+    pub hi: f64,
+}
+
+impl Ratios {
+    pub(crate) fn paired(num: &[f64], den: &[f64]) -> Ratios {
+        let r: Vec<f64> = num.iter().zip(den).map(|(n, d)| n / d).collect();
+        let (lo, hi) = min_max(&r);
+        Ratios {
+            median: median(&r),
+            lo,
+            hi,
+        }
+    }
+
+    /// `1.000x (0.990-1.010)`.
+    pub(crate) fn cell(&self) -> String {
+        format!("{:.3}x ({:.3}-{:.3})", self.median, self.lo, self.hi)
+    }
+
+    /// `0.990-1.010`.
+    pub(crate) fn range(&self) -> String {
+        format!("{:.3}-{:.3}", self.lo, self.hi)
+    }
+}
+
+/// A goal's verdict word, the same in every report.
+pub(crate) fn met(ok: bool) -> &'static str {
+    if ok { "met" } else { "NOT met" }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paired_ratios_skip_what_is_not_finite() {
+        let r = Ratios::paired(&[2.0, 3.0, 1.0, 5.0], &[2.0, 2.0, 0.0, 4.0]);
+        assert_eq!((r.median, r.lo, r.hi), (1.25, 1.0, 1.5));
+        assert_eq!(r.cell(), "1.250x (1.000-1.500)");
+        assert_eq!((met(true), met(false)), ("met", "NOT met"));
+    }
 
     #[test]
     fn median_odd_even_and_unsorted() {
