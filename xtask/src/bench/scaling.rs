@@ -439,6 +439,17 @@ fn ipvs_note() -> String {
     }
 }
 
+const SCALING_HEADER: [&str; 8] = [
+    "services",
+    "l4lb p50 us",
+    "l4lb / direct",
+    "iptables p50 us",
+    "iptables / direct",
+    "direct p50 us (l4lb sb / ipt sb)",
+    "agent apply ms",
+    "iptables-restore ms",
+];
+
 fn summarize(
     points: &[Point],
     a: &ScalingArgs,
@@ -446,42 +457,83 @@ fn summarize(
     load_before: &str,
     machine: &str,
 ) -> (String, String) {
-    let header = [
-        "services",
-        "l4lb p50 us",
-        "l4lb / direct",
-        "iptables p50 us",
-        "iptables / direct",
-        "direct p50 us (l4lb sb / ipt sb)",
-        "agent apply ms",
-        "iptables-restore ms",
-    ];
-    let rows: Vec<Vec<String>> = points
-        .iter()
-        .map(|p| {
-            let (lo, hi) = min_max(&p.l4lb_ratio());
-            let (ilo, ihi) = min_max(&p.ipt_ratio());
-            vec![
-                p.n.to_string(),
-                med_range(&p50s(&p.l4lb), 1),
-                format!("{:.3}x ({lo:.2}-{hi:.2})", median(&p.l4lb_ratio())),
-                med_range(&p50s(&p.ipt), 1),
-                format!("{:.3}x ({ilo:.2}-{ihi:.2})", median(&p.ipt_ratio())),
-                format!(
-                    "{:.1} / {:.1}",
-                    median(&p50s(&p.l4lb_direct)),
-                    median(&p50s(&p.ipt_direct))
-                ),
-                p.sync_us
-                    .map_or("?".into(), |u| format!("{:.1}", u as f64 / 1000.0)),
-                format!("{:.0}", p.restore_ms),
-            ]
-        })
-        .collect();
+    let rows: Vec<Vec<String>> = points.iter().map(point_row).collect();
     let (first, last) = (
         points.first().expect("one point"),
         points.last().expect("one point"),
     );
+    let verdict = flat_verdict(points, first, last);
+    let ipt_line = iptables_line(first, last);
+    let matched: Vec<String> = points
+        .iter()
+        .filter_map(|p| p.rules_matched.map(|m| format!("{}: {m}", p.n)))
+        .collect();
+    let how = format!(
+        "medians of {} rounds x {} connections per target (min-max over rounds)",
+        a.rounds, a.iterations
+    );
+    let counts: Vec<String> = points.iter().map(|p| p.n.to_string()).collect();
+    let text = format!(
+        "connect + request/response p50 vs number of services, {how}\n{}{verdict}\n{ipt_line}\n{ipvs}\nmachine before: {load_before}\nmachine after:  {machine}\n",
+        report::table(&SCALING_HEADER, &rows)
+    );
+    let md = format!(
+        "## Scaling: connect latency vs number of services\n\n\
+         `cargo xtask bench scaling --services {} --iterations {} --rounds {}` on {{date}}, {how}.\n\n\
+         ![p50 connect + request/response latency vs number of services](docs/plots/scaling.png)\n\
+         ![the same as a ratio to each sandbox's direct path](docs/plots/scaling_ratio.png)\n\n\
+         (SVG: [latency](docs/plots/scaling.svg), [ratio](docs/plots/scaling_ratio.svg).)\n\n\
+         {}\n{verdict}\n\n{ipt_line}\n\n\
+         Setup per service count N, two sandboxes side by side, each with a live backend ({BACKEND}) and its \
+         own direct path as the control (the ratio VIP/direct is what the mechanism adds at N, whatever the \
+         machine's load does): **l4lb**: the agent with a static file of N VIPs (one backend each, \
+         distinct addresses; the measured VIP is the last), maps sized for N (`--max-slots` N x 251 + room: \
+         {} MB of slots at 50,000); **iptables**: N DNAT rules (`iptables-legacy-restore`) in a chain `SVC` that \
+         nat `OUTPUT` jumps to for 11.128.0.0/9 (kube-proxy's KUBE-SERVICES layout: one rule per service, \
+         walked in order by each new connection; the measured VIP is the last rule, the worst case; a \
+         connection to a service in the middle walks half). All sandboxes are up at once; each round visits \
+         every N (order rotating) and runs one `l4lb-probe latency --rst` per sandbox (which goes first \
+         alternates), interleaving direct and VIP connection by connection, so drift in the machine's load \
+         spreads over every N alike. \"agent apply\" is the agent's `took_us` \
+         for writing all N services (Maglev tables included). New connections counted by the SVC jump: {}. \
+         kube-proxy's nftables mode replaces the chain walk with a verdict map (not measured here). \
+         {ipvs}.\n\nMachine: {machine} (before the run: {load_before}).\n",
+        counts.join(","),
+        a.iterations,
+        a.rounds,
+        report::md_table(&SCALING_HEADER, &rows),
+        50_000 * SLOTS_PER_SERVICE * 8 / 1_000_000,
+        matched.join(", "),
+    );
+    (text, md)
+}
+
+/// One service count's row.
+fn point_row(p: &Point) -> Vec<String> {
+    let ratio = |v: &[f64]| {
+        let (lo, hi) = min_max(v);
+        format!("{:.3}x ({lo:.2}-{hi:.2})", median(v))
+    };
+    vec![
+        p.n.to_string(),
+        med_range(&p50s(&p.l4lb), 1),
+        ratio(&p.l4lb_ratio()),
+        med_range(&p50s(&p.ipt), 1),
+        ratio(&p.ipt_ratio()),
+        format!(
+            "{:.1} / {:.1}",
+            median(&p50s(&p.l4lb_direct)),
+            median(&p50s(&p.ipt_direct))
+        ),
+        p.sync_us
+            .map_or("?".into(), |u| format!("{:.1}", u as f64 / 1000.0)),
+        format!("{:.0}", p.restore_ms),
+    ]
+}
+
+/// Is l4lb's VIP/direct flat over N (within [`FLAT_GOAL`] of the first
+/// point's), and by how much the absolute p50 moved.
+fn flat_verdict(points: &[Point], first: &Point, last: &Point) -> String {
     let l_first = median(&first.l4lb_ratio());
     let worst = points
         .iter()
@@ -511,65 +563,26 @@ fn summarize(
             (worst.1.abs() - FLAT_GOAL) * 100.0
         );
     }
-    let ipt_growth = median(&p50s(&last.ipt)) - median(&p50s(&first.ipt));
+    verdict
+}
+
+/// What iptables' rule walk costs from the first N to the last.
+fn iptables_line(first: &Point, last: &Point) -> String {
+    let (ipt_first, ipt_last) = (median(&p50s(&first.ipt)), median(&p50s(&last.ipt)));
     let ns_per_rule = if last.n > first.n {
-        ipt_growth * 1000.0 / f64::from(last.n - first.n)
+        (ipt_last - ipt_first) * 1000.0 / f64::from(last.n - first.n)
     } else {
         f64::NAN
     };
-    let ipt_line = format!(
-        "iptables: p50 {:.1} → {:.1} us ({:.2}x, ~{ns_per_rule:.0} ns per rule walked by each new connection); \
+    format!(
+        "iptables: p50 {ipt_first:.1} → {ipt_last:.1} us ({:.2}x, ~{ns_per_rule:.0} ns per rule walked by each new connection); \
          VIP/direct {:.3}x → {:.3}x. At {} services l4lb's connect is {:.2}x faster than iptables' last rule.",
-        median(&p50s(&first.ipt)),
-        median(&p50s(&last.ipt)),
-        median(&p50s(&last.ipt)) / median(&p50s(&first.ipt)),
+        ipt_last / ipt_first,
         median(&first.ipt_ratio()),
         median(&last.ipt_ratio()),
         last.n,
-        median(&p50s(&last.ipt)) / median(&p50s(&last.l4lb)),
-    );
-    let matched: Vec<String> = points
-        .iter()
-        .filter_map(|p| p.rules_matched.map(|m| format!("{}: {m}", p.n)))
-        .collect();
-    let how = format!(
-        "medians of {} rounds x {} connections per target (min-max over rounds)",
-        a.rounds, a.iterations
-    );
-    let counts: Vec<String> = points.iter().map(|p| p.n.to_string()).collect();
-    let text = format!(
-        "connect + request/response p50 vs number of services, {how}\n{}{verdict}\n{ipt_line}\n{ipvs}\nmachine before: {load_before}\nmachine after:  {machine}\n",
-        report::table(&header, &rows)
-    );
-    let md = format!(
-        "## Scaling: connect latency vs number of services\n\n\
-         `cargo xtask bench scaling --services {} --iterations {} --rounds {}` on {{date}}, {how}.\n\n\
-         ![p50 connect + request/response latency vs number of services](docs/plots/scaling.png)\n\
-         ![the same as a ratio to each sandbox's direct path](docs/plots/scaling_ratio.png)\n\n\
-         (SVG: [latency](docs/plots/scaling.svg), [ratio](docs/plots/scaling_ratio.svg).)\n\n\
-         {}\n{verdict}\n\n{ipt_line}\n\n\
-         Setup per service count N, two sandboxes side by side, each with a live backend ({BACKEND}) and its \
-         own direct path as the control (the ratio VIP/direct is what the mechanism adds at N, whatever the \
-         machine's load does): **l4lb**: the agent with a static file of N VIPs (one backend each, \
-         distinct addresses; the measured VIP is the last), maps sized for N (`--max-slots` N x 251 + room: \
-         {} MB of slots at 50,000); **iptables**: N DNAT rules (`iptables-legacy-restore`) in a chain `SVC` that \
-         nat `OUTPUT` jumps to for 11.128.0.0/9 (kube-proxy's KUBE-SERVICES layout: one rule per service, \
-         walked in order by each new connection; the measured VIP is the last rule, the worst case; a \
-         connection to a service in the middle walks half). All sandboxes are up at once; each round visits \
-         every N (order rotating) and runs one `l4lb-probe latency --rst` per sandbox (which goes first \
-         alternates), interleaving direct and VIP connection by connection, so drift in the machine's load \
-         spreads over every N alike. \"agent apply\" is the agent's `took_us` \
-         for writing all N services (Maglev tables included). New connections counted by the SVC jump: {}. \
-         kube-proxy's nftables mode replaces the chain walk with a verdict map (not measured here). \
-         {ipvs}.\n\nMachine: {machine} (before the run: {load_before}).\n",
-        counts.join(","),
-        a.iterations,
-        a.rounds,
-        report::md_table(&header, &rows),
-        50_000 * SLOTS_PER_SERVICE * 8 / 1_000_000,
-        matched.join(", "),
-    );
-    (text, md)
+        ipt_last / median(&p50s(&last.l4lb)),
+    )
 }
 
 fn write_plot(points: &[Point]) -> Result<Vec<std::path::PathBuf>> {
@@ -659,5 +672,50 @@ mod tests {
         assert!(
             y.lines().last().unwrap().contains("11.1.0.3:7000") && y.contains("127.0.0.2:7000")
         );
+    }
+
+    fn lats(p50s: &[f64]) -> Vec<Lat> {
+        p50s.iter()
+            .map(|&p50_us| Lat {
+                p50_us,
+                ..Lat::default()
+            })
+            .collect()
+    }
+
+    fn point(n: u32, l4lb: &[f64], ipt: &[f64], sync_us: Option<u64>) -> Point {
+        Point {
+            n,
+            l4lb_direct: lats(&[100.0, 104.0]),
+            l4lb: lats(l4lb),
+            ipt_direct: lats(&[101.0, 103.0]),
+            ipt: lats(ipt),
+            sync_us,
+            restore_ms: 12.0 * f64::from(n),
+            rules_matched: Some(40 * u64::from(n)),
+        }
+    }
+
+    /// The whole report for fixed points: any change to its text is
+    /// deliberate (on a mismatch the new text is in /tmp/l4lb-scaling-summary.txt).
+    #[test]
+    fn summary_text_is_stable() {
+        let points = [
+            point(1, &[102.0, 106.0], &[104.0, 108.0], Some(900)),
+            point(100, &[110.0, 116.0], &[140.0, 150.0], None),
+        ];
+        let a = ScalingArgs {
+            services: vec![1, 100],
+            iterations: 500,
+            rounds: 2,
+            write: false,
+        };
+        let (text, md) = summarize(&points, &a, "IPVS", "LOAD", "MACHINE");
+        let got = format!("{text}\n----\n{md}");
+        let want = include_str!("testdata/scaling_summary.txt");
+        if got != want {
+            let _ = std::fs::write("/tmp/l4lb-scaling-summary.txt", &got);
+        }
+        assert_eq!(got, want);
     }
 }
