@@ -95,6 +95,16 @@ pub(crate) fn met(ok: bool) -> &'static str {
     if ok { "met" } else { "NOT met" }
 }
 
+/// The verdict for a value whose goal is a ceiling: `met`, or `NOT met, 1.3x
+/// the goal`.
+pub(crate) fn at_most(v: f64, goal: f64) -> String {
+    if v <= goal {
+        met(true).to_string()
+    } else {
+        format!("{}, {:.1}x the goal", met(false), v / goal)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +115,8 @@ mod tests {
         assert_eq!((r.median, r.lo, r.hi), (1.25, 1.0, 1.5));
         assert_eq!(r.cell(), "1.250x (1.000-1.500)");
         assert_eq!((met(true), met(false)), ("met", "NOT met"));
+        assert_eq!(at_most(0.5, 0.5), "met");
+        assert_eq!(at_most(0.67, 0.5), "NOT met, 1.3x the goal");
     }
 
     #[test]
