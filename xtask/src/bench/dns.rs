@@ -428,18 +428,64 @@ struct DnsResult {
     rcvbuf: Option<u64>,
 }
 
+const DNS_HEADER: [&str; 8] = [
+    "server",
+    "query type",
+    "qps",
+    "CPU (cores)",
+    "qps/core",
+    "lost",
+    "avg latency ms",
+    "max latency ms",
+];
+
+const PACED_HEADER: [&str; 8] = [
+    "paced load",
+    "server",
+    "qps",
+    "lost",
+    "avg latency ms",
+    "min ms",
+    "max ms",
+    "stddev ms",
+];
+
 fn summarize_dns(a: &DnsArgs, res: &DnsResult, machine: &str) -> (String, String) {
     let [ours, knot] = &res.sides;
-    let header = [
-        "server",
-        "query type",
-        "qps",
-        "CPU (cores)",
-        "qps/core",
-        "lost",
-        "avg latency ms",
-        "max latency ms",
-    ];
+    let rows = saturation_rows(ours, knot);
+    let verdict = format!("{}.\n\n{}", own_goal(ours), knot_verdict(ours, knot));
+    let loss_note = loss_note(res);
+    let lat_rows = paced_rows(ours, knot);
+    let lat_note = format!(
+        "Latency under that load is mostly queueing behind {DNSPERF_OUTSTANDING} outstanding queries; at a paced {PACED_QPS} qps (`-c 1 -q 100 -Q {PACED_QPS}`, {} s per type and server, after the runs):",
+        res.lat_s
+    );
+    let lat_verdict = paced_verdict(ours, knot);
+    let cmd = format!(
+        "cargo xtask bench dns --seconds {} --runs {}",
+        a.seconds, a.runs
+    );
+    let setup = format!(
+        "the agent (release, tokio runtime with 2 worker threads) on a fake Marathon with {DNS_APPS} apps x {DNS_TASKS} healthy tasks, `--dns-listen {DNS_LISTEN}` in the sandbox netns, and Knot DNS 3.2 (Debian's knotd, its default one UDP worker per CPU) on {KNOT_LISTEN} in the same netns serving the same `mesos` zone, written from the agent's own zone transfer (checked: both answer the probe names alike); dnsperf 2.10 (Debian) in that netns, UDP, `-c {DNSPERF_CLIENTS} -T {DNSPERF_THREADS} -q {DNSPERF_OUTSTANDING}`, {} s per run, query files of the {DNS_APPS} A names (3 A records each) and the {DNS_APPS} SRV names (3 SRV + 3 A in ADDITIONAL each); A and SRV runs alternate and, within each, which server goes first alternates by run; {} runs each after a 1 s warm-up",
+        a.seconds, a.runs
+    );
+    let note = "qps/core = queries answered / CPU seconds the server process used during the run (utime + stime of all its threads, /proc/PID/stat). dnsperf shares the machine's cores with the server, so the qps column is what this 2-core box delivers with the load generator on it, not the server's ceiling. dnsperf 2.10 reports mean, min, max and stddev of latency, not percentiles. The query files repeat 100 names, so after the warm-up l4lb answers from its per-socket reply cache (the id and the question's case patched into a remembered reply), as it would a real client population asking for the same services; Knot has no such cache and answers from its compiled zone";
+    let text = format!(
+        "DNS ({setup})\n{}{verdict}\n{loss_note}\n{lat_note}\n{}{lat_verdict}\n{note}\n{machine}\n",
+        report::table(&DNS_HEADER, &rows),
+        report::table(&PACED_HEADER, &lat_rows)
+    );
+    let markdown = format!(
+        "## Embedded DNS: dnsperf, A and SRV, next to Knot DNS\n\n`{cmd}` on {{date}}: {setup}. \
+         Medians (min-max) over runs.\n\n{}\n{verdict}.\n\n{loss_note}.\n\n{lat_note}\n\n{}\n{lat_verdict}.\n\n{note}.\n\nMachine: {machine}.\n",
+        report::md_table(&DNS_HEADER, &rows),
+        report::md_table(&PACED_HEADER, &lat_rows)
+    );
+    (text, markdown)
+}
+
+/// One row per (server, query type) of the runs at saturation.
+fn saturation_rows(ours: &Side, knot: &Side) -> Vec<Vec<String>> {
     let row = |server: &str, label: &str, runs: &[DnsRun]| {
         let v = |f: fn(&DnsRun) -> f64| runs.iter().map(f).collect::<Vec<f64>>();
         let sent: u64 = runs.iter().map(|r| r.sent).sum();
@@ -459,15 +505,19 @@ fn summarize_dns(a: &DnsArgs, res: &DnsResult, machine: &str) -> (String, String
         "A `app-i.marathon.mesos`",
         "SRV `_app-i._tcp.marathon.mesos`",
     );
-    let rows = vec![
+    vec![
         row("l4lb", a_label, &ours.a),
         row("Knot", a_label, &knot.a),
         row("l4lb", srv_label, &ours.srv),
         row("Knot", srv_label, &knot.srv),
-    ];
-    let verdict = format!("{}.\n\n{}", own_goal(ours), knot_verdict(ours, knot));
-    let all = [ours, knot]
-        .into_iter()
+    ]
+}
+
+/// What was lost over all runs, and where the kernel dropped packets.
+fn loss_note(res: &DnsResult) -> String {
+    let all = res
+        .sides
+        .iter()
         .flat_map(|s| s.a.iter().chain(&s.srv).chain(&s.lat));
     let (lost, drops, rcvbuf, sock) = all.fold((0, 0, 0, 0), |(l, d, b, s), r| {
         (
@@ -477,23 +527,17 @@ fn summarize_dns(a: &DnsArgs, res: &DnsResult, machine: &str) -> (String, String
             s + r.agent_socket_drops,
         )
     });
-    let loss_note = format!(
+    format!(
         "Lost queries over all runs: {lost} (dnsperf: no answer within 2 s); meanwhile UDP sockets in the sandbox netns overflowed their receive buffers {rcvbuf} times (`RcvbufErrors`), {sock} of them at the servers' sockets (their `drops` in /proc/net/udp; the agent's receive buffer is {} bytes, `ss -m`), and the kernel's per-CPU input backlogs dropped {drops} packets machine-wide (/proc/net/softnet_stat, which other load on the box shares)",
         res.rcvbuf
             .map(|v| v.to_string())
             .unwrap_or_else(|| "?".into())
-    );
-    let lat_header = [
-        "paced load",
-        "server",
-        "qps",
-        "lost",
-        "avg latency ms",
-        "min ms",
-        "max ms",
-        "stddev ms",
-    ];
-    let lat_rows: Vec<Vec<String>> = (0..2)
+    )
+}
+
+/// The paced runs: one row per query type and server.
+fn paced_rows(ours: &Side, knot: &Side) -> Vec<Vec<String>> {
+    (0..2)
         .flat_map(|t| [(t, "l4lb", &ours.lat), (t, "Knot", &knot.lat)])
         .filter_map(|(t, server, lat)| Some((["A", "SRV"][t], server, lat.get(t)?)))
         .map(|(t, server, r)| {
@@ -508,33 +552,7 @@ fn summarize_dns(a: &DnsArgs, res: &DnsResult, machine: &str) -> (String, String
                 format!("{:.3}", r.stddev_ms),
             ]
         })
-        .collect();
-    let lat_note = format!(
-        "Latency under that load is mostly queueing behind {DNSPERF_OUTSTANDING} outstanding queries; at a paced {PACED_QPS} qps (`-c 1 -q 100 -Q {PACED_QPS}`, {} s per type and server, after the runs):",
-        res.lat_s
-    );
-    let lat_verdict = paced_verdict(ours, knot);
-    let cmd = format!(
-        "cargo xtask bench dns --seconds {} --runs {}",
-        a.seconds, a.runs
-    );
-    let setup = format!(
-        "the agent (release, tokio runtime with 2 worker threads) on a fake Marathon with {DNS_APPS} apps x {DNS_TASKS} healthy tasks, `--dns-listen {DNS_LISTEN}` in the sandbox netns, and Knot DNS 3.2 (Debian's knotd, its default one UDP worker per CPU) on {KNOT_LISTEN} in the same netns serving the same `mesos` zone, written from the agent's own zone transfer (checked: both answer the probe names alike); dnsperf 2.10 (Debian) in that netns, UDP, `-c {DNSPERF_CLIENTS} -T {DNSPERF_THREADS} -q {DNSPERF_OUTSTANDING}`, {} s per run, query files of the {DNS_APPS} A names (3 A records each) and the {DNS_APPS} SRV names (3 SRV + 3 A in ADDITIONAL each); A and SRV runs alternate and, within each, which server goes first alternates by run; {} runs each after a 1 s warm-up",
-        a.seconds, a.runs
-    );
-    let note = "qps/core = queries answered / CPU seconds the server process used during the run (utime + stime of all its threads, /proc/PID/stat). dnsperf shares the machine's cores with the server, so the qps column is what this 2-core box delivers with the load generator on it, not the server's ceiling. dnsperf 2.10 reports mean, min, max and stddev of latency, not percentiles. The query files repeat 100 names, so after the warm-up l4lb answers from its per-socket reply cache (the id and the question's case patched into a remembered reply), as it would a real client population asking for the same services; Knot has no such cache and answers from its compiled zone";
-    let text = format!(
-        "DNS ({setup})\n{}{verdict}\n{loss_note}\n{lat_note}\n{}{lat_verdict}\n{note}\n{machine}\n",
-        report::table(&header, &rows),
-        report::table(&lat_header, &lat_rows)
-    );
-    let markdown = format!(
-        "## Embedded DNS: dnsperf, A and SRV, next to Knot DNS\n\n`{cmd}` on {{date}}: {setup}. \
-         Medians (min-max) over runs.\n\n{}\n{verdict}.\n\n{loss_note}.\n\n{lat_note}\n\n{}\n{lat_verdict}.\n\n{note}.\n\nMachine: {machine}.\n",
-        report::md_table(&header, &rows),
-        report::md_table(&lat_header, &lat_rows)
-    );
-    (text, markdown)
+        .collect()
 }
 
 fn qpc(runs: &[DnsRun]) -> f64 {
@@ -605,5 +623,59 @@ mod tests {
         assert!((r.qps - 998.0).abs() < 1e-9);
         assert!((r.avg_ms - 0.123).abs() < 1e-9 && (r.max_ms - 1.234).abs() < 1e-9);
         assert!((r.stddev_ms - 0.05).abs() < 1e-9);
+    }
+
+    fn runs(qps: &[f64], cpu_s: f64, avg_ms: f64) -> Vec<DnsRun> {
+        qps.iter()
+            .map(|&qps| DnsRun {
+                sent: 1000,
+                completed: (qps * 2.0) as u64,
+                lost: 1,
+                qps,
+                noerror: (qps * 2.0) as u64,
+                avg_ms,
+                min_ms: avg_ms / 4.0,
+                max_ms: avg_ms * 10.0,
+                stddev_ms: avg_ms / 2.0,
+                agent_cpu_s: cpu_s,
+                wall_s: 2.0,
+                backlog_drops: 2,
+                rcvbuf_errors: 3,
+                agent_socket_drops: 1,
+            })
+            .collect()
+    }
+
+    /// The whole report for fixed runs: any change to its text is deliberate
+    /// (on a mismatch the new text is in /tmp/l4lb-dns-summary.txt).
+    #[test]
+    fn summary_text_is_stable() {
+        let ours = Side {
+            a: runs(&[40_000.0, 42_000.0], 1.0, 1.5),
+            srv: runs(&[30_000.0], 1.2, 2.0),
+            lat: runs(&[100.0, 100.0], 0.01, 0.1),
+        };
+        let knot = Side {
+            a: runs(&[35_000.0, 36_000.0], 1.1, 1.2),
+            srv: runs(&[33_000.0], 1.0, 1.9),
+            lat: runs(&[100.0, 100.0], 0.01, 0.12),
+        };
+        let res = DnsResult {
+            sides: [ours, knot],
+            lat_s: 5,
+            rcvbuf: Some(212_992),
+        };
+        let a = DnsArgs {
+            seconds: 2,
+            runs: 2,
+            write: false,
+        };
+        let (text, md) = summarize_dns(&a, &res, "MACHINE");
+        let got = format!("{text}\n----\n{md}");
+        let want = include_str!("testdata/dns_summary.txt");
+        if got != want {
+            let _ = std::fs::write("/tmp/l4lb-dns-summary.txt", &got);
+        }
+        assert_eq!(got, want);
     }
 }
