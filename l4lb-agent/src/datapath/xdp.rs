@@ -156,9 +156,13 @@ fn xdp_ref(ebpf: &Ebpf) -> Result<&Xdp> {
 }
 
 fn tc_ref(ebpf: &Ebpf) -> Result<&SchedClassifier> {
+    tc_prog(ebpf, TC_REPLY_PROGRAM)
+}
+
+fn tc_prog<'a>(ebpf: &'a Ebpf, name: &str) -> Result<&'a SchedClassifier> {
     Ok(ebpf
-        .program(TC_REPLY_PROGRAM)
-        .with_context(|| format!("program {TC_REPLY_PROGRAM} missing"))?
+        .program(name)
+        .with_context(|| format!("program {name} missing"))?
         .try_into()?)
 }
 
@@ -401,7 +405,7 @@ pub fn run_xdp(prog: &Xdp, frame: &[u8], explain: bool, repeat: u32) -> Result<R
     })
 }
 
-/// Runs the tc program on `frame` (an Ethernet frame, as on egress).
+/// Runs a tc program on `frame` (an Ethernet frame, as on egress and ingress).
 pub fn run_tc(prog: &SchedClassifier, frame: &[u8], repeat: u32) -> Result<RunOutput> {
     let mut out = vec![0u8; frame.len() + 256];
     let opts = TestRunOptions {
@@ -435,6 +439,11 @@ impl super::Attached {
     /// The loaded tc reply program on `frame`.
     pub fn test_tc(&self, frame: &[u8], repeat: u32) -> Result<RunOutput> {
         run_tc(tc_ref(&self._ebpf)?, frame, repeat)
+    }
+
+    /// The loaded tc ingress program (the balancing on the skb) on `frame`.
+    pub fn test_tc_ingress(&self, frame: &[u8], repeat: u32) -> Result<RunOutput> {
+        run_tc(tc_prog(&self._ebpf, TC_INGRESS_PROGRAM)?, frame, repeat)
     }
 }
 
