@@ -14,14 +14,13 @@ use l4lb_common::{
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
 use crate::{
-    flow_close,
+    ct, flow_close,
     icmp::{IPPROTO_ICMP, IPPROTO_ICMPV6},
     lb::{
         MemberEvent, Verdict, choose_up, count_backend, count_member, count_service, lookup_service,
     },
     maps::{
-        L4LB_BACKENDS, L4LB_CONNTRACK, L4LB_MEMBERS, L4LB_SVC_GEN, L4LB_VIP_ADDRS, L4LB_VIP_FILTER,
-        L4LB_VIP_GUARD,
+        L4LB_BACKENDS, L4LB_MEMBERS, L4LB_SVC_GEN, L4LB_VIP_ADDRS, L4LB_VIP_FILTER, L4LB_VIP_GUARD,
     },
     monitor,
     net::{
@@ -150,8 +149,7 @@ fn nat<P: Packet>(p: &P, l4: usize, proto: u8, src: Addr6, dst: Addr6, family: u
     if !maybe_vip(&key.dst) {
         return p.verdict(false);
     }
-    // SAFETY: the value is copied out before any other map operation.
-    let flow = unsafe { L4LB_CONNTRACK.get(&key) }.copied();
+    let flow = ct::get(&key);
     // The established path: one hash lookup (above) and one array read.
     if let Some(f) = flow
         && current(&f)

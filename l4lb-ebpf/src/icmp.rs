@@ -11,7 +11,7 @@
 //! - **to the backend** (XDP, `xdp.rs`, and tc ingress, `tc_in.rs`, on the
 //!   skb's linear head): an error about a reply arrives
 //!   addressed to the VIP and embeds VIP → client. The flow's backend (found
-//!   in `L4LB_CONNTRACK` by the embedded tuple reversed) becomes the outer
+//!   in the connection table, `ct.rs`, by the embedded tuple reversed) becomes the outer
 //!   destination and the embedded source, and the kernel routes it there.
 //!
 //! The embedded L4 checksum is left alone (receivers do not check it: the
@@ -27,7 +27,8 @@ use l4lb_common::{
 
 use crate::{
     csum::csum_update,
-    maps::{L4LB_BACKENDS, L4LB_CONNTRACK, L4LB_ICMP_RATE, L4LB_ICMP_STATS, L4LB_XDP_REVNAT},
+    ct,
+    maps::{L4LB_BACKENDS, L4LB_ICMP_RATE, L4LB_ICMP_STATS, L4LB_XDP_REVNAT},
     net::{Direct, IP4_CHECK_OFF, IP4_DST_OFF, IP6_DST_OFF, L4_V4, L4_V6, bytes, ptr_at, words},
 };
 
@@ -219,9 +220,8 @@ pub fn to_client6(ctx: &TcContext) -> Result<(), i64> {
 /// The backend (address, port) of the flow `key` (client → VIP), if tracked.
 #[inline(always)]
 fn backend_of(key: &FlowKey) -> Option<(Addr6, u16)> {
+    let flow = ct::get(key)?;
     // SAFETY: copied out at once.
-    let flow = unsafe { L4LB_CONNTRACK.get(key) }.copied()?;
-    // SAFETY: as above.
     let b = unsafe { L4LB_BACKENDS.get(flow.backend_id) }.copied()?;
     Some((b.addr, b.port))
 }

@@ -5,7 +5,8 @@
 //!
 //! 1. leaves at once if the destination's slot in the VIP pre-filter
 //!    (`L4LB_VIP_FILTER`, an array) is 0; else looks the client's 5-tuple up
-//!    in the connection table (`L4LB_CONNTRACK`): an entry whose generation
+//!    in the connection table (`ct.rs`: `L4LB_CONNTRACK4` for IPv4 under a
+//!    16-byte key, `L4LB_CONNTRACK` for IPv6): an entry whose generation
 //!    `L4LB_SVC_GEN` still holds for its service goes to the backend address
 //!    it recorded (no other lookup); otherwise, after the service lookup, a
 //!    tracked flow keeps its backend while that backend is still a member of

@@ -21,8 +21,8 @@ use aya::{
 };
 use aya_obj::programs::XdpAttachType;
 use l4lb_common::{
-    CONNTRACK_MAP, EXPLAIN_MAGIC, FlowKey, FlowValue, TC_INGRESS_PROGRAM, TC_REPLY_PROGRAM,
-    XDP_CONFIG_MAP, XDP_F_FIB, XDP_PROGRAM,
+    CONNTRACK_MAP, CONNTRACK4_MAP, EXPLAIN_MAGIC, FlowKey, FlowKey4, FlowValue, TC_INGRESS_PROGRAM,
+    TC_REPLY_PROGRAM, XDP_CONFIG_MAP, XDP_F_FIB, XDP_PROGRAM,
 };
 use tracing::{info, warn};
 
@@ -528,8 +528,6 @@ pub fn explain(pin_root: &Path, tuple: &Tuple, repeat: u32, live: bool) -> Resul
 }
 
 fn tracked(pin_root: &Path, t: &Tuple) -> Result<bool> {
-    let data = MapData::from_pin(pin_root.join(CONNTRACK_MAP))?;
-    let map: HashMap<MapData, FlowKey, FlowValue> = Map::from_map_data(data)?.try_into()?;
     let key = FlowKey {
         src: codec::addr6(t.src.ip()),
         dst: codec::addr6(t.dst.ip()),
@@ -538,5 +536,13 @@ fn tracked(pin_root: &Path, t: &Tuple) -> Result<bool> {
         proto: t.proto.ipproto(),
         _pad: [0; 3],
     };
+    // IPv4 flows are kept under a 16-byte key in their own table.
+    if let Some(k4) = FlowKey4::of(&key) {
+        let data = MapData::from_pin(pin_root.join(CONNTRACK4_MAP))?;
+        let map: HashMap<MapData, FlowKey4, FlowValue> = Map::from_map_data(data)?.try_into()?;
+        return Ok(map.get(&k4, 0).is_ok());
+    }
+    let data = MapData::from_pin(pin_root.join(CONNTRACK_MAP))?;
+    let map: HashMap<MapData, FlowKey, FlowValue> = Map::from_map_data(data)?.try_into()?;
     Ok(map.get(&key, 0).is_ok())
 }
