@@ -24,6 +24,10 @@ pub const BACKEND_STATS_MAP: &str = "L4LB_BE_STATS";
 /// backend id + service id + TCP close bits + the service generation it was
 /// recorded at and the backend's address ([`crate::FlowValue`]).
 pub const CONNTRACK_MAP: &str = "L4LB_CONNTRACK";
+/// The same for IPv4 flows, keyed by [`crate::FlowKey4`] (16 bytes: the
+/// established path hashes the key on every packet); `L4LB_CONNTRACK` keeps
+/// the IPv6 flows.
+pub const CONNTRACK4_MAP: &str = "L4LB_CONNTRACK4";
 /// Packet reverse NAT (LRU), written by XDP for every flow it sends to a
 /// backend and read by the tc reply program: the reply's 5-tuple (backend →
 /// client) → the VIP to show as its source and the TCP close bits
@@ -108,7 +112,7 @@ pub const ICMP_COUNTERS: [&str; 4] = ["to_client", "to_backend", "no_flow", "rat
 pub const ICMP_PER_CPU_PER_SEC: u64 = 1000;
 
 /// Every map the agent pins, in the order `teardown` and the CLI walk them.
-pub const ALL_MAPS: [&str; 25] = [
+pub const ALL_MAPS: [&str; 26] = [
     SERVICES_MAP,
     SLOTS_MAP,
     BACKENDS_MAP,
@@ -117,6 +121,7 @@ pub const ALL_MAPS: [&str; 25] = [
     SERVICE_STATS_MAP,
     BACKEND_STATS_MAP,
     CONNTRACK_MAP,
+    CONNTRACK4_MAP,
     XDP_REVNAT_MAP,
     SELF_MAP,
     VIP_ADDRS_MAP,

@@ -3,7 +3,7 @@
 
 /// Increments when a key or value layout changes; recorded in the pinned
 /// `L4LB_META` map, and an agent refuses pinned maps of another version.
-pub const ABI_VERSION: u32 = 7;
+pub const ABI_VERSION: u32 = 8;
 
 /// Value of `L4LB_META[0]`.
 #[repr(C)]
@@ -163,6 +163,42 @@ pub struct FlowKey {
     pub _pad: [u8; 3],
 }
 
+/// Key of the IPv4 connection table (`L4LB_CONNTRACK4`): a [`FlowKey`]
+/// whose two addresses are IPv4-mapped, in 16 bytes instead of 40 (the
+/// kernel hashes and compares the whole key on every packet).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey4 {
+    /// Network byte order.
+    pub src: u32,
+    pub dst: u32,
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+
+impl FlowKey4 {
+    /// `k` in the IPv4 table's form, if both its addresses are IPv4-mapped
+    /// (else it belongs in `L4LB_CONNTRACK`).
+    #[inline(always)]
+    #[allow(clippy::field_reassign_with_default)] // see below
+    pub fn of(k: &FlowKey) -> Option<FlowKey4> {
+        if !(is_v4_mapped(&k.src) && is_v4_mapped(&k.dst)) {
+            return None;
+        }
+        // Filled field by field: a literal's 3-byte pad compiles to a call
+        // to `memset` in the kernel programs.
+        let mut k4 = FlowKey4::default();
+        k4.src = k.src[3];
+        k4.dst = k.dst[3];
+        k4.sport = k.sport;
+        k4.dport = k.dport;
+        k4.proto = k.proto;
+        Some(k4)
+    }
+}
+
 /// Value of the XDP connection table: the backend a flow was sent to. Not tied
 /// to a revision: the flow keeps its backend across backend-set changes while
 /// (service id, backend id) is still in the members map (weight 0 included).
@@ -243,6 +279,7 @@ pub struct SockSlot {
 }
 
 const _: () = assert!(core::mem::size_of::<SockSlot>() == 64);
+const _: () = assert!(core::mem::size_of::<FlowKey4>() == 16);
 // The kernel side wraps slot indices with a mask.
 const _: () = assert!(crate::MAX_SOCKS.is_power_of_two());
 
@@ -258,6 +295,7 @@ mod pod {
     unsafe impl aya::Pod for RevNatValue {}
     unsafe impl aya::Pod for Stats {}
     unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for FlowKey4 {}
     unsafe impl aya::Pod for FlowValue {}
     unsafe impl aya::Pod for FlowRevNatValue {}
     unsafe impl aya::Pod for AgentId {}

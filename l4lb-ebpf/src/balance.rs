@@ -14,14 +14,13 @@ use l4lb_common::{
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
 use crate::{
-    flow_close,
+    ct, flow_close,
     icmp::{IPPROTO_ICMP, IPPROTO_ICMPV6},
     lb::{
         MemberEvent, Verdict, choose_up, count_backend, count_member, count_service, lookup_service,
     },
     maps::{
-        L4LB_BACKENDS, L4LB_CONNTRACK, L4LB_MEMBERS, L4LB_SVC_GEN, L4LB_VIP_ADDRS, L4LB_VIP_FILTER,
-        L4LB_VIP_GUARD,
+        L4LB_BACKENDS, L4LB_MEMBERS, L4LB_SVC_GEN, L4LB_VIP_ADDRS, L4LB_VIP_FILTER, L4LB_VIP_GUARD,
     },
     monitor,
     net::{
@@ -146,24 +145,16 @@ fn nat<P: Packet>(p: &P, l4: usize, proto: u8, src: Addr6, dst: Addr6, family: u
     let Ok((sport, dport, tcp)) = l4_ports(p, l4, proto) else {
         return p.verdict(guard(p, dst, GUARD_TRUNCATED));
     };
-    let key = FlowKey {
-        src,
-        dst,
-        sport,
-        dport,
-        proto,
-        _pad: [0; 3],
-    };
+    let key = flow_key(src, dst, sport, dport, proto);
     if !maybe_vip(&key.dst) {
         return p.verdict(false);
     }
-    // SAFETY: the value is copied out before any other map operation.
-    let flow = unsafe { L4LB_CONNTRACK.get(&key) }.copied();
+    let flow = ct::get(&key);
     // The established path: one hash lookup (above) and one array read.
     if let Some(f) = flow
         && current(&f)
         && !reopens(tcp, f.flags)
-        && (p.explain() || !monitor::watching())
+        && (!monitor::watching() || p.explain())
     {
         let b = (f.service_id, f.backend_id, f.backend);
         return to_backend(p, key, family, b, Some(f.flags), tcp);
@@ -199,6 +190,20 @@ fn to_backend<P: Packet>(
         flags,
         tcp,
     })
+}
+
+/// The connection table's key. Zeroed, then filled: a literal's 3-byte pad
+/// compiles to a call to `memset` (a BPF subprogram) on every packet.
+#[inline(always)]
+fn flow_key(src: Addr6, dst: Addr6, sport: u16, dport: u16, proto: u8) -> FlowKey {
+    // SAFETY: a plain struct of integers; all zeros is a valid value.
+    let mut k: FlowKey = unsafe { core::mem::zeroed() };
+    k.src = src;
+    k.dst = dst;
+    k.sport = sport;
+    k.dport = dport;
+    k.proto = proto;
+    k
 }
 
 /// False when `dst` is surely no VIP address (its filter slot is 0): the

@@ -5,7 +5,10 @@ use core::intrinsics::{AtomicOrdering, atomic_or};
 
 use l4lb_common::{Backend, CloseStep, FlowKey, FlowRevNatValue, FlowValue, ServiceValue};
 
-use crate::maps::{L4LB_BACKENDS, L4LB_CONNTRACK, L4LB_SVC_GEN, L4LB_XDP_REVNAT};
+use crate::{
+    ct,
+    maps::{L4LB_BACKENDS, L4LB_SVC_GEN, L4LB_XDP_REVNAT},
+};
 
 /// The reply's 5-tuple (backend → client): the reverse-NAT key of a flow
 /// whose client-side key is `client`, sent to `backend`.
@@ -53,7 +56,7 @@ pub fn open(client: &FlowKey, svc: &ServiceValue, backend_id: u32, backend: &Bac
             backend: *backend,
         };
         // A failed insert only costs a re-pick on the next packet.
-        let _ = L4LB_CONNTRACK.insert(client, &flow, 0);
+        ct::insert(client, &flow);
     }
     let vip = FlowRevNatValue {
         addr: client.dst,
@@ -75,7 +78,7 @@ pub fn refresh(client: &FlowKey, svc: &ServiceValue, backend: &Backend) {
     if generation == 0 {
         return;
     }
-    if let Some(f) = L4LB_CONNTRACK.get_ptr_mut(client) {
+    if let Some(f) = ct::get_ptr_mut(client) {
         // SAFETY: an element of the map; a racing writer only costs a re-check.
         unsafe {
             (*f).backend = *backend;
@@ -158,7 +161,7 @@ pub fn apply(step: CloseStep, client: &FlowKey, reply: &FlowKey) {
     match step {
         CloseStep::Keep => {}
         CloseStep::Mark(bit) => {
-            if let Some(v) = L4LB_CONNTRACK.get_ptr_mut(client) {
+            if let Some(v) = ct::get_ptr_mut(client) {
                 // SAFETY: an aligned u32 of a live map value.
                 unsafe { or(&raw mut (*v).flags, bit) };
             }
@@ -169,7 +172,7 @@ pub fn apply(step: CloseStep, client: &FlowKey, reply: &FlowKey) {
         }
         CloseStep::End => {
             // Either may be gone already (LRU, the other side's End).
-            let _ = L4LB_CONNTRACK.remove(client);
+            ct::remove(client);
             let _ = L4LB_XDP_REVNAT.remove(reply);
         }
     }

@@ -8,9 +8,10 @@
 //!   embedded destination becomes VIP:port again (found in `L4LB_XDP_REVNAT`
 //!   by the embedded tuple reversed), with the embedded IPv4 header checksum
 //!   and the ICMP checksum updated.
-//! - **to the backend** (XDP, `xdp.rs`): an error about a reply arrives
+//! - **to the backend** (XDP, `xdp.rs`, and tc ingress, `tc_in.rs`, on the
+//!   skb's linear head): an error about a reply arrives
 //!   addressed to the VIP and embeds VIP → client. The flow's backend (found
-//!   in `L4LB_CONNTRACK` by the embedded tuple reversed) becomes the outer
+//!   in the connection table, `ct.rs`, by the embedded tuple reversed) becomes the outer
 //!   destination and the embedded source, and the kernel routes it there.
 //!
 //! The embedded L4 checksum is left alone (receivers do not check it: the
@@ -18,11 +19,7 @@
 //! (`L4LB_ICMP_STATS`) and limited to `ICMP_PER_CPU_PER_SEC` translations per
 //! CPU per second; beyond that an error to the client passes as it is and one
 //! to a VIP is dropped.
-use aya_ebpf::{
-    bindings::xdp_action,
-    helpers::bpf_ktime_get_ns,
-    programs::{TcContext, XdpContext},
-};
+use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::TcContext};
 use l4lb_common::{
     Addr6, FlowKey, ICMP_NO_FLOW, ICMP_PER_CPU_PER_SEC, ICMP_RATE_LIMITED, ICMP_TO_BACKEND,
     ICMP_TO_CLIENT, IPPROTO_TCP, IPPROTO_UDP, v4_mapped,
@@ -30,8 +27,9 @@ use l4lb_common::{
 
 use crate::{
     csum::csum_update,
-    maps::{L4LB_BACKENDS, L4LB_CONNTRACK, L4LB_ICMP_RATE, L4LB_ICMP_STATS, L4LB_XDP_REVNAT},
-    net::{IP4_CHECK_OFF, IP4_DST_OFF, IP6_DST_OFF, L4_V4, L4_V6, bytes, ptr_at, words},
+    ct,
+    maps::{L4LB_BACKENDS, L4LB_ICMP_RATE, L4LB_ICMP_STATS, L4LB_XDP_REVNAT},
+    net::{Direct, IP4_CHECK_OFF, IP4_DST_OFF, IP6_DST_OFF, L4_V4, L4_V6, bytes, ptr_at, words},
 };
 
 pub const IPPROTO_ICMP: u8 = 1;
@@ -56,8 +54,9 @@ const IN6_NEXT: usize = IN6 + 6;
 const IN6_SRC: usize = IN6 + 8;
 const IN6_DST: usize = IN6 + 24;
 const IN6_L4: usize = IN6 + 40;
-/// The end of the embedded ports: what the IPv6 steering reads and writes.
-const IN6_END: usize = IN6_L4 + 4;
+/// The end of the embedded ports: what the steering reads and writes.
+pub const IN4_END: usize = IN4_L4 + 4;
+pub const IN6_END: usize = IN6_L4 + 4;
 
 /// ICMP types translated: IPv4 destination unreachable (fragmentation needed
 /// is its code 4); IPv6 destination unreachable and packet too big.
@@ -221,19 +220,19 @@ pub fn to_client6(ctx: &TcContext) -> Result<(), i64> {
 /// The backend (address, port) of the flow `key` (client → VIP), if tracked.
 #[inline(always)]
 fn backend_of(key: &FlowKey) -> Option<(Addr6, u16)> {
+    let flow = ct::get(key)?;
     // SAFETY: copied out at once.
-    let flow = unsafe { L4LB_CONNTRACK.get(key) }.copied()?;
-    // SAFETY: as above.
     let b = unsafe { L4LB_BACKENDS.get(flow.backend_id) }.copied()?;
     Some((b.addr, b.port))
 }
 
 /// An IPv4 ICMP error to a VIP address (the caller checked): sent on to the
-/// flow's backend, or dropped (no such flow, over the limit). Err: not an
-/// error about TCP/UDP, or cut short: the caller guards it like other ICMP.
-/// Out of line: its frame stays off the XDP program's.
+/// flow's backend (Ok(false): pass it, rewritten), or to be dropped
+/// (Ok(true): no such flow, over the limit). Err: not an error about
+/// TCP/UDP, or cut short: the caller guards it like other ICMP. Out of
+/// line: its frame stays off the balancing program's.
 #[inline(never)]
-pub fn to_backend4(ctx: &XdpContext) -> Result<u32, ()> {
+pub fn to_backend4<C: Direct>(ctx: &C) -> Result<bool, ()> {
     let kind: *mut u8 = ptr_at(ctx, ICMP4)?;
     let vihl: *mut u8 = ptr_at(ctx, IN4)?;
     let proto: *mut u8 = ptr_at(ctx, IN4_PROTO)?;
@@ -257,10 +256,10 @@ pub fn to_backend4(ctx: &XdpContext) -> Result<u32, ()> {
     let key = reversed(v4_mapped(vip), v4_mapped(client), p, proto);
     let Some((addr, port)) = backend_of(&key) else {
         count(ICMP_NO_FLOW);
-        return Ok(xdp_action::XDP_DROP);
+        return Ok(true);
     };
     if !allow() {
-        return Ok(xdp_action::XDP_DROP);
+        return Ok(true);
     }
     let be = addr[3];
     let outer_dst: *mut [u8; 4] = ptr_at(ctx, IP4_DST_OFF)?;
@@ -279,15 +278,15 @@ pub fn to_backend4(ctx: &XdpContext) -> Result<u32, ()> {
         set_first_port(ports, port);
     }
     count(ICMP_TO_BACKEND);
-    Ok(xdp_action::XDP_PASS)
+    Ok(false)
 }
 
 /// An ICMPv6 error to a VIP address: as [`to_backend4`]; the ICMPv6 checksum
 /// also covers the outer destination (pseudo-header). The lookup and the
 /// rewrite are out of line, each with its own stack frame: this runs from the
-/// XDP program's, which the balancing fills.
+/// balancing program's, which the balancing fills.
 #[inline(always)]
-pub fn to_backend6(ctx: &XdpContext) -> Result<u32, ()> {
+pub fn to_backend6<C: Direct>(ctx: &C) -> Result<bool, ()> {
     let kind: *mut u8 = ptr_at(ctx, ICMP6)?;
     let proto: *mut u8 = ptr_at(ctx, IN6_NEXT)?;
     // SAFETY: bounds-checked by ptr_at.
@@ -304,14 +303,14 @@ pub fn to_backend6(ctx: &XdpContext) -> Result<u32, ()> {
     };
     if !find6(pkt, proto, &mut to) {
         count(ICMP_NO_FLOW);
-        return Ok(xdp_action::XDP_DROP);
+        return Ok(true);
     }
     if !allow() {
-        return Ok(xdp_action::XDP_DROP);
+        return Ok(true);
     }
     rewrite6(pkt, &to);
     count(ICMP_TO_BACKEND);
-    Ok(xdp_action::XDP_PASS)
+    Ok(false)
 }
 
 /// The flow's backend, as [`find6`] leaves it for [`rewrite6`].

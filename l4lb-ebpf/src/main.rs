@@ -16,6 +16,7 @@
 
 mod balance;
 mod csum;
+mod ct;
 mod flow_close;
 mod health;
 mod icmp;

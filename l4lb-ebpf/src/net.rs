@@ -4,7 +4,7 @@
 //! headers are parsed; everything else is the caller's to pass or guard.
 use core::mem::size_of;
 
-use aya_ebpf::programs::XdpContext;
+use aya_ebpf::programs::{TcContext, XdpContext};
 use l4lb_common::{Addr6, IPPROTO_TCP};
 use network_types::{
     eth::EthHdr,
@@ -66,9 +66,40 @@ pub fn ipv4_plain_header(vihl: u8) -> bool {
     vihl == 0x45
 }
 
-/// A bounds-checked pointer to a `T` at `offset` in an XDP frame.
+/// A packet read and written in place: an XDP frame, or the linear head
+/// of a tc skb (pulled first: `bpf_skb_pull_data`).
+pub trait Direct {
+    fn data(&self) -> usize;
+    fn data_end(&self) -> usize;
+}
+
+impl Direct for XdpContext {
+    #[inline(always)]
+    fn data(&self) -> usize {
+        XdpContext::data(self)
+    }
+
+    #[inline(always)]
+    fn data_end(&self) -> usize {
+        XdpContext::data_end(self)
+    }
+}
+
+impl Direct for TcContext {
+    #[inline(always)]
+    fn data(&self) -> usize {
+        TcContext::data(self)
+    }
+
+    #[inline(always)]
+    fn data_end(&self) -> usize {
+        TcContext::data_end(self)
+    }
+}
+
+/// A bounds-checked pointer to a `T` at `offset` in the packet.
 #[inline(always)]
-pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*mut T, ()> {
+pub fn ptr_at<T>(ctx: &impl Direct, offset: usize) -> Result<*mut T, ()> {
     let start = ctx.data();
     if start + offset + size_of::<T>() > ctx.data_end() {
         return Err(());

@@ -11,19 +11,23 @@
 //! program instead of XDP on an interface with tx checksum offload on
 //! (`datapath/xdp.rs`). The decision (connection table, Maglev, close
 //! tracking, counters) is the XDP program's, from the same maps; replies
-//! go through the same tc egress program. Not done here: forwarding from the
-//! program (`--xdp-forward fib`: the kernel forwards) and steering ICMP errors
-//! addressed to a VIP to the backend (dropped and counted as other ICMP).
+//! go through the same tc egress program. An ICMP error to a VIP address is
+//! steered to the flow's backend by the XDP program's code (`icmp.rs`), on
+//! the skb's head pulled linear and writable: its rewrite keeps the sum over
+//! the packet unchanged (each changed field's checksum follows it), so a
+//! complete checksum the skb carries stays valid. Not done here: forwarding
+//! from the program (`--xdp-forward fib`: the kernel forwards).
 use aya_ebpf::{
     bindings::{BPF_F_PSEUDO_HDR, TC_ACT_OK, TC_ACT_SHOT},
     macros::classifier,
     programs::TcContext,
 };
-use l4lb_common::GUARD_OTHER_PROTO;
+use l4lb_common::{Addr6, GUARD_OTHER_PROTO};
 
 use crate::{
     balance::{self, Nat, Packet, Step},
     csum::l4_replace_flags as l4_flags,
+    icmp,
     net::{IP4_CHECK_OFF, IP4_DST_OFF, IP6_DST_OFF, L4_V4, L4_V6, l4_check_off},
 };
 
@@ -31,9 +35,25 @@ use crate::{
 pub fn l4lb_tc_ingress(ctx: TcContext) -> i32 {
     match balance::decide(&ctx) {
         Step::Done(action) => action,
-        // Not steered here: dropped and counted as other ICMP.
-        Step::Icmp { dst, .. } => ctx.verdict(balance::guard(&ctx, dst, GUARD_OTHER_PROTO)),
+        Step::Icmp { dst, v6 } => steer_icmp(&ctx, dst, v6),
     }
+}
+
+/// An ICMP error to a VIP address: to the flow's backend, else guarded, as
+/// in XDP. The headers the steering reads and writes are pulled into the
+/// linear head first (a packet too short for them fails the pull, then the
+/// bounds checks, and is guarded).
+#[inline(always)]
+fn steer_icmp(ctx: &TcContext, dst: Addr6, v6: bool) -> i32 {
+    let end = if v6 { icmp::IN6_END } else { icmp::IN4_END };
+    let _ = ctx.pull_data(end as u32);
+    let steered = if v6 {
+        icmp::to_backend6(ctx)
+    } else {
+        icmp::to_backend4(ctx)
+    };
+    let drop = steered.unwrap_or_else(|()| balance::guard(ctx, dst, GUARD_OTHER_PROTO));
+    ctx.verdict(drop)
 }
 
 impl Packet for TcContext {

@@ -5,7 +5,8 @@
 //!
 //! 1. leaves at once if the destination's slot in the VIP pre-filter
 //!    (`L4LB_VIP_FILTER`, an array) is 0; else looks the client's 5-tuple up
-//!    in the connection table (`L4LB_CONNTRACK`): an entry whose generation
+//!    in the connection table (`ct.rs`: `L4LB_CONNTRACK4` for IPv4 under a
+//!    16-byte key, `L4LB_CONNTRACK` for IPv6): an entry whose generation
 //!    `L4LB_SVC_GEN` still holds for its service goes to the backend address
 //!    it recorded (no other lookup); otherwise, after the service lookup, a
 //!    tracked flow keeps its backend while that backend is still a member of
@@ -88,7 +89,8 @@ fn steer_icmp(ctx: &XdpContext, dst: Addr6, v6: bool) -> u32 {
     } else {
         icmp::to_backend4(ctx)
     };
-    steered.unwrap_or_else(|()| ctx.verdict(balance::guard(ctx, dst, GUARD_OTHER_PROTO)))
+    let drop = steered.unwrap_or_else(|()| balance::guard(ctx, dst, GUARD_OTHER_PROTO));
+    ctx.verdict(drop)
 }
 
 impl Packet for XdpContext {
@@ -127,14 +129,17 @@ impl Packet for XdpContext {
 
     #[inline(always)]
     fn nat(&self, nat: &Nat) -> u32 {
-        if dsr_l2(self, nat) {
+        // The mode flags, read once per packet.
+        let flags = xdp_flags(self);
+        if flags & XDP_F_DSR_L2 != 0 && nat.backend.port == nat.key.dport {
             balance::finish(self, nat);
             return to_backend_l2(self, &nat.backend);
         }
+        let fib = flags & XDP_F_FIB != 0;
         let done = if nat.backend.family == 4 {
-            nat4(self, nat)
+            nat4(self, nat, fib)
         } else {
-            nat6(self, nat)
+            nat6(self, nat, fib)
         };
         done.unwrap_or(xdp_action::XDP_PASS)
     }
@@ -153,7 +158,7 @@ fn is_explain(ctx: &XdpContext) -> bool {
 }
 
 #[inline(always)]
-fn nat4(ctx: &XdpContext, nat: &Nat) -> Result<u32, ()> {
+fn nat4(ctx: &XdpContext, nat: &Nat, fib: bool) -> Result<u32, ()> {
     let proto = nat.key.proto;
     let (dst, dport) = (nat.key.dst[3], nat.key.dport);
     let (new_ip, port) = (nat.backend.addr[3], nat.backend.port);
@@ -176,11 +181,15 @@ fn nat4(ctx: &XdpContext, nat: &Nat) -> Result<u32, ()> {
         set_dport(ctx, L4_V4, proto, port)?;
     }
     balance::finish(ctx, nat);
-    Ok(forward4(ctx, ip))
+    Ok(if fib {
+        fib4(ctx, ip)
+    } else {
+        xdp_action::XDP_PASS
+    })
 }
 
 #[inline(always)]
-fn nat6(ctx: &XdpContext, nat: &Nat) -> Result<u32, ()> {
+fn nat6(ctx: &XdpContext, nat: &Nat, fib: bool) -> Result<u32, ()> {
     let proto = nat.key.proto;
     let ip: *mut Ipv6Hdr = ptr_at(ctx, EthHdr::LEN)?;
     let check: *mut [u8; 2] = ptr_at(ctx, l4_check_off(L4_V6, proto))?;
@@ -200,7 +209,11 @@ fn nat6(ctx: &XdpContext, nat: &Nat) -> Result<u32, ()> {
         set_dport(ctx, L4_V6, proto, nat.backend.port)?;
     }
     balance::finish(ctx, nat);
-    Ok(forward6(ctx, ip))
+    Ok(if fib {
+        fib6(ctx, ip)
+    } else {
+        xdp_action::XDP_PASS
+    })
 }
 
 /// # Safety
@@ -242,12 +255,15 @@ unsafe fn set_dport(ctx: &XdpContext, l4: usize, proto: u8, port_be: u16) -> Res
 // on another port is translated as without the flag. Encapsulation (IPIP,
 // GUE) would be another XDP_F_DSR_* flag and its own `to_backend_*`.
 
-/// DSR applies to this packet (flag set, not explaining, same port).
+/// The `XDP_F_*` mode flags; none while explaining (the packet is only
+/// rewritten, never forwarded). DSR applies to a packet whose backend
+/// listens on the VIP's port.
 #[inline(always)]
-fn dsr_l2(ctx: &XdpContext, nat: &Nat) -> bool {
-    matches!(L4LB_XDP_CONFIG.get(0), Some(f) if f & XDP_F_DSR_L2 != 0)
-        && nat.backend.port == nat.key.dport
-        && !is_explain(ctx)
+fn xdp_flags(ctx: &XdpContext) -> u32 {
+    match L4LB_XDP_CONFIG.get(0) {
+        Some(f) if *f != 0 && !is_explain(ctx) => *f,
+        _ => 0,
+    }
 }
 
 /// Sends the unchanged packet to `backend`'s MAC. Out of line: the lookup's
@@ -287,11 +303,6 @@ fn to_backend_l2(ctx: &XdpContext, backend: &Backend) -> u32 {
 }
 
 #[inline(always)]
-fn fib_enabled(ctx: &XdpContext) -> bool {
-    matches!(L4LB_XDP_CONFIG.get(0), Some(f) if f & XDP_F_FIB != 0) && !is_explain(ctx)
-}
-
-#[inline(always)]
 fn fib_params(ctx: &XdpContext, family: u8) -> FibParams {
     // SAFETY: a plain C struct of integers and unions of integers.
     let mut p: FibParams = unsafe { core::mem::zeroed() };
@@ -316,14 +327,6 @@ fn redirect(ctx: &XdpContext, p: &FibParams) -> u32 {
     }
     // SAFETY: helper without memory arguments; returns XDP_REDIRECT or XDP_ABORTED.
     unsafe { bpf_redirect(p.ifindex, 0) as u32 }
-}
-
-#[inline(always)]
-fn forward4(ctx: &XdpContext, ip: *mut Ipv4Hdr) -> u32 {
-    if !fib_enabled(ctx) {
-        return xdp_action::XDP_PASS;
-    }
-    fib4(ctx, ip)
 }
 
 /// Out of line: the lookup's parameters stay off the balancing's stack frame.
@@ -356,14 +359,6 @@ fn fib4(ctx: &XdpContext, ip: *mut Ipv4Hdr) -> u32 {
         (*ip).check = csum_update(c, &[], &[], &[old], &[new]).to_ne_bytes();
     }
     redirect(ctx, &p)
-}
-
-#[inline(always)]
-fn forward6(ctx: &XdpContext, ip: *mut Ipv6Hdr) -> u32 {
-    if !fib_enabled(ctx) {
-        return xdp_action::XDP_PASS;
-    }
-    fib6(ctx, ip)
 }
 
 /// Out of line: the lookup's parameters stay off the balancing's stack frame.

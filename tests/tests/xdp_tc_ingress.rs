@@ -6,14 +6,27 @@
 //! where the kernel's helpers update a partial checksum as partial. Every
 //! receiver verifies checksums in software (rx offload off), and the
 //! backends' checksum error counters must stay 0.
-use std::time::{Duration, Instant};
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::{Duration, Instant},
+};
 
+use l4lb_agent::{
+    datapath::{self, Maps},
+    model::{DesiredState, Proto, ServiceSpec, Vip},
+    packet::{self, FrameOpts, Tuple},
+    plan,
+    reconcile::Reconciler,
+};
 use l4lb_tests::{
-    Agent, Topology, counts, require_root,
+    Agent, Sandbox, Topology, counts, require_root,
     table::row,
     topology::{BACKEND_IP4, BACKEND_IP6},
 };
 use serde_json::json;
+
+mod frames;
+use frames::{embedded, icmp_error, valid_ip4};
 
 const READY: Duration = Duration::from_secs(20);
 
@@ -135,4 +148,95 @@ fn a_forced_xdp_mode_is_refused_on_a_veth_with_tx_offload() {
         "{log}"
     );
     assert!(!log.contains("XDP attached"), "{log}");
+}
+
+const TC_ACT_OK: u32 = 0;
+const TC_ACT_SHOT: u32 = 2;
+
+/// `result`'s count in `l4lb_xdp_icmp_errors_total`.
+fn icmp_count(maps: &Maps, result: &str) -> u64 {
+    let all = maps.icmp_errors();
+    all.iter()
+        .find(|(r, _)| *r == result)
+        .map(|(_, n)| *n)
+        .unwrap()
+}
+
+/// ICMP errors to a VIP on the tc ingress program, run through
+/// BPF_PROG_TEST_RUN (nothing attached): a "fragmentation needed" (IPv4) or
+/// "packet too big" (IPv6) about a VIP flow's reply goes to that flow's
+/// backend, rewritten with valid checksums; one about a flow the node does
+/// not track is dropped and counted.
+#[test]
+fn icmp_errors_to_a_vip_reach_the_flows_backend_on_tc_ingress() {
+    require_root();
+    let sb = Sandbox::new("xtcicmp").unwrap();
+    let loaded = datapath::load(sb.pin_root(), sb.cgroup(), plan::Capacity::default()).unwrap();
+    let maps = Maps::open_pinned(sb.pin_root()).unwrap();
+    let mut rec = Reconciler::adopt(loaded.maps, Duration::ZERO).unwrap();
+    let mut desired = DesiredState::default();
+    for (vip, backends) in [
+        ("11.0.0.1:80", ["198.18.2.2:8080", "198.18.2.3:8080"]),
+        ("[fd01:c::1]:80", ["[fd00:b1::2]:8080", "[fd00:b1::3]:8080"]),
+    ] {
+        let spec = ServiceSpec {
+            name: None,
+            framework: None,
+            origin: None,
+            backends: backends.iter().map(|b| (b.parse().unwrap(), 1)).collect(),
+        };
+        let vip = Vip {
+            addr: vip.parse().unwrap(),
+            proto: Proto::Tcp,
+        };
+        desired.services.insert(vip, spec);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(rec.reconcile(&desired)).unwrap();
+    let prog = &loaded.attached;
+    for (client, vip, router) in [
+        ("198.18.1.2:40000", "11.0.0.1:80", "198.18.1.9"),
+        ("[fd00:c1::2]:40000", "[fd01:c::1]:80", "fd00:c1::9"),
+    ] {
+        let (client, vip): (SocketAddr, SocketAddr) =
+            (client.parse().unwrap(), vip.parse().unwrap());
+        let tuple = |src: SocketAddr, dst: SocketAddr| Tuple {
+            proto: Proto::Tcp,
+            src,
+            dst,
+        };
+        let req = packet::frame(&tuple(client, vip), &FrameOpts::default());
+        let out = prog.test_tc_ingress(&req, 1).unwrap();
+        assert_eq!(out.action, TC_ACT_OK, "{vip}");
+        let backend = packet::parse(&out.frame).unwrap().dst;
+        assert_ne!(backend, vip, "{vip}: the flow went to a backend");
+        // A router on the client side: too big, about the reply VIP -> client.
+        let steered = icmp_count(&maps, "to_backend");
+        let err = icmp_error(router.parse().unwrap(), vip.ip(), &tuple(vip, client));
+        let out = prog.test_tc_ingress(&err, 1).unwrap();
+        assert_eq!(out.action, TC_ACT_OK, "{vip}: passed on");
+        let (src, dst, ok) = embedded(&out.frame);
+        assert_eq!(
+            (src, dst),
+            (backend, client),
+            "{vip}: the backend's own flow"
+        );
+        assert!(ok, "{vip}: checksums after the rewrite");
+        let outer_dst = match backend.ip() {
+            IpAddr::V4(a) => out.frame[30..34] == a.octets() && valid_ip4(&out.frame),
+            IpAddr::V6(a) => out.frame[38..54] == a.octets(),
+        };
+        assert!(outer_dst, "{vip}: outer destination is the backend");
+        assert_eq!(icmp_count(&maps, "to_backend"), steered + 1, "{vip}");
+        // About a flow the node does not track: dropped and counted.
+        let no_flow = icmp_count(&maps, "no_flow");
+        let stranger = tuple(vip, SocketAddr::new(client.ip(), 1));
+        let err = icmp_error(router.parse().unwrap(), vip.ip(), &stranger);
+        let out = prog.test_tc_ingress(&err, 1).unwrap();
+        assert_eq!(out.action, TC_ACT_SHOT, "{vip}: unknown flow");
+        assert_eq!(icmp_count(&maps, "no_flow"), no_flow + 1, "{vip}");
+    }
 }

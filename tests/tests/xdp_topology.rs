@@ -386,7 +386,8 @@ fn map_entries(t: &Topology, map: &str) -> usize {
 fn settled_entries(t: &Topology) -> (usize, usize) {
     let read = || {
         (
-            map_entries(t, "L4LB_CONNTRACK"),
+            // IPv4 flows are in the 16-byte-key table, IPv6 ones in the other.
+            map_entries(t, "L4LB_CONNTRACK4") + map_entries(t, "L4LB_CONNTRACK"),
             map_entries(t, "L4LB_XDP_REVNAT"),
         )
     };
@@ -427,7 +428,7 @@ fn finished_tcp_flows_leave_no_entries_behind() {
             "{n} finished flows to {vip}: ({ct}, {rn}) (connection table, reverse NAT) entries, baseline {baseline:?}; left: {}",
             run(Command::new("bpftool")
                 .args(["-j", "map", "dump", "pinned"])
-                .arg(t.node.pin_root().join("L4LB_CONNTRACK")))
+                .arg(t.node.pin_root().join("L4LB_CONNTRACK4")))
             .unwrap()
         );
         baseline = (ct, rn);

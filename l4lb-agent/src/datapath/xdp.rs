@@ -21,8 +21,8 @@ use aya::{
 };
 use aya_obj::programs::XdpAttachType;
 use l4lb_common::{
-    CONNTRACK_MAP, EXPLAIN_MAGIC, FlowKey, FlowValue, TC_INGRESS_PROGRAM, TC_REPLY_PROGRAM,
-    XDP_CONFIG_MAP, XDP_F_FIB, XDP_PROGRAM,
+    CONNTRACK_MAP, CONNTRACK4_MAP, EXPLAIN_MAGIC, FlowKey, FlowKey4, FlowValue, TC_INGRESS_PROGRAM,
+    TC_REPLY_PROGRAM, XDP_CONFIG_MAP, XDP_F_FIB, XDP_PROGRAM,
 };
 use tracing::{info, warn};
 
@@ -156,9 +156,13 @@ fn xdp_ref(ebpf: &Ebpf) -> Result<&Xdp> {
 }
 
 fn tc_ref(ebpf: &Ebpf) -> Result<&SchedClassifier> {
+    tc_prog(ebpf, TC_REPLY_PROGRAM)
+}
+
+fn tc_prog<'a>(ebpf: &'a Ebpf, name: &str) -> Result<&'a SchedClassifier> {
     Ok(ebpf
-        .program(TC_REPLY_PROGRAM)
-        .with_context(|| format!("program {TC_REPLY_PROGRAM} missing"))?
+        .program(name)
+        .with_context(|| format!("program {name} missing"))?
         .try_into()?)
 }
 
@@ -401,7 +405,7 @@ pub fn run_xdp(prog: &Xdp, frame: &[u8], explain: bool, repeat: u32) -> Result<R
     })
 }
 
-/// Runs the tc program on `frame` (an Ethernet frame, as on egress).
+/// Runs a tc program on `frame` (an Ethernet frame, as on egress and ingress).
 pub fn run_tc(prog: &SchedClassifier, frame: &[u8], repeat: u32) -> Result<RunOutput> {
     let mut out = vec![0u8; frame.len() + 256];
     let opts = TestRunOptions {
@@ -435,6 +439,11 @@ impl super::Attached {
     /// The loaded tc reply program on `frame`.
     pub fn test_tc(&self, frame: &[u8], repeat: u32) -> Result<RunOutput> {
         run_tc(tc_ref(&self._ebpf)?, frame, repeat)
+    }
+
+    /// The loaded tc ingress program (the balancing on the skb) on `frame`.
+    pub fn test_tc_ingress(&self, frame: &[u8], repeat: u32) -> Result<RunOutput> {
+        run_tc(tc_prog(&self._ebpf, TC_INGRESS_PROGRAM)?, frame, repeat)
     }
 }
 
@@ -519,8 +528,6 @@ pub fn explain(pin_root: &Path, tuple: &Tuple, repeat: u32, live: bool) -> Resul
 }
 
 fn tracked(pin_root: &Path, t: &Tuple) -> Result<bool> {
-    let data = MapData::from_pin(pin_root.join(CONNTRACK_MAP))?;
-    let map: HashMap<MapData, FlowKey, FlowValue> = Map::from_map_data(data)?.try_into()?;
     let key = FlowKey {
         src: codec::addr6(t.src.ip()),
         dst: codec::addr6(t.dst.ip()),
@@ -529,5 +536,13 @@ fn tracked(pin_root: &Path, t: &Tuple) -> Result<bool> {
         proto: t.proto.ipproto(),
         _pad: [0; 3],
     };
+    // IPv4 flows are kept under a 16-byte key in their own table.
+    if let Some(k4) = FlowKey4::of(&key) {
+        let data = MapData::from_pin(pin_root.join(CONNTRACK4_MAP))?;
+        let map: HashMap<MapData, FlowKey4, FlowValue> = Map::from_map_data(data)?.try_into()?;
+        return Ok(map.get(&k4, 0).is_ok());
+    }
+    let data = MapData::from_pin(pin_root.join(CONNTRACK_MAP))?;
+    let map: HashMap<MapData, FlowKey, FlowValue> = Map::from_map_data(data)?.try_into()?;
     Ok(map.get(&key, 0).is_ok())
 }

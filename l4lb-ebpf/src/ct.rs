@@ -1,0 +1,54 @@
+//! The connection table, in two maps: IPv4 flows (both addresses
+//! IPv4-mapped) in `L4LB_CONNTRACK4` under a 16-byte key, the others in
+//! `L4LB_CONNTRACK` under the 40-byte [`FlowKey`]. The kernel hashes and
+//! compares the whole key on every lookup: on the established path that was
+//! a quarter of the time. The map is chosen from the key itself, so every
+//! caller (balancing, close tracking, ICMP steering) finds what another wrote.
+use l4lb_common::{FlowKey, FlowKey4, FlowValue};
+
+use crate::maps::{L4LB_CONNTRACK, L4LB_CONNTRACK4};
+
+/// A copy of `key`'s entry. Copied over zeros: an `Option` whose `None`
+/// leaves the payload undefined let the compiler spill registers the
+/// verifier sees as never written.
+#[inline(always)]
+pub fn get(key: &FlowKey) -> Option<FlowValue> {
+    // SAFETY: a plain struct of integers; all zeros is a valid value.
+    let mut v: FlowValue = unsafe { core::mem::zeroed() };
+    let found = match get_ptr_mut(key) {
+        Some(p) => {
+            // SAFETY: a live map value, copied out at once.
+            v = unsafe { *p };
+            true
+        }
+        None => false,
+    };
+    found.then_some(v)
+}
+
+/// `key`'s entry, to update in place.
+#[inline(always)]
+pub fn get_ptr_mut(key: &FlowKey) -> Option<*mut FlowValue> {
+    match FlowKey4::of(key) {
+        Some(k4) => L4LB_CONNTRACK4.get_ptr_mut(&k4),
+        None => L4LB_CONNTRACK.get_ptr_mut(key),
+    }
+}
+
+/// Records `flow` under `key` (a failed insert only costs a re-pick).
+#[inline(always)]
+pub fn insert(key: &FlowKey, flow: &FlowValue) {
+    let _ = match FlowKey4::of(key) {
+        Some(k4) => L4LB_CONNTRACK4.insert(&k4, flow, 0),
+        None => L4LB_CONNTRACK.insert(key, flow, 0),
+    };
+}
+
+/// Removes `key`'s entry, if any.
+#[inline(always)]
+pub fn remove(key: &FlowKey) {
+    let _ = match FlowKey4::of(key) {
+        Some(k4) => L4LB_CONNTRACK4.remove(&k4),
+        None => L4LB_CONNTRACK.remove(key),
+    };
+}
