@@ -88,7 +88,7 @@ impl Reading {
         counters(
             encoder,
             "xdp_icmp_errors",
-            "ICMP errors about VIP flows: translated for the client (tc), steered to the backend (XDP), dropped for no flow, rate-limited",
+            "ICMP errors about VIP flows: translated for the client (tc egress), steered to the backend (XDP or tc ingress), dropped for no flow, rate-limited",
             by_label("result", self.icmp_errors.iter().copied()),
         )
     }
