@@ -38,6 +38,7 @@ mod knot;
 mod locality;
 mod marathon;
 mod mesos;
+mod paired;
 mod peer_setup;
 mod peers;
 mod procfs;
