@@ -66,6 +66,10 @@ pub enum Bench {
         /// Also replace this benchmark's section in BENCHMARKS.md.
         #[arg(long)]
         write: bool,
+        /// An empty NAT chain in the sandbox's netns, so conntrack tracks
+        /// both paths (as in `bench peers`); not with --write.
+        #[arg(long)]
+        conntrack: bool,
         /// The agent's `--lb-policy` (p2c, random) for the VIP path.
         #[arg(long, default_value = "p2c")]
         lb_policy: String,
@@ -134,9 +138,17 @@ pub fn run(what: Bench) -> Result<()> {
             iterations,
             rounds,
             write,
+            conntrack,
             lb_policy,
             debug_build,
-        } => socket::socket(iterations, rounds, write, &lb_policy, !debug_build),
+        } => socket::socket(
+            iterations,
+            rounds,
+            write,
+            conntrack,
+            &lb_policy,
+            !debug_build,
+        ),
         Bench::Xdp {
             rounds,
             seconds,
