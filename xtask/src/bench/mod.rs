@@ -23,6 +23,7 @@
 //! | `common.rs` | one sandbox per run, commands in it, the git revision |
 //! | `procfs.rs` | /proc and cgroup readers (memory, CPU time, drop counters) |
 //! | `stats.rs` | median, percentile, min/max: one NaN policy |
+//! | `paired.rs` | per-cycle differences of interleaved targets (`socket`, `peers`): median, range over rounds |
 mod agent_log;
 mod all;
 mod bpf_stats;
