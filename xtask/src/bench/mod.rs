@@ -16,6 +16,7 @@
 //! | `failover_slow.rs` | `bench failover`'s slow-backend part: p50/p99 and the slow backend's share, per policy |
 //! | `fleet.rs`, `fleet_run.rs` | `bench fleet`: N agents on one fake Marathon: what they cost it, change -> every node's maps, resync stampede |
 //! | `churn.rs` | `bench churn`: sustained new connections/s and failures under conntrack, l4lb vs its peers |
+//! | `peers_split.rs` | `bench peers`: the programs' cost per VIP connect inside the mixed cycle |
 //! | `peer_setup.rs` | the five ways to one backend that `peers` and `churn` compare |
 //! | `all.rs` | `bench all` / `bench profile`: everything, BENCHMARKS.md's summary |
 //! | `control.rs` | the fake Marathon state and agent `marathon` and `dns` share |
@@ -42,6 +43,7 @@ mod mesos;
 mod paired;
 mod peer_setup;
 mod peers;
+mod peers_split;
 mod procfs;
 mod redis;
 mod scaling;

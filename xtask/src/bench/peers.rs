@@ -32,6 +32,7 @@ use super::{
     common::{MAX_ITERATIONS, MAX_ROUNDS, PROBE_TIMEOUT, bpf_connects, in_one_sandbox},
     paired::{OverRounds, lead_points, median_diff_us},
     peer_setup::{self, BACKEND, IPT_ADDR, L4LB_VIP, NFT_ADDR, Target},
+    peers_split,
     stats::{med_range, median, min_max},
 };
 use crate::{
@@ -50,8 +51,9 @@ pub struct PeersArgs {
     /// Connections per target and round.
     #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u32).range(100..=MAX_ITERATIONS as i64))]
     pub iterations: u32,
-    /// Rounds (one probe run each, all targets interleaved).
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=MAX_ROUNDS as i64))]
+    /// Rounds (one probe run each, all targets interleaved; each a
+    /// different cyclic order: 10 take 5 starts with stride 1, then 2).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=MAX_ROUNDS as i64))]
     pub rounds: u32,
     /// Also replace this benchmark's section in BENCHMARKS.md.
     #[arg(long)]
@@ -132,9 +134,11 @@ fn peers_in(sb: &mut Sandbox, a: &PeersArgs, deadline: Instant) -> Result<(PeerR
         .as_ref()
         .map_err(|e| anyhow::anyhow!("{e:#}"))
         .and_then(|_| bpf_stats::pinned_program_costs(sb.pin_root()));
-    drop(stats);
     let connects = bpf_connects(sb);
     let rules = peer_setup::netfilter_counts(sb);
+    // After the counters above are read: these runs make connects of their own.
+    let split = (result.is_ok() && stats.is_ok()).then(|| mix_split(sb, a, deadline));
+    drop(stats);
     let stopped = running.stop(sb);
     let runs = result?;
     stopped?;
@@ -154,6 +158,13 @@ fn peers_in(sb: &mut Sandbox, a: &PeersArgs, deadline: Instant) -> Result<(PeerR
         Ok(c) => program_cost_line(&c),
         Err(e) => format!("BPF run-time stats unavailable: {e:#}"),
     });
+    match split {
+        Some(Ok(line)) => checks.push(line),
+        Some(Err(e)) => checks.push(format!(
+            "the programs inside the mixed cycle: unmeasured ({e:#})"
+        )),
+        None => {}
+    }
     match rules {
         Ok((ipt, nft)) => checks.push(format!(
             "the iptables rule matched {ipt} connections and the nft rule {nft} (the probe made {} to each VIP)",
@@ -162,6 +173,28 @@ fn peers_in(sb: &mut Sandbox, a: &PeersArgs, deadline: Instant) -> Result<(PeerR
         Err(e) => checks.push(format!("rule counters unreadable: {e:#}")),
     }
     Ok((runs, checks))
+}
+
+/// The programs' cost per VIP connect inside the cycle the rounds run
+/// (`peers_split.rs`): the cycle with l4lb's target, and with a direct
+/// connection in its place.
+fn mix_split(sb: &Sandbox, a: &PeersArgs, deadline: Instant) -> Result<String> {
+    let cycle = |second: Target| -> Vec<String> {
+        let mut c: Vec<String> = [Target::Direct, second, Target::Iptables, Target::Nftables]
+            .iter()
+            .map(|t| t.addr())
+            .collect();
+        c.extend([
+            BACKEND.to_string(),
+            Target::Haproxy.addr(),
+            BACKEND.to_string(),
+        ]);
+        c
+    };
+    let (with, without) = (cycle(Target::L4lb), cycle(Target::Direct));
+    let with: Vec<&str> = with.iter().map(String::as_str).collect();
+    let without: Vec<&str> = without.iter().map(String::as_str).collect();
+    peers_split::vip_in_the_mix(sb, &with, &without, 5, a.iterations.min(2000), deadline)
 }
 
 /// What the l4lb programs cost per call and per connect() in the cgroup
