@@ -24,6 +24,10 @@ pub struct Lat {
     pub ok: u64,
     pub errors: u64,
     pub error_kinds: String,
+    /// Per cycle (with `--per-conn` only, else empty): the connection's wall
+    /// time and the probe thread's CPU time, ns; 0 where it failed.
+    pub wall_ns: Vec<u64>,
+    pub cpu_ns: Vec<u64>,
 }
 
 impl Lat {
@@ -38,8 +42,17 @@ impl Lat {
             ok: v["ok"].as_u64().unwrap_or(0),
             errors: v["errors"].as_u64().unwrap_or(0),
             error_kinds: v["error_kinds"].to_string(),
+            wall_ns: ns_list(&v["wall_ns"]),
+            cpu_ns: ns_list(&v["cpu_ns"]),
         })
     }
+}
+
+/// A list of ns (absent: empty).
+fn ns_list(v: &Value) -> Vec<u64> {
+    v.as_array()
+        .map(|a| a.iter().map(|x| x.as_u64().unwrap_or(0)).collect())
+        .unwrap_or_default()
 }
 
 /// `l4lb-probe latency --rst` in the sandbox's netns and cgroup, targets
@@ -53,8 +66,33 @@ pub fn latency(
     kill_after: Duration,
     deadline: Instant,
 ) -> Result<Vec<Lat>> {
+    latency_with(sb, targets, n, None, kill_after, deadline)
+}
+
+/// [`latency`] with each cycle's wall and CPU time per target
+/// (`Lat::wall_ns`, `Lat::cpu_ns`), for paired comparisons; the first
+/// `rotate` targets move one place each cycle (`--rotate`).
+pub fn latency_per_conn(
+    sb: &Sandbox,
+    targets: &[&str],
+    n: u32,
+    rotate: usize,
+    kill_after: Duration,
+    deadline: Instant,
+) -> Result<Vec<Lat>> {
+    latency_with(sb, targets, n, Some(rotate), kill_after, deadline)
+}
+
+fn latency_with(
+    sb: &Sandbox,
+    targets: &[&str],
+    n: u32,
+    per_conn: Option<usize>,
+    kill_after: Duration,
+    deadline: Instant,
+) -> Result<Vec<Lat>> {
     let left = util::time_left(deadline)?;
-    let stdout = run_latency(sb, targets, n, kill_after.min(left))?;
+    let stdout = run_latency(sb, targets, n, per_conn, kill_after.min(left))?;
     let lats = per_target(&stdout, targets.len())?
         .iter()
         .map(Lat::from_json)
@@ -68,7 +106,13 @@ pub fn latency(
 }
 
 /// Runs the probe; its stdout (the JSON).
-fn run_latency(sb: &Sandbox, targets: &[&str], n: u32, timeout: Duration) -> Result<String> {
+fn run_latency(
+    sb: &Sandbox,
+    targets: &[&str],
+    n: u32,
+    per_conn: Option<usize>,
+    timeout: Duration,
+) -> Result<String> {
     let mut cmd = sb.in_cgroup(probe_bin());
     cmd.arg("latency");
     for t in targets {
@@ -83,6 +127,9 @@ fn run_latency(sb: &Sandbox, targets: &[&str], n: u32, timeout: Duration) -> Res
         &WARMUP.to_string(),
         "--rst",
     ]);
+    if let Some(rotate) = per_conn {
+        cmd.args(["--per-conn", "--rotate", &rotate.to_string()]);
+    }
     util::stdout_timeout(
         &mut cmd,
         &format!("l4lb-probe latency {targets:?}"),
@@ -121,6 +168,10 @@ mod tests {
         let one = r#"{"to":"a","p50_us":1,"p99_us":2,"mean_us":1.5,"conns_per_sec":9,"ok":3}"#;
         let l = Lat::from_json(&per_target(one, 1).unwrap()[0]).unwrap();
         assert_eq!((l.to.as_str(), l.p99_us, l.ok, l.errors), ("a", 2.0, 3, 0));
+        assert!(l.wall_ns.is_empty() && l.cpu_ns.is_empty());
+        let per = r#"{"to":"a","p50_us":1,"p99_us":2,"mean_us":1.5,"conns_per_sec":9,"ok":3,"wall_ns":[5,0,7],"cpu_ns":[2,0,3]}"#;
+        let l = Lat::from_json(&per_target(per, 1).unwrap()[0]).unwrap();
+        assert_eq!((l.wall_ns, l.cpu_ns), (vec![5, 0, 7], vec![2, 0, 3]));
         let two = format!(r#"{{"targets":[{one},{one}]}}"#);
         assert_eq!(per_target(&two, 2).unwrap().len(), 2);
         assert!(per_target(&two, 3).is_err());

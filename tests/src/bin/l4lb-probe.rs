@@ -2,7 +2,7 @@
 //! prints one JSON object on stdout (except `hold`, which is interactive).
 use std::{
     collections::{BTreeMap, BTreeSet},
-    io::{self, BufRead, BufReader, Read, Write},
+    io::{self, BufRead, BufReader, Write},
     net::{SocketAddr, TcpStream, UdpSocket},
     time::{Duration, Instant},
 };
@@ -10,8 +10,9 @@ use std::{
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
-use socket2::{Domain, SockAddr, Socket, Type};
 
+#[path = "probe/latency.rs"]
+mod latency;
 #[path = "probe/requests.rs"]
 mod requests;
 #[path = "probe/stream.rs"]
@@ -97,6 +98,13 @@ enum Cmd {
         /// Close with RST (SO_LINGER 0) so long runs leave no TIME_WAIT behind.
         #[arg(long)]
         rst: bool,
+        /// Also list each cycle's wall and thread-CPU ns per target (`wall_ns`, `cpu_ns`).
+        #[arg(long)]
+        per_conn: bool,
+        /// The first N targets rotate one place each cycle (every one takes
+        /// every position); the others keep theirs at the end.
+        #[arg(long, default_value_t = 0)]
+        rotate: usize,
     },
     /// Paced connects for a failure curve: connection i starts at i ×
     /// --interval-ms whatever earlier ones are doing, reads the greeting,
@@ -190,14 +198,20 @@ fn main() -> Result<()> {
             request,
             lines,
             rst,
-        } => latency(
+            per_conn,
+            rotate,
+        } => latency::latency(
             to,
             n,
             warmup,
-            ms(timeout_ms),
-            unescape(&request).as_bytes(),
-            lines,
-            rst,
+            &latency::Opts {
+                timeout: ms(timeout_ms),
+                req: unescape(&request).as_bytes(),
+                lines,
+                rst,
+                per_conn,
+                rotate,
+            },
         ),
         Cmd::Stream {
             to,
@@ -429,125 +443,6 @@ fn hold(to: SocketAddr, t: Duration) -> Result<()> {
         anyhow::ensure!(line.ends_with('\n'), "connection closed");
         write!(out, "{line}")?;
         out.flush()?;
-    }
-    Ok(())
-}
-
-fn latency(
-    to: Vec<SocketAddr>,
-    n: usize,
-    warmup: usize,
-    t: Duration,
-    req: &[u8],
-    lines: usize,
-    rst: bool,
-) -> Value {
-    let addrs: Vec<(SockAddr, Domain)> = to
-        .iter()
-        .map(|a| (SockAddr::from(*a), Domain::for_address(*a)))
-        .collect();
-    let mut buf = [0u8; 4096];
-    let mut errors: Vec<Tally> = to.iter().map(|_| Tally::default()).collect();
-    for _ in 0..warmup {
-        for (addr, domain) in &addrs {
-            let _ = round_trip(addr, *domain, t, req, lines, rst, &mut buf);
-        }
-    }
-    let mut samples: Vec<Vec<u64>> = to.iter().map(|_| Vec::with_capacity(n)).collect();
-    let start = Instant::now();
-    for _ in 0..n {
-        for (i, (addr, domain)) in addrs.iter().enumerate() {
-            let t0 = Instant::now();
-            match round_trip(addr, *domain, t, req, lines, rst, &mut buf) {
-                Ok(()) => samples[i].push(t0.elapsed().as_nanos() as u64),
-                Err(e) => errors[i].record(Err(e)),
-            }
-        }
-    }
-    // Wall time is shared; each target's rate is its own connections over the
-    // time spent on them (the sum of its samples).
-    let wall = start.elapsed().as_secs_f64();
-    let mut out: Vec<Value> = Vec::new();
-    for ((target, mut samples), errors) in to.iter().zip(samples).zip(errors) {
-        out.push(latency_stats(
-            target,
-            n,
-            &mut samples,
-            &errors,
-            if addrs.len() == 1 { Some(wall) } else { None },
-        ));
-    }
-    if out.len() == 1 {
-        out.pop().unwrap_or_default()
-    } else {
-        json!({ "targets": out })
-    }
-}
-
-fn latency_stats(
-    to: &SocketAddr,
-    n: usize,
-    samples: &mut [u64],
-    errors: &Tally,
-    wall: Option<f64>,
-) -> Value {
-    samples.sort_unstable();
-    let us = |ns: u64| (ns as f64 / 100.0).round() / 10.0;
-    // Nearest-rank percentile.
-    let pct = |p: f64| match samples.len() {
-        0 => 0.0,
-        len => us(samples[((p / 100.0 * len as f64).ceil() as usize).clamp(1, len) - 1]),
-    };
-    let total_ns: u64 = samples.iter().sum();
-    let mean = if samples.is_empty() {
-        0.0
-    } else {
-        us(total_ns / samples.len() as u64)
-    };
-    let busy = wall.unwrap_or(total_ns as f64 / 1e9);
-    json!({
-        "to": to.to_string(),
-        "n": n,
-        "ok": samples.len(),
-        "errors": errors.errors,
-        "error_kinds": errors.error_kinds,
-        "min_us": samples.first().map_or(0.0, |&v| us(v)),
-        "p50_us": pct(50.0),
-        "p90_us": pct(90.0),
-        "p99_us": pct(99.0),
-        "max_us": samples.last().map_or(0.0, |&v| us(v)),
-        "mean_us": mean,
-        "conns_per_sec": if busy > 0.0 { (samples.len() as f64 / busy).round() } else { 0.0 },
-        "wall_s": busy,
-    })
-}
-
-/// One connection: blocking connect bounded by SO_SNDTIMEO (fewer syscalls
-/// than a non-blocking connect + poll), one write, reads until `lines` newlines.
-fn round_trip(
-    addr: &SockAddr,
-    domain: Domain,
-    t: Duration,
-    req: &[u8],
-    lines: usize,
-    rst: bool,
-    buf: &mut [u8],
-) -> io::Result<()> {
-    let s = Socket::new(domain, Type::STREAM, None)?;
-    s.set_write_timeout(Some(t))?;
-    s.set_read_timeout(Some(t))?;
-    s.connect(addr)?;
-    (&s).write_all(req)?;
-    let mut seen = 0;
-    while seen < lines {
-        let got = (&s).read(buf)?;
-        if got == 0 {
-            return Err(eof("closed before the full reply"));
-        }
-        seen += buf[..got].iter().filter(|&&b| b == b'\n').count();
-    }
-    if rst {
-        s.set_linger(Some(Duration::ZERO))?;
     }
     Ok(())
 }

@@ -16,6 +16,7 @@
 //! | `failover_slow.rs` | `bench failover`'s slow-backend part: p50/p99 and the slow backend's share, per policy |
 //! | `fleet.rs`, `fleet_run.rs` | `bench fleet`: N agents on one fake Marathon: what they cost it, change -> every node's maps, resync stampede |
 //! | `churn.rs` | `bench churn`: sustained new connections/s and failures under conntrack, l4lb vs its peers |
+//! | `peers_split.rs` | `bench peers`: the programs' cost per VIP connect inside the mixed cycle |
 //! | `peer_setup.rs` | the five ways to one backend that `peers` and `churn` compare |
 //! | `all.rs` | `bench all` / `bench profile`: everything, BENCHMARKS.md's summary |
 //! | `control.rs` | the fake Marathon state and agent `marathon` and `dns` share |
@@ -23,6 +24,7 @@
 //! | `common.rs` | one sandbox per run, commands in it, the git revision |
 //! | `procfs.rs` | /proc and cgroup readers (memory, CPU time, drop counters) |
 //! | `stats.rs` | median, percentile, min/max: one NaN policy |
+//! | `paired.rs` | per-cycle differences of interleaved targets (`socket`, `peers`): median, range over rounds |
 mod agent_log;
 mod all;
 mod bpf_stats;
@@ -38,8 +40,10 @@ mod knot;
 mod locality;
 mod marathon;
 mod mesos;
+mod paired;
 mod peer_setup;
 mod peers;
+mod peers_split;
 mod procfs;
 mod redis;
 mod scaling;
@@ -65,6 +69,10 @@ pub enum Bench {
         /// Also replace this benchmark's section in BENCHMARKS.md.
         #[arg(long)]
         write: bool,
+        /// An empty NAT chain in the sandbox's netns, so conntrack tracks
+        /// both paths (as in `bench peers`); not with --write.
+        #[arg(long)]
+        conntrack: bool,
         /// The agent's `--lb-policy` (p2c, random) for the VIP path.
         #[arg(long, default_value = "p2c")]
         lb_policy: String,
@@ -133,9 +141,17 @@ pub fn run(what: Bench) -> Result<()> {
             iterations,
             rounds,
             write,
+            conntrack,
             lb_policy,
             debug_build,
-        } => socket::socket(iterations, rounds, write, &lb_policy, !debug_build),
+        } => socket::socket(
+            iterations,
+            rounds,
+            write,
+            conntrack,
+            &lb_policy,
+            !debug_build,
+        ),
         Bench::Xdp {
             rounds,
             seconds,

@@ -30,7 +30,9 @@ use l4lb_tests::Sandbox;
 use super::{
     bpf_stats,
     common::{MAX_ITERATIONS, MAX_ROUNDS, PROBE_TIMEOUT, bpf_connects, in_one_sandbox},
+    paired::{OverRounds, lead_points, median_diff_us},
     peer_setup::{self, BACKEND, IPT_ADDR, L4LB_VIP, NFT_ADDR, Target},
+    peers_split,
     stats::{med_range, median, min_max},
 };
 use crate::{
@@ -49,8 +51,9 @@ pub struct PeersArgs {
     /// Connections per target and round.
     #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u32).range(100..=MAX_ITERATIONS as i64))]
     pub iterations: u32,
-    /// Rounds (one probe run each, all targets interleaved).
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=MAX_ROUNDS as i64))]
+    /// Rounds (one probe run each, all targets interleaved; each a
+    /// different cyclic order: 10 take 5 starts with stride 1, then 2).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=MAX_ROUNDS as i64))]
     pub rounds: u32,
     /// Also replace this benchmark's section in BENCHMARKS.md.
     #[arg(long)]
@@ -59,9 +62,11 @@ pub struct PeersArgs {
 
 // bench peers
 
-/// Per-target results, one entry per round.
+/// Per-target results, one entry per round; `control` is each round's
+/// second direct connection per cycle (an A/A check of position and noise).
 struct PeerRuns {
     runs: Vec<(Target, Vec<Lat>)>,
+    control: Vec<Lat>,
 }
 
 impl PeerRuns {
@@ -81,6 +86,29 @@ impl PeerRuns {
             .zip(self.of(Target::Direct))
             .map(|(a, d)| f(a) / f(d))
             .collect()
+    }
+
+    /// Per round, the median per-cycle difference of `f` (wall or CPU ns)
+    /// between `a` and `b`, µs; over rounds.
+    fn paired(a: &[Lat], b: &[Lat], f: fn(&Lat) -> &[u64]) -> OverRounds {
+        let per_round: Vec<f64> = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| median_diff_us(f(x), f(y)))
+            .collect();
+        OverRounds::of(&per_round)
+    }
+
+    /// The paired lead of l4lb over `peer` in points of the direct p50.
+    fn lead(&self, peer: Target) -> OverRounds {
+        let per_round: Vec<f64> = self
+            .of(peer)
+            .iter()
+            .zip(self.of(Target::L4lb))
+            .zip(self.of(Target::Direct))
+            .map(|((p, l), d)| lead_points(&p.wall_ns, &l.wall_ns, d.p50_us))
+            .collect();
+        OverRounds::of(&per_round)
     }
 }
 
@@ -106,9 +134,11 @@ fn peers_in(sb: &mut Sandbox, a: &PeersArgs, deadline: Instant) -> Result<(PeerR
         .as_ref()
         .map_err(|e| anyhow::anyhow!("{e:#}"))
         .and_then(|_| bpf_stats::pinned_program_costs(sb.pin_root()));
-    drop(stats);
     let connects = bpf_connects(sb);
     let rules = peer_setup::netfilter_counts(sb);
+    // After the counters above are read: these runs make connects of their own.
+    let split = (result.is_ok() && stats.is_ok()).then(|| mix_split(sb, a, deadline));
+    drop(stats);
     let stopped = running.stop(sb);
     let runs = result?;
     stopped?;
@@ -128,6 +158,13 @@ fn peers_in(sb: &mut Sandbox, a: &PeersArgs, deadline: Instant) -> Result<(PeerR
         Ok(c) => program_cost_line(&c),
         Err(e) => format!("BPF run-time stats unavailable: {e:#}"),
     });
+    match split {
+        Some(Ok(line)) => checks.push(line),
+        Some(Err(e)) => checks.push(format!(
+            "the programs inside the mixed cycle: unmeasured ({e:#})"
+        )),
+        None => {}
+    }
     match rules {
         Ok((ipt, nft)) => checks.push(format!(
             "the iptables rule matched {ipt} connections and the nft rule {nft} (the probe made {} to each VIP)",
@@ -136,6 +173,28 @@ fn peers_in(sb: &mut Sandbox, a: &PeersArgs, deadline: Instant) -> Result<(PeerR
         Err(e) => checks.push(format!("rule counters unreadable: {e:#}")),
     }
     Ok((runs, checks))
+}
+
+/// The programs' cost per VIP connect inside the cycle the rounds run
+/// (`peers_split.rs`): the cycle with l4lb's target, and with a direct
+/// connection in its place.
+fn mix_split(sb: &Sandbox, a: &PeersArgs, deadline: Instant) -> Result<String> {
+    let cycle = |second: Target| -> Vec<String> {
+        let mut c: Vec<String> = [Target::Direct, second, Target::Iptables, Target::Nftables]
+            .iter()
+            .map(|t| t.addr())
+            .collect();
+        c.extend([
+            BACKEND.to_string(),
+            Target::Haproxy.addr(),
+            BACKEND.to_string(),
+        ]);
+        c
+    };
+    let (with, without) = (cycle(Target::L4lb), cycle(Target::Direct));
+    let with: Vec<&str> = with.iter().map(String::as_str).collect();
+    let without: Vec<&str> = without.iter().map(String::as_str).collect();
+    peers_split::vip_in_the_mix(sb, &with, &without, 5, a.iterations.min(2000), deadline)
 }
 
 /// What the l4lb programs cost per call and per connect() in the cgroup
@@ -165,30 +224,41 @@ fn peers_rounds(sb: &Sandbox, a: &PeersArgs, deadline: Instant) -> Result<PeerRu
 
     let mut runs = PeerRuns {
         runs: Target::ALL.iter().map(|t| (*t, Vec::new())).collect(),
+        control: Vec::new(),
     };
     for r in 0..a.rounds as usize {
         // HAProxy's close of its backend side finishes after the client's
         // reply and lands on whichever connection comes next (BENCHMARKS.md,
         // "Measurements behind choices in the code"): every cycle ends with HAProxy and then one unreported
-        // direct connection (`settle`) that absorbs it. The other four take a
-        // different order every round (rotated; stride 1 or 3), so none
+        // direct connection (`settle`) that absorbs it. The other four and a
+        // second direct connection (`None`: the A/A control) rotate one place
+        // every cycle (each takes every position within a round) and take a
+        // different cyclic order every round (stride 1, 2 or 3), so none
         // always follows the same one.
-        let four = [
-            Target::Direct,
-            Target::L4lb,
-            Target::Iptables,
-            Target::Nftables,
+        let five = [
+            Some(Target::Direct),
+            Some(Target::L4lb),
+            Some(Target::Iptables),
+            Some(Target::Nftables),
+            None,
         ];
-        let stride = if (r / 4) % 2 == 0 { 1 } else { 3 };
-        let mut order: Vec<Target> = (0..4).map(|i| four[(r + i * stride) % 4]).collect();
-        order.push(Target::Haproxy);
-        let mut to: Vec<String> = order.iter().map(|t| t.addr()).collect();
+        let stride = 1 + (r / 5) % 3;
+        let mut order: Vec<Option<Target>> = (0..5).map(|i| five[(r + i * stride) % 5]).collect();
+        order.push(Some(Target::Haproxy));
+        let mut to: Vec<String> = order
+            .iter()
+            .map(|t| t.map_or(BACKEND.to_string(), Target::addr))
+            .collect();
         to.push(BACKEND.to_string());
         let to: Vec<&str> = to.iter().map(String::as_str).collect();
-        let mut lats = probe::latency(sb, &to, a.iterations, PROBE_TIMEOUT, deadline)
+        let mut lats = probe::latency_per_conn(sb, &to, a.iterations, 5, PROBE_TIMEOUT, deadline)
             .with_context(|| format!("round {}", r + 1))?;
         lats.pop(); // settle
         for (t, l) in order.iter().zip(lats) {
+            let Some(t) = t else {
+                runs.control.push(l);
+                continue;
+            };
             println!(
                 "round {}/{} {:<9} p50 {:>7.1} us  p99 {:>8.1} us  {:>6.0} conn/s  errors {}",
                 r + 1,
@@ -289,6 +359,8 @@ fn peers_summary(
         l4,
         p50(Target::Iptables),
         p50(Target::Nftables),
+        runs.lead(Target::Iptables),
+        runs.lead(Target::Nftables),
     ));
     if l4 > LATENCY_GOAL {
         let _ = write!(
@@ -298,6 +370,7 @@ fn peers_summary(
             (l4 - LATENCY_GOAL) * 100.0
         );
     }
+    let (paired_header, paired_rows) = paired_table(runs);
     let how = format!(
         "medians of {} rounds x {} connections per target (min-max over rounds in parentheses)",
         a.rounds, a.iterations
@@ -325,8 +398,9 @@ fn peers_summary(
         }
     };
     let text = format!(
-        "connect + one request/response, {how}\n{}{verdict}\n{}\n{errors_note}machine before: {load_before}\nmachine after:  {machine}\n",
+        "connect + one request/response, {how}\n{}{PAIRED_HOW}\n{}{verdict}\n{}\n{errors_note}machine before: {load_before}\nmachine after:  {machine}\n",
         report::table(&header, &rows),
+        report::table(&paired_header, &paired_rows),
         checks.join("\n"),
     );
     let md = format!(
@@ -334,9 +408,9 @@ fn peers_summary(
          `cargo xtask bench peers --iterations {it} --rounds {r}` on {{date}}, {how}. One sandbox (private netns \
          with only `lo`; the probe in the agent's child cgroup) holds one backend (`l4lb-testsrv` on {BACKEND}) \
          and five ways to it; each round is one `l4lb-probe latency --rst` run that interleaves all five \
-         connection by connection (HAProxy last in each cycle, followed by one unreported direct connection that absorbs HAProxy's close of its backend side, which otherwise lands on the next target; the other four in a different order every round): connect(), send `ping\\n`, read the greeting and \
+         connection by connection (HAProxy last in each cycle, followed by one unreported direct connection that absorbs HAProxy's close of its backend side, which otherwise lands on the next target; the other four and a second direct connection, the A/A control, rotate one place every cycle, in a different cyclic order every round): connect(), send `ping\\n`, read the greeting and \
          the echo, close (RST). conn/s is one client's serial rate (connections over the time spent on them).\n\n\
-         {}\n{verdict}\n\n\
+         {}\n{PAIRED_HOW}\n\n{}\n{verdict}\n\n\
          Each target uses only its own mechanism: the netfilter VIPs ({IPT_ADDR}, {NFT_ADDR}) are addresses of the \
          netns' `lo` that refuse connections without their rule, and no rule matches the l4lb VIP \
          ({L4LB_VIP}). Checked after the run: {}.\n\n\
@@ -348,6 +422,7 @@ fn peers_summary(
          this kernel (no `ip_vs`, and modules cannot be loaded), so it is not measured.\n\
          {errors_note}\nMachine: {machine} (before the run: {load_before}).\n",
         report::md_table(&header, &rows),
+        report::md_table(&paired_header, &paired_rows),
         checks.join("; "),
         setup = peer_setup::setup_text(),
         it = a.iterations,
@@ -356,28 +431,92 @@ fn peers_summary(
     (text, md)
 }
 
-/// The lead over the netfilter DNAT paths, in points of p50 / direct.
-fn lead_verdict(l4: f64, iptables: f64, nftables: f64) -> String {
+const PAIRED_HOW: &str = "Paired per cycle (`l4lb-probe latency --per-conn`): in each cycle the targets ran back to back; \
+     per round, the median over cycles of (target - direct in the same cycle), then the median (min to max) over rounds. \
+     wall: the connection's elapsed time; CPU: the probe thread's CPU time for it (syscalls, the BPF hooks, \
+     netfilter and the loopback softirqs that run in the sender's context); wall - CPU: time the probe waited \
+     (the backend or HAProxy, wake-ups). `direct again` is a second direct connection per cycle (an A/A \
+     control: what position and noise alone give).";
+
+/// Per target: wall, CPU and waiting time over direct, paired per cycle.
+fn paired_table(runs: &PeerRuns) -> ([&'static str; 4], Vec<Vec<String>>) {
+    let header = [
+        "target",
+        "wall - direct us",
+        "CPU - direct us",
+        "wall - CPU over direct's us",
+    ];
+    let direct = runs.of(Target::Direct);
+    let row = |label: &str, l: &[Lat]| {
+        let waits: Vec<f64> = l
+            .iter()
+            .zip(direct)
+            .map(|(x, d)| {
+                median_diff_us(&x.wall_ns, &d.wall_ns) - median_diff_us(&x.cpu_ns, &d.cpu_ns)
+            })
+            .collect();
+        vec![
+            label.to_string(),
+            PeerRuns::paired(l, direct, wall_ns).signed(1),
+            PeerRuns::paired(l, direct, cpu_ns).signed(1),
+            OverRounds::of(&waits).signed(1),
+        ]
+    };
+    let mut rows: Vec<Vec<String>> = Target::ALL[1..]
+        .iter()
+        .map(|&t| row(t.short(), runs.of(t)))
+        .collect();
+    rows.push(row("direct again (A/A control)", &runs.control));
+    (header, rows)
+}
+
+fn wall_ns(l: &Lat) -> &[u64] {
+    &l.wall_ns
+}
+
+fn cpu_ns(l: &Lat) -> &[u64] {
+    &l.cpu_ns
+}
+
+/// The lead over the netfilter DNAT paths, in points of p50 / direct: the
+/// ratio of medians (as before) and the paired per-cycle lead over rounds
+/// (`ipt`, `nft`). Met only when both say so and every round's paired lead
+/// reaches the goal over each.
+fn lead_verdict(l4: f64, iptables: f64, nftables: f64, ipt: OverRounds, nft: OverRounds) -> String {
     let (over_ipt, over_nft) = ((iptables - l4) * 100.0, (nftables - l4) * 100.0);
-    let met = over_ipt >= LEAD_GOAL_POINTS && over_nft >= LEAD_GOAL_POINTS;
+    let met = over_ipt >= LEAD_GOAL_POINTS
+        && over_nft >= LEAD_GOAL_POINTS
+        && ipt.all_at_least(LEAD_GOAL_POINTS)
+        && nft.all_at_least(LEAD_GOAL_POINTS);
     format!(
-        "Lead over netfilter DNAT (p50 / direct, points; goal >= {LEAD_GOAL_POINTS:.0} over each): \
-         iptables {over_ipt:+.1}, nftables {over_nft:+.1}: {}.",
+        "Lead over netfilter DNAT (points of p50 / direct; goal >= {LEAD_GOAL_POINTS:.0} over each, in every round): \
+         ratio of medians iptables {over_ipt:+.1}, nftables {over_nft:+.1}; paired per cycle, median (min to max over rounds) \
+         iptables {}, nftables {}: {}.",
+        ipt.signed(1),
+        nft.signed(1),
         if met { "met" } else { "NOT met" }
     )
 }
 
 #[cfg(test)]
 mod lead_tests {
-    use super::lead_verdict;
+    use super::{OverRounds, lead_verdict};
 
     #[test]
     fn the_lead_is_counted_in_points_against_each_netfilter_path() {
+        let r = |v: &[f64]| OverRounds::of(v);
         assert_eq!(
-            lead_verdict(1.070, 1.111, 1.079),
-            "Lead over netfilter DNAT (p50 / direct, points; goal >= 5 over each): \
-             iptables +4.1, nftables +0.9: NOT met."
+            lead_verdict(1.070, 1.111, 1.079, r(&[4.0, 4.2]), r(&[0.5, 1.3])),
+            "Lead over netfilter DNAT (points of p50 / direct; goal >= 5 over each, in every round): \
+             ratio of medians iptables +4.1, nftables +0.9; paired per cycle, median (min to max over rounds) \
+             iptables +4.1 (+4.0 to +4.2), nftables +0.9 (+0.5 to +1.3): NOT met."
         );
-        assert!(lead_verdict(1.00, 1.06, 1.051).ends_with("iptables +6.0, nftables +5.1: met."));
+        let both = r(&[5.2, 6.0, 5.0]);
+        assert!(lead_verdict(1.00, 1.06, 1.051, both, both).ends_with(": met."));
+        // One round under the goal is enough to say NOT met.
+        let one_low = r(&[6.0, 7.0, 4.9]);
+        assert!(lead_verdict(1.00, 1.06, 1.06, both, one_low).ends_with("NOT met."));
+        // The paired lead alone does not override the ratio of medians.
+        assert!(lead_verdict(1.00, 1.04, 1.06, both, both).ends_with("NOT met."));
     }
 }

@@ -7,7 +7,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use l4lb_tests::{Agent, Sandbox};
 
-use super::{bpf_stats, stats::median};
+use super::{
+    bpf_stats,
+    common::run_in,
+    paired::{OverRounds, median_diff_us},
+    stats::median,
+};
 use crate::{
     interrupt, preflight,
     probe::{self, Lat},
@@ -28,17 +33,23 @@ pub fn socket(
     iterations: u32,
     rounds: u32,
     write: bool,
+    conntrack: bool,
     lb_policy: &str,
     release: bool,
 ) -> Result<()> {
-    if write && (rounds < 5 || !release) {
-        bail!("--write records published numbers: use at least 5 rounds and release binaries");
+    if write && (rounds < 5 || !release || conntrack) {
+        bail!(
+            "--write records published numbers: use at least 5 rounds and release binaries, without --conntrack"
+        );
     }
     // Release binaries: a debug probe would add its own overhead to both sides.
     preflight::kernel_task(release)?;
     interrupt::install();
     let deadline = Instant::now() + TOTAL_TIMEOUT;
     let mut sb = Sandbox::new("bench")?;
+    if conntrack {
+        conntrack_on(&sb)?;
+    }
     let (direct, vip) = measure(&mut sb, iterations, rounds, deadline, lb_policy)?;
     drop(sb);
 
@@ -47,6 +58,19 @@ pub fn socket(
     if write {
         report::write_section(SECTION, &markdown, &report::utc_date()?)?;
     }
+    Ok(())
+}
+
+/// An empty NAT chain on output in the sandbox's netns (it goes with the
+/// netns): its hook makes conntrack track every connection there.
+fn conntrack_on(sb: &Sandbox) -> Result<()> {
+    let rules = sb.workdir().join("conntrack.nft");
+    std::fs::write(
+        &rules,
+        "table ip l4lb_ct {\n  chain out {\n    type nat hook output priority -100; policy accept;\n  }\n}\n",
+    )?;
+    run_in(sb.in_netns("nft").arg("-f").arg(&rules), "nft -f")?;
+    println!("conntrack on: an empty nat output chain in {}", sb.netns());
     Ok(())
 }
 
@@ -101,20 +125,43 @@ fn summarize(
         range(vip)
     );
     let how = format!("medians of {rounds} rounds x {iterations} connections per path");
+    let paired = paired_line(direct, vip);
 
     let text = format!(
-        "TCP connect() through the cgroup connect4 rewrite ({how})\n{}{verdict}\n{noise}\n{machine}\n",
+        "TCP connect() through the cgroup connect4 rewrite ({how})\n{}{verdict}\n{noise}\n{paired}\n{machine}\n",
         report::table(&header, &rows)
     );
     let markdown = format!(
         "## Socket path: connect() direct vs VIP\n\n\
          `cargo xtask bench socket --iterations {iterations} --rounds {rounds}` on {{date}}, {how}. \
          Probe (`l4lb-probe latency --rst`) and backend (`l4lb-testsrv`) in one netns, the probe in the \
-         agent's cgroup; each round interleaves direct and VIP connection by connection.\n\n\
-         {}\n{verdict}; {noise}.\n\nMachine: {machine}.\n",
+         agent's cgroup; each round interleaves direct and VIP connection by connection, the two taking \
+         turns at going first.\n\n\
+         {}\n{verdict}; {noise}.\n\n{paired}\n\nMachine: {machine}.\n",
         report::md_table(&header, &rows)
     );
     (text, markdown)
+}
+
+/// VIP − direct per cycle (wall, the probe thread's CPU, and the rest:
+/// waiting), per round's median, then the median (min to max) over rounds.
+fn paired_line(direct: &[Lat], vip: &[Lat]) -> String {
+    let per_round = |f: fn(&Lat) -> &[u64]| -> Vec<f64> {
+        vip.iter()
+            .zip(direct)
+            .map(|(v, d)| median_diff_us(f(v), f(d)))
+            .collect()
+    };
+    let (wall, cpu) = (per_round(|l| &l.wall_ns), per_round(|l| &l.cpu_ns));
+    let wait: Vec<f64> = wall.iter().zip(&cpu).map(|(w, c)| w - c).collect();
+    format!(
+        "Paired per cycle, VIP - direct in µs (per round the median over cycles, then the median (min to max) \
+         over rounds): wall {}, the probe thread's CPU {} (syscalls, the BPF hooks, the loopback softirqs \
+         run in its context), waiting (wall - CPU) {}.",
+        OverRounds::of(&wall).signed(1),
+        OverRounds::of(&cpu).signed(1),
+        OverRounds::of(&wait).signed(1)
+    )
 }
 
 /// Runs the rounds; returns (direct, VIP) results. The agent is stopped
@@ -223,7 +270,10 @@ fn program_costs(sb: &Sandbox, iterations: u32, deadline: Instant) {
 /// any failed connect: latencies of a run with failed connects would not
 /// compare like for like.
 fn probe(sb: &Sandbox, to: &[&str], n: u32, deadline: Instant) -> Result<Vec<Lat>> {
-    let lats = probe::latency(sb, to, n, PROBE_TIMEOUT, deadline)?;
+    checked(probe::latency(sb, to, n, PROBE_TIMEOUT, deadline)?)
+}
+
+fn checked(lats: Vec<Lat>) -> Result<Vec<Lat>> {
     if let Some(l) = lats.iter().find(|l| l.errors > 0) {
         bail!(
             "l4lb-probe latency --to {}: {} ok, {} errors: {}",
@@ -236,9 +286,12 @@ fn probe(sb: &Sandbox, to: &[&str], n: u32, deadline: Instant) -> Result<Vec<Lat
     Ok(lats)
 }
 
-/// Direct and VIP interleaved in one probe run.
+/// Direct and VIP interleaved in one probe run, taking turns at going first
+/// (`--rotate 2`: neither always follows the other), with each cycle's wall
+/// and CPU time for the paired statistics.
 fn probe_pair(sb: &Sandbox, n: u32, deadline: Instant) -> Result<(Lat, Lat)> {
-    let [d, v]: [Lat; 2] = probe(sb, &[BACKEND, VIP], n, deadline)?
+    let lats = probe::latency_per_conn(sb, &[BACKEND, VIP], n, 2, PROBE_TIMEOUT, deadline)?;
+    let [d, v]: [Lat; 2] = checked(lats)?
         .try_into()
         .map_err(|t: Vec<Lat>| anyhow!("no targets pair: {t:?}"))?;
     Ok((d, v))
@@ -307,5 +360,35 @@ mod tests {
         );
         let (text, _) = summarize(&[p(100.0)], &[p(110.0)], 10, 1, "");
         assert!(text.contains("1.100x (goal <= 1.03x): NOT met"), "{text}");
+    }
+
+    #[test]
+    fn the_paired_line_splits_wall_into_cpu_and_waiting() {
+        let run = |wall: Vec<u64>, cpu: Vec<u64>| Lat {
+            wall_ns: wall,
+            cpu_ns: cpu,
+            ..Lat::default()
+        };
+        // Round 1: VIP +3 us wall, +2 us CPU; round 2: +5 wall, +2 CPU.
+        let direct = [
+            run(vec![100_000, 110_000, 0], vec![40_000, 41_000, 0]),
+            run(
+                vec![100_000, 100_000, 100_000],
+                vec![40_000, 40_000, 40_000],
+            ),
+        ];
+        let vip = [
+            run(vec![103_000, 113_000, 90_000], vec![42_000, 43_000, 1]),
+            run(
+                vec![105_000, 105_000, 105_000],
+                vec![42_000, 42_000, 42_000],
+            ),
+        ];
+        let line = paired_line(&direct, &vip);
+        assert!(
+            line.contains("wall +4.0 (+3.0 to +5.0), the probe thread's CPU +2.0 (+2.0 to +2.0)")
+                && line.contains("waiting (wall - CPU) +2.0 (+1.0 to +3.0)."),
+            "{line}"
+        );
     }
 }
