@@ -398,10 +398,10 @@ fn record(
     healthy: Option<bool>,
 ) -> TaskRecord {
     TaskRecord {
-        app_id: pod.id.clone(),
+        app_id: crate::intern::intern(&pod.id),
         task_id: task_id.to_owned(),
-        framework: FRAMEWORK.to_owned(),
-        agent_id: inst.agent_id.clone().unwrap_or_default(),
+        framework: crate::intern::intern(FRAMEWORK),
+        agent_id: crate::intern::intern(inst.agent_id.as_deref().unwrap_or_default()),
         agent_ip,
         task_ips: task_ips.to_vec(),
         ports,
@@ -501,7 +501,7 @@ mod tests {
         p.catalog
             .tasks
             .iter()
-            .filter(|t| t.app_id == pod && t.running)
+            .filter(|t| *t.app_id == *pod && t.running)
             .map(|t| &**t)
             .collect()
     }
