@@ -16,7 +16,7 @@ use anyhow::Result;
 use crate::{
     adopt::{self, Problem},
     model::{DesiredState, ServiceMap},
-    plan::{Applied, Index, Op, Summary, changed_vips, plan_all_indexed, plan_change},
+    plan::{Applied, Index, Op, Summary, changed_vips, plan_all_emitting, plan_change},
 };
 
 /// What the reconciler needs from the datapath (a fake in tests).
@@ -40,6 +40,11 @@ impl MapWriter for crate::datapath::Maps {
         crate::datapath::Maps::capacity(self)
     }
 }
+
+/// Services a full plan writes at a time: four of the datapath's chunks of 256
+/// (`datapath/chunk.rs`), so that the Maglev fill of one still runs beside
+/// the writes of the one before.
+pub const SERVICES_PER_WRITE: usize = 1024;
 
 /// How long a BPF program that read the previous generation may still be
 /// running. Programs run in microseconds; this is generous on purpose.
@@ -133,26 +138,28 @@ impl<W: MapWriter> Reconciler<W> {
         let start = Instant::now();
         // Taken: a stage that fails, or is never finished, leaves a full plan next.
         let full = self.known.is_none();
-        let (p, index) = match self.known.take() {
+        let (p, index, emitted) = match self.known.take() {
             Some(mut k) => {
                 let changed = changed_vips(&k.desired, &desired);
                 let p = plan_change(&self.applied, &desired, &changed, &mut k.index);
-                (p, Some(k.index))
+                (p, Some(k.index), 0)
             }
             None => {
                 let mut index = Index::new(&self.applied, self.writer.capacity());
-                let p = plan_all_indexed(&self.applied, &desired, &mut index);
+                let (p, emitted) = match self.plan_all_written(&desired, &mut index) {
+                    Ok(p) => p,
+                    Err(e) => return self.failed(e),
+                };
                 // Else built anew from the plan's table once it ran.
-                (p, self.applied.index_follows().then_some(index))
+                (p, self.applied.index_follows().then_some(index), emitted)
             }
         };
         if let Err(e) = self.writer.write(&p.now) {
-            self.reread()?;
-            return Err(e.context("applying the new table (unchanged services keep serving)"));
+            return self.failed(e);
         }
         Ok(Staged {
             staged_took: start.elapsed(),
-            writes: p.now.len() + p.after_grace.len(),
+            writes: emitted + p.now.len() + p.after_grace.len(),
             serving_at: Instant::now(),
             skipped: p.skipped,
             summary: p.summary,
@@ -162,6 +169,40 @@ impl<W: MapWriter> Reconciler<W> {
             index,
             full,
         })
+    }
+
+    /// A full plan, its services written as they are planned,
+    /// [`SERVICES_PER_WRITE`] at a time (the plan of 10,000 services would
+    /// otherwise hold ~130,000 ops before the first write); with the count
+    /// of ops written.
+    fn plan_all_written(
+        &mut self,
+        desired: &ServiceMap,
+        index: &mut Index,
+    ) -> Result<(crate::plan::Plan, usize)> {
+        let mut failure = None;
+        let writer = &mut self.writer;
+        let mut write = |ops: &[Op]| match writer.write(ops) {
+            Ok(()) => true,
+            Err(e) => {
+                failure = Some(e);
+                false
+            }
+        };
+        let planned = plan_all_emitting(
+            &self.applied,
+            desired,
+            index,
+            SERVICES_PER_WRITE,
+            &mut write,
+        );
+        planned.map_err(|_| failure.expect("a refused part saved its error"))
+    }
+
+    /// After a failed write: the maps are the truth again.
+    fn failed(&mut self, e: anyhow::Error) -> Result<Staged> {
+        self.reread()?;
+        Err(e.context("applying the new table (unchanged services keep serving)"))
     }
 
     /// Waits out the grace period (a program may still read what the staged
@@ -241,6 +282,8 @@ mod tests {
     #[derive(Default)]
     struct Fake {
         ops: Vec<Op>,
+        /// Calls of `write`.
+        calls: usize,
         fail_at: Option<usize>,
         truth: Applied,
         /// Default: `Capacity::default()`.
@@ -249,6 +292,7 @@ mod tests {
 
     impl MapWriter for Fake {
         fn write(&mut self, ops: &[Op]) -> Result<()> {
+            self.calls += 1;
             for op in ops {
                 if Some(self.ops.len()) == self.fail_at {
                     anyhow::bail!("map full");
@@ -318,6 +362,51 @@ mod tests {
         assert_eq!(o.summary.removed, 2);
         assert!(r.writer.ops.len() > written, "the removals wait for finish");
         assert_eq!(r.applied().services.len(), 1);
+    }
+
+    /// A full plan writes its services a part at a time; a failed part
+    /// falls back to what the maps hold, and the next plan is full again.
+    #[tokio::test]
+    async fn a_full_plan_writes_in_parts_and_a_failed_part_falls_back() {
+        let n = SERVICES_PER_WRITE as u16 + 76;
+        let spec = ServiceSpec {
+            backends: [("10.0.0.1:80".parse().unwrap(), 1)].into(),
+            ..Default::default()
+        };
+        let vip = |i: u16| Vip {
+            addr: std::net::SocketAddr::new([11, 0, 0, 1].into(), 1000 + i),
+            proto: Proto::Tcp,
+        };
+        let many = DesiredState {
+            services: (0..n).map(|i| (vip(i), spec.clone())).collect(),
+        };
+        // The backend (put, counters reset), then 4 ops per service: the
+        // failure falls in the second part.
+        let first_part = 2 + 4 * SERVICES_PER_WRITE;
+        let fake = Fake {
+            fail_at: Some(first_part + 10),
+            ..Default::default()
+        };
+        let mut r = Reconciler::adopt(fake, Duration::ZERO).unwrap();
+        assert!(r.reconcile(&many).await.is_err());
+        assert_eq!(
+            r.writer.calls, 2,
+            "the first part written, the second failed"
+        );
+        assert_eq!(
+            r.applied(),
+            &Applied::default(),
+            "what the maps say they hold"
+        );
+        r.writer.fail_at = None;
+        let (calls, before) = (r.writer.calls, r.writer.ops.len());
+        let o = r.reconcile(&many).await.unwrap();
+        assert!(o.full);
+        assert_eq!(o.writes, 2 + 4 * n as usize);
+        assert_eq!(r.writer.ops.len() - before, o.writes);
+        // Two parts, then the (empty) rest of the plan.
+        assert_eq!(r.writer.calls - calls, 3);
+        assert_eq!(r.applied().services.len(), n as usize);
     }
 
     /// Services 11.0.0.1.. each on backend `b`, in a persistent map.

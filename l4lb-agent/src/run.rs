@@ -115,92 +115,25 @@ pub async fn run(args: RunArgs) -> Result<()> {
         metrics.set_mesos(src.stats);
         metrics.set_hosts(src.hosts);
     }
-    // The maps now, the programs on a blocking thread: the first table is
-    // read and written while the kernel verifies them (see `attaching`).
-    let datapath::Created {
-        maps,
-        programs,
-        logger,
-    } = datapath::create(
-        &args.pin_root,
-        &cgroup,
-        crate::plan::Capacity {
-            services: args.max_services,
-            backends: args.max_backends,
-            slots: args.max_slots,
-        },
-        datapath::health::LbConfigArgs {
-            policy: args.lb_policy,
-            probes: args.health_probes,
-            locality_step: args.locality.locality != crate::locality::LocalityFlag::Off,
-        },
-    )?;
-    info!(cgroup = %cgroup.display(), pin_root = %args.pin_root.display(), lb_policy = args.lb_policy.name(), health_probes = args.health_probes.name(), "maps ready; verifying the programs");
-    let packet = datapath::xdp::PacketAttach {
-        xdp_ifaces: args.xdp_ifaces.clone(),
-        reply_ifaces: args.xdp_reply_ifaces.clone(),
-        mode: args.xdp_mode,
-        fib: args.xdp_forward.is_fib(),
-        dsr: args.xdp_dsr,
-    };
-    let mut attaching = Attaching::spawn(programs, packet, cgroup.display().to_string());
-    if let Some(logger) = logger {
-        spawn_kernel_log(logger)?;
-    }
+    let (maps, mut attaching) = start_datapath(&args, &cgroup)?;
     // The discovery HTTP API reads what the loop publishes after each apply.
     let (view_tx, view_rx) = tokio::sync::watch::channel(Arc::new(http_api::View::default()));
     if let Some(listen) = args.metrics_listen.filter(|_| !args.no_metrics) {
         let config = http_api::mesos_dns_config(args.dns.config().as_ref(), listen);
         metrics::serve(listen, metrics.clone(), http_api::router(view_rx, config)).await?;
     }
-
-    // DNS answers from the same catalogs; VIP names only once the maps hold the VIP.
-    let mut dns = match args.dns.config() {
-        Some(cfg) => {
-            let (zones_tx, zones_rx) =
-                tokio::sync::watch::channel(Arc::new(dns::Zones::pending(&cfg.zone)));
-            let server = dns::spawn(cfg.clone(), zones_rx)?;
-            info!(listen = ?server.local_addrs(), "DNS server listening");
-            metrics.set_dns(server.counters());
-            let index = dns::ZoneIndex::new(cfg.zone.clone());
-            Some((server, zones_tx, cfg.zone, index))
-        }
-        None => None,
-    };
+    let mut dns = start_dns(&args, &metrics)?;
 
     let mut rec = Reconciler::adopt(maps, Duration::from_millis(args.grace_ms))?;
     let mut locality = crate::locality::Locality::new(&args.locality);
     info!(locality = locality.mode().name(), "locality");
-    // The probe loop follows the backends the maps hold (its own task).
-    let (backends_tx, backends_rx) = tokio::sync::watch::channel(rec.applied().backends.clone());
-    if args.xdp_dsr != datapath::dsr::Dsr::Off && !args.xdp_ifaces.is_empty() {
-        datapath::dsr::spawn_neighbour_refresh(backends_tx.subscribe());
-    }
-    if args.health_probes == datapath::health::HealthProbes::Agent {
-        let maps = datapath::probe_maps::ProbeMaps::open(&args.pin_root)
-            .context("the health probe maps (--health-probes connection runs without them)")?;
-        health_probe::spawn(maps, backends_rx);
-    }
+    let backends_tx = follow_backends(&args, &rec)?;
     metrics.table_repairs.inc_by(rec.repairs as u64);
     let mut refusals = Refusals::default();
     if !rec.applied().services.is_empty() {
-        info!(
-            services = rec.applied().services.len(),
-            "adopted the table already in the pinned maps"
-        );
-        // A VIP a previous run installed may collide with what this run
-        // protects (say, an app's VIP on the control plane): it goes before
-        // this run's source is read.
-        let mut adopted = Catalog {
-            services: rec.applied().to_desired(),
-            tasks: Vec::new(),
-            cluster: None,
-        };
-        if refusals.screen(&protected.guard().collisions_only(), &mut adopted, &metrics) {
-            let services = ServiceMap::from(&adopted.services.services);
-            let out = (&*metrics, &mut locality);
-            let wait = &mut attaching;
-            apply(&mut rec, services, "adoption", None, out, wait, |_| {}).await?;
+        let guard = protected.guard().collisions_only();
+        let out = (&*metrics, &mut locality);
+        if screen_adopted(&mut rec, &mut refusals, &guard, out, &mut attaching).await? {
             backends_tx.send_replace(rec.applied().backends.clone());
         }
     }
@@ -298,6 +231,112 @@ pub async fn run(args: RunArgs) -> Result<()> {
         args.pin_root.display()
     );
     Ok(())
+}
+
+/// The maps now, the programs on a blocking thread: the first table is
+/// read and written while the kernel verifies them (see `attaching`).
+fn start_datapath(args: &RunArgs, cgroup: &std::path::Path) -> Result<(datapath::Maps, Attaching)> {
+    let datapath::Created {
+        maps,
+        programs,
+        logger,
+    } = datapath::create(
+        &args.pin_root,
+        cgroup,
+        crate::plan::Capacity {
+            services: args.max_services,
+            backends: args.max_backends,
+            slots: args.max_slots,
+        },
+        datapath::health::LbConfigArgs {
+            policy: args.lb_policy,
+            probes: args.health_probes,
+            locality_step: args.locality.locality != crate::locality::LocalityFlag::Off,
+        },
+    )?;
+    info!(cgroup = %cgroup.display(), pin_root = %args.pin_root.display(), lb_policy = args.lb_policy.name(), health_probes = args.health_probes.name(), "maps ready; verifying the programs");
+    let packet = datapath::xdp::PacketAttach {
+        xdp_ifaces: args.xdp_ifaces.clone(),
+        reply_ifaces: args.xdp_reply_ifaces.clone(),
+        mode: args.xdp_mode,
+        fib: args.xdp_forward.is_fib(),
+        dsr: args.xdp_dsr,
+    };
+    let attaching = Attaching::spawn(programs, packet, cgroup.display().to_string());
+    if let Some(logger) = logger {
+        spawn_kernel_log(logger)?;
+    }
+    Ok((maps, attaching))
+}
+
+/// The DNS server, the sender of its zones, their options and the index
+/// they are built from.
+type Dns = (
+    dns::DnsServer,
+    tokio::sync::watch::Sender<Arc<dns::Zones>>,
+    dns::ZoneOptions,
+    dns::ZoneIndex,
+);
+
+/// DNS answers from the same catalogs as the maps; VIP names only once the
+/// maps hold the VIP. None without a DNS listener.
+fn start_dns(args: &RunArgs, metrics: &Metrics) -> Result<Option<Dns>> {
+    let Some(cfg) = args.dns.config() else {
+        return Ok(None);
+    };
+    let (zones_tx, zones_rx) =
+        tokio::sync::watch::channel(Arc::new(dns::Zones::pending(&cfg.zone)));
+    let server = dns::spawn(cfg.clone(), zones_rx)?;
+    info!(listen = ?server.local_addrs(), "DNS server listening");
+    metrics.set_dns(server.counters());
+    let index = dns::ZoneIndex::new(cfg.zone.clone());
+    Ok(Some((server, zones_tx, cfg.zone, index)))
+}
+
+/// The tasks that follow the backends the maps hold (the DSR neighbour
+/// refresh, the agent's health probes), and the sender that feeds them.
+fn follow_backends(
+    args: &RunArgs,
+    rec: &Reconciler<datapath::Maps>,
+) -> Result<tokio::sync::watch::Sender<imbl::OrdMap<u32, std::net::SocketAddr>>> {
+    let (backends_tx, backends_rx) = tokio::sync::watch::channel(rec.applied().backends.clone());
+    if args.xdp_dsr != datapath::dsr::Dsr::Off && !args.xdp_ifaces.is_empty() {
+        datapath::dsr::spawn_neighbour_refresh(backends_tx.subscribe());
+    }
+    if args.health_probes == datapath::health::HealthProbes::Agent {
+        let maps = datapath::probe_maps::ProbeMaps::open(&args.pin_root)
+            .context("the health probe maps (--health-probes connection runs without them)")?;
+        health_probe::spawn(maps, backends_rx);
+    }
+    Ok(backends_tx)
+}
+
+/// A table a previous run installed may hold a VIP that collides with what
+/// this run protects (say, an app's VIP on the control plane): it goes
+/// before this run's source is read. True if that rewrote the table.
+async fn screen_adopted(
+    rec: &mut Reconciler<datapath::Maps>,
+    refusals: &mut Refusals,
+    collisions: &Guard,
+    (metrics, locality): (&Metrics, &mut crate::locality::Locality),
+    attaching: &mut Attaching,
+) -> Result<bool> {
+    info!(
+        services = rec.applied().services.len(),
+        "adopted the table already in the pinned maps"
+    );
+    let mut adopted = Catalog {
+        services: rec.applied().to_desired(),
+        tasks: Vec::new(),
+        cluster: None,
+    };
+    if !refusals.screen(collisions, &mut adopted, metrics) {
+        return Ok(false);
+    }
+    let services = ServiceMap::from(&adopted.services.services);
+    let out = (metrics, locality);
+    apply(rec, services, "adoption", None, out, attaching, |_| {}).await?;
+    Ok(true)
 }
 
 /// The VIPs the guard refuses, remembered so that a refusal is logged (and

@@ -57,10 +57,10 @@ fn task(b: usize) -> TaskRecord {
     let agent: IpAddr = format!("127.1.0.{}", b % 250 + 1).parse().unwrap();
     let app = b / PER_APP;
     TaskRecord {
-        app_id: format!("/app-{app}"),
+        app_id: format!("/app-{app}").into(),
         task_id: format!("app-{app}.instance-{b:08x}._app.1"),
         framework: "marathon".into(),
-        agent_id: format!("agent-S{}", b % 250),
+        agent_id: format!("agent-S{}", b % 250).into(),
         agent_ip: Some(agent),
         task_ips: Vec::new(),
         ports: vec![TaskPort {

@@ -11,6 +11,7 @@ pub mod declare;
 pub mod dns;
 pub mod guard;
 pub mod hosts;
+pub mod intern;
 pub mod locality;
 pub mod marathon;
 pub mod mesos;

@@ -129,14 +129,14 @@ pub fn same_family(a: IpAddr, b: IpAddr) -> bool {
 /// Produced by the Marathon source; the static file has none.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct TaskRecord {
-    /// Marathon app id, absolute: `/group/app`.
-    pub app_id: String,
+    /// Marathon app id, absolute: `/group/app` (shared by the app's tasks).
+    pub app_id: std::sync::Arc<str>,
     /// Mesos task id (`redis.instance-…._app.1`).
     pub task_id: String,
-    /// Framework name for DNS (`marathon`).
-    pub framework: String,
+    /// Framework name for DNS (`marathon`), shared by every task that names it.
+    pub framework: std::sync::Arc<str>,
     /// Mesos agent id (`…-S1`): its last `-` field is the canonical name's suffix.
-    pub agent_id: String,
+    pub agent_id: std::sync::Arc<str>,
     /// The agent's address (`task.host` when it is an IP, else None).
     pub agent_ip: Option<IpAddr>,
     /// The task's own addresses (`ipAddresses`), IPv4 and IPv6.

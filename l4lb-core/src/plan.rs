@@ -232,6 +232,30 @@ pub fn plan_all_indexed(applied: &Applied, desired: &ServiceMap, index: &mut Ind
     full(applied, &vips, |v| desired.get(v), desired.len(), index)
 }
 
+/// [`plan_all_indexed`] that hands the services' writes to `write` as it
+/// plans them, `every` services at a time (each part: its new backends,
+/// then its services' groups), so that a full sync never holds them all.
+/// The plan returned holds what comes after them (`now`: removals;
+/// `after_grace`) and `next`. `Err(ops handed on)` if `write` refused a
+/// part: planning stopped there, and the maps hold what the parts before
+/// it wrote (each a complete table, or none, per service).
+pub fn plan_all_emitting(
+    applied: &Applied,
+    desired: &ServiceMap,
+    index: &mut Index,
+    every: usize,
+    write: &mut dyn FnMut(&[Op]) -> bool,
+) -> Result<(Plan, usize), usize> {
+    let vips = every_vip(applied, desired.keys(), |v| desired.contains_key(v));
+    let mut run = Run::new(applied, index).emitting(run::Emit::new(every, write));
+    run.services(&vips, |v| desired.get(v), desired.len());
+    let emit = run.take_emit().expect("set above");
+    if emit.refused {
+        return Err(emit.emitted);
+    }
+    Ok((run.all_backends(), emit.emitted))
+}
+
 fn full<'d>(
     applied: &Applied,
     vips: &[Vip],
@@ -302,3 +326,6 @@ mod tests;
 
 #[cfg(test)]
 mod change_tests;
+
+#[cfg(test)]
+mod emit_tests;

@@ -79,7 +79,13 @@ fn main() {
         t.elapsed().as_secs_f64() * 1e3
     );
     let services = p.services.clone().unwrap();
+    let held = LIVE.load(Relaxed);
     drop(p);
+    println!(
+        "  of which the catalog (tasks, hosts, warnings) freed with it: {:.1} MB",
+        mb(held - LIVE.load(Relaxed))
+    );
+    plan_stage(&services);
     let filled = LIVE.load(Relaxed);
     let copy = l4lb_agent::model::desired_state(&services);
     println!(
@@ -107,4 +113,57 @@ fn main() {
     );
     drop(services);
     println!("set alone: {:.1} MB", mb(LIVE.load(Relaxed) - base));
+}
+
+/// The full sync's plan of `services` against empty maps: what it holds
+/// until it is written, and its peak while built.
+fn plan_stage(services: &l4lb_agent::model::ServiceMap) {
+    use l4lb_agent::plan::{Applied, Capacity, plan_all};
+    let before = LIVE.load(Relaxed);
+    PEAK.store(before, Relaxed);
+    let t = std::time::Instant::now();
+    let cap = Capacity {
+        slots: 5_046_272,
+        ..Capacity::default()
+    };
+    let plan = plan_all(&Applied::default(), services, cap);
+    let ops = plan.now.len() + plan.after_grace.len();
+    println!(
+        "plan_all: {ops} ops, held {:.1} MB (peak +{:.1}), {:.0} ms",
+        mb(LIVE.load(Relaxed) - before),
+        mb(PEAK.load(Relaxed) - before),
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    let next = plan.next.clone();
+    let with_next = LIVE.load(Relaxed);
+    drop(plan);
+    println!(
+        "  of which the ops (freed once written): {:.1} MB; `next` (kept): {:.1} MB",
+        mb(with_next - LIVE.load(Relaxed)),
+        mb(LIVE.load(Relaxed) - before)
+    );
+    drop(next);
+    let before = LIVE.load(Relaxed);
+    PEAK.store(before, Relaxed);
+    let mut index = l4lb_agent::plan::Index::new(&Applied::default(), cap);
+    let every = l4lb_agent::reconcile::SERVICES_PER_WRITE;
+    let mut parts = 0;
+    let mut write = |_: &[l4lb_agent::plan::Op]| {
+        parts += 1;
+        true
+    };
+    let emitted = l4lb_agent::plan::plan_all_emitting(
+        &Applied::default(),
+        services,
+        &mut index,
+        every,
+        &mut write,
+    );
+    let (plan, ops) = emitted.expect("every part taken");
+    println!(
+        "plan_all_emitting ({every} services a part, {parts} parts, {ops} ops): held {:.1} MB (peak +{:.1})",
+        mb(LIVE.load(Relaxed) - before),
+        mb(PEAK.load(Relaxed) - before),
+    );
+    drop(plan);
 }

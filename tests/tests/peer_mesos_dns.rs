@@ -186,10 +186,10 @@ fn fake_task(fw: &str, t: &Value, slaves: &[(String, IpAddr)]) -> Option<TaskRec
         }
     };
     Some(TaskRecord {
-        app_id: app_id_of(name),
+        app_id: app_id_of(name).into(),
         task_id: t["id"].as_str()?.to_string(),
-        framework: fw.to_string(),
-        agent_id,
+        framework: fw.into(),
+        agent_id: agent_id.into(),
         agent_ip: Some(agent_ip),
         task_ips: status_ips(t),
         ports,
@@ -498,10 +498,10 @@ const AXFR_APPS: &[AxfrApp] = &[
 fn axfr_task(app: &AxfrApp) -> TaskRecord {
     let AxfrApp(name, agent, tail, host_ports, ips, port, pname) = *app;
     TaskRecord {
-        app_id: format!("/{name}"),
+        app_id: format!("/{name}").into(),
         task_id: format!("{name}.0ef76549-2630-11e8-af52-70b3d5800001"),
         framework: "marathon".into(),
-        agent_id: format!("30257977-0153-499d-a5b0-35afd842ef4d-{tail}"),
+        agent_id: format!("30257977-0153-499d-a5b0-35afd842ef4d-{tail}").into(),
         agent_ip: Some(agent.parse().unwrap()),
         task_ips: ips.iter().map(|s| s.parse().unwrap()).collect(),
         ports: vec![TaskPort {
@@ -633,11 +633,11 @@ fn operator_api_tasks() -> Vec<TaskRecord> {
                 .iter()
                 .any(|r| r["name"] == "ports");
             tasks.push(TaskRecord {
-                app_id: app_id_of(name),
+                app_id: app_id_of(name).into(),
                 task_id: t["task_id"]["value"].as_str().unwrap().to_string(),
                 framework: "marathon".into(),
                 agent_ip: agent_ip(&agent_id),
-                agent_id,
+                agent_id: agent_id.into(),
                 task_ips: vec![],
                 ports: vec![],
                 host_ports,

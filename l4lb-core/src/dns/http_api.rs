@@ -322,12 +322,12 @@ pub fn enumerate(catalog: &Catalog, sources: &[IpSource], domain: &str) -> Enume
     let mut frameworks: Vec<EnumFramework> = Vec::new();
     let mut seen: HashSet<RecordEntry> = HashSet::new();
     for task in &catalog.tasks {
-        let fw = match frameworks.iter().position(|f| f.name == task.framework) {
+        let fw = match frameworks.iter().position(|f| *f.name == *task.framework) {
             Some(i) => i,
             None => {
                 frameworks.push(EnumFramework {
                     tasks: Vec::new(),
-                    name: task.framework.clone(),
+                    name: task.framework.to_string(),
                 });
                 frameworks.len() - 1
             }

@@ -32,7 +32,7 @@ pub fn redis_instances(instances: u8) -> (Catalog, BTreeSet<Vip>) {
         .map(|i| {
             Arc::new(TaskRecord {
                 task_id: format!("redis-tutorial.instance-{i}._app.1"),
-                agent_id: format!("5d5a0c9e-1b2f-4f0e-9d1c-3c2b1a0f9e8d-S{i}"),
+                agent_id: format!("5d5a0c9e-1b2f-4f0e-9d1c-3c2b1a0f9e8d-S{i}").into(),
                 agent_ip: Some(format!("127.0.1.{i}").parse().unwrap()),
                 task_ips: vec![
                     format!("127.0.2.{i}").parse().unwrap(),
@@ -56,7 +56,7 @@ fn redis_task() -> TaskRecord {
         app_id: "/redis-tutorial".into(),
         task_id: String::new(),
         framework: "marathon".into(),
-        agent_id: String::new(),
+        agent_id: "".into(),
         agent_ip: None,
         task_ips: Vec::new(),
         ports: Vec::new(),

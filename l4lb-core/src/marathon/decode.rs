@@ -898,7 +898,7 @@ mod tests {
         assert!(set.replace(&id, None));
         assert!(!set.replace(&id, None), "gone twice is no change");
         let gone = catalog(&set);
-        assert!(gone.catalog.tasks.iter().all(|t| t.app_id != id));
+        assert!(gone.catalog.tasks.iter().all(|t| *t.app_id != *id));
         assert!(gone.catalog.services.services.len() < full.catalog.services.services.len());
         // An answer about another app is refused.
         let e = decode_one_app(body.as_bytes(), "/other").unwrap_err();

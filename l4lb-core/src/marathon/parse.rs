@@ -373,7 +373,7 @@ mod tests {
             p.catalog
                 .tasks
                 .iter()
-                .all(|t| t.app_id != "/pdnotlist" && t.app_id != "/badmode")
+                .all(|t| &*t.app_id != "/pdnotlist" && &*t.app_id != "/badmode")
         );
         // Every warning names an app or an index.
         for w in &p.warnings {

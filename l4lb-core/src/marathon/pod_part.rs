@@ -195,11 +195,46 @@ fn add_instance(
     ii: usize,
     inst: &PodInstance,
 ) {
-    let at_inst = format!("instances[{ii}] ({})", inst.id);
-    let terminal = inst.status.as_deref() == Some("TERMINAL");
-    let agent = inst.agent_hostname.as_deref().map(parse_agent_host);
-    // Each network's addresses, in order; a bad one costs itself.
-    let mut networks: Vec<(Option<&str>, Vec<IpAddr>)> = Vec::new();
+    let at = format!("instances[{ii}] ({})", inst.id);
+    let (networks, bad_addrs) = networks(inst, &at);
+    let i = Instance::new(pod, inst, mode, at, networks);
+    let mut any_serving = false;
+    for (ki, cs) in inst.containers.iter().enumerate() {
+        any_serving |= add_container(b, &i, containers, ki, cs);
+    }
+    if any_serving {
+        for w in bad_addrs {
+            b.warn(w);
+        }
+    }
+}
+
+/// An instance as its containers' records and backends need it.
+struct Instance<'a> {
+    pod: &'a PodStatus,
+    inst: &'a PodInstance,
+    mode: Mode,
+    /// `instances[i] (id)`, for warnings.
+    at: String,
+    /// TERMINAL: its running containers stay, with weight 0.
+    terminal: bool,
+    networks: Networks<'a>,
+    /// Every address of every network once, in order.
+    task_ips: Vec<IpAddr>,
+    agent_ip: Option<IpAddr>,
+    /// An agent known by name: its address comes from the host table;
+    /// under host networking the instance's addresses are the agent's
+    /// meanwhile.
+    named: Option<NamedAt>,
+}
+
+/// Each network's name and addresses, in order.
+type Networks<'a> = Vec<(Option<&'a str>, Vec<IpAddr>)>;
+
+/// The instance's networks, and a warning for each bad address (a bad
+/// address costs itself).
+fn networks<'a>(inst: &'a PodInstance, at_inst: &str) -> (Networks<'a>, Vec<String>) {
+    let mut networks = Vec::new();
     let mut bad_addrs = Vec::new();
     for (ni, n) in inst.networks.iter().enumerate() {
         let mut ips = Vec::new();
@@ -213,176 +248,221 @@ fn add_instance(
         }
         networks.push((n.name.as_deref(), ips));
     }
-    let mut task_ips: Vec<IpAddr> = Vec::new();
-    for ip in networks.iter().flat_map(|(_, ips)| ips) {
-        if !task_ips.contains(ip) {
-            task_ips.push(*ip);
+    (networks, bad_addrs)
+}
+
+impl<'a> Instance<'a> {
+    fn new(
+        pod: &'a PodStatus,
+        inst: &'a PodInstance,
+        mode: Mode,
+        at: String,
+        networks: Networks<'a>,
+    ) -> Instance<'a> {
+        let mut task_ips: Vec<IpAddr> = Vec::new();
+        for ip in networks.iter().flat_map(|(_, ips)| ips) {
+            if !task_ips.contains(ip) {
+                task_ips.push(*ip);
+            }
         }
-    }
-    let agent_ip = match &agent {
-        Some(Some(AgentAt::Ip(ip))) => Some(*ip),
-        _ => None,
-    };
-    // An agent known by name: its address comes from the host table; under
-    // host networking the instance's addresses are the agent's meanwhile.
-    let named = match agent {
-        Some(Some(AgentAt::Name(host))) => Some(NamedAt {
-            host,
-            fallback: (mode == Mode::Host)
-                .then(|| pick_agent_addr(task_ips.iter().copied()))
-                .flatten(),
-        }),
-        _ => None,
-    };
-    let mut any_serving = false;
-    for (ki, cs) in inst.containers.iter().enumerate() {
-        let at = format!("{at_inst}.containers[{ki}] ({})", cs.name);
-        let c = containers.get(cs.name.as_str());
-        let state = cs.status.as_deref().unwrap_or_default();
-        let healthy = health(c.map(|c| c.spec), cs);
-        let weight = match state {
-            "TASK_RUNNING" if terminal || healthy == Some(false) => Some(0),
-            "TASK_RUNNING" => Some(1),
-            "TASK_KILLING" => Some(0),
+        let agent = inst.agent_hostname.as_deref().map(parse_agent_host);
+        let agent_ip = match &agent {
+            Some(Some(AgentAt::Ip(ip))) => Some(*ip),
             _ => None,
         };
-        let serving = weight.is_some();
-        any_serving |= serving;
-        let task_id = match (
-            &cs.container_id,
-            inst.id.trim().is_empty(),
-            cs.name.is_empty(),
-        ) {
-            (Some(id), _, _) if !id.trim().is_empty() => id.clone(),
-            (_, false, false) => format!("{}.{}", inst.id, cs.name),
-            _ => {
-                if serving {
-                    b.warn(format!(
-                        "{at}: no containerId, instance id or name; container skipped"
-                    ));
-                }
-                continue;
-            }
+        let named = match agent {
+            Some(Some(AgentAt::Name(host))) => Some(NamedAt {
+                host,
+                fallback: (mode == Mode::Host)
+                    .then(|| pick_agent_addr(task_ips.iter().copied()))
+                    .flatten(),
+            }),
+            _ => None,
         };
-        let Some(c) = c else {
-            // A container the current spec no longer has (an instance of an
-            // older version): a task without known ports.
-            let rec = record(
-                pod,
-                inst,
-                &task_id,
-                agent_ip,
-                &task_ips,
-                Vec::new(),
-                mode,
-                state,
-                healthy,
-            );
-            b.task(rec, named.as_ref());
+        Instance {
+            pod,
+            inst,
+            mode,
+            at,
+            terminal: inst.status.as_deref() == Some("TERMINAL"),
+            networks,
+            task_ips,
+            agent_ip,
+            named,
+        }
+    }
+
+    fn record(
+        &self,
+        task_id: &str,
+        ports: Vec<TaskPort>,
+        state: &str,
+        healthy: Option<bool>,
+    ) -> TaskRecord {
+        record(
+            self.pod,
+            self.inst,
+            task_id,
+            self.agent_ip,
+            &self.task_ips,
+            ports,
+            self.mode,
+            state,
+            healthy,
+        )
+    }
+}
+
+/// One container's task record and backends; true if it serves (running
+/// or killing), which a skipped container may too.
+fn add_container(
+    b: &mut PartBuilder,
+    i: &Instance,
+    containers: &BTreeMap<&str, Container>,
+    ki: usize,
+    cs: &ContainerStatus,
+) -> bool {
+    let at = format!("{}.containers[{ki}] ({})", i.at, cs.name);
+    let c = containers.get(cs.name.as_str());
+    let state = cs.status.as_deref().unwrap_or_default();
+    let healthy = health(c.map(|c| c.spec), cs);
+    let weight = match state {
+        "TASK_RUNNING" if i.terminal || healthy == Some(false) => Some(0),
+        "TASK_RUNNING" => Some(1),
+        "TASK_KILLING" => Some(0),
+        _ => None,
+    };
+    let serving = weight.is_some();
+    let Some(task_id) = task_id(i.inst, cs) else {
+        if serving {
+            b.warn(format!(
+                "{at}: no containerId, instance id or name; container skipped"
+            ));
+        }
+        return serving;
+    };
+    let Some(c) = c else {
+        // A container the current spec no longer has (an instance of an
+        // older version): a task without known ports.
+        b.task(
+            i.record(&task_id, Vec::new(), state, healthy),
+            i.named.as_ref(),
+        );
+        return serving;
+    };
+    if serving {
+        warn_no_agent(b, i, c);
+    }
+    let mut ports = Vec::new();
+    for ep in &c.endpoints {
+        let Some((port, addrs)) = endpoint_backends(b, i, cs, ep, serving, &at) else {
             continue;
         };
-        let warn_serving = |b: &mut PartBuilder, what: String| {
-            if serving {
-                b.warn(what)
+        if let (Some(w), Some(vips)) = (weight, &ep.vips) {
+            b.serve(vips, &addrs, w, &at);
+            if let Some(a) = i.named.as_ref().filter(|_| ep.on_agent) {
+                b.serve_on_agent(vips, a, port, w);
             }
+        }
+        if let Some(protocols) = &ep.protos {
+            ports.push(TaskPort {
+                port,
+                protocols: protocols.clone(),
+                name: Some(ep.spec.name.clone()).filter(|n| !n.is_empty()),
+            });
+        }
+    }
+    let mut rec = i.record(&task_id, ports, state, healthy);
+    rec.host_ports = i.mode != Mode::Container || c.endpoints.iter().any(|e| e.on_agent);
+    b.task(rec, i.named.as_ref());
+    serving
+}
+
+/// The container's task id: its containerId, else `instance id.name`.
+fn task_id(inst: &PodInstance, cs: &ContainerStatus) -> Option<String> {
+    match (
+        &cs.container_id,
+        inst.id.trim().is_empty(),
+        cs.name.is_empty(),
+    ) {
+        (Some(id), _, _) if !id.trim().is_empty() => Some(id.clone()),
+        (_, false, false) => Some(format!("{}.{}", inst.id, cs.name)),
+        _ => None,
+    }
+}
+
+/// Host-port endpoints of an instance whose agent is neither an address
+/// nor a name get no backend: said once per serving container.
+fn warn_no_agent(b: &mut PartBuilder, i: &Instance, c: &Container) {
+    if i.agent_ip.is_some() || i.named.is_some() || !c.endpoints.iter().any(|e| e.on_agent) {
+        return;
+    }
+    let at_inst = &i.at;
+    b.warn(match &i.inst.agent_hostname {
+        Some(h) => format!(
+            "{at_inst}: agentHostname {h:?} is neither an IP address nor a host \
+             name; its host-port backends are left out"
+        ),
+        None => format!("{at_inst}: agentHostname missing; its host-port backends are left out"),
+    });
+}
+
+/// An endpoint's port and backend addresses (None: no port; warned if
+/// the container serves).
+fn endpoint_backends(
+    b: &mut PartBuilder,
+    i: &Instance,
+    cs: &ContainerStatus,
+    ep: &Endpoint,
+    serving: bool,
+    at: &str,
+) -> Option<(u16, Vec<SocketAddr>)> {
+    let name = &ep.spec.name;
+    let mut warn = |what: String| {
+        if serving {
+            b.warn(what)
+        }
+    };
+    if ep.on_agent {
+        let allocated = cs
+            .endpoints
+            .iter()
+            .find(|e| &e.name == name)
+            .and_then(|e| e.allocated_host_port);
+        // A fixed host port is the port even when not reported.
+        let fixed = ep.spec.host_port.filter(|&p| p != 0);
+        let Some(port) = allocated.or(fixed).and_then(parse::port_u16) else {
+            warn(format!(
+                "{at}.endpoints: no allocatedHostPort in 1..=65535 for endpoint \
+                 {name:?}; no backend for it"
+            ));
+            return None;
         };
-        if agent_ip.is_none() && named.is_none() && c.endpoints.iter().any(|e| e.on_agent) {
-            warn_serving(
-                b,
-                match &inst.agent_hostname {
-                    Some(h) => format!(
-                        "{at_inst}: agentHostname {h:?} is neither an IP address nor a host \
-                         name; its host-port backends are left out"
-                    ),
-                    None => format!(
-                        "{at_inst}: agentHostname missing; its host-port backends are left out"
-                    ),
-                },
-            );
-        }
-        let mut ports = Vec::new();
-        for ep in &c.endpoints {
-            let name = &ep.spec.name;
-            let (port, addrs) = if ep.on_agent {
-                let allocated = cs
-                    .endpoints
-                    .iter()
-                    .find(|e| &e.name == name)
-                    .and_then(|e| e.allocated_host_port);
-                // A fixed host port is the port even when not reported.
-                let fixed = ep.spec.host_port.filter(|&p| p != 0);
-                let Some(port) = allocated.or(fixed).and_then(parse::port_u16) else {
-                    warn_serving(
-                        b,
-                        format!(
-                            "{at}.endpoints: no allocatedHostPort in 1..=65535 for endpoint \
-                             {name:?}; no backend for it"
-                        ),
-                    );
-                    continue;
-                };
-                (
-                    port,
-                    agent_ip
-                        .map(|ip| SocketAddr::new(ip, port))
-                        .into_iter()
-                        .collect(),
-                )
-            } else {
-                let Some(port) = ep.container_port else {
-                    continue;
-                };
-                let names = &ep.spec.network_names;
-                let on: Vec<IpAddr> = networks
-                    .iter()
-                    .filter(|(n, _)| {
-                        names.is_empty() || n.is_some_and(|n| names.iter().any(|x| x == n))
-                    })
-                    .flat_map(|(_, ips)| ips.iter().copied())
-                    .collect();
-                // The first address of each family, as for an app's task.
-                let addrs: Vec<SocketAddr> = [Family::V4, Family::V6]
-                    .into_iter()
-                    .filter_map(|f| on.iter().find(|ip| Family::of(**ip) == f))
-                    .map(|&ip| SocketAddr::new(ip, port))
-                    .collect();
-                if addrs.is_empty() {
-                    warn_serving(
-                        b,
-                        format!(
-                            "{at_inst}.networks: no address, but endpoint {name:?} is reached \
-                             on the instance's own address; no backend for it"
-                        ),
-                    );
-                }
-                (port, addrs)
-            };
-            if let (Some(w), Some(vips)) = (weight, &ep.vips) {
-                b.serve(vips, &addrs, w, &at);
-                if let Some(a) = named.as_ref().filter(|_| ep.on_agent) {
-                    b.serve_on_agent(vips, a, port, w);
-                }
-            }
-            if let Some(protocols) = &ep.protos {
-                ports.push(TaskPort {
-                    port,
-                    protocols: protocols.clone(),
-                    name: Some(name.clone()).filter(|n| !n.is_empty()),
-                });
-            }
-        }
-        let on_agent = mode != Mode::Container || c.endpoints.iter().any(|e| e.on_agent);
-        let mut rec = record(
-            pod, inst, &task_id, agent_ip, &task_ips, ports, mode, state, healthy,
-        );
-        rec.host_ports = on_agent;
-        b.task(rec, named.as_ref());
+        let addrs = i.agent_ip.map(|ip| SocketAddr::new(ip, port));
+        return Some((port, addrs.into_iter().collect()));
     }
-    if any_serving {
-        for w in bad_addrs {
-            b.warn(w);
-        }
+    let port = ep.container_port?;
+    let names = &ep.spec.network_names;
+    let on: Vec<IpAddr> = i
+        .networks
+        .iter()
+        .filter(|(n, _)| names.is_empty() || n.is_some_and(|n| names.iter().any(|x| x == n)))
+        .flat_map(|(_, ips)| ips.iter().copied())
+        .collect();
+    // The first address of each family, as for an app's task.
+    let addrs: Vec<SocketAddr> = [Family::V4, Family::V6]
+        .into_iter()
+        .filter_map(|f| on.iter().find(|ip| Family::of(**ip) == f))
+        .map(|&ip| SocketAddr::new(ip, port))
+        .collect();
+    if addrs.is_empty() {
+        warn(format!(
+            "{}.networks: no address, but endpoint {name:?} is reached \
+             on the instance's own address; no backend for it",
+            i.at
+        ));
     }
+    Some((port, addrs))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -398,10 +478,10 @@ fn record(
     healthy: Option<bool>,
 ) -> TaskRecord {
     TaskRecord {
-        app_id: pod.id.clone(),
+        app_id: crate::intern::intern(&pod.id),
         task_id: task_id.to_owned(),
-        framework: FRAMEWORK.to_owned(),
-        agent_id: inst.agent_id.clone().unwrap_or_default(),
+        framework: crate::intern::intern(FRAMEWORK),
+        agent_id: crate::intern::intern(inst.agent_id.as_deref().unwrap_or_default()),
         agent_ip,
         task_ips: task_ips.to_vec(),
         ports,
@@ -501,7 +581,7 @@ mod tests {
         p.catalog
             .tasks
             .iter()
-            .filter(|t| t.app_id == pod && t.running)
+            .filter(|t| *t.app_id == *pod && t.running)
             .map(|t| &**t)
             .collect()
     }

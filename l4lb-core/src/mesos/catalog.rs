@@ -150,10 +150,10 @@ fn record(key: &TaskKey, view: &TaskView) -> TaskRecord {
         })
         .collect();
     TaskRecord {
-        app_id: app_path(view.name.as_deref().unwrap_or(&key.task_id)),
+        app_id: crate::intern::intern(&app_path(view.name.as_deref().unwrap_or(&key.task_id))),
         task_id: key.task_id.clone(),
-        framework: view.framework.clone(),
-        agent_id: view.agent_id.clone(),
+        framework: crate::intern::intern(&view.framework),
+        agent_id: crate::intern::intern(&view.agent_id),
         agent_ip: Some(view.agent_ip),
         task_ips: view.task_ip.clone(),
         ports,

@@ -118,8 +118,8 @@ fn hello_overlay_task_records() {
         .iter()
         .find(|t| t.task_id.starts_with("hello-overlay-vip-0-server__"))
         .unwrap();
-    assert_eq!(t.app_id, "/hello-overlay-vip-0-server");
-    assert_eq!(t.framework, "hello-world");
+    assert_eq!(&*t.app_id, "/hello-overlay-vip-0-server");
+    assert_eq!(&*t.framework, "hello-world");
     assert_eq!(t.agent_ip, Some("10.0.0.49".parse().unwrap()));
     assert_eq!(t.task_ips, vec!["9.0.2.3".parse::<IpAddr>().unwrap()]);
     assert_eq!((t.running, t.host_ports), (true, false));
@@ -132,10 +132,7 @@ fn hello_overlay_task_records() {
         .iter()
         .find(|t| t.task_id.starts_with("hello-world."))
         .unwrap();
-    assert_eq!(
-        (m.app_id.as_str(), m.framework.as_str()),
-        ("/hello-world", "marathon")
-    );
+    assert_eq!((&*m.app_id, &*m.framework), ("/hello-world", "marathon"));
 }
 
 /// tcp-and-udp: the VIP label on the tcp and the udp port gives one VIP

@@ -23,6 +23,46 @@ pub(super) struct Run<'a> {
     /// Backend ids a replaced or removed table named: deleted if nothing
     /// names them at the end.
     left: BTreeSet<u32>,
+    /// Where the services' writes go as they are planned (None: `p.now`).
+    emit: Option<Emit<'a>>,
+}
+
+/// A plan's services handed on a part at a time: every `every` services
+/// placed, their new backends and their ops go to `to` (false: it did not
+/// take them, and planning stops), so the plan never holds them all.
+pub(super) struct Emit<'a> {
+    pub every: usize,
+    pub to: &'a mut dyn FnMut(&[Op]) -> bool,
+    /// Ops handed on.
+    pub emitted: usize,
+    pub refused: bool,
+    /// The part being gathered (its buffer reused from part to part).
+    buf: Vec<Op>,
+}
+
+impl<'a> Emit<'a> {
+    pub(super) fn new(every: usize, to: &'a mut dyn FnMut(&[Op]) -> bool) -> Emit<'a> {
+        Emit {
+            every: every.max(1),
+            to,
+            emitted: 0,
+            refused: false,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Hands on the new backends, then the services' ops (new backends
+    /// exist before any slot names them).
+    fn part(&mut self, new: &mut NewBackends, service_ops: &mut Vec<Op>) {
+        self.buf.append(&mut new.resets);
+        self.buf.append(&mut new.puts);
+        self.buf.append(service_ops);
+        if !self.buf.is_empty() {
+            self.refused = !(self.to)(&self.buf);
+            self.emitted += self.buf.len();
+            self.buf.clear();
+        }
+    }
 }
 
 impl<'a> Run<'a> {
@@ -41,7 +81,19 @@ impl<'a> Run<'a> {
             },
             new: NewBackends::default(),
             left: BTreeSet::new(),
+            emit: None,
         }
+    }
+
+    /// Hands the services' writes to `emit` as they are planned.
+    pub(super) fn emitting(mut self, emit: Emit<'a>) -> Run<'a> {
+        self.emit = Some(emit);
+        self
+    }
+
+    /// The emitter, once planning is done.
+    pub(super) fn take_emit(&mut self) -> Option<Emit<'a>> {
+        self.emit.take()
     }
 
     /// Plans each VIP of `vips` (sorted): those `desired` has are added,
@@ -55,16 +107,35 @@ impl<'a> Run<'a> {
         desired_len: usize,
     ) {
         let mut service_ops = Vec::new();
-        let mut seen = 0;
+        let (mut seen, mut placed) = (0, 0);
         for (vip, spec) in vips.iter().filter_map(|v| Some((v, desired(v)?))) {
             seen += 1;
+            let before = service_ops.len();
             self.service(vip, spec, &mut service_ops);
+            placed += usize::from(service_ops.len() > before);
+            if let Some(e) = self.emit.as_mut().filter(|e| placed >= e.every) {
+                e.part(&mut self.new, &mut service_ops);
+                placed = 0;
+                if e.refused {
+                    return;
+                }
+            }
         }
         self.p.summary.unchanged += desired_len - seen;
-        // New backends exist before any slot names them.
-        self.p.now.append(&mut self.new.resets);
-        self.p.now.append(&mut self.new.puts);
-        self.p.now.extend(service_ops);
+        match self.emit.as_mut() {
+            Some(e) => {
+                e.part(&mut self.new, &mut service_ops);
+                if e.refused {
+                    return;
+                }
+            }
+            None => {
+                // New backends exist before any slot names them.
+                self.p.now.append(&mut self.new.resets);
+                self.p.now.append(&mut self.new.puts);
+                self.p.now.extend(service_ops);
+            }
+        }
         for vip in vips.iter().filter(|v| desired(v).is_none()) {
             if let Some(old) = self.applied.services.get(vip) {
                 self.remove(vip, old);

@@ -283,10 +283,10 @@ fn fleet(size: usize) -> Catalog {
         .map(|b| {
             let agent = ip(&format!("127.1.0.{}", b % 50 + 1));
             Arc::new(TaskRecord {
-                app_id: format!("/app-{}", b / 5),
+                app_id: format!("/app-{}", b / 5).into(),
                 task_id: format!("app-{}.{b}", b / 5),
                 framework: "marathon".into(),
-                agent_id: format!("a-S{}", b % 50),
+                agent_id: format!("a-S{}", b % 50).into(),
                 agent_ip: Some(agent),
                 ports: vec![TaskPort {
                     port: 20_000 + b as u16,

@@ -66,7 +66,7 @@ impl Builder {
             let Some(task) = self.tasks.get_mut(n.task) else {
                 continue;
             };
-            let (app_id, pod) = (task.app_id.clone(), task.in_pod);
+            let (app_id, pod) = (task.app_id.to_string(), task.in_pod);
             let why = match hosts.lookup(&n.host) {
                 Lookup::Addr(ip) => {
                     Arc::make_mut(task).agent_ip = Some(ip);

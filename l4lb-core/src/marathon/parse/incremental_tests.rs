@@ -118,7 +118,7 @@ fn random_part(rng: &mut Rng) -> AppPart {
         b.warn(format!("warning {}", rng.below(3)));
     }
     let record = TaskRecord {
-        app_id: format!("/app-{}", rng.below(4)),
+        app_id: format!("/app-{}", rng.below(4)).into(),
         task_id: format!("t{}", rng.below(6)),
         ..TaskRecord::default()
     };

@@ -14,6 +14,7 @@ use super::{
 };
 use crate::declare::FRAMEWORK;
 use crate::hosts::{AgentAt, parse_agent_host, pick_agent_addr};
+use crate::intern::intern;
 use crate::marathon::apps::{App, Task};
 use crate::model::{TaskPort, TaskRecord};
 use crate::naming::Family;
@@ -334,10 +335,10 @@ impl TaskCtx<'_, '_> {
     ) -> TaskRecord {
         let (app, task) = (self.app, self.task);
         TaskRecord {
-            app_id: app.app.id.clone(),
+            app_id: intern(&app.app.id),
             task_id: task.id.clone(),
-            framework: FRAMEWORK.to_owned(),
-            agent_id: task.slave_id.clone().unwrap_or_default(),
+            framework: intern(FRAMEWORK),
+            agent_id: intern(task.slave_id.as_deref().unwrap_or_default()),
             agent_ip,
             task_ips,
             ports: task_ports(&app.specs, endpoints),
