@@ -223,9 +223,8 @@ fn measure_with(
         vip.push(v);
     }
 
-    program_costs(sb, iterations, deadline);
-
-    // The BPF counters prove the VIP rounds went through the rewrite.
+    // The BPF counters prove the VIP rounds went through the rewrite (read
+    // before the cost runs below add connects of their own).
     if let Ok(v) = agent.vips_json() {
         let connects: u64 = v
             .as_array()
@@ -239,6 +238,7 @@ fn measure_with(
         // (warm-up probes of the pairs count too: probe::WARMUP per round)
         println!("BPF counted {connects} connects to the VIP (the probe made {made})");
     }
+    program_costs(sb, iterations, deadline);
     Ok((direct, vip))
 }
 
