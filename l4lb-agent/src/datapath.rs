@@ -51,6 +51,18 @@ use crate::{
 pub(crate) static BPF_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/l4lb.bpf.o"));
 
+/// `object`, or an error saying how to get it when build.rs found no eBPF
+/// toolchain and embedded an empty one.
+pub(crate) fn built_object(object: &'static [u8]) -> Result<&'static [u8]> {
+    if object.is_empty() {
+        bail!(
+            "this l4lb-agent was built without its kernel programs (the eBPF toolchain was \
+             missing at build time): run `cargo xtask setup` as root, then build again"
+        );
+    }
+    Ok(object)
+}
+
 /// The cgroup programs, by name: the socket hooks (the function names in
 /// l4lb-ebpf/src/sock_addr.rs) and the handshake observer (sock_ops.rs).
 pub const SOCK_PROGRAMS: [&str; 9] = [
@@ -799,7 +811,8 @@ pub fn create(
         File::open(cgroup).with_context(|| format!("opening cgroup {}", cgroup.display()))?;
     // Locked first: nothing under the pin root is read or written by two agents.
     let lock = pin_root::create_and_lock(pin_root)?;
-    abi::check_and_record(pin_root, BPF_OBJECT)?;
+    let object = built_object(BPF_OBJECT)?;
+    abi::check_and_record(pin_root, object)?;
 
     let paths: Vec<(&str, PathBuf)> = ALL_MAPS.iter().map(|n| (*n, pin_root.join(n))).collect();
     // Neither counter map pinned yet: this load creates both, zeroed.
@@ -832,7 +845,7 @@ pub fn create(
     // Creates the maps and relocates the programs' references to them;
     // the verifier runs later, in `Programs::attach`.
     let mut ebpf = loader
-        .load(BPF_OBJECT)
+        .load(object)
         .context("loading the l4lb BPF object")?;
     for (_, path) in &paths {
         // Pinned maps hold the service table: root only.

@@ -119,7 +119,7 @@ fn ifindex(iface: &str) -> Result<u32> {
 pub fn sink(iface: &str, time: Duration, ready: impl FnOnce()) -> Result<()> {
     ifindex(iface)?;
     let mut ebpf = EbpfLoader::new()
-        .load(BENCH_OBJECT)
+        .load(super::built_object(BENCH_OBJECT)?)
         .context("loading the benchmark BPF object")?;
     let prog: &mut Xdp = ebpf
         .program_mut("l4lb_sink")
@@ -163,7 +163,7 @@ pub fn run(spec: &Spec) -> Result<Report> {
         .override_global("PKTGEN_FLOWS", &flows, true)
         .override_global("PKTGEN_INTERVAL_NS", &interval_ns, true)
         .override_global("PKTGEN_LIMIT", &spec.max_frames, true)
-        .load(BENCH_OBJECT)
+        .load(super::built_object(BENCH_OBJECT)?)
         .context("loading the benchmark BPF object")?;
     let pace = take_pace(&mut ebpf)?;
     let prog: &mut Xdp = ebpf
