@@ -9,11 +9,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use tokio::{
-    io::unix::AsyncFd,
-    signal::unix::{SignalKind, signal},
-    sync::mpsc,
-};
+use tokio::{io::unix::AsyncFd, sync::mpsc};
 use tracing::{error, info, warn};
 
 use crate::{
@@ -22,7 +18,7 @@ use crate::{
     guard::{Guard, Refused, Screener},
     health_probe, http_api,
     metrics::{self, Metrics},
-    model::{Catalog, ServiceMap, Vip, service_map},
+    model::{Catalog, ServiceMap, Vip},
     node::Protected,
     reconcile::{Reconciler, Staged},
     sockdestroy,
@@ -33,6 +29,7 @@ pub use crate::source::SourceEvent;
 
 mod attaching;
 mod copies;
+mod serving;
 
 use attaching::Attaching;
 
@@ -52,7 +49,18 @@ fn check_one_source(marathon: bool, mesos: bool, args: &RunArgs) -> Result<()> {
     Ok(())
 }
 
-pub async fn run(args: RunArgs) -> Result<()> {
+/// What the flags say before anything runs: the sources (at most one), what
+/// the VIP routes must leave alone, and the static file's first table.
+struct Startup {
+    marathon: Option<crate::marathon::source::SourceConfig>,
+    mesos: Option<crate::mesos::args::MesosConfig>,
+    protected: Protected,
+    static_source: Option<(StaticSource, crate::model::DesiredState)>,
+}
+
+/// Validates the flags and the static file before the kernel is touched:
+/// a bad file never loads anything.
+fn startup(args: &RunArgs) -> Result<Startup> {
     let marathon = args.marathon.resolve().context("Marathon flags")?;
     // The URL and credential checks are Marathon's: name the Mesos flags.
     let mesos = args.mesos.resolve().map_err(|e| {
@@ -61,7 +69,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             e.to_string().replace("--marathon", "--mesos")
         )
     })?;
-    check_one_source(marathon.is_some(), mesos.is_some(), &args)?;
+    check_one_source(marathon.is_some(), mesos.is_some(), args)?;
     let control_plane = marathon
         .as_ref()
         .map(|m| m.client.urls.clone())
@@ -73,7 +81,6 @@ pub async fn run(args: RunArgs) -> Result<()> {
         &args.dns.dns_upstream,
         &args.resolv_conf,
     );
-    // Validate before touching the kernel: a bad file never loads anything.
     let static_source = match marathon.is_some() || mesos.is_some() {
         true => None,
         false => {
@@ -84,6 +91,21 @@ pub async fn run(args: RunArgs) -> Result<()> {
             Some((source, first))
         }
     };
+    Ok(Startup {
+        marathon,
+        mesos,
+        protected,
+        static_source,
+    })
+}
+
+pub async fn run(args: RunArgs) -> Result<()> {
+    let Startup {
+        marathon,
+        mesos,
+        protected,
+        static_source,
+    } = startup(&args)?;
 
     // One agent per pin root, before anything (the sources included) runs.
     let _pin_root_lock = datapath::pin_root::create_and_lock(&args.pin_root)?;
@@ -105,41 +127,13 @@ pub async fn run(args: RunArgs) -> Result<()> {
     // Marathon's first read (subscribe, GET, decode) runs while the kernel
     // verifies and attaches the programs below: nothing is applied before
     // the loop at the end, so only the wait overlaps.
-    if let Some(cfg) = marathon {
-        let src = source::marathon::spawn(cfg, &args.resolv_conf, tx.clone())?;
-        metrics.set_marathon(src.stats);
-        metrics.set_hosts(src.hosts);
-    }
-    if let Some(cfg) = mesos {
-        let src = source::mesos::spawn(cfg, &args.resolv_conf, tx.clone())?;
-        metrics.set_mesos(src.stats);
-        metrics.set_hosts(src.hosts);
-    }
+    spawn_sources(marathon, mesos, &args, &metrics, &tx)?;
     let (maps, mut attaching) = start_datapath(&args, &cgroup)?;
-    // The discovery HTTP API reads what the loop publishes after each apply.
-    let (view_tx, view_rx) = tokio::sync::watch::channel(Arc::new(http_api::View::default()));
-    if let Some(listen) = args.metrics_listen.filter(|_| !args.no_metrics) {
-        let config = http_api::mesos_dns_config(args.dns.config().as_ref(), listen);
-        metrics::serve(listen, metrics.clone(), http_api::router(view_rx, config)).await?;
-    }
-    let mut dns = start_dns(&args, &metrics)?;
+    let view_tx = start_http(&args, &metrics).await?;
+    let dns = start_dns(&args, &metrics)?;
 
-    let mut rec = Reconciler::adopt(maps, Duration::from_millis(args.grace_ms))?;
-    let mut locality = crate::locality::Locality::new(&args.locality);
-    info!(locality = locality.mode().name(), "locality");
-    let backends_tx = follow_backends(&args, &rec)?;
-    metrics.table_repairs.inc_by(rec.repairs as u64);
-    let mut refusals = Refusals::default();
-    if !rec.applied().services.is_empty() {
-        let guard = protected.guard().collisions_only();
-        let out = (&*metrics, &mut locality);
-        if screen_adopted(&mut rec, &mut refusals, &guard, out, &mut attaching).await? {
-            backends_tx.send_replace(rec.applied().backends.clone());
-        }
-    }
-    // The adopted table (or none): the sets a previous run left are checked now.
-    let adopted = rec.applied().clone();
-    locality.sync(&adopted, &mut rec.writer);
+    let (rec, locality, refusals, backends_tx) =
+        adopt(maps, &args, &protected, &metrics, &mut attaching).await?;
     let mut escape = match args.no_vip_routes {
         true => None,
         false => Some(
@@ -160,78 +154,100 @@ pub async fn run(args: RunArgs) -> Result<()> {
         _watcher = source::static_file::spawn(source, first, tx.clone()).await?;
     }
 
-    // The services of the last catalog, before the guard's screen.
-    let mut last_services = ServiceMap::new();
-    let mut copies = copies::Copies::default();
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    loop {
-        let event = tokio::select! {
-            Some(ev) = rx.recv() => ev,
-            done = attaching.ready(), if attaching.is_pending() => {
-                done?;
-                continue;
-            }
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-        };
-        match event {
-            SourceEvent::Update {
-                mut catalog,
-                services,
-                trigger,
-                received_at,
-                skipped,
-            } => {
-                if skipped > 0 {
-                    metrics.skipped.inc_by(skipped as u64);
-                }
-                let copy_later = services.is_some();
-                // A source without a map of its own: one that shares with
-                // the last every service that did not change.
-                let wanted = services
-                    .unwrap_or_else(|| service_map(&last_services, &catalog.services.services));
-                let guard = protected.guard();
-                let services = refusals.screen_map(&guard, &wanted, &mut catalog, &metrics);
-                last_services = wanted;
-                locality.learn(&catalog);
-                let publish = |in_maps: BTreeSet<Vip>| {
-                    // The catalog's copy of a source's map, made once the
-                    // table serves (the maps do not wait for it).
-                    let made_from = copy_later.then(|| services.clone());
-                    if copy_later {
-                        catalog.services = copies.make(&services);
-                    }
-                    let catalog = Arc::new(catalog);
-                    let zone_opts = dns.as_ref().map(|d| d.2.clone()).unwrap_or_default();
-                    // Zones are built here only for the DNS server; the HTTP
-                    // API builds its own on demand when there is none.
-                    let zones = dns.as_mut().map(|(_, zones_tx, _, index)| {
-                        publish_zones(zones_tx, &catalog, &in_maps, index, &trigger, received_at)
-                    });
-                    let view = http_api::View::new(catalog, in_maps, zone_opts, zones);
-                    let old = view_tx.send_replace(Arc::new(view));
-                    copies.replaced(old, made_from);
-                };
-                let staged = services.clone();
-                let out = (&*metrics, &mut locality);
-                let wait = &mut attaching;
-                apply(&mut rec, staged, &trigger, received_at, out, wait, publish).await?;
-                backends_tx.send_replace(rec.applied().backends.clone());
-                sync_vip_routes(&mut escape, &rec, &metrics).await;
-            }
-            SourceEvent::Failed { trigger, reason } => {
-                metrics.source_failed();
-                error!(%trigger, "keeping the previous table: {reason}");
-            }
-        }
-    }
+    let mut serving = serving::Serving {
+        rec,
+        refusals,
+        locality,
+        protected,
+        metrics,
+        dns,
+        view_tx,
+        attaching,
+        escape,
+        backends_tx,
+        last_services: ServiceMap::new(),
+        copies: copies::Copies::default(),
+    };
+    serving.follow(&mut rx).await?;
     info!(
         "stopping: the datapath keeps serving from {} (pinned links and maps); `l4lb-agent teardown` removes it",
         args.pin_root.display()
     );
     Ok(())
 }
+
+/// Starts the control-plane source (at most one): its first read runs while
+/// the kernel verifies the programs.
+fn spawn_sources(
+    marathon: Option<crate::marathon::source::SourceConfig>,
+    mesos: Option<crate::mesos::args::MesosConfig>,
+    args: &RunArgs,
+    metrics: &Metrics,
+    tx: &mpsc::Sender<SourceEvent>,
+) -> Result<()> {
+    if let Some(cfg) = marathon {
+        let src = source::marathon::spawn(cfg, &args.resolv_conf, tx.clone())?;
+        metrics.set_marathon(src.stats);
+        metrics.set_hosts(src.hosts);
+    }
+    if let Some(cfg) = mesos {
+        let src = source::mesos::spawn(cfg, &args.resolv_conf, tx.clone())?;
+        metrics.set_mesos(src.stats);
+        metrics.set_hosts(src.hosts);
+    }
+    Ok(())
+}
+
+/// /metrics and the discovery HTTP API, which reads what the loop publishes
+/// after each apply (through the returned sender).
+async fn start_http(
+    args: &RunArgs,
+    metrics: &Arc<Metrics>,
+) -> Result<tokio::sync::watch::Sender<Arc<http_api::View>>> {
+    let (view_tx, view_rx) = tokio::sync::watch::channel(Arc::new(http_api::View::default()));
+    if let Some(listen) = args.metrics_listen.filter(|_| !args.no_metrics) {
+        let config = http_api::mesos_dns_config(args.dns.config().as_ref(), listen);
+        metrics::serve(listen, metrics.clone(), http_api::router(view_rx, config)).await?;
+    }
+    Ok(view_tx)
+}
+
+/// The reconciler over the pinned maps with the table a previous run left
+/// (screened for collisions with what this run protects), the locality
+/// sets checked against it, and the followers of its backends.
+async fn adopt(
+    maps: datapath::Maps,
+    args: &RunArgs,
+    protected: &Protected,
+    metrics: &Metrics,
+    attaching: &mut Attaching,
+) -> Result<(
+    Reconciler<datapath::Maps>,
+    crate::locality::Locality,
+    Refusals,
+    BackendsTx,
+)> {
+    let mut rec = Reconciler::adopt(maps, Duration::from_millis(args.grace_ms))?;
+    let mut locality = crate::locality::Locality::new(&args.locality);
+    info!(locality = locality.mode().name(), "locality");
+    let backends_tx = follow_backends(args, &rec)?;
+    metrics.table_repairs.inc_by(rec.repairs as u64);
+    let mut refusals = Refusals::default();
+    if !rec.applied().services.is_empty() {
+        let guard = protected.guard().collisions_only();
+        let out = (metrics, &mut locality);
+        if screen_adopted(&mut rec, &mut refusals, &guard, out, attaching).await? {
+            backends_tx.send_replace(rec.applied().backends.clone());
+        }
+    }
+    // The adopted table (or none): the sets a previous run left are checked now.
+    let adopted = rec.applied().clone();
+    locality.sync(&adopted, &mut rec.writer);
+    Ok((rec, locality, refusals, backends_tx))
+}
+
+/// Feeds the tasks that follow the backends the maps hold.
+type BackendsTx = tokio::sync::watch::Sender<imbl::OrdMap<u32, std::net::SocketAddr>>;
 
 /// The maps now, the programs on a blocking thread: the first table is
 /// read and written while the kernel verifies them (see `attaching`).
@@ -295,10 +311,7 @@ fn start_dns(args: &RunArgs, metrics: &Metrics) -> Result<Option<Dns>> {
 
 /// The tasks that follow the backends the maps hold (the DSR neighbour
 /// refresh, the agent's health probes), and the sender that feeds them.
-fn follow_backends(
-    args: &RunArgs,
-    rec: &Reconciler<datapath::Maps>,
-) -> Result<tokio::sync::watch::Sender<imbl::OrdMap<u32, std::net::SocketAddr>>> {
+fn follow_backends(args: &RunArgs, rec: &Reconciler<datapath::Maps>) -> Result<BackendsTx> {
     let (backends_tx, backends_rx) = tokio::sync::watch::channel(rec.applied().backends.clone());
     if args.xdp_dsr != datapath::dsr::Dsr::Off && !args.xdp_ifaces.is_empty() {
         datapath::dsr::spawn_neighbour_refresh(backends_tx.subscribe());
