@@ -909,3 +909,19 @@ pub fn teardown(pin_root: &Path) -> Result<Vec<PathBuf>> {
     let _ = fs::remove_dir(pin_root);
     Ok(removed)
 }
+
+#[cfg(test)]
+mod tests {
+    /// An agent built before `cargo xtask setup` (empty objects) says what
+    /// to run instead of failing inside the ELF parser.
+    #[test]
+    fn an_empty_object_is_refused_with_the_command_that_fixes_it() {
+        let err = super::built_object(&[]).unwrap_err().to_string();
+        assert!(err.contains("cargo xtask setup"), "{err}");
+        assert_eq!(super::built_object(b"\x7fELF").unwrap(), b"\x7fELF");
+        assert!(
+            !super::BPF_OBJECT.is_empty(),
+            "this build embeds real programs"
+        );
+    }
+}
