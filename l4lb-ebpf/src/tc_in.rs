@@ -22,7 +22,7 @@ use aya_ebpf::{
     macros::classifier,
     programs::TcContext,
 };
-use l4lb_common::{Addr6, GUARD_OTHER_PROTO};
+use l4lb_common::Addr6;
 
 use crate::{
     balance::{self, Nat, Packet, Step},
@@ -39,21 +39,14 @@ pub fn l4lb_tc_ingress(ctx: TcContext) -> i32 {
     }
 }
 
-/// An ICMP error to a VIP address: to the flow's backend, else guarded, as
-/// in XDP. The headers the steering reads and writes are pulled into the
-/// linear head first (a packet too short for them fails the pull, then the
-/// bounds checks, and is guarded).
+/// An ICMP error to a VIP address: steered as in XDP, once the headers the
+/// steering reads and writes are pulled into the linear head (a packet too
+/// short for them fails the pull, then the bounds checks, and is guarded).
 #[inline(always)]
 fn steer_icmp(ctx: &TcContext, dst: Addr6, v6: bool) -> i32 {
     let end = if v6 { icmp::IN6_END } else { icmp::IN4_END };
     let _ = ctx.pull_data(end as u32);
-    let steered = if v6 {
-        icmp::to_backend6(ctx)
-    } else {
-        icmp::to_backend4(ctx)
-    };
-    let drop = steered.unwrap_or_else(|()| balance::guard(ctx, dst, GUARD_OTHER_PROTO));
-    ctx.verdict(drop)
+    icmp::steer(ctx, dst, v6)
 }
 
 impl Packet for TcContext {

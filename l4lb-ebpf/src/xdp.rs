@@ -48,10 +48,7 @@ use aya_ebpf::{
     macros::xdp,
     programs::XdpContext,
 };
-use l4lb_common::{
-    Addr6, Backend, EXPLAIN_MAGIC, GUARD_OTHER_PROTO, IPPROTO_TCP, IPPROTO_UDP, XDP_F_DSR_L2,
-    XDP_F_FIB,
-};
+use l4lb_common::{Backend, EXPLAIN_MAGIC, IPPROTO_TCP, IPPROTO_UDP, XDP_F_DSR_L2, XDP_F_FIB};
 use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -74,23 +71,8 @@ use crate::{
 pub fn l4lb_xdp(ctx: XdpContext) -> u32 {
     match balance::decide(&ctx) {
         Step::Done(action) => action,
-        Step::Icmp { dst, v6 } => steer_icmp(&ctx, dst, v6),
+        Step::Icmp { dst, v6 } => icmp::steer(&ctx, dst, v6),
     }
-}
-
-/// An ICMP error to a VIP address: to the flow's backend, else guarded. The
-/// steering's larger parts are out of line (`icmp.rs`): BPF's 512 bytes of
-/// stack are counted along a call chain, and the balancing, inline here (a
-/// call on every packet would cost ~9 ns), fills most of this frame.
-#[inline(always)]
-fn steer_icmp(ctx: &XdpContext, dst: Addr6, v6: bool) -> u32 {
-    let steered = if v6 {
-        icmp::to_backend6(ctx)
-    } else {
-        icmp::to_backend4(ctx)
-    };
-    let drop = steered.unwrap_or_else(|()| balance::guard(ctx, dst, GUARD_OTHER_PROTO));
-    ctx.verdict(drop)
 }
 
 impl Packet for XdpContext {
