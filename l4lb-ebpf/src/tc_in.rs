@@ -78,7 +78,7 @@ impl Packet for TcContext {
     }
 
     #[inline(always)]
-    fn nat(&self, nat: &Nat) -> i32 {
+    fn nat(&self, nat: &Nat<'_>) -> i32 {
         let done = if nat.backend.family == 4 {
             nat4(self, nat)
         } else {
@@ -95,7 +95,7 @@ impl Packet for TcContext {
 /// is always complete; the L4 one follows the address (pseudo-header) and
 /// the port, as partial or full as it came.
 #[inline(always)]
-fn nat4(ctx: &TcContext, nat: &Nat) -> Result<(), i64> {
+fn nat4(ctx: &TcContext, nat: &Nat<'_>) -> Result<(), i64> {
     let proto = nat.key.proto;
     let (dst, new_ip) = (nat.key.dst[3], nat.backend.addr[3]);
     let check = l4_check_off(L4_V4, proto);
@@ -114,7 +114,7 @@ fn nat4(ctx: &TcContext, nat: &Nat) -> Result<(), i64> {
 }
 
 #[inline(always)]
-fn nat6(ctx: &TcContext, nat: &Nat) -> Result<(), i64> {
+fn nat6(ctx: &TcContext, nat: &Nat<'_>) -> Result<(), i64> {
     let proto = nat.key.proto;
     let check = l4_check_off(L4_V6, proto);
     let flags = l4_flags(proto);
@@ -140,7 +140,7 @@ fn rewrite_port(
     l4: usize,
     check: usize,
     flags: u64,
-    nat: &Nat,
+    nat: &Nat<'_>,
 ) -> Result<(), i64> {
     ctx.skb.l4_csum_replace(
         check,
