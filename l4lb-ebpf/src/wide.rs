@@ -41,54 +41,35 @@ pub unsafe fn read<T>(p: *const T) -> T {
 /// The largest `T` read by words (an IPv4 header is 5).
 const MAX_WORDS: usize = 5;
 
-/// # Safety
-/// 4 readable bytes at `p`.
-#[inline(always)]
-unsafe fn load32(p: *const u8) -> u32 {
-    let v: u64;
-    // SAFETY: the caller's; a load has no other effect.
-    unsafe {
-        asm!("{v} = *(u32 *)({p} + 0)", v = out(reg) v, p = in(reg) p,
-             options(pure, readonly, nostack, preserves_flags));
-    }
-    v as u32
-}
-
-/// # Safety
-/// 2 readable bytes at `p`.
-#[inline(always)]
-pub unsafe fn load16(p: *const u8) -> u16 {
-    let v: u64;
-    // SAFETY: the caller's; a load has no other effect.
-    unsafe {
-        asm!("{v} = *(u16 *)({p} + 0)", v = out(reg) v, p = in(reg) p,
-             options(pure, readonly, nostack, preserves_flags));
-    }
-    v as u16
-}
-
-/// Writes `v` (network-order bytes read as a native u32) at `p`.
+/// The packet load and store of one width: `$load(p)` reads the `$t` at
+/// `p`, `$store(p, v)` writes `v` there, `v` being network-order bytes read
+/// as a native integer.
 ///
-/// # Safety
-/// `p` must point into the packet with 4 bytes bounds-checked.
-#[inline(always)]
-pub unsafe fn write32(p: *mut u8, v: u32) {
-    // SAFETY: the caller's.
-    unsafe {
-        asm!("*(u32 *)({p} + 0) = {v}", p = in(reg) p, v = in(reg) u64::from(v),
-             options(nostack, preserves_flags));
-    }
+/// # Safety (of both)
+/// `p` must point into the packet with `size_of::<$t>()` bytes bounds-checked.
+macro_rules! width {
+    ($t:ty, $bpf:literal, $load:ident, $store:ident) => {
+        #[inline(always)]
+        pub unsafe fn $load(p: *const u8) -> $t {
+            let v: u64;
+            // SAFETY: the caller's; a load has no other effect.
+            unsafe {
+                asm!(concat!("{v} = *(", $bpf, " *)({p} + 0)"), v = out(reg) v, p = in(reg) p,
+                     options(pure, readonly, nostack, preserves_flags));
+            }
+            v as $t
+        }
+
+        #[inline(always)]
+        pub unsafe fn $store(p: *mut u8, v: $t) {
+            // SAFETY: the caller's.
+            unsafe {
+                asm!(concat!("*(", $bpf, " *)({p} + 0) = {v}"), p = in(reg) p,
+                     v = in(reg) u64::from(v), options(nostack, preserves_flags));
+            }
+        }
+    };
 }
 
-/// Writes `v` (network-order bytes read as a native u16) at `p`.
-///
-/// # Safety
-/// `p` must point into the packet with 2 bytes bounds-checked.
-#[inline(always)]
-pub unsafe fn write16(p: *mut u8, v: u16) {
-    // SAFETY: the caller's.
-    unsafe {
-        asm!("*(u16 *)({p} + 0) = {v}", p = in(reg) p, v = in(reg) u64::from(v),
-             options(nostack, preserves_flags));
-    }
-}
+width!(u32, "u32", load32, write32);
+width!(u16, "u16", load16, write16);
