@@ -47,7 +47,7 @@ pub trait Packet {
     /// Sends the packet to `nat.backend` (of the packet's family): rewrites
     /// its destination (XDP under `--xdp-dsr l2`: only its MACs), and calls
     /// [`finish`].
-    fn nat(&self, nat: &Nat) -> Self::Verdict;
+    fn nat(&self, nat: &Nat<'_>) -> Self::Verdict;
 }
 
 /// Where [`decide`] leaves a packet.
@@ -62,12 +62,14 @@ pub enum Step<V> {
 }
 
 /// A packet to send to a backend: its client-side 5-tuple, the pick, and
-/// what the close tracking needs.
-pub struct Nat {
-    pub key: FlowKey,
+/// what the close tracking needs. The key and the backend by reference (the
+/// backend of an established flow is read in its connection-table entry):
+/// copies of them were stack moves on every packet.
+pub struct Nat<'a> {
+    pub key: &'a FlowKey,
     pub service_id: u32,
     pub backend_id: u32,
-    pub backend: Backend,
+    pub backend: &'a Backend,
     /// The tracked flow's close bits; None for a new (or no) entry.
     pub flags: Option<u32>,
     /// TCP flags (0 for UDP).
@@ -145,10 +147,12 @@ fn nat<P: Packet>(p: &P, l4: usize, proto: u8, src: Addr6, dst: Addr6, family: u
     let Ok((sport, dport, tcp)) = l4_ports(p, l4, proto) else {
         return p.verdict(guard(p, dst, GUARD_TRUNCATED));
     };
-    let key = flow_key(src, dst, sport, dport, proto);
-    if !maybe_vip(&key.dst) {
+    // The filter first, on the address in registers: the key is built after
+    // it, so no helper call stands between its stores and the lookup's loads.
+    if !maybe_vip(&dst) {
         return p.verdict(false);
     }
+    let key = flow_key(src, dst, sport, dport, proto);
     let flow = ct::get(&key);
     // The established path: one hash lookup (above) and one array read.
     if let Some(f) = flow
@@ -156,8 +160,8 @@ fn nat<P: Packet>(p: &P, l4: usize, proto: u8, src: Addr6, dst: Addr6, family: u
         && !reopens(tcp, f.flags)
         && (!monitor::watching() || p.explain())
     {
-        let b = (f.service_id, f.backend_id, f.backend);
-        return to_backend(p, key, family, b, Some(f.flags), tcp);
+        let b = (f.service_id, f.backend_id, &f.backend);
+        return to_backend(p, &key, family, b, Some(f.flags), tcp);
     }
     let Some(svc) = lookup_service(key.dst, dport, proto) else {
         return p.verdict(false);
@@ -165,15 +169,15 @@ fn nat<P: Packet>(p: &P, l4: usize, proto: u8, src: Addr6, dst: Addr6, family: u
     let Some((backend_id, backend, flags)) = select(p.explain(), &key, flow, &svc, tcp) else {
         return p.verdict(true);
     };
-    to_backend(p, key, family, (svc.id, backend_id, backend), flags, tcp)
+    to_backend(p, &key, family, (svc.id, backend_id, &backend), flags, tcp)
 }
 
 #[inline(always)]
 fn to_backend<P: Packet>(
     p: &P,
-    key: FlowKey,
+    key: &FlowKey,
     family: u8,
-    (service_id, backend_id, backend): (u32, u32, Backend),
+    (service_id, backend_id, backend): (u32, u32, &Backend),
     flags: Option<u32>,
     tcp: u8,
 ) -> P::Verdict {
@@ -301,7 +305,7 @@ fn ipv6_reason(next_hdr: u8) -> u32 {
 fn select(
     explain: bool,
     key: &FlowKey,
-    flow: Option<FlowValue>,
+    flow: Option<&FlowValue>,
     svc: &ServiceValue,
     tcp: u8,
 ) -> Option<(u32, Backend, Option<u32>)> {
@@ -365,7 +369,7 @@ fn select(
 /// Nothing to read or write for any other packet: `close_step` answers from
 /// the flags already in hand.
 #[inline(always)]
-pub fn finish<P: Packet>(p: &P, nat: &Nat) {
+pub fn finish<P: Packet>(p: &P, nat: &Nat<'_>) {
     if p.explain() {
         return;
     }
@@ -381,7 +385,7 @@ pub fn finish<P: Packet>(p: &P, nat: &Nat) {
     let Some(flags) = nat.flags else { return };
     let step = close_step(nat.tcp, flags, FLOW_FIN_CLIENT);
     if step != CloseStep::Keep {
-        flow_close::from_client(flow_close::encode(step), &nat.key, nat.backend_id);
+        flow_close::from_client(flow_close::encode(step), nat.key, nat.backend_id);
     }
 }
 

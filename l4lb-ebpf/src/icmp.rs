@@ -21,11 +21,12 @@
 //! to a VIP is dropped.
 use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::TcContext};
 use l4lb_common::{
-    Addr6, FlowKey, ICMP_NO_FLOW, ICMP_PER_CPU_PER_SEC, ICMP_RATE_LIMITED, ICMP_TO_BACKEND,
-    ICMP_TO_CLIENT, IPPROTO_TCP, IPPROTO_UDP, v4_mapped,
+    Addr6, FlowKey, GUARD_OTHER_PROTO, ICMP_NO_FLOW, ICMP_PER_CPU_PER_SEC, ICMP_RATE_LIMITED,
+    ICMP_TO_BACKEND, ICMP_TO_CLIENT, IPPROTO_TCP, IPPROTO_UDP, v4_mapped,
 };
 
 use crate::{
+    balance::{self, Packet},
     csum::csum_update,
     ct,
     maps::{L4LB_BACKENDS, L4LB_ICMP_RATE, L4LB_ICMP_STATS, L4LB_XDP_REVNAT},
@@ -216,6 +217,23 @@ pub fn to_client6(ctx: &TcContext) -> Result<(), i64> {
 }
 
 // ---- to the backend: XDP ingress ----
+
+/// An ICMP(v6) error to VIP address `dst`, as the ingress programs meet it
+/// (`balance::Step::Icmp`): to the flow's backend, else guarded like other
+/// ICMP. The packet's headers must be readable in place (tc pulls its head
+/// first). The steering's larger parts are out of line: BPF's 512 bytes of
+/// stack are counted along a call chain, and the balancing, inline in the
+/// caller (a call on every packet would cost ~9 ns), fills most of its frame.
+#[inline(always)]
+pub fn steer<P: Packet + Direct>(ctx: &P, dst: Addr6, v6: bool) -> P::Verdict {
+    let steered = if v6 {
+        to_backend6(ctx)
+    } else {
+        to_backend4(ctx)
+    };
+    let drop = steered.unwrap_or_else(|()| balance::guard(ctx, dst, GUARD_OTHER_PROTO));
+    ctx.verdict(drop)
+}
 
 /// The backend (address, port) of the flow `key` (client → VIP), if tracked.
 #[inline(always)]

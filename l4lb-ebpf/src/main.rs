@@ -12,6 +12,8 @@
 // a flow's close bits (`flow_close.rs`): stable `core` offers no
 // read-modify-write atomics on bpf.
 #![feature(core_intrinsics)]
+// BPF inline assembly: word loads of packet bytes (`wide.rs`).
+#![feature(asm_experimental_arch)]
 #![allow(internal_features)]
 
 mod balance;
@@ -29,6 +31,7 @@ mod sock_ops;
 mod socks;
 mod tc;
 mod tc_in;
+mod wide;
 mod xdp;
 
 #[cfg(not(test))]

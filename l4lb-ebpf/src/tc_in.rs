@@ -22,7 +22,7 @@ use aya_ebpf::{
     macros::classifier,
     programs::TcContext,
 };
-use l4lb_common::{Addr6, GUARD_OTHER_PROTO};
+use l4lb_common::Addr6;
 
 use crate::{
     balance::{self, Nat, Packet, Step},
@@ -39,21 +39,14 @@ pub fn l4lb_tc_ingress(ctx: TcContext) -> i32 {
     }
 }
 
-/// An ICMP error to a VIP address: to the flow's backend, else guarded, as
-/// in XDP. The headers the steering reads and writes are pulled into the
-/// linear head first (a packet too short for them fails the pull, then the
-/// bounds checks, and is guarded).
+/// An ICMP error to a VIP address: steered as in XDP, once the headers the
+/// steering reads and writes are pulled into the linear head (a packet too
+/// short for them fails the pull, then the bounds checks, and is guarded).
 #[inline(always)]
 fn steer_icmp(ctx: &TcContext, dst: Addr6, v6: bool) -> i32 {
     let end = if v6 { icmp::IN6_END } else { icmp::IN4_END };
     let _ = ctx.pull_data(end as u32);
-    let steered = if v6 {
-        icmp::to_backend6(ctx)
-    } else {
-        icmp::to_backend4(ctx)
-    };
-    let drop = steered.unwrap_or_else(|()| balance::guard(ctx, dst, GUARD_OTHER_PROTO));
-    ctx.verdict(drop)
+    icmp::steer(ctx, dst, v6)
 }
 
 impl Packet for TcContext {
@@ -85,7 +78,7 @@ impl Packet for TcContext {
     }
 
     #[inline(always)]
-    fn nat(&self, nat: &Nat) -> i32 {
+    fn nat(&self, nat: &Nat<'_>) -> i32 {
         let done = if nat.backend.family == 4 {
             nat4(self, nat)
         } else {
@@ -102,7 +95,7 @@ impl Packet for TcContext {
 /// is always complete; the L4 one follows the address (pseudo-header) and
 /// the port, as partial or full as it came.
 #[inline(always)]
-fn nat4(ctx: &TcContext, nat: &Nat) -> Result<(), i64> {
+fn nat4(ctx: &TcContext, nat: &Nat<'_>) -> Result<(), i64> {
     let proto = nat.key.proto;
     let (dst, new_ip) = (nat.key.dst[3], nat.backend.addr[3]);
     let check = l4_check_off(L4_V4, proto);
@@ -121,7 +114,7 @@ fn nat4(ctx: &TcContext, nat: &Nat) -> Result<(), i64> {
 }
 
 #[inline(always)]
-fn nat6(ctx: &TcContext, nat: &Nat) -> Result<(), i64> {
+fn nat6(ctx: &TcContext, nat: &Nat<'_>) -> Result<(), i64> {
     let proto = nat.key.proto;
     let check = l4_check_off(L4_V6, proto);
     let flags = l4_flags(proto);
@@ -147,7 +140,7 @@ fn rewrite_port(
     l4: usize,
     check: usize,
     flags: u64,
-    nat: &Nat,
+    nat: &Nat<'_>,
 ) -> Result<(), i64> {
     ctx.skb.l4_csum_replace(
         check,

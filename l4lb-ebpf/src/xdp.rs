@@ -48,10 +48,7 @@ use aya_ebpf::{
     macros::xdp,
     programs::XdpContext,
 };
-use l4lb_common::{
-    Addr6, Backend, EXPLAIN_MAGIC, GUARD_OTHER_PROTO, IPPROTO_TCP, IPPROTO_UDP, XDP_F_DSR_L2,
-    XDP_F_FIB,
-};
+use l4lb_common::{Backend, EXPLAIN_MAGIC, IPPROTO_TCP, IPPROTO_UDP, XDP_F_DSR_L2, XDP_F_FIB};
 use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -68,29 +65,18 @@ use crate::{
         AF_INET, AF_INET6, IP4_LEN_OFF, IP6_LEN_OFF, L4_V4, L4_V6, bytes, l4_check_off, ptr_at,
         words,
     },
+    wide,
 };
 
+// Forced inline into the wrapper the macro makes: left to itself, the
+// compiler made this body a BPF subprogram, a call on every packet.
 #[xdp]
+#[inline(always)]
 pub fn l4lb_xdp(ctx: XdpContext) -> u32 {
     match balance::decide(&ctx) {
         Step::Done(action) => action,
-        Step::Icmp { dst, v6 } => steer_icmp(&ctx, dst, v6),
+        Step::Icmp { dst, v6 } => icmp::steer(&ctx, dst, v6),
     }
-}
-
-/// An ICMP error to a VIP address: to the flow's backend, else guarded. The
-/// steering's larger parts are out of line (`icmp.rs`): BPF's 512 bytes of
-/// stack are counted along a call chain, and the balancing, inline here (a
-/// call on every packet would cost ~9 ns), fills most of this frame.
-#[inline(always)]
-fn steer_icmp(ctx: &XdpContext, dst: Addr6, v6: bool) -> u32 {
-    let steered = if v6 {
-        icmp::to_backend6(ctx)
-    } else {
-        icmp::to_backend4(ctx)
-    };
-    let drop = steered.unwrap_or_else(|()| balance::guard(ctx, dst, GUARD_OTHER_PROTO));
-    ctx.verdict(drop)
 }
 
 impl Packet for XdpContext {
@@ -100,7 +86,7 @@ impl Packet for XdpContext {
     fn read<T>(&self, off: usize) -> Result<T, ()> {
         let p: *const T = ptr_at(self, off)?;
         // SAFETY: bounds-checked by ptr_at; T has alignment 1 (bytes, headers).
-        Ok(unsafe { core::ptr::read_unaligned(p) })
+        Ok(unsafe { wide::read(p) })
     }
 
     #[inline(always)]
@@ -128,12 +114,12 @@ impl Packet for XdpContext {
     }
 
     #[inline(always)]
-    fn nat(&self, nat: &Nat) -> u32 {
+    fn nat(&self, nat: &Nat<'_>) -> u32 {
         // The mode flags, read once per packet.
         let flags = xdp_flags(self);
         if flags & XDP_F_DSR_L2 != 0 && nat.backend.port == nat.key.dport {
             balance::finish(self, nat);
-            return to_backend_l2(self, &nat.backend);
+            return to_backend_l2(self, nat.backend);
         }
         let fib = flags & XDP_F_FIB != 0;
         let done = if nat.backend.family == 4 {
@@ -154,31 +140,36 @@ fn is_explain(ctx: &XdpContext) -> bool {
         return false;
     }
     // SAFETY: bounds checked against the end of the metadata just above.
-    unsafe { core::ptr::read_unaligned(meta as *const u32) == EXPLAIN_MAGIC }
+    u32::from_ne_bytes(unsafe { wide::read(meta as *const [u8; 4]) }) == EXPLAIN_MAGIC
 }
 
 #[inline(always)]
-fn nat4(ctx: &XdpContext, nat: &Nat, fib: bool) -> Result<u32, ()> {
+fn nat4(ctx: &XdpContext, nat: &Nat<'_>, fib: bool) -> Result<u32, ()> {
     let proto = nat.key.proto;
     let (dst, dport) = (nat.key.dst[3], nat.key.dport);
     let (new_ip, port) = (nat.backend.addr[3], nat.backend.port);
     let ip: *mut Ipv4Hdr = ptr_at(ctx, EthHdr::LEN)?;
     let check: *mut [u8; 2] = ptr_at(ctx, l4_check_off(L4_V4, proto))?;
-    // SAFETY: bounds-checked (ip, check); the ports were read through the same bounds.
+    let dport_at: *mut [u8; 2] = ptr_at(ctx, L4_V4 + 2)?;
+    let (ipc, dst_at) = (
+        ip.cast::<u8>().wrapping_add(10),
+        ip.cast::<u8>().wrapping_add(16),
+    );
+    // SAFETY: bounds-checked (ip, check, dport_at); whole-word accesses.
     unsafe {
         // The address's difference, once for both checksums.
         let d = delta32(&[dst], &[new_ip]);
         // IPv4 header checksum: only the destination address changed.
-        let ipc = u16::from_ne_bytes((*ip).check);
-        (*ip).check = csum_apply(ipc, d).to_ne_bytes();
-        (*ip).dst_addr = new_ip.to_ne_bytes();
-        let old = u16::from_ne_bytes(*check);
+        wide::write16(ipc, csum_apply(wide::load16(ipc), d));
+        wide::write32(dst_at, new_ip);
+        let old = wide::load16(check.cast());
         // UDP over IPv4 with checksum 0 means "no checksum": keep it 0.
         if !(proto == IPPROTO_UDP && old == 0) {
             let c = csum_apply(old, d + u64::from(!dport) + u64::from(port));
-            *check = udp_nonzero(proto, c).to_ne_bytes();
+            wide::write16(check.cast(), udp_nonzero(proto, c));
         }
-        set_dport(ctx, L4_V4, proto, port)?;
+        // TCP and UDP both keep the destination port at byte 2.
+        wide::write16(dport_at.cast(), port);
     }
     balance::finish(ctx, nat);
     Ok(if fib {
@@ -189,7 +180,7 @@ fn nat4(ctx: &XdpContext, nat: &Nat, fib: bool) -> Result<u32, ()> {
 }
 
 #[inline(always)]
-fn nat6(ctx: &XdpContext, nat: &Nat, fib: bool) -> Result<u32, ()> {
+fn nat6(ctx: &XdpContext, nat: &Nat<'_>, fib: bool) -> Result<u32, ()> {
     let proto = nat.key.proto;
     let ip: *mut Ipv6Hdr = ptr_at(ctx, EthHdr::LEN)?;
     let check: *mut [u8; 2] = ptr_at(ctx, l4_check_off(L4_V6, proto))?;
