@@ -42,8 +42,7 @@ impl BackendsArray {
     pub fn get(&self, id: u32) -> Option<Backend> {
         let e = self.elems.as_slice().get(id as usize)?;
         // SAFETY: an aligned element of the live mapping; volatile: the
-        // kernel side never writes it, but another agent's CLI read must
-        // not be merged with an earlier one.
+        // running agent may rewrite it while the CLI reads.
         let b = unsafe { std::ptr::read_volatile(&e.backend) };
         (b.family != 0).then_some(b)
     }
