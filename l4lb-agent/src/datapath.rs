@@ -2,6 +2,7 @@
 //! attaches the socket hooks to a cgroup, executes plans and reads the maps back.
 //! The packet programs (XDP ingress, tc reply) live in the `xdp` submodule.
 pub mod abi;
+mod backends_array;
 mod batch;
 mod chunk;
 pub mod dsr;
@@ -35,9 +36,9 @@ use aya::{
     maps::{HashMap, Map, MapData, PerCpuArray, PerCpuValues},
 };
 use l4lb_common::{
-    ALL_MAPS, BACKEND_STATS_MAP, BACKENDS_MAP, Backend, MEMBERS_MAP, MemberKey, MemberValue,
-    REVNAT_MAP, RevNatKey, RevNatValue, SERVICE_STATS_MAP, SERVICES_MAP, SLOTS_MAP, ServiceKey,
-    ServiceValue, Stats,
+    ALL_MAPS, BACKEND_STATS_MAP, BACKENDS_MAP, MEMBERS_MAP, MemberKey, MemberValue, REVNAT_MAP,
+    RevNatKey, RevNatValue, SERVICE_STATS_MAP, SERVICES_MAP, SLOTS_MAP, ServiceKey, ServiceValue,
+    Stats,
 };
 
 pub use links::LINKS_DIR;
@@ -83,16 +84,15 @@ pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/l4lb";
 pub struct Maps {
     services: HashMap<MapData, ServiceKey, ServiceValue>,
     slots: slots_array::SlotsArray,
-    backends: HashMap<MapData, u32, Backend>,
+    backends: backends_array::BackendsArray,
     members: HashMap<MapData, MemberKey, MemberValue>,
     svc_stats: PerCpuArray<MapData, Stats>,
     be_stats: PerCpuArray<MapData, Stats>,
     /// Written by the hooks; the agent only reads it (stale UDP sockets, `sockdestroy`).
     revnat: HashMap<MapData, RevNatKey, RevNatValue>,
     nr_cpus: usize,
-    /// Second handles on the backends and members maps for batch writes
+    /// Second handles on the members and services maps for batch writes
     /// (aya's typed maps do not lend their fds).
-    backends_fd: std::os::fd::OwnedFd,
     members_fd: std::os::fd::OwnedFd,
     services_fd: std::os::fd::OwnedFd,
     /// Batch writes work here (cleared on the first EINVAL/ENOTSUP).
@@ -215,13 +215,12 @@ impl Maps {
             health,
             member_stats,
             local,
-            backends_fd: map_fd(&backends)?,
             members_fd: map_fd(&members)?,
             services_fd: map_fd(&services)?,
             batches: true,
             services: services.try_into()?,
             slots: slots_array::SlotsArray::new(get(SLOTS_MAP)?)?,
-            backends: backends.try_into()?,
+            backends: backends_array::BackendsArray::new(backends)?,
             members: members.try_into()?,
             svc_stats: get(SERVICE_STATS_MAP)?.try_into()?,
             be_stats: get(BACKEND_STATS_MAP)?.try_into()?,
@@ -306,21 +305,11 @@ impl Maps {
         Ok(())
     }
 
-    /// `ops`: all PutBackend, all PutMember or all PutService (the
+    /// `ops`: all PutMember or all PutService (the
     /// services' address map is then for [`after_puts`](Self::after_puts)).
     fn put_batch(&self, ops: &[&Op]) -> Result<(), (usize, std::io::Error)> {
         use std::os::fd::AsFd;
         match ops[0] {
-            Op::PutBackend(..) => {
-                let (keys, values): (Vec<u32>, Vec<Backend>) = ops
-                    .iter()
-                    .filter_map(|o| match o {
-                        Op::PutBackend(id, b) => Some((*id, *b)),
-                        _ => None,
-                    })
-                    .unzip();
-                batch::update(self.backends_fd.as_fd(), &keys, &values)
-            }
             Op::PutService(..) => {
                 let (keys, values): (Vec<ServiceKey>, Vec<ServiceValue>) = ops
                     .iter()
@@ -374,7 +363,7 @@ impl Maps {
 
     fn apply_one(&mut self, op: &Op) -> Result<(), aya::maps::MapError> {
         match op {
-            Op::PutBackend(id, b) => self.backends.insert(id, b, 0),
+            Op::PutBackend(id, b) => self.backends.put(*id, b),
             Op::WriteSlots { base, table } => self.slots.write(*base, &table.fill()),
             Op::PutMember(k, w) => self.members.insert(
                 k,
@@ -405,7 +394,7 @@ impl Maps {
                 ignore_missing(self.services.remove(k))?;
                 self.vip_addrs.removed(k, &self.services)
             }
-            Op::DelBackend(id) => ignore_missing(self.backends.remove(id)),
+            Op::DelBackend(id) => self.backends.remove(*id),
             Op::ResetServiceStats(id) => {
                 if self
                     .zero_stats
@@ -476,8 +465,7 @@ impl Maps {
                     .insert((key.service_id, key.backend_id));
             }
         }
-        for entry in self.backends.iter() {
-            let (id, b) = entry.context("reading the backends map")?;
+        for (id, b) in self.backends.iter() {
             applied.backends.insert(id, codec::backend_addr(&b));
         }
         Ok(applied)
@@ -499,7 +487,7 @@ impl Maps {
         let cap = |m: &MapData, default: u32| m.info().map(|i| i.max_entries()).unwrap_or(default);
         crate::plan::Capacity {
             services: cap(self.services.map(), l4lb_common::MAX_SERVICES),
-            backends: cap(self.backends.map(), l4lb_common::MAX_BACKENDS),
+            backends: self.backends.capacity(),
             slots: self.slots.capacity(),
         }
     }
@@ -533,8 +521,8 @@ impl Maps {
             ),
             (
                 BACKENDS_MAP,
-                self.backends.keys().count() as u64,
-                cap(self.backends.map()),
+                self.backends.iter().count() as u64,
+                u64::from(self.backends.capacity()),
             ),
             (
                 MEMBERS_MAP,
@@ -664,7 +652,7 @@ fn no_batch(e: &std::io::Error) -> bool {
 /// Which batch a put belongs in (None: not batched).
 fn batch_kind(op: &Op) -> Option<u8> {
     match op {
-        Op::PutBackend(..) => Some(0),
+        // Backends are memory stores (`backends_array.rs`): nothing to batch.
         Op::PutMember(..) => Some(1),
         _ => None,
     }

@@ -19,9 +19,7 @@ use crate::{
     lb::{
         MemberEvent, Verdict, choose_up, count_backend, count_member, count_service, lookup_service,
     },
-    maps::{
-        L4LB_BACKENDS, L4LB_MEMBERS, L4LB_SVC_GEN, L4LB_VIP_ADDRS, L4LB_VIP_FILTER, L4LB_VIP_GUARD,
-    },
+    maps::{self, L4LB_MEMBERS, L4LB_SVC_GEN, L4LB_VIP_ADDRS, L4LB_VIP_FILTER, L4LB_VIP_GUARD},
     monitor,
     net::{
         ETH_P_IP_BE, ETH_P_IPV6_BE, ETH_TYPE_OFF, IP6_DST_OFF, IP6_SRC_OFF, L4_V4, L4_V6,
@@ -319,7 +317,7 @@ fn select(
             })
         }
         .map(|m| m.weight)
-        && let Some(backend) = unsafe { L4LB_BACKENDS.get(flow.backend_id) }.copied()
+        && let Some(backend) = maps::backend(flow.backend_id).copied()
     {
         if !explain && flow.generation != svc_generation(svc) {
             flow_close::refresh(key, svc, &backend);
@@ -351,7 +349,7 @@ fn select(
             backend,
         } => {
             if !explain && may_open(tcp) {
-                flow_close::open(key, svc, backend_id, &backend);
+                flow_close::open(key, svc, backend_id, backend);
                 count_service(service_id, |s| s.flows += 1);
                 count_backend(backend_id, |s| s.flows += 1);
                 count_member(service_id, backend_id, MemberEvent::Flow);
@@ -359,7 +357,7 @@ fn select(
                     report(REASON_NEW, key, service_id, backend_id);
                 }
             }
-            Some((backend_id, backend, None))
+            Some((backend_id, *backend, None))
         }
     }
 }

@@ -7,7 +7,7 @@ use l4lb_common::{Backend, CloseStep, FlowKey, FlowRevNatValue, FlowValue, Servi
 
 use crate::{
     ct,
-    maps::{L4LB_BACKENDS, L4LB_SVC_GEN, L4LB_XDP_REVNAT},
+    maps::{self, L4LB_SVC_GEN, L4LB_XDP_REVNAT},
 };
 
 /// The reply's 5-tuple (backend → client): the reverse-NAT key of a flow
@@ -141,9 +141,8 @@ fn decode(step: u32) -> CloseStep {
 /// calling program's stack frame.
 #[inline(never)]
 pub fn from_client(step: u32, client: &FlowKey, backend_id: u32) {
-    // SAFETY: copied out at once.
-    if let Some(backend) = unsafe { L4LB_BACKENDS.get(backend_id) }.copied() {
-        apply(decode(step), client, &reply_key(client, &backend));
+    if let Some(backend) = maps::backend(backend_id) {
+        apply(decode(step), client, &reply_key(client, backend));
     }
 }
 

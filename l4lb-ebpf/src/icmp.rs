@@ -29,7 +29,7 @@ use crate::{
     balance::{self, Packet},
     csum::csum_update,
     ct,
-    maps::{L4LB_BACKENDS, L4LB_ICMP_RATE, L4LB_ICMP_STATS, L4LB_XDP_REVNAT},
+    maps::{self, L4LB_ICMP_RATE, L4LB_ICMP_STATS, L4LB_XDP_REVNAT},
     net::{Direct, IP4_CHECK_OFF, IP4_DST_OFF, IP6_DST_OFF, L4_V4, L4_V6, bytes, ptr_at, words},
 };
 
@@ -239,8 +239,7 @@ pub fn steer<P: Packet + Direct>(ctx: &P, dst: Addr6, v6: bool) -> P::Verdict {
 #[inline(always)]
 fn backend_of(key: &FlowKey) -> Option<(Addr6, u16)> {
     let flow = ct::get(key)?;
-    // SAFETY: copied out at once.
-    let b = unsafe { L4LB_BACKENDS.get(flow.backend_id) }.copied()?;
+    let b = maps::backend(flow.backend_id)?;
     Some((b.addr, b.port))
 }
 

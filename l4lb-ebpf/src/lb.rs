@@ -4,9 +4,7 @@ use l4lb_common::{
     Addr6, Backend, HealthState, MemberKey, ServiceKey, ServiceValue, Stats, UP_SCAN_SLOTS,
 };
 
-use crate::maps::{
-    L4LB_BACKENDS, L4LB_BE_STATS, L4LB_MEMBER_STATS, L4LB_SERVICES, L4LB_SLOTS, L4LB_SVC_STATS,
-};
+use crate::maps::{L4LB_BE_STATS, L4LB_MEMBER_STATS, L4LB_SERVICES, L4LB_SLOTS, L4LB_SVC_STATS};
 
 pub mod local;
 pub mod p2c;
@@ -19,7 +17,8 @@ pub enum Verdict {
     Backend {
         service_id: u32,
         backend_id: u32,
-        backend: Backend,
+        /// In the backends array: read through, never copied whole.
+        backend: &'static Backend,
     },
 }
 
@@ -130,7 +129,7 @@ pub fn slot_backend(svc: &ServiceValue, pick: u32) -> Option<u32> {
 /// The verdict for a backend id taken from the service's table.
 #[inline(always)]
 pub fn backend_verdict(svc: &ServiceValue, backend_id: u32) -> Verdict {
-    let Some(backend) = (unsafe { L4LB_BACKENDS.get(&backend_id) }).copied() else {
+    let Some(backend) = crate::maps::backend(backend_id) else {
         return Verdict::NoBackend { service_id: svc.id };
     };
     Verdict::Backend {

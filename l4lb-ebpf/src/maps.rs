@@ -28,9 +28,18 @@ pub static L4LB_SERVICES: HashMap<
 #[btf_map]
 pub static L4LB_SLOTS: Array<u32, { MAX_SLOTS as usize }, MMAPABLE> = Array::new();
 
+/// Backend id → address, written by the agent through mmap (a connect reads
+/// one array element instead of hashing into a table); an entry whose
+/// `family` is 0 is a free id.
 #[btf_map]
-pub static L4LB_BACKENDS: HashMap<u32, Backend, { MAX_BACKENDS as usize }, NO_PREALLOC> =
-    HashMap::new();
+pub static L4LB_BACKENDS: Array<Backend, { MAX_BACKENDS as usize }, MMAPABLE> = Array::new();
+
+/// The backend of id `id`, read in place (no copy onto the stack: XDP's
+/// frame is near the verifier's 512 bytes); None for a free id.
+#[inline(always)]
+pub fn backend(id: u32) -> Option<&'static Backend> {
+    L4LB_BACKENDS.get(id).filter(|b| b.family != 0)
+}
 
 /// Not read by the socket hooks; the XDP program checks a tracked flow's
 /// backend is still a member. The agent and CLI read it too.

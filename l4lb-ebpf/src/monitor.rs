@@ -8,7 +8,7 @@ use core::ptr::addr_of_mut;
 use aya_ebpf::helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns};
 use l4lb_common::{FlowKey, MONITOR_ANY, MonitorEvent};
 
-use crate::maps::{L4LB_BACKENDS, L4LB_MONITOR, L4LB_MONITOR_CONFIG};
+use crate::maps::{L4LB_MONITOR, L4LB_MONITOR_CONFIG};
 
 /// A monitor holds a lease (it may have lapsed: [`emit`] checks the time).
 #[inline(always)]
@@ -52,7 +52,7 @@ pub fn emit(what: u32, key: &FlowKey, service_id: u32, backend_id: u32, pid_tgid
         addr_of_mut!((*e)._pad).write([0; 6]);
         addr_of_mut!((*e).service_id).write(service_id);
         addr_of_mut!((*e).backend_id).write(backend_id);
-        match L4LB_BACKENDS.get(&backend_id) {
+        match crate::maps::backend(backend_id) {
             Some(b) => {
                 addr_of_mut!((*e).backend).write(b.addr);
                 addr_of_mut!((*e).backend_port).write(b.port);

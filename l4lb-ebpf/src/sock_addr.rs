@@ -272,7 +272,7 @@ fn forward(ctx: &SockAddrContext, family: Family, call: Call) -> i32 {
                 vip_port,
                 service_id,
                 backend_id,
-                backend: &backend,
+                backend,
             };
             remember(&conn, tcp_connect, probe);
             if tcp_connect {

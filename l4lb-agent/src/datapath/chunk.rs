@@ -123,7 +123,7 @@ impl super::Maps {
         self.put_many(&c.services)
     }
 
-    /// Puts of one kind (backends, members or services) in one batch, one
+    /// Puts of one kind (members or services) in one batch, one
     /// by one if this kernel has no batch for the map. Errs with the plan
     /// index of the op that failed.
     pub(super) fn put_many(&mut self, ops: &[(usize, &Op)]) -> Result<(), (usize, MapError)> {

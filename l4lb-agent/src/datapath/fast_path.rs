@@ -7,47 +7,12 @@
 //!   or under a removed or re-created service of the same id, never matches;
 //! - [`VipFilter`]: per filter slot, the VIP addresses hashing there, kept
 //!   by the VIP address map's writer (`vip_addrs.rs`).
-use std::{
-    collections::{HashMap as StdHashMap, HashSet},
-    os::fd::AsFd,
-};
+use std::collections::{HashMap as StdHashMap, HashSet};
 
 use aya::maps::{HashMap, Map, MapData, MapError};
 use l4lb_common::{Addr6, ServiceGen, ServiceKey, ServiceValue, vip_filter_slot};
 
-use super::mmap::Mapping;
-
-/// A whole BPF_F_MMAPABLE array mapped read-write for the handle's life.
-struct Mapped<T> {
-    mapping: Mapping,
-    len: usize,
-    _map: MapData,
-    _elem: std::marker::PhantomData<T>,
-}
-
-impl<T: Copy> Mapped<T> {
-    fn new(map: Map, name: &str) -> Result<Mapped<T>, MapError> {
-        let Map::Array(map) = map else {
-            return Err(MapError::InvalidName { name: name.into() });
-        };
-        // The kernel's element stride is the value size rounded up to 8.
-        assert_eq!(size_of::<T>() % 8, 0, "array element stride");
-        let len = map.info()?.max_entries() as usize;
-        let mapping = Mapping::pages(map.fd().as_fd(), 0, len * size_of::<T>())?;
-        Ok(Mapped {
-            mapping,
-            len,
-            _map: map,
-            _elem: std::marker::PhantomData,
-        })
-    }
-
-    fn slice(&mut self) -> &mut [T] {
-        // SAFETY: `len` elements from the start of the mapping (page
-        // aligned, so aligned for T), which lives as long as self.
-        unsafe { std::slice::from_raw_parts_mut(self.mapping.start().cast::<T>(), self.len) }
-    }
-}
+use super::mmap::Mapped;
 
 fn publish() {
     std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
@@ -218,8 +183,3 @@ impl VipFilter {
         publish();
     }
 }
-
-// SAFETY: the mapping is owned by the handle and only touched through &mut self.
-unsafe impl<T: Send> Send for Mapped<T> {}
-// SAFETY: as above; shared references read nothing.
-unsafe impl<T: Sync> Sync for Mapped<T> {}

@@ -1,14 +1,17 @@
 //! A shared read-write mapping of the pages holding a byte range of a
 //! BPF_F_MMAPABLE array map, unmapped on drop: the slots array writes its
-//! tables through short-lived ones, XDP's fast-path arrays keep one for the
-//! handle's life. Hand-written with libc because aya 0.14 has no mmap API
+//! tables through short-lived ones, XDP's fast-path arrays and the backends
+//! array keep one for the handle's life ([`Mapped`]). Hand-written with libc because aya 0.14 has no mmap API
 //! for maps.
 use std::{
-    os::fd::{AsRawFd, BorrowedFd},
+    os::fd::{AsFd, AsRawFd, BorrowedFd},
     ptr::NonNull,
 };
 
-use aya::{maps::MapError, sys::SyscallError};
+use aya::{
+    maps::{Map, MapData, MapError},
+    sys::SyscallError,
+};
 
 pub(super) struct Mapping {
     /// The first mapped page.
@@ -72,3 +75,55 @@ fn page_size() -> usize {
     // SAFETY: plain FFI.
     unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize
 }
+
+/// A whole BPF_F_MMAPABLE array mapped read-write for the handle's life.
+pub(super) struct Mapped<T> {
+    mapping: Mapping,
+    pub(super) len: usize,
+    _map: MapData,
+    _elem: std::marker::PhantomData<T>,
+}
+
+impl<T: Copy> Mapped<T> {
+    pub(super) fn new(map: Map, name: &str) -> Result<Mapped<T>, MapError> {
+        let Map::Array(map) = map else {
+            return Err(MapError::InvalidName { name: name.into() });
+        };
+        // The kernel's element stride is the value size rounded up to 8.
+        assert_eq!(size_of::<T>() % 8, 0, "array element stride");
+        let info = map.info()?;
+        let stride = (info.value_size() as usize).next_multiple_of(8);
+        if stride != size_of::<T>() {
+            return Err(MapError::InvalidValueSize {
+                size: info.value_size() as usize,
+                expected: size_of::<T>(),
+            });
+        }
+        let len = info.max_entries() as usize;
+        let mapping = Mapping::pages(map.fd().as_fd(), 0, len * size_of::<T>())?;
+        Ok(Mapped {
+            mapping,
+            len,
+            _map: map,
+            _elem: std::marker::PhantomData,
+        })
+    }
+
+    pub(super) fn slice(&mut self) -> &mut [T] {
+        // SAFETY: `len` elements from the start of the mapping (page
+        // aligned, so aligned for T), which lives as long as self.
+        unsafe { std::slice::from_raw_parts_mut(self.mapping.start().cast::<T>(), self.len) }
+    }
+
+    /// The elements, read-only (the CLI's and the adopter's reads).
+    pub(super) fn as_slice(&self) -> &[T] {
+        // SAFETY: as in `slice`.
+        unsafe { std::slice::from_raw_parts(self.mapping.start().cast::<T>(), self.len) }
+    }
+}
+
+// SAFETY: the mapping is owned by the handle and only touched through &mut self.
+unsafe impl<T: Send> Send for Mapped<T> {}
+// SAFETY: as above; shared references only read (`as_slice`), and every
+// write needs &mut self.
+unsafe impl<T: Sync> Sync for Mapped<T> {}
