@@ -89,7 +89,9 @@ fn placeholder_objects(out_dir: &std::path::Path, missing: &[String]) -> anyhow:
     );
     println!(
         "cargo:rerun-if-changed={}",
-        out_dir.join("rerun-until-the-ebpf-toolchain-exists").display()
+        out_dir
+            .join("rerun-until-the-ebpf-toolchain-exists")
+            .display()
     );
     for obj in ["l4lb.bpf.o", "l4lb-bench.bpf.o"] {
         std::fs::write(out_dir.join(obj), [])?;

@@ -844,9 +844,7 @@ pub fn create(
     loader.override_global("L4LB_LOCALITY_STEP", &locality_step, true);
     // Creates the maps and relocates the programs' references to them;
     // the verifier runs later, in `Programs::attach`.
-    let mut ebpf = loader
-        .load(object)
-        .context("loading the l4lb BPF object")?;
+    let mut ebpf = loader.load(object).context("loading the l4lb BPF object")?;
     for (_, path) in &paths {
         // Pinned maps hold the service table: root only.
         let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o600));
