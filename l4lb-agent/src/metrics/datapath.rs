@@ -1,10 +1,7 @@
 //! `/metrics` from the pinned maps, read at scrape time: per-VIP and
 //! per-backend counters kept by the kernel programs, backend health, XDP's
 //! drops and ICMP errors, map usage against capacity.
-use std::{
-    collections::BTreeMap,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 use prometheus_client::{
     collector::Collector,
@@ -255,9 +252,12 @@ fn health_counters(
         encoder,
         "health_probes",
         "The agent's own TCP probes of backends down for this node, all backends, by result (sent, ok, failed)",
-        probe_results
-            .iter()
-            .map(|&(result, f)| (labels(&[("result", result)]), health.values().map(f).sum())),
+        probe_results.iter().map(|&(result, f)| {
+            (
+                labels(&[("result", result)]),
+                health.iter().map(|(_, h)| f(h)).sum(),
+            )
+        }),
     )
 }
 
@@ -282,14 +282,27 @@ fn per_pair(
 /// Reads one number of a backend's health.
 type HealthField = fn(&HealthView) -> u64;
 
-/// Each backend once (it may serve several VIPs) with its health, by address.
-type Health = BTreeMap<String, HealthView>;
+/// Each backend once (it may serve several VIPs) with its health, in the
+/// order of its address's text. The views stay in the rows: a sorted list
+/// of references instead of a map of copies (~9 MB less at 50,000 backends).
+type Health<'a> = Vec<(String, &'a HealthView)>;
 
-fn backend_health(rows: &[VipRow]) -> Health {
-    rows.iter()
+fn backend_health(rows: &[VipRow]) -> Health<'_> {
+    let mut health: Health = rows
+        .iter()
         .flat_map(|r| r.backends.iter())
-        .filter_map(|b| Some((b.addr.to_string(), b.health?)))
-        .collect()
+        .filter_map(|b| Some((b.addr.to_string(), b.health.as_ref()?)))
+        .collect();
+    // Stable, and an address listed twice keeps its last view, as the map did.
+    health.sort_by(|a, b| a.0.cmp(&b.0));
+    health.dedup_by(|later, first| {
+        let same = later.0 == first.0;
+        if same {
+            first.1 = later.1;
+        }
+        same
+    });
+    health
 }
 
 /// `l4lb_backend_state{backend,state}` (1 for the current state), the

@@ -137,3 +137,40 @@ fn a_node_without_the_escape_route_has_no_escaped_packets_metric() {
     assert!(!text.contains("escaped_vip_packets"), "{text}");
     assert!(render(reading()).contains("l4lb_escaped_vip_packets_total 9\n"));
 }
+
+#[test]
+fn a_backend_of_two_vips_is_one_health_series_with_its_last_view() {
+    let seen = |state| HealthView {
+        state,
+        handshakes: 7,
+        ..HealthView::default()
+    };
+    let shared = "198.18.1.1:8080";
+    let text = render(Reading {
+        rows: vec![
+            vip(
+                "198.18.0.1:80",
+                Proto::Tcp,
+                vec![backend(shared, 1, Some(seen("up")))],
+                false,
+            ),
+            vip(
+                "198.18.0.2:80",
+                Proto::Tcp,
+                vec![backend(shared, 1, Some(seen("down")))],
+                false,
+            ),
+        ],
+        ..Reading::default()
+    });
+    let handshakes = format!("l4lb_backend_handshakes_total{{backend=\"{shared}\"}} 7\n");
+    assert_eq!(text.matches(&handshakes).count(), 1, "{text}");
+    let down = format!("l4lb_backend_state{{backend=\"{shared}\",state=\"down\"}} 1\n");
+    assert!(text.contains(&down), "{text}");
+    // Both VIPs keep their own per-pair series.
+    assert_eq!(
+        text.matches("l4lb_backend_flows_total{").count(),
+        2,
+        "{text}"
+    );
+}
