@@ -82,8 +82,12 @@ impl BackendsArray {
     }
 }
 
-/// Writes `new` over `e` so that a reader never takes a mix of the old and
-/// new entry for a backend: `family` is cleared first and written last.
+/// Writes `new` over `e`, `family` cleared first and written last, so that a
+/// reader that checks `family` after the write began sees a free id or the
+/// whole new entry. A reader that checked it just before could still read the
+/// new address: ids are reused only after the grace period, when nothing but a
+/// tracked XDP flow's stale id can name one, and that flow's membership is
+/// checked first.
 fn store(e: *mut Backend, new: &Backend) {
     // SAFETY: `e` is a valid, aligned element of the mapping; volatile so
     // the steps reach memory in this order.
