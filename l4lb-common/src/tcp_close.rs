@@ -14,7 +14,10 @@
 //! other side's ACK of that first FIN does not end it: sent just before its
 //! own FIN, it may reach the program after it (a veth has a queue per CPU,
 //! and the two packets leave from different CPUs), and ending there let the
-//! closer's real last ACK, a moment later, record the flow again.
+//! closer's real last ACK, a moment later, record the flow again. A packet
+//! of the flow that still arrives after its end (held in a busy CPU's
+//! backlog) is treated as a flow whose entry was evicted: recorded again on
+//! the same Maglev pick (not a FIN or RST: [`may_open`]), left to the LRU.
 
 /// The client sent a FIN (seen by XDP).
 pub const FLOW_FIN_CLIENT: u32 = 1;
