@@ -73,7 +73,8 @@ pub struct SockMark {
     pub backend_id: u32,
     /// `MARK_*` bits.
     pub flags: u32,
-    /// When the SYN left (BPF_SOCK_OPS_TCP_CONNECT_CB); once established,
+    /// When connect4/6 sent the socket to its backend, in the connect()
+    /// call that sends the SYN (the handshake's start); once established,
     /// when it was established (the start of its lifetime).
     pub start_ns: u64,
     /// The backend the socket was sent to (`Addr6`, port in network byte
