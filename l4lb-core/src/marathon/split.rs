@@ -329,6 +329,26 @@ mod tests {
     }
 
     #[test]
+    fn brackets_and_quotes_inside_strings_do_not_end_an_app() {
+        // Escaped quotes and backslashes in runs, brackets in strings, a
+        // string app ending in an escaped backslash: cut at every byte.
+        let body = br#"{"apps": [{"a": "}]\\\"{[", "b": ["\\", "x\"]\\"]}, "q\\\"]}\\", {}]}"#;
+        let want = [
+            r#"{"a": "}]\\\"{[", "b": ["\\", "x\"]\\"]}"#,
+            r#""q\\\"]}\\""#,
+            "{}",
+        ];
+        for step in 1..=body.len() {
+            let (apps, skel) = split(body, step);
+            assert_eq!(apps, want, "step {step}");
+            assert_eq!(skel, r#"{"apps": [0 , 0 , 0 ]}"#, "step {step}");
+            for app in &apps {
+                serde_json::from_str::<serde_json::Value>(app).expect("each app is JSON");
+            }
+        }
+    }
+
+    #[test]
     fn only_the_first_apps_list_of_the_top_object_is_split() {
         let (apps, skel) = split(br#"{"apps": [1], "\u0061pps": [2]}"#, 64);
         assert_eq!(apps, ["1"]);
