@@ -118,12 +118,10 @@ pub struct Network {
     pub name: Option<String>,
 }
 
-/// `healthChecks[]`: the details are Marathon's business.
+/// `healthChecks[]`: the details are Marathon's business (an object each,
+/// none of its fields read).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-pub struct HealthCheck {
-    #[serde(default)]
-    pub protocol: Option<String>,
-}
+pub struct HealthCheck {}
 
 /// `tasks[]` of an app embedded with `apps.tasks`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -131,8 +129,6 @@ pub struct HealthCheck {
 pub struct Task {
     #[serde(default)]
     pub id: String,
-    #[serde(default)]
-    pub app_id: Option<String>,
     /// The agent: an IP, or a hostname on some clusters.
     #[serde(default)]
     pub host: Option<String>,
@@ -141,8 +137,6 @@ pub struct Task {
     /// Host ports, one per host-mapped port in definition/mapping order.
     #[serde(default, deserialize_with = "nullable")]
     pub ports: Vec<i64>,
-    #[serde(default, deserialize_with = "nullable")]
-    pub service_ports: Vec<i64>,
     #[serde(default)]
     pub slave_id: Option<String>,
     /// `TASK_RUNNING`, `TASK_KILLING`, …
@@ -166,9 +160,6 @@ pub struct Task {
 pub struct IpAddress {
     #[serde(default)]
     pub ip_address: Option<String>,
-    /// `IPv4` or `IPv6` (the address itself says which; this is not trusted).
-    #[serde(default)]
-    pub protocol: Option<String>,
 }
 
 /// `tasks[].healthCheckResults[]`.

@@ -242,35 +242,46 @@ impl AppsSplitter {
         // Locals, not fields, in the loop over most of the body's bytes.
         let (mut depth, mut in_string, mut escaped) = (self.depth, self.in_string, self.escaped);
         let text = self.at == In::Text;
-        let mut end = None;
-        for (k, &b) in piece[*i..].iter().enumerate() {
+        let mut k = *i;
+        let end = loop {
+            if k >= piece.len() {
+                break None;
+            }
             if in_string {
                 if escaped {
                     escaped = false;
-                } else if b == b'\\' {
+                    k += 1;
+                    continue;
+                }
+                // Most of an app's bytes are in strings: jump to the next
+                // quote or backslash (word at a time) instead of byte by byte.
+                let Some(n) = memchr::memchr2(b'"', b'\\', &piece[k..]) else {
+                    break None;
+                };
+                k += n + 1;
+                if piece[k - 1] == b'\\' {
                     escaped = true;
-                } else if b == b'"' {
+                } else {
                     in_string = false;
                     if text {
-                        end = Some(*i + k + 1);
-                        break;
+                        break Some(k);
                     }
                 }
                 continue;
             }
-            match b {
+            match piece[k] {
                 b'"' => in_string = true,
                 b'{' | b'[' => depth += 1,
                 b'}' | b']' => {
                     depth -= 1;
                     if depth == 2 {
-                        end = Some(*i + k + 1);
-                        break;
+                        break Some(k + 1);
                     }
                 }
                 _ => {}
             }
-        }
+            k += 1;
+        };
         (self.depth, self.in_string, self.escaped) = (depth, in_string, escaped);
         *i = end.unwrap_or(piece.len());
         end
@@ -314,6 +325,26 @@ mod tests {
             let (apps, skel) = split(body, step);
             assert_eq!(apps, want, "step {step}");
             assert_eq!(skel, skeleton, "step {step}");
+        }
+    }
+
+    #[test]
+    fn brackets_and_quotes_inside_strings_do_not_end_an_app() {
+        // Escaped quotes and backslashes in runs, brackets in strings, a
+        // string app ending in an escaped backslash: cut at every byte.
+        let body = br#"{"apps": [{"a": "}]\\\"{[", "b": ["\\", "x\"]\\"]}, "q\\\"]}\\", {}]}"#;
+        let want = [
+            r#"{"a": "}]\\\"{[", "b": ["\\", "x\"]\\"]}"#,
+            r#""q\\\"]}\\""#,
+            "{}",
+        ];
+        for step in 1..=body.len() {
+            let (apps, skel) = split(body, step);
+            assert_eq!(apps, want, "step {step}");
+            assert_eq!(skel, r#"{"apps": [0 , 0 , 0 ]}"#, "step {step}");
+            for app in &apps {
+                serde_json::from_str::<serde_json::Value>(app).expect("each app is JSON");
+            }
         }
     }
 
