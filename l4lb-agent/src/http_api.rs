@@ -25,40 +25,62 @@ use crate::dns::{DnsConfig, ZoneOptions, Zones};
 use crate::model::{Catalog, Vip};
 
 /// What the API answers from: the applied catalog with the VIPs the maps
-/// hold, and its zones. Swapped whole after each apply. The zones are those
-/// the DNS server serves when it runs; without it they are built on the
-/// first request that needs them (building them at every apply would cost
-/// every apply, at 10,000 apps, for an API that may never be called).
+/// hold, and its zones. Swapped whole after each apply. When the DNS server
+/// runs, its zone thread puts the zones it built from this view here; until
+/// it has, the API answers from the last zones it published (they trail the
+/// catalog by one build). Without it they are built on the first request
+/// that needs them (building them at every apply would cost every apply, at
+/// 10,000 apps, for an API that may never be called).
 #[derive(Debug, Default)]
 pub struct View {
     pub catalog: Arc<Catalog>,
     pub published: BTreeSet<Vip>,
     zone_opts: ZoneOptions,
     zones: OnceLock<Arc<Zones>>,
+    /// The DNS server's last zones, when it runs.
+    dns_zones: Option<watch::Receiver<Arc<Zones>>>,
 }
 
 impl View {
-    /// `zones`: the DNS server's, when it has them.
+    /// `dns_zones`: the zones the DNS server publishes, when it runs.
     pub fn new(
         catalog: Arc<Catalog>,
         published: BTreeSet<Vip>,
         zone_opts: ZoneOptions,
-        zones: Option<Arc<Zones>>,
+        dns_zones: Option<watch::Receiver<Arc<Zones>>>,
     ) -> View {
-        let cell = OnceLock::new();
-        if let Some(z) = zones {
-            let _ = cell.set(z);
-        }
         View {
             catalog,
             published,
             zone_opts,
-            zones: cell,
+            zones: OnceLock::new(),
+            dns_zones,
         }
     }
 
-    /// The zones of this view (built now if nobody built them).
+    /// The zones built from this view (by the DNS server's zone thread);
+    /// a later call keeps the first.
+    pub fn set_zones(&self, zones: Arc<Zones>) {
+        let _ = self.zones.set(zones);
+    }
+
+    /// The zones set or built for this view so far (none built now).
+    pub fn built_zones(&self) -> Option<Arc<Zones>> {
+        self.zones.get().cloned()
+    }
+
+    /// The zones of this view, or the DNS server's last loaded ones while
+    /// it builds them, or built now if there is no DNS server (or it has
+    /// loaded none yet).
     pub fn zones(&self) -> Arc<Zones> {
+        if let Some(z) = self.zones.get() {
+            return z.clone();
+        }
+        if let Some(last) = self.dns_zones.as_ref().map(|rx| rx.borrow().clone())
+            && last.is_loaded()
+        {
+            return last;
+        }
         self.zones
             .get_or_init(|| {
                 Arc::new(crate::dns::build_zones(

@@ -30,8 +30,10 @@ pub use crate::source::SourceEvent;
 mod attaching;
 mod copies;
 mod serving;
+mod zone_publisher;
 
 use attaching::Attaching;
+use zone_publisher::ZonePublisher;
 
 /// Exactly one of --config/--demo, --marathon, --mesos.
 fn check_one_source(marathon: bool, mesos: bool, args: &RunArgs) -> Result<()> {
@@ -285,14 +287,8 @@ fn start_datapath(args: &RunArgs, cgroup: &std::path::Path) -> Result<(datapath:
     Ok((maps, attaching))
 }
 
-/// The DNS server, the sender of its zones, their options and the index
-/// they are built from.
-type Dns = (
-    dns::DnsServer,
-    tokio::sync::watch::Sender<Arc<dns::Zones>>,
-    dns::ZoneOptions,
-    dns::ZoneIndex,
-);
+/// The DNS server, the thread that builds its zones, and their options.
+type Dns = (dns::DnsServer, ZonePublisher, dns::ZoneOptions);
 
 /// DNS answers from the same catalogs as the maps; VIP names only once the
 /// maps hold the VIP. None without a DNS listener.
@@ -306,7 +302,8 @@ fn start_dns(args: &RunArgs, metrics: &Metrics) -> Result<Option<Dns>> {
     info!(listen = ?server.local_addrs(), "DNS server listening");
     metrics.set_dns(server.counters());
     let index = dns::ZoneIndex::new(cfg.zone.clone());
-    Ok(Some((server, zones_tx, cfg.zone, index)))
+    let publisher = ZonePublisher::spawn(index, zones_tx)?;
+    Ok(Some((server, publisher, cfg.zone)))
 }
 
 /// The tasks that follow the backends the maps hold (the DSR neighbour
@@ -507,30 +504,6 @@ async fn finish(
             false
         }
     }
-}
-
-/// Updates the zones to `catalog` (named VIPs only for `in_maps`) by what
-/// changed and hands them to the DNS server.
-fn publish_zones(
-    zones_tx: &tokio::sync::watch::Sender<Arc<dns::Zones>>,
-    catalog: &Catalog,
-    in_maps: &BTreeSet<Vip>,
-    index: &mut dns::ZoneIndex,
-    trigger: &str,
-    received_at: Option<Instant>,
-) -> Arc<dns::Zones> {
-    let start = Instant::now();
-    let zones = Arc::new(index.update(catalog, in_maps));
-    zones_tx.send_replace(zones.clone());
-    let now = Instant::now();
-    info!(
-        trigger,
-        records = zones.record_count(),
-        took_us = (now - start).as_micros() as u64,
-        event_to_dns_us = received_at.map(|t| (now - t).as_micros() as u64),
-        "zones published"
-    );
-    zones
 }
 
 /// Routes the applied VIP addresses to `l4lb0` (escaped VIP packets are

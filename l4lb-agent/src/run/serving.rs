@@ -9,7 +9,7 @@ use tokio::{
 };
 use tracing::error;
 
-use super::{Dns, Refusals, apply, attaching::Attaching, copies, publish_zones, sync_vip_routes};
+use super::{Dns, Refusals, apply, attaching::Attaching, copies, sync_vip_routes};
 use crate::{
     datapath, http_api,
     locality::Locality,
@@ -92,7 +92,7 @@ impl Serving {
         let services = (self.refusals).screen_map(&guard, &wanted, &mut catalog, &self.metrics);
         self.last_services = wanted;
         self.locality.learn(&catalog);
-        let (copies, dns, view_tx) = (&mut self.copies, &mut self.dns, &self.view_tx);
+        let (copies, dns, view_tx) = (&mut self.copies, &self.dns, &self.view_tx);
         let publish = |in_maps: BTreeSet<Vip>| {
             // The catalog's copy of a source's map, made once the table
             // serves (the maps do not wait for it).
@@ -102,13 +102,15 @@ impl Serving {
             }
             let catalog = Arc::new(catalog);
             let zone_opts = dns.as_ref().map(|d| d.2.clone()).unwrap_or_default();
-            // Zones are built here only for the DNS server; the HTTP API
-            // builds its own on demand when there is none.
-            let zones = dns.as_mut().map(|(_, zones_tx, _, index)| {
-                publish_zones(zones_tx, &catalog, &in_maps, index, trigger, received_at)
-            });
-            let view = http_api::View::new(catalog, in_maps, zone_opts, zones);
-            let old = view_tx.send_replace(Arc::new(view));
+            let dns_zones = dns.as_ref().map(|(_, zones, _)| zones.published());
+            let view = Arc::new(http_api::View::new(catalog, in_maps, zone_opts, dns_zones));
+            // Zones are built only for the DNS server (the HTTP API builds
+            // its own on demand when there is none), on its zone thread:
+            // the next apply does not wait for them.
+            if let Some((_, zones, _)) = dns.as_ref() {
+                zones.submit(view.clone(), trigger, received_at);
+            }
+            let old = view_tx.send_replace(view);
             copies.replaced(old, made_from);
         };
         let staged = services.clone();

@@ -40,6 +40,7 @@ use super::{
         MAX_RUNS, START_TIMEOUT, TOTAL_TIMEOUT, check_deadline, gen_apps, max_slots, prepare,
         server_answer, server_answer_at, start_agent, table_size, task_spec,
     },
+    marathon_dns::{self, DnsSync},
     procfs::status_mb,
     stats::{at_most, med_range_if_many, median, percentile},
 };
@@ -90,6 +91,10 @@ pub struct MarathonArgs {
     /// Also replace this benchmark's section in BENCHMARKS.md.
     #[arg(long)]
     write: bool,
+    /// Full sync as operators run it: the agent also serves DNS
+    /// (`--dns-listen` on the sandbox's loopback); reports the zones too.
+    #[arg(long)]
+    dns: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -115,29 +120,31 @@ struct SyncRun {
     settle_failed: usize,
     /// The fake Marathon's own answer time, measured right before the run.
     server_ms: f64,
+    /// With `--dns`: the first table's zones and the probe's answer.
+    dns: Option<DnsSync>,
 }
 
 fn full_sync_run(
     sb: &mut Sandbox,
     m: &FakeMarathon,
-    apps: u32,
+    a: &MarathonArgs,
     slots: u32,
     deadline: Instant,
 ) -> Result<SyncRun> {
     check_deadline(deadline)?;
+    let apps = a.apps;
+    let mut extra = vec![
+        "--marathon-timeout-ms",
+        SYNC_TIMEOUT_MS,
+        "--marathon-resync-secs",
+        RESYNC_SECS,
+    ];
+    if a.dns {
+        extra.extend(marathon_dns::AGENT_ARGS);
+    }
     let t0 = unix_now();
     let started = Instant::now();
-    let mut agent = start_agent(
-        sb,
-        m,
-        slots,
-        &[
-            "--marathon-timeout-ms",
-            SYNC_TIMEOUT_MS,
-            "--marathon-resync-secs",
-            RESYNC_SECS,
-        ],
-    )?;
+    let mut agent = start_agent(sb, m, slots, &extra)?;
     let result = (|| {
         let mut tail = LogTail::new(agent.log_path());
         let mut seen = vec![];
@@ -169,6 +176,10 @@ fn full_sync_run(
             Duration::from_millis(500),
         )?;
         let serving_for = num(&line, "serving_for_us").context("no serving_for_us")?;
+        let dns = match a.dns {
+            true => Some(marathon_dns::measure(sb, &mut agent, t0, a.tasks)?),
+            false => None,
+        };
         let programs = seen
             .iter()
             .find(|l| l.contains("programs verified and loaded"));
@@ -194,6 +205,7 @@ fn full_sync_run(
             anon_settled_mb: status_mb(agent.pid(), "RssAnon").unwrap_or(f64::NAN),
             settle_failed,
             server_ms: f64::NAN,
+            dns,
         };
         Ok(run)
     })();
@@ -284,7 +296,8 @@ fn histogram(sb: &Sandbox) -> Result<(u64, f64)> {
     }
 }
 
-fn events_run(apps: u32, tasks: u32, events: u32, deadline: Instant) -> Result<EventResult> {
+fn events_run(a: &MarathonArgs, deadline: Instant) -> Result<EventResult> {
+    let (apps, tasks, events) = (a.event_apps, a.tasks, a.events);
     let mut sb = Sandbox::new("bmev")?;
     let state = gen_apps(apps, tasks);
     let m = FakeMarathon::start(&mut sb, 1, state)?;
@@ -294,7 +307,11 @@ fn events_run(apps: u32, tasks: u32, events: u32, deadline: Instant) -> Result<E
     let one = "/v2/apps/app-0?embed=app.tasks";
     let body_mb = server_answer(&sb, &m, 1)?.1;
     let (mut times, _) = server_answer_at(&sb, &m, one, 3)?;
-    let mut agent = start_agent(&mut sb, &m, max_slots(apps, tasks, true), &[])?;
+    let extra = match a.dns {
+        true => &marathon_dns::AGENT_ARGS[..],
+        false => &[],
+    };
+    let mut agent = start_agent(&mut sb, &m, max_slots(apps, tasks, true), extra)?;
     let result = events_with(&sb, &m, &mut agent, apps, tasks, events, deadline)
         .and_then(|r| Ok((r, server_answer_at(&sb, &m, one, 3)?.0)));
     let stopped = agent.stop();
@@ -471,7 +488,7 @@ pub fn marathon(a: MarathonArgs) -> Result<()> {
         for r in 0..a.runs {
             // The server's own time, right before the run it is paired with.
             let server_ms = server_answer(&sb, &m, 1)?.0[0];
-            let mut run = full_sync_run(&mut sb, &m, a.apps, slots, deadline)
+            let mut run = full_sync_run(&mut sb, &m, &a, slots, deadline)
                 .with_context(|| format!("full sync run {}", r + 1))?;
             run.server_ms = server_ms;
             println!(
@@ -486,12 +503,22 @@ pub fn marathon(a: MarathonArgs) -> Result<()> {
                 run.hwm_apply_mb,
                 run.hwm_settled_mb
             );
+            if let Some(d) = &run.dns {
+                println!(
+                    "  zones published {:.3} s after spawn ({} records built in {:.0} ms); {} A: {} addresses",
+                    d.zones_s,
+                    d.records,
+                    d.build_ms,
+                    marathon_dns::PROBE_NAME,
+                    d.answered
+                );
+            }
             runs.push(run);
         }
         drop(m);
         drop(sb);
     }
-    let ev = events_run(a.event_apps, a.tasks, a.events, deadline)?;
+    let ev = events_run(&a, deadline)?;
     let commit = util::stdout(Command::new("git").args(["rev-parse", "--short", "HEAD"]))
         .map(|c| c.trim().to_string())
         .unwrap_or_else(|_| "?".into());
@@ -524,16 +551,36 @@ fn summarize_marathon(
     machine: &str,
     commit: &str,
 ) -> (String, String) {
-    let rows = sync_rows(runs);
-    let (verdict_sync, why_sync) = sync_verdict(runs);
+    let mut rows = sync_rows(runs);
+    let (mut verdict_sync, why_sync) = sync_verdict(runs);
+    let dns: Vec<DnsSync> = runs.iter().filter_map(|r| r.dns.clone()).collect();
+    let dns_flags = if a.dns {
+        rows.extend(marathon_dns::rows(&dns));
+        verdict_sync = format!(
+            "{verdict_sync}. {}",
+            marathon_dns::verdict(&dns, SYNC_GOAL_S)
+        );
+        format!(" --dns-listen {}", marathon_dns::DNS_LISTEN)
+    } else {
+        String::new()
+    };
+    let dns_on = match a.dns {
+        true => " (the agent serving DNS too)",
+        false => "",
+    };
     let (ev_rows, n) = event_rows(ev);
     let (breakdown, hist, verdict_ev) = event_lines(ev);
     let cmd = format!(
-        "cargo xtask bench marathon --apps {} --tasks {} --event-apps {} --events {} --runs {}",
-        a.apps, a.tasks, a.event_apps, a.events, a.runs
+        "cargo xtask bench marathon --apps {} --tasks {} --event-apps {} --events {} --runs {}{}",
+        a.apps,
+        a.tasks,
+        a.event_apps,
+        a.events,
+        a.runs,
+        if a.dns { " --dns" } else { "" }
     );
     let setup = format!(
-        "{} apps x {} tasks in the documented host-networking shape (`portDefinitions[0].labels.VIP_0 = \"/app-i:80\"`, MESOS_TCP health check, every task healthy; task hosts 127.1.0.1-250 with distinct ports, never connected to), served by `l4lb-fake-marathon --state` ({body_mb:.1} MB at `/v2/apps?embed=apps.tasks`) in the sandbox netns; a fresh agent per run with `--marathon URL --max-slots {slots} --marathon-timeout-ms {SYNC_TIMEOUT_MS} --marathon-resync-secs {RESYNC_SECS}` ({} slots per service: the default 1,048,576 holds ~{} such services), release builds",
+        "{} apps x {} tasks in the documented host-networking shape (`portDefinitions[0].labels.VIP_0 = \"/app-i:80\"`, MESOS_TCP health check, every task healthy; task hosts 127.1.0.1-250 with distinct ports, never connected to), served by `l4lb-fake-marathon --state` ({body_mb:.1} MB at `/v2/apps?embed=apps.tasks`) in the sandbox netns; a fresh agent per run with `--marathon URL --max-slots {slots} --marathon-timeout-ms {SYNC_TIMEOUT_MS} --marathon-resync-secs {RESYNC_SECS}{dns_flags}` ({} slots per service: the default 1,048,576 holds ~{} such services), release builds",
         a.apps,
         a.tasks,
         table_size(a.tasks),
@@ -541,7 +588,7 @@ fn summarize_marathon(
     );
     let reading = reading(a, runs, ev, commit);
     let text = format!(
-        "Full sync ({setup})\n{}{verdict_sync}\n{why_sync}\n\nEvent -> maps ({} apps x {} tasks loaded, {n} changes one by one)\n{}{breakdown}\n{hist}\nagent VmHWM after the events: {:.1} MB\n{verdict_ev}\n{reading}\n{machine}\n",
+        "Full sync ({setup})\n{}{verdict_sync}\n{why_sync}\n\nEvent -> maps ({} apps x {} tasks loaded{dns_on}, {n} changes one by one)\n{}{breakdown}\n{hist}\nagent VmHWM after the events: {:.1} MB\n{verdict_ev}\n{reading}\n{machine}\n",
         report::table(&SYNC_HEADER, &rows),
         a.event_apps,
         a.tasks,
@@ -560,7 +607,7 @@ fn summarize_marathon(
          first resync (`--marathon-resync-secs {RESYNC_SECS}` here, 60 s by default) has re-read and \
          applied everything while the first copy was held: a second copy in flight is part of the \
          steady state.\n\n{}\n{verdict_sync}.\n\n{why_sync}.\n\n\
-         **Event -> maps**, one run: {} apps x {} tasks loaded, {n} changes fired one at a time through the \
+         **Event -> maps**, one run: {} apps x {} tasks loaded{dns_on}, {n} changes fired one at a time through the \
          fake Marathon's control API (cycling: a health flip to unhealthy, back to healthy, a scale-up by \
          one healthy task, the kill of that task), each waited for before the next; the latency is the \
          agent's `event_to_maps_us` (first event received on the SSE stream -> maps written).\n\n{}\n\
@@ -789,7 +836,7 @@ fn reading(a: &MarathonArgs, runs: &[SyncRun], ev: &EventResult, commit: &str) -
 mod summary_tests {
     use super::*;
 
-    fn run(s: f64, mb: f64) -> SyncRun {
+    fn run(s: f64, mb: f64, dns: bool) -> SyncRun {
         SyncRun {
             wall_s: s + 0.3,
             serving_s: s,
@@ -804,6 +851,12 @@ mod summary_tests {
             anon_settled_mb: mb,
             settle_failed: 1,
             server_ms: 90.0,
+            dns: dns.then_some(DnsSync {
+                zones_s: s + 0.5,
+                build_ms: 400.0 * s,
+                records: 559,
+                answered: 5,
+            }),
         }
     }
 
@@ -811,6 +864,27 @@ mod summary_tests {
     /// (on a mismatch the new text is in /tmp/l4lb-marathon-summary.txt).
     #[test]
     fn summary_text_is_stable() {
+        let got = summary(false);
+        let want = include_str!("testdata/marathon_summary.txt");
+        if got != want {
+            let _ = std::fs::write("/tmp/l4lb-marathon-summary.txt", &got);
+        }
+        assert_eq!(got, want);
+    }
+
+    /// The same with `--dns`: the zones' rows and verdict (on a mismatch the
+    /// new text is in /tmp/l4lb-marathon-dns-summary.txt).
+    #[test]
+    fn dns_summary_text_is_stable() {
+        let got = summary(true);
+        let want = include_str!("testdata/marathon_dns_summary.txt");
+        if got != want {
+            let _ = std::fs::write("/tmp/l4lb-marathon-dns-summary.txt", &got);
+        }
+        assert_eq!(got, want);
+    }
+
+    fn summary(dns: bool) -> String {
         let a = MarathonArgs {
             apps: 100,
             tasks: 5,
@@ -818,6 +892,7 @@ mod summary_tests {
             events: 4,
             runs: 2,
             write: false,
+            dns,
         };
         let kinds = [Kind::HealthDown, Kind::HealthUp, Kind::ScaleUp, Kind::Kill];
         let ev = EventResult {
@@ -839,13 +914,8 @@ mod summary_tests {
             server_ms: 0.4,
             body_mb: 0.5,
         };
-        let runs = [run(0.45, 40.0), run(0.7, 80.0)];
+        let runs = [run(0.45, 40.0, dns), run(0.7, 80.0, dns)];
         let (text, md) = summarize_marathon(&a, &runs, 0.5, 4096, &ev, "MACHINE", "abc1234");
-        let got = format!("{text}\n----\n{md}");
-        let want = include_str!("testdata/marathon_summary.txt");
-        if got != want {
-            let _ = std::fs::write("/tmp/l4lb-marathon-summary.txt", &got);
-        }
-        assert_eq!(got, want);
+        format!("{text}\n----\n{md}")
     }
 }

@@ -39,6 +39,7 @@ mod fleet_run;
 mod knot;
 mod locality;
 mod marathon;
+mod marathon_dns;
 mod mesos;
 mod paired;
 mod peer_setup;
