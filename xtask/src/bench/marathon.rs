@@ -603,8 +603,13 @@ fn summarize_marathon(
         report::table(&EVENT_HEADER, &ev_rows),
         ev.hwm_mb
     );
+    let heading = if a.dns {
+        "Marathon source with DNS on: full sync, zones and event -> maps"
+    } else {
+        "Marathon source: full sync and event -> maps"
+    };
     let markdown = format!(
-        "## Marathon source: full sync and event -> maps\n\n\
+        "## {heading}\n\n\
          `{cmd}` on {{date}}.\n\n\
          **Full sync**, {} runs: {setup}. Wall time is agent spawn -> the maps serving the first table (the \
          first `table applied` log line's timestamp less its `serving_for_us`, which counts from the later of \
