@@ -229,9 +229,7 @@ impl Maps {
             zero_stats: None,
             vip_addrs: vip_addrs::VipAddrs::new(
                 get(l4lb_common::VIP_ADDRS_MAP)?,
-                get(l4lb_common::VIP_FILTER_MAP)
-                    .ok()
-                    .and_then(|m| fast_path::VipFilter::new(m).ok()),
+                fast_path::VipFilter::new(get(l4lb_common::VIP_FILTER_MAP)?)?,
             )?,
             svc_gens: get(l4lb_common::SVC_GEN_MAP)
                 .ok()
@@ -339,14 +337,15 @@ impl Maps {
         }
     }
 
-    /// What precedes a batch of service puts (their generations).
+    /// What precedes a batch of service puts (their generations, their
+    /// addresses in the VIP pre-filter).
     fn before_puts(&mut self, ops: &[&Op]) {
-        let Some(g) = self.svc_gens.as_mut() else {
-            return;
-        };
         for op in ops {
-            if let Op::PutService(_, v) = op {
-                g.put(v);
+            if let Op::PutService(k, v) = op {
+                if let Some(g) = self.svc_gens.as_mut() {
+                    g.put(v);
+                }
+                self.vip_addrs.announce(&k.addr);
             }
         }
     }
@@ -377,6 +376,7 @@ impl Maps {
                 if let Some(g) = self.svc_gens.as_mut() {
                     g.put(v);
                 }
+                self.vip_addrs.announce(&k.addr);
                 self.services.insert(k, v, 0)?;
                 self.vip_addrs.added(k, &self.services)
             }

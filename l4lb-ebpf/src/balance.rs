@@ -9,7 +9,7 @@ use l4lb_common::{
     Addr6, Backend, CloseStep, FLOW_FIN_CLIENT, FlowKey, FlowValue, GUARD_EXT_HEADER,
     GUARD_FRAGMENT, GUARD_IP_OPTIONS, GUARD_OTHER_PROTO, GUARD_TRUNCATED, HOOK_XDP, IPPROTO_TCP,
     IPPROTO_UDP, MemberKey, REASON_NEW, REASON_NO_BACKEND, REASON_TRACKED, REASON_TRACKED_WEIGHT0,
-    ServiceValue, TCP_FLAGS_OFF, close_step, may_open, reopens, v4_mapped, vip_filter_slot,
+    ServiceValue, TCP_FLAGS_OFF, close_step, may_open, reopens, v4_mapped,
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
@@ -17,9 +17,10 @@ use crate::{
     ct, flow_close,
     icmp::{IPPROTO_ICMP, IPPROTO_ICMPV6},
     lb::{
-        MemberEvent, Verdict, choose_up, count_backend, count_member, count_service, lookup_service,
+        MemberEvent, Verdict, choose_up, count_backend, count_member, count_service,
+        lookup_service, maybe_vip,
     },
-    maps::{self, L4LB_MEMBERS, L4LB_SVC_GEN, L4LB_VIP_ADDRS, L4LB_VIP_FILTER, L4LB_VIP_GUARD},
+    maps::{self, L4LB_MEMBERS, L4LB_SVC_GEN, L4LB_VIP_ADDRS, L4LB_VIP_GUARD},
     monitor,
     net::{
         ETH_P_IP_BE, ETH_P_IPV6_BE, ETH_TYPE_OFF, IP6_DST_OFF, IP6_SRC_OFF, L4_V4, L4_V6,
@@ -206,13 +207,6 @@ fn flow_key(src: Addr6, dst: Addr6, sport: u16, dport: u16, proto: u8) -> FlowKe
     k.dport = dport;
     k.proto = proto;
     k
-}
-
-/// False when `dst` is surely no VIP address (its filter slot is 0): the
-/// packet leaves after one array read, with no hash lookup.
-#[inline(always)]
-fn maybe_vip(dst: &Addr6) -> bool {
-    matches!(L4LB_VIP_FILTER.get(vip_filter_slot(dst)), Some(n) if *n != 0)
 }
 
 /// The generation `L4LB_SVC_GEN` holds for `svc`'s id (0: none).

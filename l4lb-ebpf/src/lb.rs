@@ -2,9 +2,12 @@
 use aya_ebpf::bindings::BPF_NOEXIST;
 use l4lb_common::{
     Addr6, Backend, HealthState, MemberKey, ServiceKey, ServiceValue, Stats, UP_SCAN_SLOTS,
+    vip_filter_slot,
 };
 
-use crate::maps::{L4LB_BE_STATS, L4LB_MEMBER_STATS, L4LB_SERVICES, L4LB_SLOTS, L4LB_SVC_STATS};
+use crate::maps::{
+    L4LB_BE_STATS, L4LB_MEMBER_STATS, L4LB_SERVICES, L4LB_SLOTS, L4LB_SVC_STATS, L4LB_VIP_FILTER,
+};
 
 pub mod local;
 pub mod p2c;
@@ -20,6 +23,16 @@ pub enum Verdict {
         /// In the backends array: read through, never copied whole.
         backend: &'static Backend,
     },
+}
+
+/// False when `addr` is surely no VIP address (its slot in the VIP
+/// pre-filter is 0): one array read instead of the services hash lookup,
+/// which every connect on the node would pay, to a VIP or not. The agent
+/// counts an address in before any service on it is written, out after the
+/// last one is removed, so a false answer is never wrong.
+#[inline(always)]
+pub fn maybe_vip(addr: &Addr6) -> bool {
+    matches!(L4LB_VIP_FILTER.get(vip_filter_slot(addr)), Some(n) if *n != 0)
 }
 
 #[inline(always)]

@@ -36,7 +36,7 @@ use crate::{
     health,
     lb::{
         MemberEvent, Verdict, backend_verdict, choose, count_backend, count_member, count_service,
-        lookup_service, mix_cookie, p2c,
+        lookup_service, maybe_vip, mix_cookie, p2c,
     },
     maps::{L4LB_REVNAT, L4LB_SELF},
     monitor, socks,
@@ -202,6 +202,9 @@ fn forward(ctx: &SockAddrContext, family: Family, call: Call) -> i32 {
         return ALLOW;
     }
     let vip = user_addr(sa, family);
+    if !maybe_vip(&vip) {
+        return ALLOW;
+    }
     let vip_port = sa.user_port as u16;
     let Some(svc) = lookup_service(vip, vip_port, proto) else {
         return ALLOW;

@@ -7,7 +7,9 @@
 //! `Maps` calls [`VipAddrs::added`]/[`VipAddrs::removed`] after each service
 //! write or delete that succeeded. The first call rebuilds the map from the
 //! services map (adoption, or a previous failure), so it never drifts.
-//! XDP's VIP pre-filter (`fast_path.rs`) follows the same addresses.
+//! The VIP pre-filter (`fast_path.rs`), which XDP and the socket hooks read
+//! before any hash lookup, follows the same addresses, and takes an address
+//! in before its service is written ([`VipAddrs::announce`]).
 use std::collections::{HashMap as StdHashMap, HashSet};
 
 use aya::maps::{HashMap, Map, MapData, MapError, PerCpuArray};
@@ -19,8 +21,8 @@ type Services = HashMap<MapData, ServiceKey, ServiceValue>;
 
 pub struct VipAddrs {
     map: HashMap<MapData, Addr6, u32>,
-    /// XDP's pre-filter of the same addresses (None: maps of an older agent).
-    filter: Option<VipFilter>,
+    /// The pre-filter of the same addresses (XDP, socket hooks).
+    filter: VipFilter,
     /// What the map holds, once synced: the service keys and, per address, how many.
     state: Option<State>,
 }
@@ -32,7 +34,7 @@ struct State {
 }
 
 impl VipAddrs {
-    pub fn new(map: Map, filter: Option<VipFilter>) -> Result<VipAddrs, MapError> {
+    pub fn new(map: Map, filter: VipFilter) -> Result<VipAddrs, MapError> {
         Ok(VipAddrs {
             map: map.try_into()?,
             filter,
@@ -45,6 +47,14 @@ impl VipAddrs {
     pub fn sync(&mut self, services: &Services) -> Result<(), MapError> {
         self.state = None;
         self.update(services, |_| None)
+    }
+
+    /// A service on `addr` is about to be written: the pre-filter holds the
+    /// address first, so a hook never skips a service the map holds (an
+    /// address left over by a failed write costs a hash lookup, until the
+    /// next resync).
+    pub fn announce(&mut self, addr: &Addr6) {
+        self.filter.add(addr);
     }
 
     /// `key` is in the services map now.
@@ -98,19 +108,14 @@ impl VipAddrs {
             self.state = Some(self.resync(services)?);
         }
         let state = self.state.as_mut().expect("synced above");
-        let filter = self.filter.as_mut();
         match change(state) {
             Some((addr, 0)) => {
                 ignore_missing(self.map.remove(&addr))?;
-                if let Some(f) = filter {
-                    f.remove(&addr);
-                }
+                self.filter.remove(&addr);
                 Ok(())
             }
             Some((addr, n)) => {
-                if let Some(f) = filter {
-                    f.add(&addr);
-                }
+                self.filter.add(&addr);
                 self.map.insert(addr, n, 0)
             }
             None => Ok(()),
@@ -125,9 +130,7 @@ impl VipAddrs {
             state.keys.insert(key);
             *state.counts.entry(key.addr).or_default() += 1;
         }
-        if let Some(f) = self.filter.as_mut() {
-            f.rebuild(state.counts.keys());
-        }
+        self.filter.rebuild(state.counts.keys());
         let stale: Vec<Addr6> = self
             .map
             .keys()
