@@ -234,7 +234,17 @@ impl Sandbox {
     }
 
     /// Spawns and tracks a process; it is killed (SIGTERM, then SIGKILL) on drop.
+    /// SIGHUP is reset to its default first: a test run under `nohup`
+    /// ignores it, exec keeps an ignored signal ignored, and a shell (the
+    /// fake agent reloads on SIGHUP) cannot trap a signal ignored on entry.
     pub fn spawn(&mut self, mut cmd: Command) -> Result<u32> {
+        // SAFETY: signal(2) is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGHUP, libc::SIG_DFL);
+                Ok(())
+            })
+        };
         let child = cmd.spawn().with_context(|| format!("spawning {cmd:?}"))?;
         let pid = child.id();
         lock(&self.children).push(child);
