@@ -45,7 +45,8 @@ pub(super) fn port_decls(specs: &[PortSpec], warn: &mut dyn FnMut(String)) -> Ve
 
 /// Legacy `vip_PORT<n>` = `tcp://name:port` / `udp://name:port` labels (the
 /// key is matched case-insensitively: both `vip_PORT0` and `vip_port0` exist
-/// in the wild). `at` prefixes messages: `""` for app labels, `tasks[0] (id) `.
+/// in the wild). `at` names where they are in messages: `""` for app labels,
+/// `tasks[0] (id)` for a task's (formatted only for a label that matches).
 pub(super) fn legacy_decls(
     labels: &BTreeMap<String, String>,
     specs: &[PortSpec],
@@ -61,7 +62,10 @@ pub(super) fn legacy_decls(
         else {
             continue;
         };
-        let origin = format!("{at}label {key}");
+        let origin = match at {
+            "" => format!("label {key}"),
+            at => format!("{at} label {key}"),
+        };
         match legacy_decl(index, value, specs.len(), &origin) {
             Ok(d) => out.push(d),
             Err(m) => warn(format!("{origin}: {m}")),

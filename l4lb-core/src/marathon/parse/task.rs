@@ -127,12 +127,7 @@ impl Builder {
             .map(|spec| t.endpoint(spec, &agent, &task_ips))
             .collect();
 
-        // Marathon's tasks carry no labels: no prefix to format for them.
-        let task_decls = if task.labels.is_empty() {
-            Vec::new()
-        } else {
-            legacy_decls(&task.labels, &app.specs, &format!("{} ", t.at), t.warn)
-        };
+        let task_decls = legacy_decls(&task.labels, &app.specs, &t.at, t.warn);
         for d in &task_decls {
             self.declare(d, &app.app.id);
         }
