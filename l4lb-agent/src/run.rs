@@ -254,6 +254,7 @@ type BackendsTx = tokio::sync::watch::Sender<imbl::OrdMap<u32, std::net::SocketA
 /// The maps now, the programs on a blocking thread: the first table is
 /// read and written while the kernel verifies them (see `attaching`).
 fn start_datapath(args: &RunArgs, cgroup: &std::path::Path) -> Result<(datapath::Maps, Attaching)> {
+    let t = std::time::Instant::now();
     let datapath::Created {
         maps,
         programs,
@@ -272,7 +273,7 @@ fn start_datapath(args: &RunArgs, cgroup: &std::path::Path) -> Result<(datapath:
             locality_step: args.locality.locality != crate::locality::LocalityFlag::Off,
         },
     )?;
-    info!(cgroup = %cgroup.display(), pin_root = %args.pin_root.display(), lb_policy = args.lb_policy.name(), health_probes = args.health_probes.name(), "maps ready; verifying the programs");
+    info!(cgroup = %cgroup.display(), pin_root = %args.pin_root.display(), lb_policy = args.lb_policy.name(), health_probes = args.health_probes.name(), took_ms = t.elapsed().as_millis() as u64, "maps ready; verifying the programs");
     let packet = datapath::xdp::PacketAttach {
         xdp_ifaces: args.xdp_ifaces.clone(),
         reply_ifaces: args.xdp_reply_ifaces.clone(),
