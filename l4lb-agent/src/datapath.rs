@@ -760,10 +760,17 @@ impl Programs {
     /// Verifies and loads the socket hooks and attaches them to the cgroup,
     /// then loads and pins the packet programs (their attach is
     /// `Attached::attach_packet`). Blocking: the verifier takes ~1 s.
-    pub fn attach(mut self) -> Result<Attached> {
+    pub fn attach(self) -> Result<Attached> {
+        self.attach_then(|| {})
+    }
+
+    /// [`Self::attach`], calling `socket_attached` once the socket hooks are
+    /// attached, before the packet programs are verified.
+    pub fn attach_then(mut self, socket_attached: impl FnOnce()) -> Result<Attached> {
         let t = std::time::Instant::now();
         let links_dir = self.pin_root.join(LINKS_DIR);
         links::attach_sock_programs(&mut self.ebpf, &self.cgroup_dir, &self.cgroup, &links_dir)?;
+        socket_attached();
         let sock = t.elapsed();
         xdp::load_and_pin(&mut self.ebpf, &self.pin_root)?;
         tracing::info!(

@@ -42,6 +42,14 @@ fn tcp_spreads_evenly_over_three_equal_backends() {
     )
     .unwrap();
     agent.wait_vips(1, READY).unwrap();
+    // No packet interface: the table serves once the socket hooks are
+    // attached, before the packet programs are verified.
+    let log = agent.log();
+    let early = log
+        .find("the socket hooks serve")
+        .expect("no early serving line");
+    let all = log.find("socket hooks attached").expect("no attach line");
+    assert!(early < all, "{log}");
     let v = sb.probe_tcp("11.0.0.1:7000", 300).unwrap();
     assert_eq!(v["errors"], 0, "{v}");
     let c = counts(&v);

@@ -80,6 +80,8 @@ fn a_veth_with_tx_offload_is_balanced_on_tc_ingress_with_valid_checksums() {
     agent.wait_vips(5, READY).unwrap();
     // Logged once the ingress side (either mode) is attached.
     agent.wait_log("tc reply program attached", "the attach", READY);
+    // A packet interface waits for its programs: no early serving.
+    assert!(!agent.log().contains("the socket hooks serve"));
 
     for vip in ["11.0.0.1:80", "[fd01:c::1]:80"] {
         let v = t.client.probe_tcp(vip, 40).unwrap();

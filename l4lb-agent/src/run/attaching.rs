@@ -3,11 +3,15 @@
 //!
 //! The maps exist (pinned) before this starts, so the first table can be
 //! written before the programs read it; nothing is published as serving
-//! (DNS names, VIP routes, readiness) before `ready` returned.
+//! (DNS names, VIP routes, readiness) before `ready` returned. With no
+//! packet interface to attach (no `--xdp-iface`, no `--xdp-reply-iface`),
+//! the socket hooks are all that serve: `ready` returns once they are
+//! attached, and the packet programs (loaded and pinned for `explain` and
+//! a later attach) are verified after, while the table already serves.
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use tokio::task::JoinHandle;
+use tokio::{sync::oneshot, task::JoinHandle};
 use tracing::info;
 
 use crate::datapath::{Attached, Programs, xdp::PacketAttach};
@@ -16,6 +20,9 @@ pub struct Attaching {
     /// The job returns the instant it attached: `ready` may be awaited
     /// much later (after a read), and serving counts from the attach.
     pending: Option<JoinHandle<Result<(Attached, Instant)>>>,
+    /// The socket hooks' attach instant, when it is the serving one (no
+    /// packet interface waits for the packet programs).
+    early: Option<oneshot::Receiver<Instant>>,
     /// Kept for the agent's lifetime (the packet links live with it).
     _attached: Option<Attached>,
     at: Option<Instant>,
@@ -25,35 +32,63 @@ impl Attaching {
     /// Starts verifying and attaching `programs` (socket hooks, then the
     /// packet programs on `packet`'s interfaces).
     pub fn spawn(programs: Programs, packet: PacketAttach, cgroup: String) -> Self {
+        let serves_without_packet = packet.xdp_ifaces.is_empty() && packet.reply_ifaces.is_empty();
+        let (tx, rx) = oneshot::channel();
         let job = move || {
-            let mut attached = programs.attach()?;
+            let mut attached = programs.attach_then(|| {
+                if serves_without_packet {
+                    info!("the socket hooks serve; the packet programs load next");
+                    let _ = tx.send(Instant::now());
+                }
+            })?;
             attached.attach_packet(&packet)?;
-            // Tests wait for this line: from here the maps serve.
+            // Tests wait for this line: from here every program is in place.
             info!(%cgroup, "socket hooks attached");
             Ok((attached, Instant::now()))
         };
         Attaching {
             pending: Some(tokio::task::spawn_blocking(job)),
+            early: serves_without_packet.then_some(rx),
             _attached: None,
             at: None,
         }
     }
 
+    /// True while the job runs (the serving loop awaits [`Self::finish`]).
     pub fn is_pending(&self) -> bool {
         self.pending.is_some()
     }
 
-    /// Waits for the programs (at most once; cancel-safe); the time they were
-    /// attached. An error ends the agent, as a failed load did at start.
+    /// Waits until the programs serve (cancel-safe); the instant they did.
+    /// An error ends the agent, as a failed load did at start.
     pub async fn ready(&mut self) -> Result<Instant> {
+        if self.at.is_none()
+            && let Some(early) = self.early.as_mut()
+            && let Ok(at) = early.await
+        {
+            self.at = Some(at);
+        }
+        // Gone without a send: the job failed before the socket hooks were
+        // attached, and `finish` returns its error.
+        self.early = None;
+        if self.at.is_none() {
+            self.finish().await?;
+        }
+        self.at
+            .context("the programs failed to load (reported before)")
+    }
+
+    /// Waits for the whole job (at most once; cancel-safe): a packet
+    /// program that fails to load after the socket hooks serve still ends
+    /// the agent.
+    pub async fn finish(&mut self) -> Result<()> {
         if let Some(job) = self.pending.as_mut() {
             let done = job.await.context("the program loader panicked");
             self.pending = None;
             let (attached, at) = done??;
             self._attached = Some(attached);
-            self.at = Some(at);
+            self.at.get_or_insert(at);
         }
-        self.at
-            .context("the programs failed to load (reported before)")
+        Ok(())
     }
 }

@@ -46,7 +46,7 @@ impl Serving {
         loop {
             let event = tokio::select! {
                 Some(ev) = rx.recv() => ev,
-                done = self.attaching.ready(), if self.attaching.is_pending() => {
+                done = self.attaching.finish(), if self.attaching.is_pending() => {
                     done?;
                     continue;
                 }
