@@ -117,7 +117,7 @@ impl Packet for XdpContext {
     fn nat(&self, nat: &Nat<'_>) -> u32 {
         // The mode flags, read once per packet.
         let flags = xdp_flags(self);
-        if flags & XDP_F_DSR_L2 != 0 && nat.backend.port == nat.key.dport {
+        if flags & XDP_F_DSR_L2 != 0 && nat.backend.port == nat.key.dport() {
             balance::finish(self, nat);
             return to_backend_l2(self, nat.backend);
         }
@@ -145,8 +145,8 @@ fn is_explain(ctx: &XdpContext) -> bool {
 
 #[inline(always)]
 fn nat4(ctx: &XdpContext, nat: &Nat<'_>, fib: bool) -> Result<u32, ()> {
-    let proto = nat.key.proto;
-    let (dst, dport) = (nat.key.dst[3], nat.key.dport);
+    let proto = nat.key.proto();
+    let (dst, dport) = (nat.key.dst4(), nat.key.dport());
     let (new_ip, port) = (nat.backend.addr[3], nat.backend.port);
     let ip: *mut Ipv4Hdr = ptr_at(ctx, EthHdr::LEN)?;
     let check: *mut [u8; 2] = ptr_at(ctx, l4_check_off(L4_V4, proto))?;
@@ -181,7 +181,7 @@ fn nat4(ctx: &XdpContext, nat: &Nat<'_>, fib: bool) -> Result<u32, ()> {
 
 #[inline(always)]
 fn nat6(ctx: &XdpContext, nat: &Nat<'_>, fib: bool) -> Result<u32, ()> {
-    let proto = nat.key.proto;
+    let (proto, dst) = (nat.key.proto(), nat.key.dst());
     let ip: *mut Ipv6Hdr = ptr_at(ctx, EthHdr::LEN)?;
     let check: *mut [u8; 2] = ptr_at(ctx, l4_check_off(L4_V6, proto))?;
     // SAFETY: bounds-checked.
@@ -190,9 +190,9 @@ fn nat6(ctx: &XdpContext, nat: &Nat<'_>, fib: bool) -> Result<u32, ()> {
         let old = u16::from_ne_bytes(*check);
         let c = csum_update(
             old,
-            &nat.key.dst,
+            &dst,
             &nat.backend.addr,
-            &[nat.key.dport],
+            &[nat.key.dport()],
             &[nat.backend.port],
         );
         *check = udp_nonzero(proto, c).to_ne_bytes();
