@@ -118,12 +118,18 @@ fn decide4<P: Packet>(p: &P) -> Step<P::Verdict> {
 
 #[inline(always)]
 fn decide6<P: Packet>(p: &P) -> Step<P::Verdict> {
-    // Field by field: a copy of the whole header would take stack.
-    let (Ok(next), Ok(src), Ok(dst)) = (
-        p.read::<u8>(IP6_NEXT_OFF),
+    // Field by field: a copy of the whole header would take stack. The
+    // addresses first: their bounds check covers the next header's, and
+    // a short packet leaves before any read (read together, the compiler
+    // skipped a failed read's load, leaving a register the verifier
+    // cannot prove unused).
+    let (Ok(src), Ok(dst)) = (
         p.read::<[u8; 16]>(IP6_SRC_OFF),
         p.read::<[u8; 16]>(IP6_DST_OFF),
     ) else {
+        return Step::Done(p.verdict(false));
+    };
+    let Ok(next) = p.read::<u8>(IP6_NEXT_OFF) else {
         return Step::Done(p.verdict(false));
     };
     let (src, dst) = (words(&src), words(&dst));
