@@ -14,6 +14,7 @@ use l4lb_common::{
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
 use crate::{
+    client::{Client, Key4},
     ct, flow_close,
     icmp::{IPPROTO_ICMP, IPPROTO_ICMPV6},
     lb::{
@@ -65,7 +66,7 @@ pub enum Step<V> {
 /// backend of an established flow is read in its connection-table entry):
 /// copies of them were stack moves on every packet.
 pub struct Nat<'a> {
-    pub key: &'a FlowKey,
+    pub key: Client<'a>,
     pub service_id: u32,
     pub backend_id: u32,
     pub backend: &'a Backend,
@@ -117,12 +118,18 @@ fn decide4<P: Packet>(p: &P) -> Step<P::Verdict> {
 
 #[inline(always)]
 fn decide6<P: Packet>(p: &P) -> Step<P::Verdict> {
-    // Field by field: a copy of the whole header would take stack.
-    let (Ok(next), Ok(src), Ok(dst)) = (
-        p.read::<u8>(IP6_NEXT_OFF),
+    // Field by field: a copy of the whole header would take stack. The
+    // addresses first: their bounds check covers the next header's, and
+    // a short packet leaves before any read (read together, the compiler
+    // skipped a failed read's load, leaving a register the verifier
+    // cannot prove unused).
+    let (Ok(src), Ok(dst)) = (
         p.read::<[u8; 16]>(IP6_SRC_OFF),
         p.read::<[u8; 16]>(IP6_DST_OFF),
     ) else {
+        return Step::Done(p.verdict(false));
+    };
+    let Ok(next) = p.read::<u8>(IP6_NEXT_OFF) else {
         return Step::Done(p.verdict(false));
     };
     let (src, dst) = (words(&src), words(&dst));
@@ -151,35 +158,63 @@ fn nat<P: Packet>(p: &P, l4: usize, proto: u8, src: Addr6, dst: Addr6, family: u
     if !maybe_vip(&dst) {
         return p.verdict(false);
     }
+    if family == 4 {
+        // The 16-byte key from registers; the full one only off the
+        // established path.
+        let k4 = Key4::new(src[3], dst[3], sport, dport, proto);
+        return balance(p, Client::V4(k4.get()), ct::get4(k4.get()), tcp);
+    }
     let key = flow_key(src, dst, sport, dport, proto);
-    let flow = ct::get(&key);
-    // The established path: one hash lookup (above) and one array read.
+    balance(p, Client::V6(&key), ct::get(&key), tcp)
+}
+
+/// A packet to a VIP address whose connection-table entry (if any) is
+/// `flow`. The established path: an entry current for its service (one
+/// array read), no SYN reopening a closed flow, no monitor listening.
+#[inline(always)]
+fn balance<P: Packet>(p: &P, client: Client<'_>, flow: Option<&FlowValue>, tcp: u8) -> P::Verdict {
     if let Some(f) = flow
-        && current(&f)
+        && current(f)
         && !reopens(tcp, f.flags)
         && (!monitor::watching() || p.explain())
     {
         let b = (f.service_id, f.backend_id, &f.backend);
-        return to_backend(p, &key, family, b, Some(f.flags), tcp);
+        return to_backend(p, client, b, Some(f.flags), tcp);
     }
-    let Some(svc) = lookup_service(key.dst, dport, proto) else {
+    match client {
+        Client::V4(k4) => pick(p, client, &k4.key(), flow, tcp),
+        Client::V6(key) => pick(p, client, key, flow, tcp),
+    }
+}
+
+/// Off the established path: the service lookup, then the tracked backend
+/// or a new pick (`select`), under the full key `key`.
+#[inline(always)]
+fn pick<P: Packet>(
+    p: &P,
+    client: Client<'_>,
+    key: &FlowKey,
+    flow: Option<&FlowValue>,
+    tcp: u8,
+) -> P::Verdict {
+    let Some(svc) = lookup_service(key.dst, key.dport, key.proto) else {
         return p.verdict(false);
     };
-    let Some((backend_id, backend, flags)) = select(p.explain(), &key, flow, &svc, tcp) else {
+    let Some((backend_id, backend, flags)) = select(p.explain(), key, flow, &svc, tcp) else {
         return p.verdict(true);
     };
-    to_backend(p, &key, family, (svc.id, backend_id, &backend), flags, tcp)
+    to_backend(p, client, (svc.id, backend_id, &backend), flags, tcp)
 }
 
 #[inline(always)]
 fn to_backend<P: Packet>(
     p: &P,
-    key: &FlowKey,
-    family: u8,
+    key: Client<'_>,
     (service_id, backend_id, backend): (u32, u32, &Backend),
     flags: Option<u32>,
     tcp: u8,
 ) -> P::Verdict {
+    let family = if matches!(key, Client::V4(_)) { 4 } else { 6 };
     if backend.family != family {
         // The agent never pairs a VIP with a backend of the other family;
         // drop rather than misroute.

@@ -19,6 +19,14 @@ pub fn get(key: &FlowKey) -> Option<&'static FlowValue> {
     get_ptr_mut(key).map(|p| unsafe { &*p })
 }
 
+/// An IPv4 flow's entry, read in place, under the key the caller built
+/// (`client::Key4`).
+#[inline(always)]
+pub fn get4(key: &FlowKey4) -> Option<&'static FlowValue> {
+    // SAFETY: as in `get`.
+    L4LB_CONNTRACK4.get_ptr_mut(key).map(|p| unsafe { &*p })
+}
+
 /// `key`'s entry, to update in place.
 #[inline(always)]
 pub fn get_ptr_mut(key: &FlowKey) -> Option<*mut FlowValue> {

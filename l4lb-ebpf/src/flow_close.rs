@@ -6,6 +6,7 @@ use core::intrinsics::{AtomicOrdering, atomic_or};
 use l4lb_common::{Backend, CloseStep, FlowKey, FlowRevNatValue, FlowValue, ServiceValue};
 
 use crate::{
+    client::Client,
     ct,
     maps::{self, L4LB_SVC_GEN, L4LB_XDP_REVNAT},
 };
@@ -140,9 +141,10 @@ fn decode(step: u32) -> CloseStep {
 /// last-ACK packets call it, and the reply key it builds stays off the
 /// calling program's stack frame.
 #[inline(never)]
-pub fn from_client(step: u32, client: &FlowKey, backend_id: u32) {
+pub fn from_client(step: u32, client: Client<'_>, backend_id: u32) {
+    let client = client.key();
     if let Some(backend) = maps::backend(backend_id) {
-        apply(decode(step), client, &reply_key(client, backend));
+        apply(decode(step), &client, &reply_key(&client, backend));
     }
 }
 

@@ -17,6 +17,7 @@
 #![allow(internal_features)]
 
 mod balance;
+mod client;
 mod csum;
 mod ct;
 mod flow_close;

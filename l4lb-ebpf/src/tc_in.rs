@@ -96,8 +96,8 @@ impl Packet for TcContext {
 /// the port, as partial or full as it came.
 #[inline(always)]
 fn nat4(ctx: &TcContext, nat: &Nat<'_>) -> Result<(), i64> {
-    let proto = nat.key.proto;
-    let (dst, new_ip) = (nat.key.dst[3], nat.backend.addr[3]);
+    let proto = nat.key.proto();
+    let (dst, new_ip) = (nat.key.dst4(), nat.backend.addr[3]);
     let check = l4_check_off(L4_V4, proto);
     let flags = l4_flags(proto);
     ctx.skb.l4_csum_replace(
@@ -115,13 +115,13 @@ fn nat4(ctx: &TcContext, nat: &Nat<'_>) -> Result<(), i64> {
 
 #[inline(always)]
 fn nat6(ctx: &TcContext, nat: &Nat<'_>) -> Result<(), i64> {
-    let proto = nat.key.proto;
+    let (proto, dst) = (nat.key.proto(), nat.key.dst());
     let check = l4_check_off(L4_V6, proto);
     let flags = l4_flags(proto);
     for i in 0..4 {
         ctx.skb.l4_csum_replace(
             check,
-            nat.key.dst[i] as u64,
+            dst[i] as u64,
             nat.backend.addr[i] as u64,
             flags | BPF_F_PSEUDO_HDR as u64 | 4,
         )?;
@@ -144,7 +144,7 @@ fn rewrite_port(
 ) -> Result<(), i64> {
     ctx.skb.l4_csum_replace(
         check,
-        nat.key.dport as u64,
+        nat.key.dport() as u64,
         nat.backend.port as u64,
         flags | 2,
     )?;

@@ -23,16 +23,27 @@ pub unsafe fn read<T>(p: *const T) -> T {
         // SAFETY: T is 2 bytes of plain data.
         return unsafe { core::mem::transmute_copy(&h) };
     }
-    if n % 4 != 0 || n / 4 > MAX_WORDS {
+    if n % 4 != 0 || n == 0 || n / 4 > MAX_WORDS {
         // SAFETY: the caller's.
         return unsafe { core::ptr::read_unaligned(p) };
     }
-    let mut w = [0u32; MAX_WORDS];
-    let mut i = 0;
-    while i < n / 4 {
-        // SAFETY: the caller's; word i lies within the T.
-        w[i] = unsafe { load32(p.cast::<u8>().add(i * 4)) };
-        i += 1;
+    let (mut w, p, words) = ([0u32; MAX_WORDS], p.cast::<u8>(), n / 4);
+    // SAFETY: the caller's; each word read lies within the T. One load
+    // per word, each with its offset in the instruction.
+    unsafe {
+        w[0] = load32_at::<0>(p);
+        if words > 1 {
+            w[1] = load32_at::<4>(p);
+        }
+        if words > 2 {
+            w[2] = load32_at::<8>(p);
+        }
+        if words > 3 {
+            w[3] = load32_at::<12>(p);
+        }
+        if words > 4 {
+            w[4] = load32_at::<16>(p);
+        }
     }
     // SAFETY: T is plain data no larger than `w`, whose first bytes hold it.
     unsafe { core::mem::transmute_copy(&w) }
@@ -43,33 +54,49 @@ const MAX_WORDS: usize = 5;
 
 /// The packet load and store of one width: `$load(p)` reads the `$t` at
 /// `p`, `$store(p, v)` writes `v` there, `v` being network-order bytes read
-/// as a native integer.
+/// as a native integer; `$load_at::<OFF>` and `$store_at::<OFF>` do the
+/// same at `p + OFF`, the offset in the instruction.
 ///
-/// # Safety (of both)
-/// `p` must point into the packet with `size_of::<$t>()` bytes bounds-checked.
+/// # Safety (of all)
+/// `p` (`p + OFF`) must point into the packet with `size_of::<$t>()` bytes
+/// bounds-checked.
 macro_rules! width {
-    ($t:ty, $bpf:literal, $load:ident, $store:ident) => {
+    ($t:ty, $bpf:literal, $load:ident, $load_at:ident, $store:ident, $store_at:ident) => {
         #[inline(always)]
+        #[allow(dead_code)] // not every width needs the form without offset
         pub unsafe fn $load(p: *const u8) -> $t {
+            // SAFETY: the caller's.
+            unsafe { $load_at::<0>(p) }
+        }
+
+        #[inline(always)]
+        pub unsafe fn $load_at<const OFF: i16>(p: *const u8) -> $t {
             let v: u64;
             // SAFETY: the caller's; a load has no other effect.
             unsafe {
-                asm!(concat!("{v} = *(", $bpf, " *)({p} + 0)"), v = out(reg) v, p = in(reg) p,
-                     options(pure, readonly, nostack, preserves_flags));
+                asm!(concat!("{v} = *(", $bpf, " *)({p} + {off})"), v = out(reg) v, p = in(reg) p,
+                     off = const OFF, options(pure, readonly, nostack, preserves_flags));
             }
             v as $t
         }
 
         #[inline(always)]
+        #[allow(dead_code)] // as above
         pub unsafe fn $store(p: *mut u8, v: $t) {
             // SAFETY: the caller's.
+            unsafe { $store_at::<0>(p, v) }
+        }
+
+        #[inline(always)]
+        pub unsafe fn $store_at<const OFF: i16>(p: *mut u8, v: $t) {
+            // SAFETY: the caller's.
             unsafe {
-                asm!(concat!("*(", $bpf, " *)({p} + 0) = {v}"), p = in(reg) p,
-                     v = in(reg) u64::from(v), options(nostack, preserves_flags));
+                asm!(concat!("*(", $bpf, " *)({p} + {off}) = {v}"), p = in(reg) p,
+                     v = in(reg) u64::from(v), off = const OFF, options(nostack, preserves_flags));
             }
         }
     };
 }
 
-width!(u32, "u32", load32, write32);
-width!(u16, "u16", load16, write16);
+width!(u32, "u32", load32, load32_at, write32, write32_at);
+width!(u16, "u16", load16, load16_at, write16, write16_at);

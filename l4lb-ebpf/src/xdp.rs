@@ -62,8 +62,8 @@ use crate::{
     icmp,
     maps::L4LB_XDP_CONFIG,
     net::{
-        AF_INET, AF_INET6, IP4_LEN_OFF, IP6_LEN_OFF, L4_V4, L4_V6, bytes, l4_check_off, ptr_at,
-        words,
+        AF_INET, AF_INET6, IP4_CHECK_OFF, IP4_DST_OFF, IP4_LEN_OFF, IP6_LEN_OFF, L4_V4, L4_V6,
+        bytes, l4_check_off, ptr_at, words,
     },
     wide,
 };
@@ -117,7 +117,7 @@ impl Packet for XdpContext {
     fn nat(&self, nat: &Nat<'_>) -> u32 {
         // The mode flags, read once per packet.
         let flags = xdp_flags(self);
-        if flags & XDP_F_DSR_L2 != 0 && nat.backend.port == nat.key.dport {
+        if flags & XDP_F_DSR_L2 != 0 && nat.backend.port == nat.key.dport() {
             balance::finish(self, nat);
             return to_backend_l2(self, nat.backend);
         }
@@ -145,23 +145,23 @@ fn is_explain(ctx: &XdpContext) -> bool {
 
 #[inline(always)]
 fn nat4(ctx: &XdpContext, nat: &Nat<'_>, fib: bool) -> Result<u32, ()> {
-    let proto = nat.key.proto;
-    let (dst, dport) = (nat.key.dst[3], nat.key.dport);
+    let proto = nat.key.proto();
+    let (dst, dport) = (nat.key.dst4(), nat.key.dport());
     let (new_ip, port) = (nat.backend.addr[3], nat.backend.port);
-    let ip: *mut Ipv4Hdr = ptr_at(ctx, EthHdr::LEN)?;
+    // One bounds check up to the ports, every field at a constant offset
+    // from the frame's start; the L4 checksum's offset depends on the
+    // protocol, so it is checked on its own.
+    let frame: *mut [u8; L4_V4 + 4] = ptr_at(ctx, 0)?;
     let check: *mut [u8; 2] = ptr_at(ctx, l4_check_off(L4_V4, proto))?;
-    let dport_at: *mut [u8; 2] = ptr_at(ctx, L4_V4 + 2)?;
-    let (ipc, dst_at) = (
-        ip.cast::<u8>().wrapping_add(10),
-        ip.cast::<u8>().wrapping_add(16),
-    );
-    // SAFETY: bounds-checked (ip, check, dport_at); whole-word accesses.
+    let frame = frame.cast::<u8>();
+    // SAFETY: bounds-checked (frame, check); whole-word accesses.
     unsafe {
         // The address's difference, once for both checksums.
         let d = delta32(&[dst], &[new_ip]);
         // IPv4 header checksum: only the destination address changed.
-        wide::write16(ipc, csum_apply(wide::load16(ipc), d));
-        wide::write32(dst_at, new_ip);
+        let ipc = wide::load16_at::<{ IP4_CHECK_OFF as i16 }>(frame);
+        wide::write16_at::<{ IP4_CHECK_OFF as i16 }>(frame, csum_apply(ipc, d));
+        wide::write32_at::<{ IP4_DST_OFF as i16 }>(frame, new_ip);
         let old = wide::load16(check.cast());
         // UDP over IPv4 with checksum 0 means "no checksum": keep it 0.
         if !(proto == IPPROTO_UDP && old == 0) {
@@ -169,11 +169,11 @@ fn nat4(ctx: &XdpContext, nat: &Nat<'_>, fib: bool) -> Result<u32, ()> {
             wide::write16(check.cast(), udp_nonzero(proto, c));
         }
         // TCP and UDP both keep the destination port at byte 2.
-        wide::write16(dport_at.cast(), port);
+        wide::write16_at::<{ (L4_V4 + 2) as i16 }>(frame, port);
     }
     balance::finish(ctx, nat);
     Ok(if fib {
-        fib4(ctx, ip)
+        fib4(ctx, frame.wrapping_add(EthHdr::LEN).cast())
     } else {
         xdp_action::XDP_PASS
     })
@@ -181,7 +181,7 @@ fn nat4(ctx: &XdpContext, nat: &Nat<'_>, fib: bool) -> Result<u32, ()> {
 
 #[inline(always)]
 fn nat6(ctx: &XdpContext, nat: &Nat<'_>, fib: bool) -> Result<u32, ()> {
-    let proto = nat.key.proto;
+    let (proto, dst) = (nat.key.proto(), nat.key.dst());
     let ip: *mut Ipv6Hdr = ptr_at(ctx, EthHdr::LEN)?;
     let check: *mut [u8; 2] = ptr_at(ctx, l4_check_off(L4_V6, proto))?;
     // SAFETY: bounds-checked.
@@ -190,9 +190,9 @@ fn nat6(ctx: &XdpContext, nat: &Nat<'_>, fib: bool) -> Result<u32, ()> {
         let old = u16::from_ne_bytes(*check);
         let c = csum_update(
             old,
-            &nat.key.dst,
+            &dst,
             &nat.backend.addr,
-            &[nat.key.dport],
+            &[nat.key.dport()],
             &[nat.backend.port],
         );
         *check = udp_nonzero(proto, c).to_ne_bytes();
