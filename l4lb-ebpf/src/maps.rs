@@ -10,7 +10,7 @@ use l4lb_common::{
     GUARD_REASONS, ICMP_COUNTERS, LbConfig, LbStats, MAX_BACKENDS, MAX_FLOWS, MAX_MEMBERS,
     MAX_REVNAT, MAX_SERVICES as VIP_ADDRS, MAX_SERVICES, MAX_SLOTS, MAX_SOCKS, MONITOR_RING_BYTES,
     MemberKey, MemberValue, MonitorConfig, MonitorEvent, ProbeMark, RevNatKey, RevNatValue,
-    ServiceGen, ServiceKey, ServiceValue, SockSlot, Stats, VIP_FILTER_SLOTS,
+    ServiceGen, ServiceKey, ServiceValue, SockSlot, Stats, VIP_FILTER_WORDS,
 };
 
 const NO_PREALLOC: usize = BPF_F_NO_PREALLOC as usize;
@@ -153,7 +153,7 @@ pub static L4LB_ICMP_RATE: PerCpuArray<[u64; 2], 1> = PerCpuArray::new();
 #[btf_map]
 pub static L4LB_SVC_GEN: Array<ServiceGen, { MAX_SERVICES as usize }, MMAPABLE> = Array::new();
 
-/// VIP address pre-filter (`l4lb_common::vip_filter_slot`): 0 = not a VIP
-/// address; written by the agent through mmap.
+/// VIP address pre-filter, a bitmap (`l4lb_common::vip_filter_bit`): a
+/// clear bit = not a VIP address; written by the agent through mmap.
 #[btf_map]
-pub static L4LB_VIP_FILTER: Array<u64, { VIP_FILTER_SLOTS as usize }, MMAPABLE> = Array::new();
+pub static L4LB_VIP_FILTER: Array<u64, { VIP_FILTER_WORDS as usize }, MMAPABLE> = Array::new();
