@@ -1,18 +1,24 @@
 //! What lets XDP forward an established flow after one hash lookup (the
 //! connection table): a per-service generation array checked instead of the
 //! service map, and a VIP address pre-filter that lets every other packet
-//! leave after one array read, before the connection-table lookup.
+//! (and every connect or sendmsg to no VIP address) leave after one array
+//! read, before any hash lookup.
 
 use crate::Addr6;
 
 /// Service id → [`ServiceGen`] (array, mmap-able: the agent writes it by
 /// memory store, before the service value it describes).
 pub const SVC_GEN_MAP: &str = "L4LB_SVC_GEN";
-/// `hash(VIP address) % VIP_FILTER_SLOTS` → how many VIP addresses hash
-/// there (`u64`, array, mmap-able): 0 = surely not a VIP address.
+/// A bitmap (`u64` words, array, mmap-able): bit `hash(VIP address) %
+/// VIP_FILTER_SLOTS` is set while some VIP address hashes there; clear =
+/// surely not a VIP address. Bits rather than per-slot counts (the agent
+/// keeps those): 8 KB whose lines stay cached, where 512 KB of counts cost
+/// a VIP connect one more cold line.
 pub const VIP_FILTER_MAP: &str = "L4LB_VIP_FILTER";
-/// Slots of [`VIP_FILTER_MAP`] (a power of two).
+/// Slots (bits) of [`VIP_FILTER_MAP`] (a power of two).
 pub const VIP_FILTER_SLOTS: u32 = 65_536;
+/// `u64` words of [`VIP_FILTER_MAP`].
+pub const VIP_FILTER_WORDS: u32 = VIP_FILTER_SLOTS / 64;
 
 /// A service's generation: a number that never repeats for its id while the
 /// maps are pinned (the agent takes the next one above the largest in the
@@ -36,11 +42,18 @@ pub struct ServiceGen {
 
 const _: () = assert!(VIP_FILTER_SLOTS.is_power_of_two());
 
-/// The [`VIP_FILTER_MAP`] slot of a VIP address (the agent and XDP agree).
+/// The [`VIP_FILTER_MAP`] slot of a VIP address (the agent and the
+/// programs agree).
 #[inline(always)]
 pub const fn vip_filter_slot(a: &Addr6) -> u32 {
     let h = a[0] ^ a[1].rotate_left(8) ^ a[2].rotate_left(16) ^ a[3].rotate_left(24) ^ a[3];
     h.wrapping_mul(0x9e37_79b1) >> 16 & (VIP_FILTER_SLOTS - 1)
+}
+
+/// Where slot `slot`'s bit is: (word index, mask within the word).
+#[inline(always)]
+pub const fn vip_filter_bit(slot: u32) -> (u32, u64) {
+    (slot / 64, 1 << (slot % 64))
 }
 
 #[cfg(feature = "user")]
@@ -58,5 +71,16 @@ mod tests {
             .collect();
         assert!(slots.len() > 950, "{} distinct slots", slots.len());
         assert!(slots.iter().all(|s| *s < VIP_FILTER_SLOTS));
+    }
+
+    #[test]
+    fn every_slot_has_its_own_bit_inside_the_words() {
+        let mut seen = std::collections::HashSet::new();
+        for slot in 0..VIP_FILTER_SLOTS {
+            let (word, mask) = vip_filter_bit(slot);
+            assert!(word < VIP_FILTER_WORDS);
+            assert_eq!(mask.count_ones(), 1);
+            assert!(seen.insert((word, mask)), "slot {slot} shares a bit");
+        }
     }
 }

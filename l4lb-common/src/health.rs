@@ -27,7 +27,9 @@ pub struct LbConfig {
 
 /// Value of `L4LB_HEALTH[backend id]`: what this node saw of the backend's TCP
 /// handshakes through a VIP. Updated with atomic operations by every CPU; the
-/// agent zeroes an entry when it hands the id to a new backend.
+/// agent zeroes an entry when it hands the id to a new backend. 128 bytes in
+/// an mmap-able (page-aligned) array, so an entry is two whole cache lines,
+/// and what connect() reads (`state`, the cost, a probe claim) is the first.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BackendHealth {
@@ -40,6 +42,16 @@ pub struct BackendHealth {
     pub stall_since_ns: u64,
     /// Moving average of the handshake time (SYN → established), ns.
     pub ewma_ns: u64,
+    /// Down for this node until then (0 = not down); a probe may go after it.
+    pub down_until_ns: u64,
+    /// Last completed handshake.
+    pub last_ok_ns: u64,
+    /// Moving average of how long an established connection lived (ESTABLISHED
+    /// → CLOSE), ns; fades with time since `last_ok_ns` ([`lifetime_now`]).
+    pub lifetime_ewma_ns: u64,
+    /// A half-open probe in flight since then (0 = none): one at a time.
+    pub probe_since_ns: u64,
+    // The second cache line: written by sock_ops, read by the agent and CLI.
     /// Handshakes completed.
     pub handshakes: u64,
     /// Handshakes failed: SYN retransmit timeout, RST, unreachable, abandoned.
@@ -48,20 +60,14 @@ pub struct BackendHealth {
     pub consecutive: u64,
     /// First failure of the current run of consecutive failures.
     pub window_start_ns: u64,
-    /// Down for this node until then (0 = not down); a probe may go after it.
-    pub down_until_ns: u64,
     /// Current back-off between probes (doubles with each failed probe).
     pub backoff_ns: u64,
-    /// A half-open probe in flight since then (0 = none): one at a time.
-    pub probe_since_ns: u64,
-    /// Last completed handshake.
-    pub last_ok_ns: u64,
     /// Probes sent while down.
     pub probes: u64,
-    /// Moving average of how long an established connection lived (ESTABLISHED
-    /// → CLOSE), ns; fades with time since `last_ok_ns` ([`lifetime_now`]).
-    pub lifetime_ewma_ns: u64,
+    pub _pad: [u64; 2],
 }
+
+const _: () = assert!(core::mem::size_of::<BackendHealth>() == 128);
 
 /// Value of `L4LB_SOCKS` (by socket cookie): set by connect4/6 on a TCP
 /// socket it sent to a backend, read and updated by the `sock_ops` program,

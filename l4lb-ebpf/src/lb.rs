@@ -2,7 +2,7 @@
 use aya_ebpf::bindings::BPF_NOEXIST;
 use l4lb_common::{
     Addr6, Backend, HealthState, MemberKey, ServiceKey, ServiceValue, Stats, UP_SCAN_SLOTS,
-    vip_filter_slot,
+    vip_filter_bit, vip_filter_slot,
 };
 
 use crate::maps::{
@@ -25,14 +25,17 @@ pub enum Verdict {
     },
 }
 
-/// False when `addr` is surely no VIP address (its slot in the VIP
-/// pre-filter is 0): one array read instead of the services hash lookup,
-/// which every connect on the node would pay, to a VIP or not. The agent
-/// counts an address in before any service on it is written, out after the
-/// last one is removed, so a false answer is never wrong.
+/// False when `addr` is surely no VIP address (its bit in the VIP
+/// pre-filter is clear): one read of an 8 KB bitmap, which stays cached,
+/// instead of the services hash lookup, which every connect on the node
+/// would pay, to a VIP or not. The agent sets an address's bit before any
+/// service on it is written and clears it after the last one is removed
+/// (and no other VIP address hashes there), so a false answer is never
+/// wrong. XDP and the socket hooks share this one function.
 #[inline(always)]
 pub fn maybe_vip(addr: &Addr6) -> bool {
-    matches!(L4LB_VIP_FILTER.get(vip_filter_slot(addr)), Some(n) if *n != 0)
+    let (word, mask) = vip_filter_bit(vip_filter_slot(addr));
+    matches!(L4LB_VIP_FILTER.get(word), Some(w) if *w & mask != 0)
 }
 
 #[inline(always)]

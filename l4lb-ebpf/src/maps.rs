@@ -10,7 +10,7 @@ use l4lb_common::{
     GUARD_REASONS, ICMP_COUNTERS, LbConfig, LbStats, MAX_BACKENDS, MAX_FLOWS, MAX_MEMBERS,
     MAX_REVNAT, MAX_SERVICES as VIP_ADDRS, MAX_SERVICES, MAX_SLOTS, MAX_SOCKS, MONITOR_RING_BYTES,
     MemberKey, MemberValue, MonitorConfig, MonitorEvent, ProbeMark, RevNatKey, RevNatValue,
-    ServiceGen, ServiceKey, ServiceValue, SockSlot, Stats, VIP_FILTER_SLOTS,
+    ServiceGen, ServiceKey, ServiceValue, SockSlot, Stats, VIP_FILTER_WORDS,
 };
 
 const NO_PREALLOC: usize = BPF_F_NO_PREALLOC as usize;
@@ -91,15 +91,20 @@ pub static L4LB_VIP_ADDRS: HashMap<Addr6, u32, { VIP_ADDRS as usize }, NO_PREALL
 pub static L4LB_VIP_GUARD: PerCpuArray<u64, { GUARD_REASONS.len() }> = PerCpuArray::new();
 
 /// Backend id → what this node saw of its handshakes (`health.rs`, `sock_ops.rs`).
+/// Mmap-able for the alignment only: such an array's values start on a
+/// page, so each 128-byte entry is two whole cache lines (a plain array's
+/// start 312 bytes into its allocation, and an entry then spans three).
 #[btf_map]
-pub static L4LB_HEALTH: Array<BackendHealth, { MAX_BACKENDS as usize }> = Array::new();
+pub static L4LB_HEALTH: Array<BackendHealth, { MAX_BACKENDS as usize }, MMAPABLE> = Array::new();
 
 /// Per-socket marks by socket cookie (`socks.rs`): which backend
 /// connect4/6 sent a TCP socket to. A preallocated array rather than a hash
 /// (an insert was ~0.5 µs of a VIP connect4) or socket-local storage (which
-/// allocates and frees per socket, ~1.5 µs per connection).
+/// allocates and frees per socket, ~1.5 µs per connection). Mmap-able for
+/// the alignment only (see `L4LB_HEALTH`): a 64-byte slot is one cache line,
+/// not the tail of one and most of the next.
 #[btf_map]
-pub static L4LB_SOCKS: Array<SockSlot, { MAX_SOCKS as usize }> = Array::new();
+pub static L4LB_SOCKS: Array<SockSlot, { MAX_SOCKS as usize }, MMAPABLE> = Array::new();
 
 /// The balancing policy (`LB_POLICY_*`, index 0), written by the agent.
 #[btf_map]
@@ -153,7 +158,7 @@ pub static L4LB_ICMP_RATE: PerCpuArray<[u64; 2], 1> = PerCpuArray::new();
 #[btf_map]
 pub static L4LB_SVC_GEN: Array<ServiceGen, { MAX_SERVICES as usize }, MMAPABLE> = Array::new();
 
-/// VIP address pre-filter (`l4lb_common::vip_filter_slot`): 0 = not a VIP
-/// address; written by the agent through mmap.
+/// VIP address pre-filter, a bitmap (`l4lb_common::vip_filter_bit`): a
+/// clear bit = not a VIP address; written by the agent through mmap.
 #[btf_map]
-pub static L4LB_VIP_FILTER: Array<u64, { VIP_FILTER_SLOTS as usize }, MMAPABLE> = Array::new();
+pub static L4LB_VIP_FILTER: Array<u64, { VIP_FILTER_WORDS as usize }, MMAPABLE> = Array::new();

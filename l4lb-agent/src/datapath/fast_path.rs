@@ -5,12 +5,12 @@
 //! - [`SvcGens`]: service id → generation, written before each service
 //!   value put or removal, so a flow recorded under an older backend set,
 //!   or under a removed or re-created service of the same id, never matches;
-//! - [`VipFilter`]: per filter slot, the VIP addresses hashing there, kept
-//!   by the VIP address map's writer (`vip_addrs.rs`).
+//! - [`VipFilter`]: a bit per filter slot, set while some VIP address
+//!   hashes there, kept by the VIP address map's writer (`vip_addrs.rs`).
 use std::collections::{HashMap as StdHashMap, HashSet};
 
 use aya::maps::{HashMap, Map, MapData, MapError};
-use l4lb_common::{Addr6, ServiceGen, ServiceKey, ServiceValue, vip_filter_slot};
+use l4lb_common::{Addr6, ServiceGen, ServiceKey, ServiceValue, vip_filter_bit, vip_filter_slot};
 
 use super::mmap::Mapped;
 
@@ -125,61 +125,143 @@ fn take(next: &mut u32) -> u32 {
     g
 }
 
-/// `L4LB_VIP_FILTER`: per slot, how many VIP addresses hash there.
+/// `L4LB_VIP_FILTER`: a bitmap of the slots some VIP address hashes to.
+/// The per-slot counts live here: a bit is cleared only when the last
+/// address of its slot goes.
 pub struct VipFilter {
-    slots: Mapped<u64>,
+    words: Mapped<u64>,
     addrs: HashSet<Addr6>,
+    counts: SlotCounts,
 }
 
 impl VipFilter {
     pub fn new(map: Map) -> Result<VipFilter, MapError> {
         Ok(VipFilter {
-            slots: Mapped::new(map, l4lb_common::VIP_FILTER_MAP)?,
+            words: Mapped::new(map, l4lb_common::VIP_FILTER_MAP)?,
             addrs: HashSet::new(),
+            counts: SlotCounts::default(),
         })
     }
 
     /// `addr` is a VIP address (before the VIP address map says so).
     pub fn add(&mut self, addr: &Addr6) {
-        if self.addrs.insert(*addr) {
-            self.bump(addr, 1);
+        let slot = vip_filter_slot(addr);
+        if self.addrs.insert(*addr) && self.counts.add(slot) {
+            self.set_bit(slot, true);
         }
     }
 
     /// `addr` is no VIP address any more.
     pub fn remove(&mut self, addr: &Addr6) {
-        if self.addrs.remove(addr) {
-            self.bump(addr, -1);
+        let slot = vip_filter_slot(addr);
+        if self.addrs.remove(addr) && self.counts.remove(slot) {
+            self.set_bit(slot, false);
         }
     }
 
-    fn bump(&mut self, addr: &Addr6, by: i64) {
-        let slot = vip_filter_slot(addr) as usize;
-        if let Some(n) = self.slots.slice().get_mut(slot) {
-            *n = n.saturating_add_signed(by);
+    /// Writes the one word whose bit changes.
+    fn set_bit(&mut self, slot: u32, on: bool) {
+        let (word, mask) = vip_filter_bit(slot);
+        if let Some(w) = self.words.slice().get_mut(word as usize) {
+            let new = if on { *w | mask } else { *w & !mask };
+            store_word(w, new);
         }
         publish();
     }
 
     /// Makes the filter hold exactly `addrs`.
     pub fn rebuild<'a>(&mut self, addrs: impl Iterator<Item = &'a Addr6>) {
-        let mut counts: StdHashMap<usize, u64> = StdHashMap::new();
         self.addrs.clear();
+        self.counts = SlotCounts::default();
         for a in addrs {
-            self.addrs.insert(*a);
-            *counts.entry(vip_filter_slot(a) as usize).or_default() += 1;
-        }
-        // New slots first, stale ones after: no VIP address is ever 0.
-        let slots = self.slots.slice();
-        for (i, n) in &counts {
-            if let Some(s) = slots.get_mut(*i) {
-                *s = (*s).max(*n);
+            if self.addrs.insert(*a) {
+                self.counts.add(vip_filter_slot(a));
             }
         }
-        publish();
-        for (i, s) in slots.iter_mut().enumerate() {
-            *s = counts.get(&i).copied().unwrap_or(0);
+        let want = self.counts.bitmap(self.words.len);
+        // New bits first, stale ones after: no VIP address's bit is ever clear.
+        let words = self.words.slice();
+        for (w, new) in words.iter_mut().zip(&want) {
+            store_word(w, *w | new);
         }
         publish();
+        for (w, new) in words.iter_mut().zip(&want) {
+            store_word(w, *new);
+        }
+        publish();
+    }
+}
+
+/// One aligned 8-byte store (the programs read the word whole).
+fn store_word(w: &mut u64, v: u64) {
+    if *w != v {
+        // SAFETY: `w` is a valid, aligned element of the mapping.
+        unsafe { std::ptr::write_volatile(w, v) };
+    }
+}
+
+/// Per filter slot, how many VIP addresses hash there (only slots above 0).
+#[derive(Default)]
+struct SlotCounts(StdHashMap<u32, u32>);
+
+impl SlotCounts {
+    /// One more address in `slot`; true when it was the first (set its bit).
+    fn add(&mut self, slot: u32) -> bool {
+        let n = self.0.entry(slot).or_default();
+        *n += 1;
+        *n == 1
+    }
+
+    /// One address fewer in `slot`; true when it was the last (clear its bit).
+    fn remove(&mut self, slot: u32) -> bool {
+        let Some(n) = self.0.get_mut(&slot) else {
+            return false;
+        };
+        *n -= 1;
+        if *n > 0 {
+            return false;
+        }
+        self.0.remove(&slot);
+        true
+    }
+
+    /// The bitmap of the counted slots, `words` long.
+    fn bitmap(&self, words: usize) -> Vec<u64> {
+        let mut bits = vec![0u64; words];
+        for slot in self.0.keys() {
+            let (word, mask) = vip_filter_bit(*slot);
+            if let Some(w) = bits.get_mut(word as usize) {
+                *w |= mask;
+            }
+        }
+        bits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_bit_goes_with_its_last_address_only() {
+        let mut c = SlotCounts::default();
+        assert!(c.add(70));
+        assert!(!c.add(70), "second address of the slot: bit already set");
+        assert!(!c.remove(70), "one address still hashes there");
+        assert!(c.remove(70));
+        assert!(!c.remove(70), "an uncounted slot is no change");
+    }
+
+    #[test]
+    fn the_bitmap_has_the_counted_slots_bits() {
+        let mut c = SlotCounts::default();
+        for slot in [0, 63, 64, 65_535] {
+            c.add(slot);
+        }
+        let bits = c.bitmap(l4lb_common::VIP_FILTER_WORDS as usize);
+        assert_eq!(bits[0], 1 | 1 << 63);
+        assert_eq!(bits[1], 1);
+        assert_eq!(bits[1023], 1 << 63);
+        assert_eq!(bits.iter().map(|w| w.count_ones()).sum::<u32>(), 4);
     }
 }
