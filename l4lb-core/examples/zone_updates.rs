@@ -119,7 +119,8 @@ fn ms(t: Instant) -> f64 {
 fn digest(z: &Zones) -> String {
     let mut lines: Vec<String> = Vec::new();
     for zone in z.zones() {
-        for (name, records) in zone.iter() {
+        for records in zone.iter() {
+            let name = records.owner();
             let rs: Vec<String> = records
                 .iter()
                 .filter(|r| r.record_type() != RecordType::SOA)
@@ -146,7 +147,7 @@ fn old_style(z: &Zones) -> (Vec<HashMap<LowerName, Vec<Record>>>, f64) {
         .iter()
         .map(|zone| {
             zone.iter()
-                .map(|(n, r)| (n.clone(), r.iter().collect()))
+                .map(|r| (LowerName::new(&r.owner()), r.iter().collect()))
                 .collect()
         })
         .collect();
@@ -160,7 +161,7 @@ fn lookups(z: &Zones) {
     let names: Vec<LowerName> = z
         .zones()
         .iter()
-        .flat_map(|zone| zone.iter().map(|(n, _)| n.clone()))
+        .flat_map(|zone| zone.iter().map(|r| LowerName::new(&r.owner())))
         .collect();
     let (std_maps, _) = old_style(z);
     let (mut ours, mut std) = (f64::MAX, f64::MAX);
