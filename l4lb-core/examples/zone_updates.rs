@@ -119,8 +119,7 @@ fn ms(t: Instant) -> f64 {
 fn digest(z: &Zones) -> String {
     let mut lines: Vec<String> = Vec::new();
     for zone in z.zones() {
-        for records in zone.iter() {
-            let name = records.owner();
+        for (name, records) in zone.iter() {
             let rs: Vec<String> = records
                 .iter()
                 .filter(|r| r.record_type() != RecordType::SOA)
@@ -147,7 +146,7 @@ fn old_style(z: &Zones) -> (Vec<HashMap<LowerName, Vec<Record>>>, f64) {
         .iter()
         .map(|zone| {
             zone.iter()
-                .map(|r| (LowerName::new(&r.owner()), r.iter().collect()))
+                .map(|(n, r)| (LowerName::new(&n.to_name()), r.iter().collect()))
                 .collect()
         })
         .collect();
@@ -161,7 +160,7 @@ fn lookups(z: &Zones) {
     let names: Vec<LowerName> = z
         .zones()
         .iter()
-        .flat_map(|zone| zone.iter().map(|r| LowerName::new(&r.owner())))
+        .flat_map(|zone| zone.iter().map(|(n, _)| LowerName::new(&n.to_name())))
         .collect();
     let (std_maps, _) = old_style(z);
     let (mut ours, mut std) = (f64::MAX, f64::MAX);

@@ -196,9 +196,9 @@ fn zones_shape(zones: &l4lb_agent::dns::Zones) {
     let mut per_name = std::collections::BTreeMap::<usize, usize>::new();
     let (mut names, mut srvs, mut name_bytes) = (0usize, 0usize, 0usize);
     for zone in zones.zones() {
-        for records in zone.iter() {
+        for (name, records) in zone.iter() {
             names += 1;
-            name_bytes += records.owner().len();
+            name_bytes += name.to_name().len();
             *per_name.entry(records.len()).or_default() += 1;
             let srv = records
                 .iter()

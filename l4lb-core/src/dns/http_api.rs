@@ -355,7 +355,7 @@ pub fn all_records(zones: &Zones) -> Vec<RecordEntry> {
         .zones()
         .iter()
         .flat_map(|z| z.iter())
-        .flat_map(|rs| rs.iter())
+        .flat_map(|(_, rs)| rs.iter())
         .filter(|r| {
             matches!(
                 r.record_type(),

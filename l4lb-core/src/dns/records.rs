@@ -32,6 +32,7 @@ use hickory_proto::rr::{
 use super::cluster;
 use super::ip_sources::{self, DCOS_IP_SOURCES, IpSource};
 use super::names;
+pub use super::wire_name::ZoneName;
 use super::wire_name::{self, MAX_WIRE, Target, WireName};
 use super::zone_index::{Datum, Value, ZoneIndex, ZoneNode};
 pub use super::zone_node::Records;
@@ -150,20 +151,19 @@ impl Zone {
         self.records + self.apex.len()
     }
 
-    /// Every name's records (order unspecified; [`Records::owner`] is the
-    /// name).
-    pub fn iter(&self) -> impl Iterator<Item = Records<'_>> {
+    /// Every name and its records (order unspecified).
+    pub fn iter(&self) -> impl Iterator<Item = (ZoneName<'_>, Records<'_>)> {
         let origin = &self.origin_wire;
         let apex_alone = (!self.nodes.contains_key(&**origin)).then_some(origin);
         let names = apex_alone.into_iter().chain(self.nodes.keys());
-        names.filter_map(|n| self.get_wire(n))
+        names.filter_map(|n| Some((ZoneName::new(n), self.get_wire(n)?)))
     }
 
     /// Every name (lower-cased wire labels, see [`Records::owner`]) and its
     /// records, in canonical order (RFC 4034 §6.1), as a transfer sends
     /// them.
     pub fn sorted(&self) -> Vec<Records<'_>> {
-        let mut out: Vec<Records<'_>> = self.iter().collect();
+        let mut out: Vec<Records<'_>> = self.iter().map(|(_, r)| r).collect();
         out.sort_by(|a, b| wire_name::canonical_cmp(a.owner_wire(), b.owner_wire()));
         out
     }

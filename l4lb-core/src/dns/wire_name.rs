@@ -146,6 +146,33 @@ impl fmt::Debug for WireName {
     }
 }
 
+/// A name of a zone as the zone keeps it; prints as the (lower-cased,
+/// absolute) name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ZoneName<'a>(&'a [u8]);
+
+impl<'a> ZoneName<'a> {
+    pub(crate) fn new(wire: &'a [u8]) -> Self {
+        ZoneName(wire)
+    }
+
+    pub fn to_name(&self) -> Name {
+        decode(self.0)
+    }
+}
+
+impl fmt::Display for ZoneName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.to_name())
+    }
+}
+
+impl fmt::Debug for ZoneName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.to_name())
+    }
+}
+
 /// An SRV target: shared by every SRV value that points at it (a task's
 /// canonical name is the target of each of its app's SRV names).
 #[derive(Clone, PartialEq, Eq, Hash)]

@@ -26,8 +26,8 @@ fn dump(z: &Zones) -> Dump {
     let mut out = Dump::new();
     for (i, zone) in z.zones().iter().enumerate() {
         let mut count = 0;
-        for records in zone.iter() {
-            let name = LowerName::new(&records.owner());
+        for (name, records) in zone.iter() {
+            let name = LowerName::new(&name.to_name());
             assert!(records.iter().all(|r| LowerName::new(r.name()) == name));
             count += records.len();
             out.insert(
