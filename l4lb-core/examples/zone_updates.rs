@@ -146,7 +146,7 @@ fn old_style(z: &Zones) -> (Vec<HashMap<LowerName, Vec<Record>>>, f64) {
         .iter()
         .map(|zone| {
             zone.iter()
-                .map(|(n, r)| (n.clone(), r.iter().collect()))
+                .map(|(n, r)| (LowerName::new(&n.to_name()), r.iter().collect()))
                 .collect()
         })
         .collect();
@@ -160,7 +160,7 @@ fn lookups(z: &Zones) {
     let names: Vec<LowerName> = z
         .zones()
         .iter()
-        .flat_map(|zone| zone.iter().map(|(n, _)| n.clone()))
+        .flat_map(|zone| zone.iter().map(|(n, _)| LowerName::new(&n.to_name())))
         .collect();
     let (std_maps, _) = old_style(z);
     let (mut ours, mut std) = (f64::MAX, f64::MAX);

@@ -186,4 +186,30 @@ fn zones_stage(catalog: &l4lb_agent::model::Catalog, services: &l4lb_agent::mode
         mb(PEAK.load(Relaxed) - before),
         t.elapsed().as_secs_f64() * 1e3
     );
+    zones_shape(&zones);
+}
+
+/// What the zones hold: names, values per name, SRV values, name lengths
+/// (what a representation of the nodes is chosen by).
+fn zones_shape(zones: &l4lb_agent::dns::Zones) {
+    use hickory_proto::rr::RecordType;
+    let mut per_name = std::collections::BTreeMap::<usize, usize>::new();
+    let (mut names, mut srvs, mut name_bytes) = (0usize, 0usize, 0usize);
+    for zone in zones.zones() {
+        for (name, records) in zone.iter() {
+            names += 1;
+            name_bytes += name.to_name().len();
+            *per_name.entry(records.len()).or_default() += 1;
+            let srv = records
+                .iter()
+                .filter(|r| r.record_type() == RecordType::SRV);
+            srvs += srv.count();
+        }
+    }
+    let hist: Vec<String> = per_name.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+    println!(
+        "  {names} names (values per name: {}), {srvs} SRV values, {:.1} bytes a name",
+        hist.join(", "),
+        name_bytes as f64 / names as f64
+    );
 }

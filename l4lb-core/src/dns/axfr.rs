@@ -31,19 +31,20 @@ pub fn is_axfr(query: &[u8]) -> bool {
 
 /// Every record of `zone` in transfer order: SOA, the rest sorted, SOA.
 pub fn zone_records(zone: &Zone) -> Vec<Record> {
-    let mut body: Vec<(LowerName, u16, Vec<u8>, Record)> = zone
-        .iter()
-        .flat_map(|(name, rs)| rs.iter().map(move |r| (name, r)))
-        .filter(|(_, r)| r.record_type() != RecordType::SOA)
-        .map(|(name, r)| {
-            let data = r.data().to_bytes().unwrap_or_default();
-            (name.clone(), u16::from(r.record_type()), data, r)
-        })
-        .collect();
-    body.sort_by(|a, b| (&a.0, a.1, &a.2).cmp(&(&b.0, b.1, &b.2)));
-    let mut out = Vec::with_capacity(body.len() + 2);
+    let mut out = Vec::with_capacity(zone.record_count() + 1);
     out.push(zone.soa().clone());
-    out.extend(body.into_iter().map(|(_, _, _, r)| r));
+    for records in zone.sorted() {
+        let mut name: Vec<(u16, Vec<u8>, Record)> = records
+            .iter()
+            .filter(|r| r.record_type() != RecordType::SOA)
+            .map(|r| {
+                let data = r.data().to_bytes().unwrap_or_default();
+                (u16::from(r.record_type()), data, r)
+            })
+            .collect();
+        name.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        out.extend(name.into_iter().map(|(_, _, r)| r));
+    }
     out.push(zone.soa().clone());
     out
 }

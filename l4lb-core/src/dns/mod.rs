@@ -15,6 +15,7 @@ pub mod names;
 pub mod records;
 pub mod reply_cache;
 pub mod sample;
+mod wire_name;
 pub mod zone_index;
 mod zone_node;
 

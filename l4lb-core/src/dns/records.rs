@@ -32,6 +32,8 @@ use hickory_proto::rr::{
 use super::cluster;
 use super::ip_sources::{self, DCOS_IP_SOURCES, IpSource};
 use super::names;
+pub use super::wire_name::ZoneName;
+use super::wire_name::{self, MAX_WIRE, Target, WireName};
 use super::zone_index::{Datum, Value, ZoneIndex, ZoneNode};
 pub use super::zone_node::Records;
 use crate::model::{Catalog, Cluster, ServiceSpec, TaskRecord, Vip};
@@ -97,13 +99,20 @@ impl Default for ZoneOptions {
 /// which answer NOERROR/no data rather than NXDOMAIN, RFC 8020) → its values
 /// ([`Records`] makes the records). A persistent map: a clone is O(1) and
 /// shares the nodes, so the [`ZoneIndex`] hands out snapshots while it moves on.
+/// A B-tree, not a hash trie: its leaves are 16 slots mostly full where the
+/// trie's are mostly empty (at 190,000 names, ~40 bytes a name against ~130;
+/// BENCHMARKS.md, "Measurements behind choices").
 #[derive(Clone, Debug)]
 pub struct Zone {
     pub(super) origin: LowerName,
+    /// The origin as the nodes' keys spell it.
+    pub(super) origin_wire: WireName,
     pub(super) ttl: u32,
     /// The apex SOA and NS.
     pub(super) apex: [Record; 2],
-    pub(super) nodes: imbl::HashMap<LowerName, Arc<ZoneNode>>,
+    /// Keyed by lower-cased wire labels ([`WireName`]): ~20-40 bytes a name
+    /// where a [`LowerName`] takes ~80 inline, in every slot of the map.
+    pub(super) nodes: imbl::OrdMap<WireName, Arc<ZoneNode>>,
     /// The number of values in the nodes, kept by the index.
     pub(super) records: usize,
 }
@@ -120,13 +129,19 @@ impl Zone {
 
     /// The records of `name`, `None` if the name does not exist.
     pub fn get(&self, name: &LowerName) -> Option<Records<'_>> {
-        let apex = match *name == self.origin {
+        let mut buf = [0u8; MAX_WIRE];
+        self.get_wire(wire_name::encode_into(name, &mut buf)?)
+    }
+
+    /// [`Self::get`] by lower-cased wire labels.
+    fn get_wire(&self, name: &[u8]) -> Option<Records<'_>> {
+        let apex = match *name == *self.origin_wire {
             true => &self.apex[..],
             false => &[],
         };
         match self.nodes.get_key_value(name) {
             Some((owner, node)) => Some(Records::new(owner, self.ttl, Some(node), apex)),
-            None if !apex.is_empty() => Some(Records::new(&self.origin, self.ttl, None, apex)),
+            None if !apex.is_empty() => Some(Records::new(&self.origin_wire, self.ttl, None, apex)),
             None => None,
         }
     }
@@ -137,10 +152,20 @@ impl Zone {
     }
 
     /// Every name and its records (order unspecified).
-    pub fn iter(&self) -> impl Iterator<Item = (&LowerName, Records<'_>)> {
-        let apex_alone = (!self.nodes.contains_key(&self.origin)).then_some(&self.origin);
+    pub fn iter(&self) -> impl Iterator<Item = (ZoneName<'_>, Records<'_>)> {
+        let origin = &self.origin_wire;
+        let apex_alone = (!self.nodes.contains_key(&**origin)).then_some(origin);
         let names = apex_alone.into_iter().chain(self.nodes.keys());
-        names.filter_map(|n| Some((n, self.get(n)?)))
+        names.filter_map(|n| Some((ZoneName::new(n), self.get_wire(n)?)))
+    }
+
+    /// Every name (lower-cased wire labels, see [`Records::owner`]) and its
+    /// records, in canonical order (RFC 4034 §6.1), as a transfer sends
+    /// them.
+    pub fn sorted(&self) -> Vec<Records<'_>> {
+        let mut out: Vec<Records<'_>> = self.iter().map(|(_, r)| r).collect();
+        out.sort_by(|a, b| wire_name::canonical_cmp(a.owner_wire(), b.owner_wire()));
+        out
     }
 }
 
@@ -288,7 +313,7 @@ pub(crate) fn vip_datum(vip: &Vip, spec: &ServiceSpec) -> Option<Datum> {
     let owner = absolute(&naming::vip_fqdn(&name, framework)?)?;
     Some(Datum {
         zone: L4LB,
-        owner: LowerName::new(&owner),
+        owner: WireName::new(&owner),
         value: Value::Addr(vip.addr.ip()),
     })
 }
@@ -380,6 +405,7 @@ fn add_mesos_names(
 /// ports) → the canonical name, one per port and protocol the port declares
 /// (Mesos-DNS's DiscoveryInfo ports).
 fn add_task_srvs(z: &mut ZoneBuilder, task: &TaskRecord, tname: &str, fw: &str, canon: &Name) {
+    let target = Target::new(canon);
     for port in &task.ports {
         let pname = port.name.as_deref().map(names::rfc1123_label);
         for proto in &port.protocols {
@@ -389,7 +415,7 @@ fn add_task_srvs(z: &mut ZoneBuilder, task: &TaskRecord, tname: &str, fw: &str, 
             }
             for owner in owners {
                 if let Some(owner) = z.name(&owner) {
-                    z.add_srv(&owner, port.port, canon.clone());
+                    z.add_srv(&owner, port.port, target.clone());
                 }
             }
         }
@@ -402,6 +428,7 @@ fn add_task_srvs(z: &mut ZoneBuilder, task: &TaskRecord, tname: &str, fw: &str, 
 /// that map host ports have such resources, and never a pod's containers
 /// (Marathon gives a pod's ports to its executor).
 fn add_slave_srvs(z: &mut ZoneBuilder, task: &TaskRecord, tname: &str, fw: &str, target: Name) {
+    let target = Target::new(&target);
     for proto in ["tcp", "udp"] {
         let Some(owner) = z.name(&format!("_{tname}._{proto}.{fw}.slave")) else {
             continue;
@@ -463,7 +490,7 @@ fn absolute(s: &str) -> Option<Name> {
 #[derive(Default)]
 struct Node {
     addrs: BTreeSet<IpAddr>,
-    srv: BTreeSet<(u16, Name)>,
+    srv: BTreeSet<(u16, Target)>,
 }
 
 /// Collects one zone's data, deduplicated, before it becomes records.
@@ -493,9 +520,11 @@ impl ZoneBuilder {
         }
     }
 
-    pub(super) fn add_srv(&mut self, name: &Name, port: u16, target: Name) {
+    /// An SRV at `name` to `target` (a [`Target`] that other SRVs share,
+    /// or a [`Name`] of its own).
+    pub(super) fn add_srv(&mut self, name: &Name, port: u16, target: impl Into<Target>) {
         let node = self.nodes.entry(name.to_lowercase()).or_default();
-        node.srv.insert((port, target));
+        node.srv.insert((port, target.into()));
     }
 
     /// The data as (owner, record data), sorted: the enumeration's view.
@@ -503,7 +532,7 @@ impl ZoneBuilder {
         let mut out: Vec<(Name, RData)> = self
             .into_data(MESOS)
             .into_iter()
-            .map(|d| (Name::from(d.owner), d.value.rdata()))
+            .map(|d| (d.owner.to_name(), d.value.rdata()))
             .collect();
         out.sort_by(|a, b| (&a.0, a.1.to_string()).cmp(&(&b.0, b.1.to_string())));
         out
@@ -513,9 +542,9 @@ impl ZoneBuilder {
     fn into_data(self, zone: usize) -> Vec<Datum> {
         let mut out = Vec::new();
         for (name, node) in self.nodes {
-            let owner = LowerName::new(&name);
+            let owner = WireName::new(&name);
             let values = (node.addrs.into_iter().map(Value::Addr))
-                .chain(node.srv.into_iter().map(|(p, t)| Value::srv(p, t)));
+                .chain(node.srv.into_iter().map(|(p, t)| Value::Srv(p, t)));
             out.extend(values.map(|value| Datum {
                 zone,
                 owner: owner.clone(),

@@ -23,6 +23,8 @@ use std::{
 
 use hickory_proto::rr::{LowerName, Name};
 
+use super::wire_name::{self, WireName};
+
 use super::records::{
     Zone, ZoneOptions, Zones, apex_records, cluster_data, glue_data, task_data, vip_datum,
     zone_heads,
@@ -39,7 +41,7 @@ type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState
 pub(crate) struct Datum {
     /// Index in [`ZONE_NAMES`](super::records::ZONE_NAMES).
     pub zone: usize,
-    pub owner: LowerName,
+    pub owner: WireName,
     pub value: Value,
 }
 
@@ -108,9 +110,10 @@ impl ZoneIndex {
                     writes: 0,
                     zone: Zone {
                         origin: LowerName::new(&origin),
+                        origin_wire: WireName::new(&origin),
                         ttl,
                         apex,
-                        nodes: imbl::HashMap::new(),
+                        nodes: imbl::OrdMap::new(),
                         records: 0,
                     },
                 }
@@ -338,13 +341,13 @@ fn withdraw(zones: &mut [ZoneState], d: &Datum) {
 
 impl ZoneState {
     /// Counts one contributor's `value` at `owner` in (`up`) or out.
-    fn count(&mut self, owner: &LowerName, value: &Value, up: bool) {
-        let node = Arc::make_mut(self.zone.nodes.entry(owner.clone()).or_default());
+    fn count(&mut self, owner: &WireName, value: &Value, up: bool) {
+        let node = self.node_mut(owner);
         let had = node.len() > 0;
         let delta = node.count(value, up);
         let has = node.len() > 0;
         if node.is_unused() {
-            self.zone.nodes.remove(owner);
+            self.zone.nodes.remove(&**owner);
         }
         self.zone.records = self.zone.records.wrapping_add_signed(delta);
         self.writes += 1;
@@ -356,18 +359,29 @@ impl ZoneState {
     /// A name got (`up`) or lost its last record: its ancestors below the
     /// apex gain or lose a descendant, and exist (as empty non-terminals)
     /// while they have one.
-    fn count_below(&mut self, name: &LowerName, up: bool) {
-        let origin = self.zone.origin.clone();
-        let mut n = name.base_name();
-        while origin.zone_of(&n) && n != origin {
-            let node = Arc::make_mut(self.zone.nodes.entry(n.clone()).or_default());
+    fn count_below(&mut self, name: &[u8], up: bool) {
+        let origin = self.zone.origin_wire.clone();
+        let mut n = wire_name::parent(name);
+        while wire_name::is_within(n, &origin) && n != &*origin {
+            let node = self.node_mut(n);
             node.count_below(up);
             if node.is_unused() {
-                self.zone.nodes.remove(&n);
+                self.zone.nodes.remove(n);
             }
             self.writes += 1;
-            n = n.base_name();
+            n = wire_name::parent(n);
         }
+    }
+
+    /// The node of `name`, made (empty) if missing; the key is copied only
+    /// then.
+    fn node_mut(&mut self, name: &[u8]) -> &mut ZoneNode {
+        let nodes = &mut self.zone.nodes;
+        if !nodes.contains_key(name) {
+            nodes.insert(WireName::from(name), Arc::default());
+        }
+        let node = nodes.get_mut(name).expect("inserted above");
+        Arc::make_mut(node)
     }
 
     /// The apex's SOA (serial `serial`) and NS.

@@ -8,30 +8,28 @@
 use std::net::IpAddr;
 
 use hickory_proto::rr::{
-    LowerName, Name, RData, Record, RecordType,
+    Name, RData, Record, RecordType,
     rdata::{A, AAAA, SRV},
 };
+
+use super::wire_name::{Target, decode};
 
 /// One record's data. Ordered as a zone serves a name's records: addresses
 /// by address, then SRVs by port and target.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum Value {
     Addr(IpAddr),
-    /// Port and target (priority 0, weight 1, as Mesos-DNS). Boxed: a name
-    /// is ~80 bytes inline and most values are addresses.
-    Srv(u16, Box<Name>),
+    /// Port and target (priority 0, weight 1, as Mesos-DNS). The target is
+    /// shared: each of a task's SRV values points at one copy of its name.
+    Srv(u16, Target),
 }
 
 impl Value {
-    pub(crate) fn srv(port: u16, target: Name) -> Value {
-        Value::Srv(port, Box::new(target))
-    }
-
     pub(crate) fn rdata(&self) -> RData {
         match self {
             Value::Addr(IpAddr::V4(a)) => RData::A(A(*a)),
             Value::Addr(IpAddr::V6(a)) => RData::AAAA(AAAA(*a)),
-            Value::Srv(port, target) => RData::SRV(SRV::new(0, 1, *port, Name::clone(target))),
+            Value::Srv(port, target) => RData::SRV(SRV::new(0, 1, *port, target.to_name())),
         }
     }
 
@@ -48,7 +46,8 @@ impl Value {
 /// each, and how many names with records lie strictly below it.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ZoneNode {
-    data: Vec<(Value, u32)>,
+    /// Sized exactly: most names hold one value or five (an app's tasks).
+    data: Box<[(Value, u32)]>,
     below: u32,
 }
 
@@ -76,13 +75,13 @@ impl ZoneNode {
         match (found, up) {
             (Ok(i), true) => self.data[i].1 += 1,
             (Err(i), true) => {
-                insert_exact(&mut self.data, i, (value.clone(), 1));
+                self.edit(|v| v.insert(i, (value.clone(), 1)));
                 return 1;
             }
             (Ok(i), false) => {
                 self.data[i].1 -= 1;
                 if self.data[i].1 == 0 {
-                    self.data.remove(i);
+                    self.edit(|v| drop(v.remove(i)));
                     return -1;
                 }
             }
@@ -92,20 +91,23 @@ impl ZoneNode {
     }
 }
 
-/// `Vec::insert` without the doubling for small vectors: most names hold a
-/// value or two.
-fn insert_exact<T>(v: &mut Vec<T>, i: usize, x: T) {
-    if v.len() == v.capacity() && v.len() < 16 {
+impl ZoneNode {
+    /// Changes the values through a `Vec` sized exactly, with no spare
+    /// capacity kept (a name's values rarely change once built).
+    fn edit(&mut self, f: impl FnOnce(&mut Vec<(Value, u32)>)) {
+        let mut v = std::mem::take(&mut self.data).into_vec();
         v.reserve_exact(1);
+        f(&mut v);
+        self.data = v.into_boxed_slice();
     }
-    v.insert(i, x);
 }
 
 /// The records of one name, made when read: its values, then at a zone's
 /// apex the SOA and NS.
 #[derive(Clone, Copy, Debug)]
 pub struct Records<'a> {
-    owner: &'a LowerName,
+    /// The name's lower-cased wire labels (see `wire_name`).
+    owner: &'a [u8],
     ttl: u32,
     data: &'a [(Value, u32)],
     apex: &'a [Record],
@@ -113,7 +115,7 @@ pub struct Records<'a> {
 
 impl<'a> Records<'a> {
     pub(crate) fn new(
-        owner: &'a LowerName,
+        owner: &'a [u8],
         ttl: u32,
         node: Option<&'a ZoneNode>,
         apex: &'a [Record],
@@ -136,9 +138,19 @@ impl<'a> Records<'a> {
         self.len() == 0
     }
 
+    /// The name's lower-cased wire labels.
+    pub(crate) fn owner_wire(&self) -> &'a [u8] {
+        self.owner
+    }
+
+    /// The name the records are stored at (lower case, absolute).
+    pub fn owner(&self) -> Name {
+        decode(self.owner)
+    }
+
     /// The records, under the name they are stored at.
     pub fn iter(&self) -> impl Iterator<Item = Record> + use<'a> {
-        self.of_type(RecordType::ANY, &Name::from(self.owner.clone()))
+        self.of_type(RecordType::ANY, &self.owner())
     }
 
     /// The records of type `rtype` (every record for ANY), owned by `owner`

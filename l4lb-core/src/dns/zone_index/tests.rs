@@ -27,7 +27,8 @@ fn dump(z: &Zones) -> Dump {
     for (i, zone) in z.zones().iter().enumerate() {
         let mut count = 0;
         for (name, records) in zone.iter() {
-            assert!(records.iter().all(|r| LowerName::new(r.name()) == *name));
+            let name = LowerName::new(&name.to_name());
+            assert!(records.iter().all(|r| LowerName::new(r.name()) == name));
             count += records.len();
             out.insert(
                 (i, name.to_string()),
@@ -56,10 +57,11 @@ fn reference(c: &Catalog, published: &BTreeSet<Vip>, opts: &ZoneOptions, serial:
     type Sets = (BTreeSet<IpAddr>, BTreeSet<(u16, Name)>);
     let mut nodes: BTreeMap<(usize, LowerName), Sets> = BTreeMap::new();
     for d in data {
-        let node = nodes.entry((d.zone, d.owner)).or_default();
+        let node = nodes.entry((d.zone, LowerName::new(&d.owner.to_name())));
+        let node = node.or_default();
         match d.value {
             Value::Addr(ip) => drop(node.0.insert(ip)),
-            Value::Srv(port, target) => drop(node.1.insert((port, *target))),
+            Value::Srv(port, target) => drop(node.1.insert((port, target.to_name()))),
         }
     }
     let heads = zone_heads(opts);
@@ -67,7 +69,7 @@ fn reference(c: &Catalog, published: &BTreeSet<Vip>, opts: &ZoneOptions, serial:
     for ((zone, name), (addrs, srvs)) in nodes {
         let (origin, ttl) = &heads[zone];
         let values = (addrs.into_iter().map(Value::Addr))
-            .chain(srvs.into_iter().map(|(p, t)| Value::srv(p, t)));
+            .chain(srvs.into_iter().map(|(p, t)| Value::Srv(p, t.into())));
         let lines = values.map(|v| format!("{ttl} {}", v.rdata())).collect();
         out.insert((zone, name.to_string()), lines);
         let origin = LowerName::new(origin);
