@@ -342,12 +342,18 @@ impl Maps {
     fn before_puts(&mut self, ops: &[&Op]) {
         for op in ops {
             if let Op::PutService(k, v) = op {
-                if let Some(g) = self.svc_gens.as_mut() {
-                    g.put(v);
-                }
-                self.vip_addrs.announce(&k.addr);
+                self.before_put(k, v);
             }
         }
+    }
+
+    /// What precedes one service put: its generation, then its address in
+    /// the VIP pre-filter, so no hook reads the service before either.
+    fn before_put(&mut self, k: &ServiceKey, v: &ServiceValue) {
+        if let Some(g) = self.svc_gens.as_mut() {
+            g.put(v);
+        }
+        self.vip_addrs.announce(&k.addr);
     }
 
     /// What follows a service put that succeeded (the VIP address map).
@@ -373,10 +379,7 @@ impl Maps {
                 0,
             ),
             Op::PutService(k, v) => {
-                if let Some(g) = self.svc_gens.as_mut() {
-                    g.put(v);
-                }
-                self.vip_addrs.announce(&k.addr);
+                self.before_put(k, v);
                 self.services.insert(k, v, 0)?;
                 self.vip_addrs.added(k, &self.services)
             }
