@@ -360,9 +360,15 @@ impl ZoneState {
     /// apex gain or lose a descendant, and exist (as empty non-terminals)
     /// while they have one.
     fn count_below(&mut self, name: &[u8], up: bool) {
-        let origin = self.zone.origin_wire.clone();
+        if !wire_name::is_within(name, &self.zone.origin_wire) {
+            return;
+        }
+        // Each parent of a name within the origin is within it too: the
+        // walk stops at the origin's length, not borrowing the origin
+        // across `node_mut` (which a copy of it per name did).
+        let apex_len = self.zone.origin_wire.len();
         let mut n = wire_name::parent(name);
-        while wire_name::is_within(n, &origin) && n != &*origin {
+        while n.len() > apex_len {
             let node = self.node_mut(n);
             node.count_below(up);
             if node.is_unused() {
