@@ -163,6 +163,23 @@ pub struct FlowKey {
     pub _pad: [u8; 3],
 }
 
+impl FlowKey {
+    /// The key of `src:sport -> dst:dport` (ports in network order).
+    /// Zeroed, then filled: a literal's 3-byte pad compiles to a call to
+    /// `memset` in the kernel programs.
+    #[inline(always)]
+    #[allow(clippy::field_reassign_with_default)] // see above
+    pub fn new(src: Addr6, dst: Addr6, sport: u16, dport: u16, proto: u8) -> FlowKey {
+        let mut k = FlowKey::default();
+        k.src = src;
+        k.dst = dst;
+        k.sport = sport;
+        k.dport = dport;
+        k.proto = proto;
+        k
+    }
+}
+
 /// Key of the IPv4 connection table (`L4LB_CONNTRACK4`): a [`FlowKey`]
 /// whose two addresses are IPv4-mapped, in 16 bytes instead of 40 (the
 /// kernel hashes and compares the whole key on every packet).
@@ -213,15 +230,14 @@ impl FlowKey4 {
 
     /// The [`FlowKey`] this key stands for (both addresses IPv4-mapped).
     #[inline(always)]
-    #[allow(clippy::field_reassign_with_default)] // as in `of`
     pub fn key(&self) -> FlowKey {
-        let mut k = FlowKey::default();
-        k.src = crate::v4_mapped(self.src);
-        k.dst = crate::v4_mapped(self.dst);
-        k.sport = self.sport;
-        k.dport = self.dport;
-        k.proto = self.proto;
-        k
+        FlowKey::new(
+            crate::v4_mapped(self.src),
+            crate::v4_mapped(self.dst),
+            self.sport,
+            self.dport,
+            self.proto,
+        )
     }
 }
 
