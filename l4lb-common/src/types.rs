@@ -3,7 +3,7 @@
 
 /// Increments when a key or value layout changes; recorded in the pinned
 /// `L4LB_META` map, and an agent refuses pinned maps of another version.
-pub const ABI_VERSION: u32 = 10;
+pub const ABI_VERSION: u32 = 11;
 
 /// Value of `L4LB_META[0]`.
 #[repr(C)]
@@ -228,6 +228,12 @@ impl FlowKey4 {
         ]
     }
 
+    /// This key as [`FlowKey4::words`].
+    #[inline(always)]
+    pub const fn to_words(&self) -> [u64; 2] {
+        FlowKey4::words(self.src, self.dst, self.sport, self.dport, self.proto)
+    }
+
     /// The [`FlowKey`] this key stands for (both addresses IPv4-mapped).
     #[inline(always)]
     pub fn key(&self) -> FlowKey {
@@ -339,6 +345,7 @@ mod pod {
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for FlowKey4 {}
     unsafe impl aya::Pod for FlowValue {}
+    unsafe impl aya::Pod for crate::FlowSlot4 {}
     unsafe impl aya::Pod for FlowRevNatValue {}
     unsafe impl aya::Pod for AgentId {}
     unsafe impl aya::Pod for AbiRecord {}

@@ -162,7 +162,7 @@ fn nat<P: Packet>(p: &P, l4: usize, proto: u8, src: Addr6, dst: Addr6, family: u
         // The 16-byte key from registers; the full one only off the
         // established path.
         let k4 = Key4::new(src[3], dst[3], sport, dport, proto);
-        return balance(p, Client::V4(k4.get()), ct::get4(k4.get()), tcp);
+        return balance(p, Client::V4(k4.get()), ct::get4(&k4), tcp);
     }
     let key = FlowKey::new(src, dst, sport, dport, proto);
     balance(p, Client::V6(&key), ct::get(&key), tcp)
