@@ -6,8 +6,8 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use l4lb_common::{
-    Addr6, AgentId, Backend, BackendHealth, CT_COUNTERS, FlowKey, FlowRevNatValue, FlowSlot4,
-    FlowValue, GUARD_REASONS, ICMP_COUNTERS, LbConfig, LbStats, MAX_BACKENDS, MAX_FLOWS,
+    Addr6, AgentId, Backend, BackendHealth, CT_COUNTERS, FLOW_SLOTS, FlowKey, FlowRevNatValue,
+    FlowSlot4, FlowValue, GUARD_REASONS, ICMP_COUNTERS, LbConfig, LbStats, MAX_BACKENDS, MAX_FLOWS,
     MAX_MEMBERS, MAX_REVNAT, MAX_SERVICES as VIP_ADDRS, MAX_SERVICES, MAX_SLOTS, MAX_SOCKS,
     MONITOR_RING_BYTES, MemberKey, MemberValue, MonitorConfig, MonitorEvent, ProbeMark, RevNatKey,
     RevNatValue, ServiceGen, ServiceKey, ServiceValue, SockSlot, Stats, VIP_FILTER_WORDS,
@@ -64,7 +64,7 @@ pub static L4LB_CONNTRACK: LruHashMap<FlowKey, FlowValue, { MAX_FLOWS as usize }
 
 /// The same for IPv4 flows: slots under a 16-byte key, read inline (`ct4.rs`).
 #[btf_map]
-pub static L4LB_CONNTRACK4: Array<FlowSlot4, { MAX_FLOWS as usize }> = Array::new();
+pub static L4LB_CONNTRACK4: Array<FlowSlot4, { FLOW_SLOTS as usize }> = Array::new();
 
 /// What the IPv4 connection table could not keep (`CT_*`, `ct4.rs`).
 #[btf_map]
