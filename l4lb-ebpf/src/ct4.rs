@@ -6,7 +6,9 @@
 //! write one slot: a claimed slot reads `FLOW_SLOT_BUSY` (matching no key)
 //! until its value and second word are written, then its first word is
 //! stored last. An update in place (close bits, refresh) races a reader as
-//! the hash map's in-place updates did.
+//! the hash map's in-place updates did; so does an eviction: a reader that
+//! matched the old key just before the claim may read the new flow's value
+//! (the LRU hash reuses a removed element as soon, without a grace period).
 use core::{
     intrinsics::{AtomicOrdering, atomic_cxchg},
     ptr::{addr_of_mut, read_volatile, write_volatile},
