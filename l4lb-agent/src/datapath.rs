@@ -109,6 +109,8 @@ pub struct Maps {
     vip_guard: vip_addrs::SlotCounters,
     /// None: maps pinned by an agent without ICMP translation.
     icmp: Option<vip_addrs::SlotCounters>,
+    /// None: maps pinned by an agent whose IPv4 connection table was a hash.
+    conntrack: Option<vip_addrs::SlotCounters>,
     /// Per-backend health and p2c counters; None under a pin root of an
     /// agent that predates them (the CLI still reads the rest).
     health: Option<health::HealthMaps>,
@@ -241,6 +243,9 @@ impl Maps {
             icmp: get(l4lb_common::ICMP_STATS_MAP)
                 .ok()
                 .and_then(|m| vip_addrs::SlotCounters::new(m, &l4lb_common::ICMP_COUNTERS).ok()),
+            conntrack: get(l4lb_common::CT_STATS_MAP)
+                .ok()
+                .and_then(|m| vip_addrs::SlotCounters::new(m, &l4lb_common::CT_COUNTERS).ok()),
         })
     }
 
@@ -569,6 +574,15 @@ impl Maps {
     /// ICMP errors about VIP flows, by `ICMP_COUNTERS` name (empty: no map).
     pub fn icmp_errors(&self) -> Vec<(&'static str, u64)> {
         self.icmp.as_ref().map(|c| c.read()).unwrap_or_default()
+    }
+
+    /// IPv4 flows the connection table could not keep, by `CT_COUNTERS`
+    /// name (empty: no map).
+    pub fn conntrack_losses(&self) -> Vec<(&'static str, u64)> {
+        self.conntrack
+            .as_ref()
+            .map(|c| c.read())
+            .unwrap_or_default()
     }
 
     pub fn service_stats(&self, id: u32) -> Stats {

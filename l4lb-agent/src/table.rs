@@ -332,6 +332,8 @@ pub struct Totals {
     pub vip_guard_drops: std::collections::BTreeMap<&'static str, u64>,
     /// ICMP errors about VIP flows translated by XDP/tc, dropped, rate-limited.
     pub icmp_errors: std::collections::BTreeMap<&'static str, u64>,
+    /// IPv4 flows the connection table could not keep (evicted, no slot).
+    pub conntrack_losses: std::collections::BTreeMap<&'static str, u64>,
     /// Packets to a VIP address that escaped the hooks, dropped by the `l4lb0`
     /// route in this netns (None: no `l4lb0` here).
     pub escaped_vip_packets: Option<u64>,
@@ -355,6 +357,7 @@ pub fn stats(maps: &Maps) -> Result<Totals> {
         refused: rows.iter().map(|r| r.no_backend).sum(),
         vip_guard_drops: maps.vip_guard_drops().into_iter().collect(),
         icmp_errors: maps.icmp_errors().into_iter().collect(),
+        conntrack_losses: maps.conntrack_losses().into_iter().collect(),
         escaped_vip_packets: crate::datapath::escape::escaped_packets(),
         maps: maps
             .usage()
@@ -386,6 +389,10 @@ pub fn print_stats(t: &Totals) {
     println!(
         "ICMP errors about VIP flows: {}",
         counter_line(&t.icmp_errors)
+    );
+    println!(
+        "IPv4 flows the connection table lost: {}",
+        counter_line(&t.conntrack_losses)
     );
     match t.escaped_vip_packets {
         Some(n) => println!("escaped VIP packets dropped by l4lb0: {n}"),

@@ -9,6 +9,7 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod fast_path;
+pub mod flow_slots;
 pub mod health;
 pub mod locality;
 pub mod maps;
@@ -18,6 +19,7 @@ pub mod tcp_close;
 pub mod types;
 
 pub use fast_path::*;
+pub use flow_slots::*;
 pub use health::*;
 pub use locality::*;
 pub use maps::*;

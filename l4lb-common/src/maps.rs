@@ -24,9 +24,9 @@ pub const BACKEND_STATS_MAP: &str = "L4LB_BE_STATS";
 /// backend id + service id + TCP close bits + the service generation it was
 /// recorded at and the backend's address ([`crate::FlowValue`]).
 pub const CONNTRACK_MAP: &str = "L4LB_CONNTRACK";
-/// The same for IPv4 flows, keyed by [`crate::FlowKey4`] (16 bytes: the
-/// established path hashes the key on every packet); `L4LB_CONNTRACK` keeps
-/// the IPv6 flows.
+/// The same for IPv4 flows: an array of [`crate::FlowSlot4`] under
+/// [`crate::FlowKey4`]'s 16 bytes, read inline by the established path
+/// (`flow_slots.rs`); `L4LB_CONNTRACK` keeps the IPv6 flows.
 pub const CONNTRACK4_MAP: &str = "L4LB_CONNTRACK4";
 /// Packet reverse NAT (LRU), written by XDP for every flow it sends to a
 /// backend and read by the tc reply program: the reply's 5-tuple (backend →
@@ -112,7 +112,7 @@ pub const ICMP_COUNTERS: [&str; 4] = ["to_client", "to_backend", "no_flow", "rat
 pub const ICMP_PER_CPU_PER_SEC: u64 = 1000;
 
 /// Every map the agent pins, in the order `teardown` and the CLI walk them.
-pub const ALL_MAPS: [&str; 26] = [
+pub const ALL_MAPS: [&str; 27] = [
     SERVICES_MAP,
     SLOTS_MAP,
     BACKENDS_MAP,
@@ -122,6 +122,7 @@ pub const ALL_MAPS: [&str; 26] = [
     BACKEND_STATS_MAP,
     CONNTRACK_MAP,
     CONNTRACK4_MAP,
+    crate::CT_STATS_MAP,
     XDP_REVNAT_MAP,
     SELF_MAP,
     VIP_ADDRS_MAP,
@@ -163,9 +164,10 @@ pub const MAX_SLOTS_PER_SERVICE: u32 = 65_537;
 pub const MAX_MEMBERS: u32 = 262_144;
 /// UDP reverse-NAT entries (LRU: the oldest sockets' entries are evicted).
 pub const MAX_REVNAT: u32 = 131_072;
-/// XDP connection-table entries (LRU: the least recently used flows are
-/// forgotten first; a forgotten flow is re-picked by Maglev, which sends it
-/// to the same backend unless the set changed meanwhile).
+/// XDP connection-table entries (IPv6: LRU, the least recently used flows
+/// are forgotten first; IPv4: slots, the least recently seen of a flow's
+/// range is taken, counted; a forgotten flow is re-picked by Maglev, which
+/// sends it to the same backend unless the set changed meanwhile).
 pub const MAX_FLOWS: u32 = 131_072;
 /// Socket mark slots (array; a power of two): connections through a VIP
 /// alive at once whose handshakes and lives `sock_ops` can follow.

@@ -3,7 +3,7 @@
 
 /// Increments when a key or value layout changes; recorded in the pinned
 /// `L4LB_META` map, and an agent refuses pinned maps of another version.
-pub const ABI_VERSION: u32 = 10;
+pub const ABI_VERSION: u32 = 11;
 
 /// Value of `L4LB_META[0]`.
 #[repr(C)]
@@ -163,6 +163,23 @@ pub struct FlowKey {
     pub _pad: [u8; 3],
 }
 
+impl FlowKey {
+    /// The key of `src:sport -> dst:dport` (ports in network order).
+    /// Zeroed, then filled: a literal's 3-byte pad compiles to a call to
+    /// `memset` in the kernel programs.
+    #[inline(always)]
+    #[allow(clippy::field_reassign_with_default)] // see above
+    pub fn new(src: Addr6, dst: Addr6, sport: u16, dport: u16, proto: u8) -> FlowKey {
+        let mut k = FlowKey::default();
+        k.src = src;
+        k.dst = dst;
+        k.sport = sport;
+        k.dport = dport;
+        k.proto = proto;
+        k
+    }
+}
+
 /// Key of the IPv4 connection table (`L4LB_CONNTRACK4`): a [`FlowKey`]
 /// whose two addresses are IPv4-mapped, in 16 bytes instead of 40 (the
 /// kernel hashes and compares the whole key on every packet).
@@ -211,17 +228,22 @@ impl FlowKey4 {
         ]
     }
 
+    /// This key as [`FlowKey4::words`].
+    #[inline(always)]
+    pub const fn to_words(&self) -> [u64; 2] {
+        FlowKey4::words(self.src, self.dst, self.sport, self.dport, self.proto)
+    }
+
     /// The [`FlowKey`] this key stands for (both addresses IPv4-mapped).
     #[inline(always)]
-    #[allow(clippy::field_reassign_with_default)] // as in `of`
     pub fn key(&self) -> FlowKey {
-        let mut k = FlowKey::default();
-        k.src = crate::v4_mapped(self.src);
-        k.dst = crate::v4_mapped(self.dst);
-        k.sport = self.sport;
-        k.dport = self.dport;
-        k.proto = self.proto;
-        k
+        FlowKey::new(
+            crate::v4_mapped(self.src),
+            crate::v4_mapped(self.dst),
+            self.sport,
+            self.dport,
+            self.proto,
+        )
     }
 }
 
@@ -323,6 +345,7 @@ mod pod {
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for FlowKey4 {}
     unsafe impl aya::Pod for FlowValue {}
+    unsafe impl aya::Pod for crate::FlowSlot4 {}
     unsafe impl aya::Pod for FlowRevNatValue {}
     unsafe impl aya::Pod for AgentId {}
     unsafe impl aya::Pod for AbiRecord {}

@@ -162,9 +162,9 @@ fn nat<P: Packet>(p: &P, l4: usize, proto: u8, src: Addr6, dst: Addr6, family: u
         // The 16-byte key from registers; the full one only off the
         // established path.
         let k4 = Key4::new(src[3], dst[3], sport, dport, proto);
-        return balance(p, Client::V4(k4.get()), ct::get4(k4.get()), tcp);
+        return balance(p, Client::V4(k4.get()), ct::get4(&k4), tcp);
     }
-    let key = flow_key(src, dst, sport, dport, proto);
+    let key = FlowKey::new(src, dst, sport, dport, proto);
     balance(p, Client::V6(&key), ct::get(&key), tcp)
 }
 
@@ -228,20 +228,6 @@ fn to_backend<P: Packet>(
         flags,
         tcp,
     })
-}
-
-/// The connection table's key. Zeroed, then filled: a literal's 3-byte pad
-/// compiles to a call to `memset` (a BPF subprogram) on every packet.
-#[inline(always)]
-fn flow_key(src: Addr6, dst: Addr6, sport: u16, dport: u16, proto: u8) -> FlowKey {
-    // SAFETY: a plain struct of integers; all zeros is a valid value.
-    let mut k: FlowKey = unsafe { core::mem::zeroed() };
-    k.src = src;
-    k.dst = dst;
-    k.sport = sport;
-    k.dport = dport;
-    k.proto = proto;
-    k
 }
 
 /// The generation `L4LB_SVC_GEN` holds for `svc`'s id (0: none).

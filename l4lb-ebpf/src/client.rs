@@ -20,6 +20,12 @@ impl Key4 {
         Key4(FlowKey4::words(src, dst, sport, dport, proto))
     }
 
+    /// The key's two words (the connection table's slots compare them).
+    #[inline(always)]
+    pub fn words(&self) -> &[u64; 2] {
+        &self.0
+    }
+
     #[inline(always)]
     pub fn get(&self) -> &FlowKey4 {
         // SAFETY: 16 bytes of plain integers in `FlowKey4`'s layout (see

@@ -1,12 +1,14 @@
 //! The connection table, in two maps: IPv4 flows (both addresses
-//! IPv4-mapped) in `L4LB_CONNTRACK4` under a 16-byte key, the others in
-//! `L4LB_CONNTRACK` under the 40-byte [`FlowKey`]. The kernel hashes and
-//! compares the whole key on every lookup: on the established path that was
-//! a quarter of the time. The map is chosen from the key itself, so every
-//! caller (balancing, close tracking, ICMP steering) finds what another wrote.
+//! IPv4-mapped) in `L4LB_CONNTRACK4`, slots under a 16-byte key read inline
+//! (`ct4.rs`), the others in the LRU hash `L4LB_CONNTRACK` under the
+//! 40-byte [`FlowKey`]. The kernel hashes and compares the whole key of a
+//! hash map lookup, behind a call: on the established path that was most
+//! of the time not spent in the test run itself. The map is chosen from the
+//! key itself, so every caller (balancing, close tracking, ICMP steering)
+//! finds what another wrote.
 use l4lb_common::{FlowKey, FlowKey4, FlowValue};
 
-use crate::maps::{L4LB_CONNTRACK, L4LB_CONNTRACK4};
+use crate::{client::Key4, ct4, maps::L4LB_CONNTRACK};
 
 /// `key`'s entry, read in place: the established path reads a few fields
 /// of it, and a copy of the whole value cost a zeroed stack slot and ten
@@ -19,19 +21,17 @@ pub fn get(key: &FlowKey) -> Option<&'static FlowValue> {
     get_ptr_mut(key).map(|p| unsafe { &*p })
 }
 
-/// An IPv4 flow's entry, read in place, under the key the caller built
-/// (`client::Key4`).
+/// An IPv4 flow's entry, read in place, under the key the caller built.
 #[inline(always)]
-pub fn get4(key: &FlowKey4) -> Option<&'static FlowValue> {
-    // SAFETY: as in `get`.
-    L4LB_CONNTRACK4.get_ptr_mut(key).map(|p| unsafe { &*p })
+pub fn get4(key: &Key4) -> Option<&'static FlowValue> {
+    ct4::get(key.words())
 }
 
 /// `key`'s entry, to update in place.
 #[inline(always)]
 pub fn get_ptr_mut(key: &FlowKey) -> Option<*mut FlowValue> {
     match FlowKey4::of(key) {
-        Some(k4) => L4LB_CONNTRACK4.get_ptr_mut(&k4),
+        Some(k4) => ct4::get_ptr_mut(&k4.to_words()),
         None => L4LB_CONNTRACK.get_ptr_mut(key),
     }
 }
@@ -39,17 +39,21 @@ pub fn get_ptr_mut(key: &FlowKey) -> Option<*mut FlowValue> {
 /// Records `flow` under `key` (a failed insert only costs a re-pick).
 #[inline(always)]
 pub fn insert(key: &FlowKey, flow: &FlowValue) {
-    let _ = match FlowKey4::of(key) {
-        Some(k4) => L4LB_CONNTRACK4.insert(&k4, flow, 0),
-        None => L4LB_CONNTRACK.insert(key, flow, 0),
-    };
+    match FlowKey4::of(key) {
+        Some(k4) => ct4::insert(&k4.to_words(), flow),
+        None => {
+            let _ = L4LB_CONNTRACK.insert(key, flow, 0);
+        }
+    }
 }
 
 /// Removes `key`'s entry, if any.
 #[inline(always)]
 pub fn remove(key: &FlowKey) {
-    let _ = match FlowKey4::of(key) {
-        Some(k4) => L4LB_CONNTRACK4.remove(&k4),
-        None => L4LB_CONNTRACK.remove(key),
-    };
+    match FlowKey4::of(key) {
+        Some(k4) => ct4::remove(&k4.to_words()),
+        None => {
+            let _ = L4LB_CONNTRACK.remove(key);
+        }
+    }
 }

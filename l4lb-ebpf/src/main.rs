@@ -20,6 +20,7 @@ mod balance;
 mod client;
 mod csum;
 mod ct;
+mod ct4;
 mod flow_close;
 mod health;
 mod icmp;

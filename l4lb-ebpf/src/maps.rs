@@ -6,11 +6,11 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use l4lb_common::{
-    Addr6, AgentId, Backend, BackendHealth, FlowKey, FlowKey4, FlowRevNatValue, FlowValue,
-    GUARD_REASONS, ICMP_COUNTERS, LbConfig, LbStats, MAX_BACKENDS, MAX_FLOWS, MAX_MEMBERS,
-    MAX_REVNAT, MAX_SERVICES as VIP_ADDRS, MAX_SERVICES, MAX_SLOTS, MAX_SOCKS, MONITOR_RING_BYTES,
-    MemberKey, MemberValue, MonitorConfig, MonitorEvent, ProbeMark, RevNatKey, RevNatValue,
-    ServiceGen, ServiceKey, ServiceValue, SockSlot, Stats, VIP_FILTER_WORDS,
+    Addr6, AgentId, Backend, BackendHealth, CT_COUNTERS, FLOW_SLOTS, FlowKey, FlowRevNatValue,
+    FlowSlot4, FlowValue, GUARD_REASONS, ICMP_COUNTERS, LbConfig, LbStats, MAX_BACKENDS, MAX_FLOWS,
+    MAX_MEMBERS, MAX_REVNAT, MAX_SERVICES as VIP_ADDRS, MAX_SERVICES, MAX_SLOTS, MAX_SOCKS,
+    MONITOR_RING_BYTES, MemberKey, MemberValue, MonitorConfig, MonitorEvent, ProbeMark, RevNatKey,
+    RevNatValue, ServiceGen, ServiceKey, ServiceValue, SockSlot, Stats, VIP_FILTER_WORDS,
 };
 
 const NO_PREALLOC: usize = BPF_F_NO_PREALLOC as usize;
@@ -62,10 +62,13 @@ pub static L4LB_BE_STATS: PerCpuArray<Stats, { MAX_BACKENDS as usize }> = PerCpu
 pub static L4LB_CONNTRACK: LruHashMap<FlowKey, FlowValue, { MAX_FLOWS as usize }> =
     LruHashMap::new();
 
-/// The same for IPv4 flows, keyed by 16 bytes instead of 40 (`ct.rs`).
+/// The same for IPv4 flows: slots under a 16-byte key, read inline (`ct4.rs`).
 #[btf_map]
-pub static L4LB_CONNTRACK4: LruHashMap<FlowKey4, FlowValue, { MAX_FLOWS as usize }> =
-    LruHashMap::new();
+pub static L4LB_CONNTRACK4: Array<FlowSlot4, { FLOW_SLOTS as usize }> = Array::new();
+
+/// What the IPv4 connection table could not keep (`CT_*`, `ct4.rs`).
+#[btf_map]
+pub static L4LB_CT_STATS: PerCpuArray<u64, { CT_COUNTERS.len() }> = PerCpuArray::new();
 
 /// Packet reverse NAT: reply 5-tuple (backend → client) → VIP; written by XDP,
 /// read by the tc reply program.

@@ -19,7 +19,7 @@ pub unsafe fn read<T>(p: *const T) -> T {
     let n = size_of::<T>();
     if n == 2 {
         // SAFETY: the caller's.
-        let h = unsafe { load16(p.cast()) };
+        let h = unsafe { load16_at::<0>(p.cast()) };
         // SAFETY: T is 2 bytes of plain data.
         return unsafe { core::mem::transmute_copy(&h) };
     }
@@ -51,24 +51,19 @@ pub unsafe fn read<T>(p: *const T) -> T {
 
 /// The largest `T` read by words (an IPv4 header is 5).
 const MAX_WORDS: usize = 5;
+// `read` unrolls exactly this many word loads: a change here needs one there.
+const _: () = assert!(MAX_WORDS == 5);
 
-/// The packet load and store of one width: `$load(p)` reads the `$t` at
-/// `p`, `$store(p, v)` writes `v` there, `v` being network-order bytes read
-/// as a native integer; `$load_at::<OFF>` and `$store_at::<OFF>` do the
-/// same at `p + OFF`, the offset in the instruction.
+/// The packet load and store of one width: `$load_at::<OFF>(p)` reads the
+/// `$t` at `p + OFF`, `$store_at::<OFF>(p, v)` writes `v` there, `v` being
+/// network-order bytes read as a native integer; the offset is in the
+/// instruction.
 ///
-/// # Safety (of all)
-/// `p` (`p + OFF`) must point into the packet with `size_of::<$t>()` bytes
+/// # Safety (of both)
+/// `p + OFF` must point into the packet with `size_of::<$t>()` bytes
 /// bounds-checked.
 macro_rules! width {
-    ($t:ty, $bpf:literal, $load:ident, $load_at:ident, $store:ident, $store_at:ident) => {
-        #[inline(always)]
-        #[allow(dead_code)] // not every width needs the form without offset
-        pub unsafe fn $load(p: *const u8) -> $t {
-            // SAFETY: the caller's.
-            unsafe { $load_at::<0>(p) }
-        }
-
+    ($t:ty, $bpf:literal, $load_at:ident, $store_at:ident) => {
         #[inline(always)]
         pub unsafe fn $load_at<const OFF: i16>(p: *const u8) -> $t {
             let v: u64;
@@ -78,13 +73,6 @@ macro_rules! width {
                      off = const OFF, options(pure, readonly, nostack, preserves_flags));
             }
             v as $t
-        }
-
-        #[inline(always)]
-        #[allow(dead_code)] // as above
-        pub unsafe fn $store(p: *mut u8, v: $t) {
-            // SAFETY: the caller's.
-            unsafe { $store_at::<0>(p, v) }
         }
 
         #[inline(always)]
@@ -98,5 +86,5 @@ macro_rules! width {
     };
 }
 
-width!(u32, "u32", load32, load32_at, write32, write32_at);
-width!(u16, "u16", load16, load16_at, write16, write16_at);
+width!(u32, "u32", load32_at, write32_at);
+width!(u16, "u16", load16_at, write16_at);

@@ -162,11 +162,11 @@ fn nat4(ctx: &XdpContext, nat: &Nat<'_>, fib: bool) -> Result<u32, ()> {
         let ipc = wide::load16_at::<{ IP4_CHECK_OFF as i16 }>(frame);
         wide::write16_at::<{ IP4_CHECK_OFF as i16 }>(frame, csum_apply(ipc, d));
         wide::write32_at::<{ IP4_DST_OFF as i16 }>(frame, new_ip);
-        let old = wide::load16(check.cast());
+        let old = wide::load16_at::<0>(check.cast());
         // UDP over IPv4 with checksum 0 means "no checksum": keep it 0.
         if !(proto == IPPROTO_UDP && old == 0) {
             let c = csum_apply(old, d + u64::from(!dport) + u64::from(port));
-            wide::write16(check.cast(), udp_nonzero(proto, c));
+            wide::write16_at::<0>(check.cast(), udp_nonzero(proto, c));
         }
         // TCP and UDP both keep the destination port at byte 2.
         wide::write16_at::<{ (L4_V4 + 2) as i16 }>(frame, port);

@@ -924,3 +924,69 @@ fn icmp_errors_about_vip_flows_are_translated_both_ways() {
         assert_eq!(lb.xdp(&err).action, XDP_DROP, "{vip}: unknown flow");
     }
 }
+
+/// Nine IPv4 clients of one VIP whose connection-table keys all start at
+/// the same slot (`l4lb_common::flow_slot`): 8 fill the range, the 9th
+/// takes the slot of the least recently seen one.
+fn colliding_clients(vip: &str, n: usize) -> Vec<String> {
+    let vip: SocketAddr = vip.parse().unwrap();
+    let IpAddr::V4(dst) = vip.ip() else { panic!() };
+    let key = |src: u32, port: u16| {
+        l4lb_common::FlowKey4::words(
+            src.to_be(),
+            u32::from(dst).to_be(),
+            port.to_be(),
+            vip.port().to_be(),
+            6,
+        )
+    };
+    let base = u32::from(std::net::Ipv4Addr::new(198, 18, 0, 0));
+    let target = l4lb_common::flow_slot(&key(base, 40000));
+    let mut found = Vec::new();
+    'search: for host in 0..1u32 << 15 {
+        for port in 40000..40064u16 {
+            if l4lb_common::flow_slot(&key(base + host, port)) == target {
+                found.push(format!("{}:{port}", std::net::Ipv4Addr::from(base + host)));
+                if found.len() == n {
+                    break 'search;
+                }
+            }
+        }
+    }
+    assert_eq!(found.len(), n, "clients sharing slot {target}");
+    found
+}
+
+#[test]
+fn a_full_slot_range_gives_up_its_least_recently_seen_flow_and_counts_it() {
+    let mut lb = Lb::new("xdp-ct4");
+    let (vip, a, b) = ("11.0.0.1:80", "198.18.2.2:8080", "198.18.2.3:8080");
+    lb.set(&[(vip, Proto::Tcp, &[(a, 1), (b, 1)])]);
+    let clients = colliding_clients(vip, l4lb_common::FLOW_PROBE_SLOTS as usize + 1);
+    let (first, rest) = clients.split_first().unwrap();
+    let (last, range) = rest.split_last().unwrap();
+    let picked: Vec<SocketAddr> = clients[..clients.len() - 1]
+        .iter()
+        .map(|c| lb.dst_of(Proto::Tcp, c, vip))
+        .collect();
+    // The others seen again, a tick of the clock later: `first` is the
+    // least recently seen of the full range.
+    std::thread::sleep(Duration::from_millis(50));
+    for c in range {
+        lb.dst_of(Proto::Tcp, c, vip);
+    }
+    let tracked = |c: &str| {
+        let t = tuple(Proto::Tcp, c, vip);
+        datapath::xdp::explain(lb._sb.pin_root(), &t, 1, false)
+            .unwrap()
+            .tracked
+    };
+    assert!(clients[..clients.len() - 1].iter().all(|c| tracked(c)));
+    assert_eq!(lb.maps.conntrack_losses(), [("evicted", 0), ("no_slot", 0)]);
+    lb.dst_of(Proto::Tcp, last, vip);
+    assert_eq!(lb.maps.conntrack_losses(), [("evicted", 1), ("no_slot", 0)]);
+    assert!(!tracked(first), "{first} kept its slot");
+    assert!(tracked(last) && range.iter().all(|c| tracked(c)));
+    // The forgotten flow is re-picked by Maglev: the same backend.
+    assert_eq!(lb.dst_of(Proto::Tcp, first, vip), picked[0]);
+}

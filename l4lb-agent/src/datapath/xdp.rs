@@ -21,8 +21,9 @@ use aya::{
 };
 use aya_obj::programs::XdpAttachType;
 use l4lb_common::{
-    CONNTRACK_MAP, CONNTRACK4_MAP, EXPLAIN_MAGIC, FlowKey, FlowKey4, FlowValue, TC_INGRESS_PROGRAM,
-    TC_REPLY_PROGRAM, XDP_CONFIG_MAP, XDP_F_FIB, XDP_PROGRAM,
+    CONNTRACK_MAP, CONNTRACK4_MAP, EXPLAIN_MAGIC, FLOW_PROBE_SLOTS, FlowKey, FlowKey4, FlowSlot4,
+    FlowValue, TC_INGRESS_PROGRAM, TC_REPLY_PROGRAM, XDP_CONFIG_MAP, XDP_F_FIB, XDP_PROGRAM,
+    flow_probe, flow_slot,
 };
 use tracing::{info, warn};
 
@@ -536,11 +537,16 @@ fn tracked(pin_root: &Path, t: &Tuple) -> Result<bool> {
         proto: t.proto.ipproto(),
         _pad: [0; 3],
     };
-    // IPv4 flows are kept under a 16-byte key in their own table.
+    // IPv4 flows are kept in slots under a 16-byte key (`flow_slots`).
     if let Some(k4) = FlowKey4::of(&key) {
         let data = MapData::from_pin(pin_root.join(CONNTRACK4_MAP))?;
-        let map: HashMap<MapData, FlowKey4, FlowValue> = Map::from_map_data(data)?.try_into()?;
-        return Ok(map.get(&k4, 0).is_ok());
+        let map: Array<MapData, FlowSlot4> = Map::from_map_data(data)?.try_into()?;
+        let words = k4.to_words();
+        let first = flow_slot(&words);
+        let found = (0..FLOW_PROBE_SLOTS)
+            .filter_map(|i| map.get(&flow_probe(first, i), 0).ok())
+            .any(|slot| slot.key == words);
+        return Ok(found);
     }
     let data = MapData::from_pin(pin_root.join(CONNTRACK_MAP))?;
     let map: HashMap<MapData, FlowKey, FlowValue> = Map::from_map_data(data)?.try_into()?;

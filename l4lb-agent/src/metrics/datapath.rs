@@ -38,6 +38,7 @@ struct Reading {
     escaped_packets: Option<u64>,
     guard_drops: Vec<(&'static str, u64)>,
     icmp_errors: Vec<(&'static str, u64)>,
+    conntrack_losses: Vec<(&'static str, u64)>,
     usage: Vec<(&'static str, u64, u64)>,
 }
 
@@ -49,6 +50,7 @@ impl Reading {
             escaped_packets: crate::datapath::escape::escaped_packets(),
             guard_drops: maps.vip_guard_drops(),
             icmp_errors: maps.icmp_errors(),
+            conntrack_losses: maps.conntrack_losses(),
             usage: maps.usage(),
         })
     }
@@ -65,8 +67,8 @@ impl Reading {
         super::locality::encode(encoder, &self.rows)
     }
 
-    /// Counters of the node as a whole: escaped VIP packets, XDP's drops
-    /// and ICMP errors.
+    /// Counters of the node as a whole: escaped VIP packets, XDP's drops,
+    /// ICMP errors and the connection table's losses.
     fn node_counters(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         if let Some(n) = self.escaped_packets {
             counters(
@@ -87,6 +89,12 @@ impl Reading {
             "xdp_icmp_errors",
             "ICMP errors about VIP flows: translated for the client (tc egress), steered to the backend (XDP or tc ingress), dropped for no flow, rate-limited",
             by_label("result", self.icmp_errors.iter().copied()),
+        )?;
+        counters(
+            encoder,
+            "xdp_conntrack_losses",
+            "IPv4 flows the connection table could not keep: a live flow's slot taken by a new one (evicted; that flow is re-picked by Maglev), or no slot free to claim",
+            by_label("reason", self.conntrack_losses.iter().copied()),
         )
     }
 

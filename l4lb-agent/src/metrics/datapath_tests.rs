@@ -102,6 +102,7 @@ fn reading() -> Reading {
         escaped_packets: Some(9),
         guard_drops: vec![("fragment", 5), ("truncated", 1)],
         icmp_errors: vec![("to_client", 2), ("no_flow", 0)],
+        conntrack_losses: vec![("evicted", 4), ("no_slot", 0)],
         usage: vec![("L4LB_SERVICES", 2, 65536), ("L4LB_SLOTS", 502, 4194304)],
     }
 }
