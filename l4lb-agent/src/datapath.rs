@@ -5,6 +5,7 @@ pub mod abi;
 mod backends_array;
 mod batch;
 mod chunk;
+pub mod ct_seed;
 pub mod dsr;
 pub mod escape;
 pub mod fast_path;
@@ -825,6 +826,7 @@ pub fn create(
     let lock = pin_root::create_and_lock(pin_root)?;
     let object = built_object(BPF_OBJECT)?;
     abi::check_and_record(pin_root, object)?;
+    let ct_seed = ct_seed::read_or_create(pin_root)?;
 
     let paths: Vec<(&str, PathBuf)> = ALL_MAPS.iter().map(|n| (*n, pin_root.join(n))).collect();
     // Neither counter map pinned yet: this load creates both, zeroed.
@@ -854,6 +856,7 @@ pub fn create(
         .map_max_entries(l4lb_common::SVC_GEN_MAP, cap.services);
     let locality_step = u8::from(lb.locality_step);
     loader.override_global("L4LB_LOCALITY_STEP", &locality_step, true);
+    loader.override_global("L4LB_CT_SEED", &ct_seed, true);
     // Creates the maps and relocates the programs' references to them;
     // the verifier runs later, in `Programs::attach`.
     let mut ebpf = loader.load(object).context("loading the l4lb BPF object")?;
@@ -912,6 +915,11 @@ pub fn teardown(pin_root: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     xdp::teardown(pin_root, &mut removed)?;
+    // After the connection table it placed.
+    let seed = pin_root.join(l4lb_common::CT_SEED_MAP);
+    if fs::remove_file(&seed).is_ok() {
+        removed.push(seed);
+    }
     // The layout record goes last: maps without it are taken as the old layout.
     let meta = pin_root.join(l4lb_common::META_MAP);
     if fs::remove_file(&meta).is_ok() {

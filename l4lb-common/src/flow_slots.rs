@@ -37,13 +37,22 @@ pub const FLOW_PROBE_SLOTS: u32 = 8;
 /// never a VIP), so a reader skips it, and no writer claims it.
 pub const FLOW_SLOT_BUSY: u64 = u64::MAX;
 
-/// The first slot of the flow whose key words are `key`: a multiplicative
-/// hash of both words (every node and the agent compute the same).
+/// The first slot of the flow whose key words are `key`, under the node's
+/// `seed` (random per pin root, [`CT_SEED_MAP`]): a client that knows the
+/// hash but not the seed cannot choose sources whose flows share one range
+/// and push out other clients' flows. Two multiplications, the result from
+/// the top bits, which every input bit reaches; not a cryptographic hash.
 #[inline(always)]
-pub const fn flow_slot(key: &[u64; 2]) -> u32 {
-    let h = (key[0] ^ key[1].rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    (h >> 32) as u32 & (FLOW_SLOTS - 1)
+pub const fn flow_slot(key: &[u64; 2], seed: u64) -> u32 {
+    let a = (key[0] ^ seed).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let h = (a ^ key[1] ^ seed.rotate_left(32)).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+    (h >> (64 - FLOW_SLOTS.trailing_zeros())) as u32
 }
+
+/// The pinned one-entry array that holds the node's `u64` slot-hash seed,
+/// written once when the pin root is made: the slots it placed outlive
+/// the agent. The programs get it as a constant at load (`L4LB_CT_SEED`).
+pub const CT_SEED_MAP: &str = "L4LB_CT_SEED";
 
 /// Slot `i` of the range from `first`.
 #[inline(always)]
@@ -73,13 +82,23 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for port in 0..4096u16 {
             let k = FlowKey4::words(0x0201_12c6, 0x0100_000b, port.to_be(), 80u16.to_be(), 6);
-            let s = flow_slot(&k);
+            let s = flow_slot(&k, 0x5eed);
             assert!(s < FLOW_SLOTS);
             seen.insert(s);
         }
         assert_eq!(flow_probe(FLOW_SLOTS - 1, 1), 0);
         // 4096 ports of one client: few collisions in 262144 slots.
         assert!(seen.len() > 4000, "{} distinct slots", seen.len());
+    }
+
+    #[test]
+    fn another_seed_places_the_flows_elsewhere() {
+        let k =
+            |port: u16| FlowKey4::words(0x0201_12c6, 0x0100_000b, port.to_be(), 80u16.to_be(), 6);
+        let moved = (0..64u16)
+            .filter(|&p| flow_slot(&k(p), 1) != flow_slot(&k(p), 2))
+            .count();
+        assert!(moved > 60, "{moved} of 64 moved");
     }
 
     #[test]

@@ -24,10 +24,23 @@ use crate::maps::{L4LB_CONNTRACK4, L4LB_CT_STATS};
 
 const SEQ: AtomicOrdering = AtomicOrdering::SeqCst;
 
+/// The node's slot-hash seed (`l4lb_common::CT_SEED_MAP`), set by the agent
+/// at load: a constant of the frozen read-only data, one load from a line
+/// that stays cached. The default is never used (the agent requires it).
+#[unsafe(no_mangle)]
+static L4LB_CT_SEED: u64 = 1;
+
+#[inline(always)]
+fn seed() -> u64 {
+    // SAFETY: a plain read of a static; volatile so the compiler leaves the
+    // value to the loader.
+    unsafe { read_volatile(&L4LB_CT_SEED) }
+}
+
 /// The slot holding the flow whose key words are `key`, if any.
 #[inline(always)]
 fn find(key: &[u64; 2]) -> Option<*mut FlowSlot4> {
-    let first = flow_slot(key);
+    let first = flow_slot(key, seed());
     let mut i = 0;
     while i < FLOW_PROBE_SLOTS {
         let s = L4LB_CONNTRACK4.get_ptr_mut(flow_probe(first, i))?;
@@ -95,7 +108,7 @@ fn claim(key: &[u64; 2]) -> Option<*mut FlowSlot4> {
     if let Some(s) = find(key) {
         return take(s, key[0], FLOW_SLOT_BUSY).then_some(s);
     }
-    let first = flow_slot(key);
+    let first = flow_slot(key, seed());
     // The least recently seen live slot: (slot, its first word, seen).
     let mut oldest: Option<(*mut FlowSlot4, u64, u64)> = None;
     let mut i = 0;

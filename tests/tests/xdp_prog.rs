@@ -926,9 +926,9 @@ fn icmp_errors_about_vip_flows_are_translated_both_ways() {
 }
 
 /// Nine IPv4 clients of one VIP whose connection-table keys all start at
-/// the same slot (`l4lb_common::flow_slot`): 8 fill the range, the 9th
-/// takes the slot of the least recently seen one.
-fn colliding_clients(vip: &str, n: usize) -> Vec<String> {
+/// the same slot (`l4lb_common::flow_slot` under the pin root's seed): 8
+/// fill the range, the 9th takes the slot of the least recently seen one.
+fn colliding_clients(seed: u64, vip: &str, n: usize) -> Vec<String> {
     let vip: SocketAddr = vip.parse().unwrap();
     let IpAddr::V4(dst) = vip.ip() else { panic!() };
     let key = |src: u32, port: u16| {
@@ -941,11 +941,12 @@ fn colliding_clients(vip: &str, n: usize) -> Vec<String> {
         )
     };
     let base = u32::from(std::net::Ipv4Addr::new(198, 18, 0, 0));
-    let target = l4lb_common::flow_slot(&key(base, 40000));
+    let target = l4lb_common::flow_slot(&key(base, 40000), seed);
     let mut found = Vec::new();
-    'search: for host in 0..1u32 << 15 {
+    // 198.18.0.0/15 (2^17 hosts) x 64 ports: ~32 keys start at each slot.
+    'search: for host in 0..1u32 << 17 {
         for port in 40000..40064u16 {
-            if l4lb_common::flow_slot(&key(base + host, port)) == target {
+            if l4lb_common::flow_slot(&key(base + host, port), seed) == target {
                 found.push(format!("{}:{port}", std::net::Ipv4Addr::from(base + host)));
                 if found.len() == n {
                     break 'search;
@@ -962,7 +963,8 @@ fn a_full_slot_range_gives_up_its_least_recently_seen_flow_and_counts_it() {
     let mut lb = Lb::new("xdp-ct4");
     let (vip, a, b) = ("11.0.0.1:80", "198.18.2.2:8080", "198.18.2.3:8080");
     lb.set(&[(vip, Proto::Tcp, &[(a, 1), (b, 1)])]);
-    let clients = colliding_clients(vip, l4lb_common::FLOW_PROBE_SLOTS as usize + 1);
+    let seed = l4lb_agent::datapath::ct_seed::read(lb._sb.pin_root()).unwrap();
+    let clients = colliding_clients(seed, vip, l4lb_common::FLOW_PROBE_SLOTS as usize + 1);
     let (first, rest) = clients.split_first().unwrap();
     let (last, range) = rest.split_last().unwrap();
     let picked: Vec<SocketAddr> = clients[..clients.len() - 1]
@@ -989,4 +991,21 @@ fn a_full_slot_range_gives_up_its_least_recently_seen_flow_and_counts_it() {
     assert!(tracked(last) && range.iter().all(|c| tracked(c)));
     // The forgotten flow is re-picked by Maglev: the same backend.
     assert_eq!(lb.dst_of(Proto::Tcp, first, vip), picked[0]);
+}
+
+#[test]
+fn the_slot_hash_seed_lives_as_long_as_its_pin_root() {
+    use l4lb_agent::datapath::ct_seed;
+    let lb = Lb::new("xdp-seed");
+    let root = lb._sb.pin_root();
+    let seed = ct_seed::read(root).unwrap();
+    // What every later load of this pin root (a restart) gets.
+    assert_eq!(ct_seed::read_or_create(root).unwrap(), seed);
+    let other = Lb::new("xdp-seed-other");
+    assert_ne!(ct_seed::read(other._sb.pin_root()).unwrap(), seed);
+    // A pinned connection table without its seed is refused, not re-seeded:
+    // its flows would no longer be found.
+    std::fs::remove_file(root.join(l4lb_common::CT_SEED_MAP)).unwrap();
+    let err = ct_seed::read_or_create(root).unwrap_err().to_string();
+    assert!(err.contains("without its slot-hash seed"), "{err}");
 }

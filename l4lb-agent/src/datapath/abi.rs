@@ -68,7 +68,7 @@ fn refuse_other(pin_root: &Path, version: u32) -> Result<()> {
     Ok(())
 }
 
-fn advice(pin_root: &Path) -> String {
+pub(super) fn advice(pin_root: &Path) -> String {
     format!(
         "run `l4lb-agent teardown --pin-root {}` (VIP connections fail until this agent has loaded its maps), \
          or run the agent version that created them",

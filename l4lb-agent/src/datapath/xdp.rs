@@ -542,7 +542,7 @@ fn tracked(pin_root: &Path, t: &Tuple) -> Result<bool> {
         let data = MapData::from_pin(pin_root.join(CONNTRACK4_MAP))?;
         let map: Array<MapData, FlowSlot4> = Map::from_map_data(data)?.try_into()?;
         let words = k4.to_words();
-        let first = flow_slot(&words);
+        let first = flow_slot(&words, super::ct_seed::read(pin_root)?);
         let found = (0..FLOW_PROBE_SLOTS)
             .filter_map(|i| map.get(&flow_probe(first, i), 0).ok())
             .any(|slot| slot.key == words);
