@@ -578,3 +578,42 @@ fn with_one_of_two_backends_down_no_new_connect_or_xdp_flow_goes_to_it() {
         .count();
     assert_eq!(to_dead, 0, "new XDP flows sent to the down backend");
 }
+
+/// A handshake the backend refuses (RST to the SYN: nothing listens) is a
+/// failure seen only as the socket's move to CLOSE; it leaves flight, and no
+/// RTT sample, live connection or lifetime comes of it. A completed one
+/// beside it gets an RTT sample.
+#[test]
+fn a_refused_handshake_counts_as_failed_and_leaves_flight() {
+    require_root();
+    let mut sb = Sandbox::new("health-refused").unwrap();
+    sb.spawn_testsrv_with("a", &["127.0.0.2:7000"], &[], &[])
+        .unwrap();
+    let pair = "vips:\n  - vip: 11.0.0.1:7000\n    backends: [127.0.0.2:7000, 127.0.0.4:7000]\n";
+    let args = ["--lb-policy", "random", "--health-probes", "agent"];
+    let agent = Agent::start_with_args(&mut sb, pair, &args).unwrap();
+    agent.wait_vips(1, READY).unwrap();
+    let v = sb.probe_tcp(VIP, 40).unwrap();
+    let t = agent.wait_table("every handshake out of flight", READY, |t| {
+        t.is_array()
+            && ["127.0.0.2:7000", DEAD].iter().all(|a| {
+                let h = &backend(t, a)["health"];
+                h["handshakes_in_flight"] == 0 && h["live_connections"] == 0
+            })
+    });
+    let (up, refused) = (backend(&t, "127.0.0.2:7000"), backend(&t, DEAD));
+    let sent = refused["connects"].as_u64().unwrap();
+    assert!(sent > 0, "random sent nothing to {DEAD}: {t}");
+    assert_eq!(v["errors"].as_u64(), Some(sent), "{v}\n{t}");
+    assert_eq!(health_u64(refused, "handshake_failures"), sent, "{refused}");
+    assert_eq!(health_u64(refused, "handshakes"), 0, "{refused}");
+    assert_eq!(refused["health"]["handshake_ewma_us"], 0.0, "{refused}");
+    assert_eq!(health_u64(up, "handshake_failures"), 0, "{up}");
+    assert_eq!(
+        health_u64(up, "handshakes"),
+        up["connects"].as_u64().unwrap(),
+        "{up}"
+    );
+    let rtt = up["health"]["handshake_ewma_us"].as_f64().unwrap();
+    assert!(rtt > 0.0 && rtt < 1_000_000.0, "{up}");
+}

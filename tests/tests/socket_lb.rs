@@ -506,3 +506,33 @@ fn pinned_maps_dump_as_typed_json_and_the_cli_lists_them() {
     .unwrap();
     assert!(!pin.join("L4LB_SERVICES").exists());
 }
+
+/// getpeername shows the VIP for as long as the socket lives, not only while
+/// it is established: after the client shut its write side (FIN_WAIT, the
+/// connection no longer live for `sock_ops`) the mark is still there.
+#[test]
+fn getpeername_shows_the_vip_on_a_half_closed_socket() {
+    require_root();
+    let mut sb = Sandbox::new("halfclose").unwrap();
+    // The echo's delay keeps the backend's side open while the probe looks.
+    let slow_echo = ["--reply-delay-ms", "200"];
+    sb.spawn_testsrv_with("a", &["127.0.0.2:7000"], &[], &slow_echo)
+        .unwrap();
+    let agent = Agent::start(
+        &mut sb,
+        "vips:\n  - vip: 11.0.0.1:7000\n    backends: [127.0.0.2:7000]\n",
+    )
+    .unwrap();
+    agent.wait_vips(1, READY).unwrap();
+    let v = sb
+        .probe(&["tcp", "--to", "11.0.0.1:7000", "-n", "5", "--half-close"])
+        .unwrap();
+    assert_eq!(v["errors"], 0, "{v}");
+    assert_eq!(counts(&v).values().sum::<u64>(), 5, "{v}");
+    assert_eq!(v["peers"], json!(["11.0.0.1:7000"]), "{v}");
+    assert_eq!(
+        v["peers_half_closed"],
+        json!(["11.0.0.1:7000"]),
+        "getpeername on a half-closed socket must still show the VIP: {v}"
+    );
+}

@@ -51,6 +51,12 @@ enum Cmd {
         /// closing it (load that stays open).
         #[arg(long, default_value_t = 0)]
         hold_ms: u64,
+        /// After the id line, send a line and shut the write side (FIN out,
+        /// the socket half-closed), record getpeername then ("peers_half_closed"),
+        /// and read the echo (a backend with --reply-delay-ms keeps its side
+        /// open meanwhile).
+        #[arg(long)]
+        half_close: bool,
         /// Start no connection after this many seconds (0: only -n bounds it).
         #[arg(long, default_value_t = 0.0)]
         seconds: f64,
@@ -169,6 +175,7 @@ fn main() -> Result<()> {
             interval_ms,
             parallel,
             hold_ms,
+            half_close,
             seconds,
         } => tcp_parallel(
             to,
@@ -177,6 +184,7 @@ fn main() -> Result<()> {
             Pace {
                 interval: Duration::from_millis(interval_ms),
                 hold: Duration::from_millis(hold_ms),
+                half_close,
                 until: (seconds > 0.0)
                     .then(|| Instant::now() + Duration::from_secs_f64(seconds.min(600.0))),
             },
@@ -256,6 +264,7 @@ struct Tally {
     error_kinds: BTreeMap<String, u64>,
     sources: BTreeSet<String>,
     peers: BTreeSet<String>,
+    peers_half_closed: BTreeSet<String>,
 }
 
 impl Tally {
@@ -276,6 +285,7 @@ impl Tally {
             "error_kinds": self.error_kinds,
             "sources": self.sources,
             "peers": self.peers,
+            "peers_half_closed": self.peers_half_closed,
         })
     }
 }
@@ -294,11 +304,13 @@ fn eof(what: &str) -> io::Error {
 }
 
 /// How `tcp` spaces its connections: start one every `interval`, keep each
-/// open `hold` after its id line, start none after `until`.
+/// open `hold` after its id line (half-closed first with `half_close`),
+/// start none after `until`.
 #[derive(Clone, Copy)]
 struct Pace {
     interval: Duration,
     hold: Duration,
+    half_close: bool,
     until: Option<Instant>,
 }
 
@@ -321,6 +333,7 @@ fn tcp_parallel(to: SocketAddr, n: usize, t: Duration, pace: Pace, parallel: usi
         }
         all.errors += tally.errors;
         all.peers.extend(tally.peers);
+        all.peers_half_closed.extend(tally.peers_half_closed);
     }
     all.json()
 }
@@ -340,18 +353,39 @@ fn tcp(to: SocketAddr, n: usize, t: Duration, pace: Pace) -> Tally {
             let s = TcpStream::connect_timeout(&to, t)?;
             tally.peers.insert(s.peer_addr()?.to_string());
             s.set_read_timeout(Some(t))?;
+            let mut r = BufReader::new(&s);
             let mut line = String::new();
-            BufReader::new(&s).read_line(&mut line)?;
+            r.read_line(&mut line)?;
             let id = match line.strip_suffix('\n') {
                 Some(id) => id.to_string(),
                 None => return Err(eof("no id line")),
             };
+            if pace.half_close {
+                tally
+                    .peers_half_closed
+                    .insert(half_closed_peer(&s, &mut r)?);
+            }
             std::thread::sleep(pace.hold);
             Ok(id)
         })();
         tally.record(r);
     }
     tally
+}
+
+/// Sends a line, shuts the write side, and returns the peer address seen
+/// then, once the line's echo came back.
+fn half_closed_peer(s: &TcpStream, r: &mut BufReader<&TcpStream>) -> io::Result<String> {
+    let mut w = s;
+    w.write_all(b"half\n")?;
+    s.shutdown(std::net::Shutdown::Write)?;
+    let peer = s.peer_addr()?.to_string();
+    let mut echo = String::new();
+    r.read_line(&mut echo)?;
+    if echo != "half\n" {
+        return Err(eof("no echo after the half-close"));
+    }
+    Ok(peer)
 }
 
 fn udp(to: SocketAddr, n: usize, mode: Mode, t: Duration, fresh_socket: bool) -> Value {
