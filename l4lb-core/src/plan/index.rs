@@ -7,20 +7,25 @@
 //! What a plan replaces or removes (old slot ranges, ids of removed
 //! services and deleted backends) stays taken until [`Index::commit`]: in-flight
 //! programs may use it until the plan's grace period is over.
-use std::{collections::BTreeMap, net::SocketAddr};
+use std::net::SocketAddr;
 
 use super::{Applied, Capacity, Op, free::FreeList};
 use crate::codec;
+
+/// The index's maps are only looked up, never walked in order: a hash map
+/// (a full plan of 10,000 services x 5 backends makes ~250,000 lookups in
+/// 50,000 addresses; as B-trees they were a quarter of its plan + writes).
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Index {
     /// The maps' sizes.
     pub(super) cap: Capacity,
     /// Backend id by address: those in the maps, and those the current plan adds.
-    pub(super) by_addr: BTreeMap<SocketAddr, u32>,
+    pub(super) by_addr: HashMap<SocketAddr, u32>,
     /// Backend id → how many services name it (those the maps hold, as the
     /// current plan leaves them).
-    refs: BTreeMap<u32, u32>,
+    refs: HashMap<u32, u32>,
     backend_ids: FreeList,
     service_ids: FreeList,
     slots: FreeList,
@@ -39,7 +44,7 @@ impl Index {
     /// The index of what `applied` holds, for maps of `cap`. Ids of orphan
     /// members' services stay taken until those are deleted.
     pub fn new(applied: &Applied, cap: Capacity) -> Index {
-        let mut refs = BTreeMap::new();
+        let mut refs = HashMap::default();
         for id in applied.services.values().flat_map(|s| s.members.keys()) {
             *refs.entry(*id).or_default() += 1;
         }

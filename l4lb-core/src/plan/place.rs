@@ -93,13 +93,14 @@ pub(super) fn place(
             (id, 0, NO_MEMBERS)
         }
     };
-    let members = members(index, spec);
+    // Each address looked up once: the members and the table both need its id.
+    let table: Vec<(u32, SocketAddr, u32)> = spec
+        .backends
+        .iter()
+        .map(|(addr, w)| (index.by_addr[addr], *addr, *w))
+        .collect();
+    let members: BTreeMap<u32, u32> = table.iter().map(|(b, _, w)| (*b, *w)).collect();
     if slot_count > 0 {
-        let table = spec
-            .backends
-            .iter()
-            .map(|(addr, w)| (index.by_addr[addr], *addr, *w))
-            .collect();
         ops.push(Op::WriteSlots {
             base: slot_base,
             table: SlotTable::new(slot_count, table),
