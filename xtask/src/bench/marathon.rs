@@ -186,8 +186,12 @@ fn full_sync_run(
             true => Some(marathon_dns::measure(sb, &mut agent, t0, a.tasks)?),
             false => None,
         };
-        let programs = seen
-            .iter()
+        // Logged once the packet programs are in, which may come after the
+        // first apply (the table serves once the socket hooks are): read
+        // from the whole log, which by now covers the resync.
+        let log = std::fs::read_to_string(agent.log_path()).unwrap_or_default();
+        let programs = log
+            .lines()
             .find(|l| l.contains("programs verified and loaded"));
         let programs_ms = programs.map_or(f64::NAN, |l| {
             (num(l, "socket_ms").unwrap_or(0) + num(l, "packet_ms").unwrap_or(0)) as f64
