@@ -230,10 +230,12 @@ impl Maps {
             revnat: get(REVNAT_MAP)?.try_into()?,
             nr_cpus: nr_cpus()?,
             zero_stats: None,
-            vip_addrs: vip_addrs::VipAddrs::new(
-                get(l4lb_common::VIP_ADDRS_MAP)?,
-                fast_path::VipFilter::new(get(l4lb_common::VIP_FILTER_MAP)?)?,
-            )?,
+            vip_addrs: {
+                let map = get(l4lb_common::VIP_ADDRS_MAP)?;
+                let fd = map_fd(&map)?;
+                let filter = fast_path::VipFilter::new(get(l4lb_common::VIP_FILTER_MAP)?)?;
+                vip_addrs::VipAddrs::new(map, fd, filter)?
+            },
             svc_gens: get(l4lb_common::SVC_GEN_MAP)
                 .ok()
                 .and_then(|m| fast_path::SvcGens::new(m).ok()),
@@ -362,14 +364,20 @@ impl Maps {
         self.vip_addrs.announce(&k.addr);
     }
 
-    /// What follows a service put that succeeded (the VIP address map).
+    /// What follows service puts that succeeded (the VIP address map, in
+    /// one batch).
     fn after_puts(&mut self, ops: &[&Op]) -> Result<(), aya::maps::MapError> {
-        for op in ops {
-            if let Op::PutService(k, _) = op {
-                self.vip_addrs.added(k, &self.services)?;
-            }
+        let keys: Vec<ServiceKey> = ops
+            .iter()
+            .filter_map(|o| match o {
+                Op::PutService(k, _) => Some(*k),
+                _ => None,
+            })
+            .collect();
+        if keys.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        self.vip_addrs.added_all(&keys, &self.services)
     }
 
     fn apply_one(&mut self, op: &Op) -> Result<(), aya::maps::MapError> {
