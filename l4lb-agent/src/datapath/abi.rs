@@ -106,20 +106,22 @@ fn check_shapes(pin_root: &Path, object: &[u8], pinned: &[&str]) -> Result<()> {
 }
 
 fn record(pin_root: &Path) -> Result<()> {
-    let path = pin_root.join(META_MAP);
-    let obj =
-        aya_obj::Map::new_from_params(BPF_MAP_TYPE_ARRAY, 4, size_of::<AbiRecord>() as u32, 1, 0);
-    let map = MapData::create(obj, META_MAP, None).context("creating the metadata map")?;
-    let mut array: Array<MapData, AbiRecord> = Map::from_map_data(map)?.try_into()?;
-    array.set(
-        0,
-        AbiRecord {
-            magic: ABI_MAGIC,
-            abi_version: ABI_VERSION,
-        },
-        0,
-    )?;
-    // Pinned only once written: a crash leaves no record or a whole one.
+    let rec = AbiRecord {
+        magic: ABI_MAGIC,
+        abi_version: ABI_VERSION,
+    };
+    pin_record(pin_root, META_MAP, rec).context("creating the metadata map")
+}
+
+/// Creates a one-entry array holding `value` and pins it at
+/// `pin_root/name`, only once written: a crash leaves no record or a whole
+/// one. Root-only, as the maps.
+pub(super) fn pin_record<V: aya::Pod>(pin_root: &Path, name: &str, value: V) -> Result<()> {
+    let path = pin_root.join(name);
+    let obj = aya_obj::Map::new_from_params(BPF_MAP_TYPE_ARRAY, 4, size_of::<V>() as u32, 1, 0);
+    let map = MapData::create(obj, name, None).with_context(|| format!("creating {name}"))?;
+    let mut array: Array<MapData, V> = Map::from_map_data(map)?.try_into()?;
+    array.set(0, value, 0)?;
     array
         .pin(&path)
         .with_context(|| format!("pinning {}", path.display()))?;

@@ -3,14 +3,11 @@
 //! client can pick sources whose flows crowd one slot range. Pinned beside
 //! the maps because the slots it placed outlive the agent: every load
 //! (a restart included) hands the programs the pinned value as a constant.
-use std::{fs, os::unix::fs::PermissionsExt, path::Path};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use aya::maps::{Array, Map, MapData};
 use l4lb_common::{CONNTRACK4_MAP, CT_SEED_MAP};
-
-/// `BPF_MAP_TYPE_ARRAY` (uapi `enum bpf_map_type`).
-const BPF_MAP_TYPE_ARRAY: u32 = 2;
 
 /// The pinned seed, made (random) when the pin root has none. Runs before
 /// the maps are created, so a connection table is never pinned without it.
@@ -47,15 +44,6 @@ pub fn read(pin_root: &Path) -> Result<u64> {
 fn create(pin_root: &Path) -> Result<u64> {
     // Never 0: 0 is a map nobody wrote.
     let seed = rand::random::<u64>() | 1;
-    let obj = aya_obj::Map::new_from_params(BPF_MAP_TYPE_ARRAY, 4, 8, 1, 0);
-    let map = MapData::create(obj, CT_SEED_MAP, None).context("creating the seed map")?;
-    let mut array: Array<MapData, u64> = Map::from_map_data(map)?.try_into()?;
-    array.set(0, seed, 0)?;
-    // Pinned only once written: a crash leaves no seed or the whole one.
-    let path = pin_root.join(CT_SEED_MAP);
-    array
-        .pin(&path)
-        .with_context(|| format!("pinning {}", path.display()))?;
-    let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o600));
+    super::abi::pin_record(pin_root, CT_SEED_MAP, seed)?;
     Ok(seed)
 }
