@@ -60,6 +60,14 @@ pub const fn flow_probe(first: u32, i: u32) -> u32 {
     first.wrapping_add(i) & (FLOW_SLOTS - 1)
 }
 
+/// The slots a flow whose key words are `key` may be in, in probe order
+/// (the agent's `explain` and the tests; the programs keep their own
+/// bounded loop, which the verifier can follow).
+pub fn flow_range(key: &[u64; 2], seed: u64) -> impl Iterator<Item = u32> {
+    let first = flow_slot(key, seed);
+    (0..FLOW_PROBE_SLOTS).map(move |i| flow_probe(first, i))
+}
+
 /// Per-CPU counters of the IPv4 connection table (`L4LB_CT_STATS`), by index.
 pub const CT_STATS_MAP: &str = "L4LB_CT_STATS";
 /// A new flow took the slot of another, live one (its range was full):
@@ -87,6 +95,10 @@ mod tests {
             seen.insert(s);
         }
         assert_eq!(flow_probe(FLOW_SLOTS - 1, 1), 0);
+        let k = FlowKey4::words(0x0201_12c6, 0x0100_000b, 1, 80u16.to_be(), 6);
+        let range: Vec<u32> = flow_range(&k, 7).collect();
+        assert_eq!(range.len(), FLOW_PROBE_SLOTS as usize);
+        assert_eq!(range[0], flow_slot(&k, 7));
         // 4096 ports of one client: few collisions in 262144 slots.
         assert!(seen.len() > 4000, "{} distinct slots", seen.len());
     }

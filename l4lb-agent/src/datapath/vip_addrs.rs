@@ -40,6 +40,32 @@ struct State {
     counts: StdHashMap<Addr6, u32>,
 }
 
+impl State {
+    /// Counts `key` in; its address and new count if it was not in yet.
+    fn add(&mut self, key: &ServiceKey) -> Option<(Addr6, u32)> {
+        if !self.keys.insert(*key) {
+            return None;
+        }
+        let n = self.counts.entry(key.addr).or_default();
+        *n += 1;
+        Some((key.addr, *n))
+    }
+
+    /// Counts `key` out; its address and new count (0: gone) if it was in.
+    fn remove(&mut self, key: &ServiceKey) -> Option<(Addr6, u32)> {
+        if !self.keys.remove(key) {
+            return None;
+        }
+        let n = self.counts.get_mut(&key.addr)?;
+        *n -= 1;
+        let n = *n;
+        if n == 0 {
+            self.counts.remove(&key.addr);
+        }
+        Some((key.addr, n))
+    }
+}
+
 impl VipAddrs {
     pub fn new(map: Map, fd: OwnedFd, filter: VipFilter) -> Result<VipAddrs, MapError> {
         Ok(VipAddrs {
@@ -67,14 +93,7 @@ impl VipAddrs {
 
     /// `key` is in the services map now.
     pub fn added(&mut self, key: &ServiceKey, services: &Services) -> Result<(), MapError> {
-        self.update(services, |s| {
-            if !s.keys.insert(*key) {
-                return None;
-            }
-            let n = s.counts.entry(key.addr).or_default();
-            *n += 1;
-            Some((key.addr, *n))
-        })
+        self.update(services, |s| s.add(key))
     }
 
     /// `keys` are in the services map now (a batch of service puts): the
@@ -82,25 +101,13 @@ impl VipAddrs {
     /// each was a fifth of a full sync's plan + writes at 10,000 VIPs.
     pub fn added_all(&mut self, keys: &[ServiceKey], services: &Services) -> Result<(), MapError> {
         let result = self.write_all(keys, services);
-        if result.is_err() {
-            self.state = None;
-        }
-        result
+        self.forget_on_error(result)
     }
 
     fn write_all(&mut self, keys: &[ServiceKey], services: &Services) -> Result<(), MapError> {
-        if self.state.is_none() {
-            self.state = Some(self.resync(services)?);
-        }
-        let state = self.state.as_mut().expect("synced above");
-        let mut changed: StdHashMap<Addr6, u32> = StdHashMap::new();
-        for key in keys {
-            if state.keys.insert(*key) {
-                let n = state.counts.entry(key.addr).or_default();
-                *n += 1;
-                changed.insert(key.addr, *n);
-            }
-        }
+        let state = self.synced(services)?;
+        // An address added twice keeps its last count, the higher one.
+        let changed: StdHashMap<Addr6, u32> = keys.iter().filter_map(|k| state.add(k)).collect();
         for addr in changed.keys() {
             self.filter.add(addr);
         }
@@ -115,32 +122,33 @@ impl VipAddrs {
 
     /// `key` is no longer in the services map.
     pub fn removed(&mut self, key: &ServiceKey, services: &Services) -> Result<(), MapError> {
-        self.update(services, |s| {
-            if !s.keys.remove(key) {
-                return None;
-            }
-            let n = s.counts.get_mut(&key.addr)?;
-            *n -= 1;
-            let n = *n;
-            if n == 0 {
-                s.counts.remove(&key.addr);
-            }
-            Some((key.addr, n))
-        })
+        self.update(services, |s| s.remove(key))
     }
 
-    /// Applies `change` (Some((addr, new count)) when the map must change);
-    /// on any error the state is dropped, so the next call resyncs.
+    /// Applies `change` (Some((addr, new count)) when the map must change).
     fn update(
         &mut self,
         services: &Services,
         change: impl FnOnce(&mut State) -> Option<(Addr6, u32)>,
     ) -> Result<(), MapError> {
         let result = self.write(services, change);
+        self.forget_on_error(result)
+    }
+
+    /// On any error the state is dropped, so the next call resyncs.
+    fn forget_on_error(&mut self, result: Result<(), MapError>) -> Result<(), MapError> {
         if result.is_err() {
             self.state = None;
         }
         result
+    }
+
+    /// The state, made from the services map first if there is none.
+    fn synced(&mut self, services: &Services) -> Result<&mut State, MapError> {
+        if self.state.is_none() {
+            self.state = Some(self.resync(services)?);
+        }
+        Ok(self.state.as_mut().expect("synced above"))
     }
 
     fn write(
@@ -148,11 +156,7 @@ impl VipAddrs {
         services: &Services,
         change: impl FnOnce(&mut State) -> Option<(Addr6, u32)>,
     ) -> Result<(), MapError> {
-        if self.state.is_none() {
-            self.state = Some(self.resync(services)?);
-        }
-        let state = self.state.as_mut().expect("synced above");
-        match change(state) {
+        match change(self.synced(services)?) {
             Some((addr, 0)) => {
                 ignore_missing(self.map.remove(&addr))?;
                 self.filter.remove(&addr);

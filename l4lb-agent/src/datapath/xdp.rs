@@ -21,9 +21,8 @@ use aya::{
 };
 use aya_obj::programs::XdpAttachType;
 use l4lb_common::{
-    CONNTRACK_MAP, CONNTRACK4_MAP, EXPLAIN_MAGIC, FLOW_PROBE_SLOTS, FlowKey, FlowKey4, FlowSlot4,
-    FlowValue, TC_INGRESS_PROGRAM, TC_REPLY_PROGRAM, XDP_CONFIG_MAP, XDP_F_FIB, XDP_PROGRAM,
-    flow_probe, flow_slot,
+    CONNTRACK_MAP, CONNTRACK4_MAP, EXPLAIN_MAGIC, FlowKey, FlowKey4, FlowSlot4, FlowValue,
+    TC_INGRESS_PROGRAM, TC_REPLY_PROGRAM, XDP_CONFIG_MAP, XDP_F_FIB, XDP_PROGRAM, flow_range,
 };
 use tracing::{info, warn};
 
@@ -542,9 +541,8 @@ fn tracked(pin_root: &Path, t: &Tuple) -> Result<bool> {
         let data = MapData::from_pin(pin_root.join(CONNTRACK4_MAP))?;
         let map: Array<MapData, FlowSlot4> = Map::from_map_data(data)?.try_into()?;
         let words = k4.to_words();
-        let first = flow_slot(&words, super::ct_seed::read(pin_root)?);
-        let found = (0..FLOW_PROBE_SLOTS)
-            .filter_map(|i| map.get(&flow_probe(first, i), 0).ok())
+        let found = flow_range(&words, super::ct_seed::read(pin_root)?)
+            .filter_map(|i| map.get(&i, 0).ok())
             .any(|slot| slot.key == words);
         return Ok(found);
     }
