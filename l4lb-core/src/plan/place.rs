@@ -55,6 +55,55 @@ pub(super) fn place(
     index: &mut Index,
     new: &mut NewBackends,
 ) -> Result<(AppliedService, Vec<Op>), PlanError> {
+    let missing = room_for_ids(vip, spec, old, index)?;
+    // Slots before backend ids: a table that does not fit takes nothing.
+    let range = slot_range(vip, spec, old, index)?;
+    let added = index.add_backends(&missing, &mut new.resets, &mut new.puts);
+    new.added.extend(added);
+    let mut ops = Vec::new();
+    let (id, revision, old_members) = match old {
+        Some(o) => (o.id, o.revision.wrapping_add(1), &o.members),
+        None => {
+            let id = index.take_service_id().expect("checked by room_for_ids");
+            ops.push(Op::ResetServiceStats(id));
+            (id, 0, NO_MEMBERS)
+        }
+    };
+    // Each address looked up once: the members and the table both need its id.
+    let table: Vec<(u32, SocketAddr, u32)> = spec
+        .backends
+        .iter()
+        .map(|(addr, w)| (index.by_addr[addr], *addr, *w))
+        .collect();
+    let members: BTreeMap<u32, u32> = table.iter().map(|(b, _, w)| (*b, *w)).collect();
+    if range.count > 0 {
+        ops.push(Op::WriteSlots {
+            base: range.base,
+            table: SlotTable::new(range.count, table),
+        });
+    }
+    push_member_changes(&mut ops, id, &members, old_members);
+    let applied = AppliedService {
+        id,
+        revision,
+        slot_base: range.base,
+        slot_count: range.count,
+        backends: range.backends,
+        members,
+        stale: false,
+    };
+    ops.push(Op::PutService(codec::service_key(vip), value_of(&applied)));
+    Ok((applied, ops))
+}
+
+/// The addresses of `spec` that need a backend id, once it is known that
+/// they and (for a new service) a service id are free.
+fn room_for_ids(
+    vip: &Vip,
+    spec: &ServiceSpec,
+    old: Option<&AppliedService>,
+    index: &Index,
+) -> Result<Vec<SocketAddr>, PlanError> {
     let cap = index.cap;
     if old.is_none() && !index.has_service_id() {
         return Err(PlanError::ServicesFull {
@@ -69,74 +118,69 @@ pub(super) fn place(
             capacity: cap.backends,
         });
     }
+    Ok(missing)
+}
+
+/// A service's Maglev table: where its slots start, how many, and how many
+/// distinct backends fill them.
+struct SlotRange {
+    base: u32,
+    count: u32,
+    backends: u32,
+}
+
+/// Takes the slot range `spec`'s table needs (none without a live backend).
+fn slot_range(
+    vip: &Vip,
+    spec: &ServiceSpec,
+    old: Option<&AppliedService>,
+    index: &mut Index,
+) -> Result<SlotRange, PlanError> {
     let live = spec.backends.values().filter(|w| **w > 0).count();
     let size = table_size(live, old.map(|o| o.slot_count).unwrap_or(0));
     // What `maglev` fills: nothing without a live backend.
-    let slot_count = if live == 0 || size < 2 { 0 } else { size };
-    let backends = if slot_count == 0 { 0 } else { live as u32 };
-    let slot_base = match slot_count {
+    let count = if live == 0 || size < 2 { 0 } else { size };
+    let base = match count {
         0 => 0,
         n => index.alloc_slots(n).ok_or(PlanError::SlotsFull {
             vip: *vip,
             need: n,
-            capacity: cap.slots,
+            capacity: index.cap.slots,
         })?,
     };
-    let added = index.add_backends(&missing, &mut new.resets, &mut new.puts);
-    new.added.extend(added);
-    let mut ops = Vec::new();
-    let (id, revision, old_members) = match old {
-        Some(o) => (o.id, o.revision.wrapping_add(1), &o.members),
-        None => {
-            let id = index.take_service_id().expect("checked by has_service_id");
-            ops.push(Op::ResetServiceStats(id));
-            (id, 0, NO_MEMBERS)
-        }
-    };
-    // Each address looked up once: the members and the table both need its id.
-    let table: Vec<(u32, SocketAddr, u32)> = spec
-        .backends
-        .iter()
-        .map(|(addr, w)| (index.by_addr[addr], *addr, *w))
-        .collect();
-    let members: BTreeMap<u32, u32> = table.iter().map(|(b, _, w)| (*b, *w)).collect();
-    if slot_count > 0 {
-        ops.push(Op::WriteSlots {
-            base: slot_base,
-            table: SlotTable::new(slot_count, table),
-        });
-    }
-    for (b, w) in &members {
+    let backends = if count == 0 { 0 } else { live as u32 };
+    Ok(SlotRange {
+        base,
+        count,
+        backends,
+    })
+}
+
+/// A member write for each backend whose weight in service `id` changed.
+fn push_member_changes(
+    ops: &mut Vec<Op>,
+    id: u32,
+    members: &BTreeMap<u32, u32>,
+    old_members: &BTreeMap<u32, u32>,
+) {
+    for (b, w) in members {
         if old_members.get(b) != Some(w) {
-            ops.push(Op::PutMember(
-                MemberKey {
-                    service_id: id,
-                    backend_id: *b,
-                },
-                *w,
-            ));
+            let key = MemberKey {
+                service_id: id,
+                backend_id: *b,
+            };
+            ops.push(Op::PutMember(key, *w));
         }
     }
-    ops.push(Op::PutService(
-        codec::service_key(vip),
-        ServiceValue {
-            id,
-            slot_count,
-            revision,
-            slot_base,
-            backends,
-        },
-    ));
-    Ok((
-        AppliedService {
-            id,
-            revision,
-            slot_base,
-            slot_count,
-            backends,
-            members,
-            stale: false,
-        },
-        ops,
-    ))
+}
+
+/// The services map's value for `s`.
+fn value_of(s: &AppliedService) -> ServiceValue {
+    ServiceValue {
+        id: s.id,
+        slot_count: s.slot_count,
+        revision: s.revision,
+        slot_base: s.slot_base,
+        backends: s.backends,
+    }
 }
