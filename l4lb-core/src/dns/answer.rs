@@ -93,38 +93,16 @@ pub fn respond(zones: &Zones, query: &[u8], opts: &ReplyOpts) -> Reply {
     let Ok(req) = Message::from_vec(query) else {
         return header_only(query, ResponseCode::FormErr);
     };
-    let mut resp = Message::new();
-    resp.set_id(req.id())
-        .set_message_type(MessageType::Response)
-        .set_op_code(req.op_code())
-        .set_recursion_desired(req.recursion_desired())
-        .set_checking_disabled(req.checking_disabled())
-        .add_queries(req.queries().iter().cloned());
-    if req.extensions().as_ref().is_some() {
-        let mut edns = Edns::new();
-        edns.set_max_payload(opts.udp_cap.max(CLASSIC_UDP_SIZE as u16));
-        resp.set_edns(edns);
-    }
+    let mut resp = response_to(&req, opts);
     let limit = size_limit(&req, opts);
-    if req.op_code() != OpCode::Query {
-        return finish(resp.set_response_code(ResponseCode::NotImp), limit);
-    }
-    if req.queries().len() != 1 {
-        return finish(resp.set_response_code(ResponseCode::FormErr), limit);
-    }
-    if req.extensions().as_ref().is_some_and(|e| e.version() > 0) {
-        // RFC 6891 §6.1.3: BADVERS, and no question section is needed.
-        resp.take_queries();
-        return finish(resp.set_response_code(ResponseCode::BADVERS), limit);
+    if let Some(rcode) = unanswerable(&req) {
+        if rcode == ResponseCode::BADVERS {
+            // RFC 6891 §6.1.3: BADVERS, and no question section is needed.
+            resp.take_queries();
+        }
+        return finish(resp.set_response_code(rcode), limit);
     }
     let q = &req.queries()[0];
-    let qtype = q.query_type();
-    if qtype == RecordType::OPT {
-        return finish(resp.set_response_code(ResponseCode::FormErr), limit);
-    }
-    if q.query_class() != DNSClass::IN || matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
-        return finish(resp.set_response_code(ResponseCode::Refused), limit);
-    }
     let qname = LowerName::new(q.name());
     let (zone, found) = match zones.lookup(&qname) {
         Lookup::NotOurs if !zones.is_loaded() && zones.serves(&qname) => {
@@ -141,15 +119,61 @@ pub fn respond(zones: &Zones, query: &[u8], opts: &ReplyOpts) -> Reply {
         return finish(resp.set_response_code(ResponseCode::NXDomain), limit);
     };
     // Owner written as asked: keeps the client's 0x20 case pattern.
-    let mut answers: Vec<Record> = records.of_type(qtype, q.name()).collect();
+    let mut answers: Vec<Record> = records.of_type(q.query_type(), q.name()).collect();
     if answers.is_empty() {
         resp.add_name_server(zone.soa().clone());
         return finish(resp.set_response_code(ResponseCode::NoError), limit);
     }
     answers.shuffle(&mut rand::rng());
+    let additional = additionals(zones, &answers);
+    resp.add_answers(answers).add_additionals(additional);
+    finish(resp.set_response_code(ResponseCode::NoError), limit)
+}
+
+/// The response's header, question and EDNS record for `req`.
+fn response_to(req: &Message, opts: &ReplyOpts) -> Message {
+    let mut resp = Message::new();
+    resp.set_id(req.id())
+        .set_message_type(MessageType::Response)
+        .set_op_code(req.op_code())
+        .set_recursion_desired(req.recursion_desired())
+        .set_checking_disabled(req.checking_disabled())
+        .add_queries(req.queries().iter().cloned());
+    if req.extensions().as_ref().is_some() {
+        let mut edns = Edns::new();
+        edns.set_max_payload(opts.udp_cap.max(CLASSIC_UDP_SIZE as u16));
+        resp.set_edns(edns);
+    }
+    resp
+}
+
+/// The error a query gets before any lookup, if it asks what no zone answers.
+fn unanswerable(req: &Message) -> Option<ResponseCode> {
+    if req.op_code() != OpCode::Query {
+        return Some(ResponseCode::NotImp);
+    }
+    if req.queries().len() != 1 {
+        return Some(ResponseCode::FormErr);
+    }
+    if req.extensions().as_ref().is_some_and(|e| e.version() > 0) {
+        return Some(ResponseCode::BADVERS);
+    }
+    let q = &req.queries()[0];
+    let qtype = q.query_type();
+    if qtype == RecordType::OPT {
+        return Some(ResponseCode::FormErr);
+    }
+    if q.query_class() != DNSClass::IN || matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
+        return Some(ResponseCode::Refused);
+    }
+    None
+}
+
+/// The addresses of the SRV and NS targets among `answers`, each target once.
+fn additionals(zones: &Zones, answers: &[Record]) -> Vec<Record> {
     let mut additional: Vec<Record> = Vec::new();
     let mut targets = HashSet::new();
-    for a in &answers {
+    for a in answers {
         let target = match a.data() {
             RData::SRV(s) => s.target(),
             RData::NS(ns) => &ns.0,
@@ -160,8 +184,7 @@ pub fn respond(zones: &Zones, query: &[u8], opts: &ReplyOpts) -> Reply {
             additional.extend(zones.addresses(&target));
         }
     }
-    resp.add_answers(answers).add_additionals(additional);
-    finish(resp.set_response_code(ResponseCode::NoError), limit)
+    additional
 }
 
 /// A SERVFAIL for `query` (when no upstream answered a forwarded query).
