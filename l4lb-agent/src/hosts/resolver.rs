@@ -164,6 +164,7 @@ struct Entry {
 }
 
 type Answer = (Arc<str>, Result<(Vec<IpAddr>, Duration), String>);
+type Inflight = FuturesUnordered<Pin<Box<dyn Future<Output = Answer> + Send>>>;
 
 async fn run<L: Lookup>(
     lookup: Arc<L>,
@@ -173,31 +174,9 @@ async fn run<L: Lookup>(
 ) {
     let mut entries: HashMap<Arc<str>, Entry> = HashMap::new();
     let mut table = HostTable::default();
-    let mut inflight: FuturesUnordered<Pin<Box<dyn Future<Output = Answer> + Send>>> =
-        FuturesUnordered::new();
+    let mut inflight: Inflight = FuturesUnordered::new();
     loop {
-        let now = Instant::now();
-        // Start what is due, up to the concurrency cap.
-        let mut due: Vec<(Instant, Arc<str>)> = entries
-            .iter()
-            .filter(|(_, e)| !e.inflight && e.due <= now)
-            .map(|(n, e)| (e.due, n.clone()))
-            .collect();
-        due.sort();
-        for (_, name) in due
-            .into_iter()
-            .take(CONCURRENCY.saturating_sub(inflight.len()))
-        {
-            if let Some(e) = entries.get_mut(&name) {
-                e.inflight = true;
-            }
-            stats.lookups.fetch_add(1, Ordering::Relaxed);
-            let lookup = lookup.clone();
-            inflight.push(Box::pin(async move {
-                let r = lookup.lookup(&name).await;
-                (name, r)
-            }));
-        }
+        start_due(&lookup, &mut entries, &mut inflight, &stats);
         let next_due = (inflight.len() < CONCURRENCY)
             .then(|| {
                 entries
@@ -223,24 +202,66 @@ async fn run<L: Lookup>(
                 }
             }
             Some((name, answer)) = inflight.next(), if !inflight.is_empty() => {
-                let Some(e) = entries.get_mut(&name) else {
-                    continue; // no longer wanted
-                };
-                e.inflight = false;
-                let before = table.get(&name).cloned();
-                let after = settle(&name, answer, e, before.as_ref(), &stats);
-                let seen_before = visible(&table, &name);
-                table.set(name.clone(), after);
-                count(&table, &stats);
-                // Only what a catalog sees (the address, or why there is
-                // none) is news; a refresh that changes nothing is not.
-                if visible(&table, &name) != seen_before {
+                if take_answer(&name, answer, &mut entries, &mut table, &stats) {
                     publish.send_replace(Arc::new(table.clone()));
                 }
             }
             _ = sleep_until(next_due) => {}
         }
     }
+}
+
+/// Starts the lookups that are due, the longest due first, up to the
+/// concurrency cap.
+fn start_due<L: Lookup>(
+    lookup: &Arc<L>,
+    entries: &mut HashMap<Arc<str>, Entry>,
+    inflight: &mut Inflight,
+    stats: &HostStats,
+) {
+    let now = Instant::now();
+    let mut due: Vec<(Instant, Arc<str>)> = entries
+        .iter()
+        .filter(|(_, e)| !e.inflight && e.due <= now)
+        .map(|(n, e)| (e.due, n.clone()))
+        .collect();
+    due.sort();
+    for (_, name) in due
+        .into_iter()
+        .take(CONCURRENCY.saturating_sub(inflight.len()))
+    {
+        if let Some(e) = entries.get_mut(&name) {
+            e.inflight = true;
+        }
+        stats.lookups.fetch_add(1, Ordering::Relaxed);
+        let lookup = lookup.clone();
+        inflight.push(Box::pin(async move {
+            let r = lookup.lookup(&name).await;
+            (name, r)
+        }));
+    }
+}
+
+/// Records a lookup's answer; true if what a catalog sees of the name (the
+/// address, or why there is none) changed: a refresh that changes nothing
+/// is not news.
+fn take_answer(
+    name: &Arc<str>,
+    answer: Result<(Vec<IpAddr>, Duration), String>,
+    entries: &mut HashMap<Arc<str>, Entry>,
+    table: &mut HostTable,
+    stats: &HostStats,
+) -> bool {
+    let Some(e) = entries.get_mut(name) else {
+        return false; // no longer wanted
+    };
+    e.inflight = false;
+    let before = table.get(name).cloned();
+    let after = settle(name, answer, e, before.as_ref(), stats);
+    let seen_before = visible(table, name);
+    table.set(name.clone(), after);
+    count(table, stats);
+    visible(table, name) != seen_before
 }
 
 /// What a catalog sees of a name: its address, or why it has none.
