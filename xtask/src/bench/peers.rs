@@ -287,6 +287,50 @@ fn peers_summary(
     load_before: &str,
     machine: &str,
 ) -> (String, String) {
+    let (header, rows) = summary_rows(runs);
+    let verdict = verdict(runs);
+    let (paired_header, paired_rows) = paired_table(runs);
+    let how = format!(
+        "medians of {} rounds x {} connections per target (min-max over rounds in parentheses)",
+        a.rounds, a.iterations
+    );
+    let errors_note = errors_note(runs);
+    let text = format!(
+        "connect + one request/response, {how}\n{}{PAIRED_HOW}\n{}{verdict}\n{}\n{errors_note}machine before: {load_before}\nmachine after:  {machine}\n",
+        report::table(&header, &rows),
+        report::table(&paired_header, &paired_rows),
+        checks.join("\n"),
+    );
+    let md = format!(
+        "## Socket path: l4lb next to iptables, nftables and HAProxy\n\n\
+         `cargo xtask bench peers --iterations {it} --rounds {r}` on {{date}}, {how}. One sandbox (private netns \
+         with only `lo`; the probe in the agent's child cgroup) holds one backend (`l4lb-testsrv` on {BACKEND}) \
+         and five ways to it; each round is one `l4lb-probe latency --rst` run that interleaves all five \
+         connection by connection (HAProxy last in each cycle, followed by one unreported direct connection that absorbs HAProxy's close of its backend side, which otherwise lands on the next target; the other four and a second direct connection, the A/A control, rotate one place every cycle, in a different cyclic order every round): connect(), send `ping\\n`, read the greeting and \
+         the echo, close (RST). conn/s is one client's serial rate (connections over the time spent on them).\n\n\
+         {}\n{PAIRED_HOW}\n\n{}\n{verdict}\n\n\
+         Each target uses only its own mechanism: the netfilter VIPs ({IPT_ADDR}, {NFT_ADDR}) are addresses of the \
+         netns' `lo` that refuse connections without their rule, and no rule matches the l4lb VIP \
+         ({L4LB_VIP}). Checked after the run: {}.\n\n\
+         Setup: {setup}. Since NAT tables exist in the \
+         netns, conntrack tracks every connection there, direct and l4lb included (as on a node where \
+         kube-proxy or Docker runs), and the probe's connect()s to every target pass the cgroup hook (a map \
+         miss for all but the l4lb VIP): the ratios show what each mechanism adds on top. `cargo xtask bench \
+         socket` measures l4lb against direct in a netns without netfilter. IPVS (dcos-net's engine) is not in \
+         this kernel (no `ip_vs`, and modules cannot be loaded), so it is not measured.\n\
+         {errors_note}\nMachine: {machine} (before the run: {load_before}).\n",
+        report::md_table(&header, &rows),
+        report::md_table(&paired_header, &paired_rows),
+        checks.join("; "),
+        setup = peer_setup::setup_text(),
+        it = a.iterations,
+        r = a.rounds,
+    );
+    (text, md)
+}
+
+/// One row per target: latencies, their ratios to direct, errors.
+fn summary_rows(runs: &PeerRuns) -> ([&'static str; 9], Vec<Vec<String>>) {
     let header = [
         "target",
         "address",
@@ -324,6 +368,11 @@ fn peers_summary(
             format!("{err}/{}", ok + err),
         ]);
     }
+    (header, rows)
+}
+
+/// The goals' verdicts: l4lb against direct, and ahead of each peer.
+fn verdict(runs: &PeerRuns) -> String {
     let p50 = |t: Target| median(&runs.ratios(t, |x| x.p50_us));
     let l4 = p50(Target::L4lb);
     let peers = [Target::Iptables, Target::Nftables, Target::Haproxy];
@@ -370,65 +419,31 @@ fn peers_summary(
             (l4 - LATENCY_GOAL) * 100.0
         );
     }
-    let (paired_header, paired_rows) = paired_table(runs);
-    let how = format!(
-        "medians of {} rounds x {} connections per target (min-max over rounds in parentheses)",
-        a.rounds, a.iterations
-    );
-    let errors_note = {
-        let e: Vec<String> = Target::ALL
-            .iter()
-            .filter_map(|&t| {
-                let kinds: Vec<&str> = runs
-                    .of(t)
-                    .iter()
-                    .filter(|l| l.errors > 0)
-                    .map(|l| l.error_kinds.as_str())
-                    .collect();
-                (!kinds.is_empty()).then(|| format!("{t:?}: {}", kinds.join(" ")))
-            })
-            .collect();
-        if e.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "\nFailed connections (not in the latencies): {}.\n",
-                e.join("; ")
-            )
-        }
-    };
-    let text = format!(
-        "connect + one request/response, {how}\n{}{PAIRED_HOW}\n{}{verdict}\n{}\n{errors_note}machine before: {load_before}\nmachine after:  {machine}\n",
-        report::table(&header, &rows),
-        report::table(&paired_header, &paired_rows),
-        checks.join("\n"),
-    );
-    let md = format!(
-        "## Socket path: l4lb next to iptables, nftables and HAProxy\n\n\
-         `cargo xtask bench peers --iterations {it} --rounds {r}` on {{date}}, {how}. One sandbox (private netns \
-         with only `lo`; the probe in the agent's child cgroup) holds one backend (`l4lb-testsrv` on {BACKEND}) \
-         and five ways to it; each round is one `l4lb-probe latency --rst` run that interleaves all five \
-         connection by connection (HAProxy last in each cycle, followed by one unreported direct connection that absorbs HAProxy's close of its backend side, which otherwise lands on the next target; the other four and a second direct connection, the A/A control, rotate one place every cycle, in a different cyclic order every round): connect(), send `ping\\n`, read the greeting and \
-         the echo, close (RST). conn/s is one client's serial rate (connections over the time spent on them).\n\n\
-         {}\n{PAIRED_HOW}\n\n{}\n{verdict}\n\n\
-         Each target uses only its own mechanism: the netfilter VIPs ({IPT_ADDR}, {NFT_ADDR}) are addresses of the \
-         netns' `lo` that refuse connections without their rule, and no rule matches the l4lb VIP \
-         ({L4LB_VIP}). Checked after the run: {}.\n\n\
-         Setup: {setup}. Since NAT tables exist in the \
-         netns, conntrack tracks every connection there, direct and l4lb included (as on a node where \
-         kube-proxy or Docker runs), and the probe's connect()s to every target pass the cgroup hook (a map \
-         miss for all but the l4lb VIP): the ratios show what each mechanism adds on top. `cargo xtask bench \
-         socket` measures l4lb against direct in a netns without netfilter. IPVS (dcos-net's engine) is not in \
-         this kernel (no `ip_vs`, and modules cannot be loaded), so it is not measured.\n\
-         {errors_note}\nMachine: {machine} (before the run: {load_before}).\n",
-        report::md_table(&header, &rows),
-        report::md_table(&paired_header, &paired_rows),
-        checks.join("; "),
-        setup = peer_setup::setup_text(),
-        it = a.iterations,
-        r = a.rounds,
-    );
-    (text, md)
+    verdict
+}
+
+/// The failed connections' kinds by target, if any failed.
+fn errors_note(runs: &PeerRuns) -> String {
+    let e: Vec<String> = Target::ALL
+        .iter()
+        .filter_map(|&t| {
+            let kinds: Vec<&str> = runs
+                .of(t)
+                .iter()
+                .filter(|l| l.errors > 0)
+                .map(|l| l.error_kinds.as_str())
+                .collect();
+            (!kinds.is_empty()).then(|| format!("{t:?}: {}", kinds.join(" ")))
+        })
+        .collect();
+    if e.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\nFailed connections (not in the latencies): {}.\n",
+            e.join("; ")
+        )
+    }
 }
 
 const PAIRED_HOW: &str = "Paired per cycle (`l4lb-probe latency --per-conn`): in each cycle the targets ran back to back; \
