@@ -366,34 +366,18 @@ fn events_with(
     )?;
     println!("events: {apps} apps x {tasks} tasks loaded, event stream attached");
 
-    // Task ids per app, from the server's state.
-    let st = m.apps()?;
-    let mut app_tasks: Vec<(String, Vec<String>)> = st["apps"]
-        .as_array()
-        .context("control GET /apps: no apps")?
-        .iter()
-        .map(|a| {
-            let ids = a["tasks"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|t| t["id"].as_str().map(String::from))
-                .collect();
-            (a["id"].as_str().unwrap_or_default().to_string(), ids)
-        })
-        .collect();
-    app_tasks.retain(|(_, t)| !t.is_empty());
-    if app_tasks.is_empty() {
-        bail!("the fake Marathon lists no tasks");
-    }
+    let app_tasks = app_task_ids(m)?;
 
     let h0 = histogram(sb).ok();
-    let mut rng = Rng(0x4c34_4c42);
+    let mut changes = Changes {
+        app_tasks,
+        rng: Rng(0x4c34_4c42),
+        health_task: String::new(),
+        scaled_task: String::new(),
+        next_task: apps * tasks,
+    };
     let mut samples = Vec::with_capacity(events as usize);
     let mut extra_applies = 0;
-    let mut health_task = String::new();
-    let mut scaled_task = String::new();
-    let mut next_task = apps * tasks;
     for i in 0..events {
         check_deadline(deadline)?;
         // Anything the previous change still caused (a late second read).
@@ -404,40 +388,13 @@ fn events_with(
             }
         }
         let kind = [Kind::HealthDown, Kind::HealthUp, Kind::ScaleUp, Kind::Kill][i as usize % 4];
-        match kind {
-            Kind::HealthDown => {
-                let (_, ids) = &app_tasks[rng.below(app_tasks.len() as u64) as usize];
-                health_task = ids[rng.below(ids.len() as u64) as usize].clone();
-                m.set_health(&health_task, Some(false))?;
-            }
-            Kind::HealthUp => m.set_health(&health_task, Some(true))?,
-            Kind::ScaleUp => {
-                let (app, _) = &app_tasks[rng.below(app_tasks.len() as u64) as usize];
-                let t = m.scale(app, &task_spec(next_task))?;
-                next_task += 1;
-                scaled_task = t["id"].as_str().context("scale: no task id")?.to_string();
-            }
-            Kind::Kill => m.kill_now(&scaled_task)?,
-        }
+        changes.fire(m, kind)?;
         let mut seen = vec![];
         let line = wait_line(&mut tail, agent, EVENT_TIMEOUT, &mut seen, |l| {
             is_apply(l) && field(l, "event_to_maps_us").is_some()
         })
         .with_context(|| format!("event {} ({kind:?})", i + 1))?;
-        let read = seen.iter().rev().find(|l| is_read(l));
-        let read_ms = read
-            .and_then(|l| num(l, "took_us").map(|us| us as f64 / 1000.0))
-            .or_else(|| read.and_then(|l| num(l, "took_ms")).map(|v| v as f64))
-            .unwrap_or(f64::NAN);
-        samples.push(EventSample {
-            kind,
-            e2m_ms: num(&line, "event_to_maps_us").unwrap_or(0) as f64 / 1000.0,
-            read_ms,
-            targeted: read
-                .is_some_and(|l| field(l, "apps").is_some_and(|v| v.trim_matches('"') != "all")),
-            apply_ms: num(&line, "took_us").unwrap_or(0) as f64 / 1000.0,
-            changed: num(&line, "changed").unwrap_or(0),
-        });
+        samples.push(sample_of(kind, &line, &seen));
         if (i + 1) % 50 == 0 {
             println!("events: {}/{events} applied", i + 1);
         }
@@ -465,6 +422,82 @@ fn events_with(
         server_ms: f64::NAN,
         body_mb: f64::NAN,
     })
+}
+
+/// Task ids per app, from the fake Marathon's state (apps with tasks only).
+fn app_task_ids(m: &FakeMarathon) -> Result<Vec<(String, Vec<String>)>> {
+    let st = m.apps()?;
+    let mut app_tasks: Vec<(String, Vec<String>)> = st["apps"]
+        .as_array()
+        .context("control GET /apps: no apps")?
+        .iter()
+        .map(|a| {
+            let ids = a["tasks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t["id"].as_str().map(String::from))
+                .collect();
+            (a["id"].as_str().unwrap_or_default().to_string(), ids)
+        })
+        .collect();
+    app_tasks.retain(|(_, t)| !t.is_empty());
+    if app_tasks.is_empty() {
+        bail!("the fake Marathon lists no tasks");
+    }
+    Ok(app_tasks)
+}
+
+/// The changes the event run fires, and what the next one refers to.
+struct Changes {
+    app_tasks: Vec<(String, Vec<String>)>,
+    rng: Rng,
+    /// The task whose health the last `HealthDown` flipped.
+    health_task: String,
+    /// The task the last `ScaleUp` started.
+    scaled_task: String,
+    /// The number in the next started task's id.
+    next_task: u32,
+}
+
+impl Changes {
+    fn fire(&mut self, m: &FakeMarathon, kind: Kind) -> Result<()> {
+        let n = self.app_tasks.len() as u64;
+        match kind {
+            Kind::HealthDown => {
+                let (_, ids) = &self.app_tasks[self.rng.below(n) as usize];
+                self.health_task = ids[self.rng.below(ids.len() as u64) as usize].clone();
+                m.set_health(&self.health_task, Some(false))?;
+            }
+            Kind::HealthUp => m.set_health(&self.health_task, Some(true))?,
+            Kind::ScaleUp => {
+                let (app, _) = &self.app_tasks[self.rng.below(n) as usize];
+                let t = m.scale(app, &task_spec(self.next_task))?;
+                self.next_task += 1;
+                self.scaled_task = t["id"].as_str().context("scale: no task id")?.to_string();
+            }
+            Kind::Kill => m.kill_now(&self.scaled_task)?,
+        }
+        Ok(())
+    }
+}
+
+/// One event's sample from its apply line and the lines before it.
+fn sample_of(kind: Kind, line: &str, seen: &[String]) -> EventSample {
+    let read = seen.iter().rev().find(|l| is_read(l));
+    let read_ms = read
+        .and_then(|l| num(l, "took_us").map(|us| us as f64 / 1000.0))
+        .or_else(|| read.and_then(|l| num(l, "took_ms")).map(|v| v as f64))
+        .unwrap_or(f64::NAN);
+    EventSample {
+        kind,
+        e2m_ms: num(line, "event_to_maps_us").unwrap_or(0) as f64 / 1000.0,
+        read_ms,
+        targeted: read
+            .is_some_and(|l| field(l, "apps").is_some_and(|v| v.trim_matches('"') != "all")),
+        apply_ms: num(line, "took_us").unwrap_or(0) as f64 / 1000.0,
+        changed: num(line, "changed").unwrap_or(0),
+    }
 }
 
 // --------------------------------------------------------- marathon main
