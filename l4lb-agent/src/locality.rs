@@ -286,8 +286,8 @@ mod tests {
         let task = |agent: &str, own: &str, zone: Option<&str>| {
             Arc::new(TaskRecord {
                 agent_ip: Some(ip(agent)),
-                task_ips: vec![ip(own)],
-                zone: zone.map(str::to_owned),
+                task_ips: [ip(own)].into(),
+                zone: zone.map(Into::into),
                 ..Default::default()
             })
         };

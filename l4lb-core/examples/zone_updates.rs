@@ -58,16 +58,17 @@ fn task(b: usize) -> TaskRecord {
     let app = b / PER_APP;
     TaskRecord {
         app_id: format!("/app-{app}").into(),
-        task_id: format!("app-{app}.instance-{b:08x}._app.1"),
+        task_id: format!("app-{app}.instance-{b:08x}._app.1").into(),
         framework: "marathon".into(),
         agent_id: format!("agent-S{}", b % 250).into(),
         agent_ip: Some(agent),
-        task_ips: Vec::new(),
+        task_ips: Box::default(),
         ports: vec![TaskPort {
             port: 20_000 + (b / 250) as u16,
-            protocols: vec![Proto::Tcp],
+            protocols: [Proto::Tcp].into(),
             name: None,
-        }],
+        }]
+        .into(),
         host_ports: true,
         running: true,
         healthy: Some(true),
@@ -247,7 +248,7 @@ fn updates(mut index: ZoneIndex, catalog: &Catalog, published: &BTreeSet<Vip>, o
         let b = round * 197 % current.tasks.len();
         let id = task(b).task_id;
         for what in ["killed", "re-added", "unhealthy", "healthy"] {
-            let at = current.tasks.iter().position(|t| t.task_id == id);
+            let at = current.tasks.iter().position(|t| *t.task_id == *id);
             match (what, at) {
                 ("killed", Some(i)) => drop(current.tasks.remove(i)),
                 ("re-added", None) => current.tasks.push(Arc::new(task(b))),

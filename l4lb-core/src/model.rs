@@ -8,6 +8,9 @@ use std::{
 
 use serde::Serialize;
 
+mod protocols;
+pub use protocols::Protocols;
+
 /// Transport protocol of a VIP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -132,7 +135,7 @@ pub struct TaskRecord {
     /// Marathon app id, absolute: `/group/app` (shared by the app's tasks).
     pub app_id: std::sync::Arc<str>,
     /// Mesos task id (`redis.instance-…._app.1`).
-    pub task_id: String,
+    pub task_id: Box<str>,
     /// Framework name for DNS (`marathon`), shared by every task that names it.
     pub framework: std::sync::Arc<str>,
     /// Mesos agent id (`…-S1`): its last `-` field is the canonical name's suffix.
@@ -140,9 +143,9 @@ pub struct TaskRecord {
     /// The agent's address (`task.host` when it is an IP, else None).
     pub agent_ip: Option<IpAddr>,
     /// The task's own addresses (`ipAddresses`), IPv4 and IPv6.
-    pub task_ips: Vec<IpAddr>,
+    pub task_ips: Box<[IpAddr]>,
     /// Ports the task serves, in port-definition / port-mapping order.
-    pub ports: Vec<TaskPort>,
+    pub ports: Box<[TaskPort]>,
     /// True if the task maps host ports (host or bridge networking): dcos-net's
     /// `autoip` is then the agent IP, else the container IP.
     pub host_ports: bool,
@@ -156,8 +159,9 @@ pub struct TaskRecord {
     pub in_pod: bool,
     /// The task's zone (fault domain) as the control plane reports it
     /// (Marathon's `tasks[].zone`): what `--locality zone` compares.
+    /// Interned: a cluster has a handful of zones.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub zone: Option<String>,
+    pub zone: Option<std::sync::Arc<str>>,
 }
 
 /// One port of a task.
@@ -167,9 +171,10 @@ pub struct TaskPort {
     /// networking, the container port for container networking.
     pub port: u16,
     /// One or both protocols (`udp,tcp` gives both).
-    pub protocols: Vec<Proto>,
-    /// The port's name (`portDefinitions[].name` / `portMappings[].name`), if any.
-    pub name: Option<String>,
+    pub protocols: Protocols,
+    /// The port's name (`portDefinitions[].name` / `portMappings[].name`), if
+    /// any; interned (every task of an app names its ports alike).
+    pub name: Option<std::sync::Arc<str>>,
 }
 
 /// Everything a source knows: the datapath's desired state plus the task

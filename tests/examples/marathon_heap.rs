@@ -54,7 +54,12 @@ fn main() {
     let body = serde_json::to_vec(&serde_json::json!({ "apps": list })).unwrap();
     drop(list);
     let base = LIVE.load(Relaxed);
-    println!("body {:.1} MB", mb(body.len() as isize));
+    println!(
+        "body {:.1} MB; a TaskRecord {} B inline (+16 its Arc), a TaskPort {} B",
+        mb(body.len() as isize),
+        std::mem::size_of::<l4lb_agent::model::TaskRecord>(),
+        std::mem::size_of::<l4lb_agent::model::TaskPort>()
+    );
     PEAK.store(base, Relaxed);
     let mut set = AppSet::default();
     let t = std::time::Instant::now();

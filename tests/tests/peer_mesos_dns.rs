@@ -162,12 +162,13 @@ fn fake_task(fw: &str, t: &Value, slaves: &[(String, IpAddr)]) -> Option<TaskRec
             let ports = ports
                 .map(|p| TaskPort {
                     port: p["number"].as_u64().unwrap() as u16,
-                    protocols: vec![if p["protocol"] == "udp" {
+                    protocols: [if p["protocol"] == "udp" {
                         Proto::Udp
                     } else {
                         Proto::Tcp
-                    }],
-                    name: p["name"].as_str().map(String::from),
+                    }]
+                    .into(),
+                    name: p["name"].as_str().map(Into::into),
                 })
                 .collect();
             (n, ports, false)
@@ -178,7 +179,7 @@ fn fake_task(fw: &str, t: &Value, slaves: &[(String, IpAddr)]) -> Option<TaskRec
                 .into_iter()
                 .map(|port| TaskPort {
                     port,
-                    protocols: vec![Proto::Tcp],
+                    protocols: [Proto::Tcp].into(),
                     name: None,
                 })
                 .collect();
@@ -187,11 +188,11 @@ fn fake_task(fw: &str, t: &Value, slaves: &[(String, IpAddr)]) -> Option<TaskRec
     };
     Some(TaskRecord {
         app_id: app_id_of(name).into(),
-        task_id: t["id"].as_str()?.to_string(),
+        task_id: t["id"].as_str()?.into(),
         framework: fw.into(),
         agent_id: agent_id.into(),
         agent_ip: Some(agent_ip),
-        task_ips: status_ips(t),
+        task_ips: status_ips(t).into(),
         ports,
         host_ports,
         running: t["state"] == "TASK_RUNNING",
@@ -499,16 +500,17 @@ fn axfr_task(app: &AxfrApp) -> TaskRecord {
     let AxfrApp(name, agent, tail, host_ports, ips, port, pname) = *app;
     TaskRecord {
         app_id: format!("/{name}").into(),
-        task_id: format!("{name}.0ef76549-2630-11e8-af52-70b3d5800001"),
+        task_id: format!("{name}.0ef76549-2630-11e8-af52-70b3d5800001").into(),
         framework: "marathon".into(),
         agent_id: format!("30257977-0153-499d-a5b0-35afd842ef4d-{tail}").into(),
         agent_ip: Some(agent.parse().unwrap()),
         task_ips: ips.iter().map(|s| s.parse().unwrap()).collect(),
         ports: vec![TaskPort {
             port,
-            protocols: vec![Proto::Tcp],
+            protocols: [Proto::Tcp].into(),
             name: Some(pname.into()),
-        }],
+        }]
+        .into(),
         host_ports,
         running: true,
         healthy: None,
@@ -634,12 +636,12 @@ fn operator_api_tasks() -> Vec<TaskRecord> {
                 .any(|r| r["name"] == "ports");
             tasks.push(TaskRecord {
                 app_id: app_id_of(name).into(),
-                task_id: t["task_id"]["value"].as_str().unwrap().to_string(),
+                task_id: t["task_id"]["value"].as_str().unwrap().into(),
                 framework: "marathon".into(),
                 agent_ip: agent_ip(&agent_id),
                 agent_id: agent_id.into(),
-                task_ips: vec![],
-                ports: vec![],
+                task_ips: [].into(),
+                ports: Box::default(),
                 host_ports,
                 running: false,
                 healthy: None,
@@ -649,24 +651,25 @@ fn operator_api_tasks() -> Vec<TaskRecord> {
         } else if ev["type"] == "TASK_UPDATED" && ev["task_updated"]["state"] == "TASK_RUNNING" {
             let st = &ev["task_updated"]["status"];
             let id = st["task_id"]["value"].as_str().unwrap();
-            let Some(task) = tasks.iter_mut().find(|t| t.task_id == id) else {
+            let Some(task) = tasks.iter_mut().find(|t| *t.task_id == *id) else {
                 continue;
             };
             task.running = true;
-            task.task_ips = vec![];
+            let mut ips = Vec::new();
             for ni in st["container_status"]["network_infos"]
                 .as_array()
                 .into_iter()
                 .flatten()
             {
                 for a in ni["ip_addresses"].as_array().into_iter().flatten() {
-                    task.task_ips.extend(
+                    ips.extend(
                         a["ip_address"]
                             .as_str()
                             .and_then(|s| s.parse::<IpAddr>().ok()),
                     );
                 }
             }
+            task.task_ips = ips.into();
         }
     }
     assert_eq!(tasks.len(), 9, "operator-api.json apps");

@@ -610,8 +610,8 @@ pub(super) mod tests {
         let base = TaskRecord::clone(&catalog.tasks[0]);
         let extra = (1..instances).map(|i| {
             Arc::new(TaskRecord {
-                task_id: format!("{REDIS_TASK_ID}-{i}"),
-                task_ips: vec![format!("127.1.0.{i}").parse().unwrap()],
+                task_id: format!("{REDIS_TASK_ID}-{i}").into(),
+                task_ips: [format!("127.1.0.{i}").parse().unwrap()].into(),
                 // One agent per instance: DC/OS's IP sources answer with the agent.
                 agent_ip: Some(format!("127.1.0.{i}").parse().unwrap()),
                 ..base.clone()

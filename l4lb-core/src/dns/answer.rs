@@ -516,8 +516,8 @@ mod tests {
         catalog.tasks = (0..n)
             .map(|i| {
                 Arc::new(TaskRecord {
-                    task_id: format!("redis-tutorial.{i}"),
-                    task_ips: vec![format!("127.1.0.{i}").parse().unwrap()],
+                    task_id: format!("redis-tutorial.{i}").into(),
+                    task_ips: [format!("127.1.0.{i}").parse().unwrap()].into(),
                     // One agent per instance: DC/OS's IP sources answer with the agent.
                     agent_ip: Some(format!("127.1.0.{i}").parse().unwrap()),
                     ..base.clone()

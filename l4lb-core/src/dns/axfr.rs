@@ -197,12 +197,13 @@ mod tests {
         for i in 0..400u32 {
             let mut t: TaskRecord = (*base.tasks[0]).clone();
             t.app_id = format!("/app-{i}").into();
-            t.task_id = format!("app-{i}.instance-{i}._app.1");
+            t.task_id = format!("app-{i}.instance-{i}._app.1").into();
             t.task_ips = vec![
                 format!("127.1.{}.{}", i / 250, i % 250 + 1)
                     .parse()
                     .unwrap(),
-            ];
+            ]
+            .into();
             tasks.push(Arc::new(t));
         }
         let c = Catalog {

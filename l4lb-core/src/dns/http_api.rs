@@ -342,7 +342,7 @@ pub fn enumerate(catalog: &Catalog, sources: &[IpSource], domain: &str) -> Enume
             .collect();
         frameworks[fw].tasks.push(EnumTask {
             name: names::marathon_task_name(&task.app_id),
-            id: task.task_id.clone(),
+            id: task.task_id.to_string(),
             records: (!fresh.is_empty()).then_some(fresh),
         });
     }

@@ -66,7 +66,7 @@ pub fn task_addrs(task: &TaskRecord, sources: &[IpSource]) -> Vec<IpAddr> {
 fn source_addrs(task: &TaskRecord, source: IpSource) -> Vec<IpAddr> {
     match source {
         IpSource::Host => task.agent_ip.into_iter().collect(),
-        IpSource::Netinfo | IpSource::Mesos | IpSource::Docker => task.task_ips.clone(),
+        IpSource::Netinfo | IpSource::Mesos | IpSource::Docker => task.task_ips.to_vec(),
     }
 }
 
@@ -82,7 +82,7 @@ mod tests {
             agent_id: "a-S0".into(),
             agent_ip: agent.map(|a| a.parse().unwrap()),
             task_ips: ips.iter().map(|s| s.parse().unwrap()).collect(),
-            ports: vec![],
+            ports: Box::default(),
             host_ports: false,
             running: true,
             healthy: None,

@@ -451,13 +451,13 @@ fn add_dcos_task(z: &mut ZoneBuilder, task: &TaskRecord) {
     let agent: Vec<IpAddr> = task.agent_ip.into_iter().collect();
     // autoip: the agent when the task maps host ports, else the container
     // (dcos-net); a task without container IPs falls back to its agent.
-    let auto = if task.host_ports || task.task_ips.is_empty() {
+    let auto: &[IpAddr] = if task.host_ports || task.task_ips.is_empty() {
         &agent
     } else {
         &task.task_ips
     };
     for (kind, addrs) in [
-        ("agentip", &agent),
+        ("agentip", agent.as_slice()),
         ("containerip", &task.task_ips),
         ("autoip", auto),
     ] {
@@ -687,7 +687,7 @@ pub(crate) mod tests {
         bridged.app_id = "/group/app".into();
         bridged.task_id = "app.group.1".into();
         bridged.agent_ip = Some("127.0.2.1".parse().unwrap());
-        bridged.task_ips = vec!["127.0.9.1".parse().unwrap(), "fd00::9".parse().unwrap()];
+        bridged.task_ips = vec!["127.0.9.1".parse().unwrap(), "fd00::9".parse().unwrap()].into();
         catalog.tasks.push(Arc::new(bridged.clone()));
         let mut container = bridged;
         container.app_id = "/group/web".into();
@@ -728,12 +728,12 @@ pub(crate) mod tests {
         let mut second = TaskRecord::clone(&catalog.tasks[0]);
         second.task_id = "redis-tutorial.2".into();
         second.agent_id = "x-S2".into();
-        second.task_ips = vec!["127.0.1.12".parse().unwrap()];
+        second.task_ips = vec!["127.0.1.12".parse().unwrap()].into();
         second.agent_ip = Some("127.0.1.12".parse().unwrap());
         catalog.tasks.push(Arc::new(second));
         let mut killing = TaskRecord::clone(&catalog.tasks[0]);
         killing.task_id = "redis-tutorial.3".into();
-        killing.task_ips = vec!["127.0.1.13".parse().unwrap()];
+        killing.task_ips = vec!["127.0.1.13".parse().unwrap()].into();
         killing.running = false;
         catalog.tasks.push(Arc::new(killing));
         let z = build_zones(&catalog, &published, &ZoneOptions::default());
@@ -753,8 +753,8 @@ pub(crate) mod tests {
     fn udp_tcp_ports_and_agent_fallback() {
         let (mut catalog, published) = redis_catalog();
         let t = Arc::make_mut(&mut catalog.tasks[0]);
-        t.task_ips.clear();
-        t.ports[0].protocols = vec![Proto::Udp, Proto::Tcp];
+        t.task_ips = Box::default();
+        t.ports[0].protocols = [Proto::Udp, Proto::Tcp].into();
         t.ports[0].name = Some("Dns_Port".into());
         let z = build_zones(&catalog, &published, &ZoneOptions::default());
         assert_eq!(
@@ -902,7 +902,7 @@ pub(crate) mod tests {
         let (mut catalog, published) = redis_catalog();
         let t = Arc::make_mut(&mut catalog.tasks[0]);
         t.host_ports = false;
-        t.task_ips = vec!["127.0.9.1".parse().unwrap()];
+        t.task_ips = vec!["127.0.9.1".parse().unwrap()].into();
         let z = build_zones(&catalog, &published, &ZoneOptions::default());
         assert!(matches!(
             z.lookup(&lower("_redis-tutorial._tcp.marathon.slave.mesos")),
@@ -916,7 +916,7 @@ pub(crate) mod tests {
     #[test]
     fn ip_sources_pick_the_task_address() {
         let (mut catalog, published) = redis_catalog();
-        Arc::make_mut(&mut catalog.tasks[0]).task_ips = vec!["127.0.9.1".parse().unwrap()];
+        Arc::make_mut(&mut catalog.tasks[0]).task_ips = vec!["127.0.9.1".parse().unwrap()].into();
         let z = build_zones(&catalog, &published, &ZoneOptions::default());
         assert_eq!(
             addrs(&z, "redis-tutorial.marathon.mesos"),

@@ -14,8 +14,8 @@ pub fn redis_catalog() -> (Catalog, BTreeSet<Vip>) {
         task_id: REDIS_TASK_ID.into(),
         agent_id: "5d5a0c9e-1b2f-4f0e-9d1c-3c2b1a0f9e8d-S1".into(),
         agent_ip: Some("127.0.1.11".parse().unwrap()),
-        task_ips: vec!["127.0.1.11".parse().unwrap()],
-        ports: vec![redis_port(31256, vec![Proto::Tcp])],
+        task_ips: ["127.0.1.11".parse().unwrap()].into(),
+        ports: vec![redis_port(31256, &[Proto::Tcp])].into(),
         host_ports: true,
         ..redis_task()
     };
@@ -31,17 +31,15 @@ pub fn redis_instances(instances: u8) -> (Catalog, BTreeSet<Vip>) {
     let tasks = (0..instances)
         .map(|i| {
             Arc::new(TaskRecord {
-                task_id: format!("redis-tutorial.instance-{i}._app.1"),
+                task_id: format!("redis-tutorial.instance-{i}._app.1").into(),
                 agent_id: format!("5d5a0c9e-1b2f-4f0e-9d1c-3c2b1a0f9e8d-S{i}").into(),
                 agent_ip: Some(format!("127.0.1.{i}").parse().unwrap()),
                 task_ips: vec![
                     format!("127.0.2.{i}").parse().unwrap(),
                     format!("fd00::{i}").parse().unwrap(),
-                ],
-                ports: vec![redis_port(
-                    31000 + u16::from(i),
-                    vec![Proto::Tcp, Proto::Udp],
-                )],
+                ]
+                .into(),
+                ports: vec![redis_port(31000 + u16::from(i), &[Proto::Tcp, Proto::Udp])].into(),
                 host_ports: i % 2 == 0,
                 ..redis_task()
             })
@@ -54,12 +52,12 @@ pub fn redis_instances(instances: u8) -> (Catalog, BTreeSet<Vip>) {
 fn redis_task() -> TaskRecord {
     TaskRecord {
         app_id: "/redis-tutorial".into(),
-        task_id: String::new(),
+        task_id: Box::default(),
         framework: "marathon".into(),
         agent_id: "".into(),
         agent_ip: None,
-        task_ips: Vec::new(),
-        ports: Vec::new(),
+        task_ips: Box::default(),
+        ports: Box::default(),
         host_ports: false,
         running: true,
         healthy: None,
@@ -68,10 +66,10 @@ fn redis_task() -> TaskRecord {
     }
 }
 
-fn redis_port(port: u16, protocols: Vec<Proto>) -> TaskPort {
+fn redis_port(port: u16, protocols: &[Proto]) -> TaskPort {
     TaskPort {
         port,
-        protocols,
+        protocols: protocols.into(),
         name: Some("redis".into()),
     }
 }

@@ -215,12 +215,13 @@ mod tests {
                 framework: "marathon".into(),
                 agent_id: "5d5a0c9e-1b2f-4f0e-9d1c-3c2b1a0f9e8d-S1".into(),
                 agent_ip: Some(ip("10.0.1.11")),
-                task_ips: vec![ip("10.0.1.11")],
+                task_ips: [ip("10.0.1.11")].into(),
                 ports: vec![TaskPort {
                     port: 31256,
-                    protocols: vec![Proto::Tcp],
+                    protocols: [Proto::Tcp].into(),
                     name: Some("redis".into())
-                }],
+                }]
+                .into(),
                 host_ports: true,
                 running: true,
                 healthy: Some(true),

@@ -35,7 +35,7 @@ use super::{
 use crate::{
     declare::FRAMEWORK,
     hosts::{AgentAt, parse_agent_host, pick_agent_addr},
-    model::{Proto, TaskPort, TaskRecord},
+    model::{Proto, Protocols, TaskPort, TaskRecord},
     naming::Family,
 };
 
@@ -367,8 +367,10 @@ fn add_container(
         if let Some(protocols) = &ep.protos {
             ports.push(TaskPort {
                 port,
-                protocols: protocols.clone(),
-                name: Some(ep.spec.name.clone()).filter(|n| !n.is_empty()),
+                protocols: Protocols::new(protocols),
+                name: Some(ep.spec.name.as_str())
+                    .filter(|n| !n.is_empty())
+                    .map(crate::intern::intern),
             });
         }
     }
@@ -479,12 +481,12 @@ fn record(
 ) -> TaskRecord {
     TaskRecord {
         app_id: crate::intern::intern(&pod.id),
-        task_id: task_id.to_owned(),
+        task_id: task_id.into(),
         framework: crate::intern::intern(FRAMEWORK),
         agent_id: crate::intern::intern(inst.agent_id.as_deref().unwrap_or_default()),
         agent_ip,
-        task_ips: task_ips.to_vec(),
-        ports,
+        task_ips: task_ips.into(),
+        ports: ports.into_boxed_slice(),
         host_ports: mode != Mode::Container,
         running: state == "TASK_RUNNING",
         healthy,
@@ -589,7 +591,7 @@ mod tests {
     fn tcp(port: u16, name: &str) -> TaskPort {
         TaskPort {
             port,
-            protocols: vec![Proto::Tcp],
+            protocols: [Proto::Tcp].into(),
             name: Some(name.into()),
         }
     }
@@ -663,8 +665,8 @@ mod tests {
                 framework: "marathon".into(),
                 agent_id: "8ae294b7-a766-42d6-960c-ad8acf0f0db6-S0".into(),
                 agent_ip: Some(ip("172.17.0.3")),
-                task_ips: vec![ip("9.0.0.2")],
-                ports: vec![],
+                task_ips: [ip("9.0.0.2")].into(),
+                ports: Box::default(),
                 host_ports: false,
                 running: true,
                 healthy: None,
@@ -715,24 +717,24 @@ mod tests {
         // pod_on_host: agent 172.17.0.4, port 28064 (the allocated host port).
         let t = one("/pod-on-host");
         assert_eq!(
-            t.task_id,
+            &*t.task_id,
             "pod-on-host.instance-ea1231bf-2930-11e8-96bf-70b3d5800001.app"
         );
         assert_eq!(t.agent_ip, Some(ip("172.17.0.4")));
-        assert_eq!(t.task_ips, [ip("172.17.0.4")]);
-        assert_eq!(t.ports, [tcp(28064, "http")]);
+        assert_eq!(*t.task_ips, [ip("172.17.0.4")]);
+        assert_eq!(*t.ports, [tcp(28064, "http")]);
         assert!(t.host_ports);
         // pod_on_bridge: host_port 2254 (advertised) for container port 8080.
         let t = one("/pod-on-bridge");
         assert_eq!(t.agent_ip, Some(ip("172.17.0.3")));
-        assert_eq!(t.task_ips, [ip("172.31.254.4")]);
-        assert_eq!(t.ports, [tcp(2254, "http")]);
+        assert_eq!(*t.task_ips, [ip("172.31.254.4")]);
+        assert_eq!(*t.ports, [tcp(2254, "http")]);
         assert!(t.host_ports, "a port mapping: autoip is the agent");
         // pod_on_dcos: container port 8080 on the task's own 9.0.1.3.
         let t = one("/pod-on-dcos");
         assert_eq!(t.agent_ip, Some(ip("172.17.0.3")));
-        assert_eq!(t.task_ips, [ip("9.0.1.3")]);
-        assert_eq!(t.ports, [tcp(8080, "http")]);
+        assert_eq!(*t.task_ips, [ip("9.0.1.3")]);
+        assert_eq!(*t.ports, [tcp(8080, "http")]);
         assert!(!t.host_ports);
         assert!(t.in_pod && t.agent_id.ends_with("-S1"));
 
@@ -833,10 +835,10 @@ mod tests {
             .catalog
             .tasks
             .iter()
-            .find(|t| t.task_id == "shop_api.instance-5c2f3122-8e3b-11ea-9c1d-0242ac110002.web")
+            .find(|t| *t.task_id == *"shop_api.instance-5c2f3122-8e3b-11ea-9c1d-0242ac110002.web")
             .unwrap();
         assert_eq!(web.healthy, Some(false));
-        assert_eq!(web.ports, [tcp(8080, "http"), tcp(31006, "admin")]);
+        assert_eq!(*web.ports, [tcp(8080, "http"), tcp(31006, "admin")]);
         assert!(
             web.host_ports,
             "a host-mapped endpoint: autoip is the agent"

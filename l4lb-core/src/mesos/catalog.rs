@@ -144,24 +144,24 @@ fn record(key: &TaskKey, view: &TaskView) -> TaskRecord {
         .filter_map(|p| {
             Some(RecordPort {
                 port: p.host_port.or(p.port)?,
-                protocols: vec![proto(p.protocol)],
-                name: p.name.clone(),
+                protocols: [proto(p.protocol)].into(),
+                name: p.name.as_deref().map(crate::intern::intern),
             })
         })
         .collect();
     TaskRecord {
         app_id: crate::intern::intern(&app_path(view.name.as_deref().unwrap_or(&key.task_id))),
-        task_id: key.task_id.clone(),
+        task_id: key.task_id.as_str().into(),
         framework: crate::intern::intern(&view.framework),
         agent_id: crate::intern::intern(&view.agent_id),
         agent_ip: Some(view.agent_ip),
-        task_ips: view.task_ip.clone(),
+        task_ips: view.task_ip.as_slice().into(),
         ports,
         host_ports: view.ports.iter().any(|p| p.host_port.is_some()),
         running: view.state == Some(TaskState::Running),
         healthy: view.healthy,
         in_pod: false,
-        zone: view.zone.clone(),
+        zone: view.zone.as_deref().map(crate::intern::intern),
     }
 }
 

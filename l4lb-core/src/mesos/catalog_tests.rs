@@ -121,7 +121,7 @@ fn hello_overlay_task_records() {
     assert_eq!(&*t.app_id, "/hello-overlay-vip-0-server");
     assert_eq!(&*t.framework, "hello-world");
     assert_eq!(t.agent_ip, Some("10.0.0.49".parse().unwrap()));
-    assert_eq!(t.task_ips, vec!["9.0.2.3".parse::<IpAddr>().unwrap()]);
+    assert_eq!(*t.task_ips, vec!["9.0.2.3".parse::<IpAddr>().unwrap()]);
     assert_eq!((t.running, t.host_ports), (true, false));
     assert_eq!(t.ports[0].port, 4044);
     // Its agent's fault domain.

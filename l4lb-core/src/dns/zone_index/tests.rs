@@ -99,7 +99,7 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-fn random_ports(rng: &mut StdRng) -> Vec<TaskPort> {
+fn random_ports(rng: &mut StdRng) -> Box<[TaskPort]> {
     let pool = [
         (80, vec![Proto::Tcp], Some("http")),
         (53, vec![Proto::Udp, Proto::Tcp], Some("Dns_Port")),
@@ -111,14 +111,14 @@ fn random_ports(rng: &mut StdRng) -> Vec<TaskPort> {
             let (port, protocols, name) = pick(rng, &pool);
             TaskPort {
                 port,
-                protocols,
-                name: name.map(str::to_owned),
+                protocols: protocols.into(),
+                name: name.map(Into::into),
             }
         })
         .collect()
 }
 
-fn random_ips(rng: &mut StdRng) -> Vec<IpAddr> {
+fn random_ips(rng: &mut StdRng) -> Box<[IpAddr]> {
     ["127.0.9.1", "127.0.9.2", "fd00::9"]
         .into_iter()
         .filter(|_| rng.random_bool(0.4))
@@ -137,7 +137,7 @@ fn random_agent(rng: &mut StdRng) -> Option<IpAddr> {
 fn random_task(rng: &mut StdRng, n: usize) -> TaskRecord {
     TaskRecord {
         app_id: pick(rng, &APPS).into(),
-        task_id: format!("task.{}", n % 40),
+        task_id: format!("task.{}", n % 40).into(),
         framework: pick(rng, &FRAMEWORKS).into(),
         agent_id: pick(rng, &["a-S1", "a-S2"]).into(),
         agent_ip: random_agent(rng),
@@ -286,15 +286,16 @@ fn fleet(size: usize) -> Catalog {
             let agent = ip(&format!("127.1.0.{}", b % 50 + 1));
             Arc::new(TaskRecord {
                 app_id: format!("/app-{}", b / 5).into(),
-                task_id: format!("app-{}.{b}", b / 5),
+                task_id: format!("app-{}.{b}", b / 5).into(),
                 framework: "marathon".into(),
                 agent_id: format!("a-S{}", b % 50).into(),
                 agent_ip: Some(agent),
                 ports: vec![TaskPort {
                     port: 20_000 + b as u16,
-                    protocols: vec![Proto::Tcp],
+                    protocols: [Proto::Tcp].into(),
                     name: None,
-                }],
+                }]
+                .into(),
                 host_ports: true,
                 running: true,
                 healthy: Some(true),

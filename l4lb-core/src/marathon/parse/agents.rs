@@ -189,7 +189,7 @@ mod tests {
             .catalog
             .tasks
             .iter()
-            .find(|t| t.task_id == "web.1")
+            .find(|t| *t.task_id == *"web.1")
             .unwrap();
         assert_eq!(t.agent_ip, Some(ip("198.18.0.9")));
 

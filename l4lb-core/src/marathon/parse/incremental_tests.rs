@@ -119,7 +119,7 @@ fn random_part(rng: &mut Rng) -> AppPart {
     }
     let record = TaskRecord {
         app_id: format!("/app-{}", rng.below(4)).into(),
-        task_id: format!("t{}", rng.below(6)),
+        task_id: format!("t{}", rng.below(6)).into(),
         ..TaskRecord::default()
     };
     b.task(record, named.as_ref());

@@ -194,20 +194,20 @@ mod tests {
             &p,
             "shop_web.instance-0a3d9c1f-8e33-11ea-9c1d-0242ac110002._app.1",
         );
-        assert_eq!(t.task_ips, vec![ip("172.17.0.3")]);
+        assert_eq!(*t.task_ips, vec![ip("172.17.0.3")]);
         assert_eq!(t.agent_ip, Some(ip("10.0.1.11")));
         assert!(t.host_ports && t.running && t.healthy == Some(true));
         assert_eq!(
-            t.ports,
+            *t.ports,
             vec![
                 TaskPort {
                     port: 31001,
-                    protocols: vec![Proto::Tcp],
+                    protocols: [Proto::Tcp].into(),
                     name: Some("http".into())
                 },
                 TaskPort {
                     port: 31002,
-                    protocols: vec![Proto::Tcp, Proto::Udp],
+                    protocols: [Proto::Tcp, Proto::Udp].into(),
                     name: Some("stats".into())
                 },
             ]
@@ -231,7 +231,7 @@ mod tests {
         assert_eq!(spec.backends, backends(&[("[fd00::5]:8080", 1)]));
         let t = task(&p, "t6");
         assert!(!t.host_ports);
-        assert_eq!(t.task_ips, vec![ip("fd00::5")]);
+        assert_eq!(*t.task_ips, vec![ip("fd00::5")]);
         assert_eq!(t.agent_ip, Some(ip("10.0.1.11")));
         assert_eq!(t.ports[0].port, 8080);
     }

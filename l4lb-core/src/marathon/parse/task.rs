@@ -16,7 +16,7 @@ use crate::declare::FRAMEWORK;
 use crate::hosts::{AgentAt, parse_agent_host, pick_agent_addr};
 use crate::intern::intern;
 use crate::marathon::apps::{App, Task};
-use crate::model::{TaskPort, TaskRecord};
+use crate::model::{Protocols, TaskPort, TaskRecord};
 use crate::naming::Family;
 
 /// What every task of an app needs: its ports and what they declare.
@@ -136,10 +136,11 @@ impl Builder {
             self.add_task_backends(decls, &endpoints, weight, &t.at, t.warn);
         }
         let mut record = t.record(agent.ip, task_ips, &endpoints);
-        record.zone = super::super::zone::task_zone(task.zone.as_ref()).unwrap_or_else(|why| {
+        let zone = super::super::zone::task_zone(task.zone.as_ref()).unwrap_or_else(|why| {
             (t.warn)(format!("{}.{why}", t.at));
             None
         });
+        record.zone = zone.as_deref().map(intern);
         self.push_task(record, agent);
     }
 
@@ -336,11 +337,11 @@ impl TaskCtx<'_, '_> {
         let (app, task) = (self.app, self.task);
         TaskRecord {
             app_id: intern(&app.app.id),
-            task_id: task.id.clone(),
+            task_id: Box::from(task.id.as_str()),
             framework: intern(FRAMEWORK),
             agent_id: intern(task.slave_id.as_deref().unwrap_or_default()),
             agent_ip,
-            task_ips,
+            task_ips: task_ips.into_boxed_slice(),
             ports: task_ports(&app.specs, endpoints),
             host_ports: app.mode != Mode::Container || app.any_host_port(),
             running: task.state.as_deref() == Some("TASK_RUNNING"),
@@ -353,21 +354,20 @@ impl TaskCtx<'_, '_> {
 
 /// The ports a task serves on, with their protocols and names. Kept in
 /// every task's record, so without the growth slack a collect leaves (a
-/// one-port task's: 4 ports' room, ~170 bytes).
-fn task_ports(specs: &[PortSpec], endpoints: &[Option<Endpoint>]) -> Vec<TaskPort> {
-    let mut ports: Vec<TaskPort> = specs
+/// one-port task's: 4 ports' room).
+fn task_ports(specs: &[PortSpec], endpoints: &[Option<Endpoint>]) -> Box<[TaskPort]> {
+    let ports: Vec<TaskPort> = specs
         .iter()
         .zip(endpoints)
         .filter_map(|(spec, ep)| {
             Some(TaskPort {
                 port: ep.as_ref()?.port,
-                protocols: spec.protos.clone()?,
-                name: spec.name.map(str::to_owned),
+                protocols: Protocols::new(spec.protos.as_deref()?),
+                name: spec.name.map(intern),
             })
         })
         .collect();
-    ports.shrink_to_fit();
-    ports
+    ports.into_boxed_slice()
 }
 
 #[cfg(test)]

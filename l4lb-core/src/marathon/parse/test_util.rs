@@ -80,7 +80,7 @@ pub(super) fn in_v6_range(a: IpAddr) -> bool {
 }
 
 pub(super) fn task<'a>(p: &'a Parsed, id: &str) -> &'a TaskRecord {
-    p.catalog.tasks.iter().find(|t| t.task_id == id).unwrap()
+    p.catalog.tasks.iter().find(|t| *t.task_id == *id).unwrap()
 }
 
 /// Some warning is about `app` and contains every needle.
