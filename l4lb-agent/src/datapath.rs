@@ -864,6 +864,11 @@ pub fn create(
         .map_max_entries(l4lb_common::SVC_GEN_MAP, cap.services);
     let locality_step = u8::from(lb.locality_step);
     loader.override_global("L4LB_LOCALITY_STEP", &locality_step, true);
+    // Fixed for a load, so the hooks read them as constants (no map line
+    // per connect); `write_config` below keeps the map for the CLI.
+    let (policy, probes) = (lb.policy.raw(), lb.probes.raw());
+    loader.override_global("L4LB_POLICY", &policy, true);
+    loader.override_global("L4LB_PROBES_MODE", &probes, true);
     loader.override_global("L4LB_CT_SEED", &ct_seed, true);
     // Creates the maps and relocates the programs' references to them;
     // the verifier runs later, in `Programs::attach`.

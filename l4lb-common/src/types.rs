@@ -113,9 +113,10 @@ pub struct RevNatValue {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// connect() calls (TCP and UDP) sent to a backend.
+    /// connect() calls (TCP and UDP) sent to a backend (per service and per
+    /// pair; a backend's own record leaves it 0).
     pub connects: u64,
-    /// Unconnected UDP sendmsg() calls sent to a backend.
+    /// Unconnected UDP sendmsg() calls sent to a backend (as `connects`).
     pub sendmsgs: u64,
     /// connect()/sendmsg() refused, or XDP packets dropped, because no backend
     /// takes new connections.

@@ -109,7 +109,9 @@ pub static L4LB_HEALTH: Array<BackendHealth, { MAX_BACKENDS as usize }, MMAPABLE
 #[btf_map]
 pub static L4LB_SOCKS: Array<SockSlot, { MAX_SOCKS as usize }, MMAPABLE> = Array::new();
 
-/// The balancing policy (`LB_POLICY_*`, index 0), written by the agent.
+/// The balancing policy (`LB_POLICY_*`, index 0), written by the agent for
+/// its CLI: the programs take the policy and probe mode from read-only data
+/// set at load (`lb/p2c.rs`), not from here.
 #[btf_map]
 pub static L4LB_LB_CONFIG: Array<LbConfig, 1> = Array::new();
 

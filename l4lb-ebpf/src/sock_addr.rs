@@ -35,8 +35,8 @@ use l4lb_common::{
 use crate::{
     health,
     lb::{
-        MemberEvent, Verdict, backend_verdict, choose, count_backend, count_member, count_service,
-        lookup_service, maybe_vip, mix_cookie, p2c,
+        MemberEvent, Verdict, backend_verdict, choose, count_member, count_service, lookup_service,
+        maybe_vip, mix_cookie, p2c,
     },
     maps::{L4LB_REVNAT, L4LB_SELF},
     monitor, socks,
@@ -282,15 +282,16 @@ fn forward(ctx: &SockAddrContext, family: Family, call: Call) -> i32 {
                 follow(ctx);
             }
             set_user_addr(ctx.sock_addr, family, &backend.addr, backend.port);
+            // Per service and per (service, backend) pair: nothing reads a
+            // backend's own connects or sendmsgs (the CLI and /metrics show
+            // the pair's), so `L4LB_BE_STATS` is not one more line to touch.
             match call {
                 Call::Connect => {
                     count_service(service_id, |s| s.connects += 1);
-                    count_backend(backend_id, |s| s.connects += 1);
                     count_member(service_id, backend_id, MemberEvent::Connect);
                 }
                 Call::Sendmsg => {
                     count_service(service_id, |s| s.sendmsgs += 1);
-                    count_backend(backend_id, |s| s.sendmsgs += 1);
                     count_member(service_id, backend_id, MemberEvent::Sendmsg);
                 }
             }

@@ -11,14 +11,14 @@
 //! the control plane's choice (the first slot), counted as a fallback.
 use aya_ebpf::helpers::bpf_get_prandom_u32;
 use l4lb_common::{
-    HealthState, LB_POLICY_P2C, LbStats, MemberKey, P2C_MAX_DRAWS, PROBES_CONNECTION, ServiceValue,
-    conn_time, p2c_cost, second_wins,
+    HealthState, LB_POLICY_P2C, LbStats, MemberKey, P2C_MAX_DRAWS, PROBES_AGENT, PROBES_CONNECTION,
+    ServiceValue, conn_time, p2c_cost, second_wins,
 };
 
 use super::slot_backend;
 use crate::{
     health,
-    maps::{L4LB_LB_CONFIG, L4LB_LB_STATS, L4LB_MEMBERS},
+    maps::{L4LB_LB_STATS, L4LB_MEMBERS},
 };
 
 /// The backend connect() goes to, and whether it is a down backend's probe.
@@ -27,18 +27,31 @@ pub struct Choice {
     pub probe: bool,
 }
 
-/// The policy the agent set (`--lb-policy`); p2c when unset.
+/// `--lb-policy` (`LB_POLICY_*`), set by the agent at load (frozen
+/// read-only data, as [`L4LB_LOCALITY_STEP`]): both are fixed for a load,
+/// so a connect reads no config map for them (one cache line fewer), and
+/// the verifier drops the other policy's paths. The agent still writes
+/// `L4LB_LB_CONFIG` for the CLI.
+#[unsafe(no_mangle)]
+static L4LB_POLICY: u32 = LB_POLICY_P2C;
+
+/// `--health-probes` (`PROBES_*`), set at load like [`L4LB_POLICY`].
+#[unsafe(no_mangle)]
+static L4LB_PROBES_MODE: u32 = PROBES_AGENT;
+
+/// The policy the agent loaded the programs for (`--lb-policy`).
 #[inline(always)]
 pub fn policy() -> u32 {
-    L4LB_LB_CONFIG.get(0).map_or(LB_POLICY_P2C, |c| c.policy)
+    // SAFETY: a plain read of a static; volatile so the compiler leaves the
+    // value to the loader.
+    unsafe { core::ptr::read_volatile(&L4LB_POLICY) }
 }
 
 /// Client connections may be half-open probes (`--health-probes connection`).
 #[inline(always)]
 pub(super) fn connection_probes() -> bool {
-    L4LB_LB_CONFIG
-        .get(0)
-        .is_some_and(|c| u32::from(c.probes) == PROBES_CONNECTION)
+    // SAFETY: as in `policy`.
+    unsafe { core::ptr::read_volatile(&L4LB_PROBES_MODE) == PROBES_CONNECTION }
 }
 
 /// 0 when the agent loads the programs for `--locality off`: a constant of
@@ -49,7 +62,7 @@ pub(super) fn connection_probes() -> bool {
 static L4LB_LOCALITY_STEP: u8 = 1;
 
 /// The programs were loaded for `--locality node|zone`. The mode in
-/// `L4LB_LB_CONFIG` is not read here: under `off` the agent loads the
+/// `L4LB_LB_CONFIG` is not read here (no program reads that map): under `off` the agent loads the
 /// step as 0, and before its first local set (or after it deleted the
 /// last) an `L4LB_LOCAL` lookup misses and p2c goes on as without it.
 #[inline(always)]
