@@ -787,26 +787,44 @@ impl Programs {
     /// then loads and pins the packet programs (their attach is
     /// `Attached::attach_packet`). Blocking: the verifier takes ~1 s.
     pub fn attach(self) -> Result<Attached> {
-        self.attach_then(|| {})
+        self.attach_socket()?.load_packet()
     }
 
-    /// [`Self::attach`], calling `socket_attached` once the socket hooks are
-    /// attached, before the packet programs are verified.
-    pub fn attach_then(mut self, socket_attached: impl FnOnce()) -> Result<Attached> {
+    /// The socket hooks verified, loaded and attached to the cgroup: from
+    /// here they serve what the maps hold. The packet programs are next
+    /// ([`SocketAttached::load_packet`]), on whatever thread the caller picks.
+    pub fn attach_socket(mut self) -> Result<SocketAttached> {
         let t = std::time::Instant::now();
         let links_dir = self.pin_root.join(LINKS_DIR);
         links::attach_sock_programs(&mut self.ebpf, &self.cgroup_dir, &self.cgroup, &links_dir)?;
-        socket_attached();
-        let sock = t.elapsed();
-        xdp::load_and_pin(&mut self.ebpf, &self.pin_root)?;
+        Ok(SocketAttached {
+            programs: self,
+            socket_ms: t.elapsed().as_millis() as u64,
+        })
+    }
+}
+
+/// The socket hooks attached; the packet programs not yet verified.
+pub struct SocketAttached {
+    programs: Programs,
+    socket_ms: u64,
+}
+
+impl SocketAttached {
+    /// Verifies, loads and pins the packet programs (their attach is
+    /// `Attached::attach_packet`).
+    pub fn load_packet(mut self) -> Result<Attached> {
+        let t = std::time::Instant::now();
+        let p = &mut self.programs;
+        xdp::load_and_pin(&mut p.ebpf, &p.pin_root)?;
         tracing::info!(
-            socket_ms = sock.as_millis() as u64,
-            packet_ms = (t.elapsed() - sock).as_millis() as u64,
+            socket_ms = self.socket_ms,
+            packet_ms = t.elapsed().as_millis() as u64,
             "programs verified and loaded"
         );
         Ok(Attached {
-            _ebpf: self.ebpf,
-            _lock: self.lock,
+            _ebpf: self.programs.ebpf,
+            _lock: self.programs.lock,
         })
     }
 }
@@ -871,7 +889,8 @@ pub fn create(
     loader.override_global("L4LB_PROBES_MODE", &probes, true);
     loader.override_global("L4LB_CT_SEED", &ct_seed, true);
     // Creates the maps and relocates the programs' references to them;
-    // the verifier runs later, in `Programs::attach`.
+    // the verifier runs later, in `Programs::attach_socket` and
+    // `SocketAttached::load_packet`.
     let mut ebpf = loader.load(object).context("loading the l4lb BPF object")?;
     for (_, path) in &paths {
         // Pinned maps hold the service table: root only.

@@ -29,6 +29,7 @@ pub use crate::source::SourceEvent;
 
 mod attaching;
 mod copies;
+mod low_priority;
 mod serving;
 mod zone_publisher;
 

@@ -720,7 +720,7 @@ fn sync_rows(runs: &[SyncRun]) -> Vec<Vec<String>> {
             med_range_if_many(&col(&|r| r.maps_ms), 0),
         ],
         vec![
-            "  programs verified and loaded (socket + packet, beside the read and the apply), ms"
+            "  programs verified and loaded (socket, beside the read; + packet, at nice 19 until the table serves), ms"
                 .into(),
             med_range_if_many(&col(&|r| r.programs_ms), 0),
         ],
@@ -772,7 +772,7 @@ fn sync_verdict(runs: &[SyncRun]) -> (String, String) {
         at_most(h, RSS_GOAL_MB),
     );
     let why_sync = format!(
-        "Where the time goes (medians): two paths run side by side from the agent's start, and the table serves when both are done: (1) the read + parse {:.2} s (the server alone takes {:.2} s), then plan + map writes {:.2} s; (2) the maps' creation {:.2} s, then the programs' verification and load (the packet programs' after the socket hooks serve), {:.2} s, the socket hooks attached {:.2} s after spawn. Serving came {:.2} s after spawn{}",
+        "Where the time goes (medians): two paths run side by side from the agent's start, and the table serves when both are done: (1) the read + parse {:.2} s (the server alone takes {:.2} s), then plan + map writes {:.2} s; (2) the maps' creation {:.2} s, then the programs' verification and load (the packet programs' after the socket hooks serve, at nice 19 until the table does), {:.2} s, the socket hooks attached {:.2} s after spawn. Serving came {:.2} s after spawn{}",
         median(&read) / 1000.0,
         server_ms / 1000.0,
         median(&apply) / 1000.0,
