@@ -87,7 +87,8 @@ pub struct Maps {
     slots: slots_array::SlotsArray,
     backends: backends_array::BackendsArray,
     members: HashMap<MapData, MemberKey, MemberValue>,
-    svc_stats: PerCpuArray<MapData, Stats>,
+    /// Each service's record: its traffic, p2c and locality counters.
+    svc_stats: PerCpuArray<MapData, l4lb_common::ServiceStats>,
     be_stats: PerCpuArray<MapData, Stats>,
     /// Written by the hooks; the agent only reads it (stale UDP sockets, `sockdestroy`).
     revnat: HashMap<MapData, RevNatKey, RevNatValue>,
@@ -196,7 +197,6 @@ impl Maps {
         let health = (|| -> Result<health::HealthMaps> {
             Ok(health::HealthMaps {
                 health: get(l4lb_common::HEALTH_MAP)?.try_into()?,
-                lb_stats: get(l4lb_common::LB_STATS_MAP)?.try_into()?,
                 config: get(l4lb_common::LB_CONFIG_MAP)?.try_into()?,
                 probes: get(l4lb_common::PROBES_MAP)
                     .ok()
@@ -207,13 +207,13 @@ impl Maps {
         let member_stats = get(l4lb_common::MEMBER_STATS_MAP)
             .and_then(member_stats::MemberStats::new)
             .ok();
-        let local = (|| -> Result<locality::LocalMaps> {
-            Ok(locality::LocalMaps {
-                sets: get(l4lb_common::LOCAL_MAP)?.try_into()?,
-                stats: get(l4lb_common::LOCAL_STATS_MAP)?.try_into()?,
+        let local = get(l4lb_common::LOCAL_MAP)
+            .and_then(|m| {
+                Ok(locality::LocalMaps {
+                    sets: m.try_into()?,
+                })
             })
-        })()
-        .ok();
+            .ok();
         Ok(Maps {
             health,
             member_stats,
@@ -420,12 +420,7 @@ impl Maps {
                 {
                     return Ok(()); // first use of the id in maps we created
                 }
-                if let Some(h) = self.health.as_mut() {
-                    h.reset_service(*id, self.nr_cpus)?;
-                }
-                if let Some(l) = self.local.as_mut() {
-                    l.reset_service(*id, self.nr_cpus)?;
-                }
+                // One record: the traffic, p2c and locality counters together.
                 self.svc_stats.set(*id, zeroed(self.nr_cpus), 0)
             }
             Op::ResetBackendStats(id) => {
@@ -595,11 +590,21 @@ impl Maps {
     }
 
     pub fn service_stats(&self, id: u32) -> Stats {
+        self.service_record(id).stats
+    }
+
+    /// A service's counter record summed over CPUs (zero: the id is out of range).
+    fn service_record(&self, id: u32) -> l4lb_common::ServiceStats {
         sum(self.svc_stats.get(&id, 0).ok())
     }
 
     pub fn backend_stats(&self, id: u32) -> Stats {
         sum(self.be_stats.get(&id, 0).ok())
+    }
+
+    /// How connect() used a service's local set, summed over CPUs.
+    pub fn local_stats(&self, service_id: u32) -> l4lb_common::LocalStats {
+        self.service_record(service_id).local
     }
 
     /// What one VIP sent one backend; None when the pinned maps predate
@@ -615,17 +620,7 @@ impl Maps {
 
     /// How p2c decided for a service, summed over CPUs.
     pub fn lb_stats(&self, id: u32) -> l4lb_common::LbStats {
-        let mut total = l4lb_common::LbStats::default();
-        if let Some(v) = self
-            .health
-            .as_ref()
-            .and_then(|h| h.lb_stats.get(&id, 0).ok())
-        {
-            for s in v.iter() {
-                total.add(s);
-            }
-        }
-        total
+        self.service_record(id).lb
     }
 
     /// A backend's health as the CLI shows it: the kernel's entry, the
@@ -699,14 +694,31 @@ fn ignore_missing(r: Result<(), aya::maps::MapError>) -> Result<(), aya::maps::M
     }
 }
 
-fn zeroed(n: usize) -> PerCpuValues<Stats> {
-    PerCpuValues::try_from(vec![Stats::default(); n]).expect("nr_cpus > 0")
+fn zeroed<T: aya::Pod + Default>(n: usize) -> PerCpuValues<T> {
+    PerCpuValues::try_from(vec![T::default(); n]).expect("nr_cpus > 0")
 }
 
-fn sum(values: Option<PerCpuValues<Stats>>) -> Stats {
-    let mut total = Stats::default();
+/// Adds up a per-CPU counter record (`Stats`, `ServiceStats`).
+trait Counters: aya::Pod + Default {
+    fn add_to(&self, total: &mut Self);
+}
+
+impl Counters for Stats {
+    fn add_to(&self, total: &mut Self) {
+        total.add(self);
+    }
+}
+
+impl Counters for l4lb_common::ServiceStats {
+    fn add_to(&self, total: &mut Self) {
+        total.add(self);
+    }
+}
+
+fn sum<T: Counters>(values: Option<PerCpuValues<T>>) -> T {
+    let mut total = T::default();
     for s in values.iter().flat_map(|v| v.iter()) {
-        total.add(s);
+        s.add_to(&mut total);
     }
     total
 }
@@ -874,9 +886,7 @@ pub fn create(
         .map_max_entries(MEMBERS_MAP, members)
         .map_max_entries(l4lb_common::MEMBER_STATS_MAP, members)
         .map_max_entries(l4lb_common::HEALTH_MAP, cap.backends)
-        .map_max_entries(l4lb_common::LB_STATS_MAP, cap.services)
         .map_max_entries(l4lb_common::LOCAL_MAP, cap.services)
-        .map_max_entries(l4lb_common::LOCAL_STATS_MAP, cap.services)
         .map_max_entries(SLOTS_MAP, cap.slots)
         .map_max_entries(l4lb_common::VIP_ADDRS_MAP, cap.services)
         .map_max_entries(l4lb_common::SVC_GEN_MAP, cap.services);

@@ -103,7 +103,7 @@ pub const MARK_ESTABLISHED: u32 = 4;
 /// The handshake was already counted as failed (first SYN timeout).
 pub const MARK_FAILED: u32 = 8;
 
-/// Per-CPU value of `L4LB_LB_STATS[service id]`: how p2c decided, and
+/// `ServiceStats::lb` of `L4LB_SVC_STATS[service id]`: how p2c decided, and
 /// TCP connects (under either policy) whose socket mark found no slot.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

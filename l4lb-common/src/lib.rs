@@ -15,6 +15,7 @@ pub mod locality;
 pub mod maps;
 pub mod monitor;
 pub mod probe;
+pub mod service_stats;
 pub mod tcp_close;
 pub mod types;
 
@@ -25,5 +26,6 @@ pub use locality::*;
 pub use maps::*;
 pub use monitor::*;
 pub use probe::*;
+pub use service_stats::*;
 pub use tcp_close::*;
 pub use types::*;

@@ -60,7 +60,7 @@ impl LocalSet {
     }
 }
 
-/// Value of `L4LB_LOCAL_STATS[service id]` (per CPU): how connect() used the set.
+/// `ServiceStats::local` of `L4LB_SVC_STATS[service id]`: how connect() used the set.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LocalStats {

@@ -15,7 +15,8 @@ pub const MEMBERS_MAP: &str = "L4LB_MEMBERS";
 /// UDP reverse NAT: (socket cookie, backend) → VIP, so replies (and a
 /// connected UDP socket's getpeername) show the VIP.
 pub const REVNAT_MAP: &str = "L4LB_REVNAT";
-/// Per-CPU counters indexed by service id.
+/// Per-CPU [`crate::ServiceStats`] indexed by service id: the service's
+/// traffic counters, how p2c decided and how connect() used its local set.
 pub const SERVICE_STATS_MAP: &str = "L4LB_SVC_STATS";
 /// Per-CPU counters indexed by backend id.
 pub const BACKEND_STATS_MAP: &str = "L4LB_BE_STATS";
@@ -75,8 +76,6 @@ pub const HEALTH_MAP: &str = "L4LB_HEALTH";
 pub const SOCKS_MAP: &str = "L4LB_SOCKS";
 /// The balancing policy ([`crate::LbConfig`], index 0), written by the agent.
 pub const LB_CONFIG_MAP: &str = "L4LB_LB_CONFIG";
-/// Per-CPU [`crate::LbStats`] indexed by service id.
-pub const LB_STATS_MAP: &str = "L4LB_LB_STATS";
 /// Per-CPU [`crate::Stats`] per (service, backend) ([`crate::MemberKey`]):
 /// connects, sendmsgs and XDP flows as one VIP sent them to one backend (a
 /// backend shared by two VIPs counts each VIP's separately). Entries are made
@@ -92,8 +91,6 @@ pub const SOCK_OPS_PROGRAM: &str = "l4lb_sockops";
 /// Service id → [`crate::LocalSet`] (hash): the backends local to this node
 /// (`--locality`), written by the agent, read by connect4/6 under p2c.
 pub const LOCAL_MAP: &str = "L4LB_LOCAL";
-/// Per-CPU [`crate::LocalStats`] indexed by service id: local picks, spills.
-pub const LOCAL_STATS_MAP: &str = "L4LB_LOCAL_STATS";
 
 /// Per-CPU counters (`u64`, indexed by `ICMP_*`) of ICMP errors about VIP
 /// flows (`l4lb-ebpf/src/icmp.rs`).
@@ -112,7 +109,7 @@ pub const ICMP_COUNTERS: [&str; 4] = ["to_client", "to_backend", "no_flow", "rat
 pub const ICMP_PER_CPU_PER_SEC: u64 = 1000;
 
 /// Every map the agent pins, in the order `teardown` and the CLI walk them.
-pub const ALL_MAPS: [&str; 27] = [
+pub const ALL_MAPS: [&str; 25] = [
     SERVICES_MAP,
     SLOTS_MAP,
     BACKENDS_MAP,
@@ -130,12 +127,10 @@ pub const ALL_MAPS: [&str; 27] = [
     HEALTH_MAP,
     SOCKS_MAP,
     LB_CONFIG_MAP,
-    LB_STATS_MAP,
     MEMBER_STATS_MAP,
     crate::MONITOR_MAP,
     crate::MONITOR_CONFIG_MAP,
     LOCAL_MAP,
-    LOCAL_STATS_MAP,
     PROBES_MAP,
     ICMP_STATS_MAP,
     crate::SVC_GEN_MAP,

@@ -1,8 +1,8 @@
 //! Service lookup and backend choice, shared by every hook.
 use aya_ebpf::bindings::BPF_NOEXIST;
 use l4lb_common::{
-    Addr6, Backend, HealthState, MemberKey, ServiceKey, ServiceValue, Stats, UP_SCAN_SLOTS,
-    vip_filter_bit, vip_filter_slot,
+    Addr6, Backend, HealthState, MemberKey, ServiceKey, ServiceStats, ServiceValue, Stats,
+    UP_SCAN_SLOTS, vip_filter_bit, vip_filter_slot,
 };
 
 use crate::maps::{
@@ -164,9 +164,20 @@ fn bump(stats: Option<*mut Stats>, f: impl FnOnce(&mut Stats)) {
     }
 }
 
+/// The service's counter record on this CPU (one per service: its traffic,
+/// p2c and locality counters).
+#[inline(always)]
+pub(crate) fn service_record(service_id: u32) -> Option<*mut ServiceStats> {
+    L4LB_SVC_STATS.get_ptr_mut(service_id)
+}
+
 #[inline(always)]
 pub fn count_service(service_id: u32, f: impl FnOnce(&mut Stats)) {
-    bump(L4LB_SVC_STATS.get_ptr_mut(service_id), f);
+    // SAFETY: a field of a live map value; no reference to the whole record.
+    bump(
+        service_record(service_id).map(|s| unsafe { core::ptr::addr_of_mut!((*s).stats) }),
+        f,
+    );
 }
 
 #[inline(always)]

@@ -7,10 +7,11 @@ use aya_ebpf::{
 };
 use l4lb_common::{
     Addr6, AgentId, Backend, BackendHealth, CT_COUNTERS, FLOW_SLOTS, FlowKey, FlowRevNatValue,
-    FlowSlot4, FlowValue, GUARD_REASONS, ICMP_COUNTERS, LbConfig, LbStats, MAX_BACKENDS, MAX_FLOWS,
+    FlowSlot4, FlowValue, GUARD_REASONS, ICMP_COUNTERS, LbConfig, MAX_BACKENDS, MAX_FLOWS,
     MAX_MEMBERS, MAX_REVNAT, MAX_SERVICES as VIP_ADDRS, MAX_SERVICES, MAX_SLOTS, MAX_SOCKS,
     MONITOR_RING_BYTES, MemberKey, MemberValue, MonitorConfig, MonitorEvent, ProbeMark, RevNatKey,
-    RevNatValue, ServiceGen, ServiceKey, ServiceValue, SockSlot, Stats, VIP_FILTER_WORDS,
+    RevNatValue, ServiceGen, ServiceKey, ServiceStats, ServiceValue, SockSlot, Stats,
+    VIP_FILTER_WORDS,
 };
 
 const NO_PREALLOC: usize = BPF_F_NO_PREALLOC as usize;
@@ -52,7 +53,8 @@ pub static L4LB_REVNAT: LruHashMap<RevNatKey, RevNatValue, { MAX_REVNAT as usize
     LruHashMap::new();
 
 #[btf_map]
-pub static L4LB_SVC_STATS: PerCpuArray<Stats, { MAX_SERVICES as usize }> = PerCpuArray::new();
+pub static L4LB_SVC_STATS: PerCpuArray<ServiceStats, { MAX_SERVICES as usize }> =
+    PerCpuArray::new();
 
 #[btf_map]
 pub static L4LB_BE_STATS: PerCpuArray<Stats, { MAX_BACKENDS as usize }> = PerCpuArray::new();
@@ -115,10 +117,6 @@ pub static L4LB_SOCKS: Array<SockSlot, { MAX_SOCKS as usize }, MMAPABLE> = Array
 #[btf_map]
 pub static L4LB_LB_CONFIG: Array<LbConfig, 1> = Array::new();
 
-/// How p2c decided, per service id (fallbacks, avoided first picks, probes).
-#[btf_map]
-pub static L4LB_LB_STATS: PerCpuArray<LbStats, { MAX_SERVICES as usize }> = PerCpuArray::new();
-
 /// Counters per (service, backend); see `l4lb_common::MEMBER_STATS_MAP`.
 #[btf_map]
 pub static L4LB_MEMBER_STATS: PerCpuHashMap<
@@ -140,10 +138,6 @@ pub static L4LB_MONITOR_CONFIG: Array<MonitorConfig, 1> = Array::new();
 pub static L4LB_LOCAL: HashMap<u32, l4lb_common::LocalSet, { MAX_SERVICES as usize }, NO_PREALLOC> =
     HashMap::new();
 
-/// How connect() used the local set, per service id (local picks, spills, probes).
-#[btf_map]
-pub static L4LB_LOCAL_STATS: PerCpuArray<l4lb_common::LocalStats, { MAX_SERVICES as usize }> =
-    PerCpuArray::new();
 /// Backend id → the agent's probes of it (`l4lb_common::probe`): written by
 /// the agent only; a revival there makes a down backend up again.
 #[btf_map]

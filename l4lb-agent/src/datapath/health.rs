@@ -1,15 +1,15 @@
 //! The balancing policy (`--lb-policy`, written to the pinned `L4LB_LB_CONFIG`
 //! before the hooks are attached) and the per-backend health the kernel keeps
-//! (`L4LB_HEALTH`, `L4LB_LB_STATS`), read back for the CLI and `/metrics`.
+//! (`L4LB_HEALTH`; p2c's counters are in `L4LB_SVC_STATS`), read back for the CLI and `/metrics`.
 //! The agent only zeroes health entries when it hands an id to a new backend;
 //! everything else in them is written by the kernel programs.
 use anyhow::{Context, Result};
 use aya::{
     Ebpf,
-    maps::{Array, MapData, PerCpuArray, PerCpuValues},
+    maps::{Array, MapData},
 };
 use l4lb_common::{
-    BackendHealth, HealthState, LB_CONFIG_MAP, LB_POLICY_P2C, LB_POLICY_RANDOM, LbConfig, LbStats,
+    BackendHealth, HealthState, LB_CONFIG_MAP, LB_POLICY_P2C, LB_POLICY_RANDOM, LbConfig,
     PROBES_AGENT, PROBES_CONNECTION, ProbeMark,
 };
 
@@ -115,7 +115,6 @@ pub(super) fn write_config(ebpf: &mut Ebpf, policy: LbPolicy, probes: HealthProb
 /// Handles on the health maps (None when the pin root predates them).
 pub(super) struct HealthMaps {
     pub(super) health: Array<MapData, BackendHealth>,
-    pub(super) lb_stats: PerCpuArray<MapData, LbStats>,
     pub(super) config: Array<MapData, LbConfig>,
     /// The agent's probe marks (`L4LB_PROBES`); None under an older pin root.
     pub(super) probes: Option<Array<MapData, ProbeMark>>,
@@ -124,15 +123,6 @@ pub(super) struct HealthMaps {
 impl HealthMaps {
     pub(super) fn reset_backend(&mut self, id: u32) -> Result<(), aya::maps::MapError> {
         self.health.set(id, BackendHealth::default(), 0)
-    }
-
-    pub(super) fn reset_service(
-        &mut self,
-        id: u32,
-        nr_cpus: usize,
-    ) -> Result<(), aya::maps::MapError> {
-        let zero = PerCpuValues::try_from(vec![LbStats::default(); nr_cpus]).expect("nr_cpus > 0");
-        self.lb_stats.set(id, zero, 0)
     }
 }
 

@@ -1,27 +1,14 @@
-//! The locality maps (`L4LB_LOCAL`, `L4LB_LOCAL_STATS`): the agent writes each
-//! service's local set (`crate::locality`), the connect hooks count how they
-//! used it; read back for the CLI and `/metrics`.
-use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuValues};
-use l4lb_common::{LocalSet, LocalStats};
+//! The locality map (`L4LB_LOCAL`): the agent writes each service's local set
+//! (`crate::locality`), read back for the CLI. How the connect hooks used it
+//! is counted in the service's `L4LB_SVC_STATS` record (`Maps::local_stats`).
+use aya::maps::{HashMap, MapData};
+use l4lb_common::LocalSet;
 
 use super::Maps;
 
-/// Handles on the locality maps (None under a pin root that predates them).
+/// Handle on the locality map (None under a pin root that predates it).
 pub(super) struct LocalMaps {
     pub(super) sets: HashMap<MapData, u32, LocalSet>,
-    pub(super) stats: PerCpuArray<MapData, LocalStats>,
-}
-
-impl LocalMaps {
-    pub(super) fn reset_service(
-        &mut self,
-        id: u32,
-        nr_cpus: usize,
-    ) -> Result<(), aya::maps::MapError> {
-        let zero =
-            PerCpuValues::try_from(vec![LocalStats::default(); nr_cpus]).expect("nr_cpus > 0");
-        self.stats.set(id, zero, 0)
-    }
 }
 
 impl Maps {
@@ -53,21 +40,6 @@ impl Maps {
             Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
             Err(e) => Err(e.into()),
         }
-    }
-
-    /// How connect() used a service's local set, summed over CPUs.
-    pub fn local_stats(&self, service_id: u32) -> LocalStats {
-        let mut total = LocalStats::default();
-        if let Some(v) = self
-            .local
-            .as_ref()
-            .and_then(|l| l.stats.get(&service_id, 0).ok())
-        {
-            for s in v.iter() {
-                total.add(s);
-            }
-        }
-        total
     }
 
     /// `--locality` as the running agent set it (None: no config map here).

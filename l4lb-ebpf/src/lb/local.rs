@@ -12,16 +12,13 @@ use l4lb_common::{
 };
 
 use super::{p2c::Choice, slot_backend};
-use crate::{
-    health,
-    maps::{L4LB_LOCAL, L4LB_LOCAL_STATS},
-};
+use crate::{health, maps::L4LB_LOCAL};
 
 #[inline(always)]
 fn count(service_id: u32, f: impl FnOnce(&mut LocalStats)) {
-    if let Some(s) = L4LB_LOCAL_STATS.get_ptr_mut(service_id) {
+    if let Some(s) = super::service_record(service_id) {
         // SAFETY: per-CPU array element, only this CPU writes it while we run.
-        f(unsafe { &mut *s });
+        f(unsafe { &mut (*s).local });
     }
 }
 

@@ -16,10 +16,7 @@ use l4lb_common::{
 };
 
 use super::slot_backend;
-use crate::{
-    health,
-    maps::{L4LB_LB_STATS, L4LB_MEMBERS},
-};
+use crate::{health, maps::L4LB_MEMBERS};
 
 /// The backend connect() goes to, and whether it is a down backend's probe.
 pub struct Choice {
@@ -80,9 +77,9 @@ fn random() -> u32 {
 
 #[inline(always)]
 pub(crate) fn count(service_id: u32, f: impl FnOnce(&mut LbStats)) {
-    if let Some(s) = L4LB_LB_STATS.get_ptr_mut(service_id) {
+    if let Some(s) = super::service_record(service_id) {
         // SAFETY: per-CPU array element, only this CPU writes it while we run.
-        f(unsafe { &mut *s });
+        f(unsafe { &mut (*s).lb });
     }
 }
 
