@@ -23,10 +23,10 @@ fuzz_target!(|data: &[u8]| {
     let (mut catalog, published) = l4lb_fuzz::sample_catalog(1);
     let mut task = std::sync::Arc::unwrap_or_clone(catalog.tasks.pop().unwrap());
     task.app_id = fields.next().unwrap_or_default().into();
-    task.task_id = fields.next().unwrap_or_default().to_owned();
+    task.task_id = fields.next().unwrap_or_default().into();
     task.agent_id = fields.next().unwrap_or_default().into();
     task.framework = fields.next().unwrap_or("marathon").into();
-    task.ports[0].name = fields.next().map(str::to_owned);
+    task.ports[0].name = fields.next().map(Into::into);
     let label = fields.next().map(|l| l.to_owned());
     for spec in catalog.services.services.values_mut() {
         spec.name = label.clone();
