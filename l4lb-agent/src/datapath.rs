@@ -948,7 +948,7 @@ pub fn teardown(pin_root: &Path) -> Result<Vec<PathBuf>> {
         }
         let _ = fs::remove_dir(&links_dir);
     }
-    for name in ALL_MAPS {
+    for name in ALL_MAPS.iter().chain(&l4lb_common::RETIRED_MAPS) {
         let path = pin_root.join(name);
         match fs::remove_file(&path) {
             Ok(()) => removed.push(path),

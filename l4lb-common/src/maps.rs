@@ -137,6 +137,12 @@ pub const ALL_MAPS: [&str; 25] = [
     crate::VIP_FILTER_MAP,
 ];
 
+/// Maps an earlier layout pinned and this one does not (their names, since
+/// layout version 12: the p2c and locality counters are parts of
+/// `L4LB_SVC_STATS` now). `teardown` removes them too: the teardown a
+/// layout change asks for must leave no pinned map behind.
+pub const RETIRED_MAPS: [&str; 2] = ["L4LB_LB_STATS", "L4LB_LOCAL_STATS"];
+
 /// The XDP ingress program (function name in `l4lb-ebpf/src/xdp.rs`); pinned
 /// as `<pin-root>/<name>` so `l4lb-agent explain` can run the loaded one.
 pub const XDP_PROGRAM: &str = "l4lb_xdp";

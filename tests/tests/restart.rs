@@ -302,6 +302,22 @@ fn pinned_maps_of_another_layout_are_refused() {
         log.contains("have layout version 99, this agent writes version"),
         "{log}"
     );
+
+    // The teardown that advice names leaves nothing of the older layout,
+    // maps this layout no longer has included.
+    let retired = sb.pin_root().join(l4lb_common::RETIRED_MAPS[0]);
+    run(std::process::Command::new("bpftool")
+        .args(["map", "create"])
+        .arg(&retired)
+        .args([
+            "type", "array", "key", "4", "value", "8", "entries", "1", "name", "L4LB_OLD",
+        ]))
+    .unwrap();
+    run(std::process::Command::new(l4lb_tests::agent_bin())
+        .args(["teardown", "--pin-root"])
+        .arg(sb.pin_root()))
+    .unwrap();
+    assert!(!sb.pin_root().exists(), "the pin root is gone");
 }
 
 /// bpffs is world-writable, so any user could pre-create the pin root (and
