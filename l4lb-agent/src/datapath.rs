@@ -595,11 +595,14 @@ impl Maps {
 
     /// A service's counter record summed over CPUs (zero: the id is out of range).
     fn service_record(&self, id: u32) -> l4lb_common::ServiceStats {
-        sum(self.svc_stats.get(&id, 0).ok())
+        sum(
+            self.svc_stats.get(&id, 0).ok(),
+            l4lb_common::ServiceStats::add,
+        )
     }
 
     pub fn backend_stats(&self, id: u32) -> Stats {
-        sum(self.be_stats.get(&id, 0).ok())
+        sum(self.be_stats.get(&id, 0).ok(), Stats::add)
     }
 
     /// How connect() used a service's local set, summed over CPUs.
@@ -698,27 +701,11 @@ fn zeroed<T: aya::Pod + Default>(n: usize) -> PerCpuValues<T> {
     PerCpuValues::try_from(vec![T::default(); n]).expect("nr_cpus > 0")
 }
 
-/// Adds up a per-CPU counter record (`Stats`, `ServiceStats`).
-trait Counters: aya::Pod + Default {
-    fn add_to(&self, total: &mut Self);
-}
-
-impl Counters for Stats {
-    fn add_to(&self, total: &mut Self) {
-        total.add(self);
-    }
-}
-
-impl Counters for l4lb_common::ServiceStats {
-    fn add_to(&self, total: &mut Self) {
-        total.add(self);
-    }
-}
-
-fn sum<T: Counters>(values: Option<PerCpuValues<T>>) -> T {
+/// Adds up a per-CPU counter record (`Stats`, `ServiceStats`) with its `add`.
+fn sum<T: aya::Pod + Default>(values: Option<PerCpuValues<T>>, add: fn(&mut T, &T)) -> T {
     let mut total = T::default();
     for s in values.iter().flat_map(|v| v.iter()) {
-        s.add_to(&mut total);
+        add(&mut total, s);
     }
     total
 }

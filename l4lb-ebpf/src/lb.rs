@@ -155,34 +155,27 @@ pub fn backend_verdict(svc: &ServiceValue, backend_id: u32) -> Verdict {
     }
 }
 
-/// Adds one event to a per-CPU counter record.
+/// Counts into the service's record on this CPU (one per service: its
+/// traffic, p2c and locality counters; each writer takes its part).
 #[inline(always)]
-fn bump(stats: Option<*mut Stats>, f: impl FnOnce(&mut Stats)) {
-    if let Some(s) = stats {
+pub(crate) fn count_in_record(service_id: u32, f: impl FnOnce(&mut ServiceStats)) {
+    if let Some(s) = L4LB_SVC_STATS.get_ptr_mut(service_id) {
         // SAFETY: per-CPU array element, only this CPU writes it while we run.
         f(unsafe { &mut *s });
     }
 }
 
-/// The service's counter record on this CPU (one per service: its traffic,
-/// p2c and locality counters).
-#[inline(always)]
-pub(crate) fn service_record(service_id: u32) -> Option<*mut ServiceStats> {
-    L4LB_SVC_STATS.get_ptr_mut(service_id)
-}
-
 #[inline(always)]
 pub fn count_service(service_id: u32, f: impl FnOnce(&mut Stats)) {
-    // SAFETY: a field of a live map value; no reference to the whole record.
-    bump(
-        service_record(service_id).map(|s| unsafe { core::ptr::addr_of_mut!((*s).stats) }),
-        f,
-    );
+    count_in_record(service_id, |r| f(&mut r.stats));
 }
 
 #[inline(always)]
 pub fn count_backend(backend_id: u32, f: impl FnOnce(&mut Stats)) {
-    bump(L4LB_BE_STATS.get_ptr_mut(backend_id), f);
+    if let Some(s) = L4LB_BE_STATS.get_ptr_mut(backend_id) {
+        // SAFETY: per-CPU array element, only this CPU writes it while we run.
+        f(unsafe { &mut *s });
+    }
 }
 
 /// What [`count_member`] counts.

@@ -25,7 +25,7 @@ impl MemberStats {
             service_id,
             backend_id,
         };
-        sum(self.map.get(&key, 0).ok())
+        sum(self.map.get(&key, 0).ok(), Stats::add)
     }
 
     /// A pair that never carried traffic has no entry: not an error.

@@ -16,10 +16,7 @@ use crate::{health, maps::L4LB_LOCAL};
 
 #[inline(always)]
 fn count(service_id: u32, f: impl FnOnce(&mut LocalStats)) {
-    if let Some(s) = super::service_record(service_id) {
-        // SAFETY: per-CPU array element, only this CPU writes it while we run.
-        f(unsafe { &mut (*s).local });
-    }
+    super::count_in_record(service_id, |r| f(&mut r.local));
 }
 
 /// The backend's state and cost now (an id without a health entry: up, idle).

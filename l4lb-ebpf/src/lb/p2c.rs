@@ -77,10 +77,7 @@ fn random() -> u32 {
 
 #[inline(always)]
 pub(crate) fn count(service_id: u32, f: impl FnOnce(&mut LbStats)) {
-    if let Some(s) = super::service_record(service_id) {
-        // SAFETY: per-CPU array element, only this CPU writes it while we run.
-        f(unsafe { &mut (*s).lb });
-    }
+    super::count_in_record(service_id, |r| f(&mut r.lb));
 }
 
 /// `svc.slot_count` must be > 0; `now` is the caller's clock read (one
