@@ -35,7 +35,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, Map, MapData, PerCpuArray, PerCpuValues},
+    maps::{HashMap, Map, MapData, PerCpuValues},
 };
 use l4lb_common::{
     ALL_MAPS, BACKEND_STATS_MAP, BACKENDS_MAP, MEMBERS_MAP, MemberKey, MemberValue, REVNAT_MAP,
@@ -856,10 +856,20 @@ pub fn create(
     let paths: Vec<(&str, PathBuf)> = ALL_MAPS.iter().map(|n| (*n, pin_root.join(n))).collect();
     // Counter records per id and CPU (unpins a counter map of another size).
     let cpus = nr_cpus()?;
-    let svc_records =
-        cpu_counters::records(pin_root, SERVICE_STATS_MAP, SERVICES_MAP, cap.services, cpus)?;
-    let be_records =
-        cpu_counters::records(pin_root, BACKEND_STATS_MAP, BACKENDS_MAP, cap.backends, cpus)?;
+    let svc_records = cpu_counters::records(
+        pin_root,
+        SERVICE_STATS_MAP,
+        SERVICES_MAP,
+        cap.services,
+        cpus,
+    )?;
+    let be_records = cpu_counters::records(
+        pin_root,
+        BACKEND_STATS_MAP,
+        BACKENDS_MAP,
+        cap.backends,
+        cpus,
+    )?;
     // Neither counter map pinned yet: this load creates both, zeroed.
     let stats_created = ![SERVICE_STATS_MAP, BACKEND_STATS_MAP]
         .iter()

@@ -60,8 +60,7 @@ pub static L4LB_REVNAT: LruHashMap<RevNatKey, RevNatValue, { MAX_REVNAT as usize
 /// whole cache lines, so two CPUs never write one line; the agent (the
 /// resizer: `max_entries` = ids x CPUs) reads and zeroes them through memory.
 #[btf_map]
-pub static L4LB_SVC_STATS: Array<ServiceStats, { MAX_SERVICES as usize }, MMAPABLE> =
-    Array::new();
+pub static L4LB_SVC_STATS: Array<ServiceStats, { MAX_SERVICES as usize }, MMAPABLE> = Array::new();
 
 /// Per backend id and CPU, as [`L4LB_SVC_STATS`] (a [`Stats`] is one line).
 #[btf_map]

@@ -32,7 +32,9 @@ impl<T: Copy + Default> CpuCounters<T> {
     /// Id `id`'s records, one per CPU (None: the id is out of range).
     fn run(&self, id: u32) -> Option<&[T]> {
         let first = (id as usize).checked_mul(self.cpus)?;
-        self.elems.as_slice().get(first..first.checked_add(self.cpus)?)
+        self.elems
+            .as_slice()
+            .get(first..first.checked_add(self.cpus)?)
     }
 
     /// Id `id`'s records added up (zero: the id is out of range).
