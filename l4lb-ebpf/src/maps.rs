@@ -85,7 +85,8 @@ pub fn cpu_record(id: u32) -> Option<u32> {
     if cpu >= cpus {
         return None;
     }
-    id.checked_mul(cpus)?.checked_add(cpu)
+    // In 64 bits, one range check: no u32 product wraps onto another id.
+    u32::try_from(u64::from(id) * u64::from(cpus) + u64::from(cpu)).ok()
 }
 
 /// XDP connection table: client → VIP 5-tuple → backend (see `xdp.rs`).
