@@ -3,66 +3,86 @@
 //! `cpu_record`). A per-CPU array made one kernel per-CPU allocation per
 //! entry, ~50 ms of the agent's start per 65,536-entry map; this is one
 //! allocation. The agent sums an id's run of records and zeroes it on id
-//! reuse through memory, as the kernel summed and zeroed per-CPU values.
-use std::path::Path;
+//! reuse through a mapping of that run's pages only, made per access: a
+//! mapping of a whole array puts all its pages in the agent's resident set
+//! (24 MB on 2 CPUs), and one per id costs one mmap and munmap whatever
+//! the CPU count (a syscall per record would cost one per CPU).
+use std::{os::fd::AsFd, path::Path};
 
 use anyhow::{Context, Result};
-use aya::maps::{Map, MapError, MapInfo};
+use aya::maps::{Map, MapData, MapError, MapInfo};
 
-use super::mmap::Mapped;
+use super::mmap::Mapping;
 
 /// Records of one counter map, `cpus` per id.
 pub(super) struct CpuCounters<T> {
-    elems: Mapped<T>,
+    map: MapData,
+    records: usize,
     cpus: usize,
+    _elem: std::marker::PhantomData<T>,
 }
 
 impl<T: Copy + Default> CpuCounters<T> {
     pub(super) fn new(map: Map, name: &str, cpus: usize) -> Result<CpuCounters<T>> {
-        let elems = Mapped::new(map, name).with_context(|| format!("mapping {name}"))?;
-        if cpus == 0 || elems.len % cpus != 0 {
+        let Map::Array(map) = map else {
+            anyhow::bail!("{name} is not an array");
+        };
+        let info = map.info()?;
+        // The kernel's element stride is the value size rounded up to 8.
+        let stride = (info.value_size() as usize).next_multiple_of(8);
+        let records = info.max_entries() as usize;
+        if stride != size_of::<T>() || cpus == 0 || !records.is_multiple_of(cpus) {
             anyhow::bail!(
-                "{name} holds {} records, not a whole number per id for {cpus} CPUs",
-                elems.len
+                "{name} holds {records} records of {stride} B, not whole runs of {cpus} of {} B",
+                size_of::<T>()
             );
         }
-        Ok(CpuCounters { elems, cpus })
+        Ok(CpuCounters {
+            map,
+            records,
+            cpus,
+            _elem: std::marker::PhantomData,
+        })
     }
 
-    /// Id `id`'s records, one per CPU (None: the id is out of range).
-    fn run(&self, id: u32) -> Option<&[T]> {
-        let first = (id as usize).checked_mul(self.cpus)?;
-        self.elems
-            .as_slice()
-            .get(first..first.checked_add(self.cpus)?)
+    /// Runs `f` on id `id`'s records, mapped for the call only.
+    fn with_run<R>(&self, id: u32, f: impl FnOnce(*mut T) -> R) -> Result<R, MapError> {
+        let out_of_bounds = MapError::OutOfBounds {
+            index: id,
+            max_entries: self.records as u32,
+        };
+        let first = (id as usize).checked_mul(self.cpus);
+        let Some(first) = first.filter(|f| f + self.cpus <= self.records) else {
+            return Err(out_of_bounds);
+        };
+        let size = size_of::<T>();
+        let fd = self.map.fd().as_fd();
+        let mapping = Mapping::pages(fd, first * size, (first + self.cpus) * size)?;
+        // The start is 8-aligned: the values start on a page, T's size is a multiple of 8.
+        Ok(f(mapping.start().cast::<T>()))
     }
 
     /// Id `id`'s records added up (zero: the id is out of range).
     pub(super) fn sum(&self, id: u32, add: fn(&mut T, &T)) -> T {
         let mut total = T::default();
-        for r in self.run(id).unwrap_or_default() {
-            // SAFETY: an aligned element of the live mapping; volatile: the
-            // programs write it while we read.
-            add(&mut total, &unsafe { std::ptr::read_volatile(r) });
-        }
+        let _ = self.with_run(id, |run| {
+            for i in 0..self.cpus {
+                // SAFETY: record i of the run, inside the live mapping;
+                // volatile: the programs write it while we read.
+                add(&mut total, &unsafe { std::ptr::read_volatile(run.add(i)) });
+            }
+        });
         total
     }
 
     /// Zeroes id `id`'s records (the id goes to a new service or backend).
     pub(super) fn reset(&mut self, id: u32) -> Result<(), MapError> {
-        let (cpus, max_entries) = (self.cpus, self.elems.len as u32);
-        let run = (id as usize)
-            .checked_mul(cpus)
-            .and_then(|first| self.elems.slice().get_mut(first..first.checked_add(cpus)?))
-            .ok_or(MapError::OutOfBounds {
-                index: id,
-                max_entries,
-            })?;
-        for r in run {
-            // SAFETY: an aligned element of the live mapping.
-            unsafe { std::ptr::write_volatile(r, T::default()) };
-        }
-        Ok(())
+        self.with_run(id, |run| {
+            for i in 0..self.cpus {
+                // SAFETY: record i of the run, inside the live mapping.
+                unsafe { std::ptr::write_volatile(run.add(i), T::default()) };
+            }
+        })
     }
 }
 
