@@ -5,6 +5,7 @@ pub mod abi;
 mod backends_array;
 mod batch;
 mod chunk;
+mod cpu_counters;
 pub mod ct_seed;
 pub mod dsr;
 pub mod escape;
@@ -34,7 +35,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, Map, MapData, PerCpuArray, PerCpuValues},
+    maps::{HashMap, Map, MapData, PerCpuValues},
 };
 use l4lb_common::{
     ALL_MAPS, BACKEND_STATS_MAP, BACKENDS_MAP, MEMBERS_MAP, MemberKey, MemberValue, REVNAT_MAP,
@@ -88,11 +89,10 @@ pub struct Maps {
     backends: backends_array::BackendsArray,
     members: HashMap<MapData, MemberKey, MemberValue>,
     /// Each service's record: its traffic, p2c and locality counters.
-    svc_stats: PerCpuArray<MapData, l4lb_common::ServiceStats>,
-    be_stats: PerCpuArray<MapData, Stats>,
+    svc_stats: cpu_counters::CpuCounters<l4lb_common::ServiceStats>,
+    be_stats: cpu_counters::CpuCounters<Stats>,
     /// Written by the hooks; the agent only reads it (stale UDP sockets, `sockdestroy`).
     revnat: HashMap<MapData, RevNatKey, RevNatValue>,
-    nr_cpus: usize,
     /// Second handles on the members and services maps for batch writes
     /// (aya's typed maps do not lend their fds).
     members_fd: std::os::fd::OwnedFd,
@@ -225,10 +225,17 @@ impl Maps {
             slots: slots_array::SlotsArray::new(get(SLOTS_MAP)?)?,
             backends: backends_array::BackendsArray::new(backends)?,
             members: members.try_into()?,
-            svc_stats: get(SERVICE_STATS_MAP)?.try_into()?,
-            be_stats: get(BACKEND_STATS_MAP)?.try_into()?,
+            svc_stats: cpu_counters::CpuCounters::new(
+                get(SERVICE_STATS_MAP)?,
+                SERVICE_STATS_MAP,
+                nr_cpus()?,
+            )?,
+            be_stats: cpu_counters::CpuCounters::new(
+                get(BACKEND_STATS_MAP)?,
+                BACKEND_STATS_MAP,
+                nr_cpus()?,
+            )?,
             revnat: get(REVNAT_MAP)?.try_into()?,
-            nr_cpus: nr_cpus()?,
             zero_stats: None,
             vip_addrs: {
                 let map = get(l4lb_common::VIP_ADDRS_MAP)?;
@@ -421,7 +428,7 @@ impl Maps {
                     return Ok(()); // first use of the id in maps we created
                 }
                 // One record: the traffic, p2c and locality counters together.
-                self.svc_stats.set(*id, zeroed(self.nr_cpus), 0)
+                self.svc_stats.reset(*id)
             }
             Op::ResetBackendStats(id) => {
                 if self
@@ -437,7 +444,7 @@ impl Maps {
                 if let Some(h) = self.health.as_mut() {
                     h.reset_backend(*id)?;
                 }
-                self.be_stats.set(*id, zeroed(self.nr_cpus), 0)
+                self.be_stats.reset(*id)
             }
         }
     }
@@ -595,14 +602,11 @@ impl Maps {
 
     /// A service's counter record summed over CPUs (zero: the id is out of range).
     fn service_record(&self, id: u32) -> l4lb_common::ServiceStats {
-        sum(
-            self.svc_stats.get(&id, 0).ok(),
-            l4lb_common::ServiceStats::add,
-        )
+        self.svc_stats.sum(id, l4lb_common::ServiceStats::add)
     }
 
     pub fn backend_stats(&self, id: u32) -> Stats {
-        sum(self.be_stats.get(&id, 0).ok(), Stats::add)
+        self.be_stats.sum(id, Stats::add)
     }
 
     /// How connect() used a service's local set, summed over CPUs.
@@ -697,11 +701,7 @@ fn ignore_missing(r: Result<(), aya::maps::MapError>) -> Result<(), aya::maps::M
     }
 }
 
-fn zeroed<T: aya::Pod + Default>(n: usize) -> PerCpuValues<T> {
-    PerCpuValues::try_from(vec![T::default(); n]).expect("nr_cpus > 0")
-}
-
-/// Adds up a per-CPU counter record (`Stats`, `ServiceStats`) with its `add`.
+/// Adds up a per-CPU counter record (`Stats`) with its `add`.
 fn sum<T: aya::Pod + Default>(values: Option<PerCpuValues<T>>, add: fn(&mut T, &T)) -> T {
     let mut total = T::default();
     for s in values.iter().flat_map(|v| v.iter()) {
@@ -854,6 +854,22 @@ pub fn create(
     let ct_seed = ct_seed::read_or_create(pin_root)?;
 
     let paths: Vec<(&str, PathBuf)> = ALL_MAPS.iter().map(|n| (*n, pin_root.join(n))).collect();
+    // Counter records per id and CPU (unpins a counter map of another size).
+    let cpus = nr_cpus()?;
+    let svc_records = cpu_counters::records(
+        pin_root,
+        SERVICE_STATS_MAP,
+        SERVICES_MAP,
+        cap.services,
+        cpus,
+    )?;
+    let be_records = cpu_counters::records(
+        pin_root,
+        BACKEND_STATS_MAP,
+        BACKENDS_MAP,
+        cap.backends,
+        cpus,
+    )?;
     // Neither counter map pinned yet: this load creates both, zeroed.
     let stats_created = ![SERVICE_STATS_MAP, BACKEND_STATS_MAP]
         .iter()
@@ -864,12 +880,12 @@ pub fn create(
     }
     let members = cap.backends.saturating_mul(4).max(l4lb_common::MAX_MEMBERS);
     // Sizes from the flags (maps already pinned keep the size they have).
-    // Counter arrays are indexed by id, so they follow their id space.
+    // Counter arrays are indexed by id and CPU, so they follow their id space.
     loader
         .map_max_entries(SERVICES_MAP, cap.services)
-        .map_max_entries(SERVICE_STATS_MAP, cap.services)
+        .map_max_entries(SERVICE_STATS_MAP, svc_records)
         .map_max_entries(BACKENDS_MAP, cap.backends)
-        .map_max_entries(BACKEND_STATS_MAP, cap.backends)
+        .map_max_entries(BACKEND_STATS_MAP, be_records)
         .map_max_entries(MEMBERS_MAP, members)
         .map_max_entries(l4lb_common::MEMBER_STATS_MAP, members)
         .map_max_entries(l4lb_common::HEALTH_MAP, cap.backends)
@@ -885,6 +901,9 @@ pub fn create(
     loader.override_global("L4LB_POLICY", &policy, true);
     loader.override_global("L4LB_PROBES_MODE", &probes, true);
     loader.override_global("L4LB_CT_SEED", &ct_seed, true);
+    // The counter arrays' stride per id (`cpu_counters.rs`).
+    let nr_cpus = cpus as u32;
+    loader.override_global("L4LB_NR_CPUS", &nr_cpus, true);
     // Creates the maps and relocates the programs' references to them;
     // the verifier runs later, in `Programs::attach_socket` and
     // `SocketAttached::load_packet`.

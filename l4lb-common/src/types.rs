@@ -3,7 +3,7 @@
 
 /// Increments when a key or value layout changes; recorded in the pinned
 /// `L4LB_META` map, and an agent refuses pinned maps of another version.
-pub const ABI_VERSION: u32 = 12;
+pub const ABI_VERSION: u32 = 13;
 
 /// Value of `L4LB_META[0]`.
 #[repr(C)]

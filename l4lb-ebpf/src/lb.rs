@@ -7,6 +7,7 @@ use l4lb_common::{
 
 use crate::maps::{
     L4LB_BE_STATS, L4LB_MEMBER_STATS, L4LB_SERVICES, L4LB_SLOTS, L4LB_SVC_STATS, L4LB_VIP_FILTER,
+    cpu_record,
 };
 
 pub mod local;
@@ -159,8 +160,11 @@ pub fn backend_verdict(svc: &ServiceValue, backend_id: u32) -> Verdict {
 /// traffic, p2c and locality counters; each writer takes its part).
 #[inline(always)]
 pub(crate) fn count_in_record(service_id: u32, f: impl FnOnce(&mut ServiceStats)) {
-    if let Some(s) = L4LB_SVC_STATS.get_ptr_mut(service_id) {
-        // SAFETY: per-CPU array element, only this CPU writes it while we run.
+    let Some(i) = cpu_record(service_id) else {
+        return;
+    };
+    if let Some(s) = L4LB_SVC_STATS.get_ptr_mut(i) {
+        // SAFETY: this CPU's record, only this CPU writes it while we run.
         f(unsafe { &mut *s });
     }
 }
@@ -172,8 +176,11 @@ pub fn count_service(service_id: u32, f: impl FnOnce(&mut Stats)) {
 
 #[inline(always)]
 pub fn count_backend(backend_id: u32, f: impl FnOnce(&mut Stats)) {
-    if let Some(s) = L4LB_BE_STATS.get_ptr_mut(backend_id) {
-        // SAFETY: per-CPU array element, only this CPU writes it while we run.
+    let Some(i) = cpu_record(backend_id) else {
+        return;
+    };
+    if let Some(s) = L4LB_BE_STATS.get_ptr_mut(i) {
+        // SAFETY: this CPU's record, only this CPU writes it while we run.
         f(unsafe { &mut *s });
     }
 }

@@ -3,6 +3,7 @@
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     btf_maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    helpers::bpf_get_smp_processor_id,
     macros::btf_map,
 };
 use l4lb_common::{
@@ -52,12 +53,41 @@ pub static L4LB_MEMBERS: HashMap<MemberKey, MemberValue, { MAX_MEMBERS as usize 
 pub static L4LB_REVNAT: LruHashMap<RevNatKey, RevNatValue, { MAX_REVNAT as usize }> =
     LruHashMap::new();
 
+/// Per service id and CPU: [`ServiceStats`] at [`cpu_record`]`(id)`. A
+/// plain array, one allocation, where a per-CPU array of 65,536 entries made
+/// one per-CPU allocation per entry (~50 ms of the agent's start each).
+/// Mmap-able for the alignment: values start on a page and a record is
+/// whole cache lines, so two CPUs never write one line; the agent (the
+/// resizer: `max_entries` = ids x CPUs) reads and zeroes them through memory.
 #[btf_map]
-pub static L4LB_SVC_STATS: PerCpuArray<ServiceStats, { MAX_SERVICES as usize }> =
-    PerCpuArray::new();
+pub static L4LB_SVC_STATS: Array<ServiceStats, { MAX_SERVICES as usize }, MMAPABLE> = Array::new();
 
+/// Per backend id and CPU, as [`L4LB_SVC_STATS`] (a [`Stats`] is one line).
 #[btf_map]
-pub static L4LB_BE_STATS: PerCpuArray<Stats, { MAX_BACKENDS as usize }> = PerCpuArray::new();
+pub static L4LB_BE_STATS: Array<Stats, { MAX_BACKENDS as usize }, MMAPABLE> = Array::new();
+
+/// Possible CPUs, set by the agent at load (frozen read-only data): the
+/// counter arrays' stride per id.
+#[unsafe(no_mangle)]
+static L4LB_NR_CPUS: u32 = 1;
+
+/// The index of this CPU's record of `id` in a counter array (`id * CPUs +
+/// cpu`: an id's records side by side, so the agent sums one run of them).
+/// None when it cannot be there; an id past the array's ids lands past its
+/// end, which the lookup refuses.
+#[inline(always)]
+pub fn cpu_record(id: u32) -> Option<u32> {
+    // SAFETY: a plain read of a static; volatile so the compiler leaves the
+    // value to the loader.
+    let cpus = unsafe { core::ptr::read_volatile(&L4LB_NR_CPUS) };
+    // SAFETY: a helper without arguments (inlined by the verifier).
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    if cpu >= cpus {
+        return None;
+    }
+    // In 64 bits, one range check: no u32 product wraps onto another id.
+    u32::try_from(u64::from(id) * u64::from(cpus) + u64::from(cpu)).ok()
+}
 
 /// XDP connection table: client → VIP 5-tuple → backend (see `xdp.rs`).
 #[btf_map]

@@ -509,3 +509,46 @@ fn services_written_in_chunks_serve_and_adopt_clean() {
     let (_, metrics) = sb.agent_http("/metrics");
     assert!(metrics.contains("l4lb_table_repairs_total 0"), "{metrics}");
 }
+
+/// TCP connects through every VIP, from the `stats` command's JSON.
+fn connects(sb: &Sandbox) -> u64 {
+    let out = sb
+        .in_netns(l4lb_tests::agent_bin())
+        .args(["stats", "--json", "--pin-root"])
+        .arg(sb.pin_root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stats: Value = serde_json::from_slice(&out.stdout).unwrap();
+    stats["connects"].as_u64().unwrap()
+}
+
+/// The counter arrays hold a record per (id, CPU), `id * CPUs + cpu`: a
+/// pinned one sized for another CPU count is made anew (its counts start
+/// from zero) instead of being read and written with the wrong stride.
+#[test]
+fn a_counter_map_of_another_size_is_made_anew() {
+    require_root();
+    let mut sb = with_backends("restart-cpus");
+    let mut agent = Agent::start(&mut sb, ALL).unwrap();
+    agent.wait_vips(1, READY).unwrap();
+    sb.probe_tcp("11.0.0.1:7000", 5).unwrap();
+    assert_eq!(connects(&sb), 5);
+    agent
+        .kill_no_teardown(libc::SIGKILL, Duration::from_secs(5))
+        .unwrap();
+    let pin = sb.pin_root().join(l4lb_common::SERVICE_STATS_MAP);
+    std::fs::remove_file(&pin).unwrap();
+    let value = size_of::<l4lb_common::ServiceStats>().to_string();
+    run(std::process::Command::new("bpftool")
+        .args(["map", "create"])
+        .arg(&pin)
+        .args(["type", "array", "key", "4", "value", &value, "entries", "3"])
+        .args(["name", "L4LB_SVC_STATS", "flags", "1024"]))
+    .unwrap();
+    let agent = Agent::start(&mut sb, ALL).unwrap();
+    agent.wait_vips(1, READY).unwrap();
+    assert!(agent.log().contains("made anew"), "{}", agent.log());
+    sb.probe_tcp("11.0.0.1:7000", 7).unwrap();
+    assert_eq!(connects(&sb), 7);
+}
