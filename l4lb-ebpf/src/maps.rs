@@ -58,7 +58,8 @@ pub static L4LB_REVNAT: LruHashMap<RevNatKey, RevNatValue, { MAX_REVNAT as usize
 /// one per-CPU allocation per entry (~50 ms of the agent's start each).
 /// Mmap-able for the alignment: values start on a page and a record is
 /// whole cache lines, so two CPUs never write one line; the agent (the
-/// resizer: `max_entries` = ids x CPUs) reads and zeroes them through memory.
+/// resizer: `max_entries` = ids x CPUs) reads and zeroes an id's run of
+/// records in one batch call.
 #[btf_map]
 pub static L4LB_SVC_STATS: Array<ServiceStats, { MAX_SERVICES as usize }, MMAPABLE> = Array::new();
 

@@ -1,13 +1,16 @@
-//! BPF_MAP_UPDATE_BATCH: many entries of one map in one bpf() call. A full
-//! sync writes ~100,000 backend and member entries; one syscall each was most
-//! of its apply time. Hand-written with libc because aya 0.14 has no batch
-//! API (like `slots_array.rs`'s mmap).
+//! BPF_MAP_UPDATE_BATCH / BPF_MAP_LOOKUP_BATCH: many entries of one map in one
+//! bpf() call. A full sync writes ~100,000 backend and member entries; one
+//! syscall each was most of its apply time. A counter read takes one id's
+//! run of (id, CPU) records in one call. Hand-written with libc because aya
+//! 0.14 has no batch API (like `slots_array.rs`'s mmap).
 use std::{
     io,
     os::fd::{AsRawFd, BorrowedFd},
 };
 
-/// `BPF_MAP_UPDATE_BATCH` from `enum bpf_cmd` (include/uapi/linux/bpf.h).
+/// `BPF_MAP_LOOKUP_BATCH` and `BPF_MAP_UPDATE_BATCH` from `enum bpf_cmd`
+/// (include/uapi/linux/bpf.h).
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 
 /// The `batch` member of `union bpf_attr`.
@@ -67,4 +70,45 @@ pub fn update<K: Copy, V: Copy>(
         done += written;
     }
     Ok(())
+}
+
+/// Reads entries `first..first + out.len()` of an array map (u32 keys) into
+/// `out`, in one call. The kernel walks the keys after `in_batch`, so the
+/// walk starts after `first - 1` (from the first key when `first` is 0); it
+/// ends with ENOENT at the array's end, which is fine once `out` is full.
+pub fn lookup_array_run<V: Copy>(map: BorrowedFd<'_>, first: u32, out: &mut [V]) -> io::Result<()> {
+    let count = u32::try_from(out.len()).map_err(|_| io::Error::other("run too long"))?;
+    let mut keys = vec![0u32; out.len()];
+    let before = first.checked_sub(1);
+    let mut last = 0u32;
+    let mut attr = BatchAttr {
+        in_batch: before.as_ref().map_or(0, |k| k as *const u32 as u64),
+        out_batch: &mut last as *mut u32 as u64,
+        keys: keys.as_mut_ptr() as u64,
+        values: out.as_mut_ptr() as u64,
+        count,
+        map_fd: map.as_raw_fd() as u32,
+        ..BatchAttr::default()
+    };
+    // SAFETY: `attr` points at `count` keys and values and a key for the
+    // batch position, all of the map's sizes (u32 keys, `V` values), that
+    // outlive the call; the kernel writes at most `count` of each.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_LOOKUP_BATCH,
+            &mut attr as *mut BatchAttr,
+            std::mem::size_of::<BatchAttr>() as libc::c_uint,
+        )
+    };
+    let err = (r < 0).then(io::Error::last_os_error);
+    let full = attr.count == count && keys.first() == Some(&first);
+    match err {
+        _ if full => Ok(()),
+        Some(e) => Err(e),
+        None => Err(io::Error::other(format!(
+            "BPF_MAP_LOOKUP_BATCH read {} of {count} entries from key {first}",
+            attr.count
+        ))),
+    }
 }

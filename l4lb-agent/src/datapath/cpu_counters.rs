@@ -1,18 +1,19 @@
 //! `L4LB_SVC_STATS` and `L4LB_BE_STATS`: one counter record per (id, CPU),
-//! at `id * cpus + cpu` of a plain mmap-able array (the programs'
-//! `cpu_record`). A per-CPU array made one kernel per-CPU allocation per
-//! entry, ~50 ms of the agent's start per 65,536-entry map; this is one
-//! allocation. The agent sums an id's run of records and zeroes it on id
-//! reuse through a mapping of that run's pages only, made per access: a
-//! mapping of a whole array puts all its pages in the agent's resident set
-//! (24 MB on 2 CPUs), and one per id costs one mmap and munmap whatever
-//! the CPU count (a syscall per record would cost one per CPU).
+//! at `id * cpus + cpu` of a plain array (the programs' `cpu_record`). A
+//! per-CPU array made one kernel per-CPU allocation per entry, ~50 ms of the
+//! agent's start per 65,536-entry map; this is one allocation. The agent
+//! reads an id's run of records in one `BPF_MAP_LOOKUP_BATCH` and zeroes it
+//! on id reuse in one `BPF_MAP_UPDATE_BATCH`, as the kernel summed and zeroed
+//! per-CPU values. Not through a mapping: a mapped page is resident in the
+//! agent from mmap on (a whole array is 24 MB on 2 CPUs), and a mapping per
+//! read costs an mmap, a munmap and its TLB flush on every CPU the agent's
+//! threads ran on.
 use std::{os::fd::AsFd, path::Path};
 
 use anyhow::{Context, Result};
 use aya::maps::{Map, MapData, MapError, MapInfo};
 
-use super::mmap::Mapping;
+use super::batch;
 
 /// Records of one counter map, `cpus` per id.
 pub(super) struct CpuCounters<T> {
@@ -28,12 +29,11 @@ impl<T: Copy + Default> CpuCounters<T> {
             anyhow::bail!("{name} is not an array");
         };
         let info = map.info()?;
-        // The kernel's element stride is the value size rounded up to 8.
-        let stride = (info.value_size() as usize).next_multiple_of(8);
+        let size = info.value_size() as usize;
         let records = info.max_entries() as usize;
-        if stride != size_of::<T>() || cpus == 0 || !records.is_multiple_of(cpus) {
+        if size != size_of::<T>() || cpus == 0 || !records.is_multiple_of(cpus) {
             anyhow::bail!(
-                "{name} holds {records} records of {stride} B, not whole runs of {cpus} of {} B",
+                "{name} holds {records} records of {size} B, not whole runs of {cpus} of {} B",
                 size_of::<T>()
             );
         }
@@ -45,43 +45,42 @@ impl<T: Copy + Default> CpuCounters<T> {
         })
     }
 
-    /// Runs `f` on id `id`'s records, mapped for the call only.
-    fn with_run<R>(&self, id: u32, f: impl FnOnce(*mut T) -> R) -> Result<R, MapError> {
-        let out_of_bounds = MapError::OutOfBounds {
-            index: id,
-            max_entries: self.records as u32,
-        };
-        let first = (id as usize).checked_mul(self.cpus);
-        let Some(first) = first.filter(|f| f + self.cpus <= self.records) else {
-            return Err(out_of_bounds);
-        };
-        let size = size_of::<T>();
-        let fd = self.map.fd().as_fd();
-        let mapping = Mapping::pages(fd, first * size, (first + self.cpus) * size)?;
-        // The start is 8-aligned: the values start on a page, T's size is a multiple of 8.
-        Ok(f(mapping.start().cast::<T>()))
+    /// The key of id `id`'s first record (None: past the array).
+    fn first(&self, id: u32) -> Result<u32, MapError> {
+        (id as usize)
+            .checked_mul(self.cpus)
+            .filter(|f| f + self.cpus <= self.records)
+            .and_then(|f| u32::try_from(f).ok())
+            .ok_or(MapError::OutOfBounds {
+                index: id,
+                max_entries: self.records as u32,
+            })
     }
 
     /// Id `id`'s records added up (zero: the id is out of range).
     pub(super) fn sum(&self, id: u32, add: fn(&mut T, &T)) -> T {
         let mut total = T::default();
-        let _ = self.with_run(id, |run| {
-            for i in 0..self.cpus {
-                // SAFETY: record i of the run, inside the live mapping;
-                // volatile: the programs write it while we read.
-                add(&mut total, &unsafe { std::ptr::read_volatile(run.add(i)) });
-            }
-        });
+        let mut run = vec![T::default(); self.cpus];
+        let read = self
+            .first(id)
+            .ok()
+            .and_then(|first| batch::lookup_array_run(self.map.fd().as_fd(), first, &mut run).ok());
+        if read.is_some() {
+            run.iter().for_each(|r| add(&mut total, r));
+        }
         total
     }
 
     /// Zeroes id `id`'s records (the id goes to a new service or backend).
     pub(super) fn reset(&mut self, id: u32) -> Result<(), MapError> {
-        self.with_run(id, |run| {
-            for i in 0..self.cpus {
-                // SAFETY: record i of the run, inside the live mapping.
-                unsafe { std::ptr::write_volatile(run.add(i), T::default()) };
-            }
+        let first = self.first(id)?;
+        let keys: Vec<u32> = (first..).take(self.cpus).collect();
+        let zeros = vec![T::default(); self.cpus];
+        batch::update(self.map.fd().as_fd(), &keys, &zeros).map_err(|(_, e)| {
+            MapError::SyscallError(aya::sys::SyscallError {
+                call: "bpf_map_update_batch",
+                io_error: e,
+            })
         })
     }
 }
