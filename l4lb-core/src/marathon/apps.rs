@@ -8,10 +8,13 @@
 //! (Marathon writes `"container": null`). Port numbers are `i64`, not `u16`:
 //! a port out of range then costs one port (with a warning naming it, see
 //! `parse`), not the whole app.
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, fmt, net::IpAddr, sync::Arc};
 
 use serde::{Deserialize, Deserializer, de};
 use serde_json::{Map, Value};
+
+use crate::hosts::{AgentAt, parse_agent_host};
+use crate::intern::intern;
 
 /// The response body: `{"apps": [...]}`, each app still undecoded.
 #[derive(Debug, Deserialize)]
@@ -123,7 +126,9 @@ pub struct Network {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 pub struct HealthCheck {}
 
-/// `tasks[]` of an app embedded with `apps.tasks`.
+/// `tasks[]` of an app embedded with `apps.tasks`. A full read decodes
+/// 50,000 of them: the fields a task record keeps are parsed as they are
+/// read, with no copy of their text (see [`Text`], [`TaskState`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Task {
@@ -131,17 +136,17 @@ pub struct Task {
     pub id: String,
     /// The agent: an IP, or a hostname on some clusters.
     #[serde(default)]
-    pub host: Option<String>,
+    pub host: Option<Text<AgentAt>>,
     #[serde(default, deserialize_with = "nullable")]
     pub ip_addresses: Vec<IpAddress>,
     /// Host ports, one per host-mapped port in definition/mapping order.
     #[serde(default, deserialize_with = "nullable")]
     pub ports: Vec<i64>,
-    #[serde(default)]
-    pub slave_id: Option<String>,
-    /// `TASK_RUNNING`, `TASK_KILLING`, …
-    #[serde(default)]
-    pub state: Option<String>,
+    /// Shared with every record on the same agent.
+    #[serde(default, deserialize_with = "interned")]
+    pub slave_id: Option<Arc<str>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub state: TaskState,
     #[serde(default, deserialize_with = "nullable")]
     pub health_check_results: Vec<HealthCheckResult>,
     /// Legacy task labels (`vip_PORT0`). Marathon's own task JSON has none;
@@ -154,12 +159,104 @@ pub struct Task {
     pub zone: Option<serde_json::Value>,
 }
 
+/// `tasks[].state`: only the two states that make a task a backend are
+/// told apart.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TaskState {
+    Running,
+    Killing,
+    /// Staging, finished, failed, …, or none.
+    #[default]
+    Other,
+}
+
 /// `tasks[].ipAddresses[]`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IpAddress {
     #[serde(default)]
-    pub ip_address: Option<String>,
+    pub ip_address: Option<Text<IpAddr>>,
+}
+
+/// A string field parsed while it is read: its text is kept only when it
+/// does not parse, for the warning that quotes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Text<T> {
+    Ok(T),
+    Bad(Box<str>),
+}
+
+/// What a [`Text`] field parses into.
+pub trait FromText: Sized {
+    fn from_text(s: &str) -> Option<Self>;
+}
+
+impl FromText for IpAddr {
+    fn from_text(s: &str) -> Option<IpAddr> {
+        s.trim().parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
+    }
+}
+
+impl FromText for AgentAt {
+    fn from_text(s: &str) -> Option<AgentAt> {
+        parse_agent_host(s)
+    }
+}
+
+impl<T> Text<T> {
+    /// The text that did not parse (`""` for a value that did).
+    pub fn bad_text(&self) -> &str {
+        match self {
+            Text::Ok(_) => "",
+            Text::Bad(s) => s,
+        }
+    }
+}
+
+/// Hands a string's text to `f` without a copy (serde_json copies only a
+/// text with escapes, into its scratch buffer).
+struct StrVisitor<F>(F);
+
+impl<T, F: FnOnce(&str) -> T> de::Visitor<'_> for StrVisitor<F> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<T, E> {
+        Ok((self.0)(s))
+    }
+}
+
+impl<'de, T: FromText> Deserialize<'de> for Text<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(StrVisitor(|s: &str| match T::from_text(s) {
+            Some(v) => Text::Ok(v),
+            None => Text::Bad(s.into()),
+        }))
+    }
+}
+
+impl<'de> Deserialize<'de> for TaskState {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(StrVisitor(|s: &str| match s {
+            "TASK_RUNNING" => TaskState::Running,
+            "TASK_KILLING" => TaskState::Killing,
+            _ => TaskState::Other,
+        }))
+    }
+}
+
+/// A string interned as it is read (no copy of its own).
+fn interned<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Arc<str>>, D::Error> {
+    struct Interned(Arc<str>);
+    impl<'de> Deserialize<'de> for Interned {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_str(StrVisitor(|s: &str| Interned(intern(s))))
+        }
+    }
+    Ok(Option::<Interned>::deserialize(d)?.map(|i| i.0))
 }
 
 /// `tasks[].healthCheckResults[]`.
