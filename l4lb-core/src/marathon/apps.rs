@@ -490,6 +490,57 @@ mod tests {
     }
 
     #[test]
+    fn task_fields_parse_as_they_are_read() {
+        let app = app_from_value(&json!({"id": "/a", "tasks": [
+            {"id": "t0", "state": "TASK_RUNNING", "host": " 10.0.0.1 ", "slaveId": "s-1",
+             "ipAddresses": [{"ipAddress": "::ffff:10.0.0.2"}, {"ipAddress": "10.0.0.300"}]},
+            {"id": "t1", "state": "TASK_KILLING", "host": "Agent-1.", "slaveId": "s-1"},
+            {"id": "t2", "state": null, "host": "not a host", "ipAddresses": [{"ipAddress": null}]},
+            {"id": "t3", "state": "TASK_STAGING"}
+        ]}))
+        .unwrap();
+        let t = &app.tasks;
+        let states: Vec<TaskState> = t.iter().map(|t| t.state).collect();
+        use TaskState::*;
+        assert_eq!(states, [Running, Killing, Other, Other]);
+        assert_eq!(
+            t[0].host,
+            Some(Text::Ok(AgentAt::Ip("10.0.0.1".parse().unwrap())))
+        );
+        assert_eq!(t[1].host, Some(Text::Ok(AgentAt::Name("agent-1".into()))));
+        assert_eq!(t[2].host, Some(Text::Bad("not a host".into())));
+        assert_eq!(t[2].host.as_ref().map(Text::bad_text), Some("not a host"));
+        let ips: Vec<_> = t[0]
+            .ip_addresses
+            .iter()
+            .map(|a| a.ip_address.clone())
+            .collect();
+        // Mapped IPv4 is canonical; a bad address keeps its text for the warning.
+        let v4 = "10.0.0.2".parse().unwrap();
+        assert_eq!(
+            ips,
+            [Some(Text::Ok(v4)), Some(Text::Bad("10.0.0.300".into()))]
+        );
+        assert_eq!(t[2].ip_addresses[0].ip_address, None);
+        // One agent id, shared by the tasks on it.
+        let (a, b) = (
+            t[0].slave_id.clone().unwrap(),
+            t[1].slave_id.clone().unwrap(),
+        );
+        assert!(std::sync::Arc::ptr_eq(&a, &b) && &*a == "s-1");
+        // A text with escapes reads as its value (serde_json unescapes it).
+        let escaped = br#"{"id": "t", "state": "TASK_RUNNING", "slaveId": "s\/2"}"#;
+        let task: Task = serde_json::from_slice(escaped).unwrap();
+        assert_eq!(
+            (task.state, task.slave_id.as_deref()),
+            (Running, Some("s/2"))
+        );
+        let e = bad(json!({"id": "/a", "tasks": [{"id": "t", "state": 3}]}));
+        assert_eq!(e.path, "tasks[0].state");
+        assert!(e.msg.contains("expected a string"), "{}", e.msg);
+    }
+
+    #[test]
     fn bad_app_values() {
         let e = bad(json!("redis"));
         assert_eq!((e.app_id, e.path.as_str()), (None, ""));
