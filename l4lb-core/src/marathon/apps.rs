@@ -8,10 +8,13 @@
 //! (Marathon writes `"container": null`). Port numbers are `i64`, not `u16`:
 //! a port out of range then costs one port (with a warning naming it, see
 //! `parse`), not the whole app.
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, fmt, net::IpAddr, sync::Arc};
 
 use serde::{Deserialize, Deserializer, de};
 use serde_json::{Map, Value};
+
+use crate::hosts::{AgentAt, parse_agent_host};
+use crate::intern::intern;
 
 /// The response body: `{"apps": [...]}`, each app still undecoded.
 #[derive(Debug, Deserialize)]
@@ -123,7 +126,9 @@ pub struct Network {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 pub struct HealthCheck {}
 
-/// `tasks[]` of an app embedded with `apps.tasks`.
+/// `tasks[]` of an app embedded with `apps.tasks`. A full read decodes
+/// 50,000 of them: the fields a task record keeps are parsed as they are
+/// read, with no copy of their text (see [`Text`], [`TaskState`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Task {
@@ -131,17 +136,17 @@ pub struct Task {
     pub id: String,
     /// The agent: an IP, or a hostname on some clusters.
     #[serde(default)]
-    pub host: Option<String>,
+    pub host: Option<Text<AgentAt>>,
     #[serde(default, deserialize_with = "nullable")]
     pub ip_addresses: Vec<IpAddress>,
     /// Host ports, one per host-mapped port in definition/mapping order.
     #[serde(default, deserialize_with = "nullable")]
     pub ports: Vec<i64>,
-    #[serde(default)]
-    pub slave_id: Option<String>,
-    /// `TASK_RUNNING`, `TASK_KILLING`, …
-    #[serde(default)]
-    pub state: Option<String>,
+    /// Shared with every record on the same agent.
+    #[serde(default, deserialize_with = "interned")]
+    pub slave_id: Option<Arc<str>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub state: TaskState,
     #[serde(default, deserialize_with = "nullable")]
     pub health_check_results: Vec<HealthCheckResult>,
     /// Legacy task labels (`vip_PORT0`). Marathon's own task JSON has none;
@@ -154,12 +159,104 @@ pub struct Task {
     pub zone: Option<serde_json::Value>,
 }
 
+/// `tasks[].state`: only the two states that make a task a backend are
+/// told apart.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TaskState {
+    Running,
+    Killing,
+    /// Staging, finished, failed, …, or none.
+    #[default]
+    Other,
+}
+
 /// `tasks[].ipAddresses[]`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IpAddress {
     #[serde(default)]
-    pub ip_address: Option<String>,
+    pub ip_address: Option<Text<IpAddr>>,
+}
+
+/// A string field parsed while it is read: its text is kept only when it
+/// does not parse, for the warning that quotes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Text<T> {
+    Ok(T),
+    Bad(Box<str>),
+}
+
+/// What a [`Text`] field parses into.
+pub trait FromText: Sized {
+    fn from_text(s: &str) -> Option<Self>;
+}
+
+impl FromText for IpAddr {
+    fn from_text(s: &str) -> Option<IpAddr> {
+        s.trim().parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
+    }
+}
+
+impl FromText for AgentAt {
+    fn from_text(s: &str) -> Option<AgentAt> {
+        parse_agent_host(s)
+    }
+}
+
+impl<T> Text<T> {
+    /// The text that did not parse (`""` for a value that did).
+    pub fn bad_text(&self) -> &str {
+        match self {
+            Text::Ok(_) => "",
+            Text::Bad(s) => s,
+        }
+    }
+}
+
+/// Hands a string's text to `f` without a copy (serde_json copies only a
+/// text with escapes, into its scratch buffer).
+struct StrVisitor<F>(F);
+
+impl<T, F: FnOnce(&str) -> T> de::Visitor<'_> for StrVisitor<F> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<T, E> {
+        Ok((self.0)(s))
+    }
+}
+
+impl<'de, T: FromText> Deserialize<'de> for Text<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(StrVisitor(|s: &str| match T::from_text(s) {
+            Some(v) => Text::Ok(v),
+            None => Text::Bad(s.into()),
+        }))
+    }
+}
+
+impl<'de> Deserialize<'de> for TaskState {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(StrVisitor(|s: &str| match s {
+            "TASK_RUNNING" => TaskState::Running,
+            "TASK_KILLING" => TaskState::Killing,
+            _ => TaskState::Other,
+        }))
+    }
+}
+
+/// A string interned as it is read (no copy of its own).
+fn interned<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Arc<str>>, D::Error> {
+    struct Interned(Arc<str>);
+    impl<'de> Deserialize<'de> for Interned {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_str(StrVisitor(|s: &str| Interned(intern(s))))
+        }
+    }
+    Ok(Option::<Interned>::deserialize(d)?.map(|i| i.0))
 }
 
 /// `tasks[].healthCheckResults[]`.
@@ -390,6 +487,57 @@ mod tests {
         let e = bad(json!({"id": "/a", "tasks": [{"labels": 3}]}));
         assert_eq!(e.path, "tasks[0].labels");
         assert!(e.msg.contains("expected labels"), "{}", e.msg);
+    }
+
+    #[test]
+    fn task_fields_parse_as_they_are_read() {
+        let app = app_from_value(&json!({"id": "/a", "tasks": [
+            {"id": "t0", "state": "TASK_RUNNING", "host": " 10.0.0.1 ", "slaveId": "s-1",
+             "ipAddresses": [{"ipAddress": "::ffff:10.0.0.2"}, {"ipAddress": "10.0.0.300"}]},
+            {"id": "t1", "state": "TASK_KILLING", "host": "Agent-1.", "slaveId": "s-1"},
+            {"id": "t2", "state": null, "host": "not a host", "ipAddresses": [{"ipAddress": null}]},
+            {"id": "t3", "state": "TASK_STAGING"}
+        ]}))
+        .unwrap();
+        let t = &app.tasks;
+        let states: Vec<TaskState> = t.iter().map(|t| t.state).collect();
+        use TaskState::*;
+        assert_eq!(states, [Running, Killing, Other, Other]);
+        assert_eq!(
+            t[0].host,
+            Some(Text::Ok(AgentAt::Ip("10.0.0.1".parse().unwrap())))
+        );
+        assert_eq!(t[1].host, Some(Text::Ok(AgentAt::Name("agent-1".into()))));
+        assert_eq!(t[2].host, Some(Text::Bad("not a host".into())));
+        assert_eq!(t[2].host.as_ref().map(Text::bad_text), Some("not a host"));
+        let ips: Vec<_> = t[0]
+            .ip_addresses
+            .iter()
+            .map(|a| a.ip_address.clone())
+            .collect();
+        // Mapped IPv4 is canonical; a bad address keeps its text for the warning.
+        let v4 = "10.0.0.2".parse().unwrap();
+        assert_eq!(
+            ips,
+            [Some(Text::Ok(v4)), Some(Text::Bad("10.0.0.300".into()))]
+        );
+        assert_eq!(t[2].ip_addresses[0].ip_address, None);
+        // One agent id, shared by the tasks on it.
+        let (a, b) = (
+            t[0].slave_id.clone().unwrap(),
+            t[1].slave_id.clone().unwrap(),
+        );
+        assert!(std::sync::Arc::ptr_eq(&a, &b) && &*a == "s-1");
+        // A text with escapes reads as its value (serde_json unescapes it).
+        let escaped = br#"{"id": "t", "state": "TASK_RUNNING", "slaveId": "s\/2"}"#;
+        let task: Task = serde_json::from_slice(escaped).unwrap();
+        assert_eq!(
+            (task.state, task.slave_id.as_deref()),
+            (Running, Some("s/2"))
+        );
+        let e = bad(json!({"id": "/a", "tasks": [{"id": "t", "state": 3}]}));
+        assert_eq!(e.path, "tasks[0].state");
+        assert!(e.msg.contains("expected a string"), "{}", e.msg);
     }
 
     #[test]

@@ -118,7 +118,7 @@ impl Builder {
         d: &Decl,
         addrs: &[SocketAddr],
         weight: u32,
-        at: &str,
+        at: &dyn Fn() -> String,
         warn: &mut dyn FnMut(String),
     ) {
         let addrs: Vec<SocketAddr> = match &d.target {
@@ -130,6 +130,7 @@ impl Builder {
                     .filter(|a| Family::of(a.ip()) == Family::of(vip.ip()))
                     .collect();
                 if same.is_empty() {
+                    let at = at();
                     for a in addrs {
                         warn(format!(
                             "{}: {at} backend {a} is {} but the VIP {vip} is {}; left out",

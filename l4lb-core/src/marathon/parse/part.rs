@@ -204,7 +204,9 @@ impl PartBuilder {
         let mut warnings = Vec::new();
         for d in &vips.0 {
             self.b
-                .add_backends(d, addrs, weight, at, &mut |w| warnings.push(w));
+                .add_backends(d, addrs, weight, &|| at.to_owned(), &mut |w| {
+                    warnings.push(w)
+                });
         }
         self.warnings.extend(warnings);
     }

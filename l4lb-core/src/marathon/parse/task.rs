@@ -13,9 +13,9 @@ use super::{
     ports::{Mode, PortSpec, networking_mode, port_specs, port_u16},
 };
 use crate::declare::FRAMEWORK;
-use crate::hosts::{AgentAt, parse_agent_host, pick_agent_addr};
+use crate::hosts::{AgentAt, pick_agent_addr};
 use crate::intern::intern;
-use crate::marathon::apps::{App, Task};
+use crate::marathon::apps::{App, Task, TaskState, Text};
 use crate::model::{Protocols, TaskPort, TaskRecord};
 use crate::naming::Family;
 
@@ -39,8 +39,8 @@ impl AppPorts<'_> {
 struct TaskCtx<'a, 'w> {
     app: &'a AppPorts<'a>,
     task: &'a Task,
-    /// `tasks[0] (id)`, for messages.
-    at: String,
+    /// The task's index in the app, for messages (see [`TaskCtx::at`]).
+    j: usize,
     healthy: Option<bool>,
     /// None: not a backend (neither running nor killing).
     weight: Option<u32>,
@@ -114,7 +114,7 @@ impl Builder {
         let mut t = TaskCtx {
             app,
             task,
-            at: format!("tasks[{j}] ({})", task.id),
+            j,
             healthy,
             weight: weight(task, healthy),
             warn,
@@ -127,17 +127,20 @@ impl Builder {
             .map(|spec| t.endpoint(spec, &agent, &task_ips))
             .collect();
 
-        let task_decls = legacy_decls(&task.labels, &app.specs, &t.at, t.warn);
+        let task_decls = match task.labels.is_empty() {
+            true => Vec::new(),
+            false => legacy_decls(&task.labels, &app.specs, &t.at(), t.warn),
+        };
         for d in &task_decls {
             self.declare(d, &app.app.id);
         }
         if let Some(weight) = t.weight {
             let decls = app.decls.iter().chain(&task_decls);
-            self.add_task_backends(decls, &endpoints, weight, &t.at, t.warn);
+            self.add_task_backends(decls, &endpoints, weight, &|| task_at(j, task), t.warn);
         }
         let mut record = t.record(agent.ip, task_ips, &endpoints);
         let zone = super::super::zone::task_zone(task.zone.as_ref()).unwrap_or_else(|why| {
-            (t.warn)(format!("{}.{why}", t.at));
+            (t.warn)(format!("{}.{why}", task_at(j, task)));
             None
         });
         record.zone = zone.as_deref().map(intern);
@@ -151,7 +154,7 @@ impl Builder {
         decls: impl Iterator<Item = &'d Decl>,
         endpoints: &[Option<Endpoint>],
         weight: u32,
-        at: &str,
+        at: &dyn Fn() -> String,
         warn: &mut dyn FnMut(String),
     ) {
         for d in decls {
@@ -178,6 +181,11 @@ impl Builder {
     }
 }
 
+/// `tasks[0] (id)`: made only for a message (most tasks have none).
+fn task_at(j: usize, task: &Task) -> String {
+    format!("tasks[{j}] ({})", task.id)
+}
+
 /// None without health checks; else whether every result is alive (no
 /// result yet: not healthy).
 fn health(app: &App, task: &Task) -> Option<bool> {
@@ -192,15 +200,19 @@ fn health(app: &App, task: &Task) -> Option<bool> {
 
 /// A backend's weight; None for tasks that are not backends.
 fn weight(task: &Task, healthy: Option<bool>) -> Option<u32> {
-    match task.state.as_deref().unwrap_or_default() {
-        "TASK_RUNNING" if healthy == Some(false) => Some(0),
-        "TASK_RUNNING" => Some(1),
-        "TASK_KILLING" => Some(0),
-        _ => None,
+    match task.state {
+        TaskState::Running if healthy == Some(false) => Some(0),
+        TaskState::Running => Some(1),
+        TaskState::Killing => Some(0),
+        TaskState::Other => None,
     }
 }
 
 impl TaskCtx<'_, '_> {
+    fn at(&self) -> String {
+        task_at(self.j, self.task)
+    }
+
     /// Tasks that are not backends (staging, finished, …) often lack ports
     /// or addresses: only complain about the ones that serve.
     fn warn_serving(&mut self, what: String) {
@@ -215,12 +227,12 @@ impl TaskCtx<'_, '_> {
         // Kept in every task's record: sized to the list, no growth slack.
         let mut ips = Vec::with_capacity(task.ip_addresses.len());
         for (k, a) in task.ip_addresses.iter().enumerate() {
-            match a.ip_address.as_deref().map(|s| s.trim().parse::<IpAddr>()) {
-                Some(Ok(ip)) => ips.push(ip.to_canonical()),
-                Some(Err(_)) | None => self.warn_serving(format!(
+            match &a.ip_address {
+                Some(Text::Ok(ip)) => ips.push(*ip),
+                bad => self.warn_serving(format!(
                     "{}.ipAddresses[{k}].ipAddress: {:?} is not an IP address",
-                    self.at,
-                    a.ip_address.as_deref().unwrap_or("")
+                    self.at(),
+                    bad.as_ref().map_or("", Text::bad_text)
                 )),
             }
         }
@@ -230,14 +242,14 @@ impl TaskCtx<'_, '_> {
     /// The task's agent: an address, or a name (with the task's address as
     /// a stand-in under host networking).
     fn agent(&mut self, task_ips: &[IpAddr]) -> Agent {
-        let (ip, name) = match self.task.host.as_deref().map(parse_agent_host) {
-            Some(Some(AgentAt::Ip(ip))) => (Some(ip), None),
-            Some(Some(AgentAt::Name(name))) => (None, Some(name)),
+        let (ip, name) = match &self.task.host {
+            Some(Text::Ok(AgentAt::Ip(ip))) => (Some(*ip), None),
+            Some(Text::Ok(AgentAt::Name(name))) => (None, Some(name.clone())),
             bad => {
                 if self.app.any_host_port() {
-                    let at = &self.at;
-                    let what = match (bad, &self.task.host) {
-                        (Some(None), Some(h)) => format!(
+                    let at = self.at();
+                    let what = match bad {
+                        Some(Text::Bad(h)) => format!(
                             "{at}: host {h:?} is neither an IP address nor a host name; \
                              its host-port backends are left out"
                         ),
@@ -285,7 +297,7 @@ impl TaskCtx<'_, '_> {
     }
 
     fn host_port(&mut self, spec: &PortSpec, k: usize) -> Option<u16> {
-        let at = &self.at;
+        let at = self.at();
         let what = match self.task.ports.get(k) {
             Some(&n) => match port_u16(n) {
                 Some(port) => return Some(port),
@@ -316,7 +328,8 @@ impl TaskCtx<'_, '_> {
             let what = format!(
                 "{}.ipAddresses: none, but {} is reached on the task's own IP; \
                  no backend for it",
-                self.at, spec.field
+                self.at(),
+                spec.field
             );
             self.warn_serving(what);
         }
@@ -339,12 +352,12 @@ impl TaskCtx<'_, '_> {
             app_id: intern(&app.app.id),
             task_id: Box::from(task.id.as_str()),
             framework: intern(FRAMEWORK),
-            agent_id: intern(task.slave_id.as_deref().unwrap_or_default()),
+            agent_id: task.slave_id.clone().unwrap_or_else(|| intern("")),
             agent_ip,
             task_ips: task_ips.into_boxed_slice(),
             ports: task_ports(&app.specs, endpoints),
             host_ports: app.mode != Mode::Container || app.any_host_port(),
-            running: task.state.as_deref() == Some("TASK_RUNNING"),
+            running: task.state == TaskState::Running,
             healthy: self.healthy,
             in_pod: false,
             zone: None,
