@@ -13,7 +13,7 @@ use l4lb_fuzz::{
         ZoneIndex, names,
         records::{Lookup, ZoneOptions, Zones, build_zones},
     },
-    model::{Catalog, Cluster, Endpoint},
+    model::{Catalog, Cluster, Endpoint, ServiceSpec},
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -28,9 +28,18 @@ fuzz_target!(|data: &[u8]| {
     task.framework = fields.next().unwrap_or("marathon").into();
     task.ports[0].name = fields.next().map(Into::into);
     let label = fields.next().map(|l| l.to_owned());
-    for spec in catalog.services.services.values_mut() {
-        spec.name = label.clone();
-    }
+    let services = std::mem::take(&mut catalog.services.services).into_iter();
+    catalog.services.services = services
+        .map(|(vip, spec)| {
+            (
+                vip,
+                ServiceSpec {
+                    name: label.clone(),
+                    ..spec
+                },
+            )
+        })
+        .collect();
     let scheduler = fields.next().unwrap_or("chronos").to_owned();
     let leader = "198.18.9.1:5050".parse().unwrap();
     let at = |ip: &str| Endpoint {

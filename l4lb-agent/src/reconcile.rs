@@ -128,7 +128,7 @@ impl<W: MapWriter> Reconciler<W> {
     ///
     /// [`finish`]: Reconciler::finish
     pub fn stage(&mut self, desired: &DesiredState) -> Result<Staged> {
-        self.stage_services(ServiceMap::from(&desired.services))
+        self.stage_services(desired.services.clone())
     }
 
     /// [`stage`](Reconciler::stage) of services in a persistent map: when it
@@ -411,11 +411,13 @@ mod tests {
 
     /// Services 11.0.0.1.. each on backend `b`, in a persistent map.
     fn services(n: u16, b: &str) -> ServiceMap {
-        let mut d = desired(n);
-        for spec in d.services.values_mut() {
-            spec.backends = [(b.parse().unwrap(), 1)].into();
-        }
-        ServiceMap::from(&d.services)
+        let backends: std::collections::BTreeMap<_, _> = [(b.parse().unwrap(), 1)].into();
+        (desired(n).services.into_iter())
+            .map(|(vip, spec)| {
+                let backends = backends.clone();
+                (vip, ServiceSpec { backends, ..spec })
+            })
+            .collect()
     }
 
     fn change(map: &ServiceMap, i: u16, b: &str) -> ServiceMap {

@@ -28,7 +28,6 @@ use crate::{
 pub use crate::source::SourceEvent;
 
 mod attaching;
-mod copies;
 mod low_priority;
 mod serving;
 mod zone_publisher;
@@ -169,7 +168,6 @@ pub async fn run(args: RunArgs) -> Result<()> {
         escape,
         backends_tx,
         last_services: ServiceMap::new(),
-        copies: copies::Copies::default(),
     };
     serving.follow(&mut rx).await?;
     info!(
@@ -345,7 +343,7 @@ async fn screen_adopted(
     if !refusals.screen(collisions, &mut adopted, metrics) {
         return Ok(false);
     }
-    let services = ServiceMap::from(&adopted.services.services);
+    let services = adopted.services.services.clone();
     let out = (metrics, locality);
     apply(rec, services, "adoption", None, out, attaching, |_| {}).await?;
     Ok(true)

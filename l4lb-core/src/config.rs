@@ -189,7 +189,7 @@ impl StaticConfig {
     /// agent that shares one allocator between sources and allocates the
     /// union of their [`StaticConfig::named_keys`] itself.
     pub fn desired_state_with(&self, alloc: &VipAllocator) -> Result<DesiredState, ConfigError> {
-        let mut services: BTreeMap<Vip, ServiceSpec> = BTreeMap::new();
+        let mut services = crate::model::ServiceMap::new();
         let mut owner: BTreeMap<Vip, usize> = BTreeMap::new();
         for e in &self.entries {
             let name = match &e.target {
@@ -539,7 +539,7 @@ mod tests {
 
     fn example_state() -> DesiredState {
         let redis6 = named_addr("redis.marathon", Family::V6, 6379);
-        let mut services = BTreeMap::new();
+        let mut services = crate::model::ServiceMap::new();
         services.insert(
             vip("11.0.0.1:6379", Proto::Tcp),
             ServiceSpec {

@@ -95,21 +95,23 @@ impl Guard {
             .flat_map(|s| s.backends.keys().map(|b| b.ip().to_canonical()))
             .filter(|ip| vip_ips.contains(ip))
             .collect();
-        let mut refused = Vec::new();
-        state.services.retain(|vip, spec| {
-            let named = spec.name.is_some();
-            match self.reason(vip, named, |ip| backend_ips.contains(ip)) {
-                None => true,
-                Some(reason) => {
-                    refused.push(Refused {
-                        vip: *vip,
-                        origin: spec.origin.clone(),
-                        reason,
-                    });
-                    false
-                }
-            }
-        });
+        let refused: Vec<Refused> = state
+            .services
+            .iter()
+            .filter_map(|(vip, spec)| {
+                let reason =
+                    self.reason(vip, spec.name.is_some(), |ip| backend_ips.contains(ip))?;
+                Some(Refused {
+                    vip: *vip,
+                    origin: spec.origin.clone(),
+                    reason,
+                })
+            })
+            .collect();
+        // Removed one by one: the map keeps sharing what stays.
+        for r in &refused {
+            state.services.remove(&r.vip);
+        }
         refused
     }
 

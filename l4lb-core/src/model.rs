@@ -89,7 +89,7 @@ pub struct ServiceSpec {
 /// backends is an invariant the sources guarantee (see `config`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct DesiredState {
-    pub services: BTreeMap<Vip, ServiceSpec>,
+    pub services: ServiceMap,
 }
 
 /// The desired services as a persistent map: a copy is O(1) and shares
@@ -98,10 +98,11 @@ pub struct DesiredState {
 /// itself (a source that keeps one between catalogs makes that O(change)).
 pub type ServiceMap = imbl::OrdMap<Vip, ServiceSpec>;
 
-/// A copy of every service of `map`, as the catalog holds them.
+/// The catalog's services for the readers of a catalog (DNS, the HTTP
+/// API): a copy of `map` that shares every node with it, O(1) in memory.
 pub fn desired_state(map: &ServiceMap) -> DesiredState {
     DesiredState {
-        services: map.iter().map(|(v, s)| (*v, s.clone())).collect(),
+        services: map.clone(),
     }
 }
 
@@ -109,9 +110,12 @@ pub fn desired_state(map: &ServiceMap) -> DesiredState {
 /// two have equal: each service is compared once and only those that differ
 /// are copied, so a diff of the result with `last` visits only those. For a
 /// source that rebuilds its catalog whole (a file, a full Marathon read).
-pub fn service_map(last: &ServiceMap, services: &BTreeMap<Vip, ServiceSpec>) -> ServiceMap {
+pub fn service_map(last: &ServiceMap, services: &ServiceMap) -> ServiceMap {
+    if services.ptr_eq(last) {
+        return last.clone();
+    }
     let mut map = last.clone();
-    for vip in last.keys().filter(|v| !services.contains_key(v)) {
+    for vip in last.keys().filter(|v| !services.contains_key(*v)) {
         map.remove(vip);
     }
     for (vip, spec) in services {
@@ -225,8 +229,7 @@ mod tests {
             backends: [("10.0.0.1:80".parse().unwrap(), w)].into(),
             ..Default::default()
         };
-        let mut services: BTreeMap<Vip, ServiceSpec> =
-            (0..200).map(|i| (vip(i), spec(1))).collect();
+        let mut services: ServiceMap = (0..200).map(|i| (vip(i), spec(1))).collect();
         let last = service_map(&ServiceMap::new(), &services);
         assert!(last.iter().eq(&services));
         services.insert(vip(7), spec(0));

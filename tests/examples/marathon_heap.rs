@@ -95,7 +95,7 @@ fn main() {
     let filled = LIVE.load(Relaxed);
     let copy = l4lb_agent::model::desired_state(&services);
     println!(
-        "a DesiredState copy of the services: {:.1} MB",
+        "the catalog's services for DNS and the HTTP API (shares the map): {:.1} MB",
         mb(LIVE.load(Relaxed) - filled)
     );
     drop(copy);

@@ -38,7 +38,7 @@ impl Sent {
 fn map_of(catalog: &Catalog, services: Option<&ServiceMap>) -> ServiceMap {
     match services {
         Some(s) => s.clone(),
-        None => ServiceMap::from(&catalog.services.services),
+        None => catalog.services.services.clone(),
     }
 }
 
@@ -65,7 +65,7 @@ mod tests {
     #[test]
     fn the_same_catalog_is_recognised_with_or_without_its_map() {
         let c = catalog("10.0.0.1:80");
-        let map = ServiceMap::from(&c.services.services);
+        let map = c.services.services.clone();
         let sent = Sent::new(&c, Some(&map));
         assert!(sent.is(&c, Some(&map)) && sent.is(&c, None));
         let other = catalog("10.0.0.2:80");

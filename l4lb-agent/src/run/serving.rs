@@ -9,12 +9,12 @@ use tokio::{
 };
 use tracing::error;
 
-use super::{Dns, Refusals, apply, attaching::Attaching, copies, sync_vip_routes};
+use super::{Dns, Refusals, apply, attaching::Attaching, sync_vip_routes};
 use crate::{
     datapath, http_api,
     locality::Locality,
     metrics::Metrics,
-    model::{Catalog, ServiceMap, Vip, service_map},
+    model::{Catalog, ServiceMap, Vip, desired_state, service_map},
     node::Protected,
     reconcile::Reconciler,
     source::SourceEvent,
@@ -34,7 +34,6 @@ pub(super) struct Serving {
     pub backends_tx: super::BackendsTx,
     /// The services of the last catalog, before the guard's screen.
     pub last_services: ServiceMap,
-    pub copies: copies::Copies,
 }
 
 impl Serving {
@@ -92,13 +91,11 @@ impl Serving {
         let services = (self.refusals).screen_map(&guard, &wanted, &mut catalog, &self.metrics);
         self.last_services = wanted;
         self.locality.learn(&catalog);
-        let (copies, dns, view_tx) = (&mut self.copies, &self.dns, &self.view_tx);
+        let (dns, view_tx) = (&self.dns, &self.view_tx);
         let publish = |in_maps: BTreeSet<Vip>| {
-            // The catalog's copy of a source's map, made once the table
-            // serves (the maps do not wait for it).
-            let made_from = copy_later.then(|| services.clone());
+            // The catalog's services share every node with the source's map.
             if copy_later {
-                catalog.services = copies.make(&services);
+                catalog.services = desired_state(&services);
             }
             let catalog = Arc::new(catalog);
             let zone_opts = dns.as_ref().map(|d| d.2.clone()).unwrap_or_default();
@@ -111,7 +108,9 @@ impl Serving {
                 zones.submit(view.clone(), trigger, received_at);
             }
             let old = view_tx.send_replace(view);
-            copies.replaced(old, made_from);
+            // The last view's catalog (its tasks) is freed off the loop: an
+            // event that arrives meanwhile does not wait for it.
+            tokio::task::spawn_blocking(move || drop(old));
         };
         let staged = services.clone();
         let out = (&*self.metrics, &mut self.locality);

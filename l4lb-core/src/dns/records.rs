@@ -666,7 +666,8 @@ pub(crate) mod tests {
     #[test]
     fn vip_names_follow_the_declaring_framework() {
         let (mut catalog, published) = redis_catalog();
-        let spec = catalog.services.services.values_mut().next().unwrap();
+        let first = *catalog.services.services.keys().next().unwrap();
+        let spec = catalog.services.services.get_mut(&first).unwrap();
         spec.name = Some("overlay-vip:80".into());
         spec.framework = Some("hello-world".into());
         let z = build_zones(&catalog, &published, &ZoneOptions::default());

@@ -320,7 +320,7 @@ fn summarize(
          the guard's screen, the plan and the map writes (all O(change): the services travel as a \
          persistent map, whose diff with the last one planned skips what the two share); the \
          catalog's task list, a pointer per task (O(tasks), ~0.1 ms here); then, once the table \
-         serves, the catalog's copy of the services, brought up to date by the same diff, and \
+         serves, the catalog's services (the same persistent map, shared: O(1)) and \
          the zones, updated by the names that task owns (the catalog is compared with the last by pointer, a few \
          microseconds at this size, and only the stretch that differs is looked at). The first \
          `table applied` also waits for the first full zone build (~300 ms here), published as \

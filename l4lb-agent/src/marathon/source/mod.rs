@@ -85,8 +85,8 @@ pub struct SourceConfig {
 pub struct Update {
     pub catalog: Catalog,
     /// The catalog's services as a persistent map (`Parsed::services`);
-    /// when Some, `catalog.services` is empty (the agent's loop copies them
-    /// once the maps serve them).
+    /// when Some, `catalog.services` is empty (the agent's loop shares the
+    /// map with it once the maps serve them).
     pub services: Option<ServiceMap>,
     pub trigger: Trigger,
     /// Apps (or parts of them) the parser skipped; each was logged.

@@ -192,7 +192,9 @@ impl Builder {
         let hosts = named_agents.into_iter().map(|n| n.host).collect();
         Ok(Parsed {
             catalog: Catalog {
-                services: DesiredState { services },
+                services: DesiredState {
+                    services: services.into_iter().collect(),
+                },
                 tasks,
                 cluster: None,
             },

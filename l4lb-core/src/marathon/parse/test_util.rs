@@ -45,7 +45,7 @@ pub(super) fn apps(list: Value) -> String {
     json!({ "apps": list }).to_string()
 }
 
-pub(super) fn services(p: &Parsed) -> &BTreeMap<Vip, ServiceSpec> {
+pub(super) fn services(p: &Parsed) -> &crate::model::ServiceMap {
     &p.catalog.services.services
 }
 
