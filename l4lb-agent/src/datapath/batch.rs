@@ -49,14 +49,7 @@ pub fn update<K: Copy, V: Copy>(
         };
         // SAFETY: `attr` points at `count` keys and values that outlive the
         // call; the kernel reads them and writes back only `attr.count`.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_UPDATE_BATCH,
-                &mut attr as *mut BatchAttr,
-                std::mem::size_of::<BatchAttr>() as libc::c_uint,
-            )
-        };
+        let r = unsafe { bpf_batch(BPF_MAP_UPDATE_BATCH, &mut attr) };
         let written = attr.count as usize;
         if r < 0 {
             return Err((
@@ -93,14 +86,7 @@ pub fn lookup_array_run<V: Copy>(map: BorrowedFd<'_>, first: u32, out: &mut [V])
     // SAFETY: `attr` points at `count` keys and values and a key for the
     // batch position, all of the map's sizes (u32 keys, `V` values), that
     // outlive the call; the kernel writes at most `count` of each.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_MAP_LOOKUP_BATCH,
-            &mut attr as *mut BatchAttr,
-            std::mem::size_of::<BatchAttr>() as libc::c_uint,
-        )
-    };
+    let r = unsafe { bpf_batch(BPF_MAP_LOOKUP_BATCH, &mut attr) };
     let err = (r < 0).then(io::Error::last_os_error);
     let full = attr.count == count && keys.first() == Some(&first);
     match err {
@@ -110,5 +96,22 @@ pub fn lookup_array_run<V: Copy>(map: BorrowedFd<'_>, first: u32, out: &mut [V])
             "BPF_MAP_LOOKUP_BATCH read {} of {count} entries from key {first}",
             attr.count
         ))),
+    }
+}
+
+/// One batch command of bpf(2) on `attr`.
+///
+/// # Safety
+/// Every pointer in `attr` must be valid for the command, for `attr.count`
+/// entries of the map's key and value sizes.
+unsafe fn bpf_batch(cmd: libc::c_long, attr: &mut BatchAttr) -> libc::c_long {
+    // SAFETY: the caller's contract; `attr` is a live `union bpf_attr` prefix.
+    unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *mut BatchAttr,
+            std::mem::size_of::<BatchAttr>() as libc::c_uint,
+        )
     }
 }
