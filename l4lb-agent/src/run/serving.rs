@@ -82,7 +82,7 @@ impl Serving {
         trigger: &str,
         received_at: Option<Instant>,
     ) -> Result<()> {
-        let copy_later = services.is_some();
+        let from_map = services.is_some();
         // A source without a map of its own: one that shares with the last
         // every service that did not change.
         let wanted = services
@@ -91,12 +91,12 @@ impl Serving {
         let services = (self.refusals).screen_map(&guard, &wanted, &mut catalog, &self.metrics);
         self.last_services = wanted;
         self.locality.learn(&catalog);
+        if from_map {
+            // The readers' services share every node with the screened map.
+            catalog.services = desired_state(&services);
+        }
         let (dns, view_tx) = (&self.dns, &self.view_tx);
         let publish = |in_maps: BTreeSet<Vip>| {
-            // The catalog's services share every node with the source's map.
-            if copy_later {
-                catalog.services = desired_state(&services);
-            }
             let catalog = Arc::new(catalog);
             let zone_opts = dns.as_ref().map(|d| d.2.clone()).unwrap_or_default();
             let dns_zones = dns.as_ref().map(|(_, zones, _)| zones.published());
