@@ -7,6 +7,7 @@
 //! child cgroup of ours, never the root one.
 
 mod agent;
+pub mod bench_cluster;
 mod bins;
 pub mod cluster;
 mod dns;

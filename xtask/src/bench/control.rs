@@ -9,18 +9,15 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use l4lb_tests::{
-    Agent, FakeMarathon, Sandbox, TaskSpec,
-    marathon::{fake_marathon_bin, model},
+pub(crate) use l4lb_tests::bench_cluster::{
+    host_of, marathon_apps as gen_apps, port_of, task_spec,
 };
-use serde_json::{Value, json};
+use l4lb_tests::{Agent, FakeMarathon, Sandbox, marathon::fake_marathon_bin};
 
 use crate::{interrupt, preflight, util};
 
 pub(crate) const MAX_RUNS: i64 = 20;
 
-/// Agent hosts the tasks are spread over: 127.1.0.1 ..= 127.1.0.250.
-const AGENT_HOSTS: u32 = 250;
 pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(120);
 pub(crate) const TOTAL_TIMEOUT: Duration = Duration::from_secs(40 * 60);
 
@@ -38,31 +35,6 @@ pub(crate) fn prepare() -> Result<()> {
     }
     interrupt::install();
     Ok(())
-}
-
-pub(crate) fn host_of(b: u32) -> String {
-    format!("127.1.0.{}", b % AGENT_HOSTS + 1)
-}
-
-pub(crate) fn port_of(b: u32) -> u16 {
-    (20_000 + b / AGENT_HOSTS) as u16
-}
-
-/// Task number `b` (unique over the whole state): a healthy task on one of
-/// the 250 agent hosts, with a host port that makes (host, port) unique.
-pub(crate) fn task_spec(b: u32) -> TaskSpec {
-    TaskSpec::new(&host_of(b), port_of(b)).alive(Some(true))
-}
-
-/// `{"apps": [/app-0 … /app-(n-1)]}`, `tasks` healthy tasks each.
-pub(crate) fn gen_apps(apps: u32, tasks: u32) -> Value {
-    let list: Vec<Value> = (0..apps)
-        .map(|i| {
-            let specs: Vec<TaskSpec> = (0..tasks).map(|j| task_spec(i * tasks + j)).collect();
-            model::host_app(&format!("/app-{i}"), &format!("/app-{i}:80"), &specs, true)
-        })
-        .collect();
-    json!({ "apps": list })
 }
 
 /// The Maglev table size the agent picks for `live` backends (slots.rs).
@@ -156,6 +128,5 @@ mod tests {
         assert_eq!(table_size(5), 503);
         assert_eq!(table_size(6), 1009);
         assert!(max_slots(10_000, 5, false) >= 5_030_000);
-        assert_ne!((host_of(0), port_of(0)), (host_of(250), port_of(250)));
     }
 }
