@@ -19,7 +19,7 @@
 //! itself) with an address record for `ns1.<zone>`: [`ZoneOptions::ns_addrs`].
 //! Only TASK_RUNNING tasks are published.
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::BTreeSet,
     net::{IpAddr, Ipv4Addr},
     sync::Arc,
 };
@@ -34,7 +34,7 @@ use super::ip_sources::{self, DCOS_IP_SOURCES, IpSource};
 use super::names;
 pub use super::wire_name::ZoneName;
 use super::wire_name::{self, MAX_WIRE, Target, WireName};
-use super::zone_index::{Datum, Value, ZoneIndex, ZoneNode};
+use super::zone_index::{Datum, HashMap, Value, ZoneIndex, ZoneNode};
 pub use super::zone_node::Records;
 use crate::model::{Catalog, Cluster, ServiceSpec, TaskRecord, Vip};
 use crate::naming::{self, NamingError, VipLabel, VipName};
@@ -404,8 +404,8 @@ fn add_mesos_names(
 /// `_<task>._<proto>.<fw>.mesos` (and `_<portname>._<task>…` for named
 /// ports) → the canonical name, one per port and protocol the port declares
 /// (Mesos-DNS's DiscoveryInfo ports).
-fn add_task_srvs(z: &mut ZoneBuilder, task: &TaskRecord, tname: &str, fw: &str, canon: &Name) {
-    let target = Target::new(canon);
+fn add_task_srvs(z: &mut ZoneBuilder, task: &TaskRecord, tname: &str, fw: &str, canon: &WireName) {
+    let target = Target::from(canon);
     for port in &task.ports {
         let pname = port.name.as_deref().map(names::rfc1123_label);
         for proto in &port.protocols {
@@ -427,8 +427,8 @@ fn add_task_srvs(z: &mut ZoneBuilder, task: &TaskRecord, tname: &str, fw: &str, 
 /// protocols whatever the port declares (as in a real DC/OS zone). Only tasks
 /// that map host ports have such resources, and never a pod's containers
 /// (Marathon gives a pod's ports to its executor).
-fn add_slave_srvs(z: &mut ZoneBuilder, task: &TaskRecord, tname: &str, fw: &str, target: Name) {
-    let target = Target::new(&target);
+fn add_slave_srvs(z: &mut ZoneBuilder, task: &TaskRecord, tname: &str, fw: &str, target: WireName) {
+    let target = Target::from(&target);
     for proto in ["tcp", "udp"] {
         let Some(owner) = z.name(&format!("_{tname}._{proto}.{fw}.slave")) else {
             continue;
@@ -494,37 +494,53 @@ struct Node {
 }
 
 /// Collects one zone's data, deduplicated, before it becomes records.
+/// Owners are kept as the zones keep them (lower-cased wire labels): made
+/// once per name, hashed as bytes, handed to the zone as they are.
 pub(super) struct ZoneBuilder {
-    origin: Name,
-    nodes: HashMap<Name, Node>,
+    /// The origin as given (checked by [`ZoneBuilder::new`]) and as wire
+    /// labels: the suffix of every name made here.
+    origin: String,
+    origin_wire: WireName,
+    nodes: HashMap<WireName, Node>,
 }
 
 impl ZoneBuilder {
     pub(super) fn new(origin: &str) -> Self {
+        let name = absolute(origin).expect("zone names are valid");
         ZoneBuilder {
-            origin: absolute(origin).expect("zone names are valid"),
-            nodes: HashMap::new(),
+            origin: origin.trim_end_matches('.').to_owned(),
+            origin_wire: WireName::new(&name),
+            // A task's names in one zone: 2-12.
+            nodes: HashMap::with_capacity_and_hasher(16, Default::default()),
         }
     }
 
     /// `prefix.<origin>.`, lower-cased; `None` if not a valid name.
-    pub(super) fn name(&self, prefix: &str) -> Option<Name> {
-        absolute(&format!("{prefix}.{}", self.origin)).map(|n| n.to_lowercase())
+    pub(super) fn name(&self, prefix: &str) -> Option<WireName> {
+        match wire_name::plain_prefixed(prefix, &self.origin_wire) {
+            Some(name) => name,
+            None => absolute(&format!("{prefix}.{}.", self.origin)).map(|n| WireName::new(&n)),
+        }
     }
 
-    pub(super) fn add_addrs(&mut self, name: &Name, addrs: impl IntoIterator<Item = IpAddr>) {
+    pub(super) fn add_addrs(&mut self, name: &WireName, addrs: impl IntoIterator<Item = IpAddr>) {
         let mut addrs = addrs.into_iter().peekable();
         if addrs.peek().is_some() {
-            let node = self.nodes.entry(name.to_lowercase()).or_default();
-            node.addrs.extend(addrs);
+            self.node(name).addrs.extend(addrs);
         }
     }
 
     /// An SRV at `name` to `target` (a [`Target`] that other SRVs share,
-    /// or a [`Name`] of its own).
-    pub(super) fn add_srv(&mut self, name: &Name, port: u16, target: impl Into<Target>) {
-        let node = self.nodes.entry(name.to_lowercase()).or_default();
-        node.srv.insert((port, target.into()));
+    /// or a name of its own).
+    pub(super) fn add_srv(&mut self, name: &WireName, port: u16, target: impl Into<Target>) {
+        self.node(name).srv.insert((port, target.into()));
+    }
+
+    fn node(&mut self, name: &WireName) -> &mut Node {
+        if !self.nodes.contains_key(name) {
+            self.nodes.insert(name.clone(), Node::default());
+        }
+        self.nodes.get_mut(name).expect("inserted above")
     }
 
     /// The data as (owner, record data), sorted: the enumeration's view.
@@ -541,8 +557,7 @@ impl ZoneBuilder {
     /// The collected data as zone `zone`'s (see [`ZoneOptions::zone_names`]).
     fn into_data(self, zone: usize) -> Vec<Datum> {
         let mut out = Vec::new();
-        for (name, node) in self.nodes {
-            let owner = WireName::new(&name);
+        for (owner, node) in self.nodes {
             let values = (node.addrs.into_iter().map(Value::Addr))
                 .chain(node.srv.into_iter().map(|(p, t)| Value::Srv(p, t)));
             out.extend(values.map(|value| Datum {

@@ -38,6 +38,34 @@ fn encode(name: &Name) -> Vec<u8> {
     encode_into(name, &mut buf).unwrap_or_default().to_vec()
 }
 
+/// `prefix.<origin>` as lower-cased wire labels, for a prefix of plain
+/// labels (letters, digits, `-` and `_`; `-` not first), which is what the
+/// zones' names are made of: `Some(None)` when such a prefix makes no valid
+/// name (an empty label, a label over 63 bytes, a name over 255), exactly
+/// where [`Name::from_ascii`] refuses it. `None` for any other prefix
+/// (escapes, wildcards): the caller parses those with hickory.
+pub(crate) fn plain_prefixed(prefix: &str, origin: &[u8]) -> Option<Option<WireName>> {
+    let mut out = Vec::with_capacity(prefix.len() + 1 + origin.len());
+    for label in prefix.split('.') {
+        let mut bytes = label.bytes();
+        let first_ok = bytes
+            .next()
+            .is_none_or(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let rest_ok = bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !(first_ok && rest_ok) {
+            return None;
+        }
+        if label.is_empty() || label.len() > 63 {
+            return Some(None);
+        }
+        out.push(label.len() as u8);
+        out.extend(label.bytes().map(|b| b.to_ascii_lowercase()));
+    }
+    out.extend_from_slice(origin);
+    // hickory counts the root label too: at most 255 with it.
+    Some((out.len() < MAX_WIRE).then(|| WireName(out.into_boxed_slice())))
+}
+
 /// The labels of wire bytes, left to right; stops at a malformed length.
 pub(crate) fn labels(mut wire: &[u8]) -> impl Iterator<Item = &[u8]> {
     std::iter::from_fn(move || {
@@ -194,6 +222,18 @@ impl From<Name> for Target {
     }
 }
 
+impl From<&WireName> for Target {
+    fn from(name: &WireName) -> Self {
+        Target(name.0.as_ref().into())
+    }
+}
+
+impl From<WireName> for Target {
+    fn from(name: WireName) -> Self {
+        Target::from(&name)
+    }
+}
+
 impl Ord for Target {
     fn cmp(&self, other: &Self) -> Ordering {
         canonical_cmp(&self.0, &other.0)
@@ -215,6 +255,68 @@ impl fmt::Debug for Target {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What [`plain_prefixed`] stands in for: hickory's parse of the whole
+    /// name, lower-cased.
+    fn parsed(prefix: &str, origin: &str) -> Option<WireName> {
+        let mut name = Name::from_ascii(format!("{prefix}.{origin}.")).ok()?;
+        name.set_fqdn(true);
+        Some(WireName::new(&name))
+    }
+
+    #[test]
+    fn plain_prefixes_make_the_names_hickory_parses() {
+        let origin = "dcos.thisdcos.directory";
+        let wire = parsed("x", origin).unwrap();
+        let origin_wire = &wire[2..];
+        let long = |n: usize| "a".repeat(n);
+        let mut cases: Vec<String> = [
+            "redis",
+            "Big-Dog.marathon",
+            "_redis._tcp.marathon",
+            "a_b",
+            "9x",
+            "-a",
+            "a-",
+            "a..b",
+            ".a",
+            "a.",
+            "",
+            "a-.b",
+            "_",
+            "x.-y",
+            "UPPER.Case",
+            "a b",
+            "a*",
+            "*",
+            "a\\.b",
+            "é",
+        ]
+        .map(String::from)
+        .to_vec();
+        for n in [62, 63, 64] {
+            cases.push(long(n));
+            cases.push(format!("{}.x", long(n)));
+        }
+        // Names right at hickory's 255-byte bound, and one byte past it.
+        for n in 210..=235 {
+            cases.push(format!("{}.{}.{}", long(63), long(63), long(n - 126)));
+        }
+        for prefix in &cases {
+            let fast = plain_prefixed(prefix, origin_wire);
+            if let Some(fast) = fast {
+                assert_eq!(fast, parsed(prefix, origin), "{prefix:?}");
+            } else {
+                let plain = prefix
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+                assert!(
+                    !plain || prefix.split('.').any(|l| l.starts_with('-')),
+                    "{prefix:?}"
+                );
+            }
+        }
+    }
 
     /// `s` as an absolute name; `\001` and `\200` are those octets.
     fn n(s: &str) -> Name {

@@ -34,7 +34,7 @@ use crate::model::{Catalog, Cluster, ServiceSpec, TaskRecord, Vip};
 
 /// Every update hashes each task's identity twice: a fast hasher, seeded
 /// per map (ids come from the cluster, so not a fixed seed either).
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+pub(super) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// One record's worth of data a contributor adds to a zone.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -383,10 +383,13 @@ impl ZoneState {
     /// then.
     fn node_mut(&mut self, name: &[u8]) -> &mut ZoneNode {
         let nodes = &mut self.zone.nodes;
-        if !nodes.contains_key(name) {
-            nodes.insert(WireName::from(name), Arc::default());
-        }
-        let node = nodes.get_mut(name).expect("inserted above");
+        // Two walks of the tree either way (a missing name is made by the
+        // second); a borrowed key is enough to find one.
+        let node = if nodes.contains_key(name) {
+            nodes.get_mut(name).expect("held")
+        } else {
+            nodes.entry(WireName::from(name)).or_default()
+        };
         Arc::make_mut(node)
     }
 
