@@ -411,7 +411,7 @@ mod tests {
 
     /// Services 11.0.0.1.. each on backend `b`, in a persistent map.
     fn services(n: u16, b: &str) -> ServiceMap {
-        let backends: std::collections::BTreeMap<_, _> = [(b.parse().unwrap(), 1)].into();
+        let backends: crate::model::Backends = [(b.parse().unwrap(), 1)].into();
         (desired(n).services.into_iter())
             .map(|(vip, spec)| {
                 let backends = backends.clone();

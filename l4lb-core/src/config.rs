@@ -211,7 +211,7 @@ impl StaticConfig {
                             name: name.clone(),
                             framework: None,
                             origin: Some(e.to_string()),
-                            backends: backends.clone(),
+                            backends: (&backends).into(),
                         },
                     );
                 }
@@ -507,7 +507,7 @@ mod tests {
         Vip { addr: sa(s), proto }
     }
 
-    fn backends(list: &[(&str, u32)]) -> BTreeMap<SocketAddr, u32> {
+    fn backends(list: &[(&str, u32)]) -> crate::model::Backends {
         list.iter().map(|(a, w)| (sa(a), *w)).collect()
     }
 

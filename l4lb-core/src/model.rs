@@ -1,14 +1,15 @@
 //! The desired state: what the datapath should hold, independent of where it
 //! came from (static file, Marathon) and of how the maps encode it. Pure data.
 use std::{
-    collections::BTreeMap,
     fmt,
     net::{IpAddr, SocketAddr},
 };
 
 use serde::Serialize;
 
+mod backends;
 mod protocols;
+pub use backends::Backends;
 pub use protocols::Protocols;
 
 /// Transport protocol of a VIP.
@@ -82,7 +83,7 @@ pub struct ServiceSpec {
     /// only: it is not part of what the datapath holds.
     pub origin: Option<String>,
     /// Backend → weight (0 = no new connections, existing ones untouched).
-    pub backends: BTreeMap<SocketAddr, u32>,
+    pub backends: Backends,
 }
 
 /// Everything the datapath should hold. Same family for a VIP and all its

@@ -91,7 +91,7 @@ fn with_redis_vip(
             name: Some("/redis:6379".into()),
             framework: None,
             origin: None,
-            backends,
+            backends: backends.into(),
         },
     );
     let catalog = Catalog {

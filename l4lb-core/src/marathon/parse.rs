@@ -42,6 +42,7 @@ mod labels;
 mod part;
 mod ports;
 mod task;
+mod task_runs;
 #[cfg(test)]
 mod test_util;
 

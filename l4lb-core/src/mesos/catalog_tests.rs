@@ -1,9 +1,6 @@
 //! The catalog of dcos-net's own fixtures (the task views its listener
 //! tests assert, see `peer_tests`) and of its poller test's task.
-use std::{
-    collections::BTreeMap,
-    net::{IpAddr, SocketAddr},
-};
+use std::net::{IpAddr, SocketAddr};
 
 use super::*;
 use crate::hosts::HostTable;
@@ -41,7 +38,7 @@ fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
-fn backends(list: &[(&str, u32)]) -> BTreeMap<SocketAddr, u32> {
+fn backends(list: &[(&str, u32)]) -> crate::model::Backends {
     list.iter().map(|(a, w)| (sa(a), *w)).collect()
 }
 

@@ -286,7 +286,7 @@ pub(super) fn ip_service(g: &Group) -> ServiceSpec {
         name: None,
         framework: None,
         origin: origin(&g.apps),
-        backends: g.backends.clone(),
+        backends: (&g.backends).into(),
     }
 }
 

@@ -10,55 +10,17 @@
 //! are asked of the allocator only when the set of wanted names of a family
 //! changed, or the allocator is not in the state they were taken from (its
 //! generation differs); otherwise the last addresses hold.
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    sync::Arc,
-};
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
     AppPart, ParseError, Parsed, Warning,
     catalog::{Allocated, Group, GroupKey, ip_service, named_group_services, squatter},
     catalog_with_hosts,
+    task_runs::TaskRuns,
 };
 use crate::hosts::HostTable;
-use crate::model::{Catalog, DesiredState, Proto, ServiceMap, TaskRecord, Vip, desired_state};
+use crate::model::{Catalog, DesiredState, Proto, ServiceMap, Vip, desired_state};
 use crate::naming::{Family, VipAllocator};
-
-/// A task record where it sorts in the catalog: by (app id, task id), ties
-/// in part order then record order (the full build's stable sort).
-#[derive(Clone, Debug)]
-struct Sorted<K> {
-    record: Arc<TaskRecord>,
-    part: K,
-    index: usize,
-}
-
-impl<K: Ord> Sorted<K> {
-    fn rank(&self) -> (&str, &str, &K, usize) {
-        let r = &self.record;
-        (&r.app_id, &r.task_id, &self.part, self.index)
-    }
-}
-
-impl<K: Ord> Ord for Sorted<K> {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.rank().cmp(&other.rank())
-    }
-}
-
-impl<K: Ord> PartialOrd for Sorted<K> {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl<K: Ord> PartialEq for Sorted<K> {
-    fn eq(&self, other: &Self) -> bool {
-        self.rank() == other.rank()
-    }
-}
-
-impl<K: Ord> Eq for Sorted<K> {}
 
 /// The parts that declare a group, and the families of its backends when
 /// last merged. The merged group itself is not kept: it is made again from
@@ -69,14 +31,37 @@ impl<K: Ord> Eq for Sorted<K> {}
 struct Declared<K> {
     /// Sorted, each once: one part in the common case, so a vector.
     parts: Vec<K>,
-    families: BTreeSet<Family>,
+    families: Families,
+}
+
+/// A set of families in a byte (a B-tree set of them is an allocation per
+/// group, held for every VIP).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Families(u8);
+
+impl Families {
+    fn bit(f: Family) -> u8 {
+        match f {
+            Family::V4 => 1,
+            Family::V6 => 2,
+        }
+    }
+
+    fn of(set: &BTreeSet<Family>) -> Families {
+        Families(set.iter().fold(0, |bits, f| bits | Self::bit(*f)))
+    }
+
+    fn set(self) -> BTreeSet<Family> {
+        let has = |f: &Family| self.0 & Self::bit(*f) != 0;
+        [Family::V4, Family::V6].into_iter().filter(has).collect()
+    }
 }
 
 impl<K> Default for Declared<K> {
     fn default() -> Self {
         Declared {
             parts: Vec::new(),
-            families: BTreeSet::new(),
+            families: Families::default(),
         }
     }
 }
@@ -118,7 +103,7 @@ pub struct IncrementalCatalog<K> {
     named_at: BTreeMap<Vip, String>,
     /// IP VIPs left out because a named VIP holds their address.
     squatters: BTreeMap<Vip, Warning>,
-    tasks: BTreeSet<Sorted<K>>,
+    tasks: TaskRuns<K>,
     /// The parts' own warnings, of parts that have some.
     warnings: BTreeMap<K, Vec<Warning>>,
     /// Parts with agents known by name: while there is one, catalogs are
@@ -140,7 +125,7 @@ impl<K> Default for IncrementalCatalog<K> {
             named_vips: BTreeMap::new(),
             named_at: BTreeMap::new(),
             squatters: BTreeMap::new(),
-            tasks: BTreeSet::new(),
+            tasks: TaskRuns::default(),
             warnings: BTreeMap::new(),
             named_agents: BTreeSet::new(),
         }
@@ -206,9 +191,7 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
             }
             self.dirty.insert(gk.clone());
         }
-        for (i, t) in old.tasks.iter().enumerate() {
-            self.tasks.remove(&sorted(id, i, t));
-        }
+        self.tasks.withdraw(id, old);
         self.warnings.remove(id);
         self.named_agents.remove(id);
     }
@@ -219,9 +202,7 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
             d.add(id);
             self.dirty.insert(gk.clone());
         }
-        for (i, t) in new.tasks.iter().enumerate() {
-            self.tasks.insert(sorted(id, i, t));
-        }
+        self.tasks.enter(id, new);
         if !new.warnings.is_empty() {
             self.warnings.insert(id.clone(), new.warnings.clone());
         }
@@ -280,7 +261,7 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
         };
         let d = &self.groups[gk];
         let (gone, after) = (d.parts.is_empty(), group.families());
-        let before = d.families.clone();
+        let before = d.families.set();
         if let GroupKey::Named { key, .. } = gk {
             for f in before.difference(&after) {
                 self.unwant(*f, key);
@@ -298,7 +279,7 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
         if gone {
             self.groups.remove(gk);
         } else if let Some(d) = self.groups.get_mut(gk) {
-            d.families = after;
+            d.families = Families::of(&after);
         }
     }
 
@@ -429,20 +410,12 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
             services: Some(self.services.clone()),
             catalog: Catalog {
                 services: DesiredState::default(),
-                tasks: self.tasks.iter().map(|t| t.record.clone()).collect(),
+                tasks: self.tasks.list(),
                 cluster: None,
             },
             warnings: warnings.chain(self.squatters.values()).cloned().collect(),
             hosts: BTreeSet::new(),
         }
-    }
-}
-
-fn sorted<K: Clone>(id: &K, index: usize, record: &Arc<TaskRecord>) -> Sorted<K> {
-    Sorted {
-        record: record.clone(),
-        part: id.clone(),
-        index,
     }
 }
 

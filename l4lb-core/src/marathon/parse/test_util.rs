@@ -1,9 +1,6 @@
 //! Helpers shared by the parse tests: fixtures, a parse with a fresh
 //! allocator, and lookups into the result.
-use std::{
-    collections::BTreeMap,
-    net::{IpAddr, SocketAddr},
-};
+use std::net::{IpAddr, SocketAddr};
 
 use serde_json::{Value, json};
 
@@ -27,7 +24,7 @@ pub(super) fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-pub(super) fn backends(list: &[(&str, u32)]) -> BTreeMap<SocketAddr, u32> {
+pub(super) fn backends(list: &[(&str, u32)]) -> crate::model::Backends {
     list.iter().map(|(a, w)| (sa(a), *w)).collect()
 }
 

@@ -1,0 +1,178 @@
+//! A service's backends as one sorted vector: every service of the desired
+//! state holds one, and a B-tree map of five backends is a 408-byte node
+//! where the five entries take 180 bytes.
+use std::{collections::BTreeMap, fmt, net::SocketAddr};
+
+use serde::{Serialize, Serializer};
+
+/// Backend → weight, sorted by address, each address once. Reads like the
+/// `BTreeMap` it replaces.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Backends(Vec<(SocketAddr, u32)>);
+
+impl Backends {
+    pub fn new() -> Backends {
+        Backends(Vec::new())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn find(&self, addr: &SocketAddr) -> Result<usize, usize> {
+        self.0.binary_search_by(|(a, _)| a.cmp(addr))
+    }
+
+    pub fn get(&self, addr: &SocketAddr) -> Option<&u32> {
+        self.find(addr).ok().map(|i| &self.0[i].1)
+    }
+
+    pub fn contains_key(&self, addr: &SocketAddr) -> bool {
+        self.find(addr).is_ok()
+    }
+
+    /// Sets `addr`'s weight; the weight it had, if any.
+    pub fn insert(&mut self, addr: SocketAddr, weight: u32) -> Option<u32> {
+        match self.find(&addr) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, weight)),
+            Err(i) => {
+                self.0.insert(i, (addr, weight));
+                None
+            }
+        }
+    }
+
+    pub fn remove(&mut self, addr: &SocketAddr) -> Option<u32> {
+        self.find(addr).ok().map(|i| self.0.remove(i).1)
+    }
+
+    pub fn retain(&mut self, mut keep: impl FnMut(&SocketAddr, &mut u32) -> bool) {
+        self.0.retain_mut(|(a, w)| keep(a, w));
+    }
+
+    /// (address, weight) in address order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&SocketAddr, &u32)> + ExactSizeIterator {
+        self.0.iter().map(|(a, w)| (a, w))
+    }
+
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &SocketAddr> + ExactSizeIterator {
+        self.0.iter().map(|(a, _)| a)
+    }
+
+    pub fn values(&self) -> impl DoubleEndedIterator<Item = &u32> + ExactSizeIterator {
+        self.0.iter().map(|(_, w)| w)
+    }
+
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut u32> {
+        self.0.iter_mut().map(|(_, w)| w)
+    }
+
+    pub fn first_key_value(&self) -> Option<(&SocketAddr, &u32)> {
+        self.0.first().map(|(a, w)| (a, w))
+    }
+}
+
+impl FromIterator<(SocketAddr, u32)> for Backends {
+    /// A repeated address keeps its last weight, as a map's would.
+    fn from_iter<I: IntoIterator<Item = (SocketAddr, u32)>>(iter: I) -> Backends {
+        let mut v: Vec<(SocketAddr, u32)> = iter.into_iter().collect();
+        v.sort_by_key(|(a, _)| *a); // stable: repeats in given order
+        v.reverse();
+        v.dedup_by(|later, kept| later.0 == kept.0);
+        v.reverse();
+        v.shrink_to_fit();
+        Backends(v)
+    }
+}
+
+impl<const N: usize> From<[(SocketAddr, u32); N]> for Backends {
+    fn from(list: [(SocketAddr, u32); N]) -> Backends {
+        list.into_iter().collect()
+    }
+}
+
+impl From<BTreeMap<SocketAddr, u32>> for Backends {
+    fn from(map: BTreeMap<SocketAddr, u32>) -> Backends {
+        Backends(map.into_iter().collect())
+    }
+}
+
+impl From<&BTreeMap<SocketAddr, u32>> for Backends {
+    fn from(map: &BTreeMap<SocketAddr, u32>) -> Backends {
+        Backends(map.iter().map(|(a, w)| (*a, *w)).collect())
+    }
+}
+
+impl Extend<(SocketAddr, u32)> for Backends {
+    fn extend<I: IntoIterator<Item = (SocketAddr, u32)>>(&mut self, iter: I) {
+        for (a, w) in iter {
+            self.insert(a, w);
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Backends {
+    type Item = (&'a SocketAddr, &'a u32);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (SocketAddr, u32)>,
+        fn(&'a (SocketAddr, u32)) -> (&'a SocketAddr, &'a u32),
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(a, w)| (a, w))
+    }
+}
+
+impl IntoIterator for Backends {
+    type Item = (SocketAddr, u32);
+    type IntoIter = std::vec::IntoIter<(SocketAddr, u32)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl fmt::Debug for Backends {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+/// As a map, address → weight (the JSON the `BTreeMap` gave).
+impl Serialize for Backends {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn reads_and_writes_as_the_map_it_replaces() {
+        let given = [("10.0.0.3:1", 1), ("10.0.0.1:1", 2), ("10.0.0.3:1", 0)];
+        let given: Vec<(SocketAddr, u32)> = given.iter().map(|(a, w)| (sa(a), *w)).collect();
+        let map: BTreeMap<SocketAddr, u32> = given.iter().copied().collect();
+        let mut b: Backends = given.into_iter().collect();
+        assert!(b.iter().eq(map.iter()), "sorted, the last weight kept");
+        assert_eq!(b, Backends::from(&map));
+        assert_eq!(
+            serde_json::to_string(&b).unwrap(),
+            serde_json::to_string(&map).unwrap()
+        );
+        assert_eq!(format!("{b:?}"), format!("{map:?}"));
+        assert_eq!(b.insert(sa("10.0.0.2:1"), 5), None);
+        assert_eq!(b.insert(sa("10.0.0.2:1"), 6), Some(5));
+        assert_eq!(b.remove(&sa("10.0.0.1:1")), Some(2));
+        let keys: Vec<SocketAddr> = b.keys().copied().collect();
+        assert_eq!(keys, [sa("10.0.0.2:1"), sa("10.0.0.3:1")]);
+        assert_eq!((b.get(&sa("10.0.0.2:1")), b.len()), (Some(&6), 2));
+    }
+}
