@@ -18,7 +18,7 @@ use crate::{
     ct, flow_close,
     icmp::{IPPROTO_ICMP, IPPROTO_ICMPV6},
     lb::{
-        MemberEvent, Verdict, choose_up, count_backend, count_member, count_service,
+        MemberEvent, Verdict, choose_up, count_member, count_service, count_service_backend,
         lookup_service, maybe_vip,
     },
     maps::{self, L4LB_MEMBERS, L4LB_SVC_GEN, L4LB_VIP_ADDRS, L4LB_VIP_GUARD},
@@ -365,8 +365,7 @@ fn select(
         } => {
             if !explain && may_open(tcp) {
                 flow_close::open(key, svc, backend_id, backend);
-                count_service(service_id, |s| s.flows += 1);
-                count_backend(backend_id, |s| s.flows += 1);
+                count_service_backend(service_id, backend_id, |s| s.flows += 1);
                 count_member(service_id, backend_id, MemberEvent::Flow);
                 if monitor::watching() {
                     report(REASON_NEW, key, service_id, backend_id);
@@ -387,11 +386,7 @@ pub fn finish<P: Packet>(p: &P, nat: &Nat<'_>) {
         return;
     }
     let len = p.len();
-    count_service(nat.service_id, |s| {
-        s.packets += 1;
-        s.bytes += len;
-    });
-    count_backend(nat.backend_id, |s| {
+    count_service_backend(nat.service_id, nat.backend_id, |s| {
         s.packets += 1;
         s.bytes += len;
     });

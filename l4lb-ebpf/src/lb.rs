@@ -7,7 +7,7 @@ use l4lb_common::{
 
 use crate::maps::{
     L4LB_BE_STATS, L4LB_MEMBER_STATS, L4LB_SERVICES, L4LB_SLOTS, L4LB_SVC_STATS, L4LB_VIP_FILTER,
-    cpu_record,
+    cpu_record, this_cpu,
 };
 
 pub mod local;
@@ -174,13 +174,23 @@ pub fn count_service(service_id: u32, f: impl FnOnce(&mut Stats)) {
     count_in_record(service_id, |r| f(&mut r.stats));
 }
 
+/// The same event in the service's and the backend's records (XDP's flows,
+/// packets and bytes): the CPU is read once for both.
 #[inline(always)]
-pub fn count_backend(backend_id: u32, f: impl FnOnce(&mut Stats)) {
-    let Some(i) = cpu_record(backend_id) else {
+pub fn count_service_backend(service_id: u32, backend_id: u32, f: impl Fn(&mut Stats)) {
+    let Some(cpu) = this_cpu() else {
         return;
     };
-    if let Some(s) = L4LB_BE_STATS.get_ptr_mut(i) {
+    if let Some(i) = cpu.record(service_id)
+        && let Some(s) = L4LB_SVC_STATS.get_ptr_mut(i)
+    {
         // SAFETY: this CPU's record, only this CPU writes it while we run.
+        f(unsafe { &mut (*s).stats });
+    }
+    if let Some(i) = cpu.record(backend_id)
+        && let Some(s) = L4LB_BE_STATS.get_ptr_mut(i)
+    {
+        // SAFETY: as above.
         f(unsafe { &mut *s });
     }
 }

@@ -78,16 +78,35 @@ static L4LB_NR_CPUS: u32 = 1;
 /// end, which the lookup refuses.
 #[inline(always)]
 pub fn cpu_record(id: u32) -> Option<u32> {
+    this_cpu()?.record(id)
+}
+
+/// This CPU and the counter arrays' stride, read once for a packet's
+/// records of both its service and its backend.
+#[derive(Clone, Copy)]
+pub struct CpuRecords {
+    cpu: u32,
+    cpus: u32,
+}
+
+/// None on a CPU past the stride the agent loaded (it cannot have a record).
+#[inline(always)]
+pub fn this_cpu() -> Option<CpuRecords> {
     // SAFETY: a plain read of a static; volatile so the compiler leaves the
     // value to the loader.
     let cpus = unsafe { core::ptr::read_volatile(&L4LB_NR_CPUS) };
     // SAFETY: a helper without arguments (inlined by the verifier).
     let cpu = unsafe { bpf_get_smp_processor_id() };
-    if cpu >= cpus {
-        return None;
+    (cpu < cpus).then_some(CpuRecords { cpu, cpus })
+}
+
+impl CpuRecords {
+    /// See [`cpu_record`].
+    #[inline(always)]
+    pub fn record(self, id: u32) -> Option<u32> {
+        // In 64 bits, one range check: no u32 product wraps onto another id.
+        u32::try_from(u64::from(id) * u64::from(self.cpus) + u64::from(self.cpu)).ok()
     }
-    // In 64 bits, one range check: no u32 product wraps onto another id.
-    u32::try_from(u64::from(id) * u64::from(cpus) + u64::from(cpu)).ok()
 }
 
 /// XDP connection table: client → VIP 5-tuple → backend (see `xdp.rs`).

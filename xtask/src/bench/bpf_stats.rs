@@ -87,14 +87,25 @@ pub fn pinned_program_costs(pin_root: &Path) -> Result<Vec<ProgCost>> {
 
 /// What each program ran between two readings (same programs, same order).
 pub fn delta(before: &[ProgCost], after: &[ProgCost]) -> Vec<ProgCost> {
-    after
+    combine(before, after, |b, a| a - b)
+}
+
+/// Two accountings added program by program (`acc` may be empty: the first).
+pub fn sum(acc: &[ProgCost], more: &[ProgCost]) -> Vec<ProgCost> {
+    combine(acc, more, |a, m| a + m)
+}
+
+/// `other`'s programs, each count `f(base's, other's)` (0 for base's when it
+/// lacks the program).
+fn combine(base: &[ProgCost], other: &[ProgCost], f: fn(u64, u64) -> u64) -> Vec<ProgCost> {
+    other
         .iter()
-        .map(|a| {
-            let b = before.iter().find(|b| b.name == a.name);
+        .map(|o| {
+            let b = base.iter().find(|b| b.name == o.name);
             ProgCost {
-                name: a.name.clone(),
-                runs: a.runs - b.map_or(0, |b| b.runs),
-                run_time_ns: a.run_time_ns - b.map_or(0, |b| b.run_time_ns),
+                name: o.name.clone(),
+                runs: f(b.map_or(0, |b| b.runs), o.runs),
+                run_time_ns: f(b.map_or(0, |b| b.run_time_ns), o.run_time_ns),
             }
         })
         .collect()
@@ -114,4 +125,38 @@ pub fn describe(costs: &[ProgCost], per: u64) -> String {
         ran.join(" + "),
         total as f64 / per.max(1) as f64
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cost(name: &str, runs: u64, run_time_ns: u64) -> ProgCost {
+        ProgCost {
+            name: name.into(),
+            runs,
+            run_time_ns,
+        }
+    }
+
+    fn counts(c: &[ProgCost]) -> Vec<(&str, u64, u64)> {
+        c.iter()
+            .map(|c| (c.name.as_str(), c.runs, c.run_time_ns))
+            .collect()
+    }
+
+    #[test]
+    fn chunks_add_up_to_what_one_reading_would_show() {
+        let start = [cost("a", 10, 1_000), cost("b", 0, 0)];
+        let mid = [cost("a", 15, 1_600), cost("b", 4, 400)];
+        let end = [cost("a", 25, 2_100), cost("b", 6, 1_000)];
+        let first = delta(&start, &mid);
+        assert_eq!(counts(&first), [("a", 5, 600), ("b", 4, 400)]);
+        let both = sum(&sum(&[], &first), &delta(&mid, &end));
+        assert_eq!(counts(&both), counts(&delta(&start, &end)));
+        assert_eq!(
+            describe(&both, 10),
+            "a 73 ns x 15 + b 167 ns x 6 = 210 ns per connect()"
+        );
+    }
 }

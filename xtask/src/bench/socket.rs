@@ -242,28 +242,60 @@ fn measure_with(
     Ok((direct, vip))
 }
 
+/// Runs of each target in the cost measurement: direct and VIP take turns
+/// chunk by chunk, so a change of the machine's load during the measurement
+/// hits both alike (one run each, back to back, moved the direct connect4 of
+/// the same code 126-532 ns between benches at load 6).
+const COST_CHUNKS: u32 = 6;
+
 /// The programs' own run time (the kernel's accounting) for connects to
-/// the backend directly and to the VIP, each in a run of its own; printed,
-/// not part of the verdict (the connect latency above is).
+/// the backend directly and to the VIP, each target's connects in probe
+/// runs of its own, the two alternating ([`COST_CHUNKS`]); printed, not
+/// part of the verdict (the connect latency above is).
 fn program_costs(sb: &Sandbox, iterations: u32, deadline: Instant) {
     let Ok(_on) = bpf_stats::enable() else {
         println!("BPF run-time stats unavailable (BPF_ENABLE_STATS refused)");
         return;
     };
-    for to in [BACKEND, VIP] {
-        let costs = || bpf_stats::pinned_program_costs(sb.pin_root());
-        let measured = costs().and_then(|before| {
-            probe(sb, &[to], iterations, deadline)?;
-            Ok(bpf_stats::delta(&before, &costs()?))
-        });
-        match measured {
-            Ok(d) => println!(
-                "BPF run time, connects to {to}: {}",
-                bpf_stats::describe(&d, u64::from(iterations + probe::WARMUP))
-            ),
-            Err(e) => println!("BPF run time, connects to {to}: unavailable ({e:#})"),
+    let targets = [BACKEND, VIP];
+    let per_run = iterations.div_ceil(COST_CHUNKS).max(1);
+    let mut sums: [Vec<bpf_stats::ProgCost>; 2] = [Vec::new(), Vec::new()];
+    let mut connects = [0u64; 2];
+    for chunk in 0..COST_CHUNKS {
+        for k in 0..2 {
+            // Each target goes first in every other chunk.
+            let t = (k + chunk as usize) % 2;
+            match cost_run(sb, targets[t], per_run, deadline) {
+                Ok(d) => {
+                    sums[t] = bpf_stats::sum(&sums[t], &d);
+                    connects[t] += u64::from(per_run + probe::WARMUP);
+                }
+                Err(e) => {
+                    println!(
+                        "BPF run time, connects to {}: unavailable ({e:#})",
+                        targets[t]
+                    );
+                    return;
+                }
+            }
         }
     }
+    for (t, to) in targets.iter().enumerate() {
+        println!(
+            "BPF run time, connects to {to}: {}",
+            bpf_stats::describe(&sums[t], connects[t])
+        );
+    }
+}
+
+/// The programs' run time over one probe run of `n` connects to `to`.
+fn cost_run(sb: &Sandbox, to: &str, n: u32, deadline: Instant) -> Result<Vec<bpf_stats::ProgCost>> {
+    let before = bpf_stats::pinned_program_costs(sb.pin_root())?;
+    probe(sb, &[to], n, deadline)?;
+    Ok(bpf_stats::delta(
+        &before,
+        &bpf_stats::pinned_program_costs(sb.pin_root())?,
+    ))
 }
 
 /// One probe run over `to` (interleaved), one result per target. Fails on
