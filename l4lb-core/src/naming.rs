@@ -65,22 +65,32 @@ pub enum NamingError {
 /// the trailing `-`s are cut and only letters and digits may fill the space,
 /// so the DNS name (and the hash key) match a dcos-net cluster's.
 pub fn normalize_label(label: &str) -> Option<String> {
+    let mut out = String::with_capacity(label.len().min(63));
+    push_label(label, &mut out);
+    (!out.is_empty()).then_some(out)
+}
+
+/// [`normalize_label`] appended to `out` (nothing if nothing is left): a
+/// full read names every VIP label, so no string of its own per piece.
+fn push_label(label: &str, out: &mut String) {
     #[derive(PartialEq)]
     enum State {
         Start,
         Middle,
         Terminate,
     }
-    let mut out = String::with_capacity(label.len().min(63));
+    let start = out.len();
     let mut state = State::Start;
     for c in label.chars() {
         let c = c.to_ascii_lowercase();
         let allowed = c.is_ascii_lowercase() || c.is_ascii_digit();
-        if state == State::Middle && out.len() > 62 {
-            trim_trailing_dashes(&mut out);
+        // Only ASCII is pushed: bytes are characters.
+        let len = out.len() - start;
+        if state == State::Middle && len > 62 {
+            trim_trailing_dashes(out, start);
             state = State::Terminate;
         }
-        if state == State::Terminate && out.len() == 63 {
+        if state == State::Terminate && out.len() - start == 63 {
             break;
         }
         match state {
@@ -93,13 +103,13 @@ pub fn normalize_label(label: &str) -> Option<String> {
             _ => {}
         }
     }
-    trim_trailing_dashes(&mut out);
-    (!out.is_empty()).then_some(out)
+    trim_trailing_dashes(out, start);
 }
 
-fn trim_trailing_dashes(s: &mut String) {
-    let len = s.trim_end_matches('-').len();
-    s.truncate(len);
+/// Cuts the `-`s that end `s[start..]`.
+fn trim_trailing_dashes(s: &mut String, start: usize) {
+    let len = s[start..].trim_end_matches('-').len();
+    s.truncate(start + len);
 }
 
 /// dcos-net's `mesos_state:domain_frag/1`: split at dots and mangle each
@@ -110,8 +120,25 @@ fn trim_trailing_dashes(s: &mut String) {
 /// One deviation: a piece that mangles to nothing (`/a./b`'s `/`) is dropped;
 /// dcos-net keeps it as an empty label, which no DNS name can carry.
 pub fn domain_frag(name: &str) -> Option<String> {
-    let pieces: Vec<String> = name.split('.').filter_map(normalize_label).collect();
-    (!pieces.is_empty()).then(|| pieces.join("."))
+    let mut out = String::with_capacity(name.len());
+    push_frag(name, &mut out);
+    (!out.is_empty()).then_some(out)
+}
+
+/// [`domain_frag`] appended to `out` (nothing if nothing is left).
+fn push_frag(name: &str, out: &mut String) {
+    let start = out.len();
+    for piece in name.split('.') {
+        let before = out.len();
+        if before > start {
+            out.push('.');
+        }
+        let at = out.len();
+        push_label(piece, out);
+        if out.len() == at {
+            out.truncate(before);
+        }
+    }
 }
 
 /// Longest DNS name in text form (255 octets on the wire).
@@ -122,8 +149,15 @@ pub const MAX_FQDN_LEN: usize = 253;
 /// `marathon` → `api.hello-world.marathon`. `None` if either part has no
 /// DNS name or the FQDN would be too long for DNS.
 pub fn vip_key(label: &str, framework: &str) -> Option<String> {
-    let key = format!("{}.{}", domain_frag(label)?, domain_frag(framework)?);
-    (key.len() + 1 + L4LB_ZONE.len() <= MAX_FQDN_LEN).then_some(key)
+    let mut key = String::with_capacity(label.len() + 1 + framework.len());
+    push_frag(label, &mut key);
+    if key.is_empty() {
+        return None;
+    }
+    key.push('.');
+    let at = key.len();
+    push_frag(framework, &mut key);
+    (key.len() > at && key.len() + 1 + L4LB_ZONE.len() <= MAX_FQDN_LEN).then_some(key)
 }
 
 /// `/redis` + `marathon` → `redis.marathon.l4lb.thisdcos.directory`.
@@ -176,18 +210,18 @@ pub fn parse_vip_label(value: &str) -> Result<VipLabel, NamingError> {
         // A mangled IPv6 address (`fd01::1` without a port splits into
         // `fd01:` + `1`): refusing beats inventing a VIP named "fd01".
         return Err(bad_address());
+    } else if vip_key(host, crate::declare::FRAMEWORK).is_some() {
+        VipName::Named(host.to_owned())
     } else if domain_frag(host).is_none() {
         return Err(NamingError::EmptyName {
             value: value.to_owned(),
             name: host.to_owned(),
         });
-    } else if vip_key(host, crate::declare::FRAMEWORK).is_none() {
+    } else {
         return Err(NamingError::NameTooLong {
             value: value.to_owned(),
             name: host.to_owned(),
         });
-    } else {
-        VipName::Named(host.to_owned())
     };
     Ok(VipLabel { name, port })
 }
@@ -617,6 +651,51 @@ mod tests {
         let long = format!("{}.{}", "a".repeat(70), "b".repeat(70));
         let frag = domain_frag(&long).unwrap();
         assert_eq!(frag, format!("{}.{}", "a".repeat(63), "b".repeat(63)));
+    }
+
+    /// The names built in one string equal the ones built piece by piece
+    /// (a string per piece, joined, then formatted), for names made at
+    /// random of the characters the rules treat apart, long runs included.
+    #[test]
+    fn names_built_in_place_equal_names_joined_from_pieces() {
+        use rand::{Rng, SeedableRng, rngs::StdRng};
+        let frag = |name: &str| {
+            let pieces: Vec<String> = name.split('.').filter_map(normalize_label).collect();
+            (!pieces.is_empty()).then(|| pieces.join("."))
+        };
+        let key = |label: &str, framework: &str| {
+            let key = format!("{}.{}", frag(label)?, frag(framework)?);
+            (key.len() + 1 + L4LB_ZONE.len() <= MAX_FQDN_LEN).then_some(key)
+        };
+        let chars = ['a', 'Z', '7', '.', '-', '_', '/', '€', ' '];
+        let mut rng = StdRng::seed_from_u64(12);
+        let (mut named, mut too_long) = (0, 0);
+        for _ in 0..20_000 {
+            let mut name = String::new();
+            for piece in 0..rng.random_range(0..7) {
+                if piece > 0 {
+                    name.push('.');
+                }
+                for _ in 0..rng.random_range(0..5) {
+                    let c = chars[rng.random_range(0..chars.len())];
+                    let run = if rng.random_range(0..3) == 0 { 70 } else { 1 };
+                    name.extend(std::iter::repeat_n(c, run));
+                }
+            }
+            assert_eq!(domain_frag(&name), frag(&name), "{name:?}");
+            match (frag(&name), key(&name, "marathon")) {
+                (Some(_), Some(_)) => named += 1,
+                (Some(_), None) => too_long += 1,
+                _ => {}
+            }
+            for framework in ["marathon", "", "./", "Fw.x"] {
+                assert_eq!(vip_key(&name, framework), key(&name, framework), "{name:?}");
+            }
+        }
+        assert!(
+            named > 5_000 && too_long > 50,
+            "{named} named, {too_long} too long"
+        );
     }
 
     #[test]

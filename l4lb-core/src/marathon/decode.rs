@@ -33,7 +33,7 @@ use super::{
     parse::{AppPart, IncrementalCatalog, ParseError, Parsed, Warning, catalog_with_hosts},
     pod_part::pod_part,
     pods::{self, PodStatus},
-    split::AppsSplitter,
+    split::{AppSink, AppsSplitter},
 };
 
 /// How much of a body [`AppSet::refresh_from`] reads at a time.
@@ -307,7 +307,7 @@ impl Refresh<'_> {
         let mut split = AppsSplitter::default();
         for piece in pieces {
             let piece = piece.map_err(serde_json::Error::io)?;
-            split.feed(piece.as_ref(), |i, text| self.add(i, text))?;
+            split.feed_to(piece.as_ref(), self)?;
         }
         let skeleton = split.finish();
         let mut de = serde_json::Deserializer::from_slice(&skeleton);
@@ -317,13 +317,15 @@ impl Refresh<'_> {
 
     /// One app's text; an error only if it is not JSON.
     fn add(&mut self, index: usize, text: &[u8]) -> Result<(), serde_json::Error> {
-        let part = match decode_app(text, || format!("apps[{index}]"))? {
-            OneApp::Part(part) => part,
-            OneApp::Skipped(w) => {
-                self.skipped.push(w);
-                return Ok(());
-            }
-        };
+        match decode_app(text, || format!("apps[{index}]"))? {
+            OneApp::Part(part) => self.keep(part),
+            OneApp::Skipped(w) => self.skipped.push(w),
+        }
+        Ok(())
+    }
+
+    /// One app's part, in the set.
+    fn keep(&mut self, part: AppPart) {
         let key = PartKey::app(part.app_id());
         let parts = &mut self.set.parts;
         if let Some(&added) = self.seen.get(&key) {
@@ -339,17 +341,16 @@ impl Refresh<'_> {
                 parts.replace(key, Some(both));
             }
             self.changed = true;
-            return Ok(());
+            return;
         }
         let swapped = parts.swap(key.clone(), Some(part));
         self.seen.insert(key.clone(), matches!(swapped, Some(None)));
         match swapped {
             Some(Some(old)) => drop(self.undo.insert(key, old)),
             Some(None) => self.added.push(key),
-            None => return Ok(()),
+            None => return,
         }
         self.changed = true;
-        Ok(())
     }
 
     /// The read failed: every app it touched gets its old part back (or
@@ -386,6 +387,26 @@ impl Refresh<'_> {
         set.skipped = skipped;
         set.dirty = false;
         changed
+    }
+}
+
+impl AppSink for Refresh<'_> {
+    type Error = serde_json::Error;
+
+    /// The app read straight from the piece, with no scan of its text
+    /// first: the same parse as [`decode_app`]'s of that text, so only an
+    /// app that reads as a part is taken here; anything else (cut by the
+    /// piece's end, a bad field, not JSON) is left to the scan and
+    /// [`decode_app`], which tell them apart as before.
+    fn whole(&mut self, _: usize, rest: &[u8]) -> Option<usize> {
+        let mut apps = serde_json::Deserializer::from_slice(rest).into_iter::<App>();
+        let app = apps.next()?.ok().filter(|app| !app.id.trim().is_empty())?;
+        self.keep(AppPart::of(&app));
+        Some(apps.byte_offset())
+    }
+
+    fn app(&mut self, index: usize, text: &[u8]) -> Result<(), serde_json::Error> {
+        self.add(index, text)
     }
 }
 

@@ -11,6 +11,12 @@
 //! the app's text was), so validating both accepts and refuses the same
 //! bodies as one parse of the whole: the caller does that with `serde_json`.
 //! Nothing here is held beyond the skeleton and the app being read.
+//!
+//! An app whose text starts in a piece is first offered whole to the
+//! reader ([`AppSink::whole`]): one that parses from there needs no scan of
+//! its bytes here (the scan was a sixth of a full read's instructions, see
+//! BENCHMARKS.md). Only an app that does not (cut by the piece's end, or not
+//! an app that reads) is scanned, and its text handed out as above.
 
 /// Where the splitter is between bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,14 +90,45 @@ fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
+/// Who takes the apps of a body from [`AppsSplitter::feed_to`].
+pub trait AppSink {
+    type Error;
+    /// An object app begins at `rest[0]` (`rest` runs to the piece's end):
+    /// if it reads whole from there, take it and say how many bytes it
+    /// took. None leaves it to the splitter, which hands its text to
+    /// [`Self::app`] once it ends.
+    fn whole(&mut self, index: usize, rest: &[u8]) -> Option<usize>;
+    /// One app's text (an error stops the read).
+    fn app(&mut self, index: usize, text: &[u8]) -> Result<(), Self::Error>;
+}
+
+/// Every app scanned, none read whole: [`AppsSplitter::feed`]'s sink.
+struct Texts<F>(F);
+
+impl<E, F: FnMut(usize, &[u8]) -> Result<(), E>> AppSink for Texts<F> {
+    type Error = E;
+    fn whole(&mut self, _: usize, _: &[u8]) -> Option<usize> {
+        None
+    }
+    fn app(&mut self, index: usize, text: &[u8]) -> Result<(), E> {
+        (self.0)(index, text)
+    }
+}
+
 impl AppsSplitter {
     /// Reads the next piece of the body; calls `app(index, text)` for each
     /// app whose text completes in it. An error from `app` stops the read.
     pub fn feed<E>(
         &mut self,
         piece: &[u8],
-        mut app: impl FnMut(usize, &[u8]) -> Result<(), E>,
+        app: impl FnMut(usize, &[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
+        self.feed_to(piece, &mut Texts(app))
+    }
+
+    /// [`Self::feed`], offering each object app that starts in the piece
+    /// to `sink` whole first.
+    pub fn feed_to<S: AppSink>(&mut self, piece: &[u8], sink: &mut S) -> Result<(), S::Error> {
         let mut i = 0;
         // Where the current run of envelope (or app) bytes began in `piece`.
         let mut from = 0;
@@ -102,6 +139,11 @@ impl AppsSplitter {
                         self.skeleton.extend_from_slice(&piece[from..i]);
                         self.skeleton.extend_from_slice(b"0 ");
                         from = i;
+                        if let Some(n) = self.read_whole(&piece[i..], sink) {
+                            i += n;
+                            from = i;
+                            continue;
+                        }
                     }
                     i += 1;
                 }
@@ -118,7 +160,7 @@ impl AppsSplitter {
                             let index = self.count;
                             self.count += 1;
                             self.at = In::Envelope;
-                            let r = app(index, text);
+                            let r = sink.app(index, text);
                             self.app.clear();
                             r?;
                             from = end;
@@ -137,6 +179,21 @@ impl AppsSplitter {
             self.app.extend_from_slice(&piece[from..]);
         }
         Ok(())
+    }
+
+    /// An object app begins at `rest[0]` ([`Self::app_begins`] entered
+    /// it): offered to `sink` whole; if it takes it, the app is over and its
+    /// length is returned.
+    fn read_whole<S: AppSink>(&mut self, rest: &[u8], sink: &mut S) -> Option<usize> {
+        if self.at != In::Nested || rest[0] != b'{' {
+            return None;
+        }
+        let n = sink.whole(self.count, rest)?;
+        debug_assert!((1..=rest.len()).contains(&n), "{n} of {}", rest.len());
+        self.count += 1;
+        self.depth -= 1;
+        self.at = In::Envelope;
+        Some(n.clamp(1, rest.len()))
     }
 
     /// The body ended: the skeleton, for the caller to validate. An app
@@ -305,6 +362,68 @@ mod tests {
             .unwrap();
         }
         (apps, String::from_utf8(s.finish()).unwrap())
+    }
+
+    /// Reads each object app whole with serde_json when it can, as the
+    /// Marathon decode does; records every app's text either way.
+    struct Reading {
+        apps: Vec<String>,
+        whole: usize,
+    }
+
+    impl AppSink for Reading {
+        type Error = ();
+        fn whole(&mut self, index: usize, rest: &[u8]) -> Option<usize> {
+            assert_eq!(index, self.apps.len());
+            let mut values =
+                serde_json::Deserializer::from_slice(rest).into_iter::<serde::de::IgnoredAny>();
+            values.next()?.ok()?;
+            let n = values.byte_offset();
+            self.apps
+                .push(String::from_utf8(rest[..n].to_vec()).unwrap());
+            self.whole += 1;
+            Some(n)
+        }
+        fn app(&mut self, index: usize, text: &[u8]) -> Result<(), ()> {
+            assert_eq!(index, self.apps.len());
+            self.apps.push(String::from_utf8(text.to_vec()).unwrap());
+            Ok(())
+        }
+    }
+
+    /// Apps read whole where they can be leave the same texts and skeleton
+    /// as apps scanned, the body cut at every byte (an app cut by a piece's
+    /// end, or not JSON, is scanned).
+    #[test]
+    fn apps_read_whole_split_as_scanned_ones() {
+        let bodies: [&[u8]; 3] = [
+            br#" {"v": {"apps": [9]}, "apps" : [ {"id": "/a]\"}", "t": [[1], {}]},
+            "x\\", 12.5e3 ,null,[],{"n":{}} , {"id": "/b", "x": {"y": [1, "}"]}} ], "w": "apps"} "#,
+            br#"{"apps": [{"a": "}]\\\"{[", "b": ["\\", "x\"]\\"]}, {"a": 1 2}, {} ]}"#,
+            br#"{"apps": [{"a": {"b": [}}, {"c": 1}"#,
+        ];
+        let mut whole_reads = 0;
+        for body in bodies {
+            let (want, skeleton) = split(body, body.len());
+            for step in 1..=body.len() {
+                let mut s = AppsSplitter::default();
+                let mut r = Reading {
+                    apps: Vec::new(),
+                    whole: 0,
+                };
+                for piece in body.chunks(step) {
+                    s.feed_to(piece, &mut r).unwrap();
+                }
+                assert_eq!(r.apps, want, "step {step}");
+                assert_eq!(
+                    String::from_utf8(s.finish()).unwrap(),
+                    skeleton,
+                    "step {step}"
+                );
+                whole_reads += r.whole;
+            }
+        }
+        assert!(whole_reads > 100, "only {whole_reads} apps read whole");
     }
 
     #[test]

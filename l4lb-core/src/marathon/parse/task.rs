@@ -297,17 +297,20 @@ impl TaskCtx<'_, '_> {
     }
 
     fn host_port(&mut self, spec: &PortSpec, k: usize) -> Option<u16> {
-        let at = self.at();
+        // The message prefix is made only for a message (it was most of a
+        // full read's formatting, see BENCHMARKS.md).
         let what = match self.task.ports.get(k) {
             Some(&n) => match port_u16(n) {
                 Some(port) => return Some(port),
                 None => format!(
-                    "{at}.ports[{k}]: {n} is not a port in 1..=65535; no backend for {}",
+                    "{}.ports[{k}]: {n} is not a port in 1..=65535; no backend for {}",
+                    self.at(),
                     spec.field
                 ),
             },
             None => format!(
-                "{at}.ports: {} entries, but {} needs ports[{k}]; no backend for it",
+                "{}.ports: {} entries, but {} needs ports[{k}]; no backend for it",
+                self.at(),
                 self.task.ports.len(),
                 spec.field
             ),
