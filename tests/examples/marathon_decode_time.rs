@@ -18,26 +18,11 @@ impl Instant {
 }
 
 use l4lb_agent::marathon::{apps::App, decode::AppSet, parse::AppPart, split::AppsSplitter};
-use l4lb_tests::fake_marathon::model::{TaskSpec, host_app};
+use l4lb_tests::bench_cluster::marathon_apps;
 use serde::Deserialize;
 
 fn body(apps: u32, tasks: u32) -> Vec<u8> {
-    let list: Vec<serde_json::Value> = (0..apps)
-        .map(|i| {
-            let specs: Vec<TaskSpec> = (0..tasks)
-                .map(|j| {
-                    let b = i * tasks + j;
-                    TaskSpec::new(
-                        &format!("127.1.0.{}", b % 250 + 1),
-                        (20_000 + b / 250) as u16,
-                    )
-                    .alive(Some(true))
-                })
-                .collect();
-            host_app(&format!("/app-{i}"), &format!("/app-{i}:80"), &specs, true)
-        })
-        .collect();
-    serde_json::to_vec(&serde_json::json!({ "apps": list })).unwrap()
+    serde_json::to_vec(&marathon_apps(apps, tasks)).unwrap()
 }
 
 fn ms(t: Instant) -> f64 {

@@ -7,7 +7,7 @@ use std::{
 };
 
 use l4lb_agent::{hosts::HostTable, marathon::decode::AppSet, naming::VipAllocator};
-use l4lb_tests::fake_marathon::model::{TaskSpec, host_app};
+use l4lb_tests::bench_cluster::marathon_apps;
 
 struct Counting;
 static LIVE: AtomicIsize = AtomicIsize::new(0);
@@ -36,23 +36,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let apps: u32 = args.next().map_or(10_000, |a| a.parse().unwrap());
     let tasks: u32 = args.next().map_or(5, |a| a.parse().unwrap());
-    let list: Vec<serde_json::Value> = (0..apps)
-        .map(|i| {
-            let specs: Vec<TaskSpec> = (0..tasks)
-                .map(|j| {
-                    let b = i * tasks + j;
-                    TaskSpec::new(
-                        &format!("127.1.0.{}", b % 250 + 1),
-                        (20_000 + b / 250) as u16,
-                    )
-                    .alive(Some(true))
-                })
-                .collect();
-            host_app(&format!("/app-{i}"), &format!("/app-{i}:80"), &specs, true)
-        })
-        .collect();
-    let body = serde_json::to_vec(&serde_json::json!({ "apps": list })).unwrap();
-    drop(list);
+    let body = serde_json::to_vec(&marathon_apps(apps, tasks)).unwrap();
     let base = LIVE.load(Relaxed);
     println!(
         "body {:.1} MB; a TaskRecord {} B inline (+16 its Arc), a TaskPort {} B",
