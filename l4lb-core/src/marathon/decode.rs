@@ -400,8 +400,7 @@ impl AppSink for Refresh<'_> {
     /// [`decode_app`], which tell them apart as before.
     fn whole(&mut self, _: usize, rest: &[u8]) -> Option<usize> {
         let mut apps = serde_json::Deserializer::from_slice(rest).into_iter::<App>();
-        let app = apps.next()?.ok().filter(|app| !app.id.trim().is_empty())?;
-        self.keep(AppPart::of(&app));
+        self.keep(part_of(apps.next()?.ok()?)?);
         Some(apps.byte_offset())
     }
 
@@ -455,14 +454,25 @@ pub enum OneApp {
     Skipped(Warning),
 }
 
+/// The part of an app that decoded, if it takes one (an app needs an
+/// id): the fast path of [`decode_app`] and of an app read whole from a
+/// piece ([`AppSink::whole`]), one rule for both.
+fn part_of(app: App) -> Option<AppPart> {
+    (!app.id.trim().is_empty()).then(|| AppPart::of(&app))
+}
+
 /// Decodes one app's JSON text, parsed once unless it does not fit the
 /// types; an error only if the text is not JSON. `at` names the app's
 /// place for messages; only a skipped app needs it.
 fn decode_app(text: &[u8], at: impl Fn() -> String) -> Result<OneApp, serde_json::Error> {
     match serde_json::from_slice::<App>(text) {
-        Ok(app) if !app.id.trim().is_empty() => return Ok(OneApp::Part(AppPart::of(&app))),
+        Ok(app) => {
+            if let Some(part) = part_of(app) {
+                return Ok(OneApp::Part(part));
+            }
+        }
         Err(e) if e.classify() != Category::Data => return Err(e),
-        _ => {}
+        Err(_) => {}
     }
     // Slow path, only for apps that do not fit: find the field to blame.
     let value: serde_json::Value = match serde_json::from_slice(text) {
