@@ -21,8 +21,10 @@ pub struct Screener {
     last: Option<(Guard, ServiceMap)>,
     /// Canonical backend address → how many services' backends are on it.
     backend_ips: HashMap<IpAddr, usize>,
-    /// Canonical VIP address → the VIPs on it.
-    vips_at: BTreeMap<IpAddr, BTreeSet<Vip>>,
+    /// Canonical VIP address → the VIPs on it, sorted. A vector: an
+    /// address holds one VIP in the common case, where a B-tree set's node
+    /// was ~400 B (4 MB held at 10,000 named VIPs, each on its own address).
+    vips_at: BTreeMap<IpAddr, Vec<Vip>>,
     refused: BTreeMap<Vip, Refused>,
 }
 
@@ -87,13 +89,13 @@ impl Screener {
     fn count(&mut self, vip: &Vip, spec: &ServiceSpec, on: bool, flipped: &mut BTreeSet<IpAddr>) {
         let at = vip.addr.ip().to_canonical();
         let vips = self.vips_at.entry(at).or_default();
-        if on {
-            vips.insert(*vip);
-        } else {
-            vips.remove(vip);
-            if vips.is_empty() {
-                self.vips_at.remove(&at);
-            }
+        match (vips.binary_search(vip), on) {
+            (Err(i), true) => vips.insert(i, *vip),
+            (Ok(i), false) => drop(vips.remove(i)),
+            _ => {}
+        }
+        if vips.is_empty() {
+            self.vips_at.remove(&at);
         }
         for b in spec.backends.keys() {
             let ip = b.ip().to_canonical();
