@@ -9,9 +9,9 @@
 //! slot: a free slot by its cookie (0 → ours); a stale one (a connect that
 //! never sent its SYN, `SOCK_STALE_NS` ago, of a socket still open or whose
 //! release went unseen, closed before the release program was attached) by
-//! its time (that time → now), then its cookie. A freed slot's time is 0 before its cookie is:
-//! never stale meanwhile. The socket's release frees its slots
-//! (`sock_release.rs`).
+//! its time (that time → now), then its cookie. A freed slot's time is 0
+//! before its cookie is: never stale meanwhile. The socket's release frees
+//! its slots (`sock_release.rs`).
 use core::{
     intrinsics::{AtomicOrdering, atomic_cxchg, atomic_xchg},
     ptr::{addr_of_mut, read_volatile, write_volatile},
@@ -103,8 +103,9 @@ fn claim(s: *mut SockSlot, cookie: u64, now: u64) -> bool {
         }
         let since = addr_of_mut!((*s).mark.start_ns);
         let t = read_volatile(since);
-        // A mark in flight or established is live; one that left
-        // ESTABLISHED has time 0 (`sock_ops`): never stale either.
+        // A mark in flight, established or ending is live (its flags); one
+        // being freed has time 0 (so has one an earlier `sock_ops` saw leave
+        // ESTABLISHED): never stale either.
         let flags = read_volatile(addr_of_mut!((*s).mark.flags)) & !MARK_PROBE;
         if flags != 0 || t == 0 || t > now || now - t < SOCK_STALE_NS {
             return false;
