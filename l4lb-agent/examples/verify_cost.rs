@@ -40,6 +40,7 @@ fn load(prog: &mut Program) -> Result<u32> {
     match prog {
         Program::CgroupSockAddr(p) => p.load()?,
         Program::SockOps(p) => p.load()?,
+        Program::CgroupSock(p) => p.load()?,
         Program::Xdp(p) => p.load()?,
         Program::SchedClassifier(p) => p.load()?,
         _ => return Ok(0),

@@ -67,8 +67,9 @@ pub(crate) fn built_object(object: &'static [u8]) -> Result<&'static [u8]> {
 }
 
 /// The cgroup programs, by name: the socket hooks (the function names in
-/// l4lb-ebpf/src/sock_addr.rs) and the handshake observer (sock_ops.rs).
-pub const SOCK_PROGRAMS: [&str; 9] = [
+/// l4lb-ebpf/src/sock_addr.rs), the handshake observer (sock_ops.rs) and the
+/// end of a marked socket (sock_release.rs).
+pub const SOCK_PROGRAMS: [&str; 10] = [
     "l4lb_connect4",
     "l4lb_connect6",
     "l4lb_sendmsg4",
@@ -78,6 +79,7 @@ pub const SOCK_PROGRAMS: [&str; 9] = [
     "l4lb_peername4",
     "l4lb_peername6",
     l4lb_common::SOCK_OPS_PROGRAM,
+    l4lb_common::SOCK_RELEASE_PROGRAM,
 ];
 
 pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/l4lb";

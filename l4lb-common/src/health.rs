@@ -71,6 +71,7 @@ const _: () = assert!(core::mem::size_of::<BackendHealth>() == 128);
 
 /// Value of `L4LB_SOCKS` (by socket cookie): set by connect4/6 on a TCP
 /// socket it sent to a backend, read and updated by the `sock_ops` program,
+/// freed by the `sock_release` one when the application closes the socket,
 /// read by getpeername4/6 (the VIP to show: a TCP connect makes this one
 /// entry, not a reverse-NAT entry as well).
 #[repr(C)]
@@ -102,6 +103,10 @@ pub const MARK_IN_FLIGHT: u32 = 2;
 pub const MARK_ESTABLISHED: u32 = 4;
 /// The handshake was already counted as failed (first SYN timeout).
 pub const MARK_FAILED: u32 = 8;
+/// The socket's end is being counted (its release, or a connect() again on
+/// it): the `sock_ops` callbacks racing with it leave the mark alone, and
+/// the slot is not stale until it is freed.
+pub const MARK_ENDED: u32 = 16;
 
 /// `ServiceStats::lb` of `L4LB_SVC_STATS[service id]`: how p2c decided, and
 /// TCP connects (under either policy) whose socket mark found no slot.

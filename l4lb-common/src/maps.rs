@@ -70,8 +70,8 @@ pub const HEALTH_MAP: &str = "L4LB_HEALTH";
 /// Socket marks ([`crate::SockSlot`], array indexed by socket cookie, see
 /// [`SOCK_PROBE_SLOTS`]): connect4/6 marks each TCP socket it sent to a
 /// backend (with the VIP, which getpeername4/6 shows from here: TCP sockets
-/// get no `L4LB_REVNAT` entry); the `sock_ops` program finds it there and
-/// frees the slot when the socket closes. An array rather than a hash: an
+/// get no `L4LB_REVNAT` entry); the `sock_ops` program finds it there, the
+/// `sock_release` one frees the slot when the application closes the socket. An array rather than a hash: an
 /// insert into a (LRU) hash was ~35 % of a VIP connect4.
 pub const SOCKS_MAP: &str = "L4LB_SOCKS";
 /// The balancing policy ([`crate::LbConfig`], index 0), written by the agent.
@@ -88,6 +88,8 @@ pub const MEMBER_STATS_MAP: &str = "L4LB_MEMBER_STATS";
 pub const PROBES_MAP: &str = "L4LB_PROBES";
 /// The `sock_ops` program (`l4lb-ebpf/src/sock_ops.rs`).
 pub const SOCK_OPS_PROGRAM: &str = "l4lb_sockops";
+/// The `cgroup/sock_release` program (`l4lb-ebpf/src/sock_release.rs`).
+pub const SOCK_RELEASE_PROGRAM: &str = "l4lb_release";
 /// Service id → [`crate::LocalSet`] (hash): the backends local to this node
 /// (`--locality`), written by the agent, read by connect4/6 under p2c.
 pub const LOCAL_MAP: &str = "L4LB_LOCAL";

@@ -1,6 +1,7 @@
 //! l4lb kernel programs (the `l4lb` object the agent loads). One file per hook
 //! family (`sock_addr.rs`: cgroup socket hooks; `sock_ops.rs`: handshake
-//! observation for per-backend health; `xdp.rs`: XDP ingress; `tc_in.rs`:
+//! observation for per-backend health; `sock_release.rs`: a marked socket's
+//! end; `xdp.rs`: XDP ingress; `tc_in.rs`:
 //! the same on tc ingress; `tc.rs`: tc reply; both ingress programs balance
 //! through `balance.rs`); the service lookup and the backend choice live in `lb.rs` so every
 //! datapath picks backends the same way; packet headers and parsing helpers in
@@ -30,6 +31,7 @@ mod monitor;
 mod net;
 mod sock_addr;
 mod sock_ops;
+mod sock_release;
 mod socks;
 mod tc;
 mod tc_in;

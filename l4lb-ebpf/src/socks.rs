@@ -7,9 +7,11 @@
 //!
 //! Claims are compare-and-swaps, so two connects on two CPUs never take one
 //! slot: a free slot by its cookie (0 → ours); a stale one (a connect that
-//! never sent its SYN, `SOCK_STALE_NS` ago: it failed before, and no
-//! callback will free it) by its time (that time → now), then its cookie.
-//! A freed slot's time is 0 before its cookie is: never stale meanwhile.
+//! never sent its SYN, `SOCK_STALE_NS` ago, of a socket still open or whose
+//! release went unseen, closed before the release program was attached) by
+//! its time (that time → now), then its cookie. A freed slot's time is 0
+//! before its cookie is: never stale meanwhile. The socket's release frees
+//! its slots (`sock_release.rs`).
 use core::{
     intrinsics::{AtomicOrdering, atomic_cxchg, atomic_xchg},
     ptr::{addr_of_mut, read_volatile, write_volatile},
@@ -25,6 +27,24 @@ const SEQ: AtomicOrdering = AtomicOrdering::SeqCst;
 fn slot(cookie: u64, i: u32) -> Option<*mut SockSlot> {
     let idx = (cookie as u32).wrapping_add(i) & (MAX_SOCKS - 1);
     L4LB_SOCKS.get_ptr_mut(idx)
+}
+
+/// Calls `f` on every slot holding a mark of the socket with this cookie:
+/// one, or two when a connect() again on it found a free slot before its
+/// first one.
+#[inline(always)]
+pub fn each(cookie: u64, mut f: impl FnMut(*mut SockSlot)) {
+    let mut i = 0;
+    while i < SOCK_PROBE_SLOTS {
+        let Some(s) = slot(cookie, i) else {
+            return;
+        };
+        // SAFETY: a live array value; one aligned 8-byte read.
+        if unsafe { read_volatile(addr_of_mut!((*s).cookie)) } == cookie {
+            f(s);
+        }
+        i += 1;
+    }
 }
 
 /// The slot holding the mark of the socket with this cookie, if any.
@@ -73,6 +93,9 @@ fn claim(s: *mut SockSlot, cookie: u64, now: u64) -> bool {
         let owner = addr_of_mut!((*s).cookie);
         let seen = read_volatile(owner);
         if seen == cookie {
+            // connect() again on this socket (after a failed connect or a
+            // disconnect): what its last mark counted ends here.
+            crate::sock_release::end(s);
             return true;
         }
         if seen == 0 {
@@ -80,8 +103,9 @@ fn claim(s: *mut SockSlot, cookie: u64, now: u64) -> bool {
         }
         let since = addr_of_mut!((*s).mark.start_ns);
         let t = read_volatile(since);
-        // A mark in flight or established is live; one that left
-        // ESTABLISHED has time 0 (`sock_ops`): never stale either.
+        // A mark in flight, established or ending is live (its flags); one
+        // being freed has time 0 (so has one an earlier `sock_ops` saw leave
+        // ESTABLISHED): never stale either.
         let flags = read_volatile(addr_of_mut!((*s).mark.flags)) & !MARK_PROBE;
         if flags != 0 || t == 0 || t > now || now - t < SOCK_STALE_NS {
             return false;
@@ -94,7 +118,7 @@ fn claim(s: *mut SockSlot, cookie: u64, now: u64) -> bool {
     }
 }
 
-/// Frees the slot (its socket closed). `s` is from [`find`].
+/// Frees the slot (its socket closed). `s` is from [`find`] or [`each`].
 #[inline(always)]
 pub fn free(s: *mut SockSlot) {
     // SAFETY: a live array value; its time goes to 0 before its cookie

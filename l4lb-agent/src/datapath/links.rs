@@ -22,7 +22,9 @@ use std::{
 use anyhow::{Context, Result};
 use aya::{
     Ebpf,
-    programs::{CgroupAttachMode, CgroupSockAddr, Program, ProgramFd, SockOps, links::FdLink},
+    programs::{
+        CgroupAttachMode, CgroupSock, CgroupSockAddr, Program, ProgramFd, SockOps, links::FdLink,
+    },
 };
 use tracing::{debug, info, warn};
 
@@ -124,15 +126,16 @@ fn attach_and_pin(
     Ok(id)
 }
 
-/// The two kinds of program attached to the cgroup: the sock_addr hooks and
-/// the sock_ops observer. Both attach as cgroup bpf_links, updated in place alike.
+/// The three kinds of program attached to the cgroup: the sock_addr hooks,
+/// the sock_ops observer and the sock_release one. All attach as cgroup
+/// bpf_links, updated in place alike.
 trait CgroupHook {
     fn load_hook(&mut self) -> Result<(), aya::programs::ProgramError>;
     fn hook_fd(&self) -> Result<&ProgramFd, aya::programs::ProgramError>;
     fn attach_link(&mut self, cgroup: &File) -> Result<FdLink>;
 }
 
-/// The same three calls on both program types (aya gives them no shared trait).
+/// The same three calls on each program type (aya gives them no shared trait).
 macro_rules! cgroup_hook {
     ($program:ty) => {
         impl CgroupHook for $program {
@@ -152,11 +155,13 @@ macro_rules! cgroup_hook {
 
 cgroup_hook!(CgroupSockAddr);
 cgroup_hook!(SockOps);
+cgroup_hook!(CgroupSock);
 
 fn hook_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut dyn CgroupHook> {
     match ebpf.program_mut(name) {
         Some(Program::CgroupSockAddr(p)) => Ok(p),
         Some(Program::SockOps(p)) => Ok(p),
+        Some(Program::CgroupSock(p)) => Ok(p),
         Some(_) => anyhow::bail!("program {name} is not a cgroup socket program"),
         None => anyhow::bail!("program {name} missing from the BPF object"),
     }

@@ -23,8 +23,8 @@ fn of(costs: &[bpf_stats::ProgCost], name: &str) -> (f64, f64) {
         })
 }
 
-/// (connect4 ns per miss, connect4 ns per VIP hit, sock_ops ns a VIP
-/// connection adds) from the program costs of the run with the VIP
+/// (connect4 ns per miss, connect4 ns per VIP hit, sock_ops + sock_release
+/// ns a VIP connection adds) from the program costs of the run with the VIP
 /// (`with`) and without (`without`), each with `hits` VIP connects.
 pub(crate) fn split(
     with: &[bpf_stats::ProgCost],
@@ -35,9 +35,12 @@ pub(crate) fn split(
     let (c_without, runs_without) = of(without, "l4lb_connect4");
     let miss = c_without / runs_without.max(1.0);
     let hit = miss + (c_with - c_without) / hits;
-    let (s_with, _) = of(with, "l4lb_sockops");
-    let (s_without, _) = of(without, "l4lb_sockops");
-    (miss, hit, (s_with - s_without) / hits)
+    // The socket's callbacks and its release, as one: what the VIP adds
+    // to the programs that follow a connection.
+    let follow = |costs: &[bpf_stats::ProgCost]| {
+        of(costs, l4lb_common::SOCK_OPS_PROGRAM).0 + of(costs, l4lb_common::SOCK_RELEASE_PROGRAM).0
+    };
+    (miss, hit, (follow(with) - follow(without)) / hits)
 }
 
 /// Runs the cycle `with` the VIP and `without` (same length), twice each
@@ -67,7 +70,7 @@ pub(crate) fn vip_in_the_mix(
     Ok(format!(
         "the programs inside this mixed cycle (2 x 2 more runs of {n} cycles, l4lb's target in place or \
          replaced by a direct connection): l4lb_connect4 {miss:.0} ns per miss and {hit:.0} ns per VIP \
-         connect, l4lb_sockops {sockops:.0} ns more per VIP connection than per direct one"
+         connect, l4lb_sockops + l4lb_release {sockops:.0} ns more per VIP connection than per direct one"
     ))
 }
 
@@ -87,14 +90,16 @@ mod tests {
     fn the_vip_share_is_the_difference_per_vip_connect() {
         // 10 cycles of 7 connects; without the VIP every connect4 costs 400;
         // with it, one per cycle costs 2,400 (2,000 more), and its socket's
-        // callbacks 500 ns more in all.
+        // callbacks and releases 500 ns more in all.
         let without = [
             cost("l4lb_connect4", 70, 28_000),
             cost("l4lb_sockops", 350, 35_000),
+            cost("l4lb_release", 70, 3_500),
         ];
         let with = [
             cost("l4lb_connect4", 70, 48_000),
-            cost("l4lb_sockops", 370, 40_000),
+            cost("l4lb_sockops", 350, 39_000),
+            cost("l4lb_release", 70, 4_500),
         ];
         let (miss, hit, sockops) = split(&with, &without, 10.0);
         assert_eq!((miss, hit, sockops), (400.0, 2_400.0, 500.0));
