@@ -389,11 +389,8 @@ mod tests {
         assert_eq!(r.applied().services.len(), 1);
     }
 
-    /// A full plan writes its services a part at a time; a failed part
-    /// falls back to what the maps hold, and the next plan is full again.
-    #[tokio::test]
-    async fn a_full_plan_writes_in_parts_and_a_failed_part_falls_back() {
-        let n = SERVICES_PER_WRITE as u16 + 76;
+    /// `n` services on 11.0.0.1, ports 1000.., each with backend 10.0.0.1:80.
+    fn one_backend_each(n: u16) -> DesiredState {
         let spec = ServiceSpec {
             backends: [("10.0.0.1:80".parse().unwrap(), 1)].into(),
             ..Default::default()
@@ -402,9 +399,17 @@ mod tests {
             addr: std::net::SocketAddr::new([11, 0, 0, 1].into(), 1000 + i),
             proto: Proto::Tcp,
         };
-        let many = DesiredState {
+        DesiredState {
             services: (0..n).map(|i| (vip(i), spec.clone())).collect(),
-        };
+        }
+    }
+
+    /// A full plan writes its services a part at a time; a failed part
+    /// falls back to what the maps hold, and the next plan is full again.
+    #[tokio::test]
+    async fn a_full_plan_writes_in_parts_and_a_failed_part_falls_back() {
+        let n = SERVICES_PER_WRITE as u16 + 76;
+        let many = one_backend_each(n);
         // The backend (put, counters reset), then 4 ops per service: the
         // failure falls in the second part.
         let first_part = 2 + 4 * SERVICES_PER_WRITE;
@@ -440,17 +445,7 @@ mod tests {
     #[tokio::test]
     async fn a_part_planned_ahead_of_a_failed_one_is_not_written() {
         let n = 3 * SERVICES_PER_WRITE as u16;
-        let spec = ServiceSpec {
-            backends: [("10.0.0.1:80".parse().unwrap(), 1)].into(),
-            ..Default::default()
-        };
-        let vip = |i: u16| Vip {
-            addr: std::net::SocketAddr::new([11, 0, 0, 1].into(), 1000 + i),
-            proto: Proto::Tcp,
-        };
-        let many = DesiredState {
-            services: (0..n).map(|i| (vip(i), spec.clone())).collect(),
-        };
+        let many = one_backend_each(n);
         let fake = Fake {
             fail_at: Some(10),
             ..Default::default()

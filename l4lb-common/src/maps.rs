@@ -71,8 +71,9 @@ pub const HEALTH_MAP: &str = "L4LB_HEALTH";
 /// [`SOCK_PROBE_SLOTS`]): connect4/6 marks each TCP socket it sent to a
 /// backend (with the VIP, which getpeername4/6 shows from here: TCP sockets
 /// get no `L4LB_REVNAT` entry); the `sock_ops` program finds it there, the
-/// `sock_release` one frees the slot when the application closes the socket. An array rather than a hash: an
-/// insert into a (LRU) hash was ~35 % of a VIP connect4.
+/// `sock_release` one frees the slot when the application closes the
+/// socket. An array rather than a hash: an insert into a (LRU) hash was
+/// ~35 % of a VIP connect4.
 pub const SOCKS_MAP: &str = "L4LB_SOCKS";
 /// The balancing policy ([`crate::LbConfig`], index 0), written by the agent.
 pub const LB_CONFIG_MAP: &str = "L4LB_LB_CONFIG";
