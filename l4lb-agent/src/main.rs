@@ -13,17 +13,29 @@ use l4lb_agent::{
 mod commands;
 
 #[global_allocator]
-static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// jemalloc's options, read at its first allocation (the symbol the -sys
-/// crate's prefixed build looks for): two arenas (the runtime's two workers
-/// and a few blocking threads; one per CPU x 4 by default), and freed pages
-/// returned at once, by a background thread, so the peak RSS follows what
-/// is held (BENCHMARKS.md, "Measurements behind choices in the code").
-#[allow(non_upper_case_globals)]
-#[unsafe(export_name = "_rjem_malloc_conf")]
-pub static malloc_conf: &[u8] =
-    b"background_thread:true,narenas:2,dirty_decay_ms:0,muzzy_decay_ms:0\0";
+/// `mi_option_arena_eager_commit` and `mi_option_purge_delay` in mimalloc v2's
+/// `mi_option_e` (include/mimalloc.h; the -sys crate names only some options).
+const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Freed memory goes back to the OS at once and arena memory is committed
+/// when used, so the agent's peak RSS follows what it holds, at the same
+/// speed (BENCHMARKS.md, "Measurements behind choices in the code"). It must run before the first allocation creates mimalloc's first
+/// arena (set in `main`, the arena option comes too late): hence a
+/// constructor in `.init_array`, as `MIMALLOC_*` variables would be read.
+extern "C" fn tune_allocator() {
+    // SAFETY: setters of mimalloc's global options; no thread exists yet.
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+        libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0);
+    }
+}
+
+#[used]
+#[unsafe(link_section = ".init_array")]
+static TUNE_ALLOCATOR: extern "C" fn() = tune_allocator;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
