@@ -741,7 +741,7 @@ fn sync_rows(runs: &[SyncRun]) -> Vec<Vec<String>> {
             med_range_if_many(&col(&|r| r.hwm_settled_mb), 1),
         ],
         vec![
-            "  RSS then: total / anonymous / file + shmem (binary, mmap'd slots), MB".into(),
+            "  RSS then: total / anonymous / file + shmem (binary, libraries, mapped maps), MB".into(),
             format!(
                 "{:.1} / {:.1} / {:.1}",
                 median(&col(&|r| r.rss_settled_mb)),
