@@ -1,7 +1,7 @@
 //! Crash consistency: the agent is SIGKILLed at many points of
 //! its start-up (load, adoption, link replacement, first apply) and of applies
-//! triggered by config changes. After every kill all eight socket hooks are
-//! still attached to the cgroup; a normal start then finds every table equal
+//! triggered by config changes. After every kill every socket hook
+//! (`SOCK_PROGRAMS`) is still attached to the cgroup; a normal start then finds every table equal
 //! to its members (`l4lb-agent verify`) and every VIP reaches exactly its
 //! live backends.
 use std::{
