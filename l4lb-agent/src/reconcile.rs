@@ -19,9 +19,8 @@ use crate::{
     plan::{Applied, Index, Op, Summary, changed_vips, plan_all_emitting, plan_change},
 };
 
-/// What the reconciler needs from the datapath (a fake in tests). `Send`:
-/// a full plan's parts are written on a thread of their own.
-pub trait MapWriter: Send {
+/// What the reconciler needs from the datapath (a fake in tests).
+pub trait MapWriter {
     fn write(&mut self, ops: &[Op]) -> Result<()>;
     /// What the maps hold, inconsistent services marked stale (`adopt.rs`),
     /// and what was inconsistent.
@@ -42,11 +41,10 @@ impl MapWriter for crate::datapath::Maps {
     }
 }
 
-/// Services a full plan writes at a time: two of the datapath's chunks of 256
+/// Services a full plan writes at a time: four of the datapath's chunks of 256
 /// (`datapath/chunk.rs`), so that the Maglev fill of one still runs beside
-/// the writes of the one before; small enough that the part planned ahead
-/// while one is written (`plan_all_written`) adds little to the peak.
-pub const SERVICES_PER_WRITE: usize = 512;
+/// the writes of the one before.
+pub const SERVICES_PER_WRITE: usize = 1024;
 
 /// How long a BPF program that read the previous generation may still be
 /// running. Programs run in microseconds; this is generous on purpose.
@@ -176,37 +174,29 @@ impl<W: MapWriter> Reconciler<W> {
     /// A full plan, its services written as they are planned,
     /// [`SERVICES_PER_WRITE`] at a time (the plan of 10,000 services would
     /// otherwise hold ~130,000 ops before the first write); with the count
-    /// of ops written. The parts are written on a thread of their own, in
-    /// order, while the next ones are planned (the plan and the writes each
-    /// take about half of a full sync's apply, on a machine whose other
-    /// core is then idle). A part is handed over only when the writer
-    /// takes it, so one part at most waits planned beside the one being
-    /// written (each ~1 MB of ops). A failed part stops the writes there
-    /// and, at its next hand-over, the plan: the maps hold what the parts
-    /// before it wrote.
+    /// of ops written.
     fn plan_all_written(
         &mut self,
         desired: &ServiceMap,
         index: &mut Index,
     ) -> Result<(crate::plan::Plan, usize)> {
-        let (applied, writer) = (&self.applied, &mut self.writer);
-        std::thread::scope(|s| {
-            let (tx, parts) = std::sync::mpsc::sync_channel::<Vec<Op>>(0);
-            let written = s.spawn(move || write_parts(writer, parts));
-            let mut write = |ops: Vec<Op>| tx.send(ops).is_ok();
-            let planned =
-                plan_all_emitting(applied, desired, index, SERVICES_PER_WRITE, &mut write);
-            drop(tx);
-            let failure = written
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            match (planned, failure) {
-                (_, Some(e)) => Err(e),
-                (Ok(planned), None) => Ok(planned),
-                // The writer stops only at a failure: not reached.
-                (Err(_), None) => Err(anyhow::anyhow!("the map writer stopped")),
+        let mut failure = None;
+        let writer = &mut self.writer;
+        let mut write = |ops: &[Op]| match writer.write(ops) {
+            Ok(()) => true,
+            Err(e) => {
+                failure = Some(e);
+                false
             }
-        })
+        };
+        let planned = plan_all_emitting(
+            &self.applied,
+            desired,
+            index,
+            SERVICES_PER_WRITE,
+            &mut write,
+        );
+        planned.map_err(|_| failure.expect("a refused part saved its error"))
     }
 
     /// After a failed write: the maps are the truth again.
@@ -250,21 +240,6 @@ impl<W: MapWriter> Reconciler<W> {
             full: s.full,
         })
     }
-}
-
-/// Writes each part received, in order, until the planner is done; the
-/// first failure stops it (its receiver dropped, the planner's next
-/// hand-over fails).
-fn write_parts<W: MapWriter>(
-    writer: &mut W,
-    parts: std::sync::mpsc::Receiver<Vec<Op>>,
-) -> Option<anyhow::Error> {
-    for ops in parts {
-        if let Err(e) = writer.write(&ops) {
-            return Some(e);
-        }
-    }
-    None
 }
 
 /// A table in the maps whose leftovers are not yet removed.
@@ -437,29 +412,6 @@ mod tests {
         // Two parts, then the (empty) rest of the plan.
         assert_eq!(r.writer.calls - calls, 3);
         assert_eq!(r.applied().services.len(), n as usize);
-    }
-
-    /// The parts are written on another thread while the next are
-    /// planned: a failed part stops the writes at once, whatever was planned
-    /// ahead of it, and nothing after it reaches the maps.
-    #[tokio::test]
-    async fn a_part_planned_ahead_of_a_failed_one_is_not_written() {
-        let n = 3 * SERVICES_PER_WRITE as u16;
-        let many = one_backend_each(n);
-        let fake = Fake {
-            fail_at: Some(10),
-            ..Default::default()
-        };
-        let mut r = Reconciler::adopt(fake, Duration::ZERO).unwrap();
-        let e = r.reconcile(&many).await.unwrap_err();
-        assert!(format!("{e:#}").contains("map full"), "{e:#}");
-        assert_eq!(r.writer.calls, 1, "no part written after the failed one");
-        assert_eq!(
-            r.writer.ops.len(),
-            10,
-            "the failed part's ops before the failure"
-        );
-        assert_eq!(r.applied(), &Applied::default());
     }
 
     /// Services 11.0.0.1.. each on backend `b`, in a persistent map.

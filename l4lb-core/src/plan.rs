@@ -244,7 +244,7 @@ pub fn plan_all_emitting(
     desired: &ServiceMap,
     index: &mut Index,
     every: usize,
-    write: &mut dyn FnMut(Vec<Op>) -> bool,
+    write: &mut dyn FnMut(&[Op]) -> bool,
 ) -> Result<(Plan, usize), usize> {
     let vips = every_vip(applied, desired.keys(), |v| desired.contains_key(v));
     let mut run = Run::new(applied, index).emitting(run::Emit::new(every, write));

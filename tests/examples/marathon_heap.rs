@@ -138,7 +138,7 @@ fn plan_stage(services: &l4lb_agent::model::ServiceMap) {
     let mut index = l4lb_agent::plan::Index::new(&Applied::default(), cap);
     let every = l4lb_agent::reconcile::SERVICES_PER_WRITE;
     let mut parts = 0;
-    let mut write = |_: Vec<l4lb_agent::plan::Op>| {
+    let mut write = |_: &[l4lb_agent::plan::Op]| {
         parts += 1;
         true
     };

@@ -36,8 +36,8 @@ fn services(first: u16, n: u16, port: u16) -> ServiceMap {
 /// Plans `desired` over `applied` in parts of `every`: (the parts, plan).
 fn emitted(applied: &Applied, desired: &ServiceMap, every: usize) -> (Vec<Vec<Op>>, Plan) {
     let mut parts = Vec::new();
-    let mut write = |ops: Vec<Op>| {
-        parts.push(ops);
+    let mut write = |ops: &[Op]| {
+        parts.push(ops.to_vec());
         true
     };
     let mut index = Index::new(applied, CAP);
@@ -93,7 +93,7 @@ fn parts_name_only_backends_written_before_and_end_as_the_whole_plan() {
 fn a_refused_part_stops_the_plan() {
     let desired = services(0, 9, 80);
     let mut calls = 0;
-    let mut write = |_: Vec<Op>| {
+    let mut write = |_: &[Op]| {
         calls += 1;
         calls < 2
     };

@@ -29,21 +29,19 @@ pub(super) struct Run<'a> {
 
 /// A plan's services handed on a part at a time: every `every` services
 /// placed, their new backends and their ops go to `to` (false: it did not
-/// take them, and planning stops), so the plan never holds them all. A part
-/// is handed over, not lent: the taker may write it on another thread
-/// while the next one is planned.
+/// take them, and planning stops), so the plan never holds them all.
 pub(super) struct Emit<'a> {
     pub every: usize,
-    pub to: &'a mut dyn FnMut(Vec<Op>) -> bool,
+    pub to: &'a mut dyn FnMut(&[Op]) -> bool,
     /// Ops handed on.
     pub emitted: usize,
     pub refused: bool,
-    /// The part being gathered.
+    /// The part being gathered (its buffer reused from part to part).
     buf: Vec<Op>,
 }
 
 impl<'a> Emit<'a> {
-    pub(super) fn new(every: usize, to: &'a mut dyn FnMut(Vec<Op>) -> bool) -> Emit<'a> {
+    pub(super) fn new(every: usize, to: &'a mut dyn FnMut(&[Op]) -> bool) -> Emit<'a> {
         Emit {
             every: every.max(1),
             to,
@@ -60,11 +58,9 @@ impl<'a> Emit<'a> {
         self.buf.append(&mut new.puts);
         self.buf.append(service_ops);
         if !self.buf.is_empty() {
-            // The next part is about as long as this one.
-            let next = Vec::with_capacity(self.buf.len());
-            let part = std::mem::replace(&mut self.buf, next);
-            self.emitted += part.len();
-            self.refused = !(self.to)(part);
+            self.refused = !(self.to)(&self.buf);
+            self.emitted += self.buf.len();
+            self.buf.clear();
         }
     }
 }
