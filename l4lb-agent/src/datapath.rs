@@ -910,6 +910,8 @@ pub fn create(
     // the verifier runs later, in `Programs::attach_socket` and
     // `SocketAttached::load_packet`.
     let mut ebpf = loader.load(object).context("loading the l4lb BPF object")?;
+    // Parsed into `ebpf`: the object's bytes are not read again.
+    mmap::release_read_only(object);
     for (_, path) in &paths {
         // Pinned maps hold the service table: root only.
         let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o600));

@@ -127,3 +127,41 @@ unsafe impl<T: Send> Send for Mapped<T> {}
 // SAFETY: as above; shared references only read (`as_slice`), and every
 // write needs &mut self.
 unsafe impl<T: Sync> Sync for Mapped<T> {}
+
+/// Drops this process's mappings of the pages wholly inside `bytes`, a part
+/// of the binary's read-only data: the embedded BPF object (~2 MB) is read
+/// once, when aya parses it, and its pages would otherwise stay resident for
+/// the agent's life. The file's pages stay in the page cache, and a later
+/// read faults them back in, unchanged (a private, never written mapping).
+pub(super) fn release_read_only(bytes: &'static [u8]) {
+    let page = page_size();
+    let start = (bytes.as_ptr() as usize).next_multiple_of(page);
+    let end = (bytes.as_ptr() as usize + bytes.len()) / page * page;
+    if end > start {
+        // SAFETY: whole pages of a read-only static; MADV_DONTNEED on a
+        // private file mapping only unmaps them, a later access refaults
+        // the same bytes from the file. Its failure leaves them resident.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A static spanning several pages, as the embedded object does.
+    static PAGES: [u8; 5 * 4096 + 123] = {
+        let mut b = [0u8; 5 * 4096 + 123];
+        let mut i = 0;
+        while i < b.len() {
+            b[i] = (i % 251) as u8;
+            i += 1;
+        }
+        b
+    };
+
+    #[test]
+    fn released_read_only_pages_read_back_unchanged() {
+        let before = PAGES.to_vec();
+        super::release_read_only(&PAGES);
+        assert_eq!(std::hint::black_box(&PAGES[..]), &before[..]);
+    }
+}
