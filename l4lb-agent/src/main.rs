@@ -15,8 +15,9 @@ mod commands;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// `mi_option_arena_eager_commit` and `mi_option_purge_delay` in mimalloc v2's
-/// `mi_option_e` (include/mimalloc.h; the -sys crate names only some options).
+/// `mi_option_arena_eager_commit` and `mi_option_purge_delay` in mimalloc v3's
+/// `mi_option_e` (include/mimalloc.h; the -sys crate builds v3 unless its `v2`
+/// feature is on, and names only some options).
 const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
