@@ -29,7 +29,7 @@ use serde::Serialize;
 
 use crate::{
     model::{DesiredState, ServiceMap, ServiceSpec, Vip},
-    slots::maglev,
+    slots::{AddrKey, maglev},
 };
 
 mod free;
@@ -118,10 +118,10 @@ impl SlotTable {
 
     /// Backend ids for the table's `size` slots.
     pub fn fill(&self) -> Vec<u32> {
-        let keyed: Vec<(u32, String, u32)> = self
+        let keyed: Vec<(u32, AddrKey, u32)> = self
             .members
             .iter()
-            .map(|(id, a, w)| (*id, a.to_string(), *w))
+            .map(|(id, a, w)| (*id, AddrKey::of(a), *w))
             .collect();
         maglev(&keyed, self.size)
     }
@@ -329,3 +329,6 @@ mod change_tests;
 
 #[cfg(test)]
 mod emit_tests;
+
+#[cfg(test)]
+mod table_tests;

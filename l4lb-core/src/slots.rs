@@ -14,6 +14,9 @@ use sha1::{Digest, Sha1};
 
 use l4lb_common::MAX_SLOTS_PER_SERVICE;
 
+mod key;
+pub use key::AddrKey;
+
 /// Table sizes: primes roughly doubling. 65537 is Katran's default.
 const PRIME_LADDER: [u32; 10] = [
     251, 503, 1009, 2003, 4001, 8009, 16007, 32003, 65537, 131_071,
@@ -50,57 +53,81 @@ pub fn is_table_size(m: u32) -> bool {
 
 /// (offset, skip) of a backend's permutation, from a stable hash of its key
 /// (the address, so every node computes the same table for the same set).
-fn permutation(key: &str, m: u32) -> (u64, u64) {
-    let d = Sha1::digest(key.as_bytes());
+fn permutation(key: &[u8], m: u32) -> (u64, u64) {
+    let d = Sha1::digest(key);
     let h1 = u64::from_be_bytes(d[0..8].try_into().expect("20-byte digest"));
     let h2 = u64::from_be_bytes(d[8..16].try_into().expect("20-byte digest"));
     (h1 % u64::from(m), h2 % u64::from(m - 1) + 1)
 }
 
-/// Builds the table of size `m` for `(backend_id, key, weight)` members.
-/// Weights (divided by their gcd) give each backend that many turns per
-/// round of the fill, so slot shares follow weights.
-pub fn maglev(members: &[(u32, String, u32)], m: u32) -> Vec<u32> {
-    let mut live: Vec<&(u32, String, u32)> = members.iter().filter(|(_, _, w)| *w > 0).collect();
+/// One live backend's walk of its permutation.
+struct Walker {
+    id: u32,
+    /// Slots it takes per round: its weight over the weights' gcd.
+    turns: u32,
+    /// Its next preferred slot, and the step to the one after (mod m).
+    pos: u64,
+    skip: u64,
+}
+
+/// Builds the table of size `m` for `(backend_id, key, weight)` members
+/// (`key`: the address's text, [`AddrKey`]). Weights (divided by their
+/// gcd) give each backend that many turns per round of the fill, so slot
+/// shares follow weights.
+pub fn maglev<K: AsRef<[u8]>>(members: &[(u32, K, u32)], m: u32) -> Vec<u32> {
+    let mut live: Vec<&(u32, K, u32)> = members.iter().filter(|(_, _, w)| *w > 0).collect();
     // Fill order by key, not by id: ids are local to one agent, keys are the
     // same on every node, so every node builds the same table.
-    live.sort_by(|a, b| a.1.cmp(&b.1));
+    live.sort_by(|a, b| a.1.as_ref().cmp(b.1.as_ref()));
     if live.is_empty() || m < 2 {
         return Vec::new();
     }
     let g = live.iter().fold(0, |g, (_, _, w)| gcd(g, *w));
-    // Each backend walks its permutation offset, offset+skip, … (mod m); the
-    // position is advanced by one add and one compare instead of a multiply
-    // and a division per probe (this loop was the top of the full-sync profile).
-    let m64 = u64::from(m);
-    let perms: Vec<(u64, u64)> = live.iter().map(|(_, key, _)| permutation(key, m)).collect();
-    let mut pos: Vec<u64> = perms.iter().map(|(offset, _)| *offset).collect();
+    let mut walkers: Vec<Walker> = live
+        .iter()
+        .map(|(id, key, w)| {
+            let (pos, skip) = permutation(key.as_ref(), m);
+            let turns = w / g;
+            Walker {
+                id: *id,
+                turns,
+                pos,
+                skip,
+            }
+        })
+        .collect();
     // u32::MAX marks an empty slot (ids are < MAX_BACKENDS): the table is
     // built in the Vec the plan keeps, with no Option<u32> copy of twice the size.
     const EMPTY: u32 = u32::MAX;
+    let m64 = u64::from(m);
     let mut table: Vec<u32> = vec![EMPTY; m as usize];
     let mut filled = 0u32;
     'fill: loop {
-        for (i, (id, _, w)) in live.iter().enumerate() {
-            let skip = perms[i].1;
-            for _ in 0..(w / g) {
-                // Next preferred slot of backend i that is still empty.
+        for w in walkers.iter_mut() {
+            // Each backend walks its permutation offset, offset+skip, … (mod
+            // m), advanced by one add and one compare instead of a multiply
+            // and a division per probe, its position held in a register for
+            // its turns (this loop is most of a full sync's fill).
+            let mut pos = w.pos;
+            for _ in 0..w.turns {
+                // Next preferred slot of this backend that is still empty.
                 let slot = loop {
-                    let c = pos[i] as usize;
-                    pos[i] += skip;
-                    if pos[i] >= m64 {
-                        pos[i] -= m64;
+                    let c = pos as usize;
+                    pos += w.skip;
+                    if pos >= m64 {
+                        pos -= m64;
                     }
                     if table[c] == EMPTY {
                         break c;
                     }
                 };
-                table[slot] = *id;
+                table[slot] = w.id;
                 filled += 1;
                 if filled == m {
                     break 'fill;
                 }
             }
+            w.pos = pos;
         }
     }
     debug_assert!(!table.contains(&EMPTY), "every slot filled");
@@ -188,13 +215,13 @@ mod tests {
 
     #[test]
     fn weights_set_the_shares() {
-        let t = maglev(&[(1, "a".into(), 3), (2, "b".into(), 1)], 503);
+        let t = maglev(&[(1, "a", 3), (2, "b", 1)], 503);
         let a = count(&t, 1) as f64 / 503.0;
         assert!((a - 0.75).abs() < 0.01, "{a}");
-        let t = maglev(&[(1, "a".into(), 0), (2, "b".into(), 2)], 251);
+        let t = maglev(&[(1, "a", 0), (2, "b", 2)], 251);
         assert!(t.iter().all(|&x| x == 2));
-        assert!(maglev(&[(1, "a".into(), 0)], 251).is_empty());
-        assert!(maglev(&[], 251).is_empty());
+        assert!(maglev(&[(1, "a", 0)], 251).is_empty());
+        assert!(maglev::<&str>(&[], 251).is_empty());
     }
 
     #[test]
