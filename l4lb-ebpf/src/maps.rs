@@ -44,10 +44,11 @@ pub fn backend(id: u32) -> Option<&'static Backend> {
 }
 
 /// Not read by the socket hooks; the XDP program checks a tracked flow's
-/// backend is still a member. The agent and CLI read it too.
+/// backend is still a member. The agent and CLI read it too. Preallocated:
+/// a full sync puts ~50,000 members, and an insert that allocates its
+/// element took about twice the time (BENCHMARKS.md, session 20, sync14).
 #[btf_map]
-pub static L4LB_MEMBERS: HashMap<MemberKey, MemberValue, { MAX_MEMBERS as usize }, NO_PREALLOC> =
-    HashMap::new();
+pub static L4LB_MEMBERS: HashMap<MemberKey, MemberValue, { MAX_MEMBERS as usize }> = HashMap::new();
 
 #[btf_map]
 pub static L4LB_REVNAT: LruHashMap<RevNatKey, RevNatValue, { MAX_REVNAT as usize }> =
