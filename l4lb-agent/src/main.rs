@@ -23,9 +23,10 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Freed memory goes back to the OS at once and arena memory is committed
 /// when used, so the agent's peak RSS follows what it holds, at the same
-/// speed (BENCHMARKS.md, "Measurements behind choices in the code"). It must run before the first allocation creates mimalloc's first
-/// arena (set in `main`, the arena option comes too late): hence a
-/// constructor in `.init_array`, as `MIMALLOC_*` variables would be read.
+/// speed (BENCHMARKS.md, "Measurements behind choices in the code"). It
+/// must run before the first allocation creates mimalloc's first arena (set
+/// in `main`, the arena option comes too late): hence a constructor in
+/// `.init_array`, as `MIMALLOC_*` variables would be read.
 extern "C" fn tune_allocator() {
     // SAFETY: setters of mimalloc's global options; no thread exists yet.
     unsafe {
