@@ -356,21 +356,23 @@ impl Maps {
 
     /// What precedes a batch of service puts (their generations, their
     /// addresses in the VIP pre-filter).
-    fn before_puts(&mut self, ops: &[&Op]) {
+    fn before_puts(&mut self, ops: &[&Op]) -> Result<(), aya::maps::MapError> {
         for op in ops {
             if let Op::PutService(k, v) = op {
-                self.before_put(k, v);
+                self.before_put(k, v)?;
             }
         }
+        Ok(())
     }
 
     /// What precedes one service put: its generation, then its address in
     /// the VIP pre-filter, so no hook reads the service before either.
-    fn before_put(&mut self, k: &ServiceKey, v: &ServiceValue) {
+    fn before_put(&mut self, k: &ServiceKey, v: &ServiceValue) -> Result<(), aya::maps::MapError> {
         if let Some(g) = self.svc_gens.as_mut() {
-            g.put(v);
+            g.put(v)?;
         }
         self.vip_addrs.announce(&k.addr);
+        Ok(())
     }
 
     /// What follows service puts that succeeded (the VIP address map, in
@@ -402,7 +404,7 @@ impl Maps {
                 0,
             ),
             Op::PutService(k, v) => {
-                self.before_put(k, v);
+                self.before_put(k, v)?;
                 self.services.insert(k, v, 0)?;
                 self.vip_addrs.added(k, &self.services)
             }
@@ -415,7 +417,7 @@ impl Maps {
             }
             Op::DelService(k) => {
                 if let (Some(g), Ok(v)) = (self.svc_gens.as_mut(), self.services.get(k, 0)) {
-                    g.remove(v.id);
+                    g.remove(v.id)?;
                 }
                 ignore_missing(self.services.remove(k))?;
                 self.vip_addrs.removed(k, &self.services)
@@ -486,9 +488,11 @@ impl Maps {
                     .insert((key.service_id, key.backend_id));
             }
         }
-        for (id, b) in self.backends.iter() {
-            applied.backends.insert(id, codec::backend_addr(&b));
-        }
+        self.backends
+            .for_each(|id, b| {
+                applied.backends.insert(id, codec::backend_addr(&b));
+            })
+            .context("reading the backends array")?;
         Ok(applied)
     }
 
@@ -542,7 +546,7 @@ impl Maps {
             ),
             (
                 BACKENDS_MAP,
-                self.backends.iter().count() as u64,
+                self.backends.count().unwrap_or(0),
                 u64::from(self.backends.capacity()),
             ),
             (

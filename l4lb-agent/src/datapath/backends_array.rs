@@ -2,6 +2,10 @@
 //! writes through memory (the programs read one element by id instead of
 //! looking an id up in a hash). An element whose `family` is 0 is a free id.
 //!
+//! Written through a few mapped windows of the array at a time
+//! ([`Windows`]), not a mapping of it all: those pages would otherwise be
+//! resident for the agent's life.
+//!
 //! Readers never see a half-written entry they use: the plan writes a
 //! backend before any slot or service names it and frees it only after
 //! nothing does; a reader of a stale id (a tracked flow's) sees either the
@@ -10,7 +14,7 @@
 use aya::maps::{Map, MapError};
 use l4lb_common::Backend;
 
-use super::mmap::Mapped;
+use super::mmap::Windows;
 
 /// One array element as the kernel lays it out: the value, then padding to
 /// the 8-byte stride.
@@ -23,13 +27,13 @@ struct Element {
 const _: () = assert!(size_of::<Element>() == size_of::<Backend>().next_multiple_of(8));
 
 pub struct BackendsArray {
-    elems: Mapped<Element>,
+    elems: Windows<Element>,
 }
 
 impl BackendsArray {
     pub fn new(map: Map) -> Result<BackendsArray, MapError> {
         Ok(BackendsArray {
-            elems: Mapped::new(map, l4lb_common::BACKENDS_MAP)?,
+            elems: Windows::new(map, l4lb_common::BACKENDS_MAP)?,
         })
     }
 
@@ -38,18 +42,22 @@ impl BackendsArray {
         self.elems.len as u32
     }
 
-    /// The backend of `id`; None for a free (or out of range) id.
-    pub fn get(&self, id: u32) -> Option<Backend> {
-        let e = self.elems.as_slice().get(id as usize)?;
-        // SAFETY: an aligned element of the live mapping; volatile: the
-        // running agent may rewrite it while the CLI reads.
-        let b = unsafe { std::ptr::read_volatile(&e.backend) };
-        (b.family != 0).then_some(b)
+    /// Calls `f` with every id in use and its backend, in id order (each
+    /// element read whole: the running agent may rewrite it while the CLI
+    /// reads).
+    pub fn for_each(&self, mut f: impl FnMut(u32, Backend)) -> Result<(), MapError> {
+        self.elems.for_each(|id, e| {
+            if e.backend.family != 0 {
+                f(id as u32, e.backend);
+            }
+        })
     }
 
-    /// Every id in use with its backend, in id order.
-    pub fn iter(&self) -> impl Iterator<Item = (u32, Backend)> + '_ {
-        (0..self.capacity()).filter_map(|id| self.get(id).map(|b| (id, b)))
+    /// How many ids are in use.
+    pub fn count(&self) -> Result<u64, MapError> {
+        let mut n = 0;
+        self.for_each(|_, _| n += 1)?;
+        Ok(n)
     }
 
     /// Writes `b` as id `id`'s backend. `b.family` must not be 0 (it would
@@ -72,7 +80,7 @@ impl BackendsArray {
 
     fn element(&mut self, id: u32) -> Result<*mut Backend, MapError> {
         let max_entries = self.capacity();
-        match self.elems.slice().get_mut(id as usize) {
+        match self.elems.get_mut(id as usize)? {
             Some(e) => Ok(&raw mut e.backend),
             None => Err(MapError::OutOfBounds {
                 index: id,

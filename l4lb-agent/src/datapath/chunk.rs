@@ -132,7 +132,7 @@ impl super::Maps {
         }
         let all: Vec<&Op> = ops.iter().map(|(_, op)| *op).collect();
         if self.batches {
-            self.before_puts(&all);
+            self.before_puts(&all).map_err(|e| (ops[0].0, e))?;
             match self.put_batch(&all) {
                 Ok(()) => return self.after_puts(&all).map_err(|e| (ops[0].0, e)),
                 Err((0, e)) if super::no_batch(&e) => {

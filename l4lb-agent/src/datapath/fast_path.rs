@@ -1,7 +1,8 @@
 //! The two arrays behind XDP's one-lookup established path
-//! (`l4lb_common::fast_path`), both written through a mapping of the whole
-//! array (memory stores, no syscall; the next bpf() call orders them before
-//! whatever it writes):
+//! (`l4lb_common::fast_path`), both written through mappings of the array
+//! (memory stores, no syscall; the next bpf() call orders them before
+//! whatever it writes): the generations a few windows at a time
+//! ([`Windows`]), the filter's 8 KB whole:
 //! - [`SvcGens`]: service id → generation, written before each service
 //!   value put or removal, so a flow recorded under an older backend set,
 //!   or under a removed or re-created service of the same id, never matches;
@@ -12,7 +13,7 @@ use std::collections::{HashMap as StdHashMap, HashSet};
 use aya::maps::{HashMap, Map, MapData, MapError};
 use l4lb_common::{Addr6, ServiceGen, ServiceKey, ServiceValue, vip_filter_bit, vip_filter_slot};
 
-use super::mmap::Mapped;
+use super::mmap::{Mapped, Windows};
 
 fn publish() {
     std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
@@ -22,15 +23,16 @@ type Services = HashMap<MapData, ServiceKey, ServiceValue>;
 
 /// `L4LB_SVC_GEN`. One writer per pin root (the agent holds its lock).
 pub struct SvcGens {
-    gens: Mapped<ServiceGen>,
+    gens: Windows<ServiceGen>,
     /// Above every generation in the array: the next one handed out.
     next: u32,
 }
 
 impl SvcGens {
     pub fn new(map: Map) -> Result<SvcGens, MapError> {
-        let mut gens: Mapped<ServiceGen> = Mapped::new(map, l4lb_common::SVC_GEN_MAP)?;
-        let top = gens.slice().iter().map(|g| g.generation).max().unwrap_or(0);
+        let gens: Windows<ServiceGen> = Windows::new(map, l4lb_common::SVC_GEN_MAP)?;
+        let mut top = 0;
+        gens.for_each(|_, g| top = top.max(g.generation))?;
         Ok(SvcGens {
             gens,
             next: top + 1,
@@ -39,13 +41,14 @@ impl SvcGens {
 
     /// `v` is about to be written: its id gets a new generation unless the
     /// array already describes this very value (a rewrite, an adoption).
-    pub fn put(&mut self, v: &ServiceValue) {
+    /// Errs only if its part of the array cannot be mapped.
+    pub fn put(&mut self, v: &ServiceValue) -> Result<(), MapError> {
         let next = &mut self.next;
-        let Some(g) = self.gens.slice().get_mut(v.id as usize) else {
-            return; // out of the array: XDP checks this id the slow way
+        let Some(g) = self.gens.get_mut(v.id as usize)? else {
+            return Ok(()); // out of the array: XDP checks this id the slow way
         };
         if g.live != 0 && g.revision == v.revision && g.slot_base == v.slot_base {
-            return;
+            return Ok(());
         }
         store(
             g,
@@ -56,13 +59,14 @@ impl SvcGens {
                 live: 1,
             },
         );
+        Ok(())
     }
 
     /// Service `id` is about to be removed: no flow's generation matches it
-    /// from now on.
-    pub fn remove(&mut self, id: u32) {
+    /// from now on. Errs only if its part of the array cannot be mapped.
+    pub fn remove(&mut self, id: u32) -> Result<(), MapError> {
         let next = &mut self.next;
-        if let Some(g) = self.gens.slice().get_mut(id as usize)
+        if let Some(g) = self.gens.get_mut(id as usize)?
             && g.live != 0
         {
             store(
@@ -73,6 +77,7 @@ impl SvcGens {
                 },
             );
         }
+        Ok(())
     }
 
     /// Makes the array describe the services map (at load: a previous run
@@ -82,20 +87,23 @@ impl SvcGens {
         for entry in services.iter() {
             let (_, v) = entry?;
             ids.insert(v.id);
-            self.put(&v);
+            self.put(&v)?;
         }
-        let stale: Vec<u32> = (0..self.gens.len as u32)
-            .filter(|id| self.gens.slice()[*id as usize].live != 0 && !ids.contains(id))
-            .collect();
+        let mut stale = Vec::new();
+        self.gens.for_each(|id, g| {
+            if g.live != 0 && !ids.contains(&(id as u32)) {
+                stale.push(id as u32);
+            }
+        })?;
         for id in stale {
-            self.remove(id);
+            self.remove(id)?;
         }
         Ok(())
     }
 
     /// The entry of `id` (tests, CLI).
-    pub fn get(&mut self, id: u32) -> Option<ServiceGen> {
-        self.gens.slice().get(id as usize).copied()
+    pub fn get(&mut self, id: u32) -> Result<Option<ServiceGen>, MapError> {
+        Ok(self.gens.get_mut(id as usize)?.copied())
     }
 }
 

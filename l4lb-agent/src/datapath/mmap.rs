@@ -1,8 +1,11 @@
 //! A shared read-write mapping of the pages holding a byte range of a
 //! BPF_F_MMAPABLE array map, unmapped on drop: the slots array writes its
-//! tables through short-lived ones, XDP's fast-path arrays and the backends
-//! array keep one for the handle's life ([`Mapped`]). Hand-written with libc because aya 0.14 has no mmap API
-//! for maps.
+//! tables through short-lived ones, the backends and service generation
+//! arrays through a few windows at a time ([`Windows`]), the small VIP
+//! filter through one mapping for the handle's life ([`Mapped`]). The kernel
+//! maps every page of such a mapping when it is made, so a whole-array one
+//! is resident for as long as it lives. Hand-written with libc because aya
+//! 0.14 has no mmap API for maps.
 use std::{
     os::fd::{AsFd, AsRawFd, BorrowedFd},
     ptr::NonNull,
@@ -12,6 +15,9 @@ use aya::{
     maps::{Map, MapData, MapError},
     sys::SyscallError,
 };
+
+mod windows;
+pub(super) use windows::Windows;
 
 pub(super) struct Mapping {
     /// The first mapped page.
@@ -84,22 +90,28 @@ pub(super) struct Mapped<T> {
     _elem: std::marker::PhantomData<T>,
 }
 
+/// The array behind `map` if its elements are `T`s in the kernel's layout,
+/// and its length.
+fn array_of<T>(map: Map, name: &str) -> Result<(MapData, usize), MapError> {
+    let Map::Array(map) = map else {
+        return Err(MapError::InvalidName { name: name.into() });
+    };
+    // The kernel's element stride is the value size rounded up to 8.
+    assert_eq!(size_of::<T>() % 8, 0, "array element stride");
+    let info = map.info()?;
+    let stride = (info.value_size() as usize).next_multiple_of(8);
+    if stride != size_of::<T>() {
+        return Err(MapError::InvalidValueSize {
+            size: info.value_size() as usize,
+            expected: size_of::<T>(),
+        });
+    }
+    Ok((map, info.max_entries() as usize))
+}
+
 impl<T: Copy> Mapped<T> {
     pub(super) fn new(map: Map, name: &str) -> Result<Mapped<T>, MapError> {
-        let Map::Array(map) = map else {
-            return Err(MapError::InvalidName { name: name.into() });
-        };
-        // The kernel's element stride is the value size rounded up to 8.
-        assert_eq!(size_of::<T>() % 8, 0, "array element stride");
-        let info = map.info()?;
-        let stride = (info.value_size() as usize).next_multiple_of(8);
-        if stride != size_of::<T>() {
-            return Err(MapError::InvalidValueSize {
-                size: info.value_size() as usize,
-                expected: size_of::<T>(),
-            });
-        }
-        let len = info.max_entries() as usize;
+        let (map, len) = array_of::<T>(map, name)?;
         let mapping = Mapping::pages(map.fd().as_fd(), 0, len * size_of::<T>())?;
         Ok(Mapped {
             mapping,
@@ -114,18 +126,11 @@ impl<T: Copy> Mapped<T> {
         // aligned, so aligned for T), which lives as long as self.
         unsafe { std::slice::from_raw_parts_mut(self.mapping.start().cast::<T>(), self.len) }
     }
-
-    /// The elements, read-only (the CLI's and the adopter's reads).
-    pub(super) fn as_slice(&self) -> &[T] {
-        // SAFETY: as in `slice`.
-        unsafe { std::slice::from_raw_parts(self.mapping.start().cast::<T>(), self.len) }
-    }
 }
 
 // SAFETY: the mapping is owned by the handle and only touched through &mut self.
 unsafe impl<T: Send> Send for Mapped<T> {}
-// SAFETY: as above; shared references only read (`as_slice`), and every
-// write needs &mut self.
+// SAFETY: as above; a shared reference reaches no element.
 unsafe impl<T: Sync> Sync for Mapped<T> {}
 
 /// Drops this process's mappings of the pages wholly inside `bytes`, a part
