@@ -136,6 +136,8 @@ mod tests {
     fn writes_across_windows_read_back_at_their_index() {
         // SAFETY: plain FFI.
         if unsafe { libc::geteuid() } != 0 {
+            // Under CI a kernel test never passes by skipping.
+            assert!(std::env::var_os("CI").is_none(), "needs root (BPF maps)");
             eprintln!("skipped: creating a BPF map needs root");
             return;
         }
