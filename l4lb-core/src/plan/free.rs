@@ -153,4 +153,34 @@ mod tests {
         assert_eq!(list.alloc(1), Some(4));
         assert!(list.has(3) && !list.has(4));
     }
+
+    /// Random takes, allocations and releases against a plain used/free
+    /// array: the same first fits, and always the list built from what is used.
+    #[test]
+    fn random_use_matches_a_plain_array() {
+        use rand::{Rng, SeedableRng, rngs::StdRng};
+        let (first, limit) = (3u32, 200u32);
+        let mut rng = StdRng::seed_from_u64(21);
+        let mut list = FreeList::new(first, limit, std::iter::empty());
+        let mut used = vec![false; limit as usize];
+        let mut taken: Vec<(u32, u32)> = Vec::new();
+        for _ in 0..20_000 {
+            if taken.is_empty() || rng.random_bool(0.55) {
+                let len = rng.random_range(1..12);
+                let fit = (first..limit.saturating_sub(len - 1))
+                    .find(|&s| (s..s + len).all(|i| !used[i as usize]));
+                assert_eq!(list.alloc(len), fit, "alloc({len})");
+                if let Some(s) = fit {
+                    (s..s + len).for_each(|i| used[i as usize] = true);
+                    taken.push((s, len));
+                }
+            } else {
+                let (s, len) = taken.swap_remove(rng.random_range(0..taken.len()));
+                (s..s + len).for_each(|i| used[i as usize] = false);
+                list.release(s, len);
+            }
+            let in_use = taken.iter().copied();
+            assert_eq!(list, FreeList::new(first, limit, in_use));
+        }
+    }
 }
