@@ -205,16 +205,7 @@ pub enum PlanError {
 /// backends map or slots array full) is skipped and listed in
 /// `Plan::skipped`, keeping its current table if it has one; the rest apply.
 pub fn plan(applied: &Applied, desired: &DesiredState, cap: Capacity) -> Plan {
-    let services = &desired.services;
-    let vips = every_vip(applied, services.keys(), |v| services.contains_key(v));
-    let mut index = Index::new(applied, cap);
-    full(
-        applied,
-        &vips,
-        |v| services.get(v),
-        services.len(),
-        &mut index,
-    )
+    plan_all(applied, &desired.services, cap)
 }
 
 /// [`plan`] of desired services held in a persistent map.
@@ -228,8 +219,10 @@ pub fn plan_all(applied: &Applied, desired: &ServiceMap, cap: Capacity) -> Plan 
 /// is a service's), [`Index::commit`] then makes it the index of `next`;
 /// otherwise build that one anew.
 pub fn plan_all_indexed(applied: &Applied, desired: &ServiceMap, index: &mut Index) -> Plan {
-    let vips = every_vip(applied, desired.keys(), |v| desired.contains_key(v));
-    full(applied, &vips, |v| desired.get(v), desired.len(), index)
+    reserve(index, desired);
+    let mut run = Run::new(applied, index);
+    run.services(every_vip(applied, desired), desired.len());
+    run.all_backends()
 }
 
 /// [`plan_all_indexed`] that hands the services' writes to `write` as it
@@ -246,26 +239,14 @@ pub fn plan_all_emitting(
     every: usize,
     write: &mut dyn FnMut(&[Op]) -> bool,
 ) -> Result<(Plan, usize), usize> {
-    let vips = every_vip(applied, desired.keys(), |v| desired.contains_key(v));
+    reserve(index, desired);
     let mut run = Run::new(applied, index).emitting(run::Emit::new(every, write));
-    run.services(&vips, |v| desired.get(v), desired.len());
+    run.services(every_vip(applied, desired), desired.len());
     let emit = run.take_emit().expect("set above");
     if emit.refused {
         return Err(emit.emitted);
     }
     Ok((run.all_backends(), emit.emitted))
-}
-
-fn full<'d>(
-    applied: &Applied,
-    vips: &[Vip],
-    desired: impl Fn(&Vip) -> Option<&'d ServiceSpec>,
-    desired_len: usize,
-    index: &mut Index,
-) -> Plan {
-    let mut run = Run::new(applied, index);
-    run.services(vips, desired, desired_len);
-    run.all_backends()
 }
 
 /// The plan of a change: what [`plan`] gives for `desired`, comparing only
@@ -284,7 +265,10 @@ pub fn plan_change(
 ) -> Plan {
     debug_assert!(changed.is_sorted() && applied.orphan_members.is_empty());
     let mut run = Run::new(applied, index);
-    run.services(changed, |v| desired.get(v), desired.len());
+    let changed = changed
+        .iter()
+        .map(|v| (*v, desired.get(v), applied.services.get(v)));
+    run.services(changed, desired.len());
     run.touched_backends()
 }
 
@@ -296,16 +280,35 @@ impl Applied {
     }
 }
 
-/// Every VIP of `desired` or `applied`, in order.
-fn every_vip<'a>(
-    applied: &Applied,
-    desired: impl Iterator<Item = &'a Vip>,
-    has: impl Fn(&Vip) -> bool,
-) -> Vec<Vip> {
-    let mut vips: Vec<Vip> = desired.copied().collect();
-    vips.extend(applied.services.keys().filter(|v| !has(v)));
-    vips.sort_unstable();
-    vips
+/// Every VIP of `desired` or `applied`, in order, with its service in
+/// each: both maps walked side by side (sorted), not a lookup per VIP.
+/// Room in `index` for the backends `desired` names.
+fn reserve(index: &mut Index, desired: &ServiceMap) {
+    index.reserve(desired.values().map(|s| s.backends.len()).sum());
+}
+
+fn every_vip<'a, 'd>(
+    applied: &'a Applied,
+    desired: &'d ServiceMap,
+) -> impl Iterator<Item = run::Item<'a, 'd>> {
+    let mut d = desired.iter().peekable();
+    let mut a = applied.services.iter().peekable();
+    std::iter::from_fn(move || {
+        let order = match (d.peek(), a.peek()) {
+            (None, None) => return None,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some((dv, _)), Some((av, _))) => dv.cmp(av),
+        };
+        Some(match order {
+            std::cmp::Ordering::Less => d.next().map(|(v, s)| (*v, Some(s), None))?,
+            std::cmp::Ordering::Greater => a.next().map(|(v, o)| (*v, None, Some(o)))?,
+            std::cmp::Ordering::Equal => {
+                let (v, s) = d.next()?;
+                (*v, Some(s), a.next().map(|(_, o)| o))
+            }
+        })
+    })
 }
 
 /// The VIPs whose service differs between `old` and `new`, in order: the

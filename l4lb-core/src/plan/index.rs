@@ -65,6 +65,14 @@ impl Index {
         }
     }
 
+    /// Room for `n` backends in the address map and the counts, taken at
+    /// once rather than by doubling (a full sync from nothing adds 50,000);
+    /// none more if they hold that many already.
+    pub(super) fn reserve(&mut self, n: usize) {
+        self.by_addr.reserve(n.saturating_sub(self.by_addr.len()));
+        self.refs.reserve(n.saturating_sub(self.refs.len()));
+    }
+
     /// The id of the backend at `addr`, if it has one.
     pub(super) fn backend(&self, addr: &SocketAddr) -> Option<u32> {
         self.by_addr.get(addr).copied()
@@ -86,23 +94,20 @@ impl Index {
         self.slots.alloc(len)
     }
 
-    /// Ids for `addrs` (the caller checked there are enough), with the
-    /// writes that add them: a counter reset into `resets`, the put into `puts`.
-    pub(super) fn add_backends(
+    /// An id for the backend at `addr` (the caller checked there is one),
+    /// with the writes that add it: a counter reset into `resets`, the put
+    /// into `puts`.
+    pub(super) fn add_backend(
         &mut self,
-        addrs: &[SocketAddr],
+        addr: SocketAddr,
         resets: &mut Vec<Op>,
         puts: &mut Vec<Op>,
-    ) -> Vec<(u32, SocketAddr)> {
-        let mut added = Vec::with_capacity(addrs.len());
-        for addr in addrs {
-            let id = self.backend_ids.take().expect("checked by has_backend_ids");
-            resets.push(Op::ResetBackendStats(id));
-            puts.push(Op::PutBackend(id, codec::backend(*addr)));
-            self.by_addr.insert(*addr, id);
-            added.push((id, *addr));
-        }
-        added
+    ) -> u32 {
+        let id = self.backend_ids.take().expect("checked by has_backend_ids");
+        resets.push(Op::ResetBackendStats(id));
+        puts.push(Op::PutBackend(id, codec::backend(addr)));
+        self.by_addr.insert(addr, id);
+        id
     }
 
     /// A service now names `ids`.

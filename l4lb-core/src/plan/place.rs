@@ -46,21 +46,35 @@ pub(super) fn unchanged(index: &Index, spec: &ServiceSpec, old: Option<&AppliedS
 }
 
 /// Finds room for a new or changed service (backend ids, a service id, a
-/// free slot range) and returns what it will be and the writes that make it
-/// so (table, members, then the switch); nothing is taken if it does not fit.
+/// free slot range) and returns what it will be, its writes pushed onto
+/// `ops` (table, members, then the switch); nothing is taken or pushed if
+/// it does not fit.
 pub(super) fn place(
     vip: &Vip,
     spec: &ServiceSpec,
     old: Option<&AppliedService>,
     index: &mut Index,
     new: &mut NewBackends,
-) -> Result<(AppliedService, Vec<Op>), PlanError> {
-    let missing = room_for_ids(vip, spec, old, index)?;
+    ops: &mut Vec<Op>,
+) -> Result<AppliedService, PlanError> {
+    // Each address looked up once: the members and the table both need its id.
+    let mut ids: Vec<Option<u32>> = spec.backends.keys().map(|a| index.backend(a)).collect();
+    let missing = ids.iter().filter(|id| id.is_none()).count();
+    room_for_ids(vip, missing, old, index)?;
     // Slots before backend ids: a table that does not fit takes nothing.
     let range = slot_range(vip, spec, old, index)?;
-    let added = index.add_backends(&missing, &mut new.resets, &mut new.puts);
-    new.added.extend(added);
-    let mut ops = Vec::new();
+    // New ids in address order.
+    for (id, addr) in ids.iter_mut().zip(spec.backends.keys()) {
+        if id.is_none() {
+            let added = index.add_backend(*addr, &mut new.resets, &mut new.puts);
+            new.added.push((added, *addr));
+            *id = Some(added);
+        }
+    }
+    let table: Vec<(u32, SocketAddr, u32)> = (ids.into_iter().flatten())
+        .zip(spec.backends.iter())
+        .map(|(id, (addr, w))| (id, *addr, *w))
+        .collect();
     let (id, revision, old_members) = match old {
         Some(o) => (o.id, o.revision.wrapping_add(1), &o.members),
         None => {
@@ -69,12 +83,6 @@ pub(super) fn place(
             (id, 0, NO_MEMBERS)
         }
     };
-    // Each address looked up once: the members and the table both need its id.
-    let table: Vec<(u32, SocketAddr, u32)> = spec
-        .backends
-        .iter()
-        .map(|(addr, w)| (index.by_addr[addr], *addr, *w))
-        .collect();
     let members: BTreeMap<u32, u32> = table.iter().map(|(b, _, w)| (*b, *w)).collect();
     if range.count > 0 {
         ops.push(Op::WriteSlots {
@@ -82,7 +90,7 @@ pub(super) fn place(
             table: SlotTable::new(range.count, table),
         });
     }
-    push_member_changes(&mut ops, id, &members, old_members);
+    push_member_changes(ops, id, &members, old_members);
     let applied = AppliedService {
         id,
         revision,
@@ -93,32 +101,30 @@ pub(super) fn place(
         stale: false,
     };
     ops.push(Op::PutService(codec::service_key(vip), value_of(&applied)));
-    Ok((applied, ops))
+    Ok(applied)
 }
 
-/// The addresses of `spec` that need a backend id, once it is known that
-/// they and (for a new service) a service id are free.
+/// Checks that `missing` backend ids and (for a new service) a service id are free.
 fn room_for_ids(
     vip: &Vip,
-    spec: &ServiceSpec,
+    missing: usize,
     old: Option<&AppliedService>,
     index: &Index,
-) -> Result<Vec<SocketAddr>, PlanError> {
+) -> Result<(), PlanError> {
     let cap = index.cap;
     if old.is_none() && !index.has_service_id() {
         return Err(PlanError::ServicesFull {
             capacity: cap.services,
         });
     }
-    let missing = missing(index, spec);
-    if !index.has_backend_ids(missing.len()) {
+    if !index.has_backend_ids(missing) {
         return Err(PlanError::BackendsFull {
             vip: *vip,
-            need: missing.len(),
+            need: missing,
             capacity: cap.backends,
         });
     }
-    Ok(missing)
+    Ok(())
 }
 
 /// A service's Maglev table: where its slots start, how many, and how many

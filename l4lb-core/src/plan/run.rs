@@ -15,6 +15,10 @@ use crate::{
     model::{ServiceSpec, Vip},
 };
 
+/// A VIP to plan: its desired service (None: to remove) and what the maps
+/// hold for it.
+pub(super) type Item<'a, 'd> = (Vip, Option<&'d ServiceSpec>, Option<&'a AppliedService>);
+
 pub(super) struct Run<'a> {
     applied: &'a Applied,
     index: &'a mut Index,
@@ -96,22 +100,27 @@ impl<'a> Run<'a> {
         self.emit.take()
     }
 
-    /// Plans each VIP of `vips` (sorted): those `desired` has are added,
+    /// Plans each VIP of `items` (sorted, with its desired service and
+    /// what the maps hold for it): those with a desired service are added,
     /// changed or left as they are, the others removed from the maps.
-    /// `desired_len`: how many services `desired` has (those not in `vips`
-    /// are unchanged).
+    /// `desired_len`: how many services the desired state has (those not
+    /// in `items` are unchanged).
     pub(super) fn services<'d>(
         &mut self,
-        vips: &[Vip],
-        desired: impl Fn(&Vip) -> Option<&'d ServiceSpec>,
+        items: impl Iterator<Item = Item<'a, 'd>>,
         desired_len: usize,
     ) {
         let mut service_ops = Vec::new();
+        let mut removed = Vec::new();
         let (mut seen, mut placed) = (0, 0);
-        for (vip, spec) in vips.iter().filter_map(|v| Some((v, desired(v)?))) {
+        for (vip, spec, old) in items {
+            let Some(spec) = spec else {
+                removed.extend(old.map(|old| (vip, old)));
+                continue;
+            };
             seen += 1;
             let before = service_ops.len();
-            self.service(vip, spec, &mut service_ops);
+            self.service(&vip, spec, old, &mut service_ops);
             placed += usize::from(service_ops.len() > before);
             if let Some(e) = self.emit.as_mut().filter(|e| placed >= e.every) {
                 e.part(&mut self.new, &mut service_ops);
@@ -136,22 +145,24 @@ impl<'a> Run<'a> {
                 self.p.now.extend(service_ops);
             }
         }
-        for vip in vips.iter().filter(|v| desired(v).is_none()) {
-            if let Some(old) = self.applied.services.get(vip) {
-                self.remove(vip, old);
-            }
+        for (vip, old) in removed {
+            self.remove(&vip, old);
         }
     }
 
-    fn service(&mut self, vip: &Vip, spec: &ServiceSpec, service_ops: &mut Vec<Op>) {
-        let old = self.applied.services.get(vip);
+    fn service(
+        &mut self,
+        vip: &Vip,
+        spec: &ServiceSpec,
+        old: Option<&AppliedService>,
+        service_ops: &mut Vec<Op>,
+    ) {
         if unchanged(self.index, spec, old) {
             self.p.summary.unchanged += 1;
             return;
         }
-        match place(vip, spec, old, self.index, &mut self.new) {
-            Ok((svc, ops)) => {
-                service_ops.extend(ops);
+        match place(vip, spec, old, self.index, &mut self.new, service_ops) {
+            Ok(svc) => {
                 self.index.name(svc.members.keys().copied());
                 match old {
                     Some(old) => {
