@@ -16,33 +16,6 @@ use serde_json::{Map, Value};
 use crate::hosts::{AgentAt, parse_agent_host};
 use crate::intern::intern;
 
-mod keys;
-
-/// The wire structs read their keys as bytes ([`keys::ByteKeys`]): each
-/// derives its field matching as an inherent `deserialize`
-/// (`remote = "Self"`), which this impl wraps.
-macro_rules! keys_as_bytes {
-    ($($t:ty),*) => {$(
-        impl<'de> Deserialize<'de> for $t {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                <$t>::deserialize(keys::ByteKeys(d))
-            }
-        }
-    )*};
-}
-
-keys_as_bytes!(
-    App,
-    PortDefinition,
-    Container,
-    Docker,
-    PortMapping,
-    Network,
-    Task,
-    IpAddress,
-    HealthCheckResult
-);
-
 /// The response body: `{"apps": [...]}`, each app still undecoded.
 #[derive(Debug, Deserialize)]
 pub struct AppsBody {
@@ -51,7 +24,7 @@ pub struct AppsBody {
 
 /// One Marathon app (`/v2/apps` entry).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", remote = "Self")]
+#[serde(rename_all = "camelCase")]
 pub struct App {
     /// Absolute path, `/shop/web`.
     pub id: String,
@@ -78,7 +51,7 @@ pub struct App {
 
 /// `portDefinitions[]` (host networking).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", remote = "Self")]
+#[serde(rename_all = "camelCase")]
 pub struct PortDefinition {
     /// The service port (not where tasks listen: that is `Task::ports`).
     #[serde(default)]
@@ -94,7 +67,7 @@ pub struct PortDefinition {
 
 /// `container`: port mappings for container and container/bridge networking.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", remote = "Self")]
+#[serde(rename_all = "camelCase")]
 pub struct Container {
     /// `DOCKER` or `MESOS`.
     #[serde(default, rename = "type")]
@@ -108,7 +81,7 @@ pub struct Container {
 
 /// `container.docker` of pre-1.5 apps.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", remote = "Self")]
+#[serde(rename_all = "camelCase")]
 pub struct Docker {
     /// `HOST`, `BRIDGE` or `USER`.
     #[serde(default)]
@@ -119,7 +92,7 @@ pub struct Docker {
 
 /// `container.portMappings[]` / `container.docker.portMappings[]`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", remote = "Self")]
+#[serde(rename_all = "camelCase")]
 pub struct PortMapping {
     #[serde(default)]
     pub container_port: Option<i64>,
@@ -140,7 +113,6 @@ pub struct PortMapping {
 
 /// `networks[]`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(remote = "Self")]
 pub struct Network {
     /// `host`, `container` or `container/bridge`.
     #[serde(default)]
@@ -158,7 +130,7 @@ pub struct HealthCheck {}
 /// 50,000 of them: the fields a task record keeps are parsed as they are
 /// read, with no copy of their text (see [`Text`], [`TaskState`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", remote = "Self")]
+#[serde(rename_all = "camelCase")]
 pub struct Task {
     #[serde(default)]
     pub id: String,
@@ -200,7 +172,7 @@ pub enum TaskState {
 
 /// `tasks[].ipAddresses[]`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", remote = "Self")]
+#[serde(rename_all = "camelCase")]
 pub struct IpAddress {
     #[serde(default)]
     pub ip_address: Option<Text<IpAddr>>,
@@ -289,7 +261,6 @@ fn interned<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Arc<str>>, D::Erro
 
 /// `tasks[].healthCheckResults[]`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(remote = "Self")]
 pub struct HealthCheckResult {
     #[serde(default)]
     pub alive: Option<bool>,
