@@ -725,7 +725,8 @@ impl MarathonClient {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(IN_FLIGHT_CHUNKS);
         let decoder = tokio::task::spawn_blocking(move || {
             let mut set = set.lock().unwrap_or_else(|p| p.into_inner());
-            // The chunks as they come, uncopied (see `AppSet::refresh_from_pieces`).
+            // The chunks as they come (see `AppSet::refresh_from_pieces`: only
+            // chunks under 256 KiB are joined, into one buffer).
             set.refresh_from_pieces(std::iter::from_fn(|| {
                 rx.blocking_recv().map(Ok::<_, std::io::Error>)
             }))

@@ -38,6 +38,13 @@ use super::{
 
 /// How much of a body [`AppSet::refresh_from`] reads at a time.
 const READ_PIECE: usize = 64 << 10;
+
+/// Fewest bytes [`AppSet::refresh_from_pieces`] hands the splitter at a
+/// time: smaller chunks are joined first. An app cut by a piece's end is
+/// parsed partly, then scanned and parsed again; with 8 KiB pieces that
+/// was a fifth more instructions a read than with 512 KiB ones (5 KB apps,
+/// see BENCHMARKS.md), and hyper's reads start at 8 KiB.
+const MIN_PIECE: usize = 256 << 10;
 use crate::{hosts::HostTable, naming::VipAllocator};
 
 /// Where a part sits in the set: apps and pods share Marathon's id space but
@@ -243,23 +250,35 @@ impl AppSet {
     /// next complete refresh reports a change.
     pub fn refresh_from(&mut self, mut reader: impl Read) -> Result<bool, ParseError> {
         let mut buf = vec![0; READ_PIECE];
-        self.refresh_from_pieces(std::iter::from_fn(move || match reader.read(&mut buf) {
+        let pieces = std::iter::from_fn(move || match reader.read(&mut buf) {
             Ok(0) => None,
             Ok(n) => Some(Ok(buf[..n].to_vec())),
             Err(e) => Some(Err(e)),
-        }))
+        });
+        self.refresh_joining(pieces, 0)
     }
 
     /// [`Self::refresh_from`] over a body in memory.
     pub fn refresh_from_slice(&mut self, body: &[u8]) -> Result<bool, ParseError> {
-        self.refresh_from_pieces(std::iter::once(Ok(body)))
+        self.refresh_joining(std::iter::once(Ok(body)), 0)
     }
 
     /// [`Self::refresh_from`] over the body's pieces as they arrive (an
-    /// error ends the read as a failed one).
+    /// error ends the read as a failed one); pieces under [`MIN_PIECE`] are
+    /// joined first.
     pub fn refresh_from_pieces<B: AsRef<[u8]>>(
         &mut self,
         pieces: impl IntoIterator<Item = std::io::Result<B>>,
+    ) -> Result<bool, ParseError> {
+        self.refresh_joining(pieces, MIN_PIECE)
+    }
+
+    /// The refresh, pieces shorter than `min_piece` joined before the
+    /// splitter sees them (0: each as it comes).
+    fn refresh_joining<B: AsRef<[u8]>>(
+        &mut self,
+        pieces: impl IntoIterator<Item = std::io::Result<B>>,
+        min_piece: usize,
     ) -> Result<bool, ParseError> {
         let mut r = Refresh {
             set: self,
@@ -269,7 +288,7 @@ impl AppSet {
             undo: HashMap::new(),
             added: Vec::new(),
         };
-        let walked = r.walk(pieces);
+        let walked = r.walk(pieces, min_piece);
         let result = match walked {
             Ok(()) => Ok(r.finish()),
             Err(e) => {
@@ -300,15 +319,33 @@ struct Refresh<'s> {
 impl Refresh<'_> {
     /// Splits the body into apps and adds each; then checks that the rest
     /// of the body (the skeleton, see [`AppsSplitter`]) is `{"apps": [...]}`.
+    /// Pieces shorter than `min_piece` are joined first (a long one is fed
+    /// as it is, uncopied, once what was joined before it is fed).
     fn walk<B: AsRef<[u8]>>(
         &mut self,
         pieces: impl IntoIterator<Item = std::io::Result<B>>,
+        min_piece: usize,
     ) -> Result<(), serde_json::Error> {
         let mut split = AppsSplitter::default();
+        let mut joined = Vec::new();
         for piece in pieces {
             let piece = piece.map_err(serde_json::Error::io)?;
-            split.feed_to(piece.as_ref(), self)?;
+            let piece = piece.as_ref();
+            if piece.len() >= min_piece {
+                if !joined.is_empty() {
+                    split.feed_to(&joined, self)?;
+                    joined.clear();
+                }
+                split.feed_to(piece, self)?;
+                continue;
+            }
+            joined.extend_from_slice(piece);
+            if joined.len() >= min_piece {
+                split.feed_to(&joined, self)?;
+                joined.clear();
+            }
         }
+        split.feed_to(&joined, self)?;
         let skeleton = split.finish();
         let mut de = serde_json::Deserializer::from_slice(&skeleton);
         ListSeed.deserialize(&mut de)?;
@@ -719,7 +756,7 @@ mod tests {
                 let json = serde_json::from_slice::<serde_json::Value>(&body);
                 let got = decode_apps(&body);
                 let mut by_reader = AppSet::default();
-                let read = by_reader.refresh_from_pieces(body.chunks(7).map(Ok));
+                let read = by_reader.refresh_joining(body.chunks(7).map(Ok), 0);
                 assert_eq!(read.is_ok(), got.is_ok());
                 let Ok(value) = json else {
                     assert!(got.is_err(), "{}", String::from_utf8_lossy(&body));
@@ -737,6 +774,49 @@ mod tests {
             }
         }
         assert!(accepted > 100, "only {accepted} mutated bodies decoded");
+    }
+
+    /// Pieces joined up to `MIN_PIECE`, long ones fed as they come, in any
+    /// mix: the same set as the body read whole, and a body cut short is
+    /// still refused.
+    #[test]
+    fn joined_pieces_decode_as_the_whole_body() {
+        let apps: Vec<String> = (0..2400)
+            .map(|i| {
+                format!(
+                    r#"{{"id": "/j/a{i}", "portDefinitions": [{{"port": 0, "labels": {{"VIP_0": "/j/a{i}:80"}}}}],
+                    "tasks": [{{"id": "a{i}.1", "host": "10.0.{}.{}", "ports": [31000],
+                    "state": "TASK_RUNNING", "stagedAt": "2026-12-07T09:00:00.000Z"}}]}}"#,
+                    i / 250 % 250,
+                    i % 250 + 1
+                )
+            })
+            .collect();
+        let body = format!(r#"{{"apps": [{}]}}"#, apps.join(", ")).into_bytes();
+        assert!(body.len() > 2 * MIN_PIECE, "{} bytes", body.len());
+        let whole = catalog(&decode_apps(&body).unwrap());
+        let sizes = [7, MIN_PIECE + 3, 1000, MIN_PIECE - 1, 2, 70_000, 8192];
+        let mut pieces = Vec::new();
+        let mut rest = &body[..];
+        for n in sizes.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (piece, after) = rest.split_at((*n).min(rest.len()));
+            pieces.push(piece);
+            rest = after;
+        }
+        let mut set = AppSet::default();
+        assert!(set.refresh_from_pieces(pieces.iter().map(Ok)).unwrap());
+        assert_eq!(catalog(&set), whole);
+        let mut small = AppSet::default();
+        small
+            .refresh_from_pieces(body.chunks(8192).map(Ok))
+            .unwrap();
+        assert_eq!(catalog(&small), whole);
+        let cut = &body[..body.len() - 3];
+        assert!(small.refresh_from_pieces(cut.chunks(8192).map(Ok)).is_err());
+        assert!(small.same_content(&set));
     }
 
     #[test]
