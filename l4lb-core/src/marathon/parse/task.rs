@@ -26,6 +26,27 @@ struct AppPorts<'a> {
     specs: Vec<PortSpec<'a>>,
     /// `VIP_*` port labels and legacy app labels.
     decls: Vec<Decl>,
+    /// The strings every task's record shares, interned once per app.
+    shared: Shared,
+}
+
+/// A task record's interned strings that are the same for every task of an
+/// app (three pool lookups a task were 5 % of a full read's instructions).
+struct Shared {
+    app_id: Arc<str>,
+    framework: Arc<str>,
+    /// Each port spec's name, in `specs`' order.
+    port_names: Vec<Option<Arc<str>>>,
+}
+
+impl Shared {
+    fn of(app: &App, specs: &[PortSpec]) -> Shared {
+        Shared {
+            app_id: intern(&app.id),
+            framework: intern(FRAMEWORK),
+            port_names: specs.iter().map(|s| s.name.map(intern)).collect(),
+        }
+    }
 }
 
 impl AppPorts<'_> {
@@ -92,11 +113,16 @@ impl Builder {
         for d in &decls {
             self.declare(d, &app.id);
         }
+        if app.tasks.is_empty() {
+            return;
+        }
+        let shared = Shared::of(app, &specs);
         let ports = AppPorts {
             app,
             mode,
             specs,
             decls,
+            shared,
         };
         for (j, task) in app.tasks.iter().enumerate() {
             self.add_task(&ports, j, task, warn);
@@ -352,13 +378,13 @@ impl TaskCtx<'_, '_> {
     ) -> TaskRecord {
         let (app, task) = (self.app, self.task);
         TaskRecord {
-            app_id: intern(&app.app.id),
+            app_id: app.shared.app_id.clone(),
             task_id: Box::from(task.id.as_str()),
-            framework: intern(FRAMEWORK),
+            framework: app.shared.framework.clone(),
             agent_id: task.slave_id.clone().unwrap_or_else(|| intern("")),
             agent_ip,
             task_ips: task_ips.into_boxed_slice(),
-            ports: task_ports(&app.specs, endpoints),
+            ports: task_ports(&app.specs, &app.shared.port_names, endpoints),
             host_ports: app.mode != Mode::Container || app.any_host_port(),
             running: task.state == TaskState::Running,
             healthy: self.healthy,
@@ -371,15 +397,20 @@ impl TaskCtx<'_, '_> {
 /// The ports a task serves on, with their protocols and names. Kept in
 /// every task's record, so without the growth slack a collect leaves (a
 /// one-port task's: 4 ports' room).
-fn task_ports(specs: &[PortSpec], endpoints: &[Option<Endpoint>]) -> Box<[TaskPort]> {
+fn task_ports(
+    specs: &[PortSpec],
+    names: &[Option<Arc<str>>],
+    endpoints: &[Option<Endpoint>],
+) -> Box<[TaskPort]> {
     let ports: Vec<TaskPort> = specs
         .iter()
+        .zip(names)
         .zip(endpoints)
-        .filter_map(|(spec, ep)| {
+        .filter_map(|((spec, name), ep)| {
             Some(TaskPort {
                 port: ep.as_ref()?.port,
                 protocols: Protocols::new(spec.protos.as_deref()?),
-                name: spec.name.map(intern),
+                name: name.clone(),
             })
         })
         .collect();
