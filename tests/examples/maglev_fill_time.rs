@@ -7,18 +7,7 @@
 use std::net::SocketAddr;
 
 use l4lb_agent::{plan::SlotTable, slots::table_size};
-use l4lb_tests::bench_cluster::{host_of, port_of};
-
-/// This thread's CPU time, s (the machine is shared: wall time is other load's).
-fn cpu_now() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec to write into.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
-}
+use l4lb_tests::bench_cluster::{host_of, port_of, thread_cpu_s as cpu_now};
 
 fn tables(services: u32, members: u32) -> Vec<SlotTable> {
     (0..services)

@@ -13,21 +13,10 @@ use l4lb_agent::{
     plan::{Applied, Capacity, Index, Op, plan_all_emitting},
     reconcile::SERVICES_PER_WRITE,
 };
-use l4lb_tests::bench_cluster::{host_of, port_of};
+use l4lb_tests::bench_cluster::{host_of, port_of, thread_cpu_s as cpu_now};
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// This thread's CPU time, s (the machine is shared: wall time is other load's).
-fn cpu_now() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec to write into.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
-}
 
 /// Service `i` on 198.18.x.y:80, its members tasks `i * members ..`.
 fn services(n: u32, members: u32) -> ServiceMap {
