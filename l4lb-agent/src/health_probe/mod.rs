@@ -15,7 +15,7 @@
 use std::{collections::HashSet, net::SocketAddr, ops::Bound, time::Duration};
 
 use imbl::{OrdMap, ordmap::DiffItem};
-use l4lb_common::{AGENT_PROBE_TIMEOUT_NS, ProbeMark, ProbeStep};
+use l4lb_common::{AGENT_PROBE_TIMEOUT_NS, ProbeStep};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
@@ -83,9 +83,11 @@ impl Prober {
             self.follow(now);
         }
         let now = monotonic_ns();
-        for (id, addr) in next_batch(&self.known, self.cursor, READS_PER_TICK) {
+        let batch = next_batch(&self.known, self.cursor, READS_PER_TICK);
+        let ids: Vec<u32> = batch.iter().map(|(id, _)| *id).collect();
+        let down = self.maps.down_until(&ids);
+        for ((id, addr), down_until) in batch.into_iter().zip(down) {
             self.cursor = id;
-            let down_until = self.maps.down_until(id);
             if down_until == 0 || self.in_flight.contains(&id) {
                 continue;
             }
@@ -149,17 +151,16 @@ impl Prober {
     /// the apply loop zeroes its `L4LB_HEALTH` entry.
     /// The persistent maps' diff visits only what changed.
     fn follow(&mut self, now: Backends) {
-        for d in self.known.diff(&now) {
-            let (id, addr) = match d {
-                DiffItem::Add(id, addr)
-                | DiffItem::Update {
-                    new: (id, addr), ..
-                } => (id, addr),
-                DiffItem::Remove(..) => continue,
-            };
-            if let Err(e) = self.maps.set_mark(*id, ProbeMark::default()) {
-                warn!(backend = %addr, "health probe mark not reset: {e:#}");
-            }
+        let fresh: Vec<u32> = self
+            .known
+            .diff(&now)
+            .filter_map(|d| match d {
+                DiffItem::Add(id, _) | DiffItem::Update { new: (id, _), .. } => Some(*id),
+                DiffItem::Remove(..) => None,
+            })
+            .collect();
+        if let Err(e) = self.maps.reset_marks(&fresh) {
+            warn!("health probe marks not reset: {e:#}");
         }
         self.known = now;
     }
