@@ -186,7 +186,9 @@ fn spawn_sources(
     metrics: &Metrics,
     tx: &mpsc::Sender<SourceEvent>,
 ) -> Result<()> {
-    if let Some(cfg) = marathon {
+    if let Some(mut cfg) = marathon {
+        cfg.keep = marathon_keeps(args);
+        info!(task_records = cfg.keep.records(), "marathon");
         let src = source::marathon::spawn(cfg, &args.resolv_conf, tx.clone())?;
         metrics.set_marathon(src.stats);
         metrics.set_hosts(src.hosts);
@@ -197,6 +199,20 @@ fn spawn_sources(
         metrics.set_hosts(src.hosts);
     }
     Ok(())
+}
+
+/// What the Marathon source keeps of each task: its record only while
+/// something reads records: the DNS zones, the discovery HTTP API on the
+/// metrics listener (Mesos-DNS's task names, from zones it builds on demand
+/// when there is no DNS server), locality. Services are the same either way.
+fn marathon_keeps(args: &RunArgs) -> crate::marathon::parse::Keep {
+    let dns = !args.dns.dns_listen.is_empty();
+    let http_api = args.metrics_listen.is_some() && !args.no_metrics;
+    let locality = args.locality.locality != crate::locality::LocalityFlag::Off;
+    match dns || http_api || locality {
+        true => crate::marathon::parse::Keep::Records,
+        false => crate::marathon::parse::Keep::ServicesOnly,
+    }
 }
 
 /// /metrics and the discovery HTTP API, which reads what the loop publishes
@@ -592,4 +608,43 @@ fn spawn_kernel_log(logger: aya_log::EbpfLogger<&'static dyn log::Log>) -> Resul
         }
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::marathon_keeps;
+    use crate::{
+        cli::{Cli, Command},
+        marathon::parse::Keep,
+    };
+
+    fn keeps(extra: &[&str]) -> Keep {
+        let argv = [
+            &["l4lb-agent", "run", "--marathon", "http://m:8080"][..],
+            extra,
+        ]
+        .concat();
+        let Command::Run(args) = Cli::try_parse_from(argv).unwrap().command else {
+            unreachable!("parsed `run`")
+        };
+        marathon_keeps(&args)
+    }
+
+    /// Task records are made only for a reader: DNS, the discovery API on
+    /// the metrics listener (on by default), locality.
+    #[test]
+    fn marathon_task_records_only_for_a_reader() {
+        assert_eq!(keeps(&[]), Keep::Records);
+        assert_eq!(keeps(&["--no-metrics"]), Keep::ServicesOnly);
+        for reader in [
+            &["--dns-listen", "127.0.0.1:53"][..],
+            &["--locality", "node"],
+            &["--locality", "zone"],
+        ] {
+            let args = [&["--no-metrics"][..], reader].concat();
+            assert_eq!(keeps(&args), Keep::Records, "{reader:?}");
+        }
+    }
 }

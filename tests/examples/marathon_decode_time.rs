@@ -1,8 +1,10 @@
 //! Where a full `/v2/apps` decode's time goes at N apps x M tasks:
-//! `cargo run --release -p l4lb-tests --example marathon_decode_time -- 10000 5 [KIB]`
+//! `cargo run --release -p l4lb-tests --example marathon_decode_time -- 10000 5 [KIB [services-only]]`
 //! (CPU time of each step, ms). The set is refreshed as the agent does it,
 //! from the body's chunks uncopied (`refresh_from_pieces`), KIB KiB each (64
-//! unless given; the agent's are hyper's reads).
+//! unless given; the agent's are hyper's reads), keeping task records unless
+//! `services-only` is given. Instructions of the refreshes alone:
+//! `valgrind --tool=callgrind --toggle-collect='*AppSet*refresh*'` on it.
 /// This thread's CPU time (the machine is shared: wall time is other load's).
 #[derive(Clone, Copy)]
 struct Instant(f64);
@@ -13,7 +15,12 @@ impl Instant {
     }
 }
 
-use l4lb_agent::marathon::{apps::App, decode::AppSet, parse::AppPart, split::AppsSplitter};
+use l4lb_agent::marathon::{
+    apps::App,
+    decode::AppSet,
+    parse::{AppPart, Keep},
+    split::AppsSplitter,
+};
 use l4lb_tests::bench_cluster::marathon_apps;
 use serde::Deserialize;
 
@@ -30,6 +37,11 @@ fn main() {
     let apps: u32 = args.next().map_or(10_000, |a| a.parse().unwrap());
     let tasks: u32 = args.next().map_or(5, |a| a.parse().unwrap());
     let piece: usize = args.next().map_or(64, |a| a.parse().unwrap()) << 10;
+    let keep = match args.next().as_deref() {
+        None | Some("records") => Keep::Records,
+        Some("services-only") => Keep::ServicesOnly,
+        Some(other) => panic!("{other:?}: records or services-only"),
+    };
     let body = body(apps, tasks);
     for round in 0..3 {
         let t = Instant::now();
@@ -52,7 +64,7 @@ fn main() {
             .collect();
         let parse = ms(t);
         let t = Instant::now();
-        let parts: Vec<AppPart> = typed.iter().map(AppPart::of).collect();
+        let parts: Vec<AppPart> = typed.iter().map(|a| AppPart::keeping(a, keep)).collect();
         let part = ms(t);
         drop((texts, typed, parts));
         // The read before the split: serde_json's reader path, each app
@@ -67,7 +79,7 @@ fn main() {
         assert_eq!(raw.apps.len(), apps as usize);
         drop(raw);
         let t = Instant::now();
-        let mut set = AppSet::default();
+        let mut set = AppSet::keeping(keep);
         set.refresh_from_pieces(body.chunks(piece).map(Ok::<_, std::io::Error>))
             .unwrap();
         let refresh = ms(t);

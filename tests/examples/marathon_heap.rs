@@ -1,12 +1,17 @@
 //! Heap held by the Marathon source's state at N apps x M tasks (the bench's
 //! shape), by stage, with a counting allocator: `cargo run --release -p
-//! l4lb-tests --example marathon_heap -- 10000 5`.
+//! l4lb-tests --example marathon_heap -- 10000 5 [records|services-only]`
+//! (what the set keeps of each task, `Keep`; records unless given).
 use std::{
     alloc::{GlobalAlloc, Layout, System},
     sync::atomic::{AtomicIsize, Ordering::Relaxed},
 };
 
-use l4lb_agent::{hosts::HostTable, marathon::decode::AppSet, naming::VipAllocator};
+use l4lb_agent::{
+    hosts::HostTable,
+    marathon::{decode::AppSet, parse::Keep},
+    naming::VipAllocator,
+};
 use l4lb_tests::bench_cluster::marathon_apps;
 
 struct Counting;
@@ -36,6 +41,11 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let apps: u32 = args.next().map_or(10_000, |a| a.parse().unwrap());
     let tasks: u32 = args.next().map_or(5, |a| a.parse().unwrap());
+    let keep = match args.next().as_deref() {
+        None | Some("records") => Keep::Records,
+        Some("services-only") => Keep::ServicesOnly,
+        Some(other) => panic!("{other:?}: records or services-only"),
+    };
     let body = serde_json::to_vec(&marathon_apps(apps, tasks)).unwrap();
     let base = LIVE.load(Relaxed);
     println!(
@@ -45,7 +55,8 @@ fn main() {
         std::mem::size_of::<l4lb_agent::model::TaskPort>()
     );
     PEAK.store(base, Relaxed);
-    let mut set = AppSet::default();
+    println!("the set keeps {keep:?}");
+    let mut set = AppSet::keeping(keep);
     let t = std::time::Instant::now();
     set.refresh_from_slice(&body).unwrap();
     let decoded = LIVE.load(Relaxed) - base;

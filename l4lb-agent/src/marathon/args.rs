@@ -160,6 +160,7 @@ impl MarathonArgs {
             resync: Duration::from_secs(self.marathon_resync_secs),
             debounce: Duration::from_millis(self.marathon_debounce_ms),
             resync_jitter: f64::from(self.marathon_resync_jitter_pct) / 100.0,
+            keep: crate::marathon::parse::Keep::Records,
         }))
     }
 }

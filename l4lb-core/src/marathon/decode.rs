@@ -15,6 +15,9 @@
 //! to undo a refresh that fails: a failed read leaves the set as it was and
 //! frees what it decoded).
 //!
+//! A set made with [`Keep::ServicesOnly`] ([`AppSet::keeping`]) makes no
+//! task record in a full read and drops those of a part it is handed.
+//!
 //! The parts live in an [`IncrementalCatalog`]: the catalog of the set is
 //! kept up to date part by part ([`AppSet::update_catalog`]), so an event
 //! that re-reads one app costs that app, not the cluster.
@@ -30,7 +33,7 @@ use serde_json::{error::Category, value::RawValue};
 
 use super::{
     apps::{self, App},
-    parse::{AppPart, IncrementalCatalog, ParseError, Parsed, Warning, catalog_with_hosts},
+    parse::{AppPart, IncrementalCatalog, Keep, ParseError, Parsed, Warning, catalog_with_hosts},
     pod_part::pod_part,
     pods::{self, PodStatus},
     split::{AppSink, AppsSplitter},
@@ -83,9 +86,25 @@ pub struct AppSet {
     /// A refresh broke off: the parts mix two reads, and the next complete
     /// refresh must report a change whatever it finds.
     dirty: bool,
+    /// Whether the parts hold their tasks' records.
+    keep: Keep,
 }
 
 impl AppSet {
+    /// An empty set whose parts keep what `keep` says (a default set keeps
+    /// the records).
+    pub fn keeping(keep: Keep) -> AppSet {
+        AppSet {
+            keep,
+            ..AppSet::default()
+        }
+    }
+
+    /// What the parts keep.
+    pub fn keep(&self) -> Keep {
+        self.keep
+    }
+
     /// The catalog of every app (named VIPs get their addresses from `alloc`),
     /// built whole from the parts.
     pub fn catalog(&self, alloc: &mut VipAllocator) -> Result<Parsed, ParseError> {
@@ -129,8 +148,10 @@ impl AppSet {
 
     /// Puts one app's fresh read in place of the old one (`None`: the app is
     /// gone). False if that changed nothing (an event about a change already
-    /// read, or one that does not touch what the catalog holds).
+    /// read, or one that does not touch what the catalog holds). The part
+    /// is kept as the set keeps parts (see [`AppSet::keeping`]).
     pub fn replace(&mut self, id: &str, app: Option<OneApp>) -> bool {
+        let app = app.map(|a| a.kept(self.keep));
         let changed = replace_in(&mut self.parts, &mut self.skipped, PartKey::app(id), app);
         self.count_apps();
         changed || self.dirty
@@ -138,6 +159,7 @@ impl AppSet {
 
     /// [`Self::replace`] for a pod (`GET /v2/pods/{id}::status`).
     pub fn replace_pod(&mut self, id: &str, pod: Option<OneApp>) -> bool {
+        let pod = pod.map(|p| p.kept(self.keep));
         replace_in(
             &mut self.parts,
             &mut self.pods_skipped,
@@ -170,7 +192,7 @@ impl AppSet {
         let mut pods: BTreeMap<PartKey, AppPart> = BTreeMap::new();
         let mut skipped = Vec::new();
         for (i, raw) in list.iter().enumerate() {
-            match decode_pod(raw.get(), || format!("pods[{i}]")) {
+            match decode_pod(raw.get(), || format!("pods[{i}]"), self.keep) {
                 OneApp::Part(p) => match pods.get_mut(&PartKey::pod(p.app_id())) {
                     // Listed twice (Marathon never does): one pod declaring both.
                     Some(first) => first.absorb(p),
@@ -354,7 +376,7 @@ impl Refresh<'_> {
 
     /// One app's text; an error only if it is not JSON.
     fn add(&mut self, index: usize, text: &[u8]) -> Result<(), serde_json::Error> {
-        match decode_app(text, || format!("apps[{index}]"))? {
+        match decode_app(text, || format!("apps[{index}]"), self.set.keep)? {
             OneApp::Part(part) => self.keep(part),
             OneApp::Skipped(w) => self.skipped.push(w),
         }
@@ -437,7 +459,8 @@ impl AppSink for Refresh<'_> {
     /// [`decode_app`], which tell them apart as before.
     fn whole(&mut self, _: usize, rest: &[u8]) -> Option<usize> {
         let mut apps = serde_json::Deserializer::from_slice(rest).into_iter::<App>();
-        self.keep(part_of(apps.next()?.ok()?)?);
+        let part = part_of(apps.next()?.ok()?, self.set.keep)?;
+        self.keep(part);
         Some(apps.byte_offset())
     }
 
@@ -491,20 +514,34 @@ pub enum OneApp {
     Skipped(Warning),
 }
 
+impl OneApp {
+    /// The part as a set keeping `keep` holds it ([`AppPart::kept`]).
+    fn kept(self, keep: Keep) -> OneApp {
+        match self {
+            OneApp::Part(p) => OneApp::Part(p.kept(keep)),
+            skipped => skipped,
+        }
+    }
+}
+
 /// The part of an app that decoded, if it takes one (an app needs an
 /// id): the fast path of [`decode_app`] and of an app read whole from a
 /// piece ([`AppSink::whole`]), one rule for both.
-fn part_of(app: App) -> Option<AppPart> {
-    (!app.id.trim().is_empty()).then(|| AppPart::of(&app))
+fn part_of(app: App, keep: Keep) -> Option<AppPart> {
+    (!app.id.trim().is_empty()).then(|| AppPart::keeping(&app, keep))
 }
 
 /// Decodes one app's JSON text, parsed once unless it does not fit the
 /// types; an error only if the text is not JSON. `at` names the app's
 /// place for messages; only a skipped app needs it.
-fn decode_app(text: &[u8], at: impl Fn() -> String) -> Result<OneApp, serde_json::Error> {
+fn decode_app(
+    text: &[u8],
+    at: impl Fn() -> String,
+    keep: Keep,
+) -> Result<OneApp, serde_json::Error> {
     match serde_json::from_slice::<App>(text) {
         Ok(app) => {
-            if let Some(part) = part_of(app) {
+            if let Some(part) = part_of(app, keep) {
                 return Ok(OneApp::Part(part));
             }
         }
@@ -524,7 +561,7 @@ fn decode_app(text: &[u8], at: impl Fn() -> String) -> Result<OneApp, serde_json
         }
     };
     Ok(match apps::app_from_value(&value) {
-        Ok(app) => OneApp::Part(AppPart::of(&app)),
+        Ok(app) => OneApp::Part(AppPart::keeping(&app, keep)),
         Err(bad) => {
             let where_ = match (&bad.app_id, bad.path.is_empty()) {
                 (Some(_), false) => format!("{}: ", bad.path),
@@ -542,11 +579,11 @@ fn decode_app(text: &[u8], at: impl Fn() -> String) -> Result<OneApp, serde_json
 }
 
 /// Decodes one pod status's JSON text, as [`decode_app`] does an app.
-fn decode_pod(text: &str, at: impl Fn() -> String) -> OneApp {
+fn decode_pod(text: &str, at: impl Fn() -> String, keep: Keep) -> OneApp {
     if let Ok(pod) = serde_json::from_str::<PodStatus>(text)
         && !pod.id.trim().is_empty()
     {
-        return OneApp::Part(pod_part(&pod));
+        return OneApp::Part(pod_part(&pod, keep));
     }
     let value: serde_json::Value = match serde_json::from_str(text) {
         Ok(v) => v,
@@ -559,7 +596,7 @@ fn decode_pod(text: &str, at: impl Fn() -> String) -> OneApp {
         }
     };
     match pods::pod_from_value(&value) {
-        Ok(pod) => OneApp::Part(pod_part(&pod)),
+        Ok(pod) => OneApp::Part(pod_part(&pod, keep)),
         Err(bad) => {
             let where_ = match (&bad.pod_id, bad.path.is_empty()) {
                 (Some(_), false) => format!("{}: ", bad.path),
@@ -584,10 +621,10 @@ pub fn decode_pods(body: &[u8]) -> Result<AppSet, ParseError> {
 }
 
 /// A `GET /v2/pods/{id}::status` body: one pod status, which must carry the
-/// id that was asked for.
+/// id that was asked for (records kept, as [`decode_one_app`]'s).
 pub fn decode_one_pod(body: &[u8], id: &str) -> Result<OneApp, ParseError> {
     let raw: Box<RawValue> = serde_json::from_slice(body).map_err(ParseError::Pods)?;
-    let one = decode_pod(raw.get(), || "pod".to_owned());
+    let one = decode_pod(raw.get(), || "pod".to_owned(), Keep::Records);
     let got = match &one {
         OneApp::Part(p) => Some(p.app_id()),
         OneApp::Skipped(w) => w.app_id.as_deref(),
@@ -617,7 +654,9 @@ pub fn decode_apps(body: &[u8]) -> Result<AppSet, ParseError> {
 
 /// A `GET /v2/apps/{id}?embed=app.tasks` body: `{"app": {...}}`. The app must
 /// carry the id that was asked for (a proxy answering for another app must
-/// not replace this one).
+/// not replace this one). Its part has its tasks' records: a set that keeps
+/// none drops them as it takes the part ([`AppSet::replace`]; five records
+/// an event, against the full read's 50,000).
 pub fn decode_one_app(body: &[u8], id: &str) -> Result<OneApp, ParseError> {
     #[derive(serde::Deserialize)]
     struct Body<'a> {
@@ -625,7 +664,8 @@ pub fn decode_one_app(body: &[u8], id: &str) -> Result<OneApp, ParseError> {
         app: &'a RawValue,
     }
     let b: Body = serde_json::from_slice(body).map_err(classify)?;
-    let one = decode_app(b.app.get().as_bytes(), || "app".to_owned()).map_err(classify)?;
+    let one =
+        decode_app(b.app.get().as_bytes(), || "app".to_owned(), Keep::Records).map_err(classify)?;
     let got = match &one {
         OneApp::Part(p) => Some(p.app_id()),
         OneApp::Skipped(w) => w.app_id.as_deref(),

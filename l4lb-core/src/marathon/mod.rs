@@ -15,3 +15,6 @@ pub mod pods;
 pub mod split;
 pub mod sse_limit;
 pub mod zone;
+
+#[cfg(test)]
+mod keep_tests;

@@ -27,7 +27,8 @@
 //! `labels` (VIP declarations), `task` (one app's tasks → backends and task
 //! records), `part` (one app's or pod's share), `catalog` (parts → VIPs,
 //! named ones with addresses), `incremental` (the same, kept up to date
-//! part by part), `agents` (agents known by name → addresses).
+//! part by part), `agents` (agents known by name → addresses), `keep`
+//! (whether task records are made at all).
 use std::{collections::BTreeSet, fmt, sync::Arc};
 
 use crate::hosts::HostTable;
@@ -38,6 +39,7 @@ use crate::naming::{NamingError, VipAllocator};
 mod agents;
 mod catalog;
 mod incremental;
+mod keep;
 mod labels;
 mod part;
 mod ports;
@@ -48,6 +50,7 @@ mod test_util;
 
 use catalog::Builder;
 pub use incremental::IncrementalCatalog;
+pub use keep::Keep;
 pub use part::AppPart;
 pub(super) use part::NamedAt;
 pub(crate) use part::{PartBuilder, PortVips};

@@ -29,7 +29,7 @@ use std::{
 };
 
 use super::{
-    parse::{self, AppPart, NamedAt, PartBuilder, PortVips},
+    parse::{self, AppPart, Keep, NamedAt, PartBuilder, PortVips},
     pods::{ContainerStatus, PodContainer, PodEndpoint, PodInstance, PodSpec, PodStatus},
 };
 use crate::{
@@ -82,9 +82,10 @@ struct Container<'a> {
     endpoints: Vec<Endpoint<'a>>,
 }
 
-/// The pod's part of the catalog.
-pub fn pod_part(pod: &PodStatus) -> AppPart {
-    let mut b = PartBuilder::pod(&pod.id);
+/// The pod's part of the catalog, its instances' records kept if `keep`
+/// says so (they are made either way: pods are few).
+pub fn pod_part(pod: &PodStatus, keep: Keep) -> AppPart {
+    let mut b = PartBuilder::pod(&pod.id, keep);
     build(&mut b, pod);
     b.finish()
 }

@@ -39,7 +39,7 @@ use super::{
     client::{ClientConfig, ClientError, FetchError, MarathonClient},
     decode::AppSet,
     events::{self, EventError, MarathonEvent, MarathonEvents},
-    parse::{Parsed, Warning},
+    parse::{Keep, Parsed, Warning},
 };
 use crate::{
     hosts::{HostTable, resolver::Resolver},
@@ -78,6 +78,9 @@ pub struct SourceConfig {
     pub debounce: Duration,
     /// Fraction each resync period may be cut by ([`Timing::resync_jitter`]).
     pub resync_jitter: f64,
+    /// Whether the catalogs carry task records: only when something reads
+    /// them (the agent decides from its flags; see `run::marathon_keeps`).
+    pub keep: Keep,
 }
 
 /// A complete catalog read from Marathon.
@@ -116,6 +119,7 @@ pub struct MarathonSource {
     stats: Arc<SourceStats>,
     reread: Arc<Notify>,
     hosts: Option<Arc<Resolver>>,
+    keep: Keep,
 }
 
 impl MarathonSource {
@@ -130,6 +134,7 @@ impl MarathonSource {
             stats,
             reread: Arc::default(),
             hosts: None,
+            keep: cfg.keep,
         })
     }
 
@@ -154,7 +159,7 @@ impl MarathonSource {
     /// their addresses because `alloc` lives as long as the source.
     pub async fn run(self, alloc: VipAllocator, tx: mpsc::Sender<Update>) {
         let hosts = self.hosts;
-        run_with(
+        SourceLoop::new(
             self.client,
             self.timing,
             alloc,
@@ -163,6 +168,8 @@ impl MarathonSource {
             self.reread,
             hosts,
         )
+        .keeping(self.keep)
+        .run()
         .await
     }
 }
@@ -273,6 +280,13 @@ impl<A: MarathonApi> SourceLoop<A> {
             reread,
             hosts,
         }
+    }
+
+    /// The set keeps what `keep` says of each task (a new loop's keeps the
+    /// records).
+    fn keeping(mut self, keep: Keep) -> SourceLoop<A> {
+        self.apps = Arc::new(Mutex::new(AppSet::keeping(keep)));
+        self
     }
 
     /// Waits on everything at once and hands each wake-up to its method.

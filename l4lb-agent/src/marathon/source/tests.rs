@@ -11,10 +11,12 @@ use tokio::{
 
 use super::{
     super::events::{EventError, MarathonEvent},
-    FIRST_READ_WAIT, FIRST_RESOLVE_WAIT, MAX_TARGETED_APPS, SourceStats, Timing, Trigger, Update,
+    FIRST_READ_WAIT, FIRST_RESOLVE_WAIT, MAX_TARGETED_APPS, SourceLoop, SourceStats, Timing,
+    Trigger, Update,
     fake::{EventTx, Fake, GOOD},
     run_with,
 };
+use crate::marathon::parse::Keep;
 use crate::{hosts::resolver::Resolver, naming::VipAllocator};
 
 struct Run {
@@ -120,10 +122,15 @@ async fn a_slow_resolver_never_holds_the_table_for_long() {
 }
 
 fn start(fake: Arc<Fake>, timing: Timing) -> Run {
+    start_keeping(fake, timing, Keep::Records)
+}
+
+/// [`start`], the loop's set keeping what `keep` says of each task.
+fn start_keeping(fake: Arc<Fake>, timing: Timing, keep: Keep) -> Run {
     let (tx, rx) = mpsc::channel(8);
     let stats = Arc::new(SourceStats::default());
     let reread = Arc::new(Notify::new());
-    let task = tokio::spawn(run_with(
+    let source = SourceLoop::new(
         fake.clone(),
         timing,
         VipAllocator::new(),
@@ -131,7 +138,8 @@ fn start(fake: Arc<Fake>, timing: Timing) -> Run {
         stats.clone(),
         reread.clone(),
         None,
-    ));
+    );
+    let task = tokio::spawn(source.keeping(keep).run());
     Run {
         fake,
         rx,
@@ -480,12 +488,24 @@ fn backends(u: &Update) -> usize {
         .sum()
 }
 
+/// In both modes: only the records differ (none kept without a reader).
 #[tokio::test(start_paused = true)]
 async fn an_event_naming_an_app_rereads_only_that_app() {
+    for keep in [Keep::Records, Keep::ServicesOnly] {
+        event_rereads_only_its_app(keep).await;
+    }
+}
+
+async fn event_rereads_only_its_app(keep: Keep) {
+    let records = |n: usize| if keep.records() { n } else { 0 };
     let fake = Arc::new(Fake::default().app_answers(&[Ok(Some(redis_minus_one_task())), Ok(None)]));
     let events = fake.stream();
-    let mut run = start(fake, timing());
-    run.settle().await;
+    let mut run = start_keeping(fake, timing(), keep);
+    let first = run.next().await;
+    assert_eq!(first.trigger, Trigger::Initial);
+    assert_eq!(backends(&first), 3);
+    assert_eq!(first.catalog.tasks.len(), records(3));
+    assert_eq!(run.fake.connected_at.lock().unwrap().len(), 1);
     let full = run.fake.fetches().len();
     events
         .send(app_ev(
@@ -496,7 +516,7 @@ async fn an_event_naming_an_app_rereads_only_that_app() {
     let u = run.next().await;
     assert_eq!(u.apps_read, Some(1));
     assert_eq!(backends(&u), 2, "one of three tasks left");
-    assert_eq!(u.catalog.tasks.len(), 2);
+    assert_eq!(u.catalog.tasks.len(), records(2));
     // Health events name the app as runSpecId / appId too; 404 = gone.
     events
         .send(app_ev(

@@ -63,20 +63,20 @@ impl Builder {
     fn resolve_task_agents(&mut self, hosts: &HostTable) {
         let mut warned = BTreeSet::new();
         for n in &self.named_agents {
-            let Some(task) = self.tasks.get_mut(n.task) else {
-                continue;
-            };
-            let (app_id, pod) = (task.app_id.to_string(), task.in_pod);
+            let mut task = n.task.and_then(|i| self.tasks.get_mut(i));
             let why = match hosts.lookup(&n.host) {
                 Lookup::Addr(ip) => {
-                    Arc::make_mut(task).agent_ip = Some(ip);
+                    if let Some(t) = task {
+                        Arc::make_mut(t).agent_ip = Some(ip);
+                    }
                     continue;
                 }
                 Lookup::Missing(why) => why,
             };
-            if let Some(ip) = n.fallback {
-                Arc::make_mut(task).agent_ip = Some(ip);
+            if let (Some(t), Some(ip)) = (task.as_mut(), n.fallback) {
+                Arc::make_mut(t).agent_ip = Some(ip);
             }
+            let (app_id, pod) = (n.app_id.to_string(), n.pod);
             if matches!(why, Missing::Pending) || !warned.insert((app_id.clone(), n.host.clone())) {
                 continue;
             }

@@ -7,7 +7,7 @@ use std::{
 };
 
 use super::{
-    AppPart, ParseError, Parsed, Warning,
+    AppPart, Keep, ParseError, Parsed, Warning,
     labels::Decl,
     part::{HostPort, NamedAgent, PartGroup},
 };
@@ -73,6 +73,8 @@ impl Group {
 /// What apps and pods declare, gathered per datapath VIP, and their tasks.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(super) struct Builder {
+    /// Whether tasks get records (in `tasks`).
+    pub(super) keep: Keep,
     pub(super) groups: BTreeMap<GroupKey, Group>,
     pub(super) tasks: Vec<Arc<TaskRecord>>,
     pub(super) named_agents: Vec<NamedAgent>,
@@ -92,7 +94,7 @@ impl Builder {
         let offset = self.tasks.len();
         self.named_agents
             .extend(p.named_agents.iter().map(|n| NamedAgent {
-                task: n.task + offset,
+                task: n.task.map(|i| i + offset),
                 ..n.clone()
             }));
         self.tasks.extend(p.tasks.iter().cloned());
@@ -168,6 +170,7 @@ impl Builder {
     /// VIPs that have backends and do not sit on one of those addresses.
     pub(super) fn finish(self, alloc: &mut VipAllocator) -> Result<Parsed, ParseError> {
         let Builder {
+            keep: _,
             groups,
             mut tasks,
             named_agents,

@@ -7,7 +7,7 @@ use std::{
 };
 
 use super::*;
-use crate::marathon::parse::{NamedAt, PartBuilder, catalog_from_parts};
+use crate::marathon::parse::{Keep, NamedAt, PartBuilder, catalog_from_parts};
 use crate::model::TaskRecord;
 
 /// splitmix64: a seeded, reproducible stream without a new dependency (the
@@ -133,7 +133,9 @@ fn random_part(rng: &mut Rng) -> AppPart {
 /// again unchanged leaves an allocator as it was, so skipping such calls
 /// changes nothing). Allocation failures must agree as well. A second
 /// incremental catalog gets a fresh allocator every time (the allocator is
-/// not the one its addresses came from), against a fresh full build.
+/// not the one its addresses came from), against a fresh full build. A
+/// third is fed the parts without records ([`Keep::ServicesOnly`]) and gives
+/// the full build less its records.
 #[test]
 fn random_changes_give_the_full_build() {
     for seed in [1, 2, 3, 14] {
@@ -141,7 +143,9 @@ fn random_changes_give_the_full_build() {
         let mut model: BTreeMap<u32, AppPart> = BTreeMap::new();
         let mut inc = IncrementalCatalog::default();
         let mut inc_fresh = IncrementalCatalog::default();
+        let mut inc_lean = IncrementalCatalog::default();
         let (mut alloc_inc, mut alloc_full) = (tiny_allocator(), tiny_allocator());
+        let mut alloc_lean = tiny_allocator();
         let mut seen = [0usize; 5];
         for step in 0..400 {
             let key = rng.below(24) as u32;
@@ -151,11 +155,22 @@ fn random_changes_give_the_full_build() {
                 None => model.remove(&key),
             };
             inc.replace(key, part.clone());
+            inc_lean.replace(key, part.clone().map(|p| p.kept(Keep::ServicesOnly)));
             inc_fresh.replace(key, part);
 
             let full = catalog_from_parts(model.values(), &[], &mut alloc_full);
             let got = inc.catalog(&mut alloc_inc).map(without_map);
+            let lean = inc_lean.catalog(&mut alloc_lean).map(without_map);
             let at = format!("seed {seed} step {step}");
+            let no_records = |mut p: Parsed| {
+                p.catalog.tasks.clear();
+                p
+            };
+            assert_eq!(
+                lean.ok(),
+                full.as_ref().ok().cloned().map(no_records),
+                "{at} (no records)"
+            );
             match (&full, &got) {
                 (Ok(f), Ok(g)) => {
                     assert_eq!(g, f, "{at}");

@@ -8,7 +8,7 @@ use std::{
 };
 
 use super::{
-    Warning,
+    Keep, Warning,
     catalog::{Builder, GroupKey},
     labels::{Decl, port_decls},
     ports::PortSpec,
@@ -61,19 +61,45 @@ pub(crate) struct NamedAt {
     pub(in crate::marathon) fallback: Option<IpAddr>,
 }
 
-/// A task whose agent is known by name (index into the part's tasks).
+/// A task whose agent is known by name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct NamedAgent {
-    pub(super) task: usize,
+    /// Index of its record in the part's tasks (None: records not kept).
+    pub(super) task: Option<usize>,
+    /// The task's app (or pod), named in the warning when the agent's name
+    /// does not resolve.
+    pub(super) app_id: Arc<str>,
+    pub(super) pod: bool,
     pub(super) host: Arc<str>,
     pub(super) fallback: Option<IpAddr>,
 }
 
 impl AppPart {
+    /// The app's part, with its tasks' records.
     pub fn of(app: &App) -> AppPart {
-        let mut b = Builder::default();
+        AppPart::keeping(app, Keep::Records)
+    }
+
+    /// The app's part, its tasks' records made only if `keep` says so.
+    pub fn keeping(app: &App, keep: Keep) -> AppPart {
+        let mut b = Builder {
+            keep,
+            ..Builder::default()
+        };
         b.add_app(app);
         AppPart::from_builder(app.id.clone(), b)
+    }
+
+    /// The part as a decode with `keep` makes it: without records for
+    /// [`Keep::ServicesOnly`] (for a part decoded elsewhere, with them).
+    pub fn kept(mut self, keep: Keep) -> AppPart {
+        if !keep.records() {
+            self.tasks = Vec::new();
+            for n in &mut self.named_agents {
+                n.task = None;
+            }
+        }
+        self
     }
 
     fn from_builder(id: String, b: Builder) -> AppPart {
@@ -125,9 +151,11 @@ pub(crate) struct PartBuilder {
 pub(crate) struct PortVips(Vec<Decl>);
 
 impl PartBuilder {
-    /// The part of the pod `id`.
-    pub(in crate::marathon) fn pod(id: &str) -> PartBuilder {
-        PartBuilder::new(id)
+    /// The part of the pod `id`, its records kept if `keep` says so.
+    pub(in crate::marathon) fn pod(id: &str, keep: Keep) -> PartBuilder {
+        let mut b = PartBuilder::new(id);
+        b.b.keep = keep;
+        b
     }
 
     /// A part named `id` (`app /x`, or as is when `id` is no app path).
@@ -230,16 +258,22 @@ impl PartBuilder {
         }
     }
 
-    /// A task record; `agent` when its agent is known by name.
+    /// A task record (dropped unless records are kept); `agent` when its
+    /// agent is known by name.
     pub(crate) fn task(&mut self, task: TaskRecord, agent: Option<&NamedAt>) {
+        let keep = self.b.keep.records();
         if let Some(a) = agent {
             self.b.named_agents.push(NamedAgent {
-                task: self.b.tasks.len(),
+                task: keep.then_some(self.b.tasks.len()),
+                app_id: task.app_id.clone(),
+                pod: task.in_pod,
                 host: a.host.clone(),
                 fallback: a.fallback,
             });
         }
-        self.b.tasks.push(Arc::new(task));
+        if keep {
+            self.b.tasks.push(Arc::new(task));
+        }
     }
 
     pub(crate) fn finish(self) -> AppPart {

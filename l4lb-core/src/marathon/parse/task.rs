@@ -164,13 +164,16 @@ impl Builder {
             let decls = app.decls.iter().chain(&task_decls);
             self.add_task_backends(decls, &endpoints, weight, &|| task_at(j, task), t.warn);
         }
-        let mut record = t.record(agent.ip, task_ips, &endpoints);
+        // The zone is checked either way: the same warnings, records or not.
         let zone = super::super::zone::task_zone(task.zone.as_ref()).unwrap_or_else(|why| {
             (t.warn)(format!("{}.{why}", task_at(j, task)));
             None
         });
-        record.zone = zone.as_deref().map(intern);
-        self.push_task(record, agent);
+        let record = self.keep.records().then(|| TaskRecord {
+            zone: zone.as_deref().map(intern),
+            ..t.record(agent.ip, task_ips, &endpoints)
+        });
+        self.push_task(record, agent, &app.shared.app_id);
     }
 
     /// A serving task's endpoints, as backends of the VIPs declared on
@@ -193,17 +196,21 @@ impl Builder {
         }
     }
 
-    /// The record, noting an agent known by name so it gets its address
-    /// when the catalog is built.
-    fn push_task(&mut self, record: TaskRecord, agent: Agent) {
+    /// The record (when kept), noting an agent known by name so it gets
+    /// its address when the catalog is built.
+    fn push_task(&mut self, record: Option<TaskRecord>, agent: Agent, app_id: &Arc<str>) {
         if let Some(host) = agent.name {
             self.named_agents.push(NamedAgent {
-                task: self.tasks.len(),
+                task: record.is_some().then_some(self.tasks.len()),
+                app_id: app_id.clone(),
+                pod: false,
                 host,
                 fallback: agent.fallback,
             });
         }
-        self.tasks.push(Arc::new(record));
+        if let Some(record) = record {
+            self.tasks.push(Arc::new(record));
+        }
     }
 }
 
