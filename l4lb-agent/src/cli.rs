@@ -136,6 +136,12 @@ pub struct RunArgs {
     pub metrics_listen: Option<std::net::SocketAddr>,
     #[arg(long)]
     pub no_metrics: bool,
+    /// Serve /metrics, /healthz and /readyz without the `/v1` discovery API
+    /// (Mesos-DNS's and dcos-net's JSON, as Mesos-DNS's `HttpOn: false`).
+    /// With DNS and locality off too, the Marathon source then keeps no task
+    /// records (~16 MB less at 10,000 apps x 5 tasks).
+    #[arg(long)]
+    pub no_discovery_api: bool,
     /// Do not route VIP addresses to the `l4lb0` dummy interface (by default
     /// VIP packets that escaped the hooks are dropped there, never sent out).
     #[arg(long)]

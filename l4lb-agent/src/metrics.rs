@@ -366,7 +366,7 @@ pub async fn serve(listen: SocketAddr, metrics: Arc<Metrics>, extra: Router) -> 
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding the metrics endpoint {listen}"))?;
-    tracing::info!(%listen, "metrics, /healthz, /readyz and the /v1 discovery API listening");
+    tracing::info!(%listen, "metrics, /healthz, /readyz (and the /v1 discovery API unless turned off) listening");
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!("metrics endpoint stopped: {e}");

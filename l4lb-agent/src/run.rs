@@ -204,10 +204,11 @@ fn spawn_sources(
 /// What the Marathon source keeps of each task: its record only while
 /// something reads records: the DNS zones, the discovery HTTP API on the
 /// metrics listener (Mesos-DNS's task names, from zones it builds on demand
-/// when there is no DNS server), locality. Services are the same either way.
+/// when there is no DNS server; `--no-discovery-api` turns it off),
+/// locality. Services are the same either way.
 fn marathon_keeps(args: &RunArgs) -> crate::marathon::parse::Keep {
     let dns = !args.dns.dns_listen.is_empty();
-    let http_api = args.metrics_listen.is_some() && !args.no_metrics;
+    let http_api = args.metrics_listen.is_some() && !args.no_metrics && !args.no_discovery_api;
     let locality = args.locality.locality != crate::locality::LocalityFlag::Off;
     match dns || http_api || locality {
         true => crate::marathon::parse::Keep::Records,
@@ -223,8 +224,14 @@ async fn start_http(
 ) -> Result<tokio::sync::watch::Sender<Arc<http_api::View>>> {
     let (view_tx, view_rx) = tokio::sync::watch::channel(Arc::new(http_api::View::default()));
     if let Some(listen) = args.metrics_listen.filter(|_| !args.no_metrics) {
-        let config = http_api::mesos_dns_config(args.dns.config().as_ref(), listen);
-        metrics::serve(listen, metrics.clone(), http_api::router(view_rx, config)).await?;
+        let api = match args.no_discovery_api {
+            true => axum::Router::new(),
+            false => {
+                let config = http_api::mesos_dns_config(args.dns.config().as_ref(), listen);
+                http_api::router(view_rx, config)
+            }
+        };
+        metrics::serve(listen, metrics.clone(), api).await?;
     }
     Ok(view_tx)
 }
@@ -638,6 +645,11 @@ mod tests {
     fn marathon_task_records_only_for_a_reader() {
         assert_eq!(keeps(&[]), Keep::Records);
         assert_eq!(keeps(&["--no-metrics"]), Keep::ServicesOnly);
+        assert_eq!(
+            keeps(&["--no-discovery-api"]),
+            Keep::ServicesOnly,
+            "/metrics alone"
+        );
         for reader in [
             &["--dns-listen", "127.0.0.1:53"][..],
             &["--locality", "node"],
