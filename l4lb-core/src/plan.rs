@@ -32,11 +32,13 @@ use crate::{
     slots::{AddrKey, maglev},
 };
 
+mod backend_addrs;
 mod free;
 mod index;
 mod place;
 mod run;
 
+pub use backend_addrs::BackendAddrs;
 pub use index::Index;
 use run::Run;
 
@@ -66,7 +68,7 @@ pub struct AppliedService {
 pub struct Applied {
     pub services: imbl::OrdMap<Vip, AppliedService>,
     /// backend id → address.
-    pub backends: imbl::OrdMap<u32, SocketAddr>,
+    pub backends: BackendAddrs,
     /// (service id, backend id) of members whose service is not in the
     /// services map (a crash between a removal and its cleanup, or before a
     /// new service's switch): deleted by the next plan, their ids not reused.
