@@ -32,10 +32,12 @@ use crate::{
     slots::{AddrKey, maglev},
 };
 
+mod addr_ids;
 mod backend_addrs;
 mod free;
 mod index;
 mod place;
+mod refs;
 mod run;
 
 pub use backend_addrs::BackendAddrs;
@@ -286,7 +288,14 @@ impl Applied {
 /// each: both maps walked side by side (sorted), not a lookup per VIP.
 /// Room in `index` for the backends `desired` names.
 fn reserve(index: &mut Index, desired: &ServiceMap) {
-    index.reserve(desired.values().map(|s| s.backends.len()).sum());
+    let (mut v4, mut v6) = (0, 0);
+    for addr in desired.values().flat_map(|s| s.backends.keys()) {
+        match addr.is_ipv4() {
+            true => v4 += 1,
+            false => v6 += 1,
+        }
+    }
+    index.reserve(v4, v6);
 }
 
 fn every_vip<'a, 'd>(

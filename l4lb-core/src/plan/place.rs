@@ -34,7 +34,7 @@ pub(super) fn missing(index: &Index, spec: &ServiceSpec) -> Vec<SocketAddr> {
 pub(super) fn members(index: &Index, spec: &ServiceSpec) -> BTreeMap<u32, u32> {
     spec.backends
         .iter()
-        .map(|(a, w)| (index.by_addr[a], *w))
+        .map(|(a, w)| (index.backend(a).expect("every address has an id"), *w))
         .collect()
 }
 
