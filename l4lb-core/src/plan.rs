@@ -17,10 +17,7 @@
 //! maps, not told by a source), with the allocation [`Index`] kept from the
 //! plan before. Both run the same loop over their VIPs, in VIP order, so a
 //! change gives the writes, in the order, a full plan gives (`change_tests.rs`).
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    net::SocketAddr,
-};
+use std::{collections::BTreeSet, net::SocketAddr};
 
 use l4lb_common::{
     Backend, MAX_BACKENDS, MAX_SERVICES, MAX_SLOTS, MemberKey, ServiceKey, ServiceValue,
@@ -36,12 +33,14 @@ mod addr_ids;
 mod backend_addrs;
 mod free;
 mod index;
+mod members;
 mod place;
 mod refs;
 mod run;
 
 pub use backend_addrs::BackendAddrs;
 pub use index::Index;
+pub use members::Members;
 use run::Run;
 
 /// One service as the maps hold it.
@@ -55,7 +54,7 @@ pub struct AppliedService {
     /// Distinct backends in the table (`ServiceValue::backends`).
     pub backends: u32,
     /// backend id → weight.
-    pub members: BTreeMap<u32, u32>,
+    pub members: Members,
     /// Its slots are not the table of its members (adoption check, `adopt.rs`):
     /// the next plan rewrites it even if its members are unchanged.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
