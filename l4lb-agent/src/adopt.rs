@@ -67,11 +67,11 @@ pub fn check(
 /// What is wrong with one service's table, if anything.
 fn service_problem(
     svc: &AppliedService,
-    backends: &imbl::OrdMap<u32, std::net::SocketAddr>,
+    backends: &crate::plan::BackendAddrs,
     capacity: u32,
     read_slots: &impl Fn(u32, u32) -> anyhow::Result<Vec<u32>>,
 ) -> Option<String> {
-    if let Some(id) = svc.members.keys().find(|id| !backends.contains_key(*id)) {
+    if let Some(id) = svc.members.keys().find(|id| !backends.contains_key(id)) {
         return Some(format!("member backend {id} is not in the backends map"));
     }
     let live = svc.members.values().filter(|w| **w > 0).count();

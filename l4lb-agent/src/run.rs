@@ -271,7 +271,7 @@ async fn adopt(
 }
 
 /// Feeds the tasks that follow the backends the maps hold.
-type BackendsTx = tokio::sync::watch::Sender<imbl::OrdMap<u32, std::net::SocketAddr>>;
+type BackendsTx = tokio::sync::watch::Sender<crate::plan::BackendAddrs>;
 
 /// The maps now, the programs on a blocking thread: the first table is
 /// read and written while the kernel verifies them (see `attaching`).

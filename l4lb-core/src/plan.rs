@@ -17,10 +17,7 @@
 //! maps, not told by a source), with the allocation [`Index`] kept from the
 //! plan before. Both run the same loop over their VIPs, in VIP order, so a
 //! change gives the writes, in the order, a full plan gives (`change_tests.rs`).
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    net::SocketAddr,
-};
+use std::{collections::BTreeSet, net::SocketAddr};
 
 use l4lb_common::{
     Backend, MAX_BACKENDS, MAX_SERVICES, MAX_SLOTS, MemberKey, ServiceKey, ServiceValue,
@@ -32,12 +29,18 @@ use crate::{
     slots::{AddrKey, maglev},
 };
 
+mod addr_ids;
+mod backend_addrs;
 mod free;
 mod index;
+mod members;
 mod place;
+mod refs;
 mod run;
 
+pub use backend_addrs::BackendAddrs;
 pub use index::Index;
+pub use members::Members;
 use run::Run;
 
 /// One service as the maps hold it.
@@ -51,7 +54,7 @@ pub struct AppliedService {
     /// Distinct backends in the table (`ServiceValue::backends`).
     pub backends: u32,
     /// backend id → weight.
-    pub members: BTreeMap<u32, u32>,
+    pub members: Members,
     /// Its slots are not the table of its members (adoption check, `adopt.rs`):
     /// the next plan rewrites it even if its members are unchanged.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -66,7 +69,7 @@ pub struct AppliedService {
 pub struct Applied {
     pub services: imbl::OrdMap<Vip, AppliedService>,
     /// backend id → address.
-    pub backends: imbl::OrdMap<u32, SocketAddr>,
+    pub backends: BackendAddrs,
     /// (service id, backend id) of members whose service is not in the
     /// services map (a crash between a removal and its cleanup, or before a
     /// new service's switch): deleted by the next plan, their ids not reused.
@@ -284,7 +287,14 @@ impl Applied {
 /// each: both maps walked side by side (sorted), not a lookup per VIP.
 /// Room in `index` for the backends `desired` names.
 fn reserve(index: &mut Index, desired: &ServiceMap) {
-    index.reserve(desired.values().map(|s| s.backends.len()).sum());
+    let (mut v4, mut v6) = (0, 0);
+    for addr in desired.values().flat_map(|s| s.backends.keys()) {
+        match addr.is_ipv4() {
+            true => v4 += 1,
+            false => v6 += 1,
+        }
+    }
+    index.reserve(v4, v6);
 }
 
 fn every_vip<'a, 'd>(

@@ -12,8 +12,6 @@ use std::{
     time::Duration,
 };
 
-use imbl::OrdMap;
-
 use l4lb_common::XDP_F_DSR_L2;
 use tokio::sync::watch;
 use tracing::debug;
@@ -49,7 +47,7 @@ impl Dsr {
 
 /// Keeps a neighbour entry for every on-link backend address in `backends`
 /// (id → address, as applied), until the sender side closes.
-pub fn spawn_neighbour_refresh(mut backends: watch::Receiver<OrdMap<u32, SocketAddr>>) {
+pub fn spawn_neighbour_refresh(mut backends: watch::Receiver<crate::plan::BackendAddrs>) {
     tokio::spawn(async move {
         let mut upkeep = upkeep::Upkeep::default();
         let mut refresh = tokio::time::interval(REFRESH);

@@ -14,7 +14,7 @@
 //! each tick reads at most [`READS_PER_TICK`] health entries.
 use std::{collections::HashSet, net::SocketAddr, ops::Bound, time::Duration};
 
-use imbl::{OrdMap, ordmap::DiffItem};
+use imbl::ordmap::DiffItem;
 use l4lb_common::{AGENT_PROBE_TIMEOUT_NS, ProbeStep};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 use crate::datapath::{health::monotonic_ns, probe_maps::ProbeMaps};
 
 /// Backend id → address, as the maps hold it (the applied table's backends).
-pub type Backends = OrdMap<u32, SocketAddr>;
+pub type Backends = crate::plan::BackendAddrs;
 
 /// How often the loop looks at the health entries.
 const TICK: Duration = Duration::from_millis(100);

@@ -9,23 +9,18 @@
 //! programs may use it until the plan's grace period is over.
 use std::net::SocketAddr;
 
-use super::{Applied, Capacity, Op, free::FreeList};
+use super::{Applied, Capacity, Op, addr_ids::AddrIds, free::FreeList, refs::Refs};
 use crate::codec;
-
-/// The index's maps are only looked up, never walked in order: a hash map
-/// (a full plan of 10,000 services x 5 backends makes ~250,000 lookups in
-/// 50,000 addresses; as B-trees they were a quarter of its plan + writes).
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Index {
     /// The maps' sizes.
     pub(super) cap: Capacity,
     /// Backend id by address: those in the maps, and those the current plan adds.
-    pub(super) by_addr: HashMap<SocketAddr, u32>,
-    /// Backend id → how many services name it (those the maps hold, as the
+    by_addr: AddrIds,
+    /// How many services name each backend id (those the maps hold, as the
     /// current plan leaves them).
-    refs: HashMap<u32, u32>,
+    refs: Refs,
     backend_ids: FreeList,
     service_ids: FreeList,
     slots: FreeList,
@@ -44,10 +39,13 @@ impl Index {
     /// The index of what `applied` holds, for maps of `cap`. Ids of orphan
     /// members' services stay taken until those are deleted.
     pub fn new(applied: &Applied, cap: Capacity) -> Index {
-        let mut refs = HashMap::default();
-        for id in applied.services.values().flat_map(|s| s.members.keys()) {
-            *refs.entry(*id).or_default() += 1;
-        }
+        let mut refs = Refs::default();
+        refs.name(
+            applied
+                .services
+                .values()
+                .flat_map(|s| s.members.keys().copied()),
+        );
         let service_ids = applied.services.values().map(|s| s.id);
         let service_ids = service_ids.chain(applied.orphan_members.iter().map(|(s, _)| *s));
         let ranges = applied
@@ -65,17 +63,16 @@ impl Index {
         }
     }
 
-    /// Room for `n` backends in the address map and the counts, taken at
-    /// once rather than by doubling (a full sync from nothing adds 50,000);
-    /// none more if they hold that many already.
-    pub(super) fn reserve(&mut self, n: usize) {
-        self.by_addr.reserve(n.saturating_sub(self.by_addr.len()));
-        self.refs.reserve(n.saturating_sub(self.refs.len()));
+    /// Room for `v4` and `v6` backend addresses in the address map, taken
+    /// at once rather than by doubling (a full sync from nothing adds
+    /// 50,000); none more if it holds that many already.
+    pub(super) fn reserve(&mut self, v4: usize, v6: usize) {
+        self.by_addr.reserve(v4, v6);
     }
 
     /// The id of the backend at `addr`, if it has one.
     pub(super) fn backend(&self, addr: &SocketAddr) -> Option<u32> {
-        self.by_addr.get(addr).copied()
+        self.by_addr.get(addr)
     }
 
     pub(super) fn has_backend_ids(&self, n: usize) -> bool {
@@ -112,26 +109,17 @@ impl Index {
 
     /// A service now names `ids`.
     pub(super) fn name(&mut self, ids: impl Iterator<Item = u32>) {
-        for id in ids {
-            *self.refs.entry(id).or_default() += 1;
-        }
+        self.refs.name(ids);
     }
 
     /// A service no longer names `ids`.
     pub(super) fn unname(&mut self, ids: impl Iterator<Item = u32>) {
-        for id in ids {
-            if let Some(n) = self.refs.get_mut(&id) {
-                *n -= 1;
-                if *n == 0 {
-                    self.refs.remove(&id);
-                }
-            }
-        }
+        self.refs.unname(ids);
     }
 
     /// True if some service names backend `id`.
     pub(super) fn named(&self, id: u32) -> bool {
-        self.refs.contains_key(&id)
+        self.refs.named(id)
     }
 
     /// A replaced or removed table's range, free once the plan ran.
@@ -162,7 +150,7 @@ impl Index {
             self.service_ids.release(id, 1);
         }
         for (id, addr) in pending.backends {
-            if self.by_addr.get(&addr) == Some(&id) {
+            if self.by_addr.get(&addr) == Some(id) {
                 self.by_addr.remove(&addr);
             }
             self.backend_ids.release(id, 1);

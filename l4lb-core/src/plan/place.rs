@@ -1,16 +1,14 @@
 //! Room for one new or changed service, and the writes that make it.
-use std::{collections::BTreeMap, net::SocketAddr};
+use std::net::SocketAddr;
 
 use l4lb_common::{MemberKey, ServiceValue};
 
-use super::{AppliedService, Index, Op, PlanError, SlotTable};
+use super::{AppliedService, Index, Members, Op, PlanError, SlotTable};
 use crate::{
     codec,
     model::{ServiceSpec, Vip},
     slots::table_size,
 };
-
-const NO_MEMBERS: &BTreeMap<u32, u32> = &BTreeMap::new();
 
 /// The backends a plan adds: counter resets, then puts (one batch write).
 #[derive(Default)]
@@ -31,10 +29,10 @@ pub(super) fn missing(index: &Index, spec: &ServiceSpec) -> Vec<SocketAddr> {
 }
 
 /// backend id → weight for `spec` (every address has an id).
-pub(super) fn members(index: &Index, spec: &ServiceSpec) -> BTreeMap<u32, u32> {
+pub(super) fn members(index: &Index, spec: &ServiceSpec) -> Members {
     spec.backends
         .iter()
-        .map(|(a, w)| (index.by_addr[a], *w))
+        .map(|(a, w)| (index.backend(a).expect("every address has an id"), *w))
         .collect()
 }
 
@@ -75,15 +73,16 @@ pub(super) fn place(
         .zip(spec.backends.iter())
         .map(|(id, (addr, w))| (id, *addr, *w))
         .collect();
+    let no_members = Members::new();
     let (id, revision, old_members) = match old {
         Some(o) => (o.id, o.revision.wrapping_add(1), &o.members),
         None => {
             let id = index.take_service_id().expect("checked by room_for_ids");
             ops.push(Op::ResetServiceStats(id));
-            (id, 0, NO_MEMBERS)
+            (id, 0, &no_members)
         }
     };
-    let members: BTreeMap<u32, u32> = table.iter().map(|(b, _, w)| (*b, *w)).collect();
+    let members: Members = table.iter().map(|(b, _, w)| (*b, *w)).collect();
     if range.count > 0 {
         ops.push(Op::WriteSlots {
             base: range.base,
@@ -163,13 +162,8 @@ fn slot_range(
 }
 
 /// A member write for each backend whose weight in service `id` changed.
-fn push_member_changes(
-    ops: &mut Vec<Op>,
-    id: u32,
-    members: &BTreeMap<u32, u32>,
-    old_members: &BTreeMap<u32, u32>,
-) {
-    for (b, w) in members {
+fn push_member_changes(ops: &mut Vec<Op>, id: u32, members: &Members, old_members: &Members) {
+    for (b, w) in members.iter() {
         if old_members.get(b) != Some(w) {
             let key = MemberKey {
                 service_id: id,
