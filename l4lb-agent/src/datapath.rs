@@ -475,17 +475,27 @@ impl Maps {
                 },
             );
         }
+        // Gathered per service first: the hash map's order is no member
+        // order, and a sorted slice built one insert at a time would copy
+        // itself per member.
+        let mut members: std::collections::BTreeMap<u32, Vec<(u32, u32)>> = Default::default();
         for entry in self.members.iter() {
             let (key, value) = entry.context("reading the members map")?;
-            if let Some(svc) = by_id
-                .get(&key.service_id)
-                .and_then(|vip| applied.services.get_mut(vip))
-            {
-                svc.members.insert(key.backend_id, value.weight);
+            if by_id.contains_key(&key.service_id) {
+                let of = members.entry(key.service_id).or_default();
+                of.push((key.backend_id, value.weight));
             } else {
                 applied
                     .orphan_members
                     .insert((key.service_id, key.backend_id));
+            }
+        }
+        for (service_id, of) in members {
+            if let Some(svc) = by_id
+                .get(&service_id)
+                .and_then(|vip| applied.services.get_mut(vip))
+            {
+                svc.members = of.into_iter().collect();
             }
         }
         self.backends

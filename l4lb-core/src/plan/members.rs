@@ -36,8 +36,8 @@ impl Members {
     }
 
     /// Sets the weight of `id`; the weight it replaces, if any (a new id
-    /// copies the slice: members are inserted one by one only when read back
-    /// from the maps).
+    /// copies the slice: a set of many members is collected, as the maps'
+    /// read-back does, not inserted one by one).
     pub fn insert(&mut self, id: u32, weight: u32) -> Option<u32> {
         match self.find(id) {
             Ok(i) => Some(std::mem::replace(&mut self.0[i].1, weight)),
