@@ -2,11 +2,6 @@
 //! shape), by stage, with a counting allocator: `cargo run --release -p
 //! l4lb-tests --example marathon_heap -- 10000 5 [records|services-only]`
 //! (what the set keeps of each task, `Keep`; records unless given).
-use std::{
-    alloc::{GlobalAlloc, Layout, System},
-    sync::atomic::{AtomicIsize, Ordering::Relaxed},
-};
-
 use l4lb_agent::{
     hosts::HostTable,
     marathon::{decode::AppSet, parse::Keep},
@@ -14,28 +9,10 @@ use l4lb_agent::{
 };
 use l4lb_tests::bench_cluster::marathon_apps;
 
-struct Counting;
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-static PEAK: AtomicIsize = AtomicIsize::new(0);
+#[path = "common/counting.rs"]
+mod counting;
 
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let n = LIVE.fetch_add(l.size() as isize, Relaxed) + l.size() as isize;
-        PEAK.fetch_max(n, Relaxed);
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size() as isize, Relaxed);
-        unsafe { System.dealloc(p, l) }
-    }
-}
-
-#[global_allocator]
-static A: Counting = Counting;
-
-fn mb(n: isize) -> f64 {
-    n as f64 / 1e6
-}
+use counting::{live, mark_peak, mb, peak};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -47,23 +24,23 @@ fn main() {
         Some(other) => panic!("{other:?}: records or services-only"),
     };
     let body = serde_json::to_vec(&marathon_apps(apps, tasks)).unwrap();
-    let base = LIVE.load(Relaxed);
+    let base = live();
     println!(
         "body {:.1} MB; a TaskRecord {} B inline (+16 its Arc), a TaskPort {} B",
         mb(body.len() as isize),
         std::mem::size_of::<l4lb_agent::model::TaskRecord>(),
         std::mem::size_of::<l4lb_agent::model::TaskPort>()
     );
-    PEAK.store(base, Relaxed);
+    mark_peak(base);
     println!("the set keeps {keep:?}");
     let mut set = AppSet::keeping(keep);
     let t = std::time::Instant::now();
     set.refresh_from_slice(&body).unwrap();
-    let decoded = LIVE.load(Relaxed) - base;
+    let decoded = live() - base;
     println!(
         "refresh: held {:.1} MB (peak {:.1}), {:.0} ms",
         mb(decoded),
-        mb(PEAK.load(Relaxed) - base),
+        mb(peak() - base),
         t.elapsed().as_secs_f64() * 1e3
     );
     let mut alloc = VipAllocator::new();
@@ -71,57 +48,57 @@ fn main() {
     let p = set
         .update_catalog(&mut alloc, &HostTable::default())
         .unwrap();
-    let with_cat = LIVE.load(Relaxed) - base;
+    let with_cat = live() - base;
     println!(
         "update_catalog: +{:.1} MB held (set + result), peak {:.1}, {:.0} ms",
         mb(with_cat - decoded),
-        mb(PEAK.load(Relaxed) - base),
+        mb(peak() - base),
         t.elapsed().as_secs_f64() * 1e3
     );
     let services = p.services.clone().unwrap();
     zones_stage(&p.catalog, &services);
-    let held = LIVE.load(Relaxed);
+    let held = live();
     drop(p);
     println!(
         "  of which the catalog (tasks, hosts, warnings) freed with it: {:.1} MB",
-        mb(held - LIVE.load(Relaxed))
+        mb(held - live())
     );
     plan_stage(&services);
-    let filled = LIVE.load(Relaxed);
+    let filled = live();
     let copy = l4lb_agent::model::desired_state(&services);
     println!(
         "the catalog's services for DNS and the HTTP API (shares the map): {:.1} MB",
-        mb(LIVE.load(Relaxed) - filled)
+        mb(live() - filled)
     );
     drop(copy);
     let t = std::time::Instant::now();
-    let before = LIVE.load(Relaxed);
+    let before = live();
     let full = set.catalog(&mut VipAllocator::new()).unwrap();
     println!(
         "a full build's result: {:.1} MB, {:.0} ms",
-        mb(LIVE.load(Relaxed) - before),
+        mb(live() - before),
         t.elapsed().as_secs_f64() * 1e3
     );
     drop(full);
-    let before = LIVE.load(Relaxed);
-    PEAK.store(before, Relaxed);
+    let before = live();
+    mark_peak(before);
     let t = std::time::Instant::now();
     set.refresh_from_slice(&body).unwrap();
     println!(
         "re-read of the same body: peak +{:.1} MB, {:.0} ms",
-        mb(PEAK.load(Relaxed) - before),
+        mb(peak() - before),
         t.elapsed().as_secs_f64() * 1e3
     );
     drop(services);
-    println!("set alone: {:.1} MB", mb(LIVE.load(Relaxed) - base));
+    println!("set alone: {:.1} MB", mb(live() - base));
 }
 
 /// The full sync's plan of `services` against empty maps: what it holds
 /// until it is written, and its peak while built.
 fn plan_stage(services: &l4lb_agent::model::ServiceMap) {
     use l4lb_agent::plan::{Applied, Capacity, plan_all};
-    let before = LIVE.load(Relaxed);
-    PEAK.store(before, Relaxed);
+    let before = live();
+    mark_peak(before);
     let t = std::time::Instant::now();
     let cap = Capacity {
         slots: 5_046_272,
@@ -131,21 +108,21 @@ fn plan_stage(services: &l4lb_agent::model::ServiceMap) {
     let ops = plan.now.len() + plan.after_grace.len();
     println!(
         "plan_all: {ops} ops, held {:.1} MB (peak +{:.1}), {:.0} ms",
-        mb(LIVE.load(Relaxed) - before),
-        mb(PEAK.load(Relaxed) - before),
+        mb(live() - before),
+        mb(peak() - before),
         t.elapsed().as_secs_f64() * 1e3
     );
     let next = plan.next.clone();
-    let with_next = LIVE.load(Relaxed);
+    let with_next = live();
     drop(plan);
     println!(
         "  of which the ops (freed once written): {:.1} MB; `next` (kept): {:.1} MB",
-        mb(with_next - LIVE.load(Relaxed)),
-        mb(LIVE.load(Relaxed) - before)
+        mb(with_next - live()),
+        mb(live() - before)
     );
     drop(next);
-    let before = LIVE.load(Relaxed);
-    PEAK.store(before, Relaxed);
+    let before = live();
+    mark_peak(before);
     let mut index = l4lb_agent::plan::Index::new(&Applied::default(), cap);
     let every = l4lb_agent::reconcile::SERVICES_PER_WRITE;
     let mut parts = 0;
@@ -163,8 +140,8 @@ fn plan_stage(services: &l4lb_agent::model::ServiceMap) {
     let (plan, ops) = emitted.expect("every part taken");
     println!(
         "plan_all_emitting ({every} services a part, {parts} parts, {ops} ops): held {:.1} MB (peak +{:.1})",
-        mb(LIVE.load(Relaxed) - before),
-        mb(PEAK.load(Relaxed) - before),
+        mb(live() - before),
+        mb(peak() - before),
     );
     drop(plan);
 }
@@ -173,8 +150,8 @@ fn plan_stage(services: &l4lb_agent::model::ServiceMap) {
 /// zones it hands the server): held beside the catalog for as long as it is.
 fn zones_stage(catalog: &l4lb_agent::model::Catalog, services: &l4lb_agent::model::ServiceMap) {
     use l4lb_agent::dns::{ZoneIndex, ZoneOptions};
-    let before = LIVE.load(Relaxed);
-    PEAK.store(before, Relaxed);
+    let before = live();
+    mark_peak(before);
     let t = std::time::Instant::now();
     let published = services.keys().copied().collect();
     let mut index = ZoneIndex::new(ZoneOptions::default());
@@ -182,8 +159,8 @@ fn zones_stage(catalog: &l4lb_agent::model::Catalog, services: &l4lb_agent::mode
     println!(
         "DNS zones ({} records): index + zones held {:.1} MB (peak +{:.1}), {:.0} ms",
         zones.record_count(),
-        mb(LIVE.load(Relaxed) - before),
-        mb(PEAK.load(Relaxed) - before),
+        mb(live() - before),
+        mb(peak() - before),
         t.elapsed().as_secs_f64() * 1e3
     );
     zones_shape(&zones);

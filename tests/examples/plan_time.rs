@@ -6,41 +6,16 @@
 //! (CPU time per round, ms, and a digest of the ops, which a change to the
 //! plan must leave as it is). Under callgrind:
 //! `valgrind --tool=callgrind --toggle-collect='*plan_all_emitting*' ...`.
-use std::net::SocketAddr;
+use l4lb_agent::plan::{Capacity, Op};
+use l4lb_tests::bench_cluster::thread_cpu_s as cpu_now;
 
-use l4lb_agent::{
-    model::{Proto, ServiceMap, ServiceSpec, Vip},
-    plan::{Applied, Capacity, Index, Op, plan_all_emitting},
-    reconcile::SERVICES_PER_WRITE,
-};
-use l4lb_tests::bench_cluster::{host_of, port_of, thread_cpu_s as cpu_now};
+#[path = "common/plan_shape.rs"]
+mod plan_shape;
+
+use plan_shape::{plan_from_empty, services};
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Service `i` on 198.18.x.y:80, its members tasks `i * members ..`.
-fn services(n: u32, members: u32) -> ServiceMap {
-    (0..n)
-        .map(|i| {
-            let vip = Vip {
-                addr: SocketAddr::new([198, 18, (i >> 8) as u8, i as u8].into(), 80),
-                proto: Proto::Tcp,
-            };
-            let backends = (0..members)
-                .map(|j| {
-                    let b = i * members + j;
-                    let addr = format!("{}:{}", host_of(b), port_of(b));
-                    (addr.parse().expect("a socket address"), 1)
-                })
-                .collect();
-            let spec = ServiceSpec {
-                backends,
-                ..ServiceSpec::default()
-            };
-            (vip, spec)
-        })
-        .collect()
-}
 
 /// Folds an op into a digest: its kind and the ids and values it writes.
 fn digest(d: u64, op: &Op) -> u64 {
@@ -90,16 +65,7 @@ fn main() {
             d = part.iter().fold(d, digest);
             true
         };
-        let applied = Applied::default();
-        let mut index = Index::new(&applied, cap);
-        let planned = plan_all_emitting(
-            &applied,
-            &desired,
-            &mut index,
-            SERVICES_PER_WRITE,
-            &mut write,
-        );
-        let (plan, _) = planned.expect("every part taken");
+        let (plan, _) = plan_from_empty(&desired, cap, &mut write);
         let ms = (cpu_now() - start) * 1e3;
         let next = (plan.next.services.len(), plan.next.backends.len());
         drop(plan);
