@@ -40,11 +40,15 @@ impl Index {
     /// members' services stay taken until those are deleted.
     pub fn new(applied: &Applied, cap: Capacity) -> Index {
         let mut refs = Refs::default();
+        // Members read back from pinned maps may name any id: one past the
+        // backends' capacity names no backend (adoption finds it stale),
+        // and would size the counts by it.
         refs.name(
             applied
                 .services
                 .values()
-                .flat_map(|s| s.members.keys().copied()),
+                .flat_map(|s| s.members.keys().copied())
+                .filter(|id| *id < cap.backends),
         );
         let service_ids = applied.services.values().map(|s| s.id);
         let service_ids = service_ids.chain(applied.orphan_members.iter().map(|(s, _)| *s));

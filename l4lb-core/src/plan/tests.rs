@@ -381,6 +381,21 @@ fn a_stale_service_is_rewritten_and_orphan_members_deleted() {
     );
 }
 
+/// A member read back from corrupt pinned maps may name any backend id:
+/// the index counts only ids a backend can have (the counts are a vector
+/// by id), and the next plan rewrites the service.
+#[test]
+fn a_member_naming_an_id_past_the_capacity_is_rewritten() {
+    let s = state(&[("11.0.0.1:80", &[("10.0.0.1:80", 1)])]);
+    let mut applied = plan(&Applied::default(), &s, CAP).next;
+    let svc = applied.services.get_mut(&vip("11.0.0.1:80")).unwrap();
+    svc.members = [(1, 1), (u32::MAX, 1)].into();
+    svc.stale = true;
+    let p = plan(&applied, &s, CAP);
+    let new = &p.next.services[&vip("11.0.0.1:80")];
+    assert_eq!(new.members.keys().copied().collect::<Vec<_>>(), [1]);
+}
+
 #[test]
 fn ids_are_reused_only_after_removal_completes() {
     let s1 = state(&[("11.0.0.1:80", &[("10.0.0.1:80", 1)])]);
