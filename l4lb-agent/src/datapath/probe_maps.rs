@@ -18,6 +18,9 @@ use super::batch;
 /// Ids this close together are read as one run: the entries in between
 /// cost less to copy than a bpf() call.
 const MAX_GAP: u32 = 32;
+/// Entries a run spans at most (128 KB of `BackendHealth`): sparse ids
+/// never make one read, or its buffer, larger than a tick's dense one.
+const MAX_SPAN: u32 = 1024;
 
 pub struct ProbeMaps {
     health: Array<MapData, BackendHealth>,
@@ -44,7 +47,7 @@ impl ProbeMaps {
     pub fn down_until(&self, ids: &[u32]) -> Vec<u64> {
         let mut out = vec![0; ids.len()];
         let mut run = Vec::new();
-        for r in runs(ids, MAX_GAP) {
+        for r in runs(ids, MAX_GAP, MAX_SPAN) {
             let first = ids[r.start];
             run.resize(span(ids, &r), BackendHealth::default());
             let fd = self.health.map().fd().as_fd();
@@ -90,12 +93,16 @@ fn span(ids: &[u32], r: &Range<usize>) -> usize {
 }
 
 /// `ids` cut into runs read in one call each: ascending ids at most
-/// `max_gap` apart (a wrap back to a lower id starts a new run).
-fn runs(ids: &[u32], max_gap: u32) -> Vec<Range<usize>> {
+/// `max_gap` apart, spanning fewer than `max_span` entries (a wrap back to
+/// a lower id starts a new run).
+fn runs(ids: &[u32], max_gap: u32, max_span: u32) -> Vec<Range<usize>> {
     let mut out = Vec::new();
     let mut start = 0;
     for i in 1..=ids.len() {
-        let breaks = i == ids.len() || ids[i] <= ids[i - 1] || ids[i] - ids[i - 1] > max_gap;
+        let breaks = i == ids.len()
+            || ids[i] <= ids[i - 1]
+            || ids[i] - ids[i - 1] > max_gap
+            || ids[i] - ids[start] >= max_span;
         if breaks {
             if start < i {
                 out.push(start..i);
@@ -112,13 +119,25 @@ mod tests {
 
     #[test]
     fn close_ascending_ids_share_a_run_and_a_wrap_or_gap_cuts_it() {
-        assert!(runs(&[], 32).is_empty());
-        assert_eq!(runs(&[7], 32), vec![0..1]);
-        assert_eq!(runs(&[1, 2, 3, 35, 36, 200], 32), [0..5, 5..6]);
-        assert_eq!(runs(&[1, 34], 32), [0..1, 1..2], "33 apart");
+        assert!(runs(&[], 32, 1024).is_empty());
+        assert_eq!(runs(&[7], 32, 1024), vec![0..1]);
+        assert_eq!(runs(&[1, 2, 3, 35, 36, 200], 32, 1024), [0..5, 5..6]);
+        assert_eq!(runs(&[1, 34], 32, 1024), [0..1, 1..2], "33 apart");
         // next_batch's wrap: the ids after the cursor, then those from the start.
-        assert_eq!(runs(&[9, 10, 11, 1, 2], 32), [0..3, 3..5]);
-        assert_eq!(runs(&[5, 5], 32), [0..1, 1..2], "never a run backwards");
+        assert_eq!(runs(&[9, 10, 11, 1, 2], 32, 1024), [0..3, 3..5]);
+        assert_eq!(
+            runs(&[5, 5], 32, 1024),
+            [0..1, 1..2],
+            "never a run backwards"
+        );
+        // Ids 30 apart: a run spans fewer than 100 entries.
+        let sparse: Vec<u32> = (0..10).map(|i| i * 30).collect();
+        assert_eq!(runs(&sparse, 32, 100), [0..4, 4..8, 8..10]);
+        assert!(
+            runs(&sparse, 32, 100)
+                .iter()
+                .all(|r| span(&sparse, r) < 100)
+        );
         assert_eq!(span(&[1, 2, 3, 40], &(0..4)), 40);
     }
 }
