@@ -11,6 +11,8 @@ use l4lb_tests::bench_cluster::marathon_apps;
 
 #[path = "common/counting.rs"]
 mod counting;
+#[path = "common/plan_empty.rs"]
+mod plan_empty;
 
 use counting::{live, mark_peak, mb, peak};
 
@@ -96,15 +98,11 @@ fn main() {
 /// The full sync's plan of `services` against empty maps: what it holds
 /// until it is written, and its peak while built.
 fn plan_stage(services: &l4lb_agent::model::ServiceMap) {
-    use l4lb_agent::plan::{Applied, Capacity, plan_all};
+    use l4lb_agent::plan::{Applied, plan_all};
     let before = live();
     mark_peak(before);
     let t = std::time::Instant::now();
-    let cap = Capacity {
-        slots: 5_046_272,
-        ..Capacity::default()
-    };
-    let plan = plan_all(&Applied::default(), services, cap);
+    let plan = plan_all(&Applied::default(), services, plan_empty::capacity());
     let ops = plan.now.len() + plan.after_grace.len();
     println!(
         "plan_all: {ops} ops, held {:.1} MB (peak +{:.1}), {:.0} ms",
@@ -123,21 +121,12 @@ fn plan_stage(services: &l4lb_agent::model::ServiceMap) {
     drop(next);
     let before = live();
     mark_peak(before);
-    let mut index = l4lb_agent::plan::Index::new(&Applied::default(), cap);
     let every = l4lb_agent::reconcile::SERVICES_PER_WRITE;
     let mut parts = 0;
-    let mut write = |_: &[l4lb_agent::plan::Op]| {
+    let (plan, _index, ops) = plan_empty::plan_from_empty(services, &mut |_| {
         parts += 1;
         true
-    };
-    let emitted = l4lb_agent::plan::plan_all_emitting(
-        &Applied::default(),
-        services,
-        &mut index,
-        every,
-        &mut write,
-    );
-    let (plan, ops) = emitted.expect("every part taken");
+    });
     println!(
         "plan_all_emitting ({every} services a part, {parts} parts, {ops} ops): held {:.1} MB (peak +{:.1})",
         mb(live() - before),

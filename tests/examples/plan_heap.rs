@@ -4,15 +4,18 @@
 //! 10000 5`. What the agent keeps after a full sync is the plan's `next`
 //! (what the maps hold: services with their members, backends) and the
 //! allocation index; the ops are written part by part and freed.
-use l4lb_agent::plan::{Applied, Capacity, Op};
+use l4lb_agent::plan::{Applied, Op};
 
 #[path = "common/counting.rs"]
 mod counting;
+#[path = "common/plan_empty.rs"]
+mod plan_empty;
 #[path = "common/plan_shape.rs"]
 mod plan_shape;
 
 use counting::{live, mark_peak, mb, peak};
-use plan_shape::{plan_from_empty, services};
+use plan_empty::plan_from_empty;
+use plan_shape::services;
 
 /// Live bytes freed by dropping `x`.
 fn freed<T>(x: T) -> isize {
@@ -26,13 +29,9 @@ fn main() {
     let n: u32 = args.next().map_or(10_000, |a| a.parse().unwrap());
     let members: u32 = args.next().map_or(5, |a| a.parse().unwrap());
     let desired = services(n, members);
-    let cap = Capacity {
-        slots: 5_046_272,
-        ..Capacity::default()
-    };
     let before = live();
     mark_peak(before);
-    let (plan, index) = plan_from_empty(&desired, cap, &mut |_: &[Op]| true);
+    let (plan, index, _) = plan_from_empty(&desired, &mut |_: &[Op]| true);
     println!(
         "plan of {n} services x {members}: held {:.2} MB (peak +{:.2})",
         mb(live() - before),

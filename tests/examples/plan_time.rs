@@ -6,13 +6,16 @@
 //! (CPU time per round, ms, and a digest of the ops, which a change to the
 //! plan must leave as it is). Under callgrind:
 //! `valgrind --tool=callgrind --toggle-collect='*plan_all_emitting*' ...`.
-use l4lb_agent::plan::{Capacity, Op};
+use l4lb_agent::plan::Op;
 use l4lb_tests::bench_cluster::thread_cpu_s as cpu_now;
 
+#[path = "common/plan_empty.rs"]
+mod plan_empty;
 #[path = "common/plan_shape.rs"]
 mod plan_shape;
 
-use plan_shape::{plan_from_empty, services};
+use plan_empty::plan_from_empty;
+use plan_shape::services;
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -53,10 +56,6 @@ fn main() {
     let members: u32 = args.next().map_or(5, |a| a.parse().unwrap());
     let rounds: u32 = args.next().map_or(3, |a| a.parse().unwrap());
     let desired = services(n, members);
-    let cap = Capacity {
-        slots: 5_046_272,
-        ..Capacity::default()
-    };
     for round in 0..rounds {
         let start = cpu_now();
         let (mut ops, mut d) = (0usize, 0xcbf2_9ce4_8422_2325u64);
@@ -65,7 +64,7 @@ fn main() {
             d = part.iter().fold(d, digest);
             true
         };
-        let (plan, _) = plan_from_empty(&desired, cap, &mut write);
+        let (plan, ..) = plan_from_empty(&desired, &mut write);
         let ms = (cpu_now() - start) * 1e3;
         let next = (plan.next.services.len(), plan.next.backends.len());
         drop(plan);

@@ -3,11 +3,7 @@
 //! with `#[path]` (not an example itself).
 use std::net::SocketAddr;
 
-use l4lb_agent::{
-    model::{Proto, ServiceMap, ServiceSpec, Vip},
-    plan::{Applied, Capacity, Index, Op, Plan, plan_all_emitting},
-    reconcile::SERVICES_PER_WRITE,
-};
+use l4lb_agent::model::{Proto, ServiceMap, ServiceSpec, Vip};
 use l4lb_tests::bench_cluster::{host_of, port_of};
 
 /// Service `i` on 198.18.x.y:80, its members tasks `i * members ..`.
@@ -32,18 +28,4 @@ pub fn services(n: u32, members: u32) -> ServiceMap {
             (vip, spec)
         })
         .collect()
-}
-
-/// A full plan of `desired` from empty maps, as a fresh agent makes it:
-/// parts of `SERVICES_PER_WRITE` services handed to `write`; the plan and
-/// the allocation index it leaves.
-pub fn plan_from_empty(
-    desired: &ServiceMap,
-    cap: Capacity,
-    write: &mut dyn FnMut(&[Op]) -> bool,
-) -> (Plan, Index) {
-    let applied = Applied::default();
-    let mut index = Index::new(&applied, cap);
-    let planned = plan_all_emitting(&applied, desired, &mut index, SERVICES_PER_WRITE, write);
-    (planned.expect("every part taken").0, index)
 }
