@@ -63,7 +63,10 @@ struct Startup {
 /// Validates the flags and the static file before the kernel is touched:
 /// a bad file never loads anything.
 fn startup(args: &RunArgs) -> Result<Startup> {
-    let marathon = args.marathon.resolve().context("Marathon flags")?;
+    let marathon = args
+        .marathon
+        .resolve(marathon_keeps(args))
+        .context("Marathon flags")?;
     // The URL and credential checks are Marathon's: name the Mesos flags.
     let mesos = args.mesos.resolve().map_err(|e| {
         anyhow::anyhow!(
@@ -186,8 +189,7 @@ fn spawn_sources(
     metrics: &Metrics,
     tx: &mpsc::Sender<SourceEvent>,
 ) -> Result<()> {
-    if let Some(mut cfg) = marathon {
-        cfg.keep = marathon_keeps(args);
+    if let Some(cfg) = marathon {
         info!(task_records = cfg.keep.records(), "marathon");
         let src = source::marathon::spawn(cfg, &args.resolv_conf, tx.clone())?;
         metrics.set_marathon(src.stats);

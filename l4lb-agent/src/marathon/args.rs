@@ -11,7 +11,7 @@ use std::{
 
 use url::Url;
 
-use super::{client::ClientConfig, source::SourceConfig};
+use super::{client::ClientConfig, parse::Keep, source::SourceConfig};
 
 /// Environment variable that may hold the credentials (same syntax as the file).
 pub const AUTH_ENV: &str = "L4LB_MARATHON_AUTH";
@@ -108,9 +108,10 @@ impl MarathonArgs {
         !self.marathon.is_empty()
     }
 
-    /// Validates the flags and loads the credentials and CA file. `Ok(None)` when
-    /// the source is off. Errors never contain a secret.
-    pub fn resolve(&self) -> Result<Option<SourceConfig>, ArgsError> {
+    /// Validates the flags and loads the credentials and CA file; `keep` is
+    /// what the source keeps of each task (chosen from the agent's other
+    /// flags). `Ok(None)` when the source is off. Errors never contain a secret.
+    pub fn resolve(&self, keep: Keep) -> Result<Option<SourceConfig>, ArgsError> {
         if !self.enabled() {
             return Ok(None);
         }
@@ -160,7 +161,7 @@ impl MarathonArgs {
             resync: Duration::from_secs(self.marathon_resync_secs),
             debounce: Duration::from_millis(self.marathon_debounce_ms),
             resync_jitter: f64::from(self.marathon_resync_jitter_pct) / 100.0,
-            keep: crate::marathon::parse::Keep::Records,
+            keep,
         }))
     }
 }
@@ -555,7 +556,7 @@ mod tests {
             "--marathon-auth-file",
             f.path().to_str().unwrap(),
         ]);
-        let cfg = args.resolve().unwrap().unwrap();
+        let cfg = args.resolve(Keep::Records).unwrap().unwrap();
         assert_eq!(
             cfg.client.auth,
             Some(Credentials::Basic {
@@ -571,7 +572,7 @@ mod tests {
             "--marathon-auth-file",
             "/nonexistent/auth",
         ]);
-        let err = missing.resolve().unwrap_err().to_string();
+        let err = missing.resolve(Keep::Records).unwrap_err().to_string();
         assert!(err.contains("/nonexistent/auth"), "{err}");
     }
 
@@ -584,7 +585,7 @@ mod tests {
         assert_eq!(a.marathon_debounce_ms, 20);
         assert_eq!(a.marathon_max_body_bytes, 128 << 20);
         assert_eq!(a.marathon_max_event_bytes, 8 << 20);
-        let cfg = a.resolve().unwrap().unwrap();
+        let cfg = a.resolve(Keep::Records).unwrap().unwrap();
         let urls: Vec<_> = cfg.client.urls.iter().map(Url::as_str).collect();
         assert_eq!(urls, ["http://m1:8080/", "https://m2/marathon/"]);
         assert_eq!(cfg.client.request_timeout, Duration::from_secs(5));
@@ -593,7 +594,7 @@ mod tests {
         assert_eq!(cfg.debounce, Duration::from_millis(20));
         assert!(cfg.client.auth.is_none());
 
-        assert!(parse(&[]).resolve().unwrap().is_none());
+        assert!(parse(&[]).resolve(Keep::Records).unwrap().is_none());
         assert!(
             Cli::try_parse_from(["t", "--marathon", "http://m", "--marathon-timeout-ms", "0"])
                 .is_err()
@@ -608,7 +609,7 @@ mod tests {
             ("not a url", "relative URL"),
         ] {
             let err = parse(&["--marathon", raw])
-                .resolve()
+                .resolve(Keep::Records)
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(want), "{raw}: {err}");
@@ -618,7 +619,7 @@ mod tests {
             "htp://alice:pw-secret@m x",
         ] {
             let a = parse(&["--marathon", raw]);
-            let err = a.resolve().unwrap_err().to_string();
+            let err = a.resolve(Keep::Records).unwrap_err().to_string();
             assert!(!err.contains("pw-secret"), "{err}");
             assert!(!format!("{a:?}").contains("pw-secret"));
         }
@@ -632,7 +633,10 @@ mod tests {
             return;
         }
         let a = parse(&["--marathon", "http://m", "--marathon-auth", "token=abc"]);
-        assert!(matches!(a.resolve(), Err(ArgsError::AuthOnCommandLine)));
+        assert!(matches!(
+            a.resolve(Keep::Records),
+            Err(ArgsError::AuthOnCommandLine)
+        ));
         // Even when a credentials file would win.
         let f = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(f.path(), "token=x").unwrap();
@@ -644,7 +648,10 @@ mod tests {
             "--marathon-auth",
             "token=abc",
         ]);
-        assert!(matches!(a.resolve(), Err(ArgsError::AuthOnCommandLine)));
+        assert!(matches!(
+            a.resolve(Keep::Records),
+            Err(ArgsError::AuthOnCommandLine)
+        ));
     }
 
     #[test]
