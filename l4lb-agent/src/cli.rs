@@ -136,6 +136,14 @@ pub struct RunArgs {
     pub metrics_listen: Option<std::net::SocketAddr>,
     #[arg(long)]
     pub no_metrics: bool,
+    /// Per-backend series on /metrics (`l4lb_backend_*`, 15 a backend of a VIP)
+    /// only while the VIPs have at most this many backends in all: at 10,000
+    /// VIPs x 5 backends they would be ~850,000 series, ~60 MB a scrape. Above
+    /// it a scrape has the per-VIP series only, and
+    /// `l4lb_metrics_omitted_backends` says how many were left out;
+    /// `l4lb-agent backends` still lists every one.
+    #[arg(long, value_name = "N", default_value_t = crate::metrics::DEFAULT_MAX_BACKENDS)]
+    pub metrics_max_backends: usize,
     /// Serve /metrics, /healthz and /readyz without the `/v1` discovery API
     /// (Mesos-DNS's and dcos-net's JSON, as Mesos-DNS's `HttpOn: false`).
     /// With DNS and locality off too, the Marathon source then keeps no task

@@ -36,6 +36,9 @@ use prometheus_client::{
 use crate::{dns::DnsCounters, hosts::resolver::HostStats, marathon::source::SourceStats};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:62080";
+/// `--metrics-max-backends`: ~61,000 per-backend series at most (15 a
+/// backend of a VIP), ~5 MB of a scrape's text.
+pub const DEFAULT_MAX_BACKENDS: usize = 4096;
 
 /// Counters and gauges the agent updates as it works.
 #[derive(Debug)]
@@ -76,7 +79,9 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(pin_root: PathBuf) -> Arc<Metrics> {
+    /// `max_backends`: per-backend series only up to that many VIP members
+    /// (`--metrics-max-backends`).
+    pub fn new(pin_root: PathBuf, max_backends: usize) -> Arc<Metrics> {
         let mut registry = Registry::with_prefix("l4lb");
         let applies = Family::default();
         registry.register(
@@ -158,7 +163,10 @@ impl Metrics {
         registry.register_collector(Box::new(crate::mesos::stats::MesosCollector(mesos.clone())));
         let hosts = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(HostsCollector(hosts.clone())));
-        registry.register_collector(Box::new(datapath::DatapathCollector { pin_root }));
+        registry.register_collector(Box::new(datapath::DatapathCollector {
+            pin_root,
+            max_backends,
+        }));
         Arc::new(Metrics {
             registry,
             applies,

@@ -118,7 +118,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         Some(c) => c.clone(),
         None => datapath::cgroup2_root()?,
     };
-    let metrics = Metrics::new(args.pin_root.clone());
+    let metrics = Metrics::new(args.pin_root.clone(), args.metrics_max_backends);
     let (tx, mut rx) = mpsc::channel::<SourceEvent>(8);
     // On a restart the hooks are still attached: register this process in
     // the pinned self map before its first control-plane connection.

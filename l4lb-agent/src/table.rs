@@ -83,7 +83,17 @@ pub struct BackendRow {
 }
 
 pub fn vip_rows(maps: &Maps) -> Result<Vec<VipRow>> {
+    Ok(vip_rows_up_to(maps, usize::MAX)?.0)
+}
+
+/// The rows, with their backends only while the VIPs have at most
+/// `max_backends` of them in all (VIP members: a backend of two VIPs counts
+/// twice); else every row's `backends` is left empty. Also returns that
+/// count of VIP members.
+pub fn vip_rows_up_to(maps: &Maps, max_backends: usize) -> Result<(Vec<VipRow>, usize)> {
     let applied = maps.read_applied()?;
+    let members: usize = applied.services.values().map(|s| s.members.len()).sum();
+    let with_backends = members <= max_backends;
     let now = crate::datapath::health::monotonic_ns();
     let mode = maps
         .locality_mode()
@@ -96,8 +106,9 @@ pub fn vip_rows(maps: &Maps) -> Result<Vec<VipRow>> {
         let value = maps.service_value(vip);
         let slots = value.map(|v| v.slot_count).unwrap_or(0);
         let set = mode.and_then(|_| maps.local_set(svc.id));
-        let mut backends = Vec::with_capacity(svc.members.len());
-        backends.extend(svc.members.iter().filter_map(|(id, weight)| {
+        let mut backends = Vec::with_capacity(if with_backends { svc.members.len() } else { 0 });
+        let listed = svc.members.iter().filter(|_| with_backends);
+        backends.extend(listed.filter_map(|(id, weight)| {
             let addr = *applied.backends.get(id)?;
             let locality = mode.map(|_| {
                 let class = set.map_or(l4lb_common::CLASS_REMOTE, |s| s.class_of(*id));
@@ -146,7 +157,7 @@ pub fn vip_rows(maps: &Maps) -> Result<Vec<VipRow>> {
             }),
         });
     }
-    Ok(rows)
+    Ok((rows, members))
 }
 
 /// One member of a service with its counters and health.

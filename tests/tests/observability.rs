@@ -38,6 +38,7 @@ fn metrics_count_connections_and_report_map_usage() {
         r#"l4lb_map_capacity{map="L4LB_SERVICES"} 65536"#,
         r#"l4lb_table_applies_total{trigger="initial"} 1"#,
         "l4lb_sync_ok 1",
+        "l4lb_metrics_omitted_backends 0",
     ] {
         assert!(
             m.lines()
@@ -45,6 +46,48 @@ fn metrics_count_connections_and_report_map_usage() {
             "missing {line:?} in:\n{m}"
         );
     }
+}
+
+/// Over `--metrics-max-backends` VIP members, a scrape has the per-VIP
+/// series only and says how many backends it left out; the CLI still lists
+/// every backend.
+#[test]
+fn per_backend_series_stop_at_the_metrics_backend_limit() {
+    require_root();
+    let mut sb = Sandbox::new("metricsmax").unwrap();
+    sb.spawn_testsrv("a", &["127.0.0.2:7000", "127.0.0.3:7000"], &[])
+        .unwrap();
+    let config = "vips:\n  - vip: 11.0.0.1:7000\n    backends: [127.0.0.2:7000, 127.0.0.3:7000]\n  - vip: 11.0.0.2:7000\n    backends: [127.0.0.2:7000]\n";
+    let agent = Agent::start_with_args(&mut sb, config, &["--metrics-max-backends", "2"]).unwrap();
+    agent.wait_vips(2, Duration::from_secs(20)).unwrap();
+    let v = sb
+        .probe(&["tcp", "--to", "11.0.0.1:7000", "-n", "4"])
+        .unwrap();
+    assert_eq!(v["errors"], 0, "{v}");
+    let (code, m) = get(&sb, "/metrics");
+    assert_eq!(code, "200", "{m}");
+    assert!(
+        m.lines()
+            .any(|l| l == r#"l4lb_vip_connections_total{vip="11.0.0.1:7000",proto="tcp"} 4"#),
+        "per-VIP series missing:\n{m}"
+    );
+    assert!(
+        m.lines().any(|l| l == "l4lb_metrics_omitted_backends 3"),
+        "{m}"
+    );
+    let per_backend: Vec<&str> = m
+        .lines()
+        .filter(|l| l.starts_with("l4lb_backend_"))
+        .collect();
+    assert!(per_backend.is_empty(), "{per_backend:?}");
+    let out = sb
+        .in_netns(l4lb_tests::agent_bin())
+        .args(["backends", "--json", "--pin-root"])
+        .arg(sb.pin_root())
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.contains("127.0.0.3:7000"), "{listed}");
 }
 
 #[test]

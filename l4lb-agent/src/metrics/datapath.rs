@@ -19,11 +19,13 @@ use crate::{
 #[derive(Debug)]
 pub(super) struct DatapathCollector {
     pub(super) pin_root: PathBuf,
+    /// Per-backend series only up to this many VIP members (`--metrics-max-backends`).
+    pub(super) max_backends: usize,
 }
 
 impl Collector for DatapathCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        match Reading::take(&self.pin_root) {
+        match Reading::take(&self.pin_root, self.max_backends) {
             Some(reading) => reading.encode(&mut encoder),
             None => Ok(()),
         }
@@ -35,6 +37,8 @@ impl Collector for DatapathCollector {
 #[derive(Debug, Default)]
 struct Reading {
     rows: Vec<VipRow>,
+    /// VIP members whose per-backend series were left out (0: none).
+    omitted_backends: usize,
     escaped_packets: Option<u64>,
     guard_drops: Vec<(&'static str, u64)>,
     icmp_errors: Vec<(&'static str, u64)>,
@@ -43,10 +47,12 @@ struct Reading {
 }
 
 impl Reading {
-    fn take(pin_root: &Path) -> Option<Reading> {
+    fn take(pin_root: &Path, max_backends: usize) -> Option<Reading> {
         let maps = Maps::open_pinned(pin_root).ok()?;
+        let (rows, members) = table::vip_rows_up_to(&maps, max_backends).ok()?;
         Some(Reading {
-            rows: table::vip_rows(&maps).ok()?,
+            rows,
+            omitted_backends: if members > max_backends { members } else { 0 },
             escaped_packets: crate::datapath::escape::escaped_packets(),
             guard_drops: maps.vip_guard_drops(),
             icmp_errors: maps.icmp_errors(),
@@ -99,6 +105,12 @@ impl Reading {
     }
 
     fn map_gauges(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        gauges(
+            encoder,
+            "metrics_omitted_backends",
+            "VIP members whose per-backend series this scrape left out: more than --metrics-max-backends in all (the per-VIP series are all there)",
+            [(Labels::new(), self.omitted_backends as i64)],
+        )?;
         let per_map = |value: fn(u64, u64) -> u64| {
             self.usage.iter().map(move |&(map, entries, cap)| {
                 (labels(&[("map", map)]), value(entries, cap) as i64)

@@ -99,6 +99,7 @@ fn reading() -> Reading {
                 false,
             ),
         ],
+        omitted_backends: 0,
         escaped_packets: Some(9),
         guard_drops: vec![("fragment", 5), ("truncated", 1)],
         icmp_errors: vec![("to_client", 2), ("no_flow", 0)],

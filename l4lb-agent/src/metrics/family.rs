@@ -36,7 +36,8 @@ pub(crate) fn counters(
     Ok(())
 }
 
-/// A gauge family.
+/// A gauge family. A single series without labels is printed without
+/// braces.
 pub(crate) fn gauges<N: EncodeGaugeValue + Default>(
     encoder: &mut DescriptorEncoder,
     name: &str,
@@ -44,8 +45,12 @@ pub(crate) fn gauges<N: EncodeGaugeValue + Default>(
     series: impl IntoIterator<Item = (Labels, N)>,
 ) -> Result<(), std::fmt::Error> {
     let kind = ConstGauge::new(N::default()).metric_type();
+    let mut series = series.into_iter().peekable();
     let mut desc = encoder.encode_descriptor(name, help, None, kind)?;
-    for (labels, value) in series {
+    while let Some((labels, value)) = series.next() {
+        if labels.is_empty() && series.peek().is_none() {
+            return ConstGauge::new(value).encode(desc);
+        }
         ConstGauge::new(value).encode(desc.encode_family(&labels)?)?;
     }
     Ok(())
@@ -84,7 +89,13 @@ mod tests {
                 "two series",
                 by_label("kind", [("a", 1), ("b", 2)]),
             )?;
-            gauges(&mut e, "level", "a gauge", [(labels(&[("x", "y")]), -4i64)])
+            gauges(&mut e, "level", "a gauge", [(labels(&[("x", "y")]), -4i64)])?;
+            gauges(
+                &mut e,
+                "flat",
+                "one gauge, no labels",
+                [(Labels::new(), 5i64)],
+            )
         }
     }
 
@@ -102,6 +113,7 @@ mod tests {
                 "l4lb_by_kind_total{kind=\"a\"} 1",
                 "l4lb_by_kind_total{kind=\"b\"} 2",
                 "l4lb_level{x=\"y\"} -4",
+                "l4lb_flat 5",
             ]
         );
     }
