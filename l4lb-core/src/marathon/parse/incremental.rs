@@ -310,8 +310,13 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
             addrs.insert(family, alloc.allocate(family, &keys)?);
         }
         let old = std::mem::replace(&mut self.addrs, addrs);
-        for key in moved(&old, &self.addrs) {
-            self.dirty.extend(named_groups(&self.groups, key).cloned());
+        // Until a first allocation succeeds nothing was derived, so every
+        // group is dirty still: no moved name's groups to add (a search
+        // per name in a first build).
+        if self.generation.is_some() {
+            for key in moved(&old, &self.addrs) {
+                self.dirty.extend(named_groups(&self.groups, key).cloned());
+            }
         }
         self.generation = Some(alloc.generation());
         self.wanted_changed = false;
