@@ -254,11 +254,8 @@ fn task_at(j: usize, task: &Task) -> String {
 /// result yet: not healthy).
 fn health(app: &App, task: &Task) -> Option<bool> {
     (!app.health_checks.is_empty()).then(|| {
-        !task.health_check_results.is_empty()
-            && task
-                .health_check_results
-                .iter()
-                .all(|r| r.alive == Some(true))
+        let results = &task.health_check_results;
+        !results.is_empty() && results.all_alive()
     })
 }
 
