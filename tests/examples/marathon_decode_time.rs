@@ -4,7 +4,10 @@
 //! from the body's chunks uncopied (`refresh_from_pieces`), KIB KiB each (64
 //! unless given; the agent's are hyper's reads), keeping task records unless
 //! `services-only` is given. Instructions of the refreshes alone:
-//! `valgrind --tool=callgrind --toggle-collect='*AppSet*refresh*'` on it.
+//! `valgrind --tool=callgrind --toggle-collect='*AppSet*refresh*'` on it;
+//! of the first catalog built from the set (`update_catalog`, the agent's
+//! next step): `--toggle-collect='*AppSet*update_catalog*'`. The agent's
+//! allocator (mimalloc, its options at their defaults).
 /// This thread's CPU time (the machine is shared: wall time is other load's).
 #[derive(Clone, Copy)]
 struct Instant(f64);
@@ -15,14 +18,21 @@ impl Instant {
     }
 }
 
-use l4lb_agent::marathon::{
-    apps::App,
-    decode::AppSet,
-    parse::{AppPart, Keep},
-    split::AppsSplitter,
+use l4lb_agent::{
+    hosts::HostTable,
+    marathon::{
+        apps::App,
+        decode::AppSet,
+        parse::{AppPart, Keep},
+        split::AppsSplitter,
+    },
+    naming::VipAllocator,
 };
 use l4lb_tests::bench_cluster::marathon_apps;
 use serde::Deserialize;
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn body(apps: u32, tasks: u32) -> Vec<u8> {
     serde_json::to_vec(&marathon_apps(apps, tasks)).unwrap()
@@ -87,9 +97,14 @@ fn main() {
         set.refresh_from_pieces(body.chunks(piece).map(Ok::<_, std::io::Error>))
             .unwrap();
         let again = ms(t);
+        let t = Instant::now();
+        let first = set.update_catalog(&mut VipAllocator::new(), &HostTable::default());
+        let catalog = ms(t);
+        drop(first.unwrap());
         println!(
             "round {round}: split {split:.0} (+ a copy of each app), parse each {parse:.0}, \
              AppPart::of {part:.0}; refresh_from_pieces: first {refresh:.0}, same again {again:.0}; \
+             its first update_catalog {catalog:.0}; \
              (serde_json's reader path, each app copied out as a RawValue: {reader:.0}) ms"
         );
     }

@@ -14,7 +14,7 @@ mod counting;
 #[path = "common/plan_empty.rs"]
 mod plan_empty;
 
-use counting::{live, mark_peak, mb, peak};
+use counting::{allocs, live, mark_peak, mb, peak};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -37,25 +37,29 @@ fn main() {
     println!("the set keeps {keep:?}");
     let mut set = AppSet::keeping(keep);
     let t = std::time::Instant::now();
+    let calls = allocs();
     set.refresh_from_slice(&body).unwrap();
     let decoded = live() - base;
     println!(
-        "refresh: held {:.1} MB (peak {:.1}), {:.0} ms",
+        "refresh: held {:.1} MB (peak {:.1}), {:.0} ms, {}",
         mb(decoded),
         mb(peak() - base),
-        t.elapsed().as_secs_f64() * 1e3
+        t.elapsed().as_secs_f64() * 1e3,
+        per(allocs() - calls, apps, tasks)
     );
     let mut alloc = VipAllocator::new();
     let t = std::time::Instant::now();
+    let calls = allocs();
     let p = set
         .update_catalog(&mut alloc, &HostTable::default())
         .unwrap();
     let with_cat = live() - base;
     println!(
-        "update_catalog: +{:.1} MB held (set + result), peak {:.1}, {:.0} ms",
+        "update_catalog: +{:.1} MB held (set + result), peak {:.1}, {:.0} ms, {}",
         mb(with_cat - decoded),
         mb(peak() - base),
-        t.elapsed().as_secs_f64() * 1e3
+        t.elapsed().as_secs_f64() * 1e3,
+        per(allocs() - calls, apps, tasks)
     );
     let services = p.services.clone().unwrap();
     zones_stage(&p.catalog, &services);
@@ -93,6 +97,13 @@ fn main() {
     );
     drop(services);
     println!("set alone: {:.1} MB", mb(live() - base));
+}
+
+/// `n` allocations, and per app and per task.
+fn per(n: isize, apps: u32, tasks: u32) -> String {
+    let per_app = n as f64 / f64::from(apps);
+    let per_task = per_app / f64::from(tasks);
+    format!("{n} allocations ({per_app:.1} an app, {per_task:.1} a task)")
 }
 
 /// The full sync's plan of `services` against empty maps: what it holds

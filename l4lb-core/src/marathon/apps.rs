@@ -148,7 +148,7 @@ pub struct Task {
     #[serde(default, deserialize_with = "nullable")]
     pub state: TaskState,
     #[serde(default, deserialize_with = "nullable")]
-    pub health_check_results: Vec<HealthCheckResult>,
+    pub health_check_results: HealthResults,
     /// Legacy task labels (`vip_PORT0`). Marathon's own task JSON has none;
     /// Mesos writes them as `[{"key": k, "value": v}]`, so both shapes read.
     #[serde(default, deserialize_with = "task_labels")]
@@ -264,6 +264,53 @@ fn interned<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Arc<str>>, D::Erro
 pub struct HealthCheckResult {
     #[serde(default)]
     pub alive: Option<bool>,
+}
+
+/// `tasks[].healthCheckResults`, read as what a task's weight needs: how
+/// many results there are and how many say alive (a vector of them was an
+/// allocation per task).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HealthResults {
+    pub count: usize,
+    /// Results whose `alive` is `true`.
+    pub alive: usize,
+}
+
+impl HealthResults {
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Every result says alive (true when there is none).
+    pub fn all_alive(&self) -> bool {
+        self.alive == self.count
+    }
+}
+
+impl<'de> Deserialize<'de> for HealthResults {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Results;
+        impl<'de> de::Visitor<'de> for Results {
+            type Value = HealthResults;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a sequence") // a `Vec`'s words, for the same messages
+            }
+
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<HealthResults, A::Error> {
+                let mut out = HealthResults::default();
+                while let Some(r) = seq.next_element::<HealthCheckResult>()? {
+                    out.count += 1;
+                    out.alive += usize::from(r.alive == Some(true));
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(Results)
+    }
 }
 
 /// `null` reads as the type's default, as an absent field does.

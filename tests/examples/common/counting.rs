@@ -9,11 +9,13 @@ use std::{
 struct Counting;
 static LIVE: AtomicIsize = AtomicIsize::new(0);
 static PEAK: AtomicIsize = AtomicIsize::new(0);
+static CALLS: AtomicIsize = AtomicIsize::new(0);
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         let n = LIVE.fetch_add(l.size() as isize, Relaxed) + l.size() as isize;
         PEAK.fetch_max(n, Relaxed);
+        CALLS.fetch_add(1, Relaxed);
         unsafe { System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
@@ -28,6 +30,13 @@ static A: Counting = Counting;
 /// Bytes allocated and not freed now.
 pub fn live() -> isize {
     LIVE.load(Relaxed)
+}
+
+/// Allocations made so far (a reallocation is one: the default `realloc`
+/// allocates anew).
+#[allow(dead_code)] // not every example counts them
+pub fn allocs() -> isize {
+    CALLS.load(Relaxed)
 }
 
 /// The highest `live()` since the last [`mark_peak`].

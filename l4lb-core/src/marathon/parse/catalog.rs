@@ -8,6 +8,7 @@ use std::{
 
 use super::{
     AppPart, Keep, ParseError, Parsed, Warning,
+    group_view::GroupView,
     labels::Decl,
     part::{HostPort, NamedAgent, PartGroup},
 };
@@ -19,7 +20,9 @@ use crate::naming::{Family, NamingError, VipAllocator};
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum GroupKey {
     Named {
-        key: String,
+        /// Shared: the kept catalog holds each key in several maps (its
+        /// groups, the dirty ones, the wanted names), so a copy is a count.
+        key: Arc<str>,
         port: u16,
         proto: Proto,
     },
@@ -65,8 +68,45 @@ impl Group {
     /// Families a named VIP needs an address in: its backends'. None when it
     /// has no backend: an app scaled to 0 withdraws its VIP (unlike the
     /// static file, where an empty list is the operator's explicit choice).
-    pub(super) fn families(&self) -> BTreeSet<Family> {
-        self.backends.keys().map(|b| Family::of(b.ip())).collect()
+    pub(super) fn families(&self) -> Families {
+        Families::of(self.backends.keys())
+    }
+}
+
+/// A set of families in a byte (a B-tree set of them is an allocation per
+/// group and per catalog build of it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Families(u8);
+
+impl Families {
+    fn bit(f: Family) -> u8 {
+        match f {
+            Family::V4 => 1,
+            Family::V6 => 2,
+        }
+    }
+
+    /// The families of `addrs`.
+    pub(super) fn of<'a>(addrs: impl IntoIterator<Item = &'a SocketAddr>) -> Families {
+        let bits = addrs
+            .into_iter()
+            .fold(0, |bits, a| bits | Self::bit(Family::of(a.ip())));
+        Families(bits)
+    }
+
+    pub(super) fn union(self, other: Families) -> Families {
+        Families(self.0 | other.0)
+    }
+
+    /// The families in `self` and not in `other`.
+    pub(super) fn minus(self, other: Families) -> Families {
+        Families(self.0 & !other.0)
+    }
+
+    /// In order, V4 first (a B-tree set's order).
+    pub(super) fn iter(self) -> impl Iterator<Item = Family> {
+        let has = move |f: &Family| self.0 & Self::bit(*f) != 0;
+        [Family::V4, Family::V6].into_iter().filter(has)
     }
 }
 
@@ -101,14 +141,16 @@ impl Builder {
         self.warnings.extend(p.warnings.iter().cloned());
     }
 
-    pub(super) fn declare(&mut self, d: &Decl, app_id: &str) {
+    /// One declaration of the part being built. Its app is not noted: a
+    /// part's groups are its own (`AppPart::from_builder` keeps no apps),
+    /// a catalog names the part's id when it joins them (`Group::add`).
+    pub(super) fn declare(&mut self, d: &Decl) {
         for &proto in &d.protos {
-            let g = self.groups.entry(group_key(&d.target, proto)).or_default();
+            let g = self.groups.entry(d.group_key(proto)).or_default();
             g.labels.insert(d.label.clone());
             if d.framework.is_some() {
                 g.framework.clone_from(&d.framework);
             }
-            g.apps.insert(app_id.to_owned());
         }
     }
 
@@ -123,10 +165,11 @@ impl Builder {
         at: &dyn Fn() -> String,
         warn: &mut dyn FnMut(String),
     ) {
-        let addrs: Vec<SocketAddr> = match &d.target {
-            Target::Named { .. } => addrs.to_vec(),
+        let same: Vec<SocketAddr>;
+        let addrs: &[SocketAddr] = match &d.target {
+            Target::Named { .. } => addrs, // every family: no copy
             Target::Ip(vip) => {
-                let same: Vec<SocketAddr> = addrs
+                same = addrs
                     .iter()
                     .copied()
                     .filter(|a| Family::of(a.ip()) == Family::of(vip.ip()))
@@ -142,12 +185,12 @@ impl Builder {
                         ));
                     }
                 }
-                same
+                &same
             }
         };
         for &proto in &d.protos {
-            let g = self.groups.entry(group_key(&d.target, proto)).or_default();
-            for &a in &addrs {
+            let g = self.groups.entry(d.group_key(proto)).or_default();
+            for &a in addrs {
                 // The same endpoint declared twice (two labels, or a port
                 // label and a legacy one): one serving claim is enough.
                 let w = g.backends.entry(a).or_insert(weight);
@@ -160,7 +203,7 @@ impl Builder {
     /// the declaration (an IP VIP's family is checked once it resolves).
     pub(super) fn add_named_backend(&mut self, d: &Decl, hp: &HostPort, weight: u32) {
         for &proto in &d.protos {
-            let g = self.groups.entry(group_key(&d.target, proto)).or_default();
+            let g = self.groups.entry(d.group_key(proto)).or_default();
             let w = g.by_name.entry(hp.clone()).or_insert(weight);
             *w = (*w).max(weight);
         }
@@ -184,9 +227,9 @@ impl Builder {
                 continue; // scaled to 0: withdrawn, like a named VIP
             }
             match named_at.get(vip) {
-                Some(key) => warnings.push(squatter(vip, g, key)),
+                Some(key) => warnings.push(squatter(vip, GroupView::Merged(g), key)),
                 None => {
-                    services.insert(*vip, ip_service(g));
+                    services.insert(*vip, ip_service(GroupView::Merged(g)));
                 }
             }
         }
@@ -217,8 +260,8 @@ fn allocate_named(
     let mut keys: BTreeMap<Family, BTreeSet<String>> = BTreeMap::new();
     for (gk, g) in groups {
         if let GroupKey::Named { key, .. } = gk {
-            for f in g.families() {
-                keys.entry(f).or_default().insert(key.clone());
+            for f in g.families().iter() {
+                keys.entry(f).or_default().insert(key.to_string());
             }
         }
     }
@@ -242,8 +285,9 @@ fn named_services<'g>(
         let GroupKey::Named { key, port, proto } = gk else {
             continue;
         };
-        for (vip, spec) in named_group_services((key, *port, *proto), g, addrs) {
-            named_at.insert(vip, key.as_str());
+        let g = GroupView::Merged(g);
+        for (vip, spec) in named_group_services((&**key, *port, *proto), g, addrs) {
+            named_at.insert(vip, &**key);
             services.insert(vip, spec);
         }
     }
@@ -254,11 +298,11 @@ fn named_services<'g>(
 /// backends that has an address.
 pub(super) fn named_group_services(
     (key, port, proto): (&str, u16, Proto),
-    g: &Group,
+    g: GroupView,
     addrs: &Allocated,
 ) -> Vec<(Vip, ServiceSpec)> {
     let mut out = Vec::new();
-    for family in g.families() {
+    for family in g.families().iter() {
         let Some(&ip) = addrs.get(&family).and_then(|a| a.get(key)) else {
             continue; // allocate() returned every wanted key
         };
@@ -267,15 +311,13 @@ pub(super) fn named_group_services(
             proto,
         };
         let backends = g
-            .backends
-            .iter()
+            .backends()
             .filter(|(b, _)| Family::of(b.ip()) == family)
-            .map(|(b, w)| (*b, *w))
             .collect();
         let spec = ServiceSpec {
-            name: g.labels.first().cloned(),
-            framework: g.framework.clone(),
-            origin: origin(&g.apps),
+            name: g.first_label().cloned(),
+            framework: g.framework().clone(),
+            origin: g.origin(),
             backends,
         };
         out.push((vip, spec));
@@ -284,32 +326,35 @@ pub(super) fn named_group_services(
 }
 
 /// An IP VIP's service (the group has backends, no named VIP holds it).
-pub(super) fn ip_service(g: &Group) -> ServiceSpec {
+pub(super) fn ip_service(g: GroupView) -> ServiceSpec {
     ServiceSpec {
         name: None,
         framework: None,
-        origin: origin(&g.apps),
-        backends: (&g.backends).into(),
+        origin: g.origin(),
+        backends: g.backends().collect(),
     }
 }
 
 /// An IP VIP at the address allocated to the named VIP `key`: explicit
 /// addresses are the user's choice, allocated ones are stable, so the named
 /// VIP keeps the address either way and this one is left out.
-pub(super) fn squatter(vip: &Vip, g: &Group, key: &str) -> Warning {
+pub(super) fn squatter(vip: &Vip, g: GroupView, key: &str) -> Warning {
     Warning {
         pod: false,
-        app_id: g.apps.first().cloned(),
+        app_id: g.first_app().map(str::to_owned),
         what: format!(
             "VIP {vip} ({}) is the address allocated to named VIP {key}; left out",
-            g.labels.iter().cloned().collect::<Vec<_>>().join(", ")
+            g.labels().join(", ")
         ),
     }
 }
 
 /// `app /a` or `apps /a, /b`: who declared a VIP, for the guard's warnings.
 /// A part whose id is no app path (a Mesos task's) is named as it is.
-fn origin(apps: &BTreeSet<String>) -> Option<String> {
+pub(super) fn origin(apps: &BTreeSet<String>) -> Option<String> {
+    if let (1, Some(app)) = (apps.len(), apps.first()) {
+        return Some(origin_of_one(app)); // the common case, made directly
+    }
     let (paths, others): (Vec<&str>, Vec<&str>) = apps
         .iter()
         .map(String::as_str)
@@ -326,14 +371,12 @@ fn origin(apps: &BTreeSet<String>) -> Option<String> {
     (!all.is_empty()).then(|| all.join(", "))
 }
 
-fn group_key(target: &Target, proto: Proto) -> GroupKey {
-    match target {
-        Target::Named { key, port } => GroupKey::Named {
-            key: key.clone(),
-            port: *port,
-            proto,
-        },
-        Target::Ip(addr) => GroupKey::Ip(Vip { addr: *addr, proto }),
+/// [`origin`] of one app: `app /a`, or the id as it is when it is no app
+/// path.
+pub(super) fn origin_of_one(app: &str) -> String {
+    match app.starts_with('/') {
+        true => format!("app {app}"),
+        false => app.to_owned(),
     }
 }
 

@@ -10,12 +10,17 @@
 //! are asked of the allocator only when the set of wanted names of a family
 //! changed, or the allocator is not in the state they were taken from (its
 //! generation differs); otherwise the last addresses hold.
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    sync::Arc,
+};
 
 use super::{
     AppPart, ParseError, Parsed, Warning,
-    catalog::{Allocated, Group, GroupKey, ip_service, named_group_services, squatter},
+    catalog::{Allocated, Families, Group, GroupKey, ip_service, named_group_services, squatter},
     catalog_with_hosts,
+    group_view::GroupView,
     task_runs::TaskRuns,
 };
 use crate::hosts::HostTable;
@@ -32,29 +37,6 @@ struct Declared<K> {
     /// Sorted, each once: one part in the common case, so a vector.
     parts: Vec<K>,
     families: Families,
-}
-
-/// A set of families in a byte (a B-tree set of them is an allocation per
-/// group, held for every VIP).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Families(u8);
-
-impl Families {
-    fn bit(f: Family) -> u8 {
-        match f {
-            Family::V4 => 1,
-            Family::V6 => 2,
-        }
-    }
-
-    fn of(set: &BTreeSet<Family>) -> Families {
-        Families(set.iter().fold(0, |bits, f| bits | Self::bit(*f)))
-    }
-
-    fn set(self) -> BTreeSet<Family> {
-        let has = |f: &Family| self.0 & Self::bit(*f) != 0;
-        [Family::V4, Family::V6].into_iter().filter(has).collect()
-    }
 }
 
 impl<K> Default for Declared<K> {
@@ -89,7 +71,7 @@ pub struct IncrementalCatalog<K> {
     /// Groups whose parts changed since the last catalog.
     dirty: BTreeSet<GroupKey>,
     /// Per family, how many named groups of each key have a backend in it.
-    wanted: BTreeMap<Family, BTreeMap<String, usize>>,
+    wanted: BTreeMap<Family, BTreeMap<Arc<str>, usize>>,
     wanted_changed: bool,
     /// The allocator generation `addrs` were taken at.
     generation: Option<u64>,
@@ -100,7 +82,7 @@ pub struct IncrementalCatalog<K> {
     /// The VIPs each named group got.
     named_vips: BTreeMap<GroupKey, Vec<Vip>>,
     /// Which named key holds each named VIP.
-    named_at: BTreeMap<Vip, String>,
+    named_at: BTreeMap<Vip, Arc<str>>,
     /// IP VIPs left out because a named VIP holds their address.
     squatters: BTreeMap<Vip, Warning>,
     tasks: TaskRuns<K>,
@@ -240,10 +222,12 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
         alloc: &mut VipAllocator,
         hosts: &HostTable,
     ) -> Result<Parsed, ParseError> {
-        let dirty: Vec<GroupKey> = self.dirty.iter().cloned().collect();
+        // Out while merged (a merge leaves it alone), kept for a retry.
+        let dirty = std::mem::take(&mut self.dirty);
         for gk in &dirty {
             self.merge(gk);
         }
+        self.dirty = dirty;
         if !self.named_agents.is_empty() {
             return catalog_with_hosts(self.parts.values(), &[], alloc, hosts);
         }
@@ -253,33 +237,32 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
         Ok(self.parsed())
     }
 
-    /// Merges `gk` again from the parts that declare it; counts the names
-    /// its backends' families want.
+    /// Merges `gk` again from the parts that declare it: counts the names
+    /// its backends' families want (the group itself is made only when its
+    /// services are derived).
     fn merge(&mut self, gk: &GroupKey) {
-        let Some(group) = self.group(gk) else {
+        let Some(d) = self.groups.get_mut(gk) else {
             return; // merged away already (a retry after an error)
         };
-        let d = &self.groups[gk];
-        let (gone, after) = (d.parts.is_empty(), group.families());
-        let before = d.families.set();
-        if let GroupKey::Named { key, .. } = gk {
-            for f in before.difference(&after) {
-                self.unwant(*f, key);
-            }
-            for f in after.difference(&before) {
-                *self
-                    .wanted
-                    .entry(*f)
-                    .or_default()
-                    .entry(key.clone())
-                    .or_default() += 1;
-                self.wanted_changed = true;
-            }
-        }
-        if gone {
+        let (before, after) = (d.families, families(&self.parts, &d.parts, gk));
+        d.families = after;
+        if d.parts.is_empty() {
             self.groups.remove(gk);
-        } else if let Some(d) = self.groups.get_mut(gk) {
-            d.families = Families::of(&after);
+        }
+        let GroupKey::Named { key, .. } = gk else {
+            return;
+        };
+        for f in before.minus(after).iter() {
+            self.unwant(f, key);
+        }
+        for f in after.minus(before).iter() {
+            *self
+                .wanted
+                .entry(f)
+                .or_default()
+                .entry(key.clone())
+                .or_default() += 1;
+            self.wanted_changed = true;
         }
     }
 
@@ -322,13 +305,18 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
             let keys: BTreeSet<String> = self
                 .wanted
                 .get(&family)
-                .map(|w| w.keys().cloned().collect())
+                .map(|w| w.keys().map(|k| k.to_string()).collect())
                 .unwrap_or_default();
             addrs.insert(family, alloc.allocate(family, &keys)?);
         }
         let old = std::mem::replace(&mut self.addrs, addrs);
-        for key in moved(&old, &self.addrs) {
-            self.dirty.extend(named_groups(&self.groups, &key));
+        // Until a first allocation succeeds nothing was derived, so every
+        // group is dirty still: no moved name's groups to add (a search
+        // per name in a first build).
+        if self.generation.is_some() {
+            for key in moved(&old, &self.addrs) {
+                self.dirty.extend(named_groups(&self.groups, key).cloned());
+            }
         }
         self.generation = Some(alloc.generation());
         self.wanted_changed = false;
@@ -370,11 +358,13 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
     }
 
     fn derive_named(&mut self, gk: GroupKey, ip_vips: &mut BTreeSet<Vip>) {
-        let (Some(group), GroupKey::Named { key, port, proto }) = (self.group(&gk), &gk) else {
+        let GroupKey::Named { key, port, proto } = &gk else {
             return;
         };
-        let made = named_group_services((key, *port, *proto), &group, &self.addrs);
-        let mut vips = Vec::with_capacity(made.len());
+        let named = (&**key, *port, *proto);
+        let made = self.with_group(&gk, |g| named_group_services(named, g, &self.addrs));
+        let made = made.unwrap_or_default();
+        let mut vips = Vec::with_capacity(made.len()); // held: no growth slack
         for (vip, spec) in made {
             self.named_at.insert(vip, key.clone());
             self.services.insert(vip, spec);
@@ -387,20 +377,37 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
     }
 
     fn derive_ip(&mut self, vip: Vip) {
-        let Some(group) = self.group(&GroupKey::Ip(vip)) else {
-            return;
-        };
-        if group.backends.is_empty() {
-            return; // scaled to 0: withdrawn
+        let named = self.named_at.get(&vip);
+        let made = self.with_group(&GroupKey::Ip(vip), |g| {
+            // No backend (scaled to 0): withdrawn.
+            g.has_backends().then(|| match named {
+                Some(key) => Err(squatter(&vip, g, key)),
+                None => Ok(ip_service(g)),
+            })
+        });
+        match made.flatten() {
+            Some(Ok(spec)) => drop(self.services.insert(vip, spec)),
+            Some(Err(squat)) => drop(self.squatters.insert(vip, squat)),
+            None => {}
         }
-        match self.named_at.get(&vip) {
-            Some(key) => {
-                self.squatters.insert(vip, squatter(&vip, &group, key));
-            }
-            None => {
-                self.services.insert(vip, ip_service(&group));
+    }
+
+    /// `f` of `gk`'s group (None: no part declares it), read in place when
+    /// one part declares it, else merged from its parts.
+    fn with_group<T>(&self, gk: &GroupKey, f: impl FnOnce(GroupView) -> T) -> Option<T> {
+        let d = self.groups.get(gk)?;
+        if let [id] = &d.parts[..] {
+            let part = &self.parts[id];
+            if let Ok(i) = part.groups.binary_search_by(|(k, _)| k.cmp(gk)) {
+                let pg = &part.groups[i].1;
+                return Some(f(GroupView::One {
+                    app_id: &part.id,
+                    pg,
+                }));
             }
         }
+        let group = self.group(gk)?;
+        Some(f(GroupView::Merged(&group)))
     }
 
     /// The catalog, its services in `services` only.
@@ -419,21 +426,36 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
     }
 }
 
-/// Names whose address changed (or came, or went) in some family.
-fn moved(old: &Allocated, new: &Allocated) -> BTreeSet<String> {
-    let mut keys = BTreeSet::new();
+/// The families of the backends `parts` declare for `gk`: what merging
+/// them into a [`Group`] would give, without making it.
+fn families<K: Ord>(all: &BTreeMap<K, AppPart>, parts: &[K], gk: &GroupKey) -> Families {
+    let mut out = Families::default();
+    for id in parts {
+        let part = &all[id];
+        if let Ok(i) = part.groups.binary_search_by(|(k, _)| k.cmp(gk)) {
+            let backends = part.groups[i].1.backends.iter().map(|(a, _)| a);
+            out = out.union(Families::of(backends));
+        }
+    }
+    out
+}
+
+/// Names whose address changed (or came, or went) in some family, a name
+/// once per family it moved in (its groups are marked dirty, a set).
+fn moved<'a>(old: &'a Allocated, new: &'a Allocated) -> Vec<&'a str> {
+    static EMPTY: BTreeMap<String, IpAddr> = BTreeMap::new();
+    let mut keys = Vec::new();
     for family in [Family::V4, Family::V6] {
         let (a, b) = (old.get(&family), new.get(&family));
-        let empty = BTreeMap::new();
-        let (a, b) = (a.unwrap_or(&empty), b.unwrap_or(&empty));
+        let (a, b) = (a.unwrap_or(&EMPTY), b.unwrap_or(&EMPTY));
         for (k, ip) in a {
             if b.get(k) != Some(ip) {
-                keys.insert(k.clone());
+                keys.push(k.as_str());
             }
         }
         for k in b.keys() {
             if !a.contains_key(k) {
-                keys.insert(k.clone());
+                keys.push(k.as_str());
             }
         }
     }
@@ -441,18 +463,19 @@ fn moved(old: &Allocated, new: &Allocated) -> BTreeSet<String> {
 }
 
 /// The named groups of `key` (every port and protocol).
-fn named_groups<K>(groups: &BTreeMap<GroupKey, Declared<K>>, key: &str) -> Vec<GroupKey> {
+fn named_groups<'g, K>(
+    groups: &'g BTreeMap<GroupKey, Declared<K>>,
+    key: &str,
+) -> impl Iterator<Item = &'g GroupKey> {
     let first = GroupKey::Named {
-        key: key.to_owned(),
+        key: Arc::from(key),
         port: 0,
         proto: Proto::Tcp,
     };
     groups
         .range(first..)
         .map(|(gk, _)| gk)
-        .take_while(|gk| matches!(gk, GroupKey::Named { key: k, .. } if k == key))
-        .cloned()
-        .collect()
+        .take_while(move |gk| matches!(gk, GroupKey::Named { key: k, .. } if **k == *key))
 }
 
 #[cfg(test)]

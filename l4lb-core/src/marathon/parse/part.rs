@@ -10,7 +10,7 @@ use std::{
 use super::{
     Keep, Warning,
     catalog::{Builder, GroupKey},
-    labels::{Decl, port_decls},
+    labels::{Decl, named_key, port_decls},
     ports::PortSpec,
 };
 use crate::declare;
@@ -192,7 +192,7 @@ impl PartBuilder {
         let decls = port_decls(std::slice::from_ref(&spec), &mut |w| warnings.push(w));
         self.warnings.extend(warnings);
         for d in &decls {
-            self.b.declare(d, &self.id);
+            self.b.declare(d);
         }
         PortVips(decls)
     }
@@ -210,6 +210,7 @@ impl PartBuilder {
         for value in values {
             match declare::label_target_in(value, framework) {
                 Ok(target) => decls.push(Decl {
+                    key: named_key(&target),
                     target,
                     label: value.clone(),
                     protos: protos.to_vec(),
@@ -221,7 +222,7 @@ impl PartBuilder {
             }
         }
         for d in &decls {
-            self.b.declare(d, &self.id);
+            self.b.declare(d);
         }
         PortVips(decls)
     }

@@ -83,9 +83,40 @@ struct Endpoint {
     /// The port clients use (host port if mapped, else container port).
     port: u16,
     /// Backend addresses: the agent's, or the task's first of each family.
-    addrs: Vec<SocketAddr>,
+    addrs: Addrs,
     /// The agent's address when the agent is known by name.
     agent: Option<HostPort>,
+}
+
+/// An endpoint's backend addresses, at most one per family, inline (a
+/// vector was an allocation per task and port).
+struct Addrs {
+    list: [SocketAddr; 2],
+    len: usize,
+}
+
+impl Addrs {
+    /// The first two of `addrs`.
+    fn of(addrs: impl IntoIterator<Item = SocketAddr>) -> Addrs {
+        let unset = SocketAddr::from(([0, 0, 0, 0], 0));
+        let mut out = Addrs {
+            list: [unset; 2],
+            len: 0,
+        };
+        for a in addrs.into_iter().take(2) {
+            out.list[out.len] = a;
+            out.len += 1;
+        }
+        out
+    }
+
+    fn as_slice(&self) -> &[SocketAddr] {
+        &self.list[..self.len]
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 impl Builder {
@@ -111,7 +142,7 @@ impl Builder {
         let mut decls = port_decls(&specs, warn);
         decls.extend(legacy_decls(&app.labels, &specs, "", warn));
         for d in &decls {
-            self.declare(d, &app.id);
+            self.declare(d);
         }
         if app.tasks.is_empty() {
             return;
@@ -158,7 +189,7 @@ impl Builder {
             false => legacy_decls(&task.labels, &app.specs, &t.at(), t.warn),
         };
         for d in &task_decls {
-            self.declare(d, &app.app.id);
+            self.declare(d);
         }
         if let Some(weight) = t.weight {
             let decls = app.decls.iter().chain(&task_decls);
@@ -188,7 +219,7 @@ impl Builder {
     ) {
         for d in decls {
             if let Some(Some(ep)) = endpoints.get(d.spec) {
-                self.add_backends(d, &ep.addrs, weight, at, warn);
+                self.add_backends(d, ep.addrs.as_slice(), weight, at, warn);
                 if let Some(hp) = &ep.agent {
                     self.add_named_backend(d, hp, weight);
                 }
@@ -223,11 +254,8 @@ fn task_at(j: usize, task: &Task) -> String {
 /// result yet: not healthy).
 fn health(app: &App, task: &Task) -> Option<bool> {
     (!app.health_checks.is_empty()).then(|| {
-        !task.health_check_results.is_empty()
-            && task
-                .health_check_results
-                .iter()
-                .all(|r| r.alive == Some(true))
+        let results = &task.health_check_results;
+        !results.is_empty() && results.all_alive()
     })
 }
 
@@ -324,7 +352,7 @@ impl TaskCtx<'_, '_> {
         });
         Some(Endpoint {
             port,
-            addrs: addrs.into_iter().collect(),
+            addrs: Addrs::of(addrs),
             agent: on_named,
         })
     }
@@ -355,11 +383,12 @@ impl TaskCtx<'_, '_> {
     /// A port on the task's own addresses: its first of each family.
     fn container_endpoint(&mut self, spec: &PortSpec, task_ips: &[IpAddr]) -> Option<Endpoint> {
         let port = spec.container_port?;
-        let addrs: Vec<SocketAddr> = [Family::V4, Family::V6]
-            .into_iter()
-            .filter_map(|f| task_ips.iter().find(|ip| Family::of(**ip) == f))
-            .map(|&ip| SocketAddr::new(ip, port))
-            .collect();
+        let addrs = Addrs::of(
+            [Family::V4, Family::V6]
+                .into_iter()
+                .filter_map(|f| task_ips.iter().find(|ip| Family::of(**ip) == f))
+                .map(|&ip| SocketAddr::new(ip, port)),
+        );
         if addrs.is_empty() {
             let what = format!(
                 "{}.ipAddresses: none, but {} is reached on the task's own IP; \
