@@ -80,6 +80,11 @@ impl FromIterator<(SocketAddr, u32)> for Backends {
     /// A repeated address keeps its last weight, as a map's would.
     fn from_iter<I: IntoIterator<Item = (SocketAddr, u32)>>(iter: I) -> Backends {
         let mut v: Vec<(SocketAddr, u32)> = iter.into_iter().collect();
+        if v.windows(2).all(|w| w[0].0 < w[1].0) {
+            // Already sorted without repeats, as a catalog's merged lists are.
+            v.shrink_to_fit();
+            return Backends(v);
+        }
         v.sort_by_key(|(a, _)| *a); // stable: repeats in given order
         v.reverse();
         v.dedup_by(|later, kept| later.0 == kept.0);
@@ -177,6 +182,25 @@ mod tests {
         let keys: Vec<SocketAddr> = b.keys().copied().collect();
         assert_eq!(keys, [sa("10.0.0.2:1"), sa("10.0.0.3:1")]);
         assert_eq!((b.get(&sa("10.0.0.2:1")), b.len()), (Some(&6), 2));
+    }
+
+    /// Sorted, unsorted, with repeats next to each other or apart: the
+    /// same as the map the list would make.
+    #[test]
+    fn any_list_collects_as_its_map() {
+        let a = |n: u8, w: u32| (sa(&format!("10.0.0.{n}:1")), w);
+        let lists: [Vec<(SocketAddr, u32)>; 5] = [
+            vec![],
+            vec![a(1, 1), a(2, 2), a(3, 3)],
+            vec![a(1, 1), a(1, 5), a(2, 2)],
+            vec![a(3, 1), a(2, 2), a(1, 3)],
+            vec![a(1, 1), a(2, 2), a(1, 7)],
+        ];
+        for list in lists {
+            let map: BTreeMap<SocketAddr, u32> = list.iter().copied().collect();
+            let b: Backends = list.iter().copied().collect();
+            assert!(b.iter().eq(map.iter()), "{list:?}");
+        }
     }
 
     #[test]
