@@ -720,8 +720,10 @@ impl MarathonClient {
         // A few chunks in flight: each can be hyper's whole read buffer
         // (~400 KB on a fast link), and whatever waits here is held on top
         // of the set (64 of them were ~25 MB of a full read's peak RSS at
-        // 10,000 apps, see BENCHMARKS.md). The decoder is the slow side: a
-        // full channel makes the sender wait, and TCP backs Marathon off.
+        // 10,000 apps, see BENCHMARKS.md; one alone made the decoder wait on
+        // the reader at each hand-off on a busy machine). The decoder is the
+        // slow side: a full channel makes the sender wait, and TCP backs
+        // Marathon off.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(IN_FLIGHT_CHUNKS);
         let decoder = tokio::task::spawn_blocking(move || {
             let mut set = set.lock().unwrap_or_else(|p| p.into_inner());
