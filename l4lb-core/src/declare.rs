@@ -88,7 +88,7 @@ pub fn label_target(value: &str) -> Result<Target, String> {
 
 /// [`label_target`] with named VIPs keyed under `framework`.
 pub fn label_target_in(value: &str, framework: &str) -> Result<Target, String> {
-    let label = naming::parse_vip_label(value).map_err(|e| e.to_string())?;
+    let (label, key) = naming::parse_vip_label_keyed(value).map_err(|e| e.to_string())?;
     match label.name {
         VipName::Ip(ip) => {
             let ip = ip.to_canonical();
@@ -99,7 +99,10 @@ pub fn label_target_in(value: &str, framework: &str) -> Result<Target, String> {
             }
             Ok(Target::Ip(SocketAddr::new(ip, label.port)))
         }
-        VipName::Named(name) => named_key_in(&name, framework)
+        // The check above keyed it under Marathon's framework already.
+        VipName::Named(name) => key
+            .filter(|_| framework == FRAMEWORK)
+            .map_or_else(|| named_key_in(&name, framework), Ok)
             .map(|key| Target::Named {
                 key,
                 port: label.port,
@@ -164,6 +167,14 @@ mod tests {
             Err("VIP label \"0.0.0.0:80\": 0.0.0.0 is the unspecified address".into())
         );
         assert!(label_target("/:80").is_err());
+        // Another framework keys the name under its own.
+        assert_eq!(
+            label_target_in("/My_App:80", "other-fw"),
+            Ok(Target::Named {
+                key: "my-app.other-fw".into(),
+                port: 80
+            })
+        );
         let v4 = "198.18.0.1".parse().unwrap();
         assert_eq!(
             backend_family(v4, "[fd00::1]:80".parse().unwrap()),

@@ -188,6 +188,13 @@ pub struct VipLabel {
 /// [`domain_frag`], or it could not be resolved or hashed, and must fit in a
 /// DNS name under the Marathon framework.
 pub fn parse_vip_label(value: &str) -> Result<VipLabel, NamingError> {
+    parse_vip_label_keyed(value).map(|(label, _)| label)
+}
+
+/// [`parse_vip_label`] and, for a name, its [`vip_key`] under the Marathon
+/// framework: the check builds it, so a caller keying under that framework
+/// need not build it again.
+pub fn parse_vip_label_keyed(value: &str) -> Result<(VipLabel, Option<String>), NamingError> {
     let (host, port) = value
         .rsplit_once(':')
         .ok_or_else(|| NamingError::MissingPort {
@@ -201,29 +208,38 @@ pub fn parse_vip_label(value: &str) -> Result<VipLabel, NamingError> {
         value: value.to_owned(),
         host: host.to_owned(),
     };
-    let name = if let Some(inner) = host.strip_prefix('[') {
+    let ip = |ip| {
+        Ok((
+            VipLabel {
+                name: VipName::Ip(ip),
+                port,
+            },
+            None,
+        ))
+    };
+    if let Some(inner) = host.strip_prefix('[') {
         let inner = inner.strip_suffix(']').ok_or_else(bad_address)?;
-        VipName::Ip(IpAddr::V6(inner.parse().map_err(|_| bad_address())?))
-    } else if let Ok(ip) = host.parse::<IpAddr>() {
-        VipName::Ip(ip)
+        ip(IpAddr::V6(inner.parse().map_err(|_| bad_address())?))
+    } else if let Ok(addr) = host.parse::<IpAddr>() {
+        ip(addr)
     } else if host.contains([':', '[', ']']) {
         // A mangled IPv6 address (`fd01::1` without a port splits into
         // `fd01:` + `1`): refusing beats inventing a VIP named "fd01".
-        return Err(bad_address());
-    } else if vip_key(host, crate::declare::FRAMEWORK).is_some() {
-        VipName::Named(host.to_owned())
+        Err(bad_address())
+    } else if let Some(key) = vip_key(host, crate::declare::FRAMEWORK) {
+        let name = VipName::Named(host.to_owned());
+        Ok((VipLabel { name, port }, Some(key)))
     } else if domain_frag(host).is_none() {
-        return Err(NamingError::EmptyName {
+        Err(NamingError::EmptyName {
             value: value.to_owned(),
             name: host.to_owned(),
-        });
+        })
     } else {
-        return Err(NamingError::NameTooLong {
+        Err(NamingError::NameTooLong {
             value: value.to_owned(),
             name: host.to_owned(),
-        });
-    };
-    Ok(VipLabel { name, port })
+        })
+    }
 }
 
 /// A port: decimal digits only (no sign, no spaces), 1–65535.
