@@ -2,6 +2,7 @@
 //! attaches the socket hooks to a cgroup, executes plans and reads the maps back.
 //! The packet programs (XDP ingress, tc reply) live in the `xdp` submodule.
 pub mod abi;
+mod ahead;
 mod backends_array;
 mod batch;
 mod chunk;
@@ -11,6 +12,7 @@ pub mod dsr;
 pub mod escape;
 pub mod fast_path;
 pub mod health;
+mod id_bits;
 mod link_sys;
 pub mod links;
 mod locality;
@@ -128,8 +130,8 @@ pub struct Maps {
 /// Ids whose counters were reset or may have counted since the maps were created.
 #[derive(Default)]
 struct ZeroStats {
-    services: std::collections::HashSet<u32>,
-    backends: std::collections::HashSet<u32>,
+    services: id_bits::IdBits,
+    backends: id_bits::IdBits,
 }
 
 /// A failed map write: which op, and why (a full map, most likely).
@@ -264,57 +266,90 @@ impl Maps {
     /// Runs the ops in order; stops at the first failure. A run of backend
     /// or member puts is one batch write (same order, same result); a run of
     /// services' groups is written kind by kind (`chunk.rs`), each service's
-    /// own order kept.
+    /// own order kept, the tables and members of the next chunks filled and
+    /// written meanwhile on another thread (`ahead.rs`).
     pub fn apply(&mut self, ops: &[Op]) -> Result<(), ApplyError> {
-        let chunks = chunk::ranges(ops);
-        if chunks.len() < 2 {
-            let fill = |(at, n): (usize, usize)| chunk::fill(&ops[at..at + n]);
-            return self.apply_with(ops, &chunks, fill);
-        }
-        // Many services: their tables are filled a chunk ahead, beside the writes.
-        std::thread::scope(|s| {
-            let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            s.spawn(|| chunk::fill_ahead(ops, &chunks, tx));
-            let fill = |_| rx.recv().expect("one fill per chunk");
-            self.apply_with(ops, &chunks, fill)
-        })
-    }
-
-    /// [`apply`](Self::apply) with the chunks found and their tables from `fill`.
-    fn apply_with(
-        &mut self,
-        ops: &[Op],
-        chunks: &[(usize, usize)],
-        mut fill: impl FnMut((usize, usize)) -> chunk::Tables,
-    ) -> Result<(), ApplyError> {
+        let ranges = chunk::ranges(ops);
+        let chunks: Vec<chunk::Chunk<'_>> = ranges
+            .iter()
+            .map(|(at, n)| chunk::split(&ops[*at..at + n], *at))
+            .collect();
         let fail = |index: usize, source| ApplyError {
             index,
             op: Box::new(ops[index].clone()),
             source,
         };
-        let mut chunks = chunks.iter().copied().peekable();
-        let mut i = 0;
-        while i < ops.len() {
-            if let Some((at, n)) = chunks.next_if(|(at, _)| *at == i) {
-                let c = chunk::split(&ops[at..at + n], at);
-                self.apply_chunk(&c, fill((at, n)))
-                    .map_err(|(at, source)| fail(at, source))?;
+        let preparer = match chunks.is_empty() {
+            true => None,
+            false => Some(self.preparer().map_err(|e| fail(ranges[0].0, e))?),
+        };
+        let board = ahead::Board::new(chunks.len());
+        // What comes before the first chunk (its new backends) is written
+        // before any of its tables: the plan's order, kept literally.
+        let first = ranges.first().map_or(ops.len(), |(at, _)| *at);
+        self.apply_with(ops, 0..first, &ranges, &chunks, &board, None)
+            .map_err(|(at, source)| fail(at, source))?;
+        std::thread::scope(|s| {
+            if let (Some(p), true) = (preparer.as_ref(), chunks.len() > 1) {
+                s.spawn(|| board.help(p, &chunks));
+            }
+            let all = first..ops.len();
+            let r = self.apply_with(ops, all, &ranges, &chunks, &board, preparer.as_ref());
+            board.stop();
+            r.map_err(|(at, source)| fail(at, source))
+        })
+    }
+
+    /// The fds a chunk's tables and members are written through.
+    fn preparer(&self) -> Result<ahead::Preparer, aya::maps::MapError> {
+        let members = self.members_fd.try_clone().map_err(|io_error| {
+            aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+                call: "dup",
+                io_error,
+            })
+        })?;
+        Ok(ahead::Preparer {
+            slots: self.slots.filler()?,
+            members,
+            batches: std::sync::atomic::AtomicBool::new(self.batches),
+        })
+    }
+
+    /// [`apply`](Self::apply) of `ops[todo]`, with the chunks found
+    /// (`ranges`, split as `chunks`) taken from `board`. Errs with the plan
+    /// index that failed.
+    fn apply_with(
+        &mut self,
+        ops: &[Op],
+        todo: std::ops::Range<usize>,
+        ranges: &[(usize, usize)],
+        chunks: &[chunk::Chunk<'_>],
+        board: &ahead::Board,
+        preparer: Option<&ahead::Preparer>,
+    ) -> Result<(), (usize, aya::maps::MapError)> {
+        let mut next = ranges.iter().copied().enumerate().peekable();
+        let mut i = todo.start;
+        while i < todo.end {
+            if let Some((k, (_, n))) = next.next_if(|(_, (at, _))| *at == i) {
+                let p = preparer.expect("made when there are chunks");
+                let members = board.take(k, p, &chunks[k])?;
+                self.apply_chunk(&chunks[k], members)?;
                 i += n;
                 continue;
             }
             let run: Vec<(usize, &Op)> = ops[i..]
                 .iter()
+                .take(todo.end - i)
                 .take_while(|o| batch_kind(o).is_some() && batch_kind(o) == batch_kind(&ops[i]))
                 .enumerate()
                 .map(|(k, o)| (i + k, o))
                 .collect();
             if run.len() > 1 {
-                self.put_many(&run)
-                    .map_err(|(at, source)| fail(at, source))?;
+                self.put_many(&run)?;
                 i += run.len();
                 continue;
             }
-            self.apply_one(&ops[i]).map_err(|source| fail(i, source))?;
+            self.apply_one(&ops[i]).map_err(|source| (i, source))?;
             i += 1;
         }
         Ok(())

@@ -2,20 +2,20 @@
 //! few calls: a plan writes each new or changed service as (reset its
 //! counters, write its slots, put its members, put the service), 10,000
 //! times in a full sync; one bpf() call or one mmap for each was most of
-//! the apply. Each service's own order is kept (counters, slots, members,
-//! then the value that makes programs read them), so a failure midway
-//! leaves, for up to a chunk of services, what a failure inside one left
-//! before: tables no value names yet, and members written ahead of their
-//! service's value. The reconciler then re-reads the maps; `adopt.rs`
-//! marks such a service stale (or its members orphans) and the next full
-//! plan rewrites it. Every service value written names a complete table.
+//! the apply. Each service's value comes after its own slots and members
+//! (written ahead, `ahead.rs`) and its counters' reset, so a failure midway
+//! leaves, for up to the chunks of one write, what a failure inside one
+//! service left before: tables no value names yet, and members written
+//! ahead of their service's value. The reconciler then re-reads the maps;
+//! `adopt.rs` marks such a service stale (or its members orphans) and the
+//! next full plan rewrites it. Every service value written names a
+//! complete table.
 use aya::maps::MapError;
 
 use crate::plan::Op;
 
-/// Services per chunk: bounds the tables filled and the batch buffers held
-/// at once (256 tables of 503 slots: 0.5 MB; three chunks at most: one
-/// written, one queued, one being filled).
+/// Services per chunk: bounds the batch buffers held at once (a chunk's
+/// tables are written as they are filled, none held).
 pub const SERVICES: usize = 256;
 
 /// The ops of one chunk, by kind, each with its index in the plan.
@@ -64,30 +64,6 @@ pub fn ranges(ops: &[Op]) -> Vec<(usize, usize)> {
     found
 }
 
-/// Filled tables of one chunk, in its slot ops' order: (base, backend ids).
-pub type Tables = Vec<(u32, Vec<u32>)>;
-
-/// The Maglev tables of the chunk `ops`.
-pub fn fill(ops: &[Op]) -> Tables {
-    ops.iter()
-        .filter_map(|op| match op {
-            Op::WriteSlots { base, table } => Some((*base, table.fill())),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Fills each chunk's tables ahead of its writes, on another thread (the
-/// Maglev fill and the bpf() calls then overlap), one chunk ahead at most.
-/// Stops when the receiver is gone (a write failed).
-pub fn fill_ahead(ops: &[Op], chunks: &[(usize, usize)], tx: std::sync::mpsc::SyncSender<Tables>) {
-    for (at, n) in chunks {
-        if tx.send(fill(&ops[*at..at + n])).is_err() {
-            return;
-        }
-    }
-}
-
 /// `ops` (a run [`len`] measured), starting at plan index `first`, by kind.
 pub fn split(ops: &[Op], first: usize) -> Chunk<'_> {
     let mut c = Chunk::default();
@@ -104,22 +80,23 @@ pub fn split(ops: &[Op], first: usize) -> Chunk<'_> {
 }
 
 impl super::Maps {
-    /// Writes a chunk (see the module doc) with its filled `tables`: the
-    /// counters, the slots, one batch of members, one batch of service
-    /// values. Errs with the plan index of the op that failed.
+    /// Writes what is left of a chunk once its tables and members are in
+    /// (`ahead.rs`, `members`: unless left to this thread): the counters,
+    /// then one batch of service values. Errs with the plan index of the op
+    /// that failed.
     pub(super) fn apply_chunk(
         &mut self,
         c: &Chunk<'_>,
-        tables: Tables,
+        members: super::ahead::Members,
     ) -> Result<(), (usize, MapError)> {
+        if members == super::ahead::Members::Left {
+            for (i, op) in &c.members {
+                self.apply_one(op).map_err(|e| (*i, e))?;
+            }
+        }
         for (i, op) in &c.resets {
             self.apply_one(op).map_err(|e| (*i, e))?;
         }
-        self.slots
-            .write_all(&tables)
-            .map_err(|(k, e)| (c.slots[k].0, e))?;
-        drop(tables);
-        self.put_many(&c.members)?;
         self.put_many(&c.services)
     }
 
@@ -154,7 +131,7 @@ impl super::Maps {
     }
 }
 
-fn batch_error(e: std::io::Error) -> MapError {
+pub(super) fn batch_error(e: std::io::Error) -> MapError {
     MapError::SyscallError(aya::sys::SyscallError {
         call: "bpf_map_update_batch",
         io_error: e,

@@ -4,11 +4,12 @@
 //! Only the pages of the table being written are mapped, and only meanwhile.
 //! The kernel lays array elements out 8 bytes apart (value size rounded up to
 //! 8), so each u32 slot is written as the low half of a u64.
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use aya::maps::{Map, MapData, MapError};
 
 use super::mmap::Mapping;
+use crate::plan::SlotTable;
 
 #[cfg(not(target_endian = "little"))]
 compile_error!("the slots array is written as little-endian u64 elements");
@@ -16,9 +17,9 @@ compile_error!("the slots array is written as little-endian u64 elements");
 /// Bytes per array element in the kernel's layout.
 const ELEM: usize = 8;
 
-/// The most bytes one mapping of [`SlotsArray::write_all`] spans (mapped
-/// only while it writes: the resident pages stay bounded).
-const WINDOW_MAX: u64 = 1 << 20;
+/// The most bytes one mapping of [`Filler::fill_all`] spans beyond its first
+/// table (mapped only while it writes: the resident pages stay bounded).
+const WINDOW_MAX: usize = 1 << 20;
 
 pub struct SlotsArray {
     map: MapData,
@@ -74,53 +75,6 @@ impl SlotsArray {
         Ok(())
     }
 
-    /// Writes each `(base, backends)` as [`write`](Self::write) does, in
-    /// order; consecutive tables within [`WINDOW_MAX`] of each other share
-    /// one mapping (a full sync's tables are adjacent: one mmap for hundreds
-    /// instead of one each). On failure: how many were written, and why.
-    pub fn write_all(&mut self, tables: &[(u32, Vec<u32>)]) -> Result<(), (usize, MapError)> {
-        let span = |t: &(u32, Vec<u32>)| (u64::from(t.0), u64::from(t.0) + t.1.len() as u64);
-        let mut i = 0;
-        while i < tables.len() {
-            let (mut lo, mut hi) = span(&tables[i]);
-            if hi > u64::from(self.capacity) || tables[i].1.is_empty() {
-                // One table alone: its error, or nothing to write.
-                self.write(tables[i].0, &tables[i].1).map_err(|e| (i, e))?;
-                i += 1;
-                continue;
-            }
-            let mut j = i + 1;
-            while let Some(t) = tables.get(j) {
-                let (l, h) = span(t);
-                let (l, h) = (l.min(lo), h.max(hi));
-                if t.1.is_empty()
-                    || h > u64::from(self.capacity)
-                    || (h - l) * ELEM as u64 > WINDOW_MAX
-                {
-                    break;
-                }
-                (lo, hi, j) = (l, h, j + 1);
-            }
-            let (first, last) = (lo as usize * ELEM, hi as usize * ELEM);
-            let w = self.window(first, last).map_err(|e| (i, e))?;
-            for (base, backends) in &tables[i..j] {
-                // SAFETY: the window covers bytes first..last, which holds
-                // this table's bytes (its span was merged into lo..hi).
-                let slots = unsafe {
-                    let at = w.start().add(*base as usize * ELEM - first);
-                    std::slice::from_raw_parts_mut(at.cast::<u64>(), backends.len())
-                };
-                for (slot, id) in slots.iter_mut().zip(backends) {
-                    *slot = u64::from(*id);
-                }
-            }
-            drop(w);
-            i = j;
-        }
-        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-        Ok(())
-    }
-
     /// Slots `base..base + count` (to check a table read back from pins).
     pub fn read(&self, base: u32, count: u32) -> Result<Vec<u32>, MapError> {
         let end = u64::from(base) + u64::from(count);
@@ -144,10 +98,86 @@ impl SlotsArray {
         Ok(slots.iter().map(|s| *s as u32).collect())
     }
 
+    /// A handle that fills and writes tables on another thread.
+    pub fn filler(&self) -> Result<Filler, MapError> {
+        let fd = self
+            .map
+            .fd()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|io_error| {
+                MapError::SyscallError(aya::sys::SyscallError {
+                    call: "dup",
+                    io_error,
+                })
+            })?;
+        Ok(Filler {
+            fd,
+            capacity: self.capacity,
+        })
+    }
+
     /// Maps the pages holding bytes `first..last` of the array, only while
     /// the returned mapping lives: the table (40 MB at 5M slots: kernel
     /// memory of the map) stays out of the agent's resident set.
     fn window(&self, first: usize, last: usize) -> Result<Mapping, MapError> {
         Mapping::pages(self.map.fd().as_fd(), first, last)
+    }
+}
+
+/// The slots array's fd, for the thread that fills a chunk's tables and
+/// writes them in place (`ahead.rs`).
+pub struct Filler {
+    fd: OwnedFd,
+    capacity: u32,
+}
+
+impl Filler {
+    /// Fills each `(base, table)` and writes it into slots `base..`, in
+    /// order, as [`SlotsArray::write`] does; one mapping serves the tables
+    /// that follow within [`WINDOW_MAX`] (a full sync's tables are adjacent:
+    /// one mmap for hundreds). Each table is written as it is filled, so its
+    /// buffer is the next one's (no table is held: no fresh pages per table).
+    /// On failure: how many were written, and why.
+    pub fn fill_all(&self, tables: &[(u32, &SlotTable)]) -> Result<(), (usize, MapError)> {
+        let cap = self.capacity as usize * ELEM;
+        let mut open: Option<(usize, usize, Mapping)> = None;
+        for (i, (base, table)) in tables.iter().enumerate() {
+            let backends = table.fill();
+            let first = *base as usize * ELEM;
+            let last = first + backends.len() * ELEM;
+            if last > cap {
+                let index = (u64::from(*base) + backends.len() as u64).min(u64::from(u32::MAX));
+                let e = MapError::OutOfBounds {
+                    index: index as u32,
+                    max_entries: self.capacity,
+                };
+                return Err((i, e));
+            }
+            if backends.is_empty() {
+                continue;
+            }
+            let inside = |(lo, hi, _): &(usize, usize, Mapping)| *lo <= first && last <= *hi;
+            if !open.as_ref().is_some_and(inside) {
+                drop(open.take()); // unmapped before the next is made
+                let hi = cap.min(first + WINDOW_MAX).max(last);
+                let w = Mapping::pages(self.fd.as_fd(), first, hi).map_err(|e| (i, e))?;
+                open = Some((first, hi, w));
+            }
+            let (lo, _, w) = open.as_ref().expect("mapped above");
+            // SAFETY: the window covers bytes lo..hi of the array, which hold
+            // this table's bytes first..last (checked just above).
+            let slots = unsafe {
+                let at = w.start().add(first - lo).cast::<u64>();
+                std::slice::from_raw_parts_mut(at, backends.len())
+            };
+            for (slot, id) in slots.iter_mut().zip(&backends) {
+                // Little-endian: the u32 value is the element's first 4 bytes.
+                *slot = u64::from(*id);
+            }
+        }
+        drop(open);
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        Ok(())
     }
 }
