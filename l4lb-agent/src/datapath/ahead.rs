@@ -94,6 +94,14 @@ impl Preparer {
     }
 }
 
+/// The error the writer sees for a chunk whose helper panicked.
+fn panicked() -> MapError {
+    MapError::SyscallError(aya::sys::SyscallError {
+        call: "preparing a chunk on the helper thread",
+        io_error: std::io::Error::other("the helper thread panicked"),
+    })
+}
+
 /// Which chunks are taken, and what their preparation did.
 pub struct Board {
     /// The first chunk nobody has taken.
@@ -120,12 +128,26 @@ impl Board {
         while !self.stop.load(Ordering::Acquire) {
             let k = self.next.fetch_add(1, Ordering::AcqRel);
             let Some(c) = chunks.get(k) else { return };
-            let done = p.prepare(c);
+            // A panic here must still hand the writer an outcome for `k`, or
+            // it would wait for it forever; the panic then ends the scope.
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.prepare(c)));
+            let (done, panic) = match run {
+                Ok(done) => (done, None),
+                Err(panic) => (Err((c.first_index(), panicked())), Some(panic)),
+            };
             if done.is_err() {
                 self.stop.store(true, Ordering::Release);
             }
-            self.done.lock().expect("no panic holding it")[k] = Some(done);
+            *self
+                .done
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(k)
+                .expect("one outcome per chunk") = Some(done);
             self.ready.notify_all();
+            if let Some(panic) = panic {
+                std::panic::resume_unwind(panic);
+            }
         }
     }
 

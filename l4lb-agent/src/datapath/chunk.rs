@@ -27,6 +27,17 @@ pub struct Chunk<'a> {
     pub services: Vec<(usize, &'a Op)>,
 }
 
+impl Chunk<'_> {
+    /// The plan index of the chunk's first op (0 for an empty chunk).
+    pub fn first_index(&self) -> usize {
+        [&self.resets, &self.slots, &self.members, &self.services]
+            .iter()
+            .filter_map(|ops| ops.first().map(|(k, _)| *k))
+            .min()
+            .unwrap_or(0)
+    }
+}
+
 /// How many ops at the start of `ops` form whole services' groups (each
 /// ended by its PutService), at most `limit` services; 0 if fewer than two.
 pub fn len(ops: &[Op], limit: usize) -> usize {
