@@ -371,19 +371,7 @@ impl Maps {
                 batch::update(self.services_fd.as_fd(), &keys, &values)
             }
             _ => {
-                let (keys, values): (Vec<MemberKey>, Vec<MemberValue>) = ops
-                    .iter()
-                    .filter_map(|o| match o {
-                        Op::PutMember(k, w) => Some((
-                            *k,
-                            MemberValue {
-                                weight: *w,
-                                _pad: 0,
-                            },
-                        )),
-                        _ => None,
-                    })
-                    .unzip();
+                let (keys, values) = chunk::member_batch(ops.iter().copied());
                 batch::update(self.members_fd.as_fd(), &keys, &values)
             }
         }

@@ -20,7 +20,6 @@ use std::{
 };
 
 use aya::maps::MapError;
-use l4lb_common::{MemberKey, MemberValue};
 
 use super::{chunk::Chunk, slots_array::Filler};
 use crate::plan::Op;
@@ -66,20 +65,7 @@ impl Preparer {
         if !self.batches.load(Ordering::Relaxed) {
             return Ok(Members::Left);
         }
-        let (keys, values): (Vec<MemberKey>, Vec<MemberValue>) = c
-            .members
-            .iter()
-            .filter_map(|(_, op)| match op {
-                Op::PutMember(k, w) => Some((
-                    *k,
-                    MemberValue {
-                        weight: *w,
-                        _pad: 0,
-                    },
-                )),
-                _ => None,
-            })
-            .unzip();
+        let (keys, values) = super::chunk::member_batch(c.members.iter().map(|(_, op)| *op));
         match super::batch::update(self.members.as_fd(), &keys, &values) {
             Ok(()) => Ok(Members::Written),
             Err((0, e)) if super::no_batch(&e) => {

@@ -27,6 +27,23 @@ pub struct Chunk<'a> {
     pub services: Vec<(usize, &'a Op)>,
 }
 
+/// The keys and values of the `PutMember`s among `ops`, for one batch.
+pub fn member_batch<'a>(
+    ops: impl Iterator<Item = &'a Op>,
+) -> (Vec<l4lb_common::MemberKey>, Vec<l4lb_common::MemberValue>) {
+    ops.filter_map(|op| match op {
+        Op::PutMember(k, w) => Some((
+            *k,
+            l4lb_common::MemberValue {
+                weight: *w,
+                _pad: 0,
+            },
+        )),
+        _ => None,
+    })
+    .unzip()
+}
+
 impl Chunk<'_> {
     /// The plan index of the chunk's first op (0 for an empty chunk).
     pub fn first_index(&self) -> usize {
