@@ -556,13 +556,21 @@ impl Maps {
     }
 
     /// (map name, entries, capacity) for every map the agent writes: how close
-    /// each is to full. Counting walks the keys; fine at scrape intervals.
+    /// each is to full. Counting walks the keys; fine at scrape intervals. A
+    /// map that cannot be read is left out (not shown as empty).
     pub fn usage(&self) -> Vec<(&'static str, u64, u64)> {
         use aya::maps::IterableMap as _;
         fn cap(m: &MapData) -> u64 {
             m.info().map(|i| u64::from(i.max_entries())).unwrap_or(0)
         }
-        vec![
+        let backends = match self.backends.count() {
+            Ok(n) => Some((BACKENDS_MAP, n, u64::from(self.backends.capacity()))),
+            Err(e) => {
+                tracing::debug!("{BACKENDS_MAP} not counted: {e}");
+                None
+            }
+        };
+        let mut rows = vec![
             (
                 SERVICES_MAP,
                 self.services.keys().count() as u64,
@@ -577,17 +585,14 @@ impl Maps {
                     .sum(),
                 cap(self.slots.map()),
             ),
-            (
-                BACKENDS_MAP,
-                self.backends.count().unwrap_or(0),
-                u64::from(self.backends.capacity()),
-            ),
-            (
-                MEMBERS_MAP,
-                self.members.keys().count() as u64,
-                cap(self.members.map()),
-            ),
-        ]
+        ];
+        rows.extend(backends);
+        rows.push((
+            MEMBERS_MAP,
+            self.members.keys().count() as u64,
+            cap(self.members.map()),
+        ));
+        rows
     }
 
     /// The VIP a socket (by cookie) was connected or sent through to reach
