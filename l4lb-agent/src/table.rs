@@ -86,11 +86,20 @@ pub fn vip_rows(maps: &Maps) -> Result<Vec<VipRow>> {
     Ok(vip_rows_up_to(maps, usize::MAX)?.0)
 }
 
+/// What [`vip_rows_up_to`] left out of the rows' backends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Omitted {
+    /// VIP members (a backend of two VIPs counts twice).
+    pub members: usize,
+    /// The agent's probes of the backends, summed once per backend: sent,
+    /// answered, failed.
+    pub probes: [u64; 3],
+}
+
 /// The rows, with their backends only while the VIPs have at most
-/// `max_backends` of them in all (VIP members: a backend of two VIPs counts
-/// twice); else every row's `backends` is left empty. Also returns that
-/// count of VIP members.
-pub fn vip_rows_up_to(maps: &Maps, max_backends: usize) -> Result<(Vec<VipRow>, usize)> {
+/// `max_backends` of them in all; else every row's `backends` is left
+/// empty, and what was left out is returned.
+pub fn vip_rows_up_to(maps: &Maps, max_backends: usize) -> Result<(Vec<VipRow>, Option<Omitted>)> {
     let applied = maps.read_applied()?;
     let members: usize = applied.services.values().map(|s| s.members.len()).sum();
     let with_backends = members <= max_backends;
@@ -157,10 +166,35 @@ pub fn vip_rows_up_to(maps: &Maps, max_backends: usize) -> Result<(Vec<VipRow>, 
             }),
         });
     }
-    Ok((rows, members))
+    let omitted = (!with_backends).then(|| {
+        // Each backend once, as the per-backend series count it.
+        let ids: std::collections::BTreeSet<u32> = applied
+            .services
+            .values()
+            .flat_map(|s| s.members.iter().map(|(id, _)| *id))
+            .collect();
+        Omitted {
+            members,
+            probes: probe_sums(maps, ids.iter(), now),
+        }
+    });
+    Ok((rows, omitted))
 }
 
 /// One member of a service with its counters and health.
+/// The agent's probes of each backend in `ids` (sent, answered, failed),
+/// summed.
+fn probe_sums<'a>(maps: &Maps, ids: impl Iterator<Item = &'a u32>, now: u64) -> [u64; 3] {
+    ids.filter_map(|id| maps.health_view(*id, now))
+        .fold([0; 3], |[s, o, f], h| {
+            [
+                s + h.agent_probes,
+                o + h.agent_probes_ok,
+                f + h.agent_probes_failed,
+            ]
+        })
+}
+
 fn backend_row(
     maps: &Maps,
     service_id: u32,

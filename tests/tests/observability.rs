@@ -75,6 +75,12 @@ fn per_backend_series_stop_at_the_metrics_backend_limit() {
         m.lines().any(|l| l == "l4lb_metrics_omitted_backends 3"),
         "{m}"
     );
+    // The node's sum over backends stays.
+    assert!(
+        m.lines()
+            .any(|l| l == r#"l4lb_health_probes_total{result="sent"} 0"#),
+        "{m}"
+    );
     let per_backend: Vec<&str> = m
         .lines()
         .filter(|l| l.starts_with("l4lb_backend_"))

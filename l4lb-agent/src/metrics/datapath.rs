@@ -37,8 +37,8 @@ impl Collector for DatapathCollector {
 #[derive(Debug, Default)]
 struct Reading {
     rows: Vec<VipRow>,
-    /// VIP members whose per-backend series were left out (0: none).
-    omitted_backends: usize,
+    /// What the per-backend series left out (None: nothing).
+    omitted: Option<table::Omitted>,
     escaped_packets: Option<u64>,
     guard_drops: Vec<(&'static str, u64)>,
     icmp_errors: Vec<(&'static str, u64)>,
@@ -49,10 +49,10 @@ struct Reading {
 impl Reading {
     fn take(pin_root: &Path, max_backends: usize) -> Option<Reading> {
         let maps = Maps::open_pinned(pin_root).ok()?;
-        let (rows, members) = table::vip_rows_up_to(&maps, max_backends).ok()?;
+        let (rows, omitted) = table::vip_rows_up_to(&maps, max_backends).ok()?;
         Some(Reading {
             rows,
-            omitted_backends: if members > max_backends { members } else { 0 },
+            omitted,
             escaped_packets: crate::datapath::escape::escaped_packets(),
             guard_drops: maps.vip_guard_drops(),
             icmp_errors: maps.icmp_errors(),
@@ -66,7 +66,7 @@ impl Reading {
         pair_counters(encoder, &self.rows)?;
         p2c_counters(encoder, &self.rows)?;
         let health = backend_health(&self.rows);
-        health_counters(encoder, &health)?;
+        health_counters(encoder, &health, self.omitted.map(|o| o.probes))?;
         self.node_counters(encoder)?;
         self.map_gauges(encoder)?;
         health_gauges(encoder, &health)?;
@@ -109,7 +109,7 @@ impl Reading {
             encoder,
             "metrics_omitted_backends",
             "VIP members whose per-backend series this scrape left out: more than --metrics-max-backends in all (the per-VIP series are all there)",
-            [(Labels::new(), self.omitted_backends as i64)],
+            [(Labels::new(), self.omitted.map_or(0, |o| o.members) as i64)],
         )?;
         let per_map = |value: fn(u64, u64) -> u64| {
             self.usage.iter().map(move |&(map, entries, cap)| {
@@ -232,9 +232,12 @@ fn pair_counters(encoder: &mut DescriptorEncoder, rows: &[VipRow]) -> Result<(),
 
 /// Per-backend counters of what this node's connections saw, and the
 /// agent's probes (per backend and in all).
+/// `omitted`: the probes' sums (sent, ok, failed) when the per-backend
+/// views were left out of `health`.
 fn health_counters(
     encoder: &mut DescriptorEncoder,
     health: &Health,
+    omitted: Option<[u64; 3]>,
 ) -> Result<(), std::fmt::Error> {
     let by_backend = |f: HealthField| {
         health
@@ -272,11 +275,12 @@ fn health_counters(
         encoder,
         "health_probes",
         "The agent's own TCP probes of backends down for this node, all backends, by result (sent, ok, failed)",
-        probe_results.iter().map(|&(result, f)| {
-            (
-                labels(&[("result", result)]),
-                health.iter().map(|(_, h)| f(h)).sum(),
-            )
+        probe_results.iter().enumerate().map(|(k, &(result, f))| {
+            let sum = match omitted {
+                Some(sums) => sums[k],
+                None => health.iter().map(|(_, h)| f(h)).sum(),
+            };
+            (labels(&[("result", result)]), sum)
         }),
     )
 }

@@ -99,7 +99,7 @@ fn reading() -> Reading {
                 false,
             ),
         ],
-        omitted_backends: 0,
+        omitted: None,
         escaped_packets: Some(9),
         guard_drops: vec![("fragment", 5), ("truncated", 1)],
         icmp_errors: vec![("to_client", 2), ("no_flow", 0)],
@@ -127,6 +127,33 @@ fn a_reading_renders_as_the_documented_text() {
             "/metrics text changed; the new text is in {}",
             path.display()
         );
+    }
+}
+
+/// Past the per-backend limit: no backend series, the omitted count, and
+/// the node's probe sums from what was read apart.
+#[test]
+fn omitted_backends_keep_the_node_sums() {
+    let mut r = reading();
+    for row in &mut r.rows {
+        row.backends.clear();
+    }
+    r.omitted = Some(crate::table::Omitted {
+        members: 3,
+        probes: [8, 6, 2],
+    });
+    let text = render(r);
+    assert!(
+        !text.lines().any(|l| l.starts_with("l4lb_backend_")),
+        "{text}"
+    );
+    for line in [
+        "l4lb_metrics_omitted_backends 3\n",
+        "l4lb_health_probes_total{result=\"sent\"} 8\n",
+        "l4lb_health_probes_total{result=\"ok\"} 6\n",
+        "l4lb_health_probes_total{result=\"failed\"} 2\n",
+    ] {
+        assert!(text.contains(line), "{line:?} in:\n{text}");
     }
 }
 
