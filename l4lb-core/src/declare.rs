@@ -7,7 +7,10 @@
 //! - a control plane's data is not ours to refuse: a bad label, port or task
 //!   is left out with a warning naming it, and repeats are merged as the
 //!   control plane itself accepts them.
-use std::net::{IpAddr, SocketAddr};
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
 
 use crate::model::{Proto, same_family};
 use crate::naming::{self, Family, VipName};
@@ -52,8 +55,9 @@ pub fn protocols(s: Option<&str>, repeats: Repeats) -> Result<Vec<Proto>, String
 /// What a VIP declaration points at.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Target {
-    /// A named VIP: its allocator key (`redis.marathon`) and port.
-    Named { key: String, port: u16 },
+    /// A named VIP: its allocator key (`redis.marathon`) and port. Shared:
+    /// the catalog files every task's backends under it.
+    Named { key: Arc<str>, port: u16 },
     /// An explicit address (IPv4-mapped IPv6 made IPv4).
     Ip(SocketAddr),
 }
@@ -104,7 +108,7 @@ pub fn label_target_in(value: &str, framework: &str) -> Result<Target, String> {
             .filter(|_| framework == FRAMEWORK)
             .map_or_else(|| named_key_in(&name, framework), Ok)
             .map(|key| Target::Named {
-                key,
+                key: key.into(),
                 port: label.port,
             })
             .map_err(|m| format!("VIP label {value:?}: {m}")),

@@ -1,6 +1,6 @@
 //! VIP declarations from labels: `VIP_*` on a port, legacy `vip_PORT<n>` on
 //! an app or a task.
-use std::{collections::BTreeMap, sync::Arc};
+use std::collections::BTreeMap;
 
 use super::{catalog::GroupKey, ports::PortSpec};
 use crate::declare::{self, Target};
@@ -18,36 +18,19 @@ pub(super) struct Decl {
     pub(super) origin: String,
     /// The framework of a named VIP when it is not Marathon's.
     pub(super) framework: Option<String>,
-    /// A named target's key, shared by the group keys every task's
-    /// backends are filed under (a copy of the string each was an
-    /// allocation per task).
-    pub(super) key: Option<Arc<str>>,
 }
 
 impl Decl {
     /// The group this declares for `proto`.
     pub(super) fn group_key(&self, proto: Proto) -> GroupKey {
-        match (&self.target, &self.key) {
-            (Target::Named { port, .. }, Some(key)) => GroupKey::Named {
+        match &self.target {
+            Target::Named { key, port } => GroupKey::Named {
                 key: key.clone(),
                 port: *port,
                 proto,
             },
-            (Target::Named { key, port }, None) => GroupKey::Named {
-                key: Arc::from(key.as_str()),
-                port: *port,
-                proto,
-            },
-            (Target::Ip(addr), _) => GroupKey::Ip(Vip { addr: *addr, proto }),
+            Target::Ip(addr) => GroupKey::Ip(Vip { addr: *addr, proto }),
         }
-    }
-}
-
-/// What [`Decl::key`] holds for `target`.
-pub(super) fn named_key(target: &Target) -> Option<Arc<str>> {
-    match target {
-        Target::Named { key, .. } => Some(Arc::from(key.as_str())),
-        Target::Ip(_) => None,
     }
 }
 
@@ -60,7 +43,6 @@ pub(super) fn port_decls(specs: &[PortSpec], warn: &mut dyn FnMut(String)) -> Ve
             let origin = format!("{} label {key}", spec.field);
             match declare::label_target(value) {
                 Ok(target) => out.push(Decl {
-                    key: named_key(&target),
                     target,
                     label: value.clone(),
                     protos: protos.clone(),
@@ -128,7 +110,6 @@ fn legacy_decl(index: &str, value: &str, ports: usize, origin: &str) -> Result<D
     let rest = value.get(6..).unwrap_or_default();
     let target = declare::label_target(rest)?;
     Ok(Decl {
-        key: named_key(&target),
         target,
         label: rest.to_owned(),
         protos: vec![proto],

@@ -10,7 +10,7 @@ use std::{
 use super::{
     Keep, Warning,
     catalog::{Builder, GroupKey},
-    labels::{Decl, named_key, port_decls},
+    labels::{Decl, port_decls},
     ports::PortSpec,
 };
 use crate::declare;
@@ -210,7 +210,6 @@ impl PartBuilder {
         for value in values {
             match declare::label_target_in(value, framework) {
                 Ok(target) => decls.push(Decl {
-                    key: named_key(&target),
                     target,
                     label: value.clone(),
                     protos: protos.to_vec(),
