@@ -272,8 +272,8 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
         let mut group = Group::default();
         for id in &d.parts {
             let part = &self.parts[id];
-            if let Ok(i) = part.groups.binary_search_by(|(k, _)| k.cmp(gk)) {
-                group.add(&part.id, &part.groups[i].1);
+            if let Some(pg) = part.group(gk) {
+                group.add(&part.id, pg);
             }
         }
         Some(group)
@@ -398,8 +398,7 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
         let d = self.groups.get(gk)?;
         if let [id] = &d.parts[..] {
             let part = &self.parts[id];
-            if let Ok(i) = part.groups.binary_search_by(|(k, _)| k.cmp(gk)) {
-                let pg = &part.groups[i].1;
+            if let Some(pg) = part.group(gk) {
                 return Some(f(GroupView::One {
                     app_id: &part.id,
                     pg,
@@ -431,10 +430,8 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
 fn families<K: Ord>(all: &BTreeMap<K, AppPart>, parts: &[K], gk: &GroupKey) -> Families {
     let mut out = Families::default();
     for id in parts {
-        let part = &all[id];
-        if let Ok(i) = part.groups.binary_search_by(|(k, _)| k.cmp(gk)) {
-            let backends = part.groups[i].1.backends.iter().map(|(a, _)| a);
-            out = out.union(Families::of(backends));
+        if let Some(pg) = all[id].group(gk) {
+            out = out.union(Families::of(pg.backends.iter().map(|(a, _)| a)));
         }
     }
     out

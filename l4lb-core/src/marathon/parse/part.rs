@@ -75,6 +75,12 @@ pub(super) struct NamedAgent {
 }
 
 impl AppPart {
+    /// What this part declares for `gk` (its groups are sorted by key).
+    pub(super) fn group(&self, gk: &GroupKey) -> Option<&PartGroup> {
+        let i = self.groups.binary_search_by(|(k, _)| k.cmp(gk)).ok()?;
+        Some(&self.groups[i].1)
+    }
+
     /// The app's part, with its tasks' records.
     pub fn of(app: &App) -> AppPart {
         AppPart::keeping(app, Keep::Records)
