@@ -128,7 +128,6 @@ pub struct Maps {
 }
 
 /// Ids whose counters were reset or may have counted since the maps were created.
-#[derive(Default)]
 struct ZeroStats {
     services: id_bits::IdBits,
     backends: id_bits::IdBits,
@@ -173,7 +172,11 @@ impl Maps {
                 .with_context(|| format!("map {name} missing from the BPF object"))
         })?;
         if created {
-            maps.zero_stats = Some(ZeroStats::default());
+            let cap = maps.capacity();
+            maps.zero_stats = Some(ZeroStats {
+                services: id_bits::IdBits::below(cap.services),
+                backends: id_bits::IdBits::below(cap.backends),
+            });
         }
         if let Some(m) = maps.member_stats.as_mut() {
             let dropped = m.sweep(&maps.members);
