@@ -107,13 +107,31 @@ pub fn vip_rows_up_to(maps: &Maps, max_backends: usize) -> Result<(Vec<VipRow>, 
     let mode = maps
         .locality_mode()
         .filter(|m| *m != l4lb_core::locality::Mode::Off);
+    // Each backend once, ascending: their health is read in runs of ids.
+    let ids: Vec<u32> = applied
+        .services
+        .values()
+        .flat_map(|s| s.members.iter().map(|(id, _)| *id))
+        .collect::<std::collections::BTreeSet<u32>>()
+        .into_iter()
+        .collect();
+    let mut health = std::collections::HashMap::new();
+    let omitted = if with_backends {
+        maps.for_each_health(&ids, now, |id, h| {
+            health.insert(id, h);
+        });
+        None
+    } else {
+        Some(Omitted {
+            members,
+            probes: probe_sums(maps, &ids, now),
+        })
+    };
     // Sized up front: at 10,000 VIPs x 5 backends, growing these by doubling
     // held ~8 MB of spare capacity through a whole `/metrics` scrape.
     let mut rows = Vec::with_capacity(applied.services.len());
     for (vip, svc) in &applied.services {
-        let stats = maps.service_stats(svc.id);
-        let value = maps.service_value(vip);
-        let slots = value.map(|v| v.slot_count).unwrap_or(0);
+        let record = maps.service_record(svc.id);
         let set = mode.and_then(|_| maps.local_set(svc.id));
         let mut backends = Vec::with_capacity(if with_backends { svc.members.len() } else { 0 });
         let listed = svc.members.iter().filter(|_| with_backends);
@@ -123,22 +141,17 @@ pub fn vip_rows_up_to(maps: &Maps, max_backends: usize) -> Result<(Vec<VipRow>, 
                 let class = set.map_or(l4lb_common::CLASS_REMOTE, |s| s.class_of(*id));
                 l4lb_core::locality::class_name(class)
             });
-            Some(backend_row(
-                maps,
-                svc.id,
-                (*id, *weight),
-                addr,
-                now,
-                locality,
-            ))
+            let pair = (*id, *weight);
+            let row = backend_row(maps, svc.id, pair, addr, health.get(id).copied(), locality);
+            Some(row)
         }));
-        let lb = maps.lb_stats(svc.id);
+        let (stats, lb, local) = (record.stats, record.lb, record.local);
         rows.push(VipRow {
             vip: vip.addr,
             proto: vip.proto,
             service_id: svc.id,
             revision: svc.revision,
-            slots,
+            slots: svc.slot_count,
             connects: stats.connects,
             sendmsgs: stats.sendmsgs,
             no_backend: stats.no_backend,
@@ -151,56 +164,38 @@ pub fn vip_rows_up_to(maps: &Maps, max_backends: usize) -> Result<(Vec<VipRow>, 
             p2c_probes: lb.probes,
             unmarked: lb.unmarked,
             backends,
-            locality: mode.map(|m| {
-                let l = maps.local_stats(svc.id);
-                LocalityRow {
-                    mode: m.name(),
-                    preferring: set.is_some_and(|s| {
-                        s.active != 0 && value.is_some_and(|v| v.revision == s.revision)
-                    }),
-                    local_picks: l.local,
-                    spills_load: l.spill_load,
-                    spills_down: l.spill_down,
-                    local_probes: l.probes,
-                }
+            locality: mode.map(|m| LocalityRow {
+                mode: m.name(),
+                preferring: set.is_some_and(|s| s.active != 0 && svc.revision == s.revision),
+                local_picks: local.local,
+                spills_load: local.spill_load,
+                spills_down: local.spill_down,
+                local_probes: local.probes,
             }),
         });
     }
-    let omitted = (!with_backends).then(|| {
-        // Each backend once, as the per-backend series count it.
-        let ids: std::collections::BTreeSet<u32> = applied
-            .services
-            .values()
-            .flat_map(|s| s.members.iter().map(|(id, _)| *id))
-            .collect();
-        Omitted {
-            members,
-            probes: probe_sums(maps, ids.iter(), now),
-        }
-    });
     Ok((rows, omitted))
 }
 
-/// One member of a service with its counters and health.
 /// The agent's probes of each backend in `ids` (sent, answered, failed),
 /// summed.
-fn probe_sums<'a>(maps: &Maps, ids: impl Iterator<Item = &'a u32>, now: u64) -> [u64; 3] {
-    ids.filter_map(|id| maps.health_view(*id, now))
-        .fold([0; 3], |[s, o, f], h| {
-            [
-                s + h.agent_probes,
-                o + h.agent_probes_ok,
-                f + h.agent_probes_failed,
-            ]
-        })
+fn probe_sums(maps: &Maps, ids: &[u32], now: u64) -> [u64; 3] {
+    let mut sums = [0; 3];
+    maps.for_each_health(ids, now, |_, h| {
+        sums[0] += h.agent_probes;
+        sums[1] += h.agent_probes_ok;
+        sums[2] += h.agent_probes_failed;
+    });
+    sums
 }
 
+/// One member of a service with its counters and health.
 fn backend_row(
     maps: &Maps,
     service_id: u32,
     (id, weight): (u32, u32),
     addr: SocketAddr,
-    now: u64,
+    health: Option<HealthView>,
     locality: Option<&'static str>,
 ) -> BackendRow {
     let total = maps.backend_stats(id);
@@ -215,7 +210,7 @@ fn backend_row(
         flows: pair.flows,
         backend_packets: total.packets,
         backend_bytes: total.bytes,
-        health: maps.health_view(id, now),
+        health,
         locality,
     }
 }
