@@ -652,8 +652,13 @@ impl Maps {
     }
 
     /// A service's counter record summed over CPUs (zero: the id is out of range).
-    pub fn service_record(&self, id: u32) -> l4lb_common::ServiceStats {
+    fn service_record(&self, id: u32) -> l4lb_common::ServiceStats {
         self.svc_stats.sum(id, l4lb_common::ServiceStats::add)
+    }
+
+    /// The counter records of services `ids` (ascending), read in runs.
+    pub fn service_records(&self, ids: &[u32], f: impl FnMut(u32, l4lb_common::ServiceStats)) {
+        self.svc_stats.sums(ids, l4lb_common::ServiceStats::add, f);
     }
 
     pub fn backend_stats(&self, id: u32) -> Stats {

@@ -1,13 +1,18 @@
 //! The VIP table as the CLI prints it, built from the pinned maps alone so it
 //! works whether or not the agent is running.
-use std::net::SocketAddr;
+use std::{
+    collections::{BTreeSet, HashMap},
+    net::SocketAddr,
+};
 
 use anyhow::Result;
+use l4lb_common::ServiceStats;
 use serde::Serialize;
 
 use crate::{
     datapath::{Maps, health::HealthView},
-    model::Proto,
+    model::{Proto, Vip},
+    plan::{Applied, AppliedService},
 };
 
 #[derive(Debug, Serialize)]
@@ -107,31 +112,22 @@ pub fn vip_rows_up_to(maps: &Maps, max_backends: usize) -> Result<(Vec<VipRow>, 
     let mode = maps
         .locality_mode()
         .filter(|m| *m != l4lb_core::locality::Mode::Off);
-    // Each backend once, ascending: their health is read in runs of ids.
-    let ids: Vec<u32> = applied
-        .services
-        .values()
-        .flat_map(|s| s.members.iter().map(|(id, _)| *id))
-        .collect::<std::collections::BTreeSet<u32>>()
-        .into_iter()
-        .collect();
-    let mut health = std::collections::HashMap::new();
+    let ids = backend_ids(&applied);
+    let mut health = HashMap::new();
     let omitted = if with_backends {
         maps.for_each_health(&ids, now, |id, h| {
             health.insert(id, h);
         });
         None
     } else {
-        Some(Omitted {
-            members,
-            probes: probe_sums(maps, &ids, now),
-        })
+        let probes = probe_sums(maps, &ids, now);
+        Some(Omitted { members, probes })
     };
+    let records = service_records(maps, &applied);
     // Sized up front: at 10,000 VIPs x 5 backends, growing these by doubling
     // held ~8 MB of spare capacity through a whole `/metrics` scrape.
     let mut rows = Vec::with_capacity(applied.services.len());
     for (vip, svc) in &applied.services {
-        let record = maps.service_record(svc.id);
         let set = mode.and_then(|_| maps.local_set(svc.id));
         let mut backends = Vec::with_capacity(if with_backends { svc.members.len() } else { 0 });
         let listed = svc.members.iter().filter(|_| with_backends);
@@ -145,36 +141,81 @@ pub fn vip_rows_up_to(maps: &Maps, max_backends: usize) -> Result<(Vec<VipRow>, 
             let row = backend_row(maps, svc.id, pair, addr, health.get(id).copied(), locality);
             Some(row)
         }));
-        let (stats, lb, local) = (record.stats, record.lb, record.local);
-        rows.push(VipRow {
-            vip: vip.addr,
-            proto: vip.proto,
-            service_id: svc.id,
-            revision: svc.revision,
-            slots: svc.slot_count,
-            connects: stats.connects,
-            sendmsgs: stats.sendmsgs,
-            no_backend: stats.no_backend,
-            packets: stats.packets,
-            bytes: stats.bytes,
-            flows: stats.flows,
-            reply_packets: stats.reply_packets,
-            p2c_fallbacks: lb.fallbacks,
-            p2c_avoided: lb.avoided,
-            p2c_probes: lb.probes,
-            unmarked: lb.unmarked,
-            backends,
-            locality: mode.map(|m| LocalityRow {
-                mode: m.name(),
-                preferring: set.is_some_and(|s| s.active != 0 && svc.revision == s.revision),
-                local_picks: local.local,
-                spills_load: local.spill_load,
-                spills_down: local.spill_down,
-                local_probes: local.probes,
-            }),
-        });
+        let record = records.get(&svc.id).copied().unwrap_or_default();
+        let locality = mode.map(|m| locality_row(m, set, svc.revision, &record.local));
+        rows.push(vip_row(vip, svc, &record, backends, locality));
     }
     Ok((rows, omitted))
+}
+
+/// Every backend of the table once, ascending (their health is read in
+/// runs of ids).
+fn backend_ids(applied: &Applied) -> Vec<u32> {
+    let ids: BTreeSet<u32> = applied
+        .services
+        .values()
+        .flat_map(|s| s.members.iter().map(|(id, _)| *id))
+        .collect();
+    ids.into_iter().collect()
+}
+
+/// Each service's counter record, by id (read in runs of ids).
+fn service_records(maps: &Maps, applied: &Applied) -> HashMap<u32, ServiceStats> {
+    let mut ids: Vec<u32> = applied.services.values().map(|s| s.id).collect();
+    ids.sort_unstable();
+    let mut records = HashMap::with_capacity(ids.len());
+    maps.service_records(&ids, |id, r| {
+        records.insert(id, r);
+    });
+    records
+}
+
+fn vip_row(
+    vip: &Vip,
+    svc: &AppliedService,
+    record: &ServiceStats,
+    backends: Vec<BackendRow>,
+    locality: Option<LocalityRow>,
+) -> VipRow {
+    let (stats, lb) = (&record.stats, &record.lb);
+    VipRow {
+        vip: vip.addr,
+        proto: vip.proto,
+        service_id: svc.id,
+        revision: svc.revision,
+        slots: svc.slot_count,
+        connects: stats.connects,
+        sendmsgs: stats.sendmsgs,
+        no_backend: stats.no_backend,
+        packets: stats.packets,
+        bytes: stats.bytes,
+        flows: stats.flows,
+        reply_packets: stats.reply_packets,
+        p2c_fallbacks: lb.fallbacks,
+        p2c_avoided: lb.avoided,
+        p2c_probes: lb.probes,
+        unmarked: lb.unmarked,
+        backends,
+        locality,
+    }
+}
+
+/// How connect() used a VIP's local set: `set` prefers only for the
+/// table in force (`revision`).
+fn locality_row(
+    mode: l4lb_core::locality::Mode,
+    set: Option<l4lb_common::LocalSet>,
+    revision: u32,
+    local: &l4lb_common::LocalStats,
+) -> LocalityRow {
+    LocalityRow {
+        mode: mode.name(),
+        preferring: set.is_some_and(|s| s.active != 0 && revision == s.revision),
+        local_picks: local.local,
+        spills_load: local.spill_load,
+        spills_down: local.spill_down,
+        local_probes: local.probes,
+    }
 }
 
 /// The agent's probes of each backend in `ids` (sent, answered, failed),
