@@ -661,6 +661,18 @@ impl Maps {
         self.svc_stats.sums(ids, l4lb_common::ServiceStats::add, f);
     }
 
+    /// The counters of backends `ids` (ascending), read in runs.
+    pub fn backend_stats_of(&self, ids: &[u32], f: impl FnMut(u32, Stats)) {
+        self.be_stats.sums(ids, Stats::add, f);
+    }
+
+    /// Every (service, backend) pair's counters, read in batches; None
+    /// when the pinned maps predate them or this kernel cannot batch the
+    /// read ([`Self::member_stats`] reads one pair).
+    pub fn all_member_stats(&self) -> Option<std::collections::HashMap<MemberKey, Stats>> {
+        self.member_stats.as_ref()?.all(nr_cpus().ok()?)
+    }
+
     pub fn backend_stats(&self, id: u32) -> Stats {
         self.be_stats.sum(id, Stats::add)
     }

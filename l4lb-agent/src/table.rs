@@ -6,7 +6,7 @@ use std::{
 };
 
 use anyhow::Result;
-use l4lb_common::ServiceStats;
+use l4lb_common::{MemberKey, ServiceStats, Stats};
 use serde::Serialize;
 
 use crate::{
@@ -113,15 +113,11 @@ pub fn vip_rows_up_to(maps: &Maps, max_backends: usize) -> Result<(Vec<VipRow>, 
         .locality_mode()
         .filter(|m| *m != l4lb_core::locality::Mode::Off);
     let ids = backend_ids(&applied);
-    let mut health = HashMap::new();
-    let omitted = if with_backends {
-        maps.for_each_health(&ids, now, |id, h| {
-            health.insert(id, h);
-        });
-        None
+    let (reads, omitted) = if with_backends {
+        (BackendReads::take(maps, &ids, now), None)
     } else {
         let probes = probe_sums(maps, &ids, now);
-        Some(Omitted { members, probes })
+        (BackendReads::default(), Some(Omitted { members, probes }))
     };
     let records = service_records(maps, &applied);
     // Sized up front: at 10,000 VIPs x 5 backends, growing these by doubling
@@ -137,9 +133,7 @@ pub fn vip_rows_up_to(maps: &Maps, max_backends: usize) -> Result<(Vec<VipRow>, 
                 let class = set.map_or(l4lb_common::CLASS_REMOTE, |s| s.class_of(*id));
                 l4lb_core::locality::class_name(class)
             });
-            let pair = (*id, *weight);
-            let row = backend_row(maps, svc.id, pair, addr, health.get(id).copied(), locality);
-            Some(row)
+            Some(reads.row(maps, svc.id, (*id, *weight), addr, locality))
         }));
         let record = records.get(&svc.id).copied().unwrap_or_default();
         let locality = mode.map(|m| locality_row(m, set, svc.revision, &record.local));
@@ -230,29 +224,72 @@ fn probe_sums(maps: &Maps, ids: &[u32], now: u64) -> [u64; 3] {
     sums
 }
 
-/// One member of a service with its counters and health.
-fn backend_row(
-    maps: &Maps,
-    service_id: u32,
-    (id, weight): (u32, u32),
-    addr: SocketAddr,
-    health: Option<HealthView>,
-    locality: Option<&'static str>,
-) -> BackendRow {
-    let total = maps.backend_stats(id);
-    // Pins of an agent before per-pair counters: the backend's totals.
-    let pair = maps.member_stats(service_id, id).unwrap_or(total);
-    BackendRow {
-        addr,
-        backend_id: id,
-        weight,
-        connects: pair.connects,
-        sendmsgs: pair.sendmsgs,
-        flows: pair.flows,
-        backend_packets: total.packets,
-        backend_bytes: total.bytes,
-        health,
-        locality,
+/// What the rows' backends show, read for all of them at once.
+#[derive(Default)]
+struct BackendReads {
+    health: HashMap<u32, HealthView>,
+    totals: HashMap<u32, Stats>,
+    /// None: read pair by pair (no batch reads here, or pins that predate
+    /// per-pair counters).
+    pairs: Option<HashMap<MemberKey, Stats>>,
+}
+
+impl BackendReads {
+    /// Backends `ids` (ascending): their health and counters, in runs of
+    /// ids, and every pair's counters in batches.
+    fn take(maps: &Maps, ids: &[u32], now: u64) -> BackendReads {
+        let mut reads = BackendReads {
+            pairs: maps.all_member_stats(),
+            ..BackendReads::default()
+        };
+        maps.for_each_health(ids, now, |id, h| {
+            reads.health.insert(id, h);
+        });
+        maps.backend_stats_of(ids, |id, s| {
+            reads.totals.insert(id, s);
+        });
+        reads
+    }
+
+    /// Member (`id`, `weight`) of VIP `service_id`, with its counters and health.
+    fn row(
+        &self,
+        maps: &Maps,
+        service_id: u32,
+        (id, weight): (u32, u32),
+        addr: SocketAddr,
+        locality: Option<&'static str>,
+    ) -> BackendRow {
+        let (pair, total) = self.counters(maps, service_id, id);
+        BackendRow {
+            addr,
+            backend_id: id,
+            weight,
+            connects: pair.connects,
+            sendmsgs: pair.sendmsgs,
+            flows: pair.flows,
+            backend_packets: total.packets,
+            backend_bytes: total.bytes,
+            health: self.health.get(&id).copied(),
+            locality,
+        }
+    }
+
+    /// What VIP `service_id` sent backend `id`, and the backend's totals.
+    fn counters(&self, maps: &Maps, service_id: u32, id: u32) -> (Stats, Stats) {
+        let total = self.totals.get(&id).copied().unwrap_or_default();
+        let pair = match &self.pairs {
+            Some(pairs) => {
+                let key = MemberKey {
+                    service_id,
+                    backend_id: id,
+                };
+                pairs.get(&key).copied().unwrap_or_default()
+            }
+            // Pins of an agent before per-pair counters: the backend's totals.
+            None => maps.member_stats(service_id, id).unwrap_or(total),
+        };
+        (pair, total)
     }
 }
 

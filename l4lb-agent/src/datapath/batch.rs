@@ -107,13 +107,27 @@ const MOST_PER_CALL: usize = 1 << 16;
 /// its buckets; an entry put or removed meanwhile may be seen or missed, as
 /// in a walk key by key). `Ok(None)`: this kernel has no batch lookup for
 /// the map (the caller walks it key by key). `K` and `V` must be the map's
-/// `#[repr(C)]` key and value types (not a per-CPU map's).
+/// `#[repr(C)]` key and value types (not a per-CPU map's: see
+/// [`lookup_hash_values`]).
 pub fn lookup_hash<K: Copy + Default, V: Copy + Default>(
     map: BorrowedFd<'_>,
-    mut per_call: usize,
+    per_call: usize,
 ) -> io::Result<Option<Vec<(K, V)>>> {
-    let mut out = Vec::new();
-    let (mut keys, mut values) = (vec![K::default(); per_call], vec![V::default(); per_call]);
+    let all = lookup_hash_values::<K, V>(map, per_call, 1)?;
+    Ok(all.map(|(keys, values)| keys.into_iter().zip(values).collect()))
+}
+
+/// [`lookup_hash`] with `per_key` values per key: a per-CPU hash map's
+/// (one per possible CPU; `V`'s size must then be a multiple of 8, as the
+/// kernel lays them out). The values of key `i` are `values[i * per_key..]`.
+pub fn lookup_hash_values<K: Copy + Default, V: Copy + Default>(
+    map: BorrowedFd<'_>,
+    mut per_call: usize,
+    per_key: usize,
+) -> io::Result<Option<(Vec<K>, Vec<V>)>> {
+    let (mut all_keys, mut all_values) = (Vec::new(), Vec::new());
+    let mut keys = vec![K::default(); per_call];
+    let mut values = vec![V::default(); per_call * per_key];
     // The kernel's position in a hash map is a bucket index.
     let (mut at, mut next): (Option<u32>, u32) = (None, 0);
     loop {
@@ -126,26 +140,27 @@ pub fn lookup_hash<K: Copy + Default, V: Copy + Default>(
             map_fd: map.as_raw_fd() as u32,
             ..BatchAttr::default()
         };
-        // SAFETY: `attr` points at `count` keys and values of the map's
-        // sizes and at two bucket indexes, all outliving the call; the
-        // kernel writes at most `count` of each.
+        // SAFETY: `attr` points at `count` keys and `count` values of the
+        // map's sizes (`per_key` `V`s each) and at two bucket indexes, all
+        // outliving the call; the kernel writes at most `count` of each.
         let r = unsafe { bpf_batch(BPF_MAP_LOOKUP_BATCH, &mut attr) };
         let n = (attr.count as usize).min(per_call);
-        out.extend(keys[..n].iter().copied().zip(values[..n].iter().copied()));
+        all_keys.extend_from_slice(&keys[..n]);
+        all_values.extend_from_slice(&values[..n * per_key]);
         if r >= 0 {
             at = Some(next);
             continue;
         }
         let e = io::Error::last_os_error();
         match e.raw_os_error() {
-            Some(libc::ENOENT) => return Ok(Some(out)),
+            Some(libc::ENOENT) => return Ok(Some((all_keys, all_values))),
             // One bucket holds more entries than were asked for.
             Some(libc::ENOSPC) if n == 0 && per_call < MOST_PER_CALL => {
                 per_call *= 2;
                 keys.resize(per_call, K::default());
-                values.resize(per_call, V::default());
+                values.resize(per_call * per_key, V::default());
             }
-            _ if at.is_none() && out.is_empty() && super::no_batch(&e) => return Ok(None),
+            _ if at.is_none() && all_keys.is_empty() && super::no_batch(&e) => return Ok(None),
             _ => return Err(e),
         }
     }
