@@ -166,6 +166,23 @@ pub fn lookup_hash_values<K: Copy + Default, V: Copy + Default>(
     }
 }
 
+/// Ascending `ids` cut into runs an array read can take in one call: each
+/// item is `(first, end, ids)` with every id of `ids` in `first..end`, at
+/// most `per_run` ids wide and ending at `len` (the array's ids). An id at
+/// or past `len` comes alone with `end <= first` (an empty run: nothing to
+/// read for it).
+pub fn id_runs(ids: &[u32], per_run: u32, len: u32) -> impl Iterator<Item = (u32, u32, &[u32])> {
+    let mut rest = ids;
+    std::iter::from_fn(move || {
+        let &first = rest.first()?;
+        let end = first.saturating_add(per_run.max(1)).min(len);
+        let n = rest.iter().take_while(|&&id| id < end).count().max(1);
+        let (now, later) = rest.split_at(n);
+        rest = later;
+        Some((first, end, now))
+    })
+}
+
 /// One batch command of bpf(2) on `attr`.
 ///
 /// # Safety
@@ -196,6 +213,27 @@ mod tests {
         const BPF_MAP_TYPE_HASH: u32 = 1;
         let obj = aya_obj::Map::new_from_params(BPF_MAP_TYPE_HASH, 8, 8, len, 0);
         MapData::create(obj, "l4lb_test_hash", None).expect("creating the hash (root?)")
+    }
+
+    /// Runs cover each id once, within their bounds; ids past the array
+    /// come alone with an empty run.
+    #[test]
+    fn id_runs_cut_ascending_ids_at_the_run_width_and_the_array_end() {
+        let ids = [0, 3, 4, 9, 10, 11, 25, 30, 31, 40];
+        let runs: Vec<(u32, u32, Vec<u32>)> = id_runs(&ids, 10, 31)
+            .map(|(f, e, now)| (f, e, now.to_vec()))
+            .collect();
+        assert_eq!(
+            runs,
+            [
+                (0, 10, vec![0, 3, 4, 9]),
+                (10, 20, vec![10, 11]),
+                (25, 31, vec![25, 30]),
+                (31, 31, vec![31]),
+                (40, 31, vec![40]),
+            ]
+        );
+        assert_eq!(id_runs(&[], 10, 31).count(), 0);
     }
 
     /// Every entry comes back once, whatever the batch size: one entry per

@@ -78,14 +78,9 @@ impl<T: Copy + Default> CpuCounters<T> {
     /// as [`Self::sum`] gives them, reading a run of ids per call: a scrape
     /// at 10,000 VIPs made one call per VIP.
     pub(super) fn sums(&self, ids: &[u32], add: fn(&mut T, &T), mut f: impl FnMut(u32, T)) {
-        let per_run = u32::try_from((RUN_RECORDS / self.cpus).max(1)).unwrap_or(1);
-        let end_of_ids = u32::try_from(self.records / self.cpus).unwrap_or(u32::MAX);
-        let mut rest = ids;
-        while let Some(&first) = rest.first() {
-            let end = first.saturating_add(per_run).min(end_of_ids);
-            let n = rest.iter().take_while(|&&id| id < end).count().max(1);
-            let (now, later) = rest.split_at(n);
-            rest = later;
+        let per_run = u32::try_from(RUN_RECORDS / self.cpus).unwrap_or(1);
+        let len = u32::try_from(self.records / self.cpus).unwrap_or(u32::MAX);
+        for (first, end, now) in batch::id_runs(ids, per_run, len) {
             let run = self.run(first, end);
             for &id in now {
                 let total = match &run {

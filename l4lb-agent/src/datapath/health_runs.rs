@@ -22,12 +22,7 @@ impl super::Maps {
         };
         let mode = self.health_probes().unwrap_or_default();
         let cap = maps.health.map().info().map_or(0, |i| i.max_entries());
-        let mut rest = ids;
-        while let Some(&first) = rest.first() {
-            let end = first.saturating_add(RUN).min(cap);
-            let n = rest.iter().take_while(|&&id| id < end).count().max(1);
-            let (now, later) = rest.split_at(n);
-            rest = later;
+        for (first, end, now) in batch::id_runs(ids, RUN, cap) {
             match runs(&maps.health, maps.probes.as_ref(), first, end) {
                 Some((health, probes)) => {
                     for &id in now {
