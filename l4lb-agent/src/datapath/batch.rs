@@ -108,24 +108,27 @@ const MOST_PER_CALL: usize = 1 << 16;
 /// in a walk key by key). `Ok(None)`: this kernel has no batch lookup for
 /// the map (the caller walks it key by key). `K` and `V` must be the map's
 /// `#[repr(C)]` key and value types (not a per-CPU map's: see
-/// [`lookup_hash_values`]).
+/// [`for_each_in_hash`]).
 pub fn lookup_hash<K: Copy + Default, V: Copy + Default>(
     map: BorrowedFd<'_>,
     per_call: usize,
 ) -> io::Result<Option<Vec<(K, V)>>> {
-    let all = lookup_hash_values::<K, V>(map, per_call, 1)?;
-    Ok(all.map(|(keys, values)| keys.into_iter().zip(values).collect()))
+    let mut all = Vec::new();
+    let read = for_each_in_hash::<K, V>(map, per_call, 1, |k, v| all.push((*k, v[0])))?;
+    Ok(read.map(|()| all))
 }
 
-/// [`lookup_hash`] with `per_key` values per key: a per-CPU hash map's
-/// (one per possible CPU; `V`'s size must then be a multiple of 8, as the
-/// kernel lays them out). The values of key `i` are `values[i * per_key..]`.
-pub fn lookup_hash_values<K: Copy + Default, V: Copy + Default>(
+/// Calls `f` with each entry of a hash map and its `per_key` values: a
+/// per-CPU map's are one per possible CPU (`V`'s size must then be a
+/// multiple of 8, as the kernel lays them out). Read `per_call` entries a
+/// call, held only for that call; `Ok(None)` as for [`lookup_hash`].
+pub fn for_each_in_hash<K: Copy + Default, V: Copy + Default>(
     map: BorrowedFd<'_>,
     mut per_call: usize,
     per_key: usize,
-) -> io::Result<Option<(Vec<K>, Vec<V>)>> {
-    let (mut all_keys, mut all_values) = (Vec::new(), Vec::new());
+    mut f: impl FnMut(&K, &[V]),
+) -> io::Result<Option<()>> {
+    let per_key = per_key.max(1);
     let mut keys = vec![K::default(); per_call];
     let mut values = vec![V::default(); per_call * per_key];
     // The kernel's position in a hash map is a bucket index.
@@ -145,22 +148,23 @@ pub fn lookup_hash_values<K: Copy + Default, V: Copy + Default>(
         // outliving the call; the kernel writes at most `count` of each.
         let r = unsafe { bpf_batch(BPF_MAP_LOOKUP_BATCH, &mut attr) };
         let n = (attr.count as usize).min(per_call);
-        all_keys.extend_from_slice(&keys[..n]);
-        all_values.extend_from_slice(&values[..n * per_key]);
+        for (k, v) in keys[..n].iter().zip(values.chunks_exact(per_key)) {
+            f(k, v);
+        }
         if r >= 0 {
             at = Some(next);
             continue;
         }
         let e = io::Error::last_os_error();
         match e.raw_os_error() {
-            Some(libc::ENOENT) => return Ok(Some((all_keys, all_values))),
+            Some(libc::ENOENT) => return Ok(Some(())),
             // One bucket holds more entries than were asked for.
             Some(libc::ENOSPC) if n == 0 && per_call < MOST_PER_CALL => {
                 per_call *= 2;
                 keys.resize(per_call, K::default());
                 values.resize(per_call * per_key, V::default());
             }
-            _ if at.is_none() && all_keys.is_empty() && super::no_batch(&e) => return Ok(None),
+            _ if at.is_none() && n == 0 && super::no_batch(&e) => return Ok(None),
             _ => return Err(e),
         }
     }

@@ -31,22 +31,20 @@ impl MemberStats {
     }
 
     /// Every pair's counters summed over CPUs (`cpus`: the possible CPUs),
-    /// read in batches; None if this kernel cannot batch the map's reads
-    /// or the read failed (read pair by pair then).
+    /// read in batches of ~256 KB; None if this kernel cannot batch the
+    /// map's reads or the read failed (read pair by pair then).
     pub fn all(&self, cpus: usize) -> Option<std::collections::HashMap<MemberKey, Stats>> {
         let fd = self.map.map().fd().as_fd();
-        let (keys, values) = super::batch::lookup_hash_values::<MemberKey, Stats>(fd, 1024, cpus)
-            .ok()
-            .flatten()?;
-        let sums = keys
-            .into_iter()
-            .zip(values.chunks_exact(cpus))
-            .map(|(k, run)| {
-                let mut total = Stats::default();
-                run.iter().for_each(|r| total.add(r));
-                (k, total)
-            });
-        Some(sums.collect())
+        let per_call = ((256 << 10) / (cpus.max(1) * size_of::<Stats>())).max(1);
+        let mut sums = std::collections::HashMap::new();
+        super::batch::for_each_in_hash::<MemberKey, Stats>(fd, per_call, cpus, |k, run| {
+            let mut total = Stats::default();
+            run.iter().for_each(|r| total.add(r));
+            sums.insert(*k, total);
+        })
+        .ok()
+        .flatten()?;
+        Some(sums)
     }
 
     /// A pair that never carried traffic has no entry: not an error.
