@@ -363,6 +363,7 @@ async fn screen_adopted(
     let mut adopted = Catalog {
         services: rec.applied().to_desired(),
         tasks: Vec::new(),
+        packed: Vec::new(),
         cluster: None,
     };
     if !refusals.screen(collisions, &mut adopted, metrics) {

@@ -132,13 +132,23 @@ impl Builder {
             self.groups.entry(k.clone()).or_default().add(&p.id, pg);
         }
         let offset = self.tasks.len();
+        self.tasks.extend(p.tasks.iter().cloned());
+        let unpacked = p.packed.as_ref().map(|r| r.unpack_into(&mut self.tasks));
+        let records = !matches!(unpacked, Some(Err(_)));
         self.named_agents
             .extend(p.named_agents.iter().map(|n| NamedAgent {
-                task: n.task.map(|i| i + offset),
+                task: n.task.filter(|_| records).map(|i| i + offset),
                 ..n.clone()
             }));
-        self.tasks.extend(p.tasks.iter().cloned());
         self.warnings.extend(p.warnings.iter().cloned());
+        if let Some(Err(e)) = unpacked {
+            // Packed by us: a bug, not input; the part's services stand.
+            self.warnings.push(Warning {
+                app_id: Some(p.id.clone()),
+                what: format!("{e}; its task records are left out"),
+                pod: false,
+            });
+        }
     }
 
     /// One declaration of the part being built. Its app is not noted: a
@@ -242,6 +252,7 @@ impl Builder {
                     services: services.into_iter().collect(),
                 },
                 tasks,
+                packed: Vec::new(),
                 cluster: None,
             },
             services: None,
