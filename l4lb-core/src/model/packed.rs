@@ -189,7 +189,11 @@ impl<'a> Table<'a> {
     }
 
     fn add(&mut self, s: &'a Arc<str>) {
-        if let Some(at) = self.find(s) {
+        let found = match &self.index {
+            Some(index) => index.get(&**s).copied(),
+            None => self.by_ptr(s),
+        };
+        if let Some(at) = found {
             self.refs.push(at);
             return;
         }
@@ -199,21 +203,26 @@ impl<'a> Table<'a> {
         if let Some(index) = &mut self.index {
             index.insert(s, at);
         } else if self.strings.len() > LINEAR {
-            let all = self.strings.iter().enumerate();
+            let all = self.strings.iter().enumerate().rev(); // the first of equals wins
             self.index = Some(all.map(|(i, s)| (&***s, i as u32)).collect());
         }
+    }
+
+    /// The shared strings are interned, so a string is found by its
+    /// address: comparing values made most of the packing (agent ids of one
+    /// length and prefix). An equal string elsewhere is a second entry; the
+    /// same records still pack to the same bytes.
+    fn by_ptr(&self, s: &str) -> Option<u32> {
+        let at = self.strings.iter().position(|t| std::ptr::eq(&***t, s));
+        at.map(|i| i as u32)
     }
 
     fn find(&self, s: &str) -> Option<u32> {
         if let Some(index) = &self.index {
             return index.get(s).copied();
         }
-        // Interned strings: the same pointer in the common case, so the
-        // values are compared only when no pointer is (agent ids of one
-        // length and prefix made a value search most of the packing).
-        let by_ptr = self.strings.iter().position(|t| std::ptr::eq(&***t, s));
-        let found = by_ptr.or_else(|| self.strings.iter().position(|t| ***t == *s));
-        found.map(|i| i as u32)
+        let by_value = || self.strings.iter().position(|t| ***t == *s);
+        self.by_ptr(s).or_else(|| by_value().map(|i| i as u32))
     }
 
     /// The index of a string [`Table::of`] added: the next one it met,

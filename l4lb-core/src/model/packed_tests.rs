@@ -1,6 +1,7 @@
 use std::net::IpAddr;
 
 use super::*;
+use crate::intern::intern;
 use crate::model::Proto;
 
 fn ip(s: &str) -> IpAddr {
@@ -104,8 +105,9 @@ fn many_distinct_shared_strings_use_the_index() {
 
 #[test]
 fn a_task_takes_a_fraction_of_its_record() {
-    // The bench's shape: one IP, one named port, the app's strings shared.
-    let app: Arc<str> = Arc::from("/bench/app-00042");
+    // The bench's shape: one IP, one named port, the app's strings shared
+    // (interned, as a decode makes them).
+    let app = intern("/bench/app-00042");
     let records: Vec<Arc<TaskRecord>> = (0..5)
         .map(|i| {
             Arc::new(TaskRecord {
@@ -114,11 +116,16 @@ fn a_task_takes_a_fraction_of_its_record() {
                     "bench_app-00042.instance-6f1c{i:04}-cb38-11e8-a264-2e431fa5cff2._app.1"
                 )
                 .into(),
-                framework: Arc::from("marathon"),
-                agent_id: Arc::from(format!("0a1b2c3d-4e5f-S{i}").as_str()),
+                framework: intern("marathon"),
+                agent_id: intern(&format!("0a1b2c3d-4e5f-S{i}")),
                 agent_ip: Some(IpAddr::from([10, 1, 0, i as u8])),
                 task_ips: vec![IpAddr::from([10, 1, 0, i as u8])].into(),
-                ports: vec![port(31000 + i, &[Proto::Tcp], Some("http"))].into(),
+                ports: vec![TaskPort {
+                    port: 31000 + i,
+                    protocols: Protocols::new(&[Proto::Tcp]),
+                    name: Some(intern("http")),
+                }]
+                .into(),
                 running: true,
                 ..TaskRecord::default()
             })
@@ -274,4 +281,26 @@ fn a_part_larger_than_the_scratch_buffer_packs_whole() {
     // The scratch buffer still serves a small part after it.
     let small = edge_records();
     assert_eq!(round_trip(&small), small);
+}
+
+#[test]
+fn equal_strings_at_other_addresses_pack_alike_and_unpack_equal() {
+    // Not interned: each record its own copies of the shared strings.
+    let records = |n: usize| -> Vec<Arc<TaskRecord>> {
+        (0..n)
+            .map(|i| {
+                Arc::new(TaskRecord {
+                    app_id: Arc::from("/copies"),
+                    task_id: format!("copies.{i}").into(),
+                    agent_id: Arc::from(format!("S{}", i % 3).as_str()),
+                    ..TaskRecord::default()
+                })
+            })
+            .collect()
+    };
+    for n in [5, 40] {
+        let (a, b) = (records(n), records(n));
+        assert_eq!(round_trip(&a), a);
+        assert_eq!(PackedRecords::pack(&a), PackedRecords::pack(&b), "{n}");
+    }
 }
