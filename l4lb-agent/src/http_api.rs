@@ -7,7 +7,10 @@
 use std::{
     collections::BTreeSet,
     net::SocketAddr,
-    sync::{Arc, OnceLock},
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use axum::{
@@ -20,6 +23,7 @@ use axum::{
 use l4lb_core::dns::http_api::{self, MesosDnsConfig};
 use serde::Serialize;
 use tokio::sync::watch;
+use tracing::warn;
 
 use crate::dns::{DnsConfig, ZoneOptions, Zones};
 use crate::model::{Catalog, Vip};
@@ -64,6 +68,24 @@ impl View {
         let _ = self.zones.set(zones);
     }
 
+    /// The catalog with its task records, unpacked when the source keeps
+    /// them packed (`Keep::Packed`: the API is their only reader), made for
+    /// the request that asks and freed with it.
+    pub fn records(&self) -> Arc<Catalog> {
+        if self.catalog.packed.is_empty() {
+            return self.catalog.clone();
+        }
+        let (catalog, skipped) = self.catalog.unpacked();
+        if skipped > 0 {
+            UNPACK_SKIPPED.fetch_add(skipped as u64, Ordering::Relaxed);
+            warn!(
+                parts = skipped,
+                "task records that do not unpack (a bug): those apps' tasks are left out"
+            );
+        }
+        Arc::new(catalog)
+    }
+
     /// The zones set or built for this view so far (none built now).
     pub fn built_zones(&self) -> Option<Arc<Zones>> {
         self.zones.get().cloned()
@@ -84,7 +106,7 @@ impl View {
         self.zones
             .get_or_init(|| {
                 Arc::new(crate::dns::build_zones(
-                    &self.catalog,
+                    &self.records(),
                     &self.published,
                     &self.zone_opts,
                 ))
@@ -105,6 +127,9 @@ async fn zones_of(view: Arc<View>) -> Arc<Zones> {
         Err(_) => view.zones(),
     }
 }
+
+/// Parts whose packed task records did not unpack, since start.
+pub static UNPACK_SKIPPED: AtomicU64 = AtomicU64::new(0);
 
 #[derive(Clone)]
 struct Api {
@@ -211,7 +236,7 @@ async fn enumerate(State(api): State<Api>) -> Response {
     let sources = view_sources(&api);
     let domain = &api.config.domain;
     json(json_body(&http_api::enumerate(
-        &view.catalog,
+        &view.records(),
         &sources,
         domain,
     )))
@@ -367,6 +392,88 @@ mod tests {
         assert!(body.is_empty());
         let (status, _, _) = get(&app, "/v1/vips", Some("\"other\"")).await;
         assert_eq!(status, StatusCode::OK);
+    }
+
+    /// A view of `apps` (a Marathon `/v2/apps` body) read keeping `keep`.
+    fn marathon_view(apps: &[u8], keep: crate::marathon::parse::Keep) -> Arc<View> {
+        use crate::marathon::decode::AppSet;
+        let mut set = AppSet::keeping(keep);
+        set.refresh_from_slice(apps).unwrap();
+        let mut alloc = crate::naming::VipAllocator::new();
+        let hosts = crate::hosts::HostTable::default();
+        let mut p = set.update_catalog(&mut alloc, &hosts).unwrap();
+        if let Some(s) = &p.services {
+            p.catalog.services = crate::model::desired_state(s);
+        }
+        assert_eq!(
+            p.catalog.packed.is_empty(),
+            keep != crate::marathon::parse::Keep::Packed
+        );
+        let published = p.catalog.services.services.keys().copied().collect();
+        let view = View::new(Arc::new(p.catalog), published, ZoneOptions::default(), None);
+        Arc::new(view)
+    }
+
+    /// Apps out of id order, tasks out of id order, a task id two apps
+    /// share: what the catalog's order is made of.
+    fn unsorted_apps() -> Vec<u8> {
+        let task = |id: &str, host: &str| {
+            serde_json::json!({"id": id, "host": host, "ports": [31000],
+                "state": "TASK_RUNNING", "slaveId": format!("S-{host}"),
+                "ipAddresses": [{"ipAddress": host, "protocol": "IPv4"}]})
+        };
+        let app = |id: &str, tasks: Vec<serde_json::Value>| {
+            serde_json::json!({"id": id, "portDefinitions": [{"port": 0, "name": "web",
+                "labels": {"VIP_0": format!("{id}:80")}}], "tasks": tasks})
+        };
+        let apps = [
+            app(
+                "/zeta",
+                vec![task("zeta.3", "10.0.0.3"), task("zeta.1", "10.0.0.1")],
+            ),
+            app(
+                "/alpha/web",
+                vec![task("same", "10.0.1.2"), task("a.0", "10.0.1.1")],
+            ),
+            app("/alpha", vec![task("same", "10.0.2.1")]),
+        ];
+        serde_json::to_vec(&serde_json::json!({ "apps": apps })).unwrap()
+    }
+
+    /// The discovery API answers the same bytes from packed records as
+    /// from records (the default agent keeps them packed).
+    #[tokio::test]
+    async fn packed_records_answer_the_same_bytes() {
+        use crate::marathon::parse::Keep;
+        let fixture = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../l4lb-core/tests/fixtures/marathon/apps_redis_host.json"
+        );
+        let bodies = [std::fs::read(fixture).unwrap(), unsorted_apps()];
+        let config = mesos_dns_config(None, "127.0.0.1:1".parse().unwrap());
+        let paths = [
+            "/v1/enumerate",
+            "/v1/records",
+            "/v1/hosts/zeta.marathon.mesos",
+            "/v1/services/_web._zeta._tcp.marathon.mesos",
+            "/v1/hosts/redis-tutorial.marathon.mesos",
+            "/v1/vips",
+        ];
+        for body in &bodies {
+            let mut answers = Vec::new();
+            for keep in [Keep::Records, Keep::Packed] {
+                let (_tx, rx) = watch::channel(marathon_view(body, keep));
+                let app = router(rx, config.clone());
+                let mut got = Vec::new();
+                for path in paths {
+                    got.push(get(&app, path, None).await.2);
+                }
+                answers.push(got);
+            }
+            assert_eq!(answers[0], answers[1]);
+            let text = String::from_utf8(answers[0][0].clone()).unwrap();
+            assert!(text.contains("\"id\":\""), "tasks enumerated: {text}");
+        }
     }
 
     #[tokio::test]

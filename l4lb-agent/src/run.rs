@@ -190,7 +190,7 @@ fn spawn_sources(
     tx: &mpsc::Sender<SourceEvent>,
 ) -> Result<()> {
     if let Some(cfg) = marathon {
-        info!(task_records = cfg.keep.records(), "marathon");
+        info!(task_records = ?cfg.keep, "marathon");
         let src = source::marathon::spawn(cfg, &args.resolv_conf, tx.clone())?;
         metrics.set_marathon(src.stats);
         metrics.set_hosts(src.hosts);
@@ -204,17 +204,20 @@ fn spawn_sources(
 }
 
 /// What the Marathon source keeps of each task: its record only while
-/// something reads records: the DNS zones, the discovery HTTP API on the
-/// metrics listener (Mesos-DNS's task names, from zones it builds on demand
-/// when there is no DNS server; `--no-discovery-api` turns it off),
-/// locality. Services are the same either way.
+/// something reads records: the DNS zones and locality (records as they
+/// are), the discovery HTTP API on the metrics listener alone (packed: it
+/// unpacks them per request, for Mesos-DNS's task names, from zones it
+/// builds on demand; `--no-discovery-api` turns it off). Services are the
+/// same either way.
 fn marathon_keeps(args: &RunArgs) -> crate::marathon::parse::Keep {
+    use crate::marathon::parse::Keep;
     let dns = !args.dns.dns_listen.is_empty();
     let http_api = args.metrics_listen.is_some() && !args.no_metrics && !args.no_discovery_api;
     let locality = args.locality.locality != crate::locality::LocalityFlag::Off;
-    match dns || http_api || locality {
-        true => crate::marathon::parse::Keep::Records,
-        false => crate::marathon::parse::Keep::ServicesOnly,
+    match (dns || locality, http_api) {
+        (true, _) => Keep::Records,
+        (false, true) => Keep::Packed,
+        (false, false) => Keep::ServicesOnly,
     }
 }
 
@@ -363,6 +366,7 @@ async fn screen_adopted(
     let mut adopted = Catalog {
         services: rec.applied().to_desired(),
         tasks: Vec::new(),
+        packed: Vec::new(),
         cluster: None,
     };
     if !refusals.screen(collisions, &mut adopted, metrics) {
@@ -642,10 +646,11 @@ mod tests {
     }
 
     /// Task records are made only for a reader: DNS, the discovery API on
-    /// the metrics listener (on by default), locality.
+    /// the metrics listener (on by default: packed when it is the only
+    /// one), locality.
     #[test]
     fn marathon_task_records_only_for_a_reader() {
-        assert_eq!(keeps(&[]), Keep::Records);
+        assert_eq!(keeps(&[]), Keep::Packed, "the discovery API alone");
         assert_eq!(keeps(&["--no-metrics"]), Keep::ServicesOnly);
         assert_eq!(
             keeps(&["--no-discovery-api"]),
@@ -659,6 +664,7 @@ mod tests {
         ] {
             let args = [&["--no-metrics"][..], reader].concat();
             assert_eq!(keeps(&args), Keep::Records, "{reader:?}");
+            assert_eq!(keeps(reader), Keep::Records, "{reader:?} and the API");
         }
     }
 }

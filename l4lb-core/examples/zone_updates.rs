@@ -107,6 +107,7 @@ fn catalog() -> (Catalog, BTreeSet<Vip>) {
     let catalog = Catalog {
         services,
         tasks,
+        packed: Vec::new(),
         cluster: None,
     };
     (catalog, published)
@@ -266,6 +267,7 @@ fn updates(mut index: ZoneIndex, catalog: &Catalog, published: &BTreeSet<Vip>, o
                     .map(|t| Arc::new(TaskRecord::clone(t)))
                     .collect(),
                 services: current.services.clone(),
+                packed: Vec::new(),
                 cluster: None,
             };
             let t = Instant::now();

@@ -8,8 +8,10 @@ use std::{
 use serde::Serialize;
 
 mod backends;
+mod packed;
 mod protocols;
 pub use backends::Backends;
+pub use packed::{PackedRecords, UnpackError};
 pub use protocols::Protocols;
 
 /// Transport protocol of a VIP.
@@ -189,6 +191,11 @@ pub struct TaskPort {
 pub struct Catalog {
     pub services: DesiredState,
     pub tasks: Vec<std::sync::Arc<TaskRecord>>,
+    /// Records kept packed (the Marathon source's `Keep::Packed`), one per
+    /// part in the parts' order: [`Catalog::unpacked`] makes them `tasks`
+    /// for a reader.
+    #[serde(skip)]
+    pub packed: Vec<std::sync::Arc<PackedRecords>>,
     /// The Mesos cluster itself (masters, agents, frameworks), for
     /// Mesos-DNS's cluster records. Only the `--mesos` source knows it.
     pub cluster: Option<std::sync::Arc<Cluster>>,

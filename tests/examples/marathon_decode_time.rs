@@ -49,8 +49,9 @@ fn main() {
     let piece: usize = args.next().map_or(64, |a| a.parse().unwrap()) << 10;
     let keep = match args.next().as_deref() {
         None | Some("records") => Keep::Records,
+        Some("packed") => Keep::Packed,
         Some("services-only") => Keep::ServicesOnly,
-        Some(other) => panic!("{other:?}: records or services-only"),
+        Some(other) => panic!("{other:?}: records, packed or services-only"),
     };
     let body = body(apps, tasks);
     for round in 0..3 {

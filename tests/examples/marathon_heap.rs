@@ -1,6 +1,6 @@
 //! Heap held by the Marathon source's state at N apps x M tasks (the bench's
 //! shape), by stage, with a counting allocator: `cargo run --release -p
-//! l4lb-tests --example marathon_heap -- 10000 5 [records|services-only]`
+//! l4lb-tests --example marathon_heap -- 10000 5 [records|packed|services-only]`
 //! (what the set keeps of each task, `Keep`; records unless given).
 use l4lb_agent::{
     hosts::HostTable,
@@ -22,8 +22,9 @@ fn main() {
     let tasks: u32 = args.next().map_or(5, |a| a.parse().unwrap());
     let keep = match args.next().as_deref() {
         None | Some("records") => Keep::Records,
+        Some("packed") => Keep::Packed,
         Some("services-only") => Keep::ServicesOnly,
-        Some(other) => panic!("{other:?}: records or services-only"),
+        Some(other) => panic!("{other:?}: records, packed or services-only"),
     };
     let body = serde_json::to_vec(&marathon_apps(apps, tasks)).unwrap();
     let base = live();
@@ -62,7 +63,9 @@ fn main() {
         per(allocs() - calls, apps, tasks)
     );
     let services = p.services.clone().unwrap();
-    zones_stage(&p.catalog, &services);
+    let records = unpack_stage(&p.catalog);
+    zones_stage(&records, &services);
+    drop(records);
     let held = live();
     drop(p);
     println!(
@@ -144,6 +147,32 @@ fn plan_stage(services: &l4lb_agent::model::ServiceMap) {
         mb(peak() - before),
     );
     drop(plan);
+}
+
+/// The catalog's records as a reader gets them: unpacked (what the
+/// discovery API does per request) when the set keeps them packed.
+fn unpack_stage(
+    catalog: &l4lb_agent::model::Catalog,
+) -> std::sync::Arc<l4lb_agent::model::Catalog> {
+    if catalog.packed.is_empty() {
+        return std::sync::Arc::new(catalog.clone());
+    }
+    let packed: usize = catalog.packed.iter().map(|p| p.len()).sum();
+    let before = live();
+    mark_peak(before);
+    let t = std::time::Instant::now();
+    let (unpacked, skipped) = catalog.unpacked();
+    println!(
+        "packed records: {} parts, {:.1} MB of bytes ({:.0} B a task); unpacked in {:.0} ms: {} records, {:.1} MB (peak +{:.1}), {skipped} parts skipped",
+        catalog.packed.len(),
+        mb(packed as isize),
+        packed as f64 / unpacked.tasks.len().max(1) as f64,
+        t.elapsed().as_secs_f64() * 1e3,
+        unpacked.tasks.len(),
+        mb(live() - before),
+        mb(peak() - before),
+    );
+    std::sync::Arc::new(unpacked)
 }
 
 /// The DNS zones the agent serves for that catalog (its `ZoneIndex` and the

@@ -118,6 +118,7 @@ pub async fn spawn(
         catalog: Catalog {
             services: first,
             tasks: Vec::new(),
+            packed: Vec::new(),
             cluster: None,
         },
         services: None,
@@ -152,6 +153,7 @@ pub async fn spawn(
                     catalog: Catalog {
                         services,
                         tasks: Vec::new(),
+                        packed: Vec::new(),
                         cluster: None,
                     },
                     services: None,

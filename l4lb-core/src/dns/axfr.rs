@@ -209,6 +209,7 @@ mod tests {
         let c = Catalog {
             services: Default::default(),
             tasks,
+            packed: Vec::new(),
             cluster: None,
         };
         let z = build_zones(&c, &Default::default(), &ZoneOptions::default());

@@ -97,6 +97,7 @@ fn with_redis_vip(
     let catalog = Catalog {
         services,
         tasks,
+        packed: Vec::new(),
         cluster: None,
     };
     (catalog, [vip].into())

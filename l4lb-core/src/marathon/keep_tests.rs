@@ -10,17 +10,17 @@ use super::parse::{Keep, Parsed};
 use crate::hosts::{HostState, HostTable};
 use crate::naming::VipAllocator;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/marathon/");
-const PEERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/peer-fixtures/");
+pub(super) const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/marathon/");
+pub(super) const PEERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/peer-fixtures/");
 
-fn read(path: &str) -> Vec<u8> {
+pub(super) fn read(path: &str) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| {
         panic!("{path}: {e} (shared/peer-fixtures must sit beside the checkout)")
     })
 }
 
 /// A name that resolves and one that does not, for the apps on named agents.
-fn hosts() -> HostTable {
+pub(super) fn hosts() -> HostTable {
     let mut t = HostTable::resolved([("agent-1.example", "198.18.0.9".parse().unwrap())]);
     t.set(
         Arc::from("agent-2.example"),
@@ -31,7 +31,7 @@ fn hosts() -> HostTable {
 
 /// The bench's shape (host networking, `VIP_0`, a MESOS_TCP check), some
 /// tasks failing it, killing or staging, some on agents known by name.
-fn bench_shape(apps: usize, tasks: usize) -> Vec<u8> {
+pub(super) fn bench_shape(apps: usize, tasks: usize) -> Vec<u8> {
     let task = |i: usize, j: usize| {
         let host = match (i + j) % 7 {
             0 => "agent-1.example".to_owned(),
@@ -62,7 +62,7 @@ fn bench_shape(apps: usize, tasks: usize) -> Vec<u8> {
 }
 
 /// `apps` (and `pods`) read into a set keeping `keep`.
-fn read_set(keep: Keep, apps: &[u8], pods: Option<&[u8]>) -> AppSet {
+pub(super) fn read_set(keep: Keep, apps: &[u8], pods: Option<&[u8]>) -> AppSet {
     let mut set = AppSet::keeping(keep);
     set.refresh_from_slice(apps).unwrap();
     if let Some(pods) = pods {
@@ -72,7 +72,7 @@ fn read_set(keep: Keep, apps: &[u8], pods: Option<&[u8]>) -> AppSet {
 }
 
 /// The catalog kept up to date and the whole build, the same both ways.
-fn catalogs(set: &mut AppSet) -> [Parsed; 2] {
+pub(super) fn catalogs(set: &mut AppSet) -> [Parsed; 2] {
     let (hosts, mut alloc) = (hosts(), VipAllocator::new());
     let kept = set.update_catalog(&mut alloc, &hosts).unwrap();
     let whole = set.catalog_with(&mut VipAllocator::new(), &hosts).unwrap();

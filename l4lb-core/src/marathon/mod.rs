@@ -18,3 +18,5 @@ pub mod zone;
 
 #[cfg(test)]
 mod keep_tests;
+#[cfg(test)]
+mod packed_tests;

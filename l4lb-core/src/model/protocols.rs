@@ -38,6 +38,16 @@ impl Protocols {
     pub fn as_slice(&self) -> &'static [Proto] {
         LISTS[usize::from(self.0)]
     }
+
+    /// The byte it is held in (for a packed record).
+    pub(crate) fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// The protocols `bits` stands for; None for no list.
+    pub(crate) fn from_bits(bits: u8) -> Option<Protocols> {
+        (usize::from(bits) < LISTS.len()).then_some(Protocols(bits))
+    }
 }
 
 impl Deref for Protocols {

@@ -488,12 +488,24 @@ fn backends(u: &Update) -> usize {
         .sum()
 }
 
-/// In both modes: only the records differ (none kept without a reader).
+/// In every mode: only the records differ (none kept without a reader,
+/// packed for the discovery API alone).
 #[tokio::test(start_paused = true)]
 async fn an_event_naming_an_app_rereads_only_that_app() {
-    for keep in [Keep::Records, Keep::ServicesOnly] {
+    for keep in [Keep::Records, Keep::Packed, Keep::ServicesOnly] {
         event_rereads_only_its_app(keep).await;
     }
+}
+
+/// The records an update carries (unpacked, if packed); packed records
+/// only in the mode that packs.
+fn held(u: &Update) -> usize {
+    if !u.catalog.packed.is_empty() {
+        assert!(u.catalog.tasks.is_empty(), "packed records only");
+    }
+    let (unpacked, skipped) = u.catalog.unpacked();
+    assert_eq!(skipped, 0);
+    unpacked.tasks.len()
 }
 
 async fn event_rereads_only_its_app(keep: Keep) {
@@ -504,7 +516,8 @@ async fn event_rereads_only_its_app(keep: Keep) {
     let first = run.next().await;
     assert_eq!(first.trigger, Trigger::Initial);
     assert_eq!(backends(&first), 3);
-    assert_eq!(first.catalog.tasks.len(), records(3));
+    assert_eq!(held(&first), records(3));
+    assert_eq!(!first.catalog.packed.is_empty(), keep == Keep::Packed);
     assert_eq!(run.fake.connected_at.lock().unwrap().len(), 1);
     let full = run.fake.fetches().len();
     events
@@ -516,7 +529,7 @@ async fn event_rereads_only_its_app(keep: Keep) {
     let u = run.next().await;
     assert_eq!(u.apps_read, Some(1));
     assert_eq!(backends(&u), 2, "one of three tasks left");
-    assert_eq!(u.catalog.tasks.len(), records(2));
+    assert_eq!(held(&u), records(2));
     // Health events name the app as runSpecId / appId too; 404 = gone.
     events
         .send(app_ev(
@@ -530,7 +543,7 @@ async fn event_rereads_only_its_app(keep: Keep) {
         u.full_catalog().services.services.is_empty(),
         "the app was the only one declaring them"
     );
-    assert!(u.catalog.tasks.is_empty());
+    assert_eq!(held(&u), 0);
     assert_eq!(run.fake.app_reads(), ["/redis", "/redis"]);
     assert_eq!(run.fake.fetches().len(), full, "no full read");
     assert_eq!(run.stats.snapshot().targeted, 2);

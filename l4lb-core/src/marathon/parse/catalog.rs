@@ -3,6 +3,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::{IpAddr, SocketAddr},
+    ops::Range,
     sync::Arc,
 };
 
@@ -13,7 +14,7 @@ use super::{
     part::{HostPort, NamedAgent, PartGroup},
 };
 use crate::declare::Target;
-use crate::model::{Catalog, DesiredState, Proto, ServiceSpec, TaskRecord, Vip};
+use crate::model::{Catalog, DesiredState, PackedRecords, Proto, ServiceSpec, TaskRecord, Vip};
 use crate::naming::{Family, NamingError, VipAllocator};
 
 /// A datapath VIP before named ones have addresses.
@@ -117,8 +118,32 @@ pub(super) struct Builder {
     pub(super) keep: Keep,
     pub(super) groups: BTreeMap<GroupKey, Group>,
     pub(super) tasks: Vec<Arc<TaskRecord>>,
+    /// Parts whose records came packed: where they sit in `tasks`, and
+    /// their blob when resolving agents cannot change them (no agent known
+    /// by name). The catalog carries them packed again.
+    pub(super) packed: Vec<(Range<usize>, Option<Arc<PackedRecords>>)>,
     pub(super) named_agents: Vec<NamedAgent>,
     pub(super) warnings: Vec<Warning>,
+}
+
+/// The records of parts that came packed, out of `tasks` and packed again
+/// (their own blob when nothing changed them), in part order.
+fn pack_again(
+    tasks: &mut Vec<Arc<TaskRecord>>,
+    parts: Vec<(Range<usize>, Option<Arc<PackedRecords>>)>,
+) -> Vec<Arc<PackedRecords>> {
+    if parts.is_empty() {
+        return Vec::new();
+    }
+    let mut stays = vec![true; tasks.len()];
+    let mut out = Vec::with_capacity(parts.len());
+    for (range, blob) in parts {
+        stays[range.clone()].fill(false);
+        out.extend(blob.or_else(|| PackedRecords::pack(&tasks[range]).map(Arc::new)));
+    }
+    let mut stays = stays.into_iter();
+    tasks.retain(|_| stays.next().unwrap_or(true));
+    out
 }
 
 /// Named-VIP addresses by family, then by name.
@@ -132,13 +157,28 @@ impl Builder {
             self.groups.entry(k.clone()).or_default().add(&p.id, pg);
         }
         let offset = self.tasks.len();
+        self.tasks.extend(p.tasks.iter().cloned());
+        let unpacked = p.packed.as_ref().map(|r| r.unpack_into(&mut self.tasks));
+        let records = !matches!(unpacked, Some(Err(_)));
+        if let (Some(blob), Some(Ok(()))) = (&p.packed, &unpacked) {
+            let same = p.named_agents.iter().all(|n| n.task.is_none());
+            let blob = same.then(|| blob.clone());
+            self.packed.push((offset..self.tasks.len(), blob));
+        }
         self.named_agents
             .extend(p.named_agents.iter().map(|n| NamedAgent {
-                task: n.task.map(|i| i + offset),
+                task: n.task.filter(|_| records).map(|i| i + offset),
                 ..n.clone()
             }));
-        self.tasks.extend(p.tasks.iter().cloned());
         self.warnings.extend(p.warnings.iter().cloned());
+        if let Some(Err(e)) = unpacked {
+            // Packed by us: a bug, not input; the part's services stand.
+            self.warnings.push(Warning {
+                app_id: Some(p.id.clone()),
+                what: format!("{e}; its task records are left out"),
+                pod: false,
+            });
+        }
     }
 
     /// One declaration of the part being built. Its app is not noted: a
@@ -216,9 +256,11 @@ impl Builder {
             keep: _,
             groups,
             mut tasks,
+            packed,
             named_agents,
             mut warnings,
         } = self;
+        let packed = pack_again(&mut tasks, packed);
         let addrs = allocate_named(&groups, alloc)?;
         let (mut services, named_at) = named_services(&groups, &addrs);
         for (gk, g) in &groups {
@@ -242,6 +284,7 @@ impl Builder {
                     services: services.into_iter().collect(),
                 },
                 tasks,
+                packed,
                 cluster: None,
             },
             services: None,

@@ -417,6 +417,11 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
             catalog: Catalog {
                 services: DesiredState::default(),
                 tasks: self.tasks.list(),
+                packed: self
+                    .parts
+                    .values()
+                    .filter_map(|p| p.packed.clone())
+                    .collect(),
                 cluster: None,
             },
             warnings: warnings.chain(self.squatters.values()).cloned().collect(),

@@ -135,7 +135,8 @@ fn random_part(rng: &mut Rng) -> AppPart {
 /// incremental catalog gets a fresh allocator every time (the allocator is
 /// not the one its addresses came from), against a fresh full build. A
 /// third is fed the parts without records ([`Keep::ServicesOnly`]) and gives
-/// the full build less its records.
+/// the full build less its records; a fourth, their records packed
+/// ([`Keep::Packed`]), gives the full build once they are unpacked.
 #[test]
 fn random_changes_give_the_full_build() {
     for seed in [1, 2, 3, 14] {
@@ -144,9 +145,10 @@ fn random_changes_give_the_full_build() {
         let mut inc = IncrementalCatalog::default();
         let mut inc_fresh = IncrementalCatalog::default();
         let mut inc_lean = IncrementalCatalog::default();
+        let mut inc_packed = IncrementalCatalog::default();
         let (mut alloc_inc, mut alloc_full) = (tiny_allocator(), tiny_allocator());
-        let mut alloc_lean = tiny_allocator();
-        let mut seen = [0usize; 5];
+        let (mut alloc_lean, mut alloc_packed) = (tiny_allocator(), tiny_allocator());
+        let mut seen = [0usize; 6];
         for step in 0..400 {
             let key = rng.below(24) as u32;
             let part = (!rng.chance(30)).then(|| random_part(&mut rng));
@@ -156,11 +158,13 @@ fn random_changes_give_the_full_build() {
             };
             inc.replace(key, part.clone());
             inc_lean.replace(key, part.clone().map(|p| p.kept(Keep::ServicesOnly)));
+            inc_packed.replace(key, part.clone().map(|p| p.kept(Keep::Packed)));
             inc_fresh.replace(key, part);
 
             let full = catalog_from_parts(model.values(), &[], &mut alloc_full);
             let got = inc.catalog(&mut alloc_inc).map(without_map);
             let lean = inc_lean.catalog(&mut alloc_lean).map(without_map);
+            let packed = inc_packed.catalog(&mut alloc_packed).map(without_map);
             let at = format!("seed {seed} step {step}");
             let no_records = |mut p: Parsed| {
                 p.catalog.tasks.clear();
@@ -170,6 +174,18 @@ fn random_changes_give_the_full_build() {
                 lean.ok(),
                 full.as_ref().ok().cloned().map(no_records),
                 "{at} (no records)"
+            );
+            let unpacked = |mut p: Parsed| {
+                seen[5] += usize::from(!p.catalog.packed.is_empty());
+                let (catalog, skipped) = p.catalog.unpacked();
+                assert_eq!(skipped, 0);
+                p.catalog = catalog;
+                p
+            };
+            assert_eq!(
+                packed.map(unpacked).ok(),
+                full.as_ref().ok().cloned(),
+                "{at} (packed)"
             );
             match (&full, &got) {
                 (Ok(f), Ok(g)) => {
@@ -203,9 +219,10 @@ fn random_changes_give_the_full_build() {
             seen[3] += usize::from(model.is_empty());
         }
         // The history did reach the cases it is for.
-        // (seen[4]: steps with a part on a named agent, a full build.)
+        // (seen[4]: steps with a part on a named agent, a full build;
+        // seen[5]: catalogs that carried packed records.)
         assert!(
-            seen[0] > 20 && seen[1] > 400 && seen[4] > 0 && seen[4] < 200,
+            seen[0] > 20 && seen[1] > 400 && seen[4] > 0 && seen[4] < 200 && seen[5] > 100,
             "seed {seed}: {seen:?}"
         );
     }

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::declare;
 use crate::marathon::apps::App;
-use crate::model::{Proto, TaskRecord};
+use crate::model::{PackedRecords, Proto, TaskRecord};
 
 /// One app's share of the catalog: its VIP declarations, backends, task
 /// records and warnings, before named VIPs get addresses. Kept per app so an
@@ -27,7 +27,11 @@ pub struct AppPart {
     pub(super) id: String,
     /// In key order; each key once.
     pub(super) groups: Vec<(GroupKey, PartGroup)>,
+    /// The records, unless kept packed ([`Keep::Packed`]: in `packed`).
     pub(super) tasks: Vec<Arc<TaskRecord>>,
+    /// The records packed in one allocation, in record order (None: not
+    /// packed, or no task).
+    pub(super) packed: Option<Arc<PackedRecords>>,
     pub(super) named_agents: Vec<NamedAgent>,
     pub(super) warnings: Vec<Warning>,
 }
@@ -97,15 +101,39 @@ impl AppPart {
     }
 
     /// The part as a decode with `keep` makes it: without records for
-    /// [`Keep::ServicesOnly`] (for a part decoded elsewhere, with them).
+    /// [`Keep::ServicesOnly`], its records packed for [`Keep::Packed`] (for
+    /// a part decoded elsewhere, with them).
     pub fn kept(mut self, keep: Keep) -> AppPart {
-        if !keep.records() {
-            self.tasks = Vec::new();
-            for n in &mut self.named_agents {
-                n.task = None;
+        match keep {
+            Keep::Records => {
+                if let Some(packed) = self.packed.take() {
+                    // Written by us: an error leaves the records out.
+                    let _ = packed.unpack_into(&mut self.tasks);
+                }
+            }
+            Keep::Packed => {
+                if self.packed.is_none() {
+                    self.packed = PackedRecords::pack(&self.tasks).map(Arc::new);
+                    self.tasks = Vec::new();
+                }
+            }
+            Keep::ServicesOnly => {
+                self.tasks = Vec::new();
+                self.packed = None;
+                for n in &mut self.named_agents {
+                    n.task = None;
+                }
             }
         }
         self
+    }
+
+    /// How this part keeps its records (Packed when they are packed).
+    fn keeps(&self) -> Keep {
+        match self.packed {
+            Some(_) => Keep::Packed,
+            None => Keep::Records,
+        }
     }
 
     fn from_builder(id: String, b: Builder) -> AppPart {
@@ -122,10 +150,16 @@ impl AppPart {
                 (k, group)
             })
             .collect();
+        let (tasks, packed) = match b.keep {
+            // The records made while the part was read are freed here.
+            Keep::Packed => (Vec::new(), PackedRecords::pack(&b.tasks).map(Arc::new)),
+            _ => (b.tasks, None),
+        };
         AppPart {
             id,
             groups,
-            tasks: b.tasks,
+            tasks,
+            packed,
             named_agents: b.named_agents,
             warnings: b.warnings,
         }
@@ -138,7 +172,14 @@ impl AppPart {
     /// Two list entries with the same id (Marathon never sends them) count
     /// as one app declaring both.
     pub fn absorb(&mut self, other: AppPart) {
-        let mut b = Builder::default();
+        let keep = match (self.keeps(), other.keeps()) {
+            (Keep::Records, Keep::Records) => Keep::Records,
+            _ => Keep::Packed,
+        };
+        let mut b = Builder {
+            keep,
+            ..Builder::default()
+        };
         b.add_part(self);
         b.add_part(&other);
         *self = AppPart::from_builder(std::mem::take(&mut self.id), b);
