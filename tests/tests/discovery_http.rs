@@ -35,6 +35,10 @@ fn curl_headers(sb: &Sandbox, path: &str, extra: &[&str]) -> (String, String) {
 }
 
 fn start(sb: &mut Sandbox, extra: &[&str]) -> (FakeMarathon, Agent) {
+    start_agent(sb, &[&["--dns-listen", "127.0.0.1:5353"], extra].concat())
+}
+
+fn start_agent(sb: &mut Sandbox, extra: &[&str]) -> (FakeMarathon, Agent) {
     let m = FakeMarathon::start(
         sb,
         1,
@@ -42,7 +46,7 @@ fn start(sb: &mut Sandbox, extra: &[&str]) -> (FakeMarathon, Agent) {
     )
     .unwrap();
     let url = m.url(0);
-    let mut args = vec!["--marathon", url.as_str(), "--dns-listen", "127.0.0.1:5353"];
+    let mut args = vec!["--marathon", url.as_str()];
     args.extend_from_slice(extra);
     let agent = Agent::start_with_args(sb, "", &args).unwrap();
     agent.wait_vips(1, BOUND).unwrap();
@@ -80,41 +84,7 @@ fn discovery_http_api_answers_as_the_peers() {
     assert_eq!(c["TTL"], 60);
     assert_eq!(c["EnumerationOn"], true);
 
-    let h = wait_json(&sb, "/v1/hosts/redis-tutorial.marathon.mesos", |_| true);
-    assert_eq!(
-        h,
-        json!([{"host": "redis-tutorial.marathon.mesos.", "ip": "127.0.0.2"}])
-    );
-    let h = wait_json(&sb, "/v1/hosts/nope.marathon.mesos", |_| true);
-    assert_eq!(h, json!([{"host": "", "ip": ""}]));
-
-    let s = wait_json(
-        &sb,
-        "/v1/services/_redis-tutorial._tcp.marathon.mesos",
-        |_| true,
-    );
-    let s0 = &s.as_array().unwrap()[0];
-    assert_eq!(s0["service"], "_redis-tutorial._tcp.marathon.mesos");
-    assert!(s0["host"].as_str().unwrap().starts_with("redis-tutorial-"));
-    assert_eq!(
-        (&s0["ip"], &s0["port"]),
-        (&json!("127.0.0.2"), &json!("31256"))
-    );
-    let s = wait_json(&sb, "/v1/services/_nope._tcp.marathon.mesos", |_| true);
-    assert_eq!(
-        s,
-        json!([{"service": "", "host": "", "ip": "", "port": ""}])
-    );
-
-    let e = wait_json(&sb, "/v1/enumerate", |_| true);
-    let fw = &e["frameworks"][0];
-    assert_eq!(fw["name"], "marathon");
-    let task = &fw["tasks"][0];
-    assert_eq!(task["name"], "redis-tutorial");
-    assert!(task["id"].as_str().unwrap().starts_with("redis-tutorial"));
-    assert!(task["records"].as_array().unwrap().iter().any(|r| {
-        r == &json!({"name": "redis-tutorial.marathon.mesos.", "host": "127.0.0.2", "rtype": "A"})
-    }));
+    task_answers(&sb);
 
     let r = wait_json(&sb, "/v1/records", |_| true);
     assert!(r.as_array().unwrap().contains(&json!({
@@ -141,6 +111,57 @@ fn discovery_http_api_answers_as_the_peers() {
     assert!(!text.contains("redis"), "{text}");
     let (code, _) = curl_headers(&sb, "/v1/vips", &["-H", "If-None-Match: \"stale\""]);
     assert_eq!(code, "200");
+}
+
+/// What `/v1` answers from the redis task's record (hosts, services,
+/// enumerate), the same with DNS on and off.
+fn task_answers(sb: &Sandbox) {
+    let h = wait_json(sb, "/v1/hosts/redis-tutorial.marathon.mesos", |_| true);
+    assert_eq!(
+        h,
+        json!([{"host": "redis-tutorial.marathon.mesos.", "ip": "127.0.0.2"}])
+    );
+    let h = wait_json(sb, "/v1/hosts/nope.marathon.mesos", |_| true);
+    assert_eq!(h, json!([{"host": "", "ip": ""}]));
+
+    let s = wait_json(
+        sb,
+        "/v1/services/_redis-tutorial._tcp.marathon.mesos",
+        |_| true,
+    );
+    let s0 = &s.as_array().unwrap()[0];
+    assert_eq!(s0["service"], "_redis-tutorial._tcp.marathon.mesos");
+    assert!(s0["host"].as_str().unwrap().starts_with("redis-tutorial-"));
+    assert_eq!(
+        (&s0["ip"], &s0["port"]),
+        (&json!("127.0.0.2"), &json!("31256"))
+    );
+    let s = wait_json(sb, "/v1/services/_nope._tcp.marathon.mesos", |_| true);
+    assert_eq!(
+        s,
+        json!([{"service": "", "host": "", "ip": "", "port": ""}])
+    );
+
+    let e = wait_json(sb, "/v1/enumerate", |_| true);
+    let fw = &e["frameworks"][0];
+    assert_eq!(fw["name"], "marathon");
+    let task = &fw["tasks"][0];
+    assert_eq!(task["name"], "redis-tutorial");
+    assert!(task["id"].as_str().unwrap().starts_with("redis-tutorial"));
+    assert!(task["records"].as_array().unwrap().iter().any(|r| {
+        r == &json!({"name": "redis-tutorial.marathon.mesos.", "host": "127.0.0.2", "rtype": "A"})
+    }));
+}
+
+/// With the agent's defaults (no DNS, no locality) the Marathon source keeps
+/// the task records packed for `/v1` alone, which unpacks them per request:
+/// the same answers as with DNS on.
+#[test]
+fn discovery_http_api_answers_without_dns_from_packed_records() {
+    require_root();
+    let mut sb = Sandbox::new("disc-packed").unwrap();
+    let (_m, _agent) = start_agent(&mut sb, &[]);
+    task_answers(&sb);
 }
 
 fn vips_ip(sb: &Sandbox) -> String {
