@@ -325,6 +325,13 @@ impl Collector for MarathonCollector {
             "marathon_reads_over_cap",
             "Response bodies and event-stream lines/events over their cap: dropped",
             one(s.over_cap),
+        )?;
+        let unpack = crate::http_api::UNPACK_SKIPPED.load(std::sync::atomic::Ordering::Relaxed);
+        family::counters(
+            e,
+            "discovery_unpack_errors",
+            "Apps whose packed task records did not unpack for the discovery API (a bug): their tasks were left out of that answer",
+            one(unpack),
         )
     }
 }

@@ -162,6 +162,13 @@ fn discovery_http_api_answers_without_dns_from_packed_records() {
     let mut sb = Sandbox::new("disc-packed").unwrap();
     let (_m, _agent) = start_agent(&mut sb, &[]);
     task_answers(&sb);
+    let (code, m) = sb.agent_http("/metrics");
+    assert_eq!(code, "200");
+    let unpack_errors = "l4lb_discovery_unpack_errors_total 0";
+    assert!(
+        m.lines().any(|l| l == unpack_errors),
+        "no {unpack_errors:?} in:\n{m}"
+    );
 }
 
 fn vips_ip(sb: &Sandbox) -> String {
