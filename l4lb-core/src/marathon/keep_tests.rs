@@ -87,15 +87,46 @@ fn same_but_records(full: &mut AppSet, lean: &mut AppSet, what: &str) {
     );
     for (f, l) in catalogs(full).into_iter().zip(catalogs(lean)) {
         assert!(l.catalog.tasks.is_empty(), "{what}: {:?}", l.catalog.tasks);
-        assert_eq!(
-            l.services.as_ref().map(|s| s.iter().collect::<Vec<_>>()),
-            f.services.as_ref().map(|s| s.iter().collect::<Vec<_>>()),
-            "{what}"
-        );
-        assert_eq!(l.catalog.services, f.catalog.services, "{what}");
-        assert_eq!(l.warnings, f.warnings, "{what}");
-        assert_eq!(l.hosts, f.hosts, "{what}");
+        same_services(&f, &l, what);
     }
+}
+
+/// The same services, warnings and agent names in both.
+pub(super) fn same_services(f: &Parsed, other: &Parsed, what: &str) {
+    assert_eq!(
+        other
+            .services
+            .as_ref()
+            .map(|s| s.iter().collect::<Vec<_>>()),
+        f.services.as_ref().map(|s| s.iter().collect::<Vec<_>>()),
+        "{what}"
+    );
+    assert_eq!(other.catalog.services, f.catalog.services, "{what}");
+    assert_eq!(other.warnings, f.warnings, "{what}");
+    assert_eq!(other.hosts, f.hosts, "{what}");
+}
+
+/// Every fixture body the mode tests read: (name, apps, pods).
+pub(super) fn fixture_bodies() -> Vec<(String, Vec<u8>, Option<Vec<u8>>)> {
+    let pods = read(&format!("{FIXTURES}pods_vips.json"));
+    let mut bodies = Vec::new();
+    for name in [
+        "apps_redis_host.json",
+        "apps_bridge_docker.json",
+        "apps_malformed.json",
+    ] {
+        let apps = read(&format!("{FIXTURES}{name}"));
+        bodies.push((name.to_owned(), apps.clone(), None));
+        bodies.push((format!("{name} + pods_vips.json"), apps, Some(pods.clone())));
+    }
+    let status = read(&format!("{FIXTURES}pods_status.json"));
+    let no_apps = br#"{"apps": []}"#.to_vec();
+    bodies.push(("pods_status.json".to_owned(), no_apps, Some(status)));
+    for name in ["marathon15_apps.json", "zdd_apps.json"] {
+        let path = Path::new(PEERS).join("marathon-lb/tests").join(name);
+        bodies.push((name.to_owned(), read(path.to_str().unwrap()), None));
+    }
+    bodies
 }
 
 fn both(apps: &[u8], pods: Option<&[u8]>, what: &str) -> (AppSet, AppSet) {
@@ -109,21 +140,8 @@ fn both(apps: &[u8], pods: Option<&[u8]>, what: &str) -> (AppSet, AppSet) {
 
 #[test]
 fn services_are_the_same_without_records() {
-    let pods = read(&format!("{FIXTURES}pods_vips.json"));
-    for name in [
-        "apps_redis_host.json",
-        "apps_bridge_docker.json",
-        "apps_malformed.json",
-    ] {
-        let apps = read(&format!("{FIXTURES}{name}"));
-        both(&apps, None, name);
-        both(&apps, Some(&pods), &format!("{name} + pods_vips.json"));
-    }
-    let status = read(&format!("{FIXTURES}pods_status.json"));
-    both(br#"{"apps": []}"#, Some(&status), "pods_status.json");
-    for name in ["marathon15_apps.json", "zdd_apps.json"] {
-        let path = Path::new(PEERS).join("marathon-lb/tests").join(name);
-        both(&read(path.to_str().unwrap()), None, name);
+    for (name, apps, pods) in fixture_bodies() {
+        both(&apps, pods.as_deref(), &name);
     }
     let (full, lean) = both(&bench_shape(40, 5), None, "the bench's shape");
     assert_eq!(full.len(), lean.len());

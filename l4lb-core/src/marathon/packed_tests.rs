@@ -2,12 +2,12 @@
 //! they are unpacked, the records a set keeping them gives, in the same
 //! order, with the same services, warnings and agent names, on full reads
 //! and on one app re-read; and its kept catalog holds them only packed.
-use std::path::Path;
-
 use serde_json::{Value, json};
 
 use super::decode::{AppSet, decode_one_app, decode_one_pod};
-use super::keep_tests::{FIXTURES, PEERS, bench_shape, catalogs, read, read_set};
+use super::keep_tests::{
+    FIXTURES, bench_shape, catalogs, fixture_bodies, read, read_set, same_services,
+};
 use super::parse::Keep;
 
 /// Equal once unpacked; true if the kept catalog carried packed records.
@@ -25,14 +25,7 @@ fn same_once_unpacked(full: &mut AppSet, packed: &mut AppSet, what: &str) -> boo
         let (unpacked, skipped) = p.catalog.unpacked();
         assert_eq!(skipped, 0, "{what}");
         assert_eq!(unpacked.tasks, f.catalog.tasks, "{what}");
-        assert_eq!(
-            p.services.as_ref().map(|s| s.iter().collect::<Vec<_>>()),
-            f.services.as_ref().map(|s| s.iter().collect::<Vec<_>>()),
-            "{what}"
-        );
-        assert_eq!(p.catalog.services, f.catalog.services, "{what}");
-        assert_eq!(p.warnings, f.warnings, "{what}");
-        assert_eq!(p.hosts, f.hosts, "{what}");
+        same_services(&f, &p, what);
     }
     carried
 }
@@ -55,21 +48,8 @@ fn bench_by_address(apps: usize, tasks: usize) -> Vec<u8> {
 
 #[test]
 fn packed_records_unpack_to_the_kept_ones() {
-    let pods = read(&format!("{FIXTURES}pods_vips.json"));
-    for name in [
-        "apps_redis_host.json",
-        "apps_bridge_docker.json",
-        "apps_malformed.json",
-    ] {
-        let apps = read(&format!("{FIXTURES}{name}"));
-        both(&apps, None, name);
-        both(&apps, Some(&pods), &format!("{name} + pods_vips.json"));
-    }
-    let status = read(&format!("{FIXTURES}pods_status.json"));
-    both(br#"{"apps": []}"#, Some(&status), "pods_status.json");
-    for name in ["marathon15_apps.json", "zdd_apps.json"] {
-        let path = Path::new(PEERS).join("marathon-lb/tests").join(name);
-        both(&read(path.to_str().unwrap()), None, name);
+    for (name, apps, pods) in fixture_bodies() {
+        both(&apps, pods.as_deref(), &name);
     }
     // Named agents make every catalog a full build: it packs again.
     let (_, _, carried) = both(&bench_shape(40, 5), None, "the bench's shape, named agents");
