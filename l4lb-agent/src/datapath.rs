@@ -677,11 +677,6 @@ impl Maps {
         self.be_stats.sum(id, Stats::add)
     }
 
-    /// How connect() used a service's local set, summed over CPUs.
-    pub fn local_stats(&self, service_id: u32) -> l4lb_common::LocalStats {
-        self.service_record(service_id).local
-    }
-
     /// What one VIP sent one backend; None when the pinned maps predate
     /// per-pair counters.
     pub fn member_stats(&self, service_id: u32, backend_id: u32) -> Option<Stats> {
@@ -691,11 +686,6 @@ impl Maps {
     /// What this node saw of a backend's handshakes (None: no health map here).
     pub fn backend_health(&self, id: u32) -> Option<l4lb_common::BackendHealth> {
         self.health.as_ref()?.health.get(&id, 0).ok()
-    }
-
-    /// How p2c decided for a service, summed over CPUs.
-    pub fn lb_stats(&self, id: u32) -> l4lb_common::LbStats {
-        self.service_record(id).lb
     }
 
     /// A backend's health as the CLI shows it: the kernel's entry, the
