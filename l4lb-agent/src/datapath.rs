@@ -179,14 +179,9 @@ impl Maps {
                 backends: id_bits::IdBits::below(cap.backends),
             });
         }
-        if let Some(m) = maps.member_stats.as_mut() {
-            let dropped = m.sweep(&maps.members);
-            if dropped > 0 {
-                tracing::info!(
-                    dropped,
-                    "per-(VIP, backend) counters of former members removed"
-                );
-            }
+        if let Err(e) = maps.sweep_member_stats() {
+            // Stale counters are only extra series: never a reason not to load.
+            tracing::warn!("per-(VIP, backend) counters not swept: {e:#}");
         }
         maps.vip_addrs
             .sync(&maps.services)
@@ -196,6 +191,27 @@ impl Maps {
                 .context("syncing the service generations")?;
         }
         Ok(maps)
+    }
+
+    /// Drops the counters of pairs that are no longer members (a connect
+    /// racing a member's removal can recreate its entry just after it).
+    fn sweep_member_stats(&mut self) -> Result<()> {
+        if self.member_stats.is_none() {
+            return Ok(());
+        }
+        let members: Vec<MemberKey> = self.member_entries()?.into_iter().map(|(k, _)| k).collect();
+        let cpus = nr_cpus()?;
+        let Some(m) = self.member_stats.as_mut() else {
+            return Ok(());
+        };
+        let dropped = m.sweep(&members, cpus);
+        if dropped > 0 {
+            tracing::info!(
+                dropped,
+                "per-(VIP, backend) counters of former members removed"
+            );
+        }
+        Ok(())
     }
 
     fn from_maps(mut get: impl FnMut(&str) -> Result<Map>) -> Result<Maps> {

@@ -5,8 +5,8 @@
 //! can recreate one just after it).
 use std::os::fd::AsFd;
 
-use aya::maps::{HashMap, IterableMap, MapData, PerCpuHashMap};
-use l4lb_common::{MemberKey, MemberValue, Stats};
+use aya::maps::{IterableMap, MapData, PerCpuHashMap};
+use l4lb_common::{MemberKey, Stats};
 
 use super::sum;
 
@@ -35,9 +35,8 @@ impl MemberStats {
     /// map's reads or the read failed (read pair by pair then).
     pub fn all(&self, cpus: usize) -> Option<std::collections::HashMap<MemberKey, Stats>> {
         let fd = self.map.map().fd().as_fd();
-        let per_call = ((256 << 10) / (cpus.max(1) * size_of::<Stats>())).max(1);
         let mut sums = std::collections::HashMap::new();
-        super::batch::for_each_in_hash::<MemberKey, Stats>(fd, per_call, cpus, |k, run| {
+        super::batch::for_each_in_hash::<MemberKey, Stats>(fd, per_call(cpus), cpus, |k, run| {
             let mut total = Stats::default();
             run.iter().for_each(|r| total.add(r));
             sums.insert(*k, total);
@@ -60,16 +59,39 @@ impl MemberStats {
         }
     }
 
-    /// Removes the entries whose pair is not in `members`; returns how many.
-    pub fn sweep(&mut self, members: &HashMap<MapData, MemberKey, MemberValue>) -> usize {
+    /// Removes the entries whose pair is not in `members` (the members
+    /// map's keys); returns how many.
+    pub fn sweep(&mut self, members: &[MemberKey], cpus: usize) -> usize {
+        let mut members = members.to_vec();
+        members.sort_unstable();
         let orphans: Vec<MemberKey> = self
-            .map
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| members.get(k, 0).is_err())
+            .pairs(cpus)
+            .into_iter()
+            .filter(|k| members.binary_search(k).is_err())
             .collect();
         orphans.iter().filter(|k| self.remove(k).is_ok()).count()
     }
+
+    /// Every pair the map holds: in batches (the values come along and are
+    /// dropped), key by key on a kernel without batch lookups.
+    fn pairs(&self, cpus: usize) -> Vec<MemberKey> {
+        let fd = self.map.map().fd().as_fd();
+        let mut keys = Vec::new();
+        let read =
+            super::batch::for_each_in_hash::<MemberKey, Stats>(fd, per_call(cpus), cpus, |k, _| {
+                keys.push(*k)
+            });
+        match read {
+            Ok(Some(())) => keys,
+            _ => self.map.keys().filter_map(Result::ok).collect(),
+        }
+    }
+}
+
+/// Pairs a batched read takes per call: ~256 KB of per-CPU values, so a
+/// node with hundreds of CPUs never holds them all at once.
+fn per_call(cpus: usize) -> usize {
+    ((256 << 10) / (cpus.max(1) * size_of::<Stats>())).max(1)
 }
 
 #[cfg(test)]
@@ -78,10 +100,8 @@ mod tests {
 
     use super::*;
 
-    /// The batched read sums each pair over CPUs as the one-pair read does,
-    /// for every pair the map holds.
-    #[test]
-    fn all_pairs_read_in_batches_equal_one_pair_reads() {
+    /// A pair counters map of `n` pairs, each CPU's counters distinct.
+    fn pairs_map(n: u32) -> (MemberStats, Vec<MemberKey>, usize) {
         // A kernel test fails without root, never passes by skipping.
         // SAFETY: plain FFI.
         let euid = unsafe { libc::geteuid() };
@@ -92,7 +112,7 @@ mod tests {
         let data = MapData::create(obj, "l4lb_test_pairs", None).expect("creating the map (root?)");
         let mut m = MemberStats::new(Map::PerCpuHashMap(data)).unwrap();
         let cpus = aya::util::nr_cpus().unwrap();
-        let keys: Vec<MemberKey> = (0..2500u32)
+        let keys: Vec<MemberKey> = (0..n)
             .map(|i| MemberKey {
                 service_id: i / 5,
                 backend_id: i * 31 + 7,
@@ -107,6 +127,14 @@ mod tests {
             let values = PerCpuValues::try_from(per_cpu.collect::<Vec<_>>()).unwrap();
             m.map.insert(k, values, 0).unwrap();
         }
+        (m, keys, cpus)
+    }
+
+    /// The batched read sums each pair over CPUs as the one-pair read does,
+    /// for every pair the map holds.
+    #[test]
+    fn all_pairs_read_in_batches_equal_one_pair_reads() {
+        let (m, keys, cpus) = pairs_map(2500);
         let all = m.all(cpus).expect("batch reads on this kernel");
         assert_eq!(all.len(), keys.len());
         for k in &keys {
@@ -114,5 +142,26 @@ mod tests {
         }
         let c = cpus as u64;
         assert_eq!(all[&keys[3]].connects, 30 * c + c * (c - 1) / 2);
+    }
+
+    /// The sweep removes exactly the pairs that are not members and leaves
+    /// the members' counters as they were.
+    #[test]
+    fn sweep_removes_only_the_pairs_that_are_not_members() {
+        let (mut m, keys, cpus) = pairs_map(2500);
+        let members: Vec<MemberKey> = keys
+            .iter()
+            .copied()
+            .filter(|k| k.backend_id % 3 != 0)
+            .collect();
+        let before = m.get(members[7].service_id, members[7].backend_id);
+        assert_eq!(m.sweep(&members, cpus), keys.len() - members.len());
+        let mut left = m.pairs(cpus);
+        left.sort_unstable();
+        let mut want = members.clone();
+        want.sort_unstable();
+        assert_eq!(left, want);
+        assert_eq!(m.get(members[7].service_id, members[7].backend_id), before);
+        assert_eq!(m.sweep(&members, cpus), 0, "a second sweep finds nothing");
     }
 }
