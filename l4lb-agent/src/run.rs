@@ -365,9 +365,7 @@ async fn screen_adopted(
     );
     let mut adopted = Catalog {
         services: rec.applied().to_desired(),
-        tasks: Vec::new(),
-        packed: Vec::new(),
-        cluster: None,
+        ..Default::default()
     };
     if !refusals.screen(collisions, &mut adopted, metrics) {
         return Ok(false);

@@ -107,8 +107,7 @@ fn catalog() -> (Catalog, BTreeSet<Vip>) {
     let catalog = Catalog {
         services,
         tasks,
-        packed: Vec::new(),
-        cluster: None,
+        ..Default::default()
     };
     (catalog, published)
 }
@@ -267,8 +266,7 @@ fn updates(mut index: ZoneIndex, catalog: &Catalog, published: &BTreeSet<Vip>, o
                     .map(|t| Arc::new(TaskRecord::clone(t)))
                     .collect(),
                 services: current.services.clone(),
-                packed: Vec::new(),
-                cluster: None,
+                ..Default::default()
             };
             let t = Instant::now();
             let zones = black_box(index.update(&rebuilt, published));

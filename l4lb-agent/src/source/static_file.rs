@@ -117,9 +117,7 @@ pub async fn spawn(
     let initial = SourceEvent::Update {
         catalog: Catalog {
             services: first,
-            tasks: Vec::new(),
-            packed: Vec::new(),
-            cluster: None,
+            ..Default::default()
         },
         services: None,
         trigger: "initial".into(),
@@ -152,9 +150,7 @@ pub async fn spawn(
                 Ok(services) => SourceEvent::Update {
                     catalog: Catalog {
                         services,
-                        tasks: Vec::new(),
-                        packed: Vec::new(),
-                        cluster: None,
+                        ..Default::default()
                     },
                     services: None,
                     trigger: trigger.into(),

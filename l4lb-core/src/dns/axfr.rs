@@ -207,10 +207,8 @@ mod tests {
             tasks.push(Arc::new(t));
         }
         let c = Catalog {
-            services: Default::default(),
             tasks,
-            packed: Vec::new(),
-            cluster: None,
+            ..Default::default()
         };
         let z = build_zones(&c, &Default::default(), &ZoneOptions::default());
         let (msgs, _) = transfer(&z, &query("mesos.", RecordType::AXFR));

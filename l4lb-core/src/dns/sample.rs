@@ -97,8 +97,7 @@ fn with_redis_vip(
     let catalog = Catalog {
         services,
         tasks,
-        packed: Vec::new(),
-        cluster: None,
+        ..Default::default()
     };
     (catalog, [vip].into())
 }

@@ -123,8 +123,8 @@ impl Catalog {
         let catalog = Catalog {
             services: self.services.clone(),
             tasks,
-            packed: Vec::new(),
             cluster: self.cluster.clone(),
+            ..Default::default()
         };
         (catalog, skipped)
     }
