@@ -8,6 +8,7 @@
 //! under their usual paths (`crate::model`, `crate::plan`, …).
 pub use l4lb_core::{codec, config, guard, model, naming, packet, plan, slots};
 pub mod adopt;
+pub mod allocator;
 pub mod cli;
 pub mod datapath;
 pub mod dns;

@@ -12,34 +12,8 @@ use l4lb_agent::{
 
 mod commands;
 
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// `mi_option_arena_eager_commit` and `mi_option_purge_delay` in mimalloc v3's
-/// `mi_option_e` (include/mimalloc.h; the -sys crate builds v3 unless its `v2`
-/// feature is on, and names only some options).
-const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// Freed memory goes back to the OS at once and arena memory is committed
-/// when used, so the agent's peak RSS follows what it holds, at the same
-/// speed (BENCHMARKS.md, "Measurements behind choices in the code"). It
-/// must run before the first allocation creates mimalloc's first arena (set
-/// in `main`, the arena option comes too late): hence a constructor in
-/// `.init_array`, as `MIMALLOC_*` variables would be read.
-extern "C" fn tune_allocator() {
-    // SAFETY: setters of mimalloc's global options; no thread exists yet.
-    unsafe {
-        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
-        libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0);
-    }
-}
-
-#[used]
-#[unsafe(link_section = ".init_array")]
-static TUNE_ALLOCATOR: extern "C" fn() = tune_allocator;
-
 fn main() -> ExitCode {
+    let tuned = l4lb_agent::allocator::tune();
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cli.log));
     // Colours only for a terminal: logs in files and journals stay plain text.
@@ -49,6 +23,9 @@ fn main() -> ExitCode {
         .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .init();
+    if !tuned {
+        tracing::warn!("malloc's options not set: the full sync's peak memory will be higher");
+    }
     match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

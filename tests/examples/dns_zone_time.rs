@@ -18,9 +18,6 @@ use l4lb_agent::{
 };
 use l4lb_tests::bench_cluster::marathon_apps;
 
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
@@ -53,6 +50,8 @@ fn digest(zones: &l4lb_agent::dns::Zones) -> u64 {
 }
 
 fn main() {
+    // The agent's allocator options.
+    assert!(l4lb_agent::allocator::tune());
     let mut args = std::env::args().skip(1);
     let mut arg = |d: u32| args.next().map_or(d, |a| a.parse().expect("a number"));
     let (apps, tasks, rounds) = (arg(10_000), arg(5), arg(3));

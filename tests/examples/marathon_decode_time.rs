@@ -6,8 +6,8 @@
 //! `services-only` is given. Instructions of the refreshes alone:
 //! `valgrind --tool=callgrind --toggle-collect='*AppSet*refresh*'` on it;
 //! of the first catalog built from the set (`update_catalog`, the agent's
-//! next step): `--toggle-collect='*AppSet*update_catalog*'`. The agent's
-//! allocator (mimalloc, its options at their defaults).
+//! next step): `--toggle-collect='*AppSet*update_catalog*'`. Under the agent's
+//! allocator (glibc's malloc with the agent's options).
 /// This thread's CPU time (the machine is shared: wall time is other load's).
 #[derive(Clone, Copy)]
 struct Instant(f64);
@@ -31,9 +31,6 @@ use l4lb_agent::{
 use l4lb_tests::bench_cluster::marathon_apps;
 use serde::Deserialize;
 
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn body(apps: u32, tasks: u32) -> Vec<u8> {
     serde_json::to_vec(&marathon_apps(apps, tasks)).unwrap()
 }
@@ -43,6 +40,8 @@ fn ms(t: Instant) -> f64 {
 }
 
 fn main() {
+    // The agent's allocator options.
+    assert!(l4lb_agent::allocator::tune());
     let mut args = std::env::args().skip(1);
     let apps: u32 = args.next().map_or(10_000, |a| a.parse().unwrap());
     let tasks: u32 = args.next().map_or(5, |a| a.parse().unwrap());

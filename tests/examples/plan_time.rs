@@ -17,9 +17,6 @@ mod plan_shape;
 use plan_empty::plan_from_empty;
 use plan_shape::services;
 
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Folds an op into a digest: its kind and the ids and values it writes.
 fn digest(d: u64, op: &Op) -> u64 {
     let words: [u64; 3] = match op {
@@ -51,6 +48,8 @@ fn digest(d: u64, op: &Op) -> u64 {
 }
 
 fn main() {
+    // The agent's allocator options.
+    assert!(l4lb_agent::allocator::tune());
     let mut args = std::env::args().skip(1);
     let n: u32 = args.next().map_or(10_000, |a| a.parse().unwrap());
     let members: u32 = args.next().map_or(5, |a| a.parse().unwrap());
