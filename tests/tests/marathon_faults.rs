@@ -165,20 +165,17 @@ fn an_event_storm_is_coalesced_and_memory_stays_bounded() {
     );
     // One read of the named app per 5 ms window at most, never one per event.
     assert!(rereads <= 200, "10,000 events caused {rereads} re-reads");
-    // /web did not change: no event rebuilt the table, nothing was written
-    // (the test's 1 s resync still applies, with no writes).
+    // /web did not change: nothing was written. An event's read that found
+    // nothing new builds no table; the test's 1 s resync does (a resync due
+    // with an event is one full read, applied under the event's trigger).
     let log = agent.log();
     let after: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("table applied"))
         .skip(applies_before)
         .collect();
-    assert!(
-        after
-            .iter()
-            .all(|l| l.contains("trigger=\"marathon resync\"") && l.contains("writes=0")),
-        "{after:#?}"
-    );
+    assert!(after.iter().all(|l| l.contains("writes=0")), "{after:#?}");
+    assert!(after.len() <= 5, "more tables than resyncs: {after:#?}");
     let hwm = rss_kb(agent.pid());
     eprintln!("agent peak RSS {hwm} kB");
     assert!(hwm < 100 * 1024, "agent peak RSS {hwm} kB over 100 MB");

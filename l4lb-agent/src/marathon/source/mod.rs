@@ -401,6 +401,10 @@ impl<A: MarathonApi> SourceLoop<A> {
         };
         let built = self.absorb(result);
         let built = self.first_table_waits_for_names(built).await;
+        if apps_read.is_none() {
+            // A full read, good or failed, freed what it replaced.
+            crate::allocator::release_free_pages();
+        }
         match built {
             // Only an app read: a full one always builds the catalog.
             Ok(None) => {
