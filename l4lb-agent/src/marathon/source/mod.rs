@@ -401,10 +401,6 @@ impl<A: MarathonApi> SourceLoop<A> {
         };
         let built = self.absorb(result);
         let built = self.first_table_waits_for_names(built).await;
-        if apps_read.is_none() {
-            // A full read, good or failed, freed what it replaced.
-            crate::allocator::release_free_pages();
-        }
         match built {
             // Only an app read: a full one always builds the catalog.
             Ok(None) => {
@@ -417,6 +413,10 @@ impl<A: MarathonApi> SourceLoop<A> {
             }
             Err(reason) => {
                 self.retry_after_failure(trigger, reason, now);
+                // What a failed read decoded is freed: back to the OS, not
+                // held until the next good read (a good one is applied at
+                // once; its frees are reused by the next read).
+                crate::allocator::release_free_pages();
                 Continue(())
             }
         }
