@@ -95,6 +95,11 @@ impl Families {
         Families(bits)
     }
 
+    /// `self` with `f`.
+    pub(super) fn with(self, f: Family) -> Families {
+        Families(self.0 | Self::bit(f))
+    }
+
     pub(super) fn union(self, other: Families) -> Families {
         Families(self.0 | other.0)
     }
