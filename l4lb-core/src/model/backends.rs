@@ -153,7 +153,10 @@ impl IntoIterator for Backends {
     type Item = (SocketAddr, u32);
     type IntoIter = IntoIter;
     fn into_iter(self) -> IntoIter {
-        IntoIter { list: self.0, at: 0 }
+        IntoIter {
+            list: self.0,
+            at: 0,
+        }
     }
 }
 

@@ -211,7 +211,7 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
     /// services are derived).
     fn merge(&mut self, gk: &GroupKey) {
         let Some(d) = self.groups.get_mut(gk) else {
-            return; // merged away already (a retry after an error)
+            return; // no part declares it, nor has since it was derived away
         };
         let (before, after) = (d.families, families(&self.parts, d.parts(), gk));
         d.families = after;
