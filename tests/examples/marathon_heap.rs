@@ -63,6 +63,7 @@ fn main() {
         per(allocs() - calls, apps, tasks)
     );
     let services = p.services.clone().unwrap();
+    let screener = screen_stage(&services);
     let records = unpack_stage(&p.catalog);
     zones_stage(&records, &services);
     drop(records);
@@ -99,7 +100,28 @@ fn main() {
         t.elapsed().as_secs_f64() * 1e3
     );
     drop(services);
+    drop(screener);
     println!("set alone: {:.1} MB", mb(live() - base));
+}
+
+/// The guard's screen of the catalog's services (the agent keeps its
+/// screener from one catalog to the next): what the screener holds of its
+/// own (the services it keeps share the catalog's map).
+fn screen_stage(services: &l4lb_agent::model::ServiceMap) -> l4lb_agent::guard::Screener {
+    use l4lb_agent::guard::{DEFAULT_VIP_CIDRS, Guard, Screener, parse_cidr};
+    let cidrs = DEFAULT_VIP_CIDRS.iter().map(|c| parse_cidr(c).unwrap());
+    let guard = Guard::new(cidrs.collect());
+    let before = live();
+    mark_peak(before);
+    let mut screener = Screener::default();
+    let (kept, refused) = screener.screen(&guard, services);
+    drop((kept, refused));
+    println!(
+        "guard screen: the screener holds {:.2} MB (peak +{:.2})",
+        mb(live() - before),
+        mb(peak() - before)
+    );
+    screener
 }
 
 /// `n` allocations, and per app and per task.

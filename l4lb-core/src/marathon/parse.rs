@@ -38,6 +38,7 @@ use crate::naming::{NamingError, VipAllocator};
 
 mod agents;
 mod catalog;
+mod declared;
 mod group_view;
 mod incremental;
 mod keep;

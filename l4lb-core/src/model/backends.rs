@@ -1,18 +1,29 @@
-//! A service's backends as one sorted vector: every service of the desired
-//! state holds one, and a B-tree map of five backends is a 408-byte node
-//! where the five entries take 180 bytes.
-use std::{collections::BTreeMap, fmt, net::SocketAddr};
+//! A service's backends as one sorted, shared slice: every service of the
+//! desired state holds one (a B-tree map of five backends is a 408-byte
+//! node where the five entries take 180 bytes), and a catalog's service
+//! shares the list its app's part holds when they are the same (a copy per
+//! service was 1.8 MB at 10,000 services of five).
+use std::{collections::BTreeMap, fmt, net::SocketAddr, sync::Arc};
 
 use serde::{Serialize, Serializer};
 
 /// Backend → weight, sorted by address, each address once. Reads like the
-/// `BTreeMap` it replaces.
+/// `BTreeMap` it replaces; a clone is a count, a change copies the list
+/// (services are made whole, not edited).
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
-pub struct Backends(Vec<(SocketAddr, u32)>);
+pub struct Backends(Arc<[(SocketAddr, u32)]>);
 
 impl Backends {
     pub fn new() -> Backends {
-        Backends(Vec::new())
+        Backends::default()
+    }
+
+    /// Changes a copy of the list with `f` (a sorted vector still).
+    fn edit<T>(&mut self, f: impl FnOnce(&mut Vec<(SocketAddr, u32)>) -> T) -> T {
+        let mut v = self.0.to_vec();
+        let out = f(&mut v);
+        self.0 = v.into();
+        out
     }
 
     pub fn len(&self) -> usize {
@@ -38,20 +49,26 @@ impl Backends {
     /// Sets `addr`'s weight; the weight it had, if any.
     pub fn insert(&mut self, addr: SocketAddr, weight: u32) -> Option<u32> {
         match self.find(&addr) {
-            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, weight)),
+            Ok(i) => Some(std::mem::replace(&mut self.slice_mut()[i].1, weight)),
             Err(i) => {
-                self.0.insert(i, (addr, weight));
+                self.edit(|v| v.insert(i, (addr, weight)));
                 None
             }
         }
     }
 
     pub fn remove(&mut self, addr: &SocketAddr) -> Option<u32> {
-        self.find(addr).ok().map(|i| self.0.remove(i).1)
+        let i = self.find(addr).ok()?;
+        Some(self.edit(|v| v.remove(i).1))
     }
 
     pub fn retain(&mut self, mut keep: impl FnMut(&SocketAddr, &mut u32) -> bool) {
-        self.0.retain_mut(|(a, w)| keep(a, w));
+        self.edit(|v| v.retain_mut(|(a, w)| keep(a, w)));
+    }
+
+    /// The entries to change in place (copied first if shared).
+    fn slice_mut(&mut self) -> &mut [(SocketAddr, u32)] {
+        Arc::make_mut(&mut self.0)
     }
 
     /// (address, weight) in address order.
@@ -68,7 +85,7 @@ impl Backends {
     }
 
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut u32> {
-        self.0.iter_mut().map(|(_, w)| w)
+        self.slice_mut().iter_mut().map(|(_, w)| w)
     }
 
     pub fn first_key_value(&self) -> Option<(&SocketAddr, &u32)> {
@@ -82,15 +99,13 @@ impl FromIterator<(SocketAddr, u32)> for Backends {
         let mut v: Vec<(SocketAddr, u32)> = iter.into_iter().collect();
         if v.windows(2).all(|w| w[0].0 < w[1].0) {
             // Already sorted without repeats, as a catalog's merged lists are.
-            v.shrink_to_fit();
-            return Backends(v);
+            return Backends(v.into());
         }
         v.sort_by_key(|(a, _)| *a); // stable: repeats in given order
         v.reverse();
         v.dedup_by(|later, kept| later.0 == kept.0);
         v.reverse();
-        v.shrink_to_fit();
-        Backends(v)
+        Backends(v.into())
     }
 }
 
@@ -117,7 +132,7 @@ impl Extend<(SocketAddr, u32)> for Backends {
     /// backend: a service of thousands stays O(n log n). The added weights
     /// win, as inserts' would.
     fn extend<I: IntoIterator<Item = (SocketAddr, u32)>>(&mut self, iter: I) {
-        let mut all = std::mem::take(&mut self.0);
+        let mut all = self.0.to_vec();
         all.extend(iter);
         *self = all.into_iter().collect();
     }
@@ -136,9 +151,27 @@ impl<'a> IntoIterator for &'a Backends {
 
 impl IntoIterator for Backends {
     type Item = (SocketAddr, u32);
-    type IntoIter = std::vec::IntoIter<(SocketAddr, u32)>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.into_iter()
+    type IntoIter = IntoIter;
+    fn into_iter(self) -> IntoIter {
+        IntoIter {
+            list: self.0,
+            at: 0,
+        }
+    }
+}
+
+/// [`Backends`]' entries by value (the list may be shared: copied out).
+pub struct IntoIter {
+    list: Arc<[(SocketAddr, u32)]>,
+    at: usize,
+}
+
+impl Iterator for IntoIter {
+    type Item = (SocketAddr, u32);
+    fn next(&mut self) -> Option<(SocketAddr, u32)> {
+        let entry = self.list.get(self.at).copied();
+        self.at += 1;
+        entry
     }
 }
 

@@ -56,7 +56,7 @@ impl Group {
         if !self.apps.contains(app_id) {
             self.apps.insert(app_id.to_owned());
         }
-        for &(a, w) in &pg.backends {
+        for (&a, &w) in &pg.backends {
             let e = self.backends.entry(a).or_insert(w);
             *e = (*e).max(w);
         }
@@ -93,6 +93,11 @@ impl Families {
             .into_iter()
             .fold(0, |bits, a| bits | Self::bit(Family::of(a.ip())));
         Families(bits)
+    }
+
+    /// `self` with `f`.
+    pub(super) fn with(self, f: Family) -> Families {
+        Families(self.0 | Self::bit(f))
     }
 
     pub(super) fn union(self, other: Families) -> Families {
@@ -353,10 +358,7 @@ pub(super) fn named_group_services(
             addr: SocketAddr::new(ip, port),
             proto,
         };
-        let backends = g
-            .backends()
-            .filter(|(b, _)| Family::of(b.ip()) == family)
-            .collect();
+        let backends = g.service_backends(Some(family));
         let spec = ServiceSpec {
             name: g.first_label().cloned(),
             framework: g.framework().clone(),
@@ -374,7 +376,7 @@ pub(super) fn ip_service(g: GroupView) -> ServiceSpec {
         name: None,
         framework: None,
         origin: g.origin(),
-        backends: g.backends().collect(),
+        backends: g.service_backends(None),
     }
 }
 

@@ -3,6 +3,9 @@
 //! makes no B-tree of its labels, apps and backends for it.
 use std::net::SocketAddr;
 
+use crate::model::Backends;
+use crate::naming::Family;
+
 use super::{
     catalog::{Families, Group, origin, origin_of_one},
     part::PartGroup,
@@ -57,8 +60,20 @@ impl GroupView<'_> {
             GroupView::Merged(g) => (Some(&g.backends), None),
             GroupView::One { pg, .. } => (None, Some(&pg.backends)),
         };
-        let merged = merged.into_iter().flatten().map(|(a, w)| (*a, *w));
-        merged.chain(one.into_iter().flatten().copied())
+        let merged = merged.into_iter().flatten();
+        merged
+            .chain(one.into_iter().flatten())
+            .map(|(a, w)| (*a, *w))
+    }
+
+    /// The backends in `family` (all: None) as a service holds them: the
+    /// one part's own list when it has no other (a count, not a copy).
+    pub(super) fn service_backends(&self, family: Option<Family>) -> Backends {
+        let of = |a: &SocketAddr| family.is_none_or(|f| Family::of(a.ip()) == f);
+        match self {
+            GroupView::One { pg, .. } if pg.backends.keys().all(of) => pg.backends.clone(),
+            _ => self.backends().filter(|(a, _)| of(a)).collect(),
+        }
     }
 
     pub(super) fn has_backends(&self) -> bool {

@@ -12,7 +12,7 @@
 //! generation differs); otherwise the last addresses hold.
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::IpAddr,
+    net::{IpAddr, SocketAddr},
     sync::Arc,
 };
 
@@ -20,6 +20,7 @@ use super::{
     AppPart, ParseError, Parsed, Warning,
     catalog::{Allocated, Families, Group, GroupKey, ip_service, named_group_services, squatter},
     catalog_with_hosts,
+    declared::Declared,
     group_view::GroupView,
     task_runs::TaskRuns,
 };
@@ -27,46 +28,13 @@ use crate::hosts::HostTable;
 use crate::model::{Catalog, DesiredState, Proto, ServiceMap, Vip, desired_state};
 use crate::naming::{Family, VipAllocator};
 
-/// The parts that declare a group, and the families of its backends when
-/// last merged. The merged group itself is not kept: it is made again from
-/// those parts when its services are (held for every VIP, its label, app
-/// and backend sets were a third of the Marathon source's heap at 10,000
-/// apps).
-#[derive(Clone, Debug)]
-struct Declared<K> {
-    /// Sorted, each once: one part in the common case, so a vector.
-    parts: Vec<K>,
-    families: Families,
-}
-
-impl<K> Default for Declared<K> {
-    fn default() -> Self {
-        Declared {
-            parts: Vec::new(),
-            families: Families::default(),
-        }
-    }
-}
-
-impl<K: Ord + Clone> Declared<K> {
-    fn add(&mut self, id: &K) {
-        if let Err(i) = self.parts.binary_search(id) {
-            self.parts.insert(i, id.clone());
-        }
-    }
-
-    fn remove(&mut self, id: &K) {
-        if let Ok(i) = self.parts.binary_search(id) {
-            self.parts.remove(i);
-        }
-    }
-}
-
 /// Parts keyed by `K` (the catalog takes them in `K` order) and the catalog
 /// they make, kept between changes.
 #[derive(Clone, Debug)]
 pub struct IncrementalCatalog<K> {
     parts: BTreeMap<K, AppPart>,
+    /// Every declared group; one no part declares any more stays until its
+    /// services are derived again (its VIPs are withdrawn then).
     groups: BTreeMap<GroupKey, Declared<K>>,
     /// Groups whose parts changed since the last catalog.
     dirty: BTreeSet<GroupKey>,
@@ -76,11 +44,12 @@ pub struct IncrementalCatalog<K> {
     /// The allocator generation `addrs` were taken at.
     generation: Option<u64>,
     addrs: Allocated,
+    /// The addresses the derived named VIPs sit at, from when `addrs` is
+    /// taken anew until they are derived again (None: at `addrs`).
+    derived_at: Option<Allocated>,
     /// Persistent: each catalog hands out an O(1) copy that shares what
     /// the next change leaves alone.
     services: ServiceMap,
-    /// The VIPs each named group got.
-    named_vips: BTreeMap<GroupKey, Vec<Vip>>,
     /// Which named key holds each named VIP.
     named_at: BTreeMap<Vip, Arc<str>>,
     /// IP VIPs left out because a named VIP holds their address.
@@ -103,8 +72,8 @@ impl<K> Default for IncrementalCatalog<K> {
             wanted_changed: false,
             generation: None,
             addrs: Allocated::new(),
+            derived_at: None,
             services: ServiceMap::new(),
-            named_vips: BTreeMap::new(),
             named_at: BTreeMap::new(),
             squatters: BTreeMap::new(),
             tasks: TaskRuns::default(),
@@ -242,13 +211,10 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
     /// services are derived).
     fn merge(&mut self, gk: &GroupKey) {
         let Some(d) = self.groups.get_mut(gk) else {
-            return; // merged away already (a retry after an error)
+            return; // no part declares it, nor has since it was derived away
         };
-        let (before, after) = (d.families, families(&self.parts, &d.parts, gk));
+        let (before, after) = (d.families, families(&self.parts, d.parts(), gk));
         d.families = after;
-        if d.parts.is_empty() {
-            self.groups.remove(gk);
-        }
         let GroupKey::Named { key, .. } = gk else {
             return;
         };
@@ -270,7 +236,7 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
     fn group(&self, gk: &GroupKey) -> Option<Group> {
         let d = self.groups.get(gk)?;
         let mut group = Group::default();
-        for id in &d.parts {
+        for id in d.parts() {
             let part = &self.parts[id];
             if let Some(pg) = part.group(gk) {
                 group.add(&part.id, pg);
@@ -310,11 +276,12 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
             addrs.insert(family, alloc.allocate(family, &keys)?);
         }
         let old = std::mem::replace(&mut self.addrs, addrs);
+        let old = self.derived_at.get_or_insert(old);
         // Until a first allocation succeeds nothing was derived, so every
         // group is dirty still: no moved name's groups to add (a search
         // per name in a first build).
         if self.generation.is_some() {
-            for key in moved(&old, &self.addrs) {
+            for key in moved(old, &self.addrs) {
                 self.dirty.extend(named_groups(&self.groups, key).cloned());
             }
         }
@@ -326,21 +293,25 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
     /// Re-derives the services of `dirty` groups, and of IP VIPs where a
     /// re-derived named VIP was or is.
     fn derive(&mut self, dirty: BTreeSet<GroupKey>) {
+        let derived_at = self.derived_at.take();
         let mut ip_vips = BTreeSet::new();
         let mut named = Vec::new();
         for gk in dirty {
+            for vip in self
+                .take_vips(&gk, derived_at.as_ref())
+                .into_iter()
+                .flatten()
+            {
+                self.services.remove(&vip);
+                self.named_at.remove(&vip);
+                ip_vips.insert(vip);
+            }
+            if self.groups.get(&gk).is_some_and(|d| d.parts().is_empty()) {
+                self.groups.remove(&gk);
+            }
             match gk {
-                GroupKey::Ip(vip) => {
-                    ip_vips.insert(vip);
-                }
-                GroupKey::Named { .. } => {
-                    for vip in self.named_vips.remove(&gk).unwrap_or_default() {
-                        self.services.remove(&vip);
-                        self.named_at.remove(&vip);
-                        ip_vips.insert(vip);
-                    }
-                    named.push(gk);
-                }
+                GroupKey::Ip(vip) => drop(ip_vips.insert(vip)),
+                GroupKey::Named { .. } => named.push(gk),
             }
         }
         for vip in &ip_vips {
@@ -357,22 +328,40 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
         }
     }
 
+    /// The VIPs the named group `gk` got when its services were last
+    /// derived (at its name's address then: `derived_at`, else `addrs`),
+    /// forgotten; none for an IP VIP's group.
+    fn take_vips(&mut self, gk: &GroupKey, derived_at: Option<&Allocated>) -> [Option<Vip>; 2] {
+        let mut out = [None; 2];
+        let (GroupKey::Named { key, port, proto }, Some(d)) = (gk, self.groups.get_mut(gk)) else {
+            return out;
+        };
+        let at = derived_at.unwrap_or(&self.addrs);
+        for (vip, family) in out.iter_mut().zip(std::mem::take(&mut d.vips).iter()) {
+            let ip = at.get(&family).and_then(|a| a.get(&**key));
+            *vip = ip.map(|&ip| Vip {
+                addr: SocketAddr::new(ip, *port),
+                proto: *proto,
+            });
+        }
+        out
+    }
+
     fn derive_named(&mut self, gk: GroupKey, ip_vips: &mut BTreeSet<Vip>) {
         let GroupKey::Named { key, port, proto } = &gk else {
             return;
         };
         let named = (&**key, *port, *proto);
         let made = self.with_group(&gk, |g| named_group_services(named, g, &self.addrs));
-        let made = made.unwrap_or_default();
-        let mut vips = Vec::with_capacity(made.len()); // held: no growth slack
-        for (vip, spec) in made {
+        let mut vips = Families::default();
+        for (vip, spec) in made.unwrap_or_default() {
             self.named_at.insert(vip, key.clone());
             self.services.insert(vip, spec);
             ip_vips.insert(vip);
-            vips.push(vip);
+            vips = vips.with(Family::of(vip.addr.ip()));
         }
-        if !vips.is_empty() {
-            self.named_vips.insert(gk, vips);
+        if let Some(d) = self.groups.get_mut(&gk) {
+            d.vips = vips;
         }
     }
 
@@ -396,7 +385,7 @@ impl<K: Ord + Clone> IncrementalCatalog<K> {
     /// one part declares it, else merged from its parts.
     fn with_group<T>(&self, gk: &GroupKey, f: impl FnOnce(GroupView) -> T) -> Option<T> {
         let d = self.groups.get(gk)?;
-        if let [id] = &d.parts[..] {
+        if let [id] = d.parts() {
             let part = &self.parts[id];
             if let Some(pg) = part.group(gk) {
                 return Some(f(GroupView::One {

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::declare;
 use crate::marathon::apps::App;
-use crate::model::{PackedRecords, Proto, TaskRecord};
+use crate::model::{Backends, PackedRecords, Proto, TaskRecord};
 
 /// One app's share of the catalog: its VIP declarations, backends, task
 /// records and warnings, before named VIPs get addresses. Kept per app so an
@@ -41,7 +41,9 @@ pub struct AppPart {
 pub(super) struct PartGroup {
     pub(super) labels: Vec<String>,
     pub(super) framework: Option<String>,
-    pub(super) backends: Vec<(SocketAddr, u32)>,
+    /// Shared with the catalog's service of the group when that has them
+    /// all (one part declares the group and its backends are of one family).
+    pub(super) backends: Backends,
     pub(super) by_name: Vec<(HostPort, u32)>,
 }
 
