@@ -27,7 +27,7 @@ pub fn tune() -> bool {
 
 /// Returns the heap's free pages to the OS (`malloc_trim`): the thresholds
 /// above only return the heap's top, so a freed read's pages in the middle
-/// would stay mapped until malloc reuses them. ~1 ms at a 50 MB heap.
+/// would stay mapped until malloc reuses them.
 pub fn release_free_pages() {
     // SAFETY: malloc_trim only walks malloc's own free lists.
     unsafe { libc::malloc_trim(0) };
