@@ -201,10 +201,10 @@ impl Maps {
         }
         let members: Vec<MemberKey> = self.member_entries()?.into_iter().map(|(k, _)| k).collect();
         let cpus = nr_cpus()?;
-        let Some(m) = self.member_stats.as_mut() else {
-            return Ok(());
-        };
-        let dropped = m.sweep(&members, cpus);
+        let dropped = self
+            .member_stats
+            .as_mut()
+            .map_or(0, |m| m.sweep(members, cpus));
         if dropped > 0 {
             tracing::info!(
                 dropped,

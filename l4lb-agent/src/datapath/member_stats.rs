@@ -61,8 +61,7 @@ impl MemberStats {
 
     /// Removes the entries whose pair is not in `members` (the members
     /// map's keys); returns how many.
-    pub fn sweep(&mut self, members: &[MemberKey], cpus: usize) -> usize {
-        let mut members = members.to_vec();
+    pub fn sweep(&mut self, mut members: Vec<MemberKey>, cpus: usize) -> usize {
         members.sort_unstable();
         let orphans: Vec<MemberKey> = self
             .pairs(cpus)
@@ -155,13 +154,13 @@ mod tests {
             .filter(|k| k.backend_id % 3 != 0)
             .collect();
         let before = m.get(members[7].service_id, members[7].backend_id);
-        assert_eq!(m.sweep(&members, cpus), keys.len() - members.len());
+        assert_eq!(m.sweep(members.clone(), cpus), keys.len() - members.len());
         let mut left = m.pairs(cpus);
         left.sort_unstable();
         let mut want = members.clone();
         want.sort_unstable();
         assert_eq!(left, want);
         assert_eq!(m.get(members[7].service_id, members[7].backend_id), before);
-        assert_eq!(m.sweep(&members, cpus), 0, "a second sweep finds nothing");
+        assert_eq!(m.sweep(members, cpus), 0, "a second sweep finds nothing");
     }
 }
